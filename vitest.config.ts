@@ -1,0 +1,18 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+// Tests run against the sources of every part, not their build output.
+export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^@smw\/wiring$/, replacement: here("./wiring/src/index.ts") },
+      { find: /^@smw\/wiring\/cli$/, replacement: here("./wiring/src/cli/index.ts") },
+    ],
+  },
+  test: {
+    include: ["*/test/**/*.test.ts"],
+    testTimeout: 20_000,
+  },
+});

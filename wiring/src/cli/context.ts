@@ -1,0 +1,29 @@
+/**
+ * What every `smw` subcommand gets: where to write and how to report its exit
+ * status. Subcommands never call process.exit, so tests run them in-process.
+ */
+import type { Command } from "commander";
+
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+  /** Whether standard output is a terminal (progress bars, colour). */
+  isTty: boolean;
+}
+
+export interface CliContext {
+  io: CliIo;
+  /** The exit status the program ends with; the worst reported wins. */
+  setExitCode(code: ExitCode): void;
+}
+
+/** 0 success/feasible/clean, 1 a negative verdict, 2 bad input or unusable. */
+export type ExitCode = 0 | 1 | 2;
+
+/** Bad input from the user: printed as one message, exit status 2, no stack trace. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A part's contribution to the `smw` program. */
+export type CommandFactory = (context: CliContext) => Command;

@@ -1,0 +1,289 @@
+/**
+ * A validated testbed: what the rest of smw reads. Paths are absolute
+ * (resolved against the testbed file's folder), durations are milliseconds,
+ * every default is filled in.
+ */
+import path from "node:path";
+import type { ExhaustionModel } from "../plan/exhaustion-model.js";
+import type { ImageName, Level, LineRole, RawTestbed } from "./schema.js";
+
+export type { ImageName, Level, LineRole } from "./schema.js";
+
+export interface Line {
+  role: LineRole;
+  /** gpiochip label; the board translates label + offset to its sysfs number. */
+  chip: string;
+  offset: number;
+  activeLow: boolean;
+  initial: Level;
+  safe: Level;
+  label?: string;
+}
+
+export interface SerialEndpoint {
+  device: string;
+  baud: number;
+}
+
+export interface ImagePaths {
+  live: string;
+  golden: string;
+  manifest: string;
+}
+
+export type BoardControl =
+  | { kind: "links"; links: ReadonlyArray<{ peer: string; device: string }> }
+  | { kind: "bus"; device: string }
+  | { kind: "ethernet"; address: string; port: number };
+
+export interface Board {
+  id: string;
+  guards: string;
+  lines: Line[];
+  control: BoardControl;
+  hostLink: SerialEndpoint;
+  images: Record<ImageName, ImagePaths>;
+  keys: { signingPath: string; linkDir: string };
+}
+
+export interface ReplicaSettings {
+  checkpointInterval: number;
+  batchMax: number;
+  viewChangeTimeoutMs: number;
+}
+
+export interface Host {
+  id: string;
+  address: { host: string; port: number };
+  console: SerialEndpoint;
+  stateDir: string;
+  replica: ReplicaSettings;
+}
+
+export type ControlTopology = "mesh" | "ring" | "star" | "bus";
+
+export interface ControlNetwork {
+  transport: "serial" | "udp" | "tcp";
+  /** Serial only. */
+  baud?: number;
+  topology?: ControlTopology;
+  hub?: string;
+  heartbeatMs: number;
+  /** A peer silent for this long is declared silent (a fail-safe trigger). */
+  silenceBoundMs: number;
+  /** Upper bound on one-way delivery of a control frame. */
+  deliveryBoundMs: number;
+}
+
+export interface StepBudgets {
+  tShutdownMs: number;
+  tCheckcodeMs: number;
+  tRestorecodeMs: number;
+  tBootMs: number;
+  tTransferMs: number;
+}
+
+export interface Rejuvenation {
+  k: number;
+  kPrime: number;
+  f: number;
+  tPMs?: number;
+  tDMs?: number;
+  budgets: StepBudgets;
+  /** Host ids per group, in rejuvenation order (default: hosts in order, k per group). */
+  groups: string[][];
+}
+
+export type FailsafeAction =
+  | { kind: "hold-reset" }
+  | { kind: "power-off" }
+  | { kind: "alarm-line" }
+  | { kind: "webhook"; url: string }
+  | { kind: "exec"; argv: string[] };
+
+export interface Testbed {
+  /** Absolute path of the file it was read from. */
+  file: string;
+  name: string;
+  description?: string;
+  simulated: boolean;
+  operatorKeyPath: string;
+  timeliness: { procMaxMs: number; driftMaxPpm: number; clockOffsetBoundMs: number };
+  hosts: Host[];
+  boards: Board[];
+  controlNetwork: ControlNetwork;
+  rejuvenation: Rejuvenation;
+  tExhaust: ExhaustionModel;
+  failsafe: { actions: FailsafeAction[]; authFailureLimit: number };
+}
+
+/** What a line does when the file leaves its levels out: the safe choice for its role. */
+export const DEFAULT_LEVELS: Record<LineRole, { initial: Level; safe: Level }> = {
+  // Claiming must not reset a running host; a dead board must hold it in reset.
+  reset: { initial: "inactive", safe: "active" },
+  power: { initial: "active", safe: "active" },
+  // The code disk is writable only inside a restore.
+  "write-protect": { initial: "active", safe: "active" },
+  // active = the disk is switched to the board.
+  "storage-mux": { initial: "inactive", safe: "inactive" },
+  // A board that dies raises the alarm.
+  alarm: { initial: "inactive", safe: "active" },
+  status: { initial: "inactive", safe: "inactive" },
+};
+
+export const DEFAULT_REPLICA_SETTINGS: ReplicaSettings = {
+  checkpointInterval: 128,
+  batchMax: 32,
+  viewChangeTimeoutMs: 2_000,
+};
+
+/** Default group order: hosts in file order, k per group. */
+export function defaultGroups(hostIds: readonly string[], k: number): string[][] {
+  const groups: string[][] = [];
+  for (let i = 0; i < hostIds.length; i += k) groups.push(hostIds.slice(i, i + k));
+  return groups;
+}
+
+/** Builds the typed view of a raw testbed that passed every check. */
+export function toTestbed(raw: RawTestbed, file: string): Testbed {
+  const dir = path.dirname(file);
+  const at = (p: string) => path.resolve(dir, p);
+  const replicaDefaults: ReplicaSettings = {
+    checkpointInterval:
+      raw.replication?.checkpointInterval ?? DEFAULT_REPLICA_SETTINGS.checkpointInterval,
+    batchMax: raw.replication?.batchMax ?? DEFAULT_REPLICA_SETTINGS.batchMax,
+    viewChangeTimeoutMs:
+      raw.replication?.viewChangeTimeout ?? DEFAULT_REPLICA_SETTINGS.viewChangeTimeoutMs,
+  };
+  const k = raw.rejuvenation.k;
+  const kPrime = raw.rejuvenation.kPrime;
+  return {
+    file,
+    name: raw.name,
+    ...(raw.description === undefined ? {} : { description: raw.description }),
+    simulated: raw.simulated,
+    operatorKeyPath: at(raw.keys.operator),
+    timeliness: {
+      procMaxMs: raw.timeliness.procMax,
+      driftMaxPpm: raw.timeliness.driftMaxPpm,
+      clockOffsetBoundMs: raw.timeliness.clockOffsetBound,
+    },
+    hosts: raw.hosts.map((host) => {
+      const colon = host.address.lastIndexOf(":");
+      return {
+        id: host.id,
+        address: {
+          host: host.address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"),
+          port: Number(host.address.slice(colon + 1)),
+        },
+        console: { device: at(host.console.device), baud: host.console.baud },
+        stateDir: at(host.stateDir),
+        replica: {
+          checkpointInterval:
+            host.replica?.checkpointInterval ?? replicaDefaults.checkpointInterval,
+          batchMax: host.replica?.batchMax ?? replicaDefaults.batchMax,
+          viewChangeTimeoutMs:
+            host.replica?.viewChangeTimeout ?? replicaDefaults.viewChangeTimeoutMs,
+        },
+      };
+    }),
+    boards: raw.boards.map((board) => ({
+      id: board.id,
+      guards: board.guards,
+      lines: board.lines.map((line) => ({
+        role: line.role,
+        chip: line.chip,
+        offset: line.offset,
+        activeLow: line.activeLow,
+        initial: line.initial ?? DEFAULT_LEVELS[line.role].initial,
+        safe: line.safe ?? DEFAULT_LEVELS[line.role].safe,
+        ...(line.label === undefined ? {} : { label: line.label }),
+      })),
+      control: toBoardControl(board.control, raw.controlNetwork, at),
+      hostLink: { device: at(board.hostLink.device), baud: board.hostLink.baud },
+      images: {
+        os: imagePaths(board.images.os, at),
+        sm: imagePaths(board.images.sm, at),
+      },
+      keys: { signingPath: at(board.keys.signing), linkDir: at(board.keys.linkDir) },
+    })),
+    controlNetwork: {
+      transport: raw.controlNetwork.transport,
+      ...(raw.controlNetwork.transport === "serial"
+        ? {
+            baud: raw.controlNetwork.baud ?? 115200,
+            topology: raw.controlNetwork.topology ?? "mesh",
+            ...(raw.controlNetwork.hub === undefined ? {} : { hub: raw.controlNetwork.hub }),
+          }
+        : {}),
+      heartbeatMs: raw.controlNetwork.heartbeat,
+      silenceBoundMs: raw.controlNetwork.silenceBound,
+      deliveryBoundMs: raw.controlNetwork.deliveryBound,
+    },
+    rejuvenation: {
+      k,
+      kPrime,
+      f: raw.rejuvenation.f ?? k + kPrime,
+      ...(raw.rejuvenation.tP === undefined ? {} : { tPMs: raw.rejuvenation.tP }),
+      ...(raw.rejuvenation.tD === undefined ? {} : { tDMs: raw.rejuvenation.tD }),
+      budgets: {
+        tShutdownMs: raw.rejuvenation.budgets.tShutdown,
+        tCheckcodeMs: raw.rejuvenation.budgets.tCheckcode,
+        tRestorecodeMs: raw.rejuvenation.budgets.tRestorecode,
+        tBootMs: raw.rejuvenation.budgets.tBoot,
+        tTransferMs: raw.rejuvenation.budgets.tTransfer,
+      },
+      groups:
+        raw.rejuvenation.order ??
+        defaultGroups(
+          raw.hosts.map((h) => h.id),
+          k,
+        ),
+    },
+    tExhaust: toExhaustionModel(raw.tExhaust),
+    failsafe: {
+      actions: raw.failsafe.actions.map((action): FailsafeAction => {
+        if (typeof action === "string") return { kind: action };
+        if ("webhook" in action) return { kind: "webhook", url: action.webhook };
+        return { kind: "exec", argv: action.exec };
+      }),
+      authFailureLimit: raw.failsafe.authFailureLimit,
+    },
+  };
+}
+
+export function toExhaustionModel(raw: RawTestbed["tExhaust"]): ExhaustionModel {
+  if ("sequential" in raw) return { kind: "sequential", perReplicaMs: raw.sequential };
+  if ("parallel" in raw) return { kind: "parallel", allMs: raw.parallel };
+  return {
+    kind: "table",
+    byCountMs: new Map(Object.entries(raw.table).map(([x, ms]) => [Number(x), ms])),
+  };
+}
+
+function imagePaths(raw: RawTestbed["boards"][number]["images"]["os"], at: (p: string) => string) {
+  return { live: at(raw.live), golden: at(raw.golden), manifest: at(raw.manifest) };
+}
+
+function toBoardControl(
+  raw: RawTestbed["boards"][number]["control"],
+  network: RawTestbed["controlNetwork"],
+  at: (p: string) => string,
+): BoardControl {
+  if (network.transport !== "serial") {
+    return { kind: "ethernet", address: raw.address ?? "", port: raw.port ?? 0 };
+  }
+  if ((network.topology ?? "mesh") === "bus") return { kind: "bus", device: at(raw.device ?? "") };
+  return {
+    kind: "links",
+    links: Object.entries(raw.links ?? {}).map(([peer, device]) => ({ peer, device: at(device) })),
+  };
+}
+
+export function lineOf(board: Board, role: LineRole): Line | undefined {
+  return board.lines.find((line) => line.role === role);
+}
+
+export function boardGuarding(testbed: Testbed, hostId: string): Board | undefined {
+  return testbed.boards.find((board) => board.guards === hostId);
+}
