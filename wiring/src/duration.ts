@@ -38,7 +38,7 @@ export function parseDurationMs(text: string): number {
     const match = TERM.exec(trimmed);
     if (match === null) {
       throw new DurationError(
-        `"${text}" is not a duration (at "${trimmed.slice(position)}"); write e.g. 150ms, 20s, 5m, 2h, 30d or 1h30m`,
+        `"${text}" is not a duration; write e.g. 150ms, 20s, 5m, 2h, 30d or 1h30m`,
       );
     }
     const unitMs = UNIT_MS[match[2] as Unit];

@@ -6,7 +6,15 @@
  */
 
 import { describeControlNetwork } from "../testbed/summary.js";
-import type { Board, Host, Line, LineRole, Testbed } from "../testbed/testbed.js";
+import {
+  type Board,
+  displayPath,
+  groupOf,
+  type Host,
+  type Line,
+  type LineRole,
+  type Testbed,
+} from "../testbed/testbed.js";
 import { escapeXml } from "./svg.js";
 
 const FONT = 'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace"';
@@ -50,7 +58,7 @@ export function renderWiringDiagram(testbed: Testbed): string {
   const boardWidth = Math.max(
     260,
     ...rowsByBoard.flat().map((row) => row.text.length * CHAR_WIDTH + 2 * PAD),
-    ...testbed.boards.map((b) => boardTitle(b).length * CHAR_WIDTH * 1.1 + 2 * PAD),
+    ...testbed.boards.map((b) => boardTitle(b, testbed).length * CHAR_WIDTH * 1.1 + 2 * PAD),
   );
   const hostWidth = Math.max(
     240,
@@ -60,7 +68,9 @@ export function renderWiringDiagram(testbed: Testbed): string {
     }),
     ...testbed.hosts.map(
       (host) =>
-        `console ${host.console.device} @${host.console.baud}`.length * CHAR_WIDTH + 2 * PAD,
+        `console ${displayPath(testbed, host.console.device)} @${host.console.baud}`.length *
+          CHAR_WIDTH +
+        2 * PAD,
     ),
   );
 
@@ -71,7 +81,13 @@ export function renderWiringDiagram(testbed: Testbed): string {
       ? 40 + pairs.length * trackGap
       : 90;
   const boardX = 20 + controlWidth;
-  const wireLength = 230;
+  // Wide enough for the longest label written along a wire.
+  const wireLength = Math.max(
+    230,
+    ...testbed.boards.flatMap((board) =>
+      board.lines.map((line) => wireLabel(line).length * 5.6 + 40),
+    ),
+  );
   const hostX = boardX + boardWidth + wireLength;
   const width = Math.ceil(hostX + hostWidth + 20);
 
@@ -86,12 +102,12 @@ export function renderWiringDiagram(testbed: Testbed): string {
     const boxHeight = HEADER + rows.length * ROW + PAD;
     body.push(`<g id="board-${escapeXml(board.id)}">`);
     body.push(box(boardX, y, boardWidth, boxHeight, "#fafafa", "#212121"));
-    body.push(text(boardX + PAD, y + 17, boardTitle(board), { weight: "bold", size: 12 }));
+    body.push(text(boardX + PAD, y + 17, boardTitle(board, testbed), { weight: "bold", size: 12 }));
     if (host !== undefined) {
       body.push(box(hostX, y, hostWidth, boxHeight, "#fffde7", "#212121"));
       body.push(text(hostX + PAD, y + 17, hostTitle(host), { weight: "bold", size: 12 }));
       body.push(
-        text(hostX + PAD, y + boxHeight - PAD, `state ${host.stateDir}`, {
+        text(hostX + PAD, y + boxHeight - PAD, `state ${displayPath(testbed, host.stateDir)}`, {
           size: 9,
           colour: "#616161",
         }),
@@ -117,16 +133,21 @@ export function renderWiringDiagram(testbed: Testbed): string {
         );
         body.push(pin(hostX, rowY, LINK_COLOUR));
         body.push(
-          text((x1 + hostX) / 2, rowY - 4, `host link, serial ${board.hostLink.baud} baud`, {
+          text((x1 + hostX) / 2, rowY + 13, `host link, serial ${board.hostLink.baud} baud`, {
             anchor: "middle",
             size: 9,
             colour: LINK_COLOUR,
           }),
         );
         body.push(
-          text(hostX + PAD, rowY + 4, `console ${host.console.device} @${host.console.baud}`, {
-            colour: LINK_COLOUR,
-          }),
+          text(
+            hostX + PAD,
+            rowY + 4,
+            `console ${displayPath(testbed, host.console.device)} @${host.console.baud}`,
+            {
+              colour: LINK_COLOUR,
+            },
+          ),
         );
       } else if (row.kind === "control") {
         body.push(pin(boardX, rowY, CONTROL_COLOUR));
@@ -173,12 +194,17 @@ export function renderWiringDiagram(testbed: Testbed): string {
   ].join("\n");
 }
 
-function boardTitle(board: Board): string {
-  return `BOARD ${board.id} (guards ${board.guards})`;
+function boardTitle(board: Board, testbed: Testbed): string {
+  const group = groupOf(testbed, board.guards);
+  return `BOARD ${board.id} (guards ${board.guards}${group === undefined ? "" : `, group ${group}`})`;
 }
 
 function hostTitle(host: Host): string {
   return `HOST ${host.id}  payload ${host.address.host}:${host.address.port}`;
+}
+
+function wireLabel(line: Line): string {
+  return `${line.label ?? line.role}${line.activeLow ? " (active-low)" : ""}`;
 }
 
 export function lineLabel(line: Line): string {
@@ -193,7 +219,7 @@ function boardRows(board: Board, testbed: Testbed): BoardRow[] {
     line,
   }));
   rows.push({
-    text: `host link ${board.hostLink.device} @${board.hostLink.baud}`,
+    text: `host link ${displayPath(testbed, board.hostLink.device)} @${board.hostLink.baud}`,
     kind: "hostLink",
   });
   const control = board.control;
@@ -203,11 +229,11 @@ function boardRows(board: Board, testbed: Testbed): BoardRow[] {
       kind: "control",
     });
   } else if (control.kind === "bus") {
-    rows.push({ text: `control bus ${control.device}`, kind: "control" });
+    rows.push({ text: `control bus ${displayPath(testbed, control.device)}`, kind: "control" });
   } else {
     for (const link of control.links) {
       rows.push({
-        text: `control to ${link.peer}: ${link.device}`,
+        text: `control to ${link.peer}: ${displayPath(testbed, link.device)}`,
         kind: "control",
         peer: link.peer,
       });
@@ -228,7 +254,7 @@ function lineWire(line: Line, x1: number, hostX: number, y: number, hasHost: boo
     parts.push(pin(hostX, y, colour));
     parts.push(text(hostX + PAD, y + 4, terminal, { colour }));
     parts.push(
-      text(mid, y - 4, `${line.label ?? line.role}${line.activeLow ? " (active-low)" : ""}`, {
+      text(mid, y - 4, wireLabel(line), {
         anchor: "middle",
         size: 9,
         colour,

@@ -198,7 +198,10 @@ function checkControlNetwork(raw: RawTestbed, boardIds: Set<string>, add: Add): 
       add(where, `links and device are for serial control links; this one is ${network.transport}`);
     }
     if (board.control.address === undefined || board.control.port === undefined) {
-      add(where, `an ${network.transport} control network needs address and port on every board`);
+      add(
+        where,
+        `a ${network.transport.toUpperCase()} control network needs address and port on every board`,
+      );
       return;
     }
     const endpoint = `${board.control.address}:${board.control.port}`;
@@ -403,7 +406,7 @@ function checkFailsafe(raw: RawTestbed, add: Add): void {
     if (lacking.length > 0) {
       add(
         ["failsafe", "actions", a],
-        `${action} needs a ${role} line on every board; ${lacking.map((board) => board.id).join(", ")} ha${lacking.length === 1 ? "s" : "ve"} none`,
+        `${action} needs ${role === "alarm" ? "an" : "a"} ${role} line on every board; ${lacking.map((board) => board.id).join(", ")} ha${lacking.length === 1 ? "s" : "ve"} none`,
       );
     }
   });

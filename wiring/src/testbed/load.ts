@@ -59,7 +59,7 @@ export function loadTestbedFile(file: string, options: LoadOptions = {}): LoadRe
 export function parseTestbed(text: string, file: string, options: LoadOptions = {}): LoadResult {
   const displayName = options.displayName ?? file;
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   const located = (where: Array<string | number>, message: string, atKey = false): Problem => ({
     file: displayName,
     path: where,
@@ -76,7 +76,7 @@ export function parseTestbed(text: string, file: string, options: LoadOptions = 
           file: displayName,
           ...(pos === undefined ? {} : { line: pos.line, column: pos.col }),
           path: [],
-          message: `YAML: ${error.message.split("\n")[0]}`,
+          message: `YAML: ${(error.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "")}`,
         };
       }),
     };
@@ -166,8 +166,15 @@ function position(
         break;
       }
       node = pair.value;
-      // A key with no value (`offset:`) still has a position: the key's.
-      found = (pair.value as Node | null) ?? (isScalar(pair.key) ? pair.key : found);
+      // A collection is reported at its key (`controlNetwork:`), and so is a
+      // key with no value (`offset:`); a scalar at the value itself.
+      const value = pair.value as Node | null;
+      found =
+        value !== null && isScalar(value)
+          ? value
+          : isScalar(pair.key)
+            ? pair.key
+            : (value ?? found);
     } else if (isSeq(node) && typeof step === "number") {
       const item = node.items[step];
       if (item === undefined) break;

@@ -58,16 +58,10 @@ const positiveDurationMs = durationMs.refine((ms) => ms > 0, "must be longer tha
 const port = z.int().min(1).max(65535);
 
 /** `host:port`, `1.2.3.4:port` or `[::1]:port`. */
-const hostAndPort = z
-  .string()
-  .regex(
-    /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$/,
-    "expected host:port, e.g. 10.0.0.11:7001 or [fd00::11]:7001",
-  )
-  .refine((text) => {
-    const portNumber = Number(text.slice(text.lastIndexOf(":") + 1));
-    return portNumber >= 1 && portNumber <= 65535;
-  }, "port must be 1-65535");
+const hostAndPort = z.string().refine((text) => {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$/.exec(text);
+  return match !== null && Number(match[2]) >= 1 && Number(match[2]) <= 65535;
+}, "expected host:port with a port 1-65535, e.g. 10.0.0.11:7001 or [fd00::11]:7001");
 
 const line = z.strictObject({
   role: z.enum(LINE_ROLES),

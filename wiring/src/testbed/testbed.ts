@@ -287,3 +287,17 @@ export function lineOf(board: Board, role: LineRole): Line | undefined {
 export function boardGuarding(testbed: Testbed, hostId: string): Board | undefined {
   return testbed.boards.find((board) => board.guards === hostId);
 }
+
+/** A path as the testbed file wrote it: relative to the file's folder when inside it. */
+export function displayPath(testbed: Testbed, absolute: string): string {
+  const relative = path.relative(path.dirname(testbed.file), absolute);
+  return relative !== "" && !relative.startsWith("..") && !path.isAbsolute(relative)
+    ? relative
+    : absolute;
+}
+
+/** The 1-based rejuvenation group of a host. */
+export function groupOf(testbed: Testbed, hostId: string): number | undefined {
+  const index = testbed.rejuvenation.groups.findIndex((group) => group.includes(hostId));
+  return index < 0 ? undefined : index + 1;
+}
