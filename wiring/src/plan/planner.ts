@@ -323,11 +323,9 @@ export function methodologyStep3(model: ExhaustionModel, k: number, sumMs: numbe
         const ms = tExhaustMs(model, x);
         if (ms !== undefined && ms > sumMs) return result(x - 1);
       }
-      const first = tExhaustMs(model, 1);
-      if (first !== undefined && first > sumMs) return result(1);
       return {
         kPrimeMin: undefined,
-        reason: `no entry of the T_exhaust table (up to x = ${largest}) exceeds T_p + T_d = ${fmt(sumMs)}`,
+        reason: `no entry of the T_exhaust table for x >= 2 (it stops at x = ${largest}) exceeds T_p + T_d = ${fmt(sumMs)}; extend the table or shorten T_p + T_d`,
       };
     }
   }
