@@ -220,11 +220,13 @@ const modelArbitrary: fc.Arbitrary<ExhaustionModel> = fc.oneof(
     .map((ms) => ({ kind: "sequential" as const, perReplicaMs: ms })),
   fc.integer({ min: 1, max: 10 * DAY }).map((ms) => ({ kind: "parallel" as const, allMs: ms })),
   fc.array(fc.integer({ min: 1, max: 5 * DAY }), { minLength: 1, maxLength: 6 }).map((steps) => {
-    let total = 0;
-    return {
-      kind: "table" as const,
-      byCountMs: new Map(steps.map((step, i) => [i + 1, (total += step)])),
-    };
+    const byCountMs = new Map<number, number>();
+    let totalMs = 0;
+    steps.forEach((step, index) => {
+      totalMs += step;
+      byCountMs.set(index + 1, totalMs);
+    });
+    return { kind: "table" as const, byCountMs };
   }),
 );
 
