@@ -9,6 +9,11 @@ export default defineConfig({
     alias: [
       { find: /^@smw\/wiring$/, replacement: here("./wiring/src/index.ts") },
       { find: /^@smw\/wiring\/cli$/, replacement: here("./wiring/src/cli/index.ts") },
+      { find: /^@smw\/wormhole-board$/, replacement: here("./wormhole-board/src/index.ts") },
+      {
+        find: /^@smw\/wormhole-board\/cli$/,
+        replacement: here("./wormhole-board/src/cli/index.ts"),
+      },
     ],
   },
   test: {

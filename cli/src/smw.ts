@@ -10,6 +10,7 @@ import {
   UsageError,
   wiringCommands,
 } from "@smw/wiring/cli";
+import { wormholeBoardCommands } from "@smw/wormhole-board/cli";
 import { Command, CommanderError } from "commander";
 
 const VERSION = (
@@ -18,7 +19,7 @@ const VERSION = (
   }
 ).version;
 
-const PARTS = [...wiringCommands];
+const PARTS = [...wiringCommands, ...wormholeBoardCommands];
 
 export async function runSmw(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   let exitCode: ExitCode = 0;

@@ -1,0 +1,6 @@
+/** The board part's subcommands of `smw`. */
+import type { CommandFactory } from "@smw/wiring/cli";
+import { imageCommand } from "./image-command.js";
+import { keysCommand } from "./keys-command.js";
+
+export const wormholeBoardCommands: CommandFactory[] = [keysCommand, imageCommand];

@@ -1,0 +1,80 @@
+/**
+ * The images a board checks: regular files or block devices. A block device
+ * reports size 0 through stat, so its size comes from sysfs.
+ */
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import { MediaError } from "./media-error.js";
+
+export interface OpenImage {
+  fd: number;
+  sizeBytes: number;
+  kind: "file" | "block-device";
+}
+
+export function openImage(file: string, flags: "r" | "r+", what: string): OpenImage {
+  let fd: number;
+  try {
+    fd = openSync(file, flags);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EACCES" || code === "EPERM"
+          ? "permission denied"
+          : code === "EROFS"
+            ? "read-only file system"
+            : (error as Error).message;
+    throw new MediaError(`${file}: cannot open the ${what} (${reason})`);
+  }
+  try {
+    const stat = fstatSync(fd, { bigint: true });
+    if (stat.isFile()) return { fd, sizeBytes: Number(stat.size), kind: "file" };
+    if (stat.isBlockDevice())
+      return { fd, sizeBytes: blockDeviceSize(file, stat.rdev), kind: "block-device" };
+    throw new MediaError(`${file}: the ${what} is neither a regular file nor a block device`);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+function blockDeviceSize(file: string, rdev: bigint): number {
+  // Linux's dev_t encoding (see <sys/sysmacros.h>).
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  try {
+    const sectors = Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, "utf8").trim());
+    return sectors * 512;
+  } catch (error) {
+    throw new MediaError(
+      `${file}: cannot read the size of block device ${major}:${minor} (${(error as Error).message})`,
+    );
+  }
+}
+
+/** Reads exactly `length` bytes at `position` (short reads retried); throws on a short file. */
+export function readFully(
+  fd: number,
+  buffer: Buffer,
+  length: number,
+  position: number,
+  file: string,
+): void {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      n = readSync(fd, buffer, done, length - done, position + done);
+    } catch (error) {
+      throw new MediaError(
+        `${file}: read error at byte ${position + done} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      );
+    }
+    if (n === 0)
+      throw new MediaError(
+        `${file}: ends at byte ${position + done}, expected ${position + length}`,
+      );
+    done += n;
+  }
+}

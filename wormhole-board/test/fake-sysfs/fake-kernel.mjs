@@ -1,0 +1,37 @@
+// A stand-in for the kernel's sysfs GPIO class, for tests only. Runs inside a
+// private mount namespace whose /sys/class is a tmpfs: `export` and `unexport`
+// are FIFOs; each number written to `export` becomes a gpioN folder with the
+// attribute files the kernel would create, and every write is logged.
+import { appendFileSync, createReadStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
+
+const root = process.argv[2];
+const log = process.argv[3];
+
+function serve(name, handle) {
+  const stream = createReadStream(`${root}/${name}`);
+  let text = "";
+  stream.on("data", (chunk) => {
+    text += chunk;
+  });
+  stream.on("end", () => {
+    // Writes that arrive in one read are told apart by their newlines.
+    for (const number of text.split(/\s+/).filter(Boolean)) {
+      appendFileSync(log, `${name} ${number}\n`);
+      handle(number);
+    }
+    serve(name, handle);
+  });
+}
+
+serve("export", (number) => {
+  const dir = `${root}/gpio${number}`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/direction`, "in\n");
+  writeFileSync(`${dir}/value`, "0\n");
+  writeFileSync(`${dir}/active_low`, "0\n");
+  writeFileSync(`${dir}/edge`, "none\n");
+});
+serve("unexport", (number) => {
+  rmSync(`${root}/gpio${number}`, { recursive: true, force: true });
+});
+process.stdout.write("ready\n");
