@@ -6,8 +6,9 @@ import { closeSync, existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { digestChunk } from "./chunk-digest.js";
 import type { HashReply, HashRequest, HashWorkerData } from "./hash-worker.js";
-import { openImage } from "./image-file.js";
+import { openImage, readFully } from "./image-file.js";
 import { chunkCount, type Manifest } from "./manifest.js";
 import { MediaError } from "./media-error.js";
 
@@ -57,7 +58,12 @@ export async function verifyImage(
   };
 }
 
-/** The digest of every chunk of `file`, in order. */
+/**
+ * The digest of every chunk of `file`, in order. Worker threads take batches
+ * as they come free; the calling thread hashes too, one chunk at a time with a
+ * yield between, so a small image is done before a worker has even started
+ * (about 60 ms) and the event loop stays responsive.
+ */
 export async function hashChunks(
   file: string,
   manifest: Manifest,
@@ -69,8 +75,8 @@ export async function hashChunks(
   // Batches of about 16 MiB: long enough for read-ahead, short enough to balance.
   const batch =
     options.batchChunks ?? Math.max(1, Math.floor((16 * 1024 * 1024) / manifest.chunkSizeBytes));
-  const batches = Math.ceil(count / batch);
-  const workerCount = Math.max(1, Math.min(options.workers ?? availableParallelism(), batches));
+  const threads = Math.max(1, options.workers ?? availableParallelism());
+  const workerCount = Math.min(threads - 1, Math.ceil(count / batch) - 1);
   const workerData: HashWorkerData = {
     file,
     sizeBytes: manifest.sizeBytes,
@@ -79,47 +85,72 @@ export async function hashChunks(
   };
   let next = 0;
   let doneBytes = 0;
-  const workers: Worker[] = [];
-  try {
-    await new Promise<void>((resolve, reject) => {
-      let running = 0;
-      const feed = (worker: Worker) => {
-        if (next >= count) {
-          worker.postMessage({ stop: true } satisfies HashRequest);
-          running--;
-          if (running === 0) resolve();
-          return;
-        }
-        const from = next;
-        next = Math.min(count, next + batch);
-        worker.postMessage({ from, to: next } satisfies HashRequest);
-      };
-      for (let w = 0; w < workerCount; w++) {
-        const worker = new Worker(hashWorkerPath(), { workerData });
-        workers.push(worker);
-        running++;
-        worker.on("message", (reply: HashReply) => {
-          if ("error" in reply) {
-            reject(new MediaError(reply.error));
-            return;
-          }
-          reply.digests.forEach((digest, i) => {
-            digests[reply.from + i] = digest;
-          });
-          doneBytes = Math.min(
-            manifest.sizeBytes,
-            doneBytes + reply.digests.length * manifest.chunkSizeBytes,
-          );
-          options.onProgress?.(doneBytes, manifest.sizeBytes);
-          feed(worker);
-        });
-        worker.on("error", (error) => reject(new MediaError(`hashing ${file}: ${error.message}`)));
-        feed(worker);
-      }
+  let failure: Error | undefined;
+  const record = (from: number, batchDigests: readonly string[]) => {
+    batchDigests.forEach((digest, i) => {
+      digests[from + i] = digest;
     });
+    doneBytes = Math.min(
+      manifest.sizeBytes,
+      doneBytes + batchDigests.length * manifest.chunkSizeBytes,
+    );
+    options.onProgress?.(doneBytes, manifest.sizeBytes);
+  };
+  const workers: Worker[] = [];
+  // The batch each worker is hashing now, if any.
+  const inFlight = new Map<Worker, Promise<void>>();
+  for (let w = 0; w < workerCount; w++) {
+    const worker = new Worker(hashWorkerPath(), { workerData });
+    workers.push(worker);
+    let settle: () => void = () => {};
+    const feed = () => {
+      settle();
+      inFlight.delete(worker);
+      if (next >= count || failure !== undefined) return;
+      const from = next;
+      next = Math.min(count, next + batch);
+      inFlight.set(
+        worker,
+        new Promise<void>((resolve) => {
+          settle = resolve;
+        }),
+      );
+      worker.postMessage({ from, to: next } satisfies HashRequest);
+    };
+    worker.on("message", (reply: HashReply) => {
+      if ("error" in reply) failure ??= new MediaError(reply.error);
+      else record(reply.from, reply.digests);
+      feed();
+    });
+    worker.on("error", (error) => {
+      failure ??= new MediaError(`hashing ${file}: ${error.message}`);
+      feed();
+    });
+    worker.on("online", feed);
+  }
+  try {
+    const fd = openImage(file, "r", options.what ?? "image").fd;
+    try {
+      const buffer = Buffer.allocUnsafe(manifest.chunkSizeBytes);
+      while (next < count && failure === undefined) {
+        const i = next++;
+        const position = i * manifest.chunkSizeBytes;
+        const length = Math.min(manifest.chunkSizeBytes, manifest.sizeBytes - position);
+        readFully(fd, buffer, length, position, file);
+        record(i, [
+          digestChunk(manifest.chunkAlgorithm, buffer.subarray(0, length)).toString("hex"),
+        ]);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    // Workers still busy with a batch finish it; those not yet started are not waited for.
+    while (inFlight.size > 0) await Promise.all(inFlight.values());
   } finally {
     await Promise.all(workers.map((worker) => worker.terminate()));
   }
+  if (failure !== undefined) throw failure;
   return digests;
 }
 

@@ -1,0 +1,127 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Board, Line } from "@smw/wiring";
+import {
+  acquireLineLock,
+  BoardLines,
+  LineError,
+  LineReadBackError,
+  SimulatedLines,
+} from "@smw/wormhole-board";
+import { afterEach, describe, expect, it } from "vitest";
+
+const line = (
+  role: Line["role"],
+  offset: number,
+  activeLow: boolean,
+  initial: Line["initial"],
+  safe: Line["safe"],
+): Line => ({
+  role,
+  chip: "sim-b1",
+  offset,
+  activeLow,
+  initial,
+  safe,
+});
+
+const board = {
+  id: "b1",
+  guards: "h1",
+  lines: [
+    line("reset", 0, true, "inactive", "active"),
+    line("power", 1, false, "active", "active"),
+    line("write-protect", 2, false, "active", "active"),
+    line("alarm", 3, false, "inactive", "active"),
+  ],
+} as unknown as Board;
+
+describe("board lines on the simulated backend", () => {
+  it("claims every line at its initial level, with active-low wiring inverted on the wire", () => {
+    const sim = new SimulatedLines();
+    const lines = BoardLines.claim(board, sim);
+    expect(sim.isHigh("sim-b1", 0)).toBe(true); // reset inactive, active-low: high
+    expect(sim.isHigh("sim-b1", 1)).toBe(true);
+    expect(sim.isHigh("sim-b1", 2)).toBe(true);
+    expect(sim.isHigh("sim-b1", 3)).toBe(false);
+    expect(lines.get("reset")).toBe("inactive");
+    expect(sim.history.filter((e) => e.kind === "claim")).toHaveLength(4);
+    lines.releaseAll();
+  });
+
+  it("can start at the safe levels (a latched fail-safe holds the host in reset from the first instant)", () => {
+    const sim = new SimulatedLines();
+    const lines = BoardLines.claim(board, sim, { levels: "safe" });
+    expect(lines.get("reset")).toBe("active");
+    expect(sim.isHigh("sim-b1", 0)).toBe(false);
+    // Exactly one change per line: no glitch through another level.
+    expect(sim.history.map((e) => e.level)).toEqual(["active", "active", "active", "active"]);
+    lines.releaseAll();
+  });
+
+  it("reads back every write and refuses a line that does not follow", () => {
+    const sim = new SimulatedLines();
+    const lines = BoardLines.claim(board, sim);
+    lines.set("reset", "active");
+    expect(sim.isHigh("sim-b1", 0)).toBe(false);
+    sim.stick("sim-b1", 2, true);
+    expect(() => lines.set("write-protect", "inactive")).toThrow(LineReadBackError);
+    expect(() => lines.set("write-protect", "inactive")).toThrow(
+      "was set inactive but reads back active",
+    );
+    lines.releaseAll();
+  });
+
+  it("drives every line to its safe level on release, once, and refuses use afterwards", () => {
+    const sim = new SimulatedLines();
+    const lines = BoardLines.claim(board, sim);
+    lines.set("alarm", "inactive");
+    expect(lines.releaseAll()).toEqual([]);
+    expect(sim.isHigh("sim-b1", 0)).toBe(false); // reset held
+    expect(sim.isHigh("sim-b1", 3)).toBe(true); // alarm raised
+    expect(sim.history.filter((e) => e.kind === "release").map((e) => [e.role, e.level])).toEqual([
+      ["reset", "active"],
+      ["power", "active"],
+      ["write-protect", "active"],
+      ["alarm", "active"],
+    ]);
+    lines.releaseAll();
+    expect(sim.history.filter((e) => e.kind === "release")).toHaveLength(4);
+    expect(() => lines.set("reset", "inactive")).toThrow(LineError);
+  });
+
+  it("claims only the roles asked for, and refuses a pin claimed twice", () => {
+    const sim = new SimulatedLines();
+    const wp = BoardLines.claim(board, sim, { roles: ["write-protect"] });
+    expect(wp.roles()).toEqual(["write-protect"]);
+    expect(sim.isClaimed("sim-b1", 0)).toBe(false);
+    expect(() => BoardLines.claim(board, sim)).toThrow(
+      "is already claimed as the write-protect line",
+    );
+    // The failed claim released what it had claimed before failing.
+    expect(sim.isClaimed("sim-b1", 0)).toBe(false);
+    wp.releaseAll();
+  });
+});
+
+describe("the line lock", () => {
+  let dir = "";
+  afterEach(() => {
+    if (dir !== "") rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("refuses a second owner while the first lives, and takes over a lock left by a dead process", () => {
+    dir = mkdtempSync(path.join(tmpdir(), "smw-lock-"));
+    const lockPath = path.join(dir, "lines.lock");
+    // PID 1 always runs: a live owner.
+    writeFileSync(lockPath, "1\n");
+    expect(() => acquireLineLock(lockPath)).toThrow("the lines are owned by process 1");
+    // A PID that cannot exist: a stale lock.
+    writeFileSync(lockPath, "4194305\n");
+    const lock = acquireLineLock(lockPath);
+    expect(readFileSync(lockPath, "utf8").trim()).toBe(String(process.pid));
+    lock.release();
+    expect(() => readFileSync(lockPath)).toThrow();
+  });
+});

@@ -1,0 +1,339 @@
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const bin = path.join(root, "bin", "smw.js");
+const dir = mkdtempSync(path.join(tmpdir(), "smw-image-cli-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function smw(...args: string[]) {
+  const run = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 60_000 });
+  expect(run.stderr).not.toMatch(/\n\s+at /);
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+const golden = path.join(dir, "golden.img");
+const manifest = path.join(dir, "golden.manifest.json");
+const key = path.join(dir, "keys", "operator.key");
+const pub = path.join(dir, "keys", "operator.pub");
+const CHUNK = 256 * 1024;
+
+function copyGolden(name: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, readFileSync(golden));
+  return file;
+}
+
+function poke(file: string, position: number, text: string): void {
+  const fd = openSync(file, "r+");
+  writeSync(fd, Buffer.from(text), 0, text.length, position);
+  closeSync(fd);
+}
+
+beforeAll(() => {
+  expect(existsSync(path.join(root, "cli", "dist", "smw.js")), "build first: npm run build").toBe(
+    true,
+  );
+  writeFileSync(golden, randomBytes(64 * CHUNK));
+  expect(smw("keys", "gen", "--out", path.join(dir, "keys")).code).toBe(0);
+  const sealed = smw(
+    "image",
+    "seal",
+    golden,
+    "--key",
+    key,
+    "-o",
+    manifest,
+    "--chunk-size",
+    "256KiB",
+    "--name",
+    "os",
+  );
+  expect(sealed.code).toBe(0);
+});
+
+describe("smw image", () => {
+  it("seal writes a manifest whose sha256 is what sha256sum prints", () => {
+    const m = JSON.parse(readFileSync(manifest, "utf8"));
+    expect(m).toMatchObject({
+      image: "os",
+      chunkSizeBytes: CHUNK,
+      sizeBytes: 64 * CHUNK,
+      sha256: sha(golden),
+    });
+  });
+
+  it("verify: exit 0 clean, 1 corrupted with the chunk indexes in JSON", () => {
+    const live = copyGolden("live.img");
+    const clean = smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+    expect(clean.code).toBe(0);
+    expect(JSON.parse(clean.stdout)).toMatchObject({
+      clean: true,
+      badChunks: [],
+      bytesRead: 64 * CHUNK,
+    });
+    poke(live, 5 * CHUNK + 9, "x");
+    poke(live, 63 * CHUNK, "y");
+    const bad = smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({
+      clean: false,
+      badChunks: [5, 63],
+      bytesRead: 64 * CHUNK,
+    });
+    const text = smw("image", "verify", live, "--manifest", manifest, "--pub", pub);
+    expect(text.stdout).toContain("CORRUPTED, 2 of 64 chunks differ");
+  });
+
+  it("verify --golden finds a tampered golden medium", () => {
+    const goldenCopy = copyGolden("golden-copy.img");
+    expect(
+      smw("image", "verify", goldenCopy, "--manifest", manifest, "--pub", pub, "--golden").code,
+    ).toBe(0);
+    poke(goldenCopy, 17, "rootkit");
+    const result = smw(
+      "image",
+      "verify",
+      goldenCopy,
+      "--manifest",
+      manifest,
+      "--pub",
+      pub,
+      "--golden",
+    );
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("the golden copy itself is bad");
+  });
+
+  it("restore repairs what verify found and reports the bytes written", () => {
+    const live = copyGolden("restore.img");
+    poke(live, 2 * CHUNK + 4096 * 5, "abc");
+    poke(live, 40 * CHUNK, "def");
+    const result = smw(
+      "image",
+      "restore",
+      live,
+      "--from",
+      golden,
+      "--manifest",
+      manifest,
+      "--pub",
+      pub,
+      "--json",
+    );
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      clean: true,
+      chunksRestored: 2,
+      bytesWritten: 8192,
+    });
+    expect(sha(live)).toBe(sha(golden));
+  });
+
+  it("restore drives a simulated testbed's write-protect line, and refuses a board without one", () => {
+    const testbed = path.join(root, "wiring", "test", "fixtures", "valid-serial.yaml");
+    const live = copyGolden("wp.img");
+    poke(live, 1, "z");
+    const ok = smw(
+      "image",
+      "restore",
+      live,
+      "--from",
+      golden,
+      "--manifest",
+      manifest,
+      "--pub",
+      pub,
+      "--testbed",
+      testbed,
+      "--board",
+      "b1",
+    );
+    expect(ok.stderr).toContain("has no write-protect line");
+    expect(ok.code).toBe(2);
+    const rig = path.join(root, "wiring", "examples", "rig-6.yaml");
+    const done = smw(
+      "image",
+      "restore",
+      live,
+      "--from",
+      golden,
+      "--manifest",
+      manifest,
+      "--pub",
+      pub,
+      "--testbed",
+      rig,
+      "--board",
+      "b3",
+    );
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain(
+      "restored: 1 of 1 corrupted chunks repaired, 4096 bytes written in 1 pages",
+    );
+  });
+
+  it.each([
+    [
+      ["image", "verify", "LIVE", "--manifest", "MANIFEST", "--pub", "WRONGPUB"],
+      "not by the given public key",
+    ],
+    [["image", "verify", "SHORT", "--manifest", "MANIFEST", "--pub", "PUB"], "truncated"],
+    [["image", "verify", "NOFILE", "--manifest", "MANIFEST", "--pub", "PUB"], "no such file"],
+    [
+      ["image", "verify", "LIVE", "--manifest", "NOFILE", "--pub", "PUB"],
+      "cannot read the manifest (no such file)",
+    ],
+    [
+      ["image", "seal", "GOLDEN", "--key", "KEY", "-o", "OUT", "--chunk-size", "3000"],
+      "not a power of two",
+    ],
+    [
+      ["image", "seal", "GOLDEN", "--key", "KEY", "-o", "OUT", "--chunk-size", "lots"],
+      "expected a size",
+    ],
+    [["image", "seal", "GOLDEN", "--key", "LOOSEKEY", "-o", "OUT"], "readable by group or others"],
+    [
+      ["image", "restore", "LIVE", "--from", "BADGOLDEN", "--manifest", "MANIFEST", "--pub", "PUB"],
+      "golden copy is corrupted, nothing was written",
+    ],
+    [
+      [
+        "image",
+        "restore",
+        "LIVE",
+        "--from",
+        "GOLDEN",
+        "--manifest",
+        "MANIFEST",
+        "--pub",
+        "PUB",
+        "--board",
+        "b1",
+      ],
+      "--testbed and --board go together",
+    ],
+    [["keys", "gen", "--out", "KEYDIR"], "refusing to overwrite"],
+  ])("bad input %j exits 2: %s", (args, message) => {
+    const live = copyGolden("bad-input-live.img");
+    poke(live, 100, "q");
+    const liveBefore = sha(live);
+    const short = path.join(dir, "short.img");
+    writeFileSync(short, "tiny");
+    const badGolden = copyGolden("bad-golden.img");
+    poke(badGolden, 100, "rot");
+    const wrong = path.join(dir, "wrong");
+    if (!existsSync(`${wrong}/intruder.pub`))
+      smw("keys", "gen", "--out", wrong, "--name", "intruder");
+    const loose = path.join(dir, "loose.key");
+    writeFileSync(loose, readFileSync(key), { mode: 0o644 });
+    const names: Record<string, string> = {
+      LIVE: live,
+      SHORT: short,
+      NOFILE: path.join(dir, "missing"),
+      MANIFEST: manifest,
+      PUB: pub,
+      WRONGPUB: `${wrong}/intruder.pub`,
+      GOLDEN: golden,
+      BADGOLDEN: badGolden,
+      KEY: key,
+      LOOSEKEY: loose,
+      OUT: path.join(dir, "out.json"),
+      KEYDIR: path.join(dir, "keys"),
+    };
+    const result = smw(...args.map((a) => names[a] ?? a));
+    expect(result.stderr).toContain(message);
+    expect(result.code).toBe(2);
+    expect(sha(live)).toBe(liveBefore);
+  });
+});
+
+describe("a restore killed at any instant", () => {
+  it("leaves a state the next verify reports and the next restore completes", async () => {
+    const live = path.join(dir, "killed.img");
+    const goldenBytes = readFileSync(golden);
+    const damage = () => {
+      writeFileSync(live, goldenBytes);
+      // Every chunk damaged in every other page: much to write.
+      for (let c = 0; c < 64; c++)
+        for (let p = 0; p < CHUNK / 4096; p += 2) poke(live, c * CHUNK + p * 4096 + 11, "!");
+    };
+    const restoredChunks = () => {
+      const bytes = readFileSync(live);
+      let restored = 0;
+      for (let c = 0; c < 64; c++)
+        if (
+          bytes.compare(goldenBytes, c * CHUNK, (c + 1) * CHUNK, c * CHUNK, (c + 1) * CHUNK) === 0
+        )
+          restored++;
+      return restored;
+    };
+    const outcomes: number[] = [];
+    for (const extraDelayMs of [0, 1, 2, 3, 5, 8, 12, 20]) {
+      damage();
+      const child = spawn(
+        process.execPath,
+        [bin, "image", "restore", live, "--from", golden, "--manifest", manifest, "--pub", pub],
+        {
+          stdio: "ignore",
+        },
+      );
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      // Wait until the writes have begun (the first damaged page is repaired), then kill.
+      const fd = openSync(live, "r");
+      const probe = Buffer.alloc(1);
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && child.exitCode === null) {
+        readSync(fd, probe, 0, 1, 11);
+        if (probe[0] === goldenBytes[11]) break;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      closeSync(fd);
+      await new Promise((resolve) => setTimeout(resolve, extraDelayMs));
+      child.kill("SIGKILL");
+      await exited;
+      const restored = restoredChunks();
+      outcomes.push(restored);
+      const verify = smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+      expect(verify.code, `after a kill ${extraDelayMs} ms into the writes`).toBe(
+        restored === 64 ? 0 : 1,
+      );
+      if (restored < 64) expect(JSON.parse(verify.stdout).badChunks).toHaveLength(64 - restored);
+      const restore = smw(
+        "image",
+        "restore",
+        live,
+        "--from",
+        golden,
+        "--manifest",
+        manifest,
+        "--pub",
+        pub,
+        "--json",
+      );
+      expect(restore.code, `restore after a kill ${extraDelayMs} ms into the writes`).toBe(0);
+      expect(sha(live)).toBe(sha(golden));
+    }
+    // At least one kill landed in the middle of the writes.
+    expect(
+      outcomes.some((restored) => restored > 0 && restored < 64),
+      `chunks restored at each kill: ${outcomes}`,
+    ).toBe(true);
+  });
+});
