@@ -37,6 +37,7 @@ interface ScenarioResult {
   "throw:exit": number;
   "throw:log": string[];
   "wait:exit": number | string;
+  "exit:exit": number;
 }
 
 describe.skipIf(reason !== undefined)("the sysfs backend against a fake sysfs tree", () => {
@@ -99,6 +100,11 @@ describe.skipIf(reason !== undefined)("the sysfs backend against a fake sysfs tr
   it("drives every line to its safe level on release", () => {
     const released = result.steps.releasedValues as Record<string, Files>;
     for (const n of ["529", "534", "539", "595"]) expect(released[n]?.value).toBe("1");
+  });
+
+  it("drives every line safe on a normal exit", () => {
+    expect(result["exit:exit"]).toBe(0);
+    for (const n of ["529", "534", "595"]) expect(result.steps["exit:after"]?.[n]?.value).toBe("1");
   });
 
   it("drives every line safe on an uncaught error and on SIGTERM, leaving them exported so the level holds", () => {

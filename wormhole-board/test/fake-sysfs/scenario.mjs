@@ -120,7 +120,7 @@ result.steps.released = snapshot();
 result.log = readFileSync(log, "utf8").trim().split("\n").filter(Boolean);
 
 // Crash paths, each in a process of its own: the lines must end at their safe levels.
-for (const how of ["throw", "wait"]) {
+for (const how of ["throw", "wait", "exit"]) {
   writeFileSync(log, "");
   const child = spawn(
     process.execPath,
