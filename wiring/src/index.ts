@@ -14,3 +14,5 @@ export * from "./testbed/problem.js";
 export * from "./testbed/schema.js";
 export * from "./testbed/summary.js";
 export * from "./testbed/testbed.js";
+export * from "./wire/control-frame.js";
+export * from "./wire/control-messages.js";

@@ -1,13 +1,18 @@
 /**
  * @smw/wormhole-board: the local SMW, the trusted part next to each payload
- * host. Today: its lines (GPIO) and its media (manifests, verify, restore).
+ * host: its lines (GPIO), its media (manifests, verify, restore), and the
+ * cores without I/O of the distributed wormhole with their simulation.
  */
+export * from "./coordinator/board-core.js";
+export * from "./coordinator/group-schedule.js";
+export * from "./failsafe/failsafe-core.js";
 export * from "./lines/board-lines.js";
 export * from "./lines/line.js";
 export * from "./lines/line-lock.js";
 export * from "./lines/simulated-lines.js";
 export * from "./lines/sysfs-chips.js";
 export * from "./lines/sysfs-lines.js";
+export * from "./link/peer-monitor.js";
 export * from "./media/chunk-digest.js";
 export * from "./media/image-file.js";
 export * from "./media/keys.js";
@@ -16,3 +21,7 @@ export * from "./media/media-error.js";
 export * from "./media/restore.js";
 export * from "./media/seal.js";
 export * from "./media/verify.js";
+export * from "./recovery/recovery-core.js";
+export * from "./sim/cluster-sim.js";
+export * from "./sim/prng.js";
+export * from "./timely/timely-core.js";

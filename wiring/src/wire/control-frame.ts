@@ -1,0 +1,163 @@
+/**
+ * Frames of the control link between boards: one line of text each, bounded
+ * in size, authenticated with HMAC-SHA256 under the key the two boards share,
+ * and numbered per sender so a replayed frame is refused.
+ *
+ *   smw1 <from> <to> <epoch> <seq> <type> <body> <mac>\n
+ *
+ * <epoch> is the sender's boot count (a restarted board starts a new epoch, so
+ * its sequence numbers may start again); <seq> counts frames from 1 within it;
+ * <body> is base64url of a JSON object; <mac> is the hex HMAC-SHA256 of all
+ * that precedes it, space included. Parsing never throws: a frame is accepted
+ * or rejected with a reason, and the link counts the reasons.
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+
+export const CONTROL_FRAME_VERSION = "smw1";
+/** Longest frame accepted, newline excluded. */
+export const MAX_CONTROL_FRAME_BYTES = 2048;
+
+const ID = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
+const TYPE = /^[A-Z][A-Z0-9_]{0,23}$/;
+const UINT = /^(0|[1-9]\d{0,15})$/;
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export interface ControlFrame {
+  from: string;
+  to: string;
+  epoch: number;
+  seq: number;
+  type: string;
+  body: Record<string, unknown>;
+}
+
+export type FrameRejection =
+  | "oversized"
+  | "malformed"
+  | "not-for-us"
+  | "unknown-sender"
+  | "forged"
+  | "replayed";
+
+export type FrameResult =
+  | { ok: true; frame: ControlFrame }
+  | { ok: false; reason: FrameRejection; from?: string };
+
+export function encodeControlFrame(frame: ControlFrame, key: Uint8Array): string {
+  const body = Buffer.from(JSON.stringify(frame.body), "utf8").toString("base64url");
+  const head = `${CONTROL_FRAME_VERSION} ${frame.from} ${frame.to} ${frame.epoch} ${frame.seq} ${frame.type} ${body}`;
+  const line = `${head} ${mac(key, head)}`;
+  if (Buffer.byteLength(line) > MAX_CONTROL_FRAME_BYTES) {
+    throw new RangeError(
+      `a ${frame.type} frame of ${Buffer.byteLength(line)} bytes exceeds ${MAX_CONTROL_FRAME_BYTES}`,
+    );
+  }
+  return `${line}\n`;
+}
+
+/**
+ * Checks a received line: shape, addressee, sender, MAC. Replay is checked
+ * separately (ReplayGuard), after the MAC, so forged frames cannot move the window.
+ */
+export function decodeControlFrame(
+  line: string,
+  self: string,
+  keyOf: (peer: string) => Uint8Array | undefined,
+): FrameResult {
+  const text = line.endsWith("\n") ? line.slice(0, -1) : line;
+  if (Buffer.byteLength(text) > MAX_CONTROL_FRAME_BYTES) return { ok: false, reason: "oversized" };
+  const fields = text.split(" ");
+  if (fields.length !== 8) return { ok: false, reason: "malformed" };
+  const [version, from, to, epoch, seq, type, body, tag] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  if (
+    version !== CONTROL_FRAME_VERSION ||
+    !ID.test(from) ||
+    !ID.test(to) ||
+    !UINT.test(epoch) ||
+    !UINT.test(seq)
+  ) {
+    return { ok: false, reason: "malformed" };
+  }
+  if (!TYPE.test(type) || !BASE64URL.test(body) || !HEX64.test(tag))
+    return { ok: false, reason: "malformed" };
+  if (to !== self) return { ok: false, reason: "not-for-us", from };
+  const key = keyOf(from);
+  if (key === undefined) return { ok: false, reason: "unknown-sender", from };
+  const expected = Buffer.from(mac(key, text.slice(0, text.length - 65)), "hex");
+  if (!timingSafeEqual(expected, Buffer.from(tag, "hex")))
+    return { ok: false, reason: "forged", from };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
+  } catch {
+    return { ok: false, reason: "malformed", from };
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    return { ok: false, reason: "malformed", from };
+  const seqNumber = Number(seq);
+  const epochNumber = Number(epoch);
+  if (!Number.isSafeInteger(seqNumber) || !Number.isSafeInteger(epochNumber) || seqNumber < 1) {
+    return { ok: false, reason: "malformed", from };
+  }
+  return {
+    ok: true,
+    frame: {
+      from,
+      to,
+      epoch: epochNumber,
+      seq: seqNumber,
+      type,
+      body: parsed as Record<string, unknown>,
+    },
+  };
+}
+
+function mac(key: Uint8Array, text: string): string {
+  return createHmac("sha256", key).update(text, "utf8").digest("hex");
+}
+
+/**
+ * Per-sender replay protection with a sliding window (as IPsec's), so that a
+ * datagram transport may reorder a little: a frame is accepted once, and only
+ * if it is newer than the window's floor. A higher epoch (the sender
+ * restarted) starts a fresh window; a lower one is a replay.
+ */
+export class ReplayGuard {
+  private readonly state = new Map<string, { epoch: number; highest: number; seen: bigint }>();
+
+  constructor(private readonly windowSize = 64) {}
+
+  accept(from: string, epoch: number, seq: number): boolean {
+    const current = this.state.get(from);
+    if (current === undefined || epoch > current.epoch) {
+      this.state.set(from, { epoch, highest: seq, seen: 1n });
+      return true;
+    }
+    if (epoch < current.epoch) return false;
+    if (seq > current.highest) {
+      const shift = BigInt(seq - current.highest);
+      current.seen =
+        shift >= BigInt(this.windowSize)
+          ? 1n
+          : ((current.seen << shift) | 1n) & ((1n << BigInt(this.windowSize)) - 1n);
+      current.highest = seq;
+      return true;
+    }
+    const age = current.highest - seq;
+    if (age >= this.windowSize) return false;
+    const bit = 1n << BigInt(age);
+    if ((current.seen & bit) !== 0n) return false;
+    current.seen |= bit;
+    return true;
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * What boards say to each other over the control link. Each message is a
+ * frame type and a JSON body; bodies from the wire are checked field by field
+ * before anything acts on them.
+ */
+
+export type ControlMessage =
+  /** A sign of life; `period` is the sender's last period started (-1: none). */
+  | { type: "HB"; period: number }
+  /** The sender finished Algorithm 1 in `period`, with its step timings. */
+  | {
+      type: "DONE";
+      period: number;
+      steps: Array<{
+        step: string;
+        startMs: number;
+        endMs: number;
+        budgetMs: number;
+        verdict: string;
+      }>;
+    }
+  /** The sender entered the fail-safe state. */
+  | { type: "FAILSAFE"; reason: string; origin: string };
+
+const MAX_REASON_CHARS = 400;
+
+export function controlMessageBody(message: ControlMessage): Record<string, unknown> {
+  const { type: _type, ...body } = message;
+  return body;
+}
+
+/** Checks a body received as `type`; undefined when it is not a well-formed message. */
+export function parseControlMessage(
+  type: string,
+  body: Record<string, unknown>,
+): ControlMessage | undefined {
+  const count = (value: unknown, min: number) =>
+    typeof value === "number" && Number.isSafeInteger(value) && value >= min;
+  const finite = (value: unknown) => typeof value === "number" && Number.isFinite(value);
+  switch (type) {
+    case "HB":
+      return count(body.period, -1) && Object.keys(body).length === 1
+        ? { type, period: body.period as number }
+        : undefined;
+    case "DONE": {
+      if (!count(body.period, 0) || !Array.isArray(body.steps) || body.steps.length > 16)
+        return undefined;
+      const steps: Array<{
+        step: string;
+        startMs: number;
+        endMs: number;
+        budgetMs: number;
+        verdict: string;
+      }> = [];
+      for (const step of body.steps as unknown[]) {
+        if (typeof step !== "object" || step === null) return undefined;
+        const s = step as Record<string, unknown>;
+        if (
+          typeof s.step !== "string" ||
+          s.step.length > 32 ||
+          typeof s.verdict !== "string" ||
+          s.verdict.length > 32
+        )
+          return undefined;
+        if (!finite(s.startMs) || !finite(s.endMs) || !finite(s.budgetMs)) return undefined;
+        steps.push({
+          step: s.step,
+          startMs: s.startMs as number,
+          endMs: s.endMs as number,
+          budgetMs: s.budgetMs as number,
+          verdict: s.verdict,
+        });
+      }
+      return { type, period: body.period as number, steps };
+    }
+    case "FAILSAFE":
+      if (typeof body.reason !== "string" || typeof body.origin !== "string") return undefined;
+      return {
+        type,
+        reason: body.reason.slice(0, MAX_REASON_CHARS),
+        origin: body.origin.slice(0, 32),
+      };
+    default:
+      return undefined;
+  }
+}

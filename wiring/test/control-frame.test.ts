@@ -1,0 +1,131 @@
+import { randomBytes } from "node:crypto";
+import {
+  type ControlFrame,
+  decodeControlFrame,
+  encodeControlFrame,
+  MAX_CONTROL_FRAME_BYTES,
+  parseControlMessage,
+  ReplayGuard,
+} from "@smw/wiring";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+
+const keyAB = randomBytes(32);
+const keyCB = randomBytes(32);
+const keyOf = (peer: string) => (peer === "a" ? keyAB : peer === "c" ? keyCB : undefined);
+const frame = (seq: number, overrides: Partial<ControlFrame> = {}): ControlFrame => ({
+  from: "a",
+  to: "b",
+  epoch: 7,
+  seq,
+  type: "DONE",
+  body: { period: 3, steps: [] },
+  ...overrides,
+});
+
+describe("control frames", () => {
+  it("round-trips a frame as one line", () => {
+    const line = encodeControlFrame(frame(1), keyAB);
+    expect(line.endsWith("\n")).toBe(true);
+    expect(line.slice(0, -1)).not.toContain("\n");
+    expect(decodeControlFrame(line, "b", keyOf)).toEqual({ ok: true, frame: frame(1) });
+  });
+
+  it("refuses a frame under another key, or with any byte changed", () => {
+    expect(decodeControlFrame(encodeControlFrame(frame(1), keyCB), "b", keyOf)).toMatchObject({
+      ok: false,
+      reason: "forged",
+    });
+    const line = encodeControlFrame(frame(1), keyAB);
+    for (const position of [5, 8, 12, 14, 20, line.length - 10]) {
+      const altered =
+        line.slice(0, position) + (line[position] === "1" ? "2" : "1") + line.slice(position + 1);
+      const result = decodeControlFrame(altered, "b", keyOf);
+      expect(result.ok, `byte ${position} changed`).toBe(false);
+    }
+  });
+
+  it("refuses frames for another board, from unknown boards, oversized or malformed", () => {
+    expect(
+      decodeControlFrame(encodeControlFrame(frame(1, { to: "z" }), keyAB), "b", keyOf),
+    ).toMatchObject({ reason: "not-for-us" });
+    expect(
+      decodeControlFrame(encodeControlFrame(frame(1, { from: "q" }), keyAB), "b", keyOf),
+    ).toMatchObject({ reason: "unknown-sender" });
+    expect(decodeControlFrame("x".repeat(MAX_CONTROL_FRAME_BYTES + 1), "b", keyOf)).toMatchObject({
+      reason: "oversized",
+    });
+    expect(decodeControlFrame("smw1 a b 1 1 DONE e30 zz", "b", keyOf)).toMatchObject({
+      reason: "malformed",
+    });
+    expect(() => encodeControlFrame(frame(1, { body: { blob: "x".repeat(3000) } }), keyAB)).toThrow(
+      RangeError,
+    );
+  });
+
+  it("never throws on arbitrary input", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ maxLength: 3000 }), fc.string({ unit: "binary", maxLength: 300 })),
+        (text) => {
+          const result = decodeControlFrame(text, "b", keyOf);
+          expect(typeof result.ok).toBe("boolean");
+        },
+      ),
+      { numRuns: 3_000 },
+    );
+  });
+});
+
+describe("replay protection", () => {
+  it("accepts each sequence number once, tolerates reordering within the window, refuses what is older", () => {
+    const guard = new ReplayGuard(64);
+    expect(guard.accept("a", 1, 1)).toBe(true);
+    expect(guard.accept("a", 1, 1)).toBe(false);
+    expect(guard.accept("a", 1, 5)).toBe(true);
+    expect(guard.accept("a", 1, 3)).toBe(true);
+    expect(guard.accept("a", 1, 3)).toBe(false);
+    expect(guard.accept("a", 1, 200)).toBe(true);
+    expect(guard.accept("a", 1, 136)).toBe(false);
+    expect(guard.accept("a", 1, 137)).toBe(true);
+  });
+
+  it("starts afresh for a new epoch and refuses an old one", () => {
+    const guard = new ReplayGuard();
+    expect(guard.accept("a", 1, 50)).toBe(true);
+    expect(guard.accept("a", 2, 1)).toBe(true);
+    expect(guard.accept("a", 1, 51)).toBe(false);
+    expect(guard.accept("c", 1, 1)).toBe(true);
+  });
+
+  it("accepts exactly the first copy of every frame, whatever the order", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 200 }), (seqs) => {
+        const guard = new ReplayGuard(64);
+        const seen = new Set<number>();
+        for (const seq of seqs) {
+          expect(guard.accept("a", 1, seq)).toBe(!seen.has(seq));
+          seen.add(seq);
+        }
+      }),
+    );
+  });
+});
+
+describe("control messages", () => {
+  it("checks bodies field by field", () => {
+    expect(parseControlMessage("HB", { period: 2 })).toEqual({ type: "HB", period: 2 });
+    expect(parseControlMessage("HB", { period: "2" })).toBeUndefined();
+    expect(
+      parseControlMessage("DONE", {
+        period: 1,
+        steps: [{ step: "boot", startMs: 1, endMs: 2, budgetMs: 3, verdict: "ok" }],
+      }),
+    ).toMatchObject({ type: "DONE" });
+    expect(parseControlMessage("DONE", { period: 1, steps: [{ step: "boot" }] })).toBeUndefined();
+    expect(
+      parseControlMessage("FAILSAFE", { reason: "x".repeat(5000), origin: "b1" }),
+    ).toMatchObject({ reason: "x".repeat(400) });
+    expect(parseControlMessage("NOPE", {})).toBeUndefined();
+  });
+});

@@ -1,0 +1,400 @@
+/**
+ * Deterministic simulation of the distributed wormhole: every board's core in
+ * one process, simulated time, a control network that delays frames up to its
+ * bound, steps of Algorithm 1 that take a random share of their budgets, and
+ * timers that fire a little late, all from one seed. Faults can be injected.
+ * After every event the invariants are checked: never more than k hosts down,
+ * groups in order. A run replays exactly from its seed.
+ */
+import type { ControlMessage, StepBudgets } from "@smw/wiring";
+import { type BoardAction, BoardCore, type BoardCoreConfig } from "../coordinator/board-core.js";
+import type { FailsafeState } from "../failsafe/failsafe-core.js";
+import type { RecoveryStep } from "../recovery/recovery-core.js";
+import { stepBudgetMs } from "../recovery/recovery-core.js";
+import { Prng } from "./prng.js";
+
+export type SimFault =
+  /** A step of one board takes longer than its budget. */
+  | { kind: "stepOverBudget"; board: string; period: number; step: RecoveryStep }
+  /** A step of one board fails (e.g. a golden image that does not verify). */
+  | { kind: "stepFails"; board: string; period: number; step: RecoveryStep; reason: string }
+  /** A board's code is found corrupted by its check in a period (restore runs). */
+  | { kind: "corrupted"; board: string; period: number; step: "checkOS" | "checkSM" }
+  /** A board stops (crash): it neither sends nor receives from `atMs` on. */
+  | { kind: "boardDies"; board: string; atMs: number }
+  /** The link between two boards is cut from `atMs` on. */
+  | { kind: "cutLink"; a: string; b: string; atMs: number }
+  /** One timer of a board fires `lateMs` late, at or after `atMs`. */
+  | { kind: "lateTimer"; board: string; atMs: number; lateMs: number }
+  /** `count` forged frames claiming to come from `from` reach `to` at `atMs`. */
+  | { kind: "forgedFrames"; from: string; to: string; atMs: number; count: number };
+
+export interface SimConfig {
+  seed: number;
+  boards: readonly string[];
+  groups: readonly (readonly string[])[];
+  k: number;
+  budgets: StepBudgets;
+  tPMs: number;
+  tDMs: number;
+  latenessBoundMs: number;
+  heartbeatMs: number;
+  silenceBoundMs: number;
+  deliveryBoundMs: number;
+  authFailureLimit?: number;
+  /** Periods to run (the run stops when the last one completes or all boards are in fail-safe). */
+  periods: number;
+  faults?: readonly SimFault[];
+  /** Boards that start in a fail-safe state read back from disk. */
+  restoredFailsafe?: Readonly<Record<string, FailsafeState>>;
+}
+
+export interface SimTraceEntry {
+  atMs: number;
+  board: string;
+  what: string;
+}
+
+export interface SimResult {
+  seed: number;
+  periodsCompleted: number;
+  /** Per period: the boards in the order their recoveries started. */
+  recoveryOrder: string[][];
+  maxHostsDown: number;
+  /** Per board, when it entered the fail-safe state and why. */
+  failsafe: Record<string, FailsafeState & { atMs: number }>;
+  /** When the first fault that could trigger the fail-safe state took effect. */
+  firstFaultMs: number | undefined;
+  triggers: Record<string, Array<{ index: number; actualMs: number; latenessMs: number }>>;
+  periods: Array<{ period: number; startMs: number; endMs: number }>;
+  invariantViolations: string[];
+  trace: SimTraceEntry[];
+  endMs: number;
+}
+
+type QueueItem =
+  | { atMs: number; order: number; kind: "timer"; board: string; token: number; armedForMs: number }
+  | {
+      atMs: number;
+      order: number;
+      kind: "deliver";
+      board: string;
+      from: string;
+      message: ControlMessage;
+    }
+  | {
+      atMs: number;
+      order: number;
+      kind: "stepDone";
+      board: string;
+      period: number;
+      step: RecoveryStep;
+    }
+  | { atMs: number; order: number; kind: "forged"; board: string; from: string };
+
+type WithoutOrder<T> = T extends unknown ? Omit<T, "order"> : never;
+
+export function runClusterSim(config: SimConfig): SimResult {
+  const rng = new Prng(config.seed);
+  const faults = config.faults ?? [];
+  const queue = new EventQueue();
+  let order = 0;
+  const push = (item: WithoutOrder<QueueItem>) => {
+    queue.push({ ...item, order: order++ } as QueueItem);
+  };
+  const firstTriggerMs = 1_000;
+  const cores = new Map<string, BoardCore>();
+  const timerToken = new Map<string, number>();
+  const down = new Set<string>();
+  const result: SimResult = {
+    seed: config.seed,
+    periodsCompleted: 0,
+    recoveryOrder: [],
+    maxHostsDown: 0,
+    failsafe: {},
+    firstFaultMs: undefined,
+    triggers: {},
+    periods: [],
+    invariantViolations: [],
+    trace: [],
+    endMs: 0,
+  };
+  const dead = (board: string, atMs: number) =>
+    faults.some((f) => f.kind === "boardDies" && f.board === board && atMs >= f.atMs);
+  const cut = (a: string, b: string, atMs: number) =>
+    faults.some(
+      (f) =>
+        f.kind === "cutLink" &&
+        ((f.a === a && f.b === b) || (f.a === b && f.b === a)) &&
+        atMs >= f.atMs,
+    );
+  const noteFault = (atMs: number) => {
+    if (result.firstFaultMs === undefined || atMs < result.firstFaultMs) result.firstFaultMs = atMs;
+  };
+  for (const f of faults) if (f.kind === "boardDies" || f.kind === "cutLink") noteFault(f.atMs);
+
+  for (const board of config.boards) {
+    const coreConfig: BoardCoreConfig = {
+      self: board,
+      boards: config.boards,
+      groups: config.groups,
+      budgets: config.budgets,
+      tPMs: config.tPMs,
+      tDMs: config.tDMs,
+      latenessBoundMs: config.latenessBoundMs,
+      heartbeatMs: config.heartbeatMs,
+      silenceBoundMs: config.silenceBoundMs,
+      deliveryBoundMs: config.deliveryBoundMs,
+      authFailureLimit: config.authFailureLimit ?? 5,
+      failsafePolicy: [{ kind: "hold-reset" }],
+      firstTriggerMs,
+      startMs: 0,
+      ...(config.restoredFailsafe?.[board] === undefined
+        ? {}
+        : { restoredFailsafe: config.restoredFailsafe[board] }),
+    };
+    const core = new BoardCore(coreConfig);
+    cores.set(board, core);
+    result.triggers[board] = [];
+  }
+
+  // One pending timer per board; re-arming for the same instant keeps it, as a real timer would.
+  const pending = new Map<string, { wakeMs: number; token: number }>();
+  const arm = (board: string, nowMs: number) => {
+    const core = cores.get(board) as BoardCore;
+    const wake = core.nextWakeupMs();
+    if (wake === undefined) return;
+    if (pending.get(board)?.wakeMs === wake) return;
+    const token = (timerToken.get(board) ?? 0) + 1;
+    timerToken.set(board, token);
+    pending.set(board, { wakeMs: wake, token });
+    let lateMs = rng.between(0, config.latenessBoundMs * 0.9);
+    const late = faults.find((f) => f.kind === "lateTimer" && f.board === board && wake >= f.atMs);
+    if (late !== undefined && late.kind === "lateTimer") {
+      lateMs = late.lateMs;
+      noteFault(wake);
+    }
+    const armedForMs = Math.max(nowMs, wake);
+    push({ atMs: armedForMs + lateMs, kind: "timer", board, token, armedForMs });
+  };
+
+  const apply = (board: string, actions: BoardAction[], nowMs: number) => {
+    for (const action of actions) {
+      switch (action.kind) {
+        case "broadcast":
+          for (const peer of config.boards) {
+            if (peer === board || cut(board, peer, nowMs)) continue;
+            push({
+              atMs: nowMs + rng.between(0, config.deliveryBoundMs),
+              kind: "deliver",
+              board: peer,
+              from: board,
+              message: action.message,
+            });
+          }
+          break;
+        case "runStep": {
+          const budget = stepBudgetMs(action.step, config.budgets);
+          const over = faults.some(
+            (f) =>
+              f.kind === "stepOverBudget" &&
+              f.board === board &&
+              f.period === action.period &&
+              f.step === action.step,
+          );
+          const duration = over ? budget * 1.5 : rng.between(0.05, 0.7) * budget;
+          if (over) noteFault(nowMs + budget);
+          if (action.step === "shutdown") {
+            down.add(board);
+            result.maxHostsDown = Math.max(result.maxHostsDown, down.size);
+            if (down.size > config.k)
+              result.invariantViolations.push(
+                `${down.size} hosts down at ${nowMs.toFixed(1)} ms (k = ${config.k})`,
+              );
+            if (result.recoveryOrder[action.period] === undefined) result.recoveryOrder[action.period] = [];
+            result.recoveryOrder[action.period]?.push(board);
+          }
+          push({
+            atMs: nowMs + duration,
+            kind: "stepDone",
+            board,
+            period: action.period,
+            step: action.step,
+          });
+          break;
+        }
+        case "recoveryDone":
+          down.delete(board);
+          break;
+        case "enterFailsafe":
+          result.failsafe[board] = { ...action.state, atMs: nowMs };
+          break;
+        case "periodComplete":
+          if (board === config.boards[0]) {
+            result.periods.push({
+              period: action.period,
+              startMs: action.startMs,
+              endMs: action.endMs,
+            });
+            result.periodsCompleted = Math.max(result.periodsCompleted, action.period + 1);
+          }
+          break;
+        case "trigger":
+          result.triggers[board]?.push({
+            index: action.record.index,
+            actualMs: action.record.actualMs,
+            latenessMs: action.record.latenessMs,
+          });
+          break;
+        case "failsafeCleared":
+          break;
+      }
+      // Heartbeats would drown the trace; everything else is kept.
+      if (!(action.kind === "broadcast" && action.message.type === "HB")) {
+        result.trace.push({ atMs: nowMs, board, what: describeAction(action) });
+      }
+    }
+  };
+
+  for (const board of config.boards) {
+    apply(board, (cores.get(board) as BoardCore).start(), 0);
+    arm(board, 0);
+  }
+  for (const f of faults) {
+    if (f.kind === "forgedFrames") {
+      noteFault(f.atMs);
+      for (let i = 0; i < f.count; i++)
+        push({ atMs: f.atMs + i, kind: "forged", board: f.to, from: f.from });
+    }
+  }
+
+  const horizonMs = firstTriggerMs + (config.periods + 1) * config.tPMs;
+  for (let steps = 0; steps < 5_000_000 && queue.size > 0; steps++) {
+    const item = queue.pop();
+    if (item.atMs > horizonMs) break;
+    result.endMs = item.atMs;
+    if (dead(item.board, item.atMs)) continue;
+    const core = cores.get(item.board) as BoardCore;
+    let actions: BoardAction[] = [];
+    switch (item.kind) {
+      case "timer":
+        if (timerToken.get(item.board) !== item.token) continue;
+        pending.delete(item.board);
+        actions = core.handle({ kind: "time", nowMs: item.atMs, armedForMs: item.armedForMs });
+        break;
+      case "deliver":
+        if (dead(item.from, item.atMs)) continue;
+        actions = core.handle({
+          kind: "message",
+          from: item.from,
+          message: item.message,
+          nowMs: item.atMs,
+        });
+        break;
+      case "stepDone": {
+        const fails = faults.find(
+          (f) =>
+            f.kind === "stepFails" &&
+            f.board === item.board &&
+            f.period === item.period &&
+            f.step === item.step,
+        );
+        const corrupted = faults.some(
+          (f) =>
+            f.kind === "corrupted" &&
+            f.board === item.board &&
+            f.period === item.period &&
+            f.step === item.step,
+        );
+        if (fails !== undefined && fails.kind === "stepFails") noteFault(item.atMs);
+        actions = core.handle({
+          kind: "stepFinished",
+          step: item.step,
+          outcome:
+            fails !== undefined && fails.kind === "stepFails"
+              ? { ok: false, reason: fails.reason }
+              : { ok: true, corrupted },
+          nowMs: item.atMs,
+        });
+        break;
+      }
+      case "forged":
+        actions = core.handle({ kind: "authFailure", from: item.from, nowMs: item.atMs });
+        break;
+    }
+    apply(item.board, actions, item.atMs);
+    arm(item.board, item.atMs);
+    const live = config.boards.filter((b) => !dead(b, item.atMs));
+    if (live.every((b) => result.failsafe[b] !== undefined)) break;
+    if (result.periodsCompleted >= config.periods && Object.keys(result.failsafe).length === 0)
+      break;
+  }
+  return result;
+}
+
+function describeAction(action: BoardAction): string {
+  switch (action.kind) {
+    case "broadcast":
+      return `send ${action.message.type}${"period" in action.message ? ` ${action.message.period}` : ""}`;
+    case "runStep":
+      return `run ${action.step} (period ${action.period})`;
+    case "enterFailsafe":
+      return `FAILSAFE: ${action.state.reason} (from ${action.state.origin})`;
+    case "failsafeCleared":
+      return "fail-safe cleared";
+    case "trigger":
+      return `trigger ${action.record.index} (${action.record.latenessMs.toFixed(3)} ms late)`;
+    case "recoveryDone":
+      return `recovered (period ${action.period})`;
+    case "periodComplete":
+      return `period ${action.period} complete`;
+  }
+}
+
+/** A binary min-heap on (time, insertion order): the simulation's event queue. */
+class EventQueue {
+  private readonly items: QueueItem[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(item: QueueItem): void {
+    const items = this.items;
+    items.push(item);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(items[i] as QueueItem, items[parent] as QueueItem)) break;
+      [items[i], items[parent]] = [items[parent] as QueueItem, items[i] as QueueItem];
+      i = parent;
+    }
+  }
+
+  pop(): QueueItem {
+    const items = this.items;
+    const top = items[0] as QueueItem;
+    const last = items.pop() as QueueItem;
+    if (items.length > 0) {
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < items.length && before(items[left] as QueueItem, items[smallest] as QueueItem))
+          smallest = left;
+        if (right < items.length && before(items[right] as QueueItem, items[smallest] as QueueItem))
+          smallest = right;
+        if (smallest === i) break;
+        [items[i], items[smallest]] = [items[smallest] as QueueItem, items[i] as QueueItem];
+        i = smallest;
+      }
+    }
+    return top;
+  }
+}
+
+function before(a: QueueItem, b: QueueItem): boolean {
+  return a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order);
+}

@@ -1,0 +1,206 @@
+import { runClusterSim, type SimConfig, type SimResult } from "@smw/wormhole-board";
+import { describe, expect, it } from "vitest";
+
+const boards = ["b1", "b2", "b3", "b4", "b5", "b6"];
+const base: SimConfig = {
+  seed: 1,
+  boards,
+  groups: boards.map((b) => [b]),
+  k: 1,
+  // T_localexec = 2 s; six groups with hand-offs: T_Xmax = 12.12 s.
+  budgets: {
+    tShutdownMs: 200,
+    tCheckcodeMs: 100,
+    tRestorecodeMs: 200,
+    tBootMs: 400,
+    tTransferMs: 800,
+  },
+  tPMs: 16_000,
+  tDMs: 13_000,
+  latenessBoundMs: 2,
+  heartbeatMs: 100,
+  silenceBoundMs: 500,
+  deliveryBoundMs: 20,
+  periods: 3,
+};
+const SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 30);
+const ONLY_SEED =
+  process.env.SMW_SIM_SEED === undefined ? undefined : Number(process.env.SMW_SIM_SEED);
+const seeds =
+  ONLY_SEED !== undefined ? [ONLY_SEED] : Array.from({ length: SEEDS }, (_, i) => i + 1);
+
+function expectCleanRun(result: SimResult, config: SimConfig): void {
+  const replay = `replay with SMW_SIM_SEED=${result.seed}`;
+  expect(result.failsafe, replay).toEqual({});
+  expect(result.invariantViolations, replay).toEqual([]);
+  expect(result.maxHostsDown, replay).toBeLessThanOrEqual(config.k);
+  expect(result.periodsCompleted, replay).toBe(config.periods);
+  // Groups in order; within a group the boards start together, in any order.
+  for (const order of result.recoveryOrder) {
+    let at = 0;
+    for (const group of config.groups) {
+      expect(new Set(order.slice(at, at + group.length)), replay).toEqual(new Set(group));
+      at += group.length;
+    }
+  }
+  // Definition 2.4, on every board's actual trigger instants.
+  for (const board of config.boards) {
+    const triggers = result.triggers[board] ?? [];
+    expect(triggers.length, replay).toBeGreaterThanOrEqual(config.periods);
+    for (let i = 1; i < triggers.length; i++) {
+      const spacing = (triggers[i]?.actualMs as number) - (triggers[i - 1]?.actualMs as number);
+      expect(spacing, replay).toBeGreaterThan(config.tDMs);
+      expect(spacing, replay).toBeLessThanOrEqual(config.tPMs);
+    }
+    for (const t of triggers)
+      expect(t.latenessMs, replay).toBeLessThanOrEqual(config.latenessBoundMs);
+  }
+  for (const period of result.periods)
+    expect(period.endMs - period.startMs, replay).toBeLessThanOrEqual(config.tDMs);
+}
+
+describe("the distributed wormhole, simulated from a seed", () => {
+  it(`6 boards, k = 1: every period rejuvenates the groups in order, one host down at most (${seeds.length} seeds)`, () => {
+    for (const seed of seeds) expectCleanRun(runClusterSim({ ...base, seed }), base);
+  });
+
+  it("n = 7, k = 2, a configured order: at most two hosts down, groups in order", () => {
+    const seven = [...boards, "b7"];
+    const config: SimConfig = {
+      ...base,
+      boards: seven,
+      groups: [["b7", "b1"], ["b2", "b3"], ["b4", "b5"], ["b6"]],
+      k: 2,
+    };
+    for (const seed of seeds.slice(0, 10)) {
+      const result = runClusterSim({ ...config, seed });
+      expectCleanRun(result, config);
+      expect(result.maxHostsDown).toBe(2);
+      for (const order of result.recoveryOrder) {
+        expect(new Set(order.slice(0, 2))).toEqual(new Set(["b7", "b1"]));
+      }
+    }
+  });
+
+  it("replays exactly from its seed", () => {
+    const a = runClusterSim({ ...base, seed: 42 });
+    const b = runClusterSim({ ...base, seed: 42 });
+    const c = runClusterSim({ ...base, seed: 43 });
+    expect(b.trace).toEqual(a.trace);
+    expect(c.trace).not.toEqual(a.trace);
+  });
+
+  it("runs a restore only when the check finds the code corrupted", () => {
+    const result = runClusterSim({
+      ...base,
+      faults: [{ kind: "corrupted", board: "b3", period: 1, step: "checkSM" }],
+    });
+    expectCleanRun(result, base);
+    const restores = result.trace.filter((t) => t.what.startsWith("run restore"));
+    expect(restores).toEqual([
+      expect.objectContaining({ board: "b3", what: "run restoreSM (period 1)" }),
+    ]);
+  });
+});
+
+interface Drill {
+  name: string;
+  config: Partial<SimConfig>;
+  reason: RegExp;
+  /** Bound on the time from the fault to the last board in fail-safe. */
+  boundMs: number;
+}
+
+const drills: Drill[] = [
+  {
+    name: "a step over its budget",
+    config: { faults: [{ kind: "stepOverBudget", board: "b3", period: 1, step: "boot" }] },
+    reason: /step boot of period 1 is over its budget of 400 ms/,
+    boundMs: 2 + 20 + 2,
+  },
+  {
+    name: "a golden image failing verification",
+    config: {
+      faults: [
+        {
+          kind: "stepFails",
+          board: "b4",
+          period: 0,
+          step: "checkOS",
+          reason: "golden os image: chunk 3 does not match its manifest",
+        },
+      ],
+    },
+    reason: /step checkOS of period 0 failed: golden os image/,
+    boundMs: 20,
+  },
+  {
+    name: "a silent peer board (crashed)",
+    config: { faults: [{ kind: "boardDies", board: "b5", atMs: 20_000 }] },
+    reason: /board b5 silent for/,
+    boundMs: 100 + 500 + 20 + 2 + 2,
+  },
+  {
+    name: "a cut control link",
+    config: { faults: [{ kind: "cutLink", a: "b2", b: "b6", atMs: 20_000 }] },
+    reason: /board b[26] silent for/,
+    boundMs: 100 + 500 + 20 + 2 + 2,
+  },
+  {
+    name: "timer lateness over the promised bound",
+    config: { faults: [{ kind: "lateTimer", board: "b2", atMs: 16_000, lateMs: 5 }] },
+    reason: /ms late, over the promised 2 ms/,
+    boundMs: 5 + 20,
+  },
+  {
+    name: "repeated authentication failures from one peer",
+    config: { faults: [{ kind: "forgedFrames", from: "b6", to: "b1", atMs: 5_000, count: 5 }] },
+    reason: /5 frames claiming to be from b6 failed authentication/,
+    boundMs: 4 + 20,
+  },
+  {
+    name: "a group not done by its deadline (its board died mid-recovery, heard as silence first)",
+    config: { faults: [{ kind: "boardDies", board: "b2", atMs: 1_000 + 2_020 + 500 }] },
+    reason: /silent|not done by its deadline/,
+    boundMs: 100 + 500 + 20 + 2 + 2,
+  },
+];
+
+describe("every fail-safe trigger takes every board to fail-safe within its bound", () => {
+  for (const drill of drills) {
+    it(drill.name, () => {
+      for (const seed of seeds.slice(0, 10)) {
+        const result = runClusterSim({ ...base, ...drill.config, seed });
+        const replay = `replay with SMW_SIM_SEED=${seed}`;
+        const dead = (drill.config.faults ?? []).flatMap((f) =>
+          f.kind === "boardDies" ? [f.board] : [],
+        );
+        const live = boards.filter((b) => !dead.includes(b));
+        for (const board of live)
+          expect(result.failsafe[board], `${board}: ${replay}`).toBeDefined();
+        const origins = live.map((b) => result.failsafe[b]?.reason ?? "");
+        expect(
+          origins.every((reason) => drill.reason.test(reason)),
+          `${origins.join(" | ")}: ${replay}`,
+        ).toBe(true);
+        const lastMs = Math.max(
+          ...live.map((b) => result.failsafe[b]?.atMs ?? Number.POSITIVE_INFINITY),
+        );
+        expect(result.firstFaultMs, replay).toBeDefined();
+        expect(lastMs - (result.firstFaultMs as number), replay).toBeLessThanOrEqual(drill.boundMs);
+        expect(result.maxHostsDown, replay).toBeLessThanOrEqual(1);
+      }
+    });
+  }
+
+  it("a board restarted in a latched fail-safe state keeps every board from starting a rejuvenation", () => {
+    const result = runClusterSim({
+      ...base,
+      restoredFailsafe: { b4: { sinceMs: 0, reason: "drill", origin: "b4" } },
+    });
+    for (const board of boards)
+      expect(result.failsafe[board] ?? (board === "b4" ? {} : undefined)).toBeDefined();
+    expect(result.recoveryOrder).toEqual([]);
+    expect(result.periodsCompleted).toBe(0);
+  });
+});
