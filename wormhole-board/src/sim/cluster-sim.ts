@@ -211,7 +211,8 @@ export function runClusterSim(config: SimConfig): SimResult {
               result.invariantViolations.push(
                 `${down.size} hosts down at ${nowMs.toFixed(1)} ms (k = ${config.k})`,
               );
-            if (result.recoveryOrder[action.period] === undefined) result.recoveryOrder[action.period] = [];
+            if (result.recoveryOrder[action.period] === undefined)
+              result.recoveryOrder[action.period] = [];
             result.recoveryOrder[action.period]?.push(board);
           }
           push({
