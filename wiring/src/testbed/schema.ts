@@ -101,6 +101,8 @@ const boardControl = z.strictObject({
 const board = z.strictObject({
   id,
   guards: id,
+  /** The board's own state: latched fail-safe, step records, boot epoch (default /var/lib/smw/<id>). */
+  stateDir: nonEmpty.optional(),
   lines: z.array(line).min(1, "a board needs at least its reset line"),
   control: boardControl,
   hostLink: serialPort,

@@ -39,6 +39,7 @@ export type BoardControl =
 export interface Board {
   id: string;
   guards: string;
+  stateDir: string;
   lines: Line[];
   control: BoardControl;
   hostLink: SerialEndpoint;
@@ -190,6 +191,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
     boards: raw.boards.map((board) => ({
       id: board.id,
       guards: board.guards,
+      stateDir: board.stateDir === undefined ? `/var/lib/smw/${board.id}` : at(board.stateDir),
       lines: board.lines.map((line) => ({
         role: line.role,
         chip: line.chip,

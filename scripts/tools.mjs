@@ -1,4 +1,4 @@
-// Finding (or, as root on Debian, installing) the reference tools a benchmark measures against.
+// Finding (or, as root on Debian, installing) the tools that tests and benchmarks need.
 import { spawnSync } from "node:child_process";
 
 export function ensureTool(command, debianPackage) {

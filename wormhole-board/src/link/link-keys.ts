@@ -1,0 +1,89 @@
+/**
+ * Pairwise keys of the control link: every two boards share one 256-bit
+ * HMAC key, kept by each in its link-key folder as <peer>.key (64 hex digits,
+ * mode 0600).
+ */
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import path from "node:path";
+import { linkKeyFileName, type Testbed } from "@smw/wiring";
+import { MediaError } from "../media/media-error.js";
+
+export function generateLinkKeys(testbed: Testbed, options: { force?: boolean } = {}): string[] {
+  const written: string[] = [];
+  const boards = testbed.boards;
+  const files = (a: (typeof boards)[number], b: (typeof boards)[number]) => [
+    path.join(a.keys.linkDir, linkKeyFileName(b.id)),
+    path.join(b.keys.linkDir, linkKeyFileName(a.id)),
+  ];
+  if (!options.force) {
+    for (const [i, a] of boards.entries()) {
+      for (const b of boards.slice(i + 1)) {
+        for (const file of files(a, b))
+          if (existsSync(file))
+            throw new MediaError(
+              `${file} already exists; refusing to overwrite a key (use --force)`,
+            );
+      }
+    }
+  }
+  for (const [i, a] of boards.entries()) {
+    for (const b of boards.slice(i + 1)) {
+      const key = `${randomBytes(32).toString("hex")}\n`;
+      for (const file of files(a, b)) {
+        mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        const fd = openSync(file, options.force ? "w" : "wx", 0o600);
+        try {
+          writeFileSync(fd, key);
+        } finally {
+          closeSync(fd);
+        }
+        written.push(file);
+      }
+    }
+  }
+  return written;
+}
+
+/** The keys this board shares with each peer; refuses missing, malformed or readable-by-others files. */
+export function readLinkKeys(testbed: Testbed, boardId: string): Map<string, Buffer> {
+  const board = testbed.boards.find((b) => b.id === boardId);
+  if (board === undefined) throw new MediaError(`there is no board "${boardId}"`);
+  const keys = new Map<string, Buffer>();
+  for (const peer of testbed.boards) {
+    if (peer.id === boardId) continue;
+    const file = path.join(board.keys.linkDir, linkKeyFileName(peer.id));
+    let text: string;
+    try {
+      const fd = openSync(file, "r");
+      try {
+        const stat = fstatSync(fd);
+        if ((stat.mode & 0o077) !== 0) {
+          throw new MediaError(
+            `${file}: link key is readable by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}); run chmod 600 ${file}`,
+          );
+        }
+        if (stat.size > 1024) throw new MediaError(`${file}: too large for a link key`);
+        text = readFileSync(fd, "utf8").trim();
+      } finally {
+        closeSync(fd);
+      }
+    } catch (error) {
+      if (error instanceof MediaError) throw error;
+      throw new MediaError(
+        `${file}: cannot read the link key shared with board "${peer.id}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); make them with smw keys link`,
+      );
+    }
+    if (!/^[0-9a-f]{64}$/.test(text)) throw new MediaError(`${file}: a link key is 64 hex digits`);
+    keys.set(peer.id, Buffer.from(text, "hex"));
+  }
+  return keys;
+}

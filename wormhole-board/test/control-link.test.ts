@@ -1,0 +1,231 @@
+import { randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { type ControlMessage, encodeControlFrame } from "@smw/wiring";
+import {
+  ControlLink,
+  type ControlTransport,
+  SerialLinksTransport,
+  UdpTransport,
+} from "@smw/wormhole-board";
+import { SerialPort } from "serialport";
+import { afterAll, describe, expect, it } from "vitest";
+import { ptyPair, socatUnavailable } from "./helpers/socat.js";
+
+const key = randomBytes(32);
+const otherKey = randomBytes(32);
+
+function collector() {
+  const messages: Array<{ from: string; message: ControlMessage }> = [];
+  const authFailures: Array<string | undefined> = [];
+  return {
+    messages,
+    authFailures,
+    handlers: {
+      message: (from: string, message: ControlMessage) => messages.push({ from, message }),
+      authFailure: (from: string | undefined) => authFailures.push(from),
+    },
+  };
+}
+
+const until = async (condition: () => boolean, what: string) => {
+  const deadline = Date.now() + 5_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+async function hostileFrames(
+  send: (line: string) => void,
+  received: () => number,
+  valid: string,
+  epoch = 1,
+): Promise<void> {
+  const start = received();
+  send("garbage that is not a frame\n");
+  send(`${"x".repeat(2_500)}\n`);
+  send(
+    encodeControlFrame(
+      { from: "b1", to: "b2", epoch, seq: 99, type: "HB", body: { period: 0 } },
+      otherKey,
+    ),
+  );
+  send(
+    encodeControlFrame(
+      { from: "b1", to: "b9", epoch, seq: 100, type: "HB", body: { period: 0 } },
+      key,
+    ),
+  );
+  send(
+    encodeControlFrame(
+      { from: "b7", to: "b2", epoch, seq: 1, type: "HB", body: { period: 0 } },
+      key,
+    ),
+  );
+  send(
+    encodeControlFrame(
+      { from: "b1", to: "b2", epoch, seq: 101, type: "HB", body: { period: "x" } },
+      key,
+    ),
+  );
+  send(valid);
+  send(valid);
+  await until(() => received() - start >= 7, "the hostile frames");
+}
+
+describe("the control link over UDP on loopback", () => {
+  it("delivers authenticated messages and drops forged, replayed, oversized and malformed frames", async () => {
+    const peers = new Map([
+      ["b1", { address: "127.0.0.1", port: 0 }],
+      ["b2", { address: "127.0.0.1", port: 0 }],
+    ]);
+    // Pick free ports.
+    for (const [id] of peers) {
+      const probe = createSocket("udp4");
+      await new Promise<void>((resolve) => probe.bind(0, "127.0.0.1", resolve));
+      peers.set(id, { address: "127.0.0.1", port: probe.address().port });
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+    }
+    const t1: ControlTransport = new UdpTransport(
+      "127.0.0.1",
+      peers.get("b1")?.port as number,
+      new Map([["b2", peers.get("b2") as { address: string; port: number }]]),
+    );
+    const t2: ControlTransport = new UdpTransport(
+      "127.0.0.1",
+      peers.get("b2")?.port as number,
+      new Map([["b1", peers.get("b1") as { address: string; port: number }]]),
+    );
+    const b1 = new ControlLink("b1", new Map([["b2", key]]), 1, t1);
+    const b2 = new ControlLink("b2", new Map([["b1", key]]), 1, t2);
+    const got = collector();
+    await b1.open(collector().handlers);
+    await b2.open(got.handlers);
+    try {
+      b1.broadcast({ type: "HB", period: -1 });
+      b1.broadcast({ type: "DONE", period: 0, steps: [] });
+      await until(() => got.messages.length === 2, "two messages");
+      expect(got.messages).toEqual([
+        { from: "b1", message: { type: "HB", period: -1 } },
+        { from: "b1", message: { type: "DONE", period: 0, steps: [] } },
+      ]);
+      const raw = createSocket("udp4");
+      const to = peers.get("b2") as { port: number };
+      const valid = encodeControlFrame(
+        { from: "b1", to: "b2", epoch: 1, seq: 50, type: "HB", body: { period: 3 } },
+        key,
+      );
+      await hostileFrames(
+        (line) => raw.send(line, to.port, "127.0.0.1"),
+        () => b2.counters.received + t2.oversized,
+        valid,
+      );
+      raw.close();
+      expect(got.messages).toHaveLength(3);
+      expect(b2.counters).toMatchObject({
+        malformed: 1,
+        forged: 1,
+        notForUs: 1,
+        unknownSender: 1,
+        badMessage: 1,
+        replayed: 1,
+        accepted: 3,
+      });
+      expect(b2.counters.oversized + t2.oversized).toBe(1);
+      expect(got.authFailures).toEqual(["b1"]);
+    } finally {
+      await b1.close();
+      await b2.close();
+    }
+  });
+
+  it("says when its port is in use", async () => {
+    const holder = createSocket("udp4");
+    await new Promise<void>((resolve) => holder.bind(0, "127.0.0.1", resolve));
+    const port = holder.address().port;
+    const link = new ControlLink(
+      "b1",
+      new Map(),
+      1,
+      new UdpTransport("127.0.0.1", port, new Map()),
+    );
+    await expect(link.open(collector().handlers)).rejects.toThrow(
+      `cannot listen on udp 127.0.0.1:${port}: the port is in use`,
+    );
+    holder.close();
+  });
+});
+
+const noSocat = socatUnavailable();
+if (noSocat !== undefined) process.stdout.write(`PTY control-link tests skipped: ${noSocat}\n`);
+
+describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "smw-pty-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("delivers messages, survives hostile bytes and an endless line", async () => {
+    const a = path.join(dir, "b1-to-b2");
+    const b = path.join(dir, "b2-to-b1");
+    const c = path.join(dir, "attacker");
+    const d = path.join(dir, "b2-from-attacker");
+    const pair = await ptyPair(a, b);
+    const attackPair = await ptyPair(c, d);
+    const t1 = new SerialLinksTransport(new Map([["b2", a]]), 115200);
+    const t2 = new SerialLinksTransport(
+      new Map([
+        ["b1", b],
+        ["b3", d],
+      ]),
+      115200,
+    );
+    const b1 = new ControlLink("b1", new Map([["b2", key]]), 4, t1);
+    const b2 = new ControlLink("b2", new Map([["b1", key]]), 4, t2);
+    const got = collector();
+    await b1.open(collector().handlers);
+    await b2.open(got.handlers);
+    const attacker = new SerialPort({ path: c, baudRate: 115200 });
+    try {
+      b1.broadcast({ type: "FAILSAFE", reason: "drill", origin: "b1" });
+      await until(() => got.messages.length === 1, "the FAILSAFE message");
+      expect(got.messages[0]).toEqual({
+        from: "b1",
+        message: { type: "FAILSAFE", reason: "drill", origin: "b1" },
+      });
+      // A megabyte with no newline, then a valid frame: the frame still gets through.
+      attacker.write(Buffer.alloc(1_000_000, 0x41));
+      const valid = encodeControlFrame(
+        { from: "b1", to: "b2", epoch: 4, seq: 77, type: "HB", body: { period: 1 } },
+        key,
+      );
+      attacker.write(`\n${valid}`);
+      await until(() => got.messages.length === 2, "the frame after the endless line");
+      expect(t2.oversized).toBe(1);
+      await hostileFrames(
+        (line) => attacker.write(line),
+        () => b2.counters.received + t2.oversized,
+        encodeControlFrame(
+          { from: "b1", to: "b2", epoch: 4, seq: 78, type: "HB", body: { period: 2 } },
+          key,
+        ),
+        4,
+      );
+      expect(got.messages).toHaveLength(3);
+      expect(b2.counters).toMatchObject({
+        forged: 1,
+        replayed: 1,
+        notForUs: 1,
+        unknownSender: 1,
+        badMessage: 1,
+      });
+    } finally {
+      await new Promise<void>((resolve) => attacker.close(() => resolve()));
+      await b1.close();
+      await b2.close();
+      await pair.close();
+      await attackPair.close();
+    }
+  });
+});
