@@ -16,3 +16,4 @@ export * from "./testbed/summary.js";
 export * from "./testbed/testbed.js";
 export * from "./wire/control-frame.js";
 export * from "./wire/control-messages.js";
+export * from "./wire/host-link.js";

@@ -114,8 +114,18 @@ describe("replay protection", () => {
 
 describe("control messages", () => {
   it("checks bodies field by field", () => {
-    expect(parseControlMessage("HB", { period: 2 })).toEqual({ type: "HB", period: 2 });
-    expect(parseControlMessage("HB", { period: "2" })).toBeUndefined();
+    expect(parseControlMessage("HB", { period: 2, schedule: 5000, joined: true })).toEqual({
+      type: "HB",
+      period: 2,
+      schedule: 5000,
+      joined: true,
+    });
+    expect(
+      parseControlMessage("HB", { period: "2", schedule: 5000, joined: true }),
+    ).toBeUndefined();
+    expect(
+      parseControlMessage("HB", { period: 2, schedule: 5000, joined: true, extra: 1 }),
+    ).toBeUndefined();
     expect(
       parseControlMessage("DONE", {
         period: 1,

@@ -3,6 +3,8 @@
  * host: its lines (GPIO), its media (manifests, verify, restore), and the
  * cores without I/O of the distributed wormhole with their simulation.
  */
+export * from "./board/board-daemon.js";
+export * from "./board/board-state-files.js";
 export * from "./coordinator/board-core.js";
 export * from "./coordinator/group-schedule.js";
 export * from "./failsafe/failsafe-core.js";
@@ -13,6 +15,7 @@ export * from "./lines/simulated-lines.js";
 export * from "./lines/sysfs-chips.js";
 export * from "./lines/sysfs-lines.js";
 export * from "./link/control-link.js";
+export * from "./link/host-link-port.js";
 export * from "./link/line-splitter.js";
 export * from "./link/link-keys.js";
 export * from "./link/peer-monitor.js";
@@ -26,6 +29,7 @@ export * from "./media/restore.js";
 export * from "./media/seal.js";
 export * from "./media/verify.js";
 export * from "./recovery/recovery-core.js";
+export * from "./recovery/step-runner.js";
 export * from "./sim/cluster-sim.js";
 export * from "./sim/prng.js";
 export * from "./timely/timely-core.js";

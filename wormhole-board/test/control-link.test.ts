@@ -49,19 +49,40 @@ async function hostileFrames(
   send(`${"x".repeat(2_500)}\n`);
   send(
     encodeControlFrame(
-      { from: "b1", to: "b2", epoch, seq: 99, type: "HB", body: { period: 0 } },
+      {
+        from: "b1",
+        to: "b2",
+        epoch,
+        seq: 99,
+        type: "HB",
+        body: { period: 0, schedule: 0, joined: true },
+      },
       otherKey,
     ),
   );
   send(
     encodeControlFrame(
-      { from: "b1", to: "b9", epoch, seq: 100, type: "HB", body: { period: 0 } },
+      {
+        from: "b1",
+        to: "b9",
+        epoch,
+        seq: 100,
+        type: "HB",
+        body: { period: 0, schedule: 0, joined: true },
+      },
       key,
     ),
   );
   send(
     encodeControlFrame(
-      { from: "b7", to: "b2", epoch, seq: 1, type: "HB", body: { period: 0 } },
+      {
+        from: "b7",
+        to: "b2",
+        epoch,
+        seq: 1,
+        type: "HB",
+        body: { period: 0, schedule: 0, joined: true },
+      },
       key,
     ),
   );
@@ -105,17 +126,24 @@ describe("the control link over UDP on loopback", () => {
     await b1.open(collector().handlers);
     await b2.open(got.handlers);
     try {
-      b1.broadcast({ type: "HB", period: -1 });
+      b1.broadcast({ type: "HB", period: -1, schedule: 0, joined: false });
       b1.broadcast({ type: "DONE", period: 0, steps: [] });
       await until(() => got.messages.length === 2, "two messages");
       expect(got.messages).toEqual([
-        { from: "b1", message: { type: "HB", period: -1 } },
+        { from: "b1", message: { type: "HB", period: -1, schedule: 0, joined: false } },
         { from: "b1", message: { type: "DONE", period: 0, steps: [] } },
       ]);
       const raw = createSocket("udp4");
       const to = peers.get("b2") as { port: number };
       const valid = encodeControlFrame(
-        { from: "b1", to: "b2", epoch: 1, seq: 50, type: "HB", body: { period: 3 } },
+        {
+          from: "b1",
+          to: "b2",
+          epoch: 1,
+          seq: 50,
+          type: "HB",
+          body: { period: 3, schedule: 0, joined: true },
+        },
         key,
       );
       await hostileFrames(
@@ -197,7 +225,14 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
       // A megabyte with no newline, then a valid frame: the frame still gets through.
       attacker.write(Buffer.alloc(1_000_000, 0x41));
       const valid = encodeControlFrame(
-        { from: "b1", to: "b2", epoch: 4, seq: 77, type: "HB", body: { period: 1 } },
+        {
+          from: "b1",
+          to: "b2",
+          epoch: 4,
+          seq: 77,
+          type: "HB",
+          body: { period: 1, schedule: 0, joined: true },
+        },
         key,
       );
       attacker.write(`\n${valid}`);
@@ -207,7 +242,14 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
         (line) => attacker.write(line),
         () => b2.counters.received + t2.oversized,
         encodeControlFrame(
-          { from: "b1", to: "b2", epoch: 4, seq: 78, type: "HB", body: { period: 2 } },
+          {
+            from: "b1",
+            to: "b2",
+            epoch: 4,
+            seq: 78,
+            type: "HB",
+            body: { period: 2, schedule: 0, joined: true },
+          },
           key,
         ),
         4,

@@ -5,8 +5,12 @@
  */
 
 export type ControlMessage =
-  /** A sign of life; `period` is the sender's last period started (-1: none). */
-  | { type: "HB"; period: number }
+  /**
+   * A sign of life. `period`: the sender's last period started (-1: none).
+   * `schedule`: the wall-clock instant (ms) of period 0's trigger it proposes,
+   * or has `joined` (committed to).
+   */
+  | { type: "HB"; period: number; schedule: number; joined: boolean }
   /** The sender finished Algorithm 1 in `period`, with its step timings. */
   | {
       type: "DONE";
@@ -39,8 +43,16 @@ export function parseControlMessage(
   const finite = (value: unknown) => typeof value === "number" && Number.isFinite(value);
   switch (type) {
     case "HB":
-      return count(body.period, -1) && Object.keys(body).length === 1
-        ? { type, period: body.period as number }
+      return count(body.period, -1) &&
+        count(body.schedule, 0) &&
+        typeof body.joined === "boolean" &&
+        Object.keys(body).length === 3
+        ? {
+            type,
+            period: body.period as number,
+            schedule: body.schedule as number,
+            joined: body.joined,
+          }
         : undefined;
     case "DONE": {
       if (!count(body.period, 0) || !Array.isArray(body.steps) || body.steps.length > 16)

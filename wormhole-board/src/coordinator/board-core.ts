@@ -186,7 +186,15 @@ export class BoardCore {
   private onTime(nowMs: number, out: BoardAction[]): void {
     for (const p of this.peers.tick(nowMs)) {
       if (p.kind === "heartbeat")
-        out.push({ kind: "broadcast", message: { type: "HB", period: this.lastPeriod } });
+        out.push({
+          kind: "broadcast",
+          message: {
+            type: "HB",
+            period: this.lastPeriod,
+            schedule: this.config.firstTriggerMs,
+            joined: this.failsafe.state === undefined,
+          },
+        });
       else
         this.enterFailsafe(
           `board ${p.peer} silent for ${p.silentMs.toFixed(0)} ms (bound ${this.config.silenceBoundMs} ms)`,
@@ -220,6 +228,18 @@ export class BoardCore {
   ): void {
     switch (message.type) {
       case "HB":
+        // Every board must run the same schedule; one that does not is a fault.
+        if (
+          message.joined &&
+          message.schedule !== this.config.firstTriggerMs &&
+          this.failsafe.state === undefined
+        ) {
+          this.enterFailsafe(
+            `board ${from} runs a schedule starting at ${message.schedule}, not ${this.config.firstTriggerMs}`,
+            nowMs,
+            out,
+          );
+        }
         return;
       case "DONE":
         if (this.failsafe.state === undefined) {

@@ -1,0 +1,125 @@
+/**
+ * The host link: the serial console line between a board and the payload
+ * host it guards. One line per message, bounded, parsed defensively on both
+ * sides, because the host is not trusted and the board must not be confused.
+ *
+ *   smwh1 <TYPE> <base64url JSON body>\n
+ */
+
+export const HOST_LINK_VERSION = "smwh1";
+export const MAX_HOST_LINE_BYTES = 4096;
+
+/** A replica key certificate: the board vouches that `publicKey` is its host's key from `period` on. */
+export interface KeyCertificate {
+  host: string;
+  board: string;
+  period: number;
+  /** Ed25519 public key of the replica, base64 SPKI DER. */
+  publicKey: string;
+  issuedAt: string;
+  /** Ed25519 signature by the board's signing key over the fields above, base64. */
+  signature: string;
+}
+
+export type BoardToHost =
+  | { type: "PREPARE_SHUTDOWN"; period: number }
+  | { type: "CERT"; certificate: KeyCertificate };
+
+export type HostToBoard =
+  | { type: "SHUTDOWN_ACK"; period: number }
+  | { type: "BOOTED"; publicKey: string }
+  | { type: "RECOVERED"; checkpointSeq: number; digest: string }
+  | { type: "HB" };
+
+export function encodeHostLine(message: BoardToHost | HostToBoard): string {
+  const { type, ...body } = message;
+  const line = `${HOST_LINK_VERSION} ${type} ${Buffer.from(JSON.stringify(body), "utf8").toString("base64url")}`;
+  if (Buffer.byteLength(line) > MAX_HOST_LINE_BYTES)
+    throw new RangeError(`a ${type} line exceeds ${MAX_HOST_LINE_BYTES} bytes`);
+  return `${line}\n`;
+}
+
+function decodeBody(line: string): { type: string; body: Record<string, unknown> } | undefined {
+  if (Buffer.byteLength(line) > MAX_HOST_LINE_BYTES) return undefined;
+  const fields = line.trim().split(" ");
+  if (
+    fields.length !== 3 ||
+    fields[0] !== HOST_LINK_VERSION ||
+    !/^[A-Z_]{2,24}$/.test(fields[1] as string)
+  )
+    return undefined;
+  if (!/^[A-Za-z0-9_-]*$/.test(fields[2] as string)) return undefined;
+  try {
+    const body = JSON.parse(Buffer.from(fields[2] as string, "base64url").toString("utf8"));
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return undefined;
+    return { type: fields[1] as string, body };
+  } catch {
+    return undefined;
+  }
+}
+
+const BASE64 = /^[A-Za-z0-9+/=]{1,512}$/;
+const isCount = (v: unknown, min = 0) =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= min;
+
+/** A line from the host, checked; undefined when it is not a well-formed message. */
+export function parseHostToBoard(line: string): HostToBoard | undefined {
+  const decoded = decodeBody(line);
+  if (decoded === undefined) return undefined;
+  const { type, body } = decoded;
+  switch (type) {
+    case "SHUTDOWN_ACK":
+      return isCount(body.period) ? { type, period: body.period as number } : undefined;
+    case "BOOTED":
+      return typeof body.publicKey === "string" && BASE64.test(body.publicKey)
+        ? { type, publicKey: body.publicKey }
+        : undefined;
+    case "RECOVERED":
+      return isCount(body.checkpointSeq) &&
+        typeof body.digest === "string" &&
+        /^[0-9a-f]{64}$/.test(body.digest)
+        ? { type, checkpointSeq: body.checkpointSeq as number, digest: body.digest }
+        : undefined;
+    case "HB":
+      return { type };
+    default:
+      return undefined;
+  }
+}
+
+/** A line from the board, checked (the host side's parser). */
+export function parseBoardToHost(line: string): BoardToHost | undefined {
+  const decoded = decodeBody(line);
+  if (decoded === undefined) return undefined;
+  const { type, body } = decoded;
+  switch (type) {
+    case "PREPARE_SHUTDOWN":
+      return isCount(body.period) ? { type, period: body.period as number } : undefined;
+    case "CERT": {
+      const c = body.certificate as Record<string, unknown> | undefined;
+      if (typeof c !== "object" || c === null) return undefined;
+      if (
+        typeof c.host !== "string" ||
+        typeof c.board !== "string" ||
+        !isCount(c.period) ||
+        typeof c.issuedAt !== "string"
+      )
+        return undefined;
+      if (
+        typeof c.publicKey !== "string" ||
+        !BASE64.test(c.publicKey) ||
+        typeof c.signature !== "string" ||
+        !BASE64.test(c.signature)
+      )
+        return undefined;
+      return { type, certificate: c as unknown as KeyCertificate };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The bytes a board signs for a certificate: its fields in a fixed order. */
+export function certificateSigningBytes(c: Omit<KeyCertificate, "signature">): Buffer {
+  return Buffer.from(JSON.stringify([c.host, c.board, c.period, c.publicKey, c.issuedAt]), "utf8");
+}

@@ -1,0 +1,515 @@
+/**
+ * The board daemon: the board core driven by real time, the control link,
+ * the host link, the lines and the images. It first agrees with its peers on
+ * the schedule (the wall-clock instant of period 0, on a whole-second grid),
+ * then runs periods until told to stop; on a fail-safe trigger it acts at
+ * once (hold reset, power off, alarm, webhook, command) and latches the state
+ * on disk. Timers are chained to absolute instants; their lateness is measured.
+ */
+import { spawn } from "node:child_process";
+import { type KeyObject, verify } from "node:crypto";
+import { existsSync, unlinkSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import path from "node:path";
+import type { FailsafeAction, Testbed } from "@smw/wiring";
+import type { Logger } from "pino";
+import { type BoardAction, BoardCore, type BoardEvent } from "../coordinator/board-core.js";
+import type { FailsafeState } from "../failsafe/failsafe-core.js";
+import type { BoardLines } from "../lines/board-lines.js";
+import type { ControlLink } from "../link/control-link.js";
+import type { HostLinkPort } from "../link/host-link-port.js";
+import type { RecoveryStep, StepRecord } from "../recovery/recovery-core.js";
+import { StepRunner } from "../recovery/step-runner.js";
+import type { BoardStateFiles } from "./board-state-files.js";
+
+export interface AlertSink {
+  webhook(url: string, body: unknown): Promise<void>;
+  exec(argv: readonly string[], env: Record<string, string>): void;
+}
+
+export interface BoardDaemonDeps {
+  testbed: Testbed;
+  boardId: string;
+  lines: BoardLines;
+  link: ControlLink;
+  hostLink: HostLinkPort;
+  operatorKey: KeyObject;
+  signingKey: KeyObject;
+  state: BoardStateFiles;
+  log: Logger;
+  alerts?: AlertSink;
+  /** Wall clock, ms: the shared timebase of the schedule. */
+  now?: () => number;
+}
+
+export type DaemonPhase = "joining" | "running" | "failsafe" | "stopped";
+
+export interface BoardStatus {
+  board: string;
+  host: string;
+  phase: DaemonPhase;
+  updatedAtMs: number;
+  schedule?: number;
+  period?: number;
+  group?: number;
+  nextTriggerMs?: number;
+  lastSteps: Array<Pick<StepRecord, "step" | "budgetMs" | "verdict"> & { tookMs?: number }>;
+  failsafe?: FailsafeState;
+  link: ControlLink["counters"];
+  maxTimerLatenessMs: number;
+}
+
+const GRID_MS = 1_000;
+
+export class BoardDaemon {
+  private core: BoardCore | undefined;
+  private phase: DaemonPhase = "joining";
+  private timer: NodeJS.Timeout | undefined;
+  private armedForMs: number | undefined;
+  private step: AbortController | undefined;
+  private readonly runner: StepRunner;
+  private readonly now: () => number;
+  private proposal = 0;
+  private readonly peerSchedules = new Map<string, { schedule: number; joined: boolean }>();
+  private joinHeartbeatMs = 0;
+  private lastSteps: BoardStatus["lastSteps"] = [];
+  private maxLatenessMs = 0;
+  private server: Server | undefined;
+  private restored: FailsafeState | undefined;
+
+  constructor(private readonly deps: BoardDaemonDeps) {
+    this.now = deps.now ?? Date.now;
+    const board = deps.testbed.boards.find((b) => b.id === deps.boardId);
+    if (board === undefined) throw new Error(`there is no board "${deps.boardId}"`);
+    this.runner = new StepRunner({
+      board,
+      lines: deps.lines,
+      hostLink: deps.hostLink,
+      operatorKey: deps.operatorKey,
+      signingKey: deps.signingKey,
+      budgets: deps.testbed.rejuvenation.budgets,
+    });
+  }
+
+  get currentPhase(): DaemonPhase {
+    return this.phase;
+  }
+
+  get failsafeState(): FailsafeState | undefined {
+    return this.core?.failsafeState ?? this.restored;
+  }
+
+  async start(): Promise<void> {
+    this.restored = this.deps.state.readFailsafe();
+    await this.deps.hostLink.open();
+    await this.deps.link.open({
+      message: (from, message) => this.onMessage(from, message),
+      authFailure: (from) => this.dispatch({ kind: "authFailure", from, nowMs: this.now() }),
+    });
+    await this.listenForOperator();
+    if (this.restored !== undefined) {
+      this.deps.log.warn({ failsafe: this.restored }, "starting in the latched fail-safe state");
+      this.applyFailsafeActions(this.restored, this.deps.testbed.failsafe.actions, false);
+      this.createCore(this.now() + 365 * 86_400_000, this.restored);
+      this.phase = "failsafe";
+    } else {
+      this.beginJoining();
+    }
+    this.writeStatus();
+  }
+
+  async stop(): Promise<void> {
+    this.phase = "stopped";
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.step?.abort();
+    await new Promise<void>((resolve) =>
+      this.server === undefined ? resolve() : this.server.close(() => resolve()),
+    );
+    await this.deps.link.close();
+    await this.deps.hostLink.close();
+  }
+
+  status(): BoardStatus {
+    const scheduleState = this.core?.scheduleState;
+    const triggers = this.core?.triggers ?? [];
+    const failsafe = this.failsafeState;
+    const rejuvenation = this.deps.testbed.rejuvenation;
+    const lastTrigger = triggers[triggers.length - 1];
+    const board = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId);
+    return {
+      board: this.deps.boardId,
+      host: board?.guards ?? "",
+      phase: this.phase,
+      updatedAtMs: this.now(),
+      ...(this.core === undefined ? {} : { schedule: this.proposal }),
+      ...(lastTrigger === undefined ? {} : { period: lastTrigger.index }),
+      ...(scheduleState === undefined ? {} : { group: scheduleState.group }),
+      ...(this.phase === "running" && rejuvenation.tPMs !== undefined
+        ? {
+            nextTriggerMs:
+              this.proposal +
+              (lastTrigger === undefined ? 0 : lastTrigger.index + 1) *
+                (rejuvenation.tPMs - this.deps.testbed.timeliness.procMaxMs),
+          }
+        : {}),
+      lastSteps: this.lastSteps,
+      ...(failsafe === undefined ? {} : { failsafe }),
+      link: this.deps.link.counters,
+      maxTimerLatenessMs: this.maxLatenessMs,
+    };
+  }
+
+  // --- joining: agree on the schedule ---------------------------------------
+
+  private beginJoining(): void {
+    this.phase = "joining";
+    this.peerSchedules.clear();
+    const c = this.deps.testbed.controlNetwork;
+    const leadMs = Math.max(2_000, 4 * c.silenceBoundMs);
+    this.proposal = Math.ceil((this.now() + leadMs) / GRID_MS) * GRID_MS;
+    this.joinHeartbeatMs = this.now();
+    this.deps.log.info({ proposal: this.proposal }, "joining: proposing a schedule to the peers");
+    this.armJoin();
+  }
+
+  private armJoin(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    const heartbeatMs = this.deps.testbed.controlNetwork.heartbeatMs;
+    this.timer = setTimeout(() => this.joinTick(), Math.max(0, this.joinHeartbeatMs - this.now()));
+    this.joinHeartbeatMs += heartbeatMs;
+  }
+
+  private joinTick(): void {
+    if (this.phase !== "joining") return;
+    const now = this.now();
+    const peers = this.deps.testbed.boards
+      .filter((b) => b.id !== this.deps.boardId)
+      .map((b) => b.id);
+    for (const { schedule } of this.peerSchedules.values())
+      this.proposal = Math.max(this.proposal, schedule);
+    const joinedPeer = [...this.peerSchedules.values()].find((p) => p.joined);
+    if (joinedPeer !== undefined) this.proposal = joinedPeer.schedule;
+    this.deps.link.broadcast({ type: "HB", period: -1, schedule: this.proposal, joined: false });
+    const commitLeadMs = this.deps.testbed.controlNetwork.silenceBoundMs;
+    const everyoneHeard = peers.every((p) => this.peerSchedules.has(p));
+    if (now >= this.proposal - commitLeadMs) {
+      if (everyoneHeard && this.proposal > now) {
+        this.deps.log.info({ schedule: this.proposal }, "joined: the schedule is agreed");
+        this.createCore(this.proposal, undefined);
+        this.phase = "running";
+        this.writeStatus();
+        this.arm();
+        return;
+      }
+      // Not everyone is here yet: propose a later start.
+      this.proposal = Math.ceil((now + Math.max(2_000, 4 * commitLeadMs)) / GRID_MS) * GRID_MS;
+    }
+    this.armJoin();
+  }
+
+  private createCore(firstTriggerMs: number, restored: FailsafeState | undefined): void {
+    const t = this.deps.testbed;
+    const boardOfHost = new Map(t.boards.map((b) => [b.guards, b.id]));
+    if (t.rejuvenation.tPMs === undefined || t.rejuvenation.tDMs === undefined) {
+      throw new Error(
+        "the testbed sets no tP or tD: the board cannot run a schedule (smw plan suggests them)",
+      );
+    }
+    this.proposal = firstTriggerMs;
+    this.core = new BoardCore({
+      self: this.deps.boardId,
+      boards: t.boards.map((b) => b.id),
+      groups: t.rejuvenation.groups.map((g) => g.map((h) => boardOfHost.get(h) as string)),
+      budgets: t.rejuvenation.budgets,
+      tPMs: t.rejuvenation.tPMs,
+      tDMs: t.rejuvenation.tDMs,
+      latenessBoundMs: t.timeliness.procMaxMs,
+      heartbeatMs: t.controlNetwork.heartbeatMs,
+      silenceBoundMs: t.controlNetwork.silenceBoundMs,
+      deliveryBoundMs: t.controlNetwork.deliveryBoundMs,
+      authFailureLimit: t.failsafe.authFailureLimit,
+      failsafePolicy: t.failsafe.actions,
+      firstTriggerMs,
+      startMs: this.now(),
+      ...(restored === undefined ? {} : { restoredFailsafe: restored }),
+    });
+    this.execute(this.core.start());
+  }
+
+  // --- running ---------------------------------------------------------------
+
+  private onMessage(from: string, message: Parameters<ControlLink["broadcast"]>[0]): void {
+    if (this.phase === "joining") {
+      if (message.type === "HB")
+        this.peerSchedules.set(from, { schedule: message.schedule, joined: message.joined });
+      if (message.type === "FAILSAFE") {
+        this.createCore(this.now() + 365 * 86_400_000, undefined);
+        this.phase = "running";
+        this.dispatch({ kind: "message", from, message, nowMs: this.now() });
+      }
+      return;
+    }
+    this.dispatch({ kind: "message", from, message, nowMs: this.now() });
+  }
+
+  private dispatch(event: BoardEvent): void {
+    if (this.core === undefined || this.phase === "stopped") return;
+    this.execute(this.core.handle(event));
+    this.arm();
+  }
+
+  /** Chains one timer to the core's next absolute instant (never setInterval). */
+  private arm(): void {
+    if (this.core === undefined || this.phase === "stopped" || this.phase === "joining") return;
+    const wake = this.core.nextWakeupMs();
+    if (wake === undefined || wake === this.armedForMs) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.armedForMs = wake;
+    this.timer = setTimeout(
+      () => {
+        const armedForMs = this.armedForMs as number;
+        this.armedForMs = undefined;
+        this.timer = undefined;
+        const nowMs = this.now();
+        this.maxLatenessMs = Math.max(this.maxLatenessMs, nowMs - armedForMs);
+        this.dispatch({ kind: "time", nowMs, armedForMs });
+      },
+      Math.max(0, wake - this.now()),
+    );
+  }
+
+  private execute(actions: BoardAction[]): void {
+    let statusChanged = false;
+    for (const action of actions) {
+      switch (action.kind) {
+        case "broadcast":
+          this.deps.link.broadcast(action.message);
+          break;
+        case "runStep":
+          this.runStep(action.step, action.period);
+          statusChanged = true;
+          break;
+        case "enterFailsafe":
+          this.phase = "failsafe";
+          this.step?.abort();
+          this.deps.state.writeFailsafe(action.state);
+          this.applyFailsafeActions(action.state, action.actions, true);
+          statusChanged = true;
+          break;
+        case "failsafeCleared":
+          this.deps.state.writeFailsafe(undefined);
+          this.deps.log.warn("fail-safe cleared by the operator");
+          this.core = undefined;
+          this.beginJoining();
+          statusChanged = true;
+          break;
+        case "trigger":
+          this.deps.log.info(
+            { period: action.record.index, latenessMs: action.record.latenessMs },
+            "period triggered",
+          );
+          this.deps.state.appendRecord({
+            kind: "trigger",
+            board: this.deps.boardId,
+            ...action.record,
+          });
+          statusChanged = true;
+          break;
+        case "recoveryDone":
+          this.lastSteps = action.records.map((r) => ({
+            step: r.step,
+            budgetMs: r.budgetMs,
+            verdict: r.verdict,
+            ...(r.startMs !== undefined && r.endMs !== undefined
+              ? { tookMs: r.endMs - r.startMs }
+              : {}),
+          }));
+          for (const record of action.records)
+            this.deps.state.appendRecord({ kind: "step", board: this.deps.boardId, ...record });
+          this.deps.log.info({ period: action.period, steps: this.lastSteps }, "host rejuvenated");
+          statusChanged = true;
+          break;
+        case "periodComplete":
+          this.deps.log.info(
+            { period: action.period, tookMs: action.endMs - action.startMs },
+            "period complete",
+          );
+          this.deps.state.appendRecord({ ...action, kind: "period" });
+          statusChanged = true;
+          break;
+      }
+    }
+    if (statusChanged) this.writeStatus();
+  }
+
+  private runStep(step: RecoveryStep, period: number): void {
+    const controller = new AbortController();
+    this.step = controller;
+    this.deps.log.debug({ step, period }, "step started");
+    void this.runner.run(step, period, controller.signal).then((outcome) => {
+      if (controller.signal.aborted) return;
+      this.dispatch({ kind: "stepFinished", step, outcome, nowMs: this.now() });
+    });
+  }
+
+  private applyFailsafeActions(
+    state: FailsafeState,
+    actions: readonly FailsafeAction[],
+    announce: boolean,
+  ): void {
+    this.deps.log.error({ reason: state.reason, origin: state.origin }, "FAIL-SAFE");
+    const lines = this.deps.lines;
+    const attempt = (what: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (error) {
+        this.deps.log.error({ err: (error as Error).message }, `fail-safe action ${what} failed`);
+      }
+    };
+    for (const action of actions) {
+      switch (action.kind) {
+        case "hold-reset":
+          attempt("hold-reset", () => lines.set("reset", "active"));
+          break;
+        case "power-off":
+          attempt("power-off", () => lines.set("power", "inactive"));
+          break;
+        case "alarm-line":
+          attempt("alarm-line", () => lines.set("alarm", "active"));
+          break;
+        case "webhook":
+          {
+            const body = {
+              board: this.deps.boardId,
+              testbed: this.deps.testbed.name,
+              failsafe: state,
+              restarted: !announce,
+              atMs: this.now(),
+            };
+            void (this.deps.alerts ?? defaultAlerts)
+              .webhook(action.url, body)
+              .catch((error: Error) => {
+                this.deps.log.error(
+                  { url: action.url, err: error.message },
+                  "fail-safe webhook failed",
+                );
+              });
+          }
+          break;
+        case "exec":
+          attempt("exec", () =>
+            (this.deps.alerts ?? defaultAlerts).exec(action.argv, {
+              SMW_BOARD: this.deps.boardId,
+              SMW_REASON: state.reason,
+              SMW_ORIGIN: state.origin,
+            }),
+          );
+          break;
+      }
+    }
+  }
+
+  // --- the operator's clear-failsafe, over a local socket -------------------
+
+  private listenForOperator(): Promise<void> {
+    const socketPath = controlSocketPath(this.deps.state.dir);
+    if (existsSync(socketPath)) unlinkSync(socketPath);
+    this.server = createServer((connection) => {
+      let text = "";
+      connection.setEncoding("utf8");
+      connection.on("data", (chunk: string) => {
+        text += chunk;
+        if (text.length > 4096) connection.destroy();
+        if (!text.includes("\n")) return;
+        connection.end(`${JSON.stringify(this.operatorRequest(text.split("\n")[0] as string))}\n`);
+      });
+      connection.on("error", () => {});
+    });
+    const server = this.server;
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(socketPath, () => resolve());
+    });
+  }
+
+  private operatorRequest(line: string): { ok: boolean; message: string; status?: BoardStatus } {
+    try {
+      const request = JSON.parse(line) as {
+        type?: unknown;
+        board?: unknown;
+        issuedAtMs?: unknown;
+        signature?: unknown;
+      };
+      if (request.type === "status") return { ok: true, message: "status", status: this.status() };
+      if (request.type !== "clear-failsafe") return { ok: false, message: "unknown request" };
+      if (
+        request.board !== this.deps.boardId ||
+        typeof request.issuedAtMs !== "number" ||
+        typeof request.signature !== "string"
+      ) {
+        return { ok: false, message: "malformed clear-failsafe request" };
+      }
+      if (Math.abs(this.now() - request.issuedAtMs) > 300_000)
+        return {
+          ok: false,
+          message: "the request is more than 5 minutes old (or from the future)",
+        };
+      const signed = clearRequestBytes(request.board, request.issuedAtMs);
+      if (!verify(null, signed, this.deps.operatorKey, Buffer.from(request.signature, "base64"))) {
+        return { ok: false, message: "the request is not signed by the operator key" };
+      }
+      if (this.failsafeState === undefined)
+        return { ok: true, message: "the board is not in fail-safe" };
+      if (this.core === undefined) this.createCore(this.now() + 365 * 86_400_000, this.restored);
+      this.restored = undefined;
+      this.dispatch({ kind: "clearFailsafe", nowMs: this.now() });
+      return { ok: true, message: "fail-safe cleared; the board is joining its peers again" };
+    } catch (error) {
+      return { ok: false, message: `bad request: ${(error as Error).message}` };
+    }
+  }
+
+  private lastStatusWriteMs = 0;
+  private writeStatus(): void {
+    const now = this.now();
+    if (now - this.lastStatusWriteMs < 50 && this.phase === "running") return;
+    this.lastStatusWriteMs = now;
+    try {
+      this.deps.state.writeStatus(this.status());
+    } catch (error) {
+      this.deps.log.error({ err: (error as Error).message }, "cannot write the status file");
+    }
+  }
+}
+
+export function controlSocketPath(stateDir: string): string {
+  return path.join(stateDir, "control.sock");
+}
+
+/** The bytes the operator signs to clear a board's fail-safe state. */
+export function clearRequestBytes(board: string, issuedAtMs: number): Buffer {
+  return Buffer.from(JSON.stringify(["smw clear-failsafe", board, issuedAtMs]), "utf8");
+}
+
+const defaultAlerts: AlertSink = {
+  async webhook(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(5_000),
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  },
+  exec(argv, env) {
+    const [program, ...args] = argv;
+    if (program === undefined) return;
+    const child = spawn(program, args, {
+      env: { ...process.env, ...env },
+      stdio: "ignore",
+      detached: true,
+    });
+    child.on("error", () => {});
+    child.unref();
+  },
+};

@@ -1,0 +1,91 @@
+/**
+ * What a board keeps in its state folder: its boot epoch, the latched
+ * fail-safe state (so a restarted daemon comes back in it), the step records
+ * (JSON lines) and a status snapshot for `smw status`. Small files written
+ * atomically (temporary file, fsync, rename).
+ */
+import {
+  appendFileSync,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from "node:fs";
+import path from "node:path";
+import type { FailsafeState } from "../failsafe/failsafe-core.js";
+
+export class BoardStateFiles {
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Increments and returns the boot epoch: frames of earlier boots are replays. */
+  nextEpoch(): number {
+    const file = path.join(this.dir, "epoch");
+    let epoch = 0;
+    try {
+      epoch = Number(readFileSync(file, "utf8").trim());
+      if (!Number.isSafeInteger(epoch) || epoch < 0) epoch = 0;
+    } catch {
+      // First boot.
+    }
+    epoch++;
+    this.writeAtomic("epoch", `${epoch}\n`);
+    return epoch;
+  }
+
+  readFailsafe(): FailsafeState | undefined {
+    try {
+      const data = JSON.parse(readFileSync(path.join(this.dir, "failsafe.json"), "utf8"));
+      if (data === null) return undefined;
+      if (
+        typeof data.reason === "string" &&
+        typeof data.origin === "string" &&
+        typeof data.sinceMs === "number"
+      ) {
+        return { reason: data.reason, origin: data.origin, sinceMs: data.sinceMs };
+      }
+      // Unreadable content: stay on the safe side.
+      return { reason: "the latched fail-safe file is unreadable", origin: "?", sinceMs: 0 };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      return {
+        reason: `the latched fail-safe file is unreadable (${(error as Error).message})`,
+        origin: "?",
+        sinceMs: 0,
+      };
+    }
+  }
+
+  writeFailsafe(state: FailsafeState | undefined): void {
+    this.writeAtomic("failsafe.json", `${JSON.stringify(state ?? null)}\n`);
+  }
+
+  appendRecord(record: unknown): void {
+    appendFileSync(path.join(this.dir, "steps.jsonl"), `${JSON.stringify(record)}\n`);
+  }
+
+  writeStatus(status: unknown): void {
+    this.writeAtomic("status.json", `${JSON.stringify(status, null, 1)}\n`);
+  }
+
+  readStatus(): unknown {
+    return JSON.parse(readFileSync(path.join(this.dir, "status.json"), "utf8"));
+  }
+
+  private writeAtomic(name: string, text: string): void {
+    const target = path.join(this.dir, name);
+    const temporary = `${target}.tmp`;
+    const fd = openSync(temporary, "w", 0o600);
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, target);
+  }
+}

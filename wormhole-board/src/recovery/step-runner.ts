@@ -1,0 +1,171 @@
+/**
+ * Runs the steps of Algorithm 1 for real: the reset, storage-mux and
+ * write-protect lines, the image check and restore, and the host link. Each
+ * step ends with an outcome for the recovery core, which judges its timing.
+ */
+import { type KeyObject, sign } from "node:crypto";
+import {
+  type Board,
+  certificateSigningBytes,
+  type HostToBoard,
+  type KeyCertificate,
+} from "@smw/wiring";
+import type { BoardLines } from "../lines/board-lines.js";
+import type { HostLinkPort } from "../link/host-link-port.js";
+import type { Manifest } from "../media/manifest.js";
+import { readVerifiedManifest } from "../media/manifest.js";
+import { MediaError } from "../media/media-error.js";
+import { restoreImage } from "../media/restore.js";
+import { verifyImage } from "../media/verify.js";
+import type { RecoveryStep, StepOutcome } from "./recovery-core.js";
+
+export interface StepRunnerDeps {
+  board: Board;
+  lines: BoardLines;
+  hostLink: HostLinkPort;
+  operatorKey: KeyObject;
+  signingKey: KeyObject;
+  budgets: { tShutdownMs: number; tBootMs: number; tTransferMs: number };
+}
+
+export class StepRunner {
+  private readonly manifests = new Map<"os" | "sm", Manifest>();
+  private bootedKey: string | undefined;
+
+  constructor(private readonly deps: StepRunnerDeps) {}
+
+  async run(step: RecoveryStep, period: number, signal: AbortSignal): Promise<StepOutcome> {
+    try {
+      switch (step) {
+        case "shutdown":
+          return await this.shutdown(period, signal);
+        case "checkOS":
+          return await this.check("os");
+        case "checkSM":
+          return await this.check("sm");
+        case "restoreOS":
+          return await this.restore("os");
+        case "restoreSM":
+          return await this.restore("sm");
+        case "boot":
+          return await this.boot(period, signal);
+        case "transfer":
+          return await this.transfer(signal);
+      }
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    }
+  }
+
+  /** Tell the host (a primary hands off), allow it half the budget, then hold it in reset. */
+  private async shutdown(period: number, signal: AbortSignal): Promise<StepOutcome> {
+    this.deps.hostLink.send({ type: "PREPARE_SHUTDOWN", period });
+    const ack = await this.deps.hostLink.waitFor(
+      (m): m is Extract<HostToBoard, { type: "SHUTDOWN_ACK" }> =>
+        m.type === "SHUTDOWN_ACK" && m.period === period,
+      this.deps.budgets.tShutdownMs / 2,
+      signal,
+    );
+    this.deps.lines.set("reset", "active");
+    if (this.deps.lines.has("storage-mux")) this.deps.lines.set("storage-mux", "active");
+    return {
+      ok: true,
+      detail:
+        ack === undefined ? "no acknowledgement from the host; reset anyway" : "host acknowledged",
+    };
+  }
+
+  private manifest(image: "os" | "sm"): Manifest {
+    const paths = this.deps.board.images[image];
+    const manifest = readVerifiedManifest(paths.manifest, this.deps.operatorKey);
+    this.manifests.set(image, manifest);
+    return manifest;
+  }
+
+  private async check(image: "os" | "sm"): Promise<StepOutcome> {
+    const manifest = this.manifest(image);
+    const result = await verifyImage(this.deps.board.images[image].live, manifest, {
+      what: `live ${image} image`,
+    });
+    return {
+      ok: true,
+      corrupted: !result.clean,
+      detail: result.clean ? "clean" : `${result.badChunks.length} chunks corrupted`,
+    };
+  }
+
+  private async restore(image: "os" | "sm"): Promise<StepOutcome> {
+    const manifest = this.manifests.get(image) ?? this.manifest(image);
+    const lines = this.deps.lines;
+    const result = await restoreImage({
+      livePath: this.deps.board.images[image].live,
+      goldenPath: this.deps.board.images[image].golden,
+      manifest,
+      ...(lines.has("write-protect")
+        ? {
+            writeProtect: {
+              lower: () => lines.set("write-protect", "inactive"),
+              raise: () => lines.set("write-protect", "active"),
+            },
+          }
+        : {}),
+    });
+    if (!result.clean)
+      throw new MediaError(
+        `the ${image} image is still corrupted after the restore (chunks ${result.stillBad.join(", ")})`,
+      );
+    return {
+      ok: true,
+      detail: `${result.chunksRestored} chunks restored, ${result.bytesWritten} bytes written`,
+    };
+  }
+
+  /** Release reset (and the storage mux) and wait for the host agent to say it booted, with its new key. */
+  private async boot(period: number, signal: AbortSignal): Promise<StepOutcome> {
+    const lines = this.deps.lines;
+    if (lines.has("storage-mux")) lines.set("storage-mux", "inactive");
+    lines.set("reset", "inactive");
+    const booted = await this.deps.hostLink.waitFor(
+      (m): m is Extract<HostToBoard, { type: "BOOTED" }> => m.type === "BOOTED",
+      this.deps.budgets.tBootMs,
+      signal,
+    );
+    if (booted === undefined)
+      return { ok: false, reason: "the host did not report booted within T_boot" };
+    this.bootedKey = booted.publicKey;
+    this.deps.hostLink.send({
+      type: "CERT",
+      certificate: this.certificate(period, booted.publicKey),
+    });
+    return { ok: true, detail: "host booted; key certificate issued" };
+  }
+
+  private async transfer(signal: AbortSignal): Promise<StepOutcome> {
+    const recovered = await this.deps.hostLink.waitFor(
+      (m): m is Extract<HostToBoard, { type: "RECOVERED" }> => m.type === "RECOVERED",
+      this.deps.budgets.tTransferMs,
+      signal,
+    );
+    if (recovered === undefined)
+      return { ok: false, reason: "the host did not report its state recovered within T_transfer" };
+    return { ok: true, detail: `state recovered at checkpoint ${recovered.checkpointSeq}` };
+  }
+
+  private certificate(period: number, publicKey: string): KeyCertificate {
+    const body = {
+      host: this.deps.board.guards,
+      board: this.deps.board.id,
+      period,
+      publicKey,
+      issuedAt: new Date().toISOString(),
+    };
+    return {
+      ...body,
+      signature: sign(null, certificateSigningBytes(body), this.deps.signingKey).toString("base64"),
+    };
+  }
+
+  get lastBootedKey(): string | undefined {
+    return this.bootedKey;
+  }
+}

@@ -1,0 +1,203 @@
+import { appendFileSync } from "node:fs";
+import path from "node:path";
+import {
+  BoardDaemon,
+  BoardLines,
+  BoardStateFiles,
+  ControlLink,
+  HostLinkPort,
+  readLinkKeys,
+  readPrivateKey,
+  readPublicKey,
+  SimulatedLines,
+  transportFor,
+} from "@smw/wormhole-board";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SimulatedHost } from "./helpers/simulated-host.js";
+import { socatUnavailable } from "./helpers/socat.js";
+import { makeTestbed6, type Testbed6 } from "./helpers/testbed-6.js";
+
+const noSocat = socatUnavailable();
+if (noSocat !== undefined) process.stdout.write(`board daemon tests skipped: ${noSocat}\n`);
+
+interface Rig {
+  bed: Testbed6;
+  sim: SimulatedLines;
+  daemons: BoardDaemon[];
+  hosts: SimulatedHost[];
+  resetsActive: number[];
+  close(): Promise<void>;
+}
+
+async function startRig(transport: "udp" | "serial", basePort: number): Promise<Rig> {
+  const bed = await makeTestbed6(transport, basePort);
+  const sim = new SimulatedLines();
+  const t = bed.testbed;
+  const daemons: BoardDaemon[] = [];
+  const hosts: SimulatedHost[] = [];
+  const resetsActive: number[] = [];
+  // How many hosts are held in reset, after every change of any reset line.
+  const resetLevel = new Map<string, string>();
+  sim.onChange((event) => {
+    if (event.role !== "reset") return;
+    resetLevel.set(event.chip, event.level);
+    resetsActive.push([...resetLevel.values()].filter((level) => level === "active").length);
+  });
+  const operatorKey = readPublicKey(t.operatorKeyPath);
+  for (const board of t.boards) {
+    const host = t.hosts.find((h) => h.id === board.guards);
+    if (host === undefined) throw new Error("no host");
+    const simulatedHost = new SimulatedHost({
+      device: host.console.device,
+      lines: sim,
+      resetChip: `sim-${board.id}`,
+      resetOffset: 0,
+      resetActiveLow: true,
+      bootMs: 40,
+      transferMs: 40,
+    });
+    await simulatedHost.start();
+    hosts.push(simulatedHost);
+    const state = new BoardStateFiles(board.stateDir);
+    const lines = BoardLines.claim(board, sim);
+    const link = new ControlLink(
+      board.id,
+      readLinkKeys(t, board.id),
+      state.nextEpoch(),
+      transportFor(t, board.id),
+    );
+    const logFile = path.join(bed.dir, `${board.id}.log`);
+    const daemon = new BoardDaemon({
+      testbed: t,
+      boardId: board.id,
+      lines,
+      link,
+      hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
+      operatorKey,
+      signingKey: readPrivateKey(board.keys.signingPath),
+      state,
+      log: pino(
+        { level: "info", base: { board: board.id } },
+        { write: (line: string) => appendFileSync(logFile, line) },
+      ),
+      alerts: { webhook: async () => {}, exec: () => {} },
+    });
+    daemons.push(daemon);
+  }
+  await Promise.all(daemons.map((d) => d.start()));
+  return {
+    bed,
+    sim,
+    daemons,
+    hosts,
+    resetsActive,
+    async close() {
+      await Promise.all(daemons.map((d) => d.stop()));
+      await Promise.all(hosts.map((h) => h.stop()));
+      await bed.close();
+    },
+  };
+}
+
+async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const started = performance.now();
+  while (!condition()) {
+    if (performance.now() - started > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return performance.now() - started;
+}
+
+for (const [transport, basePort] of [
+  ["udp", 17400],
+  ["serial", 17500],
+] as const) {
+  describe.skipIf(noSocat !== undefined)(
+    `six board daemons over ${transport === "udp" ? "UDP on loopback" : "socat PTY pairs"}`,
+    () => {
+      let rig: Rig;
+      beforeAll(async () => {
+        rig = await startRig(transport, basePort);
+      }, 30_000);
+      afterAll(async () => {
+        await rig?.close();
+      });
+
+      it("agree on a schedule and complete two periods in order, never more than k hosts in reset", async () => {
+        await until(
+          () =>
+            rig.daemons.every(
+              (d) =>
+                (d.status().period ?? -1) >= 1 &&
+                d.status().group === undefined &&
+                d.status().lastSteps.length > 0 &&
+                d.currentPhase === "running",
+            ),
+          40_000,
+          "two periods",
+        );
+        await until(
+          () => rig.hosts.every((h) => h.boots >= 2),
+          10_000,
+          "every host rejuvenated twice",
+        );
+        for (const daemon of rig.daemons) {
+          expect(daemon.failsafeState, daemon.status().board).toBeUndefined();
+          expect(daemon.status().lastSteps.map((s) => s.step)).toEqual([
+            "shutdown",
+            "checkOS",
+            "restoreOS",
+            "checkSM",
+            "restoreSM",
+            "boot",
+            "transfer",
+          ]);
+        }
+        expect(Math.max(...rig.resetsActive)).toBe(1);
+        expect(rig.hosts.every((h) => h.certificates >= 2)).toBe(true);
+        // Hosts were reset in group order: h1 first, h6 last, in each period.
+        const order = rig.sim.history
+          .filter((e) => e.role === "reset" && e.level === "active")
+          .map((e) => e.chip);
+        expect(order.slice(0, 12)).toEqual(
+          [...["b1", "b2", "b3", "b4", "b5", "b6"], ...["b1", "b2", "b3", "b4", "b5", "b6"]].map(
+            (b) => `sim-${b}`,
+          ),
+        );
+      }, 60_000);
+
+      it("a host that will not boot takes every board to fail-safe, every host held in reset", async () => {
+        const victim = rig.hosts[2] as SimulatedHost;
+        victim.willBoot = false;
+        const waitedMs = await until(
+          () => rig.daemons.every((d) => d.failsafeState !== undefined),
+          30_000,
+          "fail-safe everywhere",
+        );
+        expect(waitedMs).toBeGreaterThan(0);
+        for (const daemon of rig.daemons) {
+          expect(daemon.failsafeState?.reason).toMatch(
+            /step boot of period \d+ (is over its budget|took \d+ ms, over its budget|failed: the host did not report booted)/,
+          );
+          expect(daemon.failsafeState?.origin).toBe("b3");
+        }
+        for (const board of rig.bed.testbed.boards) {
+          expect(rig.sim.isHigh(`sim-${board.id}`, 0), `${board.id} holds its host in reset`).toBe(
+            false,
+          );
+          expect(rig.sim.isHigh(`sim-${board.id}`, 2), `${board.id} raises its alarm`).toBe(true);
+        }
+        // Latched on disk: a restarted daemon comes back in fail-safe.
+        const state = new BoardStateFiles(
+          (rig.bed.testbed.boards[0] as { stateDir: string }).stateDir,
+        );
+        expect(state.readFailsafe()?.origin).toBe("b3");
+        // The fail-safe reached every board within the link bound of its origin.
+        const since = rig.daemons.map((d) => d.failsafeState?.sinceMs as number);
+        expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 25 + 50);
+      }, 60_000);
+    },
+  );
+}

@@ -1,0 +1,102 @@
+/**
+ * A minimal simulated payload host for the board tests: it sits at the host
+ * end of its host-link PTY, dies when its reset line is asserted, boots when
+ * it is released (after `bootMs`, then says BOOTED with a fresh key), and says
+ * RECOVERED `transferMs` after it gets its certificate. It can be told to
+ * misbehave: never boot, never recover.
+ */
+import { generateKeyPairSync } from "node:crypto";
+import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
+import { LineSplitter, type SimulatedLines } from "@smw/wormhole-board";
+import { SerialPort } from "serialport";
+
+export interface SimulatedHostOptions {
+  device: string;
+  lines: SimulatedLines;
+  resetChip: string;
+  resetOffset: number;
+  resetActiveLow: boolean;
+  bootMs: number;
+  transferMs: number;
+}
+
+export class SimulatedHost {
+  private port: SerialPort | undefined;
+  private running = true;
+  private timers: NodeJS.Timeout[] = [];
+  private unsubscribe: (() => void) | undefined;
+  willBoot = true;
+  willRecover = true;
+  boots = 0;
+  certificates = 0;
+
+  constructor(private readonly options: SimulatedHostOptions) {}
+
+  async start(): Promise<void> {
+    const port = new SerialPort({ path: this.options.device, baudRate: 115200, autoOpen: false });
+    await new Promise<void>((resolve, reject) =>
+      port.open((error) => (error ? reject(error) : resolve())),
+    );
+    this.port = port;
+    const splitter = new LineSplitter(4096, (line) => this.receive(line));
+    port.on("data", (chunk: Buffer) => splitter.push(chunk));
+    port.on("error", () => {});
+    this.unsubscribe = this.options.lines.onChange((event) => {
+      if (event.chip !== this.options.resetChip || event.offset !== this.options.resetOffset)
+        return;
+      if (event.level === "active" && this.running) this.kill();
+      else if (event.level === "inactive" && !this.running) this.boot();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    for (const timer of this.timers) clearTimeout(timer);
+    const port = this.port;
+    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+  }
+
+  private kill(): void {
+    this.running = false;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers = [];
+  }
+
+  private boot(): void {
+    this.running = true;
+    if (!this.willBoot) return;
+    this.later(this.options.bootMs, () => {
+      this.boots++;
+      const { publicKey } = generateKeyPairSync("ed25519");
+      this.send(
+        encodeHostLine({
+          type: "BOOTED",
+          publicKey: publicKey.export({ type: "spki", format: "der" }).toString("base64"),
+        }),
+      );
+    });
+  }
+
+  private receive(line: string): void {
+    if (!this.running) return;
+    const message = parseBoardToHost(line);
+    if (message === undefined) return;
+    if (message.type === "PREPARE_SHUTDOWN")
+      this.send(encodeHostLine({ type: "SHUTDOWN_ACK", period: message.period }));
+    if (message.type === "CERT") {
+      this.certificates++;
+      if (!this.willRecover) return;
+      this.later(this.options.transferMs, () =>
+        this.send(encodeHostLine({ type: "RECOVERED", checkpointSeq: 0, digest: "0".repeat(64) })),
+      );
+    }
+  }
+
+  private later(ms: number, fn: () => void): void {
+    this.timers.push(setTimeout(() => this.running && fn(), ms));
+  }
+
+  private send(line: string): void {
+    if (this.port?.isOpen) this.port.write(line);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * A complete simulated 6-board testbed in a temporary folder, for the board
+ * daemon tests: the testbed file, operator and board keys, pairwise link keys,
+ * sealed golden images and live copies, and socat PTY pairs for every host
+ * link (and, in serial mode, every control link).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
+import {
+  generateKeyPairFiles,
+  generateLinkKeys,
+  readPrivateKey,
+  readPublicKey,
+  sealImage,
+  writeManifest,
+} from "@smw/wormhole-board";
+import { ptyPair } from "./socat.js";
+
+export interface Testbed6 {
+  dir: string;
+  file: string;
+  testbed: Testbed;
+  close(): Promise<void>;
+}
+
+export async function makeTestbed6(
+  transport: "udp" | "serial",
+  basePort: number,
+  extra = "",
+): Promise<Testbed6> {
+  const dir = mkdtempSync(path.join(tmpdir(), `smw-6-${transport}-`));
+  const boards = [1, 2, 3, 4, 5, 6].map((i) => `b${i}`);
+  const closers: Array<() => Promise<void>> = [];
+  const lines: string[] = [
+    "smw: 1",
+    `name: six-${transport}`,
+    "simulated: true",
+    "keys: { operator: keys/operator.pub }",
+    "timeliness: { procMax: 25ms, driftMaxPpm: 100, clockOffsetBound: 10ms }",
+    "hosts:",
+  ];
+  for (let i = 1; i <= 6; i++) {
+    lines.push(
+      `  - { id: h${i}, address: "127.0.0.1:${basePort + 100 + i}", console: { device: pty/h${i}-host }, stateDir: hosts/h${i}/state }`,
+    );
+  }
+  lines.push("boards:");
+  for (let i = 1; i <= 6; i++) {
+    const b = `b${i}`;
+    lines.push(`  - id: ${b}`, `    guards: h${i}`, `    stateDir: boards/${b}`);
+    lines.push("    lines:");
+    lines.push(`      - { role: reset, chip: sim-${b}, offset: 0, activeLow: true }`);
+    lines.push(`      - { role: write-protect, chip: sim-${b}, offset: 1 }`);
+    lines.push(`      - { role: alarm, chip: sim-${b}, offset: 2 }`);
+    if (transport === "udp") {
+      lines.push(`    control: { address: 127.0.0.1, port: ${basePort + i} }`);
+    } else {
+      lines.push("    control:", "      links:");
+      for (const peer of boards)
+        if (peer !== b) lines.push(`        ${peer}: pty/ctl-${b}-${peer}`);
+    }
+    lines.push(`    hostLink: { device: pty/h${i}-board }`);
+    lines.push("    images:");
+    for (const image of ["os", "sm"]) {
+      lines.push(
+        `      ${image}: { live: hosts/h${i}/${image}.img, golden: golden/${image}.img, manifest: golden/${image}.json }`,
+      );
+    }
+    lines.push(`    keys: { signing: keys/${b}/board.key, linkDir: keys/${b}/link }`);
+  }
+  lines.push(
+    "controlNetwork:",
+    `  transport: ${transport}`,
+    ...(transport === "serial" ? ["  topology: mesh"] : []),
+    "  heartbeat: 100ms",
+    "  silenceBound: 600ms",
+    "  deliveryBound: 20ms",
+    "rejuvenation:",
+    "  k: 1",
+    "  kPrime: 1",
+    // T_localexec = 1.4 s; six groups with hand-offs: T_Xmax = 8.52 s.
+    "  tP: 10500ms",
+    "  tD: 9500ms",
+    "  budgets: { tShutdown: 200ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
+    "tExhaust: { sequential: 1h }",
+    "failsafe:",
+    "  actions: [hold-reset, alarm-line]",
+    extra,
+  );
+  const file = path.join(dir, "testbed.yaml");
+  writeFileSync(file, `${lines.join("\n")}\n`);
+
+  // Keys: operator, one signing key per board, pairwise link keys.
+  const operator = generateKeyPairFiles(path.join(dir, "keys"), "operator");
+  for (const b of boards) generateKeyPairFiles(path.join(dir, "keys", b), "board");
+  // Images: golden copies sealed by the operator, a live copy per host.
+  mkdirSync(path.join(dir, "golden"), { recursive: true });
+  mkdirSync(path.join(dir, "pty"), { recursive: true });
+  for (const image of ["os", "sm"]) {
+    const golden = path.join(dir, "golden", `${image}.img`);
+    const bytes = randomBytes(64 * 1024);
+    writeFileSync(golden, bytes);
+    const manifest = sealImage({
+      goldenPath: golden,
+      privateKey: readPrivateKey(operator.privateKeyPath),
+      publicKey: readPublicKey(operator.publicKeyPath),
+      image,
+      chunkSizeBytes: 4096,
+    });
+    writeManifest(path.join(dir, "golden", `${image}.json`), manifest);
+    for (let i = 1; i <= 6; i++) {
+      mkdirSync(path.join(dir, "hosts", `h${i}`), { recursive: true });
+      writeFileSync(path.join(dir, "hosts", `h${i}`, `${image}.img`), bytes);
+    }
+  }
+  for (let i = 1; i <= 6; i++) {
+    const pair = await ptyPair(
+      path.join(dir, "pty", `h${i}-board`),
+      path.join(dir, "pty", `h${i}-host`),
+    );
+    closers.push(pair.close);
+  }
+  if (transport === "serial") {
+    for (const [n, a] of boards.entries()) {
+      for (const b of boards.slice(n + 1)) {
+        const pair = await ptyPair(
+          path.join(dir, "pty", `ctl-${a}-${b}`),
+          path.join(dir, "pty", `ctl-${b}-${a}`),
+        );
+        closers.push(pair.close);
+      }
+    }
+  }
+  const loaded = loadTestbedFile(file);
+  if (!loaded.ok) throw new Error(loaded.problems.map(formatProblem).join("\n"));
+  generateLinkKeys(loaded.testbed);
+  const checked = loadTestbedFile(file, { files: { kind: "all" } });
+  if (!checked.ok) throw new Error(checked.problems.map(formatProblem).join("\n"));
+  return {
+    dir,
+    file,
+    testbed: checked.testbed,
+    async close() {
+      await Promise.all(closers.map((close) => close()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
