@@ -1,5 +1,8 @@
-import { appendFileSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { appendFileSync, chmodSync, renameSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   BoardDaemon,
   BoardLines,
@@ -17,6 +20,28 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SimulatedHost } from "./helpers/simulated-host.js";
 import { socatUnavailable } from "./helpers/socat.js";
 import { makeTestbed6, type Testbed6 } from "./helpers/testbed-6.js";
+
+const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "smw.js");
+const smw = (...args: string[]) => {
+  const run = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 30_000 });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+};
+/** Asynchronous, so the daemons in this process keep running while the CLI talks to them. */
+const smwAsync = (...args: string[]) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      { encoding: "utf8", timeout: 30_000 },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error === null ? 0 : typeof error.code === "number" ? error.code : null,
+          stdout,
+          stderr,
+        });
+      },
+    );
+  });
 
 const noSocat = socatUnavailable();
 if (noSocat !== undefined) process.stdout.write(`board daemon tests skipped: ${noSocat}\n`);
@@ -45,6 +70,7 @@ async function startRig(transport: "udp" | "serial", basePort: number): Promise<
     resetsActive.push([...resetLevel.values()].filter((level) => level === "active").length);
   });
   const operatorKey = readPublicKey(t.operatorKeyPath);
+  const claimed: BoardLines[] = [];
   for (const board of t.boards) {
     const host = t.hosts.find((h) => h.id === board.guards);
     if (host === undefined) throw new Error("no host");
@@ -71,7 +97,6 @@ async function startRig(transport: "udp" | "serial", basePort: number): Promise<
     const daemon = new BoardDaemon({
       testbed: t,
       boardId: board.id,
-      lines,
       link,
       hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
       operatorKey,
@@ -84,8 +109,9 @@ async function startRig(transport: "udp" | "serial", basePort: number): Promise<
       alerts: { webhook: async () => {}, exec: () => {} },
     });
     daemons.push(daemon);
+    claimed.push(lines);
   }
-  await Promise.all(daemons.map((d) => d.start()));
+  await Promise.all(daemons.map((d, i) => d.start(claimed[i] as BoardLines)));
   return {
     bed,
     sim,
@@ -109,6 +135,54 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
   }
   return performance.now() - started;
 }
+
+describe.skipIf(noSocat !== undefined)(
+  "smw board run refuses bad input before touching a line",
+  () => {
+    let bed: Testbed6;
+    beforeAll(async () => {
+      bed = await makeTestbed6("udp", 17600);
+    }, 30_000);
+    afterAll(async () => {
+      await bed?.close();
+    });
+
+    it("names a board that is not in the testbed", () => {
+      const result = smw("board", "run", "--testbed", bed.file, "--board", "b9");
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('there is no board "b9"');
+    });
+
+    it("names a missing or group-readable key file", () => {
+      const key = path.join(bed.dir, "keys", "b2", "board.key");
+      chmodSync(key, 0o644);
+      const loose = smw("board", "run", "--testbed", bed.file, "--board", "b2");
+      expect(loose.code).toBe(2);
+      expect(loose.stderr).toContain("readable by group or others (mode 0644)");
+      chmodSync(key, 0o600);
+      renameSync(
+        path.join(bed.dir, "keys", "b2", "link", "b5.key"),
+        path.join(bed.dir, "b5.key.away"),
+      );
+      const missing = smw("board", "run", "--testbed", bed.file, "--board", "b2");
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('link key shared with board "b5"');
+      renameSync(
+        path.join(bed.dir, "b5.key.away"),
+        path.join(bed.dir, "keys", "b2", "link", "b5.key"),
+      );
+    });
+
+    it("says when its control port is in use", async () => {
+      const holder = createSocket("udp4");
+      await new Promise<void>((resolve) => holder.bind(17603, "127.0.0.1", resolve));
+      const result = smw("board", "run", "--testbed", bed.file, "--board", "b3");
+      holder.close();
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain("cannot listen on udp 127.0.0.1:17603: the port is in use");
+    });
+  },
+);
 
 for (const [transport, basePort] of [
   ["udp", 17400],
@@ -198,6 +272,66 @@ for (const [transport, basePort] of [
         const since = rig.daemons.map((d) => d.failsafeState?.sinceMs as number);
         expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 25 + 50);
       }, 60_000);
+
+      it("smw status shows every board in fail-safe; smw board clear-failsafe, signed by the operator, brings them back", async () => {
+        const status = await smwAsync("status", "--testbed", rig.bed.file, "--json");
+        expect(status.code).toBe(1);
+        const rows = JSON.parse(status.stdout) as Array<{
+          board: string;
+          status: { phase: string; failsafe?: { origin: string } };
+        }>;
+        expect(rows.map((r) => [r.board, r.status.phase, r.status.failsafe?.origin])).toEqual(
+          ["b1", "b2", "b3", "b4", "b5", "b6"].map((b) => [b, "failsafe", "b3"]),
+        );
+        const table = await smwAsync("status", "--testbed", rig.bed.file);
+        expect(table.stdout).toMatch(/^BOARD\s+HOST\s+STATE/);
+        expect(table.stdout).toContain("failsafe");
+
+        // A key that is not the operator's is refused.
+        const intruder = path.join(rig.bed.dir, "keys", "b1", "board.key");
+        const refused = await smwAsync(
+          "board",
+          "clear-failsafe",
+          "--testbed",
+          rig.bed.file,
+          "--board",
+          "b1",
+          "--key",
+          intruder,
+        );
+        expect(refused.stdout).toContain("not signed by the operator key");
+        expect(refused.code).toBe(1);
+        expect(rig.daemons[0]?.failsafeState).toBeDefined();
+
+        (rig.hosts[2] as SimulatedHost).willBoot = true;
+        const operator = path.join(rig.bed.dir, "keys", "operator.key");
+        for (const board of ["b1", "b2", "b3", "b4", "b5", "b6"]) {
+          const cleared = await smwAsync(
+            "board",
+            "clear-failsafe",
+            "--testbed",
+            rig.bed.file,
+            "--board",
+            board,
+            "--key",
+            operator,
+          );
+          expect(cleared.stdout).toContain("fail-safe cleared");
+          expect(cleared.code).toBe(0);
+        }
+        await until(
+          () => rig.daemons.every((d) => d.currentPhase === "running"),
+          20_000,
+          "every board running again",
+        );
+        const boots = rig.hosts.map((h) => h.boots);
+        await until(
+          () => rig.hosts.every((h, i) => h.boots > (boots[i] as number)),
+          30_000,
+          "another period",
+        );
+        for (const daemon of rig.daemons) expect(daemon.failsafeState).toBeUndefined();
+      }, 90_000);
     },
   );
 }

@@ -30,7 +30,6 @@ export interface AlertSink {
 export interface BoardDaemonDeps {
   testbed: Testbed;
   boardId: string;
-  lines: BoardLines;
   link: ControlLink;
   hostLink: HostLinkPort;
   operatorKey: KeyObject;
@@ -67,7 +66,9 @@ export class BoardDaemon {
   private timer: NodeJS.Timeout | undefined;
   private armedForMs: number | undefined;
   private step: AbortController | undefined;
-  private readonly runner: StepRunner;
+  private runner: StepRunner | undefined;
+  private lines: BoardLines | undefined;
+  private linksOpen = false;
   private readonly now: () => number;
   private proposal = 0;
   private readonly peerSchedules = new Map<string, { schedule: number; joined: boolean }>();
@@ -79,16 +80,8 @@ export class BoardDaemon {
 
   constructor(private readonly deps: BoardDaemonDeps) {
     this.now = deps.now ?? Date.now;
-    const board = deps.testbed.boards.find((b) => b.id === deps.boardId);
-    if (board === undefined) throw new Error(`there is no board "${deps.boardId}"`);
-    this.runner = new StepRunner({
-      board,
-      lines: deps.lines,
-      hostLink: deps.hostLink,
-      operatorKey: deps.operatorKey,
-      signingKey: deps.signingKey,
-      budgets: deps.testbed.rejuvenation.budgets,
-    });
+    if (!deps.testbed.boards.some((b) => b.id === deps.boardId))
+      throw new Error(`there is no board "${deps.boardId}"`);
   }
 
   get currentPhase(): DaemonPhase {
@@ -99,14 +92,49 @@ export class BoardDaemon {
     return this.core?.failsafeState ?? this.restored;
   }
 
-  async start(): Promise<void> {
-    this.restored = this.deps.state.readFailsafe();
+  /** Whether the board starts in a latched fail-safe state (its lines should then be claimed at their safe levels). */
+  latchedFailsafe(): FailsafeState | undefined {
+    this.restored ??= this.deps.state.readFailsafe();
+    return this.restored;
+  }
+
+  /** Opens the host link, the control link and the operator socket: what can fail on bad input, before any line is touched. */
+  async openLinks(): Promise<void> {
+    this.latchedFailsafe();
     await this.deps.hostLink.open();
-    await this.deps.link.open({
-      message: (from, message) => this.onMessage(from, message),
-      authFailure: (from) => this.dispatch({ kind: "authFailure", from, nowMs: this.now() }),
+    try {
+      await this.deps.link.open({
+        message: (from, message) => this.onMessage(from, message),
+        authFailure: (from) => this.dispatch({ kind: "authFailure", from, nowMs: this.now() }),
+      });
+      await this.listenForOperator();
+    } catch (error) {
+      await this.deps.link.close();
+      await this.deps.hostLink.close();
+      throw error;
+    }
+    this.linksOpen = true;
+  }
+
+  /** Opens the links and runs with `lines`. */
+  async start(lines: BoardLines): Promise<void> {
+    if (!this.linksOpen) await this.openLinks();
+    this.run(lines);
+  }
+
+  /** Runs the board with its lines claimed; the links must be open. */
+  run(lines: BoardLines): void {
+    const board = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId);
+    if (board === undefined) throw new Error(`there is no board "${this.deps.boardId}"`);
+    this.lines = lines;
+    this.runner = new StepRunner({
+      board,
+      lines,
+      hostLink: this.deps.hostLink,
+      operatorKey: this.deps.operatorKey,
+      signingKey: this.deps.signingKey,
+      budgets: this.deps.testbed.rejuvenation.budgets,
     });
-    await this.listenForOperator();
     if (this.restored !== undefined) {
       this.deps.log.warn({ failsafe: this.restored }, "starting in the latched fail-safe state");
       this.applyFailsafeActions(this.restored, this.deps.testbed.failsafe.actions, false);
@@ -346,7 +374,7 @@ export class BoardDaemon {
     const controller = new AbortController();
     this.step = controller;
     this.deps.log.debug({ step, period }, "step started");
-    void this.runner.run(step, period, controller.signal).then((outcome) => {
+    void (this.runner as StepRunner).run(step, period, controller.signal).then((outcome) => {
       if (controller.signal.aborted) return;
       this.dispatch({ kind: "stepFinished", step, outcome, nowMs: this.now() });
     });
@@ -358,7 +386,7 @@ export class BoardDaemon {
     announce: boolean,
   ): void {
     this.deps.log.error({ reason: state.reason, origin: state.origin }, "FAIL-SAFE");
-    const lines = this.deps.lines;
+    const lines = this.lines as BoardLines;
     const attempt = (what: string, fn: () => void) => {
       try {
         fn();

@@ -1,6 +1,12 @@
 /** The board part's subcommands of `smw`. */
 import type { CommandFactory } from "@smw/wiring/cli";
+import { boardCommand, statusCommand } from "./board-command.js";
 import { imageCommand } from "./image-command.js";
 import { keysCommand } from "./keys-command.js";
 
-export const wormholeBoardCommands: CommandFactory[] = [keysCommand, imageCommand];
+export const wormholeBoardCommands: CommandFactory[] = [
+  keysCommand,
+  imageCommand,
+  boardCommand,
+  statusCommand,
+];

@@ -1,0 +1,280 @@
+/** `smw board run` and `smw board clear-failsafe`, and `smw status`. */
+import { sign } from "node:crypto";
+import { connect } from "node:net";
+import {
+  type Board,
+  formatDurationMs,
+  formatProblem,
+  loadTestbedFile,
+  type Testbed,
+} from "@smw/wiring";
+import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { Command } from "commander";
+import { destination, pino, transport } from "pino";
+import {
+  BoardDaemon,
+  type BoardStatus,
+  clearRequestBytes,
+  controlSocketPath,
+} from "../board/board-daemon.js";
+import { BoardStateFiles } from "../board/board-state-files.js";
+import { BoardLines } from "../lines/board-lines.js";
+import { LineError } from "../lines/line.js";
+import { SimulatedLines } from "../lines/simulated-lines.js";
+import { SysfsLines } from "../lines/sysfs-lines.js";
+import { ControlLink } from "../link/control-link.js";
+import { HostLinkPort } from "../link/host-link-port.js";
+import { readLinkKeys } from "../link/link-keys.js";
+import { TransportError, transportFor } from "../link/transports.js";
+import { readPrivateKey, readPublicKey } from "../media/keys.js";
+import { MediaError } from "../media/media-error.js";
+
+function loadFor(
+  file: string,
+  boardId: string | undefined,
+  files: boolean,
+): { testbed: Testbed; board: Board | undefined } {
+  const loaded = loadTestbedFile(
+    file,
+    files && boardId !== undefined ? { files: { kind: "board", board: boardId } } : {},
+  );
+  if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
+  const board =
+    boardId === undefined ? undefined : loaded.testbed.boards.find((b) => b.id === boardId);
+  if (boardId !== undefined && board === undefined) {
+    throw new UsageError(
+      `${file}: there is no board "${boardId}" (boards: ${loaded.testbed.boards.map((b) => b.id).join(", ")})`,
+    );
+  }
+  return { testbed: loaded.testbed, board };
+}
+
+export function boardCommand(context: CliContext): Command {
+  const board = new Command("board").description(
+    "the board daemon (the local SMW) and its operator commands",
+  );
+
+  board
+    .command("run")
+    .description("run the board daemon for one board of a testbed, until SIGINT/SIGTERM")
+    .requiredOption("--testbed <file>", "testbed file")
+    .requiredOption("--board <id>", "which board this is")
+    .option("--log-level <level>", "debug, info, warn or error", "info")
+    .action(async (options: { testbed: string; board: string; logLevel: string }) => {
+      const { testbed, board: spec } = loadFor(options.testbed, options.board, true);
+      const boardSpec = spec as Board;
+      if (testbed.rejuvenation.tPMs === undefined || testbed.rejuvenation.tDMs === undefined) {
+        throw new UsageError(
+          `${options.testbed}: rejuvenation sets no tP or tD; a board needs both (smw plan ${options.testbed} suggests values)`,
+        );
+      }
+      let daemon: BoardDaemon;
+      try {
+        const operatorKey = readPublicKey(testbed.operatorKeyPath);
+        const signingKey = readPrivateKey(boardSpec.keys.signingPath);
+        const keys = readLinkKeys(testbed, boardSpec.id);
+        const state = new BoardStateFiles(boardSpec.stateDir);
+        const log = pino(
+          { level: options.logLevel, base: { board: boardSpec.id } },
+          context.io.isTty
+            ? transport({ target: "pino-pretty", options: { colorize: true } })
+            : destination(1),
+        );
+        daemon = new BoardDaemon({
+          testbed,
+          boardId: boardSpec.id,
+          link: new ControlLink(
+            boardSpec.id,
+            keys,
+            state.nextEpoch(),
+            transportFor(testbed, boardSpec.id),
+          ),
+          hostLink: new HostLinkPort(boardSpec.hostLink.device, boardSpec.hostLink.baud),
+          operatorKey,
+          signingKey,
+          state,
+          log,
+        });
+        // Everything that can fail on bad input fails here, before any line is touched.
+        await daemon.openLinks();
+      } catch (error) {
+        if (error instanceof MediaError || error instanceof TransportError)
+          throw new UsageError(error.message);
+        throw error;
+      }
+      let lines: BoardLines;
+      try {
+        lines = BoardLines.claim(
+          boardSpec,
+          testbed.simulated ? new SimulatedLines() : new SysfsLines(),
+          {
+            levels: daemon.latchedFailsafe() === undefined ? "initial" : "safe",
+            ...(testbed.simulated
+              ? {}
+              : { lockPath: `/run/smw/${testbed.name}-${boardSpec.id}.lines.lock` }),
+          },
+        );
+      } catch (error) {
+        await daemon.stop();
+        if (error instanceof LineError) throw new UsageError(error.message);
+        throw error;
+      }
+      lines.installSafeExit();
+      daemon.run(lines);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          void daemon.stop().then(() => {
+            lines.releaseAll();
+            resolve();
+          });
+        };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      context.setExitCode(0);
+    });
+
+  board
+    .command("clear-failsafe")
+    .description("clear a board's latched fail-safe state (signed with the operator's private key)")
+    .requiredOption("--testbed <file>", "testbed file")
+    .requiredOption("--board <id>", "the board to clear")
+    .requiredOption("--key <file>", "the operator's Ed25519 private key")
+    .action(async (options: { testbed: string; board: string; key: string }) => {
+      const { board: spec } = loadFor(options.testbed, options.board, false);
+      let privateKey: ReturnType<typeof readPrivateKey>;
+      try {
+        privateKey = readPrivateKey(options.key);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+      const issuedAtMs = Date.now();
+      const request = {
+        type: "clear-failsafe",
+        board: options.board,
+        issuedAtMs,
+        signature: sign(null, clearRequestBytes(options.board, issuedAtMs), privateKey).toString(
+          "base64",
+        ),
+      };
+      const reply = await ask((spec as Board).stateDir, request);
+      context.io.out(`${options.board}: ${reply.message}\n`);
+      context.setExitCode(reply.ok ? 0 : 1);
+    });
+  return board;
+}
+
+export function statusCommand(context: CliContext): Command {
+  return new Command("status")
+    .description(
+      "one table of all boards: state, period and group, last step timings, next slot, fail-safe",
+    )
+    .requiredOption("--testbed <file>", "testbed file")
+    .option("--json", "print the statuses as JSON")
+    .action(async (options: { testbed: string; json?: boolean }) => {
+      const { testbed } = loadFor(options.testbed, undefined, false);
+      const rows: Array<{ board: string; status?: BoardStatus; error?: string }> = [];
+      for (const board of testbed.boards) {
+        try {
+          const reply = await ask(board.stateDir, { type: "status" });
+          rows.push({
+            board: board.id,
+            ...(reply.status === undefined ? { error: reply.message } : { status: reply.status }),
+          });
+        } catch {
+          // Not running: the last status it wrote, if any.
+          try {
+            rows.push({
+              board: board.id,
+              status: {
+                ...(new BoardStateFiles(board.stateDir).readStatus() as BoardStatus),
+                phase: "stopped",
+              },
+            });
+          } catch {
+            rows.push({ board: board.id, error: "no daemon running and no status written" });
+          }
+        }
+      }
+      if (options.json) {
+        context.io.out(`${JSON.stringify(rows, null, 2)}\n`);
+      } else {
+        const table = [
+          [
+            "BOARD",
+            "HOST",
+            "STATE",
+            "PERIOD",
+            "GROUP",
+            "LAST STEPS (took/budget)",
+            "NEXT TRIGGER",
+            "FAIL-SAFE",
+          ],
+        ];
+        for (const row of rows) {
+          const s = row.status;
+          if (s === undefined) {
+            table.push([row.board, "", "unknown", "", "", "", "", row.error ?? ""]);
+            continue;
+          }
+          table.push([
+            s.board,
+            s.host,
+            s.phase,
+            s.period === undefined ? "-" : String(s.period),
+            s.group === undefined ? "-" : String(s.group + 1),
+            s.lastSteps
+              .map(
+                (step) =>
+                  `${step.step} ${step.tookMs === undefined ? step.verdict : formatDurationMs(Math.round(step.tookMs))}/${formatDurationMs(step.budgetMs)}`,
+              )
+              .join(", ") || "-",
+            s.nextTriggerMs === undefined ? "-" : new Date(s.nextTriggerMs).toISOString(),
+            s.failsafe === undefined ? "-" : `${s.failsafe.reason} (from ${s.failsafe.origin})`,
+          ]);
+        }
+        const widths = (table[0] as string[]).map((_, c) =>
+          Math.max(...table.map((r) => (r[c] ?? "").length)),
+        );
+        for (const row of table)
+          context.io.out(
+            `${row
+              .map((cell, c) => cell.padEnd(widths[c] as number))
+              .join("  ")
+              .trimEnd()}\n`,
+          );
+      }
+      context.setExitCode(rows.some((r) => r.status?.failsafe !== undefined) ? 1 : 0);
+    });
+}
+
+/** One request to a running board daemon over its local socket. */
+function ask(
+  stateDir: string,
+  request: unknown,
+): Promise<{ ok: boolean; message: string; status?: BoardStatus }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(controlSocketPath(stateDir));
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.setTimeout(5_000, () => socket.destroy(new Error("timed out")));
+    socket.on("connect", () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+    });
+    socket.on("end", () => {
+      try {
+        resolve(JSON.parse(text));
+      } catch (error) {
+        reject(error);
+      }
+    });
+    socket.on("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        new UsageError(
+          `cannot reach the board daemon at ${controlSocketPath(stateDir)}: ${error.code === "ENOENT" || error.code === "ECONNREFUSED" ? "it is not running" : error.message}`,
+        ),
+      ),
+    );
+  });
+}
