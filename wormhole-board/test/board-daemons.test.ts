@@ -1,8 +1,9 @@
 import { execFile, spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { appendFileSync, chmodSync, renameSync } from "node:fs";
+import { appendFileSync, chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { encodeControlFrame } from "@smw/wiring";
 import {
   BoardDaemon,
   BoardLines,
@@ -332,6 +333,93 @@ for (const [transport, basePort] of [
         );
         for (const daemon of rig.daemons) expect(daemon.failsafeState).toBeUndefined();
       }, 90_000);
+
+      it.skipIf(transport !== "udp")(
+        "a tampered manifest, forged frames and a dead board each take every board to fail-safe within the bound",
+        async () => {
+          const operator = path.join(rig.bed.dir, "keys", "operator.key");
+          const clearAll = async () => {
+            for (const board of ["b1", "b2", "b3", "b4", "b5", "b6"]) {
+              const cleared = await smwAsync(
+                "board",
+                "clear-failsafe",
+                "--testbed",
+                rig.bed.file,
+                "--board",
+                board,
+                "--key",
+                operator,
+              );
+              expect(cleared.code, cleared.stdout + cleared.stderr).toBe(0);
+            }
+            await until(
+              () => rig.daemons.every((d) => d.currentPhase === "running"),
+              20_000,
+              "every board running again",
+            );
+          };
+          const allInFailsafe = () => rig.daemons.every((d) => d.failsafeState !== undefined);
+
+          // 1. The manifest of the golden OS image is altered: the next check refuses it.
+          const manifestPath = path.join(rig.bed.dir, "golden", "os.json");
+          const original = readFileSync(manifestPath, "utf8");
+          writeFileSync(manifestPath, original.replace('"image": "os"', '"image": "0s"'));
+          await until(allInFailsafe, 20_000, "fail-safe after the tampered manifest");
+          expect(rig.daemons[0]?.failsafeState?.reason).toMatch(
+            /step checkOS of period \d+ failed: .*signature does not match/,
+          );
+          writeFileSync(manifestPath, original);
+          await clearAll();
+
+          // 2. Forged frames claiming to be from b6 reach b1.
+          const raw = createSocket("udp4");
+          const forgedAt = performance.now();
+          for (let i = 0; i < 5; i++) {
+            raw.send(
+              encodeControlFrame(
+                {
+                  from: "b6",
+                  to: "b1",
+                  epoch: 999,
+                  seq: i + 1,
+                  type: "HB",
+                  body: { period: 0, schedule: 0, joined: true },
+                },
+                Buffer.alloc(32, 7),
+              ),
+              basePort + 1,
+              "127.0.0.1",
+            );
+          }
+          const forgedMs = await until(allInFailsafe, 5_000, "fail-safe after forged frames");
+          raw.close();
+          expect(rig.daemons[0]?.failsafeState?.reason).toBe(
+            "5 frames claiming to be from b6 failed authentication",
+          );
+          expect(forgedMs + (performance.now() - forgedAt - forgedMs)).toBeLessThan(1_000);
+          expect(rig.daemons[0]?.status().link.forged).toBeGreaterThanOrEqual(5);
+          await clearAll();
+
+          // 3. Board b6's daemon dies: its peers notice the silence.
+          const victim = rig.daemons[5] as BoardDaemon;
+          await victim.stop();
+          const diedAt = performance.now();
+          const others = rig.daemons.slice(0, 5);
+          await until(
+            () => others.every((d) => d.failsafeState !== undefined),
+            5_000,
+            "fail-safe after a board died",
+          );
+          const tookMs = performance.now() - diedAt;
+          for (const daemon of others)
+            expect(daemon.failsafeState?.reason).toMatch(
+              /^board b6 silent for \d+ ms \(bound 600 ms\)$/,
+            );
+          // Heartbeat period + silence bound + delivery, with room for one busy event loop.
+          expect(tookMs).toBeLessThanOrEqual(100 + 600 + 20 + 300);
+        },
+        120_000,
+      );
     },
   );
 }

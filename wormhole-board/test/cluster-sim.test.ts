@@ -153,6 +153,13 @@ const drills: Drill[] = [
     boundMs: 5 + 20,
   },
   {
+    name: "a board's clock beyond the offset bound",
+    config: { faults: [{ kind: "clockSkew", board: "b4", skewMs: 60 }] },
+    reason:
+      /the clock of board b4 is at least .* ms (behind|ahead of) ours, over the bound of 10 ms|ahead of ours|behind ours/,
+    boundMs: 100 + 20 + 2 + 20 + 60,
+  },
+  {
     name: "repeated authentication failures from one peer",
     config: { faults: [{ kind: "forgedFrames", from: "b6", to: "b1", atMs: 5_000, count: 5 }] },
     reason: /5 frames claiming to be from b6 failed authentication/,

@@ -8,9 +8,10 @@ export type ControlMessage =
   /**
    * A sign of life. `period`: the sender's last period started (-1: none).
    * `schedule`: the wall-clock instant (ms) of period 0's trigger it proposes,
-   * or has `joined` (committed to).
+   * or has `joined` (committed to). `sentAtMs`: the sender's clock when it
+   * sent the frame, for the receiver's check of the clock offset bound.
    */
-  | { type: "HB"; period: number; schedule: number; joined: boolean }
+  | { type: "HB"; period: number; schedule: number; joined: boolean; sentAtMs?: number }
   /** The sender finished Algorithm 1 in `period`, with its step timings. */
   | {
       type: "DONE";
@@ -42,18 +43,21 @@ export function parseControlMessage(
     typeof value === "number" && Number.isSafeInteger(value) && value >= min;
   const finite = (value: unknown) => typeof value === "number" && Number.isFinite(value);
   switch (type) {
-    case "HB":
-      return count(body.period, -1) &&
-        count(body.schedule, 0) &&
-        typeof body.joined === "boolean" &&
-        Object.keys(body).length === 3
-        ? {
-            type,
-            period: body.period as number,
-            schedule: body.schedule as number,
-            joined: body.joined,
-          }
-        : undefined;
+    case "HB": {
+      const keys = Object.keys(body).length;
+      const sentAtMs = body.sentAtMs;
+      if (!count(body.period, -1) || !count(body.schedule, 0) || typeof body.joined !== "boolean")
+        return undefined;
+      if (sentAtMs !== undefined && !finite(sentAtMs)) return undefined;
+      if (keys !== (sentAtMs === undefined ? 3 : 4)) return undefined;
+      return {
+        type,
+        period: body.period as number,
+        schedule: body.schedule as number,
+        joined: body.joined,
+        ...(sentAtMs === undefined ? {} : { sentAtMs: sentAtMs as number }),
+      };
+    }
     case "DONE": {
       if (!count(body.period, 0) || !Array.isArray(body.steps) || body.steps.length > 16)
         return undefined;

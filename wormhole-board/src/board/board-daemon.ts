@@ -147,11 +147,14 @@ export class BoardDaemon {
   }
 
   async stop(): Promise<void> {
+    if (this.phase === "stopped") return;
     this.phase = "stopped";
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.step?.abort();
+    const server = this.server;
+    this.server = undefined;
     await new Promise<void>((resolve) =>
-      this.server === undefined ? resolve() : this.server.close(() => resolve()),
+      server === undefined ? resolve() : server.close(() => resolve()),
     );
     await this.deps.link.close();
     await this.deps.hostLink.close();
@@ -217,7 +220,13 @@ export class BoardDaemon {
       this.proposal = Math.max(this.proposal, schedule);
     const joinedPeer = [...this.peerSchedules.values()].find((p) => p.joined);
     if (joinedPeer !== undefined) this.proposal = joinedPeer.schedule;
-    this.deps.link.broadcast({ type: "HB", period: -1, schedule: this.proposal, joined: false });
+    this.deps.link.broadcast({
+      type: "HB",
+      period: -1,
+      schedule: this.proposal,
+      joined: false,
+      sentAtMs: now,
+    });
     const commitLeadMs = this.deps.testbed.controlNetwork.silenceBoundMs;
     const everyoneHeard = peers.every((p) => this.peerSchedules.has(p));
     if (now >= this.proposal - commitLeadMs) {
@@ -255,6 +264,7 @@ export class BoardDaemon {
       heartbeatMs: t.controlNetwork.heartbeatMs,
       silenceBoundMs: t.controlNetwork.silenceBoundMs,
       deliveryBoundMs: t.controlNetwork.deliveryBoundMs,
+      clockOffsetBoundMs: t.timeliness.clockOffsetBoundMs,
       authFailureLimit: t.failsafe.authFailureLimit,
       failsafePolicy: t.failsafe.actions,
       firstTriggerMs,

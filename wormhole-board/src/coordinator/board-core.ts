@@ -33,6 +33,8 @@ export interface BoardCoreConfig {
   heartbeatMs: number;
   silenceBoundMs: number;
   deliveryBoundMs: number;
+  /** Largest clock offset tolerated between two boards. */
+  clockOffsetBoundMs?: number;
   authFailureLimit: number;
   failsafePolicy: readonly FailsafeAction[];
   /** Planned instant of the first period's trigger. */
@@ -193,6 +195,7 @@ export class BoardCore {
             period: this.lastPeriod,
             schedule: this.config.firstTriggerMs,
             joined: this.failsafe.state === undefined,
+            sentAtMs: nowMs,
           },
         });
       else
@@ -228,6 +231,7 @@ export class BoardCore {
   ): void {
     switch (message.type) {
       case "HB":
+        this.checkClock(from, message.sentAtMs, nowMs, out);
         // Every board must run the same schedule; one that does not is a fault.
         if (
           message.joined &&
@@ -323,6 +327,33 @@ export class BoardCore {
       case "violation":
         this.enterFailsafe(output.reason, nowMs, out);
         return;
+    }
+  }
+
+  /**
+   * A frame sent at `sentAtMs` on the peer's clock arrives at `nowMs` on ours,
+   * after 0 to deliveryBound ms: our offset from the peer lies in
+   * [now − sent − bound, now − sent]. If that whole interval is outside the
+   * offset bound, the clocks have drifted apart beyond what was promised.
+   */
+  private checkClock(
+    from: string,
+    sentAtMs: number | undefined,
+    nowMs: number,
+    out: BoardAction[],
+  ): void {
+    const boundMs = this.config.clockOffsetBoundMs;
+    if (boundMs === undefined || sentAtMs === undefined || this.failsafe.state !== undefined)
+      return;
+    const apparentMs = nowMs - sentAtMs;
+    const lowMs = apparentMs - this.config.deliveryBoundMs;
+    if (lowMs > boundMs || apparentMs < -boundMs) {
+      const offsetMs = lowMs > boundMs ? lowMs : -apparentMs;
+      this.enterFailsafe(
+        `the clock of board ${from} is at least ${offsetMs.toFixed(1)} ms ${lowMs > boundMs ? "behind" : "ahead of"} ours, over the bound of ${boundMs} ms`,
+        nowMs,
+        out,
+      );
     }
   }
 

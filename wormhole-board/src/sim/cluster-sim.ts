@@ -26,6 +26,8 @@ export type SimFault =
   | { kind: "cutLink"; a: string; b: string; atMs: number }
   /** One timer of a board fires `lateMs` late, at or after `atMs`. */
   | { kind: "lateTimer"; board: string; atMs: number; lateMs: number }
+  /** A board's clock runs `skewMs` ahead of the others from the start. */
+  | { kind: "clockSkew"; board: string; skewMs: number }
   /** `count` forged frames claiming to come from `from` reach `to` at `atMs`. */
   | { kind: "forgedFrames"; from: string; to: string; atMs: number; count: number };
 
@@ -41,6 +43,7 @@ export interface SimConfig {
   heartbeatMs: number;
   silenceBoundMs: number;
   deliveryBoundMs: number;
+  clockOffsetBoundMs?: number;
   authFailureLimit?: number;
   /** Periods to run (the run stops when the last one completes or all boards are in fail-safe). */
   periods: number;
@@ -132,6 +135,13 @@ export function runClusterSim(config: SimConfig): SimResult {
     if (result.firstFaultMs === undefined || atMs < result.firstFaultMs) result.firstFaultMs = atMs;
   };
   for (const f of faults) if (f.kind === "boardDies" || f.kind === "cutLink") noteFault(f.atMs);
+  for (const f of faults) if (f.kind === "clockSkew") noteFault(0);
+  // Each board sees its own clock: simulated time plus its skew.
+  const skewOf = (board: string) =>
+    faults.reduce(
+      (sum, f) => sum + (f.kind === "clockSkew" && f.board === board ? f.skewMs : 0),
+      0,
+    );
 
   for (const board of config.boards) {
     const coreConfig: BoardCoreConfig = {
@@ -145,6 +155,7 @@ export function runClusterSim(config: SimConfig): SimResult {
       heartbeatMs: config.heartbeatMs,
       silenceBoundMs: config.silenceBoundMs,
       deliveryBoundMs: config.deliveryBoundMs,
+      clockOffsetBoundMs: config.clockOffsetBoundMs ?? 10,
       authFailureLimit: config.authFailureLimit ?? 5,
       failsafePolicy: [{ kind: "hold-reset" }],
       firstTriggerMs,
@@ -174,8 +185,9 @@ export function runClusterSim(config: SimConfig): SimResult {
       lateMs = late.lateMs;
       noteFault(wake);
     }
-    const armedForMs = Math.max(nowMs, wake);
-    push({ atMs: armedForMs + lateMs, kind: "timer", board, token, armedForMs });
+    const skew = skewOf(board);
+    const armedForMs = Math.max(nowMs + skew, wake);
+    push({ atMs: armedForMs - skew + lateMs, kind: "timer", board, token, armedForMs });
   };
 
   const apply = (board: string, actions: BoardAction[], nowMs: number) => {
@@ -276,12 +288,13 @@ export function runClusterSim(config: SimConfig): SimResult {
     result.endMs = item.atMs;
     if (dead(item.board, item.atMs)) continue;
     const core = cores.get(item.board) as BoardCore;
+    const localMs = item.atMs + skewOf(item.board);
     let actions: BoardAction[] = [];
     switch (item.kind) {
       case "timer":
         if (timerToken.get(item.board) !== item.token) continue;
         pending.delete(item.board);
-        actions = core.handle({ kind: "time", nowMs: item.atMs, armedForMs: item.armedForMs });
+        actions = core.handle({ kind: "time", nowMs: localMs, armedForMs: item.armedForMs });
         break;
       case "deliver":
         if (dead(item.from, item.atMs)) continue;
@@ -289,7 +302,7 @@ export function runClusterSim(config: SimConfig): SimResult {
           kind: "message",
           from: item.from,
           message: item.message,
-          nowMs: item.atMs,
+          nowMs: localMs,
         });
         break;
       case "stepDone": {
@@ -315,12 +328,12 @@ export function runClusterSim(config: SimConfig): SimResult {
             fails !== undefined && fails.kind === "stepFails"
               ? { ok: false, reason: fails.reason }
               : { ok: true, corrupted },
-          nowMs: item.atMs,
+          nowMs: localMs,
         });
         break;
       }
       case "forged":
-        actions = core.handle({ kind: "authFailure", from: item.from, nowMs: item.atMs });
+        actions = core.handle({ kind: "authFailure", from: item.from, nowMs: localMs });
         break;
     }
     apply(item.board, actions, item.atMs);
