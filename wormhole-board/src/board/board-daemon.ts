@@ -529,7 +529,8 @@ export function clearRequestBytes(board: string, issuedAtMs: number): Buffer {
   return Buffer.from(JSON.stringify(["smw clear-failsafe", board, issuedAtMs]), "utf8");
 }
 
-const defaultAlerts: AlertSink = {
+/** The real alert sinks: an HTTP POST of the JSON alert, and a detached command with SMW_* variables. */
+export const defaultAlerts: AlertSink = {
   async webhook(url, body) {
     const response = await fetch(url, {
       method: "POST",
