@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCHMARKS = {
   media: "wormhole-board/bench/media-bench.mjs",
+  link: "wormhole-board/bench/link-bench.mjs",
 };
 
 const [name, ...rest] = process.argv.slice(2);

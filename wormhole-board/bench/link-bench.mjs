@@ -1,0 +1,290 @@
+// Benchmark of the control link and the timely core (npm run bench -- link [--seconds N]).
+// Round trip of an authenticated frame over UDP loopback and over a socat PTY
+// pair, against the same round trip of raw lines without framing or HMAC;
+// group hand-off latency (DONE sent to the next group's start); trigger
+// lateness of the timely core, idle and with both cores loaded, against
+// setInterval's drift over the same time.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import path from "node:path";
+import { SerialPort } from "serialport";
+import { ensureTool } from "../../scripts/tools.mjs";
+import {
+  ControlLink,
+  GroupSchedule,
+  LineSplitter,
+  SerialLinksTransport,
+  TimelyCore,
+  UdpTransport,
+} from "../dist/index.js";
+
+const secondsFlag = process.argv.indexOf("--seconds");
+const SECONDS = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 60;
+const ROUNDS = 2_000;
+ensureTool("socat", "socat");
+const dir = mkdtempSync(path.join(tmpdir(), "smw-bench-link-"));
+const children = [];
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const percentile = (values, p) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+};
+const fmt = (ms) => `${ms.toFixed(3)} ms`;
+const summary = (values) => ({
+  p50: percentile(values, 50),
+  p99: percentile(values, 99),
+  max: Math.max(...values),
+});
+
+async function ptyPair(a, b) {
+  const child = spawn("socat", [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], {
+    stdio: "ignore",
+  });
+  children.push(child);
+  while (!(existsSync(a) && existsSync(b))) await new Promise((r) => setTimeout(r, 10));
+  return child;
+}
+
+async function freePort() {
+  const s = createSocket("udp4");
+  await new Promise((r) => s.bind(0, "127.0.0.1", r));
+  const port = s.address().port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Ping-pong of HB frames between two control links; returns round trips in ms. */
+async function linkRoundTrips(t1, t2) {
+  const key = randomBytes(32);
+  const a = new ControlLink("b1", new Map([["b2", key]]), 1, t1);
+  const b = new ControlLink("b2", new Map([["b1", key]]), 1, t2);
+  let resolveReply;
+  await a.open({ message: () => resolveReply?.(), authFailure: () => {} });
+  await b.open({ message: (from, m) => b.send(from, m), authFailure: () => {} });
+  const rtts = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const reply = new Promise((r) => {
+      resolveReply = r;
+    });
+    const started = performance.now();
+    a.send("b2", { type: "HB", period: i, schedule: 1_000, joined: true, sentAtMs: Date.now() });
+    await reply;
+    rtts.push(performance.now() - started);
+  }
+  await a.close();
+  await b.close();
+  return rtts;
+}
+
+/** The same round trip with raw lines: no framing, no HMAC. */
+async function rawUdpRoundTrips(size) {
+  const a = createSocket("udp4");
+  const b = createSocket("udp4");
+  await new Promise((r) => a.bind(0, "127.0.0.1", r));
+  await new Promise((r) => b.bind(0, "127.0.0.1", r));
+  b.on("message", (data, info) => b.send(data, info.port, info.address));
+  let resolveReply;
+  a.on("message", () => resolveReply?.());
+  const line = Buffer.alloc(size, 0x61);
+  const rtts = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const reply = new Promise((r) => {
+      resolveReply = r;
+    });
+    const started = performance.now();
+    a.send(line, b.address().port, "127.0.0.1");
+    await reply;
+    rtts.push(performance.now() - started);
+  }
+  a.close();
+  b.close();
+  return rtts;
+}
+
+async function rawPtyRoundTrips(pathA, pathB, size) {
+  const a = new SerialPort({ path: pathA, baudRate: 115200 });
+  const b = new SerialPort({ path: pathB, baudRate: 115200 });
+  await Promise.all([new Promise((r) => a.on("open", r)), new Promise((r) => b.on("open", r))]);
+  const echo = new LineSplitter(4096, (text) => b.write(`${text}\n`));
+  b.on("data", (chunk) => echo.push(chunk));
+  let resolveReply;
+  const back = new LineSplitter(4096, () => resolveReply?.());
+  a.on("data", (chunk) => back.push(chunk));
+  const line = `${"a".repeat(size - 1)}\n`;
+  const rtts = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const reply = new Promise((r) => {
+      resolveReply = r;
+    });
+    const started = performance.now();
+    a.write(line);
+    await reply;
+    rtts.push(performance.now() - started);
+  }
+  await Promise.all([new Promise((r) => a.close(r)), new Promise((r) => b.close(r))]);
+  return rtts;
+}
+
+/** DONE from the last board of group 1 to the start of group 2 on the next board. */
+async function handoffs(t1, t2) {
+  const key = randomBytes(32);
+  const a = new ControlLink("b1", new Map([["b2", key]]), 1, t1);
+  const b = new ControlLink("b2", new Map([["b1", key]]), 1, t2);
+  let schedule;
+  let resolveStart;
+  await a.open({ message: () => {}, authFailure: () => {} });
+  await b.open({
+    message: (from, m) => {
+      if (m.type !== "DONE") return;
+      const out = schedule.boardDone(from, m.period, performance.now());
+      if (out.some((o) => o.kind === "startRecovery")) resolveStart?.();
+    },
+    authFailure: () => {},
+  });
+  const times = [];
+  for (let i = 0; i < ROUNDS / 2; i++) {
+    schedule = new GroupSchedule({
+      self: "b2",
+      groups: [["b1"], ["b2"]],
+      tLocalexecMs: 10_000,
+      handoffMs: 20,
+    });
+    schedule.periodStarted(i, performance.now());
+    const started = new Promise((r) => {
+      resolveStart = r;
+    });
+    const t0 = performance.now();
+    a.send("b2", { type: "DONE", period: i, steps: [] });
+    await started;
+    times.push(performance.now() - t0);
+  }
+  await a.close();
+  await b.close();
+  return times;
+}
+
+/** Trigger lateness of the timely core on chained absolute timers, for `seconds`. */
+async function timelyLateness(seconds) {
+  const periodMs = 50;
+  const core = new TimelyCore({
+    tPMs: periodMs,
+    tDMs: 20,
+    latenessBoundMs: 2,
+    firstTriggerMs: performance.now() + 100,
+  });
+  const lateness = [];
+  const endAt = performance.now() + seconds * 1000;
+  await new Promise((resolve) => {
+    const arm = () => {
+      const wake = core.nextWakeupMs();
+      setTimeout(
+        () => {
+          const now = performance.now();
+          for (const out of core.tick(now)) {
+            if (out.kind === "trigger") {
+              lateness.push(out.latenessMs);
+              core.done(out.index, now);
+            }
+          }
+          if (now >= endAt) resolve();
+          else arm();
+        },
+        Math.max(0, wake - performance.now()),
+      );
+    };
+    arm();
+  });
+  return lateness;
+}
+
+/** The reference: setInterval's drift from the absolute schedule over the same time. */
+async function setIntervalDrift(seconds) {
+  const periodMs = 50;
+  const start = performance.now();
+  let ticks = 0;
+  const drift = [];
+  await new Promise((resolve) => {
+    const id = setInterval(() => {
+      ticks++;
+      drift.push(performance.now() - (start + ticks * periodMs));
+      if (ticks * periodMs >= seconds * 1000) {
+        clearInterval(id);
+        resolve();
+      }
+    }, periodMs);
+  });
+  return drift;
+}
+
+function cpuLoad() {
+  const burners = [];
+  for (let i = 0; i < availableParallelism(); i++) {
+    const child = spawn(process.execPath, ["-e", "for(;;){}"], { stdio: "ignore" });
+    children.push(child);
+    burners.push(child);
+  }
+  return () => {
+    for (const b of burners) b.kill("SIGKILL");
+  };
+}
+
+const out = [];
+// UDP loopback.
+const [p1, p2] = [await freePort(), await freePort()];
+const udp = () => [
+  new UdpTransport("127.0.0.1", p1, new Map([["b2", { address: "127.0.0.1", port: p2 }]])),
+  new UdpTransport("127.0.0.1", p2, new Map([["b1", { address: "127.0.0.1", port: p1 }]])),
+];
+const udpLink = summary(await linkRoundTrips(...udp()));
+const udpRaw = summary(await rawUdpRoundTrips(230));
+const udpHandoff = summary(await handoffs(...udp()));
+// PTY pair.
+const a = path.join(dir, "a");
+const b = path.join(dir, "b");
+await ptyPair(a, b);
+const pty = () => [
+  new SerialLinksTransport(new Map([["b2", a]]), 115200),
+  new SerialLinksTransport(new Map([["b1", b]]), 115200),
+];
+const ptyLink = summary(await linkRoundTrips(...pty()));
+const ptyHandoff = summary(await handoffs(...pty()));
+const c = path.join(dir, "c");
+const d = path.join(dir, "d");
+await ptyPair(c, d);
+const ptyRaw = summary(await rawPtyRoundTrips(c, d, 230));
+
+process.stderr.write(
+  `measuring timer lateness: ${SECONDS} s idle, then ${SECONDS} s with every core loaded ...\n`,
+);
+const [idle, idleRef] = await Promise.all([timelyLateness(SECONDS), setIntervalDrift(SECONDS)]);
+const stopLoad = cpuLoad();
+const [loaded, loadedRef] = await Promise.all([timelyLateness(SECONDS), setIntervalDrift(SECONDS)]);
+stopLoad();
+const idleS = summary(idle);
+const loadedS = summary(loaded);
+
+out.push(
+  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores`,
+  "",
+  "round trip of one HB frame (framing + HMAC-SHA256 + replay check, both ways)",
+  `  UDP loopback   p50 ${fmt(udpLink.p50)}  p99 ${fmt(udpLink.p99)}   raw UDP p50 ${fmt(udpRaw.p50)} p99 ${fmt(udpRaw.p99)}   ratio p50 ${(udpLink.p50 / udpRaw.p50).toFixed(2)}x, p99 ${(udpLink.p99 / udpRaw.p99).toFixed(2)}x`,
+  `  socat PTY      p50 ${fmt(ptyLink.p50)}  p99 ${fmt(ptyLink.p99)}   raw PTY p50 ${fmt(ptyRaw.p50)} p99 ${fmt(ptyRaw.p99)}   ratio p50 ${(ptyLink.p50 / ptyRaw.p50).toFixed(2)}x, p99 ${(ptyLink.p99 / ptyRaw.p99).toFixed(2)}x`,
+  "  (a PTY does not pace bytes at its baud rate; a real 115200-baud line adds about 20 ms per 230-byte frame)",
+  "",
+  "group hand-off (DONE sent to the next group's start)",
+  `  UDP loopback   p50 ${fmt(udpHandoff.p50)}  p99 ${fmt(udpHandoff.p99)}  max ${fmt(udpHandoff.max)}`,
+  `  socat PTY      p50 ${fmt(ptyHandoff.p50)}  p99 ${fmt(ptyHandoff.p99)}  max ${fmt(ptyHandoff.max)}   (target p99 <= 5 ms)`,
+  "",
+  `trigger lateness of the timely core, ${SECONDS} s, a trigger every 50 ms on chained absolute timers`,
+  `  idle           p50 ${fmt(idleS.p50)}  p99 ${fmt(idleS.p99)}  max ${fmt(idleS.max)}   (target p99 <= 2 ms); setInterval drifted ${fmt(idleRef[idleRef.length - 1])} from the same schedule`,
+  `  cores loaded   p50 ${fmt(loadedS.p50)}  p99 ${fmt(loadedS.p99)}  max ${fmt(loadedS.max)}   (target p99 <= 2 ms); setInterval drifted ${fmt(loadedRef[loadedRef.length - 1])}`,
+);
+process.stdout.write(`${out.join("\n")}\n`);
+process.exit(0);
