@@ -14,6 +14,7 @@ export * from "./lines/line-lock.js";
 export * from "./lines/simulated-lines.js";
 export * from "./lines/sysfs-chips.js";
 export * from "./lines/sysfs-lines.js";
+export * from "./link/clock-monitor.js";
 export * from "./link/control-link.js";
 export * from "./link/host-link-port.js";
 export * from "./link/line-splitter.js";

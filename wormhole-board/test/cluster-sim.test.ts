@@ -160,6 +160,16 @@ const drills: Drill[] = [
     boundMs: 100 + 20 + 2 + 20 + 60,
   },
   {
+    name: "a board's clock drifting faster than two promised drifts allow",
+    config: {
+      clockOffsetBoundMs: 1_000,
+      faults: [{ kind: "clockDrift", board: "b5", ppm: 3_000 }],
+    },
+    reason: /the clock of board b\d drifts -?\d+ ppm from ours, over twice the promised 100 ppm/,
+    // The drift check needs ten seconds of baseline, then a few heartbeats.
+    boundMs: 16_000,
+  },
+  {
     name: "repeated authentication failures from one peer",
     config: { faults: [{ kind: "forgedFrames", from: "b6", to: "b1", atMs: 5_000, count: 5 }] },
     reason: /5 frames claiming to be from b6 failed authentication/,

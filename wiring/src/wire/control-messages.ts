@@ -11,7 +11,16 @@ export type ControlMessage =
    * or has `joined` (committed to). `sentAtMs`: the sender's clock when it
    * sent the frame, for the receiver's check of the clock offset bound.
    */
-  | { type: "HB"; period: number; schedule: number; joined: boolean; sentAtMs?: number }
+  | {
+      type: "HB";
+      period: number;
+      schedule: number;
+      joined: boolean;
+      sentAtMs?: number;
+      /** The `sentAtMs` of the last heartbeat heard from the addressee, and how long ago. */
+      echoMs?: number;
+      heldMs?: number;
+    }
   /** The sender finished Algorithm 1 in `period`, with its step timings. */
   | {
       type: "DONE";
@@ -44,19 +53,24 @@ export function parseControlMessage(
   const finite = (value: unknown) => typeof value === "number" && Number.isFinite(value);
   switch (type) {
     case "HB": {
-      const keys = Object.keys(body).length;
-      const sentAtMs = body.sentAtMs;
+      const optional = ["sentAtMs", "echoMs", "heldMs"] as const;
       if (!count(body.period, -1) || !count(body.schedule, 0) || typeof body.joined !== "boolean")
         return undefined;
-      if (sentAtMs !== undefined && !finite(sentAtMs)) return undefined;
-      if (keys !== (sentAtMs === undefined ? 3 : 4)) return undefined;
-      return {
+      for (const key of Object.keys(body)) {
+        if (!["period", "schedule", "joined", ...optional].includes(key)) return undefined;
+      }
+      const message: ControlMessage = {
         type,
         period: body.period as number,
         schedule: body.schedule as number,
         joined: body.joined,
-        ...(sentAtMs === undefined ? {} : { sentAtMs: sentAtMs as number }),
       };
+      for (const key of optional) {
+        if (body[key] === undefined) continue;
+        if (!finite(body[key])) return undefined;
+        message[key] = body[key] as number;
+      }
+      return message;
     }
     case "DONE": {
       if (!count(body.period, 0) || !Array.isArray(body.steps) || body.steps.length > 16)

@@ -265,6 +265,7 @@ export class BoardDaemon {
       silenceBoundMs: t.controlNetwork.silenceBoundMs,
       deliveryBoundMs: t.controlNetwork.deliveryBoundMs,
       clockOffsetBoundMs: t.timeliness.clockOffsetBoundMs,
+      driftMaxPpm: t.timeliness.driftMaxPpm,
       authFailureLimit: t.failsafe.authFailureLimit,
       failsafePolicy: t.failsafe.actions,
       firstTriggerMs,
@@ -322,6 +323,9 @@ export class BoardDaemon {
       switch (action.kind) {
         case "broadcast":
           this.deps.link.broadcast(action.message);
+          break;
+        case "send":
+          this.deps.link.send(action.to, action.message);
           break;
         case "runStep":
           this.runStep(action.step, action.period);

@@ -9,6 +9,7 @@
  */
 import type { ControlMessage, FailsafeAction, StepBudgets } from "@smw/wiring";
 import { FailsafeCore, type FailsafeState } from "../failsafe/failsafe-core.js";
+import { ClockMonitor } from "../link/clock-monitor.js";
 import { PeerMonitor } from "../link/peer-monitor.js";
 import {
   RecoveryCore,
@@ -35,6 +36,8 @@ export interface BoardCoreConfig {
   deliveryBoundMs: number;
   /** Largest clock offset tolerated between two boards. */
   clockOffsetBoundMs?: number;
+  /** P2: the promised bound on a board clock's drift rate. */
+  driftMaxPpm?: number;
   authFailureLimit: number;
   failsafePolicy: readonly FailsafeAction[];
   /** Planned instant of the first period's trigger. */
@@ -54,6 +57,7 @@ export type BoardEvent =
 
 export type BoardAction =
   | { kind: "broadcast"; message: ControlMessage }
+  | { kind: "send"; to: string; message: ControlMessage }
   | { kind: "runStep"; period: number; step: RecoveryStep; deadlineMs: number }
   | { kind: "enterFailsafe"; state: FailsafeState; actions: readonly FailsafeAction[] }
   | { kind: "failsafeCleared" }
@@ -71,6 +75,7 @@ export class BoardCore {
   private readonly recovery: RecoveryCore;
   private readonly peers: PeerMonitor;
   private readonly failsafe: FailsafeCore;
+  private readonly clocks: ClockMonitor | undefined;
   private readonly authFailures = new Map<string, number>();
   private lastPeriod = -1;
   private readonly periodStartMs = new Map<number, number>();
@@ -96,6 +101,14 @@ export class BoardCore {
       config.startMs,
     );
     this.failsafe = new FailsafeCore(config.self, config.failsafePolicy, config.restoredFailsafe);
+    this.clocks =
+      config.clockOffsetBoundMs === undefined
+        ? undefined
+        : new ClockMonitor(
+            config.clockOffsetBoundMs,
+            config.driftMaxPpm ?? 100,
+            config.deliveryBoundMs,
+          );
   }
 
   get failsafeState(): FailsafeState | undefined {
@@ -187,18 +200,24 @@ export class BoardCore {
 
   private onTime(nowMs: number, out: BoardAction[]): void {
     for (const p of this.peers.tick(nowMs)) {
-      if (p.kind === "heartbeat")
-        out.push({
-          kind: "broadcast",
-          message: {
-            type: "HB",
-            period: this.lastPeriod,
-            schedule: this.config.firstTriggerMs,
-            joined: this.failsafe.state === undefined,
-            sentAtMs: nowMs,
-          },
-        });
-      else
+      if (p.kind === "heartbeat") {
+        // One heartbeat per peer, each echoing that peer's clock for the offset estimate.
+        for (const peer of this.config.boards) {
+          if (peer === this.config.self) continue;
+          out.push({
+            kind: "send",
+            to: peer,
+            message: {
+              type: "HB",
+              period: this.lastPeriod,
+              schedule: this.config.firstTriggerMs,
+              joined: this.failsafe.state === undefined,
+              sentAtMs: nowMs,
+              ...(this.clocks?.echoFor(peer, nowMs) ?? {}),
+            },
+          });
+        }
+      } else
         this.enterFailsafe(
           `board ${p.peer} silent for ${p.silentMs.toFixed(0)} ms (bound ${this.config.silenceBoundMs} ms)`,
           nowMs,
@@ -231,7 +250,7 @@ export class BoardCore {
   ): void {
     switch (message.type) {
       case "HB":
-        this.checkClock(from, message.sentAtMs, nowMs, out);
+        this.checkClock(from, message, nowMs, out);
         // Every board must run the same schedule; one that does not is a fault.
         if (
           message.joined &&
@@ -330,31 +349,23 @@ export class BoardCore {
     }
   }
 
-  /**
-   * A frame sent at `sentAtMs` on the peer's clock arrives at `nowMs` on ours,
-   * after 0 to deliveryBound ms: our offset from the peer lies in
-   * [now − sent − bound, now − sent]. If that whole interval is outside the
-   * offset bound, the clocks have drifted apart beyond what was promised.
-   */
   private checkClock(
     from: string,
-    sentAtMs: number | undefined,
+    hb: ControlMessage & { type: "HB" },
     nowMs: number,
     out: BoardAction[],
   ): void {
-    const boundMs = this.config.clockOffsetBoundMs;
-    if (boundMs === undefined || sentAtMs === undefined || this.failsafe.state !== undefined)
-      return;
-    const apparentMs = nowMs - sentAtMs;
-    const lowMs = apparentMs - this.config.deliveryBoundMs;
-    if (lowMs > boundMs || apparentMs < -boundMs) {
-      const offsetMs = lowMs > boundMs ? lowMs : -apparentMs;
-      this.enterFailsafe(
-        `the clock of board ${from} is at least ${offsetMs.toFixed(1)} ms ${lowMs > boundMs ? "behind" : "ahead of"} ours, over the bound of ${boundMs} ms`,
-        nowMs,
-        out,
-      );
-    }
+    if (this.clocks === undefined || this.failsafe.state !== undefined) return;
+    const verdict = this.clocks.heard(from, hb, nowMs);
+    if (verdict === undefined) return;
+    const boundMs = this.config.clockOffsetBoundMs as number;
+    this.enterFailsafe(
+      verdict.kind === "offset"
+        ? `the clock of board ${from} is ${Math.abs(verdict.offsetMs).toFixed(1)} ms ${verdict.offsetMs > 0 ? "ahead of" : "behind"} ours, over the bound of ${boundMs} ms`
+        : `the clock of board ${from} drifts ${verdict.ppm.toFixed(0)} ppm from ours, over twice the promised ${this.config.driftMaxPpm ?? 100} ppm`,
+      nowMs,
+      out,
+    );
   }
 
   private enterFailsafe(reason: string, nowMs: number, out: BoardAction[]): void {

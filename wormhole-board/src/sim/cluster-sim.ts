@@ -28,6 +28,8 @@ export type SimFault =
   | { kind: "lateTimer"; board: string; atMs: number; lateMs: number }
   /** A board's clock runs `skewMs` ahead of the others from the start. */
   | { kind: "clockSkew"; board: string; skewMs: number }
+  /** A board's clock runs fast by `ppm` parts per million. */
+  | { kind: "clockDrift"; board: string; ppm: number }
   /** `count` forged frames claiming to come from `from` reach `to` at `atMs`. */
   | { kind: "forgedFrames"; from: string; to: string; atMs: number; count: number };
 
@@ -44,6 +46,7 @@ export interface SimConfig {
   silenceBoundMs: number;
   deliveryBoundMs: number;
   clockOffsetBoundMs?: number;
+  driftMaxPpm?: number;
   authFailureLimit?: number;
   /** Periods to run (the run stops when the last one completes or all boards are in fail-safe). */
   periods: number;
@@ -135,11 +138,14 @@ export function runClusterSim(config: SimConfig): SimResult {
     if (result.firstFaultMs === undefined || atMs < result.firstFaultMs) result.firstFaultMs = atMs;
   };
   for (const f of faults) if (f.kind === "boardDies" || f.kind === "cutLink") noteFault(f.atMs);
-  for (const f of faults) if (f.kind === "clockSkew") noteFault(0);
-  // Each board sees its own clock: simulated time plus its skew.
-  const skewOf = (board: string) =>
+  for (const f of faults) if (f.kind === "clockSkew" || f.kind === "clockDrift") noteFault(0);
+  // Each board sees its own clock: simulated time plus its skew and drift.
+  const skewOf = (board: string, atMs: number) =>
     faults.reduce(
-      (sum, f) => sum + (f.kind === "clockSkew" && f.board === board ? f.skewMs : 0),
+      (sum, f) =>
+        sum +
+        (f.kind === "clockSkew" && f.board === board ? f.skewMs : 0) +
+        (f.kind === "clockDrift" && f.board === board ? atMs * f.ppm * 1e-6 : 0),
       0,
     );
 
@@ -156,6 +162,7 @@ export function runClusterSim(config: SimConfig): SimResult {
       silenceBoundMs: config.silenceBoundMs,
       deliveryBoundMs: config.deliveryBoundMs,
       clockOffsetBoundMs: config.clockOffsetBoundMs ?? 10,
+      driftMaxPpm: config.driftMaxPpm ?? 100,
       authFailureLimit: config.authFailureLimit ?? 5,
       failsafePolicy: [{ kind: "hold-reset" }],
       firstTriggerMs,
@@ -185,14 +192,31 @@ export function runClusterSim(config: SimConfig): SimResult {
       lateMs = late.lateMs;
       noteFault(wake);
     }
-    const skew = skewOf(board);
+    const skew = skewOf(board, nowMs);
     const armedForMs = Math.max(nowMs + skew, wake);
-    push({ atMs: armedForMs - skew + lateMs, kind: "timer", board, token, armedForMs });
+    push({
+      atMs: armedForMs - skewOf(board, armedForMs) + lateMs,
+      kind: "timer",
+      board,
+      token,
+      armedForMs,
+    });
   };
 
   const apply = (board: string, actions: BoardAction[], nowMs: number) => {
     for (const action of actions) {
       switch (action.kind) {
+        case "send":
+          if (!cut(board, action.to, nowMs)) {
+            push({
+              atMs: nowMs + rng.between(0, config.deliveryBoundMs),
+              kind: "deliver",
+              board: action.to,
+              from: board,
+              message: action.message,
+            });
+          }
+          break;
         case "broadcast":
           for (const peer of config.boards) {
             if (peer === board || cut(board, peer, nowMs)) continue;
@@ -263,7 +287,9 @@ export function runClusterSim(config: SimConfig): SimResult {
           break;
       }
       // Heartbeats would drown the trace; everything else is kept.
-      if (!(action.kind === "broadcast" && action.message.type === "HB")) {
+      if (
+        !((action.kind === "broadcast" || action.kind === "send") && action.message.type === "HB")
+      ) {
         result.trace.push({ atMs: nowMs, board, what: describeAction(action) });
       }
     }
@@ -288,7 +314,7 @@ export function runClusterSim(config: SimConfig): SimResult {
     result.endMs = item.atMs;
     if (dead(item.board, item.atMs)) continue;
     const core = cores.get(item.board) as BoardCore;
-    const localMs = item.atMs + skewOf(item.board);
+    const localMs = item.atMs + skewOf(item.board, item.atMs);
     let actions: BoardAction[] = [];
     switch (item.kind) {
       case "timer":
@@ -350,6 +376,8 @@ function describeAction(action: BoardAction): string {
   switch (action.kind) {
     case "broadcast":
       return `send ${action.message.type}${"period" in action.message ? ` ${action.message.period}` : ""}`;
+    case "send":
+      return `send ${action.message.type} to ${action.to}`;
     case "runStep":
       return `run ${action.step} (period ${action.period})`;
     case "enterFailsafe":

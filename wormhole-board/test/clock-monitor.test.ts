@@ -1,0 +1,62 @@
+import { ClockMonitor } from "@smw/wormhole-board";
+import { describe, expect, it } from "vitest";
+
+/** Two boards exchanging heartbeats; B's clock = A's + offset (+ drift). */
+function exchange(
+  monitorA: ClockMonitor,
+  monitorB: ClockMonitor,
+  offsetMs: number,
+  tA: number,
+  there: number,
+  back: number,
+  driftPpm = 0,
+) {
+  const clockB = (a: number) => a + offsetMs + a * driftPpm * 1e-6;
+  const hbAtoB = { sentAtMs: tA, ...(monitorA.echoFor("b", tA) ?? {}) };
+  const arrivalB = clockB(tA + there);
+  monitorB.heard("a", hbAtoB, arrivalB);
+  const replyAt = tA + there + 1;
+  const hbBtoA = { sentAtMs: clockB(replyAt), ...(monitorB.echoFor("a", clockB(replyAt)) ?? {}) };
+  return monitorA.heard("b", hbBtoA, replyAt + back);
+}
+
+describe("the clock monitor", () => {
+  it("estimates the peer's offset within half the round trip and accepts it within the bound", () => {
+    const a = new ClockMonitor(10, 100, 20);
+    const b = new ClockMonitor(10, 100, 20);
+    for (let i = 0; i < 5; i++) expect(exchange(a, b, 7, 1_000 + i * 100, 2, 9)).toBeUndefined();
+    const sample = a.latest("b");
+    expect(sample).toBeDefined();
+    expect(Math.abs((sample?.offsetMs ?? 0) - 7)).toBeLessThanOrEqual((sample?.rttMs ?? 0) / 2);
+  });
+
+  it("reports an offset beyond the bound", () => {
+    const a = new ClockMonitor(10, 100, 20);
+    const b = new ClockMonitor(10, 100, 20);
+    let verdict: ReturnType<ClockMonitor["heard"]>;
+    for (let i = 0; i < 5 && verdict === undefined; i++)
+      verdict = exchange(a, b, 25, 1_000 + i * 100, 3, 3);
+    expect(verdict).toMatchObject({ kind: "offset", peer: "b" });
+  });
+
+  it("reports a drift faster than twice the promised rate, and not a slower one", () => {
+    const run = (ppm: number) => {
+      const a = new ClockMonitor(1_000, 100, 20);
+      const b = new ClockMonitor(1_000, 100, 20);
+      for (let i = 0; i < 300; i++) {
+        const verdict = exchange(a, b, 0, 1_000 + i * 100, 1, 1, ppm);
+        if (verdict !== undefined) return verdict;
+      }
+      return undefined;
+    };
+    expect(run(150)).toBeUndefined();
+    expect(run(1_000)).toMatchObject({ kind: "drift", peer: "b" });
+  });
+
+  it("ignores samples whose round trip exceeds twice the delivery bound", () => {
+    const a = new ClockMonitor(10, 100, 20);
+    const b = new ClockMonitor(10, 100, 20);
+    exchange(a, b, 0, 1_000, 5, 5);
+    expect(exchange(a, b, 500, 1_100, 30, 30)).toBeUndefined();
+  });
+});
