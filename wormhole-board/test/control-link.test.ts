@@ -8,6 +8,7 @@ import {
   ControlLink,
   type ControlTransport,
   SerialLinksTransport,
+  TcpTransport,
   UdpTransport,
 } from "@smw/wormhole-board";
 import { SerialPort } from "serialport";
@@ -184,6 +185,54 @@ describe("the control link over UDP on loopback", () => {
       `cannot listen on udp 127.0.0.1:${port}: the port is in use`,
     );
     holder.close();
+  });
+});
+
+describe("the control link over TCP on loopback", () => {
+  it("delivers messages both ways and reconnects after a peer restarts", async () => {
+    const ports = [17701, 17702];
+    const peersOf = (self: number) =>
+      new Map([
+        [self === 0 ? "b2" : "b1", { address: "127.0.0.1", port: ports[1 - self] as number }],
+      ]);
+    const make = (self: number) =>
+      new ControlLink(
+        self === 0 ? "b1" : "b2",
+        new Map([[self === 0 ? "b2" : "b1", key]]),
+        1,
+        new TcpTransport("127.0.0.1", ports[self] as number, peersOf(self), 50),
+      );
+    const b1 = make(0);
+    const got1 = collector();
+    await b1.open(got1.handlers);
+    let b2 = make(1);
+    let got2 = collector();
+    await b2.open(got2.handlers);
+    try {
+      await until(() => {
+        b1.broadcast({ type: "HB", period: 0, schedule: 0, joined: false });
+        return got2.messages.length > 0;
+      }, "b1 to reach b2");
+      b2.broadcast({ type: "FAILSAFE", reason: "drill", origin: "b2" });
+      await until(() => got1.messages.some((m) => m.message.type === "FAILSAFE"), "b2 to reach b1");
+      // b2 restarts (a new epoch): b1 reconnects and b2 hears it again.
+      await b2.close();
+      b2 = new ControlLink(
+        "b2",
+        new Map([["b1", key]]),
+        2,
+        new TcpTransport("127.0.0.1", ports[1] as number, peersOf(1), 50),
+      );
+      got2 = collector();
+      await b2.open(got2.handlers);
+      await until(() => {
+        b1.broadcast({ type: "HB", period: 1, schedule: 0, joined: false });
+        return got2.messages.length > 0;
+      }, "b1 to reach the restarted b2");
+    } finally {
+      await b1.close();
+      await b2.close();
+    }
   });
 });
 

@@ -4,6 +4,7 @@
  * or one shared bus. Ethernet: UDP datagrams, or TCP connections.
  */
 import { createSocket, type Socket } from "node:dgram";
+import { createConnection, createServer, type Server, type Socket as TcpSocket } from "node:net";
 import { MAX_CONTROL_FRAME_BYTES, type Testbed } from "@smw/wiring";
 import { SerialPort } from "serialport";
 import { LineSplitter } from "./line-splitter.js";
@@ -28,17 +29,21 @@ export function transportFor(testbed: Testbed, boardId: string): ControlTranspor
   if (board === undefined) throw new TransportError(`there is no board "${boardId}"`);
   const network = testbed.controlNetwork;
   if (board.control.kind === "ethernet") {
-    if (network.transport === "tcp")
-      throw new TransportError("the TCP control transport is not built yet; use udp");
     const peers = new Map<string, { address: string; port: number }>();
     for (const peer of testbed.boards) {
       if (peer.id !== boardId && peer.control.kind === "ethernet")
         peers.set(peer.id, { address: peer.control.address, port: peer.control.port });
     }
-    return new UdpTransport(board.control.address, board.control.port, peers);
+    return network.transport === "tcp"
+      ? new TcpTransport(board.control.address, board.control.port, peers)
+      : new UdpTransport(board.control.address, board.control.port, peers);
   }
-  if (board.control.kind === "bus")
-    throw new TransportError("the serial bus transport is not built yet; use links or udp");
+  if (board.control.kind === "bus" || (network.topology ?? "mesh") !== "mesh") {
+    // Without a link to every peer, frames would need forwarding, which is not built.
+    throw new TransportError(
+      `the board daemon needs a serial mesh (a link to every peer); a ${network.topology} control network is not supported yet`,
+    );
+  }
   return new SerialLinksTransport(
     new Map(board.control.links.map((l) => [l.peer, l.device])),
     network.baud ?? 115200,
@@ -155,5 +160,88 @@ export class SerialLinksTransport implements ControlTransport {
       ),
     );
     this.ports.clear();
+  }
+}
+
+/**
+ * TCP: each board listens on its address and keeps one outgoing connection
+ * to every peer, reconnecting when it drops. Frames are authenticated, so an
+ * incoming connection need not say who it is. A frame sent while a peer's
+ * connection is down is lost, as a datagram would be; the heartbeats and the
+ * silence bound notice a link that stays down.
+ */
+export class TcpTransport implements ControlTransport {
+  readonly name = "tcp";
+  private server: Server | undefined;
+  private readonly outgoing = new Map<string, TcpSocket>();
+  private readonly incoming = new Set<TcpSocket>();
+  private readonly splitters: LineSplitter[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly address: string,
+    private readonly port: number,
+    private readonly peers: ReadonlyMap<string, { address: string; port: number }>,
+    private readonly reconnectMs = 200,
+  ) {}
+
+  get oversized(): number {
+    return this.splitters.reduce((sum, s) => sum + s.oversized, 0);
+  }
+
+  open(onLine: (line: string) => void): Promise<void> {
+    const server = createServer((socket) => {
+      this.incoming.add(socket);
+      const splitter = new LineSplitter(MAX_CONTROL_FRAME_BYTES, onLine);
+      this.splitters.push(splitter);
+      socket.on("data", (chunk: Buffer) => splitter.push(chunk));
+      socket.on("error", () => {});
+      socket.on("close", () => this.incoming.delete(socket));
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        reject(
+          new TransportError(
+            `cannot listen on tcp ${this.address}:${this.port}: ${error.code === "EADDRINUSE" ? "the port is in use" : error.message}`,
+          ),
+        ),
+      );
+      server.listen(this.port, this.address, () => {
+        server.removeAllListeners("error");
+        server.on("error", () => {});
+        for (const peer of this.peers.keys()) this.connect(peer);
+        resolve();
+      });
+    });
+  }
+
+  private connect(peer: string): void {
+    const to = this.peers.get(peer);
+    if (to === undefined || this.closed) return;
+    const socket = createConnection({ host: to.address, port: to.port });
+    socket.setNoDelay(true);
+    socket.on("connect", () => this.outgoing.set(peer, socket));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      if (this.outgoing.get(peer) === socket) this.outgoing.delete(peer);
+      if (!this.closed) setTimeout(() => this.connect(peer), this.reconnectMs).unref();
+    });
+  }
+
+  send(peer: string, line: string): void {
+    const socket = this.outgoing.get(peer);
+    if (socket !== undefined && !socket.destroyed) socket.write(line);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const socket of [...this.outgoing.values(), ...this.incoming]) socket.destroy();
+    this.outgoing.clear();
+    const server = this.server;
+    this.server = undefined;
+    await new Promise<void>((resolve) =>
+      server === undefined ? resolve() : server.close(() => resolve()),
+    );
   }
 }
