@@ -32,5 +32,8 @@ export * from "./media/verify.js";
 export * from "./recovery/recovery-core.js";
 export * from "./recovery/step-runner.js";
 export * from "./sim/cluster-sim.js";
+export * from "./sim/local-testbed.js";
 export * from "./sim/prng.js";
+export * from "./sim/simulated-host.js";
+export * from "./sim/socat.js";
 export * from "./timely/timely-core.js";

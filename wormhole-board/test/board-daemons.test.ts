@@ -10,17 +10,18 @@ import {
   BoardStateFiles,
   ControlLink,
   HostLinkPort,
+  makeTestbed6,
   readLinkKeys,
   readPrivateKey,
   readPublicKey,
+  SimulatedHost,
   SimulatedLines,
+  socatUnavailable,
+  type Testbed6,
   transportFor,
 } from "@smw/wormhole-board";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SimulatedHost } from "./helpers/simulated-host.js";
-import { socatUnavailable } from "./helpers/socat.js";
-import { makeTestbed6, type Testbed6 } from "./helpers/testbed-6.js";
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "smw.js");
 const smw = (...args: string[]) => {
@@ -56,7 +57,11 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function startRig(transport: "udp" | "serial", basePort: number): Promise<Rig> {
+async function startRig(
+  transport: "udp" | "serial",
+  basePort: number,
+  clockOffsetsMs: Record<string, number> = {},
+): Promise<Rig> {
   const bed = await makeTestbed6(transport, basePort);
   const sim = new SimulatedLines();
   const t = bed.testbed;
@@ -108,6 +113,7 @@ async function startRig(transport: "udp" | "serial", basePort: number): Promise<
         { write: (line: string) => appendFileSync(logFile, line) },
       ),
       alerts: { webhook: async () => {}, exec: () => {} },
+      now: () => Date.now() + (clockOffsetsMs[board.id] ?? 0),
     });
     daemons.push(daemon);
     claimed.push(lines);
@@ -184,6 +190,61 @@ describe.skipIf(noSocat !== undefined)(
     });
   },
 );
+
+describe.skipIf(noSocat !== undefined)("clock and timer faults over UDP", () => {
+  it("a board whose clock is off by more than the bound takes every board to fail-safe once they have joined", async () => {
+    const rig = await startRig("udp", 17800, { b4: 80 });
+    try {
+      await until(
+        () => rig.daemons.every((d) => d.failsafeState !== undefined),
+        15_000,
+        "fail-safe everywhere",
+      );
+      const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
+      expect(
+        reasons.every((r) =>
+          /the clock of board b\d is [\d.]+ ms (ahead of|behind) ours, over the bound of 10 ms/.test(
+            r,
+          ),
+        ),
+        reasons.join(" | "),
+      ).toBe(true);
+      for (const board of rig.bed.testbed.boards)
+        expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+    } finally {
+      await rig.close();
+    }
+  }, 40_000);
+
+  it("timers firing later than the promised bound take every board to fail-safe", async () => {
+    const rig = await startRig("udp", 17900);
+    try {
+      await until(
+        () => rig.daemons.every((d) => d.currentPhase === "running"),
+        15_000,
+        "every board running",
+      );
+      // Hold the event loop for 150 ms, longer than a heartbeat period: every
+      // board has a timer due inside it, which then fires over 25 ms late.
+      const blockedUntil = performance.now() + 150;
+      while (performance.now() < blockedUntil) {
+        // busy
+      }
+      await until(
+        () => rig.daemons.every((d) => d.failsafeState !== undefined),
+        5_000,
+        "fail-safe everywhere",
+      );
+      const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
+      expect(
+        reasons.some((r) => /a timer fired [\d.]+ ms late, over the promised 25 ms/.test(r)),
+        reasons.join(" | "),
+      ).toBe(true);
+    } finally {
+      await rig.close();
+    }
+  }, 40_000);
+});
 
 for (const [transport, basePort] of [
   ["udp", 17400],

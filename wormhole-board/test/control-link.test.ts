@@ -7,13 +7,14 @@ import { type ControlMessage, encodeControlFrame } from "@smw/wiring";
 import {
   ControlLink,
   type ControlTransport,
+  ptyPair,
   SerialLinksTransport,
+  socatUnavailable,
   TcpTransport,
   UdpTransport,
 } from "@smw/wormhole-board";
 import { SerialPort } from "serialport";
 import { afterAll, describe, expect, it } from "vitest";
-import { ptyPair, socatUnavailable } from "./helpers/socat.js";
 
 const key = randomBytes(32);
 const otherKey = randomBytes(32);

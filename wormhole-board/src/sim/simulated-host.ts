@@ -1,5 +1,5 @@
 /**
- * A minimal simulated payload host for the board tests: it sits at the host
+ * A minimal simulated payload host, for the board tests and benchmarks: it sits at the host
  * end of its host-link PTY, dies when its reset line is asserted, boots when
  * it is released (after `bootMs`, then says BOOTED with a fresh key), and says
  * RECOVERED `transferMs` after it gets its certificate. It can be told to
@@ -7,8 +7,9 @@
  */
 import { generateKeyPairSync } from "node:crypto";
 import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
-import { LineSplitter, type SimulatedLines } from "@smw/wormhole-board";
 import { SerialPort } from "serialport";
+import type { SimulatedLines } from "../lines/simulated-lines.js";
+import { LineSplitter } from "../link/line-splitter.js";
 
 export interface SimulatedHostOptions {
   device: string;

@@ -1,6 +1,6 @@
 /**
  * A complete simulated 6-board testbed in a temporary folder, for the board
- * daemon tests: the testbed file, operator and board keys, pairwise link keys,
+ * daemon tests and benchmarks: the testbed file, operator and board keys, pairwise link keys,
  * sealed golden images and live copies, and socat PTY pairs for every host
  * link (and, in serial mode, every control link).
  */
@@ -9,14 +9,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
-import {
-  generateKeyPairFiles,
-  generateLinkKeys,
-  readPrivateKey,
-  readPublicKey,
-  sealImage,
-  writeManifest,
-} from "@smw/wormhole-board";
+import { generateLinkKeys } from "../link/link-keys.js";
+import { generateKeyPairFiles, readPrivateKey, readPublicKey } from "../media/keys.js";
+import { writeManifest } from "../media/manifest.js";
+import { sealImage } from "../media/seal.js";
 import { ptyPair } from "./socat.js";
 
 export interface Testbed6 {

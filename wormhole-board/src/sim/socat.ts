@@ -1,3 +1,4 @@
+/** socat PTY pairs: real serial devices for the simulated links. */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 
