@@ -19,5 +19,8 @@ export default defineConfig({
   test: {
     include: ["*/test/**/*.test.ts"],
     testTimeout: 20_000,
+    // Timing-sensitive tests (board daemons, kills mid-restore) must not share
+    // two cores with another file's hashing: one file at a time.
+    fileParallelism: false,
   },
 });

@@ -9,6 +9,7 @@ import {
   BoardLines,
   BoardStateFiles,
   ControlLink,
+  type ControlTransport,
   HostLinkPort,
   makeTestbed6,
   readLinkKeys,
@@ -61,6 +62,7 @@ async function startRig(
   transport: "udp" | "serial",
   basePort: number,
   clockOffsetsMs: Record<string, number> = {},
+  wrap: (board: string, transport: ControlTransport) => ControlTransport = (_, t) => t,
 ): Promise<Rig> {
   const bed = await makeTestbed6(transport, basePort);
   const sim = new SimulatedLines();
@@ -97,7 +99,7 @@ async function startRig(
       board.id,
       readLinkKeys(t, board.id),
       state.nextEpoch(),
-      transportFor(t, board.id),
+      wrap(board.id, transportFor(t, board.id)),
     );
     const logFile = path.join(bed.dir, `${board.id}.log`);
     const daemon = new BoardDaemon({
@@ -191,7 +193,44 @@ describe.skipIf(noSocat !== undefined)(
   },
 );
 
-describe.skipIf(noSocat !== undefined)("clock and timer faults over UDP", () => {
+describe.skipIf(noSocat !== undefined)("clock, timer and schedule faults over UDP", () => {
+  it("a DONE that never arrives makes the group miss its deadline, and every board fail safe", async () => {
+    // b3's DONE frames are lost on the way out; everything else gets through.
+    const dropDone = (board: string, inner: ControlTransport): ControlTransport =>
+      board !== "b3"
+        ? inner
+        : {
+            name: inner.name,
+            get oversized() {
+              return inner.oversized;
+            },
+            open: (onLine) => inner.open(onLine),
+            close: () => inner.close(),
+            send: (peer, line) => {
+              if (!line.includes(" DONE ")) inner.send(peer, line);
+            },
+          };
+    const rig = await startRig("udp", 18100, {}, dropDone);
+    try {
+      await until(
+        () => rig.daemons.every((d) => d.failsafeState !== undefined),
+        20_000,
+        "fail-safe everywhere",
+      );
+      const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
+      expect(
+        reasons.every((r) =>
+          /group [34] of period 0 was not done by its deadline \((b3|b4) missing\)/.test(r),
+        ),
+        reasons.join(" | "),
+      ).toBe(true);
+      for (const board of rig.bed.testbed.boards)
+        expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+    } finally {
+      await rig.close();
+    }
+  }, 40_000);
+
   it("a board whose clock is off by more than the bound takes every board to fail-safe once they have joined", async () => {
     const rig = await startRig("udp", 17800, { b4: 80 });
     try {
@@ -224,9 +263,9 @@ describe.skipIf(noSocat !== undefined)("clock and timer faults over UDP", () => 
         15_000,
         "every board running",
       );
-      // Hold the event loop for 150 ms, longer than a heartbeat period: every
-      // board has a timer due inside it, which then fires over 25 ms late.
-      const blockedUntil = performance.now() + 150;
+      // Hold the event loop for 200 ms: every board has a timer due in its first
+      // 100 ms (a heartbeat period), which then fires over 60 ms late.
+      const blockedUntil = performance.now() + 200;
       while (performance.now() < blockedUntil) {
         // busy
       }
@@ -237,7 +276,7 @@ describe.skipIf(noSocat !== undefined)("clock and timer faults over UDP", () => 
       );
       const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
       expect(
-        reasons.some((r) => /a timer fired [\d.]+ ms late, over the promised 25 ms/.test(r)),
+        reasons.some((r) => /a timer fired [\d.]+ ms late, over the promised 60 ms/.test(r)),
         reasons.join(" | "),
       ).toBe(true);
     } finally {
@@ -332,7 +371,7 @@ for (const [transport, basePort] of [
         expect(state.readFailsafe()?.origin).toBe("b3");
         // The fail-safe reached every board within the link bound of its origin.
         const since = rig.daemons.map((d) => d.failsafeState?.sinceMs as number);
-        expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 25 + 50);
+        expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 60 + 50);
       }, 60_000);
 
       it("smw status shows every board in fail-safe; smw board clear-failsafe, signed by the operator, brings them back", async () => {
@@ -345,6 +384,35 @@ for (const [transport, basePort] of [
         expect(rows.map((r) => [r.board, r.status.phase, r.status.failsafe?.origin])).toEqual(
           ["b1", "b2", "b3", "b4", "b5", "b6"].map((b) => [b, "failsafe", "b3"]),
         );
+        // The same over the network, each request signed with the operator key.
+        const operatorKey = path.join(rig.bed.dir, "keys", "operator.key");
+        const remote = await smwAsync(
+          "status",
+          "--testbed",
+          rig.bed.file,
+          "--key",
+          operatorKey,
+          "--json",
+        );
+        expect(remote.code).toBe(1);
+        expect(
+          (JSON.parse(remote.stdout) as Array<{ status: { phase: string } }>).map(
+            (r) => r.status.phase,
+          ),
+        ).toEqual(Array(6).fill("failsafe"));
+        const wrongKey = await smwAsync(
+          "status",
+          "--testbed",
+          rig.bed.file,
+          "--key",
+          path.join(rig.bed.dir, "keys", "b2", "board.key"),
+          "--json",
+        );
+        expect(
+          (JSON.parse(wrongKey.stdout) as Array<{ error?: string }>).every(
+            (r) => r.error === "the request is not signed by the operator key",
+          ),
+        ).toBe(true);
         const table = await smwAsync("status", "--testbed", rig.bed.file);
         expect(table.stdout).toMatch(/^BOARD\s+HOST\s+STATE/);
         expect(table.stdout).toContain("failsafe");

@@ -224,6 +224,7 @@ const KNOWN_KEYS = [
   "device",
   "baud",
   "stateDir",
+  "operatorEndpoint",
   "replica",
   "boards",
   "guards",

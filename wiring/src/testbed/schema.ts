@@ -103,6 +103,8 @@ const board = z.strictObject({
   guards: id,
   /** The board's own state: latched fail-safe, step records, boot epoch (default /var/lib/smw/<id>). */
   stateDir: nonEmpty.optional(),
+  /** Where the operator reaches the daemon over the network (status, clear-failsafe), host:port. */
+  operatorEndpoint: hostAndPort.optional(),
   lines: z.array(line).min(1, "a board needs at least its reset line"),
   control: boardControl,
   hostLink: serialPort,

@@ -40,6 +40,8 @@ export interface Board {
   id: string;
   guards: string;
   stateDir: string;
+  /** The daemon's operator endpoint on the network, if it has one. */
+  operatorEndpoint?: { host: string; port: number };
   lines: Line[];
   control: BoardControl;
   hostLink: SerialEndpoint;
@@ -170,13 +172,9 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       clockOffsetBoundMs: raw.timeliness.clockOffsetBound,
     },
     hosts: raw.hosts.map((host) => {
-      const colon = host.address.lastIndexOf(":");
       return {
         id: host.id,
-        address: {
-          host: host.address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"),
-          port: Number(host.address.slice(colon + 1)),
-        },
+        address: splitHostPort(host.address),
         console: { device: at(host.console.device), baud: host.console.baud },
         stateDir: at(host.stateDir),
         replica: {
@@ -192,6 +190,9 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       id: board.id,
       guards: board.guards,
       stateDir: board.stateDir === undefined ? `/var/lib/smw/${board.id}` : at(board.stateDir),
+      ...(board.operatorEndpoint === undefined
+        ? {}
+        : { operatorEndpoint: splitHostPort(board.operatorEndpoint) }),
       lines: board.lines.map((line) => ({
         role: line.role,
         chip: line.chip,
@@ -302,4 +303,12 @@ export function displayPath(testbed: Testbed, absolute: string): string {
 export function groupOf(testbed: Testbed, hostId: string): number | undefined {
   const index = testbed.rejuvenation.groups.findIndex((group) => group.includes(hostId));
   return index < 0 ? undefined : index + 1;
+}
+
+function splitHostPort(text: string): { host: string; port: number } {
+  const colon = text.lastIndexOf(":");
+  return {
+    host: text.slice(0, colon).replace(/^\[(.*)\]$/, "$1"),
+    port: Number(text.slice(colon + 1)),
+  };
 }

@@ -18,6 +18,7 @@ import type { FailsafeState } from "../failsafe/failsafe-core.js";
 import type { BoardLines } from "../lines/board-lines.js";
 import type { ControlLink } from "../link/control-link.js";
 import type { HostLinkPort } from "../link/host-link-port.js";
+import { TransportError } from "../link/transports.js";
 import type { RecoveryStep, StepRecord } from "../recovery/recovery-core.js";
 import { StepRunner } from "../recovery/step-runner.js";
 import type { BoardStateFiles } from "./board-state-files.js";
@@ -76,6 +77,7 @@ export class BoardDaemon {
   private lastSteps: BoardStatus["lastSteps"] = [];
   private maxLatenessMs = 0;
   private server: Server | undefined;
+  private networkServer: Server | undefined;
   private restored: FailsafeState | undefined;
 
   constructor(private readonly deps: BoardDaemonDeps) {
@@ -151,11 +153,12 @@ export class BoardDaemon {
     this.phase = "stopped";
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.step?.abort();
-    const server = this.server;
+    const servers = [this.server, this.networkServer];
     this.server = undefined;
-    await new Promise<void>((resolve) =>
-      server === undefined ? resolve() : server.close(() => resolve()),
-    );
+    this.networkServer = undefined;
+    for (const server of servers) {
+      if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
     await this.deps.link.close();
     await this.deps.hostLink.close();
   }
@@ -451,30 +454,64 @@ export class BoardDaemon {
     }
   }
 
-  // --- the operator's clear-failsafe, over a local socket -------------------
+  // --- the operator: status and clear-failsafe, over a local socket and the network
 
   private listenForOperator(): Promise<void> {
     const socketPath = controlSocketPath(this.deps.state.dir);
     if (existsSync(socketPath)) unlinkSync(socketPath);
-    this.server = createServer((connection) => {
+    // The local socket sits in the 0700 state folder: whoever reaches it is root
+    // on the board. Over the network every request must be signed.
+    const local = this.operatorServer(false);
+    this.server = local;
+    const listening = [
+      new Promise<void>((resolve, reject) => {
+        local.once("error", reject);
+        local.listen(socketPath, () => resolve());
+      }),
+    ];
+    const endpoint = this.deps.testbed.boards.find(
+      (b) => b.id === this.deps.boardId,
+    )?.operatorEndpoint;
+    if (endpoint !== undefined) {
+      const remote = this.operatorServer(true);
+      this.networkServer = remote;
+      listening.push(
+        new Promise<void>((resolve, reject) => {
+          remote.once("error", (error: NodeJS.ErrnoException) =>
+            reject(
+              new TransportError(
+                `cannot listen for the operator on tcp ${endpoint.host}:${endpoint.port}: ${error.code === "EADDRINUSE" ? "the port is in use" : error.message}`,
+              ),
+            ),
+          );
+          remote.listen(endpoint.port, endpoint.host, () => resolve());
+        }),
+      );
+    }
+    return Promise.all(listening).then(() => {});
+  }
+
+  private operatorServer(network: boolean): Server {
+    return createServer((connection) => {
       let text = "";
       connection.setEncoding("utf8");
+      connection.setTimeout(5_000, () => connection.destroy());
       connection.on("data", (chunk: string) => {
         text += chunk;
         if (text.length > 4096) connection.destroy();
         if (!text.includes("\n")) return;
-        connection.end(`${JSON.stringify(this.operatorRequest(text.split("\n")[0] as string))}\n`);
+        connection.end(
+          `${JSON.stringify(this.operatorRequest(text.split("\n")[0] as string, network))}\n`,
+        );
       });
       connection.on("error", () => {});
     });
-    const server = this.server;
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(socketPath, () => resolve());
-    });
   }
 
-  private operatorRequest(line: string): { ok: boolean; message: string; status?: BoardStatus } {
+  private operatorRequest(
+    line: string,
+    network: boolean,
+  ): { ok: boolean; message: string; status?: BoardStatus } {
     try {
       const request = JSON.parse(line) as {
         type?: unknown;
@@ -482,24 +519,31 @@ export class BoardDaemon {
         issuedAtMs?: unknown;
         signature?: unknown;
       };
+      if (request.type !== "status" && request.type !== "clear-failsafe")
+        return { ok: false, message: "unknown request" };
+      const signedNeeded = network || request.type === "clear-failsafe";
+      if (signedNeeded) {
+        if (
+          request.board !== this.deps.boardId ||
+          typeof request.issuedAtMs !== "number" ||
+          typeof request.signature !== "string"
+        ) {
+          return { ok: false, message: `malformed ${request.type} request` };
+        }
+        if (Math.abs(this.now() - request.issuedAtMs) > 300_000) {
+          return {
+            ok: false,
+            message: "the request is more than 5 minutes old (or from the future)",
+          };
+        }
+        const signed = operatorRequestBytes(request.type, request.board, request.issuedAtMs);
+        if (
+          !verify(null, signed, this.deps.operatorKey, Buffer.from(request.signature, "base64"))
+        ) {
+          return { ok: false, message: "the request is not signed by the operator key" };
+        }
+      }
       if (request.type === "status") return { ok: true, message: "status", status: this.status() };
-      if (request.type !== "clear-failsafe") return { ok: false, message: "unknown request" };
-      if (
-        request.board !== this.deps.boardId ||
-        typeof request.issuedAtMs !== "number" ||
-        typeof request.signature !== "string"
-      ) {
-        return { ok: false, message: "malformed clear-failsafe request" };
-      }
-      if (Math.abs(this.now() - request.issuedAtMs) > 300_000)
-        return {
-          ok: false,
-          message: "the request is more than 5 minutes old (or from the future)",
-        };
-      const signed = clearRequestBytes(request.board, request.issuedAtMs);
-      if (!verify(null, signed, this.deps.operatorKey, Buffer.from(request.signature, "base64"))) {
-        return { ok: false, message: "the request is not signed by the operator key" };
-      }
       if (this.failsafeState === undefined)
         return { ok: true, message: "the board is not in fail-safe" };
       if (this.core === undefined) this.createCore(this.now() + 365 * 86_400_000, this.restored);
@@ -528,9 +572,13 @@ export function controlSocketPath(stateDir: string): string {
   return path.join(stateDir, "control.sock");
 }
 
-/** The bytes the operator signs to clear a board's fail-safe state. */
-export function clearRequestBytes(board: string, issuedAtMs: number): Buffer {
-  return Buffer.from(JSON.stringify(["smw clear-failsafe", board, issuedAtMs]), "utf8");
+/** The bytes the operator signs for a request to a board: clear its fail-safe state, or tell its status. */
+export function operatorRequestBytes(
+  type: "status" | "clear-failsafe",
+  board: string,
+  issuedAtMs: number,
+): Buffer {
+  return Buffer.from(JSON.stringify([`smw ${type}`, board, issuedAtMs]), "utf8");
 }
 
 /** The real alert sinks: an HTTP POST of the JSON alert, and a detached command with SMW_* variables. */

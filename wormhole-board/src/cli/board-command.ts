@@ -14,8 +14,8 @@ import { destination, pino, transport } from "pino";
 import {
   BoardDaemon,
   type BoardStatus,
-  clearRequestBytes,
   controlSocketPath,
+  operatorRequestBytes,
 } from "../board/board-daemon.js";
 import { BoardStateFiles } from "../board/board-state-files.js";
 import { BoardLines } from "../lines/board-lines.js";
@@ -148,16 +148,11 @@ export function boardCommand(context: CliContext): Command {
       } catch (error) {
         throw new UsageError((error as Error).message);
       }
-      const issuedAtMs = Date.now();
-      const request = {
-        type: "clear-failsafe",
-        board: options.board,
-        issuedAtMs,
-        signature: sign(null, clearRequestBytes(options.board, issuedAtMs), privateKey).toString(
-          "base64",
-        ),
-      };
-      const reply = await ask((spec as Board).stateDir, request);
+      const reply = await ask(
+        spec as Board,
+        signedRequest("clear-failsafe", options.board, privateKey),
+        true,
+      );
       context.io.out(`${options.board}: ${reply.message}\n`);
       context.setExitCode(reply.ok ? 0 : 1);
     });
@@ -170,13 +165,37 @@ export function statusCommand(context: CliContext): Command {
       "one table of all boards: state, period and group, last step timings, next slot, fail-safe",
     )
     .requiredOption("--testbed <file>", "testbed file")
+    .option(
+      "--key <file>",
+      "the operator's private key, to ask boards over the network (their operatorEndpoint)",
+    )
     .option("--json", "print the statuses as JSON")
-    .action(async (options: { testbed: string; json?: boolean }) => {
+    .action(async (options: { testbed: string; key?: string; json?: boolean }) => {
       const { testbed } = loadFor(options.testbed, undefined, false);
+      let privateKey: ReturnType<typeof readPrivateKey> | undefined;
+      if (options.key !== undefined) {
+        try {
+          privateKey = readPrivateKey(options.key);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+      }
       const rows: Array<{ board: string; status?: BoardStatus; error?: string }> = [];
       for (const board of testbed.boards) {
+        if (board.operatorEndpoint !== undefined && privateKey !== undefined) {
+          try {
+            const reply = await ask(board, signedRequest("status", board.id, privateKey), true);
+            rows.push({
+              board: board.id,
+              ...(reply.status === undefined ? { error: reply.message } : { status: reply.status }),
+            });
+          } catch (error) {
+            rows.push({ board: board.id, error: (error as Error).message });
+          }
+          continue;
+        }
         try {
-          const reply = await ask(board.stateDir, { type: "status" });
+          const reply = await ask(board, { type: "status" }, false);
           rows.push({
             board: board.id,
             ...(reply.status === undefined ? { error: reply.message } : { status: reply.status }),
@@ -192,7 +211,13 @@ export function statusCommand(context: CliContext): Command {
               },
             });
           } catch {
-            rows.push({ board: board.id, error: "no daemon running and no status written" });
+            rows.push({
+              board: board.id,
+              error:
+                board.operatorEndpoint === undefined
+                  ? "no daemon running here and no status written"
+                  : "not on this machine: give --key to ask it over the network",
+            });
           }
         }
       }
@@ -248,13 +273,41 @@ export function statusCommand(context: CliContext): Command {
     });
 }
 
-/** One request to a running board daemon over its local socket. */
+function signedRequest(
+  type: "status" | "clear-failsafe",
+  board: string,
+  privateKey: ReturnType<typeof readPrivateKey>,
+) {
+  const issuedAtMs = Date.now();
+  return {
+    type,
+    board,
+    issuedAtMs,
+    signature: sign(null, operatorRequestBytes(type, board, issuedAtMs), privateKey).toString(
+      "base64",
+    ),
+  };
+}
+
+/**
+ * One request to a running board daemon: over the network at its operator
+ * endpoint when it has one and `network` allows, else over its local socket.
+ */
 function ask(
-  stateDir: string,
+  board: Board,
   request: unknown,
+  network: boolean,
 ): Promise<{ ok: boolean; message: string; status?: BoardStatus }> {
+  const endpoint = network ? board.operatorEndpoint : undefined;
+  const where =
+    endpoint === undefined
+      ? controlSocketPath(board.stateDir)
+      : `${endpoint.host}:${endpoint.port}`;
   return new Promise((resolve, reject) => {
-    const socket = connect(controlSocketPath(stateDir));
+    const socket =
+      endpoint === undefined
+        ? connect(controlSocketPath(board.stateDir))
+        : connect({ host: endpoint.host, port: endpoint.port });
     let text = "";
     socket.setEncoding("utf8");
     socket.setTimeout(5_000, () => socket.destroy(new Error("timed out")));
@@ -272,7 +325,7 @@ function ask(
     socket.on("error", (error: NodeJS.ErrnoException) =>
       reject(
         new UsageError(
-          `cannot reach the board daemon at ${controlSocketPath(stateDir)}: ${error.code === "ENOENT" || error.code === "ECONNREFUSED" ? "it is not running" : error.message}`,
+          `cannot reach the board daemon of ${board.id} at ${where}: ${error.code === "ENOENT" || error.code === "ECONNREFUSED" ? "it is not running" : error.message}`,
         ),
       ),
     );

@@ -35,7 +35,7 @@ export async function makeTestbed6(
     `name: six-${transport}`,
     "simulated: true",
     "keys: { operator: keys/operator.pub }",
-    "timeliness: { procMax: 25ms, driftMaxPpm: 100, clockOffsetBound: 10ms }",
+    "timeliness: { procMax: 60ms, driftMaxPpm: 100, clockOffsetBound: 10ms }",
     "hosts:",
   ];
   for (let i = 1; i <= 6; i++) {
@@ -46,7 +46,12 @@ export async function makeTestbed6(
   lines.push("boards:");
   for (let i = 1; i <= 6; i++) {
     const b = `b${i}`;
-    lines.push(`  - id: ${b}`, `    guards: h${i}`, `    stateDir: boards/${b}`);
+    lines.push(
+      `  - id: ${b}`,
+      `    guards: h${i}`,
+      `    stateDir: boards/${b}`,
+      `    operatorEndpoint: "127.0.0.1:${basePort + 50 + i}"`,
+    );
     lines.push("    lines:");
     lines.push(`      - { role: reset, chip: sim-${b}, offset: 0, activeLow: true }`);
     lines.push(`      - { role: write-protect, chip: sim-${b}, offset: 1 }`);
