@@ -263,9 +263,9 @@ describe.skipIf(noSocat !== undefined)("clock, timer and schedule faults over UD
         15_000,
         "every board running",
       );
-      // Hold the event loop for 200 ms: every board has a timer due in its first
-      // 100 ms (a heartbeat period), which then fires over 60 ms late.
-      const blockedUntil = performance.now() + 200;
+      // Hold the event loop for 400 ms: every board has a timer due in its first
+      // 100 ms (a heartbeat period), which then fires over 200 ms late.
+      const blockedUntil = performance.now() + 400;
       while (performance.now() < blockedUntil) {
         // busy
       }
@@ -276,7 +276,7 @@ describe.skipIf(noSocat !== undefined)("clock, timer and schedule faults over UD
       );
       const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
       expect(
-        reasons.some((r) => /a timer fired [\d.]+ ms late, over the promised 60 ms/.test(r)),
+        reasons.some((r) => /a timer fired [\d.]+ ms late, over the promised 200 ms/.test(r)),
         reasons.join(" | "),
       ).toBe(true);
     } finally {
@@ -371,7 +371,7 @@ for (const [transport, basePort] of [
         expect(state.readFailsafe()?.origin).toBe("b3");
         // The fail-safe reached every board within the link bound of its origin.
         const since = rig.daemons.map((d) => d.failsafeState?.sinceMs as number);
-        expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 60 + 50);
+        expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 200 + 50);
       }, 60_000);
 
       it("smw status shows every board in fail-safe; smw board clear-failsafe, signed by the operator, brings them back", async () => {

@@ -161,6 +161,7 @@ export class BoardDaemon {
     }
     await this.deps.link.close();
     await this.deps.hostLink.close();
+    await this.deps.state.flush();
   }
 
   status(): BoardStatus {

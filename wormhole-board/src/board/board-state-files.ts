@@ -1,11 +1,14 @@
 /**
  * What a board keeps in its state folder: its boot epoch, the latched
  * fail-safe state (so a restarted daemon comes back in it), the step records
- * (JSON lines) and a status snapshot for `smw status`. Small files written
- * atomically (temporary file, fsync, rename).
+ * (JSON lines) and a status snapshot for `smw status`.
+ *
+ * The epoch and the fail-safe state are written atomically and synced: they
+ * must survive a crash. Records and the status snapshot are written in the
+ * background, never with fsync, because an fsync on an SD card can stall for
+ * hundreds of milliseconds and the event loop drives the timers.
  */
 import {
-  appendFileSync,
   closeSync,
   fsyncSync,
   mkdirSync,
@@ -14,6 +17,7 @@ import {
   renameSync,
   writeSync,
 } from "node:fs";
+import { appendFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { FailsafeState } from "../failsafe/failsafe-core.js";
 
@@ -64,12 +68,46 @@ export class BoardStateFiles {
     this.writeAtomic("failsafe.json", `${JSON.stringify(state ?? null)}\n`);
   }
 
+  private records: Promise<void> = Promise.resolve();
+  private statusWriting = false;
+  private statusPending: string | undefined;
+
+  /** Appends a record in the background, in order. */
   appendRecord(record: unknown): void {
-    appendFileSync(path.join(this.dir, "steps.jsonl"), `${JSON.stringify(record)}\n`);
+    const line = `${JSON.stringify(record)}\n`;
+    this.records = this.records
+      .then(() => appendFile(path.join(this.dir, "steps.jsonl"), line))
+      .catch(() => {});
   }
 
+  /** Replaces the status snapshot in the background; only the latest pending one is written. */
   writeStatus(status: unknown): void {
-    this.writeAtomic("status.json", `${JSON.stringify(status, null, 1)}\n`);
+    this.statusPending = `${JSON.stringify(status, null, 1)}\n`;
+    if (this.statusWriting) return;
+    this.statusWriting = true;
+    const target = path.join(this.dir, "status.json");
+    const next = async (): Promise<void> => {
+      const text = this.statusPending;
+      this.statusPending = undefined;
+      if (text === undefined) {
+        this.statusWriting = false;
+        return;
+      }
+      try {
+        await writeFile(`${target}.tmp`, text, { mode: 0o600 });
+        await rename(`${target}.tmp`, target);
+      } catch {
+        // A snapshot that could not be written is replaced by the next one.
+      }
+      return next();
+    };
+    void next();
+  }
+
+  /** Waits for the background writes (for an orderly stop, and tests). */
+  async flush(): Promise<void> {
+    await this.records;
+    while (this.statusWriting) await new Promise((resolve) => setTimeout(resolve, 1));
   }
 
   readStatus(): unknown {

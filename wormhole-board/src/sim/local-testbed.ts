@@ -35,7 +35,7 @@ export async function makeTestbed6(
     `name: six-${transport}`,
     "simulated: true",
     "keys: { operator: keys/operator.pub }",
-    "timeliness: { procMax: 60ms, driftMaxPpm: 100, clockOffsetBound: 10ms }",
+    "timeliness: { procMax: 200ms, driftMaxPpm: 100, clockOffsetBound: 10ms }",
     "hosts:",
   ];
   for (let i = 1; i <= 6; i++) {
