@@ -15,8 +15,10 @@ try {
 lines.installSafeExit();
 lines.set("write-protect", "inactive");
 process.stdout.write("claimed\n");
-if (process.argv[3] === "throw")
+// "throw" waits a moment first, so the parent can look at the lines.
+if (process.argv[3] === "throw") {
   setTimeout(() => {
     throw new Error("boom");
-  }, 10);
+  }, 300);
+}
 if (process.argv[3] === "wait") setInterval(() => {}, 1000);

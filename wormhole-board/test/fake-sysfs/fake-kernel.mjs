@@ -8,18 +8,18 @@ const root = process.argv[2];
 const log = process.argv[3];
 
 function serve(name, handle) {
-  const stream = createReadStream(`${root}/${name}`);
-  let text = "";
+  // Opened read-write, the FIFO always has a writer (us): no end of file
+  // between two writers, so no write can fall between two reads and be lost.
+  const stream = createReadStream(`${root}/${name}`, { flags: "r+" });
+  let pending = "";
   stream.on("data", (chunk) => {
-    text += chunk;
-  });
-  stream.on("end", () => {
-    // Writes that arrive in one read are told apart by their newlines.
-    for (const number of text.split(/\s+/).filter(Boolean)) {
+    pending += chunk;
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const number of lines.map((l) => l.trim()).filter(Boolean)) {
       appendFileSync(log, `${name} ${number}\n`);
       handle(number);
     }
-    serve(name, handle);
   });
 }
 
@@ -35,3 +35,4 @@ serve("unexport", (number) => {
   rmSync(`${root}/gpio${number}`, { recursive: true, force: true });
 });
 process.stdout.write("ready\n");
+// The FIFO streams never end; leave when the scenario tells us (it kills us).

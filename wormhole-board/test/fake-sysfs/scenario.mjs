@@ -112,8 +112,16 @@ const after = spawnSync(
 result.lockFreed = { status: after.status, stdout: after.stdout.trim() };
 lines.releaseAll({ unexport: true });
 result.steps.releasedValues = snapshot();
-// The fake kernel handles unexport in another process; give it a moment.
-for (let i = 0; i < 200 && [529, 534, 595].some((n) => existsSync(`${root}/gpio${n}`)); i++) {
+// The fake kernel handles unexport in another process: wait until it has
+// logged all three and removed their folders, so the next claims start clean.
+const unexported = () =>
+  readFileSync(log, "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("unexport")).length;
+const waitStarted = Date.now();
+while (unexported() < 3 || [529, 534, 595].some((n) => existsSync(`${root}/gpio${n}`))) {
+  if (Date.now() - waitStarted > 10_000)
+    throw new Error(`the fake kernel did not unexport: ${readFileSync(log, "utf8")}`);
   await new Promise((resolve) => setTimeout(resolve, 5));
 }
 result.steps.released = snapshot();
