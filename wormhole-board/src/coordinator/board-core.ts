@@ -297,6 +297,7 @@ export class BoardCore {
           startMs: this.periodStartMs.get(output.period) ?? nowMs,
           endMs: output.endMs,
         });
+        this.periodStartMs.delete(output.period);
         for (const t of this.timely.done(output.period, output.endMs)) {
           if (t.kind === "violation") this.enterFailsafe(t.reason, nowMs, out);
         }

@@ -10,6 +10,8 @@
  * checked against Definition 2.4 anyway, and the lateness against L.
  */
 
+const HISTORY_KEPT = 64;
+
 export interface TimelyConfig {
   tPMs: number;
   tDMs: number;
@@ -83,6 +85,9 @@ export class TimelyCore {
     const record: TriggerRecord = { index: this.next, plannedMs, actualMs: nowMs, latenessMs };
     const previous = this.history[this.history.length - 1];
     this.history.push(record);
+    // A board runs for years: keep the recent periods only.
+    if (this.history.length > HISTORY_KEPT)
+      this.history.splice(0, this.history.length - HISTORY_KEPT);
     this.next++;
     if (latenessMs > this.config.latenessBoundMs) {
       out.push(
