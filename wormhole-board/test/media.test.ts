@@ -146,8 +146,20 @@ describe("manifests are checked before anything is trusted", () => {
     return file;
   };
 
-  it("reads back its own manifest", () => {
+  it("reads back its own manifest, verifying a given content once", () => {
     expect(readVerifiedManifest(manifestPath, pub()).chunks).toEqual(manifest.chunks);
+    expect(readVerifiedManifest(manifestPath, pub())).toBe(
+      readVerifiedManifest(manifestPath, pub()),
+    );
+    // New content under the same name is verified afresh.
+    const copy = path.join(dir, "cached.json");
+    writeFileSync(copy, readFileSync(manifestPath));
+    expect(readVerifiedManifest(copy, pub()).image).toBe("os");
+    writeFileSync(
+      copy,
+      readFileSync(manifestPath, "utf8").replace('"image": "os"', '"image": "0s"'),
+    );
+    expect(() => readVerifiedManifest(copy, pub())).toThrow("signature does not match");
   });
 
   it.each([

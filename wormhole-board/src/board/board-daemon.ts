@@ -137,6 +137,7 @@ export class BoardDaemon {
       signingKey: this.deps.signingKey,
       budgets: this.deps.testbed.rejuvenation.budgets,
     });
+    this.runner.warm();
     if (this.restored !== undefined) {
       this.deps.log.warn({ failsafe: this.restored }, "starting in the latched fail-safe state");
       this.applyFailsafeActions(this.restored, this.deps.testbed.failsafe.actions, false);

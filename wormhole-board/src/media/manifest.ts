@@ -5,7 +5,7 @@
  * over all of it. Reading is defensive: bounded size, exact fields, and the
  * signature checked over the fields as read, so any altered field fails.
  */
-import { type KeyObject, sign, verify } from "node:crypto";
+import { createHash, type KeyObject, sign, verify } from "node:crypto";
 import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { CHUNK_ALGORITHMS, type ChunkAlgorithm, merkleRoot } from "./chunk-digest.js";
 import { keyIdOf } from "./keys.js";
@@ -79,6 +79,14 @@ export function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0 && n <= 2 ** 30;
 }
 
+/**
+ * Manifests already verified, by the SHA-256 of their bytes and the key that
+ * checked them. Recomputing the Merkle root of a 64 GiB image takes about half a
+ * second on the event loop; a board checks the same manifests every period.
+ */
+const verifiedManifests = new Map<string, Manifest>();
+const VERIFIED_MANIFESTS_KEPT = 16;
+
 /** Reads a manifest, checks every field and the signature; throws MediaError naming the problem. */
 export function readVerifiedManifest(file: string, publicKey: KeyObject): Manifest {
   let text: string;
@@ -100,6 +108,9 @@ export function readVerifiedManifest(file: string, publicKey: KeyObject): Manife
       `${file}: cannot read the manifest (${code === "ENOENT" ? "no such file" : code})`,
     );
   }
+  const cacheKey = `${createHash("sha256").update(text).digest("hex")}:${keyIdOf(publicKey)}`;
+  const known = verifiedManifests.get(cacheKey);
+  if (known !== undefined) return known;
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -130,6 +141,10 @@ export function readVerifiedManifest(file: string, publicKey: KeyObject): Manife
   ).toString("hex");
   if (root !== manifest.merkleRoot)
     throw new MediaError(`${file}: the Merkle root does not match the chunk digests`);
+  if (verifiedManifests.size >= VERIFIED_MANIFESTS_KEPT) {
+    verifiedManifests.delete(verifiedManifests.keys().next().value as string);
+  }
+  verifiedManifests.set(cacheKey, manifest);
   return manifest;
 }
 

@@ -75,6 +75,17 @@ export class StepRunner {
     };
   }
 
+  /** Reads and verifies both manifests ahead of time, so the first check does not pay for it. */
+  warm(): void {
+    for (const image of ["os", "sm"] as const) {
+      try {
+        this.manifest(image);
+      } catch {
+        // The check step will meet the problem and report it.
+      }
+    }
+  }
+
   private manifest(image: "os" | "sm"): Manifest {
     const paths = this.deps.board.images[image];
     const manifest = readVerifiedManifest(paths.manifest, this.deps.operatorKey);
