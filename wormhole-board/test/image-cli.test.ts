@@ -8,6 +8,7 @@ import {
   readFileSync,
   readSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -261,6 +262,27 @@ describe("smw image", () => {
     expect(result.stderr).toContain(message);
     expect(result.code).toBe(2);
     expect(sha(live)).toBe(liveBefore);
+  });
+});
+
+describe("smw keys link", () => {
+  it("refuses one shared folder for boards on different machines, and writes a tree to copy with --out", () => {
+    const piLab = path.join(root, "wiring", "examples", "pi-lab.yaml");
+    const refused = smw("keys", "link", "--testbed", piLab);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("both keep their link keys in /etc/smw/keys/link");
+    const out = path.join(dir, "link-keys");
+    const written = smw("keys", "link", "--testbed", piLab, "--out", out);
+    expect(written.code).toBe(0);
+    expect(written.stdout).toContain("30 link key files written");
+    const pi1ToPi2 = readFileSync(path.join(out, "pi1", "pi2.key"), "utf8");
+    expect(pi1ToPi2).toMatch(/^[0-9a-f]{64}\n$/);
+    expect(readFileSync(path.join(out, "pi2", "pi1.key"), "utf8")).toBe(pi1ToPi2);
+    expect(readFileSync(path.join(out, "pi1", "pi3.key"), "utf8")).not.toBe(pi1ToPi2);
+    expect(statSync(path.join(out, "pi1", "pi2.key")).mode & 0o777).toBe(0o600);
+    expect(smw("keys", "link", "--testbed", piLab, "--out", out).stderr).toContain(
+      "refusing to overwrite",
+    );
   });
 });
 

@@ -38,12 +38,19 @@ export function keysCommand(context: CliContext): Command {
       "generate the pairwise control-link keys of a testbed into each board's link-key folder",
     )
     .requiredOption("--testbed <file>", "testbed file")
+    .option(
+      "--out <dir>",
+      "write DIR/<board>/<peer>.key instead, to copy to each board's link-key folder",
+    )
     .option("--force", "overwrite existing link keys")
-    .action((options: { testbed: string; force?: boolean }) => {
+    .action((options: { testbed: string; out?: string; force?: boolean }) => {
       const loaded = loadTestbedFile(options.testbed);
       if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
       try {
-        const written = generateLinkKeys(loaded.testbed, { force: options.force === true });
+        const written = generateLinkKeys(loaded.testbed, {
+          force: options.force === true,
+          ...(options.out === undefined ? {} : { outDir: options.out }),
+        });
         context.io.out(
           `${written.length} link key files written (mode 0600), one per board and peer\n`,
         );

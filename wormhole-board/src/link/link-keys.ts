@@ -17,12 +17,34 @@ import path from "node:path";
 import { linkKeyFileName, type Testbed } from "@smw/wiring";
 import { MediaError } from "../media/media-error.js";
 
-export function generateLinkKeys(testbed: Testbed, options: { force?: boolean } = {}): string[] {
+/**
+ * Writes every pair's key into each board's link-key folder, or, with
+ * `outDir`, into `outDir/<board>/` for the operator to copy to each board
+ * (physical boards have folders of the same name on different machines).
+ */
+export function generateLinkKeys(
+  testbed: Testbed,
+  options: { force?: boolean; outDir?: string } = {},
+): string[] {
   const written: string[] = [];
   const boards = testbed.boards;
+  const dirOf = (board: (typeof boards)[number]) =>
+    options.outDir === undefined ? board.keys.linkDir : path.join(options.outDir, board.id);
+  if (options.outDir === undefined) {
+    const seen = new Map<string, string>();
+    for (const board of boards) {
+      const other = seen.get(board.keys.linkDir);
+      if (other !== undefined) {
+        throw new MediaError(
+          `boards ${other} and ${board.id} both keep their link keys in ${board.keys.linkDir}: they are on different machines; write them with --out DIR and copy DIR/<board>/ to each board`,
+        );
+      }
+      seen.set(board.keys.linkDir, board.id);
+    }
+  }
   const files = (a: (typeof boards)[number], b: (typeof boards)[number]) => [
-    path.join(a.keys.linkDir, linkKeyFileName(b.id)),
-    path.join(b.keys.linkDir, linkKeyFileName(a.id)),
+    path.join(dirOf(a), linkKeyFileName(b.id)),
+    path.join(dirOf(b), linkKeyFileName(a.id)),
   ];
   if (!options.force) {
     for (const [i, a] of boards.entries()) {
