@@ -65,74 +65,86 @@ async function startRig(
   wrap: (board: string, transport: ControlTransport) => ControlTransport = (_, t) => t,
 ): Promise<Rig> {
   const bed = await makeTestbed6(transport, basePort);
-  const sim = new SimulatedLines();
-  const t = bed.testbed;
-  const daemons: BoardDaemon[] = [];
-  const hosts: SimulatedHost[] = [];
-  const resetsActive: number[] = [];
-  // How many hosts are held in reset, after every change of any reset line.
-  const resetLevel = new Map<string, string>();
-  sim.onChange((event) => {
-    if (event.role !== "reset") return;
-    resetLevel.set(event.chip, event.level);
-    resetsActive.push([...resetLevel.values()].filter((level) => level === "active").length);
-  });
-  const operatorKey = readPublicKey(t.operatorKeyPath);
-  const claimed: BoardLines[] = [];
-  for (const board of t.boards) {
-    const host = t.hosts.find((h) => h.id === board.guards);
-    if (host === undefined) throw new Error("no host");
-    const simulatedHost = new SimulatedHost({
-      device: host.console.device,
-      lines: sim,
-      resetChip: `sim-${board.id}`,
-      resetOffset: 0,
-      resetActiveLow: true,
-      bootMs: 40,
-      transferMs: 40,
+  const started: BoardDaemon[] = [];
+  const hostsStarted: SimulatedHost[] = [];
+  try {
+    const sim = new SimulatedLines();
+    const t = bed.testbed;
+    const daemons: BoardDaemon[] = [];
+    const hosts: SimulatedHost[] = [];
+    const resetsActive: number[] = [];
+    // How many hosts are held in reset, after every change of any reset line.
+    const resetLevel = new Map<string, string>();
+    sim.onChange((event) => {
+      if (event.role !== "reset") return;
+      resetLevel.set(event.chip, event.level);
+      resetsActive.push([...resetLevel.values()].filter((level) => level === "active").length);
     });
-    await simulatedHost.start();
-    hosts.push(simulatedHost);
-    const state = new BoardStateFiles(board.stateDir);
-    const lines = BoardLines.claim(board, sim);
-    const link = new ControlLink(
-      board.id,
-      readLinkKeys(t, board.id),
-      state.nextEpoch(),
-      wrap(board.id, transportFor(t, board.id)),
-    );
-    const logFile = path.join(bed.dir, `${board.id}.log`);
-    const daemon = new BoardDaemon({
-      testbed: t,
-      boardId: board.id,
-      link,
-      hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
-      operatorKey,
-      signingKey: readPrivateKey(board.keys.signingPath),
-      state,
-      log: pino(
-        { level: "info", base: { board: board.id } },
-        { write: (line: string) => appendFileSync(logFile, line) },
-      ),
-      alerts: { webhook: async () => {}, exec: () => {} },
-      now: () => Date.now() + (clockOffsetsMs[board.id] ?? 0),
-    });
-    daemons.push(daemon);
-    claimed.push(lines);
+    const operatorKey = readPublicKey(t.operatorKeyPath);
+    const claimed: BoardLines[] = [];
+    for (const board of t.boards) {
+      const host = t.hosts.find((h) => h.id === board.guards);
+      if (host === undefined) throw new Error("no host");
+      const simulatedHost = new SimulatedHost({
+        device: host.console.device,
+        lines: sim,
+        resetChip: `sim-${board.id}`,
+        resetOffset: 0,
+        resetActiveLow: true,
+        bootMs: 40,
+        transferMs: 40,
+      });
+      await simulatedHost.start();
+      hosts.push(simulatedHost);
+      hostsStarted.push(simulatedHost);
+      const state = new BoardStateFiles(board.stateDir);
+      const lines = BoardLines.claim(board, sim);
+      const link = new ControlLink(
+        board.id,
+        readLinkKeys(t, board.id),
+        state.nextEpoch(),
+        wrap(board.id, transportFor(t, board.id)),
+      );
+      const logFile = path.join(bed.dir, `${board.id}.log`);
+      const daemon = new BoardDaemon({
+        testbed: t,
+        boardId: board.id,
+        link,
+        hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
+        operatorKey,
+        signingKey: readPrivateKey(board.keys.signingPath),
+        state,
+        log: pino(
+          { level: "info", base: { board: board.id } },
+          { write: (line: string) => appendFileSync(logFile, line) },
+        ),
+        alerts: { webhook: async () => {}, exec: () => {} },
+        now: () => Date.now() + (clockOffsetsMs[board.id] ?? 0),
+      });
+      daemons.push(daemon);
+      claimed.push(lines);
+    }
+    started.push(...daemons);
+    await Promise.all(daemons.map((d, i) => d.start(claimed[i] as BoardLines)));
+    return {
+      bed,
+      sim,
+      daemons,
+      hosts,
+      resetsActive,
+      async close() {
+        await Promise.all(daemons.map((d) => d.stop()));
+        await Promise.all(hosts.map((h) => h.stop()));
+        await bed.close();
+      },
+    };
+  } catch (error) {
+    // Nothing is left running when the rig cannot start.
+    await Promise.all(started.map((d) => d.stop()));
+    await Promise.all(hostsStarted.map((h) => h.stop()));
+    await bed.close();
+    throw error;
   }
-  await Promise.all(daemons.map((d, i) => d.start(claimed[i] as BoardLines)));
-  return {
-    bed,
-    sim,
-    daemons,
-    hosts,
-    resetsActive,
-    async close() {
-      await Promise.all(daemons.map((d) => d.stop()));
-      await Promise.all(hosts.map((h) => h.stop()));
-      await bed.close();
-    },
-  };
 }
 
 async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {

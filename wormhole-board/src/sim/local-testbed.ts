@@ -94,59 +94,63 @@ export async function makeTestbed6(
   const file = path.join(dir, "testbed.yaml");
   writeFileSync(file, `${lines.join("\n")}\n`);
 
-  // Keys: operator, one signing key per board, pairwise link keys.
-  const operator = generateKeyPairFiles(path.join(dir, "keys"), "operator");
-  for (const b of boards) generateKeyPairFiles(path.join(dir, "keys", b), "board");
-  // Images: golden copies sealed by the operator, a live copy per host.
-  mkdirSync(path.join(dir, "golden"), { recursive: true });
-  mkdirSync(path.join(dir, "pty"), { recursive: true });
-  for (const image of ["os", "sm"]) {
-    const golden = path.join(dir, "golden", `${image}.img`);
-    const bytes = randomBytes(64 * 1024);
-    writeFileSync(golden, bytes);
-    const manifest = sealImage({
-      goldenPath: golden,
-      privateKey: readPrivateKey(operator.privateKeyPath),
-      publicKey: readPublicKey(operator.publicKeyPath),
-      image,
-      chunkSizeBytes: 4096,
-    });
-    writeManifest(path.join(dir, "golden", `${image}.json`), manifest);
-    for (let i = 1; i <= 6; i++) {
-      mkdirSync(path.join(dir, "hosts", `h${i}`), { recursive: true });
-      writeFileSync(path.join(dir, "hosts", `h${i}`, `${image}.img`), bytes);
-    }
-  }
-  for (let i = 1; i <= 6; i++) {
-    const pair = await ptyPair(
-      path.join(dir, "pty", `h${i}-board`),
-      path.join(dir, "pty", `h${i}-host`),
-    );
-    closers.push(pair.close);
-  }
-  if (transport === "serial") {
-    for (const [n, a] of boards.entries()) {
-      for (const b of boards.slice(n + 1)) {
-        const pair = await ptyPair(
-          path.join(dir, "pty", `ctl-${a}-${b}`),
-          path.join(dir, "pty", `ctl-${b}-${a}`),
-        );
-        closers.push(pair.close);
+  // Whatever fails from here on, nothing is left running or lying around.
+  const cleanUp = async () => {
+    await Promise.all(closers.map((close) => close()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  let testbed: Testbed;
+  try {
+    // Keys: operator, one signing key per board, pairwise link keys.
+    const operator = generateKeyPairFiles(path.join(dir, "keys"), "operator");
+    for (const b of boards) generateKeyPairFiles(path.join(dir, "keys", b), "board");
+    // Images: golden copies sealed by the operator, a live copy per host.
+    mkdirSync(path.join(dir, "golden"), { recursive: true });
+    mkdirSync(path.join(dir, "pty"), { recursive: true });
+    for (const image of ["os", "sm"]) {
+      const golden = path.join(dir, "golden", `${image}.img`);
+      const bytes = randomBytes(64 * 1024);
+      writeFileSync(golden, bytes);
+      const manifest = sealImage({
+        goldenPath: golden,
+        privateKey: readPrivateKey(operator.privateKeyPath),
+        publicKey: readPublicKey(operator.publicKeyPath),
+        image,
+        chunkSizeBytes: 4096,
+      });
+      writeManifest(path.join(dir, "golden", `${image}.json`), manifest);
+      for (let i = 1; i <= 6; i++) {
+        mkdirSync(path.join(dir, "hosts", `h${i}`), { recursive: true });
+        writeFileSync(path.join(dir, "hosts", `h${i}`, `${image}.img`), bytes);
       }
     }
+    for (let i = 1; i <= 6; i++) {
+      const pair = await ptyPair(
+        path.join(dir, "pty", `h${i}-board`),
+        path.join(dir, "pty", `h${i}-host`),
+      );
+      closers.push(pair.close);
+    }
+    if (transport === "serial") {
+      for (const [n, a] of boards.entries()) {
+        for (const b of boards.slice(n + 1)) {
+          const pair = await ptyPair(
+            path.join(dir, "pty", `ctl-${a}-${b}`),
+            path.join(dir, "pty", `ctl-${b}-${a}`),
+          );
+          closers.push(pair.close);
+        }
+      }
+    }
+    const loaded = loadTestbedFile(file);
+    if (!loaded.ok) throw new Error(loaded.problems.map(formatProblem).join("\n"));
+    generateLinkKeys(loaded.testbed);
+    const checked = loadTestbedFile(file, { files: { kind: "all" } });
+    if (!checked.ok) throw new Error(checked.problems.map(formatProblem).join("\n"));
+    testbed = checked.testbed;
+  } catch (error) {
+    await cleanUp();
+    throw error;
   }
-  const loaded = loadTestbedFile(file);
-  if (!loaded.ok) throw new Error(loaded.problems.map(formatProblem).join("\n"));
-  generateLinkKeys(loaded.testbed);
-  const checked = loadTestbedFile(file, { files: { kind: "all" } });
-  if (!checked.ok) throw new Error(checked.problems.map(formatProblem).join("\n"));
-  return {
-    dir,
-    file,
-    testbed: checked.testbed,
-    async close() {
-      await Promise.all(closers.map((close) => close()));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { dir, file, testbed, close: cleanUp };
 }
