@@ -4,17 +4,10 @@
  * mode 0600).
  */
 import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { linkKeyFileName, type Testbed } from "@smw/wiring";
+import { readSecretFile } from "../media/keys.js";
 import { MediaError } from "../media/media-error.js";
 
 /**
@@ -83,27 +76,11 @@ export function readLinkKeys(testbed: Testbed, boardId: string): Map<string, Buf
   for (const peer of testbed.boards) {
     if (peer.id === boardId) continue;
     const file = path.join(board.keys.linkDir, linkKeyFileName(peer.id));
-    let text: string;
-    try {
-      const fd = openSync(file, "r");
-      try {
-        const stat = fstatSync(fd);
-        if ((stat.mode & 0o077) !== 0) {
-          throw new MediaError(
-            `${file}: link key is readable by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}); run chmod 600 ${file}`,
-          );
-        }
-        if (stat.size > 1024) throw new MediaError(`${file}: too large for a link key`);
-        text = readFileSync(fd, "utf8").trim();
-      } finally {
-        closeSync(fd);
-      }
-    } catch (error) {
-      if (error instanceof MediaError) throw error;
-      throw new MediaError(
-        `${file}: cannot read the link key shared with board "${peer.id}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); make them with smw keys link`,
-      );
-    }
+    const text = readSecretFile(
+      file,
+      `link key shared with board "${peer.id}"`,
+      "; make them with smw keys link",
+    ).trim();
     if (!/^[0-9a-f]{64}$/.test(text)) throw new MediaError(`${file}: a link key is 64 hex digits`);
     keys.set(peer.id, Buffer.from(text, "hex"));
   }

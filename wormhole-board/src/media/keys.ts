@@ -58,20 +58,27 @@ export function generateKeyPairFiles(
   return { privateKeyPath, publicKeyPath, keyId: keyIdOf(publicKey) };
 }
 
-export function readPrivateKey(file: string): KeyObject {
-  const fd = openKeyFile(file, "private key");
-  let text: string;
+/**
+ * The text of a secret file (a private key, a link key): refused when group
+ * or others can read it, and bounded in size.
+ */
+export function readSecretFile(file: string, what: string, hint = ""): string {
+  const fd = openKeyFile(file, what, hint);
   try {
     const stat = fstatSync(fd);
     if ((stat.mode & 0o077) !== 0) {
       throw new MediaError(
-        `${file}: private key is readable by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}); run chmod 600 ${file}`,
+        `${file}: ${what} is readable by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}); run chmod 600 ${file}`,
       );
     }
-    text = readBounded(fd, file);
+    return readBounded(fd, file);
   } finally {
     closeSync(fd);
   }
+}
+
+export function readPrivateKey(file: string): KeyObject {
+  const text = readSecretFile(file, "private key");
   try {
     const key = createPrivateKey(text);
     if (key.asymmetricKeyType !== "ed25519") throw new Error(`a ${key.asymmetricKeyType} key`);
@@ -108,13 +115,13 @@ export function keyIdOf(publicKey: KeyObject): string {
     .slice(0, 32);
 }
 
-function openKeyFile(file: string, what: string): number {
+function openKeyFile(file: string, what: string, hint = ""): number {
   try {
     return openSync(file, "r");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new MediaError(
-      `${file}: cannot open ${what} (${code === "ENOENT" ? "no such file" : code})`,
+      `${file}: cannot open ${what} (${code === "ENOENT" ? "no such file" : code})${hint}`,
     );
   }
 }
