@@ -14,6 +14,8 @@ export default defineConfig({
         find: /^@smw\/wormhole-board\/cli$/,
         replacement: here("./wormhole-board/src/cli/index.ts"),
       },
+      { find: /^@smw\/host-agent$/, replacement: here("./host-agent/src/index.ts") },
+      { find: /^@smw\/host-agent\/cli$/, replacement: here("./host-agent/src/cli/index.ts") },
     ],
   },
   test: {
