@@ -1,0 +1,159 @@
+/**
+ * The client side of the protocol, without I/O: it signs a request, sends it
+ * to every replica, and accepts a result once k'+1 replicas (so at least one
+ * correct one) sent the same signed reply. Replies are checked against the
+ * replicas' current keys, which it learns from board-signed certificates;
+ * retransmits until answered. One request outstanding at a time.
+ */
+
+import type { KvOperation, KvResult } from "../kv/kv-operation.js";
+import { canonicalJson } from "../replica/canonical.js";
+import type { KeyRing, Signer } from "../replica/key-ring.js";
+import {
+  type ClientRequest,
+  encodeClientMessage,
+  envelopeSigningBytes,
+  parseEnvelope,
+  requestSigningBytes,
+} from "../replica/messages.js";
+
+export interface KvClientConfig {
+  id: string;
+  /** The replicas, in the testbed's order. */
+  replicas: readonly string[];
+  /** k' + 1: matching replies needed. */
+  weakQuorum: number;
+  retransmitMs: number;
+  /** The first request number; a restarted client must not reuse numbers (use a clock). */
+  firstTs: number;
+}
+
+export type ClientAction =
+  | { type: "send"; to: string; message: Buffer }
+  | { type: "complete"; ts: number; op: KvOperation; result: KvResult; latencyMs: number }
+  | { type: "problem"; from: string; detail: string };
+
+interface Outstanding {
+  request: ClientRequest;
+  sentMs: number;
+  retransmitAtMs: number;
+  /** Canonical result -> replicas that sent it. */
+  votes: Map<string, Set<string>>;
+  results: Map<string, KvResult>;
+}
+
+export class KvClientCore {
+  private ts: number;
+  private outstanding: Outstanding | undefined;
+  private readonly keyQueryAtMs = new Map<string, number>();
+  readonly counters = new Map<string, number>();
+
+  constructor(
+    private readonly config: KvClientConfig,
+    private readonly ring: KeyRing,
+    private readonly signer: Signer,
+  ) {
+    this.ts = config.firstTs;
+  }
+
+  get busy(): boolean {
+    return this.outstanding !== undefined;
+  }
+
+  /** Asks every replica for the certificates it knows (do this first). */
+  start(): ClientAction[] {
+    const message = encodeClientMessage({ type: "KEYS_QUERY" });
+    return this.config.replicas.map((to) => ({ type: "send", to, message }));
+  }
+
+  submit(op: KvOperation, nowMs: number): ClientAction[] {
+    if (this.outstanding) throw new Error("one request at a time");
+    this.ts++;
+    const unsigned = { client: this.config.id, ts: this.ts, op };
+    const request: ClientRequest = {
+      ...unsigned,
+      sig: this.signer.sign(requestSigningBytes(unsigned)),
+    };
+    this.outstanding = {
+      request,
+      sentMs: nowMs,
+      retransmitAtMs: nowMs + this.config.retransmitMs,
+      votes: new Map(),
+      results: new Map(),
+    };
+    return this.sendRequest();
+  }
+
+  private sendRequest(): ClientAction[] {
+    const o = this.outstanding;
+    if (o === undefined) return [];
+    const message = encodeClientMessage({ type: "REQUEST", request: o.request });
+    return this.config.replicas.map((to) => ({ type: "send", to, message }));
+  }
+
+  tick(nowMs: number): ClientAction[] {
+    const o = this.outstanding;
+    if (o === undefined || nowMs < o.retransmitAtMs) return [];
+    this.count("retransmits");
+    o.retransmitAtMs = nowMs + this.config.retransmitMs;
+    return [...this.start(), ...this.sendRequest()];
+  }
+
+  onMessage(replica: string, bytes: Buffer, nowMs: number): ClientAction[] {
+    const envelope = parseEnvelope(bytes);
+    if (envelope === undefined || envelope.from !== replica) {
+      this.count("rejected.malformed");
+      return [{ type: "problem", from: replica, detail: "a reply that does not parse" }];
+    }
+    const { body } = envelope;
+    if (body.type === "KEYS") {
+      // Each certificate carries its board's signature: whoever relays it cannot forge one.
+      for (const c of body.certificates) this.ring.install(c);
+      return [];
+    }
+    if (body.type !== "REPLY") return [];
+    const verdict = this.ring.checkReplica(
+      replica,
+      envelope.epoch,
+      envelopeSigningBytes(replica, envelope.epoch, body),
+      envelope.sig,
+    );
+    if (verdict === "unknown-epoch") return this.queryKeys(replica, nowMs);
+    if (verdict !== "ok") {
+      this.count(`rejected.${verdict}`);
+      return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
+    }
+    const o = this.outstanding;
+    if (o === undefined || body.client !== this.config.id || body.ts !== o.request.ts) return [];
+    const key = canonicalJson(body.result);
+    let voters = o.votes.get(key);
+    if (voters === undefined) {
+      voters = new Set();
+      o.votes.set(key, voters);
+      o.results.set(key, body.result);
+    }
+    voters.add(replica);
+    if (voters.size < this.config.weakQuorum) return [];
+    this.outstanding = undefined;
+    return [
+      {
+        type: "complete",
+        ts: o.request.ts,
+        op: o.request.op,
+        result: o.results.get(key) as KvResult,
+        latencyMs: nowMs - o.sentMs,
+      },
+    ];
+  }
+
+  private queryKeys(replica: string, nowMs: number): ClientAction[] {
+    const last = this.keyQueryAtMs.get(replica);
+    if (last !== undefined && nowMs - last < this.config.retransmitMs) return [];
+    this.keyQueryAtMs.set(replica, nowMs);
+    return [{ type: "send", to: replica, message: encodeClientMessage({ type: "KEYS_QUERY" }) }];
+  }
+
+  private count(name: string): void {
+    this.counters.set(name, (this.counters.get(name) ?? 0) + 1);
+  }
+}

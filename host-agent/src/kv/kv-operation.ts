@@ -1,0 +1,256 @@
+/**
+ * Operations of the key-value service and their results: the checks applied
+ * to untrusted input (client requests, other replicas' replies) and the
+ * canonical byte encoding that request digests and reply comparison use.
+ *
+ * Parsing never throws: it returns the operation or a message naming the
+ * field at fault. Strings must be well-formed UTF-16 (no lone surrogates), so
+ * that the UTF-8 bytes which order keys and feed digests stand for exactly
+ * one string.
+ */
+import { compareKeys, isWellFormed } from "./key-order.js";
+
+export type KvOperation =
+  | { op: "get"; key: string }
+  | { op: "put"; key: string; value: string }
+  | { op: "del"; key: string }
+  /** expected null = "key absent". */
+  | { op: "cas"; key: string; expected: string | null; value: string }
+  /** Keys k with from <= k < to ("" as `to` = no upper bound), in order, at most limit. */
+  | { op: "scan"; from: string; to: string; limit: number };
+
+export type KvResult =
+  | { op: "get"; value: string | null }
+  | { op: "put"; previous: string | null }
+  | { op: "del"; previous: string | null }
+  /** current = the value after the operation. */
+  | { op: "cas"; ok: boolean; current: string | null }
+  | { op: "scan"; entries: Array<[string, string]> };
+
+export const MAX_KEY_BYTES = 1024;
+export const MAX_VALUE_BYTES = 1 << 20;
+export const MAX_SCAN_LIMIT = 1000;
+
+type Fields = Record<string, unknown>;
+type Checked<T> = T | { error: string };
+
+const OPERATION_FIELDS = {
+  get: ["key"],
+  put: ["key", "value"],
+  del: ["key"],
+  cas: ["key", "expected", "value"],
+  scan: ["from", "to", "limit"],
+} as const;
+
+const RESULT_FIELDS = {
+  get: ["value"],
+  put: ["previous"],
+  del: ["previous"],
+  cas: ["ok", "current"],
+  scan: ["entries"],
+} as const;
+
+/** Checks untrusted input (parsed JSON); returns the operation or a message naming what is wrong (e.g. "key: 1500 bytes, at most 1024"). */
+export function parseKvOperation(input: unknown): KvOperation | { error: string } {
+  const head = readHead(input, OPERATION_FIELDS, "operation");
+  if ("error" in head) return head;
+  const { op, fields } = head;
+  switch (op) {
+    case "get":
+    case "del": {
+      const key = checkKey("key", fields.key);
+      return typeof key === "string" ? { op, key } : key;
+    }
+    case "put": {
+      const key = checkKey("key", fields.key);
+      if (typeof key !== "string") return key;
+      const value = checkValue("value", fields.value);
+      return typeof value === "string" ? { op, key, value } : value;
+    }
+    case "cas": {
+      const key = checkKey("key", fields.key);
+      if (typeof key !== "string") return key;
+      const expected = fields.expected === null ? null : checkValue("expected", fields.expected);
+      if (expected !== null && typeof expected !== "string") return expected;
+      const value = checkValue("value", fields.value);
+      return typeof value === "string" ? { op, key, expected, value } : value;
+    }
+    case "scan": {
+      // from may be "" (below every key) and to may be "" (no upper bound).
+      const from = checkBound("from", fields.from);
+      if (typeof from !== "string") return from;
+      const to = checkBound("to", fields.to);
+      if (typeof to !== "string") return to;
+      const limit = fields.limit;
+      if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1)
+        return { error: "limit: not a whole number of at least 1" };
+      if (limit > MAX_SCAN_LIMIT) return { error: `limit: ${limit}, at most ${MAX_SCAN_LIMIT}` };
+      return { op, from, to, limit };
+    }
+  }
+}
+
+/** Checks a reply from another replica; scan entries must be valid keys in strictly increasing order. */
+export function parseKvResult(input: unknown): KvResult | { error: string } {
+  const head = readHead(input, RESULT_FIELDS, "result");
+  if ("error" in head) return head;
+  const { op, fields } = head;
+  switch (op) {
+    case "get": {
+      const value = checkOptionalValue("value", fields.value);
+      return isError(value) ? value : { op, value };
+    }
+    case "put":
+    case "del": {
+      const previous = checkOptionalValue("previous", fields.previous);
+      return isError(previous) ? previous : { op, previous };
+    }
+    case "cas": {
+      if (typeof fields.ok !== "boolean") return { error: "ok: not a boolean" };
+      const current = checkOptionalValue("current", fields.current);
+      return isError(current) ? current : { op, ok: fields.ok, current };
+    }
+    case "scan": {
+      if (!Array.isArray(fields.entries)) return { error: "entries: not an array" };
+      const raw: readonly unknown[] = fields.entries;
+      if (raw.length > MAX_SCAN_LIMIT)
+        return { error: `entries: ${raw.length}, at most ${MAX_SCAN_LIMIT}` };
+      const entries: Array<[string, string]> = [];
+      for (const [i, entry] of raw.entries()) {
+        if (!Array.isArray(entry) || entry.length !== 2)
+          return { error: `entries[${i}]: not a [key, value] pair` };
+        const pair: readonly unknown[] = entry;
+        const key = checkKey(`entries[${i}] key`, pair[0]);
+        if (typeof key !== "string") return key;
+        const value = checkValue(`entries[${i}] value`, pair[1]);
+        if (typeof value !== "string") return value;
+        const previous = entries[i - 1];
+        if (previous !== undefined && compareKeys(previous[0], key) >= 0)
+          return { error: `entries[${i}]: key not after the one before` };
+        entries.push([key, value]);
+      }
+      return { op, entries };
+    }
+  }
+}
+
+/**
+ * Deterministic bytes of an operation: JSON with the fields in a fixed order
+ * (op first, then as in the type), whatever order the object was built in,
+ * so it is also what parseKvOperation reads back.
+ */
+export function encodeKvOperation(op: KvOperation): Buffer {
+  let ordered: KvOperation;
+  switch (op.op) {
+    case "get":
+    case "del":
+      ordered = { op: op.op, key: op.key };
+      break;
+    case "put":
+      ordered = { op: op.op, key: op.key, value: op.value };
+      break;
+    case "cas":
+      ordered = { op: op.op, key: op.key, expected: op.expected, value: op.value };
+      break;
+    case "scan":
+      ordered = { op: op.op, from: op.from, to: op.to, limit: op.limit };
+      break;
+  }
+  return Buffer.from(JSON.stringify(ordered), "utf8");
+}
+
+/**
+ * Deterministic bytes of a result, so replies from different replicas
+ * compare byte for byte; parseKvResult reads them back.
+ */
+export function encodeKvResult(r: KvResult): Buffer {
+  let ordered: KvResult;
+  switch (r.op) {
+    case "get":
+      ordered = { op: r.op, value: r.value };
+      break;
+    case "put":
+    case "del":
+      ordered = { op: r.op, previous: r.previous };
+      break;
+    case "cas":
+      ordered = { op: r.op, ok: r.ok, current: r.current };
+      break;
+    case "scan":
+      ordered = { op: r.op, entries: r.entries.map(([k, v]) => [k, v]) };
+      break;
+  }
+  return Buffer.from(JSON.stringify(ordered), "utf8");
+}
+
+export function isReadOnly(op: KvOperation): boolean {
+  return op.op === "get" || op.op === "scan";
+}
+
+/** The message for a key that cannot be stored, or null if it can. */
+export function keyError(key: string): string | null {
+  const result = checkKey("key", key);
+  return typeof result === "string" ? null : result.error;
+}
+
+/** The message for a value that cannot be stored, or null if it can. */
+export function valueError(value: string): string | null {
+  const result = checkValue("value", value);
+  return typeof result === "string" ? null : result.error;
+}
+
+function readHead<Names extends string>(
+  input: unknown,
+  allowed: Record<Names, readonly string[]>,
+  what: string,
+): { op: Names; fields: Fields } | { error: string } {
+  if (typeof input !== "object" || input === null || Array.isArray(input))
+    return { error: `${what}: not an object` };
+  const fields = input as Fields;
+  const op = fields.op;
+  const names = Object.keys(allowed);
+  if (typeof op !== "string" || !names.includes(op))
+    return { error: `op: expected one of ${names.join(", ")}` };
+  const expected: readonly string[] = allowed[op as Names];
+  for (const name of Object.keys(fields)) {
+    if (name !== "op" && !expected.includes(name)) return { error: `${name}: unexpected field` };
+  }
+  for (const name of expected) {
+    if (!Object.hasOwn(fields, name)) return { error: `${name}: missing` };
+  }
+  return { op: op as Names, fields };
+}
+
+function checkKey(field: string, key: unknown): Checked<string> {
+  if (typeof key !== "string") return { error: `${field}: not a string` };
+  if (key.length === 0) return { error: `${field}: empty` };
+  return checkText(field, key, MAX_KEY_BYTES);
+}
+
+/** A scan bound: like a key, but may be empty. */
+function checkBound(field: string, bound: unknown): Checked<string> {
+  if (typeof bound !== "string") return { error: `${field}: not a string` };
+  return checkText(field, bound, MAX_KEY_BYTES);
+}
+
+function checkValue(field: string, value: unknown): Checked<string> {
+  if (typeof value !== "string") return { error: `${field}: not a string` };
+  return checkText(field, value, MAX_VALUE_BYTES);
+}
+
+function checkOptionalValue(field: string, value: unknown): Checked<string | null> {
+  if (value === null) return null;
+  if (typeof value !== "string") return { error: `${field}: not a string or null` };
+  return checkText(field, value, MAX_VALUE_BYTES);
+}
+
+function checkText(field: string, text: string, maxBytes: number): Checked<string> {
+  const sizeBytes = Buffer.byteLength(text, "utf8");
+  if (sizeBytes > maxBytes) return { error: `${field}: ${sizeBytes} bytes, at most ${maxBytes}` };
+  if (!isWellFormed(text)) return { error: `${field}: lone surrogate, not valid UTF-8` };
+  return text;
+}
+
+function isError<T>(x: Checked<T>): x is { error: string } {
+  return typeof x === "object" && x !== null && "error" in x;
+}

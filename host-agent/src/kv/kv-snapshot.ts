@@ -1,0 +1,190 @@
+/**
+ * A frozen copy of the key-value state with its partition tree: what a
+ * checkpoint holds, what state transfer serves partitions from, and the
+ * checkpoint file format.
+ *
+ * A snapshot shares its partition maps with the store it came from
+ * (KvStore clones a partition before writing to it once a snapshot has
+ * seen it), so nothing here may write to them. Digests handed out are
+ * copies, since a Buffer is mutable.
+ *
+ * File format:
+ *   "SMWKV1\n"
+ *   per non-empty partition, by increasing index: u32 index, u32 length, encoding
+ *   the 32-byte root digest
+ */
+import {
+  DIGEST_BYTES,
+  decodePartition,
+  EMPTY_PARTITION_DIGEST,
+  encodePartition,
+  FANOUT,
+  META_COUNT,
+  metaDigestsOf,
+  PARTITION_COUNT,
+  sha256,
+  sortedEntries,
+} from "./partition-tree.js";
+
+export interface SnapshotParts {
+  /** PARTITION_COUNT maps; the snapshot takes them over, nobody may write to them after. */
+  partitions: ReadonlyArray<ReadonlyMap<string, string>>;
+  /** PARTITION_COUNT leaf digests back to back (the snapshot keeps this buffer). */
+  leafDigests: Buffer;
+  /** META_COUNT meta digests back to back (the snapshot keeps this buffer). */
+  metaDigests: Buffer;
+  root: Buffer;
+  sizeBytes: number;
+  entryCount: number;
+}
+
+export class KvSnapshot {
+  readonly #parts: SnapshotParts;
+
+  /** Built by KvStore.snapshot() and decodeSnapshot(), which vouch that the digests match the maps. */
+  constructor(parts: SnapshotParts) {
+    if (parts.partitions.length !== PARTITION_COUNT)
+      throw new RangeError(`${parts.partitions.length} partitions, expected ${PARTITION_COUNT}`);
+    if (parts.leafDigests.length !== PARTITION_COUNT * DIGEST_BYTES)
+      throw new RangeError("leaf digests: wrong length");
+    if (parts.metaDigests.length !== META_COUNT * DIGEST_BYTES)
+      throw new RangeError("meta digests: wrong length");
+    if (parts.root.length !== DIGEST_BYTES) throw new RangeError("root digest: wrong length");
+    this.#parts = { ...parts, partitions: parts.partitions.slice() };
+  }
+
+  root(): Buffer {
+    return Buffer.from(this.#parts.root);
+  }
+
+  /** The META_COUNT (64) meta digests. */
+  metaDigests(): Buffer[] {
+    return digestsAt(this.#parts.metaDigests, 0, META_COUNT);
+  }
+
+  /** The FANOUT (64) leaf digests under one meta node. */
+  leafDigests(meta: number): Buffer[] {
+    checkIndex(meta, META_COUNT, "meta");
+    return digestsAt(this.#parts.leafDigests, meta * FANOUT, FANOUT);
+  }
+
+  leafDigest(partition: number): Buffer {
+    checkIndex(partition, PARTITION_COUNT, "partition");
+    return digestsAt(this.#parts.leafDigests, partition, 1)[0] as Buffer;
+  }
+
+  /** Entries of one partition, sorted by key bytes. */
+  partitionEntries(partition: number): Array<[string, string]> {
+    return sortedEntries(this.partitionMap(partition));
+  }
+
+  /** Canonical bytes of one partition, as served to a replica fetching it. */
+  encodePartition(partition: number): Buffer {
+    return encodePartition(this.partitionEntries(partition));
+  }
+
+  /** The shared map of one partition; for KvStore.fromSnapshot, read only. */
+  partitionMap(partition: number): ReadonlyMap<string, string> {
+    checkIndex(partition, PARTITION_COUNT, "partition");
+    return this.#parts.partitions[partition] as ReadonlyMap<string, string>;
+  }
+
+  /** Sum of key and value UTF-8 bytes. */
+  get sizeBytes(): number {
+    return this.#parts.sizeBytes;
+  }
+
+  get entryCount(): number {
+    return this.#parts.entryCount;
+  }
+}
+
+// One map for every empty partition of decoded snapshots: nobody writes to a
+// snapshot's maps (a store built from it clones before writing).
+const NO_ENTRIES: ReadonlyMap<string, string> = new Map();
+
+const MAGIC = Buffer.from("SMWKV1\n", "latin1");
+const RECORD_HEADER_BYTES = 8;
+
+export function encodeSnapshot(s: KvSnapshot): Buffer {
+  const pieces: Buffer[] = [MAGIC];
+  for (let p = 0; p < PARTITION_COUNT; p++) {
+    if (s.partitionMap(p).size === 0) continue;
+    const encoding = s.encodePartition(p);
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+    header.writeUInt32BE(p, 0);
+    header.writeUInt32BE(encoding.length, 4);
+    pieces.push(header, encoding);
+  }
+  pieces.push(s.root());
+  return Buffer.concat(pieces);
+}
+
+/**
+ * Reads a checkpoint file, checking everything: the header, each record's
+ * bounds and order, each partition's encoding (decodePartition), and that the
+ * root computed from the contents equals the root stored at the end. Never
+ * throws on bad input.
+ */
+export function decodeSnapshot(bytes: Uint8Array): KvSnapshot | { error: string } {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < MAGIC.length + DIGEST_BYTES)
+    return { error: `${buf.length} bytes, too short for a snapshot` };
+  if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return { error: "not a snapshot: bad magic" };
+  const end = buf.length - DIGEST_BYTES;
+  const partitions = new Array<ReadonlyMap<string, string>>(PARTITION_COUNT);
+  // Every leaf starts as the empty partition's; records overwrite theirs.
+  const leafDigests = Buffer.alloc(PARTITION_COUNT * DIGEST_BYTES, EMPTY_PARTITION_DIGEST);
+  let sizeBytes = 0;
+  let entryCount = 0;
+  let offset = MAGIC.length;
+  let previous = -1;
+  while (offset < end) {
+    if (offset + RECORD_HEADER_BYTES > end)
+      return { error: `record header at byte ${offset} runs into the root digest` };
+    const index = buf.readUInt32BE(offset);
+    const length = buf.readUInt32BE(offset + 4);
+    if (index >= PARTITION_COUNT)
+      return { error: `record at byte ${offset}: partition ${index} not below ${PARTITION_COUNT}` };
+    if (index <= previous)
+      return { error: `record at byte ${offset}: partition ${index} not after ${previous}` };
+    const start = offset + RECORD_HEADER_BYTES;
+    if (length > end - start)
+      return { error: `partition ${index}: ${length} bytes run into the root digest` };
+    const encoding = buf.subarray(start, start + length);
+    const entries = decodePartition(encoding, index);
+    if ("error" in entries) return { error: `partition ${index}: ${entries.error}` };
+    if (entries.length === 0)
+      return { error: `partition ${index}: empty, yet empty partitions are left out` };
+    partitions[index] = new Map(entries);
+    // decodePartition accepts only canonical bytes, so they are the leaf's input as they stand.
+    sha256(encoding).copy(leafDigests, index * DIGEST_BYTES);
+    entryCount += entries.length;
+    // The encoding is a 4-byte count, then per entry two 4-byte lengths around key and value.
+    sizeBytes += length - 4 - 8 * entries.length;
+    previous = index;
+    offset = start + length;
+  }
+  for (let p = 0; p < PARTITION_COUNT; p++) partitions[p] ??= NO_ENTRIES;
+  const metaDigests = metaDigestsOf(leafDigests);
+  const root = sha256(metaDigests);
+  const stored = buf.subarray(end);
+  if (!root.equals(stored))
+    return {
+      error: `root digest mismatch: stored ${stored.toString("hex")}, contents give ${root.toString("hex")}`,
+    };
+  return new KvSnapshot({ partitions, leafDigests, metaDigests, root, sizeBytes, entryCount });
+}
+
+function digestsAt(all: Buffer, first: number, count: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = first; i < first + count; i++) {
+    out.push(Buffer.from(all.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES)));
+  }
+  return out;
+}
+
+function checkIndex(i: number, count: number, what: string): void {
+  if (!Number.isInteger(i) || i < 0 || i >= count)
+    throw new RangeError(`${what} index ${i} not in 0..${count - 1}`);
+}

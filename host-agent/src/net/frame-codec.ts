@@ -1,0 +1,109 @@
+/**
+ * Frames on a TCP stream: a u32 big-endian payload length, then the payload.
+ * The decoder is the only thing between an unauthenticated peer and our
+ * memory, so it never holds more than one maximal frame plus its prefix, and
+ * it allocates only for bytes that have actually arrived (a 4-byte prefix
+ * claiming 4 GiB costs nothing).
+ */
+
+export const FRAME_HEADER_BYTES = 4;
+export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/** The largest length a u32 prefix can state. */
+export const MAX_ENCODABLE_FRAME_BYTES = 0xffff_ffff;
+
+export function encodeFrame(payload: Buffer): Buffer {
+  if (payload.length > MAX_ENCODABLE_FRAME_BYTES)
+    throw new RangeError(
+      `a payload of ${payload.length} bytes does not fit a frame (at most ${MAX_ENCODABLE_FRAME_BYTES} bytes)`,
+    );
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  payload.copy(frame, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+export function assertMaxFrameBytes(maxFrameBytes: number): void {
+  if (
+    !Number.isInteger(maxFrameBytes) ||
+    maxFrameBytes < 0 ||
+    maxFrameBytes > MAX_ENCODABLE_FRAME_BYTES
+  )
+    throw new RangeError(
+      `maxFrameBytes must be a whole number from 0 to ${MAX_ENCODABLE_FRAME_BYTES}, not ${maxFrameBytes}`,
+    );
+}
+
+export interface DecodeResult {
+  /** Whole frames completed by this chunk, in order; each owns its memory. */
+  frames: Buffer[];
+  /** Set once a length over the maximum was seen; the stream cannot be resynchronised after it. */
+  error?: string;
+}
+
+export class FrameDecoder {
+  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  private headerBytes = 0;
+  /** Payload length of the frame being read, once its prefix is complete. */
+  private bodyLength: number | undefined;
+  /** Copies of the parts of a frame split across chunks, joined once when it completes. */
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  private failure: string | undefined;
+
+  constructor(private readonly maxFrameBytes: number) {
+    assertMaxFrameBytes(maxFrameBytes);
+  }
+
+  /** Bytes held for frames not yet complete; never more than maxFrameBytes + 4. */
+  get bufferedBytes(): number {
+    return this.headerBytes + this.partsBytes;
+  }
+
+  /**
+   * Frames that precede a bad length in the same chunk are still returned
+   * with the error: they were well formed, and the caller decides what to do.
+   */
+  push(chunk: Buffer): DecodeResult {
+    if (this.failure !== undefined) return { frames: [], error: this.failure };
+    const frames: Buffer[] = [];
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.bodyLength === undefined) {
+        const take = Math.min(FRAME_HEADER_BYTES - this.headerBytes, chunk.length - offset);
+        chunk.copy(this.header, this.headerBytes, offset, offset + take);
+        this.headerBytes += take;
+        offset += take;
+        if (this.headerBytes < FRAME_HEADER_BYTES) break;
+        this.headerBytes = 0;
+        const length = this.header.readUInt32BE(0);
+        if (length > this.maxFrameBytes) {
+          this.failure = `frame of ${length} bytes exceeds the ${this.maxFrameBytes}-byte maximum`;
+          return { frames, error: this.failure };
+        }
+        if (length === 0) frames.push(Buffer.alloc(0));
+        else this.bodyLength = length;
+        continue;
+      }
+      const missing = this.bodyLength - this.partsBytes;
+      const available = chunk.length - offset;
+      // Copies rather than views: a retained frame must not pin a whole socket chunk.
+      if (this.partsBytes === 0 && available >= missing) {
+        frames.push(Buffer.from(chunk.subarray(offset, offset + missing)));
+        offset += missing;
+        this.bodyLength = undefined;
+        continue;
+      }
+      const take = Math.min(missing, available);
+      this.parts.push(Buffer.from(chunk.subarray(offset, offset + take)));
+      this.partsBytes += take;
+      offset += take;
+      if (this.partsBytes === this.bodyLength) {
+        frames.push(Buffer.concat(this.parts, this.bodyLength));
+        this.parts = [];
+        this.partsBytes = 0;
+        this.bodyLength = undefined;
+      }
+    }
+    return { frames };
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * One TCP connection carrying frames: decodes what arrives (bounded), writes
+ * queued frames only while the socket accepts them (backpressure), and
+ * closes the connection with a description when the other end misbehaves.
+ */
+import type { Socket } from "node:net";
+import { FrameDecoder } from "./frame-codec.js";
+import type { NetCounters } from "./net-counters.js";
+import type { SendQueue } from "./send-queue.js";
+
+/**
+ * Idle connections are probed so that one whose far end vanished without a
+ * FIN (a host held in reset, which is what rejuvenation does) gets closed:
+ * receive-only connections would otherwise never notice.
+ */
+export const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+
+export interface FramedSocketOptions {
+  /** Names the connection in problem descriptions: "connection from 127.0.0.1:40112". */
+  label: string;
+  maxFrameBytes: number;
+  /** Frames to write; an outgoing link keeps one queue across its successive sockets. */
+  queue: SendQueue;
+  counters: NetCounters;
+  /** Returns what is wrong with the frame, if anything, which closes the connection. */
+  onFrame: (payload: Buffer) => string | undefined;
+  /** Called at most once, just before the connection is closed for a problem. */
+  onProblem: (description: string) => void;
+}
+
+export class FramedSocket {
+  label: string;
+  /** Settles once the socket is fully closed, whoever closed it. */
+  readonly closed: Promise<void>;
+  private readonly decoder: FrameDecoder;
+  private waitingForDrain = false;
+  private failed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly options: FramedSocketOptions,
+  ) {
+    this.label = options.label;
+    this.decoder = new FrameDecoder(options.maxFrameBytes);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
+    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    // A reset or a timeout is followed by "close"; ordinary network weather, not a problem to report.
+    socket.on("error", () => {});
+    socket.on("drain", () => {
+      this.waitingForDrain = false;
+      this.pump();
+    });
+  }
+
+  get open(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  /** Writes ahead of the queue; only for the hello, before anything is queued on this socket. */
+  writeFirst(frame: Buffer): void {
+    if (this.socket.destroyed) return;
+    this.options.counters.bytesOut += frame.length;
+    this.socket.write(frame);
+  }
+
+  send(frame: Buffer): void {
+    this.options.counters.droppedFrames += this.options.queue.push(frame);
+    this.pump();
+  }
+
+  /** Moves queued frames into the socket until it asks us to wait. */
+  pump(): void {
+    const { queue, counters } = this.options;
+    while (!this.waitingForDrain && !this.socket.destroyed) {
+      const frame = queue.shift();
+      if (frame === undefined) return;
+      counters.framesOut++;
+      counters.bytesOut += frame.length;
+      if (!this.socket.write(frame)) this.waitingForDrain = true;
+    }
+  }
+
+  fail(description: string): void {
+    if (this.failed || this.socket.destroyed) return;
+    this.failed = true;
+    this.options.onProblem(`${this.label}: ${description}`);
+    this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.socket.destroyed) return;
+    this.options.counters.bytesIn += chunk.length;
+    const { frames, error } = this.decoder.push(chunk);
+    for (const frame of frames) {
+      const problem = this.options.onFrame(frame);
+      if (problem !== undefined) {
+        this.fail(problem);
+        return;
+      }
+      // The frame's consumer may have closed everything.
+      if (this.socket.destroyed) return;
+    }
+    if (error !== undefined) {
+      this.options.counters.oversizedFrames++;
+      this.fail(error);
+    }
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * A replica's connections: it listens for other replicas and for clients,
+ * and keeps one outgoing connection to each peer replica. Replicas receive
+ * from a peer on the connection that peer dialed and send on the one they
+ * dialed themselves, so both directions work the same way and neither side
+ * has to decide which of two crossing connections wins. Clients get their
+ * replies on the connection they dialed.
+ *
+ * Who is on the other end is only claimed (by the hello); payloads carry
+ * their own signatures. This layer bounds, frames and queues.
+ */
+import { EventEmitter } from "node:events";
+import { createServer, type Server, type Socket } from "node:net";
+import { encodeFrame } from "./frame-codec.js";
+import { FramedSocket } from "./framed-socket.js";
+import { encodeHello, type Hello, parseHello, quoteForLog } from "./hello.js";
+import { encodeBoundedFrame, type LinkLimits, resolveLinkLimits } from "./link-limits.js";
+import { type NetCounters, zeroCounters } from "./net-counters.js";
+import { OutboundLink } from "./outbound-link.js";
+import type { ReconnectDelayMs } from "./reconnect-backoff.js";
+import { SendQueue } from "./send-queue.js";
+
+export type { Hello } from "./hello.js";
+export type { NetCounters } from "./net-counters.js";
+
+export interface ConnectionsOptions {
+  /** Own replica id. */
+  self: string;
+  /** Port 0 picks a free port; `address()` tells which. */
+  listen: { host: string; port: number };
+  /** The other replicas, each dialed by us; must not include `self`. */
+  peers: Record<string, { host: string; port: number }>;
+  /** Default 8 MiB. */
+  maxFrameBytes?: number;
+  /** Default 50 ms doubling to 2000 ms, with jitter. */
+  reconnectDelayMs?: ReconnectDelayMs;
+  /** Default 64 MiB; beyond it the oldest queued frames are dropped and counted. Also bounds each client connection. */
+  maxQueuedBytesPerPeer?: number;
+  /** Default 5000 ms: a connection that has not said hello by then is closed. */
+  helloTimeoutMs?: number;
+}
+
+export interface PeerConnectionsEvents {
+  message: [from: Hello, payload: Buffer];
+  /** Something the other end did wrong; that connection is closed, the node keeps serving. */
+  problem: [description: string];
+}
+
+interface Inbound {
+  framed: FramedSocket;
+  remote: string;
+  hello: Hello | undefined;
+  helloTimer: NodeJS.Timeout | undefined;
+}
+
+export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
+  private readonly limits: LinkLimits;
+  private readonly stats: NetCounters = zeroCounters();
+  private readonly links = new Map<string, OutboundLink>();
+  private readonly inbound = new Set<Inbound>();
+  /** Client id → its connections (more than one while a reconnect overlaps a dying one). */
+  private readonly clients = new Map<string, Set<Inbound>>();
+  private readonly server: Server;
+  private state: "new" | "starting" | "running" | "closed" = "new";
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: ConnectionsOptions) {
+    super();
+    this.limits = resolveLinkLimits({
+      maxFrameBytes: options.maxFrameBytes,
+      reconnectDelayMs: options.reconnectDelayMs,
+      maxQueuedBytes: options.maxQueuedBytesPerPeer,
+      helloTimeoutMs: options.helloTimeoutMs,
+    });
+    if (options.self.length === 0) throw new RangeError("self (the replica id) is empty");
+    if (Object.hasOwn(options.peers, options.self))
+      throw new RangeError(`peers must not include this replica (${quoteForLog(options.self)})`);
+    const hello = encodeFrame(encodeHello({ role: "replica", id: options.self }));
+    for (const [id, { host, port }] of Object.entries(options.peers)) {
+      this.links.set(
+        id,
+        new OutboundLink({
+          label: `replica ${id} (${host}:${port})`,
+          host,
+          port,
+          hello,
+          maxFrameBytes: this.limits.maxFrameBytes,
+          maxQueuedBytes: this.limits.maxQueuedBytes,
+          reconnectDelayMs: this.limits.reconnectDelayMs,
+          counters: this.stats,
+          // The peer sends to us on the connection it dialed; this one is ours to write.
+          onFrame: () =>
+            `replica ${id} sent a frame on the connection we dialed; replicas send on their own`,
+          onProblem: (description) => this.emit("problem", description),
+        }),
+      );
+    }
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /** Listens, then dials every peer; rejects if the address cannot be bound. */
+  async start(): Promise<void> {
+    if (this.state !== "new") throw new Error("start() can be called only once, before close()");
+    this.state = "starting";
+    const { host, port } = this.options.listen;
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      const done = (error?: NodeJS.ErrnoException) => {
+        server.off("error", done);
+        server.off("close", closedMeanwhile);
+        if (error === undefined) resolve();
+        else
+          reject(
+            new Error(
+              `cannot listen on ${host}:${port}: ${error.code === "EADDRINUSE" ? "the port is in use" : error.message}`,
+            ),
+          );
+      };
+      // close() during listen: Node then never reports "listening".
+      const closedMeanwhile = () => done();
+      server.once("error", done);
+      server.once("close", closedMeanwhile);
+      server.listen(port, host, () => done());
+    });
+    server.on("error", (error) => this.emit("problem", `listening socket: ${error.message}`));
+    if (this.state !== "starting") return;
+    this.state = "running";
+    for (const link of this.links.values()) link.start();
+  }
+
+  /** Destroys every socket and the server and stops every timer; resolves once all are closed. */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  /** The bound address (with the real port when `listen.port` was 0). */
+  address(): { host: string; port: number } {
+    const address = this.server.address();
+    if (address === null || typeof address === "string") throw new Error("not listening");
+    return { host: address.address, port: address.port };
+  }
+
+  /** Queued while the peer is unreachable; written as fast as the peer reads. */
+  sendToReplica(id: string, payload: Buffer): void {
+    const link = this.links.get(id);
+    if (link === undefined) throw new RangeError(`there is no peer replica ${quoteForLog(id)}`);
+    link.send(encodeBoundedFrame(payload, this.limits.maxFrameBytes));
+  }
+
+  /** Over every connection the client has open to us; dropped (and counted) if it has none. */
+  sendToClient(clientId: string, payload: Buffer): void {
+    const frame = encodeBoundedFrame(payload, this.limits.maxFrameBytes);
+    const connections = this.clients.get(clientId);
+    if (connections === undefined || this.state === "closed") {
+      this.stats.droppedFrames++;
+      return;
+    }
+    for (const connection of connections) connection.framed.send(frame);
+  }
+
+  /** Peers our outgoing connection is currently up to. */
+  connectedReplicas(): string[] {
+    return [...this.links].filter(([, link]) => link.connected).map(([id]) => id);
+  }
+
+  counters(): NetCounters {
+    return { ...this.stats };
+  }
+
+  private accept(socket: Socket): void {
+    if (this.state === "closed") {
+      socket.destroy();
+      return;
+    }
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const framed = new FramedSocket(socket, {
+      label: `connection from ${remote}`,
+      maxFrameBytes: this.limits.maxFrameBytes,
+      queue: new SendQueue(this.limits.maxQueuedBytes),
+      counters: this.stats,
+      onFrame: (payload) => {
+        if (entry.hello === undefined) return this.admit(entry, payload);
+        this.stats.framesIn++;
+        this.emit("message", entry.hello, payload);
+        return undefined;
+      },
+      onProblem: (description) => {
+        if (entry.hello === undefined) this.stats.rejectedConnections++;
+        this.emit("problem", description);
+      },
+    });
+    const helloTimeoutMs = this.limits.helloTimeoutMs;
+    const entry: Inbound = {
+      framed,
+      remote,
+      hello: undefined,
+      helloTimer: setTimeout(
+        () => framed.fail(`no hello within ${helloTimeoutMs} ms`),
+        helloTimeoutMs,
+      ),
+    };
+    this.inbound.add(entry);
+    socket.once("close", () => {
+      clearTimeout(entry.helloTimer);
+      this.inbound.delete(entry);
+      if (entry.hello?.role !== "client") return;
+      const connections = this.clients.get(entry.hello.id);
+      connections?.delete(entry);
+      if (connections?.size === 0) this.clients.delete(entry.hello.id);
+    });
+  }
+
+  /** Takes the first frame as the hello; returns what is wrong with it, if anything. */
+  private admit(entry: Inbound, payload: Buffer): string | undefined {
+    const hello = parseHello(payload);
+    if ("error" in hello) return hello.error;
+    if (hello.role === "replica" && !this.links.has(hello.id))
+      return `the hello names replica ${quoteForLog(hello.id)}, which is not a peer of ${this.options.self}`;
+    clearTimeout(entry.helloTimer);
+    entry.helloTimer = undefined;
+    // Frozen: every message from this connection shares it with listeners.
+    entry.hello = Object.freeze(hello);
+    entry.framed.label = `connection from ${hello.role} ${hello.id} (${entry.remote})`;
+    if (hello.role === "client") {
+      const connections = this.clients.get(hello.id) ?? new Set<Inbound>();
+      connections.add(entry);
+      this.clients.set(hello.id, connections);
+    }
+    return undefined;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.state = "closed";
+    const closing: Promise<void>[] = [...this.links.values()].map((link) => link.close());
+    for (const entry of this.inbound) {
+      clearTimeout(entry.helloTimer);
+      entry.framed.destroy();
+      closing.push(entry.framed.closed);
+    }
+    // The callback runs (with an error we do not need) even if the server never listened.
+    closing.push(new Promise((resolve) => this.server.close(() => resolve())));
+    await Promise.all(closing);
+    this.clients.clear();
+  }
+}

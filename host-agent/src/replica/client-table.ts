@@ -1,0 +1,50 @@
+/**
+ * The last request executed for every client and its result: part of the
+ * replicated state, so a retransmitted request is answered, not executed
+ * twice, also by a replica that got its state by transfer.
+ */
+import type { KvResult } from "../kv/kv-operation.js";
+import { canonicalJson, sha256Hex } from "./canonical.js";
+import type { ClientTableEntry } from "./messages.js";
+
+export class ClientTable {
+  private readonly entries = new Map<string, ClientTableEntry>();
+
+  static from(entries: readonly ClientTableEntry[]): ClientTable {
+    const table = new ClientTable();
+    for (const e of entries) table.entries.set(e.client, { ...e });
+    return table;
+  }
+
+  lastTs(client: string): number {
+    return this.entries.get(client)?.ts ?? 0;
+  }
+
+  last(client: string): ClientTableEntry | undefined {
+    return this.entries.get(client);
+  }
+
+  record(client: string, ts: number, result: KvResult): void {
+    this.entries.set(client, { client, ts, result });
+  }
+
+  /** Sorted by client id: the same bytes on every replica. */
+  list(): ClientTableEntry[] {
+    return [...this.entries.values()].sort((a, b) =>
+      a.client < b.client ? -1 : a.client > b.client ? 1 : 0,
+    );
+  }
+
+  digest(): string {
+    return clientTableDigest(this.list());
+  }
+}
+
+export function clientTableDigest(sorted: readonly ClientTableEntry[]): string {
+  return sha256Hex("clients", canonicalJson(sorted));
+}
+
+/** A checkpoint's digest: the key-value store's partition-tree root and the client table. */
+export function checkpointDigest(kvRootHex: string, clientsDigest: string): string {
+  return sha256Hex("checkpoint", kvRootHex, clientsDigest);
+}

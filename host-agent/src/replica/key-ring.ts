@@ -1,0 +1,91 @@
+/**
+ * Key epochs. A replica signs with the key its board certified at its last
+ * rejuvenation; every peer keeps, per replica, the newest certified key and
+ * accepts messages under that key only, so keys a compromised host learned
+ * are useless once it has been rejuvenated. Board public keys come from the
+ * testbed; client public keys from the service's client list.
+ */
+import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+
+/** Signing and verifying, pluggable: Ed25519 on real hosts, a cheap keyed hash in simulation. */
+export interface SignatureScheme {
+  verify(publicKey: string, bytes: Buffer, signature: string): boolean;
+}
+
+export interface Signer {
+  readonly publicKey: string;
+  sign(bytes: Buffer): string;
+}
+
+export interface ReplicaKey {
+  epoch: number;
+  publicKey: string;
+  certificate: KeyCertificate | undefined;
+}
+
+export type InstallVerdict = "installed" | "same" | "stale" | "bad-signature" | "unknown-host";
+
+export class KeyRing {
+  private readonly replicaKeys = new Map<string, ReplicaKey>();
+
+  constructor(
+    private readonly scheme: SignatureScheme,
+    /** Host id -> public key of the board that guards it. */
+    private readonly boardKeys: ReadonlyMap<string, string>,
+    /** Client id -> public key. */
+    private readonly clientKeys: ReadonlyMap<string, string>,
+  ) {}
+
+  /** Accepts a board-signed certificate if it is newer than the key held for that host. */
+  install(certificate: KeyCertificate): InstallVerdict {
+    const boardKey = this.boardKeys.get(certificate.host);
+    if (boardKey === undefined) return "unknown-host";
+    const current = this.replicaKeys.get(certificate.host);
+    if (current !== undefined) {
+      if (certificate.period < current.epoch) return "stale";
+      if (certificate.period === current.epoch)
+        return current.publicKey === certificate.publicKey ? "same" : "stale";
+    }
+    const { signature, ...signed } = certificate;
+    if (!this.scheme.verify(boardKey, certificateSigningBytes(signed), signature))
+      return "bad-signature";
+    this.replicaKeys.set(certificate.host, {
+      epoch: certificate.period,
+      publicKey: certificate.publicKey,
+      certificate,
+    });
+    return "installed";
+  }
+
+  keyOf(replica: string): ReplicaKey | undefined {
+    return this.replicaKeys.get(replica);
+  }
+
+  certificates(): KeyCertificate[] {
+    const out: KeyCertificate[] = [];
+    for (const key of this.replicaKeys.values()) if (key.certificate) out.push(key.certificate);
+    return out;
+  }
+
+  /** "ok", or why a replica's signature is not accepted. */
+  checkReplica(
+    replica: string,
+    epoch: number,
+    bytes: Buffer,
+    signature: string,
+  ): "ok" | "stale-epoch" | "unknown-epoch" | "bad-signature" {
+    const key = this.replicaKeys.get(replica);
+    if (key === undefined || epoch > key.epoch) return "unknown-epoch";
+    if (epoch < key.epoch) return "stale-epoch";
+    return this.scheme.verify(key.publicKey, bytes, signature) ? "ok" : "bad-signature";
+  }
+
+  hasClient(client: string): boolean {
+    return this.clientKeys.has(client);
+  }
+
+  checkClient(client: string, bytes: Buffer, signature: string): boolean {
+    const key = this.clientKeys.get(client);
+    return key !== undefined && this.scheme.verify(key, bytes, signature);
+  }
+}

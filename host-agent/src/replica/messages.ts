@@ -1,0 +1,363 @@
+/**
+ * The replica protocol's messages. Every message between replicas travels in
+ * an envelope signed with the sender's key of its current epoch (the key its
+ * board certified at its last rejuvenation); client requests carry the
+ * client's own signature. Everything arriving is untrusted: `parse*` bound
+ * and check every field and return undefined rather than throw.
+ */
+import type { KeyCertificate } from "@smw/wiring";
+import {
+  encodeKvOperation,
+  type KvOperation,
+  type KvResult,
+  parseKvOperation,
+  parseKvResult,
+} from "../kv/kv-operation.js";
+import { canonicalJson, sha256Hex } from "./canonical.js";
+
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+const MAX_LIST = 4096;
+
+export interface ClientRequest {
+  client: string;
+  /** Per-client increasing number: a request is executed at most once. */
+  ts: number;
+  op: KvOperation;
+  /** The client's signature over `requestSigningBytes`, base64. */
+  sig: string;
+}
+
+export interface SeqDigest {
+  seq: number;
+  digest: string;
+}
+
+export interface ViewSeqDigest extends SeqDigest {
+  view: number;
+}
+
+export interface BatchBody {
+  digest: string;
+  requests: ClientRequest[];
+}
+
+export interface ClientTableEntry {
+  client: string;
+  ts: number;
+  result: KvResult;
+}
+
+export interface ExecutedEntry extends ViewSeqDigest {
+  requests: ClientRequest[];
+}
+
+export type ReplicaBody =
+  | { type: "PRE_PREPARE"; view: number; seq: number; digest: string; requests: ClientRequest[] }
+  | { type: "PREPARE"; view: number; seq: number; digest: string }
+  | { type: "COMMIT"; view: number; seq: number; digest: string }
+  | { type: "CHECKPOINT"; seq: number; digest: string }
+  | {
+      type: "VIEW_CHANGE";
+      newView: number;
+      stable: SeqDigest;
+      /** Checkpoints taken above the stable one. */
+      checkpoints: SeqDigest[];
+      /** Per sequence number above the stable checkpoint: the latest view it prepared in. */
+      prepared: ViewSeqDigest[];
+      /** Per sequence number and digest: the latest view it was pre-prepared in. */
+      prePrepared: ViewSeqDigest[];
+      /** The requests behind every prepared digest, so a new primary can re-propose them. */
+      batches: BatchBody[];
+    }
+  | {
+      type: "NEW_VIEW";
+      view: number;
+      viewChanges: ReplicaEnvelope[];
+      checkpoint: SeqDigest;
+      /** The new primary's choice for every sequence number above the checkpoint. */
+      proposals: SeqDigest[];
+    }
+  | { type: "HANDOFF"; view: number }
+  | { type: "STATUS"; view: number; lastExecuted: number; stableSeq: number; recovering: boolean }
+  | { type: "EXECUTED"; entries: ExecutedEntry[] }
+  | { type: "FETCH_META"; seq: number }
+  | {
+      type: "META";
+      seq: number;
+      kvRoot: string;
+      clients: ClientTableEntry[];
+      metas: string[];
+    }
+  | { type: "FETCH_LEAVES"; seq: number; metas: number[] }
+  | { type: "LEAVES"; seq: number; leaves: Array<{ meta: number; digests: string[] }> }
+  | { type: "FETCH_PARTS"; seq: number; parts: number[] }
+  | { type: "PARTS"; seq: number; parts: Array<{ index: number; data: string }> }
+  | { type: "NO_CHECKPOINT"; seq: number }
+  | { type: "NEW_KEY"; certificate: KeyCertificate }
+  | { type: "KEY_QUERY" }
+  | { type: "REPLY"; view: number; client: string; ts: number; result: KvResult }
+  | { type: "KEYS"; certificates: KeyCertificate[] };
+
+export type ReplicaBodyType = ReplicaBody["type"];
+
+export interface ReplicaEnvelope {
+  from: string;
+  /** The sender's key epoch: the board period its key certificate names. */
+  epoch: number;
+  body: ReplicaBody;
+  sig: string;
+}
+
+/** What a client sends a replica. */
+export type ClientMessage = { type: "REQUEST"; request: ClientRequest } | { type: "KEYS_QUERY" };
+
+export function envelopeSigningBytes(from: string, epoch: number, body: ReplicaBody): Buffer {
+  return Buffer.from(canonicalJson(["smw-replica-1", from, epoch, body]), "utf8");
+}
+
+export function requestSigningBytes(r: Omit<ClientRequest, "sig">): Buffer {
+  return Buffer.from(
+    canonicalJson(["smw-request-1", r.client, r.ts, encodeKvOperation(r.op).toString("utf8")]),
+    "utf8",
+  );
+}
+
+export function requestDigest(r: ClientRequest): string {
+  return sha256Hex(requestSigningBytes(r));
+}
+
+/** A batch's identity: the digests of its requests in order (an empty batch is the null request). */
+export function batchDigest(requests: readonly ClientRequest[]): string {
+  return sha256Hex("batch", ...requests.map(requestDigest));
+}
+
+export function encodeEnvelope(envelope: ReplicaEnvelope): Buffer {
+  return Buffer.from(JSON.stringify(envelope), "utf8");
+}
+
+export function encodeClientMessage(message: ClientMessage): Buffer {
+  return Buffer.from(JSON.stringify(message), "utf8");
+}
+
+// ---- defensive parsing ----------------------------------------------------
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+const HEX64 = /^[0-9a-f]{64}$/;
+const isDigest = (v: unknown): v is string => typeof v === "string" && HEX64.test(v);
+const ID = /^[A-Za-z0-9_.-]{1,64}$/;
+const isId = (v: unknown): v is string => typeof v === "string" && ID.test(v);
+const B64 = /^[A-Za-z0-9+/=_-]*$/;
+const isB64 = (v: unknown, maxChars: number): v is string =>
+  typeof v === "string" && v.length <= maxChars && B64.test(v);
+
+function list<T>(v: unknown, item: (x: unknown) => T | undefined, max = MAX_LIST): T[] | undefined {
+  if (!Array.isArray(v) || v.length > max) return undefined;
+  const out: T[] = [];
+  for (const x of v) {
+    const parsed = item(x);
+    if (parsed === undefined) return undefined;
+    out.push(parsed);
+  }
+  return out;
+}
+
+const seqDigest = (v: unknown): SeqDigest | undefined =>
+  isObj(v) && isCount(v.seq) && isDigest(v.digest) ? { seq: v.seq, digest: v.digest } : undefined;
+
+const viewSeqDigest = (v: unknown): ViewSeqDigest | undefined =>
+  isObj(v) && isCount(v.view) && isCount(v.seq) && isDigest(v.digest)
+    ? { view: v.view, seq: v.seq, digest: v.digest }
+    : undefined;
+
+export function parseClientRequest(v: unknown): ClientRequest | undefined {
+  if (!isObj(v) || !isId(v.client) || !isCount(v.ts) || !isB64(v.sig, 256)) return undefined;
+  const op = parseKvOperation(v.op);
+  if ("error" in op) return undefined;
+  return { client: v.client, ts: v.ts, op, sig: v.sig };
+}
+
+const batchBody = (v: unknown): BatchBody | undefined => {
+  if (!isObj(v) || !isDigest(v.digest)) return undefined;
+  const requests = list(v.requests, parseClientRequest);
+  return requests && { digest: v.digest, requests };
+};
+
+function certificate(v: unknown): KeyCertificate | undefined {
+  if (!isObj(v)) return undefined;
+  if (!isId(v.host) || !isId(v.board) || !isCount(v.period) || typeof v.issuedAt !== "string")
+    return undefined;
+  if (v.issuedAt.length > 64 || !isB64(v.publicKey, 512) || !isB64(v.signature, 512))
+    return undefined;
+  return {
+    host: v.host,
+    board: v.board,
+    period: v.period,
+    publicKey: v.publicKey,
+    issuedAt: v.issuedAt,
+    signature: v.signature,
+  };
+}
+
+function body(v: unknown, depth: number): ReplicaBody | undefined {
+  if (!isObj(v) || typeof v.type !== "string") return undefined;
+  switch (v.type) {
+    case "PRE_PREPARE": {
+      if (!isCount(v.view) || !isCount(v.seq) || !isDigest(v.digest)) return undefined;
+      const requests = list(v.requests, parseClientRequest);
+      return requests && { type: v.type, view: v.view, seq: v.seq, digest: v.digest, requests };
+    }
+    case "PREPARE":
+    case "COMMIT":
+      return isCount(v.view) && isCount(v.seq) && isDigest(v.digest)
+        ? { type: v.type, view: v.view, seq: v.seq, digest: v.digest }
+        : undefined;
+    case "CHECKPOINT":
+      return isCount(v.seq) && isDigest(v.digest)
+        ? { type: v.type, seq: v.seq, digest: v.digest }
+        : undefined;
+    case "VIEW_CHANGE": {
+      const stable = seqDigest(v.stable);
+      const checkpoints = list(v.checkpoints, seqDigest, 64);
+      const prepared = list(v.prepared, viewSeqDigest);
+      const prePrepared = list(v.prePrepared, viewSeqDigest);
+      const batches = list(v.batches, batchBody);
+      if (!isCount(v.newView) || !stable || !checkpoints || !prepared || !prePrepared || !batches)
+        return undefined;
+      return {
+        type: v.type,
+        newView: v.newView,
+        stable,
+        checkpoints,
+        prepared,
+        prePrepared,
+        batches,
+      };
+    }
+    case "NEW_VIEW": {
+      if (depth > 0 || !isCount(v.view)) return undefined; // no NEW_VIEW inside a NEW_VIEW
+      const viewChanges = list(v.viewChanges, (x) => envelope(x, depth + 1), 256);
+      const checkpoint = seqDigest(v.checkpoint);
+      const proposals = list(v.proposals, seqDigest);
+      if (!viewChanges || !checkpoint || !proposals) return undefined;
+      if (viewChanges.some((e) => e.body.type !== "VIEW_CHANGE")) return undefined;
+      return { type: v.type, view: v.view, viewChanges, checkpoint, proposals };
+    }
+    case "HANDOFF":
+      return isCount(v.view) ? { type: v.type, view: v.view } : undefined;
+    case "STATUS":
+      return isCount(v.view) &&
+        isCount(v.lastExecuted) &&
+        isCount(v.stableSeq) &&
+        typeof v.recovering === "boolean"
+        ? {
+            type: v.type,
+            view: v.view,
+            lastExecuted: v.lastExecuted,
+            stableSeq: v.stableSeq,
+            recovering: v.recovering,
+          }
+        : undefined;
+    case "EXECUTED": {
+      const entries = list(v.entries, (x) => {
+        const head = viewSeqDigest(x);
+        const requests = isObj(x) ? list(x.requests, parseClientRequest) : undefined;
+        return head && requests ? { ...head, requests } : undefined;
+      });
+      return entries && { type: v.type, entries };
+    }
+    case "FETCH_META":
+    case "NO_CHECKPOINT":
+      return isCount(v.seq) ? { type: v.type, seq: v.seq } : undefined;
+    case "META": {
+      const clients = list(
+        v.clients,
+        (x) => {
+          if (!isObj(x) || !isId(x.client) || !isCount(x.ts)) return undefined;
+          const result = parseKvResult(x.result);
+          return "error" in result ? undefined : { client: x.client, ts: x.ts, result };
+        },
+        1 << 16,
+      );
+      const metas = list(v.metas, (x) => (isDigest(x) ? x : undefined), 1024);
+      if (!isCount(v.seq) || !isDigest(v.kvRoot) || !clients || !metas) return undefined;
+      return { type: v.type, seq: v.seq, kvRoot: v.kvRoot, clients, metas };
+    }
+    case "FETCH_LEAVES":
+    case "FETCH_PARTS": {
+      const indexes = list(v.type === "FETCH_LEAVES" ? v.metas : v.parts, (x) =>
+        isCount(x) ? x : undefined,
+      );
+      if (!isCount(v.seq) || !indexes) return undefined;
+      return v.type === "FETCH_LEAVES"
+        ? { type: v.type, seq: v.seq, metas: indexes }
+        : { type: v.type, seq: v.seq, parts: indexes };
+    }
+    case "LEAVES": {
+      const leaves = list(v.leaves, (x) => {
+        if (!isObj(x) || !isCount(x.meta)) return undefined;
+        const digests = list(x.digests, (d) => (isDigest(d) ? d : undefined), 1024);
+        return digests && { meta: x.meta, digests };
+      });
+      return isCount(v.seq) && leaves ? { type: v.type, seq: v.seq, leaves } : undefined;
+    }
+    case "PARTS": {
+      const parts = list(v.parts, (x) =>
+        isObj(x) && isCount(x.index) && isB64(x.data, MAX_MESSAGE_BYTES)
+          ? { index: x.index, data: x.data }
+          : undefined,
+      );
+      return isCount(v.seq) && parts ? { type: v.type, seq: v.seq, parts } : undefined;
+    }
+    case "NEW_KEY": {
+      const c = certificate(v.certificate);
+      return c && { type: v.type, certificate: c };
+    }
+    case "KEY_QUERY":
+      return { type: v.type };
+    case "REPLY": {
+      if (!isCount(v.view) || !isId(v.client) || !isCount(v.ts)) return undefined;
+      const result = parseKvResult(v.result);
+      return "error" in result
+        ? undefined
+        : { type: v.type, view: v.view, client: v.client, ts: v.ts, result };
+    }
+    case "KEYS": {
+      const certificates = list(v.certificates, certificate, 1024);
+      return certificates && { type: v.type, certificates };
+    }
+    default:
+      return undefined;
+  }
+}
+
+function envelope(v: unknown, depth: number): ReplicaEnvelope | undefined {
+  if (!isObj(v) || !isId(v.from) || !isCount(v.epoch) || !isB64(v.sig, 512)) return undefined;
+  const parsed = body(v.body, depth);
+  return parsed && { from: v.from, epoch: v.epoch, body: parsed, sig: v.sig };
+}
+
+function parseJson(bytes: Buffer): unknown {
+  if (bytes.length > MAX_MESSAGE_BYTES) return undefined;
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** An envelope from the network, its shape checked (not yet its signature). */
+export function parseEnvelope(bytes: Buffer): ReplicaEnvelope | undefined {
+  return envelope(parseJson(bytes), 0);
+}
+
+export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {
+  const v = parseJson(bytes);
+  if (!isObj(v)) return undefined;
+  if (v.type === "KEYS_QUERY") return { type: "KEYS_QUERY" };
+  if (v.type !== "REQUEST") return undefined;
+  const request = parseClientRequest(v.request);
+  return request && { type: "REQUEST", request };
+}

@@ -1,0 +1,1281 @@
+/**
+ * One replica of the BFT state machine replication protocol, as a pure state
+ * machine: events in (a message, a client message, the passing of time, a
+ * command from the host agent), actions out (send, reply, persist, report).
+ * It does no I/O and reads no clock, so a whole cluster runs in one process
+ * from a seed and replays exactly.
+ *
+ * PBFT's normal case (pre-prepare, prepare, commit, with batching) with
+ * hybrid quorums; checkpoints every C sequence numbers made stable by a
+ * quorum; view changes on a suspected primary and planned hand-offs when the
+ * primary's host is about to be rejuvenated; state transfer by partitions and
+ * a log suffix for replicas that are behind or recovering; key epochs.
+ */
+import type { KeyCertificate } from "@smw/wiring";
+import type { KvResult } from "../kv/kv-operation.js";
+import type { KvSnapshot } from "../kv/kv-snapshot.js";
+import { KvStore } from "../kv/kv-store.js";
+import { ClientTable, checkpointDigest } from "./client-table.js";
+import type { KeyRing, Signer } from "./key-ring.js";
+import {
+  type BatchBody,
+  batchDigest,
+  type ClientMessage,
+  type ClientRequest,
+  type ClientTableEntry,
+  type ExecutedEntry,
+  encodeEnvelope,
+  envelopeSigningBytes,
+  parseClientMessage,
+  parseEnvelope,
+  type ReplicaBody,
+  type ReplicaEnvelope,
+  requestDigest,
+  requestSigningBytes,
+  type SeqDigest,
+  type ViewSeqDigest,
+} from "./messages.js";
+import type { Quorums } from "./quorums.js";
+import { StateTransfer } from "./state-transfer.js";
+import { decideNewView, type ViewChangeBody } from "./view-change.js";
+
+export interface ReplicaConfig {
+  /** All replicas in order: the primary of view v is ids[v mod n]. */
+  ids: readonly string[];
+  self: string;
+  quorums: Quorums;
+  /** C: a checkpoint every C sequence numbers. */
+  checkpointInterval: number;
+  batchMax: number;
+  /** Sequence numbers a primary may have proposed but not yet executed. */
+  maxInFlight: number;
+  viewChangeTimeoutMs: number;
+  statusIntervalMs: number;
+  /** Longest EXECUTED or PARTS reply, in bytes of payload. */
+  maxReplyBytes: number;
+}
+
+export interface StartingState {
+  /** The stored checkpoint, if one was found and decoded (not trusted when recovering). */
+  checkpoint?: { seq: number; snapshot: KvSnapshot; clients: ClientTableEntry[] };
+  /** A rejuvenated replica does not trust its stored state: it recovers from its peers first. */
+  recovering: boolean;
+}
+
+export type ProblemKind =
+  | "malformed"
+  | "bad-signature"
+  | "stale-epoch"
+  | "unknown-epoch"
+  | "unknown-client"
+  | "bad-request"
+  | "bad-pre-prepare"
+  | "bad-view-change"
+  | "bad-new-view"
+  | "bad-transfer-reply"
+  | "bad-certificate";
+
+export type ReplicaAction =
+  | { type: "send"; to: string; message: Buffer }
+  | { type: "broadcast"; message: Buffer }
+  | { type: "reply"; client: string; message: Buffer }
+  | {
+      type: "executed";
+      seq: number;
+      view: number;
+      digest: string;
+      requests: readonly ClientRequest[];
+      /** Per request: its result, or undefined if it was a duplicate and not executed again. */
+      results: ReadonlyArray<KvResult | undefined>;
+    }
+  | {
+      type: "checkpoint";
+      seq: number;
+      digest: string;
+      snapshot: KvSnapshot;
+      clients: ClientTableEntry[];
+    }
+  | { type: "stable"; seq: number; digest: string }
+  | { type: "view"; view: number; primary: string }
+  | { type: "transferred"; seq: number; partitions: number; bytes: number }
+  | { type: "recovered"; seq: number; digest: string }
+  | { type: "problem"; kind: ProblemKind; from: string; detail: string };
+
+type Mode = "normal" | "view-change" | "recovering";
+
+interface Slot {
+  view: number;
+  digest?: string;
+  requests?: ClientRequest[];
+  /** The primary's PRE_PREPARE as received (or sent), for retransmission. */
+  prePrepare?: Buffer;
+  prepares: Map<string, string>;
+  commits: Map<string, string>;
+  prepared: boolean;
+  committed: boolean;
+  sentPrepare?: Buffer;
+  sentCommit?: Buffer;
+}
+
+interface OwnCheckpoint {
+  seq: number;
+  digest: string;
+  snapshot: KvSnapshot;
+  clients: ClientTableEntry[];
+}
+
+const GENESIS_CLIENTS: ClientTableEntry[] = [];
+
+export class ReplicaCore {
+  private out: ReplicaAction[] = [];
+  private nowMs = 0;
+  private mode: Mode;
+  private view = 0;
+  private epoch: number;
+  private store: KvStore;
+  private clients: ClientTable;
+  private lastExecuted: number;
+  private stable: SeqDigest;
+  private readonly ownCheckpoints = new Map<number, OwnCheckpoint>();
+  /** seq -> "digest" -> replicas that sent CHECKPOINT for it. */
+  private readonly checkpointVotes = new Map<number, Map<string, Set<string>>>();
+  private readonly slots = new Map<number, Slot>();
+  /** PBFT's P and Q sets: what this replica prepared / saw pre-prepared, above the stable checkpoint. */
+  private readonly preparedInfo = new Map<number, ViewSeqDigest>();
+  private readonly prePreparedInfo = new Map<number, Map<string, number>>();
+  private readonly batchesByDigest = new Map<string, ClientRequest[]>();
+  /** Batches executed above the stable checkpoint: the log suffix peers may ask for. */
+  private readonly executedLog = new Map<number, ExecutedEntry>();
+  /** EXECUTED reports from peers: seq -> digest -> senders, and the requests. */
+  private readonly executedReports = new Map<number, Map<string, Set<string>>>();
+  private readonly reportedBatches = new Map<string, ExecutedEntry>();
+  private nextSeq: number;
+  /** Requests known but not yet executed, by digest, with when they arrived. */
+  private readonly pending = new Map<string, { request: ClientRequest; sinceMs: number }>();
+  private readonly queued: string[] = [];
+  private readonly verifiedRequests = new Set<string>();
+  private progressDeadlineMs: number | undefined;
+  private handingOff = false;
+  // view change
+  private targetView = 0;
+  private viewChangeDeadlineMs = 0;
+  private viewChangeAttempts = 0;
+  private readonly viewChanges = new Map<number, Map<string, ReplicaEnvelope>>();
+  private readonly sentNewView = new Set<number>();
+  /** Views peers report in STATUS, for a replica that lags behind in views. */
+  private readonly peerViews = new Map<string, number>();
+  private readonly peerExecuted = new Map<string, number>();
+  // state transfer and recovery
+  private transfer: StateTransfer | undefined;
+  private catchUpTarget: number | undefined;
+  private recoveredReported: boolean;
+  private nextStatusMs = 0;
+  private readonly keyQueryAtMs = new Map<string, number>();
+  readonly counters = new Map<string, number>();
+
+  constructor(
+    private readonly config: ReplicaConfig,
+    private readonly ring: KeyRing,
+    private signer: Signer,
+    certificate: KeyCertificate | undefined,
+    start: StartingState,
+  ) {
+    const { ids, self } = config;
+    if (!ids.includes(self))
+      throw new RangeError(`replica ${self} is not one of ${ids.join(", ")}`);
+    if (ids.length !== config.quorums.n) throw new RangeError("ids and quorums disagree on n");
+    this.epoch = certificate?.period ?? 0;
+    if (certificate) ring.install(certificate);
+    const cp = start.checkpoint;
+    this.store = cp ? KvStore.fromSnapshot(cp.snapshot) : new KvStore();
+    this.clients = ClientTable.from(cp?.clients ?? GENESIS_CLIENTS);
+    this.lastExecuted = cp?.seq ?? 0;
+    const digest = this.stateDigest();
+    this.stable = { seq: this.lastExecuted, digest };
+    this.ownCheckpoints.set(this.lastExecuted, {
+      seq: this.lastExecuted,
+      digest,
+      snapshot: this.store.snapshot(),
+      clients: this.clients.list(),
+    });
+    this.nextSeq = this.lastExecuted + 1;
+    this.mode = start.recovering ? "recovering" : "normal";
+    this.recoveredReported = !start.recovering;
+  }
+
+  // ---- queries ------------------------------------------------------------
+
+  get id(): string {
+    return this.config.self;
+  }
+  get currentView(): number {
+    return this.view;
+  }
+  get primary(): string {
+    return this.primaryOf(this.view);
+  }
+  get isPrimary(): boolean {
+    return this.primary === this.config.self && this.mode === "normal";
+  }
+  get executedUpTo(): number {
+    return this.lastExecuted;
+  }
+  get stableCheckpoint(): SeqDigest {
+    return { ...this.stable };
+  }
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+  get status(): Mode {
+    return this.mode;
+  }
+  get isRecovered(): boolean {
+    return this.recoveredReported;
+  }
+  /** The digest of the state as executed so far (for checks, not for the protocol). */
+  stateDigest(): string {
+    return checkpointDigest(this.store.rootDigest().toString("hex"), this.clients.digest());
+  }
+  readValue(key: string): string | null {
+    return this.store.get(key) ?? null;
+  }
+  /** Test hook for simulated faults: the store a Byzantine host could scribble on. */
+  unsafeStore(): KvStore {
+    return this.store;
+  }
+
+  private primaryOf(view: number): string {
+    return this.config.ids[view % this.config.ids.length] as string;
+  }
+
+  private count(name: string): void {
+    this.counters.set(name, (this.counters.get(name) ?? 0) + 1);
+  }
+
+  private problem(kind: ProblemKind, from: string, detail: string): void {
+    this.count(`rejected.${kind}`);
+    this.out.push({ type: "problem", kind, from, detail });
+  }
+
+  private drain(): ReplicaAction[] {
+    const actions = this.out;
+    this.out = [];
+    return actions;
+  }
+
+  // ---- sending ------------------------------------------------------------
+
+  private seal(body: ReplicaBody): Buffer {
+    const from = this.config.self;
+    const sig = this.signer.sign(envelopeSigningBytes(from, this.epoch, body));
+    return encodeEnvelope({ from, epoch: this.epoch, body, sig });
+  }
+
+  private broadcast(body: ReplicaBody): Buffer {
+    const message = this.seal(body);
+    this.out.push({ type: "broadcast", message });
+    return message;
+  }
+
+  private send(to: string, body: ReplicaBody): void {
+    this.out.push({ type: "send", to, message: this.seal(body) });
+  }
+
+  // ---- events -------------------------------------------------------------
+
+  /** Announces this replica's key; call once after construction. */
+  start(nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    const cert = this.ring.keyOf(this.config.self)?.certificate;
+    if (cert) this.broadcast({ type: "NEW_KEY", certificate: cert });
+    this.broadcastStatus();
+    return this.drain();
+  }
+
+  /** A new key pair, certified by the board at this rejuvenation. */
+  installKey(certificate: KeyCertificate, signer: Signer, nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    if (certificate.host !== this.config.self || certificate.publicKey !== signer.publicKey) {
+      this.problem("bad-certificate", "board", "the certificate is not for this replica's key");
+      return this.drain();
+    }
+    const verdict = this.ring.install(certificate);
+    if (verdict !== "installed" && verdict !== "same") {
+      this.problem("bad-certificate", "board", `certificate refused: ${verdict}`);
+      return this.drain();
+    }
+    this.signer = signer;
+    this.epoch = certificate.period;
+    this.broadcast({ type: "NEW_KEY", certificate });
+    return this.drain();
+  }
+
+  /** The host is about to be shut down: a primary hands off so the next view starts at once. */
+  prepareShutdown(nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    if (this.mode === "normal" && this.primary === this.config.self) {
+      this.handingOff = true;
+      this.broadcast({ type: "HANDOFF", view: this.view });
+      this.startViewChange(this.view + 1);
+    }
+    return this.drain();
+  }
+
+  tick(nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    if (nowMs >= this.nextStatusMs) {
+      this.nextStatusMs = nowMs + this.config.statusIntervalMs;
+      this.broadcastStatus();
+    }
+    if (this.transfer) this.applyTransferStep(this.transfer.tick(nowMs));
+    if (this.mode === "view-change" && nowMs >= this.viewChangeDeadlineMs) {
+      this.startViewChange(this.targetView + 1);
+    } else if (
+      this.mode === "normal" &&
+      this.progressDeadlineMs !== undefined &&
+      nowMs >= this.progressDeadlineMs
+    ) {
+      this.count("view-change.timeout");
+      this.startViewChange(this.view + 1);
+    }
+    return this.drain();
+  }
+
+  onClientMessage(client: string, bytes: Buffer, nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    const message: ClientMessage | undefined = parseClientMessage(bytes);
+    if (message === undefined) {
+      this.problem("malformed", client, "a client message that does not parse");
+    } else if (message.type === "KEYS_QUERY") {
+      this.out.push({
+        type: "reply",
+        client,
+        message: this.seal({ type: "KEYS", certificates: this.ring.certificates() }),
+      });
+    } else if (message.request.client !== client) {
+      this.problem("bad-request", client, `a request signed for ${message.request.client}`);
+    } else {
+      this.onRequest(message.request);
+    }
+    return this.drain();
+  }
+
+  onMessage(bytes: Buffer, nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    const envelope = parseEnvelope(bytes);
+    if (envelope === undefined) {
+      this.problem("malformed", "?", "a replica message that does not parse");
+      return this.drain();
+    }
+    const { from, epoch, body } = envelope;
+    if (from === this.config.self || !this.config.ids.includes(from)) {
+      this.problem("malformed", from, "a message from no known peer");
+      return this.drain();
+    }
+    if (body.type === "NEW_KEY") {
+      this.onNewKey(from, body.certificate);
+      return this.drain();
+    }
+    const verdict = this.ring.checkReplica(
+      from,
+      epoch,
+      envelopeSigningBytes(from, epoch, body),
+      envelope.sig,
+    );
+    if (verdict !== "ok") {
+      this.problem(verdict, from, `${body.type} under epoch ${epoch}`);
+      if (verdict === "unknown-epoch") this.queryKey(from);
+      return this.drain();
+    }
+    this.dispatch(envelope);
+    return this.drain();
+  }
+
+  private onNewKey(from: string, certificate: KeyCertificate): void {
+    if (certificate.host !== from) {
+      this.problem("bad-certificate", from, `a certificate for ${certificate.host}`);
+      return;
+    }
+    const verdict = this.ring.install(certificate);
+    if (verdict === "installed") this.count("keys.installed");
+    else if (verdict !== "same" && verdict !== "stale")
+      this.problem("bad-certificate", from, `certificate refused: ${verdict}`);
+  }
+
+  private queryKey(peer: string): void {
+    const last = this.keyQueryAtMs.get(peer);
+    if (last !== undefined && this.nowMs - last < this.config.statusIntervalMs) return;
+    this.keyQueryAtMs.set(peer, this.nowMs);
+    this.send(peer, { type: "KEY_QUERY" });
+  }
+
+  private dispatch(envelope: ReplicaEnvelope): void {
+    const { from, body } = envelope;
+    switch (body.type) {
+      case "PRE_PREPARE":
+        return this.onPrePrepare(from, body, envelope);
+      case "PREPARE":
+        return this.onPrepare(from, body);
+      case "COMMIT":
+        return this.onCommit(from, body);
+      case "CHECKPOINT":
+        return this.onCheckpoint(from, body);
+      case "VIEW_CHANGE":
+        return this.onViewChange(envelope);
+      case "NEW_VIEW":
+        return this.onNewView(from, body);
+      case "HANDOFF":
+        if (body.view === this.view && from === this.primary && this.mode === "normal") {
+          this.count("view-change.handoff");
+          this.startViewChange(this.view + 1);
+        }
+        return;
+      case "STATUS":
+        return this.onStatus(from, body);
+      case "EXECUTED":
+        return this.onExecuted(from, body.entries);
+      case "FETCH_META":
+      case "FETCH_LEAVES":
+      case "FETCH_PARTS":
+        return this.serveFetch(from, body);
+      case "META":
+      case "LEAVES":
+      case "PARTS":
+      case "NO_CHECKPOINT":
+        if (this.transfer) this.applyTransferStep(this.transfer.onReply(from, body, this.nowMs));
+        return;
+      case "KEY_QUERY": {
+        const cert = this.ring.keyOf(this.config.self)?.certificate;
+        if (cert) this.send(from, { type: "NEW_KEY", certificate: cert });
+        return;
+      }
+      default:
+        // REPLY and KEYS are for clients; a replica ignores them.
+        return;
+    }
+  }
+
+  // ---- requests -----------------------------------------------------------
+
+  private checkRequest(request: ClientRequest): boolean {
+    const digest = requestDigest(request);
+    if (this.verifiedRequests.has(digest)) return true;
+    if (!this.ring.hasClient(request.client)) {
+      this.problem("unknown-client", request.client, "a request from a client not on the list");
+      return false;
+    }
+    const { sig, ...signed } = request;
+    if (!this.ring.checkClient(request.client, requestSigningBytes(signed), sig)) {
+      this.problem("bad-signature", request.client, "a request whose signature does not verify");
+      return false;
+    }
+    this.verifiedRequests.add(digest);
+    return true;
+  }
+
+  private onRequest(request: ClientRequest): void {
+    if (!this.checkRequest(request)) return;
+    const last = this.clients.last(request.client);
+    if (last !== undefined && request.ts <= last.ts) {
+      if (request.ts === last.ts) this.sendReply(request.client, last.ts, last.result);
+      return;
+    }
+    const digest = requestDigest(request);
+    if (this.pending.has(digest)) return;
+    this.pending.set(digest, { request, sinceMs: this.nowMs });
+    if (this.isPrimary) this.queued.push(digest);
+    if (this.progressDeadlineMs === undefined && this.mode === "normal")
+      this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
+    this.propose();
+  }
+
+  private sendReply(client: string, ts: number, result: KvResult): void {
+    this.out.push({
+      type: "reply",
+      client,
+      message: this.seal({ type: "REPLY", view: this.view, client, ts, result }),
+    });
+  }
+
+  // ---- normal case --------------------------------------------------------
+
+  private inWindow(seq: number): boolean {
+    return seq > this.stable.seq && seq <= this.stable.seq + 2 * this.config.checkpointInterval;
+  }
+
+  private slot(seq: number, view: number): Slot {
+    let slot = this.slots.get(seq);
+    if (slot === undefined || slot.view < view) {
+      slot = { view, prepares: new Map(), commits: new Map(), prepared: false, committed: false };
+      this.slots.set(seq, slot);
+    }
+    return slot;
+  }
+
+  /** The primary proposes batches while its window allows. */
+  private propose(): void {
+    if (!this.isPrimary || this.handingOff) return;
+    while (
+      this.queued.length > 0 &&
+      this.nextSeq - 1 - this.lastExecuted < this.config.maxInFlight &&
+      this.inWindow(this.nextSeq)
+    ) {
+      const requests: ClientRequest[] = [];
+      while (this.queued.length > 0 && requests.length < this.config.batchMax) {
+        const p = this.pending.get(this.queued.shift() as string);
+        if (p !== undefined) requests.push(p.request);
+      }
+      if (requests.length === 0) return;
+      const seq = this.nextSeq++;
+      const digest = batchDigest(requests);
+      const body: ReplicaBody = { type: "PRE_PREPARE", view: this.view, seq, digest, requests };
+      const message = this.broadcast(body);
+      const slot = this.slot(seq, this.view);
+      slot.digest = digest;
+      slot.requests = requests;
+      slot.prePrepare = message;
+      this.notePrePrepared(seq, digest, requests);
+    }
+  }
+
+  private notePrePrepared(seq: number, digest: string, requests: ClientRequest[]): void {
+    let byDigest = this.prePreparedInfo.get(seq);
+    if (byDigest === undefined) {
+      byDigest = new Map();
+      this.prePreparedInfo.set(seq, byDigest);
+    }
+    byDigest.set(digest, Math.max(byDigest.get(digest) ?? 0, this.view));
+    this.batchesByDigest.set(digest, requests);
+  }
+
+  private onPrePrepare(
+    from: string,
+    body: Extract<ReplicaBody, { type: "PRE_PREPARE" }>,
+    envelope: ReplicaEnvelope,
+  ): void {
+    if (this.mode !== "normal" || body.view !== this.view) return;
+    if (from !== this.primary) {
+      this.problem("bad-pre-prepare", from, "a PRE_PREPARE from a replica that is not the primary");
+      return;
+    }
+    if (!this.inWindow(body.seq) || body.seq <= this.lastExecuted) return;
+    const slot = this.slot(body.seq, body.view);
+    if (slot.digest !== undefined) {
+      if (slot.digest !== body.digest) {
+        this.problem(
+          "bad-pre-prepare",
+          from,
+          `two PRE_PREPAREs for seq ${body.seq} in view ${body.view}`,
+        );
+        this.suspectPrimary();
+      }
+      return;
+    }
+    if (
+      body.requests.length > this.config.batchMax ||
+      batchDigest(body.requests) !== body.digest ||
+      !body.requests.every((r) => this.checkRequest(r))
+    ) {
+      this.problem("bad-pre-prepare", from, `PRE_PREPARE ${body.seq}: batch does not check out`);
+      this.suspectPrimary();
+      return;
+    }
+    slot.digest = body.digest;
+    slot.requests = body.requests;
+    slot.prePrepare = encodeEnvelope(envelope);
+    this.notePrePrepared(body.seq, body.digest, body.requests);
+    for (const r of body.requests) {
+      const d = requestDigest(r);
+      if (!this.pending.has(d) && r.ts > this.clients.lastTs(r.client))
+        this.pending.set(d, { request: r, sinceMs: this.nowMs });
+    }
+    if (this.progressDeadlineMs === undefined)
+      this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
+    slot.sentPrepare = this.broadcast({
+      type: "PREPARE",
+      view: body.view,
+      seq: body.seq,
+      digest: body.digest,
+    });
+    slot.prepares.set(this.config.self, body.digest);
+    this.checkPrepared(body.seq);
+  }
+
+  /** A primary caught lying: move on without waiting for the timeout. */
+  private suspectPrimary(): void {
+    if (this.mode === "normal") this.startViewChange(this.view + 1);
+  }
+
+  private onPrepare(from: string, body: { view: number; seq: number; digest: string }): void {
+    if (this.mode !== "normal" || body.view !== this.view || !this.inWindow(body.seq)) return;
+    if (from === this.primary) return; // the primary's vote is its PRE_PREPARE
+    const slot = this.slot(body.seq, body.view);
+    if (slot.view !== body.view) return;
+    slot.prepares.set(from, body.digest);
+    this.checkPrepared(body.seq);
+  }
+
+  private onCommit(from: string, body: { view: number; seq: number; digest: string }): void {
+    if (this.mode !== "normal" || body.view !== this.view || !this.inWindow(body.seq)) return;
+    const slot = this.slot(body.seq, body.view);
+    if (slot.view !== body.view) return;
+    slot.commits.set(from, body.digest);
+    this.checkCommitted(body.seq);
+  }
+
+  private matching(votes: Map<string, string>, digest: string): number {
+    let n = 0;
+    for (const d of votes.values()) if (d === digest) n++;
+    return n;
+  }
+
+  private checkPrepared(seq: number): void {
+    const slot = this.slots.get(seq);
+    if (slot === undefined || slot.prepared || slot.digest === undefined) return;
+    // q - 1 PREPAREs from backups plus the primary's PRE_PREPARE.
+    if (this.matching(slot.prepares, slot.digest) < this.config.quorums.quorum - 1) return;
+    slot.prepared = true;
+    this.preparedInfo.set(seq, { seq, view: slot.view, digest: slot.digest });
+    slot.sentCommit = this.broadcast({ type: "COMMIT", view: slot.view, seq, digest: slot.digest });
+    slot.commits.set(this.config.self, slot.digest);
+    this.checkCommitted(seq);
+  }
+
+  private checkCommitted(seq: number): void {
+    const slot = this.slots.get(seq);
+    if (slot === undefined || slot.committed || !slot.prepared || slot.digest === undefined) return;
+    if (this.matching(slot.commits, slot.digest) < this.config.quorums.quorum) return;
+    slot.committed = true;
+    this.executeReady();
+  }
+
+  // ---- execution and checkpoints ------------------------------------------
+
+  private executeReady(): void {
+    for (;;) {
+      const seq = this.lastExecuted + 1;
+      const slot = this.slots.get(seq);
+      if (slot?.committed && slot.requests !== undefined && slot.digest !== undefined) {
+        this.execute(seq, slot.view, slot.digest, slot.requests);
+        continue;
+      }
+      const reported = this.agreedExecuted(seq);
+      if (reported !== undefined) {
+        this.count("executed.from-peers");
+        this.execute(seq, reported.view, reported.digest, reported.requests);
+        continue;
+      }
+      break;
+    }
+    if (this.mode === "normal") this.propose();
+    this.maybeRecovered();
+  }
+
+  private execute(seq: number, view: number, digest: string, requests: ClientRequest[]): void {
+    const results: Array<KvResult | undefined> = [];
+    for (const request of requests) {
+      const d = requestDigest(request);
+      this.pending.delete(d);
+      if (!this.verifiedRequests.has(d) && !this.checkRequest(request)) {
+        // Agreed by a quorum yet unauthenticated: only a bug could get here; never execute it.
+        results.push(undefined);
+        continue;
+      }
+      if (request.ts <= this.clients.lastTs(request.client)) {
+        results.push(undefined);
+        continue;
+      }
+      const result = this.store.apply(request.op);
+      this.clients.record(request.client, request.ts, result);
+      results.push(result);
+      this.sendReply(request.client, request.ts, result);
+    }
+    this.lastExecuted = seq;
+    this.executedLog.set(seq, { seq, view, digest, requests });
+    this.out.push({ type: "executed", seq, view, digest, requests, results });
+    // Progress: the suspicion timer restarts for whatever is still pending.
+    this.progressDeadlineMs =
+      this.pending.size > 0 ? this.nowMs + this.config.viewChangeTimeoutMs : undefined;
+    if (seq % this.config.checkpointInterval === 0) this.takeCheckpoint(seq);
+  }
+
+  private takeCheckpoint(seq: number): void {
+    const snapshot = this.store.snapshot();
+    const clients = this.clients.list();
+    const digest = checkpointDigest(snapshot.root().toString("hex"), this.clients.digest());
+    this.ownCheckpoints.set(seq, { seq, digest, snapshot, clients });
+    this.out.push({ type: "checkpoint", seq, digest, snapshot, clients });
+    this.broadcast({ type: "CHECKPOINT", seq, digest });
+    this.addCheckpointVote(seq, digest, this.config.self);
+  }
+  private addCheckpointVote(seq: number, digest: string, from: string): void {
+    if (seq < this.stable.seq && this.mode !== "recovering") return;
+    let byDigest = this.checkpointVotes.get(seq);
+    if (byDigest === undefined) {
+      byDigest = new Map();
+      this.checkpointVotes.set(seq, byDigest);
+    }
+    // One vote per replica and sequence number: a later, different vote replaces it.
+    for (const voters of byDigest.values()) voters.delete(from);
+    let voters = byDigest.get(digest);
+    if (voters === undefined) {
+      voters = new Set();
+      byDigest.set(digest, voters);
+    }
+    voters.add(from);
+    const { quorum, weak } = this.config.quorums;
+    const vouchers = () => [...voters].filter((v) => v !== this.config.self);
+    if (this.mode === "recovering") {
+      // Its own stored state proves nothing: take the newest checkpoint k'+1 peers vouch for.
+      if (voters.size >= weak) this.behind({ seq, digest }, vouchers());
+      return;
+    }
+    const own = this.ownCheckpoints.get(seq);
+    if (own?.digest === digest && voters.size >= quorum && seq > this.stable.seq)
+      this.makeStable(seq, digest);
+    else if (voters.size >= weak && seq >= this.lastExecuted + this.config.checkpointInterval)
+      // A whole interval behind: the log suffix peers keep may no longer reach back here.
+      this.behind({ seq, digest }, vouchers());
+  }
+
+  private onCheckpoint(from: string, body: { seq: number; digest: string }): void {
+    if (body.seq % this.config.checkpointInterval !== 0 && body.seq !== 0) return;
+    if (body.seq < this.stable.seq && this.mode !== "recovering") return;
+    // Bound the votes kept for the future: a Byzantine peer may claim any number.
+    if (
+      body.seq > this.lastExecuted + 64 * this.config.checkpointInterval &&
+      this.checkpointVotes.size > 256
+    )
+      return;
+    this.addCheckpointVote(body.seq, body.digest, from);
+  }
+
+  private makeStable(seq: number, digest: string): void {
+    this.stable = { seq, digest };
+    this.out.push({ type: "stable", seq, digest });
+    for (const s of [...this.slots.keys()]) if (s <= seq) this.slots.delete(s);
+    for (const s of [...this.preparedInfo.keys()]) if (s <= seq) this.preparedInfo.delete(s);
+    for (const s of [...this.prePreparedInfo.keys()]) if (s <= seq) this.prePreparedInfo.delete(s); // The log suffix is kept one interval longer, for peers just behind the checkpoint.
+    const keepFrom = seq - this.config.checkpointInterval;
+    for (const s of [...this.executedLog.keys()]) if (s <= keepFrom) this.executedLog.delete(s);
+    for (const s of [...this.executedReports.keys()]) if (s <= seq) this.executedReports.delete(s);
+    for (const s of [...this.checkpointVotes.keys()]) if (s < seq) this.checkpointVotes.delete(s);
+    // Keep the stable checkpoint (peers may fetch it) and anything newer.
+    for (const s of [...this.ownCheckpoints.keys()]) if (s < seq) this.ownCheckpoints.delete(s);
+    const live = new Set<string>();
+    for (const slot of this.slots.values()) if (slot.digest) live.add(slot.digest);
+    for (const digest of [...this.batchesByDigest.keys()])
+      if (!live.has(digest)) this.batchesByDigest.delete(digest);
+    for (const [digest, entry] of [...this.reportedBatches])
+      if (entry.seq <= seq) this.reportedBatches.delete(digest);
+    if (this.verifiedRequests.size > 100_000) this.verifiedRequests.clear();
+    if (this.nextSeq <= seq) this.nextSeq = seq + 1;
+    this.propose();
+  }
+
+  // ---- lagging, state transfer, recovery ----------------------------------
+
+  /** k'+1 replicas vouch for a checkpoint this replica has not reached: fetch it. */
+  private behind(target: SeqDigest, vouchers: string[]): void {
+    if (vouchers.length === 0) return;
+    if (
+      this.transfer !== undefined &&
+      !this.transfer.finished &&
+      this.transfer.target.seq >= target.seq
+    )
+      return;
+    // A recovering replica whose stored checkpoint is the vouched one needs no transfer.
+    if (
+      this.mode === "recovering" &&
+      this.lastExecuted === target.seq &&
+      this.stateDigest() === target.digest
+    ) {
+      this.installState(target, this.store, this.clients.list());
+      return;
+    }
+    if (this.mode !== "recovering" && target.seq <= this.lastExecuted) return;
+    this.count("state-transfer.started");
+    this.transfer = new StateTransfer(
+      target,
+      this.store.snapshot(),
+      vouchers,
+      this.nowMs,
+      Math.max(2 * this.config.statusIntervalMs, 50),
+    );
+    this.applyTransferStep(this.transfer.start());
+  }
+
+  private applyTransferStep(step: ReturnType<StateTransfer["start"]>): void {
+    if (step.rejected) this.problem("bad-transfer-reply", "?", step.rejected);
+    for (const { to, body } of step.send) this.send(to, body);
+    if (step.done && this.transfer) {
+      const target = this.transfer.target;
+      this.transfer = undefined;
+      if (this.mode !== "recovering" && target.seq <= this.lastExecuted) return;
+      this.out.push({
+        type: "transferred",
+        seq: target.seq,
+        partitions: step.done.partitionsFetched,
+        bytes: step.done.bytesFetched,
+      });
+      this.installState(target, step.done.store, step.done.clients);
+    }
+  }
+
+  private installState(target: SeqDigest, store: KvStore, clients: ClientTableEntry[]): void {
+    const wasRecovering = this.mode === "recovering";
+    if (wasRecovering) {
+      // Nothing from before is trusted: not the stored sequence number, not its checkpoints.
+      this.ownCheckpoints.clear();
+      this.slots.clear();
+      this.executedLog.clear();
+      this.preparedInfo.clear();
+      this.prePreparedInfo.clear();
+      this.stable = { seq: -1, digest: "" };
+      this.nextSeq = target.seq + 1;
+    }
+    this.store = store;
+    this.clients = ClientTable.from(clients);
+    this.lastExecuted = target.seq;
+    if (this.nextSeq <= target.seq) this.nextSeq = target.seq + 1;
+    const snapshot = store.snapshot();
+    this.ownCheckpoints.set(target.seq, {
+      seq: target.seq,
+      digest: target.digest,
+      snapshot,
+      clients,
+    });
+    this.out.push({
+      type: "checkpoint",
+      seq: target.seq,
+      digest: target.digest,
+      snapshot,
+      clients,
+    });
+    for (const s of [...this.slots.keys()]) if (s <= target.seq) this.slots.delete(s);
+    for (const [d, p] of [...this.pending])
+      if (p.request.ts <= this.clients.lastTs(p.request.client)) this.pending.delete(d);
+    if (this.mode === "recovering") {
+      this.mode = "normal";
+      this.catchUpTarget = undefined;
+    }
+    this.addCheckpointVote(target.seq, target.digest, this.config.self);
+    if (target.seq > this.stable.seq) this.makeStable(target.seq, target.digest);
+    this.executeReady();
+  }
+
+  /** Recovered: state installed and caught up with what k'+1 peers have executed. */
+  private maybeRecovered(): void {
+    if (this.recoveredReported || this.mode !== "normal") return;
+    const reports = [...this.peerExecuted.values()].sort((a, b) => b - a);
+    const target = reports[this.config.quorums.weak - 1];
+    if (target === undefined) return;
+    this.catchUpTarget = Math.max(this.catchUpTarget ?? 0, target);
+    if (this.lastExecuted < this.catchUpTarget) return;
+    this.recoveredReported = true;
+    this.out.push({ type: "recovered", seq: this.stable.seq, digest: this.stable.digest });
+  }
+
+  private broadcastStatus(): void {
+    this.broadcast({
+      type: "STATUS",
+      view: this.view,
+      lastExecuted: this.lastExecuted,
+      stableSeq: this.stable.seq,
+      recovering: this.mode === "recovering",
+    });
+  }
+
+  private onStatus(
+    from: string,
+    body: { view: number; lastExecuted: number; stableSeq: number; recovering: boolean },
+  ): void {
+    this.peerViews.set(from, body.view);
+    if (!body.recovering) this.peerExecuted.set(from, body.lastExecuted);
+    this.adoptViewFromPeers();
+    this.maybeRecovered();
+    if (this.mode === "recovering") return;
+    // A peer behind our stable checkpoint needs the checkpoint (it gathers k'+1 votes).
+    if (body.lastExecuted < this.stable.seq || body.recovering) {
+      this.send(from, { type: "CHECKPOINT", seq: this.stable.seq, digest: this.stable.digest });
+    }
+    if (body.lastExecuted < this.lastExecuted) {
+      const entries: ExecutedEntry[] = [];
+      let bytes = 0;
+      for (let s = body.lastExecuted + 1; s <= this.lastExecuted; s++) {
+        const e = this.executedLog.get(s);
+        if (e === undefined) break;
+        bytes += 256 + e.requests.length * 256;
+        if (entries.length > 0 && bytes > this.config.maxReplyBytes) break;
+        entries.push(e);
+      }
+      if (entries.length > 0) this.send(from, { type: "EXECUTED", entries });
+    }
+    if (
+      body.view === this.view &&
+      this.mode === "normal" &&
+      body.lastExecuted >= this.lastExecuted
+    ) {
+      // Retransmit our part of whatever is still in flight: the network may have lost it.
+      for (const [seq, slot] of this.slots) {
+        if (seq <= body.lastExecuted || slot.view !== this.view) continue;
+        for (const m of [slot.prePrepare, slot.sentPrepare, slot.sentCommit])
+          if (m !== undefined) this.out.push({ type: "send", to: from, message: m });
+      }
+    }
+    if (body.view < this.view && this.mode === "normal") this.resendNewView(from);
+    else if (body.view === this.targetView && this.mode === "view-change") {
+      const mine = this.viewChanges.get(this.targetView)?.get(this.config.self);
+      if (mine) this.out.push({ type: "send", to: from, message: encodeEnvelope(mine) });
+    }
+  }
+
+  private lastNewView: Buffer | undefined;
+
+  private resendNewView(to: string): void {
+    if (this.lastNewView !== undefined)
+      this.out.push({ type: "send", to, message: this.lastNewView });
+  }
+
+  /** A replica that missed a view change (or is recovering) joins the view k'+1 peers are in. */
+  private adoptViewFromPeers(): void {
+    const counts = new Map<number, number>();
+    for (const v of this.peerViews.values()) counts.set(v, (counts.get(v) ?? 0) + 1);
+    let best: number | undefined;
+    for (const [v, c] of counts)
+      if (c >= this.config.quorums.weak && v > this.view && (best === undefined || v > best))
+        best = v;
+    if (best === undefined) return;
+    if (this.mode === "view-change" && best <= this.targetView) return;
+    // In a newer view the peers agree on; its slots come by retransmission.
+    this.count("view.adopted");
+    this.enterView(best);
+  }
+
+  private onExecuted(from: string, entries: ExecutedEntry[]): void {
+    for (const entry of entries) {
+      if (
+        entry.seq <= this.lastExecuted ||
+        entry.seq > this.lastExecuted + 4 * this.config.checkpointInterval
+      )
+        continue;
+      if (batchDigest(entry.requests) !== entry.digest) {
+        this.problem("bad-transfer-reply", from, `EXECUTED ${entry.seq}: digest does not match`);
+        continue;
+      }
+      let byDigest = this.executedReports.get(entry.seq);
+      if (byDigest === undefined) {
+        byDigest = new Map();
+        this.executedReports.set(entry.seq, byDigest);
+      }
+      for (const voters of byDigest.values()) voters.delete(from);
+      let voters = byDigest.get(entry.digest);
+      if (voters === undefined) {
+        voters = new Set();
+        byDigest.set(entry.digest, voters);
+      }
+      voters.add(from);
+      this.reportedBatches.set(entry.digest, entry);
+    }
+    if (this.mode !== "recovering") this.executeReady();
+  }
+
+  /** A batch k'+1 peers say they executed at seq (one of them is correct). */
+  private agreedExecuted(seq: number): ExecutedEntry | undefined {
+    if (this.mode === "recovering") return undefined;
+    const byDigest = this.executedReports.get(seq);
+    if (byDigest === undefined) return undefined;
+    for (const [digest, voters] of byDigest)
+      if (voters.size >= this.config.quorums.weak) {
+        const entry = this.reportedBatches.get(digest);
+        if (entry !== undefined) return entry;
+      }
+    return undefined;
+  }
+
+  private serveFetch(from: string, body: ReplicaBody): void {
+    if (!("seq" in body)) return;
+    const cp = this.ownCheckpoints.get(body.seq);
+    if (cp === undefined || this.mode === "recovering") {
+      this.send(from, { type: "NO_CHECKPOINT", seq: body.seq });
+      return;
+    }
+    const s = cp.snapshot;
+    if (body.type === "FETCH_META") {
+      this.send(from, {
+        type: "META",
+        seq: cp.seq,
+        kvRoot: s.root().toString("hex"),
+        clients: cp.clients,
+        metas: s.metaDigests().map((d) => d.toString("hex")),
+      });
+    } else if (body.type === "FETCH_LEAVES") {
+      const metas = body.metas.filter((m) => m < s.metaDigests().length).slice(0, 64);
+      this.send(from, {
+        type: "LEAVES",
+        seq: cp.seq,
+        leaves: metas.map((meta) => ({
+          meta,
+          digests: s.leafDigests(meta).map((d) => d.toString("hex")),
+        })),
+      });
+    } else if (body.type === "FETCH_PARTS") {
+      const parts: Array<{ index: number; data: string }> = [];
+      let bytes = 0;
+      for (const index of body.parts.slice(0, 256)) {
+        if (index >= 4096) continue;
+        const data = s.encodePartition(index);
+        if (parts.length > 0 && bytes + data.length > this.config.maxReplyBytes) break;
+        bytes += data.length;
+        parts.push({ index, data: data.toString("base64") });
+      }
+      this.send(from, { type: "PARTS", seq: cp.seq, parts });
+    }
+  }
+
+  // ---- view changes -------------------------------------------------------
+
+  private startViewChange(newView: number): void {
+    if (newView <= this.view && this.mode !== "view-change") return;
+    if (this.mode === "view-change" && newView <= this.targetView) return;
+    this.count("view-change.started");
+    this.mode = this.mode === "recovering" ? "recovering" : "view-change";
+    this.targetView = newView;
+    this.viewChangeAttempts++;
+    // Exponential back-off: each further view waits twice as long for its NEW_VIEW.
+    const backoff = Math.min(2 ** Math.min(this.viewChangeAttempts - 1, 6), 64);
+    this.viewChangeDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs * backoff;
+    this.progressDeadlineMs = undefined;
+    const body = this.viewChangeBody(newView);
+    const message = this.broadcast(body);
+    const envelope = parseEnvelope(message) as ReplicaEnvelope;
+    this.recordViewChange(envelope);
+  }
+
+  private viewChangeBody(newView: number): ViewChangeBody {
+    const checkpoints: SeqDigest[] = [];
+    for (const cp of this.ownCheckpoints.values())
+      if (cp.seq > this.stable.seq) checkpoints.push({ seq: cp.seq, digest: cp.digest });
+    const prepared = [...this.preparedInfo.values()].filter((p) => p.seq > this.stable.seq);
+    const prePrepared: ViewSeqDigest[] = [];
+    for (const [seq, byDigest] of this.prePreparedInfo)
+      if (seq > this.stable.seq)
+        for (const [digest, view] of byDigest) prePrepared.push({ seq, view, digest });
+    const batches: BatchBody[] = [];
+    for (const p of prepared) {
+      const requests = this.batchesByDigest.get(p.digest);
+      if (requests) batches.push({ digest: p.digest, requests });
+    }
+    return {
+      type: "VIEW_CHANGE",
+      newView,
+      stable: { ...this.stable },
+      checkpoints,
+      prepared,
+      prePrepared,
+      batches,
+    };
+  }
+
+  private onViewChange(envelope: ReplicaEnvelope): void {
+    const body = envelope.body as ViewChangeBody;
+    if (body.newView <= this.view) return;
+    if (!this.validViewChange(body)) {
+      this.problem("bad-view-change", envelope.from, `VIEW_CHANGE to ${body.newView}`);
+      return;
+    }
+    this.recordViewChange(envelope);
+    // k'+1 replicas want a newer view: at least one correct one does, join it.
+    const senders = new Set<string>();
+    let least = Number.POSITIVE_INFINITY;
+    for (const [view, byFrom] of this.viewChanges)
+      if (view > (this.mode === "view-change" ? this.targetView : this.view))
+        for (const from of byFrom.keys()) {
+          senders.add(from);
+          least = Math.min(least, view);
+        }
+    if (senders.size >= this.config.quorums.weak && this.mode !== "recovering")
+      this.startViewChange(least);
+  }
+
+  private validViewChange(body: ViewChangeBody): boolean {
+    const seqs = new Set<number>();
+    for (const p of body.prepared) {
+      if (seqs.has(p.seq) || p.seq <= body.stable.seq || p.view >= body.newView) return false;
+      seqs.add(p.seq);
+      if (!body.batches.some((b) => b.digest === p.digest)) return false;
+    }
+    return body.batches.every(
+      (b) => batchDigest(b.requests) === b.digest || b.requests.length === 0,
+    );
+  }
+
+  private recordViewChange(envelope: ReplicaEnvelope): void {
+    const body = envelope.body as ViewChangeBody;
+    let byFrom = this.viewChanges.get(body.newView);
+    if (byFrom === undefined) {
+      byFrom = new Map();
+      this.viewChanges.set(body.newView, byFrom);
+    }
+    byFrom.set(envelope.from, envelope);
+    // Bound memory: keep only the few newest views.
+    if (this.viewChanges.size > 8) {
+      const oldest = Math.min(...this.viewChanges.keys());
+      this.viewChanges.delete(oldest);
+    }
+    if (this.primaryOf(body.newView) === this.config.self) this.tryNewView(body.newView);
+  }
+
+  private nullDigest(): string {
+    return batchDigest([]);
+  }
+
+  private tryNewView(view: number): void {
+    if (this.sentNewView.has(view) || view < this.view) return;
+    if (this.mode === "view-change" && view !== this.targetView) return;
+    const byFrom = this.viewChanges.get(view);
+    if (byFrom === undefined || !byFrom.has(this.config.self)) return;
+    const envelopes = [...byFrom.values()].sort((a, b) => (a.from < b.from ? -1 : 1));
+    const decision = decideNewView(
+      envelopes.map((e) => e.body as ViewChangeBody),
+      this.config.quorums,
+      2 * this.config.checkpointInterval,
+      this.nullDigest(),
+    );
+    if (decision === undefined) return;
+    this.sentNewView.add(view);
+    const message = this.broadcast({
+      type: "NEW_VIEW",
+      view,
+      viewChanges: envelopes,
+      checkpoint: decision.checkpoint,
+      proposals: decision.proposals,
+    });
+    this.lastNewView = message;
+    this.startView(view, decision, envelopes);
+  }
+
+  private onNewView(from: string, body: Extract<ReplicaBody, { type: "NEW_VIEW" }>): void {
+    if (body.view < this.view || (body.view === this.view && this.mode === "normal")) return;
+    if (from !== this.primaryOf(body.view)) {
+      this.problem("bad-new-view", from, `NEW_VIEW ${body.view} not from its primary`);
+      return;
+    }
+    const senders = new Set<string>();
+    for (const vc of body.viewChanges) {
+      const verdict = this.ring.checkReplica(
+        vc.from,
+        vc.epoch,
+        envelopeSigningBytes(vc.from, vc.epoch, vc.body),
+        vc.sig,
+      );
+      const vcBody = vc.body as ViewChangeBody;
+      if (
+        verdict !== "ok" ||
+        senders.has(vc.from) ||
+        !this.config.ids.includes(vc.from) ||
+        vcBody.newView !== body.view ||
+        !this.validViewChange(vcBody)
+      ) {
+        this.problem(
+          "bad-new-view",
+          from,
+          `NEW_VIEW ${body.view}: a VIEW_CHANGE does not check out`,
+        );
+        return;
+      }
+      senders.add(vc.from);
+    }
+    const decision = decideNewView(
+      body.viewChanges.map((e) => e.body as ViewChangeBody),
+      this.config.quorums,
+      2 * this.config.checkpointInterval,
+      this.nullDigest(),
+    );
+    const same =
+      decision !== undefined &&
+      decision.checkpoint.seq === body.checkpoint.seq &&
+      decision.checkpoint.digest === body.checkpoint.digest &&
+      decision.proposals.length === body.proposals.length &&
+      decision.proposals.every(
+        (p, i) => p.seq === body.proposals[i]?.seq && p.digest === body.proposals[i]?.digest,
+      );
+    if (!same || decision === undefined) {
+      this.problem("bad-new-view", from, `NEW_VIEW ${body.view}: its choices do not follow`);
+      this.startViewChange(body.view + 1);
+      return;
+    }
+    this.startView(body.view, decision, body.viewChanges);
+  }
+
+  private enterView(view: number): void {
+    this.view = view;
+    this.targetView = view;
+    if (this.mode !== "recovering") this.mode = "normal";
+    this.viewChangeAttempts = 0;
+    this.handingOff = false;
+    for (const [seq, slot] of [...this.slots])
+      if (slot.view < view && !slot.committed) this.slots.delete(seq);
+    for (const v of [...this.viewChanges.keys()]) if (v <= view) this.viewChanges.delete(v);
+    this.progressDeadlineMs =
+      this.pending.size > 0 ? this.nowMs + this.config.viewChangeTimeoutMs : undefined;
+    this.queued.length = 0;
+    if (this.primaryOf(view) === this.config.self)
+      for (const [digest, p] of this.pending)
+        if (p.request.ts > this.clients.lastTs(p.request.client)) this.queued.push(digest);
+    this.out.push({ type: "view", view, primary: this.primaryOf(view) });
+  }
+
+  private startView(
+    view: number,
+    decision: ReturnType<typeof decideNewView> & object,
+    viewChanges: ReplicaEnvelope[],
+  ): void {
+    this.enterView(view);
+    const { checkpoint, proposals, batches } = decision;
+    if (checkpoint.seq > this.lastExecuted) {
+      const vouchers = viewChanges
+        .filter((vc) => {
+          const b = vc.body as ViewChangeBody;
+          return [b.stable, ...b.checkpoints].some(
+            (c) => c.seq === checkpoint.seq && c.digest === checkpoint.digest,
+          );
+        })
+        .map((vc) => vc.from)
+        .filter((f) => f !== this.config.self);
+      this.behind(checkpoint, vouchers);
+    }
+    const isPrimary = this.primaryOf(view) === this.config.self;
+    let maxSeq = Math.max(checkpoint.seq, this.lastExecuted);
+    for (const p of proposals) {
+      maxSeq = Math.max(maxSeq, p.seq);
+      if (p.seq <= this.lastExecuted) continue;
+      const requests =
+        p.digest === this.nullDigest() ? [] : (batches.get(p.digest)?.requests ?? []);
+      const slot = this.slot(p.seq, view);
+      slot.digest = p.digest;
+      slot.requests = requests;
+      this.notePrePrepared(p.seq, p.digest, requests);
+      if (isPrimary) {
+        slot.prePrepare = this.seal({
+          type: "PRE_PREPARE",
+          view,
+          seq: p.seq,
+          digest: p.digest,
+          requests,
+        });
+      } else {
+        slot.sentPrepare = this.broadcast({ type: "PREPARE", view, seq: p.seq, digest: p.digest });
+        slot.prepares.set(this.config.self, p.digest);
+      }
+    }
+    this.nextSeq = maxSeq + 1;
+    // Requests re-proposed above need no second proposal.
+    const reproposed = new Set<string>();
+    for (const b of batches.values()) for (const r of b.requests) reproposed.add(requestDigest(r));
+    for (let i = this.queued.length - 1; i >= 0; i--)
+      if (reproposed.has(this.queued[i] as string)) this.queued.splice(i, 1);
+    for (const p of proposals) this.checkPrepared(p.seq);
+    this.propose();
+  }
+}

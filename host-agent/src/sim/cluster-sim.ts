@@ -1,0 +1,562 @@
+/**
+ * The whole replicated service in one process, from a seed: replicas,
+ * clients, a network that loses, duplicates, delays, reorders and
+ * partitions, Byzantine replicas, and boards that rejuvenate k replicas at a
+ * time (planned shutdown, downtime, a new key epoch, stored state intact,
+ * wiped or corrupted). The properties are checked as the run goes; a failing
+ * seed replays exactly.
+ */
+import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+import { KvClientCore } from "../client/kv-client-core.js";
+import type { KvOperation } from "../kv/kv-operation.js";
+import type { KvSnapshot } from "../kv/kv-snapshot.js";
+import { KvStore } from "../kv/kv-store.js";
+import { KeyRing, type Signer } from "../replica/key-ring.js";
+import {
+  type ClientTableEntry,
+  encodeEnvelope,
+  envelopeSigningBytes,
+} from "../replica/messages.js";
+import { quorumsFor } from "../replica/quorums.js";
+import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
+import { type ByzantineBehaviour, ByzantineFilter, type Outgoing } from "./byzantine.js";
+import { EventQueue } from "./event-queue.js";
+import { HistoryChecker } from "./history-checker.js";
+import { Prng } from "./prng.js";
+import { SimCrypto } from "./sim-crypto.js";
+import { replicaIds, type Scenario } from "./sim-scenario.js";
+
+const REPLICA_TICK_MS = 10;
+const CLIENT_TICK_MS = 50;
+const MISCHIEF_EVERY_MS = 100;
+
+export interface SimResult {
+  seed: number;
+  passed: boolean;
+  violations: string[];
+  completed: number;
+  executedSeqs: number;
+  viewChanges: number;
+  rejuvenations: number;
+  stateTransfers: number;
+  rejected: number;
+  simulatedMs: number;
+}
+
+interface StoredCheckpoint {
+  seq: number;
+  snapshot: KvSnapshot;
+  clients: ClientTableEntry[];
+}
+
+interface ReplicaNode {
+  id: string;
+  core: ReplicaCore | undefined;
+  signer: Signer;
+  epoch: number;
+  byzantine: ByzantineFilter | undefined;
+  disk: StoredCheckpoint | undefined;
+  /** Set while rejuvenated and not yet recovered. */
+  restartedAtMs: number | undefined;
+  stableAtRestart: number;
+}
+
+interface ClientNode {
+  id: string;
+  core: KvClientCore;
+  invokedMs: number;
+  ops: number;
+}
+
+export function runSimulation(scenario: Scenario): SimResult {
+  return new ClusterSim(scenario).run();
+}
+
+class ClusterSim {
+  private readonly q = new EventQueue();
+  private readonly prng: Prng;
+  private readonly net: Prng;
+  private readonly adversary: Prng;
+  private readonly crypto: SimCrypto;
+  private readonly ids: string[];
+  private readonly replicas = new Map<string, ReplicaNode>();
+  private readonly clients = new Map<string, ClientNode>();
+  private readonly boardSigners = new Map<string, Signer>();
+  private readonly checker = new HistoryChecker();
+  private readonly certificates = new Map<string, KeyCertificate>();
+  private readonly oldSigners: Array<{ id: string; epoch: number; signer: Signer }> = [];
+  private period = 0;
+  private rejuvenations = 0;
+  private viewChanges = 0;
+  private stateTransfers = 0;
+  private rejected = 0;
+  private maxExecuted = 0;
+  private lastActivityMs = 0;
+
+  constructor(private readonly s: Scenario) {
+    this.prng = new Prng(s.seed);
+    this.net = this.prng.fork();
+    this.adversary = this.prng.fork();
+    this.crypto = new SimCrypto(s.seed);
+    this.ids = replicaIds(s.n);
+  }
+
+  private quorums() {
+    return quorumsFor(this.s.n, this.s.kPrime, this.s.k);
+  }
+
+  private ring(): KeyRing {
+    const boardKeys = new Map<string, string>();
+    for (const [id, signer] of this.boardSigners) boardKeys.set(id, signer.publicKey);
+    const clientKeys = new Map<string, string>();
+    for (const [id, c] of this.clientSigners) clientKeys.set(id, c.publicKey);
+    const ring = new KeyRing(this.crypto, boardKeys, clientKeys);
+    for (const cert of this.certificates.values()) ring.install(cert);
+    return ring;
+  }
+
+  private readonly clientSigners = new Map<string, Signer>();
+
+  private certify(id: string, signer: Signer, period: number): KeyCertificate {
+    const board = this.boardSigners.get(id) as Signer;
+    const body = {
+      host: id,
+      board: `b-${id}`,
+      period,
+      publicKey: signer.publicKey,
+      issuedAt: "sim",
+    };
+    const cert = { ...body, signature: board.sign(certificateSigningBytes(body)) };
+    this.certificates.set(id, cert);
+    return cert;
+  }
+
+  private newCore(node: ReplicaNode, recovering: boolean): ReplicaCore {
+    const cert = this.certificates.get(node.id);
+    return new ReplicaCore(
+      {
+        ids: this.ids,
+        self: node.id,
+        quorums: this.quorums(),
+        checkpointInterval: this.s.checkpointInterval,
+        batchMax: this.s.batchMax,
+        maxInFlight: this.s.maxInFlight,
+        viewChangeTimeoutMs: this.s.viewChangeTimeoutMs,
+        statusIntervalMs: this.s.statusIntervalMs,
+        maxReplyBytes: 256 * 1024,
+      },
+      this.ring(),
+      node.signer,
+      cert,
+      recovering && node.disk ? { recovering, checkpoint: node.disk } : { recovering },
+    );
+  }
+
+  run(): SimResult {
+    for (const id of this.ids) this.boardSigners.set(id, this.crypto.newSigner(`board-${id}`));
+    for (let i = 1; i <= this.s.clients; i++)
+      this.clientSigners.set(`c${i}`, this.crypto.newSigner(`client-c${i}`));
+    for (const id of this.ids) {
+      const signer = this.crypto.newSigner(`${id}-e0`);
+      this.certify(id, signer, 0);
+      const byz = this.s.byzantine.find((b) => b.replica === id);
+      const node: ReplicaNode = {
+        id,
+        core: undefined,
+        signer,
+        epoch: 0,
+        byzantine: undefined,
+        disk: undefined,
+        restartedAtMs: undefined,
+        stableAtRestart: 0,
+      };
+      if (byz) node.byzantine = this.byzantineFilter(node, byz.behaviours);
+      this.replicas.set(id, node);
+    }
+    for (const node of this.replicas.values()) {
+      node.core = this.newCore(node, false);
+      this.emit(node, node.core.start(0));
+      this.scheduleTick(node, node.core);
+    }
+    for (const [id, signer] of this.clientSigners) {
+      const core = new KvClientCore(
+        { id, replicas: this.ids, weakQuorum: this.quorums().weak, retransmitMs: 500, firstTs: 0 },
+        this.ring(),
+        signer,
+      );
+      const client: ClientNode = { id, core, invokedMs: 0, ops: 0 };
+      this.clients.set(id, client);
+      this.clientSend(client, core.start());
+      this.q.after(this.prng.int(0, 50), () => this.nextOperation(client));
+      this.scheduleClientTick(client);
+    }
+    if (this.s.byzantine.length > 0) this.scheduleMischief();
+    if (this.s.rejuvenation) this.q.at(this.s.rejuvenation.startMs, () => this.rejuvenateGroup(0));
+
+    const endMs = this.s.loadUntilMs + this.s.livenessBoundMs;
+    while (this.q.step(endMs)) {
+      if (this.checker.violations.length > 0) break;
+      if (this.q.nowMs > this.s.loadUntilMs && this.quiescent()) break;
+    }
+    if (this.checker.violations.length === 0) this.finalChecks(endMs);
+    return {
+      seed: this.s.seed,
+      passed: this.checker.violations.length === 0,
+      violations: this.checker.violations,
+      completed: this.checker.completedCount,
+      executedSeqs: this.maxExecuted,
+      viewChanges: this.viewChanges,
+      rejuvenations: this.rejuvenations,
+      stateTransfers: this.stateTransfers,
+      rejected: this.rejected,
+      simulatedMs: this.q.nowMs,
+    };
+  }
+
+  /** Load is over, every client has its answer, every rejuvenated replica has recovered. */
+  private quiescent(): boolean {
+    for (const c of this.clients.values()) if (c.core.busy) return false;
+    for (const r of this.replicas.values()) if (r.restartedAtMs !== undefined) return false;
+    return !this.rejuvenating;
+  }
+
+  private finalChecks(endMs: number): void {
+    for (const c of this.clients.values())
+      if (c.core.busy)
+        this.checker.violations.push(
+          `liveness: ${c.id}'s operation invoked at ${c.invokedMs} ms did not complete by ${endMs} ms (healed at ${this.s.healMs} ms)`,
+        );
+    for (const r of this.replicas.values())
+      if (r.restartedAtMs !== undefined)
+        this.checker.violations.push(
+          `recovery: ${r.id}, restarted at ${r.restartedAtMs} ms, had not recovered by ${this.q.nowMs} ms`,
+        );
+    this.checker.checkLinearizable();
+  }
+
+  // ---- replicas -----------------------------------------------------------
+
+  private byzantineFilter(
+    node: ReplicaNode,
+    behaviours: readonly ByzantineBehaviour[],
+  ): ByzantineFilter {
+    return new ByzantineFilter(
+      node.id,
+      new Set(behaviours),
+      this.ids.filter((i) => i !== node.id),
+      () => ({ signer: node.signer, epoch: node.epoch }),
+      this.adversary.fork(),
+    );
+  }
+
+  private scheduleTick(node: ReplicaNode, core: ReplicaCore): void {
+    this.q.after(REPLICA_TICK_MS, () => {
+      if (node.core !== core) return; // killed or replaced
+      this.emit(node, core.tick(this.q.nowMs));
+      this.scheduleTick(node, core);
+    });
+  }
+
+  private isCorrect(node: ReplicaNode): boolean {
+    return node.byzantine === undefined;
+  }
+
+  private emit(node: ReplicaNode, actions: ReplicaAction[]): void {
+    for (const a of actions) this.observe(node, a);
+    const outgoing: Outgoing[] = node.byzantine
+      ? node.byzantine.filter(actions)
+      : actions.flatMap((a): Outgoing[] =>
+          a.type === "send"
+            ? [{ to: a.to, message: a.message }]
+            : a.type === "broadcast"
+              ? [{ to: "all", message: a.message }]
+              : a.type === "reply"
+                ? [{ to: a.client, message: a.message, toClient: true }]
+                : [],
+        );
+    this.deliverAll(node.id, outgoing);
+  }
+
+  private deliverAll(from: string, outgoing: Outgoing[]): void {
+    for (const o of outgoing) {
+      if (o.toClient) {
+        const client = this.clients.get(o.to);
+        if (client) this.transmit(from, o.to, () => this.clientReceive(client, from, o.message));
+        else if (this.replicas.has(o.to))
+          this.transmit(from, o.to, () => this.replicaReceiveClient(o.to, "mallory", o.message));
+        continue;
+      }
+      const targets = o.to === "all" ? this.ids.filter((i) => i !== from) : [o.to];
+      for (const to of targets) this.transmit(from, to, () => this.replicaReceive(to, o.message));
+    }
+  }
+
+  private observe(node: ReplicaNode, a: ReplicaAction): void {
+    const correct = this.isCorrect(node);
+    switch (a.type) {
+      case "executed":
+        this.lastActivityMs = this.q.nowMs;
+        if (correct) {
+          this.checker.onExecuted(node.id, a.seq, a.digest, a.requests);
+          this.maxExecuted = Math.max(this.maxExecuted, a.seq);
+        }
+        break;
+      case "checkpoint":
+        if (correct) this.checker.onCheckpoint(node.id, a.seq, a.digest);
+        node.disk = { seq: a.seq, snapshot: a.snapshot, clients: a.clients };
+        break;
+      case "view":
+        this.viewChanges++;
+        break;
+      case "transferred":
+        this.stateTransfers++;
+        break;
+      case "problem":
+        this.rejected++;
+        break;
+      case "recovered":
+        if (correct && node.restartedAtMs !== undefined) {
+          const agreed = this.checker.checkpointDigest(a.seq);
+          if (agreed !== undefined && agreed !== a.digest)
+            this.checker.violations.push(
+              `recovery: ${node.id} recovered to checkpoint ${a.seq} with digest ${a.digest.slice(0, 12)}, correct replicas have ${agreed.slice(0, 12)}`,
+            );
+          if (a.seq < node.stableAtRestart)
+            this.checker.violations.push(
+              `recovery: ${node.id} recovered to checkpoint ${a.seq}, but ${node.stableAtRestart} was stable when it restarted`,
+            );
+          node.restartedAtMs = undefined;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private replicaReceive(to: string, message: Buffer): void {
+    const node = this.replicas.get(to);
+    if (node?.core === undefined) return;
+    node.byzantine?.observe(message);
+    this.emit(node, node.core.onMessage(message, this.q.nowMs));
+  }
+
+  private replicaReceiveClient(to: string, client: string, message: Buffer): void {
+    const node = this.replicas.get(to);
+    if (node?.core === undefined) return;
+    this.emit(node, node.core.onClientMessage(client, message, this.q.nowMs));
+  }
+
+  // ---- network ------------------------------------------------------------
+
+  private healthy(): boolean {
+    return this.q.nowMs >= this.s.healMs;
+  }
+
+  private cut(a: string, b: string): boolean {
+    const now = this.q.nowMs;
+    for (const p of this.s.partitions)
+      if (now >= p.fromMs && now < p.untilMs && p.isolated.includes(a) !== p.isolated.includes(b))
+        return true;
+    return false;
+  }
+
+  private transmit(from: string, to: string, deliver: () => void): void {
+    if (this.cut(from, to)) return;
+    const { delayMs, jitterMs, loss, duplicate } = this.s.network;
+    const faulty = !this.healthy();
+    if (faulty && this.net.chance(loss)) return;
+    const copies = faulty && this.net.chance(duplicate) ? 2 : 1;
+    for (let i = 0; i < copies; i++)
+      this.q.after(delayMs + this.net.next() * jitterMs, () => {
+        if (!this.cut(from, to)) deliver();
+      });
+  }
+
+  // ---- clients ------------------------------------------------------------
+
+  private scheduleClientTick(client: ClientNode): void {
+    this.q.after(CLIENT_TICK_MS, () => {
+      this.clientSend(client, client.core.tick(this.q.nowMs));
+      if (this.q.nowMs < this.s.loadUntilMs + this.s.livenessBoundMs)
+        this.scheduleClientTick(client);
+    });
+  }
+
+  private nextOperation(client: ClientNode): void {
+    if (this.q.nowMs >= this.s.loadUntilMs || client.core.busy) return;
+    const op = this.randomOperation();
+    client.invokedMs = this.q.nowMs;
+    client.ops++;
+    this.clientSend(client, client.core.submit(op, this.q.nowMs));
+  }
+
+  private randomOperation(): KvOperation {
+    const key = `k${this.prng.int(0, this.s.keys - 1)}`;
+    const value = `v${this.prng.int(0, 999)}`;
+    const r = this.prng.next();
+    if (r < 0.3) return { op: "get", key };
+    if (r < 0.6) return { op: "put", key, value };
+    if (r < 0.7) return { op: "del", key };
+    if (r < 0.9)
+      return {
+        op: "cas",
+        key,
+        expected: this.prng.chance(0.3) ? null : `v${this.prng.int(0, 999)}`,
+        value,
+      };
+    return {
+      op: "scan",
+      from: `k${this.prng.int(0, 3)}`,
+      to: this.prng.chance(0.5) ? "" : "k8",
+      limit: this.prng.int(1, 5),
+    };
+  }
+
+  private clientSend(client: ClientNode, actions: ReturnType<KvClientCore["tick"]>): void {
+    for (const a of actions) {
+      if (a.type === "send")
+        this.transmit(client.id, a.to, () => this.replicaReceiveClient(a.to, client.id, a.message));
+      else if (a.type === "complete") {
+        this.checker.onCompleted({
+          client: client.id,
+          ts: a.ts,
+          op: a.op,
+          result: a.result,
+          invokedMs: client.invokedMs,
+          completedMs: this.q.nowMs,
+        });
+        this.q.after(this.prng.int(0, 30), () => this.nextOperation(client));
+      }
+    }
+  }
+
+  private clientReceive(client: ClientNode, from: string, message: Buffer): void {
+    this.clientSend(client, client.core.onMessage(from, message, this.q.nowMs));
+  }
+
+  // ---- the adversary --------------------------------------------------------
+
+  private scheduleMischief(): void {
+    this.q.after(MISCHIEF_EVERY_MS, () => {
+      for (const node of this.replicas.values()) {
+        if (node.byzantine === undefined || node.core === undefined) continue;
+        this.deliverAll(node.id, node.byzantine.mischief(this.q.nowMs));
+        if (node.byzantine.behaviours.has("corrupt-state") && this.adversary.chance(0.2))
+          node.core
+            .unsafeStore()
+            .apply({ op: "put", key: `k${this.adversary.int(0, 9)}`, value: "corrupt" });
+      }
+      // Keys of replicas rejuvenated since they were compromised: useless now.
+      if (this.oldSigners.length > 0 && this.adversary.chance(0.3)) {
+        const old = this.adversary.pick(this.oldSigners);
+        this.forgeWithOldKey(old);
+      }
+      if (this.q.nowMs < this.s.loadUntilMs) this.scheduleMischief();
+    });
+  }
+
+  private forgeWithOldKey(old: { id: string; epoch: number; signer: Signer }): void {
+    const node = this.replicas.get(old.id) as ReplicaNode;
+    const view = node.core?.currentView ?? 0;
+    const body = {
+      type: "VIEW_CHANGE" as const,
+      newView: view + 1,
+      stable: { seq: 0, digest: "0".repeat(64) },
+      checkpoints: [],
+      prepared: [],
+      prePrepared: [],
+      batches: [],
+    };
+    const sig = old.signer.sign(envelopeSigningBytes(old.id, old.epoch, body));
+    this.deliverAll(old.id, [
+      { to: "all", message: encodeEnvelope({ from: old.id, epoch: old.epoch, body, sig }) },
+    ]);
+  }
+
+  // ---- rejuvenation (what the boards do) -----------------------------------
+
+  private rejuvenating = false;
+
+  private rejuvenateGroup(group: number): void {
+    const r = this.s.rejuvenation;
+    if (r === undefined || this.q.nowMs >= this.s.healMs) {
+      this.rejuvenating = false;
+      return;
+    }
+    this.rejuvenating = true;
+    const groups = Math.ceil(this.s.n / this.s.k);
+    const members = this.ids.slice(
+      (group % groups) * this.s.k,
+      (group % groups) * this.s.k + this.s.k,
+    );
+    if (group % groups === 0) this.period++;
+    for (const id of members) {
+      const node = this.replicas.get(id) as ReplicaNode;
+      if (node.core) this.emit(node, node.core.prepareShutdown(this.q.nowMs));
+    }
+    this.q.after(r.shutdownGraceMs, () => {
+      for (const id of members) this.kill(this.replicas.get(id) as ReplicaNode);
+      const downMs = this.prng.int(r.downMs[0], r.downMs[1]);
+      this.q.after(downMs, () => {
+        for (const id of members) this.boot(this.replicas.get(id) as ReplicaNode, r.disk);
+        this.waitRecovered(members, group);
+      });
+    });
+  }
+
+  private waitRecovered(members: string[], group: number): void {
+    const r = this.s.rejuvenation;
+    if (r === undefined) return;
+    const pending = members.some((id) => this.replicas.get(id)?.restartedAtMs !== undefined);
+    if (pending) {
+      this.q.after(20, () => this.waitRecovered(members, group));
+      return;
+    }
+    this.q.after(r.gapMs, () => this.rejuvenateGroup(group + 1));
+  }
+
+  private kill(node: ReplicaNode): void {
+    this.rejuvenations++;
+    node.core = undefined;
+    if (node.byzantine) {
+      // The adversary keeps the key it stole; the rejuvenated host is clean.
+      this.oldSigners.push({ id: node.id, epoch: node.epoch, signer: node.signer });
+      node.byzantine = undefined;
+    }
+  }
+
+  private boot(node: ReplicaNode, diskModes: Array<"intact" | "wiped" | "corrupted">): void {
+    const mode = this.prng.pick(diskModes);
+    if (mode === "wiped") node.disk = undefined;
+    else if (mode === "corrupted" && node.disk) {
+      node.disk = corruptCheckpoint(node.disk, this.prng);
+    }
+    node.epoch = this.period;
+    node.signer = this.crypto.newSigner(`${node.id}-e${this.period}`);
+    this.certify(node.id, node.signer, this.period);
+    node.restartedAtMs = this.q.nowMs;
+    node.stableAtRestart = this.highestStable();
+    const core = this.newCore(node, true);
+    node.core = core;
+    this.emit(node, core.start(this.q.nowMs));
+    this.scheduleTick(node, core);
+  }
+
+  private highestStable(): number {
+    let best = 0;
+    for (const r of this.replicas.values())
+      if (r.core && this.isCorrect(r) && r.restartedAtMs === undefined)
+        best = Math.max(best, r.core.stableCheckpoint.seq);
+    return best;
+  }
+}
+
+/** Stored state changed behind the replica's back: one value altered, or the sequence number. */
+function corruptCheckpoint(disk: StoredCheckpoint, prng: Prng): StoredCheckpoint {
+  const store = KvStore.fromSnapshot(disk.snapshot);
+  if (prng.chance(0.5)) {
+    store.apply({ op: "put", key: `k${prng.int(0, 9)}`, value: "bit-rot" });
+    return { ...disk, snapshot: store.snapshot() };
+  }
+  return { ...disk, seq: disk.seq + prng.int(1, 3) * 1000 };
+}

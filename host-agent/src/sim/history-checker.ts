@@ -1,0 +1,161 @@
+/**
+ * The properties a simulated run must keep, checked as it goes:
+ *  - agreement: no two correct replicas execute different batches at the same
+ *    sequence number, nor compute different checkpoint digests;
+ *  - linearizability: the completed client operations are explained by one
+ *    order that respects real time. The order the correct replicas executed
+ *    in is the witness; every completed operation must be in it, return what
+ *    a plain key-value model returns at its place in it, and come after every
+ *    operation that completed before it was invoked.
+ */
+import { compareKeys } from "../kv/key-order.js";
+import type { KvOperation, KvResult } from "../kv/kv-operation.js";
+import { canonicalJson } from "../replica/canonical.js";
+import type { ClientRequest } from "../replica/messages.js";
+
+export interface CompletedOperation {
+  client: string;
+  ts: number;
+  op: KvOperation;
+  result: KvResult;
+  invokedMs: number;
+  completedMs: number;
+}
+
+export class HistoryChecker {
+  /** seq -> the batch the first correct replica executed there. */
+  private readonly executed = new Map<
+    number,
+    { digest: string; requests: readonly ClientRequest[]; by: string }
+  >();
+  private readonly checkpoints = new Map<number, { digest: string; by: string }>();
+  private readonly completed: CompletedOperation[] = [];
+  readonly violations: string[] = [];
+
+  onExecuted(
+    replica: string,
+    seq: number,
+    digest: string,
+    requests: readonly ClientRequest[],
+  ): void {
+    const first = this.executed.get(seq);
+    if (first === undefined) this.executed.set(seq, { digest, requests, by: replica });
+    else if (first.digest !== digest)
+      this.violations.push(
+        `agreement: ${replica} executed batch ${digest.slice(0, 12)} at seq ${seq}, ${first.by} executed ${first.digest.slice(0, 12)}`,
+      );
+  }
+
+  onCheckpoint(replica: string, seq: number, digest: string): void {
+    const first = this.checkpoints.get(seq);
+    if (first === undefined) this.checkpoints.set(seq, { digest, by: replica });
+    else if (first.digest !== digest)
+      this.violations.push(
+        `agreement: ${replica} has checkpoint ${digest.slice(0, 12)} at seq ${seq}, ${first.by} has ${first.digest.slice(0, 12)}`,
+      );
+  }
+
+  checkpointDigest(seq: number): string | undefined {
+    return this.checkpoints.get(seq)?.digest;
+  }
+
+  onCompleted(op: CompletedOperation): void {
+    this.completed.push(op);
+  }
+
+  get completedCount(): number {
+    return this.completed.length;
+  }
+
+  /** The linearizability check over the whole history (run at the end). */
+  checkLinearizable(): void {
+    const position = new Map<string, number>();
+    const modelResult = new Map<string, KvResult>();
+    const model = new Map<string, string>();
+    const lastTs = new Map<string, number>();
+    const seqs = [...this.executed.keys()].sort((a, b) => a - b);
+    let expected = 1;
+    let index = 0;
+    for (const seq of seqs) {
+      if (seq !== expected) {
+        this.violations.push(`history: no correct replica executed seq ${expected}`);
+        return;
+      }
+      expected++;
+      for (const r of (this.executed.get(seq) as { requests: readonly ClientRequest[] }).requests) {
+        if (r.ts <= (lastTs.get(r.client) ?? 0)) continue;
+        lastTs.set(r.client, r.ts);
+        const key = `${r.client}#${r.ts}`;
+        position.set(key, index++);
+        modelResult.set(key, applyModel(model, r.op));
+      }
+    }
+    const byInvoke = [...this.completed].sort((a, b) => a.invokedMs - b.invokedMs);
+    const byComplete = [...this.completed].sort((a, b) => a.completedMs - b.completedMs);
+    let c = 0;
+    let latestBefore = -1;
+    let latestOp: CompletedOperation | undefined;
+    for (const op of byInvoke) {
+      // Every operation that completed before this one was invoked must precede it.
+      while (
+        c < byComplete.length &&
+        (byComplete[c] as CompletedOperation).completedMs < op.invokedMs
+      ) {
+        const done = byComplete[c++] as CompletedOperation;
+        const p = position.get(`${done.client}#${done.ts}`) ?? -1;
+        if (p > latestBefore) {
+          latestBefore = p;
+          latestOp = done;
+        }
+      }
+      const key = `${op.client}#${op.ts}`;
+      const p = position.get(key);
+      if (p === undefined) {
+        this.violations.push(
+          `linearizability: ${key} completed but no correct replica executed it`,
+        );
+        continue;
+      }
+      const want = modelResult.get(key) as KvResult;
+      if (canonicalJson(want) !== canonicalJson(op.result))
+        this.violations.push(
+          `linearizability: ${key} ${canonicalJson(op.op)} returned ${canonicalJson(op.result)}, the model says ${canonicalJson(want)}`,
+        );
+      if (p < latestBefore && latestOp)
+        this.violations.push(
+          `linearizability: ${key} was ordered before ${latestOp.client}#${latestOp.ts}, which completed before it was invoked`,
+        );
+    }
+  }
+}
+
+/** The key-value model: a plain map, independent of the store under test. */
+export function applyModel(model: Map<string, string>, op: KvOperation): KvResult {
+  switch (op.op) {
+    case "get":
+      return { op: "get", value: model.get(op.key) ?? null };
+    case "put": {
+      const previous = model.get(op.key) ?? null;
+      model.set(op.key, op.value);
+      return { op: "put", previous };
+    }
+    case "del": {
+      const previous = model.get(op.key) ?? null;
+      model.delete(op.key);
+      return { op: "del", previous };
+    }
+    case "cas": {
+      const current = model.get(op.key) ?? null;
+      if (current !== op.expected) return { op: "cas", ok: false, current };
+      model.set(op.key, op.value);
+      return { op: "cas", ok: true, current: op.value };
+    }
+    case "scan": {
+      const keys = [...model.keys()]
+        .filter((k) => compareKeys(k, op.from) >= 0 && (op.to === "" || compareKeys(k, op.to) < 0))
+        .sort(compareKeys)
+        .slice(0, op.limit);
+      return { op: "scan", entries: keys.map((k) => [k, model.get(k) as string]) };
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Runs a range of seeds and reports. Used by `npm run sim` (in worker
+ * threads, one per core) and by the tests.
+ */
+import { runSimulation, type SimResult } from "./cluster-sim.js";
+import { scenarioFor } from "./sim-scenario.js";
+
+export function runSeed(seed: number): SimResult {
+  try {
+    return runSimulation(scenarioFor(seed));
+  } catch (error) {
+    // A crash is a failure of that seed like any other: report it with the seed.
+    return {
+      seed,
+      passed: false,
+      violations: [`crash: ${(error as Error).stack ?? String(error)}`],
+      completed: 0,
+      executedSeqs: 0,
+      viewChanges: 0,
+      rejuvenations: 0,
+      stateTransfers: 0,
+      rejected: 0,
+      simulatedMs: 0,
+    };
+  }
+}
+
+export interface SeedSummary {
+  seeds: number;
+  failed: SimResult[];
+  completed: number;
+  executedSeqs: number;
+  viewChanges: number;
+  rejuvenations: number;
+  stateTransfers: number;
+  rejected: number;
+  simulatedMs: number;
+}
+
+export function summarize(results: readonly SimResult[]): SeedSummary {
+  const sum = (f: (r: SimResult) => number) => results.reduce((t, r) => t + f(r), 0);
+  return {
+    seeds: results.length,
+    failed: results.filter((r) => !r.passed),
+    completed: sum((r) => r.completed),
+    executedSeqs: sum((r) => r.executedSeqs),
+    viewChanges: sum((r) => r.viewChanges),
+    rejuvenations: sum((r) => r.rejuvenations),
+    stateTransfers: sum((r) => r.stateTransfers),
+    rejected: sum((r) => r.rejected),
+    simulatedMs: sum((r) => r.simulatedMs),
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * A random scenario from a seed: cluster size, protocol settings, network
+ * misbehaviour, partitions, Byzantine replicas and the rejuvenation
+ * schedule. Everything the run does follows from these choices.
+ */
+import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from "./byzantine.js";
+import { Prng } from "./prng.js";
+
+export interface Scenario {
+  seed: number;
+  n: number;
+  kPrime: number;
+  k: number;
+  checkpointInterval: number;
+  batchMax: number;
+  maxInFlight: number;
+  viewChangeTimeoutMs: number;
+  statusIntervalMs: number;
+  clients: number;
+  keys: number;
+  network: { delayMs: number; jitterMs: number; loss: number; duplicate: number };
+  /** Intervals during which some replicas are cut off from the rest. */
+  partitions: Array<{ fromMs: number; untilMs: number; isolated: string[] }>;
+  /** Byzantine replicas from the start, with what they do. */
+  byzantine: Array<{ replica: string; behaviours: ByzantineBehaviour[] }>;
+  /** Rejuvenation: groups of k, one after the other, from `startMs`, every `gapMs`. */
+  rejuvenation:
+    | {
+        startMs: number;
+        gapMs: number;
+        downMs: [number, number];
+        shutdownGraceMs: number;
+        /** What the rejuvenated host finds on its stable storage. */
+        disk: Array<"intact" | "wiped" | "corrupted">;
+      }
+    | undefined;
+  /** When faults stop: no more loss, partitions or new rejuvenations. */
+  healMs: number;
+  /** Clients stop starting operations at this instant. */
+  loadUntilMs: number;
+  /** After healing, every operation must complete within this. */
+  livenessBoundMs: number;
+}
+
+const SHAPES = [
+  { n: 4, kPrime: 1, k: 0 },
+  { n: 6, kPrime: 1, k: 1 },
+  { n: 6, kPrime: 1, k: 1 },
+  { n: 7, kPrime: 1, k: 1 },
+  { n: 8, kPrime: 1, k: 2 },
+];
+
+export function replicaIds(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `r${i + 1}`);
+}
+
+export function scenarioFor(seed: number): Scenario {
+  const prng = new Prng(seed);
+  const shape = prng.pick(SHAPES);
+  const ids = replicaIds(shape.n);
+  const healMs = prng.int(6_000, 12_000);
+  const partitions: Scenario["partitions"] = [];
+  for (let i = prng.int(0, 3); i > 0; i--) {
+    const fromMs = prng.int(500, healMs - 500);
+    const size = prng.int(1, Math.floor((shape.n - 1) / 2));
+    const isolated = [...ids].sort(() => prng.next() - 0.5).slice(0, size);
+    partitions.push({ fromMs, untilMs: Math.min(healMs, fromMs + prng.int(200, 3_000)), isolated });
+  }
+  const byzantine: Scenario["byzantine"] = [];
+  const byzantineCount = prng.int(0, shape.kPrime);
+  const shuffled = [...ids].sort(() => prng.next() - 0.5);
+  for (let i = 0; i < byzantineCount; i++) {
+    const behaviours = new Set<ByzantineBehaviour>();
+    for (let j = prng.int(1, 3); j > 0; j--) behaviours.add(prng.pick(BYZANTINE_BEHAVIOURS));
+    byzantine.push({ replica: shuffled[i] as string, behaviours: [...behaviours] });
+  }
+  const lossy = prng.chance(0.7);
+  return {
+    seed,
+    ...shape,
+    checkpointInterval: prng.pick([4, 8, 16]),
+    batchMax: prng.pick([1, 4, 16]),
+    maxInFlight: prng.pick([1, 2, 4]),
+    viewChangeTimeoutMs: prng.int(300, 1_000),
+    statusIntervalMs: prng.int(80, 200),
+    clients: prng.int(1, 4),
+    keys: prng.int(2, 12),
+    network: {
+      delayMs: prng.int(1, 10),
+      jitterMs: prng.int(0, 20),
+      loss: lossy ? prng.next() * 0.05 : 0,
+      duplicate: lossy ? prng.next() * 0.03 : 0,
+    },
+    partitions,
+    byzantine,
+    rejuvenation:
+      shape.k === 0
+        ? undefined
+        : {
+            startMs: prng.int(200, 2_000),
+            gapMs: prng.int(100, 1_000),
+            downMs: [prng.int(50, 300), prng.int(300, 1_000)],
+            shutdownGraceMs: prng.int(10, 100),
+            disk: ["intact", "wiped", "corrupted"],
+          },
+    healMs,
+    loadUntilMs: healMs + 2_000,
+    livenessBoundMs: 30_000,
+  };
+}
