@@ -165,6 +165,7 @@ export class ReplicaCore {
   /** Views peers report in STATUS, for a replica that lags behind in views. */
   private readonly peerViews = new Map<string, number>();
   private readonly peerExecuted = new Map<string, number>();
+  private readonly peerStable = new Map<string, number>();
   // state transfer and recovery
   private transfer: StateTransfer | undefined;
   private catchUpTarget: number | undefined;
@@ -413,17 +414,23 @@ export class ReplicaCore {
     const { from, body } = envelope;
     switch (body.type) {
       case "PRE_PREPARE":
-        return this.onPrePrepare(from, body, envelope);
+        this.onPrePrepare(from, body, envelope);
+        return;
       case "PREPARE":
-        return this.onPrepare(from, body);
+        this.onPrepare(from, body);
+        return;
       case "COMMIT":
-        return this.onCommit(from, body);
+        this.onCommit(from, body);
+        return;
       case "CHECKPOINT":
-        return this.onCheckpoint(from, body);
+        this.onCheckpoint(from, body);
+        return;
       case "VIEW_CHANGE":
-        return this.onViewChange(envelope);
+        this.onViewChange(envelope);
+        return;
       case "NEW_VIEW":
-        return this.onNewView(from, body);
+        this.onNewView(from, body);
+        return;
       case "HANDOFF":
         if (body.view === this.view && from === this.primary && this.mode === "normal") {
           this.count("view-change.handoff");
@@ -431,13 +438,16 @@ export class ReplicaCore {
         }
         return;
       case "STATUS":
-        return this.onStatus(from, body);
+        this.onStatus(from, body);
+        return;
       case "EXECUTED":
-        return this.onExecuted(from, body.entries);
+        this.onExecuted(from, body.entries);
+        return;
       case "FETCH_META":
       case "FETCH_LEAVES":
       case "FETCH_PARTS":
-        return this.serveFetch(from, body);
+        this.serveFetch(from, body);
+        return;
       case "META":
       case "LEAVES":
       case "PARTS":
@@ -858,6 +868,9 @@ export class ReplicaCore {
     if (this.mode === "recovering") {
       this.mode = "normal";
       this.catchUpTarget = undefined;
+      // Only what peers report from now on counts towards having caught up.
+      this.peerExecuted.clear();
+      this.peerStable.clear();
     }
     this.addCheckpointVote(target.seq, target.digest, this.config.self);
     if (target.seq > this.stable.seq) this.makeStable(target.seq, target.digest);
@@ -866,12 +879,16 @@ export class ReplicaCore {
 
   /** Recovered: state installed and caught up with what k'+1 peers have executed. */
   private maybeRecovered(): void {
-    if (this.recoveredReported || this.mode !== "normal") return;
-    const reports = [...this.peerExecuted.values()].sort((a, b) => b - a);
-    const target = reports[this.config.quorums.weak - 1];
-    if (target === undefined) return;
-    this.catchUpTarget = Math.max(this.catchUpTarget ?? 0, target);
-    if (this.lastExecuted < this.catchUpTarget) return;
+    if (this.recoveredReported || this.mode !== "normal") return; // The (k'+1)-th highest report: at least one correct replica is that far.
+    const kth = (m: Map<string, number>) =>
+      [...m.values()].sort((a, b) => b - a)[this.config.quorums.weak - 1];
+    // Heard from a quorum's worth of peers, so not only from a minority cut off with it.
+    if (this.peerExecuted.size < this.config.quorums.quorum - 1) return;
+    const executed = kth(this.peerExecuted);
+    const stable = kth(this.peerStable);
+    if (executed === undefined || stable === undefined) return;
+    this.catchUpTarget = Math.max(this.catchUpTarget ?? 0, executed);
+    if (this.lastExecuted < this.catchUpTarget || this.stable.seq < stable) return;
     this.recoveredReported = true;
     this.out.push({ type: "recovered", seq: this.stable.seq, digest: this.stable.digest });
   }
@@ -891,12 +908,15 @@ export class ReplicaCore {
     body: { view: number; lastExecuted: number; stableSeq: number; recovering: boolean },
   ): void {
     this.peerViews.set(from, body.view);
-    if (!body.recovering) this.peerExecuted.set(from, body.lastExecuted);
+    if (!body.recovering) {
+      this.peerExecuted.set(from, body.lastExecuted);
+      this.peerStable.set(from, body.stableSeq);
+    }
     this.adoptViewFromPeers();
     this.maybeRecovered();
     if (this.mode === "recovering") return;
     // A peer behind our stable checkpoint needs the checkpoint (it gathers k'+1 votes).
-    if (body.lastExecuted < this.stable.seq || body.recovering) {
+    if (body.stableSeq < this.stable.seq || body.recovering) {
       this.send(from, { type: "CHECKPOINT", seq: this.stable.seq, digest: this.stable.digest });
     }
     if (body.lastExecuted < this.lastExecuted) {
@@ -911,11 +931,7 @@ export class ReplicaCore {
       }
       if (entries.length > 0) this.send(from, { type: "EXECUTED", entries });
     }
-    if (
-      body.view === this.view &&
-      this.mode === "normal" &&
-      body.lastExecuted >= this.lastExecuted
-    ) {
+    if (body.view === this.view && this.mode === "normal") {
       // Retransmit our part of whatever is still in flight: the network may have lost it.
       for (const [seq, slot] of this.slots) {
         if (seq <= body.lastExecuted || slot.view !== this.view) continue;
@@ -1248,8 +1264,7 @@ export class ReplicaCore {
     const isPrimary = this.primaryOf(view) === this.config.self;
     let maxSeq = Math.max(checkpoint.seq, this.lastExecuted);
     for (const p of proposals) {
-      maxSeq = Math.max(maxSeq, p.seq);
-      if (p.seq <= this.lastExecuted) continue;
+      maxSeq = Math.max(maxSeq, p.seq); // Executed here already, perhaps not elsewhere: take part again so the others complete it.
       const requests =
         p.digest === this.nullDigest() ? [] : (batches.get(p.digest)?.requests ?? []);
       const slot = this.slot(p.seq, view);

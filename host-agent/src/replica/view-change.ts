@@ -96,9 +96,7 @@ export function decideNewView(
       proposals.push({ seq, digest: chosen.digest });
       continue;
     }
-    const nothingPrepared = viewChanges.filter(
-      (vc, i) => below[i] && preparedAt[i] === undefined,
-    ).length;
+    const nothingPrepared = preparedAt.filter((p, i) => below[i] && p === undefined).length;
     if (nothingPrepared >= quorum) proposals.push({ seq, digest: nullDigest });
     else return undefined;
   }

@@ -68,8 +68,13 @@ interface ClientNode {
   ops: number;
 }
 
-export function runSimulation(scenario: Scenario): SimResult {
-  return new ClusterSim(scenario).run();
+export interface SimOptions {
+  /** Every protocol event of the run, one line each (for replaying a failing seed). */
+  trace?: (line: string) => void;
+}
+
+export function runSimulation(scenario: Scenario, options: SimOptions = {}): SimResult {
+  return new ClusterSim(scenario, options).run();
 }
 
 class ClusterSim {
@@ -91,9 +96,11 @@ class ClusterSim {
   private stateTransfers = 0;
   private rejected = 0;
   private maxExecuted = 0;
-  private lastActivityMs = 0;
 
-  constructor(private readonly s: Scenario) {
+  constructor(
+    private readonly s: Scenario,
+    private readonly options: SimOptions,
+  ) {
     this.prng = new Prng(s.seed);
     this.net = this.prng.fork();
     this.adversary = this.prng.fork();
@@ -291,11 +298,21 @@ class ClusterSim {
     }
   }
 
+  private trace(text: string): void {
+    this.options.trace?.(`${this.q.nowMs.toFixed(1).padStart(9)} ${text}`);
+  }
+
   private observe(node: ReplicaNode, a: ReplicaAction): void {
     const correct = this.isCorrect(node);
+    if (this.options.trace && a.type !== "send" && a.type !== "broadcast" && a.type !== "reply") {
+      const { type, ...rest } = a;
+      const detail = JSON.stringify(rest, (k, v) =>
+        k === "snapshot" || k === "clients" ? undefined : k === "requests" ? v.length : v,
+      );
+      this.trace(`${node.id}${correct ? "" : "(byz)"} ${type} ${detail.slice(0, 200)}`);
+    }
     switch (a.type) {
       case "executed":
-        this.lastActivityMs = this.q.nowMs;
         if (correct) {
           this.checker.onExecuted(node.id, a.seq, a.digest, a.requests);
           this.maxExecuted = Math.max(this.maxExecuted, a.seq);
@@ -516,6 +533,7 @@ class ClusterSim {
   }
 
   private kill(node: ReplicaNode): void {
+    this.trace(`${node.id} killed for rejuvenation`);
     this.rejuvenations++;
     node.core = undefined;
     if (node.byzantine) {
@@ -535,6 +553,7 @@ class ClusterSim {
     node.signer = this.crypto.newSigner(`${node.id}-e${this.period}`);
     this.certify(node.id, node.signer, this.period);
     node.restartedAtMs = this.q.nowMs;
+    this.trace(`${node.id} booted, disk ${mode}, epoch ${this.period}`);
     node.stableAtRestart = this.highestStable();
     const core = this.newCore(node, true);
     node.core = core;
