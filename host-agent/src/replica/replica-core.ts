@@ -168,7 +168,8 @@ export class ReplicaCore {
   private readonly peerStable = new Map<string, number>();
   // state transfer and recovery
   private transfer: StateTransfer | undefined;
-  private catchUpTarget: number | undefined;
+  /** Fixed once a quorum's worth of peers has reported, so a busy service is not chased forever. */
+  private catchUpTarget: { executed: number; stable: number } | undefined;
   private recoveredReported: boolean;
   private nextStatusMs = 0;
   private readonly keyQueryAtMs = new Map<string, number>();
@@ -336,8 +337,14 @@ export class ReplicaCore {
       this.progressDeadlineMs !== undefined &&
       nowMs >= this.progressDeadlineMs
     ) {
-      this.count("view-change.timeout");
-      this.startViewChange(this.view + 1);
+      if (this.peersAhead()) {
+        // Peers in this view are executing past us: the primary works, we lag. Catch up first.
+        this.count("view-change.postponed");
+        this.progressDeadlineMs = nowMs + this.config.viewChangeTimeoutMs;
+      } else {
+        this.count("view-change.timeout");
+        this.startViewChange(this.view + 1);
+      }
     }
     return this.drain();
   }
@@ -877,18 +884,29 @@ export class ReplicaCore {
     this.executeReady();
   }
 
+  /** k'+1 peers (so one correct one) in our view report having executed more than we have. */
+  private peersAhead(): boolean {
+    let ahead = 0;
+    for (const [peer, executed] of this.peerExecuted)
+      if (executed > this.lastExecuted && this.peerViews.get(peer) === this.view) ahead++;
+    return ahead >= this.config.quorums.weak;
+  }
+
   /** Recovered: state installed and caught up with what k'+1 peers have executed. */
   private maybeRecovered(): void {
-    if (this.recoveredReported || this.mode !== "normal") return; // The (k'+1)-th highest report: at least one correct replica is that far.
+    if (this.recoveredReported || this.mode === "recovering") return; // The (k'+1)-th highest report: at least one correct replica is that far.
     const kth = (m: Map<string, number>) =>
       [...m.values()].sort((a, b) => b - a)[this.config.quorums.weak - 1];
     // Heard from a quorum's worth of peers, so not only from a minority cut off with it.
-    if (this.peerExecuted.size < this.config.quorums.quorum - 1) return;
-    const executed = kth(this.peerExecuted);
-    const stable = kth(this.peerStable);
-    if (executed === undefined || stable === undefined) return;
-    this.catchUpTarget = Math.max(this.catchUpTarget ?? 0, executed);
-    if (this.lastExecuted < this.catchUpTarget || this.stable.seq < stable) return;
+    if (this.catchUpTarget === undefined) {
+      if (this.peerExecuted.size < this.config.quorums.quorum - 1) return;
+      this.catchUpTarget = {
+        executed: kth(this.peerExecuted) ?? 0,
+        stable: kth(this.peerStable) ?? 0,
+      };
+    }
+    const target = this.catchUpTarget;
+    if (this.lastExecuted < target.executed || this.stable.seq < target.stable) return;
     this.recoveredReported = true;
     this.out.push({ type: "recovered", seq: this.stable.seq, digest: this.stable.digest });
   }
