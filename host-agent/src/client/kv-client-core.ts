@@ -12,7 +12,6 @@ import type { KeyRing, Signer } from "../replica/key-ring.js";
 import {
   type ClientRequest,
   encodeClientMessage,
-  envelopeSigningBytes,
   parseEnvelope,
   requestSigningBytes,
 } from "../replica/messages.js";
@@ -112,12 +111,7 @@ export class KvClientCore {
       return [];
     }
     if (body.type !== "REPLY") return [];
-    const verdict = this.ring.checkReplica(
-      replica,
-      envelope.epoch,
-      envelopeSigningBytes(replica, envelope.epoch, body),
-      envelope.sig,
-    );
+    const verdict = this.ring.checkReplica(replica, envelope.epoch, envelope.signed, envelope.sig);
     if (verdict === "unknown-epoch") return this.queryKeys(replica, nowMs);
     if (verdict !== "ok") {
       this.count(`rejected.${verdict}`);

@@ -72,7 +72,8 @@ export type ReplicaBody =
   | {
       type: "NEW_VIEW";
       view: number;
-      viewChanges: ReplicaEnvelope[];
+      /** The VIEW_CHANGE envelopes it decided from, as received (wire text), so anyone can check them. */
+      viewChanges: string[];
       checkpoint: SeqDigest;
       /** The new primary's choice for every sequence number above the checkpoint. */
       proposals: SeqDigest[];
@@ -106,13 +107,36 @@ export interface ReplicaEnvelope {
   epoch: number;
   body: ReplicaBody;
   sig: string;
+  /** The bytes the signature covers: the header and the body text exactly as sent. */
+  signed: Buffer;
+  /** The whole envelope as received, to forward or retransmit unchanged. */
+  wire: Buffer;
 }
 
 /** What a client sends a replica. */
 export type ClientMessage = { type: "REQUEST"; request: ClientRequest } | { type: "KEYS_QUERY" };
 
-export function envelopeSigningBytes(from: string, epoch: number, body: ReplicaBody): Buffer {
-  return Buffer.from(canonicalJson(["smw-replica-1", from, epoch, body]), "utf8");
+/**
+ * On the wire: `smwr1 <from> <epoch> <signature>\n<body JSON>`. The signature
+ * covers `smwr1 <from> <epoch>\n<body JSON>`: the body text as sent, so a
+ * receiver verifies what it got without serializing anything again.
+ */
+const ENVELOPE_VERSION = "smwr1";
+
+function signedBytes(from: string, epoch: number, bodyText: string): Buffer {
+  return Buffer.from(`${ENVELOPE_VERSION} ${from} ${epoch}\n${bodyText}`, "utf8");
+}
+
+/** Serializes (deterministically), signs and frames a message. */
+export function sealEnvelope(
+  from: string,
+  epoch: number,
+  body: ReplicaBody,
+  sign: (bytes: Buffer) => string,
+): Buffer {
+  const bodyText = canonicalJson(body);
+  const sig = sign(signedBytes(from, epoch, bodyText));
+  return Buffer.from(`${ENVELOPE_VERSION} ${from} ${epoch} ${sig}\n${bodyText}`, "utf8");
 }
 
 export function requestSigningBytes(r: Omit<ClientRequest, "sig">): Buffer {
@@ -122,17 +146,21 @@ export function requestSigningBytes(r: Omit<ClientRequest, "sig">): Buffer {
   );
 }
 
+const digests = new WeakMap<ClientRequest, string>();
+
+/** A request's identity (its signature excluded), cached per object: batches are hashed often. */
 export function requestDigest(r: ClientRequest): string {
-  return sha256Hex(requestSigningBytes(r));
+  let digest = digests.get(r);
+  if (digest === undefined) {
+    digest = sha256Hex(requestSigningBytes(r));
+    digests.set(r, digest);
+  }
+  return digest;
 }
 
 /** A batch's identity: the digests of its requests in order (an empty batch is the null request). */
 export function batchDigest(requests: readonly ClientRequest[]): string {
   return sha256Hex("batch", ...requests.map(requestDigest));
-}
-
-export function encodeEnvelope(envelope: ReplicaEnvelope): Buffer {
-  return Buffer.from(JSON.stringify(envelope), "utf8");
 }
 
 export function encodeClientMessage(message: ClientMessage): Buffer {
@@ -201,7 +229,7 @@ function certificate(v: unknown): KeyCertificate | undefined {
   };
 }
 
-function body(v: unknown, depth: number): ReplicaBody | undefined {
+function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
   if (!isObj(v) || typeof v.type !== "string") return undefined;
   switch (v.type) {
     case "PRE_PREPARE": {
@@ -238,11 +266,14 @@ function body(v: unknown, depth: number): ReplicaBody | undefined {
     }
     case "NEW_VIEW": {
       if (depth > 0 || !isCount(v.view)) return undefined; // no NEW_VIEW inside a NEW_VIEW
-      const viewChanges = list(v.viewChanges, (x) => envelope(x, depth + 1), 256);
+      const viewChanges = list(
+        v.viewChanges,
+        (x) => (typeof x === "string" && x.length <= MAX_MESSAGE_BYTES / 4 ? x : undefined),
+        256,
+      );
       const checkpoint = seqDigest(v.checkpoint);
       const proposals = list(v.proposals, seqDigest);
       if (!viewChanges || !checkpoint || !proposals) return undefined;
-      if (viewChanges.some((e) => e.body.type !== "VIEW_CHANGE")) return undefined;
       return { type: v.type, view: v.view, viewChanges, checkpoint, proposals };
     }
     case "HANDOFF":
@@ -333,24 +364,30 @@ function body(v: unknown, depth: number): ReplicaBody | undefined {
   }
 }
 
-function envelope(v: unknown, depth: number): ReplicaEnvelope | undefined {
-  if (!isObj(v) || !isId(v.from) || !isCount(v.epoch) || !isB64(v.sig, 512)) return undefined;
-  const parsed = body(v.body, depth);
-  return parsed && { from: v.from, epoch: v.epoch, body: parsed, sig: v.sig };
-}
-
-function parseJson(bytes: Buffer): unknown {
+function parseJson(bytes: Buffer | string): unknown {
   if (bytes.length > MAX_MESSAGE_BYTES) return undefined;
   try {
-    return JSON.parse(bytes.toString("utf8"));
+    return JSON.parse(typeof bytes === "string" ? bytes : bytes.toString("utf8"));
   } catch {
     return undefined;
   }
 }
 
+const HEADER = /^smwr1 ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_-]{1,512})$/;
+
 /** An envelope from the network, its shape checked (not yet its signature). */
-export function parseEnvelope(bytes: Buffer): ReplicaEnvelope | undefined {
-  return envelope(parseJson(bytes), 0);
+export function parseEnvelope(wire: Buffer): ReplicaEnvelope | undefined {
+  if (wire.length > MAX_MESSAGE_BYTES) return undefined;
+  const newline = wire.indexOf(10);
+  if (newline < 0 || newline > 700) return undefined;
+  const header = HEADER.exec(wire.subarray(0, newline).toString("latin1"));
+  if (header === null) return undefined;
+  const [, from, epochText, sig] = header as unknown as [string, string, string, string];
+  const bodyText = wire.subarray(newline + 1).toString("utf8");
+  const body = parseBody(parseJson(bodyText), 0);
+  if (body === undefined) return undefined;
+  const epoch = Number(epochText);
+  return { from, epoch, body, sig, signed: signedBytes(from, epoch, bodyText), wire };
 }
 
 export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {

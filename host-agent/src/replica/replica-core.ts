@@ -24,8 +24,6 @@ import {
   type ClientRequest,
   type ClientTableEntry,
   type ExecutedEntry,
-  encodeEnvelope,
-  envelopeSigningBytes,
   parseClientMessage,
   parseEnvelope,
   type ReplicaBody,
@@ -33,6 +31,7 @@ import {
   requestDigest,
   requestSigningBytes,
   type SeqDigest,
+  sealEnvelope,
   type ViewSeqDigest,
 } from "./messages.js";
 import type { Quorums } from "./quorums.js";
@@ -269,8 +268,7 @@ export class ReplicaCore {
 
   private seal(body: ReplicaBody): Buffer {
     const from = this.config.self;
-    const sig = this.signer.sign(envelopeSigningBytes(from, this.epoch, body));
-    return encodeEnvelope({ from, epoch: this.epoch, body, sig });
+    return sealEnvelope(from, this.epoch, body, (bytes) => this.signer.sign(bytes));
   }
 
   private broadcast(body: ReplicaBody): Buffer {
@@ -384,12 +382,7 @@ export class ReplicaCore {
       this.onNewKey(from, body.certificate);
       return this.drain();
     }
-    const verdict = this.ring.checkReplica(
-      from,
-      epoch,
-      envelopeSigningBytes(from, epoch, body),
-      envelope.sig,
-    );
+    const verdict = this.ring.checkReplica(from, epoch, envelope.signed, envelope.sig);
     if (verdict !== "ok") {
       this.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") this.queryKey(from);
@@ -599,7 +592,7 @@ export class ReplicaCore {
     }
     slot.digest = body.digest;
     slot.requests = body.requests;
-    slot.prePrepare = encodeEnvelope(envelope);
+    slot.prePrepare = envelope.wire;
     this.notePrePrepared(body.seq, body.digest, body.requests);
     for (const r of body.requests) {
       const d = requestDigest(r);
@@ -960,7 +953,7 @@ export class ReplicaCore {
     if (body.view < this.view && this.mode === "normal") this.resendNewView(from);
     else if (body.view === this.targetView && this.mode === "view-change") {
       const mine = this.viewChanges.get(this.targetView)?.get(this.config.self);
-      if (mine) this.out.push({ type: "send", to: from, message: encodeEnvelope(mine) });
+      if (mine) this.out.push({ type: "send", to: from, message: mine.wire });
     }
   }
 
@@ -1181,7 +1174,7 @@ export class ReplicaCore {
     const message = this.broadcast({
       type: "NEW_VIEW",
       view,
-      viewChanges: envelopes,
+      viewChanges: envelopes.map((e) => e.wire.toString("utf8")),
       checkpoint: decision.checkpoint,
       proposals: decision.proposals,
     });
@@ -1196,21 +1189,18 @@ export class ReplicaCore {
       return;
     }
     const senders = new Set<string>();
-    for (const vc of body.viewChanges) {
-      const verdict = this.ring.checkReplica(
-        vc.from,
-        vc.epoch,
-        envelopeSigningBytes(vc.from, vc.epoch, vc.body),
-        vc.sig,
-      );
-      const vcBody = vc.body as ViewChangeBody;
-      if (
-        verdict !== "ok" ||
-        senders.has(vc.from) ||
-        !this.config.ids.includes(vc.from) ||
-        vcBody.newView !== body.view ||
-        !this.validViewChange(vcBody)
-      ) {
+    const viewChanges: ReplicaEnvelope[] = [];
+    for (const text of body.viewChanges) {
+      const vc = parseEnvelope(Buffer.from(text, "utf8"));
+      const ok =
+        vc !== undefined &&
+        vc.body.type === "VIEW_CHANGE" &&
+        !senders.has(vc.from) &&
+        this.config.ids.includes(vc.from) &&
+        vc.body.newView === body.view &&
+        this.validViewChange(vc.body) &&
+        this.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig) === "ok";
+      if (!ok || vc === undefined) {
         this.problem(
           "bad-new-view",
           from,
@@ -1219,9 +1209,10 @@ export class ReplicaCore {
         return;
       }
       senders.add(vc.from);
+      viewChanges.push(vc);
     }
     const decision = decideNewView(
-      body.viewChanges.map((e) => e.body as ViewChangeBody),
+      viewChanges.map((e) => e.body as ViewChangeBody),
       this.config.quorums,
       2 * this.config.checkpointInterval,
       this.nullDigest(),
@@ -1239,7 +1230,7 @@ export class ReplicaCore {
       this.startViewChange(body.view + 1);
       return;
     }
-    this.startView(body.view, decision, body.viewChanges);
+    this.startView(body.view, decision, viewChanges);
   }
 
   private enterView(view: number): void {

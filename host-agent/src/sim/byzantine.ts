@@ -9,11 +9,10 @@ import type { KvResult } from "../kv/kv-operation.js";
 import type { Signer } from "../replica/key-ring.js";
 import {
   encodeClientMessage,
-  encodeEnvelope,
-  envelopeSigningBytes,
   parseEnvelope,
   type ReplicaBody,
   type ReplicaEnvelope,
+  sealEnvelope,
 } from "../replica/messages.js";
 import type { ReplicaAction } from "../replica/replica-core.js";
 import type { Prng } from "./prng.js";
@@ -56,8 +55,7 @@ export class ByzantineFilter {
 
   private reseal(envelope: ReplicaEnvelope, body: ReplicaBody): Buffer {
     const { signer, epoch } = this.signer();
-    const sig = signer.sign(envelopeSigningBytes(envelope.from, epoch, body));
-    return encodeEnvelope({ from: envelope.from, epoch, body, sig });
+    return sealEnvelope(envelope.from, epoch, body, (bytes) => signer.sign(bytes));
   }
 
   private randomDigest(): string {
@@ -141,7 +139,7 @@ export class ByzantineFilter {
         prePrepared: [],
         batches: [],
       };
-      const forged = this.reseal({ from: victim, epoch: 0, body, sig: "" }, body);
+      const forged = sealEnvelope(victim, 0, body, (bytes) => this.signer().signer.sign(bytes));
       out.push({ to: "all", message: forged });
       // And a request from a client that does not exist.
       out.push({

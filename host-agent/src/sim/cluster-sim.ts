@@ -12,11 +12,7 @@ import type { KvOperation } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
-import {
-  type ClientTableEntry,
-  encodeEnvelope,
-  envelopeSigningBytes,
-} from "../replica/messages.js";
+import { type ClientTableEntry, sealEnvelope } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
 import { type ByzantineBehaviour, ByzantineFilter, type Outgoing } from "./byzantine.js";
@@ -71,6 +67,8 @@ interface ClientNode {
 export interface SimOptions {
   /** Every protocol event of the run, one line each (for replaying a failing seed). */
   trace?: (line: string) => void;
+  /** Tests only: run with a quorum smaller than safe, to show the checks catch it. */
+  unsafeQuorum?: number;
 }
 
 export function runSimulation(scenario: Scenario, options: SimOptions = {}): SimResult {
@@ -109,7 +107,8 @@ class ClusterSim {
   }
 
   private quorums() {
-    return quorumsFor(this.s.n, this.s.kPrime, this.s.k);
+    const q = quorumsFor(this.s.n, this.s.kPrime, this.s.k);
+    return this.options.unsafeQuorum ? { ...q, quorum: this.options.unsafeQuorum } : q;
   }
 
   private ring(): KeyRing {
@@ -484,10 +483,8 @@ class ClusterSim {
       prePrepared: [],
       batches: [],
     };
-    const sig = old.signer.sign(envelopeSigningBytes(old.id, old.epoch, body));
-    this.deliverAll(old.id, [
-      { to: "all", message: encodeEnvelope({ from: old.id, epoch: old.epoch, body, sig }) },
-    ]);
+    const message = sealEnvelope(old.id, old.epoch, body, (bytes) => old.signer.sign(bytes));
+    this.deliverAll(old.id, [{ to: "all", message }]);
   }
 
   // ---- rejuvenation (what the boards do) -----------------------------------

@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import type { KvOperation, KvResult } from "../src/kv/kv-operation.js";
+import type { ClientRequest } from "../src/replica/messages.js";
+import { HistoryChecker } from "../src/sim/history-checker.js";
+
+const req = (client: string, ts: number, op: KvOperation): ClientRequest => ({
+  client,
+  ts,
+  op,
+  sig: "AA==",
+});
+const put = (key: string, value: string): KvOperation => ({ op: "put", key, value });
+const get = (key: string): KvOperation => ({ op: "get", key });
+
+function done(
+  client: string,
+  ts: number,
+  op: KvOperation,
+  result: KvResult,
+  invokedMs: number,
+  completedMs: number,
+) {
+  return { client, ts, op, result, invokedMs, completedMs };
+}
+
+describe("the history checker", () => {
+  it("accepts a history the execution order explains", () => {
+    const h = new HistoryChecker();
+    h.onExecuted("r1", 1, "d1", [req("a", 1, put("x", "1"))]);
+    h.onExecuted("r2", 1, "d1", [req("a", 1, put("x", "1"))]);
+    h.onExecuted("r1", 2, "d2", [req("b", 1, get("x"))]);
+    h.onCompleted(done("a", 1, put("x", "1"), { op: "put", previous: null }, 0, 10));
+    h.onCompleted(done("b", 1, get("x"), { op: "get", value: "1" }, 5, 20));
+    h.checkLinearizable();
+    expect(h.violations).toEqual([]);
+  });
+
+  it("catches two correct replicas executing different batches at one sequence number", () => {
+    const h = new HistoryChecker();
+    h.onExecuted("r1", 1, "d1", []);
+    h.onExecuted("r2", 1, "d9", []);
+    expect(h.violations[0]).toMatch(/agreement: r2 executed batch d9 at seq 1, r1 executed d1/);
+  });
+
+  it("catches different checkpoint digests", () => {
+    const h = new HistoryChecker();
+    h.onCheckpoint("r1", 8, "aaaa");
+    h.onCheckpoint("r3", 8, "bbbb");
+    expect(h.violations[0]).toMatch(/agreement: r3 has checkpoint bbbb at seq 8/);
+  });
+
+  it("catches a result the model would not give (e.g. a forged reply accepted)", () => {
+    const h = new HistoryChecker();
+    h.onExecuted("r1", 1, "d1", [req("a", 1, get("x"))]);
+    h.onCompleted(done("a", 1, get("x"), { op: "get", value: "forged" }, 0, 10));
+    h.checkLinearizable();
+    expect(h.violations[0]).toMatch(/returned .*forged.*the model says .*null/);
+  });
+
+  it("catches an order that contradicts real time", () => {
+    const h = new HistoryChecker();
+    // b's read was invoked after a's write completed, yet executed before it.
+    h.onExecuted("r1", 1, "d1", [req("b", 1, get("x"))]);
+    h.onExecuted("r1", 2, "d2", [req("a", 1, put("x", "1"))]);
+    h.onCompleted(done("a", 1, put("x", "1"), { op: "put", previous: null }, 0, 10));
+    h.onCompleted(done("b", 1, get("x"), { op: "get", value: null }, 20, 30));
+    h.checkLinearizable();
+    expect(h.violations.join("\n")).toMatch(
+      /b#1 was ordered before a#1, which completed before it was invoked/,
+    );
+  });
+
+  it("catches a completed operation no correct replica executed, and gaps", () => {
+    const h = new HistoryChecker();
+    h.onCompleted(done("a", 1, put("x", "1"), { op: "put", previous: null }, 0, 10));
+    h.checkLinearizable();
+    expect(h.violations[0]).toMatch(/a#1 completed but no correct replica executed it/);
+    const g = new HistoryChecker();
+    g.onExecuted("r1", 2, "d2", []);
+    g.checkLinearizable();
+    expect(g.violations[0]).toMatch(/no correct replica executed seq 1/);
+  });
+
+  it("executes a retransmitted request once, as the replicas do", () => {
+    const h = new HistoryChecker();
+    h.onExecuted("r1", 1, "d1", [req("a", 1, put("x", "1"))]);
+    h.onExecuted("r1", 2, "d2", [req("a", 1, put("x", "1")), req("a", 2, put("x", "2"))]);
+    h.onCompleted(done("a", 2, put("x", "2"), { op: "put", previous: "1" }, 0, 10));
+    h.checkLinearizable();
+    expect(h.violations).toEqual([]);
+  });
+});
