@@ -202,6 +202,8 @@ export const testbedSchema = z.strictObject({
   keys: z.strictObject({
     /** Ed25519 public key of the operator: manifests and fail-safe clearing. */
     operator: nonEmpty,
+    /** Folder of the service's clients' Ed25519 public keys, <client id>.pub: replicas serve only these. */
+    clients: nonEmpty.optional(),
   }),
   timeliness: z
     .strictObject({

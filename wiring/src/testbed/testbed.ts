@@ -111,6 +111,8 @@ export interface Testbed {
   description?: string;
   simulated: boolean;
   operatorKeyPath: string;
+  /** Folder of client public keys (<id>.pub), if the testbed names one. */
+  clientKeysDir?: string;
   timeliness: { procMaxMs: number; driftMaxPpm: number; clockOffsetBoundMs: number };
   hosts: Host[];
   boards: Board[];
@@ -166,6 +168,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
     ...(raw.description === undefined ? {} : { description: raw.description }),
     simulated: raw.simulated,
     operatorKeyPath: at(raw.keys.operator),
+    ...(raw.keys.clients !== undefined ? { clientKeysDir: at(raw.keys.clients) } : {}),
     timeliness: {
       procMaxMs: raw.timeliness.procMax,
       driftMaxPpm: raw.timeliness.driftMaxPpm,

@@ -1,0 +1,115 @@
+/**
+ * The key-value service's client over TCP: one connection per replica, one
+ * request outstanding, answered once k'+1 replicas agree.
+ */
+import type { Testbed } from "@smw/wiring";
+import type { KvOperation, KvResult } from "../kv/kv-operation.js";
+import { ClientConnections } from "../net/client-connection.js";
+import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
+import { quorumsFor } from "../replica/quorums.js";
+import { type ClientAction, KvClientCore } from "./kv-client-core.js";
+
+export interface KvClientOptions {
+  id: string;
+  replicas: Record<string, { host: string; port: number }>;
+  weakQuorum: number;
+  scheme: SignatureScheme;
+  signer: Signer;
+  boardKeys: Map<string, string>;
+  retransmitMs?: number;
+}
+
+export interface KvAnswer {
+  result: KvResult;
+  latencyMs: number;
+}
+
+export class KvClient {
+  private readonly core: KvClientCore;
+  private readonly net: ClientConnections;
+  private readonly started = performance.now();
+  private waiting: { resolve: (a: KvAnswer) => void; reject: (e: Error) => void } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(options: KvClientOptions) {
+    const ids = Object.keys(options.replicas);
+    this.core = new KvClientCore(
+      {
+        id: options.id,
+        replicas: ids,
+        weakQuorum: options.weakQuorum,
+        retransmitMs: options.retransmitMs ?? 500,
+        // Request numbers from the wall clock: a restarted client never reuses one.
+        firstTs: Date.now() * 1000,
+      },
+      new KeyRing(options.scheme, options.boardKeys, new Map()),
+      options.signer,
+    );
+    this.net = new ClientConnections({ clientId: options.id, replicas: options.replicas });
+    this.net.on("message", (replica, payload) =>
+      this.apply(this.core.onMessage(replica, payload, this.now())),
+    );
+  }
+
+  static forTestbed(
+    testbed: Testbed,
+    options: Omit<KvClientOptions, "replicas" | "weakQuorum"> & { k?: number },
+  ): KvClient {
+    const replicas: Record<string, { host: string; port: number }> = {};
+    for (const h of testbed.hosts) replicas[h.id] = h.address;
+    const { weak } = quorumsFor(
+      testbed.hosts.length,
+      testbed.rejuvenation.kPrime,
+      options.k ?? testbed.rejuvenation.k,
+    );
+    return new KvClient({ ...options, replicas, weakQuorum: weak });
+  }
+
+  private now(): number {
+    return performance.now() - this.started;
+  }
+
+  start(): void {
+    this.net.start();
+    this.apply(this.core.start());
+    const tick = () => {
+      this.apply(this.core.tick(this.now()));
+      this.timer = setTimeout(tick, 20);
+    };
+    this.timer = setTimeout(tick, 20);
+  }
+
+  call(op: KvOperation, timeoutMs = 30_000): Promise<KvAnswer> {
+    if (this.waiting) return Promise.reject(new Error("one request at a time"));
+    return new Promise<KvAnswer>((resolve, reject) => {
+      const deadline = setTimeout(() => {
+        this.waiting = undefined;
+        reject(new Error(`no answer from k'+1 replicas within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting = {
+        resolve: (a) => {
+          clearTimeout(deadline);
+          resolve(a);
+        },
+        reject,
+      };
+      this.apply(this.core.submit(op, this.now()));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    await this.net.close();
+  }
+
+  private apply(actions: ClientAction[]): void {
+    for (const a of actions) {
+      if (a.type === "send") this.net.send(a.to, a.message);
+      else if (a.type === "complete") {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w?.resolve({ result: a.result, latencyMs: a.latencyMs });
+      }
+    }
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * One replica on a host: the replica core driven by TCP connections to its
+ * peers and clients, a 10 ms tick, and its checkpoints on stable storage.
+ * All protocol decisions are the core's; this only moves bytes and files.
+ */
+import { mkdirSync } from "node:fs";
+import type { KeyCertificate, Testbed } from "@smw/wiring";
+import { PeerConnections } from "../net/peer-connections.js";
+import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
+import { quorumsFor } from "../replica/quorums.js";
+import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
+import { readCheckpointFile, writeCheckpointFile } from "../storage/checkpoint-file.js";
+
+const TICK_MS = 10;
+
+export interface ReplicaServerOptions {
+  testbed: Testbed;
+  hostId: string;
+  scheme: SignatureScheme;
+  signer: Signer;
+  certificate: KeyCertificate;
+  boardKeys: Map<string, string>;
+  clientKeys: Map<string, string>;
+  /** After a rejuvenation: trust nothing stored, recover from peers first. */
+  recovering: boolean;
+  /** Replicas silent for rejuvenation at once; default the testbed's k (0: a service without rejuvenation). */
+  k?: number;
+  log?: (line: string) => void;
+  onAction?: (action: ReplicaAction) => void;
+}
+
+export class ReplicaServer {
+  readonly core: ReplicaCore;
+  private readonly net: PeerConnections;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly started = performance.now();
+  private readonly stateDir: string;
+  private problemsLogged = 0;
+
+  constructor(private readonly options: ReplicaServerOptions) {
+    const { testbed, hostId } = options;
+    const host = testbed.hosts.find((h) => h.id === hostId);
+    if (host === undefined) throw new RangeError(`${testbed.file}: no host ${hostId}`);
+    this.stateDir = host.stateDir;
+    mkdirSync(this.stateDir, { recursive: true });
+    const stored = readCheckpointFile(this.stateDir);
+    const start: StartingState = { recovering: options.recovering };
+    if ("checkpoint" in stored) start.checkpoint = stored.checkpoint;
+    else if ("error" in stored) this.log(`stored checkpoint not used: ${stored.error}`);
+    const ids = testbed.hosts.map((h) => h.id);
+    this.core = new ReplicaCore(
+      {
+        ids,
+        self: hostId,
+        quorums: quorumsFor(
+          ids.length,
+          testbed.rejuvenation.kPrime,
+          options.k ?? testbed.rejuvenation.k,
+        ),
+        checkpointInterval: host.replica.checkpointInterval,
+        batchMax: host.replica.batchMax,
+        maxInFlight: 8,
+        viewChangeTimeoutMs: host.replica.viewChangeTimeoutMs,
+        statusIntervalMs: 100,
+        maxReplyBytes: 4 * 1024 * 1024,
+      },
+      new KeyRing(options.scheme, options.boardKeys, options.clientKeys),
+      options.signer,
+      options.certificate,
+      start,
+    );
+    const peers: Record<string, { host: string; port: number }> = {};
+    for (const h of testbed.hosts) if (h.id !== hostId) peers[h.id] = h.address;
+    this.net = new PeerConnections({ self: hostId, listen: host.address, peers });
+    this.net.on("message", (from, payload) => {
+      const actions =
+        from.role === "replica"
+          ? this.core.onMessage(payload, this.now())
+          : this.core.onClientMessage(from.id, payload, this.now());
+      this.apply(actions);
+    });
+    this.net.on("problem", (description) => this.log(`network: ${description}`));
+  }
+
+  private now(): number {
+    return performance.now() - this.started;
+  }
+
+  private log(line: string): void {
+    this.options.log?.(`${this.options.hostId}: ${line}`);
+  }
+
+  async start(): Promise<void> {
+    await this.net.start();
+    this.apply(this.core.start(this.now()));
+    const tick = () => {
+      this.apply(this.core.tick(this.now()));
+      this.timer = setTimeout(tick, TICK_MS);
+    };
+    this.timer = setTimeout(tick, TICK_MS);
+  }
+
+  prepareShutdown(): void {
+    this.apply(this.core.prepareShutdown(this.now()));
+  }
+
+  installKey(certificate: KeyCertificate, signer: Signer): void {
+    this.apply(this.core.installKey(certificate, signer, this.now()));
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.net.close();
+  }
+
+  private apply(actions: ReplicaAction[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case "send":
+          this.net.sendToReplica(a.to, a.message);
+          break;
+        case "broadcast":
+          for (const h of this.options.testbed.hosts)
+            if (h.id !== this.options.hostId) this.net.sendToReplica(h.id, a.message);
+          break;
+        case "reply":
+          this.net.sendToClient(a.client, a.message);
+          break;
+        case "checkpoint":
+          try {
+            writeCheckpointFile(this.stateDir, a);
+          } catch (error) {
+            this.log(`checkpoint ${a.seq} not written: ${(error as Error).message}`);
+          }
+          break;
+        case "problem":
+          // Counted by the core; logged sparingly so a flood cannot fill the disk.
+          if (this.problemsLogged++ < 100)
+            this.log(`rejected ${a.kind} from ${a.from}: ${a.detail}`);
+          break;
+        case "view":
+          this.log(`view ${a.view}, primary ${a.primary}`);
+          break;
+        case "recovered":
+          this.log(`state recovered at checkpoint ${a.seq}`);
+          break;
+        default:
+          break;
+      }
+      this.options.onAction?.(a);
+    }
+  }
+}

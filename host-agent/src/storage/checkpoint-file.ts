@@ -1,0 +1,96 @@
+/**
+ * A replica's last checkpoint on stable storage: written to a temporary
+ * file, fsynced, renamed over the old one and the folder fsynced, so a reset
+ * at any instant leaves either the old checkpoint or the new one. Read back
+ * defensively: a corrupted file is reported and ignored (the replica then
+ * recovers everything from its peers), never trusted and never a crash.
+ *
+ *   SMWCP1\n <u32 header length> <header JSON: seq, digest, clients> <snapshot bytes>
+ */
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import path from "node:path";
+import { parseKvResult } from "../kv/kv-operation.js";
+import { decodeSnapshot, encodeSnapshot, type KvSnapshot } from "../kv/kv-snapshot.js";
+import { checkpointDigest, clientTableDigest } from "../replica/client-table.js";
+import type { ClientTableEntry } from "../replica/messages.js";
+
+const MAGIC = Buffer.from("SMWCP1\n", "latin1");
+export const CHECKPOINT_FILE = "checkpoint.smw";
+
+export interface StoredCheckpoint {
+  seq: number;
+  digest: string;
+  snapshot: KvSnapshot;
+  clients: ClientTableEntry[];
+}
+
+export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
+  const header = Buffer.from(
+    JSON.stringify({ seq: cp.seq, digest: cp.digest, clients: cp.clients }),
+    "utf8",
+  );
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(header.length);
+  const file = path.join(dir, CHECKPOINT_FILE);
+  const temporary = `${file}.tmp`;
+  const fd = openSync(temporary, "w", 0o600);
+  try {
+    for (const part of [MAGIC, length, header, encodeSnapshot(cp.snapshot)]) {
+      let written = 0;
+      while (written < part.length) written += writeSync(fd, part, written);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, file);
+  const dirFd = openSync(dir, "r");
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
+}
+
+/** The stored checkpoint, none, or why the file cannot be used. */
+export function readCheckpointFile(
+  dir: string,
+): { checkpoint: StoredCheckpoint } | { none: true } | { error: string } {
+  const file = path.join(dir, CHECKPOINT_FILE);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { none: true };
+    return { error: `${file}: ${(error as Error).message}` };
+  }
+  const bad = (why: string) => ({ error: `${file}: ${why}` });
+  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC))
+    return bad("not a checkpoint file (bad magic)");
+  const headerLength = bytes.readUInt32BE(MAGIC.length);
+  const start = MAGIC.length + 4;
+  if (headerLength > bytes.length - start) return bad("header runs past the end of the file");
+  let header: { seq?: unknown; digest?: unknown; clients?: unknown };
+  try {
+    header = JSON.parse(bytes.subarray(start, start + headerLength).toString("utf8"));
+  } catch {
+    return bad("header is not JSON");
+  }
+  if (!Number.isSafeInteger(header.seq) || (header.seq as number) < 0)
+    return bad("header: seq is not a sequence number");
+  if (typeof header.digest !== "string" || !/^[0-9a-f]{64}$/.test(header.digest))
+    return bad("header: digest is not a SHA-256 digest");
+  if (!Array.isArray(header.clients)) return bad("header: clients is not a list");
+  const clients: ClientTableEntry[] = [];
+  for (const c of header.clients as Array<Record<string, unknown>>) {
+    const result = parseKvResult(c?.result);
+    if (typeof c?.client !== "string" || !Number.isSafeInteger(c.ts) || "error" in result)
+      return bad("header: a client entry is malformed");
+    clients.push({ client: c.client, ts: c.ts as number, result });
+  }
+  const snapshot = decodeSnapshot(bytes.subarray(start + headerLength));
+  if ("error" in snapshot) return bad(`state: ${snapshot.error}`);
+  const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest(clients));
+  if (digest !== header.digest) return bad("the state does not match the digest in the header");
+  return { checkpoint: { seq: header.seq as number, digest, snapshot, clients } };
+}
