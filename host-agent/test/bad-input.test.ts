@@ -1,0 +1,146 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { certificateSigningBytes } from "@smw/wiring";
+import { describe, expect, it } from "vitest";
+import { KvStore } from "../src/kv/kv-store.js";
+import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
+import { KeyRing, type Signer } from "../src/replica/key-ring.js";
+import { requestSigningBytes, sealEnvelope } from "../src/replica/messages.js";
+import { quorumsFor } from "../src/replica/quorums.js";
+import { type ReplicaAction, ReplicaCore } from "../src/replica/replica-core.js";
+import { SimCrypto } from "../src/sim/sim-crypto.js";
+import {
+  CHECKPOINT_FILE,
+  readCheckpointFile,
+  writeCheckpointFile,
+} from "../src/storage/checkpoint-file.js";
+
+function setup() {
+  const crypto = new SimCrypto(7);
+  const ids = ["r1", "r2", "r3", "r4"];
+  const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
+  const replicaSigners = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
+  const client = crypto.newSigner("c1");
+  const cert = (id: string, period: number, signer = replicaSigners.get(id) as Signer) => {
+    const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
+    const board = boards.get(id) as Signer;
+    return { ...body, signature: board.sign(certificateSigningBytes(body)) };
+  };
+  const ring = new KeyRing(
+    crypto,
+    new Map([...boards].map(([id, s]) => [id, s.publicKey])),
+    new Map([["c1", client.publicKey]]),
+  );
+  for (const id of ids) ring.install(cert(id, 0));
+  const core = new ReplicaCore(
+    {
+      ids,
+      self: "r2",
+      quorums: quorumsFor(4, 1, 0),
+      checkpointInterval: 4,
+      batchMax: 8,
+      maxInFlight: 4,
+      viewChangeTimeoutMs: 500,
+      statusIntervalMs: 100,
+      maxReplyBytes: 65536,
+    },
+    ring,
+    replicaSigners.get("r2") as Signer,
+    cert("r2", 0),
+    { recovering: false },
+  );
+  const request = (ts: number, signer = client) => {
+    const unsigned = { client: "c1", ts, op: { op: "put" as const, key: "x", value: `${ts}` } };
+    return { ...unsigned, sig: signer.sign(requestSigningBytes(unsigned)) };
+  };
+  return { crypto, core, replicaSigners, cert, request, client };
+}
+
+const kinds = (actions: ReplicaAction[]) =>
+  actions.filter((a) => a.type === "problem").map((a) => (a as { kind: string }).kind);
+
+describe("untrusted input to a replica", () => {
+  it("rejects, counts and survives malformed, oversized, forged, stale and unknown input", () => {
+    const { core, replicaSigners, crypto, request, cert } = setup();
+    let now = 0;
+    const r1 = replicaSigners.get("r1") as Signer;
+    const feed = (bytes: Buffer) => kinds(core.onMessage(bytes, ++now));
+    const client = (message: unknown, id = "c1") =>
+      kinds(core.onClientMessage(id, Buffer.from(JSON.stringify(message)), ++now));
+    expect(feed(Buffer.from("garbage"))).toEqual(["malformed"]);
+    expect(feed(Buffer.alloc(9 * 1024 * 1024, 65))).toEqual(["malformed"]);
+    expect(feed(Buffer.from('smwr1 r1 0 AAAA\n{"type":"PREPARE","view":"x"}'))).toEqual([
+      "malformed",
+    ]);
+    const prepare = { type: "PREPARE" as const, view: 0, seq: 1, digest: "a".repeat(64) };
+    // Signed with r3's key, claiming to be r1.
+    const r3 = replicaSigners.get("r3") as Signer;
+    expect(feed(sealEnvelope("r1", 0, prepare, (b) => r3.sign(b)))).toEqual(["bad-signature"]);
+    // r1 under an epoch not certified yet: refused, and r1 is asked for its key.
+    const future = core.onMessage(
+      sealEnvelope("r1", 5, prepare, (b) => r1.sign(b)),
+      ++now,
+    );
+    expect(kinds(future)).toEqual(["unknown-epoch"]);
+    expect(future.some((a) => a.type === "send" && a.to === "r1")).toBe(true);
+    // A key certificate not signed by r1's board is refused.
+    const newKey = crypto.newSigner("r1-e1");
+    const bogus = { ...cert("r1", 1, newKey), signature: newKey.sign(Buffer.from("x")) };
+    const newKeyMessage = (c: typeof bogus) =>
+      sealEnvelope("r1", 1, { type: "NEW_KEY", certificate: c }, (b) => newKey.sign(b));
+    expect(feed(newKeyMessage(bogus))).toEqual(["bad-certificate"]);
+    // r1 rejuvenated: its board certifies a new key; the old key is refused from then on.
+    expect(feed(newKeyMessage(cert("r1", 1, newKey)))).toEqual([]);
+    expect(feed(sealEnvelope("r1", 0, prepare, (b) => r1.sign(b)))).toEqual(["stale-epoch"]);
+    expect(feed(sealEnvelope("r1", 1, prepare, (b) => newKey.sign(b)))).toEqual([]);
+    // Requests from an unknown client, with a bad signature, or malformed: never executed.
+    expect(
+      client({ type: "REQUEST", request: { ...request(1), client: "mallory" } }, "mallory"),
+    ).toEqual(["unknown-client"]);
+    expect(client({ type: "REQUEST", request: { ...request(2), sig: request(3).sig } })).toEqual([
+      "bad-signature",
+    ]);
+    expect(client({ type: "REQUEST", request: { ...request(4), client: "c2" } })).toEqual([
+      "bad-request",
+    ]);
+    expect(client({ type: "REQUEST" })).toEqual(["malformed"]);
+    expect(core.executedUpTo).toBe(0);
+    expect(core.counters.get("rejected.malformed")).toBe(4);
+    expect(core.counters.get("rejected.stale-epoch")).toBe(1);
+    // Still serving: a valid request is accepted and answered with nothing rejected.
+    expect(client({ type: "REQUEST", request: request(10) })).toEqual([]);
+  });
+});
+
+describe("checkpoints on stable storage", () => {
+  it("round-trips, and reports a corrupted or truncated file instead of trusting it", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-cp-"));
+    try {
+      const store = new KvStore();
+      for (let i = 0; i < 200; i++) store.apply({ op: "put", key: `k${i}`, value: `v${i}` });
+      const snapshot = store.snapshot();
+      const clients = [{ client: "c1", ts: 7, result: { op: "put" as const, previous: null } }];
+      const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest(clients));
+      expect(readCheckpointFile(dir)).toEqual({ none: true });
+      writeCheckpointFile(dir, { seq: 64, digest, snapshot, clients });
+      const back = readCheckpointFile(dir);
+      expect("checkpoint" in back && back.checkpoint.seq).toBe(64);
+      expect("checkpoint" in back && back.checkpoint.digest).toBe(digest);
+      const file = path.join(dir, CHECKPOINT_FILE);
+      const bytes = readFileSync(file);
+      for (const at of [0, 12, 40, bytes.length - 100, bytes.length - 1]) {
+        const bad = Buffer.from(bytes);
+        bad[at] = (bad[at] ?? 0) ^ 0x5a;
+        writeFileSync(file, bad);
+        const r = readCheckpointFile(dir);
+        expect("error" in r, `flip at ${at}`).toBe(true);
+        expect((r as { error: string }).error).toContain(CHECKPOINT_FILE);
+      }
+      writeFileSync(file, bytes.subarray(0, bytes.length / 2));
+      expect("error" in readCheckpointFile(dir)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
