@@ -3,6 +3,7 @@
  * in-process for tests (runSmw returns the exit status) and from bin/smw.js.
  */
 import { readFileSync } from "node:fs";
+import { hostAgentCommands } from "@smw/host-agent/cli";
 import {
   type CliContext,
   type CliIo,
@@ -19,7 +20,7 @@ const VERSION = (
   }
 ).version;
 
-const PARTS = [...wiringCommands, ...wormholeBoardCommands];
+const PARTS = [...wiringCommands, ...wormholeBoardCommands, ...hostAgentCommands];
 
 export async function runSmw(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   let exitCode: ExitCode = 0;

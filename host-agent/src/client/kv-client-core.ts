@@ -59,6 +59,11 @@ export class KvClientCore {
     return this.outstanding !== undefined;
   }
 
+  /** Gives up on the outstanding request (its caller timed out); a late answer is ignored. */
+  abandon(): void {
+    this.outstanding = undefined;
+  }
+
   /** Asks every replica for the certificates it knows (do this first). */
   start(): ClientAction[] {
     const message = encodeClientMessage({ type: "KEYS_QUERY" });

@@ -84,6 +84,7 @@ export class KvClient {
     return new Promise<KvAnswer>((resolve, reject) => {
       const deadline = setTimeout(() => {
         this.waiting = undefined;
+        this.core.abandon();
         reject(new Error(`no answer from k'+1 replicas within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting = {

@@ -11,6 +11,7 @@
  * primary's host is about to be rejuvenated; state transfer by partitions and
  * a log suffix for replicas that are behind or recovering; key epochs.
  */
+import { createHash } from "node:crypto";
 import type { KeyCertificate } from "@smw/wiring";
 import type { KvResult } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
@@ -114,6 +115,8 @@ interface Slot {
   committed: boolean;
   sentPrepare?: Buffer;
   sentCommit?: Buffer;
+  /** When this slot was opened: only slots older than a status interval are retransmitted. */
+  sinceMs: number;
 }
 
 interface OwnCheckpoint {
@@ -124,6 +127,8 @@ interface OwnCheckpoint {
 }
 
 const GENESIS_CLIENTS: ClientTableEntry[] = [];
+
+const DEDUPLICATED = new Set(["PRE_PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "EXECUTED"]);
 
 export class ReplicaCore {
   private out: ReplicaAction[] = [];
@@ -145,6 +150,10 @@ export class ReplicaCore {
   private readonly batchesByDigest = new Map<string, ClientRequest[]>();
   /** Batches executed above the stable checkpoint: the log suffix peers may ask for. */
   private readonly executedLog = new Map<number, ExecutedEntry>();
+  private readonly executedAtMs = new Map<number, number>();
+  /** Digests of messages seen lately: a duplicate is dropped before its signature is checked again. */
+  private readonly recentMessages = new Set<string>();
+  private olderMessages = new Set<string>();
   /** EXECUTED reports from peers: seq -> digest -> senders, and the requests. */
   private readonly executedReports = new Map<number, Map<string, Set<string>>>();
   private readonly reportedBatches = new Map<string, ExecutedEntry>();
@@ -373,8 +382,21 @@ export class ReplicaCore {
       this.problem("malformed", "?", "a replica message that does not parse");
       return this.drain();
     }
+    // Retransmissions and network duplicates of normal-case messages: the same bytes,
+    // already handled; dropped before their signature is checked again.
+    const dedupe = DEDUPLICATED.has(envelope.body.type);
+    const fingerprint = dedupe ? createHash("sha256").update(bytes).digest("base64") : "";
+    if (dedupe && (this.recentMessages.has(fingerprint) || this.olderMessages.has(fingerprint))) {
+      this.count("duplicates");
+      return this.drain();
+    }
     const { from, epoch, body } = envelope;
-    if (from === this.config.self || !this.config.ids.includes(from)) {
+    if (from === this.config.self) {
+      // Our own message relayed back (a retransmitted PRE_PREPARE): nothing to learn.
+      this.count("own-messages");
+      return this.drain();
+    }
+    if (!this.config.ids.includes(from)) {
       this.problem("malformed", from, "a message from no known peer");
       return this.drain();
     }
@@ -387,6 +409,13 @@ export class ReplicaCore {
       this.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") this.queryKey(from);
       return this.drain();
+    }
+    if (dedupe) {
+      this.recentMessages.add(fingerprint);
+      if (this.recentMessages.size >= 8192) {
+        this.olderMessages = new Set(this.recentMessages);
+        this.recentMessages.clear();
+      }
     }
     this.dispatch(envelope);
     return this.drain();
@@ -516,7 +545,14 @@ export class ReplicaCore {
   private slot(seq: number, view: number): Slot {
     let slot = this.slots.get(seq);
     if (slot === undefined || slot.view < view) {
-      slot = { view, prepares: new Map(), commits: new Map(), prepared: false, committed: false };
+      slot = {
+        view,
+        prepares: new Map(),
+        commits: new Map(),
+        prepared: false,
+        committed: false,
+        sinceMs: this.nowMs,
+      };
       this.slots.set(seq, slot);
     }
     return slot;
@@ -702,6 +738,7 @@ export class ReplicaCore {
     }
     this.lastExecuted = seq;
     this.executedLog.set(seq, { seq, view, digest, requests });
+    this.executedAtMs.set(seq, this.nowMs);
     this.out.push({ type: "executed", seq, view, digest, requests, results });
     // Progress: the suspicion timer restarts for whatever is still pending.
     this.progressDeadlineMs =
@@ -767,7 +804,11 @@ export class ReplicaCore {
     for (const s of [...this.preparedInfo.keys()]) if (s <= seq) this.preparedInfo.delete(s);
     for (const s of [...this.prePreparedInfo.keys()]) if (s <= seq) this.prePreparedInfo.delete(s); // The log suffix is kept one interval longer, for peers just behind the checkpoint.
     const keepFrom = seq - this.config.checkpointInterval;
-    for (const s of [...this.executedLog.keys()]) if (s <= keepFrom) this.executedLog.delete(s);
+    for (const s of [...this.executedLog.keys()])
+      if (s <= keepFrom) {
+        this.executedLog.delete(s);
+        this.executedAtMs.delete(s);
+      }
     for (const s of [...this.executedReports.keys()]) if (s <= seq) this.executedReports.delete(s);
     for (const s of [...this.checkpointVotes.keys()]) if (s < seq) this.checkpointVotes.delete(s);
     // Keep the stable checkpoint (peers may fetch it) and anything newer.
@@ -935,7 +976,10 @@ export class ReplicaCore {
       let bytes = 0;
       for (let s = body.lastExecuted + 1; s <= this.lastExecuted; s++) {
         const e = this.executedLog.get(s);
-        if (e === undefined) break;
+        // Executed moments ago: the peer is likely just behind in the pipeline, not stuck.
+        const at = this.executedAtMs.get(s);
+        if (e === undefined || at === undefined || this.nowMs - at < this.config.statusIntervalMs)
+          break;
         bytes += 256 + e.requests.length * 256;
         if (entries.length > 0 && bytes > this.config.maxReplyBytes) break;
         entries.push(e);
@@ -946,6 +990,7 @@ export class ReplicaCore {
       // Retransmit our part of whatever is still in flight: the network may have lost it.
       for (const [seq, slot] of this.slots) {
         if (seq <= body.lastExecuted || slot.view !== this.view) continue;
+        if (this.nowMs - slot.sinceMs < this.config.statusIntervalMs) continue;
         for (const m of [slot.prePrepare, slot.sentPrepare, slot.sentCommit])
           if (m !== undefined) this.out.push({ type: "send", to: from, message: m });
       }

@@ -1,0 +1,252 @@
+/**
+ * `smw kv`: the replicated key-value service from the command line. Client
+ * operations (get, put, del, cas, scan), a replica or the unreplicated
+ * baseline (serve), and a closed-loop load (bench).
+ */
+import {
+  DurationError,
+  formatProblem,
+  loadTestbedFile,
+  parseDurationMs,
+  type Testbed,
+} from "@smw/wiring";
+import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { Command } from "commander";
+import type { KvOperation, KvResult } from "../kv/kv-operation.js";
+import { parseKvOperation } from "../kv/kv-operation.js";
+import { runKvBench } from "../service/kv-bench.js";
+import { KeyFileError } from "../service/service-keys.js";
+import {
+  clientIdsWithKeys,
+  connectClient,
+  startReplica,
+  startSingle,
+} from "../service/service-runtime.js";
+
+interface ClientFlags {
+  testbed: string;
+  client: string;
+  key?: string;
+  single?: boolean;
+  json?: boolean;
+  timeout: string;
+}
+
+function loadTestbed(file: string): Testbed {
+  const loaded = loadTestbedFile(file);
+  if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
+  return loaded.testbed;
+}
+
+function durationMs(text: string, flag: string): number {
+  try {
+    return parseDurationMs(text);
+  } catch (error) {
+    if (error instanceof DurationError) throw new UsageError(`${flag}: ${error.message}`);
+    throw error;
+  }
+}
+
+function describeResult(result: KvResult): string {
+  switch (result.op) {
+    case "get":
+      return result.value ?? "(absent)";
+    case "put":
+    case "del":
+      return `ok (previous: ${result.previous ?? "absent"})`;
+    case "cas":
+      return result.ok ? "ok" : `not swapped: the value is ${result.current ?? "absent"}`;
+    case "scan":
+      return result.entries.map(([k, v]) => `${k}\t${v}`).join("\n") || "(nothing in range)";
+  }
+}
+
+function withKeyErrors<T>(run: () => Promise<T>): Promise<T> {
+  return run().catch((error: unknown) => {
+    if (error instanceof KeyFileError) throw new UsageError(error.message);
+    throw error;
+  });
+}
+
+export function kvCommand(context: CliContext): Command {
+  const kv = new Command("kv").description(
+    "the replicated key-value service: operations, replicas, load",
+  );
+
+  const clientCommand = (
+    name: string,
+    args: string,
+    description: string,
+    toOp: (...a: string[]) => unknown,
+  ) => {
+    const command = kv
+      .command(`${name} ${args}`)
+      .description(description)
+      .requiredOption("--testbed <file>", "testbed file (hosts, board keys, client keys)")
+      .option("--client <id>", "client id: its key is <client key folder>/<id>.key", "client")
+      .option("--key <file>", "the client's private key, if not in the client key folder")
+      .option("--single", "talk to the unreplicated baseline (smw kv serve --single)")
+      .option("--timeout <duration>", "give up after this long", "10s")
+      .option("--json", "print the result as JSON");
+    if (name === "scan") command.option("--limit <n>", "at most this many entries", "100");
+    if (name === "cas")
+      command.option(
+        "--expect-absent",
+        "swap only if the key is absent (EXPECTED is then left out)",
+      );
+    command.action(async (...raw: unknown[]) => {
+      const command = raw.at(-1) as Command;
+      const positional = command.args;
+      const flags = command.opts() as ClientFlags & { limit?: string; expectAbsent?: boolean };
+      const parsed = parseKvOperation(
+        toOp(...positional, flags.limit ?? "", flags.expectAbsent ? "1" : ""),
+      );
+      if ("error" in parsed) throw new UsageError(`${name}: ${parsed.error}`);
+      const op: KvOperation = parsed;
+      const testbed = loadTestbed(flags.testbed);
+      await withKeyErrors(async () => {
+        const client = connectClient(testbed, {
+          clientId: flags.client,
+          ...(flags.key ? { keyFile: flags.key } : {}),
+          ...(flags.single ? { single: true } : {}),
+        });
+        try {
+          const answer = await client.call(op, durationMs(flags.timeout, "--timeout"));
+          context.io.out(
+            flags.json
+              ? `${JSON.stringify({ ...answer.result, latencyMs: Math.round(answer.latencyMs * 100) / 100 })}\n`
+              : `${describeResult(answer.result)}\n`,
+          );
+          context.setExitCode(answer.result.op === "cas" && !answer.result.ok ? 1 : 0);
+        } catch (error) {
+          context.io.err(`smw kv ${name}: ${(error as Error).message}\n`);
+          context.setExitCode(1);
+        } finally {
+          await client.close();
+        }
+      });
+    });
+  };
+
+  clientCommand("get", "<key>", "print the value of a key", (key) => ({ op: "get", key }));
+  clientCommand("put", "<key> <value>", "set a key", (key, value) => ({ op: "put", key, value }));
+  clientCommand("del", "<key>", "delete a key", (key) => ({ op: "del", key }));
+  clientCommand(
+    "cas",
+    "<key> <values...>",
+    "compare-and-set: cas KEY EXPECTED NEW, or cas KEY NEW --expect-absent (exit 1 if not swapped)",
+    (key, ...rest) => {
+      const absent = rest.at(-1) === "1";
+      const values = rest.slice(0, -2);
+      return absent
+        ? { op: "cas", key, expected: null, value: values[0] }
+        : { op: "cas", key, expected: values[0], value: values[1] };
+    },
+  );
+  clientCommand(
+    "scan",
+    "<from> [to]",
+    "keys from FROM up to (not including) TO, in order",
+    (from, to, limit) => ({
+      op: "scan",
+      from,
+      to: to ?? "",
+      limit: Number(limit),
+    }),
+  );
+
+  kv.command("serve")
+    .description(
+      "run one replica of the testbed (--host) or the unreplicated baseline (--single), until interrupted",
+    )
+    .requiredOption("--testbed <file>", "testbed file")
+    .option("--host <id>", "the host whose replica to run")
+    .option("--single", "the same store unreplicated, at the first host's address")
+    .option("--recovering", "trust nothing stored: recover the state from the other replicas first")
+    .action(
+      async (flags: { testbed: string; host?: string; single?: boolean; recovering?: boolean }) => {
+        if ((flags.host === undefined) === (flags.single === undefined))
+          throw new UsageError("kv serve: give either --host ID or --single");
+        const testbed = loadTestbed(flags.testbed);
+        await withKeyErrors(async () => {
+          const log = (line: string) => context.io.err(`${line}\n`);
+          const server = flags.single
+            ? await startSingle(testbed)
+            : await startReplica(testbed, flags.host as string, {
+                recovering: flags.recovering === true,
+                log,
+              });
+          context.io.err(
+            flags.single
+              ? `serving the unreplicated store at ${testbed.hosts[0]?.address.host}:${testbed.hosts[0]?.address.port}\n`
+              : `replica ${flags.host} serving\n`,
+          );
+          await new Promise<void>((resolve) => {
+            const stop = () => resolve();
+            process.once("SIGINT", stop);
+            process.once("SIGTERM", stop);
+          });
+          await server.close();
+          context.setExitCode(0);
+        });
+      },
+    );
+
+  kv.command("bench")
+    .description("a closed-loop load: N clients for S seconds; throughput and latency percentiles")
+    .requiredOption("--testbed <file>", "testbed file")
+    .option("--clients <n>", "concurrent clients (each needs a key in the client key folder)", "4")
+    .option("--seconds <s>", "how long", "10")
+    .option("--single", "against the unreplicated baseline")
+    .option("--value-bytes <n>", "size of the values written", "64")
+    .option("--json", "print the figures as JSON")
+    .action(
+      async (flags: {
+        testbed: string;
+        clients: string;
+        seconds: string;
+        single?: boolean;
+        valueBytes: string;
+        json?: boolean;
+      }) => {
+        const clients = Number(flags.clients);
+        const seconds = Number(flags.seconds);
+        const valueBytes = Number(flags.valueBytes);
+        if (!Number.isInteger(clients) || clients < 1 || clients > 256)
+          throw new UsageError(`--clients: expected 1 to 256, got "${flags.clients}"`);
+        if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+          throw new UsageError(
+            `--seconds: expected more than 0 and at most 3600, got "${flags.seconds}"`,
+          );
+        if (!Number.isInteger(valueBytes) || valueBytes < 0 || valueBytes > 1 << 20)
+          throw new UsageError(`--value-bytes: expected 0 to 1048576, got "${flags.valueBytes}"`);
+        const testbed = loadTestbed(flags.testbed);
+        const ids = clientIdsWithKeys(testbed).slice(0, clients);
+        if (ids.length < clients)
+          throw new UsageError(
+            `kv bench: ${clients} clients need ${clients} client keys in ${testbed.clientKeysDir ?? "the client key folder (keys: { clients: FOLDER })"}; found ${ids.length} (smw keys gen --out FOLDER --name <id>)`,
+          );
+        await withKeyErrors(async () => {
+          const r = await runKvBench({
+            testbed,
+            clientIds: ids,
+            seconds,
+            valueBytes,
+            ...(flags.single ? { single: true } : {}),
+          });
+          context.io.out(
+            flags.json
+              ? `${JSON.stringify(r)}\n`
+              : [
+                  `${r.completed} operations in ${r.seconds.toFixed(1)} s by ${r.clients} clients: ${r.opsPerSecond.toFixed(0)} ops/s`,
+                  `latency p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(2)} ms`,
+                  `failed ${r.failed}, longest stall ${r.longestStallMs.toFixed(0)} ms`,
+                  "",
+                ].join("\n"),
+          );
+          context.setExitCode(r.failed > 0 ? 1 : 0);
+        });
+      },
+    );
+  return kv;
+}

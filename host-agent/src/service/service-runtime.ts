@@ -1,0 +1,113 @@
+/**
+ * Putting the service's parts together from a testbed: a replica on one of
+ * its hosts, the unreplicated baseline, and clients. Used by `smw kv`, the
+ * host agent and the benchmark.
+ */
+import { readdirSync } from "node:fs";
+import type { KeyCertificate, Testbed } from "@smw/wiring";
+import { KvClient } from "../client/kv-client.js";
+import { Ed25519Scheme, newReplicaSigner } from "../replica/ed25519.js";
+import { KeyRing, type Signer } from "../replica/key-ring.js";
+import { ReplicaServer } from "./replica-server.js";
+import {
+  boardPublicKeys,
+  certifyWithBoardKey,
+  clientPublicKeys,
+  clientSigner,
+  KeyFileError,
+} from "./service-keys.js";
+import { SingleServer } from "./single-server.js";
+
+export interface ReplicaStartOptions {
+  recovering?: boolean;
+  k?: number;
+  log?: (line: string) => void;
+  /** Given by the host agent (its board certified it); otherwise made here with the board's key. */
+  signer?: Signer;
+  certificate?: KeyCertificate;
+  period?: number;
+}
+
+export async function startReplica(
+  testbed: Testbed,
+  hostId: string,
+  options: ReplicaStartOptions = {},
+): Promise<ReplicaServer> {
+  if (!testbed.hosts.some((h) => h.id === hostId))
+    throw new KeyFileError(
+      `${testbed.file}: no host "${hostId}"; hosts are ${testbed.hosts.map((h) => h.id).join(", ")}`,
+    );
+  const signer = options.signer ?? newReplicaSigner();
+  const certificate =
+    options.certificate ?? certifyWithBoardKey(testbed, hostId, signer, options.period ?? 0);
+  const server = new ReplicaServer({
+    testbed,
+    hostId,
+    scheme: new Ed25519Scheme(),
+    signer,
+    certificate,
+    boardKeys: boardPublicKeys(testbed),
+    clientKeys: clientPublicKeys(testbed),
+    recovering: options.recovering ?? false,
+    ...(options.k !== undefined ? { k: options.k } : {}),
+    ...(options.log ? { log: options.log } : {}),
+  });
+  await server.start();
+  return server;
+}
+
+/** The baseline serves at the first host's address, under that host's board certificate. */
+export async function startSingle(
+  testbed: Testbed,
+  listen?: { host: string; port: number },
+): Promise<SingleServer> {
+  const first = testbed.hosts[0];
+  if (first === undefined) throw new KeyFileError(`${testbed.file}: no hosts`);
+  const signer = newReplicaSigner();
+  const certificate = certifyWithBoardKey(testbed, first.id, signer, 0);
+  const scheme = new Ed25519Scheme();
+  const ring = new KeyRing(scheme, boardPublicKeys(testbed), clientPublicKeys(testbed));
+  const server = new SingleServer(first.id, listen ?? first.address, ring, signer, certificate);
+  await server.start();
+  return server;
+}
+
+export interface ClientStartOptions {
+  clientId: string;
+  keyFile?: string;
+  single?: boolean;
+  k?: number;
+}
+
+export function connectClient(testbed: Testbed, options: ClientStartOptions): KvClient {
+  const scheme = new Ed25519Scheme();
+  const common = {
+    id: options.clientId,
+    scheme,
+    signer: clientSigner(testbed, options.clientId, options.keyFile),
+    boardKeys: boardPublicKeys(testbed),
+  };
+  const first = testbed.hosts[0];
+  const client =
+    options.single && first
+      ? new KvClient({ ...common, replicas: { [first.id]: first.address }, weakQuorum: 1 })
+      : KvClient.forTestbed(testbed, {
+          ...common,
+          ...(options.k !== undefined ? { k: options.k } : {}),
+        });
+  client.start();
+  return client;
+}
+
+/** The client ids that have a private key in the testbed's client folder, sorted. */
+export function clientIdsWithKeys(testbed: Testbed): string[] {
+  if (testbed.clientKeysDir === undefined) return [];
+  try {
+    return readdirSync(testbed.clientKeysDir)
+      .filter((n) => n.endsWith(".key"))
+      .map((n) => n.slice(0, -4))
+      .sort();
+  } catch {
+    return [];
+  }
+}

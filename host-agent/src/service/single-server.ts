@@ -1,0 +1,75 @@
+/**
+ * The same key-value store, unreplicated: the baseline the replicated
+ * service is measured against. Same client path (signed requests, signed
+ * replies over the same TCP framing), no agreement, no replicas.
+ */
+import type { KeyCertificate } from "@smw/wiring";
+import { KvStore } from "../kv/kv-store.js";
+import { PeerConnections } from "../net/peer-connections.js";
+import { ClientTable } from "../replica/client-table.js";
+import type { KeyRing, Signer } from "../replica/key-ring.js";
+import { parseClientMessage, requestSigningBytes, sealEnvelope } from "../replica/messages.js";
+
+export class SingleServer {
+  private readonly store = new KvStore();
+  private readonly clients = new ClientTable();
+  private readonly net: PeerConnections;
+  rejected = 0;
+
+  constructor(
+    private readonly id: string,
+    listen: { host: string; port: number },
+    private readonly ring: KeyRing,
+    private readonly signer: Signer,
+    private readonly certificate: KeyCertificate,
+  ) {
+    this.net = new PeerConnections({ self: id, listen, peers: {} });
+    this.net.on("message", (from, payload) => {
+      if (from.role === "client") this.onClient(from.id, payload);
+    });
+  }
+
+  start(): Promise<void> {
+    return this.net.start();
+  }
+
+  close(): Promise<void> {
+    return this.net.close();
+  }
+
+  private reply(client: string, body: Parameters<typeof sealEnvelope>[2]): void {
+    this.net.sendToClient(
+      client,
+      sealEnvelope(this.id, this.certificate.period, body, (b) => this.signer.sign(b)),
+    );
+  }
+
+  private onClient(client: string, payload: Buffer): void {
+    const message = parseClientMessage(payload);
+    if (message === undefined) {
+      this.rejected++;
+      return;
+    }
+    if (message.type === "KEYS_QUERY") {
+      this.reply(client, { type: "KEYS", certificates: [this.certificate] });
+      return;
+    }
+    const { sig, ...signed } = message.request;
+    if (
+      signed.client !== client ||
+      !this.ring.checkClient(client, requestSigningBytes(signed), sig)
+    ) {
+      this.rejected++;
+      return;
+    }
+    const last = this.clients.last(client);
+    if (last !== undefined && signed.ts <= last.ts) {
+      if (signed.ts === last.ts)
+        this.reply(client, { type: "REPLY", view: 0, client, ts: last.ts, result: last.result });
+      return;
+    }
+    const result = this.store.apply(signed.op);
+    this.clients.record(client, signed.ts, result);
+    this.reply(client, { type: "REPLY", view: 0, client, ts: signed.ts, result });
+  }
+}
