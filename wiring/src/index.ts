@@ -17,3 +17,4 @@ export * from "./testbed/testbed.js";
 export * from "./wire/control-frame.js";
 export * from "./wire/control-messages.js";
 export * from "./wire/host-link.js";
+export * from "./wire/line-splitter.js";

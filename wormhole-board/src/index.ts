@@ -17,7 +17,6 @@ export * from "./lines/sysfs-lines.js";
 export * from "./link/clock-monitor.js";
 export * from "./link/control-link.js";
 export * from "./link/host-link-port.js";
-export * from "./link/line-splitter.js";
 export * from "./link/link-keys.js";
 export * from "./link/peer-monitor.js";
 export * from "./link/transports.js";

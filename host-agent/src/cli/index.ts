@@ -1,5 +1,6 @@
 /** The host part's subcommands of `smw`. */
 import type { CommandFactory } from "@smw/wiring/cli";
+import { hostCommand } from "./host-command.js";
 import { kvCommand } from "./kv-command.js";
 
-export const hostAgentCommands: CommandFactory[] = [kvCommand];
+export const hostAgentCommands: CommandFactory[] = [kvCommand, hostCommand];

@@ -8,6 +8,7 @@ import type { KeyCertificate, Testbed } from "@smw/wiring";
 import { KvClient } from "../client/kv-client.js";
 import { Ed25519Scheme, newReplicaSigner } from "../replica/ed25519.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
+import type { ReplicaAction } from "../replica/replica-core.js";
 import { ReplicaServer } from "./replica-server.js";
 import {
   boardPublicKeys,
@@ -26,6 +27,7 @@ export interface ReplicaStartOptions {
   signer?: Signer;
   certificate?: KeyCertificate;
   period?: number;
+  onAction?: (action: ReplicaAction) => void;
 }
 
 export async function startReplica(
@@ -51,6 +53,7 @@ export async function startReplica(
     recovering: options.recovering ?? false,
     ...(options.k !== undefined ? { k: options.k } : {}),
     ...(options.log ? { log: options.log } : {}),
+    ...(options.onAction ? { onAction: options.onAction } : {}),
   });
   await server.start();
   return server;

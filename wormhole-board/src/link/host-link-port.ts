@@ -8,11 +8,11 @@ import {
   type BoardToHost,
   encodeHostLine,
   type HostToBoard,
+  LineSplitter,
   MAX_HOST_LINE_BYTES,
   parseHostToBoard,
 } from "@smw/wiring";
 import { SerialPort } from "serialport";
-import { LineSplitter } from "./line-splitter.js";
 import { TransportError } from "./transports.js";
 
 export class HostLinkPort {

@@ -5,9 +5,8 @@
  */
 import { createSocket, type Socket } from "node:dgram";
 import { createConnection, createServer, type Server, type Socket as TcpSocket } from "node:net";
-import { MAX_CONTROL_FRAME_BYTES, type Testbed } from "@smw/wiring";
+import { LineSplitter, MAX_CONTROL_FRAME_BYTES, type Testbed } from "@smw/wiring";
 import { SerialPort } from "serialport";
-import { LineSplitter } from "./line-splitter.js";
 
 export interface ControlTransport {
   readonly name: string;

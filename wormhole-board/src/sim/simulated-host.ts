@@ -6,10 +6,9 @@
  * misbehave: never boot, never recover.
  */
 import { generateKeyPairSync } from "node:crypto";
-import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
+import { encodeHostLine, LineSplitter, parseBoardToHost } from "@smw/wiring";
 import { SerialPort } from "serialport";
 import type { SimulatedLines } from "../lines/simulated-lines.js";
-import { LineSplitter } from "../link/line-splitter.js";
 
 export interface SimulatedHostOptions {
   device: string;

@@ -1,0 +1,165 @@
+/**
+ * The host agent: what runs on a payload host after every boot. It makes a
+ * fresh replica key, asks its board to certify it over the host link, starts
+ * the replica (a supervised child process, restarted if it crashes), reports
+ * "booted", "state recovered" and heartbeats to the board, and on "prepare
+ * shutdown" has a primary replica hand off before acknowledging.
+ */
+import type { ChildProcess } from "node:child_process";
+import type { BoardToHost, KeyCertificate, Testbed } from "@smw/wiring";
+import { type AgentToReplica, isReplicaToAgent } from "./agent-protocol.js";
+import { ConsoleLink } from "./console-link.js";
+import { keyFilesIn, newBootKey, type ReplicaKeyFiles, writeCertificate } from "./replica-keys.js";
+
+export interface HostAgentOptions {
+  testbed: Testbed;
+  hostId: string;
+  /** Starts the replica process: `smw host replica ...` with an IPC channel. */
+  spawnReplica: (args: { keyFiles: ReplicaKeyFiles; recovering: boolean }) => ChildProcess;
+  /** First start of the whole service: the empty state is the true one, nothing to recover. */
+  initial?: boolean;
+  /** Certify the key with a local board key instead of asking the board (benches without boards). */
+  selfCertify?: (publicKey: string) => KeyCertificate;
+  heartbeatMs?: number;
+  log: (line: string) => void;
+}
+
+export class HostAgent {
+  private link: ConsoleLink | undefined;
+  private child: ChildProcess | undefined;
+  private readonly keyFiles: ReplicaKeyFiles;
+  private publicKey = "";
+  private certified = false;
+  private stopping = false;
+  private restarts = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private bootedTimer: NodeJS.Timeout | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private shutdownAckFor: number | undefined;
+
+  constructor(private readonly options: HostAgentOptions) {
+    const host = options.testbed.hosts.find((h) => h.id === options.hostId);
+    if (host === undefined)
+      throw new RangeError(`${options.testbed.file}: no host ${options.hostId}`);
+    this.keyFiles = keyFilesIn(host.stateDir);
+  }
+
+  get replicaRestarts(): number {
+    return this.restarts;
+  }
+
+  get replicaPid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(): Promise<void> {
+    const host = this.options.testbed.hosts.find((h) => h.id === this.options.hostId);
+    if (host === undefined) return;
+    this.publicKey = newBootKey(this.keyFiles).publicKey;
+    if (this.options.selfCertify) {
+      this.onCertificate(this.options.selfCertify(this.publicKey));
+      return;
+    }
+    this.link = new ConsoleLink(host.console.device, host.console.baud);
+    await this.link.open();
+    this.link.on((message) => this.onBoard(message));
+    // "booted", repeated until the board answers with a certificate.
+    const sendBooted = () => {
+      if (this.certified || this.stopping) return;
+      this.link?.send({ type: "BOOTED", publicKey: this.publicKey });
+      this.bootedTimer = setTimeout(sendBooted, 2_000);
+    };
+    sendBooted();
+    const heartbeat = setInterval(
+      () => this.link?.send({ type: "HB" }),
+      this.options.heartbeatMs ?? 1_000,
+    );
+    this.timers.push(heartbeat);
+    this.options.log(`booted; asked board for a certificate of key ${this.publicKey.slice(-16)}`);
+  }
+
+  private onBoard(message: BoardToHost): void {
+    if (message.type === "CERT") this.onCertificate(message.certificate);
+    else if (message.type === "PREPARE_SHUTDOWN") this.onPrepareShutdown(message.period);
+  }
+
+  private onCertificate(certificate: KeyCertificate): void {
+    if (certificate.host !== this.options.hostId || certificate.publicKey !== this.publicKey) {
+      this.options.log("ignored a certificate that is not for this boot's key");
+      return;
+    }
+    writeCertificate(this.keyFiles, certificate);
+    const first = !this.certified;
+    this.certified = true;
+    if (this.bootedTimer) clearTimeout(this.bootedTimer);
+    this.options.log(
+      `key certified by board ${certificate.board} for period ${certificate.period}`,
+    );
+    if (first) this.startReplica(this.options.initial !== true);
+    else this.tell({ type: "install-key", ...this.keyFiles });
+  }
+
+  private tell(message: AgentToReplica): void {
+    if (this.child?.connected) this.child.send(message);
+  }
+
+  private startReplica(recovering: boolean): void {
+    if (this.stopping) return;
+    const child = this.options.spawnReplica({ keyFiles: this.keyFiles, recovering });
+    this.child = child;
+    child.on("message", (m: unknown) => {
+      if (!isReplicaToAgent(m)) return;
+      if (m.type === "recovered") {
+        this.options.log(`state recovered at checkpoint ${m.seq}`);
+        this.link?.send({ type: "RECOVERED", checkpointSeq: m.seq, digest: m.digest });
+      } else if (m.type === "shutdown-prepared" && this.shutdownAckFor !== undefined) {
+        this.link?.send({ type: "SHUTDOWN_ACK", period: this.shutdownAckFor });
+        this.shutdownAckFor = undefined;
+      }
+    });
+    child.on("exit", (code, signal) => {
+      if (this.child !== child || this.stopping) return;
+      this.child = undefined;
+      this.restarts++;
+      // A crashed replica lost its memory: it comes back recovering, after a growing pause.
+      const delayMs = Math.min(10_000, 250 * 2 ** Math.min(this.restarts, 6));
+      this.options.log(`replica exited (${signal ?? `code ${code}`}); restarting in ${delayMs} ms`);
+      this.restartTimer = setTimeout(() => this.startReplica(true), delayMs);
+    });
+  }
+
+  private onPrepareShutdown(period: number): void {
+    this.options.log(`board announces shutdown for period ${period}`);
+    if (!this.child?.connected) {
+      this.link?.send({ type: "SHUTDOWN_ACK", period });
+      return;
+    }
+    this.shutdownAckFor = period;
+    this.tell({ type: "prepare-shutdown" });
+    // Acknowledge anyway if the replica does not answer promptly: the board will not wait.
+    const timer = setTimeout(() => {
+      if (this.shutdownAckFor === period) {
+        this.link?.send({ type: "SHUTDOWN_ACK", period });
+        this.shutdownAckFor = undefined;
+      }
+    }, 300);
+    this.timers.push(timer);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    if (this.bootedTimer) clearTimeout(this.bootedTimer);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const child = this.child;
+    this.child = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 2_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await this.link?.close();
+  }
+}

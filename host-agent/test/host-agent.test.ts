@@ -1,0 +1,153 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createPrivateKey, sign } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  certificateSigningBytes,
+  encodeHostLine,
+  type HostToBoard,
+  LineSplitter,
+  MAX_HOST_LINE_BYTES,
+  parseHostToBoard,
+} from "@smw/wiring";
+import { SerialPort } from "serialport";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ReplicaServer } from "../src/service/replica-server.js";
+import { connectClient, startReplica } from "../src/service/service-runtime.js";
+import { makeServiceTestbed, type ServiceTestbed } from "../src/service/service-testbed.js";
+
+const SMW = fileURLToPath(new URL("../../bin/smw.js", import.meta.url));
+
+/** The board's end of the host link, as the test plays the board. */
+class FakeBoard {
+  readonly received: HostToBoard[] = [];
+  private waiters: Array<() => void> = [];
+  constructor(readonly port: SerialPort) {
+    const splitter = new LineSplitter(MAX_HOST_LINE_BYTES, (line) => {
+      const m = parseHostToBoard(line);
+      if (m) this.received.push(m);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    port.on("data", (chunk: Buffer) => splitter.push(chunk));
+  }
+  write(text: string): void {
+    this.port.write(text);
+  }
+  async waitFor<T extends HostToBoard["type"]>(
+    type: T,
+    timeoutMs = 15_000,
+  ): Promise<Extract<HostToBoard, { type: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.received.find((m) => m.type === type);
+      if (found) {
+        this.received.splice(this.received.indexOf(found), 1);
+        return found as Extract<HostToBoard, { type: T }>;
+      }
+      if (Date.now() > deadline) throw new Error(`no ${type} from the host within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 200);
+      });
+    }
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+describe("the host agent", () => {
+  let bed: ServiceTestbed;
+  let socat: ChildProcess;
+  let agent: ChildProcess;
+  let board: FakeBoard;
+  const servers: ReplicaServer[] = [];
+
+  beforeAll(async () => {
+    bed = makeServiceTestbed({ n: 6, kPrime: 1, k: 1, basePort: 27600, checkpointInterval: 8 });
+    mkdirSync(path.join(bed.dir, "pty"), { recursive: true });
+    const hostEnd = path.join(bed.dir, "pty", "h1-host");
+    const boardEnd = path.join(bed.dir, "pty", "h1-board");
+    socat = spawn("socat", [`pty,raw,echo=0,link=${hostEnd}`, `pty,raw,echo=0,link=${boardEnd}`], {
+      stdio: "ignore",
+    });
+    for (let i = 0; i < 50 && !(existsSync(hostEnd) && existsSync(boardEnd)); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const port = new SerialPort({ path: boardEnd, baudRate: 115200 });
+    await new Promise<void>((resolve, reject) => port.on("open", resolve).on("error", reject));
+    board = new FakeBoard(port);
+    for (const h of bed.testbed.hosts.slice(1)) servers.push(await startReplica(bed.testbed, h.id));
+  });
+
+  afterAll(async () => {
+    agent?.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    await Promise.all(servers.map((s) => s.close()));
+    await new Promise<void>((resolve) => board?.port.close(() => resolve()));
+    socat?.kill();
+    bed?.remove();
+  });
+
+  it("gets its key certified, recovers the state, acknowledges a shutdown and restarts a crashed replica", async () => {
+    // Some history first, so there is a checkpoint to recover.
+    const client = connectClient(bed.testbed, { clientId: "client1" });
+    for (let i = 0; i < 20; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+    await client.close();
+    const stable = servers[0]?.core.stableCheckpoint;
+    expect(stable?.seq).toBeGreaterThanOrEqual(8);
+
+    agent = spawn(process.execPath, [SMW, "host", "run", "--testbed", bed.file, "--host", "h1"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let agentLog = "";
+    agent.stderr?.on("data", (d: Buffer) => {
+      agentLog += d.toString();
+    });
+    const booted = await board.waitFor("BOOTED");
+    // Rubbish on the line first: the agent must shrug it off.
+    board.write("garbage\nsmwh1 CERT !!!\n");
+    const key = createPrivateKey(readFileSync(path.join(bed.dir, "keys", "b1", "board.key")));
+    const body = {
+      host: "h1",
+      board: "b1",
+      period: 1,
+      publicKey: booted.publicKey,
+      issuedAt: new Date().toISOString(),
+    };
+    const certificate = {
+      ...body,
+      signature: sign(null, certificateSigningBytes(body), key).toString("base64"),
+    };
+    board.write(encodeHostLine({ type: "CERT", certificate }));
+    const recovered = await board.waitFor("RECOVERED", 20_000);
+    expect(recovered.checkpointSeq).toBeGreaterThanOrEqual(stable?.seq ?? 0);
+    await board.waitFor("HB", 5_000);
+
+    board.write(encodeHostLine({ type: "PREPARE_SHUTDOWN", period: 2 }));
+    expect((await board.waitFor("SHUTDOWN_ACK")).period).toBe(2);
+
+    const [replicaPid] = childrenOf(agent.pid as number);
+    expect(replicaPid).toBeDefined();
+    process.kill(replicaPid as number, "SIGKILL");
+    for (let i = 0; i < 60; i++) {
+      const now = childrenOf(agent.pid as number);
+      if (now.length > 0 && now[0] !== replicaPid) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const restarted = childrenOf(agent.pid as number);
+    expect(restarted.length, agentLog).toBe(1);
+    expect(restarted[0]).not.toBe(replicaPid);
+    expect(agentLog).toMatch(/replica exited \(SIGKILL\); restarting/);
+    expect(await board.waitFor("RECOVERED", 20_000)).toBeDefined();
+  }, 60_000);
+});
