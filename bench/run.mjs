@@ -9,6 +9,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCHMARKS = {
   media: "wormhole-board/bench/media-bench.mjs",
   link: "wormhole-board/bench/link-bench.mjs",
+  kv: "host-agent/bench/kv-bench.mjs",
 };
 
 const [name, ...rest] = process.argv.slice(2);

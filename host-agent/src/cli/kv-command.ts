@@ -25,6 +25,7 @@ import {
 
 interface ClientFlags {
   testbed: string;
+  k?: string;
   client: string;
   key?: string;
   single?: boolean;
@@ -45,6 +46,14 @@ function durationMs(text: string, flag: string): number {
     if (error instanceof DurationError) throw new UsageError(`${flag}: ${error.message}`);
     throw error;
   }
+}
+
+function kOption(text: string | undefined): { k?: number } {
+  if (text === undefined) return {};
+  const k = Number(text);
+  if (!Number.isInteger(k) || k < 0)
+    throw new UsageError(`--k: expected a whole number, got "${text}"`);
+  return { k };
 }
 
 function describeResult(result: KvResult): string {
@@ -87,6 +96,10 @@ export function kvCommand(context: CliContext): Command {
       .option("--key <file>", "the client's private key, if not in the client key folder")
       .option("--single", "talk to the unreplicated baseline (smw kv serve --single)")
       .option("--timeout <duration>", "give up after this long", "10s")
+      .option(
+        "--k <n>",
+        "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
+      )
       .option("--json", "print the result as JSON");
     if (name === "scan") command.option("--limit <n>", "at most this many entries", "100");
     if (name === "cas")
@@ -109,6 +122,7 @@ export function kvCommand(context: CliContext): Command {
           clientId: flags.client,
           ...(flags.key ? { keyFile: flags.key } : {}),
           ...(flags.single ? { single: true } : {}),
+          ...kOption(flags.k),
         });
         try {
           const answer = await client.call(op, durationMs(flags.timeout, "--timeout"));
@@ -163,8 +177,18 @@ export function kvCommand(context: CliContext): Command {
     .option("--host <id>", "the host whose replica to run")
     .option("--single", "the same store unreplicated, at the first host's address")
     .option("--recovering", "trust nothing stored: recover the state from the other replicas first")
+    .option(
+      "--k <n>",
+      "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
+    )
     .action(
-      async (flags: { testbed: string; host?: string; single?: boolean; recovering?: boolean }) => {
+      async (flags: {
+        testbed: string;
+        host?: string;
+        single?: boolean;
+        recovering?: boolean;
+        k?: string;
+      }) => {
         if ((flags.host === undefined) === (flags.single === undefined))
           throw new UsageError("kv serve: give either --host ID or --single");
         const testbed = loadTestbed(flags.testbed);
@@ -175,17 +199,24 @@ export function kvCommand(context: CliContext): Command {
             : await startReplica(testbed, flags.host as string, {
                 recovering: flags.recovering === true,
                 log,
+                ...kOption(flags.k),
               });
           context.io.err(
             flags.single
               ? `serving the unreplicated store at ${testbed.hosts[0]?.address.host}:${testbed.hosts[0]?.address.port}\n`
               : `replica ${flags.host} serving\n`,
           );
+          // SIGUSR2: a shutdown is coming; a primary hands off now rather than leave the others to time out.
+          const handOff = () => {
+            if ("prepareShutdown" in server) server.prepareShutdown();
+          };
+          process.on("SIGUSR2", handOff);
           await new Promise<void>((resolve) => {
             const stop = () => resolve();
             process.once("SIGINT", stop);
             process.once("SIGTERM", stop);
           });
+          process.off("SIGUSR2", handOff);
           await server.close();
           context.setExitCode(0);
         });
@@ -199,6 +230,10 @@ export function kvCommand(context: CliContext): Command {
     .option("--seconds <s>", "how long", "10")
     .option("--single", "against the unreplicated baseline")
     .option("--value-bytes <n>", "size of the values written", "64")
+    .option(
+      "--k <n>",
+      "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
+    )
     .option("--json", "print the figures as JSON")
     .action(
       async (flags: {
@@ -208,6 +243,7 @@ export function kvCommand(context: CliContext): Command {
         single?: boolean;
         valueBytes: string;
         json?: boolean;
+        k?: string;
       }) => {
         const clients = Number(flags.clients);
         const seconds = Number(flags.seconds);
@@ -233,6 +269,7 @@ export function kvCommand(context: CliContext): Command {
             seconds,
             valueBytes,
             ...(flags.single ? { single: true } : {}),
+            ...kOption(flags.k),
           });
           context.io.out(
             flags.json

@@ -97,6 +97,7 @@ export type ReplicaAction =
     }
   | { type: "stable"; seq: number; digest: string }
   | { type: "view"; view: number; primary: string }
+  | { type: "transfer-started"; seq: number }
   | { type: "transferred"; seq: number; partitions: number; bytes: number }
   | { type: "recovered"; seq: number; digest: string }
   | { type: "problem"; kind: ProblemKind; from: string; detail: string };
@@ -410,6 +411,7 @@ export class ReplicaCore {
       if (verdict === "unknown-epoch") this.queryKey(from);
       return this.drain();
     }
+    this.count(`in.${body.type}`);
     if (dedupe) {
       this.recentMessages.add(fingerprint);
       if (this.recentMessages.size >= 8192) {
@@ -573,6 +575,11 @@ export class ReplicaCore {
       }
       if (requests.length === 0) return;
       const seq = this.nextSeq++;
+      this.count("batches.proposed");
+      this.counters.set(
+        "requests.proposed",
+        (this.counters.get("requests.proposed") ?? 0) + requests.length,
+      );
       const digest = batchDigest(requests);
       const body: ReplicaBody = { type: "PRE_PREPARE", view: this.view, seq, digest, requests };
       const message = this.broadcast(body);
@@ -846,6 +853,7 @@ export class ReplicaCore {
     }
     if (this.mode !== "recovering" && target.seq <= this.lastExecuted) return;
     this.count("state-transfer.started");
+    this.out.push({ type: "transfer-started", seq: target.seq });
     this.transfer = new StateTransfer(
       target,
       this.store.snapshot(),

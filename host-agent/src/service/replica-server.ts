@@ -59,7 +59,7 @@ export class ReplicaServer {
         ),
         checkpointInterval: host.replica.checkpointInterval,
         batchMax: host.replica.batchMax,
-        maxInFlight: 2,
+        maxInFlight: 1,
         viewChangeTimeoutMs: host.replica.viewChangeTimeoutMs,
         statusIntervalMs: 100,
         maxReplyBytes: 4 * 1024 * 1024,

@@ -40,8 +40,11 @@ export async function startReplica(
       `${testbed.file}: no host "${hostId}"; hosts are ${testbed.hosts.map((h) => h.id).join(", ")}`,
     );
   const signer = options.signer ?? newReplicaSigner();
+  // Self-certified keys take the time in seconds as their period: a restarted replica's new
+  // key is newer than the one its peers hold, as after a board's rejuvenation.
   const certificate =
-    options.certificate ?? certifyWithBoardKey(testbed, hostId, signer, options.period ?? 0);
+    options.certificate ??
+    certifyWithBoardKey(testbed, hostId, signer, options.period ?? Math.floor(Date.now() / 1000));
   const server = new ReplicaServer({
     testbed,
     hostId,

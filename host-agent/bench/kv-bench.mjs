@@ -1,0 +1,283 @@
+#!/usr/bin/env node
+// npm run bench -- kv [--seconds S] [--clients C] [--quick]
+//
+// 1. Throughput and latency of the replicated key-value service (n = 4 with
+//    k' = 1, k = 0; n = 6 with k' = 1, k = 1), every replica its own process on
+//    loopback, against the same store unreplicated (smw kv serve --single)
+//    over the same client path: the ratio is the price of replication.
+// 2. State transfer of a 64 MiB state with 1% of its partitions diverged,
+//    against a full transfer of the same state, in the same run.
+// 3. A rolling cycle: replicas handed off, killed and recovered one at a time
+//    under load, against the same load without the cycle.
+import { spawn } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const smw = path.join(root, "bin/smw.js");
+const { makeServiceTestbed } = await import(
+  path.join(root, "host-agent/dist/service/service-testbed.js")
+);
+const { startReplica } = await import(
+  path.join(root, "host-agent/dist/service/service-runtime.js")
+);
+const { KvStore } = await import(path.join(root, "host-agent/dist/kv/kv-store.js"));
+const { PARTITION_COUNT, partitionOf } = await import(
+  path.join(root, "host-agent/dist/kv/partition-tree.js")
+);
+const { writeCheckpointFile } = await import(
+  path.join(root, "host-agent/dist/storage/checkpoint-file.js")
+);
+const { checkpointDigest, clientTableDigest } = await import(
+  path.join(root, "host-agent/dist/replica/client-table.js")
+);
+
+const args = process.argv.slice(2);
+const flag = (name, fallback) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const quick = args.includes("--quick");
+const seconds = flag("--seconds", quick ? 4 : 10);
+const clients = flag("--clients", 8);
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+function serve(bed, extra, waitFor = /serving/) {
+  const child = spawn(process.execPath, [smw, "kv", "serve", "--testbed", bed.file, ...extra], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  children.add(child);
+  child.log = "";
+  child.on("exit", () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`kv serve ${extra.join(" ")} did not start:\n${child.log}`)),
+      20_000,
+    );
+    child.stderr.on("data", (d) => {
+      child.log += d.toString();
+      if (waitFor.test(child.log)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+  });
+}
+
+function waitLog(child, pattern, timeoutMs) {
+  const start = child.log.length;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no ${pattern} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const check = () => {
+      if (pattern.test(child.log.slice(start))) {
+        clearTimeout(timer);
+        child.stderr.off("data", check);
+        resolve();
+      }
+    };
+    child.stderr.on("data", check);
+  });
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+function bench(bed, extra, secs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        smw,
+        "kv",
+        "bench",
+        "--testbed",
+        bed.file,
+        "--clients",
+        String(clients),
+        "--seconds",
+        String(secs),
+        "--json",
+        ...extra,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    children.add(child);
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.on("exit", () => {
+      children.delete(child);
+      try {
+        resolve(JSON.parse(out));
+      } catch {
+        reject(new Error(`kv bench printed no figures: ${out}`));
+      }
+    });
+  });
+}
+
+const fmt = (r) =>
+  `${r.opsPerSecond.toFixed(0).padStart(6)} ops/s  p50 ${r.p50Ms.toFixed(2).padStart(6)} ms  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  failed ${r.failed}`;
+
+let port = 29000;
+const nextPorts = () => {
+  port += 20;
+  return port;
+};
+async function throughput(n, kPrime, k) {
+  const bed = makeServiceTestbed({ n, kPrime, k, basePort: nextPorts(), clients });
+  try {
+    const single = await serve(bed, ["--single"]);
+    const base = await bench(bed, ["--single"], seconds);
+    await stop(single);
+    const replicas = await Promise.all(
+      bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", String(k)])),
+    );
+    const replicated = await bench(bed, ["--k", String(k)], seconds);
+    await Promise.all(replicas.map(stop));
+    process.stdout.write(
+      `n = ${n} (k' = ${kPrime}, k = ${k}), ${clients} clients, ${seconds} s each:\n` +
+        `  unreplicated  ${fmt(base)}\n  replicated    ${fmt(replicated)}\n` +
+        `  ratio replicated/unreplicated: throughput ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)}, p50 latency ${(replicated.p50Ms / base.p50Ms).toFixed(1)}x\n`,
+    );
+  } finally {
+    bed.remove();
+  }
+}
+
+async function stateTransfer() {
+  const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: nextPorts(), clients: 1 });
+  try {
+    const store = new KvStore();
+    const value = "x".repeat(4096);
+    for (let i = 0; i < 16_384; i++)
+      store.apply({ op: "put", key: `key-${i}`, value: `${i}:${value}`.slice(0, 4096) });
+    const snapshot = store.snapshot();
+    const seq = 64;
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+    for (const h of bed.testbed.hosts) mkdirSync(h.stateDir, { recursive: true });
+    for (const h of bed.testbed.hosts.slice(0, 3))
+      writeCheckpointFile(h.stateDir, { seq, digest, snapshot, clients: [] });
+    // The recovering replica's copy: 1% of the partitions differ.
+    const diverged = KvStore.fromSnapshot(snapshot);
+    const touched = new Set();
+    for (let i = 0; touched.size < Math.round(PARTITION_COUNT / 100); i++) {
+      const key = `key-${i}`;
+      if (touched.has(partitionOf(key))) continue;
+      touched.add(partitionOf(key));
+      diverged.apply({ op: "put", key, value: "stale" });
+    }
+    const h4 = bed.testbed.hosts[3];
+    const peers = [];
+    for (const h of bed.testbed.hosts.slice(0, 3))
+      peers.push(await startReplica(bed.testbed, h.id, { k: 0 }));
+    let period = 0;
+    const measure = async (label) => {
+      const startMs = performance.now();
+      let transferred;
+      let transferStartMs;
+      let transferMs;
+      const done = new Promise((resolve) => {
+        startReplica(bed.testbed, h4.id, {
+          k: 0,
+          recovering: true,
+          period: ++period,
+          onAction: (a) => {
+            if (a.type === "transfer-started") transferStartMs = performance.now();
+            if (a.type === "transferred") {
+              transferred = a;
+              transferMs = performance.now() - transferStartMs;
+            }
+            if (a.type === "recovered") resolve();
+          },
+        }).then((server) => {
+          measure.server = server;
+        });
+      });
+      await done;
+      const ms = performance.now() - startMs;
+      await measure.server.close();
+      process.stdout.write(
+        `  ${label.padEnd(22)} transfer ${transferMs.toFixed(0).padStart(5)} ms, start to recovered ${ms.toFixed(0).padStart(5)} ms, ${transferred?.partitions ?? 0} partitions, ${((transferred?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB fetched\n`,
+      );
+      return { ms, transferMs };
+    };
+    process.stdout.write(
+      "state transfer of a 64 MiB state (16384 values of 4 KiB), n = 4, to recovered:\n",
+    );
+    writeCheckpointFile(h4.stateDir, {
+      seq,
+      digest: checkpointDigest(diverged.rootDigest().toString("hex"), clientTableDigest([])),
+      snapshot: diverged.snapshot(),
+      clients: [],
+    });
+    const partial = await measure("1% partitions diverged");
+    rmSync(path.join(h4.stateDir, "checkpoint.smw"));
+    const full = await measure("nothing stored (full)");
+    process.stdout.write(
+      `  ratio diverged/full: transfer ${(partial.transferMs / full.transferMs).toFixed(3)} (target <= 0.10), start to recovered ${(partial.ms / full.ms).toFixed(3)}\n`,
+    );
+    await Promise.all(peers.map((p) => p.close()));
+  } finally {
+    bed.remove();
+  }
+}
+
+async function rolling() {
+  const bed = makeServiceTestbed({
+    n: 6,
+    kPrime: 1,
+    k: 1,
+    basePort: nextPorts(),
+    clients,
+    checkpointInterval: 64,
+  });
+  const cycleSeconds = Math.max(seconds * 3, 24);
+  try {
+    const replicas = await Promise.all(bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id])));
+    const steady = await bench(bed, [], cycleSeconds);
+    const load = bench(bed, [], cycleSeconds);
+    let cycled = 0;
+    const cycle = (async () => {
+      await new Promise((r) => setTimeout(r, 2000));
+      for (const [i, h] of bed.testbed.hosts.entries()) {
+        const old = replicas[i];
+        old.kill("SIGUSR2"); // hand off if primary, as the host agent does on PREPARE_SHUTDOWN
+        await new Promise((r) => setTimeout(r, 100));
+        old.kill("SIGKILL");
+        await new Promise((r) => setTimeout(r, 500));
+        const fresh = await serve(bed, ["--host", h.id, "--recovering"], /serving/);
+        replicas[i] = fresh;
+        await waitLog(fresh, /state recovered/, 20_000).catch(() => {});
+        cycled++;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    const [during] = await Promise.all([load, cycle]);
+    await Promise.all(replicas.map(stop));
+    process.stdout.write(
+      `rolling recovery, n = 6 (k' = 1, k = 1), ${clients} clients, ${cycleSeconds} s, ${cycled} replicas handed off, killed and recovered in turn:\n` +
+        `  steady state  ${fmt(steady)}\n  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
+        `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.80, zero failed)\n`,
+    );
+  } finally {
+    bed.remove();
+  }
+}
+
+await throughput(4, 1, 0);
+await throughput(6, 1, 1);
+await stateTransfer();
+await rolling();
