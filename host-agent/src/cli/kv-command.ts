@@ -116,6 +116,7 @@ export function kvCommand(context: CliContext): Command {
       );
       if ("error" in parsed) throw new UsageError(`${name}: ${parsed.error}`);
       const op: KvOperation = parsed;
+      const timeoutMs = durationMs(flags.timeout, "--timeout");
       const testbed = loadTestbed(flags.testbed);
       await withKeyErrors(async () => {
         const client = connectClient(testbed, {
@@ -125,7 +126,7 @@ export function kvCommand(context: CliContext): Command {
           ...kOption(flags.k),
         });
         try {
-          const answer = await client.call(op, durationMs(flags.timeout, "--timeout"));
+          const answer = await client.call(op, timeoutMs);
           context.io.out(
             flags.json
               ? `${JSON.stringify({ ...answer.result, latencyMs: Math.round(answer.latencyMs * 100) / 100 })}\n`

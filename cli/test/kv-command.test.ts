@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ReplicaServer } from "../../host-agent/src/service/replica-server.js";
+import { startReplica } from "../../host-agent/src/service/service-runtime.js";
+import {
+  makeServiceTestbed,
+  type ServiceTestbed,
+} from "../../host-agent/src/service/service-testbed.js";
+import { runSmw } from "../src/smw.js";
+
+async function smw(...argv: string[]) {
+  let stdout = "";
+  let stderr = "";
+  const code = await runSmw(argv, {
+    out: (text) => {
+      stdout += text;
+    },
+    err: (text) => {
+      stderr += text;
+    },
+    isTty: false,
+  });
+  expect(stderr).not.toMatch(/\n\s+at /);
+  return { code, stdout, stderr };
+}
+
+describe("smw kv against four replicas", () => {
+  let bed: ServiceTestbed;
+  const servers: ReplicaServer[] = [];
+  beforeAll(async () => {
+    bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: 27800, clients: 2 });
+    for (const h of bed.testbed.hosts)
+      servers.push(await startReplica(bed.testbed, h.id, { k: 0 }));
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+    bed.remove();
+  });
+  const kv = (...args: string[]) =>
+    smw("kv", ...args, "--testbed", bed.file, "--client", "client1", "--k", "0");
+
+  it("puts, gets, compares-and-sets, scans and deletes, with the exit statuses people script against", async () => {
+    expect(await kv("put", "colour", "blue")).toMatchObject({
+      code: 0,
+      stdout: "ok (previous: absent)\n",
+    });
+    expect(await kv("get", "colour")).toMatchObject({ code: 0, stdout: "blue\n" });
+    const json = await kv("get", "colour", "--json");
+    expect(JSON.parse(json.stdout)).toMatchObject({ op: "get", value: "blue" });
+    expect(await kv("cas", "colour", "red", "green")).toMatchObject({
+      code: 1,
+      stdout: "not swapped: the value is blue\n",
+    });
+    expect(await kv("cas", "colour", "blue", "green")).toMatchObject({ code: 0, stdout: "ok\n" });
+    expect(await kv("cas", "shape", "round", "--expect-absent")).toMatchObject({ code: 0 });
+    expect((await kv("scan", "a", "z")).stdout).toBe("colour\tgreen\nshape\tround\n");
+    expect(await kv("del", "shape")).toMatchObject({ code: 0, stdout: "ok (previous: round)\n" });
+    expect(await kv("get", "shape")).toMatchObject({ code: 0, stdout: "(absent)\n" });
+  }, 30_000);
+
+  it("names what is wrong with bad input, exit 2", async () => {
+    const noKey = await smw(
+      "kv",
+      "get",
+      "x",
+      "--testbed",
+      bed.file,
+      "--client",
+      "nobody",
+      "--k",
+      "0",
+    );
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/nobody\.key: cannot read client nobody's private key/);
+    const badTimeout = await kv("get", "x", "--timeout", "soon");
+    expect(badTimeout.code).toBe(2);
+    expect(badTimeout.stderr).toMatch(/--timeout: .*soon/);
+    const emptyKey = await kv("put", "", "v");
+    expect(emptyKey).toMatchObject({ code: 2 });
+    expect(emptyKey.stderr).toMatch(/put: key/);
+    const serveBoth = await smw("kv", "serve", "--testbed", bed.file);
+    expect(serveBoth.code).toBe(2);
+    expect(serveBoth.stderr).toMatch(/either --host ID or --single/);
+    const benchTooMany = await smw(
+      "kv",
+      "bench",
+      "--testbed",
+      bed.file,
+      "--clients",
+      "5",
+      "--seconds",
+      "1",
+    );
+    expect(benchTooMany.code).toBe(2);
+    expect(benchTooMany.stderr).toMatch(/5 clients need 5 client keys .* found 2/);
+  }, 30_000);
+
+  it("benchmarks a short closed-loop load", async () => {
+    const r = await smw(
+      "kv",
+      "bench",
+      "--testbed",
+      bed.file,
+      "--clients",
+      "2",
+      "--seconds",
+      "1",
+      "--k",
+      "0",
+      "--json",
+    );
+    expect(r.code).toBe(0);
+    const figures = JSON.parse(r.stdout);
+    expect(figures.completed).toBeGreaterThan(10);
+    expect(figures.failed).toBe(0);
+    expect(figures.p99Ms).toBeGreaterThanOrEqual(figures.p50Ms);
+  }, 30_000);
+});
