@@ -79,7 +79,17 @@ export type ReplicaBody =
       proposals: SeqDigest[];
     }
   | { type: "HANDOFF"; view: number }
-  | { type: "STATUS"; view: number; lastExecuted: number; stableSeq: number; recovering: boolean }
+  | {
+      type: "STATUS";
+      view: number;
+      lastExecuted: number;
+      stableSeq: number;
+      recovering: boolean;
+      /** The highest sequence number this replica has seen pre-prepared or prepared. */
+      maxPrepared: number;
+      /** A recovering replica waits for a stable checkpoint at this sequence number (0: none). */
+      wantCheckpoint: number;
+    }
   | { type: "EXECUTED"; entries: ExecutedEntry[] }
   | { type: "FETCH_META"; seq: number }
   | {
@@ -282,13 +292,17 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       return isCount(v.view) &&
         isCount(v.lastExecuted) &&
         isCount(v.stableSeq) &&
-        typeof v.recovering === "boolean"
+        typeof v.recovering === "boolean" &&
+        isCount(v.maxPrepared) &&
+        isCount(v.wantCheckpoint)
         ? {
             type: v.type,
             view: v.view,
             lastExecuted: v.lastExecuted,
             stableSeq: v.stableSeq,
             recovering: v.recovering,
+            maxPrepared: v.maxPrepared,
+            wantCheckpoint: v.wantCheckpoint,
           }
         : undefined;
     case "EXECUTED": {

@@ -175,10 +175,13 @@ export class ReplicaCore {
   private readonly peerViews = new Map<string, number>();
   private readonly peerExecuted = new Map<string, number>();
   private readonly peerStable = new Map<string, number>();
+  private readonly peerPrepared = new Map<string, number>();
+  /** Null batches a primary proposes, when idle, up to this sequence number. */
+  private padUntil = 0;
   // state transfer and recovery
   private transfer: StateTransfer | undefined;
   /** Fixed once a quorum's worth of peers has reported, so a busy service is not chased forever. */
-  private catchUpTarget: { executed: number; stable: number } | undefined;
+  private catchUpTarget: { executed: number; stable: number; checkpoint: number } | undefined;
   private recoveredReported: boolean;
   private nextStatusMs = 0;
   private readonly keyQueryAtMs = new Map<string, number>();
@@ -320,13 +323,26 @@ export class ReplicaCore {
     return this.drain();
   }
 
+  /**
+   * The view a planned hand-off goes to. Hosts are rejuvenated in groups of k
+   * in id order, so the next replicas in order are the next to go down: the
+   * new primary is the one k places before the old (in the group rejuvenated
+   * last), which keeps it for a whole period instead of one group.
+   */
+  private handOffView(view: number): number {
+    const n = this.config.ids.length;
+    const target = ((((view % n) - Math.max(1, this.config.quorums.k)) % n) + n) % n;
+    const step = (((target - (view % n)) % n) + n) % n;
+    return view + (step === 0 ? n : step);
+  }
+
   /** The host is about to be shut down: a primary hands off so the next view starts at once. */
   prepareShutdown(nowMs: number): ReplicaAction[] {
     this.nowMs = nowMs;
     if (this.mode === "normal" && this.primary === this.config.self) {
       this.handingOff = true;
       this.broadcast({ type: "HANDOFF", view: this.view });
-      this.startViewChange(this.view + 1);
+      this.startViewChange(this.handOffView(this.view));
     }
     return this.drain();
   }
@@ -465,7 +481,7 @@ export class ReplicaCore {
       case "HANDOFF":
         if (body.view === this.view && from === this.primary && this.mode === "normal") {
           this.count("view-change.handoff");
-          this.startViewChange(this.view + 1);
+          this.startViewChange(this.handOffView(this.view));
         }
         return;
       case "STATUS":
@@ -564,7 +580,7 @@ export class ReplicaCore {
   private propose(): void {
     if (!this.isPrimary || this.handingOff) return;
     while (
-      this.queued.length > 0 &&
+      (this.queued.length > 0 || this.nextSeq <= this.padUntil) &&
       this.nextSeq - 1 - this.lastExecuted < this.config.maxInFlight &&
       this.inWindow(this.nextSeq)
     ) {
@@ -573,7 +589,7 @@ export class ReplicaCore {
         const p = this.pending.get(this.queued.shift() as string);
         if (p !== undefined) requests.push(p.request);
       }
-      if (requests.length === 0) return;
+      if (requests.length === 0 && this.nextSeq > this.padUntil) return;
       const seq = this.nextSeq++;
       this.count("batches.proposed");
       this.counters.set(
@@ -920,6 +936,7 @@ export class ReplicaCore {
       // Only what peers report from now on counts towards having caught up.
       this.peerExecuted.clear();
       this.peerStable.clear();
+      this.peerPrepared.clear();
     }
     this.addCheckpointVote(target.seq, target.digest, this.config.self);
     if (target.seq > this.stable.seq) this.makeStable(target.seq, target.digest);
@@ -942,15 +959,36 @@ export class ReplicaCore {
     // Heard from a quorum's worth of peers, so not only from a minority cut off with it.
     if (this.catchUpTarget === undefined) {
       if (this.peerExecuted.size < this.config.quorums.quorum - 1) return;
+      // Whatever any of them had prepared may have committed somewhere, and this replica
+      // has forgotten it: recovered only once a stable checkpoint covers it (the primary
+      // pads with null batches if it is idle). A Byzantine peer can only make it wait
+      // up to the log window.
+      const C = this.config.checkpointInterval;
+      const prepared = Math.min(
+        Math.max(0, ...this.peerPrepared.values()),
+        this.stable.seq + 2 * C,
+      );
       this.catchUpTarget = {
         executed: kth(this.peerExecuted) ?? 0,
         stable: kth(this.peerStable) ?? 0,
+        checkpoint: prepared > this.stable.seq ? Math.ceil(prepared / C) * C : 0,
       };
     }
     const target = this.catchUpTarget;
-    if (this.lastExecuted < target.executed || this.stable.seq < target.stable) return;
+    if (
+      this.lastExecuted < target.executed ||
+      this.stable.seq < target.stable ||
+      this.stable.seq < target.checkpoint
+    )
+      return;
     this.recoveredReported = true;
     this.out.push({ type: "recovered", seq: this.stable.seq, digest: this.stable.digest });
+  }
+
+  private maxPreparedSeq(): number {
+    let max = this.lastExecuted;
+    for (const seq of this.prePreparedInfo.keys()) if (seq > max) max = seq;
+    return max;
   }
 
   private broadcastStatus(): void {
@@ -960,17 +998,27 @@ export class ReplicaCore {
       lastExecuted: this.lastExecuted,
       stableSeq: this.stable.seq,
       recovering: this.mode === "recovering",
+      maxPrepared: this.maxPreparedSeq(),
+      wantCheckpoint: this.recoveredReported ? 0 : (this.catchUpTarget?.checkpoint ?? 0),
     });
   }
 
-  private onStatus(
-    from: string,
-    body: { view: number; lastExecuted: number; stableSeq: number; recovering: boolean },
-  ): void {
+  private onStatus(from: string, body: Extract<ReplicaBody, { type: "STATUS" }>): void {
     this.peerViews.set(from, body.view);
     if (!body.recovering) {
       this.peerExecuted.set(from, body.lastExecuted);
       this.peerStable.set(from, body.stableSeq);
+      this.peerPrepared.set(from, body.maxPrepared);
+    }
+    // A recovering peer waits for a checkpoint: an idle primary fills the gap with null batches.
+    const C = this.config.checkpointInterval;
+    if (
+      body.wantCheckpoint > this.stable.seq &&
+      body.wantCheckpoint <= this.stable.seq + 2 * C &&
+      body.wantCheckpoint % C === 0
+    ) {
+      this.padUntil = Math.max(this.padUntil, body.wantCheckpoint);
+      this.propose();
     }
     this.adoptViewFromPeers();
     this.maybeRecovered();
