@@ -30,6 +30,16 @@ describe("the deterministic cluster simulation", () => {
     expect(views).toBeGreaterThan(CI_SEEDS);
   }, 600_000);
 
+  it("keeps the seeds that once failed passing", () => {
+    // 274: every replica rejuvenated in turn while the service was stalled forgot a committed
+    // batch (agreement lost); the others: a replica declared recovered before the stable
+    // checkpoint covered what its peers had prepared.
+    for (const seed of [185, 246, 274, 775, 900, 5120]) {
+      const r = runSeed(seed);
+      expect(r.violations, `seed ${seed}`).toEqual([]);
+    }
+  }, 120_000);
+
   it("replays a seed exactly", () => {
     const digest = (seed: number) => {
       const hash = createHash("sha256");
