@@ -5,23 +5,7 @@ import {
   makeServiceTestbed,
   type ServiceTestbed,
 } from "../../host-agent/src/service/service-testbed.js";
-import { runSmw } from "../src/smw.js";
-
-async function smw(...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runSmw(argv, {
-    out: (text) => {
-      stdout += text;
-    },
-    err: (text) => {
-      stderr += text;
-    },
-    isTty: false,
-  });
-  expect(stderr).not.toMatch(/\n\s+at /);
-  return { code, stdout, stderr };
-}
+import { smw } from "./run-smw.js";
 
 describe("smw kv against four replicas", () => {
   let bed: ServiceTestbed;

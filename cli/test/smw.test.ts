@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { runSmw } from "../src/smw.js";
+import { smw } from "./run-smw.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const rig6 = path.join(root, "wiring", "examples", "rig-6.yaml");
@@ -12,23 +12,6 @@ const piLab = path.join(root, "wiring", "examples", "pi-lab.yaml");
 const invalid = path.join(root, "wiring", "test", "fixtures", "invalid");
 const scratch = mkdtempSync(path.join(tmpdir(), "smw-cli-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-async function smw(...argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runSmw(argv, {
-    out: (text) => {
-      stdout += text;
-    },
-    err: (text) => {
-      stderr += text;
-    },
-    isTty: false,
-  });
-  // Bad input never shows a stack trace.
-  expect(stderr).not.toMatch(/\n\s+at /);
-  return { code, stdout, stderr };
-}
 
 const paperFlags = [
   "--n",
