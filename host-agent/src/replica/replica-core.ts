@@ -973,6 +973,9 @@ export class ReplicaCore {
         stable: kth(this.peerStable) ?? 0,
         checkpoint: prepared > this.stable.seq ? Math.ceil(prepared / C) * C : 0,
       };
+      // Should this replica be (or become) the primary, it pads for itself too.
+      this.padUntil = Math.max(this.padUntil, this.catchUpTarget.checkpoint);
+      this.propose();
     }
     const target = this.catchUpTarget;
     if (
