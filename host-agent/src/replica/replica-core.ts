@@ -399,14 +399,13 @@ export class ReplicaCore {
       this.problem("malformed", "?", "a replica message that does not parse");
       return this.drain();
     }
-    // Retransmissions and network duplicates of normal-case messages: the same bytes,
-    // already handled; dropped before their signature is checked again.
+    // Retransmissions and network duplicates of normal-case messages: the same bytes were
+    // verified before, so the signature is not checked again (the epoch still is). They are
+    // still handled: the first copy may have come when this replica could not use it.
     const dedupe = DEDUPLICATED.has(envelope.body.type);
     const fingerprint = dedupe ? createHash("sha256").update(bytes).digest("base64") : "";
-    if (dedupe && (this.recentMessages.has(fingerprint) || this.olderMessages.has(fingerprint))) {
-      this.count("duplicates");
-      return this.drain();
-    }
+    const seenBefore =
+      dedupe && (this.recentMessages.has(fingerprint) || this.olderMessages.has(fingerprint));
     const { from, epoch, body } = envelope;
     if (from === this.config.self) {
       // Our own message relayed back (a retransmitted PRE_PREPARE): nothing to learn.
@@ -421,14 +420,18 @@ export class ReplicaCore {
       this.onNewKey(from, body.certificate);
       return this.drain();
     }
-    const verdict = this.ring.checkReplica(from, epoch, envelope.signed, envelope.sig);
+    const verdict =
+      seenBefore && this.ring.keyOf(from)?.epoch === epoch
+        ? "ok"
+        : this.ring.checkReplica(from, epoch, envelope.signed, envelope.sig);
+    if (seenBefore) this.count("verify-skipped");
     if (verdict !== "ok") {
       this.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") this.queryKey(from);
       return this.drain();
     }
     this.count(`in.${body.type}`);
-    if (dedupe) {
+    if (dedupe && !seenBefore) {
       this.recentMessages.add(fingerprint);
       if (this.recentMessages.size >= 8192) {
         this.olderMessages = new Set(this.recentMessages);
@@ -1030,6 +1033,11 @@ export class ReplicaCore {
     if (body.stableSeq < this.stable.seq || body.recovering) {
       this.send(from, { type: "CHECKPOINT", seq: this.stable.seq, digest: this.stable.digest });
     }
+    // Our votes for newer checkpoints may have been lost (a partition): the peer's stable
+    // checkpoint is behind ours-to-be, so send them again (a duplicate is dropped unchecked).
+    for (const cp of this.ownCheckpoints.values())
+      if (cp.seq > this.stable.seq && cp.seq > body.stableSeq && body.lastExecuted >= cp.seq)
+        this.send(from, { type: "CHECKPOINT", seq: cp.seq, digest: cp.digest });
     if (body.lastExecuted < this.lastExecuted) {
       const entries: ExecutedEntry[] = [];
       let bytes = 0;
