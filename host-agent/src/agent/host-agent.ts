@@ -55,13 +55,15 @@ export class HostAgent {
   async start(): Promise<void> {
     const host = this.options.testbed.hosts.find((h) => h.id === this.options.hostId);
     if (host === undefined) return;
-    this.publicKey = newBootKey(this.keyFiles).publicKey;
     if (this.options.selfCertify) {
+      this.publicKey = newBootKey(this.keyFiles).publicKey;
       this.onCertificate(this.options.selfCertify(this.publicKey));
       return;
     }
+    // The console first: if it cannot be opened, nothing is written to the state folder.
     this.link = new ConsoleLink(host.console.device, host.console.baud);
     await this.link.open();
+    this.publicKey = newBootKey(this.keyFiles).publicKey;
     this.link.on((message) => this.onBoard(message));
     // "booted", repeated until the board answers with a certificate.
     const sendBooted = () => {
