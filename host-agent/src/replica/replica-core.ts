@@ -159,8 +159,8 @@ export class ReplicaCore {
   private readonly executedReports = new Map<number, Map<string, Set<string>>>();
   private readonly reportedBatches = new Map<string, ExecutedEntry>();
   private nextSeq: number;
-  /** Requests known but not yet executed, by digest, with when they arrived. */
-  private readonly pending = new Map<string, { request: ClientRequest; sinceMs: number }>();
+  /** Requests known but not yet executed, by digest. */
+  private readonly pending = new Map<string, ClientRequest>();
   private readonly queued: string[] = [];
   private readonly verifiedRequests = new Set<string>();
   private progressDeadlineMs: number | undefined;
@@ -171,6 +171,8 @@ export class ReplicaCore {
   private viewChangeAttempts = 0;
   private readonly viewChanges = new Map<number, Map<string, ReplicaEnvelope>>();
   private readonly sentNewView = new Set<number>();
+  /** The NEW_VIEW this replica sent as primary, for peers still in an older view. */
+  private lastNewView: Buffer | undefined;
   /** Views peers report in STATUS, for a replica that lags behind in views. */
   private readonly peerViews = new Map<string, number>();
   private readonly peerExecuted = new Map<string, number>();
@@ -542,7 +544,7 @@ export class ReplicaCore {
     }
     const digest = requestDigest(request);
     if (this.pending.has(digest)) return;
-    this.pending.set(digest, { request, sinceMs: this.nowMs });
+    this.pending.set(digest, request);
     if (this.isPrimary) this.queued.push(digest);
     if (this.progressDeadlineMs === undefined && this.mode === "normal")
       this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
@@ -590,7 +592,7 @@ export class ReplicaCore {
       const requests: ClientRequest[] = [];
       while (this.queued.length > 0 && requests.length < this.config.batchMax) {
         const p = this.pending.get(this.queued.shift() as string);
-        if (p !== undefined) requests.push(p.request);
+        if (p !== undefined) requests.push(p);
       }
       if (requests.length === 0 && this.nextSeq > this.padUntil) return;
       const seq = this.nextSeq++;
@@ -658,8 +660,7 @@ export class ReplicaCore {
     this.notePrePrepared(body.seq, body.digest, body.requests);
     for (const r of body.requests) {
       const d = requestDigest(r);
-      if (!this.pending.has(d) && r.ts > this.clients.lastTs(r.client))
-        this.pending.set(d, { request: r, sinceMs: this.nowMs });
+      if (!this.pending.has(d) && r.ts > this.clients.lastTs(r.client)) this.pending.set(d, r);
     }
     if (this.progressDeadlineMs === undefined)
       this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
@@ -931,8 +932,8 @@ export class ReplicaCore {
       clients,
     });
     for (const s of [...this.slots.keys()]) if (s <= target.seq) this.slots.delete(s);
-    for (const [d, p] of [...this.pending])
-      if (p.request.ts <= this.clients.lastTs(p.request.client)) this.pending.delete(d);
+    for (const [d, r] of [...this.pending])
+      if (r.ts <= this.clients.lastTs(r.client)) this.pending.delete(d);
     if (this.mode === "recovering") {
       this.mode = "normal";
       this.catchUpTarget = undefined;
@@ -1068,8 +1069,6 @@ export class ReplicaCore {
       if (mine) this.out.push({ type: "send", to: from, message: mine.wire });
     }
   }
-
-  private lastNewView: Buffer | undefined;
 
   private resendNewView(to: string): void {
     if (this.lastNewView !== undefined)
@@ -1358,8 +1357,8 @@ export class ReplicaCore {
       this.pending.size > 0 ? this.nowMs + this.config.viewChangeTimeoutMs : undefined;
     this.queued.length = 0;
     if (this.primaryOf(view) === this.config.self)
-      for (const [digest, p] of this.pending)
-        if (p.request.ts > this.clients.lastTs(p.request.client)) this.queued.push(digest);
+      for (const [digest, r] of this.pending)
+        if (r.ts > this.clients.lastTs(r.client)) this.queued.push(digest);
     this.out.push({ type: "view", view, primary: this.primaryOf(view) });
   }
 

@@ -25,17 +25,11 @@ export function runSeed(seed: number): SimResult {
   }
 }
 
-export interface SeedSummary {
+/** The counts of every run added up, and the runs that failed. */
+export type SeedSummary = Omit<SimResult, "seed" | "passed" | "violations"> & {
   seeds: number;
   failed: SimResult[];
-  completed: number;
-  executedSeqs: number;
-  viewChanges: number;
-  rejuvenations: number;
-  stateTransfers: number;
-  rejected: number;
-  simulatedMs: number;
-}
+};
 
 export function summarize(results: readonly SimResult[]): SeedSummary {
   const sum = (f: (r: SimResult) => number) => results.reduce((t, r) => t + f(r), 0);
