@@ -16,6 +16,8 @@ export default defineConfig({
       },
       { find: /^@smw\/host-agent$/, replacement: here("./host-agent/src/index.ts") },
       { find: /^@smw\/host-agent\/cli$/, replacement: here("./host-agent/src/cli/index.ts") },
+      { find: /^@smw\/test-rig$/, replacement: here("./test-rig/src/index.ts") },
+      { find: /^@smw\/test-rig\/cli$/, replacement: here("./test-rig/src/cli/index.ts") },
     ],
   },
   test: {

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { hostAgentCommands } from "@smw/host-agent/cli";
+import { testRigCommands } from "@smw/test-rig/cli";
 import {
   type CliContext,
   type CliIo,
@@ -20,7 +21,12 @@ const VERSION = (
   }
 ).version;
 
-const PARTS = [...wiringCommands, ...wormholeBoardCommands, ...hostAgentCommands];
+const PARTS = [
+  ...wiringCommands,
+  ...wormholeBoardCommands,
+  ...hostAgentCommands,
+  ...testRigCommands,
+];
 
 export async function runSmw(argv: readonly string[], io: CliIo): Promise<ExitCode> {
   let exitCode: ExitCode = 0;

@@ -1,1 +1,12 @@
+export * from "./agent/agent-protocol.js";
+export * from "./agent/host-agent.js";
+export * from "./agent/replica-keys.js";
+export * from "./client/kv-client.js";
+export * from "./kv/kv-operation.js";
+export * from "./replica/ed25519.js";
 export * from "./replica/quorums.js";
+export * from "./replica/replica-core.js";
+export * from "./service/service-keys.js";
+export * from "./service/service-runtime.js";
+export * from "./sim/byzantine.js";
+export { Prng } from "./sim/prng.js";

@@ -3,6 +3,7 @@
  * and its loader, the exhaustion-safety planner, durations, and drawings.
  */
 
+export { escapeXml } from "./diagram/svg.js";
 export * from "./diagram/wiring-diagram.js";
 export * from "./duration.js";
 export * from "./plan/exhaustion-model.js";

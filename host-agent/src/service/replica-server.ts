@@ -27,6 +27,8 @@ export interface ReplicaServerOptions {
   k?: number;
   log?: (line: string) => void;
   onAction?: (action: ReplicaAction) => void;
+  /** Rewrites what the core wants done before it is done: the test rig's Byzantine replicas. */
+  rewrite?: (actions: ReplicaAction[]) => ReplicaAction[];
 }
 
 export class ReplicaServer {
@@ -114,7 +116,8 @@ export class ReplicaServer {
     await this.net.close();
   }
 
-  private apply(actions: ReplicaAction[]): void {
+  private apply(wanted: ReplicaAction[]): void {
+    const actions = this.options.rewrite?.(wanted) ?? wanted;
     for (const a of actions) {
       switch (a.type) {
         case "send":

@@ -28,6 +28,7 @@ export interface ReplicaStartOptions {
   certificate?: KeyCertificate;
   period?: number;
   onAction?: (action: ReplicaAction) => void;
+  rewrite?: (actions: ReplicaAction[]) => ReplicaAction[];
 }
 
 export async function startReplica(
@@ -57,6 +58,7 @@ export async function startReplica(
     ...(options.k !== undefined ? { k: options.k } : {}),
     ...(options.log ? { log: options.log } : {}),
     ...(options.onAction ? { onAction: options.onAction } : {}),
+    ...(options.rewrite ? { rewrite: options.rewrite } : {}),
   });
   await server.start();
   return server;

@@ -13,6 +13,7 @@ export const MAX_HOST_LINE_BYTES = 4096;
 export interface KeyCertificate {
   host: string;
   board: string;
+  /** The key epoch: the board's clock in whole seconds at issue, so a later certificate is newer. */
   period: number;
   /** Ed25519 public key of the replica, base64 SPKI DER. */
   publicKey: string;

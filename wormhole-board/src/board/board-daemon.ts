@@ -79,6 +79,9 @@ export class BoardDaemon {
   private server: Server | undefined;
   private networkServer: Server | undefined;
   private restored: FailsafeState | undefined;
+  private runningStep: RecoveryStep | undefined;
+  private certifiedOutOfSchedule = false;
+  private offHostLink: (() => void) | undefined;
 
   constructor(private readonly deps: BoardDaemonDeps) {
     this.now = deps.now ?? Date.now;
@@ -138,6 +141,10 @@ export class BoardDaemon {
       budgets: this.deps.testbed.rejuvenation.budgets,
     });
     this.runner.warm();
+    this.offHostLink?.();
+    this.offHostLink = this.deps.hostLink.on((message) => {
+      if (message.type === "BOOTED") this.onUnscheduledBoot(message.publicKey);
+    });
     if (this.restored !== undefined) {
       this.deps.log.warn({ failsafe: this.restored }, "starting in the latched fail-safe state");
       this.applyFailsafeActions(this.restored, this.deps.testbed.failsafe.actions, false);
@@ -154,6 +161,7 @@ export class BoardDaemon {
     this.phase = "stopped";
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.step?.abort();
+    this.offHostLink?.();
     const servers = [this.server, this.networkServer];
     this.server = undefined;
     this.networkServer = undefined;
@@ -389,12 +397,41 @@ export class BoardDaemon {
     if (statusChanged) this.writeStatus();
   }
 
+  /**
+   * A host that boots outside its rejuvenation (the first start of a testbed, a host powered
+   * on by hand) gets its key certified once per run of the daemon; after that it waits for its
+   * rejuvenation, so a compromised host cannot collect fresh keys at will.
+   */
+  private onUnscheduledBoot(publicKey: string): void {
+    if (this.runningStep !== undefined || this.phase === "failsafe" || this.phase === "stopped")
+      return;
+    if (this.certifiedOutOfSchedule) return;
+    this.certifiedOutOfSchedule = true;
+    this.runner?.certify(publicKey);
+    this.deps.log.info("host booted outside a rejuvenation: its key certified once");
+  }
+
   private runStep(step: RecoveryStep, period: number): void {
     const controller = new AbortController();
     this.step = controller;
-    this.deps.log.debug({ step, period }, "step started");
+    this.runningStep = step;
+    // A certificate issued in a rejuvenation ends the out-of-schedule allowance.
+    if (step === "boot") this.certifiedOutOfSchedule = true;
+    this.deps.log.info({ step, period }, "step started");
+    const startedMs = this.now();
     void (this.runner as StepRunner).run(step, period, controller.signal).then((outcome) => {
+      if (this.step === controller) this.runningStep = undefined;
       if (controller.signal.aborted) return;
+      this.deps.log.info(
+        {
+          step,
+          period,
+          tookMs: this.now() - startedMs,
+          ...(outcome.ok ? { corrupted: outcome.corrupted === true } : { failed: outcome.reason }),
+          ...(outcome.ok && outcome.detail !== undefined ? { detail: outcome.detail } : {}),
+        },
+        "step finished",
+      );
       this.dispatch({ kind: "stepFinished", step, outcome, nowMs: this.now() });
     });
   }

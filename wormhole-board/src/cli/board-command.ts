@@ -13,6 +13,7 @@ import { Command } from "commander";
 import { destination, pino, transport } from "pino";
 import {
   BoardDaemon,
+  type BoardDaemonDeps,
   type BoardStatus,
   controlSocketPath,
   operatorRequestBytes,
@@ -28,6 +29,35 @@ import { readLinkKeys } from "../link/link-keys.js";
 import { TransportError, transportFor } from "../link/transports.js";
 import { readPrivateKey, readPublicKey } from "../media/keys.js";
 import { MediaError } from "../media/media-error.js";
+
+/**
+ * A board daemon for `board` with its keys, state folder, control link and host link, the
+ * links opened (what fails on bad input fails here, before any line is claimed).
+ */
+export async function openBoardDaemon(
+  testbed: Testbed,
+  board: Board,
+  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now">,
+): Promise<BoardDaemon> {
+  const state = new BoardStateFiles(board.stateDir);
+  const daemon = new BoardDaemon({
+    testbed,
+    boardId: board.id,
+    link: new ControlLink(
+      board.id,
+      readLinkKeys(testbed, board.id),
+      state.nextEpoch(),
+      transportFor(testbed, board.id),
+    ),
+    hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
+    operatorKey: readPublicKey(testbed.operatorKeyPath),
+    signingKey: readPrivateKey(board.keys.signingPath),
+    state,
+    ...options,
+  });
+  await daemon.openLinks();
+  return daemon;
+}
 
 function loadFor(
   file: string,
@@ -70,33 +100,14 @@ export function boardCommand(context: CliContext): Command {
       }
       let daemon: BoardDaemon;
       try {
-        const operatorKey = readPublicKey(testbed.operatorKeyPath);
-        const signingKey = readPrivateKey(boardSpec.keys.signingPath);
-        const keys = readLinkKeys(testbed, boardSpec.id);
-        const state = new BoardStateFiles(boardSpec.stateDir);
         const log = pino(
           { level: options.logLevel, base: { board: boardSpec.id } },
           context.io.isTty
             ? transport({ target: "pino-pretty", options: { colorize: true } })
             : destination(1),
         );
-        daemon = new BoardDaemon({
-          testbed,
-          boardId: boardSpec.id,
-          link: new ControlLink(
-            boardSpec.id,
-            keys,
-            state.nextEpoch(),
-            transportFor(testbed, boardSpec.id),
-          ),
-          hostLink: new HostLinkPort(boardSpec.hostLink.device, boardSpec.hostLink.baud),
-          operatorKey,
-          signingKey,
-          state,
-          log,
-        });
         // Everything that can fail on bad input fails here, before any line is touched.
-        await daemon.openLinks();
+        daemon = await openBoardDaemon(testbed, boardSpec, { log });
       } catch (error) {
         if (error instanceof MediaError || error instanceof TransportError)
           throw new UsageError(error.message);

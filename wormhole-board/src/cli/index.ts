@@ -10,3 +10,4 @@ export const wormholeBoardCommands: CommandFactory[] = [
   boardCommand,
   statusCommand,
 ];
+export { openBoardDaemon } from "./board-command.js";

@@ -143,12 +143,8 @@ export class StepRunner {
     );
     if (booted === undefined)
       return { ok: false, reason: "the host did not report booted within T_boot" };
-    this.bootedKey = booted.publicKey;
-    this.deps.hostLink.send({
-      type: "CERT",
-      certificate: this.certificate(period, booted.publicKey),
-    });
-    return { ok: true, detail: "host booted; key certificate issued" };
+    this.certify(booted.publicKey);
+    return { ok: true, detail: `host booted in period ${period}; key certificate issued` };
   }
 
   private async transfer(signal: AbortSignal): Promise<StepOutcome> {
@@ -162,11 +158,26 @@ export class StepRunner {
     return { ok: true, detail: `state recovered at checkpoint ${recovered.checkpointSeq}` };
   }
 
-  private certificate(period: number, publicKey: string): KeyCertificate {
+  /**
+   * Certifies `publicKey` as the host's replica key and sends the certificate. Its key epoch
+   * (the certificate's `period`) is the board's clock in whole seconds: later than every
+   * certificate this board issued before, also across restarts of the daemon, so the replicas
+   * always prefer the newest key.
+   */
+  certify(publicKey: string): void {
+    this.bootedKey = publicKey;
+    const issuedAtMs = Math.max(Date.now(), (this.lastEpoch + 1) * 1000);
+    this.lastEpoch = Math.floor(issuedAtMs / 1000);
+    this.deps.hostLink.send({ type: "CERT", certificate: this.certificate(publicKey) });
+  }
+
+  private lastEpoch = 0;
+
+  private certificate(publicKey: string): KeyCertificate {
     const body = {
       host: this.deps.board.guards,
       board: this.deps.board.id,
-      period,
+      period: this.lastEpoch,
       publicKey,
       issuedAt: new Date().toISOString(),
     };

@@ -1,0 +1,5 @@
+/** The test rig's subcommands of `smw`. */
+import type { CommandFactory } from "@smw/wiring/cli";
+import { rigCommand } from "./rig-command.js";
+
+export const testRigCommands: CommandFactory[] = [rigCommand];

@@ -1,0 +1,83 @@
+/** `smw rig demo|measure|down` and the rig's internal programs (`smw rig board`, `smw rig byzantine-host`). */
+import path from "node:path";
+import { formatProblem, loadTestbedFile } from "@smw/wiring";
+import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { Command } from "commander";
+import { runByzantineHost } from "../host/byzantine-host.js";
+import { renderSummary } from "../report/run-report.js";
+import { runBoardChild } from "../rig/board-child.js";
+import { ProcessRegistry } from "../rig/process-registry.js";
+import { RigSetupError, runRoot } from "../rig/rig-setup.js";
+import { runDemo } from "../scenarios/demo.js";
+
+const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`${flag} ${text}: expected a whole number of at least 1`);
+  return n;
+}
+
+export function rigCommand(context: CliContext): Command {
+  const rig = new Command("rig").description(
+    "a whole simulated testbed on this machine: boards, hosts, PTY links, client load, faults",
+  );
+
+  rig
+    .command("demo")
+    .description(
+      "the 6-host rig under load, a Byzantine replica and a corrupted state planted, rejuvenation periods narrated, a report written",
+    )
+    .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
+    .option("--periods <n>", "rejuvenation periods to run", "2")
+    .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
+    .action(async (flags: { testbed: string; periods: string; out?: string }) => {
+      const periods = positiveInt(flags.periods, "--periods");
+      try {
+        const result = await runDemo({
+          testbedFile: flags.testbed,
+          periods,
+          ...(flags.out === undefined ? {} : { outDir: flags.out }),
+          say: (line) => context.io.out(`${line}\n`),
+        });
+        context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
+        context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
+      } catch (error) {
+        if (error instanceof RigSetupError)
+          throw new UsageError(`the rig cannot run here:\n${error.message}`);
+        throw error;
+      }
+    });
+
+  rig
+    .command("down")
+    .description("stop whatever a rig on this testbed left running (after it was killed)")
+    .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
+    .action((flags: { testbed: string }) => {
+      const loaded = loadTestbedFile(flags.testbed);
+      if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
+      const root = runRoot(loaded.testbed);
+      const n = ProcessRegistry.reap(path.join(root, "rig.pids"), [loaded.testbed.file, root]);
+      context.io.out(`${n === 0 ? "nothing was running" : `stopped ${n} processes`}\n`);
+    });
+
+  rig
+    .command("board", { hidden: true })
+    .requiredOption("--testbed <file>")
+    .requiredOption("--board <id>")
+    .option("--webhook <url>")
+    .action(async (flags: { testbed: string; board: string; webhook?: string }) => {
+      await runBoardChild(path.resolve(flags.testbed), flags.board, flags.webhook);
+    });
+
+  rig
+    .command("byzantine-host", { hidden: true })
+    .requiredOption("--testbed <file>")
+    .requiredOption("--host <id>")
+    .requiredOption("--behaviours <list>")
+    .action(async (flags: { testbed: string; host: string; behaviours: string }) => {
+      await runByzantineHost(flags.testbed, flags.host, flags.behaviours);
+    });
+  return rig;
+}

@@ -1,0 +1,18 @@
+/**
+ * @smw/test-rig: a whole testbed on one machine. Boards run the real daemon,
+ * hosts are process trees booted from their own disks, serial links are PTY
+ * pairs; faults are injected; runs are narrated and reported.
+ */
+export * from "./faults/disk-faults.js";
+export * from "./load/client-load.js";
+export * from "./report/run-report.js";
+export * from "./report/step-records.js";
+export * from "./report/step-stats.js";
+export * from "./report/timeline-svg.js";
+export * from "./rig/process-registry.js";
+export * from "./rig/rig.js";
+export * from "./rig/rig-events.js";
+export * from "./rig/rig-setup.js";
+export * from "./rig/sm-image.js";
+export * from "./scenarios/demo.js";
+export * from "./scenarios/rig-run.js";

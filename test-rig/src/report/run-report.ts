@@ -1,0 +1,253 @@
+/**
+ * What a rig run showed, checked against the paper's promises: the step
+ * timings the boards measured, the client load, the most hosts down at once,
+ * the tampered hosts found and restored, and any fail-safe. Written as a
+ * report folder: timings.csv, events.jsonl, timeline.svg, plan.txt, summary.txt.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { plan, planInputFromTestbed, renderPlanText, type Testbed } from "@smw/wiring";
+import type { LoadFigures } from "../load/client-load.js";
+import type { StampedEvent } from "../rig/rig-events.js";
+import type { BoardRecords } from "./step-records.js";
+import {
+  formatMs,
+  percentile,
+  renderStepTable,
+  type StepStats,
+  stepStats,
+  stepsCsv,
+} from "./step-stats.js";
+import { renderTimelineSvg } from "./timeline-svg.js";
+
+export interface Promise_ {
+  name: string;
+  held: boolean;
+  detail: string;
+}
+
+export interface RunSummary {
+  title: string;
+  periodsWanted: number;
+  periodsCompleted: number;
+  stats: StepStats[];
+  load: LoadFigures | undefined;
+  maxHostsDown: number;
+  failsafe: Array<{ board: string; reason: string }>;
+  tampered: Array<{ host: string; what: string; detected: boolean; restored: boolean }>;
+  maxTriggerLatenessMs: number;
+  promises: Promise_[];
+}
+
+export interface SummaryInput {
+  title: string;
+  testbed: Testbed;
+  records: BoardRecords;
+  events: readonly StampedEvent[];
+  load: LoadFigures | undefined;
+  periodsWanted: number;
+  /** Promises that do not apply to this run (a drill expects its fail-safe). */
+  skip?: readonly string[];
+  /** Promises the caller judged itself. */
+  more?: readonly Promise_[];
+}
+
+/** The most hosts down at once, from the hosts' up and down events after each had first come up. */
+export function maxHostsDown(events: readonly StampedEvent[], hostCount: number): number {
+  const seenUp = new Set<string>();
+  const down = new Set<string>();
+  let max = 0;
+  for (const e of events) {
+    if (e.kind === "host-up") {
+      seenUp.add(e.host);
+      down.delete(e.host);
+    } else if (e.kind === "host-down" || e.kind === "host-boot-failed") {
+      if (seenUp.has(e.host)) down.add(e.host);
+    }
+    if (seenUp.size === hostCount) max = Math.max(max, down.size);
+  }
+  return max;
+}
+
+export function summarize(input: SummaryInput): RunSummary {
+  const { testbed, records, events } = input;
+  const r = testbed.rejuvenation;
+  const stats = stepStats(records.steps, r.budgets);
+  const boardsPerPeriod = new Map<number, Set<string>>();
+  for (const p of records.periods) {
+    const set = boardsPerPeriod.get(p.period) ?? new Set();
+    set.add(p.board);
+    boardsPerPeriod.set(p.period, set);
+  }
+  const periodsCompleted = [...boardsPerPeriod.values()].filter((s) => s.size > 0).length;
+  const failsafe: RunSummary["failsafe"] = [];
+  for (const e of events) {
+    if (e.kind === "board" && e.msg === "FAIL-SAFE")
+      failsafe.push({ board: e.board, reason: String(e.fields.reason) });
+  }
+  const tampered: RunSummary["tampered"] = [];
+  for (const e of events) {
+    if (e.kind !== "fault" || e.host === undefined) continue;
+    const image = /SM code tampered/.test(e.detail)
+      ? "SM"
+      : /OS image corrupted/.test(e.detail)
+        ? "OS"
+        : undefined;
+    if (image === undefined) continue;
+    const board = testbed.boards.find((b) => b.guards === e.host)?.id;
+    const after = records.steps.filter((s) => s.board === board && (s.startMs ?? 0) >= e.wallMs);
+    const detected = after.some(
+      (s) => s.step === `check${image}` && /corrupted/.test(s.detail ?? ""),
+    );
+    const restored = after.some((s) => s.step === `restore${image}` && s.verdict === "ok");
+    tampered.push({
+      host: e.host,
+      what: `${image} ${image === "SM" ? "code" : "image"}`,
+      detected,
+      restored,
+    });
+  }
+  const maxDown = maxHostsDown(events, testbed.hosts.length);
+  const maxTriggerLatenessMs = Math.max(0, ...records.triggers.map((t) => t.latenessMs));
+  const promises: Promise_[] = [];
+  const add = (name: string, held: boolean, detail: string) => {
+    if (!input.skip?.includes(name)) promises.push({ name, held, detail });
+  };
+  add(
+    "no fail-safe",
+    failsafe.length === 0,
+    failsafe.length === 0
+      ? "no board entered the fail-safe state"
+      : failsafe.map((f) => `${f.board}: ${f.reason}`).join("; "),
+  );
+  add(
+    "periods completed",
+    periodsCompleted >= input.periodsWanted,
+    `${periodsCompleted} of ${input.periodsWanted} rejuvenation periods completed`,
+  );
+  add(
+    "at most k hosts down at once",
+    maxDown <= r.k,
+    `at most ${maxDown} down at once (k = ${r.k})`,
+  );
+  const late = records.steps.filter((s) => s.verdict !== "ok" && s.verdict !== "skipped");
+  add(
+    "every step within its budget",
+    late.length === 0,
+    late.length === 0
+      ? `${records.steps.length} steps, all within budget`
+      : late.map((s) => `${s.board} ${s.step} period ${s.period}: ${s.verdict}`).join("; "),
+  );
+  const slow = records.periods.filter((p) => r.tDMs !== undefined && p.endMs - p.startMs > r.tDMs);
+  add(
+    "every period within T_d",
+    slow.length === 0,
+    slow.length === 0
+      ? `longest period ${formatMs(Math.max(0, ...records.periods.map((p) => p.endMs - p.startMs)))} (T_d = ${formatMs(r.tDMs ?? Number.NaN)})`
+      : slow
+          .map((p) => `period ${p.period} on ${p.board} took ${formatMs(p.endMs - p.startMs)}`)
+          .join("; "),
+  );
+  for (const t of tampered) {
+    add(
+      `tampered ${t.what} of ${t.host} detected and restored`,
+      t.detected && t.restored,
+      `${t.detected ? "detected" : "NOT detected"}, ${t.restored ? "restored" : "NOT restored"}`,
+    );
+  }
+  if (input.load !== undefined) {
+    add(
+      "no client operation failed",
+      input.load.failed === 0,
+      `${input.load.completed} completed, ${input.load.failed} failed`,
+    );
+    add(
+      "no wrong answer reached a client",
+      input.load.wrong === 0,
+      `${input.load.wrong} reads returned something other than what was written`,
+    );
+  }
+  promises.push(...(input.more ?? []));
+  return {
+    title: input.title,
+    periodsWanted: input.periodsWanted,
+    periodsCompleted,
+    stats,
+    load: input.load,
+    maxHostsDown: maxDown,
+    failsafe,
+    tampered,
+    maxTriggerLatenessMs,
+    promises,
+  };
+}
+
+export function renderSummary(s: RunSummary): string {
+  const lines = [`${s.title}`, "", renderStepTable(s.stats), ""];
+  if (s.load !== undefined) {
+    const sorted = [...s.load.latenciesMs].sort((a, b) => a - b);
+    lines.push(
+      `client operations: ${s.load.completed} completed, ${s.load.failed} failed, ${s.load.wrong} wrong answers` +
+        ` (${(s.load.completed / Math.max(1, s.load.durationMs / 1000)).toFixed(0)} ops/s;` +
+        ` latency p50 ${formatMs(percentile(sorted, 50))}, p99 ${formatMs(percentile(sorted, 99))})`,
+      `longest client stall: ${formatMs(s.load.longestStallMs)}`,
+    );
+  }
+  for (const t of s.tampered)
+    lines.push(
+      `tampered ${t.what} of ${t.host}: ${t.detected ? "detected" : "NOT detected"}, ${t.restored ? "restored" : "NOT restored"}`,
+    );
+  lines.push(
+    `most hosts down at once: ${s.maxHostsDown}`,
+    `latest period trigger: ${s.maxTriggerLatenessMs.toFixed(1)} ms late`,
+    `fail-safe: ${s.failsafe.length === 0 ? "none" : s.failsafe.map((f) => `${f.board} (${f.reason})`).join("; ")}`,
+    "",
+    "promises:",
+    ...s.promises.map((p) => `  ${p.held ? "held  " : "BROKEN"}  ${p.name}: ${p.detail}`),
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+/** The planner's verdict on the testbed with T_localexec replaced by the largest one measured. */
+export function measuredPlanText(testbed: Testbed, stats: readonly StepStats[]): string {
+  const localexec = stats.find((s) => s.name === "T_localexec");
+  if (localexec === undefined || localexec.count === 0)
+    return "no complete rejuvenation was measured: no plan from measurements\n";
+  const { budgets: _budgets, ...input } = planInputFromTestbed(testbed);
+  const measured = plan({ ...input, tLocalexecMs: Math.ceil(localexec.maxMs) });
+  return renderPlanText(
+    measured,
+    `${testbed.name} with the measured T_localexec = ${Math.ceil(localexec.maxMs)} ms (largest of ${localexec.count} rejuvenations)`,
+  );
+}
+
+export function writeReportFolder(
+  dir: string,
+  input: SummaryInput,
+  summary: RunSummary,
+  extra: Record<string, string> = {},
+): string[] {
+  mkdirSync(dir, { recursive: true });
+  const t = input.testbed;
+  const boardOf = new Map(t.boards.map((b) => [b.guards, b.id]));
+  const files: Record<string, string> = {
+    "timings.csv": stepsCsv(input.records.steps),
+    "events.jsonl": `${input.events.map((e) => JSON.stringify(e)).join("\n")}\n`,
+    "timeline.svg": renderTimelineSvg({
+      title: `${t.name}: rejuvenations as measured (paper Figure 3)`,
+      groups: t.rejuvenation.groups,
+      boardOf,
+      steps: input.records.steps,
+      triggers: input.records.triggers,
+      periods: input.records.periods,
+      tPMs: t.rejuvenation.tPMs ?? 0,
+      tDMs: t.rejuvenation.tDMs ?? 0,
+      tLocalexecMs: summary.stats.find((s) => s.name === "T_localexec")?.budgetMs ?? 0,
+    }),
+    "plan.txt": measuredPlanText(t, summary.stats),
+    "summary.txt": renderSummary(summary),
+    ...extra,
+  };
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+  return Object.keys(files).map((name) => path.join(dir, name));
+}

@@ -1,0 +1,73 @@
+/** Narrates a rig run as it happens: one line per thing a person watching the testbed would want to know. */
+import type { StampedEvent } from "./rig-events.js";
+
+const STEP_WORDS: Record<string, string> = {
+  shutdown: "shutdown",
+  checkOS: "check OS image",
+  restoreOS: "restore OS image",
+  checkSM: "check SM code",
+  restoreSM: "restore SM code",
+  boot: "boot",
+  transfer: "state transfer",
+};
+
+/** The line for an event, or undefined when it is not worth a line. */
+export interface NarrationContext {
+  hostOf(board: string): string;
+  /** Schedule-wide news (agreement, period start) is told once, from this board. */
+  firstBoard: string;
+}
+
+export function narrate(event: StampedEvent, context: NarrationContext): string | undefined {
+  const at = `[${(event.atMs / 1000).toFixed(1).padStart(6)} s]`;
+  switch (event.kind) {
+    case "rig":
+      return `${at} ${event.detail}`;
+    case "host-up":
+    case "host-down":
+      return `${at} ${event.host}: ${event.detail}`;
+    case "host-boot-failed":
+      return `${at} ${event.host}: DOES NOT BOOT: ${event.detail}`;
+    case "fault":
+      return `${at} FAULT ${event.host ?? event.board ?? "testbed"}: ${event.detail}`;
+    case "board-exit":
+      return `${at} ${event.board}: ${event.detail}`;
+    case "alert":
+      return `${at} ALERT received from ${event.board}: ${event.detail}`;
+    case "load":
+      return `${at} clients: ${event.completed} operations completed, ${event.failed} failed, ${event.opsPerSecond.toFixed(0)} ops/s`;
+    case "board": {
+      const f = event.fields;
+      const who = `${event.board}/${context.hostOf(event.board)}`;
+      switch (event.msg) {
+        case "joined: the schedule is agreed":
+          return event.board === context.firstBoard
+            ? `${at} boards agreed on the schedule: period 0 at ${new Date(Number(f.schedule)).toISOString()}`
+            : undefined;
+        case "period triggered":
+          return event.board === context.firstBoard
+            ? `${at} period ${f.period} starts (trigger ${Number(f.latenessMs).toFixed(1)} ms late)`
+            : undefined;
+        case "step finished": {
+          const step = STEP_WORDS[String(f.step)] ?? String(f.step);
+          const took = `${Math.round(Number(f.tookMs))} ms`;
+          if (typeof f.failed === "string")
+            return `${at} ${who}: ${step} FAILED after ${took}: ${f.failed}`;
+          if (f.corrupted === true)
+            return `${at} ${who}: ${step}: CORRUPTED (${f.detail ?? ""}), ${took}`;
+          if (String(f.step).startsWith("restore"))
+            return `${at} ${who}: ${step}: ${f.detail ?? "done"}, ${took}`;
+          return `${at} ${who}: ${step} ${took}`;
+        }
+        case "host rejuvenated":
+          return `${at} ${who}: rejuvenated in period ${f.period}`;
+        case "FAIL-SAFE":
+          return `${at} ${who}: FAIL-SAFE (${f.origin}): ${f.reason}`;
+        case "host booted outside a rejuvenation: its key certified once":
+          return `${at} ${who}: first boot, replica key certified`;
+        default:
+          return undefined;
+      }
+    }
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * The rig: a whole simulated testbed on this machine, brought up from its
+ * testbed file. Boards are processes running the real board daemon; hosts are
+ * process trees booted from their own disks; every serial link is a socat PTY
+ * pair; the payload network is TCP on loopback. `down()` (also on Ctrl-C, on an
+ * uncaught error, or at the next start after the rig was killed) leaves no
+ * process and no PTY behind.
+ */
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { clientIdsWithKeys } from "@smw/host-agent";
+import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
+import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
+import { AlertReceiver } from "./alert-receiver.js";
+import { BoardProcess } from "./board-process.js";
+import { HostMachine } from "./host-machine.js";
+import { ProcessRegistry } from "./process-registry.js";
+import { PtyLinks } from "./pty-links.js";
+import { RigEventStream } from "./rig-events.js";
+import { prepareRun, ptyPairsOf, RigSetupError, rigProblems, runRoot } from "./rig-setup.js";
+
+export const SMW_BIN = fileURLToPath(new URL("../../../bin/smw.js", import.meta.url));
+
+export interface RigOptions {
+  testbedFile: string;
+  events?: RigEventStream;
+  /** Size of the OS image on every disk. */
+  osImageSizeBytes?: number;
+}
+
+export class Rig {
+  readonly events: RigEventStream;
+  readonly hosts = new Map<string, HostMachine>();
+  readonly boards = new Map<string, BoardProcess>();
+  readonly alerts: AlertReceiver;
+  private readonly links: PtyLinks;
+  private consoleLog: WriteStream | undefined;
+  private closed = false;
+  private readonly signalHandler = () => {
+    void this.down().then(() => process.exit(130));
+  };
+
+  private constructor(
+    readonly testbed: Testbed,
+    readonly root: string,
+    private readonly registry: ProcessRegistry,
+    events: RigEventStream,
+  ) {
+    this.events = events;
+    this.links = new PtyLinks(registry);
+    this.alerts = new AlertReceiver(events);
+  }
+
+  /** Checks, prepares and starts everything; on any failure stops what it started and throws. */
+  static async up(options: RigOptions): Promise<Rig> {
+    const loaded = loadTestbedFile(options.testbedFile);
+    if (!loaded.ok) throw new RigSetupError(loaded.problems.map(formatProblem).join("\n"));
+    const testbed = loaded.testbed;
+    const root = runRoot(testbed);
+    const pidFile = path.join(root, "rig.pids");
+    const markers = [testbed.file, root];
+    mkdirSync(root, { recursive: true });
+    const reaped = ProcessRegistry.reap(pidFile, markers);
+    const problems = await rigProblems(testbed);
+    if (problems.length > 0) throw new RigSetupError(problems.join("\n"));
+    const events = options.events ?? new RigEventStream();
+    if (reaped > 0)
+      events.emit({
+        kind: "rig",
+        detail: `stopped ${reaped} processes an earlier rig left running`,
+      });
+    const rig = new Rig(testbed, root, new ProcessRegistry(pidFile, markers), events);
+    try {
+      await rig.start(options);
+    } catch (error) {
+      await rig.down();
+      throw error;
+    }
+    return rig;
+  }
+
+  private async start(options: RigOptions): Promise<void> {
+    process.once("SIGINT", this.signalHandler);
+    process.once("SIGTERM", this.signalHandler);
+    const t = this.testbed;
+    this.events.emit({ kind: "rig", detail: `preparing ${t.name} in ${this.root}` });
+    prepareRun(
+      t,
+      options.osImageSizeBytes === undefined ? {} : { osImageSizeBytes: options.osImageSizeBytes },
+    );
+    this.consoleLog = createWriteStream(path.join(this.root, "console.log"));
+    const console = (line: string) => this.consoleLog?.write(`${line}\n`);
+    for (const pair of ptyPairsOf(t)) await this.links.add(pair.a, pair.b, pair.what);
+    await this.alerts.start();
+    for (const board of t.boards) {
+      const host = t.hosts.find((h) => h.id === board.guards);
+      if (host === undefined) continue;
+      const machine = new HostMachine({
+        testbed: t,
+        host,
+        board,
+        smw: [process.execPath, SMW_BIN],
+        registry: this.registry,
+        events: this.events,
+        console,
+      });
+      this.hosts.set(host.id, machine);
+      this.boards.set(
+        board.id,
+        new BoardProcess({
+          boardId: board.id,
+          testbedFile: t.file,
+          smwBin: SMW_BIN,
+          webhookUrl: this.alerts.url,
+          registry: this.registry,
+          events: this.events,
+          onLine: (role, level) => machine.onLine(role, level),
+          console,
+        }),
+      );
+    }
+    this.events.emit({
+      kind: "rig",
+      detail: `starting ${t.boards.length} boards and ${t.hosts.length} hosts (${this.links.names().length} PTY pairs, control links over ${t.controlNetwork.transport})`,
+    });
+    await Promise.all([...this.boards.values()].map((b) => b.start()));
+  }
+
+  /** Waits until every board has joined the schedule and a client's write is answered. */
+  async waitHealthy(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const failsafe = () =>
+      this.events.all.find((e) => e.kind === "board" && e.msg === "FAIL-SAFE") !== undefined;
+    const joined = new Set(
+      this.events.all
+        .filter((e) => e.kind === "board" && e.msg.startsWith("joined"))
+        .map((e) => (e.kind === "board" ? e.board : "")),
+    );
+    while (joined.size < this.boards.size) {
+      if (failsafe())
+        throw new Error("a board entered the fail-safe state before the service was up");
+      const event = await this.events.waitFor(
+        (e) => e.kind === "board" && (e.msg.startsWith("joined") || e.msg === "FAIL-SAFE"),
+        Math.max(0, deadline - Date.now()),
+      );
+      if (event === undefined)
+        throw new Error(`boards did not agree on a schedule within ${timeoutMs} ms`);
+      if (event.kind === "board") joined.add(event.board);
+    }
+    const { connectClient } = await import("@smw/host-agent");
+    const clientId = clientIdsWithKeys(this.testbed)[0];
+    if (clientId === undefined) throw new Error(`${this.testbed.file}: no client keys`);
+    const client = connectClient(this.testbed, { clientId });
+    try {
+      while (Date.now() < deadline) {
+        if (failsafe())
+          throw new Error("a board entered the fail-safe state before the service was up");
+        try {
+          await client.call({ op: "put", key: "rig/health", value: "ok" }, 2_000);
+          this.events.emit({ kind: "rig", detail: "the service answers: healthy" });
+          return;
+        } catch {
+          // Not yet.
+        }
+      }
+      throw new Error(`the service did not answer within ${timeoutMs} ms`);
+    } finally {
+      await client.close();
+    }
+  }
+
+  // --- faults -------------------------------------------------------------------
+
+  private hostOf(id: string): HostMachine {
+    const host = this.hosts.get(id);
+    if (host === undefined)
+      throw new RangeError(`no host "${id}" (hosts: ${[...this.hosts.keys()].join(", ")})`);
+    return host;
+  }
+
+  private boardOf(id: string): BoardProcess {
+    const board = this.boards.get(id);
+    if (board === undefined)
+      throw new RangeError(`no board "${id}" (boards: ${[...this.boards.keys()].join(", ")})`);
+    return board;
+  }
+
+  private boardGuarding(hostId: string) {
+    const board = this.testbed.boards.find((b) => b.guards === hostId);
+    if (board === undefined) throw new RangeError(`no board guards host "${hostId}"`);
+    return board;
+  }
+
+  /** An intruder plants Byzantine SM code on the host's disk and reboots it into that code. */
+  compromise(hostId: string, behaviours: readonly string[]): void {
+    const host = this.hostOf(hostId);
+    plantByzantineCode(this.boardGuarding(hostId).images.sm.live, behaviours);
+    this.events.emit({
+      kind: "fault",
+      host: hostId,
+      detail: `SM code tampered into a Byzantine replica (${behaviours.join(", ")})`,
+    });
+    host.rebootFromDisk();
+  }
+
+  corruptOsImage(hostId: string): void {
+    const live = this.boardGuarding(hostId).images.os.live;
+    corruptBytes(live, 4096 * 3 + 17, 64);
+    this.events.emit({ kind: "fault", host: hostId, detail: "64 bytes of the OS image corrupted" });
+  }
+
+  /** Corrupts the host's stored checkpoint; false when it has none yet. */
+  corruptState(hostId: string): boolean {
+    this.hostOf(hostId);
+    const stateDir = this.testbed.hosts.find((h) => h.id === hostId)?.stateDir as string;
+    const files = corruptStoredState(stateDir);
+    if (files.length > 0)
+      this.events.emit({
+        kind: "fault",
+        host: hostId,
+        detail: `stored state corrupted (${files.map((f) => path.basename(f)).join(", ")})`,
+      });
+    return files.length > 0;
+  }
+
+  /** Corrupts the host's stored checkpoint as soon as there is one (polling, bounded by `timeoutMs`). */
+  async corruptStateWhenStored(hostId: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.corruptState(hostId)) return true;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    this.events.emit({
+      kind: "rig",
+      detail: `${hostId} stored no checkpoint within ${timeoutMs} ms: its state was not corrupted`,
+    });
+    return false;
+  }
+
+  bootHang(hostId: string): void {
+    this.hostOf(hostId).bootHang = true;
+    this.events.emit({ kind: "fault", host: hostId, detail: "its next boots will hang" });
+  }
+
+  slowTransfer(hostId: string, stallMs: number): void {
+    this.hostOf(hostId).stallAfterCertificateMs = stallMs;
+    this.events.emit({
+      kind: "fault",
+      host: hostId,
+      detail: `its next state transfer stalls ${stallMs} ms`,
+    });
+  }
+
+  killBoard(boardId: string): void {
+    this.boardOf(boardId).crash();
+  }
+
+  cutControlLink(a: string, b: string): void {
+    const [x, y] = a < b ? [a, b] : [b, a];
+    if (!this.links.cut(`control link ${x}-${y}`))
+      throw new RangeError(
+        `no serial control link between ${a} and ${b} (the rig cuts PTY links only)`,
+      );
+    this.events.emit({ kind: "fault", board: a, detail: `control link ${x}-${y} cut` });
+  }
+
+  skewClock(boardId: string, offsetMs: number): void {
+    this.boardOf(boardId).tell({ type: "skew", offsetMs });
+    this.events.emit({ kind: "fault", board: boardId, detail: `clock skewed by ${offsetMs} ms` });
+  }
+
+  tamperGolden(image: "os" | "sm"): void {
+    const golden = this.testbed.boards[0]?.images[image].golden as string;
+    corruptBytes(golden, 64 * 1024 + 5, 16);
+    this.events.emit({
+      kind: "fault",
+      detail: `golden ${image} image tampered with (${path.basename(golden)})`,
+    });
+  }
+
+  tamperManifest(image: "os" | "sm"): void {
+    const manifest = this.testbed.boards[0]?.images[image].manifest as string;
+    corruptBytes(manifest, 40, 1);
+    this.events.emit({
+      kind: "fault",
+      detail: `${image} manifest tampered with (${path.basename(manifest)})`,
+    });
+  }
+
+  /** The write-protect line of a board sticks at its protecting level: a restore cannot write. */
+  jamWriteProtect(boardId: string): void {
+    this.boardOf(boardId).tell({ type: "stick", role: "write-protect", level: "active" });
+    this.events.emit({
+      kind: "fault",
+      board: boardId,
+      detail: "write-protect line stuck: restores cannot write",
+    });
+  }
+
+  // --- down -----------------------------------------------------------------------
+
+  async down(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    process.off("SIGINT", this.signalHandler);
+    process.off("SIGTERM", this.signalHandler);
+    for (const board of this.boards.values()) board.stop();
+    for (const host of this.hosts.values()) host.stop();
+    await this.registry.close();
+    await this.alerts.stop();
+    const log = this.consoleLog;
+    this.consoleLog = undefined;
+    if (log !== undefined) await new Promise<void>((resolve) => log.end(() => resolve()));
+    this.events.emit({ kind: "rig", detail: "rig down: every process stopped" });
+  }
+}

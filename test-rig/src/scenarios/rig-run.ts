@@ -1,0 +1,151 @@
+/**
+ * One run of the rig as the demo and the timing campaign do it: bring the
+ * testbed up, wait until the service answers, run the client load, let a
+ * scenario inject its faults, wait for the periods to complete (or a
+ * fail-safe), take everything down and write the report.
+ */
+import path from "node:path";
+import { formatProblem, loadTestbedFile } from "@smw/wiring";
+import { ClientLoad } from "../load/client-load.js";
+import { type RunSummary, summarize, writeReportFolder } from "../report/run-report.js";
+import { readBoardRecords } from "../report/step-records.js";
+import { narrate } from "../rig/narrator.js";
+import { Rig } from "../rig/rig.js";
+import { RigEventStream, type StampedEvent } from "../rig/rig-events.js";
+import { CLIENT_IDS, RigSetupError } from "../rig/rig-setup.js";
+
+export interface RigRunOptions {
+  testbedFile: string;
+  title: string;
+  periods: number;
+  /** Report folder (default: report/ in the rig's run folder). */
+  outDir?: string;
+  /** Each narration line (the demo prints them; quiet runs drop them). */
+  say: (line: string) => void;
+  /** Called once the service is healthy and the load runs: inject faults here. */
+  scenario?: (rig: Rig, context: ScenarioContext) => Promise<void>;
+  /** Run the client load (default true). */
+  load?: boolean;
+  osImageSizeBytes?: number;
+}
+
+export interface ScenarioContext {
+  /** Resolves when period `period` is complete on every board (false: a fail-safe or the timeout came first). */
+  periodComplete(period: number, timeoutMs: number): Promise<boolean>;
+}
+
+export interface RigRunResult {
+  summary: RunSummary;
+  reportDir: string;
+  files: string[];
+  events: StampedEvent[];
+}
+
+export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
+  const events = new RigEventStream();
+  const loaded = loadTestbedFile(options.testbedFile);
+  if (!loaded.ok) throw new RigSetupError(loaded.problems.map(formatProblem).join("\n"));
+  const boardHost = new Map(loaded.testbed.boards.map((b) => [b.id, b.guards]));
+  const firstBoard = loaded.testbed.boards[0]?.id ?? "";
+  events.on((event) => {
+    const line = narrate(event, { hostOf: (b) => boardHost.get(b) ?? "?", firstBoard });
+    if (line !== undefined) options.say(line);
+  });
+  const rig = await Rig.up({
+    testbedFile: options.testbedFile,
+    events,
+    ...(options.osImageSizeBytes === undefined
+      ? {}
+      : { osImageSizeBytes: options.osImageSizeBytes }),
+  });
+  const t = rig.testbed;
+  let load: ClientLoad | undefined;
+  let result: RigRunResult | undefined;
+  let loadTimer: NodeJS.Timeout | undefined;
+  let abortedBecause: string | undefined;
+  try {
+    await rig.waitHealthy(60_000);
+    if (options.load !== false) {
+      load = new ClientLoad(t, CLIENT_IDS);
+      load.start();
+      let last = 0;
+      loadTimer = setInterval(() => {
+        const s = load?.snapshot();
+        if (s === undefined) return;
+        events.emit({
+          kind: "load",
+          completed: s.completed,
+          failed: s.failed,
+          opsPerSecond: (s.completed - last) / 10,
+        });
+        last = s.completed;
+      }, 10_000);
+    }
+    const context: ScenarioContext = {
+      periodComplete: (period, timeoutMs) =>
+        periodComplete(events, t.boards.length, period, timeoutMs),
+    };
+    await options.scenario?.(rig, context);
+    const tP = t.rejuvenation.tPMs ?? 0;
+    const tD = t.rejuvenation.tDMs ?? 0;
+    const done = await context.periodComplete(
+      options.periods - 1,
+      options.periods * tP + tD + 30_000,
+    );
+    if (!done)
+      events.emit({
+        kind: "rig",
+        detail: `period ${options.periods - 1} did not complete on every board`,
+      });
+  } catch (error) {
+    abortedBecause = (error as Error).message;
+    events.emit({ kind: "rig", detail: `run stopped: ${abortedBecause}` });
+  } finally {
+    if (loadTimer !== undefined) clearInterval(loadTimer);
+    const figures = await load?.stop();
+    await rig.down();
+    const records = readBoardRecords(t);
+    const input = {
+      title: options.title,
+      testbed: t,
+      records,
+      events: events.all,
+      load: figures,
+      periodsWanted: options.periods,
+      ...(abortedBecause === undefined
+        ? {}
+        : { more: [{ name: "the run went to its end", held: false, detail: abortedBecause }] }),
+    };
+    const summary = summarize(input);
+    const reportDir = options.outDir ?? path.join(rig.root, "report");
+    const files = writeReportFolder(reportDir, input, summary);
+    result = { summary, reportDir, files, events: events.all };
+  }
+  return result;
+}
+
+/** Waits until every board has completed `period`; false on a fail-safe or the timeout. */
+async function periodComplete(
+  events: RigEventStream,
+  boards: number,
+  period: number,
+  timeoutMs: number,
+): Promise<boolean> {
+  const done = new Set<string>();
+  for (const e of events.all) {
+    if (e.kind === "board" && e.msg === "period complete" && Number(e.fields.period) >= period)
+      done.add(e.board);
+    if (e.kind === "board" && e.msg === "FAIL-SAFE") return false;
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (done.size < boards) {
+    const e = await events.waitFor(
+      (x) => x.kind === "board" && (x.msg === "period complete" || x.msg === "FAIL-SAFE"),
+      Math.max(0, deadline - Date.now()),
+    );
+    if (e === undefined || e.kind !== "board") return false;
+    if (e.msg === "FAIL-SAFE") return false;
+    if (Number(e.fields.period) >= period) done.add(e.board);
+  }
+  return true;
+}
