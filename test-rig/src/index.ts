@@ -5,6 +5,7 @@
  */
 export * from "./faults/disk-faults.js";
 export * from "./load/client-load.js";
+export * from "./report/derived-bounds.js";
 export * from "./report/run-report.js";
 export * from "./report/step-records.js";
 export * from "./report/step-stats.js";
@@ -15,4 +16,6 @@ export * from "./rig/rig-events.js";
 export * from "./rig/rig-setup.js";
 export * from "./rig/sm-image.js";
 export * from "./scenarios/demo.js";
+export * from "./scenarios/drills.js";
+export * from "./scenarios/measure.js";
 export * from "./scenarios/rig-run.js";

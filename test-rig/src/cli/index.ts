@@ -1,5 +1,6 @@
 /** The test rig's subcommands of `smw`. */
 import type { CommandFactory } from "@smw/wiring/cli";
+import { drillCommand } from "./drill-command.js";
 import { rigCommand } from "./rig-command.js";
 
-export const testRigCommands: CommandFactory[] = [rigCommand];
+export const testRigCommands: CommandFactory[] = [rigCommand, drillCommand];

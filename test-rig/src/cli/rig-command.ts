@@ -9,6 +9,7 @@ import { runBoardChild } from "../rig/board-child.js";
 import { ProcessRegistry } from "../rig/process-registry.js";
 import { RigSetupError, runRoot } from "../rig/rig-setup.js";
 import { runDemo } from "../scenarios/demo.js";
+import { runMeasure } from "../scenarios/measure.js";
 
 const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
 
@@ -51,6 +52,41 @@ export function rigCommand(context: CliContext): Command {
     });
 
   rig
+    .command("measure")
+    .description(
+      "a timing campaign: N rejuvenation periods under load, no faults; step timings, report and derived budgets (bounds.yaml)",
+    )
+    .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
+    .option("--cycles <n>", "rejuvenation periods to measure", "3")
+    .option("--margin <percent>", "margin added to the largest measured value of each step", "25")
+    .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
+    .action(async (flags: { testbed: string; cycles: string; margin: string; out?: string }) => {
+      const cycles = positiveInt(flags.cycles, "--cycles");
+      const marginPercent = Number(flags.margin.replace(/%$/, ""));
+      if (!Number.isFinite(marginPercent) || marginPercent < 0)
+        throw new UsageError(
+          `--margin ${flags.margin}: expected a percentage of 0 or more, e.g. 25`,
+        );
+      try {
+        const result = await runMeasure({
+          testbedFile: flags.testbed,
+          cycles,
+          marginPercent,
+          ...(flags.out === undefined ? {} : { outDir: flags.out }),
+          say: (line) => context.io.out(`${line}\n`),
+        });
+        context.io.out(
+          `\n${renderSummary(result.summary)}\nderived budgets (${path.join(result.reportDir, "bounds.yaml")}):\n${result.boundsText}\nreport: ${result.reportDir}\n`,
+        );
+        context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
+      } catch (error) {
+        if (error instanceof RigSetupError)
+          throw new UsageError(`the rig cannot run here:\n${error.message}`);
+        throw error;
+      }
+    });
+
+  rig
     .command("down")
     .description("stop whatever a rig on this testbed left running (after it was killed)")
     .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
@@ -67,9 +103,17 @@ export function rigCommand(context: CliContext): Command {
     .requiredOption("--testbed <file>")
     .requiredOption("--board <id>")
     .option("--webhook <url>")
-    .action(async (flags: { testbed: string; board: string; webhook?: string }) => {
-      await runBoardChild(path.resolve(flags.testbed), flags.board, flags.webhook);
-    });
+    .option("--join-lead <ms>")
+    .action(
+      async (flags: { testbed: string; board: string; webhook?: string; joinLead?: string }) => {
+        await runBoardChild(
+          path.resolve(flags.testbed),
+          flags.board,
+          flags.webhook,
+          flags.joinLead === undefined ? undefined : Number(flags.joinLead),
+        );
+      },
+    );
 
   rig
     .command("byzantine-host", { hidden: true })

@@ -14,6 +14,7 @@ export async function runBoardChild(
   testbedFile: string,
   boardId: string,
   webhookUrl: string | undefined,
+  joinLeadMs: number | undefined,
 ): Promise<void> {
   const tell = (m: BoardToRig) => process.send?.(m);
   // The rig gone: a board of the rig does not outlive it.
@@ -31,12 +32,20 @@ export async function runBoardChild(
     process.exit(2);
   }
   let offsetMs = 0;
-  const log = pino({ level: "info", base: { board: boardId } }, destination(1));
+  // Asynchronous: a board must never wait on its log (a full pipe would hold its timers).
+  const log = pino(
+    { level: "info", base: { board: boardId } },
+    destination({ fd: 1, sync: false }),
+  );
   const simulated = new SimulatedLines();
   simulated.onChange((event) => tell({ type: "line", role: event.role, level: event.level }));
   let daemon: Awaited<ReturnType<typeof openBoardDaemon>>;
   try {
-    daemon = await openBoardDaemon(testbed, board, { log, now: () => Date.now() + offsetMs });
+    daemon = await openBoardDaemon(testbed, board, {
+      log,
+      now: () => Date.now() + offsetMs,
+      ...(joinLeadMs === undefined ? {} : { joinLeadMs }),
+    });
   } catch (error) {
     tell({ type: "error", message: (error as Error).message });
     process.exit(2);

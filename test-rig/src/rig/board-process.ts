@@ -1,5 +1,6 @@
 /** The rig's handle on one board process: start it, hear its lines and log, skew its clock, stick a line, kill it. */
 import { type ChildProcess, fork } from "node:child_process";
+import { setPriority } from "node:os";
 import { createInterface } from "node:readline";
 import type { Level, LineRole } from "@smw/wiring";
 import { type BoardToRig, isBoardToRig, type RigToBoard } from "./board-ipc.js";
@@ -11,6 +12,8 @@ export interface BoardProcessOptions {
   testbedFile: string;
   smwBin: string;
   webhookUrl?: string;
+  /** How long after the boards start the first period may begin. */
+  joinLeadMs?: number;
   registry: ProcessRegistry;
   events: RigEventSink;
   onLine: (role: LineRole, level: Level) => void;
@@ -45,11 +48,18 @@ export class BoardProcess {
         "--board",
         o.boardId,
         ...(o.webhookUrl === undefined ? [] : ["--webhook", o.webhookUrl]),
+        ...(o.joinLeadMs === undefined ? [] : ["--join-lead", String(o.joinLeadMs)]),
       ],
       { stdio: ["ignore", "pipe", "pipe", "ipc"] },
     );
     this.child = child;
     o.registry.add(child, `board ${o.boardId}`, false);
+    // A board is hardware of its own: here it shares the CPU, so it goes first (when allowed to).
+    try {
+      if (child.pid !== undefined) setPriority(child.pid, -10);
+    } catch {
+      // Not root: the boards run at normal priority, the hosts below them.
+    }
     if (child.stdout)
       createInterface({ input: child.stdout }).on("line", (line) => this.onLog(line));
     if (child.stderr)

@@ -47,6 +47,11 @@ export class HostMachine {
     return this.process !== undefined;
   }
 
+  /** Held in reset or powered off. */
+  get held(): boolean {
+    return this.resetAsserted || !this.powered;
+  }
+
   get boots(): number {
     return this.booted;
   }
@@ -56,6 +61,7 @@ export class HostMachine {
     if (role === "reset") this.resetAsserted = level === "active";
     else if (role === "power") this.powered = level === "active";
     else return;
+    this.options.events.emit({ kind: "line", host: this.id, role, level });
     if (!this.powered || this.resetAsserted) {
       if (this.process !== undefined) {
         this.kill();

@@ -34,6 +34,8 @@ export function narrate(event: StampedEvent, context: NarrationContext): string 
       return `${at} ${event.board}: ${event.detail}`;
     case "alert":
       return `${at} ALERT received from ${event.board}: ${event.detail}`;
+    case "line":
+      return undefined;
     case "load":
       return `${at} clients: ${event.completed} operations completed, ${event.failed} failed, ${event.opsPerSecond.toFixed(0)} ops/s`;
     case "board": {

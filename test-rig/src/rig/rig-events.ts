@@ -8,6 +8,8 @@ export type RigEvent =
   | { kind: "rig"; detail: string }
   | { kind: "host-up" | "host-down" | "host-boot-failed"; host: string; detail: string }
   | { kind: "fault"; host?: string; board?: string; detail: string }
+  /** A reset or power line of a host's board changed level. */
+  | { kind: "line"; host: string; role: "reset" | "power"; level: "active" | "inactive" }
   /** A line of a board daemon's log: `msg` and its fields as the daemon wrote them. */
   | { kind: "board"; board: string; msg: string; fields: Record<string, unknown> }
   | { kind: "board-exit"; board: string; detail: string }

@@ -27,6 +27,8 @@ export interface RigOptions {
   events?: RigEventStream;
   /** Size of the OS image on every disk. */
   osImageSizeBytes?: number;
+  /** The first period starts this long after the boards (default 12 s): the hosts' first boot is not a rejuvenation. */
+  joinLeadMs?: number;
 }
 
 export class Rig {
@@ -113,6 +115,7 @@ export class Rig {
           testbedFile: t.file,
           smwBin: SMW_BIN,
           webhookUrl: this.alerts.url,
+          joinLeadMs: options.joinLeadMs ?? 12_000,
           registry: this.registry,
           events: this.events,
           onLine: (role, level) => machine.onLine(role, level),

@@ -40,6 +40,8 @@ export interface BoardDaemonDeps {
   alerts?: AlertSink;
   /** Wall clock, ms: the shared timebase of the schedule. */
   now?: () => number;
+  /** How far ahead the first period is proposed (default: 2 s or 4 silence bounds): time for the service to come up. */
+  joinLeadMs?: number;
 }
 
 export type DaemonPhase = "joining" | "running" | "failsafe" | "stopped";
@@ -209,7 +211,7 @@ export class BoardDaemon {
     this.phase = "joining";
     this.peerSchedules.clear();
     const c = this.deps.testbed.controlNetwork;
-    const leadMs = Math.max(2_000, 4 * c.silenceBoundMs);
+    const leadMs = this.deps.joinLeadMs ?? Math.max(2_000, 4 * c.silenceBoundMs);
     this.proposal = Math.ceil((this.now() + leadMs) / GRID_MS) * GRID_MS;
     this.joinHeartbeatMs = this.now();
     this.deps.log.info({ proposal: this.proposal }, "joining: proposing a schedule to the peers");

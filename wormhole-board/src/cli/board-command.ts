@@ -37,7 +37,7 @@ import { MediaError } from "../media/media-error.js";
 export async function openBoardDaemon(
   testbed: Testbed,
   board: Board,
-  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now">,
+  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now" | "joinLeadMs">,
 ): Promise<BoardDaemon> {
   const state = new BoardStateFiles(board.stateDir);
   const daemon = new BoardDaemon({

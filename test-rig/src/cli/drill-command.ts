@@ -1,0 +1,100 @@
+/** `smw drill failsafe --scenario NAME` and `smw drill all`: the fail-safe drills on the rig. */
+import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { Command } from "commander";
+import { RigSetupError } from "../rig/rig-setup.js";
+import { DRILL_NAMES, type DrillResult, runDrill } from "../scenarios/drills.js";
+
+const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
+
+function renderResults(results: readonly DrillResult[]): string {
+  const rows = results.map((r) => [
+    r.name,
+    r.passed ? "PASS" : "FAIL",
+    r.timeToSafeMs === null ? "-" : `${r.timeToSafeMs} ms`,
+    String(r.alerts.length),
+    r.detail,
+  ]);
+  const header = ["drill", "result", "time to safe", "alerts", "detail"];
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => (r[i] as string).length)),
+  );
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number))).join("  ");
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
+}
+
+async function runAll(
+  names: readonly string[],
+  flags: { testbed: string; json?: boolean; out?: string; periods: string },
+  context: CliContext,
+): Promise<void> {
+  const periods = Number(flags.periods);
+  if (!Number.isInteger(periods) || periods < 1)
+    throw new UsageError(`--periods ${flags.periods}: expected a whole number of at least 1`);
+  const results: DrillResult[] = [];
+  for (const name of names) {
+    try {
+      results.push(
+        await runDrill(name, {
+          testbedFile: flags.testbed,
+          cleanPeriods: periods,
+          ...(flags.out === undefined ? {} : { outDir: flags.out }),
+          say: (line) => {
+            if (!flags.json) context.io.out(`${line}\n`);
+          },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof RigSetupError)
+        throw new UsageError(`the rig cannot run here:\n${error.message}`);
+      throw error;
+    }
+  }
+  if (flags.json) context.io.out(`${JSON.stringify(results, null, 2)}\n`);
+  else context.io.out(`\n${renderResults(results)}`);
+  context.setExitCode(results.every((r) => r.passed) ? 0 : 1);
+}
+
+export function drillCommand(context: CliContext): Command {
+  const drill = new Command("drill").description(
+    "fail-safe drills on the rig: inject a fault, check every board goes fail-safe, hosts held, alerts sent",
+  );
+  const common = (c: Command) =>
+    c
+      .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
+      .option("--periods <n>", "periods of the clean run", "1")
+      .option(
+        "--out <dir>",
+        "where each drill's events.jsonl goes (default: drills/ in the run folder)",
+      )
+      .option(
+        "--json",
+        "print the results as JSON: name, passed, timeToSafeMs, reasons, alerts, ...",
+      );
+  common(
+    drill
+      .command("failsafe")
+      .description(`one drill: ${DRILL_NAMES.join(", ")}`)
+      .requiredOption("--scenario <name>", "which drill"),
+  ).action(
+    async (flags: {
+      scenario: string;
+      testbed: string;
+      json?: boolean;
+      out?: string;
+      periods: string;
+    }) => {
+      if (!DRILL_NAMES.includes(flags.scenario))
+        throw new UsageError(
+          `--scenario ${flags.scenario}: no such drill (drills: ${DRILL_NAMES.join(", ")})`,
+        );
+      await runAll([flags.scenario], flags, context);
+    },
+  );
+  common(
+    drill.command("all").description("every drill, one after the other, then the clean run"),
+  ).action(async (flags: { testbed: string; json?: boolean; out?: string; periods: string }) => {
+    await runAll(DRILL_NAMES, flags, context);
+  });
+  return drill;
+}
