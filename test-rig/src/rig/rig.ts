@@ -6,7 +6,13 @@
  * uncaught error, or at the next start after the rig was killed) leaves no
  * process and no PTY behind.
  */
-import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import {
+  createWriteStream,
+  mkdirSync,
+  readFileSync,
+  type WriteStream,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { clientIdsWithKeys } from "@smw/host-agent";
@@ -282,12 +288,18 @@ export class Rig {
     });
   }
 
+  /** Alters one chunk digest of a signed manifest, as someone covering a tampered image would. */
   tamperManifest(image: "os" | "sm"): void {
     const manifest = this.testbed.boards[0]?.images[image].manifest as string;
-    corruptBytes(manifest, 40, 1);
+    const text = readFileSync(manifest, "utf8");
+    const altered = text.replace(/("[0-9a-f]{64}")/, (digest) =>
+      digest.replace(/[0-9a-f]/, (c) => (c === "0" ? "1" : "0")),
+    );
+    if (altered === text) throw new Error(`${manifest}: no chunk digest found to alter`);
+    writeFileSync(manifest, altered);
     this.events.emit({
       kind: "fault",
-      detail: `${image} manifest tampered with (${path.basename(manifest)})`,
+      detail: `${image} manifest tampered with: a chunk digest altered (${path.basename(manifest)})`,
     });
   }
 

@@ -11,6 +11,7 @@ import path from "node:path";
 import { corruptBytes } from "../faults/disk-faults.js";
 import { ClientLoad } from "../load/client-load.js";
 import { narrate } from "../rig/narrator.js";
+import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
 import { RigEventStream, type StampedEvent } from "../rig/rig-events.js";
 import { CLIENT_IDS } from "../rig/rig-setup.js";
@@ -187,7 +188,12 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
       effect === undefined
         ? undefined
         : await waitEvent(events, (e) => e.wallMs >= injectedAtWallMs && effect(e), timeoutMs);
-    const effectiveWallMs = effect === undefined ? injectedAtWallMs : effective?.wallMs;
+    const effectiveWallMs =
+      effect === undefined
+        ? injectedAtWallMs
+        : effective?.kind === "board" && typeof effective.fields.boardTimeMs === "number"
+          ? effective.fields.boardTimeMs
+          : effective?.wallMs;
     // Every live board's host held, or the time is up.
     const deadline = Date.now() + (effectiveWallMs === undefined ? 0 : 20_000);
     const liveHosts = () =>
@@ -296,26 +302,16 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     await rig.waitHealthy(60_000);
     load = new ClientLoad(t, CLIENT_IDS);
     load.start();
-    const boards = t.boards.length;
-    const done = new Set<string>();
-    const deadline = Date.now() + periods * (t.rejuvenation.tPMs ?? 0) + 30_000;
-    while (done.size < boards && Date.now() < deadline) {
-      const e = await waitEvent(
-        events,
-        (x) =>
-          x.kind === "board" &&
-          (x.msg === "FAIL-SAFE" ||
-            (x.msg === "period complete" && Number(x.fields.period) >= periods - 1)),
-        Math.max(0, deadline - Date.now()),
-      );
-      if (e === undefined || e.kind !== "board" || e.msg === "FAIL-SAFE") break;
-      done.add(e.board);
-    }
+    const completed = await periodComplete(
+      events,
+      t.boards.length,
+      periods - 1,
+      periods * (t.rejuvenation.tPMs ?? 0) + 30_000,
+    );
     const figures = await load.stop();
     const failsafe = events.all.filter((e) => e.kind === "board" && e.msg === "FAIL-SAFE");
-    passed =
-      failsafe.length === 0 && done.size === boards && figures.failed === 0 && figures.wrong === 0;
-    detail = `${done.size === boards ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} failed, ${figures.wrong} wrong`;
+    passed = failsafe.length === 0 && completed && figures.failed === 0 && figures.wrong === 0;
+    detail = `${completed ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} failed, ${figures.wrong} wrong`;
   } catch (error) {
     detail = `the drill could not run: ${(error as Error).message}`;
     await load?.stop();

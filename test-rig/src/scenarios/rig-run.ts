@@ -10,6 +10,7 @@ import { ClientLoad } from "../load/client-load.js";
 import { type RunSummary, summarize, writeReportFolder } from "../report/run-report.js";
 import { readBoardRecords } from "../report/step-records.js";
 import { narrate } from "../rig/narrator.js";
+import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
 import { RigEventStream, type StampedEvent } from "../rig/rig-events.js";
 import { CLIENT_IDS, RigSetupError } from "../rig/rig-setup.js";
@@ -122,30 +123,4 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     result = { summary, reportDir, files, events: events.all };
   }
   return result;
-}
-
-/** Waits until every board has completed `period`; false on a fail-safe or the timeout. */
-async function periodComplete(
-  events: RigEventStream,
-  boards: number,
-  period: number,
-  timeoutMs: number,
-): Promise<boolean> {
-  const done = new Set<string>();
-  for (const e of events.all) {
-    if (e.kind === "board" && e.msg === "period complete" && Number(e.fields.period) >= period)
-      done.add(e.board);
-    if (e.kind === "board" && e.msg === "FAIL-SAFE") return false;
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (done.size < boards) {
-    const e = await events.waitFor(
-      (x) => x.kind === "board" && (x.msg === "period complete" || x.msg === "FAIL-SAFE"),
-      Math.max(0, deadline - Date.now()),
-    );
-    if (e === undefined || e.kind !== "board") return false;
-    if (e.msg === "FAIL-SAFE") return false;
-    if (Number(e.fields.period) >= period) done.add(e.board);
-  }
-  return true;
 }

@@ -1,0 +1,244 @@
+import {
+  deriveBounds,
+  maxHostsDown,
+  percentile,
+  renderBoundsYaml,
+  renderTimelineSvg,
+  roundUpMs,
+  type StampedEvent,
+  type StepRow,
+  stepStats,
+  stepsCsv,
+} from "@smw/test-rig";
+import { XMLValidator } from "fast-xml-parser";
+import { describe, expect, it } from "vitest";
+
+const budgets = {
+  tShutdownMs: 1000,
+  tCheckcodeMs: 250,
+  tRestorecodeMs: 500,
+  tBootMs: 3500,
+  tTransferMs: 7000,
+};
+
+/** One board's Algorithm 1 run, steps back to back from `startMs`, with the given durations. */
+function run(
+  board: string,
+  period: number,
+  startMs: number,
+  took: Record<string, number>,
+): StepRow[] {
+  const rows: StepRow[] = [];
+  let t = startMs;
+  for (const step of [
+    "shutdown",
+    "checkOS",
+    "restoreOS",
+    "checkSM",
+    "restoreSM",
+    "boot",
+    "transfer",
+  ]) {
+    const ms = took[step];
+    if (ms === undefined) {
+      rows.push({
+        board,
+        host: `h${board.slice(1)}`,
+        period,
+        step,
+        plannedMs: t,
+        startMs: undefined,
+        endMs: undefined,
+        budgetMs: 0,
+        verdict: "skipped",
+        detail: undefined,
+      });
+      continue;
+    }
+    rows.push({
+      board,
+      host: `h${board.slice(1)}`,
+      period,
+      step,
+      plannedMs: t,
+      startMs: t,
+      endMs: t + ms,
+      budgetMs: 1000,
+      verdict: "ok",
+      detail: undefined,
+    });
+    t += ms;
+  }
+  return rows;
+}
+
+describe("step timing statistics", () => {
+  it("takes nearest-rank percentiles", () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(sorted, 50)).toBe(50);
+    expect(percentile(sorted, 99)).toBe(99);
+    expect(percentile(sorted, 100)).toBe(100);
+    expect(percentile([7], 99)).toBe(7);
+    expect(Number.isNaN(percentile([], 50))).toBe(true);
+  });
+
+  it("groups steps under the paper's budgets and does not count skipped restores", () => {
+    const rows = [
+      ...run("b1", 0, 0, { shutdown: 100, checkOS: 10, checkSM: 20, boot: 2000, transfer: 3000 }),
+      ...run("b2", 0, 6000, {
+        shutdown: 300,
+        checkOS: 30,
+        restoreOS: 400,
+        checkSM: 40,
+        boot: 1000,
+        transfer: 1000,
+      }),
+    ];
+    const stats = new Map(stepStats(rows, budgets).map((s) => [s.name, s]));
+    expect(stats.get("T_shutdown")).toMatchObject({
+      count: 2,
+      minMs: 100,
+      maxMs: 300,
+      budgetMs: 1000,
+    });
+    expect(stats.get("T_checkcode")).toMatchObject({
+      count: 4,
+      minMs: 10,
+      maxMs: 40,
+      budgetMs: 250,
+    });
+    expect(stats.get("T_restorecode")).toMatchObject({ count: 1, minMs: 400, maxMs: 400 });
+    // T_localexec: each board's whole run, shutdown to the end of the transfer.
+    expect(stats.get("T_localexec")).toMatchObject({
+      count: 2,
+      minMs: 2770,
+      maxMs: 5130,
+      budgetMs: 13_000,
+    });
+  });
+
+  it("writes one CSV row per step record, quoting details", () => {
+    const rows = run("b1", 0, 0, {
+      shutdown: 100,
+      checkOS: 10,
+      checkSM: 20,
+      boot: 2000,
+      transfer: 3000,
+    });
+    (rows[0] as StepRow).detail = 'host said "ok", then reset';
+    const lines = stepsCsv(rows).trim().split("\n");
+    expect(lines).toHaveLength(1 + rows.length);
+    expect(lines[0]).toMatch(/^board,host,period,step,/);
+    expect(lines[1]).toContain('"host said ""ok"", then reset"');
+    expect(lines[1]?.split(",")[7]).toBe("100.0");
+  });
+});
+
+describe("derived budgets", () => {
+  it("adds the margin to the largest measurement and rounds up", () => {
+    expect(roundUpMs(123)).toBe(130);
+    expect(roundUpMs(1234)).toBe(1250);
+    expect(roundUpMs(12_345)).toBe(12_500);
+    const rows = [
+      ...run("b1", 0, 0, { shutdown: 400, checkOS: 10, checkSM: 20, boot: 2000, transfer: 3000 }),
+      ...run("b2", 0, 6000, {
+        shutdown: 500,
+        checkOS: 30,
+        checkSM: 40,
+        boot: 2400,
+        transfer: 1000,
+      }),
+    ];
+    const bounds = deriveBounds(stepStats(rows, budgets), 25);
+    const byKey = new Map(bounds.map((b) => [b.key, b]));
+    expect(byKey.get("tShutdown")?.boundMs).toBe(630); // 500 + 25% = 625, rounded up
+    expect(byKey.get("tBoot")?.boundMs).toBe(3000);
+    expect(byKey.get("tTransfer")?.boundMs).toBe(3750);
+    // A restore that never ran keeps the budget there is.
+    expect(byKey.get("tRestorecode")).toMatchObject({ measuredMaxMs: undefined, boundMs: 500 });
+    const yaml = renderBoundsYaml(bounds, 25, 1);
+    expect(yaml).toMatch(/^ {4}tShutdown: 630ms/m);
+    expect(yaml).toMatch(/T_localexec with these budgets: 8480 ms/);
+  });
+});
+
+describe("hosts down at once", () => {
+  const e = (kind: "host-up" | "host-down", host: string): StampedEvent =>
+    ({ kind, host, detail: "", atMs: 0, wallMs: 0 }) as StampedEvent;
+
+  it("counts only after every host first came up", () => {
+    const events = [
+      e("host-up", "h1"),
+      e("host-down", "h1"), // before h2 ever came up: the start, not a rejuvenation
+      e("host-up", "h1"),
+      e("host-up", "h2"),
+      e("host-down", "h1"),
+      e("host-up", "h1"),
+      e("host-down", "h2"),
+      e("host-down", "h1"),
+    ];
+    expect(maxHostsDown(events, 2)).toBe(2);
+    expect(maxHostsDown(events.slice(0, 6), 2)).toBe(1);
+  });
+});
+
+describe("the timeline (Figure 3)", () => {
+  it("is well-formed SVG with a row per group, a bar per step run and the deadlines marked", () => {
+    const steps = [
+      ...run("b1", 0, 1_000, {
+        shutdown: 100,
+        checkOS: 10,
+        checkSM: 20,
+        boot: 2000,
+        transfer: 3000,
+      }),
+      ...run("b2", 0, 6_200, {
+        shutdown: 300,
+        checkOS: 30,
+        restoreOS: 400,
+        checkSM: 40,
+        boot: 1000,
+        transfer: 1000,
+      }),
+    ];
+    (steps[steps.length - 1] as StepRow).verdict = "over-budget";
+    const svg = renderTimelineSvg({
+      title: "test <run>",
+      groups: [["h1"], ["h2"]],
+      boardOf: new Map([
+        ["h1", "b1"],
+        ["h2", "b2"],
+      ]),
+      steps,
+      triggers: [{ board: "b1", period: 0, plannedMs: 1_000, actualMs: 1_001, latenessMs: 1 }],
+      periods: [],
+      tPMs: 20_000,
+      tDMs: 15_000,
+      tLocalexecMs: 13_000,
+    });
+    expect(XMLValidator.validate(svg)).toBe(true);
+    expect(svg).toContain("group 1: h1");
+    expect(svg).toContain("group 2: h2");
+    expect(svg).toContain("test &lt;run&gt;");
+    expect(svg.match(/<title>/g)).toHaveLength(11); // 5 + 6 steps that ran
+    expect(svg).toContain("T_d deadline");
+    expect(svg).toContain("period 0 (T_p)");
+    expect(svg.match(/stroke="#d62728" stroke-width="2"/g)).toHaveLength(1);
+  });
+
+  it("says so when nothing was recorded", () => {
+    const svg = renderTimelineSvg({
+      title: "empty",
+      groups: [["h1"]],
+      boardOf: new Map(),
+      steps: [],
+      triggers: [],
+      periods: [],
+      tPMs: 1,
+      tDMs: 1,
+      tLocalexecMs: 1,
+    });
+    expect(XMLValidator.validate(svg)).toBe(true);
+    expect(svg).toContain("no rejuvenation was recorded");
+  });
+});

@@ -1,0 +1,62 @@
+/**
+ * The rig end to end, as a user runs it: the demo shortened to one period,
+ * every promise checked from its report; and nothing left running after.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { XMLValidator } from "fast-xml-parser";
+import { afterAll, describe, expect, it } from "vitest";
+import { smw } from "../../cli/test/run-smw.js";
+import { copyRig6, eventually, processesMentioning } from "./rig-helpers.js";
+
+describe("smw rig demo (one period)", () => {
+  const rig = copyRig6();
+  afterAll(() => rig.remove());
+
+  it("plants a Byzantine replica and a corrupted state, rejuvenates every host, keeps every promise, and reports", async () => {
+    const out = path.join(rig.dir, "report");
+    const { code, stdout, stderr } = await smw(
+      "rig",
+      "demo",
+      "--testbed",
+      rig.file,
+      "--periods",
+      "1",
+      "--out",
+      out,
+    );
+    expect(stderr).toBe("");
+    expect(stdout).toMatch(/FAULT h3: SM code tampered into a Byzantine replica/);
+    expect(stdout).toMatch(/FAULT h5: stored state corrupted/);
+    expect(stdout).toMatch(/b3\/h3: check SM code: CORRUPTED/);
+    expect(stdout).toMatch(/tampered SM code of h3: detected, restored/);
+    expect(stdout).toMatch(/fail-safe: none/);
+    expect(stdout).toMatch(/most hosts down at once: 1/);
+    expect(stdout).not.toMatch(/BROKEN/);
+    expect(code).toBe(0);
+
+    // The report folder.
+    const csv = readFileSync(path.join(out, "timings.csv"), "utf8").trim().split("\n");
+    expect(csv[0]).toMatch(/^board,host,period,step,/);
+    expect(csv).toHaveLength(1 + 6 * 7);
+    expect(
+      csv.filter((l) => l.startsWith("b3,h3,0,restoreSM,") && l.includes(",ok,")),
+    ).toHaveLength(1);
+    const events = readFileSync(path.join(out, "events.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { kind: string; atMs: number });
+    expect(events.some((e) => e.kind === "fault")).toBe(true);
+    expect(events.filter((e) => e.kind === "host-down")).toHaveLength(6);
+    const svg = readFileSync(path.join(out, "timeline.svg"), "utf8");
+    expect(XMLValidator.validate(svg)).toBe(true);
+    expect(svg.match(/<title>/g)?.length).toBeGreaterThanOrEqual(6 * 5);
+    const plan = readFileSync(path.join(out, "plan.txt"), "utf8");
+    expect(plan).toMatch(/measured T_localexec = \d+ ms \(largest of 6 rejuvenations\)/);
+    expect(plan).toMatch(/verdict: FEASIBLE/);
+    expect(existsSync(path.join(out, "summary.txt"))).toBe(true);
+
+    // Nothing of the rig is left running.
+    expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
+  }, 180_000);
+});

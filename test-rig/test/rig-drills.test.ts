@@ -1,0 +1,158 @@
+/** Three of the fail-safe drills end to end, and the rig's clean-up when it is interrupted or killed. */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { afterAll, describe, expect, it } from "vitest";
+import { smw } from "../../cli/test/run-smw.js";
+import { copyRig6, eventually, processesMentioning, SMW_BIN } from "./rig-helpers.js";
+
+interface DrillJson {
+  name: string;
+  passed: boolean;
+  timeToSafeMs: number | null;
+  reasons: string[];
+  alerts: Array<{ board: string; reason: string }>;
+  hostsHeld: string[];
+  hostsNotHeld: string[];
+}
+
+describe("fail-safe drills", () => {
+  const rig = copyRig6();
+  afterAll(() => rig.remove());
+
+  const drill = async (scenario: string): Promise<{ code: number; result: DrillJson }> => {
+    const { code, stdout } = await smw(
+      "drill",
+      "failsafe",
+      "--scenario",
+      scenario,
+      "--testbed",
+      rig.file,
+      "--json",
+    );
+    const results = JSON.parse(stdout) as DrillJson[];
+    expect(results).toHaveLength(1);
+    expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
+    return { code, result: results[0] as DrillJson };
+  };
+
+  it("a host that will not boot: T_boot overruns, every host held, six alerts", async () => {
+    const { code, result } = await drill("host-will-not-boot");
+    expect(result).toMatchObject({ name: "host-will-not-boot", passed: true });
+    expect(result.reasons.join()).toMatch(
+      /step boot of period \d+ took \d+ ms, over its budget of 3500 ms/,
+    );
+    expect(result.hostsHeld).toHaveLength(6);
+    expect(new Set(result.alerts.map((a) => a.board)).size).toBe(6);
+    // Detected at T_boot after the boot began, then every board told.
+    expect(result.timeToSafeMs).toBeGreaterThanOrEqual(3_500);
+    expect(result.timeToSafeMs).toBeLessThan(3_500 + 1_500);
+    expect(code).toBe(0);
+  }, 120_000);
+
+  it("a board dies: its peers notice its silence; its own host cannot be held", async () => {
+    const { code, result } = await drill("board-dies");
+    expect(result.passed).toBe(true);
+    expect(result.reasons.join()).toMatch(/board b6 silent/);
+    expect(result.hostsHeld).toHaveLength(5);
+    expect(result.hostsNotHeld).toEqual(["h6"]);
+    expect(new Set(result.alerts.map((a) => a.board))).toEqual(
+      new Set(["b1", "b2", "b3", "b4", "b5"]),
+    );
+    expect(result.timeToSafeMs).toBeGreaterThanOrEqual(1_500);
+    expect(result.timeToSafeMs).toBeLessThan(1_500 + 1_500);
+    expect(code).toBe(0);
+  }, 120_000);
+
+  it("a clock skewed past the bound: fail-safe within a few heartbeats", async () => {
+    const { code, result } = await drill("clock-skew");
+    expect(result.passed).toBe(true);
+    expect(result.reasons.join()).toMatch(/clock of board b3/);
+    expect(result.hostsHeld).toHaveLength(6);
+    expect(result.timeToSafeMs).toBeLessThan(2_000);
+    expect(code).toBe(0);
+  }, 120_000);
+
+  it("an unknown drill is bad input", async () => {
+    const { code, stderr } = await smw(
+      "drill",
+      "failsafe",
+      "--scenario",
+      "meteor",
+      "--testbed",
+      rig.file,
+    );
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--scenario meteor: no such drill \(drills: host-will-not-boot, /);
+  });
+});
+
+describe("what the rig cannot do here, and its clean-up", () => {
+  const rig = copyRig6();
+  afterAll(() => rig.remove());
+
+  it("without socat: says what to install, starts nothing", async () => {
+    const child = spawn(process.execPath, [SMW_BIN, "rig", "demo", "--testbed", rig.file], {
+      env: { ...process.env, PATH: "/nonexistent" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const [code] = (await once(child, "exit")) as [number];
+    expect(code).toBe(2);
+    expect(stderr).toMatch(
+      /the rig cannot run here:\nsocat is not installed \(Debian: apt-get install socat\)/,
+    );
+    expect(processesMentioning(rig.dir)).toEqual([]);
+  }, 30_000);
+
+  it("with a host's port in use: names the port and the file, starts nothing", async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(7104, "127.0.0.1", () => resolve()));
+    try {
+      const { code, stderr } = await smw("rig", "demo", "--testbed", rig.file);
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/host h4's address 127\.0\.0\.1:7104 is in use/);
+      expect(processesMentioning(rig.dir)).toEqual([]);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  const startDemo = async () => {
+    const child = spawn(process.execPath, [SMW_BIN, "rig", "demo", "--testbed", rig.file], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    const up = await eventually(() => /healthy/.test(stdout), 60_000);
+    expect(up).toBe(true);
+    expect(processesMentioning(rig.dir).length).toBeGreaterThan(20);
+    return child;
+  };
+
+  it("Ctrl-C: everything stops, exit 130", async () => {
+    const child = await startDemo();
+    child.kill("SIGINT");
+    const [code] = (await once(child, "exit")) as [number];
+    expect(code).toBe(130);
+    expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
+  }, 120_000);
+
+  it("the rig killed outright: `smw rig down` stops what it left", async () => {
+    const child = await startDemo();
+    child.kill("SIGKILL");
+    await once(child, "exit");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const left = processesMentioning(rig.dir);
+    expect(left.length).toBeGreaterThan(0);
+    const { code, stdout } = await smw("rig", "down", "--testbed", rig.file);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^stopped \d+ processes\n$/);
+    expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
+  }, 120_000);
+});
