@@ -10,6 +10,7 @@ const BENCHMARKS = {
   media: "wormhole-board/bench/media-bench.mjs",
   link: "wormhole-board/bench/link-bench.mjs",
   kv: "host-agent/bench/kv-bench.mjs",
+  rig: "test-rig/bench/rig-bench.mjs",
 };
 
 const [name, ...rest] = process.argv.slice(2);

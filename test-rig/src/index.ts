@@ -18,4 +18,5 @@ export * from "./rig/sm-image.js";
 export * from "./scenarios/demo.js";
 export * from "./scenarios/drills.js";
 export * from "./scenarios/measure.js";
+export * from "./scenarios/observe.js";
 export * from "./scenarios/rig-run.js";

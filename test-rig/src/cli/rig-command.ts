@@ -2,6 +2,7 @@
 import path from "node:path";
 import { formatProblem, loadTestbedFile } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { readPrivateKey } from "@smw/wormhole-board";
 import { Command } from "commander";
 import { runByzantineHost } from "../host/byzantine-host.js";
 import { renderSummary } from "../report/run-report.js";
@@ -10,6 +11,7 @@ import { ProcessRegistry } from "../rig/process-registry.js";
 import { RigSetupError, runRoot } from "../rig/rig-setup.js";
 import { runDemo } from "../scenarios/demo.js";
 import { runMeasure } from "../scenarios/measure.js";
+import { observeTestbed } from "../scenarios/observe.js";
 
 const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
 
@@ -54,37 +56,87 @@ export function rigCommand(context: CliContext): Command {
   rig
     .command("measure")
     .description(
-      "a timing campaign: N rejuvenation periods under load, no faults; step timings, report and derived budgets (bounds.yaml)",
+      "a timing campaign: N rejuvenation periods (the rig under load, or a running testbed observed), step timings, report, derived budgets (bounds.yaml)",
     )
-    .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
+    .option("--testbed <file>", "a testbed file", DEFAULT_TESTBED)
     .option("--cycles <n>", "rejuvenation periods to measure", "3")
     .option("--margin <percent>", "margin added to the largest measured value of each step", "25")
-    .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
-    .action(async (flags: { testbed: string; cycles: string; margin: string; out?: string }) => {
-      const cycles = positiveInt(flags.cycles, "--cycles");
-      const marginPercent = Number(flags.margin.replace(/%$/, ""));
-      if (!Number.isFinite(marginPercent) || marginPercent < 0)
-        throw new UsageError(
-          `--margin ${flags.margin}: expected a percentage of 0 or more, e.g. 25`,
-        );
-      try {
-        const result = await runMeasure({
-          testbedFile: flags.testbed,
-          cycles,
-          marginPercent,
-          ...(flags.out === undefined ? {} : { outDir: flags.out }),
-          say: (line) => context.io.out(`${line}\n`),
-        });
-        context.io.out(
-          `\n${renderSummary(result.summary)}\nderived budgets (${path.join(result.reportDir, "bounds.yaml")}):\n${result.boundsText}\nreport: ${result.reportDir}\n`,
-        );
-        context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
-      } catch (error) {
-        if (error instanceof RigSetupError)
-          throw new UsageError(`the rig cannot run here:\n${error.message}`);
-        throw error;
-      }
-    });
+    .option(
+      "--out <dir>",
+      "report folder (default: report/ in the rig's run folder; required when observing)",
+    )
+    .option(
+      "--observe",
+      "do not bring a rig up: observe the testbed's running boards (implied for a testbed that is not simulated)",
+    )
+    .option(
+      "--key <file>",
+      "the operator's private key, to ask boards over the network (their operatorEndpoint)",
+    )
+    .action(
+      async (flags: {
+        testbed: string;
+        cycles: string;
+        margin: string;
+        out?: string;
+        observe?: boolean;
+        key?: string;
+      }) => {
+        const cycles = positiveInt(flags.cycles, "--cycles");
+        const marginPercent = Number(flags.margin.replace(/%$/, ""));
+        if (!Number.isFinite(marginPercent) || marginPercent < 0)
+          throw new UsageError(
+            `--margin ${flags.margin}: expected a percentage of 0 or more, e.g. 25`,
+          );
+        const loaded = loadTestbedFile(flags.testbed);
+        if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
+        const say = (line: string) => context.io.out(`${line}\n`);
+        if (flags.observe || !loaded.testbed.simulated) {
+          if (flags.out === undefined)
+            throw new UsageError(
+              "--out DIR: where the campaign's report goes (observing a running testbed)",
+            );
+          let operatorKey: ReturnType<typeof readPrivateKey> | undefined;
+          if (flags.key !== undefined) {
+            try {
+              operatorKey = readPrivateKey(flags.key);
+            } catch (error) {
+              throw new UsageError((error as Error).message);
+            }
+          }
+          const result = await observeTestbed({
+            testbed: loaded.testbed,
+            cycles,
+            marginPercent,
+            outDir: flags.out,
+            say,
+            ...(operatorKey === undefined ? {} : { operatorKey }),
+          });
+          context.io.out(
+            `\n${renderSummary(result.summary)}\nderived budgets (${path.join(flags.out, "bounds.yaml")}):\n${result.boundsText}\nreport: ${flags.out}\n`,
+          );
+          context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
+          return;
+        }
+        try {
+          const result = await runMeasure({
+            testbedFile: flags.testbed,
+            cycles,
+            marginPercent,
+            ...(flags.out === undefined ? {} : { outDir: flags.out }),
+            say,
+          });
+          context.io.out(
+            `\n${renderSummary(result.summary)}\nderived budgets (${path.join(result.reportDir, "bounds.yaml")}):\n${result.boundsText}\nreport: ${result.reportDir}\n`,
+          );
+          context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
+        } catch (error) {
+          if (error instanceof RigSetupError)
+            throw new UsageError(`the rig cannot run here:\n${error.message}`);
+          throw error;
+        }
+      },
+    );
 
   rig
     .command("down")

@@ -50,7 +50,7 @@ export async function rigProblems(testbed: Testbed): Promise<string[]> {
   const problems: string[] = [];
   if (!testbed.simulated)
     problems.push(
-      `${testbed.file}: the testbed is not marked "simulated: true"; the rig only brings up simulated testbeds (a real one is measured with --testbed on its own boards)`,
+      `${testbed.file}: the testbed is not marked "simulated: true"; the rig only brings up simulated testbeds (smw rig measure --observe measures a running one)`,
     );
   const needsSocat = testbed.controlNetwork.transport === "serial" || testbed.boards.length > 0;
   const socat = needsSocat ? socatUnavailable() : undefined;

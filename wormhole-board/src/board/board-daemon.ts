@@ -55,7 +55,15 @@ export interface BoardStatus {
   period?: number;
   group?: number;
   nextTriggerMs?: number;
-  lastSteps: Array<Pick<StepRecord, "step" | "budgetMs" | "verdict"> & { tookMs?: number }>;
+  /** The steps of this board's last completed rejuvenation, with their instants on its clock. */
+  lastSteps: Array<
+    Pick<
+      StepRecord,
+      "period" | "step" | "plannedMs" | "startMs" | "endMs" | "budgetMs" | "verdict"
+    > & {
+      tookMs?: number;
+    }
+  >;
   failsafe?: FailsafeState;
   link: ControlLink["counters"];
   maxTimerLatenessMs: number;
@@ -374,16 +382,24 @@ export class BoardDaemon {
           break;
         case "recoveryDone":
           this.lastSteps = action.records.map((r) => ({
+            period: r.period,
             step: r.step,
+            plannedMs: r.plannedMs,
             budgetMs: r.budgetMs,
             verdict: r.verdict,
             ...(r.startMs !== undefined && r.endMs !== undefined
-              ? { tookMs: r.endMs - r.startMs }
+              ? { startMs: r.startMs, endMs: r.endMs, tookMs: r.endMs - r.startMs }
               : {}),
           }));
           for (const record of action.records)
             this.deps.state.appendRecord({ kind: "step", board: this.deps.boardId, ...record });
-          this.deps.log.info({ period: action.period, steps: this.lastSteps }, "host rejuvenated");
+          this.deps.log.info(
+            {
+              period: action.period,
+              steps: this.lastSteps.map(({ step, tookMs, verdict }) => ({ step, tookMs, verdict })),
+            },
+            "host rejuvenated",
+          );
           statusChanged = true;
           break;
         case "periodComplete":

@@ -304,6 +304,25 @@ function signedRequest(
  * One request to a running board daemon: over the network at its operator
  * endpoint when it has one and `network` allows, else over its local socket.
  */
+/**
+ * One board's status from its running daemon: over the network, signed with the operator's
+ * key, when the board has an operator endpoint and a key is given; otherwise over its local socket.
+ */
+export async function askBoardStatus(
+  board: Board,
+  operatorKey: ReturnType<typeof readPrivateKey> | undefined,
+): Promise<BoardStatus> {
+  const network = board.operatorEndpoint !== undefined && operatorKey !== undefined;
+  const reply = await ask(
+    board,
+    network ? signedRequest("status", board.id, operatorKey) : { type: "status" },
+    network,
+  );
+  if (reply.status === undefined)
+    throw new UsageError(`board ${board.id} did not give its status: ${reply.message}`);
+  return reply.status;
+}
+
 function ask(
   board: Board,
   request: unknown,

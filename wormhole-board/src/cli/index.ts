@@ -10,4 +10,4 @@ export const wormholeBoardCommands: CommandFactory[] = [
   boardCommand,
   statusCommand,
 ];
-export { openBoardDaemon } from "./board-command.js";
+export { askBoardStatus, openBoardDaemon } from "./board-command.js";

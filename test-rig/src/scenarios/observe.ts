@@ -1,0 +1,164 @@
+/**
+ * A timing campaign on a running testbed, real or simulated: the boards are
+ * asked for their status (signed with the operator's key over the network, or
+ * over their local sockets) twice a second, and every completed rejuvenation
+ * they report is collected, with its steps' instants on the board's clock,
+ * until every board has completed N periods that began after the campaign
+ * started (or a board is in fail-safe, or the time is up).
+ */
+import type { KeyObject } from "node:crypto";
+import path from "node:path";
+import type { Testbed } from "@smw/wiring";
+import { askBoardStatus } from "@smw/wormhole-board/cli";
+import { deriveBounds, renderBoundsYaml } from "../report/derived-bounds.js";
+import { type RunSummary, summarize, writeReportFolder } from "../report/run-report.js";
+import type { BoardRecords, StepRow } from "../report/step-records.js";
+import { RigEventStream } from "../rig/rig-events.js";
+
+export interface ObserveOptions {
+  testbed: Testbed;
+  operatorKey?: KeyObject;
+  cycles: number;
+  marginPercent: number;
+  outDir: string;
+  say: (line: string) => void;
+  pollMs?: number;
+}
+
+export interface ObserveResult {
+  summary: RunSummary;
+  files: string[];
+  boundsText: string;
+}
+
+export async function observeTestbed(options: ObserveOptions): Promise<ObserveResult> {
+  const t = options.testbed;
+  const events = new RigEventStream();
+  events.on((e) => {
+    if (e.kind === "rig") options.say(`[${(e.atMs / 1000).toFixed(1).padStart(6)} s] ${e.detail}`);
+  });
+  const tPMs = t.rejuvenation.tPMs ?? 0;
+  const spacingMs = tPMs - t.timeliness.procMaxMs;
+  const deadline = Date.now() + (options.cycles + 1) * tPMs + (t.rejuvenation.tDMs ?? 0) + 60_000;
+  /** Per board: the first period that began after the campaign started, once known. */
+  const firstPeriod = new Map<string, number>();
+  const collected = new Map<string, StepRow[]>();
+  const schedules = new Map<string, number>();
+  const reachable = new Set<string>();
+  let failsafe: string | undefined;
+  events.emit({
+    kind: "rig",
+    detail: `observing ${t.boards.length} boards of ${t.name} until each completes ${options.cycles} period(s)`,
+  });
+  const done = () =>
+    t.boards.every((b) => {
+      const first = firstPeriod.get(b.id);
+      if (first === undefined) return false;
+      const periods = new Set((collected.get(b.id) ?? []).map((r) => r.period));
+      return [...Array(options.cycles).keys()].every((i) => periods.has(first + i));
+    });
+  while (Date.now() < deadline && !done() && failsafe === undefined) {
+    for (const board of t.boards) {
+      let status: Awaited<ReturnType<typeof askBoardStatus>>;
+      try {
+        status = await askBoardStatus(board, options.operatorKey);
+      } catch (error) {
+        if (reachable.delete(board.id))
+          events.emit({ kind: "rig", detail: `${board.id}: ${(error as Error).message}` });
+        continue;
+      }
+      if (!reachable.has(board.id)) {
+        reachable.add(board.id);
+        events.emit({ kind: "rig", detail: `${board.id}: ${status.phase}` });
+      }
+      if (status.failsafe !== undefined) {
+        failsafe = `${board.id} is in fail-safe: ${status.failsafe.reason}`;
+        events.emit({
+          kind: "board",
+          board: board.id,
+          msg: "FAIL-SAFE",
+          fields: { reason: status.failsafe.reason },
+        });
+        break;
+      }
+      if (status.phase !== "running" || status.schedule === undefined) continue;
+      schedules.set(board.id, status.schedule);
+      // The first period whose trigger is still ahead of us counts first.
+      if (!firstPeriod.has(board.id))
+        firstPeriod.set(board.id, status.period === undefined ? 0 : status.period + 1);
+      const last = status.lastSteps;
+      const period = last[0]?.period;
+      const first = firstPeriod.get(board.id) as number;
+      if (period === undefined || period < first) continue;
+      const rows = collected.get(board.id) ?? [];
+      if (rows.some((r) => r.period === period)) continue;
+      for (const s of last) {
+        rows.push({
+          board: board.id,
+          host: board.guards,
+          period: s.period,
+          step: s.step,
+          plannedMs: s.plannedMs,
+          startMs: s.startMs,
+          endMs: s.endMs,
+          budgetMs: s.budgetMs,
+          verdict: s.verdict,
+          detail: undefined,
+        });
+      }
+      collected.set(board.id, rows);
+      const took = last.reduce((sum, s) => sum + (s.tookMs ?? 0), 0);
+      events.emit({
+        kind: "rig",
+        detail: `${board.id}/${board.guards}: period ${period} rejuvenation measured, ${Math.round(took)} ms`,
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+  }
+  if (failsafe !== undefined) events.emit({ kind: "rig", detail: failsafe });
+  else if (!done())
+    events.emit({ kind: "rig", detail: "the time is up before every board completed its periods" });
+  const steps = [...collected.values()].flat();
+  const records: BoardRecords = { steps, triggers: [], periods: [], unreadable: [] };
+  // Triggers from each board's schedule; a period lasts from its trigger to its last transfer.
+  const periods = [...new Set(steps.map((s) => s.period))].sort((a, b) => a - b);
+  for (const board of t.boards) {
+    const schedule = schedules.get(board.id);
+    if (schedule === undefined) continue;
+    for (const p of periods) {
+      const plannedMs = schedule + p * spacingMs;
+      records.triggers.push({
+        board: board.id,
+        period: p,
+        plannedMs,
+        actualMs: plannedMs,
+        latenessMs: 0,
+      });
+    }
+  }
+  const complete = periods.filter((p) =>
+    t.boards.every((b) => (collected.get(b.id) ?? []).some((r) => r.period === p)),
+  );
+  // Observed from outside: a period counts when every board reported it.
+  for (const p of complete) {
+    const ends = steps
+      .filter((s) => s.period === p && s.endMs !== undefined)
+      .map((s) => s.endMs as number);
+    const start = records.triggers.find((x) => x.period === p)?.plannedMs;
+    if (start !== undefined && ends.length > 0)
+      records.periods.push({ board: "all", period: p, startMs: start, endMs: Math.max(...ends) });
+  }
+  const input = {
+    title: `timing campaign on ${t.name}: ${options.cycles} period(s) observed`,
+    testbed: t,
+    records,
+    events: events.all,
+    load: undefined,
+    periodsWanted: options.cycles,
+  };
+  const summary = summarize(input);
+  const bounds = deriveBounds(summary.stats, options.marginPercent);
+  const boundsText = renderBoundsYaml(bounds, options.marginPercent, complete.length);
+  const files = writeReportFolder(options.outDir, input, summary, { "bounds.yaml": boundsText });
+  return { summary, files: files.map((f) => path.resolve(f)), boundsText };
+}
