@@ -3,16 +3,14 @@
  * in-process for tests (runSmw returns the exit status) and from bin/smw.js.
  */
 import { readFileSync } from "node:fs";
-import { hostAgentCommands } from "@smw/host-agent/cli";
-import { testRigCommands } from "@smw/test-rig/cli";
 import {
   type CliContext,
   type CliIo,
+  type CommandFactory,
   type ExitCode,
   UsageError,
   wiringCommands,
 } from "@smw/wiring/cli";
-import { wormholeBoardCommands } from "@smw/wormhole-board/cli";
 import { Command, CommanderError } from "commander";
 
 const VERSION = (
@@ -21,11 +19,24 @@ const VERSION = (
   }
 ).version;
 
-const PARTS = [
-  ...wiringCommands,
-  ...wormholeBoardCommands,
-  ...hostAgentCommands,
-  ...testRigCommands,
+/**
+ * Each part's subcommands, loaded only when asked for: a host boots `smw host run` and a
+ * board starts `smw board run`, and neither should wait for the other parts' code.
+ */
+const PARTS: ReadonlyArray<{ names: readonly string[]; load(): Promise<CommandFactory[]> }> = [
+  { names: ["plan", "wiring"], load: async () => wiringCommands },
+  {
+    names: ["keys", "image", "board", "status"],
+    load: async () => (await import("@smw/wormhole-board/cli")).wormholeBoardCommands,
+  },
+  {
+    names: ["kv", "host"],
+    load: async () => (await import("@smw/host-agent/cli")).hostAgentCommands,
+  },
+  {
+    names: ["rig", "drill"],
+    load: async () => (await import("@smw/test-rig/cli")).testRigCommands,
+  },
 ];
 
 export async function runSmw(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -41,7 +52,10 @@ export async function runSmw(argv: readonly string[], io: CliIo): Promise<ExitCo
       "State Machine Proactive Recovery Wormhole: timely, fail-safe rejuvenation of a BFT replicated service",
     )
     .version(VERSION, "-V, --version");
-  for (const factory of PARTS) program.addCommand(factory(context));
+  const first = argv[0];
+  const wanted = PARTS.filter((p) => first !== undefined && p.names.includes(first));
+  for (const part of wanted.length > 0 ? wanted : PARTS)
+    for (const factory of await part.load()) program.addCommand(factory(context));
   configure(program, io);
 
   try {

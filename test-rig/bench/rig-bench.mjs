@@ -96,7 +96,7 @@ try {
   // 3. The reference: the same client load on the unreplicated store, same machine, now.
   const seconds = 20;
   const single = await startSingle(t);
-  const load = new ClientLoad(t, CLIENT_IDS);
+  const load = new ClientLoad(t, CLIENT_IDS, { single: true });
   load.start();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const ref = await load.stop();

@@ -7,6 +7,7 @@ import {
   corruptBytes,
   decodeSmImage,
   encodeSmImage,
+  namespaceProblems,
   ProcessRegistry,
   plantByzantineCode,
   ptyPairsOf,
@@ -85,6 +86,19 @@ describe("the rig's layout", () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe("network namespaces", () => {
+  it("say what they need: root, and hosts with addresses of their own", () => {
+    const problems = namespaceProblems(loadRig6(), 1000).join("\n");
+    expect(problems).toMatch(/--netns: network namespaces need root/);
+    expect(problems).toMatch(/host h1's address 127\.0\.0\.1 is on loopback; .*rig-6-netns\.yaml/);
+    const netns = loadTestbedFile(path.resolve("wiring/examples/rig-6-netns.yaml"));
+    if (!netns.ok) throw new Error("rig-6-netns.yaml does not load");
+    expect(namespaceProblems(netns.testbed, 1000)).toEqual([
+      "--netns: network namespaces need root (run as root, or leave --netns out: the hosts then share loopback)",
+    ]);
   });
 });
 

@@ -25,7 +25,7 @@ function renderResults(results: readonly DrillResult[]): string {
 
 async function runAll(
   names: readonly string[],
-  flags: { testbed: string; json?: boolean; out?: string; periods: string },
+  flags: { testbed: string; json?: boolean; out?: string; periods: string; netns?: boolean },
   context: CliContext,
 ): Promise<void> {
   const periods = Number(flags.periods);
@@ -38,6 +38,7 @@ async function runAll(
         await runDrill(name, {
           testbedFile: flags.testbed,
           cleanPeriods: periods,
+          ...(flags.netns ? { netns: true } : {}),
           ...(flags.out === undefined ? {} : { outDir: flags.out }),
           say: (line) => {
             if (!flags.json) context.io.out(`${line}\n`);
@@ -70,6 +71,10 @@ export function drillCommand(context: CliContext): Command {
       .option(
         "--json",
         "print the results as JSON: name, passed, timeToSafeMs, reasons, alerts, ...",
+      )
+      .option(
+        "--netns",
+        "one network namespace per host (root; the hosts need addresses of their own)",
       );
   common(
     drill

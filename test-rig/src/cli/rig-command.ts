@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { runByzantineHost } from "../host/byzantine-host.js";
 import { renderSummary } from "../report/run-report.js";
 import { runBoardChild } from "../rig/board-child.js";
+import { NamespaceNetwork } from "../rig/host-network.js";
 import { ProcessRegistry } from "../rig/process-registry.js";
 import { RigSetupError, runRoot } from "../rig/rig-setup.js";
 import { runDemo } from "../scenarios/demo.js";
@@ -35,12 +36,17 @@ export function rigCommand(context: CliContext): Command {
     .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
     .option("--periods <n>", "rejuvenation periods to run", "2")
     .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
-    .action(async (flags: { testbed: string; periods: string; out?: string }) => {
+    .option(
+      "--netns",
+      "one network namespace per host (root; the hosts need addresses of their own)",
+    )
+    .action(async (flags: { testbed: string; periods: string; out?: string; netns?: boolean }) => {
       const periods = positiveInt(flags.periods, "--periods");
       try {
         const result = await runDemo({
           testbedFile: flags.testbed,
           periods,
+          ...(flags.netns ? { netns: true } : {}),
           ...(flags.out === undefined ? {} : { outDir: flags.out }),
           say: (line) => context.io.out(`${line}\n`),
         });
@@ -73,6 +79,10 @@ export function rigCommand(context: CliContext): Command {
       "--key <file>",
       "the operator's private key, to ask boards over the network (their operatorEndpoint)",
     )
+    .option(
+      "--netns",
+      "one network namespace per host (root; the hosts need addresses of their own)",
+    )
     .action(
       async (flags: {
         testbed: string;
@@ -81,6 +91,7 @@ export function rigCommand(context: CliContext): Command {
         out?: string;
         observe?: boolean;
         key?: string;
+        netns?: boolean;
       }) => {
         const cycles = positiveInt(flags.cycles, "--cycles");
         const marginPercent = Number(flags.margin.replace(/%$/, ""));
@@ -123,6 +134,7 @@ export function rigCommand(context: CliContext): Command {
             testbedFile: flags.testbed,
             cycles,
             marginPercent,
+            ...(flags.netns ? { netns: true } : {}),
             ...(flags.out === undefined ? {} : { outDir: flags.out }),
             say,
           });
@@ -147,7 +159,10 @@ export function rigCommand(context: CliContext): Command {
       if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
       const root = runRoot(loaded.testbed);
       const n = ProcessRegistry.reap(path.join(root, "rig.pids"), [loaded.testbed.file, root]);
-      context.io.out(`${n === 0 ? "nothing was running" : `stopped ${n} processes`}\n`);
+      const m = NamespaceNetwork.reap(path.join(root, "rig.netns"));
+      context.io.out(
+        `${n + m === 0 ? "nothing was running" : `stopped ${n} processes${m === 0 ? "" : `, removed ${m} namespaces and links`}`}\n`,
+      );
     });
 
   rig

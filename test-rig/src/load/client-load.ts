@@ -39,17 +39,32 @@ export class ClientLoad {
   constructor(
     private readonly testbed: Testbed,
     private readonly clientIds: readonly string[],
-    /** Pause between one client's operations. */
-    private readonly pauseMs = 40,
-    private readonly opTimeoutMs = 5_000,
+    private readonly options: {
+      /** Pause between one client's operations. */
+      pauseMs?: number;
+      opTimeoutMs?: number;
+      /** Talk to the unreplicated store (`smw kv serve --single`): the reference. */
+      single?: boolean;
+    } = {},
   ) {}
+
+  private get pauseMs(): number {
+    return this.options.pauseMs ?? 40;
+  }
+
+  private get opTimeoutMs(): number {
+    return this.options.opTimeoutMs ?? 5_000;
+  }
 
   start(): void {
     this.running = true;
     this.startedMs = Date.now();
     this.lastCompletionMs = this.startedMs;
     for (const id of this.clientIds) {
-      const client = connectClient(this.testbed, { clientId: id });
+      const client = connectClient(this.testbed, {
+        clientId: id,
+        ...(this.options.single ? { single: true } : {}),
+      });
       this.clients.push(client);
       this.loops.push(this.loop(id, client));
     }

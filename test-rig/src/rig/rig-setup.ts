@@ -46,7 +46,10 @@ export function runRoot(testbed: Testbed): string {
 }
 
 /** Everything that stops the rig from realising this testbed here, each with what to do. */
-export async function rigProblems(testbed: Testbed): Promise<string[]> {
+export async function rigProblems(
+  testbed: Testbed,
+  options: { hostPorts?: boolean } = {},
+): Promise<string[]> {
   const problems: string[] = [];
   if (!testbed.simulated)
     problems.push(
@@ -62,7 +65,8 @@ export async function rigProblems(testbed: Testbed): Promise<string[]> {
     problems.push(
       `${testbed.file}: controlNetwork.topology is ${testbed.controlNetwork.topology}; the board daemon runs serial meshes only`,
     );
-  for (const host of testbed.hosts) {
+  // In namespaces of their own, the hosts' ports are not this machine's.
+  for (const host of options.hostPorts === false ? [] : testbed.hosts) {
     const inUse = await tcpPortInUse(host.address.host, host.address.port);
     if (inUse)
       problems.push(

@@ -20,7 +20,13 @@ import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
 import { AlertReceiver } from "./alert-receiver.js";
 import { BoardProcess } from "./board-process.js";
-import { HostMachine } from "./host-machine.js";
+import {
+  type HostNetwork,
+  loopbackNetwork,
+  NamespaceNetwork,
+  namespaceProblems,
+} from "./host-network.js";
+import { ProcessHost } from "./process-host.js";
 import { ProcessRegistry } from "./process-registry.js";
 import { PtyLinks } from "./pty-links.js";
 import { RigEventStream } from "./rig-events.js";
@@ -35,15 +41,18 @@ export interface RigOptions {
   osImageSizeBytes?: number;
   /** The first period starts this long after the boards (default 12 s): the hosts' first boot is not a rejuvenation. */
   joinLeadMs?: number;
+  /** One network namespace per host (root only) instead of the shared loopback. */
+  netns?: boolean;
 }
 
 export class Rig {
   readonly events: RigEventStream;
-  readonly hosts = new Map<string, HostMachine>();
+  readonly hosts = new Map<string, ProcessHost>();
   readonly boards = new Map<string, BoardProcess>();
   readonly alerts: AlertReceiver;
   private readonly links: PtyLinks;
   private consoleLog: WriteStream | undefined;
+  private network: HostNetwork = loopbackNetwork;
   private closed = false;
   private readonly signalHandler = () => {
     void this.down().then(() => process.exit(130));
@@ -69,8 +78,11 @@ export class Rig {
     const pidFile = path.join(root, "rig.pids");
     const markers = [testbed.file, root];
     mkdirSync(root, { recursive: true });
-    const reaped = ProcessRegistry.reap(pidFile, markers);
-    const problems = await rigProblems(testbed);
+    const netnsFile = path.join(root, "rig.netns");
+    const reaped = ProcessRegistry.reap(pidFile, markers) + NamespaceNetwork.reap(netnsFile);
+    const problems = options.netns
+      ? [...(await rigProblems(testbed, { hostPorts: false })), ...namespaceProblems(testbed)]
+      : await rigProblems(testbed);
     if (problems.length > 0) throw new RigSetupError(problems.join("\n"));
     const events = options.events ?? new RigEventStream();
     if (reaped > 0)
@@ -98,17 +110,19 @@ export class Rig {
       options.osImageSizeBytes === undefined ? {} : { osImageSizeBytes: options.osImageSizeBytes },
     );
     this.consoleLog = createWriteStream(path.join(this.root, "console.log"));
+    if (options.netns) this.network = NamespaceNetwork.up(t, path.join(this.root, "rig.netns"));
     const console = (line: string) => this.consoleLog?.write(`${line}\n`);
     for (const pair of ptyPairsOf(t)) await this.links.add(pair.a, pair.b, pair.what);
     await this.alerts.start();
     for (const board of t.boards) {
       const host = t.hosts.find((h) => h.id === board.guards);
       if (host === undefined) continue;
-      const machine = new HostMachine({
+      const machine = new ProcessHost({
         testbed: t,
         host,
         board,
         smw: [process.execPath, SMW_BIN],
+        network: this.network,
         registry: this.registry,
         events: this.events,
         console,
@@ -131,7 +145,7 @@ export class Rig {
     }
     this.events.emit({
       kind: "rig",
-      detail: `starting ${t.boards.length} boards and ${t.hosts.length} hosts (${this.links.names().length} PTY pairs, control links over ${t.controlNetwork.transport})`,
+      detail: `starting ${t.boards.length} boards and ${t.hosts.length} hosts (${this.links.names().length} PTY pairs, control links over ${t.controlNetwork.transport}, ${this.network.describe()})`,
     });
     await Promise.all([...this.boards.values()].map((b) => b.start()));
   }
@@ -181,7 +195,7 @@ export class Rig {
 
   // --- faults -------------------------------------------------------------------
 
-  private hostOf(id: string): HostMachine {
+  private hostOf(id: string): ProcessHost {
     const host = this.hosts.get(id);
     if (host === undefined)
       throw new RangeError(`no host "${id}" (hosts: ${[...this.hosts.keys()].join(", ")})`);
@@ -323,6 +337,7 @@ export class Rig {
     for (const board of this.boards.values()) board.stop();
     for (const host of this.hosts.values()) host.stop();
     await this.registry.close();
+    this.network.close();
     await this.alerts.stop();
     const log = this.consoleLog;
     this.consoleLog = undefined;

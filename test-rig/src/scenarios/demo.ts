@@ -13,6 +13,7 @@ export interface DemoOptions {
   periods: number;
   outDir?: string;
   say: (line: string) => void;
+  netns?: boolean;
 }
 
 /** The demo's victims: the middle hosts of the rejuvenation order, so their turn comes after the faults. */
@@ -31,6 +32,7 @@ export async function runDemo(options: DemoOptions): Promise<RigRunResult> {
     title: `smw rig demo: ${options.periods} rejuvenation period${options.periods === 1 ? "" : "s"}`,
     periods: options.periods,
     say: options.say,
+    ...(options.netns ? { netns: true } : {}),
     ...(options.outDir === undefined ? {} : { outDir: options.outDir }),
     scenario: async (rig, context) => {
       const { byzantine, corrupted } = demoVictims(rig.testbed);

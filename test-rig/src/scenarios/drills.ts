@@ -144,6 +144,8 @@ export interface DrillOptions {
   outDir?: string;
   /** Periods of the clean run. */
   cleanPeriods?: number;
+  /** One network namespace per host (root only). */
+  netns?: boolean;
 }
 
 export async function runDrill(name: string, options: DrillOptions): Promise<DrillResult> {
@@ -161,7 +163,11 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
       );
   });
   options.say(`drill ${drill.name}: ${drill.description}`);
-  const rig = await Rig.up({ testbedFile: options.testbedFile, events });
+  const rig = await Rig.up({
+    testbedFile: options.testbedFile,
+    events,
+    ...(options.netns ? { netns: true } : {}),
+  });
   const t = rig.testbed;
   const order = t.rejuvenation.groups.flat();
   const boardOf = (host: string) => t.boards.find((b) => b.guards === host)?.id as string;
@@ -293,7 +299,11 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     if (e.kind === "board" && e.msg === "FAIL-SAFE")
       options.say(`  ${e.board}: FAIL-SAFE: ${e.fields.reason}`);
   });
-  const rig = await Rig.up({ testbedFile: options.testbedFile, events });
+  const rig = await Rig.up({
+    testbedFile: options.testbedFile,
+    events,
+    ...(options.netns ? { netns: true } : {}),
+  });
   const t = rig.testbed;
   let load: ClientLoad | undefined;
   let detail = "";

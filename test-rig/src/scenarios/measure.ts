@@ -15,6 +15,7 @@ export interface MeasureOptions {
   marginPercent: number;
   outDir?: string;
   say: (line: string) => void;
+  netns?: boolean;
 }
 
 export interface MeasureResult extends RigRunResult {
@@ -28,6 +29,7 @@ export async function runMeasure(options: MeasureOptions): Promise<MeasureResult
     title: `smw rig measure: ${options.cycles} rejuvenation period${options.cycles === 1 ? "" : "s"}`,
     periods: options.cycles,
     say: options.say,
+    ...(options.netns ? { netns: true } : {}),
     ...(options.outDir === undefined ? {} : { outDir: options.outDir }),
   });
   const bounds = deriveBounds(result.summary.stats, options.marginPercent);

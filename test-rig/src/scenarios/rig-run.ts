@@ -28,6 +28,8 @@ export interface RigRunOptions {
   /** Run the client load (default true). */
   load?: boolean;
   osImageSizeBytes?: number;
+  /** One network namespace per host (root only). */
+  netns?: boolean;
 }
 
 export interface ScenarioContext {
@@ -58,6 +60,7 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     ...(options.osImageSizeBytes === undefined
       ? {}
       : { osImageSizeBytes: options.osImageSizeBytes }),
+    ...(options.netns ? { netns: true } : {}),
   });
   const t = rig.testbed;
   let load: ClientLoad | undefined;

@@ -1,5 +1,5 @@
 /**
- * A simulated payload host: a process tree booted from its own disk folder.
+ * A simulated payload host driven as a process tree booted from its own disk folder.
  * Its board's reset (or power) line asserted kills it at once (SIGKILL to the
  * whole process group: memory lost, the stable-storage folder kept); released,
  * it boots what its SM code image says to run. Faults the rig can inject: a
@@ -11,23 +11,27 @@ import { readFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { createInterface } from "node:readline";
 import type { Board, Host, Level, LineRole, Testbed } from "@smw/wiring";
+import type { HostDriver } from "./host-driver.js";
+import type { HostNetwork } from "./host-network.js";
 import type { ProcessRegistry } from "./process-registry.js";
 import type { RigEventSink } from "./rig-events.js";
 import { decodeSmImage } from "./sm-image.js";
 
-export interface HostMachineOptions {
+export interface ProcessHostOptions {
   testbed: Testbed;
   host: Host;
   board: Board;
   /** argv that runs `smw` (node and the bin script). */
   smw: readonly string[];
+  /** The payload network its programs run on. */
+  network: HostNetwork;
   registry: ProcessRegistry;
   events: RigEventSink;
   /** Every line the host's programs print. */
   console: (line: string) => void;
 }
 
-export class HostMachine {
+export class ProcessHost implements HostDriver {
   private process: ChildProcess | undefined;
   private resetAsserted = false;
   private powered = true;
@@ -37,7 +41,7 @@ export class HostMachine {
   /** Fault: after its key is certified the host stalls this long (0: it does not). */
   stallAfterCertificateMs = 0;
 
-  constructor(private readonly options: HostMachineOptions) {}
+  constructor(private readonly options: ProcessHostOptions) {}
 
   get id(): string {
     return this.options.host.id;
@@ -45,6 +49,11 @@ export class HostMachine {
 
   get running(): boolean {
     return this.process !== undefined;
+  }
+
+  /** The pid of its first program (its process group), while it runs. */
+  get pid(): number | undefined {
+    return this.process?.pid;
   }
 
   /** Held in reset or powered off. */
@@ -147,8 +156,8 @@ export class HostMachine {
             "--behaviours",
             program.behaviours.join(","),
           ];
-    const [node, ...prefix] = this.options.smw;
-    const child = spawn(node as string, [...prefix, ...args], {
+    const [command, ...rest] = this.options.network.wrap(host.id, [...this.options.smw, ...args]);
+    const child = spawn(command as string, rest, {
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
