@@ -15,16 +15,12 @@ describe("smw rig demo (one period)", () => {
 
   it("plants a Byzantine replica and a corrupted state, rejuvenates every host, keeps every promise, and reports", async () => {
     const out = path.join(rig.dir, "report");
-    const { code, stdout, stderr } = await smw(
-      "rig",
-      "demo",
-      "--testbed",
-      rig.file,
-      "--periods",
-      "1",
-      "--out",
-      out,
-    );
+    const observed = path.join(rig.dir, "observed");
+    // A timing campaign observing the same boards from outside, as on a real testbed.
+    const [{ code, stdout, stderr }, campaign] = await Promise.all([
+      smw("rig", "demo", "--testbed", rig.file, "--periods", "1", "--out", out),
+      smw("rig", "measure", "--observe", "--testbed", rig.file, "--cycles", "1", "--out", observed),
+    ]);
     expect(stderr).toBe("");
     expect(stdout).toMatch(/FAULT h3: SM code tampered into a Byzantine replica/);
     expect(stdout).toMatch(/FAULT h5: stored state corrupted/);
@@ -55,6 +51,15 @@ describe("smw rig demo (one period)", () => {
     expect(plan).toMatch(/measured T_localexec = \d+ ms \(largest of 6 rejuvenations\)/);
     expect(plan).toMatch(/verdict: FEASIBLE/);
     expect(existsSync(path.join(out, "summary.txt"))).toBe(true);
+
+    // The observer saw the same six rejuvenations through the boards' status.
+    expect(campaign.stdout).toMatch(/b6\/h6: period 0 rejuvenation measured/);
+    expect(campaign.code).toBe(0);
+    const observedCsv = readFileSync(path.join(observed, "timings.csv"), "utf8").trim().split("\n");
+    expect(observedCsv).toHaveLength(1 + 6 * 7);
+    const bounds = readFileSync(path.join(observed, "bounds.yaml"), "utf8");
+    expect(bounds).toMatch(/^ {4}tBoot: \d+ms +# measured max \d+ ms; budget now 4500 ms$/m);
+    expect(bounds).toMatch(/^ {4}tRestorecode: \d+ms +# measured max \d+ ms/m);
 
     // Nothing of the rig is left running.
     expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);

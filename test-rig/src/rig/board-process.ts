@@ -113,12 +113,14 @@ export class BoardProcess {
     const {
       msg,
       level: _level,
-      time: _time,
+      time,
       pid: _pid,
       hostname: _hostname,
       board: _board,
-      ...fields
+      ...rest
     } = record;
+    // The board's own clock when it logged: its log lines may reach the rig later than the IPC channel.
+    const fields = typeof time === "number" ? { ...rest, boardTimeMs: time } : rest;
     this.options.events.emit({
       kind: "board",
       board: this.options.boardId,

@@ -65,7 +65,8 @@ export const DRILLS: readonly Drill[] = [
     inject({ rig, next }) {
       const { host } = next();
       rig.slowTransfer(host, (rig.testbed.rejuvenation.budgets.tTransferMs ?? 0) + 5_000);
-      return (e) => e.kind === "fault" && e.host === host && /stalls/.test(e.detail);
+      return (e) =>
+        e.kind === "fault" && e.host === host && /after its key is certified/.test(e.detail);
     },
   },
   {
