@@ -15,6 +15,9 @@ import { type RunSummary, summarize, writeReportFolder } from "../report/run-rep
 import type { BoardRecords, StepRow } from "../report/step-records.js";
 import { RigEventStream } from "../rig/rig-events.js";
 
+/** Boards that all stop answering for this long are gone (the testbed was taken down). */
+const GONE_MS = 15_000;
+
 export interface ObserveOptions {
   testbed: Testbed;
   operatorKey?: KeyObject;
@@ -57,7 +60,19 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
       const periods = new Set((collected.get(b.id) ?? []).map((r) => r.period));
       return [...Array(options.cycles).keys()].every((i) => periods.has(first + i));
     });
+  let lastHeardMs = Date.now();
+  let everHeard = false;
   while (Date.now() < deadline && !done() && failsafe === undefined) {
+    if (reachable.size > 0) {
+      lastHeardMs = Date.now();
+      everHeard = true;
+    } else if (everHeard && Date.now() - lastHeardMs > GONE_MS) {
+      events.emit({
+        kind: "rig",
+        detail: `no board has answered for ${GONE_MS / 1000} s: the testbed is gone`,
+      });
+      break;
+    }
     for (const board of t.boards) {
       let status: Awaited<ReturnType<typeof askBoardStatus>>;
       try {
@@ -83,9 +98,16 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
       }
       if (status.phase !== "running" || status.schedule === undefined) continue;
       schedules.set(board.id, status.schedule);
-      // The first period whose trigger is still ahead of us counts first.
-      if (!firstPeriod.has(board.id))
-        firstPeriod.set(board.id, status.period === undefined ? 0 : status.period + 1);
+      // The first period this board has not reported yet counts first: a rejuvenation under
+      // way is reported whole when it ends.
+      if (!firstPeriod.has(board.id)) {
+        const current = status.period ?? 0;
+        const reported = status.lastSteps[0]?.period;
+        firstPeriod.set(
+          board.id,
+          reported !== undefined && reported >= current ? reported + 1 : current,
+        );
+      }
       const last = status.lastSteps;
       const period = last[0]?.period;
       const first = firstPeriod.get(board.id) as number;
