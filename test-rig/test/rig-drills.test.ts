@@ -67,7 +67,9 @@ describe("fail-safe drills", () => {
   it("a clock skewed past the bound: fail-safe within a few heartbeats", async () => {
     const { code, result } = await drill("clock-skew");
     expect(result.passed).toBe(true);
-    expect(result.reasons.join()).toMatch(/clock of board b3/);
+    expect(result.reasons.join()).toMatch(
+      /the clock of board b\d+ is [\d.]+ ms (ahead of|behind) ours, over the bound of 50 ms/,
+    );
     expect(result.hostsHeld).toHaveLength(6);
     expect(result.timeToSafeMs).toBeLessThan(2_000);
     expect(code).toBe(0);

@@ -1,7 +1,7 @@
 /**
  * A timing campaign on a running testbed, real or simulated: the boards are
  * asked for their status (signed with the operator's key over the network, or
- * over their local sockets) twice a second, and every completed rejuvenation
+ * over their local sockets) four times a second, and every completed rejuvenation
  * they report is collected, with its steps' instants on the board's clock,
  * until every board has completed N periods that began after the campaign
  * started (or a board is in fail-safe, or the time is up).
@@ -135,7 +135,7 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
         detail: `${board.id}/${board.guards}: period ${period} rejuvenation measured, ${Math.round(took)} ms`,
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 250));
   }
   if (failsafe !== undefined) events.emit({ kind: "rig", detail: failsafe });
   else if (!done())

@@ -15,6 +15,9 @@ import { Rig } from "../rig/rig.js";
 import { RigEventStream, type StampedEvent } from "../rig/rig-events.js";
 import { CLIENT_IDS, RigSetupError } from "../rig/rig-setup.js";
 
+/** How long the rig runs on after the last period, for the boards' last records (and observers). */
+const SETTLE_MS = 2_000;
+
 export interface RigRunOptions {
   testbedFile: string;
   title: string;
@@ -96,6 +99,8 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
       options.periods - 1,
       options.periods * tP + tD + 30_000,
     );
+    // The boards write their records in the background: let the last ones land before the end.
+    if (done) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     if (!done)
       events.emit({
         kind: "rig",
