@@ -10,6 +10,7 @@ import {
   stepStats,
   stepsCsv,
 } from "@smw/test-rig";
+import { RECOVERY_STEPS } from "@smw/wormhole-board";
 import { XMLValidator } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
 
@@ -30,15 +31,7 @@ function run(
 ): StepRow[] {
   const rows: StepRow[] = [];
   let t = startMs;
-  for (const step of [
-    "shutdown",
-    "checkOS",
-    "restoreOS",
-    "checkSM",
-    "restoreSM",
-    "boot",
-    "transfer",
-  ]) {
+  for (const step of RECOVERY_STEPS) {
     const ms = took[step];
     if (ms === undefined) {
       rows.push({

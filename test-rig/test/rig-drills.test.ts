@@ -2,25 +2,16 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
+import type { DrillResult } from "@smw/test-rig";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import { copyRig6, eventually, processesMentioning, SMW_BIN } from "./rig-helpers.js";
-
-interface DrillJson {
-  name: string;
-  passed: boolean;
-  timeToSafeMs: number | null;
-  reasons: string[];
-  alerts: Array<{ board: string; reason: string }>;
-  hostsHeld: string[];
-  hostsNotHeld: string[];
-}
 
 describe("fail-safe drills", () => {
   const rig = copyRig6();
   afterAll(() => rig.remove());
 
-  const drill = async (scenario: string): Promise<{ code: number; result: DrillJson }> => {
+  const drill = async (scenario: string): Promise<{ code: number; result: DrillResult }> => {
     const { code, stdout } = await smw(
       "drill",
       "failsafe",
@@ -30,10 +21,10 @@ describe("fail-safe drills", () => {
       rig.file,
       "--json",
     );
-    const results = JSON.parse(stdout) as DrillJson[];
+    const results = JSON.parse(stdout) as DrillResult[];
     expect(results).toHaveLength(1);
     expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
-    return { code, result: results[0] as DrillJson };
+    return { code, result: results[0] as DrillResult };
   };
 
   it("a host that will not boot: T_boot overruns, every host held, six alerts", async () => {

@@ -1,10 +1,8 @@
 /** `smw drill failsafe --scenario NAME` and `smw drill all`: the fail-safe drills on the rig. */
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
-import { RigSetupError } from "../rig/rig-setup.js";
 import { DRILL_NAMES, type DrillResult, runDrill } from "../scenarios/drills.js";
-
-const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
+import { DEFAULT_TESTBED, netnsOption, onTheRig, positiveInt } from "./rig-options.js";
 
 function renderResults(results: readonly DrillResult[]): string {
   const rows = results.map((r) => [
@@ -28,28 +26,21 @@ async function runAll(
   flags: { testbed: string; json?: boolean; out?: string; periods: string; netns?: boolean },
   context: CliContext,
 ): Promise<void> {
-  const periods = Number(flags.periods);
-  if (!Number.isInteger(periods) || periods < 1)
-    throw new UsageError(`--periods ${flags.periods}: expected a whole number of at least 1`);
+  const periods = positiveInt(flags.periods, "--periods");
   const results: DrillResult[] = [];
   for (const name of names) {
-    try {
-      results.push(
-        await runDrill(name, {
-          testbedFile: flags.testbed,
-          cleanPeriods: periods,
-          ...(flags.netns ? { netns: true } : {}),
-          ...(flags.out === undefined ? {} : { outDir: flags.out }),
-          say: (line) => {
-            if (!flags.json) context.io.out(`${line}\n`);
-          },
-        }),
-      );
-    } catch (error) {
-      if (error instanceof RigSetupError)
-        throw new UsageError(`the rig cannot run here:\n${error.message}`);
-      throw error;
-    }
+    const result = await onTheRig(() =>
+      runDrill(name, {
+        testbedFile: flags.testbed,
+        cleanPeriods: periods,
+        ...(flags.netns ? { netns: true } : {}),
+        ...(flags.out === undefined ? {} : { outDir: flags.out }),
+        say: (line) => {
+          if (!flags.json) context.io.out(`${line}\n`);
+        },
+      }),
+    );
+    results.push(result);
   }
   if (flags.json) context.io.out(`${JSON.stringify(results, null, 2)}\n`);
   else context.io.out(`\n${renderResults(results)}`);
@@ -61,7 +52,7 @@ export function drillCommand(context: CliContext): Command {
     "fail-safe drills on the rig: inject a fault, check every board goes fail-safe, hosts held, alerts sent",
   );
   const common = (c: Command) =>
-    c
+    netnsOption(c)
       .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
       .option("--periods <n>", "periods of the clean run", "1")
       .option(
@@ -71,10 +62,6 @@ export function drillCommand(context: CliContext): Command {
       .option(
         "--json",
         "print the results as JSON: name, passed, timeToSafeMs, reasons, alerts, ...",
-      )
-      .option(
-        "--netns",
-        "one network namespace per host (root; the hosts need addresses of their own)",
       );
   common(
     drill

@@ -9,58 +9,46 @@ import { renderSummary } from "../report/run-report.js";
 import { runBoardChild } from "../rig/board-child.js";
 import { NamespaceNetwork } from "../rig/host-network.js";
 import { ProcessRegistry } from "../rig/process-registry.js";
-import { RigSetupError, runRoot } from "../rig/rig-setup.js";
+import { runRoot } from "../rig/rig-setup.js";
 import { runDemo } from "../scenarios/demo.js";
 import { runMeasure } from "../scenarios/measure.js";
 import { observeTestbed } from "../scenarios/observe.js";
-
-const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
-
-function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1)
-    throw new UsageError(`${flag} ${text}: expected a whole number of at least 1`);
-  return n;
-}
+import {
+  DEFAULT_TESTBED,
+  netnsOption,
+  onTheRig,
+  positiveInt,
+  promisesExitCode,
+} from "./rig-options.js";
 
 export function rigCommand(context: CliContext): Command {
   const rig = new Command("rig").description(
     "a whole simulated testbed on this machine: boards, hosts, PTY links, client load, faults",
   );
 
-  rig
-    .command("demo")
+  netnsOption(rig.command("demo"))
     .description(
       "the 6-host rig under load, a Byzantine replica and a corrupted state planted, rejuvenation periods narrated, a report written",
     )
     .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
     .option("--periods <n>", "rejuvenation periods to run", "2")
     .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
-    .option(
-      "--netns",
-      "one network namespace per host (root; the hosts need addresses of their own)",
-    )
     .action(async (flags: { testbed: string; periods: string; out?: string; netns?: boolean }) => {
       const periods = positiveInt(flags.periods, "--periods");
-      try {
-        const result = await runDemo({
+      const result = await onTheRig(() =>
+        runDemo({
           testbedFile: flags.testbed,
           periods,
           ...(flags.netns ? { netns: true } : {}),
           ...(flags.out === undefined ? {} : { outDir: flags.out }),
           say: (line) => context.io.out(`${line}\n`),
-        });
-        context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
-        context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
-      } catch (error) {
-        if (error instanceof RigSetupError)
-          throw new UsageError(`the rig cannot run here:\n${error.message}`);
-        throw error;
-      }
+        }),
+      );
+      context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
+      context.setExitCode(promisesExitCode(result.summary));
     });
 
-  rig
-    .command("measure")
+  netnsOption(rig.command("measure"))
     .description(
       "a timing campaign: N rejuvenation periods (the rig under load, or a running testbed observed), step timings, report, derived budgets (bounds.yaml)",
     )
@@ -78,10 +66,6 @@ export function rigCommand(context: CliContext): Command {
     .option(
       "--key <file>",
       "the operator's private key, to ask boards over the network (their operatorEndpoint)",
-    )
-    .option(
-      "--netns",
-      "one network namespace per host (root; the hosts need addresses of their own)",
     )
     .action(
       async (flags: {
@@ -102,12 +86,12 @@ export function rigCommand(context: CliContext): Command {
         const loaded = loadTestbedFile(flags.testbed);
         if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
         const say = (line: string) => context.io.out(`${line}\n`);
+        let operatorKey: ReturnType<typeof readPrivateKey> | undefined;
         if (flags.observe || !loaded.testbed.simulated) {
           if (flags.out === undefined)
             throw new UsageError(
               "--out DIR: where the campaign's report goes (observing a running testbed)",
             );
-          let operatorKey: ReturnType<typeof readPrivateKey> | undefined;
           if (flags.key !== undefined) {
             try {
               operatorKey = readPrivateKey(flags.key);
@@ -115,38 +99,32 @@ export function rigCommand(context: CliContext): Command {
               throw new UsageError((error as Error).message);
             }
           }
-          const result = await observeTestbed({
-            testbed: loaded.testbed,
-            cycles,
-            marginPercent,
-            outDir: flags.out,
-            say,
-            ...(operatorKey === undefined ? {} : { operatorKey }),
-          });
-          context.io.out(
-            `\n${renderSummary(result.summary)}\nderived budgets (${path.join(flags.out, "bounds.yaml")}):\n${result.boundsText}\nreport: ${flags.out}\n`,
-          );
-          context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
-          return;
         }
-        try {
-          const result = await runMeasure({
-            testbedFile: flags.testbed,
-            cycles,
-            marginPercent,
-            ...(flags.netns ? { netns: true } : {}),
-            ...(flags.out === undefined ? {} : { outDir: flags.out }),
-            say,
-          });
-          context.io.out(
-            `\n${renderSummary(result.summary)}\nderived budgets (${path.join(result.reportDir, "bounds.yaml")}):\n${result.boundsText}\nreport: ${result.reportDir}\n`,
-          );
-          context.setExitCode(result.summary.promises.every((p) => p.held) ? 0 : 1);
-        } catch (error) {
-          if (error instanceof RigSetupError)
-            throw new UsageError(`the rig cannot run here:\n${error.message}`);
-          throw error;
-        }
+        const out = flags.out;
+        const campaign =
+          flags.observe || !loaded.testbed.simulated
+            ? await observeTestbed({
+                testbed: loaded.testbed,
+                cycles,
+                marginPercent,
+                outDir: out as string,
+                say,
+                ...(operatorKey === undefined ? {} : { operatorKey }),
+              }).then((r) => ({ ...r, reportDir: out as string }))
+            : await onTheRig(() =>
+                runMeasure({
+                  testbedFile: flags.testbed,
+                  cycles,
+                  marginPercent,
+                  ...(flags.netns ? { netns: true } : {}),
+                  ...(out === undefined ? {} : { outDir: out }),
+                  say,
+                }),
+              );
+        context.io.out(
+          `\n${renderSummary(campaign.summary)}\nderived budgets (${path.join(campaign.reportDir, "bounds.yaml")}):\n${campaign.boundsText}\nreport: ${campaign.reportDir}\n`,
+        );
+        context.setExitCode(promisesExitCode(campaign.summary));
       },
     );
 

@@ -3,6 +3,7 @@
  * value measured for each step plus a stated margin, rounded up to a tidy
  * figure, written as the `budgets:` block of a testbed file.
  */
+import { tLocalexecMs } from "@smw/wormhole-board";
 import type { StepStats } from "./step-stats.js";
 
 const KEYS: Record<string, string> = {
@@ -63,12 +64,14 @@ export function renderBoundsYaml(
         : `measured max ${Math.round(b.measuredMaxMs)} ms; budget now ${b.currentBudgetMs} ms`;
     lines.push(`    ${`${b.key}: ${b.boundMs}ms`.padEnd(24)} # ${note}`);
   }
-  const localexec =
-    (bounds.find((b) => b.key === "tShutdown")?.boundMs ?? 0) +
-    2 * (bounds.find((b) => b.key === "tCheckcode")?.boundMs ?? 0) +
-    2 * (bounds.find((b) => b.key === "tRestorecode")?.boundMs ?? 0) +
-    (bounds.find((b) => b.key === "tBoot")?.boundMs ?? 0) +
-    (bounds.find((b) => b.key === "tTransfer")?.boundMs ?? 0);
+  const boundOf = (key: string) => bounds.find((b) => b.key === key)?.boundMs ?? 0;
+  const localexec = tLocalexecMs({
+    tShutdownMs: boundOf("tShutdown"),
+    tCheckcodeMs: boundOf("tCheckcode"),
+    tRestorecodeMs: boundOf("tRestorecode"),
+    tBootMs: boundOf("tBoot"),
+    tTransferMs: boundOf("tTransfer"),
+  });
   lines.push(
     `# T_localexec with these budgets: ${localexec} ms (smw plan checks the schedule against it)`,
   );

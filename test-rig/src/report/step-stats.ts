@@ -6,6 +6,7 @@
  * not counted as zero.
  */
 import type { StepBudgets } from "@smw/wiring";
+import { type RecoveryStep, stepBudgetMs, tLocalexecMs } from "@smw/wormhole-board";
 import type { StepRow } from "./step-records.js";
 
 export const STEP_NAMES = [
@@ -38,21 +39,17 @@ const STEP_OF: Record<string, StepName> = {
   transfer: "T_transfer",
 };
 
+/** The step that stands for each budget (T_localexec is the whole of Algorithm 1). */
+const STEP_FOR: Record<Exclude<StepName, "T_localexec">, RecoveryStep> = {
+  T_shutdown: "shutdown",
+  T_checkcode: "checkOS",
+  T_restorecode: "restoreOS",
+  T_boot: "boot",
+  T_transfer: "transfer",
+};
+
 export function budgetOf(name: StepName, b: StepBudgets): number {
-  switch (name) {
-    case "T_shutdown":
-      return b.tShutdownMs;
-    case "T_checkcode":
-      return b.tCheckcodeMs;
-    case "T_restorecode":
-      return b.tRestorecodeMs;
-    case "T_boot":
-      return b.tBootMs;
-    case "T_transfer":
-      return b.tTransferMs;
-    case "T_localexec":
-      return b.tShutdownMs + 2 * b.tCheckcodeMs + 2 * b.tRestorecodeMs + b.tBootMs + b.tTransferMs;
-  }
+  return name === "T_localexec" ? tLocalexecMs(b) : stepBudgetMs(STEP_FOR[name], b);
 }
 
 /** Nearest-rank percentile of sorted values. */

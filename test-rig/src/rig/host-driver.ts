@@ -7,8 +7,6 @@ import type { Level, LineRole } from "@smw/wiring";
 
 export interface HostDriver {
   readonly id: string;
-  /** Its programs run. */
-  readonly running: boolean;
   /** Held in reset or powered off. */
   readonly held: boolean;
   /** A line of its board changed level (reset and power act; the rest are not wired to it). */

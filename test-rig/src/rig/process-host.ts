@@ -47,10 +47,6 @@ export class ProcessHost implements HostDriver {
     return this.options.host.id;
   }
 
-  get running(): boolean {
-    return this.process !== undefined;
-  }
-
   /** The pid of its first program (its process group), while it runs. */
   get pid(): number | undefined {
     return this.process?.pid;
@@ -59,10 +55,6 @@ export class ProcessHost implements HostDriver {
   /** Held in reset or powered off. */
   get held(): boolean {
     return this.resetAsserted || !this.powered;
-  }
-
-  get boots(): number {
-    return this.booted;
   }
 
   /** A line of this host's board changed level. */

@@ -27,10 +27,6 @@ export class ProcessRegistry {
     process.on("exit", this.onExit);
   }
 
-  get markerTexts(): readonly string[] {
-    return this.markers;
-  }
-
   add(child: ChildProcess, tag: string, group: boolean): void {
     const pid = child.pid;
     if (pid === undefined) return;

@@ -15,7 +15,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { clientIdsWithKeys } from "@smw/host-agent";
+import { clientIdsWithKeys, connectClient } from "@smw/host-agent";
 import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
 import { AlertReceiver } from "./alert-receiver.js";
@@ -171,7 +171,6 @@ export class Rig {
         throw new Error(`boards did not agree on a schedule within ${timeoutMs} ms`);
       if (event.kind === "board") joined.add(event.board);
     }
-    const { connectClient } = await import("@smw/host-agent");
     const clientId = clientIdsWithKeys(this.testbed)[0];
     if (clientId === undefined) throw new Error(`${this.testbed.file}: no client keys`);
     const client = connectClient(this.testbed, { clientId });

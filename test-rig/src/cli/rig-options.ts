@@ -1,0 +1,37 @@
+/** What the rig's commands share: the default testbed, the --netns flag, whole-number flags, the setup error. */
+import { UsageError } from "@smw/wiring/cli";
+import type { Command } from "commander";
+import type { RunSummary } from "../report/run-report.js";
+import { RigSetupError } from "../rig/rig-setup.js";
+
+export const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
+
+export function netnsOption(command: Command): Command {
+  return command.option(
+    "--netns",
+    "one network namespace per host (root; the hosts need addresses of their own)",
+  );
+}
+
+export function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`${flag} ${text}: expected a whole number of at least 1`);
+  return n;
+}
+
+/** Runs a rig; a testbed this machine cannot realise is bad input (exit 2), said as such. */
+export async function onTheRig<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof RigSetupError)
+      throw new UsageError(`the rig cannot run here:\n${error.message}`);
+    throw error;
+  }
+}
+
+/** Exit 0 when every promise held, 1 otherwise. */
+export function promisesExitCode(summary: RunSummary): 0 | 1 {
+  return summary.promises.every((p) => p.held) ? 0 : 1;
+}
