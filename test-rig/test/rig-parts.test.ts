@@ -112,7 +112,7 @@ describe("the process registry", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "smw-reg-"));
     dirs.push(dir);
     const pidFile = path.join(dir, "rig.pids");
-    const registry = new ProcessRegistry(pidFile, [dir]);
+    const registry = new ProcessRegistry(pidFile);
     const ours = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", dir], {
       detached: true,
       stdio: "ignore",

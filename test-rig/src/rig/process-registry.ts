@@ -19,11 +19,7 @@ export class ProcessRegistry {
   private readonly live = new Map<number, Entry>();
   private readonly onExit = () => this.killAllNow();
 
-  constructor(
-    private readonly pidFile: string,
-    /** Texts one of which every process of this rig has on its command line. */
-    private readonly markers: readonly string[],
-  ) {
+  constructor(private readonly pidFile: string) {
     process.on("exit", this.onExit);
   }
 
@@ -52,6 +48,7 @@ export class ProcessRegistry {
   }
 
   /** Kills what an earlier rig on this folder left running; returns how many. */
+  /** `markers`: texts one of which every process of that rig has on its command line. */
   static reap(pidFile: string, markers: readonly string[]): number {
     if (!existsSync(pidFile)) return 0;
     let reaped = 0;

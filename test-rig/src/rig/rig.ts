@@ -90,7 +90,7 @@ export class Rig {
         kind: "rig",
         detail: `stopped ${reaped} processes an earlier rig left running`,
       });
-    const rig = new Rig(testbed, root, new ProcessRegistry(pidFile, markers), events);
+    const rig = new Rig(testbed, root, new ProcessRegistry(pidFile), events);
     try {
       await rig.start(options);
     } catch (error) {
