@@ -31,7 +31,8 @@ describe("fail-safe drills", () => {
     const { code, result } = await drill("host-will-not-boot");
     expect(result).toMatchObject({ name: "host-will-not-boot", passed: true });
     expect(result.reasons.join()).toMatch(
-      /step boot of period \d+ (took \d+ ms, |is )over its budget of 4500 ms/,
+      // Whichever notices first: the board's budget timer, or the boot step's own wait.
+      /step boot of period \d+ ((took \d+ ms, |is )over its budget of|failed: the host did not report booted within T_boot \() 4500 ms/,
     );
     expect(result.hostsHeld).toHaveLength(6);
     expect(new Set(result.alerts.map((a) => a.board)).size).toBe(6);
@@ -50,7 +51,8 @@ describe("fail-safe drills", () => {
     expect(new Set(result.alerts.map((a) => a.board))).toEqual(
       new Set(["b1", "b2", "b3", "b4", "b5"]),
     );
-    expect(result.timeToSafeMs).toBeGreaterThanOrEqual(1_500);
+    // Silence counts from the last heartbeat heard, up to one heartbeat (250 ms) before the kill.
+    expect(result.timeToSafeMs).toBeGreaterThanOrEqual(1_500 - 250);
     expect(result.timeToSafeMs).toBeLessThan(1_500 + 1_500);
     expect(code).toBe(0);
   }, 120_000);

@@ -142,7 +142,10 @@ export class StepRunner {
       signal,
     );
     if (booted === undefined)
-      return { ok: false, reason: "the host did not report booted within T_boot" };
+      return {
+        ok: false,
+        reason: `the host did not report booted within T_boot (${this.deps.budgets.tBootMs} ms)`,
+      };
     this.certify(booted.publicKey);
     return { ok: true, detail: `host booted in period ${period}; key certificate issued` };
   }
@@ -154,7 +157,10 @@ export class StepRunner {
       signal,
     );
     if (recovered === undefined)
-      return { ok: false, reason: "the host did not report its state recovered within T_transfer" };
+      return {
+        ok: false,
+        reason: `the host did not report its state recovered within T_transfer (${this.deps.budgets.tTransferMs} ms)`,
+      };
     return { ok: true, detail: `state recovered at checkpoint ${recovered.checkpointSeq}` };
   }
 
