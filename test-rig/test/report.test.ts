@@ -110,6 +110,22 @@ describe("step timing statistics", () => {
     });
   });
 
+  it("counts a step over its budget, not a step cut short by fail-safe, and no T_localexec for either run", () => {
+    const over = run("b1", 0, 0, { shutdown: 100, checkOS: 10, checkSM: 20, boot: 3600 }).filter(
+      (r) => r.step !== "transfer",
+    );
+    (over[over.length - 1] as StepRow).verdict = "over-budget";
+    const cut = run("b2", 0, 5000, { shutdown: 200, checkOS: 5 }).filter(
+      (r) => r.step === "shutdown" || r.step === "checkOS",
+    );
+    (cut[1] as StepRow).verdict = "interrupted";
+    const stats = new Map(stepStats([...over, ...cut], budgets).map((s) => [s.name, s]));
+    expect(stats.get("T_boot")).toMatchObject({ count: 1, maxMs: 3600 });
+    expect(stats.get("T_checkcode")).toMatchObject({ count: 2, minMs: 10, maxMs: 20 });
+    expect(stats.get("T_shutdown")).toMatchObject({ count: 2, maxMs: 200 });
+    expect(stats.get("T_localexec")?.count).toBe(0);
+  });
+
   it("writes one CSV row per step record, quoting details", () => {
     const rows = run("b1", 0, 0, {
       shutdown: 100,

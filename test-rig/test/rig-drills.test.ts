@@ -36,6 +36,12 @@ describe("fail-safe drills", () => {
     );
     expect(result.hostsHeld).toHaveLength(6);
     expect(new Set(result.alerts.map((a) => a.board)).size).toBe(6);
+    // The board's own record of the step that broke, though its run never completed.
+    expect(result.stepsBroken).toHaveLength(1);
+    expect(result.stepsBroken[0]).toMatchObject({ step: "boot", budgetMs: 4500 });
+    expect(result.stepsBroken[0]?.verdict).toMatch(/^(over-budget|failed)$/);
+    expect(result.stepsBroken[0]?.tookMs).toBeGreaterThanOrEqual(4_490);
+    expect(result.stepsBroken[0]?.tookMs).toBeLessThan(4_500 + 1_000);
     // Detected at T_boot after the boot began, then every board told.
     expect(result.timeToSafeMs).toBeGreaterThanOrEqual(4_500);
     expect(result.timeToSafeMs).toBeLessThan(4_500 + 1_500);
@@ -48,6 +54,7 @@ describe("fail-safe drills", () => {
     expect(result.reasons.join()).toMatch(/board b6 silent/);
     expect(result.hostsHeld).toHaveLength(5);
     expect(result.hostsNotHeld).toEqual(["h6"]);
+    expect(result.stepsBroken).toEqual([]);
     expect(new Set(result.alerts.map((a) => a.board))).toEqual(
       new Set(["b1", "b2", "b3", "b4", "b5"]),
     );

@@ -210,6 +210,60 @@ describe("every fail-safe trigger takes every board to fail-safe within its boun
     });
   }
 
+  it("a rejuvenation cut short is recorded up to the step that broke, or the one under way", () => {
+    for (const seed of seeds.slice(0, 10)) {
+      const replay = `replay with SMW_SIM_SEED=${seed}`;
+      const over = runClusterSim({
+        ...base,
+        faults: [{ kind: "stepOverBudget", board: "b3", period: 1, step: "boot" }],
+        seed,
+      });
+      // Only b3 was rejuvenating: its run ends with the boot over budget, nothing after it.
+      expect(Object.keys(over.interrupted), replay).toEqual(["b3"]);
+      const run = over.interrupted.b3;
+      expect(run?.period, replay).toBe(1);
+      expect(
+        run?.steps.map((s) => s.step),
+        replay,
+      ).toEqual(["shutdown", "checkOS", "restoreOS", "checkSM", "restoreSM", "boot"]);
+      expect(run?.steps.at(-1)?.verdict, replay).toBe("over-budget");
+      expect(
+        run?.steps.slice(0, -1).every((s) => s.verdict === "ok" || s.verdict === "skipped"),
+        replay,
+      ).toBe(true);
+    }
+  });
+
+  it("a board whose rejuvenation is under way when a peer falls silent records it as interrupted", () => {
+    let interrupted = 0;
+    for (const seed of seeds.slice(0, 10)) {
+      for (const atMs of [1_300, 2_300, 3_300]) {
+        const replay = `replay with SMW_SIM_SEED=${seed} (b6 dies at ${atMs} ms)`;
+        const result = runClusterSim({
+          ...base,
+          faults: [{ kind: "boardDies", board: "b6", atMs }],
+          seed,
+        });
+        // Under way: its shutdown began in period 0 and it never reported recovered.
+        const recovered = new Set(
+          result.trace.filter((t) => t.what === "recovered (period 0)").map((t) => t.board),
+        );
+        const underWay = (result.recoveryOrder[0] ?? []).filter(
+          (b) => b !== "b6" && !recovered.has(b),
+        );
+        expect(Object.keys(result.interrupted).sort(), replay).toEqual(underWay.sort());
+        for (const run of Object.values(result.interrupted)) {
+          expect(run.period, replay).toBe(0);
+          expect(run.steps[0]?.step, replay).toBe("shutdown");
+          expect(run.steps.at(-1)?.verdict, replay).toBe("interrupted");
+          interrupted += 1;
+        }
+      }
+    }
+    // The instants were chosen to catch some runs mid-way.
+    expect(interrupted).toBeGreaterThan(0);
+  });
+
   it("a board restarted in a latched fail-safe state keeps every board from starting a rejuvenation", () => {
     const result = runClusterSim({
       ...base,

@@ -3,7 +3,9 @@
  * measured min, median, p99 and max over every board and period, against the
  * budget; T_localexec is each board's whole Algorithm 1 run, shutdown to
  * transfer. Restores that did not run (the check found the code clean) are
- * not counted as zero.
+ * not counted as zero; a step cut short by fail-safe is not a sample, while a
+ * step over its budget is (it took at least that long). T_localexec counts
+ * only runs that completed.
  */
 import type { StepBudgets } from "@smw/wiring";
 import { type RecoveryStep, stepBudgetMs, tLocalexecMs } from "@smw/wormhole-board";
@@ -64,7 +66,8 @@ export function stepSamples(rows: readonly StepRow[]): Map<StepName, number[]> {
   const samples = new Map<StepName, number[]>(STEP_NAMES.map((n) => [n, []]));
   const runs = new Map<string, { start: number; end: number; complete: boolean }>();
   for (const row of rows) {
-    if (row.startMs === undefined || row.endMs === undefined) continue;
+    if (row.startMs === undefined || row.endMs === undefined || row.verdict === "interrupted")
+      continue;
     const name = STEP_OF[row.step];
     if (name === undefined) continue;
     samples.get(name)?.push(row.endMs - row.startMs);
@@ -72,7 +75,7 @@ export function stepSamples(rows: readonly StepRow[]): Map<StepName, number[]> {
     const run = runs.get(key) ?? { start: row.startMs, end: row.endMs, complete: false };
     run.start = Math.min(run.start, row.startMs);
     run.end = Math.max(run.end, row.endMs);
-    if (row.step === "transfer") run.complete = true;
+    if (row.step === "transfer" && row.verdict === "ok") run.complete = true;
     runs.set(key, run);
   }
   for (const run of runs.values())

@@ -92,8 +92,9 @@ export function renderTimelineSvg(input: TimelineInput): string {
       }
       if (s.startMs === undefined || s.endMs === undefined) continue;
       const over = s.verdict === "over-budget" || s.verdict === "failed";
+      const cut = s.verdict === "interrupted";
       parts.push(
-        `<rect x="${x(s.startMs).toFixed(1)}" y="${y + 6}" width="${Math.max(0.8, x(s.endMs) - x(s.startMs)).toFixed(1)}" height="${rowH - 12}" fill="${COLOURS[s.step] ?? "#999"}"${over ? ' stroke="#d62728" stroke-width="2"' : ""}><title>${escapeXml(`${s.board} ${s.step} period ${s.period}: ${(s.endMs - s.startMs).toFixed(0)} ms of ${s.budgetMs} ms (${s.verdict})`)}</title></rect>`,
+        `<rect x="${x(s.startMs).toFixed(1)}" y="${y + 6}" width="${Math.max(0.8, x(s.endMs) - x(s.startMs)).toFixed(1)}" height="${rowH - 12}" fill="${COLOURS[s.step] ?? "#999"}"${over ? ' stroke="#d62728" stroke-width="2"' : cut ? ' stroke="#333" stroke-width="1.5" stroke-dasharray="3 2"' : ""}><title>${escapeXml(`${s.board} ${s.step} period ${s.period}: ${(s.endMs - s.startMs).toFixed(0)} ms of ${s.budgetMs} ms (${s.verdict})`)}</title></rect>`,
       );
     }
   });
@@ -116,7 +117,7 @@ export function renderTimelineSvg(input: TimelineInput): string {
     lx += 95;
   }
   parts.push(
-    `<text x="${left}" y="${ly + 32}" fill="#555">${escapeXml(`T_p = ${input.tPMs} ms, T_d = ${input.tDMs} ms, T_localexec budget = ${input.tLocalexecMs} ms; dashed boxes: each group's slot in the static schedule, red ticks: its deadline; red outline: a step over its budget`)}</text>`,
+    `<text x="${left}" y="${ly + 32}" fill="#555">${escapeXml(`T_p = ${input.tPMs} ms, T_d = ${input.tDMs} ms, T_localexec budget = ${input.tLocalexecMs} ms; dashed boxes: each group's slot in the static schedule, red ticks: its deadline; red outline: a step over its budget or failed, dashed: cut short by fail-safe`)}</text>`,
     "</svg>",
   );
   return `${parts.join("\n")}\n`;

@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { corruptBytes } from "../faults/disk-faults.js";
 import { ClientLoad } from "../load/client-load.js";
+import { readBoardRecords } from "../report/step-records.js";
 import { narrate } from "../rig/narrator.js";
 import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
@@ -25,7 +26,20 @@ export interface DrillResult {
   alerts: Array<{ board: string; reason: string }>;
   hostsHeld: string[];
   hostsNotHeld: string[];
+  /** The steps the boards themselves recorded as over budget or failed (their `steps.jsonl`). */
+  stepsBroken: BrokenStep[];
   detail: string;
+}
+
+export interface BrokenStep {
+  board: string;
+  host: string;
+  period: number;
+  step: string;
+  verdict: string;
+  tookMs: number | null;
+  budgetMs: number;
+  detail?: string;
 }
 
 interface DrillContext {
@@ -224,12 +238,18 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
       alerts: [],
       hostsHeld: [],
       hostsNotHeld: [],
+      stepsBroken: [],
       detail: `the drill could not run: ${(error as Error).message}`,
     };
   } finally {
     await rig.down();
   }
   saveEvents(options, rig, drill.name, events.all);
+  result.stepsBroken = brokenSteps(rig);
+  for (const b of result.stepsBroken)
+    options.say(
+      `  ${b.board}/${b.host}: step ${b.step} of period ${b.period} ${b.verdict}${b.tookMs === null ? "" : ` after ${b.tookMs} ms`} (budget ${b.budgetMs} ms)${b.detail === undefined ? "" : `: ${b.detail}`}`,
+    );
   return result;
 }
 
@@ -286,6 +306,7 @@ function judge(
     alerts,
     hostsHeld,
     hostsNotHeld,
+    stepsBroken: [],
     detail: problems.length === 0 ? `fail-safe: ${reasons[0]}` : problems.join("; "),
   };
 }
@@ -338,8 +359,26 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     alerts: rig.alerts.received.map((a) => ({ board: a.board, reason: a.reason })),
     hostsHeld: [],
     hostsNotHeld: [],
+    stepsBroken: brokenSteps(rig),
     detail,
   };
+}
+
+/** Read once the boards have stopped, so every record they appended is in. */
+function brokenSteps(rig: Rig): BrokenStep[] {
+  return readBoardRecords(rig.testbed)
+    .steps.filter((s) => s.verdict === "over-budget" || s.verdict === "failed")
+    .map((s) => ({
+      board: s.board,
+      host: s.host,
+      period: s.period,
+      step: s.step,
+      verdict: s.verdict,
+      tookMs:
+        s.startMs === undefined || s.endMs === undefined ? null : Math.round(s.endMs - s.startMs),
+      budgetMs: s.budgetMs,
+      ...(s.detail === undefined ? {} : { detail: s.detail }),
+    }));
 }
 
 function saveEvents(

@@ -381,24 +381,24 @@ export class BoardDaemon {
           statusChanged = true;
           break;
         case "recoveryDone":
-          this.lastSteps = action.records.map((r) => ({
-            period: r.period,
-            step: r.step,
-            plannedMs: r.plannedMs,
-            budgetMs: r.budgetMs,
-            verdict: r.verdict,
-            ...(r.startMs !== undefined && r.endMs !== undefined
-              ? { startMs: r.startMs, endMs: r.endMs, tookMs: r.endMs - r.startMs }
-              : {}),
-          }));
-          for (const record of action.records)
-            this.deps.state.appendRecord({ kind: "step", board: this.deps.boardId, ...record });
+          this.recordSteps(action.records);
           this.deps.log.info(
             {
               period: action.period,
               steps: this.lastSteps.map(({ step, tookMs, verdict }) => ({ step, tookMs, verdict })),
             },
             "host rejuvenated",
+          );
+          statusChanged = true;
+          break;
+        case "recoveryInterrupted":
+          this.recordSteps(action.records);
+          this.deps.log.warn(
+            {
+              period: action.period,
+              steps: this.lastSteps.map(({ step, tookMs, verdict }) => ({ step, tookMs, verdict })),
+            },
+            "rejuvenation cut short by fail-safe",
           );
           statusChanged = true;
           break;
@@ -413,6 +413,22 @@ export class BoardDaemon {
       }
     }
     if (statusChanged) this.writeStatus();
+  }
+
+  /** A rejuvenation's step records: the status's `lastSteps`, and appended to `steps.jsonl`. */
+  private recordSteps(records: readonly StepRecord[]): void {
+    this.lastSteps = records.map((r) => ({
+      period: r.period,
+      step: r.step,
+      plannedMs: r.plannedMs,
+      budgetMs: r.budgetMs,
+      verdict: r.verdict,
+      ...(r.startMs !== undefined && r.endMs !== undefined
+        ? { startMs: r.startMs, endMs: r.endMs, tookMs: r.endMs - r.startMs }
+        : {}),
+    }));
+    for (const record of records)
+      this.deps.state.appendRecord({ kind: "step", board: this.deps.boardId, ...record });
   }
 
   /**

@@ -63,6 +63,8 @@ export type BoardAction =
   | { kind: "failsafeCleared" }
   | { kind: "trigger"; record: TriggerRecord }
   | { kind: "recoveryDone"; period: number; records: StepRecord[] }
+  /** Fail-safe cut this board's rejuvenation short: the steps it ran, the last one's verdict says how it ended. */
+  | { kind: "recoveryInterrupted"; period: number; records: StepRecord[] }
   | { kind: "periodComplete"; period: number; startMs: number; endMs: number };
 
 export function tLocalexecMs(b: StepBudgets): number {
@@ -272,8 +274,7 @@ export class BoardCore {
         return;
       case "FAILSAFE":
         for (const f of this.failsafe.heard(message.origin, message.reason, nowMs)) {
-          if (f.kind === "enter")
-            out.push({ kind: "enterFailsafe", state: f.state, actions: f.actions });
+          if (f.kind === "enter") this.entered(f.state, f.actions, nowMs, out);
         }
         return;
     }
@@ -369,10 +370,22 @@ export class BoardCore {
     );
   }
 
+  /** Fail-safe entered (here or told by a peer): a rejuvenation under way stops and is recorded. */
+  private entered(
+    state: FailsafeState,
+    actions: readonly FailsafeAction[],
+    nowMs: number,
+    out: BoardAction[],
+  ): void {
+    out.push({ kind: "enterFailsafe", state, actions });
+    const partial = this.recovery.interrupt(nowMs);
+    if (partial !== undefined) out.push({ kind: "recoveryInterrupted", ...partial });
+  }
+
   private enterFailsafe(reason: string, nowMs: number, out: BoardAction[]): void {
     for (const f of this.failsafe.trigger(reason, nowMs)) {
       if (f.kind !== "enter") continue;
-      out.push({ kind: "enterFailsafe", state: f.state, actions: f.actions });
+      this.entered(f.state, f.actions, nowMs, out);
       out.push({
         kind: "broadcast",
         message: { type: "FAILSAFE", reason: f.state.reason, origin: f.state.origin },

@@ -42,7 +42,8 @@ export interface StepRecord {
   startMs?: number;
   endMs?: number;
   budgetMs: number;
-  verdict: "ok" | "skipped" | "over-budget" | "failed" | "running";
+  /** `interrupted`: cut short when the board entered fail-safe for another reason. */
+  verdict: "ok" | "skipped" | "over-budget" | "failed" | "interrupted" | "running";
   detail?: string;
 }
 
@@ -61,6 +62,8 @@ export class RecoveryCore {
   private current: StepRecord | undefined;
   private period = -1;
   private failed = false;
+  /** The current period's records have gone out (done, or handed over by `interrupt`). */
+  private reported = true;
 
   constructor(private readonly budgets: StepBudgets) {}
 
@@ -73,6 +76,7 @@ export class RecoveryCore {
     if (this.failed || this.current !== undefined) return [];
     this.period = period;
     this.records = [];
+    this.reported = false;
     let planned = plannedStartMs;
     for (const step of RECOVERY_STEPS) {
       const budgetMs = stepBudgetMs(step, this.budgets);
@@ -105,6 +109,7 @@ export class RecoveryCore {
     const next = this.nextStep(step, outcome.corrupted === true);
     if (next === undefined) {
       this.current = undefined;
+      this.reported = true;
       return [
         {
           kind: "done",
@@ -122,6 +127,7 @@ export class RecoveryCore {
     if (this.failed || record === undefined) return [];
     if (nowMs > (record.startMs as number) + record.budgetMs) {
       record.verdict = "over-budget";
+      record.endMs = nowMs;
       return [
         this.fail(
           `step ${record.step} of period ${this.period} is over its budget of ${record.budgetMs} ms`,
@@ -140,6 +146,24 @@ export class RecoveryCore {
 
   stepRecords(): readonly StepRecord[] {
     return this.records;
+  }
+
+  /**
+   * The board has entered fail-safe: stop, and hand over once the records of a run that
+   * will not complete, up to the step that failed or was cut short (steps never reached
+   * are left out), so a drill or campaign keeps the step that broke.
+   */
+  interrupt(nowMs: number): { period: number; records: StepRecord[] } | undefined {
+    const record = this.current;
+    if (record !== undefined) {
+      record.verdict = "interrupted";
+      record.endMs = nowMs;
+    }
+    this.failed = true;
+    this.current = undefined;
+    if (this.reported) return undefined;
+    this.reported = true;
+    return { period: this.period, records: this.records.filter((r) => r.verdict !== "running") };
   }
 
   private nextStep(step: RecoveryStep, corrupted: boolean): RecoveryStep | undefined {

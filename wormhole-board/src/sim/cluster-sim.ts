@@ -69,6 +69,8 @@ export interface SimResult {
   maxHostsDown: number;
   /** Per board, when it entered the fail-safe state and why. */
   failsafe: Record<string, FailsafeState & { atMs: number }>;
+  /** Per board, the rejuvenation fail-safe cut short: each step run and how it ended. */
+  interrupted: Record<string, { period: number; steps: Array<{ step: string; verdict: string }> }>;
   /** When the first fault that could trigger the fail-safe state took effect. */
   firstFaultMs: number | undefined;
   triggers: Record<string, Array<{ index: number; actualMs: number; latenessMs: number }>>;
@@ -118,6 +120,7 @@ export function runClusterSim(config: SimConfig): SimResult {
     recoveryOrder: [],
     maxHostsDown: 0,
     failsafe: {},
+    interrupted: {},
     firstFaultMs: undefined,
     triggers: {},
     periods: [],
@@ -263,6 +266,12 @@ export function runClusterSim(config: SimConfig): SimResult {
         case "recoveryDone":
           down.delete(board);
           break;
+        case "recoveryInterrupted":
+          result.interrupted[board] = {
+            period: action.period,
+            steps: action.records.map((r) => ({ step: r.step, verdict: r.verdict })),
+          };
+          break;
         case "enterFailsafe":
           result.failsafe[board] = { ...action.state, atMs: nowMs };
           break;
@@ -388,6 +397,8 @@ function describeAction(action: BoardAction): string {
       return `trigger ${action.record.index} (${action.record.latenessMs.toFixed(3)} ms late)`;
     case "recoveryDone":
       return `recovered (period ${action.period})`;
+    case "recoveryInterrupted":
+      return `rejuvenation cut short (period ${action.period}, ${action.records.length} steps run)`;
     case "periodComplete":
       return `period ${action.period} complete`;
   }
