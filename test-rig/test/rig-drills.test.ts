@@ -1,7 +1,9 @@
 /** Three of the fail-safe drills end to end, and the rig's clean-up when it is interrupted or killed. */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import path from "node:path";
 import type { DrillResult } from "@smw/test-rig";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
@@ -28,11 +30,20 @@ describe("fail-safe drills", () => {
   };
 
   it("a host that will not boot: T_boot overruns, every host held, six alerts", async () => {
-    const { code, result } = await drill("host-will-not-boot");
+    const observed = path.join(rig.dir, "observed");
+    // A campaign observing from outside records the run cut short too.
+    const [{ code, result }, campaign] = await Promise.all([
+      drill("host-will-not-boot"),
+      smw("rig", "measure", "--observe", "--testbed", rig.file, "--cycles", "1", "--out", observed),
+    ]);
+    expect(campaign.stdout).toMatch(/b\d\/h\d: period 0 rejuvenation cut short at boot/);
+    expect(campaign.code).toBe(1);
+    const csv = readFileSync(path.join(observed, "timings.csv"), "utf8");
+    expect(csv).toMatch(/^b\d,h\d,0,boot,.*,4500,(over-budget|failed),/m);
     expect(result).toMatchObject({ name: "host-will-not-boot", passed: true });
     expect(result.reasons.join()).toMatch(
       // Whichever notices first: the board's budget timer, or the boot step's own wait.
-      /step boot of period \d+ ((took \d+ ms, |is )over its budget of|failed: the host did not report booted within T_boot \() 4500 ms/,
+      /step boot of period \d+ ((took \d+ ms, |is )over its budget of |failed: the host did not report booted within T_boot \()4500 ms/,
     );
     expect(result.hostsHeld).toHaveLength(6);
     expect(new Set(result.alerts.map((a) => a.board)).size).toBe(6);

@@ -62,7 +62,9 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
     });
   let lastHeardMs = Date.now();
   let everHeard = false;
-  while (Date.now() < deadline && !done() && failsafe === undefined) {
+  // After a fail-safe, one more whole sweep collects the runs every board cut short.
+  let sweepsSinceFailsafe = 0;
+  while (Date.now() < deadline && !done() && sweepsSinceFailsafe < 2) {
     if (reachable.size > 0) {
       lastHeardMs = Date.now();
       everHeard = true;
@@ -87,20 +89,22 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
         events.emit({ kind: "rig", detail: `${board.id}: ${status.phase}` });
       }
       if (status.failsafe !== undefined) {
-        failsafe = `${board.id} is in fail-safe: ${status.failsafe.reason}`;
-        events.emit({
-          kind: "board",
-          board: board.id,
-          msg: "FAIL-SAFE",
-          fields: { reason: status.failsafe.reason },
-        });
-        break;
-      }
-      if (status.phase !== "running" || status.schedule === undefined) continue;
-      schedules.set(board.id, status.schedule);
+        // The rest of this sweep still runs: each board's run cut short is worth keeping.
+        if (failsafe === undefined) {
+          failsafe = `${board.id} is in fail-safe: ${status.failsafe.reason}`;
+          events.emit({
+            kind: "board",
+            board: board.id,
+            msg: "FAIL-SAFE",
+            fields: { reason: status.failsafe.reason },
+          });
+        }
+      } else if (status.phase !== "running" || status.schedule === undefined) continue;
+      else schedules.set(board.id, status.schedule);
       // The first period this board has not reported yet counts first: a rejuvenation under
       // way is reported whole when it ends.
       if (!firstPeriod.has(board.id)) {
+        if (status.failsafe !== undefined) continue;
         const current = status.period ?? 0;
         const reported = status.lastSteps[0]?.period;
         firstPeriod.set(
@@ -130,11 +134,16 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
       }
       collected.set(board.id, rows);
       const took = last.reduce((sum, s) => sum + (s.tookMs ?? 0), 0);
+      const broke = last.find((s) => s.verdict !== "ok" && s.verdict !== "skipped");
       events.emit({
         kind: "rig",
-        detail: `${board.id}/${board.guards}: period ${period} rejuvenation measured, ${Math.round(took)} ms`,
+        detail:
+          broke === undefined
+            ? `${board.id}/${board.guards}: period ${period} rejuvenation measured, ${Math.round(took)} ms`
+            : `${board.id}/${board.guards}: period ${period} rejuvenation cut short at ${broke.step} (${broke.verdict}), ${Math.round(took)} ms`,
       });
     }
+    if (failsafe !== undefined) sweepsSinceFailsafe += 1;
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 250));
   }
   if (failsafe !== undefined) events.emit({ kind: "rig", detail: failsafe });
