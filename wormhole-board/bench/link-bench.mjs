@@ -10,26 +10,19 @@ import { createSocket } from "node:dgram";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
-import { encodeControlFrame } from "@smw/wiring";
+import { encodeControlFrame, LineSplitter } from "@smw/wiring";
 import { pino } from "pino";
 import { SerialPort } from "serialport";
 import { ensureTool } from "../../scripts/tools.mjs";
+import { openBoardDaemon } from "../dist/cli/index.js";
 import {
-  BoardDaemon,
   BoardLines,
-  BoardStateFiles,
   ControlLink,
   GroupSchedule,
-  HostLinkPort,
-  LineSplitter,
   makeTestbed6,
-  readLinkKeys,
-  readPrivateKey,
-  readPublicKey,
   SerialLinksTransport,
   SimulatedLines,
   TimelyCore,
-  transportFor,
   UdpTransport,
 } from "../dist/index.js";
 
@@ -254,20 +247,8 @@ async function sixDaemons(basePort) {
   const t = bed.testbed;
   const daemons = [];
   for (const board of t.boards) {
-    const state = new BoardStateFiles(board.stateDir);
-    const daemon = new BoardDaemon({
-      testbed: t,
-      boardId: board.id,
-      link: new ControlLink(
-        board.id,
-        readLinkKeys(t, board.id),
-        state.nextEpoch(),
-        transportFor(t, board.id),
-      ),
-      hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
-      operatorKey: readPublicKey(t.operatorKeyPath),
-      signingKey: readPrivateKey(board.keys.signingPath),
-      state,
+    // Built as `smw board run` builds it.
+    const daemon = await openBoardDaemon(t, board, {
       log: pino({ level: "silent" }),
       alerts: { webhook: async () => {}, exec: () => {} },
     });
