@@ -22,6 +22,8 @@ describe("fail-safe drills", () => {
       "--testbed",
       rig.file,
       "--json",
+      "--out",
+      path.join(rig.dir, "drills"),
     );
     const results = JSON.parse(stdout) as DrillResult[];
     expect(results).toHaveLength(1);
@@ -53,6 +55,13 @@ describe("fail-safe drills", () => {
     expect(result.stepsBroken[0]?.verdict).toMatch(/^(over-budget|failed)$/);
     expect(result.stepsBroken[0]?.tookMs).toBeGreaterThanOrEqual(4_490);
     expect(result.stepsBroken[0]?.tookMs).toBeLessThan(4_500 + 1_000);
+    // The drill's folder: the boards' records as a table and a timeline, the broken bar in red.
+    const folder = path.join(rig.dir, "drills", "host-will-not-boot");
+    const timings = readFileSync(path.join(folder, "timings.csv"), "utf8");
+    expect(timings).toMatch(/^b\d,h\d,\d+,boot,.*,4500,(over-budget|failed),/m);
+    const svg = readFileSync(path.join(folder, "timeline.svg"), "utf8");
+    expect(svg).toMatch(/<rect [^>]*stroke="#d62728"[^>]*><title>b\d boot period \d+/);
+    expect(readFileSync(path.join(folder, "events.jsonl"), "utf8")).toMatch(/FAIL-SAFE/);
     // Detected at T_boot after the boot began, then every board told.
     expect(result.timeToSafeMs).toBeGreaterThanOrEqual(4_500);
     expect(result.timeToSafeMs).toBeLessThan(4_500 + 1_500);

@@ -57,7 +57,7 @@ export function drillCommand(context: CliContext): Command {
       .option("--periods <n>", "periods of the clean run", "1")
       .option(
         "--out <dir>",
-        "where each drill's events.jsonl goes (default: drills/ in the run folder)",
+        "where each drill's folder goes: events.jsonl, timings.csv, timeline.svg (default: drills/ in the run folder)",
       )
       .option(
         "--json",

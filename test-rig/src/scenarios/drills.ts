@@ -8,9 +8,12 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { tLocalexecMs } from "@smw/wormhole-board";
 import { corruptBytes } from "../faults/disk-faults.js";
 import { ClientLoad } from "../load/client-load.js";
-import { readBoardRecords } from "../report/step-records.js";
+import { type BoardRecords, readBoardRecords } from "../report/step-records.js";
+import { stepsCsv } from "../report/step-stats.js";
+import { renderTimelineSvg } from "../report/timeline-svg.js";
 import { narrate } from "../rig/narrator.js";
 import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
@@ -155,7 +158,7 @@ export const DRILL_NAMES = [...DRILLS.map((d) => d.name), "clean-run"];
 export interface DrillOptions {
   testbedFile: string;
   say: (line: string) => void;
-  /** Where each drill's events.jsonl goes (default: drills/ in the rig's run folder). */
+  /** Where each drill's folder goes (default: drills/ in the rig's run folder). */
   outDir?: string;
   /** Periods of the clean run. */
   cleanPeriods?: number;
@@ -244,8 +247,7 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
   } finally {
     await rig.down();
   }
-  saveEvents(options, rig, drill.name, events.all);
-  result.stepsBroken = brokenSteps(rig);
+  result.stepsBroken = brokenSteps(saveDrillFolder(options, rig, drill.name, events.all));
   for (const b of result.stepsBroken)
     options.say(
       `  ${b.board}/${b.host}: step ${b.step} of period ${b.period} ${b.verdict}${b.tookMs === null ? "" : ` after ${b.tookMs} ms`} (budget ${b.budgetMs} ms)${b.detail === undefined ? "" : `: ${b.detail}`}`,
@@ -350,7 +352,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
   } finally {
     await rig.down();
   }
-  saveEvents(options, rig, "clean-run", events.all);
+  const records = saveDrillFolder(options, rig, "clean-run", events.all);
   return {
     name: "clean-run",
     passed,
@@ -359,15 +361,14 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     alerts: rig.alerts.received.map((a) => ({ board: a.board, reason: a.reason })),
     hostsHeld: [],
     hostsNotHeld: [],
-    stepsBroken: brokenSteps(rig),
+    stepsBroken: brokenSteps(records),
     detail,
   };
 }
 
-/** Read once the boards have stopped, so every record they appended is in. */
-function brokenSteps(rig: Rig): BrokenStep[] {
-  return readBoardRecords(rig.testbed)
-    .steps.filter((s) => s.verdict === "over-budget" || s.verdict === "failed")
+function brokenSteps(records: BoardRecords): BrokenStep[] {
+  return records.steps
+    .filter((s) => s.verdict === "over-budget" || s.verdict === "failed")
     .map((s) => ({
       board: s.board,
       host: s.host,
@@ -381,18 +382,40 @@ function brokenSteps(rig: Rig): BrokenStep[] {
     }));
 }
 
-function saveEvents(
+/**
+ * The drill's folder: what the rig saw, and the boards' own step records as `timings.csv` and
+ * `timeline.svg`. Read once the boards have stopped, so every record they appended is in.
+ */
+function saveDrillFolder(
   options: DrillOptions,
   rig: Rig,
   name: string,
   events: readonly StampedEvent[],
-): void {
+): BoardRecords {
   const dir = path.join(options.outDir ?? path.join(rig.root, "drills"), name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     path.join(dir, "events.jsonl"),
     `${events.map((e) => JSON.stringify(e)).join("\n")}\n`,
   );
+  const t = rig.testbed;
+  const records = readBoardRecords(t);
+  writeFileSync(path.join(dir, "timings.csv"), stepsCsv(records.steps));
+  writeFileSync(
+    path.join(dir, "timeline.svg"),
+    renderTimelineSvg({
+      title: `${t.name}: drill ${name}, rejuvenations as the boards recorded them`,
+      groups: t.rejuvenation.groups,
+      boardOf: new Map(t.boards.map((b) => [b.guards, b.id])),
+      steps: records.steps,
+      triggers: records.triggers,
+      periods: records.periods,
+      tPMs: t.rejuvenation.tPMs ?? 0,
+      tDMs: t.rejuvenation.tDMs ?? 0,
+      tLocalexecMs: tLocalexecMs(t.rejuvenation.budgets),
+    }),
+  );
+  return records;
 }
 
 function waitEvent(
