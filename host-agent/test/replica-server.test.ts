@@ -1,3 +1,5 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { KvClient } from "../src/client/kv-client.js";
 import { Ed25519Scheme, newReplicaSigner } from "../src/replica/ed25519.js";
@@ -9,6 +11,8 @@ import {
   clientSigner,
 } from "../src/service/service-keys.js";
 import { makeServiceTestbed } from "../src/service/service-testbed.js";
+import { parseStateNote } from "../src/service/state-notes.js";
+import { CHECKPOINT_FILE } from "../src/storage/checkpoint-file.js";
 
 describe("replicas over TCP on loopback", () => {
   it("serves a client with n = 4 (k' = 1, k = 0) and keeps serving with one replica stopped", async () => {
@@ -76,4 +80,92 @@ describe("replicas over TCP on loopback", () => {
       bed.remove();
     }
   }, 40_000);
+
+  it("a replica whose stored checkpoint was corrupted while it was down refuses it and recovers from its peers", async () => {
+    const bed = makeServiceTestbed({
+      n: 4,
+      kPrime: 1,
+      k: 0,
+      basePort: 27420,
+      checkpointInterval: 8,
+    });
+    const scheme = new Ed25519Scheme();
+    const boardKeys = boardPublicKeys(bed.testbed);
+    const clientKeys = clientPublicKeys(bed.testbed);
+    const console: string[] = [];
+    const server = (hostId: string, epoch: number, recovering: boolean) => {
+      const signer = newReplicaSigner();
+      return new ReplicaServer({
+        testbed: bed.testbed,
+        hostId,
+        scheme,
+        signer,
+        certificate: certifyWithBoardKey(bed.testbed, hostId, signer, epoch),
+        boardKeys,
+        clientKeys,
+        recovering,
+        k: 0,
+        log: (line) => console.push(line),
+      });
+    };
+    const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
+    const client = KvClient.forTestbed(bed.testbed, {
+      id: "client1",
+      scheme,
+      signer: clientSigner(bed.testbed, "client1"),
+      boardKeys,
+      k: 0,
+    });
+    try {
+      await Promise.all(servers.map((s) => s.start()));
+      client.start();
+      for (let i = 0; i < 24; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+      const h4 = bed.testbed.hosts[3];
+      if (h4 === undefined) throw new Error("no h4");
+      const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
+      expect(await eventually(() => existsSync(stored), 5_000)).toBe(true);
+      await servers[3]?.close();
+      // Down: its disk altered behind its back, while the others go on.
+      const bytes = readFileSync(stored);
+      for (let at = bytes.length - 16; at < bytes.length; at++)
+        bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
+      writeFileSync(stored, bytes);
+      for (let i = 24; i < 40; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+      const restarted = server(h4.id, 1, true);
+      servers[3] = restarted;
+      await restarted.start();
+      expect(
+        await eventually(
+          () => console.some((l) => parseStateNote(l)?.kind === "recovered"),
+          20_000,
+        ),
+      ).toBe(true);
+      const notes = console.map(parseStateNote).filter((n) => n !== undefined);
+      expect(notes[0]).toMatchObject({ kind: "checkpoint-rejected" });
+      expect(notes[0]?.kind === "checkpoint-rejected" && notes[0].why).toMatch(
+        /checkpoint\.smw: (state: |the state does not match)/,
+      );
+      // Nothing stored was used: the transfer fetched the whole state.
+      const transferred = notes.find((n) => n.kind === "transferred");
+      expect(transferred).toMatchObject({ kind: "transferred" });
+      expect(transferred?.kind === "transferred" && transferred.sizeBytes).toBeGreaterThan(0);
+      expect((await client.call({ op: "get", key: "k39" })).result).toEqual({
+        op: "get",
+        value: "39",
+      });
+    } finally {
+      await client.close();
+      await Promise.all(servers.map((s) => s.close()));
+      bed.remove();
+    }
+  }, 40_000);
 });
+
+async function eventually(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return check();
+}

@@ -1,15 +1,21 @@
+import path from "node:path";
+import type { StateNote } from "@smw/host-agent";
 import {
   deriveBounds,
   maxHostsDown,
   percentile,
+  type RigEvent,
   renderBoundsYaml,
+  renderSummary,
   renderTimelineSvg,
   roundUpMs,
   type StampedEvent,
   type StepRow,
   stepStats,
   stepsCsv,
+  summarize,
 } from "@smw/test-rig";
+import { loadTestbedFile } from "@smw/wiring";
 import { RECOVERY_STEPS } from "@smw/wormhole-board";
 import { XMLValidator } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
@@ -188,6 +194,67 @@ describe("hosts down at once", () => {
     ];
     expect(maxHostsDown(events, 2)).toBe(2);
     expect(maxHostsDown(events.slice(0, 6), 2)).toBe(1);
+  });
+});
+
+describe("a corrupted stored state in the summary", () => {
+  const loaded = loadTestbedFile(path.resolve("wiring/examples/rig-6.yaml"));
+  if (!loaded.ok) throw new Error("rig-6.yaml does not load");
+  const testbed = loaded.testbed;
+  let t = 0;
+  const at = (event: RigEvent): StampedEvent =>
+    ({ ...event, atMs: t, wallMs: t++ }) as StampedEvent;
+  const fault = at({
+    kind: "fault",
+    host: "h5",
+    detail: "stored state corrupted (checkpoint.smw)",
+  });
+  const note = (host: string, n: StateNote) => at({ kind: "host-state", host, note: n });
+  const rejected = note("h5", {
+    kind: "checkpoint-rejected",
+    why: "/some/run/hosts/h5/state/checkpoint.smw: the state does not match the digest in the header",
+  });
+  const transferred = note("h5", {
+    kind: "transferred",
+    seq: 640,
+    partitions: 16,
+    sizeBytes: 9000,
+  });
+  const recovered = note("h5", { kind: "recovered", seq: 640 });
+  const summary = (events: StampedEvent[]) =>
+    summarize({
+      title: "t",
+      testbed,
+      records: { steps: [], triggers: [], periods: [], unreadable: [] },
+      events,
+      load: undefined,
+      periodsWanted: 0,
+    });
+
+  it("holds when the replica refused the checkpoint at boot and then recovered from its peers", () => {
+    const s = summary([fault, rejected, transferred, recovered]);
+    const promise = s.promises.find((p) => p.name.startsWith("corrupted state of h5"));
+    expect(promise).toMatchObject({
+      name: "corrupted state of h5 detected and recovered from peers",
+      held: true,
+      detail:
+        "detected (checkpoint.smw: the state does not match the digest in the header), recovered from peers at checkpoint 640, 16 partitions (9000 bytes) fetched",
+    });
+    expect(renderSummary(s)).toMatch(/^corrupted state of h5: detected \(checkpoint\.smw: /m);
+  });
+
+  it("is broken when nothing refused it, when it did not recover, or when the notes came before the fault", () => {
+    const broken = (events: StampedEvent[]) =>
+      summary(events).promises.find((p) => p.name.startsWith("corrupted state of h5"));
+    expect(broken([fault, recovered])).toMatchObject({
+      held: false,
+      detail: "NOT detected, NOT recovered",
+    });
+    expect(broken([fault, rejected])).toMatchObject({ held: false });
+    expect(broken([rejected, recovered, fault])).toMatchObject({ held: false });
+    // Another host's notes say nothing of h5.
+    const h4 = note("h4", { kind: "checkpoint-rejected", why: "checkpoint.smw: bad magic" });
+    expect(broken([fault, h4, recovered])).toMatchObject({ held: false });
   });
 });
 

@@ -26,6 +26,12 @@ describe("smw rig demo (one period)", () => {
     expect(stdout).toMatch(/FAULT h5: stored state corrupted/);
     expect(stdout).toMatch(/b3\/h3: check SM code: CORRUPTED/);
     expect(stdout).toMatch(/tampered SM code of h3: detected, restored/);
+    // Corrupted while h5 was down: its replica refused the checkpoint and took the peers' state.
+    expect(stdout).toMatch(/FAULT h5: stored state corrupted while the host was down/);
+    expect(stdout).toMatch(/h5: stored checkpoint REJECTED \(checkpoint\.smw: /);
+    expect(stdout).toMatch(
+      /corrupted state of h5: detected \(checkpoint\.smw: .*\), recovered from peers at checkpoint \d+, \d+ partitions/,
+    );
     expect(stdout).toMatch(/fail-safe: none/);
     expect(stdout).toMatch(/most hosts down at once: 1/);
     expect(stdout).not.toMatch(/BROKEN/);

@@ -10,6 +10,7 @@ import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
 import { readCheckpointFile, writeCheckpointFile } from "../storage/checkpoint-file.js";
+import { formatStateNote } from "./state-notes.js";
 
 const TICK_MS = 10;
 
@@ -48,7 +49,8 @@ export class ReplicaServer {
     const stored = readCheckpointFile(this.stateDir);
     const start: StartingState = { recovering: options.recovering };
     if ("checkpoint" in stored) start.checkpoint = stored.checkpoint;
-    else if ("error" in stored) this.log(`stored checkpoint not used: ${stored.error}`);
+    else if ("error" in stored)
+      this.log(formatStateNote({ kind: "checkpoint-rejected", why: stored.error }));
     const ids = testbed.hosts.map((h) => h.id);
     this.core = new ReplicaCore(
       {
@@ -145,8 +147,18 @@ export class ReplicaServer {
         case "view":
           this.log(`view ${a.view}, primary ${a.primary}`);
           break;
+        case "transferred":
+          this.log(
+            formatStateNote({
+              kind: "transferred",
+              seq: a.seq,
+              partitions: a.partitions,
+              sizeBytes: a.bytes,
+            }),
+          );
+          break;
         case "recovered":
-          this.log(`state recovered at checkpoint ${a.seq}`);
+          this.log(formatStateNote({ kind: "recovered", seq: a.seq }));
           break;
         default:
           break;

@@ -6,6 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { reasonWithoutFolder } from "@smw/host-agent";
 import { plan, planInputFromTestbed, renderPlanText, type Testbed } from "@smw/wiring";
 import type { LoadFigures } from "../load/client-load.js";
 import type { StampedEvent } from "../rig/rig-events.js";
@@ -35,6 +36,12 @@ export interface RunSummary {
   maxHostsDown: number;
   failsafe: Array<{ board: string; reason: string }>;
   tampered: Array<{ host: string; what: string; detected: boolean; restored: boolean }>;
+  /** Stored states corrupted: did the replica refuse it at boot, and recover from its peers? */
+  corruptedState: Array<{
+    host: string;
+    detected: string | undefined;
+    recovered: string | undefined;
+  }>;
   maxTriggerLatenessMs: number;
   promises: Promise_[];
 }
@@ -67,6 +74,41 @@ export function maxHostsDown(events: readonly StampedEvent[], hostCount: number)
     if (seenUp.size === hostCount) max = Math.max(max, down.size);
   }
   return max;
+}
+
+/**
+ * For each stored state corrupted: what its replica said at its next boot
+ * (the checkpoint refused) and when it had its state back from its peers.
+ */
+function corruptedStates(events: readonly StampedEvent[]): RunSummary["corruptedState"] {
+  const found: RunSummary["corruptedState"] = [];
+  for (const [i, e] of events.entries()) {
+    if (e.kind !== "fault" || e.host === undefined || !/stored state corrupted/.test(e.detail))
+      continue;
+    const host = e.host;
+    let detected: string | undefined;
+    let transferred = "";
+    let recovered: string | undefined;
+    for (const later of events.slice(i + 1)) {
+      if (later.kind !== "host-state" || later.host !== host) continue;
+      const n = later.note;
+      if (n.kind === "checkpoint-rejected" && detected === undefined)
+        detected = reasonWithoutFolder(n.why);
+      else if (n.kind === "transferred" && detected !== undefined && transferred === "")
+        transferred = `, ${n.partitions} partitions (${n.sizeBytes} bytes) fetched`;
+      else if (n.kind === "recovered" && detected !== undefined && recovered === undefined)
+        recovered = `at checkpoint ${n.seq}${transferred}`;
+    }
+    found.push({ host, detected, recovered });
+  }
+  return found;
+}
+
+function corruptedStateText(c: RunSummary["corruptedState"][number]): string {
+  return (
+    (c.detected === undefined ? "NOT detected" : `detected (${c.detected})`) +
+    (c.recovered === undefined ? ", NOT recovered" : `, recovered from peers ${c.recovered}`)
+  );
 }
 
 export function summarize(input: SummaryInput): RunSummary {
@@ -107,6 +149,7 @@ export function summarize(input: SummaryInput): RunSummary {
       restored,
     });
   }
+  const corruptedState = corruptedStates(events);
   const maxDown = maxHostsDown(events, testbed.hosts.length);
   const maxTriggerLatenessMs = Math.max(0, ...records.triggers.map((t) => t.latenessMs));
   const promises: Promise_[] = [];
@@ -156,6 +199,13 @@ export function summarize(input: SummaryInput): RunSummary {
       `${t.detected ? "detected" : "NOT detected"}, ${t.restored ? "restored" : "NOT restored"}`,
     );
   }
+  for (const c of corruptedState) {
+    add(
+      `corrupted state of ${c.host} detected and recovered from peers`,
+      c.detected !== undefined && c.recovered !== undefined,
+      corruptedStateText(c),
+    );
+  }
   if (input.load !== undefined) {
     add(
       "no client operation failed",
@@ -178,6 +228,7 @@ export function summarize(input: SummaryInput): RunSummary {
     maxHostsDown: maxDown,
     failsafe,
     tampered,
+    corruptedState,
     maxTriggerLatenessMs,
     promises,
   };
@@ -198,6 +249,8 @@ export function renderSummary(s: RunSummary): string {
     lines.push(
       `tampered ${t.what} of ${t.host}: ${t.detected ? "detected" : "NOT detected"}, ${t.restored ? "restored" : "NOT restored"}`,
     );
+  for (const c of s.corruptedState)
+    lines.push(`corrupted state of ${c.host}: ${corruptedStateText(c)}`);
   lines.push(
     `most hosts down at once: ${s.maxHostsDown}`,
     `latest period trigger: ${s.maxTriggerLatenessMs.toFixed(1)} ms late`,

@@ -1,4 +1,5 @@
 /** Narrates a rig run as it happens: one line per thing a person watching the testbed would want to know. */
+import { reasonWithoutFolder } from "@smw/host-agent";
 import type { StampedEvent } from "./rig-events.js";
 
 const STEP_WORDS: Record<string, string> = {
@@ -28,6 +29,14 @@ export function narrate(event: StampedEvent, context: NarrationContext): string 
       return `${at} ${event.host}: ${event.detail}`;
     case "host-boot-failed":
       return `${at} ${event.host}: DOES NOT BOOT: ${event.detail}`;
+    case "host-state": {
+      const n = event.note;
+      if (n.kind === "checkpoint-rejected")
+        return `${at} ${event.host}: stored checkpoint REJECTED (${reasonWithoutFolder(n.why)}): all state from the peers`;
+      if (n.kind === "transferred")
+        return `${at} ${event.host}: state transfer fetched ${n.partitions} partitions (${formatBytes(n.sizeBytes)}) for checkpoint ${n.seq}`;
+      return undefined;
+    }
     case "fault":
       return `${at} FAULT ${event.host ?? event.board ?? "testbed"}: ${event.detail}`;
     case "board-exit":
@@ -72,4 +81,10 @@ export function narrate(event: StampedEvent, context: NarrationContext): string 
       }
     }
   }
+}
+
+function formatBytes(sizeBytes: number): string {
+  if (sizeBytes < 1024) return `${sizeBytes} B`;
+  if (sizeBytes < 1024 * 1024) return `${(sizeBytes / 1024).toFixed(1)} KiB`;
+  return `${(sizeBytes / 1024 / 1024).toFixed(1)} MiB`;
 }

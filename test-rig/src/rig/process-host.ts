@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { createInterface } from "node:readline";
+import { parseStateNote } from "@smw/host-agent";
 import type { Board, Host, Level, LineRole, Testbed } from "@smw/wiring";
 import type { HostDriver } from "./host-driver.js";
 import type { HostNetwork } from "./host-network.js";
@@ -40,6 +41,8 @@ export class ProcessHost implements HostDriver {
   bootHang = false;
   /** Fault: after its key is certified the host stalls this long (0: it does not). */
   stallAfterCertificateMs = 0;
+  /** Fault: done to the host's disk while it is down, just before it next boots (then forgotten). */
+  beforeNextBoot: (() => void) | undefined;
 
   constructor(private readonly options: ProcessHostOptions) {}
 
@@ -96,6 +99,9 @@ export class ProcessHost implements HostDriver {
 
   private boot(): void {
     const host = this.options.host;
+    const tamper = this.beforeNextBoot;
+    this.beforeNextBoot = undefined;
+    tamper?.();
     let image: Buffer;
     try {
       image = readFileSync(this.options.board.images.sm.live);
@@ -181,6 +187,8 @@ export class ProcessHost implements HostDriver {
   private onConsole(child: ChildProcess, line: string): void {
     this.options.console(`${this.id}: ${line}`);
     if (child !== this.process) return;
+    const note = parseStateNote(line);
+    if (note !== undefined) this.options.events.emit({ kind: "host-state", host: this.id, note });
     if (this.stallAfterCertificateMs > 0 && line.includes("key certified by board")) {
       const pid = child.pid as number;
       const stallMs = this.stallAfterCertificateMs;

@@ -4,10 +4,14 @@
  * fail-safe state), the alerts received and the client load. The narration,
  * `events.jsonl` and the report are all read from this stream.
  */
+import type { StateNote } from "@smw/host-agent";
+
 export type RigEvent =
   | { kind: "rig"; detail: string }
   | { kind: "host-up" | "host-down" | "host-boot-failed"; host: string; detail: string }
   | { kind: "fault"; host?: string; board?: string; detail: string }
+  /** What a host's replica said on its console about its state (a checkpoint rejected, a transfer). */
+  | { kind: "host-state"; host: string; note: StateNote }
   /** A reset or power line of a host's board changed level. */
   | { kind: "line"; host: string; role: "reset" | "power"; level: "active" | "inactive" }
   /** A line of a board daemon's log: `msg` and its fields as the daemon wrote them. */

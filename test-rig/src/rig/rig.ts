@@ -232,8 +232,13 @@ export class Rig {
     this.events.emit({ kind: "fault", host: hostId, detail: "64 bytes of the OS image corrupted" });
   }
 
-  /** Corrupts the host's stored checkpoint; false when it has none yet. */
-  corruptState(hostId: string): boolean {
+  /**
+   * Corrupts the host's stored checkpoint now; false when it has none yet. A
+   * running replica overwrites it at its next checkpoint: to see what a replica
+   * makes of a corrupted state, corrupt it while the host is down
+   * (`corruptStateAtNextBoot`).
+   */
+  corruptState(hostId: string, when = ""): boolean {
     this.hostOf(hostId);
     const stateDir = this.testbed.hosts.find((h) => h.id === hostId)?.stateDir as string;
     const files = corruptStoredState(stateDir);
@@ -241,23 +246,24 @@ export class Rig {
       this.events.emit({
         kind: "fault",
         host: hostId,
-        detail: `stored state corrupted (${files.map((f) => path.basename(f)).join(", ")})`,
+        detail: `stored state corrupted${when} (${files.map((f) => path.basename(f)).join(", ")})`,
       });
     return files.length > 0;
   }
 
-  /** Corrupts the host's stored checkpoint as soon as there is one (polling, bounded by `timeoutMs`). */
-  async corruptStateWhenStored(hostId: string, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (this.corruptState(hostId)) return true;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+  /** Corrupts the host's stored checkpoint while it is down, just before it next boots: its replica starts from it. */
+  corruptStateAtNextBoot(hostId: string): void {
+    this.hostOf(hostId).beforeNextBoot = () => {
+      if (!this.corruptState(hostId, " while the host was down"))
+        this.events.emit({
+          kind: "rig",
+          detail: `${hostId} had no stored checkpoint when it booted: its state was not corrupted`,
+        });
+    };
     this.events.emit({
       kind: "rig",
-      detail: `${hostId} stored no checkpoint within ${timeoutMs} ms: its state was not corrupted`,
+      detail: `${hostId}'s stored state will be corrupted while it is down, before its next boot`,
     });
-    return false;
   }
 
   bootHang(hostId: string): void {

@@ -41,8 +41,9 @@ export async function runDemo(options: DemoOptions): Promise<RigRunResult> {
         await context.periodComplete(options.periods - 2, (options.periods - 1) * tP + 30_000);
       }
       rig.compromise(byzantine, ["wrong-replies", "equivocate"]);
-      // The state to corrupt is the replica's stored checkpoint: wait for one to exist.
-      await rig.corruptStateWhenStored(corrupted, 20_000);
+      // Corrupted while the host is down, so its replica boots from it (a running one would
+      // overwrite it at its next checkpoint).
+      rig.corruptStateAtNextBoot(corrupted);
     },
   });
 }
