@@ -10,6 +10,8 @@ export * from "./report/run-report.js";
 export * from "./report/step-records.js";
 export * from "./report/step-stats.js";
 export * from "./report/timeline-svg.js";
+export * from "./rig/fault-requests.js";
+export * from "./rig/fault-socket.js";
 export * from "./rig/host-driver.js";
 export * from "./rig/host-network.js";
 export * from "./rig/process-host.js";

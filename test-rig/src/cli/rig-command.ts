@@ -1,4 +1,4 @@
-/** `smw rig demo|measure|down` and the rig's internal programs (`smw rig board`, `smw rig byzantine-host`). */
+/** `smw rig demo|up|fault|measure|down` and the rig's internal programs (`smw rig board`, `smw rig byzantine-host`). */
 import path from "node:path";
 import { formatProblem, loadTestbedFile } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
@@ -13,6 +13,8 @@ import { runRoot } from "../rig/rig-setup.js";
 import { runDemo } from "../scenarios/demo.js";
 import { runMeasure } from "../scenarios/measure.js";
 import { observeTestbed } from "../scenarios/observe.js";
+import { runRig } from "../scenarios/rig-run.js";
+import { addFaultCommand } from "./fault-command.js";
 import {
   DEFAULT_TESTBED,
   netnsOption,
@@ -47,6 +49,42 @@ export function rigCommand(context: CliContext): Command {
       context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
       context.setExitCode(promisesExitCode(result.summary));
     });
+
+  netnsOption(rig.command("up"))
+    .description(
+      "bring the rig up under load and keep it running, narrated, until Ctrl-C (or --periods N); faults from smw rig fault; then the report",
+    )
+    .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
+    .option("--periods <n>", "stop after N rejuvenation periods (default: run until Ctrl-C)")
+    .option("--no-load", "no client load")
+    .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
+    .action(
+      async (flags: {
+        testbed: string;
+        periods?: string;
+        load: boolean;
+        out?: string;
+        netns?: boolean;
+      }) => {
+        const periods =
+          flags.periods === undefined ? undefined : positiveInt(flags.periods, "--periods");
+        const result = await onTheRig(() =>
+          runRig({
+            testbedFile: flags.testbed,
+            title: "smw rig up",
+            periods,
+            load: flags.load,
+            ...(flags.netns ? { netns: true } : {}),
+            ...(flags.out === undefined ? {} : { outDir: flags.out }),
+            say: (line) => context.io.out(`${line}\n`),
+          }),
+        );
+        context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
+        context.setExitCode(promisesExitCode(result.summary));
+      },
+    );
+
+  addFaultCommand(rig, context);
 
   netnsOption(rig.command("measure"))
     .description(

@@ -20,6 +20,8 @@ import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
 import { AlertReceiver } from "./alert-receiver.js";
 import { BoardProcess } from "./board-process.js";
+import type { FaultRequest } from "./fault-requests.js";
+import { FaultSocket } from "./fault-socket.js";
 import {
   type HostNetwork,
   loopbackNetwork,
@@ -32,6 +34,9 @@ import { PtyLinks } from "./pty-links.js";
 import { RigEventStream } from "./rig-events.js";
 import { prepareRun, ptyPairsOf, RigSetupError, rigProblems, runRoot } from "./rig-setup.js";
 
+/** The fault socket's name in the run folder. */
+export const FAULT_SOCKET = "rig.sock";
+
 export const SMW_BIN = fileURLToPath(new URL("../../../bin/smw.js", import.meta.url));
 
 export interface RigOptions {
@@ -43,6 +48,11 @@ export interface RigOptions {
   joinLeadMs?: number;
   /** One network namespace per host (root only) instead of the shared loopback. */
   netns?: boolean;
+  /**
+   * Called on the first Ctrl-C (or SIGTERM) instead of taking the rig down and
+   * exiting: the caller ends its run and reports. A second signal takes it down.
+   */
+  onSignal?: () => void;
 }
 
 export class Rig {
@@ -53,9 +63,14 @@ export class Rig {
   private readonly links: PtyLinks;
   private consoleLog: WriteStream | undefined;
   private network: HostNetwork = loopbackNetwork;
+  private faults: FaultSocket | undefined;
   private closed = false;
+  private onSignal: (() => void) | undefined;
   private readonly signalHandler = () => {
-    void this.down().then(() => process.exit(130));
+    const first = this.onSignal;
+    this.onSignal = undefined;
+    if (first !== undefined) first();
+    else void this.down().then(() => process.exit(130));
   };
 
   private constructor(
@@ -101,8 +116,9 @@ export class Rig {
   }
 
   private async start(options: RigOptions): Promise<void> {
-    process.once("SIGINT", this.signalHandler);
-    process.once("SIGTERM", this.signalHandler);
+    this.onSignal = options.onSignal;
+    process.on("SIGINT", this.signalHandler);
+    process.on("SIGTERM", this.signalHandler);
     const t = this.testbed;
     this.events.emit({ kind: "rig", detail: `preparing ${t.name} in ${this.root}` });
     prepareRun(
@@ -110,6 +126,10 @@ export class Rig {
       options.osImageSizeBytes === undefined ? {} : { osImageSizeBytes: options.osImageSizeBytes },
     );
     this.consoleLog = createWriteStream(path.join(this.root, "console.log"));
+    this.faults = new FaultSocket(path.join(this.root, FAULT_SOCKET), t, (request) =>
+      this.inject(request),
+    );
+    await this.faults.start();
     if (options.netns) this.network = NamespaceNetwork.up(t, path.join(this.root, "rig.netns"));
     const console = (line: string) => this.consoleLog?.write(`${line}\n`);
     for (const pair of ptyPairsOf(t)) await this.links.add(pair.a, pair.b, pair.what);
@@ -332,6 +352,58 @@ export class Rig {
     });
   }
 
+  /** Does what a fault request asks; returns what was done, as the fault events say it. */
+  inject(request: FaultRequest): string {
+    const said: string[] = [];
+    const off = this.events.on((e) => {
+      if (e.kind === "fault") said.push(`${e.host ?? e.board ?? "testbed"}: ${e.detail}`);
+      else if (e.kind === "rig") said.push(e.detail);
+    });
+    try {
+      switch (request.fault) {
+        case "byzantine":
+          this.compromise(request.host, request.behaviours);
+          break;
+        case "corrupt-os":
+          this.corruptOsImage(request.host);
+          break;
+        case "corrupt-state":
+          if (request.now) {
+            if (!this.corruptState(request.host))
+              throw new RangeError(`${request.host} has no stored checkpoint yet`);
+          } else this.corruptStateAtNextBoot(request.host);
+          break;
+        case "boot-hang":
+          this.bootHang(request.host);
+          break;
+        case "slow-transfer":
+          this.slowTransfer(request.host, request.stallMs);
+          break;
+        case "kill-board":
+          this.killBoard(request.board);
+          break;
+        case "cut-link":
+          this.cutControlLink(request.board, request.peer);
+          break;
+        case "skew-clock":
+          this.skewClock(request.board, request.offsetMs);
+          break;
+        case "tamper-golden":
+          this.tamperGolden(request.image);
+          break;
+        case "tamper-manifest":
+          this.tamperManifest(request.image);
+          break;
+        case "jam-write-protect":
+          this.jamWriteProtect(request.board);
+          break;
+      }
+    } finally {
+      off();
+    }
+    return said.length > 0 ? said.join("; ") : "nothing to do: it is so already";
+  }
+
   // --- down -----------------------------------------------------------------------
 
   async down(): Promise<void> {
@@ -339,6 +411,7 @@ export class Rig {
     this.closed = true;
     process.off("SIGINT", this.signalHandler);
     process.off("SIGTERM", this.signalHandler);
+    await this.faults?.stop();
     for (const board of this.boards.values()) board.stop();
     for (const host of this.hosts.values()) host.stop();
     await this.registry.close();

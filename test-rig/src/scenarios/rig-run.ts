@@ -21,7 +21,8 @@ const SETTLE_MS = 2_000;
 export interface RigRunOptions {
   testbedFile: string;
   title: string;
-  periods: number;
+  /** Periods to run; undefined: until Ctrl-C (or SIGTERM), then the report. */
+  periods: number | undefined;
   /** Report folder (default: report/ in the rig's run folder). */
   outDir?: string;
   /** Each narration line (the demo prints them; quiet runs drop them). */
@@ -57,9 +58,16 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     const line = narrate(event, { hostOf: (b) => boardHost.get(b) ?? "?", firstBoard });
     if (line !== undefined) options.say(line);
   });
+  let stop: (reason: string) => void = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    stop = resolve;
+  });
   const rig = await Rig.up({
     testbedFile: options.testbedFile,
     events,
+    ...(options.periods === undefined
+      ? { onSignal: () => stop("stopped by a signal (once more: down at once, no report)") }
+      : {}),
     ...(options.osImageSizeBytes === undefined
       ? {}
       : { osImageSizeBytes: options.osImageSizeBytes }),
@@ -95,17 +103,25 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     await options.scenario?.(rig, context);
     const tP = t.rejuvenation.tPMs ?? 0;
     const tD = t.rejuvenation.tDMs ?? 0;
-    const done = await context.periodComplete(
-      options.periods - 1,
-      options.periods * tP + tD + 30_000,
-    );
-    // The boards write their records in the background: let the last ones land before the end.
-    if (done) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-    if (!done)
+    if (options.periods === undefined) {
       events.emit({
         kind: "rig",
-        detail: `period ${options.periods - 1} did not complete on every board`,
+        detail: `running until Ctrl-C; faults: smw rig fault --testbed ${options.testbedFile} ...`,
       });
+      events.emit({ kind: "rig", detail: `stopping: ${await stopped}` });
+    } else {
+      const done = await context.periodComplete(
+        options.periods - 1,
+        options.periods * tP + tD + 30_000,
+      );
+      // The boards write their records in the background: let the last ones land before the end.
+      if (done) await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      if (!done)
+        events.emit({
+          kind: "rig",
+          detail: `period ${options.periods - 1} did not complete on every board`,
+        });
+    }
   } catch (error) {
     abortedBecause = (error as Error).message;
     events.emit({ kind: "rig", detail: `run stopped: ${abortedBecause}` });
@@ -120,7 +136,9 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
       records,
       events: events.all,
       load: figures,
-      periodsWanted: options.periods,
+      periodsWanted: options.periods ?? 0,
+      // Run until stopped: as many periods as there were time for.
+      ...(options.periods === undefined ? { skip: ["periods completed"] } : {}),
       ...(abortedBecause === undefined
         ? {}
         : { more: [{ name: "the run went to its end", held: false, detail: abortedBecause }] }),
