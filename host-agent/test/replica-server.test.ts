@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { KvClient } from "../src/client/kv-client.js";
 import { Ed25519Scheme, newReplicaSigner } from "../src/replica/ed25519.js";
 import { ReplicaServer } from "../src/service/replica-server.js";
@@ -16,37 +16,8 @@ import { CHECKPOINT_FILE } from "../src/storage/checkpoint-file.js";
 
 describe("replicas over TCP on loopback", () => {
   it("serves a client with n = 4 (k' = 1, k = 0) and keeps serving with one replica stopped", async () => {
-    const bed = makeServiceTestbed({
-      n: 4,
-      kPrime: 1,
-      k: 0,
-      basePort: 27400,
-      checkpointInterval: 8,
-    });
-    const scheme = new Ed25519Scheme();
-    const boardKeys = boardPublicKeys(bed.testbed);
-    const clientKeys = clientPublicKeys(bed.testbed);
-    const servers = bed.testbed.hosts.map((h) => {
-      const signer = newReplicaSigner();
-      return new ReplicaServer({
-        testbed: bed.testbed,
-        hostId: h.id,
-        scheme,
-        signer,
-        certificate: certifyWithBoardKey(bed.testbed, h.id, signer, 0),
-        boardKeys,
-        clientKeys,
-        recovering: false,
-        k: 0,
-      });
-    });
-    const client = KvClient.forTestbed(bed.testbed, {
-      id: "client1",
-      scheme,
-      signer: clientSigner(bed.testbed, "client1"),
-      boardKeys,
-      k: 0,
-    });
+    const { bed, server, client } = fourReplicas(27400);
+    const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
       await Promise.all(servers.map((s) => s.start()));
       client.start();
@@ -82,40 +53,9 @@ describe("replicas over TCP on loopback", () => {
   }, 40_000);
 
   it("a replica whose stored checkpoint was corrupted while it was down refuses it and recovers from its peers", async () => {
-    const bed = makeServiceTestbed({
-      n: 4,
-      kPrime: 1,
-      k: 0,
-      basePort: 27420,
-      checkpointInterval: 8,
-    });
-    const scheme = new Ed25519Scheme();
-    const boardKeys = boardPublicKeys(bed.testbed);
-    const clientKeys = clientPublicKeys(bed.testbed);
     const console: string[] = [];
-    const server = (hostId: string, epoch: number, recovering: boolean) => {
-      const signer = newReplicaSigner();
-      return new ReplicaServer({
-        testbed: bed.testbed,
-        hostId,
-        scheme,
-        signer,
-        certificate: certifyWithBoardKey(bed.testbed, hostId, signer, epoch),
-        boardKeys,
-        clientKeys,
-        recovering,
-        k: 0,
-        log: (line) => console.push(line),
-      });
-    };
+    const { bed, server, client } = fourReplicas(27420, (line) => console.push(line));
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
-    const client = KvClient.forTestbed(bed.testbed, {
-      id: "client1",
-      scheme,
-      signer: clientSigner(bed.testbed, "client1"),
-      boardKeys,
-      k: 0,
-    });
     try {
       await Promise.all(servers.map((s) => s.start()));
       client.start();
@@ -123,7 +63,7 @@ describe("replicas over TCP on loopback", () => {
       const h4 = bed.testbed.hosts[3];
       if (h4 === undefined) throw new Error("no h4");
       const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
-      expect(await eventually(() => existsSync(stored), 5_000)).toBe(true);
+      await vi.waitFor(() => expect(existsSync(stored)).toBe(true), { timeout: 5_000 });
       await servers[3]?.close();
       // Down: its disk altered behind its back, while the others go on.
       const bytes = readFileSync(stored);
@@ -134,12 +74,10 @@ describe("replicas over TCP on loopback", () => {
       const restarted = server(h4.id, 1, true);
       servers[3] = restarted;
       await restarted.start();
-      expect(
-        await eventually(
-          () => console.some((l) => parseStateNote(l)?.kind === "recovered"),
-          20_000,
-        ),
-      ).toBe(true);
+      await vi.waitFor(
+        () => expect(console.some((l) => parseStateNote(l)?.kind === "recovered")).toBe(true),
+        { timeout: 20_000, interval: 50 },
+      );
       const notes = console.map(parseStateNote).filter((n) => n !== undefined);
       expect(notes[0]).toMatchObject({ kind: "checkpoint-rejected" });
       expect(notes[0]?.kind === "checkpoint-rejected" && notes[0].why).toMatch(
@@ -161,11 +99,33 @@ describe("replicas over TCP on loopback", () => {
   }, 40_000);
 });
 
-async function eventually(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return check();
+/** Four replicas (n = 4, k' = 1, k = 0) on loopback from `basePort`, and a client of theirs. */
+function fourReplicas(basePort: number, log?: (line: string) => void) {
+  const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort, checkpointInterval: 8 });
+  const scheme = new Ed25519Scheme();
+  const boardKeys = boardPublicKeys(bed.testbed);
+  const clientKeys = clientPublicKeys(bed.testbed);
+  const server = (hostId: string, epoch: number, recovering: boolean) => {
+    const signer = newReplicaSigner();
+    return new ReplicaServer({
+      testbed: bed.testbed,
+      hostId,
+      scheme,
+      signer,
+      certificate: certifyWithBoardKey(bed.testbed, hostId, signer, epoch),
+      boardKeys,
+      clientKeys,
+      recovering,
+      k: 0,
+      ...(log === undefined ? {} : { log }),
+    });
+  };
+  const client = KvClient.forTestbed(bed.testbed, {
+    id: "client1",
+    scheme,
+    signer: clientSigner(bed.testbed, "client1"),
+    boardKeys,
+    k: 0,
+  });
+  return { bed, server, client };
 }

@@ -7,7 +7,7 @@
  */
 import { existsSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import type { Testbed } from "@smw/wiring";
+import { LineSplitter, type Testbed } from "@smw/wiring";
 import { type FaultRequest, parseFaultRequest } from "./fault-requests.js";
 
 /** Longest request line read; a request is a few hundred bytes. */
@@ -65,23 +65,16 @@ export class FaultSocket {
     this.clients.add(socket);
     socket.on("close", () => this.clients.delete(socket));
     socket.on("error", () => socket.destroy());
-    let pending = "";
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      pending += chunk;
-      let newline = pending.indexOf("\n");
-      while (newline >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        if (line.trim() !== "") socket.write(`${JSON.stringify(this.answer(line))}\n`);
-        newline = pending.indexOf("\n");
-      }
-      if (Buffer.byteLength(pending) > MAX_LINE_BYTES) {
+    // Bounded: a client that never sends a newline cannot fill the rig's memory.
+    const lines = new LineSplitter(MAX_LINE_BYTES, (line) => {
+      if (line.trim() !== "") socket.write(`${JSON.stringify(this.answer(line))}\n`);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      lines.push(chunk);
+      if (lines.oversized > 0 && socket.writable)
         socket.end(
           `${JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE_BYTES} bytes` })}\n`,
         );
-        pending = "";
-      }
     });
   }
 
