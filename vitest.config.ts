@@ -1,7 +1,33 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+import { SlowestFiles } from "./scripts/slowest-files.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+/**
+ * Four projects. `rig`: the rig's files (boards, hosts, PTYs, a client load, and the ports they
+ * take), one at a time. `daemons`: six board daemons in one process with tight timeliness
+ * bounds, over UDP and over PTYs, the two files side by side. `boards`: other files that time
+ * real processes (links, the host agent, replica servers, kills in the middle of a restore), one
+ * at a time. `unit`: everything else. `npm test` (scripts/run-tests.mjs) runs the rig beside
+ * unit-then-boards (never more than one core's worth of other work beside the rig: the load it
+ * is specified to keep its promises under), then the daemons alone; a plain `vitest run` runs
+ * the groups one after the other.
+ */
+const RIG = ["test-rig/test/rig-*.test.ts"];
+const DAEMONS = ["wormhole-board/test/board-daemons*.test.ts"];
+const BOARDS = [
+  "wormhole-board/test/control-link.test.ts",
+  "wormhole-board/test/alerts.test.ts",
+  "wormhole-board/test/image-cli.test.ts",
+  "wormhole-board/test/media.test.ts",
+  "wormhole-board/test/sysfs-lines.test.ts",
+  "host-agent/test/host-agent.test.ts",
+  "host-agent/test/replica-server.test.ts",
+  "host-agent/test/peer-connections.test.ts",
+  "cli/test/kv-command.test.ts",
+  "cli/test/smw.test.ts",
+];
 
 // Tests run against the sources of every part, not their build output.
 export default defineConfig({
@@ -21,10 +47,46 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ["*/test/**/*.test.ts"],
     testTimeout: 20_000,
-    // Timing-sensitive tests (board daemons, kills mid-restore) must not share
-    // two cores with another file's hashing: one file at a time.
-    fileParallelism: false,
+    maxWorkers: "100%",
+    reporters: ["default", new SlowestFiles()],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["*/test/**/*.test.ts"],
+          exclude: [...RIG, ...DAEMONS, ...BOARDS],
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "rig",
+          include: RIG,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "boards",
+          include: BOARDS,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "daemons",
+          include: DAEMONS,
+          maxWorkers: 2,
+          sequence: { groupOrder: 2 },
+        },
+      },
+    ],
   },
 });

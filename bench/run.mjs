@@ -11,6 +11,7 @@ const BENCHMARKS = {
   link: "wormhole-board/bench/link-bench.mjs",
   kv: "host-agent/bench/kv-bench.mjs",
   rig: "test-rig/bench/rig-bench.mjs",
+  demo: "test-rig/bench/demo-bench.mjs",
 };
 
 const [name, ...rest] = process.argv.slice(2);

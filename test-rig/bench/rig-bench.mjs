@@ -49,7 +49,9 @@ function smw(...argv) {
 try {
   // 1. Every drill.
   console.log("fail-safe drills (smw drill all --json), each on a fresh rig:");
-  const drills = JSON.parse(smw("drill", "all", "--json", "--testbed", testbedFile).stdout);
+  const drills = JSON.parse(
+    smw("drill", "all", "--json", "--testbed", testbedFile, "--runs", dir).stdout,
+  );
   const bound = {
     "host-will-not-boot": ["T_boot", b.tBootMs],
     "transfer-hangs": ["T_transfer", b.tTransferMs],
@@ -79,6 +81,8 @@ try {
     "measure",
     "--testbed",
     testbedFile,
+    "--runs",
+    dir,
     "--cycles",
     String(cycles),
     "--out",
@@ -95,8 +99,11 @@ try {
 
   // 3. The reference: the same client load on the unreplicated store, same machine, now.
   const seconds = 20;
-  const single = await startSingle(t);
-  const load = new ClientLoad(t, CLIENT_IDS, { single: true });
+  // The run folder's copy of the testbed: its client keys are the ones the campaign made.
+  const ran = loadTestbedFile(path.join(dir, t.name, "testbed.yaml"));
+  if (!ran.ok) throw new Error("the campaign's testbed copy does not load");
+  const single = await startSingle(ran.testbed);
+  const load = new ClientLoad(ran.testbed, CLIENT_IDS, { single: true });
   load.start();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const ref = await load.stop();

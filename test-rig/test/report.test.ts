@@ -2,7 +2,8 @@ import path from "node:path";
 import type { StateNote } from "@smw/host-agent";
 import {
   deriveBounds,
-  maxHostsDown,
+  firstBroken,
+  hostsDown,
   percentile,
   type RigEvent,
   renderBoundsYaml,
@@ -15,7 +16,7 @@ import {
   stepsCsv,
   summarize,
 } from "@smw/test-rig";
-import { loadTestbedFile } from "@smw/wiring";
+import { loadTestbedFile, type Testbed } from "@smw/wiring";
 import { RECOVERY_STEPS } from "@smw/wormhole-board";
 import { XMLValidator } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
@@ -178,22 +179,126 @@ describe("derived budgets", () => {
 });
 
 describe("hosts down at once", () => {
+  const bed = {
+    boards: [
+      { id: "b1", guards: "h1" },
+      { id: "b2", guards: "h2" },
+      { id: "b3", guards: "h3" },
+    ],
+    hosts: [{ id: "h1" }, { id: "h2" }, { id: "h3" }],
+  } as unknown as Pick<Testbed, "boards" | "hosts">;
+  let clock = 0;
   const e = (kind: "host-up" | "host-down", host: string): StampedEvent =>
-    ({ kind, host, detail: "", atMs: 0, wallMs: 0 }) as StampedEvent;
+    ({ kind, host, detail: "", atMs: clock, wallMs: clock++ }) as StampedEvent;
+  const failsafe = (board: string, boardTimeMs: number): StampedEvent =>
+    ({
+      kind: "board",
+      board,
+      msg: "FAIL-SAFE",
+      fields: { reason: "step transfer over budget", boardTimeMs },
+      atMs: clock,
+      wallMs: clock++,
+    }) as StampedEvent;
 
   it("counts only after every host first came up", () => {
+    clock = 0;
     const events = [
       e("host-up", "h1"),
-      e("host-down", "h1"), // before h2 ever came up: the start, not a rejuvenation
+      e("host-down", "h1"), // before the others ever came up: the start, not a rejuvenation
       e("host-up", "h1"),
       e("host-up", "h2"),
+      e("host-up", "h3"),
       e("host-down", "h1"),
       e("host-up", "h1"),
       e("host-down", "h2"),
       e("host-down", "h1"),
     ];
-    expect(maxHostsDown(events, 2)).toBe(2);
-    expect(maxHostsDown(events.slice(0, 6), 2)).toBe(1);
+    expect(hostsDown(events, bed)).toEqual({ maxBySchedule: 2, heldByFailsafe: [] });
+    expect(hostsDown(events.slice(0, 7), bed).maxBySchedule).toBe(1);
+  });
+
+  it("leaves out hosts their board holds in reset from the moment it failed safe, and names them", () => {
+    clock = 0;
+    const up = [e("host-up", "h1"), e("host-up", "h2"), e("host-up", "h3")];
+    const rejuvenating = e("host-down", "h2");
+    // The board logged FAIL-SAFE (by its clock) before the rig saw the reset lines move; the
+    // log line itself may reach the rig after them.
+    const b1At = clock;
+    const held1 = e("host-down", "h1");
+    const held3 = e("host-down", "h3");
+    const events = [...up, rejuvenating, held1, held3, failsafe("b1", b1At), failsafe("b3", b1At)];
+    expect(hostsDown(events, bed)).toEqual({ maxBySchedule: 1, heldByFailsafe: ["h1", "h3"] });
+    // The same downs with no fail-safe behind them break the schedule's bound.
+    expect(hostsDown([...up, rejuvenating, held1, held3], bed).maxBySchedule).toBe(3);
+  });
+});
+
+describe("the first broken promise, named first", () => {
+  const loaded = loadTestbedFile(path.resolve("wiring/examples/rig-6.yaml"));
+  if (!loaded.ok) throw new Error("rig-6.yaml does not load");
+  const testbed = loaded.testbed;
+  const transfer = (board: string, host: string, startMs: number, verdict: string): StepRow => ({
+    board,
+    host,
+    period: 1,
+    step: "transfer",
+    plannedMs: startMs,
+    startMs,
+    endMs: startMs + 7_500,
+    budgetMs: 7_500,
+    verdict,
+    detail: verdict === "over-budget" ? "no RECOVERED within T_transfer" : undefined,
+  });
+  const summaryOf = (steps: StepRow[], events: StampedEvent[]) =>
+    summarize({
+      title: "smw rig demo",
+      testbed,
+      records: { steps, triggers: [], periods: [], unreadable: [] },
+      events,
+      load: undefined,
+      periodsWanted: 0,
+    });
+  const failsafeEvent = (board: string, atMs: number, reason: string): StampedEvent =>
+    ({
+      kind: "board",
+      board,
+      msg: "FAIL-SAFE",
+      fields: { reason, boardTimeMs: atMs },
+      atMs,
+      wallMs: atMs + 5,
+    }) as StampedEvent;
+
+  it("is the step over its budget when it came before the fail-safe, with its cause", () => {
+    const s = summaryOf(
+      [transfer("b2", "h2", 1_000, "over-budget"), transfer("b5", "h5", 500, "interrupted")],
+      [
+        failsafeEvent("b4", 8_501, "peer b2 in fail-safe"),
+        failsafeEvent("b2", 8_500, "step transfer over budget"),
+      ],
+    );
+    expect(firstBroken(s)).toBe(
+      "b2/h2, period 1: state transfer (T_transfer) over-budget after 7500 ms (budget 7500 ms): no RECOVERED within T_transfer",
+    );
+    const text = renderSummary(s);
+    expect(text.split("\n")[2]).toMatch(/^FIRST BROKEN: b2\/h2, period 1: state transfer/);
+    expect(text).toMatch(/fail-safe: b2 \(step transfer over budget\); b4 \(peer b2/);
+  });
+
+  it("is the first board's fail-safe when no step broke before it (a silent peer)", () => {
+    const s = summaryOf(
+      [transfer("b2", "h2", 10_000, "over-budget")],
+      [
+        failsafeEvent("b3", 9_000, "peer b6 silent for 1500 ms"),
+        failsafeEvent("b1", 9_100, "peer b3 in fail-safe"),
+      ],
+    );
+    expect(firstBroken(s)).toBe("b3 failed safe: peer b6 silent for 1500 ms");
+  });
+
+  it("is nothing when every promise held", () => {
+    const s = summaryOf([transfer("b2", "h2", 1_000, "ok")], []);
+    expect(firstBroken(s)).toBeUndefined();
+    expect(renderSummary(s)).not.toMatch(/FIRST BROKEN/);
   });
 });
 

@@ -1,40 +1,84 @@
 /**
- * The rig end to end, as a user runs it: the demo shortened to one period,
- * every promise checked from its report; and nothing left running after.
+ * The rig end to end, as a user runs it: the demo shortened to one period, after
+ * its calibration period; every promise checked from its report; and nothing left
+ * running after.
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { loadTestbedFile } from "@smw/wiring";
 import { XMLValidator } from "fast-xml-parser";
 import { afterAll, describe, expect, it } from "vitest";
-import { smw } from "../../cli/test/run-smw.js";
-import { copyRig6, eventually, processesMentioning } from "./rig-helpers.js";
+import {
+  copyRig6,
+  eventually,
+  observeOnePeriod,
+  processesMentioning,
+  spawnSmw,
+} from "./rig-helpers.js";
 
 describe("smw rig demo (one period)", () => {
   const rig = copyRig6();
   afterAll(() => rig.remove());
 
-  it("plants a Byzantine replica and a corrupted state, rejuvenates every host, keeps every promise, and reports", async () => {
+  it("measures this machine, plans with its budgets, plants a Byzantine replica and a corrupted state, rejuvenates every host, keeps every promise, and reports", async () => {
     const out = path.join(rig.dir, "report");
     const observed = path.join(rig.dir, "observed");
-    // A timing campaign observing the same boards from outside, as on a real testbed.
-    const [{ code, stdout, stderr }, campaign] = await Promise.all([
-      smw("rig", "demo", "--testbed", rig.file, "--periods", "1", "--out", out),
-      smw("rig", "measure", "--observe", "--testbed", rig.file, "--cycles", "1", "--out", observed),
-    ]);
-    expect(stderr).toBe("");
-    expect(stdout).toMatch(/FAULT h3: SM code tampered into a Byzantine replica/);
-    expect(stdout).toMatch(/FAULT h5: stored state corrupted/);
-    expect(stdout).toMatch(/b3\/h3: check SM code: CORRUPTED/);
-    expect(stdout).toMatch(/tampered SM code of h3: detected, restored/);
+    const run = spawnSmw(["rig", "demo", ...rig.args, "--periods", "1", "--out", out]);
+    const { child, exited } = run;
+    afterAll(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
+    // Once the calibration is done and the demo's rig is being prepared from the testbed with
+    // the measured budgets: a timing campaign observing the same boards from outside, as on a
+    // real testbed.
+    const demoStarted = await eventually(
+      () =>
+        /calibration: the plan with them is feasible[\s\S]*\n\[ *[\d.]+ s\] preparing rig-6/.test(
+          run.stdout(),
+        ),
+      120_000,
+    );
+    expect(demoStarted, run.stdout() + run.stderr()).toBe(true);
+    const campaign = await observeOnePeriod(rig.args, observed);
+    const code = await exited;
+    expect(run.stderr()).toBe("");
+
+    // The calibration: one clean period, budgets from it, a feasible plan; the demo ran them.
+    expect(run.stdout()).toMatch(
+      /^calibration: one clean period under load, budgets 4x the testbed's/m,
+    );
+    expect(run.stdout()).toMatch(
+      /^calibration: budgets measured on this machine \(largest \+ 100% \+ procMax 500 ms\): T_shutdown \d/m,
+    );
+    expect(run.stdout()).toMatch(
+      /^smw rig demo: 1 rejuvenation period, budgets measured on this machine$/m,
+    );
+    const ran = loadTestbedFile(path.join(rig.runDir, "testbed.yaml"));
+    if (!ran.ok) throw new Error("the run's testbed copy does not load");
+    const calibrated = readFileSync(path.join(rig.runDir, "calibration", "bounds.yaml"), "utf8");
+    const tBoot = /^ {4}tBoot: (\d+)ms +# measured max (\d+) ms; testbed budget 4500 ms$/m.exec(
+      calibrated,
+    );
+    expect(tBoot, calibrated).not.toBeNull();
+    // The budget the demo ran with is the one measured: twice the largest time + procMax.
+    expect(ran.testbed.rejuvenation.budgets.tBootMs).toBe(Number(tBoot?.[1]));
+    expect(Number(tBoot?.[1])).toBeGreaterThanOrEqual(2 * Number(tBoot?.[2]) + 500);
+    expect(readFileSync(path.join(rig.runDir, "calibration", "summary.txt"), "utf8")).toMatch(
+      /fail-safe: none/,
+    );
+    expect(run.stdout()).toMatch(/FAULT h3: SM code tampered into a Byzantine replica/);
+    expect(run.stdout()).toMatch(/FAULT h5: stored state corrupted/);
+    expect(run.stdout()).toMatch(/b3\/h3: check SM code: CORRUPTED/);
+    expect(run.stdout()).toMatch(/tampered SM code of h3: detected, restored/);
     // Corrupted while h5 was down: its replica refused the checkpoint and took the peers' state.
-    expect(stdout).toMatch(/FAULT h5: stored state corrupted while the host was down/);
-    expect(stdout).toMatch(/h5: stored checkpoint REJECTED \(checkpoint\.smw: /);
-    expect(stdout).toMatch(
+    expect(run.stdout()).toMatch(/FAULT h5: stored state corrupted while the host was down/);
+    expect(run.stdout()).toMatch(/h5: stored checkpoint REJECTED \(checkpoint\.smw: /);
+    expect(run.stdout()).toMatch(
       /corrupted state of h5: detected \(checkpoint\.smw: .*\), recovered from peers at checkpoint \d+, \d+ partitions/,
     );
-    expect(stdout).toMatch(/fail-safe: none/);
-    expect(stdout).toMatch(/most hosts down at once: 1/);
-    expect(stdout).not.toMatch(/BROKEN/);
+    expect(run.stdout()).toMatch(/fail-safe: none/);
+    expect(run.stdout()).toMatch(/most hosts down at once for rejuvenation: 1/);
+    expect(run.stdout()).not.toMatch(/BROKEN/);
     expect(code).toBe(0);
 
     // The report folder.
@@ -54,8 +98,10 @@ describe("smw rig demo (one period)", () => {
     expect(XMLValidator.validate(svg)).toBe(true);
     expect(svg.match(/<title>/g)?.length).toBeGreaterThanOrEqual(6 * 5);
     const plan = readFileSync(path.join(out, "plan.txt"), "utf8");
+    expect(plan).toMatch(/^rig-6 with budgets measured on this machine: a calibration period/);
     expect(plan).toMatch(/measured T_localexec = \d+ ms \(largest of 6 rejuvenations\)/);
-    expect(plan).toMatch(/verdict: FEASIBLE/);
+    expect(plan).not.toMatch(/INFEASIBLE/);
+    expect(plan.match(/verdict: FEASIBLE/g)).toHaveLength(2);
     expect(existsSync(path.join(out, "summary.txt"))).toBe(true);
 
     // The observer saw the same six rejuvenations through the boards' status.
@@ -64,10 +110,15 @@ describe("smw rig demo (one period)", () => {
     const observedCsv = readFileSync(path.join(observed, "timings.csv"), "utf8").trim().split("\n");
     expect(observedCsv).toHaveLength(1 + 6 * 7);
     const bounds = readFileSync(path.join(observed, "bounds.yaml"), "utf8");
-    expect(bounds).toMatch(/^ {4}tBoot: \d+ms +# measured max \d+ ms; budget now 4500 ms$/m);
+    expect(bounds).toMatch(
+      new RegExp(
+        `^ {4}tBoot: \\d+ms +# measured max \\d+ ms; testbed budget ${ran.testbed.rejuvenation.budgets.tBootMs} ms$`,
+        "m",
+      ),
+    );
     expect(bounds).toMatch(/^ {4}tRestorecode: \d+ms +# measured max \d+ ms/m);
 
     // Nothing of the rig is left running.
     expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
-  }, 180_000);
+  }, 240_000);
 });

@@ -1,13 +1,18 @@
 /** Three of the fail-safe drills end to end, and the rig's clean-up when it is interrupted or killed. */
-import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import type { DrillResult } from "@smw/test-rig";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
-import { copyRig6, eventually, processesMentioning, SMW_BIN } from "./rig-helpers.js";
+import {
+  copyRig6,
+  eventually,
+  observeOnePeriod,
+  processesMentioning,
+  spawnSmw,
+} from "./rig-helpers.js";
 
 describe("fail-safe drills", () => {
   const rig = copyRig6();
@@ -19,8 +24,7 @@ describe("fail-safe drills", () => {
       "failsafe",
       "--scenario",
       scenario,
-      "--testbed",
-      rig.file,
+      ...rig.args,
       "--json",
       "--out",
       path.join(rig.dir, "drills"),
@@ -33,11 +37,14 @@ describe("fail-safe drills", () => {
 
   it("a host that will not boot: T_boot overruns, every host held, six alerts", async () => {
     const observed = path.join(rig.dir, "observed");
-    // A campaign observing from outside records the run cut short too.
-    const [{ code, result }, campaign] = await Promise.all([
-      drill("host-will-not-boot"),
-      smw("rig", "measure", "--observe", "--testbed", rig.file, "--cycles", "1", "--out", observed),
-    ]);
+    // A campaign observing from outside records the run cut short too: it starts once the rig
+    // has written the testbed copy it runs from.
+    const drilled = drill("host-will-not-boot");
+    expect(await eventually(() => existsSync(path.join(rig.runDir, "testbed.yaml")), 10_000)).toBe(
+      true,
+    );
+    const campaign = await observeOnePeriod(rig.args, observed);
+    const { code, result } = await drilled;
     expect(campaign.stdout).toMatch(/b\d\/h\d: period \d+ rejuvenation cut short at boot/);
     expect(campaign.code).toBe(1);
     const csv = readFileSync(path.join(observed, "timings.csv"), "utf8");
@@ -96,14 +103,7 @@ describe("fail-safe drills", () => {
   }, 120_000);
 
   it("an unknown drill is bad input", async () => {
-    const { code, stderr } = await smw(
-      "drill",
-      "failsafe",
-      "--scenario",
-      "meteor",
-      "--testbed",
-      rig.file,
-    );
+    const { code, stderr } = await smw("drill", "failsafe", "--scenario", "meteor", ...rig.args);
     expect(code).toBe(2);
     expect(stderr).toMatch(/--scenario meteor: no such drill \(drills: host-will-not-boot, /);
   });
@@ -114,17 +114,9 @@ describe("what the rig cannot do here, and its clean-up", () => {
   afterAll(() => rig.remove());
 
   it("without socat: says what to install, starts nothing", async () => {
-    const child = spawn(process.execPath, [SMW_BIN, "rig", "demo", "--testbed", rig.file], {
-      env: { ...process.env, PATH: "/nonexistent" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const [code] = (await once(child, "exit")) as [number];
-    expect(code).toBe(2);
-    expect(stderr).toMatch(
+    const run = spawnSmw(["rig", "demo", ...rig.args], { ...process.env, PATH: "/nonexistent" });
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toMatch(
       /the rig cannot run here:\nsocat is not installed \(Debian: apt-get install socat\)/,
     );
     expect(processesMentioning(rig.dir)).toEqual([]);
@@ -134,7 +126,7 @@ describe("what the rig cannot do here, and its clean-up", () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(7104, "127.0.0.1", () => resolve()));
     try {
-      const { code, stderr } = await smw("rig", "demo", "--testbed", rig.file);
+      const { code, stderr } = await smw("rig", "demo", ...rig.args);
       expect(code).toBe(2);
       expect(stderr).toMatch(/host h4's address 127\.0\.0\.1:7104 is in use/);
       expect(processesMentioning(rig.dir)).toEqual([]);
@@ -144,14 +136,8 @@ describe("what the rig cannot do here, and its clean-up", () => {
   });
 
   const startDemo = async () => {
-    const child = spawn(process.execPath, [SMW_BIN, "rig", "demo", "--testbed", rig.file], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    const up = await eventually(() => /healthy/.test(stdout), 60_000);
+    const { child, stdout } = spawnSmw(["rig", "demo", ...rig.args]);
+    const up = await eventually(() => /healthy/.test(stdout()), 60_000);
     expect(up).toBe(true);
     expect(processesMentioning(rig.dir).length).toBeGreaterThan(20);
     return child;
@@ -172,7 +158,7 @@ describe("what the rig cannot do here, and its clean-up", () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const left = processesMentioning(rig.dir);
     expect(left.length).toBeGreaterThan(0);
-    const { code, stdout } = await smw("rig", "down", "--testbed", rig.file);
+    const { code, stdout } = await smw("rig", "down", ...rig.args);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^stopped \d+ processes\n$/);
     expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);

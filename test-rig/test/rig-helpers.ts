@@ -1,15 +1,64 @@
+import { type ChildProcessByStdio, spawn } from "node:child_process";
+import { once } from "node:events";
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { smw } from "../../cli/test/run-smw.js";
 
 export const SMW_BIN = path.resolve("bin/smw.js");
 
-/** A copy of the example rig in a folder of its own: its run folder is made there. */
-export function copyRig6(): { dir: string; file: string; remove(): void } {
+/**
+ * A copy of the example rig in a folder of its own, which is also its folder of run folders:
+ * the rig runs in `runDir` (`<dir>/rig-6`). `args` are the flags that say so to smw.
+ */
+export function copyRig6(): {
+  dir: string;
+  file: string;
+  runDir: string;
+  args: string[];
+  remove(): void;
+} {
   const dir = mkdtempSync(path.join(tmpdir(), "smw-rig-"));
   const file = path.join(dir, "rig-6.yaml");
   copyFileSync(path.resolve("wiring/examples/rig-6.yaml"), file);
-  return { dir, file, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    file,
+    runDir: path.join(dir, "rig-6"),
+    args: ["--testbed", file, "--runs", dir],
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A timing campaign observing a running rig's boards from outside, for one period. */
+export function observeOnePeriod(rigArgs: readonly string[], out: string) {
+  return smw("rig", "measure", "--observe", ...rigArgs, "--cycles", "1", "--out", out);
+}
+
+/** `smw ARGS` as its own process, its output collected as it comes. */
+export function spawnSmw(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): {
+  child: ChildProcessByStdio<null, import("node:stream").Readable, import("node:stream").Readable>;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<number>;
+} {
+  const child = spawn(process.execPath, [SMW_BIN, ...args], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    err += chunk.toString();
+  });
+  const exited = once(child, "exit").then(([code]) => code as number);
+  return { child, stdout: () => out, stderr: () => err, exited };
 }
 
 /** Pids of running processes whose command line mentions `marker`. */

@@ -22,7 +22,7 @@ describe.skipIf(!root)("the rig with --netns (as root)", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "smw-netns-"));
     const file = path.join(dir, "rig-6-netns.yaml");
     copyFileSync(path.resolve("wiring/examples/rig-6-netns.yaml"), file);
-    const rig = await Rig.up({ testbedFile: file, netns: true });
+    const rig = await Rig.up({ testbedFile: file, runsDir: dir, netns: true });
     let ours: string[] = [];
     try {
       await rig.waitHealthy(60_000);

@@ -12,7 +12,7 @@ import {
   plantByzantineCode,
   ptyPairsOf,
   rigProblems,
-  runRoot,
+  rigRunDir,
 } from "@smw/test-rig";
 import { loadTestbedFile, type Testbed } from "@smw/wiring";
 import { afterEach, describe, expect, it } from "vitest";
@@ -60,9 +60,10 @@ describe("SM code images", () => {
 });
 
 describe("the rig's layout", () => {
-  it("keeps its run folder where the testbed's paths meet, and pairs every serial link", () => {
+  it("runs in a folder of its own under the runs folder, and pairs every serial link", () => {
     const testbed = loadRig6();
-    expect(runRoot(testbed)).toBe(path.resolve("wiring/examples/run/rig-6"));
+    expect(rigRunDir(testbed.name, "/tmp/somewhere")).toBe("/tmp/somewhere/rig-6");
+    expect(rigRunDir(testbed.name)).toBe(path.resolve(process.env.SMW_RUNS ?? "runs", "rig-6"));
     const pairs = ptyPairsOf(testbed);
     // 6 host links and 15 control links of a 6-board mesh.
     expect(pairs).toHaveLength(21);

@@ -2,37 +2,25 @@
  * `smw rig up` as a lab engineer runs it: the rig under load until Ctrl-C,
  * faults sent from another terminal with `smw rig fault`, then the report.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
-import { copyRig6, eventually, processesMentioning, SMW_BIN } from "./rig-helpers.js";
+import { copyRig6, eventually, processesMentioning, spawnSmw } from "./rig-helpers.js";
 
 describe("smw rig up and smw rig fault", () => {
   const rig = copyRig6();
   afterAll(() => rig.remove());
 
   it("takes faults while it runs, finds and cleans them, and reports when stopped", async () => {
-    const socket = path.join(rig.dir, "run", "rig-6", "rig.sock");
-    const child = spawn(process.execPath, [SMW_BIN, "rig", "up", "--testbed", rig.file], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const exited = once(child, "exit");
+    const socket = path.join(rig.runDir, "rig.sock");
+    const run = spawnSmw(["rig", "up", ...rig.args]);
+    const { child, exited } = run;
     try {
-      expect(await eventually(() => /running until Ctrl-C/.test(stdout), 60_000)).toBe(true);
+      expect(await eventually(() => /running until Ctrl-C/.test(run.stdout()), 60_000)).toBe(true);
       expect(existsSync(socket)).toBe(true);
 
-      const fault = (...args: string[]) => smw("rig", "fault", ...args, "--testbed", rig.file);
+      const fault = (...args: string[]) => smw("rig", "fault", ...args, ...rig.args);
       const byzantine = await fault("byzantine", "--host", "h2", "--behaviours", "wrong-replies");
       expect(byzantine).toMatchObject({ code: 0, stderr: "" });
       expect(byzantine.stdout).toBe(
@@ -49,31 +37,31 @@ describe("smw rig up and smw rig fault", () => {
       expect(misplaced.code).toBe(2);
       expect(misplaced.stderr).toMatch(/--ms does not apply to it/);
 
-      expect(await eventually(() => /b4\/h4: rejuvenated in period 0/.test(stdout), 90_000)).toBe(
-        true,
-      );
+      expect(
+        await eventually(() => /b4\/h4: rejuvenated in period 0/.test(run.stdout()), 90_000),
+      ).toBe(true);
       child.kill("SIGINT");
-      const [code] = (await exited) as [number];
-      expect(stdout).toMatch(/FAULT h2: SM code tampered into a Byzantine replica/);
-      expect(stdout).toMatch(/b2\/h2: check SM code: CORRUPTED/);
-      expect(stdout).toMatch(/h4: stored checkpoint REJECTED/);
-      expect(stdout).toMatch(/stopping: stopped by a signal/);
-      expect(stdout).toMatch(/tampered SM code of h2: detected, restored/);
-      expect(stdout).toMatch(/corrupted state of h4: detected \(.*\), recovered from peers/);
-      expect(stdout).toMatch(/fail-safe: none/);
+      const code = await exited;
+      expect(run.stdout()).toMatch(/FAULT h2: SM code tampered into a Byzantine replica/);
+      expect(run.stdout()).toMatch(/b2\/h2: check SM code: CORRUPTED/);
+      expect(run.stdout()).toMatch(/h4: stored checkpoint REJECTED/);
+      expect(run.stdout()).toMatch(/stopping: stopped by a signal/);
+      expect(run.stdout()).toMatch(/tampered SM code of h2: detected, restored/);
+      expect(run.stdout()).toMatch(/corrupted state of h4: detected \(.*\), recovered from peers/);
+      expect(run.stdout()).toMatch(/fail-safe: none/);
       // Run until stopped: no number of periods was promised.
-      expect(stdout).not.toMatch(/periods completed/);
-      expect(stdout).not.toMatch(/BROKEN/);
-      expect(stderr).toBe("");
+      expect(run.stdout()).not.toMatch(/periods completed/);
+      expect(run.stdout()).not.toMatch(/BROKEN/);
+      expect(run.stderr()).toBe("");
       expect(code).toBe(0);
-      expect(existsSync(path.join(rig.dir, "run", "rig-6", "report", "timings.csv"))).toBe(true);
+      expect(existsSync(path.join(rig.runDir, "report", "timings.csv"))).toBe(true);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
     }
     expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
     expect(existsSync(socket)).toBe(false);
-    const after = await smw("rig", "fault", "boot-hang", "--host", "h1", "--testbed", rig.file);
+    const after = await smw("rig", "fault", "boot-hang", "--host", "h1", ...rig.args);
     expect(after.code).toBe(2);
     expect(after.stderr).toMatch(
       /no rig is running on .*rig-6\.yaml .*: start one with smw rig up/,

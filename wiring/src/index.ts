@@ -11,6 +11,7 @@ export * from "./plan/plan-report.js";
 export * from "./plan/planner.js";
 export * from "./testbed/file-checks.js";
 export * from "./testbed/load.js";
+export * from "./testbed/override.js";
 export * from "./testbed/problem.js";
 export * from "./testbed/schema.js";
 export * from "./testbed/summary.js";

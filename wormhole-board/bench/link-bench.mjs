@@ -13,7 +13,7 @@ import path from "node:path";
 import { encodeControlFrame, LineSplitter } from "@smw/wiring";
 import { pino } from "pino";
 import { SerialPort } from "serialport";
-import { ensureTool } from "../../scripts/tools.mjs";
+import { ensureToolsOrExit, RIG_TOOLS } from "../../scripts/tools.mjs";
 import { openBoardDaemon } from "../dist/cli/index.js";
 import {
   BoardLines,
@@ -29,7 +29,7 @@ import {
 const secondsFlag = process.argv.indexOf("--seconds");
 const SECONDS = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 60;
 const ROUNDS = 2_000;
-ensureTool("socat", "socat");
+ensureToolsOrExit("link bench", RIG_TOOLS);
 const dir = mkdtempSync(path.join(tmpdir(), "smw-bench-link-"));
 const children = [];
 process.on("exit", () => {

@@ -10,7 +10,7 @@ import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync, writeSync } fro
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ensureTool } from "../../scripts/tools.mjs";
+import { ensureToolsOrExit } from "../../scripts/tools.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = path.join(here, "..", "..", "bin", "smw.js");
@@ -19,12 +19,12 @@ const sizeMiB = sizeFlag > 0 ? Number(process.argv[sizeFlag + 1]) : 1024;
 const CHUNK = 1024 * 1024;
 const RUNS = 3;
 
-for (const [tool, pkg] of [
-  ["openssl", "openssl"],
-  ["sha256sum", "coreutils"],
-  ["rsync", "rsync"],
-])
-  ensureTool(tool, pkg);
+const why = "it is the reference this benchmark measures against";
+ensureToolsOrExit("media bench", [
+  { command: "openssl", debianPackage: "openssl", why },
+  { command: "sha256sum", debianPackage: "coreutils", why },
+  { command: "rsync", debianPackage: "rsync", why },
+]);
 
 const dir = mkdtempSync(path.join(tmpdir(), "smw-bench-media-"));
 const cleanup = () => rmSync(dir, { recursive: true, force: true });

@@ -23,7 +23,14 @@ function renderResults(results: readonly DrillResult[]): string {
 
 async function runAll(
   names: readonly string[],
-  flags: { testbed: string; json?: boolean; out?: string; periods: string; netns?: boolean },
+  flags: {
+    testbed: string;
+    json?: boolean;
+    out?: string;
+    periods: string;
+    netns?: boolean;
+    runs?: string;
+  },
   context: CliContext,
 ): Promise<void> {
   const periods = positiveInt(flags.periods, "--periods");
@@ -33,6 +40,7 @@ async function runAll(
       runDrill(name, {
         testbedFile: flags.testbed,
         cleanPeriods: periods,
+        ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
         ...(flags.netns ? { netns: true } : {}),
         ...(flags.out === undefined ? {} : { outDir: flags.out }),
         say: (line) => {

@@ -6,11 +6,12 @@ import type { Command } from "commander";
 import { FAULT_NAMES, FAULTS, parseFaultRequest } from "../rig/fault-requests.js";
 import { sendFault } from "../rig/fault-socket.js";
 import { FAULT_SOCKET } from "../rig/rig.js";
-import { runRoot } from "../rig/rig-setup.js";
-import { DEFAULT_TESTBED } from "./rig-options.js";
+import { rigRunDir } from "../rig/run-folder.js";
+import { DEFAULT_TESTBED, runsOption } from "./rig-options.js";
 
 interface FaultFlags {
   testbed: string;
+  runs?: string;
   host?: string;
   board?: string;
   peer?: string;
@@ -21,8 +22,7 @@ interface FaultFlags {
 }
 
 export function addFaultCommand(rig: Command, context: CliContext): void {
-  rig
-    .command("fault")
+  runsOption(rig.command("fault"))
     .description("inject one fault into the rig running on the testbed (smw rig up, demo, measure)")
     .argument("<fault>", `one of: ${FAULT_NAMES.join(", ")}`)
     .option("--testbed <file>", "the testbed of the running rig", DEFAULT_TESTBED)
@@ -44,7 +44,7 @@ export function addFaultCommand(rig: Command, context: CliContext): void {
       // Checked here too, so a mistake is told before anything is sent.
       const parsed = parseFaultRequest(request, loaded.testbed);
       if ("error" in parsed) throw new UsageError(parsed.error);
-      const socket = path.join(runRoot(loaded.testbed), FAULT_SOCKET);
+      const socket = path.join(rigRunDir(loaded.testbed.name, flags.runs), FAULT_SOCKET);
       let answer: Awaited<ReturnType<typeof sendFault>>;
       try {
         answer = await sendFault(socket, request);

@@ -1,6 +1,7 @@
 /** `smw rig demo|up|fault|measure|down` and the rig's internal programs (`smw rig board`, `smw rig byzantine-host`). */
+import { existsSync } from "node:fs";
 import path from "node:path";
-import { formatProblem, loadTestbedFile } from "@smw/wiring";
+import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { readPrivateKey } from "@smw/wormhole-board";
 import { Command } from "commander";
@@ -9,7 +10,8 @@ import { renderSummary } from "../report/run-report.js";
 import { runBoardChild } from "../rig/board-child.js";
 import { NamespaceNetwork } from "../rig/host-network.js";
 import { ProcessRegistry } from "../rig/process-registry.js";
-import { runRoot } from "../rig/rig-setup.js";
+import { RUN_TESTBED, rigRunDir } from "../rig/run-folder.js";
+import { CalibrationRefused, DEFAULT_CALIBRATION_MARGIN_PERCENT } from "../scenarios/calibrate.js";
 import { runDemo } from "../scenarios/demo.js";
 import { runMeasure } from "../scenarios/measure.js";
 import { observeTestbed } from "../scenarios/observe.js";
@@ -19,9 +21,27 @@ import {
   DEFAULT_TESTBED,
   netnsOption,
   onTheRig,
+  percentage,
   positiveInt,
   promisesExitCode,
+  runsOption,
 } from "./rig-options.js";
+
+/**
+ * What an observer asks: a simulated testbed runs as its copy in the rig's run folder (whose
+ * paths, such as the boards' status sockets, are inside it); any other testbed as it is.
+ */
+function observedTestbed(testbed: Testbed, flags: { testbed: string; runs?: string }): Testbed {
+  if (!testbed.simulated) return testbed;
+  const copy = path.join(rigRunDir(testbed.name, flags.runs), RUN_TESTBED);
+  if (!existsSync(copy))
+    throw new UsageError(
+      `no rig has run ${flags.testbed} here (no ${copy}): start one with smw rig up --testbed ${flags.testbed}`,
+    );
+  const loaded = loadTestbedFile(copy);
+  if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
+  return loaded.testbed;
+}
 
 export function rigCommand(context: CliContext): Command {
   const rig = new Command("rig").description(
@@ -34,21 +54,57 @@ export function rigCommand(context: CliContext): Command {
     )
     .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
     .option("--periods <n>", "rejuvenation periods to run", "2")
-    .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
-    .action(async (flags: { testbed: string; periods: string; out?: string; netns?: boolean }) => {
-      const periods = positiveInt(flags.periods, "--periods");
-      const result = await onTheRig(() =>
-        runDemo({
-          testbedFile: flags.testbed,
-          periods,
-          ...(flags.netns ? { netns: true } : {}),
-          ...(flags.out === undefined ? {} : { outDir: flags.out }),
-          say: (line) => context.io.out(`${line}\n`),
-        }),
-      );
-      context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
-      context.setExitCode(promisesExitCode(result.summary));
-    });
+    .option(
+      "--keep-budgets",
+      "run with the testbed's own step budgets (no calibration period measuring this machine first)",
+    )
+    .option(
+      "--margin <percent>",
+      "calibration: margin over the largest time measured of each step (procMax is added too)",
+      String(DEFAULT_CALIBRATION_MARGIN_PERCENT),
+    )
+    .option("--out <dir>", "report folder (default: report/ in the rig's run folder)")
+    .action(
+      async (flags: {
+        testbed: string;
+        periods: string;
+        keepBudgets?: boolean;
+        margin: string;
+        out?: string;
+        netns?: boolean;
+        runs?: string;
+      }) => {
+        const periods = positiveInt(flags.periods, "--periods");
+        const marginPercent = percentage(flags.margin, "--margin");
+        let result: Awaited<ReturnType<typeof runDemo>>;
+        try {
+          result = await onTheRig(() =>
+            runDemo({
+              testbedFile: flags.testbed,
+              periods,
+              marginPercent,
+              ...(flags.keepBudgets ? { keepBudgets: true } : {}),
+              ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
+              ...(flags.netns ? { netns: true } : {}),
+              ...(flags.out === undefined ? {} : { outDir: flags.out }),
+              say: (line) => context.io.out(`${line}\n`),
+            }),
+          );
+        } catch (error) {
+          if (!(error instanceof CalibrationRefused)) throw error;
+          // A negative verdict on this machine, not bad input: exit 1, as smw plan does.
+          context.io.err(`smw rig demo: ${error.message}\n`);
+          context.setExitCode(1);
+          return;
+        }
+        const plan =
+          result.calibration === undefined
+            ? ""
+            : `plan: ${path.join(result.reportDir, "plan.txt")} (budgets measured on this machine)\n`;
+        context.io.out(`\n${renderSummary(result.summary)}\n${plan}report: ${result.reportDir}\n`);
+        context.setExitCode(promisesExitCode(result.summary));
+      },
+    );
 
   netnsOption(rig.command("up"))
     .description(
@@ -65,6 +121,7 @@ export function rigCommand(context: CliContext): Command {
         load: boolean;
         out?: string;
         netns?: boolean;
+        runs?: string;
       }) => {
         const periods =
           flags.periods === undefined ? undefined : positiveInt(flags.periods, "--periods");
@@ -74,6 +131,7 @@ export function rigCommand(context: CliContext): Command {
             title: "smw rig up",
             periods,
             load: flags.load,
+            ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
             ...(flags.netns ? { netns: true } : {}),
             ...(flags.out === undefined ? {} : { outDir: flags.out }),
             say: (line) => context.io.out(`${line}\n`),
@@ -114,13 +172,10 @@ export function rigCommand(context: CliContext): Command {
         observe?: boolean;
         key?: string;
         netns?: boolean;
+        runs?: string;
       }) => {
         const cycles = positiveInt(flags.cycles, "--cycles");
-        const marginPercent = Number(flags.margin.replace(/%$/, ""));
-        if (!Number.isFinite(marginPercent) || marginPercent < 0)
-          throw new UsageError(
-            `--margin ${flags.margin}: expected a percentage of 0 or more, e.g. 25`,
-          );
+        const marginPercent = percentage(flags.margin, "--margin");
         const loaded = loadTestbedFile(flags.testbed);
         if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
         const say = (line: string) => context.io.out(`${line}\n`);
@@ -142,7 +197,7 @@ export function rigCommand(context: CliContext): Command {
         const campaign =
           flags.observe || !loaded.testbed.simulated
             ? await observeTestbed({
-                testbed: loaded.testbed,
+                testbed: observedTestbed(loaded.testbed, flags),
                 cycles,
                 marginPercent,
                 outDir: out as string,
@@ -154,6 +209,7 @@ export function rigCommand(context: CliContext): Command {
                   testbedFile: flags.testbed,
                   cycles,
                   marginPercent,
+                  ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
                   ...(flags.netns ? { netns: true } : {}),
                   ...(out === undefined ? {} : { outDir: out }),
                   say,
@@ -166,15 +222,14 @@ export function rigCommand(context: CliContext): Command {
       },
     );
 
-  rig
-    .command("down")
+  runsOption(rig.command("down"))
     .description("stop whatever a rig on this testbed left running (after it was killed)")
     .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
-    .action((flags: { testbed: string }) => {
+    .action((flags: { testbed: string; runs?: string }) => {
       const loaded = loadTestbedFile(flags.testbed);
       if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
-      const root = runRoot(loaded.testbed);
-      const n = ProcessRegistry.reap(path.join(root, "rig.pids"), [loaded.testbed.file, root]);
+      const root = rigRunDir(loaded.testbed.name, flags.runs);
+      const n = ProcessRegistry.reap(path.join(root, "rig.pids"), [root]);
       const m = NamespaceNetwork.reap(path.join(root, "rig.netns"));
       context.io.out(
         `${n + m === 0 ? "nothing was running" : `stopped ${n} processes${m === 0 ? "" : `, removed ${m} namespaces and links`}`}\n`,

@@ -1,4 +1,4 @@
-/** What the rig's commands share: the default testbed, the --netns flag, whole-number flags, the setup error. */
+/** What the rig's commands share: the default testbed, the --netns and --runs flags, whole-number flags, the setup error. */
 import { UsageError } from "@smw/wiring/cli";
 import type { Command } from "commander";
 import type { RunSummary } from "../report/run-report.js";
@@ -6,8 +6,15 @@ import { RigSetupError } from "../rig/rig-setup.js";
 
 export const DEFAULT_TESTBED = "wiring/examples/rig-6.yaml";
 
-export function netnsOption(command: Command): Command {
+export function runsOption(command: Command): Command {
   return command.option(
+    "--runs <dir>",
+    "the folder of run folders: the rig runs in <dir>/<testbed name> (default: $SMW_RUNS, else ./runs)",
+  );
+}
+
+export function netnsOption(command: Command): Command {
+  return runsOption(command).option(
     "--netns",
     "one network namespace per host (root; the hosts need addresses of their own)",
   );
@@ -17,6 +24,13 @@ export function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1)
     throw new UsageError(`${flag} ${text}: expected a whole number of at least 1`);
+  return n;
+}
+
+export function percentage(text: string, flag: string): number {
+  const n = Number(text.replace(/%$/, ""));
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0)
+    throw new UsageError(`${flag} ${text}: expected a percentage of 0 or more, e.g. 25`);
   return n;
 }
 

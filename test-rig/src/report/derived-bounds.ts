@@ -1,8 +1,10 @@
 /**
  * Upper bounds for the step budgets derived from measurements: the largest
- * value measured for each step plus a stated margin, rounded up to a tidy
- * figure, written as the `budgets:` block of a testbed file.
+ * value measured for each step plus a stated margin (and, where asked, a fixed
+ * allowance such as the board's promised processing delay), rounded up to a
+ * tidy figure, written as the `budgets:` block of a testbed file.
  */
+import type { StepBudgets } from "@smw/wiring";
 import { tLocalexecMs } from "@smw/wormhole-board";
 import type { StepStats } from "./step-stats.js";
 
@@ -28,7 +30,11 @@ export function roundUpMs(ms: number): number {
   return Math.ceil(ms / unit) * unit;
 }
 
-export function deriveBounds(stats: readonly StepStats[], marginPercent: number): DerivedBound[] {
+export function deriveBounds(
+  stats: readonly StepStats[],
+  marginPercent: number,
+  allowanceMs = 0,
+): DerivedBound[] {
   return stats
     .filter((s) => KEYS[s.name] !== undefined)
     .map((s) => {
@@ -41,10 +47,28 @@ export function deriveBounds(stats: readonly StepStats[], marginPercent: number)
         boundMs:
           measured === undefined
             ? s.budgetMs
-            : roundUpMs(Math.max(1, measured * (1 + marginPercent / 100))),
+            : roundUpMs(Math.max(1, measured * (1 + marginPercent / 100) + allowanceMs)),
         currentBudgetMs: s.budgetMs,
       };
     });
+}
+
+/** The step budgets the bounds give; a step never measured keeps its budget in `fallback`. */
+export function budgetsFromBounds(
+  bounds: readonly DerivedBound[],
+  fallback: StepBudgets,
+): StepBudgets {
+  const pick = (key: string, fallbackMs: number) => {
+    const b = bounds.find((x) => x.key === key);
+    return b?.measuredMaxMs === undefined ? fallbackMs : b.boundMs;
+  };
+  return {
+    tShutdownMs: pick("tShutdown", fallback.tShutdownMs),
+    tCheckcodeMs: pick("tCheckcode", fallback.tCheckcodeMs),
+    tRestorecodeMs: pick("tRestorecode", fallback.tRestorecodeMs),
+    tBootMs: pick("tBoot", fallback.tBootMs),
+    tTransferMs: pick("tTransfer", fallback.tTransferMs),
+  };
 }
 
 export function renderBoundsYaml(
@@ -61,7 +85,7 @@ export function renderBoundsYaml(
     const note =
       b.measuredMaxMs === undefined
         ? "not measured (never ran): the current budget kept"
-        : `measured max ${Math.round(b.measuredMaxMs)} ms; budget now ${b.currentBudgetMs} ms`;
+        : `measured max ${Math.round(b.measuredMaxMs)} ms; testbed budget ${b.currentBudgetMs} ms`;
     lines.push(`    ${`${b.key}: ${b.boundMs}ms`.padEnd(24)} # ${note}`);
   }
   const boundOf = (key: string) => bounds.find((b) => b.key === key)?.boundMs ?? 0;

@@ -10,7 +10,7 @@ import { reasonWithoutFolder } from "@smw/host-agent";
 import { plan, planInputFromTestbed, renderPlanText, type Testbed } from "@smw/wiring";
 import type { LoadFigures } from "../load/client-load.js";
 import type { StampedEvent } from "../rig/rig-events.js";
-import type { BoardRecords } from "./step-records.js";
+import type { BoardRecords, StepRow } from "./step-records.js";
 import {
   formatMs,
   percentile,
@@ -33,8 +33,13 @@ export interface RunSummary {
   periodsCompleted: number;
   stats: StepStats[];
   load: LoadFigures | undefined;
+  /** The most hosts down at once for rejuvenation (the schedule's doing; bound: k). */
   maxHostsDown: number;
-  failsafe: Array<{ board: string; reason: string }>;
+  /** Hosts held in reset by their board's fail-safe state (not the schedule's doing). */
+  heldByFailsafe: string[];
+  failsafe: Array<{ board: string; reason: string; atWallMs: number }>;
+  /** Steps over their budget or failed, earliest first. */
+  brokenSteps: StepRow[];
   tampered: Array<{ host: string; what: string; detected: boolean; restored: boolean }>;
   /** Stored states corrupted: did the replica refuse it at boot, and recover from its peers? */
   corruptedState: Array<{
@@ -59,21 +64,40 @@ export interface SummaryInput {
   more?: readonly Promise_[];
 }
 
-/** The most hosts down at once, from the hosts' up and down events after each had first come up. */
-export function maxHostsDown(events: readonly StampedEvent[], hostCount: number): number {
+/**
+ * Hosts down, told apart by who put them down. The schedule's bound (k at a time) is about the
+ * rejuvenations: the most hosts down at once counts hosts from when each had first come up,
+ * leaving out a host held in reset by its board's fail-safe state (from the instant the board
+ * entered it, by the board's own clock). Those are listed on their own.
+ */
+export function hostsDown(
+  events: readonly StampedEvent[],
+  testbed: Pick<Testbed, "boards" | "hosts">,
+): { maxBySchedule: number; heldByFailsafe: string[] } {
+  const boardOf = new Map(testbed.boards.map((b) => [b.guards, b.id]));
+  const failsafeAtMs = new Map<string, number>();
+  for (const e of events) {
+    if (e.kind !== "board" || e.msg !== "FAIL-SAFE" || failsafeAtMs.has(e.board)) continue;
+    const at = e.fields.boardTimeMs;
+    failsafeAtMs.set(e.board, typeof at === "number" ? at : e.wallMs);
+  }
   const seenUp = new Set<string>();
   const down = new Set<string>();
+  const held = new Set<string>();
   let max = 0;
   for (const e of events) {
     if (e.kind === "host-up") {
       seenUp.add(e.host);
       down.delete(e.host);
     } else if (e.kind === "host-down" || e.kind === "host-boot-failed") {
-      if (seenUp.has(e.host)) down.add(e.host);
+      const board = boardOf.get(e.host);
+      const failsafeAt = board === undefined ? undefined : failsafeAtMs.get(board);
+      if (failsafeAt !== undefined && e.wallMs >= failsafeAt) held.add(e.host);
+      else if (seenUp.has(e.host)) down.add(e.host);
     }
-    if (seenUp.size === hostCount) max = Math.max(max, down.size);
+    if (seenUp.size === testbed.hosts.length) max = Math.max(max, down.size);
   }
-  return max;
+  return { maxBySchedule: max, heldByFailsafe: [...held].sort() };
 }
 
 /**
@@ -125,7 +149,11 @@ export function summarize(input: SummaryInput): RunSummary {
   const failsafe: RunSummary["failsafe"] = [];
   for (const e of events) {
     if (e.kind === "board" && e.msg === "FAIL-SAFE")
-      failsafe.push({ board: e.board, reason: String(e.fields.reason) });
+      failsafe.push({
+        board: e.board,
+        reason: String(e.fields.reason),
+        atWallMs: typeof e.fields.boardTimeMs === "number" ? e.fields.boardTimeMs : e.wallMs,
+      });
   }
   const tampered: RunSummary["tampered"] = [];
   for (const e of events) {
@@ -150,7 +178,8 @@ export function summarize(input: SummaryInput): RunSummary {
     });
   }
   const corruptedState = corruptedStates(events);
-  const maxDown = maxHostsDown(events, testbed.hosts.length);
+  const down = hostsDown(events, testbed);
+  const maxDown = down.maxBySchedule;
   const maxTriggerLatenessMs = Math.max(0, ...records.triggers.map((t) => t.latenessMs));
   const promises: Promise_[] = [];
   const add = (name: string, held: boolean, detail: string) => {
@@ -171,10 +200,12 @@ export function summarize(input: SummaryInput): RunSummary {
   add(
     "at most k hosts down at once",
     maxDown <= r.k,
-    `at most ${maxDown} down at once (k = ${r.k})`,
+    `at most ${maxDown} down at once for rejuvenation (k = ${r.k})${down.heldByFailsafe.length === 0 ? "" : `; held in reset by the fail-safe state, not counted: ${down.heldByFailsafe.join(", ")}`}`,
   );
   // A step cut short by a fail-safe that came from elsewhere did not break its budget.
-  const late = records.steps.filter((s) => s.verdict === "over-budget" || s.verdict === "failed");
+  const late = records.steps
+    .filter((s) => s.verdict === "over-budget" || s.verdict === "failed")
+    .sort((a, b) => stepEndMs(a) - stepEndMs(b));
   add(
     "every step within its budget",
     late.length === 0,
@@ -226,7 +257,9 @@ export function summarize(input: SummaryInput): RunSummary {
     stats,
     load: input.load,
     maxHostsDown: maxDown,
+    heldByFailsafe: down.heldByFailsafe,
     failsafe,
+    brokenSteps: late,
     tampered,
     corruptedState,
     maxTriggerLatenessMs,
@@ -234,8 +267,48 @@ export function summarize(input: SummaryInput): RunSummary {
   };
 }
 
+/** When a step ended, or would have by its budget (a step that never ended). */
+function stepEndMs(s: StepRow): number {
+  return s.endMs ?? (s.startMs ?? s.plannedMs) + s.budgetMs;
+}
+
+const STEP_LABEL: Record<string, string> = {
+  shutdown: "shutdown (T_shutdown)",
+  checkOS: "check OS image (T_checkcode)",
+  checkSM: "check SM code (T_checkcode)",
+  restoreOS: "restore OS image (T_restorecode)",
+  restoreSM: "restore SM code (T_restorecode)",
+  boot: "boot (T_boot)",
+  transfer: "state transfer (T_transfer)",
+};
+
+/**
+ * What broke first, and why, in one line; undefined when every promise held. A step over its
+ * budget (or failed) that came no later than the first fail-safe is the cause; otherwise the
+ * first board to fail safe names it (a silent peer, a clock, a late timer); otherwise the
+ * first broken promise.
+ */
+export function firstBroken(s: RunSummary): string | undefined {
+  if (s.promises.every((p) => p.held)) return undefined;
+  const step = s.brokenSteps[0];
+  const failsafe = [...s.failsafe].sort((a, b) => a.atWallMs - b.atWallMs)[0];
+  if (step !== undefined && (failsafe === undefined || stepEndMs(step) <= failsafe.atWallMs + 1)) {
+    const took =
+      step.startMs === undefined || step.endMs === undefined
+        ? ""
+        : ` after ${formatMs(step.endMs - step.startMs)}`;
+    return `${step.board}/${step.host}, period ${step.period}: ${STEP_LABEL[step.step] ?? step.step} ${step.verdict}${took} (budget ${formatMs(step.budgetMs)})${step.detail === undefined ? "" : `: ${step.detail}`}`;
+  }
+  if (failsafe !== undefined) return `${failsafe.board} failed safe: ${failsafe.reason}`;
+  const promise = s.promises.find((p) => !p.held);
+  return promise === undefined ? undefined : `${promise.name}: ${promise.detail}`;
+}
+
 export function renderSummary(s: RunSummary): string {
-  const lines = [`${s.title}`, "", renderStepTable(s.stats), ""];
+  const lines = [`${s.title}`, ""];
+  const first = firstBroken(s);
+  if (first !== undefined) lines.push(`FIRST BROKEN: ${first}`, "");
+  lines.push(renderStepTable(s.stats), "");
   if (s.load !== undefined) {
     const sorted = [...s.load.latenciesMs].sort((a, b) => a - b);
     lines.push(
@@ -252,9 +325,19 @@ export function renderSummary(s: RunSummary): string {
   for (const c of s.corruptedState)
     lines.push(`corrupted state of ${c.host}: ${corruptedStateText(c)}`);
   lines.push(
-    `most hosts down at once: ${s.maxHostsDown}`,
+    `most hosts down at once for rejuvenation: ${s.maxHostsDown}`,
+    ...(s.heldByFailsafe.length === 0
+      ? []
+      : [`held in reset by the fail-safe state: ${s.heldByFailsafe.join(", ")}`]),
     `latest period trigger: ${s.maxTriggerLatenessMs.toFixed(1)} ms late`,
-    `fail-safe: ${s.failsafe.length === 0 ? "none" : s.failsafe.map((f) => `${f.board} (${f.reason})`).join("; ")}`,
+    `fail-safe: ${
+      s.failsafe.length === 0
+        ? "none"
+        : [...s.failsafe]
+            .sort((a, b) => a.atWallMs - b.atWallMs)
+            .map((f) => `${f.board} (${f.reason})`)
+            .join("; ")
+    }`,
     "",
     "promises:",
     ...s.promises.map((p) => `  ${p.held ? "held  " : "BROKEN"}  ${p.name}: ${p.detail}`),

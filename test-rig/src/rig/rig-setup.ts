@@ -28,23 +28,6 @@ export class RigSetupError extends Error {}
 export const OS_IMAGE_SIZE_BYTES = 8 * 1024 * 1024;
 export const CLIENT_IDS = ["c1", "c2", "c3", "c4"] as const;
 
-/** The folder all the testbed's paths share: where the rig keeps its pid file and report. */
-export function runRoot(testbed: Testbed): string {
-  const paths = [
-    testbed.operatorKeyPath,
-    ...testbed.hosts.map((h) => h.stateDir),
-    ...testbed.boards.flatMap((b) => [b.stateDir, b.images.os.live, b.images.sm.golden]),
-  ].map((p) => path.dirname(p));
-  let common = paths[0] ?? path.dirname(testbed.file);
-  for (const p of paths) {
-    while (!(p === common || p.startsWith(`${common}${path.sep}`))) common = path.dirname(common);
-  }
-  // Never the filesystem root or the testbed's own folder: the rig must own what it deletes.
-  return common === path.dirname(testbed.file) || common === path.parse(common).root
-    ? path.join(path.dirname(testbed.file), "run", testbed.name)
-    : common;
-}
-
 /** Everything that stops the rig from realising this testbed here, each with what to do. */
 export async function rigProblems(
   testbed: Testbed,

@@ -16,7 +16,12 @@ import {
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { clientIdsWithKeys, connectClient } from "@smw/host-agent";
-import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
+import {
+  formatProblem,
+  loadTestbedFile,
+  type RejuvenationOverrides,
+  type Testbed,
+} from "@smw/wiring";
 import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
 import { AlertReceiver } from "./alert-receiver.js";
 import { BoardProcess } from "./board-process.js";
@@ -32,7 +37,8 @@ import { ProcessHost } from "./process-host.js";
 import { ProcessRegistry } from "./process-registry.js";
 import { PtyLinks } from "./pty-links.js";
 import { RigEventStream } from "./rig-events.js";
-import { prepareRun, ptyPairsOf, RigSetupError, rigProblems, runRoot } from "./rig-setup.js";
+import { prepareRun, ptyPairsOf, RigSetupError, rigProblems } from "./rig-setup.js";
+import { rigRunDir, writeRunTestbed } from "./run-folder.js";
 
 /** The fault socket's name in the run folder. */
 export const FAULT_SOCKET = "rig.sock";
@@ -40,7 +46,14 @@ export const FAULT_SOCKET = "rig.sock";
 export const SMW_BIN = fileURLToPath(new URL("../../../bin/smw.js", import.meta.url));
 
 export interface RigOptions {
+  /** The testbed to bring up; the rig runs a copy of it in its run folder. */
   testbedFile: string;
+  /** The folder of run folders (default: SMW_RUNS, else runs/ here). */
+  runsDir?: string;
+  /** Rejuvenation figures that replace the testbed's in the copy that runs. */
+  overrides?: RejuvenationOverrides;
+  /** Comment lines put at the top of that copy (why its figures differ). */
+  note?: readonly string[];
   events?: RigEventStream;
   /** Size of the OS image on every disk. */
   osImageSizeBytes?: number;
@@ -86,15 +99,18 @@ export class Rig {
 
   /** Checks, prepares and starts everything; on any failure stops what it started and throws. */
   static async up(options: RigOptions): Promise<Rig> {
-    const loaded = loadTestbedFile(options.testbedFile);
-    if (!loaded.ok) throw new RigSetupError(loaded.problems.map(formatProblem).join("\n"));
-    const testbed = loaded.testbed;
-    const root = runRoot(testbed);
+    const template = loadTestbedFile(options.testbedFile);
+    if (!template.ok) throw new RigSetupError(template.problems.map(formatProblem).join("\n"));
+    const root = rigRunDir(template.testbed.name, options.runsDir);
     const pidFile = path.join(root, "rig.pids");
-    const markers = [testbed.file, root];
     mkdirSync(root, { recursive: true });
     const netnsFile = path.join(root, "rig.netns");
-    const reaped = ProcessRegistry.reap(pidFile, markers) + NamespaceNetwork.reap(netnsFile);
+    // What a killed rig of this run folder left behind goes first: it may run from the copy.
+    const reaped = ProcessRegistry.reap(pidFile, [root]) + NamespaceNetwork.reap(netnsFile);
+    const file = writeRunTestbed(options.testbedFile, root, options.overrides, options.note);
+    const loaded = loadTestbedFile(file);
+    if (!loaded.ok) throw new RigSetupError(loaded.problems.map(formatProblem).join("\n"));
+    const testbed = loaded.testbed;
     const problems = options.netns
       ? [...(await rigProblems(testbed, { hostPorts: false })), ...namespaceProblems(testbed)]
       : await rigProblems(testbed);

@@ -4,8 +4,13 @@
  * then rejuvenation periods until each has been found and cleaned. With two
  * periods the faults land after the first (a clean baseline); with one, as
  * soon as the service is healthy, before the tampered hosts' turns.
+ *
+ * First, unless told to keep the testbed's budgets, a calibration period
+ * measures this machine and the demo runs with the budgets it gave (and the
+ * plan they make), so its promises hold on a slower machine too.
  */
-import type { Testbed } from "@smw/wiring";
+import { formatDurationMs, type Testbed } from "@smw/wiring";
+import { type Calibration, calibrate, DEFAULT_CALIBRATION_MARGIN_PERCENT } from "./calibrate.js";
 import { type RigRunResult, runRig } from "./rig-run.js";
 
 export interface DemoOptions {
@@ -14,6 +19,15 @@ export interface DemoOptions {
   outDir?: string;
   say: (line: string) => void;
   netns?: boolean;
+  runsDir?: string;
+  /** Run with the testbed's own budgets: no calibration period. */
+  keepBudgets?: boolean;
+  /** Margin over the largest time the calibration measured, in percent. */
+  marginPercent?: number;
+}
+
+export interface DemoResult extends RigRunResult {
+  calibration: Calibration | undefined;
 }
 
 /** The demo's victims: the middle hosts of the rejuvenation order, so their turn comes after the faults. */
@@ -26,13 +40,42 @@ export function demoVictims(testbed: Testbed): { byzantine: string; corrupted: s
   return { byzantine, corrupted };
 }
 
-export async function runDemo(options: DemoOptions): Promise<RigRunResult> {
-  return runRig({
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const common = {
+    ...(options.netns ? { netns: true } : {}),
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
+  };
+  let calibration: Calibration | undefined;
+  if (!options.keepBudgets) {
+    calibration = await calibrate({
+      testbedFile: options.testbedFile,
+      marginPercent: options.marginPercent ?? DEFAULT_CALIBRATION_MARGIN_PERCENT,
+      say: options.say,
+      ...common,
+    });
+    options.say(
+      `calibration: budgets measured on this machine (largest + ${calibration.marginPercent}% + procMax ${calibration.allowanceMs} ms): ${describeBudgets(calibration)}`,
+    );
+    options.say(
+      `calibration: the plan with them is feasible: T_localexec ${formatDurationMs(calibration.plan.tLocalexecMs)}, T_Xmax ${formatDurationMs(calibration.plan.tXmaxMs)} < T_d ${formatDurationMs(calibration.plan.tDMs)} < T_p ${formatDurationMs(calibration.plan.tPMs)}`,
+    );
+  }
+  const result = await runRig({
     testbedFile: options.testbedFile,
-    title: `smw rig demo: ${options.periods} rejuvenation period${options.periods === 1 ? "" : "s"}`,
+    title: `smw rig demo: ${options.periods} rejuvenation period${options.periods === 1 ? "" : "s"}${calibration === undefined ? ", the testbed's own budgets" : ", budgets measured on this machine"}`,
     periods: options.periods,
     say: options.say,
-    ...(options.netns ? { netns: true } : {}),
+    ...common,
+    ...(calibration === undefined
+      ? {}
+      : {
+          overrides: { budgets: calibration.budgets },
+          note: [
+            "Budgets measured on this machine by the calibration period of smw rig demo:",
+            `the largest time of each step + ${calibration.marginPercent}% + procMax (${calibration.allowanceMs} ms); see calibration/ and report/plan.txt.`,
+          ],
+          planHeader: calibration.planText,
+        }),
     ...(options.outDir === undefined ? {} : { outDir: options.outDir }),
     scenario: async (rig, context) => {
       const { byzantine, corrupted } = demoVictims(rig.testbed);
@@ -46,4 +89,16 @@ export async function runDemo(options: DemoOptions): Promise<RigRunResult> {
       rig.corruptStateAtNextBoot(corrupted);
     },
   });
+  return { ...result, calibration };
+}
+
+function describeBudgets(c: Calibration): string {
+  const b = c.budgets;
+  return [
+    `T_shutdown ${formatDurationMs(b.tShutdownMs)}`,
+    `T_checkcode ${formatDurationMs(b.tCheckcodeMs)}`,
+    `T_restorecode ${formatDurationMs(b.tRestorecodeMs)}`,
+    `T_boot ${formatDurationMs(b.tBootMs)}`,
+    `T_transfer ${formatDurationMs(b.tTransferMs)}`,
+  ].join(", ");
 }

@@ -164,6 +164,8 @@ export interface DrillOptions {
   cleanPeriods?: number;
   /** One network namespace per host (root only). */
   netns?: boolean;
+  /** The folder of run folders (default: SMW_RUNS, else runs/ here). */
+  runsDir?: string;
 }
 
 export async function runDrill(name: string, options: DrillOptions): Promise<DrillResult> {
@@ -184,6 +186,7 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
   const rig = await Rig.up({
     testbedFile: options.testbedFile,
     events,
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
   });
   const t = rig.testbed;
@@ -326,6 +329,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
   const rig = await Rig.up({
     testbedFile: options.testbedFile,
     events,
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
   });
   const t = rig.testbed;

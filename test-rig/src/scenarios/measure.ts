@@ -16,6 +16,7 @@ export interface MeasureOptions {
   outDir?: string;
   say: (line: string) => void;
   netns?: boolean;
+  runsDir?: string;
 }
 
 export interface MeasureResult extends RigRunResult {
@@ -29,6 +30,7 @@ export async function runMeasure(options: MeasureOptions): Promise<MeasureResult
     title: `smw rig measure: ${options.cycles} rejuvenation period${options.cycles === 1 ? "" : "s"}`,
     periods: options.cycles,
     say: options.say,
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
     ...(options.outDir === undefined ? {} : { outDir: options.outDir }),
   });

@@ -5,9 +5,14 @@
  * fail-safe), take everything down and write the report.
  */
 import path from "node:path";
-import { formatProblem, loadTestbedFile } from "@smw/wiring";
+import { formatProblem, loadTestbedFile, type RejuvenationOverrides } from "@smw/wiring";
 import { ClientLoad } from "../load/client-load.js";
-import { type RunSummary, summarize, writeReportFolder } from "../report/run-report.js";
+import {
+  measuredPlanText,
+  type RunSummary,
+  summarize,
+  writeReportFolder,
+} from "../report/run-report.js";
 import { readBoardRecords } from "../report/step-records.js";
 import { narrate } from "../rig/narrator.js";
 import { periodComplete } from "../rig/period-watch.js";
@@ -34,6 +39,14 @@ export interface RigRunOptions {
   osImageSizeBytes?: number;
   /** One network namespace per host (root only). */
   netns?: boolean;
+  /** The folder of run folders (default: SMW_RUNS, else runs/ here). */
+  runsDir?: string;
+  /** Rejuvenation figures that replace the testbed's (budgets measured on this machine). */
+  overrides?: RejuvenationOverrides;
+  /** Why the figures differ: comment lines at the top of the testbed copy that runs. */
+  note?: readonly string[];
+  /** Put at the top of the report's plan.txt (the plan the run's budgets came from). */
+  planHeader?: string;
 }
 
 export interface ScenarioContext {
@@ -65,6 +78,9 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
   const rig = await Rig.up({
     testbedFile: options.testbedFile,
     events,
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
+    ...(options.overrides === undefined ? {} : { overrides: options.overrides }),
+    ...(options.note === undefined ? {} : { note: options.note }),
     ...(options.periods === undefined
       ? { onSignal: () => stop("stopped by a signal (once more: down at once, no report)") }
       : {}),
@@ -106,7 +122,7 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     if (options.periods === undefined) {
       events.emit({
         kind: "rig",
-        detail: `running until Ctrl-C; faults: smw rig fault --testbed ${options.testbedFile} ...`,
+        detail: `running until Ctrl-C; faults: smw rig fault --testbed ${options.testbedFile}${options.runsDir === undefined ? "" : ` --runs ${options.runsDir}`} ...`,
       });
       events.emit({ kind: "rig", detail: `stopping: ${await stopped}` });
     } else {
@@ -145,7 +161,16 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     };
     const summary = summarize(input);
     const reportDir = options.outDir ?? path.join(rig.root, "report");
-    const files = writeReportFolder(reportDir, input, summary);
+    const files = writeReportFolder(
+      reportDir,
+      input,
+      summary,
+      options.planHeader === undefined
+        ? {}
+        : {
+            "plan.txt": `${options.planHeader}\n${measuredPlanText(t, summary.stats)}`,
+          },
+    );
     result = { summary, reportDir, files, events: events.all };
   }
   return result;

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// The tests, as `npm test` runs them (after the type-check and the lint), so that the suite
+// takes minutes on two cores (the projects are in vitest.config.ts):
+//   1. two streams side by side: the rig's files, one at a time (project "rig"); and the unit
+//      tests on one worker (project "unit": CPU-bound simulations, pure logic), then the links,
+//      host agent and replica servers, one file at a time (project "boards"). The rig never has
+//      more than one core's worth of other work beside it: the load it is specified to keep its
+//      promises under.
+//   2. then the six-daemon files with their tight bounds, alone, side by side (project "daemons").
+// Lines of concurrent runs are passed through whole; at the end, the slowest files of every run
+// and each stream's verdict. Arguments go to every vitest run (e.g. a file filter); exit status
+// 1 if any run failed.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const vitest = path.join(root, "node_modules", "vitest", "vitest.mjs");
+const extra = process.argv.slice(2);
+const scratch = mkdtempSync(path.join(tmpdir(), "smw-test-timings-"));
+const timings = path.join(scratch, "timings.jsonl");
+
+/** Runs one vitest project; resolves with its exit status. */
+function run(project, options = []) {
+  return new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      [vitest, "run", "--project", project, "--passWithNoTests", ...options, ...extra],
+      {
+        cwd: root,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: {
+          ...process.env,
+          SMW_TEST_TIMINGS: timings,
+          FORCE_COLOR: process.stdout.isTTY ? "1" : "0",
+        },
+      },
+    );
+    createInterface({ input: child.stdout }).on("line", (l) => process.stdout.write(`${l}\n`));
+    createInterface({ input: child.stderr }).on("line", (l) => process.stderr.write(`${l}\n`));
+    child.on("exit", (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));
+  });
+}
+
+const startedMs = performance.now();
+const elapsed = () => `${((performance.now() - startedMs) / 1000).toFixed(0)} s`;
+const streams = await Promise.all([
+  run("rig").then((code) => ({ name: "rig", code, at: elapsed() })),
+  (async () => {
+    const unit = await run("unit", ["--maxWorkers=1"]);
+    const boards = await run("boards");
+    return { name: "unit, then boards", code: unit !== 0 ? unit : boards, at: elapsed() };
+  })(),
+]);
+const daemons = await run("daemons");
+streams.push({ name: "daemons", code: daemons, at: elapsed() });
+
+let rows = [];
+try {
+  rows = readFileSync(timings, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l));
+} catch {
+  // No file ran.
+}
+rmSync(scratch, { recursive: true, force: true });
+rows.sort((a, b) => b.ms - a.ms);
+process.stdout.write("\nslowest test files:\n");
+for (const r of rows.slice(0, 10))
+  process.stdout.write(
+    `  ${(r.ms / 1000).toFixed(1).padStart(7)} s  ${r.project.padEnd(7)} ${r.file}\n`,
+  );
+process.stdout.write("\n");
+for (const s of streams)
+  process.stdout.write(
+    `${s.name}: ${s.code === 0 ? "passed" : `FAILED (exit ${s.code})`}, done at ${s.at}\n`,
+  );
+process.exit(streams.every((s) => s.code === 0) ? 0 : 1);

@@ -1,0 +1,93 @@
+/** The demo's calibration: from one clean period's step times to budgets and a plan. */
+import path from "node:path";
+import {
+  budgetsFromCalibration,
+  CALIBRATION_FACTOR,
+  calibrationSchedule,
+  type RunSummary,
+  type StepStats,
+  scaleBudgets,
+} from "@smw/test-rig";
+import { loadTestbedFile, plan, planInputFromTestbed } from "@smw/wiring";
+import { describe, expect, it } from "vitest";
+
+const loaded = loadTestbedFile(path.resolve("wiring/examples/rig-6.yaml"));
+if (!loaded.ok) throw new Error("rig-6.yaml does not load");
+const testbed = loaded.testbed;
+
+function stats(maxMs: Record<string, number | undefined>): StepStats[] {
+  return Object.entries(maxMs).map(([name, max]) => ({
+    name: name as StepStats["name"],
+    count: max === undefined ? 0 : 6,
+    minMs: max ?? Number.NaN,
+    medianMs: max ?? Number.NaN,
+    p99Ms: max ?? Number.NaN,
+    maxMs: max ?? Number.NaN,
+    budgetMs: 0,
+  }));
+}
+
+const summaryWith = (s: StepStats[]) => ({ stats: s }) as unknown as RunSummary;
+
+describe("the calibration period's schedule", () => {
+  it("widens T_d to fit budgets four times the testbed's, and keeps T_p beyond it", () => {
+    const loose = scaleBudgets(testbed.rejuvenation.budgets, CALIBRATION_FACTOR);
+    const { tPMs, tDMs } = calibrationSchedule(testbed, loose);
+    const p = plan({ ...planInputFromTestbed(testbed), budgets: loose, tPMs, tDMs });
+    expect(p.conditions.find((c) => c.name === "T_d >= T_exec")?.holds).toBe(true);
+    expect(p.conditions.find((c) => c.name === "T_Xmax < T_d")?.holds).toBe(true);
+    expect(tPMs).toBeGreaterThan(tDMs);
+    expect(tDMs % 1000).toBe(0);
+  });
+
+  it("keeps the testbed's T_d and T_p when they already fit", () => {
+    expect(calibrationSchedule(testbed, testbed.rejuvenation.budgets)).toEqual({
+      tDMs: testbed.rejuvenation.tDMs,
+      tPMs: testbed.rejuvenation.tPMs,
+    });
+  });
+});
+
+describe("budgets from a calibration period", () => {
+  it("are the largest time + the margin + procMax; a step never measured keeps its budget", () => {
+    const c = budgetsFromCalibration(
+      testbed,
+      summaryWith(
+        stats({
+          T_shutdown: 40,
+          T_checkcode: 12,
+          T_restorecode: undefined,
+          T_boot: 900,
+          T_transfer: 2600,
+          T_localexec: 3600,
+        }),
+      ),
+      100,
+    );
+    // procMax of rig-6 is 500 ms; rounded up to 10 ms below 1 s, 50 ms below 10 s.
+    expect(c.allowanceMs).toBe(500);
+    expect(c.budgets).toEqual({
+      tShutdownMs: 580,
+      tCheckcodeMs: 530,
+      tRestorecodeMs: testbed.rejuvenation.budgets.tRestorecodeMs,
+      tBootMs: 2300,
+      tTransferMs: 5700,
+    });
+    expect(c.plan.feasible).toBe(true);
+    expect(c.plan.tLocalexecMs).toBe(580 + 2 * 530 + 2 * 500 + 2300 + 5700);
+    expect(c.planText).toMatch(/^rig-6 with budgets measured on this machine: /);
+    expect(c.planText).toMatch(/largest time measured \+ 100% \+ procMax \(500 ms\)/);
+  });
+
+  it("give an infeasible plan when this machine is too slow for the testbed's T_d, and say which condition", () => {
+    const c = budgetsFromCalibration(
+      testbed,
+      summaryWith(stats({ T_shutdown: 40, T_checkcode: 12, T_boot: 4_000, T_transfer: 9_000 })),
+      100,
+    );
+    // 6 groups of T_localexec ≈ 28 s each do not fit in T_d = 90 s.
+    expect(c.plan.feasible).toBe(false);
+    expect(c.plan.conditions.find((x) => x.name === "T_d >= T_exec")?.holds).toBe(false);
+    expect(c.planText).toMatch(/T_d >= T_exec/);
+  });
+});

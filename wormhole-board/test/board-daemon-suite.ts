@@ -1,0 +1,580 @@
+/**
+ * Six board daemons in this process, with simulated lines and hosts, over a real transport.
+ * The suite is split by transport into two test files (board-daemons.test.ts: bad input, clock
+ * and timer faults and UDP; board-daemons-pty.test.ts: socat PTY pairs), which run side by side.
+ */
+import { execFile, spawnSync } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { appendFileSync, chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { encodeControlFrame } from "@smw/wiring";
+import {
+  BoardDaemon,
+  BoardLines,
+  BoardStateFiles,
+  ControlLink,
+  type ControlTransport,
+  HostLinkPort,
+  makeTestbed6,
+  readLinkKeys,
+  readPrivateKey,
+  readPublicKey,
+  SimulatedHost,
+  SimulatedLines,
+  socatUnavailable,
+  type Testbed6,
+  transportFor,
+} from "@smw/wormhole-board";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "smw.js");
+const smw = (...args: string[]) => {
+  const run = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 30_000 });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+};
+/** Asynchronous, so the daemons in this process keep running while the CLI talks to them. */
+const smwAsync = (...args: string[]) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      { encoding: "utf8", timeout: 30_000 },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error === null ? 0 : typeof error.code === "number" ? error.code : null,
+          stdout,
+          stderr,
+        });
+      },
+    );
+  });
+
+const noSocat = socatUnavailable();
+if (noSocat !== undefined) process.stdout.write(`board daemon tests skipped: ${noSocat}\n`);
+
+interface Rig {
+  bed: Testbed6;
+  sim: SimulatedLines;
+  daemons: BoardDaemon[];
+  hosts: SimulatedHost[];
+  resetsActive: number[];
+  close(): Promise<void>;
+}
+
+async function startRig(
+  transport: "udp" | "serial",
+  basePort: number,
+  clockOffsetsMs: Record<string, number> = {},
+  wrap: (board: string, transport: ControlTransport) => ControlTransport = (_, t) => t,
+): Promise<Rig> {
+  const bed = await makeTestbed6(transport, basePort);
+  const started: BoardDaemon[] = [];
+  const hostsStarted: SimulatedHost[] = [];
+  try {
+    const sim = new SimulatedLines();
+    const t = bed.testbed;
+    const daemons: BoardDaemon[] = [];
+    const hosts: SimulatedHost[] = [];
+    const resetsActive: number[] = [];
+    // How many hosts are held in reset, after every change of any reset line.
+    const resetLevel = new Map<string, string>();
+    sim.onChange((event) => {
+      if (event.role !== "reset") return;
+      resetLevel.set(event.chip, event.level);
+      resetsActive.push([...resetLevel.values()].filter((level) => level === "active").length);
+    });
+    const operatorKey = readPublicKey(t.operatorKeyPath);
+    const claimed: BoardLines[] = [];
+    for (const board of t.boards) {
+      const host = t.hosts.find((h) => h.id === board.guards);
+      if (host === undefined) throw new Error("no host");
+      const simulatedHost = new SimulatedHost({
+        device: host.console.device,
+        lines: sim,
+        resetChip: `sim-${board.id}`,
+        resetOffset: 0,
+        resetActiveLow: true,
+        bootMs: 40,
+        transferMs: 40,
+      });
+      await simulatedHost.start();
+      hosts.push(simulatedHost);
+      hostsStarted.push(simulatedHost);
+      const state = new BoardStateFiles(board.stateDir);
+      const lines = BoardLines.claim(board, sim);
+      const link = new ControlLink(
+        board.id,
+        readLinkKeys(t, board.id),
+        state.nextEpoch(),
+        wrap(board.id, transportFor(t, board.id)),
+      );
+      const logFile = path.join(bed.dir, `${board.id}.log`);
+      const daemon = new BoardDaemon({
+        testbed: t,
+        boardId: board.id,
+        link,
+        hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
+        operatorKey,
+        signingKey: readPrivateKey(board.keys.signingPath),
+        state,
+        log: pino(
+          { level: "info", base: { board: board.id } },
+          { write: (line: string) => appendFileSync(logFile, line) },
+        ),
+        alerts: { webhook: async () => {}, exec: () => {} },
+        now: () => Date.now() + (clockOffsetsMs[board.id] ?? 0),
+      });
+      daemons.push(daemon);
+      claimed.push(lines);
+    }
+    started.push(...daemons);
+    await Promise.all(daemons.map((d, i) => d.start(claimed[i] as BoardLines)));
+    return {
+      bed,
+      sim,
+      daemons,
+      hosts,
+      resetsActive,
+      async close() {
+        await Promise.all(daemons.map((d) => d.stop()));
+        await Promise.all(hosts.map((h) => h.stop()));
+        await bed.close();
+      },
+    };
+  } catch (error) {
+    // Nothing is left running when the rig cannot start.
+    await Promise.all(started.map((d) => d.stop()));
+    await Promise.all(hostsStarted.map((h) => h.stop()));
+    await bed.close();
+    throw error;
+  }
+}
+
+async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const started = performance.now();
+  while (!condition()) {
+    if (performance.now() - started > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return performance.now() - started;
+}
+
+export function boardDaemonSuite(part: "udp" | "serial"): void {
+  if (part === "udp") {
+    describe.skipIf(noSocat !== undefined)(
+      "smw board run refuses bad input before touching a line",
+      () => {
+        let bed: Testbed6;
+        beforeAll(async () => {
+          bed = await makeTestbed6("udp", 17600);
+        }, 30_000);
+        afterAll(async () => {
+          await bed?.close();
+        });
+
+        it("names a board that is not in the testbed", () => {
+          const result = smw("board", "run", "--testbed", bed.file, "--board", "b9");
+          expect(result.code).toBe(2);
+          expect(result.stderr).toContain('there is no board "b9"');
+        });
+
+        it("names a missing or group-readable key file", () => {
+          const key = path.join(bed.dir, "keys", "b2", "board.key");
+          chmodSync(key, 0o644);
+          const loose = smw("board", "run", "--testbed", bed.file, "--board", "b2");
+          expect(loose.code).toBe(2);
+          expect(loose.stderr).toContain("readable by group or others (mode 0644)");
+          chmodSync(key, 0o600);
+          renameSync(
+            path.join(bed.dir, "keys", "b2", "link", "b5.key"),
+            path.join(bed.dir, "b5.key.away"),
+          );
+          const missing = smw("board", "run", "--testbed", bed.file, "--board", "b2");
+          expect(missing.code).toBe(2);
+          expect(missing.stderr).toContain('link key shared with board "b5"');
+          renameSync(
+            path.join(bed.dir, "b5.key.away"),
+            path.join(bed.dir, "keys", "b2", "link", "b5.key"),
+          );
+        });
+
+        it("says when its control port is in use", async () => {
+          const holder = createSocket("udp4");
+          await new Promise<void>((resolve) => holder.bind(17603, "127.0.0.1", resolve));
+          const result = smw("board", "run", "--testbed", bed.file, "--board", "b3");
+          holder.close();
+          expect(result.code).toBe(2);
+          expect(result.stderr).toContain(
+            "cannot listen on udp 127.0.0.1:17603: the port is in use",
+          );
+        });
+      },
+    );
+
+    describe.skipIf(noSocat !== undefined)("clock, timer and schedule faults over UDP", () => {
+      it("a DONE that never arrives makes the group miss its deadline, and every board fail safe", async () => {
+        // b3's DONE frames are lost on the way out; everything else gets through.
+        const dropDone = (board: string, inner: ControlTransport): ControlTransport =>
+          board !== "b3"
+            ? inner
+            : {
+                name: inner.name,
+                get oversized() {
+                  return inner.oversized;
+                },
+                open: (onLine) => inner.open(onLine),
+                close: () => inner.close(),
+                send: (peer, line) => {
+                  if (!line.includes(" DONE ")) inner.send(peer, line);
+                },
+              };
+        const rig = await startRig("udp", 18100, {}, dropDone);
+        try {
+          await until(
+            () => rig.daemons.every((d) => d.failsafeState !== undefined),
+            20_000,
+            "fail-safe everywhere",
+          );
+          const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
+          expect(
+            reasons.every((r) =>
+              /group [34] of period 0 was not done by its deadline \((b3|b4) missing\)/.test(r),
+            ),
+            reasons.join(" | "),
+          ).toBe(true);
+          for (const board of rig.bed.testbed.boards)
+            expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+        } finally {
+          await rig.close();
+        }
+      }, 40_000);
+
+      it("a board whose clock is off by more than the bound takes every board to fail-safe once they have joined", async () => {
+        const rig = await startRig("udp", 17800, { b4: 80 });
+        try {
+          await until(
+            () => rig.daemons.every((d) => d.failsafeState !== undefined),
+            15_000,
+            "fail-safe everywhere",
+          );
+          const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
+          expect(
+            reasons.every((r) =>
+              /the clock of board b\d is [\d.]+ ms (ahead of|behind) ours, over the bound of 10 ms/.test(
+                r,
+              ),
+            ),
+            reasons.join(" | "),
+          ).toBe(true);
+          for (const board of rig.bed.testbed.boards)
+            expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+        } finally {
+          await rig.close();
+        }
+      }, 40_000);
+
+      it("timers firing later than the promised bound take every board to fail-safe", async () => {
+        const rig = await startRig("udp", 17900);
+        try {
+          await until(
+            () => rig.daemons.every((d) => d.currentPhase === "running"),
+            15_000,
+            "every board running",
+          );
+          // Hold the event loop for 400 ms: every board has a timer due in its first
+          // 100 ms (a heartbeat period), which then fires over 200 ms late.
+          const blockedUntil = performance.now() + 400;
+          while (performance.now() < blockedUntil) {
+            // busy
+          }
+          await until(
+            () => rig.daemons.every((d) => d.failsafeState !== undefined),
+            5_000,
+            "fail-safe everywhere",
+          );
+          const reasons = rig.daemons.map((d) => d.failsafeState?.reason ?? "");
+          expect(
+            reasons.some((r) => /a timer fired [\d.]+ ms late, over the promised 200 ms/.test(r)),
+            reasons.join(" | "),
+          ).toBe(true);
+        } finally {
+          await rig.close();
+        }
+      }, 40_000);
+    });
+  }
+
+  for (const [transport, basePort] of (
+    [
+      ["udp", 17400],
+      ["serial", 17500],
+    ] as const
+  ).filter(([t]) => t === part)) {
+    describe.skipIf(noSocat !== undefined)(
+      `six board daemons over ${transport === "udp" ? "UDP on loopback" : "socat PTY pairs"}`,
+      () => {
+        let rig: Rig;
+        beforeAll(async () => {
+          rig = await startRig(transport, basePort);
+        }, 30_000);
+        afterAll(async () => {
+          await rig?.close();
+        });
+
+        it("agree on a schedule and complete two periods in order, never more than k hosts in reset", async () => {
+          await until(
+            () =>
+              rig.daemons.every(
+                (d) =>
+                  (d.status().period ?? -1) >= 1 &&
+                  d.status().group === undefined &&
+                  d.status().lastSteps.length > 0 &&
+                  d.currentPhase === "running",
+              ),
+            40_000,
+            "two periods",
+          );
+          await until(
+            () => rig.hosts.every((h) => h.boots >= 2),
+            10_000,
+            "every host rejuvenated twice",
+          );
+          for (const daemon of rig.daemons) {
+            expect(daemon.failsafeState, daemon.status().board).toBeUndefined();
+            expect(daemon.status().lastSteps.map((s) => s.step)).toEqual([
+              "shutdown",
+              "checkOS",
+              "restoreOS",
+              "checkSM",
+              "restoreSM",
+              "boot",
+              "transfer",
+            ]);
+          }
+          expect(Math.max(...rig.resetsActive)).toBe(1);
+          expect(rig.hosts.every((h) => h.certificates >= 2)).toBe(true);
+          // Hosts were reset in group order: h1 first, h6 last, in each period.
+          const order = rig.sim.history
+            .filter((e) => e.role === "reset" && e.level === "active")
+            .map((e) => e.chip);
+          expect(order.slice(0, 12)).toEqual(
+            [...["b1", "b2", "b3", "b4", "b5", "b6"], ...["b1", "b2", "b3", "b4", "b5", "b6"]].map(
+              (b) => `sim-${b}`,
+            ),
+          );
+        }, 60_000);
+
+        it("a host that will not boot takes every board to fail-safe, every host held in reset", async () => {
+          const victim = rig.hosts[2] as SimulatedHost;
+          victim.willBoot = false;
+          const waitedMs = await until(
+            () => rig.daemons.every((d) => d.failsafeState !== undefined),
+            30_000,
+            "fail-safe everywhere",
+          );
+          expect(waitedMs).toBeGreaterThan(0);
+          for (const daemon of rig.daemons) {
+            expect(daemon.failsafeState?.reason).toMatch(
+              /step boot of period \d+ (is over its budget|took \d+ ms, over its budget|failed: the host did not report booted)/,
+            );
+            expect(daemon.failsafeState?.origin).toBe("b3");
+          }
+          for (const board of rig.bed.testbed.boards) {
+            expect(
+              rig.sim.isHigh(`sim-${board.id}`, 0),
+              `${board.id} holds its host in reset`,
+            ).toBe(false);
+            expect(rig.sim.isHigh(`sim-${board.id}`, 2), `${board.id} raises its alarm`).toBe(true);
+          }
+          // Latched on disk: a restarted daemon comes back in fail-safe.
+          const state = new BoardStateFiles(
+            (rig.bed.testbed.boards[0] as { stateDir: string }).stateDir,
+          );
+          expect(state.readFailsafe()?.origin).toBe("b3");
+          // The fail-safe reached every board within the link bound of its origin.
+          const since = rig.daemons.map((d) => d.failsafeState?.sinceMs as number);
+          expect(Math.max(...since) - Math.min(...since)).toBeLessThanOrEqual(20 + 200 + 50);
+        }, 60_000);
+
+        it("smw status shows every board in fail-safe; smw board clear-failsafe, signed by the operator, brings them back", async () => {
+          const status = await smwAsync("status", "--testbed", rig.bed.file, "--json");
+          expect(status.code).toBe(1);
+          const rows = JSON.parse(status.stdout) as Array<{
+            board: string;
+            status: { phase: string; failsafe?: { origin: string } };
+          }>;
+          expect(rows.map((r) => [r.board, r.status.phase, r.status.failsafe?.origin])).toEqual(
+            ["b1", "b2", "b3", "b4", "b5", "b6"].map((b) => [b, "failsafe", "b3"]),
+          );
+          // The same over the network, each request signed with the operator key.
+          const operatorKey = path.join(rig.bed.dir, "keys", "operator.key");
+          const remote = await smwAsync(
+            "status",
+            "--testbed",
+            rig.bed.file,
+            "--key",
+            operatorKey,
+            "--json",
+          );
+          expect(remote.code).toBe(1);
+          expect(
+            (JSON.parse(remote.stdout) as Array<{ status: { phase: string } }>).map(
+              (r) => r.status.phase,
+            ),
+          ).toEqual(Array(6).fill("failsafe"));
+          const wrongKey = await smwAsync(
+            "status",
+            "--testbed",
+            rig.bed.file,
+            "--key",
+            path.join(rig.bed.dir, "keys", "b2", "board.key"),
+            "--json",
+          );
+          expect(
+            (JSON.parse(wrongKey.stdout) as Array<{ error?: string }>).every(
+              (r) => r.error === "the request is not signed by the operator key",
+            ),
+          ).toBe(true);
+          const table = await smwAsync("status", "--testbed", rig.bed.file);
+          expect(table.stdout).toMatch(/^BOARD\s+HOST\s+STATE/);
+          expect(table.stdout).toContain("failsafe");
+
+          // A key that is not the operator's is refused.
+          const intruder = path.join(rig.bed.dir, "keys", "b1", "board.key");
+          const refused = await smwAsync(
+            "board",
+            "clear-failsafe",
+            "--testbed",
+            rig.bed.file,
+            "--board",
+            "b1",
+            "--key",
+            intruder,
+          );
+          expect(refused.stdout).toContain("not signed by the operator key");
+          expect(refused.code).toBe(1);
+          expect(rig.daemons[0]?.failsafeState).toBeDefined();
+
+          (rig.hosts[2] as SimulatedHost).willBoot = true;
+          const operator = path.join(rig.bed.dir, "keys", "operator.key");
+          for (const board of ["b1", "b2", "b3", "b4", "b5", "b6"]) {
+            const cleared = await smwAsync(
+              "board",
+              "clear-failsafe",
+              "--testbed",
+              rig.bed.file,
+              "--board",
+              board,
+              "--key",
+              operator,
+            );
+            expect(cleared.stdout).toContain("fail-safe cleared");
+            expect(cleared.code).toBe(0);
+          }
+          await until(
+            () => rig.daemons.every((d) => d.currentPhase === "running"),
+            20_000,
+            "every board running again",
+          );
+          const boots = rig.hosts.map((h) => h.boots);
+          await until(
+            () => rig.hosts.every((h, i) => h.boots > (boots[i] as number)),
+            30_000,
+            "another period",
+          );
+          for (const daemon of rig.daemons) expect(daemon.failsafeState).toBeUndefined();
+        }, 90_000);
+
+        it.skipIf(transport !== "udp")(
+          "a tampered manifest, forged frames and a dead board each take every board to fail-safe within the bound",
+          async () => {
+            const operator = path.join(rig.bed.dir, "keys", "operator.key");
+            const clearAll = async () => {
+              for (const board of ["b1", "b2", "b3", "b4", "b5", "b6"]) {
+                const cleared = await smwAsync(
+                  "board",
+                  "clear-failsafe",
+                  "--testbed",
+                  rig.bed.file,
+                  "--board",
+                  board,
+                  "--key",
+                  operator,
+                );
+                expect(cleared.code, cleared.stdout + cleared.stderr).toBe(0);
+              }
+              await until(
+                () => rig.daemons.every((d) => d.currentPhase === "running"),
+                20_000,
+                "every board running again",
+              );
+            };
+            const allInFailsafe = () => rig.daemons.every((d) => d.failsafeState !== undefined);
+
+            // 1. The manifest of the golden OS image is altered: the next check refuses it.
+            const manifestPath = path.join(rig.bed.dir, "golden", "os.json");
+            const original = readFileSync(manifestPath, "utf8");
+            writeFileSync(manifestPath, original.replace('"image": "os"', '"image": "0s"'));
+            await until(allInFailsafe, 20_000, "fail-safe after the tampered manifest");
+            expect(rig.daemons[0]?.failsafeState?.reason).toMatch(
+              /step checkOS of period \d+ failed: .*signature does not match/,
+            );
+            writeFileSync(manifestPath, original);
+            await clearAll();
+
+            // 2. Forged frames claiming to be from b6 reach b1.
+            const raw = createSocket("udp4");
+            const forgedAt = performance.now();
+            for (let i = 0; i < 5; i++) {
+              raw.send(
+                encodeControlFrame(
+                  {
+                    from: "b6",
+                    to: "b1",
+                    epoch: 999,
+                    seq: i + 1,
+                    type: "HB",
+                    body: { period: 0, schedule: 0, joined: true },
+                  },
+                  Buffer.alloc(32, 7),
+                ),
+                basePort + 1,
+                "127.0.0.1",
+              );
+            }
+            const forgedMs = await until(allInFailsafe, 5_000, "fail-safe after forged frames");
+            raw.close();
+            expect(rig.daemons[0]?.failsafeState?.reason).toBe(
+              "5 frames claiming to be from b6 failed authentication",
+            );
+            expect(forgedMs + (performance.now() - forgedAt - forgedMs)).toBeLessThan(1_000);
+            expect(rig.daemons[0]?.status().link.forged).toBeGreaterThanOrEqual(5);
+            await clearAll();
+
+            // 3. Board b6's daemon dies: its peers notice the silence.
+            const victim = rig.daemons[5] as BoardDaemon;
+            await victim.stop();
+            const diedAt = performance.now();
+            const others = rig.daemons.slice(0, 5);
+            await until(
+              () => others.every((d) => d.failsafeState !== undefined),
+              5_000,
+              "fail-safe after a board died",
+            );
+            const tookMs = performance.now() - diedAt;
+            for (const daemon of others)
+              expect(daemon.failsafeState?.reason).toMatch(
+                /^board b6 silent for \d+ ms \(bound 600 ms\)$/,
+              );
+            // Heartbeat period + silence bound + delivery, with room for one busy event loop.
+            expect(tookMs).toBeLessThanOrEqual(100 + 600 + 20 + 300);
+          },
+          120_000,
+        );
+      },
+    );
+  }
+}
