@@ -30,7 +30,7 @@ const PARTS: ReadonlyArray<{ names: readonly string[]; load(): Promise<CommandFa
     load: async () => (await import("@smw/wormhole-board/cli")).wormholeBoardCommands,
   },
   {
-    names: ["kv", "host"],
+    names: ["kv", "host", "history"],
     load: async () => (await import("@smw/host-agent/cli")).hostAgentCommands,
   },
   {

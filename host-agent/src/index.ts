@@ -2,6 +2,8 @@ export * from "./agent/agent-protocol.js";
 export * from "./agent/host-agent.js";
 export * from "./agent/replica-keys.js";
 export * from "./client/kv-client.js";
+export * from "./history/history-file.js";
+export * from "./history/linearizability.js";
 export * from "./kv/kv-operation.js";
 export * from "./replica/ed25519.js";
 export * from "./replica/quorums.js";

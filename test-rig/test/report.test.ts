@@ -4,6 +4,7 @@ import {
   deriveBounds,
   firstBroken,
   hostsDown,
+  type LoadFigures,
   percentile,
   type RigEvent,
   renderBoundsYaml,
@@ -421,5 +422,58 @@ describe("the timeline (Figure 3)", () => {
     });
     expect(XMLValidator.validate(svg)).toBe(true);
     expect(svg).toContain("no rejuvenation was recorded");
+  });
+});
+
+describe("the clients' history in the summary", () => {
+  const loaded = loadTestbedFile(path.resolve("wiring/examples/rig-6.yaml"));
+  if (!loaded.ok) throw new Error("rig-6.yaml does not load");
+  const testbed = loaded.testbed;
+  const load = (history: LoadFigures["history"]): LoadFigures => ({
+    completed: history.filter((e) => e.type !== "invoke").length,
+    failed: 0,
+    history,
+    longestStallMs: 0,
+    longestStallEndWallMs: undefined,
+    latenciesMs: [1],
+    durationMs: 1000,
+  });
+  const put = (process: number, value: string, t: number): LoadFigures["history"] => [
+    { process, type: "invoke", f: "put", key: "k1", value, time: t },
+    { process, type: "ok", f: "put", key: "k1", value, time: t + 5 },
+  ];
+  const get = (process: number, value: string | null, t: number): LoadFigures["history"] => [
+    { process, type: "invoke", f: "get", key: "k1", value: null, time: t },
+    { process, type: "ok", f: "get", key: "k1", value, time: t + 5 },
+  ];
+  const summaryOf = (history: LoadFigures["history"]) =>
+    summarize({
+      title: "t",
+      testbed,
+      records: { steps: [], triggers: [], periods: [], unreadable: [] },
+      events: [],
+      load: load(history),
+      periodsWanted: 0,
+    });
+
+  it("holds when the history is linearizable, and says how many operations were checked", () => {
+    const s = summaryOf([...put(0, "a", 10), ...get(1, "a", 20)]);
+    expect(s.history).toMatchObject({ operations: 2, linearizable: true });
+    expect(s.promises.find((p) => p.name === "the clients' history is linearizable")?.held).toBe(
+      true,
+    );
+    expect(renderSummary(s)).toMatch(
+      /^history: 2 operations, linearizable \(checked in \d+ ms\)$/m,
+    );
+  });
+
+  it("is broken by a stale read, naming the operations that cannot be ordered", () => {
+    const s = summaryOf([...put(0, "a", 10), ...put(0, "b", 20), ...get(1, "a", 30)]);
+    const promise = s.promises.find((p) => p.name === "the clients' history is linearizable");
+    expect(promise?.held).toBe(false);
+    expect(promise?.detail).toMatch(
+      /3 operations, NOT linearizable: key k1: process 0 put "a" .*process 0 put "b" .*process 1 get -> "a"/,
+    );
+    expect(firstBroken(s)).toMatch(/^the clients' history is linearizable: /);
   });
 });

@@ -8,6 +8,7 @@ import path from "node:path";
 import { loadTestbedFile } from "@smw/wiring";
 import { XMLValidator } from "fast-xml-parser";
 import { afterAll, describe, expect, it } from "vitest";
+import { smw } from "../../cli/test/run-smw.js";
 import {
   copyRig6,
   eventually,
@@ -103,6 +104,13 @@ describe("smw rig demo (one period)", () => {
     expect(plan).not.toMatch(/INFEASIBLE/);
     expect(plan.match(/verdict: FEASIBLE/g)).toHaveLength(2);
     expect(existsSync(path.join(out, "summary.txt"))).toBe(true);
+    // Every client operation, as an independent checker reads it.
+    expect(run.stdout()).toMatch(/^history: \d+ operations, linearizable \(checked in \d+ ms\)$/m);
+    const history = await smw("history", "check", path.join(out, "history.jsonl"));
+    expect(history.stdout).toMatch(
+      /: \d+ operations on 8 keys \(\d+ ok, \d+ fail, 0 info\): linearizable/,
+    );
+    expect(history.code).toBe(0);
 
     // The observer saw the same six rejuvenations through the boards' status.
     expect(campaign.stdout).toMatch(/b6\/h6: period 0 rejuvenation measured/);

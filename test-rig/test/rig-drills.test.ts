@@ -69,6 +69,10 @@ describe("fail-safe drills", () => {
     const svg = readFileSync(path.join(folder, "timeline.svg"), "utf8");
     expect(svg).toMatch(/<rect [^>]*stroke="#d62728"[^>]*><title>b\d boot period \d+/);
     expect(readFileSync(path.join(folder, "events.jsonl"), "utf8")).toMatch(/FAIL-SAFE/);
+    // The client load ran through it; whatever failed, no client saw a wrong answer.
+    expect(result.history?.linearizable).toBe(true);
+    expect(result.history?.operations).toBeGreaterThan(10);
+    expect(existsSync(path.join(folder, "history.jsonl"))).toBe(true);
     // Detected at T_boot after the boot began, then every board told.
     expect(result.timeToSafeMs).toBeGreaterThanOrEqual(4_500);
     expect(result.timeToSafeMs).toBeLessThan(4_500 + 1_500);

@@ -1,18 +1,25 @@
 /**
- * The client load that runs throughout a rig run: a few closed-loop clients,
- * each writing its own keys and reading every write back, paced to a steady
- * rate. It counts operations completed and failed (no answer from k'+1
- * replicas in time), reads that returned something other than what was
- * written (a Byzantine replica getting through would show here), and the
- * longest stall: the longest time in which no client completed anything.
+ * The client load that runs throughout a rig run: a few closed-loop clients on a small set of
+ * shared keys (so that their operations collide), a mix of reads, writes, compare-and-sets and
+ * deletes, paced to a steady rate. Every operation is recorded in a history (invoke and
+ * completion, monotonic time; history-file.ts in host-agent has the format), which the report
+ * checks for linearizability: a Byzantine replica's answer getting through, a lost or stale
+ * write would show there. It also counts operations completed and failed (no answer from k'+1
+ * replicas in time: outcome unknown) and the longest stall, the longest time in which no
+ * client completed anything.
  */
-import { connectClient, type KvClient } from "@smw/host-agent";
+import { connectClient, type HistoryEvent, type KvClient, type KvOperation } from "@smw/host-agent";
 import type { Testbed } from "@smw/wiring";
+
+/** The shared keys the clients work on. */
+export const LOAD_KEYS = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"] as const;
 
 export interface LoadFigures {
   completed: number;
+  /** Operations whose outcome is unknown (no answer in time, a connection lost). */
   failed: number;
-  wrong: number;
+  /** Every invoke and completion, in the order they happened. */
+  history: HistoryEvent[];
   longestStallMs: number;
   /** When the longest stall ended, ms since the epoch. */
   longestStallEndWallMs: number | undefined;
@@ -25,11 +32,13 @@ export class ClientLoad {
   private running = false;
   private loops: Promise<void>[] = [];
   private lastCompletionMs = 0;
+  /** History times count from here (monotonic). */
+  private readonly originNs = process.hrtime.bigint();
   private startedMs = 0;
   private readonly figures: LoadFigures = {
     completed: 0,
     failed: 0,
-    wrong: 0,
+    history: [],
     longestStallMs: 0,
     longestStallEndWallMs: undefined,
     latenciesMs: [],
@@ -49,7 +58,7 @@ export class ClientLoad {
   ) {}
 
   private get pauseMs(): number {
-    return this.options.pauseMs ?? 40;
+    return this.options.pauseMs ?? 20;
   }
 
   private get opTimeoutMs(): number {
@@ -77,6 +86,7 @@ export class ClientLoad {
     return {
       ...this.figures,
       latenciesMs: [...this.figures.latenciesMs],
+      history: [...this.figures.history],
       longestStallMs: Math.max(this.figures.longestStallMs, openStallMs),
       durationMs: (this.running ? now : this.startedMs + this.figures.durationMs) - this.startedMs,
     };
@@ -88,7 +98,11 @@ export class ClientLoad {
     this.running = false;
     await Promise.all(this.loops);
     await Promise.all(this.clients.map((c) => c.close()));
-    return { ...this.figures, latenciesMs: [...this.figures.latenciesMs] };
+    return {
+      ...this.figures,
+      latenciesMs: [...this.figures.latenciesMs],
+      history: [...this.figures.history],
+    };
   }
 
   private completed(latencyMs: number): void {
@@ -104,23 +118,58 @@ export class ClientLoad {
   }
 
   private async loop(id: string, client: KvClient): Promise<void> {
+    const index = this.clientIds.indexOf(id);
+    // Jepsen's convention: a client whose operation's outcome is unknown goes on as a new process.
+    let processId = index;
     let n = 0;
+    /** The last value this client saw for each key: what its compare-and-sets expect. */
+    const seen = new Map<string, string | null>();
     while (this.running) {
       n++;
-      const key = `${id}/${n % 500}`;
+      const key = LOAD_KEYS[Math.floor(Math.random() * LOAD_KEYS.length)] as string;
       const value = `${id}-${n}`;
+      const dice = Math.random();
+      const op: KvOperation =
+        dice < 0.4
+          ? { op: "get", key }
+          : dice < 0.7
+            ? { op: "put", key, value }
+            : dice < 0.8
+              ? { op: "del", key }
+              : { op: "cas", key, expected: seen.get(key) ?? null, value };
+      const input = op.op === "put" ? value : op.op === "cas" ? [op.expected, value] : null;
+      const event = { process: processId, f: op.op, key } as const;
+      this.record({ ...event, type: "invoke", value: input });
       try {
-        const put = await client.call({ op: "put", key, value }, this.opTimeoutMs);
-        this.completed(put.latencyMs);
-        if (!this.running) break;
-        const got = await client.call({ op: "get", key }, this.opTimeoutMs);
-        this.completed(got.latencyMs);
-        const result = got.result as { value?: unknown };
-        if (result.value !== value) this.figures.wrong++;
+        const reply = await client.call(op, this.opTimeoutMs);
+        this.completed(reply.latencyMs);
+        const r = reply.result as {
+          value?: string | null;
+          previous?: string | null;
+          ok?: boolean;
+          current?: string | null;
+        };
+        if (op.op === "get") {
+          this.record({ ...event, type: "ok", value: r.value ?? null });
+          seen.set(key, r.value ?? null);
+        } else if (op.op === "cas") {
+          this.record({ ...event, type: r.ok ? "ok" : "fail", value: input });
+          seen.set(key, r.current ?? null);
+        } else {
+          this.record({ ...event, type: "ok", value: input, previous: r.previous ?? null });
+          seen.set(key, op.op === "put" ? value : null);
+        }
       } catch {
+        // No answer in time: it may or may not have taken effect.
+        this.record({ ...event, type: "info", value: input });
+        processId += this.clientIds.length;
         if (this.running) this.figures.failed++;
       }
       await new Promise((resolve) => setTimeout(resolve, this.pauseMs));
     }
+  }
+
+  private record(event: Omit<HistoryEvent, "time">): void {
+    this.figures.history.push({ ...event, time: Number(process.hrtime.bigint() - this.originNs) });
   }
 }

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { reasonWithoutFolder } from "@smw/host-agent";
+import { checkLinearizable, historyLine, parseHistory, reasonWithoutFolder } from "@smw/host-agent";
 import { plan, planInputFromTestbed, renderPlanText, type Testbed } from "@smw/wiring";
 import type { LoadFigures } from "../load/client-load.js";
 import type { StampedEvent } from "../rig/rig-events.js";
@@ -48,7 +48,58 @@ export interface RunSummary {
     recovered: string | undefined;
   }>;
   maxTriggerLatenessMs: number;
+  /** The clients' history checked for linearizability (undefined: no client load). */
+  history: HistoryVerdict | undefined;
   promises: Promise_[];
+}
+
+export interface HistoryVerdict {
+  operations: number;
+  linearizable: boolean | undefined;
+  checkMs: number;
+  /** One line: the verdict, and on a violation the operations that cannot be ordered. */
+  detail: string;
+}
+
+/** Bound on the linearizability check of a run's history. */
+export const HISTORY_CHECK_LIMIT_MS = 30_000;
+
+/** The clients' history, as history.jsonl holds it. */
+export function historyText(load: LoadFigures): string {
+  return load.history.map(historyLine).join("");
+}
+
+export function checkHistory(load: LoadFigures): HistoryVerdict {
+  const { operations } = parseHistory(historyText(load), "history.jsonl");
+  const v = checkLinearizable(operations, { timeLimitMs: HISTORY_CHECK_LIMIT_MS });
+  const ms = Math.round(v.checkMs);
+  const head = `${operations.length} operations`;
+  if (v.linearizable === true)
+    return {
+      operations: operations.length,
+      linearizable: true,
+      checkMs: ms,
+      detail: `${head}, linearizable (checked in ${ms} ms)`,
+    };
+  if (v.linearizable === undefined)
+    return {
+      operations: operations.length,
+      linearizable: undefined,
+      checkMs: ms,
+      detail: `${head}, undecided: ${v.reason}`,
+    };
+  const ops = v.operations
+    .map(
+      (o) =>
+        `process ${o.process} ${o.f}${o.f === "get" ? ` -> ${JSON.stringify(o.output)}` : ` ${JSON.stringify(o.input)}`} (${o.outcome}, line ${o.invokeLine})`,
+    )
+    .join("; ");
+  return {
+    operations: operations.length,
+    linearizable: false,
+    checkMs: ms,
+    detail: `${head}, NOT linearizable: key ${v.key}: ${ops} cannot be ordered (smw history check history.jsonl)`,
+  };
 }
 
 export interface SummaryInput {
@@ -237,18 +288,16 @@ export function summarize(input: SummaryInput): RunSummary {
       corruptedStateText(c),
     );
   }
+  const history = input.load === undefined ? undefined : checkHistory(input.load);
   if (input.load !== undefined) {
     add(
       "no client operation failed",
       input.load.failed === 0,
-      `${input.load.completed} completed, ${input.load.failed} failed`,
-    );
-    add(
-      "no wrong answer reached a client",
-      input.load.wrong === 0,
-      `${input.load.wrong} reads returned something other than what was written`,
+      `${input.load.completed} completed, ${input.load.failed} with no answer in time`,
     );
   }
+  if (history !== undefined)
+    add("the clients' history is linearizable", history.linearizable === true, history.detail);
   promises.push(...(input.more ?? []));
   return {
     title: input.title,
@@ -263,6 +312,7 @@ export function summarize(input: SummaryInput): RunSummary {
     tampered,
     corruptedState,
     maxTriggerLatenessMs,
+    history,
     promises,
   };
 }
@@ -312,11 +362,12 @@ export function renderSummary(s: RunSummary): string {
   if (s.load !== undefined) {
     const sorted = [...s.load.latenciesMs].sort((a, b) => a - b);
     lines.push(
-      `client operations: ${s.load.completed} completed, ${s.load.failed} failed, ${s.load.wrong} wrong answers` +
+      `client operations: ${s.load.completed} completed, ${s.load.failed} failed` +
         ` (${(s.load.completed / Math.max(1, s.load.durationMs / 1000)).toFixed(0)} ops/s;` +
         ` latency p50 ${formatMs(percentile(sorted, 50))}, p99 ${formatMs(percentile(sorted, 99))})`,
       `longest client stall: ${formatMs(s.load.longestStallMs)}`,
     );
+    if (s.history !== undefined) lines.push(`history: ${s.history.detail}`);
   }
   for (const t of s.tampered)
     lines.push(
@@ -383,6 +434,7 @@ export function writeReportFolder(
     }),
     "plan.txt": measuredPlanText(t, summary.stats),
     "summary.txt": renderSummary(summary),
+    ...(input.load === undefined ? {} : { "history.jsonl": historyText(input.load) }),
     ...extra,
   };
   for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);

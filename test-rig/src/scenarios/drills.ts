@@ -10,7 +10,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { tLocalexecMs } from "@smw/wormhole-board";
 import { corruptBytes } from "../faults/disk-faults.js";
-import { ClientLoad } from "../load/client-load.js";
+import { ClientLoad, type LoadFigures } from "../load/client-load.js";
+import { checkHistory, type HistoryVerdict, historyText } from "../report/run-report.js";
 import { type BoardRecords, readBoardRecords } from "../report/step-records.js";
 import { stepsCsv } from "../report/step-stats.js";
 import { renderTimelineSvg } from "../report/timeline-svg.js";
@@ -31,6 +32,8 @@ export interface DrillResult {
   hostsNotHeld: string[];
   /** The steps the boards themselves recorded as over budget or failed (their `steps.jsonl`). */
   stepsBroken: BrokenStep[];
+  /** The client load's history (history.jsonl in the drill's folder), checked for linearizability. */
+  history: HistoryVerdict | null;
   detail: string;
 }
 
@@ -204,8 +207,13 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
     return { host, board: boardOf(host) };
   };
   let result: DrillResult;
+  let load: ClientLoad | undefined;
+  let figures: LoadFigures | undefined;
   try {
     await rig.waitHealthy(60_000);
+    // Faults under the client load: whatever the fail-safe does, no client may see a wrong answer.
+    load = new ClientLoad(t, CLIENT_IDS);
+    load.start();
     const injectedAtWallMs = Date.now();
     const effect = drill.inject({ rig, next });
     const tP = t.rejuvenation.tPMs ?? 0;
@@ -234,8 +242,10 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
     while (Date.now() < alertDeadline && rig.alerts.received.length < rig.boards.size)
       await sleep(50);
     await sleep(300);
-    result = judge(drill, rig, events.all, effectiveWallMs, liveHosts());
+    figures = await load.stop();
+    result = judge(drill, rig, events.all, effectiveWallMs, liveHosts(), figures);
   } catch (error) {
+    figures = await load?.stop();
     result = {
       name: drill.name,
       passed: false,
@@ -245,12 +255,13 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
       hostsHeld: [],
       hostsNotHeld: [],
       stepsBroken: [],
+      history: null,
       detail: `the drill could not run: ${(error as Error).message}`,
     };
   } finally {
     await rig.down();
   }
-  result.stepsBroken = brokenSteps(saveDrillFolder(options, rig, drill.name, events.all));
+  result.stepsBroken = brokenSteps(saveDrillFolder(options, rig, drill.name, events.all, figures));
   for (const b of result.stepsBroken)
     options.say(
       `  ${b.board}/${b.host}: step ${b.step} of period ${b.period} ${b.verdict}${b.tookMs === null ? "" : ` after ${b.tookMs} ms`} (budget ${b.budgetMs} ms)${b.detail === undefined ? "" : `: ${b.detail}`}`,
@@ -264,6 +275,7 @@ function judge(
   events: readonly StampedEvent[],
   effectiveWallMs: number | undefined,
   liveHosts: readonly string[],
+  load: LoadFigures,
 ): DrillResult {
   const reasons = [
     ...new Set(
@@ -300,6 +312,8 @@ function judge(
     );
   const silent = liveBoards.filter((b) => !alerted.has(b));
   if (silent.length > 0) problems.push(`no alert from ${silent.join(", ")}`);
+  const history = checkHistory(load);
+  if (history.linearizable !== true) problems.push(`the clients' history: ${history.detail}`);
   return {
     name: drill.name,
     passed: problems.length === 0,
@@ -312,6 +326,7 @@ function judge(
     hostsHeld,
     hostsNotHeld,
     stepsBroken: [],
+    history,
     detail: problems.length === 0 ? `fail-safe: ${reasons[0]}` : problems.join("; "),
   };
 }
@@ -334,6 +349,8 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
   });
   const t = rig.testbed;
   let load: ClientLoad | undefined;
+  let figures: LoadFigures | undefined;
+  let history: HistoryVerdict | null = null;
   let detail = "";
   let passed = false;
   try {
@@ -346,17 +363,19 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
       periods - 1,
       periods * (t.rejuvenation.tPMs ?? 0) + 30_000,
     );
-    const figures = await load.stop();
+    figures = await load.stop();
+    history = checkHistory(figures);
     const failsafe = events.all.filter((e) => e.kind === "board" && e.msg === "FAIL-SAFE");
-    passed = failsafe.length === 0 && completed && figures.failed === 0 && figures.wrong === 0;
-    detail = `${completed ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} failed, ${figures.wrong} wrong`;
+    passed =
+      failsafe.length === 0 && completed && figures.failed === 0 && history.linearizable === true;
+    detail = `${completed ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} failed; history ${history.detail}`;
   } catch (error) {
     detail = `the drill could not run: ${(error as Error).message}`;
-    await load?.stop();
+    figures = await load?.stop();
   } finally {
     await rig.down();
   }
-  const records = saveDrillFolder(options, rig, "clean-run", events.all);
+  const records = saveDrillFolder(options, rig, "clean-run", events.all, figures);
   return {
     name: "clean-run",
     passed,
@@ -366,6 +385,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     hostsHeld: [],
     hostsNotHeld: [],
     stepsBroken: brokenSteps(records),
+    history,
     detail,
   };
 }
@@ -395,6 +415,7 @@ function saveDrillFolder(
   rig: Rig,
   name: string,
   events: readonly StampedEvent[],
+  load: LoadFigures | undefined,
 ): BoardRecords {
   const dir = path.join(options.outDir ?? path.join(rig.root, "drills"), name);
   mkdirSync(dir, { recursive: true });
@@ -402,6 +423,7 @@ function saveDrillFolder(
     path.join(dir, "events.jsonl"),
     `${events.map((e) => JSON.stringify(e)).join("\n")}\n`,
   );
+  if (load !== undefined) writeFileSync(path.join(dir, "history.jsonl"), historyText(load));
   const t = rig.testbed;
   const records = readBoardRecords(t);
   writeFileSync(path.join(dir, "timings.csv"), stepsCsv(records.steps));
