@@ -2,7 +2,14 @@
 // private mount namespace whose /sys/class is a tmpfs: `export` and `unexport`
 // are FIFOs; each number written to `export` becomes a gpioN folder with the
 // attribute files the kernel would create, and every write is logged.
-import { appendFileSync, createReadStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  createReadStream,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 
 const root = process.argv[2];
 const log = process.argv[3];
@@ -24,12 +31,15 @@ function serve(name, handle) {
 }
 
 serve("export", (number) => {
-  const dir = `${root}/gpio${number}`;
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(`${dir}/direction`, "in\n");
-  writeFileSync(`${dir}/value`, "0\n");
-  writeFileSync(`${dir}/active_low`, "0\n");
-  writeFileSync(`${dir}/edge`, "none\n");
+  // The kernel makes the folder with its files at once: built aside, then renamed into place,
+  // so that nobody sees a gpioN folder whose files are still missing (however loaded the machine).
+  const staging = `${root}/.gpio${number}.staging`;
+  mkdirSync(staging, { recursive: true });
+  writeFileSync(`${staging}/direction`, "in\n");
+  writeFileSync(`${staging}/value`, "0\n");
+  writeFileSync(`${staging}/active_low`, "0\n");
+  writeFileSync(`${staging}/edge`, "none\n");
+  renameSync(staging, `${root}/gpio${number}`);
 });
 serve("unexport", (number) => {
   rmSync(`${root}/gpio${number}`, { recursive: true, force: true });
