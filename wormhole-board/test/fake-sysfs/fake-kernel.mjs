@@ -6,6 +6,7 @@ import {
   appendFileSync,
   createReadStream,
   mkdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -42,7 +43,17 @@ serve("export", (number) => {
   renameSync(staging, `${root}/gpio${number}`);
 });
 serve("unexport", (number) => {
-  rmSync(`${root}/gpio${number}`, { recursive: true, force: true });
+  // What the line held when it was given back, kept for the scenario to check (the real
+  // kernel's folder is gone once the unexport write returns; ours goes a moment later).
+  const dir = `${root}/gpio${number}`;
+  const last = Object.fromEntries(
+    ["direction", "value", "active_low"].map((f) => [
+      f,
+      readFileSync(`${dir}/${f}`, "utf8").trim(),
+    ]),
+  );
+  appendFileSync(`${log}.released`, `${JSON.stringify({ number: Number(number), ...last })}\n`);
+  rmSync(dir, { recursive: true, force: true });
 });
 process.stdout.write("ready\n");
 // The FIFO streams never end; leave when the scenario tells us (it kills us).

@@ -111,7 +111,6 @@ const after = spawnSync(
 );
 result.lockFreed = { status: after.status, stdout: after.stdout.trim() };
 lines.releaseAll({ unexport: true });
-result.steps.releasedValues = snapshot();
 // The fake kernel handles unexport in another process: wait until it has
 // logged all three and removed their folders, so the next claims start clean.
 const unexported = () =>
@@ -125,6 +124,18 @@ while (unexported() < 3 || [529, 534, 595].some((n) => existsSync(`${root}/gpio$
   await new Promise((resolve) => setTimeout(resolve, 5));
 }
 result.steps.released = snapshot();
+// Each line's files as it was given back: the unexported ones from the fake kernel's record,
+// the one exported by someone else (539) as it stays.
+const given = Object.fromEntries(
+  readFileSync(`${log}.released`, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .map(({ number, ...files }) => [number, files]),
+);
+result.steps.releasedValues = Object.fromEntries(
+  [529, 534, 539, 595].map((n) => [n, given[n] ?? files(n)]),
+);
 result.log = readFileSync(log, "utf8").trim().split("\n").filter(Boolean);
 
 // Crash paths, each in a process of its own: the lines must end at their safe levels.
