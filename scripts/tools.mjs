@@ -21,13 +21,16 @@ export function ensureTool(command, debianPackage, why = "") {
       spawnSync("apt-get", ["update", "-qq"], { stdio: "ignore" });
       aptUpdated = true;
     }
+    // apt-get's own chatter is shown only when it fails: the user gets one line either way.
     const install = spawnSync("apt-get", ["install", "-y", "-qq", debianPackage], {
-      stdio: ["ignore", "ignore", "inherit"],
+      stdio: ["ignore", "ignore", "pipe"],
+      encoding: "utf8",
       env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
     });
     if (install.status === 0 && has(command)) return true;
+    const said = (install.stderr ?? "").trim().split("\n").slice(-3).join("\n");
     throw new Error(
-      `${command} is missing and apt-get could not install ${debianPackage} (exit ${install.status}); install it by hand${why ? `: ${why}` : ""}`,
+      `${command} is missing and apt-get could not install ${debianPackage} (exit ${install.status})${said ? `:\n${said}\n` : "; "}install it by hand${why ? `. ${why}` : ""}`,
     );
   }
   const how = root

@@ -1,7 +1,8 @@
 /**
  * Six board daemons in this process, with simulated lines and hosts, over a real transport.
- * The suite is split by transport into two test files (board-daemons.test.ts: bad input, clock
- * and timer faults and UDP; board-daemons-pty.test.ts: socat PTY pairs), which run side by side.
+ * The suite is split into two test files of about the same length, which run side by side:
+ * board-daemons.test.ts (over UDP) and board-daemons-pty.test.ts (over socat PTY pairs, plus bad
+ * input and clock and timer faults, which use UDP daemons of their own).
  */
 import { execFile, spawnSync } from "node:child_process";
 import { createSocket } from "node:dgram";
@@ -163,7 +164,7 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
 }
 
 export function boardDaemonSuite(part: "udp" | "serial"): void {
-  if (part === "udp") {
+  if (part === "serial") {
     describe.skipIf(noSocat !== undefined)(
       "smw board run refuses bad input before touching a line",
       () => {

@@ -1,4 +1,4 @@
-/** Board daemons over socat PTY pairs (board-daemon-suite.ts), beside the UDP file. */
+/** Board daemons over socat PTY pairs, bad input, clock and timer faults (board-daemon-suite.ts). */
 import { boardDaemonSuite } from "./board-daemon-suite.js";
 
 boardDaemonSuite("serial");

@@ -1,4 +1,4 @@
-/** Board daemons: bad input, clock and timer faults, and the suite over UDP (board-daemon-suite.ts). */
+/** Board daemons over UDP (board-daemon-suite.ts), beside the PTY file. */
 import { boardDaemonSuite } from "./board-daemon-suite.js";
 
 boardDaemonSuite("udp");

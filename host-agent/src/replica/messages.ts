@@ -181,8 +181,14 @@ export function encodeClientMessage(message: ClientMessage): Buffer {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+/**
+ * Views, sequence numbers, timestamps and indexes: whole numbers from 0 to 2^50, so that any
+ * arithmetic on them (a view + 1, a seq + an interval) stays exact. 2^50 sequence numbers at a
+ * hundred thousand a second last over three hundred years.
+ */
+export const MAX_PROTOCOL_COUNT = 2 ** 50;
 const isCount = (v: unknown): v is number =>
-  typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v <= MAX_PROTOCOL_COUNT;
 const HEX64 = /^[0-9a-f]{64}$/;
 const isDigest = (v: unknown): v is string => typeof v === "string" && HEX64.test(v);
 const ID = /^[A-Za-z0-9_.-]{1,64}$/;

@@ -73,7 +73,9 @@ export type ProblemKind =
   | "bad-view-change"
   | "bad-new-view"
   | "bad-transfer-reply"
-  | "bad-certificate";
+  | "bad-certificate"
+  | "view-out-of-window"
+  | "handler-fault";
 
 export type ReplicaAction =
   | { type: "send"; to: string; message: Buffer }
@@ -131,6 +133,16 @@ const GENESIS_CLIENTS: ClientTableEntry[] = [];
 
 const DEDUPLICATED = new Set(["PRE_PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "EXECUTED"]);
 
+/**
+ * How far above its own view a replica takes VIEW_CHANGE and NEW_VIEW messages into account:
+ * far enough for a replica that fell behind by many failed view changes, near enough that a
+ * Byzantine peer cannot drive the view number out of range.
+ */
+export const VIEW_WINDOW = 1024;
+
+/** VIEW_CHANGEs kept per peer (its newest views). */
+export const VIEW_CHANGES_PER_PEER = 8;
+
 export class ReplicaCore {
   private out: ReplicaAction[] = [];
   private nowMs = 0;
@@ -169,7 +181,13 @@ export class ReplicaCore {
   private targetView = 0;
   private viewChangeDeadlineMs = 0;
   private viewChangeAttempts = 0;
-  private readonly viewChanges = new Map<number, Map<string, ReplicaEnvelope>>();
+  /**
+   * VIEW_CHANGEs by sender, then by view. A VIEW_CHANGE for v still helps form v after its
+   * sender asked for v+1 (replicas timing out at different moments meet that way), so several
+   * are kept; but at most VIEW_CHANGES_PER_PEER of each peer's, its newest, so that no peer can
+   * crowd out the others' by flooding views.
+   */
+  private readonly viewChanges = new Map<string, Map<number, ReplicaEnvelope>>();
   private readonly sentNewView = new Set<number>();
   /** The NEW_VIEW this replica sent as primary, for peers still in an older view. */
   private lastNewView: Buffer | undefined;
@@ -354,6 +372,11 @@ export class ReplicaCore {
     if (nowMs >= this.nextStatusMs) {
       this.nextStatusMs = nowMs + this.config.statusIntervalMs;
       this.broadcastStatus();
+      // The new primary needs our VIEW_CHANGE to form its view: the first copy may be lost.
+      const mine = this.mode === "view-change" ? this.ownViewChange() : undefined;
+      const primary = this.primaryOf(this.targetView);
+      if (mine !== undefined && primary !== this.config.self)
+        this.out.push({ type: "send", to: primary, message: mine.wire });
     }
     if (this.transfer) this.applyTransferStep(this.transfer.tick(nowMs));
     if (this.mode === "view-change" && nowMs >= this.viewChangeDeadlineMs) {
@@ -440,7 +463,17 @@ export class ReplicaCore {
         this.recentMessages.clear();
       }
     }
-    this.dispatch(envelope);
+    try {
+      this.dispatch(envelope);
+    } catch (error) {
+      // A bug a message can reach must not end the replica (its agent would restart it, and the
+      // sender would send it again): the message is dropped and counted; the bug stays visible.
+      this.problem(
+        "handler-fault",
+        from,
+        `${body.type}: ${(error as Error).message}`.slice(0, 200),
+      );
+    }
     return this.drain();
   }
 
@@ -1065,7 +1098,7 @@ export class ReplicaCore {
     }
     if (body.view < this.view && this.mode === "normal") this.resendNewView(from);
     else if (body.view === this.targetView && this.mode === "view-change") {
-      const mine = this.viewChanges.get(this.targetView)?.get(this.config.self);
+      const mine = this.ownViewChange();
       if (mine) this.out.push({ type: "send", to: from, message: mine.wire });
     }
   }
@@ -1218,6 +1251,10 @@ export class ReplicaCore {
   private onViewChange(envelope: ReplicaEnvelope): void {
     const body = envelope.body as ViewChangeBody;
     if (body.newView <= this.view) return;
+    if (body.newView > this.view + VIEW_WINDOW) {
+      this.problem("view-out-of-window", envelope.from, `VIEW_CHANGE to ${body.newView}`);
+      return;
+    }
     if (!this.validViewChange(body)) {
       this.problem("bad-view-change", envelope.from, `VIEW_CHANGE to ${body.newView}`);
       return;
@@ -1226,9 +1263,10 @@ export class ReplicaCore {
     // k'+1 replicas want a newer view: at least one correct one does, join it.
     const senders = new Set<string>();
     let least = Number.POSITIVE_INFINITY;
-    for (const [view, byFrom] of this.viewChanges)
-      if (view > (this.mode === "view-change" ? this.targetView : this.view))
-        for (const from of byFrom.keys()) {
+    const above = this.mode === "view-change" ? this.targetView : this.view;
+    for (const [from, byView] of this.viewChanges)
+      for (const view of byView.keys())
+        if (view > above) {
           senders.add(from);
           least = Math.min(least, view);
         }
@@ -1250,18 +1288,29 @@ export class ReplicaCore {
 
   private recordViewChange(envelope: ReplicaEnvelope): void {
     const body = envelope.body as ViewChangeBody;
-    let byFrom = this.viewChanges.get(body.newView);
-    if (byFrom === undefined) {
-      byFrom = new Map();
-      this.viewChanges.set(body.newView, byFrom);
+    let byView = this.viewChanges.get(envelope.from);
+    if (byView === undefined) {
+      byView = new Map();
+      this.viewChanges.set(envelope.from, byView);
     }
-    byFrom.set(envelope.from, envelope);
-    // Bound memory: keep only the few newest views.
-    if (this.viewChanges.size > 8) {
-      const oldest = Math.min(...this.viewChanges.keys());
-      this.viewChanges.delete(oldest);
-    }
+    byView.set(body.newView, envelope);
+    if (byView.size > VIEW_CHANGES_PER_PEER) byView.delete(Math.min(...byView.keys()));
     if (this.primaryOf(body.newView) === this.config.self) this.tryNewView(body.newView);
+  }
+
+  /** The VIEW_CHANGEs for `view`, one per replica. */
+  private viewChangesFor(view: number): ReplicaEnvelope[] {
+    const found: ReplicaEnvelope[] = [];
+    for (const byView of this.viewChanges.values()) {
+      const vc = byView.get(view);
+      if (vc !== undefined) found.push(vc);
+    }
+    return found;
+  }
+
+  /** This replica's VIEW_CHANGE for the view it is changing to. */
+  private ownViewChange(): ReplicaEnvelope | undefined {
+    return this.viewChanges.get(this.config.self)?.get(this.targetView);
   }
 
   private nullDigest(): string {
@@ -1271,9 +1320,9 @@ export class ReplicaCore {
   private tryNewView(view: number): void {
     if (this.sentNewView.has(view) || view < this.view) return;
     if (this.mode === "view-change" && view !== this.targetView) return;
-    const byFrom = this.viewChanges.get(view);
-    if (byFrom === undefined || !byFrom.has(this.config.self)) return;
-    const envelopes = [...byFrom.values()].sort((a, b) => (a.from < b.from ? -1 : 1));
+    const forView = this.viewChangesFor(view);
+    if (!forView.some((vc) => vc.from === this.config.self)) return;
+    const envelopes = forView.sort((a, b) => (a.from < b.from ? -1 : 1));
     const decision = decideNewView(
       envelopes.map((e) => e.body as ViewChangeBody),
       this.config.quorums,
@@ -1295,6 +1344,10 @@ export class ReplicaCore {
 
   private onNewView(from: string, body: Extract<ReplicaBody, { type: "NEW_VIEW" }>): void {
     if (body.view < this.view || (body.view === this.view && this.mode === "normal")) return;
+    if (body.view > this.view + VIEW_WINDOW) {
+      this.problem("view-out-of-window", from, `NEW_VIEW ${body.view}`);
+      return;
+    }
     if (from !== this.primaryOf(body.view)) {
       this.problem("bad-new-view", from, `NEW_VIEW ${body.view} not from its primary`);
       return;
@@ -1338,7 +1391,11 @@ export class ReplicaCore {
       );
     if (!same || decision === undefined) {
       this.problem("bad-new-view", from, `NEW_VIEW ${body.view}: its choices do not follow`);
-      this.startViewChange(body.view + 1);
+      // The primary of the view this replica is changing to is faulty: on to the next one. A
+      // bad NEW_VIEW for any other view moves nothing (one Byzantine replica cannot make a
+      // correct one skip views).
+      if (this.mode === "view-change" && this.targetView === body.view)
+        this.startViewChange(body.view + 1);
       return;
     }
     this.startView(body.view, decision, viewChanges);
@@ -1352,7 +1409,8 @@ export class ReplicaCore {
     this.handingOff = false;
     for (const [seq, slot] of [...this.slots])
       if (slot.view < view && !slot.committed) this.slots.delete(seq);
-    for (const v of [...this.viewChanges.keys()]) if (v <= view) this.viewChanges.delete(v);
+    for (const byView of this.viewChanges.values())
+      for (const v of [...byView.keys()]) if (v <= view) byView.delete(v);
     this.progressDeadlineMs =
       this.pending.size > 0 ? this.nowMs + this.config.viewChangeTimeoutMs : undefined;
     this.queued.length = 0;

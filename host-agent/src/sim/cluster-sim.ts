@@ -329,6 +329,10 @@ class ClusterSim {
         break;
       case "problem":
         this.rejected++;
+        // A message that reached a bug in a correct replica's handlers: dropped there so that the
+        // replica lives on, but a bug all the same.
+        if (correct && a.kind === "handler-fault")
+          this.checker.violations.push(`handler fault: ${node.id}: ${a.detail} (from ${a.from})`);
         break;
       case "recovered":
         if (correct && node.restartedAtMs !== undefined) {

@@ -1,0 +1,140 @@
+/**
+ * Messages a Byzantine replica sends to crash or stall its peers, delivered by hand to the real
+ * replica core: every one is a counted rejection, never an exception.
+ */
+import { certificateSigningBytes } from "@smw/wiring";
+import { describe, expect, it } from "vitest";
+import { KeyRing, type Signer } from "../src/replica/key-ring.js";
+import { type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
+import { quorumsFor } from "../src/replica/quorums.js";
+import { type ReplicaAction, ReplicaCore } from "../src/replica/replica-core.js";
+import { SimCrypto } from "../src/sim/sim-crypto.js";
+
+function fourReplicas(self = "r2") {
+  const crypto = new SimCrypto(11);
+  const ids = ["r1", "r2", "r3", "r4"];
+  const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
+  const signers = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
+  const client = crypto.newSigner("c1");
+  const cert = (id: string, period: number, signer = signers.get(id) as Signer) => {
+    const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
+    return { ...body, signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)) };
+  };
+  const ring = new KeyRing(
+    crypto,
+    new Map([...boards].map(([id, s]) => [id, s.publicKey])),
+    new Map([["c1", client.publicKey]]),
+  );
+  for (const id of ids) ring.install(cert(id, 0));
+  const core = new ReplicaCore(
+    {
+      ids,
+      self,
+      quorums: quorumsFor(4, 1, 0),
+      checkpointInterval: 4,
+      batchMax: 8,
+      maxInFlight: 4,
+      viewChangeTimeoutMs: 500,
+      statusIntervalMs: 100,
+      maxReplyBytes: 65536,
+    },
+    ring,
+    signers.get(self) as Signer,
+    cert(self, 0),
+    { recovering: false },
+  );
+  const from = (id: string, body: ReplicaBody) =>
+    sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));
+  return { core, from, ids };
+}
+
+const problems = (actions: ReplicaAction[]) =>
+  actions.filter((a) => a.type === "problem").map((a) => (a as { kind: string }).kind);
+
+describe("a Byzantine replica's hostile numbers", () => {
+  it("a NEW_VIEW for view 2^53-1 is refused and counted, not fatal", () => {
+    const { core, from } = fourReplicas();
+    const view = Number.MAX_SAFE_INTEGER;
+    // The primary of that view is ids[view mod 4] = r4.
+    const newView = from("r4", {
+      type: "NEW_VIEW",
+      view,
+      viewChanges: [],
+      checkpoint: { seq: 0, digest: "0".repeat(64) },
+      proposals: [],
+    } as unknown as ReplicaBody);
+    let actions: ReplicaAction[] = [];
+    try {
+      actions = core.onMessage(newView, 1);
+    } catch (error) {
+      throw new Error(`onMessage threw: ${(error as Error).stack}`);
+    }
+    expect(problems(actions).length).toBeGreaterThan(0);
+    expect(problems(actions)).toEqual(["malformed"]);
+    // Within the numbers that parse but far beyond the views it could be asked to join.
+    const far = from("r4", {
+      type: "NEW_VIEW",
+      view: 4 * 10_000 + 3,
+      viewChanges: [],
+      checkpoint: { seq: 0, digest: "0".repeat(64) },
+      proposals: [],
+    } as unknown as ReplicaBody);
+    expect(problems(core.onMessage(far, 2))).toEqual(["view-out-of-window"]);
+    // Still a working replica: time passes, nothing throws.
+    expect(() => core.tick(10_000)).not.toThrow();
+  });
+
+  it("numbers beyond 2^50 do not even parse; a bad NEW_VIEW for a view it is not changing to moves nothing", () => {
+    const { core, from } = fourReplicas();
+    const prepare = from("r1", { type: "PREPARE", view: 2 ** 51, seq: 1, digest: "a".repeat(64) });
+    expect(problems(core.onMessage(prepare, 1))).toEqual(["malformed"]);
+    // View 7 is r4's (7 mod 4 = 3): a NEW_VIEW with no VIEW_CHANGE behind it.
+    const bogus = from("r4", {
+      type: "NEW_VIEW",
+      view: 7,
+      viewChanges: [],
+      checkpoint: { seq: 0, digest: "0".repeat(64) },
+      proposals: [],
+    } as unknown as ReplicaBody);
+    const actions = core.onMessage(bogus, 2);
+    expect(problems(actions)).toEqual(["bad-new-view"]);
+    // No VIEW_CHANGE to view 8 went out: one Byzantine replica cannot make it skip views.
+    expect(actions.some((a) => a.type === "broadcast")).toBe(false);
+  });
+});
+
+/** A VIEW_CHANGE body of a replica with nothing prepared, from the start. */
+const viewChange = (newView: number): ReplicaBody =>
+  ({
+    type: "VIEW_CHANGE",
+    newView,
+    stable: { seq: 0, digest: "" },
+    checkpoints: [],
+    prepared: [],
+    prePrepared: [],
+    batches: [],
+  }) as unknown as ReplicaBody;
+
+describe("one replica flooding VIEW_CHANGEs", () => {
+  it("cannot crowd out the others' VIEW_CHANGEs: view 1 still forms", () => {
+    const { core, from } = fourReplicas("r2");
+    // r2 is the primary of view 1. The genesis stable checkpoint's digest, as r2 states it.
+    const own = core.onMessage(from("r1", { type: "KEY_QUERY" } as ReplicaBody), 0);
+    expect(own).toBeDefined();
+    let now = 1;
+    const stable = (core as unknown as { stable: { seq: number; digest: string } }).stable;
+    const vc = (view: number) =>
+      ({ ...(viewChange(view) as object), stable: { ...stable } }) as unknown as ReplicaBody;
+    // r4 floods views 100..130 first (far more than the VIEW_CHANGEs kept of any one peer).
+    for (let v = 100; v <= 130; v++)
+      expect(problems(core.onMessage(from("r4", vc(v)), ++now))).toEqual([]);
+    // r1 and r3 want view 1: r2 joins, and as its primary forms it with a quorum of three.
+    core.onMessage(from("r1", vc(1)), ++now);
+    const actions = core.onMessage(from("r3", vc(1)), ++now);
+    const sent = actions
+      .filter((a) => a.type === "broadcast")
+      .map((a) => (a as { message: Buffer }).message.toString("utf8"));
+    expect(sent.some((m) => m.includes('"type":"NEW_VIEW"') && m.includes('"view":1'))).toBe(true);
+    expect(core.currentView).toBe(1);
+  });
+});
