@@ -53,6 +53,11 @@ export interface ReplicaConfig {
   statusIntervalMs: number;
   /** Longest EXECUTED or PARTS reply, in bytes of payload. */
   maxReplyBytes: number;
+  /**
+   * The groups the boards rejuvenate, in their order (the testbed's rejuvenation order);
+   * default: the replicas in id order, k per group.
+   */
+  rejuvenationGroups?: ReadonlyArray<readonly string[]>;
 }
 
 export interface StartingState {
@@ -344,16 +349,24 @@ export class ReplicaCore {
   }
 
   /**
-   * The view a planned hand-off goes to. Hosts are rejuvenated in groups of k
-   * in id order, so the next replicas in order are the next to go down: the
-   * new primary is the one k places before the old (in the group rejuvenated
-   * last), which keeps it for a whole period instead of one group.
+   * The view a planned hand-off goes to: the first view whose primary is in the group
+   * rejuvenated just before this replica's (in the boards' order), so the new primary keeps
+   * its place for a whole period instead of going down with the next group.
    */
   private handOffView(view: number): number {
-    const n = this.config.ids.length;
-    const target = ((((view % n) - Math.max(1, this.config.quorums.k)) % n) + n) % n;
-    const step = (((target - (view % n)) % n) + n) % n;
-    return view + (step === 0 ? n : step);
+    const { ids, self } = this.config;
+    const n = ids.length;
+    const k = Math.max(1, this.config.quorums.k);
+    const groups =
+      this.config.rejuvenationGroups ??
+      Array.from({ length: Math.ceil(n / k) }, (_, g) => ids.slice(g * k, g * k + k));
+    const g = groups.findIndex((members) => members.includes(self));
+    const previous = g < 0 ? [] : (groups[(g - 1 + groups.length) % groups.length] ?? []);
+    for (let step = 1; step <= n; step++) {
+      const primary = ids[(view + step) % n] as string;
+      if (primary !== self && previous.includes(primary)) return view + step;
+    }
+    return view + 1;
   }
 
   /** The host is about to be shut down: a primary hands off so the next view starts at once. */

@@ -67,6 +67,7 @@ export class ReplicaServer {
         viewChangeTimeoutMs: host.replica.viewChangeTimeoutMs,
         statusIntervalMs: 100,
         maxReplyBytes: 4 * 1024 * 1024,
+        rejuvenationGroups: testbed.rejuvenation.groups,
       },
       new KeyRing(options.scheme, options.boardKeys, options.clientKeys),
       options.signer,

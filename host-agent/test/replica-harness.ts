@@ -1,0 +1,46 @@
+/** One real replica core among four (k' = 1), with messages from its peers sealed by hand. */
+import { certificateSigningBytes } from "@smw/wiring";
+import { KeyRing, type Signer } from "../src/replica/key-ring.js";
+import { type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
+import { quorumsFor } from "../src/replica/quorums.js";
+import { type ReplicaConfig, ReplicaCore } from "../src/replica/replica-core.js";
+import { SimCrypto } from "../src/sim/sim-crypto.js";
+
+export function fourReplicas(self = "r2", overrides: Partial<ReplicaConfig> = {}) {
+  const crypto = new SimCrypto(11);
+  const ids = ["r1", "r2", "r3", "r4"];
+  const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
+  const signers = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
+  const client = crypto.newSigner("c1");
+  const cert = (id: string, period: number, signer = signers.get(id) as Signer) => {
+    const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
+    return { ...body, signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)) };
+  };
+  const ring = new KeyRing(
+    crypto,
+    new Map([...boards].map(([id, s]) => [id, s.publicKey])),
+    new Map([["c1", client.publicKey]]),
+  );
+  for (const id of ids) ring.install(cert(id, 0));
+  const core = new ReplicaCore(
+    {
+      ids,
+      self,
+      quorums: quorumsFor(4, 1, 0),
+      checkpointInterval: 4,
+      batchMax: 8,
+      maxInFlight: 4,
+      viewChangeTimeoutMs: 500,
+      statusIntervalMs: 100,
+      maxReplyBytes: 65536,
+      ...overrides,
+    },
+    ring,
+    signers.get(self) as Signer,
+    cert(self, 0),
+    { recovering: false },
+  );
+  const from = (id: string, body: ReplicaBody) =>
+    sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));
+  return { core, from, ids };
+}
