@@ -1,7 +1,12 @@
 /** One real replica core among four (k' = 1), with messages from its peers sealed by hand. */
 import { certificateSigningBytes } from "@smw/wiring";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
-import { type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
+import {
+  type ClientRequest,
+  type ReplicaBody,
+  requestSigningBytes,
+  sealEnvelope,
+} from "../src/replica/messages.js";
 import { quorumsFor } from "../src/replica/quorums.js";
 import { type ReplicaConfig, ReplicaCore } from "../src/replica/replica-core.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
@@ -42,5 +47,13 @@ export function fourReplicas(self = "r2", overrides: Partial<ReplicaConfig> = {}
   );
   const from = (id: string, body: ReplicaBody) =>
     sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));
-  return { core, from, ids };
+  /** A request of client c1, signed with its key. */
+  const request = (
+    ts: number,
+    op: ClientRequest["op"] = { op: "put", key: "x", value: `${ts}` },
+  ) => {
+    const unsigned = { client: "c1", ts, op };
+    return { ...unsigned, sig: client.sign(requestSigningBytes(unsigned)) } as ClientRequest;
+  };
+  return { core, from, ids, request };
 }

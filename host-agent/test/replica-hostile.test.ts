@@ -3,7 +3,7 @@
  * replica core: every one is a counted rejection, never an exception.
  */
 import { describe, expect, it } from "vitest";
-import type { ReplicaBody } from "../src/replica/messages.js";
+import { batchDigest, encodeClientMessage, type ReplicaBody } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { fourReplicas } from "./replica-harness.js";
 
@@ -95,5 +95,42 @@ describe("one replica flooding VIEW_CHANGEs", () => {
       .map((a) => (a as { message: Buffer }).message.toString("utf8"));
     expect(sent.some((m) => m.includes('"type":"NEW_VIEW"') && m.includes('"view":1'))).toBe(true);
     expect(core.currentView).toBe(1);
+  });
+});
+
+describe("a Byzantine primary that starves a client", () => {
+  it("executing empty batches does not keep a backup from suspecting it: the request's own timer runs on", () => {
+    const { core, from, request } = fourReplicas("r2");
+    let now = 0;
+    // r2 holds c1's request; r1, the primary of view 0, never proposes it.
+    core.onClientMessage("c1", encodeClientMessage({ type: "REQUEST", request: request(1) }), now);
+    const empty = batchDigest([]);
+    let viewChangeAt: number | undefined;
+    // An empty batch every 400 ms, each within the 500 ms view-change timeout of the last.
+    for (let seq = 1; seq <= 50 && viewChangeAt === undefined; seq++) {
+      now += 400;
+      const actions = [
+        ...core.onMessage(
+          from("r1", { type: "PRE_PREPARE", view: 0, seq, digest: empty, requests: [] }),
+          now,
+        ),
+        ...core.onMessage(from("r3", { type: "PREPARE", view: 0, seq, digest: empty }), now),
+        ...core.onMessage(from("r4", { type: "PREPARE", view: 0, seq, digest: empty }), now),
+        ...core.onMessage(from("r3", { type: "COMMIT", view: 0, seq, digest: empty }), now),
+        ...core.onMessage(from("r4", { type: "COMMIT", view: 0, seq, digest: empty }), now),
+        ...core.tick(now),
+      ];
+      if (
+        actions.some(
+          (a) => a.type === "broadcast" && a.message.toString("utf8").includes('"VIEW_CHANGE"'),
+        )
+      )
+        viewChangeAt = now;
+    }
+    // The empty batches did execute: the primary was "making progress".
+    expect(core.executedUpTo).toBeGreaterThanOrEqual(1);
+    // Suspected once the request had waited the view-change timeout (500 ms), not never.
+    expect(viewChangeAt).toBeDefined();
+    expect(viewChangeAt).toBeLessThanOrEqual(500 + 400);
   });
 });

@@ -178,6 +178,13 @@ export class ReplicaCore {
   private nextSeq: number;
   /** Requests known but not yet executed, by digest. */
   private readonly pending = new Map<string, ClientRequest>();
+  /**
+   * Since when each pending request has waited (in this view): PBFT's per-request timers. The
+   * primary is suspected once the oldest has waited a view-change timeout, whatever else
+   * executes meanwhile (a primary that executes empty batches, or other clients' requests, does
+   * not starve one client).
+   */
+  private readonly pendingSinceMs = new Map<string, number>();
   private readonly queued: string[] = [];
   private readonly verifiedRequests = new Set<string>();
   private progressDeadlineMs: number | undefined;
@@ -590,11 +597,28 @@ export class ReplicaCore {
     }
     const digest = requestDigest(request);
     if (this.pending.has(digest)) return;
-    this.pending.set(digest, request);
+    this.hold(digest, request);
     if (this.isPrimary) this.queued.push(digest);
-    if (this.progressDeadlineMs === undefined && this.mode === "normal")
-      this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
+    if (this.progressDeadlineMs === undefined && this.mode === "normal") this.armSuspicion();
     this.propose();
+  }
+
+  private hold(digest: string, request: ClientRequest): void {
+    this.pending.set(digest, request);
+    if (!this.pendingSinceMs.has(digest)) this.pendingSinceMs.set(digest, this.nowMs);
+  }
+
+  private release(digest: string): void {
+    this.pending.delete(digest);
+    this.pendingSinceMs.delete(digest);
+  }
+
+  /** The primary is suspected when the request that has waited longest has waited a timeout. */
+  private armSuspicion(): void {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const since of this.pendingSinceMs.values()) oldest = Math.min(oldest, since);
+    this.progressDeadlineMs =
+      oldest === Number.POSITIVE_INFINITY ? undefined : oldest + this.config.viewChangeTimeoutMs;
   }
 
   private sendReply(client: string, ts: number, result: KvResult): void {
@@ -706,10 +730,9 @@ export class ReplicaCore {
     this.notePrePrepared(body.seq, body.digest, body.requests);
     for (const r of body.requests) {
       const d = requestDigest(r);
-      if (!this.pending.has(d) && r.ts > this.clients.lastTs(r.client)) this.pending.set(d, r);
+      if (!this.pending.has(d) && r.ts > this.clients.lastTs(r.client)) this.hold(d, r);
     }
-    if (this.progressDeadlineMs === undefined)
-      this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
+    if (this.progressDeadlineMs === undefined) this.armSuspicion();
     slot.sentPrepare = this.broadcast({
       type: "PREPARE",
       view: body.view,
@@ -794,7 +817,7 @@ export class ReplicaCore {
     const results: Array<KvResult | undefined> = [];
     for (const request of requests) {
       const d = requestDigest(request);
-      this.pending.delete(d);
+      this.release(d);
       if (!this.verifiedRequests.has(d) && !this.checkRequest(request)) {
         // Agreed by a quorum yet unauthenticated: only a bug could get here; never execute it.
         results.push(undefined);
@@ -813,9 +836,9 @@ export class ReplicaCore {
     this.executedLog.set(seq, { seq, view, digest, requests });
     this.executedAtMs.set(seq, this.nowMs);
     this.out.push({ type: "executed", seq, view, digest, requests, results });
-    // Progress: the suspicion timer restarts for whatever is still pending.
-    this.progressDeadlineMs =
-      this.pending.size > 0 ? this.nowMs + this.config.viewChangeTimeoutMs : undefined;
+    // The suspicion timer runs on for whatever is still pending: executing something else is
+    // not progress for a request that has waited.
+    this.armSuspicion();
     if (seq % this.config.checkpointInterval === 0) this.takeCheckpoint(seq);
   }
 
@@ -979,7 +1002,7 @@ export class ReplicaCore {
     });
     for (const s of [...this.slots.keys()]) if (s <= target.seq) this.slots.delete(s);
     for (const [d, r] of [...this.pending])
-      if (r.ts <= this.clients.lastTs(r.client)) this.pending.delete(d);
+      if (r.ts <= this.clients.lastTs(r.client)) this.release(d);
     if (this.mode === "recovering") {
       this.mode = "normal";
       this.catchUpTarget = undefined;
@@ -1424,8 +1447,9 @@ export class ReplicaCore {
       if (slot.view < view && !slot.committed) this.slots.delete(seq);
     for (const byView of this.viewChanges.values())
       for (const v of [...byView.keys()]) if (v <= view) byView.delete(v);
-    this.progressDeadlineMs =
-      this.pending.size > 0 ? this.nowMs + this.config.viewChangeTimeoutMs : undefined;
+    // A new primary gets a whole timeout for every request it inherits.
+    for (const d of this.pendingSinceMs.keys()) this.pendingSinceMs.set(d, this.nowMs);
+    this.armSuspicion();
     this.queued.length = 0;
     if (this.primaryOf(view) === this.config.self)
       for (const [digest, r] of this.pending)
