@@ -134,3 +134,22 @@ describe("a Byzantine primary that starves a client", () => {
     expect(viewChangeAt).toBeLessThanOrEqual(500 + 400);
   });
 });
+
+describe("the bounds on numbers leave room for real ones", () => {
+  it("takes a request stamped as real clients stamp them (the wall clock in microseconds)", () => {
+    const { core, request } = fourReplicas("r2");
+    const ts = Date.now() * 1000;
+    const accepted = core.onClientMessage(
+      "c1",
+      encodeClientMessage({ type: "REQUEST", request: request(ts) }),
+      1,
+    );
+    expect(problems(accepted)).toEqual([]);
+    const beyond = core.onClientMessage(
+      "c1",
+      encodeClientMessage({ type: "REQUEST", request: request(Number.MAX_SAFE_INTEGER) }),
+      2,
+    );
+    expect(problems(beyond)).toEqual(["malformed"]);
+  });
+});

@@ -189,6 +189,13 @@ const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !
 export const MAX_PROTOCOL_COUNT = 2 ** 50;
 const isCount = (v: unknown): v is number =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v <= MAX_PROTOCOL_COUNT;
+/**
+ * A client's request timestamp: clients start from the wall clock in microseconds (about 2^51
+ * today) and count up by one per request, so the bound is the exact integers, less a margin.
+ */
+export const MAX_CLIENT_TIMESTAMP = Number.MAX_SAFE_INTEGER - 2 ** 32;
+const isTimestamp = (v: unknown): v is number =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v <= MAX_CLIENT_TIMESTAMP;
 const HEX64 = /^[0-9a-f]{64}$/;
 const isDigest = (v: unknown): v is string => typeof v === "string" && HEX64.test(v);
 const ID = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -217,7 +224,7 @@ const viewSeqDigest = (v: unknown): ViewSeqDigest | undefined =>
     : undefined;
 
 export function parseClientRequest(v: unknown): ClientRequest | undefined {
-  if (!isObj(v) || !isId(v.client) || !isCount(v.ts) || !isB64(v.sig, 256)) return undefined;
+  if (!isObj(v) || !isId(v.client) || !isTimestamp(v.ts) || !isB64(v.sig, 256)) return undefined;
   const op = parseKvOperation(v.op);
   if ("error" in op) return undefined;
   return { client: v.client, ts: v.ts, op, sig: v.sig };
@@ -326,7 +333,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       const clients = list(
         v.clients,
         (x) => {
-          if (!isObj(x) || !isId(x.client) || !isCount(x.ts)) return undefined;
+          if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts)) return undefined;
           const result = parseKvResult(x.result);
           return "error" in result ? undefined : { client: x.client, ts: x.ts, result };
         },
@@ -369,7 +376,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     case "KEY_QUERY":
       return { type: v.type };
     case "REPLY": {
-      if (!isCount(v.view) || !isId(v.client) || !isCount(v.ts)) return undefined;
+      if (!isCount(v.view) || !isId(v.client) || !isTimestamp(v.ts)) return undefined;
       const result = parseKvResult(v.result);
       return "error" in result
         ? undefined

@@ -26,6 +26,9 @@ const REPLICA_TICK_MS = 10;
 const CLIENT_TICK_MS = 50;
 const MISCHIEF_EVERY_MS = 100;
 
+/** Clients' first timestamp, as large as the real clients' (the wall clock in microseconds). */
+const SIM_FIRST_TS = 1_764_000_000_000_000;
+
 export interface SimResult {
   seed: number;
   passed: boolean;
@@ -186,7 +189,13 @@ class ClusterSim {
     }
     for (const [id, signer] of this.clientSigners) {
       const core = new KvClientCore(
-        { id, replicas: this.ids, weakQuorum: this.quorums().weak, retransmitMs: 500, firstTs: 0 },
+        {
+          id,
+          replicas: this.ids,
+          weakQuorum: this.quorums().weak,
+          retransmitMs: 500,
+          firstTs: SIM_FIRST_TS,
+        },
         this.ring(),
         signer,
       );
