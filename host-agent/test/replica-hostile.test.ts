@@ -153,3 +153,31 @@ describe("the bounds on numbers leave room for real ones", () => {
     expect(problems(beyond)).toEqual(["malformed"]);
   });
 });
+
+describe("a replica whose state diverged", () => {
+  it("fetches the quorum's state when a quorum's checkpoint differs from its own", () => {
+    const { core, from } = fourReplicas("r2");
+    const empty = batchDigest([]);
+    let now = 0;
+    // Four batches executed: r2 takes its checkpoint at 4 (the interval).
+    for (let seq = 1; seq <= 4; seq++) {
+      now += 10;
+      core.onMessage(
+        from("r1", { type: "PRE_PREPARE", view: 0, seq, digest: empty, requests: [] }),
+        now,
+      );
+      for (const peer of ["r3", "r4"]) {
+        core.onMessage(from(peer, { type: "PREPARE", view: 0, seq, digest: empty }), now);
+        core.onMessage(from(peer, { type: "COMMIT", view: 0, seq, digest: empty }), now);
+      }
+    }
+    expect(core.executedUpTo).toBe(4);
+    // A quorum (three of four) has another state at 4: r2's is the odd one out.
+    const theirs = "d".repeat(64);
+    const actions = ["r1", "r3", "r4"].flatMap((peer) =>
+      core.onMessage(from(peer, { type: "CHECKPOINT", seq: 4, digest: theirs }), now + 10),
+    );
+    expect(problems(actions)).toContain("diverged");
+    expect(actions.some((a) => a.type === "transfer-started" && a.seq === 4)).toBe(true);
+  });
+});

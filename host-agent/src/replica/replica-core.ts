@@ -80,7 +80,8 @@ export type ProblemKind =
   | "bad-transfer-reply"
   | "bad-certificate"
   | "view-out-of-window"
-  | "handler-fault";
+  | "handler-fault"
+  | "diverged";
 
 export type ReplicaAction =
   | { type: "send"; to: string; message: Buffer }
@@ -874,6 +875,20 @@ export class ReplicaCore {
       return;
     }
     const own = this.ownCheckpoints.get(seq);
+    if (own !== undefined && own.digest !== digest && voters.size >= quorum) {
+      // A quorum's checkpoint differs from this replica's own at a sequence number it executed:
+      // its state has diverged (a fault, a corrupted disk). It stops answering as if its state
+      // were good, and fetches the quorum's state, as a rejuvenated replica does.
+      this.count("state.diverged");
+      this.problem(
+        "diverged",
+        this.config.self,
+        `checkpoint ${seq}: own digest ${own.digest.slice(0, 12)}, a quorum has ${digest.slice(0, 12)}`,
+      );
+      this.mode = "recovering";
+      this.behind({ seq, digest }, vouchers());
+      return;
+    }
     if (own?.digest === digest && voters.size >= quorum && seq > this.stable.seq)
       this.makeStable(seq, digest);
     else if (voters.size >= weak && seq >= this.lastExecuted + this.config.checkpointInterval)
