@@ -79,15 +79,31 @@ describe("budgets from a calibration period", () => {
     expect(c.planText).toMatch(/largest time measured \+ 100% \+ procMax \(500 ms\)/);
   });
 
-  it("give an infeasible plan when this machine is too slow for the testbed's T_d, and say which condition", () => {
+  it("widen T_d and T_p when this machine is too slow for the testbed's, and plan with them", () => {
     const c = budgetsFromCalibration(
       testbed,
       summaryWith(stats({ T_shutdown: 40, T_checkcode: 12, T_boot: 4_000, T_transfer: 9_000 })),
       100,
     );
-    // 6 groups of T_localexec ≈ 28 s each do not fit in T_d = 90 s.
+    // 6 groups of T_localexec ≈ 28 s each do not fit in the testbed's T_d = 90 s: widened.
+    expect(c.schedule.widened).toBe(true);
+    expect(c.schedule.tDMs).toBeGreaterThan(c.plan.tXmaxMs);
+    expect(c.schedule.tPMs).toBeGreaterThan(c.schedule.tDMs);
+    expect(c.plan.feasible).toBe(true);
+    expect(c.planText).toMatch(/T_d and T_p widened to fit them/);
+  });
+
+  it("give an infeasible plan when even the widest schedule is not exhaustion-safe, and say which condition", () => {
+    const c = budgetsFromCalibration(
+      testbed,
+      summaryWith(stats({ T_shutdown: 40, T_checkcode: 12, T_boot: 4_000, T_transfer: 120_000 })),
+      100,
+    );
+    // T_exec ≈ 6 × 6 min: T_p + T_d is over the 20 min two compromises take.
     expect(c.plan.feasible).toBe(false);
-    expect(c.plan.conditions.find((x) => x.name === "T_d >= T_exec")?.holds).toBe(false);
-    expect(c.planText).toMatch(/T_d >= T_exec/);
+    expect(c.plan.conditions.find((x) => x.name === "T_p + T_d < T_exhaust(k'+1)")?.holds).toBe(
+      false,
+    );
+    expect(c.planText).toMatch(/verdict: INFEASIBLE/);
   });
 });

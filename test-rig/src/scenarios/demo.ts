@@ -69,10 +69,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     ...(calibration === undefined
       ? {}
       : {
-          overrides: { budgets: calibration.budgets },
+          overrides: {
+            budgets: calibration.budgets,
+            ...(calibration.schedule.widened
+              ? { tDMs: calibration.schedule.tDMs, tPMs: calibration.schedule.tPMs }
+              : {}),
+          },
           note: [
             "Budgets measured on this machine by the calibration period of smw rig demo:",
-            `the largest time of each step + ${calibration.marginPercent}% + procMax (${calibration.allowanceMs} ms); see calibration/ and report/plan.txt.`,
+            `the largest time of each step + ${calibration.marginPercent}% + procMax (${calibration.allowanceMs} ms)${calibration.schedule.widened ? ", T_d and T_p widened to fit them" : ""}; see calibration/ and report/plan.txt.`,
           ],
           planHeader: calibration.planText,
         }),
