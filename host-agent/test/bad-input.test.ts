@@ -1,60 +1,23 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { certificateSigningBytes } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
 import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
-import { KeyRing, type Signer } from "../src/replica/key-ring.js";
-import { requestSigningBytes, sealEnvelope } from "../src/replica/messages.js";
-import { quorumsFor } from "../src/replica/quorums.js";
-import { type ReplicaAction, ReplicaCore } from "../src/replica/replica-core.js";
-import { SimCrypto } from "../src/sim/sim-crypto.js";
+import type { Signer } from "../src/replica/key-ring.js";
+import { sealEnvelope } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
 import {
   CHECKPOINT_FILE,
   readCheckpointFile,
   writeCheckpointFile,
 } from "../src/storage/checkpoint-file.js";
+import { fourReplicas } from "./replica-harness.js";
 
+/** r2 among four replicas, as the shared harness makes them. */
 function setup() {
-  const crypto = new SimCrypto(7);
-  const ids = ["r1", "r2", "r3", "r4"];
-  const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
-  const replicaSigners = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
-  const client = crypto.newSigner("c1");
-  const cert = (id: string, period: number, signer = replicaSigners.get(id) as Signer) => {
-    const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
-    const board = boards.get(id) as Signer;
-    return { ...body, signature: board.sign(certificateSigningBytes(body)) };
-  };
-  const ring = new KeyRing(
-    crypto,
-    new Map([...boards].map(([id, s]) => [id, s.publicKey])),
-    new Map([["c1", client.publicKey]]),
-  );
-  for (const id of ids) ring.install(cert(id, 0));
-  const core = new ReplicaCore(
-    {
-      ids,
-      self: "r2",
-      quorums: quorumsFor(4, 1, 0),
-      checkpointInterval: 4,
-      batchMax: 8,
-      maxInFlight: 4,
-      viewChangeTimeoutMs: 500,
-      statusIntervalMs: 100,
-      maxReplyBytes: 65536,
-    },
-    ring,
-    replicaSigners.get("r2") as Signer,
-    cert("r2", 0),
-    { recovering: false },
-  );
-  const request = (ts: number, signer = client) => {
-    const unsigned = { client: "c1", ts, op: { op: "put" as const, key: "x", value: `${ts}` } };
-    return { ...unsigned, sig: signer.sign(requestSigningBytes(unsigned)) };
-  };
-  return { crypto, core, replicaSigners, cert, request, client };
+  const { core, signers, crypto, cert, request, client } = fourReplicas("r2");
+  return { crypto, core, replicaSigners: signers, cert, request, client };
 }
 
 const kinds = (actions: ReplicaAction[]) =>

@@ -47,13 +47,14 @@ export function fourReplicas(self = "r2", overrides: Partial<ReplicaConfig> = {}
   );
   const from = (id: string, body: ReplicaBody) =>
     sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));
-  /** A request of client c1, signed with its key. */
+  /** A request of client c1, signed with its key (or another signer's). */
   const request = (
     ts: number,
     op: ClientRequest["op"] = { op: "put", key: "x", value: `${ts}` },
+    signer: Signer = client,
   ) => {
     const unsigned = { client: "c1", ts, op };
-    return { ...unsigned, sig: client.sign(requestSigningBytes(unsigned)) } as ClientRequest;
+    return { ...unsigned, sig: signer.sign(requestSigningBytes(unsigned)) } as ClientRequest;
   };
-  return { core, from, ids, request };
+  return { core, from, ids, request, crypto, signers, cert, client };
 }
