@@ -171,6 +171,29 @@ describe("PeerConnections", () => {
     expect(bBox.messages).toEqual(["replica a: back"]);
   });
 
+  it("redials a restarted peer as soon as it dials in, not after the backoff", async () => {
+    const [a, b] = await freePorts(2);
+    const ports = { a: a as number, b: b as number };
+    // A long backoff: without the immediate redial, b would wait seconds to reach a again.
+    const slow = { reconnectDelayMs: { initial: 4_000, max: 8_000 } };
+    const first = replica("a", ports, slow);
+    const nodeB = replica("b", ports, slow);
+    await Promise.all([first.start(), nodeB.start()]);
+    await until(() => nodeB.connectedReplicas().includes("a"), "b connected to a");
+    await first.close();
+    await until(() => !nodeB.connectedReplicas().includes("a"), "b to notice");
+    nodeB.sendToReplica("a", Buffer.from("while a was down"));
+    // b now waits 4 s (less jitter) before redialing a. a restarts and dials b.
+    await sleep(100);
+    const second = replica("a", ports, slow);
+    const box = inbox(second);
+    const startedMs = Date.now();
+    await second.start();
+    await until(() => box.messages.length === 1, "b's queued frame", 2_500);
+    expect(Date.now() - startedMs).toBeLessThan(2_000);
+    expect(box.messages).toEqual(["replica b: while a was down"]);
+  });
+
   it("answers a client over the connection the client dialed", async () => {
     const [r1, r2] = await freePorts(2);
     const ports = { r1: r1 as number, r2: r2 as number };

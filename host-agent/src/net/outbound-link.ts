@@ -61,6 +61,18 @@ export class OutboundLink {
     this.framed?.pump();
   }
 
+  /**
+   * The far end has just shown it is up (it dialed us): if this link is waiting out a backoff
+   * to redial it, dial now with a fresh backoff. A replica rebooted by its board is otherwise
+   * reached only after its peers' next redial, up to the backoff's maximum later.
+   */
+  redialNow(): void {
+    if (this.state !== "running" || this.socket !== undefined || this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.backoff.reset();
+    this.dial();
+  }
+
   /** Stops redialing, drops what is queued, and resolves once the socket is closed. */
   async close(): Promise<void> {
     this.state = "closed";

@@ -226,6 +226,9 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
       const connections = this.clients.get(hello.id) ?? new Set<Inbound>();
       connections.add(entry);
       this.clients.set(hello.id, connections);
+    } else {
+      // A peer that dials us is up: our link to it need not wait out its backoff.
+      this.links.get(hello.id)?.redialNow();
     }
     return undefined;
   }
