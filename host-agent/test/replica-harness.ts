@@ -58,3 +58,21 @@ export function fourReplicas(self = "r2", overrides: Partial<ReplicaConfig> = {}
   };
   return { core, from, ids, request, crypto, signers, cert, client };
 }
+
+/** A VIEW_CHANGE body: nothing prepared unless `parts` says otherwise. */
+export function viewChangeBody(
+  newView: number,
+  stable: { seq: number; digest: string },
+  parts: Partial<Extract<ReplicaBody, { type: "VIEW_CHANGE" }>> = {},
+): ReplicaBody {
+  return {
+    type: "VIEW_CHANGE",
+    newView,
+    stable: { ...stable },
+    checkpoints: [],
+    prepared: [],
+    prePrepared: [],
+    batches: [],
+    ...parts,
+  };
+}

@@ -158,11 +158,16 @@ export function requestSigningBytes(r: Omit<ClientRequest, "sig">): Buffer {
 
 const digests = new WeakMap<ClientRequest, string>();
 
-/** A request's identity (its signature excluded), cached per object: batches are hashed often. */
+/**
+ * A request's identity, cached per object (batches are hashed often). It binds every byte that
+ * decides whether and how the request executes, the client's signature included: two requests
+ * that differ only in their signature (one valid, one forged) are two different requests, so
+ * agreeing on a batch digest is agreeing on exactly what every replica will check and execute.
+ */
 export function requestDigest(r: ClientRequest): string {
   let digest = digests.get(r);
   if (digest === undefined) {
-    digest = sha256Hex(requestSigningBytes(r));
+    digest = sha256Hex(requestSigningBytes(r), "\n", r.sig);
     digests.set(r, digest);
   }
   return digest;

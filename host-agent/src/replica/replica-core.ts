@@ -202,8 +202,13 @@ export class ReplicaCore {
    */
   private readonly viewChanges = new Map<string, Map<number, ReplicaEnvelope>>();
   private readonly sentNewView = new Set<number>();
-  /** The NEW_VIEW this replica sent as primary, for peers still in an older view. */
-  private lastNewView: Buffer | undefined;
+  /**
+   * The NEW_VIEW of the current view as sent by its primary (whoever formed or accepted it), for
+   * peers still in an older view: a replica enters a view only with that view's NEW_VIEW.
+   */
+  private newViewMessage: Buffer | undefined;
+  /** When this replica last forwarded its NEW_VIEW to each lagging peer. */
+  private readonly newViewSentAtMs = new Map<string, number>();
   /** Views peers report in STATUS, for a replica that lags behind in views. */
   private readonly peerViews = new Map<string, number>();
   private readonly peerExecuted = new Map<string, number>();
@@ -535,7 +540,7 @@ export class ReplicaCore {
         this.onViewChange(envelope);
         return;
       case "NEW_VIEW":
-        this.onNewView(from, body);
+        this.onNewView(from, body, envelope.wire);
         return;
       case "HANDOFF":
         if (body.view === this.view && from === this.primary && this.mode === "normal") {
@@ -820,7 +825,8 @@ export class ReplicaCore {
       const d = requestDigest(request);
       this.release(d);
       if (!this.verifiedRequests.has(d) && !this.checkRequest(request)) {
-        // Agreed by a quorum yet unauthenticated: only a bug could get here; never execute it.
+        // Agreed yet unauthenticated: only a bug could get here. The digest binds the signature,
+        // so every correct replica reaches this same verdict and skips it alike.
         results.push(undefined);
         continue;
       }
@@ -1111,7 +1117,6 @@ export class ReplicaCore {
       this.padUntil = Math.max(this.padUntil, body.wantCheckpoint);
       this.propose();
     }
-    this.adoptViewFromPeers();
     this.maybeRecovered();
     if (this.mode === "recovering") return;
     // A peer behind our stable checkpoint needs the checkpoint (it gathers k'+1 votes).
@@ -1147,31 +1152,26 @@ export class ReplicaCore {
           if (m !== undefined) this.out.push({ type: "send", to: from, message: m });
       }
     }
-    if (body.view < this.view && this.mode === "normal") this.resendNewView(from);
+    if (body.view < this.view) this.resendNewView(from);
     else if (body.view === this.targetView && this.mode === "view-change") {
       const mine = this.ownViewChange();
       if (mine) this.out.push({ type: "send", to: from, message: mine.wire });
     }
   }
 
+  /**
+   * A peer in an older view gets this view's NEW_VIEW (signed by its primary, checkable by
+   * anyone): from the primary at every STATUS, from the others once per view-change timeout, so
+   * that a primary withholding it cannot keep a peer out of the view.
+   */
   private resendNewView(to: string): void {
-    if (this.lastNewView !== undefined)
-      this.out.push({ type: "send", to, message: this.lastNewView });
-  }
-
-  /** A replica that missed a view change (or is recovering) joins the view k'+1 peers are in. */
-  private adoptViewFromPeers(): void {
-    const counts = new Map<number, number>();
-    for (const v of this.peerViews.values()) counts.set(v, (counts.get(v) ?? 0) + 1);
-    let best: number | undefined;
-    for (const [v, c] of counts)
-      if (c >= this.config.quorums.weak && v > this.view && (best === undefined || v > best))
-        best = v;
-    if (best === undefined) return;
-    if (this.mode === "view-change" && best <= this.targetView) return;
-    // In a newer view the peers agree on; its slots come by retransmission.
-    this.count("view.adopted");
-    this.enterView(best);
+    if (this.newViewMessage === undefined) return;
+    const last = this.newViewSentAtMs.get(to);
+    const isPrimary = this.primaryOf(this.view) === this.config.self;
+    if (!isPrimary && last !== undefined && this.nowMs - last < this.config.viewChangeTimeoutMs)
+      return;
+    this.newViewSentAtMs.set(to, this.nowMs);
+    this.out.push({ type: "send", to, message: this.newViewMessage });
   }
 
   private onExecuted(from: string, entries: ExecutedEntry[]): void {
@@ -1332,9 +1332,9 @@ export class ReplicaCore {
       seqs.add(p.seq);
       if (!body.batches.some((b) => b.digest === p.digest)) return false;
     }
-    return body.batches.every(
-      (b) => batchDigest(b.requests) === b.digest || b.requests.length === 0,
-    );
+    // Every body must be the batch its digest names, byte for byte: a body is what a new view
+    // would execute, and a digest is what a quorum agreed on.
+    return body.batches.every((b) => batchDigest(b.requests) === b.digest);
   }
 
   private recordViewChange(envelope: ReplicaEnvelope): void {
@@ -1389,11 +1389,15 @@ export class ReplicaCore {
       checkpoint: decision.checkpoint,
       proposals: decision.proposals,
     });
-    this.lastNewView = message;
+    this.newViewMessage = message;
     this.startView(view, decision, envelopes);
   }
 
-  private onNewView(from: string, body: Extract<ReplicaBody, { type: "NEW_VIEW" }>): void {
+  private onNewView(
+    from: string,
+    body: Extract<ReplicaBody, { type: "NEW_VIEW" }>,
+    wire: Buffer,
+  ): void {
     if (body.view < this.view || (body.view === this.view && this.mode === "normal")) return;
     if (body.view > this.view + VIEW_WINDOW) {
       this.problem("view-out-of-window", from, `NEW_VIEW ${body.view}`);
@@ -1440,7 +1444,12 @@ export class ReplicaCore {
       decision.proposals.every(
         (p, i) => p.seq === body.proposals[i]?.seq && p.digest === body.proposals[i]?.digest,
       );
-    if (!same || decision === undefined) {
+    // Validity is decided before agreement: a batch the new view re-proposes must hold only
+    // requests that verify (a correct replica pre-prepared it, so they do, unless k'+1 lied).
+    const valid =
+      decision !== undefined &&
+      [...decision.batches.values()].every((b) => b.requests.every((r) => this.checkRequest(r)));
+    if (!same || !valid || decision === undefined) {
       this.problem("bad-new-view", from, `NEW_VIEW ${body.view}: its choices do not follow`);
       // The primary of the view this replica is changing to is faulty: on to the next one. A
       // bad NEW_VIEW for any other view moves nothing (one Byzantine replica cannot make a
@@ -1449,6 +1458,7 @@ export class ReplicaCore {
         this.startViewChange(body.view + 1);
       return;
     }
+    this.newViewMessage = wire;
     this.startView(body.view, decision, viewChanges);
   }
 
@@ -1458,6 +1468,7 @@ export class ReplicaCore {
     if (this.mode !== "recovering") this.mode = "normal";
     this.viewChangeAttempts = 0;
     this.handingOff = false;
+    this.newViewSentAtMs.clear();
     for (const [seq, slot] of [...this.slots])
       if (slot.view < view && !slot.committed) this.slots.delete(seq);
     for (const byView of this.viewChanges.values())
@@ -1495,8 +1506,9 @@ export class ReplicaCore {
     let maxSeq = Math.max(checkpoint.seq, this.lastExecuted);
     for (const p of proposals) {
       maxSeq = Math.max(maxSeq, p.seq); // Executed here already, perhaps not elsewhere: take part again so the others complete it.
-      const requests =
-        p.digest === this.nullDigest() ? [] : (batches.get(p.digest)?.requests ?? []);
+      // decideNewView proposes a non-null digest only with its body in hand.
+      const requests = p.digest === this.nullDigest() ? [] : batches.get(p.digest)?.requests;
+      if (requests === undefined) throw new Error(`new view ${view}: no body for seq ${p.seq}`);
       const slot = this.slot(p.seq, view);
       slot.digest = p.digest;
       slot.requests = requests;

@@ -1,0 +1,113 @@
+/**
+ * A replica enters a view only with that view's NEW_VIEW (finding 5): STATUS reports of peers in
+ * a newer view do not move it there, so it cannot accept PRE_PREPAREs for sequence numbers the
+ * NEW_VIEW fixed; the NEW_VIEW itself, forwarded by a peer, does.
+ */
+import { describe, expect, it } from "vitest";
+import { batchDigest, type ReplicaBody } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { fourReplicas, viewChangeBody } from "./replica-harness.js";
+
+const sentOf = (actions: ReplicaAction[], type: string) =>
+  actions
+    .filter((a) => a.type === "broadcast" || a.type === "send")
+    .map((a) =>
+      JSON.parse((a as { message: Buffer }).message.toString("utf8").split("\n")[1] as string),
+    )
+    .filter((body) => body.type === type);
+
+describe("entering a newer view", () => {
+  it("takes that view's NEW_VIEW, not peers' word for it", () => {
+    const { core, from, request } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    const y = [request(1, { op: "put", key: "x", value: "y" })];
+    const x = [request(2, { op: "put", key: "x", value: "x" })];
+    const Y = batchDigest(y);
+    const X = batchDigest(x);
+    let now = 0;
+    // r3 and r4 (k'+1 of them) say they are in view 2, whose primary is r3.
+    const status = {
+      type: "STATUS",
+      view: 2,
+      lastExecuted: 0,
+      stableSeq: 0,
+      recovering: false,
+      maxPrepared: 1,
+      wantCheckpoint: 0,
+    } as ReplicaBody;
+    core.onMessage(from("r3", status), ++now);
+    core.onMessage(from("r4", status), ++now);
+    expect(core.currentView).toBe(0);
+    // So a PRE_PREPARE of view 2 for seq 1 gets no PREPARE from it.
+    const early = core.onMessage(
+      from("r3", { type: "PRE_PREPARE", view: 2, seq: 1, digest: X, requests: x }),
+      ++now,
+    );
+    expect(sentOf(early, "PREPARE")).toEqual([]);
+    // The NEW_VIEW of view 2: r1 and r3 had prepared Y at seq 1 in view 0, so view 2 keeps Y.
+    const prepared = {
+      prepared: [{ seq: 1, view: 0, digest: Y }],
+      prePrepared: [{ seq: 1, view: 0, digest: Y }],
+      batches: [{ digest: Y, requests: y }],
+    };
+    const vcs = [
+      from("r1", viewChangeBody(2, genesis, prepared)),
+      from("r3", viewChangeBody(2, genesis, prepared)),
+      from("r4", viewChangeBody(2, genesis)),
+    ];
+    const newView = from("r3", {
+      type: "NEW_VIEW",
+      view: 2,
+      viewChanges: vcs.map((m) => m.toString("utf8")),
+      checkpoint: genesis,
+      proposals: [{ seq: 1, digest: Y }],
+    } as ReplicaBody);
+    // Forwarded by r4, not sent by r3 itself: anyone can hand it over.
+    const entered = core.onMessage(newView, ++now);
+    expect(core.currentView).toBe(2);
+    expect(sentOf(entered, "PREPARE")).toEqual([{ type: "PREPARE", view: 2, seq: 1, digest: Y }]);
+    // And now X at seq 1 in view 2 is a second PRE_PREPARE for a fixed slot: refused.
+    const late = core.onMessage(
+      from("r3", { type: "PRE_PREPARE", view: 2, seq: 1, digest: X, requests: x }),
+      ++now,
+    );
+    expect(sentOf(late, "PREPARE")).toEqual([]);
+  });
+
+  it("a replica in the newer view forwards its NEW_VIEW to a peer whose STATUS shows an older one", () => {
+    const { core, from } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    let now = 0;
+    const vcs = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
+    const newView = from("r3", {
+      type: "NEW_VIEW",
+      view: 2,
+      viewChanges: vcs.map((m) => m.toString("utf8")),
+      checkpoint: genesis,
+      proposals: [],
+    } as ReplicaBody);
+    core.onMessage(newView, ++now);
+    expect(core.currentView).toBe(2);
+    const status = (view: number) =>
+      from("r1", {
+        type: "STATUS",
+        view,
+        lastExecuted: 0,
+        stableSeq: 0,
+        recovering: false,
+        maxPrepared: 0,
+        wantCheckpoint: 0,
+      } as ReplicaBody);
+    const answer = core.onMessage(status(0), ++now);
+    const forwarded = answer.filter((a) => a.type === "send" && a.message.equals(newView));
+    expect(forwarded).toHaveLength(1);
+    // Not again within a view-change timeout (it is not the primary), then again after it.
+    expect(
+      core.onMessage(status(0), ++now).some((a) => a.type === "send" && a.message.equals(newView)),
+    ).toBe(false);
+    now += 600;
+    expect(
+      core.onMessage(status(0), now).some((a) => a.type === "send" && a.message.equals(newView)),
+    ).toBe(true);
+  });
+});
