@@ -73,6 +73,7 @@ export function viewChangeBody(
     prepared: [],
     prePrepared: [],
     batches: [],
+    keyEpochs: [0, 0, 0, 0],
     ...parts,
   };
 }

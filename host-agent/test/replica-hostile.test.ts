@@ -72,6 +72,7 @@ const viewChange = (newView: number): ReplicaBody =>
     prepared: [],
     prePrepared: [],
     batches: [],
+    keyEpochs: [0, 0, 0, 0],
   }) as unknown as ReplicaBody;
 
 describe("one replica flooding VIEW_CHANGEs", () => {

@@ -34,6 +34,7 @@ describe("entering a newer view", () => {
       recovering: false,
       maxPrepared: 1,
       wantCheckpoint: 0,
+      amnesic: false,
     } as ReplicaBody;
     core.onMessage(from("r3", status), ++now);
     core.onMessage(from("r4", status), ++now);
@@ -97,6 +98,7 @@ describe("entering a newer view", () => {
         recovering: false,
         maxPrepared: 0,
         wantCheckpoint: 0,
+        amnesic: false,
       } as ReplicaBody);
     const answer = core.onMessage(status(0), ++now);
     const forwarded = answer.filter((a) => a.type === "send" && a.message.equals(newView));

@@ -26,6 +26,7 @@ function vc(parts: Partial<ViewChangeBody>): ViewChangeBody {
     prepared: [],
     prePrepared: [],
     batches: [],
+    keyEpochs: [0, 0, 0, 0],
     ...parts,
   };
 }

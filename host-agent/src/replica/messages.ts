@@ -68,6 +68,12 @@ export type ReplicaBody =
       prePrepared: ViewSeqDigest[];
       /** The requests behind every prepared digest, so a new primary can re-propose them. */
       batches: BatchBody[];
+      /**
+       * The key epoch the sender holds for every replica, in id order: proof that this message
+       * was written after the sender learned a replica's new key, so after that replica lost its
+       * memory (a rejuvenated replica votes again only in a view formed from such messages).
+       */
+      keyEpochs: number[];
     }
   | {
       type: "NEW_VIEW";
@@ -89,6 +95,8 @@ export type ReplicaBody =
       maxPrepared: number;
       /** A recovering replica waits for a stable checkpoint at this sequence number (0: none). */
       wantCheckpoint: number;
+      /** Rejuvenated and not yet voting: it waits for a view formed after its new key. */
+      amnesic: boolean;
     }
   | { type: "EXECUTED"; entries: ExecutedEntry[] }
   | { type: "FETCH_META"; seq: number }
@@ -280,7 +288,16 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       const prepared = list(v.prepared, viewSeqDigest);
       const prePrepared = list(v.prePrepared, viewSeqDigest);
       const batches = list(v.batches, batchBody);
-      if (!isCount(v.newView) || !stable || !checkpoints || !prepared || !prePrepared || !batches)
+      const keyEpochs = list(v.keyEpochs, (e) => (isCount(e) ? e : undefined), 256);
+      if (
+        !isCount(v.newView) ||
+        !stable ||
+        !checkpoints ||
+        !prepared ||
+        !prePrepared ||
+        !batches ||
+        !keyEpochs
+      )
         return undefined;
       return {
         type: v.type,
@@ -290,6 +307,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         prepared,
         prePrepared,
         batches,
+        keyEpochs,
       };
     }
     case "NEW_VIEW": {
@@ -312,7 +330,8 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         isCount(v.stableSeq) &&
         typeof v.recovering === "boolean" &&
         isCount(v.maxPrepared) &&
-        isCount(v.wantCheckpoint)
+        isCount(v.wantCheckpoint) &&
+        typeof v.amnesic === "boolean"
         ? {
             type: v.type,
             view: v.view,
@@ -321,6 +340,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
             recovering: v.recovering,
             maxPrepared: v.maxPrepared,
             wantCheckpoint: v.wantCheckpoint,
+            amnesic: v.amnesic,
           }
         : undefined;
     case "EXECUTED": {

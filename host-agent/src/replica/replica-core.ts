@@ -221,6 +221,22 @@ export class ReplicaCore {
   /** Fixed once a quorum's worth of peers has reported, so a busy service is not chased forever. */
   private catchUpTarget: { executed: number; stable: number; checkpoint: number } | undefined;
   private recoveredReported: boolean;
+  /**
+   * Rejuvenated: what it voted before is forgotten. It casts no vote (PRE_PREPARE, PREPARE,
+   * COMMIT, VIEW_CHANGE) until it enters a view whose NEW_VIEW was formed only from VIEW_CHANGEs
+   * written after their senders held its new key (SAFETY.md, "A replica that lost its memory").
+   */
+  private amnesic: boolean;
+  /**
+   * The highest sequence number the fresh view it joined fixed: its own VIEW_CHANGEs would say
+   * nothing of what it forgot below, so it sends none until a stable checkpoint covers this.
+   */
+  private amnesiaHorizon = 0;
+  /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
+  private viewKeyEpochs: number[];
+  /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
+  private readonly refreshedFor = new Map<string, string>();
+  private readonly peerAmnesic = new Set<string>();
   private nextStatusMs = 0;
   private readonly keyQueryAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();
@@ -253,6 +269,9 @@ export class ReplicaCore {
     this.nextSeq = this.lastExecuted + 1;
     this.mode = start.recovering ? "recovering" : "normal";
     this.recoveredReported = !start.recovering;
+    this.amnesic = start.recovering;
+    // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
+    this.viewKeyEpochs = ids.map(() => -1);
   }
 
   // ---- queries ------------------------------------------------------------
@@ -283,6 +302,20 @@ export class ReplicaCore {
   }
   get isRecovered(): boolean {
     return this.recoveredReported;
+  }
+  /** Rejuvenated and not yet voting again (see `amnesic`). */
+  get isAmnesic(): boolean {
+    return this.amnesic;
+  }
+
+  /** PRE_PREPARE, PREPARE and COMMIT: only with a memory of every vote it cast in this view. */
+  private mayVote(): boolean {
+    return !this.amnesic && this.mode !== "recovering";
+  }
+
+  /** VIEW_CHANGE: only once nothing it forgot lies above its stable checkpoint. */
+  private mayChangeView(): boolean {
+    return !this.amnesic && this.stable.seq >= this.amnesiaHorizon;
   }
   /** The digest of the state as executed so far (for checks, not for the protocol). */
   stateDigest(): string {
@@ -358,6 +391,7 @@ export class ReplicaCore {
     this.signer = signer;
     this.epoch = certificate.period;
     this.broadcast({ type: "NEW_KEY", certificate });
+    this.refreshOwnViewChange();
     return this.drain();
   }
 
@@ -509,8 +543,10 @@ export class ReplicaCore {
       return;
     }
     const verdict = this.ring.install(certificate);
-    if (verdict === "installed") this.count("keys.installed");
-    else if (verdict !== "same" && verdict !== "stale")
+    if (verdict === "installed") {
+      this.count("keys.installed");
+      this.refreshOwnViewChange();
+    } else if (verdict !== "same" && verdict !== "stale")
       this.problem("bad-certificate", from, `certificate refused: ${verdict}`);
   }
 
@@ -659,7 +695,7 @@ export class ReplicaCore {
 
   /** The primary proposes batches while its window allows. */
   private propose(): void {
-    if (!this.isPrimary || this.handingOff) return;
+    if (!this.isPrimary || this.handingOff || this.amnesic) return;
     while (
       (this.queued.length > 0 || this.nextSeq <= this.padUntil) &&
       this.nextSeq - 1 - this.lastExecuted < this.config.maxInFlight &&
@@ -739,6 +775,12 @@ export class ReplicaCore {
       if (!this.pending.has(d) && r.ts > this.clients.lastTs(r.client)) this.hold(d, r);
     }
     if (this.progressDeadlineMs === undefined) this.armSuspicion();
+    if (!this.mayVote()) {
+      // It watches the slot (it may execute from others' votes) but casts no vote of its own.
+      this.count("votes.withheld");
+      this.checkPrepared(body.seq);
+      return;
+    }
     slot.sentPrepare = this.broadcast({
       type: "PREPARE",
       view: body.view,
@@ -784,6 +826,10 @@ export class ReplicaCore {
     if (this.matching(slot.prepares, slot.digest) < this.config.quorums.quorum - 1) return;
     slot.prepared = true;
     this.preparedInfo.set(seq, { seq, view: slot.view, digest: slot.digest });
+    if (!this.mayVote()) {
+      this.checkCommitted(seq);
+      return;
+    }
     slot.sentCommit = this.broadcast({ type: "COMMIT", view: slot.view, seq, digest: slot.digest });
     slot.commits.set(this.config.self, slot.digest);
     this.checkCommitted(seq);
@@ -1047,7 +1093,16 @@ export class ReplicaCore {
 
   /** Recovered: state installed and caught up with what k'+1 peers have executed. */
   private maybeRecovered(): void {
-    if (this.recoveredReported || this.mode === "recovering") return; // The (k'+1)-th highest report: at least one correct replica is that far.
+    if (this.recoveredReported || this.mode === "recovering") return;
+    // Voting again, and nothing it forgot is left uncovered by a stable checkpoint.
+    if (!this.mayChangeView()) {
+      const want = this.wantedCheckpoint();
+      if (want > this.padUntil) {
+        this.padUntil = want;
+        this.propose();
+      }
+      return;
+    } // The (k'+1)-th highest report: at least one correct replica is that far.
     const kth = (m: Map<string, number>) =>
       [...m.values()].sort((a, b) => b - a)[this.config.quorums.weak - 1];
     // Heard from a quorum's worth of peers, so not only from a minority cut off with it.
@@ -1096,12 +1151,27 @@ export class ReplicaCore {
       stableSeq: this.stable.seq,
       recovering: this.mode === "recovering",
       maxPrepared: this.maxPreparedSeq(),
-      wantCheckpoint: this.recoveredReported ? 0 : (this.catchUpTarget?.checkpoint ?? 0),
+      wantCheckpoint: this.recoveredReported ? 0 : this.wantedCheckpoint(),
+      amnesic: this.amnesic,
     });
+  }
+
+  /** The stable checkpoint this recovering replica waits for before it calls itself recovered. */
+  private wantedCheckpoint(): number {
+    const C = this.config.checkpointInterval;
+    const horizon =
+      !this.amnesic && this.amnesiaHorizon > this.stable.seq
+        ? Math.ceil(this.amnesiaHorizon / C) * C
+        : 0;
+    return Math.max(this.catchUpTarget?.checkpoint ?? 0, horizon);
   }
 
   private onStatus(from: string, body: Extract<ReplicaBody, { type: "STATUS" }>): void {
     this.peerViews.set(from, body.view);
+    if (body.amnesic) {
+      this.peerAmnesic.add(from);
+      this.refreshViewFor(from);
+    } else this.peerAmnesic.delete(from);
     if (!body.recovering) {
       this.peerExecuted.set(from, body.lastExecuted);
       this.peerStable.set(from, body.stableSeq);
@@ -1260,6 +1330,14 @@ export class ReplicaCore {
   private startViewChange(newView: number): void {
     if (newView <= this.view && this.mode !== "view-change") return;
     if (this.mode === "view-change" && newView <= this.targetView) return;
+    if (!this.mayChangeView()) {
+      // One of the k silent ones for view changes: the others change views without it, and it
+      // follows their NEW_VIEW.
+      this.count("view-change.withheld");
+      if (this.mode === "normal")
+        this.progressDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs;
+      return;
+    }
     this.count("view-change.started");
     this.mode = this.mode === "recovering" ? "recovering" : "view-change";
     this.targetView = newView;
@@ -1268,10 +1346,60 @@ export class ReplicaCore {
     const backoff = Math.min(2 ** Math.min(this.viewChangeAttempts - 1, 6), 64);
     this.viewChangeDeadlineMs = this.nowMs + this.config.viewChangeTimeoutMs * backoff;
     this.progressDeadlineMs = undefined;
-    const body = this.viewChangeBody(newView);
-    const message = this.broadcast(body);
-    const envelope = parseEnvelope(message) as ReplicaEnvelope;
-    this.recordViewChange(envelope);
+    this.sendViewChange(newView);
+  }
+
+  private sendViewChange(newView: number): void {
+    const message = this.broadcast(this.viewChangeBody(newView));
+    this.recordViewChange(parseEnvelope(message) as ReplicaEnvelope);
+  }
+
+  /**
+   * A key learned while changing views: the VIEW_CHANGE already sent does not hold it, so a
+   * replica that key's owner could have lost its memory cannot trust a view formed from it. Sent
+   * again, holding every key known now.
+   */
+  private refreshOwnViewChange(): void {
+    if (this.mode !== "view-change" || !this.mayChangeView()) return;
+    const mine = this.ownViewChange()?.body as ViewChangeBody | undefined;
+    if (mine !== undefined && this.holdsEveryKey(mine.keyEpochs)) return;
+    this.count("view-change.refreshed");
+    this.sendViewChange(this.targetView);
+  }
+
+  private keyEpochs(): number[] {
+    return this.config.ids.map((id) => this.ring.keyOf(id)?.epoch ?? 0);
+  }
+
+  /** A VIEW_CHANGE's key epochs are at least those this replica holds, for every replica. */
+  private holdsEveryKey(epochs: readonly number[]): boolean {
+    return this.config.ids.every((id, i) => (epochs[i] ?? -1) >= (this.ring.keyOf(id)?.epoch ?? 0));
+  }
+
+  /**
+   * A peer says it lost its memory and waits for a view formed after its new key. If the current
+   * view's NEW_VIEW does not hold that key in every VIEW_CHANGE behind it, change views once more
+   * (once per key epoch and view: the peer's claim cannot make it change views again and again).
+   */
+  private refreshViewFor(peer: string): void {
+    const epoch = this.ring.keyOf(peer)?.epoch;
+    const i = this.config.ids.indexOf(peer);
+    if (epoch === undefined || (this.viewKeyEpochs[i] ?? -1) >= epoch) return;
+    if (this.mode !== "normal" || !this.mayChangeView()) return;
+    const mark = `${epoch}@${this.view}`;
+    if (this.refreshedFor.get(peer) === mark) return;
+    this.refreshedFor.set(peer, mark);
+    this.count("view-change.for-amnesic");
+    const n = this.config.ids.length;
+    let target = this.view + 1;
+    for (let step = 1; step <= n; step++) {
+      const primary = this.primaryOf(this.view + step);
+      if (primary !== peer && !this.peerAmnesic.has(primary)) {
+        target = this.view + step;
+        break;
+      }
+    }
+    this.startViewChange(target);
   }
 
   private viewChangeBody(newView: number): ViewChangeBody {
@@ -1296,6 +1424,7 @@ export class ReplicaCore {
       prepared,
       prePrepared,
       batches,
+      keyEpochs: this.keyEpochs(),
     };
   }
 
@@ -1326,6 +1455,7 @@ export class ReplicaCore {
   }
 
   private validViewChange(body: ViewChangeBody): boolean {
+    if (body.keyEpochs.length !== this.config.ids.length) return false;
     const seqs = new Set<number>();
     for (const p of body.prepared) {
       if (seqs.has(p.seq) || p.seq <= body.stable.seq || p.view >= body.newView) return false;
@@ -1371,7 +1501,11 @@ export class ReplicaCore {
   private tryNewView(view: number): void {
     if (this.sentNewView.has(view) || view < this.view) return;
     if (this.mode === "view-change" && view !== this.targetView) return;
-    const forView = this.viewChangesFor(view);
+    // Only VIEW_CHANGEs holding every key this primary holds: then the view is fresh for any
+    // replica that lost its memory before its current key, and it may vote in it.
+    const forView = this.viewChangesFor(view).filter((vc) =>
+      this.holdsEveryKey((vc.body as ViewChangeBody).keyEpochs),
+    );
     if (!forView.some((vc) => vc.from === this.config.self)) return;
     const envelopes = forView.sort((a, b) => (a.from < b.from ? -1 : 1));
     const decision = decideNewView(
@@ -1458,8 +1592,24 @@ export class ReplicaCore {
         this.startViewChange(body.view + 1);
       return;
     }
+    if (this.amnesic && this.freshForSelf(viewChanges)) {
+      // Every VIEW_CHANGE behind this view was written after its sender held this replica's new
+      // key, so after it lost its memory; none is its own. It votes again from this view on.
+      this.amnesic = false;
+      this.amnesiaHorizon = Math.max(body.checkpoint.seq, ...body.proposals.map((p) => p.seq));
+      this.count("amnesia.ended");
+    }
     this.newViewMessage = wire;
     this.startView(body.view, decision, viewChanges);
+  }
+
+  private freshForSelf(viewChanges: readonly ReplicaEnvelope[]): boolean {
+    const i = this.config.ids.indexOf(this.config.self);
+    return viewChanges.every(
+      (vc) =>
+        vc.from !== this.config.self &&
+        ((vc.body as ViewChangeBody).keyEpochs[i] ?? -1) >= this.epoch,
+    );
   }
 
   private enterView(view: number): void {
@@ -1489,6 +1639,9 @@ export class ReplicaCore {
     viewChanges: ReplicaEnvelope[],
   ): void {
     this.enterView(view);
+    this.viewKeyEpochs = this.config.ids.map((_, i) =>
+      Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
+    );
     const { checkpoint, proposals, batches } = decision;
     if (checkpoint.seq > this.lastExecuted) {
       const vouchers = viewChanges
@@ -1521,7 +1674,7 @@ export class ReplicaCore {
           digest: p.digest,
           requests,
         });
-      } else {
+      } else if (this.mayVote()) {
         slot.sentPrepare = this.broadcast({ type: "PREPARE", view, seq: p.seq, digest: p.digest });
         slot.prepares.set(this.config.self, p.digest);
       }

@@ -138,6 +138,7 @@ export class ByzantineFilter {
         prepared: [],
         prePrepared: [],
         batches: [],
+        keyEpochs: [],
       };
       const forged = sealEnvelope(victim, 0, body, (bytes) => this.signer().signer.sign(bytes));
       out.push({ to: "all", message: forged });

@@ -495,6 +495,7 @@ class ClusterSim {
       prepared: [],
       prePrepared: [],
       batches: [],
+      keyEpochs: [],
     };
     const message = sealEnvelope(old.id, old.epoch, body, (bytes) => old.signer.sign(bytes));
     this.deliverAll(old.id, [{ to: "all", message }]);

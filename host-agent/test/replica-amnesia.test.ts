@@ -1,0 +1,89 @@
+/**
+ * A rejuvenated replica has forgotten what it voted (finding 1). Six real cores, n = 6, k' = 1,
+ * k = 1, quorums of 4: a Byzantine primary gets batch A committed with the replica's vote before
+ * its rejuvenation, then asks the rejuvenated replica and two replicas that never saw A to agree
+ * on batch B at the same sequence number in the same view. Two quorums of 4 among 6 meet in 2
+ * replicas: here the Byzantine one and the one that forgot. It must not vote until it is in a
+ * view formed after its new key, and the service must still go on.
+ */
+import { describe, expect, it } from "vitest";
+import { batchDigest, type ReplicaBody } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { bodiesOf, replicaCluster } from "./replica-cluster.js";
+
+const typeOf = (message: Buffer) =>
+  (JSON.parse(message.toString("utf8").split("\n")[1] as string) as ReplicaBody).type;
+
+const executedAt = (actions: readonly ReplicaAction[], seq: number) =>
+  actions.filter((a) => a.type === "executed" && a.seq === seq) as Array<
+    Extract<ReplicaAction, { type: "executed" }>
+  >;
+
+describe("a replica that lost its memory at rejuvenation", () => {
+  it("does not vote where it may have voted before: a Byzantine primary cannot commit two batches at one sequence number", () => {
+    const c = replicaCluster(6, 1, 1);
+    const correct = ["r2", "r3", "r4", "r5", "r6"];
+    for (const id of correct) c.boot(id, { recovering: false });
+    c.deliver(() => false);
+    const A = [c.request(1, { op: "put", key: "x", value: "A" })];
+    const B = [c.request(2, { op: "put", key: "x", value: "B" })];
+    const slot = (requests: typeof A) => ({ view: 0, seq: 1, digest: batchDigest(requests) });
+
+    // 1. r1, the Byzantine primary of view 0, gets A committed by r2, r3 and r4 (and itself).
+    const first = new Set(["r2", "r3", "r4"]);
+    const prePrepareA = c.speakAs("r1", { type: "PRE_PREPARE", ...slot(A), requests: A });
+    for (const id of first) c.hand(id, prePrepareA);
+    for (const id of ["r3", "r4"]) c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot(A) }));
+    c.deliver((m) => first.has(m.from) && first.has(m.to));
+    for (const id of ["r3", "r4"]) expect(c.cores.get(id)?.readValue("x")).toBe("A");
+
+    // 2. r2 is rejuvenated: a new key, a clean host, no memory of its PREPARE and COMMIT for A.
+    const r2 = c.rejuvenate("r2", { recovering: true });
+    expect(r2.isAmnesic).toBe(true);
+    const sentBefore = c.sent.get("r2")?.length ?? 0;
+    // Its new key reaches everyone; r3 (and the Byzantine r1) vouch for the genesis checkpoint.
+    const genesis = (c.cores.get("r5") as typeof r2).stableCheckpoint;
+    c.hand("r2", c.speakAs("r1", { type: "CHECKPOINT", ...genesis }));
+    c.deliver(
+      (m) =>
+        (m.from === "r2" && typeOf(m.message) === "NEW_KEY") ||
+        (m.from === "r2" && m.to === "r3") ||
+        (m.from === "r3" && m.to === "r2"),
+    );
+    expect(r2.status).toBe("normal");
+
+    // 3. r1 proposes B at the same sequence number in the same view to r2, r5 and r6.
+    const second = new Set(["r2", "r5", "r6"]);
+    const prePrepareB = c.speakAs("r1", { type: "PRE_PREPARE", ...slot(B), requests: B });
+    for (const id of second) c.hand(id, prePrepareB);
+    for (const id of second) c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot(B) }));
+    c.deliver((m) => second.has(m.from) && second.has(m.to));
+
+    const sinceRejuvenation = (c.sent.get("r2") ?? []).slice(sentBefore);
+    expect(bodiesOf(sinceRejuvenation, "PREPARE")).toEqual([]);
+    expect(bodiesOf(sinceRejuvenation, "COMMIT")).toEqual([]);
+    for (const id of correct) expect(c.cores.get(id)?.readValue("x")).not.toBe("B");
+
+    // 4. r1 falls silent; the network among the correct five heals. They change views without
+    // r2; r2 votes again in the view formed after its new key, and recovers. A is what every
+    // correct replica executes at seq 1.
+    c.run(20_000, (m) => m.from !== "r1" && m.to !== "r1");
+    expect(r2.isAmnesic).toBe(false);
+    expect(r2.isRecovered).toBe(true);
+    for (const id of correct) {
+      const core = c.cores.get(id) as typeof r2;
+      expect(core.executedUpTo, id).toBeGreaterThanOrEqual(1);
+      for (const e of executedAt(c.sent.get(id) ?? [], 1))
+        expect(e.digest, `${id} at seq 1`).toBe(batchDigest(A));
+    }
+    // r2 took the state at a checkpoint above seq 1 (it never executed seq 1 itself): A is in it.
+    expect(r2.stableCheckpoint.seq).toBeGreaterThanOrEqual(1);
+    const digests = new Set(
+      correct
+        .map((id) => c.cores.get(id) as typeof r2)
+        .filter((core) => core.executedUpTo === r2.executedUpTo)
+        .map((core) => core.stateDigest()),
+    );
+    expect(digests.size).toBe(1);
+  });
+});

@@ -1,0 +1,146 @@
+/**
+ * Several real replica cores and a network the test drives by hand: it decides which message
+ * reaches whom and when, and can speak for a Byzantine replica with that replica's own key.
+ */
+import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+import { KeyRing, type Signer } from "../src/replica/key-ring.js";
+import {
+  type ClientRequest,
+  type ReplicaBody,
+  requestSigningBytes,
+  sealEnvelope,
+} from "../src/replica/messages.js";
+import { quorumsFor } from "../src/replica/quorums.js";
+import {
+  type ReplicaAction,
+  ReplicaCore,
+  type StartingState,
+} from "../src/replica/replica-core.js";
+import { SimCrypto } from "../src/sim/sim-crypto.js";
+
+interface InFlight {
+  from: string;
+  to: string;
+  message: Buffer;
+}
+
+export function replicaCluster(n: number, kPrime: number, k: number) {
+  const crypto = new SimCrypto(23);
+  const ids = Array.from({ length: n }, (_, i) => `r${i + 1}`);
+  const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
+  const signers = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
+  const epochs = new Map(ids.map((id) => [id, 0]));
+  const client = crypto.newSigner("c1");
+  const cert = (id: string, period: number, signer: Signer): KeyCertificate => {
+    const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
+    return { ...body, signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)) };
+  };
+  const certificates = new Map(ids.map((id) => [id, cert(id, 0, signers.get(id) as Signer)]));
+  const cores = new Map<string, ReplicaCore>();
+  let nowMs = 0;
+  /** Messages sent and not yet delivered (or dropped). */
+  let inFlight: InFlight[] = [];
+  /** Everything each replica sent, for the test to inspect. */
+  const sent = new Map<string, ReplicaAction[]>();
+
+  const collect = (from: string, actions: ReplicaAction[]) => {
+    sent.set(from, [...(sent.get(from) ?? []), ...actions]);
+    for (const a of actions) {
+      if (a.type === "send") inFlight.push({ from, to: a.to, message: a.message });
+      else if (a.type === "broadcast")
+        for (const to of ids) if (to !== from) inFlight.push({ from, to, message: a.message });
+    }
+  };
+
+  const boot = (id: string, start: StartingState) => {
+    const ring = new KeyRing(
+      crypto,
+      new Map([...boards].map(([b, s]) => [b, s.publicKey])),
+      new Map([["c1", client.publicKey]]),
+    );
+    for (const c of certificates.values()) ring.install(c);
+    const core = new ReplicaCore(
+      {
+        ids,
+        self: id,
+        quorums: quorumsFor(n, kPrime, k),
+        checkpointInterval: 4,
+        batchMax: 8,
+        maxInFlight: 4,
+        viewChangeTimeoutMs: 500,
+        statusIntervalMs: 100,
+        maxReplyBytes: 65536,
+      },
+      ring,
+      signers.get(id) as Signer,
+      certificates.get(id),
+      start,
+    );
+    cores.set(id, core);
+    collect(id, core.start(nowMs));
+    return core;
+  };
+
+  return {
+    ids,
+    cores,
+    sent,
+    client,
+    get nowMs() {
+      return nowMs;
+    },
+    boot,
+    /** The board rejuvenates `id`: a new key for a new period, a new core that remembers nothing. */
+    rejuvenate(id: string, start: StartingState) {
+      const epoch = (epochs.get(id) ?? 0) + 1;
+      epochs.set(id, epoch);
+      const signer = crypto.newSigner(`${id}-e${epoch}`);
+      signers.set(id, signer);
+      certificates.set(id, cert(id, epoch, signer));
+      inFlight = inFlight.filter((m) => m.from !== id && m.to !== id);
+      return boot(id, start);
+    },
+    /** A message in `id`'s name, signed with its current key: what a Byzantine replica may send. */
+    speakAs(id: string, body: ReplicaBody): Buffer {
+      const signer = signers.get(id) as Signer;
+      return sealEnvelope(id, epochs.get(id) ?? 0, body, (b) => signer.sign(b));
+    },
+    /** Hands `message` to `to` at once; what it sends is in flight afterwards. */
+    hand(to: string, message: Buffer) {
+      const core = cores.get(to);
+      if (core) collect(to, core.onMessage(message, nowMs));
+    },
+    /** Delivers the messages in flight that `pass` lets through, in order; drops the rest. */
+    deliver(pass: (m: InFlight) => boolean) {
+      for (let round = 0; round < 1000 && inFlight.length > 0; round++) {
+        const batch = inFlight;
+        inFlight = [];
+        for (const m of batch) if (pass(m)) this.hand(m.to, m.message);
+      }
+    },
+    /** Time passes in steps of `stepMs`: every core ticks, and `pass` decides what arrives. */
+    run(durationMs: number, pass: (m: InFlight) => boolean, stepMs = 10) {
+      const until = nowMs + durationMs;
+      while (nowMs < until) {
+        nowMs += stepMs;
+        for (const [id, core] of cores) collect(id, core.tick(nowMs));
+        this.deliver(pass);
+      }
+    },
+    request(ts: number, op: ClientRequest["op"]): ClientRequest {
+      const unsigned = { client: "c1", ts, op };
+      return { ...unsigned, sig: client.sign(requestSigningBytes(unsigned)) };
+    },
+  };
+}
+
+/** The bodies of the replica messages among `actions` of the given type. */
+export function bodiesOf(actions: readonly ReplicaAction[], type: string): ReplicaBody[] {
+  const out: ReplicaBody[] = [];
+  for (const a of actions) {
+    if (a.type !== "send" && a.type !== "broadcast") continue;
+    const body = JSON.parse(a.message.toString("utf8").split("\n")[1] as string) as ReplicaBody;
+    if (body.type === type) out.push(body);
+  }
+  return out;
+}
