@@ -117,28 +117,44 @@ describe("the host agent", () => {
     // Rubbish on the line first: the agent must shrug it off.
     board.write("garbage\nsmwh1 CERT !!!\n");
     const key = createPrivateKey(readFileSync(path.join(bed.dir, "keys", "b1", "board.key")));
-    const body = {
-      host: "h1",
-      board: "b1",
-      period: 1,
-      publicKey: booted.publicKey,
-      issuedAt: new Date().toISOString(),
+    const certify = (publicKey: string, period: number) => {
+      const body = {
+        host: "h1",
+        board: "b1",
+        period,
+        publicKey,
+        issuedAt: new Date().toISOString(),
+      };
+      const signature = sign(null, certificateSigningBytes(body), key).toString("base64");
+      board.write(encodeHostLine({ type: "CERT", certificate: { ...body, signature } }));
     };
-    const certificate = {
-      ...body,
-      signature: sign(null, certificateSigningBytes(body), key).toString("base64"),
-    };
-    board.write(encodeHostLine({ type: "CERT", certificate }));
+    certify(booted.publicKey, 1);
     const recovered = await board.waitFor("RECOVERED", 20_000);
     expect(recovered.checkpointSeq).toBeGreaterThanOrEqual(stable?.seq ?? 0);
     await board.waitFor("HB", 5_000);
 
+    // h2's group begins its rejuvenation: the board revokes its keys. From then on the replica
+    // refuses what h2 signs with the key it held, though no newer key has come.
+    const before = Math.floor(Date.now() / 1000) + 3600;
+    board.write(encodeHostLine({ type: "REVOKE", hosts: ["h2"], before }));
+    for (let i = 0; i < 50 && !/rejected revoked-key from h2/.test(agentLog); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(agentLog).toMatch(/board revoked the keys of h2/);
+    expect(agentLog).toMatch(/rejected revoked-key from h2/);
+    // h2 goes down for its rejuvenation, as its board's schedule said.
+    await servers.shift()?.close();
+
     board.write(encodeHostLine({ type: "PREPARE_SHUTDOWN", period: 2 }));
     expect((await board.waitFor("SHUTDOWN_ACK")).period).toBe(2);
 
+    board.received.length = 0;
     const [replicaPid] = childrenOf(agent.pid as number);
     expect(replicaPid).toBeDefined();
     process.kill(replicaPid as number, "SIGKILL");
+    // A replica that crashed forgot its votes: it comes back under a new key, certified again.
+    const rebooted = await board.waitFor("BOOTED", 10_000);
+    expect(rebooted.publicKey).not.toBe(booted.publicKey);
+    certify(rebooted.publicKey, 2);
     for (let i = 0; i < 60; i++) {
       const now = childrenOf(agent.pid as number);
       if (now.length > 0 && now[0] !== replicaPid) break;
@@ -147,7 +163,13 @@ describe("the host agent", () => {
     const restarted = childrenOf(agent.pid as number);
     expect(restarted.length, agentLog).toBe(1);
     expect(restarted[0]).not.toBe(replicaPid);
-    expect(agentLog).toMatch(/replica exited \(SIGKILL\); restarting/);
+    expect(agentLog).toMatch(/replica exited \(SIGKILL\); restarting in \d+ ms, under a new key/);
+    // The restarted replica starts with the revocation the board made before.
+    const args = readFileSync(`/proc/${restarted[0]}/cmdline`, "utf8").split("\0");
+    expect(args.slice(args.indexOf("--revoked"), args.indexOf("--revoked") + 2)).toEqual([
+      "--revoked",
+      `h2:${before}`,
+    ]);
     expect(await board.waitFor("RECOVERED", 20_000)).toBeDefined();
   }, 60_000);
 });

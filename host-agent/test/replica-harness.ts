@@ -8,10 +8,18 @@ import {
   sealEnvelope,
 } from "../src/replica/messages.js";
 import { quorumsFor } from "../src/replica/quorums.js";
-import { type ReplicaConfig, ReplicaCore } from "../src/replica/replica-core.js";
+import {
+  type ReplicaConfig,
+  ReplicaCore,
+  type StartingState,
+} from "../src/replica/replica-core.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
 
-export function fourReplicas(self = "r2", overrides: Partial<ReplicaConfig> = {}) {
+export function fourReplicas(
+  self = "r2",
+  overrides: Partial<ReplicaConfig> = {},
+  start: Partial<StartingState> = {},
+) {
   const crypto = new SimCrypto(11);
   const ids = ["r1", "r2", "r3", "r4"];
   const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
@@ -43,7 +51,7 @@ export function fourReplicas(self = "r2", overrides: Partial<ReplicaConfig> = {}
     ring,
     signers.get(self) as Signer,
     cert(self, 0),
-    { recovering: false },
+    { recovering: false, ...start },
   );
   const from = (id: string, body: ReplicaBody) =>
     sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));

@@ -82,6 +82,26 @@ describe("the distributed wormhole, simulated from a seed", () => {
     }
   });
 
+  it("every board revokes a group's keys as the group begins, the group's own boards included", () => {
+    const result = runClusterSim({ ...base, seed: 7 });
+    expectCleanRun(result, base);
+    const revoked = new Set(
+      result.trace.filter((t) => t.what.startsWith("revoke")).map((t) => `${t.board} ${t.what}`),
+    );
+    const periods = [
+      ...new Set(
+        result.trace
+          .filter((t) => t.what.startsWith("revoke"))
+          .map((t) => /period (\d+)/.exec(t.what)?.[1]),
+      ),
+    ];
+    expect(periods.length).toBeGreaterThanOrEqual(result.periodsCompleted);
+    for (const period of periods)
+      for (const board of base.boards)
+        for (let g = 1; g <= base.groups.length; g++)
+          expect(revoked).toContain(`${board} revoke the keys of group ${g} (period ${period})`);
+  });
+
   it("replays exactly from its seed", () => {
     const a = runClusterSim({ ...base, seed: 42 });
     const b = runClusterSim({ ...base, seed: 42 });

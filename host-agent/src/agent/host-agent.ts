@@ -15,7 +15,12 @@ export interface HostAgentOptions {
   testbed: Testbed;
   hostId: string;
   /** Starts the replica process: `smw host replica ...` with an IPC channel. */
-  spawnReplica: (args: { keyFiles: ReplicaKeyFiles; recovering: boolean }) => ChildProcess;
+  spawnReplica: (args: {
+    keyFiles: ReplicaKeyFiles;
+    recovering: boolean;
+    /** Keys the board revoked so far: the replica starts with them revoked. */
+    revokedKeys: Array<{ host: string; before: number }>;
+  }) => ChildProcess;
   /** First start of the whole service: the empty state is the true one, nothing to recover. */
   initial?: boolean;
   /** Certify the key with a local board key instead of asking the board (benches without boards). */
@@ -56,22 +61,14 @@ export class HostAgent {
     const host = this.options.testbed.hosts.find((h) => h.id === this.options.hostId);
     if (host === undefined) return;
     if (this.options.selfCertify) {
-      this.publicKey = newBootKey(this.keyFiles).publicKey;
-      this.onCertificate(this.options.selfCertify(this.publicKey));
+      this.askForCertificate();
       return;
     }
     // The console first: if it cannot be opened, nothing is written to the state folder.
     this.link = new ConsoleLink(host.console.device, host.console.baud);
     await this.link.open();
-    this.publicKey = newBootKey(this.keyFiles).publicKey;
     this.link.on((message) => this.onBoard(message));
-    // "booted", repeated until the board answers with a certificate.
-    const sendBooted = () => {
-      if (this.certified || this.stopping) return;
-      this.link?.send({ type: "BOOTED", publicKey: this.publicKey });
-      this.bootedTimer = setTimeout(sendBooted, 2_000);
-    };
-    sendBooted();
+    this.askForCertificate();
     const heartbeat = setInterval(
       () => this.link?.send({ type: "HB" }),
       this.options.heartbeatMs ?? 1_000,
@@ -80,9 +77,41 @@ export class HostAgent {
     this.options.log(`booted; asked board for a certificate of key ${this.publicKey.slice(-16)}`);
   }
 
+  /**
+   * A new key for a replica that remembers nothing, and "booted", repeated until the board
+   * answers with its certificate; the replica starts then. A replica that lost its memory votes
+   * again only under a key its peers learned after it lost it (SAFETY.md), so a crashed replica
+   * needs a new key as much as a rejuvenated one.
+   */
+  private askForCertificate(): void {
+    this.certified = false;
+    this.publicKey = newBootKey(this.keyFiles).publicKey;
+    if (this.options.selfCertify) {
+      this.onCertificate(this.options.selfCertify(this.publicKey));
+      return;
+    }
+    const sendBooted = () => {
+      if (this.certified || this.stopping) return;
+      this.link?.send({ type: "BOOTED", publicKey: this.publicKey });
+      this.bootedTimer = setTimeout(sendBooted, 2_000);
+    };
+    sendBooted();
+  }
+
   private onBoard(message: BoardToHost): void {
     if (message.type === "CERT") this.onCertificate(message.certificate);
     else if (message.type === "PREPARE_SHUTDOWN") this.onPrepareShutdown(message.period);
+    else if (message.type === "REVOKE") this.onRevoke(message.hosts, message.before);
+  }
+
+  /** Kept for a replica started later, and passed on to the one running. */
+  private readonly revoked = new Map<string, number>();
+
+  private onRevoke(hosts: string[], before: number): void {
+    for (const host of hosts)
+      if (before > (this.revoked.get(host) ?? 0)) this.revoked.set(host, before);
+    this.options.log(`board revoked the keys of ${hosts.join(", ")} (before epoch ${before})`);
+    this.tell({ type: "revoke", hosts, before });
   }
 
   private onCertificate(certificate: KeyCertificate): void {
@@ -97,7 +126,7 @@ export class HostAgent {
     this.options.log(
       `key certified by board ${certificate.board} for period ${certificate.period}`,
     );
-    if (first) this.startReplica(this.options.initial !== true);
+    if (first) this.startReplica(this.options.initial !== true || this.restarts > 0);
     else this.tell({ type: "install-key", ...this.keyFiles });
   }
 
@@ -107,7 +136,11 @@ export class HostAgent {
 
   private startReplica(recovering: boolean): void {
     if (this.stopping) return;
-    const child = this.options.spawnReplica({ keyFiles: this.keyFiles, recovering });
+    const child = this.options.spawnReplica({
+      keyFiles: this.keyFiles,
+      recovering,
+      revokedKeys: [...this.revoked].map(([host, before]) => ({ host, before })),
+    });
     this.child = child;
     child.on("message", (m: unknown) => {
       if (!isReplicaToAgent(m)) return;
@@ -125,8 +158,10 @@ export class HostAgent {
       this.restarts++;
       // A crashed replica lost its memory: it comes back recovering, after a growing pause.
       const delayMs = Math.min(10_000, 250 * 2 ** Math.min(this.restarts, 6));
-      this.options.log(`replica exited (${signal ?? `code ${code}`}); restarting in ${delayMs} ms`);
-      this.restartTimer = setTimeout(() => this.startReplica(true), delayMs);
+      this.options.log(
+        `replica exited (${signal ?? `code ${code}`}); restarting in ${delayMs} ms, under a new key`,
+      );
+      this.restartTimer = setTimeout(() => this.askForCertificate(), delayMs);
     });
   }
 

@@ -71,7 +71,7 @@ export function hostCommand(context: CliContext): Command {
                   certifyWithBoardKey(testbed, flags.host, { publicKey, sign: () => "" }, 0),
               }
             : {}),
-          spawnReplica: ({ keyFiles, recovering }) =>
+          spawnReplica: ({ keyFiles, recovering, revokedKeys }) =>
             fork(
               SMW_BIN,
               [
@@ -86,6 +86,9 @@ export function hostCommand(context: CliContext): Command {
                 "--certificate",
                 keyFiles.certificateFile,
                 ...(recovering ? ["--recovering"] : []),
+                ...(revokedKeys.length > 0
+                  ? ["--revoked", revokedKeys.map((r) => `${r.host}:${r.before}`).join(",")]
+                  : []),
               ],
               { stdio: ["ignore", "inherit", "inherit", "ipc"] },
             ),
@@ -111,6 +114,7 @@ export function hostCommand(context: CliContext): Command {
     .requiredOption("--key-file <file>", "this boot's private key")
     .requiredOption("--certificate <file>", "its certificate from the board")
     .option("--recovering", "recover the state from the other replicas first")
+    .option("--revoked <list>", "keys the board revoked: host:epoch,...")
     .action(
       async (flags: {
         testbed: string;
@@ -118,6 +122,7 @@ export function hostCommand(context: CliContext): Command {
         keyFile: string;
         certificate: string;
         recovering?: boolean;
+        revoked?: string;
       }) => {
         const testbed = loadTestbed(flags.testbed);
         const files = { keyFile: flags.keyFile, certificateFile: flags.certificate };
@@ -127,6 +132,7 @@ export function hostCommand(context: CliContext): Command {
           signer: signerFor(privateKey),
           certificate,
           recovering: flags.recovering === true,
+          revokedKeys: parseRevoked(flags.revoked ?? ""),
           log: (line) => context.io.err(`${line}\n`),
           onAction: (a) => {
             if (a.type === "recovered")
@@ -145,6 +151,8 @@ export function hostCommand(context: CliContext): Command {
           if (m.type === "prepare-shutdown") {
             server.prepareShutdown();
             tellAgent({ type: "shutdown-prepared" });
+          } else if (m.type === "revoke") {
+            server.revokeKeys(m.hosts, m.before);
           } else {
             const next = readReplicaKey({ keyFile: m.keyFile, certificateFile: m.certificateFile });
             server.installKey(next.certificate, signerFor(next.privateKey));
@@ -158,4 +166,14 @@ export function hostCommand(context: CliContext): Command {
       },
     );
   return host;
+}
+
+/** `--revoked h3:1767000000,h4:1767000000` as the agent writes it; anything else is an error. */
+function parseRevoked(text: string): Array<{ host: string; before: number }> {
+  if (text === "") return [];
+  return text.split(",").map((item) => {
+    const match = /^([A-Za-z0-9_.-]{1,64}):(\d{1,15})$/.exec(item);
+    if (match === null) throw new RangeError(`--revoked: "${item}" is not host:epoch`);
+    return { host: match[1] as string, before: Number(match[2]) };
+  });
 }

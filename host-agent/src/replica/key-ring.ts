@@ -23,10 +23,18 @@ export interface ReplicaKey {
   certificate: KeyCertificate | undefined;
 }
 
-export type InstallVerdict = "installed" | "same" | "stale" | "bad-signature" | "unknown-host";
+export type InstallVerdict =
+  | "installed"
+  | "same"
+  | "stale"
+  | "revoked"
+  | "bad-signature"
+  | "unknown-host";
 
 export class KeyRing {
   private readonly replicaKeys = new Map<string, ReplicaKey>();
+  /** Per host: keys certified before this epoch are revoked (its rejuvenation began). */
+  private readonly revokedBefore = new Map<string, number>();
 
   constructor(
     private readonly scheme: SignatureScheme,
@@ -40,6 +48,7 @@ export class KeyRing {
   install(certificate: KeyCertificate): InstallVerdict {
     const boardKey = this.boardKeys.get(certificate.host);
     if (boardKey === undefined) return "unknown-host";
+    if (certificate.period < (this.revokedBefore.get(certificate.host) ?? 0)) return "revoked";
     const current = this.replicaKeys.get(certificate.host);
     if (current !== undefined) {
       if (certificate.period < current.epoch) return "stale";
@@ -55,6 +64,14 @@ export class KeyRing {
       certificate,
     });
     return "installed";
+  }
+
+  /**
+   * The host's rejuvenation began (its board's schedule says so): no key of it certified before
+   * `before` speaks for it any more, whatever the host's thief still holds. Its next key is later.
+   */
+  revoke(host: string, before: number): void {
+    if (before > (this.revokedBefore.get(host) ?? 0)) this.revokedBefore.set(host, before);
   }
 
   keyOf(replica: string): ReplicaKey | undefined {
@@ -73,10 +90,11 @@ export class KeyRing {
     epoch: number,
     bytes: Buffer,
     signature: string,
-  ): "ok" | "stale-epoch" | "unknown-epoch" | "bad-signature" {
+  ): "ok" | "stale-epoch" | "unknown-epoch" | "revoked-key" | "bad-signature" {
     const key = this.replicaKeys.get(replica);
     if (key === undefined || epoch > key.epoch) return "unknown-epoch";
     if (epoch < key.epoch) return "stale-epoch";
+    if (epoch < (this.revokedBefore.get(replica) ?? 0)) return "revoked-key";
     return this.scheme.verify(key.publicKey, bytes, signature) ? "ok" : "bad-signature";
   }
 

@@ -65,6 +65,8 @@ export interface StartingState {
   checkpoint?: { seq: number; snapshot: KvSnapshot; clients: ClientTableEntry[] };
   /** A rejuvenated replica does not trust its stored state: it recovers from its peers first. */
   recovering: boolean;
+  /** Keys revoked so far, as the board told its host (see `revokeKeys`). */
+  revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
 }
 
 export type ProblemKind =
@@ -72,6 +74,7 @@ export type ProblemKind =
   | "bad-signature"
   | "stale-epoch"
   | "unknown-epoch"
+  | "revoked-key"
   | "unknown-client"
   | "bad-request"
   | "bad-pre-prepare"
@@ -253,6 +256,8 @@ export class ReplicaCore {
       throw new RangeError(`replica ${self} is not one of ${ids.join(", ")}`);
     if (ids.length !== config.quorums.n) throw new RangeError("ids and quorums disagree on n");
     this.epoch = certificate?.period ?? 0;
+    for (const { host, before } of start.revokedKeys ?? [])
+      if (host !== self) ring.revoke(host, before);
     if (certificate) ring.install(certificate);
     const cp = start.checkpoint;
     this.store = cp ? KvStore.fromSnapshot(cp.snapshot) : new KvStore();
@@ -392,6 +397,21 @@ export class ReplicaCore {
     this.epoch = certificate.period;
     this.broadcast({ type: "NEW_KEY", certificate });
     this.refreshOwnViewChange();
+    return this.drain();
+  }
+
+  /**
+   * The boards began rejuvenating `hosts`: keys of theirs certified before `before` are revoked
+   * here and now, not when their new keys arrive, so that from their shutdown on a key stolen
+   * from a compromised host no longer speaks for a replica the quorums count as silent.
+   */
+  revokeKeys(hosts: readonly string[], before: number, nowMs: number): ReplicaAction[] {
+    this.nowMs = nowMs;
+    for (const host of hosts)
+      if (host !== this.config.self && this.config.ids.includes(host)) {
+        this.ring.revoke(host, before);
+        this.count("keys.revoked");
+      }
     return this.drain();
   }
 

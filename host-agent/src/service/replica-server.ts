@@ -24,6 +24,8 @@ export interface ReplicaServerOptions {
   clientKeys: Map<string, string>;
   /** After a rejuvenation: trust nothing stored, recover from peers first. */
   recovering: boolean;
+  /** Keys revoked so far, as the board told the host agent. */
+  revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
   /** Replicas silent for rejuvenation at once; default the testbed's k (0: a service without rejuvenation). */
   k?: number;
   log?: (line: string) => void;
@@ -47,7 +49,10 @@ export class ReplicaServer {
     this.stateDir = host.stateDir;
     mkdirSync(this.stateDir, { recursive: true });
     const stored = readCheckpointFile(this.stateDir);
-    const start: StartingState = { recovering: options.recovering };
+    const start: StartingState = {
+      recovering: options.recovering,
+      ...(options.revokedKeys ? { revokedKeys: options.revokedKeys } : {}),
+    };
     if ("checkpoint" in stored) start.checkpoint = stored.checkpoint;
     else if ("error" in stored)
       this.log(formatStateNote({ kind: "checkpoint-rejected", why: stored.error }));
@@ -107,6 +112,11 @@ export class ReplicaServer {
 
   prepareShutdown(): void {
     this.apply(this.core.prepareShutdown(this.now()));
+  }
+
+  /** The board says these hosts' rejuvenation began: their current keys are revoked. */
+  revokeKeys(hosts: readonly string[], before: number): void {
+    this.apply(this.core.revokeKeys(hosts, before, this.now()));
   }
 
   installKey(certificate: KeyCertificate, signer: Signer): void {

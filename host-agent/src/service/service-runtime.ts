@@ -21,6 +21,8 @@ import { SingleServer } from "./single-server.js";
 
 export interface ReplicaStartOptions {
   recovering?: boolean;
+  /** Keys revoked so far, as the board told the host agent. */
+  revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
   k?: number;
   log?: (line: string) => void;
   /** Given by the host agent (its board certified it); otherwise made here with the board's key. */
@@ -55,6 +57,7 @@ export async function startReplica(
     boardKeys: boardPublicKeys(testbed),
     clientKeys: clientPublicKeys(testbed),
     recovering: options.recovering ?? false,
+    ...(options.revokedKeys ? { revokedKeys: options.revokedKeys } : {}),
     ...(options.k !== undefined ? { k: options.k } : {}),
     ...(options.log ? { log: options.log } : {}),
     ...(options.onAction ? { onAction: options.onAction } : {}),

@@ -157,9 +157,16 @@ class ClusterSim {
       this.ring(),
       node.signer,
       cert,
-      recovering && node.disk ? { recovering, checkpoint: node.disk } : { recovering },
+      {
+        recovering,
+        ...(recovering && node.disk ? { checkpoint: node.disk } : {}),
+        revokedKeys: [...this.revokedBefore].map(([host, before]) => ({ host, before })),
+      },
     );
   }
+
+  /** What the boards have revoked so far: the keys of each host before its latest rejuvenation. */
+  private readonly revokedBefore = new Map<string, number>();
 
   run(): SimResult {
     for (const id of this.ids) this.boardSigners.set(id, this.crypto.newSigner(`board-${id}`));
@@ -518,6 +525,17 @@ class ClusterSim {
       (group % groups) * this.s.k + this.s.k,
     );
     if (group % groups === 0) this.period++;
+    // Every other board tells its host at once that this group's keys are revoked; the host
+    // link takes a few milliseconds. Keys of this period on are certified after the boot.
+    for (const id of members) this.revokedBefore.set(id, this.period);
+    for (const other of this.ids) {
+      if (members.includes(other)) continue;
+      const node = this.replicas.get(other) as ReplicaNode;
+      const period = this.period;
+      this.q.after(this.prng.int(0, 5), () => {
+        if (node.core) this.emit(node, node.core.revokeKeys(members, period, this.q.nowMs));
+      });
+    }
     for (const id of members) {
       const node = this.replicas.get(id) as ReplicaNode;
       if (node.core) this.emit(node, node.core.prepareShutdown(this.q.nowMs));

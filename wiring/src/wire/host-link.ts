@@ -24,7 +24,13 @@ export interface KeyCertificate {
 
 export type BoardToHost =
   | { type: "PREPARE_SHUTDOWN"; period: number }
-  | { type: "CERT"; certificate: KeyCertificate };
+  | { type: "CERT"; certificate: KeyCertificate }
+  /**
+   * A group's rejuvenation began: the keys these hosts' replicas hold now, certified before
+   * `before` (a key epoch: board clock seconds), speak for them no more. Their new keys, certified
+   * after their boot, are later.
+   */
+  | { type: "REVOKE"; hosts: string[]; before: number };
 
 export type HostToBoard =
   | { type: "SHUTDOWN_ACK"; period: number }
@@ -60,6 +66,7 @@ function decodeBody(line: string): { type: string; body: Record<string, unknown>
 }
 
 const BASE64 = /^[A-Za-z0-9+/=]{1,512}$/;
+const HOST_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const isCount = (v: unknown, min = 0) =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= min;
 
@@ -96,6 +103,18 @@ export function parseBoardToHost(line: string): BoardToHost | undefined {
   switch (type) {
     case "PREPARE_SHUTDOWN":
       return isCount(body.period) ? { type, period: body.period as number } : undefined;
+    case "REVOKE": {
+      const hosts = body.hosts;
+      if (
+        !Array.isArray(hosts) ||
+        hosts.length === 0 ||
+        hosts.length > 64 ||
+        !hosts.every((h) => typeof h === "string" && HOST_ID.test(h)) ||
+        !isCount(body.before)
+      )
+        return undefined;
+      return { type, hosts: hosts as string[], before: body.before as number };
+    }
     case "CERT": {
       const c = body.certificate as Record<string, unknown> | undefined;
       if (typeof c !== "object" || c === null) return undefined;

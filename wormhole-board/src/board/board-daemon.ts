@@ -149,6 +149,7 @@ export class BoardDaemon {
       operatorKey: this.deps.operatorKey,
       signingKey: this.deps.signingKey,
       budgets: this.deps.testbed.rejuvenation.budgets,
+      revokedKeys: () => this.revokedKeys,
     });
     this.runner.warm();
     this.offHostLink?.();
@@ -340,6 +341,9 @@ export class BoardDaemon {
     );
   }
 
+  /** Per host: keys certified before this epoch are revoked (see the `revokeKeys` action). */
+  private readonly revokedKeys = new Map<string, number>();
+
   private execute(actions: BoardAction[]): void {
     let statusChanged = false;
     for (const action of actions) {
@@ -369,6 +373,7 @@ export class BoardDaemon {
           statusChanged = true;
           break;
         case "trigger":
+          this.certifiedOutOfSchedule = false;
           this.deps.log.info(
             { period: action.record.index, latenessMs: action.record.latenessMs },
             "period triggered",
@@ -402,6 +407,21 @@ export class BoardDaemon {
           );
           statusChanged = true;
           break;
+        case "revokeKeys": {
+          const hosts = this.deps.testbed.rejuvenation.groups[action.group] ?? [];
+          // Key epochs are the certifying board's clock in whole seconds: every key these
+          // replicas hold now is older than this second, every key certified after their boot is
+          // not (a boot takes longer than the boards' clocks may differ).
+          const before = Math.floor(Date.now() / 1000);
+          for (const host of hosts) this.revokedKeys.set(host, before);
+          // This board's own host is going down with its group: it hears of it when it boots.
+          const own = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId)?.guards;
+          if (own === undefined || !hosts.includes(own)) {
+            this.deps.hostLink.send({ type: "REVOKE", hosts: [...hosts], before });
+            this.deps.log.info({ period: action.period, hosts, before }, "keys revoked");
+          }
+          break;
+        }
         case "periodComplete":
           this.deps.log.info(
             { period: action.period, tookMs: action.endMs - action.startMs },
@@ -442,14 +462,16 @@ export class BoardDaemon {
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
     this.runner?.certify(publicKey);
-    this.deps.log.info("host booted outside a rejuvenation: its key certified once");
+    this.deps.log.info(
+      "host booted outside a rejuvenation: its key certified (once per period: a replica that crashed comes back under a new key)",
+    );
   }
 
   private runStep(step: RecoveryStep, period: number): void {
     const controller = new AbortController();
     this.step = controller;
     this.runningStep = step;
-    // A certificate issued in a rejuvenation ends the out-of-schedule allowance.
+    // A certificate issued in a rejuvenation uses up this period's out-of-schedule allowance.
     if (step === "boot") this.certifiedOutOfSchedule = true;
     this.deps.log.info({ step, period }, "step started");
     const startedMs = this.now();

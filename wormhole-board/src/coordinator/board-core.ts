@@ -65,7 +65,12 @@ export type BoardAction =
   | { kind: "recoveryDone"; period: number; records: StepRecord[] }
   /** Fail-safe cut this board's rejuvenation short: the steps it ran, the last one's verdict says how it ended. */
   | { kind: "recoveryInterrupted"; period: number; records: StepRecord[] }
-  | { kind: "periodComplete"; period: number; startMs: number; endMs: number };
+  | { kind: "periodComplete"; period: number; startMs: number; endMs: number }
+  /**
+   * A group's rejuvenation began: the keys of its replicas are revoked (the wormhole knows the
+   * schedule; the replicas do not). The daemon tells its host at once, or at its next boot.
+   */
+  | { kind: "revokeKeys"; period: number; group: number };
 
 export function tLocalexecMs(b: StepBudgets): number {
   return b.tShutdownMs + 2 * b.tCheckcodeMs + 2 * b.tRestorecodeMs + b.tBootMs + b.tTransferMs;
@@ -287,6 +292,9 @@ export class BoardCore {
   ): void {
     if (this.failsafe.state !== undefined) return;
     switch (output.kind) {
+      case "groupStarted":
+        out.push({ kind: "revokeKeys", period: output.period, group: output.group });
+        return;
       case "startRecovery":
         for (const r of this.recovery.start(output.period, output.plannedStartMs, nowMs))
           this.onRecovery(r, nowMs, out);

@@ -18,6 +18,8 @@ export interface GroupScheduleConfig {
 
 export type ScheduleOutput =
   | { kind: "startRecovery"; period: number; group: number; plannedStartMs: number }
+  /** Group g's rejuvenation began (every board sees it, members or not). */
+  | { kind: "groupStarted"; period: number; group: number }
   | { kind: "periodComplete"; period: number; endMs: number }
   | { kind: "violation"; reason: string };
 
@@ -126,7 +128,9 @@ export class GroupSchedule {
 
   private enterGroup(): ScheduleOutput[] {
     const current = this.current as PeriodState;
-    const out: ScheduleOutput[] = [];
+    const out: ScheduleOutput[] = [
+      { kind: "groupStarted", period: current.period, group: current.group },
+    ];
     if ((this.config.groups[current.group] ?? []).includes(this.config.self)) {
       out.push({
         kind: "startRecovery",

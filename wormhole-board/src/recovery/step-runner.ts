@@ -26,6 +26,12 @@ export interface StepRunnerDeps {
   operatorKey: KeyObject;
   signingKey: KeyObject;
   budgets: { tShutdownMs: number; tBootMs: number; tTransferMs: number };
+  /**
+   * Per host, the key epoch before which its keys are revoked (the start of its latest
+   * rejuvenation this board saw): told to a host that boots, before its own certificate, so its
+   * new replica never takes a key the others have revoked.
+   */
+  revokedKeys?: () => ReadonlyMap<string, number>;
 }
 
 export class StepRunner {
@@ -174,6 +180,12 @@ export class StepRunner {
     this.bootedKey = publicKey;
     const issuedAtMs = Math.max(Date.now(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
+    const byEpoch = new Map<number, string[]>();
+    for (const [host, before] of this.deps.revokedKeys?.() ?? [])
+      if (host !== this.deps.board.guards)
+        byEpoch.set(before, [...(byEpoch.get(before) ?? []), host]);
+    for (const [before, hosts] of byEpoch)
+      this.deps.hostLink.send({ type: "REVOKE", hosts, before });
     this.deps.hostLink.send({ type: "CERT", certificate: this.certificate(publicKey) });
   }
 

@@ -401,6 +401,8 @@ function describeAction(action: BoardAction): string {
       return `rejuvenation cut short (period ${action.period}, ${action.records.length} steps run)`;
     case "periodComplete":
       return `period ${action.period} complete`;
+    case "revokeKeys":
+      return `revoke the keys of group ${action.group + 1} (period ${action.period})`;
   }
 }
 

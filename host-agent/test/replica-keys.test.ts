@@ -1,0 +1,75 @@
+/**
+ * Keys stop speaking for a replica when its rejuvenation begins (finding 6), not when its new key
+ * arrives: the board tells its host, the host's replica revokes them at once.
+ */
+import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
+import { describe, expect, it } from "vitest";
+import { type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { fourReplicas } from "./replica-harness.js";
+
+const problems = (actions: ReplicaAction[]) =>
+  actions.filter((a) => a.type === "problem").map((a) => (a as { kind: string }).kind);
+
+const status: ReplicaBody = {
+  type: "STATUS",
+  view: 0,
+  lastExecuted: 0,
+  stableSeq: 0,
+  recovering: false,
+  maxPrepared: 0,
+  wantCheckpoint: 0,
+  amnesic: false,
+};
+
+describe("a replica's keys once its rejuvenation began", () => {
+  it("are refused at once, an old certificate replayed too; its next key is taken", () => {
+    const { core, from, cert, crypto } = fourReplicas("r2");
+    expect(problems(core.onMessage(from("r3", status), 1))).toEqual([]);
+    // r3's group begins: keys certified before epoch 5 are revoked. r3's thief still has epoch 0.
+    core.revokeKeys(["r3"], 5, 2);
+    expect(problems(core.onMessage(from("r3", status), 3))).toEqual(["revoked-key"]);
+    // Replaying r3's old certificate does not bring the key back.
+    const replay = from("r3", { type: "NEW_KEY", certificate: cert("r3", 0) });
+    expect(problems(core.onMessage(replay, 4))).toEqual(["bad-certificate"]);
+    // The key certified after r3's boot (epoch 5) speaks for it.
+    const fresh = crypto.newSigner("r3-e5");
+    const newKey = sealEnvelope(
+      "r3",
+      5,
+      { type: "NEW_KEY", certificate: cert("r3", 5, fresh) },
+      (b) => fresh.sign(b),
+    );
+    expect(problems(core.onMessage(newKey, 5))).toEqual([]);
+    const signed = sealEnvelope("r3", 5, status, (b) => fresh.sign(b));
+    expect(problems(core.onMessage(signed, 6))).toEqual([]);
+    // Others are untouched; a revocation naming the replica itself or no replica changes nothing.
+    expect(problems(core.onMessage(from("r4", status), 7))).toEqual([]);
+    core.revokeKeys(["r2", "nobody"], 99, 8);
+    expect(problems(core.onMessage(from("r4", status), 9))).toEqual([]);
+  });
+
+  it("a replica started after the revocation starts with it", () => {
+    const { core, from } = fourReplicas("r2", {}, { revokedKeys: [{ host: "r4", before: 3 }] });
+    expect(problems(core.onMessage(from("r4", status), 1))).toEqual(["revoked-key"]);
+    expect(problems(core.onMessage(from("r3", status), 2))).toEqual([]);
+  });
+});
+
+describe("the board's REVOKE line", () => {
+  it("round-trips, and is refused when its hosts or epoch are not what they claim", () => {
+    const line = encodeHostLine({ type: "REVOKE", hosts: ["h3", "h4"], before: 1_767_000_000 });
+    expect(parseBoardToHost(line)).toEqual({
+      type: "REVOKE",
+      hosts: ["h3", "h4"],
+      before: 1_767_000_000,
+    });
+    const bad = (body: object) =>
+      `smwh1 REVOKE ${Buffer.from(JSON.stringify(body)).toString("base64url")}\n`;
+    expect(parseBoardToHost(bad({ hosts: [], before: 1 }))).toBeUndefined();
+    expect(parseBoardToHost(bad({ hosts: ["h 3"], before: 1 }))).toBeUndefined();
+    expect(parseBoardToHost(bad({ hosts: ["h3"], before: -1 }))).toBeUndefined();
+    expect(parseBoardToHost(bad({ hosts: ["h3"], before: "1" }))).toBeUndefined();
+    expect(parseBoardToHost(bad({ hosts: Array(65).fill("h3"), before: 1 }))).toBeUndefined();
+  });
+});
