@@ -15,8 +15,10 @@ describe("the deterministic cluster simulation", () => {
     // checkpoint covered what its peers had prepared; 5049: a recovering primary that did not
     // pad to the checkpoint it was waiting for; 1137, 6424, 6441: checkpoint votes lost in a
     // partition and never sent again; 5705: a retransmitted PRE_PREPARE dropped as a duplicate
-    // of a copy that had come while the replica could not use it.
-    for (const seed of [185, 246, 274, 775, 900, 1137, 5049, 5120, 5705, 6424, 6441]) {
+    // of a copy that had come while the replica could not use it; 159 (found by the aiming
+    // adversary): a correct replica's VIEW_CHANGE lacked the body of a batch it had prepared,
+    // pruned at a checkpoint after a view change had closed its slot, so no view formed.
+    for (const seed of [159, 185, 246, 274, 775, 900, 1137, 5049, 5120, 5705, 6424, 6441]) {
       const r = runSeed(seed);
       expect(r.violations, `seed ${seed}`).toEqual([]);
     }

@@ -996,8 +996,12 @@ export class ReplicaCore {
     for (const s of [...this.checkpointVotes.keys()]) if (s < seq) this.checkpointVotes.delete(s);
     // Keep the stable checkpoint (peers may fetch it) and anything newer.
     for (const s of [...this.ownCheckpoints.keys()]) if (s < seq) this.ownCheckpoints.delete(s);
+    // Bodies still needed: those of open slots, and of what this replica prepared above the
+    // stable checkpoint (its VIEW_CHANGE must carry them, even after a view change closed the
+    // slot).
     const live = new Set<string>();
     for (const slot of this.slots.values()) if (slot.digest) live.add(slot.digest);
+    for (const p of this.preparedInfo.values()) live.add(p.digest);
     for (const digest of [...this.batchesByDigest.keys()])
       if (!live.has(digest)) this.batchesByDigest.delete(digest);
     for (const [digest, entry] of [...this.reportedBatches])
@@ -1455,8 +1459,9 @@ export class ReplicaCore {
       this.problem("view-out-of-window", envelope.from, `VIEW_CHANGE to ${body.newView}`);
       return;
     }
-    if (!this.validViewChange(body)) {
-      this.problem("bad-view-change", envelope.from, `VIEW_CHANGE to ${body.newView}`);
+    const fault = this.viewChangeFault(body);
+    if (fault !== undefined) {
+      this.problem("bad-view-change", envelope.from, `VIEW_CHANGE to ${body.newView}: ${fault}`);
       return;
     }
     this.recordViewChange(envelope);
@@ -1474,17 +1479,24 @@ export class ReplicaCore {
       this.startViewChange(least);
   }
 
-  private validViewChange(body: ViewChangeBody): boolean {
-    if (body.keyEpochs.length !== this.config.ids.length) return false;
+  /** Why a VIEW_CHANGE cannot be taken into account, or undefined if it can. */
+  private viewChangeFault(body: ViewChangeBody): string | undefined {
+    if (body.keyEpochs.length !== this.config.ids.length)
+      return `${body.keyEpochs.length} key epochs for ${this.config.ids.length} replicas`;
     const seqs = new Set<number>();
     for (const p of body.prepared) {
-      if (seqs.has(p.seq) || p.seq <= body.stable.seq || p.view >= body.newView) return false;
+      if (seqs.has(p.seq)) return `seq ${p.seq} prepared twice`;
+      if (p.seq <= body.stable.seq) return `seq ${p.seq} prepared below its stable checkpoint`;
+      if (p.view >= body.newView) return `seq ${p.seq} prepared in view ${p.view}, not before`;
       seqs.add(p.seq);
-      if (!body.batches.some((b) => b.digest === p.digest)) return false;
+      if (!body.batches.some((b) => b.digest === p.digest)) return `no body for seq ${p.seq}`;
     }
     // Every body must be the batch its digest names, byte for byte: a body is what a new view
     // would execute, and a digest is what a quorum agreed on.
-    return body.batches.every((b) => batchDigest(b.requests) === b.digest);
+    const wrong = body.batches.find((b) => (batchDigest(b.requests) === b.digest) === false);
+    return wrong === undefined
+      ? undefined
+      : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
   }
 
   private recordViewChange(envelope: ReplicaEnvelope): void {
@@ -1571,7 +1583,7 @@ export class ReplicaCore {
         !senders.has(vc.from) &&
         this.config.ids.includes(vc.from) &&
         vc.body.newView === body.view &&
-        this.validViewChange(vc.body) &&
+        this.viewChangeFault(vc.body) === undefined &&
         this.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig) === "ok";
       if (!ok || vc === undefined) {
         this.problem(

@@ -8,6 +8,8 @@
 import type { KvResult } from "../kv/kv-operation.js";
 import type { Signer } from "../replica/key-ring.js";
 import {
+  batchDigest,
+  type ClientRequest,
   encodeClientMessage,
   parseEnvelope,
   type ReplicaBody,
@@ -24,7 +26,21 @@ export type ByzantineBehaviour =
   | "wrong-replies"
   | "forge"
   | "replay"
-  | "corrupt-state";
+  | "corrupt-state"
+  /** As primary: only empty batches, so clients starve unless backups' timers catch it. */
+  | "empty-batches"
+  /** VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints. */
+  | "lie-view-change"
+  /** NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards. */
+  | "lie-new-view"
+  /** STATUS: views, sequence numbers and wants out of thin air; claims to have lost its memory. */
+  | "lie-status"
+  /** EXECUTED and CHECKPOINT: batches at the wrong sequence numbers, checkpoints of the future. */
+  | "lie-executed"
+  /** META, LEAVES, PARTS: state that does not match the checkpoint asked for. */
+  | "lie-transfer"
+  /** VIEW_CHANGEs for far views, validly signed, again and again. */
+  | "view-flood";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -34,6 +50,13 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "forge",
   "replay",
   "corrupt-state",
+  "empty-batches",
+  "lie-view-change",
+  "lie-new-view",
+  "lie-status",
+  "lie-executed",
+  "lie-transfer",
+  "view-flood",
 ];
 
 export interface Outgoing {
@@ -44,6 +67,16 @@ export interface Outgoing {
 
 export class ByzantineFilter {
   private readonly seen: Buffer[] = [];
+  /** Validly formed batches it has seen proposed, to lie with plausibly. */
+  private readonly batches: ClientRequest[][] = [];
+  /** The highest view it has seen, to flood past it. */
+  private viewSeen = 0;
+  /** Lies told, by kind: the simulation reports them. */
+  readonly taken = new Map<string, number>();
+
+  private took(kind: string): void {
+    this.taken.set(kind, (this.taken.get(kind) ?? 0) + 1);
+  }
 
   constructor(
     readonly self: string,
@@ -67,8 +100,18 @@ export class ByzantineFilter {
     return hex;
   }
 
-  /** Remembers what it received, to replay later. */
+  /** Remembers what it received, to replay or lie with later. */
   observe(message: Buffer): void {
+    const envelope = parseEnvelope(message);
+    if (envelope !== undefined) {
+      const body = envelope.body;
+      if ("view" in body && typeof body.view === "number")
+        this.viewSeen = Math.max(this.viewSeen, body.view);
+      if (body.type === "PRE_PREPARE" && body.requests.length > 0) {
+        if (this.batches.length < 32) this.batches.push(body.requests);
+        else this.batches[this.prng.int(0, 31)] = body.requests;
+      }
+    }
     if (!this.behaviours.has("replay")) return;
     if (this.seen.length < 200) this.seen.push(message);
     else this.seen[this.prng.int(0, 199)] = message;
@@ -93,12 +136,28 @@ export class ByzantineFilter {
       const body = envelope.body;
       const to = action.type === "send" ? action.to : "all";
       if (this.behaviours.has("equivocate") && body.type === "PRE_PREPARE" && to === "all") {
-        // Half the backups get a different batch for the same sequence number.
-        const other: ReplicaBody = { ...body, requests: [...body.requests].reverse().slice(0, -1) };
-        const altered = this.reseal(envelope, { ...other, digest: this.randomDigest() });
+        // Half the backups get another batch for the same sequence number, validly formed and
+        // signed: the protocol, not a digest check, must keep the two apart.
+        const requests =
+          body.requests.length > 0
+            ? [...body.requests].reverse().slice(0, -1)
+            : this.batches.length > 0
+              ? this.prng.pick(this.batches)
+              : [];
+        const altered = this.reseal(envelope, {
+          ...body,
+          requests,
+          digest: batchDigest(requests),
+        });
+        this.took("equivocate");
         this.peers.forEach((peer, i) => {
           out.push({ to: peer, message: i % 2 === 0 ? action.message : altered });
         });
+        continue;
+      }
+      const lie = this.lie(envelope, body);
+      if (lie !== undefined) {
+        out.push({ to, message: lie });
         continue;
       }
       if (
@@ -106,6 +165,7 @@ export class ByzantineFilter {
         (body.type === "PREPARE" || body.type === "COMMIT" || body.type === "CHECKPOINT") &&
         this.prng.chance(0.5)
       ) {
+        this.took("wrong-digest");
         out.push({ to, message: this.reseal(envelope, { ...body, digest: this.randomDigest() }) });
         continue;
       }
@@ -114,10 +174,105 @@ export class ByzantineFilter {
     return out;
   }
 
+  /** A validly signed message that says something false, or undefined to send the truth. */
+  private lie(envelope: ReplicaEnvelope, body: ReplicaBody): Buffer | undefined {
+    const has = (b: ByzantineBehaviour) => this.behaviours.has(b) && this.prng.chance(0.6);
+    const n = this.peers.length + 1;
+    switch (body.type) {
+      case "PRE_PREPARE":
+        if (!has("empty-batches")) return undefined;
+        this.took("empty-batch");
+        return this.reseal(envelope, { ...body, requests: [], digest: batchDigest([]) });
+      case "VIEW_CHANGE": {
+        if (!has("lie-view-change")) return undefined;
+        this.took("lying-view-change");
+        const claimed = this.batches.length > 0 ? this.prng.pick(this.batches) : [];
+        const digest = batchDigest(claimed);
+        const seq = body.stable.seq + this.prng.int(1, 8);
+        switch (this.prng.int(0, 3)) {
+          case 0: // it forgets everything it prepared
+            return this.reseal(envelope, { ...body, prepared: [], prePrepared: [], batches: [] });
+          case 1: // it claims a batch it never prepared, in the view just before
+            return this.reseal(envelope, {
+              ...body,
+              prepared: [
+                ...body.prepared.filter((p) => p.seq !== seq),
+                { seq, view: Math.max(0, body.newView - 1), digest },
+              ],
+              prePrepared: [...body.prePrepared, { seq, view: body.newView - 1, digest }],
+              batches: [...body.batches, { digest, requests: claimed }],
+            });
+          case 2: // a checkpoint far ahead that nobody has
+            return this.reseal(envelope, {
+              ...body,
+              stable: { seq: body.stable.seq + 64, digest: this.randomDigest() },
+            });
+          default: // it says it holds no one's key
+            return this.reseal(envelope, { ...body, keyEpochs: Array(n).fill(0) });
+        }
+      }
+      case "NEW_VIEW": {
+        if (!has("lie-new-view") || body.proposals.length === 0) return undefined;
+        this.took("lying-new-view");
+        const proposals = body.proposals.map((p, i) =>
+          i === 0 ? { seq: p.seq, digest: batchDigest([]) } : p,
+        );
+        return this.reseal(envelope, { ...body, proposals });
+      }
+      case "STATUS":
+        if (!has("lie-status")) return undefined;
+        this.took("lying-status");
+        return this.reseal(envelope, {
+          ...body,
+          view: body.view + this.prng.int(0, 3),
+          lastExecuted: this.prng.chance(0.5) ? 0 : body.lastExecuted + this.prng.int(1, 500),
+          stableSeq: this.prng.chance(0.5) ? 0 : body.stableSeq + this.prng.int(1, 500),
+          maxPrepared: body.maxPrepared + this.prng.int(0, 500),
+          wantCheckpoint: this.prng.int(0, 1000),
+          amnesic: this.prng.chance(0.5),
+        });
+      case "EXECUTED":
+        if (!has("lie-executed") || body.entries.length === 0) return undefined;
+        this.took("lying-executed");
+        return this.reseal(envelope, {
+          ...body,
+          entries: body.entries.map((e) => {
+            const requests = this.batches.length > 0 ? this.prng.pick(this.batches) : [];
+            return { ...e, requests, digest: batchDigest(requests) };
+          }),
+        });
+      case "CHECKPOINT":
+        if (!has("lie-executed")) return undefined;
+        this.took("lying-checkpoint");
+        return this.reseal(envelope, {
+          ...body,
+          seq: body.seq + 4 * this.prng.int(1, 4),
+          digest: this.randomDigest(),
+        });
+      case "META":
+        if (!has("lie-transfer")) return undefined;
+        this.took("lying-transfer");
+        return this.reseal(envelope, {
+          ...body,
+          metas: body.metas.map((m, i) => (i === 0 ? this.randomDigest() : m)),
+        });
+      case "PARTS":
+        if (!has("lie-transfer") || body.parts.length === 0) return undefined;
+        this.took("lying-transfer");
+        return this.reseal(envelope, {
+          ...body,
+          parts: body.parts.map((p) => ({ ...p, data: Buffer.from("garbage").toString("base64") })),
+        });
+      default:
+        return undefined;
+    }
+  }
+
   private maybeWrongReply(message: Buffer): Buffer {
     if (!this.behaviours.has("wrong-replies")) return message;
     const envelope = parseEnvelope(message);
     if (envelope === undefined || envelope.body.type !== "REPLY") return message;
+    this.took("wrong-reply");
     const result: KvResult = { op: "get", value: `forged-${this.prng.int(0, 9)}` };
     return this.reseal(envelope, { ...envelope.body, result });
   }
@@ -125,9 +280,32 @@ export class ByzantineFilter {
   /** Unprompted mischief, every few ticks. */
   mischief(nowMs: number): Outgoing[] {
     const out: Outgoing[] = [];
-    if (this.behaviours.has("replay") && this.seen.length > 0 && this.prng.chance(0.3))
+    if (this.behaviours.has("replay") && this.seen.length > 0 && this.prng.chance(0.3)) {
+      this.took("replay");
       out.push({ to: this.prng.pick(this.peers), message: this.prng.pick(this.seen) });
+    }
+    if (this.behaviours.has("view-flood") && this.prng.chance(0.3)) {
+      this.took("view-flood");
+      const { signer, epoch } = this.signer();
+      for (let v = 1; v <= 4; v++) {
+        const body: ReplicaBody = {
+          type: "VIEW_CHANGE",
+          newView: this.viewSeen + this.prng.int(2, 2_000),
+          stable: { seq: 0, digest: this.randomDigest() },
+          checkpoints: [],
+          prepared: [],
+          prePrepared: [],
+          batches: [],
+          keyEpochs: Array(this.peers.length + 1).fill(epoch),
+        };
+        out.push({
+          to: "all",
+          message: sealEnvelope(this.self, epoch, body, (b) => signer.sign(b)),
+        });
+      }
+    }
     if (this.behaviours.has("forge") && this.prng.chance(0.3)) {
+      this.took("forge");
       // Another replica's name with our signature: must fail the check.
       const victim = this.prng.pick(this.peers);
       const body: ReplicaBody = {

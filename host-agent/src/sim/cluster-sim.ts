@@ -15,7 +15,12 @@ import { KeyRing, type Signer } from "../replica/key-ring.js";
 import { type ClientTableEntry, sealEnvelope } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
-import { type ByzantineBehaviour, ByzantineFilter, type Outgoing } from "./byzantine.js";
+import {
+  BYZANTINE_BEHAVIOURS,
+  type ByzantineBehaviour,
+  ByzantineFilter,
+  type Outgoing,
+} from "./byzantine.js";
 import { EventQueue } from "./event-queue.js";
 import { HistoryChecker } from "./history-checker.js";
 import { Prng } from "./prng.js";
@@ -40,6 +45,10 @@ export interface SimResult {
   stateTransfers: number;
   rejected: number;
   simulatedMs: number;
+  /** The adversary's lies and tricks, by kind. */
+  byzantineActions: Record<string, number>;
+  /** What correct replicas refused from compromised ones (or their stolen keys), by kind. */
+  rejectedFromByzantine: Record<string, number>;
 }
 
 interface StoredCheckpoint {
@@ -232,8 +241,27 @@ class ClusterSim {
       stateTransfers: this.stateTransfers,
       rejected: this.rejected,
       simulatedMs: this.q.nowMs,
+      byzantineActions: this.byzantineActions(),
+      rejectedFromByzantine: Object.fromEntries(this.rejectedFromByzantine),
     };
   }
+
+  /** Lies told by filters removed at rejuvenation, then by those still at work. */
+  private readonly retiredActions = new Map<string, number>();
+  private readonly rejectedFromByzantine = new Map<string, number>();
+  /** Replicas compromised at some moment of the run: their names in `from` are suspect. */
+  private readonly everCompromised = new Set<string>();
+
+  private byzantineActions(): Record<string, number> {
+    const total = new Map(this.retiredActions);
+    for (const node of this.replicas.values())
+      for (const [kind, n] of node.byzantine?.taken ?? [])
+        total.set(kind, (total.get(kind) ?? 0) + n);
+    if (this.oldKeyForgeries > 0) total.set("old-key", this.oldKeyForgeries);
+    return Object.fromEntries(total);
+  }
+
+  private oldKeyForgeries = 0;
 
   /** Load is over, every client has its answer, every rejuvenated replica has recovered. */
   private quiescent(): boolean {
@@ -262,6 +290,7 @@ class ClusterSim {
     node: ReplicaNode,
     behaviours: readonly ByzantineBehaviour[],
   ): ByzantineFilter {
+    this.everCompromised.add(node.id);
     return new ByzantineFilter(
       node.id,
       new Set(behaviours),
@@ -309,7 +338,8 @@ class ClusterSim {
         continue;
       }
       const targets = o.to === "all" ? this.ids.filter((i) => i !== from) : [o.to];
-      for (const to of targets) this.transmit(from, to, () => this.replicaReceive(to, o.message));
+      for (const to of targets)
+        this.transmit(from, to, () => this.replicaReceive(to, o.message), o.message);
     }
   }
 
@@ -329,7 +359,7 @@ class ClusterSim {
     switch (a.type) {
       case "executed":
         if (correct) {
-          this.checker.onExecuted(node.id, a.seq, a.digest, a.requests);
+          this.checker.onExecuted(node.id, a.seq, a.digest, a.requests, a.results);
           this.maxExecuted = Math.max(this.maxExecuted, a.seq);
         }
         break;
@@ -345,6 +375,8 @@ class ClusterSim {
         break;
       case "problem":
         this.rejected++;
+        if (correct && this.everCompromised.has(a.from))
+          this.rejectedFromByzantine.set(a.kind, (this.rejectedFromByzantine.get(a.kind) ?? 0) + 1);
         // A message that reached a bug in a correct replica's handlers: dropped there so that the
         // replica lives on, but a bug all the same.
         if (correct && a.kind === "handler-fault")
@@ -396,16 +428,34 @@ class ClusterSim {
     return false;
   }
 
-  private transmit(from: string, to: string, deliver: () => void): void {
+  private transmit(from: string, to: string, deliver: () => void, message?: Buffer): void {
     if (this.cut(from, to)) return;
     const { delayMs, jitterMs, loss, duplicate } = this.s.network;
     const faulty = !this.healthy();
     if (faulty && this.net.chance(loss)) return;
     const copies = faulty && this.net.chance(duplicate) ? 2 : 1;
+    const held = faulty && message !== undefined ? this.heldBack(to, message) : 0;
     for (let i = 0; i < copies; i++)
-      this.q.after(delayMs + this.net.next() * jitterMs, () => {
+      this.q.after(delayMs + held + this.net.next() * jitterMs, () => {
         if (!this.cut(from, to)) deliver();
       });
+  }
+
+  /**
+   * The adversarial scheduler: it holds back, within the asynchrony the protocol must survive,
+   * the messages that hurt most when late: COMMITs (the last ones complete a slot), anything to
+   * the primary, anything to a replica being rejuvenated.
+   */
+  private heldBack(to: string, message: Buffer): number {
+    const { chance, holdMs } = this.s.targeted;
+    if (chance === 0) return 0;
+    const target = this.replicas.get(to);
+    const aimed =
+      target?.restartedAtMs !== undefined ||
+      target?.core?.isPrimary === true ||
+      message.includes('"type":"COMMIT"');
+    if (!aimed || !this.adversary.chance(chance)) return 0;
+    return this.adversary.int(1, holdMs);
   }
 
   // ---- clients ------------------------------------------------------------
@@ -472,7 +522,10 @@ class ClusterSim {
 
   // ---- the adversary --------------------------------------------------------
 
+  private mischiefScheduled = false;
+
   private scheduleMischief(): void {
+    this.mischiefScheduled = true;
     this.q.after(MISCHIEF_EVERY_MS, () => {
       for (const node of this.replicas.values()) {
         if (node.byzantine === undefined || node.core === undefined) continue;
@@ -488,10 +541,12 @@ class ClusterSim {
         this.forgeWithOldKey(old);
       }
       if (this.q.nowMs < this.s.loadUntilMs) this.scheduleMischief();
+      else this.mischiefScheduled = false;
     });
   }
 
   private forgeWithOldKey(old: { id: string; epoch: number; signer: Signer }): void {
+    this.oldKeyForgeries++;
     const node = this.replicas.get(old.id) as ReplicaNode;
     const view = node.core?.currentView ?? 0;
     const body = {
@@ -541,7 +596,7 @@ class ClusterSim {
       if (node.core) this.emit(node, node.core.prepareShutdown(this.q.nowMs));
     }
     this.q.after(r.shutdownGraceMs, () => {
-      for (const id of members) this.kill(this.replicas.get(id) as ReplicaNode);
+      for (const id of members) this.kill(this.replicas.get(id) as ReplicaNode, members);
       const downMs = this.prng.int(r.downMs[0], r.downMs[1]);
       this.q.after(downMs, () => {
         for (const id of members) this.boot(this.replicas.get(id) as ReplicaNode, r.disk);
@@ -561,14 +616,39 @@ class ClusterSim {
     this.q.after(r.gapMs, () => this.rejuvenateGroup(group + 1));
   }
 
-  private kill(node: ReplicaNode): void {
+  /**
+   * The mobile adversary moves on: one replica that is not being rejuvenated, not recovering and
+   * not compromised already is compromised now, keeping its memory and its current key.
+   */
+  private compromiseAnother(group: readonly string[]): void {
+    const candidates = [...this.replicas.values()].filter(
+      (r) =>
+        !group.includes(r.id) &&
+        r.byzantine === undefined &&
+        r.core !== undefined &&
+        r.restartedAtMs === undefined,
+    );
+    if (candidates.length === 0) return;
+    const victim = this.adversary.pick(candidates);
+    const behaviours = new Set<ByzantineBehaviour>();
+    for (let j = this.adversary.int(1, 3); j > 0; j--)
+      behaviours.add(this.adversary.pick(BYZANTINE_BEHAVIOURS));
+    victim.byzantine = this.byzantineFilter(victim, [...behaviours]);
+    this.trace(`${victim.id} compromised (${[...behaviours].join(", ")})`);
+    if (!this.mischiefScheduled) this.scheduleMischief();
+  }
+
+  private kill(node: ReplicaNode, group: readonly string[]): void {
     this.trace(`${node.id} killed for rejuvenation`);
     this.rejuvenations++;
     node.core = undefined;
     if (node.byzantine) {
       // The adversary keeps the key it stole; the rejuvenated host is clean.
       this.oldSigners.push({ id: node.id, epoch: node.epoch, signer: node.signer });
+      for (const [kind, n] of node.byzantine.taken)
+        this.retiredActions.set(kind, (this.retiredActions.get(kind) ?? 0) + n);
       node.byzantine = undefined;
+      if (this.s.mobile) this.compromiseAnother(group);
     }
   }
 

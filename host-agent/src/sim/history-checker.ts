@@ -24,6 +24,7 @@ export interface CompletedOperation {
 
 export class HistoryChecker {
   /** seq -> the batch the first correct replica executed there. */
+  private readonly outcomes = new Map<number, { outcome: string; by: string }>();
   private readonly executed = new Map<
     number,
     { digest: string; requests: readonly ClientRequest[]; by: string }
@@ -37,7 +38,16 @@ export class HistoryChecker {
     seq: number,
     digest: string,
     requests: readonly ClientRequest[],
+    results: ReadonlyArray<KvResult | undefined> = [],
   ): void {
+    // Agreement on what was executed, not only on its digest: each request's result too.
+    const outcome = canonicalJson(results.map((r) => r ?? null));
+    const seen = this.outcomes.get(seq);
+    if (seen === undefined) this.outcomes.set(seq, { outcome, by: replica });
+    else if (seen.outcome !== outcome)
+      this.violations.push(
+        `agreement: ${replica} got results ${outcome.slice(0, 80)} at seq ${seq}, ${seen.by} got ${seen.outcome.slice(0, 80)}`,
+      );
     const first = this.executed.get(seq);
     if (first === undefined) this.executed.set(seq, { digest, requests, by: replica });
     else if (first.digest !== digest)

@@ -21,6 +21,8 @@ export function runSeed(seed: number): SimResult {
       stateTransfers: 0,
       rejected: 0,
       simulatedMs: 0,
+      byzantineActions: {},
+      rejectedFromByzantine: {},
     };
   }
 }
@@ -43,5 +45,13 @@ export function summarize(results: readonly SimResult[]): SeedSummary {
     stateTransfers: sum((r) => r.stateTransfers),
     rejected: sum((r) => r.rejected),
     simulatedMs: sum((r) => r.simulatedMs),
+    byzantineActions: addUp(results.map((r) => r.byzantineActions)),
+    rejectedFromByzantine: addUp(results.map((r) => r.rejectedFromByzantine)),
   };
+}
+
+function addUp(counts: ReadonlyArray<Record<string, number>>): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const c of counts) for (const [k, n] of Object.entries(c)) total[k] = (total[k] ?? 0) + n;
+  return total;
 }

@@ -90,11 +90,18 @@ async function main(): Promise<void> {
       `seeds ${args.from}..${args.from + args.seeds - 1}: ${s.seeds - s.failed.length} passed, ${s.failed.length} failed (${seconds.toFixed(1)} s on ${jobs} threads)`,
       `  client operations completed ${s.completed}, batches executed ${s.executedSeqs}, views entered ${s.viewChanges}`,
       `  rejuvenations ${s.rejuvenations}, state transfers ${s.stateTransfers}, rejected inputs ${s.rejected}, simulated time ${(s.simulatedMs / 3_600_000).toFixed(2)} h`,
+      `  the adversary's actions: ${formatCounts(s.byzantineActions)}`,
+      `  refused from compromised replicas: ${formatCounts(s.rejectedFromByzantine)}`,
       ...(s.failed.length > 0 ? [`  failing seeds: ${s.failed.map((r) => r.seed).join(" ")}`] : []),
       "",
     ].join("\n"),
   );
   process.exit(s.failed.length > 0 ? 1 : 0);
+}
+
+function formatCounts(counts: Record<string, number>): string {
+  const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? "none" : entries.map(([k, n]) => `${k} ${n}`).join(", ");
 }
 
 if (isMainThread) {

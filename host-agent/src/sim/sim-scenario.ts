@@ -4,6 +4,11 @@
  * schedule. Everything the run does follows from these choices.
  */
 import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from "./byzantine.js";
+
+/** The behaviours the first simulations drew from (older seeds keep their draws), and the rest. */
+const FIRST_BEHAVIOURS = BYZANTINE_BEHAVIOURS.slice(0, 7);
+const LIES = BYZANTINE_BEHAVIOURS.slice(7);
+
 import { Prng } from "./prng.js";
 
 export interface Scenario {
@@ -23,6 +28,17 @@ export interface Scenario {
   partitions: Array<{ fromMs: number; untilMs: number; isolated: string[] }>;
   /** Byzantine replicas from the start, with what they do. */
   byzantine: Array<{ replica: string; behaviours: ByzantineBehaviour[] }>;
+  /**
+   * The mobile adversary: when a compromised replica's host is rejuvenated, another replica
+   * (not being rejuvenated) is compromised in its place, so never more than k' at once.
+   */
+  mobile: boolean;
+  /**
+   * The adversarial scheduler, until the network heals: the chance that a message it aims at
+   * (a COMMIT, anything to the primary, anything to a replica being rejuvenated) is held back,
+   * and for how long at most. Within the asynchrony the protocol must tolerate.
+   */
+  targeted: { chance: number; holdMs: number };
   /** Rejuvenation: groups of k, one after the other, from `startMs`, every `gapMs`. */
   rejuvenation:
     | {
@@ -42,12 +58,18 @@ export interface Scenario {
   livenessBoundMs: number;
 }
 
+/** From the least n the fault model allows (3k' + 2k + 1) up. */
 const SHAPES = [
   { n: 4, kPrime: 1, k: 0 },
   { n: 6, kPrime: 1, k: 1 },
   { n: 6, kPrime: 1, k: 1 },
   { n: 7, kPrime: 1, k: 1 },
   { n: 8, kPrime: 1, k: 2 },
+];
+/** Two Byzantine replicas at once: drawn apart (below) so that older seeds keep their scenario. */
+const TWO_BYZANTINE = [
+  { n: 7, kPrime: 2, k: 0 },
+  { n: 9, kPrime: 2, k: 1 },
 ];
 
 export function replicaIds(n: number): string[] {
@@ -56,7 +78,11 @@ export function replicaIds(n: number): string[] {
 
 export function scenarioFor(seed: number): Scenario {
   const prng = new Prng(seed);
-  const shape = prng.pick(SHAPES);
+  // The adversary's later powers come from a stream of their own: a seed that failed once still
+  // draws the same cluster, network, partitions and Byzantine replicas, with the new powers added.
+  const adversary = new Prng(seed * 7919 + 17);
+  const base = prng.pick(SHAPES);
+  const shape = adversary.chance(0.25) ? adversary.pick(TWO_BYZANTINE) : base;
   const ids = replicaIds(shape.n);
   const healMs = prng.int(6_000, 12_000);
   const partitions: Scenario["partitions"] = [];
@@ -71,10 +97,15 @@ export function scenarioFor(seed: number): Scenario {
   const shuffled = [...ids].sort(() => prng.next() - 0.5);
   for (let i = 0; i < byzantineCount; i++) {
     const behaviours = new Set<ByzantineBehaviour>();
-    for (let j = prng.int(1, 3); j > 0; j--) behaviours.add(prng.pick(BYZANTINE_BEHAVIOURS));
+    for (let j = prng.int(1, 3); j > 0; j--) behaviours.add(prng.pick(FIRST_BEHAVIOURS));
+    for (let j = adversary.int(0, 2); j > 0; j--) behaviours.add(adversary.pick(LIES));
     byzantine.push({ replica: shuffled[i] as string, behaviours: [...behaviours] });
   }
   const lossy = prng.chance(0.7);
+  const mobile = adversary.chance(0.5);
+  const targeted = adversary.chance(0.5)
+    ? { chance: adversary.next() * 0.3, holdMs: adversary.int(50, 400) }
+    : { chance: 0, holdMs: 0 };
   return {
     seed,
     ...shape,
@@ -93,6 +124,8 @@ export function scenarioFor(seed: number): Scenario {
     },
     partitions,
     byzantine,
+    mobile,
+    targeted,
     rejuvenation:
       shape.k === 0
         ? undefined
