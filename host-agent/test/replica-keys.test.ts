@@ -6,7 +6,7 @@ import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
 import { type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
-import { fourReplicas } from "./replica-harness.js";
+import { fourReplicas, viewChangeBody } from "./replica-harness.js";
 
 const problems = (actions: ReplicaAction[]) =>
   actions.filter((a) => a.type === "problem").map((a) => (a as { kind: string }).kind);
@@ -53,6 +53,32 @@ describe("a replica's keys once its rejuvenation began", () => {
     const { core, from } = fourReplicas("r2", {}, { revokedKeys: [{ host: "r4", before: 3 }] });
     expect(problems(core.onMessage(from("r4", status), 1))).toEqual(["revoked-key"]);
     expect(problems(core.onMessage(from("r3", status), 2))).toEqual([]);
+  });
+});
+
+describe("a NEW_VIEW holding a VIEW_CHANGE signed under a revoked key", () => {
+  it("is taken when the others decide the same: a departing primary's VIEW_CHANGE does not spoil its hand-off", () => {
+    const { core, from } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    const vcs = ["r1", "r2", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
+    const newView = (viewChanges: Buffer[]) =>
+      from("r3", {
+        type: "NEW_VIEW",
+        view: 2,
+        viewChanges: viewChanges.map((m) => m.toString("utf8")),
+        checkpoint: genesis,
+        proposals: [],
+      } as ReplicaBody);
+    // r1 was the primary handing off; its host's rejuvenation began: its key is revoked here.
+    core.revokeKeys(["r1"], 1, 1);
+    // With r1's left out, only two remain: not a quorum, so not a view.
+    expect(problems(core.onMessage(newView([vcs[0], vcs[2], vcs[3]] as Buffer[]), 2))).toEqual([
+      "bad-new-view",
+    ]);
+    expect(core.currentView).toBe(0);
+    // With three others it is one.
+    expect(problems(core.onMessage(newView(vcs), 3))).toEqual([]);
+    expect(core.currentView).toBe(2);
   });
 });
 

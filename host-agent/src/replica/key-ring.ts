@@ -74,6 +74,14 @@ export class KeyRing {
     if (before > (this.revokedBefore.get(host) ?? 0)) this.revokedBefore.set(host, before);
   }
 
+  /** A message of `replica` under `epoch` would count here now (its signature aside). */
+  counts(replica: string, epoch: number): boolean {
+    const key = this.replicaKeys.get(replica);
+    return (
+      key !== undefined && key.epoch === epoch && epoch >= (this.revokedBefore.get(replica) ?? 0)
+    );
+  }
+
   keyOf(replica: string): ReplicaKey | undefined {
     return this.replicaKeys.get(replica);
   }

@@ -1535,8 +1535,12 @@ export class ReplicaCore {
     if (this.mode === "view-change" && view !== this.targetView) return;
     // Only VIEW_CHANGEs holding every key this primary holds: then the view is fresh for any
     // replica that lost its memory before its current key, and it may vote in it.
-    const forView = this.viewChangesFor(view).filter((vc) =>
-      this.holdsEveryKey((vc.body as ViewChangeBody).keyEpochs),
+    // And only those signed under keys that still count (a departing primary's, for one, is
+    // revoked as its host's rejuvenation begins).
+    const forView = this.viewChangesFor(view).filter(
+      (vc) =>
+        this.holdsEveryKey((vc.body as ViewChangeBody).keyEpochs) &&
+        this.ring.counts(vc.from, vc.epoch),
     );
     if (!forView.some((vc) => vc.from === this.config.self)) return;
     const envelopes = forView.sort((a, b) => (a.from < b.from ? -1 : 1));
@@ -1577,15 +1581,23 @@ export class ReplicaCore {
     const viewChanges: ReplicaEnvelope[] = [];
     for (const text of body.viewChanges) {
       const vc = parseEnvelope(Buffer.from(text, "utf8"));
-      const ok =
+      const wellFormed =
         vc !== undefined &&
         vc.body.type === "VIEW_CHANGE" &&
         !senders.has(vc.from) &&
         this.config.ids.includes(vc.from) &&
         vc.body.newView === body.view &&
-        this.viewChangeFault(vc.body) === undefined &&
-        this.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig) === "ok";
-      if (!ok || vc === undefined) {
+        this.viewChangeFault(vc.body) === undefined;
+      const verdict = wellFormed
+        ? this.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig)
+        : "";
+      if (wellFormed && (verdict === "revoked-key" || verdict === "stale-epoch")) {
+        // Signed under a key that has since stopped counting here (its host is being
+        // rejuvenated, or has been): it is left out, and the rest must still decide the same.
+        this.count("new-view.left-out");
+        continue;
+      }
+      if (verdict !== "ok" || vc === undefined) {
         this.problem(
           "bad-new-view",
           from,
