@@ -580,14 +580,16 @@ class ClusterSim {
       (group % groups) * this.s.k + this.s.k,
     );
     if (group % groups === 0) this.period++;
-    // Every other board tells its host at once that this group's keys are revoked; the host
-    // link takes a few milliseconds. Keys of this period on are certified after the boot.
+    // Every other board tells its host that this group's keys are revoked once the group is
+    // held in reset (after the shutdown grace); the host link takes a few milliseconds. Keys of
+    // this period on are certified after the boot.
     for (const id of members) this.revokedBefore.set(id, this.period);
     for (const other of this.ids) {
       if (members.includes(other)) continue;
       const node = this.replicas.get(other) as ReplicaNode;
       const period = this.period;
-      this.q.after(this.prng.int(0, 5), () => {
+      const graceMs = this.s.rejuvenation?.shutdownGraceMs ?? 0;
+      this.q.after(graceMs + this.prng.int(0, 5), () => {
         if (node.core) this.emit(node, node.core.revokeKeys(members, period, this.q.nowMs));
       });
     }

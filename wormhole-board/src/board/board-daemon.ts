@@ -416,10 +416,15 @@ export class BoardDaemon {
           for (const host of hosts) this.revokedKeys.set(host, before);
           // This board's own host is going down with its group: it hears of it when it boots.
           const own = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId)?.guards;
-          if (own === undefined || !hosts.includes(own)) {
+          if (own !== undefined && hosts.includes(own)) break;
+          // Told once those hosts are held in reset (T_shutdown at the latest): until then they
+          // still run and hand off; from then on only a thief could speak with their keys.
+          const timer = setTimeout(() => {
+            if (this.phase === "stopped") return;
             this.deps.hostLink.send({ type: "REVOKE", hosts: [...hosts], before });
             this.deps.log.info({ period: action.period, hosts, before }, "keys revoked");
-          }
+          }, this.deps.testbed.rejuvenation.budgets.tShutdownMs);
+          timer.unref();
           break;
         }
         case "periodComplete":
