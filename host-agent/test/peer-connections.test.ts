@@ -1,8 +1,10 @@
+import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { once } from "node:events";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ClientConnections } from "../src/net/client-connection.js";
 import { encodeFrame, FrameDecoder } from "../src/net/frame-codec.js";
+import { helloProofBytes } from "../src/net/hello.js";
 import {
   type ConnectionsOptions,
   type Hello,
@@ -420,5 +422,113 @@ describe("PeerConnections", () => {
     await holder.start();
     const clash = replica("x", { x: taken as number });
     await expect(clash.start()).rejects.toThrow(/the port is in use/);
+  });
+});
+
+describe("a client's hello, proven", () => {
+  const keys = generateKeyPairSync("ed25519");
+  const proveHello = (signed: Buffer) => sign(null, signed, keys.privateKey).toString("base64");
+  const verifyClient = (client: string, signed: Buffer, proof: string) =>
+    client === "client-1" && verify(null, signed, keys.publicKey, Buffer.from(proof, "base64"));
+
+  /** A replica that echoes every client message back to that client. */
+  async function echoing(extra: Partial<ConnectionsOptions> = {}) {
+    const node = replica("r1", { r1: 0 }, { verifyClient, ...extra });
+    const box = inbox(node);
+    node.on("message", (from, payload) => {
+      if (from.role === "client")
+        node.sendToClient(from.id, Buffer.from(`to ${from.id}: ${payload}`));
+    });
+    await node.start();
+    return { node, box, port: node.address().port };
+  }
+
+  it("replies reach the client that signs the challenge, and no one who only claims its name", async () => {
+    const { node, box, port } = await echoing();
+    // A connection that claims client-1 but cannot sign for it.
+    const impostor = await rawSocket(port);
+    const decoder = new FrameDecoder(1 << 20);
+    const heard: string[] = [];
+    impostor.on("data", (chunk: Buffer) => {
+      for (const f of decoder.push(chunk).frames) heard.push(f.toString());
+    });
+    impostor.write(hello("client", "client-1"));
+    await until(() => heard.length === 1, "the challenge");
+    expect(JSON.parse(heard[0] as string)).toMatchObject({ smw: 1 });
+    // Frames before the proof are not taken as messages, and its replies go nowhere.
+    const closed = once(impostor, "close");
+    impostor.write(encodeFrame(Buffer.from(JSON.stringify({ smw: 1, proof: "AAAA" }))));
+    await closed;
+    expect(box.problems.at(-1)).toMatch(/hello of client "client-1" is not proven by its key/);
+    expect(box.messages).toEqual([]);
+    node.sendToClient("client-1", Buffer.from("secret"));
+    expect(heard).toHaveLength(1);
+
+    // The real client proves it; what it queued before the proof follows it, in order.
+    const client = track(
+      new ClientConnections({
+        clientId: "client-1",
+        replicas: { r1: { host, port } },
+        reconnectDelayMs: fast.reconnectDelayMs,
+        proveHello,
+      }),
+    );
+    const replies: string[] = [];
+    client.on("message", (_, payload) => replies.push(payload.toString()));
+    client.send("r1", Buffer.from("one"));
+    client.start();
+    client.send("r1", Buffer.from("two"));
+    await until(() => replies.length === 2, "both replies");
+    expect(replies).toEqual(["to client-1: one", "to client-1: two"]);
+  });
+
+  it("a client whose key is not the one on file is refused", async () => {
+    const { box, port } = await echoing();
+    const other = generateKeyPairSync("ed25519");
+    const client = track(
+      new ClientConnections({
+        clientId: "client-1",
+        replicas: { r1: { host, port } },
+        reconnectDelayMs: fast.reconnectDelayMs,
+        proveHello: (signed) => sign(null, signed, other.privateKey).toString("base64"),
+      }),
+    );
+    client.start();
+    client.send("r1", Buffer.from("let me in"));
+    await until(() => box.problems.length > 0, "the refusal");
+    expect(box.problems[0]).toMatch(/not proven by its key/);
+    expect(box.messages).toEqual([]);
+  });
+
+  it("the proof is bound to the replica and the challenge: one replayed elsewhere fails", () => {
+    const challenge = Buffer.alloc(32, 7);
+    const proof = proveHello(helloProofBytes("r1", "client-1", challenge));
+    expect(verifyClient("client-1", helloProofBytes("r1", "client-1", challenge), proof)).toBe(
+      true,
+    );
+    expect(verifyClient("client-1", helloProofBytes("r2", "client-1", challenge), proof)).toBe(
+      false,
+    );
+    expect(
+      verifyClient("client-1", helloProofBytes("r1", "client-1", Buffer.alloc(32, 8)), proof),
+    ).toBe(false);
+  });
+
+  it("frames before the hello is proven are small; connections per address are capped", async () => {
+    const { node, box, port } = await echoing({ maxInboundPerAddress: 3 });
+    // An 8 KiB first frame: refused at its length prefix, not read.
+    const big = await rawSocket(port);
+    const closed = once(big, "close");
+    big.write(encodeFrame(Buffer.alloc(8192, 32)));
+    await closed;
+    expect(box.problems.at(-1)).toMatch(/frame of 8192 bytes exceeds the 4096-byte maximum/);
+    // Three open connections from this address; the fourth is refused at once.
+    for (let i = 0; i < 3; i++) await rawSocket(port);
+    await until(() => node.counters().rejectedConnections >= 1, "the first refusal counted");
+    const before = node.counters().rejectedConnections;
+    const fourth = await rawSocket(port);
+    await once(fourth, "close");
+    expect(node.counters().rejectedConnections).toBe(before + 1);
+    expect(box.problems.at(-1)).toMatch(/refused: 3 open from that address/);
   });
 });

@@ -56,6 +56,23 @@ describe("a replica's keys once its rejuvenation began", () => {
   });
 });
 
+describe("VIEW_CHANGEs a replica sent before its keys changed", () => {
+  it("no longer count towards the k'+1 that make a correct replica join a newer view", () => {
+    const { core, from } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    const joined = (actions: ReplicaAction[]) =>
+      actions.some((a) => a.type === "broadcast" && a.message.includes('"type":"VIEW_CHANGE"'));
+    // r4, compromised, floods far views; then its host is rejuvenated and its keys revoked.
+    core.onMessage(from("r4", viewChangeBody(500, genesis)), 1);
+    core.revokeKeys(["r4"], 1, 2);
+    // Now r3 (compromised in turn) asks for a far view too: one sender, not k'+1.
+    expect(joined(core.onMessage(from("r3", viewChangeBody(600, genesis)), 3))).toBe(false);
+    expect(core.currentView).toBe(0);
+    // A second current sender does make k'+1: it joins the least view they ask for.
+    expect(joined(core.onMessage(from("r1", viewChangeBody(1, genesis)), 4))).toBe(true);
+  });
+});
+
 describe("a NEW_VIEW holding a VIEW_CHANGE signed under a revoked key", () => {
   it("is taken when the others decide the same: a departing primary's VIEW_CHANGE does not spoil its hand-off", () => {
     const { core, from } = fourReplicas("r2");

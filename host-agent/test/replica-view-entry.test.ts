@@ -112,4 +112,20 @@ describe("entering a newer view", () => {
       core.onMessage(status(0), now).some((a) => a.type === "send" && a.message.equals(newView)),
     ).toBe(true);
   });
+
+  it("a replica rebooted at view 0 joins a service thousands of views on, by its NEW_VIEW", () => {
+    const { core, from } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    const view = 4 * 500 + 2; // r3's
+    const vcs = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(view, genesis)));
+    const newView = from("r3", {
+      type: "NEW_VIEW",
+      view,
+      viewChanges: vcs.map((m) => m.toString("utf8")),
+      checkpoint: genesis,
+      proposals: [],
+    } as ReplicaBody);
+    core.onMessage(newView, 1);
+    expect(core.currentView).toBe(view);
+  });
 });

@@ -45,7 +45,11 @@ export class KvClient {
       new KeyRing(options.scheme, options.boardKeys, new Map()),
       options.signer,
     );
-    this.net = new ClientConnections({ clientId: options.id, replicas: options.replicas });
+    this.net = new ClientConnections({
+      clientId: options.id,
+      replicas: options.replicas,
+      proveHello: (signed) => options.signer.sign(signed),
+    });
     this.net.on("message", (replica, payload) =>
       this.apply(this.core.onMessage(replica, payload, this.now())),
     );

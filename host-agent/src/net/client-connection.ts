@@ -6,7 +6,14 @@
  */
 import { EventEmitter } from "node:events";
 import { encodeFrame } from "./frame-codec.js";
-import { CLIENT_ID_PATTERN, encodeHello, quoteForLog } from "./hello.js";
+import {
+  CLIENT_ID_PATTERN,
+  encodeHello,
+  encodeProof,
+  helloProofBytes,
+  parseChallenge,
+  quoteForLog,
+} from "./hello.js";
 import { encodeBoundedFrame, type LinkLimits, resolveLinkLimits } from "./link-limits.js";
 import { type NetCounters, zeroCounters } from "./net-counters.js";
 import { OutboundLink } from "./outbound-link.js";
@@ -23,6 +30,11 @@ export interface ClientConnectionsOptions {
   reconnectDelayMs?: ReconnectDelayMs;
   /** Default 64 MiB; beyond it the oldest queued frames are dropped and counted. */
   maxQueuedBytesPerReplica?: number;
+  /**
+   * Signs with the client's key, to prove the hello to replicas that challenge it (a replica
+   * routes a client's replies only to a connection that has proven it is that client).
+   */
+  proveHello?: (signed: Buffer) => string;
 }
 
 export interface ClientConnectionsEvents {
@@ -67,6 +79,17 @@ export class ClientConnections extends EventEmitter<ClientConnectionsEvents> {
             return undefined;
           },
           onProblem: (description) => this.emit("problem", description),
+          ...(options.proveHello === undefined
+            ? {}
+            : {
+                answerChallenge: (payload: Buffer) => {
+                  const challenge = parseChallenge(payload);
+                  if (!Buffer.isBuffer(challenge)) return challenge;
+                  const signed = helloProofBytes(replicaId, options.clientId, challenge);
+                  const proof = (options.proveHello as (b: Buffer) => string)(signed);
+                  return { answer: encodeFrame(encodeProof(proof)) };
+                },
+              }),
         }),
       );
     }

@@ -50,8 +50,14 @@ export class FrameDecoder {
   private partsBytes = 0;
   private failure: string | undefined;
 
-  constructor(private readonly maxFrameBytes: number) {
+  constructor(private maxFrameBytes: number) {
     assertMaxFrameBytes(maxFrameBytes);
+  }
+
+  /** A connection trusted further (its hello proven) may send longer frames from now on. */
+  setMaxFrameBytes(maxFrameBytes: number): void {
+    assertMaxFrameBytes(maxFrameBytes);
+    this.maxFrameBytes = maxFrameBytes;
   }
 
   /** Bytes held for frames not yet complete; never more than maxFrameBytes + 4. */
@@ -62,10 +68,18 @@ export class FrameDecoder {
   /**
    * Frames that precede a bad length in the same chunk are still returned
    * with the error: they were well formed, and the caller decides what to do.
+   * With `each`, every frame is handed over as soon as it is complete, before the next one's
+   * length is checked (so a frame can raise the bound for those after it), and none are
+   * returned; `each` returning false stops reading this chunk (the connection is closing).
    */
-  push(chunk: Buffer): DecodeResult {
+  push(chunk: Buffer, each?: (frame: Buffer) => boolean): DecodeResult {
     if (this.failure !== undefined) return { frames: [], error: this.failure };
     const frames: Buffer[] = [];
+    let stopped = false;
+    const complete = (frame: Buffer) => {
+      if (each === undefined) frames.push(frame);
+      else if (!each(frame)) stopped = true;
+    };
     let offset = 0;
     while (offset < chunk.length) {
       if (this.bodyLength === undefined) {
@@ -80,17 +94,19 @@ export class FrameDecoder {
           this.failure = `frame of ${length} bytes exceeds the ${this.maxFrameBytes}-byte maximum`;
           return { frames, error: this.failure };
         }
-        if (length === 0) frames.push(Buffer.alloc(0));
+        if (length === 0) complete(Buffer.alloc(0));
         else this.bodyLength = length;
+        if (stopped) return { frames };
         continue;
       }
       const missing = this.bodyLength - this.partsBytes;
       const available = chunk.length - offset;
       // Copies rather than views: a retained frame must not pin a whole socket chunk.
       if (this.partsBytes === 0 && available >= missing) {
-        frames.push(Buffer.from(chunk.subarray(offset, offset + missing)));
         offset += missing;
         this.bodyLength = undefined;
+        complete(Buffer.from(chunk.subarray(offset - missing, offset)));
+        if (stopped) return { frames };
         continue;
       }
       const take = Math.min(missing, available);
@@ -98,10 +114,12 @@ export class FrameDecoder {
       this.partsBytes += take;
       offset += take;
       if (this.partsBytes === this.bodyLength) {
-        frames.push(Buffer.concat(this.parts, this.bodyLength));
+        const frame = Buffer.concat(this.parts, this.bodyLength);
         this.parts = [];
         this.partsBytes = 0;
         this.bodyLength = undefined;
+        complete(frame);
+        if (stopped) return { frames };
       }
     }
     return { frames };

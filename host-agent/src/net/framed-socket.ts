@@ -35,6 +35,8 @@ export class FramedSocket {
   private readonly decoder: FrameDecoder;
   private waitingForDrain = false;
   private failed = false;
+  /** Queued frames wait while the connection is still proving who it is. */
+  private held = false;
 
   constructor(
     private readonly socket: Socket,
@@ -70,10 +72,24 @@ export class FramedSocket {
     this.pump();
   }
 
+  /** Holds queued frames back until `release` (a handshake must come first). */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.pump();
+  }
+
+  setMaxFrameBytes(maxFrameBytes: number): void {
+    this.decoder.setMaxFrameBytes(maxFrameBytes);
+  }
+
   /** Moves queued frames into the socket until it asks us to wait. */
   pump(): void {
     const { queue, counters } = this.options;
-    while (!this.waitingForDrain && !this.socket.destroyed) {
+    while (!this.held && !this.waitingForDrain && !this.socket.destroyed) {
       const frame = queue.shift();
       if (frame === undefined) return;
       counters.framesOut++;
@@ -96,16 +112,14 @@ export class FramedSocket {
   private receive(chunk: Buffer): void {
     if (this.socket.destroyed) return;
     this.options.counters.bytesIn += chunk.length;
-    const { frames, error } = this.decoder.push(chunk);
-    for (const frame of frames) {
+    // Frame by frame: a hello raises the bound for the frames after it in the same chunk.
+    const { error } = this.decoder.push(chunk, (frame) => {
       const problem = this.options.onFrame(frame);
-      if (problem !== undefined) {
-        this.fail(problem);
-        return;
-      }
+      if (problem !== undefined) this.fail(problem);
       // The frame's consumer may have closed everything.
-      if (this.socket.destroyed) return;
-    }
+      return !this.socket.destroyed;
+    });
+    if (this.socket.destroyed) return;
     if (error !== undefined) {
       this.options.counters.oversizedFrames++;
       this.fail(error);

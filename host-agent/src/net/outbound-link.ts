@@ -26,6 +26,11 @@ export interface OutboundLinkOptions {
   counters: NetCounters;
   /** Returns what is wrong with a frame from the far end, if anything, which closes the connection. */
   onFrame: (payload: Buffer) => string | undefined;
+  /**
+   * The far end's first frame is a challenge: the frame to answer it with (written before
+   * anything queued), or what is wrong with it. Queued frames wait until it is answered.
+   */
+  answerChallenge?: (payload: Buffer) => { answer: Buffer } | { error: string };
   onProblem: (description: string) => void;
 }
 
@@ -100,17 +105,27 @@ export class OutboundLink {
     socket.once("connect", () => {
       socket.setTimeout(0);
       connectedAtMs = Date.now();
-      const framed = new FramedSocket(socket, {
+      let challenged = options.answerChallenge !== undefined;
+      const framed: FramedSocket = new FramedSocket(socket, {
         label: `connection to ${options.label}`,
         maxFrameBytes: options.maxFrameBytes,
         queue: this.queue,
         counters: options.counters,
-        onFrame: options.onFrame,
+        onFrame: (payload) => {
+          if (!challenged || options.answerChallenge === undefined) return options.onFrame(payload);
+          const reply = options.answerChallenge(payload);
+          if ("error" in reply) return reply.error;
+          challenged = false;
+          framed.writeFirst(reply.answer);
+          framed.release();
+          return undefined;
+        },
         onProblem: options.onProblem,
       });
       this.framed = framed;
       framed.writeFirst(options.hello);
-      framed.pump();
+      if (challenged) framed.hold();
+      else framed.pump();
     });
     socket.once("close", () => {
       this.socket = undefined;

@@ -9,11 +9,22 @@
  * Who is on the other end is only claimed (by the hello); payloads carry
  * their own signatures. This layer bounds, frames and queues.
  */
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { encodeFrame } from "./frame-codec.js";
 import { FramedSocket } from "./framed-socket.js";
-import { encodeHello, type Hello, parseHello, quoteForLog } from "./hello.js";
+import {
+  CHALLENGE_BYTES,
+  encodeChallenge,
+  encodeHello,
+  type Hello,
+  helloProofBytes,
+  MAX_PRE_HELLO_FRAME_BYTES,
+  parseHello,
+  parseProof,
+  quoteForLog,
+} from "./hello.js";
 import { encodeBoundedFrame, type LinkLimits, resolveLinkLimits } from "./link-limits.js";
 import { type NetCounters, zeroCounters } from "./net-counters.js";
 import { OutboundLink } from "./outbound-link.js";
@@ -36,8 +47,18 @@ export interface ConnectionsOptions {
   reconnectDelayMs?: ReconnectDelayMs;
   /** Default 64 MiB; beyond it the oldest queued frames are dropped and counted. Also bounds each client connection. */
   maxQueuedBytesPerPeer?: number;
-  /** Default 5000 ms: a connection that has not said hello by then is closed. */
+  /** Default 5000 ms: a connection that has not said hello (and proven it) by then is closed. */
   helloTimeoutMs?: number;
+  /**
+   * Checks a client's proof of its hello: its signature over `helloProofBytes`. Without it,
+   * clients are taken at their word (a node that serves no replies worth keeping).
+   */
+  verifyClient?: (clientId: string, signed: Buffer, proof: string) => boolean;
+  /** Default 4 MiB: replies a client connection has not read; beyond, the oldest are dropped. */
+  maxQueuedBytesPerClient?: number;
+  /** Default 512 connections accepted at once, and 64 from any one address. */
+  maxInbound?: number;
+  maxInboundPerAddress?: number;
 }
 
 export interface PeerConnectionsEvents {
@@ -49,7 +70,10 @@ export interface PeerConnectionsEvents {
 interface Inbound {
   framed: FramedSocket;
   remote: string;
+  address: string;
   hello: Hello | undefined;
+  /** A client's hello waiting for its proof: the challenge it must sign. */
+  challenged: { hello: Hello; challenge: Buffer } | undefined;
   helloTimer: NodeJS.Timeout | undefined;
 }
 
@@ -174,12 +198,27 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
       return;
     }
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const address = socket.remoteAddress ?? "?";
+    let fromAddress = 0;
+    for (const e of this.inbound) if (e.address === address) fromAddress++;
+    const { maxInbound = 512, maxInboundPerAddress = 64 } = this.options;
+    if (this.inbound.size >= maxInbound || fromAddress >= maxInboundPerAddress) {
+      this.stats.rejectedConnections++;
+      this.emit(
+        "problem",
+        `connection from ${remote} refused: ${fromAddress >= maxInboundPerAddress ? `${fromAddress} open from that address` : `${this.inbound.size} open`}`,
+      );
+      socket.destroy();
+      return;
+    }
     const framed = new FramedSocket(socket, {
       label: `connection from ${remote}`,
-      maxFrameBytes: this.limits.maxFrameBytes,
-      queue: new SendQueue(this.limits.maxQueuedBytes),
+      // Until the hello is proven, nothing longer than a hello or a proof is read.
+      maxFrameBytes: Math.min(MAX_PRE_HELLO_FRAME_BYTES, this.limits.maxFrameBytes),
+      queue: new SendQueue(this.options.maxQueuedBytesPerClient ?? 4 * 1024 * 1024),
       counters: this.stats,
       onFrame: (payload) => {
+        if (entry.challenged !== undefined) return this.checkProof(entry, payload);
         if (entry.hello === undefined) return this.admit(entry, payload);
         this.stats.framesIn++;
         this.emit("message", entry.hello, payload);
@@ -194,7 +233,9 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
     const entry: Inbound = {
       framed,
       remote,
+      address,
       hello: undefined,
+      challenged: undefined,
       helloTimer: setTimeout(
         () => framed.fail(`no hello within ${helloTimeoutMs} ms`),
         helloTimeoutMs,
@@ -217,6 +258,30 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
     if ("error" in hello) return hello.error;
     if (hello.role === "replica" && !this.links.has(hello.id))
       return `the hello names replica ${quoteForLog(hello.id)}, which is not a peer of ${this.options.self}`;
+    if (hello.role === "client" && this.options.verifyClient !== undefined) {
+      // A claim until proven: challenge it; its replies go nowhere before the proof.
+      const challenge = randomBytes(CHALLENGE_BYTES);
+      entry.challenged = { hello, challenge };
+      entry.framed.writeFirst(encodeFrame(encodeChallenge(challenge)));
+      return undefined;
+    }
+    return this.establish(entry, hello);
+  }
+
+  /** The client's signature over the challenge: it is who its hello said. */
+  private checkProof(entry: Inbound, payload: Buffer): string | undefined {
+    const { hello, challenge } = entry.challenged as { hello: Hello; challenge: Buffer };
+    const proof = parseProof(payload);
+    if (typeof proof !== "string") return proof.error;
+    const signed = helloProofBytes(this.options.self, hello.id, challenge);
+    if (!this.options.verifyClient?.(hello.id, signed, proof))
+      return `the hello of client ${quoteForLog(hello.id)} is not proven by its key`;
+    entry.challenged = undefined;
+    return this.establish(entry, hello);
+  }
+
+  private establish(entry: Inbound, hello: Hello): undefined {
+    entry.framed.setMaxFrameBytes(this.limits.maxFrameBytes);
     clearTimeout(entry.helloTimer);
     entry.helloTimer = undefined;
     // Frozen: every message from this connection shares it with listeners.

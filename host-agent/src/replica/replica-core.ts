@@ -143,9 +143,11 @@ const GENESIS_CLIENTS: ClientTableEntry[] = [];
 const DEDUPLICATED = new Set(["PRE_PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "EXECUTED"]);
 
 /**
- * How far above its own view a replica takes VIEW_CHANGE and NEW_VIEW messages into account:
- * far enough for a replica that fell behind by many failed view changes, near enough that a
- * Byzantine peer cannot drive the view number out of range.
+ * How far above its own view a replica takes a peer's VIEW_CHANGE into account: far enough for
+ * a replica that fell behind by many failed view changes, near enough that a Byzantine peer
+ * cannot drive the view number out of range. A NEW_VIEW has no such bound: it carries a quorum's
+ * signed VIEW_CHANGEs, so however far ahead it is, the service is there (a replica rebooted at
+ * view 0 must be able to join a service many rejuvenations old).
  */
 export const VIEW_WINDOW = 1024;
 
@@ -410,6 +412,7 @@ export class ReplicaCore {
     for (const host of hosts)
       if (host !== this.config.self && this.config.ids.includes(host)) {
         this.ring.revoke(host, before);
+        this.viewChanges.delete(host);
         this.count("keys.revoked");
       }
     return this.drain();
@@ -565,6 +568,8 @@ export class ReplicaCore {
     const verdict = this.ring.install(certificate);
     if (verdict === "installed") {
       this.count("keys.installed");
+      // What its former self asked for (under a key now stale) no longer speaks for it.
+      this.viewChanges.delete(from);
       this.refreshOwnViewChange();
     } else if (verdict !== "same" && verdict !== "stale")
       this.problem("bad-certificate", from, `certificate refused: ${verdict}`);
@@ -1569,10 +1574,6 @@ export class ReplicaCore {
     wire: Buffer,
   ): void {
     if (body.view < this.view || (body.view === this.view && this.mode === "normal")) return;
-    if (body.view > this.view + VIEW_WINDOW) {
-      this.problem("view-out-of-window", from, `NEW_VIEW ${body.view}`);
-      return;
-    }
     if (from !== this.primaryOf(body.view)) {
       this.problem("bad-new-view", from, `NEW_VIEW ${body.view} not from its primary`);
       return;

@@ -81,7 +81,16 @@ export class ReplicaServer {
     );
     const peers: Record<string, { host: string; port: number }> = {};
     for (const h of testbed.hosts) if (h.id !== hostId) peers[h.id] = h.address;
-    this.net = new PeerConnections({ self: hostId, listen: host.address, peers });
+    this.net = new PeerConnections({
+      self: hostId,
+      listen: host.address,
+      peers,
+      // Replies go only to a connection that proved, with the client's key, who it is.
+      verifyClient: (client, signed, proof) => {
+        const key = options.clientKeys.get(client);
+        return key !== undefined && options.scheme.verify(key, signed, proof);
+      },
+    });
     this.net.on("message", (from, payload) => {
       const actions =
         from.role === "replica"

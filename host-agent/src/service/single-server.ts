@@ -23,7 +23,12 @@ export class SingleServer {
     private readonly signer: Signer,
     private readonly certificate: KeyCertificate,
   ) {
-    this.net = new PeerConnections({ self: id, listen, peers: {} });
+    this.net = new PeerConnections({
+      self: id,
+      listen,
+      peers: {},
+      verifyClient: (client, signed, proof) => this.ring.checkClient(client, signed, proof),
+    });
     this.net.on("message", (from, payload) => {
       if (from.role === "client") this.onClient(from.id, payload);
     });
