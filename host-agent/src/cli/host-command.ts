@@ -60,6 +60,7 @@ export function hostCommand(context: CliContext): Command {
           );
         const log = (line: string) =>
           context.io.err(`${new Date().toISOString()} ${flags.host} agent: ${line}\n`);
+        let selfCertified = 0;
         const agent = new HostAgent({
           testbed,
           hostId: flags.host,
@@ -67,8 +68,17 @@ export function hostCommand(context: CliContext): Command {
           ...(flags.initial ? { initial: true } : {}),
           ...(flags.selfCertify
             ? {
-                selfCertify: (publicKey: string) =>
-                  certifyWithBoardKey(testbed, flags.host, { publicKey, sign: () => "" }, 0),
+                // Each key newer than the last (a crashed replica comes back under a new one),
+                // as a board's clock in seconds makes them.
+                selfCertify: (publicKey: string) => {
+                  selfCertified = Math.max(selfCertified + 1, Math.floor(Date.now() / 1000));
+                  return certifyWithBoardKey(
+                    testbed,
+                    flags.host,
+                    { publicKey, sign: () => "" },
+                    selfCertified,
+                  );
+                },
               }
             : {}),
           spawnReplica: ({ keyFiles, recovering, revokedKeys }) =>
