@@ -37,7 +37,7 @@ import {
 } from "./messages.js";
 import type { Quorums } from "./quorums.js";
 import { StateTransfer } from "./state-transfer.js";
-import { decideNewView, type ViewChangeBody } from "./view-change.js";
+import { decideNewView, type ViewChangeBody, viewChangeFault } from "./view-change.js";
 
 export interface ReplicaConfig {
   /** All replicas in order: the primary of view v is ids[v mod n]. */
@@ -1484,24 +1484,8 @@ export class ReplicaCore {
       this.startViewChange(least);
   }
 
-  /** Why a VIEW_CHANGE cannot be taken into account, or undefined if it can. */
   private viewChangeFault(body: ViewChangeBody): string | undefined {
-    if (body.keyEpochs.length !== this.config.ids.length)
-      return `${body.keyEpochs.length} key epochs for ${this.config.ids.length} replicas`;
-    const seqs = new Set<number>();
-    for (const p of body.prepared) {
-      if (seqs.has(p.seq)) return `seq ${p.seq} prepared twice`;
-      if (p.seq <= body.stable.seq) return `seq ${p.seq} prepared below its stable checkpoint`;
-      if (p.view >= body.newView) return `seq ${p.seq} prepared in view ${p.view}, not before`;
-      seqs.add(p.seq);
-      if (!body.batches.some((b) => b.digest === p.digest)) return `no body for seq ${p.seq}`;
-    }
-    // Every body must be the batch its digest names, byte for byte: a body is what a new view
-    // would execute, and a digest is what a quorum agreed on.
-    const wrong = body.batches.find((b) => (batchDigest(b.requests) === b.digest) === false);
-    return wrong === undefined
-      ? undefined
-      : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
+    return viewChangeFault(body, this.config.ids.length);
   }
 
   private recordViewChange(envelope: ReplicaEnvelope): void {

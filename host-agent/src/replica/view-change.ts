@@ -10,7 +10,7 @@
  * other replicas' signatures, so a replica that has since changed its key
  * epoch invalidates nothing.
  */
-import type { BatchBody, ReplicaBody, SeqDigest } from "./messages.js";
+import { type BatchBody, batchDigest, type ReplicaBody, type SeqDigest } from "./messages.js";
 import type { Quorums } from "./quorums.js";
 
 export type ViewChangeBody = Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
@@ -20,6 +20,26 @@ export interface NewViewDecision {
   proposals: SeqDigest[];
   /** The requests of every non-null proposal, by digest. */
   batches: Map<string, BatchBody>;
+}
+
+/**
+ * Why a VIEW_CHANGE cannot be taken into account, or undefined if it can: one entry per
+ * prepared sequence number, above its stable checkpoint, from a view before the new one, with the
+ * body its digest names, byte for byte (a body is what a new view would execute, and a digest is
+ * what a quorum agreed on), and a key epoch for each of the n replicas.
+ */
+export function viewChangeFault(body: ViewChangeBody, n: number): string | undefined {
+  if (body.keyEpochs.length !== n) return `${body.keyEpochs.length} key epochs for ${n} replicas`;
+  const seqs = new Set<number>();
+  for (const p of body.prepared) {
+    if (seqs.has(p.seq)) return `seq ${p.seq} prepared twice`;
+    if (p.seq <= body.stable.seq) return `seq ${p.seq} prepared below its stable checkpoint`;
+    if (p.view >= body.newView) return `seq ${p.seq} prepared in view ${p.view}, not before`;
+    seqs.add(p.seq);
+    if (!body.batches.some((b) => b.digest === p.digest)) return `no body for seq ${p.seq}`;
+  }
+  const wrong = body.batches.find((b) => batchDigest(b.requests) !== b.digest);
+  return wrong === undefined ? undefined : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
 }
 
 /** The decision, or undefined when these messages do not decide yet (wait for more). */
