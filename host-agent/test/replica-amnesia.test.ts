@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { batchDigest, type ReplicaBody } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
+import { fourReplicas, viewChangeBody } from "./replica-harness.js";
 
 const typeOf = (message: Buffer) =>
   (JSON.parse(message.toString("utf8").split("\n")[1] as string) as ReplicaBody).type;
@@ -85,5 +86,23 @@ describe("a replica that lost its memory at rejuvenation", () => {
         .map((core) => core.stateDigest()),
     );
     expect(digests.size).toBe(1);
+  });
+
+  it("as the primary of the next view, forms it from the others' VIEW_CHANGEs and votes again in it", () => {
+    const { core, from } = fourReplicas("r2", {}, { recovering: true });
+    expect(core.isAmnesic).toBe(true);
+    const genesis = core.stableCheckpoint;
+    // Two peers vouch for the checkpoint it holds: its state is good, its memory of votes is not.
+    core.onMessage(from("r1", { type: "CHECKPOINT", ...genesis }), 1);
+    core.onMessage(from("r3", { type: "CHECKPOINT", ...genesis }), 2);
+    expect(core.status).toBe("normal");
+    // r1, r3 and r4 change to view 1, whose primary is r2, holding r2's key.
+    let sent: ReplicaAction[] = [];
+    for (const [i, id] of ["r1", "r3", "r4"].entries())
+      sent = sent.concat(core.onMessage(from(id, viewChangeBody(1, genesis)), 3 + i));
+    expect(bodiesOf(sent, "VIEW_CHANGE")).toEqual([]);
+    expect(bodiesOf(sent, "NEW_VIEW")).toHaveLength(1);
+    expect(core.currentView).toBe(1);
+    expect(core.isAmnesic).toBe(false);
   });
 });

@@ -1531,7 +1531,12 @@ export class ReplicaCore {
         this.holdsEveryKey((vc.body as ViewChangeBody).keyEpochs) &&
         this.ring.counts(vc.from, vc.epoch),
     );
-    if (!forView.some((vc) => vc.from === this.config.self)) return;
+    // A primary that lost its memory writes no VIEW_CHANGE, but it may still form its view from
+    // a quorum of others' fresh for it: that is the view in which it votes again (otherwise
+    // every view it is primary of would fail while it waits, one in n).
+    if (this.mayChangeView()) {
+      if (!forView.some((vc) => vc.from === this.config.self)) return;
+    } else if (this.mode !== "normal" || !this.freshForSelf(forView)) return;
     const envelopes = forView.sort((a, b) => (a.from < b.from ? -1 : 1));
     const decision = decideNewView(
       envelopes.map((e) => e.body as ViewChangeBody),
@@ -1541,6 +1546,7 @@ export class ReplicaCore {
     );
     if (decision === undefined) return;
     this.sentNewView.add(view);
+    this.endAmnesiaIfFresh(envelopes, decision.checkpoint.seq, decision.proposals);
     const message = this.broadcast({
       type: "NEW_VIEW",
       view,
@@ -1621,15 +1627,22 @@ export class ReplicaCore {
         this.startViewChange(body.view + 1);
       return;
     }
-    if (this.amnesic && this.freshForSelf(viewChanges)) {
-      // Every VIEW_CHANGE behind this view was written after its sender held this replica's new
-      // key, so after it lost its memory; none is its own. It votes again from this view on.
-      this.amnesic = false;
-      this.amnesiaHorizon = Math.max(body.checkpoint.seq, ...body.proposals.map((p) => p.seq));
-      this.count("amnesia.ended");
-    }
+    this.endAmnesiaIfFresh(viewChanges, body.checkpoint.seq, body.proposals);
     this.newViewMessage = wire;
     this.startView(body.view, decision, viewChanges);
+  }
+
+  private endAmnesiaIfFresh(
+    viewChanges: readonly ReplicaEnvelope[],
+    checkpointSeq: number,
+    proposals: readonly SeqDigest[],
+  ): void {
+    if (!this.amnesic || !this.freshForSelf(viewChanges)) return;
+    // Every VIEW_CHANGE behind this view was written after its sender held this replica's new
+    // key, so after it lost its memory; none is its own. It votes again from this view on.
+    this.amnesic = false;
+    this.amnesiaHorizon = Math.max(checkpointSeq, ...proposals.map((p) => p.seq));
+    this.count("amnesia.ended");
   }
 
   private freshForSelf(viewChanges: readonly ReplicaEnvelope[]): boolean {
