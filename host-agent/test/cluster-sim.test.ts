@@ -17,8 +17,14 @@ describe("the deterministic cluster simulation", () => {
     // partition and never sent again; 5705: a retransmitted PRE_PREPARE dropped as a duplicate
     // of a copy that had come while the replica could not use it; 159 (found by the aiming
     // adversary): a correct replica's VIEW_CHANGE lacked the body of a batch it had prepared,
-    // pruned at a checkpoint after a view change had closed its slot, so no view formed.
-    for (const seed of [159, 185, 246, 274, 775, 900, 1137, 5049, 5120, 5705, 6424, 6441]) {
+    // pruned at a checkpoint after a view change had closed its slot, so no view formed; 5007:
+    // a formerly compromised replica's stored view flood and a current one's moved every
+    // correct replica past the view window of a rebooted one; 5385: an amnesic primary of the
+    // next view could not form it, and with two silent Byzantine primaries among nine the view
+    // changes never met.
+    for (const seed of [
+      159, 185, 246, 274, 775, 900, 1137, 5007, 5049, 5120, 5385, 5705, 6424, 6441,
+    ]) {
       const r = runSeed(seed);
       expect(r.violations, `seed ${seed}`).toEqual([]);
     }
