@@ -208,6 +208,11 @@ export class ReplicaCore {
   private readonly viewChanges = new Map<string, Map<number, ReplicaEnvelope>>();
   private readonly sentNewView = new Set<number>();
   /**
+   * The highest view this replica has sent a VIEW_CHANGE for. It never enters a lower view: a
+   * view formed later from that VIEW_CHANGE would not know what it prepared there.
+   */
+  private highestViewChangeSent = 0;
+  /**
    * The NEW_VIEW of the current view as sent by its primary (whoever formed or accepted it), for
    * peers still in an older view: a replica enters a view only with that view's NEW_VIEW.
    */
@@ -463,7 +468,7 @@ export class ReplicaCore {
     }
     if (this.transfer) this.applyTransferStep(this.transfer.tick(nowMs));
     if (this.mode === "view-change" && nowMs >= this.viewChangeDeadlineMs) {
-      this.startViewChange(this.targetView + 1);
+      this.startViewChange(this.nextFormableView());
     } else if (
       this.mode === "normal" &&
       this.progressDeadlineMs !== undefined &&
@@ -1379,6 +1384,7 @@ export class ReplicaCore {
   }
 
   private sendViewChange(newView: number): void {
+    this.highestViewChangeSent = Math.max(this.highestViewChangeSent, newView);
     const message = this.broadcast(this.viewChangeBody(newView));
     this.recordViewChange(parseEnvelope(message) as ReplicaEnvelope);
   }
@@ -1429,6 +1435,30 @@ export class ReplicaCore {
       }
     }
     this.startViewChange(target);
+  }
+
+  /**
+   * The view to try when the one this replica is changing to did not form: the least view above
+   * it that could still form, from what the others' latest VIEW_CHANGEs ask for (a replica never
+   * goes back to a lower view): a quorum of replicas not already past it, its primary among them.
+   * Stepping one view at a time, replicas that got ahead in a partition and those behind can
+   * keep a constant gap forever once their timeouts reach the same cap.
+   */
+  private nextFormableView(): number {
+    const { ids, self, quorums } = this.config;
+    const asked = new Map<string, number>();
+    for (const [from, byView] of this.viewChanges)
+      if (from !== self && byView.size > 0) asked.set(from, Math.max(...byView.keys()));
+    const next = this.targetView + 1;
+    for (let w = next; w < next + 4 * ids.length; w++) {
+      let able = 1;
+      for (const [, target] of asked) if (target <= w) able++;
+      const primary = this.primaryOf(w);
+      const primaryAsked = asked.get(primary);
+      const primaryAble = primary === self || (primaryAsked !== undefined && primaryAsked <= w);
+      if (able >= quorums.quorum && primaryAble) return w;
+    }
+    return next;
   }
 
   private viewChangeBody(newView: number): ViewChangeBody {
@@ -1564,6 +1594,10 @@ export class ReplicaCore {
     wire: Buffer,
   ): void {
     if (body.view < this.view || (body.view === this.view && this.mode === "normal")) return;
+    if (body.view < this.highestViewChangeSent) {
+      this.count("new-view.below-own-view-change");
+      return;
+    }
     if (from !== this.primaryOf(body.view)) {
       this.problem("bad-new-view", from, `NEW_VIEW ${body.view} not from its primary`);
       return;

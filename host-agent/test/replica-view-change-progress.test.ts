@@ -1,0 +1,48 @@
+/**
+ * How a replica moves between views when a view change does not complete: never back below a
+ * view it asked for, and on to the least view that can still form.
+ */
+import { describe, expect, it } from "vitest";
+import type { ReplicaBody } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { fourReplicas, viewChangeBody } from "./replica-harness.js";
+
+const viewChangesSent = (actions: ReplicaAction[]) =>
+  actions
+    .filter((a) => a.type === "broadcast" && a.message.includes('"type":"VIEW_CHANGE"'))
+    .map((a) => JSON.parse((a as { message: Buffer }).message.toString().split("\n")[1] as string))
+    .map((b: { newView: number }) => b.newView);
+
+describe("a replica changing views", () => {
+  it("does not enter a view below one it sent a VIEW_CHANGE for (its VIEW_CHANGE would not know what it did there)", () => {
+    const { core, from } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    // r1 and r3 ask for view 3: r2 joins them.
+    core.onMessage(from("r1", viewChangeBody(3, genesis)), 1);
+    expect(viewChangesSent(core.onMessage(from("r3", viewChangeBody(3, genesis)), 2))).toEqual([3]);
+    // A NEW_VIEW for view 2 (r3's), valid in itself, formed without r2.
+    const vcs = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
+    const newView = from("r3", {
+      type: "NEW_VIEW",
+      view: 2,
+      viewChanges: vcs.map((m) => m.toString("utf8")),
+      checkpoint: genesis,
+      proposals: [],
+    } as ReplicaBody);
+    core.onMessage(newView, 3);
+    expect(core.currentView).toBe(0);
+    expect(core.counters.get("new-view.below-own-view-change")).toBe(1);
+  });
+
+  it("when its view does not form, moves to the least view that still can: a quorum not past it, its primary among them", () => {
+    const { core, from } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    core.onMessage(from("r1", viewChangeBody(6, genesis)), 1);
+    expect(viewChangesSent(core.onMessage(from("r3", viewChangeBody(6, genesis)), 2))).toEqual([6]);
+    // r4 alone is already asking for view 9: view 7, whose primary is r4, cannot form.
+    core.onMessage(from("r4", viewChangeBody(9, genesis)), 3);
+    // View 6's NEW_VIEW never comes; its timeout (500 ms) passes.
+    const next = viewChangesSent(core.tick(10_000));
+    expect(next).toEqual([8]);
+  });
+});
