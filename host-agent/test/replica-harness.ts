@@ -85,3 +85,36 @@ export function viewChangeBody(
     ...parts,
   };
 }
+
+/** A NEW_VIEW body deciding from the given VIEW_CHANGE envelopes. */
+export function newViewBody(
+  view: number,
+  viewChanges: readonly Buffer[],
+  checkpoint: { seq: number; digest: string },
+  proposals: Array<{ seq: number; digest: string }> = [],
+): ReplicaBody {
+  return {
+    type: "NEW_VIEW",
+    view,
+    viewChanges: viewChanges.map((m) => m.toString("utf8")),
+    checkpoint,
+    proposals,
+  };
+}
+
+/** A STATUS body of a replica at the start, with `parts` changed. */
+export function statusBody(
+  parts: Partial<Extract<ReplicaBody, { type: "STATUS" }>> = {},
+): ReplicaBody {
+  return {
+    type: "STATUS",
+    view: 0,
+    lastExecuted: 0,
+    stableSeq: 0,
+    recovering: false,
+    maxPrepared: 0,
+    wantCheckpoint: 0,
+    amnesic: false,
+    ...parts,
+  };
+}

@@ -4,23 +4,14 @@
  */
 import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
-import { type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
+import { sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
-import { fourReplicas, viewChangeBody } from "./replica-harness.js";
+import { fourReplicas, newViewBody, statusBody, viewChangeBody } from "./replica-harness.js";
 
 const problems = (actions: ReplicaAction[]) =>
   actions.filter((a) => a.type === "problem").map((a) => (a as { kind: string }).kind);
 
-const status: ReplicaBody = {
-  type: "STATUS",
-  view: 0,
-  lastExecuted: 0,
-  stableSeq: 0,
-  recovering: false,
-  maxPrepared: 0,
-  wantCheckpoint: 0,
-  amnesic: false,
-};
+const status = statusBody();
 
 describe("a replica's keys once its rejuvenation began", () => {
   it("are refused at once, an old certificate replayed too; its next key is taken", () => {
@@ -78,14 +69,7 @@ describe("a NEW_VIEW holding a VIEW_CHANGE signed under a revoked key", () => {
     const { core, from } = fourReplicas("r2");
     const genesis = core.stableCheckpoint;
     const vcs = ["r1", "r2", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
-    const newView = (viewChanges: Buffer[]) =>
-      from("r3", {
-        type: "NEW_VIEW",
-        view: 2,
-        viewChanges: viewChanges.map((m) => m.toString("utf8")),
-        checkpoint: genesis,
-        proposals: [],
-      } as ReplicaBody);
+    const newView = (viewChanges: Buffer[]) => from("r3", newViewBody(2, viewChanges, genesis));
     // r1 was the primary handing off; its host's rejuvenation began: its key is revoked here.
     core.revokeKeys(["r1"], 1, 1);
     // With r1's left out, only two remain: not a quorum, so not a view.

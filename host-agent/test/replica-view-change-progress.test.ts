@@ -3,9 +3,8 @@
  * view it asked for, and on to the least view that can still form.
  */
 import { describe, expect, it } from "vitest";
-import type { ReplicaBody } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
-import { fourReplicas, viewChangeBody } from "./replica-harness.js";
+import { fourReplicas, newViewBody, viewChangeBody } from "./replica-harness.js";
 
 const viewChangesSent = (actions: ReplicaAction[]) =>
   actions
@@ -22,13 +21,7 @@ describe("a replica changing views", () => {
     expect(viewChangesSent(core.onMessage(from("r3", viewChangeBody(3, genesis)), 2))).toEqual([3]);
     // A NEW_VIEW for view 2 (r3's), valid in itself, formed without r2.
     const vcs = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
-    const newView = from("r3", {
-      type: "NEW_VIEW",
-      view: 2,
-      viewChanges: vcs.map((m) => m.toString("utf8")),
-      checkpoint: genesis,
-      proposals: [],
-    } as ReplicaBody);
+    const newView = from("r3", newViewBody(2, vcs, genesis));
     core.onMessage(newView, 3);
     expect(core.currentView).toBe(0);
     expect(core.counters.get("new-view.below-own-view-change")).toBe(1);

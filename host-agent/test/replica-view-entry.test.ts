@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { batchDigest, type ReplicaBody } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
-import { fourReplicas, viewChangeBody } from "./replica-harness.js";
+import { fourReplicas, newViewBody, statusBody, viewChangeBody } from "./replica-harness.js";
 
 const sentOf = (actions: ReplicaAction[], type: string) =>
   actions
@@ -80,26 +80,10 @@ describe("entering a newer view", () => {
     const genesis = core.stableCheckpoint;
     let now = 0;
     const vcs = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
-    const newView = from("r3", {
-      type: "NEW_VIEW",
-      view: 2,
-      viewChanges: vcs.map((m) => m.toString("utf8")),
-      checkpoint: genesis,
-      proposals: [],
-    } as ReplicaBody);
+    const newView = from("r3", newViewBody(2, vcs, genesis));
     core.onMessage(newView, ++now);
     expect(core.currentView).toBe(2);
-    const status = (view: number) =>
-      from("r1", {
-        type: "STATUS",
-        view,
-        lastExecuted: 0,
-        stableSeq: 0,
-        recovering: false,
-        maxPrepared: 0,
-        wantCheckpoint: 0,
-        amnesic: false,
-      } as ReplicaBody);
+    const status = (view: number) => from("r1", statusBody({ view }));
     const answer = core.onMessage(status(0), ++now);
     const forwarded = answer.filter((a) => a.type === "send" && a.message.equals(newView));
     expect(forwarded).toHaveLength(1);
