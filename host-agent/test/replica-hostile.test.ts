@@ -83,7 +83,7 @@ describe("one replica flooding VIEW_CHANGEs", () => {
     const own = core.onMessage(from("r1", { type: "KEY_QUERY" } as ReplicaBody), 0);
     expect(own).toBeDefined();
     let now = 1;
-    const stable = (core as unknown as { stable: { seq: number; digest: string } }).stable;
+    const stable = core.stableCheckpoint;
     const vc = (view: number) =>
       ({ ...(viewChange(view) as object), stable: { ...stable } }) as unknown as ReplicaBody;
     // r4 floods views 100..130 first (far more than the VIEW_CHANGEs kept of any one peer).

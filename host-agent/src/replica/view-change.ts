@@ -1,129 +1,413 @@
 /**
- * The new primary's decision procedure (Castro's PBFT without forwarded
- * certificates, with hybrid quorums): from the VIEW_CHANGE messages of at
- * least a quorum of replicas, choose the checkpoint the new view starts
- * from and, for every sequence number above it, the batch that may already
- * have committed somewhere or the null batch. Pure: backups run the same
- * procedure on the messages the new primary forwards and must agree.
- *
- * Only each sender's own signed statement is needed, never a certificate of
- * other replicas' signatures, so a replica that has since changed its key
- * epoch invalidates nothing.
+ * View changes: suspecting the primary or handing off, VIEW_CHANGE, forming a view from a quorum
+ * of them (NEW_VIEW), and entering a view only with its NEW_VIEW. The decision itself, pure, is
+ * in `new-view-decision.ts`.
  */
-import { type BatchBody, batchDigest, type ReplicaBody, type SeqDigest } from "./messages.js";
-import type { Quorums } from "./quorums.js";
+import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amnesia.js";
+import { behind } from "./catch-up.js";
+import {
+  type BatchBody,
+  batchDigest,
+  parseEnvelope,
+  type ReplicaBody,
+  type ReplicaEnvelope,
+  requestDigest,
+  type SeqDigest,
+  type ViewSeqDigest,
+} from "./messages.js";
+import { decideNewView, type ViewChangeBody, viewChangeFault } from "./new-view-decision.js";
+import {
+  armSuspicion,
+  checkPrepared,
+  checkRequest,
+  notePrePrepared,
+  propose,
+  slotAt,
+} from "./normal-case.js";
+import type { ReplicaState } from "./replica-state.js";
 
-export type ViewChangeBody = Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
+/**
+ * How far above its own view a replica takes a peer's VIEW_CHANGE into account: far enough for
+ * a replica that fell behind by many failed view changes, near enough that a Byzantine peer
+ * cannot drive the view number out of range. A NEW_VIEW has no such bound: it carries a quorum's
+ * signed VIEW_CHANGEs, so however far ahead it is, the service is there (a replica rebooted at
+ * view 0 must be able to join a service many rejuvenations old).
+ */
+export const VIEW_WINDOW = 1024;
 
-export interface NewViewDecision {
-  checkpoint: SeqDigest;
-  proposals: SeqDigest[];
-  /** The requests of every non-null proposal, by digest. */
-  batches: Map<string, BatchBody>;
+/** VIEW_CHANGEs kept per peer (its newest views). */
+export const VIEW_CHANGES_PER_PEER = 8;
+
+/**
+ * The view a planned hand-off goes to: the first view whose primary is in the group
+ * rejuvenated just before this replica's (in the boards' order), so the new primary keeps
+ * its place for a whole period instead of going down with the next group.
+ */
+function handOffView(r: ReplicaState, view: number): number {
+  const { ids, self } = r.config;
+  const n = ids.length;
+  const k = Math.max(1, r.config.quorums.k);
+  const groups =
+    r.config.rejuvenationGroups ??
+    Array.from({ length: Math.ceil(n / k) }, (_, g) => ids.slice(g * k, g * k + k));
+  const g = groups.findIndex((members) => members.includes(self));
+  const previous = g < 0 ? [] : (groups[(g - 1 + groups.length) % groups.length] ?? []);
+  for (let step = 1; step <= n; step++) {
+    const primary = ids[(view + step) % n] as string;
+    if (primary !== self && previous.includes(primary)) return view + step;
+  }
+  return view + 1;
+}
+
+export function startViewChange(r: ReplicaState, newView: number): void {
+  if (newView <= r.view && r.mode !== "view-change") return;
+  if (r.mode === "view-change" && newView <= r.targetView) return;
+  if (!r.mayChangeView()) {
+    // One of the k silent ones for view changes: the others change views without it, and it
+    // follows their NEW_VIEW.
+    r.count("view-change.withheld");
+    if (r.mode === "normal") r.progressDeadlineMs = r.nowMs + r.config.viewChangeTimeoutMs;
+    return;
+  }
+  r.count("view-change.started");
+  r.mode = r.mode === "recovering" ? "recovering" : "view-change";
+  r.targetView = newView;
+  r.viewChangeAttempts++;
+  // Exponential back-off: each further view waits twice as long for its NEW_VIEW.
+  const backoff = Math.min(2 ** Math.min(r.viewChangeAttempts - 1, 6), 64);
+  r.viewChangeDeadlineMs = r.nowMs + r.config.viewChangeTimeoutMs * backoff;
+  r.progressDeadlineMs = undefined;
+  sendViewChange(r, newView);
+}
+
+function sendViewChange(r: ReplicaState, newView: number): void {
+  r.highestViewChangeSent = Math.max(r.highestViewChangeSent, newView);
+  const message = r.broadcast(viewChangeBody(r, newView));
+  recordViewChange(r, parseEnvelope(message) as ReplicaEnvelope);
 }
 
 /**
- * Why a VIEW_CHANGE cannot be taken into account, or undefined if it can: one entry per
- * prepared sequence number, above its stable checkpoint, from a view before the new one, with the
- * body its digest names, byte for byte (a body is what a new view would execute, and a digest is
- * what a quorum agreed on), and a key epoch for each of the n replicas.
+ * A key learned while changing views: the VIEW_CHANGE already sent does not hold it, so a
+ * replica that key's owner could have lost its memory cannot trust a view formed from it. Sent
+ * again, holding every key known now.
  */
-export function viewChangeFault(body: ViewChangeBody, n: number): string | undefined {
-  if (body.keyEpochs.length !== n) return `${body.keyEpochs.length} key epochs for ${n} replicas`;
-  const seqs = new Set<number>();
-  for (const p of body.prepared) {
-    if (seqs.has(p.seq)) return `seq ${p.seq} prepared twice`;
-    if (p.seq <= body.stable.seq) return `seq ${p.seq} prepared below its stable checkpoint`;
-    if (p.view >= body.newView) return `seq ${p.seq} prepared in view ${p.view}, not before`;
-    seqs.add(p.seq);
-    if (!body.batches.some((b) => b.digest === p.digest)) return `no body for seq ${p.seq}`;
-  }
-  const wrong = body.batches.find((b) => batchDigest(b.requests) !== b.digest);
-  return wrong === undefined ? undefined : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
+export function refreshOwnViewChange(r: ReplicaState): void {
+  if (r.mode !== "view-change" || !r.mayChangeView()) return;
+  const mine = ownViewChange(r)?.body as ViewChangeBody | undefined;
+  if (mine !== undefined && holdsEveryKey(r, mine.keyEpochs)) return;
+  r.count("view-change.refreshed");
+  sendViewChange(r, r.targetView);
 }
 
-/** The decision, or undefined when these messages do not decide yet (wait for more). */
-export function decideNewView(
-  viewChanges: readonly ViewChangeBody[],
-  quorums: Quorums,
-  logWindow: number,
-  nullDigest: string,
-): NewViewDecision | undefined {
-  const { quorum, weak } = quorums;
-  if (viewChanges.length < quorum) return undefined;
-
-  // The checkpoint: the highest (h, d) that a quorum is not beyond and that
-  // k'+1 senders (so at least one correct replica) hold.
-  const reports = new Map<string, { seq: number; digest: string; count: number }>();
-  for (const vc of viewChanges) {
-    const seen = new Set<string>();
-    for (const c of [vc.stable, ...vc.checkpoints]) {
-      const key = `${c.seq}:${c.digest}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const r = reports.get(key) ?? { seq: c.seq, digest: c.digest, count: 0 };
-      r.count++;
-      reports.set(key, r);
-    }
+/**
+ * The view to try when the one this replica is changing to did not form: the least view above
+ * it that could still form, from what the others' latest VIEW_CHANGEs ask for (a replica never
+ * goes back to a lower view): a quorum of replicas not already past it, its primary among them.
+ * Stepping one view at a time, replicas that got ahead in a partition and those behind can
+ * keep a constant gap forever once their timeouts reach the same cap.
+ */
+export function nextFormableView(r: ReplicaState): number {
+  const { ids, self, quorums } = r.config;
+  const asked = new Map<string, number>();
+  for (const [from, byView] of r.viewChanges)
+    if (from !== self && byView.size > 0) asked.set(from, Math.max(...byView.keys()));
+  const next = r.targetView + 1;
+  for (let w = next; w < next + 4 * ids.length; w++) {
+    let able = 1;
+    for (const [, target] of asked) if (target <= w) able++;
+    const primary = r.primaryOf(w);
+    const primaryAsked = asked.get(primary);
+    const primaryAble = primary === self || (primaryAsked !== undefined && primaryAsked <= w);
+    if (able >= quorums.quorum && primaryAble) return w;
   }
-  let checkpoint: SeqDigest | undefined;
-  for (const r of reports.values()) {
-    if (r.count < weak) continue;
-    if (viewChanges.filter((vc) => vc.stable.seq <= r.seq).length < quorum) continue;
-    if (checkpoint === undefined || r.seq > checkpoint.seq)
-      checkpoint = { seq: r.seq, digest: r.digest };
+  return next;
+}
+
+function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
+  const checkpoints: SeqDigest[] = [];
+  for (const cp of r.ownCheckpoints.values())
+    if (cp.seq > r.stable.seq) checkpoints.push({ seq: cp.seq, digest: cp.digest });
+  const prepared = [...r.preparedInfo.values()].filter((p) => p.seq > r.stable.seq);
+  const prePrepared: ViewSeqDigest[] = [];
+  for (const [seq, byDigest] of r.prePreparedInfo)
+    if (seq > r.stable.seq)
+      for (const [digest, view] of byDigest) prePrepared.push({ seq, view, digest });
+  const batches: BatchBody[] = [];
+  for (const p of prepared) {
+    const requests = r.batchesByDigest.get(p.digest);
+    if (requests) batches.push({ digest: p.digest, requests });
   }
-  if (checkpoint === undefined) return undefined;
-  const h = checkpoint.seq;
+  return {
+    type: "VIEW_CHANGE",
+    newView,
+    stable: { ...r.stable },
+    checkpoints,
+    prepared,
+    prePrepared,
+    batches,
+    keyEpochs: keyEpochs(r),
+  };
+}
 
-  let maxSeq = h;
-  for (const vc of viewChanges)
-    for (const p of vc.prepared) if (p.seq > maxSeq && p.seq <= h + logWindow) maxSeq = p.seq;
-
-  const batches = new Map<string, BatchBody>();
-  for (const vc of viewChanges) for (const b of vc.batches) batches.set(b.digest, b);
-
-  const proposals: SeqDigest[] = [];
-  for (let seq = h + 1; seq <= maxSeq; seq++) {
-    const preparedAt = viewChanges.map((vc) => vc.prepared.find((p) => p.seq === seq));
-    const below = viewChanges.map((vc) => vc.stable.seq < seq);
-    let chosen: { view: number; digest: string } | undefined;
-    for (const candidate of preparedAt) {
-      if (candidate === undefined) continue;
-      // A1: a quorum did not prepare anything that contradicts the candidate.
-      let consistent = 0;
-      for (let i = 0; i < viewChanges.length; i++) {
-        const p = preparedAt[i];
-        if (!below[i]) continue;
-        if (
-          p === undefined ||
-          p.view < candidate.view ||
-          (p.view === candidate.view && p.digest === candidate.digest)
-        )
-          consistent++;
+export function onViewChange(r: ReplicaState, envelope: ReplicaEnvelope): void {
+  const body = envelope.body as ViewChangeBody;
+  if (body.newView <= r.view) return;
+  if (body.newView > r.view + VIEW_WINDOW) {
+    r.problem("view-out-of-window", envelope.from, `VIEW_CHANGE to ${body.newView}`);
+    return;
+  }
+  const fault = viewChangeFault(body, r.config.ids.length);
+  if (fault !== undefined) {
+    r.problem("bad-view-change", envelope.from, `VIEW_CHANGE to ${body.newView}: ${fault}`);
+    return;
+  }
+  recordViewChange(r, envelope);
+  // k'+1 replicas want a newer view: at least one correct one does, join it.
+  const senders = new Set<string>();
+  let least = Number.POSITIVE_INFINITY;
+  const above = r.mode === "view-change" ? r.targetView : r.view;
+  for (const [from, byView] of r.viewChanges)
+    for (const view of byView.keys())
+      if (view > above) {
+        senders.add(from);
+        least = Math.min(least, view);
       }
-      if (consistent < quorum) continue;
-      // A2: k'+1 senders saw it pre-prepared in that view or later.
-      const vouched = viewChanges.filter((vc) =>
-        vc.prePrepared.some(
-          (q) => q.seq === seq && q.digest === candidate.digest && q.view >= candidate.view,
-        ),
-      ).length;
-      if (vouched < weak || !batches.has(candidate.digest)) continue;
-      if (chosen === undefined || candidate.view > chosen.view) chosen = candidate;
-    }
-    if (chosen !== undefined) {
-      proposals.push({ seq, digest: chosen.digest });
+  if (senders.size >= r.config.quorums.weak && r.mode !== "recovering") startViewChange(r, least);
+}
+
+function recordViewChange(r: ReplicaState, envelope: ReplicaEnvelope): void {
+  const body = envelope.body as ViewChangeBody;
+  let byView = r.viewChanges.get(envelope.from);
+  if (byView === undefined) {
+    byView = new Map();
+    r.viewChanges.set(envelope.from, byView);
+  }
+  byView.set(body.newView, envelope);
+  if (byView.size > VIEW_CHANGES_PER_PEER) byView.delete(Math.min(...byView.keys()));
+  if (r.primaryOf(body.newView) === r.config.self) tryNewView(r, body.newView);
+}
+
+/** The VIEW_CHANGEs for `view`, one per replica. */
+function viewChangesFor(r: ReplicaState, view: number): ReplicaEnvelope[] {
+  const found: ReplicaEnvelope[] = [];
+  for (const byView of r.viewChanges.values()) {
+    const vc = byView.get(view);
+    if (vc !== undefined) found.push(vc);
+  }
+  return found;
+}
+
+/** This replica's VIEW_CHANGE for the view it is changing to. */
+export function ownViewChange(r: ReplicaState): ReplicaEnvelope | undefined {
+  return r.viewChanges.get(r.config.self)?.get(r.targetView);
+}
+
+export function nullDigest(): string {
+  return batchDigest([]);
+}
+
+function tryNewView(r: ReplicaState, view: number): void {
+  if (r.sentNewView.has(view) || view < r.view) return;
+  if (r.mode === "view-change" && view !== r.targetView) return;
+  // Only VIEW_CHANGEs holding every key this primary holds: then the view is fresh for any
+  // replica that lost its memory before its current key, and it may vote in it.
+  // And only those signed under keys that still count (a departing primary's, for one, is
+  // revoked as its host's rejuvenation begins).
+  const forView = viewChangesFor(r, view).filter(
+    (vc) =>
+      holdsEveryKey(r, (vc.body as ViewChangeBody).keyEpochs) && r.ring.counts(vc.from, vc.epoch),
+  );
+  // A primary that lost its memory writes no VIEW_CHANGE, but it may still form its view from
+  // a quorum of others' fresh for it: that is the view in which it votes again (otherwise
+  // every view it is primary of would fail while it waits, one in n).
+  if (r.mayChangeView()) {
+    if (!forView.some((vc) => vc.from === r.config.self)) return;
+  } else if (r.mode !== "normal" || !freshForSelf(r, forView)) return;
+  const envelopes = forView.sort((a, b) => (a.from < b.from ? -1 : 1));
+  const decision = decideNewView(
+    envelopes.map((e) => e.body as ViewChangeBody),
+    r.config.quorums,
+    2 * r.config.checkpointInterval,
+    nullDigest(),
+  );
+  if (decision === undefined) return;
+  r.sentNewView.add(view);
+  endAmnesiaIfFresh(r, envelopes, decision.checkpoint.seq, decision.proposals);
+  const message = r.broadcast({
+    type: "NEW_VIEW",
+    view,
+    viewChanges: envelopes.map((e) => e.wire.toString("utf8")),
+    checkpoint: decision.checkpoint,
+    proposals: decision.proposals,
+  });
+  r.newViewMessage = message;
+  startView(r, view, decision, envelopes);
+}
+
+export function onNewView(
+  r: ReplicaState,
+  from: string,
+  body: Extract<ReplicaBody, { type: "NEW_VIEW" }>,
+  wire: Buffer,
+): void {
+  if (body.view < r.view || (body.view === r.view && r.mode === "normal")) return;
+  if (body.view < r.highestViewChangeSent) {
+    r.count("new-view.below-own-view-change");
+    return;
+  }
+  if (from !== r.primaryOf(body.view)) {
+    r.problem("bad-new-view", from, `NEW_VIEW ${body.view} not from its primary`);
+    return;
+  }
+  const senders = new Set<string>();
+  const viewChanges: ReplicaEnvelope[] = [];
+  for (const text of body.viewChanges) {
+    const vc = parseEnvelope(Buffer.from(text, "utf8"));
+    const wellFormed =
+      vc !== undefined &&
+      vc.body.type === "VIEW_CHANGE" &&
+      !senders.has(vc.from) &&
+      r.config.ids.includes(vc.from) &&
+      vc.body.newView === body.view &&
+      viewChangeFault(vc.body, r.config.ids.length) === undefined;
+    const verdict = wellFormed ? r.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig) : "";
+    if (wellFormed && (verdict === "revoked-key" || verdict === "stale-epoch")) {
+      // Signed under a key that has since stopped counting here (its host is being
+      // rejuvenated, or has been): it is left out, and the rest must still decide the same.
+      r.count("new-view.left-out");
       continue;
     }
-    const nothingPrepared = preparedAt.filter((p, i) => below[i] && p === undefined).length;
-    if (nothingPrepared >= quorum) proposals.push({ seq, digest: nullDigest });
-    else return undefined;
+    if (verdict !== "ok" || vc === undefined) {
+      r.problem("bad-new-view", from, `NEW_VIEW ${body.view}: a VIEW_CHANGE does not check out`);
+      return;
+    }
+    senders.add(vc.from);
+    viewChanges.push(vc);
   }
-  const used = new Map<string, BatchBody>();
+  const decision = decideNewView(
+    viewChanges.map((e) => e.body as ViewChangeBody),
+    r.config.quorums,
+    2 * r.config.checkpointInterval,
+    nullDigest(),
+  );
+  const same =
+    decision !== undefined &&
+    decision.checkpoint.seq === body.checkpoint.seq &&
+    decision.checkpoint.digest === body.checkpoint.digest &&
+    decision.proposals.length === body.proposals.length &&
+    decision.proposals.every(
+      (p, i) => p.seq === body.proposals[i]?.seq && p.digest === body.proposals[i]?.digest,
+    );
+  // Validity is decided before agreement: a batch the new view re-proposes must hold only
+  // requests that verify (a correct replica pre-prepared it, so they do, unless k'+1 lied).
+  const valid =
+    decision !== undefined &&
+    [...decision.batches.values()].every((b) => b.requests.every((req) => checkRequest(r, req)));
+  if (!same || !valid || decision === undefined) {
+    r.problem("bad-new-view", from, `NEW_VIEW ${body.view}: its choices do not follow`);
+    // The primary of the view this replica is changing to is faulty: on to the next one. A
+    // bad NEW_VIEW for any other view moves nothing (one Byzantine replica cannot make a
+    // correct one skip views).
+    if (r.mode === "view-change" && r.targetView === body.view) startViewChange(r, body.view + 1);
+    return;
+  }
+  endAmnesiaIfFresh(r, viewChanges, body.checkpoint.seq, body.proposals);
+  r.newViewMessage = wire;
+  startView(r, body.view, decision, viewChanges);
+}
+
+function enterView(r: ReplicaState, view: number): void {
+  r.view = view;
+  r.targetView = view;
+  if (r.mode !== "recovering") r.mode = "normal";
+  r.viewChangeAttempts = 0;
+  r.handingOff = false;
+  r.newViewSentAtMs.clear();
+  for (const [seq, slot] of [...r.slots])
+    if (slot.view < view && !slot.committed) r.slots.delete(seq);
+  for (const byView of r.viewChanges.values())
+    for (const v of [...byView.keys()]) if (v <= view) byView.delete(v);
+  // A new primary gets a whole timeout for every request it inherits.
+  for (const d of r.pendingSinceMs.keys()) r.pendingSinceMs.set(d, r.nowMs);
+  armSuspicion(r);
+  r.queued.length = 0;
+  if (r.primaryOf(view) === r.config.self)
+    for (const [digest, req] of r.pending)
+      if (req.ts > r.clients.lastTs(req.client)) r.queued.push(digest);
+  r.out.push({ type: "view", view, primary: r.primaryOf(view) });
+}
+
+function startView(
+  r: ReplicaState,
+  view: number,
+  decision: ReturnType<typeof decideNewView> & object,
+  viewChanges: ReplicaEnvelope[],
+): void {
+  enterView(r, view);
+  r.viewKeyEpochs = r.config.ids.map((_, i) =>
+    Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
+  );
+  const { checkpoint, proposals, batches } = decision;
+  if (checkpoint.seq > r.lastExecuted) {
+    const vouchers = viewChanges
+      .filter((vc) => {
+        const b = vc.body as ViewChangeBody;
+        return [b.stable, ...b.checkpoints].some(
+          (c) => c.seq === checkpoint.seq && c.digest === checkpoint.digest,
+        );
+      })
+      .map((vc) => vc.from)
+      .filter((f) => f !== r.config.self);
+    behind(r, checkpoint, vouchers);
+  }
+  const isPrimary = r.primaryOf(view) === r.config.self;
+  let maxSeq = Math.max(checkpoint.seq, r.lastExecuted);
   for (const p of proposals) {
-    const b = batches.get(p.digest);
-    if (b !== undefined) used.set(p.digest, b);
+    maxSeq = Math.max(maxSeq, p.seq); // Executed here already, perhaps not elsewhere: take part again so the others complete it.
+    // decideNewView proposes a non-null digest only with its body in hand.
+    const requests = p.digest === nullDigest() ? [] : batches.get(p.digest)?.requests;
+    if (requests === undefined) throw new Error(`new view ${view}: no body for seq ${p.seq}`);
+    const slot = slotAt(r, p.seq, view);
+    slot.digest = p.digest;
+    slot.requests = requests;
+    notePrePrepared(r, p.seq, p.digest, requests);
+    if (isPrimary) {
+      slot.prePrepare = r.seal({
+        type: "PRE_PREPARE",
+        view,
+        seq: p.seq,
+        digest: p.digest,
+        requests,
+      });
+    } else if (r.mayVote()) {
+      slot.sentPrepare = r.broadcast({ type: "PREPARE", view, seq: p.seq, digest: p.digest });
+      slot.prepares.set(r.config.self, p.digest);
+    }
   }
-  return { checkpoint, proposals, batches: used };
+  r.nextSeq = maxSeq + 1;
+  // Requests re-proposed above need no second proposal.
+  const reproposed = new Set<string>();
+  for (const b of batches.values())
+    for (const req of b.requests) reproposed.add(requestDigest(req));
+  for (let i = r.queued.length - 1; i >= 0; i--)
+    if (reproposed.has(r.queued[i] as string)) r.queued.splice(i, 1);
+  for (const p of proposals) checkPrepared(r, p.seq);
+  propose(r);
+}
+
+/** The host is about to be shut down: a primary hands off so the next view starts at once. */
+export function handOff(r: ReplicaState): void {
+  if (r.mode === "normal" && r.primary === r.config.self) {
+    r.handingOff = true;
+    r.broadcast({ type: "HANDOFF", view: r.view });
+    startViewChange(r, handOffView(r, r.view));
+  }
+}
+
+/** The primary announces it is about to go down: follow it to the view it hands off to. */
+export function onHandoff(r: ReplicaState, from: string, view: number): void {
+  if (view === r.view && from === r.primary && r.mode === "normal") {
+    r.count("view-change.handoff");
+    startViewChange(r, handOffView(r, r.view));
+  }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { batchDigest, type ClientRequest } from "../src/replica/messages.js";
+import { decideNewView, type ViewChangeBody } from "../src/replica/new-view-decision.js";
 import { quorumsFor } from "../src/replica/quorums.js";
-import { decideNewView, type ViewChangeBody } from "../src/replica/view-change.js";
 
 const q6 = quorumsFor(6, 1, 1); // quorum 4, weak 2
 const NULL = batchDigest([]);

@@ -1,0 +1,66 @@
+/**
+ * A replica that lost its memory (rejuvenated, or restarted after a crash) votes again only in
+ * a view fresh for it, and its peers help such a view form (SAFETY.md, "A replica that lost its
+ * memory"). Whether it may vote at all: `ReplicaState.mayVote` and `mayChangeView`.
+ */
+import type { ReplicaEnvelope, SeqDigest } from "./messages.js";
+import type { ViewChangeBody } from "./new-view-decision.js";
+import type { ReplicaState } from "./replica-state.js";
+import { startViewChange } from "./view-change.js";
+
+export function keyEpochs(r: ReplicaState): number[] {
+  return r.config.ids.map((id) => r.ring.keyOf(id)?.epoch ?? 0);
+}
+
+/** A VIEW_CHANGE's key epochs are at least those this replica holds, for every replica. */
+export function holdsEveryKey(r: ReplicaState, epochs: readonly number[]): boolean {
+  return r.config.ids.every((id, i) => (epochs[i] ?? -1) >= (r.ring.keyOf(id)?.epoch ?? 0));
+}
+
+/**
+ * A peer says it lost its memory and waits for a view formed after its new key. If the current
+ * view's NEW_VIEW does not hold that key in every VIEW_CHANGE behind it, change views once more
+ * (once per key epoch and view: the peer's claim cannot make it change views again and again).
+ */
+export function refreshViewFor(r: ReplicaState, peer: string): void {
+  const epoch = r.ring.keyOf(peer)?.epoch;
+  const i = r.config.ids.indexOf(peer);
+  if (epoch === undefined || (r.viewKeyEpochs[i] ?? -1) >= epoch) return;
+  if (r.mode !== "normal" || !r.mayChangeView()) return;
+  const mark = `${epoch}@${r.view}`;
+  if (r.refreshedFor.get(peer) === mark) return;
+  r.refreshedFor.set(peer, mark);
+  r.count("view-change.for-amnesic");
+  const n = r.config.ids.length;
+  let target = r.view + 1;
+  for (let step = 1; step <= n; step++) {
+    const primary = r.primaryOf(r.view + step);
+    if (primary !== peer && !r.peerAmnesic.has(primary)) {
+      target = r.view + step;
+      break;
+    }
+  }
+  startViewChange(r, target);
+}
+
+export function endAmnesiaIfFresh(
+  r: ReplicaState,
+  viewChanges: readonly ReplicaEnvelope[],
+  checkpointSeq: number,
+  proposals: readonly SeqDigest[],
+): void {
+  if (!r.amnesic || !freshForSelf(r, viewChanges)) return;
+  // Every VIEW_CHANGE behind this view was written after its sender held this replica's new
+  // key, so after it lost its memory; none is its own. It votes again from this view on.
+  r.amnesic = false;
+  r.amnesiaHorizon = Math.max(checkpointSeq, ...proposals.map((p) => p.seq));
+  r.count("amnesia.ended");
+}
+
+export function freshForSelf(r: ReplicaState, viewChanges: readonly ReplicaEnvelope[]): boolean {
+  const i = r.config.ids.indexOf(r.config.self);
+  return viewChanges.every(
+    (vc) =>
+      vc.from !== r.config.self && ((vc.body as ViewChangeBody).keyEpochs[i] ?? -1) >= r.epoch,
+  );
+}

@@ -1,0 +1,243 @@
+/**
+ * Catching up and recovering: a replica behind its peers (or rejuvenated) fetches a stable
+ * checkpoint by state transfer, then the batches executed since from the EXECUTED reports of
+ * k'+1 peers, and is recovered once it has what its peers had when it asked; it serves the same
+ * to others.
+ */
+import type { KvStore } from "../kv/kv-store.js";
+import { addCheckpointVote, makeStable } from "./checkpoints.js";
+import { ClientTable } from "./client-table.js";
+import {
+  batchDigest,
+  type ClientTableEntry,
+  type ExecutedEntry,
+  type ReplicaBody,
+  type SeqDigest,
+} from "./messages.js";
+import { executeReady, propose, release } from "./normal-case.js";
+import { wantedCheckpoint } from "./peer-status.js";
+import type { ReplicaState } from "./replica-state.js";
+import { StateTransfer } from "./state-transfer.js";
+
+/** k'+1 replicas vouch for a checkpoint this replica has not reached: fetch it. */
+export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): void {
+  if (vouchers.length === 0) return;
+  if (r.transfer !== undefined && !r.transfer.finished && r.transfer.target.seq >= target.seq)
+    return;
+  // A recovering replica whose stored checkpoint is the vouched one needs no transfer.
+  if (
+    r.mode === "recovering" &&
+    r.lastExecuted === target.seq &&
+    r.stateDigest() === target.digest
+  ) {
+    installState(r, target, r.store, r.clients.list());
+    return;
+  }
+  if (r.mode !== "recovering" && target.seq <= r.lastExecuted) return;
+  r.count("state-transfer.started");
+  r.out.push({ type: "transfer-started", seq: target.seq });
+  r.transfer = new StateTransfer(
+    target,
+    r.store.snapshot(),
+    vouchers,
+    r.nowMs,
+    Math.max(2 * r.config.statusIntervalMs, 50),
+  );
+  applyTransferStep(r, r.transfer.start());
+}
+
+export function applyTransferStep(r: ReplicaState, step: ReturnType<StateTransfer["start"]>): void {
+  if (step.rejected) r.problem("bad-transfer-reply", "?", step.rejected);
+  for (const { to, body } of step.send) r.send(to, body);
+  if (step.done && r.transfer) {
+    const target = r.transfer.target;
+    r.transfer = undefined;
+    if (r.mode !== "recovering" && target.seq <= r.lastExecuted) return;
+    r.out.push({
+      type: "transferred",
+      seq: target.seq,
+      partitions: step.done.partitionsFetched,
+      bytes: step.done.bytesFetched,
+    });
+    installState(r, target, step.done.store, step.done.clients);
+  }
+}
+
+function installState(
+  r: ReplicaState,
+  target: SeqDigest,
+  store: KvStore,
+  clients: ClientTableEntry[],
+): void {
+  const wasRecovering = r.mode === "recovering";
+  if (wasRecovering) {
+    // Nothing from before is trusted: not the stored sequence number, not its checkpoints.
+    r.ownCheckpoints.clear();
+    r.slots.clear();
+    r.executedLog.clear();
+    r.preparedInfo.clear();
+    r.prePreparedInfo.clear();
+    r.stable = { seq: -1, digest: "" };
+    r.nextSeq = target.seq + 1;
+  }
+  r.store = store;
+  r.clients = ClientTable.from(clients);
+  r.lastExecuted = target.seq;
+  if (r.nextSeq <= target.seq) r.nextSeq = target.seq + 1;
+  const snapshot = store.snapshot();
+  r.ownCheckpoints.set(target.seq, {
+    seq: target.seq,
+    digest: target.digest,
+    snapshot,
+    clients,
+  });
+  r.out.push({
+    type: "checkpoint",
+    seq: target.seq,
+    digest: target.digest,
+    snapshot,
+    clients,
+  });
+  for (const s of [...r.slots.keys()]) if (s <= target.seq) r.slots.delete(s);
+  for (const [d, req] of [...r.pending]) if (req.ts <= r.clients.lastTs(req.client)) release(r, d);
+  if (r.mode === "recovering") {
+    r.mode = "normal";
+    r.catchUpTarget = undefined;
+    // Only what peers report from now on counts towards having caught up.
+    r.peerExecuted.clear();
+    r.peerStable.clear();
+    r.peerPrepared.clear();
+  }
+  addCheckpointVote(r, target.seq, target.digest, r.config.self);
+  if (target.seq > r.stable.seq) makeStable(r, target.seq, target.digest);
+  executeReady(r);
+}
+
+/** k'+1 peers (so one correct one) in our view report having executed more than we have. */
+export function peersAhead(r: ReplicaState): boolean {
+  let ahead = 0;
+  for (const [peer, executed] of r.peerExecuted)
+    if (executed > r.lastExecuted && r.peerViews.get(peer) === r.view) ahead++;
+  return ahead >= r.config.quorums.weak;
+}
+
+/** Recovered: state installed and caught up with what k'+1 peers have executed. */
+export function maybeRecovered(r: ReplicaState): void {
+  if (r.recoveredReported || r.mode === "recovering") return;
+  // Voting again, and nothing it forgot is left uncovered by a stable checkpoint.
+  if (!r.mayChangeView()) {
+    const want = wantedCheckpoint(r);
+    if (want > r.padUntil) {
+      r.padUntil = want;
+      propose(r);
+    }
+    return;
+  } // The (k'+1)-th highest report: at least one correct replica is that far.
+  const kth = (m: Map<string, number>) =>
+    [...m.values()].sort((a, b) => b - a)[r.config.quorums.weak - 1];
+  // Heard from a quorum's worth of peers, so not only from a minority cut off with it.
+  if (r.catchUpTarget === undefined) {
+    if (r.peerExecuted.size < r.config.quorums.quorum - 1) return;
+    // Whatever any of them had prepared may have committed somewhere, and this replica
+    // has forgotten it: recovered only once a stable checkpoint covers it (the primary
+    // pads with null batches if it is idle). A Byzantine peer can only make it wait
+    // up to the log window.
+    const C = r.config.checkpointInterval;
+    const prepared = Math.min(Math.max(0, ...r.peerPrepared.values()), r.stable.seq + 2 * C);
+    r.catchUpTarget = {
+      executed: kth(r.peerExecuted) ?? 0,
+      stable: kth(r.peerStable) ?? 0,
+      checkpoint: prepared > r.stable.seq ? Math.ceil(prepared / C) * C : 0,
+    };
+    // Should this replica be (or become) the primary, it pads for itself too.
+    r.padUntil = Math.max(r.padUntil, r.catchUpTarget.checkpoint);
+    propose(r);
+  }
+  const target = r.catchUpTarget;
+  if (
+    r.lastExecuted < target.executed ||
+    r.stable.seq < target.stable ||
+    r.stable.seq < target.checkpoint
+  )
+    return;
+  r.recoveredReported = true;
+  r.out.push({ type: "recovered", seq: r.stable.seq, digest: r.stable.digest });
+}
+
+export function onExecuted(r: ReplicaState, from: string, entries: ExecutedEntry[]): void {
+  for (const entry of entries) {
+    if (entry.seq <= r.lastExecuted || entry.seq > r.lastExecuted + 4 * r.config.checkpointInterval)
+      continue;
+    if (batchDigest(entry.requests) !== entry.digest) {
+      r.problem("bad-transfer-reply", from, `EXECUTED ${entry.seq}: digest does not match`);
+      continue;
+    }
+    let byDigest = r.executedReports.get(entry.seq);
+    if (byDigest === undefined) {
+      byDigest = new Map();
+      r.executedReports.set(entry.seq, byDigest);
+    }
+    for (const voters of byDigest.values()) voters.delete(from);
+    let voters = byDigest.get(entry.digest);
+    if (voters === undefined) {
+      voters = new Set();
+      byDigest.set(entry.digest, voters);
+    }
+    voters.add(from);
+    r.reportedBatches.set(entry.digest, entry);
+  }
+  if (r.mode !== "recovering") executeReady(r);
+}
+
+/** A batch k'+1 peers say they executed at seq (one of them is correct). */
+export function agreedExecuted(r: ReplicaState, seq: number): ExecutedEntry | undefined {
+  if (r.mode === "recovering") return undefined;
+  const byDigest = r.executedReports.get(seq);
+  if (byDigest === undefined) return undefined;
+  for (const [digest, voters] of byDigest)
+    if (voters.size >= r.config.quorums.weak) {
+      const entry = r.reportedBatches.get(digest);
+      if (entry !== undefined) return entry;
+    }
+  return undefined;
+}
+
+export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): void {
+  if (!("seq" in body)) return;
+  const cp = r.ownCheckpoints.get(body.seq);
+  if (cp === undefined || r.mode === "recovering") {
+    r.send(from, { type: "NO_CHECKPOINT", seq: body.seq });
+    return;
+  }
+  const s = cp.snapshot;
+  if (body.type === "FETCH_META") {
+    r.send(from, {
+      type: "META",
+      seq: cp.seq,
+      kvRoot: s.root().toString("hex"),
+      clients: cp.clients,
+      metas: s.metaDigests().map((d) => d.toString("hex")),
+    });
+  } else if (body.type === "FETCH_LEAVES") {
+    const metas = body.metas.filter((m) => m < s.metaDigests().length).slice(0, 64);
+    r.send(from, {
+      type: "LEAVES",
+      seq: cp.seq,
+      leaves: metas.map((meta) => ({
+        meta,
+        digests: s.leafDigests(meta).map((d) => d.toString("hex")),
+      })),
+    });
+  } else if (body.type === "FETCH_PARTS") {
+    const parts: Array<{ index: number; data: string }> = [];
+    let bytes = 0;
+    for (const index of body.parts.slice(0, 256)) {
+      if (index >= 4096) continue;
+      const data = s.encodePartition(index);
+      if (parts.length > 0 && bytes + data.length > r.config.maxReplyBytes) break;
+      bytes += data.length;
+      parts.push({ index, data: data.toString("base64") });
+    }
+    r.send(from, { type: "PARTS", seq: cp.seq, parts });
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Key epochs between replicas: the board certifies a new key at every rejuvenation (installKey),
+ * revokes the keys of a group it begins rejuvenating (revokeKeys), and peers announce theirs
+ * (NEW_KEY) or are asked for it when their messages name an epoch not yet seen (KEY_QUERY).
+ */
+import type { KeyCertificate } from "@smw/wiring";
+import type { Signer } from "./key-ring.js";
+import type { ReplicaState } from "./replica-state.js";
+import { refreshOwnViewChange } from "./view-change.js";
+
+export function onNewKey(r: ReplicaState, from: string, certificate: KeyCertificate): void {
+  if (certificate.host !== from) {
+    r.problem("bad-certificate", from, `a certificate for ${certificate.host}`);
+    return;
+  }
+  const verdict = r.ring.install(certificate);
+  if (verdict === "installed") {
+    r.count("keys.installed");
+    // What its former self asked for (under a key now stale) no longer speaks for it.
+    r.viewChanges.delete(from);
+    refreshOwnViewChange(r);
+  } else if (verdict !== "same" && verdict !== "stale")
+    r.problem("bad-certificate", from, `certificate refused: ${verdict}`);
+}
+
+export function queryKey(r: ReplicaState, peer: string): void {
+  const last = r.keyQueryAtMs.get(peer);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
+  r.keyQueryAtMs.set(peer, r.nowMs);
+  r.send(peer, { type: "KEY_QUERY" });
+}
+
+/** A new key pair, certified by the board at this rejuvenation. */
+export function installKey(r: ReplicaState, certificate: KeyCertificate, signer: Signer): void {
+  if (certificate.host !== r.config.self || certificate.publicKey !== signer.publicKey) {
+    r.problem("bad-certificate", "board", "the certificate is not for this replica's key");
+    return;
+  }
+  const verdict = r.ring.install(certificate);
+  if (verdict !== "installed" && verdict !== "same") {
+    r.problem("bad-certificate", "board", `certificate refused: ${verdict}`);
+    return;
+  }
+  r.signer = signer;
+  r.epoch = certificate.period;
+  r.broadcast({ type: "NEW_KEY", certificate });
+  refreshOwnViewChange(r);
+}
+
+/**
+ * The boards began rejuvenating `hosts`: keys of theirs certified before `before` are revoked
+ * here and now, not when their new keys arrive, so that from their shutdown on a key stolen
+ * from a compromised host no longer speaks for a replica the quorums count as silent.
+ */
+export function revokeKeys(r: ReplicaState, hosts: readonly string[], before: number): void {
+  for (const host of hosts)
+    if (host !== r.config.self && r.config.ids.includes(host)) {
+      r.ring.revoke(host, before);
+      r.viewChanges.delete(host);
+      r.count("keys.revoked");
+    }
+}
+
+/** A peer asks for this replica's current key (it saw an epoch it did not know). */
+export function onKeyQuery(r: ReplicaState, from: string): void {
+  const cert = r.ring.keyOf(r.config.self)?.certificate;
+  if (cert) r.send(from, { type: "NEW_KEY", certificate: cert });
+}

@@ -1,0 +1,118 @@
+/**
+ * STATUS: what each replica tells its peers every status interval (view, executed, stable,
+ * prepared, amnesic), and what it does on hearing that a peer lags behind or is ahead: the
+ * progress tracking of the protocol.
+ */
+import { refreshViewFor } from "./amnesia.js";
+import { maybeRecovered } from "./catch-up.js";
+import type { ExecutedEntry, ReplicaBody } from "./messages.js";
+import { propose } from "./normal-case.js";
+import type { ReplicaState } from "./replica-state.js";
+import { ownViewChange } from "./view-change.js";
+
+function maxPreparedSeq(r: ReplicaState): number {
+  let max = r.lastExecuted;
+  for (const seq of r.prePreparedInfo.keys()) if (seq > max) max = seq;
+  return max;
+}
+
+export function broadcastStatus(r: ReplicaState): void {
+  r.broadcast({
+    type: "STATUS",
+    view: r.view,
+    lastExecuted: r.lastExecuted,
+    stableSeq: r.stable.seq,
+    recovering: r.mode === "recovering",
+    maxPrepared: maxPreparedSeq(r),
+    wantCheckpoint: r.recoveredReported ? 0 : wantedCheckpoint(r),
+    amnesic: r.amnesic,
+  });
+}
+
+/** The stable checkpoint this recovering replica waits for before it calls itself recovered. */
+export function wantedCheckpoint(r: ReplicaState): number {
+  const C = r.config.checkpointInterval;
+  const horizon =
+    !r.amnesic && r.amnesiaHorizon > r.stable.seq ? Math.ceil(r.amnesiaHorizon / C) * C : 0;
+  return Math.max(r.catchUpTarget?.checkpoint ?? 0, horizon);
+}
+
+export function onStatus(
+  r: ReplicaState,
+  from: string,
+  body: Extract<ReplicaBody, { type: "STATUS" }>,
+): void {
+  r.peerViews.set(from, body.view);
+  if (body.amnesic) {
+    r.peerAmnesic.add(from);
+    refreshViewFor(r, from);
+  } else r.peerAmnesic.delete(from);
+  if (!body.recovering) {
+    r.peerExecuted.set(from, body.lastExecuted);
+    r.peerStable.set(from, body.stableSeq);
+    r.peerPrepared.set(from, body.maxPrepared);
+  }
+  // A recovering peer waits for a checkpoint: an idle primary fills the gap with null batches.
+  const C = r.config.checkpointInterval;
+  if (
+    body.wantCheckpoint > r.stable.seq &&
+    body.wantCheckpoint <= r.stable.seq + 2 * C &&
+    body.wantCheckpoint % C === 0
+  ) {
+    r.padUntil = Math.max(r.padUntil, body.wantCheckpoint);
+    propose(r);
+  }
+  maybeRecovered(r);
+  if (r.mode === "recovering") return;
+  // A peer behind our stable checkpoint needs the checkpoint (it gathers k'+1 votes).
+  if (body.stableSeq < r.stable.seq || body.recovering) {
+    r.send(from, { type: "CHECKPOINT", seq: r.stable.seq, digest: r.stable.digest });
+  }
+  // Our votes for newer checkpoints may have been lost (a partition): the peer's stable
+  // checkpoint is behind ours-to-be, so send them again (a duplicate is dropped unchecked).
+  for (const cp of r.ownCheckpoints.values())
+    if (cp.seq > r.stable.seq && cp.seq > body.stableSeq && body.lastExecuted >= cp.seq)
+      r.send(from, { type: "CHECKPOINT", seq: cp.seq, digest: cp.digest });
+  if (body.lastExecuted < r.lastExecuted) {
+    const entries: ExecutedEntry[] = [];
+    let bytes = 0;
+    for (let s = body.lastExecuted + 1; s <= r.lastExecuted; s++) {
+      const e = r.executedLog.get(s);
+      // Executed moments ago: the peer is likely just behind in the pipeline, not stuck.
+      const at = r.executedAtMs.get(s);
+      if (e === undefined || at === undefined || r.nowMs - at < r.config.statusIntervalMs) break;
+      bytes += 256 + e.requests.length * 256;
+      if (entries.length > 0 && bytes > r.config.maxReplyBytes) break;
+      entries.push(e);
+    }
+    if (entries.length > 0) r.send(from, { type: "EXECUTED", entries });
+  }
+  if (body.view === r.view && r.mode === "normal") {
+    // Retransmit our part of whatever is still in flight: the network may have lost it.
+    for (const [seq, slot] of r.slots) {
+      if (seq <= body.lastExecuted || slot.view !== r.view) continue;
+      if (r.nowMs - slot.sinceMs < r.config.statusIntervalMs) continue;
+      for (const m of [slot.prePrepare, slot.sentPrepare, slot.sentCommit])
+        if (m !== undefined) r.out.push({ type: "send", to: from, message: m });
+    }
+  }
+  if (body.view < r.view) resendNewView(r, from);
+  else if (body.view === r.targetView && r.mode === "view-change") {
+    const mine = ownViewChange(r);
+    if (mine) r.out.push({ type: "send", to: from, message: mine.wire });
+  }
+}
+
+/**
+ * A peer in an older view gets this view's NEW_VIEW (signed by its primary, checkable by
+ * anyone): from the primary at every STATUS, from the others once per view-change timeout, so
+ * that a primary withholding it cannot keep a peer out of the view.
+ */
+function resendNewView(r: ReplicaState, to: string): void {
+  if (r.newViewMessage === undefined) return;
+  const last = r.newViewSentAtMs.get(to);
+  const isPrimary = r.primaryOf(r.view) === r.config.self;
+  if (!isPrimary && last !== undefined && r.nowMs - last < r.config.viewChangeTimeoutMs) return;
+  r.newViewSentAtMs.set(to, r.nowMs);
+  r.out.push({ type: "send", to, message: r.newViewMessage });
+}

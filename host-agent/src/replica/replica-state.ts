@@ -1,0 +1,314 @@
+/**
+ * What one replica knows, and the few things every sub-protocol does with it (sign, send, count,
+ * report). The step functions of the sub-protocols beside this file read and change it; nothing
+ * outside this folder does: `ReplicaCore` is the replica's interface.
+ */
+import type { KeyCertificate } from "@smw/wiring";
+import type { KvResult } from "../kv/kv-operation.js";
+import type { KvSnapshot } from "../kv/kv-snapshot.js";
+import { KvStore } from "../kv/kv-store.js";
+import { ClientTable, checkpointDigest } from "./client-table.js";
+import type { KeyRing, Signer } from "./key-ring.js";
+import {
+  type ClientRequest,
+  type ClientTableEntry,
+  type ExecutedEntry,
+  type ReplicaBody,
+  type ReplicaEnvelope,
+  type SeqDigest,
+  sealEnvelope,
+  type ViewSeqDigest,
+} from "./messages.js";
+import type { Quorums } from "./quorums.js";
+import { RecentSet } from "./recent-set.js";
+import type { StateTransfer } from "./state-transfer.js";
+
+export interface ReplicaConfig {
+  /** All replicas in order: the primary of view v is ids[v mod n]. */
+  ids: readonly string[];
+  self: string;
+  quorums: Quorums;
+  /** C: a checkpoint every C sequence numbers. */
+  checkpointInterval: number;
+  batchMax: number;
+  /** Sequence numbers a primary may have proposed but not yet executed. */
+  maxInFlight: number;
+  viewChangeTimeoutMs: number;
+  statusIntervalMs: number;
+  /** Longest EXECUTED or PARTS reply, in bytes of payload. */
+  maxReplyBytes: number;
+  /**
+   * The groups the boards rejuvenate, in their order (the testbed's rejuvenation order);
+   * default: the replicas in id order, k per group.
+   */
+  rejuvenationGroups?: ReadonlyArray<readonly string[]>;
+}
+
+export interface StartingState {
+  /** The stored checkpoint, if one was found and decoded (not trusted when recovering). */
+  checkpoint?: { seq: number; snapshot: KvSnapshot; clients: ClientTableEntry[] };
+  /** A rejuvenated replica does not trust its stored state: it recovers from its peers first. */
+  recovering: boolean;
+  /** Keys revoked so far, as the board told its host (see `revokeKeys`). */
+  revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
+}
+
+export type ProblemKind =
+  | "malformed"
+  | "bad-signature"
+  | "stale-epoch"
+  | "unknown-epoch"
+  | "revoked-key"
+  | "unknown-client"
+  | "bad-request"
+  | "bad-pre-prepare"
+  | "bad-view-change"
+  | "bad-new-view"
+  | "bad-transfer-reply"
+  | "bad-certificate"
+  | "view-out-of-window"
+  | "handler-fault"
+  | "diverged";
+
+export type ReplicaAction =
+  | { type: "send"; to: string; message: Buffer }
+  | { type: "broadcast"; message: Buffer }
+  | { type: "reply"; client: string; message: Buffer }
+  | {
+      type: "executed";
+      seq: number;
+      view: number;
+      digest: string;
+      requests: readonly ClientRequest[];
+      /** Per request: its result, or undefined if it was a duplicate and not executed again. */
+      results: ReadonlyArray<KvResult | undefined>;
+    }
+  | {
+      type: "checkpoint";
+      seq: number;
+      digest: string;
+      snapshot: KvSnapshot;
+      clients: ClientTableEntry[];
+    }
+  | { type: "stable"; seq: number; digest: string }
+  | { type: "view"; view: number; primary: string }
+  | { type: "transfer-started"; seq: number }
+  | { type: "transferred"; seq: number; partitions: number; bytes: number }
+  | { type: "recovered"; seq: number; digest: string }
+  | { type: "problem"; kind: ProblemKind; from: string; detail: string };
+
+export type Mode = "normal" | "view-change" | "recovering";
+
+export interface Slot {
+  view: number;
+  digest?: string;
+  requests?: ClientRequest[];
+  /** The primary's PRE_PREPARE as received (or sent), for retransmission. */
+  prePrepare?: Buffer;
+  prepares: Map<string, string>;
+  commits: Map<string, string>;
+  prepared: boolean;
+  committed: boolean;
+  sentPrepare?: Buffer;
+  sentCommit?: Buffer;
+  /** When this slot was opened: only slots older than a status interval are retransmitted. */
+  sinceMs: number;
+}
+
+export interface OwnCheckpoint {
+  seq: number;
+  digest: string;
+  snapshot: KvSnapshot;
+  clients: ClientTableEntry[];
+}
+
+export const GENESIS_CLIENTS: ClientTableEntry[] = [];
+
+export class ReplicaState {
+  out: ReplicaAction[] = [];
+  nowMs = 0;
+  mode: Mode;
+  view = 0;
+  epoch: number;
+  store: KvStore;
+  clients: ClientTable;
+  lastExecuted: number;
+  stable: SeqDigest;
+  readonly ownCheckpoints = new Map<number, OwnCheckpoint>();
+  /** seq -> "digest" -> replicas that sent CHECKPOINT for it. */
+  readonly checkpointVotes = new Map<number, Map<string, Set<string>>>();
+  readonly slots = new Map<number, Slot>();
+  /** PBFT's P and Q sets: what this replica prepared / saw pre-prepared, above the stable checkpoint. */
+  readonly preparedInfo = new Map<number, ViewSeqDigest>();
+  readonly prePreparedInfo = new Map<number, Map<string, number>>();
+  readonly batchesByDigest = new Map<string, ClientRequest[]>();
+  /** Batches executed above the stable checkpoint: the log suffix peers may ask for. */
+  readonly executedLog = new Map<number, ExecutedEntry>();
+  readonly executedAtMs = new Map<number, number>();
+  /** Digests of messages seen lately: a duplicate is dropped before its signature is checked again. */
+  readonly seenMessages = new RecentSet(8192);
+  /** EXECUTED reports from peers: seq -> digest -> senders, and the requests. */
+  readonly executedReports = new Map<number, Map<string, Set<string>>>();
+  readonly reportedBatches = new Map<string, ExecutedEntry>();
+  nextSeq: number;
+  /** Requests known but not yet executed, by digest. */
+  readonly pending = new Map<string, ClientRequest>();
+  /**
+   * Since when each pending request has waited (in this view): PBFT's per-request timers. The
+   * primary is suspected once the oldest has waited a view-change timeout, whatever else
+   * executes meanwhile (a primary that executes empty batches, or other clients' requests, does
+   * not starve one client).
+   */
+  readonly pendingSinceMs = new Map<string, number>();
+  readonly queued: string[] = [];
+  readonly verifiedRequests = new Set<string>();
+  progressDeadlineMs: number | undefined;
+  handingOff = false;
+  // view change
+  targetView = 0;
+  viewChangeDeadlineMs = 0;
+  viewChangeAttempts = 0;
+  /**
+   * VIEW_CHANGEs by sender, then by view. A VIEW_CHANGE for v still helps form v after its
+   * sender asked for v+1 (replicas timing out at different moments meet that way), so several
+   * are kept; but at most VIEW_CHANGES_PER_PEER of each peer's, its newest, so that no peer can
+   * crowd out the others' by flooding views.
+   */
+  readonly viewChanges = new Map<string, Map<number, ReplicaEnvelope>>();
+  readonly sentNewView = new Set<number>();
+  /**
+   * The highest view this replica has sent a VIEW_CHANGE for. It never enters a lower view: a
+   * view formed later from that VIEW_CHANGE would not know what it prepared there.
+   */
+  highestViewChangeSent = 0;
+  /**
+   * The NEW_VIEW of the current view as sent by its primary (whoever formed or accepted it), for
+   * peers still in an older view: a replica enters a view only with that view's NEW_VIEW.
+   */
+  newViewMessage: Buffer | undefined;
+  /** When this replica last forwarded its NEW_VIEW to each lagging peer. */
+  readonly newViewSentAtMs = new Map<string, number>();
+  /** Views peers report in STATUS, for a replica that lags behind in views. */
+  readonly peerViews = new Map<string, number>();
+  readonly peerExecuted = new Map<string, number>();
+  readonly peerStable = new Map<string, number>();
+  readonly peerPrepared = new Map<string, number>();
+  /** Null batches a primary proposes, when idle, up to this sequence number. */
+  padUntil = 0;
+  // state transfer and recovery
+  transfer: StateTransfer | undefined;
+  /** Fixed once a quorum's worth of peers has reported, so a busy service is not chased forever. */
+  catchUpTarget: { executed: number; stable: number; checkpoint: number } | undefined;
+  recoveredReported: boolean;
+  /**
+   * Rejuvenated: what it voted before is forgotten. It casts no vote (PRE_PREPARE, PREPARE,
+   * COMMIT, VIEW_CHANGE) until it enters a view whose NEW_VIEW was formed only from VIEW_CHANGEs
+   * written after their senders held its new key (SAFETY.md, "A replica that lost its memory").
+   */
+  amnesic: boolean;
+  /**
+   * The highest sequence number the fresh view it joined fixed: its own VIEW_CHANGEs would say
+   * nothing of what it forgot below, so it sends none until a stable checkpoint covers this.
+   */
+  amnesiaHorizon = 0;
+  /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
+  viewKeyEpochs: number[];
+  /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
+  readonly refreshedFor = new Map<string, string>();
+  readonly peerAmnesic = new Set<string>();
+  nextStatusMs = 0;
+  readonly keyQueryAtMs = new Map<string, number>();
+  readonly counters = new Map<string, number>();
+
+  constructor(
+    readonly config: ReplicaConfig,
+    readonly ring: KeyRing,
+    public signer: Signer,
+    certificate: KeyCertificate | undefined,
+    start: StartingState,
+  ) {
+    const { ids, self } = config;
+    if (!ids.includes(self))
+      throw new RangeError(`replica ${self} is not one of ${ids.join(", ")}`);
+    if (ids.length !== config.quorums.n) throw new RangeError("ids and quorums disagree on n");
+    this.epoch = certificate?.period ?? 0;
+    for (const { host, before } of start.revokedKeys ?? [])
+      if (host !== self) ring.revoke(host, before);
+    if (certificate) ring.install(certificate);
+    const cp = start.checkpoint;
+    this.store = cp ? KvStore.fromSnapshot(cp.snapshot) : new KvStore();
+    this.clients = ClientTable.from(cp?.clients ?? GENESIS_CLIENTS);
+    this.lastExecuted = cp?.seq ?? 0;
+    const digest = this.stateDigest();
+    this.stable = { seq: this.lastExecuted, digest };
+    this.ownCheckpoints.set(this.lastExecuted, {
+      seq: this.lastExecuted,
+      digest,
+      snapshot: this.store.snapshot(),
+      clients: this.clients.list(),
+    });
+    this.nextSeq = this.lastExecuted + 1;
+    this.mode = start.recovering ? "recovering" : "normal";
+    this.recoveredReported = !start.recovering;
+    this.amnesic = start.recovering;
+    // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
+    this.viewKeyEpochs = ids.map(() => -1);
+  }
+
+  /** PRE_PREPARE, PREPARE and COMMIT: only with a memory of every vote it cast in this view. */
+  mayVote(): boolean {
+    return !this.amnesic && this.mode !== "recovering";
+  }
+
+  /** VIEW_CHANGE: only once nothing it forgot lies above its stable checkpoint. */
+  mayChangeView(): boolean {
+    return !this.amnesic && this.stable.seq >= this.amnesiaHorizon;
+  }
+
+  /** The digest of the state as executed so far (for checks, not for the protocol). */
+  stateDigest(): string {
+    return checkpointDigest(this.store.rootDigest().toString("hex"), this.clients.digest());
+  }
+
+  primaryOf(view: number): string {
+    return this.config.ids[view % this.config.ids.length] as string;
+  }
+
+  count(name: string): void {
+    this.counters.set(name, (this.counters.get(name) ?? 0) + 1);
+  }
+
+  problem(kind: ProblemKind, from: string, detail: string): void {
+    this.count(`rejected.${kind}`);
+    this.out.push({ type: "problem", kind, from, detail });
+  }
+
+  drain(): ReplicaAction[] {
+    const actions = this.out;
+    this.out = [];
+    return actions;
+  }
+
+  seal(body: ReplicaBody): Buffer {
+    const from = this.config.self;
+    return sealEnvelope(from, this.epoch, body, (bytes) => this.signer.sign(bytes));
+  }
+
+  broadcast(body: ReplicaBody): Buffer {
+    const message = this.seal(body);
+    this.out.push({ type: "broadcast", message });
+    return message;
+  }
+
+  send(to: string, body: ReplicaBody): void {
+    this.out.push({ type: "send", to, message: this.seal(body) });
+  }
+
+  get primary(): string {
+    return this.primaryOf(this.view);
+  }
+
+  get isPrimary(): boolean {
+    return this.primary === this.config.self && this.mode === "normal";
+  }
+}
