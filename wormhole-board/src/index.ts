@@ -7,6 +7,7 @@ export * from "./board/board-daemon.js";
 export * from "./board/board-state-files.js";
 export * from "./coordinator/board-core.js";
 export * from "./coordinator/group-schedule.js";
+export * from "./coordinator/join-core.js";
 export * from "./failsafe/failsafe-core.js";
 export * from "./lines/board-lines.js";
 export * from "./lines/line.js";

@@ -5,8 +5,10 @@
  * input and clock and timer faults, which use UDP daemons of their own).
  */
 import { execFile, spawnSync } from "node:child_process";
+import { sign } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { appendFileSync, chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { encodeControlFrame } from "@smw/wiring";
@@ -16,8 +18,10 @@ import {
   BoardStateFiles,
   ControlLink,
   type ControlTransport,
+  controlSocketPath,
   HostLinkPort,
   makeTestbed6,
+  operatorRequestBytes,
   readLinkKeys,
   readPrivateKey,
   readPublicKey,
@@ -69,8 +73,14 @@ async function startRig(
   basePort: number,
   clockOffsetsMs: Record<string, number> = {},
   wrap: (board: string, transport: ControlTransport) => ControlTransport = (_, t) => t,
+  options: { latched?: readonly string[]; joinDeadlineMs?: number } = {},
 ): Promise<Rig> {
   const bed = await makeTestbed6(transport, basePort);
+  // Boards that come up with a fail-safe state latched on disk, as after a restart.
+  for (const board of options.latched ?? []) {
+    const dir = bed.testbed.boards.find((b) => b.id === board)?.stateDir as string;
+    new BoardStateFiles(dir).writeFailsafe({ sinceMs: 0, reason: "drill", origin: board });
+  }
   const started: BoardDaemon[] = [];
   const hostsStarted: SimulatedHost[] = [];
   try {
@@ -126,6 +136,7 @@ async function startRig(
         ),
         alerts: { webhook: async () => {}, exec: () => {} },
         now: () => Date.now() + (clockOffsetsMs[board.id] ?? 0),
+        ...(options.joinDeadlineMs === undefined ? {} : { joinDeadlineMs: options.joinDeadlineMs }),
       });
       daemons.push(daemon);
       claimed.push(lines);
@@ -151,6 +162,21 @@ async function startRig(
     await bed.close();
     throw error;
   }
+}
+
+/** One request line to a board's operator socket; its JSON answer. */
+function operatorSend(socketPath: string, line: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const connection = connect(socketPath);
+    let text = "";
+    connection.setEncoding("utf8");
+    connection.on("data", (chunk: string) => {
+      text += chunk;
+    });
+    connection.on("end", () => resolve(JSON.parse(text)));
+    connection.on("error", reject);
+    connection.write(line);
+  });
 }
 
 async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
@@ -248,6 +274,33 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           ).toBe(true);
           for (const board of rig.bed.testbed.boards)
             expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+        } finally {
+          await rig.close();
+        }
+      }, 40_000);
+
+      it("a board restarted with its fail-safe latched proposes nothing: the others fail safe at their join deadline, every host held", async () => {
+        const rig = await startRig("udp", 18200, {}, (_, t) => t, {
+          latched: ["b1"],
+          joinDeadlineMs: 3_000,
+        });
+        try {
+          await until(
+            () => rig.daemons.every((d) => d.failsafeState !== undefined),
+            10_000,
+            "fail-safe everywhere",
+          );
+          expect(rig.daemons[0]?.failsafeState?.reason).toBe("drill");
+          for (const daemon of rig.daemons.slice(1)) {
+            expect(daemon.failsafeState?.reason).toBe(
+              "joining did not complete within 3000 ms: b1 in fail-safe",
+            );
+            expect(daemon.status().schedule).toBeUndefined();
+          }
+          for (const board of rig.bed.testbed.boards)
+            expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+          const status = await smwAsync("status", "--testbed", rig.bed.file, "--json");
+          expect(status.code).toBe(1);
         } finally {
           await rig.close();
         }
@@ -487,6 +540,28 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
             "another period",
           );
           for (const daemon of rig.daemons) expect(daemon.failsafeState).toBeUndefined();
+
+          // A recorded clear-failsafe request, replayed, is refused: a clear acts once.
+          const b1 = rig.bed.testbed.boards[0] as (typeof rig.bed.testbed.boards)[number];
+          const issuedAtMs = Date.now();
+          const request = `${JSON.stringify({
+            type: "clear-failsafe",
+            board: "b1",
+            issuedAtMs,
+            signature: sign(
+              null,
+              operatorRequestBytes("clear-failsafe", "b1", issuedAtMs),
+              readPrivateKey(operator),
+            ).toString("base64"),
+          })}\n`;
+          const socket = controlSocketPath(b1.stateDir);
+          expect(await operatorSend(socket, request)).toMatchObject({ ok: true });
+          expect(await operatorSend(socket, request)).toEqual({
+            ok: false,
+            message: `the request is not newer than the last one acted on (issued at ${issuedAtMs}, last ${issuedAtMs}): a replay, or sign a new one`,
+          });
+          // What was acted on last survives a restart of the daemon.
+          expect(new BoardStateFiles(b1.stateDir).readLastOperatorRequest()).toBe(issuedAtMs);
         }, 90_000);
 
         it.skipIf(transport !== "udp")(
@@ -549,7 +624,7 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
             const forgedMs = await until(allInFailsafe, 5_000, "fail-safe after forged frames");
             raw.close();
             expect(rig.daemons[0]?.failsafeState?.reason).toBe(
-              "5 frames claiming to be from b6 failed authentication",
+              "5 frames claiming to be from b6 failed authentication within 60000 ms",
             );
             expect(forgedMs + (performance.now() - forgedAt - forgedMs)).toBeLessThan(1_000);
             expect(rig.daemons[0]?.status().link.forged).toBeGreaterThanOrEqual(5);

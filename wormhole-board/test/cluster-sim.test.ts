@@ -1,28 +1,7 @@
 import { runClusterSim, type SimConfig, type SimResult } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
+import { base, boards } from "./sim-config.js";
 
-const boards = ["b1", "b2", "b3", "b4", "b5", "b6"];
-const base: SimConfig = {
-  seed: 1,
-  boards,
-  groups: boards.map((b) => [b]),
-  k: 1,
-  // T_localexec = 2 s; six groups with hand-offs: T_Xmax = 12.12 s.
-  budgets: {
-    tShutdownMs: 200,
-    tCheckcodeMs: 100,
-    tRestorecodeMs: 200,
-    tBootMs: 400,
-    tTransferMs: 800,
-  },
-  tPMs: 16_000,
-  tDMs: 13_000,
-  latenessBoundMs: 2,
-  heartbeatMs: 100,
-  silenceBoundMs: 500,
-  deliveryBoundMs: 20,
-  periods: 3,
-};
 const SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 30);
 const ONLY_SEED =
   process.env.SMW_SIM_SEED === undefined ? undefined : Number(process.env.SMW_SIM_SEED);
@@ -293,5 +272,35 @@ describe("every fail-safe trigger takes every board to fail-safe within its boun
       expect(result.failsafe[board] ?? (board === "b4" ? {} : undefined)).toBeDefined();
     expect(result.recoveryOrder).toEqual([]);
     expect(result.periodsCompleted).toBe(0);
+  });
+});
+
+describe("frames failing authentication", () => {
+  it("counted in a window: the same number spread over a long run (line noise) adds up to nothing", () => {
+    const faults = Array.from({ length: 10 }, (_, i) => ({
+      kind: "forgedFrames" as const,
+      from: "b6",
+      to: "b1",
+      atMs: 5_000 + 16_000 * i,
+      count: 1,
+    }));
+    const result = runClusterSim({ ...base, periods: 10, faults });
+    expect(result.failsafe).toEqual({});
+    expect(result.periodsCompleted).toBe(10);
+  });
+
+  it("under the alarm policy, a burst raises an alarm and the testbed runs on", () => {
+    const result = runClusterSim({
+      ...base,
+      onAuthFailures: "alarm",
+      faults: [{ kind: "forgedFrames", from: "b6", to: "b1", atMs: 5_000, count: 12 }],
+    });
+    expect(result.failsafe).toEqual({});
+    expect(result.periodsCompleted).toBe(base.periods);
+    // Twelve frames: two alarms of five, the last two under the limit.
+    expect(result.alarms.b1?.map((a) => a.reason)).toEqual([
+      "5 frames claiming to be from b6 failed authentication within 60000 ms",
+      "5 frames claiming to be from b6 failed authentication within 60000 ms",
+    ]);
   });
 });

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createConnection, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { type ControlMessage, encodeControlFrame } from "@smw/wiring";
@@ -45,6 +47,8 @@ async function hostileFrames(
   received: () => number,
   valid: string,
   epoch = 1,
+  /** Whom the hostile frames claim to come from: a peer that may speak on this path. */
+  from = "b1",
 ): Promise<void> {
   const start = received();
   send("garbage that is not a frame\n");
@@ -52,7 +56,7 @@ async function hostileFrames(
   send(
     encodeControlFrame(
       {
-        from: "b1",
+        from,
         to: "b2",
         epoch,
         seq: 99,
@@ -65,7 +69,7 @@ async function hostileFrames(
   send(
     encodeControlFrame(
       {
-        from: "b1",
+        from,
         to: "b9",
         epoch,
         seq: 100,
@@ -89,10 +93,7 @@ async function hostileFrames(
     ),
   );
   send(
-    encodeControlFrame(
-      { from: "b1", to: "b2", epoch, seq: 101, type: "HB", body: { period: "x" } },
-      key,
-    ),
+    encodeControlFrame({ from, to: "b2", epoch, seq: 101, type: "HB", body: { period: "x" } }, key),
   );
   send(valid);
   send(valid);
@@ -237,6 +238,61 @@ describe("the control link over TCP on loopback", () => {
   });
 });
 
+describe("the TCP transport under connection floods", () => {
+  it("holds at most a few connections per peer, frees closed ones, and refuses strangers", async () => {
+    const port = 17705;
+    const transport = new TcpTransport(
+      "127.0.0.1",
+      port,
+      new Map([
+        ["b2", { address: "127.0.0.1", port: 17706 }],
+        ["b3", { address: "127.0.0.1", port: 17707 }],
+      ]),
+      50,
+    );
+    const lines: string[] = [];
+    await transport.open((line) => lines.push(line));
+    const sockets: Socket[] = [];
+    try {
+      // 300 connections held open from a peer's address: never more than the cap are kept.
+      for (let i = 0; i < 300; i++) {
+        const socket = createConnection({ host: "127.0.0.1", port });
+        socket.on("error", () => {});
+        sockets.push(socket);
+        await once(socket, "connect");
+      }
+      await until(() => transport.connections <= transport.maxConnections, "the cap to hold");
+      expect(transport.maxConnections).toBe(6);
+      // The newest still deliver.
+      (sockets[299] as Socket).write("hello\n");
+      await until(() => lines.includes("hello"), "a line on the newest connection");
+      // Closed by their peer: freed, splitters and all.
+      for (const socket of sockets) socket.destroy();
+      await until(() => transport.connections === 0, "every connection freed");
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await transport.close();
+    }
+    // An address no peer has is refused outright.
+    const strict = new TcpTransport(
+      "127.0.0.1",
+      port,
+      new Map([["b2", { address: "10.9.8.7", port: 1 }]]),
+      50,
+    );
+    await strict.open(() => {});
+    try {
+      const stranger = createConnection({ host: "127.0.0.1", port });
+      stranger.on("error", () => {});
+      await once(stranger, "close");
+      expect(strict.refused).toBe(1);
+      expect(strict.connections).toBe(0);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
 const noSocat = socatUnavailable();
 if (noSocat !== undefined) process.stdout.write(`PTY control-link tests skipped: ${noSocat}\n`);
 
@@ -260,7 +316,16 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
       115200,
     );
     const b1 = new ControlLink("b1", new Map([["b2", key]]), 4, t1);
-    const b2 = new ControlLink("b2", new Map([["b1", key]]), 4, t2);
+    // The attacker holds b3's end of the link from b3: it may speak as b3 there, nowhere else.
+    const b2 = new ControlLink(
+      "b2",
+      new Map([
+        ["b1", key],
+        ["b3", key],
+      ]),
+      4,
+      t2,
+    );
     const got = collector();
     await b1.open(collector().handlers);
     await b2.open(got.handlers);
@@ -272,11 +337,25 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
         from: "b1",
         message: { type: "FAILSAFE", reason: "drill", origin: "b1" },
       });
+      // A genuine frame of b1's, relayed over b3's link: refused, however good its MAC.
+      const relayed = encodeControlFrame(
+        {
+          from: "b1",
+          to: "b2",
+          epoch: 4,
+          seq: 76,
+          type: "HB",
+          body: { period: 1, schedule: 0, joined: true },
+        },
+        key,
+      );
+      attacker.write(relayed);
+      await until(() => b2.counters.wrongLink === 1, "the relayed frame to be refused");
       // A megabyte with no newline, then a valid frame: the frame still gets through.
       attacker.write(Buffer.alloc(1_000_000, 0x41));
       const valid = encodeControlFrame(
         {
-          from: "b1",
+          from: "b3",
           to: "b2",
           epoch: 4,
           seq: 77,
@@ -293,7 +372,7 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
         () => b2.counters.received + t2.oversized,
         encodeControlFrame(
           {
-            from: "b1",
+            from: "b3",
             to: "b2",
             epoch: 4,
             seq: 78,
@@ -303,6 +382,7 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
           key,
         ),
         4,
+        "b3",
       );
       expect(got.messages).toHaveLength(3);
       expect(b2.counters).toMatchObject({
@@ -311,6 +391,7 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
         notForUs: 1,
         unknownSender: 1,
         badMessage: 1,
+        wrongLink: 1,
       });
     } finally {
       await new Promise<void>((resolve) => attacker.close(() => resolve()));

@@ -255,6 +255,7 @@ const KNOWN_KEYS = [
   "heartbeat",
   "silenceBound",
   "deliveryBound",
+  "joinDeadline",
   "rejuvenation",
   "k",
   "kPrime",
@@ -277,6 +278,8 @@ const KNOWN_KEYS = [
   "webhook",
   "exec",
   "authFailureLimit",
+  "authFailureWindow",
+  "onAuthFailures",
 ];
 
 function closestKnownKey(key: string): string | undefined {

@@ -142,6 +142,8 @@ const controlNetwork = z.strictObject({
   heartbeat: positiveDurationMs.default(100),
   silenceBound: positiveDurationMs.default(500),
   deliveryBound: positiveDurationMs.default(20),
+  /** How long a board may take to agree on a schedule with its peers before it fails safe (default: tP). */
+  joinDeadline: positiveDurationMs.optional(),
 });
 
 const rejuvenation = z.strictObject({
@@ -223,8 +225,14 @@ export const testbedSchema = z.strictObject({
   tExhaust,
   failsafe: z.strictObject({
     actions: z.array(failsafeAction).min(1, "name at least one fail-safe action"),
-    /** Authentication failures from one peer before it counts as an attack. */
+    /** Authentication failures from one claimed peer, within the window, that count as an attack. */
     authFailureLimit: z.int().positive().default(5),
+    authFailureWindow: positiveDurationMs.default(60_000),
+    /**
+     * What an attack on the control link does: raise an alarm (the default: anyone who reaches a
+     * control port could otherwise switch the testbed off), or take every board to fail-safe.
+     */
+    onAuthFailures: z.enum(["alarm", "fail-safe"]).default("alarm"),
   }),
 });
 

@@ -64,7 +64,7 @@ export function summarizeTestbed(
       )
       .join(
         ", ",
-      )}; a peer failing authentication ${testbed.failsafe.authFailureLimit} times is an attack`,
+      )}; ${testbed.failsafe.authFailureLimit} frames failing authentication from one peer within ${fmt(testbed.failsafe.authFailureWindowMs)} are an attack (${testbed.failsafe.onAuthFailures === "alarm" ? "an alarm" : "fail-safe"})`,
   );
   lines.push(
     files.kind === "none"

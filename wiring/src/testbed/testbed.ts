@@ -76,6 +76,8 @@ export interface ControlNetwork {
   silenceBoundMs: number;
   /** Upper bound on one-way delivery of a control frame. */
   deliveryBoundMs: number;
+  /** A board not running the peers' schedule this long after it started (or was cleared) fails safe. */
+  joinDeadlineMs?: number;
 }
 
 export interface StepBudgets {
@@ -119,7 +121,13 @@ export interface Testbed {
   controlNetwork: ControlNetwork;
   rejuvenation: Rejuvenation;
   tExhaust: ExhaustionModel;
-  failsafe: { actions: FailsafeAction[]; authFailureLimit: number };
+  failsafe: {
+    actions: FailsafeAction[];
+    /** `authFailureLimit` frames failing authentication within `authFailureWindowMs`: an attack. */
+    authFailureLimit: number;
+    authFailureWindowMs: number;
+    onAuthFailures: "alarm" | "fail-safe";
+  };
 }
 
 /** What a line does when the file leaves its levels out: the safe choice for its role. */
@@ -225,6 +233,9 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       heartbeatMs: raw.controlNetwork.heartbeat,
       silenceBoundMs: raw.controlNetwork.silenceBound,
       deliveryBoundMs: raw.controlNetwork.deliveryBound,
+      ...(raw.controlNetwork.joinDeadline === undefined
+        ? {}
+        : { joinDeadlineMs: raw.controlNetwork.joinDeadline }),
     },
     rejuvenation: {
       k,
@@ -254,6 +265,8 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
         return { kind: "exec", argv: action.exec };
       }),
       authFailureLimit: raw.failsafe.authFailureLimit,
+      authFailureWindowMs: raw.failsafe.authFailureWindow,
+      onAuthFailures: raw.failsafe.onAuthFailures,
     },
   };
 }

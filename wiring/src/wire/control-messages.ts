@@ -20,6 +20,8 @@ export type ControlMessage =
       /** The `sentAtMs` of the last heartbeat heard from the addressee, and how long ago. */
       echoMs?: number;
       heldMs?: number;
+      /** Present while the sender is in the fail-safe state: whose trigger it was, and why. */
+      failsafe?: { origin: string; reason: string };
     }
   /** The sender finished Algorithm 1 in `period`, with its step timings. */
   | {
@@ -57,7 +59,8 @@ export function parseControlMessage(
       if (!count(body.period, -1) || !count(body.schedule, 0) || typeof body.joined !== "boolean")
         return undefined;
       for (const key of Object.keys(body)) {
-        if (!["period", "schedule", "joined", ...optional].includes(key)) return undefined;
+        if (!["period", "schedule", "joined", "failsafe", ...optional].includes(key))
+          return undefined;
       }
       const message: ControlMessage = {
         type,
@@ -69,6 +72,11 @@ export function parseControlMessage(
         if (body[key] === undefined) continue;
         if (!finite(body[key])) return undefined;
         message[key] = body[key] as number;
+      }
+      if (body.failsafe !== undefined) {
+        const failsafe = parseFailsafe(body.failsafe);
+        if (failsafe === undefined) return undefined;
+        message.failsafe = failsafe;
       }
       return message;
     }
@@ -103,14 +111,18 @@ export function parseControlMessage(
       }
       return { type, period: body.period as number, steps };
     }
-    case "FAILSAFE":
-      if (typeof body.reason !== "string" || typeof body.origin !== "string") return undefined;
-      return {
-        type,
-        reason: body.reason.slice(0, MAX_REASON_CHARS),
-        origin: body.origin.slice(0, 32),
-      };
+    case "FAILSAFE": {
+      const failsafe = parseFailsafe(body);
+      return failsafe === undefined ? undefined : { type, ...failsafe };
+    }
     default:
       return undefined;
   }
+}
+
+function parseFailsafe(value: unknown): { origin: string; reason: string } | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { reason, origin } = value as Record<string, unknown>;
+  if (typeof reason !== "string" || typeof origin !== "string") return undefined;
+  return { reason: reason.slice(0, MAX_REASON_CHARS), origin: origin.slice(0, 32) };
 }

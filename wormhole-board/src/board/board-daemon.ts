@@ -1,10 +1,11 @@
 /**
  * The board daemon: the board core driven by real time, the control link,
- * the host link, the lines and the images. It first agrees with its peers on
- * the schedule (the wall-clock instant of period 0, on a whole-second grid),
- * then runs periods until told to stop; on a fail-safe trigger it acts at
- * once (hold reset, power off, alarm, webhook, command) and latches the state
- * on disk. Timers are chained to absolute instants; their lateness is measured.
+ * the host link, the lines and the images. The core first agrees with its
+ * peers on the schedule (the wall-clock instant of period 0, on a whole-second
+ * grid), then runs periods until told to stop; on a fail-safe trigger the
+ * daemon acts at once (hold reset, power off, alarm, webhook, command) and
+ * latches the state on disk. Timers are chained to absolute instants; their
+ * lateness is measured.
  */
 import { spawn } from "node:child_process";
 import { type KeyObject, verify } from "node:crypto";
@@ -13,7 +14,12 @@ import { createServer, type Server } from "node:net";
 import path from "node:path";
 import type { FailsafeAction, Testbed } from "@smw/wiring";
 import type { Logger } from "pino";
-import { type BoardAction, BoardCore, type BoardEvent } from "../coordinator/board-core.js";
+import {
+  type BoardAction,
+  BoardCore,
+  type BoardEvent,
+  defaultJoinLeadMs,
+} from "../coordinator/board-core.js";
 import type { FailsafeState } from "../failsafe/failsafe-core.js";
 import type { BoardLines } from "../lines/board-lines.js";
 import type { ControlLink } from "../link/control-link.js";
@@ -42,6 +48,8 @@ export interface BoardDaemonDeps {
   now?: () => number;
   /** How far ahead the first period is proposed (default: 2 s or 4 silence bounds): time for the service to come up. */
   joinLeadMs?: number;
+  /** How long joining may last before the board fails safe (default: the testbed's, else T_p). */
+  joinDeadlineMs?: number;
 }
 
 export type DaemonPhase = "joining" | "running" | "failsafe" | "stopped";
@@ -67,13 +75,13 @@ export interface BoardStatus {
   failsafe?: FailsafeState;
   link: ControlLink["counters"];
   maxTimerLatenessMs: number;
+  /** The latest alarms (attacks on the control link that did not stop the testbed). */
+  alarms?: Array<{ atMs: number; reason: string }>;
 }
-
-const GRID_MS = 1_000;
 
 export class BoardDaemon {
   private core: BoardCore | undefined;
-  private phase: DaemonPhase = "joining";
+  private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private armedForMs: number | undefined;
   private step: AbortController | undefined;
@@ -81,26 +89,34 @@ export class BoardDaemon {
   private lines: BoardLines | undefined;
   private linksOpen = false;
   private readonly now: () => number;
-  private proposal = 0;
-  private readonly peerSchedules = new Map<string, { schedule: number; joined: boolean }>();
-  private joinHeartbeatMs = 0;
   private lastSteps: BoardStatus["lastSteps"] = [];
   private maxLatenessMs = 0;
   private server: Server | undefined;
   private networkServer: Server | undefined;
   private restored: FailsafeState | undefined;
   private runningStep: RecoveryStep | undefined;
-  private certifiedOutOfSchedule = false;
+  /**
+   * Whether this period's out-of-schedule certificate was issued. Read back from disk at start:
+   * a board restarted after certifying one waits for its next trigger before it issues another,
+   * so a host cannot collect fresh keys by getting its board restarted.
+   */
+  private certifiedOutOfSchedule: boolean;
+  /** The latest alarms raised (attacks on the control link), for the status. */
+  private readonly alarms: Array<{ atMs: number; reason: string }> = [];
+  /** The first period this board ran of its schedule (not 0 when it joined a running one). */
+  private firstIndex: number | undefined;
   private offHostLink: (() => void) | undefined;
 
   constructor(private readonly deps: BoardDaemonDeps) {
     this.now = deps.now ?? Date.now;
+    this.certifiedOutOfSchedule = deps.state.readUnscheduledCertificate() !== undefined;
     if (!deps.testbed.boards.some((b) => b.id === deps.boardId))
       throw new Error(`there is no board "${deps.boardId}"`);
   }
 
   get currentPhase(): DaemonPhase {
-    return this.phase;
+    if (this.stopped) return "stopped";
+    return this.core?.phase ?? (this.restored === undefined ? "joining" : "failsafe");
   }
 
   get failsafeState(): FailsafeState | undefined {
@@ -159,17 +175,17 @@ export class BoardDaemon {
     if (this.restored !== undefined) {
       this.deps.log.warn({ failsafe: this.restored }, "starting in the latched fail-safe state");
       this.applyFailsafeActions(this.restored, this.deps.testbed.failsafe.actions, false);
-      this.createCore(this.now() + 365 * 86_400_000, this.restored);
-      this.phase = "failsafe";
     } else {
-      this.beginJoining();
+      this.deps.log.info("joining: agreeing on a schedule with the peers");
     }
+    this.createCore(this.restored);
     this.writeStatus();
+    this.arm();
   }
 
   async stop(): Promise<void> {
-    if (this.phase === "stopped") return;
-    this.phase = "stopped";
+    if (this.stopped) return;
+    this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.step?.abort();
     this.offHostLink?.();
@@ -188,87 +204,30 @@ export class BoardDaemon {
     const scheduleState = this.core?.scheduleState;
     const triggers = this.core?.triggers ?? [];
     const failsafe = this.failsafeState;
-    const rejuvenation = this.deps.testbed.rejuvenation;
     const lastTrigger = triggers[triggers.length - 1];
+    const nextTriggerMs = this.core?.plannedTriggerMs(
+      lastTrigger === undefined ? (this.firstIndex ?? 0) : lastTrigger.index + 1,
+    );
     const board = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId);
     return {
       board: this.deps.boardId,
       host: board?.guards ?? "",
-      phase: this.phase,
+      phase: this.currentPhase,
       updatedAtMs: this.now(),
-      ...(this.core === undefined ? {} : { schedule: this.proposal }),
+      ...(this.core?.schedule === undefined ? {} : { schedule: this.core.schedule }),
       ...(lastTrigger === undefined ? {} : { period: lastTrigger.index }),
       ...(scheduleState === undefined ? {} : { group: scheduleState.group }),
-      ...(this.phase === "running" && rejuvenation.tPMs !== undefined
-        ? {
-            nextTriggerMs:
-              this.proposal +
-              (lastTrigger === undefined ? 0 : lastTrigger.index + 1) *
-                (rejuvenation.tPMs - this.deps.testbed.timeliness.procMaxMs),
-          }
-        : {}),
+      ...(this.currentPhase === "running" && nextTriggerMs !== undefined ? { nextTriggerMs } : {}),
       lastSteps: this.lastSteps,
       ...(failsafe === undefined ? {} : { failsafe }),
       link: this.deps.link.counters,
       maxTimerLatenessMs: this.maxLatenessMs,
+      ...(this.alarms.length === 0 ? {} : { alarms: [...this.alarms] }),
     };
   }
 
-  // --- joining: agree on the schedule ---------------------------------------
-
-  private beginJoining(): void {
-    this.phase = "joining";
-    this.peerSchedules.clear();
-    const c = this.deps.testbed.controlNetwork;
-    const leadMs = this.deps.joinLeadMs ?? Math.max(2_000, 4 * c.silenceBoundMs);
-    this.proposal = Math.ceil((this.now() + leadMs) / GRID_MS) * GRID_MS;
-    this.joinHeartbeatMs = this.now();
-    this.deps.log.info({ proposal: this.proposal }, "joining: proposing a schedule to the peers");
-    this.armJoin();
-  }
-
-  private armJoin(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    const heartbeatMs = this.deps.testbed.controlNetwork.heartbeatMs;
-    this.timer = setTimeout(() => this.joinTick(), Math.max(0, this.joinHeartbeatMs - this.now()));
-    this.joinHeartbeatMs += heartbeatMs;
-  }
-
-  private joinTick(): void {
-    if (this.phase !== "joining") return;
-    const now = this.now();
-    const peers = this.deps.testbed.boards
-      .filter((b) => b.id !== this.deps.boardId)
-      .map((b) => b.id);
-    for (const { schedule } of this.peerSchedules.values())
-      this.proposal = Math.max(this.proposal, schedule);
-    const joinedPeer = [...this.peerSchedules.values()].find((p) => p.joined);
-    if (joinedPeer !== undefined) this.proposal = joinedPeer.schedule;
-    this.deps.link.broadcast({
-      type: "HB",
-      period: -1,
-      schedule: this.proposal,
-      joined: false,
-      sentAtMs: now,
-    });
-    const commitLeadMs = this.deps.testbed.controlNetwork.silenceBoundMs;
-    const everyoneHeard = peers.every((p) => this.peerSchedules.has(p));
-    if (now >= this.proposal - commitLeadMs) {
-      if (everyoneHeard && this.proposal > now) {
-        this.deps.log.info({ schedule: this.proposal }, "joined: the schedule is agreed");
-        this.createCore(this.proposal, undefined);
-        this.phase = "running";
-        this.writeStatus();
-        this.arm();
-        return;
-      }
-      // Not everyone is here yet: propose a later start.
-      this.proposal = Math.ceil((now + Math.max(2_000, 4 * commitLeadMs)) / GRID_MS) * GRID_MS;
-    }
-    this.armJoin();
-  }
-
-  private createCore(firstTriggerMs: number, restored: FailsafeState | undefined): void {
+  /** The core, joining its peers (or in the latched fail-safe state read back from disk). */
+  private createCore(restored: FailsafeState | undefined): void {
     const t = this.deps.testbed;
     const boardOfHost = new Map(t.boards.map((b) => [b.guards, b.id]));
     if (t.rejuvenation.tPMs === undefined || t.rejuvenation.tDMs === undefined) {
@@ -276,7 +235,6 @@ export class BoardDaemon {
         "the testbed sets no tP or tD: the board cannot run a schedule (smw plan suggests them)",
       );
     }
-    this.proposal = firstTriggerMs;
     this.core = new BoardCore({
       self: this.deps.boardId,
       boards: t.boards.map((b) => b.id),
@@ -291,8 +249,12 @@ export class BoardDaemon {
       clockOffsetBoundMs: t.timeliness.clockOffsetBoundMs,
       driftMaxPpm: t.timeliness.driftMaxPpm,
       authFailureLimit: t.failsafe.authFailureLimit,
+      authFailureWindowMs: t.failsafe.authFailureWindowMs,
+      onAuthFailures: t.failsafe.onAuthFailures,
       failsafePolicy: t.failsafe.actions,
-      firstTriggerMs,
+      joinLeadMs: this.deps.joinLeadMs ?? defaultJoinLeadMs(t.controlNetwork.silenceBoundMs),
+      joinDeadlineMs:
+        this.deps.joinDeadlineMs ?? t.controlNetwork.joinDeadlineMs ?? t.rejuvenation.tPMs,
       startMs: this.now(),
       ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     });
@@ -302,28 +264,18 @@ export class BoardDaemon {
   // --- running ---------------------------------------------------------------
 
   private onMessage(from: string, message: Parameters<ControlLink["broadcast"]>[0]): void {
-    if (this.phase === "joining") {
-      if (message.type === "HB")
-        this.peerSchedules.set(from, { schedule: message.schedule, joined: message.joined });
-      if (message.type === "FAILSAFE") {
-        this.createCore(this.now() + 365 * 86_400_000, undefined);
-        this.phase = "running";
-        this.dispatch({ kind: "message", from, message, nowMs: this.now() });
-      }
-      return;
-    }
     this.dispatch({ kind: "message", from, message, nowMs: this.now() });
   }
 
   private dispatch(event: BoardEvent): void {
-    if (this.core === undefined || this.phase === "stopped") return;
+    if (this.core === undefined || this.stopped) return;
     this.execute(this.core.handle(event));
     this.arm();
   }
 
   /** Chains one timer to the core's next absolute instant (never setInterval). */
   private arm(): void {
-    if (this.core === undefined || this.phase === "stopped" || this.phase === "joining") return;
+    if (this.core === undefined || this.stopped) return;
     const wake = this.core.nextWakeupMs();
     if (wake === undefined || wake === this.armedForMs) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -359,7 +311,6 @@ export class BoardDaemon {
           statusChanged = true;
           break;
         case "enterFailsafe":
-          this.phase = "failsafe";
           this.step?.abort();
           this.deps.state.writeFailsafe(action.state);
           this.applyFailsafeActions(action.state, action.actions, true);
@@ -367,9 +318,22 @@ export class BoardDaemon {
           break;
         case "failsafeCleared":
           this.deps.state.writeFailsafe(undefined);
-          this.deps.log.warn("fail-safe cleared by the operator");
-          this.core = undefined;
-          this.beginJoining();
+          this.restored = undefined;
+          this.deps.log.warn("fail-safe cleared by the operator: joining the peers again");
+          statusChanged = true;
+          break;
+        case "alarm":
+          this.raiseAlarm(action.reason);
+          statusChanged = true;
+          break;
+        case "joined":
+          this.firstIndex = action.firstIndex;
+          this.deps.log.info(
+            { schedule: action.schedule, firstPeriod: action.firstIndex },
+            action.firstIndex === 0
+              ? "joined: the schedule is agreed"
+              : "joined: running the peers' schedule from its next period",
+          );
           statusChanged = true;
           break;
         case "trigger":
@@ -420,7 +384,7 @@ export class BoardDaemon {
           // Told once those hosts are held in reset (T_shutdown at the latest): until then they
           // still run and hand off; from then on only a thief could speak with their keys.
           const timer = setTimeout(() => {
-            if (this.phase === "stopped") return;
+            if (this.stopped) return;
             this.deps.hostLink.send({ type: "REVOKE", hosts: [...hosts], before });
             this.deps.log.info({ period: action.period, hosts, before }, "keys revoked");
           }, this.deps.testbed.rejuvenation.budgets.tShutdownMs);
@@ -462,10 +426,11 @@ export class BoardDaemon {
    * rejuvenation, so a compromised host cannot collect fresh keys at will.
    */
   private onUnscheduledBoot(publicKey: string): void {
-    if (this.runningStep !== undefined || this.phase === "failsafe" || this.phase === "stopped")
-      return;
+    const phase = this.currentPhase;
+    if (this.runningStep !== undefined || phase === "failsafe" || phase === "stopped") return;
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
+    this.deps.state.writeUnscheduledCertificate(this.now());
     this.runner?.certify(publicKey);
     this.deps.log.info(
       "host booted outside a rejuvenation: its key certified (once per period: a replica that crashed comes back under a new key)",
@@ -495,6 +460,43 @@ export class BoardDaemon {
       );
       this.dispatch({ kind: "stepFinished", step, outcome, nowMs: this.now() });
     });
+  }
+
+  /**
+   * An alarm: logged, recorded, and sent to the fail-safe policy's webhooks and commands (with
+   * SMW_ALARM set), without entering the fail-safe state.
+   */
+  private raiseAlarm(reason: string): void {
+    this.deps.log.error({ reason }, "ALARM");
+    this.alarms.push({ atMs: this.now(), reason });
+    if (this.alarms.length > 16) this.alarms.shift();
+    this.deps.state.appendRecord({
+      kind: "alarm",
+      board: this.deps.boardId,
+      atMs: this.now(),
+      reason,
+    });
+    const sink = this.deps.alerts ?? defaultAlerts;
+    for (const action of this.deps.testbed.failsafe.actions) {
+      if (action.kind === "webhook")
+        void sink
+          .webhook(action.url, {
+            board: this.deps.boardId,
+            testbed: this.deps.testbed.name,
+            alarm: reason,
+            atMs: this.now(),
+          })
+          .catch((error: Error) =>
+            this.deps.log.error({ url: action.url, err: error.message }, "alarm webhook failed"),
+          );
+      if (action.kind === "exec") {
+        try {
+          sink.exec(action.argv, { SMW_BOARD: this.deps.boardId, SMW_ALARM: reason });
+        } catch (error) {
+          this.deps.log.error({ err: (error as Error).message }, "alarm command failed");
+        }
+      }
+    }
   }
 
   private applyFailsafeActions(
@@ -642,12 +644,23 @@ export class BoardDaemon {
         ) {
           return { ok: false, message: "the request is not signed by the operator key" };
         }
+        // A clear acts once: a recorded one replayed later (even after a restart) is refused.
+        if (request.type === "clear-failsafe") {
+          const last = this.deps.state.readLastOperatorRequest();
+          if (!(request.issuedAtMs > last)) {
+            return {
+              ok: false,
+              message: `the request is not newer than the last one acted on (issued at ${request.issuedAtMs}, last ${last}): a replay, or sign a new one`,
+            };
+          }
+          this.deps.state.writeLastOperatorRequest(request.issuedAtMs);
+        }
       }
       if (request.type === "status") return { ok: true, message: "status", status: this.status() };
       if (this.failsafeState === undefined)
         return { ok: true, message: "the board is not in fail-safe" };
-      if (this.core === undefined) this.createCore(this.now() + 365 * 86_400_000, this.restored);
-      this.restored = undefined;
+      if (this.core === undefined)
+        return { ok: false, message: "the board has not started yet: try again" };
       this.dispatch({ kind: "clearFailsafe", nowMs: this.now() });
       return { ok: true, message: "fail-safe cleared; the board is joining its peers again" };
     } catch (error) {
@@ -658,7 +671,7 @@ export class BoardDaemon {
   private lastStatusWriteMs = 0;
   private writeStatus(): void {
     const now = this.now();
-    if (now - this.lastStatusWriteMs < 50 && this.phase === "running") return;
+    if (now - this.lastStatusWriteMs < 50 && this.currentPhase === "running") return;
     this.lastStatusWriteMs = now;
     try {
       this.deps.state.writeStatus(this.status());

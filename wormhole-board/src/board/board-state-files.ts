@@ -1,10 +1,12 @@
 /**
  * What a board keeps in its state folder: its boot epoch, the latched
- * fail-safe state (so a restarted daemon comes back in it), the step records
- * (JSON lines) and a status snapshot for `smw status`.
+ * fail-safe state (so a restarted daemon comes back in it), the issue time of
+ * the last operator request it acted on (so none is accepted twice, across
+ * restarts too), the step records (JSON lines) and a status snapshot for
+ * `smw status`.
  *
- * The epoch and the fail-safe state are written atomically and synced: they
- * must survive a crash. Records and the status snapshot are written in the
+ * The epoch, the fail-safe state and the last operator request are written
+ * atomically and synced: they must survive a crash. Records and the status snapshot are written in the
  * background, never with fsync, because an fsync on an SD card can stall for
  * hundreds of milliseconds and the event loop drives the timers.
  */
@@ -66,6 +68,37 @@ export class BoardStateFiles {
 
   writeFailsafe(state: FailsafeState | undefined): void {
     this.writeAtomic("failsafe.json", `${JSON.stringify(state ?? null)}\n`);
+  }
+
+  /** The `issuedAtMs` of the last operator request acted on (0: none). */
+  readLastOperatorRequest(): number {
+    try {
+      const value = Number(readFileSync(path.join(this.dir, "operator-request"), "utf8").trim());
+      return Number.isFinite(value) && value >= 0 ? value : Number.POSITIVE_INFINITY;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      // Unreadable: accept nothing until an operator repairs it (refusing is the safe side).
+      return Number.POSITIVE_INFINITY;
+    }
+  }
+
+  writeLastOperatorRequest(issuedAtMs: number): void {
+    this.writeAtomic("operator-request", `${issuedAtMs}\n`);
+  }
+
+  /** When this board last certified a key outside a rejuvenation (wall clock, ms), if ever. */
+  readUnscheduledCertificate(): number | undefined {
+    try {
+      const value = Number(readFileSync(path.join(this.dir, "unscheduled-cert"), "utf8").trim());
+      // Unreadable counts as issued: the cautious reading.
+      return Number.isFinite(value) ? value : 0;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : 0;
+    }
+  }
+
+  writeUnscheduledCertificate(atMs: number): void {
+    this.writeAtomic("unscheduled-cert", `${atMs}\n`);
   }
 
   private records: Promise<void> = Promise.resolve();

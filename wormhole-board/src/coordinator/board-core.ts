@@ -2,10 +2,15 @@
  * One board's whole protocol as a core without I/O, in the manner of etcd's
  * raft library: events in (time, an authenticated control message, a step's
  * outcome, an operator command), actions out (send, run a step, enter the
- * fail-safe state, record, wake me at). It composes the timely execution
- * service, the group schedule, Algorithm 1, the peer monitor and the
- * fail-safe state. The same core runs in the daemon and in the deterministic
- * simulation.
+ * fail-safe state, record, wake me at). It composes joining, the timely
+ * execution service, the group schedule, Algorithm 1, the peer monitor and
+ * the fail-safe state. The same core runs in the daemon and in the
+ * deterministic simulation, from start-up through restarts and clears.
+ *
+ * Phases: joining (agreeing on a schedule with the peers, `join-core.ts`),
+ * running it, and fail-safe (latched until an operator clears it; then
+ * joining again). Every heartbeat carries the sender's fail-safe state, so a
+ * lost FAILSAFE frame cannot leave a running peer unaware.
  */
 import type { ControlMessage, FailsafeAction, StepBudgets } from "@smw/wiring";
 import { FailsafeCore, type FailsafeState } from "../failsafe/failsafe-core.js";
@@ -19,6 +24,7 @@ import {
 } from "../recovery/recovery-core.js";
 import { TimelyCore, type TriggerRecord } from "../timely/timely-core.js";
 import { GroupSchedule } from "./group-schedule.js";
+import { JoinCore } from "./join-core.js";
 
 export interface BoardCoreConfig {
   self: string;
@@ -38,10 +44,20 @@ export interface BoardCoreConfig {
   clockOffsetBoundMs?: number;
   /** P2: the promised bound on a board clock's drift rate. */
   driftMaxPpm?: number;
+  /** Frames failing authentication from one claimed peer within the window: an attack. */
   authFailureLimit: number;
+  authFailureWindowMs?: number;
+  /** What an attack does (default: fail-safe, the cautious reading in a simulation). */
+  onAuthFailures?: "alarm" | "fail-safe";
   failsafePolicy: readonly FailsafeAction[];
-  /** Planned instant of the first period's trigger. */
-  firstTriggerMs: number;
+  /**
+   * Planned instant of period 0's trigger, when it is agreed already (tests, simulations of a
+   * running testbed); otherwise the board starts by joining its peers.
+   */
+  firstTriggerMs?: number;
+  /** Joining: how far ahead a fresh proposal lies, and how long joining may last. */
+  joinLeadMs?: number;
+  joinDeadlineMs?: number;
   startMs: number;
   /** A fail-safe state read back from disk: the board starts in it. */
   restoredFailsafe?: FailsafeState;
@@ -61,6 +77,10 @@ export type BoardAction =
   | { kind: "runStep"; period: number; step: RecoveryStep; deadlineMs: number }
   | { kind: "enterFailsafe"; state: FailsafeState; actions: readonly FailsafeAction[] }
   | { kind: "failsafeCleared" }
+  /** Something an operator must hear of that does not stop the testbed (an attack on the link). */
+  | { kind: "alarm"; reason: string }
+  /** Joining is over: the board runs `schedule` from period `firstIndex` on. */
+  | { kind: "joined"; schedule: number; firstIndex: number }
   | { kind: "trigger"; record: TriggerRecord }
   | { kind: "recoveryDone"; period: number; records: StepRecord[] }
   /** Fail-safe cut this board's rejuvenation short: the steps it ran, the last one's verdict says how it ended. */
@@ -76,38 +96,39 @@ export function tLocalexecMs(b: StepBudgets): number {
   return b.tShutdownMs + 2 * b.tCheckcodeMs + 2 * b.tRestorecodeMs + b.tBootMs + b.tTransferMs;
 }
 
+export type BoardPhase = "joining" | "running" | "failsafe";
+
+/** A schedule being run: the cores that exist only once the boards agree on one. */
+interface Running {
+  schedule: number;
+  timely: TimelyCore;
+  groups: GroupSchedule;
+  recovery: RecoveryCore;
+}
+
+/** Default join lead: time for every board to hear a proposal and commit before it. */
+export function defaultJoinLeadMs(silenceBoundMs: number): number {
+  return Math.max(2_000, 4 * silenceBoundMs);
+}
+
 export class BoardCore {
-  private readonly timely: TimelyCore;
-  private readonly schedule: GroupSchedule;
-  private readonly recovery: RecoveryCore;
-  private readonly peers: PeerMonitor;
+  private running: Running | undefined;
+  private join: JoinCore | undefined;
+  private peers: PeerMonitor;
   private readonly failsafe: FailsafeCore;
   private readonly clocks: ClockMonitor | undefined;
-  private readonly authFailures = new Map<string, number>();
+  /** Per claimed sender: when its frames failed authentication, within the window. */
+  private readonly authFailures = new Map<string, number[]>();
   private lastPeriod = -1;
   private readonly periodStartMs = new Map<number, number>();
 
   constructor(private readonly config: BoardCoreConfig) {
-    this.timely = new TimelyCore({
-      tPMs: config.tPMs,
-      tDMs: config.tDMs,
-      latenessBoundMs: config.latenessBoundMs,
-      firstTriggerMs: config.firstTriggerMs,
-    });
-    this.schedule = new GroupSchedule({
-      self: config.self,
-      groups: config.groups,
-      tLocalexecMs: tLocalexecMs(config.budgets),
-      handoffMs: config.deliveryBoundMs,
-    });
-    this.recovery = new RecoveryCore(config.budgets);
-    this.peers = new PeerMonitor(
-      config.boards.filter((b) => b !== config.self),
-      config.heartbeatMs,
-      config.silenceBoundMs,
-      config.startMs,
-    );
+    this.peers = this.newPeerMonitor(config.startMs);
     this.failsafe = new FailsafeCore(config.self, config.failsafePolicy, config.restoredFailsafe);
+    if (this.failsafe.state === undefined) {
+      if (config.firstTriggerMs !== undefined) this.startRunning(config.firstTriggerMs, 0);
+      else this.join = this.newJoin(config.startMs);
+    }
     this.clocks =
       config.clockOffsetBoundMs === undefined
         ? undefined
@@ -122,12 +143,72 @@ export class BoardCore {
     return this.failsafe.state;
   }
 
+  get phase(): BoardPhase {
+    if (this.failsafe.state !== undefined) return "failsafe";
+    return this.running === undefined ? "joining" : "running";
+  }
+
+  /** The instant of period 0 of the schedule being run, or proposed while joining. */
+  get schedule(): number | undefined {
+    return this.running?.schedule ?? this.join?.proposal;
+  }
+
   get scheduleState(): { period: number; group: number } | undefined {
-    return this.schedule.state;
+    return this.running?.groups.state;
   }
 
   get triggers(): readonly TriggerRecord[] {
-    return this.timely.history;
+    return this.running?.timely.history ?? [];
+  }
+
+  /** The planned instant of period `index`'s trigger, once a schedule runs. */
+  plannedTriggerMs(index: number): number | undefined {
+    return this.running?.timely.plannedMs(index);
+  }
+
+  private newPeerMonitor(startMs: number): PeerMonitor {
+    return new PeerMonitor(
+      this.config.boards.filter((b) => b !== this.config.self),
+      this.config.heartbeatMs,
+      this.config.silenceBoundMs,
+      startMs,
+    );
+  }
+
+  private newJoin(startMs: number): JoinCore {
+    const c = this.config;
+    return new JoinCore({
+      self: c.self,
+      boards: c.boards,
+      leadMs: c.joinLeadMs ?? defaultJoinLeadMs(c.silenceBoundMs),
+      deadlineMs: c.joinDeadlineMs ?? c.tPMs,
+      silenceBoundMs: c.silenceBoundMs,
+      plannedPeriodMs: c.tPMs - c.latenessBoundMs,
+      deliveryBoundMs: c.deliveryBoundMs,
+      startMs,
+    });
+  }
+
+  private startRunning(schedule: number, firstIndex: number): void {
+    const c = this.config;
+    this.join = undefined;
+    this.running = {
+      schedule,
+      timely: new TimelyCore({
+        tPMs: c.tPMs,
+        tDMs: c.tDMs,
+        latenessBoundMs: c.latenessBoundMs,
+        firstTriggerMs: schedule,
+        firstIndex,
+      }),
+      groups: new GroupSchedule({
+        self: c.self,
+        groups: c.groups,
+        tLocalexecMs: tLocalexecMs(c.budgets),
+        handoffMs: c.deliveryBoundMs,
+      }),
+      recovery: new RecoveryCore(c.budgets),
+    };
   }
 
   /** What to do right after starting: a restored fail-safe state is announced again. */
@@ -146,14 +227,17 @@ export class BoardCore {
   /** The next instant this board must be told the time. */
   nextWakeupMs(): number | undefined {
     const candidates = [this.peers.nextWakeupMs()];
-    if (this.failsafe.state === undefined) {
+    const run = this.running;
+    if (this.failsafe.state === undefined && run !== undefined) {
       candidates.push(
         ...[
-          this.timely.nextWakeupMs(),
-          this.schedule.nextWakeupMs(),
-          this.recovery.nextWakeupMs(),
+          run.timely.nextWakeupMs(),
+          run.groups.nextWakeupMs(),
+          run.recovery.nextWakeupMs(),
         ].filter((ms): ms is number => ms !== undefined),
       );
+    } else if (this.failsafe.state === undefined && this.join !== undefined) {
+      candidates.push(this.join.nextWakeupMs());
     }
     return Math.min(...candidates);
   }
@@ -179,27 +263,25 @@ export class BoardCore {
         this.onMessage(event.from, event.message, event.nowMs, out);
         break;
       case "stepFinished":
-        if (this.failsafe.state === undefined) {
-          for (const r of this.recovery.finished(event.step, event.outcome, event.nowMs))
+        if (this.failsafe.state === undefined && this.running !== undefined) {
+          for (const r of this.running.recovery.finished(event.step, event.outcome, event.nowMs))
             this.onRecovery(r, event.nowMs, out);
         }
         break;
-      case "authFailure": {
-        if (event.from === undefined) break;
-        const failures = (this.authFailures.get(event.from) ?? 0) + 1;
-        this.authFailures.set(event.from, failures);
-        if (failures === this.config.authFailureLimit) {
-          this.enterFailsafe(
-            `${failures} frames claiming to be from ${event.from} failed authentication`,
-            event.nowMs,
-            out,
-          );
-        }
+      case "authFailure":
+        if (event.from !== undefined) this.authFailure(event.from, event.nowMs, out);
         break;
-      }
       case "clearFailsafe":
-        for (const o of this.failsafe.clear())
-          if (o.kind === "cleared") out.push({ kind: "failsafeCleared" });
+        for (const o of this.failsafe.clear()) {
+          if (o.kind !== "cleared") continue;
+          // Whatever ran before is over: agree on a schedule afresh (or join one running).
+          this.running = undefined;
+          this.lastPeriod = -1;
+          this.periodStartMs.clear();
+          this.join = this.newJoin(event.nowMs);
+          this.peers = this.newPeerMonitor(event.nowMs);
+          out.push({ kind: "failsafeCleared" });
+        }
         break;
     }
     return out;
@@ -208,7 +290,9 @@ export class BoardCore {
   private onTime(nowMs: number, out: BoardAction[]): void {
     for (const p of this.peers.tick(nowMs)) {
       if (p.kind === "heartbeat") {
-        // One heartbeat per peer, each echoing that peer's clock for the offset estimate.
+        const state = this.failsafe.state;
+        // One heartbeat per peer, each echoing that peer's clock for the offset estimate, and
+        // each saying whether this board is in fail-safe and why (whatever became of FAILSAFE).
         for (const peer of this.config.boards) {
           if (peer === this.config.self) continue;
           out.push({
@@ -217,14 +301,18 @@ export class BoardCore {
             message: {
               type: "HB",
               period: this.lastPeriod,
-              schedule: this.config.firstTriggerMs,
-              joined: this.failsafe.state === undefined,
+              schedule: state === undefined ? (this.schedule ?? 0) : 0,
+              joined: state === undefined && this.running !== undefined,
               sentAtMs: nowMs,
               ...(this.clocks?.echoFor(peer, nowMs) ?? {}),
+              ...(state === undefined
+                ? {}
+                : { failsafe: { origin: state.origin, reason: state.reason.slice(0, 240) } }),
             },
           });
         }
-      } else
+      } else if (this.running !== undefined)
+        // While joining, peers may not be up yet: the join deadline bounds that wait.
         this.enterFailsafe(
           `board ${p.peer} silent for ${p.silentMs.toFixed(0)} ms (bound ${this.config.silenceBoundMs} ms)`,
           nowMs,
@@ -232,20 +320,30 @@ export class BoardCore {
         );
     }
     if (this.failsafe.state !== undefined) return;
-    for (const r of this.recovery.tick(nowMs)) this.onRecovery(r, nowMs, out);
-    for (const s of this.schedule.tick(nowMs)) this.onSchedule(s, nowMs, out);
-    for (const t of this.timely.tick(nowMs)) {
+    if (this.join !== undefined) {
+      const verdict = this.join.tick(nowMs);
+      if (verdict?.kind === "failed") this.enterFailsafe(verdict.reason, nowMs, out);
+      if (verdict?.kind !== "joined") return;
+      this.startRunning(verdict.schedule, verdict.firstIndex);
+      // Silence is counted from now: peers were not all up while joining.
+      this.peers = this.newPeerMonitor(nowMs);
+      out.push({ kind: "joined", schedule: verdict.schedule, firstIndex: verdict.firstIndex });
+    }
+    const run = this.running;
+    if (run === undefined) return;
+    for (const r of run.recovery.tick(nowMs)) this.onRecovery(r, nowMs, out);
+    for (const s of run.groups.tick(nowMs)) this.onSchedule(s, nowMs, out);
+    for (const t of run.timely.tick(nowMs)) {
       if (this.failsafe.state !== undefined) break;
       if (t.kind === "violation") {
         this.enterFailsafe(t.reason, nowMs, out);
         continue;
       }
-      const record = this.timely.history[this.timely.history.length - 1] as TriggerRecord;
+      const record = run.timely.history[run.timely.history.length - 1] as TriggerRecord;
       out.push({ kind: "trigger", record });
       this.lastPeriod = t.index;
       this.periodStartMs.set(t.index, t.actualMs);
-      for (const s of this.schedule.periodStarted(t.index, t.actualMs))
-        this.onSchedule(s, nowMs, out);
+      for (const s of run.groups.periodStarted(t.index, t.actualMs)) this.onSchedule(s, nowMs, out);
     }
   }
 
@@ -256,32 +354,78 @@ export class BoardCore {
     out: BoardAction[],
   ): void {
     switch (message.type) {
-      case "HB":
+      case "HB": {
+        const fresh = message.failsafe !== undefined && this.join?.isFreshFailsafe(from) === true;
+        this.join?.heardFrom(
+          from,
+          {
+            schedule: message.schedule,
+            joined: message.joined,
+            ...(message.failsafe === undefined ? {} : { failsafe: message.failsafe }),
+          },
+          nowMs,
+        );
+        if (fresh && message.failsafe !== undefined && this.failsafe.state === undefined) {
+          this.heardFailsafe(message.failsafe.origin, message.failsafe.reason, nowMs, out);
+          return;
+        }
+        const run = this.running;
+        if (run === undefined || this.failsafe.state !== undefined) return;
+        if (message.failsafe !== undefined) {
+          this.heardFailsafe(message.failsafe.origin, message.failsafe.reason, nowMs, out);
+          return;
+        }
         this.checkClock(from, message, nowMs, out);
         // Every board must run the same schedule; one that does not is a fault.
-        if (
-          message.joined &&
-          message.schedule !== this.config.firstTriggerMs &&
-          this.failsafe.state === undefined
-        ) {
+        if (message.joined && message.schedule !== run.schedule) {
           this.enterFailsafe(
-            `board ${from} runs a schedule starting at ${message.schedule}, not ${this.config.firstTriggerMs}`,
+            `board ${from} runs a schedule starting at ${message.schedule}, not ${run.schedule}`,
             nowMs,
             out,
           );
         }
         return;
+      }
       case "DONE":
-        if (this.failsafe.state === undefined) {
-          for (const s of this.schedule.boardDone(from, message.period, nowMs))
+        if (this.failsafe.state === undefined && this.running !== undefined) {
+          for (const s of this.running.groups.boardDone(from, message.period, nowMs))
             this.onSchedule(s, nowMs, out);
         }
         return;
       case "FAILSAFE":
-        for (const f of this.failsafe.heard(message.origin, message.reason, nowMs)) {
-          if (f.kind === "enter") this.entered(f.state, f.actions, nowMs, out);
-        }
+        // A joining board follows only a fail-safe newer than its join (see join-core.ts); one
+        // latched before, it waits out, up to its join deadline: else every clear undid itself.
+        if (this.running !== undefined || this.join?.isFreshFailsafe(from) === true)
+          this.heardFailsafe(message.origin, message.reason, nowMs, out);
         return;
+    }
+  }
+
+  /**
+   * Counted in a sliding window per claimed sender, so that line noise over a long run adds up
+   * to nothing; past the limit, the testbed's policy: an alarm (once per window) or fail-safe.
+   */
+  private authFailure(from: string, nowMs: number, out: BoardAction[]): void {
+    const windowMs = this.config.authFailureWindowMs ?? 60_000;
+    const times = (this.authFailures.get(from) ?? []).filter((t) => nowMs - t < windowMs);
+    times.push(nowMs);
+    // Kept bounded: only the last `limit` instants matter.
+    if (times.length > this.config.authFailureLimit) times.shift();
+    this.authFailures.set(from, times);
+    if (times.length < this.config.authFailureLimit) return;
+    const reason = `${times.length} frames claiming to be from ${from} failed authentication within ${windowMs} ms`;
+    if ((this.config.onAuthFailures ?? "fail-safe") === "fail-safe") {
+      this.enterFailsafe(reason, nowMs, out);
+      return;
+    }
+    out.push({ kind: "alarm", reason });
+    // One alarm per window's worth of failures: the count starts again.
+    this.authFailures.set(from, []);
+  }
+
+  private heardFailsafe(origin: string, reason: string, nowMs: number, out: BoardAction[]): void {
+    for (const f of this.failsafe.heard(origin, reason, nowMs)) {
+      if (f.kind === "enter") this.entered(f.state, f.actions, nowMs, out);
     }
   }
 
@@ -290,13 +434,14 @@ export class BoardCore {
     nowMs: number,
     out: BoardAction[],
   ): void {
-    if (this.failsafe.state !== undefined) return;
+    const run = this.running;
+    if (this.failsafe.state !== undefined || run === undefined) return;
     switch (output.kind) {
       case "groupStarted":
         out.push({ kind: "revokeKeys", period: output.period, group: output.group });
         return;
       case "startRecovery":
-        for (const r of this.recovery.start(output.period, output.plannedStartMs, nowMs))
+        for (const r of run.recovery.start(output.period, output.plannedStartMs, nowMs))
           this.onRecovery(r, nowMs, out);
         return;
       case "periodComplete": {
@@ -307,7 +452,7 @@ export class BoardCore {
           endMs: output.endMs,
         });
         this.periodStartMs.delete(output.period);
-        for (const t of this.timely.done(output.period, output.endMs)) {
+        for (const t of run.timely.done(output.period, output.endMs)) {
           if (t.kind === "violation") this.enterFailsafe(t.reason, nowMs, out);
         }
         return;
@@ -349,7 +494,8 @@ export class BoardCore {
             })),
           },
         });
-        for (const s of this.schedule.boardDone(this.config.self, output.period, nowMs))
+        for (const s of this.running?.groups.boardDone(this.config.self, output.period, nowMs) ??
+          [])
           this.onSchedule(s, nowMs, out);
         return;
       }
@@ -386,7 +532,9 @@ export class BoardCore {
     out: BoardAction[],
   ): void {
     out.push({ kind: "enterFailsafe", state, actions });
-    const partial = this.recovery.interrupt(nowMs);
+    // A board in fail-safe proposes no schedule (it runs none).
+    this.join = undefined;
+    const partial = this.running?.recovery.interrupt(nowMs);
     if (partial !== undefined) out.push({ kind: "recoveryInterrupted", ...partial });
   }
 

@@ -12,7 +12,7 @@ import {
   parseControlMessage,
   ReplayGuard,
 } from "@smw/wiring";
-import type { ControlTransport } from "./transports.js";
+import type { ControlTransport, LineSource } from "./transports.js";
 
 export interface LinkCounters {
   received: number;
@@ -22,6 +22,8 @@ export interface LinkCounters {
   malformed: number;
   notForUs: number;
   unknownSender: number;
+  /** Authentic frames that came over another peer's link or address: relayed or misrouted. */
+  wrongLink: number;
   forged: number;
   replayed: number;
   badMessage: number;
@@ -44,6 +46,7 @@ export class ControlLink {
     malformed: 0,
     notForUs: 0,
     unknownSender: 0,
+    wrongLink: 0,
     forged: 0,
     replayed: 0,
     badMessage: 0,
@@ -58,7 +61,7 @@ export class ControlLink {
   ) {}
 
   open(handlers: ControlLinkHandlers): Promise<void> {
-    return this.transport.open((line) => this.receive(line, handlers));
+    return this.transport.open((line, source) => this.receive(line, source, handlers));
   }
 
   close(): Promise<void> {
@@ -89,7 +92,7 @@ export class ControlLink {
     this.counters.sent++;
   }
 
-  private receive(line: string, handlers: ControlLinkHandlers): void {
+  private receive(line: string, source: LineSource, handlers: ControlLinkHandlers): void {
     this.counters.received++;
     try {
       const result = decodeControlFrame(line, this.self, (peer) => this.keys.get(peer));
@@ -117,6 +120,10 @@ export class ControlLink {
         }
       }
       const { frame } = result;
+      if (source !== undefined && !source.has(frame.from)) {
+        this.counters.wrongLink++;
+        return;
+      }
       if (!this.replay.accept(frame.from, frame.epoch, frame.seq)) {
         this.counters.replayed++;
         return;

@@ -4,16 +4,30 @@
  * or one shared bus. Ethernet: UDP datagrams, or TCP connections.
  */
 import { createSocket, type Socket } from "node:dgram";
-import { createConnection, createServer, type Server, type Socket as TcpSocket } from "node:net";
+import {
+  createConnection,
+  createServer,
+  isIP,
+  type Server,
+  type Socket as TcpSocket,
+} from "node:net";
 import { LineSplitter, MAX_CONTROL_FRAME_BYTES, type Testbed } from "@smw/wiring";
 import { SerialPort } from "serialport";
+
+/**
+ * Where a line came from, as far as the transport can tell: the peers that could have sent it
+ * (the peer at the other end of a serial link; the peers with the sender's address), or
+ * undefined when it cannot tell (peers named by host name). A frame whose sender is not among
+ * them is refused however good its MAC: a peer speaks only on its own link.
+ */
+export type LineSource = ReadonlySet<string> | undefined;
 
 export interface ControlTransport {
   readonly name: string;
   /** Sends one line (newline included) to a peer; never throws on a dead link. */
   send(peer: string, line: string): void;
   /** Opens the transport; lines arrive through `onLine`. */
-  open(onLine: (line: string) => void): Promise<void>;
+  open(onLine: (line: string, source: LineSource) => void): Promise<void>;
   close(): Promise<void>;
   /** Lines dropped for being too long, by the transport's splitter. */
   readonly oversized: number;
@@ -53,23 +67,26 @@ export class UdpTransport implements ControlTransport {
   readonly name = "udp";
   private socket: Socket | undefined;
   oversized = 0;
+  private readonly sources: SourceByAddress;
 
   constructor(
     private readonly address: string,
     private readonly port: number,
     private readonly peers: ReadonlyMap<string, { address: string; port: number }>,
-  ) {}
+  ) {
+    this.sources = new SourceByAddress(peers);
+  }
 
-  open(onLine: (line: string) => void): Promise<void> {
+  open(onLine: (line: string, source: LineSource) => void): Promise<void> {
     const socket = createSocket({ type: this.address.includes(":") ? "udp6" : "udp4" });
     this.socket = socket;
-    socket.on("message", (data) => {
+    socket.on("message", (data, remote) => {
       if (data.length > MAX_CONTROL_FRAME_BYTES + 1) {
         this.oversized++;
         return;
       }
       const text = data.toString("utf8");
-      onLine(text.endsWith("\n") ? text.slice(0, -1) : text);
+      onLine(text.endsWith("\n") ? text.slice(0, -1) : text, this.sources.of(remote.address));
     });
     return new Promise((resolve, reject) => {
       socket.once("error", (error: NodeJS.ErrnoException) =>
@@ -115,7 +132,7 @@ export class SerialLinksTransport implements ControlTransport {
     return this.splitters.reduce((sum, s) => sum + s.oversized, 0);
   }
 
-  async open(onLine: (line: string) => void): Promise<void> {
+  async open(onLine: (line: string, source: LineSource) => void): Promise<void> {
     await Promise.all(
       [...this.devices].map(
         ([peer, device]) =>
@@ -130,7 +147,10 @@ export class SerialLinksTransport implements ControlTransport {
                 );
                 return;
               }
-              const splitter = new LineSplitter(MAX_CONTROL_FRAME_BYTES, onLine);
+              const source = new Set([peer]);
+              const splitter = new LineSplitter(MAX_CONTROL_FRAME_BYTES, (line) =>
+                onLine(line, source),
+              );
               this.splitters.push(splitter);
               port.on("data", (chunk: Buffer) => splitter.push(chunk));
               port.on("error", () => {});
@@ -165,37 +185,76 @@ export class SerialLinksTransport implements ControlTransport {
 /**
  * TCP: each board listens on its address and keeps one outgoing connection
  * to every peer, reconnecting when it drops. Frames are authenticated, so an
- * incoming connection need not say who it is. A frame sent while a peer's
- * connection is down is lost, as a datagram would be; the heartbeats and the
- * silence bound notice a link that stays down.
+ * incoming connection need not say who it is; but only peers' addresses are
+ * accepted, at most a few connections per peer are held (the one silent
+ * longest makes room for a new one), and a connection silent for long is
+ * closed. A frame sent while a peer's connection is down is lost, as a
+ * datagram would be; the heartbeats and the silence bound notice a link that
+ * stays down.
  */
 export class TcpTransport implements ControlTransport {
   readonly name = "tcp";
   private server: Server | undefined;
   private readonly outgoing = new Map<string, TcpSocket>();
-  private readonly incoming = new Set<TcpSocket>();
-  private readonly splitters: LineSplitter[] = [];
+  /** Incoming connections, each with its splitter and when it last delivered anything. */
+  private readonly incoming = new Map<TcpSocket, { splitter: LineSplitter; lastMs: number }>();
+  private oversizedClosed = 0;
   private closed = false;
+  private readonly sources: SourceByAddress;
+  /** Incoming connections refused for coming from an address no peer has. */
+  refused = 0;
 
   constructor(
     private readonly address: string,
     private readonly port: number,
     private readonly peers: ReadonlyMap<string, { address: string; port: number }>,
     private readonly reconnectMs = 200,
-  ) {}
-
-  get oversized(): number {
-    return this.splitters.reduce((sum, s) => sum + s.oversized, 0);
+    /** An incoming connection that delivers nothing for this long is closed. */
+    private readonly idleMs = 30_000,
+  ) {
+    this.sources = new SourceByAddress(peers);
   }
 
-  open(onLine: (line: string) => void): Promise<void> {
+  get oversized(): number {
+    let sum = this.oversizedClosed;
+    for (const { splitter } of this.incoming.values()) sum += splitter.oversized;
+    return sum;
+  }
+
+  /** Incoming connections held now. */
+  get connections(): number {
+    return this.incoming.size;
+  }
+
+  /** At most this many incoming connections: a reconnect or two per peer. */
+  get maxConnections(): number {
+    return 2 * this.peers.size + 2;
+  }
+
+  open(onLine: (line: string, source: LineSource) => void): Promise<void> {
     const server = createServer((socket) => {
-      this.incoming.add(socket);
-      const splitter = new LineSplitter(MAX_CONTROL_FRAME_BYTES, onLine);
-      this.splitters.push(splitter);
-      socket.on("data", (chunk: Buffer) => splitter.push(chunk));
+      const source = this.sources.of(socket.remoteAddress ?? "");
+      if (source !== undefined && source.size === 0) {
+        this.refused++;
+        socket.destroy();
+        return;
+      }
+      if (this.incoming.size >= this.maxConnections) this.dropStalest();
+      const entry = {
+        splitter: new LineSplitter(MAX_CONTROL_FRAME_BYTES, (line) => onLine(line, source)),
+        lastMs: 0,
+      };
+      entry.lastMs = performance.now();
+      this.incoming.set(socket, entry);
+      socket.setTimeout(this.idleMs, () => socket.destroy());
+      socket.on("data", (chunk: Buffer) => {
+        entry.lastMs = performance.now();
+        entry.splitter.push(chunk);
+      });
       socket.on("error", () => {});
-      socket.on("close", () => this.incoming.delete(socket));
+      socket.on("close", () => {
+        if (this.incoming.delete(socket)) this.oversizedClosed += entry.splitter.oversized;
+      });
     });
     this.server = server;
     return new Promise((resolve, reject) => {
@@ -213,6 +272,18 @@ export class TcpTransport implements ControlTransport {
         resolve();
       });
     });
+  }
+
+  private dropStalest(): void {
+    let stalest: TcpSocket | undefined;
+    let stalestMs = Number.POSITIVE_INFINITY;
+    for (const [socket, { lastMs }] of this.incoming)
+      if (lastMs < stalestMs) [stalest, stalestMs] = [socket, lastMs];
+    if (stalest === undefined) return;
+    const entry = this.incoming.get(stalest);
+    this.incoming.delete(stalest);
+    if (entry !== undefined) this.oversizedClosed += entry.splitter.oversized;
+    stalest.destroy();
   }
 
   private connect(peer: string): void {
@@ -235,7 +306,7 @@ export class TcpTransport implements ControlTransport {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const socket of [...this.outgoing.values(), ...this.incoming]) socket.destroy();
+    for (const socket of [...this.outgoing.values(), ...this.incoming.keys()]) socket.destroy();
     this.outgoing.clear();
     const server = this.server;
     this.server = undefined;
@@ -243,4 +314,31 @@ export class TcpTransport implements ControlTransport {
       server === undefined ? resolve() : server.close(() => resolve()),
     );
   }
+}
+
+/** The peers configured at each address; undefined for every address when a peer has a host name. */
+class SourceByAddress {
+  private readonly byAddress: Map<string, Set<string>> | undefined;
+  private static readonly NONE: ReadonlySet<string> = new Set();
+
+  constructor(peers: ReadonlyMap<string, { address: string }>) {
+    const entries = [...peers].map(([peer, { address }]) => [peer, normalAddress(address)]);
+    if (!entries.every(([, address]) => isIP(address as string) !== 0)) return;
+    this.byAddress = new Map();
+    for (const [peer, address] of entries as Array<[string, string]>) {
+      const set = this.byAddress.get(address) ?? new Set<string>();
+      set.add(peer);
+      this.byAddress.set(address, set);
+    }
+  }
+
+  of(address: string): LineSource {
+    if (this.byAddress === undefined) return undefined;
+    return this.byAddress.get(normalAddress(address)) ?? SourceByAddress.NONE;
+  }
+}
+
+/** "::ffff:127.0.0.1" and "127.0.0.1" are one address. */
+function normalAddress(address: string): string {
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }

@@ -2,7 +2,10 @@
  * Deterministic simulation of the distributed wormhole: every board's core in
  * one process, simulated time, a control network that delays frames up to its
  * bound, steps of Algorithm 1 that take a random share of their budgets, and
- * timers that fire a little late, all from one seed. Faults can be injected.
+ * timers that fire a little late, all from one seed. Faults can be injected:
+ * failing steps, dead boards, cut links, lost frames, late timers, skewed
+ * clocks, forged frames, boards restarted, and operators clearing fail-safe.
+ * Boards either start on an agreed schedule or join one as the daemon does.
  * After every event the invariants are checked: never more than k hosts down,
  * groups in order. A run replays exactly from its seed.
  */
@@ -31,7 +34,16 @@ export type SimFault =
   /** A board's clock runs fast by `ppm` parts per million. */
   | { kind: "clockDrift"; board: string; ppm: number }
   /** `count` forged frames claiming to come from `from` reach `to` at `atMs`. */
-  | { kind: "forgedFrames"; from: string; to: string; atMs: number; count: number };
+  | { kind: "forgedFrames"; from: string; to: string; atMs: number; count: number }
+  /** From `fromMs` on, each control frame is lost with probability `fraction`. */
+  | { kind: "dropFrames"; fraction: number; fromMs: number }
+  /**
+   * A board's process stops at `atMs` and starts again `downMs` later: a new core, from its
+   * latched fail-safe state if it had one, joining its peers otherwise.
+   */
+  | { kind: "boardRestarts"; board: string; atMs: number; downMs: number }
+  /** The operator clears a board's fail-safe state at `atMs`. */
+  | { kind: "operatorClears"; board: string; atMs: number };
 
 export interface SimConfig {
   seed: number;
@@ -48,11 +60,21 @@ export interface SimConfig {
   clockOffsetBoundMs?: number;
   driftMaxPpm?: number;
   authFailureLimit?: number;
+  authFailureWindowMs?: number;
+  /** What forged frames past the limit do (default: fail-safe). */
+  onAuthFailures?: "alarm" | "fail-safe";
   /** Periods to run (the run stops when the last one completes or all boards are in fail-safe). */
   periods: number;
   faults?: readonly SimFault[];
   /** Boards that start in a fail-safe state read back from disk. */
   restoredFailsafe?: Readonly<Record<string, FailsafeState>>;
+  /**
+   * Boards start by joining (as the daemon does), each at its instant here (default: all at 0),
+   * instead of on a schedule agreed beforehand.
+   */
+  join?: { startMs?: Readonly<Record<string, number>>; leadMs?: number; deadlineMs?: number };
+  /** Simulated time to run at most (default: enough for the periods). */
+  horizonMs?: number;
 }
 
 export interface SimTraceEntry {
@@ -75,6 +97,12 @@ export interface SimResult {
   firstFaultMs: number | undefined;
   triggers: Record<string, Array<{ index: number; actualMs: number; latenessMs: number }>>;
   periods: Array<{ period: number; startMs: number; endMs: number }>;
+  /** Per board, each time it joined a schedule: which, from which period, and when. */
+  joins: Record<string, Array<{ schedule: number; firstIndex: number; atMs: number }>>;
+  /** Per board, the alarms it raised (attacks that do not stop the testbed). */
+  alarms: Record<string, Array<{ atMs: number; reason: string }>>;
+  /** Per board, each time it entered the fail-safe state (a board may be cleared and fail again). */
+  failsafeHistory: Record<string, Array<FailsafeState & { atMs: number }>>;
   invariantViolations: string[];
   trace: SimTraceEntry[];
   endMs: number;
@@ -98,7 +126,9 @@ type QueueItem =
       period: number;
       step: RecoveryStep;
     }
-  | { atMs: number; order: number; kind: "forged"; board: string; from: string };
+  | { atMs: number; order: number; kind: "forged"; board: string; from: string }
+  | { atMs: number; order: number; kind: "restart"; board: string }
+  | { atMs: number; order: number; kind: "clear"; board: string };
 
 type WithoutOrder<T> = T extends unknown ? Omit<T, "order"> : never;
 
@@ -124,12 +154,35 @@ export function runClusterSim(config: SimConfig): SimResult {
     firstFaultMs: undefined,
     triggers: {},
     periods: [],
+    joins: {},
+    alarms: {},
+    failsafeHistory: {},
     invariantViolations: [],
     trace: [],
     endMs: 0,
   };
+  const startOf = (board: string) => (config.join ? (config.join.startMs?.[board] ?? 0) : 0);
   const dead = (board: string, atMs: number) =>
-    faults.some((f) => f.kind === "boardDies" && f.board === board && atMs >= f.atMs);
+    atMs < startOf(board) ||
+    faults.some(
+      (f) =>
+        (f.kind === "boardDies" && f.board === board && atMs >= f.atMs) ||
+        (f.kind === "boardRestarts" &&
+          f.board === board &&
+          atMs >= f.atMs &&
+          atMs < f.atMs + f.downMs),
+    );
+  const dropFraction = (atMs: number) =>
+    faults.reduce(
+      (max, f) => (f.kind === "dropFrames" && atMs >= f.fromMs ? Math.max(max, f.fraction) : max),
+      0,
+    );
+  // Frames lost at random draw from their own stream, so runs without loss replay as before.
+  const lossRng = new Prng(config.seed ^ 0x5eed);
+  const lost = (atMs: number) => {
+    const fraction = dropFraction(atMs);
+    return fraction > 0 && lossRng.next() < fraction;
+  };
   const cut = (a: string, b: string, atMs: number) =>
     faults.some(
       (f) =>
@@ -140,9 +193,12 @@ export function runClusterSim(config: SimConfig): SimResult {
   const noteFault = (atMs: number) => {
     if (result.firstFaultMs === undefined || atMs < result.firstFaultMs) result.firstFaultMs = atMs;
   };
-  for (const f of faults) if (f.kind === "boardDies" || f.kind === "cutLink") noteFault(f.atMs);
+  for (const f of faults)
+    if (f.kind === "boardDies" || f.kind === "cutLink" || f.kind === "boardRestarts")
+      noteFault(f.atMs);
   for (const f of faults) if (f.kind === "clockSkew" || f.kind === "clockDrift") noteFault(0);
   // Each board sees its own clock: simulated time plus its skew and drift.
+  const localOf = (board: string, atMs: number) => atMs + skewOf(board, atMs);
   const skewOf = (board: string, atMs: number) =>
     faults.reduce(
       (sum, f) =>
@@ -152,7 +208,13 @@ export function runClusterSim(config: SimConfig): SimResult {
       0,
     );
 
-  for (const board of config.boards) {
+  /** A board's core; `joining`: it starts by joining (the daemon always does; a restart too). */
+  const newCore = (
+    board: string,
+    startMs: number,
+    restored: FailsafeState | undefined,
+    joining: boolean,
+  ) => {
     const coreConfig: BoardCoreConfig = {
       self: board,
       boards: config.boards,
@@ -167,16 +229,33 @@ export function runClusterSim(config: SimConfig): SimResult {
       clockOffsetBoundMs: config.clockOffsetBoundMs ?? 10,
       driftMaxPpm: config.driftMaxPpm ?? 100,
       authFailureLimit: config.authFailureLimit ?? 5,
-      failsafePolicy: [{ kind: "hold-reset" }],
-      firstTriggerMs,
-      startMs: 0,
-      ...(config.restoredFailsafe?.[board] === undefined
+      ...(config.authFailureWindowMs === undefined
         ? {}
-        : { restoredFailsafe: config.restoredFailsafe[board] }),
+        : { authFailureWindowMs: config.authFailureWindowMs }),
+      ...(config.onAuthFailures === undefined ? {} : { onAuthFailures: config.onAuthFailures }),
+      failsafePolicy: [{ kind: "hold-reset" }],
+      ...(joining
+        ? {
+            ...(config.join?.leadMs === undefined ? {} : { joinLeadMs: config.join.leadMs }),
+            ...(config.join?.deadlineMs === undefined
+              ? {}
+              : { joinDeadlineMs: config.join.deadlineMs }),
+          }
+        : { firstTriggerMs }),
+      startMs,
+      ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     };
-    const core = new BoardCore(coreConfig);
-    cores.set(board, core);
+    return new BoardCore(coreConfig);
+  };
+  for (const board of config.boards) {
+    cores.set(
+      board,
+      newCore(board, startOf(board), config.restoredFailsafe?.[board], config.join !== undefined),
+    );
     result.triggers[board] = [];
+    result.joins[board] = [];
+    result.failsafeHistory[board] = [];
+    result.alarms[board] = [];
   }
 
   // One pending timer per board; re-arming for the same instant keeps it, as a real timer would.
@@ -210,7 +289,7 @@ export function runClusterSim(config: SimConfig): SimResult {
     for (const action of actions) {
       switch (action.kind) {
         case "send":
-          if (!cut(board, action.to, nowMs)) {
+          if (!cut(board, action.to, nowMs) && !lost(nowMs)) {
             push({
               atMs: nowMs + rng.between(0, config.deliveryBoundMs),
               kind: "deliver",
@@ -222,7 +301,7 @@ export function runClusterSim(config: SimConfig): SimResult {
           break;
         case "broadcast":
           for (const peer of config.boards) {
-            if (peer === board || cut(board, peer, nowMs)) continue;
+            if (peer === board || cut(board, peer, nowMs) || lost(nowMs)) continue;
             push({
               atMs: nowMs + rng.between(0, config.deliveryBoundMs),
               kind: "deliver",
@@ -274,6 +353,14 @@ export function runClusterSim(config: SimConfig): SimResult {
           break;
         case "enterFailsafe":
           result.failsafe[board] = { ...action.state, atMs: nowMs };
+          result.failsafeHistory[board]?.push({ ...action.state, atMs: nowMs });
+          break;
+        case "joined":
+          result.joins[board]?.push({
+            schedule: action.schedule,
+            firstIndex: action.firstIndex,
+            atMs: nowMs,
+          });
           break;
         case "periodComplete":
           if (board === config.boards[0]) {
@@ -293,6 +380,10 @@ export function runClusterSim(config: SimConfig): SimResult {
           });
           break;
         case "failsafeCleared":
+          delete result.failsafe[board];
+          break;
+        case "alarm":
+          result.alarms[board]?.push({ atMs: nowMs, reason: action.reason });
           break;
       }
       // Heartbeats would drown the trace; everything else is kept.
@@ -305,9 +396,26 @@ export function runClusterSim(config: SimConfig): SimResult {
   };
 
   for (const board of config.boards) {
-    apply(board, (cores.get(board) as BoardCore).start(), 0);
-    arm(board, 0);
+    const atMs = startOf(board);
+    if (atMs === 0) {
+      apply(board, (cores.get(board) as BoardCore).start(), 0);
+      arm(board, 0);
+    } else {
+      // Not running before its start: the core made for it is replaced then.
+      push({ atMs, kind: "restart", board });
+    }
   }
+  for (const f of faults) {
+    if (f.kind === "boardRestarts")
+      push({ atMs: f.atMs + f.downMs, kind: "restart", board: f.board });
+    if (f.kind === "operatorClears") push({ atMs: f.atMs, kind: "clear", board: f.board });
+  }
+  const lastPlannedMs = Math.max(
+    0,
+    ...faults.map((f) =>
+      f.kind === "boardRestarts" ? f.atMs + f.downMs : f.kind === "operatorClears" ? f.atMs : 0,
+    ),
+  );
   for (const f of faults) {
     if (f.kind === "forgedFrames") {
       noteFault(f.atMs);
@@ -316,14 +424,35 @@ export function runClusterSim(config: SimConfig): SimResult {
     }
   }
 
-  const horizonMs = firstTriggerMs + (config.periods + 1) * config.tPMs;
+  const horizonMs =
+    config.horizonMs ??
+    firstTriggerMs +
+      (config.periods + 1) * config.tPMs +
+      (config.join ? Math.max(...config.boards.map(startOf)) + 10_000 : 0);
   for (let steps = 0; steps < 5_000_000 && queue.size > 0; steps++) {
     const item = queue.pop();
     if (item.atMs > horizonMs) break;
     result.endMs = item.atMs;
     if (dead(item.board, item.atMs)) continue;
+    if (item.kind === "restart") {
+      // A new process: what was latched on disk survives, nothing else does.
+      const core = newCore(
+        item.board,
+        localOf(item.board, item.atMs),
+        result.failsafe[item.board],
+        true,
+      );
+      cores.set(item.board, core);
+      pending.delete(item.board);
+      timerToken.set(item.board, (timerToken.get(item.board) ?? 0) + 1);
+      down.delete(item.board);
+      result.trace.push({ atMs: item.atMs, board: item.board, what: "board (re)started" });
+      apply(item.board, core.start(), item.atMs);
+      arm(item.board, item.atMs);
+      continue;
+    }
     const core = cores.get(item.board) as BoardCore;
-    const localMs = item.atMs + skewOf(item.board, item.atMs);
+    const localMs = localOf(item.board, item.atMs);
     let actions: BoardAction[] = [];
     switch (item.kind) {
       case "timer":
@@ -370,11 +499,14 @@ export function runClusterSim(config: SimConfig): SimResult {
       case "forged":
         actions = core.handle({ kind: "authFailure", from: item.from, nowMs: localMs });
         break;
+      case "clear":
+        actions = core.handle({ kind: "clearFailsafe", nowMs: localMs });
+        break;
     }
     apply(item.board, actions, item.atMs);
     arm(item.board, item.atMs);
     const live = config.boards.filter((b) => !dead(b, item.atMs));
-    if (live.every((b) => result.failsafe[b] !== undefined)) break;
+    if (item.atMs > lastPlannedMs && live.every((b) => result.failsafe[b] !== undefined)) break;
     if (result.periodsCompleted >= config.periods && Object.keys(result.failsafe).length === 0)
       break;
   }
@@ -393,6 +525,10 @@ function describeAction(action: BoardAction): string {
       return `FAILSAFE: ${action.state.reason} (from ${action.state.origin})`;
     case "failsafeCleared":
       return "fail-safe cleared";
+    case "joined":
+      return `joined schedule ${action.schedule} from period ${action.firstIndex}`;
+    case "alarm":
+      return `ALARM: ${action.reason}`;
     case "trigger":
       return `trigger ${action.record.index} (${action.record.latenessMs.toFixed(3)} ms late)`;
     case "recoveryDone":

@@ -89,6 +89,8 @@ export async function makeTestbed6(
     "tExhaust: { sequential: 1h }",
     "failsafe:",
     "  actions: [hold-reset, alarm-line]",
+    // Its drills show forged frames taking the testbed to fail-safe: the stricter policy.
+    "  onAuthFailures: fail-safe",
     extra,
   );
   const file = path.join(dir, "testbed.yaml");

@@ -19,6 +19,8 @@ export interface TimelyConfig {
   latenessBoundMs: number;
   /** Planned instant of trigger 0, on the clock the core is told. */
   firstTriggerMs: number;
+  /** The first trigger this board takes part in (a board joining a running schedule). */
+  firstIndex?: number;
 }
 
 export interface TriggerRecord {
@@ -48,6 +50,7 @@ export class TimelyCore {
       );
     }
     this.plannedPeriodMs = config.tPMs - config.latenessBoundMs;
+    this.next = config.firstIndex ?? 0;
   }
 
   plannedMs(index: number): number {
