@@ -2,7 +2,7 @@
  * The wormhole through start-up, restarts, clears and lost frames, simulated from seeds: boards
  * join as the daemon does, and the fail-safe state reaches every board whatever frames are lost.
  */
-import { runClusterSim, type SimConfig, type SimResult } from "@smw/wormhole-board";
+import { runClusterSim, type SimResult } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
 import { base, boards } from "./sim-config.js";
 
