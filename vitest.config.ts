@@ -18,6 +18,7 @@ const RIG = ["test-rig/test/rig-*.test.ts"];
 const DAEMONS = ["wormhole-board/test/board-daemons*.test.ts"];
 const BOARDS = [
   "wormhole-board/test/control-link.test.ts",
+  "wormhole-board/test/host-link-port.test.ts",
   "wormhole-board/test/alerts.test.ts",
   "wormhole-board/test/image-cli.test.ts",
   "wormhole-board/test/media.test.ts",

@@ -90,10 +90,13 @@ export class HostAgent {
       this.onCertificate(this.options.selfCertify(this.publicKey));
       return;
     }
+    // Fast at first (the board's T_boot is short), then every 2 s.
+    let delayMs = 100;
     const sendBooted = () => {
       if (this.certified || this.stopping) return;
       this.link?.send({ type: "BOOTED", publicKey: this.publicKey });
-      this.bootedTimer = setTimeout(sendBooted, 2_000);
+      this.bootedTimer = setTimeout(sendBooted, delayMs);
+      delayMs = Math.min(2_000, delayMs * 2);
     };
     sendBooted();
   }

@@ -36,6 +36,15 @@ export class LineSplitter {
     }
   }
 
+  /** Drops a partial line (a writer that went away mid-line); true if there was one. */
+  reset(): boolean {
+    const partial = this.pendingBytes > 0 || this.discarding;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.discarding = false;
+    return partial;
+  }
+
   private keep(part: Buffer): void {
     if (this.discarding || part.length === 0) return;
     if (this.pendingBytes + part.length > this.maxLineBytes) {

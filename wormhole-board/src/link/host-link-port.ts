@@ -1,7 +1,10 @@
 /**
  * The board's end of the host link: a serial port (a PTY in the rig) carrying
  * host-link lines. Lines the host sends are checked and counted; waiting for a
- * message has a deadline and can be abandoned.
+ * message has a deadline and can be abandoned. The host is untrusted: a line
+ * it left unfinished is dropped when its board resets it (`flush`), so that
+ * it cannot swallow the clean agent's first line; and lines beyond a rate are
+ * dropped and counted, so that a flood costs the board little.
  */
 import { EventEmitter } from "node:events";
 import {
@@ -19,11 +22,24 @@ export class HostLinkPort {
   private port: SerialPort | undefined;
   private splitter: LineSplitter | undefined;
   private readonly events = new EventEmitter();
-  readonly counters = { received: 0, accepted: 0, malformed: 0, sent: 0 };
+  readonly counters = {
+    received: 0,
+    accepted: 0,
+    malformed: 0,
+    sent: 0,
+    /** Unfinished lines dropped at a reset. */
+    flushed: 0,
+    /** Lines beyond the rate, dropped unread. */
+    flooded: 0,
+  };
+  private windowStartMs = 0;
+  private windowLines = 0;
 
   constructor(
     private readonly device: string,
     private readonly baudRate: number,
+    /** Lines read per second at most; the host agent sends a few. */
+    private readonly maxLinesPerSecond = 200,
   ) {}
 
   open(): Promise<void> {
@@ -43,6 +59,11 @@ export class HostLinkPort {
         resolve();
       });
     });
+  }
+
+  /** The host is being reset (or released): whatever it left mid-line is not the next agent's. */
+  flush(): void {
+    if (this.splitter?.reset()) this.counters.flushed++;
   }
 
   get oversized(): number {
@@ -91,6 +112,15 @@ export class HostLinkPort {
   }
 
   private receive(line: string): void {
+    const nowMs = performance.now();
+    if (nowMs - this.windowStartMs >= 1_000) {
+      this.windowStartMs = nowMs;
+      this.windowLines = 0;
+    }
+    if (++this.windowLines > this.maxLinesPerSecond) {
+      this.counters.flooded++;
+      return;
+    }
     this.counters.received++;
     const message = parseHostToBoard(line);
     if (message === undefined) {

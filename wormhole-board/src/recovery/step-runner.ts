@@ -73,6 +73,7 @@ export class StepRunner {
       signal,
     );
     this.deps.lines.set("reset", "active");
+    this.deps.hostLink.flush();
     if (this.deps.lines.has("storage-mux")) this.deps.lines.set("storage-mux", "active");
     return {
       ok: true,
@@ -141,12 +142,15 @@ export class StepRunner {
   private async boot(period: number, signal: AbortSignal): Promise<StepOutcome> {
     const lines = this.deps.lines;
     if (lines.has("storage-mux")) lines.set("storage-mux", "inactive");
-    lines.set("reset", "inactive");
-    const booted = await this.deps.hostLink.waitFor(
+    // Listening before the host runs, from a clean line: its first BOOTED is the one that lands.
+    const bootedLater = this.deps.hostLink.waitFor(
       (m): m is Extract<HostToBoard, { type: "BOOTED" }> => m.type === "BOOTED",
       this.deps.budgets.tBootMs,
       signal,
     );
+    this.deps.hostLink.flush();
+    lines.set("reset", "inactive");
+    const booted = await bootedLater;
     if (booted === undefined)
       return {
         ok: false,
