@@ -19,7 +19,7 @@ const frame = (seq: number, overrides: Partial<ControlFrame> = {}): ControlFrame
   epoch: 7,
   seq,
   type: "DONE",
-  body: { period: 3, steps: [] },
+  body: { period: 3, schedule: 1000, steps: [] },
   ...overrides,
 });
 
@@ -129,13 +129,17 @@ describe("control messages", () => {
     expect(
       parseControlMessage("DONE", {
         period: 1,
+        schedule: 1000,
         steps: [{ step: "boot", startMs: 1, endMs: 2, budgetMs: 3, verdict: "ok" }],
       }),
-    ).toMatchObject({ type: "DONE" });
+    ).toMatchObject({ type: "DONE", schedule: 1000 });
+    // Without its schedule, a DONE could be taken for one of another schedule's periods.
+    expect(parseControlMessage("DONE", { period: 1, steps: [] })).toBeUndefined();
     expect(parseControlMessage("DONE", { period: 1, steps: [{ step: "boot" }] })).toBeUndefined();
     expect(
-      parseControlMessage("FAILSAFE", { reason: "x".repeat(5000), origin: "b1" }),
-    ).toMatchObject({ reason: "x".repeat(400) });
+      parseControlMessage("FAILSAFE", { reason: "x".repeat(5000), origin: "b1", sentAtMs: 5 }),
+    ).toMatchObject({ reason: "x".repeat(400), sentAtMs: 5 });
+    expect(parseControlMessage("FAILSAFE", { reason: "x", origin: "b1" })).toBeUndefined();
     expect(parseControlMessage("NOPE", {})).toBeUndefined();
   });
 });

@@ -130,11 +130,11 @@ describe("the control link over UDP on loopback", () => {
     await b2.open(got.handlers);
     try {
       b1.broadcast({ type: "HB", period: -1, schedule: 0, joined: false });
-      b1.broadcast({ type: "DONE", period: 0, steps: [] });
+      b1.broadcast({ type: "DONE", period: 0, schedule: 0, steps: [] });
       await until(() => got.messages.length === 2, "two messages");
       expect(got.messages).toEqual([
         { from: "b1", message: { type: "HB", period: -1, schedule: 0, joined: false } },
-        { from: "b1", message: { type: "DONE", period: 0, steps: [] } },
+        { from: "b1", message: { type: "DONE", period: 0, schedule: 0, steps: [] } },
       ]);
       const raw = createSocket("udp4");
       const to = peers.get("b2") as { port: number };
@@ -215,7 +215,7 @@ describe("the control link over TCP on loopback", () => {
         b1.broadcast({ type: "HB", period: 0, schedule: 0, joined: false });
         return got2.messages.length > 0;
       }, "b1 to reach b2");
-      b2.broadcast({ type: "FAILSAFE", reason: "drill", origin: "b2" });
+      b2.broadcast({ type: "FAILSAFE", reason: "drill", origin: "b2", sentAtMs: 0 });
       await until(() => got1.messages.some((m) => m.message.type === "FAILSAFE"), "b2 to reach b1");
       // b2 restarts (a new epoch): b1 reconnects and b2 hears it again.
       await b2.close();
@@ -331,11 +331,11 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
     await b2.open(got.handlers);
     const attacker = new SerialPort({ path: c, baudRate: 115200 });
     try {
-      b1.broadcast({ type: "FAILSAFE", reason: "drill", origin: "b1" });
+      b1.broadcast({ type: "FAILSAFE", reason: "drill", origin: "b1", sentAtMs: 0 });
       await until(() => got.messages.length === 1, "the FAILSAFE message");
       expect(got.messages[0]).toEqual({
         from: "b1",
-        message: { type: "FAILSAFE", reason: "drill", origin: "b1" },
+        message: { type: "FAILSAFE", reason: "drill", origin: "b1", sentAtMs: 0 },
       });
       // A genuine frame of b1's, relayed over b3's link: refused, however good its MAC.
       const relayed = encodeControlFrame(

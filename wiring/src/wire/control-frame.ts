@@ -134,12 +134,26 @@ function mac(key: Uint8Array, text: string): string {
  */
 export class ReplayGuard {
   private readonly state = new Map<string, { epoch: number; highest: number; seen: bigint }>();
+  /** Per peer, the boot epoch known from before a restart of this board: older ones are replays. */
+  private readonly floor: Map<string, number>;
 
-  constructor(private readonly windowSize = 64) {}
+  constructor(
+    private readonly windowSize = 64,
+    known: ReadonlyMap<string, number> = new Map(),
+    /** Told of each new epoch of a peer, to keep it across a restart. */
+    private readonly onNewEpoch: (peer: string, epoch: number) => void = () => {},
+  ) {
+    this.floor = new Map(known);
+  }
 
   accept(from: string, epoch: number, seq: number): boolean {
     const current = this.state.get(from);
     if (current === undefined || epoch > current.epoch) {
+      if (epoch < (this.floor.get(from) ?? 0)) return false;
+      if (epoch > (this.floor.get(from) ?? 0)) {
+        this.floor.set(from, epoch);
+        this.onNewEpoch(from, epoch);
+      }
       this.state.set(from, { epoch, highest: seq, seen: 1n });
       return true;
     }

@@ -23,10 +23,14 @@ export type ControlMessage =
       /** Present while the sender is in the fail-safe state: whose trigger it was, and why. */
       failsafe?: { origin: string; reason: string };
     }
-  /** The sender finished Algorithm 1 in `period`, with its step timings. */
+  /**
+   * The sender finished Algorithm 1 in `period` of the schedule whose period 0 is at `schedule`
+   * (period numbers start again with each schedule: a DONE of an earlier one is no DONE here).
+   */
   | {
       type: "DONE";
       period: number;
+      schedule: number;
       steps: Array<{
         step: string;
         startMs: number;
@@ -35,8 +39,11 @@ export type ControlMessage =
         verdict: string;
       }>;
     }
-  /** The sender entered the fail-safe state. */
-  | { type: "FAILSAFE"; reason: string; origin: string };
+  /**
+   * The sender is in the fail-safe state (sent on entering it, and on starting in it). `sentAtMs`
+   * is its clock: a recorded FAILSAFE replayed later is stale, and refused.
+   */
+  | { type: "FAILSAFE"; reason: string; origin: string; sentAtMs: number };
 
 const MAX_REASON_CHARS = 400;
 
@@ -81,7 +88,12 @@ export function parseControlMessage(
       return message;
     }
     case "DONE": {
-      if (!count(body.period, 0) || !Array.isArray(body.steps) || body.steps.length > 16)
+      if (
+        !count(body.period, 0) ||
+        !count(body.schedule, 0) ||
+        !Array.isArray(body.steps) ||
+        body.steps.length > 16
+      )
         return undefined;
       const steps: Array<{
         step: string;
@@ -109,11 +121,12 @@ export function parseControlMessage(
           verdict: s.verdict,
         });
       }
-      return { type, period: body.period as number, steps };
+      return { type, period: body.period as number, schedule: body.schedule as number, steps };
     }
     case "FAILSAFE": {
       const failsafe = parseFailsafe(body);
-      return failsafe === undefined ? undefined : { type, ...failsafe };
+      if (failsafe === undefined || !finite(body.sentAtMs)) return undefined;
+      return { type, ...failsafe, sentAtMs: body.sentAtMs as number };
     }
     default:
       return undefined;

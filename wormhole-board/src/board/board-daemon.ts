@@ -166,6 +166,10 @@ export class BoardDaemon {
       signingKey: this.deps.signingKey,
       budgets: this.deps.testbed.rejuvenation.budgets,
       revokedKeys: () => this.revokedKeys,
+      certificateEpochs: {
+        last: this.deps.state.readCertificateEpoch(),
+        issued: (epoch) => this.deps.state.writeCertificateEpoch(epoch),
+      },
     });
     this.runner.warm();
     this.offHostLink?.();

@@ -101,6 +101,46 @@ export class BoardStateFiles {
     this.writeAtomic("unscheduled-cert", `${atMs}\n`);
   }
 
+  /** The last key epoch this board certified (0: none); see `StepRunner.certify`. */
+  readCertificateEpoch(): number {
+    try {
+      const value = Number(readFileSync(path.join(this.dir, "certificate-epoch"), "utf8").trim());
+      return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  writeCertificateEpoch(epoch: number): void {
+    this.writeAtomic("certificate-epoch", `${epoch}\n`);
+  }
+
+  /** The highest boot epoch heard from each peer (see `ControlLink`). */
+  readPeerEpochs(): Map<string, number> {
+    try {
+      const data = JSON.parse(readFileSync(path.join(this.dir, "peer-epochs.json"), "utf8"));
+      const known = new Map<string, number>();
+      for (const [peer, epoch] of Object.entries(data as Record<string, unknown>))
+        if (Number.isSafeInteger(epoch)) known.set(peer, epoch as number);
+      return known;
+    } catch {
+      // None yet, or unreadable: replays of earlier boots are then caught by what frames say.
+      return new Map();
+    }
+  }
+
+  private readonly peerEpochs = new Map<string, number>();
+
+  writePeerEpoch(peer: string, epoch: number): void {
+    if (this.peerEpochs.size === 0)
+      for (const [p, e] of this.readPeerEpochs()) this.peerEpochs.set(p, e);
+    this.peerEpochs.set(peer, epoch);
+    this.writeAtomic(
+      "peer-epochs.json",
+      `${JSON.stringify(Object.fromEntries(this.peerEpochs))}\n`,
+    );
+  }
+
   private records: Promise<void> = Promise.resolve();
   private statusWriting = false;
   private statusPending: string | undefined;

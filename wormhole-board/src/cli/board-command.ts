@@ -48,6 +48,7 @@ export async function openBoardDaemon(
       readLinkKeys(testbed, board.id),
       state.nextEpoch(),
       transportFor(testbed, board.id),
+      { known: state.readPeerEpochs(), record: (peer, epoch) => state.writePeerEpoch(peer, epoch) },
     ),
     hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
     operatorKey: readPublicKey(testbed.operatorKeyPath),

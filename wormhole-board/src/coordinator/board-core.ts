@@ -219,7 +219,12 @@ export class BoardCore {
       : [
           {
             kind: "broadcast",
-            message: { type: "FAILSAFE", reason: state.reason, origin: state.origin },
+            message: {
+              type: "FAILSAFE",
+              reason: state.reason,
+              origin: state.origin,
+              sentAtMs: this.config.startMs,
+            },
           },
         ];
   }
@@ -355,6 +360,7 @@ export class BoardCore {
   ): void {
     switch (message.type) {
       case "HB": {
+        if (message.failsafe !== undefined && this.stale(message.sentAtMs, nowMs)) return;
         const fresh = message.failsafe !== undefined && this.join?.isFreshFailsafe(from) === true;
         this.join?.heardFrom(
           from,
@@ -387,12 +393,17 @@ export class BoardCore {
         return;
       }
       case "DONE":
-        if (this.failsafe.state === undefined && this.running !== undefined) {
+        if (
+          this.failsafe.state === undefined &&
+          this.running !== undefined &&
+          message.schedule === this.running.schedule
+        ) {
           for (const s of this.running.groups.boardDone(from, message.period, nowMs))
             this.onSchedule(s, nowMs, out);
         }
         return;
       case "FAILSAFE":
+        if (this.stale(message.sentAtMs, nowMs)) return;
         // A joining board follows only a fail-safe newer than its join (see join-core.ts); one
         // latched before, it waits out, up to its join deadline: else every clear undid itself.
         if (this.running !== undefined || this.join?.isFreshFailsafe(from) === true)
@@ -421,6 +432,14 @@ export class BoardCore {
     out.push({ kind: "alarm", reason });
     // One alarm per window's worth of failures: the count starts again.
     this.authFailures.set(from, []);
+  }
+
+  /**
+   * A fail-safe statement sent longer ago than a silence bound (or not saying when) is a
+   * recording: a genuine one arrives within the delivery bound, and the heartbeats repeat it.
+   */
+  private stale(sentAtMs: number | undefined, nowMs: number): boolean {
+    return sentAtMs === undefined || nowMs - sentAtMs > this.config.silenceBoundMs;
   }
 
   private heardFailsafe(origin: string, reason: string, nowMs: number, out: BoardAction[]): void {
@@ -485,6 +504,7 @@ export class BoardCore {
           message: {
             type: "DONE",
             period: output.period,
+            schedule: this.running?.schedule ?? 0,
             steps: output.records.map((r) => ({
               step: r.step,
               startMs: r.startMs ?? -1,
@@ -544,7 +564,12 @@ export class BoardCore {
       this.entered(f.state, f.actions, nowMs, out);
       out.push({
         kind: "broadcast",
-        message: { type: "FAILSAFE", reason: f.state.reason, origin: f.state.origin },
+        message: {
+          type: "FAILSAFE",
+          reason: f.state.reason,
+          origin: f.state.origin,
+          sentAtMs: nowMs,
+        },
       });
     }
   }

@@ -37,7 +37,7 @@ export interface ControlLinkHandlers {
 
 export class ControlLink {
   private readonly seq = new Map<string, number>();
-  private readonly replay = new ReplayGuard(64);
+  private readonly replay: ReplayGuard;
   readonly counters: LinkCounters = {
     received: 0,
     accepted: 0,
@@ -58,7 +58,16 @@ export class ControlLink {
     /** This board's boot count: frames of an earlier boot are replays. */
     private readonly epoch: number,
     private readonly transport: ControlTransport,
-  ) {}
+    /**
+     * Peers' boot epochs kept across restarts of this board (its state folder): a frame recorded
+     * from an earlier boot of a peer stays a replay after this board restarts.
+     */
+    peerEpochs?: { known: ReadonlyMap<string, number>; record(peer: string, epoch: number): void },
+  ) {
+    this.replay = new ReplayGuard(64, peerEpochs?.known, (peer, epoch) =>
+      peerEpochs?.record(peer, epoch),
+    );
+  }
 
   open(handlers: ControlLinkHandlers): Promise<void> {
     return this.transport.open((line, source) => this.receive(line, source, handlers));

@@ -32,13 +32,22 @@ export interface StepRunnerDeps {
    * new replica never takes a key the others have revoked.
    */
   revokedKeys?: () => ReadonlyMap<string, number>;
+  /**
+   * The key epochs this board has issued, kept on disk: the last one (read at start), and each
+   * new one written before its certificate leaves. A board without a real-time clock may boot
+   * with its clock set back; its epochs still only go up.
+   */
+  certificateEpochs?: { last: number; issued(epoch: number): void };
 }
 
 export class StepRunner {
   private readonly manifests = new Map<"os" | "sm", Manifest>();
+  private lastEpoch: number;
   private bootedKey: string | undefined;
 
-  constructor(private readonly deps: StepRunnerDeps) {}
+  constructor(private readonly deps: StepRunnerDeps) {
+    this.lastEpoch = deps.certificateEpochs?.last ?? 0;
+  }
 
   async run(step: RecoveryStep, period: number, signal: AbortSignal): Promise<StepOutcome> {
     try {
@@ -176,14 +185,15 @@ export class StepRunner {
 
   /**
    * Certifies `publicKey` as the host's replica key and sends the certificate. Its key epoch
-   * (the certificate's `period`) is the board's clock in whole seconds: later than every
-   * certificate this board issued before, also across restarts of the daemon, so the replicas
-   * always prefer the newest key.
+   * (the certificate's `period`) is the board's clock in whole seconds, or one more than the
+   * last this board issued if its clock says less (kept on disk, so also across restarts of the
+   * daemon and a clock set back): the replicas always prefer the newest key.
    */
   certify(publicKey: string): void {
     this.bootedKey = publicKey;
     const issuedAtMs = Math.max(Date.now(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
+    this.deps.certificateEpochs?.issued(this.lastEpoch);
     const byEpoch = new Map<number, string[]>();
     for (const [host, before] of this.deps.revokedKeys?.() ?? [])
       if (host !== this.deps.board.guards)
@@ -192,8 +202,6 @@ export class StepRunner {
       this.deps.hostLink.send({ type: "REVOKE", hosts, before });
     this.deps.hostLink.send({ type: "CERT", certificate: this.certificate(publicKey) });
   }
-
-  private lastEpoch = 0;
 
   private certificate(publicKey: string): KeyCertificate {
     const body = {

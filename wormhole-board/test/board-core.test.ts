@@ -1,0 +1,108 @@
+/** One board's core, fed by hand: what it refuses of recordings replayed into it. */
+
+import { encodeControlFrame } from "@smw/wiring";
+import { BoardCore, ControlLink, type ControlTransport } from "@smw/wormhole-board";
+import { describe, expect, it } from "vitest";
+import { base, boards } from "./sim-config.js";
+
+const core = () =>
+  new BoardCore({
+    self: "b2",
+    boards,
+    groups: base.groups,
+    budgets: base.budgets,
+    tPMs: base.tPMs,
+    tDMs: base.tDMs,
+    latenessBoundMs: base.latenessBoundMs,
+    heartbeatMs: base.heartbeatMs,
+    silenceBoundMs: base.silenceBoundMs,
+    deliveryBoundMs: base.deliveryBoundMs,
+    authFailureLimit: 5,
+    failsafePolicy: [{ kind: "hold-reset" }],
+    firstTriggerMs: 1_000,
+    // Started just before period 0: its peers are not silent yet when it begins.
+    startMs: 800,
+  });
+
+describe("a board refuses recordings replayed into it", () => {
+  it("a FAILSAFE sent longer ago than a silence bound", () => {
+    const c = core();
+    const message = { type: "FAILSAFE" as const, reason: "old", origin: "b1", sentAtMs: 100 };
+    c.handle({ kind: "message", from: "b1", message, nowMs: 100 + base.silenceBoundMs + 1 });
+    expect(c.phase).toBe("running");
+    expect(c.failsafeState).toBeUndefined();
+    // The same, fresh, is followed.
+    c.handle({ kind: "message", from: "b1", message: { ...message, sentAtMs: 900 }, nowMs: 910 });
+    expect(c.failsafeState).toMatchObject({ origin: "b1", reason: "old" });
+  });
+
+  it("a DONE of another schedule's period of the same number", () => {
+    const c = core();
+    c.handle({ kind: "time", nowMs: 1_000 });
+    expect(c.scheduleState).toEqual({ period: 0, group: 0 });
+    // b1 (group 1) finished period 0 of an earlier schedule: no DONE of this one.
+    c.handle({
+      kind: "message",
+      from: "b1",
+      message: { type: "DONE", period: 0, schedule: 500, steps: [] },
+      nowMs: 1_100,
+    });
+    expect(c.scheduleState).toEqual({ period: 0, group: 0 });
+    const actions = c.handle({
+      kind: "message",
+      from: "b1",
+      message: { type: "DONE", period: 0, schedule: 1_000, steps: [] },
+      nowMs: 1_200,
+    });
+    // Now group 2 (this board's) begins.
+    expect(c.scheduleState).toEqual({ period: 0, group: 1 });
+    expect(actions.some((a) => a.kind === "runStep" && a.step === "shutdown")).toBe(true);
+  });
+
+  it("a frame of a peer's earlier boot, after this board restarted", async () => {
+    const key = new Uint8Array(32).fill(3);
+    const frame = (epoch: number) =>
+      encodeControlFrame(
+        {
+          from: "b1",
+          to: "b2",
+          epoch,
+          seq: 1,
+          type: "HB",
+          body: { period: 0, schedule: 0, joined: false },
+        },
+        key,
+      ).slice(0, -1);
+    const kept = new Map<string, number>();
+    const boot = async () => {
+      let deliver: (line: string) => void = () => {};
+      const transport: ControlTransport = {
+        name: "fake",
+        oversized: 0,
+        send: () => {},
+        open: async (onLine) => {
+          deliver = (line) => onLine(line, new Set(["b1"]));
+        },
+        close: async () => {},
+      };
+      const link = new ControlLink("b2", new Map([["b1", key]]), 1, transport, {
+        known: new Map(kept),
+        record: (peer, epoch) => kept.set(peer, epoch),
+      });
+      const heard: number[] = [];
+      await link.open({ message: () => heard.push(1), authFailure: () => {} });
+      return { link, heard, deliver: (line: string) => deliver(line) };
+    };
+    const first = await boot();
+    first.deliver(frame(4));
+    expect(kept.get("b1")).toBe(4);
+    // b2 restarts: a frame recorded from b1's boot 3 is a replay; boot 4 and later are not.
+    const second = await boot();
+    second.deliver(frame(3));
+    expect(second.link.counters.replayed).toBe(1);
+    second.deliver(frame(4));
+    second.deliver(frame(5));
+    expect(second.heard).toHaveLength(2);
+    expect(kept.get("b1")).toBe(5);
+  });
+});

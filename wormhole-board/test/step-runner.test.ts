@@ -1,0 +1,32 @@
+/** The key certificates a board issues when its host boots. */
+import { generateKeyPairSync } from "node:crypto";
+import type { Board, BoardToHost, KeyCertificate } from "@smw/wiring";
+import { type BoardLines, type HostLinkPort, StepRunner } from "@smw/wormhole-board";
+import { describe, expect, it } from "vitest";
+
+describe("key certificates", () => {
+  it("have epochs that only go up, across restarts and a clock set back", () => {
+    const sent: BoardToHost[] = [];
+    const kept: number[] = [];
+    // The board last certified an epoch an hour ahead of its clock now (it lost its time).
+    const lastEpoch = Math.floor(Date.now() / 1000) + 3_600;
+    const { privateKey } = generateKeyPairSync("ed25519");
+    const runner = new StepRunner({
+      board: { id: "b1", guards: "h1" } as Board,
+      lines: {} as BoardLines,
+      hostLink: { send: (m: BoardToHost) => sent.push(m) } as unknown as HostLinkPort,
+      operatorKey: privateKey,
+      signingKey: privateKey,
+      budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
+      certificateEpochs: { last: lastEpoch, issued: (epoch) => kept.push(epoch) },
+    });
+    runner.certify("A".repeat(43));
+    runner.certify("B".repeat(43));
+    const epochs = sent.flatMap((m) =>
+      m.type === "CERT" ? [(m.certificate as KeyCertificate).period] : [],
+    );
+    expect(epochs).toEqual([lastEpoch + 1, lastEpoch + 2]);
+    // Each kept on disk before its certificate left.
+    expect(kept).toEqual(epochs);
+  });
+});
