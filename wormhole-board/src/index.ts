@@ -3,6 +3,7 @@
  * host: its lines (GPIO), its media (manifests, verify, restore), and the
  * cores without I/O of the distributed wormhole with their simulation.
  */
+export * from "./board/board-clock.js";
 export * from "./board/board-daemon.js";
 export * from "./board/board-state-files.js";
 export * from "./coordinator/board-core.js";

@@ -304,3 +304,23 @@ describe("frames failing authentication", () => {
     ]);
   });
 });
+
+describe("the clock check", () => {
+  it("is not switched off by delaying heartbeats: no sample that counts for 8 silence bounds is a fail-safe", () => {
+    for (const seed of seeds.slice(0, 10)) {
+      // Every frame 25 ms slower: still within the silence bound, but no round trip within 40 ms.
+      const result = runClusterSim({
+        ...base,
+        seed,
+        faults: [{ kind: "slowFrames", extraMs: 25, fromMs: 3_000 }],
+      });
+      const replay = `replay with SMW_SIM_SEED=${seed}`;
+      for (const board of boards) {
+        expect(result.failsafe[board]?.reason, replay).toMatch(
+          /^no clock sample from board b\d for \d+ ms/,
+        );
+        expect(result.failsafe[board]?.atMs, replay).toBeLessThanOrEqual(3_000 + 8 * 500 + 200);
+      }
+    }
+  });
+});

@@ -27,6 +27,7 @@ import type { HostLinkPort } from "../link/host-link-port.js";
 import { TransportError } from "../link/transports.js";
 import type { RecoveryStep, StepRecord } from "../recovery/recovery-core.js";
 import { StepRunner } from "../recovery/step-runner.js";
+import { BoardClock } from "./board-clock.js";
 import type { BoardStateFiles } from "./board-state-files.js";
 
 export interface AlertSink {
@@ -44,7 +45,7 @@ export interface BoardDaemonDeps {
   state: BoardStateFiles;
   log: Logger;
   alerts?: AlertSink;
-  /** Wall clock, ms: the shared timebase of the schedule. */
+  /** The board's clock, ms (default: `BoardClock`, the wall clock at start advanced monotonically). */
   now?: () => number;
   /** How far ahead the first period is proposed (default: 2 s or 4 silence bounds): time for the service to come up. */
   joinLeadMs?: number;
@@ -89,6 +90,7 @@ export class BoardDaemon {
   private lines: BoardLines | undefined;
   private linksOpen = false;
   private readonly now: () => number;
+  private readonly clock: BoardClock;
   private lastSteps: BoardStatus["lastSteps"] = [];
   private maxLatenessMs = 0;
   private server: Server | undefined;
@@ -108,7 +110,8 @@ export class BoardDaemon {
   private offHostLink: (() => void) | undefined;
 
   constructor(private readonly deps: BoardDaemonDeps) {
-    this.now = deps.now ?? Date.now;
+    this.clock = new BoardClock();
+    this.now = deps.now ?? (() => this.clock.now());
     this.certifiedOutOfSchedule = deps.state.readUnscheduledCertificate() !== undefined;
     if (!deps.testbed.boards.some((b) => b.id === deps.boardId))
       throw new Error(`there is no board "${deps.boardId}"`);
@@ -166,6 +169,7 @@ export class BoardDaemon {
       signingKey: this.deps.signingKey,
       budgets: this.deps.testbed.rejuvenation.budgets,
       revokedKeys: () => this.revokedKeys,
+      now: this.now,
       certificateEpochs: {
         last: this.deps.state.readCertificateEpoch(),
         issued: (epoch) => this.deps.state.writeCertificateEpoch(epoch),
@@ -291,9 +295,20 @@ export class BoardDaemon {
         this.timer = undefined;
         const nowMs = this.now();
         this.maxLatenessMs = Math.max(this.maxLatenessMs, nowMs - armedForMs);
+        this.watchWallClock();
         this.dispatch({ kind: "time", nowMs, armedForMs });
       },
       Math.max(0, wake - this.now()),
+    );
+  }
+
+  /** An alarm when the wall clock is stepped or slewed away from the board's clock. */
+  private watchWallClock(): void {
+    const t = this.deps.testbed.timeliness;
+    const movedMs = this.clock.wallClockMoved(t.driftMaxPpm, 2 * t.procMaxMs + 5);
+    if (movedMs === undefined) return;
+    this.raiseAlarm(
+      `the wall clock moved ${movedMs.toFixed(1)} ms from the board's monotonic clock since the daemon started (more than ${t.driftMaxPpm} ppm): timers and the schedule keep to the monotonic clock; check the time service`,
     );
   }
 
@@ -380,7 +395,7 @@ export class BoardDaemon {
           // Key epochs are the certifying board's clock in whole seconds: every key these
           // replicas hold now is older than this second, every key certified after their boot is
           // not (a boot takes longer than the boards' clocks may differ).
-          const before = Math.floor(Date.now() / 1000);
+          const before = Math.floor(this.now() / 1000);
           for (const host of hosts) this.revokedKeys.set(host, before);
           // This board's own host is going down with its group: it hears of it when it boots.
           const own = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId)?.guards;

@@ -101,6 +101,8 @@ export type BoardPhase = "joining" | "running" | "failsafe";
 /** A schedule being run: the cores that exist only once the boards agree on one. */
 interface Running {
   schedule: number;
+  /** When this board began running it (its clock). */
+  sinceMs: number;
   timely: TimelyCore;
   groups: GroupSchedule;
   recovery: RecoveryCore;
@@ -126,7 +128,8 @@ export class BoardCore {
     this.peers = this.newPeerMonitor(config.startMs);
     this.failsafe = new FailsafeCore(config.self, config.failsafePolicy, config.restoredFailsafe);
     if (this.failsafe.state === undefined) {
-      if (config.firstTriggerMs !== undefined) this.startRunning(config.firstTriggerMs, 0);
+      if (config.firstTriggerMs !== undefined)
+        this.startRunning(config.firstTriggerMs, 0, config.startMs);
       else this.join = this.newJoin(config.startMs);
     }
     this.clocks =
@@ -189,11 +192,12 @@ export class BoardCore {
     });
   }
 
-  private startRunning(schedule: number, firstIndex: number): void {
+  private startRunning(schedule: number, firstIndex: number, nowMs: number): void {
     const c = this.config;
     this.join = undefined;
     this.running = {
       schedule,
+      sinceMs: nowMs,
       timely: new TimelyCore({
         tPMs: c.tPMs,
         tDMs: c.tDMs,
@@ -329,13 +333,15 @@ export class BoardCore {
       const verdict = this.join.tick(nowMs);
       if (verdict?.kind === "failed") this.enterFailsafe(verdict.reason, nowMs, out);
       if (verdict?.kind !== "joined") return;
-      this.startRunning(verdict.schedule, verdict.firstIndex);
+      this.startRunning(verdict.schedule, verdict.firstIndex, nowMs);
       // Silence is counted from now: peers were not all up while joining.
       this.peers = this.newPeerMonitor(nowMs);
       out.push({ kind: "joined", schedule: verdict.schedule, firstIndex: verdict.firstIndex });
     }
     const run = this.running;
     if (run === undefined) return;
+    this.checkClockSamples(run, nowMs, out);
+    if (this.failsafe.state !== undefined) return;
     for (const r of run.recovery.tick(nowMs)) this.onRecovery(r, nowMs, out);
     for (const s of run.groups.tick(nowMs)) this.onSchedule(s, nowMs, out);
     for (const t of run.timely.tick(nowMs)) {
@@ -523,6 +529,23 @@ export class BoardCore {
         this.enterFailsafe(output.reason, nowMs, out);
         return;
     }
+  }
+
+  /** How long a peer may go without a clock sample that counts: 8 silence bounds. */
+  private get clockSampleBoundMs(): number {
+    return 8 * this.config.silenceBoundMs;
+  }
+
+  private checkClockSamples(run: Running, nowMs: number, out: BoardAction[]): void {
+    if (this.clocks === undefined) return;
+    const peers = this.config.boards.filter((b) => b !== this.config.self);
+    const [missing] = this.clocks.unsampled(peers, run.sinceMs, this.clockSampleBoundMs, nowMs);
+    if (missing === undefined) return;
+    this.enterFailsafe(
+      `no clock sample from board ${missing.peer} for ${missing.forMs.toFixed(0)} ms (round trips over twice the delivery bound of ${this.config.deliveryBoundMs} ms do not count)`,
+      nowMs,
+      out,
+    );
   }
 
   private checkClock(

@@ -5,7 +5,9 @@
  * peer's clock and the round trip. Only round trips within twice the
  * delivery bound count. A peer whose offset is beyond the bound even
  * allowing half the round trip is reported, and so is one whose offset moves
- * faster than two boards' promised drift allows.
+ * faster than two boards' promised drift allows. A peer with no round trip
+ * that counts for too long is reported too (`unsampled`): delaying heartbeats
+ * must not switch the check off, and an unknown clock is not a good one.
  */
 
 export interface ClockSample {
@@ -85,6 +87,24 @@ export class ClockMonitor {
         return { kind: "drift", peer, ppm: ((offsetMs - p.baseline.offsetMs) / spanMs) * 1e6 };
     }
     return undefined;
+  }
+
+  /**
+   * Peers (of `peers`) with no sample that counts since `sinceMs` and within the last `boundMs`,
+   * with how long it has been.
+   */
+  unsampled(
+    peers: readonly string[],
+    sinceMs: number,
+    boundMs: number,
+    nowMs: number,
+  ): Array<{ peer: string; forMs: number }> {
+    const out: Array<{ peer: string; forMs: number }> = [];
+    for (const peer of peers) {
+      const lastMs = Math.max(sinceMs, this.peers.get(peer)?.latest?.atMs ?? sinceMs);
+      if (nowMs - lastMs > boundMs) out.push({ peer, forMs: nowMs - lastMs });
+    }
+    return out;
   }
 
   latest(peer: string): ClockSample | undefined {

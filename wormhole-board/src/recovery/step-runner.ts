@@ -38,6 +38,8 @@ export interface StepRunnerDeps {
    * with its clock set back; its epochs still only go up.
    */
   certificateEpochs?: { last: number; issued(epoch: number): void };
+  /** The board's clock (default: the wall clock). */
+  now?: () => number;
 }
 
 export class StepRunner {
@@ -191,7 +193,7 @@ export class StepRunner {
    */
   certify(publicKey: string): void {
     this.bootedKey = publicKey;
-    const issuedAtMs = Math.max(Date.now(), (this.lastEpoch + 1) * 1000);
+    const issuedAtMs = Math.max((this.deps.now ?? Date.now)(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
     this.deps.certificateEpochs?.issued(this.lastEpoch);
     const byEpoch = new Map<number, string[]>();

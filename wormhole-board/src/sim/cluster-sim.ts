@@ -35,6 +35,8 @@ export type SimFault =
   | { kind: "clockDrift"; board: string; ppm: number }
   /** `count` forged frames claiming to come from `from` reach `to` at `atMs`. */
   | { kind: "forgedFrames"; from: string; to: string; atMs: number; count: number }
+  /** From `fromMs` on, every control frame takes `extraMs` longer than it would. */
+  | { kind: "slowFrames"; extraMs: number; fromMs: number }
   /** From `fromMs` on, each control frame is lost with probability `fraction`. */
   | { kind: "dropFrames"; fraction: number; fromMs: number }
   /**
@@ -172,6 +174,11 @@ export function runClusterSim(config: SimConfig): SimResult {
           atMs >= f.atMs &&
           atMs < f.atMs + f.downMs),
     );
+  const extraDelay = (atMs: number) =>
+    faults.reduce(
+      (sum, f) => sum + (f.kind === "slowFrames" && atMs >= f.fromMs ? f.extraMs : 0),
+      0,
+    );
   const dropFraction = (atMs: number) =>
     faults.reduce(
       (max, f) => (f.kind === "dropFrames" && atMs >= f.fromMs ? Math.max(max, f.fraction) : max),
@@ -196,6 +203,7 @@ export function runClusterSim(config: SimConfig): SimResult {
   for (const f of faults)
     if (f.kind === "boardDies" || f.kind === "cutLink" || f.kind === "boardRestarts")
       noteFault(f.atMs);
+    else if (f.kind === "slowFrames") noteFault(f.fromMs);
   for (const f of faults) if (f.kind === "clockSkew" || f.kind === "clockDrift") noteFault(0);
   // Each board sees its own clock: simulated time plus its skew and drift.
   const localOf = (board: string, atMs: number) => atMs + skewOf(board, atMs);
@@ -291,7 +299,7 @@ export function runClusterSim(config: SimConfig): SimResult {
         case "send":
           if (!cut(board, action.to, nowMs) && !lost(nowMs)) {
             push({
-              atMs: nowMs + rng.between(0, config.deliveryBoundMs),
+              atMs: nowMs + rng.between(0, config.deliveryBoundMs) + extraDelay(nowMs),
               kind: "deliver",
               board: action.to,
               from: board,
@@ -303,7 +311,7 @@ export function runClusterSim(config: SimConfig): SimResult {
           for (const peer of config.boards) {
             if (peer === board || cut(board, peer, nowMs) || lost(nowMs)) continue;
             push({
-              atMs: nowMs + rng.between(0, config.deliveryBoundMs),
+              atMs: nowMs + rng.between(0, config.deliveryBoundMs) + extraDelay(nowMs),
               kind: "deliver",
               board: peer,
               from: board,
