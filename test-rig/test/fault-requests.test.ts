@@ -18,9 +18,9 @@ describe("fault requests", () => {
     expect(parse({ fault: "byzantine", host: "h2" })).toEqual({
       request: { fault: "byzantine", host: "h2", behaviours: ["wrong-replies", "equivocate"] },
     });
-    // T_transfer (7500 ms) + 5 s; 3 × clockOffsetBound (50 ms).
+    // T_transfer (7 s) + 5 s; 3 × clockOffsetBound (50 ms).
     expect(parse({ fault: "slow-transfer", host: "h1" })).toEqual({
-      request: { fault: "slow-transfer", host: "h1", stallMs: 12_500 },
+      request: { fault: "slow-transfer", host: "h1", stallMs: 12_000 },
     });
     expect(parse({ fault: "skew-clock", board: "b3", offsetMs: -400 })).toEqual({
       request: { fault: "skew-clock", board: "b3", offsetMs: -400 },

@@ -199,7 +199,11 @@ function oracle(input: PlanInput) {
   const tLocalexec = input.tLocalexecMs as number;
   const groups = Math.ceil(input.n / input.k);
   const tExec = groups * tLocalexec;
-  const tXmax = tExec + groups * (input.handoffMs ?? 0);
+  // Per group: its hand-off and one processing delay; once: the clock offset.
+  const tXmax =
+    tExec +
+    groups * ((input.handoffMs ?? 0) + (input.procMaxMs ?? 0)) +
+    (input.clockOffsetBoundMs ?? 0);
   const tP = input.tPMs as number;
   const tD = input.tDMs as number;
   const tEx = tExhaustMs(input.tExhaust, input.kPrime + 1);
@@ -209,7 +213,7 @@ function oracle(input: PlanInput) {
     "n >= 3k' + 2k + 1": input.n >= 3 * input.kPrime + 2 * input.k + 1,
     "T_d >= T_exec": tD >= tExec,
     "T_Xmax < T_d": tXmax < tD,
-    "T_d < T_p": tD < tP,
+    "T_d < T_p − 2·procMax": tD < tP - 2 * (input.procMaxMs ?? 0),
     "T_p + T_d < T_exhaust(k'+1)": tEx !== undefined && tP + tD < tEx,
   };
 }
@@ -237,6 +241,8 @@ const inputArbitrary: fc.Arbitrary<PlanInput> = fc.record({
   f: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
   tLocalexecMs: fc.integer({ min: 1, max: 2 * HOUR }),
   handoffMs: fc.integer({ min: 0, max: 1_000 }),
+  procMaxMs: fc.integer({ min: 0, max: 1_000 }),
+  clockOffsetBoundMs: fc.integer({ min: 0, max: 100 }),
   tPMs: fc.integer({ min: 1, max: 4 * DAY }),
   tDMs: fc.integer({ min: 1, max: 2 * DAY }),
   tExhaust: modelArbitrary,
@@ -272,9 +278,11 @@ describe("properties", () => {
         input.f = input.k + input.kPrime;
         const result = plan(input);
         const tEx = tExhaustMs(input.tExhaust, input.kPrime + 1);
-        const rangeNonEmpty = tEx !== undefined && result.tXmaxMs < tEx / 2;
+        // T_Xmax < T_d < T_p − 2·procMax and T_p + T_d < T_exhaust: T_d below (T_exhaust − 2·procMax) / 2.
+        const tDMax = tEx === undefined ? undefined : (tEx - 2 * (input.procMaxMs ?? 0)) / 2;
+        const rangeNonEmpty = tDMax !== undefined && result.tXmaxMs < tDMax;
         // Values within a millisecond of a bound are beyond what rounding can honour.
-        fc.pre(tEx === undefined || Math.abs(tEx / 2 - result.tXmaxMs) > 1);
+        fc.pre(tDMax === undefined || Math.abs(tDMax - result.tXmaxMs) > 1);
         expect(result.feasible).toBe(rangeNonEmpty);
       }),
       { numRuns: 2_000 },

@@ -23,6 +23,8 @@ interface PlanFlags {
   tD?: string;
   tExhaust?: string;
   handoff?: string;
+  procMax?: string;
+  clockOffset?: string;
   json?: boolean;
 }
 
@@ -59,6 +61,14 @@ export function planCommand(context: CliContext): Command {
     .option(
       "--handoff <duration>",
       "control-link hand-off between groups (default: the testbed's deliveryBound, else 0)",
+    )
+    .option(
+      "--proc-max <duration>",
+      "how late a board may act, P1 (default: the testbed's timeliness.procMax, else 0)",
+    )
+    .option(
+      "--clock-offset <duration>",
+      "how far board clocks may differ (default: the testbed's timeliness.clockOffsetBound, else 0)",
     )
     .option("--json", "print the plan as JSON")
     .addHelpText(
@@ -183,5 +193,9 @@ export function planInputFromFlags(flags: PlanFlags, base: PlanInput | undefined
   if (tDMs !== undefined) input.tDMs = tDMs;
   const handoffMs = duration("--handoff", flags.handoff) ?? base?.handoffMs;
   if (handoffMs !== undefined) input.handoffMs = handoffMs;
+  const procMaxMs = duration("--proc-max", flags.procMax) ?? base?.procMaxMs;
+  if (procMaxMs !== undefined) input.procMaxMs = procMaxMs;
+  const clockOffsetMs = duration("--clock-offset", flags.clockOffset) ?? base?.clockOffsetBoundMs;
+  if (clockOffsetMs !== undefined) input.clockOffsetBoundMs = clockOffsetMs;
   return input;
 }

@@ -15,6 +15,8 @@ export function planInputFromTestbed(testbed: Testbed): PlanInput {
     groups: r.groups.length,
     // Group g+1 starts when group g's "done" arrives over the control link.
     handoffMs: testbed.controlNetwork.deliveryBoundMs,
+    procMaxMs: testbed.timeliness.procMaxMs,
+    clockOffsetBoundMs: testbed.timeliness.clockOffsetBoundMs,
     ...(r.tPMs === undefined ? {} : { tPMs: r.tPMs }),
     ...(r.tDMs === undefined ? {} : { tDMs: r.tDMs }),
     tExhaust: testbed.tExhaust,
@@ -33,9 +35,14 @@ export function renderPlanText(plan: Plan, title: string): string {
     `  groups      = ${plan.groups}${plan.groups === evenGroups ? ` (⌈n/k⌉ = ⌈${plan.n}/${plan.k}⌉)` : ` (configured order; ⌈n/k⌉ would be ${evenGroups})`}`,
   );
   out.push(`  T_exec      = ${plan.groups} · ${fmt(plan.tLocalexecMs)} = ${fmt(plan.tExecMs)}`);
-  if (plan.handoffMs > 0) {
+  if (plan.tXmaxMs > plan.tExecMs) {
+    const perGroup = [
+      ...(plan.handoffMs > 0 ? [`${fmt(plan.handoffMs)} control-link hand-off`] : []),
+      ...(plan.groupSlackMs > 0 ? [`${fmt(plan.groupSlackMs)} procMax`] : []),
+    ].join(" + ");
+    const offsetMs = plan.tXmaxMs - plan.tExecMs - plan.groups * (plan.handoffMs + plan.groupSlackMs);
     out.push(
-      `  T_Xmax      = T_exec + ${plan.groups} · ${fmt(plan.handoffMs)} control-link hand-off = ${fmt(plan.tXmaxMs)}`,
+      `  T_Xmax      = T_exec${perGroup === "" ? "" : ` + ${plan.groups} · (${perGroup})`}${offsetMs > 0 ? ` + ${fmt(offsetMs)} clock offset` : ""} = ${fmt(plan.tXmaxMs)}`,
     );
   }
   out.push(`  T_exhaust   = ${plan.tExhaustDescription}`);

@@ -27,6 +27,10 @@ export interface PlanInput {
   groups?: number;
   /** Hand-off between groups over the control link (its delivery bound); default 0. */
   handoffMs?: number;
+  /** P1: how late a board may act (processing delay and timer lateness); default 0. */
+  procMaxMs?: number;
+  /** How far two boards' clocks may differ; default 0. */
+  clockOffsetBoundMs?: number;
   tPMs?: number;
   tDMs?: number;
   tExhaust: ExhaustionModel;
@@ -38,7 +42,7 @@ export type ConditionName =
   | "n >= 3k' + 2k + 1"
   | "T_d >= T_exec"
   | "T_Xmax < T_d"
-  | "T_d < T_p"
+  | "T_d < T_p − 2·procMax"
   | "T_p + T_d < T_exhaust(k'+1)";
 
 export interface Condition {
@@ -68,9 +72,12 @@ export interface Plan {
   tLocalexecDetail: string;
   groups: number;
   tExecMs: number;
-  /** Worst-case execution time of F: T_exec plus the hand-offs between groups. */
+  /** Worst-case execution time of F: T_exec plus, per group, its hand-off and slack. */
   tXmaxMs: number;
   handoffMs: number;
+  /** Per group: what processing lateness may add (see `groupSlackMs`). */
+  groupSlackMs: number;
+  procMaxMs: number;
   tPMs: number;
   tDMs: number;
   /** Whether T_p and T_d were given, or chosen here from the feasible range. */
@@ -97,6 +104,18 @@ export function tLocalexecFromBudgets(b: StepBudgets): number {
   return b.tShutdownMs + 2 * b.tCheckcodeMs + 2 * b.tRestorecodeMs + b.tBootMs + b.tTransferMs;
 }
 
+/**
+ * What the group schedule allows beyond the budgets and hand-offs, and the planner counts in
+ * T_Xmax: per group, one processing delay (P1: the group begins on a DONE or a trigger, handled
+ * up to procMax late); once per period, the clock offset bound (each board reckons the deadlines
+ * from its own trigger, on its own clock). Not in it: the processing between the steps inside a
+ * group, which the budgets' margins over measured times absorb (each step is timed from its own
+ * start).
+ */
+export function groupSlackMs(procMaxMs: number): number {
+  return procMaxMs;
+}
+
 export function minReplicas(k: number, kPrime: number): number {
   return 3 * kPrime + 2 * k + 1;
 }
@@ -108,6 +127,9 @@ export function plan(input: PlanInput): Plan {
   const nMin = minReplicas(k, kPrime);
   const groups = input.groups ?? Math.ceil(n / k);
   const handoffMs = input.handoffMs ?? 0;
+  const procMaxMs = input.procMaxMs ?? 0;
+  const slackMs = groupSlackMs(procMaxMs);
+  const offsetMs = input.clockOffsetBoundMs ?? 0;
 
   let tLocalexecMs: number;
   let tLocalexecDetail: string;
@@ -120,10 +142,10 @@ export function plan(input: PlanInput): Plan {
     tLocalexecDetail = `${fmt(tLocalexecMs)} (given)`;
   }
   const tExecMs = groups * tLocalexecMs;
-  const tXmaxMs = tExecMs + groups * handoffMs;
+  const tXmaxMs = tExecMs + groups * (handoffMs + slackMs) + offsetMs;
   const tExhaustNextMs = tExhaustMs(input.tExhaust, kPrime + 1);
 
-  const chosen = chooseTimes(input, tXmaxMs, tExhaustNextMs);
+  const chosen = chooseTimes(input, tXmaxMs, tExhaustNextMs, procMaxMs);
   const { tPMs, tDMs } = chosen;
 
   const conditions: Condition[] = [];
@@ -176,10 +198,10 @@ export function plan(input: PlanInput): Plan {
         }),
   });
 
-  const tLocalexecNeededMs = (tDMs - groups * handoffMs) / groups;
+  const tLocalexecNeededMs = (tDMs - groups * (handoffMs + slackMs) - offsetMs) / groups;
   const neededLocalexec =
     tLocalexecNeededMs > 0
-      ? `, or T_localexec <= ${fmt(tLocalexecNeededMs)} (T_d / ${groups} groups${handoffMs > 0 ? ", less hand-offs" : ""})`
+      ? `, or T_localexec <= ${fmt(tLocalexecNeededMs)} (T_d / ${groups} groups${handoffMs + slackMs > 0 ? ", less hand-offs and slack" : ""})`
       : "";
 
   conditions.push({
@@ -194,19 +216,28 @@ export function plan(input: PlanInput): Plan {
   conditions.push({
     name: "T_Xmax < T_d",
     holds: tXmaxMs < tDMs,
-    detail: `T_Xmax = ${handoffMs > 0 ? `T_exec + ${groups} · ${fmt(handoffMs)} hand-off = ` : "T_exec = "}${fmt(tXmaxMs)} < T_d = ${fmt(tDMs)} (Def. 2.4: the PRW instantiation is feasible)`,
+    detail: `T_Xmax = ${
+      handoffMs + slackMs + offsetMs > 0
+        ? `T_exec + ${groups} · (${fmt(handoffMs)} hand-off${slackMs > 0 ? ` + ${fmt(slackMs)} procMax` : ""})${offsetMs > 0 ? ` + ${fmt(offsetMs)} clock offset` : ""} = `
+        : "T_exec = "
+    }${fmt(tXmaxMs)} < T_d = ${fmt(tDMs)} (Def. 2.4: the PRW instantiation is feasible)`,
     slack: time(tDMs - tXmaxMs),
     relativeSlack: (tDMs - tXmaxMs) / tDMs,
     ...(tXmaxMs < tDMs ? {} : { fix: `T_d must exceed ${fmt(tXmaxMs)}${neededLocalexec}` }),
   });
 
+  // Triggers are planned T_p − procMax apart: one late by procMax keeps t_i − t_{i−1} within
+  // [T_p − 2·procMax, T_p], which must stay above T_d (Definition 2.4).
+  const tPLowMs = tPMs - 2 * procMaxMs;
   conditions.push({
-    name: "T_d < T_p",
-    holds: tDMs < tPMs,
-    detail: `T_d = ${fmt(tDMs)} < T_p = ${fmt(tPMs)}`,
-    slack: time(tPMs - tDMs),
-    relativeSlack: (tPMs - tDMs) / tPMs,
-    ...(tDMs < tPMs ? {} : { fix: `T_p must exceed T_d = ${fmt(tDMs)}` }),
+    name: "T_d < T_p − 2·procMax",
+    holds: tDMs < tPLowMs,
+    detail: `T_d = ${fmt(tDMs)} < T_p − 2·procMax = ${fmt(tPMs)} − 2·${fmt(procMaxMs)} = ${fmt(tPLowMs)}`,
+    slack: time(tPLowMs - tDMs),
+    relativeSlack: (tPLowMs - tDMs) / tPMs,
+    ...(tDMs < tPLowMs
+      ? {}
+      : { fix: `T_p must exceed T_d + 2·procMax = ${fmt(tDMs + 2 * procMaxMs)}` }),
   });
 
   const sumMs = tPMs + tDMs;
@@ -251,6 +282,8 @@ export function plan(input: PlanInput): Plan {
     tExecMs,
     tXmaxMs,
     handoffMs,
+    groupSlackMs: slackMs,
+    procMaxMs,
     tPMs,
     tDMs,
     tPGiven: input.tPMs !== undefined,
@@ -340,13 +373,17 @@ function chooseTimes(
   input: PlanInput,
   tXmaxMs: number,
   tExhaustNextMs: number | undefined,
+  procMaxMs: number,
 ): { tPMs: number; tDMs: number; range: Plan["range"] } {
   const tEx = tExhaustNextMs;
+  // T_d < T_p − 2·procMax, and T_p + T_d < T_exhaust(k'+1).
+  const lateMs = 2 * procMaxMs;
   let tDMaxMs: number | undefined;
   if (input.tPMs !== undefined) {
-    tDMaxMs = tEx === undefined ? input.tPMs : Math.min(input.tPMs, tEx - input.tPMs);
+    tDMaxMs =
+      tEx === undefined ? input.tPMs - lateMs : Math.min(input.tPMs - lateMs, tEx - input.tPMs);
   } else {
-    tDMaxMs = tEx === undefined ? undefined : tEx / 2;
+    tDMaxMs = tEx === undefined ? undefined : (tEx - lateMs) / 2;
   }
   let tDMs = input.tDMs;
   if (tDMs === undefined) {
@@ -356,14 +393,15 @@ function chooseTimes(
     }
   }
   const tPMaxMs = tEx === undefined ? undefined : tEx - tDMs;
+  const tPMinMs = tDMs + lateMs;
   let tPMs = input.tPMs;
   if (tPMs === undefined) {
     if (tPMaxMs === undefined) {
-      tPMs = niceCeil(tDMs * 2);
+      tPMs = niceCeil(tDMs * 2 + lateMs);
     } else {
       tPMs = niceFloor(tPMaxMs * 0.9);
-      if (tPMs <= tDMs && tPMaxMs > tDMs) tPMs = between(tDMs, tPMaxMs);
-      if (tPMs <= tDMs) tPMs = niceCeil(tDMs * 1.1);
+      if (tPMs <= tPMinMs && tPMaxMs > tPMinMs) tPMs = between(tPMinMs, tPMaxMs);
+      if (tPMs <= tPMinMs) tPMs = niceCeil(tPMinMs * 1.1);
     }
   }
   return { tPMs, tDMs, range: { tDMinMs: tXmaxMs, tDMaxMs, tPMaxMs } };

@@ -12,7 +12,13 @@ import { type KeyObject, verify } from "node:crypto";
 import { existsSync, unlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import path from "node:path";
-import type { FailsafeAction, Testbed } from "@smw/wiring";
+import {
+  type FailsafeAction,
+  plan,
+  planInputFromTestbed,
+  renderPlanText,
+  type Testbed,
+} from "@smw/wiring";
 import type { Logger } from "pino";
 import {
   type BoardAction,
@@ -115,6 +121,13 @@ export class BoardDaemon {
     this.certifiedOutOfSchedule = deps.state.readUnscheduledCertificate() !== undefined;
     if (!deps.testbed.boards.some((b) => b.id === deps.boardId))
       throw new Error(`there is no board "${deps.boardId}"`);
+    // The planner's verdict is the board's: a schedule it could not keep is refused up front
+    // (its timely core would otherwise throw at the agreed instant, on every board at once).
+    const verdict = plan(planInputFromTestbed(deps.testbed));
+    if (!verdict.feasible)
+      throw new InfeasibleScheduleError(
+        `${deps.testbed.file}: the boards cannot keep this testbed's schedule; the planner says:\n\n${renderPlanText(verdict, deps.testbed.name)}`,
+      );
   }
 
   get currentPhase(): DaemonPhase {
@@ -698,6 +711,11 @@ export class BoardDaemon {
       this.deps.log.error({ err: (error as Error).message }, "cannot write the status file");
     }
   }
+}
+
+/** The testbed's schedule fails the planner's conditions: no board runs it. */
+export class InfeasibleScheduleError extends Error {
+  override name = "InfeasibleScheduleError";
 }
 
 export function controlSocketPath(stateDir: string): string {

@@ -16,6 +16,7 @@ import {
   type BoardDaemonDeps,
   type BoardStatus,
   controlSocketPath,
+  InfeasibleScheduleError,
   operatorRequestBytes,
 } from "../board/board-daemon.js";
 import { BoardStateFiles } from "../board/board-state-files.js";
@@ -99,6 +100,7 @@ export function boardCommand(context: CliContext): Command {
           `${options.testbed}: rejuvenation sets no tP or tD; a board needs both (smw plan ${options.testbed} suggests values)`,
         );
       }
+
       let daemon: BoardDaemon;
       try {
         const log = pino(
@@ -110,7 +112,11 @@ export function boardCommand(context: CliContext): Command {
         // Everything that can fail on bad input fails here, before any line is touched.
         daemon = await openBoardDaemon(testbed, boardSpec, { log });
       } catch (error) {
-        if (error instanceof MediaError || error instanceof TransportError)
+        if (
+          error instanceof MediaError ||
+          error instanceof TransportError ||
+          error instanceof InfeasibleScheduleError
+        )
           throw new UsageError(error.message);
         throw error;
       }

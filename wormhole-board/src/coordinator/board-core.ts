@@ -12,7 +12,12 @@
  * joining again). Every heartbeat carries the sender's fail-safe state, so a
  * lost FAILSAFE frame cannot leave a running peer unaware.
  */
-import type { ControlMessage, FailsafeAction, StepBudgets } from "@smw/wiring";
+import {
+  type ControlMessage,
+  type FailsafeAction,
+  groupSlackMs,
+  type StepBudgets,
+} from "@smw/wiring";
 import { FailsafeCore, type FailsafeState } from "../failsafe/failsafe-core.js";
 import { ClockMonitor } from "../link/clock-monitor.js";
 import { PeerMonitor } from "../link/peer-monitor.js";
@@ -210,6 +215,8 @@ export class BoardCore {
         groups: c.groups,
         tLocalexecMs: tLocalexecMs(c.budgets),
         handoffMs: c.deliveryBoundMs,
+        slackMs: groupSlackMs(c.latenessBoundMs),
+        offsetMs: c.clockOffsetBoundMs ?? 0,
       }),
       recovery: new RecoveryCore(c.budgets),
     };

@@ -3,8 +3,9 @@
  * every board runs alike: in each period the groups are rejuvenated in the
  * configured order, group g+1 only once every board of group g has said it is
  * done, so never more than k hosts are down. Each group has a deadline in the
- * static schedule, t_i + (g+1)·(T_localexec + hand-off); a group not done by
- * it is a violation, seen by every board.
+ * static schedule, t_i + (g+1)·(T_localexec + hand-off + procMax) + clock
+ * offset, as the planner's T_Xmax (checked against T_d) counts it; a group
+ * not done by it is a violation, seen by every board.
  */
 
 export interface GroupScheduleConfig {
@@ -14,6 +15,10 @@ export interface GroupScheduleConfig {
   tLocalexecMs: number;
   /** The control link's delivery bound: one hand-off per group. */
   handoffMs: number;
+  /** Per group, what processing lateness may add (`groupSlackMs`, as planned). */
+  slackMs?: number;
+  /** Once per period: the clock offset bound (deadlines are reckoned on each board's clock). */
+  offsetMs?: number;
 }
 
 export type ScheduleOutput =
@@ -43,14 +48,14 @@ export class GroupSchedule {
   }
 
   slotMs(): number {
-    return this.config.tLocalexecMs + this.config.handoffMs;
+    return this.config.tLocalexecMs + this.config.handoffMs + (this.config.slackMs ?? 0);
   }
 
   /** Static-schedule start and deadline of group g in a period that began at startMs. */
   groupWindow(startMs: number, group: number): { plannedStartMs: number; deadlineMs: number } {
     return {
       plannedStartMs: startMs + group * this.slotMs(),
-      deadlineMs: startMs + (group + 1) * this.slotMs(),
+      deadlineMs: startMs + (group + 1) * this.slotMs() + (this.config.offsetMs ?? 0),
     };
   }
 

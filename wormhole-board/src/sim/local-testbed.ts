@@ -82,9 +82,9 @@ export async function makeTestbed6(
     "rejuvenation:",
     "  k: 1",
     "  kPrime: 1",
-    // T_localexec = 1.4 s; six groups with hand-offs: T_Xmax = 8.52 s.
+    // T_localexec = 1.4 s; six groups with hand-offs and procMax, and the clock offset: T_Xmax = 9.73 s.
     "  tP: 10500ms",
-    "  tD: 9500ms",
+    "  tD: 10s",
     "  budgets: { tShutdown: 200ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
     "tExhaust: { sequential: 1h }",
     "failsafe:",
