@@ -40,7 +40,8 @@ export function renderPlanText(plan: Plan, title: string): string {
       ...(plan.handoffMs > 0 ? [`${fmt(plan.handoffMs)} control-link hand-off`] : []),
       ...(plan.groupSlackMs > 0 ? [`${fmt(plan.groupSlackMs)} procMax`] : []),
     ].join(" + ");
-    const offsetMs = plan.tXmaxMs - plan.tExecMs - plan.groups * (plan.handoffMs + plan.groupSlackMs);
+    const offsetMs =
+      plan.tXmaxMs - plan.tExecMs - plan.groups * (plan.handoffMs + plan.groupSlackMs);
     out.push(
       `  T_Xmax      = T_exec${perGroup === "" ? "" : ` + ${plan.groups} · (${perGroup})`}${offsetMs > 0 ? ` + ${fmt(offsetMs)} clock offset` : ""} = ${fmt(plan.tXmaxMs)}`,
     );
