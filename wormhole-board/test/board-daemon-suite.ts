@@ -65,6 +65,8 @@ interface Rig {
   daemons: BoardDaemon[];
   hosts: SimulatedHost[];
   resetsActive: number[];
+  /** Per board: whether its host's OS image matched the golden one when its reset was first released. */
+  cleanAtRelease: Map<string, boolean>;
   close(): Promise<void>;
 }
 
@@ -73,9 +75,20 @@ async function startRig(
   basePort: number,
   clockOffsetsMs: Record<string, number> = {},
   wrap: (board: string, transport: ControlTransport) => ControlTransport = (_, t) => t,
-  options: { latched?: readonly string[]; joinDeadlineMs?: number } = {},
+  options: {
+    latched?: readonly string[];
+    joinDeadlineMs?: number;
+    /** Boards whose host's OS image is left half restored before they start. */
+    halfRestored?: readonly string[];
+  } = {},
 ): Promise<Rig> {
   const bed = await makeTestbed6(transport, basePort);
+  for (const board of options.halfRestored ?? []) {
+    const live = bed.testbed.boards.find((b) => b.id === board)?.images.os.live as string;
+    const bytes = readFileSync(live);
+    bytes.fill(0xee, bytes.length >> 1);
+    writeFileSync(live, bytes);
+  }
   // Boards that come up with a fail-safe state latched on disk, as after a restart.
   for (const board of options.latched ?? []) {
     const dir = bed.testbed.boards.find((b) => b.id === board)?.stateDir as string;
@@ -89,10 +102,17 @@ async function startRig(
     const daemons: BoardDaemon[] = [];
     const hosts: SimulatedHost[] = [];
     const resetsActive: number[] = [];
+    const cleanAtRelease = new Map<string, boolean>();
     // How many hosts are held in reset, after every change of any reset line.
     const resetLevel = new Map<string, string>();
     sim.onChange((event) => {
       if (event.role !== "reset") return;
+      const board = event.chip.replace(/^sim-/, "");
+      if (event.level === "inactive" && !cleanAtRelease.has(board)) {
+        const images = t.boards.find((b) => b.id === board)?.images.os;
+        if (images !== undefined)
+          cleanAtRelease.set(board, readFileSync(images.live).equals(readFileSync(images.golden)));
+      }
       resetLevel.set(event.chip, event.level);
       resetsActive.push([...resetLevel.values()].filter((level) => level === "active").length);
     });
@@ -114,7 +134,7 @@ async function startRig(
       hosts.push(simulatedHost);
       hostsStarted.push(simulatedHost);
       const state = new BoardStateFiles(board.stateDir);
-      const lines = BoardLines.claim(board, sim);
+      const lines = BoardLines.claim(board, sim, { levels: "safe" });
       const link = new ControlLink(
         board.id,
         readLinkKeys(t, board.id),
@@ -149,6 +169,7 @@ async function startRig(
       daemons,
       hosts,
       resetsActive,
+      cleanAtRelease,
       async close() {
         await Promise.all(daemons.map((d) => d.stop()));
         await Promise.all(hosts.map((h) => h.stop()));
@@ -387,7 +408,8 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
       () => {
         let rig: Rig;
         beforeAll(async () => {
-          rig = await startRig(transport, basePort);
+          // b2 was restarted in the middle of a restore: half its OS image is rewritten.
+          rig = await startRig(transport, basePort, {}, (_, t) => t, { halfRestored: ["b2"] });
         }, 30_000);
         afterAll(async () => {
           await rig?.close();
@@ -423,11 +445,25 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
               "transfer",
             ]);
           }
-          expect(Math.max(...rig.resetsActive)).toBe(1);
+          // No host ran before its images verified: b2's was restored first.
+          expect([...rig.cleanAtRelease.values()]).toEqual(Array(6).fill(true));
+          expect(rig.cleanAtRelease.size).toBe(6);
+          // Every host held in reset from the start until its images verified (the start-up
+          // check), then never more than k = 1 at a time.
+          const released = rig.resetsActive.indexOf(0);
+          expect(Math.max(...rig.resetsActive.slice(0, released))).toBe(6);
+          expect(Math.max(...rig.resetsActive.slice(released))).toBe(1);
           expect(rig.hosts.every((h) => h.certificates >= 2)).toBe(true);
           // Hosts were reset in group order: h1 first, h6 last, in each period.
-          const order = rig.sim.history
-            .filter((e) => e.role === "reset" && e.level === "active")
+          const resets = rig.sim.history.filter((e) => e.role === "reset");
+          let held = 6;
+          const firstUp = resets.findIndex((e) => {
+            held += e.level === "active" ? 0 : -1;
+            return held === 0;
+          });
+          const order = resets
+            .slice(firstUp + 1)
+            .filter((e) => e.level === "active")
             .map((e) => e.chip);
           expect(order.slice(0, 12)).toEqual(
             [...["b1", "b2", "b3", "b4", "b5", "b6"], ...["b1", "b2", "b3", "b4", "b5", "b6"]].map(

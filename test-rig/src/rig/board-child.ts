@@ -51,7 +51,8 @@ export async function runBoardChild(
     process.exit(2);
   }
   const lines = BoardLines.claim(board, simulated, {
-    levels: daemon.latchedFailsafe() === undefined ? "initial" : "safe",
+    // Safe levels always: the host stays held until its images verify (the start-up check).
+    levels: "safe",
   });
   process.on("message", (m: unknown) => {
     if (!isRigToBoard(m)) return;

@@ -198,6 +198,7 @@ export class BoardDaemon {
       this.applyFailsafeActions(this.restored, this.deps.testbed.failsafe.actions, false);
     } else {
       this.deps.log.info("joining: agreeing on a schedule with the peers");
+      this.startup = this.startupCheck();
     }
     this.createCore(this.restored);
     this.writeStatus();
@@ -209,6 +210,7 @@ export class BoardDaemon {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.step?.abort();
+    this.startupAbort?.abort();
     this.offHostLink?.();
     const servers = [this.server, this.networkServer];
     this.server = undefined;
@@ -344,6 +346,7 @@ export class BoardDaemon {
           break;
         case "enterFailsafe":
           this.step?.abort();
+          this.startupAbort?.abort();
           this.deps.state.writeFailsafe(action.state);
           this.applyFailsafeActions(action.state, action.actions, true);
           statusChanged = true;
@@ -352,6 +355,8 @@ export class BoardDaemon {
           this.deps.state.writeFailsafe(undefined);
           this.restored = undefined;
           this.deps.log.warn("fail-safe cleared by the operator: joining the peers again");
+          // The host was held by the fail-safe state: released once its images verify again.
+          this.startup = this.startupCheck();
           statusChanged = true;
           break;
         case "alarm":
@@ -452,6 +457,50 @@ export class BoardDaemon {
       this.deps.state.appendRecord({ kind: "step", board: this.deps.boardId, ...record });
   }
 
+  /** The start-up check under way, if any (steps of a rejuvenation wait for it). */
+  private startup: Promise<void> = Promise.resolve();
+  private startupAbort: AbortController | undefined;
+
+  /**
+   * After any start of the daemon, and after a clear, the host stays held in reset (its lines
+   * were claimed at their safe levels) until its images check out, restored if they do not: a
+   * board restarted in the middle of a restore never releases a host onto a half-written disk.
+   * A check or restore that fails is a fail-safe trigger.
+   */
+  private async startupCheck(): Promise<void> {
+    const runner = this.runner as StepRunner;
+    const lines = this.lines as BoardLines;
+    const controller = new AbortController();
+    this.startupAbort = controller;
+    const fail = (reason: string) =>
+      this.dispatch({ kind: "localFault", reason: `start-up: ${reason}`, nowMs: this.now() });
+    try {
+      lines.set("reset", "active");
+      if (lines.has("storage-mux")) lines.set("storage-mux", "active");
+      for (const image of ["OS", "SM"] as const) {
+        const check = await runner.run(`check${image}`, -1, controller.signal);
+        if (controller.signal.aborted) return;
+        if (!check.ok) return fail(`check of the ${image} image failed: ${check.reason}`);
+        if (check.corrupted !== true) continue;
+        this.deps.log.warn({ image }, "start-up: image corrupted; restoring before the host runs");
+        const restore = await runner.run(`restore${image}`, -1, controller.signal);
+        if (controller.signal.aborted) return;
+        if (!restore.ok) return fail(`restore of the ${image} image failed: ${restore.reason}`);
+      }
+      if (this.stopped || this.currentPhase === "failsafe" || this.runningStep !== undefined)
+        return;
+      if (lines.has("storage-mux")) lines.set("storage-mux", "inactive");
+      if (lines.has("power")) lines.set("power", "active");
+      this.deps.hostLink.flush();
+      lines.set("reset", "inactive");
+      this.deps.log.info("start-up: images verified; host released");
+    } catch (error) {
+      fail((error as Error).message);
+    } finally {
+      if (this.startupAbort === controller) this.startupAbort = undefined;
+    }
+  }
+
   /**
    * A host that boots outside its rejuvenation (the first start of a testbed, a host powered
    * on by hand) gets its key certified once per run of the daemon; after that it waits for its
@@ -477,21 +526,26 @@ export class BoardDaemon {
     if (step === "boot") this.certifiedOutOfSchedule = true;
     this.deps.log.info({ step, period }, "step started");
     const startedMs = this.now();
-    void (this.runner as StepRunner).run(step, period, controller.signal).then((outcome) => {
-      if (this.step === controller) this.runningStep = undefined;
-      if (controller.signal.aborted) return;
-      this.deps.log.info(
-        {
-          step,
-          period,
-          tookMs: this.now() - startedMs,
-          ...(outcome.ok ? { corrupted: outcome.corrupted === true } : { failed: outcome.reason }),
-          ...(outcome.ok && outcome.detail !== undefined ? { detail: outcome.detail } : {}),
-        },
-        "step finished",
-      );
-      this.dispatch({ kind: "stepFinished", step, outcome, nowMs: this.now() });
-    });
+    // After the start-up check, if one is still under way (its time counts against the step).
+    void this.startup
+      .then(() => (this.runner as StepRunner).run(step, period, controller.signal))
+      .then((outcome) => {
+        if (this.step === controller) this.runningStep = undefined;
+        if (controller.signal.aborted) return;
+        this.deps.log.info(
+          {
+            step,
+            period,
+            tookMs: this.now() - startedMs,
+            ...(outcome.ok
+              ? { corrupted: outcome.corrupted === true }
+              : { failed: outcome.reason }),
+            ...(outcome.ok && outcome.detail !== undefined ? { detail: outcome.detail } : {}),
+          },
+          "step finished",
+        );
+        this.dispatch({ kind: "stepFinished", step, outcome, nowMs: this.now() });
+      });
   }
 
   /**

@@ -126,7 +126,8 @@ export function boardCommand(context: CliContext): Command {
           boardSpec,
           testbed.simulated ? new SimulatedLines() : new SysfsLines(),
           {
-            levels: daemon.latchedFailsafe() === undefined ? "initial" : "safe",
+            // Safe levels always: the host stays held until its images verify (the start-up check).
+            levels: "safe",
             ...(testbed.simulated
               ? {}
               : { lockPath: `/run/smw/${testbed.name}-${boardSpec.id}.lines.lock` }),

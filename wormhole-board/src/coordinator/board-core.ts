@@ -74,7 +74,9 @@ export type BoardEvent =
   | { kind: "message"; from: string; message: ControlMessage; nowMs: number }
   | { kind: "stepFinished"; step: RecoveryStep; outcome: StepOutcome; nowMs: number }
   | { kind: "authFailure"; from: string | undefined; nowMs: number }
-  | { kind: "clearFailsafe"; nowMs: number };
+  | { kind: "clearFailsafe"; nowMs: number }
+  /** Something the driver found that the board cannot run with (a start-up check that failed). */
+  | { kind: "localFault"; reason: string; nowMs: number };
 
 export type BoardAction =
   | { kind: "broadcast"; message: ControlMessage }
@@ -286,6 +288,9 @@ export class BoardCore {
         break;
       case "authFailure":
         if (event.from !== undefined) this.authFailure(event.from, event.nowMs, out);
+        break;
+      case "localFault":
+        this.enterFailsafe(event.reason, event.nowMs, out);
         break;
       case "clearFailsafe":
         for (const o of this.failsafe.clear()) {
