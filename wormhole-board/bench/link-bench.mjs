@@ -2,12 +2,21 @@
 // Round trip of an authenticated frame over UDP loopback and over a socat PTY
 // pair, against the same round trip of raw lines without framing or HMAC;
 // group hand-off latency (DONE sent to the next group's start); trigger
-// lateness of the timely core, idle and with both cores loaded, against
-// setInterval's drift over the same time.
+// lateness of the timely core, idle, with both cores loaded, and while a whole
+// image is restored, against setInterval's drift over the same time; the time
+// from a fault to every host held, also with 30% of control frames lost.
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes, randomFillSync } from "node:crypto";
 import { createSocket } from "node:dgram";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  truncateSync,
+  writeSync,
+} from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { encodeControlFrame, LineSplitter } from "@smw/wiring";
@@ -20,12 +29,16 @@ import {
   ControlLink,
   GroupSchedule,
   makeTestbed6,
+  restoreImage,
   SerialLinksTransport,
   SimulatedLines,
+  sealImage,
   TimelyCore,
   UdpTransport,
 } from "../dist/index.js";
 
+const restoreFlag = process.argv.indexOf("--restore-mib");
+const RESTORE_MIB = restoreFlag > 0 ? Number(process.argv[restoreFlag + 1]) : 1024;
 const secondsFlag = process.argv.indexOf("--seconds");
 const SECONDS = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 60;
 const ROUNDS = 2_000;
@@ -166,7 +179,7 @@ async function handoffs(t1, t2) {
       resolveStart = r;
     });
     const t0 = performance.now();
-    a.send("b2", { type: "DONE", period: i, steps: [] });
+    a.send("b2", { type: "DONE", period: i, schedule: 0, steps: [] });
     await started;
     times.push(performance.now() - t0);
   }
@@ -175,8 +188,12 @@ async function handoffs(t1, t2) {
   return times;
 }
 
-/** Trigger lateness of the timely core on chained absolute timers, for `seconds`. */
-async function timelyLateness(seconds) {
+/** Trigger lateness of the timely core on chained absolute timers, for `seconds` or until `until` settles. */
+async function timelyLateness(seconds, until) {
+  let stopped = false;
+  until?.finally(() => {
+    stopped = true;
+  });
   const periodMs = 50;
   const core = new TimelyCore({
     tPMs: periodMs,
@@ -198,7 +215,7 @@ async function timelyLateness(seconds) {
               core.done(out.index, now);
             }
           }
-          if (now >= endAt) resolve();
+          if (until === undefined ? now >= endAt : stopped) resolve();
           else arm();
         },
         Math.max(0, wake - performance.now()),
@@ -210,7 +227,11 @@ async function timelyLateness(seconds) {
 }
 
 /** The reference: setInterval's drift from the absolute schedule over the same time. */
-async function setIntervalDrift(seconds) {
+async function setIntervalDrift(seconds, until) {
+  let stopped = false;
+  until?.finally(() => {
+    stopped = true;
+  });
   const periodMs = 50;
   const start = performance.now();
   let ticks = 0;
@@ -219,7 +240,7 @@ async function setIntervalDrift(seconds) {
     const id = setInterval(() => {
       ticks++;
       drift.push(performance.now() - (start + ticks * periodMs));
-      if (ticks * periodMs >= seconds * 1000) {
+      if (until === undefined ? ticks * periodMs >= seconds * 1000 : stopped) {
         clearInterval(id);
         resolve();
       }
@@ -241,7 +262,7 @@ function cpuLoad() {
 }
 
 /** Six daemons in this process over UDP with simulated lines; resolves once all run. */
-async function sixDaemons(basePort) {
+async function sixDaemons(basePort, lossFraction = 0) {
   const bed = await makeTestbed6("udp", basePort);
   const sim = new SimulatedLines();
   const t = bed.testbed;
@@ -251,6 +272,21 @@ async function sixDaemons(basePort) {
     const daemon = await openBoardDaemon(t, board, {
       log: pino({ level: "silent" }),
       alerts: { webhook: async () => {}, exec: () => {} },
+      ...(lossFraction > 0
+        ? {
+            wrapTransport: (inner) => ({
+              name: inner.name,
+              get oversized() {
+                return inner.oversized;
+              },
+              open: (onLine) => inner.open(onLine),
+              close: () => inner.close(),
+              send: (peer, line) => {
+                if (Math.random() >= lossFraction) inner.send(peer, line);
+              },
+            }),
+          }
+        : {}),
     });
     await daemon.start(BoardLines.claim(board, sim));
     daemons.push(daemon);
@@ -314,6 +350,79 @@ async function faultToReset(rounds) {
   return { forged, dead };
 }
 
+/**
+ * From a fault to every host held with `lossFraction` of control frames lost: the fail-safe
+ * reaches each board by FAILSAFE or by any later heartbeat, or by the silence bound.
+ */
+async function faultToResetLossy(rounds, lossFraction) {
+  const times = [];
+  let spurious = 0;
+  for (let i = 0; i < rounds; i++) {
+    const rig = await sixDaemons(18200 + i * 20, lossFraction);
+    // Let the boards run a moment: a silence the loss itself caused shows here, not as a result.
+    await new Promise((r) => setTimeout(r, 500));
+    if (rig.daemons.some((d) => d.failsafeState !== undefined)) {
+      spurious++;
+      await rig.close();
+      continue;
+    }
+    const raw = createSocket("udp4");
+    const t0 = performance.now();
+    for (let n = 0; n < 5; n++) {
+      raw.send(
+        encodeControlFrame(
+          {
+            from: "b6",
+            to: "b1",
+            epoch: 999,
+            seq: n + 1,
+            type: "HB",
+            body: { period: 0, schedule: 0, joined: true },
+          },
+          randomBytes(32),
+        ),
+        18200 + i * 20 + 1,
+        "127.0.0.1",
+      );
+    }
+    while (rig.resetAt.size < 6) await new Promise((r) => setTimeout(r, 1));
+    times.push(Math.max(...rig.resetAt.values()) - t0);
+    raw.close();
+    await rig.close();
+  }
+  return { times, spurious };
+}
+
+/** Timer lateness while a whole image of `mib` MiB, every chunk corrupted, is restored. */
+async function restoreLateness(mib) {
+  const golden = path.join(dir, "golden.img");
+  const live = path.join(dir, "live.img");
+  const fd = openSync(golden, "w");
+  const piece = Buffer.allocUnsafe(16 * 1024 * 1024);
+  for (let written = 0; written < mib * 1024 * 1024; written += piece.length) {
+    randomFillSync(piece);
+    writeSync(fd, piece, 0, Math.min(piece.length, mib * 1024 * 1024 - written));
+  }
+  closeSync(fd);
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const manifest = sealImage({ goldenPath: golden, privateKey, publicKey });
+  // The live copy: zeros everywhere, so every chunk is rewritten.
+  closeSync(openSync(live, "w"));
+  truncateSync(live, mib * 1024 * 1024);
+  let result;
+  const restoring = restoreImage({ livePath: live, goldenPath: golden, manifest }).then((r) => {
+    result = r;
+  });
+  const [lateness, drift] = await Promise.all([
+    timelyLateness(0, restoring),
+    setIntervalDrift(0, restoring),
+  ]);
+  await restoring;
+  rmSync(golden);
+  rmSync(live);
+  return { lateness, drift, result };
+}
+
 const out = [];
 // UDP loopback.
 const [p1, p2] = [await freePort(), await freePort()];
@@ -348,6 +457,11 @@ const [loaded, loadedRef] = await Promise.all([timelyLateness(SECONDS), setInter
 stopLoad();
 process.stderr.write("measuring the time from a fault to every host held in reset ...\n");
 const toReset = await faultToReset(3);
+process.stderr.write("measuring the same with 30% of control frames lost ...\n");
+const lossy = await faultToResetLossy(5, 0.3);
+process.stderr.write(`measuring timer lateness while a ${RESTORE_MIB} MiB image is restored ...\n`);
+const restore = await restoreLateness(RESTORE_MIB);
+const restoreS = summary(restore.lateness);
 const idleS = summary(idle);
 const loadedS = summary(loaded);
 
@@ -370,6 +484,10 @@ out.push(
   "from a fault to all six hosts held in reset (six daemons in one process, UDP loopback, heartbeat 100 ms, silence bound 600 ms, delivery bound 20 ms)",
   `  forged frames from one peer   ${toReset.forged.map(fmt).join(", ")}   (target <= delivery bound + 20 ms = 40 ms)`,
   `  a board dies                  ${toReset.dead.map(fmt).join(", ")}   (target <= heartbeat + silence bound + 20 ms = 720 ms)`,
+  `  forged frames, 30% of frames lost   ${lossy.times.map(fmt).join(", ")}   (target <= silence bound + delivery bound + 20 ms = 640 ms; the same without loss above)${lossy.spurious > 0 ? `; ${lossy.spurious} round(s) failed safe on a silence the loss caused before the fault` : ""}`,
+  "",
+  `trigger lateness while a whole ${RESTORE_MIB} MiB image (every chunk corrupted) is restored: check, golden check, writes, fdatasync, read-back in ${(restore.result.checkMs + restore.result.restoreMs).toFixed(0)} ms, ${restore.result.bytesWritten} bytes written`,
+  `  during restore p50 ${fmt(restoreS.p50)}  p99 ${fmt(restoreS.p99)}  max ${fmt(restoreS.max)}   (target p99 <= 2 ms); setInterval drifted ${fmt(restore.drift[restore.drift.length - 1] ?? 0)}`,
 );
 process.stdout.write(`${out.join("\n")}\n`);
 process.exit(0);

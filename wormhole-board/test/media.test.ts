@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import {
+import fs, {
   chmodSync,
   closeSync,
   mkdtempSync,
@@ -11,6 +11,7 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
@@ -320,6 +321,28 @@ describe("restore", () => {
     expect(sha(live)).toBe(sha(golden));
     const again = await restoreImage({ livePath: live, goldenPath: golden, manifest });
     expect(again).toMatchObject({ clean: true, badChunks: [], bytesWritten: 0 });
+  });
+
+  it("does its writes and syncs off the calling thread: the board's timers never wait for a disk", async () => {
+    const live = liveCopy("off-thread.img");
+    poke(live, 7 * CHUNK, Buffer.from("evil"));
+    // Writing or syncing on this thread now throws; a worker thread has fs functions of its own.
+    const { writeSync: realWrite, fdatasyncSync: realSync } = fs;
+    const refuse = () => {
+      throw new Error("a write or sync on the calling thread");
+    };
+    fs.writeSync = refuse;
+    fs.fdatasyncSync = refuse;
+    syncBuiltinESMExports();
+    try {
+      const result = await restoreImage({ livePath: live, goldenPath: golden, manifest });
+      expect(result).toMatchObject({ clean: true, chunksRestored: 1 });
+    } finally {
+      fs.writeSync = realWrite;
+      fs.fdatasyncSync = realSync;
+      syncBuiltinESMExports();
+    }
+    expect(sha(live)).toBe(sha(golden));
   });
 
   it("lowers write-protect only around the writes and raises it on every path", async () => {

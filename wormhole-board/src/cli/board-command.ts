@@ -27,7 +27,7 @@ import { SysfsLines } from "../lines/sysfs-lines.js";
 import { ControlLink } from "../link/control-link.js";
 import { HostLinkPort } from "../link/host-link-port.js";
 import { readLinkKeys } from "../link/link-keys.js";
-import { TransportError, transportFor } from "../link/transports.js";
+import { type ControlTransport, TransportError, transportFor } from "../link/transports.js";
 import { readPrivateKey, readPublicKey } from "../media/keys.js";
 import { MediaError } from "../media/media-error.js";
 
@@ -38,8 +38,12 @@ import { MediaError } from "../media/media-error.js";
 export async function openBoardDaemon(
   testbed: Testbed,
   board: Board,
-  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now" | "joinLeadMs">,
+  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now" | "joinLeadMs"> & {
+    /** Wraps the control transport (benchmarks: a lossy link). */
+    wrapTransport?: (transport: ControlTransport) => ControlTransport;
+  },
 ): Promise<BoardDaemon> {
+  const { wrapTransport, ...deps } = options;
   const state = new BoardStateFiles(board.stateDir);
   const daemon = new BoardDaemon({
     testbed,
@@ -48,14 +52,14 @@ export async function openBoardDaemon(
       board.id,
       readLinkKeys(testbed, board.id),
       state.nextEpoch(),
-      transportFor(testbed, board.id),
+      (wrapTransport ?? ((t) => t))(transportFor(testbed, board.id)),
       { known: state.readPeerEpochs(), record: (peer, epoch) => state.writePeerEpoch(peer, epoch) },
     ),
     hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
     operatorKey: readPublicKey(testbed.operatorKeyPath),
     signingKey: readPrivateKey(board.keys.signingPath),
     state,
-    ...options,
+    ...deps,
   });
   await daemon.openLinks();
   return daemon;

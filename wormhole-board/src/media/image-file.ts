@@ -11,6 +11,8 @@ export interface OpenImage {
   kind: "file" | "block-device";
 }
 
+/** The page a restore writes in: flash and SD cards wear by the page. */
+export const PAGE_SIZE_BYTES = 4096;
 export function openImage(file: string, flags: "r" | "r+", what: string): OpenImage {
   let fd: number;
   try {

@@ -7,16 +7,18 @@
  * golden copy leaves the live image untouched. After fsync, every rewritten
  * chunk is read back and verified. The page-wise writes are idempotent: a
  * restore killed at any instant leaves chunks the next verify reports and the
- * next restore completes.
+ * next restore completes. The I/O runs in a worker thread (`restore-worker.ts`): the board's
+ * timers never wait for a disk.
  */
-import { closeSync, fdatasyncSync, writeSync } from "node:fs";
-import { digestChunk } from "./chunk-digest.js";
-import { openImage, readFully } from "./image-file.js";
+import { closeSync } from "node:fs";
+import { Worker } from "node:worker_threads";
+import { openImage } from "./image-file.js";
 import type { Manifest } from "./manifest.js";
 import { MediaError } from "./media-error.js";
-import { type VerifyOptions, verifyImage } from "./verify.js";
+import type { RestoreCommand, RestoreReply, RestoreWorkerData } from "./restore-worker.js";
+import { type VerifyOptions, verifyImage, workerPath } from "./verify.js";
 
-export const PAGE_SIZE_BYTES = 4096;
+export { PAGE_SIZE_BYTES } from "./image-file.js";
 
 /** The write-protect switch of the live medium: lowered only for the writes. */
 export interface WriteProtect {
@@ -74,122 +76,71 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
   };
   if (check.clean) return result;
   const started = performance.now();
-
   const golden = openImage(goldenPath, "r", "golden image");
-  let live: ReturnType<typeof openImage> | undefined;
+  closeSync(golden.fd);
+  if (golden.sizeBytes !== manifest.sizeBytes) {
+    throw new MediaError(
+      `${goldenPath}: the golden image is ${golden.sizeBytes} bytes but its manifest says ${manifest.sizeBytes}`,
+    );
+  }
+  const workerData: RestoreWorkerData = {
+    livePath,
+    goldenPath,
+    sizeBytes: manifest.sizeBytes,
+    chunkSizeBytes: manifest.chunkSizeBytes,
+    algorithm: manifest.chunkAlgorithm,
+    chunks: check.badChunks.map((index) => ({ index, digest: manifest.chunks[index] as string })),
+  };
+  const worker = new Worker(workerPath("restore-worker"), { workerData });
+  const baseRead = result.bytesRead;
+  let lowered = false;
   try {
-    if (golden.sizeBytes !== manifest.sizeBytes) {
-      throw new MediaError(
-        `${goldenPath}: the golden image is ${golden.sizeBytes} bytes but its manifest says ${manifest.sizeBytes}`,
+    await new Promise<void>((resolve, reject) => {
+      worker.on("error", (error) =>
+        reject(new RestoreError(`restoring ${livePath}: ${error.message}`)),
       );
-    }
-    const goldenChunk = Buffer.allocUnsafe(manifest.chunkSizeBytes);
-    const liveChunk = Buffer.allocUnsafe(manifest.chunkSizeBytes);
-    const chunkAt = (i: number) => {
-      const position = i * manifest.chunkSizeBytes;
-      return { position, length: Math.min(manifest.chunkSizeBytes, manifest.sizeBytes - position) };
-    };
-    const readVerifiedGolden = (i: number) => {
-      const { position, length } = chunkAt(i);
-      readFully(golden.fd, goldenChunk, length, position, goldenPath);
-      result.bytesRead += length;
-      if (
-        digestChunk(manifest.chunkAlgorithm, goldenChunk.subarray(0, length)).toString("hex") !==
-        manifest.chunks[i]
-      ) {
-        throw new MediaError(
-          `${goldenPath}: chunk ${i} of the golden image does not match its manifest; the golden copy is corrupted, nothing was written`,
-        );
-      }
-    };
-
-    // Every golden chunk needed is checked before anything is written.
-    for (const i of check.badChunks) readVerifiedGolden(i);
-
-    live = openImage(livePath, "r+", "live image");
-    options.writeProtect?.lower();
-    try {
-      let done = 0;
-      for (const i of check.badChunks) {
-        readVerifiedGolden(i);
-        const { position, length } = chunkAt(i);
-        readFully(live.fd, liveChunk, length, position, livePath);
-        result.bytesRead += length;
-        writeDifferingPages(live.fd, livePath, goldenChunk, liveChunk, length, position, result);
-        options.onRestoreProgress?.(++done, check.badChunks.length);
-      }
-      try {
-        fdatasyncSync(live.fd);
-      } catch (error) {
-        throw new RestoreError(
-          `${livePath}: fsync failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-        );
-      }
-    } finally {
-      options.writeProtect?.raise();
-    }
-
-    // Read back what was rewritten; the rest was verified moments ago.
-    for (const i of check.badChunks) {
-      const { position, length } = chunkAt(i);
-      readFully(live.fd, liveChunk, length, position, livePath);
-      result.bytesRead += length;
-      if (
-        digestChunk(manifest.chunkAlgorithm, liveChunk.subarray(0, length)).toString("hex") ===
-        manifest.chunks[i]
-      ) {
-        result.chunksRestored++;
-      } else {
-        result.stillBad.push(i);
-      }
-    }
-    result.clean = result.stillBad.length === 0;
+      worker.on("exit", () =>
+        reject(new RestoreError(`restoring ${livePath}: the worker stopped`)),
+      );
+      worker.on("message", (reply: RestoreReply) => {
+        try {
+          switch (reply.kind) {
+            case "ready":
+              options.writeProtect?.lower();
+              lowered = true;
+              worker.postMessage("write" satisfies RestoreCommand);
+              return;
+            case "progress":
+              options.onRestoreProgress?.(reply.done, reply.total);
+              return;
+            case "written":
+              result.bytesWritten = reply.bytesWritten;
+              result.pagesWritten = reply.pagesWritten;
+              lowered = false;
+              options.writeProtect?.raise();
+              worker.postMessage("read-back" satisfies RestoreCommand);
+              return;
+            case "done":
+              result.bytesRead = baseRead + reply.bytesRead;
+              result.chunksRestored = reply.chunksRestored;
+              result.stillBad = reply.stillBad;
+              result.clean = reply.stillBad.length === 0;
+              resolve();
+              return;
+            case "error":
+              reject(reply.media ? new MediaError(reply.message) : new RestoreError(reply.message));
+              return;
+          }
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
   } finally {
-    closeSync(golden.fd);
-    if (live !== undefined) closeSync(live.fd);
+    // The medium is never left writable, whatever went wrong.
+    if (lowered) options.writeProtect?.raise();
+    await worker.terminate();
     result.restoreMs = performance.now() - started;
   }
   return result;
-}
-
-/** Writes the runs of 4 KiB pages where the live chunk differs from the golden one. */
-function writeDifferingPages(
-  fd: number,
-  file: string,
-  golden: Buffer,
-  live: Buffer,
-  length: number,
-  position: number,
-  result: RestoreResult,
-): void {
-  let runStart = -1;
-  const flush = (end: number) => {
-    if (runStart < 0) return;
-    let written = 0;
-    while (written < end - runStart) {
-      try {
-        written += writeSync(
-          fd,
-          golden,
-          runStart + written,
-          end - runStart - written,
-          position + runStart + written,
-        );
-      } catch (error) {
-        throw new RestoreError(
-          `${file}: cannot write at byte ${position + runStart + written} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-        );
-      }
-    }
-    result.bytesWritten += end - runStart;
-    result.pagesWritten += Math.ceil((end - runStart) / PAGE_SIZE_BYTES);
-    runStart = -1;
-  };
-  for (let page = 0; page < length; page += PAGE_SIZE_BYTES) {
-    const end = Math.min(length, page + PAGE_SIZE_BYTES);
-    const differs = golden.compare(live, page, end, page, end) !== 0;
-    if (differs && runStart < 0) runStart = page;
-    if (!differs) flush(page);
-  }
-  flush(length);
 }

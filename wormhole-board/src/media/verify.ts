@@ -59,10 +59,12 @@ export async function verifyImage(
 }
 
 /**
- * The digest of every chunk of `file`, in order. Worker threads take batches
- * as they come free; the calling thread hashes too, one chunk at a time with a
- * yield between, so a small image is done before a worker has even started
- * (about 60 ms) and the event loop stays responsive.
+ * The digest of every chunk of `file`, in order. An image of more than one
+ * batch is hashed by worker threads only, taking batches as they come free:
+ * the calling thread (the board's event loop, its timers) never reads or
+ * hashes. An image of one batch is hashed by the calling thread, one chunk at
+ * a time with a yield between: done before a worker has even started (about
+ * 60 ms).
  */
 export async function hashChunks(
   file: string,
@@ -76,7 +78,8 @@ export async function hashChunks(
   const batch =
     options.batchChunks ?? Math.max(1, Math.floor((16 * 1024 * 1024) / manifest.chunkSizeBytes));
   const threads = Math.max(1, options.workers ?? availableParallelism());
-  const workerCount = Math.min(threads - 1, Math.ceil(count / batch) - 1);
+  const batches = Math.ceil(count / batch);
+  const workerCount = batches > 1 ? Math.min(threads, batches) : 0;
   const workerData: HashWorkerData = {
     file,
     sizeBytes: manifest.sizeBytes,
@@ -86,7 +89,18 @@ export async function hashChunks(
   let next = 0;
   let doneBytes = 0;
   let failure: Error | undefined;
+  let hashed = 0;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const fail = (error: Error) => {
+    failure ??= error;
+    finish();
+  };
   const record = (from: number, batchDigests: readonly string[]) => {
+    hashed += batchDigests.length;
+    if (hashed >= count) finish();
     batchDigests.forEach((digest, i) => {
       digests[from + i] = digest;
     });
@@ -100,7 +114,7 @@ export async function hashChunks(
   // The batch each worker is hashing now, if any.
   const inFlight = new Map<Worker, Promise<void>>();
   for (let w = 0; w < workerCount; w++) {
-    const worker = new Worker(hashWorkerPath(), { workerData });
+    const worker = new Worker(workerPath("hash-worker"), { workerData });
     workers.push(worker);
     let settle: () => void = () => {};
     const feed = () => {
@@ -118,33 +132,38 @@ export async function hashChunks(
       worker.postMessage({ from, to: next } satisfies HashRequest);
     };
     worker.on("message", (reply: HashReply) => {
-      if ("error" in reply) failure ??= new MediaError(reply.error);
+      if ("error" in reply) fail(new MediaError(reply.error));
       else record(reply.from, reply.digests);
       feed();
     });
     worker.on("error", (error) => {
-      failure ??= new MediaError(`hashing ${file}: ${error.message}`);
+      fail(new MediaError(`hashing ${file}: ${error.message}`));
       feed();
     });
     worker.on("online", feed);
+    worker.on("exit", () => {
+      if (hashed < count) fail(new MediaError(`hashing ${file}: a worker stopped`));
+    });
   }
   try {
-    const fd = openImage(file, "r", options.what ?? "image").fd;
-    try {
-      const buffer = Buffer.allocUnsafe(manifest.chunkSizeBytes);
-      while (next < count && failure === undefined) {
-        const i = next++;
-        const position = i * manifest.chunkSizeBytes;
-        const length = Math.min(manifest.chunkSizeBytes, manifest.sizeBytes - position);
-        readFully(fd, buffer, length, position, file);
-        record(i, [
-          digestChunk(manifest.chunkAlgorithm, buffer.subarray(0, length)).toString("hex"),
-        ]);
-        await new Promise<void>((resolve) => setImmediate(resolve));
+    if (workerCount > 0) await finished;
+    const fd = workerCount > 0 ? undefined : openImage(file, "r", options.what ?? "image").fd;
+    if (fd !== undefined)
+      try {
+        const buffer = Buffer.allocUnsafe(manifest.chunkSizeBytes);
+        while (next < count && failure === undefined) {
+          const i = next++;
+          const position = i * manifest.chunkSizeBytes;
+          const length = Math.min(manifest.chunkSizeBytes, manifest.sizeBytes - position);
+          readFully(fd, buffer, length, position, file);
+          record(i, [
+            digestChunk(manifest.chunkAlgorithm, buffer.subarray(0, length)).toString("hex"),
+          ]);
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        closeSync(fd);
       }
-    } finally {
-      closeSync(fd);
-    }
     // Workers still busy with a batch finish it; those not yet started are not waited for.
     while (inFlight.size > 0) await Promise.all(inFlight.values());
   } finally {
@@ -155,13 +174,13 @@ export async function hashChunks(
 }
 
 /**
- * The compiled worker beside this module; tests run the TypeScript sources,
- * where the worker is taken from the build output instead.
+ * The compiled worker `name` beside this module; tests run the TypeScript sources, where the
+ * worker is taken from the build output instead.
  */
-function hashWorkerPath(): string {
-  const here = fileURLToPath(new URL("./hash-worker.js", import.meta.url));
+export function workerPath(name: "hash-worker" | "restore-worker"): string {
+  const here = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
   if (existsSync(here)) return here;
-  const built = here.replace(/([\\/])src([\\/]media[\\/]hash-worker\.js)$/, "$1dist$2");
+  const built = here.replace(/([\\/])src([\\/]media[\\/][\w-]+\.js)$/, "$1dist$2");
   if (existsSync(built)) return built;
-  throw new MediaError(`the hash worker ${here} is missing; build smw first (npm run build)`);
+  throw new MediaError(`the worker ${here} is missing; build smw first (npm run build)`);
 }
