@@ -39,10 +39,23 @@ export async function runBoardChild(
   );
   const simulated = new SimulatedLines();
   simulated.onChange((event) => tell({ type: "line", role: event.role, level: event.level }));
+  let lossFraction = 0;
   let daemon: Awaited<ReturnType<typeof openBoardDaemon>>;
   try {
     daemon = await openBoardDaemon(testbed, board, {
       log,
+      // The rig's lossy link: frames sent are dropped at the rate it sets (none at first).
+      wrapTransport: (inner) => ({
+        name: inner.name,
+        get oversized() {
+          return inner.oversized;
+        },
+        open: (onLine) => inner.open(onLine),
+        close: () => inner.close(),
+        send: (peer, line) => {
+          if (lossFraction === 0 || Math.random() >= lossFraction) inner.send(peer, line);
+        },
+      }),
       now: () => Date.now() + offsetMs,
       ...(joinLeadMs === undefined ? {} : { joinLeadMs }),
     });
@@ -59,6 +72,9 @@ export async function runBoardChild(
     if (m.type === "skew") {
       offsetMs = m.offsetMs;
       log.warn({ offsetMs }, "rig: clock skewed");
+    } else if (m.type === "lose-frames") {
+      lossFraction = m.fraction;
+      log.warn({ fraction: m.fraction }, "rig: control frames lost");
     } else {
       const spec = board.lines.find((l) => l.role === m.role);
       if (spec === undefined) return;

@@ -10,12 +10,14 @@ export type RigToBoard =
   /** From now on the board's clock reads `offsetMs` off true time. */
   | { type: "skew"; offsetMs: number }
   /** The line ignores writes and reads as `level` (undefined: repaired). */
-  | { type: "stick"; role: LineRole; level: Level | undefined };
+  | { type: "stick"; role: LineRole; level: Level | undefined }
+  /** From now on each control frame the board sends is lost with probability `fraction`. */
+  | { type: "lose-frames"; fraction: number };
 
 export function isRigToBoard(m: unknown): m is RigToBoard {
   if (typeof m !== "object" || m === null) return false;
   const t = (m as { type?: unknown }).type;
-  return t === "skew" || t === "stick";
+  return t === "skew" || t === "stick" || t === "lose-frames";
 }
 
 export function isBoardToRig(m: unknown): m is BoardToRig {

@@ -329,6 +329,16 @@ export class Rig {
     this.events.emit({ kind: "fault", board: a, detail: `control link ${x}-${y} cut` });
   }
 
+  /** Every board loses `fraction` of the control frames it sends, from now on. */
+  loseFrames(fraction: number): void {
+    for (const board of this.boards.values()) board.tell({ type: "lose-frames", fraction });
+    this.events.emit({
+      kind: "fault",
+      board: "*",
+      detail: `${Math.round(fraction * 100)}% of control frames lost`,
+    });
+  }
+
   skewClock(boardId: string, offsetMs: number): void {
     this.boardOf(boardId).tell({ type: "skew", offsetMs });
     this.events.emit({ kind: "fault", board: boardId, detail: `clock skewed by ${offsetMs} ms` });

@@ -78,6 +78,19 @@ export const DRILLS: readonly Drill[] = [
     },
   },
   {
+    name: "frames-lost",
+    description:
+      "30% of every board's control frames are lost, then a board's clock jumps: every board is safe within a silence bound all the same (heartbeats carry the fail-safe state; a peer heard from too seldom is silent)",
+    // The jump is seen first; at this loss rate a silence may be, too: either is the fail-safe.
+    reason: /clock|silent/,
+    inject({ rig }) {
+      rig.loseFrames(0.3);
+      const board = rig.testbed.boards[2]?.id ?? (rig.testbed.boards[0]?.id as string);
+      rig.skewClock(board, 3 * rig.testbed.timeliness.clockOffsetBoundMs);
+      return undefined;
+    },
+  },
+  {
     name: "transfer-hangs",
     description:
       "the next host stalls once its key is certified: its state transfer overruns T_transfer",
