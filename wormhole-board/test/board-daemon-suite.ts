@@ -335,6 +335,8 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           }
           for (const board of rig.bed.testbed.boards)
             expect(rig.sim.isHigh(`sim-${board.id}`, 0)).toBe(false);
+          // Not one host ran meanwhile: a board that hears a peer in fail-safe keeps its own held.
+          expect(rig.cleanAtRelease.size).toBe(0);
           const status = await smwAsync("status", "--testbed", rig.bed.file, "--json");
           expect(status.code).toBe(1);
         } finally {

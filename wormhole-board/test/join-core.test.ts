@@ -56,6 +56,17 @@ describe("joining", () => {
     expect(j.isFreshFailsafe("b3")).toBe(true);
   });
 
+  it("calls the peers healthy only once every one was heard lately, none in fail-safe", () => {
+    const j = join(0);
+    j.heardFrom("b2", { schedule: 2_000, joined: false }, 100);
+    expect(j.allPeersHealthy(150)).toBe(false); // b3 not heard yet
+    j.heardFrom("b3", { schedule: 2_000, joined: false }, 200);
+    expect(j.allPeersHealthy(250)).toBe(true);
+    expect(j.allPeersHealthy(700)).toBe(false); // b2 not heard within a silence bound
+    j.heardFrom("b2", { schedule: 0, joined: false, failsafe: { origin: "b2", reason: "x" } }, 710);
+    expect(j.allPeersHealthy(720)).toBe(false);
+  });
+
   it("joins a running schedule at its next trigger still to come", () => {
     const j = join(25_000);
     j.heardFrom("b2", { schedule: 1_000, joined: true }, 25_100);

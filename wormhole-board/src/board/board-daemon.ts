@@ -487,6 +487,18 @@ export class BoardDaemon {
         if (controller.signal.aborted) return;
         if (!restore.ok) return fail(`restore of the ${image} image failed: ${restore.reason}`);
       }
+      // Held until the testbed is there and not in fail-safe (see `BoardCore.mayReleaseHost`).
+      while (
+        !this.stopped &&
+        this.runningStep === undefined &&
+        this.core !== undefined &&
+        !this.core.mayReleaseHost(this.now())
+      ) {
+        if (this.currentPhase === "failsafe") return;
+        await new Promise((resolve) =>
+          setTimeout(resolve, this.deps.testbed.controlNetwork.heartbeatMs),
+        );
+      }
       if (this.stopped || this.currentPhase === "failsafe" || this.runningStep !== undefined)
         return;
       if (lines.has("storage-mux")) lines.set("storage-mux", "inactive");

@@ -171,6 +171,16 @@ export class BoardCore {
     return this.running?.timely.history ?? [];
   }
 
+  /**
+   * Whether the host may run now: never in fail-safe; while joining, only once every peer has
+   * been heard and none is in fail-safe (a board restarted into a testbed that failed safe keeps
+   * its host held until the operator clears the others, or its join deadline).
+   */
+  mayReleaseHost(nowMs: number): boolean {
+    if (this.failsafe.state !== undefined) return false;
+    return this.running !== undefined || (this.join?.allPeersHealthy(nowMs) ?? false);
+  }
+
   /** The planned instant of period `index`'s trigger, once a schedule runs. */
   plannedTriggerMs(index: number): number | undefined {
     return this.running?.timely.plannedMs(index);

@@ -78,6 +78,17 @@ export class JoinCore {
     if (schedule.failsafe === undefined) this.healthy.add(peer);
   }
 
+  /** Whether every peer was heard lately, none of them in fail-safe. */
+  allPeersHealthy(nowMs: number): boolean {
+    return this.config.boards.every((b) => {
+      if (b === this.config.self) return true;
+      const p = this.heard.get(b);
+      return (
+        p !== undefined && p.failsafe === undefined && nowMs - p.atMs <= this.config.silenceBoundMs
+      );
+    });
+  }
+
   /** Whether `peer`'s fail-safe state is newer than this join: it was heard out of it since. */
   isFreshFailsafe(peer: string): boolean {
     return this.healthy.has(peer);
