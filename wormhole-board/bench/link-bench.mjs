@@ -27,6 +27,7 @@ import { openBoardDaemon } from "../dist/cli/index.js";
 import {
   BoardLines,
   ControlLink,
+  filteredTransport,
   GroupSchedule,
   makeTestbed6,
   restoreImage,
@@ -274,17 +275,7 @@ async function sixDaemons(basePort, lossFraction = 0) {
       alerts: { webhook: async () => {}, exec: () => {} },
       ...(lossFraction > 0
         ? {
-            wrapTransport: (inner) => ({
-              name: inner.name,
-              get oversized() {
-                return inner.oversized;
-              },
-              open: (onLine) => inner.open(onLine),
-              close: () => inner.close(),
-              send: (peer, line) => {
-                if (Math.random() >= lossFraction) inner.send(peer, line);
-              },
-            }),
+            wrapTransport: (inner) => filteredTransport(inner, () => Math.random() >= lossFraction),
           }
         : {}),
     });

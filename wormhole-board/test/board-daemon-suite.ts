@@ -19,6 +19,7 @@ import {
   ControlLink,
   type ControlTransport,
   controlSocketPath,
+  filteredTransport,
   HostLinkPort,
   makeTestbed6,
   operatorRequestBytes,
@@ -281,19 +282,7 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
       it("a DONE that never arrives makes the group miss its deadline, and every board fail safe", async () => {
         // b3's DONE frames are lost on the way out; everything else gets through.
         const dropDone = (board: string, inner: ControlTransport): ControlTransport =>
-          board !== "b3"
-            ? inner
-            : {
-                name: inner.name,
-                get oversized() {
-                  return inner.oversized;
-                },
-                open: (onLine) => inner.open(onLine),
-                close: () => inner.close(),
-                send: (peer, line) => {
-                  if (!line.includes(" DONE ")) inner.send(peer, line);
-                },
-              };
+          board !== "b3" ? inner : filteredTransport(inner, (_, line) => !line.includes(" DONE "));
         const rig = await startRig("udp", 18100, {}, dropDone);
         try {
           await until(

@@ -5,7 +5,7 @@
  * log (JSON lines on stdout) is what the rig narrates from.
  */
 import { formatProblem, loadTestbedFile } from "@smw/wiring";
-import { BoardLines, SimulatedLines } from "@smw/wormhole-board";
+import { BoardLines, filteredTransport, SimulatedLines } from "@smw/wormhole-board";
 import { openBoardDaemon } from "@smw/wormhole-board/cli";
 import { destination, pino } from "pino";
 import { type BoardToRig, isRigToBoard } from "./board-ipc.js";
@@ -45,17 +45,8 @@ export async function runBoardChild(
     daemon = await openBoardDaemon(testbed, board, {
       log,
       // The rig's lossy link: frames sent are dropped at the rate it sets (none at first).
-      wrapTransport: (inner) => ({
-        name: inner.name,
-        get oversized() {
-          return inner.oversized;
-        },
-        open: (onLine) => inner.open(onLine),
-        close: () => inner.close(),
-        send: (peer, line) => {
-          if (lossFraction === 0 || Math.random() >= lossFraction) inner.send(peer, line);
-        },
-      }),
+      wrapTransport: (inner) =>
+        filteredTransport(inner, () => lossFraction === 0 || Math.random() >= lossFraction),
       now: () => Date.now() + offsetMs,
       ...(joinLeadMs === undefined ? {} : { joinLeadMs }),
     });

@@ -33,6 +33,27 @@ export interface ControlTransport {
   readonly oversized: number;
 }
 
+/**
+ * `inner` with only the lines `keep` says yes to sent: a lossy or selective link, for drills,
+ * benchmarks and tests.
+ */
+export function filteredTransport(
+  inner: ControlTransport,
+  keep: (peer: string, line: string) => boolean,
+): ControlTransport {
+  return {
+    name: inner.name,
+    get oversized() {
+      return inner.oversized;
+    },
+    open: (onLine) => inner.open(onLine),
+    close: () => inner.close(),
+    send: (peer, line) => {
+      if (keep(peer, line)) inner.send(peer, line);
+    },
+  };
+}
+
 export class TransportError extends Error {
   override name = "TransportError";
 }
