@@ -196,12 +196,9 @@ async function timelyLateness(seconds, until) {
     stopped = true;
   });
   const periodMs = 50;
-  const core = new TimelyCore({
-    tPMs: periodMs,
-    tDMs: 20,
-    latenessBoundMs: 2,
-    firstTriggerMs: performance.now() + 100,
-  });
+  const newCore = (firstTriggerMs) =>
+    new TimelyCore({ tPMs: periodMs, tDMs: 20, latenessBoundMs: 2, firstTriggerMs });
+  let core = newCore(performance.now() + 100);
   const lateness = [];
   const endAt = performance.now() + seconds * 1000;
   await new Promise((resolve) => {
@@ -214,6 +211,10 @@ async function timelyLateness(seconds, until) {
             if (out.kind === "trigger") {
               lateness.push(out.latenessMs);
               core.done(out.index, now);
+            } else {
+              // Over the core's 2 ms bound: counted as it was, then measuring goes on afresh.
+              lateness.push(now - wake);
+              core = newCore(now + periodMs);
             }
           }
           if (until === undefined ? now >= endAt : stopped) resolve();
@@ -478,7 +479,9 @@ out.push(
   `  forged frames, 30% of frames lost   ${lossy.times.map(fmt).join(", ")}   (target <= silence bound + delivery bound + 20 ms = 640 ms; the same without loss above)${lossy.spurious > 0 ? `; ${lossy.spurious} round(s) failed safe on a silence the loss caused before the fault` : ""}`,
   "",
   `trigger lateness while a whole ${RESTORE_MIB} MiB image (every chunk corrupted) is restored: check, golden check, writes, fdatasync, read-back in ${(restore.result.checkMs + restore.result.restoreMs).toFixed(0)} ms, ${restore.result.bytesWritten} bytes written`,
-  `  during restore p50 ${fmt(restoreS.p50)}  p99 ${fmt(restoreS.p99)}  max ${fmt(restoreS.max)}   (target p99 <= 2 ms); setInterval drifted ${fmt(restore.drift[restore.drift.length - 1] ?? 0)}`,
+  restore.lateness.length === 0
+    ? "  during restore: no trigger fell within it (too short; try a larger --restore-mib)"
+    : `  during restore p50 ${fmt(restoreS.p50)}  p99 ${fmt(restoreS.p99)}  max ${fmt(restoreS.max)}   (${restore.lateness.length} triggers; target p99 <= 2 ms); setInterval drifted ${fmt(restore.drift[restore.drift.length - 1] ?? 0)}`,
 );
 process.stdout.write(`${out.join("\n")}\n`);
 process.exit(0);

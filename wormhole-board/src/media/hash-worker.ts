@@ -6,7 +6,7 @@
 import { closeSync, openSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { type ChunkAlgorithm, digestChunk } from "./chunk-digest.js";
-import { readFully } from "./image-file.js";
+import { readFully, yieldToTheBoard } from "./image-file.js";
 
 export interface HashWorkerData {
   file: string;
@@ -20,6 +20,7 @@ export type HashRequest = { from: number; to: number } | { stop: true };
 /** Worker → main: the digests of a batch, or what went wrong. */
 export type HashReply = { from: number; digests: string[] } | { error: string };
 
+yieldToTheBoard();
 const data = workerData as HashWorkerData;
 const port = parentPort;
 if (port === null) throw new Error("hash-worker runs as a worker thread");

@@ -2,7 +2,8 @@
  * The images a board checks: regular files or block devices. A block device
  * reports size 0 through stat, so its size comes from sysfs.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync } from "node:fs";
+import { setPriority } from "node:os";
 import { MediaError } from "./media-error.js";
 
 export interface OpenImage {
@@ -78,5 +79,19 @@ export function readFully(
         `${file}: ends at byte ${position + done}, expected ${position + length}`,
       );
     done += n;
+  }
+}
+
+/**
+ * Lowers the priority of the calling thread (Linux: a thread has a nice value of its own), so
+ * that media workers using every core leave the board's event loop, and its timers, first in
+ * line. Elsewhere, or without permission, nothing changes.
+ */
+export function yieldToTheBoard(): void {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, 10);
+  } catch {
+    // Not Linux, or not allowed: the workers keep their priority.
   }
 }

@@ -10,7 +10,7 @@
 import { closeSync, fdatasyncSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { type ChunkAlgorithm, digestChunk } from "./chunk-digest.js";
-import { openImage, PAGE_SIZE_BYTES, readFully } from "./image-file.js";
+import { openImage, PAGE_SIZE_BYTES, readFully, yieldToTheBoard } from "./image-file.js";
 
 export interface RestoreWorkerData {
   livePath: string;
@@ -32,6 +32,7 @@ export type RestoreReply =
   /** `media`: bad input (the golden copy, a file), else the restore itself failed. */
   | { kind: "error"; message: string; media: boolean };
 
+yieldToTheBoard();
 const data = workerData as RestoreWorkerData;
 const port = parentPort;
 if (port === null) throw new Error("restore-worker runs as a worker thread");

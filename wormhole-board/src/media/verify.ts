@@ -24,7 +24,7 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** What the file is, for messages: "live image", "golden image". */
   what?: string;
-  /** Worker threads (default: one per core). */
+  /** Worker threads (default: one per core but one, which the caller keeps; at a lower priority). */
   workers?: number;
   /** Chunks per batch handed to a worker. */
   batchChunks?: number;
@@ -77,7 +77,9 @@ export async function hashChunks(
   // Batches of about 16 MiB: long enough for read-ahead, short enough to balance.
   const batch =
     options.batchChunks ?? Math.max(1, Math.floor((16 * 1024 * 1024) / manifest.chunkSizeBytes));
-  const threads = Math.max(1, options.workers ?? availableParallelism());
+  // One core is left to the calling thread: the board's timers must not wait behind hashing
+  // (with every core hashing, trigger lateness reached 8-11 ms on two cores during a restore).
+  const threads = Math.max(1, options.workers ?? availableParallelism() - 1);
   const batches = Math.ceil(count / batch);
   const workerCount = batches > 1 ? Math.min(threads, batches) : 0;
   const workerData: HashWorkerData = {
