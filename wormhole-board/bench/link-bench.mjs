@@ -300,6 +300,24 @@ async function sixDaemons(basePort, lossFraction = 0) {
   };
 }
 
+/** Five frames claiming to be b6's, under a key nobody holds, to b1's control port. */
+function sendForged(socket, port) {
+  for (let n = 0; n < 5; n++) {
+    const frame = encodeControlFrame(
+      {
+        from: "b6",
+        to: "b1",
+        epoch: 999,
+        seq: n + 1,
+        type: "HB",
+        body: { period: 0, schedule: 0, joined: true },
+      },
+      randomBytes(32),
+    );
+    socket.send(frame, port, "127.0.0.1");
+  }
+}
+
 /** From a fault to every host held in reset: forged frames (detected at once) and a dead board (detected by silence). */
 async function faultToReset(rounds) {
   const forged = [];
@@ -308,20 +326,7 @@ async function faultToReset(rounds) {
     const rig = await sixDaemons(18000 + i * 20);
     const raw = createSocket("udp4");
     const t0 = performance.now();
-    for (let n = 0; n < 5; n++) {
-      const forgedFrame = encodeControlFrame(
-        {
-          from: "b6",
-          to: "b1",
-          epoch: 999,
-          seq: n + 1,
-          type: "HB",
-          body: { period: 0, schedule: 0, joined: true },
-        },
-        randomBytes(32),
-      );
-      raw.send(forgedFrame, 18000 + i * 20 + 1, "127.0.0.1");
-    }
+    sendForged(raw, 18000 + i * 20 + 1);
     while (rig.resetAt.size < 6) await new Promise((r) => setTimeout(r, 1));
     forged.push(Math.max(...rig.resetAt.values()) - t0);
     raw.close();
@@ -360,23 +365,7 @@ async function faultToResetLossy(rounds, lossFraction) {
     }
     const raw = createSocket("udp4");
     const t0 = performance.now();
-    for (let n = 0; n < 5; n++) {
-      raw.send(
-        encodeControlFrame(
-          {
-            from: "b6",
-            to: "b1",
-            epoch: 999,
-            seq: n + 1,
-            type: "HB",
-            body: { period: 0, schedule: 0, joined: true },
-          },
-          randomBytes(32),
-        ),
-        18200 + i * 20 + 1,
-        "127.0.0.1",
-      );
-    }
+    sendForged(raw, 18200 + i * 20 + 1);
     while (rig.resetAt.size < 6) await new Promise((r) => setTimeout(r, 1));
     times.push(Math.max(...rig.resetAt.values()) - t0);
     raw.close();
