@@ -9,6 +9,7 @@ import { sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import {
   CHECKPOINT_FILE,
+  PREVIOUS_CHECKPOINT_FILE,
   readCheckpointFile,
   writeCheckpointFile,
 } from "../src/storage/checkpoint-file.js";
@@ -102,6 +103,34 @@ describe("checkpoints on stable storage", () => {
       }
       writeFileSync(file, bytes.subarray(0, bytes.length / 2));
       expect("error" in readCheckpointFile(dir)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps the checkpoint before the newest if it is older, and drops it when a cold start goes back", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-cp-"));
+    try {
+      const store = new KvStore();
+      const write = (seq: number) => {
+        store.apply({ op: "put", key: "seq", value: String(seq) });
+        const snapshot = store.snapshot();
+        const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+        writeCheckpointFile(dir, { seq, digest, snapshot, clients: [] });
+      };
+      const seqOf = (name?: string) => {
+        const r = readCheckpointFile(dir, name);
+        return "checkpoint" in r ? r.checkpoint.seq : "none" in r ? null : r.error;
+      };
+      write(64);
+      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([64, null]);
+      write(128);
+      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([128, 64]);
+      write(192);
+      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([192, 128]);
+      // Back to 128: the later one on disk is of a state no longer agreed on.
+      write(128);
+      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([128, null]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -28,6 +28,26 @@ describe("joining", () => {
     expect(j.tick(3_500)).toEqual({ kind: "joined", schedule: 4_000, firstIndex: 0 });
   });
 
+  it("calls it a cold start only while every peer is heard lately, joining, none in fail-safe", () => {
+    const j = join(0);
+    j.heardFrom("b2", { schedule: 2_000, joined: false }, 100);
+    expect(j.allPeersJoining(150)).toBe(false); // b3 not heard yet
+    j.heardFrom("b3", { schedule: 2_000, joined: false }, 200);
+    expect(j.allPeersJoining(250)).toBe(true);
+    expect(j.allPeersJoining(800)).toBe(false); // b2 silent for more than the bound
+    // A peer running a schedule: its host's replica may remember; not a cold start.
+    j.heardFrom("b2", { schedule: 2_000, joined: true }, 900);
+    j.heardFrom("b3", { schedule: 2_000, joined: false }, 900);
+    expect(j.allPeersHealthy(950)).toBe(true);
+    expect(j.allPeersJoining(950)).toBe(false);
+    j.heardFrom(
+      "b2",
+      { schedule: 2_000, joined: false, failsafe: { origin: "b2", reason: "x" } },
+      1_000,
+    );
+    expect(j.allPeersJoining(1_050)).toBe(false);
+  });
+
   it("takes no proposal from a board in fail-safe, nor one further ahead than a fresh one", () => {
     const j = join(0);
     // A board restarted with its fail-safe latched once advertised a schedule a year out.

@@ -18,6 +18,8 @@ export interface HostAgentOptions {
   spawnReplica: (args: {
     keyFiles: ReplicaKeyFiles;
     recovering: boolean;
+    /** The board released the host in a cold start: the replicas agree on where to start. */
+    coldStart: boolean;
     /** Keys the board revoked so far: the replica starts with them revoked. */
     revokedKeys: Array<{ host: string; before: number }>;
   }) => ChildProcess;
@@ -102,7 +104,8 @@ export class HostAgent {
   }
 
   private onBoard(message: BoardToHost): void {
-    if (message.type === "CERT") this.onCertificate(message.certificate);
+    if (message.type === "CERT")
+      this.onCertificate(message.certificate, message.coldStart === true);
     else if (message.type === "PREPARE_SHUTDOWN") this.onPrepareShutdown(message.period);
     else if (message.type === "REVOKE") this.onRevoke(message.hosts, message.before);
   }
@@ -117,7 +120,7 @@ export class HostAgent {
     this.tell({ type: "revoke", hosts, before });
   }
 
-  private onCertificate(certificate: KeyCertificate): void {
+  private onCertificate(certificate: KeyCertificate, coldStart = false): void {
     if (certificate.host !== this.options.hostId || certificate.publicKey !== this.publicKey) {
       this.options.log("ignored a certificate that is not for this boot's key");
       return;
@@ -127,9 +130,12 @@ export class HostAgent {
     this.certified = true;
     if (this.bootedTimer) clearTimeout(this.bootedTimer);
     this.options.log(
-      `key certified by board ${certificate.board} for period ${certificate.period}`,
+      `key certified by board ${certificate.board} for period ${certificate.period}${coldStart ? " (a cold start)" : ""}`,
     );
-    if (first) this.startReplica(this.options.initial !== true || this.restarts > 0);
+    const initial = this.options.initial === true && this.restarts === 0;
+    // The board certifies a cold start only for the first boot after it released the host.
+    const cold = !initial && coldStart;
+    if (first) this.startReplica(!initial && !cold, cold);
     else this.tell({ type: "install-key", ...this.keyFiles });
   }
 
@@ -137,11 +143,12 @@ export class HostAgent {
     if (this.child?.connected) this.child.send(message);
   }
 
-  private startReplica(recovering: boolean): void {
+  private startReplica(recovering: boolean, coldStart: boolean): void {
     if (this.stopping) return;
     const child = this.options.spawnReplica({
       keyFiles: this.keyFiles,
       recovering,
+      coldStart,
       revokedKeys: [...this.revoked].map(([host, before]) => ({ host, before })),
     });
     this.child = child;

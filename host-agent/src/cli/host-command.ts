@@ -81,7 +81,7 @@ export function hostCommand(context: CliContext): Command {
                 },
               }
             : {}),
-          spawnReplica: ({ keyFiles, recovering, revokedKeys }) =>
+          spawnReplica: ({ keyFiles, recovering, coldStart, revokedKeys }) =>
             fork(
               SMW_BIN,
               [
@@ -96,6 +96,7 @@ export function hostCommand(context: CliContext): Command {
                 "--certificate",
                 keyFiles.certificateFile,
                 ...(recovering ? ["--recovering"] : []),
+                ...(coldStart ? ["--cold-start"] : []),
                 ...(revokedKeys.length > 0
                   ? ["--revoked", revokedKeys.map((r) => `${r.host}:${r.before}`).join(",")]
                   : []),
@@ -124,6 +125,7 @@ export function hostCommand(context: CliContext): Command {
     .requiredOption("--key-file <file>", "this boot's private key")
     .requiredOption("--certificate <file>", "its certificate from the board")
     .option("--recovering", "recover the state from the other replicas first")
+    .option("--cold-start", "every replica restarted: agree on the state to start from")
     .option("--revoked <list>", "keys the board revoked: host:epoch,...")
     .action(
       async (flags: {
@@ -132,6 +134,7 @@ export function hostCommand(context: CliContext): Command {
         keyFile: string;
         certificate: string;
         recovering?: boolean;
+        coldStart?: boolean;
         revoked?: string;
       }) => {
         const testbed = loadTestbed(flags.testbed);
@@ -142,6 +145,7 @@ export function hostCommand(context: CliContext): Command {
           signer: signerFor(privateKey),
           certificate,
           recovering: flags.recovering === true,
+          coldStart: flags.coldStart === true,
           revokedKeys: parseRevoked(flags.revoked ?? ""),
           log: (line) => context.io.err(`${line}\n`),
           onAction: (a) => {
@@ -149,7 +153,8 @@ export function hostCommand(context: CliContext): Command {
               tellAgent({ type: "recovered", seq: a.seq, digest: a.digest });
           },
         });
-        if (flags.recovering !== true)
+        // Recovered at once only with nothing to agree on or fetch first.
+        if (flags.recovering !== true && flags.coldStart !== true)
           tellAgent({
             type: "recovered",
             seq: server.core.stableCheckpoint.seq,

@@ -179,6 +179,10 @@ export function kvCommand(context: CliContext): Command {
     .option("--single", "the same store unreplicated, at the first host's address")
     .option("--recovering", "trust nothing stored: recover the state from the other replicas first")
     .option(
+      "--cold-start",
+      "every replica was restarted: agree with the others on the stored checkpoint to start from",
+    )
+    .option(
       "--k <n>",
       "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
     )
@@ -188,6 +192,7 @@ export function kvCommand(context: CliContext): Command {
         host?: string;
         single?: boolean;
         recovering?: boolean;
+        coldStart?: boolean;
         k?: string;
       }) => {
         if ((flags.host === undefined) === (flags.single === undefined))
@@ -199,6 +204,7 @@ export function kvCommand(context: CliContext): Command {
             ? await startSingle(testbed)
             : await startReplica(testbed, flags.host as string, {
                 recovering: flags.recovering === true,
+                coldStart: flags.coldStart === true,
                 log,
                 ...kOption(flags.k),
               });

@@ -74,6 +74,12 @@ export type ReplicaBody =
        * memory (a rejuvenated replica votes again only in a view formed from such messages).
        */
       keyEpochs: number[];
+      /**
+       * Sent by a replica its board released in a cold start, before it entered any view: its
+       * checkpoints are what it found on disk, which a host compromised before the fail-safe may
+       * have written, so a view formed with it takes a checkpoint only k' + k + 1 replicas hold.
+       */
+      coldStart?: true;
     }
   | {
       type: "NEW_VIEW";
@@ -296,7 +302,8 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         !prepared ||
         !prePrepared ||
         !batches ||
-        !keyEpochs
+        !keyEpochs ||
+        (v.coldStart !== undefined && v.coldStart !== true)
       )
         return undefined;
       return {
@@ -308,6 +315,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         prePrepared,
         batches,
         keyEpochs,
+        ...(v.coldStart === true ? { coldStart: true as const } : {}),
       };
     }
     case "NEW_VIEW": {

@@ -53,7 +53,12 @@ export function decideNewView(
   if (viewChanges.length < quorum) return undefined;
 
   // The checkpoint: the highest (h, d) that a quorum is not beyond and that
-  // k'+1 senders (so at least one correct replica) hold.
+  // k'+1 senders (so at least one correct replica) hold; k'+k+1 if a sender speaks of a cold
+  // start (what a disk holds after a fail-safe, up to k' compromised hosts and k being
+  // rejuvenated may have written).
+  const holders = viewChanges.some((vc) => vc.coldStart === true)
+    ? quorums.kPrime + quorums.k + 1
+    : weak;
   const reports = new Map<string, { seq: number; digest: string; count: number }>();
   for (const vc of viewChanges) {
     const seen = new Set<string>();
@@ -68,7 +73,7 @@ export function decideNewView(
   }
   let checkpoint: SeqDigest | undefined;
   for (const r of reports.values()) {
-    if (r.count < weak) continue;
+    if (r.count < holders) continue;
     if (viewChanges.filter((vc) => vc.stable.seq <= r.seq).length < quorum) continue;
     if (checkpoint === undefined || r.seq > checkpoint.seq)
       checkpoint = { seq: r.seq, digest: r.digest };

@@ -20,12 +20,14 @@
  *
  * The safety argument, sub-protocol by sub-protocol, is in SAFETY.md.
  */
+
 import { createHash } from "node:crypto";
 import type { KeyCertificate } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
 import { applyTransferStep, onExecuted, peersAhead, serveFetch } from "./catch-up.js";
 import { onCheckpoint } from "./checkpoints.js";
 import { checkpointDigest } from "./client-table.js";
+import { beginColdStart } from "./cold-start.js";
 import type { KeyRing, Signer } from "./key-ring.js";
 import { installKey, onKeyQuery, onNewKey, queryKey, revokeKeys } from "./keys.js";
 import {
@@ -136,6 +138,7 @@ export class ReplicaCore {
     r.nowMs = nowMs;
     const cert = r.ring.keyOf(r.config.self)?.certificate;
     if (cert) r.broadcast({ type: "NEW_KEY", certificate: cert });
+    beginColdStart(r);
     broadcastStatus(r);
     return r.drain();
   }

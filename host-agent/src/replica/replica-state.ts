@@ -49,6 +49,15 @@ export interface StartingState {
   checkpoint?: { seq: number; snapshot: KvSnapshot; clients: ClientTableEntry[] };
   /** A rejuvenated replica does not trust its stored state: it recovers from its peers first. */
   recovering: boolean;
+  /**
+   * Its board released it in a cold start (every replica was held in reset since its last vote):
+   * it remembers nothing and neither does anyone, so it is not amnesic among peers that remember;
+   * the replicas agree in a first view change on the stored checkpoint to start from
+   * (`cold-start.ts`).
+   */
+  coldStart?: boolean;
+  /** The checkpoint stored before `checkpoint`, if older: a cold start may agree on it. */
+  previousCheckpoint?: { seq: number; snapshot: KvSnapshot; clients: ClientTableEntry[] };
   /** Keys revoked so far, as the board told its host (see `revokeKeys`). */
   revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
 }
@@ -211,6 +220,8 @@ export class ReplicaState {
    * nothing of what it forgot below, so it sends none until a stable checkpoint covers this.
    */
   amnesiaHorizon = 0;
+  /** Released in a cold start and in no view yet (see `StartingState.coldStart`). */
+  coldStart: boolean;
   /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
   viewKeyEpochs: number[];
   /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
@@ -249,8 +260,24 @@ export class ReplicaState {
     });
     this.nextSeq = this.lastExecuted + 1;
     this.mode = start.recovering ? "recovering" : "normal";
-    this.recoveredReported = !start.recovering;
+    this.coldStart = start.coldStart === true && !start.recovering;
+    this.recoveredReported = !start.recovering && !this.coldStart;
     this.amnesic = start.recovering;
+    const previous = start.previousCheckpoint;
+    if (this.coldStart && previous !== undefined && previous.seq < this.lastExecuted) {
+      // Offered too: the replicas' last checkpoints may be one interval apart.
+      const olderDigest = checkpointDigest(
+        previous.snapshot.root().toString("hex"),
+        ClientTable.from(previous.clients).digest(),
+      );
+      this.ownCheckpoints.set(previous.seq, {
+        seq: previous.seq,
+        digest: olderDigest,
+        snapshot: previous.snapshot,
+        clients: previous.clients,
+      });
+      this.stable = { seq: previous.seq, digest: olderDigest };
+    }
     // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
     this.viewKeyEpochs = ids.map(() => -1);
   }

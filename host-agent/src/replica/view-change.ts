@@ -5,6 +5,7 @@
  */
 import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amnesia.js";
 import { behind } from "./catch-up.js";
+import { settleColdStart } from "./cold-start.js";
 import {
   type BatchBody,
   batchDigest,
@@ -146,6 +147,7 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
     prePrepared,
     batches,
     keyEpochs: keyEpochs(r),
+    ...(r.coldStart ? { coldStart: true as const } : {}),
   };
 }
 
@@ -348,8 +350,8 @@ function startView(
     Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
   );
   const { checkpoint, proposals, batches } = decision;
-  if (checkpoint.seq > r.lastExecuted) {
-    const vouchers = viewChanges
+  const vouchersOf = () =>
+    viewChanges
       .filter((vc) => {
         const b = vc.body as ViewChangeBody;
         return [b.stable, ...b.checkpoints].some(
@@ -358,8 +360,8 @@ function startView(
       })
       .map((vc) => vc.from)
       .filter((f) => f !== r.config.self);
-    behind(r, checkpoint, vouchers);
-  }
+  if (r.coldStart) settleColdStart(r, checkpoint, vouchersOf());
+  else if (checkpoint.seq > r.lastExecuted) behind(r, checkpoint, vouchersOf());
   const isPrimary = r.primaryOf(view) === r.config.self;
   let maxSeq = Math.max(checkpoint.seq, r.lastExecuted);
   for (const p of proposals) {

@@ -9,7 +9,11 @@ import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
-import { readCheckpointFile, writeCheckpointFile } from "../storage/checkpoint-file.js";
+import {
+  PREVIOUS_CHECKPOINT_FILE,
+  readCheckpointFile,
+  writeCheckpointFile,
+} from "../storage/checkpoint-file.js";
 import { formatStateNote } from "./state-notes.js";
 
 const TICK_MS = 10;
@@ -24,6 +28,8 @@ export interface ReplicaServerOptions {
   clientKeys: Map<string, string>;
   /** After a rejuvenation: trust nothing stored, recover from peers first. */
   recovering: boolean;
+  /** The board released the host in a cold start (see `StartingState.coldStart`). */
+  coldStart?: boolean;
   /** Keys revoked so far, as the board told the host agent. */
   revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
   /** Replicas silent for rejuvenation at once; default the testbed's k (0: a service without rejuvenation). */
@@ -56,6 +62,13 @@ export class ReplicaServer {
     if ("checkpoint" in stored) start.checkpoint = stored.checkpoint;
     else if ("error" in stored)
       this.log(formatStateNote({ kind: "checkpoint-rejected", why: stored.error }));
+    if (options.coldStart === true) {
+      start.coldStart = true;
+      const previous = readCheckpointFile(this.stateDir, PREVIOUS_CHECKPOINT_FILE);
+      if ("checkpoint" in previous) start.previousCheckpoint = previous.checkpoint;
+      else if ("error" in previous)
+        this.log(formatStateNote({ kind: "checkpoint-rejected", why: previous.error }));
+    }
     const ids = testbed.hosts.map((h) => h.id);
     this.core = new ReplicaCore(
       {

@@ -21,6 +21,8 @@ import { SingleServer } from "./single-server.js";
 
 export interface ReplicaStartOptions {
   recovering?: boolean;
+  /** The board released the host in a cold start: agree afresh on the state to start from. */
+  coldStart?: boolean;
   /** Keys revoked so far, as the board told the host agent. */
   revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
   k?: number;
@@ -57,6 +59,7 @@ export async function startReplica(
     boardKeys: boardPublicKeys(testbed),
     clientKeys: clientPublicKeys(testbed),
     recovering: options.recovering ?? false,
+    ...(options.coldStart === true ? { coldStart: true } : {}),
     ...(options.revokedKeys ? { revokedKeys: options.revokedKeys } : {}),
     ...(options.k !== undefined ? { k: options.k } : {}),
     ...(options.log ? { log: options.log } : {}),

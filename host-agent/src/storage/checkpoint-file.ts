@@ -1,13 +1,25 @@
 /**
- * A replica's last checkpoint on stable storage: written to a temporary
+ * A replica's last checkpoints on stable storage: the newest, written to a temporary
  * file, fsynced, renamed over the old one and the folder fsynced, so a reset
- * at any instant leaves either the old checkpoint or the new one. Read back
+ * at any instant leaves either the old checkpoint or the new one; and the one
+ * before it, if older (moved aside first), which a cold start may need: the
+ * replicas then agree on a checkpoint several of them hold, and they took
+ * their last ones at slightly different times. Read back
  * defensively: a corrupted file is reported and ignored (the replica then
  * recovers everything from its peers), never trusted and never a crash.
  *
  *   SMWCP1\n <u32 header length> <header JSON: seq, digest, clients> <snapshot bytes>
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import { parseKvResult } from "../kv/kv-operation.js";
 import { decodeSnapshot, encodeSnapshot, type KvSnapshot } from "../kv/kv-snapshot.js";
@@ -16,6 +28,7 @@ import type { ClientTableEntry } from "../replica/messages.js";
 
 const MAGIC = Buffer.from("SMWCP1\n", "latin1");
 export const CHECKPOINT_FILE = "checkpoint.smw";
+export const PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.smw";
 
 export interface StoredCheckpoint {
   seq: number;
@@ -43,6 +56,12 @@ export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
   } finally {
     closeSync(fd);
   }
+  // The one it replaces stays as the previous checkpoint if it is older (after a cold start
+  // rolled the state back, the newer one on disk is of a state no longer agreed on).
+  const previous = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
+  const replaced = storedSeq(file);
+  if (replaced !== undefined && replaced < cp.seq) renameSync(file, previous);
+  else if (replaced !== undefined) rmSync(previous, { force: true });
   renameSync(temporary, file);
   const dirFd = openSync(dir, "r");
   try {
@@ -52,11 +71,32 @@ export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
   }
 }
 
+/** The sequence number in a checkpoint file's header, if it has a readable one. */
+function storedSeq(file: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const head = Buffer.alloc(MAGIC.length + 4 + 64);
+    const got = readSync(fd, head, 0, head.length, 0);
+    const match = /"seq":(\d+)/.exec(head.subarray(MAGIC.length + 4, got).toString("utf8"));
+    return match ? Number(match[1]) : undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export type StoredCheckpointRead =
+  | { checkpoint: StoredCheckpoint }
+  | { none: true }
+  | { error: string };
+
 /** The stored checkpoint, none, or why the file cannot be used. */
-export function readCheckpointFile(
-  dir: string,
-): { checkpoint: StoredCheckpoint } | { none: true } | { error: string } {
-  const file = path.join(dir, CHECKPOINT_FILE);
+export function readCheckpointFile(dir: string, name = CHECKPOINT_FILE): StoredCheckpointRead {
+  const file = path.join(dir, name);
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);

@@ -24,7 +24,12 @@ export interface KeyCertificate {
 
 export type BoardToHost =
   | { type: "PREPARE_SHUTDOWN"; period: number }
-  | { type: "CERT"; certificate: KeyCertificate }
+  /**
+   * `coldStart`: the board released this host while no board of the testbed ran a schedule, so
+   * every host had been held in reset since its board last started or was cleared: no replica
+   * remembers a vote from before. The replicas then agree afresh on the state they start from.
+   */
+  | { type: "CERT"; certificate: KeyCertificate; coldStart?: boolean }
   /**
    * A group's rejuvenation began: the keys these hosts' replicas hold now, certified before
    * `before` (a key epoch: board clock seconds), speak for them no more. Their new keys, certified
@@ -132,7 +137,12 @@ export function parseBoardToHost(line: string): BoardToHost | undefined {
         !BASE64.test(c.signature)
       )
         return undefined;
-      return { type, certificate: c as unknown as KeyCertificate };
+      if (body.coldStart !== undefined && typeof body.coldStart !== "boolean") return undefined;
+      return {
+        type,
+        certificate: c as unknown as KeyCertificate,
+        ...(body.coldStart === true ? { coldStart: true } : {}),
+      };
     }
     default:
       return undefined;

@@ -457,6 +457,9 @@ export class BoardDaemon {
       this.deps.state.appendRecord({ kind: "step", board: this.deps.boardId, ...record });
   }
 
+  /** The host was last released in a cold start (`BoardCore.isColdStart`): its first key says so. */
+  private releasedCold = false;
+
   /** The start-up check under way, if any (steps of a rejuvenation wait for it). */
   private startup: Promise<void> = Promise.resolve();
   private startupAbort: AbortController | undefined;
@@ -504,8 +507,12 @@ export class BoardDaemon {
       if (lines.has("storage-mux")) lines.set("storage-mux", "inactive");
       if (lines.has("power")) lines.set("power", "active");
       this.deps.hostLink.flush();
+      this.releasedCold = this.core?.isColdStart(this.now()) ?? false;
       lines.set("reset", "inactive");
-      this.deps.log.info("start-up: images verified; host released");
+      this.deps.log.info(
+        { coldStart: this.releasedCold },
+        `start-up: images verified; host released${this.releasedCold ? " (a cold start: no board runs a schedule)" : ""}`,
+      );
     } catch (error) {
       fail((error as Error).message);
     } finally {
@@ -524,7 +531,8 @@ export class BoardDaemon {
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
     this.deps.state.writeUnscheduledCertificate(this.now());
-    this.runner?.certify(publicKey);
+    this.runner?.certify(publicKey, { coldStart: this.releasedCold });
+    this.releasedCold = false;
     this.deps.log.info(
       "host booted outside a rejuvenation: its key certified (once per period: a replica that crashed comes back under a new key)",
     );
@@ -536,6 +544,7 @@ export class BoardDaemon {
     this.runningStep = step;
     // A certificate issued in a rejuvenation uses up this period's out-of-schedule allowance.
     if (step === "boot") this.certifiedOutOfSchedule = true;
+    if (step === "shutdown") this.releasedCold = false;
     this.deps.log.info({ step, period }, "step started");
     const startedMs = this.now();
     // After the start-up check, if one is still under way (its time counts against the step).

@@ -181,6 +181,16 @@ export class BoardCore {
     return this.running !== undefined || (this.join?.allPeersHealthy(nowMs) ?? false);
   }
 
+  /**
+   * Whether a host released now starts cold: this board and all its peers are joining (none runs
+   * a schedule, none is in fail-safe), so every replica of the testbed lost its memory at its
+   * last reset and none has voted since under a key another remembers (`JoinCore.allPeersJoining`).
+   */
+  isColdStart(nowMs: number): boolean {
+    if (this.failsafe.state !== undefined || this.running !== undefined) return false;
+    return this.join?.allPeersJoining(nowMs) ?? false;
+  }
+
   /** The planned instant of period `index`'s trigger, once a schedule runs. */
   plannedTriggerMs(index: number): number | undefined {
     return this.running?.timely.plannedMs(index);

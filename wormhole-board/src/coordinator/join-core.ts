@@ -89,6 +89,18 @@ export class JoinCore {
     });
   }
 
+  /**
+   * Whether every peer was heard lately, joining like this board: none in fail-safe, none running
+   * a schedule. Every board holds its host in reset from its start (or clear) until then, so no
+   * replica of the testbed has run since before its last reset: a cold start.
+   */
+  allPeersJoining(nowMs: number): boolean {
+    return (
+      this.allPeersHealthy(nowMs) &&
+      this.config.boards.every((b) => b === this.config.self || this.heard.get(b)?.joined === false)
+    );
+  }
+
   /** Whether `peer`'s fail-safe state is newer than this join: it was heard out of it since. */
   isFreshFailsafe(peer: string): boolean {
     return this.healthy.has(peer);

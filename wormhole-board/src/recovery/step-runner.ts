@@ -191,7 +191,7 @@ export class StepRunner {
    * last this board issued if its clock says less (kept on disk, so also across restarts of the
    * daemon and a clock set back): the replicas always prefer the newest key.
    */
-  certify(publicKey: string): void {
+  certify(publicKey: string, options: { coldStart?: boolean } = {}): void {
     this.bootedKey = publicKey;
     const issuedAtMs = Math.max((this.deps.now ?? Date.now)(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
@@ -202,7 +202,11 @@ export class StepRunner {
         byEpoch.set(before, [...(byEpoch.get(before) ?? []), host]);
     for (const [before, hosts] of byEpoch)
       this.deps.hostLink.send({ type: "REVOKE", hosts, before });
-    this.deps.hostLink.send({ type: "CERT", certificate: this.certificate(publicKey) });
+    this.deps.hostLink.send({
+      type: "CERT",
+      certificate: this.certificate(publicKey),
+      ...(options.coldStart === true ? { coldStart: true } : {}),
+    });
   }
 
   private certificate(publicKey: string): KeyCertificate {

@@ -1,0 +1,130 @@
+/**
+ * A cold start: after a fail-safe every host was held in reset, so every replica restarts at
+ * once, with whatever its disk holds. Six real cores, n = 6, k' = 1, k = 1: the replicas' last
+ * checkpoints differ (they took them at different times, one is several intervals behind), one
+ * disk was written by a host compromised before the fail-safe (a self-consistent checkpoint
+ * further ahead, of a state that never was), and the Byzantine replica claims the same forged
+ * checkpoint and a genuine later one. They must agree on one genuine checkpoint, every correct
+ * replica must start from exactly that state, and the service must go on from it.
+ */
+import { describe, expect, it } from "vitest";
+import { KvStore } from "../src/kv/kv-store.js";
+import { ClientTable, checkpointDigest } from "../src/replica/client-table.js";
+import { encodeClientMessage } from "../src/replica/messages.js";
+import type { ReplicaAction, StartingState } from "../src/replica/replica-core.js";
+import { replicaCluster } from "./replica-cluster.js";
+
+type Stored = NonNullable<StartingState["checkpoint"]> & { digest: string };
+
+describe("a cold start of every replica", () => {
+  it("agrees on a checkpoint k' + k + 1 disks hold, not on one a compromised disk and a Byzantine replica claim", () => {
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const submit = (ts: number, value: string) => {
+      const message = encodeClientMessage({
+        type: "REQUEST",
+        request: c.request(ts, { op: "put", key: "x", value }),
+      });
+      for (const [id, core] of c.cores)
+        c.sent.set(id, [
+          ...(c.sent.get(id) ?? []),
+          ...core.onClientMessage("c1", message, c.nowMs),
+        ]);
+    };
+    // 14 requests, one batch each (checkpoints every 4 batches: at 4, 8 and 12).
+    for (let ts = 1; ts <= 14; ts++) {
+      submit(ts, `v${ts}`);
+      c.run(200, () => true);
+    }
+    const checkpoints = new Map<number, Stored>();
+    for (const a of c.sent.get("r2") ?? [])
+      if (a.type === "checkpoint")
+        checkpoints.set(a.seq, a as Extract<ReplicaAction, { type: "checkpoint" }>);
+    const at = (seq: number) => {
+      const cp = checkpoints.get(seq);
+      if (cp === undefined) throw new Error(`no checkpoint at ${seq}`);
+      return cp;
+    };
+    expect([...checkpoints.keys()]).toEqual(expect.arrayContaining([4, 8, 12]));
+
+    // A state that never was, stored by a host compromised before the fail-safe.
+    const evil = new KvStore();
+    evil.apply({ op: "put", key: "x", value: "evil" });
+    const forged: Stored = {
+      seq: 16,
+      snapshot: evil.snapshot(),
+      clients: [],
+      digest: checkpointDigest(evil.rootDigest().toString("hex"), ClientTable.from([]).digest()),
+    };
+
+    // Every host comes back under a new key, in a cold start, with its own disk.
+    const disks: Record<string, StartingState> = {
+      r2: { recovering: false, coldStart: true, checkpoint: at(12), previousCheckpoint: at(8) },
+      r3: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r4: { recovering: false, coldStart: true, checkpoint: at(4) },
+      r5: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r6: { recovering: false, coldStart: true, checkpoint: forged },
+    };
+    // r1 is Byzantine: its new key is known, and it speaks only as the test makes it.
+    c.rejuvenate("r1", { recovering: false });
+    c.cores.delete("r1");
+    for (const [id, start] of Object.entries(disks)) c.rejuvenate(id, start);
+    const lie = c.speakAs("r1", {
+      type: "VIEW_CHANGE",
+      newView: 1,
+      stable: { seq: 16, digest: forged.digest },
+      checkpoints: [],
+      prepared: [],
+      prePrepared: [],
+      batches: [],
+      keyEpochs: [1, 1, 1, 1, 1, 1],
+      coldStart: true,
+    });
+    const alsoLie = c.speakAs("r1", {
+      type: "VIEW_CHANGE",
+      newView: 1,
+      stable: { seq: 4, digest: at(4).digest },
+      checkpoints: [
+        { seq: 12, digest: at(12).digest },
+        { seq: 16, digest: forged.digest },
+      ],
+      prepared: [],
+      prePrepared: [],
+      batches: [],
+      keyEpochs: [1, 1, 1, 1, 1, 1],
+      coldStart: true,
+    });
+    for (const id of Object.keys(disks)) c.hand(id, id === "r2" ? alsoLie : lie);
+    c.run(5_000, (m) => m.from !== "r1" && m.to !== "r1");
+
+    const correct = Object.keys(disks).map(
+      (id) => c.cores.get(id) as NonNullable<ReturnType<typeof c.cores.get>>,
+    );
+    for (const core of correct) {
+      expect(core.status, core.id).toBe("normal");
+      expect(core.currentView, core.id).toBeGreaterThanOrEqual(1);
+      expect(core.readValue("x"), core.id).toBe("v8");
+      expect(core.isRecovered, core.id).toBe(true);
+    }
+    // From checkpoint 8 (and null batches since, the primary padding to the next checkpoint).
+    expect(new Set(correct.map((core) => `${core.executedUpTo} ${core.stateDigest()}`)).size).toBe(
+      1,
+    );
+    // r2 went back to its own earlier checkpoint; r4 (behind) and r6 (forged) fetched it.
+    expect(c.cores.get("r2")?.counters.get("cold-start.own-checkpoint")).toBe(1);
+    expect(c.cores.get("r4")?.counters.get("cold-start.transfer")).toBe(1);
+    expect(c.cores.get("r6")?.counters.get("cold-start.transfer")).toBe(1);
+
+    // The service goes on from there: new requests execute everywhere, to the same state.
+    for (let ts = 15; ts <= 20; ts++) {
+      submit(ts, `w${ts}`);
+      c.run(300, (m) => m.from !== "r1" && m.to !== "r1");
+    }
+    for (const core of correct) {
+      expect(core.readValue("x"), core.id).toBe("w20");
+      expect(core.executedUpTo, core.id).toBeGreaterThanOrEqual(14);
+    }
+    expect(new Set(correct.map((core) => core.stateDigest())).size).toBe(1);
+  });
+});
