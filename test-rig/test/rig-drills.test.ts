@@ -79,21 +79,32 @@ describe("fail-safe drills", () => {
     expect(code).toBe(0);
   }, 120_000);
 
-  it("a board dies: its peers notice its silence; its own host cannot be held", async () => {
-    const { code, result } = await drill("board-dies");
-    expect(result.passed).toBe(true);
+  it("a board dies, is restarted, every board is cleared: the testbed starts cold and completes a period", async () => {
+    const { code, result } = await drill("restarted-and-cleared");
+    expect(result.passed, result.detail).toBe(true);
+    // The death: its peers notice its silence; its own host cannot be held.
     expect(result.reasons.join()).toMatch(/board b6 silent/);
     expect(result.hostsHeld).toHaveLength(5);
     expect(result.hostsNotHeld).toEqual(["h6"]);
-    expect(result.stepsBroken).toEqual([]);
     expect(new Set(result.alerts.map((a) => a.board))).toEqual(
       new Set(["b1", "b2", "b3", "b4", "b5"]),
     );
     // Silence counts from the last heartbeat heard, up to one heartbeat (250 ms) before the kill.
     expect(result.timeToSafeMs).toBeGreaterThanOrEqual(1_500 - 250);
     expect(result.timeToSafeMs).toBeLessThan(1_500 + 1_500);
+    // The way back: cold start, the service answering on fresh keys, a whole period.
+    expect(result.detail).toMatch(/a period completed/);
+    expect(result.history?.linearizable).toBe(true);
+    expect(result.history?.operations).toBeGreaterThan(10);
+    expect(result.stepsBroken).toEqual([]);
+    const events = readFileSync(
+      path.join(rig.dir, "drills", "restarted-and-cleared", "events.jsonl"),
+      "utf8",
+    );
+    // Every host released in a cold start twice: at the testbed's first start and after the clear.
+    expect(events.match(/"coldStart":true/g)?.length).toBe(12);
     expect(code).toBe(0);
-  }, 120_000);
+  }, 180_000);
 
   it("a clock skewed past the bound: fail-safe within a few heartbeats", async () => {
     const { code, result } = await drill("clock-skew");

@@ -54,6 +54,8 @@ export class ClientLoad {
       opTimeoutMs?: number;
       /** Talk to the unreplicated store (`smw kv serve --single`): the reference. */
       single?: boolean;
+      /** The keys to work on (default `LOAD_KEYS`). */
+      keys?: readonly string[];
     } = {},
   ) {}
 
@@ -126,7 +128,8 @@ export class ClientLoad {
     const seen = new Map<string, string | null>();
     while (this.running) {
       n++;
-      const key = LOAD_KEYS[Math.floor(Math.random() * LOAD_KEYS.length)] as string;
+      const keys = this.options.keys ?? LOAD_KEYS;
+      const key = keys[Math.floor(Math.random() * keys.length)] as string;
       const value = `${id}-${n}`;
       const dice = Math.random();
       const op: KvOperation =

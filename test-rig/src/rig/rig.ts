@@ -6,6 +6,8 @@
  * uncaught error, or at the next start after the rig was killed) leaves no
  * process and no PTY behind.
  */
+
+import { execFile } from "node:child_process";
 import {
   createWriteStream,
   mkdirSync,
@@ -15,6 +17,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { clientIdsWithKeys, connectClient } from "@smw/host-agent";
 import {
   formatProblem,
@@ -39,6 +42,8 @@ import { PtyLinks } from "./pty-links.js";
 import { RigEventStream } from "./rig-events.js";
 import { prepareRun, ptyPairsOf, RigSetupError, rigProblems } from "./rig-setup.js";
 import { rigRunDir, writeRunTestbed } from "./run-folder.js";
+
+const run = promisify(execFile);
 
 /** The fault socket's name in the run folder. */
 export const FAULT_SOCKET = "rig.sock";
@@ -318,6 +323,40 @@ export class Rig {
 
   killBoard(boardId: string): void {
     this.boardOf(boardId).crash();
+  }
+
+  /** Starts a killed board's daemon again (it comes back in its latched state, if any). */
+  async restartBoard(boardId: string): Promise<void> {
+    const board = this.boardOf(boardId);
+    if (board.alive) throw new RangeError(`board ${boardId} is running: kill it first`);
+    this.events.emit({ kind: "fault", board: boardId, detail: "board process restarted" });
+    await board.start();
+  }
+
+  /**
+   * What the operator does after a fail-safe: `smw board clear-failsafe` for `boardId`, signed
+   * with the testbed's operator key. Resolves to the board's answer; rejects if it refused.
+   */
+  async clearFailsafe(boardId: string): Promise<string> {
+    this.boardOf(boardId);
+    const operatorKey = path.join(
+      path.dirname(this.testbed.operatorKeyPath),
+      `${path.basename(this.testbed.operatorKeyPath, ".pub")}.key`,
+    );
+    const { stdout } = await run(process.execPath, [
+      SMW_BIN,
+      "board",
+      "clear-failsafe",
+      "--testbed",
+      this.testbed.file,
+      "--board",
+      boardId,
+      "--key",
+      operatorKey,
+    ]);
+    const answer = stdout.trim();
+    this.events.emit({ kind: "rig", detail: `operator: ${answer}` });
+    return answer;
   }
 
   cutControlLink(a: string, b: string): void {

@@ -8,9 +8,10 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { connectClient } from "@smw/host-agent";
 import { tLocalexecMs } from "@smw/wormhole-board";
 import { corruptBytes } from "../faults/disk-faults.js";
-import { ClientLoad, type LoadFigures } from "../load/client-load.js";
+import { ClientLoad, LOAD_KEYS, type LoadFigures } from "../load/client-load.js";
 import { checkHistory, type HistoryVerdict, historyText } from "../report/run-report.js";
 import { type BoardRecords, readBoardRecords } from "../report/step-records.js";
 import { stepsCsv } from "../report/step-stats.js";
@@ -169,7 +170,7 @@ export const DRILLS: readonly Drill[] = [
   },
 ];
 
-export const DRILL_NAMES = [...DRILLS.map((d) => d.name), "clean-run"];
+export const DRILL_NAMES = [...DRILLS.map((d) => d.name), "restarted-and-cleared", "clean-run"];
 
 export interface DrillOptions {
   testbedFile: string;
@@ -186,6 +187,7 @@ export interface DrillOptions {
 
 export async function runDrill(name: string, options: DrillOptions): Promise<DrillResult> {
   if (name === "clean-run") return runCleanRun(options);
+  if (name === "restarted-and-cleared") return runRestartedAndCleared(options);
   const drill = DRILLS.find((d) => d.name === name);
   if (drill === undefined)
     throw new RangeError(`no drill "${name}" (drills: ${DRILL_NAMES.join(", ")})`);
@@ -401,6 +403,235 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     history,
     detail,
   };
+}
+
+/** The keys the clients use once the testbed is cleared (see `runRestartedAndCleared`). */
+const AFTER_CLEAR_KEYS = LOAD_KEYS.map((k) => `after-clear/${k}`);
+
+/**
+ * The way back from a fail-safe, end to end: a board is killed, every board fails safe and holds
+ * its host in reset; the board is restarted (it comes back in its latched fail-safe), the
+ * operator clears every board, the boards agree on a new schedule and release their hosts in a
+ * cold start (every replica restarted at once from its disk: they agree on a stored checkpoint
+ * and start from it), and the testbed completes a whole period, every host rejuvenated with real
+ * replicas and state transfer, under client load. The clients work on fresh keys after the clear
+ * (what was executed after the agreed checkpoint is lost, as in any restart from stored
+ * checkpoints; how many keys went back is reported), and both histories must be linearizable.
+ */
+async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResult> {
+  const name = "restarted-and-cleared";
+  options.say(
+    `drill ${name}: a board is killed, every board fails safe; it is restarted, the operator clears every board, and the testbed completes a period with real replicas`,
+  );
+  const events = new RigEventStream();
+  const at = (e: StampedEvent) => `[${(e.atMs / 1000).toFixed(1).padStart(6)} s]`;
+  events.on((e) => {
+    if (e.kind === "board" && e.msg === "FAIL-SAFE")
+      options.say(`  ${at(e)} ${e.board}: FAIL-SAFE: ${e.fields.reason}`);
+    else if (e.kind === "board" && e.msg.startsWith("joined"))
+      options.say(`  ${at(e)} ${e.board}: ${e.msg}`);
+    else if (e.kind === "board" && e.msg === "period complete")
+      options.say(`  ${at(e)} ${e.board}: period ${e.fields.period} complete`);
+    else if (e.kind === "fault") options.say(`  ${at(e)} ${e.board ?? e.host ?? "*"}: ${e.detail}`);
+    else if (e.kind === "rig") options.say(`  ${at(e)} rig: ${e.detail}`);
+  });
+  const rig = await Rig.up({
+    testbedFile: options.testbedFile,
+    events,
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
+    ...(options.netns ? { netns: true } : {}),
+  });
+  const t = rig.testbed;
+  const victim = t.boards[t.boards.length - 1]?.id as string;
+  const problems: string[] = [];
+  let before: LoadFigures | undefined;
+  let after: LoadFigures | undefined;
+  let load: ClientLoad | undefined;
+  let history: HistoryVerdict | null = null;
+  let timeToSafeMs: number | null = null;
+  let hostsHeld: string[] = [];
+  const reasons = new Set<string>();
+  let detail = "";
+  try {
+    await rig.waitHealthy(60_000);
+    load = new ClientLoad(t, CLIENT_IDS);
+    load.start();
+    await sleep(2_000);
+
+    // 1. The board dies: every other board fails safe and holds its host.
+    const killedAtWallMs = Date.now();
+    rig.killBoard(victim);
+    const others = t.boards.filter((b) => b.id !== victim);
+    const safe = await waitUntil(
+      () =>
+        others.every(
+          (b) => rig.hosts.get(b.guards)?.held === true && failsafeSince(events, b.id, 0),
+        ),
+      20_000,
+    );
+    if (!safe) throw new Error(`not every board failed safe after ${victim} was killed`);
+    timeToSafeMs = Date.now() - killedAtWallMs;
+    hostsHeld = t.hosts.map((h) => h.id).filter((h) => rig.hosts.get(h)?.held === true);
+    before = await load.stop();
+    load = undefined;
+
+    // 2. Restarted, it comes back in fail-safe and holds its host too.
+    const restartIndex = events.all.length;
+    await rig.restartBoard(victim);
+    const victimHost = t.boards.find((b) => b.id === victim)?.guards as string;
+    const latched = await waitUntil(() => rig.hosts.get(victimHost)?.held === true, 10_000);
+    if (!latched) problems.push(`${victim}, restarted, did not hold its host in reset`);
+    if (
+      events.all.slice(restartIndex).some((e) => e.kind === "board" && e.msg.startsWith("joined"))
+    )
+      problems.push(`${victim}, restarted in fail-safe, joined a schedule`);
+
+    // 3. The operator clears every board; they agree on a new schedule and start cold.
+    const clearIndex = events.all.length;
+    const clearedAtWallMs = Date.now();
+    for (const b of t.boards) await rig.clearFailsafe(b.id);
+    const joined = await waitUntil(
+      () =>
+        t.boards.every((b) =>
+          events.all
+            .slice(clearIndex)
+            .some((e) => e.kind === "board" && e.board === b.id && e.msg.startsWith("joined")),
+        ),
+      60_000,
+    );
+    if (!joined) throw new Error("not every board joined a schedule after the clear");
+    const cold = t.boards.filter((b) =>
+      events.all
+        .slice(clearIndex)
+        .some(
+          (e) =>
+            e.kind === "board" &&
+            e.board === b.id &&
+            e.msg.startsWith("start-up: images verified") &&
+            e.fields.coldStart === true,
+        ),
+    );
+    if (cold.length !== t.boards.length)
+      problems.push(
+        `hosts released in a cold start: ${cold.map((b) => b.id).join(", ") || "none"} (every board's was expected)`,
+      );
+
+    // 4. The service answers again, on fresh keys, and a whole period completes.
+    load = new ClientLoad(t, CLIENT_IDS, { keys: AFTER_CLEAR_KEYS });
+    load.start();
+    const answered = await waitUntil(() => (load?.snapshot().completed ?? 0) > 0, 60_000);
+    const answeredAfterMs = Date.now() - clearedAtWallMs;
+    if (!answered) throw new Error("the service did not answer within 60 s of the clear");
+    options.say(`  the service answers ${(answeredAfterMs / 1000).toFixed(1)} s after the clear`);
+    const tP = t.rejuvenation.tPMs ?? 0;
+    const completed = await waitUntil(
+      () =>
+        t.boards.every((b) =>
+          events.all
+            .slice(clearIndex)
+            .some((e) => e.kind === "board" && e.board === b.id && e.msg === "period complete"),
+        ) || failsafeSince(events, undefined, clearIndex),
+      tP + 60_000,
+    );
+    after = await load.stop();
+    load = undefined;
+    if (failsafeSince(events, undefined, clearIndex))
+      problems.push("a board failed safe after the clear");
+    else if (!completed) problems.push("the first period after the clear did not complete");
+    for (const e of events.all)
+      if (e.kind === "board" && e.msg === "FAIL-SAFE") reasons.add(String(e.fields.reason));
+    if (![...reasons].some((r) => /silent|heard|nothing/i.test(r)))
+      problems.push(
+        `the fail-safe reasons (${[...reasons].join("; ")}) do not name the dead board`,
+      );
+
+    // What the cold start went back on: keys whose value is not the last one acknowledged.
+    const wentBack = await keysWentBack(t, before);
+    const first = checkHistory(before);
+    const second = checkHistory(after);
+    history = second;
+    if (first.linearizable !== true)
+      problems.push(`the history before the fail-safe: ${first.detail}`);
+    if (second.linearizable !== true)
+      problems.push(`the history after the clear: ${second.detail}`);
+    if (after.completed === 0) problems.push("no client operation completed after the clear");
+    detail = `fail-safe everywhere ${timeToSafeMs} ms after the kill; the service answered ${(answeredAfterMs / 1000).toFixed(1)} s after the clear; ${completed ? "a period completed" : "no period completed"}; before: ${first.detail}; after: ${after.completed} operations, ${after.failed} with no answer in time, ${second.detail}; the cold start went back on ${wentBack.length} of ${LOAD_KEYS.length} keys${wentBack.length > 0 ? ` (${wentBack.join(", ")})` : ""}`;
+  } catch (error) {
+    problems.push(`the drill could not run: ${(error as Error).message}`);
+    if (load !== undefined) after = await load.stop();
+  } finally {
+    await rig.down();
+  }
+  const records = saveDrillFolder(options, rig, name, events.all, after);
+  const passed = problems.length === 0;
+  return {
+    name,
+    passed,
+    timeToSafeMs,
+    reasons: [...reasons],
+    alerts: rig.alerts.received.map((a) => ({ board: a.board, reason: a.reason })),
+    hostsHeld,
+    hostsNotHeld: t.hosts.map((h) => h.id).filter((h) => !hostsHeld.includes(h)),
+    stepsBroken: brokenSteps(records),
+    history,
+    detail: passed ? detail : `${problems.join("; ")}${detail === "" ? "" : `; ${detail}`}`,
+  };
+}
+
+/** Whether `board` (any board if undefined) logged FAIL-SAFE at or after event `fromIndex`. */
+function failsafeSince(
+  events: RigEventStream,
+  board: string | undefined,
+  fromIndex: number,
+): boolean {
+  return events.all
+    .slice(fromIndex)
+    .some(
+      (e) =>
+        e.kind === "board" && e.msg === "FAIL-SAFE" && (board === undefined || e.board === board),
+    );
+}
+
+/**
+ * The keys of `before`'s load whose value now is not what the last operation acknowledged on
+ * them left there (a write's value, a swap's new value, a read's value), skipping keys with an
+ * operation of unknown outcome: what the cold start went back on. Overlapping operations can
+ * make this count a key that did not go back; it is a figure to report, not a verdict.
+ */
+async function keysWentBack(t: Rig["testbed"], before: LoadFigures): Promise<string[]> {
+  const last = new Map<string, string | null>();
+  const unknown = new Set<string>();
+  for (const e of before.history) {
+    if (e.key === undefined || e.type === "invoke") continue;
+    if (e.type === "info") unknown.add(e.key);
+    else if (e.type !== "ok") continue;
+    else if (e.f === "put") last.set(e.key, e.value as string);
+    else if (e.f === "del") last.set(e.key, null);
+    else if (e.f === "cas") last.set(e.key, (e.value as [unknown, string])[1]);
+    else if (e.f === "get") last.set(e.key, (e.value as string | null) ?? null);
+  }
+  const client = connectClient(t, { clientId: CLIENT_IDS[0] as string });
+  const wentBack: string[] = [];
+  try {
+    for (const [key, value] of last) {
+      if (unknown.has(key)) continue;
+      const answer = await client.call({ op: "get", key }, 5_000);
+      const now = (answer.result as { value?: string | null }).value ?? null;
+      if (now !== value) wentBack.push(key);
+    }
+  } finally {
+    await client.close();
+  }
+  return wentBack;
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() >= deadline) return false;
+    await sleep(100);
+  }
+  return true;
 }
 
 function brokenSteps(records: BoardRecords): BrokenStep[] {
