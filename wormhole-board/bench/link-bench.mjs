@@ -37,9 +37,12 @@ import {
   TimelyCore,
   UdpTransport,
 } from "../dist/index.js";
+import { throttledTarget } from "./throttled-target.mjs";
 
 const restoreFlag = process.argv.indexOf("--restore-mib");
 const RESTORE_MIB = restoreFlag > 0 ? Number(process.argv[restoreFlag + 1]) : 1024;
+const throttleFlag = process.argv.indexOf("--throttle-mibps");
+const THROTTLE_MIBPS = throttleFlag > 0 ? Number(process.argv[throttleFlag + 1]) : 25;
 const secondsFlag = process.argv.indexOf("--seconds");
 const SECONDS = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 60;
 const ROUNDS = 2_000;
@@ -375,9 +378,9 @@ async function faultToResetLossy(rounds, lossFraction) {
 }
 
 /** Timer lateness while a whole image of `mib` MiB, every chunk corrupted, is restored. */
-async function restoreLateness(mib) {
+async function restoreLateness(mib, liveDir = dir) {
   const golden = path.join(dir, "golden.img");
-  const live = path.join(dir, "live.img");
+  const live = path.join(liveDir, "live.img");
   const fd = openSync(golden, "w");
   const piece = Buffer.allocUnsafe(16 * 1024 * 1024);
   for (let written = 0; written < mib * 1024 * 1024; written += piece.length) {
@@ -443,6 +446,23 @@ const lossy = await faultToResetLossy(5, 0.3);
 process.stderr.write(`measuring timer lateness while a ${RESTORE_MIB} MiB image is restored ...\n`);
 const restore = await restoreLateness(RESTORE_MIB);
 const restoreS = summary(restore.lateness);
+// The same onto a disk that takes writes at SD-card speed: the restore's writes and fdatasync
+// block for long, in the workers, while the board's timers must still fire on time.
+const target = throttledTarget(dir, RESTORE_MIB * 1024 * 1024, THROTTLE_MIBPS * 1024 * 1024);
+let throttled;
+if ("skipped" in target) {
+  process.stderr.write(`write-throttled restore skipped: ${target.skipped}\n`);
+} else {
+  process.stderr.write(
+    `measuring the same onto ${target.device}, writes throttled to ${THROTTLE_MIBPS} MiB/s ...\n`,
+  );
+  try {
+    throttled = await restoreLateness(RESTORE_MIB, target.dir);
+  } finally {
+    target.close();
+  }
+}
+const throttledS = throttled === undefined ? undefined : summary(throttled.lateness);
 const idleS = summary(idle);
 const loadedS = summary(loaded);
 
@@ -471,6 +491,11 @@ out.push(
   restore.lateness.length === 0
     ? "  during restore: no trigger fell within it (too short; try a larger --restore-mib)"
     : `  during restore p50 ${fmt(restoreS.p50)}  p99 ${fmt(restoreS.p99)}  max ${fmt(restoreS.max)}   (${restore.lateness.length} triggers; target p99 <= 2 ms); setInterval drifted ${fmt(restore.drift[restore.drift.length - 1] ?? 0)}`,
+  "skipped" in target
+    ? `  onto a write-throttled disk: skipped (${target.skipped})`
+    : throttled.lateness.length === 0
+      ? "  onto a write-throttled disk: no trigger fell within it"
+      : `  onto a disk throttled to ${THROTTLE_MIBPS} MiB/s of writes (a loop device, block I/O cgroup): restored in ${(throttled.tookMs / 1000).toFixed(1)} s (${(throttled.result.bytesWritten / 1024 / 1024 / ((throttled.result.restoreMs || 1) / 1000)).toFixed(1)} MiB/s written), p50 ${fmt(throttledS.p50)}  p99 ${fmt(throttledS.p99)}  max ${fmt(throttledS.max)}   (${throttled.lateness.length} triggers; target p99 <= 2 ms); setInterval drifted ${fmt(throttled.drift[throttled.drift.length - 1] ?? 0)}`,
 );
 process.stdout.write(`${out.join("\n")}\n`);
 process.exit(0);
