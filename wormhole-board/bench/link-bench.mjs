@@ -495,7 +495,7 @@ out.push(
     ? `  onto a write-throttled disk: skipped (${target.skipped})`
     : throttled.lateness.length === 0
       ? "  onto a write-throttled disk: no trigger fell within it"
-      : `  onto a disk throttled to ${THROTTLE_MIBPS} MiB/s of writes (a loop device, block I/O cgroup): restored in ${(throttled.tookMs / 1000).toFixed(1)} s (${(throttled.result.bytesWritten / 1024 / 1024 / ((throttled.result.restoreMs || 1) / 1000)).toFixed(1)} MiB/s written), p50 ${fmt(throttledS.p50)}  p99 ${fmt(throttledS.p99)}  max ${fmt(throttledS.max)}   (${throttled.lateness.length} triggers; target p99 <= 2 ms); setInterval drifted ${fmt(throttled.drift[throttled.drift.length - 1] ?? 0)}`,
+      : `  onto a disk throttled to ${THROTTLE_MIBPS} MiB/s of writes (a loop device, block I/O cgroup): golden check, writes, fdatasync, read-back in ${(throttled.result.restoreMs / 1000).toFixed(1)} s (${(throttled.result.bytesWritten / 1024 / 1024 / (throttled.result.restoreMs / 1000)).toFixed(1)} MiB/s), p50 ${fmt(throttledS.p50)}  p99 ${fmt(throttledS.p99)}  max ${fmt(throttledS.max)}   (${throttled.lateness.length} triggers; target p99 <= 2 ms); setInterval drifted ${fmt(throttled.drift[throttled.drift.length - 1] ?? 0)}`,
 );
 process.stdout.write(`${out.join("\n")}\n`);
 process.exit(0);
