@@ -81,6 +81,8 @@ async function startRig(
     joinDeadlineMs?: number;
     /** Boards whose host's OS image is left half restored before they start. */
     halfRestored?: readonly string[];
+    /** Boards that certified a key out of schedule before they were restarted. */
+    certifiedBefore?: readonly string[];
   } = {},
 ): Promise<Rig> {
   const bed = await makeTestbed6(transport, basePort);
@@ -89,6 +91,10 @@ async function startRig(
     const bytes = readFileSync(live);
     bytes.fill(0xee, bytes.length >> 1);
     writeFileSync(live, bytes);
+  }
+  for (const board of options.certifiedBefore ?? []) {
+    const dir = bed.testbed.boards.find((b) => b.id === board)?.stateDir as string;
+    new BoardStateFiles(dir).writeUnscheduledCertificate(0);
   }
   // Boards that come up with a fail-safe state latched on disk, as after a restart.
   for (const board of options.latched ?? []) {
@@ -399,8 +405,12 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
       () => {
         let rig: Rig;
         beforeAll(async () => {
-          // b2 was restarted in the middle of a restore: half its OS image is rewritten.
-          rig = await startRig(transport, basePort, {}, (_, t) => t, { halfRestored: ["b2"] });
+          // b2 was restarted in the middle of a restore: half its OS image is rewritten; b3 after
+          // it had certified its host's key outside a rejuvenation.
+          rig = await startRig(transport, basePort, {}, (_, t) => t, {
+            halfRestored: ["b2"],
+            certifiedBefore: ["b3"],
+          });
         }, 30_000);
         afterAll(async () => {
           await rig?.close();
@@ -445,6 +455,9 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           expect(Math.max(...rig.resetsActive.slice(0, released))).toBe(6);
           expect(Math.max(...rig.resetsActive.slice(released))).toBe(1);
           expect(rig.hosts.every((h) => h.certificates >= 2)).toBe(true);
+          // Released while no board ran a schedule, every host's first key said "cold start",
+          // b3's too: a release after the start-up check is a clean boot, certified at once.
+          expect(rig.hosts.map((h) => h.coldStarts)).toEqual(Array(6).fill(1));
           // Hosts were reset in group order: h1 first, h6 last, in each period.
           const resets = rig.sim.history.filter((e) => e.role === "reset");
           let held = 6;

@@ -105,8 +105,9 @@ export class BoardDaemon {
   private runningStep: RecoveryStep | undefined;
   /**
    * Whether this period's out-of-schedule certificate was issued. Read back from disk at start:
-   * a board restarted after certifying one waits for its next trigger before it issues another,
-   * so a host cannot collect fresh keys by getting its board restarted.
+   * a host cannot collect fresh keys by getting its board restarted. Renewed when the start-up
+   * check releases the host (held in reset, images verified: a clean boot, as in a rejuvenation)
+   * and at every trigger.
    */
   private certifiedOutOfSchedule: boolean;
   /** The latest alarms raised (attacks on the control link), for the status. */
@@ -508,6 +509,10 @@ export class BoardDaemon {
       if (lines.has("power")) lines.set("power", "active");
       this.deps.hostLink.flush();
       this.releasedCold = this.core?.isColdStart(this.now()) ?? false;
+      // The host boots from images just verified, as in a rejuvenation: its key is certified at
+      // once, not at the next trigger (a host left without a replica until then would be one
+      // more down than the schedule allows for).
+      this.certifiedOutOfSchedule = false;
       lines.set("reset", "inactive");
       this.deps.log.info(
         { coldStart: this.releasedCold },

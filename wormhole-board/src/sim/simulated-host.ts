@@ -29,6 +29,8 @@ export class SimulatedHost {
   willRecover = true;
   boots = 0;
   certificates = 0;
+  /** Certificates that said the host was released in a cold start. */
+  coldStarts = 0;
 
   constructor(private readonly options: SimulatedHostOptions) {}
 
@@ -85,6 +87,7 @@ export class SimulatedHost {
       this.send(encodeHostLine({ type: "SHUTDOWN_ACK", period: message.period }));
     if (message.type === "CERT") {
       this.certificates++;
+      if (message.coldStart === true) this.coldStarts++;
       if (!this.willRecover) return;
       this.later(this.options.transferMs, () =>
         this.send(encodeHostLine({ type: "RECOVERED", checkpointSeq: 0, digest: "0".repeat(64) })),
