@@ -9,11 +9,8 @@ import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
-import {
-  PREVIOUS_CHECKPOINT_FILE,
-  readCheckpointFile,
-  writeCheckpointFile,
-} from "../storage/checkpoint-file.js";
+import { PREVIOUS_CHECKPOINT_FILE, readCheckpointFile } from "../storage/checkpoint-file.js";
+import { CheckpointWriter } from "../storage/checkpoint-writer.js";
 import { formatStateNote } from "./state-notes.js";
 
 const TICK_MS = 10;
@@ -47,6 +44,7 @@ export class ReplicaServer {
   private readonly started = performance.now();
   private readonly stateDir: string;
   private problemsLogged = 0;
+  private readonly checkpoints: CheckpointWriter;
 
   constructor(private readonly options: ReplicaServerOptions) {
     const { testbed, hostId } = options;
@@ -54,6 +52,9 @@ export class ReplicaServer {
     if (host === undefined) throw new RangeError(`${testbed.file}: no host ${hostId}`);
     this.stateDir = host.stateDir;
     mkdirSync(this.stateDir, { recursive: true });
+    this.checkpoints = new CheckpointWriter(this.stateDir, (seq, error) =>
+      this.log(`checkpoint ${seq} not written: ${error.message}`),
+    );
     const stored = readCheckpointFile(this.stateDir);
     const start: StartingState = {
       recovering: options.recovering,
@@ -149,6 +150,7 @@ export class ReplicaServer {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.net.close();
+    await this.checkpoints.flushed();
   }
 
   private apply(wanted: ReplicaAction[]): void {
@@ -166,11 +168,7 @@ export class ReplicaServer {
           this.net.sendToClient(a.client, a.message);
           break;
         case "checkpoint":
-          try {
-            writeCheckpointFile(this.stateDir, a);
-          } catch (error) {
-            this.log(`checkpoint ${a.seq} not written: ${(error as Error).message}`);
-          }
+          this.checkpoints.save(a);
           break;
         case "problem":
           // Counted by the core; logged sparingly so a flood cannot fill the disk.

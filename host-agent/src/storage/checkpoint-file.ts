@@ -20,6 +20,7 @@ import {
   rmSync,
   writeSync,
 } from "node:fs";
+import { open } from "node:fs/promises";
 import path from "node:path";
 import { parseKvResult } from "../kv/kv-operation.js";
 import { decodeSnapshot, encodeSnapshot, type KvSnapshot } from "../kv/kv-snapshot.js";
@@ -37,18 +38,35 @@ export interface StoredCheckpoint {
   clients: ClientTableEntry[];
 }
 
-export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
+/** The file's bytes, in the order they are written. */
+function checkpointParts(cp: StoredCheckpoint): Buffer[] {
   const header = Buffer.from(
     JSON.stringify({ seq: cp.seq, digest: cp.digest, clients: cp.clients }),
     "utf8",
   );
   const length = Buffer.alloc(4);
   length.writeUInt32BE(header.length);
+  return [MAGIC, length, header, encodeSnapshot(cp.snapshot)];
+}
+
+/**
+ * The one it replaces stays as the previous checkpoint if it is older (after a cold start rolled
+ * the state back, the newer one on disk is of a state no longer agreed on).
+ */
+function keepPrevious(dir: string, seq: number): void {
+  const file = path.join(dir, CHECKPOINT_FILE);
+  const previous = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
+  const replaced = storedSeq(file);
+  if (replaced !== undefined && replaced < seq) renameSync(file, previous);
+  else if (replaced !== undefined) rmSync(previous, { force: true });
+}
+
+export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
   const file = path.join(dir, CHECKPOINT_FILE);
   const temporary = `${file}.tmp`;
   const fd = openSync(temporary, "w", 0o600);
   try {
-    for (const part of [MAGIC, length, header, encodeSnapshot(cp.snapshot)]) {
+    for (const part of checkpointParts(cp)) {
       let written = 0;
       while (written < part.length) written += writeSync(fd, part, written);
     }
@@ -56,18 +74,46 @@ export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
   } finally {
     closeSync(fd);
   }
-  // The one it replaces stays as the previous checkpoint if it is older (after a cold start
-  // rolled the state back, the newer one on disk is of a state no longer agreed on).
-  const previous = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
-  const replaced = storedSeq(file);
-  if (replaced !== undefined && replaced < cp.seq) renameSync(file, previous);
-  else if (replaced !== undefined) rmSync(previous, { force: true });
+  keepPrevious(dir, cp.seq);
   renameSync(temporary, file);
   const dirFd = openSync(dir, "r");
   try {
     fsyncSync(dirFd);
   } finally {
     closeSync(dirFd);
+  }
+}
+
+/**
+ * The same, with the writes and syncs on node's thread pool: the replica's event loop goes on
+ * ordering requests meanwhile. The snapshot is encoded first, on the caller's thread, so later
+ * changes to the state cannot reach the file.
+ */
+export async function writeCheckpointFileInBackground(
+  dir: string,
+  cp: StoredCheckpoint,
+): Promise<void> {
+  const parts = checkpointParts(cp);
+  const file = path.join(dir, CHECKPOINT_FILE);
+  const temporary = `${file}.tmp`;
+  const handle = await open(temporary, "w", 0o600);
+  try {
+    for (const part of parts) {
+      let written = 0;
+      while (written < part.length)
+        written += (await handle.write(part, written, part.length - written)).bytesWritten;
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  keepPrevious(dir, cp.seq);
+  renameSync(temporary, file);
+  const dirHandle = await open(dir, "r");
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
   }
 }
 

@@ -1,0 +1,69 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { KvStore } from "../src/kv/kv-store.js";
+import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
+import { readCheckpointFile, type StoredCheckpoint } from "../src/storage/checkpoint-file.js";
+import { CheckpointWriter } from "../src/storage/checkpoint-writer.js";
+
+const checkpoint = (seq: number): StoredCheckpoint => {
+  const store = new KvStore();
+  store.apply({ op: "put", key: "seq", value: String(seq) });
+  const snapshot = store.snapshot();
+  const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+  return { seq, digest, snapshot, clients: [] };
+};
+
+describe("checkpoints written in the background", () => {
+  it("one at a time, in order, the newest of those that waited, errors reported", async () => {
+    const written: number[] = [];
+    const errors: number[] = [];
+    let release: () => void = () => {};
+    const writer = new CheckpointWriter(
+      "unused",
+      (seq) => errors.push(seq),
+      async (_dir, cp) => {
+        if (cp.seq === 1) await new Promise<void>((resolve) => (release = resolve));
+        if (cp.seq === 5) throw new Error("disk full");
+        written.push(cp.seq);
+      },
+    );
+    writer.save(checkpoint(1));
+    // Taken while 1 is being written: 2 waits, 3 replaces it.
+    writer.save(checkpoint(2));
+    writer.save(checkpoint(3));
+    expect(written).toEqual([]);
+    release();
+    await writer.flushed();
+    expect(written).toEqual([1, 3]);
+    writer.save(checkpoint(5));
+    await writer.flushed();
+    writer.save(checkpoint(6));
+    await writer.flushed();
+    expect(errors).toEqual([5]);
+    expect(written).toEqual([1, 3, 6]);
+  });
+
+  it("writes the same file as the synchronous writer, the previous one kept", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-cpw-"));
+    try {
+      const writer = new CheckpointWriter(dir, (seq, error) => {
+        throw new Error(`${seq}: ${error.message}`);
+      });
+      writer.save(checkpoint(64));
+      await writer.flushed();
+      writer.save(checkpoint(128));
+      await writer.flushed();
+      const latest = readCheckpointFile(dir);
+      expect("checkpoint" in latest && latest.checkpoint.seq).toBe(128);
+      expect("checkpoint" in latest && latest.checkpoint.snapshot.root()).toEqual(
+        checkpoint(128).snapshot.root(),
+      );
+      const previous = readCheckpointFile(dir, "checkpoint.previous.smw");
+      expect("checkpoint" in previous && previous.checkpoint.seq).toBe(64);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
