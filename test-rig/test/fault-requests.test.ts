@@ -34,6 +34,9 @@ describe("fault requests", () => {
     expect(parse({ fault: "tamper-manifest" })).toEqual({
       request: { fault: "tamper-manifest", image: "os" },
     });
+    expect(parse({ fault: "restart-board", board: "b6" })).toEqual({
+      request: { fault: "restart-board", board: "b6" },
+    });
   });
 
   it("names what is wrong", () => {
@@ -73,8 +76,11 @@ describe("the fault socket", () => {
   it("answers every line, does what is valid, and survives garbage", async () => {
     const done: FaultRequest[] = [];
     const file = path.join(dir, "rig.sock");
-    const socket = new FaultSocket(file, testbed, (request) => {
+    const socket = new FaultSocket(file, testbed, async (request) => {
       if (request.fault === "kill-board") throw new RangeError("that board is gone already");
+      // A fault that takes time (restarting a board) is answered once it is done.
+      if (request.fault === "restart-board")
+        await new Promise((resolve) => setTimeout(resolve, 50));
       done.push(request);
       return `${request.fault} done`;
     });
@@ -83,6 +89,10 @@ describe("the fault socket", () => {
       expect(await sendFault(file, { fault: "boot-hang", host: "h2" })).toEqual({
         ok: true,
         detail: "boot-hang done",
+      });
+      expect(await sendFault(file, { fault: "restart-board", board: "b2" })).toEqual({
+        ok: true,
+        detail: "restart-board done",
       });
       expect(await sendFault(file, { fault: "kill-board", board: "b2" })).toEqual({
         ok: false,
@@ -101,7 +111,7 @@ describe("the fault socket", () => {
       expect(await sendFault(file, { fault: "corrupt-os", host: "h6" })).toMatchObject({
         ok: true,
       });
-      expect(done.map((r) => r.fault)).toEqual(["boot-hang", "corrupt-os"]);
+      expect(done.map((r) => r.fault)).toEqual(["boot-hang", "restart-board", "corrupt-os"]);
     } finally {
       await socket.stop();
     }

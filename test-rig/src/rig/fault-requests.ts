@@ -14,6 +14,7 @@ export type FaultRequest =
   | { fault: "boot-hang"; host: string }
   | { fault: "slow-transfer"; host: string; stallMs: number }
   | { fault: "kill-board"; board: string }
+  | { fault: "restart-board"; board: string }
   | { fault: "cut-link"; board: string; peer: string }
   | { fault: "skew-clock"; board: string; offsetMs: number }
   | { fault: "tamper-golden"; image: "os" | "sm" }
@@ -32,6 +33,8 @@ export const FAULTS: Record<FaultName, string> = {
   "slow-transfer":
     "--host H [--ms N]: H stalls N ms once its key is certified (default T_transfer + 5 s)",
   "kill-board": "--board B: kill B's daemon",
+  "restart-board":
+    "--board B: start B's killed daemon again (it comes back in its latched fail-safe, if any)",
   "cut-link": "--board B --peer C: remove the serial control link between B and C",
   "skew-clock": "--board B [--ms N]: B's clock jumps N ms (default 3 × clockOffsetBound)",
   "tamper-golden": "[--image sm|os]: alter the golden image (default sm)",
@@ -51,6 +54,7 @@ const FIELDS: Record<FaultName, string[]> = {
   "boot-hang": ["host"],
   "slow-transfer": ["host", "stallMs"],
   "kill-board": ["board"],
+  "restart-board": ["board"],
   "cut-link": ["board", "peer"],
   "skew-clock": ["board", "offsetMs"],
   "tamper-golden": ["image"],
@@ -126,6 +130,7 @@ function readFields(fault: FaultName, v: Fields, testbed: Testbed): FaultRequest
         stallMs: milliseconds(v, "stallMs", (r.budgets.tTransferMs ?? 0) + 5_000),
       };
     case "kill-board":
+    case "restart-board":
     case "jam-write-protect":
       return { fault, board: board(v, "board", testbed) };
     case "cut-link": {

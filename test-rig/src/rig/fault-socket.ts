@@ -25,7 +25,7 @@ export class FaultSocket {
     readonly path: string,
     private readonly testbed: Testbed,
     /** Does the fault; returns what was done, throws (RangeError) when it cannot be done. */
-    private readonly apply: (request: FaultRequest) => string,
+    private readonly apply: (request: FaultRequest) => string | Promise<string>,
   ) {}
 
   async start(): Promise<void> {
@@ -65,20 +65,33 @@ export class FaultSocket {
     this.clients.add(socket);
     socket.on("close", () => this.clients.delete(socket));
     socket.on("error", () => socket.destroy());
+    // Answers go out in the order the requests came, each once its fault is done.
+    let answered = Promise.resolve();
     // Bounded: a client that never sends a newline cannot fill the rig's memory.
     const lines = new LineSplitter(MAX_LINE_BYTES, (line) => {
-      if (line.trim() !== "") socket.write(`${JSON.stringify(this.answer(line))}\n`);
+      if (line.trim() === "") return;
+      answered = answered
+        .then(() => this.answer(line))
+        .then((answer) => {
+          if (socket.writable) socket.write(`${JSON.stringify(answer)}\n`);
+        });
     });
+    let refused = false;
     socket.on("data", (chunk: Buffer) => {
       lines.push(chunk);
-      if (lines.oversized > 0 && socket.writable)
-        socket.end(
-          `${JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE_BYTES} bytes` })}\n`,
-        );
+      if (lines.oversized > 0 && !refused) {
+        refused = true;
+        answered = answered.then(() => {
+          if (socket.writable)
+            socket.end(
+              `${JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE_BYTES} bytes` })}\n`,
+            );
+        });
+      }
     });
   }
 
-  private answer(line: string): FaultAnswer {
+  private async answer(line: string): Promise<FaultAnswer> {
     let value: unknown;
     try {
       value = JSON.parse(line);
@@ -88,7 +101,7 @@ export class FaultSocket {
     const parsed = parseFaultRequest(value, this.testbed);
     if ("error" in parsed) return { ok: false, error: parsed.error };
     try {
-      return { ok: true, detail: this.apply(parsed.request) };
+      return { ok: true, detail: await this.apply(parsed.request) };
     } catch (error) {
       return { ok: false, error: `fault ${parsed.request.fault}: ${(error as Error).message}` };
     }

@@ -418,7 +418,7 @@ export class Rig {
   }
 
   /** Does what a fault request asks; returns what was done, as the fault events say it. */
-  inject(request: FaultRequest): string {
+  async inject(request: FaultRequest): Promise<string> {
     const said: string[] = [];
     const off = this.events.on((e) => {
       if (e.kind === "fault") said.push(`${e.host ?? e.board ?? "testbed"}: ${e.detail}`);
@@ -446,6 +446,9 @@ export class Rig {
           break;
         case "kill-board":
           this.killBoard(request.board);
+          break;
+        case "restart-board":
+          await this.restartBoard(request.board);
           break;
         case "cut-link":
           this.cutControlLink(request.board, request.peer);
