@@ -30,6 +30,7 @@ import {
   filteredTransport,
   GroupSchedule,
   makeTestbed6,
+  raiseEventLoopPriority,
   restoreImage,
   SerialLinksTransport,
   SimulatedLines,
@@ -47,6 +48,8 @@ const secondsFlag = process.argv.indexOf("--seconds");
 const SECONDS = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 60;
 const ROUNDS = 2_000;
 ensureToolsOrExit("link bench", RIG_TOOLS);
+// This process stands for a board: its event loop at the priority `smw board run` gives it.
+const priority = raiseEventLoopPriority();
 const dir = mkdtempSync(path.join(tmpdir(), "smw-bench-link-"));
 const children = [];
 process.on("exit", () => {
@@ -467,7 +470,7 @@ const idleS = summary(idle);
 const loadedS = summary(loaded);
 
 out.push(
-  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores`,
+  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores, event loop ${"nice" in priority ? `at nice ${priority.nice} (as smw board run sets it)` : "at normal priority (raising it needs root)"}`,
   "",
   "round trip of one HB frame (framing + HMAC-SHA256 + replay check, both ways)",
   `  UDP loopback   p50 ${fmt(udpLink.p50)}  p99 ${fmt(udpLink.p99)}   raw UDP p50 ${fmt(udpRaw.p50)} p99 ${fmt(udpRaw.p99)}   ratio p50 ${(udpLink.p50 / udpRaw.p50).toFixed(2)}x, p99 ${(udpLink.p99 / udpRaw.p99).toFixed(2)}x`,

@@ -20,6 +20,7 @@ import {
   operatorRequestBytes,
 } from "../board/board-daemon.js";
 import { BoardStateFiles } from "../board/board-state-files.js";
+import { raiseEventLoopPriority } from "../board/event-loop-priority.js";
 import { BoardLines } from "../lines/board-lines.js";
 import { LineError } from "../lines/line.js";
 import { SimulatedLines } from "../lines/simulated-lines.js";
@@ -115,6 +116,13 @@ export function boardCommand(context: CliContext): Command {
         );
         // Everything that can fail on bad input fails here, before any line is touched.
         daemon = await openBoardDaemon(testbed, boardSpec, { log });
+        const priority = raiseEventLoopPriority();
+        if ("nice" in priority) log.info({ nice: priority.nice }, "event loop priority raised");
+        else
+          log.warn(
+            { reason: priority.notPermitted },
+            "event loop at normal priority (raising it needs root or CAP_SYS_NICE)",
+          );
       } catch (error) {
         if (
           error instanceof MediaError ||
