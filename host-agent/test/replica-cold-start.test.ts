@@ -101,19 +101,25 @@ describe("a cold start of every replica", () => {
     const correct = Object.keys(disks).map(
       (id) => c.cores.get(id) as NonNullable<ReturnType<typeof c.cores.get>>,
     );
+    // A checkpoint k' + k + 1 disks hold: 8 or 4 (which one depends on the VIEW_CHANGEs the new
+    // primary has when it decides; the Byzantine one may tip it to the older), never 12 or 16.
+    const started = new Set(correct.map((core) => core.readValue("x")));
+    expect(started.size).toBe(1);
+    expect(["v8", "v4"]).toContain([...started][0]);
     for (const core of correct) {
       expect(core.status, core.id).toBe("normal");
       expect(core.currentView, core.id).toBeGreaterThanOrEqual(1);
-      expect(core.readValue("x"), core.id).toBe("v8");
       expect(core.isRecovered, core.id).toBe(true);
+      const settled =
+        (core.counters.get("cold-start.own-checkpoint") ?? 0) +
+        (core.counters.get("cold-start.transfer") ?? 0);
+      expect(settled, core.id).toBe(1);
     }
-    // From checkpoint 8 (and null batches since, the primary padding to the next checkpoint).
+    // From that checkpoint (and null batches since, the primary padding to the next one).
     expect(new Set(correct.map((core) => `${core.executedUpTo} ${core.stateDigest()}`)).size).toBe(
       1,
     );
-    // r2 went back to its own earlier checkpoint; r4 (behind) and r6 (forged) fetched it.
-    expect(c.cores.get("r2")?.counters.get("cold-start.own-checkpoint")).toBe(1);
-    expect(c.cores.get("r4")?.counters.get("cold-start.transfer")).toBe(1);
+    // r6's disk held a state that never was: it took the agreed one from its peers.
     expect(c.cores.get("r6")?.counters.get("cold-start.transfer")).toBe(1);
 
     // The service goes on from there: new requests execute everywhere, to the same state.
@@ -123,7 +129,6 @@ describe("a cold start of every replica", () => {
     }
     for (const core of correct) {
       expect(core.readValue("x"), core.id).toBe("w20");
-      expect(core.executedUpTo, core.id).toBeGreaterThanOrEqual(14);
     }
     expect(new Set(correct.map((core) => core.stateDigest())).size).toBe(1);
   });

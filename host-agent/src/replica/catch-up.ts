@@ -22,6 +22,8 @@ import { StateTransfer } from "./state-transfer.js";
 /** k'+1 replicas vouch for a checkpoint this replica has not reached: fetch it. */
 export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): void {
   if (vouchers.length === 0) return;
+  // A cold start's replica takes its first state from its first view (`settleColdStart`).
+  if (r.coldStart) return;
   if (r.transfer !== undefined && !r.transfer.finished && r.transfer.target.seq >= target.seq)
     return;
   // A recovering replica whose stored checkpoint is the vouched one needs no transfer.
@@ -123,7 +125,8 @@ export function peersAhead(r: ReplicaState): boolean {
 
 /** Recovered: state installed and caught up with what k'+1 peers have executed. */
 export function maybeRecovered(r: ReplicaState): void {
-  if (r.recoveredReported || r.mode === "recovering") return;
+  // A cold start's replica has no state of the service's until its first view gives it one.
+  if (r.recoveredReported || r.mode === "recovering" || r.coldStart) return;
   // Voting again, and nothing it forgot is left uncovered by a stable checkpoint.
   if (!r.mayChangeView()) {
     const want = wantedCheckpoint(r);

@@ -4,6 +4,7 @@
  */
 import { behind } from "./catch-up.js";
 import { checkpointDigest } from "./client-table.js";
+import { settleColdStart } from "./cold-start.js";
 import { propose } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
 
@@ -39,6 +40,15 @@ export function addCheckpointVote(
   voters.add(from);
   const { quorum, weak } = r.config.quorums;
   const vouchers = () => [...voters].filter((v) => v !== r.config.self);
+  if (r.coldStart) {
+    // A cold start's replica that missed the first view: a checkpoint a quorum holds was taken in
+    // the new era (replicas vote only once they have a state of it), so it is one to start from.
+    if (voters.size >= quorum) {
+      r.count("cold-start.settled-by-checkpoint");
+      settleColdStart(r, { seq, digest }, vouchers());
+    }
+    return;
+  }
   if (r.mode === "recovering") {
     // Its own stored state proves nothing: take the newest checkpoint k'+1 peers vouch for.
     if (voters.size >= weak) behind(r, { seq, digest }, vouchers());

@@ -22,9 +22,14 @@ export function beginColdStart(r: ReplicaState): void {
   startViewChange(r, r.view + 1);
 }
 
-/** Entering the first view: take its checkpoint as the state, whatever was stored. */
+/**
+ * Entering its first view after a cold start, or any view decided from cold-start VIEW_CHANGEs
+ * only (nothing has been executed in the new era then: `isColdStartSet`): the view's checkpoint
+ * becomes the state, whatever was stored or settled on before.
+ */
 export function settleColdStart(r: ReplicaState, checkpoint: SeqDigest, vouchers: string[]): void {
   r.coldStart = false;
+  r.out.push({ type: "cold-start-state", seq: checkpoint.seq, digest: checkpoint.digest });
   const own = r.ownCheckpoints.get(checkpoint.seq);
   if (own !== undefined && own.digest === checkpoint.digest) {
     r.count("cold-start.own-checkpoint");

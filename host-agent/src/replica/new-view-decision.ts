@@ -42,6 +42,24 @@ export function viewChangeFault(body: ViewChangeBody, n: number): string | undef
   return wrong === undefined ? undefined : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
 }
 
+/**
+ * A cold start's view change: every VIEW_CHANGE is from a replica in no view since it was
+ * restarted (marked `coldStart`), its checkpoints what its disk holds. A view is formed either
+ * from such messages only or from none: once any correct replica has executed a batch after a
+ * cold start, a quorum of replicas has entered a view and marks no VIEW_CHANGE again, and the
+ * others (n - q correct ones plus k' compromised) are fewer than a quorum. So a view decided from
+ * marked messages only comes before anything was executed in the new era, and every replica
+ * entering it takes its checkpoint as its state (`cold-start.ts`); a mixed set is refused.
+ */
+export function isColdStartSet(viewChanges: readonly ViewChangeBody[]): boolean {
+  return viewChanges.length > 0 && viewChanges.every((vc) => vc.coldStart === true);
+}
+
+export function isMixedSet(viewChanges: readonly ViewChangeBody[]): boolean {
+  const marked = viewChanges.filter((vc) => vc.coldStart === true).length;
+  return marked > 0 && marked < viewChanges.length;
+}
+
 /** The decision, or undefined when these messages do not decide yet (wait for more). */
 export function decideNewView(
   viewChanges: readonly ViewChangeBody[],
@@ -53,12 +71,10 @@ export function decideNewView(
   if (viewChanges.length < quorum) return undefined;
 
   // The checkpoint: the highest (h, d) that a quorum is not beyond and that
-  // k'+1 senders (so at least one correct replica) hold; k'+k+1 if a sender speaks of a cold
-  // start (what a disk holds after a fail-safe, up to k' compromised hosts and k being
-  // rejuvenated may have written).
-  const holders = viewChanges.some((vc) => vc.coldStart === true)
-    ? quorums.kPrime + quorums.k + 1
-    : weak;
+  // k'+1 senders (so at least one correct replica) hold; k'+k+1 in a cold start (what a disk
+  // holds after a fail-safe: up to k' compromised hosts and k being rejuvenated may have written).
+  const cold = isColdStartSet(viewChanges);
+  const holders = cold ? quorums.kPrime + quorums.k + 1 : weak;
   const reports = new Map<string, { seq: number; digest: string; count: number }>();
   for (const vc of viewChanges) {
     const seen = new Set<string>();
@@ -74,13 +90,16 @@ export function decideNewView(
   let checkpoint: SeqDigest | undefined;
   for (const r of reports.values()) {
     if (r.count < holders) continue;
-    if (viewChanges.filter((vc) => vc.stable.seq <= r.seq).length < quorum) continue;
+    // A quorum not beyond it, so that what it prepared above is known; a cold start's senders
+    // prepared nothing since they restarted, and up to k' + k of their "stable" ones are lies.
+    if (!cold && viewChanges.filter((vc) => vc.stable.seq <= r.seq).length < quorum) continue;
     if (checkpoint === undefined || r.seq > checkpoint.seq)
       checkpoint = { seq: r.seq, digest: r.digest };
   }
   if (checkpoint === undefined) return undefined;
   const h = checkpoint.seq;
 
+  if (cold) return { checkpoint, proposals: [], batches: new Map() };
   let maxSeq = h;
   for (const vc of viewChanges)
     for (const p of vc.prepared) if (p.seq > maxSeq && p.seq <= h + logWindow) maxSeq = p.seq;

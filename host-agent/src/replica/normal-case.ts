@@ -258,6 +258,9 @@ function checkCommitted(r: ReplicaState, seq: number): void {
 }
 
 export function executeReady(r: ReplicaState): void {
+  // A cold start's replica executes nothing on what its disk held: it may be a state that never
+  // was, and its checkpoints would vouch for it. Its first view gives it a state.
+  if (r.coldStart) return;
   for (;;) {
     const seq = r.lastExecuted + 1;
     const slot = r.slots.get(seq);

@@ -22,7 +22,9 @@ export function broadcastStatus(r: ReplicaState): void {
     view: r.view,
     lastExecuted: r.lastExecuted,
     stableSeq: r.stable.seq,
-    recovering: r.mode === "recovering",
+    // A cold start's replica before its first view reports what its disk holds: no measure of
+    // the service's progress (it may be a state that never was), so it counts as recovering.
+    recovering: r.mode === "recovering" || r.coldStart,
     maxPrepared: maxPreparedSeq(r),
     wantCheckpoint: r.recoveredReported ? 0 : wantedCheckpoint(r),
     amnesic: r.amnesic,
@@ -63,7 +65,8 @@ export function onStatus(
     propose(r);
   }
   maybeRecovered(r);
-  if (r.mode === "recovering") return;
+  // Nothing to vouch for or relay: no state yet, or (a cold start's) only what its disk held.
+  if (r.mode === "recovering" || r.coldStart) return;
   // A peer behind our stable checkpoint needs the checkpoint (it gathers k'+1 votes).
   if (body.stableSeq < r.stable.seq || body.recovering) {
     r.send(from, { type: "CHECKPOINT", seq: r.stable.seq, digest: r.stable.digest });

@@ -104,6 +104,8 @@ export type ReplicaAction =
   | { type: "transfer-started"; seq: number }
   | { type: "transferred"; seq: number; partitions: number; bytes: number }
   | { type: "recovered"; seq: number; digest: string }
+  /** A cold start: the state this replica starts from (its own copy, or fetched). */
+  | { type: "cold-start-state"; seq: number; digest: string }
   | { type: "problem"; kind: ProblemKind; from: string; detail: string };
 
 export type Mode = "normal" | "view-change" | "recovering";

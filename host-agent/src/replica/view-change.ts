@@ -16,7 +16,13 @@ import {
   type SeqDigest,
   type ViewSeqDigest,
 } from "./messages.js";
-import { decideNewView, type ViewChangeBody, viewChangeFault } from "./new-view-decision.js";
+import {
+  decideNewView,
+  isColdStartSet,
+  isMixedSet,
+  type ViewChangeBody,
+  viewChangeFault,
+} from "./new-view-decision.js";
 import {
   armSuspicion,
   checkPrepared,
@@ -215,10 +221,17 @@ function tryNewView(r: ReplicaState, view: number): void {
   // replica that lost its memory before its current key, and it may vote in it.
   // And only those signed under keys that still count (a departing primary's, for one, is
   // revoked as its host's rejuvenation begins).
-  const forView = viewChangesFor(r, view).filter(
+  const usable = viewChangesFor(r, view).filter(
     (vc) =>
       holdsEveryKey(r, (vc.body as ViewChangeBody).keyEpochs) && r.ring.counts(vc.from, vc.epoch),
   );
+  // A cold start's VIEW_CHANGEs and the others never make one view (`isColdStartSet`): the
+  // kind this primary's own is of, or, for a primary that lost its memory, the kind a quorum is of.
+  const marked = (vc: ReplicaEnvelope) => (vc.body as ViewChangeBody).coldStart === true;
+  const own = usable.find((vc) => vc.from === r.config.self);
+  const coldKind =
+    own !== undefined ? marked(own) : usable.filter(marked).length >= r.config.quorums.quorum;
+  const forView = usable.filter((vc) => marked(vc) === coldKind);
   // A primary that lost its memory writes no VIEW_CHANGE, but it may still form its view from
   // a quorum of others' fresh for it: that is the view in which it votes again (otherwise
   // every view it is primary of would fail while it waits, one in n).
@@ -253,7 +266,10 @@ export function onNewView(
   wire: Buffer,
 ): void {
   if (body.view < r.view || (body.view === r.view && r.mode === "normal")) return;
-  if (body.view < r.highestViewChangeSent) {
+  // A cold start's replica before its first view voted for nothing: its VIEW_CHANGEs (marked)
+  // can only ever make a view with other marked ones, none of which can form once a view of the
+  // new era has executed anything (`isColdStartSet`), so it may enter a lower view than it asked for.
+  if (body.view < r.highestViewChangeSent && !r.coldStart) {
     r.count("new-view.below-own-view-change");
     return;
   }
@@ -285,6 +301,15 @@ export function onNewView(
     }
     senders.add(vc.from);
     viewChanges.push(vc);
+  }
+  if (isMixedSet(viewChanges.map((e) => e.body as ViewChangeBody))) {
+    r.problem(
+      "bad-new-view",
+      from,
+      `NEW_VIEW ${body.view}: cold-start VIEW_CHANGEs mixed with others`,
+    );
+    if (r.mode === "view-change" && r.targetView === body.view) startViewChange(r, body.view + 1);
+    return;
   }
   const decision = decideNewView(
     viewChanges.map((e) => e.body as ViewChangeBody),
@@ -360,7 +385,8 @@ function startView(
       })
       .map((vc) => vc.from)
       .filter((f) => f !== r.config.self);
-  if (r.coldStart) settleColdStart(r, checkpoint, vouchersOf());
+  const coldView = isColdStartSet(viewChanges.map((vc) => vc.body as ViewChangeBody));
+  if (r.coldStart || coldView) settleColdStart(r, checkpoint, vouchersOf());
   else if (checkpoint.seq > r.lastExecuted) behind(r, checkpoint, vouchersOf());
   const isPrimary = r.primaryOf(view) === r.config.self;
   let maxSeq = Math.max(checkpoint.seq, r.lastExecuted);

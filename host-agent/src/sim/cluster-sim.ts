@@ -40,6 +40,9 @@ export interface SimResult {
   violations: string[];
   completed: number;
   executedSeqs: number;
+  /** Cold starts in the run, and the requests they went back on (executed after the agreed checkpoint). */
+  coldStarts: number;
+  lostToColdStart: number;
   viewChanges: number;
   rejuvenations: number;
   stateTransfers: number;
@@ -64,6 +67,8 @@ interface ReplicaNode {
   epoch: number;
   byzantine: ByzantineFilter | undefined;
   disk: StoredCheckpoint | undefined;
+  /** The checkpoint before `disk`, if older (a cold start offers both). */
+  previousDisk: StoredCheckpoint | undefined;
   /** Set while rejuvenated and not yet recovered. */
   restartedAtMs: number | undefined;
   stableAtRestart: number;
@@ -149,7 +154,7 @@ class ClusterSim {
     return cert;
   }
 
-  private newCore(node: ReplicaNode, recovering: boolean): ReplicaCore {
+  private newCore(node: ReplicaNode, recovering: boolean, coldStart = false): ReplicaCore {
     const cert = this.certificates.get(node.id);
     return new ReplicaCore(
       {
@@ -168,7 +173,9 @@ class ClusterSim {
       cert,
       {
         recovering,
-        ...(recovering && node.disk ? { checkpoint: node.disk } : {}),
+        ...((recovering || coldStart) && node.disk ? { checkpoint: node.disk } : {}),
+        ...(coldStart ? { coldStart: true } : {}),
+        ...(coldStart && node.previousDisk ? { previousCheckpoint: node.previousDisk } : {}),
         revokedKeys: [...this.revokedBefore].map(([host, before]) => ({ host, before })),
       },
     );
@@ -192,6 +199,7 @@ class ClusterSim {
         epoch: 0,
         byzantine: undefined,
         disk: undefined,
+        previousDisk: undefined,
         restartedAtMs: undefined,
         stableAtRestart: 0,
       };
@@ -223,6 +231,8 @@ class ClusterSim {
     }
     if (this.s.byzantine.length > 0) this.scheduleMischief();
     if (this.s.rejuvenation) this.q.at(this.s.rejuvenation.startMs, () => this.rejuvenateGroup(0));
+    const cold = this.s.coldStart;
+    if (cold !== undefined) this.q.at(cold.atMs, () => this.coldStart(cold));
 
     const endMs = this.s.loadUntilMs + this.s.livenessBoundMs;
     while (this.q.step(endMs)) {
@@ -236,6 +246,8 @@ class ClusterSim {
       violations: this.checker.violations,
       completed: this.checker.completedCount,
       executedSeqs: this.maxExecuted,
+      coldStarts: this.coldStarts,
+      lostToColdStart: this.checker.lostCount,
       viewChanges: this.viewChanges,
       rejuvenations: this.rejuvenations,
       stateTransfers: this.stateTransfers,
@@ -365,10 +377,16 @@ class ClusterSim {
         break;
       case "checkpoint":
         if (correct) this.checker.onCheckpoint(node.id, a.seq, a.digest);
+        // As the checkpoint file does: the one replaced is kept if older.
+        node.previousDisk =
+          node.disk !== undefined && node.disk.seq < a.seq ? node.disk : undefined;
         node.disk = { seq: a.seq, snapshot: a.snapshot, clients: a.clients };
         break;
       case "view":
         this.viewChanges++;
+        break;
+      case "cold-start-state":
+        if (correct) this.checker.onColdStartCheckpoint(node.id, a.seq, a.digest);
         break;
       case "transferred":
         this.stateTransfers++;
@@ -566,20 +584,29 @@ class ClusterSim {
   // ---- rejuvenation (what the boards do) -----------------------------------
 
   private rejuvenating = false;
+  /** From a group's shutdown to its members' recovery. */
+  private groupInProgress = false;
 
   private rejuvenateGroup(group: number): void {
+    if (this.coldStarting) {
+      this.q.after(50, () => this.rejuvenateGroup(group));
+      return;
+    }
     const r = this.s.rejuvenation;
     if (r === undefined || this.q.nowMs >= this.s.healMs) {
       this.rejuvenating = false;
       return;
     }
     this.rejuvenating = true;
+    this.groupInProgress = true;
     const groups = Math.ceil(this.s.n / this.s.k);
     const members = this.ids.slice(
       (group % groups) * this.s.k,
       (group % groups) * this.s.k + this.s.k,
     );
-    if (group % groups === 0) this.period++;
+    // A new period for each round, and after a cold start (its keys took the period's epoch).
+    if (group % groups === 0 || this.coldStartTookPeriod) this.period++;
+    this.coldStartTookPeriod = false;
     // Every other board tells its host that this group's keys are revoked once the group is
     // held in reset (after the shutdown grace); the host link takes a few milliseconds. Keys of
     // this period on are certified after the boot.
@@ -615,6 +642,7 @@ class ClusterSim {
       this.q.after(20, () => this.waitRecovered(members, group));
       return;
     }
+    this.groupInProgress = false;
     this.q.after(r.gapMs, () => this.rejuvenateGroup(group + 1));
   }
 
@@ -670,6 +698,78 @@ class ClusterSim {
     node.core = core;
     this.emit(node, core.start(this.q.nowMs));
     this.scheduleTick(node, core);
+  }
+
+  private coldStarting = false;
+  private coldStartTookPeriod = false;
+  private coldStarts = 0;
+
+  /**
+   * What the boards do after a testbed-wide fail-safe and clear: every host held in reset, then
+   * released, each replica under a new key, told it is a cold start. Waits for a group being
+   * rejuvenated to finish (the boards would have failed safe in between; the simulation only
+   * needs the state after). The adversary writes the disks of the compromised replicas and of up
+   * to k others: a checkpoint that never was.
+   */
+  private coldStart(c: NonNullable<Scenario["coldStart"]>): void {
+    if (
+      this.groupInProgress ||
+      [...this.replicas.values()].some((r) => r.restartedAtMs !== undefined || r.core === undefined)
+    ) {
+      this.q.after(20, () => this.coldStart(c));
+      return;
+    }
+    this.coldStarting = true;
+    this.coldStarts++;
+    this.trace("cold start: every host held in reset");
+    this.checker.beginColdStart();
+    const correct = [...this.replicas.values()].filter((r) => r.byzantine === undefined);
+    const forged = new Set<string>();
+    for (let i = 0; i < this.s.k && forged.size < correct.length; i++)
+      forged.add(this.adversary.pick(correct.filter((r) => !forged.has(r.id))).id);
+    for (const node of this.replicas.values()) {
+      node.core = undefined;
+      if ((node.byzantine !== undefined || forged.has(node.id)) && node.disk) {
+        node.disk = corruptCheckpoint(node.disk, this.adversary);
+        node.previousDisk = undefined;
+      }
+    }
+    this.period++;
+    this.coldStartTookPeriod = true;
+    for (const id of this.ids) this.revokedBefore.set(id, this.period);
+    this.q.after(c.downMs, () => {
+      let booted = 0;
+      for (const node of this.replicas.values()) {
+        this.q.after(this.prng.int(0, c.spreadMs), () => {
+          node.epoch = this.period;
+          node.signer = this.crypto.newSigner(`${node.id}-e${this.period}`);
+          this.certify(node.id, node.signer, this.period);
+          // A compromised replica stays so (the adversary is back at once): nothing to wait for.
+          node.restartedAtMs = node.byzantine === undefined ? this.q.nowMs : undefined;
+          node.stableAtRestart = 0;
+          this.trace(`${node.id} booted in a cold start, epoch ${this.period}`);
+          const core = this.newCore(node, false, true);
+          node.core = core;
+          this.emit(node, core.start(this.q.nowMs));
+          this.scheduleTick(node, core);
+          if (++booted === this.replicas.size) this.afterColdStart();
+        });
+      }
+    });
+  }
+
+  /**
+   * The boards' first rejuvenation after a clear comes a join lead and a group's start later,
+   * seconds after the hosts were released, by when the replicas have agreed on their state: the
+   * groups resume once every correct replica has (a cold start that cannot complete is a
+   * liveness failure of the run).
+   */
+  private afterColdStart(): void {
+    if ([...this.replicas.values()].some((r) => r.restartedAtMs !== undefined)) {
+      this.q.after(20, () => this.afterColdStart());
+      return;
+    }
+    this.coldStarting = false;
   }
 
   private highestStable(): number {

@@ -32,6 +32,19 @@ export class HistoryChecker {
   private readonly checkpoints = new Map<number, { digest: string; by: string }>();
   private readonly completed: CompletedOperation[] = [];
   readonly violations: string[] = [];
+  /** What the era before a cold start executed and checkpointed, until the replicas agree where to start. */
+  private before:
+    | {
+        executed: Map<number, { digest: string; requests: readonly ClientRequest[]; by: string }>;
+        outcomes: Map<number, { outcome: string; by: string }>;
+        checkpoints: Map<number, { digest: string; by: string }>;
+      }
+    | undefined;
+  /** The checkpoint the last cold start started from. */
+  private coldStartFrom: { seq: number; digest: string; by: string } | undefined;
+  /** Requests executed only after that checkpoint, before the cold start: lost with it. */
+  private readonly lost = new Set<string>();
+  lostCount = 0;
 
   onExecuted(
     replica: string,
@@ -63,6 +76,69 @@ export class HistoryChecker {
       this.violations.push(
         `agreement: ${replica} has checkpoint ${digest.slice(0, 12)} at seq ${seq}, ${first.by} has ${first.digest.slice(0, 12)}`,
       );
+  }
+
+  /**
+   * Every replica was restarted at once (a cold start): what was executed until now counts only
+   * up to the checkpoint they agree to start from (`onColdStartCheckpoint`); from there on,
+   * sequence numbers are executed afresh.
+   */
+  beginColdStart(): void {
+    this.before = {
+      executed: new Map(this.executed),
+      outcomes: new Map(this.outcomes),
+      checkpoints: new Map(this.checkpoints),
+    };
+    this.executed.clear();
+    this.outcomes.clear();
+    this.checkpoints.clear();
+    this.coldStartFrom = undefined;
+  }
+
+  /**
+   * The state a correct replica took in a cold start. Either a checkpoint a correct replica
+   * computed before the cold start (the first view after it, or a later one decided from
+   * cold-start VIEW_CHANGEs only, before anything was executed in the new era: it may move the
+   * starting point), or one computed since (a replica that joined late).
+   */
+  onColdStartCheckpoint(replica: string, seq: number, digest: string): void {
+    const before = this.before;
+    if (before === undefined) return;
+    const from = this.coldStartFrom;
+    if (from !== undefined && this.checkpoints.get(seq)?.digest === digest && seq >= from.seq)
+      return; // one taken since the cold start
+    const known = before.checkpoints.get(seq);
+    if (seq > 0 && known?.digest !== digest) {
+      this.violations.push(
+        `cold start: ${replica} started from checkpoint ${seq} (${digest.slice(0, 12)}), which no correct replica computed${known === undefined ? "" : ` (${known.by} had ${known.digest.slice(0, 12)})`}`,
+      );
+      return;
+    }
+    if (from !== undefined && from.seq === seq && from.digest === digest) return;
+    if (from !== undefined && [...this.executed.keys()].some((s) => s > from.seq)) {
+      this.violations.push(
+        `cold start: ${replica} went back to checkpoint ${seq} after the service executed past ${from.seq} since the cold start`,
+      );
+      return;
+    }
+    // The starting point (again: nothing was executed since the last one). The witness keeps
+    // what was executed up to it; what came after is lost.
+    this.coldStartFrom = { seq, digest, by: replica };
+    this.executed.clear();
+    this.outcomes.clear();
+    this.checkpoints.clear();
+    this.lost.clear();
+    this.lostCount = 0;
+    for (const [s, e] of before.executed) {
+      if (s <= seq) this.executed.set(s, e);
+      else
+        for (const r of e.requests) {
+          this.lost.add(`${r.client}#${r.ts}`);
+          this.lostCount++;
+        }
+    }
+    for (const [s, o] of before.outcomes) if (s <= seq) this.outcomes.set(s, o);
+    for (const [s, c] of before.checkpoints) if (s <= seq) this.checkpoints.set(s, c);
   }
 
   checkpointDigest(seq: number): string | undefined {
@@ -120,6 +196,7 @@ export class HistoryChecker {
       }
       const key = `${op.client}#${op.ts}`;
       const p = position.get(key);
+      if (p === undefined && this.lost.has(key)) continue; // executed after the checkpoint a cold start went back to
       if (p === undefined) {
         this.violations.push(
           `linearizability: ${key} completed but no correct replica executed it`,

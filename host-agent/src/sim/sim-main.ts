@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     [
       `seeds ${args.from}..${args.from + args.seeds - 1}: ${s.seeds - s.failed.length} passed, ${s.failed.length} failed (${seconds.toFixed(1)} s on ${jobs} threads)`,
       `  client operations completed ${s.completed}, batches executed ${s.executedSeqs}, views entered ${s.viewChanges}`,
+      `  cold starts ${s.coldStarts}, requests executed after the checkpoint they went back to ${s.lostToColdStart}`,
       `  rejuvenations ${s.rejuvenations}, state transfers ${s.stateTransfers}, rejected inputs ${s.rejected}, simulated time ${(s.simulatedMs / 3_600_000).toFixed(2)} h`,
       `  the adversary's actions: ${formatCounts(s.byzantineActions)}`,
       `  refused from compromised replicas: ${formatCounts(s.rejectedFromByzantine)}`,

@@ -50,6 +50,13 @@ export interface Scenario {
         disk: Array<"intact" | "wiped" | "corrupted">;
       }
     | undefined;
+  /**
+   * A cold start: at `atMs` (once no group is being rejuvenated) every replica is held in reset
+   * for `downMs`, then all boot again, each at its own moment within `spreadMs`, from the last two
+   * checkpoints their disks hold. The compromised replicas' disks, and those of up to k others,
+   * hold a checkpoint that never was.
+   */
+  coldStart?: { atMs: number; downMs: number; spreadMs: number };
   /** When faults stop: no more loss, partitions or new rejuvenations. */
   healMs: number;
   /** Clients stop starting operations at this instant. */
@@ -106,7 +113,7 @@ export function scenarioFor(seed: number): Scenario {
   const targeted = adversary.chance(0.5)
     ? { chance: adversary.next() * 0.3, holdMs: adversary.int(50, 400) }
     : { chance: 0, holdMs: 0 };
-  return {
+  const scenario: Scenario = {
     seed,
     ...shape,
     checkpointInterval: prng.pick([4, 8, 16]),
@@ -140,4 +147,12 @@ export function scenarioFor(seed: number): Scenario {
     loadUntilMs: healMs + 2_000,
     livenessBoundMs: 30_000,
   };
+  // Drawn last, so that the seeds from before keep their scenario.
+  if (prng.chance(0.25))
+    scenario.coldStart = {
+      atMs: prng.int(500, Math.max(600, healMs - 500)),
+      downMs: prng.int(50, 500),
+      spreadMs: prng.int(0, 400),
+    };
+  return scenario;
 }
