@@ -201,12 +201,7 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
       );
   });
   options.say(`drill ${drill.name}: ${drill.description}`);
-  const rig = await Rig.up({
-    testbedFile: options.testbedFile,
-    events,
-    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
-    ...(options.netns ? { netns: true } : {}),
-  });
+  const rig = await drillRig(options, events);
   const t = rig.testbed;
   const order = t.rejuvenation.groups.flat();
   const boardOf = (host: string) => t.boards.find((b) => b.guards === host)?.id as string;
@@ -356,12 +351,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     if (e.kind === "board" && e.msg === "FAIL-SAFE")
       options.say(`  ${e.board}: FAIL-SAFE: ${e.fields.reason}`);
   });
-  const rig = await Rig.up({
-    testbedFile: options.testbedFile,
-    events,
-    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
-    ...(options.netns ? { netns: true } : {}),
-  });
+  const rig = await drillRig(options, events);
   const t = rig.testbed;
   let load: ClientLoad | undefined;
   let figures: LoadFigures | undefined;
@@ -435,12 +425,7 @@ async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResul
     else if (e.kind === "fault") options.say(`  ${at(e)} ${e.board ?? e.host ?? "*"}: ${e.detail}`);
     else if (e.kind === "rig") options.say(`  ${at(e)} rig: ${e.detail}`);
   });
-  const rig = await Rig.up({
-    testbedFile: options.testbedFile,
-    events,
-    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
-    ...(options.netns ? { netns: true } : {}),
-  });
+  const rig = await drillRig(options, events);
   const t = rig.testbed;
   const victim = t.boards[t.boards.length - 1]?.id as string;
   const problems: string[] = [];
@@ -632,6 +617,16 @@ async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<b
     await sleep(100);
   }
   return true;
+}
+
+/** A fresh rig for one drill, as the drill's options say. */
+function drillRig(options: DrillOptions, events: RigEventStream): Promise<Rig> {
+  return Rig.up({
+    testbedFile: options.testbedFile,
+    events,
+    ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
+    ...(options.netns ? { netns: true } : {}),
+  });
 }
 
 function brokenSteps(records: BoardRecords): BrokenStep[] {
