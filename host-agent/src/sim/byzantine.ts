@@ -29,7 +29,7 @@ export type ByzantineBehaviour =
   | "corrupt-state"
   /** As primary: only empty batches, so clients starve unless backups' timers catch it. */
   | "empty-batches"
-  /** VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints. */
+  /** VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints, marks itself a cold start (or unmarks). */
   | "lie-view-change"
   /** NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards. */
   | "lie-new-view"
@@ -189,7 +189,12 @@ export class ByzantineFilter {
         const claimed = this.batches.length > 0 ? this.prng.pick(this.batches) : [];
         const digest = batchDigest(claimed);
         const seq = body.stable.seq + this.prng.int(1, 8);
-        switch (this.prng.int(0, 3)) {
+        switch (this.prng.int(0, 4)) {
+          case 4: {
+            // it says it is (or is not) a cold start's replica before its first view
+            const { coldStart: _marked, ...unmarked } = body;
+            return this.reseal(envelope, body.coldStart ? unmarked : { ...body, coldStart: true });
+          }
           case 0: // it forgets everything it prepared
             return this.reseal(envelope, { ...body, prepared: [], prePrepared: [], batches: [] });
           case 1: // it claims a batch it never prepared, in the view just before
