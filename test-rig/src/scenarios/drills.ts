@@ -73,9 +73,11 @@ export const DRILLS: readonly Drill[] = [
     description: "the next host to be rejuvenated hangs in its boot: T_boot overruns",
     reason: /boot/,
     inject({ rig, next }) {
-      const { host } = next();
+      const { host, board } = next();
       rig.bootHang(host);
-      return (e) => e.kind === "host-boot-failed" && e.host === host;
+      // From the board's own start of the boot step (its clock), not from when the rig saw the
+      // host hang: T_boot counts from there.
+      return stepStarted(board, "boot");
     },
   },
   {
