@@ -10,43 +10,109 @@
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
 import { ClientTable, checkpointDigest } from "../src/replica/client-table.js";
-import { encodeClientMessage } from "../src/replica/messages.js";
+import { encodeClientMessage, parseEnvelope } from "../src/replica/messages.js";
+import { decideNewView, type ViewChangeBody } from "../src/replica/new-view-decision.js";
+import { quorumsFor } from "../src/replica/quorums.js";
 import type { ReplicaAction, StartingState } from "../src/replica/replica-core.js";
 import { replicaCluster } from "./replica-cluster.js";
 
 type Stored = NonNullable<StartingState["checkpoint"]> & { digest: string };
 
+/** Six replicas that executed 14 batches (checkpoints at 4, 8 and 12) and the checkpoints r2 took. */
+function clusterWithHistory() {
+  const c = replicaCluster(6, 1, 1);
+  for (const id of c.ids) c.boot(id, { recovering: false });
+  c.deliver(() => true);
+  const submit = (ts: number, value: string) => {
+    const message = encodeClientMessage({
+      type: "REQUEST",
+      request: c.request(ts, { op: "put", key: "x", value }),
+    });
+    for (const [id, core] of c.cores)
+      c.sent.set(id, [...(c.sent.get(id) ?? []), ...core.onClientMessage("c1", message, c.nowMs)]);
+  };
+  for (let ts = 1; ts <= 14; ts++) {
+    submit(ts, `v${ts}`);
+    c.run(200, () => true);
+  }
+  const checkpoints = new Map<number, Stored>();
+  for (const a of c.sent.get("r2") ?? [])
+    if (a.type === "checkpoint")
+      checkpoints.set(a.seq, a as Extract<ReplicaAction, { type: "checkpoint" }>);
+  const at = (seq: number) => {
+    const cp = checkpoints.get(seq);
+    if (cp === undefined) throw new Error(`no checkpoint at ${seq}`);
+    return cp;
+  };
+  return { c, at, submit };
+}
+
 describe("a cold start of every replica", () => {
-  it("agrees on a checkpoint k' + k + 1 disks hold, not on one a compromised disk and a Byzantine replica claim", () => {
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    const submit = (ts: number, value: string) => {
-      const message = encodeClientMessage({
-        type: "REQUEST",
-        request: c.request(ts, { op: "put", key: "x", value }),
-      });
-      for (const [id, core] of c.cores)
-        c.sent.set(id, [
-          ...(c.sent.get(id) ?? []),
-          ...core.onClientMessage("c1", message, c.nowMs),
-        ]);
+  it("refuses a NEW_VIEW that mixes cold-start VIEW_CHANGEs with another, even one whose choices follow from them", () => {
+    const { c, at } = clusterWithHistory();
+    // r2, the primary of view 1, is Byzantine; every other host comes back cold with its disk.
+    const disks: Record<string, StartingState> = {
+      r1: { recovering: false, coldStart: true, checkpoint: at(12), previousCheckpoint: at(8) },
+      r3: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r4: { recovering: false, coldStart: true, checkpoint: at(4) },
+      r5: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r6: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
     };
-    // 14 requests, one batch each (checkpoints every 4 batches: at 4, 8 and 12).
-    for (let ts = 1; ts <= 14; ts++) {
-      submit(ts, `v${ts}`);
-      c.run(200, () => true);
+    c.rejuvenate("r2", { recovering: false });
+    c.cores.delete("r2");
+    c.sent.clear();
+    for (const [id, start] of Object.entries(disks)) c.rejuvenate(id, start);
+    const coldViewChange = (id: string): Buffer => {
+      for (const a of c.sent.get(id) ?? []) {
+        if (a.type !== "broadcast") continue;
+        const e = parseEnvelope(a.message);
+        if (e?.body.type === "VIEW_CHANGE" && e.body.newView === 1) return a.message;
+      }
+      throw new Error(`${id} sent no VIEW_CHANGE for view 1`);
+    };
+    // r2 claims, as a replica in view 0 and not cold, the genuine checkpoint 12; with r1's cold
+    // claim of 12 that is k' + 1 holders, enough outside a cold start, one short inside it.
+    const warm = c.speakAs("r2", {
+      type: "VIEW_CHANGE",
+      newView: 1,
+      stable: { seq: 12, digest: at(12).digest },
+      checkpoints: [],
+      prepared: [],
+      prePrepared: [],
+      batches: [],
+      keyEpochs: [1, 1, 1, 1, 1, 1],
+    });
+    const set = [warm, coldViewChange("r1"), coldViewChange("r3"), coldViewChange("r4")];
+    const bodies = set.map((m) => parseEnvelope(m)?.body as ViewChangeBody);
+    expect(bodies.filter((b) => b.coldStart === true)).toHaveLength(3);
+    // Its choices follow from the set as a view change outside a cold start decides it.
+    const decision = decideNewView(bodies, quorumsFor(6, 1, 1), 8, "");
+    expect(decision?.checkpoint.seq).toBe(12);
+    const mixed = c.speakAs("r2", {
+      type: "NEW_VIEW",
+      view: 1,
+      viewChanges: set.map((m) => m.toString("utf8")),
+      checkpoint: decision?.checkpoint ?? { seq: 0, digest: "" },
+      proposals: decision?.proposals ?? [],
+    });
+    for (const id of Object.keys(disks)) c.hand(id, mixed);
+    for (const id of Object.keys(disks)) {
+      const core = c.cores.get(id);
+      expect(core?.currentView, id).toBe(0);
+      expect(core?.counters.get("rejected.bad-new-view"), id).toBe(1);
     }
-    const checkpoints = new Map<number, Stored>();
-    for (const a of c.sent.get("r2") ?? [])
-      if (a.type === "checkpoint")
-        checkpoints.set(a.seq, a as Extract<ReplicaAction, { type: "checkpoint" }>);
-    const at = (seq: number) => {
-      const cp = checkpoints.get(seq);
-      if (cp === undefined) throw new Error(`no checkpoint at ${seq}`);
-      return cp;
-    };
-    expect([...checkpoints.keys()]).toEqual(expect.arrayContaining([4, 8, 12]));
+    // Without r2 the next primary forms a cold view; everyone starts from one checkpoint that
+    // k' + k + 1 disks hold (8 or 4), never from the 12 the mixed set would have given.
+    c.run(5_000, (m) => m.from !== "r2" && m.to !== "r2");
+    const correct = Object.keys(disks).map((id) => c.cores.get(id));
+    const started = new Set(correct.map((core) => core?.readValue("x")));
+    expect(started.size).toBe(1);
+    expect(["v8", "v4"]).toContain([...started][0]);
+    for (const core of correct) expect(core?.currentView).toBeGreaterThanOrEqual(2);
+  });
+
+  it("agrees on a checkpoint k' + k + 1 disks hold, not on one a compromised disk and a Byzantine replica claim", () => {
+    const { c, at, submit } = clusterWithHistory();
 
     // A state that never was, stored by a host compromised before the fail-safe.
     const evil = new KvStore();

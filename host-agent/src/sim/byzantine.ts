@@ -31,7 +31,7 @@ export type ByzantineBehaviour =
   | "empty-batches"
   /** VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints, marks itself a cold start (or unmarks). */
   | "lie-view-change"
-  /** NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards. */
+  /** NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards; cold-start and other VIEW_CHANGEs mixed. */
   | "lie-new-view"
   /** STATUS: views, sequence numbers and wants out of thin air; claims to have lost its memory. */
   | "lie-status"
@@ -69,6 +69,8 @@ export class ByzantineFilter {
   private readonly seen: Buffer[] = [];
   /** Validly formed batches it has seen proposed, to lie with plausibly. */
   private readonly batches: ClientRequest[][] = [];
+  /** VIEW_CHANGEs it has received, as wire text, by the view they ask for: to mix into a NEW_VIEW. */
+  private readonly viewChangesSeen = new Map<number, string[]>();
   /** The highest view it has seen, to flood past it. */
   private viewSeen = 0;
   /** Lies told, by kind: the simulation reports them. */
@@ -107,6 +109,11 @@ export class ByzantineFilter {
       const body = envelope.body;
       if ("view" in body && typeof body.view === "number")
         this.viewSeen = Math.max(this.viewSeen, body.view);
+      if (body.type === "VIEW_CHANGE" && this.viewChangesSeen.size < 64) {
+        const list = this.viewChangesSeen.get(body.newView) ?? [];
+        if (list.length < 16) list.push(message.toString("utf8"));
+        this.viewChangesSeen.set(body.newView, list);
+      }
       if (body.type === "PRE_PREPARE" && body.requests.length > 0) {
         if (this.batches.length < 32) this.batches.push(body.requests);
         else this.batches[this.prng.int(0, 31)] = body.requests;
@@ -217,7 +224,14 @@ export class ByzantineFilter {
         }
       }
       case "NEW_VIEW": {
-        if (!has("lie-new-view") || body.proposals.length === 0) return undefined;
+        if (!has("lie-new-view")) return undefined;
+        if (this.prng.chance(0.5)) {
+          const mixed = this.mixedViewChanges(envelope.from, body.viewChanges);
+          if (mixed === undefined) return undefined;
+          this.took("mixed-new-view");
+          return this.reseal(envelope, { ...body, viewChanges: mixed });
+        }
+        if (body.proposals.length === 0) return undefined;
         this.took("lying-new-view");
         const proposals = body.proposals.map((p, i) =>
           i === 0 ? { seq: p.seq, digest: batchDigest([]) } : p,
@@ -271,6 +285,40 @@ export class ByzantineFilter {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * The VIEW_CHANGEs of a NEW_VIEW with the cold-start mark no longer the same on all: its own
+   * re-signed with the mark turned over, or another's swapped for one it received for the same
+   * view with the other mark. Undefined when it has nothing to mix with.
+   */
+  private mixedViewChanges(self: string, texts: readonly string[]): string[] | undefined {
+    const parsed = texts.map((text) => parseEnvelope(Buffer.from(text, "utf8")));
+    const bodies = parsed.map((e) => (e?.body.type === "VIEW_CHANGE" ? e.body : undefined));
+    const first = bodies[0];
+    if (first === undefined) return undefined;
+    const cold = first.coldStart === true;
+    const ownAt = parsed.findIndex((e) => e?.from === self);
+    const own = ownAt >= 0 ? parsed[ownAt] : undefined;
+    const ownBody = bodies[ownAt];
+    if (own !== undefined && ownBody !== undefined && this.prng.chance(0.5)) {
+      const { coldStart: _marked, ...unmarked } = ownBody;
+      const turned = this.reseal(own, cold ? unmarked : { ...ownBody, coldStart: true });
+      return texts.map((t, i) => (i === ownAt ? turned.toString("utf8") : t));
+    }
+    const senders = new Set(parsed.map((e) => e?.from));
+    const other = (this.viewChangesSeen.get(first.newView) ?? []).find((text) => {
+      const e = parseEnvelope(Buffer.from(text, "utf8"));
+      return (
+        e !== undefined &&
+        e.body.type === "VIEW_CHANGE" &&
+        (e.body.coldStart === true) !== cold &&
+        !senders.has(e.from)
+      );
+    });
+    if (other === undefined) return undefined;
+    const at = this.prng.int(0, texts.length - 1);
+    return texts.map((t, i) => (i === at ? other : t));
   }
 
   private maybeWrongReply(message: Buffer): Buffer {
