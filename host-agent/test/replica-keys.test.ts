@@ -4,7 +4,7 @@
  */
 import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
-import { sealEnvelope } from "../src/replica/messages.js";
+import { parseEnvelope, sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { fourReplicas, newViewBody, statusBody, viewChangeBody } from "./replica-harness.js";
 
@@ -38,6 +38,27 @@ describe("a replica's keys once its rejuvenation began", () => {
     expect(problems(core.onMessage(from("r4", status), 7))).toEqual([]);
     core.revokeKeys(["r2", "nobody"], 99, 8);
     expect(problems(core.onMessage(from("r4", status), 9))).toEqual([]);
+  });
+
+  it("a replica asks every peer for its current key when it starts, and takes the answer", () => {
+    const { core, cert, crypto } = fourReplicas("r2");
+    const sent = core.start(0).filter((a) => a.type === "broadcast");
+    expect(sent.map((a) => a.type === "broadcast" && parseEnvelope(a.message)?.body.type)).toEqual([
+      "NEW_KEY",
+      "KEY_QUERY",
+      "STATUS",
+    ]);
+    // r3 was rejuvenated while r2 was down: its answer, under its new key, is taken at once.
+    const fresh = crypto.newSigner("r3-e7");
+    const answer = sealEnvelope(
+      "r3",
+      7,
+      { type: "NEW_KEY", certificate: cert("r3", 7, fresh) },
+      (b) => fresh.sign(b),
+    );
+    expect(problems(core.onMessage(answer, 1))).toEqual([]);
+    const signed = sealEnvelope("r3", 7, status, (b) => fresh.sign(b));
+    expect(problems(core.onMessage(signed, 2))).toEqual([]);
   });
 
   it("a replica started after the revocation starts with it", () => {

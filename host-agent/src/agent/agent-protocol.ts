@@ -1,23 +1,40 @@
 /** Messages between the host agent and the replica process it supervises (node IPC). */
 export type AgentToReplica =
+  /**
+   * The key is certified: start the replica. The process was spawned earlier, when the host
+   * booted, so that loading its code overlaps the wait for the board's certificate.
+   */
+  | {
+      type: "start";
+      keyFile: string;
+      certificateFile: string;
+      recovering: boolean;
+      coldStart: boolean;
+      revokedKeys: Array<{ host: string; before: number }>;
+    }
   | { type: "prepare-shutdown" }
   | { type: "install-key"; keyFile: string; certificateFile: string }
   /** The board revoked these hosts' current keys: their group's rejuvenation began. */
   | { type: "revoke"; hosts: string[]; before: number };
 
 export type ReplicaToAgent =
+  /** Loaded and listening for "start". */
+  | { type: "ready" }
   | { type: "started" }
   | { type: "recovered"; seq: number; digest: string }
   | { type: "shutdown-prepared" };
 
+const TO_AGENT = new Set(["ready", "started", "recovered", "shutdown-prepared"]);
+const TO_REPLICA = new Set(["start", "prepare-shutdown", "install-key", "revoke"]);
+
+function typeOf(m: unknown): unknown {
+  return typeof m === "object" && m !== null ? (m as { type?: unknown }).type : undefined;
+}
+
 export function isReplicaToAgent(m: unknown): m is ReplicaToAgent {
-  if (typeof m !== "object" || m === null) return false;
-  const t = (m as { type?: unknown }).type;
-  return t === "started" || t === "recovered" || t === "shutdown-prepared";
+  return TO_AGENT.has(typeOf(m) as string);
 }
 
 export function isAgentToReplica(m: unknown): m is AgentToReplica {
-  if (typeof m !== "object" || m === null) return false;
-  const t = (m as { type?: unknown }).type;
-  return t === "prepare-shutdown" || t === "install-key" || t === "revoke";
+  return TO_REPLICA.has(typeOf(m) as string);
 }

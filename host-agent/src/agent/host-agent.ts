@@ -1,7 +1,8 @@
 /**
  * The host agent: what runs on a payload host after every boot. It makes a
  * fresh replica key, asks its board to certify it over the host link, starts
- * the replica (a supervised child process, restarted if it crashes), reports
+ * the replica (a supervised child process, restarted if it crashes; spawned
+ * while the certificate is awaited, so loading its code costs no time), reports
  * "booted", "state recovered" and heartbeats to the board, and on "prepare
  * shutdown" has a primary replica hand off before acknowledging.
  */
@@ -14,15 +15,11 @@ import { keyFilesIn, newBootKey, type ReplicaKeyFiles, writeCertificate } from "
 export interface HostAgentOptions {
   testbed: Testbed;
   hostId: string;
-  /** Starts the replica process: `smw host replica ...` with an IPC channel. */
-  spawnReplica: (args: {
-    keyFiles: ReplicaKeyFiles;
-    recovering: boolean;
-    /** The board released the host in a cold start: the replicas agree on where to start. */
-    coldStart: boolean;
-    /** Keys the board revoked so far: the replica starts with them revoked. */
-    revokedKeys: Array<{ host: string; before: number }>;
-  }) => ChildProcess;
+  /**
+   * Spawns the replica process, `smw host replica ...` with an IPC channel: it loads its code,
+   * says "ready" and waits for "start" (sent once the key is certified).
+   */
+  spawnReplica: () => ChildProcess;
   /** First start of the whole service: the empty state is the true one, nothing to recover. */
   initial?: boolean;
   /** Certify the key with a local board key instead of asking the board (benches without boards). */
@@ -34,6 +31,12 @@ export interface HostAgentOptions {
 export class HostAgent {
   private link: ConsoleLink | undefined;
   private child: ChildProcess | undefined;
+  /** The child said "ready": it listens for "start". */
+  private childReady = false;
+  /** The child was told to start (and so holds this boot's key). */
+  private childStarted = false;
+  /** Certified before the child was ready: started as soon as it is. */
+  private startWhenReady: { recovering: boolean; coldStart: boolean } | undefined;
   private readonly keyFiles: ReplicaKeyFiles;
   private publicKey = "";
   private certified = false;
@@ -88,6 +91,7 @@ export class HostAgent {
   private askForCertificate(): void {
     this.certified = false;
     this.publicKey = newBootKey(this.keyFiles).publicKey;
+    this.spawnChild();
     if (this.options.selfCertify) {
       this.onCertificate(this.options.selfCertify(this.publicKey));
       return;
@@ -139,22 +143,45 @@ export class HostAgent {
     else this.tell({ type: "install-key", ...this.keyFiles });
   }
 
+  /** To the running replica; one not yet started learns revocations in its "start". */
   private tell(message: AgentToReplica): void {
-    if (this.child?.connected) this.child.send(message);
+    if (this.childStarted && this.child?.connected) this.child.send(message);
   }
 
   private startReplica(recovering: boolean, coldStart: boolean): void {
     if (this.stopping) return;
-    const child = this.options.spawnReplica({
-      keyFiles: this.keyFiles,
-      recovering,
-      coldStart,
+    this.spawnChild();
+    this.startWhenReady = { recovering, coldStart };
+    this.sendStart();
+  }
+
+  private sendStart(): void {
+    const child = this.child;
+    const wanted = this.startWhenReady;
+    if (child === undefined || wanted === undefined || !this.childReady || !child.connected) return;
+    this.startWhenReady = undefined;
+    this.childStarted = true;
+    child.send({
+      type: "start",
+      ...this.keyFiles,
+      ...wanted,
       revokedKeys: [...this.revoked].map(([host, before]) => ({ host, before })),
-    });
+    } satisfies AgentToReplica);
+  }
+
+  /** A replica process waiting for its start, unless one is there already. */
+  private spawnChild(): void {
+    if (this.stopping || this.child !== undefined) return;
+    const child = this.options.spawnReplica();
     this.child = child;
+    this.childReady = false;
+    this.childStarted = false;
     child.on("message", (m: unknown) => {
-      if (!isReplicaToAgent(m)) return;
-      if (m.type === "recovered") {
+      if (!isReplicaToAgent(m) || child !== this.child) return;
+      if (m.type === "ready") {
+        this.childReady = true;
+        this.sendStart();
+      } else if (m.type === "recovered") {
         this.options.log(`state recovered at checkpoint ${m.seq}`);
         this.link?.send({ type: "RECOVERED", checkpointSeq: m.seq, digest: m.digest });
       } else if (m.type === "shutdown-prepared" && this.shutdownAckFor !== undefined) {
@@ -165,6 +192,10 @@ export class HostAgent {
     child.on("exit", (code, signal) => {
       if (this.child !== child || this.stopping) return;
       this.child = undefined;
+      this.childReady = false;
+      this.childStarted = false;
+      this.startWhenReady = undefined;
+      if (this.bootedTimer) clearTimeout(this.bootedTimer);
       this.restarts++;
       // A crashed replica lost its memory: it comes back recovering, after a growing pause.
       const delayMs = Math.min(10_000, 250 * 2 ** Math.min(this.restarts, 6));
@@ -177,7 +208,7 @@ export class HostAgent {
 
   private onPrepareShutdown(period: number): void {
     this.options.log(`board announces shutdown for period ${period}`);
-    if (!this.child?.connected) {
+    if (!this.childStarted || !this.child?.connected) {
       this.link?.send({ type: "SHUTDOWN_ACK", period });
       return;
     }

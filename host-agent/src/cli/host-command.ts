@@ -7,10 +7,15 @@ import { fileURLToPath } from "node:url";
 import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
-import { isAgentToReplica, type ReplicaToAgent } from "../agent/agent-protocol.js";
+import {
+  type AgentToReplica,
+  isAgentToReplica,
+  type ReplicaToAgent,
+} from "../agent/agent-protocol.js";
 import { HostAgent } from "../agent/host-agent.js";
 import { readReplicaKey } from "../agent/replica-keys.js";
 import { signerFor } from "../replica/ed25519.js";
+import type { ReplicaServer } from "../service/replica-server.js";
 import { certifyWithBoardKey, KeyFileError } from "../service/service-keys.js";
 import { startReplica } from "../service/service-runtime.js";
 
@@ -81,28 +86,10 @@ export function hostCommand(context: CliContext): Command {
                 },
               }
             : {}),
-          spawnReplica: ({ keyFiles, recovering, coldStart, revokedKeys }) =>
-            fork(
-              SMW_BIN,
-              [
-                "host",
-                "replica",
-                "--testbed",
-                flags.testbed,
-                "--host",
-                flags.host,
-                "--key-file",
-                keyFiles.keyFile,
-                "--certificate",
-                keyFiles.certificateFile,
-                ...(recovering ? ["--recovering"] : []),
-                ...(coldStart ? ["--cold-start"] : []),
-                ...(revokedKeys.length > 0
-                  ? ["--revoked", revokedKeys.map((r) => `${r.host}:${r.before}`).join(",")]
-                  : []),
-              ],
-              { stdio: ["ignore", "inherit", "inherit", "ipc"] },
-            ),
+          spawnReplica: () =>
+            fork(SMW_BIN, ["host", "replica", "--testbed", flags.testbed, "--host", flags.host], {
+              stdio: ["ignore", "inherit", "inherit", "ipc"],
+            }),
         });
         try {
           await agent.start();
@@ -119,76 +106,90 @@ export function hostCommand(context: CliContext): Command {
 
   host
     .command("replica", { hidden: true })
-    .description("the replica process a host agent supervises")
+    .description(
+      "the replica process a host agent supervises: loads, says ready, and starts when told (over IPC)",
+    )
     .requiredOption("--testbed <file>", "testbed file")
     .requiredOption("--host <id>", "this host's id")
-    .requiredOption("--key-file <file>", "this boot's private key")
-    .requiredOption("--certificate <file>", "its certificate from the board")
-    .option("--recovering", "recover the state from the other replicas first")
-    .option("--cold-start", "every replica restarted: agree on the state to start from")
-    .option("--revoked <list>", "keys the board revoked: host:epoch,...")
-    .action(
-      async (flags: {
-        testbed: string;
-        host: string;
-        keyFile: string;
-        certificate: string;
-        recovering?: boolean;
-        coldStart?: boolean;
-        revoked?: string;
-      }) => {
-        const testbed = loadTestbed(flags.testbed);
-        const files = { keyFile: flags.keyFile, certificateFile: flags.certificate };
-        const { privateKey, certificate } = readReplicaKey(files);
-        const tellAgent = (m: ReplicaToAgent) => process.send?.(m);
-        const server = await startReplica(testbed, flags.host, {
+    .action(async (flags: { testbed: string; host: string }) => {
+      if (process.send === undefined)
+        throw new UsageError("smw host replica is started by `smw host run`, over an IPC channel");
+      const testbed = loadTestbed(flags.testbed);
+      const tellAgent = (m: ReplicaToAgent) => process.send?.(m);
+      // Timed like the agent's lines, so the console shows where a recovery's time goes.
+      const log = (line: string) => context.io.err(`${new Date().toISOString()} ${line}\n`);
+      let server: ReplicaServer | undefined;
+      let starting = false;
+      /** What came while the replica was starting, done once it has. */
+      const pending: AgentToReplica[] = [];
+      const start = async (m: Extract<AgentToReplica, { type: "start" }>) => {
+        const { privateKey, certificate } = readReplicaKey(m);
+        const revoked = m.revokedKeys.map((r) => `${r.host} before ${r.before}`).join(", ");
+        log(
+          `${flags.host}: replica starting${m.recovering ? ", recovering" : ""}${m.coldStart ? ", in a cold start" : ""}${revoked ? `; keys revoked: ${revoked}` : ""}`,
+        );
+        const started = await startReplica(testbed, flags.host, {
           signer: signerFor(privateKey),
           certificate,
-          recovering: flags.recovering === true,
-          coldStart: flags.coldStart === true,
-          revokedKeys: parseRevoked(flags.revoked ?? ""),
-          log: (line) => context.io.err(`${line}\n`),
+          recovering: m.recovering,
+          coldStart: m.coldStart,
+          revokedKeys: m.revokedKeys,
+          log,
           onAction: (a) => {
             if (a.type === "recovered")
               tellAgent({ type: "recovered", seq: a.seq, digest: a.digest });
           },
         });
         // Recovered at once only with nothing to agree on or fetch first.
-        if (flags.recovering !== true && flags.coldStart !== true)
+        if (!m.recovering && !m.coldStart)
           tellAgent({
             type: "recovered",
-            seq: server.core.stableCheckpoint.seq,
-            digest: server.core.stableCheckpoint.digest,
+            seq: started.core.stableCheckpoint.seq,
+            digest: started.core.stableCheckpoint.digest,
           });
         tellAgent({ type: "started" });
-        process.on("message", (m: unknown) => {
-          if (!isAgentToReplica(m)) return;
-          if (m.type === "prepare-shutdown") {
-            server.prepareShutdown();
-            tellAgent({ type: "shutdown-prepared" });
-          } else if (m.type === "revoke") {
-            server.revokeKeys(m.hosts, m.before);
-          } else {
-            const next = readReplicaKey({ keyFile: m.keyFile, certificateFile: m.certificateFile });
-            server.installKey(next.certificate, signerFor(next.privateKey));
-          }
-        });
-        // The agent gone means this host is going down: stop serving.
-        const stop = new Promise<void>((resolve) => process.once("disconnect", () => resolve()));
-        await Promise.race([untilSignal(), stop]);
-        await server.close();
-        context.setExitCode(0);
-      },
-    );
+        return started;
+      };
+      const handle = (m: AgentToReplica, running: ReplicaServer) => {
+        if (m.type === "prepare-shutdown") {
+          running.prepareShutdown();
+          tellAgent({ type: "shutdown-prepared" });
+        } else if (m.type === "revoke") {
+          running.revokeKeys(m.hosts, m.before);
+        } else if (m.type === "install-key") {
+          const next = readReplicaKey({ keyFile: m.keyFile, certificateFile: m.certificateFile });
+          running.installKey(next.certificate, signerFor(next.privateKey));
+        }
+      };
+      process.on("message", (m: unknown) => {
+        if (!isAgentToReplica(m)) return;
+        if (m.type !== "start") {
+          if (server !== undefined) handle(m, server);
+          else if (starting) pending.push(m);
+          return;
+        }
+        if (starting) return;
+        starting = true;
+        start(m).then(
+          (running) => {
+            server = running;
+            for (const each of pending.splice(0)) handle(each, running);
+          },
+          (error: Error) => {
+            log(`${flags.host}: the replica did not start: ${error.message}`);
+            process.exit(1);
+          },
+        );
+      });
+      log(
+        `${flags.host}: replica process ready (loaded in ${Math.round(process.uptime() * 1000)} ms)`,
+      );
+      tellAgent({ type: "ready" });
+      // The agent gone means this host is going down: stop serving.
+      const stop = new Promise<void>((resolve) => process.once("disconnect", () => resolve()));
+      await Promise.race([untilSignal(), stop]);
+      await server?.close();
+      context.setExitCode(0);
+    });
   return host;
-}
-
-/** `--revoked h3:1767000000,h4:1767000000` as the agent writes it; anything else is an error. */
-function parseRevoked(text: string): Array<{ host: string; before: number }> {
-  if (text === "") return [];
-  return text.split(",").map((item) => {
-    const match = /^([A-Za-z0-9_.-]{1,64}):(\d{1,15})$/.exec(item);
-    if (match === null) throw new RangeError(`--revoked: "${item}" is not host:epoch`);
-    return { host: match[1] as string, before: Number(match[2]) };
-  });
 }

@@ -138,6 +138,9 @@ export class ReplicaCore {
     r.nowMs = nowMs;
     const cert = r.ring.keyOf(r.config.self)?.certificate;
     if (cert) r.broadcast({ type: "NEW_KEY", certificate: cert });
+    // And learns every peer's current key at once: a peer rejuvenated while this replica was
+    // down signs under a key it has never seen.
+    r.broadcast({ type: "KEY_QUERY" });
     beginColdStart(r);
     broadcastStatus(r);
     return r.drain();

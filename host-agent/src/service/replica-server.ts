@@ -11,6 +11,7 @@ import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
 import { PREVIOUS_CHECKPOINT_FILE, readCheckpointFile } from "../storage/checkpoint-file.js";
 import { CheckpointWriter } from "../storage/checkpoint-writer.js";
+import { RejectionSummary } from "./rejection-summary.js";
 import { formatStateNote } from "./state-notes.js";
 
 const TICK_MS = 10;
@@ -43,7 +44,7 @@ export class ReplicaServer {
   private timer: NodeJS.Timeout | undefined;
   private readonly started = performance.now();
   private readonly stateDir: string;
-  private problemsLogged = 0;
+  private readonly rejections: RejectionSummary;
   private readonly checkpoints: CheckpointWriter;
 
   constructor(private readonly options: ReplicaServerOptions) {
@@ -51,6 +52,7 @@ export class ReplicaServer {
     const host = testbed.hosts.find((h) => h.id === hostId);
     if (host === undefined) throw new RangeError(`${testbed.file}: no host ${hostId}`);
     this.stateDir = host.stateDir;
+    this.rejections = new RejectionSummary((line) => this.log(line));
     mkdirSync(this.stateDir, { recursive: true });
     this.checkpoints = new CheckpointWriter(this.stateDir, (seq, error) =>
       this.log(`checkpoint ${seq} not written: ${error.message}`),
@@ -128,6 +130,7 @@ export class ReplicaServer {
     this.apply(this.core.start(this.now()));
     const tick = () => {
       this.apply(this.core.tick(this.now()));
+      this.rejections.flush(this.now());
       this.timer = setTimeout(tick, TICK_MS);
     };
     this.timer = setTimeout(tick, TICK_MS);
@@ -149,6 +152,7 @@ export class ReplicaServer {
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.rejections.flush(this.now(), true);
     await this.net.close();
     await this.checkpoints.flushed();
   }
@@ -171,9 +175,7 @@ export class ReplicaServer {
           this.checkpoints.save(a);
           break;
         case "problem":
-          // Counted by the core; logged sparingly so a flood cannot fill the disk.
-          if (this.problemsLogged++ < 100)
-            this.log(`rejected ${a.kind} from ${a.from}: ${a.detail}`);
+          this.rejections.note(a.kind, a.from, a.detail, this.now());
           break;
         case "view":
           this.log(`view ${a.view}, primary ${a.primary}`);

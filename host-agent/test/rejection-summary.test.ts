@@ -1,0 +1,36 @@
+import { describe, expect, it } from "vitest";
+import { RejectionSummary } from "../src/service/rejection-summary.js";
+
+describe("a replica's refusals in its log", () => {
+  it("writes the first of each kind from each sender, then one summary line per interval", () => {
+    const lines: string[] = [];
+    const summary = new RejectionSummary((line) => lines.push(line), 5_000);
+    for (let i = 0; i < 1_000; i++)
+      summary.note("unknown-epoch", "h3", `STATUS under epoch ${i}`, i);
+    summary.note("bad-signature", "h2", "PREPARE", 10);
+    summary.note("bad-signature", "h2", "PREPARE", 11);
+    summary.flush(4_000);
+    expect(lines).toEqual([
+      "rejected unknown-epoch from h3: STATUS under epoch 0 (first of its kind; more are counted)",
+      "rejected bad-signature from h2: PREPARE (first of its kind; more are counted)",
+    ]);
+    summary.flush(5_001);
+    expect(lines.slice(2)).toEqual([
+      "rejected in the last 5.0 s: 999 unknown-epoch from h3, 1 bad-signature from h2",
+    ]);
+    // Nothing new: no line.
+    summary.flush(20_000);
+    expect(lines).toHaveLength(3);
+  });
+
+  it("keeps its memory bounded whatever senders a flood names", () => {
+    const lines: string[] = [];
+    const summary = new RejectionSummary((line) => lines.push(line), 1_000, 4);
+    for (let i = 0; i < 10_000; i++) summary.note("malformed", `forged-${i}`, "x", 0);
+    summary.flush(1_000);
+    expect(lines).toHaveLength(5);
+    expect(lines[4]).toBe(
+      "rejected in the last 1.0 s: 9992 malformed from others, 1 malformed from forged-4, 1 malformed from forged-5, 1 malformed from forged-6, 1 malformed from forged-7",
+    );
+  });
+});
