@@ -19,6 +19,7 @@ import type { ReplicaServer } from "../service/replica-server.js";
 import { certifyWithBoardKey, KeyFileError } from "../service/service-keys.js";
 import { startReplica } from "../service/service-runtime.js";
 
+/** The program to start the replica with, when the running one does not say (tests in-process). */
 const SMW_BIN = fileURLToPath(new URL("../../../bin/smw.js", import.meta.url));
 
 function loadTestbed(file: string): Testbed {
@@ -87,9 +88,13 @@ export function hostCommand(context: CliContext): Command {
               }
             : {}),
           spawnReplica: () =>
-            fork(SMW_BIN, ["host", "replica", "--testbed", flags.testbed, "--host", flags.host], {
-              stdio: ["ignore", "inherit", "inherit", "ipc"],
-            }),
+            fork(
+              context.io.selfPath ?? SMW_BIN,
+              ["host", "replica", "--testbed", flags.testbed, "--host", flags.host],
+              {
+                stdio: ["ignore", "inherit", "inherit", "ipc"],
+              },
+            ),
         });
         try {
           await agent.start();

@@ -9,6 +9,8 @@ export interface CliIo {
   err(text: string): void;
   /** Whether standard output is a terminal (progress bars, colour). */
   isTty: boolean;
+  /** The program's own entry script, for a command that starts the program again (the host agent its replica). */
+  selfPath?: string;
 }
 
 export interface CliContext {
