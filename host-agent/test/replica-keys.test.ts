@@ -46,6 +46,7 @@ describe("a replica's keys once its rejuvenation began", () => {
     expect(sent.map((a) => a.type === "broadcast" && parseEnvelope(a.message)?.body.type)).toEqual([
       "NEW_KEY",
       "KEY_QUERY",
+      "SESSION",
       "STATUS",
     ]);
     // r3 was rejuvenated while r2 was down: its answer, under its new key, is taken at once.

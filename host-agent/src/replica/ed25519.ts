@@ -4,9 +4,15 @@
  */
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
 import type { SignatureScheme, Signer } from "./key-ring.js";
+import type { KeyAgreement } from "./sessions.js";
+import { newX25519 } from "./x25519.js";
 
 export class Ed25519Scheme implements SignatureScheme {
   private readonly keys = new Map<string, KeyObject | null>();
+
+  newKeyAgreement(): KeyAgreement {
+    return newX25519();
+  }
 
   verify(publicKey: string, bytes: Buffer, signature: string): boolean {
     let key = this.keys.get(publicKey);

@@ -6,10 +6,13 @@
  * testbed; client public keys from the service's client list.
  */
 import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+import type { KeyAgreement } from "./sessions.js";
 
 /** Signing and verifying, pluggable: Ed25519 on real hosts, a cheap keyed hash in simulation. */
 export interface SignatureScheme {
   verify(publicKey: string, bytes: Buffer, signature: string): boolean;
+  /** A key agreement pair for session keys (`sessions.ts`); without it, everything is signed. */
+  newKeyAgreement?(): KeyAgreement;
 }
 
 export interface Signer {
@@ -99,11 +102,31 @@ export class KeyRing {
     bytes: Buffer,
     signature: string,
   ): "ok" | "stale-epoch" | "unknown-epoch" | "revoked-key" | "bad-signature" {
+    const verdict = this.checkEpoch(replica, epoch);
+    if (verdict !== "ok") return verdict;
+    const key = this.replicaKeys.get(replica) as ReplicaKey;
+    return this.scheme.verify(key.publicKey, bytes, signature) ? "ok" : "bad-signature";
+  }
+
+  /** "ok" if `epoch` is the replica's current, unrevoked key epoch here; else why not. */
+  checkEpoch(
+    replica: string,
+    epoch: number,
+  ): "ok" | "stale-epoch" | "unknown-epoch" | "revoked-key" {
     const key = this.replicaKeys.get(replica);
     if (key === undefined || epoch > key.epoch) return "unknown-epoch";
     if (epoch < key.epoch) return "stale-epoch";
     if (epoch < (this.revokedBefore.get(replica) ?? 0)) return "revoked-key";
-    return this.scheme.verify(key.publicKey, bytes, signature) ? "ok" : "bad-signature";
+    return "ok";
+  }
+
+  get agreesKeys(): boolean {
+    return this.scheme.newKeyAgreement !== undefined;
+  }
+
+  /** A key agreement pair, if the scheme makes them (session keys); undefined: sign everything. */
+  newKeyAgreement(): KeyAgreement | undefined {
+    return this.scheme.newKeyAgreement?.();
   }
 
   hasClient(client: string): boolean {

@@ -2,6 +2,8 @@
  * Key epochs between replicas: the board certifies a new key at every rejuvenation (installKey),
  * revokes the keys of a group it begins rejuvenating (revokeKeys), and peers announce theirs
  * (NEW_KEY) or are asked for it when their messages name an epoch not yet seen (KEY_QUERY).
+ * With each key epoch goes a session key agreement half (SESSION, signed under that epoch's key),
+ * from which the normal case's MAC keys derive (`sessions.ts`).
  */
 import type { KeyCertificate } from "@smw/wiring";
 import type { Signer } from "./key-ring.js";
@@ -16,6 +18,8 @@ export function onNewKey(r: ReplicaState, from: string, certificate: KeyCertific
   const verdict = r.ring.install(certificate);
   if (verdict === "installed") {
     r.count("keys.installed");
+    // Its sessions were with its former key; its SESSION under the new one follows.
+    r.sessions?.forget(from);
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(from);
     refreshOwnViewChange(r);
@@ -44,7 +48,43 @@ export function installKey(r: ReplicaState, certificate: KeyCertificate, signer:
   r.signer = signer;
   r.epoch = certificate.period;
   r.broadcast({ type: "NEW_KEY", certificate });
+  // Sessions die with the key they were made under: a new half, and everyone asked for theirs.
+  r.sessions?.renew(r.epoch);
+  r.sessionSentAtMs.clear();
+  announceSession(r, undefined, true);
   refreshOwnViewChange(r);
+}
+
+/** This epoch's SESSION to one peer or (to undefined) to all; `ask`: wanting theirs back. */
+export function announceSession(r: ReplicaState, to: string | undefined, ask: boolean): void {
+  if (r.sessions === undefined) return;
+  const body = { type: "SESSION", dh: r.sessions.publicKey, ask } as const;
+  if (to === undefined) r.broadcast(body);
+  else r.send(to, body);
+}
+
+/**
+ * A peer's SESSION, verified under its current key epoch: its half is kept for that epoch. One
+ * that asks gets this replica's half back, as does a peer whose MACs fail here (it may hold an
+ * old half of this replica's), at most once per status interval each.
+ */
+export function onSession(
+  r: ReplicaState,
+  from: string,
+  epoch: number,
+  body: { dh: string; ask: boolean },
+): void {
+  if (r.sessions === undefined) return;
+  r.sessions.learn(from, epoch, body.dh);
+  if (body.ask) sendSessionTo(r, from, false);
+}
+
+/** This replica's half to `peer` (asking for theirs if `ask`), at most once per status interval. */
+export function sendSessionTo(r: ReplicaState, peer: string, ask: boolean): void {
+  const last = r.sessionSentAtMs.get(peer);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
+  r.sessionSentAtMs.set(peer, r.nowMs);
+  announceSession(r, peer, ask);
 }
 
 /**

@@ -120,6 +120,11 @@ export type ReplicaBody =
   | { type: "NO_CHECKPOINT"; seq: number }
   | { type: "NEW_KEY"; certificate: KeyCertificate }
   | { type: "KEY_QUERY" }
+  /**
+   * This key epoch's key agreement half (signed: it binds the half to the certified key); `ask`:
+   * the sender has none of the receiver's for its current epoch and wants it.
+   */
+  | { type: "SESSION"; dh: string; ask: boolean }
   | { type: "REPLY"; view: number; client: string; ts: number; result: KvResult }
   | { type: "KEYS"; certificates: KeyCertificate[] };
 
@@ -130,8 +135,11 @@ export interface ReplicaEnvelope {
   /** The sender's key epoch: the board period its key certificate names. */
   epoch: number;
   body: ReplicaBody;
+  /** Empty when the envelope carries MACs instead. */
   sig: string;
-  /** The bytes the signature covers: the header and the body text exactly as sent. */
+  /** Per receiver, a MAC under its session with the sender (`sessions.ts`), instead of a signature. */
+  macs?: ReadonlyMap<string, string>;
+  /** The bytes the signature (or each MAC) covers: the header and the body text exactly as sent. */
   signed: Buffer;
   /** The whole envelope as received, to forward or retransmit unchanged. */
   wire: Buffer;
@@ -149,6 +157,56 @@ const ENVELOPE_VERSION = "smwr1";
 
 function signedBytes(from: string, epoch: number, bodyText: string): Buffer {
   return Buffer.from(`${ENVELOPE_VERSION} ${from} ${epoch}\n${bodyText}`, "utf8");
+}
+
+/**
+ * With MACs: `smwm1 <from> <epoch> <to>=<mac>,...\n<body JSON>`, each MAC over
+ * `smwm1 <from> <epoch>\n<body JSON>` with the key of the sender's session with `to`. One
+ * envelope for every receiver (an authenticator), so a message relayed to a third replica (a
+ * primary's PRE_PREPARE) still checks there.
+ */
+const MAC_VERSION = "smwm1";
+
+/** The message types that may travel with MACs: the normal case's, never shown to third parties. */
+export const MAC_TYPES: ReadonlySet<ReplicaBody["type"]> = new Set([
+  "PRE_PREPARE",
+  "PREPARE",
+  "COMMIT",
+  "CHECKPOINT",
+  "STATUS",
+]);
+
+function macBytes(from: string, epoch: number, bodyText: string): Buffer {
+  return Buffer.from(`${MAC_VERSION} ${from} ${epoch}\n${bodyText}`, "utf8");
+}
+
+/** Serializes and frames a message with a MAC for each receiver (`mac` undefined: none for it). */
+export function sealEnvelopeWithMacs(
+  from: string,
+  epoch: number,
+  body: ReplicaBody,
+  receivers: readonly string[],
+  mac: (to: string, bytes: Buffer) => string | undefined,
+): Buffer | undefined {
+  const bodyText = canonicalJson(body);
+  const bytes = macBytes(from, epoch, bodyText);
+  const entries: string[] = [];
+  for (const to of receivers) {
+    const m = mac(to, bytes);
+    if (m === undefined) return undefined;
+    entries.push(`${to}=${m}`);
+  }
+  return Buffer.from(`${MAC_VERSION} ${from} ${epoch} ${entries.join(",")}\n${bodyText}`, "utf8");
+}
+
+/** The same envelope with other MACs (the simulation's Byzantine replicas spoil some). */
+export function withMacs(envelope: ReplicaEnvelope, macs: ReadonlyMap<string, string>): Buffer {
+  const newline = envelope.wire.indexOf(10);
+  const entries = [...macs].map(([to, m]) => `${to}=${m}`).join(",");
+  return Buffer.concat([
+    Buffer.from(`${MAC_VERSION} ${envelope.from} ${envelope.epoch} ${entries}`, "latin1"),
+    envelope.wire.subarray(newline),
+  ]);
 }
 
 /** Serializes (deterministically), signs and frames a message. */
@@ -408,6 +466,10 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     }
     case "KEY_QUERY":
       return { type: v.type };
+    case "SESSION":
+      return isB64(v.dh, 64) && typeof v.ask === "boolean"
+        ? { type: v.type, dh: v.dh, ask: v.ask }
+        : undefined;
     case "REPLY": {
       if (!isCount(v.view) || !isId(v.client) || !isTimestamp(v.ts)) return undefined;
       const result = parseKvResult(v.result);
@@ -433,21 +495,43 @@ function parseJson(bytes: Buffer | string): unknown {
   }
 }
 
-const HEADER = /^smwr1 ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_-]{1,512})$/;
+const HEADER =
+  /^(smwr1|smwm1) ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_,.-]{1,8192})$/;
+const MAC_ENTRY = /^([A-Za-z0-9_.-]{1,64})=([A-Za-z0-9_-]{22})$/;
+const MAX_MACS = 256;
 
-/** An envelope from the network, its shape checked (not yet its signature). */
+/** An envelope from the network, its shape checked (not yet its signature or MACs). */
 export function parseEnvelope(wire: Buffer): ReplicaEnvelope | undefined {
   if (wire.length > MAX_MESSAGE_BYTES) return undefined;
   const newline = wire.indexOf(10);
-  if (newline < 0 || newline > 700) return undefined;
+  if (newline < 0 || newline > 8300) return undefined;
   const header = HEADER.exec(wire.subarray(0, newline).toString("latin1"));
   if (header === null) return undefined;
-  const [, from, epochText, sig] = header as unknown as [string, string, string, string];
+  const [, version, from, epochText, auth] = header as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   const bodyText = wire.subarray(newline + 1).toString("utf8");
   const body = parseBody(parseJson(bodyText), 0);
   if (body === undefined) return undefined;
   const epoch = Number(epochText);
-  return { from, epoch, body, sig, signed: signedBytes(from, epoch, bodyText), wire };
+  if (version === ENVELOPE_VERSION) {
+    if (auth.length > 512 || auth.includes(",")) return undefined;
+    return { from, epoch, body, sig: auth, signed: signedBytes(from, epoch, bodyText), wire };
+  }
+  if (!MAC_TYPES.has(body.type)) return undefined;
+  const entries = auth.split(",");
+  if (entries.length > MAX_MACS) return undefined;
+  const macs = new Map<string, string>();
+  for (const entry of entries) {
+    const m = MAC_ENTRY.exec(entry);
+    if (m === null || macs.has(m[1] as string)) return undefined;
+    macs.set(m[1] as string, m[2] as string);
+  }
+  return { from, epoch, body, sig: "", macs, signed: macBytes(from, epoch, bodyText), wire };
 }
 
 export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {

@@ -29,7 +29,16 @@ import { onCheckpoint } from "./checkpoints.js";
 import { checkpointDigest } from "./client-table.js";
 import { beginColdStart } from "./cold-start.js";
 import type { KeyRing, Signer } from "./key-ring.js";
-import { installKey, onKeyQuery, onNewKey, queryKey, revokeKeys } from "./keys.js";
+import {
+  announceSession,
+  installKey,
+  onKeyQuery,
+  onNewKey,
+  onSession,
+  queryKey,
+  revokeKeys,
+  sendSessionTo,
+} from "./keys.js";
 import {
   type ClientMessage,
   parseClientMessage,
@@ -141,6 +150,7 @@ export class ReplicaCore {
     // And learns every peer's current key at once: a peer rejuvenated while this replica was
     // down signs under a key it has never seen.
     r.broadcast({ type: "KEY_QUERY" });
+    announceSession(r, undefined, true);
     beginColdStart(r);
     broadcastStatus(r);
     return r.drain();
@@ -251,11 +261,16 @@ export class ReplicaCore {
     const verdict =
       seenBefore && r.ring.keyOf(from)?.epoch === epoch
         ? "ok"
-        : r.ring.checkReplica(from, epoch, envelope.signed, envelope.sig);
+        : envelope.macs !== undefined
+          ? checkMacs(r, envelope)
+          : r.ring.checkReplica(from, epoch, envelope.signed, envelope.sig);
     if (seenBefore) r.count("verify-skipped");
     if (verdict !== "ok") {
       r.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") queryKey(r, from);
+      // No session with it, or its MAC for this replica fails (it may hold a half of this
+      // replica's former key): this replica's half goes to it, with a request for its own.
+      if (verdict === "no-session" || verdict === "bad-mac") sendSessionTo(r, from, true);
       return r.drain();
     }
     r.count(`in.${body.type}`);
@@ -269,6 +284,18 @@ export class ReplicaCore {
     }
     return r.drain();
   }
+}
+
+/** A MAC'd envelope: the sender's current key epoch here, and this replica's MAC in it checks. */
+function checkMacs(
+  r: ReplicaState,
+  envelope: ReplicaEnvelope,
+): "ok" | "stale-epoch" | "unknown-epoch" | "revoked-key" | "no-session" | "bad-mac" {
+  const epochVerdict = r.ring.checkEpoch(envelope.from, envelope.epoch);
+  if (epochVerdict !== "ok") return epochVerdict;
+  const mac = envelope.macs?.get(r.config.self);
+  if (r.sessions === undefined || mac === undefined) return "bad-mac";
+  return r.sessions.check(envelope.from, envelope.epoch, envelope.signed, mac);
 }
 
 /** One dispatcher: each message type to the step function of its sub-protocol. */
@@ -313,6 +340,9 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
     case "NO_CHECKPOINT":
       if (r.transfer) applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs));
       return;
+    case "SESSION":
+      onSession(r, from, envelope.epoch, body);
+      break;
     case "KEY_QUERY":
       onKeyQuery(r, from);
       return;

@@ -13,14 +13,17 @@ import {
   type ClientRequest,
   type ClientTableEntry,
   type ExecutedEntry,
+  MAC_TYPES,
   type ReplicaBody,
   type ReplicaEnvelope,
   type SeqDigest,
   sealEnvelope,
+  sealEnvelopeWithMacs,
   type ViewSeqDigest,
 } from "./messages.js";
 import type { Quorums } from "./quorums.js";
 import { RecentSet } from "./recent-set.js";
+import { type KeyAgreement, Sessions } from "./sessions.js";
 import type { StateTransfer } from "./state-transfer.js";
 
 export interface ReplicaConfig {
@@ -77,7 +80,9 @@ export type ProblemKind =
   | "bad-certificate"
   | "view-out-of-window"
   | "handler-fault"
-  | "diverged";
+  | "diverged"
+  | "no-session"
+  | "bad-mac";
 
 export type ReplicaAction =
   | { type: "send"; to: string; message: Buffer }
@@ -231,6 +236,10 @@ export class ReplicaState {
   readonly peerAmnesic = new Set<string>();
   nextStatusMs = 0;
   readonly keyQueryAtMs = new Map<string, number>();
+  /** Session keys with the peers (`sessions.ts`); undefined when the scheme has no key agreement. */
+  readonly sessions: Sessions | undefined;
+  /** When this replica last sent its SESSION to each peer that asked (or whose MAC failed). */
+  readonly sessionSentAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();
 
   constructor(
@@ -245,6 +254,9 @@ export class ReplicaState {
       throw new RangeError(`replica ${self} is not one of ${ids.join(", ")}`);
     if (ids.length !== config.quorums.n) throw new RangeError("ids and quorums disagree on n");
     this.epoch = certificate?.period ?? 0;
+    this.sessions = ring.agreesKeys
+      ? new Sessions(self, this.epoch, () => ring.newKeyAgreement() as KeyAgreement)
+      : undefined;
     for (const { host, before } of start.revokedKeys ?? [])
       if (host !== self) ring.revoke(host, before);
     if (certificate) ring.install(certificate);
@@ -318,19 +330,50 @@ export class ReplicaState {
     return actions;
   }
 
+  /** Signed: for anyone to check, and to show to third parties. */
   seal(body: ReplicaBody): Buffer {
     const from = this.config.self;
     return sealEnvelope(from, this.epoch, body, (bytes) => this.signer.sign(bytes));
   }
 
+  /**
+   * The normal case's messages with a MAC for each of `receivers` when this replica holds a
+   * session with each at its current key epoch; signed otherwise (a signature is always taken).
+   */
+  sealFor(body: ReplicaBody, receivers: readonly string[]): Buffer {
+    const sessions = this.sessions;
+    if (sessions !== undefined && MAC_TYPES.has(body.type)) {
+      const macs = sealEnvelopeWithMacs(
+        this.config.self,
+        this.epoch,
+        body,
+        receivers,
+        (to, bytes) => {
+          const epoch = this.ring.keyOf(to)?.epoch;
+          return epoch === undefined ? undefined : sessions.mac(to, epoch, bytes);
+        },
+      );
+      if (macs !== undefined) {
+        this.count("sealed.mac");
+        return macs;
+      }
+    }
+    if (MAC_TYPES.has(body.type)) this.count("sealed.signature");
+    return this.seal(body);
+  }
+
+  private peers(): string[] {
+    return this.config.ids.filter((id) => id !== this.config.self);
+  }
+
   broadcast(body: ReplicaBody): Buffer {
-    const message = this.seal(body);
+    const message = this.sealFor(body, this.peers());
     this.out.push({ type: "broadcast", message });
     return message;
   }
 
   send(to: string, body: ReplicaBody): void {
-    this.out.push({ type: "send", to, message: this.seal(body) });
+    this.out.push({ type: "send", to, message: this.sealFor(body, [to]) });
   }
 
   get primary(): string {

@@ -15,6 +15,8 @@ import {
   type ReplicaBody,
   type ReplicaEnvelope,
   sealEnvelope,
+  sealEnvelopeWithMacs,
+  withMacs,
 } from "../replica/messages.js";
 import type { ReplicaAction } from "../replica/replica-core.js";
 import type { Prng } from "./prng.js";
@@ -40,7 +42,9 @@ export type ByzantineBehaviour =
   /** META, LEAVES, PARTS: state that does not match the checkpoint asked for. */
   | "lie-transfer"
   /** VIEW_CHANGEs for far views, validly signed, again and again. */
-  | "view-flood";
+  | "view-flood"
+  /** MAC'd messages whose MACs check for some receivers and not others (a primary's PRE_PREPARE too). */
+  | "bad-macs";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -57,6 +61,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "lie-executed",
   "lie-transfer",
   "view-flood",
+  "bad-macs",
 ];
 
 export interface Outgoing {
@@ -71,6 +76,8 @@ export class ByzantineFilter {
   private readonly batches: ClientRequest[][] = [];
   /** VIEW_CHANGEs it has received, as wire text, by the view they ask for: to mix into a NEW_VIEW. */
   private readonly viewChangesSeen = new Map<number, string[]>();
+  /** Each peer's latest key epoch it has seen, to forge MAC'd messages in their names. */
+  private readonly epochsSeen = new Map<string, number>();
   /** The highest view it has seen, to flood past it. */
   private viewSeen = 0;
   /** Lies told, by kind: the simulation reports them. */
@@ -106,6 +113,7 @@ export class ByzantineFilter {
   observe(message: Buffer): void {
     const envelope = parseEnvelope(message);
     if (envelope !== undefined) {
+      this.epochsSeen.set(envelope.from, envelope.epoch);
       const body = envelope.body;
       if ("view" in body && typeof body.view === "number")
         this.viewSeen = Math.max(this.viewSeen, body.view);
@@ -160,6 +168,15 @@ export class ByzantineFilter {
         this.peers.forEach((peer, i) => {
           out.push({ to: peer, message: i % 2 === 0 ? action.message : altered });
         });
+        continue;
+      }
+      if (this.behaviours.has("bad-macs") && envelope.macs !== undefined && this.prng.chance(0.5)) {
+        // The MACs of some receivers spoiled, the others' true: they disagree on what was said.
+        this.took("bad-macs");
+        const macs = new Map(envelope.macs);
+        for (const to of macs.keys())
+          if (this.prng.chance(0.5)) macs.set(to, this.randomDigest().slice(0, 22));
+        out.push({ to, message: withMacs(envelope, macs) });
         continue;
       }
       const lie = this.lie(envelope, body);
@@ -373,6 +390,20 @@ export class ByzantineFilter {
       };
       const forged = sealEnvelope(victim, 0, body, (bytes) => this.signer().signer.sign(bytes));
       out.push({ to: "all", message: forged });
+      // A COMMIT in its name under its current epoch, with MACs made up: must fail them.
+      const macd = sealEnvelopeWithMacs(
+        victim,
+        this.epochsSeen.get(victim) ?? 0,
+        {
+          type: "COMMIT",
+          view: this.viewSeen,
+          seq: this.prng.int(1, 200),
+          digest: this.randomDigest(),
+        },
+        [this.self, ...this.peers].filter((id) => id !== victim),
+        () => this.randomDigest().slice(0, 22),
+      );
+      if (macd !== undefined) out.push({ to: "all", message: macd });
       // And a request from a client that does not exist.
       out.push({
         to: this.prng.pick(this.peers),

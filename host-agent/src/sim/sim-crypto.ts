@@ -6,6 +6,8 @@
  */
 import { createHash } from "node:crypto";
 import type { SignatureScheme, Signer } from "../replica/key-ring.js";
+import type { KeyAgreement } from "../replica/sessions.js";
+import { x25519FromSeed } from "../replica/x25519.js";
 
 export class SimCrypto implements SignatureScheme {
   private readonly secrets = new Map<string, string>();
@@ -21,6 +23,15 @@ export class SimCrypto implements SignatureScheme {
       publicKey,
       sign: (bytes) => mac(secret, bytes),
     };
+  }
+
+  /** Real X25519 (a replica's halves must give secrets only it and its peer know), seeded. */
+  newKeyAgreement(): KeyAgreement {
+    return x25519FromSeed(
+      createHash("sha256")
+        .update(`${this.seed}:agreement:${this.issued++}`)
+        .digest(),
+    );
   }
 
   verify(publicKey: string, bytes: Buffer, signature: string): boolean {

@@ -1,0 +1,115 @@
+/**
+ * Session keys between replicas, for the normal case's MACs (SAFETY.md, "MACs and signatures").
+ * Per key epoch each replica makes a key agreement pair and announces its public half in a
+ * SESSION message signed with its certified key. For a pair of replicas at a pair of epochs the
+ * shared secret gives two keys, one per direction (HKDF-SHA256, the ids and epochs in its info),
+ * so a MAC binds sender, receiver and both epochs: a rejuvenated replica's old sessions die with
+ * its old key, and a MAC from i to j is no use from j to i. Pure bookkeeping: the key agreement
+ * is given (X25519 on hosts, seeded X25519 in the simulation).
+ */
+import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+
+export interface KeyAgreement {
+  /** The public half, base64, as SESSION carries it. */
+  readonly publicKey: string;
+  /** The shared secret with a peer's public half, or undefined if that is no valid key. */
+  agree(peerPublic: string): Buffer | undefined;
+}
+
+const MAC_BYTES = 16;
+
+interface PeerSession {
+  epoch: number;
+  publicKey: string;
+  /** Derived on first use, for the own epoch they were derived at. */
+  keys?: { ownEpoch: number; send: Buffer; receive: Buffer };
+  /** The public half gives no secret: never derive again from it. */
+  invalid?: boolean;
+}
+
+export class Sessions {
+  private own: KeyAgreement;
+  private readonly peers = new Map<string, PeerSession>();
+
+  constructor(
+    private readonly self: string,
+    private ownEpoch: number,
+    private readonly newAgreement: () => KeyAgreement,
+  ) {
+    this.own = newAgreement();
+  }
+
+  get publicKey(): string {
+    return this.own.publicKey;
+  }
+
+  /** A new key epoch of this replica: a new pair, and every session derived from the old one gone. */
+  renew(epoch: number): void {
+    this.ownEpoch = epoch;
+    this.own = this.newAgreement();
+    for (const peer of this.peers.values()) {
+      delete peer.keys;
+      delete peer.invalid;
+    }
+  }
+
+  /** A peer's public half, from its SESSION signed under `epoch` (the caller checked that). */
+  learn(peer: string, epoch: number, publicKey: string): void {
+    const known = this.peers.get(peer);
+    if (known !== undefined && known.epoch === epoch && known.publicKey === publicKey) return;
+    if (known !== undefined && known.epoch > epoch) return;
+    this.peers.set(peer, { epoch, publicKey });
+  }
+
+  forget(peer: string): void {
+    this.peers.delete(peer);
+  }
+
+  /** Whether this replica can MAC to (and check MACs from) `peer` at its key epoch `epoch`. */
+  has(peer: string, epoch: number): boolean {
+    return this.keysFor(peer, epoch) !== undefined;
+  }
+
+  private keysFor(peer: string, epoch: number): PeerSession["keys"] {
+    const session = this.peers.get(peer);
+    if (session === undefined || session.epoch !== epoch || session.invalid) return undefined;
+    if (session.keys?.ownEpoch === this.ownEpoch) return session.keys;
+    const secret = this.own.agree(session.publicKey);
+    if (secret === undefined) {
+      session.invalid = true;
+      return undefined;
+    }
+    const derive = (from: string, fromEpoch: number, to: string, toEpoch: number) =>
+      Buffer.from(
+        hkdfSync("sha256", secret, "smw-session-1", `${from}@${fromEpoch}>${to}@${toEpoch}`, 32),
+      );
+    session.keys = {
+      ownEpoch: this.ownEpoch,
+      send: derive(this.self, this.ownEpoch, peer, epoch),
+      receive: derive(peer, epoch, this.self, this.ownEpoch),
+    };
+    return session.keys;
+  }
+
+  /** The MAC of `bytes` for `peer` at its epoch `epoch`, or undefined without a session. */
+  mac(peer: string, epoch: number, bytes: Buffer): string | undefined {
+    const keys = this.keysFor(peer, epoch);
+    return keys && macOf(keys.send, bytes);
+  }
+
+  check(peer: string, epoch: number, bytes: Buffer, mac: string): "ok" | "no-session" | "bad-mac" {
+    const keys = this.keysFor(peer, epoch);
+    if (keys === undefined) return "no-session";
+    const expected = Buffer.from(macOf(keys.receive, bytes), "base64url");
+    const got = Buffer.from(mac, "base64url");
+    return got.length === expected.length && timingSafeEqual(got, expected) ? "ok" : "bad-mac";
+  }
+}
+
+function macOf(key: Buffer, bytes: Buffer): string {
+  return createHmac("sha256", key)
+    .update(bytes)
+    .digest()
+    .subarray(0, MAC_BYTES)
+    .toString("base64url");
+}

@@ -1,0 +1,116 @@
+/**
+ * MACs in the normal case (SAFETY.md, "MACs and signatures"): session keys per pair of replicas
+ * and key epochs, from X25519 halves announced in signed SESSION messages.
+ */
+import { describe, expect, it } from "vitest";
+import { parseEnvelope, withMacs } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { Sessions } from "../src/replica/sessions.js";
+import { newX25519, x25519FromSeed } from "../src/replica/x25519.js";
+import { replicaCluster } from "./replica-cluster.js";
+
+const bytes = Buffer.from("smwm1 r1 3\n{}");
+
+describe("session keys", () => {
+  it("give each direction its own key, bound to both epochs, and die with a renewed key", () => {
+    const a = new Sessions("r1", 3, newX25519);
+    const b = new Sessions("r2", 5, newX25519);
+    a.learn("r2", 5, b.publicKey);
+    b.learn("r1", 3, a.publicKey);
+    const mac = a.mac("r2", 5, bytes) as string;
+    expect(b.check("r1", 3, bytes, mac)).toBe("ok");
+    expect(b.check("r1", 3, Buffer.from("smwm1 r1 3\n{ }"), mac)).toBe("bad-mac");
+    // Not reflected: r2's MAC to r1 is under another key.
+    expect(b.mac("r1", 3, bytes)).not.toBe(mac);
+    // Another epoch of the sender: no session for it.
+    expect(b.check("r1", 4, bytes, mac)).toBe("no-session");
+    // r1 rejuvenated: its new half makes new keys; the old MACs fail at r2 once it learns it.
+    a.renew(4);
+    b.learn("r1", 4, a.publicKey);
+    expect(b.check("r1", 4, bytes, mac)).toBe("bad-mac");
+    a.learn("r2", 5, b.publicKey);
+    expect(b.check("r1", 4, bytes, a.mac("r2", 5, bytes) as string)).toBe("ok");
+    // An older epoch's half never replaces a newer one.
+    b.learn("r1", 3, "AAAA");
+    expect(b.has("r1", 4)).toBe(true);
+  });
+
+  it("refuse a public half that is no curve point, once and for all", () => {
+    const a = new Sessions("r1", 1, () => x25519FromSeed(Buffer.alloc(32, 7)));
+    a.learn("r2", 1, Buffer.alloc(32).toString("base64"));
+    expect(a.has("r2", 1)).toBe(false);
+    expect(a.mac("r2", 1, bytes)).toBeUndefined();
+    a.learn("r3", 1, "bm90IGEga2V5");
+    expect(a.has("r3", 1)).toBe(false);
+  });
+});
+
+const macd = (actions: ReplicaAction[], type: string) =>
+  actions.filter((a) => {
+    if (a.type !== "broadcast" && a.type !== "send") return false;
+    const e = parseEnvelope(a.message);
+    return e?.body.type === type && e.macs !== undefined;
+  });
+
+describe("replicas with sessions", () => {
+  it("MAC the normal case once halves are exchanged, sign what third parties must check, and refuse a spoiled MAC", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.sent.clear();
+    // Only its first STATUS, before any half was known, went signed.
+    expect(c.cores.get("r2")?.counters.get("sealed.signature")).toBe(1);
+    c.run(300, () => true);
+    // STATUS every interval: with MACs now.
+    expect(macd(c.sent.get("r2") ?? [], "STATUS").length).toBeGreaterThan(0);
+    expect(c.cores.get("r2")?.counters.get("sealed.signature")).toBe(1);
+
+    // A MAC'd STATUS from r2 whose MAC for r3 is spoiled: r3 refuses it (and sends r2 its half
+    // again), r4 takes it.
+    const status = macd(c.sent.get("r2") ?? [], "STATUS").at(-1);
+    const envelope = parseEnvelope(status?.type === "broadcast" ? status.message : Buffer.alloc(0));
+    if (envelope?.macs === undefined) throw new Error("no MAC'd STATUS");
+    const spoiled = new Map(envelope.macs);
+    spoiled.set("r3", "A".repeat(22));
+    const message = withMacs(envelope, spoiled);
+    const r3 = c.cores.get("r3");
+    const r4 = c.cores.get("r4");
+    const before3 = r3?.counters.get("rejected.bad-mac") ?? 0;
+    const answer = r3?.onMessage(message, c.nowMs) ?? [];
+    expect(r3?.counters.get("rejected.bad-mac")).toBe(before3 + 1);
+    expect(
+      answer.some((a) => a.type === "send" && a.to === "r2" && a.message.includes('"SESSION"')),
+    ).toBe(true);
+    const problems4 = (r4?.onMessage(message, c.nowMs) ?? []).filter((a) => a.type === "problem");
+    expect(problems4).toEqual([]);
+
+    // A VIEW_CHANGE cannot travel with MACs (it is shown to third parties in a NEW_VIEW).
+    const vcText = Buffer.from(
+      message.toString("utf8").replace(/\n.*$/s, '\n{"type":"VIEW_CHANGE"}'),
+    );
+    expect(parseEnvelope(vcText)).toBeUndefined();
+  });
+
+  it("after a rejuvenation, sign to the replica until its new half is known, then MAC again", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    // r4 rejuvenated: its NEW_KEY reaches r2, its SESSION does not yet.
+    const r2 = c.cores.get("r2");
+    c.sent.clear();
+    c.rejuvenate("r4", { recovering: true });
+    const r4sent = c.sent.get("r4") ?? [];
+    const newKey = r4sent.find((a) => a.type === "broadcast" && a.message.includes('"NEW_KEY"'));
+    if (newKey?.type !== "broadcast") throw new Error("no NEW_KEY");
+    r2?.onMessage(newKey.message, c.nowMs);
+    const before = r2?.counters.get("sealed.signature") ?? 0;
+    const sent = r2?.tick(c.nowMs + 200) ?? [];
+    expect(r2?.counters.get("sealed.signature")).toBeGreaterThan(before);
+    expect(macd(sent, "STATUS")).toEqual([]);
+    // Its SESSION arrives: MACs again.
+    const session = r4sent.find((a) => a.type === "broadcast" && a.message.includes('"SESSION"'));
+    if (session?.type !== "broadcast") throw new Error("no SESSION");
+    r2?.onMessage(session.message, c.nowMs + 201);
+    expect(macd(r2?.tick(c.nowMs + 400) ?? [], "STATUS").length).toBeGreaterThan(0);
+  });
+});
