@@ -98,6 +98,16 @@ describe("defaults and resolution", () => {
     expect(testbed.rejuvenation.f).toBe(2);
     expect(testbed.controlNetwork.deliveryBoundMs).toBe(10);
   });
+
+  it("fills each host's replica settings from the file's replication defaults, then the built-in ones", () => {
+    const rig = loadOk(path.join(examples, "rig-6.yaml"));
+    expect(rig.hosts[0]?.replica).toEqual({
+      checkpointInterval: 16,
+      batchMax: 16,
+      batchesInFlight: 4,
+      viewChangeTimeoutMs: 1_000,
+    });
+  });
 });
 
 interface Expectation {

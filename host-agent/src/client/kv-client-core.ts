@@ -116,14 +116,19 @@ export class KvClientCore {
       return [];
     }
     if (body.type !== "REPLY") return [];
+    // A reply to no request outstanding (most often one after the k'+1 that answered it) is
+    // dropped before its signature costs anything: it could change nothing.
+    const o = this.outstanding;
+    if (o === undefined || body.client !== this.config.id || body.ts !== o.request.ts) {
+      this.count("replies.late");
+      return [];
+    }
     const verdict = this.ring.checkReplica(replica, envelope.epoch, envelope.signed, envelope.sig);
     if (verdict === "unknown-epoch") return this.queryKeys(replica, nowMs);
     if (verdict !== "ok") {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
     }
-    const o = this.outstanding;
-    if (o === undefined || body.client !== this.config.id || body.ts !== o.request.ts) return [];
     const key = canonicalJson(body.result);
     let voters = o.votes.get(key);
     if (voters === undefined) {

@@ -37,6 +37,8 @@ export class FramedSocket {
   private failed = false;
   /** Queued frames wait while the connection is still proving who it is. */
   private held = false;
+  /** Writes are being gathered until the current input has been handled. */
+  private corked = false;
 
   constructor(
     private readonly socket: Socket,
@@ -69,6 +71,15 @@ export class FramedSocket {
 
   send(frame: Buffer): void {
     this.options.counters.droppedFrames += this.options.queue.push(frame);
+    // Frames sent while one input is handled leave in one write (one system call), not one each.
+    if (!this.corked && !this.socket.destroyed) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     this.pump();
   }
 

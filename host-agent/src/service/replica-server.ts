@@ -84,7 +84,7 @@ export class ReplicaServer {
         ),
         checkpointInterval: host.replica.checkpointInterval,
         batchMax: host.replica.batchMax,
-        maxInFlight: 1,
+        maxInFlight: host.replica.batchesInFlight,
         viewChangeTimeoutMs: host.replica.viewChangeTimeoutMs,
         statusIntervalMs: 100,
         maxReplyBytes: 4 * 1024 * 1024,

@@ -216,6 +216,7 @@ const KNOWN_KEYS = [
   "replication",
   "checkpointInterval",
   "batchMax",
+  "batchesInFlight",
   "viewChangeTimeout",
   "hosts",
   "id",

@@ -120,6 +120,8 @@ const board = z.strictObject({
 const replicaSettings = z.strictObject({
   checkpointInterval: z.int().positive().optional(),
   batchMax: z.int().positive().optional(),
+  /** Batches the primary may have proposed and not yet executed: the pipeline's depth. */
+  batchesInFlight: z.int().positive().max(64).optional(),
   viewChangeTimeout: positiveDurationMs.optional(),
 });
 

@@ -52,6 +52,8 @@ export interface Board {
 export interface ReplicaSettings {
   checkpointInterval: number;
   batchMax: number;
+  /** Batches proposed and not yet executed, at most: the pipeline's depth. */
+  batchesInFlight: number;
   viewChangeTimeoutMs: number;
 }
 
@@ -147,6 +149,7 @@ export const DEFAULT_LEVELS: Record<LineRole, { initial: Level; safe: Level }> =
 export const DEFAULT_REPLICA_SETTINGS: ReplicaSettings = {
   checkpointInterval: 128,
   batchMax: 32,
+  batchesInFlight: 4,
   viewChangeTimeoutMs: 2_000,
 };
 
@@ -165,6 +168,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
     checkpointInterval:
       raw.replication?.checkpointInterval ?? DEFAULT_REPLICA_SETTINGS.checkpointInterval,
     batchMax: raw.replication?.batchMax ?? DEFAULT_REPLICA_SETTINGS.batchMax,
+    batchesInFlight: raw.replication?.batchesInFlight ?? DEFAULT_REPLICA_SETTINGS.batchesInFlight,
     viewChangeTimeoutMs:
       raw.replication?.viewChangeTimeout ?? DEFAULT_REPLICA_SETTINGS.viewChangeTimeoutMs,
   };
@@ -192,6 +196,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
           checkpointInterval:
             host.replica?.checkpointInterval ?? replicaDefaults.checkpointInterval,
           batchMax: host.replica?.batchMax ?? replicaDefaults.batchMax,
+          batchesInFlight: host.replica?.batchesInFlight ?? replicaDefaults.batchesInFlight,
           viewChangeTimeoutMs:
             host.replica?.viewChangeTimeout ?? replicaDefaults.viewChangeTimeoutMs,
         },
