@@ -1,9 +1,11 @@
 /**
  * The client side of the protocol, without I/O: it signs a request, sends it
  * to every replica, and accepts a result once k'+1 replicas (so at least one
- * correct one) sent the same signed reply. Replies are checked against the
- * replicas' current keys, which it learns from board-signed certificates;
- * retransmits until answered. One request outstanding at a time.
+ * correct one) sent the same reply. Replies are checked against the
+ * replicas' current keys, which it learns from board-signed certificates, or
+ * carry a MAC under a session with the replica (`client-sessions.ts`: its half
+ * signed by the replica, the client's signed by the client); retransmits until
+ * answered. One request outstanding at a time.
  */
 
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
@@ -11,10 +13,12 @@ import { canonicalJson } from "../replica/canonical.js";
 import type { KeyRing, Signer } from "../replica/key-ring.js";
 import {
   type ClientRequest,
+  clientSessionSigningBytes,
   encodeClientMessage,
   parseEnvelope,
   requestSigningBytes,
 } from "../replica/messages.js";
+import { type KeyAgreement, Sessions } from "../replica/sessions.js";
 
 export interface KvClientConfig {
   id: string;
@@ -45,7 +49,11 @@ export class KvClientCore {
   private ts: number;
   private outstanding: Outstanding | undefined;
   private readonly keyQueryAtMs = new Map<string, number>();
+  private readonly sessionSentAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();
+  /** Session keys with the replicas, for MAC'd replies; the half's epoch is `firstTs`. */
+  private readonly sessions: Sessions | undefined;
+  private readonly sessionMessage: Buffer | undefined;
 
   constructor(
     private readonly config: KvClientConfig,
@@ -53,6 +61,20 @@ export class KvClientCore {
     private readonly signer: Signer,
   ) {
     this.ts = config.firstTs;
+    if (ring.agreesKeys) {
+      const sessions = new Sessions(
+        config.id,
+        config.firstTs,
+        () => ring.newKeyAgreement() as KeyAgreement,
+      );
+      this.sessions = sessions;
+      const signed = { client: config.id, ts: config.firstTs, dh: sessions.publicKey };
+      this.sessionMessage = encodeClientMessage({
+        type: "SESSION",
+        ...signed,
+        sig: signer.sign(clientSessionSigningBytes(signed)),
+      });
+    }
   }
 
   get busy(): boolean {
@@ -64,10 +86,14 @@ export class KvClientCore {
     this.outstanding = undefined;
   }
 
-  /** Asks every replica for the certificates it knows (do this first). */
+  /** Asks every replica for the certificates it knows, and offers its session half (do this first). */
   start(): ClientAction[] {
     const message = encodeClientMessage({ type: "KEYS_QUERY" });
-    return this.config.replicas.map((to) => ({ type: "send", to, message }));
+    const out: ClientAction[] = this.config.replicas.map((to) => ({ type: "send", to, message }));
+    const session = this.sessionMessage;
+    if (session !== undefined)
+      for (const to of this.config.replicas) out.push({ type: "send", to, message: session });
+    return out;
   }
 
   submit(op: KvOperation, nowMs: number): ClientAction[] {
@@ -115,6 +141,18 @@ export class KvClientCore {
       for (const c of body.certificates) this.ring.install(c);
       return [];
     }
+    if (body.type === "SESSION" && envelope.macs === undefined) {
+      const verdict = this.ring.checkReplica(
+        replica,
+        envelope.epoch,
+        envelope.signed,
+        envelope.sig,
+      );
+      if (verdict === "unknown-epoch") return this.queryKeys(replica, nowMs);
+      if (verdict === "ok") this.sessions?.learn(replica, envelope.epoch, body.dh);
+      else this.count(`rejected.${verdict}`);
+      return [];
+    }
     if (body.type !== "REPLY") return [];
     // A reply to no request outstanding (most often one after the k'+1 that answered it) is
     // dropped before its signature costs anything: it could change nothing.
@@ -123,8 +161,17 @@ export class KvClientCore {
       this.count("replies.late");
       return [];
     }
-    const verdict = this.ring.checkReplica(replica, envelope.epoch, envelope.signed, envelope.sig);
+    const verdict =
+      envelope.macs === undefined
+        ? this.ring.checkReplica(replica, envelope.epoch, envelope.signed, envelope.sig)
+        : this.checkMac(replica, envelope.epoch, envelope.signed, envelope.macs);
     if (verdict === "unknown-epoch") return this.queryKeys(replica, nowMs);
+    if (verdict === "no-session" || verdict === "bad-mac") {
+      // The replica has a half of ours we no longer hold, or we lack its current one: offer
+      // ours again (it answers with its own); the retransmission gets a reply that checks.
+      this.count(`rejected.${verdict}`);
+      return this.offerSession(replica, nowMs);
+    }
     if (verdict !== "ok") {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
@@ -148,6 +195,27 @@ export class KvClientCore {
         latencyMs: nowMs - o.sentMs,
       },
     ];
+  }
+
+  private checkMac(
+    replica: string,
+    epoch: number,
+    bytes: Buffer,
+    macs: ReadonlyMap<string, string>,
+  ): "ok" | "stale-epoch" | "unknown-epoch" | "revoked-key" | "no-session" | "bad-mac" {
+    const epochVerdict = this.ring.checkEpoch(replica, epoch);
+    if (epochVerdict !== "ok") return epochVerdict;
+    const mac = macs.get(this.config.id);
+    if (this.sessions === undefined || mac === undefined) return "bad-mac";
+    return this.sessions.check(replica, epoch, bytes, mac);
+  }
+
+  private offerSession(replica: string, nowMs: number): ClientAction[] {
+    const last = this.sessionSentAtMs.get(replica);
+    if (this.sessionMessage === undefined) return [];
+    if (last !== undefined && nowMs - last < this.config.retransmitMs) return [];
+    this.sessionSentAtMs.set(replica, nowMs);
+    return [{ type: "send", to: replica, message: this.sessionMessage }];
   }
 
   private queryKeys(replica: string, nowMs: number): ClientAction[] {

@@ -71,11 +71,11 @@ export class FramedSocket {
 
   send(frame: Buffer): void {
     this.options.counters.droppedFrames += this.options.queue.push(frame);
-    // Frames sent while one input is handled leave in one write (one system call), not one each.
+    // Frames sent in one turn of the event loop (all input read at once) leave in one write.
     if (!this.corked && !this.socket.destroyed) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });

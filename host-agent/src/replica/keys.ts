@@ -7,6 +7,7 @@
  */
 import type { KeyCertificate } from "@smw/wiring";
 import type { Signer } from "./key-ring.js";
+import { type ClientSession, clientSessionSigningBytes } from "./messages.js";
 import type { ReplicaState } from "./replica-state.js";
 import { refreshOwnViewChange } from "./view-change.js";
 
@@ -50,6 +51,7 @@ export function installKey(r: ReplicaState, certificate: KeyCertificate, signer:
   r.broadcast({ type: "NEW_KEY", certificate });
   // Sessions die with the key they were made under: a new half, and everyone asked for theirs.
   r.sessions?.renew(r.epoch);
+  r.clientSessions?.renew(r.epoch);
   r.sessionSentAtMs.clear();
   announceSession(r, undefined, true);
   refreshOwnViewChange(r);
@@ -105,4 +107,26 @@ export function revokeKeys(r: ReplicaState, hosts: readonly string[], before: nu
 export function onKeyQuery(r: ReplicaState, from: string): void {
   const cert = r.ring.keyOf(r.config.self)?.certificate;
   if (cert) r.send(from, { type: "NEW_KEY", certificate: cert });
+}
+
+/**
+ * A client's session half, on its own authenticated connection and signed with its key: kept,
+ * and answered with this replica's half (signed under its current epoch).
+ */
+export function onClientSession(r: ReplicaState, client: string, session: ClientSession): void {
+  if (r.clientSessions === undefined) return;
+  if (session.client !== client) {
+    r.problem("bad-request", client, `a session half signed for ${session.client}`);
+    return;
+  }
+  const { sig, type: _type, ...signed } = session;
+  if (!r.ring.checkClient(client, clientSessionSigningBytes(signed), sig)) {
+    r.problem("bad-signature", client, "a session half whose signature does not verify");
+    return;
+  }
+  if (!r.clientSessions.learn(client, session.ts, session.dh)) {
+    r.count("client-session.older");
+    return;
+  }
+  r.out.push({ type: "reply", client, message: r.clientSessions.answer(client, r.signer) });
 }

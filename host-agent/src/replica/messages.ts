@@ -146,7 +146,26 @@ export interface ReplicaEnvelope {
 }
 
 /** What a client sends a replica. */
-export type ClientMessage = { type: "REQUEST"; request: ClientRequest } | { type: "KEYS_QUERY" };
+export type ClientMessage =
+  | { type: "REQUEST"; request: ClientRequest }
+  | { type: "KEYS_QUERY" }
+  /**
+   * The client's session half for MAC'd replies (`client-sessions.ts`), signed with its key over
+   * `clientSessionSigningBytes`; `ts`, a clock reading, makes a replayed older half lose.
+   */
+  | ClientSession;
+
+export interface ClientSession {
+  type: "SESSION";
+  client: string;
+  ts: number;
+  dh: string;
+  sig: string;
+}
+
+export function clientSessionSigningBytes(s: Omit<ClientSession, "sig" | "type">): Buffer {
+  return Buffer.from(canonicalJson(["smw-client-session-1", s.client, s.ts, s.dh]), "utf8");
+}
 
 /**
  * On the wire: `smwr1 <from> <epoch> <signature>\n<body JSON>`. The signature
@@ -174,6 +193,8 @@ export const MAC_TYPES: ReadonlySet<ReplicaBody["type"]> = new Set([
   "COMMIT",
   "CHECKPOINT",
   "STATUS",
+  // To a client, under its session with the replica (`client-sessions.ts`).
+  "REPLY",
 ]);
 
 function macBytes(from: string, epoch: number, bodyText: string): Buffer {
@@ -538,6 +559,10 @@ export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {
   const v = parseJson(bytes);
   if (!isObj(v)) return undefined;
   if (v.type === "KEYS_QUERY") return { type: "KEYS_QUERY" };
+  if (v.type === "SESSION")
+    return isId(v.client) && isTimestamp(v.ts) && isB64(v.dh, 64) && isB64(v.sig, 256)
+      ? { type: "SESSION", client: v.client, ts: v.ts, dh: v.dh, sig: v.sig }
+      : undefined;
   if (v.type !== "REQUEST") return undefined;
   const request = parseClientRequest(v.request);
   return request && { type: "REQUEST", request };

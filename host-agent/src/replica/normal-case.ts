@@ -66,11 +66,9 @@ export function armSuspicion(r: ReplicaState): void {
 }
 
 function sendReply(r: ReplicaState, client: string, ts: number, result: KvResult): void {
-  r.out.push({
-    type: "reply",
-    client,
-    message: r.seal({ type: "REPLY", view: r.view, client, ts, result }),
-  });
+  const body: ReplicaBody = { type: "REPLY", view: r.view, client, ts, result };
+  const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
+  for (const message of messages) r.out.push({ type: "reply", client, message });
 }
 
 function inWindow(r: ReplicaState, seq: number): boolean {

@@ -32,6 +32,7 @@ import type { KeyRing, Signer } from "./key-ring.js";
 import {
   announceSession,
   installKey,
+  onClientSession,
   onKeyQuery,
   onNewKey,
   onSession,
@@ -222,6 +223,8 @@ export class ReplicaCore {
         client,
         message: r.seal({ type: "KEYS", certificates: r.ring.certificates() }),
       });
+    } else if (message.type === "SESSION") {
+      onClientSession(r, client, message);
     } else if (message.request.client !== client) {
       r.problem("bad-request", client, `a request signed for ${message.request.client}`);
     } else {

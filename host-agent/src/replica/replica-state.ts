@@ -7,6 +7,7 @@ import type { KeyCertificate } from "@smw/wiring";
 import type { KvResult } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
+import { ClientSessions } from "./client-sessions.js";
 import { ClientTable, checkpointDigest } from "./client-table.js";
 import type { KeyRing, Signer } from "./key-ring.js";
 import {
@@ -238,6 +239,8 @@ export class ReplicaState {
   readonly keyQueryAtMs = new Map<string, number>();
   /** Session keys with the peers (`sessions.ts`); undefined when the scheme has no key agreement. */
   readonly sessions: Sessions | undefined;
+  /** Session keys with clients, for MAC'd replies; undefined when the scheme has no key agreement. */
+  readonly clientSessions: ClientSessions | undefined;
   /** When this replica last sent its SESSION to each peer that asked (or whose MAC failed). */
   readonly sessionSentAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();
@@ -256,6 +259,9 @@ export class ReplicaState {
     this.epoch = certificate?.period ?? 0;
     this.sessions = ring.agreesKeys
       ? new Sessions(self, this.epoch, () => ring.newKeyAgreement() as KeyAgreement)
+      : undefined;
+    this.clientSessions = ring.agreesKeys
+      ? new ClientSessions(self, this.epoch, () => ring.newKeyAgreement() as KeyAgreement)
       : undefined;
     for (const { host, before } of start.revokedKeys ?? [])
       if (host !== self) ring.revoke(host, before);

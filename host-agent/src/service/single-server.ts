@@ -1,19 +1,29 @@
 /**
  * The same key-value store, unreplicated: the baseline the replicated
- * service is measured against. Same client path (signed requests, signed
- * replies over the same TCP framing), no agreement, no replicas.
+ * service is measured against. Same client path (signed requests, replies
+ * MAC'd under a client session or signed, over the same TCP framing), no
+ * agreement, no replicas.
  */
 import type { KeyCertificate } from "@smw/wiring";
 import { KvStore } from "../kv/kv-store.js";
 import { PeerConnections } from "../net/peer-connections.js";
+import { ClientSessions } from "../replica/client-sessions.js";
 import { ClientTable } from "../replica/client-table.js";
 import type { KeyRing, Signer } from "../replica/key-ring.js";
-import { parseClientMessage, requestSigningBytes, sealEnvelope } from "../replica/messages.js";
+import {
+  clientSessionSigningBytes,
+  parseClientMessage,
+  type ReplicaBody,
+  requestSigningBytes,
+  sealEnvelope,
+} from "../replica/messages.js";
+import type { KeyAgreement } from "../replica/sessions.js";
 
 export class SingleServer {
   private readonly store = new KvStore();
   private readonly clients = new ClientTable();
   private readonly net: PeerConnections;
+  private readonly sessions: ClientSessions | undefined;
   rejected = 0;
 
   constructor(
@@ -29,6 +39,9 @@ export class SingleServer {
       peers: {},
       verifyClient: (client, signed, proof) => this.ring.checkClient(client, signed, proof),
     });
+    this.sessions = ring.agreesKeys
+      ? new ClientSessions(id, certificate.period, () => ring.newKeyAgreement() as KeyAgreement)
+      : undefined;
     this.net.on("message", (from, payload) => {
       if (from.role === "client") this.onClient(from.id, payload);
     });
@@ -42,11 +55,11 @@ export class SingleServer {
     return this.net.close();
   }
 
-  private reply(client: string, body: Parameters<typeof sealEnvelope>[2]): void {
-    this.net.sendToClient(
-      client,
+  private reply(client: string, body: ReplicaBody): void {
+    const messages = this.sessions?.seal(client, body, this.signer) ?? [
       sealEnvelope(this.id, this.certificate.period, body, (b) => this.signer.sign(b)),
-    );
+    ];
+    for (const message of messages) this.net.sendToClient(client, message);
   }
 
   private onClient(client: string, payload: Buffer): void {
@@ -56,7 +69,29 @@ export class SingleServer {
       return;
     }
     if (message.type === "KEYS_QUERY") {
-      this.reply(client, { type: "KEYS", certificates: [this.certificate] });
+      this.net.sendToClient(
+        client,
+        sealEnvelope(
+          this.id,
+          this.certificate.period,
+          { type: "KEYS", certificates: [this.certificate] },
+          (b) => this.signer.sign(b),
+        ),
+      );
+      return;
+    }
+    if (message.type === "SESSION") {
+      const { sig, type: _type, ...signed } = message;
+      if (
+        this.sessions === undefined ||
+        signed.client !== client ||
+        !this.ring.checkClient(client, clientSessionSigningBytes(signed), sig)
+      ) {
+        this.rejected++;
+        return;
+      }
+      if (this.sessions.learn(client, signed.ts, signed.dh))
+        this.net.sendToClient(client, this.sessions.answer(client, this.signer));
       return;
     }
     const { sig, ...signed } = message.request;

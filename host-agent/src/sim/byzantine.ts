@@ -339,8 +339,15 @@ export class ByzantineFilter {
   }
 
   private maybeWrongReply(message: Buffer): Buffer {
-    if (!this.behaviours.has("wrong-replies")) return message;
     const envelope = parseEnvelope(message);
+    if (this.behaviours.has("bad-macs") && envelope?.macs !== undefined && this.prng.chance(0.5)) {
+      this.took("bad-macs");
+      return withMacs(
+        envelope,
+        new Map([...envelope.macs.keys()].map((to) => [to, this.randomDigest().slice(0, 22)])),
+      );
+    }
+    if (!this.behaviours.has("wrong-replies")) return message;
     if (envelope === undefined || envelope.body.type !== "REPLY") return message;
     this.took("wrong-reply");
     const result: KvResult = { op: "get", value: `forged-${this.prng.int(0, 9)}` };
