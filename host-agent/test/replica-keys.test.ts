@@ -122,3 +122,45 @@ describe("the board's REVOKE line", () => {
     expect(parseBoardToHost(bad({ hosts: Array(65).fill("h3"), before: 1 }))).toBeUndefined();
   });
 });
+
+describe("a NEW_VIEW naming a key the replica has not learned yet", () => {
+  it("is no fault of its primary: the replica asks for the key and takes the NEW_VIEW once it has it", () => {
+    const { core, from, cert, crypto } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    // r4 was rejuvenated while r2 was starting: its new key (epoch 5) has not reached r2.
+    const fresh = crypto.newSigner("r4-e5");
+    const r4vc = sealEnvelope(
+      "r4",
+      5,
+      viewChangeBody(2, genesis, { keyEpochs: [0, 0, 0, 5] }),
+      (b) => fresh.sign(b),
+    );
+    const vcs = [
+      ...["r1", "r2", "r3"].map((id) =>
+        from(id, viewChangeBody(2, genesis, { keyEpochs: [0, 0, 0, 5] })),
+      ),
+      r4vc,
+    ];
+    const newView = from("r3", newViewBody(2, vcs, genesis));
+    const first = core.onMessage(newView, 1);
+    expect(problems(first)).toEqual([]);
+    expect(core.counters.get("new-view.awaiting-key")).toBe(1);
+    expect(core.currentView).toBe(0);
+    // It asked r4 for its key.
+    expect(
+      first.some(
+        (a) =>
+          a.type === "send" && a.to === "r4" && parseEnvelope(a.message)?.body.type === "KEY_QUERY",
+      ),
+    ).toBe(true);
+    // r4's answer comes: the NEW_VIEW is taken.
+    const newKey = sealEnvelope(
+      "r4",
+      5,
+      { type: "NEW_KEY", certificate: cert("r4", 5, fresh) },
+      (b) => fresh.sign(b),
+    );
+    expect(problems(core.onMessage(newKey, 2))).toEqual([]);
+    expect(core.currentView).toBe(2);
+  });
+});

@@ -9,7 +9,7 @@ import type { KeyCertificate } from "@smw/wiring";
 import type { Signer } from "./key-ring.js";
 import { type ClientSession, clientSessionSigningBytes } from "./messages.js";
 import type { ReplicaState } from "./replica-state.js";
-import { refreshOwnViewChange } from "./view-change.js";
+import { onNewView, refreshOwnViewChange } from "./view-change.js";
 
 export function onNewKey(r: ReplicaState, from: string, certificate: KeyCertificate): void {
   if (certificate.host !== from) {
@@ -21,11 +21,19 @@ export function onNewKey(r: ReplicaState, from: string, certificate: KeyCertific
     r.count("keys.installed");
     // Its sessions were with its former key; its SESSION under the new one follows.
     r.sessions?.forget(from);
+    retryNewViews(r);
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(from);
     refreshOwnViewChange(r);
   } else if (verdict !== "same" && verdict !== "stale")
     r.problem("bad-certificate", from, `certificate refused: ${verdict}`);
+}
+
+/** NEW_VIEWs that waited for keys, taken again (highest view first; most are then stale). */
+function retryNewViews(r: ReplicaState): void {
+  const waiting = [...r.newViewsAwaitingKeys].sort((a, b) => b[0] - a[0]);
+  r.newViewsAwaitingKeys.clear();
+  for (const [, { from, body, wire }] of waiting) onNewView(r, from, body, wire);
 }
 
 export function queryKey(r: ReplicaState, peer: string): void {

@@ -241,6 +241,11 @@ export class ReplicaState {
   readonly sessions: Sessions | undefined;
   /** Session keys with clients, for MAC'd replies; undefined when the scheme has no key agreement. */
   readonly clientSessions: ClientSessions | undefined;
+  /** NEW_VIEWs that named a key epoch not known here yet, by view: taken again as keys arrive. */
+  readonly newViewsAwaitingKeys = new Map<
+    number,
+    { from: string; body: Extract<ReplicaBody, { type: "NEW_VIEW" }>; wire: Buffer }
+  >();
   /** When this replica last sent its SESSION to each peer that asked (or whose MAC failed). */
   readonly sessionSentAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();

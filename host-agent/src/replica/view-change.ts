@@ -6,6 +6,7 @@
 import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amnesia.js";
 import { behind } from "./catch-up.js";
 import { settleColdStart } from "./cold-start.js";
+import { queryKey } from "./keys.js";
 import {
   type BatchBody,
   batchDigest,
@@ -289,6 +290,16 @@ export function onNewView(
       vc.body.newView === body.view &&
       viewChangeFault(vc.body, r.config.ids.length) === undefined;
     const verdict = wellFormed ? r.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig) : "";
+    if (wellFormed && verdict === "unknown-epoch") {
+      // Signed under a key this replica has not learned yet (it has just started): no fault of
+      // the primary's. It asks for the key and takes the NEW_VIEW again once the key is in.
+      queryKey(r, vc.from);
+      r.newViewsAwaitingKeys.set(body.view, { from, body, wire });
+      for (const v of r.newViewsAwaitingKeys.keys())
+        if (r.newViewsAwaitingKeys.size > 4) r.newViewsAwaitingKeys.delete(v);
+      r.count("new-view.awaiting-key");
+      return;
+    }
     if (wellFormed && (verdict === "revoked-key" || verdict === "stale-epoch")) {
       // Signed under a key that has since stopped counting here (its host is being
       // rejuvenated, or has been): it is left out, and the rest must still decide the same.
