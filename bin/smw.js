@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Entry point of the `smw` program (built by `npm install`, which runs `npm run build`).
+import { fork } from "node:child_process";
 import { statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -22,6 +23,28 @@ function hostBundle() {
   }
 }
 
+/**
+ * `smw host run --testbed T --host H`: its replica process is started here, before anything
+ * else loads, so that the two load side by side; the agent adopts it (`io.earlyReplica`).
+ */
+function earlyReplica() {
+  if (argv[0] !== "host" || argv[1] !== "run" || argv.includes("--help")) return undefined;
+  const option = (flag) => {
+    const i = argv.indexOf(flag);
+    return i > 0 ? argv[i + 1] : undefined;
+  };
+  const testbed = option("--testbed");
+  const host = option("--host");
+  if (testbed === undefined || host === undefined) return undefined;
+  return fork(
+    fileURLToPath(import.meta.url),
+    ["host", "replica", "--testbed", testbed, "--host", host],
+    { stdio: ["ignore", "inherit", "inherit", "ipc"] },
+  );
+}
+
+const early = earlyReplica();
+
 const { runSmw } = await import((argv[0] === "host" && hostBundle()) || "../cli/dist/smw.js");
 
 const io = {
@@ -29,6 +52,7 @@ const io = {
   err: (text) => process.stderr.write(text),
   isTty: process.stdout.isTTY === true,
   selfPath: fileURLToPath(import.meta.url),
+  earlyReplica: early,
 };
 
 process.exitCode = await runSmw(argv, io);

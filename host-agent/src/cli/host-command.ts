@@ -87,14 +87,18 @@ export function hostCommand(context: CliContext): Command {
                 },
               }
             : {}),
-          spawnReplica: () =>
-            fork(
+          spawnReplica: () => {
+            // The first replica may have been started already, before this code loaded.
+            const early = context.io.earlyReplica;
+            context.io.earlyReplica = undefined;
+            if (early?.connected === true && early.exitCode === null) return early;
+            early?.kill();
+            return fork(
               context.io.selfPath ?? SMW_BIN,
               ["host", "replica", "--testbed", flags.testbed, "--host", flags.host],
-              {
-                stdio: ["ignore", "inherit", "inherit", "ipc"],
-              },
-            ),
+              { stdio: ["ignore", "inherit", "inherit", "ipc"] },
+            );
+          },
         });
         try {
           await agent.start();
@@ -119,7 +123,15 @@ export function hostCommand(context: CliContext): Command {
     .action(async (flags: { testbed: string; host: string }) => {
       if (process.send === undefined)
         throw new UsageError("smw host replica is started by `smw host run`, over an IPC channel");
-      const testbed = loadTestbed(flags.testbed);
+      let testbed: Testbed;
+      try {
+        testbed = loadTestbed(flags.testbed);
+      } catch (error) {
+        // Started early, alongside an agent that reports the same problem itself: say nothing.
+        if (!(error instanceof UsageError)) throw error;
+        context.setExitCode(2);
+        return;
+      }
       const tellAgent = (m: ReplicaToAgent) => process.send?.(m);
       // Timed like the agent's lines, so the console shows where a recovery's time goes.
       const log = (line: string) => context.io.err(`${new Date().toISOString()} ${line}\n`);

@@ -11,6 +11,11 @@ export interface CliIo {
   isTty: boolean;
   /** The program's own entry script, for a command that starts the program again (the host agent its replica). */
   selfPath?: string;
+  /**
+   * The replica process bin/smw.js started for `smw host run` before loading anything else, so
+   * that its code loads while the agent's does; the agent adopts it for its first replica.
+   */
+  earlyReplica?: import("node:child_process").ChildProcess;
 }
 
 export interface CliContext {
