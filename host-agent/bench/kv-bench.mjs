@@ -7,6 +7,8 @@
 //    over the same client path: the ratio is the price of replication.
 // 2. State transfer of a 64 MiB state with 1% of its partitions diverged,
 //    against a full transfer of the same state, in the same run.
+// 0. The floor: a raw TCP request/response round trip (node, length-prefixed 128-byte
+//    messages, an echo server in its own process), same clients, same seconds.
 // 3. A rolling cycle: replicas handed off, killed and recovered one at a time
 //    under load, against the same load without the cycle.
 import { spawn } from "node:child_process";
@@ -150,7 +152,8 @@ async function throughput(n, kPrime, k) {
     process.stdout.write(
       `n = ${n} (k' = ${kPrime}, k = ${k}), ${clients} clients, ${seconds} s each:\n` +
         `  unreplicated  ${fmt(base)}\n  replicated    ${fmt(replicated)}\n` +
-        `  ratio replicated/unreplicated: throughput ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)}, p50 latency ${(replicated.p50Ms / base.p50Ms).toFixed(1)}x\n`,
+        `  ratio replicated/unreplicated: throughput ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)}, p50 latency ${(replicated.p50Ms / base.p50Ms).toFixed(1)}x\n` +
+        `  ratio to the raw TCP floor: unreplicated ${(base.opsPerSecond / floor.opsPerSecond).toFixed(3)}, replicated ${(replicated.opsPerSecond / floor.opsPerSecond).toFixed(3)}\n`,
     );
   } finally {
     bed.remove();
@@ -277,6 +280,70 @@ async function rolling() {
   }
 }
 
+/** The floor for every figure below: a bare TCP echo, one process each side, no crypto. */
+async function rawTcp() {
+  const server = spawn(
+    process.execPath,
+    [
+      "-e",
+      `const net = require("node:net");
+       const s = net.createServer((c) => { c.setNoDelay(true); let buf = Buffer.alloc(0);
+         c.on("data", (d) => { buf = Buffer.concat([buf, d]);
+           while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+             const n = 4 + buf.readUInt32BE(0); c.write(buf.subarray(0, n)); buf = buf.subarray(n); } }); });
+       s.listen(0, "127.0.0.1", () => process.stdout.write(String(s.address().port) + "\\n"));`,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  children.add(server);
+  const port = await new Promise((resolve) =>
+    server.stdout.once("data", (d) => resolve(Number(String(d).trim()))),
+  );
+  const { connect } = await import("node:net");
+  const latencies = [];
+  const endMs = performance.now() + seconds * 1000;
+  const payload = Buffer.alloc(128, 1);
+  const frame = Buffer.concat([Buffer.from([0, 0, 0, 128]), payload]);
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const socket = connect(port, "127.0.0.1");
+      socket.setNoDelay(true);
+      await new Promise((r) => socket.once("connect", r));
+      let pending = Buffer.alloc(0);
+      let waiting;
+      socket.on("data", (d) => {
+        pending = Buffer.concat([pending, d]);
+        if (pending.length >= frame.length) {
+          pending = pending.subarray(frame.length);
+          waiting?.();
+        }
+      });
+      while (performance.now() < endMs) {
+        const t0 = performance.now();
+        await new Promise((r) => {
+          waiting = r;
+          socket.write(frame);
+        });
+        latencies.push(performance.now() - t0);
+      }
+      socket.destroy();
+    }),
+  );
+  await stop(server);
+  latencies.sort((a, b) => a - b);
+  const result = {
+    opsPerSecond: latencies.length / seconds,
+    p50Ms: latencies[Math.floor(latencies.length / 2)] ?? 0,
+    p99Ms: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
+    failed: 0,
+  };
+  process.stdout.write(
+    `raw TCP request/response (128 B, ${clients} connections, ${seconds} s), the floor:\n  raw TCP       ${fmt(result)}\n`,
+  );
+  return result;
+}
+
+const floor = await rawTcp();
 await throughput(4, 1, 0);
 await throughput(6, 1, 1);
 await stateTransfer();
