@@ -104,7 +104,7 @@ describe("defaults and resolution", () => {
     expect(rig.hosts[0]?.replica).toEqual({
       checkpointInterval: 16,
       batchMax: 16,
-      batchesInFlight: 4,
+      batchesInFlight: 2,
       viewChangeTimeoutMs: 1_000,
     });
   });

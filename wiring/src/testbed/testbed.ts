@@ -149,7 +149,7 @@ export const DEFAULT_LEVELS: Record<LineRole, { initial: Level; safe: Level }> =
 export const DEFAULT_REPLICA_SETTINGS: ReplicaSettings = {
   checkpointInterval: 128,
   batchMax: 32,
-  batchesInFlight: 4,
+  batchesInFlight: 2,
   viewChangeTimeoutMs: 2_000,
 };
 
