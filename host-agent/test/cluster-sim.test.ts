@@ -22,9 +22,10 @@ describe("the deterministic cluster simulation", () => {
     // correct replica past the view window of a rebooted one; 5385: an amnesic primary of the
     // next view could not form it, and with two silent Byzantine primaries among nine the view
     // changes never met; 2725: replicas ahead after a partition and those behind kept a
-    // constant gap of views once their view-change timeouts reached the same cap.
+    // constant gap of views once their view-change timeouts reached the same cap; 3096: with a
+    // recovering replica's padding proposed past the window, no view formed after a cold start.
     for (const seed of [
-      159, 185, 246, 274, 775, 900, 1137, 2725, 5007, 5049, 5120, 5385, 5705, 6424, 6441,
+      159, 185, 246, 274, 775, 900, 1137, 2725, 3096, 5007, 5049, 5120, 5385, 5705, 6424, 6441,
     ]) {
       const r = runSeed(seed);
       expect(r.violations, `seed ${seed}`).toEqual([]);
