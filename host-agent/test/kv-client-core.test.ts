@@ -92,6 +92,7 @@ describe("the client's core with sessions", () => {
     const servers = new Map(
       ids.map((id) => [id, new ClientSessions(id, 1, () => crypto.newKeyAgreement())]),
     );
+    const offered = new Map<string, { ts: number; dh: string }>();
     // Its half goes to every replica, signed; each answers with its own, signed.
     for (const action of client.start()) {
       if (action.type !== "send") continue;
@@ -101,14 +102,20 @@ describe("the client's core with sessions", () => {
       expect(crypto.verify(clientSigner.publicKey, clientSessionSigningBytes(signed), sig)).toBe(
         true,
       );
+      offered.set(action.to, m);
       const server = servers.get(action.to) as ClientSessions;
-      expect(server.learn("c1", m.ts, m.dh)).toBe(true);
+      expect(server.learn("c1", m.ts, m.dh, 0)).toBe(true);
+      // The same half again at once is not answered again (each answer is a signature)...
+      expect(server.learn("c1", m.ts, m.dh, 10)).toBe(false);
       expect(
         client.onMessage(action.to, server.answer("c1", signers.get(action.to) as Signer), 0),
       ).toEqual([]);
     }
     // An older half (a replay) is not taken.
-    expect(servers.get("r1")?.learn("c1", 999, "AAAA")).toBe(false);
+    expect(servers.get("r1")?.learn("c1", 999, "AAAA", 500)).toBe(false);
+    // ...but once a while has passed (the client may have lost the answer), it is.
+    const r4half = offered.get("r4");
+    expect(r4half && servers.get("r4")?.learn("c1", r4half.ts, r4half.dh, 500)).toBe(true);
     client.submit({ op: "get", key: "x" }, 1);
     const body = {
       type: "REPLY",

@@ -14,11 +14,15 @@ import { type KeyAgreement, Sessions } from "./sessions.js";
 /** Clients whose halves are kept, at most: the service's client list bounds it in practice. */
 const MAX_CLIENTS = 65_536;
 
+/** A client repeating the same half is answered at most this often (each answer is a signature). */
+export const REPEAT_ANSWER_MS = 100;
+
 export class ClientSessions {
   private readonly sessions: Sessions;
   /** Per client: the own epoch whose half was sent to it. */
   private readonly halfSentAt = new Map<string, number>();
-  private readonly clientTs = new Map<string, number>();
+  /** Per client: its half, the clock reading it came with, and when it was last answered. */
+  private readonly halves = new Map<string, { ts: number; dh: string; answeredAtMs: number }>();
 
   constructor(
     private readonly self: string,
@@ -35,14 +39,17 @@ export class ClientSessions {
   }
 
   /**
-   * A client's half from its verified SESSION; false if an older one (a replay) or too many
+   * A client's half from its verified SESSION; false if an older one (a replay), the same one
+   * again within `REPEAT_ANSWER_MS` of the last answer (a flood costs no signatures), or too many
    * clients. The caller answers a taken one with `answer`.
    */
-  learn(client: string, ts: number, dh: string): boolean {
-    const known = this.clientTs.get(client);
-    if (known !== undefined && ts < known) return false;
-    if (known === undefined && this.clientTs.size >= MAX_CLIENTS) return false;
-    this.clientTs.set(client, ts);
+  learn(client: string, ts: number, dh: string, nowMs: number): boolean {
+    const known = this.halves.get(client);
+    if (known !== undefined && ts < known.ts) return false;
+    if (known === undefined && this.halves.size >= MAX_CLIENTS) return false;
+    const repeat = known !== undefined && known.ts === ts && known.dh === dh;
+    if (repeat && nowMs - known.answeredAtMs < REPEAT_ANSWER_MS) return false;
+    this.halves.set(client, { ts, dh, answeredAtMs: nowMs });
     this.sessions.learn(client, ts, dh);
     this.halfSentAt.delete(client);
     return true;
@@ -60,7 +67,7 @@ export class ClientSessions {
    * had its current one, then the reply with a MAC, or signed if there is no session.
    */
   seal(client: string, body: ReplicaBody, signer: Signer): Buffer[] {
-    const ts = this.clientTs.get(client);
+    const ts = this.halves.get(client)?.ts;
     if (ts === undefined || !this.sessions.has(client, ts))
       return [sealEnvelope(this.self, this.epoch, body, (b) => signer.sign(b))];
     const half = this.halfSentAt.get(client) === this.epoch ? [] : [this.answer(client, signer)];

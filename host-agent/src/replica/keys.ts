@@ -132,8 +132,8 @@ export function onClientSession(r: ReplicaState, client: string, session: Client
     r.problem("bad-signature", client, "a session half whose signature does not verify");
     return;
   }
-  if (!r.clientSessions.learn(client, session.ts, session.dh)) {
-    r.count("client-session.older");
+  if (!r.clientSessions.learn(client, session.ts, session.dh, r.nowMs)) {
+    r.count("client-session.not-answered");
     return;
   }
   r.out.push({ type: "reply", client, message: r.clientSessions.answer(client, r.signer) });

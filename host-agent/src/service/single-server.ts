@@ -90,7 +90,7 @@ export class SingleServer {
         this.rejected++;
         return;
       }
-      if (this.sessions.learn(client, signed.ts, signed.dh))
+      if (this.sessions.learn(client, signed.ts, signed.dh, performance.now()))
         this.net.sendToClient(client, this.sessions.answer(client, this.signer));
       return;
     }
