@@ -6,6 +6,7 @@
 export * from "./board/board-clock.js";
 export * from "./board/board-daemon.js";
 export * from "./board/board-state-files.js";
+export * from "./board/deadline-timer.js";
 export * from "./board/event-loop-priority.js";
 export * from "./coordinator/board-core.js";
 export * from "./coordinator/group-schedule.js";

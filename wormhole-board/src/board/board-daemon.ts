@@ -35,6 +35,7 @@ import type { RecoveryStep, StepRecord } from "../recovery/recovery-core.js";
 import { StepRunner } from "../recovery/step-runner.js";
 import { BoardClock } from "./board-clock.js";
 import type { BoardStateFiles } from "./board-state-files.js";
+import { DeadlineTimer } from "./deadline-timer.js";
 
 export interface AlertSink {
   webhook(url: string, body: unknown): Promise<void>;
@@ -89,8 +90,7 @@ export interface BoardStatus {
 export class BoardDaemon {
   private core: BoardCore | undefined;
   private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
-  private armedForMs: number | undefined;
+  private readonly timer: DeadlineTimer;
   private step: AbortController | undefined;
   private runner: StepRunner | undefined;
   private lines: BoardLines | undefined;
@@ -119,6 +119,7 @@ export class BoardDaemon {
   constructor(private readonly deps: BoardDaemonDeps) {
     this.clock = new BoardClock();
     this.now = deps.now ?? (() => this.clock.now());
+    this.timer = new DeadlineTimer(this.now);
     this.certifiedOutOfSchedule = deps.state.readUnscheduledCertificate() !== undefined;
     if (!deps.testbed.boards.some((b) => b.id === deps.boardId))
       throw new Error(`there is no board "${deps.boardId}"`);
@@ -209,7 +210,7 @@ export class BoardDaemon {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer.cancel();
     this.step?.abort();
     this.startupAbort?.abort();
     this.offHostLink?.();
@@ -301,21 +302,12 @@ export class BoardDaemon {
   private arm(): void {
     if (this.core === undefined || this.stopped) return;
     const wake = this.core.nextWakeupMs();
-    if (wake === undefined || wake === this.armedForMs) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.armedForMs = wake;
-    this.timer = setTimeout(
-      () => {
-        const armedForMs = this.armedForMs as number;
-        this.armedForMs = undefined;
-        this.timer = undefined;
-        const nowMs = this.now();
-        this.maxLatenessMs = Math.max(this.maxLatenessMs, nowMs - armedForMs);
-        this.watchWallClock();
-        this.dispatch({ kind: "time", nowMs, armedForMs });
-      },
-      Math.max(0, wake - this.now()),
-    );
+    if (wake === undefined || wake === this.timer.armedForMs) return;
+    this.timer.arm(wake, (nowMs) => {
+      this.maxLatenessMs = Math.max(this.maxLatenessMs, nowMs - wake);
+      this.watchWallClock();
+      this.dispatch({ kind: "time", nowMs, armedForMs: wake });
+    });
   }
 
   /** An alarm when the wall clock is stepped or slewed away from the board's clock. */
