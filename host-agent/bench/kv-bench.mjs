@@ -5,6 +5,7 @@
 //    k' = 1, k = 0; n = 6 with k' = 1, k = 1), every replica its own process on
 //    loopback, against the same store unreplicated (smw kv serve --single)
 //    over the same client path: the ratio is the price of replication.
+//    Then n = 6 again with gets only: reads answered without ordering.
 // 2. State transfer of a 64 MiB state with 1% of its partitions diverged,
 //    against a full transfer of the same state, in the same run.
 // 0. The floor: a raw TCP request/response round trip (node, length-prefixed 128-byte
@@ -138,19 +139,25 @@ const nextPorts = () => {
   port += 20;
   return port;
 };
-async function throughput(n, kPrime, k) {
+/** `load`: "mixed" (half gets, half puts) or "reads" (gets only, of keys written first). */
+async function throughput(n, kPrime, k, load = "mixed") {
   const bed = makeServiceTestbed({ n, kPrime, k, basePort: nextPorts(), clients });
+  const mix = load === "reads" ? ["--read-percent", "100", "--keys", "256", "--prefill"] : [];
   try {
     const single = await serve(bed, ["--single"]);
-    const base = await bench(bed, ["--single"], seconds);
+    const base = await bench(bed, ["--single", ...mix], seconds);
     await stop(single);
     const replicas = await Promise.all(
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", String(k)])),
     );
-    const replicated = await bench(bed, ["--k", String(k)], seconds);
+    const replicated = await bench(bed, ["--k", String(k), ...mix], seconds);
     await Promise.all(replicas.map(stop));
+    const what =
+      load === "reads"
+        ? `gets only (unordered reads; ${replicated.readsOrdered} ordered after answers disagreed)`
+        : "half gets, half puts";
     process.stdout.write(
-      `n = ${n} (k' = ${kPrime}, k = ${k}), ${clients} clients, ${seconds} s each:\n` +
+      `n = ${n} (k' = ${kPrime}, k = ${k}), ${clients} clients, ${seconds} s each, ${what}:\n` +
         `  unreplicated  ${fmt(base)}\n  replicated    ${fmt(replicated)}\n` +
         `  ratio replicated/unreplicated: throughput ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)}, p50 latency ${(replicated.p50Ms / base.p50Ms).toFixed(1)}x\n` +
         `  ratio to the raw TCP floor: unreplicated ${(base.opsPerSecond / floor.opsPerSecond).toFixed(3)}, replicated ${(replicated.opsPerSecond / floor.opsPerSecond).toFixed(3)}\n`,
@@ -346,5 +353,6 @@ async function rawTcp() {
 const floor = await rawTcp();
 await throughput(4, 1, 0);
 await throughput(6, 1, 1);
+await throughput(6, 1, 1, "reads");
 await stateTransfer();
 await rolling();

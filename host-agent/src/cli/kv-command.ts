@@ -237,6 +237,9 @@ export function kvCommand(context: CliContext): Command {
     .option("--seconds <s>", "how long", "10")
     .option("--single", "against the unreplicated baseline")
     .option("--value-bytes <n>", "size of the values written", "64")
+    .option("--read-percent <p>", "share of reads (get) in the load; the rest are puts", "50")
+    .option("--keys <n>", "how many keys the load spreads over", "1000")
+    .option("--prefill", "write every key once before the clock starts")
     .option(
       "--k <n>",
       "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
@@ -249,6 +252,9 @@ export function kvCommand(context: CliContext): Command {
         seconds: string;
         single?: boolean;
         valueBytes: string;
+        readPercent: string;
+        keys: string;
+        prefill?: boolean;
         json?: boolean;
         k?: string;
       }) => {
@@ -263,6 +269,12 @@ export function kvCommand(context: CliContext): Command {
           );
         if (!Number.isInteger(valueBytes) || valueBytes < 0 || valueBytes > 1 << 20)
           throw new UsageError(`--value-bytes: expected 0 to 1048576, got "${flags.valueBytes}"`);
+        const readPercent = Number(flags.readPercent);
+        if (!Number.isFinite(readPercent) || readPercent < 0 || readPercent > 100)
+          throw new UsageError(`--read-percent: expected 0 to 100, got "${flags.readPercent}"`);
+        const keys = Number(flags.keys);
+        if (!Number.isInteger(keys) || keys < 1 || keys > 1_000_000)
+          throw new UsageError(`--keys: expected 1 to 1000000, got "${flags.keys}"`);
         const testbed = loadTestbed(flags.testbed);
         const ids = clientIdsWithKeys(testbed).slice(0, clients);
         if (ids.length < clients)
@@ -275,6 +287,9 @@ export function kvCommand(context: CliContext): Command {
             clientIds: ids,
             seconds,
             valueBytes,
+            readPercent,
+            keys,
+            ...(flags.prefill ? { prefill: true } : {}),
             ...(flags.single ? { single: true } : {}),
             ...kOption(flags.k),
           });
@@ -284,7 +299,7 @@ export function kvCommand(context: CliContext): Command {
               : [
                   `${r.completed} operations in ${r.seconds.toFixed(1)} s by ${r.clients} clients: ${r.opsPerSecond.toFixed(0)} ops/s`,
                   `latency p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(2)} ms`,
-                  `failed ${r.failed}, longest stall ${r.longestStallMs.toFixed(0)} ms`,
+                  `failed ${r.failed}, longest stall ${r.longestStallMs.toFixed(0)} ms, reads ordered after unordered answers disagreed ${r.readsOrdered}`,
                   "",
                 ].join("\n"),
           );

@@ -1,14 +1,16 @@
 /**
  * The client side of the protocol, without I/O: it signs a request, sends it
- * to every replica, and accepts a result once k'+1 replicas (so at least one
- * correct one) sent the same reply. Replies are checked against the
+ * to every replica, and accepts a result once a quorum q of replicas sent the
+ * same reply (q, not k'+1: see `replica/read-only.ts`). A read-only operation
+ * goes first as an unordered READ, taken when q replicas answer the same result
+ * at the same sequence number, and ordered like any request when they do not. Replies are checked against the
  * replicas' current keys, which it learns from board-signed certificates, or
  * carry a MAC under a session with the replica (`client-sessions.ts`: its half
  * signed by the replica, the client's signed by the client); retransmits until
  * answered. One request outstanding at a time.
  */
 
-import type { KvOperation, KvResult } from "../kv/kv-operation.js";
+import { isReadOnly, type KvOperation, type KvResult } from "../kv/kv-operation.js";
 import { canonicalJson } from "../replica/canonical.js";
 import type { KeyRing, Signer } from "../replica/key-ring.js";
 import {
@@ -16,6 +18,7 @@ import {
   clientSessionSigningBytes,
   encodeClientMessage,
   parseEnvelope,
+  readDigest,
   requestSigningBytes,
 } from "../replica/messages.js";
 import { type KeyAgreement, Sessions } from "../replica/sessions.js";
@@ -24,25 +27,44 @@ export interface KvClientConfig {
   id: string;
   /** The replicas, in the testbed's order. */
   replicas: readonly string[];
-  /** k' + 1: matching replies needed. */
-  weakQuorum: number;
+  /** Matching replies needed: the quorum q (1 for the unreplicated baseline). */
+  replyQuorum: number;
   retransmitMs: number;
+  /** How long an unordered read waits for q matching answers before it is ordered (default: retransmitMs). */
+  readTimeoutMs?: number;
   /** The first request number; a restarted client must not reuse numbers (use a clock). */
   firstTs: number;
 }
 
 export type ClientAction =
   | { type: "send"; to: string; message: Buffer }
-  | { type: "complete"; ts: number; op: KvOperation; result: KvResult; latencyMs: number }
+  | {
+      type: "complete";
+      ts: number;
+      op: KvOperation;
+      result: KvResult;
+      latencyMs: number;
+      /** An unordered read: the sequence number of the state its quorum read. */
+      readAtSeq?: number;
+    }
   | { type: "problem"; from: string; detail: string };
 
 interface Outstanding {
-  request: ClientRequest;
+  ts: number;
+  op: KvOperation;
+  /** The signed request, once ordered; undefined while an unordered read. */
+  request: ClientRequest | undefined;
+  /** While an unordered read: its digest, which every answer names. */
+  readDigest: string | undefined;
+  /** Replicas that answered (an unordered read is ordered once q matching can no longer come). */
+  answered: Set<string>;
   sentMs: number;
   retransmitAtMs: number;
   /** Canonical result -> replicas that sent it. */
   votes: Map<string, Set<string>>;
   results: Map<string, KvResult>;
+  /** Unordered read: vote key -> the sequence number it names. */
+  readSeqs: Map<string, number>;
 }
 
 export class KvClientCore {
@@ -99,31 +121,61 @@ export class KvClientCore {
   submit(op: KvOperation, nowMs: number): ClientAction[] {
     if (this.outstanding) throw new Error("one request at a time");
     this.ts++;
-    const unsigned = { client: this.config.id, ts: this.ts, op };
-    const request: ClientRequest = {
-      ...unsigned,
-      sig: this.signer.sign(requestSigningBytes(unsigned)),
-    };
     this.outstanding = {
-      request,
+      ts: this.ts,
+      op,
+      request: undefined,
+      readDigest: undefined,
+      answered: new Set(),
       sentMs: nowMs,
-      retransmitAtMs: nowMs + this.config.retransmitMs,
+      retransmitAtMs: nowMs,
       votes: new Map(),
       results: new Map(),
+      readSeqs: new Map(),
     };
+    if (!isReadOnly(op)) return this.order(nowMs);
+    const read = { client: this.config.id, ts: this.ts, op };
+    this.outstanding.readDigest = readDigest(read);
+    this.outstanding.retransmitAtMs =
+      nowMs + (this.config.readTimeoutMs ?? this.config.retransmitMs);
+    const message = encodeClientMessage({ type: "READ", ...read });
+    return this.config.replicas.map((to) => ({ type: "send", to, message }));
+  }
+
+  /** Sends the outstanding operation as a signed request to be ordered (a read: under a new number). */
+  private order(nowMs: number): ClientAction[] {
+    const o = this.outstanding;
+    if (o === undefined) return [];
+    if (o.readDigest !== undefined) {
+      this.count("reads.ordered");
+      this.ts++;
+      o.ts = this.ts;
+      o.readDigest = undefined;
+      o.answered.clear();
+      o.votes.clear();
+      o.results.clear();
+      o.readSeqs.clear();
+    }
+    const unsigned = { client: this.config.id, ts: o.ts, op: o.op };
+    o.request = { ...unsigned, sig: this.signer.sign(requestSigningBytes(unsigned)) };
+    o.retransmitAtMs = nowMs + this.config.retransmitMs;
     return this.sendRequest();
   }
 
   private sendRequest(): ClientAction[] {
-    const o = this.outstanding;
-    if (o === undefined) return [];
-    const message = encodeClientMessage({ type: "REQUEST", request: o.request });
+    const request = this.outstanding?.request;
+    if (request === undefined) return [];
+    const message = encodeClientMessage({ type: "REQUEST", request });
     return this.config.replicas.map((to) => ({ type: "send", to, message }));
   }
 
   tick(nowMs: number): ClientAction[] {
     const o = this.outstanding;
     if (o === undefined || nowMs < o.retransmitAtMs) return [];
+    if (o.readDigest !== undefined) {
+      this.count("reads.timed-out");
+      return this.order(nowMs);
+    }
     this.count("retransmits");
     o.retransmitAtMs = nowMs + this.config.retransmitMs;
     return [...this.start(), ...this.sendRequest()];
@@ -153,13 +205,22 @@ export class KvClientCore {
       else this.count(`rejected.${verdict}`);
       return [];
     }
-    if (body.type !== "REPLY") return [];
-    // A reply to no request outstanding (most often one after the k'+1 that answered it) is
+    if (body.type !== "REPLY" && body.type !== "READ_REPLY") return [];
+    // A reply to no request outstanding (most often one after the q that answered it) is
     // dropped before its signature costs anything: it could change nothing.
     const o = this.outstanding;
-    if (o === undefined || body.client !== this.config.id || body.ts !== o.request.ts) {
+    if (
+      o === undefined ||
+      body.client !== this.config.id ||
+      body.ts !== o.ts ||
+      (body.type === "READ_REPLY") !== (o.readDigest !== undefined)
+    ) {
       this.count("replies.late");
       return [];
+    }
+    if (body.type === "READ_REPLY" && body.op !== o.readDigest) {
+      this.count("rejected.other-read");
+      return [{ type: "problem", from: replica, detail: "a READ_REPLY to another read" }];
     }
     const verdict =
       envelope.macs === undefined
@@ -176,23 +237,39 @@ export class KvClientCore {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
     }
-    const key = canonicalJson(body.result);
+    // An unordered read's answers match only at the same sequence number: the same state.
+    const key =
+      body.type === "READ_REPLY"
+        ? `${body.seq} ${canonicalJson(body.result)}`
+        : canonicalJson(body.result);
+    // One vote per replica: a Byzantine one answering twice differently counts once.
+    if (o.answered.has(replica)) return [];
+    o.answered.add(replica);
     let voters = o.votes.get(key);
     if (voters === undefined) {
       voters = new Set();
       o.votes.set(key, voters);
       o.results.set(key, body.result);
+      if (body.type === "READ_REPLY") o.readSeqs.set(key, body.seq);
     }
     voters.add(replica);
-    if (voters.size < this.config.weakQuorum) return [];
+    if (voters.size < this.config.replyQuorum) {
+      if (o.readDigest === undefined) return [];
+      let most = 0;
+      for (const v of o.votes.values()) most = Math.max(most, v.size);
+      const yetToAnswer = this.config.replicas.length - o.answered.size;
+      return most + yetToAnswer < this.config.replyQuorum ? this.order(nowMs) : [];
+    }
     this.outstanding = undefined;
+    const readAtSeq = o.readSeqs.get(key);
     return [
       {
         type: "complete",
-        ts: o.request.ts,
-        op: o.request.op,
+        ts: o.ts,
+        op: o.op,
         result: o.results.get(key) as KvResult,
         latencyMs: nowMs - o.sentMs,
+        ...(readAtSeq !== undefined ? { readAtSeq } : {}),
       },
     ];
   }

@@ -1,6 +1,6 @@
 /**
  * The key-value service's client over TCP: one connection per replica, one
- * request outstanding, answered once k'+1 replicas agree.
+ * request outstanding, answered once a quorum of replicas agree.
  */
 import type { Testbed } from "@smw/wiring";
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
@@ -12,7 +12,8 @@ import { type ClientAction, KvClientCore } from "./kv-client-core.js";
 export interface KvClientOptions {
   id: string;
   replicas: Record<string, { host: string; port: number }>;
-  weakQuorum: number;
+  /** Matching replies needed: the quorum q (1 for the unreplicated baseline). */
+  replyQuorum: number;
   scheme: SignatureScheme;
   signer: Signer;
   boardKeys: Map<string, string>;
@@ -37,7 +38,7 @@ export class KvClient {
       {
         id: options.id,
         replicas: ids,
-        weakQuorum: options.weakQuorum,
+        replyQuorum: options.replyQuorum,
         retransmitMs: options.retransmitMs ?? 500,
         // Request numbers from the wall clock: a restarted client never reuses one.
         firstTs: Date.now() * 1000,
@@ -57,16 +58,21 @@ export class KvClient {
 
   static forTestbed(
     testbed: Testbed,
-    options: Omit<KvClientOptions, "replicas" | "weakQuorum"> & { k?: number },
+    options: Omit<KvClientOptions, "replicas" | "replyQuorum"> & { k?: number },
   ): KvClient {
     const replicas: Record<string, { host: string; port: number }> = {};
     for (const h of testbed.hosts) replicas[h.id] = h.address;
-    const { weak } = quorumsFor(
+    const { quorum } = quorumsFor(
       testbed.hosts.length,
       testbed.rejuvenation.kPrime,
       options.k ?? testbed.rejuvenation.k,
     );
-    return new KvClient({ ...options, replicas, weakQuorum: weak });
+    return new KvClient({ ...options, replicas, replyQuorum: quorum });
+  }
+
+  /** Reads sent unordered that had to be ordered (their answers came from different states). */
+  get readsOrdered(): number {
+    return this.core.counters.get("reads.ordered") ?? 0;
   }
 
   private now(): number {
@@ -89,7 +95,7 @@ export class KvClient {
       const deadline = setTimeout(() => {
         this.waiting = undefined;
         this.core.abandon();
-        reject(new Error(`no answer from k'+1 replicas within ${timeoutMs} ms`));
+        reject(new Error(`no answer from a quorum of replicas within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting = {
         resolve: (a) => {

@@ -16,6 +16,7 @@
 
 import { compareKeys } from "./key-order.js";
 import {
+  isReadOnly,
   type KvOperation,
   type KvResult,
   keyError,
@@ -113,6 +114,12 @@ export class KvStore {
         return { op: "scan", entries: keys.map((key) => [key, this.get(key) as string]) };
       }
     }
+  }
+
+  /** Answers a read-only operation (get, scan) without changing anything; throws for any other. */
+  read(op: KvOperation): KvResult {
+    if (!isReadOnly(op)) throw new RangeError(`${op.op} is not a read-only operation`);
+    return this.apply(op);
   }
 
   get(key: string): string | null {

@@ -8,6 +8,7 @@
 import type { KeyCertificate } from "@smw/wiring";
 import {
   encodeKvOperation,
+  isReadOnly,
   type KvOperation,
   type KvResult,
   parseKvOperation,
@@ -126,6 +127,11 @@ export type ReplicaBody =
    */
   | { type: "SESSION"; dh: string; ask: boolean }
   | { type: "REPLY"; view: number; client: string; ts: number; result: KvResult }
+  /**
+   * The answer to a READ, from the replica's state after executing `seq`; `op`, the read's
+   * digest (`readDigest`), binds it to the read asked (a READ is not signed: see `ClientRead`).
+   */
+  | { type: "READ_REPLY"; client: string; ts: number; seq: number; op: string; result: KvResult }
   | { type: "KEYS"; certificates: KeyCertificate[] };
 
 export type ReplicaBodyType = ReplicaBody["type"];
@@ -148,12 +154,37 @@ export interface ReplicaEnvelope {
 /** What a client sends a replica. */
 export type ClientMessage =
   | { type: "REQUEST"; request: ClientRequest }
+  | ClientRead
   | { type: "KEYS_QUERY" }
   /**
    * The client's session half for MAC'd replies (`client-sessions.ts`), signed with its key over
    * `clientSessionSigningBytes`; `ts`, a clock reading, makes a replayed older half lose.
    */
   | ClientSession;
+
+/**
+ * A read-only operation (get, scan) answered without ordering (`replica/read-only.ts`). It is not
+ * signed: it changes nothing, it comes on a connection whose client proved its key, and each
+ * answer names the read's digest, so a forged READ only costs the replica a read.
+ */
+export interface ClientRead {
+  type: "READ";
+  client: string;
+  ts: number;
+  op: KvOperation;
+}
+
+/** What a READ_REPLY names to bind it to its read. */
+export function readDigest(read: Omit<ClientRead, "type">): string {
+  return sha256Hex(
+    canonicalJson([
+      "smw-read-1",
+      read.client,
+      read.ts,
+      encodeKvOperation(read.op).toString("utf8"),
+    ]),
+  );
+}
 
 export interface ClientSession {
   type: "SESSION";
@@ -195,6 +226,7 @@ export const MAC_TYPES: ReadonlySet<ReplicaBody["type"]> = new Set([
   "STATUS",
   // To a client, under its session with the replica (`client-sessions.ts`).
   "REPLY",
+  "READ_REPLY",
 ]);
 
 function macBytes(from: string, epoch: number, bodyText: string): Buffer {
@@ -498,6 +530,14 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         ? undefined
         : { type: v.type, view: v.view, client: v.client, ts: v.ts, result };
     }
+    case "READ_REPLY": {
+      if (!isId(v.client) || !isTimestamp(v.ts) || !isCount(v.seq) || !isDigest(v.op))
+        return undefined;
+      const result = parseKvResult(v.result);
+      return "error" in result
+        ? undefined
+        : { type: v.type, client: v.client, ts: v.ts, seq: v.seq, op: v.op, result };
+    }
     case "KEYS": {
       const certificates = list(v.certificates, certificate, 1024);
       return certificates && { type: v.type, certificates };
@@ -563,6 +603,13 @@ export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {
     return isId(v.client) && isTimestamp(v.ts) && isB64(v.dh, 64) && isB64(v.sig, 256)
       ? { type: "SESSION", client: v.client, ts: v.ts, dh: v.dh, sig: v.sig }
       : undefined;
+  if (v.type === "READ") {
+    if (!isId(v.client) || !isTimestamp(v.ts)) return undefined;
+    const op = parseKvOperation(v.op);
+    return "error" in op || !isReadOnly(op)
+      ? undefined
+      : { type: "READ", client: v.client, ts: v.ts, op };
+  }
   if (v.type !== "REQUEST") return undefined;
   const request = parseClientRequest(v.request);
   return request && { type: "REQUEST", request };

@@ -49,6 +49,7 @@ import {
 } from "./messages.js";
 import { onCommit, onPrePrepare, onPrepare, onRequest } from "./normal-case.js";
 import { broadcastStatus, onStatus } from "./peer-status.js";
+import { onRead } from "./read-only.js";
 import {
   type Mode,
   type ReplicaAction,
@@ -225,6 +226,8 @@ export class ReplicaCore {
       });
     } else if (message.type === "SESSION") {
       onClientSession(r, client, message);
+    } else if (message.type === "READ") {
+      onRead(r, client, message);
     } else if (message.request.client !== client) {
       r.problem("bad-request", client, `a request signed for ${message.request.client}`);
     } else {

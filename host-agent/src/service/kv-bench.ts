@@ -16,6 +16,10 @@ export interface KvBenchOptions {
   k?: number;
   valueBytes?: number;
   keys?: number;
+  /** Share of reads (get) in the load, 0 to 100 (default 50); the rest are puts. */
+  readPercent?: number;
+  /** Write every key once before the clock starts, so that reads find values. */
+  prefill?: boolean;
   /** Called once a second with the operations completed so far. */
   onProgress?: (completed: number, elapsedMs: number) => void;
 }
@@ -30,6 +34,8 @@ export interface KvBenchResult {
   p99Ms: number;
   maxMs: number;
   longestStallMs: number;
+  /** Reads that went unordered but were ordered after all (answers at different states). */
+  readsOrdered: number;
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -54,6 +60,8 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
   const startMs = performance.now();
   const endMs = startMs + options.seconds * 1000;
   const value = "v".repeat(valueBytes);
+  const readPercent = options.readPercent ?? 50;
+  let readsOrdered = 0;
   let n = 0;
   const progress = setInterval(
     () => options.onProgress?.(latencies.length, performance.now() - startMs),
@@ -62,12 +70,26 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
   try {
     // Let connections come up and keys be exchanged before the clock starts mattering.
     await Promise.all(clients.map((c) => c.call({ op: "get", key: "warm-up" }, 20_000)));
+    if (options.prefill) {
+      let next = 0;
+      await Promise.all(
+        clients.map(async (client) => {
+          for (let i = next++; i < keys; i = next++)
+            await client.call({ op: "put", key: `key${i}`, value }, 20_000);
+        }),
+      );
+    }
+    const orderedBefore = clients.reduce((sum, c) => sum + c.readsOrdered, 0);
     lastAnswerMs = performance.now();
     await Promise.all(
       clients.map(async (client) => {
         while (performance.now() < endMs) {
-          const key = `key${(n++ * 7919) % keys}`;
-          const op: KvOperation = n % 2 === 0 ? { op: "put", key, value } : { op: "get", key };
+          const key = `key${(n * 7919) % keys}`;
+          // Spread evenly: operation n is a read when the running share of reads falls behind.
+          const read =
+            Math.floor(((n + 1) * readPercent) / 100) > Math.floor((n * readPercent) / 100);
+          n++;
+          const op: KvOperation = read ? { op: "get", key } : { op: "put", key, value };
           try {
             const answer = await client.call(op, 10_000);
             const now = performance.now();
@@ -80,6 +102,7 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
         }
       }),
     );
+    readsOrdered = clients.reduce((sum, c) => sum + c.readsOrdered, 0) - orderedBefore;
   } finally {
     clearInterval(progress);
     await Promise.all(clients.map((c) => c.close()));
@@ -96,5 +119,6 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
     p99Ms: percentile(latencies, 99),
     maxMs: latencies.at(-1) ?? 0,
     longestStallMs,
+    readsOrdered,
   };
 }

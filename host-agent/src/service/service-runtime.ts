@@ -104,7 +104,7 @@ export function connectClient(testbed: Testbed, options: ClientStartOptions): Kv
   const first = testbed.hosts[0];
   const client =
     options.single && first
-      ? new KvClient({ ...common, replicas: { [first.id]: first.address }, weakQuorum: 1 })
+      ? new KvClient({ ...common, replicas: { [first.id]: first.address }, replyQuorum: 1 })
       : KvClient.forTestbed(testbed, {
           ...common,
           ...(options.k !== undefined ? { k: options.k } : {}),

@@ -14,6 +14,7 @@ import {
   clientSessionSigningBytes,
   parseClientMessage,
   type ReplicaBody,
+  readDigest,
   requestSigningBytes,
   sealEnvelope,
 } from "../replica/messages.js";
@@ -25,6 +26,8 @@ export class SingleServer {
   private readonly net: PeerConnections;
   private readonly sessions: ClientSessions | undefined;
   rejected = 0;
+  /** Requests executed: the sequence number its READ_REPLYs name. */
+  private executed = 0;
 
   constructor(
     private readonly id: string,
@@ -94,6 +97,22 @@ export class SingleServer {
         this.net.sendToClient(client, this.sessions.answer(client, this.signer));
       return;
     }
+    if (message.type === "READ") {
+      // As a replica answers it (`replica/read-only.ts`): unsigned, on the proven connection.
+      if (message.client !== client) {
+        this.rejected++;
+        return;
+      }
+      this.reply(client, {
+        type: "READ_REPLY",
+        client,
+        ts: message.ts,
+        seq: this.executed,
+        op: readDigest(message),
+        result: this.store.read(message.op),
+      });
+      return;
+    }
     const { sig, ...signed } = message.request;
     if (
       signed.client !== client ||
@@ -109,6 +128,7 @@ export class SingleServer {
       return;
     }
     const result = this.store.apply(signed.op);
+    this.executed++;
     this.clients.record(client, signed.ts, result);
     this.reply(client, { type: "REPLY", view: 0, client, ts: signed.ts, result });
   }

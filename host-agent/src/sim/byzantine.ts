@@ -72,6 +72,8 @@ export interface Outgoing {
 
 export class ByzantineFilter {
   private readonly seen: Buffer[] = [];
+  /** Results of reads it answered, to pass off later as current (`wrongReadReply`). */
+  private readonly oldReadResults: KvResult[] = [];
   /** Validly formed batches it has seen proposed, to lie with plausibly. */
   private readonly batches: ClientRequest[][] = [];
   /** VIEW_CHANGEs it has received, as wire text, by the view they ask for: to mix into a NEW_VIEW. */
@@ -348,10 +350,31 @@ export class ByzantineFilter {
       );
     }
     if (!this.behaviours.has("wrong-replies")) return message;
+    if (envelope?.body.type === "READ_REPLY") return this.wrongReadReply(envelope, envelope.body);
     if (envelope === undefined || envelope.body.type !== "REPLY") return message;
     this.took("wrong-reply");
     const result: KvResult = { op: "get", value: `forged-${this.prng.int(0, 9)}` };
     return this.reseal(envelope, { ...envelope.body, result });
+  }
+
+  /**
+   * A lying answer to an unordered read: an older answer's result passed off as the state at
+   * this sequence number (aiming at a stale read), a forged value, or the true result at a
+   * sequence number it is not at (aiming to make the read fail over to ordering).
+   */
+  private wrongReadReply(
+    envelope: ReplicaEnvelope,
+    body: Extract<ReplicaBody, { type: "READ_REPLY" }>,
+  ): Buffer {
+    const older = this.oldReadResults.length > 0 ? this.prng.pick(this.oldReadResults) : undefined;
+    this.oldReadResults.push(body.result);
+    if (this.oldReadResults.length > 16) this.oldReadResults.shift();
+    const lie = this.prng.int(0, 2);
+    this.took(`wrong-read-reply.${["stale", "forged", "other-seq"][lie]}`);
+    if (lie === 0 && older !== undefined) return this.reseal(envelope, { ...body, result: older });
+    if (lie === 2) return this.reseal(envelope, { ...body, seq: body.seq + this.prng.int(1, 3) });
+    const result: KvResult = { op: "get", value: `forged-${this.prng.int(0, 9)}` };
+    return this.reseal(envelope, { ...body, result });
   }
 
   /** Unprompted mischief, every few ticks. */

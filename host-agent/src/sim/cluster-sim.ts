@@ -12,7 +12,7 @@ import type { KvOperation } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
-import { type ClientTableEntry, sealEnvelope } from "../replica/messages.js";
+import { type ClientTableEntry, parseEnvelope, sealEnvelope } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
 import {
@@ -216,7 +216,7 @@ class ClusterSim {
         {
           id,
           replicas: this.ids,
-          weakQuorum: this.quorums().weak,
+          replyQuorum: this.quorums().quorum,
           retransmitMs: 500,
           firstTs: SIM_FIRST_TS,
         },
@@ -369,6 +369,13 @@ class ClusterSim {
       this.trace(`${node.id}${correct ? "" : "(byz)"} ${type} ${detail.slice(0, 200)}`);
     }
     switch (a.type) {
+      case "reply": {
+        // Which era's state a correct replica's answer to an unordered read comes from.
+        const body = correct ? parseEnvelope(a.message)?.body : undefined;
+        if (body?.type === "READ_REPLY")
+          this.checker.onReadAnswered(body.client, body.ts, body.seq);
+        break;
+      }
       case "executed":
         if (correct) {
           this.checker.onExecuted(node.id, a.seq, a.digest, a.requests, a.results);
@@ -528,6 +535,7 @@ class ClusterSim {
           result: a.result,
           invokedMs: client.invokedMs,
           completedMs: this.q.nowMs,
+          ...(a.readAtSeq !== undefined ? { readAtSeq: a.readAtSeq } : {}),
         });
         this.q.after(this.prng.int(0, 30), () => this.nextOperation(client));
       }

@@ -6,7 +6,8 @@
  *    order that respects real time. The order the correct replicas executed
  *    in is the witness; every completed operation must be in it, return what
  *    a plain key-value model returns at its place in it, and come after every
- *    operation that completed before it was invoked.
+ *    operation that completed before it was invoked. A read answered without
+ *    ordering takes its place right after the batch whose state it read.
  */
 import { compareKeys } from "../kv/key-order.js";
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
@@ -20,6 +21,8 @@ export interface CompletedOperation {
   result: KvResult;
   invokedMs: number;
   completedMs: number;
+  /** An unordered read: the sequence number of the batch whose state it read. */
+  readAtSeq?: number;
 }
 
 export class HistoryChecker {
@@ -45,6 +48,12 @@ export class HistoryChecker {
   /** Requests executed only after that checkpoint, before the cold start: lost with it. */
   private readonly lost = new Set<string>();
   lostCount = 0;
+  /** Cold starts begun: sequence numbers after a cold start's checkpoint are executed afresh. */
+  private era = 0;
+  /** Per unordered read ("client#ts seq"): the eras whose state correct replicas answered it from. */
+  private readonly readEras = new Map<string, Set<number>>();
+  /** Per era after the first: the checkpoint its cold start went back to. */
+  private readonly coldStartSeqs: number[] = [];
 
   onExecuted(
     replica: string,
@@ -84,6 +93,7 @@ export class HistoryChecker {
    * sequence numbers are executed afresh.
    */
   beginColdStart(): void {
+    this.era++;
     this.before = {
       executed: new Map(this.executed),
       outcomes: new Map(this.outcomes),
@@ -124,6 +134,7 @@ export class HistoryChecker {
     // The starting point (again: nothing was executed since the last one). The witness keeps
     // what was executed up to it; what came after is lost.
     this.coldStartFrom = { seq, digest, by: replica };
+    this.coldStartSeqs[this.era] = seq;
     this.executed.clear();
     this.outcomes.clear();
     this.checkpoints.clear();
@@ -149,6 +160,24 @@ export class HistoryChecker {
     this.completed.push(op);
   }
 
+  /** A correct replica answered an unordered read from its state after `seq`. */
+  onReadAnswered(client: string, ts: number, seq: number): void {
+    const key = `${client}#${ts} ${seq}`;
+    const eras = this.readEras.get(key) ?? new Set();
+    eras.add(this.era);
+    this.readEras.set(key, eras);
+  }
+
+  /**
+   * An unordered read answered from a state that a later cold start went back before: lost with
+   * it (answers in flight across a cold start may come from either era, at the same number).
+   */
+  private readLost(key: string, seq: number): boolean {
+    for (const era of this.readEras.get(`${key} ${seq}`) ?? [this.era])
+      for (let e = era + 1; e <= this.era; e++) if ((this.coldStartSeqs[e] ?? 0) < seq) return true;
+    return false;
+  }
+
   get completedCount(): number {
     return this.completed.length;
   }
@@ -160,8 +189,25 @@ export class HistoryChecker {
     const model = new Map<string, string>();
     const lastTs = new Map<string, number>();
     const seqs = [...this.executed.keys()].sort((a, b) => a - b);
-    let expected = 1;
+    const readsAt = new Map<number, CompletedOperation[]>();
+    const lostReads = new Set<string>();
+    for (const op of this.completed) {
+      if (op.readAtSeq === undefined) continue;
+      const key = `${op.client}#${op.ts}`;
+      if (this.readLost(key, op.readAtSeq)) lostReads.add(key);
+      else readsAt.set(op.readAtSeq, [...(readsAt.get(op.readAtSeq) ?? []), op]);
+    }
     let index = 0;
+    // Each read right after the batch it read (between two positions of the order).
+    const placeReads = (seq: number) => {
+      for (const op of readsAt.get(seq) ?? []) {
+        const key = `${op.client}#${op.ts}`;
+        position.set(key, index - 0.5);
+        modelResult.set(key, applyModel(model, op.op));
+      }
+    };
+    placeReads(0);
+    let expected = 1;
     for (const seq of seqs) {
       if (seq !== expected) {
         this.violations.push(`history: no correct replica executed seq ${expected}`);
@@ -175,6 +221,7 @@ export class HistoryChecker {
         position.set(key, index++);
         modelResult.set(key, applyModel(model, r.op));
       }
+      placeReads(seq);
     }
     const byInvoke = [...this.completed].sort((a, b) => a.invokedMs - b.invokedMs);
     const byComplete = [...this.completed].sort((a, b) => a.completedMs - b.completedMs);
@@ -196,10 +243,12 @@ export class HistoryChecker {
       }
       const key = `${op.client}#${op.ts}`;
       const p = position.get(key);
-      if (p === undefined && this.lost.has(key)) continue; // executed after the checkpoint a cold start went back to
+      if (p === undefined && (this.lost.has(key) || lostReads.has(key))) continue; // executed (or read) after the checkpoint a cold start went back to
       if (p === undefined) {
         this.violations.push(
-          `linearizability: ${key} completed but no correct replica executed it`,
+          op.readAtSeq === undefined
+            ? `linearizability: ${key} completed but no correct replica executed it`
+            : `linearizability: ${key} read the state at seq ${op.readAtSeq}, which no correct replica executed`,
         );
         continue;
       }

@@ -1,0 +1,36 @@
+/**
+ * Read-only operations without ordering (PBFT's read-only optimisation; SAFETY.md, "Reads
+ * without ordering"). A replica answers a READ at once from its state after the last batch it
+ * executed, naming that batch's sequence number; the client takes a result only when a quorum
+ * q of replicas sent the same result at the same sequence number, and orders the read otherwise.
+ * Every other reply also needs q matching (`kv-client-core.ts`): a completed write is then
+ * executed at q - k' correct replicas, one of which is in any later read's quorum.
+ *
+ * A replica whose state is not yet known good (recovering, in a cold start, fetching state)
+ * does not answer: its state may be the one an intruder left on its disk.
+ */
+
+import { type ClientRead, type ReplicaBody, readDigest } from "./messages.js";
+import type { ReplicaState } from "./replica-state.js";
+
+export function onRead(r: ReplicaState, client: string, read: ClientRead): void {
+  if (read.client !== client) {
+    r.problem("bad-request", client, `a read for ${read.client}`);
+    return;
+  }
+  if (!r.recoveredReported || r.mode === "recovering") {
+    r.count("reads.not-answered");
+    return;
+  }
+  r.count("reads.answered");
+  const body: ReplicaBody = {
+    type: "READ_REPLY",
+    client,
+    ts: read.ts,
+    seq: r.lastExecuted,
+    op: readDigest(read),
+    result: r.store.read(read.op),
+  };
+  const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
+  for (const message of messages) r.out.push({ type: "reply", client, message });
+}
