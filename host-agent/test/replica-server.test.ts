@@ -29,10 +29,17 @@ describe("replicas over TCP on loopback", () => {
         (await client.call({ op: "cas", key: "a", expected: "1", value: "2" })).result,
       ).toEqual({ op: "cas", ok: true, current: "2" });
       for (let i = 0; i < 20; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
-      // The primary (h1) goes away: a view change, and the service goes on.
+      // The primary (h1) goes away: reads still go unordered to the three left...
       await servers[0]?.close();
       const answer = await client.call({ op: "get", key: "a" }, 20_000);
       expect(answer.result).toEqual({ op: "get", value: "2" });
+      // ...and a write needs a view change, after which the service goes on.
+      const write = await client.call({ op: "cas", key: "a", expected: "2", value: "3" }, 20_000);
+      expect(write.result).toEqual({ op: "cas", ok: true, current: "3" });
+      expect((await client.call({ op: "get", key: "a" })).result).toEqual({
+        op: "get",
+        value: "3",
+      });
       const scan = await client.call({ op: "scan", from: "k1", to: "k2", limit: 5 });
       expect(scan.result).toEqual({
         op: "scan",
