@@ -37,14 +37,15 @@ describe("the client's core", () => {
     expect(client.onMessage("r1", reply("r1", "good"), 2)).toEqual([]);
     // k'+1 = 2 matching is not enough: a read after this write could miss it (read-only.ts).
     expect(client.onMessage("r2", reply("r2", "good"), 3)).toEqual([]);
-    // The same replica again counts once.
+    // The same replica again counts once (r1 voting for another result too: one voter there).
     expect(client.onMessage("r2", reply("r2", "good"), 3)).toEqual([]);
+    expect(client.onMessage("r1", reply("r1", "other"), 3)).toEqual([]);
     const done = client.onMessage("r3", reply("r3", "good"), 4);
     expect(done).toMatchObject([{ type: "complete", result: { op: "put", previous: "good" } }]);
-    expect(counts.verified).toBe(5);
+    expect(counts.verified).toBe(6);
     // The rest arrive after the result was taken: no signature is checked for them.
     expect(client.onMessage("r4", reply("r4", "good"), 5)).toEqual([]);
-    expect(counts.verified).toBe(5);
+    expect(counts.verified).toBe(6);
     expect(client.counters.get("replies.late")).toBe(1);
   });
 });

@@ -242,8 +242,9 @@ export class KvClientCore {
       body.type === "READ_REPLY"
         ? `${body.seq} ${canonicalJson(body.result)}`
         : canonicalJson(body.result);
-    // One vote per replica: a Byzantine one answering twice differently counts once.
-    if (o.answered.has(replica)) return [];
+    // A replica may vote for more than one result: after a cold start went back to a checkpoint,
+    // a request is executed afresh and its new result must be able to outvote the lost one.
+    // (A Byzantine replica gains nothing by it: it is one voter in each set.)
     o.answered.add(replica);
     let voters = o.votes.get(key);
     if (voters === undefined) {
