@@ -84,7 +84,9 @@ describe("checkpoints on stable storage", () => {
       const store = new KvStore();
       for (let i = 0; i < 200; i++) store.apply({ op: "put", key: `k${i}`, value: `v${i}` });
       const snapshot = store.snapshot();
-      const clients = [{ client: "c1", ts: 7, result: { op: "put" as const, previous: null } }];
+      const clients = [
+        { client: "c1", ts: 7, result: { op: "put" as const, previous: null }, seq: 60 },
+      ];
       const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest(clients));
       expect(readCheckpointFile(dir)).toEqual({ none: true });
       writeCheckpointFile(dir, { seq: 64, digest, snapshot, clients });

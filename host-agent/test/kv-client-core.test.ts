@@ -23,17 +23,20 @@ describe("the client's core", () => {
   it("takes q matching signed replies, refuses a forged one, and leaves late ones unchecked", () => {
     const { counts, signers, client } = setUp({ sessions: false, firstTs: 0 });
     client.submit({ op: "put", key: "x", value: "v" }, 0);
-    const reply = (id: string, previous: string, signer = signers.get(id) as Signer) =>
+    const reply = (id: string, previous: string, signer = signers.get(id) as Signer, seq = 3) =>
       sealEnvelope(
         id,
         1,
-        { type: "REPLY", view: 0, client: "c1", ts: 1, result: { op: "put", previous } },
+        { type: "REPLY", view: 0, client: "c1", ts: 1, seq, result: { op: "put", previous } },
         (b) => signer.sign(b),
       );
     counts.verified = 0;
     // r4's reply signed with r1's key: refused.
     const forged = client.onMessage("r4", reply("r4", "evil", signers.get("r1")), 1);
     expect(forged).toEqual([{ type: "problem", from: "r4", detail: "a REPLY with bad-signature" }]);
+    // The same result from an execution at another sequence number (one a cold start lost,
+    // replied to before it) does not match.
+    expect(client.onMessage("r3", reply("r3", "good", signers.get("r3"), 2), 2)).toEqual([]);
     expect(client.onMessage("r1", reply("r1", "good"), 2)).toEqual([]);
     // k'+1 = 2 matching is not enough: a read after this write could miss it (read-only.ts).
     expect(client.onMessage("r2", reply("r2", "good"), 3)).toEqual([]);
@@ -42,10 +45,10 @@ describe("the client's core", () => {
     expect(client.onMessage("r1", reply("r1", "other"), 3)).toEqual([]);
     const done = client.onMessage("r3", reply("r3", "good"), 4);
     expect(done).toMatchObject([{ type: "complete", result: { op: "put", previous: "good" } }]);
-    expect(counts.verified).toBe(6);
+    expect(counts.verified).toBe(7);
     // The rest arrive after the result was taken: no signature is checked for them.
     expect(client.onMessage("r4", reply("r4", "good"), 5)).toEqual([]);
-    expect(counts.verified).toBe(6);
+    expect(counts.verified).toBe(7);
     expect(client.counters.get("replies.late")).toBe(1);
   });
 });
@@ -144,6 +147,7 @@ describe("the client's unordered reads", () => {
           view: 0,
           client: "c1",
           ts: read.ts + 1,
+          seq: 9,
           result: { op: "get", value: "a" },
         },
         (b) => (signers.get(id) as Signer).sign(b),
@@ -250,6 +254,7 @@ describe("the client's core with sessions", () => {
       view: 0,
       client: "c1",
       ts: 1001,
+      seq: 5,
       result: { op: "put", previous: "v" },
     } as const;
     const reply = (id: string) => {

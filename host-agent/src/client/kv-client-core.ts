@@ -237,11 +237,9 @@ export class KvClientCore {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
     }
-    // An unordered read's answers match only at the same sequence number: the same state.
-    const key =
-      body.type === "READ_REPLY"
-        ? `${body.seq} ${canonicalJson(body.result)}`
-        : canonicalJson(body.result);
+    // Answers match only at the same sequence number: for a read, the same state; for a
+    // request, the same execution (not one that a cold start lost and one after it).
+    const key = `${body.seq} ${canonicalJson(body.result)}`;
     // A replica may vote for more than one result: after a cold start went back to a checkpoint,
     // a request is executed afresh and its new result must be able to outvote the lost one.
     // (A Byzantine replica gains nothing by it: it is one voter in each set.)

@@ -24,8 +24,8 @@ export class ClientTable {
     return this.entries.get(client);
   }
 
-  record(client: string, ts: number, result: KvResult): void {
-    this.entries.set(client, { client, ts, result });
+  record(client: string, ts: number, result: KvResult, seq: number): void {
+    this.entries.set(client, { client, ts, result, seq });
   }
 
   /** Sorted by client id: the same bytes on every replica. */

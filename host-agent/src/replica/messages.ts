@@ -46,6 +46,8 @@ export interface ClientTableEntry {
   client: string;
   ts: number;
   result: KvResult;
+  /** The sequence number of the batch that executed it: replies name it (see REPLY). */
+  seq: number;
 }
 
 export interface ExecutedEntry extends ViewSeqDigest {
@@ -126,7 +128,11 @@ export type ReplicaBody =
    * the sender has none of the receiver's for its current epoch and wants it.
    */
   | { type: "SESSION"; dh: string; ask: boolean }
-  | { type: "REPLY"; view: number; client: string; ts: number; result: KvResult }
+  /**
+   * `seq`: the batch that executed the request. A client matches replies on it too, so that
+   * replies from before a cold start (an execution it lost) never join replies from after it.
+   */
+  | { type: "REPLY"; view: number; client: string; ts: number; seq: number; result: KvResult }
   /**
    * The answer to a READ, from the replica's state after executing `seq`; `op`, the read's
    * digest (`readDigest`), binds it to the read asked (a READ is not signed: see `ClientRead`).
@@ -477,9 +483,10 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       const clients = list(
         v.clients,
         (x) => {
-          if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts)) return undefined;
+          if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts) || !isCount(x.seq))
+            return undefined;
           const result = parseKvResult(x.result);
-          return "error" in result ? undefined : { client: x.client, ts: x.ts, result };
+          return "error" in result ? undefined : { client: x.client, ts: x.ts, result, seq: x.seq };
         },
         1 << 16,
       );
@@ -524,11 +531,12 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         ? { type: v.type, dh: v.dh, ask: v.ask }
         : undefined;
     case "REPLY": {
-      if (!isCount(v.view) || !isId(v.client) || !isTimestamp(v.ts)) return undefined;
+      if (!isCount(v.view) || !isId(v.client) || !isTimestamp(v.ts) || !isCount(v.seq))
+        return undefined;
       const result = parseKvResult(v.result);
       return "error" in result
         ? undefined
-        : { type: v.type, view: v.view, client: v.client, ts: v.ts, result };
+        : { type: v.type, view: v.view, client: v.client, ts: v.ts, seq: v.seq, result };
     }
     case "READ_REPLY": {
       if (!isId(v.client) || !isTimestamp(v.ts) || !isCount(v.seq) || !isDigest(v.op))

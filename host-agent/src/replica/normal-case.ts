@@ -36,7 +36,7 @@ export function onRequest(r: ReplicaState, request: ClientRequest): void {
   if (!checkRequest(r, request)) return;
   const last = r.clients.last(request.client);
   if (last !== undefined && request.ts <= last.ts) {
-    if (request.ts === last.ts) sendReply(r, request.client, last.ts, last.result);
+    if (request.ts === last.ts) sendReply(r, request.client, last.ts, last.result, last.seq);
     return;
   }
   const digest = requestDigest(request);
@@ -65,8 +65,14 @@ export function armSuspicion(r: ReplicaState): void {
     oldest === Number.POSITIVE_INFINITY ? undefined : oldest + r.config.viewChangeTimeoutMs;
 }
 
-function sendReply(r: ReplicaState, client: string, ts: number, result: KvResult): void {
-  const body: ReplicaBody = { type: "REPLY", view: r.view, client, ts, result };
+function sendReply(
+  r: ReplicaState,
+  client: string,
+  ts: number,
+  result: KvResult,
+  seq: number,
+): void {
+  const body: ReplicaBody = { type: "REPLY", view: r.view, client, ts, seq, result };
   const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
   for (const message of messages) r.out.push({ type: "reply", client, message });
 }
@@ -300,9 +306,9 @@ export function execute(
       continue;
     }
     const result = r.store.apply(request.op);
-    r.clients.record(request.client, request.ts, result);
+    r.clients.record(request.client, request.ts, result, seq);
     results.push(result);
-    sendReply(r, request.client, request.ts, result);
+    sendReply(r, request.client, request.ts, result, seq);
   }
   r.lastExecuted = seq;
   r.executedLog.set(seq, { seq, view, digest, requests });

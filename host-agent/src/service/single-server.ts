@@ -124,12 +124,26 @@ export class SingleServer {
     const last = this.clients.last(client);
     if (last !== undefined && signed.ts <= last.ts) {
       if (signed.ts === last.ts)
-        this.reply(client, { type: "REPLY", view: 0, client, ts: last.ts, result: last.result });
+        this.reply(client, {
+          type: "REPLY",
+          view: 0,
+          client,
+          ts: last.ts,
+          seq: last.seq,
+          result: last.result,
+        });
       return;
     }
     const result = this.store.apply(signed.op);
     this.executed++;
-    this.clients.record(client, signed.ts, result);
-    this.reply(client, { type: "REPLY", view: 0, client, ts: signed.ts, result });
+    this.clients.record(client, signed.ts, result, this.executed);
+    this.reply(client, {
+      type: "REPLY",
+      view: 0,
+      client,
+      ts: signed.ts,
+      seq: this.executed,
+      result,
+    });
   }
 }

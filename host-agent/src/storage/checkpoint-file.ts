@@ -170,9 +170,15 @@ export function readCheckpointFile(dir: string, name = CHECKPOINT_FILE): StoredC
   const clients: ClientTableEntry[] = [];
   for (const c of header.clients as Array<Record<string, unknown>>) {
     const result = parseKvResult(c?.result);
-    if (typeof c?.client !== "string" || !Number.isSafeInteger(c.ts) || "error" in result)
+    if (
+      typeof c?.client !== "string" ||
+      !Number.isSafeInteger(c.ts) ||
+      !Number.isSafeInteger(c.seq) ||
+      (c.seq as number) < 0 ||
+      "error" in result
+    )
       return bad("header: a client entry is malformed");
-    clients.push({ client: c.client, ts: c.ts as number, result });
+    clients.push({ client: c.client, ts: c.ts as number, result, seq: c.seq as number });
   }
   const snapshot = decodeSnapshot(bytes.subarray(start + headerLength));
   if ("error" in snapshot) return bad(`state: ${snapshot.error}`);
