@@ -164,3 +164,50 @@ describe("a NEW_VIEW naming a key the replica has not learned yet", () => {
     expect(core.currentView).toBe(2);
   });
 });
+
+describe("keys a VIEW_CHANGE lacks", () => {
+  it("go from the primary to its sender, so one replica told of a key alone cannot stall views", () => {
+    const { core, from, cert, crypto } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    // r4 (silent otherwise) announced its new key to r2 only.
+    const r4e7 = crypto.newSigner("r4-e7");
+    const newKey = sealEnvelope(
+      "r4",
+      7,
+      { type: "NEW_KEY", certificate: cert("r4", 7, r4e7) },
+      (b) => r4e7.sign(b),
+    );
+    expect(problems(core.onMessage(newKey, 1))).toEqual([]);
+    // r1 and r3 ask for view 1 (r2's) without r4's new key: r2 joins, and sends each the key.
+    const actions = [
+      ...core.onMessage(from("r1", viewChangeBody(1, genesis)), 2),
+      ...core.onMessage(from("r3", viewChangeBody(1, genesis)), 3),
+    ];
+    const relayed = actions.flatMap((a) => {
+      const body = a.type === "send" ? parseEnvelope(a.message)?.body : undefined;
+      return body?.type === "KEYS" ? [{ to: (a as { to: string }).to, body }] : [];
+    });
+    expect(relayed.map((k) => k.to).sort()).toEqual(["r1", "r3"]);
+    expect(relayed[0]?.body.certificates.map((c) => [c.host, c.period])).toEqual([["r4", 7]]);
+    expect(core.currentView).toBe(0);
+    // Their VIEW_CHANGEs again, now holding it: r2 forms view 1.
+    const holding = { keyEpochs: [0, 0, 0, 7] };
+    core.onMessage(from("r1", viewChangeBody(1, genesis, holding)), 4);
+    core.onMessage(from("r3", viewChangeBody(1, genesis, holding)), 5);
+    expect(core.currentView).toBe(1);
+  });
+
+  it("relayed by a peer are installed when their board signed them, refused otherwise", () => {
+    const { core, from, cert, crypto } = fourReplicas("r1");
+    const r4e7 = crypto.newSigner("r4-e7");
+    const relay = (certificates: ReturnType<typeof cert>[]) =>
+      from("r2", { type: "KEYS", certificates });
+    expect(problems(core.onMessage(relay([cert("r4", 7, r4e7)]), 1))).toEqual([]);
+    const fresh = sealEnvelope("r4", 7, status, (b) => r4e7.sign(b));
+    expect(problems(core.onMessage(fresh, 2))).toEqual([]);
+    // One whose signature is not r3's board's: refused, and r3's key stays.
+    const forged = { ...cert("r3", 9, crypto.newSigner("r3-e9")), signature: "AAAA" };
+    expect(problems(core.onMessage(relay([forged]), 3))).toEqual(["bad-certificate"]);
+    expect(problems(core.onMessage(from("r3", status), 4))).toEqual([]);
+  });
+});

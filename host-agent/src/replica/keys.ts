@@ -16,17 +16,59 @@ export function onNewKey(r: ReplicaState, from: string, certificate: KeyCertific
     r.problem("bad-certificate", from, `a certificate for ${certificate.host}`);
     return;
   }
+  installCertificate(r, from, certificate);
+}
+
+/**
+ * Certificates a peer relays (KEYS): each carries its board's signature, so whoever relays one
+ * cannot forge it, and the ring refuses one older than what it holds or revoked.
+ */
+export function onKeys(
+  r: ReplicaState,
+  from: string,
+  certificates: readonly KeyCertificate[],
+): void {
+  for (const certificate of certificates.slice(0, r.config.ids.length))
+    if (certificate.host !== r.config.self && r.config.ids.includes(certificate.host))
+      installCertificate(r, from, certificate);
+}
+
+function installCertificate(r: ReplicaState, from: string, certificate: KeyCertificate): void {
+  const host = certificate.host;
   const verdict = r.ring.install(certificate);
   if (verdict === "installed") {
     r.count("keys.installed");
     // Its sessions were with its former key; its SESSION under the new one follows.
-    r.sessions?.forget(from);
+    r.sessions?.forget(host);
     retryNewViews(r);
     // What its former self asked for (under a key now stale) no longer speaks for it.
-    r.viewChanges.delete(from);
+    r.viewChanges.delete(host);
     refreshOwnViewChange(r);
   } else if (verdict !== "same" && verdict !== "stale")
-    r.problem("bad-certificate", from, `certificate refused: ${verdict}`);
+    r.problem("bad-certificate", from, `certificate of ${host} refused: ${verdict}`);
+}
+
+/**
+ * A VIEW_CHANGE that lacks keys this replica holds cannot be used to form a view with it (it
+ * may not be fresh for a replica that lost its memory). Its sender may never hear of such a key
+ * by itself: a silent Byzantine replica announces its new key to one replica only, and that
+ * one's filter would then refuse every other VIEW_CHANGE. So the certificates it lacks go to it
+ * (at most once per status interval per peer); it refreshes its VIEW_CHANGE on installing them.
+ */
+export function sendMissingKeys(r: ReplicaState, to: string, epochs: readonly number[]): void {
+  if (to === r.config.self) return;
+  const missing: KeyCertificate[] = [];
+  r.config.ids.forEach((id, i) => {
+    const held = r.ring.keyOf(id);
+    if (held?.certificate !== undefined && (epochs[i] ?? -1) < held.epoch)
+      missing.push(held.certificate);
+  });
+  if (missing.length === 0) return;
+  const last = r.keysSentAtMs.get(to);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
+  r.keysSentAtMs.set(to, r.nowMs);
+  r.count("keys.relayed");
+  r.send(to, { type: "KEYS", certificates: missing });
 }
 
 /** NEW_VIEWs that waited for keys, taken again (highest view first; most are then stale). */

@@ -34,6 +34,7 @@ import {
   installKey,
   onClientSession,
   onKeyQuery,
+  onKeys,
   onNewKey,
   onSession,
   queryKey,
@@ -352,8 +353,11 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
     case "KEY_QUERY":
       onKeyQuery(r, from);
       return;
+    case "KEYS":
+      onKeys(r, from, body.certificates);
+      return;
     default:
-      // REPLY and KEYS are for clients; a replica ignores them.
+      // REPLY and READ_REPLY are for clients; a replica ignores them.
       return;
   }
 }

@@ -6,7 +6,7 @@
 import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amnesia.js";
 import { behind } from "./catch-up.js";
 import { settleColdStart } from "./cold-start.js";
-import { queryKey } from "./keys.js";
+import { queryKey, sendMissingKeys } from "./keys.js";
 import {
   type BatchBody,
   batchDigest,
@@ -222,10 +222,12 @@ function tryNewView(r: ReplicaState, view: number): void {
   // replica that lost its memory before its current key, and it may vote in it.
   // And only those signed under keys that still count (a departing primary's, for one, is
   // revoked as its host's rejuvenation begins).
-  const usable = viewChangesFor(r, view).filter(
-    (vc) =>
-      holdsEveryKey(r, (vc.body as ViewChangeBody).keyEpochs) && r.ring.counts(vc.from, vc.epoch),
-  );
+  const usable = viewChangesFor(r, view).filter((vc) => {
+    const { keyEpochs } = vc.body as ViewChangeBody;
+    if (holdsEveryKey(r, keyEpochs)) return r.ring.counts(vc.from, vc.epoch);
+    sendMissingKeys(r, vc.from, keyEpochs);
+    return false;
+  });
   // A cold start's VIEW_CHANGEs and the others never make one view (`isColdStartSet`): the
   // kind this primary's own is of, or, for a primary that lost its memory, the kind a quorum is of.
   const marked = (vc: ReplicaEnvelope) => (vc.body as ViewChangeBody).coldStart === true;
