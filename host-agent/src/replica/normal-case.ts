@@ -102,7 +102,10 @@ export function propose(r: ReplicaState): void {
   if (!r.isPrimary || r.handingOff || r.amnesic) return;
   while (
     (r.queued.length > 0 || r.nextSeq <= r.padUntil) &&
-    r.nextSeq - 1 - r.lastExecuted < r.config.maxInFlight &&
+    // Null batches padding to the checkpoint a recovering replica waits for go out all at once
+    // (they cost nothing to execute); client batches keep to the window.
+    (r.nextSeq - 1 - r.lastExecuted < r.config.maxInFlight ||
+      (r.queued.length === 0 && r.nextSeq <= r.padUntil)) &&
     inWindow(r, r.nextSeq)
   ) {
     const requests: ClientRequest[] = [];
