@@ -181,14 +181,17 @@ describe("a cold start of every replica", () => {
       const settled =
         (core.counters.get("cold-start.own-checkpoint") ?? 0) +
         (core.counters.get("cold-start.transfer") ?? 0);
-      expect(settled, core.id).toBe(1);
+      // Settled (again on each NEW_VIEW of that view it takes while still fetching), one fetch.
+      expect(settled, core.id).toBeGreaterThanOrEqual(1);
+      expect(core.counters.get("state-transfer.started") ?? 0, core.id).toBeLessThanOrEqual(1);
     }
     // From that checkpoint (and null batches since, the primary padding to the next one).
     expect(new Set(correct.map((core) => `${core.executedUpTo} ${core.stateDigest()}`)).size).toBe(
       1,
     );
     // r6's disk held a state that never was: it took the agreed one from its peers.
-    expect(c.cores.get("r6")?.counters.get("cold-start.transfer")).toBe(1);
+    expect(c.cores.get("r6")?.counters.get("cold-start.transfer")).toBeGreaterThanOrEqual(1);
+    expect(c.cores.get("r6")?.counters.get("state-transfer.started")).toBe(1);
 
     // The service goes on from there: new requests execute everywhere, to the same state.
     for (let ts = 15; ts <= 20; ts++) {

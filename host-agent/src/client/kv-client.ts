@@ -18,6 +18,8 @@ export interface KvClientOptions {
   signer: Signer;
   boardKeys: Map<string, string>;
   retransmitMs?: number;
+  /** How long an unordered read waits for a quorum of matching answers before it is ordered (default 100 ms). */
+  readTimeoutMs?: number;
 }
 
 export interface KvAnswer {
@@ -40,6 +42,9 @@ export class KvClient {
         replicas: ids,
         replyQuorum: options.replyQuorum,
         retransmitMs: options.retransmitMs ?? 500,
+        // Shorter than a retransmission: answers that have not matched by then come from
+        // replicas at different states, and ordering the read costs less than waiting.
+        readTimeoutMs: options.readTimeoutMs ?? 100,
         // Request numbers from the wall clock: a restarted client never reuses one.
         firstTs: Date.now() * 1000,
       },

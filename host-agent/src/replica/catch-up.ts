@@ -15,7 +15,7 @@ import {
   type SeqDigest,
 } from "./messages.js";
 import { executeReady, propose, release } from "./normal-case.js";
-import { wantedCheckpoint } from "./peer-status.js";
+import { statusNow, wantedCheckpoint } from "./peer-status.js";
 import type { ReplicaState } from "./replica-state.js";
 import { StateTransfer } from "./state-transfer.js";
 
@@ -105,10 +105,11 @@ function installState(
   if (r.mode === "recovering") {
     r.mode = "normal";
     r.catchUpTarget = undefined;
-    // Only what peers report from now on counts towards having caught up.
+    // Only what peers report from now on counts towards having caught up: ask them now.
     r.peerExecuted.clear();
     r.peerStable.clear();
     r.peerPrepared.clear();
+    statusNow(r);
   }
   addCheckpointVote(r, target.seq, target.digest, r.config.self);
   if (target.seq > r.stable.seq) makeStable(r, target.seq, target.digest);
@@ -133,6 +134,7 @@ export function maybeRecovered(r: ReplicaState): void {
     if (want > r.padUntil) {
       r.padUntil = want;
       propose(r);
+      statusNow(r);
     }
     return;
   } // The (k'+1)-th highest report: at least one correct replica is that far.
@@ -155,6 +157,7 @@ export function maybeRecovered(r: ReplicaState): void {
     // Should this replica be (or become) the primary, it pads for itself too.
     r.padUntil = Math.max(r.padUntil, r.catchUpTarget.checkpoint);
     propose(r);
+    if (r.catchUpTarget.checkpoint > r.stable.seq) statusNow(r);
   }
   const target = r.catchUpTarget;
   if (

@@ -106,6 +106,8 @@ export type ReplicaBody =
       wantCheckpoint: number;
       /** Rejuvenated and not yet voting: it waits for a view formed after its new key. */
       amnesic: boolean;
+      /** Not yet recovered: peers answer with their own STATUS at once (its recovery waits on them). */
+      catchingUp?: true;
     }
   | { type: "EXECUTED"; entries: ExecutedEntry[] }
   | { type: "FETCH_META"; seq: number }
@@ -466,6 +468,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
             maxPrepared: v.maxPrepared,
             wantCheckpoint: v.wantCheckpoint,
             amnesic: v.amnesic,
+            ...(v.catchingUp === true ? { catchingUp: true as const } : {}),
           }
         : undefined;
     case "EXECUTED": {

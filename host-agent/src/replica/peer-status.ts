@@ -17,7 +17,12 @@ function maxPreparedSeq(r: ReplicaState): number {
 }
 
 export function broadcastStatus(r: ReplicaState): void {
-  r.broadcast({
+  r.nextStatusMs = r.nowMs + r.config.statusIntervalMs;
+  r.broadcast(statusBody(r));
+}
+
+function statusBody(r: ReplicaState): ReplicaBody {
+  return {
     type: "STATUS",
     view: r.view,
     lastExecuted: r.lastExecuted,
@@ -28,7 +33,25 @@ export function broadcastStatus(r: ReplicaState): void {
     maxPrepared: maxPreparedSeq(r),
     wantCheckpoint: r.recoveredReported ? 0 : wantedCheckpoint(r),
     amnesic: r.amnesic,
-  });
+    ...(r.recoveredReported ? {} : { catchingUp: true as const }),
+  };
+}
+
+/**
+ * A recovering replica's next step waits on what it tells its peers (the checkpoint it wants
+ * padded to) or on what they tell it (their executed and stable numbers, counted afresh once its
+ * state is installed): it says so at once rather than at its next status tick, and its peers
+ * answer at once, at most twice per status interval each.
+ */
+export function statusNow(r: ReplicaState): void {
+  if (!r.recoveredReported) broadcastStatus(r);
+}
+
+function answerCatchingUp(r: ReplicaState, from: string): void {
+  const last = r.statusAnsweredAtMs.get(from);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs / 2) return;
+  r.statusAnsweredAtMs.set(from, r.nowMs);
+  r.send(from, statusBody(r));
 }
 
 /** The stable checkpoint this recovering replica waits for before it calls itself recovered. */
@@ -45,6 +68,7 @@ export function onStatus(
   body: Extract<ReplicaBody, { type: "STATUS" }>,
 ): void {
   r.peerViews.set(from, body.view);
+  if (body.catchingUp) answerCatchingUp(r, from);
   if (body.amnesic) {
     r.peerAmnesic.add(from);
     refreshViewFor(r, from);

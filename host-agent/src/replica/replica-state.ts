@@ -237,6 +237,8 @@ export class ReplicaState {
   readonly peerAmnesic = new Set<string>();
   nextStatusMs = 0;
   readonly keyQueryAtMs = new Map<string, number>();
+  /** Per peer still catching up: when this replica last answered its STATUS (`peer-status.ts`). */
+  readonly statusAnsweredAtMs = new Map<string, number>();
   /** Per peer: when certificates it lacked were last sent to it (`sendMissingKeys`). */
   readonly keysSentAtMs = new Map<string, number>();
   /** Session keys with the peers (`sessions.ts`); undefined when the scheme has no key agreement. */
