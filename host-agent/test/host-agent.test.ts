@@ -114,8 +114,14 @@ describe("the host agent", () => {
       agentLog += d.toString();
     });
     const booted = await board.waitFor("BOOTED");
-    // The replica process is spawned at boot, not when the certificate comes: loading its code
-    // overlaps the board's certification. It starts only once the key is certified.
+    // The replica process is spawned at boot, not when the certificate comes, and "booted" goes
+    // once it has loaded its code: the board's T_transfer is the recovery, not a Node start.
+    // It starts only once the key is certified.
+    for (let i = 0; i < 20 && !/h1 agent: booted/.test(agentLog); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(agentLog).toMatch(
+      /replica process ready[^\n]*\n(.*\n)*.*h1 agent: booted \(replica loaded\)/,
+    );
     const spare = childrenOf(agent.pid as number);
     expect(spare).toHaveLength(1);
     expect(agentLog).not.toMatch(/replica starting/);

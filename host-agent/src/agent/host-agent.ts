@@ -2,9 +2,10 @@
  * The host agent: what runs on a payload host after every boot. It makes a
  * fresh replica key, asks its board to certify it over the host link, starts
  * the replica (a supervised child process, restarted if it crashes; spawned
- * while the certificate is awaited, so loading its code costs no time), reports
- * "booted", "state recovered" and heartbeats to the board, and on "prepare
- * shutdown" has a primary replica hand off before acknowledging.
+ * at once, and "booted" is reported once it has loaded its code: the payload is
+ * booted when it can start recovering), reports "state recovered" and
+ * heartbeats to the board, and on "prepare shutdown" has a primary replica hand
+ * off before acknowledging.
  */
 import type { ChildProcess } from "node:child_process";
 import type { BoardToHost, KeyCertificate, Testbed } from "@smw/wiring";
@@ -28,6 +29,9 @@ export interface HostAgentOptions {
   log: (line: string) => void;
 }
 
+/** The longest "booted" waits for the replica process to say it has loaded. */
+export const READY_WAIT_MS = 5_000;
+
 export class HostAgent {
   private link: ConsoleLink | undefined;
   private child: ChildProcess | undefined;
@@ -44,6 +48,8 @@ export class HostAgent {
   private restarts = 0;
   private timers: NodeJS.Timeout[] = [];
   private bootedTimer: NodeJS.Timeout | undefined;
+  /** "booted" waits for the replica process to have loaded (bounded by `READY_WAIT_MS`). */
+  private bootedWhenReady: (() => void) | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private shutdownAckFor: number | undefined;
 
@@ -79,7 +85,6 @@ export class HostAgent {
       this.options.heartbeatMs ?? 1_000,
     );
     this.timers.push(heartbeat);
-    this.options.log(`booted; asked board for a certificate of key ${this.publicKey.slice(-16)}`);
   }
 
   /**
@@ -98,13 +103,35 @@ export class HostAgent {
     }
     // Fast at first (the board's T_boot is short), then every 2 s.
     let delayMs = 100;
+    let first = true;
     const sendBooted = () => {
       if (this.certified || this.stopping) return;
+      if (first)
+        this.options.log(
+          `booted${this.childReady ? " (replica loaded)" : ""}; asked board for a certificate of key ${this.publicKey.slice(-16)}`,
+        );
+      first = false;
       this.link?.send({ type: "BOOTED", publicKey: this.publicKey });
       this.bootedTimer = setTimeout(sendBooted, delayMs);
       delayMs = Math.min(2_000, delayMs * 2);
     };
-    sendBooted();
+    if (this.childReady) {
+      sendBooted();
+      return;
+    }
+    // The replica's code loads while the host is still booting; the board's T_transfer then
+    // measures the recovery itself. A replica that never loads does not hold "booted" back long.
+    const fallback = setTimeout(() => this.releaseBooted(), READY_WAIT_MS);
+    this.bootedWhenReady = () => {
+      clearTimeout(fallback);
+      sendBooted();
+    };
+  }
+
+  private releaseBooted(): void {
+    const send = this.bootedWhenReady;
+    this.bootedWhenReady = undefined;
+    send?.();
   }
 
   private onBoard(message: BoardToHost): void {
@@ -180,6 +207,7 @@ export class HostAgent {
       if (!isReplicaToAgent(m) || child !== this.child) return;
       if (m.type === "ready") {
         this.childReady = true;
+        this.releaseBooted();
         this.sendStart();
       } else if (m.type === "recovered") {
         this.options.log(`state recovered at checkpoint ${m.seq}`);
@@ -196,6 +224,8 @@ export class HostAgent {
       this.childStarted = false;
       this.startWhenReady = undefined;
       if (this.bootedTimer) clearTimeout(this.bootedTimer);
+      // One that died before it loaded: the restart below asks afresh, under a new key.
+      this.bootedWhenReady = undefined;
       this.restarts++;
       // A crashed replica lost its memory: it comes back recovering, after a growing pause.
       const delayMs = Math.min(10_000, 250 * 2 ** Math.min(this.restarts, 6));
