@@ -469,7 +469,7 @@ const idleS = summary(idle);
 const loadedS = summary(loaded);
 
 out.push(
-  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores, event loop ${"nice" in priority ? `at nice ${priority.nice} (as smw board run sets it)` : "at normal priority (raising it needs root)"}`,
+  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores, event loop ${"nice" in priority ? `at nice ${priority.nice}${"fifoPriority" in priority.realtime ? `, SCHED_FIFO ${priority.realtime.fifoPriority}` : ` (not real-time: ${priority.realtime.notPermitted})`} (as smw board run sets it)` : "at normal priority (raising it needs root)"}`,
   "",
   "round trip of one HB frame (framing + HMAC-SHA256 + replay check, both ways)",
   `  UDP loopback   p50 ${fmt(udpLink.p50)}  p99 ${fmt(udpLink.p99)}   raw UDP p50 ${fmt(udpRaw.p50)} p99 ${fmt(udpRaw.p99)}   ratio p50 ${(udpLink.p50 / udpRaw.p50).toFixed(2)}x, p99 ${(udpLink.p99 / udpRaw.p99).toFixed(2)}x`,

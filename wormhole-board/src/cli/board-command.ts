@@ -117,11 +117,20 @@ export function boardCommand(context: CliContext): Command {
         // Everything that can fail on bad input fails here, before any line is touched.
         daemon = await openBoardDaemon(testbed, boardSpec, { log });
         const priority = raiseEventLoopPriority();
-        if ("nice" in priority) log.info({ nice: priority.nice }, "event loop priority raised");
-        else
+        if (!("nice" in priority))
           log.warn(
             { reason: priority.notPermitted },
             "event loop at normal priority (raising it needs root or CAP_SYS_NICE)",
+          );
+        else if ("fifoPriority" in priority.realtime)
+          log.info(
+            { nice: priority.nice, fifoPriority: priority.realtime.fifoPriority },
+            "event loop priority raised: SCHED_FIFO (reset on fork)",
+          );
+        else
+          log.warn(
+            { nice: priority.nice, reason: priority.realtime.notPermitted },
+            "event loop priority raised (nice only; real-time scheduling not permitted)",
           );
       } catch (error) {
         if (
