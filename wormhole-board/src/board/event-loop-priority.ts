@@ -4,12 +4,15 @@
  * at start, for the calling thread only (Linux: a thread has a nice value and a scheduling
  * policy of its own).
  *
- * First a nice value of -10; then, where `chrt` is present and the process may (root or
- * CAP_SYS_NICE), the real-time policy SCHED_FIFO at priority 10 with reset-on-fork: under a
- * busy CPU a nice value still leaves a timer waking a few milliseconds late (the scheduler lets
- * the running task finish its slice), a real-time thread runs as soon as it wakes. Reset-on-fork
- * keeps it to this thread: processes and threads started later (tools, media workers) run at the
- * normal policy. The kernel's real-time throttling (95% of each second by default) bounds what a
+ * A nice value of -10; and on request (`smw board run --realtime`), where `chrt` is present and
+ * the process may (root or CAP_SYS_NICE), the real-time policy SCHED_FIFO at priority 10 with
+ * reset-on-fork. Under unrelated CPU load a nice value still leaves a timer waking up to ~2 ms
+ * late (the scheduler lets the running task finish its slice); a real-time thread runs as soon
+ * as it wakes (p99 0.2 ms, measured). But during a full-speed image restore it showed one
+ * 13-17 ms stall per restore, against ~2 ms at nice -10 (cause not found), and a board's own
+ * restore is the load it always has: so it is a choice, not the default. Reset-on-fork keeps it
+ * to this thread: processes and threads started later (tools, media workers) run at the normal
+ * policy; the kernel's real-time throttling (95% of each second by default) bounds what a
  * runaway loop could take. Not permitted: it says so and the board runs at normal priority.
  */
 import { spawnSync } from "node:child_process";
@@ -19,16 +22,17 @@ export const EVENT_LOOP_NICE = -10;
 export const EVENT_LOOP_FIFO_PRIORITY = 10;
 
 export type EventLoopPriority =
-  | { nice: number; realtime: { fifoPriority: number } | { notPermitted: string } }
+  | { nice: number; realtime?: { fifoPriority: number } | { notPermitted: string } }
   | { notPermitted: string };
 
-export function raiseEventLoopPriority(): EventLoopPriority {
+export function raiseEventLoopPriority(options: { realtime?: boolean } = {}): EventLoopPriority {
   try {
     setPriority(0, EVENT_LOOP_NICE);
   } catch (error) {
     return { notPermitted: (error as Error).message };
   }
-  return { nice: getPriority(0), realtime: makeRealtime() };
+  const nice = getPriority(0);
+  return options.realtime === true ? { nice, realtime: makeRealtime() } : { nice };
 }
 
 function makeRealtime(): { fifoPriority: number } | { notPermitted: string } {

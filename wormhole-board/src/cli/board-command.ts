@@ -97,82 +97,90 @@ export function boardCommand(context: CliContext): Command {
     .requiredOption("--testbed <file>", "testbed file")
     .requiredOption("--board <id>", "which board this is")
     .option("--log-level <level>", "debug, info, warn or error", "info")
-    .action(async (options: { testbed: string; board: string; logLevel: string }) => {
-      const { testbed, board: spec } = loadFor(options.testbed, options.board, true);
-      const boardSpec = spec as Board;
-      if (testbed.rejuvenation.tPMs === undefined || testbed.rejuvenation.tDMs === undefined) {
-        throw new UsageError(
-          `${options.testbed}: rejuvenation sets no tP or tD; a board needs both (smw plan ${options.testbed} suggests values)`,
-        );
-      }
+    .option(
+      "--realtime",
+      "run the event loop under SCHED_FIFO too (timers hold under unrelated CPU load; a full-speed restore costs one 13-17 ms stall)",
+    )
+    .action(
+      async (options: { testbed: string; board: string; logLevel: string; realtime?: boolean }) => {
+        const { testbed, board: spec } = loadFor(options.testbed, options.board, true);
+        const boardSpec = spec as Board;
+        if (testbed.rejuvenation.tPMs === undefined || testbed.rejuvenation.tDMs === undefined) {
+          throw new UsageError(
+            `${options.testbed}: rejuvenation sets no tP or tD; a board needs both (smw plan ${options.testbed} suggests values)`,
+          );
+        }
 
-      let daemon: BoardDaemon;
-      try {
-        const log = pino(
-          { level: options.logLevel, base: { board: boardSpec.id } },
-          context.io.isTty
-            ? transport({ target: "pino-pretty", options: { colorize: true } })
-            : destination(1),
-        );
-        // Everything that can fail on bad input fails here, before any line is touched.
-        daemon = await openBoardDaemon(testbed, boardSpec, { log });
-        const priority = raiseEventLoopPriority();
-        if (!("nice" in priority))
-          log.warn(
-            { reason: priority.notPermitted },
-            "event loop at normal priority (raising it needs root or CAP_SYS_NICE)",
+        let daemon: BoardDaemon;
+        try {
+          const log = pino(
+            { level: options.logLevel, base: { board: boardSpec.id } },
+            context.io.isTty
+              ? transport({ target: "pino-pretty", options: { colorize: true } })
+              : destination(1),
           );
-        else if ("fifoPriority" in priority.realtime)
-          log.info(
-            { nice: priority.nice, fifoPriority: priority.realtime.fifoPriority },
-            "event loop priority raised: SCHED_FIFO (reset on fork)",
+          // Everything that can fail on bad input fails here, before any line is touched.
+          daemon = await openBoardDaemon(testbed, boardSpec, { log });
+          const priority = raiseEventLoopPriority({ realtime: options.realtime === true });
+          if (!("nice" in priority))
+            log.warn(
+              { reason: priority.notPermitted },
+              "event loop at normal priority (raising it needs root or CAP_SYS_NICE)",
+            );
+          else if (priority.realtime === undefined)
+            log.info({ nice: priority.nice }, "event loop priority raised");
+          else if ("fifoPriority" in priority.realtime)
+            log.info(
+              { nice: priority.nice, fifoPriority: priority.realtime.fifoPriority },
+              "event loop priority raised: SCHED_FIFO (reset on fork)",
+            );
+          else
+            log.warn(
+              { nice: priority.nice, reason: priority.realtime.notPermitted },
+              "event loop priority raised (nice only; real-time scheduling not permitted)",
+            );
+        } catch (error) {
+          if (
+            error instanceof MediaError ||
+            error instanceof TransportError ||
+            error instanceof InfeasibleScheduleError
+          )
+            throw new UsageError(error.message);
+          throw error;
+        }
+        let lines: BoardLines;
+        try {
+          lines = BoardLines.claim(
+            boardSpec,
+            testbed.simulated ? new SimulatedLines() : new SysfsLines(),
+            {
+              // Safe levels always: the host stays held until its images verify (the start-up check).
+              levels: "safe",
+              ...(testbed.simulated
+                ? {}
+                : { lockPath: `/run/smw/${testbed.name}-${boardSpec.id}.lines.lock` }),
+            },
           );
-        else
-          log.warn(
-            { nice: priority.nice, reason: priority.realtime.notPermitted },
-            "event loop priority raised (nice only; real-time scheduling not permitted)",
-          );
-      } catch (error) {
-        if (
-          error instanceof MediaError ||
-          error instanceof TransportError ||
-          error instanceof InfeasibleScheduleError
-        )
-          throw new UsageError(error.message);
-        throw error;
-      }
-      let lines: BoardLines;
-      try {
-        lines = BoardLines.claim(
-          boardSpec,
-          testbed.simulated ? new SimulatedLines() : new SysfsLines(),
-          {
-            // Safe levels always: the host stays held until its images verify (the start-up check).
-            levels: "safe",
-            ...(testbed.simulated
-              ? {}
-              : { lockPath: `/run/smw/${testbed.name}-${boardSpec.id}.lines.lock` }),
-          },
-        );
-      } catch (error) {
-        await daemon.stop();
-        if (error instanceof LineError) throw new UsageError(error.message);
-        throw error;
-      }
-      lines.installSafeExit();
-      daemon.run(lines);
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          void daemon.stop().then(() => {
-            lines.releaseAll();
-            resolve();
-          });
-        };
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
-      });
-      context.setExitCode(0);
-    });
+        } catch (error) {
+          await daemon.stop();
+          if (error instanceof LineError) throw new UsageError(error.message);
+          throw error;
+        }
+        lines.installSafeExit();
+        daemon.run(lines);
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            void daemon.stop().then(() => {
+              lines.releaseAll();
+              resolve();
+            });
+          };
+          process.once("SIGINT", stop);
+          process.once("SIGTERM", stop);
+        });
+        context.setExitCode(0);
+      },
+    );
 
   board
     .command("clear-failsafe")
