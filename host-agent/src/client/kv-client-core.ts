@@ -1,10 +1,10 @@
 /**
  * The client side of the protocol, without I/O: it signs a request, sends it
  * to every replica, and accepts a result once a quorum q of replicas sent the
- * same reply (q, not k'+1: see `replica/read-only.ts`). A read-only operation
- * goes first as an unordered READ, taken when q replicas answer the same result
- * at the same sequence number, and ordered like any request when they do not. Replies are checked against the
- * replicas' current keys, which it learns from board-signed certificates, or
+ * same reply at the same sequence number (q, not k'+1: see
+ * `replica/read-only.ts`). A read-only operation goes first as an unordered
+ * READ, and is ordered like any request when q matching answers do not come.
+ * Replies are checked against the replicas' current keys, which it learns from board-signed certificates, or
  * carry a MAC under a session with the replica (`client-sessions.ts`: its half
  * signed by the replica, the client's signed by the client); retransmits until
  * answered. One request outstanding at a time.
@@ -60,11 +60,10 @@ interface Outstanding {
   answered: Set<string>;
   sentMs: number;
   retransmitAtMs: number;
-  /** Canonical result -> replicas that sent it. */
+  /** "seq result" -> replicas that sent it. */
   votes: Map<string, Set<string>>;
-  results: Map<string, KvResult>;
-  /** Unordered read: vote key -> the sequence number it names. */
-  readSeqs: Map<string, number>;
+  /** "seq result" -> what it stands for. */
+  answers: Map<string, { seq: number; result: KvResult }>;
 }
 
 export class KvClientCore {
@@ -130,8 +129,7 @@ export class KvClientCore {
       sentMs: nowMs,
       retransmitAtMs: nowMs,
       votes: new Map(),
-      results: new Map(),
-      readSeqs: new Map(),
+      answers: new Map(),
     };
     if (!isReadOnly(op)) return this.order(nowMs);
     const read = { client: this.config.id, ts: this.ts, op };
@@ -153,8 +151,7 @@ export class KvClientCore {
       o.readDigest = undefined;
       o.answered.clear();
       o.votes.clear();
-      o.results.clear();
-      o.readSeqs.clear();
+      o.answers.clear();
     }
     const unsigned = { client: this.config.id, ts: o.ts, op: o.op };
     o.request = { ...unsigned, sig: this.signer.sign(requestSigningBytes(unsigned)) };
@@ -248,8 +245,7 @@ export class KvClientCore {
     if (voters === undefined) {
       voters = new Set();
       o.votes.set(key, voters);
-      o.results.set(key, body.result);
-      if (body.type === "READ_REPLY") o.readSeqs.set(key, body.seq);
+      o.answers.set(key, { seq: body.seq, result: body.result });
     }
     voters.add(replica);
     if (voters.size < this.config.replyQuorum) {
@@ -260,15 +256,15 @@ export class KvClientCore {
       return most + yetToAnswer < this.config.replyQuorum ? this.order(nowMs) : [];
     }
     this.outstanding = undefined;
-    const readAtSeq = o.readSeqs.get(key);
+    const { seq, result } = o.answers.get(key) as { seq: number; result: KvResult };
     return [
       {
         type: "complete",
         ts: o.ts,
         op: o.op,
-        result: o.results.get(key) as KvResult,
+        result,
         latencyMs: nowMs - o.sentMs,
-        ...(readAtSeq !== undefined ? { readAtSeq } : {}),
+        ...(o.readDigest !== undefined ? { readAtSeq: seq } : {}),
       },
     ];
   }
