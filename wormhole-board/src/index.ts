@@ -29,6 +29,7 @@ export * from "./media/image-file.js";
 export * from "./media/keys.js";
 export * from "./media/manifest.js";
 export * from "./media/media-error.js";
+export * from "./media/media-workers.js";
 export * from "./media/restore.js";
 export * from "./media/seal.js";
 export * from "./media/verify.js";

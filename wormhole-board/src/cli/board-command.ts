@@ -31,6 +31,7 @@ import { readLinkKeys } from "../link/link-keys.js";
 import { type ControlTransport, TransportError, transportFor } from "../link/transports.js";
 import { readPrivateKey, readPublicKey } from "../media/keys.js";
 import { MediaError } from "../media/media-error.js";
+import { MediaWorkers } from "../media/media-workers.js";
 
 /**
  * A board daemon for `board` with its keys, state folder, control link and host link, the
@@ -63,6 +64,9 @@ export async function openBoardDaemon(
     ...deps,
   });
   await daemon.openLinks();
+  // The media threads start now, not during the first rejuvenation (a thread's start costs the
+  // event loop milliseconds).
+  MediaWorkers.shared();
   return daemon;
 }
 

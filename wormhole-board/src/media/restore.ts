@@ -7,16 +7,21 @@
  * golden copy leaves the live image untouched. After fsync, every rewritten
  * chunk is read back and verified. The page-wise writes are idempotent: a
  * restore killed at any instant leaves chunks the next verify reports and the
- * next restore completes. The I/O runs in a worker thread (`restore-worker.ts`): the board's
- * timers never wait for a disk.
+ * next restore completes. The I/O runs on the media worker threads (`restore-io.ts`): the
+ * board's timers never wait for a disk.
  */
 import { closeSync } from "node:fs";
-import { Worker } from "node:worker_threads";
 import { openImage } from "./image-file.js";
 import type { Manifest } from "./manifest.js";
 import { MediaError } from "./media-error.js";
-import type { RestoreCommand, RestoreReply, RestoreWorkerData } from "./restore-worker.js";
-import { type VerifyOptions, verifyImage, workerPath } from "./verify.js";
+import { MediaWorkers } from "./media-workers.js";
+import {
+  RestoreFailure,
+  type RestoreJob,
+  type RestoreJobData,
+  type RestoreStepResult,
+} from "./restore-io.js";
+import { type VerifyOptions, verifyImage } from "./verify.js";
 
 export { PAGE_SIZE_BYTES } from "./image-file.js";
 
@@ -83,7 +88,7 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
       `${goldenPath}: the golden image is ${golden.sizeBytes} bytes but its manifest says ${manifest.sizeBytes}`,
     );
   }
-  const workerData: RestoreWorkerData = {
+  const data: RestoreJobData = {
     livePath,
     goldenPath,
     sizeBytes: manifest.sizeBytes,
@@ -91,55 +96,43 @@ export async function restoreImage(options: RestoreOptions): Promise<RestoreResu
     algorithm: manifest.chunkAlgorithm,
     chunks: check.badChunks.map((index) => ({ index, digest: manifest.chunks[index] as string })),
   };
-  const worker = new Worker(workerPath("restore-worker"), { workerData });
-  const baseRead = result.bytesRead;
+  const pool = options.mediaWorkers ?? MediaWorkers.shared();
+  const step = async <Result extends RestoreStepResult>(
+    kind: RestoreJob["kind"],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<Result> => {
+    try {
+      return await pool.run<Result>({ kind, restore: data }, onProgress);
+    } catch (error) {
+      if (error instanceof RestoreFailure)
+        throw new RestoreError(`restoring ${livePath}: ${error.message}`);
+      if (error instanceof MediaError) throw error;
+      throw new RestoreError(`restoring ${livePath}: ${(error as Error).message}`);
+    }
+  };
   let lowered = false;
   try {
-    await new Promise<void>((resolve, reject) => {
-      worker.on("error", (error) =>
-        reject(new RestoreError(`restoring ${livePath}: ${error.message}`)),
-      );
-      worker.on("exit", () =>
-        reject(new RestoreError(`restoring ${livePath}: the worker stopped`)),
-      );
-      worker.on("message", (reply: RestoreReply) => {
-        try {
-          switch (reply.kind) {
-            case "ready":
-              options.writeProtect?.lower();
-              lowered = true;
-              worker.postMessage("write" satisfies RestoreCommand);
-              return;
-            case "progress":
-              options.onRestoreProgress?.(reply.done, reply.total);
-              return;
-            case "written":
-              result.bytesWritten = reply.bytesWritten;
-              result.pagesWritten = reply.pagesWritten;
-              lowered = false;
-              options.writeProtect?.raise();
-              worker.postMessage("read-back" satisfies RestoreCommand);
-              return;
-            case "done":
-              result.bytesRead = baseRead + reply.bytesRead;
-              result.chunksRestored = reply.chunksRestored;
-              result.stillBad = reply.stillBad;
-              result.clean = reply.stillBad.length === 0;
-              resolve();
-              return;
-            case "error":
-              reject(reply.media ? new MediaError(reply.message) : new RestoreError(reply.message));
-              return;
-          }
-        } catch (error) {
-          reject(error);
-        }
-      });
-    });
+    const checked = await step<{ bytesRead: number }>("restore-check-golden");
+    options.writeProtect?.lower();
+    lowered = true;
+    const written = await step<{ bytesRead: number; bytesWritten: number; pagesWritten: number }>(
+      "restore-write",
+      options.onRestoreProgress,
+    );
+    result.bytesWritten = written.bytesWritten;
+    result.pagesWritten = written.pagesWritten;
+    lowered = false;
+    options.writeProtect?.raise();
+    const back = await step<{ bytesRead: number; chunksRestored: number; stillBad: number[] }>(
+      "restore-read-back",
+    );
+    result.bytesRead += checked.bytesRead + written.bytesRead + back.bytesRead;
+    result.chunksRestored = back.chunksRestored;
+    result.stillBad = back.stillBad;
+    result.clean = back.stillBad.length === 0;
   } finally {
     // The medium is never left writable, whatever went wrong.
     if (lowered) options.writeProtect?.raise();
-    await worker.terminate();
     result.restoreMs = performance.now() - started;
   }
   return result;

@@ -2,15 +2,12 @@
  * Verifying an image against its manifest: every chunk hashed, in parallel
  * across cores (worker threads), in batches handed out as workers finish.
  */
-import { closeSync, existsSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
-import { digestChunk } from "./chunk-digest.js";
-import type { HashReply, HashRequest, HashWorkerData } from "./hash-worker.js";
-import { openImage, readFully } from "./image-file.js";
+import { closeSync } from "node:fs";
+import type { HashBatchJob } from "./hash-batch.js";
+import { openImage } from "./image-file.js";
 import { chunkCount, type Manifest } from "./manifest.js";
 import { MediaError } from "./media-error.js";
+import { MediaWorkers } from "./media-workers.js";
 
 export interface VerifyResult {
   clean: boolean;
@@ -24,7 +21,9 @@ export interface VerifyResult {
 export interface VerifyOptions {
   /** What the file is, for messages: "live image", "golden image". */
   what?: string;
-  /** Worker threads (default: one per core but one, which the caller keeps; at a lower priority). */
+  /** The media worker threads (default: the process's shared pool, `MediaWorkers.shared()`). */
+  mediaWorkers?: MediaWorkers;
+  /** Batches in flight at once (default: one per thread of the pool). */
   workers?: number;
   /** Chunks per batch handed to a worker. */
   batchChunks?: number;
@@ -59,12 +58,9 @@ export async function verifyImage(
 }
 
 /**
- * The digest of every chunk of `file`, in order. An image of more than one
- * batch is hashed by worker threads only, taking batches as they come free:
- * the calling thread (the board's event loop, its timers) never reads or
- * hashes. An image of one batch is hashed by the calling thread, one chunk at
- * a time with a yield between: done before a worker has even started (about
- * 60 ms).
+ * The digest of every chunk of `file`, in order, hashed by the media worker threads in batches
+ * taken as they come free: the calling thread (the board's event loop, its timers) never reads
+ * or hashes.
  */
 export async function hashChunks(
   file: string,
@@ -77,32 +73,9 @@ export async function hashChunks(
   // Batches of about 16 MiB: long enough for read-ahead, short enough to balance.
   const batch =
     options.batchChunks ?? Math.max(1, Math.floor((16 * 1024 * 1024) / manifest.chunkSizeBytes));
-  // One core is left to the calling thread: the board's timers must not wait behind hashing
-  // (with every core hashing, trigger lateness reached 8-11 ms on two cores during a restore).
-  const threads = Math.max(1, options.workers ?? availableParallelism() - 1);
   const batches = Math.ceil(count / batch);
-  const workerCount = batches > 1 ? Math.min(threads, batches) : 0;
-  const workerData: HashWorkerData = {
-    file,
-    sizeBytes: manifest.sizeBytes,
-    chunkSizeBytes: manifest.chunkSizeBytes,
-    algorithm: manifest.chunkAlgorithm,
-  };
-  let next = 0;
   let doneBytes = 0;
-  let failure: Error | undefined;
-  let hashed = 0;
-  let finish: () => void = () => {};
-  const finished = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
-  const fail = (error: Error) => {
-    failure ??= error;
-    finish();
-  };
   const record = (from: number, batchDigests: readonly string[]) => {
-    hashed += batchDigests.length;
-    if (hashed >= count) finish();
     batchDigests.forEach((digest, i) => {
       digests[from + i] = digest;
     });
@@ -112,77 +85,33 @@ export async function hashChunks(
     );
     options.onProgress?.(doneBytes, manifest.sizeBytes);
   };
-  const workers: Worker[] = [];
-  // The batch each worker is hashing now, if any.
-  const inFlight = new Map<Worker, Promise<void>>();
-  for (let w = 0; w < workerCount; w++) {
-    const worker = new Worker(workerPath("hash-worker"), { workerData });
-    workers.push(worker);
-    let settle: () => void = () => {};
-    const feed = () => {
-      settle();
-      inFlight.delete(worker);
-      if (next >= count || failure !== undefined) return;
+  const pool = options.mediaWorkers ?? MediaWorkers.shared();
+  // As many batches in flight as the pool has threads (or as asked): each thread takes the next
+  // batch as it finishes one.
+  const inFlightMax = Math.min(batches, Math.max(1, options.workers ?? pool.threads));
+  let next = 0;
+  let failure: Error | undefined;
+  const lane = async () => {
+    while (next < count && failure === undefined) {
       const from = next;
       next = Math.min(count, next + batch);
-      inFlight.set(
-        worker,
-        new Promise<void>((resolve) => {
-          settle = resolve;
-        }),
-      );
-      worker.postMessage({ from, to: next } satisfies HashRequest);
-    };
-    worker.on("message", (reply: HashReply) => {
-      if ("error" in reply) fail(new MediaError(reply.error));
-      else record(reply.from, reply.digests);
-      feed();
-    });
-    worker.on("error", (error) => {
-      fail(new MediaError(`hashing ${file}: ${error.message}`));
-      feed();
-    });
-    worker.on("online", feed);
-    worker.on("exit", () => {
-      if (hashed < count) fail(new MediaError(`hashing ${file}: a worker stopped`));
-    });
-  }
-  try {
-    if (workerCount > 0) await finished;
-    const fd = workerCount > 0 ? undefined : openImage(file, "r", options.what ?? "image").fd;
-    if (fd !== undefined)
       try {
-        const buffer = Buffer.allocUnsafe(manifest.chunkSizeBytes);
-        while (next < count && failure === undefined) {
-          const i = next++;
-          const position = i * manifest.chunkSizeBytes;
-          const length = Math.min(manifest.chunkSizeBytes, manifest.sizeBytes - position);
-          readFully(fd, buffer, length, position, file);
-          record(i, [
-            digestChunk(manifest.chunkAlgorithm, buffer.subarray(0, length)).toString("hex"),
-          ]);
-          await new Promise<void>((resolve) => setImmediate(resolve));
-        }
-      } finally {
-        closeSync(fd);
+        const job: HashBatchJob = {
+          kind: "hash",
+          file,
+          sizeBytes: manifest.sizeBytes,
+          chunkSizeBytes: manifest.chunkSizeBytes,
+          algorithm: manifest.chunkAlgorithm,
+          from,
+          to: next,
+        };
+        record(from, await pool.run<string[]>(job));
+      } catch (error) {
+        failure ??= new MediaError(`hashing ${file}: ${(error as Error).message}`);
       }
-    // Workers still busy with a batch finish it; those not yet started are not waited for.
-    while (inFlight.size > 0) await Promise.all(inFlight.values());
-  } finally {
-    await Promise.all(workers.map((worker) => worker.terminate()));
-  }
+    }
+  };
+  await Promise.all(Array.from({ length: inFlightMax }, lane));
   if (failure !== undefined) throw failure;
   return digests;
-}
-
-/**
- * The compiled worker `name` beside this module; tests run the TypeScript sources, where the
- * worker is taken from the build output instead.
- */
-export function workerPath(name: "hash-worker" | "restore-worker"): string {
-  const here = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
-  if (existsSync(here)) return here;
-  const built = here.replace(/([\\/])src([\\/]media[\\/][\w-]+\.js)$/, "$1dist$2");
-  if (existsSync(built)) return built;
-  throw new MediaError(`the worker ${here} is missing; build smw first (npm run build)`);
 }
