@@ -277,7 +277,7 @@ describe("verify", () => {
           const live = liveCopy("prop.img");
           const original = readFileSync(golden);
           for (const p of positions) poke(live, p, Buffer.from([(original[p] as number) ^ 0xff]));
-          const result = await verifyImage(live, manifest, { workers: 2, batchChunks: 3 });
+          const result = await verifyImage(live, manifest, { batchesInFlight: 2, batchChunks: 3 });
           expect(result.badChunks).toEqual(
             [...new Set(positions.map((p) => Math.floor(p / CHUNK)))].sort((a, b) => a - b),
           );

@@ -24,7 +24,7 @@ export interface VerifyOptions {
   /** The media worker threads (default: the process's shared pool, `MediaWorkers.shared()`). */
   mediaWorkers?: MediaWorkers;
   /** Batches in flight at once (default: one per thread of the pool). */
-  workers?: number;
+  batchesInFlight?: number;
   /** Chunks per batch handed to a worker. */
   batchChunks?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
@@ -88,7 +88,7 @@ export async function hashChunks(
   const pool = options.mediaWorkers ?? MediaWorkers.shared();
   // As many batches in flight as the pool has threads (or as asked): each thread takes the next
   // batch as it finishes one.
-  const inFlightMax = Math.min(batches, Math.max(1, options.workers ?? pool.threads));
+  const inFlightMax = Math.min(batches, Math.max(1, options.batchesInFlight ?? pool.threads));
   let next = 0;
   let failure: Error | undefined;
   const lane = async () => {
