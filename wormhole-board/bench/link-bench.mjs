@@ -50,8 +50,8 @@ const SECONDS = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 60;
 const ROUNDS = 2_000;
 ensureToolsOrExit("link bench", RIG_TOOLS);
 // This process stands for a board: its event loop at the priority `smw board run` gives it.
-// --realtime: as `smw board run --realtime` (SCHED_FIFO too).
-const priority = raiseEventLoopPriority({ realtime: process.argv.includes("--realtime") });
+// As `smw board run` sets it (SCHED_FIFO too where permitted); --no-realtime as `smw board run --no-realtime`.
+const priority = raiseEventLoopPriority({ realtime: !process.argv.includes("--no-realtime") });
 const dir = mkdtempSync(path.join(tmpdir(), "smw-bench-link-"));
 const children = [];
 process.on("exit", () => {
@@ -470,7 +470,7 @@ const idleS = summary(idle);
 const loadedS = summary(loaded);
 
 out.push(
-  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores, event loop ${"nice" in priority ? `at nice ${priority.nice}${priority.realtime === undefined ? "" : "fifoPriority" in priority.realtime ? `, SCHED_FIFO ${priority.realtime.fifoPriority}` : ` (not real-time: ${priority.realtime.notPermitted})`} (as smw board run${priority.realtime === undefined ? "" : " --realtime"} sets it)` : "at normal priority (raising it needs root)"}`,
+  `smw link benchmark: ${ROUNDS} round trips per transport, ${availableParallelism()} cores, event loop ${"nice" in priority ? `at nice ${priority.nice}${priority.realtime === undefined ? "" : "fifoPriority" in priority.realtime ? `, SCHED_FIFO ${priority.realtime.fifoPriority}` : ` (not real-time: ${priority.realtime.notPermitted})`} (as smw board run${priority.realtime === undefined ? " --no-realtime" : ""} sets it)` : "at normal priority (raising it needs root)"}`,
   "",
   "round trip of one HB frame (framing + HMAC-SHA256 + replay check, both ways)",
   `  UDP loopback   p50 ${fmt(udpLink.p50)}  p99 ${fmt(udpLink.p99)}   raw UDP p50 ${fmt(udpRaw.p50)} p99 ${fmt(udpRaw.p99)}   ratio p50 ${(udpLink.p50 / udpRaw.p50).toFixed(2)}x, p99 ${(udpLink.p99 / udpRaw.p99).toFixed(2)}x`,

@@ -1,19 +1,18 @@
 /**
  * The board's event loop runs its timers, links and steps: it goes before anything else the
- * board's CPU does (the media workers lower their own priority, `yieldToTheBoard`). Raised once
- * at start, for the calling thread only (Linux: a thread has a nice value and a scheduling
- * policy of its own).
+ * board's CPU does. Raised once at start, for the calling thread only (Linux: a thread has a
+ * nice value and a scheduling policy of its own), before the media threads start.
  *
- * A nice value of -10; and on request (`smw board run --realtime`), where `chrt` is present and
- * the process may (root or CAP_SYS_NICE), the real-time policy SCHED_FIFO at priority 10 with
- * reset-on-fork. Under unrelated CPU load a nice value still leaves a timer waking up to ~2 ms
- * late (the scheduler lets the running task finish its slice); a real-time thread runs as soon
- * as it wakes (p99 0.2 ms, measured). But during a full-speed image restore it showed one
- * 13-17 ms stall per restore, against ~2 ms at nice -10 (cause not found), and a board's own
- * restore is the load it always has: so it is a choice, not the default. Reset-on-fork keeps it
- * to this thread: processes and threads started later (tools, media workers) run at the normal
- * policy; the kernel's real-time throttling (95% of each second by default) bounds what a
- * runaway loop could take. Not permitted: it says so and the board runs at normal priority.
+ * A nice value of -10; and unless declined (`smw board run --no-realtime`), where `chrt` is
+ * present and the process may (root or CAP_SYS_NICE), the real-time policy SCHED_FIFO at
+ * priority 10 with reset-on-fork. Under unrelated CPU load a nice value alone leaves a timer
+ * waking up to ~2 ms late (the scheduler lets the running task finish its slice); a real-time
+ * thread runs as soon as it wakes (p99 0.2 ms, measured). Reset-on-fork keeps it to this thread:
+ * processes and threads started later (tools, media workers) run at the normal policy, and the
+ * media workers then keep nice 0 rather than lowering it (lowered, another task could starve one
+ * while it holds a lock the event loop waits on: `yieldToTheBoard`). The kernel's real-time
+ * throttling (95% of each second by default) bounds what a runaway loop could take. Not
+ * permitted: it says so and the board runs at nice -10, or at normal priority.
  */
 import { spawnSync } from "node:child_process";
 import { getPriority, setPriority } from "node:os";

@@ -102,11 +102,11 @@ export function boardCommand(context: CliContext): Command {
     .requiredOption("--board <id>", "which board this is")
     .option("--log-level <level>", "debug, info, warn or error", "info")
     .option(
-      "--realtime",
-      "run the event loop under SCHED_FIFO too (timers hold under unrelated CPU load; a full-speed restore costs one 13-17 ms stall)",
+      "--no-realtime",
+      "keep the event loop off SCHED_FIFO (nice -10 only): timers then run up to ~2 ms late under unrelated CPU load",
     )
     .action(
-      async (options: { testbed: string; board: string; logLevel: string; realtime?: boolean }) => {
+      async (options: { testbed: string; board: string; logLevel: string; realtime: boolean }) => {
         const { testbed, board: spec } = loadFor(options.testbed, options.board, true);
         const boardSpec = spec as Board;
         if (testbed.rejuvenation.tPMs === undefined || testbed.rejuvenation.tDMs === undefined) {
@@ -123,9 +123,9 @@ export function boardCommand(context: CliContext): Command {
               ? transport({ target: "pino-pretty", options: { colorize: true } })
               : destination(1),
           );
-          // Everything that can fail on bad input fails here, before any line is touched.
-          daemon = await openBoardDaemon(testbed, boardSpec, { log });
-          const priority = raiseEventLoopPriority({ realtime: options.realtime === true });
+          // Raised before the daemon opens, so that the media threads it starts see the policy
+          // (they lower their own priority only when the event loop is not real-time).
+          const priority = raiseEventLoopPriority({ realtime: options.realtime });
           if (!("nice" in priority))
             log.warn(
               { reason: priority.notPermitted },
@@ -143,6 +143,8 @@ export function boardCommand(context: CliContext): Command {
               { nice: priority.nice, reason: priority.realtime.notPermitted },
               "event loop priority raised (nice only; real-time scheduling not permitted)",
             );
+          // Everything that can fail on bad input fails here, before any line is touched.
+          daemon = await openBoardDaemon(testbed, boardSpec, { log });
         } catch (error) {
           if (
             error instanceof MediaError ||
