@@ -5,11 +5,13 @@
 // golden copy; peak memory at two image sizes. Figures are ratios against the
 // references measured in the same run, on the same (page-cached) files.
 import { execFileSync, spawnSync } from "node:child_process";
-import { randomBytes, randomInt } from "node:crypto";
+import { createHash, randomBytes, randomInt } from "node:crypto";
 import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { blake3 as blake3Native } from "@napi-rs/blake-hash";
+import { blake3 as blake3Js } from "@noble/hashes/blake3.js";
 import { ensureToolsOrExit } from "../../scripts/tools.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -153,6 +155,23 @@ run(process.execPath, [
   smallManifest,
 ]);
 const smallVerify = child("verify", small, smallManifest, pub);
+
+// One core hashing 1 MiB chunks for a second each way: the pure-JS BLAKE3 a board falls back to
+// where the native binding cannot load, against the native one and node's SHA-256.
+const hashRate = (digest) => {
+  const chunk = randomBytes(CHUNK);
+  digest(chunk);
+  const started = performance.now();
+  let chunks = 0;
+  while (performance.now() - started < 1000) {
+    digest(chunk);
+    chunks++;
+  }
+  return (chunks * CHUNK) / 1e6 / ((performance.now() - started) / 1000);
+};
+const nativeMBps = hashRate(blake3Native);
+const jsMBps = hashRate(blake3Js);
+const sha256MBps = hashRate((chunk) => createHash("sha256").update(chunk).digest());
 const bigRssMiB = Math.max(...verifyRuns.map((r) => r.maxRssKiB), restore.maxRssKiB) / 1024;
 
 const lines = [
@@ -169,6 +188,11 @@ const lines = [
   `  rsync --inplace --no-whole-file ${rsync.ms.toFixed(0).padStart(6)} ms  wrote ${rsync.literal} bytes (its literal data); no fsync`,
   `  rsync ... --fsync        ${rsyncFsync.ms.toFixed(0).padStart(6)} ms  (durable like smw: smw's time is ${(restore.wallMs / rsyncFsync.ms).toFixed(2)}x this)`,
   `  cp (whole image)         ${cpMs.toFixed(0).padStart(6)} ms  wrote ${bytes} bytes`,
+  "",
+  "one core, 1 MiB chunks (where the native BLAKE3 binding cannot load, the board falls back to pure JS)",
+  `  BLAKE3 native            ${nativeMBps.toFixed(0).padStart(6)} MB/s`,
+  `  BLAKE3 pure JS           ${jsMBps.toFixed(0).padStart(6)} MB/s  ${(nativeMBps / jsMBps).toFixed(0)}x slower than native, ${(sha256MBps / jsMBps).toFixed(1)}x slower than SHA-256 (seal with --algorithm sha256 there)`,
+  `  SHA-256 (node crypto)    ${sha256MBps.toFixed(0).padStart(6)} MB/s`,
   "",
   "peak memory (resident, worker threads included)",
   `  ${sizeMiB} MiB image: ${bigRssMiB.toFixed(0)} MiB; ${smallMiB} MiB image: ${(smallVerify.maxRssKiB / 1024).toFixed(0)} MiB   (target < 200 MiB whatever the size)`,
