@@ -40,6 +40,48 @@ describe("smw rig up and smw rig fault", () => {
       expect(
         await eventually(() => /b4\/h4: rejuvenated in period 0/.test(run.stdout()), 90_000),
       ).toBe(true);
+
+      // A running board's metrics, as Prometheus scrapes them (rig-6.yaml: b4 on port 9104).
+      const response = await fetch("http://127.0.0.1:9104/metrics");
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+      const metrics = await response.text();
+      // A series' value by name and labels, whatever order the labels come in.
+      const value = (series: string) => {
+        const [name, labels = ""] = series.replace("}", "").split("{");
+        const wanted = labels.split(",").filter((label) => label !== "");
+        const line = metrics.split("\n").find((candidate) => {
+          const [head] = candidate.split(" ");
+          const [candidateName, candidateLabels = ""] = (head ?? "").replace("}", "").split("{");
+          const have = candidateLabels.split(",").filter((label) => label !== "");
+          return (
+            candidateName === name &&
+            have.length === wanted.length &&
+            wanted.every((label) => have.includes(label))
+          );
+        });
+        return Number(line?.split(" ")[1]);
+      };
+      expect(value('smw_board_phase{phase="running",board="b4"}')).toBe(1);
+      expect(value('smw_board_phase{phase="failsafe",board="b4"}')).toBe(0);
+      expect(value('smw_board_failsafe{board="b4"}')).toBe(0);
+      expect(value('smw_board_period{board="b4"}')).toBeGreaterThanOrEqual(0);
+      expect(value('smw_board_trigger_lateness_seconds_count{board="b4"}')).toBeGreaterThanOrEqual(
+        1,
+      );
+      expect(value('smw_board_timer_lateness_max_seconds{board="b4"}')).toBeGreaterThanOrEqual(0);
+      for (const step of ["shutdown", "checkOS", "checkSM", "boot", "transfer"]) {
+        expect(value(`smw_board_step_duration_seconds_count{step="${step}",board="b4"}`)).toBe(1);
+        expect(value(`smw_board_step_budget_seconds{step="${step}",board="b4"}`)).toBeGreaterThan(
+          0,
+        );
+        expect(value(`smw_board_steps_total{step="${step}",verdict="ok",board="b4"}`)).toBe(1);
+      }
+      expect(value('smw_board_link_frames_total{outcome="accepted",board="b4"}')).toBeGreaterThan(
+        0,
+      );
+      expect(value('smw_board_link_frames_total{outcome="forged",board="b4"}')).toBe(0);
+      expect((await fetch("http://127.0.0.1:9104/elsewhere")).status).toBe(404);
       child.kill("SIGINT");
       const code = await exited;
       expect(run.stdout()).toMatch(/FAULT h2: SM code tampered into a Byzantine replica/);
@@ -58,6 +100,8 @@ describe("smw rig up and smw rig fault", () => {
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
+      // A rig killed outright leaves its boards, hosts and socats: a failed run cleans them up.
+      for (const pid of processesMentioning(rig.dir)) process.kill(pid, "SIGKILL");
     }
     expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
     expect(existsSync(socket)).toBe(false);

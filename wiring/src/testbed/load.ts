@@ -226,6 +226,7 @@ const KNOWN_KEYS = [
   "baud",
   "stateDir",
   "operatorEndpoint",
+  "metricsEndpoint",
   "replica",
   "boards",
   "guards",

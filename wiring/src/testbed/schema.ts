@@ -105,6 +105,8 @@ const board = z.strictObject({
   stateDir: nonEmpty.optional(),
   /** Where the operator reaches the daemon over the network (status, clear-failsafe), host:port. */
   operatorEndpoint: hostAndPort.optional(),
+  /** Prometheus metrics over HTTP (GET /metrics), host:port; read-only and unauthenticated. */
+  metricsEndpoint: hostAndPort.optional(),
   lines: z.array(line).min(1, "a board needs at least its reset line"),
   control: boardControl,
   hostLink: serialPort,

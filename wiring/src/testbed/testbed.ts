@@ -42,6 +42,8 @@ export interface Board {
   stateDir: string;
   /** The daemon's operator endpoint on the network, if it has one. */
   operatorEndpoint?: { host: string; port: number };
+  /** Where the daemon serves its Prometheus metrics, if anywhere. */
+  metricsEndpoint?: { host: string; port: number };
   lines: Line[];
   control: BoardControl;
   hostLink: SerialEndpoint;
@@ -209,6 +211,9 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       ...(board.operatorEndpoint === undefined
         ? {}
         : { operatorEndpoint: splitHostPort(board.operatorEndpoint) }),
+      ...(board.metricsEndpoint === undefined
+        ? {}
+        : { metricsEndpoint: splitHostPort(board.metricsEndpoint) }),
       lines: board.lines.map((line) => ({
         role: line.role,
         chip: line.chip,

@@ -10,6 +10,7 @@
 import { spawn } from "node:child_process";
 import { type KeyObject, verify } from "node:crypto";
 import { existsSync, unlinkSync } from "node:fs";
+import type { Server as HttpServer } from "node:http";
 import { createServer, type Server } from "node:net";
 import path from "node:path";
 import {
@@ -34,8 +35,10 @@ import { TransportError } from "../link/transports.js";
 import type { RecoveryStep, StepRecord } from "../recovery/recovery-core.js";
 import { StepRunner } from "../recovery/step-runner.js";
 import { BoardClock } from "./board-clock.js";
+import { BoardMetrics } from "./board-metrics.js";
 import type { BoardStateFiles } from "./board-state-files.js";
 import { DeadlineTimer } from "./deadline-timer.js";
+import { listenForMetrics } from "./metrics-endpoint.js";
 
 export interface AlertSink {
   webhook(url: string, body: unknown): Promise<void>;
@@ -101,6 +104,9 @@ export class BoardDaemon {
   private maxLatenessMs = 0;
   private server: Server | undefined;
   private networkServer: Server | undefined;
+  private metricsServer: HttpServer | undefined;
+  /** The board's figures for Prometheus (served where the testbed gives a metricsEndpoint). */
+  readonly metrics: BoardMetrics;
   private restored: FailsafeState | undefined;
   private runningStep: RecoveryStep | undefined;
   /**
@@ -120,6 +126,7 @@ export class BoardDaemon {
     this.clock = new BoardClock();
     this.now = deps.now ?? (() => this.clock.now());
     this.timer = new DeadlineTimer(this.now);
+    this.metrics = new BoardMetrics(deps.boardId, () => this.status());
     this.certifiedOutOfSchedule = deps.state.readUnscheduledCertificate() !== undefined;
     if (!deps.testbed.boards.some((b) => b.id === deps.boardId))
       throw new Error(`there is no board "${deps.boardId}"`);
@@ -157,7 +164,13 @@ export class BoardDaemon {
         authFailure: (from) => this.dispatch({ kind: "authFailure", from, nowMs: this.now() }),
       });
       await this.listenForOperator();
+      const metricsEndpoint = this.deps.testbed.boards.find(
+        (b) => b.id === this.deps.boardId,
+      )?.metricsEndpoint;
+      if (metricsEndpoint !== undefined)
+        this.metricsServer = await listenForMetrics(this.metrics, metricsEndpoint);
     } catch (error) {
+      for (const server of [this.server, this.networkServer]) server?.close();
       await this.deps.link.close();
       await this.deps.hostLink.close();
       throw error;
@@ -214,11 +227,14 @@ export class BoardDaemon {
     this.step?.abort();
     this.startupAbort?.abort();
     this.offHostLink?.();
-    const servers = [this.server, this.networkServer];
+    const servers = [this.server, this.networkServer, this.metricsServer];
     this.server = undefined;
     this.networkServer = undefined;
+    this.metricsServer = undefined;
     for (const server of servers) {
-      if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (server === undefined) continue;
+      if ("closeAllConnections" in server) server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     await this.deps.link.close();
     await this.deps.hostLink.close();
@@ -368,6 +384,7 @@ export class BoardDaemon {
           break;
         case "trigger":
           this.certifiedOutOfSchedule = false;
+          this.metrics.observeTrigger(action.record.latenessMs);
           this.deps.log.info(
             { period: action.record.index, latenessMs: action.record.latenessMs },
             "period triggered",
@@ -436,6 +453,7 @@ export class BoardDaemon {
 
   /** A rejuvenation's step records: the status's `lastSteps`, and appended to `steps.jsonl`. */
   private recordSteps(records: readonly StepRecord[]): void {
+    this.metrics.observeSteps(records);
     this.lastSteps = records.map((r) => ({
       period: r.period,
       step: r.step,
