@@ -8,6 +8,7 @@ export * from "./board/board-daemon.js";
 export * from "./board/board-state-files.js";
 export * from "./board/deadline-timer.js";
 export * from "./board/event-loop-priority.js";
+export * from "./board/watchdog.js";
 export * from "./coordinator/board-core.js";
 export * from "./coordinator/group-schedule.js";
 export * from "./coordinator/join-core.js";

@@ -39,6 +39,7 @@ import { BoardMetrics } from "./board-metrics.js";
 import type { BoardStateFiles } from "./board-state-files.js";
 import { DeadlineTimer } from "./deadline-timer.js";
 import { listenForMetrics } from "./metrics-endpoint.js";
+import { WatchdogFeeder, type WatchdogSink } from "./watchdog.js";
 
 export interface AlertSink {
   webhook(url: string, body: unknown): Promise<void>;
@@ -57,6 +58,8 @@ export interface BoardDaemonDeps {
   alerts?: AlertSink;
   /** The board's clock, ms (default: `BoardClock`, the wall clock at start advanced monotonically). */
   now?: () => number;
+  /** Watchdogs fed while the board's core still ticks (hardware, systemd). */
+  watchdogs?: readonly WatchdogSink[];
   /** How far ahead the first period is proposed (default: 2 s or 4 silence bounds): time for the service to come up. */
   joinLeadMs?: number;
   /** How long joining may last before the board fails safe (default: the testbed's, else T_p). */
@@ -105,6 +108,9 @@ export class BoardDaemon {
   private server: Server | undefined;
   private networkServer: Server | undefined;
   private metricsServer: HttpServer | undefined;
+  private feeder: WatchdogFeeder | undefined;
+  /** When the core was last driven by its timer: the watchdogs are fed while this is recent. */
+  private lastTickMs = Number.NEGATIVE_INFINITY;
   /** The board's figures for Prometheus (served where the testbed gives a metricsEndpoint). */
   readonly metrics: BoardMetrics;
   private restored: FailsafeState | undefined;
@@ -224,6 +230,7 @@ export class BoardDaemon {
     if (this.stopped) return;
     this.stopped = true;
     this.timer.cancel();
+    this.feeder?.stop();
     this.step?.abort();
     this.startupAbort?.abort();
     this.offHostLink?.();
@@ -300,6 +307,25 @@ export class BoardDaemon {
       ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     });
     this.execute(this.core.start());
+    this.startWatchdogs();
+  }
+
+  /**
+   * The core wakes at least every heartbeat, in every phase (a board in fail-safe still tells its
+   * peers): fed while it woke within the silence bound, so a stalled event loop or a broken timer
+   * chain lets the watchdog restart the board.
+   */
+  private startWatchdogs(): void {
+    if (this.feeder !== undefined || (this.deps.watchdogs ?? []).length === 0) return;
+    const net = this.deps.testbed.controlNetwork;
+    const boundMs =
+      Math.max(net.silenceBoundMs, 2 * net.heartbeatMs) + this.deps.testbed.timeliness.procMaxMs;
+    this.lastTickMs = this.now();
+    this.feeder = new WatchdogFeeder(
+      this.deps.watchdogs ?? [],
+      () => this.now() - this.lastTickMs <= boundMs,
+    );
+    this.feeder.start();
   }
 
   // --- running ---------------------------------------------------------------
@@ -320,6 +346,7 @@ export class BoardDaemon {
     const wake = this.core.nextWakeupMs();
     if (wake === undefined || wake === this.timer.armedForMs) return;
     this.timer.arm(wake, (nowMs) => {
+      this.lastTickMs = nowMs;
       this.maxLatenessMs = Math.max(this.maxLatenessMs, nowMs - wake);
       this.watchWallClock();
       this.dispatch({ kind: "time", nowMs, armedForMs: wake });

@@ -21,6 +21,12 @@ import {
 } from "../board/board-daemon.js";
 import { BoardStateFiles } from "../board/board-state-files.js";
 import { raiseEventLoopPriority } from "../board/event-loop-priority.js";
+import {
+  HardwareWatchdog,
+  systemdNotifyFromEnvironment,
+  WatchdogError,
+  type WatchdogSink,
+} from "../board/watchdog.js";
 import { BoardLines } from "../lines/board-lines.js";
 import { LineError } from "../lines/line.js";
 import { SimulatedLines } from "../lines/simulated-lines.js";
@@ -40,7 +46,7 @@ import { MediaWorkers } from "../media/media-workers.js";
 export async function openBoardDaemon(
   testbed: Testbed,
   board: Board,
-  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now" | "joinLeadMs"> & {
+  options: Pick<BoardDaemonDeps, "log" | "alerts" | "now" | "joinLeadMs" | "watchdogs"> & {
     /** Wraps the control transport (benchmarks: a lossy link). */
     wrapTransport?: (transport: ControlTransport) => ControlTransport;
   },
@@ -102,11 +108,21 @@ export function boardCommand(context: CliContext): Command {
     .requiredOption("--board <id>", "which board this is")
     .option("--log-level <level>", "debug, info, warn or error", "info")
     .option(
+      "--watchdog <device>",
+      "feed this hardware watchdog (e.g. /dev/watchdog) while the board runs: a hung daemon reboots the board",
+    )
+    .option(
       "--no-realtime",
       "keep the event loop off SCHED_FIFO (nice -10 only): timers then run up to ~2 ms late under unrelated CPU load",
     )
     .action(
-      async (options: { testbed: string; board: string; logLevel: string; realtime: boolean }) => {
+      async (options: {
+        testbed: string;
+        board: string;
+        logLevel: string;
+        realtime: boolean;
+        watchdog?: string;
+      }) => {
         const { testbed, board: spec } = loadFor(options.testbed, options.board, true);
         const boardSpec = spec as Board;
         if (testbed.rejuvenation.tPMs === undefined || testbed.rejuvenation.tDMs === undefined) {
@@ -144,10 +160,21 @@ export function boardCommand(context: CliContext): Command {
               "event loop priority raised (nice only; real-time scheduling not permitted)",
             );
           // Everything that can fail on bad input fails here, before any line is touched.
-          daemon = await openBoardDaemon(testbed, boardSpec, { log });
+          const watchdogs: WatchdogSink[] = [];
+          const systemd = systemdNotifyFromEnvironment();
+          if (systemd !== undefined) watchdogs.push(systemd);
+          if (options.watchdog !== undefined)
+            watchdogs.push(new HardwareWatchdog(options.watchdog));
+          try {
+            daemon = await openBoardDaemon(testbed, boardSpec, { log, watchdogs });
+          } catch (error) {
+            for (const watchdog of watchdogs) watchdog.close();
+            throw error;
+          }
         } catch (error) {
           if (
             error instanceof MediaError ||
+            error instanceof WatchdogError ||
             error instanceof TransportError ||
             error instanceof InfeasibleScheduleError
           )

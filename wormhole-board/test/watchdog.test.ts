@@ -1,0 +1,150 @@
+/**
+ * A board daemon feeds its watchdog while its core ticks, and stops when its event loop stalls
+ * or its timer chain breaks (the loop still running); a clean stop disarms it ("V", the magic
+ * close). The daemon runs in a child process writing to a FIFO that stands for /dev/watchdog;
+ * this process timestamps what arrives.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { createReadStream, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { socatUnavailable } from "../src/index.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.resolve(here, "../dist/index.js");
+const distCli = path.resolve(here, "../dist/cli/index.js");
+const dir = mkdtempSync(path.join(tmpdir(), "smw-watchdog-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const noSocat = socatUnavailable();
+
+/** Runs one board daemon with the FIFO as its watchdog, then the `script` of events; returns what arrived when. */
+async function run(script: string): Promise<{
+  feeds: number[];
+  disarmedAtMs: number | undefined;
+  marks: Map<string, number>;
+  code: number | null;
+  stderr: string;
+}> {
+  const fifo = path.join(dir, `watchdog-${Math.random().toString(36).slice(2)}`);
+  expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+  const child = spawn(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      `
+      import { createRequire } from "node:module";
+      const board = await import(${JSON.stringify(dist)});
+      const { openBoardDaemon } = await import(${JSON.stringify(distCli)});
+      const { pino } = createRequire(${JSON.stringify(dist)})("pino");
+      const mark = (name) => process.stdout.write(name + "\\n");
+      const bed = await board.makeTestbed6("udp", 20000 + Math.floor(Math.random() * 20000));
+      const spec = bed.testbed.boards[0];
+      const daemon = await openBoardDaemon(bed.testbed, spec, {
+        log: pino({ level: "silent" }),
+        watchdogs: [new board.HardwareWatchdog(${JSON.stringify(fifo)})],
+      });
+      const lines = board.BoardLines.claim(spec, new board.SimulatedLines(), { levels: "safe" });
+      daemon.run(lines);
+      mark("running");
+      const stop = async () => {
+        await daemon.stop();
+        lines.releaseAll();
+        mark("stopped");
+        await bed.close();
+        process.exit(0);
+      };
+      ${script}
+      `,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const feeds: number[] = [];
+  let disarmedAtMs: number | undefined;
+  const marks = new Map<string, number>();
+  const started = performance.now();
+  createReadStream(fifo).on("data", (chunk: Buffer) => {
+    const at = performance.now() - started;
+    for (const byte of chunk) {
+      if (byte === 0) feeds.push(at);
+      else if (byte === "V".charCodeAt(0)) disarmedAtMs = at;
+    }
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  let pending = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    pending += chunk.toString();
+    const parts = pending.split("\n");
+    pending = parts.pop() ?? "";
+    for (const name of parts) marks.set(name, performance.now() - started);
+  });
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.on("exit", (exitCode) => {
+      clearTimeout(timer);
+      resolve(exitCode);
+    });
+  });
+  // What the FIFO still held.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return { feeds, disarmedAtMs, marks, code, stderr };
+}
+
+const between = (feeds: number[], fromMs: number, toMs: number) =>
+  feeds.filter((at) => at > fromMs && at < toMs).length;
+
+describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
+  it("is fed while the board runs, not while its event loop stalls, and disarmed on a clean stop", async () => {
+    const result = await run(`
+      setTimeout(() => {
+        mark("stall");
+        const end = performance.now() + 2500;
+        while (performance.now() < end) {}
+        mark("resume");
+        setTimeout(stop, 2500);
+      }, 2500);`);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    const running = result.marks.get("running") as number;
+    const stall = result.marks.get("stall") as number;
+    const resume = result.marks.get("resume") as number;
+    const stopped = result.marks.get("stopped") as number;
+    // Fed every second from the start.
+    expect(between(result.feeds, running - 50, stall)).toBeGreaterThanOrEqual(2);
+    // Nothing while stalled (the stall mark is written first; what the loop owed arrives after).
+    expect(between(result.feeds, stall + 100, resume - 100)).toBe(0);
+    expect(between(result.feeds, resume, stopped)).toBeGreaterThanOrEqual(2);
+    expect(result.disarmedAtMs).toBeDefined();
+    expect(result.feeds.every((at) => at < (result.disarmedAtMs as number))).toBe(true);
+  }, 40_000);
+
+  it("stops feeding when the core's timer chain breaks, though the event loop runs on", async () => {
+    // The daemon's timer, cancelled from outside: a broken chain (the loop stays busy with
+    // other timers, as a daemon waiting on a promise that never settles would be).
+    const result = await run(`
+      setTimeout(() => {
+        daemon.timer.cancel();
+        mark("broken");
+        const alive = setInterval(() => {}, 50);
+        setTimeout(() => {
+          clearInterval(alive);
+          mark("still-broken");
+          process.exit(3);
+        }, 3500);
+      }, 2500);`);
+    expect(result.code).toBe(3);
+    const broken = result.marks.get("broken") as number;
+    const end = result.marks.get("still-broken") as number;
+    expect(between(result.feeds, 0, broken)).toBeGreaterThanOrEqual(2);
+    // The core woke last at most a heartbeat before; fed until the bound (silence bound 600 ms +
+    // procMax 200 ms) passes, then never again: at most one feed after the break.
+    expect(between(result.feeds, broken, end)).toBeLessThanOrEqual(1);
+    // Not disarmed: the process died without a clean stop, so the watchdog would fire.
+    expect(result.disarmedAtMs).toBeUndefined();
+  }, 40_000);
+});
