@@ -65,9 +65,9 @@ async function run(script: string): Promise<{
   let disarmedAtMs: number | undefined;
   const marks = new Map<string, number>();
   const started = performance.now();
-  createReadStream(fifo).on("data", (chunk: Buffer) => {
+  createReadStream(fifo).on("data", (chunk: string | Buffer) => {
     const at = performance.now() - started;
-    for (const byte of chunk) {
+    for (const byte of Buffer.from(chunk)) {
       if (byte === 0) feeds.push(at);
       else if (byte === "V".charCodeAt(0)) disarmedAtMs = at;
     }
