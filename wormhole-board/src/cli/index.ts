@@ -1,6 +1,7 @@
 /** The board part's subcommands of `smw`. */
 import type { CommandFactory } from "@smw/wiring/cli";
 import { boardCommand, statusCommand } from "./board-command.js";
+import { deployCommand } from "./deploy-command.js";
 import { imageCommand } from "./image-command.js";
 import { keysCommand } from "./keys-command.js";
 
@@ -9,5 +10,6 @@ export const wormholeBoardCommands: CommandFactory[] = [
   imageCommand,
   boardCommand,
   statusCommand,
+  deployCommand,
 ];
 export { askBoardStatus, openBoardDaemon } from "./board-command.js";

@@ -1,0 +1,148 @@
+/**
+ * systemd units for one board of a testbed and the host it guards: the board daemon
+ * (`Type=notify`, fed watchdog, restarted always) and the host agent. Pure: text in, text out.
+ */
+import path from "node:path";
+import type { Board, Testbed } from "@smw/wiring";
+
+export interface SystemdUnitOptions {
+  /** The testbed file as the board will read it (an absolute path on the board). */
+  testbedPath: string;
+  /** How to run smw on the board: node and the path of `bin/smw.js`. */
+  nodePath: string;
+  smwPath: string;
+  /** The service's own user; in groups gpio and dialout. */
+  user: string;
+  /** The hardware watchdog the daemon feeds, if any. */
+  watchdogDevice?: string;
+  /** systemd's watchdog: restarted when not fed for this long. */
+  watchdogSec: number;
+}
+
+export interface UnitFile {
+  name: string;
+  text: string;
+}
+
+/** Both units for `board`: `smw-board-<id>.service` and `smw-host-<host>.service`. */
+export function systemdUnits(
+  testbed: Testbed,
+  board: Board,
+  options: SystemdUnitOptions,
+): UnitFile[] {
+  return [boardUnit(testbed, board, options), hostUnit(testbed, board, options)];
+}
+
+function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFile {
+  const exec = [
+    o.nodePath,
+    o.smwPath,
+    "board",
+    "run",
+    "--testbed",
+    o.testbedPath,
+    "--board",
+    board.id,
+    ...(o.watchdogDevice === undefined ? [] : ["--watchdog", o.watchdogDevice]),
+  ];
+  const stateDir = board.stateDir;
+  const managedState = stateDir.startsWith("/var/lib/")
+    ? stateDir.slice("/var/lib/".length)
+    : undefined;
+  const lines = [
+    "[Unit]",
+    `Description=smw board daemon ${board.id} (the local SMW guarding ${board.guards}, testbed ${testbed.name})`,
+    `Documentation=file:${readmeOf(o.smwPath)}`,
+    // The schedule needs the clock synchronised, and the network for an Ethernet control link.
+    "After=network-online.target time-sync.target",
+    "Wants=network-online.target time-sync.target",
+    // A crash loop is not given up on: while the daemon is down its peers hear silence and fail
+    // safe; each start claims the lines at their safe levels and rejoins at a period boundary.
+    "StartLimitIntervalSec=0",
+    "",
+    "[Service]",
+    "Type=notify",
+    // The daemon speaks to systemd through a socat it starts (node has no datagram Unix sockets).
+    "NotifyAccess=all",
+    `ExecStart=${exec.map(quoteArgument).join(" ")}`,
+    `WatchdogSec=${o.watchdogSec}s`,
+    "Restart=always",
+    "RestartSec=2s",
+    // SIGTERM drives every line to its safe level before exit.
+    "KillMode=mixed",
+    "TimeoutStopSec=10s",
+    `User=${o.user}`,
+    `Group=${o.user}`,
+    // gpio: the lines; dialout: the host link and serial control links; disk: the host's code disks.
+    "SupplementaryGroups=gpio dialout disk",
+    ...(managedState === undefined
+      ? [`ReadWritePaths=${stateDir}`]
+      : [`StateDirectory=${managedState}`, "StateDirectoryMode=0700"]),
+    "RuntimeDirectory=smw",
+    // nice -10 and SCHED_FIFO 10 for the event loop (smw board run raises them itself).
+    "AmbientCapabilities=CAP_SYS_NICE",
+    "CapabilityBoundingSet=CAP_SYS_NICE",
+    "LimitRTPRIO=10",
+    "LimitNICE=-10",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=full",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+  ];
+  return { name: `smw-board-${board.id}.service`, text: `${lines.join("\n")}\n` };
+}
+
+function hostUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFile {
+  const host = testbed.hosts.find((h) => h.id === board.guards);
+  const exec = [
+    o.nodePath,
+    o.smwPath,
+    "host",
+    "run",
+    "--testbed",
+    o.testbedPath,
+    "--host",
+    board.guards,
+  ];
+  const lines = [
+    "[Unit]",
+    `Description=smw host agent ${board.guards} (its replica, rejuvenated by board ${board.id}, testbed ${testbed.name})`,
+    `Documentation=file:${readmeOf(o.smwPath)}`,
+    "After=network-online.target",
+    "Wants=network-online.target",
+    "",
+    "[Service]",
+    // Started at every boot, the board holding the host in reset between rejuvenations; it
+    // must not be restarted behind the board's back: a host agent that dies is the board's to see.
+    "Type=exec",
+    `ExecStart=${exec.map(quoteArgument).join(" ")}`,
+    "Restart=no",
+    `User=${o.user}`,
+    `Group=${o.user}`,
+    "SupplementaryGroups=dialout",
+    ...(host === undefined ? [] : [`ReadWritePaths=${host.stateDir}`]),
+    "NoNewPrivileges=yes",
+    "ProtectSystem=full",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+  ];
+  return { name: `smw-host-${board.guards}.service`, text: `${lines.join("\n")}\n` };
+}
+
+/** The README beside the installed `bin/smw.js`. */
+function readmeOf(smwPath: string): string {
+  return path.posix.join(path.posix.dirname(smwPath), "..", "README.md");
+}
+
+/** systemd's command-line quoting: an argument with spaces, quotes, backslashes or `$`/`%` is quoted and escaped. */
+function quoteArgument(argument: string): string {
+  const escaped = argument.replaceAll("%", "%%").replaceAll("$", "$$");
+  if (/^[A-Za-z0-9_./:=@+,-]+$/.test(escaped)) return escaped;
+  return `"${escaped.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}

@@ -1,0 +1,113 @@
+/**
+ * `smw deploy systemd` and `smw deploy config-txt` for a Pi testbed: units that systemd accepts
+ * without a warning (where systemd-analyze is present) and that run the daemon as the watchdog
+ * and the lines need; config.txt lines that drive each line to its physical safe level.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { smw } from "../../cli/test/run-smw.js";
+
+const testbed = "wiring/examples/pi-lab.yaml";
+const dir = mkdtempSync(path.join(tmpdir(), "smw-deploy-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const analyze = spawnSync("systemd-analyze", ["--version"]).status === 0;
+
+describe("smw deploy systemd", () => {
+  it("writes the board daemon's and the host agent's units", async () => {
+    const run = await smw(
+      "deploy",
+      "systemd",
+      "--testbed",
+      testbed,
+      "--board",
+      "pi2",
+      "--out",
+      dir,
+      "--smw",
+      "/opt/smw/bin/smw.js",
+      "--watchdog",
+      "/dev/watchdog",
+      "--watchdog-sec",
+      "8",
+    );
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    expect(run.stdout).toContain(`wrote ${path.join(dir, "smw-board-pi2.service")}`);
+    const board = readFileSync(path.join(dir, "smw-board-pi2.service"), "utf8");
+    expect(board).toContain(
+      "ExecStart=/usr/bin/node /opt/smw/bin/smw.js board run --testbed /etc/smw/testbed.yaml --board pi2 --watchdog /dev/watchdog\n",
+    );
+    for (const directive of [
+      "Type=notify",
+      "NotifyAccess=all",
+      "WatchdogSec=8s",
+      "Restart=always",
+      "StateDirectory=smw/pi2",
+      "SupplementaryGroups=gpio dialout disk",
+      "AmbientCapabilities=CAP_SYS_NICE",
+      "LimitRTPRIO=10",
+    ])
+      expect(board).toContain(`${directive}\n`);
+    const host = readFileSync(path.join(dir, "smw-host-srv2.service"), "utf8");
+    expect(host).toContain(
+      "ExecStart=/usr/bin/node /opt/smw/bin/smw.js host run --testbed /etc/smw/testbed.yaml --host srv2\n",
+    );
+    expect(host).toContain("ReadWritePaths=/var/lib/smw/state\n");
+  });
+
+  it.skipIf(!analyze)("writes units systemd-analyze verify accepts without a warning", () => {
+    const check = spawnSync(
+      "systemd-analyze",
+      ["verify", path.join(dir, "smw-board-pi2.service"), path.join(dir, "smw-host-srv2.service")],
+      { encoding: "utf8" },
+    );
+    expect(check.stderr).toBe("");
+    expect(check.status).toBe(0);
+  });
+
+  it("refuses what systemd could not run, naming the option", async () => {
+    const relative = await smw(
+      "deploy",
+      "systemd",
+      "--testbed",
+      testbed,
+      "--board",
+      "pi2",
+      "--smw",
+      "bin/smw.js",
+    );
+    expect(relative.code).toBe(2);
+    expect(relative.stderr).toMatch(/--smw bin\/smw\.js: systemd needs an absolute path/);
+    const short = await smw(
+      "deploy",
+      "systemd",
+      "--testbed",
+      testbed,
+      "--board",
+      "pi2",
+      "--watchdog-sec",
+      "1",
+    );
+    expect(short.code).toBe(2);
+    expect(short.stderr).toMatch(/--watchdog-sec 1: expected whole seconds from 2 to 3600/);
+    const unknown = await smw("deploy", "systemd", "--testbed", testbed, "--board", "pi9");
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/there is no board "pi9" \(boards: pi1, /);
+  });
+});
+
+describe("smw deploy config-txt", () => {
+  it("drives each line to its physical safe level, and says which need a pull resistor", async () => {
+    const run = await smw("deploy", "config-txt", "--testbed", testbed, "--board", "pi1");
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    // pi-lab pi1: reset GPIO 17 active-low, safe active: low; write-protect GPIO 22, safe active: high.
+    expect(run.stdout).toMatch(/^gpio=17=op,dl +# reset \(active-low\), safe active$/m);
+    expect(run.stdout).toMatch(/^gpio=22=op,dh +# write-protect, safe active$/m);
+    // GPIO 17 is pulled low by the SoC from power-on, as reset needs; GPIO 22 is pulled low, and
+    // write-protect must be high: a resistor.
+    expect(run.stdout).toMatch(/# {3}reset: none needed: GPIO 17 is pulled low by the SoC/);
+    expect(run.stdout).toMatch(/# {3}write-protect: an external pull-up resistor \(10 kΩ to 3V3/);
+  });
+});
