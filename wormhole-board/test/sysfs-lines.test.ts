@@ -38,6 +38,10 @@ interface ScenarioResult {
   "throw:log": string[];
   "wait:exit": number | string;
   "exit:exit": number;
+  linesList: { status: number; stdout: string; stderr: string };
+  linesSet: { status: number; stdout: string };
+  linesRefused: { status: number; stderr: string };
+  linesGet: { status: number; stdout: string; stderr: string };
 }
 
 describe.skipIf(reason !== undefined)("the sysfs backend against a fake sysfs tree", () => {
@@ -121,5 +125,27 @@ describe.skipIf(reason !== undefined)("the sysfs backend against a fake sysfs tr
     expect(result.lockRefused.status).toBe(2);
     expect(result.lockRefused.stdout).toMatch(/refused: the lines are owned by process \d+/);
     expect(result.lockFreed.status).toBe(0);
+  });
+
+  it("smw lines finds each line, drives one, reads it back and releases it safe", () => {
+    expect(result.linesList.status).toBe(0);
+    expect(result.linesList.stdout).toMatch(
+      /reset +pinctrl-bcm2711\/17 +active-low +safe active \(low\) +gpiochip512, sysfs gpio529/,
+    );
+    // write-protect: active-high, safe active (protected); set inactive while held, then safe.
+    expect(result.steps["lines-set:holding"]?.["534"]?.value).toBe("0");
+    expect(result.linesSet.stdout).toMatch(
+      /write-protect line \(pinctrl-bcm2711\/22\): set inactive \(low\), reads back inactive; holding 1\.5s/,
+    );
+    expect(result.linesSet.stdout).toMatch(/released at its safe level \(active, high\)/);
+    expect(result.linesSet.status).toBe(0);
+    expect(result.steps["lines-set:after"]?.["534"]?.value).toBe("1");
+    // One process owns a board's lines: while the set held them, another command was refused.
+    expect(result.linesRefused.status).toBe(2);
+    expect(result.linesRefused.stderr).toMatch(/the lines are owned by process \d+/);
+    expect(result.linesGet.stdout).toMatch(
+      /reset line \(pinctrl-bcm2711\/17, active-low\): at its safe level reads active \(low\)/,
+    );
+    expect(result.linesGet.status).toBe(0);
   });
 });

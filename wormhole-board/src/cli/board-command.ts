@@ -29,6 +29,7 @@ import {
 } from "../board/watchdog.js";
 import { BoardLines } from "../lines/board-lines.js";
 import { LineError } from "../lines/line.js";
+import { lineLockPath } from "../lines/line-lock.js";
 import { SimulatedLines } from "../lines/simulated-lines.js";
 import { SysfsLines } from "../lines/sysfs-lines.js";
 import { ControlLink } from "../link/control-link.js";
@@ -189,9 +190,7 @@ export function boardCommand(context: CliContext): Command {
             {
               // Safe levels always: the host stays held until its images verify (the start-up check).
               levels: "safe",
-              ...(testbed.simulated
-                ? {}
-                : { lockPath: `/run/smw/${testbed.name}-${boardSpec.id}.lines.lock` }),
+              ...(testbed.simulated ? {} : { lockPath: lineLockPath(testbed.name, boardSpec.id) }),
             },
           );
         } catch (error) {

@@ -4,6 +4,7 @@ import { boardCommand, statusCommand } from "./board-command.js";
 import { deployCommand } from "./deploy-command.js";
 import { imageCommand } from "./image-command.js";
 import { keysCommand } from "./keys-command.js";
+import { linesCommand } from "./lines-command.js";
 
 export const wormholeBoardCommands: CommandFactory[] = [
   keysCommand,
@@ -11,5 +12,6 @@ export const wormholeBoardCommands: CommandFactory[] = [
   boardCommand,
   statusCommand,
   deployCommand,
+  linesCommand,
 ];
 export { askBoardStatus, openBoardDaemon } from "./board-command.js";

@@ -11,6 +11,11 @@ export interface LineLock {
   release(): void;
 }
 
+/** Where a board's line lock lives: one per testbed and board, in /run (gone at reboot). */
+export function lineLockPath(testbedName: string, boardId: string): string {
+  return `/run/smw/${testbedName}-${boardId}.lines.lock`;
+}
+
 export function acquireLineLock(lockPath: string): LineLock {
   mkdirSync(path.dirname(lockPath), { recursive: true });
   for (let attempt = 0; attempt < 3; attempt++) {

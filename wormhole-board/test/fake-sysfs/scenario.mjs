@@ -154,6 +154,53 @@ for (const how of ["throw", "wait", "exit"]) {
   result[`${how}:exit`] = code;
   result[`${how}:log`] = readFileSync(log, "utf8").trim().split("\n").filter(Boolean);
 }
+// Commissioning with `smw lines` on pi-lab's pi1 (pinctrl-bcm2711: reset 17 -> gpio529,
+// write-protect 22 -> gpio534).
+writeFileSync(log, "");
+const smw = path.join(here, "..", "..", "..", "bin", "smw.js");
+const pilab = path.join(here, "..", "..", "..", "wiring", "examples", "pi-lab.yaml");
+const linesCli = (...args) =>
+  spawnSync(process.execPath, [smw, "lines", ...args, "--testbed", pilab, "--board", "pi1"], {
+    encoding: "utf8",
+  });
+const listed = linesCli("list");
+result.linesList = { status: listed.status, stdout: listed.stdout, stderr: listed.stderr };
+const setting = spawn(
+  process.execPath,
+  [
+    smw,
+    "lines",
+    "set",
+    "write-protect",
+    "inactive",
+    "--hold",
+    "1500ms",
+    "--testbed",
+    pilab,
+    "--board",
+    "pi1",
+  ],
+  { stdio: ["ignore", "pipe", "pipe"] },
+);
+let setOut = "";
+setting.stdout.on("data", (chunk) => {
+  setOut += chunk;
+});
+const setStarted = Date.now();
+while (!setOut.includes("holding")) {
+  if (Date.now() - setStarted > 10_000) throw new Error(`smw lines set did not hold: ${setOut}`);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+result.steps["lines-set:holding"] = snapshot();
+// The daemon's lock is held by the set: a second command is refused.
+const refused = linesCli("get", "reset");
+result.linesRefused = { status: refused.status, stderr: refused.stderr };
+const setExit = await new Promise((resolve) => setting.on("exit", (c) => resolve(c)));
+result.steps["lines-set:after"] = snapshot();
+result.linesSet = { status: setExit, stdout: setOut };
+const got = linesCli("get", "reset");
+result.linesGet = { status: got.status, stdout: got.stdout, stderr: got.stderr };
+
 kernel.kill();
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);
