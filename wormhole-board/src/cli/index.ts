@@ -2,6 +2,7 @@
 import type { CommandFactory } from "@smw/wiring/cli";
 import { boardCommand, statusCommand } from "./board-command.js";
 import { deployCommand } from "./deploy-command.js";
+import { doctorCommand } from "./doctor-command.js";
 import { imageCommand } from "./image-command.js";
 import { keysCommand } from "./keys-command.js";
 import { linesCommand } from "./lines-command.js";
@@ -13,5 +14,6 @@ export const wormholeBoardCommands: CommandFactory[] = [
   statusCommand,
   deployCommand,
   linesCommand,
+  doctorCommand,
 ];
 export { askBoardStatus, openBoardDaemon } from "./board-command.js";

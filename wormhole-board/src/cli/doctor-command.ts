@@ -1,0 +1,41 @@
+/** `smw doctor`: is this machine ready to run a board of the testbed? */
+import { formatProblem, loadTestbedFile } from "@smw/wiring";
+import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { Command } from "commander";
+import { boardChecks, hostEnvironment } from "../doctor/board-checks.js";
+
+export function doctorCommand(context: CliContext): Command {
+  return new Command("doctor")
+    .description(
+      "check that this machine can run a board of the testbed: Node, native bindings, tools, keys and their modes, images, devices, GPIO chips and lines, state folder, privileges, clock",
+    )
+    .requiredOption("--testbed <file>", "testbed file")
+    .requiredOption("--board <id>", "which board this machine is")
+    .option("--json", "one JSON object per check")
+    .action((options: { testbed: string; board: string; json?: boolean }) => {
+      const loaded = loadTestbedFile(options.testbed);
+      if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
+      const board = loaded.testbed.boards.find((b) => b.id === options.board);
+      if (board === undefined)
+        throw new UsageError(
+          `${options.testbed}: there is no board "${options.board}" (boards: ${loaded.testbed.boards.map((b) => b.id).join(", ")})`,
+        );
+      const checks = boardChecks(loaded.testbed, board, hostEnvironment());
+      if (options.json === true)
+        for (const check of checks) context.io.out(`${JSON.stringify(check)}\n`);
+      else {
+        for (const check of checks)
+          context.io.out(
+            `${check.verdict.toUpperCase().padEnd(4)}  ${check.name.padEnd(8)} ${check.detail}\n`,
+          );
+        const failed = checks.filter((c) => c.verdict === "fail").length;
+        const warned = checks.filter((c) => c.verdict === "warn").length;
+        context.io.out(
+          failed === 0
+            ? `board ${board.id}: ready${warned === 0 ? "" : ` (${warned} warning${warned === 1 ? "" : "s"})`}\n`
+            : `board ${board.id}: ${failed} check${failed === 1 ? "" : "s"} failed\n`,
+        );
+      }
+      context.setExitCode(checks.some((c) => c.verdict === "fail") ? 1 : 0);
+    });
+}

@@ -1,0 +1,157 @@
+/**
+ * What `smw doctor` checks on a board before its daemon runs: the platform (Node, the native
+ * bindings, the tools the daemon starts), the testbed's files for this board (keys and their
+ * modes, images, devices), its GPIO chips and lines, its state folder, its privileges and its
+ * clock. Each check says what it found; nothing is changed but the state folder, created if
+ * missing (as the daemon would) and probed with a file it removes.
+ */
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { type Board, checkFiles, type Testbed } from "@smw/wiring";
+import { listChips } from "../lines/sysfs-chips.js";
+import { blake3Backend } from "../media/chunk-digest.js";
+
+export type Verdict = "ok" | "warn" | "fail";
+
+export interface Check {
+  name: string;
+  verdict: Verdict;
+  detail: string;
+}
+
+export interface DoctorEnvironment {
+  nodeVersion: string;
+  /** Whether a command runs here (`tool --version` or the like exits 0). */
+  hasTool: (command: string, args: readonly string[]) => boolean;
+  /** The clock's synchronisation as the system reports it, if it can tell. */
+  clockSynchronised: () => boolean | undefined;
+  /** Root or CAP_SYS_NICE: may raise the event loop's priority. */
+  mayRaisePriority: () => boolean;
+  sysfsRoot?: string;
+}
+
+export const MIN_NODE_MAJOR = 20;
+
+export function hostEnvironment(): DoctorEnvironment {
+  return {
+    nodeVersion: process.versions.node,
+    hasTool: (command, args) => spawnSync(command, args, { stdio: "ignore" }).status === 0,
+    clockSynchronised: () => {
+      const run = spawnSync("timedatectl", ["show", "--property=NTPSynchronized", "--value"], {
+        encoding: "utf8",
+      });
+      if (run.status !== 0) return undefined;
+      return run.stdout.trim() === "yes";
+    },
+    mayRaisePriority: () => {
+      if (process.getuid?.() === 0) return true;
+      try {
+        const status = readFileSync("/proc/self/status", "utf8");
+        const effective = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+        // CAP_SYS_NICE is capability 23.
+        return effective !== undefined && (BigInt(`0x${effective}`) & (1n << 23n)) !== 0n;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironment): Check[] {
+  const checks: Check[] = [];
+  const add = (name: string, verdict: Verdict, detail: string) =>
+    checks.push({ name, verdict, detail });
+
+  const major = Number(env.nodeVersion.split(".")[0]);
+  add(
+    "node",
+    major >= MIN_NODE_MAJOR ? "ok" : "fail",
+    major >= MIN_NODE_MAJOR
+      ? `Node ${env.nodeVersion}`
+      : `Node ${env.nodeVersion}: smw needs Node ${MIN_NODE_MAJOR} or newer (Raspberry Pi OS Bookworm ships 18: install 20 from NodeSource or nvm)`,
+  );
+  add(
+    "blake3",
+    blake3Backend.kind === "native" ? "ok" : "warn",
+    blake3Backend.kind === "native"
+      ? "native BLAKE3 binding loaded"
+      : `native BLAKE3 binding not loaded (${blake3Backend.reason}): hashing in pure JS, over 100x slower; seal this board's images with --algorithm sha256`,
+  );
+
+  for (const [tool, args, why, verdict] of [
+    ["socat", ["-V"], "systemd's watchdog (the daemon notifies through it)", "warn"],
+    ["chrt", ["--version"], "the event loop's real-time priority", "warn"],
+  ] as const) {
+    add(
+      tool,
+      env.hasTool(tool, args) ? "ok" : verdict,
+      env.hasTool(tool, args) ? `present (${why})` : `not found: needed for ${why}`,
+    );
+  }
+  add(
+    "priority",
+    env.mayRaisePriority() ? "ok" : "warn",
+    env.mayRaisePriority()
+      ? "may raise the event loop's priority (root or CAP_SYS_NICE)"
+      : "neither root nor CAP_SYS_NICE: the event loop runs at normal priority, timers late under load (the systemd unit grants CAP_SYS_NICE)",
+  );
+
+  const files = checkFiles(testbed, { kind: "board", board: board.id });
+  if (files.length === 0) add("files", "ok", "keys (owner-only), images and devices present");
+  for (const finding of files)
+    add("files", "fail", `${finding.path.join(".")}: ${finding.message}`);
+
+  if (testbed.simulated) add("gpio", "ok", "simulated lines");
+  else {
+    try {
+      const chips = listChips(env.sysfsRoot);
+      for (const line of board.lines) {
+        const chip = chips.find((c) => c.label === line.chip);
+        if (chip === undefined)
+          add(
+            "gpio",
+            "fail",
+            `${line.role}: no GPIO chip labelled ${line.chip} (this board has: ${chips.map((c) => c.label).join(", ") || "none"}; a Pi 4 is pinctrl-bcm2711, a Pi 5 pinctrl-rp1)`,
+          );
+        else if (line.offset >= chip.ngpio)
+          add(
+            "gpio",
+            "fail",
+            `${line.role}: ${chip.name} (${chip.label}) has ${chip.ngpio} lines, no offset ${line.offset}`,
+          );
+        else
+          add(
+            "gpio",
+            "ok",
+            `${line.role}: ${line.chip}/${line.offset} is ${chip.name}, sysfs gpio${chip.base + line.offset}`,
+          );
+      }
+    } catch (error) {
+      add("gpio", "fail", (error as Error).message);
+    }
+  }
+
+  const probe = path.join(board.stateDir, `.smw-doctor-${process.pid}`);
+  try {
+    mkdirSync(board.stateDir, { recursive: true, mode: 0o700 });
+    accessSync(board.stateDir, constants.W_OK);
+    writeFileSync(probe, "");
+    rmSync(probe);
+    add("state", "ok", `${board.stateDir} writable`);
+  } catch (error) {
+    add("state", "fail", `${board.stateDir} is not writable: ${(error as Error).message}`);
+  }
+
+  const synchronised = env.clockSynchronised();
+  add(
+    "clock",
+    synchronised === true ? "ok" : "warn",
+    synchronised === true
+      ? "synchronised (timedatectl)"
+      : synchronised === false
+        ? "not synchronised (timedatectl): the boards' clock offset bound needs NTP or PTP"
+        : "cannot tell (no timedatectl): check the time service by hand",
+  );
+  return checks;
+}
