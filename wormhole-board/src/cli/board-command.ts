@@ -21,6 +21,7 @@ import {
 } from "../board/board-daemon.js";
 import { BoardStateFiles } from "../board/board-state-files.js";
 import { raiseEventLoopPriority } from "../board/event-loop-priority.js";
+import { withSyslogPriority, writesToJournal } from "../board/journald-priority.js";
 import {
   HardwareWatchdog,
   systemdNotifyFromEnvironment,
@@ -135,7 +136,12 @@ export function boardCommand(context: CliContext): Command {
         let daemon: BoardDaemon;
         try {
           const log = pino(
-            { level: options.logLevel, base: { board: boardSpec.id } },
+            {
+              level: options.logLevel,
+              base: { board: boardSpec.id },
+              // Under systemd each line carries its syslog priority for journald.
+              ...(writesToJournal() ? { hooks: { streamWrite: withSyslogPriority } } : {}),
+            },
             context.io.isTty
               ? transport({ target: "pino-pretty", options: { colorize: true } })
               : destination(1),

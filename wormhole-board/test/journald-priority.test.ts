@@ -1,0 +1,58 @@
+/**
+ * Under systemd (JOURNAL_STREAM set) the board daemon's log lines carry journald's "<N>" syslog
+ * priority prefix; on a plain pipe they do not.
+ */
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { syslogPriority, withSyslogPriority } from "../src/board/journald-priority.js";
+import { makeTestbed6, socatUnavailable, type Testbed6 } from "../src/index.js";
+
+const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/smw.js");
+const noSocat = socatUnavailable();
+
+/** `smw board run` for b1 for a second and a half; its output lines. */
+async function boardOutput(bed: Testbed6, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const child = spawn(
+    process.execPath,
+    [bin, "board", "run", "--testbed", bed.file, "--board", "b1"],
+    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  child.kill("SIGTERM");
+  await new Promise((resolve) => child.on("exit", resolve));
+  return out.split("\n").filter((line) => line !== "");
+}
+
+describe("syslog priorities for journald", () => {
+  it("maps pino's levels to syslog's", () => {
+    expect([60, 50, 40, 30, 20, 10].map(syslogPriority)).toEqual([2, 3, 4, 6, 7, 7]);
+    expect(withSyslogPriority('{"level":40,"msg":"x"}\n')).toBe('<4>{"level":40,"msg":"x"}\n');
+    expect(withSyslogPriority("no level here\n")).toBe("no level here\n");
+  });
+
+  describe.skipIf(noSocat !== undefined)("smw board run", () => {
+    let bed: Testbed6;
+    beforeAll(async () => {
+      bed = await makeTestbed6("udp", 33_000 + Math.floor(Math.random() * 1000));
+    });
+    afterAll(async () => {
+      await bed?.close();
+    });
+
+    it("prefixes each line with its priority under systemd, and not otherwise", async () => {
+      const journal = await boardOutput(bed, { JOURNAL_STREAM: "8:12345" });
+      expect(journal.length).toBeGreaterThan(0);
+      for (const line of journal) expect(line).toMatch(/^<[2-7]>\{"level":\d+/);
+      expect(journal.some((line) => line.startsWith('<6>{"level":30'))).toBe(true);
+      const plain = await boardOutput(bed, { JOURNAL_STREAM: "" });
+      expect(plain.length).toBeGreaterThan(0);
+      for (const line of plain) expect(line).toMatch(/^\{"level":\d+/);
+    }, 20_000);
+  });
+});
