@@ -72,6 +72,21 @@ describe("the wiring diagram", () => {
     });
   }
 
+  it("names the Pi header pin of each line on it, and the header's grounds", () => {
+    const lab = load(path.join(here, "..", "examples", "pi-lab.yaml"));
+    const pi1 = lab.boards[0];
+    // pi-lab's pi1: reset on GPIO 17 (pin 11), write-protect on GPIO 22 (pin 15).
+    const reset = pi1?.lines.find((l) => l.role === "reset");
+    expect(reset && lineLabel(reset)).toMatch(/pinctrl-bcm2711\/17 {2}header pin 11 {2}active-low/);
+    const wp = pi1?.lines.find((l) => l.role === "write-protect");
+    expect(wp && lineLabel(wp)).toMatch(/pinctrl-bcm2711\/22 {2}header pin 15 /);
+    const labels = texts(renderWiringDiagram(lab));
+    expect(labels).toContain("ground: header pins 6, 9, 14, 20, 25, 30, 34, 39");
+    // Simulated chips have no header.
+    const rig = texts(renderWiringDiagram(load(path.join(here, "..", "examples", "rig-6.yaml"))));
+    expect(rig.some((t) => t.includes("header pin"))).toBe(false);
+  });
+
   it("draws one serial link per pair of boards in a mesh, and an endpoint per board on Ethernet", () => {
     const rig = renderWiringDiagram(load(path.join(here, "..", "examples", "rig-6.yaml")));
     expect(rig.match(/<polyline /g)).toHaveLength(15);

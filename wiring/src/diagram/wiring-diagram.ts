@@ -15,6 +15,7 @@ import {
   type LineRole,
   type Testbed,
 } from "../testbed/testbed.js";
+import { HEADER_GROUND_PINS, headerPin } from "./pi-header.js";
 import { escapeXml } from "./svg.js";
 
 const FONT = 'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace"';
@@ -209,7 +210,9 @@ function wireLabel(line: Line): string {
 
 export function lineLabel(line: Line): string {
   const level = line.activeLow ? "active-low" : "active-high";
-  return `${line.role.padEnd(13)} ${line.chip}/${line.offset}  ${level}  init ${line.initial}, safe ${line.safe}`;
+  const pinNumber = headerPin(line.chip, line.offset);
+  const onHeader = pinNumber === undefined ? "" : `  header pin ${pinNumber}`;
+  return `${line.role.padEnd(13)} ${line.chip}/${line.offset}${onHeader}  ${level}  init ${line.initial}, safe ${line.safe}`;
 }
 
 function boardRows(board: Board, testbed: Testbed): BoardRow[] {
@@ -218,6 +221,9 @@ function boardRows(board: Board, testbed: Testbed): BoardRow[] {
     kind: "line",
     line,
   }));
+  // Lines on the Pi's header share its grounds with what they drive.
+  if (board.lines.some((line) => headerPin(line.chip, line.offset) !== undefined))
+    rows.push({ text: `ground: header pins ${HEADER_GROUND_PINS.join(", ")}`, kind: "control" });
   rows.push({
     text: `host link ${displayPath(testbed, board.hostLink.device)} @${board.hostLink.baud}`,
     kind: "hostLink",
