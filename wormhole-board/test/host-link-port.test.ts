@@ -1,9 +1,9 @@
 /** The board's end of the host link over a real PTY pair: what a hostile host can do to it. */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { encodeHostLine } from "@smw/wiring";
-import { HostLinkPort, ptyPair, socatUnavailable } from "@smw/wormhole-board";
+import { ConsoleLog, HostLinkPort, ptyPair, socatUnavailable } from "@smw/wormhole-board";
 import { SerialPort } from "serialport";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -78,6 +78,147 @@ describe.skipIf(noSocat !== undefined)("the host link", () => {
       expect(await booted).toEqual({ type: "BOOTED", publicKey: "B".repeat(43) });
     } finally {
       await close();
+    }
+  });
+
+  /** The host's end of a link, its lines collected. */
+  const hostEnd = async (device: string) => {
+    const host = new SerialPort({ path: device, baudRate: 115200 });
+    await new Promise<void>((resolve) => host.once("open", () => resolve()));
+    let received = "";
+    host.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+    });
+    return {
+      received: () => received,
+      write: (text: string) =>
+        new Promise<void>((resolve) => host.write(text, () => host.drain(() => resolve()))),
+      close: () => new Promise<void>((resolve) => host.close(() => resolve())),
+    };
+  };
+
+  it("reopens a device that went away and came back, counting what it could not send meanwhile", async () => {
+    const boardEnd = path.join(dir, "reopen-board");
+    const hostPath = path.join(dir, "reopen-host");
+    let pair = await ptyPair(boardEnd, hostPath);
+    const port = new HostLinkPort(boardEnd, 115200);
+    await port.open();
+    let host = await hostEnd(hostPath);
+    try {
+      const booted: string[] = [];
+      port.on((m) => {
+        if (m.type === "BOOTED") booted.push(m.publicKey);
+      });
+      // The host gets half a line out before its adapter goes away...
+      const evil = encodeHostLine({ type: "BOOTED", publicKey: "E".repeat(43) });
+      const half = Math.floor(evil.length / 2);
+      await host.write(evil.slice(0, half));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await host.close();
+      await pair.close();
+      await until(() => port.down, "the board end to see its device go");
+      // ...and the board sends while it is gone.
+      expect(() => port.send({ type: "PREPARE_SHUTDOWN", period: 1 })).not.toThrow();
+      expect(port.counters.dropped).toBe(1);
+      expect(port.counters.sent).toBe(0);
+      // The device comes back at the same path.
+      pair = await ptyPair(boardEnd, hostPath);
+      await until(() => port.reopened === 1 && !port.down, "the board end to reopen");
+      host = await hostEnd(hostPath);
+      // The rest of the old line, were it joined to the first half, would make a valid BOOTED.
+      await host.write(evil.slice(half));
+      await host.write(encodeHostLine({ type: "BOOTED", publicKey: "C".repeat(43) }));
+      await until(() => booted.length === 1, "the BOOTED line after the reopen");
+      expect(booted).toEqual(["C".repeat(43)]);
+      expect(port.counters.flushed).toBe(1);
+      expect(port.counters.malformed).toBe(1);
+      // And the board's lines reach the host again.
+      port.send({ type: "PREPARE_SHUTDOWN", period: 2 });
+      const line = encodeHostLine({ type: "PREPARE_SHUTDOWN", period: 2 });
+      await until(() => host.received() === line, "the PREPARE_SHUTDOWN line at the host");
+      expect(port.counters.sent).toBe(1);
+    } finally {
+      await host.close();
+      await port.close();
+      await pair.close();
+    }
+  });
+
+  it("notices a device that hangs up right after the open, before a read waits on it", async () => {
+    const boardEnd = path.join(dir, "hangup-board");
+    const hostPath = path.join(dir, "hangup-host");
+    let pair = await ptyPair(boardEnd, hostPath);
+    const port = new HostLinkPort(boardEnd, 115200);
+    await port.open();
+    try {
+      // Reads of a hung-up PTY return nothing, and the port stays open: only the check sees it.
+      await pair.close();
+      await until(() => port.down, "the board end to see its device go");
+      pair = await ptyPair(boardEnd, hostPath);
+      await until(() => port.reopened === 1 && !port.down, "the board end to reopen");
+    } finally {
+      await port.close();
+      await pair.close();
+    }
+  });
+
+  it("stops reopening once its owner closes it", async () => {
+    const boardEnd = path.join(dir, "closed-board");
+    const hostPath = path.join(dir, "closed-host");
+    let pair = await ptyPair(boardEnd, hostPath);
+    const port = new HostLinkPort(boardEnd, 115200, undefined, {
+      reopenMinMs: 10,
+      reopenMaxMs: 20,
+    });
+    await port.open();
+    try {
+      await pair.close();
+      await until(() => port.down, "the board end to see its device go");
+      await port.close();
+      expect(port.down).toBe(false);
+      pair = await ptyPair(boardEnd, hostPath);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(port.reopened).toBe(0);
+      // Nothing holds the device (a serial port is opened exclusively): a fresh owner opens it.
+      const again = new HostLinkPort(boardEnd, 115200);
+      await again.open();
+      await again.close();
+    } finally {
+      await port.close();
+      await pair.close();
+    }
+  });
+
+  it("reports a device that is not there at start", async () => {
+    const port = new HostLinkPort(path.join(dir, "absent"), 115200);
+    await expect(port.open()).rejects.toThrow(/cannot open the host link on .*absent: /);
+    expect(port.down).toBe(false);
+  });
+
+  it("keeps the host's console text in its console log", async () => {
+    const consoleLog = new ConsoleLog(path.join(dir, "console.log"));
+    const boardEnd = path.join(dir, "console-board");
+    const hostPath = path.join(dir, "console-host");
+    const pair = await ptyPair(boardEnd, hostPath);
+    const withLog = new HostLinkPort(boardEnd, 115200, undefined, {
+      consoleLog,
+    });
+    await withLog.open();
+    const host = await hostEnd(hostPath);
+    try {
+      await host.write("[    0.000000] Linux version 6.1\r\n");
+      await host.write(encodeHostLine({ type: "HB" }));
+      await host.write("\u001b[2Jlogin: \n");
+      await until(() => withLog.counters.received === 3, "three lines");
+      expect(withLog.counters.accepted).toBe(1);
+      await consoleLog.flush();
+      const kept = readFileSync(consoleLog.path, "utf8");
+      expect(kept).toMatch(/^\S+Z \[ {4}0\.000000\] Linux version 6\.1\n\S+Z \\x1b\[2Jlogin: \n$/);
+      expect(kept).not.toContain("smwh1");
+    } finally {
+      await host.close();
+      await withLog.close();
+      await pair.close();
     }
   });
 });

@@ -4,7 +4,13 @@
  * message has a deadline and can be abandoned. The host is untrusted: a line
  * it left unfinished is dropped when its board resets it (`flush`), so that
  * it cannot swallow the clean agent's first line; and lines beyond a rate are
- * dropped and counted, so that a flood costs the board little.
+ * dropped and counted, so that a flood costs the board little. Lines that are
+ * not messages are the host's console text: they go to a console log when
+ * there is one.
+ *
+ * The port is reopened when its device goes away and comes back (a USB serial
+ * adapter re-enumerating after a brown-out). While it is down, messages sent
+ * are dropped and counted: the board repeats what matters.
  */
 import { EventEmitter } from "node:events";
 import {
@@ -15,19 +21,29 @@ import {
   MAX_HOST_LINE_BYTES,
   parseHostToBoard,
 } from "@smw/wiring";
-import { SerialPort } from "serialport";
+import type { ConsoleLog } from "./console-log.js";
+import { ReopeningSerialPort, type ReopenOptions } from "./reopening-serial-port.js";
 import { TransportError } from "./transports.js";
 
+export interface HostLinkPortOptions extends ReopenOptions {
+  /** Where the host's lines that are not messages are kept; without one they are only counted. */
+  consoleLog?: Pick<ConsoleLog, "write">;
+}
+
 export class HostLinkPort {
-  private port: SerialPort | undefined;
-  private splitter: LineSplitter | undefined;
+  private readonly port: ReopeningSerialPort;
+  private readonly splitter: LineSplitter;
+  private readonly consoleLog: Pick<ConsoleLog, "write"> | undefined;
   private readonly events = new EventEmitter();
   readonly counters = {
     received: 0,
     accepted: 0,
+    /** Lines that are not messages (console text, or a malformed message). */
     malformed: 0,
     sent: 0,
-    /** Unfinished lines dropped at a reset. */
+    /** Messages not sent because the port was down. */
+    dropped: 0,
+    /** Unfinished lines dropped at a reset of the host or a reopen of the port. */
     flushed: 0,
     /** Lines beyond the rate, dropped unread. */
     flooded: 0,
@@ -37,44 +53,61 @@ export class HostLinkPort {
 
   constructor(
     private readonly device: string,
-    private readonly baudRate: number,
+    baudRate: number,
     /** Lines read per second at most; the host agent sends a few. */
     private readonly maxLinesPerSecond = 200,
-  ) {}
+    options: HostLinkPortOptions = {},
+  ) {
+    this.consoleLog = options.consoleLog;
+    this.splitter = new LineSplitter(MAX_HOST_LINE_BYTES, (line) => this.receive(line));
+    this.port = new ReopeningSerialPort(
+      device,
+      baudRate,
+      {
+        data: (chunk) => this.splitter.push(chunk),
+        // Half a line from before the loss must not prefix the first line after it.
+        reopened: () => this.flush(),
+      },
+      options,
+    );
+  }
 
-  open(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const port = new SerialPort({ path: this.device, baudRate: this.baudRate, autoOpen: false });
-      port.open((error) => {
-        if (error) {
-          reject(
-            new TransportError(`cannot open the host link on ${this.device}: ${error.message}`),
-          );
-          return;
-        }
-        this.splitter = new LineSplitter(MAX_HOST_LINE_BYTES, (line) => this.receive(line));
-        port.on("data", (chunk: Buffer) => this.splitter?.push(chunk));
-        port.on("error", () => {});
-        this.port = port;
-        resolve();
-      });
-    });
+  /** Opens the port; rejects when its device cannot be opened now. Later losses are ridden out. */
+  async open(): Promise<void> {
+    // Half a line from before an earlier close is not the start of the next one.
+    this.flush();
+    try {
+      await this.port.open();
+    } catch (error) {
+      throw new TransportError(
+        `cannot open the host link on ${this.device}: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  /** Whether the port is lost and being reopened. */
+  get down(): boolean {
+    return this.port.down;
+  }
+
+  /** Times the port was opened again after its device went away. */
+  get reopened(): number {
+    return this.port.counters.reopened;
   }
 
   /** The host is being reset (or released): whatever it left mid-line is not the next agent's. */
   flush(): void {
-    if (this.splitter?.reset()) this.counters.flushed++;
+    if (this.splitter.reset()) this.counters.flushed++;
   }
 
   get oversized(): number {
-    return this.splitter?.oversized ?? 0;
+    return this.splitter.oversized;
   }
 
+  /** Sends `message`, or counts it as dropped when the port is down. */
   send(message: BoardToHost): void {
-    if (this.port?.isOpen) {
-      this.port.write(encodeHostLine(message), () => {});
-      this.counters.sent++;
-    }
+    if (this.port.write(encodeHostLine(message))) this.counters.sent++;
+    else this.counters.dropped++;
   }
 
   on(listener: (message: HostToBoard) => void): () => void {
@@ -104,11 +137,9 @@ export class HostLinkPort {
     });
   }
 
+  /** Closes the port and stops reopening it. */
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.port?.isOpen) this.port.close(() => resolve());
-      else resolve();
-    });
+    return this.port.close();
   }
 
   private receive(line: string): void {
@@ -125,6 +156,7 @@ export class HostLinkPort {
     const message = parseHostToBoard(line);
     if (message === undefined) {
       this.counters.malformed++;
+      this.consoleLog?.write(line);
       return;
     }
     this.counters.accepted++;

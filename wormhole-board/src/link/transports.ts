@@ -12,7 +12,7 @@ import {
   type Socket as TcpSocket,
 } from "node:net";
 import { LineSplitter, MAX_CONTROL_FRAME_BYTES, type Testbed } from "@smw/wiring";
-import { SerialPort } from "serialport";
+import { ReopeningSerialPort, type ReopenOptions } from "./reopening-serial-port.js";
 
 /**
  * Where a line came from, as far as the transport can tell: the peers that could have sent it
@@ -139,66 +139,81 @@ export class UdpTransport implements ControlTransport {
   }
 }
 
+/**
+ * One serial port per peer. A port whose device goes away (a USB serial adapter re-enumerating)
+ * is reopened on its own; lines sent to its peer meanwhile are dropped and counted, as a lost
+ * datagram would be.
+ */
 export class SerialLinksTransport implements ControlTransport {
   readonly name = "serial";
-  private readonly ports = new Map<string, SerialPort>();
+  private readonly ports = new Map<string, ReopeningSerialPort>();
   private readonly splitters: LineSplitter[] = [];
+  /** Lines not sent because their peer's port was down. */
+  dropped = 0;
 
   constructor(
     private readonly devices: ReadonlyMap<string, string>,
     private readonly baudRate: number,
+    private readonly reopen: ReopenOptions = {},
   ) {}
 
   get oversized(): number {
     return this.splitters.reduce((sum, s) => sum + s.oversized, 0);
   }
 
+  /** Times a port was opened again after its device went away, over all peers. */
+  get reopened(): number {
+    let sum = 0;
+    for (const port of this.ports.values()) sum += port.counters.reopened;
+    return sum;
+  }
+
+  /** The peers whose ports are lost and being reopened. */
+  get downPeers(): string[] {
+    return [...this.ports].filter(([, port]) => port.down).map(([peer]) => peer);
+  }
+
   async open(onLine: (line: string, source: LineSource) => void): Promise<void> {
-    await Promise.all(
-      [...this.devices].map(
-        ([peer, device]) =>
-          new Promise<void>((resolve, reject) => {
-            const port = new SerialPort({ path: device, baudRate: this.baudRate, autoOpen: false });
-            port.open((error) => {
-              if (error) {
-                reject(
-                  new TransportError(
-                    `cannot open the control link to ${peer} on ${device}: ${error.message}`,
-                  ),
-                );
-                return;
-              }
-              const source = new Set([peer]);
-              const splitter = new LineSplitter(MAX_CONTROL_FRAME_BYTES, (line) =>
-                onLine(line, source),
-              );
-              this.splitters.push(splitter);
-              port.on("data", (chunk: Buffer) => splitter.push(chunk));
-              port.on("error", () => {});
-              this.ports.set(peer, port);
-              resolve();
-            });
-          }),
-      ),
+    const opened = await Promise.allSettled(
+      [...this.devices].map(async ([peer, device]) => {
+        const source = new Set([peer]);
+        const splitter = new LineSplitter(MAX_CONTROL_FRAME_BYTES, (line) => onLine(line, source));
+        const port = new ReopeningSerialPort(
+          device,
+          this.baudRate,
+          {
+            data: (chunk) => splitter.push(chunk),
+            // Half a frame from before the loss must not prefix the first one after it.
+            reopened: () => splitter.reset(),
+          },
+          this.reopen,
+        );
+        try {
+          await port.open();
+        } catch (error) {
+          throw new TransportError(
+            `cannot open the control link to ${peer} on ${device}: ${(error as Error).message}`,
+          );
+        }
+        this.splitters.push(splitter);
+        this.ports.set(peer, port);
+      }),
     );
+    const failed = opened.find((result) => result.status === "rejected");
+    if (failed !== undefined) {
+      // The links that did open are not left to reopen themselves behind a failed start.
+      await this.close();
+      throw failed.reason;
+    }
   }
 
   send(peer: string, line: string): void {
     const port = this.ports.get(peer);
-    if (port === undefined || !port.isOpen) return;
-    port.write(line, () => {});
+    if (port !== undefined && !port.write(line)) this.dropped++;
   }
 
   async close(): Promise<void> {
-    await Promise.all(
-      [...this.ports.values()].map(
-        (port) =>
-          new Promise<void>((resolve) => {
-            if (!port.isOpen) resolve();
-            else port.close(() => resolve());
-          }),
-      ),
-    );
+    await Promise.all([...this.ports.values()].map((port) => port.close()));
     this.ports.clear();
   }
 }
