@@ -101,7 +101,7 @@ async function linkRoundTrips(t1, t2) {
       resolveReply = r;
     });
     const started = performance.now();
-    a.send("b2", { type: "HB", period: i, schedule: 1_000, joined: true, sentAtMs: Date.now() });
+    a.send("b2", heartbeat(i));
     await reply;
     rtts.push(performance.now() - started);
   }
@@ -188,7 +188,7 @@ async function handoffs(t1, t2) {
       resolveStart = r;
     });
     const t0 = performance.now();
-    a.send("b2", { type: "DONE", period: i, schedule: 0, steps: [] });
+    a.send("b2", { type: "DONE", period: i, schedule: 0 });
     await started;
     times.push(performance.now() - t0);
   }
@@ -410,6 +410,42 @@ async function restoreLateness(mib, liveDir = dir) {
   return { lateness, drift, result };
 }
 
+/** A heartbeat as a running daemon sends it: its clock, the echo of the peer's, how long it held it. */
+function heartbeat(period) {
+  const now = Date.now() + 0.123456;
+  return {
+    type: "HB",
+    period,
+    schedule: Math.floor(now) - 3_600_000,
+    joined: true,
+    sentAtMs: now,
+    echoMs: now - 97.654321,
+    heldMs: 3.210987,
+  };
+}
+
+// Bytes on the wire of the frames a hand-off and a heartbeat take, a day into a run (sequence
+// numbers of six digits), and what a 115200-baud line (10 bits a byte) adds to each.
+const { type: _hb, ...hbBody } = heartbeat(1234);
+const frameBytes = {
+  HB: encodeControlFrame(
+    { from: "b1", to: "b6", epoch: 12, seq: 864_000, type: "HB", body: hbBody },
+    randomBytes(32),
+  ).length,
+  DONE: encodeControlFrame(
+    {
+      from: "b1",
+      to: "b6",
+      epoch: 12,
+      seq: 864_000,
+      type: "DONE",
+      body: { period: 1234, schedule: Date.now() - 3_600_000 },
+    },
+    randomBytes(32),
+  ).length,
+};
+const wireMs = (bytes) => (bytes * 10 * 1000) / 115_200;
+
 const out = [];
 // UDP loopback.
 const [p1, p2] = [await freePort(), await freePort()];
@@ -418,7 +454,7 @@ const udp = () => [
   new UdpTransport("127.0.0.1", p2, new Map([["b1", { address: "127.0.0.1", port: p1 }]])),
 ];
 const udpLink = summary(await linkRoundTrips(...udp()));
-const udpRaw = summary(await rawUdpRoundTrips(230));
+const udpRaw = summary(await rawUdpRoundTrips(frameBytes.HB));
 const udpHandoff = summary(await handoffs(...udp()));
 // PTY pair.
 const a = path.join(dir, "a");
@@ -433,7 +469,7 @@ const ptyHandoff = summary(await handoffs(...pty()));
 const c = path.join(dir, "c");
 const d = path.join(dir, "d");
 await ptyPair(c, d);
-const ptyRaw = summary(await rawPtyRoundTrips(c, d, 230));
+const ptyRaw = summary(await rawPtyRoundTrips(c, d, frameBytes.HB));
 
 process.stderr.write(
   `measuring timer lateness: ${SECONDS} s idle, then ${SECONDS} s with every core loaded ...\n`,
@@ -475,11 +511,12 @@ out.push(
   "round trip of one HB frame (framing + HMAC-SHA256 + replay check, both ways)",
   `  UDP loopback   p50 ${fmt(udpLink.p50)}  p99 ${fmt(udpLink.p99)}   raw UDP p50 ${fmt(udpRaw.p50)} p99 ${fmt(udpRaw.p99)}   ratio p50 ${(udpLink.p50 / udpRaw.p50).toFixed(2)}x, p99 ${(udpLink.p99 / udpRaw.p99).toFixed(2)}x`,
   `  socat PTY      p50 ${fmt(ptyLink.p50)}  p99 ${fmt(ptyLink.p99)}   raw PTY p50 ${fmt(ptyRaw.p50)} p99 ${fmt(ptyRaw.p99)}   ratio p50 ${(ptyLink.p50 / ptyRaw.p50).toFixed(2)}x, p99 ${(ptyLink.p99 / ptyRaw.p99).toFixed(2)}x`,
-  "  (a PTY does not pace bytes at its baud rate; a real 115200-baud line adds about 20 ms per 230-byte frame)",
+  `  (a PTY does not pace bytes at its baud rate: a real 115200-baud line adds ${wireMs(frameBytes.HB).toFixed(1)} ms to each ${frameBytes.HB}-byte heartbeat, target <= 128 bytes)`,
   "",
   "group hand-off (DONE sent to the next group's start)",
   `  UDP loopback   p50 ${fmt(udpHandoff.p50)}  p99 ${fmt(udpHandoff.p99)}  max ${fmt(udpHandoff.max)}`,
   `  socat PTY      p50 ${fmt(ptyHandoff.p50)}  p99 ${fmt(ptyHandoff.p99)}  max ${fmt(ptyHandoff.max)}   (target p99 <= 5 ms)`,
+  `  a DONE frame is ${frameBytes.DONE} bytes: a real 115200-baud line adds ${wireMs(frameBytes.DONE).toFixed(1)} ms to the hand-off`,
   "",
   `trigger lateness of the timely core, ${SECONDS} s, a trigger every 50 ms on chained absolute timers (the daemon's DeadlineTimer)`,
   `  idle           p50 ${fmt(idleS.p50)}  p99 ${fmt(idleS.p99)}  max ${fmt(idleS.max)}   (target p99 <= 2 ms); setInterval drifted ${fmt(idleRef[idleRef.length - 1])} from the same schedule`,

@@ -44,14 +44,14 @@ describe("a board refuses recordings replayed into it", () => {
     c.handle({
       kind: "message",
       from: "b1",
-      message: { type: "DONE", period: 0, schedule: 500, steps: [] },
+      message: { type: "DONE", period: 0, schedule: 500 },
       nowMs: 1_100,
     });
     expect(c.scheduleState).toEqual({ period: 0, group: 0 });
     const actions = c.handle({
       kind: "message",
       from: "b1",
-      message: { type: "DONE", period: 0, schedule: 1_000, steps: [] },
+      message: { type: "DONE", period: 0, schedule: 1_000 },
       nowMs: 1_200,
     });
     // Now group 2 (this board's) begins.

@@ -130,11 +130,11 @@ describe("the control link over UDP on loopback", () => {
     await b2.open(got.handlers);
     try {
       b1.broadcast({ type: "HB", period: -1, schedule: 0, joined: false });
-      b1.broadcast({ type: "DONE", period: 0, schedule: 0, steps: [] });
+      b1.broadcast({ type: "DONE", period: 0, schedule: 0 });
       await until(() => got.messages.length === 2, "two messages");
       expect(got.messages).toEqual([
         { from: "b1", message: { type: "HB", period: -1, schedule: 0, joined: false } },
-        { from: "b1", message: { type: "DONE", period: 0, schedule: 0, steps: [] } },
+        { from: "b1", message: { type: "DONE", period: 0, schedule: 0 } },
       ]);
       const raw = createSocket("udp4");
       const to = peers.get("b2") as { port: number };
@@ -399,6 +399,41 @@ describe.skipIf(noSocat !== undefined)("the control link over a socat PTY pair",
       await b2.close();
       await pair.close();
       await attackPair.close();
+    }
+  });
+
+  it("reopens a link whose device went away and came back, dropping and counting what it sends meanwhile", async () => {
+    const a = path.join(dir, "reopen-b1-to-b2");
+    const b = path.join(dir, "reopen-b2-to-b1");
+    let pair = await ptyPair(a, b);
+    const t1 = new SerialLinksTransport(new Map([["b2", a]]), 115200);
+    const t2 = new SerialLinksTransport(new Map([["b1", b]]), 115200);
+    const lines: string[] = [];
+    await t1.open(() => {});
+    await t2.open((line) => lines.push(line));
+    try {
+      // Half a line reaches b2, then the device goes away under both ends.
+      t1.send("b2", "half a fra");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await pair.close();
+      await until(() => t1.downPeers.length === 1 && t2.downPeers.length === 1, "both ends down");
+      expect(t1.downPeers).toEqual(["b2"]);
+      expect(() => t1.send("b2", "lost\n")).not.toThrow();
+      expect(t1.dropped).toBe(1);
+      pair = await ptyPair(a, b);
+      await until(
+        () => t1.reopened === 1 && t2.reopened === 1 && t1.downPeers.length === 0,
+        "both ends to reopen",
+      );
+      t1.send("b2", "me\n");
+      t1.send("b2", "a whole frame\n");
+      await until(() => lines.length === 2, "the lines after the reopen");
+      // Without the reset the first would read "half a frame".
+      expect(lines).toEqual(["me", "a whole frame"]);
+    } finally {
+      await t1.close();
+      await t2.close();
+      await pair.close();
     }
   });
 });

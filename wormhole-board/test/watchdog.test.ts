@@ -131,9 +131,11 @@ describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
         daemon.timer.cancel();
         mark("broken");
         const alive = setInterval(() => {}, 50);
-        setTimeout(() => {
+        setTimeout(async () => {
           clearInterval(alive);
           mark("still-broken");
+          // Dies without stopping the daemon (no magic close); the testbed's socats go with it.
+          await bed.close();
           process.exit(3);
         }, 3500);
       }, 2500);`);

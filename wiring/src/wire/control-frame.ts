@@ -3,17 +3,25 @@
  * in size, authenticated with HMAC-SHA256 under the key the two boards share,
  * and numbered per sender so a replayed frame is refused.
  *
- *   smw1 <from> <to> <epoch> <seq> <type> <body> <mac>\n
+ *   smw2 <from> <to> <epoch> <seq> <type> <body> <mac>\n
  *
  * <epoch> is the sender's boot count (a restarted board starts a new epoch, so
  * its sequence numbers may start again); <seq> counts frames from 1 within it;
- * <body> is base64url of a JSON object; <mac> is the hex HMAC-SHA256 of all
- * that precedes it, space included. Parsing never throws: a frame is accepted
- * or rejected with a reason, and the link counts the reasons.
+ * <mac> is the HMAC-SHA256 of all that precedes it, space included, truncated
+ * to its first 128 bits (RFC 2104 section 5) in base64url. Parsing never
+ * throws: a frame is accepted or rejected with a reason, and the link counts
+ * the reasons.
+ *
+ * <body> is a JSON object in one of two forms. A flat object of numbers and
+ * booleans under known keys (a heartbeat) is compact: "." then `<alias><value>`
+ * items joined by ",", an alias one letter (`BODY_ALIASES`), a value a JSON
+ * number or T/F. Anything else is base64url of the JSON text. A serial line at
+ * 115200 baud takes about 87 µs a byte: a heartbeat fits in under 128 bytes
+ * (about 11 ms on the wire) where base64url JSON and a hex MAC took about 230.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 
-export const CONTROL_FRAME_VERSION = "smw1";
+export const CONTROL_FRAME_VERSION = "smw2";
 /** Longest frame accepted, newline excluded. */
 export const MAX_CONTROL_FRAME_BYTES = 2048;
 
@@ -21,7 +29,22 @@ const ID = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
 const TYPE = /^[A-Z][A-Z0-9_]{0,23}$/;
 const UINT = /^(0|[1-9]\d{0,15})$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
-const HEX64 = /^[0-9a-f]{64}$/;
+const TAG = /^[A-Za-z0-9_-]{22}$/;
+/** Bytes of the HMAC-SHA256 kept: 128 bits. */
+const TAG_BYTES = 16;
+const COMPACT_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
+
+/** One-letter aliases of the keys a compact body may hold (the control messages' flat fields). */
+export const BODY_ALIASES: Readonly<Record<string, string>> = {
+  period: "p",
+  schedule: "s",
+  joined: "j",
+  sentAtMs: "t",
+  echoMs: "e",
+  heldMs: "h",
+  group: "g",
+};
+const KEY_OF_ALIAS = new Map(Object.entries(BODY_ALIASES).map(([key, alias]) => [alias, key]));
 
 export interface ControlFrame {
   from: string;
@@ -45,7 +68,7 @@ export type FrameResult =
   | { ok: false; reason: FrameRejection; from?: string };
 
 export function encodeControlFrame(frame: ControlFrame, key: Uint8Array): string {
-  const body = Buffer.from(JSON.stringify(frame.body), "utf8").toString("base64url");
+  const body = encodeBody(frame.body);
   const head = `${CONTROL_FRAME_VERSION} ${frame.from} ${frame.to} ${frame.epoch} ${frame.seq} ${frame.type} ${body}`;
   const line = `${head} ${mac(key, head)}`;
   if (Buffer.byteLength(line) > MAX_CONTROL_FRAME_BYTES) {
@@ -88,22 +111,16 @@ export function decodeControlFrame(
   ) {
     return { ok: false, reason: "malformed" };
   }
-  if (!TYPE.test(type) || !BASE64URL.test(body) || !HEX64.test(tag))
+  if (!TYPE.test(type) || !(BASE64URL.test(body) || body.startsWith(".")) || !TAG.test(tag))
     return { ok: false, reason: "malformed" };
   if (to !== self) return { ok: false, reason: "not-for-us", from };
   const key = keyOf(from);
   if (key === undefined) return { ok: false, reason: "unknown-sender", from };
-  const expected = Buffer.from(mac(key, text.slice(0, text.length - 65)), "hex");
-  if (!timingSafeEqual(expected, Buffer.from(tag, "hex")))
+  const expected = Buffer.from(mac(key, text.slice(0, text.length - tag.length - 1)), "base64url");
+  if (!timingSafeEqual(expected, Buffer.from(tag, "base64url")))
     return { ok: false, reason: "forged", from };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
-  } catch {
-    return { ok: false, reason: "malformed", from };
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
-    return { ok: false, reason: "malformed", from };
+  const parsed = decodeBody(body);
+  if (parsed === undefined) return { ok: false, reason: "malformed", from };
   const seqNumber = Number(seq);
   const epochNumber = Number(epoch);
   if (!Number.isSafeInteger(seqNumber) || !Number.isSafeInteger(epochNumber) || seqNumber < 1) {
@@ -117,13 +134,60 @@ export function decodeControlFrame(
       epoch: epochNumber,
       seq: seqNumber,
       type,
-      body: parsed as Record<string, unknown>,
+      body: parsed,
     },
   };
 }
 
 function mac(key: Uint8Array, text: string): string {
-  return createHmac("sha256", key).update(text, "utf8").digest("hex");
+  return createHmac("sha256", key)
+    .update(text, "utf8")
+    .digest()
+    .subarray(0, TAG_BYTES)
+    .toString("base64url");
+}
+
+/** The compact form where every field is a finite number or a boolean under a known key. */
+function encodeBody(body: Record<string, unknown>): string {
+  const items: string[] = [];
+  for (const [key, value] of Object.entries(body)) {
+    const alias = BODY_ALIASES[key];
+    if (alias === undefined) return jsonBody(body);
+    if (typeof value === "boolean") items.push(`${alias}${value ? "T" : "F"}`);
+    else if (typeof value === "number" && Number.isFinite(value))
+      items.push(`${alias}${JSON.stringify(value)}`);
+    else return jsonBody(body);
+  }
+  return `.${items.join(",")}`;
+}
+
+function jsonBody(body: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(body), "utf8").toString("base64url");
+}
+
+/** The body's JSON object, or undefined when it is not well-formed. */
+function decodeBody(body: string): Record<string, unknown> | undefined {
+  if (body.startsWith(".")) {
+    const out: Record<string, unknown> = {};
+    if (body === ".") return out;
+    for (const item of body.slice(1).split(",")) {
+      const key = KEY_OF_ALIAS.get(item.slice(0, 1));
+      const value = item.slice(1);
+      if (key === undefined || key in out) return undefined;
+      if (value === "T" || value === "F") out[key] = value === "T";
+      else if (COMPACT_NUMBER.test(value) && Number.isFinite(Number(value)))
+        out[key] = Number(value);
+      else return undefined;
+    }
+    return out;
+  }
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+    return parsed as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -543,13 +543,6 @@ export class BoardCore {
             type: "DONE",
             period: output.period,
             schedule: this.running?.schedule ?? 0,
-            steps: output.records.map((r) => ({
-              step: r.step,
-              startMs: r.startMs ?? -1,
-              endMs: r.endMs ?? -1,
-              budgetMs: r.budgetMs,
-              verdict: r.verdict,
-            })),
           },
         });
         for (const s of this.running?.groups.boardDone(this.config.self, output.period, nowMs) ??
