@@ -25,6 +25,7 @@ const BOARDS = [
   "wormhole-board/test/media-workers.test.ts",
   "wormhole-board/test/watchdog.test.ts",
   "wormhole-board/test/journald-priority.test.ts",
+  "wormhole-board/test/console-command.test.ts",
   "wormhole-board/test/sysfs-lines.test.ts",
   "host-agent/test/host-agent.test.ts",
   "host-agent/test/replica-server.test.ts",

@@ -50,7 +50,9 @@ describe("the example testbeds", () => {
     expect(testbed.simulated).toBe(false);
     const chips = new Set(testbed.boards.flatMap((b) => b.lines.map((l) => l.chip)));
     expect(chips).toEqual(new Set(["pinctrl-bcm2711", "pinctrl-rp1"]));
-    expect(testbed.boards[0]?.hostLink.device).toBe("/dev/ttyUSB0");
+    expect(testbed.boards[0]?.hostLink.device).toBe(
+      "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_SMWHOST-if00-port0",
+    );
     expect(testbed.rejuvenation.groups.map((g) => g[0])).toEqual([
       "srv1",
       "srv4",

@@ -33,6 +33,7 @@ import { LineError } from "../lines/line.js";
 import { lineLockPath } from "../lines/line-lock.js";
 import { SimulatedLines } from "../lines/simulated-lines.js";
 import { SysfsLines } from "../lines/sysfs-lines.js";
+import { ConsoleLog, consoleLogPath } from "../link/console-log.js";
 import { ControlLink } from "../link/control-link.js";
 import { HostLinkPort } from "../link/host-link-port.js";
 import { readLinkKeys } from "../link/link-keys.js";
@@ -65,7 +66,11 @@ export async function openBoardDaemon(
       (wrapTransport ?? ((t) => t))(transportFor(testbed, board.id)),
       { known: state.readPeerEpochs(), record: (peer, epoch) => state.writePeerEpoch(peer, epoch) },
     ),
-    hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud),
+    // What the host writes that is not protocol (firmware, kernel, a panic) is kept for the
+    // operator: `smw console HOST` follows it.
+    hostLink: new HostLinkPort(board.hostLink.device, board.hostLink.baud, undefined, {
+      consoleLog: new ConsoleLog(consoleLogPath(board.stateDir)),
+    }),
     operatorKey: readPublicKey(testbed.operatorKeyPath),
     signingKey: readPrivateKey(board.keys.signingPath),
     state,

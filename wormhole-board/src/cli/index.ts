@@ -1,6 +1,7 @@
 /** The board part's subcommands of `smw`. */
 import type { CommandFactory } from "@smw/wiring/cli";
 import { boardCommand, statusCommand } from "./board-command.js";
+import { consoleCommand } from "./console-command.js";
 import { deployCommand } from "./deploy-command.js";
 import { doctorCommand } from "./doctor-command.js";
 import { imageCommand } from "./image-command.js";
@@ -15,5 +16,6 @@ export const wormholeBoardCommands: CommandFactory[] = [
   deployCommand,
   linesCommand,
   doctorCommand,
+  consoleCommand,
 ];
 export { askBoardStatus, openBoardDaemon } from "./board-command.js";

@@ -9,7 +9,9 @@
  * timers), and never throw: an entry that could not be written (a full disk, a folder gone) is
  * counted, as is one beyond `maxPendingBytes` waiting to be written.
  */
+
 import { appendFile, rename, stat, unlink } from "node:fs/promises";
+import path from "node:path";
 
 export interface ConsoleLogOptions {
   /** The most a file holds; at least 1 KiB. */
@@ -21,6 +23,11 @@ export interface ConsoleLogOptions {
 }
 
 const MIN_MAX_BYTES = 1024;
+
+/** Where a board keeps the console of the host it guards: in its state folder. */
+export function consoleLogPath(stateDir: string): string {
+  return path.join(stateDir, "console.log");
+}
 
 export class ConsoleLog {
   readonly maxBytes: number;
