@@ -12,7 +12,7 @@ import { type ProgramPart, runProgram } from "./run-program.js";
 const PARTS: readonly ProgramPart[] = [
   { names: ["plan", "wiring"], load: async () => wiringCommands },
   {
-    names: ["keys", "image", "board", "status"],
+    names: ["keys", "image", "board", "status", "deploy", "lines", "doctor", "console"],
     load: async () => (await import("@smw/wormhole-board/cli")).wormholeBoardCommands,
   },
   {
