@@ -25,6 +25,7 @@ import { lineLockPath } from "../lines/line-lock.js";
 import { SimulatedLines } from "../lines/simulated-lines.js";
 import { listChips } from "../lines/sysfs-chips.js";
 import { SysfsLines } from "../lines/sysfs-lines.js";
+import { probeCommand } from "./probe-command.js";
 
 interface Target {
   testbed: Testbed;
@@ -251,5 +252,6 @@ export function linesCommand(context: CliContext): Command {
       });
       context.setExitCode(followed ? 0 : 1);
     });
+  command.addCommand(probeCommand(context));
   return command;
 }
