@@ -163,6 +163,7 @@ export function probeCommand(context: CliContext): Command {
         lines: [],
       };
       const input = answers();
+      let walkError: unknown;
       try {
         context.io.out(
           `commissioning board ${board.id} (guards ${board.guards}): ${board.lines.length} lines, each driven active then inactive, then left at its safe level\n`,
@@ -205,16 +206,19 @@ export function probeCommand(context: CliContext): Command {
           );
         }
         record.complete = !quit;
-      } finally {
-        input.close();
-        const errors = lines.releaseAll();
-        record.finishedAt = new Date().toISOString();
-        writeFileSync(recordPath, `${JSON.stringify(record, null, 2)}\n`);
-        if (errors.length > 0)
-          throw new LineError(
-            `lines not released at their safe levels: ${errors.map((e) => e.message).join("; ")}`,
-          );
+      } catch (error) {
+        walkError = error;
       }
+      input.close();
+      // Whatever happened, the lines go safe and what was seen so far is kept.
+      const errors = lines.releaseAll();
+      record.finishedAt = new Date().toISOString();
+      writeFileSync(recordPath, `${JSON.stringify(record, null, 2)}\n`);
+      if (errors.length > 0)
+        throw new LineError(
+          `lines not released at their safe levels: ${errors.map((e) => e.message).join("; ")}`,
+        );
+      if (walkError !== undefined) throw walkError;
       const failed = record.lines.filter((l) => l.verdict === "fail").map((l) => l.role);
       const skipped = record.lines.filter((l) => l.verdict === "skipped").map((l) => l.role);
       context.io.out(
