@@ -227,6 +227,7 @@ const KNOWN_KEYS = [
   "stateDir",
   "operatorEndpoint",
   "metricsEndpoint",
+  "gpio",
   "replica",
   "boards",
   "guards",

@@ -107,6 +107,11 @@ const board = z.strictObject({
   operatorEndpoint: hostAndPort.optional(),
   /** Prometheus metrics over HTTP (GET /metrics), host:port; read-only and unauthenticated. */
   metricsEndpoint: hostAndPort.optional(),
+  /**
+   * How the board drives its GPIO lines: the kernel's sysfs interface (default), or the GPIO
+   * character device through the libgpiod v2 command-line tools (gpioset, gpioget, gpiodetect).
+   */
+  gpio: z.enum(["sysfs", "gpiod"]).optional(),
   lines: z.array(line).min(1, "a board needs at least its reset line"),
   control: boardControl,
   hostLink: serialPort,

@@ -44,6 +44,8 @@ export interface Board {
   operatorEndpoint?: { host: string; port: number };
   /** Where the daemon serves its Prometheus metrics, if anywhere. */
   metricsEndpoint?: { host: string; port: number };
+  /** How the board drives its lines on real hardware (a simulated testbed ignores it). */
+  gpio: "sysfs" | "gpiod";
   lines: Line[];
   control: BoardControl;
   hostLink: SerialEndpoint;
@@ -214,6 +216,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       ...(board.metricsEndpoint === undefined
         ? {}
         : { metricsEndpoint: splitHostPort(board.metricsEndpoint) }),
+      gpio: board.gpio ?? "sysfs",
       lines: board.lines.map((line) => ({
         role: line.role,
         chip: line.chip,

@@ -30,9 +30,8 @@ import {
 } from "../board/watchdog.js";
 import { BoardLines } from "../lines/board-lines.js";
 import { LineError } from "../lines/line.js";
+import { lineBackendFor } from "../lines/line-backend-for.js";
 import { lineLockPath } from "../lines/line-lock.js";
-import { SimulatedLines } from "../lines/simulated-lines.js";
-import { SysfsLines } from "../lines/sysfs-lines.js";
 import { ConsoleLog, consoleLogPath } from "../link/console-log.js";
 import { ControlLink } from "../link/control-link.js";
 import { HostLinkPort } from "../link/host-link-port.js";
@@ -195,15 +194,11 @@ export function boardCommand(context: CliContext): Command {
         }
         let lines: BoardLines;
         try {
-          lines = BoardLines.claim(
-            boardSpec,
-            testbed.simulated ? new SimulatedLines() : new SysfsLines(),
-            {
-              // Safe levels always: the host stays held until its images verify (the start-up check).
-              levels: "safe",
-              ...(testbed.simulated ? {} : { lockPath: lineLockPath(testbed.name, boardSpec.id) }),
-            },
-          );
+          lines = BoardLines.claim(boardSpec, lineBackendFor(testbed, boardSpec), {
+            // Safe levels always: the host stays held until its images verify (the start-up check).
+            levels: "safe",
+            ...(testbed.simulated ? {} : { lockPath: lineLockPath(testbed.name, boardSpec.id) }),
+          });
         } catch (error) {
           await daemon.stop();
           if (error instanceof LineError) throw new UsageError(error.message);

@@ -20,11 +20,11 @@ import {
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { BoardLines } from "../lines/board-lines.js";
-import { describeLineSpec, type LineBackend, LineError, physicalHigh } from "../lines/line.js";
+import { GpiodLines } from "../lines/gpiod-lines.js";
+import { describeLineSpec, LineError, physicalHigh } from "../lines/line.js";
+import { lineBackendFor } from "../lines/line-backend-for.js";
 import { lineLockPath } from "../lines/line-lock.js";
-import { SimulatedLines } from "../lines/simulated-lines.js";
 import { listChips } from "../lines/sysfs-chips.js";
-import { SysfsLines } from "../lines/sysfs-lines.js";
 import { probeCommand } from "./probe-command.js";
 
 interface Target {
@@ -58,9 +58,6 @@ function levelOf(text: string, line: Line): Level {
   throw new UsageError(`level "${text}": expected active, inactive or safe`);
 }
 
-const backendOf = (testbed: Testbed): LineBackend =>
-  testbed.simulated ? new SimulatedLines() : new SysfsLines();
-
 const physical = (level: Level, line: Line) =>
   physicalHigh(level, line.activeLow) ? "high" : "low";
 
@@ -72,7 +69,7 @@ async function withLine<T>(
 ): Promise<T> {
   let lines: BoardLines;
   try {
-    lines = BoardLines.claim(target.board, backendOf(target.testbed), {
+    lines = BoardLines.claim(target.board, lineBackendFor(target.testbed, target.board), {
       levels: "safe",
       roles: [line.role],
       ...(target.testbed.simulated
@@ -139,11 +136,24 @@ export function linesCommand(context: CliContext): Command {
         !target.testbed.simulated && existsSync(lock)
           ? readFileSync(lock, "utf8").trim()
           : undefined;
-      let chips: ReturnType<typeof listChips> | undefined;
+      // The chips as the board's backend sees them: a line's sysfs number, or its gpiochip.
+      const gpiod = target.board.gpio === "gpiod";
+      let chips:
+        | Array<{ name: string; label: string; lines: number; where(offset: number): string }>
+        | undefined;
       let chipsProblem: string | undefined;
       if (!target.testbed.simulated) {
         try {
-          chips = listChips();
+          chips = gpiod
+            ? new GpiodLines()
+                .listChips()
+                .map((c) => ({ ...c, where: (offset: number) => `${c.name} line ${offset}` }))
+            : listChips().map((c) => ({
+                name: c.name,
+                label: c.label,
+                lines: c.ngpio,
+                where: (offset: number) => `${c.name}, sysfs gpio${c.base + offset}`,
+              }));
         } catch (error) {
           chipsProblem = (error as Error).message;
         }
@@ -154,9 +164,9 @@ export function linesCommand(context: CliContext): Command {
           ? "simulated"
           : chip === undefined
             ? `no chip labelled ${line.chip}${chips === undefined ? "" : ` (chips: ${chips.map((c) => c.label).join(", ") || "none"})`}`
-            : line.offset >= chip.ngpio
-              ? `${chip.name} has ${chip.ngpio} lines, no offset ${line.offset}`
-              : `${chip.name}, sysfs gpio${chip.base + line.offset}`;
+            : line.offset >= chip.lines
+              ? `${chip.name} has ${chip.lines} lines, no offset ${line.offset}`
+              : chip.where(line.offset);
         return {
           role: line.role,
           chip: line.chip,
@@ -172,7 +182,7 @@ export function linesCommand(context: CliContext): Command {
         for (const row of rows) context.io.out(`${JSON.stringify(row)}\n`);
       } else {
         context.io.out(
-          `board ${target.board.id} (guards ${target.board.guards}), ${target.testbed.simulated ? "simulated lines" : "sysfs GPIO"}${owner === undefined ? "" : `; owned now by process ${owner} (the daemon: stop it to commission)`}\n`,
+          `board ${target.board.id} (guards ${target.board.guards}), ${target.testbed.simulated ? "simulated lines" : gpiod ? "GPIO character device (libgpiod tools)" : "sysfs GPIO"}${owner === undefined ? "" : `; owned now by process ${owner} (the daemon: stop it to commission)`}\n`,
         );
         if (chipsProblem !== undefined) context.io.out(`${chipsProblem}\n`);
         for (const r of rows)

@@ -20,10 +20,9 @@ import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { BoardLines } from "../lines/board-lines.js";
 import { describeLineSpec, LineError, physicalHigh } from "../lines/line.js";
+import { lineBackendFor } from "../lines/line-backend-for.js";
 import { lineLockPath } from "../lines/line-lock.js";
 import { activeEffect } from "../lines/probe-questions.js";
-import { SimulatedLines } from "../lines/simulated-lines.js";
-import { SysfsLines } from "../lines/sysfs-lines.js";
 
 type Answer = "yes" | "no" | "skipped";
 
@@ -139,14 +138,10 @@ export function probeCommand(context: CliContext): Command {
       }
       let lines: BoardLines;
       try {
-        lines = BoardLines.claim(
-          board,
-          testbed.simulated ? new SimulatedLines() : new SysfsLines(),
-          {
-            levels: "safe",
-            ...(testbed.simulated ? {} : { lockPath: lineLockPath(testbed.name, board.id) }),
-          },
-        );
+        lines = BoardLines.claim(board, lineBackendFor(testbed, board), {
+          levels: "safe",
+          ...(testbed.simulated ? {} : { lockPath: lineLockPath(testbed.name, board.id) }),
+        });
       } catch (error) {
         if (error instanceof LineError) throw new UsageError(error.message);
         throw error;

@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Board, checkFiles, type Testbed } from "@smw/wiring";
+import { GpiodLines } from "../lines/gpiod-lines.js";
 import { listChips } from "../lines/sysfs-chips.js";
 import { blake3Backend } from "../media/chunk-digest.js";
 
@@ -105,7 +106,20 @@ export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironme
   if (testbed.simulated) add("gpio", "ok", "simulated lines");
   else {
     try {
-      const chips = listChips(env.sysfsRoot);
+      const chips =
+        board.gpio === "gpiod"
+          ? new GpiodLines().listChips().map((c) => ({
+              name: c.name,
+              label: c.label,
+              ngpio: c.lines,
+              where: (o: number) => `${c.name} line ${o}`,
+            }))
+          : listChips(env.sysfsRoot).map((c) => ({
+              name: c.name,
+              label: c.label,
+              ngpio: c.ngpio,
+              where: (o: number) => `${c.name}, sysfs gpio${c.base + o}`,
+            }));
       for (const line of board.lines) {
         const chip = chips.find((c) => c.label === line.chip);
         if (chip === undefined)
@@ -124,7 +138,7 @@ export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironme
           add(
             "gpio",
             "ok",
-            `${line.role}: ${line.chip}/${line.offset} is ${chip.name}, sysfs gpio${chip.base + line.offset}`,
+            `${line.role}: ${line.chip}/${line.offset} is ${chip.where(line.offset)}`,
           );
       }
     } catch (error) {

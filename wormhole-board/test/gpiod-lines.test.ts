@@ -1,0 +1,163 @@
+/**
+ * The gpiod backend against fake libgpiod tools on PATH that keep the lines' levels and record
+ * every call: chips found by label, levels set without holding the line and read back without
+ * turning it into an input, active-low mapped by the tools, a stuck line caught by read-back,
+ * v1 tools and missing tools refused with the reason; and `smw lines` on a board with gpio: gpiod.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Line } from "@smw/wiring";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { BoardLines, GpiodLines, LineReadBackError } from "../src/index.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const dir = mkdtempSync(path.join(tmpdir(), "smw-gpiod-"));
+const bin = path.join(dir, "bin");
+const statePath = path.join(dir, "state.json");
+const logPath = path.join(dir, "calls.jsonl");
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+mkdirSync(bin);
+for (const tool of ["gpioset", "gpioget", "gpiodetect"]) {
+  const file = path.join(bin, tool);
+  writeFileSync(
+    file,
+    `#!/bin/sh\nexec "${process.execPath}" "${path.join(here, "fake-gpiod", "fake-gpiod.mjs")}" ${tool} "$@"\n`,
+  );
+  chmodSync(file, 0o755);
+}
+process.env.FAKE_GPIOD_STATE = statePath;
+process.env.FAKE_GPIOD_LOG = logPath;
+
+function reset(overrides: Record<string, unknown> = {}) {
+  writeFileSync(
+    statePath,
+    JSON.stringify({
+      version: "2.1.3",
+      chips: [
+        { name: "gpiochip0", label: "pinctrl-bcm2711", lines: 58 },
+        { name: "gpiochip1", label: "raspberrypi-exp-gpio", lines: 8 },
+      ],
+      values: {},
+      ...overrides,
+    }),
+  );
+  writeFileSync(logPath, "");
+}
+const physical = (offset: number) =>
+  JSON.parse(readFileSync(statePath, "utf8")).values[`gpiochip0:${offset}`];
+const calls = () =>
+  readFileSync(logPath, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as string[]);
+const tools = {
+  gpioset: path.join(bin, "gpioset"),
+  gpioget: path.join(bin, "gpioget"),
+  gpiodetect: path.join(bin, "gpiodetect"),
+};
+const reset17: Line = {
+  role: "reset",
+  chip: "pinctrl-bcm2711",
+  offset: 17,
+  activeLow: true,
+  initial: "inactive",
+  safe: "active",
+};
+const board = { id: "pi1", lines: [reset17] } as Parameters<typeof BoardLines.claim>[0];
+
+describe("the gpiod backend (fake libgpiod v2 tools)", () => {
+  beforeEach(() => reset());
+
+  it("claims at the starting level, sets and reads back through the tools, releases at the safe level", () => {
+    const lines = BoardLines.claim(board, new GpiodLines(tools), { levels: "safe" });
+    // reset is active-low and safe active: physically low.
+    expect(physical(17)).toBe(0);
+    lines.set("reset", "inactive");
+    expect(physical(17)).toBe(1);
+    expect(lines.get("reset")).toBe("inactive");
+    lines.releaseAll();
+    expect(physical(17)).toBe(0);
+    const made = calls();
+    expect(made[0]).toEqual(["gpioset", "--version"]);
+    expect(made[1]).toEqual(["gpiodetect"]);
+    expect(made).toContainEqual([
+      "gpioset",
+      "--chip",
+      "gpiochip0",
+      "--consumer",
+      "smw-reset",
+      "--active-low",
+      "--toggle",
+      "0",
+      "17=0",
+    ]);
+    expect(made).toContainEqual([
+      "gpioget",
+      "--chip",
+      "gpiochip0",
+      "--as-is",
+      "--numeric",
+      "--active-low",
+      "17",
+    ]);
+  });
+
+  it("catches a line that does not follow by reading it back", () => {
+    reset({ stuck: ["gpiochip0:17"] });
+    const lines = BoardLines.claim(board, new GpiodLines(tools), { levels: "safe" });
+    expect(() => lines.set("reset", "inactive")).toThrow(LineReadBackError);
+    lines.releaseAll();
+  });
+
+  it("refuses v1 tools, an unknown chip, an offset past the chip's end, and missing tools, each with the reason", () => {
+    reset({ version: "1.6.3" });
+    expect(() => new GpiodLines(tools).claim(reset17, "safe")).toThrow(
+      /gpioset \(libgpiod\) v1\.6\.3: the gpiod backend needs v2 .*use gpio: sysfs/,
+    );
+    reset();
+    expect(() => new GpiodLines(tools).claim({ ...reset17, chip: "pinctrl-rp1" }, "safe")).toThrow(
+      /no GPIO chip labelled pinctrl-rp1 \(gpiodetect lists: gpiochip0 \[pinctrl-bcm2711\], gpiochip1 \[raspberrypi-exp-gpio\]\)/,
+    );
+    expect(() =>
+      new GpiodLines(tools).claim({ ...reset17, chip: "raspberrypi-exp-gpio", offset: 9 }, "safe"),
+    ).toThrow(/gpiochip1 \[raspberrypi-exp-gpio\] has 8 lines, no offset 9/);
+    expect(() =>
+      new GpiodLines({ gpioset: path.join(dir, "nowhere", "gpioset") }).claim(reset17, "safe"),
+    ).toThrow(/is not installed \(apt install gpiod, v2 or newer\)/);
+  });
+
+  it("serves smw lines on a board whose testbed says gpio: gpiod", () => {
+    const testbed = path.join(dir, "pi-lab.yaml");
+    const text = readFileSync(path.join(root, "wiring/examples/pi-lab.yaml"), "utf8");
+    writeFileSync(testbed, text.replace("  - id: pi1\n", "  - id: pi1\n    gpio: gpiod\n"));
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
+    const run = (...args: string[]) =>
+      spawnSync(
+        process.execPath,
+        [path.join(root, "bin/smw.js"), "lines", ...args, "--testbed", testbed, "--board", "pi1"],
+        {
+          encoding: "utf8",
+          env,
+        },
+      );
+    const list = run("list");
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/GPIO character device \(libgpiod tools\)/);
+    expect(list.stdout).toMatch(
+      /reset +pinctrl-bcm2711\/17 +active-low +safe active \(low\) +gpiochip0 line 17/,
+    );
+    const set = run("set", "write-protect", "inactive", "--hold", "10ms");
+    expect(set.stderr).toBe("");
+    expect(set.stdout).toMatch(
+      /write-protect line \(pinctrl-bcm2711\/22\): set inactive \(low\), reads back inactive/,
+    );
+    expect(set.status).toBe(0);
+    // Released at its safe level (active, high).
+    expect(physical(22)).toBe(1);
+  });
+});
