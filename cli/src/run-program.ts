@@ -22,6 +22,8 @@ const VERSION = (
 export interface ProgramPart {
   names: readonly string[];
   load(): Promise<CommandFactory[]>;
+  /** Subcommands this part adds under another part's command (e.g. `wiring probe`). */
+  extend?(): Promise<Array<{ under: string; factory: CommandFactory }>>;
 }
 
 export async function runProgram(
@@ -43,8 +45,12 @@ export async function runProgram(
     .version(VERSION, "-V, --version");
   const first = argv[0];
   const wanted = parts.filter((p) => first !== undefined && p.names.includes(first));
-  for (const part of wanted.length > 0 ? wanted : parts)
+  const loaded = wanted.length > 0 ? wanted : parts;
+  for (const part of loaded)
     for (const factory of await part.load()) program.addCommand(factory(context));
+  for (const part of loaded)
+    for (const { under, factory } of (await part.extend?.()) ?? [])
+      program.commands.find((c) => c.name() === under)?.addCommand(factory(context));
   configure(program, io);
 
   try {

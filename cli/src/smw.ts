@@ -12,8 +12,12 @@ import { type ProgramPart, runProgram } from "./run-program.js";
 const PARTS: readonly ProgramPart[] = [
   { names: ["plan", "wiring"], load: async () => wiringCommands },
   {
-    names: ["keys", "image", "board", "status", "deploy", "lines", "doctor", "console"],
+    // `wiring probe` drives a board's lines: it belongs to this part, under `wiring`.
+    names: ["keys", "image", "board", "status", "deploy", "lines", "doctor", "console", "wiring"],
     load: async () => (await import("@smw/wormhole-board/cli")).wormholeBoardCommands,
+    extend: async () => [
+      { under: "wiring", factory: (await import("@smw/wormhole-board/cli")).probeCommand },
+    ],
   },
   {
     names: ["kv", "host", "history"],

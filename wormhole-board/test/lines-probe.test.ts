@@ -1,5 +1,5 @@
 /**
- * `smw lines probe` with a person at the bench (answers on stdin): each line driven active then
+ * `smw wiring probe` with a person at the bench (answers on stdin): each line driven active then
  * inactive and asked about, the verdicts in a commissioning record beside the testbed, exit 0
  * only when every line passed.
  */
@@ -21,7 +21,7 @@ function probe(answers: string) {
     process.execPath,
     [
       path.join(root, "bin/smw.js"),
-      "lines",
+      "wiring",
       "probe",
       "--testbed",
       testbed,
@@ -35,7 +35,7 @@ function probe(answers: string) {
 }
 const record = () => JSON.parse(readFileSync(path.join(dir, "commissioning-b3.json"), "utf8"));
 
-describe("smw lines probe", () => {
+describe("smw wiring probe", () => {
   it("passes a board whose every line did what was asked, and records it", () => {
     const run = probe("y\n".repeat(10));
     expect(run.stderr).toBe("");

@@ -19,3 +19,4 @@ export const wormholeBoardCommands: CommandFactory[] = [
   consoleCommand,
 ];
 export { askBoardStatus, openBoardDaemon } from "./board-command.js";
+export { probeCommand } from "./probe-command.js";

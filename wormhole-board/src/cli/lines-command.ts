@@ -25,7 +25,6 @@ import { describeLineSpec, LineError, physicalHigh } from "../lines/line.js";
 import { lineBackendFor } from "../lines/line-backend-for.js";
 import { lineLockPath } from "../lines/line-lock.js";
 import { listChips } from "../lines/sysfs-chips.js";
-import { probeCommand } from "./probe-command.js";
 
 interface Target {
   testbed: Testbed;
@@ -262,6 +261,5 @@ export function linesCommand(context: CliContext): Command {
       });
       context.setExitCode(followed ? 0 : 1);
     });
-  command.addCommand(probeCommand(context));
   return command;
 }

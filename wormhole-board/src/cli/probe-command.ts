@@ -1,5 +1,5 @@
 /**
- * `smw lines probe`: walks every line of a board with a person at the bench. Each line is driven
+ * `smw wiring probe`: walks every line of a board with a person at the bench. Each line is driven
  * active, then inactive, each time read back and then asked about ("h1 should now be held in
  * reset: did it? [y/n/s/q]"), and released at its safe level before the next. The answers go to
  * a commissioning record next to the testbed: who, when, and each line's verdict.

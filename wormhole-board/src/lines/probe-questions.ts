@@ -1,6 +1,6 @@
 /**
  * What a person at the bench should see when a line of each role is active: the question
- * `smw lines probe` asks, line by line, to commission a board's wiring.
+ * `smw wiring probe` asks, line by line, to commission a board's wiring.
  */
 import type { LineRole } from "@smw/wiring";
 
