@@ -9,6 +9,7 @@ export * from "./duration.js";
 export * from "./plan/exhaustion-model.js";
 export * from "./plan/plan-report.js";
 export * from "./plan/planner.js";
+export * from "./testbed/chip-checks.js";
 export * from "./testbed/file-checks.js";
 export * from "./testbed/load.js";
 export * from "./testbed/override.js";

@@ -16,6 +16,7 @@ import {
   parseDocument,
 } from "yaml";
 import type { z } from "zod";
+import { checkBoardChips } from "./chip-checks.js";
 import { crossCheck } from "./cross-checks.js";
 import { checkFiles, type FileCheckScope } from "./file-checks.js";
 import type { Problem } from "./problem.js";
@@ -30,6 +31,8 @@ export type LoadResult =
 export interface LoadOptions {
   /** Which machine's files must exist: none (a desk check), one board's, or all. */
   files?: FileCheckScope;
+  /** Where the kernel's sysfs GPIO folder is, for the board scope's chip check (tests). */
+  sysfsGpioRoot?: string;
   /** The name problems are reported under (default: the path as given). */
   displayName?: string;
 }
@@ -113,7 +116,10 @@ export function parseTestbed(text: string, file: string, options: LoadOptions = 
 
   const testbed = toTestbed(parsed.data, file);
   const scope = options.files ?? { kind: "none" };
-  const fileFindings = checkFiles(testbed, scope);
+  const fileFindings = [
+    ...checkFiles(testbed, scope),
+    ...(scope.kind === "board" ? checkBoardChips(testbed, scope.board, options.sysfsGpioRoot) : []),
+  ];
   if (fileFindings.length > 0) {
     return {
       ok: false,
