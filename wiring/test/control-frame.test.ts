@@ -125,6 +125,15 @@ describe("control frames", () => {
     });
     const flipped = good.slice(0, -3) + (good.at(-3) === "A" ? "B" : "A") + good.slice(-2);
     expect(decodeControlFrame(flipped, "b", keyOf)).toMatchObject({ reason: "forged" });
+    // The last character's spare bits: another spelling of the same 128 bits is not the tag.
+    const last = good.at(-2) as string;
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const sibling = alphabet[alphabet.indexOf(last) ^ 1] as string;
+    const respelled = `${good.slice(0, -2)}${sibling}\n`;
+    expect(Buffer.from(respelled.trim().split(" ").at(-1) as string, "base64url")).toEqual(
+      Buffer.from(good.trim().split(" ").at(-1) as string, "base64url"),
+    );
+    expect(decodeControlFrame(respelled, "b", keyOf)).toMatchObject({ reason: "forged" });
   });
 
   it("never throws on arbitrary input", () => {

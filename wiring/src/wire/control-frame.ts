@@ -116,8 +116,10 @@ export function decodeControlFrame(
   if (to !== self) return { ok: false, reason: "not-for-us", from };
   const key = keyOf(from);
   if (key === undefined) return { ok: false, reason: "unknown-sender", from };
-  const expected = Buffer.from(mac(key, text.slice(0, text.length - tag.length - 1)), "base64url");
-  if (!timingSafeEqual(expected, Buffer.from(tag, "base64url")))
+  // The tag's text is compared, not its bytes: 22 base64url characters carry 132 bits, so two
+  // spellings decode to the same 128 and a frame could be altered in its last character.
+  const expected = Buffer.from(mac(key, text.slice(0, text.length - tag.length - 1)), "utf8");
+  if (!timingSafeEqual(expected, Buffer.from(tag, "utf8")))
     return { ok: false, reason: "forged", from };
   const parsed = decodeBody(body);
   if (parsed === undefined) return { ok: false, reason: "malformed", from };
