@@ -5,12 +5,16 @@
  * this process timestamps what arrives.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { createReadStream, mkdtempSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { socatUnavailable } from "../src/index.js";
+import {
+  type SystemdNotify,
+  socatUnavailable,
+  systemdNotifyFromEnvironment,
+} from "../src/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(here, "../dist/index.js");
@@ -149,4 +153,60 @@ describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
     // Not disarmed: the process died without a clean stop, so the watchdog would fire.
     expect(result.disarmedAtMs).toBeUndefined();
   }, 40_000);
+
+  it("speaks systemd's notify protocol: READY, WATCHDOG at half WatchdogSec, STOPPING", async () => {
+    const socket = path.join(dir, "notify.sock");
+    // systemd's end: a Unix datagram socket, each datagram printed on a line of its own.
+    const receiver = spawn("socat", ["-u", `UNIX-RECV:${socket}`, "STDOUT"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let heard = "";
+    receiver.stdout.on("data", (chunk: Buffer) => {
+      heard += chunk.toString();
+    });
+    try {
+      const started = Date.now();
+      while (!existsSync(socket) && Date.now() - started < 5_000)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      const notify = systemdNotifyFromEnvironment({
+        NOTIFY_SOCKET: socket,
+        WATCHDOG_USEC: "4000000",
+        WATCHDOG_PID: String(process.pid),
+      }) as SystemdNotify;
+      expect(notify.feedIntervalMs).toBe(2_000);
+      notify.ready();
+      notify.feed();
+      notify.close();
+      const until = Date.now() + 5_000;
+      while (!heard.includes("STOPPING=1") && Date.now() < until)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(heard).toContain("READY=1");
+      expect(heard).toContain("WATCHDOG=1");
+      expect(heard).toContain("STOPPING=1");
+      expect(heard.indexOf("READY=1")).toBeLessThan(heard.indexOf("WATCHDOG=1"));
+    } finally {
+      receiver.kill();
+    }
+    // Another process's watchdog is not this one's to feed.
+    const other = systemdNotifyFromEnvironment({
+      NOTIFY_SOCKET: socket,
+      WATCHDOG_USEC: "4000000",
+      WATCHDOG_PID: "1",
+    }) as SystemdNotify;
+    expect(other.feedIntervalMs).toBe(Number.POSITIVE_INFINITY);
+    other.close();
+  });
+
+  it("refuses to start under systemd without socat, rather than never saying READY", () => {
+    const path0 = process.env.PATH;
+    process.env.PATH = path.join(dir, "no-tools-here");
+    try {
+      expect(() => systemdNotifyFromEnvironment({ NOTIFY_SOCKET: "/run/systemd/notify" })).toThrow(
+        /NOTIFY_SOCKET is set\) but socat, which carries them, is not installed/,
+      );
+    } finally {
+      process.env.PATH = path0;
+    }
+    expect(systemdNotifyFromEnvironment({})).toBeUndefined();
+  });
 });

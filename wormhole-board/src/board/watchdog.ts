@@ -5,7 +5,7 @@
  * loop, and only while the board's timely core still ticks: a stalled event loop, or a loop
  * that runs while the core's timer chain is broken, stops the feeding.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { accessSync, closeSync, constants, openSync, writeSync } from "node:fs";
 
 export interface WatchdogSink {
@@ -113,6 +113,12 @@ export function systemdNotifyFromEnvironment(
 ): SystemdNotify | undefined {
   const socketPath = env.NOTIFY_SOCKET;
   if (socketPath === undefined || socketPath === "") return undefined;
+  // Without socat systemd would never hear READY and kill the service at its start timeout:
+  // say so at once instead.
+  if (spawnSync("socat", ["-V"], { stdio: "ignore" }).status !== 0)
+    throw new WatchdogError(
+      "systemd expects notifications (NOTIFY_SOCKET is set) but socat, which carries them, is not installed: apt-get install socat",
+    );
   const usec = Number(env.WATCHDOG_USEC);
   // WATCHDOG_PID names the process meant to feed; another process's watchdog is not ours.
   const pid = env.WATCHDOG_PID === undefined ? process.pid : Number(env.WATCHDOG_PID);
