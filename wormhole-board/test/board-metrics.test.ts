@@ -4,7 +4,7 @@
  * and a port in use named as such.
  */
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { BoardStatus } from "../src/board/board-daemon.js";
 import { BoardMetrics } from "../src/board/board-metrics.js";
@@ -124,6 +124,15 @@ describe("the board's metrics", () => {
     expect(await ok.text()).toContain('smw_board_period{board="b2"} 3');
     expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: "POST" })).status).toBe(405);
+    // Pipelined requests queue no work: one answer, then the connection is closed.
+    const socket = connect(port, "127.0.0.1");
+    let answered = "";
+    socket.on("data", (chunk: Buffer) => {
+      answered += chunk.toString();
+    });
+    socket.write("GET /metrics HTTP/1.1\r\nHost: board\r\n\r\n".repeat(1000));
+    await new Promise((resolve) => socket.on("close", resolve));
+    expect(answered.match(/^HTTP\/1\.1 /gm)).toHaveLength(1);
     await expect(listenForMetrics(metrics, { host: "127.0.0.1", port })).rejects.toThrow(
       `cannot serve metrics on http://127.0.0.1:${port}/metrics: the port is in use`,
     );

@@ -4,7 +4,7 @@
  * and the lines need; config.txt lines that drive each line to its physical safe level.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -48,6 +48,8 @@ describe("smw deploy systemd", () => {
       "SupplementaryGroups=gpio dialout disk",
       "AmbientCapabilities=CAP_SYS_NICE",
       "LimitRTPRIO=10",
+      "SuccessExitStatus=143",
+      "RuntimeDirectoryPreserve=yes",
     ])
       expect(board).toContain(`${directive}\n`);
     const host = readFileSync(path.join(dir, "smw-host-srv2.service"), "utf8");
@@ -65,6 +67,29 @@ describe("smw deploy systemd", () => {
     );
     expect(check.stderr).toBe("");
     expect(check.status).toBe(0);
+  });
+
+  it("refuses a testbed value that would write a directive of its own into a unit", async () => {
+    const hostile = path.join(dir, "hostile.yaml");
+    const text = readFileSync(testbed, "utf8").replace(
+      "  - id: pi2\n",
+      '  - id: pi2\n    stateDir: "/srv/x\\nExecStartPre=+/bin/touch /tmp/owned"\n',
+    );
+    writeFileSync(hostile, text);
+    const run = await smw(
+      "deploy",
+      "systemd",
+      "--testbed",
+      hostile,
+      "--board",
+      "pi2",
+      "--out",
+      path.join(dir, "hostile"),
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      /board pi2's stateDir "\/srv\/x\\nExecStartPre=.*": a unit file needs an absolute path without spaces/,
+    );
   });
 
   it("refuses what systemd could not run, naming the option", async () => {

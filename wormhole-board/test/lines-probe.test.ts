@@ -81,5 +81,14 @@ describe("smw wiring probe", () => {
       "skipped",
       "skipped",
     ]);
+    // power was driven active when q came, then made safe; the lines after it were not driven.
+    expect(written.lines[1]).toMatchObject({
+      active: { readBack: true, seen: "skipped" },
+      inactive: { seen: "skipped" },
+    });
+    expect(written.lines[1].inactive.readBack).toBeUndefined();
+    for (const line of written.lines.slice(2)) expect(line.active.readBack).toBeUndefined();
+    // Nothing asked after the q.
+    expect(run.stdout.match(/Is that so\?/g)).toHaveLength(3);
   });
 });

@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  makeTestbed6,
   type SystemdNotify,
   socatUnavailable,
   systemdNotifyFromEnvironment,
@@ -152,6 +153,47 @@ describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
     expect(between(result.feeds, broken, end)).toBeLessThanOrEqual(1);
     // Not disarmed: the process died without a clean stop, so the watchdog would fire.
     expect(result.disarmedAtMs).toBeUndefined();
+  }, 40_000);
+
+  it("smw board run --watchdog: a SIGTERM (systemctl stop) disarms it, so the board is not rebooted", async () => {
+    const bed = await makeTestbed6("udp", 37_000 + Math.floor(Math.random() * 1000));
+    const fifo = path.join(dir, "cli-watchdog");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const child = spawn(
+      process.execPath,
+      [
+        path.join(here, "../../bin/smw.js"),
+        "board",
+        "run",
+        "--testbed",
+        bed.file,
+        "--board",
+        "b1",
+        "--watchdog",
+        fifo,
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let received = "";
+    createReadStream(fifo).on("data", (chunk: string | Buffer) => {
+      received += Buffer.from(chunk).toString("latin1");
+    });
+    try {
+      const started = Date.now();
+      while ((received.match(/\0/g)?.length ?? 0) < 2 && Date.now() - started < 15_000)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(received.match(/\0/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
+      child.kill("SIGTERM");
+      const code = await new Promise((resolve) =>
+        child.on("exit", (c, signal) => resolve(c ?? signal)),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(code).toBe(143);
+      expect(received.endsWith("V")).toBe(true);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await bed.close();
+    }
   }, 40_000);
 
   it("speaks systemd's notify protocol: READY, WATCHDOG at half WatchdogSec, STOPPING", async () => {

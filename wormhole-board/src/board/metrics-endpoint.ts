@@ -10,12 +10,23 @@ import type { BoardMetrics } from "./board-metrics.js";
 
 const MAX_CONNECTIONS = 8;
 const TIMEOUT_MS = 5_000;
+/** A scrape is rendered at most this often, however many requests come (Prometheus scrapes every 15 s or so). */
+const CACHE_MS = 1_000;
 
 export function listenForMetrics(
   metrics: BoardMetrics,
   endpoint: { host: string; port: number },
 ): Promise<Server> {
+  let cached: { atMs: number; scrape: Promise<{ contentType: string; text: string }> } | undefined;
+  const scrape = () => {
+    const nowMs = performance.now();
+    if (cached === undefined || nowMs - cached.atMs > CACHE_MS)
+      cached = { atMs: nowMs, scrape: metrics.scrape() };
+    return cached.scrape;
+  };
   const server = createServer((request, response) => {
+    // One request per connection: pipelined requests cannot queue work on the event loop.
+    response.setHeader("connection", "close");
     const pathname = (request.url ?? "").split("?")[0];
     if (pathname !== "/metrics") {
       response.writeHead(404, { "content-type": "text/plain" }).end("only /metrics is served\n");
@@ -25,7 +36,7 @@ export function listenForMetrics(
       response.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" }).end();
       return;
     }
-    metrics.scrape().then(
+    scrape().then(
       ({ contentType, text }) => {
         response.writeHead(200, { "content-type": contentType });
         response.end(request.method === "HEAD" ? undefined : text);
@@ -36,6 +47,7 @@ export function listenForMetrics(
     );
   });
   server.maxConnections = MAX_CONNECTIONS;
+  server.maxRequestsPerSocket = 1;
   server.requestTimeout = TIMEOUT_MS;
   server.headersTimeout = TIMEOUT_MS;
   server.keepAliveTimeout = TIMEOUT_MS;

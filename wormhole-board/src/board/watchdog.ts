@@ -44,7 +44,14 @@ export class HardwareWatchdog implements WatchdogSink {
   }
 
   ready(): void {
-    if (this.fd === undefined) this.fd = openSync(this.device, "w");
+    if (this.fd !== undefined) return;
+    try {
+      this.fd = openSync(this.device, "w");
+    } catch (error) {
+      throw new WatchdogError(
+        `cannot open the watchdog ${this.device}: ${(error as Error).message}`,
+      );
+    }
   }
 
   feed(): void {
@@ -81,7 +88,8 @@ export class SystemdNotify implements WatchdogSink {
     const address = socketPath.startsWith("@")
       ? `ABSTRACT-SENDTO:${socketPath.slice(1)}`
       : `UNIX-SENDTO:${socketPath}`;
-    this.child = spawn("socat", ["-u", "STDIN", address], { stdio: ["pipe", "ignore", "pipe"] });
+    // socat's own complaints go to the service's log (a pipe nobody read could fill and block it).
+    this.child = spawn("socat", ["-u", "STDIN", address], { stdio: ["pipe", "ignore", "inherit"] });
     this.child.on("error", () => {
       this.child = undefined;
     });

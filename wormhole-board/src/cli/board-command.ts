@@ -102,6 +102,17 @@ function loadFor(
   return { testbed: loaded.testbed, board };
 }
 
+/** On a path that gives up: every watchdog closed (disarmed, its helper process ended). */
+function closeAll(watchdogs: readonly WatchdogSink[]): void {
+  for (const watchdog of watchdogs) {
+    try {
+      watchdog.close();
+    } catch {
+      // Closing is best effort on a path that is already failing.
+    }
+  }
+}
+
 export function boardCommand(context: CliContext): Command {
   const board = new Command("board").description(
     "the board daemon (the local SMW) and its operator commands",
@@ -138,6 +149,7 @@ export function boardCommand(context: CliContext): Command {
         }
 
         let daemon: BoardDaemon;
+        const watchdogs: WatchdogSink[] = [];
         try {
           const log = pino(
             {
@@ -170,19 +182,16 @@ export function boardCommand(context: CliContext): Command {
               { nice: priority.nice, reason: priority.realtime.notPermitted },
               "event loop priority raised (nice only; real-time scheduling not permitted)",
             );
-          // Everything that can fail on bad input fails here, before any line is touched.
-          const watchdogs: WatchdogSink[] = [];
-          const systemd = systemdNotifyFromEnvironment();
-          if (systemd !== undefined) watchdogs.push(systemd);
+          // Everything that can fail on bad input fails here, before any line is touched. The
+          // hardware watchdog comes first: it is the one whose start can fail, and systemd must
+          // not hear READY before it has.
           if (options.watchdog !== undefined)
             watchdogs.push(new HardwareWatchdog(options.watchdog));
-          try {
-            daemon = await openBoardDaemon(testbed, boardSpec, { log, watchdogs });
-          } catch (error) {
-            for (const watchdog of watchdogs) watchdog.close();
-            throw error;
-          }
+          const systemd = systemdNotifyFromEnvironment();
+          if (systemd !== undefined) watchdogs.push(systemd);
+          daemon = await openBoardDaemon(testbed, boardSpec, { log, watchdogs });
         } catch (error) {
+          closeAll(watchdogs);
           if (
             error instanceof MediaError ||
             error instanceof WatchdogError ||
@@ -201,12 +210,14 @@ export function boardCommand(context: CliContext): Command {
           });
         } catch (error) {
           await daemon.stop();
+          closeAll(watchdogs);
           if (error instanceof LineError) throw new UsageError(error.message);
           throw error;
         }
-        lines.installSafeExit();
-        daemon.run(lines);
-        await new Promise<void>((resolve) => {
+        // The daemon's stop is heard before the lines' safe exit (which ends the process): its
+        // synchronous part disarms the hardware watchdog, so stopping the service does not
+        // reboot the board.
+        const stopped = new Promise<void>((resolve) => {
           const stop = () => {
             void daemon.stop().then(() => {
               lines.releaseAll();
@@ -216,6 +227,18 @@ export function boardCommand(context: CliContext): Command {
           process.once("SIGINT", stop);
           process.once("SIGTERM", stop);
         });
+        lines.installSafeExit();
+        try {
+          daemon.run(lines);
+        } catch (error) {
+          // A watchdog that cannot be opened now (another opener): nothing may run half-started.
+          await daemon.stop();
+          lines.releaseAll();
+          closeAll(watchdogs);
+          if (error instanceof WatchdogError) throw new UsageError(error.message);
+          throw error;
+        }
+        await stopped;
         context.setExitCode(0);
       },
     );

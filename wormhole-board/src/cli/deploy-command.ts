@@ -6,7 +6,7 @@ import { type Board, formatProblem, loadTestbedFile, type Testbed } from "@smw/w
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { renderConfigTxt } from "../deploy/config-txt.js";
-import { systemdUnits } from "../deploy/systemd-units.js";
+import { DeployError, systemdUnits } from "../deploy/systemd-units.js";
 
 /** This installation's `bin/smw.js`. */
 const installedSmw = path.resolve(
@@ -82,14 +82,20 @@ export function deployCommand(context: CliContext): Command {
         }
         if (!/^[a-z_][a-z0-9_-]*$/.test(options.user))
           throw new UsageError(`--user ${options.user}: not a valid user name`);
-        const units = systemdUnits(testbed, board, {
-          testbedPath: options.testbedPath,
-          nodePath: options.node,
-          smwPath: options.smw,
-          user: options.user,
-          watchdogSec,
-          ...(options.watchdog === undefined ? {} : { watchdogDevice: options.watchdog }),
-        });
+        let units: ReturnType<typeof systemdUnits>;
+        try {
+          units = systemdUnits(testbed, board, {
+            testbedPath: options.testbedPath,
+            nodePath: options.node,
+            smwPath: options.smw,
+            user: options.user,
+            watchdogSec,
+            ...(options.watchdog === undefined ? {} : { watchdogDevice: options.watchdog }),
+          });
+        } catch (error) {
+          if (error instanceof DeployError) throw new UsageError(error.message);
+          throw error;
+        }
         if (options.out === undefined) {
           context.io.out(units.map((u) => `# ${u.name}\n${u.text}`).join("\n"));
         } else {

@@ -31,9 +31,9 @@ export interface LineVerdict {
   chip: string;
   offset: number;
   activeLow: boolean;
-  /** Each level driven: read back as set, and what the person saw. */
-  active: { readBack: boolean; seen: Answer };
-  inactive: { readBack: boolean; seen: Answer };
+  /** Each level driven: read back as set (absent: not driven), and what the person saw. */
+  active: { readBack?: boolean; seen: Answer };
+  inactive: { readBack?: boolean; seen: Answer };
   verdict: "pass" | "fail" | "skipped";
 }
 
@@ -98,7 +98,10 @@ function verdictOf(
   inactive: LineVerdict["inactive"],
 ): LineVerdict["verdict"] {
   if (active.seen === "skipped" || inactive.seen === "skipped") return "skipped";
-  return active.readBack && inactive.readBack && active.seen === "yes" && inactive.seen === "yes"
+  return active.readBack === true &&
+    inactive.readBack === true &&
+    active.seen === "yes" &&
+    inactive.seen === "yes"
     ? "pass"
     : "fail";
 }
@@ -165,8 +168,13 @@ export function probeCommand(context: CliContext): Command {
         );
         let quit = false;
         for (const line of board.lines) {
-          const results: Partial<Record<Level, { readBack: boolean; seen: Answer }>> = {};
+          // Nobody is watching once the walk is quit: the lines not yet walked are not driven.
+          const results: Partial<Record<Level, { readBack?: boolean; seen: Answer }>> = {};
           for (const level of ["active", "inactive"] as const) {
+            if (quit) {
+              results[level] = { seen: "skipped" };
+              continue;
+            }
             let readBack = true;
             try {
               lines.set(line.role, level);
@@ -176,7 +184,7 @@ export function probeCommand(context: CliContext): Command {
             }
             const effect = activeEffect(line.role, board.guards);
             const question = `${describeLineSpec(line)} ${level} (${physical(level, line)}): ${level === "active" ? effect : `no longer: ${effect}`}. Is that so?`;
-            const answer = quit ? "s" : await input.ask(question);
+            const answer = await input.ask(question);
             if (answer === "q") quit = true;
             results[level] = {
               readBack,

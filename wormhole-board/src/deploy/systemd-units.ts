@@ -34,6 +34,7 @@ export function systemdUnits(
 }
 
 function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFile {
+  checkOptions(o);
   const exec = [
     o.nodePath,
     o.smwPath,
@@ -45,7 +46,7 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
     board.id,
     ...(o.watchdogDevice === undefined ? [] : ["--watchdog", o.watchdogDevice]),
   ];
-  const stateDir = board.stateDir;
+  const stateDir = unitPath(board.stateDir, `board ${board.id}'s stateDir`);
   const managedState = stateDir.startsWith("/var/lib/")
     ? stateDir.slice("/var/lib/".length)
     : undefined;
@@ -68,8 +69,9 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
     `WatchdogSec=${o.watchdogSec}s`,
     "Restart=always",
     "RestartSec=2s",
-    // SIGTERM drives every line to its safe level before exit.
+    // SIGTERM drives every line to its safe level, then exits 143: a clean stop.
     "KillMode=mixed",
+    "SuccessExitStatus=143",
     "TimeoutStopSec=10s",
     `User=${o.user}`,
     `Group=${o.user}`,
@@ -79,6 +81,8 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
       ? [`ReadWritePaths=${stateDir}`]
       : [`StateDirectory=${managedState}`, "StateDirectoryMode=0700"]),
     "RuntimeDirectory=smw",
+    // The line lock lives there: a restart must not delete it under a bench command's feet.
+    "RuntimeDirectoryPreserve=yes",
     // nice -10 and SCHED_FIFO 10 for the event loop (smw board run raises them itself).
     "AmbientCapabilities=CAP_SYS_NICE",
     "CapabilityBoundingSet=CAP_SYS_NICE",
@@ -123,7 +127,9 @@ function hostUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFi
     `User=${o.user}`,
     `Group=${o.user}`,
     "SupplementaryGroups=dialout",
-    ...(host === undefined ? [] : [`ReadWritePaths=${host.stateDir}`]),
+    ...(host === undefined
+      ? []
+      : [`ReadWritePaths=${unitPath(host.stateDir, `host ${host.id}'s stateDir`)}`]),
     "NoNewPrivileges=yes",
     "ProtectSystem=full",
     "ProtectHome=yes",
@@ -135,9 +141,33 @@ function hostUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFi
   return { name: `smw-host-${board.guards}.service`, text: `${lines.join("\n")}\n` };
 }
 
+export class DeployError extends Error {
+  override name = "DeployError";
+}
+
+/**
+ * A path as a unit file may hold it: absolute, no whitespace or control characters (a newline
+ * would start a directive of its own, and a testbed file is not trusted to write unit files),
+ * `%` escaped as systemd's specifier syntax wants.
+ */
+function unitPath(value: string, what: string): string {
+  if (!value.startsWith("/") || /[\s\p{Cc}"'\\]/u.test(value))
+    throw new DeployError(
+      `${what} ${JSON.stringify(value)}: a unit file needs an absolute path without spaces, quotes, backslashes or control characters`,
+    );
+  return value.replaceAll("%", "%%");
+}
+
 /** The README beside the installed `bin/smw.js`. */
 function readmeOf(smwPath: string): string {
   return path.posix.join(path.posix.dirname(smwPath), "..", "README.md");
+}
+
+function checkOptions(o: SystemdUnitOptions): void {
+  unitPath(o.testbedPath, "the testbed path");
+  unitPath(o.nodePath, "node's path");
+  unitPath(o.smwPath, "smw's path");
+  if (o.watchdogDevice !== undefined) unitPath(o.watchdogDevice, "the watchdog device");
 }
 
 /** systemd's command-line quoting: an argument with spaces, quotes, backslashes or `$`/`%` is quoted and escaped. */

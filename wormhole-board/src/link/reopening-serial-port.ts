@@ -14,7 +14,7 @@
 import { SerialPort } from "serialport";
 
 export interface ReopenOptions {
-  /** The wait before the first try to reopen a lost port; reset after a successful open. */
+  /** The wait before the first try to reopen a lost port; again the first wait once a reopened port stayed open `reopenMaxMs`. */
   reopenMinMs?: number;
   /** The longest wait between tries. */
   reopenMaxMs?: number;
@@ -44,6 +44,8 @@ export class ReopeningSerialPort {
   private readonly reopenMaxMs: number;
   private readonly checkMs: number;
   private delayMs: number;
+  /** When the port in use was opened: one that fails soon after is not yet back for good. */
+  private openedAtMs = 0;
   readonly counters = {
     /** Times the open port went away without its owner closing it. */
     lost: 0,
@@ -158,6 +160,13 @@ export class ReopeningSerialPort {
     this.port = undefined;
     clearInterval(this.checkTimer);
     this.counters.lost++;
+    // A device that opens and fails at once (a flapping adapter) keeps backing off; one that
+    // stayed open a while starts again from the shortest wait.
+    const stayedMs = performance.now() - this.openedAtMs;
+    this.delayMs =
+      stayedMs >= this.reopenMaxMs
+        ? this.reopenMinMs
+        : Math.min(this.delayMs * 2, this.reopenMaxMs);
     if (port.isOpen) port.close(() => {});
     if (!this.closed) this.scheduleRetry();
   }
@@ -191,8 +200,8 @@ export class ReopeningSerialPort {
       await new Promise<void>((resolve) => port.close(() => resolve()));
       return;
     }
+    this.openedAtMs = performance.now();
     if (reopened) {
-      this.delayMs = this.reopenMinMs;
       this.counters.reopened++;
       this.handlers.reopened();
     }
