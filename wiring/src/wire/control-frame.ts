@@ -153,7 +153,7 @@ function mac(key: Uint8Array, text: string): string {
 function encodeBody(body: Record<string, unknown>): string {
   const items: string[] = [];
   for (const [key, value] of Object.entries(body)) {
-    const alias = BODY_ALIASES[key];
+    const alias = Object.hasOwn(BODY_ALIASES, key) ? BODY_ALIASES[key] : undefined;
     if (alias === undefined) return jsonBody(body);
     if (typeof value === "boolean") items.push(`${alias}${value ? "T" : "F"}`);
     else if (typeof value === "number" && Number.isFinite(value))
