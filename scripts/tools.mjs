@@ -64,3 +64,13 @@ export const RIG_TOOLS = [
     why: "The rig makes every serial link (host consoles, control links) a real PTY pair with socat",
   },
 ];
+
+/** What the tests need besides: a browser for the live page's test (Debian's Chromium). */
+export const TEST_TOOLS = [
+  ...RIG_TOOLS,
+  {
+    command: "chromium",
+    debianPackage: "chromium",
+    why: "The live page is tested in a real browser (headless Chromium, driven by puppeteer-core)",
+  },
+];

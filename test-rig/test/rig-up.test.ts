@@ -2,11 +2,23 @@
  * `smw rig up` as a lab engineer runs it: the rig under load until Ctrl-C,
  * faults sent from another terminal with `smw rig fault`, then the report.
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
+import { launch } from "puppeteer-core";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import { copyRig6, eventually, processesMentioning, spawnSmw } from "./rig-helpers.js";
+
+/** Where the browser check leaves its screenshots, to look at after `npm test`. */
+const shots = path.resolve("runs", "live-page");
+mkdirSync(shots, { recursive: true });
+
+/** Debian's Chromium, which `npm test` installs as it installs socat. */
+const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
+if (chromium === undefined)
+  process.stdout.write(
+    "the live page's browser check skipped: no chromium (apt-get install chromium)\n",
+  );
 
 describe("smw rig up and smw rig fault", () => {
   const rig = copyRig6();
@@ -14,11 +26,70 @@ describe("smw rig up and smw rig fault", () => {
 
   it("takes faults while it runs, finds and cleans them, and reports when stopped", async () => {
     const socket = path.join(rig.runDir, "rig.sock");
-    const run = spawnSmw(["rig", "up", ...rig.args]);
+    // The browser starts while the rig prepares, so its start-up does not compete with the
+    // faults below, which must land before period 0 reaches their hosts.
+    const starting =
+      chromium === undefined
+        ? undefined
+        : launch({
+            executablePath: chromium,
+            headless: true,
+            args: ["--no-sandbox", "--disable-gpu"],
+          });
+    const run = spawnSmw(["rig", "up", ...rig.args, "--live", "--live-faults"]);
     const { child, exited } = run;
     try {
       expect(await eventually(() => /running until Ctrl-C/.test(run.stdout()), 60_000)).toBe(true);
       expect(existsSync(socket)).toBe(true);
+
+      // The live page: its address printed, the testbed's shape, the events so far and as they
+      // come, and faults from the page checked as the CLI checks them.
+      const page = /live view: (http:\/\/127\.0\.0\.1:\d+\/) \(faults from the page allowed\)/.exec(
+        run.stdout(),
+      )?.[1] as string;
+      expect(page).toBeDefined();
+      expect(await (await fetch(page)).text()).toContain("<title>smw live</title>");
+      const shape = (await (await fetch(`${page}testbed.json`)).json()) as {
+        name: string;
+        boards: unknown[];
+        faults: Record<string, string>;
+      };
+      expect(shape).toMatchObject({ name: "rig-6" });
+      expect(shape.boards).toHaveLength(6);
+      expect(Object.keys(shape.faults)).toContain("corrupt-os");
+      const stream = await fetch(`${page}events`);
+      expect(stream.headers.get("content-type")).toBe("text/event-stream");
+      const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+      let streamed = "";
+      const readUntil = async (pattern: RegExp, timeoutMs: number) => {
+        const until = Date.now() + timeoutMs;
+        while (!pattern.test(streamed) && Date.now() < until) {
+          const { value, done } = await Promise.race([
+            reader.read(),
+            new Promise<{ value: undefined; done: boolean }>((resolve) =>
+              setTimeout(() => resolve({ value: undefined, done: false }), 500),
+            ),
+          ]);
+          if (done) break;
+          if (value !== undefined) streamed += new TextDecoder().decode(value);
+        }
+        return pattern.test(streamed);
+      };
+      // Replayed from the start: the rig's first words.
+      expect(await readUntil(/data: \{"kind":"rig","detail":"preparing rig-6/, 5_000)).toBe(true);
+      const post = (body: string, type = "application/json") =>
+        fetch(`${page}fault`, { method: "POST", headers: { "content-type": type }, body });
+      const unknownHost = await post(JSON.stringify({ fault: "boot-hang", host: "h9" }));
+      expect(unknownHost.status).toBe(400);
+      expect(((await unknownHost.json()) as { error: string }).error).toMatch(
+        /fault boot-hang: --host h9: no such host/,
+      );
+      expect((await post("fault=boot-hang", "application/x-www-form-urlencoded")).status).toBe(415);
+      const refused = await post(JSON.stringify({ fault: "restart-board", board: "b1" }));
+      expect(refused.status).toBe(409);
+      expect(((await refused.json()) as { error: string }).error).toBe(
+        "board b1 is running: kill it first",
+      );
 
       const fault = (...args: string[]) => smw("rig", "fault", ...args, ...rig.args);
       const byzantine = await fault("byzantine", "--host", "h2", "--behaviours", "wrong-replies");
@@ -37,9 +108,43 @@ describe("smw rig up and smw rig fault", () => {
       expect(misplaced.code).toBe(2);
       expect(misplaced.stderr).toMatch(/--ms does not apply to it/);
 
+      // The page in a real browser, opened once the faults are in (its page load must not
+      // delay them past the start of period 0), watching the period run: a step bar appears and
+      // completes; a fault button answers as the CLI would.
+      const browserCheck = (async () => {
+        if (starting === undefined) return;
+        const browser = await starting;
+        try {
+          const tab = await browser.newPage();
+          await tab.setViewport({ width: 1100, height: 900 });
+          await tab.goto(page);
+          await tab.waitForSelector('#boards tr[data-board="b6"]');
+          const running = await tab.waitForSelector("#boards .bar.running", { timeout: 90_000 });
+          const board = await running?.evaluate((bar) => bar.closest("tr")?.dataset.board);
+          expect(board).toMatch(/^b[1-6]$/);
+          await tab.screenshot({ path: path.join(shots, "live-step-running.png") });
+          await tab.waitForFunction(
+            `[...document.querySelectorAll("#timeline tr")].some((row) => row.cells[0]?.textContent === ${JSON.stringify(board)} && row.querySelector('.bar.done[data-step="transfer"]') !== null)`,
+            { timeout: 60_000 },
+          );
+          await tab.click('button[data-fault="restart-board"][data-target="b1"]');
+          await tab.waitForFunction(
+            `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,
+          );
+          await tab.screenshot({ path: path.join(shots, "live-step-done.png") });
+        } finally {
+          await browser.close();
+        }
+      })();
+
       expect(
         await eventually(() => /b4\/h4: rejuvenated in period 0/.test(run.stdout()), 90_000),
       ).toBe(true);
+      await browserCheck;
+      // Pushed as it happened: b4's steps and its rejuvenation, with their step records.
+      expect(await readUntil(/"board":"b4","msg":"host rejuvenated"/, 5_000)).toBe(true);
+      expect(streamed).toMatch(/"board":"b4","msg":"step started","fields":\{[^}]*"step":"boot"/);
+      await reader.cancel();
 
       // A running board's metrics, as Prometheus scrapes them (rig-6.yaml: b4 on port 9104).
       const response = await fetch("http://127.0.0.1:9104/metrics");

@@ -114,6 +114,8 @@ export function rigCommand(context: CliContext): Command {
     .option("--periods <n>", "stop after N rejuvenation periods (default: run until Ctrl-C)")
     .option("--no-load", "no client load")
     .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
+    .option("--live [port]", "serve the live page on 127.0.0.1 (default: any free port)")
+    .option("--live-faults", "let the live page inject faults (with --live)")
     .action(
       async (flags: {
         testbed: string;
@@ -122,7 +124,14 @@ export function rigCommand(context: CliContext): Command {
         out?: string;
         netns?: boolean;
         runs?: string;
+        live?: boolean | string;
+        liveFaults?: boolean;
       }) => {
+        const livePort = flags.live === undefined || flags.live === true ? 0 : Number(flags.live);
+        if (!Number.isInteger(livePort) || livePort < 0 || livePort > 65535)
+          throw new UsageError(`--live ${String(flags.live)}: expected a port from 0 to 65535`);
+        if (flags.liveFaults === true && flags.live === undefined)
+          throw new UsageError("--live-faults needs --live");
         const periods =
           flags.periods === undefined ? undefined : positiveInt(flags.periods, "--periods");
         const result = await onTheRig(() =>
@@ -134,6 +143,9 @@ export function rigCommand(context: CliContext): Command {
             ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
             ...(flags.netns ? { netns: true } : {}),
             ...(flags.out === undefined ? {} : { outDir: flags.out }),
+            ...(flags.live === undefined
+              ? {}
+              : { live: { port: livePort, faults: flags.liveFaults === true } }),
             say: (line) => context.io.out(`${line}\n`),
           }),
         );

@@ -6,6 +6,7 @@
  */
 import path from "node:path";
 import { formatProblem, loadTestbedFile, type RejuvenationOverrides } from "@smw/wiring";
+import { LiveServer } from "../live/live-server.js";
 import { ClientLoad } from "../load/client-load.js";
 import {
   measuredPlanText,
@@ -47,6 +48,8 @@ export interface RigRunOptions {
   note?: readonly string[];
   /** Put at the top of the report's plan.txt (the plan the run's budgets came from). */
   planHeader?: string;
+  /** Serve the live page on loopback (port 0: any free one); `faults`: its fault buttons work. */
+  live?: { port: number; faults: boolean };
 }
 
 export interface ScenarioContext {
@@ -90,6 +93,16 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     ...(options.netns ? { netns: true } : {}),
   });
   const t = rig.testbed;
+  let live: LiveServer | undefined;
+  if (options.live !== undefined) {
+    live = new LiveServer(events, t, {
+      port: options.live.port,
+      ...(options.live.faults ? { faults: (request) => rig.inject(request) } : {}),
+    });
+    options.say(
+      `live view: ${await live.start()}${options.live.faults ? " (faults from the page allowed)" : ""}`,
+    );
+  }
   let load: ClientLoad | undefined;
   let result: RigRunResult | undefined;
   let loadTimer: NodeJS.Timeout | undefined;
@@ -145,6 +158,7 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     if (loadTimer !== undefined) clearInterval(loadTimer);
     const figures = await load?.stop();
     await rig.down();
+    await live?.stop();
     const records = readBoardRecords(t);
     const input = {
       title: options.title,
