@@ -26,8 +26,8 @@ describe("smw rig up and smw rig fault", () => {
 
   it("takes faults while it runs, finds and cleans them, and reports when stopped", async () => {
     const socket = path.join(rig.runDir, "rig.sock");
-    // The browser starts while the rig prepares, so its start-up does not compete with the
-    // faults below, which must land before period 0 reaches their hosts.
+    // The browser starts while the rig prepares (its start-up is the heavy part); the page is
+    // opened only after the faults are in.
     const starting =
       chromium === undefined
         ? undefined
@@ -42,8 +42,27 @@ describe("smw rig up and smw rig fault", () => {
       expect(await eventually(() => /running until Ctrl-C/.test(run.stdout()), 60_000)).toBe(true);
       expect(existsSync(socket)).toBe(true);
 
-      // The live page: its address printed, the testbed's shape, the events so far and as they
-      // come, and faults from the page checked as the CLI checks them.
+      const fault = (...args: string[]) => smw("rig", "fault", ...args, ...rig.args);
+      const byzantine = await fault("byzantine", "--host", "h2", "--behaviours", "wrong-replies");
+      expect(byzantine).toMatchObject({ code: 0, stderr: "" });
+      expect(byzantine.stdout).toBe(
+        "h2: SM code tampered into a Byzantine replica (wrong-replies)\n",
+      );
+      const state = await fault("corrupt-state", "--host", "h4");
+      expect(state.code).toBe(0);
+      expect(state.stdout).toMatch(/h4's stored state will be corrupted while it is down/);
+      // Bad input is told before anything is sent; the rig goes on.
+      const unknown = await fault("boot-hang", "--host", "h9");
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toMatch(/fault boot-hang: --host h9: no such host \(hosts: h1, /);
+      const misplaced = await fault("kill-board", "--board", "b1", "--ms", "5");
+      expect(misplaced.code).toBe(2);
+      expect(misplaced.stderr).toMatch(/--ms does not apply to it/);
+
+      // The live page, once the faults are in (they must land before period 0 reaches their
+      // hosts, so nothing here may delay them): its address printed, the testbed's shape, the
+      // events so far (replayed) and as they come, and faults from the page checked as the CLI
+      // checks them.
       const page = /live view: (http:\/\/127\.0\.0\.1:\d+\/) \(faults from the page allowed\)/.exec(
         run.stdout(),
       )?.[1] as string;
@@ -61,17 +80,21 @@ describe("smw rig up and smw rig fault", () => {
       expect(stream.headers.get("content-type")).toBe("text/event-stream");
       const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
       let streamed = "";
+      // One read outstanding at a time: a read the timeout won is awaited next time, not lost.
+      let pending: ReturnType<typeof reader.read> | undefined;
+      const decoder = new TextDecoder();
       const readUntil = async (pattern: RegExp, timeoutMs: number) => {
         const until = Date.now() + timeoutMs;
         while (!pattern.test(streamed) && Date.now() < until) {
-          const { value, done } = await Promise.race([
-            reader.read(),
-            new Promise<{ value: undefined; done: boolean }>((resolve) =>
-              setTimeout(() => resolve({ value: undefined, done: false }), 500),
-            ),
+          pending ??= reader.read();
+          const result = await Promise.race([
+            pending,
+            new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 500)),
           ]);
-          if (done) break;
-          if (value !== undefined) streamed += new TextDecoder().decode(value);
+          if (result === undefined) continue;
+          pending = undefined;
+          if (result.done) break;
+          streamed += decoder.decode(result.value, { stream: true });
         }
         return pattern.test(streamed);
       };
@@ -90,23 +113,6 @@ describe("smw rig up and smw rig fault", () => {
       expect(((await refused.json()) as { error: string }).error).toBe(
         "board b1 is running: kill it first",
       );
-
-      const fault = (...args: string[]) => smw("rig", "fault", ...args, ...rig.args);
-      const byzantine = await fault("byzantine", "--host", "h2", "--behaviours", "wrong-replies");
-      expect(byzantine).toMatchObject({ code: 0, stderr: "" });
-      expect(byzantine.stdout).toBe(
-        "h2: SM code tampered into a Byzantine replica (wrong-replies)\n",
-      );
-      const state = await fault("corrupt-state", "--host", "h4");
-      expect(state.code).toBe(0);
-      expect(state.stdout).toMatch(/h4's stored state will be corrupted while it is down/);
-      // Bad input is told before anything is sent; the rig goes on.
-      const unknown = await fault("boot-hang", "--host", "h9");
-      expect(unknown.code).toBe(2);
-      expect(unknown.stderr).toMatch(/fault boot-hang: --host h9: no such host \(hosts: h1, /);
-      const misplaced = await fault("kill-board", "--board", "b1", "--ms", "5");
-      expect(misplaced.code).toBe(2);
-      expect(misplaced.stderr).toMatch(/--ms does not apply to it/);
 
       // The page in a real browser, opened once the faults are in (its page load must not
       // delay them past the start of period 0), watching the period run: a step bar appears and
