@@ -26,16 +26,7 @@ describe("smw rig up and smw rig fault", () => {
 
   it("takes faults while it runs, finds and cleans them, and reports when stopped", async () => {
     const socket = path.join(rig.runDir, "rig.sock");
-    // The browser starts while the rig prepares (its start-up is the heavy part); the page is
-    // opened only after the faults are in.
-    const starting =
-      chromium === undefined
-        ? undefined
-        : launch({
-            executablePath: chromium,
-            headless: true,
-            args: ["--no-sandbox", "--disable-gpu"],
-          });
+    let starting: ReturnType<typeof launch> | undefined;
     const run = spawnSmw(["rig", "up", ...rig.args, "--live", "--live-faults"]);
     const { child, exited } = run;
     try {
@@ -117,9 +108,18 @@ describe("smw rig up and smw rig fault", () => {
       // The page in a real browser, opened once the faults are in (its page load must not
       // delay them past the start of period 0), watching the period run: a step bar appears and
       // completes; a fault button answers as the CLI would.
+      starting =
+        chromium === undefined
+          ? undefined
+          : launch({
+              executablePath: chromium,
+              headless: true,
+              args: ["--no-sandbox", "--disable-gpu"],
+            });
       const browserCheck = (async () => {
         if (starting === undefined) return;
         const browser = await starting;
+
         try {
           const tab = await browser.newPage();
           await tab.setViewport({ width: 1100, height: 900 });
@@ -209,6 +209,8 @@ describe("smw rig up and smw rig fault", () => {
       expect(code).toBe(0);
       expect(existsSync(path.join(rig.runDir, "report", "timings.csv"))).toBe(true);
     } finally {
+      // A run that failed before the page was opened still closes its browser.
+      await (await starting)?.close().catch(() => {});
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
       // A rig killed outright leaves its boards, hosts and socats: a failed run cleans them up.
