@@ -29,6 +29,10 @@ describe("smw rig up and smw rig fault", () => {
     let starting: ReturnType<typeof launch> | undefined;
     const run = spawnSmw(["rig", "up", ...rig.args, "--live", "--live-faults"]);
     const { child, exited } = run;
+    // The faults below must land in the second or two between the rig saying it runs and period
+    // 0 reaching their hosts: the fault command's modules are loaded now, while the rig
+    // prepares, not then.
+    expect((await smw("rig", "fault", "--help")).code).toBe(0);
     try {
       expect(await eventually(() => /running until Ctrl-C/.test(run.stdout()), 60_000)).toBe(true);
       expect(existsSync(socket)).toBe(true);
