@@ -1,13 +1,7 @@
 /** `smw board run` and `smw board clear-failsafe`, and `smw status`. */
 import { sign } from "node:crypto";
 import { connect } from "node:net";
-import {
-  type Board,
-  formatDurationMs,
-  formatProblem,
-  loadTestbedFile,
-  type Testbed,
-} from "@smw/wiring";
+import { type Board, formatDurationMs, type Testbed } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { destination, pino, transport } from "pino";
@@ -40,6 +34,7 @@ import { type ControlTransport, TransportError, transportFor } from "../link/tra
 import { readPrivateKey, readPublicKey } from "../media/keys.js";
 import { MediaError } from "../media/media-error.js";
 import { MediaWorkers } from "../media/media-workers.js";
+import { loadFor } from "./load-board.js";
 
 /**
  * A board daemon for `board` with its keys, state folder, control link and host link, the
@@ -80,26 +75,6 @@ export async function openBoardDaemon(
   // event loop milliseconds).
   MediaWorkers.shared();
   return daemon;
-}
-
-function loadFor(
-  file: string,
-  boardId: string | undefined,
-  files: boolean,
-): { testbed: Testbed; board: Board | undefined } {
-  const loaded = loadTestbedFile(
-    file,
-    files && boardId !== undefined ? { files: { kind: "board", board: boardId } } : {},
-  );
-  if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
-  const board =
-    boardId === undefined ? undefined : loaded.testbed.boards.find((b) => b.id === boardId);
-  if (boardId !== undefined && board === undefined) {
-    throw new UsageError(
-      `${file}: there is no board "${boardId}" (boards: ${loaded.testbed.boards.map((b) => b.id).join(", ")})`,
-    );
-  }
-  return { testbed: loaded.testbed, board };
 }
 
 /** On a path that gives up: every watchdog closed (disarmed, its helper process ended). */

@@ -2,11 +2,11 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Board, formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { renderConfigTxt } from "../deploy/config-txt.js";
 import { DeployError, systemdUnits } from "../deploy/systemd-units.js";
+import { loadBoard } from "./load-board.js";
 
 /** This installation's `bin/smw.js`. */
 const installedSmw = path.resolve(
@@ -17,17 +17,6 @@ const installedSmw = path.resolve(
   "bin",
   "smw.js",
 );
-
-function boardOf(file: string, boardId: string): { testbed: Testbed; board: Board } {
-  const loaded = loadTestbedFile(file);
-  if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
-  const board = loaded.testbed.boards.find((b) => b.id === boardId);
-  if (board === undefined)
-    throw new UsageError(
-      `${file}: there is no board "${boardId}" (boards: ${loaded.testbed.boards.map((b) => b.id).join(", ")})`,
-    );
-  return { testbed: loaded.testbed, board };
-}
 
 export function deployCommand(context: CliContext): Command {
   const deploy = new Command("deploy").description(
@@ -66,7 +55,7 @@ export function deployCommand(context: CliContext): Command {
         watchdog?: string;
         watchdogSec: string;
       }) => {
-        const { testbed, board } = boardOf(options.testbed, options.board);
+        const { testbed, board } = loadBoard(options.testbed, options.board);
         const watchdogSec = Number(options.watchdogSec);
         if (!Number.isInteger(watchdogSec) || watchdogSec < 2 || watchdogSec > 3600)
           throw new UsageError(
@@ -119,7 +108,7 @@ export function deployCommand(context: CliContext): Command {
     .requiredOption("--testbed <file>", "testbed file")
     .requiredOption("--board <id>", "which board")
     .action((options: { testbed: string; board: string }) => {
-      const { testbed, board } = boardOf(options.testbed, options.board);
+      const { testbed, board } = loadBoard(options.testbed, options.board);
       context.io.out(renderConfigTxt(board, testbed.name));
       context.setExitCode(0);
     });

@@ -1,8 +1,7 @@
-/** `smw doctor`: is this machine ready to run a board of the testbed? */
-import { formatProblem, loadTestbedFile } from "@smw/wiring";
-import { type CliContext, UsageError } from "@smw/wiring/cli";
+import type { CliContext } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { boardChecks, hostEnvironment } from "../doctor/board-checks.js";
+import { loadBoard } from "./load-board.js";
 
 export function doctorCommand(context: CliContext): Command {
   return new Command("doctor")
@@ -13,14 +12,8 @@ export function doctorCommand(context: CliContext): Command {
     .requiredOption("--board <id>", "which board this machine is")
     .option("--json", "one JSON object per check")
     .action((options: { testbed: string; board: string; json?: boolean }) => {
-      const loaded = loadTestbedFile(options.testbed);
-      if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
-      const board = loaded.testbed.boards.find((b) => b.id === options.board);
-      if (board === undefined)
-        throw new UsageError(
-          `${options.testbed}: there is no board "${options.board}" (boards: ${loaded.testbed.boards.map((b) => b.id).join(", ")})`,
-        );
-      const checks = boardChecks(loaded.testbed, board, hostEnvironment());
+      const { testbed, board } = loadBoard(options.testbed, options.board);
+      const checks = boardChecks(testbed, board, hostEnvironment());
       if (options.json === true)
         for (const check of checks) context.io.out(`${JSON.stringify(check)}\n`);
       else {

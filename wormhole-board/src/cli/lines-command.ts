@@ -8,12 +8,10 @@ import { existsSync, readFileSync } from "node:fs";
 import {
   type Board,
   formatDurationMs,
-  formatProblem,
   type Level,
   LINE_ROLES,
   type Line,
   type LineRole,
-  loadTestbedFile,
   parseDurationMs,
   type Testbed,
 } from "@smw/wiring";
@@ -25,22 +23,14 @@ import { describeLineSpec, LineError, physicalHigh } from "../lines/line.js";
 import { lineBackendFor } from "../lines/line-backend-for.js";
 import { lineLockPath } from "../lines/line-lock.js";
 import { listChips } from "../lines/sysfs-chips.js";
+import { loadBoard } from "./load-board.js";
 
 interface Target {
   testbed: Testbed;
   board: Board;
 }
 
-function targetOf(file: string, boardId: string): Target {
-  const loaded = loadTestbedFile(file);
-  if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
-  const board = loaded.testbed.boards.find((b) => b.id === boardId);
-  if (board === undefined)
-    throw new UsageError(
-      `${file}: there is no board "${boardId}" (boards: ${loaded.testbed.boards.map((b) => b.id).join(", ")})`,
-    );
-  return { testbed: loaded.testbed, board };
-}
+const targetOf = (file: string, boardId: string): Target => loadBoard(file, boardId);
 
 function lineOf(target: Target, file: string, role: string): Line {
   const line = target.board.lines.find((l) => l.role === role);

@@ -8,14 +8,7 @@ import { accessSync, constants, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import {
-  type Board,
-  formatProblem,
-  type Level,
-  type Line,
-  loadTestbedFile,
-  type Testbed,
-} from "@smw/wiring";
+import type { Level, Line } from "@smw/wiring";
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { BoardLines } from "../lines/board-lines.js";
@@ -23,6 +16,7 @@ import { describeLineSpec, LineError, physicalHigh } from "../lines/line.js";
 import { lineBackendFor } from "../lines/line-backend-for.js";
 import { lineLockPath } from "../lines/line-lock.js";
 import { activeEffect } from "../lines/probe-questions.js";
+import { loadBoard } from "./load-board.js";
 
 type Answer = "yes" | "no" | "skipped";
 
@@ -119,14 +113,7 @@ export function probeCommand(context: CliContext): Command {
       "where to write the record (default: commissioning-BOARD.json beside the testbed)",
     )
     .action(async (options: { testbed: string; board: string; by?: string; record?: string }) => {
-      const loaded = loadTestbedFile(options.testbed);
-      if (!loaded.ok) throw new UsageError(loaded.problems.map(formatProblem).join("\n"));
-      const testbed: Testbed = loaded.testbed;
-      const board: Board | undefined = testbed.boards.find((b) => b.id === options.board);
-      if (board === undefined)
-        throw new UsageError(
-          `${options.testbed}: there is no board "${options.board}" (boards: ${testbed.boards.map((b) => b.id).join(", ")})`,
-        );
+      const { testbed, board } = loadBoard(options.testbed, options.board);
       const recordPath =
         options.record ??
         path.join(path.dirname(path.resolve(options.testbed)), `commissioning-${board.id}.json`);
