@@ -33,6 +33,17 @@ export function systemdUnits(
   return [boardUnit(testbed, board, options), hostUnit(testbed, board, options)];
 }
 
+/** The end of both units: the sandboxing every smw service gets, and started at boot. */
+const HARDENED_AND_INSTALLED = [
+  "NoNewPrivileges=yes",
+  "ProtectSystem=full",
+  "ProtectHome=yes",
+  "PrivateTmp=yes",
+  "",
+  "[Install]",
+  "WantedBy=multi-user.target",
+];
+
 function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFile {
   checkOptions(o);
   const exec = [
@@ -88,13 +99,7 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
     "CapabilityBoundingSet=CAP_SYS_NICE",
     "LimitRTPRIO=10",
     "LimitNICE=-10",
-    "NoNewPrivileges=yes",
-    "ProtectSystem=full",
-    "ProtectHome=yes",
-    "PrivateTmp=yes",
-    "",
-    "[Install]",
-    "WantedBy=multi-user.target",
+    ...HARDENED_AND_INSTALLED,
   ];
   return { name: `smw-board-${board.id}.service`, text: `${lines.join("\n")}\n` };
 }
@@ -130,13 +135,7 @@ function hostUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFi
     ...(host === undefined
       ? []
       : [`ReadWritePaths=${unitPath(host.stateDir, `host ${host.id}'s stateDir`)}`]),
-    "NoNewPrivileges=yes",
-    "ProtectSystem=full",
-    "ProtectHome=yes",
-    "PrivateTmp=yes",
-    "",
-    "[Install]",
-    "WantedBy=multi-user.target",
+    ...HARDENED_AND_INSTALLED,
   ];
   return { name: `smw-host-${board.guards}.service`, text: `${lines.join("\n")}\n` };
 }
