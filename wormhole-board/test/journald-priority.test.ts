@@ -12,7 +12,7 @@ import { makeTestbed6, socatUnavailable, type Testbed6 } from "../src/index.js";
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/smw.js");
 const noSocat = socatUnavailable();
 
-/** `smw board run` for b1 for a second and a half; its output lines. */
+/** `smw board run` for b1 until it has logged a few lines; its output lines. */
 async function boardOutput(bed: Testbed6, env: NodeJS.ProcessEnv): Promise<string[]> {
   const child = spawn(
     process.execPath,
@@ -23,7 +23,10 @@ async function boardOutput(bed: Testbed6, env: NodeJS.ProcessEnv): Promise<strin
   child.stdout.on("data", (chunk: Buffer) => {
     out += chunk.toString();
   });
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  // Until its first lines are out (a loaded machine takes a while to start node), at most 15 s.
+  const started = Date.now();
+  while (out.split("\n").length < 3 && Date.now() - started < 15_000)
+    await new Promise((resolve) => setTimeout(resolve, 50));
   child.kill("SIGTERM");
   await new Promise((resolve) => child.on("exit", resolve));
   return out.split("\n").filter((line) => line !== "");
@@ -53,6 +56,6 @@ describe("syslog priorities for journald", () => {
       const plain = await boardOutput(bed, { JOURNAL_STREAM: "" });
       expect(plain.length).toBeGreaterThan(0);
       for (const line of plain) expect(line).toMatch(/^\{"level":\d+/);
-    }, 20_000);
+    }, 45_000);
   });
 });
