@@ -26,15 +26,32 @@ describe("smw rig up and smw rig fault", () => {
 
   it("takes faults while it runs, finds and cleans them, and reports when stopped", async () => {
     const socket = path.join(rig.runDir, "rig.sock");
-    let starting: ReturnType<typeof launch> | undefined;
+    // The browser starts before the rig, and is idle until the faults are in: its start-up (a
+    // cold profile, font caches) is paid before the rig runs, not during period 0.
+    const browser =
+      chromium === undefined
+        ? undefined
+        : await launch({
+            executablePath: chromium,
+            headless: true,
+            args: ["--no-sandbox", "--disable-gpu"],
+          });
+    const tab = await browser?.newPage();
+    await tab?.setViewport({ width: 1100, height: 900 });
+    await tab?.goto("about:blank");
     const run = spawnSmw(["rig", "up", ...rig.args, "--live", "--live-faults"]);
+    /** What the rig said last, shown when an expectation on it fails. */
+    const said = () => `the rig's last lines:\n${run.stdout().split("\n").slice(-40).join("\n")}`;
     const { child, exited } = run;
     // The faults below must land in the second or two between the rig saying it runs and period
     // 0 reaching their hosts: the fault command's modules are loaded now, while the rig
     // prepares, not then.
-    expect((await smw("rig", "fault", "--help")).code).toBe(0);
     try {
-      expect(await eventually(() => /running until Ctrl-C/.test(run.stdout()), 60_000)).toBe(true);
+      expect((await smw("rig", "fault", "--help")).code).toBe(0);
+      expect(
+        await eventually(() => /running until Ctrl-C/.test(run.stdout()), 60_000),
+        said(),
+      ).toBe(true);
       expect(existsSync(socket)).toBe(true);
 
       const fault = (...args: string[]) => smw("rig", "fault", ...args, ...rig.args);
@@ -112,43 +129,30 @@ describe("smw rig up and smw rig fault", () => {
       // The page in a real browser, opened once the faults are in (its page load must not
       // delay them past the start of period 0), watching the period run: a step bar appears and
       // completes; a fault button answers as the CLI would.
-      starting =
-        chromium === undefined
-          ? undefined
-          : launch({
-              executablePath: chromium,
-              headless: true,
-              args: ["--no-sandbox", "--disable-gpu"],
-            });
       const browserCheck = (async () => {
-        if (starting === undefined) return;
-        const browser = await starting;
-
-        try {
-          const tab = await browser.newPage();
-          await tab.setViewport({ width: 1100, height: 900 });
-          await tab.goto(page);
-          await tab.waitForSelector('#boards tr[data-board="b6"]');
-          const running = await tab.waitForSelector("#boards .bar.running", { timeout: 90_000 });
-          const board = await running?.evaluate((bar) => bar.closest("tr")?.dataset.board);
-          expect(board).toMatch(/^b[1-6]$/);
-          await tab.screenshot({ path: path.join(shots, "live-step-running.png") });
-          await tab.waitForFunction(
-            `[...document.querySelectorAll("#timeline tr")].some((row) => row.cells[0]?.textContent === ${JSON.stringify(board)} && row.querySelector('.bar.done[data-step="transfer"]') !== null)`,
-            { timeout: 60_000 },
-          );
-          await tab.click('button[data-fault="restart-board"][data-target="b1"]');
-          await tab.waitForFunction(
-            `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,
-          );
-          await tab.screenshot({ path: path.join(shots, "live-step-done.png") });
-        } finally {
-          await browser.close();
-        }
+        if (tab === undefined) return;
+        await tab.goto(page);
+        await tab.waitForSelector('#boards tr[data-board="b6"]');
+        const running = await tab.waitForSelector("#boards .bar.running", { timeout: 90_000 });
+        const board = await running?.evaluate((bar) => bar.closest("tr")?.dataset.board);
+        expect(board).toMatch(/^b[1-6]$/);
+        await tab.screenshot({ path: path.join(shots, "live-step-running.png") });
+        await tab.waitForFunction(
+          `[...document.querySelectorAll("#timeline tr")].some((row) => row.cells[0]?.textContent === ${JSON.stringify(board)} && row.querySelector('.bar.done[data-step="transfer"]') !== null)`,
+          { timeout: 60_000 },
+        );
+        await tab.click('button[data-fault="restart-board"][data-target="b1"]');
+        await tab.waitForFunction(
+          `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,
+        );
+        await tab.screenshot({ path: path.join(shots, "live-step-done.png") });
       })();
+      // Awaited below; a failure while the rig is checked is reported there, never unhandled.
+      browserCheck.catch(() => {});
 
       expect(
         await eventually(() => /b4\/h4: rejuvenated in period 0/.test(run.stdout()), 90_000),
+        said(),
       ).toBe(true);
       await browserCheck;
       // Pushed as it happened: b4's steps and its rejuvenation, with their step records.
@@ -213,8 +217,8 @@ describe("smw rig up and smw rig fault", () => {
       expect(code).toBe(0);
       expect(existsSync(path.join(rig.runDir, "report", "timings.csv"))).toBe(true);
     } finally {
-      // A run that failed before the page was opened still closes its browser.
-      await (await starting)?.close().catch(() => {});
+      // A failed run still closes its browser.
+      await browser?.close().catch(() => {});
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
       // A rig killed outright leaves its boards, hosts and socats: a failed run cleans them up.

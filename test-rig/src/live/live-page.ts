@@ -167,7 +167,14 @@ async function main() {
     $("failsafe").className = "";
   };
   source.onerror = () => { $("conn").textContent = "reconnecting"; };
-  source.onmessage = (m) => { onEvent(JSON.parse(m.data)); render(); };
+  // Drawn at most every 50 ms, however fast events come (a replay is thousands at once).
+  let queued = false;
+  source.onmessage = (m) => {
+    onEvent(JSON.parse(m.data));
+    if (queued) return;
+    queued = true;
+    setTimeout(() => { queued = false; render(); }, 50);
+  };
   // Running bars grow between events.
   let last = performance.now();
   setInterval(() => { const now = performance.now(); nowAtMs += now - last; last = now; render(); }, 200);
