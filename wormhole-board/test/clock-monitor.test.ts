@@ -39,6 +39,19 @@ describe("the clock monitor", () => {
     expect(verdict).toMatchObject({ kind: "offset", peer: "b" });
   });
 
+  it("a first heartbeat arriving later than the two bounds allow is reported with how late it came", () => {
+    const a = new ClockMonitor(10, 100, 20);
+    // Within delivery (20) + offset (10) of its stamp: nothing to say yet.
+    expect(a.heard("b", { sentAtMs: 1_000 }, 1_030)).toBeUndefined();
+    const b = new ClockMonitor(10, 100, 20);
+    expect(b.heard("c", { sentAtMs: 1_000 }, 1_035)).toEqual({
+      kind: "offset",
+      peer: "c",
+      offsetMs: -15,
+      arrivedAfterMs: 35,
+    });
+  });
+
   it("reports a drift faster than twice the promised rate, and not a slower one", () => {
     const run = (ppm: number) => {
       const a = new ClockMonitor(1_000, 100, 20);

@@ -585,7 +585,11 @@ export class BoardCore {
     const boundMs = this.config.clockOffsetBoundMs as number;
     this.enterFailsafe(
       verdict.kind === "offset"
-        ? `the clock of board ${from} is ${Math.abs(verdict.offsetMs).toFixed(1)} ms ${verdict.offsetMs > 0 ? "ahead of" : "behind"} ours, over the bound of ${boundMs} ms`
+        ? `the clock of board ${from} is ${Math.abs(verdict.offsetMs).toFixed(1)} ms ${verdict.offsetMs > 0 ? "ahead of" : "behind"} ours, over the bound of ${boundMs} ms${
+            verdict.arrivedAfterMs === undefined
+              ? ""
+              : `, or the control network broke its delivery bound of ${this.config.deliveryBoundMs} ms (a heartbeat arrived ${verdict.arrivedAfterMs.toFixed(1)} ms after its stamp)`
+          }`
         : `the clock of board ${from} drifts ${verdict.ppm.toFixed(0)} ppm from ours, over twice the promised ${this.config.driftMaxPpm ?? 100} ppm`,
       nowMs,
       out,

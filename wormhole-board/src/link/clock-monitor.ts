@@ -17,7 +17,16 @@ export interface ClockSample {
 }
 
 export type ClockVerdict =
-  | { kind: "offset"; peer: string; offsetMs: number }
+  | {
+      kind: "offset";
+      peer: string;
+      offsetMs: number;
+      /**
+       * Set when told by one heartbeat with no echo yet: how long after its stamp it arrived.
+       * A clock behind ours and a delivery slower than its bound look alike then.
+       */
+      arrivedAfterMs?: number;
+    }
   | { kind: "drift"; peer: string; ppm: number };
 
 interface PeerClock {
@@ -60,7 +69,12 @@ export class ClockMonitor {
       // No echo yet: the one-way bound only. Offset lies in [now − sent − delivery, now − sent].
       const apparent = nowMs - hb.sentAtMs;
       if (apparent - this.deliveryBoundMs > this.offsetBoundMs)
-        return { kind: "offset", peer, offsetMs: -(apparent - this.deliveryBoundMs) };
+        return {
+          kind: "offset",
+          peer,
+          offsetMs: -(apparent - this.deliveryBoundMs),
+          arrivedAfterMs: apparent,
+        };
       if (apparent < -this.offsetBoundMs) return { kind: "offset", peer, offsetMs: -apparent };
       return undefined;
     }
