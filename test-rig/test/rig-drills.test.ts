@@ -1,9 +1,10 @@
 /** Three of the fail-safe drills end to end, and the rig's clean-up when it is interrupted or killed. */
 import { once } from "node:events";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import type { DrillResult } from "@smw/test-rig";
+import { launch } from "puppeteer-core";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import {
@@ -13,6 +14,11 @@ import {
   processesMentioning,
   spawnSmw,
 } from "./rig-helpers.js";
+
+/** Debian's Chromium, which `npm test` installs as it installs socat; where the screenshots go. */
+const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
+const shots = path.resolve("runs", "live-page");
+mkdirSync(shots, { recursive: true });
 
 describe("fail-safe drills", () => {
   const rig = copyRig6();
@@ -106,8 +112,75 @@ describe("fail-safe drills", () => {
     expect(code).toBe(0);
   }, 180_000);
 
-  it("a clock skewed past the bound: fail-safe within a few heartbeats", async () => {
-    const { code, result } = await drill("clock-skew");
+  it("a clock skewed past the bound: fail-safe within a few heartbeats, seen on the live page", async () => {
+    // The browser is started first, so that its start-up does not land in the drill.
+    const browser =
+      chromium === undefined
+        ? undefined
+        : await launch({
+            executablePath: chromium,
+            headless: true,
+            args: ["--no-sandbox", "--disable-gpu"],
+          });
+    const run = spawnSmw([
+      "drill",
+      "failsafe",
+      "--scenario",
+      "clock-skew",
+      ...rig.args,
+      "--json",
+      "--out",
+      path.join(rig.dir, "drills"),
+      "--live",
+    ]);
+    let code: number;
+    let result: DrillResult;
+    try {
+      await eventually(() => /live view: http/.test(run.stderr()), 30_000);
+      const page = /live view: (http:\/\/127\.0\.0\.1:\d+\/)\n/.exec(run.stderr())?.[1];
+      expect(page, run.stderr()).toBeDefined();
+      // No faults from the page of a drill: it injects its own.
+      const post = await fetch(`${page}fault`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ fault: "boot-hang", host: "h1" }),
+      });
+      expect(post.status).toBe(403);
+      const tab = await browser?.newPage();
+      if (tab !== undefined) {
+        await tab.setViewport({ width: 1100, height: 900 });
+        await tab.goto(page as string);
+        // The fail-safe state on the page, with its cause, then the drill's verdict as the report.
+        await tab.waitForSelector("#failsafe.on", { timeout: 60_000 });
+        expect(await tab.$eval("#failsafe", (e) => e.textContent)).toMatch(
+          /FAIL-SAFE: the clock of board b\d+ is/,
+        );
+        await tab.waitForSelector("#report:not([hidden])", { timeout: 60_000 });
+        expect(await tab.$eval("#report-title", (e) => e.textContent)).toBe(
+          "smw drill clock-skew: PASS",
+        );
+        await tab.waitForFunction(
+          `document.querySelectorAll('#boards td.phase-failsafe').length === 6`,
+          { timeout: 5_000 },
+        );
+        await tab.screenshot({ path: path.join(shots, "live-drill-failsafe.png"), fullPage: true });
+      }
+      expect(
+        await eventually(() => /the page stays up as the report/.test(run.stderr()), 60_000),
+        run.stderr(),
+      ).toBe(true);
+      run.child.kill("SIGINT");
+      code = await run.exited;
+      const results = JSON.parse(run.stdout()) as DrillResult[];
+      expect(results).toHaveLength(1);
+      result = results[0] as DrillResult;
+    } finally {
+      await browser?.close().catch(() => {});
+      if (run.child.exitCode === null) run.child.kill("SIGKILL");
+      await run.exited;
+    }
+    expect(await eventually(() => processesMentioning(rig.dir).length === 0, 5_000)).toBe(true);
+    expect(result.folder).toBe(path.join(rig.dir, "drills", "clock-skew"));
     expect(result.passed).toBe(true);
     expect(result.reasons.join()).toMatch(
       /the clock of board b\d+ is [\d.]+ ms (ahead of|behind) ours, over the bound of 50 ms/,

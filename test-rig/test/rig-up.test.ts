@@ -202,6 +202,46 @@ describe("smw rig up and smw rig fault", () => {
       expect(value('smw_board_link_frames_total{outcome="forged",board="b4"}')).toBe(0);
       expect((await fetch("http://127.0.0.1:9104/elsewhere")).status).toBe(404);
       child.kill("SIGINT");
+      // The rig goes down and writes its report; the page stays up as that report.
+      expect(
+        await eventually(() => /the page stays up as the report/.test(run.stdout()), 60_000),
+        said(),
+      ).toBe(true);
+      const report = (await (await fetch(`${page}report.json`)).json()) as {
+        title: string;
+        promises: Array<{ name: string; held: boolean }>;
+        files: string[];
+      };
+      expect(report.title).toBe("smw rig up");
+      expect(report.promises.find((p) => p.name === "no fail-safe")?.held).toBe(true);
+      expect(report.files).toEqual(
+        expect.arrayContaining(["events.jsonl", "timings.csv", "plan.txt", "timeline.svg"]),
+      );
+      const csv = await fetch(`${page}report/timings.csv`);
+      expect(csv.status).toBe(200);
+      expect(await csv.text()).toMatch(/^board,/);
+      // Only the report's own files, by name.
+      expect((await fetch(`${page}report/..%2Frig.sock`)).status).toBe(404);
+      expect((await fetch(`${page}report/rig-6.yaml`)).status).toBe(404);
+      // No run to take faults any more.
+      const late = await post(JSON.stringify({ fault: "boot-hang", host: "h1" }));
+      expect(late.status).toBe(409);
+      if (tab !== undefined) {
+        await tab.waitForSelector("#report:not([hidden])", { timeout: 10_000 });
+        await tab.waitForFunction(
+          `[...document.querySelectorAll("#files a")].map((a) => a.textContent).includes("timings.csv") && document.querySelectorAll("#stats tbody tr").length > 0 && document.querySelectorAll("#promises li.held").length > 0`,
+          { timeout: 10_000 },
+        );
+        // The timeline drawn from the report's SVG, loaded.
+        expect(
+          await tab.$eval(
+            "#timeline-svg",
+            (img) => (img as unknown as { naturalWidth: number }).naturalWidth,
+          ),
+        ).toBeGreaterThan(0);
+        await tab.screenshot({ path: path.join(shots, "live-report.png"), fullPage: true });
+      }
+      child.kill("SIGINT");
       const code = await exited;
       expect(run.stdout()).toMatch(/FAULT h2: SM code tampered into a Byzantine replica/);
       expect(run.stdout()).toMatch(/b2\/h2: check SM code: CORRUPTED/);

@@ -2,6 +2,7 @@
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { DRILL_NAMES, type DrillResult, runDrill } from "../scenarios/drills.js";
+import { type LiveFlags, liveOptions, withLive } from "./live-options.js";
 import { DEFAULT_TESTBED, netnsOption, onTheRig, positiveInt } from "./rig-options.js";
 
 function renderResults(results: readonly DrillResult[]): string {
@@ -30,29 +31,32 @@ async function runAll(
     periods: string;
     netns?: boolean;
     runs?: string;
-  },
+  } & LiveFlags,
   context: CliContext,
 ): Promise<void> {
   const periods = positiveInt(flags.periods, "--periods");
-  const results: DrillResult[] = [];
-  for (const name of names) {
-    const result = await onTheRig(() =>
-      runDrill(name, {
-        testbedFile: flags.testbed,
-        cleanPeriods: periods,
-        ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
-        ...(flags.netns ? { netns: true } : {}),
-        ...(flags.out === undefined ? {} : { outDir: flags.out }),
-        say: (line) => {
-          if (!flags.json) context.io.out(`${line}\n`);
-        },
-      }),
-    );
-    results.push(result);
-  }
-  if (flags.json) context.io.out(`${JSON.stringify(results, null, 2)}\n`);
-  else context.io.out(`\n${renderResults(results)}`);
-  context.setExitCode(results.every((r) => r.passed) ? 0 : 1);
+  await withLive(flags, context, async (live) => {
+    const results: DrillResult[] = [];
+    for (const name of names) {
+      const result = await onTheRig(() =>
+        runDrill(name, {
+          testbedFile: flags.testbed,
+          cleanPeriods: periods,
+          ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
+          ...(flags.netns ? { netns: true } : {}),
+          ...(flags.out === undefined ? {} : { outDir: flags.out }),
+          ...(live === undefined ? {} : { live }),
+          say: (line) => {
+            if (!flags.json) context.io.out(`${line}\n`);
+          },
+        }),
+      );
+      results.push(result);
+    }
+    if (flags.json) context.io.out(`${JSON.stringify(results, null, 2)}\n`);
+    else context.io.out(`\n${renderResults(results)}`);
+    context.setExitCode(results.every((r) => r.passed) ? 0 : 1);
+  });
 }
 
 export function drillCommand(context: CliContext): Command {
@@ -60,7 +64,7 @@ export function drillCommand(context: CliContext): Command {
     "fail-safe drills on the rig: inject a fault, check every board goes fail-safe, hosts held, alerts sent",
   );
   const common = (c: Command) =>
-    netnsOption(c)
+    liveOptions(netnsOption(c), false)
       .option("--testbed <file>", "a simulated testbed file", DEFAULT_TESTBED)
       .option("--periods <n>", "periods of the clean run", "1")
       .option(

@@ -17,6 +17,7 @@ import { runMeasure } from "../scenarios/measure.js";
 import { observeTestbed } from "../scenarios/observe.js";
 import { runRig } from "../scenarios/rig-run.js";
 import { addFaultCommand } from "./fault-command.js";
+import { type LiveFlags, liveOptions, withLive } from "./live-options.js";
 import {
   DEFAULT_TESTBED,
   netnsOption,
@@ -48,7 +49,7 @@ export function rigCommand(context: CliContext): Command {
     "a whole simulated testbed on this machine: boards, hosts, PTY links, client load, faults",
   );
 
-  netnsOption(rig.command("demo"))
+  liveOptions(netnsOption(rig.command("demo")), true)
     .description(
       "the 6-host rig under load, a Byzantine replica and a corrupted state planted, rejuvenation periods narrated, a report written",
     )
@@ -65,48 +66,57 @@ export function rigCommand(context: CliContext): Command {
     )
     .option("--out <dir>", "report folder (default: report/ in the rig's run folder)")
     .action(
-      async (flags: {
-        testbed: string;
-        periods: string;
-        keepBudgets?: boolean;
-        margin: string;
-        out?: string;
-        netns?: boolean;
-        runs?: string;
-      }) => {
+      async (
+        flags: {
+          testbed: string;
+          periods: string;
+          keepBudgets?: boolean;
+          margin: string;
+          out?: string;
+          netns?: boolean;
+          runs?: string;
+        } & LiveFlags,
+      ) => {
         const periods = positiveInt(flags.periods, "--periods");
         const marginPercent = percentage(flags.margin, "--margin");
-        let result: Awaited<ReturnType<typeof runDemo>>;
-        try {
-          result = await onTheRig(() =>
-            runDemo({
-              testbedFile: flags.testbed,
-              periods,
-              marginPercent,
-              ...(flags.keepBudgets ? { keepBudgets: true } : {}),
-              ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
-              ...(flags.netns ? { netns: true } : {}),
-              ...(flags.out === undefined ? {} : { outDir: flags.out }),
-              say: (line) => context.io.out(`${line}\n`),
-            }),
+        await withLive(flags, context, async (live) => {
+          let result: Awaited<ReturnType<typeof runDemo>>;
+          try {
+            result = await onTheRig(() =>
+              runDemo({
+                testbedFile: flags.testbed,
+                periods,
+                marginPercent,
+                ...(flags.keepBudgets ? { keepBudgets: true } : {}),
+                ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
+                ...(flags.netns ? { netns: true } : {}),
+                ...(flags.out === undefined ? {} : { outDir: flags.out }),
+                ...(live === undefined
+                  ? {}
+                  : { live: { server: live, faults: flags.liveFaults === true } }),
+                say: (line) => context.io.out(`${line}\n`),
+              }),
+            );
+          } catch (error) {
+            if (!(error instanceof CalibrationRefused)) throw error;
+            // A negative verdict on this machine, not bad input: exit 1, as smw plan does.
+            context.io.err(`smw rig demo: ${error.message}\n`);
+            context.setExitCode(1);
+            return;
+          }
+          const plan =
+            result.calibration === undefined
+              ? ""
+              : `plan: ${path.join(result.reportDir, "plan.txt")} (budgets measured on this machine)\n`;
+          context.io.out(
+            `\n${renderSummary(result.summary)}\n${plan}report: ${result.reportDir}\n`,
           );
-        } catch (error) {
-          if (!(error instanceof CalibrationRefused)) throw error;
-          // A negative verdict on this machine, not bad input: exit 1, as smw plan does.
-          context.io.err(`smw rig demo: ${error.message}\n`);
-          context.setExitCode(1);
-          return;
-        }
-        const plan =
-          result.calibration === undefined
-            ? ""
-            : `plan: ${path.join(result.reportDir, "plan.txt")} (budgets measured on this machine)\n`;
-        context.io.out(`\n${renderSummary(result.summary)}\n${plan}report: ${result.reportDir}\n`);
-        context.setExitCode(promisesExitCode(result.summary));
+          context.setExitCode(promisesExitCode(result.summary));
+        });
       },
     );
 
-  netnsOption(rig.command("up"))
+  liveOptions(netnsOption(rig.command("up")), true)
     .description(
       "bring the rig up under load and keep it running, narrated, until Ctrl-C (or --periods N); faults from smw rig fault; then the report",
     )
@@ -114,49 +124,44 @@ export function rigCommand(context: CliContext): Command {
     .option("--periods <n>", "stop after N rejuvenation periods (default: run until Ctrl-C)")
     .option("--no-load", "no client load")
     .option("--out <dir>", "report folder (default: report/ in the testbed's run folder)")
-    .option("--live [port]", "serve the live page on 127.0.0.1 (default: any free port)")
-    .option("--live-faults", "let the live page inject faults (with --live)")
     .action(
-      async (flags: {
-        testbed: string;
-        periods?: string;
-        load: boolean;
-        out?: string;
-        netns?: boolean;
-        runs?: string;
-        live?: boolean | string;
-        liveFaults?: boolean;
-      }) => {
-        const livePort = flags.live === undefined || flags.live === true ? 0 : Number(flags.live);
-        if (!Number.isInteger(livePort) || livePort < 0 || livePort > 65535)
-          throw new UsageError(`--live ${String(flags.live)}: expected a port from 0 to 65535`);
-        if (flags.liveFaults === true && flags.live === undefined)
-          throw new UsageError("--live-faults needs --live");
+      async (
+        flags: {
+          testbed: string;
+          periods?: string;
+          load: boolean;
+          out?: string;
+          netns?: boolean;
+          runs?: string;
+        } & LiveFlags,
+      ) => {
         const periods =
           flags.periods === undefined ? undefined : positiveInt(flags.periods, "--periods");
-        const result = await onTheRig(() =>
-          runRig({
-            testbedFile: flags.testbed,
-            title: "smw rig up",
-            periods,
-            load: flags.load,
-            ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
-            ...(flags.netns ? { netns: true } : {}),
-            ...(flags.out === undefined ? {} : { outDir: flags.out }),
-            ...(flags.live === undefined
-              ? {}
-              : { live: { port: livePort, faults: flags.liveFaults === true } }),
-            say: (line) => context.io.out(`${line}\n`),
-          }),
-        );
-        context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
-        context.setExitCode(promisesExitCode(result.summary));
+        await withLive(flags, context, async (live) => {
+          const result = await onTheRig(() =>
+            runRig({
+              testbedFile: flags.testbed,
+              title: "smw rig up",
+              periods,
+              load: flags.load,
+              ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
+              ...(flags.netns ? { netns: true } : {}),
+              ...(flags.out === undefined ? {} : { outDir: flags.out }),
+              ...(live === undefined
+                ? {}
+                : { live: { server: live, faults: flags.liveFaults === true } }),
+              say: (line) => context.io.out(`${line}\n`),
+            }),
+          );
+          context.io.out(`\n${renderSummary(result.summary)}\nreport: ${result.reportDir}\n`);
+          context.setExitCode(promisesExitCode(result.summary));
+        });
       },
     );
 
   addFaultCommand(rig, context);
 
-  netnsOption(rig.command("measure"))
+  liveOptions(netnsOption(rig.command("measure")), true)
     .description(
       "a timing campaign: N rejuvenation periods (the rig under load, or a running testbed observed), step timings, report, derived budgets (bounds.yaml)",
     )
@@ -176,16 +181,18 @@ export function rigCommand(context: CliContext): Command {
       "the operator's private key, to ask boards over the network (their operatorEndpoint)",
     )
     .action(
-      async (flags: {
-        testbed: string;
-        cycles: string;
-        margin: string;
-        out?: string;
-        observe?: boolean;
-        key?: string;
-        netns?: boolean;
-        runs?: string;
-      }) => {
+      async (
+        flags: {
+          testbed: string;
+          cycles: string;
+          margin: string;
+          out?: string;
+          observe?: boolean;
+          key?: string;
+          netns?: boolean;
+          runs?: string;
+        } & LiveFlags,
+      ) => {
         const cycles = positiveInt(flags.cycles, "--cycles");
         const marginPercent = percentage(flags.margin, "--margin");
         const loaded = loadTestbedFile(flags.testbed);
@@ -206,31 +213,38 @@ export function rigCommand(context: CliContext): Command {
           }
         }
         const out = flags.out;
-        const campaign =
-          flags.observe || !loaded.testbed.simulated
-            ? await observeTestbed({
-                testbed: observedTestbed(loaded.testbed, flags),
-                cycles,
-                marginPercent,
-                outDir: out as string,
-                say,
-                ...(operatorKey === undefined ? {} : { operatorKey }),
-              }).then((r) => ({ ...r, reportDir: out as string }))
-            : await onTheRig(() =>
-                runMeasure({
-                  testbedFile: flags.testbed,
+        if ((flags.observe || !loaded.testbed.simulated) && flags.live !== undefined)
+          throw new UsageError("--live shows a run of the rig, not a testbed observed");
+        await withLive(flags, context, async (live) => {
+          const campaign =
+            flags.observe || !loaded.testbed.simulated
+              ? await observeTestbed({
+                  testbed: observedTestbed(loaded.testbed, flags),
                   cycles,
                   marginPercent,
-                  ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
-                  ...(flags.netns ? { netns: true } : {}),
-                  ...(out === undefined ? {} : { outDir: out }),
+                  outDir: out as string,
                   say,
-                }),
-              );
-        context.io.out(
-          `\n${renderSummary(campaign.summary)}\nderived budgets (${path.join(campaign.reportDir, "bounds.yaml")}):\n${campaign.boundsText}\nreport: ${campaign.reportDir}\n`,
-        );
-        context.setExitCode(promisesExitCode(campaign.summary));
+                  ...(operatorKey === undefined ? {} : { operatorKey }),
+                }).then((r) => ({ ...r, reportDir: out as string }))
+              : await onTheRig(() =>
+                  runMeasure({
+                    testbedFile: flags.testbed,
+                    cycles,
+                    marginPercent,
+                    ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
+                    ...(flags.netns ? { netns: true } : {}),
+                    ...(out === undefined ? {} : { outDir: out }),
+                    ...(live === undefined
+                      ? {}
+                      : { live: { server: live, faults: flags.liveFaults === true } }),
+                    say,
+                  }),
+                );
+          context.io.out(
+            `\n${renderSummary(campaign.summary)}\nderived budgets (${path.join(campaign.reportDir, "bounds.yaml")}):\n${campaign.boundsText}\nreport: ${campaign.reportDir}\n`,
+          );
+          context.setExitCode(promisesExitCode(campaign.summary));
+        });
       },
     );
 

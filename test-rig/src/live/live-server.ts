@@ -1,12 +1,16 @@
 /**
- * The rig seen live in a browser: one page (`live-page.ts`), the rig's event stream pushed to it
- * as server-sent events (every event so far first, then each as it happens), the testbed's shape
- * for drawing, and, when started with faults allowed, the faults `smw rig fault` knows, checked
- * and refused alike. Loopback by default; read-only unless faults are allowed.
+ * The rig seen live in a browser: one page (`live-page.ts`), the current run's event stream pushed
+ * to it as server-sent events (every event so far first, then each as it happens), and, once the
+ * run has ended, its report (the summary, the timings, the timeline, the report's files). One
+ * server follows the runs of one command in turn (a calibration, then the demo; one drill after
+ * another). When started with faults allowed, the faults `smw rig fault` knows, checked and
+ * refused alike. Loopback by default; read-only unless faults are allowed.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Testbed } from "@smw/wiring";
+import path from "node:path";
+import { groupSlackMs, type Testbed, tLocalexecFromBudgets } from "@smw/wiring";
 import { FAULTS, type FaultRequest, parseFaultRequest } from "../rig/fault-requests.js";
 import type { RigEventStream, StampedEvent } from "../rig/rig-events.js";
 import { LIVE_PAGE_HTML } from "./live-page.js";
@@ -15,9 +19,50 @@ export interface LiveServerOptions {
   host?: string;
   /** 0: any free port. */
   port?: number;
-  /** Does a fault, as `smw rig fault` would; absent: the page cannot inject faults. */
-  faults?: (request: FaultRequest) => Promise<string>;
+  /** The page's fault buttons work (on a run that takes faults). */
+  faults?: boolean;
 }
+
+/** A run the page follows. */
+export interface LiveRun {
+  title: string;
+  events: RigEventStream;
+  testbed: Testbed;
+  /** Does a fault, as `smw rig fault` would; absent: this run takes none from the page. */
+  inject?: (request: FaultRequest) => Promise<string>;
+}
+
+/** What the page shows once a run has ended. */
+export interface LiveReport {
+  title: string;
+  /** Each promise the run kept or broke. */
+  promises: ReadonlyArray<{ name: string; held: boolean; detail: string }>;
+  /** One row per step: name, count, min, median, p99, max, budget (ms). */
+  stats: ReadonlyArray<{
+    name: string;
+    count: number;
+    minMs: number;
+    medianMs: number;
+    p99Ms: number;
+    maxMs: number;
+    budgetMs: number;
+  }>;
+  /** More lines of the verdict (a drill's detail, the fail-safe state). */
+  lines: readonly string[];
+  /** The report's folder: its files are linked from the page. */
+  folder: string;
+}
+
+/** The report's files the page links to, when the folder has them. */
+const REPORT_FILES: Record<string, string> = {
+  "summary.txt": "text/plain; charset=utf-8",
+  "timings.csv": "text/csv; charset=utf-8",
+  "events.jsonl": "application/x-ndjson; charset=utf-8",
+  "plan.txt": "text/plain; charset=utf-8",
+  "bounds.yaml": "text/plain; charset=utf-8",
+  "history.jsonl": "application/x-ndjson; charset=utf-8",
+  "timeline.svg": "image/svg+xml",
+};
 
 const MAX_CLIENTS = 16;
 const MAX_BODY_BYTES = 4096;
@@ -28,14 +73,12 @@ const KEEPALIVE_MS = 15_000;
 export class LiveServer {
   private server: Server | undefined;
   private readonly clients = new Set<ServerResponse>();
+  private run: LiveRun | undefined;
   private off: (() => void) | undefined;
+  private finished: LiveReport | undefined;
   private keepalive: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly events: RigEventStream,
-    private readonly testbed: Testbed,
-    private readonly options: LiveServerOptions = {},
-  ) {}
+  constructor(private readonly options: LiveServerOptions = {}) {}
 
   /** Listens; resolves with the page's address. */
   async start(): Promise<string> {
@@ -51,13 +94,29 @@ export class LiveServer {
         resolve();
       });
     });
-    this.off = this.events.on((event) => this.push(event));
     this.keepalive = setInterval(() => {
       for (const client of this.clients) client.write(": keepalive\n\n");
     }, KEEPALIVE_MS);
     this.keepalive.unref();
     const { port } = server.address() as AddressInfo;
     return `http://${host.includes(":") ? `[${host}]` : host}:${port}/`;
+  }
+
+  /** From now on the page follows `run`: open pages start over with it. */
+  follow(run: LiveRun): void {
+    this.off?.();
+    this.run = run;
+    this.finished = undefined;
+    this.broadcast(this.runFrame());
+    this.off = run.events.on((event) => this.broadcast(dataFrame(event)));
+  }
+
+  /** The run followed has ended: the page shows its report (and takes no more faults). */
+  report(report: LiveReport): void {
+    this.off?.();
+    this.off = undefined;
+    this.finished = report;
+    this.broadcast(`event: report\ndata: ${JSON.stringify(this.reportJson())}\n\n`);
   }
 
   async stop(): Promise<void> {
@@ -74,7 +133,7 @@ export class LiveServer {
   }
 
   private serve(request: IncomingMessage, response: ServerResponse): void {
-    const pathname = (request.url ?? "/").split("?")[0];
+    const pathname = (request.url ?? "/").split("?")[0] ?? "/";
     if (request.method === "GET" && pathname === "/") {
       response.writeHead(200, {
         "content-type": "text/html; charset=utf-8",
@@ -85,7 +144,18 @@ export class LiveServer {
       return;
     }
     if (request.method === "GET" && pathname === "/testbed.json") {
-      this.json(response, 200, this.shape());
+      if (this.run === undefined) this.json(response, 503, { ok: false, error: "no run yet" });
+      else this.json(response, 200, this.shape(this.run));
+      return;
+    }
+    if (request.method === "GET" && pathname === "/report.json") {
+      if (this.finished === undefined)
+        this.json(response, 404, { ok: false, error: "the run has not ended" });
+      else this.json(response, 200, this.reportJson());
+      return;
+    }
+    if (request.method === "GET" && pathname.startsWith("/report/")) {
+      this.reportFile(pathname.slice("/report/".length), response);
       return;
     }
     if (request.method === "GET" && pathname === "/events") {
@@ -100,17 +170,56 @@ export class LiveServer {
   }
 
   /** What the page draws from: boards and their hosts, the groups, the budgets, the faults. */
-  private shape(): unknown {
-    const t = this.testbed;
+  private shape(run: LiveRun): unknown {
+    const t = run.testbed;
     return {
+      title: run.title,
       name: t.name,
       boards: t.boards.map((b) => ({ id: b.id, host: b.guards })),
       groups: t.rejuvenation.groups,
       tPMs: t.rejuvenation.tPMs,
       tDMs: t.rejuvenation.tDMs,
       budgets: t.rejuvenation.budgets,
-      faults: this.options.faults === undefined ? {} : FAULTS,
+      // Each group's slot in the static schedule, and its deadline past the slot's end, as the
+      // boards reckon them (paper 3.3): the page draws Figure 3 from them.
+      slotMs:
+        tLocalexecFromBudgets(t.rejuvenation.budgets) +
+        t.controlNetwork.deliveryBoundMs +
+        groupSlackMs(t.timeliness.procMaxMs),
+      deadlineAfterSlotMs: t.timeliness.clockOffsetBoundMs,
+      faults: this.options.faults === true && run.inject !== undefined ? FAULTS : {},
     };
+  }
+
+  private reportJson(): unknown {
+    const r = this.finished as LiveReport;
+    return {
+      title: r.title,
+      promises: r.promises,
+      stats: r.stats,
+      lines: r.lines,
+      files: Object.keys(REPORT_FILES).filter((name) => existsSync(path.join(r.folder, name))),
+    };
+  }
+
+  /** One of the report's files, by its name only: nothing else of the folder, or outside it. */
+  private reportFile(name: string, response: ServerResponse): void {
+    const type = REPORT_FILES[name];
+    const folder = this.finished?.folder;
+    if (type === undefined || folder === undefined || !existsSync(path.join(folder, name))) {
+      this.json(response, 404, { ok: false, error: `no report file ${name}` });
+      return;
+    }
+    response.writeHead(200, {
+      "content-type": type,
+      // An SVG opened on its own would run its scripts: never as this origin.
+      "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    });
+    response.end(readFileSync(path.join(folder, name)));
+  }
+
+  private runFrame(): string {
+    return `event: run\ndata: ${JSON.stringify(this.shape(this.run as LiveRun))}\n\n`;
   }
 
   private subscribe(response: ServerResponse): void {
@@ -124,19 +233,25 @@ export class LiveServer {
       connection: "keep-alive",
     });
     response.write("retry: 1000\n\n");
-    for (const event of this.events.all.slice(-REPLAY_EVENTS)) response.write(frame(event));
+    if (this.run !== undefined) {
+      response.write(this.runFrame());
+      for (const event of this.run.events.all.slice(-REPLAY_EVENTS))
+        response.write(dataFrame(event));
+    }
+    // What follows is pushed as it happens.
+    response.write("event: caught-up\ndata: {}\n\n");
+    if (this.finished !== undefined)
+      response.write(`event: report\ndata: ${JSON.stringify(this.reportJson())}\n\n`);
     this.clients.add(response);
     response.on("close", () => this.clients.delete(response));
   }
 
-  private push(event: StampedEvent): void {
-    const text = frame(event);
+  private broadcast(text: string): void {
     for (const client of this.clients) client.write(text);
   }
 
   private async fault(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const apply = this.options.faults;
-    if (apply === undefined) {
+    if (this.options.faults !== true) {
       this.json(response, 403, {
         ok: false,
         error: "faults from the page are off: start the rig with --live-faults",
@@ -171,13 +286,24 @@ export class LiveServer {
       this.json(response, 400, { ok: false, error: "a fault request is a JSON object" });
       return;
     }
-    const parsed = parseFaultRequest(value, this.testbed);
+    const run = this.run;
+    if (run?.inject === undefined || this.finished !== undefined) {
+      this.json(response, 409, {
+        ok: false,
+        error:
+          run === undefined || this.finished !== undefined
+            ? "no run is going on: nothing to inject a fault into"
+            : `${run.title} takes no faults from the page`,
+      });
+      return;
+    }
+    const parsed = parseFaultRequest(value, run.testbed);
     if ("error" in parsed) {
       this.json(response, 400, { ok: false, error: parsed.error });
       return;
     }
     try {
-      this.json(response, 200, { ok: true, detail: await apply(parsed.request) });
+      this.json(response, 200, { ok: true, detail: await run.inject(parsed.request) });
     } catch (error) {
       this.json(response, 409, { ok: false, error: (error as Error).message });
     }
@@ -189,6 +315,6 @@ export class LiveServer {
   }
 }
 
-function frame(event: StampedEvent): string {
+function dataFrame(event: StampedEvent): string {
   return `data: ${JSON.stringify(event)}\n\n`;
 }

@@ -21,6 +21,7 @@ import {
   type StepBudgets,
   type Testbed,
 } from "@smw/wiring";
+import type { LiveServer } from "../live/live-server.js";
 import {
   budgetsFromBounds,
   type DerivedBound,
@@ -47,6 +48,8 @@ export interface CalibrationOptions {
   marginPercent: number;
   say: (line: string) => void;
   netns?: boolean;
+  /** The live page: it follows the calibration period too (which takes no faults from it). */
+  live?: LiveServer;
 }
 
 export interface Calibration {
@@ -163,6 +166,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     ],
     ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
+    ...(options.live === undefined ? {} : { live: { server: options.live, faults: false } }),
   });
   const broken = firstBroken(run.summary);
   if (broken !== undefined)

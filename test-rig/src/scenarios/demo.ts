@@ -10,6 +10,7 @@
  * plan they make), so its promises hold on a slower machine too.
  */
 import { formatDurationMs, type Testbed } from "@smw/wiring";
+import type { LiveServer } from "../live/live-server.js";
 import { type Calibration, calibrate, DEFAULT_CALIBRATION_MARGIN_PERCENT } from "./calibrate.js";
 import { type RigRunResult, runRig } from "./rig-run.js";
 
@@ -24,6 +25,8 @@ export interface DemoOptions {
   keepBudgets?: boolean;
   /** Margin over the largest time the calibration measured, in percent. */
   marginPercent?: number;
+  /** The live page: it follows the calibration, then the demo (`faults`: which takes faults from it). */
+  live?: { server: LiveServer; faults: boolean };
 }
 
 export interface DemoResult extends RigRunResult {
@@ -52,6 +55,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       marginPercent: options.marginPercent ?? DEFAULT_CALIBRATION_MARGIN_PERCENT,
       say: options.say,
       ...common,
+      ...(options.live === undefined ? {} : { live: options.live.server }),
     });
     options.say(
       `calibration: budgets measured on this machine (largest + ${calibration.marginPercent}% + procMax ${calibration.allowanceMs} ms): ${describeBudgets(calibration)}`,
@@ -82,6 +86,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           planHeader: calibration.planText,
         }),
     ...(options.outDir === undefined ? {} : { outDir: options.outDir }),
+    ...(options.live === undefined ? {} : { live: options.live }),
     scenario: async (rig, context) => {
       const { byzantine, corrupted } = demoVictims(rig.testbed);
       if (options.periods >= 2) {

@@ -11,6 +11,7 @@ import path from "node:path";
 import { connectClient } from "@smw/host-agent";
 import { tLocalexecMs } from "@smw/wormhole-board";
 import { corruptBytes } from "../faults/disk-faults.js";
+import type { LiveServer } from "../live/live-server.js";
 import { ClientLoad, LOAD_KEYS, type LoadFigures } from "../load/client-load.js";
 import { checkHistory, type HistoryVerdict, historyText } from "../report/run-report.js";
 import { type BoardRecords, readBoardRecords } from "../report/step-records.js";
@@ -36,7 +37,12 @@ export interface DrillResult {
   /** The client load's history (history.jsonl in the drill's folder), checked for linearizability. */
   history: HistoryVerdict | null;
   detail: string;
+  /** The drill's folder: events.jsonl, timings.csv, timeline.svg, history.jsonl. */
+  folder: string;
 }
+
+/** A drill's verdict before its folder is written. */
+type DrillVerdict = Omit<DrillResult, "folder">;
 
 export interface BrokenStep {
   board: string;
@@ -185,9 +191,29 @@ export interface DrillOptions {
   netns?: boolean;
   /** The folder of run folders (default: SMW_RUNS, else runs/ here). */
   runsDir?: string;
+  /** The live page: it follows each drill, then shows its verdict (the drills inject their own faults). */
+  live?: LiveServer;
 }
 
 export async function runDrill(name: string, options: DrillOptions): Promise<DrillResult> {
+  const result = await runOneDrill(name, options);
+  options.live?.report({
+    title: `smw drill ${result.name}: ${result.passed ? "PASS" : "FAIL"}`,
+    promises: [],
+    stats: [],
+    lines: [
+      result.detail,
+      `time to safe: ${result.timeToSafeMs === null ? "-" : `${result.timeToSafeMs} ms`}`,
+      `hosts held in reset: ${result.hostsHeld.join(", ") || "none"}${result.hostsNotHeld.length === 0 ? "" : `; not held: ${result.hostsNotHeld.join(", ")}`}`,
+      `alerts: ${result.alerts.length === 0 ? "none" : result.alerts.map((a) => `${a.board} (${a.reason})`).join("; ")}`,
+      ...(result.history === null ? [] : [`clients' history: ${result.history.detail}`]),
+    ],
+    folder: result.folder,
+  });
+  return result;
+}
+
+async function runOneDrill(name: string, options: DrillOptions): Promise<DrillResult> {
   if (name === "clean-run") return runCleanRun(options);
   if (name === "restarted-and-cleared") return runRestartedAndCleared(options);
   const drill = DRILLS.find((d) => d.name === name);
@@ -203,7 +229,7 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
       );
   });
   options.say(`drill ${drill.name}: ${drill.description}`);
-  const rig = await drillRig(options, events);
+  const rig = await drillRig(options, events, drill.name);
   const t = rig.testbed;
   const order = t.rejuvenation.groups.flat();
   const boardOf = (host: string) => t.boards.find((b) => b.guards === host)?.id as string;
@@ -218,7 +244,7 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
     const host = order[(i + 1) % order.length] as string;
     return { host, board: boardOf(host) };
   };
-  let result: DrillResult;
+  let result: DrillVerdict;
   let load: ClientLoad | undefined;
   let figures: LoadFigures | undefined;
   try {
@@ -273,12 +299,13 @@ export async function runDrill(name: string, options: DrillOptions): Promise<Dri
   } finally {
     await rig.down();
   }
-  result.stepsBroken = brokenSteps(saveDrillFolder(options, rig, drill.name, events.all, figures));
+  const saved = saveDrillFolder(options, rig, drill.name, events.all, figures);
+  result.stepsBroken = brokenSteps(saved.records);
   for (const b of result.stepsBroken)
     options.say(
       `  ${b.board}/${b.host}: step ${b.step} of period ${b.period} ${b.verdict}${b.tookMs === null ? "" : ` after ${b.tookMs} ms`} (budget ${b.budgetMs} ms)${b.detail === undefined ? "" : `: ${b.detail}`}`,
     );
-  return result;
+  return { ...result, folder: saved.folder };
 }
 
 function judge(
@@ -288,7 +315,7 @@ function judge(
   effectiveWallMs: number | undefined,
   liveHosts: readonly string[],
   load: LoadFigures,
-): DrillResult {
+): DrillVerdict {
   const reasons = [
     ...new Set(
       events.flatMap((e) =>
@@ -353,7 +380,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     if (e.kind === "board" && e.msg === "FAIL-SAFE")
       options.say(`  ${e.board}: FAIL-SAFE: ${e.fields.reason}`);
   });
-  const rig = await drillRig(options, events);
+  const rig = await drillRig(options, events, "clean-run");
   const t = rig.testbed;
   let load: ClientLoad | undefined;
   let figures: LoadFigures | undefined;
@@ -382,8 +409,9 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
   } finally {
     await rig.down();
   }
-  const records = saveDrillFolder(options, rig, "clean-run", events.all, figures);
+  const { records, folder } = saveDrillFolder(options, rig, "clean-run", events.all, figures);
   return {
+    folder,
     name: "clean-run",
     passed,
     timeToSafeMs: null,
@@ -427,7 +455,7 @@ async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResul
     else if (e.kind === "fault") options.say(`  ${at(e)} ${e.board ?? e.host ?? "*"}: ${e.detail}`);
     else if (e.kind === "rig") options.say(`  ${at(e)} rig: ${e.detail}`);
   });
-  const rig = await drillRig(options, events);
+  const rig = await drillRig(options, events, name);
   const t = rig.testbed;
   const victim = t.boards[t.boards.length - 1]?.id as string;
   const problems: string[] = [];
@@ -549,9 +577,10 @@ async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResul
   } finally {
     await rig.down();
   }
-  const records = saveDrillFolder(options, rig, name, events.all, after);
+  const { records, folder } = saveDrillFolder(options, rig, name, events.all, after);
   const passed = problems.length === 0;
   return {
+    folder,
     name,
     passed,
     timeToSafeMs,
@@ -622,13 +651,15 @@ async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<b
 }
 
 /** A fresh rig for one drill, as the drill's options say. */
-function drillRig(options: DrillOptions, events: RigEventStream): Promise<Rig> {
-  return Rig.up({
+async function drillRig(options: DrillOptions, events: RigEventStream, name: string): Promise<Rig> {
+  const rig = await Rig.up({
     testbedFile: options.testbedFile,
     events,
     ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
   });
+  options.live?.follow({ title: `smw drill ${name}`, events, testbed: rig.testbed });
+  return rig;
 }
 
 function brokenSteps(records: BoardRecords): BrokenStep[] {
@@ -657,7 +688,7 @@ function saveDrillFolder(
   name: string,
   events: readonly StampedEvent[],
   load: LoadFigures | undefined,
-): BoardRecords {
+): { records: BoardRecords; folder: string } {
   const dir = path.join(options.outDir ?? path.join(rig.root, "drills"), name);
   mkdirSync(dir, { recursive: true });
   writeFileSync(
@@ -682,7 +713,7 @@ function saveDrillFolder(
       tLocalexecMs: tLocalexecMs(t.rejuvenation.budgets),
     }),
   );
-  return records;
+  return { records, folder: dir };
 }
 
 function waitEvent(

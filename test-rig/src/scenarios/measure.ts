@@ -6,8 +6,9 @@
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
+import type { LiveServer } from "../live/live-server.js";
 import { type DerivedBound, deriveBounds, renderBoundsYaml } from "../report/derived-bounds.js";
-import { type RigRunResult, runRig } from "./rig-run.js";
+import { liveReport, type RigRunResult, runRig } from "./rig-run.js";
 
 export interface MeasureOptions {
   testbedFile: string;
@@ -17,6 +18,8 @@ export interface MeasureOptions {
   say: (line: string) => void;
   netns?: boolean;
   runsDir?: string;
+  /** The live page, which follows the campaign and then shows its report. */
+  live?: { server: LiveServer; faults: boolean };
 }
 
 export interface MeasureResult extends RigRunResult {
@@ -33,6 +36,7 @@ export async function runMeasure(options: MeasureOptions): Promise<MeasureResult
     ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
     ...(options.outDir === undefined ? {} : { outDir: options.outDir }),
+    ...(options.live === undefined ? {} : { live: options.live }),
   });
   const bounds = deriveBounds(result.summary.stats, options.marginPercent);
   const boundsText = renderBoundsYaml(
@@ -42,5 +46,7 @@ export async function runMeasure(options: MeasureOptions): Promise<MeasureResult
   );
   const file = path.join(result.reportDir, "bounds.yaml");
   writeFileSync(file, boundsText);
+  // The page's report again, now with bounds.yaml among its files.
+  options.live?.server.report(liveReport(result.summary, result.reportDir));
   return { ...result, files: [...result.files, file], bounds, boundsText };
 }

@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { formatProblem, loadTestbedFile, type RejuvenationOverrides } from "@smw/wiring";
-import { LiveServer } from "../live/live-server.js";
+import type { LiveReport, LiveServer } from "../live/live-server.js";
 import { ClientLoad } from "../load/client-load.js";
 import {
   measuredPlanText,
@@ -48,8 +48,8 @@ export interface RigRunOptions {
   note?: readonly string[];
   /** Put at the top of the report's plan.txt (the plan the run's budgets came from). */
   planHeader?: string;
-  /** Serve the live page on loopback (port 0: any free one); `faults`: its fault buttons work. */
-  live?: { port: number; faults: boolean };
+  /** The live page, which follows this run and then shows its report; `faults`: this run takes faults from it. */
+  live?: { server: LiveServer; faults: boolean };
 }
 
 export interface ScenarioContext {
@@ -93,16 +93,12 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     ...(options.netns ? { netns: true } : {}),
   });
   const t = rig.testbed;
-  let live: LiveServer | undefined;
-  if (options.live !== undefined) {
-    live = new LiveServer(events, t, {
-      port: options.live.port,
-      ...(options.live.faults ? { faults: (request) => rig.inject(request) } : {}),
-    });
-    options.say(
-      `live view: ${await live.start()}${options.live.faults ? " (faults from the page allowed)" : ""}`,
-    );
-  }
+  options.live?.server.follow({
+    title: options.title,
+    events,
+    testbed: t,
+    ...(options.live.faults ? { inject: (request) => rig.inject(request) } : {}),
+  });
   let load: ClientLoad | undefined;
   let result: RigRunResult | undefined;
   let loadTimer: NodeJS.Timeout | undefined;
@@ -158,7 +154,6 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     if (loadTimer !== undefined) clearInterval(loadTimer);
     const figures = await load?.stop();
     await rig.down();
-    await live?.stop();
     const records = readBoardRecords(t);
     const input = {
       title: options.title,
@@ -186,6 +181,28 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
           },
     );
     result = { summary, reportDir, files, events: events.all };
+    options.live?.server.report(liveReport(summary, reportDir));
   }
   return result;
+}
+
+/** The report as the live page shows it once the run has ended. */
+export function liveReport(summary: RunSummary, folder: string): LiveReport {
+  return {
+    title: summary.title,
+    promises: summary.promises,
+    stats: summary.stats,
+    lines: [
+      summary.failsafe.length === 0
+        ? "fail-safe: none"
+        : `fail-safe: ${summary.failsafe.map((f) => `${f.board} (${f.reason})`).join("; ")}`,
+      ...(summary.load === undefined
+        ? []
+        : [
+            `clients: ${summary.load.completed} operations completed, ${summary.load.failed} failed`,
+          ]),
+      `periods completed: ${summary.periodsCompleted}`,
+    ],
+    folder,
+  };
 }
