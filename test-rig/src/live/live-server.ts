@@ -76,6 +76,8 @@ export class LiveServer {
   private run: LiveRun | undefined;
   private off: (() => void) | undefined;
   private finished: LiveReport | undefined;
+  /** How many of the run's events there were at its report: a page replays no more. */
+  private endedAt: number | undefined;
   private keepalive: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: LiveServerOptions = {}) {}
@@ -107,6 +109,7 @@ export class LiveServer {
     this.off?.();
     this.run = run;
     this.finished = undefined;
+    this.endedAt = undefined;
     this.broadcast(this.runFrame());
     this.off = run.events.on((event) => this.broadcast(dataFrame(event)));
   }
@@ -116,6 +119,7 @@ export class LiveServer {
     this.off?.();
     this.off = undefined;
     this.finished = report;
+    this.endedAt = this.run?.events.all.length;
     this.broadcast(`event: report\ndata: ${JSON.stringify(this.reportJson())}\n\n`);
   }
 
@@ -235,8 +239,8 @@ export class LiveServer {
     response.write("retry: 1000\n\n");
     if (this.run !== undefined) {
       response.write(this.runFrame());
-      for (const event of this.run.events.all.slice(-REPLAY_EVENTS))
-        response.write(dataFrame(event));
+      const events = this.run.events.all.slice(0, this.endedAt);
+      for (const event of events.slice(-REPLAY_EVENTS)) response.write(dataFrame(event));
     }
     // What follows is pushed as it happens.
     response.write("event: caught-up\ndata: {}\n\n");
