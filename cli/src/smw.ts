@@ -13,11 +13,20 @@ const PARTS: readonly ProgramPart[] = [
   { names: ["plan", "wiring"], load: async () => wiringCommands },
   {
     // `wiring probe` drives a board's lines: it belongs to this part, under `wiring`.
-    names: ["keys", "image", "board", "status", "deploy", "lines", "doctor", "console", "wiring"],
+    names: ["keys", "image", "board", "deploy", "lines", "doctor", "console", "wiring"],
     load: async () => (await import("@smw/wormhole-board/cli")).wormholeBoardCommands,
     extend: async () => [
       { under: "wiring", factory: (await import("@smw/wormhole-board/cli")).probeCommand },
     ],
+  },
+  {
+    // The boards' statuses, and with --serve the rig's live page drawing them.
+    names: ["status"],
+    load: async () => {
+      const { statusCommand } = await import("@smw/wormhole-board/cli");
+      const { serveStatusPage } = await import("@smw/test-rig/cli");
+      return [(context) => statusCommand(context, { servePage: serveStatusPage })];
+    },
   },
   {
     names: ["kv", "host", "history"],

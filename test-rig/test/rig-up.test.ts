@@ -160,6 +160,55 @@ describe("smw rig up and smw rig fault", () => {
       expect(streamed).toMatch(/"board":"b4","msg":"step started","fields":\{[^}]*"step":"boot"/);
       await reader.cancel();
 
+      // The same page on the running boards from their statuses, as against a real testbed.
+      const status = spawnSmw([
+        "status",
+        "--serve",
+        "--testbed",
+        path.join(rig.runDir, "testbed.yaml"),
+      ]);
+      try {
+        expect(
+          await eventually(() => /live view of rig-6's boards: http/.test(status.stdout()), 20_000),
+          status.stdout() + status.stderr(),
+        ).toBe(true);
+        const statusPage = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(status.stdout())?.[1] as string;
+        expect(
+          ((await (await fetch(`${statusPage}testbed.json`)).json()) as { title: string }).title,
+        ).toBe("smw status");
+        const statusStream = await fetch(`${statusPage}events`);
+        const statusReader = (statusStream.body as ReadableStream<Uint8Array>).getReader();
+        let statusText = "";
+        const until = Date.now() + 15_000;
+        while (
+          !/"board":"b4","msg":"host rejuvenated","fields":\{"period":0,"steps":\[\{"step":"shutdown"/.test(
+            statusText,
+          ) &&
+          Date.now() < until
+        ) {
+          const chunk = await statusReader.read();
+          if (chunk.done) break;
+          statusText += decoder.decode(chunk.value, { stream: true });
+        }
+        expect(statusText).toMatch(/"board":"b4","msg":"host rejuvenated"/);
+        expect(statusText).toMatch(/"msg":"period triggered","fields":\{"period":0\}/);
+        await statusReader.cancel();
+        // Read-only: no faults from this page.
+        expect(
+          (
+            await fetch(`${statusPage}fault`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: "{}",
+            })
+          ).status,
+        ).toBe(403);
+        status.child.kill("SIGINT");
+        expect(await status.exited).toBe(0);
+      } finally {
+        if (status.child.exitCode === null) status.child.kill("SIGKILL");
+      }
+
       // A running board's metrics, as Prometheus scrapes them (rig-6.yaml: b4 on port 9104).
       const response = await fetch("http://127.0.0.1:9104/metrics");
       expect(response.status).toBe(200);

@@ -4,3 +4,4 @@ import { drillCommand } from "./drill-command.js";
 import { rigCommand } from "./rig-command.js";
 
 export const testRigCommands: CommandFactory[] = [rigCommand, drillCommand];
+export { serveStatusPage } from "../live/status-page.js";

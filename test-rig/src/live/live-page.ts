@@ -66,6 +66,7 @@ export const LIVE_PAGE_HTML = `<!doctype html>
 <script>
 "use strict";
 const BUDGET_OF = { shutdown: "tShutdownMs", checkOS: "tCheckcodeMs", checkSM: "tCheckcodeMs", restoreOS: "tRestorecodeMs", restoreSM: "tRestorecodeMs", boot: "tBootMs", transfer: "tTransferMs" };
+const HOST_IN_STEP = { shutdown: "shutting down", checkOS: "held in reset", checkSM: "held in reset", restoreOS: "held in reset", restoreSM: "held in reset", boot: "booting", transfer: "recovering its state" };
 const LANE_PX = 640;
 const boards = new Map();
 let shape;
@@ -166,7 +167,8 @@ function onEvent(e) {
     if (!b) return;
     if (e.msg === "step started") {
       b.step = e.fields.step; b.stepAtMs = e.atMs; b.phase = "rejuvenating"; b.startedAtMs[b.step] = e.atMs;
-      if (b.step === "transfer") b.hostState = "recovering its state";
+      // What the step does to the host (paper 3.2); a reset line's event, when there is one, says it too.
+      b.hostState = HOST_IN_STEP[b.step] ?? b.hostState;
     } else if (e.msg === "host rejuvenated" || e.msg === "rejuvenation cut short by fail-safe") {
       for (const s of e.fields.steps ?? []) b.steps.push({ step: s.step, tookMs: s.tookMs ?? 0, verdict: s.verdict, startAtMs: b.startedAtMs[s.step] ?? e.atMs - (s.tookMs ?? 0) });
       b.step = undefined;
@@ -176,6 +178,9 @@ function onEvent(e) {
       $("period").textContent = String(e.fields.period);
       periodAtMs = e.atMs;
       for (const x of boards.values()) { x.steps = []; x.startedAtMs = {}; }
+    } else if (e.msg === "stopped") {
+      if (b.phase !== "failsafe") b.phase = "stopped";
+      b.step = undefined;
     } else if (e.msg.startsWith("joined")) {
       if (b.phase !== "failsafe") b.phase = "running";
     } else if (e.msg === "FAIL-SAFE") {

@@ -87,6 +87,8 @@ export interface BoardStatus {
     }
   >;
   failsafe?: FailsafeState;
+  /** The step of a rejuvenation under way, and when it started on this board's clock. */
+  step?: { name: RecoveryStep; startedAtMs: number };
   link: ControlLink["counters"];
   maxTimerLatenessMs: number;
   /** The latest alarms (attacks on the control link that did not stop the testbed). */
@@ -115,6 +117,7 @@ export class BoardDaemon {
   readonly metrics: BoardMetrics;
   private restored: FailsafeState | undefined;
   private runningStep: RecoveryStep | undefined;
+  private runningStepStartedMs = 0;
   /**
    * Whether this period's out-of-schedule certificate was issued. Read back from disk at start:
    * a host cannot collect fresh keys by getting its board restarted. Renewed when the start-up
@@ -268,6 +271,9 @@ export class BoardDaemon {
       ...(this.currentPhase === "running" && nextTriggerMs !== undefined ? { nextTriggerMs } : {}),
       lastSteps: this.lastSteps,
       ...(failsafe === undefined ? {} : { failsafe }),
+      ...(this.runningStep === undefined
+        ? {}
+        : { step: { name: this.runningStep, startedAtMs: this.runningStepStartedMs } }),
       link: this.deps.link.counters,
       maxTimerLatenessMs: this.maxLatenessMs,
       ...(this.alarms.length === 0 ? {} : { alarms: [...this.alarms] }),
@@ -584,6 +590,7 @@ export class BoardDaemon {
     const controller = new AbortController();
     this.step = controller;
     this.runningStep = step;
+    this.runningStepStartedMs = this.now();
     // A certificate issued in a rejuvenation uses up this period's out-of-schedule allowance.
     if (step === "boot") this.certifiedOutOfSchedule = true;
     if (step === "shutdown") this.releasedCold = false;

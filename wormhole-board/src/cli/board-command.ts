@@ -243,8 +243,24 @@ export function boardCommand(context: CliContext): Command {
   return board;
 }
 
-export function statusCommand(context: CliContext): Command {
-  return new Command("status")
+/** Serves a live page of the testbed's boards from their statuses until `stopped` resolves. */
+export type StatusPageServer = (options: {
+  testbed: Testbed;
+  operatorKey?: ReturnType<typeof readPrivateKey>;
+  port: number;
+  say: (line: string) => void;
+  stopped: Promise<void>;
+}) => Promise<void>;
+
+/**
+ * `smw status`; with a page server given (the program puts the rig's live page here),
+ * `smw status --serve` too.
+ */
+export function statusCommand(
+  context: CliContext,
+  parts: { servePage?: StatusPageServer } = {},
+): Command {
+  const command = new Command("status")
     .description(
       "one table of all boards: state, period and group, last step timings, next slot, fail-safe",
     )
@@ -253,8 +269,19 @@ export function statusCommand(context: CliContext): Command {
       "--key <file>",
       "the operator's private key, to ask boards over the network (their operatorEndpoint)",
     )
-    .option("--json", "print the statuses as JSON")
-    .action(async (options: { testbed: string; key?: string; json?: boolean }) => {
+    .option("--json", "print the statuses as JSON");
+  if (parts.servePage !== undefined)
+    command.option(
+      "--serve [port]",
+      "serve a live page of the boards on 127.0.0.1 (default port: any free one) until Ctrl-C, from their statuses asked ten times a second",
+    );
+  return command.action(
+    async (options: {
+      testbed: string;
+      key?: string;
+      json?: boolean;
+      serve?: boolean | string;
+    }) => {
       const { testbed } = loadFor(options.testbed, undefined, false);
       let privateKey: ReturnType<typeof readPrivateKey> | undefined;
       if (options.key !== undefined) {
@@ -263,6 +290,35 @@ export function statusCommand(context: CliContext): Command {
         } catch (error) {
           throw new UsageError((error as Error).message);
         }
+      }
+      if (options.serve !== undefined && parts.servePage !== undefined) {
+        const port = options.serve === true ? 0 : Number(options.serve);
+        if (!Number.isInteger(port) || port < 0 || port > 65535)
+          throw new UsageError(`--serve ${String(options.serve)}: expected a port from 0 to 65535`);
+        if (options.json) throw new UsageError("--serve and --json: one or the other");
+        const stopped = new Promise<void>((resolve) => {
+          const stop = () => {
+            process.off("SIGINT", stop);
+            process.off("SIGTERM", stop);
+            resolve();
+          };
+          process.on("SIGINT", stop);
+          process.on("SIGTERM", stop);
+        });
+        try {
+          await parts.servePage({
+            testbed,
+            ...(privateKey === undefined ? {} : { operatorKey: privateKey }),
+            port,
+            say: (line) => context.io.out(`${line}\n`),
+            stopped,
+          });
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === "EADDRINUSE")
+            throw new UsageError(`--serve ${port}: the port is in use`);
+          throw error;
+        }
+        return;
       }
       const rows: Array<{ board: string; status?: BoardStatus; error?: string }> = [];
       for (const board of testbed.boards) {
@@ -354,7 +410,8 @@ export function statusCommand(context: CliContext): Command {
           );
       }
       context.setExitCode(rows.some((r) => r.status?.failsafe !== undefined) ? 1 : 0);
-    });
+    },
+  );
 }
 
 function signedRequest(

@@ -1,6 +1,6 @@
 /** The board part's subcommands of `smw`. */
 import type { CommandFactory } from "@smw/wiring/cli";
-import { boardCommand, statusCommand } from "./board-command.js";
+import { boardCommand } from "./board-command.js";
 import { consoleCommand } from "./console-command.js";
 import { deployCommand } from "./deploy-command.js";
 import { doctorCommand } from "./doctor-command.js";
@@ -12,11 +12,16 @@ export const wormholeBoardCommands: CommandFactory[] = [
   keysCommand,
   imageCommand,
   boardCommand,
-  statusCommand,
   deployCommand,
   linesCommand,
   doctorCommand,
   consoleCommand,
 ];
-export { askBoardStatus, openBoardDaemon } from "./board-command.js";
+export type { BoardStatus } from "../board/board-daemon.js";
+export {
+  askBoardStatus,
+  openBoardDaemon,
+  type StatusPageServer,
+  statusCommand,
+} from "./board-command.js";
 export { probeCommand } from "./probe-command.js";
