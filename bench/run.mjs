@@ -12,6 +12,7 @@ const BENCHMARKS = {
   kv: "host-agent/bench/kv-bench.mjs",
   rig: "test-rig/bench/rig-bench.mjs",
   demo: "test-rig/bench/demo-bench.mjs",
+  live: "test-rig/bench/live-bench.mjs",
 };
 
 const [name, ...rest] = process.argv.slice(2);
