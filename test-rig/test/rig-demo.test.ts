@@ -12,6 +12,7 @@ import { smw } from "../../cli/test/run-smw.js";
 import {
   copyRig6,
   eventually,
+  followEvents,
   observeOnePeriod,
   processesMentioning,
   spawnSmw,
@@ -24,11 +25,15 @@ describe("smw rig demo (one period)", () => {
   it("measures this machine, plans with its budgets, plants a Byzantine replica and a corrupted state, rejuvenates every host, keeps every promise, and reports", async () => {
     const out = path.join(rig.dir, "report");
     const observed = path.join(rig.dir, "observed");
-    const run = spawnSmw(["rig", "demo", ...rig.args, "--periods", "1", "--out", out]);
+    const run = spawnSmw(["rig", "demo", ...rig.args, "--periods", "1", "--out", out, "--live"]);
     const { child, exited } = run;
     afterAll(() => {
       if (child.exitCode === null) child.kill("SIGKILL");
     });
+    // The live page, followed from the start as a browser would: the calibration, then the demo.
+    expect(await eventually(() => /live view: http/.test(run.stdout()), 30_000)).toBe(true);
+    const page = /live view: (http:\/\/127\.0\.0\.1:\d+\/)\n/.exec(run.stdout())?.[1] as string;
+    const live = followEvents(`${page}events`);
     // Once the calibration is done and the demo's rig is being prepared from the testbed with
     // the measured budgets: a timing campaign observing the same boards from outside, as on a
     // real testbed.
@@ -41,6 +46,38 @@ describe("smw rig demo (one period)", () => {
     );
     expect(demoStarted, run.stdout() + run.stderr()).toBe(true);
     const campaign = await observeOnePeriod(rig.args, observed);
+    // Done: the page stays up as the report until Ctrl-C.
+    expect(
+      await eventually(() => /the page stays up as the report/.test(run.stdout()), 60_000),
+      run.stdout(),
+    ).toBe(true);
+    const report = (await (await fetch(`${page}report.json`)).json()) as {
+      title: string;
+      promises: Array<{ held: boolean }>;
+      files: string[];
+    };
+    expect(report.title).toBe(
+      "smw rig demo: 1 rejuvenation period, budgets measured on this machine",
+    );
+    expect(report.promises.length).toBeGreaterThan(5);
+    expect(report.promises.every((p) => p.held)).toBe(true);
+    expect(report.files).toEqual(
+      expect.arrayContaining(["plan.txt", "timings.csv", "events.jsonl"]),
+    );
+    // Two runs followed in turn, each ending in its report.
+    const frames = live.frames();
+    expect(
+      frames.filter((f) => f.event === "run" || f.event === "report").map((f) => f.event),
+    ).toEqual(["run", "report", "run", "report"]);
+    expect(frames.filter((f) => f.event === "run").map((f) => JSON.parse(f.data).title)).toEqual([
+      "smw rig demo: calibration period (no faults, budgets 4x the testbed's)",
+      "smw rig demo: 1 rejuvenation period, budgets measured on this machine",
+    ]);
+    expect(
+      frames.some((f) => /"msg":"step started","fields":\{"step":"transfer"/.test(f.data)),
+    ).toBe(true);
+    live.close();
+    child.kill("SIGINT");
     const code = await exited;
     expect(run.stderr()).toBe("");
 

@@ -85,3 +85,35 @@ export async function eventually(check: () => boolean, timeoutMs: number): Promi
   }
   return check();
 }
+
+/** A live page's event stream, read in the background as a browser reads it: its frames so far. */
+export function followEvents(url: string): {
+  frames(): Array<{ event: string; data: string }>;
+  close(): void;
+} {
+  const frames: Array<{ event: string; data: string }> = [];
+  const controller = new AbortController();
+  void (async () => {
+    const response = await fetch(url, { signal: controller.signal });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end = buffer.indexOf("\n\n");
+      while (end >= 0) {
+        const text = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = /^data: (.*)$/m.exec(text)?.[1];
+        if (data !== undefined)
+          frames.push({ event: /^event: (.*)$/m.exec(text)?.[1] ?? "message", data });
+        end = buffer.indexOf("\n\n");
+      }
+    }
+  })().catch(() => {
+    // Closed, or the server went away: the frames read so far stay.
+  });
+  return { frames: () => frames, close: () => controller.abort() };
+}
