@@ -141,6 +141,11 @@ describe("smw rig up and smw rig fault", () => {
           `[...document.querySelectorAll("#timeline tr")].some((row) => row.cells[0]?.textContent === ${JSON.stringify(board)} && row.querySelector('.bar.done[data-step="transfer"]') !== null)`,
           { timeout: 60_000 },
         );
+        // The client load as it runs.
+        await tab.waitForFunction(
+          `/^\\d+ ops\\/s, \\d+ completed, 0 failed$/.test(document.getElementById("load")?.textContent ?? "")`,
+          { timeout: 10_000 },
+        );
         await tab.click('button[data-fault="restart-board"][data-target="b1"]');
         await tab.waitForFunction(
           `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,

@@ -235,6 +235,7 @@ function faultButtons() {
 }
 function startRun(next) {
   shape = next;
+  $("conn").textContent = "live";
   $("title").textContent = shape.title + " on " + shape.name;
   document.title = "smw live: " + shape.title;
   boards.clear();

@@ -23,6 +23,8 @@ import { CLIENT_IDS, RigSetupError } from "../rig/rig-setup.js";
 
 /** How long the rig runs on after the last period, for the boards' last records (and observers). */
 const SETTLE_MS = 2_000;
+const LOAD_SAMPLE_MS = 2_000;
+const LOAD_NARRATED_MS = 10_000;
 
 export interface RigRunOptions {
   testbedFile: string;
@@ -70,7 +72,14 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
   if (!loaded.ok) throw new RigSetupError(loaded.problems.map(formatProblem).join("\n"));
   const boardHost = new Map(loaded.testbed.boards.map((b) => [b.id, b.guards]));
   const firstBoard = loaded.testbed.boards[0]?.id ?? "";
+  // The load is sampled every LOAD_SAMPLE_MS (the live page shows each); the narration says it
+  // every LOAD_NARRATED_MS.
+  let loadNarratedAtMs = 0;
   events.on((event) => {
+    if (event.kind === "load") {
+      if (event.atMs - loadNarratedAtMs < LOAD_NARRATED_MS - LOAD_SAMPLE_MS / 2) return;
+      loadNarratedAtMs = event.atMs;
+    }
     const line = narrate(event, { hostOf: (b) => boardHost.get(b) ?? "?", firstBoard });
     if (line !== undefined) options.say(line);
   });
@@ -116,10 +125,10 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
           kind: "load",
           completed: s.completed,
           failed: s.failed,
-          opsPerSecond: (s.completed - last) / 10,
+          opsPerSecond: (s.completed - last) / (LOAD_SAMPLE_MS / 1000),
         });
         last = s.completed;
-      }, 10_000);
+      }, LOAD_SAMPLE_MS);
     }
     const context: ScenarioContext = {
       periodComplete: (period, timeoutMs) =>
