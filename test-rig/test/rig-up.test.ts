@@ -143,7 +143,7 @@ describe("smw rig up and smw rig fault", () => {
         );
         // The client load as it runs.
         await tab.waitForFunction(
-          `/^\\d+ ops\\/s, \\d+ completed, 0 failed$/.test(document.getElementById("load")?.textContent ?? "")`,
+          `/^\\d+ ops\\/s, latency p50 [\\d.]+ ms, p99 [\\d.]+ ms, \\d+ completed, 0 failed$/.test(document.getElementById("load")?.textContent ?? "")`,
           { timeout: 10_000 },
         );
         await tab.click('button[data-fault="restart-board"][data-target="b1"]');

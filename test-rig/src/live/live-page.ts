@@ -195,7 +195,8 @@ function onEvent(e) {
   } else if (e.kind === "fault" && e.host) {
     for (const b of boards.values()) if (b.host === e.host) b.fault = e.detail;
   } else if (e.kind === "load") {
-    $("load").textContent = e.opsPerSecond.toFixed(0) + " ops/s, " + e.completed + " completed, " + e.failed + " failed";
+    const latency = e.p50Ms === undefined ? "latency –" : "latency p50 " + e.p50Ms.toFixed(1) + " ms, p99 " + e.p99Ms.toFixed(1) + " ms";
+    $("load").textContent = e.opsPerSecond.toFixed(0) + " ops/s, " + latency + ", " + e.completed + " completed, " + e.failed + " failed";
   }
   if (caughtUp) {
     // Pushed how long after it happened (the rig and this browser share a clock on loopback).

@@ -94,6 +94,18 @@ export class ClientLoad {
     };
   }
 
+  /**
+   * One sample of the load while it runs, without copying its history: the counts so far and the
+   * latencies of the operations completed since the `fromCompleted`-th.
+   */
+  sample(fromCompleted: number): { completed: number; failed: number; latenciesMs: number[] } {
+    return {
+      completed: this.figures.completed,
+      failed: this.figures.failed,
+      latenciesMs: this.figures.latenciesMs.slice(fromCompleted),
+    };
+  }
+
   async stop(): Promise<LoadFigures> {
     if (!this.running) return this.snapshot();
     this.figures.durationMs = Date.now() - this.startedMs;

@@ -18,7 +18,15 @@ export type RigEvent =
   | { kind: "board"; board: string; msg: string; fields: Record<string, unknown> }
   | { kind: "board-exit"; board: string; detail: string }
   | { kind: "alert"; board: string; detail: string }
-  | { kind: "load"; completed: number; failed: number; opsPerSecond: number };
+  | {
+      kind: "load";
+      completed: number;
+      failed: number;
+      opsPerSecond: number;
+      /** Latency of the operations completed since the last sample (none: no completion). */
+      p50Ms?: number;
+      p99Ms?: number;
+    };
 
 export type StampedEvent = RigEvent & {
   /** Milliseconds since the rig started. */

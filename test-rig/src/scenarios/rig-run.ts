@@ -15,6 +15,7 @@ import {
   writeReportFolder,
 } from "../report/run-report.js";
 import { readBoardRecords } from "../report/step-records.js";
+import { percentile } from "../report/step-stats.js";
 import { narrate } from "../rig/narrator.js";
 import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
@@ -119,13 +120,20 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
       load.start();
       let last = 0;
       loadTimer = setInterval(() => {
-        const s = load?.snapshot();
+        const s = load?.sample(last);
         if (s === undefined) return;
+        const sorted = s.latenciesMs.sort((a, b) => a - b);
         events.emit({
           kind: "load",
           completed: s.completed,
           failed: s.failed,
           opsPerSecond: (s.completed - last) / (LOAD_SAMPLE_MS / 1000),
+          ...(sorted.length === 0
+            ? {}
+            : {
+                p50Ms: percentile(sorted, 50),
+                p99Ms: percentile(sorted, 99),
+              }),
         });
         last = s.completed;
       }, LOAD_SAMPLE_MS);
