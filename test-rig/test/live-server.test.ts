@@ -1,5 +1,6 @@
 /** The live page's server on its own: what it pushes, when, what it serves of a report, which faults it takes. */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { loadTestbedFile, type Testbed } from "@smw/wiring";
@@ -172,6 +173,27 @@ describe("the live page's server", () => {
     server.report({ title: "the demo", promises: [], stats: [], lines: [], folder });
     expect((await post(url, JSON.stringify({ fault: "boot-hang", host: "h1" }))).status).toBe(409);
     expect(injected).toHaveLength(1);
+  });
+
+  it("answers only under its own name: a name rebound to its address gets nothing", async () => {
+    server = new LiveServer({ faults: true });
+    const url = new URL(await server.start());
+    const ask = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const request = httpRequest(
+          { host: "127.0.0.1", port: url.port, path: "/testbed.json", headers: { host } },
+          (response) => {
+            response.resume();
+            resolve(response.statusCode ?? 0);
+          },
+        );
+        request.on("error", reject);
+        request.end();
+      });
+    expect(await ask(`127.0.0.1:${url.port}`)).toBe(503);
+    expect(await ask(`localhost:${url.port}`)).toBe(503);
+    expect(await ask(`attacker.example:${url.port}`)).toBe(403);
+    expect(await ask("127.0.0.1")).toBe(403);
   });
 
   it("says when its port is taken", async () => {

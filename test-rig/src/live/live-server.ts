@@ -79,6 +79,8 @@ export class LiveServer {
   /** How many of the run's events there were at its report: a page replays no more. */
   private endedAt: number | undefined;
   private keepalive: NodeJS.Timeout | undefined;
+  /** The Host headers a request may carry: this server's address and port. */
+  private hosts = new Set<string>();
 
   constructor(private readonly options: LiveServerOptions = {}) {}
 
@@ -101,7 +103,14 @@ export class LiveServer {
     }, KEEPALIVE_MS);
     this.keepalive.unref();
     const { port } = server.address() as AddressInfo;
-    return `http://${host.includes(":") ? `[${host}]` : host}:${port}/`;
+    const named = host.includes(":") ? `[${host}]` : host;
+    this.hosts = new Set([`${named}:${port}`.toLowerCase()]);
+    if (host === "127.0.0.1" || host === "::1") {
+      this.hosts.add(`localhost:${port}`);
+      this.hosts.add(`127.0.0.1:${port}`);
+      this.hosts.add(`[::1]:${port}`);
+    }
+    return `http://${named}:${port}/`;
   }
 
   /** From now on the page follows `run`: open pages start over with it. */
@@ -137,6 +146,15 @@ export class LiveServer {
   }
 
   private serve(request: IncomingMessage, response: ServerResponse): void {
+    // Only under the name it was reached by: another site's name rebound to this address
+    // (DNS rebinding) would otherwise be this origin, free to read the page and post faults.
+    if (!this.hosts.has((request.headers.host ?? "").toLowerCase())) {
+      this.json(response, 403, {
+        ok: false,
+        error: `no page here for host ${JSON.stringify(request.headers.host ?? "")}`,
+      });
+      return;
+    }
     const pathname = (request.url ?? "/").split("?")[0] ?? "/";
     if (request.method === "GET" && pathname === "/") {
       response.writeHead(200, {
