@@ -60,9 +60,24 @@ describe("smw rig up and smw rig fault", () => {
       expect(byzantine.stdout).toBe(
         "h2: SM code tampered into a Byzantine replica (wrong-replies)\n",
       );
-      const state = await fault("corrupt-state", "--host", "h4");
-      expect(state.code).toBe(0);
-      expect(state.stdout).toMatch(/h4's stored state will be corrupted while it is down/);
+      // h4's stored state corrupted: from the live page's button in a real browser (or, with no
+      // browser here, from the CLI), before period 0 reaches h4.
+      const page = /live view: (http:\/\/127\.0\.0\.1:\d+\/) \(faults from the page allowed\)/.exec(
+        run.stdout(),
+      )?.[1] as string;
+      expect(page, said()).toBeDefined();
+      if (tab !== undefined) {
+        await tab.goto(page);
+        await tab.click('button[data-fault="corrupt-state"][data-target="h4"]');
+        await tab.waitForFunction(
+          `/^h4's stored state will be corrupted while it is down/.test(document.getElementById("answer")?.textContent ?? "")`,
+          { timeout: 10_000 },
+        );
+      } else {
+        const state = await fault("corrupt-state", "--host", "h4");
+        expect(state.code).toBe(0);
+        expect(state.stdout).toMatch(/h4's stored state will be corrupted while it is down/);
+      }
       // Bad input is told before anything is sent; the rig goes on.
       const unknown = await fault("boot-hang", "--host", "h9");
       expect(unknown.code).toBe(2);
@@ -75,10 +90,6 @@ describe("smw rig up and smw rig fault", () => {
       // hosts, so nothing here may delay them): its address printed, the testbed's shape, the
       // events so far (replayed) and as they come, and faults from the page checked as the CLI
       // checks them.
-      const page = /live view: (http:\/\/127\.0\.0\.1:\d+\/) \(faults from the page allowed\)/.exec(
-        run.stdout(),
-      )?.[1] as string;
-      expect(page).toBeDefined();
       expect(await (await fetch(page)).text()).toContain("<title>smw live</title>");
       const shape = (await (await fetch(`${page}testbed.json`)).json()) as {
         name: string;
@@ -126,12 +137,10 @@ describe("smw rig up and smw rig fault", () => {
         "board b1 is running: kill it first",
       );
 
-      // The page in a real browser, opened once the faults are in (its page load must not
-      // delay them past the start of period 0), watching the period run: a step bar appears and
-      // completes; a fault button answers as the CLI would.
+      // The page in the browser, watching the period run: a step bar appears and completes; a
+      // fault button answers as the CLI would; the board's reaction to the page's fault shows.
       const browserCheck = (async () => {
         if (tab === undefined) return;
-        await tab.goto(page);
         await tab.waitForSelector('#boards tr[data-board="b6"]');
         const running = await tab.waitForSelector("#boards .bar.running", { timeout: 90_000 });
         const board = await running?.evaluate((bar) => bar.closest("tr")?.dataset.board);
@@ -151,6 +160,13 @@ describe("smw rig up and smw rig fault", () => {
           `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,
         );
         await tab.screenshot({ path: path.join(shots, "live-step-done.png") });
+        // The board's reaction to the fault the page injected: h4's replica refused its stored
+        // state and took its peers', and the page says so.
+        await tab.waitForFunction(
+          `document.querySelector('#boards tr[data-board="b4"] td.fault')?.textContent?.startsWith("cleaned: stored state corrupted")`,
+          { timeout: 90_000 },
+        );
+        await tab.screenshot({ path: path.join(shots, "live-fault-cleaned.png") });
       })();
       // Awaited below; a failure while the rig is checked is reported there, never unhandled.
       browserCheck.catch(() => {});
