@@ -550,8 +550,13 @@ async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResul
     );
     after = await load.stop();
     load = undefined;
-    if (failsafeSince(events, undefined, clearIndex))
-      problems.push("a board failed safe after the clear");
+    const failedAfterClear = events.all
+      .slice(clearIndex)
+      .find((e) => e.kind === "board" && e.msg === "FAIL-SAFE");
+    if (failedAfterClear?.kind === "board")
+      problems.push(
+        `board ${failedAfterClear.board} failed safe after the clear: ${String(failedAfterClear.fields.reason)}`,
+      );
     else if (!completed) problems.push("the first period after the clear did not complete");
     for (const e of events.all)
       if (e.kind === "board" && e.msg === "FAIL-SAFE") reasons.add(String(e.fields.reason));
