@@ -40,6 +40,7 @@ interface ScenarioResult {
   "exit:exit": number;
   linesList: { status: number; stdout: string; stderr: string };
   linesSet: { status: number; stdout: string };
+  linesSetToEnd: { status: number; stdout: string };
   linesRefused: { status: number; stderr: string };
   linesGet: { status: number; stdout: string; stderr: string };
 }
@@ -135,11 +136,17 @@ describe.skipIf(reason !== undefined)("the sysfs backend against a fake sysfs tr
     // write-protect: active-high, safe active (protected); set inactive while held, then safe.
     expect(result.steps["lines-set:holding"]?.["534"]?.value).toBe("0");
     expect(result.linesSet.stdout).toMatch(
-      /write-protect line \(pinctrl-bcm2711\/22\): set inactive \(low\), reads back inactive; holding 1\.5s/,
+      /write-protect line \(pinctrl-bcm2711\/22\): set inactive \(low\), reads back inactive; holding 2m/,
     );
-    expect(result.linesSet.stdout).toMatch(/released at its safe level \(active, high\)/);
-    expect(result.linesSet.status).toBe(0);
+    // Ctrl-C ended the hold: released at its safe level all the same.
+    expect(result.linesSet.status).toBe(130);
     expect(result.steps["lines-set:after"]?.["534"]?.value).toBe("1");
+    // Held to its end: released, and said so.
+    expect(result.linesSetToEnd.stdout).toMatch(
+      /set inactive \(low\), reads back inactive; holding 10ms\n.*released at its safe level \(active, high\)/s,
+    );
+    expect(result.linesSetToEnd.status).toBe(0);
+    expect(result.steps["lines-set-to-end:after"]?.["534"]?.value).toBe("1");
     // One process owns a board's lines: while the set held them, another command was refused.
     expect(result.linesRefused.status).toBe(2);
     expect(result.linesRefused.stderr).toMatch(/the lines are owned by process \d+/);

@@ -173,8 +173,9 @@ const setting = spawn(
     "set",
     "write-protect",
     "inactive",
+    // Held until the refusal below has been seen, however slow the machine: then Ctrl-C.
     "--hold",
-    "1500ms",
+    "120s",
     "--testbed",
     pilab,
     "--board",
@@ -195,9 +196,15 @@ result.steps["lines-set:holding"] = snapshot();
 // The daemon's lock is held by the set: a second command is refused.
 const refused = linesCli("get", "reset");
 result.linesRefused = { status: refused.status, stderr: refused.stderr };
-const setExit = await new Promise((resolve) => setting.on("exit", (c) => resolve(c)));
+const setExited = new Promise((resolve) => setting.on("exit", (c, signal) => resolve(c ?? signal)));
+setting.kill("SIGINT");
+const setExit = await setExited;
 result.steps["lines-set:after"] = snapshot();
 result.linesSet = { status: setExit, stdout: setOut };
+// The same, held to its end: released at its safe level, said so, exit 0.
+const heldToEnd = linesCli("set", "write-protect", "inactive", "--hold", "10ms");
+result.steps["lines-set-to-end:after"] = snapshot();
+result.linesSetToEnd = { status: heldToEnd.status, stdout: heldToEnd.stdout };
 const got = linesCli("get", "reset");
 result.linesGet = { status: got.status, stdout: got.stdout, stderr: got.stderr };
 
