@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { loadTestbedFile } from "@smw/wiring";
 import { XMLValidator } from "fast-xml-parser";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import {
   copyRig6,
@@ -27,8 +27,11 @@ describe("smw rig demo (one period)", () => {
     const observed = path.join(rig.dir, "observed");
     const run = spawnSmw(["rig", "demo", ...rig.args, "--periods", "1", "--out", out, "--live"]);
     const { child, exited } = run;
-    afterAll(() => {
+    // Whatever the outcome: the demo waits for Ctrl-C once done (--live), and a failed run
+    // leaves its boards and hosts.
+    onTestFinished(() => {
       if (child.exitCode === null) child.kill("SIGKILL");
+      for (const pid of processesMentioning(rig.dir)) process.kill(pid, "SIGKILL");
     });
     // The live page, followed from the start as a browser would: the calibration, then the demo.
     expect(await eventually(() => /live view: http/.test(run.stdout()), 30_000)).toBe(true);
