@@ -6,6 +6,7 @@ import fs, {
   mkdtempSync,
   openSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -65,9 +66,17 @@ function liveCopy(name: string): string {
   return file;
 }
 
+/**
+ * Corrupts `file` at `position` with `bytes`: every byte written differs from the one it
+ * replaces (a byte of the random image that already is the one wanted is inverted instead),
+ * so a test's count of changed pages never depends on the image's luck.
+ */
 function poke(file: string, position: number, bytes: Buffer): void {
   const fd = openSync(file, "r+");
-  writeSync(fd, bytes, 0, bytes.length, position);
+  const current = Buffer.alloc(bytes.length);
+  readSync(fd, current, 0, bytes.length, position);
+  const written = Buffer.from(bytes.map((b, i) => (b === current[i] ? ~b & 0xff : b)));
+  writeSync(fd, written, 0, written.length, position);
   closeSync(fd);
 }
 
