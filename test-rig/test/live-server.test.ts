@@ -9,6 +9,7 @@ import { smw } from "../../cli/test/run-smw.js";
 import { LiveServer } from "../src/live/live-server.js";
 import type { FaultRequest } from "../src/rig/fault-requests.js";
 import { RigEventStream } from "../src/rig/rig-events.js";
+import { followEvents } from "./rig-helpers.js";
 
 const loaded = loadTestbedFile(path.resolve("wiring/examples/rig-6.yaml"));
 if (!loaded.ok) throw new Error("rig-6.yaml does not load");
@@ -17,33 +18,6 @@ const folder = mkdtempSync(path.join(tmpdir(), "smw-live-"));
 writeFileSync(path.join(folder, "timings.csv"), "board,host\n");
 writeFileSync(path.join(folder, "secret.key"), "not to be served\n");
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
-
-/** An SSE stream read frame by frame: each frame as its event name and data. */
-async function subscribe(url: string) {
-  const response = await fetch(`${url}events`);
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  const frames: Array<{ event: string; data: string }> = [];
-  const next = async (count: number) => {
-    while (frames.length < count) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let end = buffer.indexOf("\n\n");
-      while (end >= 0) {
-        const text = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(text)?.[1] ?? "message";
-        const data = /^data: (.*)$/m.exec(text)?.[1];
-        if (data !== undefined) frames.push({ event, data });
-        end = buffer.indexOf("\n\n");
-      }
-    }
-    return frames;
-  };
-  return { response, next, close: () => reader.cancel() };
-}
 
 describe("the live page's server", () => {
   let server: LiveServer | undefined;
@@ -70,13 +44,13 @@ describe("the live page's server", () => {
     expect(shape.slotMs).toBeGreaterThan(14_000);
     expect(shape.deadlineAfterSlotMs).toBe(testbed.timeliness.clockOffsetBoundMs);
 
-    const stream = await subscribe(url);
-    expect(stream.response.headers.get("content-type")).toBe("text/event-stream");
-    const first = await stream.next(3);
+    const stream = followEvents(`${url}events`);
+    expect((await stream.headers).get("content-type")).toBe("text/event-stream");
+    const first = await stream.until(3);
     expect(first.map((f) => f.event)).toEqual(["run", "message", "caught-up"]);
     expect(JSON.parse(first[1]?.data as string)).toMatchObject({ detail: "before the page" });
     events.emit({ kind: "host-up", host: "h3", detail: "booted" });
-    const pushed = await stream.next(4);
+    const pushed = await stream.until(4);
     expect(JSON.parse(pushed[3]?.data as string)).toMatchObject({ kind: "host-up", host: "h3" });
 
     expect((await fetch(`${url}report.json`)).status).toBe(404);
@@ -87,7 +61,7 @@ describe("the live page's server", () => {
       lines: ["fail-safe: none"],
       folder,
     });
-    const reported = await stream.next(5);
+    const reported = await stream.until(5);
     expect(reported[4]?.event).toBe("report");
     expect(JSON.parse(reported[4]?.data as string)).toMatchObject({
       title: "smw rig up",
@@ -103,13 +77,13 @@ describe("the live page's server", () => {
     // Only the report's files, by name: nothing else of its folder, nothing outside it.
     for (const name of ["secret.key", "..%2Fsecret.key", "%2E%2E/etc/passwd", "plan.txt"])
       expect((await fetch(`${url}report/${name}`)).status).toBe(404);
-    await stream.close();
+    stream.close();
 
     // A page that opens now gets the run, its events, and the report.
-    const late = await subscribe(url);
-    const all = await late.next(5);
+    const late = followEvents(`${url}events`);
+    const all = await late.until(5);
     expect(all.map((f) => f.event)).toEqual(["run", "message", "message", "caught-up", "report"]);
-    await late.close();
+    late.close();
   });
 
   it("takes faults only when allowed, only for a run that takes them, checked as the CLI checks them", async () => {

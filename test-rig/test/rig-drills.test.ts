@@ -1,10 +1,9 @@
 /** Three of the fail-safe drills end to end, and the rig's clean-up when it is interrupted or killed. */
 import { once } from "node:events";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import type { DrillResult } from "@smw/test-rig";
-import { launch } from "puppeteer-core";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import {
@@ -12,13 +11,10 @@ import {
   eventually,
   observeOnePeriod,
   processesMentioning,
+  SCREENSHOTS,
   spawnSmw,
+  startBrowser,
 } from "./rig-helpers.js";
-
-/** Debian's Chromium, which `npm test` installs as it installs socat; where the screenshots go. */
-const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
-const shots = path.resolve("runs", "live-page");
-mkdirSync(shots, { recursive: true });
 
 describe("fail-safe drills", () => {
   const rig = copyRig6();
@@ -114,14 +110,7 @@ describe("fail-safe drills", () => {
 
   it("a clock skewed past the bound: fail-safe within a few heartbeats, seen on the live page", async () => {
     // The browser is started first, so that its start-up does not land in the drill.
-    const browser =
-      chromium === undefined
-        ? undefined
-        : await launch({
-            executablePath: chromium,
-            headless: true,
-            args: ["--no-sandbox", "--disable-gpu"],
-          });
+    const browser = await startBrowser();
     const run = spawnSmw([
       "drill",
       "failsafe",
@@ -163,7 +152,10 @@ describe("fail-safe drills", () => {
           `document.querySelectorAll('#boards td.phase-failsafe').length === 6`,
           { timeout: 5_000 },
         );
-        await tab.screenshot({ path: path.join(shots, "live-drill-failsafe.png"), fullPage: true });
+        await tab.screenshot({
+          path: path.join(SCREENSHOTS, "live-drill-failsafe.png"),
+          fullPage: true,
+        });
       }
       expect(
         await eventually(() => /the page stays up as the report/.test(run.stderr()), 60_000),

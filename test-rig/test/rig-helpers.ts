@@ -1,8 +1,17 @@
 import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { once } from "node:events";
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { type Browser, launch } from "puppeteer-core";
 import { smw } from "../../cli/test/run-smw.js";
 
 export const SMW_BIN = path.resolve("bin/smw.js");
@@ -86,16 +95,21 @@ export async function eventually(check: () => boolean, timeoutMs: number): Promi
   return check();
 }
 
-/** A live page's event stream, read in the background as a browser reads it: its frames so far. */
+/**
+ * A live page's event stream, read in the background as a browser reads it: its frames so far,
+ * the response's headers, and a wait (bounded) for at least `count` frames.
+ */
 export function followEvents(url: string): {
   frames(): Array<{ event: string; data: string }>;
+  headers: Promise<Headers>;
+  until(count: number, timeoutMs?: number): Promise<Array<{ event: string; data: string }>>;
   close(): void;
 } {
   const frames: Array<{ event: string; data: string }> = [];
   const controller = new AbortController();
+  const response = fetch(url, { signal: controller.signal });
   void (async () => {
-    const response = await fetch(url, { signal: controller.signal });
-    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const reader = ((await response).body as ReadableStream<Uint8Array>).getReader();
     const decoder = new TextDecoder();
     let buffer = "";
     for (;;) {
@@ -115,5 +129,32 @@ export function followEvents(url: string): {
   })().catch(() => {
     // Closed, or the server went away: the frames read so far stay.
   });
-  return { frames: () => frames, close: () => controller.abort() };
+  return {
+    frames: () => frames,
+    headers: response.then((r) => r.headers),
+    until: async (count, timeoutMs = 5_000) => {
+      await eventually(() => frames.length >= count, timeoutMs);
+      return frames;
+    },
+    close: () => controller.abort(),
+  };
+}
+
+/** Debian's Chromium, which `npm test` installs as it installs socat; undefined if absent. */
+export const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) =>
+  existsSync(p),
+);
+
+/** Where the browser checks leave their screenshots, to look at after `npm test`. */
+export const SCREENSHOTS = path.resolve("runs", "live-page");
+
+/** Headless Chromium, started (and so paid for) before a rig runs; undefined without one. */
+export async function startBrowser(): Promise<Browser | undefined> {
+  if (CHROMIUM === undefined) return undefined;
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu"],
+  });
 }

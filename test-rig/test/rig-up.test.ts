@@ -2,20 +2,21 @@
  * `smw rig up` as a lab engineer runs it: the rig under load until Ctrl-C,
  * faults sent from another terminal with `smw rig fault`, then the report.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import path from "node:path";
-import { launch } from "puppeteer-core";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
-import { copyRig6, eventually, processesMentioning, spawnSmw } from "./rig-helpers.js";
+import {
+  CHROMIUM,
+  copyRig6,
+  eventually,
+  processesMentioning,
+  SCREENSHOTS,
+  spawnSmw,
+  startBrowser,
+} from "./rig-helpers.js";
 
-/** Where the browser check leaves its screenshots, to look at after `npm test`. */
-const shots = path.resolve("runs", "live-page");
-mkdirSync(shots, { recursive: true });
-
-/** Debian's Chromium, which `npm test` installs as it installs socat. */
-const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
-if (chromium === undefined)
+if (CHROMIUM === undefined)
   process.stdout.write(
     "the live page's browser check skipped: no chromium (apt-get install chromium)\n",
   );
@@ -28,14 +29,7 @@ describe("smw rig up and smw rig fault", () => {
     const socket = path.join(rig.runDir, "rig.sock");
     // The browser starts before the rig, and is idle until the faults are in: its start-up (a
     // cold profile, font caches) is paid before the rig runs, not during period 0.
-    const browser =
-      chromium === undefined
-        ? undefined
-        : await launch({
-            executablePath: chromium,
-            headless: true,
-            args: ["--no-sandbox", "--disable-gpu"],
-          });
+    const browser = await startBrowser();
     const tab = await browser?.newPage();
     await tab?.setViewport({ width: 1100, height: 900 });
     await tab?.goto("about:blank");
@@ -68,7 +62,10 @@ describe("smw rig up and smw rig fault", () => {
       expect(page, said()).toBeDefined();
       if (tab !== undefined) {
         await tab.goto(page);
-        await tab.click('button[data-fault="corrupt-state"][data-target="h4"]');
+        // The buttons are drawn once the page has the run's shape (its first pushed event).
+        const button = 'button[data-fault="corrupt-state"][data-target="h4"]';
+        await tab.waitForSelector(button, { timeout: 10_000 });
+        await tab.click(button);
         await tab.waitForFunction(
           `/^h4's stored state will be corrupted while it is down/.test(document.getElementById("answer")?.textContent ?? "")`,
           { timeout: 10_000 },
@@ -145,7 +142,7 @@ describe("smw rig up and smw rig fault", () => {
         const running = await tab.waitForSelector("#boards .bar.running", { timeout: 90_000 });
         const board = await running?.evaluate((bar) => bar.closest("tr")?.dataset.board);
         expect(board).toMatch(/^b[1-6]$/);
-        await tab.screenshot({ path: path.join(shots, "live-step-running.png") });
+        await tab.screenshot({ path: path.join(SCREENSHOTS, "live-step-running.png") });
         await tab.waitForFunction(
           `[...document.querySelectorAll("#timeline tr")].some((row) => row.cells[0]?.textContent === ${JSON.stringify(board)} && row.querySelector('.bar.done[data-step="transfer"]') !== null)`,
           { timeout: 60_000 },
@@ -159,14 +156,14 @@ describe("smw rig up and smw rig fault", () => {
         await tab.waitForFunction(
           `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,
         );
-        await tab.screenshot({ path: path.join(shots, "live-step-done.png") });
+        await tab.screenshot({ path: path.join(SCREENSHOTS, "live-step-done.png") });
         // The board's reaction to the fault the page injected: h4's replica refused its stored
         // state and took its peers', and the page says so.
         await tab.waitForFunction(
           `document.querySelector('#boards tr[data-board="b4"] td.fault')?.textContent?.startsWith("cleaned: stored state corrupted")`,
           { timeout: 90_000 },
         );
-        await tab.screenshot({ path: path.join(shots, "live-fault-cleaned.png") });
+        await tab.screenshot({ path: path.join(SCREENSHOTS, "live-fault-cleaned.png") });
       })();
       // Awaited below; a failure while the rig is checked is reported there, never unhandled.
       browserCheck.catch(() => {});
@@ -309,7 +306,7 @@ describe("smw rig up and smw rig fault", () => {
             (img) => (img as unknown as { naturalWidth: number }).naturalWidth,
           ),
         ).toBeGreaterThan(0);
-        await tab.screenshot({ path: path.join(shots, "live-report.png"), fullPage: true });
+        await tab.screenshot({ path: path.join(SCREENSHOTS, "live-report.png"), fullPage: true });
       }
       child.kill("SIGINT");
       const code = await exited;

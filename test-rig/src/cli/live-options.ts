@@ -3,7 +3,7 @@
  * from the start of the command (its address printed first), follows each run, shows the report
  * once the command's work is done, and stays up as that report until Ctrl-C.
  */
-import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { type CliContext, UsageError, untilInterrupted } from "@smw/wiring/cli";
 import type { Command } from "commander";
 import { LiveServer } from "../live/live-server.js";
 
@@ -64,15 +64,7 @@ export async function keepLiveUntilStopped(
 ): Promise<void> {
   if (server === undefined) return;
   sayFor(flags, context)("live view: the page stays up as the report; Ctrl-C to close it\n");
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-      resolve();
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
+  await untilInterrupted();
   await server.stop();
 }
 
@@ -93,4 +85,12 @@ export async function withLive(
     throw error;
   }
   await keepLiveUntilStopped(live, flags, context);
+}
+
+/** A rig run's `live` option: followed on the page, taking its faults when they are allowed. */
+export function liveRunOption(
+  live: LiveServer | undefined,
+  flags: LiveFlags,
+): { live?: { server: LiveServer; faults: boolean } } {
+  return live === undefined ? {} : { live: { server: live, faults: flags.liveFaults === true } };
 }

@@ -17,7 +17,7 @@ import { runMeasure } from "../scenarios/measure.js";
 import { observeTestbed } from "../scenarios/observe.js";
 import { runRig } from "../scenarios/rig-run.js";
 import { addFaultCommand } from "./fault-command.js";
-import { type LiveFlags, liveOptions, withLive } from "./live-options.js";
+import { type LiveFlags, liveOptions, liveRunOption, withLive } from "./live-options.js";
 import {
   DEFAULT_TESTBED,
   netnsOption,
@@ -91,9 +91,7 @@ export function rigCommand(context: CliContext): Command {
                 ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
                 ...(flags.netns ? { netns: true } : {}),
                 ...(flags.out === undefined ? {} : { outDir: flags.out }),
-                ...(live === undefined
-                  ? {}
-                  : { live: { server: live, faults: flags.liveFaults === true } }),
+                ...liveRunOption(live, flags),
                 say: (line) => context.io.out(`${line}\n`),
               }),
             );
@@ -147,9 +145,7 @@ export function rigCommand(context: CliContext): Command {
               ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
               ...(flags.netns ? { netns: true } : {}),
               ...(flags.out === undefined ? {} : { outDir: flags.out }),
-              ...(live === undefined
-                ? {}
-                : { live: { server: live, faults: flags.liveFaults === true } }),
+              ...liveRunOption(live, flags),
               say: (line) => context.io.out(`${line}\n`),
             }),
           );
@@ -234,9 +230,7 @@ export function rigCommand(context: CliContext): Command {
                     ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
                     ...(flags.netns ? { netns: true } : {}),
                     ...(out === undefined ? {} : { outDir: out }),
-                    ...(live === undefined
-                      ? {}
-                      : { live: { server: live, faults: flags.liveFaults === true } }),
+                    ...liveRunOption(live, flags),
                     say,
                   }),
                 );

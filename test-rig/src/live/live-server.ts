@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { groupSlackMs, type Testbed, tLocalexecFromBudgets } from "@smw/wiring";
+import type { StepStats } from "../report/step-stats.js";
 import { FAULTS, type FaultRequest, parseFaultRequest } from "../rig/fault-requests.js";
 import type { RigEventStream, StampedEvent } from "../rig/rig-events.js";
 import { LIVE_PAGE_HTML } from "./live-page.js";
@@ -37,16 +38,8 @@ export interface LiveReport {
   title: string;
   /** Each promise the run kept or broke. */
   promises: ReadonlyArray<{ name: string; held: boolean; detail: string }>;
-  /** One row per step: name, count, min, median, p99, max, budget (ms). */
-  stats: ReadonlyArray<{
-    name: string;
-    count: number;
-    minMs: number;
-    medianMs: number;
-    p99Ms: number;
-    maxMs: number;
-    budgetMs: number;
-  }>;
+  /** One row per step (none for a drill). */
+  stats: readonly StepStats[];
   /** More lines of the verdict (a drill's detail, the fail-safe state). */
   lines: readonly string[];
   /** The report's folder: its files are linked from the page. */

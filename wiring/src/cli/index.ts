@@ -4,6 +4,7 @@ import { planCommand } from "./plan-command.js";
 import { wiringCommand } from "./wiring-command.js";
 
 export * from "./context.js";
+export { untilInterrupted } from "./until-interrupted.js";
 export { loadOrReport } from "./wiring-command.js";
 
 export const wiringCommands: CommandFactory[] = [wiringCommand, planCommand];

@@ -2,7 +2,7 @@
 import { sign } from "node:crypto";
 import { connect } from "node:net";
 import { type Board, formatDurationMs, type Testbed } from "@smw/wiring";
-import { type CliContext, UsageError } from "@smw/wiring/cli";
+import { type CliContext, UsageError, untilInterrupted } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { destination, pino, transport } from "pino";
 import {
@@ -296,15 +296,7 @@ export function statusCommand(
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new UsageError(`--serve ${String(options.serve)}: expected a port from 0 to 65535`);
         if (options.json) throw new UsageError("--serve and --json: one or the other");
-        const stopped = new Promise<void>((resolve) => {
-          const stop = () => {
-            process.off("SIGINT", stop);
-            process.off("SIGTERM", stop);
-            resolve();
-          };
-          process.on("SIGINT", stop);
-          process.on("SIGTERM", stop);
-        });
+        const stopped = untilInterrupted();
         try {
           await parts.servePage({
             testbed,
