@@ -71,12 +71,16 @@ describe("budgets from a calibration period", () => {
       tCheckcodeMs: 530,
       tRestorecodeMs: testbed.rejuvenation.budgets.tRestorecodeMs,
       tBootMs: 2300,
-      tTransferMs: 5700,
+      // 2600 + 100% + procMax, and one view change (rig-6's viewChangeTimeout, 1 s) to wait out.
+      tTransferMs: 5700 + 1000,
     });
+    expect(c.viewChangeAllowanceMs).toBe(1000);
     expect(c.plan.feasible).toBe(true);
-    expect(c.plan.tLocalexecMs).toBe(580 + 2 * 530 + 2 * 500 + 2300 + 5700);
+    expect(c.plan.tLocalexecMs).toBe(580 + 2 * 530 + 2 * 500 + 2300 + 6700);
     expect(c.planText).toMatch(/^rig-6 with budgets measured on this machine: /);
-    expect(c.planText).toMatch(/largest time measured \+ 100% \+ procMax \(500 ms\)/);
+    expect(c.planText).toMatch(
+      /largest time measured \+ 100% \+ procMax \(500 ms\), T_transfer's \+ one view-change timeout \(1000 ms\)/,
+    );
   });
 
   it("widen T_d and T_p when this machine is too slow for the testbed's, and plan with them", () => {

@@ -58,6 +58,11 @@ export interface Calibration {
   bounds: DerivedBound[];
   marginPercent: number;
   allowanceMs: number;
+  /**
+   * Added to T_transfer's budget: one view-change timeout, which a recovering replica may have
+   * to wait out (below). 0 when T_transfer was not measured.
+   */
+  viewChangeAllowanceMs: number;
   /** The planner on the testbed with those budgets. */
   plan: Plan;
   /** T_d and T_p to run with: the testbed's, widened when the measured budgets need it. */
@@ -122,7 +127,22 @@ export function budgetsFromCalibration(
       boundMs: b.measuredMaxMs === undefined ? ownMs : b.boundMs,
     };
   });
-  const budgets = budgetsFromBounds(bounds, own);
+  const measuredBudgets = budgetsFromBounds(bounds, own);
+  // A recovering replica may have to wait out one view change before its peers' checkpoint
+  // counts for it: the current NEW_VIEW can be signed under keys revoked since (the hosts
+  // rejuvenated after it formed), so it cannot follow it and a new view must form. One
+  // calibration period never shows that (it happens in the periods after), so T_transfer
+  // carries one view-change timeout on top of what was measured.
+  const transferMeasured = bounds.some(
+    (b) => b.key === "tTransfer" && b.measuredMaxMs !== undefined,
+  );
+  const viewChangeAllowanceMs = transferMeasured
+    ? Math.max(0, ...testbed.hosts.map((h) => h.replica.viewChangeTimeoutMs))
+    : 0;
+  const budgets = {
+    ...measuredBudgets,
+    tTransferMs: measuredBudgets.tTransferMs + viewChangeAllowanceMs,
+  };
   // As the paper's methodology does: T_d from T_exec with these budgets (the testbed's own if it
   // is enough), T_p after it; then the exhaustion condition decides.
   const fitted = calibrationSchedule(testbed, budgets);
@@ -131,13 +151,14 @@ export function budgetsFromCalibration(
   const samples = summary.stats.find((s) => s.name === "T_localexec")?.count ?? 0;
   const planText = renderPlanText(
     measured,
-    `${testbed.name} with budgets measured on this machine: a calibration period (${samples} rejuvenations, no faults, under the client load); each budget is the largest time measured + ${marginPercent}% + procMax (${allowanceMs} ms)${widened ? "; T_d and T_p widened to fit them" : ""}`,
+    `${testbed.name} with budgets measured on this machine: a calibration period (${samples} rejuvenations, no faults, under the client load); each budget is the largest time measured + ${marginPercent}% + procMax (${allowanceMs} ms)${viewChangeAllowanceMs > 0 ? `, T_transfer's + one view-change timeout (${viewChangeAllowanceMs} ms)` : ""}${widened ? "; T_d and T_p widened to fit them" : ""}`,
   );
   return {
     budgets,
     bounds,
     marginPercent,
     allowanceMs,
+    viewChangeAllowanceMs,
     plan: measured,
     planText,
     schedule: { ...fitted, widened },
@@ -179,7 +200,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     path.join(reportDir, "bounds.yaml"),
     renderBoundsYaml(derived.bounds, options.marginPercent, run.summary.periodsCompleted).replace(
       `plus ${options.marginPercent}%.`,
-      `plus ${options.marginPercent}% plus procMax (${derived.allowanceMs} ms).`,
+      `plus ${options.marginPercent}% plus procMax (${derived.allowanceMs} ms).${derived.viewChangeAllowanceMs > 0 ? `\n# The demo's T_transfer budget is tTransfer below + one view-change timeout (${derived.viewChangeAllowanceMs} ms): a recovering replica may have to wait out one view change.` : ""}`,
     ),
   );
   writeFileSync(path.join(reportDir, "plan.txt"), derived.planText);

@@ -81,7 +81,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           },
           note: [
             "Budgets measured on this machine by the calibration period of smw rig demo:",
-            `the largest time of each step + ${calibration.marginPercent}% + procMax (${calibration.allowanceMs} ms)${calibration.schedule.widened ? ", T_d and T_p widened to fit them" : ""}; see calibration/ and report/plan.txt.`,
+            `the largest time of each step + ${calibration.marginPercent}% + procMax (${calibration.allowanceMs} ms)${calibration.viewChangeAllowanceMs > 0 ? `, T_transfer's + one view-change timeout (${calibration.viewChangeAllowanceMs} ms)` : ""}${calibration.schedule.widened ? ", T_d and T_p widened to fit them" : ""}; see calibration/ and report/plan.txt.`,
           ],
           planHeader: calibration.planText,
         }),
@@ -109,6 +109,6 @@ function describeBudgets(c: Calibration): string {
     `T_checkcode ${formatDurationMs(b.tCheckcodeMs)}`,
     `T_restorecode ${formatDurationMs(b.tRestorecodeMs)}`,
     `T_boot ${formatDurationMs(b.tBootMs)}`,
-    `T_transfer ${formatDurationMs(b.tTransferMs)}`,
+    `T_transfer ${formatDurationMs(b.tTransferMs)}${c.viewChangeAllowanceMs > 0 ? ` (with one view change, ${formatDurationMs(c.viewChangeAllowanceMs)})` : ""}`,
   ].join(", ");
 }
