@@ -1,6 +1,9 @@
 /** The live page's server on its own: what it pushes, when, what it serves of a report, which faults it takes. */
+
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { loadTestbedFile, type Testbed } from "@smw/wiring";
@@ -9,7 +12,7 @@ import { smw } from "../../cli/test/run-smw.js";
 import { LiveServer } from "../src/live/live-server.js";
 import type { FaultRequest } from "../src/rig/fault-requests.js";
 import { RigEventStream } from "../src/rig/rig-events.js";
-import { followEvents } from "./rig-helpers.js";
+import { eventually, followEvents } from "./rig-helpers.js";
 
 const loaded = loadTestbedFile(path.resolve("wiring/examples/rig-6.yaml"));
 if (!loaded.ok) throw new Error("rig-6.yaml does not load");
@@ -168,6 +171,30 @@ describe("the live page's server", () => {
     expect(await ask(`localhost:${url.port}`)).toBe(503);
     expect(await ask(`attacker.example:${url.port}`)).toBe(403);
     expect(await ask("127.0.0.1")).toBe(403);
+  });
+
+  it("drops a page that stops reading instead of buffering for it without end", async () => {
+    server = new LiveServer();
+    const url = new URL(await server.start());
+    const events = new RigEventStream();
+    server.follow({ title: "flood", events, testbed });
+    // A client that asks for the stream and never reads a byte of it.
+    const socket = createConnection({ host: "127.0.0.1", port: Number(url.port) });
+    await once(socket, "connect");
+    socket.pause();
+    socket.write(`GET /events HTTP/1.1\r\nHost: 127.0.0.1:${url.port}\r\n\r\n`);
+    expect(await eventually(() => server?.pages === 1, 5_000)).toBe(true);
+    const detail = "x".repeat(4096);
+    // Far more than the kernel's socket buffers and the 16 MiB bound hold, in bounded steps.
+    for (let i = 0; i < 40 && server.pages > 0; i++) {
+      for (let j = 0; j < 500; j++) events.emit({ kind: "rig", detail });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // Dropped while it still had not read: the server stopped queueing for it.
+    expect(server.pages).toBe(0);
+    socket.destroy();
+    // The server goes on serving others.
+    expect((await fetch(`${url.href}testbed.json`)).status).toBe(200);
   });
 
   it("says when its port is taken", async () => {

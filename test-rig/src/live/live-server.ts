@@ -62,6 +62,11 @@ const MAX_BODY_BYTES = 4096;
 /** Events a page that connects late is given first (the newest). */
 const REPLAY_EVENTS = 5000;
 const KEEPALIVE_MS = 15_000;
+/**
+ * What may wait for one page that does not read, at most: well above a whole replay
+ * (REPLAY_EVENTS of a few hundred bytes each), so a page still reading its replay is kept.
+ */
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 
 export class LiveServer {
   private server: Server | undefined;
@@ -77,6 +82,11 @@ export class LiveServer {
 
   constructor(private readonly options: LiveServerOptions = {}) {}
 
+  /** Pages following the event stream now. */
+  get pages(): number {
+    return this.clients.size;
+  }
+
   /** Listens; resolves with the page's address. */
   async start(): Promise<string> {
     const server = createServer((request, response) => this.serve(request, response));
@@ -91,9 +101,7 @@ export class LiveServer {
         resolve();
       });
     });
-    this.keepalive = setInterval(() => {
-      for (const client of this.clients) client.write(": keepalive\n\n");
-    }, KEEPALIVE_MS);
+    this.keepalive = setInterval(() => this.broadcast(": keepalive\n\n"), KEEPALIVE_MS);
     this.keepalive.unref();
     const { port } = server.address() as AddressInfo;
     const named = host.includes(":") ? `[${host}]` : host;
@@ -262,7 +270,16 @@ export class LiveServer {
   }
 
   private broadcast(text: string): void {
-    for (const client of this.clients) client.write(text);
+    for (const client of this.clients) {
+      // A page that stops reading is dropped, not buffered for without end; it reconnects and is
+      // replayed what it missed.
+      if (client.writableLength > MAX_QUEUED_BYTES) {
+        this.clients.delete(client);
+        client.destroy();
+        continue;
+      }
+      client.write(text);
+    }
   }
 
   private async fault(request: IncomingMessage, response: ServerResponse): Promise<void> {
