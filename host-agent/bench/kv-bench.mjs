@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench -- kv [--seconds S] [--clients C] [--quick]
+// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling]
 //
 // 1. Throughput and latency of the replicated key-value service (n = 4 with
 //    k' = 1, k = 0; n = 6 with k' = 1, k = 1), every replica its own process on
@@ -12,8 +12,9 @@
 //    messages, an echo server in its own process), same clients, same seconds.
 // 3. A rolling cycle: replicas handed off, killed and recovered one at a time
 //    under load, against the same load without the cycle.
-import { spawn } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -131,6 +132,37 @@ function bench(bed, extra, secs) {
   });
 }
 
+/** CPU time (user + system) a live process has used so far, from /proc, in ms. */
+function cpuMsOf(child) {
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return Number.NaN;
+  }
+}
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** Servers' and clients' CPU per completed operation, in µs, over the measured window. */
+async function benchWithCpu(bed, extra, secs, servers) {
+  const before = servers.map(cpuMsOf);
+  const r = await bench(bed, extra, secs);
+  const serverMs = servers.reduce((sum, s, i) => sum + cpuMsOf(s) - before[i], 0);
+  r.serverCpuUsPerOp = (serverMs * 1000) / r.completed;
+  r.clientCpuUsPerOp = (r.clientCpuMs * 1000) / r.completed;
+  return r;
+}
+
+const cpuLine = (label, r) =>
+  `  ${label.padEnd(13)} CPU per operation: servers ${r.serverCpuUsPerOp.toFixed(0).padStart(5)} µs, clients ${r.clientCpuUsPerOp.toFixed(0).padStart(4)} µs`;
+
 const fmt = (r) =>
   `${r.opsPerSecond.toFixed(0).padStart(6)} ops/s  p50 ${r.p50Ms.toFixed(2).padStart(6)} ms  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  failed ${r.failed}`;
 
@@ -145,12 +177,12 @@ async function throughput(n, kPrime, k, load = "mixed") {
   const mix = load === "reads" ? ["--read-percent", "100", "--keys", "256", "--prefill"] : [];
   try {
     const single = await serve(bed, ["--single"]);
-    const base = await bench(bed, ["--single", ...mix], seconds);
+    const base = await benchWithCpu(bed, ["--single", ...mix], seconds, [single]);
     await stop(single);
     const replicas = await Promise.all(
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", String(k)])),
     );
-    const replicated = await bench(bed, ["--k", String(k), ...mix], seconds);
+    const replicated = await benchWithCpu(bed, ["--k", String(k), ...mix], seconds, replicas);
     await Promise.all(replicas.map(stop));
     const what =
       load === "reads"
@@ -160,7 +192,10 @@ async function throughput(n, kPrime, k, load = "mixed") {
       `n = ${n} (k' = ${kPrime}, k = ${k}), ${clients} clients, ${seconds} s each, ${what}:\n` +
         `  unreplicated  ${fmt(base)}\n  replicated    ${fmt(replicated)}\n` +
         `  ratio replicated/unreplicated: throughput ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)}, p50 latency ${(replicated.p50Ms / base.p50Ms).toFixed(1)}x\n` +
-        `  ratio to the raw TCP floor: unreplicated ${(base.opsPerSecond / floor.opsPerSecond).toFixed(3)}, replicated ${(replicated.opsPerSecond / floor.opsPerSecond).toFixed(3)}\n`,
+        `  ratio to the raw TCP floor: unreplicated ${(base.opsPerSecond / floor.opsPerSecond).toFixed(3)}, replicated ${(replicated.opsPerSecond / floor.opsPerSecond).toFixed(3)}\n` +
+        `${cpuLine("unreplicated", base)}\n${cpuLine("replicated", replicated)} (${n} replicas)\n` +
+        `  ratio of CPU per operation, replicated/unreplicated: ${((replicated.serverCpuUsPerOp + replicated.clientCpuUsPerOp) / (base.serverCpuUsPerOp + base.clientCpuUsPerOp)).toFixed(1)}x` +
+        ` (on ${availableParallelism()} cores every process shares, throughput is bounded by it)\n`,
     );
   } finally {
     bed.remove();
@@ -350,9 +385,16 @@ async function rawTcp() {
   return result;
 }
 
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+const parts = ["n4", "n6", "reads", "transfer", "rolling"];
+if (only !== undefined && !parts.includes(only)) {
+  process.stderr.write(`--only: expected one of ${parts.join(", ")}, got "${only}"\n`);
+  process.exit(2);
+}
+const runs = (part) => only === undefined || only === part;
 const floor = await rawTcp();
-await throughput(4, 1, 0);
-await throughput(6, 1, 1);
-await throughput(6, 1, 1, "reads");
-await stateTransfer();
-await rolling();
+if (runs("n4")) await throughput(4, 1, 0);
+if (runs("n6")) await throughput(6, 1, 1);
+if (runs("reads")) await throughput(6, 1, 1, "reads");
+if (runs("transfer")) await stateTransfer();
+if (runs("rolling")) await rolling();

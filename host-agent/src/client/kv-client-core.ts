@@ -3,7 +3,9 @@
  * to every replica, and accepts a result once a quorum q of replicas sent the
  * same reply at the same sequence number (q, not k'+1: see
  * `replica/read-only.ts`). A read-only operation goes first as an unordered
- * READ, and is ordered like any request when q matching answers do not come.
+ * READ to q replicas that have been answering (to the rest as soon as those
+ * cannot agree, or are slow), and is ordered like any request when q matching
+ * answers do not come.
  * Replies are checked against the replicas' current keys, which it learns from board-signed certificates, or
  * carry a MAC under a session with the replica (`client-sessions.ts`: its half
  * signed by the replica, the client's signed by the client); retransmits until
@@ -32,6 +34,12 @@ export interface KvClientConfig {
   retransmitMs: number;
   /** How long an unordered read waits for q matching answers before it is ordered (default: retransmitMs). */
   readTimeoutMs?: number;
+  /**
+   * The shortest wait before an unordered read sent to q replicas goes to the rest (default
+   * 30 ms); the wait is four times the smoothed latency of recent operations, at least this and
+   * at most half the read timeout.
+   */
+  minWidenMs?: number;
   /** The first request number; a restarted client must not reuse numbers (use a clock). */
   firstTs: number;
 }
@@ -58,6 +66,10 @@ interface Outstanding {
   readDigest: string | undefined;
   /** Replicas that answered (an unordered read is ordered once q matching can no longer come). */
   answered: Set<string>;
+  /** Replicas it went to so far: q replicas for an unordered read until widened, else all. */
+  askedReplicas: Set<string>;
+  /** An unordered read: when it goes to the replicas not asked yet, if not answered by then. */
+  widenAtMs: number | undefined;
   sentMs: number;
   retransmitAtMs: number;
   /** "seq result" -> replicas that sent it. */
@@ -75,6 +87,12 @@ export class KvClientCore {
   /** Session keys with the replicas, for MAC'd replies; the half's epoch is `firstTs`. */
   private readonly sessions: Sessions | undefined;
   private readonly sessionMessage: Buffer | undefined;
+  /** Smoothed latency of completed operations (as TCP smooths its round-trip time). */
+  private smoothedMs: number | undefined;
+  /** Replicas that were asked and had not answered when their operation completed. */
+  private readonly missed = new Set<string>();
+  /** Where the next read's choice of q replicas starts, so that reads spread. */
+  private readRotation = 0;
 
   constructor(
     private readonly config: KvClientConfig,
@@ -126,6 +144,8 @@ export class KvClientCore {
       request: undefined,
       readDigest: undefined,
       answered: new Set(),
+      askedReplicas: new Set(),
+      widenAtMs: undefined,
       sentMs: nowMs,
       retransmitAtMs: nowMs,
       votes: new Map(),
@@ -133,11 +153,70 @@ export class KvClientCore {
     };
     if (!isReadOnly(op)) return this.order(nowMs);
     const read = { client: this.config.id, ts: this.ts, op };
-    this.outstanding.readDigest = readDigest(read);
-    this.outstanding.retransmitAtMs =
-      nowMs + (this.config.readTimeoutMs ?? this.config.retransmitMs);
-    const message = encodeClientMessage({ type: "READ", ...read });
-    return this.config.replicas.map((to) => ({ type: "send", to, message }));
+    const o = this.outstanding;
+    o.readDigest = readDigest(read);
+    const readTimeoutMs = this.config.readTimeoutMs ?? this.config.retransmitMs;
+    o.retransmitAtMs = nowMs + readTimeoutMs;
+    o.widenAtMs = nowMs + this.widenAfterMs(readTimeoutMs);
+    return this.ask(this.readTargets());
+  }
+
+  /**
+   * q replicas for an unordered read, in turn, leaving out those that missed their last
+   * operation (a replica being rejuvenated would cost every read it is asked a wait).
+   */
+  private readTargets(): string[] {
+    const { replicas, replyQuorum } = this.config;
+    const start = this.readRotation++ % replicas.length;
+    const ring = [...replicas.slice(start), ...replicas.slice(0, start)];
+    const answering = ring.filter((r) => !this.missed.has(r));
+    return [...answering, ...ring.filter((r) => this.missed.has(r))].slice(0, replyQuorum);
+  }
+
+  /** Four smoothed latencies, within [minWidenMs, timeoutMs / 2]: a reply that late is not coming soon. */
+  private widenAfterMs(timeoutMs: number): number {
+    const min = this.config.minWidenMs ?? 30;
+    const wait = this.smoothedMs === undefined ? timeoutMs : 4 * this.smoothedMs;
+    return Math.max(Math.min(min, timeoutMs / 2), Math.min(timeoutMs / 2, wait));
+  }
+
+  /** Sends the outstanding operation's message to `targets` not yet asked. */
+  private ask(targets: readonly string[]): ClientAction[] {
+    const o = this.outstanding;
+    if (o === undefined) return [];
+    const message = this.currentMessage();
+    if (message === undefined) return [];
+    const out: ClientAction[] = [];
+    for (const to of targets) {
+      if (o.askedReplicas.has(to)) continue;
+      o.askedReplicas.add(to);
+      out.push({ type: "send", to, message });
+    }
+    return out;
+  }
+
+  private currentMessage(): Buffer | undefined {
+    const o = this.outstanding;
+    if (o === undefined) return undefined;
+    if (o.request !== undefined)
+      return encodeClientMessage({ type: "REQUEST", request: o.request });
+    if (o.readDigest === undefined) return undefined;
+    return encodeClientMessage({
+      type: "READ",
+      client: this.config.id,
+      ts: o.ts,
+      op: o.op,
+    });
+  }
+
+  /** An unordered read goes to the replicas not asked yet (once). */
+  private widen(): ClientAction[] {
+    const o = this.outstanding;
+    if (o === undefined || o.widenAtMs === undefined) return [];
+    o.widenAtMs = undefined;
+    const out = this.ask(this.config.replicas);
+    if (out.length > 0) this.count("reads.widened");
+    return out;
   }
 
   /** Sends the outstanding operation as a signed request to be ordered (a read: under a new number). */
@@ -155,27 +234,27 @@ export class KvClientCore {
     }
     const unsigned = { client: this.config.id, ts: o.ts, op: o.op };
     o.request = { ...unsigned, sig: this.signer.sign(requestSigningBytes(unsigned)) };
+    o.askedReplicas.clear();
+    o.widenAtMs = undefined;
     o.retransmitAtMs = nowMs + this.config.retransmitMs;
-    return this.sendRequest();
-  }
-
-  private sendRequest(): ClientAction[] {
-    const request = this.outstanding?.request;
-    if (request === undefined) return [];
-    const message = encodeClientMessage({ type: "REQUEST", request });
-    return this.config.replicas.map((to) => ({ type: "send", to, message }));
+    // Every replica, not the primary alone: each backup then holds the request and times the
+    // primary on it, and a request never depends on one replica passing it on.
+    return this.ask(this.config.replicas);
   }
 
   tick(nowMs: number): ClientAction[] {
     const o = this.outstanding;
-    if (o === undefined || nowMs < o.retransmitAtMs) return [];
+    if (o === undefined) return [];
+    if (o.widenAtMs !== undefined && nowMs >= o.widenAtMs) return this.widen();
+    if (nowMs < o.retransmitAtMs) return [];
     if (o.readDigest !== undefined) {
       this.count("reads.timed-out");
       return this.order(nowMs);
     }
     this.count("retransmits");
     o.retransmitAtMs = nowMs + this.config.retransmitMs;
-    return [...this.start(), ...this.sendRequest()];
+    o.askedReplicas.clear();
+    return [...this.start(), ...this.ask(this.config.replicas)];
   }
 
   onMessage(replica: string, bytes: Buffer, nowMs: number): ClientAction[] {
@@ -241,6 +320,7 @@ export class KvClientCore {
     // a request is executed afresh and its new result must be able to outvote the lost one.
     // (A Byzantine replica gains nothing by it: it is one voter in each set.)
     o.answered.add(replica);
+    this.missed.delete(replica);
     let voters = o.votes.get(key);
     if (voters === undefined) {
       voters = new Set();
@@ -252,10 +332,15 @@ export class KvClientCore {
       if (o.readDigest === undefined) return [];
       let most = 0;
       for (const v of o.votes.values()) most = Math.max(most, v.size);
-      const yetToAnswer = this.config.replicas.length - o.answered.size;
-      return most + yetToAnswer < this.config.replyQuorum ? this.order(nowMs) : [];
+      const asked = [...o.askedReplicas].filter((r) => !o.answered.has(r)).length;
+      const unasked = this.config.replicas.length - o.askedReplicas.size;
+      // Those asked can no longer agree: ask the rest at once; if all of them cannot either, order.
+      if (most + asked + unasked < this.config.replyQuorum) return this.order(nowMs);
+      if (most + asked < this.config.replyQuorum) return this.widen();
+      return [];
     }
     this.outstanding = undefined;
+    this.learnFrom(o, nowMs);
     const { seq, result } = o.answers.get(key) as { seq: number; result: KvResult };
     return [
       {
@@ -267,6 +352,15 @@ export class KvClientCore {
         ...(o.readDigest !== undefined ? { readAtSeq: seq } : {}),
       },
     ];
+  }
+
+  /** After a completed operation: its latency, and who was asked and missed it. */
+  private learnFrom(o: Outstanding, nowMs: number): void {
+    const latencyMs = nowMs - o.sentMs;
+    this.smoothedMs =
+      this.smoothedMs === undefined ? latencyMs : 0.875 * this.smoothedMs + 0.125 * latencyMs;
+    if (o.readDigest !== undefined)
+      for (const r of o.askedReplicas) if (!o.answered.has(r)) this.missed.add(r);
   }
 
   private checkMac(

@@ -71,7 +71,11 @@ export class FramedSocket {
 
   send(frame: Buffer): void {
     this.options.counters.droppedFrames += this.options.queue.push(frame);
-    // Frames sent in one turn of the event loop (all input read at once) leave in one write.
+    this.flush();
+  }
+
+  /** Writes what is queued; frames queued in one turn of the event loop leave in one write. */
+  flush(): void {
     if (!this.corked && !this.socket.destroyed) {
       this.corked = true;
       this.socket.cork();

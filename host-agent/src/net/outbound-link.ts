@@ -63,7 +63,7 @@ export class OutboundLink {
   send(frame: Buffer): void {
     if (this.state === "closed") return;
     this.options.counters.droppedFrames += this.queue.push(frame);
-    this.framed?.pump();
+    this.framed?.flush();
   }
 
   /**

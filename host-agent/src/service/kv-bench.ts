@@ -36,6 +36,8 @@ export interface KvBenchResult {
   longestStallMs: number;
   /** Reads that went unordered but were ordered after all (answers at different states). */
   readsOrdered: number;
+  /** CPU time of this process (every client) over the measured seconds, user and system. */
+  clientCpuMs: number;
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -57,8 +59,12 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
   let failed = 0;
   let lastAnswerMs = performance.now();
   let longestStallMs = 0;
-  const startMs = performance.now();
-  const endMs = startMs + options.seconds * 1000;
+  // The clock starts once connections are up and the keys written: set below.
+  let startMs = performance.now();
+  let endMs = startMs + options.seconds * 1000;
+  let cpuAtStart = process.cpuUsage();
+  let clientCpuMs = 0;
+  let stoppedMs: number | undefined;
   const value = "v".repeat(valueBytes);
   const readPercent = options.readPercent ?? 50;
   let readsOrdered = 0;
@@ -80,7 +86,10 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
       );
     }
     const orderedBefore = clients.reduce((sum, c) => sum + c.readsOrdered, 0);
-    lastAnswerMs = performance.now();
+    startMs = performance.now();
+    endMs = startMs + options.seconds * 1000;
+    cpuAtStart = process.cpuUsage();
+    lastAnswerMs = startMs;
     await Promise.all(
       clients.map(async (client) => {
         while (performance.now() < endMs) {
@@ -103,11 +112,14 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
       }),
     );
     readsOrdered = clients.reduce((sum, c) => sum + c.readsOrdered, 0) - orderedBefore;
+    stoppedMs = performance.now();
+    const cpu = process.cpuUsage(cpuAtStart);
+    clientCpuMs = (cpu.user + cpu.system) / 1000;
   } finally {
     clearInterval(progress);
     await Promise.all(clients.map((c) => c.close()));
   }
-  const elapsedS = (performance.now() - startMs) / 1000;
+  const elapsedS = ((stoppedMs ?? performance.now()) - startMs) / 1000;
   latencies.sort((a, b) => a - b);
   return {
     clients: clients.length,
@@ -120,5 +132,6 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
     maxMs: latencies.at(-1) ?? 0,
     longestStallMs,
     readsOrdered,
+    clientCpuMs,
   };
 }

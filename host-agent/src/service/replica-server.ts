@@ -149,10 +149,27 @@ export class ReplicaServer {
     this.apply(this.core.installKey(certificate, signer, this.now()));
   }
 
+  /** What this replica did since it started, in one line: the figures a load test asks about. */
+  summary(): string {
+    const c = this.core.counters;
+    const get = (name: string) => c.get(name) ?? 0;
+    const batches = get("batches.proposed");
+    const requests = get("requests.proposed");
+    const net = this.net.counters();
+    const seconds = (performance.now() - this.started) / 1000;
+    return (
+      `stopping after ${seconds.toFixed(1)} s: executed up to ${this.core.executedUpTo}, ` +
+      `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each), ` +
+      `${get("reads.answered")} reads answered, frames in ${net.framesIn} out ${net.framesOut}, ` +
+      `bytes in ${net.bytesIn} out ${net.bytesOut}, dropped ${net.droppedFrames}`
+    );
+  }
+
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.rejections.flush(this.now(), true);
+    this.log(this.summary());
     await this.net.close();
     await this.checkpoints.flushed();
   }
