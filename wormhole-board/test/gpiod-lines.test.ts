@@ -1,8 +1,10 @@
 /**
- * The gpiod backend against fake libgpiod tools on PATH that keep the lines' levels and record
- * every call: chips found by label, levels set without holding the line and read back without
- * turning it into an input, active-low mapped by the tools, a stuck line caught by read-back,
- * v1 tools and missing tools refused with the reason; and `smw lines` on a board with gpio: gpiod.
+ * The gpiod backend against fake libgpiod tools (v2 and v1) and a fake pinctrl on PATH that keep
+ * the lines' levels and record every call: chips found by label, levels set without holding the
+ * line and read back without turning it into an input (v1: with pinctrl, never v1's gpioget),
+ * active-low mapped by the tools, a stuck line and a released line caught by read-back, unknown
+ * versions, foreign chips under v1 and missing tools refused with the reason, what smw doctor is
+ * told; and `smw lines` on a board with gpio: gpiod.
  */
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,7 +24,7 @@ const logPath = path.join(dir, "calls.jsonl");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 mkdirSync(bin);
-for (const tool of ["gpioset", "gpioget", "gpiodetect"]) {
+for (const tool of ["gpioset", "gpioget", "gpiodetect", "pinctrl"]) {
   const file = path.join(bin, tool);
   writeFileSync(
     file,
@@ -59,6 +61,7 @@ const tools = {
   gpioset: path.join(bin, "gpioset"),
   gpioget: path.join(bin, "gpioget"),
   gpiodetect: path.join(bin, "gpiodetect"),
+  pinctrl: path.join(bin, "pinctrl"),
 };
 const reset17: Line = {
   role: "reset",
@@ -114,10 +117,10 @@ describe("the gpiod backend (fake libgpiod v2 tools)", () => {
     lines.releaseAll();
   });
 
-  it("refuses v1 tools, an unknown chip, an offset past the chip's end, and missing tools, each with the reason", () => {
-    reset({ version: "1.6.3" });
+  it("refuses tools of no known version, an unknown chip, an offset past the chip's end, and missing tools, each with the reason", () => {
+    reset({ version: "0.9" });
     expect(() => new GpiodLines(tools).claim(reset17, "safe")).toThrow(
-      /gpioset \(libgpiod\) v1\.6\.3: the gpiod backend needs v2 .*use gpio: sysfs/,
+      /gpioset \(libgpiod\) v0\.9: expected libgpiod v1 or v2/,
     );
     reset();
     expect(() => new GpiodLines(tools).claim({ ...reset17, chip: "pinctrl-rp1" }, "safe")).toThrow(
@@ -128,10 +131,10 @@ describe("the gpiod backend (fake libgpiod v2 tools)", () => {
     ).toThrow(/gpiochip1 \[raspberrypi-exp-gpio\] has 8 lines, no offset 9/);
     expect(() =>
       new GpiodLines({ gpioset: path.join(dir, "nowhere", "gpioset") }).claim(reset17, "safe"),
-    ).toThrow(/is not installed \(apt install gpiod, v2 or newer\)/);
+    ).toThrow(/is not installed \(apt install gpiod\)/);
   });
 
-  it("serves smw lines on a board whose testbed says gpio: gpiod", () => {
+  it("serves smw lines on a board whose testbed says gpio: gpiod (v2 tools)", () => {
     const testbed = path.join(dir, "pi-lab.yaml");
     const text = readFileSync(path.join(root, "wiring/examples/pi-lab.yaml"), "utf8");
     writeFileSync(testbed, text.replace("  - id: pi1\n", "  - id: pi1\n    gpio: gpiod\n"));
@@ -159,5 +162,73 @@ describe("the gpiod backend (fake libgpiod v2 tools)", () => {
     expect(set.status).toBe(0);
     // Released at its safe level (active, high).
     expect(physical(22)).toBe(1);
+  });
+});
+
+describe("the gpiod backend with libgpiod v1's tools (Bookworm), read back with pinctrl", () => {
+  beforeEach(() => reset({ version: "1.6.3" }));
+
+  it("sets with v1's gpioset and reads back with pinctrl, never with v1's gpioget", () => {
+    const lines = BoardLines.claim(board, new GpiodLines(tools), { levels: "safe" });
+    expect(physical(17)).toBe(0);
+    lines.set("reset", "inactive");
+    expect(physical(17)).toBe(1);
+    expect(lines.get("reset")).toBe("inactive");
+    lines.set("reset", "active");
+    expect(lines.get("reset")).toBe("active");
+    lines.releaseAll();
+    expect(physical(17)).toBe(0);
+    const made = calls();
+    expect(made).toContainEqual(["gpioset", "--active-low", "--mode=exit", "gpiochip0", "17=0"]);
+    expect(made).toContainEqual(["pinctrl", "get", "17"]);
+    // v1's gpioget requests the line as an input: it would release a reset line.
+    expect(made.some((c) => c[0] === "gpioget")).toBe(false);
+  });
+
+  it("catches a line that does not follow, and a driver that lets a released line go", () => {
+    reset({ version: "1.6.3", stuck: ["gpiochip0:17"] });
+    const stuck = BoardLines.claim(board, new GpiodLines(tools), { levels: "safe" });
+    expect(() => stuck.set("reset", "inactive")).toThrow(LineReadBackError);
+    stuck.releaseAll();
+    reset({ version: "1.6.3", revertOnExit: true });
+    const lines = BoardLines.claim(board, new GpiodLines(tools), { levels: "safe" });
+    expect(() => lines.set("reset", "inactive")).toThrow(
+      /no longer an output \(pinctrl: 17: ip .*\): this GPIO driver does not keep a line's level once gpioset exits; use gpio: sysfs/,
+    );
+  });
+
+  it("tells smw doctor which tools it will use, or what is missing", () => {
+    expect(new GpiodLines(tools).checkTools(["pinctrl-bcm2711"])).toEqual({
+      ok: true,
+      detail: "libgpiod v1 tools: gpioset --mode=exit, read back with pinctrl",
+    });
+    expect(new GpiodLines(tools).checkTools(["pinctrl-bcm2711", "mcp23017"])).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/pinctrl, which does not number mcp23017/),
+    });
+    const noPinctrl = new GpiodLines({ ...tools, pinctrl: path.join(dir, "nowhere", "pinctrl") });
+    expect(noPinctrl.checkTools(["pinctrl-rp1"])).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/pinctrl is not installed/),
+    });
+    reset({ version: "2.1.3" });
+    expect(new GpiodLines(tools).checkTools(["mcp23017"])).toEqual({
+      ok: true,
+      detail: "libgpiod v2 tools: gpioset --toggle 0, gpioget --as-is",
+    });
+  });
+
+  it("refuses a chip pinctrl does not number, and says how to get pinctrl", () => {
+    expect(() =>
+      new GpiodLines(tools).claim({ ...reset17, chip: "raspberrypi-exp-gpio", offset: 3 }, "safe"),
+    ).toThrow(
+      /with libgpiod v1's tools .* read back with the Raspberry Pi's pinctrl, which numbers only the Pi's own GPIO chips .* not gpiochip1 \[raspberrypi-exp-gpio\]/,
+    );
+    const noPinctrl = new GpiodLines({ ...tools, pinctrl: path.join(dir, "nowhere", "pinctrl") });
+    const lines = BoardLines.claim(board, noPinctrl, { levels: "safe" });
+    expect(() => lines.set("reset", "inactive")).toThrow(
+      /pinctrl is not installed \(Raspberry Pi OS: apt install raspi-utils\)/,
+    );
+    lines.releaseAll();
   });
 });

@@ -105,6 +105,10 @@ export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironme
 
   if (testbed.simulated) add("gpio", "ok", "simulated lines");
   else {
+    if (board.gpio === "gpiod") {
+      const tools = new GpiodLines().checkTools(board.lines.map((l) => l.chip));
+      add("gpio", tools.ok ? "ok" : "fail", tools.detail);
+    }
     try {
       const chips =
         board.gpio === "gpiod"
