@@ -29,6 +29,9 @@ describe("a replica that lost its memory at rejuvenation", () => {
     const A = [c.request(1, { op: "put", key: "x", value: "A" })];
     const B = [c.request(2, { op: "put", key: "x", value: "B" })];
     const slot = (requests: typeof A) => ({ view: 0, seq: 1, digest: batchDigest(requests) });
+    // The client sent both requests to every replica (a backup votes only for requests its
+    // clients sent it).
+    for (const id of correct) for (const request of [...A, ...B]) c.fromClient(id, request);
 
     // 1. r1, the Byzantine primary of view 0, gets A committed by r2, r3 and r4 (and itself).
     const first = new Set(["r2", "r3", "r4"]);
@@ -52,6 +55,8 @@ describe("a replica that lost its memory at rejuvenation", () => {
         (m.from === "r3" && m.to === "r2"),
     );
     expect(r2.status).toBe("normal");
+    // The client, still waiting for B, sends it again: the rejuvenated r2 has it from its client.
+    c.fromClient("r2", B[0] as (typeof B)[number]);
 
     // 3. r1 proposes B at the same sequence number in the same view to r2, r5 and r6.
     const second = new Set(["r2", "r5", "r6"]);

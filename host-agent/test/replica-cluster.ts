@@ -6,6 +6,7 @@ import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
 import {
   type ClientRequest,
+  encodeClientMessage,
   type ReplicaBody,
   requestSigningBytes,
   sealEnvelope,
@@ -126,6 +127,15 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
         for (const [id, core] of cores) collect(id, core.tick(nowMs));
         this.deliver(pass);
       }
+    },
+    /** The client c1 sends `request` to `to` on its own connection, as it sends every request to every replica. */
+    fromClient(to: string, request: ClientRequest) {
+      const core = cores.get(to);
+      if (core)
+        collect(
+          to,
+          core.onClientMessage("c1", encodeClientMessage({ type: "REQUEST", request }), nowMs),
+        );
     },
     request(ts: number, op: ClientRequest["op"]): ClientRequest {
       const unsigned = { client: "c1", ts, op };

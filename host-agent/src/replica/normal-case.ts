@@ -32,14 +32,24 @@ export function checkRequest(r: ReplicaState, request: ClientRequest): boolean {
   return true;
 }
 
+/** A request from its client's own connection (the only way requests reach `onRequest`). */
 export function onRequest(r: ReplicaState, request: ClientRequest): void {
   if (!checkRequest(r, request)) return;
+  const digest = requestDigest(request);
+  if (!r.fromClient.has(digest)) {
+    r.fromClient.add(digest);
+    voteAwaiting(r, digest);
+  }
   const last = r.clients.last(request.client);
   if (last !== undefined && request.ts <= last.ts) {
-    if (request.ts === last.ts) sendReply(r, request.client, last.ts, last.result, last.seq);
+    // The result again, but only from a state known good: a replica recovering, or settling a
+    // cold start by transfer, still holds the client table its disk had, which may record an
+    // execution the service went back on (the simulation, seed 2684: a reply from it completed a
+    // request with the result of an execution a cold start lost).
+    if (request.ts === last.ts && r.recoveredReported && r.mode !== "recovering")
+      sendReply(r, request.client, last.ts, last.result, last.seq);
     return;
   }
-  const digest = requestDigest(request);
   if (r.pending.has(digest)) return;
   hold(r, digest, request);
   if (r.isPrimary) r.queued.push(digest);
@@ -182,26 +192,55 @@ export function onPrePrepare(
   slot.digest = body.digest;
   slot.requests = body.requests;
   slot.prePrepare = envelope.wire;
-  notePrePrepared(r, body.seq, body.digest, body.requests);
-  for (const req of body.requests) {
-    const d = requestDigest(req);
-    if (!r.pending.has(d) && req.ts > r.clients.lastTs(req.client)) hold(r, d, req);
+  const awaiting = new Set(
+    body.requests.map((req) => requestDigest(req)).filter((d) => !r.fromClient.has(d)),
+  );
+  if (awaiting.size > 0) {
+    // No vote for a request its client has not sent this replica since it started: the batch
+    // may carry one that was executed and then lost in a cold start, which any replica that saw
+    // it could propose again (SAFETY.md, "Where a request comes from"). The client sends every
+    // request to every replica, so this is normally a matter of which arrives first; until
+    // then the slot is watched, and prepares from the PREPAREs of others.
+    slot.awaiting = awaiting;
+    r.count("votes.awaiting-client");
+    checkPrepared(r, body.seq);
+    return;
   }
+  vote(r, body.seq, slot);
+}
+
+/** A backup's PREPARE for a batch it found valid, every request of it from its own client. */
+function vote(r: ReplicaState, seq: number, slot: Slot): void {
+  if (slot.digest === undefined || slot.requests === undefined) return;
+  notePrePrepared(r, seq, slot.digest, slot.requests);
   if (r.progressDeadlineMs === undefined) armSuspicion(r);
   if (!r.mayVote()) {
     // It watches the slot (it may execute from others' votes) but casts no vote of its own.
     r.count("votes.withheld");
-    checkPrepared(r, body.seq);
+    checkPrepared(r, seq);
     return;
   }
-  slot.sentPrepare = r.broadcast({
-    type: "PREPARE",
-    view: body.view,
-    seq: body.seq,
-    digest: body.digest,
-  });
-  slot.prepares.set(r.config.self, body.digest);
-  checkPrepared(r, body.seq);
+  slot.sentPrepare = r.broadcast({ type: "PREPARE", view: slot.view, seq, digest: slot.digest });
+  slot.prepares.set(r.config.self, slot.digest);
+  checkPrepared(r, seq);
+}
+
+/** A request just came from its client: vote in the slots that waited for it. */
+function voteAwaiting(r: ReplicaState, digest: string): void {
+  for (const [seq, slot] of r.slots) {
+    if (slot.awaiting === undefined || !slot.awaiting.delete(digest)) continue;
+    if (slot.awaiting.size > 0) continue;
+    delete slot.awaiting;
+    if (
+      r.mode !== "normal" ||
+      slot.view !== r.view ||
+      seq <= r.lastExecuted ||
+      slot.sentPrepare !== undefined
+    )
+      continue;
+    r.count("votes.after-client");
+    vote(r, seq, slot);
+  }
 }
 
 /** A primary caught lying: move on without waiting for the timeout. */
@@ -246,6 +285,12 @@ export function checkPrepared(r: ReplicaState, seq: number): void {
   // q - 1 PREPAREs from backups plus the primary's PRE_PREPARE.
   if (matching(slot.prepares, slot.digest) < r.config.quorums.quorum - 1) return;
   slot.prepared = true;
+  if (slot.awaiting !== undefined && slot.requests !== undefined) {
+    // Prepared on q - 1 PREPAREs, more than k': one from a correct replica whose clients sent it
+    // the requests, as good a reason as its own. Its VIEW_CHANGE carries the batch.
+    delete slot.awaiting;
+    notePrePrepared(r, seq, slot.digest, slot.requests);
+  }
   r.preparedInfo.set(seq, { seq, view: slot.view, digest: slot.digest });
   if (!r.mayVote()) {
     checkCommitted(r, seq);

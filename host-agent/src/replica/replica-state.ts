@@ -130,6 +130,11 @@ export interface Slot {
   sentCommit?: Buffer;
   /** When this slot was opened: only slots older than a status interval are retransmitted. */
   sinceMs: number;
+  /**
+   * Digests of the PRE_PREPARE's requests that their clients have not sent this replica since it
+   * started: it votes for the batch only once they have (`normal-case.ts`, `onRequest`).
+   */
+  awaiting?: Set<string>;
 }
 
 export interface OwnCheckpoint {
@@ -179,6 +184,8 @@ export class ReplicaState {
   readonly pendingSinceMs = new Map<string, number>();
   readonly queued: string[] = [];
   readonly verifiedRequests = new Set<string>();
+  /** Requests received from their own clients since this replica started (SAFETY.md, "Where a request comes from"). */
+  readonly fromClient = new RecentSet(65_536);
   progressDeadlineMs: number | undefined;
   handingOff = false;
   // view change
