@@ -189,6 +189,59 @@ describe("where the client sends its reads", () => {
   const targets = (actions: ReturnType<KvClientCore["submit"]>) =>
     actions.map((a) => (a.type === "send" ? a.to : a.type));
 
+  it("asks every replica while reads sent to q keep needing the rest, and tries q again now and then", () => {
+    const { signers, client } = setUp({ sessions: false, firstTs: 0 });
+    let now = 0;
+    // One read: answered by those asked at the sequence numbers `seqs`, in order; the rest (if
+    // asked) answer at seq 9, so the read completes once they are.
+    const read = (seqs: number[]) => {
+      now += 100;
+      const sent = client.submit({ op: "get", key: "x" }, now);
+      const first = sent[0];
+      const m = first?.type === "send" ? parseClientMessage(first.message) : undefined;
+      if (m?.type !== "READ") throw new Error("no READ");
+      const digest = readDigest(m);
+      const asked = targets(sent);
+      const answer = (id: string, seq: number) =>
+        client.onMessage(
+          id,
+          sealEnvelope(
+            id,
+            1,
+            {
+              type: "READ_REPLY",
+              client: "c1",
+              ts: m.ts,
+              seq,
+              op: digest,
+              result: { op: "get", value: "a" },
+            },
+            (b) => (signers.get(id) as Signer).sign(b),
+          ),
+          now + 1,
+        );
+      let later: string[] = [];
+      asked.forEach((id, i) => {
+        later = [...later, ...targets(answer(id, seqs[i] ?? 9)).filter((t) => t !== "complete")];
+      });
+      for (const id of later) answer(id, 9);
+      return asked.length;
+    };
+    // Each read's q answers come at two sequence numbers (writes in between): each needs the rest.
+    const split = [9, 9, 8];
+    for (let i = 0; i < 3; i++) expect(read(split)).toBe(3);
+    expect(client.counters.get("reads.widened")).toBe(3);
+    // By now a quarter and more of them missed: reads go to all four...
+    const sizes = Array.from({ length: 7 }, () => read(split));
+    expect(sizes).toEqual([4, 4, 4, 4, 4, 4, 4]);
+    expect(client.counters.get("reads.to-all")).toBe(7);
+    // ...but every eighth still to q: it matches now, and in a while q is enough again.
+    const probes: number[] = [];
+    for (let i = 0; i < 40; i++) probes.push(read([9, 9, 9]));
+    expect(probes.slice(0, 8)).toContain(3);
+    expect(probes.slice(-8)).toEqual([3, 3, 3, 3, 3, 3, 3, 3]);
+  });
+
   it("leaves out of its reads a replica that missed one, until it answers again", () => {
     const { signers, client } = setUp({ sessions: false, firstTs: 0 });
     const answer = (id: string, read: { ts: number; op: string }, at: number) =>

@@ -4,8 +4,8 @@
  * same reply at the same sequence number (q, not k'+1: see
  * `replica/read-only.ts`). A read-only operation goes first as an unordered
  * READ to q replicas that have been answering (to the rest as soon as those
- * cannot agree, or are slow), and is ordered like any request when q matching
- * answers do not come.
+ * cannot agree, or are slow; to all at once while that keeps happening), and is
+ * ordered like any request when q matching answers do not come.
  * Replies are checked against the replicas' current keys, which it learns from board-signed certificates, or
  * carry a MAC under a session with the replica (`client-sessions.ts`: its half
  * signed by the replica, the client's signed by the client); retransmits until
@@ -70,6 +70,8 @@ interface Outstanding {
   askedReplicas: Set<string>;
   /** An unordered read: when it goes to the replicas not asked yet, if not answered by then. */
   widenAtMs: number | undefined;
+  /** An unordered read sent to q replicas only, its outcome not yet counted in `narrowMissRate`. */
+  narrow: boolean;
   sentMs: number;
   retransmitAtMs: number;
   /** "seq result" -> replicas that sent it. */
@@ -77,6 +79,11 @@ interface Outstanding {
   /** "seq result" -> what it stands for. */
   answers: Map<string, { seq: number; result: KvResult }>;
 }
+
+/** Above this share of reads sent to q replicas needing the rest, reads go to every replica. */
+const NARROW_MISS_LIMIT = 0.25;
+/** While reads go to every replica, one in this many still goes to q replicas. */
+const NARROW_PROBE_EVERY = 8;
 
 export class KvClientCore {
   private ts: number;
@@ -93,6 +100,14 @@ export class KvClientCore {
   private readonly missed = new Set<string>();
   /** Where the next read's choice of q replicas starts, so that reads spread. */
   private readRotation = 0;
+  /**
+   * How often a read sent to q replicas lately needed the others too (smoothed, 0 to 1). While
+   * writes keep the replicas at different states, q answers seldom match: reads then go to every
+   * replica (a round trip saved), and one read in `NARROW_PROBE_EVERY` still goes to q to notice
+   * when that changes.
+   */
+  private narrowMissRate = 0;
+  private readsSinceProbe = 0;
 
   constructor(
     private readonly config: KvClientConfig,
@@ -146,6 +161,7 @@ export class KvClientCore {
       answered: new Set(),
       askedReplicas: new Set(),
       widenAtMs: undefined,
+      narrow: false,
       sentMs: nowMs,
       retransmitAtMs: nowMs,
       votes: new Map(),
@@ -158,7 +174,21 @@ export class KvClientCore {
     const readTimeoutMs = this.config.readTimeoutMs ?? this.config.retransmitMs;
     o.retransmitAtMs = nowMs + readTimeoutMs;
     o.widenAtMs = nowMs + this.widenAfterMs(readTimeoutMs);
+    const probe = ++this.readsSinceProbe >= NARROW_PROBE_EVERY;
+    if (this.narrowMissRate > NARROW_MISS_LIMIT && !probe) {
+      this.count("reads.to-all");
+      return this.ask(this.config.replicas);
+    }
+    this.readsSinceProbe = 0;
+    o.narrow = true;
     return this.ask(this.readTargets());
+  }
+
+  /** Counts how a read sent to q replicas did: `missed`, it needed the others or ordering. */
+  private noteNarrow(o: Outstanding, missed: boolean): void {
+    if (!o.narrow) return;
+    o.narrow = false;
+    this.narrowMissRate = 0.875 * this.narrowMissRate + 0.125 * (missed ? 1 : 0);
   }
 
   /**
@@ -215,7 +245,10 @@ export class KvClientCore {
     if (o === undefined || o.widenAtMs === undefined) return [];
     o.widenAtMs = undefined;
     const out = this.ask(this.config.replicas);
-    if (out.length > 0) this.count("reads.widened");
+    if (out.length > 0) {
+      this.count("reads.widened");
+      this.noteNarrow(o, true);
+    }
     return out;
   }
 
@@ -225,6 +258,7 @@ export class KvClientCore {
     if (o === undefined) return [];
     if (o.readDigest !== undefined) {
       this.count("reads.ordered");
+      this.noteNarrow(o, true);
       this.ts++;
       o.ts = this.ts;
       o.readDigest = undefined;
@@ -359,8 +393,10 @@ export class KvClientCore {
     const latencyMs = nowMs - o.sentMs;
     this.smoothedMs =
       this.smoothedMs === undefined ? latencyMs : 0.875 * this.smoothedMs + 0.125 * latencyMs;
-    if (o.readDigest !== undefined)
+    if (o.readDigest !== undefined) {
+      this.noteNarrow(o, false);
       for (const r of o.askedReplicas) if (!o.answered.has(r)) this.missed.add(r);
+    }
   }
 
   private checkMac(
