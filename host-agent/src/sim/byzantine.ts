@@ -18,7 +18,10 @@ import {
   sealEnvelopeWithMacs,
   withMacs,
 } from "../replica/messages.js";
+import { decideNewView, type ViewChangeBody } from "../replica/new-view-decision.js";
+import type { Quorums } from "../replica/quorums.js";
 import type { ReplicaAction } from "../replica/replica-core.js";
+import { nullDigest } from "../replica/view-change.js";
 import type { Prng } from "./prng.js";
 
 export type ByzantineBehaviour =
@@ -95,6 +98,8 @@ export class ByzantineFilter {
     private readonly peers: readonly string[],
     private readonly signer: () => { signer: Signer; epoch: number },
     private readonly prng: Prng,
+    /** What a primary needs to form a NEW_VIEW that checks out: to equivocate with two. */
+    private readonly views?: { quorums: Quorums; logWindow: number },
   ) {}
 
   private reseal(envelope: ReplicaEnvelope, body: ReplicaBody): Buffer {
@@ -171,6 +176,18 @@ export class ByzantineFilter {
           out.push({ to: peer, message: i % 2 === 0 ? action.message : altered });
         });
         continue;
+      }
+      if (this.behaviours.has("lie-new-view") && body.type === "NEW_VIEW" && to === "all") {
+        const split = this.twoNewViews(envelope, body);
+        if (split !== undefined) {
+          // Half the backups get a NEW_VIEW decided from one quorum of VIEW_CHANGEs, half from
+          // another: both check out, and may fix different checkpoints or batches.
+          this.took("split-new-view");
+          this.peers.forEach((peer, i) => {
+            out.push({ to: peer, message: i % 2 === 0 ? split[0] : split[1] });
+          });
+          continue;
+        }
       }
       if (this.behaviours.has("bad-macs") && envelope.macs !== undefined && this.prng.chance(0.5)) {
         // The MACs of some receivers spoiled, the others' true: they disagree on what was said.
@@ -304,6 +321,49 @@ export class ByzantineFilter {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * Two NEW_VIEWs for the same view, each decided from a different quorum of the VIEW_CHANGEs it
+   * forwards or received for that view (all of one kind, cold-start or not), each with the
+   * decision those make: both pass every backup's check. Undefined when it has no second quorum.
+   */
+  private twoNewViews(
+    envelope: ReplicaEnvelope,
+    body: Extract<ReplicaBody, { type: "NEW_VIEW" }>,
+  ): [Buffer, Buffer] | undefined {
+    if (this.views === undefined || !this.prng.chance(0.5)) return undefined;
+    const { quorums, logWindow } = this.views;
+    const bySender = new Map<string, { text: string; body: ViewChangeBody }>();
+    for (const text of [...body.viewChanges, ...(this.viewChangesSeen.get(body.view) ?? [])]) {
+      const e = parseEnvelope(Buffer.from(text, "utf8"));
+      if (e?.body.type !== "VIEW_CHANGE" || e.body.newView !== body.view) continue;
+      if (!bySender.has(e.from)) bySender.set(e.from, { text, body: e.body });
+    }
+    const cold = (vc: ViewChangeBody) => vc.coldStart === true;
+    const first = [...bySender.values()][0];
+    if (first === undefined) return undefined;
+    const kind = [...bySender.values()].filter((v) => cold(v.body) === cold(first.body));
+    if (kind.length <= quorums.quorum) return undefined;
+    const make = (chosen: typeof kind): Buffer | undefined => {
+      const decision = decideNewView(
+        chosen.map((v) => v.body),
+        quorums,
+        logWindow,
+        nullDigest(),
+      );
+      if (decision === undefined) return undefined;
+      return this.reseal(envelope, {
+        type: "NEW_VIEW",
+        view: body.view,
+        viewChanges: chosen.map((v) => v.text),
+        checkpoint: decision.checkpoint,
+        proposals: decision.proposals,
+      });
+    };
+    const a = make(kind.slice(0, quorums.quorum));
+    const b = make(kind.slice(-quorums.quorum));
+    return a !== undefined && b !== undefined ? [a, b] : undefined;
   }
 
   /**

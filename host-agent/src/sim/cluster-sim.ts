@@ -309,6 +309,10 @@ class ClusterSim {
       this.ids.filter((i) => i !== node.id),
       () => ({ signer: node.signer, epoch: node.epoch }),
       this.adversary.fork(),
+      {
+        quorums: quorumsFor(this.s.n, this.s.kPrime, this.s.k),
+        logWindow: 2 * this.s.checkpointInterval,
+      },
     );
   }
 
