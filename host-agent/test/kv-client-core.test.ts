@@ -19,6 +19,26 @@ import {
 } from "../src/replica/messages.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
 
+/** A replica's signed answer to a read. */
+const readReply = (
+  signers: Map<string, Signer>,
+  id: string,
+  fields: { ts: number; seq: number; op: string; value: string },
+) =>
+  sealEnvelope(
+    id,
+    1,
+    {
+      type: "READ_REPLY",
+      client: "c1",
+      ts: fields.ts,
+      seq: fields.seq,
+      op: fields.op,
+      result: { op: "get", value: fields.value },
+    },
+    (b) => (signers.get(id) as Signer).sign(b),
+  );
+
 describe("the client's core", () => {
   it("takes q matching signed replies, refuses a forged one, and leaves late ones unchecked", () => {
     const { counts, signers, client } = setUp({ sessions: false, firstTs: 0 });
@@ -54,24 +74,6 @@ describe("the client's core", () => {
 });
 
 describe("the client's unordered reads", () => {
-  const readReply = (
-    signers: Map<string, Signer>,
-    id: string,
-    fields: { ts: number; seq: number; op: string; value: string },
-  ) =>
-    sealEnvelope(
-      id,
-      1,
-      {
-        type: "READ_REPLY",
-        client: "c1",
-        ts: fields.ts,
-        seq: fields.seq,
-        op: fields.op,
-        result: { op: "get", value: fields.value },
-      },
-      (b) => (signers.get(id) as Signer).sign(b),
-    );
   const sentRead = (actions: ReturnType<KvClientCore["submit"]>) => {
     const sent = actions.map((a) =>
       a.type === "send" ? parseClientMessage(a.message) : undefined,
@@ -205,19 +207,7 @@ describe("where the client sends its reads", () => {
       const answer = (id: string, seq: number) =>
         client.onMessage(
           id,
-          sealEnvelope(
-            id,
-            1,
-            {
-              type: "READ_REPLY",
-              client: "c1",
-              ts: m.ts,
-              seq,
-              op: digest,
-              result: { op: "get", value: "a" },
-            },
-            (b) => (signers.get(id) as Signer).sign(b),
-          ),
+          readReply(signers, id, { ts: m.ts, seq, op: digest, value: "a" }),
           now + 1,
         );
       let later: string[] = [];
@@ -245,23 +235,7 @@ describe("where the client sends its reads", () => {
   it("leaves out of its reads a replica that missed one, until it answers again", () => {
     const { signers, client } = setUp({ sessions: false, firstTs: 0 });
     const answer = (id: string, read: { ts: number; op: string }, at: number) =>
-      client.onMessage(
-        id,
-        sealEnvelope(
-          id,
-          1,
-          {
-            type: "READ_REPLY",
-            client: "c1",
-            ts: read.ts,
-            seq: 3,
-            op: read.op,
-            result: { op: "get", value: "a" },
-          },
-          (b) => (signers.get(id) as Signer).sign(b),
-        ),
-        at,
-      );
+      client.onMessage(id, readReply(signers, id, { ...read, seq: 3, value: "a" }), at);
     const readOf = (actions: ReturnType<KvClientCore["submit"]>) => {
       const m = actions[0]?.type === "send" ? parseClientMessage(actions[0].message) : undefined;
       if (m?.type !== "READ") throw new Error("no READ");
