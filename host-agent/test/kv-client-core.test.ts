@@ -257,6 +257,40 @@ describe("where the client sends its reads", () => {
     const third = client.submit({ op: "get", key: "x" }, 400);
     expect(targets(third)).toEqual(["r4", "r1", "r2"]);
   });
+
+  it("orders a read whose answers split at once, not waiting a read timeout for a replica that missed", () => {
+    const { signers, client } = setUp({ sessions: false, firstTs: 0 });
+    const answer = (id: string, read: { ts: number; op: string }, seq: number, at: number) =>
+      client.onMessage(id, readReply(signers, id, { ...read, seq, value: "a" }), at);
+    const readOf = (actions: ReturnType<KvClientCore["submit"]>) => {
+      const m = actions[0]?.type === "send" ? parseClientMessage(actions[0].message) : undefined;
+      if (m?.type !== "READ") throw new Error("no READ");
+      return { ts: m.ts, op: readDigest(m) };
+    };
+    // r3 is down and times out a whole read: the read is ordered, and r3 counts as missed.
+    const first = readOf(client.submit({ op: "get", key: "x" }, 0));
+    answer("r1", first, 3, 1);
+    answer("r2", first, 3, 1);
+    expect(targets(client.tick(250))).toEqual(["r4"]);
+    expect(answer("r4", first, 4, 251)).toEqual([]);
+    expect(targets(client.tick(500))).toEqual(["r1", "r2", "r3", "r4"]);
+    expect(client.counters.get("reads.timed-out")).toBe(1);
+    client.abandon();
+    // The next read's answers split two ways with one to come: r3 is not waited for.
+    const second = client.submit({ op: "get", key: "x" }, 600);
+    expect(targets(second)).toEqual(["r2", "r4", "r1"]);
+    const read2 = readOf(second);
+    expect(answer("r2", read2, 6, 601)).toEqual([]);
+    const ordered = answer("r4", read2, 7, 602);
+    expect(ordered.map((a) => a.type === "send" && parseClientMessage(a.message)?.type)).toEqual([
+      "REQUEST",
+      "REQUEST",
+      "REQUEST",
+      "REQUEST",
+    ]);
+    expect(client.counters.get("reads.ordered")).toBe(2);
+    expect(client.counters.get("reads.timed-out")).toBe(1);
+  });
 });
 
 /** A client of four replicas (keys certified by their boards); `sessions`: its scheme agrees keys. */

@@ -259,6 +259,9 @@ export class KvClientCore {
     if (o.readDigest !== undefined) {
       this.count("reads.ordered");
       this.noteNarrow(o, true);
+      // Silent through a whole read timeout: missed, like a replica silent on a completed read.
+      if (nowMs >= o.retransmitAtMs)
+        for (const r of o.askedReplicas) if (!o.answered.has(r)) this.missed.add(r);
       this.ts++;
       o.ts = this.ts;
       o.readDigest = undefined;
@@ -366,8 +369,13 @@ export class KvClientCore {
       if (o.readDigest === undefined) return [];
       let most = 0;
       for (const v of o.votes.values()) most = Math.max(most, v.size);
-      const asked = [...o.askedReplicas].filter((r) => !o.answered.has(r)).length;
-      const unasked = this.config.replicas.length - o.askedReplicas.size;
+      // A replica that missed its last read (down, recovering) is not counted on to answer:
+      // waiting for it cost every read whose answers split the read timeout before ordering.
+      const expected = (r: string) => !o.answered.has(r) && !this.missed.has(r);
+      const asked = [...o.askedReplicas].filter(expected).length;
+      const unasked = this.config.replicas.filter(
+        (r) => !o.askedReplicas.has(r) && expected(r),
+      ).length;
       // Those asked can no longer agree: ask the rest at once; if all of them cannot either, order.
       if (most + asked + unasked < this.config.replyQuorum) return this.order(nowMs);
       if (most + asked < this.config.replyQuorum) return this.widen();
