@@ -1,10 +1,17 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
 import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
-import { readCheckpointFile, type StoredCheckpoint } from "../src/storage/checkpoint-file.js";
+import {
+  CHECKPOINT_FILE,
+  installSteps,
+  PREVIOUS_CHECKPOINT_FILE,
+  readCheckpointFile,
+  type StoredCheckpoint,
+  writeCheckpointFile,
+} from "../src/storage/checkpoint-file.js";
 import { CheckpointWriter } from "../src/storage/checkpoint-writer.js";
 
 const checkpoint = (seq: number): StoredCheckpoint => {
@@ -64,6 +71,57 @@ describe("checkpoints written in the background", () => {
       expect("checkpoint" in previous && previous.checkpoint.seq).toBe(64);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a checkpoint being put in place", () => {
+  const seqIn = (dir: string, name = CHECKPOINT_FILE) => {
+    const read = readCheckpointFile(dir, name);
+    if ("error" in read) throw new Error(read.error);
+    return "checkpoint" in read ? read.checkpoint.seq : null;
+  };
+
+  it("leaves a stored checkpoint, the old or the new, whichever step a reset stops it after", () => {
+    const made = mkdtempSync(path.join(tmpdir(), "smw-cp-new-"));
+    try {
+      writeCheckpointFile(made, checkpoint(128));
+      // Before a new one: none kept yet; one older kept; the disk ahead of the one being written.
+      for (const [before, writing] of [
+        [[64], 128],
+        [[32, 64], 128],
+        [[192], 128],
+      ] as const) {
+        const steps = (dir: string) => {
+          for (const seq of before) writeCheckpointFile(dir, checkpoint(seq));
+          copyFileSync(path.join(made, CHECKPOINT_FILE), path.join(dir, `${CHECKPOINT_FILE}.tmp`));
+          return installSteps(dir, writing);
+        };
+        const probe = mkdtempSync(path.join(tmpdir(), "smw-cp-"));
+        const count = steps(probe).length;
+        rmSync(probe, { recursive: true, force: true });
+        for (let stopAfter = 0; stopAfter <= count; stopAfter++) {
+          const dir = mkdtempSync(path.join(tmpdir(), "smw-cp-"));
+          try {
+            for (const step of steps(dir).slice(0, stopAfter)) step();
+            const current = seqIn(dir);
+            const old = before[before.length - 1] as number;
+            const where = `before ${before}, stopped after ${stopAfter} of ${count} steps`;
+            expect([old, writing], where).toContain(current);
+            if (stopAfter === count) {
+              expect(current, where).toBe(writing);
+              expect(seqIn(dir, PREVIOUS_CHECKPOINT_FILE), where).toBe(old < writing ? old : null);
+              expect(existsSync(path.join(dir, `${PREVIOUS_CHECKPOINT_FILE}.tmp`)), where).toBe(
+                false,
+              );
+            }
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+        }
+      }
+    } finally {
+      rmSync(made, { recursive: true, force: true });
     }
   });
 });

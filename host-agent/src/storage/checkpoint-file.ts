@@ -2,7 +2,7 @@
  * A replica's last checkpoints on stable storage: the newest, written to a temporary
  * file, fsynced, renamed over the old one and the folder fsynced, so a reset
  * at any instant leaves either the old checkpoint or the new one; and the one
- * before it, if older (moved aside first), which a cold start may need: the
+ * before it, if older (kept by a hard link), which a cold start may need: the
  * replicas then agree on a checkpoint several of them hold, and they took
  * their last ones at slightly different times. Read back
  * defensively: a corrupted file is reported and ignored (the replica then
@@ -12,7 +12,9 @@
  */
 import {
   closeSync,
+  copyFileSync,
   fsyncSync,
+  linkSync,
   openSync,
   readFileSync,
   readSync,
@@ -50,15 +52,46 @@ function checkpointParts(cp: StoredCheckpoint): Buffer[] {
 }
 
 /**
- * The one it replaces stays as the previous checkpoint if it is older (after a cold start rolled
- * the state back, the newer one on disk is of a state no longer agreed on).
+ * The renames that put a written and synced `checkpoint.smw.tmp` in place, one function per
+ * system call, in order (both writers run them; a test stops after each). The one it replaces
+ * stays as the previous checkpoint if it is older (after a cold start rolled the state back, the
+ * newer one on disk is of a state no longer agreed on). The previous one is made by a hard link
+ * and a rename over the old previous, so `checkpoint.smw` exists at every instant: moving it
+ * aside first left a moment with none, and a reset then made the replica start with no stored
+ * state at all.
  */
-function keepPrevious(dir: string, seq: number): void {
+export function installSteps(dir: string, seq: number): Array<() => void> {
   const file = path.join(dir, CHECKPOINT_FILE);
   const previous = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
+  const previousTemporary = `${previous}.tmp`;
   const replaced = storedSeq(file);
-  if (replaced !== undefined && replaced < seq) renameSync(file, previous);
-  else if (replaced !== undefined) rmSync(previous, { force: true });
+  const steps: Array<() => void> = [];
+  if (replaced !== undefined && replaced < seq)
+    steps.push(
+      () => rmSync(previousTemporary, { force: true }),
+      () => linkOrCopy(file, previousTemporary),
+      () => renameSync(previousTemporary, previous),
+    );
+  else if (replaced !== undefined) steps.push(() => rmSync(previous, { force: true }));
+  steps.push(() => renameSync(`${file}.tmp`, file));
+  return steps;
+}
+
+/** A hard link; a copy, synced, where the file system has none (FAT). */
+function linkOrCopy(from: string, to: string): void {
+  try {
+    linkSync(from, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw error;
+    copyFileSync(from, to);
+    const fd = openSync(to, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
 }
 
 export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
@@ -74,8 +107,7 @@ export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
   } finally {
     closeSync(fd);
   }
-  keepPrevious(dir, cp.seq);
-  renameSync(temporary, file);
+  for (const step of installSteps(dir, cp.seq)) step();
   const dirFd = openSync(dir, "r");
   try {
     fsyncSync(dirFd);
@@ -107,8 +139,7 @@ export async function writeCheckpointFileInBackground(
   } finally {
     await handle.close();
   }
-  keepPrevious(dir, cp.seq);
-  renameSync(temporary, file);
+  for (const step of installSteps(dir, cp.seq)) step();
   const dirHandle = await open(dir, "r");
   try {
     await dirHandle.sync();
