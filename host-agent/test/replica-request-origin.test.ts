@@ -40,8 +40,14 @@ describe("where a backup's vote for a request comes from", () => {
       expect(c.cores.get(id)?.readValue("x")).toBeNull();
     }
 
+    // A Byzantine backup's word added to the primary's is still only k' + 1 with the primary
+    // counted twice: nothing. (r1 speaking as a backup is refused; its PREPARE is its PRE_PREPARE.)
+    for (const id of correct) c.hand(id, c.speakAs("r1", { type: "PREPARE", ...slot }));
+    c.deliver((m) => m.to !== "r1");
+    for (const id of correct) expect(bodiesOf(since(id), "PREPARE"), id).toEqual([]);
+
     // The client does send it (it is still waiting for it): r2 and r3 vote as it arrives, r4
-    // prepares on their PREPAREs, and all three execute it.
+    // votes on the word of k' + 1 others, and all three execute it.
     c.fromClient("r2", replayed[0] as (typeof replayed)[number]);
     expect(bodiesOf(since("r2"), "PREPARE")).toEqual([{ type: "PREPARE", ...slot }]);
     c.fromClient("r3", replayed[0] as (typeof replayed)[number]);
@@ -53,8 +59,33 @@ describe("where a backup's vote for a request comes from", () => {
       ).toEqual([1]);
       expect(c.cores.get(id)?.readValue("x")).toBe("old");
     }
-    expect(bodiesOf(since("r4"), "PREPARE")).toEqual([]);
+    expect(bodiesOf(since("r4"), "PREPARE")).toEqual([{ type: "PREPARE", ...slot }]);
     expect(bodiesOf(since("r4"), "COMMIT")).toEqual([{ type: "COMMIT", ...slot }]);
+  });
+
+  it("votes on the word of k' + 1 others: a request sent to the primary and one backup alone still executes", () => {
+    const c = replicaCluster(4, 1, 0);
+    const ids = ["r1", "r2", "r3", "r4"];
+    for (const id of ids) c.boot(id, { recovering: false });
+    c.deliver(() => false);
+    const request = c.request(7, { op: "put", key: "y", value: "partial" });
+    const sentBefore = new Map(ids.map((id) => [id, c.sent.get(id)?.length ?? 0]));
+    const since = (id: string) => (c.sent.get(id) ?? []).slice(sentBefore.get(id));
+    // A faulty client sends it to the primary r1 and to r2 only. Before, r3 and r4 waited for it
+    // from the client and the batch never prepared: every request behind it waited for a view
+    // change.
+    c.fromClient("r1", request);
+    c.fromClient("r2", request);
+    c.deliver(() => true);
+    for (const id of ids) {
+      expect(
+        executed(since(id)).map((e) => e.seq),
+        id,
+      ).toEqual([1]);
+      expect(c.cores.get(id)?.readValue("y")).toBe("partial");
+    }
+    for (const id of ["r3", "r4"])
+      expect(c.cores.get(id)?.counters.get("votes.attested"), id).toBe(1);
   });
 
   it("answers a request again from its client table only once its state is known good", () => {

@@ -273,6 +273,13 @@ export function onCommit(
   checkCommitted(r, body.seq);
 }
 
+/** The primary's PRE_PREPARE and the backups' PREPAREs for this slot's batch: k' + 1 or more. */
+function attested(r: ReplicaState, slot: Slot): boolean {
+  if (r.mode !== "normal" || slot.view !== r.view || slot.sentPrepare !== undefined) return false;
+  if (slot.prePrepare === undefined || slot.digest === undefined) return false;
+  return 1 + matching(slot.prepares, slot.digest) >= r.config.quorums.kPrime + 1;
+}
+
 export function matching(votes: Map<string, string>, digest: string): number {
   let n = 0;
   for (const d of votes.values()) if (d === digest) n++;
@@ -282,6 +289,17 @@ export function matching(votes: Map<string, string>, digest: string): number {
 export function checkPrepared(r: ReplicaState, seq: number): void {
   const slot = r.slots.get(seq);
   if (slot === undefined || slot.prepared || slot.digest === undefined) return;
+  if (slot.awaiting !== undefined && attested(r, slot)) {
+    // k' + 1 others vouch for the batch (the primary by its PRE_PREPARE, backups by their
+    // PREPAREs): one of them is correct and had its requests from their clients, or had k' + 1
+    // such words itself, and so on back to one that had them from the clients (SAFETY.md,
+    // "Where a request comes from"). A client that sent its request to the primary and k'
+    // backups alone no longer leaves the others unable to vote.
+    delete slot.awaiting;
+    r.count("votes.attested");
+    vote(r, seq, slot);
+    return;
+  }
   // q - 1 PREPAREs from backups plus the primary's PRE_PREPARE.
   if (matching(slot.prepares, slot.digest) < r.config.quorums.quorum - 1) return;
   slot.prepared = true;
