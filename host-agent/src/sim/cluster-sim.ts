@@ -12,7 +12,12 @@ import type { KvOperation } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
-import { type ClientTableEntry, parseEnvelope, sealEnvelope } from "../replica/messages.js";
+import {
+  type ClientTableEntry,
+  parseClientMessage,
+  parseEnvelope,
+  sealEnvelope,
+} from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
 import {
@@ -79,6 +84,8 @@ interface ClientNode {
   core: KvClientCore;
   invokedMs: number;
   ops: number;
+  /** The highest request number whose first copy went out (the partial-send adversary). */
+  firstSentTs: number;
 }
 
 export interface SimOptions {
@@ -223,7 +230,7 @@ class ClusterSim {
         this.ring(),
         signer,
       );
-      const client: ClientNode = { id, core, invokedMs: 0, ops: 0 };
+      const client: ClientNode = { id, core, invokedMs: 0, ops: 0, firstSentTs: 0 };
       this.clients.set(id, client);
       this.clientSend(client, core.start());
       this.q.after(this.prng.int(0, 50), () => this.nextOperation(client));
@@ -270,8 +277,12 @@ class ClusterSim {
       for (const [kind, n] of node.byzantine?.taken ?? [])
         total.set(kind, (total.get(kind) ?? 0) + n);
     if (this.oldKeyForgeries > 0) total.set("old-key", this.oldKeyForgeries);
+    if (this.partialSends > 0) total.set("partial-send", this.partialSends);
     return Object.fromEntries(total);
   }
+
+  /** Requests whose first copy reached only the primary and a few backups. */
+  private partialSends = 0;
 
   private oldKeyForgeries = 0;
 
@@ -528,8 +539,9 @@ class ClusterSim {
   }
 
   private clientSend(client: ClientNode, actions: ReturnType<KvClientCore["tick"]>): void {
+    const reached = this.partialSend(client, actions);
     for (const a of actions) {
-      if (a.type === "send")
+      if (a.type === "send" && (reached === undefined || reached.has(a.to)))
         this.transmit(client.id, a.to, () => this.replicaReceiveClient(a.to, client.id, a.message));
       else if (a.type === "complete") {
         this.checker.onCompleted({
@@ -544,6 +556,40 @@ class ClusterSim {
         this.q.after(this.prng.int(0, 30), () => this.nextOperation(client));
       }
     }
+  }
+
+  /**
+   * The replicas a request's first copy reaches when the partial-send adversary strikes: the
+   * primary of the highest view a replica is in, and fewer than q - 1 backups (often fewer than
+   * k', so that only a view change or the client's retransmission settles it); undefined: all.
+   */
+  private partialSend(
+    client: ClientNode,
+    actions: ReturnType<KvClientCore["tick"]>,
+  ): Set<string> | undefined {
+    const chance = this.s.partialSends;
+    if (chance === undefined || this.healthy()) return undefined;
+    const first = actions.find((a) => a.type === "send");
+    if (first?.type !== "send") return undefined;
+    const message = parseClientMessage(first.message);
+    if (message?.type !== "REQUEST" || message.request.ts <= client.firstSentTs) return undefined;
+    client.firstSentTs = message.request.ts;
+    if (!this.adversary.chance(chance)) return undefined;
+    let view = 0;
+    let primary = "";
+    for (const node of this.replicas.values())
+      if (node.core !== undefined && node.core.currentView >= view) {
+        view = node.core.currentView;
+        primary = node.core.primary;
+      }
+    const backups = replicaIds(this.s.n).filter((id) => id !== primary);
+    const quorum = quorumsFor(this.s.n, this.s.kPrime, this.s.k).quorum;
+    const count = this.adversary.int(0, quorum - 2);
+    const reached = new Set([primary]);
+    for (const id of backups.sort(() => this.adversary.next() - 0.5).slice(0, count))
+      reached.add(id);
+    this.partialSends++;
+    return reached;
   }
 
   private clientReceive(client: ClientNode, from: string, message: Buffer): void {

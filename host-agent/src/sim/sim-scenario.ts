@@ -57,6 +57,13 @@ export interface Scenario {
    * hold a checkpoint that never was.
    */
   coldStart?: { atMs: number; downMs: number; spreadMs: number };
+  /**
+   * Until the network heals, the chance that a client's first copy of a request reaches only the
+   * primary (as the replicas' highest view names it) and a few backups, fewer than q - 1: as
+   * from a faulty client, or one whose other connections were down. Its retransmissions go to
+   * every replica.
+   */
+  partialSends?: number;
   /** When faults stop: no more loss, partitions or new rejuvenations. */
   healMs: number;
   /** Clients stop starting operations at this instant. */
@@ -154,5 +161,6 @@ export function scenarioFor(seed: number): Scenario {
       downMs: prng.int(50, 500),
       spreadMs: prng.int(0, 400),
     };
+  if (adversary.chance(0.3)) scenario.partialSends = 0.1 + adversary.next() * 0.5;
   return scenario;
 }
