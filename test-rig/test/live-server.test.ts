@@ -245,3 +245,21 @@ describe("--live on the command line", () => {
     expect(observed.stderr).toBe("smw: --live shows a run of the rig, not a testbed observed\n");
   });
 });
+
+describe("the load flags on the command line", () => {
+  it("are checked before any rig starts", async () => {
+    const bed = ["--testbed", "wiring/examples/rig-6.yaml"];
+    const many = await smw("rig", "demo", "--clients", "17", ...bed);
+    expect(many).toMatchObject({ code: 2, stdout: "" });
+    expect(many.stderr).toBe(
+      "smw: --clients 17: expected a whole number from 1 to 16 (the rig makes keys for 16 clients)\n",
+    );
+    const none = await smw("rig", "up", "--clients", "0", ...bed);
+    expect(none.code).toBe(2);
+    const pause = await smw("rig", "up", "--pause-ms", "-5", ...bed);
+    expect(pause).toMatchObject({ code: 2, stdout: "" });
+    expect(pause.stderr).toBe(
+      "smw: --pause-ms -5: expected a whole number of milliseconds from 0 to 60000\n",
+    );
+  });
+});

@@ -437,6 +437,8 @@ describe("the clients' history in the summary", () => {
     longestStallEndWallMs: undefined,
     latenciesMs: [1],
     durationMs: 1000,
+    clients: 2,
+    pauseMs: 20,
   });
   const put = (process: number, value: string, t: number): LoadFigures["history"] => [
     { process, type: "invoke", f: "put", key: "k1", value, time: t },
@@ -465,6 +467,7 @@ describe("the clients' history in the summary", () => {
     expect(renderSummary(s)).toMatch(
       /^history: 2 operations, linearizable \(checked in \d+ ms\)$/m,
     );
+    expect(renderSummary(s)).toMatch(/^client operations \(2 clients, 20 ms pause\): 2 completed/m);
   });
 
   it("is broken by a stale read, naming the operations that cannot be ordered", () => {

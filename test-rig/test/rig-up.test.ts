@@ -33,7 +33,8 @@ describe("smw rig up and smw rig fault", () => {
     const tab = await browser?.newPage();
     await tab?.setViewport({ width: 1100, height: 900 });
     await tab?.goto("about:blank");
-    const run = spawnSmw(["rig", "up", ...rig.args, "--live", "--live-faults"]);
+    // One client more than the default load: the load's shape is the one asked for.
+    const run = spawnSmw(["rig", "up", ...rig.args, "--live", "--live-faults", "--clients", "5"]);
     /** What the rig said last, shown when an expectation on it fails. */
     const said = () => `the rig's last lines:\n${run.stdout().split("\n").slice(-40).join("\n")}`;
     const { child, exited } = run;
@@ -314,6 +315,9 @@ describe("smw rig up and smw rig fault", () => {
       expect(run.stdout()).toMatch(/b2\/h2: check SM code: CORRUPTED/);
       expect(run.stdout()).toMatch(/h4: stored checkpoint REJECTED/);
       expect(run.stdout()).toMatch(/stopping: stopped by a signal/);
+      expect(run.stdout()).toMatch(
+        /^client operations \(5 clients, 20 ms pause\): \d+ completed, 0 failed/m,
+      );
       expect(run.stdout()).toMatch(/tampered SM code of h2: detected, restored/);
       expect(run.stdout()).toMatch(/corrupted state of h4: detected \(.*\), recovered from peers/);
       expect(run.stdout()).toMatch(/fail-safe: none/);

@@ -20,6 +20,8 @@ import { addFaultCommand } from "./fault-command.js";
 import { type LiveFlags, liveOptions, liveRunOption, withLive } from "./live-options.js";
 import {
   DEFAULT_TESTBED,
+  loadOptions,
+  loadShape,
   netnsOption,
   onTheRig,
   percentage,
@@ -49,7 +51,7 @@ export function rigCommand(context: CliContext): Command {
     "a whole simulated testbed on this machine: boards, hosts, PTY links, client load, faults",
   );
 
-  liveOptions(netnsOption(rig.command("demo")), true)
+  liveOptions(loadOptions(netnsOption(rig.command("demo"))), true)
     .description(
       "the 6-host rig under load, a Byzantine replica and a corrupted state planted, rejuvenation periods narrated, a report written",
     )
@@ -75,10 +77,13 @@ export function rigCommand(context: CliContext): Command {
           out?: string;
           netns?: boolean;
           runs?: string;
+          clients: string;
+          pauseMs: string;
         } & LiveFlags,
       ) => {
         const periods = positiveInt(flags.periods, "--periods");
         const marginPercent = percentage(flags.margin, "--margin");
+        const shape = loadShape(flags);
         await withLive(flags, context, async (live) => {
           let result: Awaited<ReturnType<typeof runDemo>>;
           try {
@@ -87,6 +92,7 @@ export function rigCommand(context: CliContext): Command {
                 testbedFile: flags.testbed,
                 periods,
                 marginPercent,
+                loadShape: shape,
                 ...(flags.keepBudgets ? { keepBudgets: true } : {}),
                 ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
                 ...(flags.netns ? { netns: true } : {}),
@@ -114,7 +120,7 @@ export function rigCommand(context: CliContext): Command {
       },
     );
 
-  liveOptions(netnsOption(rig.command("up")), true)
+  liveOptions(loadOptions(netnsOption(rig.command("up"))), true)
     .description(
       "bring the rig up under load and keep it running, narrated, until Ctrl-C (or --periods N); faults from smw rig fault; then the report",
     )
@@ -131,10 +137,13 @@ export function rigCommand(context: CliContext): Command {
           out?: string;
           netns?: boolean;
           runs?: string;
+          clients: string;
+          pauseMs: string;
         } & LiveFlags,
       ) => {
         const periods =
           flags.periods === undefined ? undefined : positiveInt(flags.periods, "--periods");
+        const shape = loadShape(flags);
         await withLive(flags, context, async (live) => {
           const result = await onTheRig(() =>
             runRig({
@@ -142,6 +151,7 @@ export function rigCommand(context: CliContext): Command {
               title: "smw rig up",
               periods,
               load: flags.load,
+              loadShape: shape,
               ...(flags.runs === undefined ? {} : { runsDir: flags.runs }),
               ...(flags.netns ? { netns: true } : {}),
               ...(flags.out === undefined ? {} : { outDir: flags.out }),

@@ -1,6 +1,7 @@
-/** What the rig's commands share: the default testbed, the --netns and --runs flags, whole-number flags, the setup error. */
+/** What the rig's commands share: the default testbed, the --netns, --runs and load flags, whole-number flags, the setup error. */
 import { UsageError } from "@smw/wiring/cli";
 import type { Command } from "commander";
+import { DEFAULT_LOAD, type LoadShape, MAX_LOAD_CLIENTS } from "../load/client-load.js";
 import type { RunSummary } from "../report/run-report.js";
 import { RigSetupError } from "../rig/rig-setup.js";
 
@@ -32,6 +33,35 @@ export function percentage(text: string, flag: string): number {
   if (text.trim() === "" || !Number.isFinite(n) || n < 0)
     throw new UsageError(`${flag} ${text}: expected a percentage of 0 or more, e.g. 25`);
   return n;
+}
+
+/** `--clients N --pause-ms P`: how hard the client load presses (the rig makes keys for 16 clients). */
+export function loadOptions(command: Command): Command {
+  return command
+    .option(
+      "--clients <n>",
+      `closed-loop clients of the load, 1 to ${MAX_LOAD_CLIENTS}`,
+      String(DEFAULT_LOAD.clients),
+    )
+    .option(
+      "--pause-ms <ms>",
+      "each client's pause between its operations (0: none)",
+      String(DEFAULT_LOAD.pauseMs),
+    );
+}
+
+export function loadShape(flags: { clients: string; pauseMs: string }): LoadShape {
+  const clients = Number(flags.clients);
+  if (!Number.isInteger(clients) || clients < 1 || clients > MAX_LOAD_CLIENTS)
+    throw new UsageError(
+      `--clients ${flags.clients}: expected a whole number from 1 to ${MAX_LOAD_CLIENTS} (the rig makes keys for ${MAX_LOAD_CLIENTS} clients)`,
+    );
+  const pauseMs = Number(flags.pauseMs);
+  if (flags.pauseMs.trim() === "" || !Number.isInteger(pauseMs) || pauseMs < 0 || pauseMs > 60_000)
+    throw new UsageError(
+      `--pause-ms ${flags.pauseMs}: expected a whole number of milliseconds from 0 to 60000`,
+    );
+  return { clients, pauseMs };
 }
 
 /** Runs a rig; a testbed this machine cannot realise is bad input (exit 2), said as such. */

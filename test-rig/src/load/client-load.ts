@@ -14,6 +14,24 @@ import type { Testbed } from "@smw/wiring";
 /** The shared keys the clients work on. */
 export const LOAD_KEYS = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"] as const;
 
+/** How hard the load presses: closed-loop clients, each pausing between its operations. */
+export interface LoadShape {
+  clients: number;
+  pauseMs: number;
+}
+
+/** A light load that leaves the rig's timing promises room on two shared cores. */
+export const DEFAULT_LOAD: LoadShape = { clients: 4, pauseMs: 20 };
+
+/** Client keys the rig makes (`c1` ... `c16`): the most clients a load can have. */
+export const MAX_LOAD_CLIENTS = 16;
+
+export function loadClientIds(count: number): string[] {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_LOAD_CLIENTS)
+    throw new RangeError(`a load has 1 to ${MAX_LOAD_CLIENTS} clients, not ${count}`);
+  return Array.from({ length: count }, (_, i) => `c${i + 1}`);
+}
+
 export interface LoadFigures {
   completed: number;
   /** Operations whose outcome is unknown (no answer in time, a connection lost). */
@@ -25,6 +43,9 @@ export interface LoadFigures {
   longestStallEndWallMs: number | undefined;
   latenciesMs: number[];
   durationMs: number;
+  /** The load's shape: how many clients, and each one's pause between operations. */
+  clients: number;
+  pauseMs: number;
 }
 
 export class ClientLoad {
@@ -43,6 +64,8 @@ export class ClientLoad {
     longestStallEndWallMs: undefined,
     latenciesMs: [],
     durationMs: 0,
+    clients: 0,
+    pauseMs: 0,
   };
 
   constructor(
@@ -60,7 +83,7 @@ export class ClientLoad {
   ) {}
 
   private get pauseMs(): number {
-    return this.options.pauseMs ?? 20;
+    return this.options.pauseMs ?? DEFAULT_LOAD.pauseMs;
   }
 
   private get opTimeoutMs(): number {
@@ -68,6 +91,8 @@ export class ClientLoad {
   }
 
   start(): void {
+    this.figures.clients = this.clientIds.length;
+    this.figures.pauseMs = this.pauseMs;
     this.running = true;
     this.startedMs = Date.now();
     this.lastCompletionMs = this.startedMs;

@@ -21,12 +21,13 @@ import {
   socatUnavailable,
   writeManifest,
 } from "@smw/wormhole-board";
+import { DEFAULT_LOAD, loadClientIds, MAX_LOAD_CLIENTS } from "../load/client-load.js";
 import { encodeSmImage } from "./sm-image.js";
 
 export class RigSetupError extends Error {}
 
 export const OS_IMAGE_SIZE_BYTES = 8 * 1024 * 1024;
-export const CLIENT_IDS = ["c1", "c2", "c3", "c4"] as const;
+export const CLIENT_IDS = loadClientIds(DEFAULT_LOAD.clients);
 
 /** Everything that stops the rig from realising this testbed here, each with what to do. */
 export async function rigProblems(
@@ -117,7 +118,9 @@ export function prepareRun(testbed: Testbed, options: { osImageSizeBytes?: numbe
   }
   if (testbed.clientKeysDir !== undefined) {
     rmSync(testbed.clientKeysDir, { recursive: true, force: true });
-    for (const id of CLIENT_IDS) generateKeyPairFiles(testbed.clientKeysDir, id);
+    // Keys for the most clients a load may have: the replicas load every key in the folder.
+    for (const id of loadClientIds(MAX_LOAD_CLIENTS))
+      generateKeyPairFiles(testbed.clientKeysDir, id);
   }
   generateLinkKeys(testbed, { force: true });
   const goldenBytes = {

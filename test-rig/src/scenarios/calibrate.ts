@@ -9,6 +9,7 @@
  * the board promises. The planner then checks the testbed with those budgets;
  * an infeasible plan stops the demo before it starts, saying why.
  */
+
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import {
@@ -22,6 +23,7 @@ import {
   type Testbed,
 } from "@smw/wiring";
 import type { LiveServer } from "../live/live-server.js";
+import type { LoadShape } from "../load/client-load.js";
 import {
   budgetsFromBounds,
   type DerivedBound,
@@ -50,6 +52,8 @@ export interface CalibrationOptions {
   netns?: boolean;
   /** The live page: it follows the calibration period too (which takes no faults from it). */
   live?: LiveServer;
+  /** The client load, the same as the run that follows: its budgets are measured under it. */
+  loadShape?: LoadShape;
 }
 
 export interface Calibration {
@@ -187,6 +191,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     ],
     ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
     ...(options.netns ? { netns: true } : {}),
+    ...(options.loadShape === undefined ? {} : { loadShape: options.loadShape }),
     ...(options.live === undefined ? {} : { live: { server: options.live, faults: false } }),
   });
   const broken = firstBroken(run.summary);

@@ -9,8 +9,10 @@
  * measures this machine and the demo runs with the budgets it gave (and the
  * plan they make), so its promises hold on a slower machine too.
  */
+
 import { formatDurationMs, type Testbed } from "@smw/wiring";
 import type { LiveServer } from "../live/live-server.js";
+import type { LoadShape } from "../load/client-load.js";
 import { type Calibration, calibrate, DEFAULT_CALIBRATION_MARGIN_PERCENT } from "./calibrate.js";
 import { type RigRunResult, runRig } from "./rig-run.js";
 
@@ -27,6 +29,8 @@ export interface DemoOptions {
   marginPercent?: number;
   /** The live page: it follows the calibration, then the demo (`faults`: which takes faults from it). */
   live?: { server: LiveServer; faults: boolean };
+  /** The client load of the calibration and the demo (default `DEFAULT_LOAD`). */
+  loadShape?: LoadShape;
 }
 
 export interface DemoResult extends RigRunResult {
@@ -47,6 +51,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const common = {
     ...(options.netns ? { netns: true } : {}),
     ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
+    ...(options.loadShape === undefined ? {} : { loadShape: options.loadShape }),
   };
   let calibration: Calibration | undefined;
   if (!options.keepBudgets) {

@@ -7,7 +7,7 @@
 import path from "node:path";
 import { formatProblem, loadTestbedFile, type RejuvenationOverrides } from "@smw/wiring";
 import type { LiveReport, LiveServer } from "../live/live-server.js";
-import { ClientLoad } from "../load/client-load.js";
+import { ClientLoad, DEFAULT_LOAD, type LoadShape, loadClientIds } from "../load/client-load.js";
 import {
   measuredPlanText,
   type RunSummary,
@@ -20,7 +20,7 @@ import { narrate } from "../rig/narrator.js";
 import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
 import { RigEventStream, type StampedEvent } from "../rig/rig-events.js";
-import { CLIENT_IDS, RigSetupError } from "../rig/rig-setup.js";
+import { RigSetupError } from "../rig/rig-setup.js";
 
 /** How long the rig runs on after the last period, for the boards' last records (and observers). */
 const SETTLE_MS = 2_000;
@@ -40,6 +40,8 @@ export interface RigRunOptions {
   scenario?: (rig: Rig, context: ScenarioContext) => Promise<void>;
   /** Run the client load (default true). */
   load?: boolean;
+  /** Its shape (default `DEFAULT_LOAD`). */
+  loadShape?: LoadShape;
   osImageSizeBytes?: number;
   /** One network namespace per host (root only). */
   netns?: boolean;
@@ -116,7 +118,8 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
   try {
     await rig.waitHealthy(60_000);
     if (options.load !== false) {
-      load = new ClientLoad(t, CLIENT_IDS);
+      const shape = options.loadShape ?? DEFAULT_LOAD;
+      load = new ClientLoad(t, loadClientIds(shape.clients), { pauseMs: shape.pauseMs });
       load.start();
       let last = 0;
       loadTimer = setInterval(() => {
