@@ -272,7 +272,7 @@ async function stateTransfer() {
     rmSync(path.join(h4.stateDir, "checkpoint.smw"));
     const full = await measure("nothing stored (full)");
     process.stdout.write(
-      `  ratio diverged/full: transfer ${(partial.transferMs / full.transferMs).toFixed(3)} (target <= 0.10), start to recovered ${(partial.ms / full.ms).toFixed(3)}\n`,
+      `  ratio diverged/full: transfer ${(partial.transferMs / full.transferMs).toFixed(3)} (target <= 0.05), start to recovered ${(partial.ms / full.ms).toFixed(3)}\n`,
     );
     await Promise.all(peers.map((p) => p.close()));
   } finally {

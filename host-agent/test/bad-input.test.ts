@@ -9,7 +9,7 @@ import { sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import {
   CHECKPOINT_FILE,
-  PREVIOUS_CHECKPOINT_FILE,
+  OLDER_CHECKPOINT_FILES,
   readCheckpointFile,
   writeCheckpointFile,
 } from "../src/storage/checkpoint-file.js";
@@ -110,7 +110,7 @@ describe("checkpoints on stable storage", () => {
     }
   });
 
-  it("keeps the checkpoint before the newest if it is older, and drops it when a cold start goes back", () => {
+  it("keeps the two checkpoints before the newest if they are older, and drops them when a cold start goes back", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "smw-cp-"));
     try {
       const store = new KvStore();
@@ -124,15 +124,18 @@ describe("checkpoints on stable storage", () => {
         const r = readCheckpointFile(dir, name);
         return "checkpoint" in r ? r.checkpoint.seq : "none" in r ? null : r.error;
       };
+      const kept = () => [seqOf(), ...OLDER_CHECKPOINT_FILES.map(seqOf)];
       write(64);
-      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([64, null]);
+      expect(kept()).toEqual([64, null, null]);
       write(128);
-      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([128, 64]);
+      expect(kept()).toEqual([128, 64, null]);
       write(192);
-      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([192, 128]);
-      // Back to 128: the later one on disk is of a state no longer agreed on.
+      expect(kept()).toEqual([192, 128, 64]);
+      write(256);
+      expect(kept()).toEqual([256, 192, 128]);
+      // Back to 128: the later ones on disk are of a state no longer agreed on.
       write(128);
-      expect([seqOf(), seqOf(PREVIOUS_CHECKPOINT_FILE)]).toEqual([128, null]);
+      expect(kept()).toEqual([128, null, null]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

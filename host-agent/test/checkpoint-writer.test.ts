@@ -7,6 +7,7 @@ import { checkpointDigest, clientTableDigest } from "../src/replica/client-table
 import {
   CHECKPOINT_FILE,
   installSteps,
+  OLDER_CHECKPOINT_FILES,
   PREVIOUS_CHECKPOINT_FILE,
   readCheckpointFile,
   type StoredCheckpoint,
@@ -90,6 +91,7 @@ describe("a checkpoint being put in place", () => {
       for (const [before, writing] of [
         [[64], 128],
         [[32, 64], 128],
+        [[16, 32, 64], 128],
         [[192], 128],
       ] as const) {
         const steps = (dir: string) => {
@@ -110,7 +112,11 @@ describe("a checkpoint being put in place", () => {
             expect([old, writing], where).toContain(current);
             if (stopAfter === count) {
               expect(current, where).toBe(writing);
-              expect(seqIn(dir, PREVIOUS_CHECKPOINT_FILE), where).toBe(old < writing ? old : null);
+              const kept = old < writing ? [...before].reverse().slice(0, 2) : [];
+              expect(
+                OLDER_CHECKPOINT_FILES.map((name) => seqIn(dir, name)),
+                where,
+              ).toEqual([kept[0] ?? null, kept[1] ?? null]);
               expect(existsSync(path.join(dir, `${PREVIOUS_CHECKPOINT_FILE}.tmp`)), where).toBe(
                 false,
               );

@@ -52,11 +52,11 @@ describe("a cold start of every replica", () => {
     const { c, at } = clusterWithHistory();
     // r2, the primary of view 1, is Byzantine; every other host comes back cold with its disk.
     const disks: Record<string, StartingState> = {
-      r1: { recovering: false, coldStart: true, checkpoint: at(12), previousCheckpoint: at(8) },
-      r3: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r1: { recovering: false, coldStart: true, checkpoint: at(12), olderCheckpoints: [at(8)] },
+      r3: { recovering: false, coldStart: true, checkpoint: at(8), olderCheckpoints: [at(4)] },
       r4: { recovering: false, coldStart: true, checkpoint: at(4) },
-      r5: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
-      r6: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r5: { recovering: false, coldStart: true, checkpoint: at(8), olderCheckpoints: [at(4)] },
+      r6: { recovering: false, coldStart: true, checkpoint: at(8), olderCheckpoints: [at(4)] },
     };
     c.rejuvenate("r2", { recovering: false });
     c.cores.delete("r2");
@@ -128,10 +128,10 @@ describe("a cold start of every replica", () => {
 
     // Every host comes back under a new key, in a cold start, with its own disk.
     const disks: Record<string, StartingState> = {
-      r2: { recovering: false, coldStart: true, checkpoint: at(12), previousCheckpoint: at(8) },
-      r3: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r2: { recovering: false, coldStart: true, checkpoint: at(12), olderCheckpoints: [at(8)] },
+      r3: { recovering: false, coldStart: true, checkpoint: at(8), olderCheckpoints: [at(4)] },
       r4: { recovering: false, coldStart: true, checkpoint: at(4) },
-      r5: { recovering: false, coldStart: true, checkpoint: at(8), previousCheckpoint: at(4) },
+      r5: { recovering: false, coldStart: true, checkpoint: at(8), olderCheckpoints: [at(4)] },
       r6: { recovering: false, coldStart: true, checkpoint: forged },
     };
     // r1 is Byzantine: its new key is known, and it speaks only as the test makes it.

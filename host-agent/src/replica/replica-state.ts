@@ -60,8 +60,12 @@ export interface StartingState {
    * (`cold-start.ts`).
    */
   coldStart?: boolean;
-  /** The checkpoint stored before `checkpoint`, if older: a cold start may agree on it. */
-  previousCheckpoint?: { seq: number; snapshot: KvSnapshot; clients: ClientTableEntry[] };
+  /** The checkpoints stored before `checkpoint`, newest first: a cold start may agree on one. */
+  olderCheckpoints?: ReadonlyArray<{
+    seq: number;
+    snapshot: KvSnapshot;
+    clients: ClientTableEntry[];
+  }>;
   /** Keys revoked so far, as the board told its host (see `revokeKeys`). */
   revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
 }
@@ -299,20 +303,23 @@ export class ReplicaState {
     this.coldStart = start.coldStart === true && !start.recovering;
     this.recoveredReported = !start.recovering && !this.coldStart;
     this.amnesic = start.recovering;
-    const previous = start.previousCheckpoint;
-    if (this.coldStart && previous !== undefined && previous.seq < this.lastExecuted) {
-      // Offered too: the replicas' last checkpoints may be one interval apart.
+    // Offered too, the oldest as the stable one: the replicas' last checkpoints may be an
+    // interval or two apart, and one that took its last by transfer never held the one before.
+    let below = this.lastExecuted;
+    for (const older of this.coldStart ? (start.olderCheckpoints ?? []) : []) {
+      if (older.seq >= below) continue;
+      below = older.seq;
       const olderDigest = checkpointDigest(
-        previous.snapshot.root().toString("hex"),
-        ClientTable.from(previous.clients).digest(),
+        older.snapshot.root().toString("hex"),
+        ClientTable.from(older.clients).digest(),
       );
-      this.ownCheckpoints.set(previous.seq, {
-        seq: previous.seq,
+      this.ownCheckpoints.set(older.seq, {
+        seq: older.seq,
         digest: olderDigest,
-        snapshot: previous.snapshot,
-        clients: previous.clients,
+        snapshot: older.snapshot,
+        clients: older.clients,
       });
-      this.stable = { seq: previous.seq, digest: olderDigest };
+      this.stable = { seq: older.seq, digest: olderDigest };
     }
     // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
     this.viewKeyEpochs = ids.map(() => -1);

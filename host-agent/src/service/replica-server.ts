@@ -9,7 +9,11 @@ import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
-import { PREVIOUS_CHECKPOINT_FILE, readCheckpointFile } from "../storage/checkpoint-file.js";
+import {
+  OLDER_CHECKPOINT_FILES,
+  readCheckpointFile,
+  type StoredCheckpoint,
+} from "../storage/checkpoint-file.js";
 import { CheckpointWriter } from "../storage/checkpoint-writer.js";
 import { RejectionSummary } from "./rejection-summary.js";
 import { formatStateNote } from "./state-notes.js";
@@ -67,10 +71,14 @@ export class ReplicaServer {
       this.log(formatStateNote({ kind: "checkpoint-rejected", why: stored.error }));
     if (options.coldStart === true) {
       start.coldStart = true;
-      const previous = readCheckpointFile(this.stateDir, PREVIOUS_CHECKPOINT_FILE);
-      if ("checkpoint" in previous) start.previousCheckpoint = previous.checkpoint;
-      else if ("error" in previous)
-        this.log(formatStateNote({ kind: "checkpoint-rejected", why: previous.error }));
+      const olderCheckpoints: StoredCheckpoint[] = [];
+      for (const name of OLDER_CHECKPOINT_FILES) {
+        const older = readCheckpointFile(this.stateDir, name);
+        if ("checkpoint" in older) olderCheckpoints.push(older.checkpoint);
+        else if ("error" in older)
+          this.log(formatStateNote({ kind: "checkpoint-rejected", why: older.error }));
+      }
+      start.olderCheckpoints = olderCheckpoints;
     }
     const ids = testbed.hosts.map((h) => h.id);
     this.core = new ReplicaCore(

@@ -20,6 +20,7 @@ import {
 } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
+import { OLDER_CHECKPOINT_FILES } from "../storage/checkpoint-file.js";
 import {
   BYZANTINE_BEHAVIOURS,
   type ByzantineBehaviour,
@@ -72,8 +73,8 @@ interface ReplicaNode {
   epoch: number;
   byzantine: ByzantineFilter | undefined;
   disk: StoredCheckpoint | undefined;
-  /** The checkpoint before `disk`, if older (a cold start offers both). */
-  previousDisk: StoredCheckpoint | undefined;
+  /** The checkpoints before `disk`, newest first, as the checkpoint files keep them (a cold start offers all). */
+  olderDisks: StoredCheckpoint[];
   /** Set while rejuvenated and not yet recovered. */
   restartedAtMs: number | undefined;
   stableAtRestart: number;
@@ -182,7 +183,7 @@ class ClusterSim {
         recovering,
         ...((recovering || coldStart) && node.disk ? { checkpoint: node.disk } : {}),
         ...(coldStart ? { coldStart: true } : {}),
-        ...(coldStart && node.previousDisk ? { previousCheckpoint: node.previousDisk } : {}),
+        ...(coldStart ? { olderCheckpoints: node.olderDisks } : {}),
         revokedKeys: [...this.revokedBefore].map(([host, before]) => ({ host, before })),
       },
     );
@@ -206,7 +207,7 @@ class ClusterSim {
         epoch: 0,
         byzantine: undefined,
         disk: undefined,
-        previousDisk: undefined,
+        olderDisks: [],
         restartedAtMs: undefined,
         stableAtRestart: 0,
       };
@@ -399,9 +400,11 @@ class ClusterSim {
         break;
       case "checkpoint":
         if (correct) this.checker.onCheckpoint(node.id, a.seq, a.digest);
-        // As the checkpoint file does: the one replaced is kept if older.
-        node.previousDisk =
-          node.disk !== undefined && node.disk.seq < a.seq ? node.disk : undefined;
+        // As the checkpoint files do: the one replaced moves down the older ones if older.
+        node.olderDisks =
+          node.disk !== undefined && node.disk.seq < a.seq
+            ? [node.disk, ...node.olderDisks].slice(0, OLDER_CHECKPOINT_FILES.length)
+            : [];
         node.disk = { seq: a.seq, snapshot: a.snapshot, clients: a.clients };
         break;
       case "view":
@@ -789,7 +792,7 @@ class ClusterSim {
       node.core = undefined;
       if ((node.byzantine !== undefined || forged.has(node.id)) && node.disk) {
         node.disk = corruptCheckpoint(node.disk, this.adversary);
-        node.previousDisk = undefined;
+        node.olderDisks = [];
       }
     }
     this.period++;

@@ -13,6 +13,7 @@
 import {
   closeSync,
   copyFileSync,
+  existsSync,
   fsyncSync,
   linkSync,
   openSync,
@@ -32,6 +33,12 @@ import type { ClientTableEntry } from "../replica/messages.js";
 const MAGIC = Buffer.from("SMWCP1\n", "latin1");
 export const CHECKPOINT_FILE = "checkpoint.smw";
 export const PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.smw";
+/**
+ * The older checkpoints kept beside the newest, newest first: a cold start agrees on one that
+ * k' + k + 1 disks hold, and a replica that lagged, or took its newest by state transfer (and so
+ * never held the one before it), shares none of two with the others (the simulation, seed 7834).
+ */
+export const OLDER_CHECKPOINT_FILES = [PREVIOUS_CHECKPOINT_FILE, "checkpoint.previous-2.smw"];
 
 export interface StoredCheckpoint {
   seq: number;
@@ -54,25 +61,34 @@ function checkpointParts(cp: StoredCheckpoint): Buffer[] {
 /**
  * The renames that put a written and synced `checkpoint.smw.tmp` in place, one function per
  * system call, in order (both writers run them; a test stops after each). The one it replaces
- * stays as the previous checkpoint if it is older (after a cold start rolled the state back, the
- * newer one on disk is of a state no longer agreed on). The previous one is made by a hard link
- * and a rename over the old previous, so `checkpoint.smw` exists at every instant: moving it
- * aside first left a moment with none, and a reset then made the replica start with no stored
- * state at all.
+ * moves down the older ones (`OLDER_CHECKPOINT_FILES`) if it is older; if not (after a cold start
+ * rolled the state back, the newer ones on disk are of a state no longer agreed on) the older ones
+ * go. Each is moved by a hard link and a rename over the one below, so `checkpoint.smw` exists at
+ * every instant: moving it aside first left a moment with none, and a reset then made the
+ * replica start with no stored state at all.
  */
 export function installSteps(dir: string, seq: number): Array<() => void> {
   const file = path.join(dir, CHECKPOINT_FILE);
-  const previous = path.join(dir, PREVIOUS_CHECKPOINT_FILE);
-  const previousTemporary = `${previous}.tmp`;
+  const older = OLDER_CHECKPOINT_FILES.map((name) => path.join(dir, name));
   const replaced = storedSeq(file);
   const steps: Array<() => void> = [];
-  if (replaced !== undefined && replaced < seq)
+  const move = (from: string, to: string) => {
+    const temporary = `${to}.tmp`;
     steps.push(
-      () => rmSync(previousTemporary, { force: true }),
-      () => linkOrCopy(file, previousTemporary),
-      () => renameSync(previousTemporary, previous),
+      () => rmSync(temporary, { force: true }),
+      () => {
+        if (existsSync(from)) linkOrCopy(from, temporary);
+      },
+      () => {
+        if (existsSync(temporary)) renameSync(temporary, to);
+      },
     );
-  else if (replaced !== undefined) steps.push(() => rmSync(previous, { force: true }));
+  };
+  if (replaced !== undefined && replaced < seq) {
+    for (let i = older.length - 1; i > 0; i--) move(older[i - 1] as string, older[i] as string);
+    move(file, older[0] as string);
+  } else if (replaced !== undefined)
+    for (const name of older) steps.push(() => rmSync(name, { force: true }));
   steps.push(() => renameSync(`${file}.tmp`, file));
   return steps;
 }
