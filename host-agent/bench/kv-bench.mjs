@@ -163,6 +163,13 @@ async function benchWithCpu(bed, extra, secs, servers) {
 const cpuLine = (label, r) =>
   `  ${label.padEnd(13)} CPU per operation: servers ${r.serverCpuUsPerOp.toFixed(0).padStart(5)} µs, clients ${r.clientCpuUsPerOp.toFixed(0).padStart(4)} µs`;
 
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted.length === 0
+    ? Number.NaN
+    : (sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN);
+};
+
 const fmt = (r) =>
   `${r.opsPerSecond.toFixed(0).padStart(6)} ops/s  p50 ${r.p50Ms.toFixed(2).padStart(6)} ms  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  failed ${r.failed}`;
 
@@ -295,6 +302,8 @@ async function rolling() {
     const steady = await bench(bed, [], cycleSeconds);
     const load = bench(bed, [], cycleSeconds);
     let cycled = 0;
+    /** CPU each restarted replica used until it served, and until it had recovered. */
+    const restartCpu = [];
     const cycle = (async () => {
       await new Promise((r) => setTimeout(r, 2000));
       for (const [i, h] of bed.testbed.hosts.entries()) {
@@ -305,7 +314,9 @@ async function rolling() {
         await new Promise((r) => setTimeout(r, 500));
         const fresh = await serve(bed, ["--host", h.id, "--recovering"], /serving/);
         replicas[i] = fresh;
+        const servingCpuMs = cpuMsOf(fresh);
         await waitLog(fresh, /state recovered/, 20_000).catch(() => {});
+        restartCpu.push({ servingCpuMs, recoveredCpuMs: cpuMsOf(fresh) });
         cycled++;
         await new Promise((r) => setTimeout(r, 500));
       }
@@ -315,7 +326,9 @@ async function rolling() {
     process.stdout.write(
       `rolling recovery, n = 6 (k' = 1, k = 1), ${clients} clients, ${cycleSeconds} s, ${cycled} replicas handed off, killed and recovered in turn:\n` +
         `  steady state  ${fmt(steady)}\n  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
-        `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.9, zero failed)\n`,
+        `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.9, zero failed)\n` +
+        `  CPU of each restarted replica (median of ${restartCpu.length}): ${median(restartCpu.map((c) => c.servingCpuMs)).toFixed(0)} ms until serving, ${median(restartCpu.map((c) => c.recoveredCpuMs)).toFixed(0)} ms until recovered;\n` +
+        "  here it shares the two cores with the service, on a testbed it is its own host's\n",
     );
   } finally {
     bed.remove();
