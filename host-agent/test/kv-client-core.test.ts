@@ -19,6 +19,10 @@ import {
 } from "../src/replica/messages.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
 
+/** The type of each message the client sends, in order. */
+const sentTypes = (actions: ReturnType<KvClientCore["tick"]>) =>
+  actions.map((a) => a.type === "send" && parseClientMessage(a.message)?.type);
+
 /** A replica's signed answer to a read. */
 const readReply = (
   signers: Map<string, Signer>,
@@ -177,12 +181,7 @@ describe("the client's unordered reads", () => {
     expect(client.tick(250).map((a) => a.type === "send" && a.to)).toEqual(["r4"]);
     expect(client.tick(499)).toEqual([]);
     const ordered = client.tick(500);
-    expect(ordered.map((a) => a.type === "send" && parseClientMessage(a.message)?.type)).toEqual([
-      "REQUEST",
-      "REQUEST",
-      "REQUEST",
-      "REQUEST",
-    ]);
+    expect(sentTypes(ordered)).toEqual(["REQUEST", "REQUEST", "REQUEST", "REQUEST"]);
     expect(client.counters.get("reads.timed-out")).toBe(1);
   });
 });
@@ -282,12 +281,7 @@ describe("where the client sends its reads", () => {
     const read2 = readOf(second);
     expect(answer("r2", read2, 6, 601)).toEqual([]);
     const ordered = answer("r4", read2, 7, 602);
-    expect(ordered.map((a) => a.type === "send" && parseClientMessage(a.message)?.type)).toEqual([
-      "REQUEST",
-      "REQUEST",
-      "REQUEST",
-      "REQUEST",
-    ]);
+    expect(sentTypes(ordered)).toEqual(["REQUEST", "REQUEST", "REQUEST", "REQUEST"]);
     expect(client.counters.get("reads.ordered")).toBe(2);
     expect(client.counters.get("reads.timed-out")).toBe(1);
   });
