@@ -1,10 +1,10 @@
 /**
  * A replica's last checkpoints on stable storage: the newest, written to a temporary
  * file, fsynced, renamed over the old one and the folder fsynced, so a reset
- * at any instant leaves either the old checkpoint or the new one; and the one
- * before it, if older (kept by a hard link), which a cold start may need: the
+ * at any instant leaves either the old checkpoint or the new one; and the two
+ * before it, if older (kept by hard links), which a cold start may need: the
  * replicas then agree on a checkpoint several of them hold, and they took
- * their last ones at slightly different times. Read back
+ * their last ones at different times. Read back
  * defensively: a corrupted file is reported and ignored (the replica then
  * recovers everything from its peers), never trusted and never a crash.
  *
