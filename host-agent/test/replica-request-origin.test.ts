@@ -17,6 +17,23 @@ const executed = (actions: readonly ReplicaAction[]) =>
     Extract<ReplicaAction, { type: "executed" }>
   >;
 
+/** Each of `ids` executed batch 1 since `since` began counting, and holds `value` at `key`. */
+function expectExecutedFirst(
+  c: ReturnType<typeof replicaCluster>,
+  ids: readonly string[],
+  since: (id: string) => readonly ReplicaAction[],
+  key: string,
+  value: string,
+): void {
+  for (const id of ids) {
+    expect(
+      executed(since(id)).map((e) => e.seq),
+      id,
+    ).toEqual([1]);
+    expect(c.cores.get(id)?.readValue(key), id).toBe(value);
+  }
+}
+
 describe("where a backup's vote for a request comes from", () => {
   it("never votes for a request its client did not send it, and votes once the client does", () => {
     const c = replicaCluster(4, 1, 0);
@@ -52,13 +69,7 @@ describe("where a backup's vote for a request comes from", () => {
     expect(bodiesOf(since("r2"), "PREPARE")).toEqual([{ type: "PREPARE", ...slot }]);
     c.fromClient("r3", replayed[0] as (typeof replayed)[number]);
     c.deliver((m) => m.to !== "r1");
-    for (const id of correct) {
-      expect(
-        executed(since(id)).map((e) => e.seq),
-        id,
-      ).toEqual([1]);
-      expect(c.cores.get(id)?.readValue("x")).toBe("old");
-    }
+    expectExecutedFirst(c, correct, since, "x", "old");
     expect(bodiesOf(since("r4"), "PREPARE")).toEqual([{ type: "PREPARE", ...slot }]);
     expect(bodiesOf(since("r4"), "COMMIT")).toEqual([{ type: "COMMIT", ...slot }]);
   });
@@ -77,13 +88,7 @@ describe("where a backup's vote for a request comes from", () => {
     c.fromClient("r1", request);
     c.fromClient("r2", request);
     c.deliver(() => true);
-    for (const id of ids) {
-      expect(
-        executed(since(id)).map((e) => e.seq),
-        id,
-      ).toEqual([1]);
-      expect(c.cores.get(id)?.readValue("y")).toBe("partial");
-    }
+    expectExecutedFirst(c, ids, since, "y", "partial");
     for (const id of ["r3", "r4"])
       expect(c.cores.get(id)?.counters.get("votes.attested"), id).toBe(1);
   });
