@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createPrivateKey, sign } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -183,4 +183,64 @@ describe("the host agent", () => {
       `h1: replica starting, recovering; keys revoked: h2 before ${before}`,
     );
   }, 60_000);
+});
+
+describe("the host agent under systemd", () => {
+  it("says READY, feeds its watchdog while it runs, not while it is stopped, and says STOPPING on SIGTERM", async () => {
+    const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 1, basePort: 27650 });
+    const socket = path.join(bed.dir, "notify.sock");
+    // systemd's end: a Unix datagram socket, each datagram printed on a line of its own.
+    const receiver = spawn("socat", ["-u", `UNIX-RECV:${socket}`, "STDOUT"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const heard: Array<{ atMs: number; line: string }> = [];
+    receiver.stdout?.on("data", (chunk: Buffer) => {
+      for (const line of chunk.toString().split("\n"))
+        if (line !== "") heard.push({ atMs: Date.now(), line });
+    });
+    const until = async (what: string, done: () => boolean, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!done()) {
+        if (Date.now() > deadline)
+          throw new Error(`${what} within ${timeoutMs} ms: heard ${JSON.stringify(heard)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const feeds = () => heard.filter((h) => h.line === "WATCHDOG=1").length;
+    let agent: ChildProcess | undefined;
+    try {
+      await until("systemd's socket", () => existsSync(socket), 5_000);
+      // Self-certified: no board, no console link; systemd's part is what is under test.
+      agent = spawn(
+        process.execPath,
+        [SMW, "host", "run", "--testbed", bed.file, "--host", "h1", "--self-certify"],
+        {
+          stdio: ["ignore", "ignore", "ignore"],
+          env: { ...process.env, NOTIFY_SOCKET: socket, WATCHDOG_USEC: "600000" },
+        },
+      );
+      const exited = new Promise<number | null>((resolve) => agent?.once("exit", resolve));
+      await until("READY=1", () => heard.some((h) => h.line === "READY=1"), 15_000);
+      // Fed at half of WatchdogSec (300 ms).
+      await until("three feeds", () => feeds() >= 3, 5_000);
+      // A hung agent (stopped, as a hang looks from outside) feeds nothing: systemd kills it.
+      process.kill(agent.pid as number, "SIGSTOP");
+      await new Promise((r) => setTimeout(r, 200));
+      const beforeHang = feeds();
+      await new Promise((r) => setTimeout(r, 1_200));
+      expect(feeds()).toBe(beforeHang);
+      process.kill(agent.pid as number, "SIGCONT");
+      await until("feeds again", () => feeds() >= beforeHang + 2, 5_000);
+      agent.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      await until("STOPPING=1", () => heard.some((h) => h.line === "STOPPING=1"), 5_000);
+      const replicas = childrenOf(agent.pid as number);
+      expect(replicas).toEqual([]);
+    } finally {
+      if (agent?.exitCode === null) agent.kill("SIGKILL");
+      receiver.kill();
+      bed.remove();
+      rmSync(socket, { force: true });
+    }
+  }, 45_000);
 });

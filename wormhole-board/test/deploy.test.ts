@@ -56,7 +56,16 @@ describe("smw deploy systemd", () => {
     expect(host).toContain(
       "ExecStart=/usr/bin/node /opt/smw/bin/smw.js host run --testbed /etc/smw/testbed.yaml --host srv2\n",
     );
-    expect(host).toContain("ReadWritePaths=/var/lib/smw/state\n");
+    for (const directive of [
+      "Type=notify",
+      "NotifyAccess=all",
+      "WatchdogSec=8s",
+      "Restart=on-failure",
+      "KillMode=mixed",
+      "StateDirectory=smw/state",
+      "SupplementaryGroups=dialout",
+    ])
+      expect(host).toContain(`${directive}\n`);
   });
 
   it.skipIf(!analyze)("writes units systemd-analyze verify accepts without a warning", () => {

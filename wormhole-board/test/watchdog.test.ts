@@ -9,13 +9,9 @@ import { createReadStream, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { type SystemdNotify, systemdNotifyFromEnvironment } from "@smw/wiring/cli";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  makeTestbed6,
-  type SystemdNotify,
-  socatUnavailable,
-  systemdNotifyFromEnvironment,
-} from "../src/index.js";
+import { makeTestbed6, socatUnavailable } from "../src/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(here, "../dist/index.js");

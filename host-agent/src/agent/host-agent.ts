@@ -60,6 +60,11 @@ export class HostAgent {
     this.keyFiles = keyFilesIn(host.stateDir);
   }
 
+  /** Running and not stopping: what its watchdog is fed on (with its event loop turning). */
+  get healthy(): boolean {
+    return !this.stopping;
+  }
+
   get replicaRestarts(): number {
     return this.restarts;
   }

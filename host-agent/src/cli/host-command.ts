@@ -5,7 +5,13 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
-import { type CliContext, UsageError } from "@smw/wiring/cli";
+import {
+  type CliContext,
+  systemdNotifyFromEnvironment,
+  UsageError,
+  WatchdogError,
+  WatchdogFeeder,
+} from "@smw/wiring/cli";
 import { Command } from "commander";
 import {
   type AgentToReplica,
@@ -66,6 +72,15 @@ export function hostCommand(context: CliContext): Command {
           );
         const log = (line: string) =>
           context.io.err(`${new Date().toISOString()} ${flags.host} agent: ${line}\n`);
+        // Under systemd (Type=notify, WatchdogSec): said at once when socat, which carries the
+        // notifications, is missing, rather than killed at the start timeout.
+        let systemd: ReturnType<typeof systemdNotifyFromEnvironment>;
+        try {
+          systemd = systemdNotifyFromEnvironment();
+        } catch (error) {
+          if (error instanceof WatchdogError) throw new UsageError(error.message);
+          throw error;
+        }
         let selfCertified = 0;
         const agent = new HostAgent({
           testbed,
@@ -103,11 +118,17 @@ export function hostCommand(context: CliContext): Command {
         try {
           await agent.start();
         } catch (error) {
+          systemd?.close();
           await agent.stop();
           if (error instanceof KeyFileError) throw new UsageError(error.message);
           throw new UsageError((error as Error).message);
         }
+        // Fed from the event loop: an agent whose loop hangs is killed by systemd and started
+        // again, and comes back as a crashed replica does (a new key, certified once a period).
+        const feeder = new WatchdogFeeder(systemd ? [systemd] : [], () => agent.healthy);
+        feeder.start();
         await untilSignal();
+        feeder.stop();
         await agent.stop();
         context.setExitCode(0);
       },

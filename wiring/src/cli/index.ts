@@ -8,3 +8,4 @@ export { untilInterrupted } from "./until-interrupted.js";
 export { loadOrReport } from "./wiring-command.js";
 
 export const wiringCommands: CommandFactory[] = [wiringCommand, planCommand];
+export * from "./systemd-notify.js";

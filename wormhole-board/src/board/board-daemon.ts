@@ -20,6 +20,7 @@ import {
   renderPlanText,
   type Testbed,
 } from "@smw/wiring";
+import { WatchdogFeeder, type WatchdogSink } from "@smw/wiring/cli";
 import type { Logger } from "pino";
 import {
   type BoardAction,
@@ -39,7 +40,6 @@ import { BoardMetrics } from "./board-metrics.js";
 import type { BoardStateFiles } from "./board-state-files.js";
 import { DeadlineTimer } from "./deadline-timer.js";
 import { listenForMetrics } from "./metrics-endpoint.js";
-import { WatchdogFeeder, type WatchdogSink } from "./watchdog.js";
 
 export interface AlertSink {
   webhook(url: string, body: unknown): Promise<void>;

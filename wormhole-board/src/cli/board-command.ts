@@ -2,7 +2,14 @@
 import { sign } from "node:crypto";
 import { connect } from "node:net";
 import { type Board, formatDurationMs, type Testbed } from "@smw/wiring";
-import { type CliContext, UsageError, untilInterrupted } from "@smw/wiring/cli";
+import {
+  type CliContext,
+  systemdNotifyFromEnvironment,
+  UsageError,
+  untilInterrupted,
+  WatchdogError,
+  type WatchdogSink,
+} from "@smw/wiring/cli";
 import { Command } from "commander";
 import { destination, pino, transport } from "pino";
 import {
@@ -16,12 +23,7 @@ import {
 import { BoardStateFiles } from "../board/board-state-files.js";
 import { raiseEventLoopPriority } from "../board/event-loop-priority.js";
 import { withSyslogPriority, writesToJournal } from "../board/journald-priority.js";
-import {
-  HardwareWatchdog,
-  systemdNotifyFromEnvironment,
-  WatchdogError,
-  type WatchdogSink,
-} from "../board/watchdog.js";
+import { HardwareWatchdog } from "../board/watchdog.js";
 import { BoardLines } from "../lines/board-lines.js";
 import { LineError } from "../lines/line.js";
 import { lineBackendFor } from "../lines/line-backend-for.js";

@@ -1,6 +1,7 @@
 /**
  * systemd units for one board of a testbed and the host it guards: the board daemon
- * (`Type=notify`, fed watchdog, restarted always) and the host agent. Pure: text in, text out.
+ * (`Type=notify`, fed watchdog, restarted always) and the host agent (`Type=notify`, fed
+ * watchdog, restarted on failure). Pure: text in, text out.
  */
 import path from "node:path";
 import type { Board, Testbed } from "@smw/wiring";
@@ -57,10 +58,6 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
     board.id,
     ...(o.watchdogDevice === undefined ? [] : ["--watchdog", o.watchdogDevice]),
   ];
-  const stateDir = unitPath(board.stateDir, `board ${board.id}'s stateDir`);
-  const managedState = stateDir.startsWith("/var/lib/")
-    ? stateDir.slice("/var/lib/".length)
-    : undefined;
   const lines = [
     "[Unit]",
     `Description=smw board daemon ${board.id} (the local SMW guarding ${board.guards}, testbed ${testbed.name})`,
@@ -88,9 +85,7 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
     `Group=${o.user}`,
     // gpio: the lines; dialout: the host link and serial control links; disk: the host's code disks.
     "SupplementaryGroups=gpio dialout disk",
-    ...(managedState === undefined
-      ? [`ReadWritePaths=${stateDir}`]
-      : [`StateDirectory=${managedState}`, "StateDirectoryMode=0700"]),
+    ...stateDirectives(board.stateDir, `board ${board.id}'s stateDir`),
     "RuntimeDirectory=smw",
     // The line lock lives there: a restart must not delete it under a bench command's feet.
     "RuntimeDirectoryPreserve=yes",
@@ -124,20 +119,40 @@ function hostUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitFi
     "Wants=network-online.target",
     "",
     "[Service]",
-    // Started at every boot, the board holding the host in reset between rejuvenations; it
-    // must not be restarted behind the board's back: a host agent that dies is the board's to see.
-    "Type=exec",
+    // Started at every boot of the host. Ready once its console link to the board is open; its
+    // watchdog is fed from its event loop (through a socat it starts, hence NotifyAccess=all).
+    "Type=notify",
+    "NotifyAccess=all",
     `ExecStart=${exec.map(quoteArgument).join(" ")}`,
-    "Restart=no",
+    `WatchdogSec=${o.watchdogSec}s`,
+    // An agent that crashed or hung (killed by its watchdog) is started again and comes back as
+    // a crashed replica does: under a new key the board certifies once a period. A start limit
+    // stops a loop; the board's next rejuvenation reboots the host and starts it afresh.
+    "Restart=on-failure",
+    "RestartSec=2s",
+    // SIGTERM to the agent alone: it stops its replica itself (SIGKILL after 2 s), then exits.
+    "KillMode=mixed",
+    "TimeoutStopSec=10s",
     `User=${o.user}`,
     `Group=${o.user}`,
     "SupplementaryGroups=dialout",
-    ...(host === undefined
-      ? []
-      : [`ReadWritePaths=${unitPath(host.stateDir, `host ${host.id}'s stateDir`)}`]),
+    // No RuntimeDirectory: the agent keeps nothing at run time outside its state folder.
+    ...stateDirectives(host?.stateDir, `host ${board.guards}'s stateDir`),
     ...HARDENED_AND_INSTALLED,
   ];
   return { name: `smw-host-${board.guards}.service`, text: `${lines.join("\n")}\n` };
+}
+
+/**
+ * A state folder under /var/lib is systemd's to create and give to the service's user
+ * (StateDirectory, mode 0700); any other is only made writable through the hardening.
+ */
+function stateDirectives(stateDir: string | undefined, what: string): string[] {
+  if (stateDir === undefined) return [];
+  const checked = unitPath(stateDir, what);
+  return checked.startsWith("/var/lib/")
+    ? [`StateDirectory=${checked.slice("/var/lib/".length)}`, "StateDirectoryMode=0700"]
+    : [`ReadWritePaths=${checked}`];
 }
 
 export class DeployError extends Error {
