@@ -13,6 +13,7 @@ const noSocat = socatUnavailable();
 const healthy: DoctorEnvironment = {
   nodeVersion: "20.19.0",
   hasTool: () => true,
+  loads: () => ({ ok: true }),
   clockSynchronised: () => true,
   mayRaisePriority: () => true,
 };
@@ -33,6 +34,7 @@ describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
     expect(checks.map((c) => c.name)).toEqual([
       "node",
       "blake3",
+      "serialport",
       "socat",
       "chrt",
       "priority",
@@ -51,6 +53,7 @@ describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
       const checks = boardChecks(bed.testbed, board(), {
         nodeVersion: "18.19.1",
         hasTool: (tool) => tool !== "socat",
+        loads: () => ({ ok: true }),
         clockSynchronised: () => false,
         mayRaisePriority: () => false,
       });

@@ -4,6 +4,7 @@
  * like anything else arriving from outside.
  */
 import { EventEmitter } from "node:events";
+import { createRequire } from "node:module";
 import {
   type BoardToHost,
   encodeHostLine,
@@ -12,7 +13,8 @@ import {
   MAX_HOST_LINE_BYTES,
   parseBoardToHost,
 } from "@smw/wiring";
-import { SerialPort } from "serialport";
+import { requireNative, SERIALPORT_MODULE } from "@smw/wiring/cli";
+import type { SerialPort } from "serialport";
 
 export class ConsoleLink {
   private port: SerialPort | undefined;
@@ -27,7 +29,15 @@ export class ConsoleLink {
 
   open(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const port = new SerialPort({ path: this.device, baudRate: this.baudRate, autoOpen: false });
+      const serialport = requireNative<typeof import("serialport")>(
+        createRequire(import.meta.url),
+        SERIALPORT_MODULE,
+      );
+      const port = new serialport.SerialPort({
+        path: this.device,
+        baudRate: this.baudRate,
+        autoOpen: false,
+      });
       port.open((error) => {
         if (error) {
           reject(new Error(`cannot open the console (host link) ${this.device}: ${error.message}`));

@@ -8,4 +8,5 @@ export { untilInterrupted } from "./until-interrupted.js";
 export { loadOrReport } from "./wiring-command.js";
 
 export const wiringCommands: CommandFactory[] = [wiringCommand, planCommand];
+export * from "./native-module.js";
 export * from "./systemd-notify.js";

@@ -7,8 +7,15 @@
  */
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { type Board, checkFiles, type Testbed } from "@smw/wiring";
+import {
+  type NativeModule,
+  nativeModuleStatus,
+  ONOFF_MODULE,
+  SERIALPORT_MODULE,
+} from "@smw/wiring/cli";
 import { GpiodLines } from "../lines/gpiod-lines.js";
 import { listChips } from "../lines/sysfs-chips.js";
 import { blake3Backend } from "../media/chunk-digest.js";
@@ -27,6 +34,8 @@ export interface DoctorEnvironment {
   hasTool: (command: string, args: readonly string[]) => boolean;
   /** The clock's synchronisation as the system reports it, if it can tell. */
   clockSynchronised: () => boolean | undefined;
+  /** Whether a package with a native binding loads here. */
+  loads: (module: NativeModule) => { ok: true } | { ok: false; why: string };
   /** Root or CAP_SYS_NICE: may raise the event loop's priority. */
   mayRaisePriority: () => boolean;
   sysfsRoot?: string;
@@ -38,6 +47,7 @@ export function hostEnvironment(): DoctorEnvironment {
   return {
     nodeVersion: process.versions.node,
     hasTool: (command, args) => spawnSync(command, args, { stdio: "ignore" }).status === 0,
+    loads: (module) => nativeModuleStatus(createRequire(import.meta.url), module),
     clockSynchronised: () => {
       const run = spawnSync("timedatectl", ["show", "--property=NTPSynchronized", "--value"], {
         encoding: "utf8",
@@ -79,6 +89,17 @@ export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironme
       ? "native BLAKE3 binding loaded"
       : `native BLAKE3 binding not loaded (${blake3Backend.reason}): hashing in pure JS, over 100x slower; seal this board's images with --algorithm sha256`,
   );
+
+  // Loaded only when used (a broken one fails what needs it, not all of smw): checked here.
+  const sysfs = !testbed.simulated && board.gpio !== "gpiod";
+  for (const module of [SERIALPORT_MODULE, ...(sysfs ? [ONOFF_MODULE] : [])]) {
+    const status = env.loads(module);
+    add(
+      module.specifier,
+      status.ok ? "ok" : "fail",
+      status.ok ? `native binding loaded (${module.neededFor})` : status.why,
+    );
+  }
 
   for (const [tool, args, why, verdict] of [
     ["socat", ["-V"], "systemd's watchdog (the daemon notifies through it)", "warn"],

@@ -7,9 +7,11 @@
  * in reset when the board agent dies.
  */
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import type { Level, Line as LineSpec } from "@smw/wiring";
-import { Gpio } from "onoff";
+import { ONOFF_MODULE, requireNative } from "@smw/wiring/cli";
+import type { Gpio } from "onoff";
 import {
   type ClaimedLine,
   type ClaimLevels,
@@ -36,6 +38,13 @@ export class SysfsLines implements LineBackend {
   }
 
   claim(spec: LineSpec, levels: ClaimLevels): ClaimedLine {
+    // Before anything is exported: a binding that cannot load leaves the line as it was.
+    let onoff: typeof import("onoff");
+    try {
+      onoff = requireNative<typeof import("onoff")>(createRequire(import.meta.url), ONOFF_MODULE);
+    } catch (error) {
+      throw new LineError(`cannot claim ${describeLineSpec(spec)}: ${(error as Error).message}`);
+    }
     const number = sysfsNumber(spec.chip, spec.offset, this.root);
     const lineDir = path.join(this.root, `gpio${number}`);
     const exportedHere = !existsSync(lineDir);
@@ -48,7 +57,7 @@ export class SysfsLines implements LineBackend {
     let gpio: Gpio;
     try {
       // onoff writes active_low first, then the direction with the level in it.
-      gpio = new Gpio(number, direction, "none", {
+      gpio = new onoff.Gpio(number, direction, "none", {
         activeLow: spec.activeLow,
         reconfigureDirection: true,
       });

@@ -11,7 +11,9 @@
  * (serialport/bindings-cpp#162). So an open port's device is also checked every `checkMs` with
  * a cheap ioctl (reading its baud rate), which fails on a hung-up device.
  */
-import { SerialPort } from "serialport";
+import { createRequire } from "node:module";
+import { requireNative, SERIALPORT_MODULE } from "@smw/wiring/cli";
+import type { SerialPort } from "serialport";
 
 export interface ReopenOptions {
   /** The wait before the first try to reopen a lost port; again the first wait once a reopened port stayed open `reopenMaxMs`. */
@@ -118,7 +120,15 @@ export class ReopeningSerialPort {
 
   private openOnce(): Promise<SerialPort> {
     return new Promise((resolve, reject) => {
-      const port = new SerialPort({ path: this.device, baudRate: this.baudRate, autoOpen: false });
+      const serialport = requireNative<typeof import("serialport")>(
+        createRequire(import.meta.url),
+        SERIALPORT_MODULE,
+      );
+      const port = new serialport.SerialPort({
+        path: this.device,
+        baudRate: this.baudRate,
+        autoOpen: false,
+      });
       // Errors are handled through the open callback and `close`; an unheard one would crash.
       port.on("error", () => {});
       port.open((error) => (error ? reject(error) : resolve(port)));

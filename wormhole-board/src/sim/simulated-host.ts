@@ -6,8 +6,10 @@
  * misbehave: never boot, never recover.
  */
 import { generateKeyPairSync } from "node:crypto";
+import { createRequire } from "node:module";
 import { encodeHostLine, LineSplitter, parseBoardToHost } from "@smw/wiring";
-import { SerialPort } from "serialport";
+import { requireNative, SERIALPORT_MODULE } from "@smw/wiring/cli";
+import type { SerialPort } from "serialport";
 import type { SimulatedLines } from "../lines/simulated-lines.js";
 
 export interface SimulatedHostOptions {
@@ -35,7 +37,15 @@ export class SimulatedHost {
   constructor(private readonly options: SimulatedHostOptions) {}
 
   async start(): Promise<void> {
-    const port = new SerialPort({ path: this.options.device, baudRate: 115200, autoOpen: false });
+    const serialport = requireNative<typeof import("serialport")>(
+      createRequire(import.meta.url),
+      SERIALPORT_MODULE,
+    );
+    const port = new serialport.SerialPort({
+      path: this.options.device,
+      baudRate: 115200,
+      autoOpen: false,
+    });
     await new Promise<void>((resolve, reject) =>
       port.open((error) => (error ? reject(error) : resolve())),
     );
