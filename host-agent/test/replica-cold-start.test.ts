@@ -203,4 +203,57 @@ describe("a cold start of every replica", () => {
     }
     expect(new Set(correct.map((core) => core.stateDigest())).size).toBe(1);
   });
+
+  it("writes its starting state down as checkpoint 0 when nothing was stored, so a cold start before enough disks hold a later one still agrees", () => {
+    const { c, at, submit } = clusterWithHistory();
+    // Every replica started with nothing stored and wrote its starting state first thing.
+    const started = replicaCluster(6, 1, 1);
+    started.boot("r1", { recovering: false });
+    const written = (started.sent.get("r1") ?? []).filter((a) => a.type === "checkpoint");
+    expect(written.map((a) => a.type === "checkpoint" && a.seq)).toEqual([0]);
+    expect(at(0).digest).toBe(written[0]?.type === "checkpoint" && written[0].digest);
+    // One that found a stored checkpoint writes nothing at its start.
+    started.boot("r2", { recovering: false, checkpoint: at(4) });
+    expect((started.sent.get("r2") ?? []).filter((a) => a.type === "checkpoint")).toEqual([]);
+
+    // The fail-safe came early: two replicas had taken checkpoint 4 (their disks hold 4 and the
+    // starting state below it), two lagged and hold only the starting state, one disk holds a
+    // forged state. Checkpoint 4 is on two disks, short of k' + k + 1 = 3; the starting state
+    // is on four.
+    const evil = new KvStore();
+    evil.apply({ op: "put", key: "x", value: "evil" });
+    const forged: Stored = {
+      seq: 8,
+      snapshot: evil.snapshot(),
+      clients: [],
+      digest: checkpointDigest(evil.rootDigest().toString("hex"), ClientTable.from([]).digest()),
+    };
+    const disks: Record<string, StartingState> = {
+      r2: { recovering: false, coldStart: true, checkpoint: at(4), olderCheckpoints: [at(0)] },
+      r3: { recovering: false, coldStart: true, checkpoint: at(4), olderCheckpoints: [at(0)] },
+      r4: { recovering: false, coldStart: true, checkpoint: at(0) },
+      r5: { recovering: false, coldStart: true, checkpoint: at(0) },
+      r6: { recovering: false, coldStart: true, checkpoint: forged },
+    };
+    // r1 is Byzantine and silent.
+    c.rejuvenate("r1", { recovering: false });
+    c.cores.delete("r1");
+    for (const [id, start] of Object.entries(disks)) c.rejuvenate(id, start);
+    c.run(5_000, (m) => m.from !== "r1" && m.to !== "r1");
+    const correct = Object.keys(disks).map(
+      (id) => c.cores.get(id) as NonNullable<ReturnType<typeof c.cores.get>>,
+    );
+    for (const core of correct) {
+      expect(core.status, core.id).toBe("normal");
+      expect(core.isRecovered, core.id).toBe(true);
+      // The starting state: x was never written in it.
+      expect(core.readValue("x"), core.id).toBeNull();
+    }
+    // And the service goes on from it.
+    for (let ts = 15; ts <= 17; ts++) {
+      submit(ts, `w${ts}`);
+      c.run(300, (m) => m.from !== "r1" && m.to !== "r1");
+    }
+    for (const core of correct) expect(core.readValue("x"), core.id).toBe("w17");
+  });
 });

@@ -18,6 +18,22 @@ export function takeCheckpoint(r: ReplicaState, seq: number): void {
   addCheckpointVote(r, seq, digest, r.config.self);
 }
 
+/**
+ * A replica that found no stored checkpoint writes its starting state (sequence number 0) as one,
+ * as it writes every later checkpoint: it moves down to the older files and out as the next ones
+ * are written. Without it, a cold start early in the service's life needed k' + k + 1 disks to
+ * hold the first checkpoint: replicas that lagged behind it, or were wiped since, held nothing,
+ * and no view ever formed (the simulation, seed 9146: three disks held 16, two held nothing).
+ * The starting state is a state the service really was in, so it may be agreed on as any other
+ * stored checkpoint is, by k' + k + 1 holders; it only ever loses to a higher one.
+ */
+export function storeStartingState(r: ReplicaState): void {
+  if (!r.startedFromNothing || r.lastExecuted !== 0) return;
+  const own = r.ownCheckpoints.get(0);
+  if (own === undefined) return;
+  r.out.push({ type: "checkpoint", ...own });
+}
+
 export function addCheckpointVote(
   r: ReplicaState,
   seq: number,

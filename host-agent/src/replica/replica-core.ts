@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import type { KeyCertificate } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
 import { applyTransferStep, onExecuted, peersAhead, serveFetch } from "./catch-up.js";
-import { onCheckpoint } from "./checkpoints.js";
+import { onCheckpoint, storeStartingState } from "./checkpoints.js";
 import { checkpointDigest } from "./client-table.js";
 import { beginColdStart } from "./cold-start.js";
 import type { KeyRing, Signer } from "./key-ring.js";
@@ -154,6 +154,7 @@ export class ReplicaCore {
     // down signs under a key it has never seen.
     r.broadcast({ type: "KEY_QUERY" });
     announceSession(r, undefined, true);
+    storeStartingState(r);
     beginColdStart(r);
     broadcastStatus(r);
     return r.drain();

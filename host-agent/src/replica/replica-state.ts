@@ -152,6 +152,12 @@ export const GENESIS_CLIENTS: ClientTableEntry[] = [];
 
 export class ReplicaState {
   out: ReplicaAction[] = [];
+  /**
+   * No checkpoint was stored (a first start, a wiped disk): the starting state is written down
+   * as checkpoint 0 at `start`, so that a cold start while the service is young finds a state
+   * that enough disks hold (`storeStartingState`).
+   */
+  readonly startedFromNothing: boolean;
   nowMs = 0;
   mode: Mode;
   view = 0;
@@ -287,6 +293,7 @@ export class ReplicaState {
       if (host !== self) ring.revoke(host, before);
     if (certificate) ring.install(certificate);
     const cp = start.checkpoint;
+    this.startedFromNothing = cp === undefined;
     this.store = cp ? KvStore.fromSnapshot(cp.snapshot) : new KvStore();
     this.clients = ClientTable.from(cp?.clients ?? GENESIS_CLIENTS);
     this.lastExecuted = cp?.seq ?? 0;

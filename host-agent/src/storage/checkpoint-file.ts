@@ -37,6 +37,7 @@ export const PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.smw";
  * The older checkpoints kept beside the newest, newest first: a cold start agrees on one that
  * k' + k + 1 disks hold, and a replica that lagged, or took its newest by state transfer (and so
  * never held the one before it), shares none of two with the others (the simulation, seed 7834).
+ * A replica that found none writes its starting state as checkpoint 0 (`storeStartingState`).
  */
 export const OLDER_CHECKPOINT_FILES = [PREVIOUS_CHECKPOINT_FILE, "checkpoint.previous-2.smw"];
 
