@@ -163,6 +163,63 @@ describe("the gpiod backend (fake libgpiod v2 tools)", () => {
     // Released at its safe level (active, high).
     expect(physical(22)).toBe(1);
   });
+
+  it("serves smw wiring probe on such a board: every line driven through the tools, asked about, left safe", () => {
+    const testbed = path.join(dir, "pi-lab-probe.yaml");
+    const text = readFileSync(path.join(root, "wiring/examples/pi-lab.yaml"), "utf8");
+    writeFileSync(testbed, text.replace("  - id: pi1\n", "  - id: pi1\n    gpio: gpiod\n"));
+    const run = spawnSync(
+      process.execPath,
+      [
+        path.join(root, "bin/smw.js"),
+        "wiring",
+        "probe",
+        "--testbed",
+        testbed,
+        "--board",
+        "pi1",
+        "--by",
+        "bench",
+      ],
+      {
+        input: "y\n".repeat(12),
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+        timeout: 30_000,
+      },
+    );
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain(
+      "reset line (pinctrl-bcm2711/17, active-low) active (low): srv1 is held in reset",
+    );
+    const record = JSON.parse(readFileSync(path.join(dir, "commissioning-pi1.json"), "utf8"));
+    expect(record).toMatchObject({ board: "pi1", by: "bench", complete: true });
+    expect(
+      record.lines.map((l: { role: string; verdict: string }) => `${l.role} ${l.verdict}`),
+    ).toEqual([
+      "reset pass",
+      "power pass",
+      "write-protect pass",
+      "storage-mux pass",
+      "alarm pass",
+      "status pass",
+    ]);
+    // Each line was driven both ways through gpioset and read back with gpioget --as-is.
+    const made = calls();
+    for (const offset of [17, 27, 22, 23, 24, 25]) {
+      const sets = made.filter(
+        (c) => c[0] === "gpioset" && c.some((a) => a.startsWith(`${offset}=`)),
+      );
+      expect(new Set(sets.map((c) => c.at(-1))).size, `line ${offset}`).toBe(2);
+      expect(
+        made.some((c) => c[0] === "gpioget" && c.includes("--as-is") && c.includes(String(offset))),
+      ).toBe(true);
+    }
+    // And left at its safe level: reset held (active-low: 0), write-protect on (1).
+    expect(physical(17)).toBe(0);
+    expect(physical(22)).toBe(1);
+  });
 });
 
 describe("the gpiod backend with libgpiod v1's tools (Bookworm), read back with pinctrl", () => {

@@ -3,7 +3,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { encodeHostLine } from "@smw/wiring";
-import { ConsoleLog, HostLinkPort, ptyPair, socatUnavailable } from "@smw/wormhole-board";
+import {
+  ConsoleLog,
+  HostLinkPort,
+  ptyPair,
+  ReopeningSerialPort,
+  socatUnavailable,
+} from "@smw/wormhole-board";
 import { SerialPort } from "serialport";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -156,6 +162,44 @@ describe.skipIf(noSocat !== undefined)("the host link", () => {
       await until(() => port.down, "the board end to see its device go");
       pair = await ptyPair(boardEnd, hostPath);
       await until(() => port.reopened === 1 && !port.down, "the board end to reopen");
+    } finally {
+      await port.close();
+      await pair.close();
+    }
+  });
+
+  it("backs off between reopen tries, doubling the wait up to its maximum, and starts from the shortest once back for good", async () => {
+    const boardEnd = path.join(dir, "backoff-board");
+    const hostPath = path.join(dir, "backoff-host");
+    let pair = await ptyPair(boardEnd, hostPath);
+    const port = new ReopeningSerialPort(
+      boardEnd,
+      115200,
+      { data: () => {}, reopened: () => {} },
+      { reopenMinMs: 20, reopenMaxMs: 160, checkMs: 20 },
+    );
+    await port.open();
+    try {
+      // It had been open longer than the longest wait: the first try comes after the shortest.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await pair.close();
+      await until(() => port.counters.lost === 1, "the device to go");
+      // Each failed try doubles the wait: 20 ms, then 40, 80, 160, 160, ...
+      const seen = new Map<number, number>();
+      await until(() => {
+        seen.set(port.counters.failedReopens, port.reopenDelayMs);
+        return port.counters.failedReopens >= 6;
+      }, "six failed reopen tries");
+      for (const [failed, delayMs] of seen)
+        expect(delayMs, `after ${failed} failed tries`).toBe(Math.min(20 * 2 ** failed, 160));
+      expect(seen.get(6)).toBe(160);
+      pair = await ptyPair(boardEnd, hostPath);
+      await until(() => port.counters.reopened === 1 && !port.down, "the reopen");
+      // Open longer than the longest wait, then lost again: back to the shortest wait.
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      await pair.close();
+      await until(() => port.counters.lost === 2, "the device to go again");
+      expect(port.reopenDelayMs, JSON.stringify({ ...port.counters, seen: [...seen] })).toBe(20);
     } finally {
       await port.close();
       await pair.close();

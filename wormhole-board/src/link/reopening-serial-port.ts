@@ -77,6 +77,11 @@ export class ReopeningSerialPort {
     this.delayMs = this.reopenMinMs;
   }
 
+  /** The wait before the next try to reopen: doubled after each failed try, up to the maximum. */
+  get reopenDelayMs(): number {
+    return this.delayMs;
+  }
+
   /** Whether the port should be open but is not (lost, being reopened). */
   get down(): boolean {
     return !this.closed && !(this.port?.isOpen ?? false);
