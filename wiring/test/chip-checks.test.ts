@@ -1,8 +1,9 @@
 /**
  * `smw wiring check --board` on the board: each line's GPIO chip found by its label in the
- * kernel's sysfs GPIO folder, the offset in range (a fake folder stands for /sys/class/gpio).
+ * kernel's sysfs GPIO folder, the offset in range (a fake folder stands for /sys/class/gpio); for
+ * a `gpio: gpiod` board, in what gpiodetect lists (a fake gpiodetect stands for the tool).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,6 +61,56 @@ describe("the board's GPIO chips", () => {
     expect(chipProblems(path.join(dir, "absent"))).toEqual([
       expect.stringMatching(
         /^boards\.0\.gpio: cannot read .*absent \(ENOENT\): this kernel has no sysfs GPIO; set gpio: gpiod/,
+      ),
+    ]);
+  });
+
+  it("lists a gpio: gpiod board's chips with gpiodetect, and names a wrong label, an offset past the end, and a missing tool", () => {
+    const file = path.join(dir, "pi-lab-gpiod.yaml");
+    writeFileSync(
+      file,
+      readFileSync(piLab, "utf8").replace("  - id: pi1\n", "  - id: pi1\n    gpio: gpiod\n"),
+    );
+    const fake = (name: string, listing: string) => {
+      const tool = path.join(dir, name);
+      writeFileSync(tool, `#!/bin/sh\ncat <<'EOF'\n${listing}EOF\n`);
+      chmodSync(tool, 0o755);
+      return tool;
+    };
+    const problems = (gpiodetect: string) => {
+      const loaded = loadTestbedFile(file, { files: { kind: "board", board: "pi1" }, gpiodetect });
+      return loaded.ok
+        ? []
+        : loaded.problems
+            .filter((p) => p.path.includes("lines") || p.path.at(-1) === "gpio")
+            .map((p) => `${p.path.join(".")}: ${p.message}`);
+    };
+    // A Pi 4 (v1 and v2 print the same).
+    expect(
+      problems(
+        fake(
+          "gpiodetect-pi4",
+          "gpiochip0 [pinctrl-bcm2711] (58 lines)\ngpiochip1 [raspberrypi-exp-gpio] (8 lines)\n",
+        ),
+      ),
+    ).toEqual([]);
+    // A Pi 5: its header is pinctrl-rp1.
+    const pi5 = problems(
+      fake(
+        "gpiodetect-pi5",
+        "gpiochip0 [gpio-brcmstb@107d508500] (32 lines)\ngpiochip4 [pinctrl-rp1] (54 lines)\n",
+      ),
+    );
+    expect(pi5).toHaveLength(6);
+    expect(pi5[0]).toBe(
+      "boards.0.lines.0.chip: no GPIO chip labelled pinctrl-bcm2711 on this board (it has: gpio-brcmstb@107d508500, pinctrl-rp1; a Pi 4's header is pinctrl-bcm2711, a Pi 5's pinctrl-rp1)",
+    );
+    expect(
+      problems(fake("gpiodetect-short", "gpiochip0 [pinctrl-bcm2711] (24 lines)\n")),
+    ).toHaveLength(3);
+    expect(problems(path.join(dir, "no-such-gpiodetect"))).toEqual([
+      expect.stringMatching(
+        /^boards\.0\.gpio: cannot list the GPIO chips with .*no-such-gpiodetect \(.*ENOENT\): install the libgpiod tools \(apt install gpiod\)$/,
       ),
     ]);
   });

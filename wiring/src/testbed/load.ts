@@ -33,6 +33,8 @@ export interface LoadOptions {
   files?: FileCheckScope;
   /** Where the kernel's sysfs GPIO folder is, for the board scope's chip check (tests). */
   sysfsGpioRoot?: string;
+  /** The gpiodetect a `gpio: gpiod` board's chips are listed with (default: the one on PATH). */
+  gpiodetect?: string;
   /** The name problems are reported under (default: the path as given). */
   displayName?: string;
 }
@@ -118,7 +120,12 @@ export function parseTestbed(text: string, file: string, options: LoadOptions = 
   const scope = options.files ?? { kind: "none" };
   const fileFindings = [
     ...checkFiles(testbed, scope),
-    ...(scope.kind === "board" ? checkBoardChips(testbed, scope.board, options.sysfsGpioRoot) : []),
+    ...(scope.kind === "board"
+      ? checkBoardChips(testbed, scope.board, {
+          ...(options.sysfsGpioRoot === undefined ? {} : { sysfsRoot: options.sysfsGpioRoot }),
+          ...(options.gpiodetect === undefined ? {} : { gpiodetect: options.gpiodetect }),
+        })
+      : []),
   ];
   if (fileFindings.length > 0) {
     return {

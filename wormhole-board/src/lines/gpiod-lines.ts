@@ -18,7 +18,7 @@
  * reported as such).
  */
 import { spawnSync } from "node:child_process";
-import type { Level, Line as LineSpec } from "@smw/wiring";
+import { type Level, type Line as LineSpec, parseGpiodetect } from "@smw/wiring";
 import {
   type ClaimedLine,
   type ClaimLevels,
@@ -73,17 +73,7 @@ export class GpiodLines implements LineBackend {
   /** The chips `gpiodetect` lists: `gpiochip0 [pinctrl-bcm2711] (58 lines)`. */
   listChips(): GpiodChip[] {
     if (this.chips !== undefined) return this.chips;
-    const out = this.run(this.tools.gpiodetect, [], "list the GPIO chips");
-    const chips: GpiodChip[] = [];
-    for (const line of out.split("\n")) {
-      const match = /^(\S+) \[(.*)\] \((\d+) lines\)$/.exec(line.trim());
-      if (match !== null)
-        chips.push({
-          name: match[1] as string,
-          label: match[2] as string,
-          lines: Number(match[3]),
-        });
-    }
+    const chips = parseGpiodetect(this.run(this.tools.gpiodetect, [], "list the GPIO chips"));
     this.chips = chips;
     return chips;
   }
