@@ -14,6 +14,7 @@ const healthy: DoctorEnvironment = {
   nodeVersion: "20.19.0",
   hasTool: () => true,
   loads: () => ({ ok: true }),
+  mayReadWrite: () => true,
   clockSynchronised: () => true,
   mayRaisePriority: () => true,
 };
@@ -40,6 +41,7 @@ describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
       "priority",
       "files",
       "gpio",
+      "access",
       "state",
       "clock",
     ]);
@@ -54,6 +56,8 @@ describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
         nodeVersion: "18.19.1",
         hasTool: (tool) => tool !== "socat",
         loads: () => ({ ok: true }),
+        // No device is this user's (not in groups disk, dialout, gpio).
+        mayReadWrite: () => false,
         clockSynchronised: () => false,
         mayRaisePriority: () => false,
       });
@@ -72,6 +76,14 @@ describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
         verdict: "warn",
         detail: expect.stringMatching(/not synchronised/),
       });
+      // The live images are there but not this user's; the missing host link is the files
+      // check's to name.
+      expect(by("access").map((c) => `${c.verdict} ${c.detail}`)).toEqual([
+        expect.stringMatching(
+          /^fail \S+ \(the live os image\) is not readable and writable by \S+: add \S+ to group disk \(sudo usermod -aG disk \S+\)/,
+        ),
+        expect.stringMatching(/^fail \S+ \(the live sm image\) .* group disk/),
+      ]);
       const files = by("files").map((c) => `${c.verdict} ${c.detail}`);
       expect(files).toContainEqual(
         expect.stringMatching(

@@ -6,8 +6,17 @@
  * missing (as the daemon would) and probed with a file it removes.
  */
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
+import { userInfo } from "node:os";
 import path from "node:path";
 import { type Board, checkFiles, type Testbed } from "@smw/wiring";
 import {
@@ -36,6 +45,8 @@ export interface DoctorEnvironment {
   clockSynchronised: () => boolean | undefined;
   /** Whether a package with a native binding loads here. */
   loads: (module: NativeModule) => { ok: true } | { ok: false; why: string };
+  /** Whether this user may read and write the file (a device the daemon opens). */
+  mayReadWrite: (file: string) => boolean;
   /** Root or CAP_SYS_NICE: may raise the event loop's priority. */
   mayRaisePriority: () => boolean;
   sysfsRoot?: string;
@@ -48,6 +59,14 @@ export function hostEnvironment(): DoctorEnvironment {
     nodeVersion: process.versions.node,
     hasTool: (command, args) => spawnSync(command, args, { stdio: "ignore" }).status === 0,
     loads: (module) => nativeModuleStatus(createRequire(import.meta.url), module),
+    mayReadWrite: (file) => {
+      try {
+        accessSync(file, constants.R_OK | constants.W_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    },
     clockSynchronised: () => {
       const run = spawnSync("timedatectl", ["show", "--property=NTPSynchronized", "--value"], {
         encoding: "utf8",
@@ -67,6 +86,54 @@ export function hostEnvironment(): DoctorEnvironment {
       }
     },
   };
+}
+
+/**
+ * The devices the daemon opens, each with the group that grants it on Raspberry Pi OS: the
+ * installing user's group memberships are what this checks, as the daemon's user runs it.
+ */
+function accessFindings(testbed: Testbed, board: Board, env: DoctorEnvironment): string[] {
+  const wanted: Array<{ file: string; what: string; group: string }> = [
+    { file: board.hostLink.device, what: "the host link", group: "dialout" },
+  ];
+  if (board.control.kind === "links")
+    for (const link of board.control.links)
+      wanted.push({
+        file: link.device,
+        what: `the control link to ${link.peer}`,
+        group: "dialout",
+      });
+  if (board.control.kind === "bus")
+    wanted.push({ file: board.control.device, what: "the control bus", group: "dialout" });
+  for (const [name, image] of Object.entries(board.images))
+    wanted.push({ file: image.live, what: `the live ${name} image`, group: "disk" });
+  if (!testbed.simulated) {
+    if (board.gpio === "sysfs")
+      wanted.push({ file: "/sys/class/gpio/export", what: "sysfs GPIO's export", group: "gpio" });
+    else
+      for (const chip of new Set(board.lines.map((l) => l.chip)))
+        for (const c of safeChips().filter((c) => c.label === chip))
+          wanted.push({ file: `/dev/${c.name}`, what: `GPIO chip ${chip}`, group: "gpio" });
+  }
+  const user = userInfo().username;
+  const findings: string[] = [];
+  for (const { file, what, group } of wanted) {
+    // A missing one is the files check's to report.
+    if (!existsSync(file)) continue;
+    if (!env.mayReadWrite(file))
+      findings.push(
+        `${file} (${what}) is not readable and writable by ${user}: add ${user} to group ${group} (sudo usermod -aG ${group} ${user}) and log in again, or restart its service`,
+      );
+  }
+  return findings;
+}
+
+function safeChips(): Array<{ name: string; label: string }> {
+  try {
+    return new GpiodLines().listChips();
+  } catch {
+    return [];
+  }
 }
 
 export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironment): Check[] {
@@ -170,6 +237,10 @@ export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironme
       add("gpio", "fail", (error as Error).message);
     }
   }
+
+  for (const finding of accessFindings(testbed, board, env)) add("access", "fail", finding);
+  if (!checks.some((c) => c.name === "access"))
+    add("access", "ok", "this user may read and write every device the board opens");
 
   const probe = path.join(board.stateDir, `.smw-doctor-${process.pid}`);
   try {
