@@ -73,4 +73,9 @@ export const TEST_TOOLS = [
     debianPackage: "chromium",
     why: "The live page is tested in a real browser (headless Chromium, driven by puppeteer-core)",
   },
+  {
+    command: "curl",
+    debianPackage: "curl",
+    why: "A running board's metrics endpoint is scraped with curl, as an operator would",
+  },
 ];

@@ -2,6 +2,7 @@
  * `smw rig up` as a lab engineer runs it: the rig under load until Ctrl-C,
  * faults sent from another terminal with `smw rig fault`, then the report.
  */
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -229,11 +230,19 @@ describe("smw rig up and smw rig fault", () => {
         if (status.child.exitCode === null) status.child.kill("SIGKILL");
       }
 
-      // A running board's metrics, as Prometheus scrapes them (rig-6.yaml: b4 on port 9104).
-      const response = await fetch("http://127.0.0.1:9104/metrics");
-      expect(response.status).toBe(200);
-      expect(response.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
-      const metrics = await response.text();
+      // A running board's metrics, scraped with curl as an operator would (rig-6.yaml: b4 on
+      // port 9104): the status line, the headers, then Prometheus's text format.
+      const scraped = await new Promise<string>((resolve, reject) =>
+        execFile(
+          "curl",
+          ["--silent", "--show-error", "--include", "http://127.0.0.1:9104/metrics"],
+          { encoding: "utf8", timeout: 10_000 },
+          (error, stdout) => (error ? reject(error) : resolve(stdout)),
+        ),
+      );
+      const [head = "", metrics = ""] = scraped.split(/\r\n\r\n/);
+      expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(head).toMatch(/\r\ncontent-type: text\/plain; version=0\.0\.4/i);
       // A series' value by name and labels, whatever order the labels come in.
       const value = (series: string) => {
         const [name, labels = ""] = series.replace("}", "").split("{");
