@@ -18,6 +18,7 @@ import {
   type StartingState,
 } from "../src/replica/replica-core.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
+import { clientCopier } from "./client-copy.js";
 
 interface InFlight {
   from: string;
@@ -32,6 +33,7 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
   const signers = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
   const epochs = new Map(ids.map((id) => [id, 0]));
   const client = crypto.newSigner("c1");
+  const copyFor = clientCopier("c1", client, () => crypto.newKeyAgreement());
   const cert = (id: string, period: number, signer: Signer): KeyCertificate => {
     const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
     return { ...body, signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)) };
@@ -128,14 +130,21 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
         this.deliver(pass);
       }
     },
+    /**
+     * c1's copy of `request` for `to`, with its MAC under their session (offered first, its
+     * answer taken): what `fromClient` delivers, and what the network could replay later.
+     */
+    clientCopy(to: string, request: ClientRequest): Buffer {
+      const core = cores.get(to);
+      if (core === undefined) return encodeClientMessage({ type: "REQUEST", request });
+      const { message, answers } = copyFor(core, to, request, nowMs);
+      collect(to, answers);
+      return message;
+    },
     /** The client c1 sends `request` to `to` on its own connection, as it sends every request to every replica. */
     fromClient(to: string, request: ClientRequest) {
       const core = cores.get(to);
-      if (core)
-        collect(
-          to,
-          core.onClientMessage("c1", encodeClientMessage({ type: "REQUEST", request }), nowMs),
-        );
+      if (core) collect(to, core.onClientMessage("c1", this.clientCopy(to, request), nowMs));
     },
     request(ts: number, op: ClientRequest["op"]): ClientRequest {
       const unsigned = { client: "c1", ts, op };

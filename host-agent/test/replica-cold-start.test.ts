@@ -10,7 +10,7 @@
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
 import { ClientTable, checkpointDigest } from "../src/replica/client-table.js";
-import { encodeClientMessage, parseEnvelope } from "../src/replica/messages.js";
+import { parseEnvelope } from "../src/replica/messages.js";
 import { decideNewView, type ViewChangeBody } from "../src/replica/new-view-decision.js";
 import { quorumsFor } from "../src/replica/quorums.js";
 import type { ReplicaAction, StartingState } from "../src/replica/replica-core.js";
@@ -24,12 +24,8 @@ function clusterWithHistory() {
   for (const id of c.ids) c.boot(id, { recovering: false });
   c.deliver(() => true);
   const submit = (ts: number, value: string) => {
-    const message = encodeClientMessage({
-      type: "REQUEST",
-      request: c.request(ts, { op: "put", key: "x", value }),
-    });
-    for (const [id, core] of c.cores)
-      c.sent.set(id, [...(c.sent.get(id) ?? []), ...core.onClientMessage("c1", message, c.nowMs)]);
+    const request = c.request(ts, { op: "put", key: "x", value });
+    for (const id of c.cores.keys()) c.fromClient(id, request);
   };
   for (let ts = 1; ts <= 14; ts++) {
     submit(ts, `v${ts}`);

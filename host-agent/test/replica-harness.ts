@@ -14,6 +14,7 @@ import {
   type StartingState,
 } from "../src/replica/replica-core.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
+import { clientCopier } from "./client-copy.js";
 
 export function fourReplicas(
   self = "r2",
@@ -64,7 +65,10 @@ export function fourReplicas(
     const unsigned = { client: "c1", ts, op };
     return { ...unsigned, sig: signer.sign(requestSigningBytes(unsigned)) } as ClientRequest;
   };
-  return { core, from, ids, request, crypto, signers, cert, client };
+  const copyFor = clientCopier("c1", client, () => crypto.newKeyAgreement());
+  /** c1's copy of `request` for this core, MAC'd under their session (offered first). */
+  const clientCopy = (req: ClientRequest, nowMs = 0) => copyFor(core, self, req, nowMs).message;
+  return { core, from, ids, request, crypto, signers, cert, client, clientCopy };
 }
 
 /** A VIEW_CHANGE body: nothing prepared unless `parts` says otherwise. */

@@ -102,10 +102,10 @@ describe("one replica flooding VIEW_CHANGEs", () => {
 
 describe("a Byzantine primary that starves a client", () => {
   it("executing empty batches does not keep a backup from suspecting it: the request's own timer runs on", () => {
-    const { core, from, request } = fourReplicas("r2");
+    const { core, from, request, clientCopy } = fourReplicas("r2");
     let now = 0;
     // r2 holds c1's request; r1, the primary of view 0, never proposes it.
-    core.onClientMessage("c1", encodeClientMessage({ type: "REQUEST", request: request(1) }), now);
+    core.onClientMessage("c1", clientCopy(request(1)), now);
     const empty = batchDigest([]);
     let viewChangeAt: number | undefined;
     // An empty batch every 400 ms, each within the 500 ms view-change timeout of the last.

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
-import { batchDigest } from "../src/replica/messages.js";
+import { batchDigest, parseEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 
@@ -74,6 +74,39 @@ describe("where a backup's vote for a request comes from", () => {
     expect(bodiesOf(since("r4"), "COMMIT")).toEqual([{ type: "COMMIT", ...slot }]);
   });
 
+  it("takes no vote from a copy the network replays into the client's connection after the replica started again: only a copy MAC'd under its new session counts", () => {
+    const c = replicaCluster(4, 1, 0);
+    const correct = ["r2", "r3", "r4"];
+    for (const id of correct) c.boot(id, { recovering: false });
+    c.deliver(() => false);
+    const request = c.request(5, { op: "put", key: "x", value: "old" });
+    // The client's copies of a request it sent before the replicas started again (and saw
+    // completed), as the network saw them go by.
+    const seen = new Map(correct.map((id) => [id, c.clientCopy(id, request)]));
+    for (const id of correct) c.rejuvenate(id, { recovering: false });
+    c.deliver((m) => m.to !== "r1" && m.from !== "r1");
+    const sentBefore = new Map(correct.map((id) => [id, c.sent.get(id)?.length ?? 0]));
+    const since = (id: string) => (c.sent.get(id) ?? []).slice(sentBefore.get(id));
+    const slot = { view: 0, seq: 1, digest: batchDigest([request]) };
+
+    // The Byzantine r1 proposes it again and commits it; the network replays the client's old
+    // copies into the client's connections to every correct replica.
+    for (const id of correct) {
+      c.hand(id, c.speakAs("r1", { type: "PRE_PREPARE", ...slot, requests: [request] }));
+      c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot }));
+      const core = c.cores.get(id);
+      const replayed = core?.onClientMessage("c1", seen.get(id) as Buffer, c.nowMs) ?? [];
+      c.sent.set(id, [...(c.sent.get(id) ?? []), ...replayed]);
+      expect(core?.counters.get("requests.not-fresh"), id).toBe(1);
+    }
+    c.deliver((m) => m.to !== "r1");
+    for (const id of correct) {
+      expect(bodiesOf(since(id), "PREPARE"), id).toEqual([]);
+      expect(executed(since(id)), id).toEqual([]);
+      expect(c.cores.get(id)?.readValue("x"), id).toBeNull();
+    }
+  });
+
   it("votes on the word of k' + 1 others: a request sent to the primary and one backup alone still executes", () => {
     const c = replicaCluster(4, 1, 0);
     const ids = ["r1", "r2", "r3", "r4"];
@@ -106,7 +139,12 @@ describe("where a backup's vote for a request comes from", () => {
       clients: [{ client: "c1", ts: 7, result: { op: "put" as const, previous: null }, seq: 8 }],
     };
     const replies = (id: string) =>
-      (c.sent.get(id) ?? []).filter((a) => a.type === "reply" && a.client === "c1").length;
+      (c.sent.get(id) ?? []).filter(
+        (a) =>
+          a.type === "reply" &&
+          a.client === "c1" &&
+          parseEnvelope(a.message)?.body.type === "REPLY",
+      ).length;
     c.boot("r2", { recovering: true, checkpoint: stored });
     c.boot("r3", { recovering: false, checkpoint: stored });
     c.fromClient("r2", request);

@@ -21,6 +21,7 @@ import {
   encodeClientMessage,
   parseEnvelope,
   readDigest,
+  requestFreshnessBytes,
   requestSigningBytes,
 } from "../replica/messages.js";
 import { type KeyAgreement, Sessions } from "../replica/sessions.js";
@@ -220,9 +221,25 @@ export class KvClientCore {
     for (const to of targets) {
       if (o.askedReplicas.has(to)) continue;
       o.askedReplicas.add(to);
-      out.push({ type: "send", to, message });
+      out.push({ type: "send", to, message: this.withMac(message, to) });
     }
     return out;
+  }
+
+  /**
+   * A request's copy for one replica carries a MAC under the session with it, which tells the
+   * replica this copy was sent since it started (SAFETY.md, "Where a request comes from"); the
+   * request itself, signed, is the same for all.
+   */
+  private withMac(message: Buffer, to: string): Buffer {
+    const request = this.outstanding?.request;
+    if (request === undefined || this.sessions === undefined) return message;
+    const mac = this.sessions.macNewest(to, requestFreshnessBytes(request));
+    if (mac === undefined) return message;
+    return Buffer.concat([
+      message.subarray(0, message.length - 1),
+      Buffer.from(`,"mac":"${mac}"}`),
+    ]);
   }
 
   private currentMessage(): Buffer | undefined {
@@ -314,9 +331,18 @@ export class KvClientCore {
         envelope.sig,
       );
       if (verdict === "unknown-epoch") return this.queryKeys(replica, nowMs);
-      if (verdict === "ok") this.sessions?.learn(replica, envelope.epoch, body.dh);
-      else this.count(`rejected.${verdict}`);
-      return [];
+      if (verdict !== "ok") {
+        this.count(`rejected.${verdict}`);
+        return [];
+      }
+      // A half new here (the replica started again, or took a new key): the request waiting
+      // goes to it again at once, now with a MAC it can check.
+      if (this.sessions?.learn(replica, envelope.epoch, body.dh) !== true) return [];
+      const o = this.outstanding;
+      const message = this.currentMessage();
+      if (o?.request === undefined || message === undefined || o.answered.has(replica)) return [];
+      this.count("requests.sent-on-new-session");
+      return [{ type: "send", to: replica, message: this.withMac(message, replica) }];
     }
     if (body.type !== "REPLY" && body.type !== "READ_REPLY") return [];
     // A reply to no request outstanding (most often one after the q that answered it) is

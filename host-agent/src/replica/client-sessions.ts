@@ -55,6 +55,28 @@ export class ClientSessions {
     return true;
   }
 
+  /**
+   * A client's MAC on a request it sent this server: "ok" only under its session with this
+   * server's current half, which was made when this server started or last took a new key.
+   */
+  check(client: string, bytes: Buffer, mac: string): "ok" | "no-session" | "bad-mac" {
+    const ts = this.halves.get(client)?.ts;
+    if (ts === undefined) return "no-session";
+    return this.sessions.check(client, ts, bytes, mac);
+  }
+
+  /**
+   * This server's half again for a client whose request carried no MAC that checks (it lacks the
+   * current half), at most every `REPEAT_ANSWER_MS`; undefined if the client's half is unknown
+   * (its next SESSION brings it) or it was answered just now.
+   */
+  prompt(client: string, signer: Signer, nowMs: number): Buffer | undefined {
+    const known = this.halves.get(client);
+    if (known === undefined || nowMs - known.answeredAtMs < REPEAT_ANSWER_MS) return undefined;
+    known.answeredAtMs = nowMs;
+    return this.answer(client, signer);
+  }
+
   /** This server's half for `client`, signed: send it on the client's connection. */
   answer(client: string, signer: Signer): Buffer {
     this.halfSentAt.set(client, this.epoch);

@@ -161,7 +161,17 @@ export interface ReplicaEnvelope {
 
 /** What a client sends a replica. */
 export type ClientMessage =
-  | { type: "REQUEST"; request: ClientRequest }
+  | {
+      type: "REQUEST";
+      request: ClientRequest;
+      /**
+       * The client's MAC over `requestFreshnessBytes` under its session with the receiving
+       * replica (`client-sessions.ts`): proof that the client sent this copy to that replica
+       * since the replica's current session half was made, at its start (SAFETY.md, "Where a
+       * request comes from"). Absent while the client has no session with it.
+       */
+      mac?: string;
+    }
   | ClientRead
   | { type: "KEYS_QUERY" }
   /**
@@ -304,6 +314,11 @@ export function requestDigest(r: ClientRequest): string {
     digests.set(r, digest);
   }
   return digest;
+}
+
+/** What a client's per-replica MAC on a request covers: the request's identity. */
+export function requestFreshnessBytes(r: ClientRequest): Buffer {
+  return Buffer.from(`smw-request-1\n${requestDigest(r)}`, "utf8");
 }
 
 /** A batch's identity: the digests of its requests in order (an empty batch is the null request). */
@@ -623,5 +638,7 @@ export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {
   }
   if (v.type !== "REQUEST") return undefined;
   const request = parseClientRequest(v.request);
-  return request && { type: "REQUEST", request };
+  if (request === undefined) return undefined;
+  if (v.mac === undefined) return { type: "REQUEST", request };
+  return isB64(v.mac, 64) ? { type: "REQUEST", request, mac: v.mac } : undefined;
 }

@@ -11,6 +11,7 @@ import {
   type ReplicaBody,
   type ReplicaEnvelope,
   requestDigest,
+  requestFreshnessBytes,
   requestSigningBytes,
 } from "./messages.js";
 import type { ReplicaState, Slot } from "./replica-state.js";
@@ -32,10 +33,49 @@ export function checkRequest(r: ReplicaState, request: ClientRequest): boolean {
   return true;
 }
 
-/** A request from its client's own connection (the only way requests reach `onRequest`). */
-export function onRequest(r: ReplicaState, request: ClientRequest): void {
+/**
+ * Whether the client sent this copy to this replica since the replica started: its MAC checks
+ * under the client's session with this replica's current half, which is made at every start
+ * (SAFETY.md, "Where a request comes from"). The connection is no proof: the network may replay
+ * an old copy into it. A copy without one that checks brings the client this replica's half.
+ */
+export function isFresh(
+  r: ReplicaState,
+  client: string,
+  message: { request: ClientRequest; mac?: string },
+): boolean {
+  const sessions = r.clientSessions;
+  if (sessions === undefined) return false;
+  if (
+    message.mac !== undefined &&
+    sessions.check(client, requestFreshnessBytes(message.request), message.mac) === "ok"
+  )
+    return true;
+  r.count("requests.not-fresh");
+  const half = sessions.prompt(client, r.signer, r.nowMs);
+  if (half !== undefined) r.out.push({ type: "reply", client, message: half });
+  return false;
+}
+
+/**
+ * A request from its client's own connection (the only way requests reach `onRequest`); `fresh`:
+ * sent to this replica since it started (`isFresh`). Only a fresh copy is held, proposed or
+ * voted for; a stale one at most fetches the result of its execution, which is the client's.
+ */
+export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolean): void {
   if (!checkRequest(r, request)) return;
   const digest = requestDigest(request);
+  if (!fresh) {
+    const last = r.clients.last(request.client);
+    if (
+      last !== undefined &&
+      request.ts === last.ts &&
+      r.recoveredReported &&
+      r.mode !== "recovering"
+    )
+      sendReply(r, request.client, last.ts, last.result, last.seq);
+    return;
+  }
   if (!r.fromClient.has(digest)) {
     r.fromClient.add(digest);
     voteAwaiting(r, digest);

@@ -48,7 +48,7 @@ import {
   type ReplicaEnvelope,
   type SeqDigest,
 } from "./messages.js";
-import { onCommit, onPrePrepare, onPrepare, onRequest } from "./normal-case.js";
+import { isFresh, onCommit, onPrePrepare, onPrepare, onRequest } from "./normal-case.js";
 import { broadcastStatus, onStatus } from "./peer-status.js";
 import { onRead } from "./read-only.js";
 import {
@@ -233,7 +233,7 @@ export class ReplicaCore {
     } else if (message.request.client !== client) {
       r.problem("bad-request", client, `a request signed for ${message.request.client}`);
     } else {
-      onRequest(r, message.request);
+      onRequest(r, message.request, isFresh(r, client, message));
     }
     return r.drain();
   }

@@ -53,12 +53,16 @@ export class Sessions {
     }
   }
 
-  /** A peer's public half, from its SESSION signed under `epoch` (the caller checked that). */
-  learn(peer: string, epoch: number, publicKey: string): void {
+  /**
+   * A peer's public half, from its SESSION signed under `epoch` (the caller checked that); true
+   * if it is new here.
+   */
+  learn(peer: string, epoch: number, publicKey: string): boolean {
     const known = this.peers.get(peer);
-    if (known !== undefined && known.epoch === epoch && known.publicKey === publicKey) return;
-    if (known !== undefined && known.epoch > epoch) return;
+    if (known !== undefined && known.epoch === epoch && known.publicKey === publicKey) return false;
+    if (known !== undefined && known.epoch > epoch) return false;
     this.peers.set(peer, { epoch, publicKey });
+    return true;
   }
 
   forget(peer: string): void {
@@ -89,6 +93,12 @@ export class Sessions {
       receive: derive(peer, epoch, this.self, this.ownEpoch),
     };
     return session.keys;
+  }
+
+  /** The MAC of `bytes` for `peer` at the newest epoch its half is known for, if any. */
+  macNewest(peer: string, bytes: Buffer): string | undefined {
+    const session = this.peers.get(peer);
+    return session && this.mac(peer, session.epoch, bytes);
   }
 
   /** The MAC of `bytes` for `peer` at its epoch `epoch`, or undefined without a session. */

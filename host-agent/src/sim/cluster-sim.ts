@@ -279,11 +279,41 @@ class ClusterSim {
         total.set(kind, (total.get(kind) ?? 0) + n);
     if (this.oldKeyForgeries > 0) total.set("old-key", this.oldKeyForgeries);
     if (this.partialSends > 0) total.set("partial-send", this.partialSends);
+    if (this.clientReplays > 0) total.set("client-replay", this.clientReplays);
     return Object.fromEntries(total);
   }
 
   /** Requests whose first copy reached only the primary and a few backups. */
   private partialSends = 0;
+
+  /** Per replica, the last client copies of requests the network saw go to it (to replay). */
+  private readonly clientCopies = new Map<string, Array<{ client: string; message: Buffer }>>();
+  private clientReplays = 0;
+
+  /** Remembers a client's copy of a request on its way to `to`, for the replay adversary. */
+  private recordClientCopy(to: string, client: string, message: Buffer): void {
+    if (this.s.replayClientCopies !== true) return;
+    if (parseClientMessage(message)?.type !== "REQUEST") return;
+    const copies = this.clientCopies.get(to) ?? [];
+    copies.push({ client, message });
+    if (copies.length > 64) copies.shift();
+    this.clientCopies.set(to, copies);
+  }
+
+  /**
+   * A replica started again: the network replays into its clients' connections the copies it
+   * saw go to it before, over the next few hundred milliseconds (after its new session's half
+   * went out, so that only freshness, not a missing session, can refuse them).
+   */
+  private replayClientCopiesTo(node: ReplicaNode): void {
+    const copies = this.clientCopies.get(node.id);
+    if (this.s.replayClientCopies !== true || copies === undefined) return;
+    for (const { client, message } of copies.splice(0))
+      this.q.after(this.adversary.int(0, 400), () => {
+        this.clientReplays++;
+        this.replicaReceiveClient(node.id, client, message);
+      });
+  }
 
   private oldKeyForgeries = 0;
 
@@ -544,9 +574,10 @@ class ClusterSim {
   private clientSend(client: ClientNode, actions: ReturnType<KvClientCore["tick"]>): void {
     const reached = this.partialSend(client, actions);
     for (const a of actions) {
-      if (a.type === "send" && (reached === undefined || reached.has(a.to)))
+      if (a.type === "send" && (reached === undefined || reached.has(a.to))) {
+        this.recordClientCopy(a.to, client.id, a.message);
         this.transmit(client.id, a.to, () => this.replicaReceiveClient(a.to, client.id, a.message));
-      else if (a.type === "complete") {
+      } else if (a.type === "complete") {
         this.checker.onCompleted({
           client: client.id,
           ts: a.ts,
@@ -759,6 +790,7 @@ class ClusterSim {
     node.core = core;
     this.emit(node, core.start(this.q.nowMs));
     this.scheduleTick(node, core);
+    this.replayClientCopiesTo(node);
   }
 
   private coldStarting = false;
@@ -813,6 +845,7 @@ class ClusterSim {
           node.core = core;
           this.emit(node, core.start(this.q.nowMs));
           this.scheduleTick(node, core);
+          this.replayClientCopiesTo(node);
           if (++booted === this.replicas.size) this.afterColdStart();
         });
       }

@@ -64,6 +64,13 @@ export interface Scenario {
    * every replica.
    */
   partialSends?: number;
+  /**
+   * The network replays clients' old copies of their requests into their connections to a
+   * replica that started again (a rejuvenation, a cold start): copies it saw go to that replica
+   * before, most of them of requests long completed. Only a copy made for the replica's new
+   * session may count as its client's (SAFETY.md, "Where a request comes from").
+   */
+  replayClientCopies?: boolean;
   /** When faults stop: no more loss, partitions or new rejuvenations. */
   healMs: number;
   /** Clients stop starting operations at this instant. */
@@ -162,5 +169,6 @@ export function scenarioFor(seed: number): Scenario {
       spreadMs: prng.int(0, 400),
     };
   if (adversary.chance(0.3)) scenario.partialSends = 0.1 + adversary.next() * 0.5;
+  if (adversary.chance(0.3)) scenario.replayClientCopies = true;
   return scenario;
 }
