@@ -102,6 +102,30 @@ describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
     }
   });
 
+  it("checks the kernel watchdog the daemon will feed: there, and writable by its user", () => {
+    const device = path.join(bed.dir, "watchdog");
+    writeFileSync(device, "");
+    const verdict = (env: DoctorEnvironment, watchdogDevice: string) =>
+      boardChecks(bed.testbed, board(), env, { watchdogDevice })
+        .filter((c) => c.name === "watchdog")
+        .map((c) => `${c.verdict} ${c.detail}`);
+    expect(verdict(healthy, device)).toEqual([
+      expect.stringMatching(/^ok .*watchdog writable: a hung daemon will reboot the board$/),
+    ]);
+    expect(verdict({ ...healthy, mayReadWrite: (f) => f !== device }, device)).toEqual([
+      expect.stringMatching(
+        /^fail .*watchdog is not writable by \S+: add the udev rule KERNEL=="watchdog\*"/,
+      ),
+    ]);
+    expect(verdict(healthy, path.join(bed.dir, "no-watchdog"))).toEqual([
+      expect.stringMatching(/^fail .*no-watchdog does not exist: enable the Pi's watchdog/),
+    ]);
+    // Without --watchdog nothing is said of it.
+    expect(boardChecks(bed.testbed, board(), healthy).some((c) => c.name === "watchdog")).toBe(
+      false,
+    );
+  });
+
   it("finds a real board's chips by label, and names a line its chip does not have", () => {
     const real = { ...bed.testbed, simulated: false };
     const missing = boardChecks(real, board(), {

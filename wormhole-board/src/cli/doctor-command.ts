@@ -11,9 +11,18 @@ export function doctorCommand(context: CliContext): Command {
     .requiredOption("--testbed <file>", "testbed file")
     .requiredOption("--board <id>", "which board this machine is")
     .option("--json", "one JSON object per check")
-    .action((options: { testbed: string; board: string; json?: boolean }) => {
+    .option(
+      "--watchdog <device>",
+      "the kernel watchdog the daemon will feed (as smw board run --watchdog): present and writable",
+    )
+    .action((options: { testbed: string; board: string; json?: boolean; watchdog?: string }) => {
       const { testbed, board } = loadBoard(options.testbed, options.board);
-      const checks = boardChecks(testbed, board, hostEnvironment());
+      const checks = boardChecks(
+        testbed,
+        board,
+        hostEnvironment(),
+        options.watchdog === undefined ? {} : { watchdogDevice: options.watchdog },
+      );
       if (options.json === true)
         for (const check of checks) context.io.out(`${JSON.stringify(check)}\n`);
       else {

@@ -136,7 +136,17 @@ function safeChips(): Array<{ name: string; label: string }> {
   }
 }
 
-export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironment): Check[] {
+export interface DoctorOptions {
+  /** The kernel watchdog the daemon will feed (`smw board run --watchdog`), if any. */
+  watchdogDevice?: string;
+}
+
+export function boardChecks(
+  testbed: Testbed,
+  board: Board,
+  env: DoctorEnvironment,
+  options: DoctorOptions = {},
+): Check[] {
   const checks: Check[] = [];
   const add = (name: string, verdict: Verdict, detail: string) =>
     checks.push({ name, verdict, detail });
@@ -239,6 +249,22 @@ export function boardChecks(testbed: Testbed, board: Board, env: DoctorEnvironme
   }
 
   for (const finding of accessFindings(testbed, board, env)) add("access", "fail", finding);
+  const watchdog = options.watchdogDevice;
+  if (watchdog !== undefined) {
+    if (!existsSync(watchdog))
+      add(
+        "watchdog",
+        "fail",
+        `${watchdog} does not exist: enable the Pi's watchdog (dtparam=watchdog=on in config.txt) or leave --watchdog out`,
+      );
+    else if (!env.mayReadWrite(watchdog))
+      add(
+        "watchdog",
+        "fail",
+        `${watchdog} is not writable by ${userInfo().username}: add the udev rule KERNEL=="watchdog*", GROUP="smw", MODE="0660" (install guide, step 7)`,
+      );
+    else add("watchdog", "ok", `${watchdog} writable: a hung daemon will reboot the board`);
+  }
   if (!checks.some((c) => c.name === "access"))
     add("access", "ok", "this user may read and write every device the board opens");
 
