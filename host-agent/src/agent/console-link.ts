@@ -13,7 +13,7 @@ import {
   MAX_HOST_LINE_BYTES,
   parseBoardToHost,
 } from "@smw/wiring";
-import { requireNative, SERIALPORT_MODULE } from "@smw/wiring/cli";
+import { newSerialPort } from "@smw/wiring/cli";
 import type { SerialPort } from "serialport";
 
 export class ConsoleLink {
@@ -29,15 +29,11 @@ export class ConsoleLink {
 
   open(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const serialport = requireNative<typeof import("serialport")>(
+      const port = newSerialPort<SerialPort>(
         createRequire(import.meta.url),
-        SERIALPORT_MODULE,
+        this.device,
+        this.baudRate,
       );
-      const port = new serialport.SerialPort({
-        path: this.device,
-        baudRate: this.baudRate,
-        autoOpen: false,
-      });
       port.open((error) => {
         if (error) {
           reject(new Error(`cannot open the console (host link) ${this.device}: ${error.message}`));

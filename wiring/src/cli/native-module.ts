@@ -65,3 +65,14 @@ export const ONOFF_MODULE: NativeModule = {
   repair:
     "Build its epoll binding for this Node: apt-get install build-essential python3, then npm rebuild epoll in smw's folder; or give this board gpio: gpiod.",
 };
+
+/**
+ * A serialport `SerialPort` for `path`, not yet open, with serialport loaded through the caller's
+ * `require` (the package that depends on it) when first needed.
+ */
+export function newSerialPort<Port>(require: Require, path: string, baudRate: number): Port {
+  const { SerialPort } = requireNative<{
+    SerialPort: new (options: { path: string; baudRate: number; autoOpen: boolean }) => Port;
+  }>(require, SERIALPORT_MODULE);
+  return new SerialPort({ path, baudRate, autoOpen: false });
+}

@@ -12,7 +12,7 @@
  * a cheap ioctl (reading its baud rate), which fails on a hung-up device.
  */
 import { createRequire } from "node:module";
-import { requireNative, SERIALPORT_MODULE } from "@smw/wiring/cli";
+import { newSerialPort } from "@smw/wiring/cli";
 import type { SerialPort } from "serialport";
 
 export interface ReopenOptions {
@@ -125,15 +125,11 @@ export class ReopeningSerialPort {
 
   private openOnce(): Promise<SerialPort> {
     return new Promise((resolve, reject) => {
-      const serialport = requireNative<typeof import("serialport")>(
+      const port = newSerialPort<SerialPort>(
         createRequire(import.meta.url),
-        SERIALPORT_MODULE,
+        this.device,
+        this.baudRate,
       );
-      const port = new serialport.SerialPort({
-        path: this.device,
-        baudRate: this.baudRate,
-        autoOpen: false,
-      });
       // Errors are handled through the open callback and `close`; an unheard one would crash.
       port.on("error", () => {});
       port.open((error) => (error ? reject(error) : resolve(port)));

@@ -8,7 +8,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { encodeHostLine, LineSplitter, parseBoardToHost } from "@smw/wiring";
-import { requireNative, SERIALPORT_MODULE } from "@smw/wiring/cli";
+import { newSerialPort } from "@smw/wiring/cli";
 import type { SerialPort } from "serialport";
 import type { SimulatedLines } from "../lines/simulated-lines.js";
 
@@ -37,15 +37,11 @@ export class SimulatedHost {
   constructor(private readonly options: SimulatedHostOptions) {}
 
   async start(): Promise<void> {
-    const serialport = requireNative<typeof import("serialport")>(
+    const port = newSerialPort<SerialPort>(
       createRequire(import.meta.url),
-      SERIALPORT_MODULE,
+      this.options.device,
+      115200,
     );
-    const port = new serialport.SerialPort({
-      path: this.options.device,
-      baudRate: 115200,
-      autoOpen: false,
-    });
     await new Promise<void>((resolve, reject) =>
       port.open((error) => (error ? reject(error) : resolve())),
     );
