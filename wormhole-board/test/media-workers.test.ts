@@ -108,4 +108,40 @@ describe("media workers", () => {
     expect(child.status).toBe(0);
     expect(child.stdout.trim()).toBe("answered 2");
   });
+
+  it("runs its threads ten nice steps below the thread that started them, not at a fixed level", () => {
+    const entry = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+    // In a process of its own: the nice value of the thread that starts the pool is set first.
+    const niceOfWorkers = (creatorNice: number) => {
+      const script = `
+        const { setPriority, getPriority } = await import("node:os");
+        try { setPriority(0, ${creatorNice}); } catch { console.log("not permitted"); process.exit(0); }
+        const { MediaWorkers } = await import(${JSON.stringify(entry)});
+        const pool = new MediaWorkers(1);
+        await pool.run(${JSON.stringify(hashJob(0, 1))});
+        console.log(JSON.stringify({ creator: getPriority(0), workers: pool.niceValues() }));
+        await pool.close();
+      `;
+      const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      expect(child.status, child.stderr).toBe(0);
+      const out = child.stdout.trim();
+      return out === "not permitted"
+        ? undefined
+        : (JSON.parse(out) as { creator: number; workers: number[] });
+    };
+    // A board at normal priority: its workers at nice 10, as before.
+    expect(niceOfWorkers(3)).toEqual({ creator: 3, workers: [13] });
+    expect(niceOfWorkers(15)).toEqual({ creator: 15, workers: [19] });
+    // A board whose event loop was raised (the rig's boards, `smw board run` without real-time):
+    // its workers at nice 0, level with other work on the machine rather than behind all of it.
+    const raised = niceOfWorkers(-10);
+    if (raised === undefined)
+      process.stdout.write(
+        "raising a thread's priority is not permitted here: the -10 case skipped\n",
+      );
+    else expect(raised).toEqual({ creator: -10, workers: [0] });
+  });
 });

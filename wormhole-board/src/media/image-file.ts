@@ -3,7 +3,7 @@
  * reports size 0 through stat, so its size comes from sysfs.
  */
 import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync } from "node:fs";
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 import { MediaError } from "./media-error.js";
 
 export interface OpenImage {
@@ -82,10 +82,18 @@ export function readFully(
   }
 }
 
+/** How far below the thread that starts them the media workers run (nice steps). */
+export const MEDIA_WORKER_NICE_STEPS = 10;
+
 /**
- * Lowers the priority of the calling thread (Linux: a thread has a nice value of its own), so
- * that media workers using every core leave the board's event loop, and its timers, first in
- * line. Elsewhere, or without permission, nothing changes.
+ * Lowers the priority of the calling thread (Linux: a thread has a nice value of its own, and a
+ * new thread starts with its creator's), so that media workers using every core leave the
+ * board's event loop, and its timers, first in line. Relative to the event loop, not to an
+ * absolute level: a board whose loop runs at nice -10 gets its workers at nice 0, the level of
+ * any other work on the machine. Set absolutely to nice 10, they would wait behind every
+ * ordinary process: where the board shares its CPU (the simulated rig, under a test or a
+ * browser), a 30 ms check of an 8 MiB image then took over 250 ms. Returns the nice value set,
+ * or undefined when nothing changed: not Linux, or not allowed.
  *
  * Not when the event loop runs real-time (`smw board run`'s default where permitted): a thread it
  * starts is already below it (reset-on-fork gives it the normal policy, nice 0), and lowering it
@@ -93,13 +101,17 @@ export function readFully(
  * waits for (measured during a 1 GiB restore: one 5-18 ms timer stall per restore at nice 10,
  * none over 4 ms at nice 0).
  */
-export function yieldToTheBoard(): void {
+export function yieldToTheBoard(): number | undefined {
   try {
-    if (eventLoopIsRealtime()) return;
+    if (eventLoopIsRealtime()) return undefined;
     const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
-    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, 10);
+    if (!Number.isSafeInteger(tid) || tid <= 0) return undefined;
+    const nice = Math.min(19, getPriority(tid) + MEDIA_WORKER_NICE_STEPS);
+    setPriority(tid, nice);
+    return getPriority(tid);
   } catch {
     // Not Linux, or not allowed: the workers keep their priority.
+    return undefined;
   }
 }
 

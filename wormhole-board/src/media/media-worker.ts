@@ -17,16 +17,16 @@ export interface MediaJobRequest {
 }
 
 /**
- * Worker → main: loaded and ready; progress of a job, its result, or why it failed (`media`: bad
+ * Worker → main: loaded and ready (at this nice value, when it set one); progress of a job, its result, or why it failed (`media`: bad
  * input).
  */
 export type MediaJobReply =
-  | { ready: true }
+  | { ready: true; nice?: number }
   | { id: number; progress: { done: number; total: number } }
   | { id: number; result: unknown }
   | { id: number; error: string; media: boolean };
 
-yieldToTheBoard();
+const nice = yieldToTheBoard();
 const port = parentPort;
 if (port === null) throw new Error("media-worker runs as a worker thread");
 
@@ -56,4 +56,6 @@ port.on("message", ({ id, job }: MediaJobRequest) => {
   }
 });
 
-port.postMessage({ ready: true } satisfies MediaJobReply);
+port.postMessage(
+  (nice === undefined ? { ready: true } : { ready: true, nice }) satisfies MediaJobReply,
+);

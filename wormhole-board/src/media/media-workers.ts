@@ -32,6 +32,8 @@ interface Slot {
   running?: Pending;
   /** The thread loaded its code and said so. */
   online: boolean;
+  /** The nice value the thread set itself to, once online (none: not Linux, or not allowed). */
+  nice?: number;
 }
 
 export class MediaWorkers {
@@ -70,6 +72,14 @@ export class MediaWorkers {
     return this.slots.map((slot) => slot.worker.threadId);
   }
 
+  /**
+   * The nice value of each thread that is online and set one (`yieldToTheBoard`); a thread still
+   * starting, or one that could not, is left out.
+   */
+  niceValues(): number[] {
+    return this.slots.flatMap((slot) => (slot.nice === undefined ? [] : [slot.nice]));
+  }
+
   /** Runs `job` on the first idle thread; `onProgress` hears a restore's chunks as they go. */
   run<Result>(job: MediaJob, onProgress?: (done: number, total: number) => void): Promise<Result> {
     if (this.closed) return Promise.reject(new MediaError("the media workers are closed"));
@@ -105,6 +115,7 @@ export class MediaWorkers {
     worker.on("message", (reply: MediaJobReply) => {
       if ("ready" in reply) {
         slot.online = true;
+        if (reply.nice !== undefined) slot.nice = reply.nice;
         return;
       }
       const pending = slot.running;
