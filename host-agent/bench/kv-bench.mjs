@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling]
+//                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
 //
 // 1. Throughput and latency of the replicated key-value service (n = 4 with
 //    k' = 1, k = 0; n = 6 with k' = 1, k = 1), every replica its own process on
@@ -45,15 +46,25 @@ const flag = (name, fallback) => {
 const quick = args.includes("--quick");
 const seconds = flag("--seconds", quick ? 4 : 10);
 const clients = flag("--clients", 8);
+/** `--profile DIR`: node's --cpu-prof for every process started here (a .cpuprofile each, on exit). */
+const profileDir = args.includes("--profile")
+  ? path.resolve(args[args.indexOf("--profile") + 1] ?? "")
+  : undefined;
+if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
+const nodeArgs = profileDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", profileDir];
 const children = new Set();
 process.on("exit", () => {
   for (const c of children) c.kill("SIGKILL");
 });
 
 function serve(bed, extra, waitFor = /serving/) {
-  const child = spawn(process.execPath, [smw, "kv", "serve", "--testbed", bed.file, ...extra], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, smw, "kv", "serve", "--testbed", bed.file, ...extra],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   children.add(child);
   child.log = "";
   child.on("exit", () => children.delete(child));
@@ -102,6 +113,7 @@ function bench(bed, extra, secs) {
     const child = spawn(
       process.execPath,
       [
+        ...nodeArgs,
         smw,
         "kv",
         "bench",

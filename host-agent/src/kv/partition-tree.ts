@@ -11,7 +11,7 @@
  *   meta digest i      = sha256(leaf digests 64i .. 64i+63, back to back)
  *   root digest        = sha256(the 64 meta digests, back to back)
  */
-import { createHash } from "node:crypto";
+import { sha256Bytes } from "../replica/canonical.js";
 import { compareKeys } from "./key-order.js";
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./kv-operation.js";
 
@@ -21,12 +21,12 @@ export const META_COUNT = PARTITION_COUNT / FANOUT;
 export const DIGEST_BYTES = 32;
 
 export function sha256(bytes: Uint8Array): Buffer {
-  return createHash("sha256").update(bytes).digest();
+  return sha256Bytes(bytes);
 }
 
 /** First 4 bytes (big-endian) of sha256(UTF-8 key), mod PARTITION_COUNT. */
 export function partitionOf(key: string): number {
-  return createHash("sha256").update(key, "utf8").digest().readUInt32BE(0) % PARTITION_COUNT;
+  return sha256Bytes(key).readUInt32BE(0) % PARTITION_COUNT;
 }
 
 /** The meta node above a partition. */

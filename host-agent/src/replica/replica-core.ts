@@ -21,9 +21,9 @@
  * The safety argument, sub-protocol by sub-protocol, is in SAFETY.md.
  */
 
-import { createHash } from "node:crypto";
 import type { KeyCertificate } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
+import { sha256Base64 } from "./canonical.js";
 import { applyTransferStep, onExecuted, peersAhead, serveFetch } from "./catch-up.js";
 import { onCheckpoint, storeStartingState } from "./checkpoints.js";
 import { checkpointDigest } from "./client-table.js";
@@ -250,7 +250,7 @@ export class ReplicaCore {
     // verified before, so the signature is not checked again (the epoch still is). They are
     // still handled: the first copy may have come when this replica could not use it.
     const dedupe = DEDUPLICATED.has(envelope.body.type);
-    const fingerprint = dedupe ? createHash("sha256").update(bytes).digest("base64") : "";
+    const fingerprint = dedupe ? sha256Base64(bytes) : "";
     const seenBefore = dedupe && r.seenMessages.has(fingerprint);
     const { from, epoch, body } = envelope;
     if (from === r.config.self) {

@@ -5,6 +5,7 @@
  * and a hundred times cheaper, so ten thousand seeds run in minutes.
  */
 import { createHash } from "node:crypto";
+import { sha256Base64 } from "../replica/canonical.js";
 import type { SignatureScheme, Signer } from "../replica/key-ring.js";
 import type { KeyAgreement } from "../replica/sessions.js";
 import { x25519FromSeed } from "../replica/x25519.js";
@@ -41,5 +42,5 @@ export class SimCrypto implements SignatureScheme {
 }
 
 function mac(secret: string, bytes: Buffer): string {
-  return createHash("sha256").update(secret).update(bytes).digest("base64");
+  return sha256Base64(Buffer.concat([Buffer.from(secret), bytes]));
 }
