@@ -18,6 +18,8 @@ function probe(realtime: boolean): {
   child: string;
   niceBefore: number[];
   niceAfter: number[];
+  /** The nice value each media thread set itself to (none when it left its own alone). */
+  media: number[];
 } {
   // The nice value of every thread of the process, before and after a verify has loaded the
   // media threads (each lowers its own priority, or not, as it loads).
@@ -31,7 +33,7 @@ function probe(realtime: boolean): {
       const stat = fs.readFileSync("/proc/self/task/" + tid + "/stat", "utf8");
       return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
     });
-    import(${JSON.stringify(dist)}).then(async ({ raiseEventLoopPriority, sealImage, verifyImage }) => {
+    import(${JSON.stringify(dist)}).then(async ({ MediaWorkers, raiseEventLoopPriority, sealImage, verifyImage }) => {
       const priority = raiseEventLoopPriority({ realtime: ${realtime} });
       const self = spawnSync("chrt", ["-p", String(process.pid)], { encoding: "utf8" }).stdout;
       const child = spawnSync("sh", ["-c", "chrt -p $$"], { encoding: "utf8" }).stdout;
@@ -43,7 +45,8 @@ function probe(realtime: boolean): {
       await verifyImage(image, sealImage({ goldenPath: image, privateKey, publicKey }));
       const niceAfter = nices();
       fs.rmSync(dir, { recursive: true });
-      process.stdout.write(JSON.stringify({ priority, self, child, niceBefore, niceAfter }));
+      const media = MediaWorkers.shared().niceValues();
+      process.stdout.write(JSON.stringify({ priority, self, child, niceBefore, niceAfter, media }));
       process.exit(0);
     });`;
   const run = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 20_000 });
@@ -51,16 +54,19 @@ function probe(realtime: boolean): {
 }
 
 describe.skipIf(!privileged)("the board's event loop priority (root, chrt)", () => {
-  it("declined real-time, is nice -10 at normal policy, and the media threads lower theirs to 10", () => {
-    const { priority, self, niceBefore, niceAfter } = probe(false);
+  it("declined real-time, is nice -10 at normal policy, and the media threads lower theirs by ten, to 0", () => {
+    const { priority, self, niceAfter, media } = probe(false);
     expect(priority).toEqual({ nice: -10 });
     expect(self).toMatch(/SCHED_OTHER/);
-    expect(niceBefore).not.toContain(10);
-    expect(niceAfter).toContain(10);
+    // Ten steps below the event loop, level with other work on the machine: at a fixed nice 10
+    // they waited behind every ordinary process (a check overran its budget in the rig).
+    expect(media.length).toBeGreaterThan(0);
+    expect(new Set(media)).toEqual(new Set([0]));
+    expect(niceAfter).not.toContain(10);
   });
 
   it("real-time, runs the event loop under SCHED_FIFO 10; what it starts does not, and the media threads keep nice 0", () => {
-    const { priority, self, child, niceBefore, niceAfter } = probe(true);
+    const { priority, self, child, niceBefore, niceAfter, media } = probe(true);
     expect(priority).toEqual({ nice: -10, realtime: { fifoPriority: 10 } });
     expect(self).toMatch(/SCHED_FIFO\|SCHED_RESET_ON_FORK/);
     expect(self).toMatch(/priority: 10/);
@@ -69,5 +75,6 @@ describe.skipIf(!privileged)("the board's event loop priority (root, chrt)", () 
     // waits on (measured as 5-18 ms timer stalls during a restore).
     expect(niceAfter.length).toBeGreaterThan(niceBefore.length);
     expect(niceAfter.filter((nice) => nice !== 0)).toEqual([-10]);
+    expect(media).toEqual([]);
   });
 });
