@@ -5,16 +5,22 @@ import { SlowestFiles } from "./scripts/slowest-files.js";
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 /**
- * Four projects. `rig`: the rig's files (boards, hosts, PTYs, a client load, and the ports they
+ * Five projects. `rig`: the rig's files (boards, hosts, PTYs, a client load, and the ports they
  * take), one at a time. `daemons`: six board daemons in one process with tight timeliness
  * bounds, over UDP and over PTYs, the two files side by side. `boards`: other files that time
  * real processes (links, the host agent, replica servers, kills in the middle of a restore), one
- * at a time. `unit`: everything else. `npm test` (scripts/run-tests.mjs) runs the rig beside
- * unit-then-boards (never more than one core's worth of other work beside the rig: the load it
- * is specified to keep its promises under), then the daemons alone; a plain `vitest run` runs
- * the groups one after the other.
+ * at a time. `sim`: the simulation's seed runs, pure CPU that times nothing. `unit`: everything
+ * else. `npm test` (scripts/run-tests.mjs) runs the rig beside unit-then-boards (never more than
+ * one core's worth of other work beside the rig: the load it is specified to keep its promises
+ * under), then the daemons beside the sim at the lowest priority (nice 19: the daemons' timers
+ * go first, the sim takes the cores they leave idle); a plain `vitest run` runs the groups one
+ * after the other.
  */
 const RIG = ["test-rig/test/rig-*.test.ts"];
+const SIM = [
+  "host-agent/test/cluster-sim-seeds.test.ts",
+  "host-agent/test/cluster-sim-regressions.test.ts",
+];
 const DAEMONS = ["wormhole-board/test/board-daemons*.test.ts"];
 const BOARDS = [
   "wormhole-board/test/control-link.test.ts",
@@ -61,7 +67,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["*/test/**/*.test.ts"],
-          exclude: [...RIG, ...DAEMONS, ...BOARDS],
+          exclude: [...RIG, ...DAEMONS, ...BOARDS, ...SIM],
           sequence: { groupOrder: 0 },
         },
       },
@@ -81,6 +87,15 @@ export default defineConfig({
           include: BOARDS,
           fileParallelism: false,
           sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "sim",
+          include: SIM,
+          maxWorkers: 2,
+          sequence: { groupOrder: 2 },
         },
       },
       {

@@ -6,13 +6,16 @@
 //      host agent and replica servers, one file at a time (project "boards"). The rig never has
 //      more than one core's worth of other work beside it: the load it is specified to keep its
 //      promises under.
-//   2. then the six-daemon files with their tight bounds, alone, side by side (project "daemons").
+//   2. then the six-daemon files with their tight bounds, side by side (project "daemons"), and
+//      beside them the simulation's seeds (project "sim": pure CPU, timing nothing) at nice 19,
+//      the lowest priority: a daemon's timer preempts it at once, and it takes the cores the
+//      daemons leave idle (they wait on timers most of the time).
 // Lines of concurrent runs are passed through whole; at the end, the slowest files of every run
 // and each stream's verdict. Arguments go to every vitest run (e.g. a file filter); exit status
 // 1 if any run failed.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { setPriority, tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -23,8 +26,8 @@ const extra = process.argv.slice(2);
 const scratch = mkdtempSync(path.join(tmpdir(), "smw-test-timings-"));
 const timings = path.join(scratch, "timings.jsonl");
 
-/** Runs one vitest project; resolves with its exit status. */
-function run(project, options = []) {
+/** Runs one vitest project; resolves with its exit status. `nice`: the priority it runs at. */
+function run(project, options = [], nice = undefined) {
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
@@ -39,6 +42,8 @@ function run(project, options = []) {
         },
       },
     );
+    // Its workers start after it does, and inherit its priority.
+    if (nice !== undefined && child.pid !== undefined) setPriority(child.pid, nice);
     createInterface({ input: child.stdout }).on("line", (l) => process.stdout.write(`${l}\n`));
     createInterface({ input: child.stderr }).on("line", (l) => process.stderr.write(`${l}\n`));
     child.on("exit", (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));
@@ -55,8 +60,11 @@ const streams = await Promise.all([
     return { name: "unit, then boards", code: unit !== 0 ? unit : boards, at: elapsed() };
   })(),
 ]);
-const daemons = await run("daemons");
-streams.push({ name: "daemons", code: daemons, at: elapsed() });
+const [daemons, sim] = await Promise.all([
+  run("daemons").then((code) => ({ name: "daemons", code, at: elapsed() })),
+  run("sim", [], 19).then((code) => ({ name: "sim (nice 19)", code, at: elapsed() })),
+]);
+streams.push(daemons, sim);
 
 let rows = [];
 try {

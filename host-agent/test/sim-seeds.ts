@@ -3,7 +3,7 @@ import { expect, it } from "vitest";
 import { runSeed } from "../src/sim/run-seeds.js";
 
 /** Seeds the default run covers (the full count is `npm run sim`); split over two files. */
-export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 40);
+export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 60);
 
 export function checkSeeds(from: number, to: number): void {
   it(`keeps agreement, linearizability, recovery and liveness on seeds ${from}..${to}`, () => {

@@ -372,11 +372,19 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
             "every board running",
           );
           // Hold the event loop for 400 ms: every board has a timer due in its first
-          // 100 ms (a heartbeat period), which then fires over 200 ms late.
-          const blockedUntil = performance.now() + 400;
-          while (performance.now() < blockedUntil) {
-            // busy
-          }
+          // 100 ms (a heartbeat period), which then fires over 200 ms late. Held from the loop's
+          // check phase (setImmediate), so that the timers phase comes next, before the poll
+          // phase delivers the heartbeats that waited meanwhile: those arrive late too, and
+          // from another phase a board could blame its peers' clocks first.
+          await new Promise<void>((resolve) =>
+            setImmediate(() => {
+              const blockedUntil = performance.now() + 400;
+              while (performance.now() < blockedUntil) {
+                // busy
+              }
+              resolve();
+            }),
+          );
           await until(
             () => rig.daemons.every((d) => d.failsafeState !== undefined),
             5_000,
