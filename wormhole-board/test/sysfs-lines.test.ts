@@ -53,12 +53,13 @@ describe.skipIf(reason !== undefined)("the sysfs backend against a fake sysfs tr
       ["-m", "--propagation", "private", process.execPath, scenario],
       {
         encoding: "utf8",
-        timeout: 60_000,
+        timeout: 80_000,
       },
     );
     if (run.status !== 0) throw new Error(`scenario failed (${run.status}): ${run.stderr}`);
     result = JSON.parse(run.stdout.trim().split("\n").pop() as string);
-  });
+    // Several smw commands, each a node start: beside the rig that is seconds each.
+  }, 90_000);
 
   it("finds chips by label and adds their base (Pi kernels number from 512 up)", () => {
     expect(result.numbers).toEqual({
