@@ -34,6 +34,35 @@ describe("the deterministic cluster simulation", () => {
     }
   }, 60_000);
 
+  it("has Byzantine primaries propose requests no client sent, and none is executed", () => {
+    // The fabricate-requests adversary: requests in real clients' names (their next numbers, a
+    // write of its own) in its PRE_PREPAREs, its VIEW_CHANGEs' batches and its EXECUTED reports.
+    // Executed, one would answer its client's own request with another write's result or drop it
+    // as a duplicate: the history checks would fail.
+    const seeds: number[] = [];
+    for (let seed = 1; seed <= 200 && seeds.length < 3; seed++) {
+      const byzantine = scenarioFor(seed).byzantine;
+      if (
+        byzantine.some(
+          (b) => b.behaviours.includes("fabricate-requests") && !b.behaviours.includes("silent"),
+        )
+      )
+        seeds.push(seed);
+    }
+    expect(seeds).toHaveLength(3);
+    let proposed = 0;
+    for (const seed of seeds) {
+      const r = runSeed(seed);
+      expect(r.violations, `seed ${seed}`).toEqual([]);
+      proposed += r.byzantineActions["fabricated-request.pre-prepare"] ?? 0;
+      const all = Object.entries(r.byzantineActions)
+        .filter(([kind]) => kind.startsWith("fabricated-request."))
+        .reduce((sum, [, n]) => sum + n, 0);
+      expect(all, `seed ${seed}`).toBeGreaterThan(0);
+    }
+    expect(proposed).toBeGreaterThan(0);
+  }, 60_000);
+
   it("replays a seed exactly", () => {
     const digest = (seed: number) => {
       const hash = createHash("sha256");

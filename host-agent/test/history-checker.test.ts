@@ -7,7 +7,6 @@ const req = (client: string, ts: number, op: KvOperation): ClientRequest => ({
   client,
   ts,
   op,
-  sig: "AA==",
 });
 const put = (key: string, value: string): KvOperation => ({ op: "put", key, value });
 const get = (key: string): KvOperation => ({ op: "get", key });

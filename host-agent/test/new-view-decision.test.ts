@@ -10,7 +10,6 @@ const request = (ts: number): ClientRequest => ({
   client: "c1",
   ts,
   op: { op: "put", key: "k", value: `v${ts}` },
-  sig: "AA==",
 });
 const A = [request(1)];
 const B = [request(2)];

@@ -1,7 +1,7 @@
 /**
  * What a batch digest stands for (finding 2): every byte that decides execution. Hand-delivered
  * messages to the real core: a Byzantine VIEW_CHANGE cannot swap a prepared batch's body, and a
- * forged copy of a request the replica has seen is not the same request.
+ * request no client sent gets no vote.
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -57,28 +57,39 @@ describe("a VIEW_CHANGE carrying a prepared batch", () => {
   });
 });
 
-describe("a request and a forged copy of it", () => {
-  it("are two requests: a PRE_PREPARE carrying the forged copy is refused even after the genuine one was verified", () => {
-    const { core, from, request, signers } = fourReplicas("r2");
+describe("a request no client sent", () => {
+  it("in a Byzantine primary's PRE_PREPARE gets no PREPARE, even once the genuine request with that number came from its client", () => {
+    const { core, from, request, clientCopy } = fourReplicas("r2");
     const genuine = request(1);
-    const forged = request(1, genuine.op, signers.get("r1"));
-    expect(forged.sig).not.toBe(genuine.sig);
-    expect(batchDigest([forged])).not.toBe(batchDigest([genuine]));
-    // r2 verifies the genuine request (the client sent it to every replica).
-    core.onClientMessage("c1", encodeClientMessage({ type: "REQUEST", request: genuine }), 1);
-    // The Byzantine primary r1 proposes the copy whose signature is its own.
+    // Requests carry no signature: nothing in the fabricated one tells it apart but that its
+    // client never sent it to r2.
+    const fabricated = request(1, { op: "put", key: "x", value: "fabricated" });
+    expect(batchDigest([fabricated])).not.toBe(batchDigest([genuine]));
+    // c1 sent r2 its genuine request, MAC'd under their session.
+    core.onClientMessage("c1", clientCopy(genuine), 1);
+    // The Byzantine primary r1 proposes the fabricated one at seq 1.
     const actions = core.onMessage(
       from("r1", {
         type: "PRE_PREPARE",
         view: 0,
         seq: 1,
-        digest: batchDigest([forged]),
-        requests: [forged],
+        digest: batchDigest([fabricated]),
+        requests: [fabricated],
       } as ReplicaBody),
       2,
     );
-    expect(problems(actions)).toContain("bad-signature");
-    expect(problems(actions)).toContain("bad-pre-prepare");
     expect(broadcasts(actions, "PREPARE")).toHaveLength(0);
+    expect(core.counters.get("votes.awaiting-client")).toBe(1);
+    // A copy of it without a MAC (the primary passing it off on the client's connection, or the
+    // network) changes nothing.
+    const unmacd = core.onClientMessage(
+      "c1",
+      encodeClientMessage({ type: "REQUEST", request: fabricated }),
+      3,
+    );
+    expect(broadcasts(unmacd, "PREPARE")).toHaveLength(0);
+    // k' = 1: one more word for it (a second Byzantine replica) is beyond the fault model; the
+    // primary's PRE_PREPARE alone is k' words, not k' + 1.
+    expect(core.executedUpTo).toBe(0);
   });
 });

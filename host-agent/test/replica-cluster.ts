@@ -8,7 +8,6 @@ import {
   type ClientRequest,
   encodeClientMessage,
   type ReplicaBody,
-  requestSigningBytes,
   sealEnvelope,
 } from "../src/replica/messages.js";
 import { quorumsFor } from "../src/replica/quorums.js";
@@ -147,8 +146,7 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
       if (core) collect(to, core.onClientMessage("c1", this.clientCopy(to, request), nowMs));
     },
     request(ts: number, op: ClientRequest["op"]): ClientRequest {
-      const unsigned = { client: "c1", ts, op };
-      return { ...unsigned, sig: client.sign(requestSigningBytes(unsigned)) };
+      return { client: "c1", ts, op };
     },
   };
 }

@@ -1,12 +1,7 @@
 /** One real replica core among four (k' = 1), with messages from its peers sealed by hand. */
 import { certificateSigningBytes } from "@smw/wiring";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
-import {
-  type ClientRequest,
-  type ReplicaBody,
-  requestSigningBytes,
-  sealEnvelope,
-} from "../src/replica/messages.js";
+import { type ClientRequest, type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
 import { quorumsFor } from "../src/replica/quorums.js";
 import {
   type ReplicaConfig,
@@ -56,15 +51,11 @@ export function fourReplicas(
   );
   const from = (id: string, body: ReplicaBody) =>
     sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));
-  /** A request of client c1, signed with its key (or another signer's). */
+  /** A request of client c1 (requests carry no signature: a copy carries c1's MAC, `clientCopy`). */
   const request = (
     ts: number,
     op: ClientRequest["op"] = { op: "put", key: "x", value: `${ts}` },
-    signer: Signer = client,
-  ) => {
-    const unsigned = { client: "c1", ts, op };
-    return { ...unsigned, sig: signer.sign(requestSigningBytes(unsigned)) } as ClientRequest;
-  };
+  ): ClientRequest => ({ client: "c1", ts, op });
   const copyFor = clientCopier("c1", client, () => crypto.newKeyAgreement());
   /** c1's copy of `request` for this core, MAC'd under their session (offered first). */
   const clientCopy = (req: ClientRequest, nowMs = 0) => copyFor(core, self, req, nowMs).message;

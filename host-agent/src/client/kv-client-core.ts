@@ -22,7 +22,6 @@ import {
   parseEnvelope,
   readDigest,
   requestFreshnessBytes,
-  requestSigningBytes,
 } from "../replica/messages.js";
 import { type KeyAgreement, Sessions } from "../replica/sessions.js";
 
@@ -113,7 +112,7 @@ export class KvClientCore {
   constructor(
     private readonly config: KvClientConfig,
     private readonly ring: KeyRing,
-    private readonly signer: Signer,
+    signer: Signer,
   ) {
     this.ts = config.firstTs;
     if (ring.agreesKeys) {
@@ -227,9 +226,10 @@ export class KvClientCore {
   }
 
   /**
-   * A request's copy for one replica carries a MAC under the session with it, which tells the
-   * replica this copy was sent since it started (SAFETY.md, "Where a request comes from"); the
-   * request itself, signed, is the same for all.
+   * A request's copy for one replica carries a MAC under the session with it: the replica takes
+   * the request on it, as its client's and sent since the replica started (SAFETY.md, "Where a
+   * request comes from"). The request is not signed: a copy without a MAC (no session with that
+   * replica yet) brings back the replica's half, and the copy goes again with one.
    */
   private withMac(message: Buffer, to: string): Buffer {
     const request = this.outstanding?.request;
@@ -286,8 +286,7 @@ export class KvClientCore {
       o.votes.clear();
       o.answers.clear();
     }
-    const unsigned = { client: this.config.id, ts: o.ts, op: o.op };
-    o.request = { ...unsigned, sig: this.signer.sign(requestSigningBytes(unsigned)) };
+    o.request = { client: this.config.id, ts: o.ts, op: o.op };
     o.askedReplicas.clear();
     o.widenAtMs = undefined;
     o.retransmitAtMs = nowMs + this.config.retransmitMs;

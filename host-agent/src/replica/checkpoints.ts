@@ -131,7 +131,6 @@ export function makeStable(r: ReplicaState, seq: number, digest: string): void {
     if (!live.has(digest)) r.batchesByDigest.delete(digest);
   for (const [digest, entry] of [...r.reportedBatches])
     if (entry.seq <= seq) r.reportedBatches.delete(digest);
-  if (r.verifiedRequests.size > 100_000) r.verifiedRequests.clear();
   if (r.nextSeq <= seq) r.nextSeq = seq + 1;
   propose(r);
 }

@@ -19,13 +19,17 @@ import { canonicalJson, sha256Hex } from "./canonical.js";
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const MAX_LIST = 4096;
 
+/**
+ * A client's request. It carries no signature: each copy a client sends a replica carries the
+ * client's MAC under their session (`requestFreshnessBytes`), and that is what a replica takes it
+ * on; a replica that never had a copy takes it on the word of others (SAFETY.md, "Where a request
+ * comes from").
+ */
 export interface ClientRequest {
   client: string;
   /** Per-client increasing number: a request is executed at most once. */
   ts: number;
   op: KvOperation;
-  /** The client's signature over `requestSigningBytes`, base64. */
-  sig: string;
 }
 
 export interface SeqDigest {
@@ -292,7 +296,8 @@ export function sealEnvelope(
   return Buffer.from(`${ENVELOPE_VERSION} ${from} ${epoch} ${sig}\n${bodyText}`, "utf8");
 }
 
-export function requestSigningBytes(r: Omit<ClientRequest, "sig">): Buffer {
+/** A request's canonical bytes: what its digest, and so every MAC on it, covers. */
+export function requestBytes(r: ClientRequest): Buffer {
   return Buffer.from(
     canonicalJson(["smw-request-1", r.client, r.ts, encodeKvOperation(r.op).toString("utf8")]),
     "utf8",
@@ -303,14 +308,13 @@ const digests = new WeakMap<ClientRequest, string>();
 
 /**
  * A request's identity, cached per object (batches are hashed often). It binds every byte that
- * decides whether and how the request executes, the client's signature included: two requests
- * that differ only in their signature (one valid, one forged) are two different requests, so
- * agreeing on a batch digest is agreeing on exactly what every replica will check and execute.
+ * decides whether and how the request executes, so agreeing on a batch digest is agreeing on
+ * exactly what every replica will execute.
  */
 export function requestDigest(r: ClientRequest): string {
   let digest = digests.get(r);
   if (digest === undefined) {
-    digest = sha256Hex(requestSigningBytes(r), "\n", r.sig);
+    digest = sha256Hex(requestBytes(r));
     digests.set(r, digest);
   }
   return digest;
@@ -377,10 +381,10 @@ const viewSeqDigest = (v: unknown): ViewSeqDigest | undefined =>
     : undefined;
 
 export function parseClientRequest(v: unknown): ClientRequest | undefined {
-  if (!isObj(v) || !isId(v.client) || !isTimestamp(v.ts) || !isB64(v.sig, 256)) return undefined;
+  if (!isObj(v) || !isId(v.client) || !isTimestamp(v.ts)) return undefined;
   const op = parseKvOperation(v.op);
   if ("error" in op) return undefined;
-  return { client: v.client, ts: v.ts, op, sig: v.sig };
+  return { client: v.client, ts: v.ts, op };
 }
 
 const batchBody = (v: unknown): BatchBody | undefined => {

@@ -12,25 +12,19 @@ import {
   type ReplicaEnvelope,
   requestDigest,
   requestFreshnessBytes,
-  requestSigningBytes,
 } from "./messages.js";
 import type { ReplicaState, Slot } from "./replica-state.js";
 import { startViewChange } from "./view-change.js";
 
-export function checkRequest(r: ReplicaState, request: ClientRequest): boolean {
-  const digest = requestDigest(request);
-  if (r.verifiedRequests.has(digest)) return true;
-  if (!r.ring.hasClient(request.client)) {
-    r.problem("unknown-client", request.client, "a request from a client not on the list");
-    return false;
-  }
-  const { sig, ...signed } = request;
-  if (!r.ring.checkClient(request.client, requestSigningBytes(signed), sig)) {
-    r.problem("bad-signature", request.client, "a request whose signature does not verify");
-    return false;
-  }
-  r.verifiedRequests.add(digest);
-  return true;
+/**
+ * Whether a request names a client on the list: the one check of a request that rests on its
+ * bytes alone, so every correct replica reaches the same verdict on it. Whether its client sent
+ * it is for `isFresh` to say, or for k' + 1 others (SAFETY.md, "Where a request comes from").
+ */
+export function fromKnownClient(r: ReplicaState, request: ClientRequest): boolean {
+  if (r.ring.hasClient(request.client)) return true;
+  r.problem("unknown-client", request.client, "a request from a client not on the list");
+  return false;
 }
 
 /**
@@ -63,7 +57,7 @@ export function isFresh(
  * voted for; a stale one at most fetches the result of its execution, which is the client's.
  */
 export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolean): void {
-  if (!checkRequest(r, request)) return;
+  if (!fromKnownClient(r, request)) return;
   const digest = requestDigest(request);
   if (!fresh) {
     const last = r.clients.last(request.client);
@@ -223,7 +217,7 @@ export function onPrePrepare(
   if (
     body.requests.length > r.config.batchMax ||
     batchDigest(body.requests) !== body.digest ||
-    !body.requests.every((req) => checkRequest(r, req))
+    !body.requests.every((req) => fromKnownClient(r, req))
   ) {
     r.problem("bad-pre-prepare", from, `PRE_PREPARE ${body.seq}: batch does not check out`);
     suspectPrimary(r);
@@ -399,11 +393,14 @@ export function execute(
 ): void {
   const results: Array<KvResult | undefined> = [];
   for (const request of requests) {
-    const d = requestDigest(request);
-    release(r, d);
-    if (!r.verifiedRequests.has(d) && !checkRequest(r, request)) {
-      // Agreed yet unauthenticated: only a bug could get here. The digest binds the signature,
-      // so every correct replica reaches this same verdict and skips it alike.
+    release(r, requestDigest(request));
+    // Nothing is checked again here: a committed batch is the client's on the word of the
+    // replicas that voted for it, one of which had every request from its client (SAFETY.md,
+    // "Where a request comes from"). A check that some replicas could pass and others not would
+    // be the one way for correct replicas to execute different things.
+    if (!r.ring.hasClient(request.client)) {
+      // Refused before any vote (`onPrePrepare`, `onNewView`): only a bug could get here. The
+      // list is the same everywhere, so every correct replica skips it alike.
       results.push(undefined);
       continue;
     }

@@ -193,7 +193,6 @@ export class ReplicaState {
    */
   readonly pendingSinceMs = new Map<string, number>();
   readonly queued: string[] = [];
-  readonly verifiedRequests = new Set<string>();
   /** Requests received from their own clients since this replica started (SAFETY.md, "Where a request comes from"). */
   readonly fromClient = new RecentSet(65_536);
   progressDeadlineMs: number | undefined;

@@ -27,7 +27,7 @@ import {
 import {
   armSuspicion,
   checkPrepared,
-  checkRequest,
+  fromKnownClient,
   notePrePrepared,
   propose,
   slotAt,
@@ -338,11 +338,13 @@ export function onNewView(
     decision.proposals.every(
       (p, i) => p.seq === body.proposals[i]?.seq && p.digest === body.proposals[i]?.digest,
     );
-  // Validity is decided before agreement: a batch the new view re-proposes must hold only
-  // requests that verify (a correct replica pre-prepared it, so they do, unless k'+1 lied).
+  // Validity is decided before agreement, on the messages alone, so every correct replica
+  // decides alike: a batch the new view re-proposes was pre-prepared by k' + 1 senders (A2), one
+  // of them correct, which took its requests from their clients or on k' + 1 words; and it names
+  // only clients on the list.
   const valid =
     decision !== undefined &&
-    [...decision.batches.values()].every((b) => b.requests.every((req) => checkRequest(r, req)));
+    [...decision.batches.values()].every((b) => b.requests.every((req) => fromKnownClient(r, req)));
   if (!same || !valid || decision === undefined) {
     r.problem("bad-new-view", from, `NEW_VIEW ${body.view}: its choices do not follow`);
     // The primary of the view this replica is changing to is faulty: on to the next one. A

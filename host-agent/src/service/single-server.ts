@@ -1,7 +1,7 @@
 /**
  * The same key-value store, unreplicated: the baseline the replicated
- * service is measured against. Same client path (signed requests, replies
- * MAC'd under a client session or signed, over the same TCP framing), no
+ * service is measured against. Same client path (requests MAC'd under a
+ * client session, replies MAC'd or signed, over the same TCP framing), no
  * agreement, no replicas.
  */
 import type { KeyCertificate } from "@smw/wiring";
@@ -15,7 +15,7 @@ import {
   parseClientMessage,
   type ReplicaBody,
   readDigest,
-  requestSigningBytes,
+  requestFreshnessBytes,
   sealEnvelope,
 } from "../replica/messages.js";
 import type { KeyAgreement } from "../replica/sessions.js";
@@ -113,12 +113,18 @@ export class SingleServer {
       });
       return;
     }
-    const { sig, ...signed } = message.request;
+    const signed = message.request;
+    // Taken on the client's MAC under its session, as a replica takes it (`isFresh`); without one
+    // that checks, the client is sent this server's half and sends the request again with one.
     if (
       signed.client !== client ||
-      !this.ring.checkClient(client, requestSigningBytes(signed), sig)
+      this.sessions === undefined ||
+      message.mac === undefined ||
+      this.sessions.check(client, requestFreshnessBytes(signed), message.mac) !== "ok"
     ) {
       this.rejected++;
+      const half = this.sessions?.prompt(client, this.signer, performance.now());
+      if (half !== undefined) this.net.sendToClient(client, half);
       return;
     }
     const last = this.clients.last(client);

@@ -47,7 +47,13 @@ export type ByzantineBehaviour =
   /** VIEW_CHANGEs for far views, validly signed, again and again. */
   | "view-flood"
   /** MAC'd messages whose MACs check for some receivers and not others (a primary's PRE_PREPARE too). */
-  | "bad-macs";
+  | "bad-macs"
+  /**
+   * Requests no client sent, in real clients' names (their next numbers, a write of its own):
+   * in its PRE_PREPAREs as primary, in the batches its VIEW_CHANGEs claim prepared, and in the
+   * EXECUTED entries it reports. Requests carry no signature, so nothing in one tells it apart.
+   */
+  | "fabricate-requests";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -65,6 +71,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "lie-transfer",
   "view-flood",
   "bad-macs",
+  "fabricate-requests",
 ];
 
 export interface Outgoing {
@@ -198,6 +205,13 @@ export class ByzantineFilter {
         out.push({ to, message: withMacs(envelope, macs) });
         continue;
       }
+      const fabricated = this.behaviours.has("fabricate-requests")
+        ? this.fabricate(envelope, body)
+        : undefined;
+      if (fabricated !== undefined) {
+        out.push({ to, message: fabricated });
+        continue;
+      }
       const lie = this.lie(envelope, body);
       if (lie !== undefined) {
         out.push({ to, message: lie });
@@ -215,6 +229,69 @@ export class ByzantineFilter {
       out.push({ to, message: action.message });
     }
     return out;
+  }
+
+  /**
+   * A request its client never sent: the next number or two of a client seen in a batch, a write
+   * of the adversary's choosing. Executed, it would take the place of that client's own request
+   * with the same number (skipped as a duplicate) and answer it with another write's result.
+   */
+  private fabricatedRequest(like: readonly ClientRequest[]): ClientRequest | undefined {
+    const pool =
+      like.length > 0 ? like : this.batches.length > 0 ? this.prng.pick(this.batches) : [];
+    if (pool.length === 0) return undefined;
+    const real = this.prng.pick(pool);
+    const key = "key" in real.op && typeof real.op.key === "string" ? real.op.key : "k0";
+    return {
+      client: real.client,
+      ts: real.ts + this.prng.int(1, 2),
+      op: { op: "put", key, value: `fabricated-${this.prng.int(0, 999)}` },
+    };
+  }
+
+  /** `fabricate-requests`: the message with a request no client sent, or undefined to leave it. */
+  private fabricate(envelope: ReplicaEnvelope, body: ReplicaBody): Buffer | undefined {
+    if (!this.prng.chance(0.5)) return undefined;
+    switch (body.type) {
+      case "PRE_PREPARE": {
+        const request = this.fabricatedRequest(body.requests);
+        if (request === undefined) return undefined;
+        const requests = [...body.requests];
+        requests.splice(this.prng.int(0, requests.length), requests.length > 0 ? 1 : 0, request);
+        this.took("fabricated-request.pre-prepare");
+        return this.reseal(envelope, { ...body, requests, digest: batchDigest(requests) });
+      }
+      case "VIEW_CHANGE": {
+        const request = this.fabricatedRequest([]);
+        if (request === undefined) return undefined;
+        const requests = [request];
+        const digest = batchDigest(requests);
+        const seq = body.stable.seq + this.prng.int(1, 4);
+        const view = Math.max(0, body.newView - 1);
+        this.took("fabricated-request.view-change");
+        return this.reseal(envelope, {
+          ...body,
+          prepared: [...body.prepared.filter((p) => p.seq !== seq), { seq, view, digest }],
+          prePrepared: [...body.prePrepared.filter((p) => p.seq !== seq), { seq, view, digest }],
+          batches: [...body.batches, { digest, requests }],
+        });
+      }
+      case "EXECUTED": {
+        if (body.entries.length === 0) return undefined;
+        this.took("fabricated-request.executed");
+        return this.reseal(envelope, {
+          ...body,
+          entries: body.entries.map((e) => {
+            const request = this.fabricatedRequest(e.requests);
+            if (request === undefined) return e;
+            const requests = [...e.requests, request];
+            return { ...e, requests, digest: batchDigest(requests) };
+          }),
+        });
+      }
+      default:
+        return undefined;
+    }
   }
 
   /** A validly signed message that says something false, or undefined to send the truth. */
@@ -503,7 +580,6 @@ export class ByzantineFilter {
             client: "mallory",
             ts: nowMs,
             op: { op: "put", key: "k0", value: "x" },
-            sig: "AAAA",
           },
         }),
         toClient: false,

@@ -5,9 +5,12 @@
  */
 import { BYZANTINE_BEHAVIOURS, type ByzantineBehaviour } from "./byzantine.js";
 
-/** The behaviours the first simulations drew from (older seeds keep their draws), and the rest. */
+/**
+ * The behaviours the first simulations drew from (older seeds keep their draws), and the lies
+ * added next; `fabricate-requests` is drawn on its own, last (`scenarioFor`).
+ */
 const FIRST_BEHAVIOURS = BYZANTINE_BEHAVIOURS.slice(0, 7);
-const LIES = BYZANTINE_BEHAVIOURS.slice(7);
+const LIES = BYZANTINE_BEHAVIOURS.slice(7, 15);
 
 import { Prng } from "./prng.js";
 
@@ -170,5 +173,7 @@ export function scenarioFor(seed: number): Scenario {
     };
   if (adversary.chance(0.3)) scenario.partialSends = 0.1 + adversary.next() * 0.5;
   if (adversary.chance(0.3)) scenario.replayClientCopies = true;
+  // Requests no client sent, from half the Byzantine replicas (requests carry no signature).
+  for (const b of byzantine) if (adversary.chance(0.5)) b.behaviours.push("fabricate-requests");
   return scenario;
 }
