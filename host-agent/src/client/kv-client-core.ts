@@ -60,7 +60,7 @@ export type ClientAction =
 interface Outstanding {
   ts: number;
   op: KvOperation;
-  /** The signed request, once ordered; undefined while an unordered read. */
+  /** The request, once ordered; undefined while an unordered read. */
   request: ClientRequest | undefined;
   /** While an unordered read: its digest, which every answer names. */
   readDigest: string | undefined;
@@ -269,7 +269,7 @@ export class KvClientCore {
     return out;
   }
 
-  /** Sends the outstanding operation as a signed request to be ordered (a read: under a new number). */
+  /** Sends the outstanding operation as a request to be ordered (a read: under a new number). */
   private order(nowMs: number): ClientAction[] {
     const o = this.outstanding;
     if (o === undefined) return [];

@@ -1,9 +1,10 @@
 /**
  * The replica protocol's messages. Every message between replicas travels in
- * an envelope signed with the sender's key of its current epoch (the key its
- * board certified at its last rejuvenation); client requests carry the
- * client's own signature. Everything arriving is untrusted: `parse*` bound
- * and check every field and return undefined rather than throw.
+ * an envelope signed (or MAC'd, per receiver) under the sender's key of its
+ * current epoch (the key its board certified at its last rejuvenation); each
+ * copy of a client request carries the client's MAC for the replica it goes
+ * to. Everything arriving is untrusted: `parse*` bound and check every field
+ * and return undefined rather than throw.
  */
 import type { KeyCertificate } from "@smw/wiring";
 import {
