@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling]
+// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint]
 //                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
 //
 // 1. Throughput and latency of the replicated key-value service (n = 4 with
@@ -13,9 +13,11 @@
 //    messages, an echo server in its own process), same clients, same seconds.
 // 3. A rolling cycle: replicas handed off, killed and recovered one at a time
 //    under load, against the same load without the cycle.
+// 4. Checkpoint writing: a 64 MiB state written whole, then again with 1% of its
+//    partitions changed (only those written), in the same run.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -33,6 +35,9 @@ const { PARTITION_COUNT, partitionOf } = await import(
 );
 const { writeCheckpointFile } = await import(
   path.join(root, "host-agent/dist/storage/checkpoint-file.js")
+);
+const { StoredPartitions, SEGMENT_DIR } = await import(
+  path.join(root, "host-agent/dist/storage/partition-segments.js")
 );
 const { checkpointDigest, clientTableDigest } = await import(
   path.join(root, "host-agent/dist/replica/client-table.js")
@@ -218,6 +223,53 @@ async function throughput(n, kPrime, k, load = "mixed") {
     );
   } finally {
     bed.remove();
+  }
+}
+
+/** Checkpoint writing: whole, then incremental (1% of the partitions changed), same state, same run. */
+async function checkpointWrites() {
+  const dir = path.join(tmpdir(), `smw-bench-cp-${process.pid}-${Date.now()}`);
+  mkdirSync(dir, { recursive: true });
+  try {
+    const store = new KvStore();
+    const value = "x".repeat(4096);
+    for (let i = 0; i < 16_384; i++)
+      store.apply({ op: "put", key: `key-${i}`, value: `${i}:${value}`.slice(0, 4096) });
+    const stored = new StoredPartitions();
+    const segmentBytes = () => {
+      const folder = path.join(dir, SEGMENT_DIR);
+      let total = 0;
+      for (const name of readdirSync(folder)) total += statSync(path.join(folder, name)).size;
+      return total;
+    };
+    const write = (seq) => {
+      const snapshot = store.snapshot();
+      const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+      const before = segmentBytes();
+      const startMs = performance.now();
+      writeCheckpointFile(dir, { seq, digest, snapshot, clients: [] }, stored);
+      return { ms: performance.now() - startMs, grewBytes: Math.max(0, segmentBytes() - before) };
+    };
+    mkdirSync(path.join(dir, SEGMENT_DIR), { recursive: true });
+    const whole = write(64);
+    const touched = new Set();
+    for (let i = 0; touched.size < Math.round(PARTITION_COUNT / 100); i++) {
+      const key = `key-${i}`;
+      if (touched.has(partitionOf(key))) continue;
+      touched.add(partitionOf(key));
+      store.apply({ op: "put", key, value: `changed ${i}` });
+    }
+    const incremental = write(128);
+    const line = (label, r) =>
+      `  ${label.padEnd(24)} ${r.ms.toFixed(0).padStart(5)} ms, ${(r.grewBytes / 2 ** 20).toFixed(2).padStart(6)} MiB of partitions written\n`;
+    process.stdout.write(
+      "checkpoint written to disk (fsync), a 64 MiB state (16384 values of 4 KiB):\n" +
+        line("whole (nothing stored)", whole) +
+        line("1% partitions changed", incremental) +
+        `  ratio changed/whole: time ${(incremental.ms / whole.ms).toFixed(3)}, bytes ${(incremental.grewBytes / whole.grewBytes).toFixed(3)}\n`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -411,7 +463,7 @@ async function rawTcp() {
 }
 
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
-const parts = ["n4", "n6", "reads", "transfer", "rolling"];
+const parts = ["n4", "n6", "reads", "transfer", "rolling", "checkpoint"];
 if (only !== undefined && !parts.includes(only)) {
   process.stderr.write(`--only: expected one of ${parts.join(", ")}, got "${only}"\n`);
   process.exit(2);
@@ -423,3 +475,4 @@ if (runs("n6")) await throughput(6, 1, 1);
 if (runs("reads")) await throughput(6, 1, 1, "reads");
 if (runs("transfer")) await stateTransfer();
 if (runs("rolling")) await rolling();
+if (runs("checkpoint")) await checkpointWrites();

@@ -13,3 +13,4 @@ export * from "./service/service-runtime.js";
 export * from "./service/state-notes.js";
 export * from "./sim/byzantine.js";
 export { Prng } from "./sim/prng.js";
+export { SEGMENT_DIR } from "./storage/partition-segments.js";

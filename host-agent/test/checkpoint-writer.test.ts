@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import {
   writeCheckpointFile,
 } from "../src/storage/checkpoint-file.js";
 import { CheckpointWriter } from "../src/storage/checkpoint-writer.js";
+import { SEGMENT_DIR } from "../src/storage/partition-segments.js";
 
 const checkpoint = (seq: number): StoredCheckpoint => {
   const store = new KvStore();
@@ -96,6 +97,8 @@ describe("a checkpoint being put in place", () => {
       ] as const) {
         const steps = (dir: string) => {
           for (const seq of before) writeCheckpointFile(dir, checkpoint(seq));
+          // The new checkpoint's segment is in place before its file is (writeCheckpointFile).
+          cpSync(path.join(made, SEGMENT_DIR), path.join(dir, SEGMENT_DIR), { recursive: true });
           copyFileSync(path.join(made, CHECKPOINT_FILE), path.join(dir, `${CHECKPOINT_FILE}.tmp`));
           return installSteps(dir, writing);
         };

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { KvClient } from "../src/client/kv-client.js";
@@ -13,6 +13,7 @@ import {
 import { makeServiceTestbed } from "../src/service/service-testbed.js";
 import { parseStateNote } from "../src/service/state-notes.js";
 import { CHECKPOINT_FILE } from "../src/storage/checkpoint-file.js";
+import { SEGMENT_DIR } from "../src/storage/partition-segments.js";
 
 describe("replicas over TCP on loopback", () => {
   it("serves a client with n = 4 (k' = 1, k = 0) and keeps serving with one replica stopped", async () => {
@@ -72,11 +73,15 @@ describe("replicas over TCP on loopback", () => {
       const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
       await vi.waitFor(() => expect(existsSync(stored)).toBe(true), { timeout: 5_000 });
       await servers[3]?.close();
-      // Down: its disk altered behind its back, while the others go on.
-      const bytes = readFileSync(stored);
-      for (let at = bytes.length - 16; at < bytes.length; at++)
-        bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
-      writeFileSync(stored, bytes);
+      // Down: its disk altered behind its back (the state its checkpoint names), while the
+      // others go on.
+      const segments = path.join(h4.stateDir, SEGMENT_DIR);
+      for (const name of readdirSync(segments)) {
+        const bytes = readFileSync(path.join(segments, name));
+        for (let at = Math.max(0, bytes.length - 16); at < bytes.length; at++)
+          bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
+        writeFileSync(path.join(segments, name), bytes);
+      }
       for (let i = 24; i < 40; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
       const restarted = server(h4.id, 1, true);
       servers[3] = restarted;

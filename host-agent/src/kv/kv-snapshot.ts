@@ -132,26 +132,50 @@ export function decodeSnapshot(bytes: Uint8Array): KvSnapshot | { error: string 
     return { error: `${buf.length} bytes, too short for a snapshot` };
   if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return { error: "not a snapshot: bad magic" };
   const end = buf.length - DIGEST_BYTES;
-  const partitions = new Array<ReadonlyMap<string, string>>(PARTITION_COUNT);
-  // Every leaf starts as the empty partition's; records overwrite theirs.
-  const leafDigests = Buffer.alloc(PARTITION_COUNT * DIGEST_BYTES, EMPTY_PARTITION_DIGEST);
-  let sizeBytes = 0;
-  let entryCount = 0;
+  const records: SnapshotRecord[] = [];
   let offset = MAGIC.length;
-  let previous = -1;
   while (offset < end) {
     if (offset + RECORD_HEADER_BYTES > end)
       return { error: `record header at byte ${offset} runs into the root digest` };
     const index = buf.readUInt32BE(offset);
     const length = buf.readUInt32BE(offset + 4);
-    if (index >= PARTITION_COUNT)
-      return { error: `record at byte ${offset}: partition ${index} not below ${PARTITION_COUNT}` };
-    if (index <= previous)
-      return { error: `record at byte ${offset}: partition ${index} not after ${previous}` };
     const start = offset + RECORD_HEADER_BYTES;
     if (length > end - start)
       return { error: `partition ${index}: ${length} bytes run into the root digest` };
-    const encoding = buf.subarray(start, start + length);
+    records.push({ index, encoding: buf.subarray(start, start + length), at: `byte ${offset}` });
+    offset = start + length;
+  }
+  return snapshotFromRecords(records, buf.subarray(end));
+}
+
+/** One partition's canonical bytes, and where they were found (for errors). */
+export interface SnapshotRecord {
+  index: number;
+  encoding: Uint8Array;
+  at: string;
+}
+
+/**
+ * A snapshot from its non-empty partitions' bytes, by increasing index, checking each
+ * partition's encoding (decodePartition) and that the root computed from them equals `root`.
+ * Never throws on bad input. The checkpoint files that keep partitions in segments
+ * (`storage/partition-segments.ts`) read through this too.
+ */
+export function snapshotFromRecords(
+  records: readonly SnapshotRecord[],
+  storedRoot: Uint8Array,
+): KvSnapshot | { error: string } {
+  const partitions = new Array<ReadonlyMap<string, string>>(PARTITION_COUNT);
+  // Every leaf starts as the empty partition's; records overwrite theirs.
+  const leafDigests = Buffer.alloc(PARTITION_COUNT * DIGEST_BYTES, EMPTY_PARTITION_DIGEST);
+  let sizeBytes = 0;
+  let entryCount = 0;
+  let previous = -1;
+  for (const { index, encoding, at } of records) {
+    if (!Number.isInteger(index) || index < 0 || index >= PARTITION_COUNT)
+      return { error: `record at ${at}: partition ${index} not below ${PARTITION_COUNT}` };
+    if (index <= previous)
+      return { error: `record at ${at}: partition ${index} not after ${previous}` };
     const entries = decodePartition(encoding, index);
     if ("error" in entries) return { error: `partition ${index}: ${entries.error}` };
     if (entries.length === 0)
@@ -161,14 +185,13 @@ export function decodeSnapshot(bytes: Uint8Array): KvSnapshot | { error: string 
     sha256(encoding).copy(leafDigests, index * DIGEST_BYTES);
     entryCount += entries.length;
     // The encoding is a 4-byte count, then per entry two 4-byte lengths around key and value.
-    sizeBytes += length - 4 - 8 * entries.length;
+    sizeBytes += encoding.length - 4 - 8 * entries.length;
     previous = index;
-    offset = start + length;
   }
   for (let p = 0; p < PARTITION_COUNT; p++) partitions[p] ??= NO_ENTRIES;
   const metaDigests = metaDigestsOf(leafDigests);
   const root = sha256(metaDigests);
-  const stored = buf.subarray(end);
+  const stored = Buffer.from(storedRoot.buffer, storedRoot.byteOffset, storedRoot.byteLength);
   if (!root.equals(stored))
     return {
       error: `root digest mismatch: stored ${stored.toString("hex")}, contents give ${root.toString("hex")}`,

@@ -58,10 +58,14 @@ export class ReplicaServer {
     this.stateDir = host.stateDir;
     this.rejections = new RejectionSummary((line) => this.log(line));
     mkdirSync(this.stateDir, { recursive: true });
-    this.checkpoints = new CheckpointWriter(this.stateDir, (seq, error) =>
-      this.log(`checkpoint ${seq} not written: ${error.message}`),
-    );
     const stored = readCheckpointFile(this.stateDir);
+    // The partitions of the checkpoint just read and checked are not written again.
+    this.checkpoints = new CheckpointWriter(
+      this.stateDir,
+      (seq, error) => this.log(`checkpoint ${seq} not written: ${error.message}`),
+      undefined,
+      "stored" in stored ? stored.stored : undefined,
+    );
     const start: StartingState = {
       recovering: options.recovering,
       ...(options.revokedKeys ? { revokedKeys: options.revokedKeys } : {}),

@@ -8,6 +8,14 @@
  * defensively: a corrupted file is reported and ignored (the replica then
  * recovers everything from its peers), never trusted and never a crash.
  *
+ * A checkpoint file names where its partitions are, in segment files that later checkpoints
+ * share (`partition-segments.ts`): each checkpoint writes only the partitions that changed.
+ *
+ *   SMWCP2\n <u32 header length> <header JSON: seq, digest, clients, root, segments>
+ *            per non-empty partition, by index: <u32 index> <u16 segment> <u48 offset> <u32 length>
+ *
+ * Files of the first format (the whole state inline) are still read:
+ *
  *   SMWCP1\n <u32 header length> <header JSON: seq, digest, clients> <snapshot bytes>
  */
 import {
@@ -16,6 +24,7 @@ import {
   existsSync,
   fsyncSync,
   linkSync,
+  mkdirSync,
   openSync,
   readFileSync,
   readSync,
@@ -26,11 +35,36 @@ import {
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { parseKvResult } from "../kv/kv-operation.js";
-import { decodeSnapshot, encodeSnapshot, type KvSnapshot } from "../kv/kv-snapshot.js";
+import {
+  decodeSnapshot,
+  type KvSnapshot,
+  type SnapshotRecord,
+  snapshotFromRecords,
+} from "../kv/kv-snapshot.js";
+import { PARTITION_COUNT } from "../kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "../replica/client-table.js";
 import type { ClientTableEntry } from "../replica/messages.js";
+import {
+  closeAll,
+  isSegmentName,
+  newSegmentName,
+  type OpenSegments,
+  type PartitionLocation,
+  readPartitionBytes,
+  removeSegmentsExcept,
+  StoredPartitions,
+  segmentDir,
+} from "./partition-segments.js";
 
-const MAGIC = Buffer.from("SMWCP1\n", "latin1");
+const MAGIC_INLINE = Buffer.from("SMWCP1\n", "latin1");
+const MAGIC = Buffer.from("SMWCP2\n", "latin1");
+const ROW_BYTES = 16;
+/**
+ * A checkpoint is written whole, in one new segment, once the older segments it would point into
+ * hold more than this many times its own bytes (plus a mebibyte): partitions kept alive in old
+ * segments among many stale ones would otherwise pin any amount of disk.
+ */
+const COMPACT_AT_RATIO = 2;
 export const CHECKPOINT_FILE = "checkpoint.smw";
 export const PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.smw";
 /**
@@ -48,15 +82,134 @@ export interface StoredCheckpoint {
   clients: ClientTableEntry[];
 }
 
-/** The file's bytes, in the order they are written. */
-function checkpointParts(cp: StoredCheckpoint): Buffer[] {
+/** What writing one checkpoint takes: a new segment (if any partition is new), and the file. */
+interface CheckpointPlan {
+  segment?: { name: string; pieces: Buffer[]; sizeBytes: number };
+  file: Buffer[];
+  /** The partitions of the new segment, by leaf digest (hex), once it is in place. */
+  written: Array<[string, PartitionLocation]>;
+}
+
+/**
+ * Decides which partitions go into a new segment: those `stored` does not hold (by leaf
+ * digest), or all of them when the old segments it would point into are mostly stale.
+ */
+function planCheckpoint(
+  cp: StoredCheckpoint,
+  stored: StoredPartitions | undefined,
+): CheckpointPlan {
+  const present: number[] = [];
+  for (let p = 0; p < PARTITION_COUNT; p++)
+    if (cp.snapshot.partitionMap(p).size > 0) present.push(p);
+  const digestOf = (p: number) => cp.snapshot.leafDigest(p).toString("hex");
+  const reused = new Map<number, PartitionLocation>();
+  if (stored !== undefined) {
+    for (const p of present) {
+      const location = stored.byDigest.get(digestOf(p));
+      if (location !== undefined) reused.set(p, location);
+    }
+    let liveBytes = 0;
+    for (const location of reused.values()) liveBytes += location.length;
+    const pinned = new Set([...reused.values()].map((l) => l.segment));
+    let pinnedBytes = 0;
+    for (const segment of pinned) pinnedBytes += stored.segmentBytes.get(segment) ?? 0;
+    if (pinnedBytes > COMPACT_AT_RATIO * liveBytes + 1024 * 1024) reused.clear();
+  }
+  const name = newSegmentName(cp.seq);
+  const pieces: Buffer[] = [];
+  const written: Array<[string, PartitionLocation]> = [];
+  const locations = new Map<number, PartitionLocation>();
+  let at = 0;
+  for (const p of present) {
+    const old = reused.get(p);
+    if (old !== undefined) {
+      locations.set(p, old);
+      continue;
+    }
+    const encoding = cp.snapshot.encodePartition(p);
+    const location = { segment: name, offset: at, length: encoding.length };
+    pieces.push(encoding);
+    written.push([digestOf(p), location]);
+    locations.set(p, location);
+    at += encoding.length;
+  }
+  const segments = [...new Set([...locations.values()].map((l) => l.segment))].sort();
+  const segmentIndex = new Map(segments.map((name, i) => [name, i]));
+  const rows = Buffer.alloc(present.length * ROW_BYTES);
+  present.forEach((p, i) => {
+    const location = locations.get(p) as PartitionLocation;
+    const row = i * ROW_BYTES;
+    rows.writeUInt32BE(p, row);
+    rows.writeUInt16BE(segmentIndex.get(location.segment) as number, row + 4);
+    rows.writeUIntBE(location.offset, row + 6, 6);
+    rows.writeUInt32BE(location.length, row + 12);
+  });
   const header = Buffer.from(
-    JSON.stringify({ seq: cp.seq, digest: cp.digest, clients: cp.clients }),
+    JSON.stringify({
+      seq: cp.seq,
+      digest: cp.digest,
+      clients: cp.clients,
+      root: cp.snapshot.root().toString("hex"),
+      segments,
+    }),
     "utf8",
   );
   const length = Buffer.alloc(4);
   length.writeUInt32BE(header.length);
-  return [MAGIC, length, header, encodeSnapshot(cp.snapshot)];
+  return {
+    ...(pieces.length > 0 ? { segment: { name, pieces, sizeBytes: at } } : {}),
+    file: [MAGIC, length, header, rows],
+    written,
+  };
+}
+
+/** After a checkpoint is in place: the segments no kept file names go, and `stored` forgets them. */
+function collectSegments(dir: string, stored: StoredPartitions | undefined): void {
+  const keep = new Set<string>();
+  for (const name of [CHECKPOINT_FILE, ...OLDER_CHECKPOINT_FILES]) {
+    const named = segmentsNamedBy(path.join(dir, name));
+    // A kept file whose header cannot be read: keep every segment rather than guess.
+    if (named === undefined) return;
+    for (const segment of named) keep.add(segment);
+  }
+  removeSegmentsExcept(dir, keep);
+  stored?.keepOnly(keep);
+}
+
+/** The segments a checkpoint file names ([] for none, or an inline one); undefined: unreadable. */
+function segmentsNamedBy(file: string): string[] | undefined {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? [] : undefined;
+  }
+  if (bytes.subarray(0, MAGIC_INLINE.length).equals(MAGIC_INLINE)) return [];
+  const header = readHeader(bytes, MAGIC);
+  if ("error" in header) return undefined;
+  const segments = header.value.segments;
+  return Array.isArray(segments) && segments.every((s) => typeof s === "string" && isSegmentName(s))
+    ? (segments as string[])
+    : undefined;
+}
+
+function readHeader(
+  bytes: Buffer,
+  magic: Buffer,
+): { value: Record<string, unknown>; end: number } | { error: string } {
+  if (bytes.length < magic.length + 4 || !bytes.subarray(0, magic.length).equals(magic))
+    return { error: "not a checkpoint file (bad magic)" };
+  const headerLength = bytes.readUInt32BE(magic.length);
+  const start = magic.length + 4;
+  if (headerLength > bytes.length - start) return { error: "header runs past the end of the file" };
+  try {
+    const value = JSON.parse(bytes.subarray(start, start + headerLength).toString("utf8"));
+    if (typeof value !== "object" || value === null || Array.isArray(value))
+      return { error: "header is not a JSON object" };
+    return { value, end: start + headerLength };
+  } catch {
+    return { error: "header is not JSON" };
+  }
 }
 
 /**
@@ -111,12 +264,44 @@ function linkOrCopy(from: string, to: string): void {
   }
 }
 
-export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
-  const file = path.join(dir, CHECKPOINT_FILE);
-  const temporary = `${file}.tmp`;
-  const fd = openSync(temporary, "w", 0o600);
+/**
+ * Writes `cp` as the newest checkpoint: its new partitions into a segment (synced and in place
+ * first), then the file that names them (to a temporary file, synced, renamed into place, the
+ * folder synced), then the segments no kept file names removed. `stored`: the partitions on disk
+ * it may point at instead of writing them again; it learns the new ones. Without it, every
+ * partition is written.
+ */
+export function writeCheckpointFile(
+  dir: string,
+  cp: StoredCheckpoint,
+  stored?: StoredPartitions,
+): void {
+  const plan = planCheckpoint(cp, stored);
+  if (plan.segment !== undefined) {
+    const folder = segmentDir(dir);
+    mkdirSync(folder, { recursive: true });
+    const file = path.join(folder, plan.segment.name);
+    writeSynced(`${file}.tmp`, plan.segment.pieces);
+    renameSync(`${file}.tmp`, file);
+    syncFolder(folder);
+  }
+  writeSynced(path.join(dir, `${CHECKPOINT_FILE}.tmp`), plan.file);
+  for (const step of installSteps(dir, cp.seq)) step();
+  syncFolder(dir);
+  learn(stored, plan);
+  collectSegments(dir, stored);
+}
+
+function learn(stored: StoredPartitions | undefined, plan: CheckpointPlan): void {
+  if (stored === undefined || plan.segment === undefined) return;
+  for (const [digest, location] of plan.written)
+    stored.add(digest, location, plan.segment.sizeBytes);
+}
+
+function writeSynced(file: string, parts: readonly Buffer[]): void {
+  const fd = openSync(file, "w", 0o600);
   try {
-    for (const part of checkpointParts(cp)) {
+    for (const part of parts) {
       let written = 0;
       while (written < part.length) written += writeSync(fd, part, written);
     }
@@ -124,28 +309,45 @@ export function writeCheckpointFile(dir: string, cp: StoredCheckpoint): void {
   } finally {
     closeSync(fd);
   }
-  for (const step of installSteps(dir, cp.seq)) step();
-  const dirFd = openSync(dir, "r");
+}
+
+function syncFolder(folder: string): void {
+  const fd = openSync(folder, "r");
   try {
-    fsyncSync(dirFd);
+    fsyncSync(fd);
   } finally {
-    closeSync(dirFd);
+    closeSync(fd);
   }
 }
 
 /**
- * The same, with the writes and syncs on node's thread pool: the replica's event loop goes on
- * ordering requests meanwhile. The snapshot is encoded first, on the caller's thread, so later
- * changes to the state cannot reach the file.
+ * The same, with the writes and syncs of the segment and the file on node's thread pool: the
+ * replica's event loop goes on ordering requests meanwhile. The new partitions are encoded
+ * first, on the caller's thread, so later changes to the state cannot reach the disk.
  */
 export async function writeCheckpointFileInBackground(
   dir: string,
   cp: StoredCheckpoint,
+  stored?: StoredPartitions,
 ): Promise<void> {
-  const parts = checkpointParts(cp);
-  const file = path.join(dir, CHECKPOINT_FILE);
-  const temporary = `${file}.tmp`;
-  const handle = await open(temporary, "w", 0o600);
+  const plan = planCheckpoint(cp, stored);
+  if (plan.segment !== undefined) {
+    const folder = segmentDir(dir);
+    mkdirSync(folder, { recursive: true });
+    const file = path.join(folder, plan.segment.name);
+    await writeSyncedInBackground(`${file}.tmp`, plan.segment.pieces);
+    renameSync(`${file}.tmp`, file);
+    await syncFolderInBackground(folder);
+  }
+  await writeSyncedInBackground(path.join(dir, `${CHECKPOINT_FILE}.tmp`), plan.file);
+  for (const step of installSteps(dir, cp.seq)) step();
+  await syncFolderInBackground(dir);
+  learn(stored, plan);
+  collectSegments(dir, stored);
+}
+
+async function writeSyncedInBackground(file: string, parts: readonly Buffer[]): Promise<void> {
+  const handle = await open(file, "w", 0o600);
   try {
     for (const part of parts) {
       let written = 0;
@@ -156,12 +358,14 @@ export async function writeCheckpointFileInBackground(
   } finally {
     await handle.close();
   }
-  for (const step of installSteps(dir, cp.seq)) step();
-  const dirHandle = await open(dir, "r");
+}
+
+async function syncFolderInBackground(folder: string): Promise<void> {
+  const handle = await open(folder, "r");
   try {
-    await dirHandle.sync();
+    await handle.sync();
   } finally {
-    await dirHandle.close();
+    await handle.close();
   }
 }
 
@@ -184,7 +388,11 @@ function storedSeq(file: string): number | undefined {
 }
 
 export type StoredCheckpointRead =
-  | { checkpoint: StoredCheckpoint }
+  | {
+      checkpoint: StoredCheckpoint;
+      /** Its partitions on disk, checked: what the next checkpoint may point at again. */
+      stored: StoredPartitions;
+    }
   | { none: true }
   | { error: string };
 
@@ -199,24 +407,17 @@ export function readCheckpointFile(dir: string, name = CHECKPOINT_FILE): StoredC
     return { error: `${file}: ${(error as Error).message}` };
   }
   const bad = (why: string) => ({ error: `${file}: ${why}` });
-  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC))
-    return bad("not a checkpoint file (bad magic)");
-  const headerLength = bytes.readUInt32BE(MAGIC.length);
-  const start = MAGIC.length + 4;
-  if (headerLength > bytes.length - start) return bad("header runs past the end of the file");
-  let header: { seq?: unknown; digest?: unknown; clients?: unknown };
-  try {
-    header = JSON.parse(bytes.subarray(start, start + headerLength).toString("utf8"));
-  } catch {
-    return bad("header is not JSON");
-  }
-  if (!Number.isSafeInteger(header.seq) || (header.seq as number) < 0)
+  const inline = bytes.subarray(0, MAGIC_INLINE.length).equals(MAGIC_INLINE);
+  const header = readHeader(bytes, inline ? MAGIC_INLINE : MAGIC);
+  if ("error" in header) return bad(header.error);
+  const { seq, digest: claimed } = header.value;
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0)
     return bad("header: seq is not a sequence number");
-  if (typeof header.digest !== "string" || !/^[0-9a-f]{64}$/.test(header.digest))
+  if (typeof claimed !== "string" || !/^[0-9a-f]{64}$/.test(claimed))
     return bad("header: digest is not a SHA-256 digest");
-  if (!Array.isArray(header.clients)) return bad("header: clients is not a list");
+  if (!Array.isArray(header.value.clients)) return bad("header: clients is not a list");
   const clients: ClientTableEntry[] = [];
-  for (const c of header.clients as Array<Record<string, unknown>>) {
+  for (const c of header.value.clients as Array<Record<string, unknown>>) {
     const result = parseKvResult(c?.result);
     if (
       typeof c?.client !== "string" ||
@@ -228,9 +429,63 @@ export function readCheckpointFile(dir: string, name = CHECKPOINT_FILE): StoredC
       return bad("header: a client entry is malformed");
     clients.push({ client: c.client, ts: c.ts as number, result, seq: c.seq as number });
   }
-  const snapshot = decodeSnapshot(bytes.subarray(start + headerLength));
+  const read = inline
+    ? { snapshot: decodeSnapshot(bytes.subarray(header.end)), locations: [] }
+    : readSegmented(dir, header.value, bytes.subarray(header.end));
+  if ("error" in read) return bad(read.error);
+  const snapshot = read.snapshot;
   if ("error" in snapshot) return bad(`state: ${snapshot.error}`);
   const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest(clients));
-  if (digest !== header.digest) return bad("the state does not match the digest in the header");
-  return { checkpoint: { seq: header.seq as number, digest, snapshot, clients } };
+  if (digest !== claimed) return bad("the state does not match the digest in the header");
+  const stored = new StoredPartitions();
+  for (const [partition, location, segmentBytes] of read.locations)
+    stored.add(snapshot.leafDigest(partition).toString("hex"), location, segmentBytes);
+  return { checkpoint: { seq: seq as number, digest, snapshot, clients }, stored };
+}
+
+/** The state a segmented checkpoint file points at, and where each partition was found. */
+function readSegmented(
+  dir: string,
+  header: Record<string, unknown>,
+  rows: Buffer,
+):
+  | {
+      snapshot: ReturnType<typeof snapshotFromRecords>;
+      locations: Array<[number, PartitionLocation, number]>;
+    }
+  | { error: string } {
+  const { root, segments } = header;
+  if (typeof root !== "string" || !/^[0-9a-f]{64}$/.test(root))
+    return { error: "header: root is not a SHA-256 digest" };
+  if (
+    !Array.isArray(segments) ||
+    segments.length > PARTITION_COUNT ||
+    !segments.every((name) => typeof name === "string" && isSegmentName(name))
+  )
+    return { error: "header: segments is not a list of segment file names" };
+  if (rows.length % ROW_BYTES !== 0 || rows.length / ROW_BYTES > PARTITION_COUNT)
+    return { error: `${rows.length} bytes of partition rows, not a whole number of rows` };
+  const open: OpenSegments = new Map();
+  try {
+    const records: SnapshotRecord[] = [];
+    const locations: Array<[number, PartitionLocation, number]> = [];
+    for (let at = 0; at < rows.length; at += ROW_BYTES) {
+      const index = rows.readUInt32BE(at);
+      const segment = segments[rows.readUInt16BE(at + 4)] as string | undefined;
+      if (segment === undefined)
+        return { error: `partition row ${at / ROW_BYTES}: no such segment` };
+      const location = {
+        segment,
+        offset: rows.readUIntBE(at + 6, 6),
+        length: rows.readUInt32BE(at + 12),
+      };
+      const bytes = readPartitionBytes(dir, location, open);
+      if ("error" in bytes) return { error: `partition ${index}: ${bytes.error}` };
+      records.push({ index, encoding: bytes, at: `row ${at / ROW_BYTES}` });
+      locations.push([index, location, open.get(segment)?.sizeBytes ?? 0]);
+    }
+    return { snapshot: snapshotFromRecords(records, Buffer.from(root, "hex")), locations };
+  } finally {
+    closeAll(open);
+  }
 }

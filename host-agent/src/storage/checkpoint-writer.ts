@@ -2,9 +2,11 @@
  * Writes a replica's checkpoints to stable storage in the background, one at a time, in the
  * order taken: a checkpoint taken while one is being written waits, and replaces any other that
  * was waiting (only the newest matters on disk; a cold start's step back is newest too). The
- * ordering path never waits for a disk.
+ * ordering path never waits for a disk. Each writes only the partitions that changed since what
+ * is on disk (`stored`: the partitions of the checkpoint read at start, then of those written).
  */
 import { type StoredCheckpoint, writeCheckpointFileInBackground } from "./checkpoint-file.js";
+import { StoredPartitions } from "./partition-segments.js";
 
 export class CheckpointWriter {
   private writing: Promise<void> | undefined;
@@ -14,6 +16,7 @@ export class CheckpointWriter {
     private readonly dir: string,
     private readonly onError: (seq: number, error: Error) => void,
     private readonly write = writeCheckpointFileInBackground,
+    private readonly stored = new StoredPartitions(),
   ) {}
 
   /** Queues `cp` to be written; returns at once. */
@@ -32,7 +35,7 @@ export class CheckpointWriter {
       const cp = this.waiting;
       this.waiting = undefined;
       try {
-        await this.write(this.dir, cp);
+        await this.write(this.dir, cp, this.stored);
       } catch (error) {
         this.onError(cp.seq, error as Error);
       }

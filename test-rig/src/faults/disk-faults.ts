@@ -1,6 +1,7 @@
 /** Faults written to files: what an intruder or a failing disk does to a host's disk, its stored state, or the golden media. */
 import { closeSync, openSync, readdirSync, readSync, statSync, writeSync } from "node:fs";
 import path from "node:path";
+import { SEGMENT_DIR } from "@smw/host-agent";
 import { encodeSmImage } from "../rig/sm-image.js";
 
 /** Flips `count` bytes of `file` starting at `offsetBytes` (every bit inverted). */
@@ -39,20 +40,27 @@ function sizeOf(fd: number): number {
   }
 }
 
-/** Corrupts every checkpoint file in a host's state folder; returns the files hit. */
+/**
+ * Corrupts every checkpoint file in a host's state folder, and every segment their partitions
+ * are kept in (`partitions/`); returns the files hit.
+ */
 export function corruptStoredState(stateDir: string): string[] {
   const hit: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(stateDir);
-  } catch {
-    return hit;
-  }
-  for (const name of names) {
-    if (!/checkpoint/i.test(name) || name.endsWith(".tmp")) continue;
-    const file = path.join(stateDir, name);
-    corruptBytes(file, Math.floor(statSync(file).size / 2), 32);
-    hit.push(file);
-  }
+  const corruptEach = (folder: string, wanted: (name: string) => boolean) => {
+    let names: string[];
+    try {
+      names = readdirSync(folder);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!wanted(name) || name.endsWith(".tmp")) continue;
+      const file = path.join(folder, name);
+      corruptBytes(file, Math.floor(statSync(file).size / 2), 32);
+      hit.push(file);
+    }
+  };
+  corruptEach(stateDir, (name) => /checkpoint/i.test(name));
+  corruptEach(path.join(stateDir, SEGMENT_DIR), (name) => name.endsWith(".seg"));
   return hit;
 }
