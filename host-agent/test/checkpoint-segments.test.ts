@@ -3,14 +3,20 @@
  * points at older segments for the rest; segments no kept checkpoint names are removed; whatever
  * a compromised host does to a segment makes the checkpoint unusable, never a different state.
  */
+import { execFileSync } from "node:child_process";
 import {
   closeSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -173,11 +179,11 @@ describe("checkpoints written incrementally", () => {
     const huge = Buffer.from(cpBytes);
     huge.writeUInt32BE(0xffffffff, huge.length - 4);
     writeFileSync(cp, huge);
-    expectError(/asked, the file has/);
+    expectError(/asked, the file has|its rows claim/);
     const far = Buffer.from(cpBytes);
     far.writeUIntBE(2 ** 40, far.length - 10, 6);
     writeFileSync(cp, far);
-    expectError(/asked, the file has/);
+    expectError(/asked, the file has|its rows claim/);
     // A row cut short, and a segment name that is no segment's.
     writeFileSync(cp, cpBytes.subarray(0, cpBytes.length - 3));
     expectError(/not a whole number of rows/);
@@ -240,5 +246,76 @@ describe("checkpoints written incrementally", () => {
     writeCheckpointFile(dir, checkpointOf(store, 128), read.stored);
     expect(seqOf(dir)).toBe(128);
     expect(seqOf(dir, OLDER_CHECKPOINT_FILES[0])).toBe(64);
+  });
+
+  it("refuse, without blocking or allocating without end, what a compromised host can put in a segment's place", () => {
+    const dir = newDir();
+    const store = storeWith(300);
+    writeCheckpointFile(dir, checkpointOf(store, 16));
+    const [segment] = segments(dir);
+    const file = path.join(dir, SEGMENT_DIR, segment as string);
+    const bytes = readFileSync(file);
+    const expectError = (pattern: RegExp) => {
+      const read = readCheckpointFile(dir);
+      expect("error" in read, JSON.stringify(read).slice(0, 200)).toBe(true);
+      expect((read as { error: string }).error).toMatch(pattern);
+    };
+    // A folder, a FIFO (opening one to read would wait for a writer), a second name.
+    rmSync(file);
+    mkdirSync(file);
+    expectError(/not a regular file of its own/);
+    rmSync(file, { recursive: true });
+    execFileSync("mkfifo", [file]);
+    expectError(/not a regular file of its own/);
+    rmSync(file);
+    writeFileSync(file, bytes);
+    linkSync(file, path.join(dir, "elsewhere"));
+    expectError(/not a regular file of its own/);
+    rmSync(path.join(dir, "elsewhere"));
+    expect(seqOf(dir)).toBe(16);
+    // Every row pointing at the whole segment: more bytes claimed than the segment holds.
+    const cp = path.join(dir, CHECKPOINT_FILE);
+    const cpBytes = readFileSync(cp);
+    const greedy = Buffer.from(cpBytes);
+    const rowsStart = 7 + 4 + greedy.readUInt32BE(7);
+    for (let at = rowsStart; at < greedy.length; at += 16) {
+      greedy.writeUIntBE(0, at + 6, 6);
+      greedy.writeUInt32BE(bytes.length, at + 12);
+    }
+    writeFileSync(cp, greedy);
+    expectError(/its rows claim \d+ bytes, the file has/);
+  });
+
+  it("write through no link a compromised host left: not the segments' folder, not a temporary file's name", () => {
+    const dir = newDir();
+    const store = storeWith(200);
+    writeCheckpointFile(dir, checkpointOf(store, 16));
+    const [segment] = segments(dir);
+    const segmentFile = path.join(dir, SEGMENT_DIR, segment as string);
+    const before = readFileSync(segmentFile);
+    // The next checkpoint file's temporary name, linked to the segment the current one uses.
+    linkSync(segmentFile, path.join(dir, `${CHECKPOINT_FILE}.tmp`));
+    // And elsewhere, a folder the segments' folder will be made to point at, with a file of its own.
+    const outside = newDir();
+    writeFileSync(path.join(outside, "precious"), "keep me");
+    writeFileSync(path.join(outside, "1-0000abcd.seg"), "looks like a segment");
+    store.apply({ op: "put", key: "key-1", value: "next" });
+    writeCheckpointFile(dir, checkpointOf(store, 32), new StoredPartitions());
+    expect(readFileSync(segmentFile)).toEqual(before);
+    expect(seqOf(dir, OLDER_CHECKPOINT_FILES[0])).toBe(16);
+    // Now the segments' folder is replaced by a link to `outside`.
+    const realSegments = path.join(dir, "segments-moved");
+    renameSync(path.join(dir, SEGMENT_DIR), realSegments);
+    symlinkSync(outside, path.join(dir, SEGMENT_DIR));
+    store.apply({ op: "put", key: "key-2", value: "after" });
+    writeCheckpointFile(dir, checkpointOf(store, 48), new StoredPartitions());
+    expect(readFileSync(path.join(outside, "precious"), "utf8")).toBe("keep me");
+    expect(readFileSync(path.join(outside, "1-0000abcd.seg"), "utf8")).toBe("looks like a segment");
+    expect(lstatSync(path.join(dir, SEGMENT_DIR)).isDirectory()).toBe(true);
+    // The new checkpoint was written whole into the real folder, and reads back.
+    const read = readCheckpointFile(dir);
+    expect("checkpoint" in read && read.checkpoint.snapshot.root()).toEqual(
+      store.snapshot().root(),
+    );
   });
 });

@@ -337,10 +337,11 @@ export function checkPrepared(r: ReplicaState, seq: number): void {
   // q - 1 PREPAREs from backups plus the primary's PRE_PREPARE.
   if (matching(slot.prepares, slot.digest) < r.config.quorums.quorum - 1) return;
   slot.prepared = true;
-  if (slot.awaiting !== undefined && slot.requests !== undefined) {
+  delete slot.awaiting;
+  if (slot.requests !== undefined) {
     // Prepared on q - 1 PREPAREs, more than k': one from a correct replica whose clients sent it
-    // the requests, as good a reason as its own. Its VIEW_CHANGE carries the batch.
-    delete slot.awaiting;
+    // the requests, as good a reason as its own, whether or not this one voted (it may have been
+    // waiting, or not allowed to). Its VIEW_CHANGE carries the batch.
     notePrePrepared(r, seq, slot.digest, slot.requests);
   }
   r.preparedInfo.set(seq, { seq, view: slot.view, digest: slot.digest });

@@ -24,6 +24,7 @@ import {
   existsSync,
   fsyncSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -45,10 +46,9 @@ import { PARTITION_COUNT } from "../kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "../replica/client-table.js";
 import type { ClientTableEntry } from "../replica/messages.js";
 import {
-  closeAll,
   isSegmentName,
   newSegmentName,
-  type OpenSegments,
+  openSegment,
   type PartitionLocation,
   readPartitionBytes,
   removeSegmentsExcept,
@@ -65,6 +65,8 @@ const ROW_BYTES = 16;
  * segments among many stale ones would otherwise pin any amount of disk.
  */
 const COMPACT_AT_RATIO = 2;
+/** And once it would point into more segments than this: a reader opens each of them. */
+const MAX_SEGMENTS = 64;
 export const CHECKPOINT_FILE = "checkpoint.smw";
 export const PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.smw";
 /**
@@ -113,7 +115,8 @@ function planCheckpoint(
     const pinned = new Set([...reused.values()].map((l) => l.segment));
     let pinnedBytes = 0;
     for (const segment of pinned) pinnedBytes += stored.segmentBytes.get(segment) ?? 0;
-    if (pinnedBytes > COMPACT_AT_RATIO * liveBytes + 1024 * 1024) reused.clear();
+    if (pinnedBytes > COMPACT_AT_RATIO * liveBytes + 1024 * 1024 || pinned.size > MAX_SEGMENTS)
+      reused.clear();
   }
   const name = newSegmentName(cp.seq);
   const pieces: Buffer[] = [];
@@ -165,6 +168,11 @@ function planCheckpoint(
 
 /** After a checkpoint is in place: the segments no kept file names go, and `stored` forgets them. */
 function collectSegments(dir: string, stored: StoredPartitions | undefined): void {
+  try {
+    if (!lstatSync(segmentDir(dir)).isDirectory()) return;
+  } catch {
+    return;
+  }
   const keep = new Set<string>();
   for (const name of [CHECKPOINT_FILE, ...OLDER_CHECKPOINT_FILES]) {
     const named = segmentsNamedBy(path.join(dir, name));
@@ -276,10 +284,11 @@ export function writeCheckpointFile(
   cp: StoredCheckpoint,
   stored?: StoredPartitions,
 ): void {
+  // What an earlier write that failed (a full disk) left is removed first.
+  collectSegments(dir, stored);
   const plan = planCheckpoint(cp, stored);
   if (plan.segment !== undefined) {
-    const folder = segmentDir(dir);
-    mkdirSync(folder, { recursive: true });
+    const folder = segmentFolder(dir, syncFolder);
     const file = path.join(folder, plan.segment.name);
     writeSynced(`${file}.tmp`, plan.segment.pieces);
     renameSync(`${file}.tmp`, file);
@@ -292,14 +301,43 @@ export function writeCheckpointFile(
   collectSegments(dir, stored);
 }
 
+/**
+ * The segments' folder, made if missing (and the state folder synced, so that no checkpoint file
+ * is ever durable without it). Anything else in its place (a link a compromised host left, to
+ * send writes and removals elsewhere) is removed first.
+ */
+function segmentFolder(dir: string, sync: (folder: string) => void): string {
+  const folder = segmentDir(dir);
+  let made = false;
+  try {
+    if (!lstatSync(folder).isDirectory()) {
+      rmSync(folder, { force: true });
+      made = true;
+    }
+  } catch {
+    made = true;
+  }
+  if (made) {
+    mkdirSync(folder);
+    sync(dir);
+  }
+  return folder;
+}
+
 function learn(stored: StoredPartitions | undefined, plan: CheckpointPlan): void {
   if (stored === undefined || plan.segment === undefined) return;
   for (const [digest, location] of plan.written)
     stored.add(digest, location, plan.segment.sizeBytes);
 }
 
+/**
+ * Writes a new file, synced. Whatever was at its name is removed first and the file is created
+ * afresh ("wx"): writing through a name a compromised host left as a link to another file (a
+ * segment) would change that file.
+ */
 function writeSynced(file: string, parts: readonly Buffer[]): void {
-  const fd = openSync(file, "w", 0o600);
+  rmSync(file, { force: true });
+  const fd = openSync(file, "wx", 0o600);
   try {
     for (const part of parts) {
       let written = 0;
@@ -330,10 +368,10 @@ export async function writeCheckpointFileInBackground(
   cp: StoredCheckpoint,
   stored?: StoredPartitions,
 ): Promise<void> {
+  collectSegments(dir, stored);
   const plan = planCheckpoint(cp, stored);
   if (plan.segment !== undefined) {
-    const folder = segmentDir(dir);
-    mkdirSync(folder, { recursive: true });
+    const folder = segmentFolder(dir, syncFolder);
     const file = path.join(folder, plan.segment.name);
     await writeSyncedInBackground(`${file}.tmp`, plan.segment.pieces);
     renameSync(`${file}.tmp`, file);
@@ -347,7 +385,8 @@ export async function writeCheckpointFileInBackground(
 }
 
 async function writeSyncedInBackground(file: string, parts: readonly Buffer[]): Promise<void> {
-  const handle = await open(file, "w", 0o600);
+  rmSync(file, { force: true });
+  const handle = await open(file, "wx", 0o600);
   try {
     for (const part of parts) {
       let written = 0;
@@ -465,27 +504,62 @@ function readSegmented(
     return { error: "header: segments is not a list of segment file names" };
   if (rows.length % ROW_BYTES !== 0 || rows.length / ROW_BYTES > PARTITION_COUNT)
     return { error: `${rows.length} bytes of partition rows, not a whole number of rows` };
-  const open: OpenSegments = new Map();
-  try {
-    const records: SnapshotRecord[] = [];
-    const locations: Array<[number, PartitionLocation, number]> = [];
-    for (let at = 0; at < rows.length; at += ROW_BYTES) {
-      const index = rows.readUInt32BE(at);
-      const segment = segments[rows.readUInt16BE(at + 4)] as string | undefined;
-      if (segment === undefined)
-        return { error: `partition row ${at / ROW_BYTES}: no such segment` };
-      const location = {
-        segment,
-        offset: rows.readUIntBE(at + 6, 6),
-        length: rows.readUInt32BE(at + 12),
-      };
-      const bytes = readPartitionBytes(dir, location, open);
-      if ("error" in bytes) return { error: `partition ${index}: ${bytes.error}` };
-      records.push({ index, encoding: bytes, at: `row ${at / ROW_BYTES}` });
-      locations.push([index, location, open.get(segment)?.sizeBytes ?? 0]);
-    }
-    return { snapshot: snapshotFromRecords(records, Buffer.from(root, "hex")), locations };
-  } finally {
-    closeAll(open);
+  const count = rows.length / ROW_BYTES;
+  const located: Array<{ index: number; location: PartitionLocation }> = [];
+  for (let i = 0; i < count; i++) {
+    const at = i * ROW_BYTES;
+    const segment = segments[rows.readUInt16BE(at + 4)] as string | undefined;
+    if (segment === undefined) return { error: `partition row ${i}: no such segment` };
+    located.push({
+      index: rows.readUInt32BE(at),
+      location: { segment, offset: rows.readUIntBE(at + 6, 6), length: rows.readUInt32BE(at + 12) },
+    });
   }
+  // One segment open at a time, its rows read in turn; a segment must hold at least the bytes its
+  // rows claim (rows repeated to make the reader allocate without end are refused).
+  const bySegment = new Map<string, number[]>();
+  located.forEach((row, i) => {
+    const list = bySegment.get(row.location.segment) ?? [];
+    list.push(i);
+    bySegment.set(row.location.segment, list);
+  });
+  const bytes = new Array<Buffer>(count);
+  const segmentBytes = new Map<string, number>();
+  for (const [segment, list] of bySegment) {
+    const opened = openSegment(dir, segment);
+    if ("error" in opened) return opened;
+    try {
+      let claimed = 0;
+      for (const i of list)
+        claimed += (located[i] as { location: PartitionLocation }).location.length;
+      if (claimed > opened.sizeBytes)
+        return {
+          error: `${opened.file}: its rows claim ${claimed} bytes, the file has ${opened.sizeBytes}`,
+        };
+      segmentBytes.set(segment, opened.sizeBytes);
+      for (const i of list) {
+        const read = readPartitionBytes(
+          opened,
+          (located[i] as { location: PartitionLocation }).location,
+        );
+        if ("error" in read) return { error: `partition ${located[i]?.index}: ${read.error}` };
+        bytes[i] = read;
+      }
+    } finally {
+      closeSync(opened.fd);
+    }
+  }
+  const records: SnapshotRecord[] = located.map((row, i) => ({
+    index: row.index,
+    encoding: bytes[i] as Buffer,
+    at: `row ${i}`,
+  }));
+  return {
+    snapshot: snapshotFromRecords(records, Buffer.from(root, "hex")),
+    locations: located.map((row) => [
+      row.index,
+      row.location,
+      segmentBytes.get(row.location.segment) ?? 0,
+    ]),
+  };
 }

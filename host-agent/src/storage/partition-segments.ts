@@ -13,7 +13,7 @@
  * checkpoint unusable, never a different state.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, fstatSync, openSync, readdirSync, readSync, rmSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, rmSync } from "node:fs";
 import path from "node:path";
 
 export const SEGMENT_DIR = "partitions";
@@ -63,50 +63,58 @@ export function isSegmentName(name: string): boolean {
   return SEGMENT_NAME.test(name);
 }
 
-/** Segment files open for reading, with their sizes. */
-export type OpenSegments = Map<string, { fd: number; sizeBytes: number }>;
+/** A segment open for reading. */
+export interface OpenSegment {
+  file: string;
+  fd: number;
+  sizeBytes: number;
+}
 
 /**
- * Reads one partition's bytes, or says why it cannot. Its place comes from a file on a disk a
- * compromised host may have written: it is checked against the segment's size before anything
- * is allocated for it.
+ * Opens a segment to read, or says why it cannot: it must be a regular file of its own (no link
+ * followed, no second name: a file a compromised host linked there could be changed through its
+ * other name), and opening it must not block (a FIFO).
  */
-export function readPartitionBytes(
-  dir: string,
-  location: PartitionLocation,
-  open: OpenSegments,
-): Buffer | { error: string } {
-  if (!isSegmentName(location.segment))
-    return { error: `names a segment "${location.segment}" that is no segment file name` };
-  const file = path.join(segmentDir(dir), location.segment);
-  let segment = open.get(location.segment);
-  if (segment === undefined) {
-    let fd: number;
-    try {
-      fd = openSync(file, "r");
-    } catch (error) {
-      return { error: `${file}: ${(error as NodeJS.ErrnoException).code ?? "cannot open"}` };
-    }
-    segment = { fd, sizeBytes: fstatSync(fd).size };
-    open.set(location.segment, segment);
+export function openSegment(dir: string, name: string): OpenSegment | { error: string } {
+  const file = path.join(segmentDir(dir), name);
+  if (!isSegmentName(name))
+    return { error: `names a segment "${name}" that is no segment file name` };
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    return { error: `${file}: ${(error as NodeJS.ErrnoException).code ?? "cannot open"}` };
   }
+  const stat = fstatSync(fd);
+  if (!stat.isFile() || stat.nlink !== 1) {
+    closeSync(fd);
+    return { error: `${file}: not a regular file of its own` };
+  }
+  return { file, fd, sizeBytes: stat.size };
+}
+
+/** Reads one partition's bytes from an open segment, checked against its size first. */
+export function readPartitionBytes(
+  segment: OpenSegment,
+  location: PartitionLocation,
+): Buffer | { error: string } {
   if (location.offset + location.length > segment.sizeBytes)
     return {
-      error: `${file}: bytes ${location.offset} to ${location.offset + location.length} asked, the file has ${segment.sizeBytes}`,
+      error: `${segment.file}: bytes ${location.offset} to ${location.offset + location.length} asked, the file has ${segment.sizeBytes}`,
     };
   const bytes = Buffer.allocUnsafe(location.length);
   let got = 0;
-  while (got < location.length) {
-    const n = readSync(segment.fd, bytes, got, location.length - got, location.offset + got);
-    if (n === 0) return { error: `${file}: ends before byte ${location.offset + location.length}` };
-    got += n;
+  try {
+    while (got < location.length) {
+      const n = readSync(segment.fd, bytes, got, location.length - got, location.offset + got);
+      if (n === 0)
+        return { error: `${segment.file}: ends before byte ${location.offset + location.length}` };
+      got += n;
+    }
+  } catch (error) {
+    return { error: `${segment.file}: ${(error as NodeJS.ErrnoException).code ?? "read error"}` };
   }
   return bytes;
-}
-
-export function closeAll(open: OpenSegments): void {
-  for (const { fd } of open.values()) closeSync(fd);
-  open.clear();
 }
 
 /**
@@ -120,6 +128,14 @@ export function removeSegmentsExcept(dir: string, keep: ReadonlySet<string>): vo
   } catch {
     return;
   }
-  for (const name of names)
-    if (!keep.has(name)) rmSync(path.join(segmentDir(dir), name), { force: true });
+  for (const name of names) {
+    // Only what this module names: anything else there is not its to remove.
+    const segment = name.endsWith(".tmp") ? name.slice(0, -4) : name;
+    if (!isSegmentName(segment) || keep.has(name)) continue;
+    try {
+      rmSync(path.join(segmentDir(dir), name), { force: true });
+    } catch {
+      // Not removable (a folder in its place): left, and named by no checkpoint.
+    }
+  }
 }
