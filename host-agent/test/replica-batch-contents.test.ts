@@ -92,4 +92,47 @@ describe("a request no client sent", () => {
     // primary's PRE_PREPARE alone is k' words, not k' + 1.
     expect(core.executedUpTo).toBe(0);
   });
+
+  it("gets no PREPARE on the words of replicas compromised one after the other: a revoked host's stored word no longer vouches", () => {
+    // The mobile adversary at a reset, k' = 1. First r1, the Byzantine primary, proposes a
+    // request c1 never sent, and is taken down (its key revoked); then the adversary holds r3,
+    // which PREPAREs it.
+    const revokedPrimary = fourReplicas("r2");
+    const fabricated = revokedPrimary.request(1, { op: "put", key: "x", value: "fabricated" });
+    const digest = batchDigest([fabricated]);
+    const prePrepare = (h: ReturnType<typeof fourReplicas>) =>
+      h.from("r1", {
+        type: "PRE_PREPARE",
+        view: 0,
+        seq: 1,
+        digest,
+        requests: [fabricated],
+      } as ReplicaBody);
+    revokedPrimary.core.onMessage(prePrepare(revokedPrimary), 1);
+    revokedPrimary.core.revokeKeys(["r1"], 1, 2);
+    const afterPrimary = revokedPrimary.core.onMessage(
+      revokedPrimary.from("r3", { type: "PREPARE", view: 0, seq: 1, digest }),
+      3,
+    );
+    expect(broadcasts(afterPrimary, "PREPARE")).toHaveLength(0);
+    // Or first r3 PREPAREs it and is taken down, then the adversary holds r1, the primary.
+    const revokedBackup = fourReplicas("r2");
+    revokedBackup.core.onMessage(
+      revokedBackup.from("r3", { type: "PREPARE", view: 0, seq: 1, digest }),
+      1,
+    );
+    revokedBackup.core.revokeKeys(["r3"], 1, 2);
+    const afterBackup = revokedBackup.core.onMessage(prePrepare(revokedBackup), 3);
+    expect(broadcasts(afterBackup, "PREPARE")).toHaveLength(0);
+    expect(revokedBackup.core.counters.get("votes.attested") ?? 0).toBe(0);
+    // Without a revocation the same two words attest it (k' + 1 = 2): both cases above are the
+    // revocation's doing.
+    const control = fourReplicas("r2");
+    control.core.onMessage(prePrepare(control), 1);
+    const attested = control.core.onMessage(
+      control.from("r3", { type: "PREPARE", view: 0, seq: 1, digest }),
+      3,
+    );
+    expect(broadcasts(attested, "PREPARE")).toHaveLength(1);
+  });
 });

@@ -149,8 +149,28 @@ export function revokeKeys(r: ReplicaState, hosts: readonly string[], before: nu
     if (host !== r.config.self && r.config.ids.includes(host)) {
       r.ring.revoke(host, before);
       r.viewChanges.delete(host);
+      forgetUnsettledWordsOf(r, host);
       r.count("keys.revoked");
     }
+}
+
+/**
+ * A revoked host's words for slots not yet prepared here no longer vouch for their requests: its
+ * PRE_PREPARE as primary counts for neither attestation nor a prepared certificate, and its
+ * PREPARE not for attestation (`attested`). Otherwise its words from before its reset, added to
+ * those of a replica the adversary compromises after it, would be k' + 1 Byzantine voices at
+ * once for a request no client sent (SAFETY.md, "Key epochs"). What already made a slot prepared
+ * stays: that certificate was whole when it formed.
+ */
+function forgetUnsettledWordsOf(r: ReplicaState, host: string): void {
+  for (const slot of r.slots.values()) {
+    if (slot.prepared) continue;
+    if (r.primaryOf(slot.view) === host) slot.primaryRevoked = true;
+    if (slot.prepares.has(host)) {
+      slot.revokedVoters ??= new Set();
+      slot.revokedVoters.add(host);
+    }
+  }
 }
 
 /** A peer asks for this replica's current key (it saw an epoch it did not know). */

@@ -311,7 +311,10 @@ export function onCommit(
 function attested(r: ReplicaState, slot: Slot): boolean {
   if (r.mode !== "normal" || slot.view !== r.view || slot.sentPrepare !== undefined) return false;
   if (slot.prePrepare === undefined || slot.digest === undefined) return false;
-  return 1 + matching(slot.prepares, slot.digest) >= r.config.quorums.kPrime + 1;
+  let words = 1;
+  for (const [from, digest] of slot.prepares)
+    if (digest === slot.digest && !slot.revokedVoters?.has(from)) words++;
+  return words >= r.config.quorums.kPrime + 1;
 }
 
 export function matching(votes: Map<string, string>, digest: string): number {
@@ -323,6 +326,8 @@ export function matching(votes: Map<string, string>, digest: string): number {
 export function checkPrepared(r: ReplicaState, seq: number): void {
   const slot = r.slots.get(seq);
   if (slot === undefined || slot.prepared || slot.digest === undefined) return;
+  // The primary's PRE_PREPARE is one of the certificate's words: not once its key was revoked.
+  if (slot.primaryRevoked) return;
   if (slot.awaiting !== undefined && attested(r, slot)) {
     // k' + 1 others vouch for the batch (the primary by its PRE_PREPARE, backups by their
     // PREPAREs): one of them is correct and had its requests from their clients, or had k' + 1

@@ -139,6 +139,14 @@ export interface Slot {
    * started: it votes for the batch only once they have (`normal-case.ts`, `onRequest`).
    */
   awaiting?: Set<string>;
+  /**
+   * The primary that sent the PRE_PREPARE had its key revoked since (`keys.ts`, `revokeKeys`)
+   * before the slot prepared here: its word counts no more, so the slot neither prepares nor is
+   * attested in its view.
+   */
+  primaryRevoked?: true;
+  /** Backups whose keys were revoked since their PREPARE came: no word for attestation. */
+  revokedVoters?: Set<string>;
 }
 
 export interface OwnCheckpoint {
