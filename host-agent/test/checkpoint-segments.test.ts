@@ -58,6 +58,24 @@ const seqOf = (dir: string, name = CHECKPOINT_FILE) => {
   const read = readCheckpointFile(dir, name);
   return "checkpoint" in read ? read.checkpoint.seq : "none" in read ? null : read.error;
 };
+/** The checkpoint read back holds exactly `store`'s state. */
+const expectReadsBack = (dir: string, store: KvStore) => {
+  const read = readCheckpointFile(dir);
+  expect("checkpoint" in read && read.checkpoint.snapshot.root()).toEqual(store.snapshot().root());
+};
+/** The checkpoint is refused, for the reason `pattern` names, without a throw. */
+const expectRefused = (dir: string, pattern: RegExp) => {
+  const read = readCheckpointFile(dir);
+  expect("error" in read, JSON.stringify(read).slice(0, 200)).toBe(true);
+  expect((read as { error: string }).error).toMatch(pattern);
+};
+/** A checkpoint of 300 keys written whole: its one segment's path and bytes. */
+const oneSegment = (dir: string) => {
+  writeCheckpointFile(dir, checkpointOf(storeWith(300), 16));
+  const [segment] = segments(dir);
+  const file = path.join(dir, SEGMENT_DIR, segment as string);
+  return { file, bytes: readFileSync(file) };
+};
 /** A store of `keys` keys with values of `valueBytes` bytes: partitions all over. */
 const storeWith = (keys: number, valueBytes = 16) => {
   const store = new KvStore();
@@ -149,44 +167,32 @@ describe("checkpoints written incrementally", () => {
     // The replica recovered its state from its peers; its next checkpoint points at nothing old.
     store.apply({ op: "put", key: "key-1", value: "after" });
     writeCheckpointFile(dir, checkpointOf(store, 32), new StoredPartitions());
-    const after = readCheckpointFile(dir);
-    expect("checkpoint" in after && after.checkpoint.snapshot.root()).toEqual(
-      store.snapshot().root(),
-    );
+    expectReadsBack(dir, store);
   });
 
   it("never crash on, and never trust, a segment that is missing, short or changed, or a file that points past one", () => {
     const dir = newDir();
-    const store = storeWith(300);
-    writeCheckpointFile(dir, checkpointOf(store, 16));
-    const [segment] = segments(dir);
-    const file = path.join(dir, SEGMENT_DIR, segment as string);
-    const bytes = readFileSync(file);
+    const { file, bytes } = oneSegment(dir);
     const cp = path.join(dir, CHECKPOINT_FILE);
     const cpBytes = readFileSync(cp);
-    const expectError = (pattern: RegExp) => {
-      const read = readCheckpointFile(dir);
-      expect("error" in read, JSON.stringify(read).slice(0, 200)).toBe(true);
-      expect((read as { error: string }).error).toMatch(pattern);
-    };
     writeFileSync(file, bytes.subarray(0, bytes.length - 10));
-    expectError(/the file has|ends before/);
+    expectRefused(dir, /the file has|ends before/);
     rmSync(file);
-    expectError(/ENOENT/);
+    expectRefused(dir, /ENOENT/);
     writeFileSync(file, bytes);
     expect(seqOf(dir)).toBe(16);
     // Rows point past the segment: the last row's length made huge, and an offset past the end.
     const huge = Buffer.from(cpBytes);
     huge.writeUInt32BE(0xffffffff, huge.length - 4);
     writeFileSync(cp, huge);
-    expectError(/asked, the file has|its rows claim/);
+    expectRefused(dir, /asked, the file has|its rows claim/);
     const far = Buffer.from(cpBytes);
     far.writeUIntBE(2 ** 40, far.length - 10, 6);
     writeFileSync(cp, far);
-    expectError(/asked, the file has|its rows claim/);
+    expectRefused(dir, /asked, the file has|its rows claim/);
     // A row cut short, and a segment name that is no segment's.
     writeFileSync(cp, cpBytes.subarray(0, cpBytes.length - 3));
-    expectError(/not a whole number of rows/);
+    expectRefused(dir, /not a whole number of rows/);
     writeFileSync(
       cp,
       Buffer.from(
@@ -194,7 +200,7 @@ describe("checkpoints written incrementally", () => {
         "latin1",
       ),
     );
-    expectError(/header|segment/);
+    expectRefused(dir, /header|segment/);
   });
 
   it("write the whole state again once old segments are mostly stale, so the disk used stays bounded", () => {
@@ -222,10 +228,7 @@ describe("checkpoints written incrementally", () => {
     // Three kept checkpoints, each pointing into at most twice its bytes plus 1 MiB.
     expect(most).toBeLessThan(3 * (2 * live + 1024 * 1024) + live);
     expect(seqOf(dir)).toBe(40);
-    const read = readCheckpointFile(dir);
-    expect("checkpoint" in read && read.checkpoint.snapshot.root()).toEqual(
-      store.snapshot().root(),
-    );
+    expectReadsBack(dir, store);
   });
 
   it("still read a checkpoint file of the first format, the whole state inline, and write the next one in segments", () => {
@@ -250,27 +253,18 @@ describe("checkpoints written incrementally", () => {
 
   it("refuse, without blocking or allocating without end, what a compromised host can put in a segment's place", () => {
     const dir = newDir();
-    const store = storeWith(300);
-    writeCheckpointFile(dir, checkpointOf(store, 16));
-    const [segment] = segments(dir);
-    const file = path.join(dir, SEGMENT_DIR, segment as string);
-    const bytes = readFileSync(file);
-    const expectError = (pattern: RegExp) => {
-      const read = readCheckpointFile(dir);
-      expect("error" in read, JSON.stringify(read).slice(0, 200)).toBe(true);
-      expect((read as { error: string }).error).toMatch(pattern);
-    };
+    const { file, bytes } = oneSegment(dir);
     // A folder, a FIFO (opening one to read would wait for a writer), a second name.
     rmSync(file);
     mkdirSync(file);
-    expectError(/not a regular file of its own/);
+    expectRefused(dir, /not a regular file of its own/);
     rmSync(file, { recursive: true });
     execFileSync("mkfifo", [file]);
-    expectError(/not a regular file of its own/);
+    expectRefused(dir, /not a regular file of its own/);
     rmSync(file);
     writeFileSync(file, bytes);
     linkSync(file, path.join(dir, "elsewhere"));
-    expectError(/not a regular file of its own/);
+    expectRefused(dir, /not a regular file of its own/);
     rmSync(path.join(dir, "elsewhere"));
     expect(seqOf(dir)).toBe(16);
     // Every row pointing at the whole segment: more bytes claimed than the segment holds.
@@ -283,7 +277,7 @@ describe("checkpoints written incrementally", () => {
       greedy.writeUInt32BE(bytes.length, at + 12);
     }
     writeFileSync(cp, greedy);
-    expectError(/its rows claim \d+ bytes, the file has/);
+    expectRefused(dir, /its rows claim \d+ bytes, the file has/);
   });
 
   it("write through no link a compromised host left: not the segments' folder, not a temporary file's name", () => {
@@ -313,9 +307,6 @@ describe("checkpoints written incrementally", () => {
     expect(readFileSync(path.join(outside, "1-0000abcd.seg"), "utf8")).toBe("looks like a segment");
     expect(lstatSync(path.join(dir, SEGMENT_DIR)).isDirectory()).toBe(true);
     // The new checkpoint was written whole into the real folder, and reads back.
-    const read = readCheckpointFile(dir);
-    expect("checkpoint" in read && read.checkpoint.snapshot.root()).toEqual(
-      store.snapshot().root(),
-    );
+    expectReadsBack(dir, store);
   });
 });
