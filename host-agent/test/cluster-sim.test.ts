@@ -2,36 +2,35 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { runSimulation } from "../src/sim/cluster-sim.js";
 import { runSeed } from "../src/sim/run-seeds.js";
-import { scenarioFor } from "../src/sim/sim-scenario.js";
+import { type Scenario, scenarioFor } from "../src/sim/sim-scenario.js";
+
+/** The first three seeds up to 200 whose scenario has `wanted`, with their outcome checked clean. */
+function cleanRunsOfSeedsWhere(wanted: (scenario: Scenario) => boolean) {
+  const seeds: number[] = [];
+  for (let seed = 1; seed <= 200 && seeds.length < 3; seed++)
+    if (wanted(scenarioFor(seed))) seeds.push(seed);
+  expect(seeds).toHaveLength(3);
+  return seeds.map((seed) => {
+    const r = runSeed(seed);
+    expect(r.violations, `seed ${seed}`).toEqual([]);
+    return { seed, r };
+  });
+}
 
 describe("the deterministic cluster simulation", () => {
   it("aims requests at the primary and too few backups, and every operation still completes", () => {
     // The partial-send adversary: a request's first copy reaches the primary and fewer than
     // q - 1 backups; the others vote on the word of k' + 1, or a view change settles it.
-    const seeds: number[] = [];
-    for (let seed = 1; seed <= 200 && seeds.length < 3; seed++)
-      if (scenarioFor(seed).partialSends !== undefined) seeds.push(seed);
-    expect(seeds).toHaveLength(3);
-    for (const seed of seeds) {
-      const r = runSeed(seed);
-      expect(r.violations, `seed ${seed}`).toEqual([]);
+    for (const { seed, r } of cleanRunsOfSeedsWhere((s) => s.partialSends !== undefined))
       expect(r.byzantineActions["partial-send"], `seed ${seed}`).toBeGreaterThan(0);
-    }
   }, 60_000);
 
   it("replays clients' old copies into their connections after restarts, and none counts as the client's", () => {
     // The replay adversary: copies of requests the network saw go to a replica, replayed into
     // the clients' connections once it started again; only a copy MAC'd under its new session
     // may be held, proposed or voted for.
-    const seeds: number[] = [];
-    for (let seed = 1; seed <= 200 && seeds.length < 3; seed++)
-      if (scenarioFor(seed).replayClientCopies === true) seeds.push(seed);
-    expect(seeds).toHaveLength(3);
-    for (const seed of seeds) {
-      const r = runSeed(seed);
-      expect(r.violations, `seed ${seed}`).toEqual([]);
+    for (const { seed, r } of cleanRunsOfSeedsWhere((s) => s.replayClientCopies === true))
       expect(r.byzantineActions["client-replay"], `seed ${seed}`).toBeGreaterThan(0);
-    }
   }, 60_000);
 
   it("has Byzantine primaries propose requests no client sent, and none is executed", () => {
@@ -39,21 +38,13 @@ describe("the deterministic cluster simulation", () => {
     // write of its own) in its PRE_PREPAREs, its VIEW_CHANGEs' batches and its EXECUTED reports.
     // Executed, one would answer its client's own request with another write's result or drop it
     // as a duplicate: the history checks would fail.
-    const seeds: number[] = [];
-    for (let seed = 1; seed <= 200 && seeds.length < 3; seed++) {
-      const byzantine = scenarioFor(seed).byzantine;
-      if (
-        byzantine.some(
-          (b) => b.behaviours.includes("fabricate-requests") && !b.behaviours.includes("silent"),
-        )
-      )
-        seeds.push(seed);
-    }
-    expect(seeds).toHaveLength(3);
+    const runs = cleanRunsOfSeedsWhere((s) =>
+      s.byzantine.some(
+        (b) => b.behaviours.includes("fabricate-requests") && !b.behaviours.includes("silent"),
+      ),
+    );
     let proposed = 0;
-    for (const seed of seeds) {
-      const r = runSeed(seed);
-      expect(r.violations, `seed ${seed}`).toEqual([]);
+    for (const { seed, r } of runs) {
       proposed += r.byzantineActions["fabricated-request.pre-prepare"] ?? 0;
       const all = Object.entries(r.byzantineActions)
         .filter(([kind]) => kind.startsWith("fabricated-request."))
