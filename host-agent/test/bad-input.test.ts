@@ -9,7 +9,7 @@ import { sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import {
   CHECKPOINT_FILE,
-  OLDER_CHECKPOINT_FILES,
+  olderCheckpointFiles,
   readCheckpointFile,
   writeCheckpointFile,
 } from "../src/storage/checkpoint-file.js";
@@ -112,7 +112,7 @@ describe("checkpoints on stable storage", () => {
     }
   });
 
-  it("keeps the two checkpoints before the newest if they are older, and drops them when a cold start goes back", () => {
+  it("keeps the two checkpoints before the newest if they are older, and drops those at or above the one a cold start goes back to", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "smw-cp-"));
     try {
       const store = new KvStore();
@@ -126,18 +126,21 @@ describe("checkpoints on stable storage", () => {
         const r = readCheckpointFile(dir, name);
         return "checkpoint" in r ? r.checkpoint.seq : "none" in r ? null : r.error;
       };
-      const kept = () => [seqOf(), ...OLDER_CHECKPOINT_FILES.map(seqOf)];
+      const kept = () => [seqOf(), ...olderCheckpointFiles(dir).map((f) => seqOf(f.name))];
       write(64);
-      expect(kept()).toEqual([64, null, null]);
+      expect(kept()).toEqual([64]);
       write(128);
-      expect(kept()).toEqual([128, 64, null]);
+      expect(kept()).toEqual([128, 64]);
       write(192);
       expect(kept()).toEqual([192, 128, 64]);
       write(256);
       expect(kept()).toEqual([256, 192, 128]);
-      // Back to 128: the later ones on disk are of a state no longer agreed on.
+      // Back to 192: 256 is of a state no longer agreed on, the older ones came before it.
+      write(192);
+      expect(kept()).toEqual([192, 128]);
+      // Back to 128: so is 192.
       write(128);
-      expect(kept()).toEqual([128, null, null]);
+      expect(kept()).toEqual([128]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

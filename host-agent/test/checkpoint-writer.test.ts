@@ -1,4 +1,4 @@
-import { copyFileSync, cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -7,8 +7,8 @@ import { checkpointDigest, clientTableDigest } from "../src/replica/client-table
 import {
   CHECKPOINT_FILE,
   installSteps,
-  OLDER_CHECKPOINT_FILES,
-  PREVIOUS_CHECKPOINT_FILE,
+  olderCheckpointFileName,
+  olderCheckpointFiles,
   readCheckpointFile,
   type StoredCheckpoint,
   writeCheckpointFile,
@@ -69,7 +69,7 @@ describe("checkpoints written in the background", () => {
       expect("checkpoint" in latest && latest.checkpoint.snapshot.root()).toEqual(
         checkpoint(128).snapshot.root(),
       );
-      const previous = readCheckpointFile(dir, "checkpoint.previous.smw");
+      const previous = readCheckpointFile(dir, olderCheckpointFileName(64));
       expect("checkpoint" in previous && previous.checkpoint.seq).toBe(64);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -113,16 +113,24 @@ describe("a checkpoint being put in place", () => {
             const old = before[before.length - 1] as number;
             const where = `before ${before}, stopped after ${stopAfter} of ${count} steps`;
             expect([old, writing], where).toContain(current);
+            // Every older file there is whole (seqIn throws on one that is not).
+            for (const f of olderCheckpointFiles(dir))
+              expect(seqIn(dir, f.name), where).toBe(f.seq);
             if (stopAfter === count) {
               expect(current, where).toBe(writing);
-              const kept = old < writing ? [...before].reverse().slice(0, 2) : [];
+              // The two newest below the one written (without an interval, the rule keeps those).
+              const kept = [...before]
+                .filter((s) => s < writing)
+                .reverse()
+                .slice(0, 2);
               expect(
-                OLDER_CHECKPOINT_FILES.map((name) => seqIn(dir, name)),
+                olderCheckpointFiles(dir).map((f) => seqIn(dir, f.name)),
                 where,
-              ).toEqual([kept[0] ?? null, kept[1] ?? null]);
-              expect(existsSync(path.join(dir, `${PREVIOUS_CHECKPOINT_FILE}.tmp`)), where).toBe(
-                false,
-              );
+              ).toEqual(kept);
+              expect(
+                readdirSync(dir).filter((name) => name.endsWith(".smw.tmp")),
+                where,
+              ).toEqual([]);
             }
           } finally {
             rmSync(dir, { recursive: true, force: true });

@@ -10,10 +10,11 @@ import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
 import {
-  OLDER_CHECKPOINT_FILES,
+  olderCheckpointFiles,
   readCheckpointFile,
   type StoredCheckpoint,
 } from "../storage/checkpoint-file.js";
+import { MAX_OLDER_CHECKPOINTS } from "../storage/checkpoint-retention.js";
 import { CheckpointWriter } from "../storage/checkpoint-writer.js";
 import { RejectionSummary } from "./rejection-summary.js";
 import { formatStateNote } from "./state-notes.js";
@@ -65,6 +66,7 @@ export class ReplicaServer {
       (seq, error) => this.log(`checkpoint ${seq} not written: ${error.message}`),
       undefined,
       "stored" in stored ? stored.stored : undefined,
+      host.replica.checkpointInterval,
     );
     const start: StartingState = {
       recovering: options.recovering,
@@ -76,7 +78,7 @@ export class ReplicaServer {
     if (options.coldStart === true) {
       start.coldStart = true;
       const olderCheckpoints: StoredCheckpoint[] = [];
-      for (const name of OLDER_CHECKPOINT_FILES) {
+      for (const { name } of olderCheckpointFiles(this.stateDir).slice(0, MAX_OLDER_CHECKPOINTS)) {
         const older = readCheckpointFile(this.stateDir, name);
         if ("checkpoint" in older) olderCheckpoints.push(older.checkpoint);
         else if ("error" in older)

@@ -20,7 +20,7 @@ import {
 } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
-import { OLDER_CHECKPOINT_FILES } from "../storage/checkpoint-file.js";
+import { keptCheckpointSeqs } from "../storage/checkpoint-retention.js";
 import {
   BYZANTINE_BEHAVIOURS,
   type ByzantineBehaviour,
@@ -430,11 +430,17 @@ class ClusterSim {
         break;
       case "checkpoint":
         if (correct) this.checker.onCheckpoint(node.id, a.seq, a.digest);
-        // As the checkpoint files do: the one replaced moves down the older ones if older.
-        node.olderDisks =
-          node.disk !== undefined && node.disk.seq < a.seq
-            ? [node.disk, ...node.olderDisks].slice(0, OLDER_CHECKPOINT_FILES.length)
-            : [];
+        // As the checkpoint files do: the one replaced is kept if older, those at or above the
+        // new one go, and the retention rule decides which older ones stay.
+        if (node.disk !== undefined) {
+          const older = [node.disk, ...node.olderDisks].filter((d) => d.seq < a.seq);
+          const kept = keptCheckpointSeqs(
+            a.seq,
+            older.map((d) => d.seq),
+            this.s.checkpointInterval,
+          );
+          node.olderDisks = older.filter((d) => kept.has(d.seq));
+        }
         node.disk = { seq: a.seq, snapshot: a.snapshot, clients: a.clients };
         break;
       case "view":
@@ -776,8 +782,10 @@ class ClusterSim {
 
   private boot(node: ReplicaNode, diskModes: Array<"intact" | "wiped" | "corrupted">): void {
     const mode = this.prng.pick(diskModes);
-    if (mode === "wiped") node.disk = undefined;
-    else if (mode === "corrupted" && node.disk) {
+    if (mode === "wiped") {
+      node.disk = undefined;
+      node.olderDisks = [];
+    } else if (mode === "corrupted" && node.disk) {
       node.disk = corruptCheckpoint(node.disk, this.prng);
     }
     node.epoch = this.period;
@@ -840,7 +848,10 @@ class ClusterSim {
           // A compromised replica stays so (the adversary is back at once): nothing to wait for.
           node.restartedAtMs = node.byzantine === undefined ? this.q.nowMs : undefined;
           node.stableAtRestart = 0;
-          this.trace(`${node.id} booted in a cold start, epoch ${this.period}`);
+          const held = [node.disk, ...node.olderDisks].flatMap((d) => (d ? [d.seq] : []));
+          this.trace(
+            `${node.id} booted in a cold start, epoch ${this.period}, disk holds ${held.join(", ") || "nothing"}${forged.has(node.id) ? " (forged)" : ""}`,
+          );
           const core = this.newCore(node, false, true);
           node.core = core;
           this.emit(node, core.start(this.q.nowMs));

@@ -1,9 +1,9 @@
 /**
- * A replica's last checkpoints on stable storage: the newest, written to a temporary
- * file, fsynced, renamed over the old one and the folder fsynced, so a reset
- * at any instant leaves either the old checkpoint or the new one; and the two
- * before it, if older (kept by hard links), which a cold start may need: the
- * replicas then agree on a checkpoint several of them hold, and they took
+ * A replica's last checkpoints on stable storage: the newest (`checkpoint.smw`), written to a
+ * temporary file, fsynced, renamed over the old one and the folder fsynced, so a reset at any
+ * instant leaves either the old checkpoint or the new one; and older ones
+ * (`checkpoint.<seq>.smw`, kept by hard links, chosen by `checkpoint-retention.ts`), which a cold
+ * start may need: the replicas then agree on a checkpoint several of them hold, and they took
  * their last ones at different times. Read back
  * defensively: a corrupted file is reported and ignored (the replica then
  * recovers everything from its peers), never trusted and never a crash.
@@ -21,12 +21,12 @@
 import {
   closeSync,
   copyFileSync,
-  existsSync,
   fsyncSync,
   linkSync,
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   renameSync,
@@ -45,6 +45,7 @@ import {
 import { PARTITION_COUNT } from "../kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "../replica/client-table.js";
 import type { ClientTableEntry } from "../replica/messages.js";
+import { keptCheckpointSeqs } from "./checkpoint-retention.js";
 import {
   isSegmentName,
   newSegmentName,
@@ -68,14 +69,39 @@ const COMPACT_AT_RATIO = 2;
 /** And once it would point into more segments than this: a reader opens each of them. */
 const MAX_SEGMENTS = 64;
 export const CHECKPOINT_FILE = "checkpoint.smw";
-export const PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.smw";
+/** An older checkpoint's file: its sequence number in the name. */
+const OLDER_NAME = /^checkpoint\.(\d{1,15})\.smw$/;
+const OLDER_TEMPORARY_NAME = /^checkpoint\.\d{1,15}\.smw\.tmp$/;
+/** The names earlier releases gave the two older checkpoints: still read, and removed in time. */
+const LEGACY_OLDER_NAMES = ["checkpoint.previous.smw", "checkpoint.previous-2.smw"];
+
+export function olderCheckpointFileName(seq: number): string {
+  return `checkpoint.${seq}.smw`;
+}
+
 /**
- * The older checkpoints kept beside the newest, newest first: a cold start agrees on one that
- * k' + k + 1 disks hold, and a replica that lagged, or took its newest by state transfer (and so
- * never held the one before it), shares none of two with the others (the simulation, seed 7834).
- * A replica that found none writes its starting state as checkpoint 0 (`storeStartingState`).
+ * The older checkpoint files in `dir`, newest first by the number they hold (`seq` undefined,
+ * last, for a file of the earlier names whose header cannot be read). A name says nothing
+ * trusted: each file is read and checked like the newest.
  */
-export const OLDER_CHECKPOINT_FILES = [PREVIOUS_CHECKPOINT_FILE, "checkpoint.previous-2.smw"];
+export function olderCheckpointFiles(
+  dir: string,
+): Array<{ name: string; seq: number | undefined }> {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const found: Array<{ name: string; seq: number | undefined }> = [];
+  for (const name of names) {
+    const match = OLDER_NAME.exec(name);
+    if (match) found.push({ name, seq: Number(match[1]) });
+    else if (LEGACY_OLDER_NAMES.includes(name))
+      found.push({ name, seq: storedSeq(path.join(dir, name)) });
+  }
+  return found.sort((a, b) => (b.seq ?? -1) - (a.seq ?? -1));
+}
 
 export interface StoredCheckpoint {
   seq: number;
@@ -174,7 +200,7 @@ function collectSegments(dir: string, stored: StoredPartitions | undefined): voi
     return;
   }
   const keep = new Set<string>();
-  for (const name of [CHECKPOINT_FILE, ...OLDER_CHECKPOINT_FILES]) {
+  for (const name of [CHECKPOINT_FILE, ...olderCheckpointFiles(dir).map((f) => f.name)]) {
     const named = segmentsNamedBy(path.join(dir, name));
     // A kept file whose header cannot be read: keep every segment rather than guess.
     if (named === undefined) return;
@@ -223,36 +249,63 @@ function readHeader(
 /**
  * The renames that put a written and synced `checkpoint.smw.tmp` in place, one function per
  * system call, in order (both writers run them; a test stops after each). The one it replaces
- * moves down the older ones (`OLDER_CHECKPOINT_FILES`) if it is older; if not (after a cold start
- * rolled the state back, the newer ones on disk are of a state no longer agreed on) the older ones
- * go. Each is moved by a hard link and a rename over the one below, so `checkpoint.smw` exists at
- * every instant: moving it aside first left a moment with none, and a reset then made the
- * replica start with no stored state at all.
+ * is kept as `checkpoint.<seq>.smw` if it is older, by a hard link made before the rename, so
+ * `checkpoint.smw` exists at every instant (moving it aside first left a moment with none, and a
+ * reset then made the replica start with no stored state at all). Then the older ones go that
+ * the retention rule no longer keeps, and every one at or above the new number: after a cold
+ * start rolled the state back, those are of a state no longer agreed on.
  */
-export function installSteps(dir: string, seq: number): Array<() => void> {
+export function installSteps(dir: string, seq: number, intervalSeqs?: number): Array<() => void> {
   const file = path.join(dir, CHECKPOINT_FILE);
-  const older = OLDER_CHECKPOINT_FILES.map((name) => path.join(dir, name));
   const replaced = storedSeq(file);
+  const older = olderCheckpointFiles(dir);
   const steps: Array<() => void> = [];
-  const move = (from: string, to: string) => {
+  const remove = (name: string) => steps.push(() => rmSync(path.join(dir, name), { force: true }));
+  // Links a reset interrupted.
+  for (const name of safeReaddir(dir)) if (OLDER_TEMPORARY_NAME.test(name)) remove(name);
+  const keptName =
+    replaced !== undefined && replaced < seq ? olderCheckpointFileName(replaced) : "";
+  if (keptName !== "") {
+    const to = path.join(dir, keptName);
     const temporary = `${to}.tmp`;
     steps.push(
       () => rmSync(temporary, { force: true }),
-      () => {
-        if (existsSync(from)) linkOrCopy(from, temporary);
-      },
-      () => {
-        if (existsSync(temporary)) renameSync(temporary, to);
-      },
+      () => linkOrCopy(file, temporary),
+      () => renameSync(temporary, to),
     );
-  };
-  if (replaced !== undefined && replaced < seq) {
-    for (let i = older.length - 1; i > 0; i--) move(older[i - 1] as string, older[i] as string);
-    move(file, older[0] as string);
-  } else if (replaced !== undefined)
-    for (const name of older) steps.push(() => rmSync(name, { force: true }));
+  }
   steps.push(() => renameSync(`${file}.tmp`, file));
+  // With no readable file replaced, nothing says which older ones are of the agreed history.
+  if (replaced === undefined) return steps;
+  const candidates = definedSeqs(older);
+  if (keptName !== "") candidates.push(replaced as number);
+  const kept = keptCheckpointSeqs(seq, candidates, intervalSeqs);
+  // One file per number: the one just linked, else the first found.
+  const held = new Set<number>();
+  if (keptName !== "") {
+    if (kept.has(replaced as number)) held.add(replaced as number);
+    else remove(keptName);
+  }
+  for (const { name, seq: olderSeq } of older) {
+    if (name === keptName) continue;
+    if (olderSeq !== undefined && kept.has(olderSeq) && !held.has(olderSeq)) held.add(olderSeq);
+    else remove(name);
+  }
   return steps;
+}
+
+function definedSeqs(files: ReadonlyArray<{ seq: number | undefined }>): number[] {
+  const seqs: number[] = [];
+  for (const { seq } of files) if (seq !== undefined) seqs.push(seq);
+  return seqs;
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 /** A hard link; a copy, synced, where the file system has none (FAT). */
@@ -277,12 +330,14 @@ function linkOrCopy(from: string, to: string): void {
  * first), then the file that names them (to a temporary file, synced, renamed into place, the
  * folder synced), then the segments no kept file names removed. `stored`: the partitions on disk
  * it may point at instead of writing them again; it learns the new ones. Without it, every
- * partition is written.
+ * partition is written. `intervalSeqs`: the checkpoint interval, which spaces the older ones kept
+ * (`keptCheckpointSeqs`); without it, the two before the newest are.
  */
 export function writeCheckpointFile(
   dir: string,
   cp: StoredCheckpoint,
   stored?: StoredPartitions,
+  intervalSeqs?: number,
 ): void {
   // What an earlier write that failed (a full disk) left is removed first.
   collectSegments(dir, stored);
@@ -295,7 +350,7 @@ export function writeCheckpointFile(
     syncFolder(folder);
   }
   writeSynced(path.join(dir, `${CHECKPOINT_FILE}.tmp`), plan.file);
-  for (const step of installSteps(dir, cp.seq)) step();
+  for (const step of installSteps(dir, cp.seq, intervalSeqs)) step();
   syncFolder(dir);
   learn(stored, plan);
   collectSegments(dir, stored);
@@ -367,6 +422,7 @@ export async function writeCheckpointFileInBackground(
   dir: string,
   cp: StoredCheckpoint,
   stored?: StoredPartitions,
+  intervalSeqs?: number,
 ): Promise<void> {
   collectSegments(dir, stored);
   const plan = planCheckpoint(cp, stored);
@@ -378,7 +434,7 @@ export async function writeCheckpointFileInBackground(
     await syncFolderInBackground(folder);
   }
   await writeSyncedInBackground(path.join(dir, `${CHECKPOINT_FILE}.tmp`), plan.file);
-  for (const step of installSteps(dir, cp.seq)) step();
+  for (const step of installSteps(dir, cp.seq, intervalSeqs)) step();
   await syncFolderInBackground(dir);
   learn(stored, plan);
   collectSegments(dir, stored);

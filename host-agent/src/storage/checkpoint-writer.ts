@@ -17,6 +17,8 @@ export class CheckpointWriter {
     private readonly onError: (seq: number, error: Error) => void,
     private readonly write = writeCheckpointFileInBackground,
     private readonly stored = new StoredPartitions(),
+    /** The replica's checkpoint interval, which the older checkpoints kept are spaced by. */
+    private readonly intervalSeqs?: number,
   ) {}
 
   /** Queues `cp` to be written; returns at once. */
@@ -35,7 +37,7 @@ export class CheckpointWriter {
       const cp = this.waiting;
       this.waiting = undefined;
       try {
-        await this.write(this.dir, cp, this.stored);
+        await this.write(this.dir, cp, this.stored, this.intervalSeqs);
       } catch (error) {
         this.onError(cp.seq, error as Error);
       }
