@@ -51,6 +51,8 @@ const flag = (name, fallback) => {
 const quick = args.includes("--quick");
 const seconds = flag("--seconds", quick ? 4 : 10);
 const clients = flag("--clients", 8);
+/** `--batches-in-flight N`: the replicas' window (the testbed's default otherwise). */
+const batchesInFlight = flag("--batches-in-flight", undefined);
 /** `--profile DIR`: node's --cpu-prof for every process started here (a .cpuprofile each, on exit). */
 const profileDir = args.includes("--profile")
   ? path.resolve(args[args.indexOf("--profile") + 1] ?? "")
@@ -104,6 +106,31 @@ function waitLog(child, pattern, timeoutMs) {
     };
     child.stderr.on("data", check);
   });
+}
+
+/**
+ * What the replicas' stop summaries say of the run: the primary's batches (requests each), and
+ * the frames every replica read and wrote per request proposed.
+ */
+function batchShape(replicas) {
+  let batches = 0;
+  let requests = 0;
+  let frames = 0;
+  for (const r of replicas) {
+    const m =
+      /proposed (\d+) batches \(([\d.]+) requests each\).*frames in (\d+) out (\d+)/.exec(r.log);
+    if (m === null) return undefined;
+    if (Number(m[1]) > batches) {
+      batches = Number(m[1]);
+      requests = Math.round(Number(m[1]) * Number(m[2]));
+    }
+    frames += Number(m[3]) + Number(m[4]);
+  }
+  if (requests === 0) return undefined;
+  return (
+    `batches: ${batches} proposed, ${(requests / batches).toFixed(1)} requests each; ` +
+    `frames read and written per request, all replicas: ${(frames / requests).toFixed(1)}`
+  );
 }
 
 async function stop(child) {
@@ -197,7 +224,14 @@ const nextPorts = () => {
 };
 /** `load`: "mixed" (half gets, half puts) or "reads" (gets only, of keys written first). */
 async function throughput(n, kPrime, k, load = "mixed") {
-  const bed = makeServiceTestbed({ n, kPrime, k, basePort: nextPorts(), clients });
+  const bed = makeServiceTestbed({
+    n,
+    kPrime,
+    k,
+    basePort: nextPorts(),
+    clients,
+    ...(batchesInFlight !== undefined ? { batchesInFlight } : {}),
+  });
   const mix = load === "reads" ? ["--read-percent", "100", "--keys", "256", "--prefill"] : [];
   try {
     const single = await serve(bed, ["--single"]);
@@ -208,6 +242,7 @@ async function throughput(n, kPrime, k, load = "mixed") {
     );
     const replicated = await benchWithCpu(bed, ["--k", String(k), ...mix], seconds, replicas);
     await Promise.all(replicas.map(stop));
+    const shape = batchShape(replicas);
     const what =
       load === "reads"
         ? `gets only (unordered reads; ${replicated.readsOrdered} ordered after answers disagreed)`
@@ -219,7 +254,8 @@ async function throughput(n, kPrime, k, load = "mixed") {
         `  ratio to the raw TCP floor: unreplicated ${(base.opsPerSecond / floor.opsPerSecond).toFixed(3)}, replicated ${(replicated.opsPerSecond / floor.opsPerSecond).toFixed(3)}\n` +
         `${cpuLine("unreplicated", base)}\n${cpuLine("replicated", replicated)} (${n} replicas)\n` +
         `  ratio of CPU per operation, replicated/unreplicated: ${((replicated.serverCpuUsPerOp + replicated.clientCpuUsPerOp) / (base.serverCpuUsPerOp + base.clientCpuUsPerOp)).toFixed(1)}x` +
-        ` (on ${availableParallelism()} cores every process shares, throughput is bounded by it)\n`,
+        ` (on ${availableParallelism()} cores every process shares, throughput is bounded by it)\n` +
+        (shape === undefined ? "" : `  ${shape}\n`),
     );
   } finally {
     bed.remove();

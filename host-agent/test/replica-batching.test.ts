@@ -1,0 +1,64 @@
+/**
+ * Batch size adapting to load (`mayOpenSlot` in normal-case.ts): the primary proposes at once
+ * when nothing is in flight; with a batch in flight it opens another only once a quarter of a
+ * full batch waits, up to the window.
+ */
+import { describe, expect, it } from "vitest";
+import { parseEnvelope } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { fourReplicas } from "./replica-harness.js";
+
+/** The PRE_PREPAREs among `actions`: their numbers and how many requests each holds. */
+const proposals = (actions: ReplicaAction[]) =>
+  actions.flatMap((a) => {
+    if (a.type !== "broadcast") return [];
+    const body = parseEnvelope(a.message)?.body;
+    return body?.type === "PRE_PREPARE"
+      ? [{ seq: body.seq, requests: body.requests.length, digest: body.digest }]
+      : [];
+  });
+const shape = (actions: ReplicaAction[]) =>
+  proposals(actions).map(({ seq, requests }) => ({ seq, requests }));
+
+describe("the primary's batches under load", () => {
+  it("wait behind the batch in flight until a quarter of a full batch waits, then open the next slot", () => {
+    // batchMax 8: another slot opens once two requests wait.
+    const { core, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 4 });
+    let now = 0;
+    expect(shape(core.onClientMessage("c1", clientCopy(request(1)), ++now))).toEqual([
+      { seq: 1, requests: 1 },
+    ]);
+    // One waits while seq 1 is in flight: no new slot for it alone.
+    expect(shape(core.onClientMessage("c1", clientCopy(request(2)), ++now))).toEqual([]);
+    // A second: the two go together.
+    expect(shape(core.onClientMessage("c1", clientCopy(request(3)), ++now))).toEqual([
+      { seq: 2, requests: 2 },
+    ]);
+  });
+
+  it("under a window of one, never more than one batch in flight, however many wait", () => {
+    const { core, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 1 });
+    let now = 0;
+    const proposed = [];
+    for (let ts = 1; ts <= 12; ts++)
+      proposed.push(...shape(core.onClientMessage("c1", clientCopy(request(ts)), ++now)));
+    expect(proposed).toEqual([{ seq: 1, requests: 1 }]);
+  });
+
+  it("a request that waits alone goes as soon as the batch ahead of it executes", () => {
+    const { core, from, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 4 });
+    let now = 0;
+    const [first] = proposals(core.onClientMessage("c1", clientCopy(request(1)), ++now));
+    expect(shape(core.onClientMessage("c1", clientCopy(request(2)), ++now))).toEqual([]);
+    const digest = (first as { digest: string }).digest;
+    const after: ReplicaAction[] = [];
+    for (const peer of ["r2", "r3"])
+      after.push(
+        ...core.onMessage(from(peer, { type: "PREPARE", view: 0, seq: 1, digest }), ++now),
+      );
+    for (const peer of ["r2", "r3"])
+      after.push(...core.onMessage(from(peer, { type: "COMMIT", view: 0, seq: 1, digest }), ++now));
+    expect(after.some((a) => a.type === "executed")).toBe(true);
+    expect(shape(after)).toEqual([{ seq: 2, requests: 1 }]);
+  });
+});
