@@ -155,21 +155,21 @@ export function revokeKeys(r: ReplicaState, hosts: readonly string[], before: nu
 }
 
 /**
- * A revoked host's words for slots not yet prepared here no longer vouch for their requests: its
- * PRE_PREPARE as primary counts for neither attestation nor a prepared certificate, and its
- * PREPARE not for attestation (`attested`). Otherwise its words from before its reset, added to
- * those of a replica the adversary compromises after it, would be k' + 1 Byzantine voices at
- * once for a request no client sent (SAFETY.md, "Key epochs"). What already made a slot prepared
- * stays: that certificate was whole when it formed.
+ * A revoked host's words for slots not yet settled here no longer count. For a slot not yet
+ * prepared: its PRE_PREPARE as primary counts for neither attestation nor a prepared
+ * certificate, and its PREPARE for neither. For a slot not yet committed: its COMMIT does not
+ * count. Otherwise its words from before its reset, added to those of a replica the adversary
+ * compromises after it, would be k' + 1 Byzantine voices at once: for a request no client sent,
+ * or on both sides of an equivocating primary (SAFETY.md, "Key epochs"). What already made a
+ * slot prepared or committed stays: that certificate was whole when it formed.
  */
 function forgetUnsettledWordsOf(r: ReplicaState, host: string): void {
   for (const slot of r.slots.values()) {
-    if (slot.prepared) continue;
-    if (r.primaryOf(slot.view) === host) slot.primaryRevoked = true;
-    if (slot.prepares.has(host)) {
-      slot.revokedVoters ??= new Set();
-      slot.revokedVoters.add(host);
+    if (!slot.prepared) {
+      if (r.primaryOf(slot.view) === host) slot.primaryRevoked = true;
+      slot.prepares.delete(host);
     }
+    if (!slot.committed) slot.commits.delete(host);
   }
 }
 

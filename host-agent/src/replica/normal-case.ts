@@ -329,7 +329,7 @@ function attested(r: ReplicaState, slot: Slot): boolean {
   if (slot.prePrepare === undefined || slot.digest === undefined) return false;
   let words = 1;
   for (const [from, digest] of slot.prepares)
-    if (digest === slot.digest && !slot.revokedVoters?.has(from)) words++;
+    if (digest === slot.digest) words++;
   return words >= r.config.quorums.kPrime + 1;
 }
 

@@ -145,8 +145,6 @@ export interface Slot {
    * attested in its view.
    */
   primaryRevoked?: true;
-  /** Backups whose keys were revoked since their PREPARE came: no word for attestation. */
-  revokedVoters?: Set<string>;
 }
 
 export interface OwnCheckpoint {
