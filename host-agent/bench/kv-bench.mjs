@@ -117,8 +117,9 @@ function batchShape(replicas) {
   let requests = 0;
   let frames = 0;
   for (const r of replicas) {
-    const m =
-      /proposed (\d+) batches \(([\d.]+) requests each\).*frames in (\d+) out (\d+)/.exec(r.log);
+    const m = /proposed (\d+) batches \(([\d.]+) requests each\).*frames in (\d+) out (\d+)/.exec(
+      r.log,
+    );
     if (m === null) return undefined;
     if (Number(m[1]) > batches) {
       batches = Number(m[1]);

@@ -54,6 +54,22 @@ describe("the deterministic cluster simulation", () => {
     expect(proposed).toBeGreaterThan(0);
   }, 60_000);
 
+  it("aims a move at the primary: the old host's votes left behind meet the new primary's equivocation, and agreement holds", () => {
+    // The aimed mobile adversary: before its reset the compromised host votes PREPARE and COMMIT
+    // for the next sequence numbers, one batch to half the backups and the empty batch to the
+    // other; then it takes the primary, which proposes and commits those two. Counted after the
+    // revocation, the old votes gave each half a commit certificate (seeds 49 and 213 diverged).
+    const runs = cleanRunsOfSeedsWhere((s) => s.aimedMove === true);
+    let left = 0;
+    let equivocated = 0;
+    for (const { r } of runs) {
+      left += r.byzantineActions["aimed-votes-left"] ?? 0;
+      equivocated += r.byzantineActions["aimed-equivocation"] ?? 0;
+    }
+    expect(left).toBeGreaterThan(0);
+    expect(equivocated).toBeGreaterThan(0);
+  }, 60_000);
+
   it("replays a seed exactly", () => {
     const digest = (seed: number) => {
       const hash = createHash("sha256");

@@ -327,10 +327,8 @@ export function onCommit(
 function attested(r: ReplicaState, slot: Slot): boolean {
   if (r.mode !== "normal" || slot.view !== r.view || slot.sentPrepare !== undefined) return false;
   if (slot.prePrepare === undefined || slot.digest === undefined) return false;
-  let words = 1;
-  for (const [from, digest] of slot.prepares)
-    if (digest === slot.digest) words++;
-  return words >= r.config.quorums.kPrime + 1;
+  // The primary's PRE_PREPARE and the backups' PREPAREs (a revoked host's were dropped).
+  return 1 + matching(slot.prepares, slot.digest) >= r.config.quorums.kPrime + 1;
 }
 
 export function matching(votes: Map<string, string>, digest: string): number {

@@ -74,6 +74,22 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "fabricate-requests",
 ];
 
+/**
+ * An equivocation the mobile adversary plans across a move (`Scenario.aimedMove`): the old host's
+ * votes left behind, then the primary's proposals and votes, for the same two batches.
+ */
+export interface AimedPlan {
+  view: number;
+  primary: string;
+  fromSeq: number;
+  toSeq: number;
+  /** A batch it saw proposed, for one half; the other half gets the empty batch. */
+  batch: ClientRequest[];
+}
+
+/** How far ahead of the highest sequence number it saw the old host votes. */
+const AIMED_SEQS = 16;
+
 export interface Outgoing {
   to: string | "all";
   message: Buffer;
@@ -92,6 +108,10 @@ export class ByzantineFilter {
   private readonly epochsSeen = new Map<string, number>();
   /** The highest view it has seen, to flood past it. */
   private viewSeen = 0;
+  /** The highest sequence number it has seen in a PRE_PREPARE, PREPARE or COMMIT of that view. */
+  private seqSeen = 0;
+  /** Set on the replica the adversary takes after an aimed move: the equivocation to carry out. */
+  aimedPlan: AimedPlan | undefined;
   /** Lies told, by kind: the simulation reports them. */
   readonly taken = new Map<string, number>();
 
@@ -129,8 +149,15 @@ export class ByzantineFilter {
     if (envelope !== undefined) {
       this.epochsSeen.set(envelope.from, envelope.epoch);
       const body = envelope.body;
-      if ("view" in body && typeof body.view === "number")
+      if ("view" in body && typeof body.view === "number") {
+        if (body.view > this.viewSeen) this.seqSeen = 0;
         this.viewSeen = Math.max(this.viewSeen, body.view);
+        if (
+          body.view === this.viewSeen &&
+          (body.type === "PRE_PREPARE" || body.type === "PREPARE" || body.type === "COMMIT")
+        )
+          this.seqSeen = Math.max(this.seqSeen, body.seq);
+      }
       if (body.type === "VIEW_CHANGE" && this.viewChangesSeen.size < 64) {
         const list = this.viewChangesSeen.get(body.newView) ?? [];
         if (list.length < 16) list.push(message.toString("utf8"));
@@ -144,6 +171,44 @@ export class ByzantineFilter {
     if (!this.behaviours.has("replay")) return;
     if (this.seen.length < 200) this.seen.push(message);
     else this.seen[this.prng.int(0, 199)] = message;
+  }
+
+  /**
+   * The first half of an aimed move, just before this host's reset: PREPARE and COMMIT votes for
+   * the next sequence numbers of the view it is in, a batch it saw to half of the primary's
+   * backups and the empty batch to the other half. Returns them with the plan for the primary,
+   * or undefined if it has seen no batch to use.
+   */
+  leaveVotes(
+    primary: string,
+    ids: readonly string[],
+  ): { plan: AimedPlan; out: Outgoing[] } | undefined {
+    const batch = this.batches.at(-1);
+    if (batch === undefined || primary === this.self) return undefined;
+    const plan: AimedPlan = {
+      view: this.viewSeen,
+      primary,
+      fromSeq: this.seqSeen + 1,
+      toSeq: this.seqSeen + AIMED_SEQS,
+      batch,
+    };
+    const { signer, epoch } = this.signer();
+    const out: Outgoing[] = [];
+    const backups = ids.filter((id) => id !== primary);
+    backups.forEach((to, i) => {
+      if (to === this.self) return;
+      const digest = batchDigest(i % 2 === 0 ? plan.batch : []);
+      for (let seq = plan.fromSeq; seq <= plan.toSeq; seq++)
+        for (const type of ["PREPARE", "COMMIT"] as const)
+          out.push({
+            to,
+            message: sealEnvelope(this.self, epoch, { type, view: plan.view, seq, digest }, (b) =>
+              signer.sign(b),
+            ),
+          });
+    });
+    this.took("aimed-votes-left");
+    return { plan, out };
   }
 
   /** Rewrites (or drops) what the honest core wanted to send. */
@@ -164,6 +229,30 @@ export class ByzantineFilter {
       if (envelope === undefined) continue;
       const body = envelope.body;
       const to = action.type === "send" ? action.to : "all";
+      const plan = this.aimedPlan;
+      if (
+        plan !== undefined &&
+        body.type === "PRE_PREPARE" &&
+        to === "all" &&
+        body.view === plan.view &&
+        body.seq >= plan.fromSeq &&
+        body.seq <= plan.toSeq
+      ) {
+        // The second half of the aimed move: the batches the old host voted for, half and half,
+        // with this primary's COMMITs for them at once.
+        this.took("aimed-equivocation");
+        const halves = [plan.batch, [] as ClientRequest[]];
+        this.peers.forEach((peer, i) => {
+          const requests = halves[i % 2] as ClientRequest[];
+          const digest = batchDigest(requests);
+          const { seq, view } = body;
+          out.push(
+            { to: peer, message: this.reseal(envelope, { ...body, requests, digest }) },
+            { to: peer, message: this.reseal(envelope, { type: "COMMIT", view, seq, digest }) },
+          );
+        });
+        continue;
+      }
       if (this.behaviours.has("equivocate") && body.type === "PRE_PREPARE" && to === "all") {
         // Half the backups get another batch for the same sequence number, validly formed and
         // signed: the protocol, not a digest check, must keep the two apart.

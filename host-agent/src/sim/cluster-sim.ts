@@ -22,6 +22,7 @@ import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore } from "../replica/replica-core.js";
 import { keptCheckpointSeqs } from "../storage/checkpoint-retention.js";
 import {
+  type AimedPlan,
   BYZANTINE_BEHAVIOURS,
   type ByzantineBehaviour,
   ByzantineFilter,
@@ -721,6 +722,13 @@ class ClusterSim {
     for (const id of members) {
       const node = this.replicas.get(id) as ReplicaNode;
       if (node.core) this.emit(node, node.core.prepareShutdown(this.q.nowMs));
+      if (this.s.aimedMove && node.byzantine && node.core) {
+        const left = node.byzantine.leaveVotes(node.core.primary, this.ids);
+        if (left !== undefined) {
+          this.aimedPlan = left.plan;
+          this.deliverAll(node.id, left.out);
+        }
+      }
     }
     this.q.after(r.shutdownGraceMs, () => {
       for (const id of members) this.kill(this.replicas.get(id) as ReplicaNode, members);
@@ -757,12 +765,19 @@ class ClusterSim {
         r.restartedAtMs === undefined,
     );
     if (candidates.length === 0) return;
-    const victim = this.adversary.pick(candidates);
+    // An aimed move takes the primary the votes left behind were for, if it can.
+    const plan = this.aimedPlan;
+    this.aimedPlan = undefined;
+    const aimed = plan && candidates.find((r) => r.id === plan.primary);
+    const victim = aimed ?? this.adversary.pick(candidates);
     const behaviours = new Set<ByzantineBehaviour>();
     for (let j = this.adversary.int(1, 3); j > 0; j--)
       behaviours.add(this.adversary.pick(BYZANTINE_BEHAVIOURS));
     victim.byzantine = this.byzantineFilter(victim, [...behaviours]);
-    this.trace(`${victim.id} compromised (${[...behaviours].join(", ")})`);
+    if (aimed) victim.byzantine.aimedPlan = plan;
+    this.trace(
+      `${victim.id} compromised (${[...behaviours].join(", ")})${aimed ? `, aimed: view ${plan?.view} seqs ${plan?.fromSeq}..${plan?.toSeq}` : ""}`,
+    );
     if (!this.mischiefScheduled) this.scheduleMischief();
   }
 
@@ -800,6 +815,9 @@ class ClusterSim {
     this.scheduleTick(node, core);
     this.replayClientCopiesTo(node);
   }
+
+  /** The equivocation an aimed move planned, for the replica the adversary takes next. */
+  private aimedPlan: AimedPlan | undefined;
 
   private coldStarting = false;
   private coldStartTookPeriod = false;

@@ -74,6 +74,14 @@ export interface Scenario {
    * session may count as its client's (SAFETY.md, "Where a request comes from").
    */
   replayClientCopies?: boolean;
+  /**
+   * The mobile adversary aims its move: the replica it leaves, before its reset, votes PREPARE and
+   * COMMIT for the next sequence numbers of its view, one batch to half the backups and the
+   * empty batch to the other half; then it takes that view's primary, which proposes and commits
+   * the same two. Were the old host's stored votes still counted after its revocation, each half
+   * would hold a commit certificate (SAFETY.md, "Key epochs").
+   */
+  aimedMove?: boolean;
   /** When faults stop: no more loss, partitions or new rejuvenations. */
   healMs: number;
   /** Clients stop starting operations at this instant. */
@@ -175,5 +183,6 @@ export function scenarioFor(seed: number): Scenario {
   if (adversary.chance(0.3)) scenario.replayClientCopies = true;
   // Requests no client sent, from half the Byzantine replicas (requests carry no signature).
   for (const b of byzantine) if (adversary.chance(0.5)) b.behaviours.push("fabricate-requests");
+  if (mobile && adversary.chance(0.5)) scenario.aimedMove = true;
   return scenario;
 }
