@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
+import { PARTITION_COUNT } from "../src/kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
 import {
   CHECKPOINT_FILE,
@@ -130,5 +131,41 @@ describe("older checkpoint files on disk", () => {
     // A file that is no checkpoint name of ours is never touched.
     expect(readdirSync(dir)).toContain("checkpoint.notes.smw");
     expect(readdirSync(dir)).toContain(CHECKPOINT_FILE);
+  });
+
+  it("read together, share every partition that did not change between them", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
+    dirs.push(dir);
+    const store = new KvStore();
+    for (let i = 0; i < 300; i++) store.apply({ op: "put", key: `key-${i}`, value: `v${i}` });
+    const stored = new StoredPartitions();
+    writeCheckpointFile(dir, checkpointAt(store, 16), stored, 16);
+    writeCheckpointFile(dir, checkpointAt(store, 32), stored, 16);
+    const decoded = new Map();
+    const newest = readCheckpointFile(dir, CHECKPOINT_FILE, decoded);
+    const older = readCheckpointFile(dir, "checkpoint.16.smw", decoded);
+    const alone = readCheckpointFile(dir, "checkpoint.16.smw");
+    if (!("checkpoint" in newest && "checkpoint" in older && "checkpoint" in alone))
+      throw new Error("unreadable");
+    const a = newest.checkpoint.snapshot;
+    const b = older.checkpoint.snapshot;
+    let shared = 0;
+    let distinct = 0;
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      if (a.partitionMap(p).size === 0) continue;
+      if (a.leafDigest(p).equals(b.leafDigest(p))) {
+        expect(a.partitionMap(p)).toBe(b.partitionMap(p));
+        expect(alone.checkpoint.snapshot.partitionMap(p)).not.toBe(b.partitionMap(p));
+        shared++;
+      } else {
+        expect(a.partitionMap(p)).not.toBe(b.partitionMap(p));
+        distinct++;
+      }
+    }
+    // Only the partition of the key "seq" changed between them.
+    expect(distinct).toBe(1);
+    expect(shared).toBeGreaterThan(100);
+    expect(decoded.size).toBe(shared + 2 * distinct);
+    expect(b.root()).toEqual(alone.checkpoint.snapshot.root());
   });
 });

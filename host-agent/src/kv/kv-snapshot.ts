@@ -161,9 +161,18 @@ export interface SnapshotRecord {
  * Never throws on bad input. The checkpoint files that keep partitions in segments
  * (`storage/partition-segments.ts`) read through this too.
  */
+/**
+ * Partitions decoded while reading several checkpoints, by index and the digest of their bytes:
+ * the same bytes give the same entries, so the checkpoints a cold start reads share one map for
+ * each partition that did not change between them (snapshots never write to their maps), and
+ * their memory is that of the distinct partitions, not of every checkpoint whole.
+ */
+export type DecodedPartitions = Map<string, ReadonlyMap<string, string>>;
+
 export function snapshotFromRecords(
   records: readonly SnapshotRecord[],
   storedRoot: Uint8Array,
+  decoded?: DecodedPartitions,
 ): KvSnapshot | { error: string } {
   const partitions = new Array<ReadonlyMap<string, string>>(PARTITION_COUNT);
   // Every leaf starts as the empty partition's; records overwrite theirs.
@@ -176,16 +185,23 @@ export function snapshotFromRecords(
       return { error: `record at ${at}: partition ${index} not below ${PARTITION_COUNT}` };
     if (index <= previous)
       return { error: `record at ${at}: partition ${index} not after ${previous}` };
-    const entries = decodePartition(encoding, index);
-    if ("error" in entries) return { error: `partition ${index}: ${entries.error}` };
-    if (entries.length === 0)
-      return { error: `partition ${index}: empty, yet empty partitions are left out` };
-    partitions[index] = new Map(entries);
     // decodePartition accepts only canonical bytes, so they are the leaf's input as they stand.
-    sha256(encoding).copy(leafDigests, index * DIGEST_BYTES);
-    entryCount += entries.length;
+    const leaf = sha256(encoding);
+    const key = decoded === undefined ? "" : `${index}:${leaf.toString("base64")}`;
+    let map = decoded?.get(key);
+    if (map === undefined) {
+      const entries = decodePartition(encoding, index);
+      if ("error" in entries) return { error: `partition ${index}: ${entries.error}` };
+      if (entries.length === 0)
+        return { error: `partition ${index}: empty, yet empty partitions are left out` };
+      map = new Map(entries);
+      decoded?.set(key, map);
+    }
+    partitions[index] = map;
+    leaf.copy(leafDigests, index * DIGEST_BYTES);
+    entryCount += map.size;
     // The encoding is a 4-byte count, then per entry two 4-byte lengths around key and value.
-    sizeBytes += encoding.length - 4 - 8 * entries.length;
+    sizeBytes += encoding.length - 4 - 8 * map.size;
     previous = index;
   }
   for (let p = 0; p < PARTITION_COUNT; p++) partitions[p] ??= NO_ENTRIES;

@@ -5,6 +5,7 @@
  */
 import { mkdirSync } from "node:fs";
 import type { KeyCertificate, Testbed } from "@smw/wiring";
+import type { DecodedPartitions } from "../kv/kv-snapshot.js";
 import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
 import { quorumsFor } from "../replica/quorums.js";
@@ -59,7 +60,9 @@ export class ReplicaServer {
     this.stateDir = host.stateDir;
     this.rejections = new RejectionSummary((line) => this.log(line));
     mkdirSync(this.stateDir, { recursive: true });
-    const stored = readCheckpointFile(this.stateDir);
+    // A cold start reads the older checkpoints too: they share the partitions that did not change.
+    const decoded: DecodedPartitions = new Map();
+    const stored = readCheckpointFile(this.stateDir, undefined, decoded);
     // The partitions of the checkpoint just read and checked are not written again.
     this.checkpoints = new CheckpointWriter(
       this.stateDir,
@@ -79,7 +82,7 @@ export class ReplicaServer {
       start.coldStart = true;
       const olderCheckpoints: StoredCheckpoint[] = [];
       for (const { name } of olderCheckpointFiles(this.stateDir).slice(0, MAX_OLDER_CHECKPOINTS)) {
-        const older = readCheckpointFile(this.stateDir, name);
+        const older = readCheckpointFile(this.stateDir, name, decoded);
         if ("checkpoint" in older) olderCheckpoints.push(older.checkpoint);
         else if ("error" in older)
           this.log(formatStateNote({ kind: "checkpoint-rejected", why: older.error }));

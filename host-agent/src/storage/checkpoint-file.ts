@@ -37,6 +37,7 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import { parseKvResult } from "../kv/kv-operation.js";
 import {
+  type DecodedPartitions,
   decodeSnapshot,
   type KvSnapshot,
   type SnapshotRecord,
@@ -492,7 +493,11 @@ export type StoredCheckpointRead =
   | { error: string };
 
 /** The stored checkpoint, none, or why the file cannot be used. */
-export function readCheckpointFile(dir: string, name = CHECKPOINT_FILE): StoredCheckpointRead {
+export function readCheckpointFile(
+  dir: string,
+  name = CHECKPOINT_FILE,
+  decoded?: DecodedPartitions,
+): StoredCheckpointRead {
   const file = path.join(dir, name);
   let bytes: Buffer;
   try {
@@ -526,7 +531,7 @@ export function readCheckpointFile(dir: string, name = CHECKPOINT_FILE): StoredC
   }
   const read = inline
     ? { snapshot: decodeSnapshot(bytes.subarray(header.end)), locations: [] }
-    : readSegmented(dir, header.value, bytes.subarray(header.end));
+    : readSegmented(dir, header.value, bytes.subarray(header.end), decoded);
   if ("error" in read) return bad(read.error);
   const snapshot = read.snapshot;
   if ("error" in snapshot) return bad(`state: ${snapshot.error}`);
@@ -543,6 +548,7 @@ function readSegmented(
   dir: string,
   header: Record<string, unknown>,
   rows: Buffer,
+  decoded: DecodedPartitions | undefined,
 ):
   | {
       snapshot: ReturnType<typeof snapshotFromRecords>;
@@ -611,7 +617,7 @@ function readSegmented(
     at: `row ${i}`,
   }));
   return {
-    snapshot: snapshotFromRecords(records, Buffer.from(root, "hex")),
+    snapshot: snapshotFromRecords(records, Buffer.from(root, "hex"), decoded),
     locations: located.map((row) => [
       row.index,
       row.location,
