@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint]
 //                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
+//                     [--batches-in-flight N]  (the replicas' window; the testbed's default otherwise)
 //
 // 1. Throughput and latency of the replicated key-value service (n = 4 with
 //    k' = 1, k = 0; n = 6 with k' = 1, k = 1), every replica its own process on
