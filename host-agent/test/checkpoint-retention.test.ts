@@ -1,4 +1,13 @@
-import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -167,5 +176,41 @@ describe("older checkpoint files on disk", () => {
     expect(shared).toBeGreaterThan(100);
     expect(decoded.size).toBe(shared + 2 * distinct);
     expect(b.root()).toEqual(alone.checkpoint.snapshot.root());
+  });
+
+  it("never block on, nor trust, what a compromised host put in a checkpoint file's place", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
+    dirs.push(dir);
+    const store = new KvStore();
+    writeCheckpointFile(dir, checkpointAt(store, 16), undefined, 16);
+    writeCheckpointFile(dir, checkpointAt(store, 32), undefined, 16);
+    // A FIFO (opening one to read waits for a writer), a folder and a link, in the files' places.
+    rmSync(path.join(dir, CHECKPOINT_FILE));
+    execFileSync("mkfifo", [path.join(dir, CHECKPOINT_FILE)]);
+    rmSync(path.join(dir, "checkpoint.16.smw"));
+    execFileSync("mkfifo", [path.join(dir, "checkpoint.16.smw")]);
+    mkdirSync(path.join(dir, "checkpoint.8.smw"));
+    symlinkSync("/etc/hostname", path.join(dir, "checkpoint.4.smw"));
+    for (const name of [
+      CHECKPOINT_FILE,
+      "checkpoint.16.smw",
+      "checkpoint.8.smw",
+      "checkpoint.4.smw",
+    ]) {
+      const read = readCheckpointFile(dir, name);
+      expect("error" in read, name).toBe(true);
+    }
+    // The next checkpoint is written over them, and reads back.
+    writeCheckpointFile(dir, checkpointAt(store, 48), undefined, 16);
+    const read = readCheckpointFile(dir);
+    expect("checkpoint" in read && read.checkpoint.seq).toBe(48);
+    // And the ones after it, which remove what the rule no longer keeps, whatever it is.
+    for (const seq of [64, 80, 96])
+      writeCheckpointFile(dir, checkpointAt(store, seq), undefined, 16);
+    expect(olderCheckpointFiles(dir).map((f) => f.name)).toEqual([
+      "checkpoint.80.smw",
+      "checkpoint.64.smw",
+    ]);
+    expect(contentSeqs(dir)).toEqual([80, 64]);
   });
 });

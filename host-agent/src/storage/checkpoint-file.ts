@@ -4,9 +4,9 @@
  * instant leaves either the old checkpoint or the new one; and older ones
  * (`checkpoint.<seq>.smw`, kept by hard links, chosen by `checkpoint-retention.ts`), which a cold
  * start may need: the replicas then agree on a checkpoint several of them hold, and they took
- * their last ones at different times. Read back
- * defensively: a corrupted file is reported and ignored (the replica then
- * recovers everything from its peers), never trusted and never a crash.
+ * their last ones at different times. Read back defensively: a corrupted file, or anything else in
+ * its place (a FIFO, a folder, a link), is reported and ignored (the replica then recovers
+ * everything from its peers), never trusted, never waited on and never a crash.
  *
  * A checkpoint file names where its partitions are, in segment files that later checkpoints
  * share (`partition-segments.ts`): each checkpoint writes only the partitions that changed.
@@ -20,7 +20,9 @@
  */
 import {
   closeSync,
+  constants,
   copyFileSync,
+  fstatSync,
   fsyncSync,
   linkSync,
   lstatSync,
@@ -213,12 +215,9 @@ function collectSegments(dir: string, stored: StoredPartitions | undefined): voi
 
 /** The segments a checkpoint file names ([] for none, or an inline one); undefined: unreadable. */
 function segmentsNamedBy(file: string): string[] | undefined {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? [] : undefined;
-  }
+  const bytes = readStoredFile(file);
+  if (bytes === "none") return [];
+  if (!Buffer.isBuffer(bytes)) return undefined;
   if (bytes.subarray(0, MAGIC_INLINE.length).equals(MAGIC_INLINE)) return [];
   const header = readHeader(bytes, MAGIC);
   if ("error" in header) return undefined;
@@ -261,7 +260,10 @@ export function installSteps(dir: string, seq: number, intervalSeqs?: number): A
   const replaced = storedSeq(file);
   const older = olderCheckpointFiles(dir);
   const steps: Array<() => void> = [];
-  const remove = (name: string) => steps.push(() => rmSync(path.join(dir, name), { force: true }));
+  // Whatever is at a name that goes, a folder a compromised host left included: one left there
+  // must not fail every checkpoint after it.
+  const remove = (name: string) =>
+    steps.push(() => rmSync(path.join(dir, name), { force: true, recursive: true }));
   // Links a reset interrupted.
   for (const name of safeReaddir(dir)) if (OLDER_TEMPORARY_NAME.test(name)) remove(name);
   const keptName =
@@ -465,14 +467,42 @@ async function syncFolderInBackground(folder: string): Promise<void> {
   }
 }
 
-/** The sequence number in a checkpoint file's header, if it has a readable one. */
-function storedSeq(file: string): number | undefined {
+/**
+ * Opens a checkpoint file to read: a regular file, not through a link, without blocking. What a
+ * compromised host leaves in its place is untrusted: opening a FIFO to read would wait for a
+ * writer for ever, and the replica would never start (nor recover from its peers).
+ */
+function openStoredFile(file: string): number | "none" | { error: string } {
   let fd: number;
   try {
-    fd = openSync(file, "r");
-  } catch {
-    return undefined;
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? "none" : { error: `${file}: ${code ?? "cannot open"}` };
   }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    return { error: `${file}: not a regular file` };
+  }
+  return fd;
+}
+
+function readStoredFile(file: string): Buffer | "none" | { error: string } {
+  const fd = openStoredFile(file);
+  if (typeof fd !== "number") return fd;
+  try {
+    return readFileSync(fd);
+  } catch (error) {
+    return { error: `${file}: ${(error as Error).message}` };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The sequence number in a checkpoint file's header, if it has a readable one. */
+function storedSeq(file: string): number | undefined {
+  const fd = openStoredFile(file);
+  if (typeof fd !== "number") return undefined;
   try {
     const head = Buffer.alloc(MAGIC.length + 4 + 64);
     const got = readSync(fd, head, 0, head.length, 0);
@@ -499,13 +529,9 @@ export function readCheckpointFile(
   decoded?: DecodedPartitions,
 ): StoredCheckpointRead {
   const file = path.join(dir, name);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { none: true };
-    return { error: `${file}: ${(error as Error).message}` };
-  }
+  const bytes = readStoredFile(file);
+  if (bytes === "none") return { none: true };
+  if (!Buffer.isBuffer(bytes)) return bytes;
   const bad = (why: string) => ({ error: `${file}: ${why}` });
   const inline = bytes.subarray(0, MAGIC_INLINE.length).equals(MAGIC_INLINE);
   const header = readHeader(bytes, inline ? MAGIC_INLINE : MAGIC);
