@@ -35,6 +35,7 @@ const BOARDS = [
   "wormhole-board/test/sysfs-lines.test.ts",
   "host-agent/test/host-agent.test.ts",
   "host-agent/test/replica-server.test.ts",
+  "host-agent/test/single-server.test.ts",
   "host-agent/test/peer-connections.test.ts",
   "cli/test/kv-command.test.ts",
   "cli/test/smw.test.ts",

@@ -1,0 +1,81 @@
+/**
+ * The unreplicated baseline (`smw kv serve --single`) takes requests as a replica does: on the
+ * client's MAC under their session, so the benchmark's ratio compares like with like. A request
+ * without one is not executed.
+ */
+import { describe, expect, it, vi } from "vitest";
+import { KvClient } from "../src/client/kv-client.js";
+import { ClientConnections } from "../src/net/client-connection.js";
+import { Ed25519Scheme } from "../src/replica/ed25519.js";
+import { encodeClientMessage, parseEnvelope } from "../src/replica/messages.js";
+import { boardPublicKeys, clientSigner } from "../src/service/service-keys.js";
+import { startSingle } from "../src/service/service-runtime.js";
+import { makeServiceTestbed } from "../src/service/service-testbed.js";
+
+describe("the unreplicated baseline", () => {
+  it("executes MAC'd requests, answers reads, and executes no request without a MAC", async () => {
+    const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: 27540 });
+    const server = await startSingle(bed.testbed);
+    const h1 = bed.testbed.hosts[0];
+    if (h1 === undefined) throw new Error("no h1");
+    const signer = clientSigner(bed.testbed, "client1");
+    const client = new KvClient({
+      id: "client1",
+      replicas: { [h1.id]: h1.address },
+      replyQuorum: 1,
+      scheme: new Ed25519Scheme(),
+      signer,
+      boardKeys: boardPublicKeys(bed.testbed),
+    });
+    // A second connection as the same client (it proves the client's key), sending raw frames.
+    const raw = new ClientConnections({
+      clientId: "client1",
+      replicas: { [h1.id]: h1.address },
+      proveHello: (signed) => signer.sign(signed),
+    });
+    const received: string[] = [];
+    raw.on("message", (_replica, payload) => {
+      received.push(parseEnvelope(payload)?.body.type ?? payload.toString("utf8").slice(0, 40));
+    });
+    try {
+      client.start();
+      raw.start();
+      expect((await client.call({ op: "put", key: "a", value: "1" })).result).toEqual({
+        op: "put",
+        previous: null,
+      });
+      expect(
+        (await client.call({ op: "cas", key: "a", expected: "1", value: "2" })).result,
+      ).toEqual({ op: "cas", ok: true, current: "2" });
+      expect((await client.call({ op: "get", key: "a" })).result).toEqual({
+        op: "get",
+        value: "2",
+      });
+      const before = server.rejected;
+      raw.send(
+        h1.id,
+        encodeClientMessage({
+          type: "REQUEST",
+          request: {
+            client: "client1",
+            ts: Date.now() * 1000 + 1e9,
+            op: { op: "put", key: "a", value: "forged" },
+          },
+        }),
+      );
+      await vi.waitFor(() => expect(server.rejected).toBe(before + 1), { timeout: 5_000 });
+      // Not executed.
+      expect((await client.call({ op: "get", key: "a" })).result).toEqual({
+        op: "get",
+        value: "2",
+      });
+      // Replies go over every connection the client has open: none came for the forged one.
+      expect(received.filter((type) => type === "REPLY")).toHaveLength(2);
+    } finally {
+      await client.close();
+      await raw.close();
+      await server.close();
+      bed.remove();
+    }
+  }, 30_000);
+});
