@@ -213,4 +213,30 @@ describe("older checkpoint files on disk", () => {
     ]);
     expect(contentSeqs(dir)).toEqual([80, 64]);
   });
+
+  it("a folder at any name a write uses, or junk at an older name kept long, stops no write and no collection", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
+    dirs.push(dir);
+    const store = new KvStore();
+    for (let i = 0; i < 300; i++) store.apply({ op: "put", key: `key-${i}`, value: `v${i}` });
+    const stored = new StoredPartitions();
+    writeCheckpointFile(dir, checkpointAt(store, 16), stored, 16);
+    // Where the newest will be linked to, where the next file is written first, and junk at the
+    // number the rule keeps longest (0, a multiple of every level).
+    mkdirSync(path.join(dir, "checkpoint.16.smw"), { recursive: true });
+    mkdirSync(path.join(dir, "checkpoint.smw.tmp"));
+    execFileSync("mkfifo", [path.join(dir, "checkpoint.0.smw")]);
+    for (let seq = 32; seq <= 16 * 40; seq += 16) {
+      writeCheckpointFile(dir, checkpointAt(store, seq), stored, 16);
+      const read = readCheckpointFile(dir);
+      expect("checkpoint" in read && read.checkpoint.seq, `at ${seq}`).toBe(seq);
+    }
+    // Every older file that is left reads back, but the FIFO the rule still keeps by its name.
+    for (const f of olderCheckpointFiles(dir))
+      if (f.name !== "checkpoint.0.smw")
+        expect("checkpoint" in readCheckpointFile(dir, f.name), f.name).toBe(true);
+    // Segments were collected all along: no more than one per kept checkpoint file.
+    const segments = readdirSync(path.join(dir, "partitions"));
+    expect(segments.length).toBeLessThanOrEqual(1 + olderCheckpointFiles(dir).length);
+  });
 });

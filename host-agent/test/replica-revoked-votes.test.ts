@@ -73,4 +73,59 @@ describe("a revoked host's stored votes", () => {
     // r1's COMMIT, a live vote, completes it.
     expect(run(true, "COMMIT", [...order, ["r1", "COMMIT"]]).executed).toBe(true);
   });
+
+  it("a replay of its vote's bytes does not put it back", () => {
+    const replayed = (revokeR3: boolean) => {
+      const { core, from, request, clientCopy } = fourReplicas("r2");
+      let now = 0;
+      const put = request(1);
+      const digest = batchDigest([put]);
+      core.onClientMessage("c1", clientCopy(put), ++now);
+      const vote = from("r3", { type: "PREPARE", view: 0, seq: 1, digest });
+      core.onMessage(vote, ++now);
+      if (revokeR3) core.revokeKeys(["r3"], 1, ++now);
+      // The same bytes again (the network replays, or the adversary resends them).
+      const again = core.onMessage(vote, ++now);
+      const actions = core.onMessage(
+        from("r1", { type: "PRE_PREPARE", view: 0, seq: 1, digest, requests: [put] }),
+        ++now,
+      );
+      return { again, actions };
+    };
+    expect(sent(replayed(false).actions, "COMMIT")).toBe(true);
+    const revoked = replayed(true);
+    expect(revoked.again.some((a) => a.type === "problem" && a.kind === "revoked-key")).toBe(true);
+    expect(sent(revoked.actions, "COMMIT")).toBe(false);
+  });
+
+  it("its EXECUTED report does not join another's to make a batch executed", () => {
+    const reported = (revokeR3: boolean) => {
+      const { core, from, request } = fourReplicas("r2");
+      let now = 0;
+      // A batch no client sent, reported executed at seq 1 by r3, then by r4 (the next host).
+      const made = request(1, { op: "put", key: "x", value: "made up" });
+      const entry = { seq: 1, view: 0, digest: batchDigest([made]), requests: [made] };
+      core.onMessage(from("r3", { type: "EXECUTED", entries: [entry] }), ++now);
+      if (revokeR3) core.revokeKeys(["r3"], 1, ++now);
+      const actions = core.onMessage(from("r4", { type: "EXECUTED", entries: [entry] }), ++now);
+      return actions.some((a) => a.type === "executed");
+    };
+    expect(reported(false)).toBe(true);
+    expect(reported(true)).toBe(false);
+  });
+
+  it("its CHECKPOINT vote does not join another's to start a state transfer", () => {
+    const vouched = (revokeR3: boolean) => {
+      const { core, from } = fourReplicas("r2");
+      let now = 0;
+      // A checkpoint two intervals ahead with a digest no correct replica computed.
+      const vote: ReplicaBody = { type: "CHECKPOINT", seq: 8, digest: "ab".repeat(32) };
+      core.onMessage(from("r3", vote), ++now);
+      if (revokeR3) core.revokeKeys(["r3"], 1, ++now);
+      const actions = core.onMessage(from("r4", vote), ++now);
+      return actions.some((a) => a.type === "transfer-started");
+    };
+    expect(vouched(false)).toBe(true);
+    expect(vouched(true)).toBe(false);
+  });
 });

@@ -48,6 +48,8 @@ export function addCheckpointVote(
   }
   // One vote per replica and sequence number: a later, different vote replaces it.
   for (const voters of byDigest.values()) voters.delete(from);
+  // A vote under a current key: whatever it said under a revoked one is replaced.
+  r.revokedCheckpointVoters.get(seq)?.delete(from);
   let voters = byDigest.get(digest);
   if (voters === undefined) {
     voters = new Set();
@@ -55,7 +57,11 @@ export function addCheckpointVote(
   }
   voters.add(from);
   const { quorum, weak } = r.config.quorums;
-  const vouchers = () => [...voters].filter((v) => v !== r.config.self);
+  // Where k' + 1 decide, votes cast under a key revoked since do not count: with the next host
+  // the adversary takes they would be k' + 1 Byzantine voices.
+  const revoked = r.revokedCheckpointVoters.get(seq);
+  const live = revoked === undefined ? voters : new Set([...voters].filter((v) => !revoked.has(v)));
+  const vouchers = () => [...live].filter((v) => v !== r.config.self);
   if (r.coldStart) {
     // A cold start's replica that missed the first view: a checkpoint a quorum holds was taken in
     // the new era (replicas vote only once they have a state of it), so it is one to start from.
@@ -67,7 +73,7 @@ export function addCheckpointVote(
   }
   if (r.mode === "recovering") {
     // Its own stored state proves nothing: take the newest checkpoint k'+1 peers vouch for.
-    if (voters.size >= weak) behind(r, { seq, digest }, vouchers());
+    if (live.size >= weak) behind(r, { seq, digest }, vouchers());
     return;
   }
   const own = r.ownCheckpoints.get(seq);
@@ -87,7 +93,7 @@ export function addCheckpointVote(
   }
   if (own?.digest === digest && voters.size >= quorum && seq > r.stable.seq)
     makeStable(r, seq, digest);
-  else if (voters.size >= weak && seq >= r.lastExecuted + r.config.checkpointInterval)
+  else if (live.size >= weak && seq >= r.lastExecuted + r.config.checkpointInterval)
     // A whole interval behind: the log suffix peers keep may no longer reach back here.
     behind(r, { seq, digest }, vouchers());
 }
@@ -119,6 +125,8 @@ export function makeStable(r: ReplicaState, seq: number, digest: string): void {
     }
   for (const s of [...r.executedReports.keys()]) if (s <= seq) r.executedReports.delete(s);
   for (const s of [...r.checkpointVotes.keys()]) if (s < seq) r.checkpointVotes.delete(s);
+  for (const s of [...r.revokedCheckpointVoters.keys()])
+    if (s < seq) r.revokedCheckpointVoters.delete(s);
   // Keep the stable checkpoint (peers may fetch it) and anything newer.
   for (const s of [...r.ownCheckpoints.keys()]) if (s < seq) r.ownCheckpoints.delete(s);
   // Bodies still needed: those of open slots, and of what this replica prepared above the

@@ -171,6 +171,18 @@ function forgetUnsettledWordsOf(r: ReplicaState, host: string): void {
     }
     if (!slot.committed) slot.commits.delete(host);
   }
+  // Its EXECUTED reports: k' + 1 of them make a batch this replica executes.
+  for (const byDigest of r.executedReports.values())
+    for (const reporters of byDigest.values()) reporters.delete(host);
+  // Its CHECKPOINT votes no longer count where k' + 1 decide (a state transfer towards one); they
+  // still count towards a quorum, which needs more than 2k' (SAFETY.md, "Key epochs").
+  for (const [seq, byDigest] of r.checkpointVotes)
+    for (const voters of byDigest.values())
+      if (voters.has(host)) {
+        const revoked = r.revokedCheckpointVoters.get(seq) ?? new Set<string>();
+        revoked.add(host);
+        r.revokedCheckpointVoters.set(seq, revoked);
+      }
 }
 
 /** A peer asks for this replica's current key (it saw an epoch it did not know). */

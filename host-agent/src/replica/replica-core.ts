@@ -267,7 +267,8 @@ export class ReplicaCore {
       return r.drain();
     }
     const verdict =
-      seenBefore && r.ring.keyOf(from)?.epoch === epoch
+      // Not for a revoked key: a replay of its bytes would put back the votes revocation dropped.
+      seenBefore && r.ring.checkEpoch(from, epoch) === "ok"
         ? "ok"
         : envelope.macs !== undefined
           ? checkMacs(r, envelope)

@@ -175,6 +175,8 @@ export class ReplicaState {
   readonly ownCheckpoints = new Map<number, OwnCheckpoint>();
   /** seq -> "digest" -> replicas that sent CHECKPOINT for it. */
   readonly checkpointVotes = new Map<number, Map<string, Set<string>>>();
+  /** Per sequence number: voters whose CHECKPOINT vote there was cast under a key since revoked. */
+  readonly revokedCheckpointVoters = new Map<number, Set<string>>();
   readonly slots = new Map<number, Slot>();
   /** PBFT's P and Q sets: what this replica prepared / saw pre-prepared, above the stable checkpoint. */
   readonly preparedInfo = new Map<number, ViewSeqDigest>();

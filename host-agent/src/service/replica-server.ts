@@ -81,7 +81,13 @@ export class ReplicaServer {
     if (options.coldStart === true) {
       start.coldStart = true;
       const olderCheckpoints: StoredCheckpoint[] = [];
-      for (const { name } of olderCheckpointFiles(this.stateDir).slice(0, MAX_OLDER_CHECKPOINTS)) {
+      // Below the newest only: files with higher numbers in their names (junk, or a state a cold
+      // start went back on) must not crowd the genuine older ones out.
+      const newestSeq = "checkpoint" in stored ? stored.checkpoint.seq : Number.POSITIVE_INFINITY;
+      const below = olderCheckpointFiles(this.stateDir).filter(
+        (f) => f.seq !== undefined && f.seq < newestSeq,
+      );
+      for (const { name } of below.slice(0, MAX_OLDER_CHECKPOINTS)) {
         const older = readCheckpointFile(this.stateDir, name, decoded);
         if ("checkpoint" in older) olderCheckpoints.push(older.checkpoint);
         else if ("error" in older)

@@ -205,8 +205,13 @@ function collectSegments(dir: string, stored: StoredPartitions | undefined): voi
   const keep = new Set<string>();
   for (const name of [CHECKPOINT_FILE, ...olderCheckpointFiles(dir).map((f) => f.name)]) {
     const named = segmentsNamedBy(path.join(dir, name));
-    // A kept file whose header cannot be read: keep every segment rather than guess.
-    if (named === undefined) return;
+    if (named === undefined) {
+      // The newest whose header cannot be read: keep every segment rather than guess. An older
+      // one is of no use to anyone (a cold start refuses it); junk a compromised host left at an
+      // older name the rule keeps long must not stop collection for as long.
+      if (name === CHECKPOINT_FILE) return;
+      continue;
+    }
     for (const segment of named) keep.add(segment);
   }
   removeSegmentsExcept(dir, keep);
@@ -272,12 +277,17 @@ export function installSteps(dir: string, seq: number, intervalSeqs?: number): A
     const to = path.join(dir, keptName);
     const temporary = `${to}.tmp`;
     steps.push(
-      () => rmSync(temporary, { force: true }),
+      () => rmSync(temporary, { force: true, recursive: true }),
       () => linkOrCopy(file, temporary),
+      () => clearUnlessFile(to),
       () => renameSync(temporary, to),
     );
   }
-  steps.push(() => renameSync(`${file}.tmp`, file));
+  // A rename cannot replace a folder: one a compromised host left at a name failed every write.
+  steps.push(
+    () => clearUnlessFile(file),
+    () => renameSync(`${file}.tmp`, file),
+  );
   // With no readable file replaced, nothing says which older ones are of the agreed history.
   if (replaced === undefined) return steps;
   const candidates = definedSeqs(older);
@@ -295,6 +305,16 @@ export function installSteps(dir: string, seq: number, intervalSeqs?: number): A
     else remove(name);
   }
   return steps;
+}
+
+/** Removes what is at `file` if it is there and not a regular file (a folder, a FIFO, a link). */
+function clearUnlessFile(file: string): void {
+  try {
+    if (lstatSync(file).isFile()) return;
+  } catch {
+    return;
+  }
+  rmSync(file, { force: true, recursive: true });
 }
 
 function definedSeqs(files: ReadonlyArray<{ seq: number | undefined }>): number[] {
@@ -394,7 +414,7 @@ function learn(stored: StoredPartitions | undefined, plan: CheckpointPlan): void
  * segment) would change that file.
  */
 function writeSynced(file: string, parts: readonly Buffer[]): void {
-  rmSync(file, { force: true });
+  rmSync(file, { force: true, recursive: true });
   const fd = openSync(file, "wx", 0o600);
   try {
     for (const part of parts) {
@@ -444,7 +464,7 @@ export async function writeCheckpointFileInBackground(
 }
 
 async function writeSyncedInBackground(file: string, parts: readonly Buffer[]): Promise<void> {
-  rmSync(file, { force: true });
+  rmSync(file, { force: true, recursive: true });
   const handle = await open(file, "wx", 0o600);
   try {
     for (const part of parts) {
