@@ -95,6 +95,16 @@ describe("older checkpoint files on disk", () => {
     const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
     return { seq, digest, snapshot, clients: [] };
   };
+  const newDir = () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
+    dirs.push(dir);
+    return dir;
+  };
+  const storeOf300Keys = () => {
+    const store = new KvStore();
+    for (let i = 0; i < 300; i++) store.apply({ op: "put", key: `key-${i}`, value: `v${i}` });
+    return store;
+  };
   const contentSeqs = (dir: string) =>
     olderCheckpointFiles(dir).map((f) => {
       const read = readCheckpointFile(dir, f.name);
@@ -103,8 +113,7 @@ describe("older checkpoint files on disk", () => {
     });
 
   it("are the rule's, each named by its number and read back whole", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
-    dirs.push(dir);
+    const dir = newDir();
     const store = new KvStore();
     const stored = new StoredPartitions();
     for (let i = 0; i <= 100; i++)
@@ -118,8 +127,7 @@ describe("older checkpoint files on disk", () => {
   });
 
   it("of the earlier names are read, and go once the rule no longer keeps them", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
-    dirs.push(dir);
+    const dir = newDir();
     const store = new KvStore();
     for (const seq of [8, 12]) writeCheckpointFile(dir, checkpointAt(store, seq));
     // As an earlier release left them: the two before the newest under fixed names.
@@ -143,10 +151,8 @@ describe("older checkpoint files on disk", () => {
   });
 
   it("read together, share every partition that did not change between them", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
-    dirs.push(dir);
-    const store = new KvStore();
-    for (let i = 0; i < 300; i++) store.apply({ op: "put", key: `key-${i}`, value: `v${i}` });
+    const dir = newDir();
+    const store = storeOf300Keys();
     const stored = new StoredPartitions();
     writeCheckpointFile(dir, checkpointAt(store, 16), stored, 16);
     writeCheckpointFile(dir, checkpointAt(store, 32), stored, 16);
@@ -179,8 +185,7 @@ describe("older checkpoint files on disk", () => {
   });
 
   it("never block on, nor trust, what a compromised host put in a checkpoint file's place", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
-    dirs.push(dir);
+    const dir = newDir();
     const store = new KvStore();
     writeCheckpointFile(dir, checkpointAt(store, 16), undefined, 16);
     writeCheckpointFile(dir, checkpointAt(store, 32), undefined, 16);
@@ -215,10 +220,8 @@ describe("older checkpoint files on disk", () => {
   });
 
   it("a folder at any name a write uses, or junk at an older name kept long, stops no write and no collection", () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "smw-retain-"));
-    dirs.push(dir);
-    const store = new KvStore();
-    for (let i = 0; i < 300; i++) store.apply({ op: "put", key: `key-${i}`, value: `v${i}` });
+    const dir = newDir();
+    const store = storeOf300Keys();
     const stored = new StoredPartitions();
     writeCheckpointFile(dir, checkpointAt(store, 16), stored, 16);
     // Where the newest will be linked to, where the next file is written first, and junk at the
