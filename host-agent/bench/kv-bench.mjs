@@ -248,7 +248,7 @@ async function throughput(n, kPrime, k, load = "mixed") {
     const what =
       load === "reads"
         ? `gets only (unordered reads; ${replicated.readsOrdered} ordered after answers disagreed)`
-        : "half gets, half puts";
+        : `half gets, half puts; ${replicated.readsOrdered} gets ordered after answers disagreed`;
     process.stdout.write(
       `n = ${n} (k' = ${kPrime}, k = ${k}), ${clients} clients, ${seconds} s each, ${what}:\n` +
         `  unreplicated  ${fmt(base)}\n  replicated    ${fmt(replicated)}\n` +

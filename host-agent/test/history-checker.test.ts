@@ -88,4 +88,64 @@ describe("the history checker", () => {
     h.checkLinearizable();
     expect(h.violations).toEqual([]);
   });
+
+  describe("unordered reads", () => {
+    const read = (
+      client: string,
+      ts: number,
+      value: string | null,
+      atSeq: number,
+      from: number,
+      to: number,
+    ) => ({
+      ...done(client, ts, get("x"), { op: "get", value }, from, to),
+      readAtSeq: atSeq,
+    });
+    const history = () => {
+      const h = new HistoryChecker();
+      h.onExecuted("r1", 1, "d1", [req("a", 1, put("x", "1"))]);
+      h.onExecuted("r1", 2, "d2", [req("a", 2, put("y", "2"))]);
+      h.onExecuted("r1", 3, "d3", [req("a", 3, put("x", "3"))]);
+      h.onCompleted(done("a", 1, put("x", "1"), { op: "put", previous: null }, 0, 10));
+      h.onCompleted(done("a", 2, put("y", "2"), { op: "put", previous: null }, 11, 20));
+      h.onCompleted(done("a", 3, put("x", "3"), { op: "put", previous: "1" }, 21, 30));
+      return h;
+    };
+
+    it("places a read after everything that completed before it, where its result still holds", () => {
+      // Answers agreed on the state after seq 1; y's write (seq 2) completed before the read
+      // was invoked and x did not change until seq 3: the read sits after seq 2.
+      const h = history();
+      h.onCompleted(read("b", 1, "1", 1, 25, 26));
+      h.checkLinearizable();
+      expect(h.violations).toEqual([]);
+    });
+
+    it("catches a stale read: its result no longer held after what completed before it", () => {
+      const h = history();
+      h.onCompleted(read("b", 1, "1", 1, 31, 40));
+      h.checkLinearizable();
+      expect(h.violations.join("\n")).toMatch(
+        /b#1 .*returned .*"1".*which no state from seq 1 on, after everything that completed before it was invoked, gives/,
+      );
+    });
+
+    it("catches reads out of real-time order: a later read of an older state", () => {
+      const h = history();
+      // c's read saw seq 3's write and completed before d's read began, which saw the value before it.
+      h.onCompleted(read("c", 1, "3", 3, 22, 24));
+      h.onCompleted(read("d", 1, "1", 1, 25, 29));
+      h.checkLinearizable();
+      expect(h.violations.join("\n")).toMatch(/d#1 .*returned .*"1"/);
+    });
+
+    it("catches a read of a state no correct replica reached", () => {
+      const h = history();
+      h.onCompleted(read("b", 1, "3", 7, 31, 40));
+      h.checkLinearizable();
+      expect(h.violations.join("\n")).toMatch(
+        /b#1 read the state at seq 7, which no correct replica executed/,
+      );
+    });
+  });
 });

@@ -5,7 +5,7 @@
  */
 import { certificateSigningBytes } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
-import { KvClientCore } from "../src/client/kv-client-core.js";
+import { KvClientCore, mostMeeting } from "../src/client/kv-client-core.js";
 import { ClientSessions } from "../src/replica/client-sessions.js";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
 import {
@@ -26,7 +26,7 @@ const sentTypes = (actions: ReturnType<KvClientCore["tick"]>) =>
 const readReply = (
   signers: Map<string, Signer>,
   id: string,
-  fields: { ts: number; seq: number; op: string; value: string },
+  fields: { ts: number; since?: number; seq: number; op: string; value: string },
 ) =>
   sealEnvelope(
     id,
@@ -35,6 +35,8 @@ const readReply = (
       type: "READ_REPLY",
       client: "c1",
       ts: fields.ts,
+      // By default the result held at `seq` alone (as if the key had just been written).
+      since: fields.since ?? fields.seq,
       seq: fields.seq,
       op: fields.op,
       result: { op: "get", value: fields.value },
@@ -106,6 +108,55 @@ describe("the client's unordered reads", () => {
     );
     expect(done).toMatchObject([{ type: "complete", op: { op: "get" }, result: { value: "a" } }]);
     expect(client.counters.get("reads.ordered")).toBeUndefined();
+  });
+
+  it("takes answers at different sequence numbers whose intervals meet, at the state they meet", () => {
+    const { signers, client } = setUp({ sessions: false, firstTs: 0 });
+    const read = sentRead(client.submit({ op: "get", key: "x" }, 0));
+    const answer = (id: string, since: number, seq: number) =>
+      client.onMessage(id, readReply(signers, id, { ...read, since, seq, value: "a" }), 1);
+    // x last written at 4: replicas at 7, 9 and 5 all hold "a" over [4, their seq].
+    expect(answer("r1", 4, 7)).toEqual([]);
+    expect(answer("r2", 4, 9)).toEqual([]);
+    expect(answer("r3", 4, 5)).toMatchObject([
+      { type: "complete", result: { value: "a" }, readAtSeq: 4 },
+    ]);
+    expect(client.counters.get("reads.widened")).toBeUndefined();
+  });
+
+  it("does not take q answers whose intervals do not all meet: a wide one cannot join two apart", () => {
+    const { signers, client } = setUp({ sessions: false, firstTs: 0 });
+    const read = sentRead(client.submit({ op: "get", key: "x" }, 0));
+    const answer = (id: string, since: number, seq: number, at = 1) =>
+      client.onMessage(id, readReply(signers, id, { ...read, since, seq, value: "a" }), at);
+    // r1 saw "a" over [2, 3], r2 over [6, 8] (x was written in between, and back): they never
+    // held "a" in one state together. r3 claims [0, 9], which meets each of them but not both.
+    expect(answer("r1", 2, 3)).toEqual([]);
+    const widened = answer("r2", 6, 8);
+    expect(widened.map((a) => a.type === "send" && a.to)).toEqual(["r4"]);
+    expect(answer("r3", 0, 9)).toEqual([]);
+    // r4 at [5, 7] meets r2 and r3 at 6: three that meet.
+    expect(answer("r4", 5, 7, 2)).toMatchObject([
+      { type: "complete", result: { value: "a" }, readAtSeq: 6 },
+    ]);
+  });
+
+  it("meets answers at the smallest state where the most of them hold", () => {
+    expect(mostMeeting([])).toEqual({ count: 0, at: 0 });
+    expect(
+      mostMeeting([
+        { since: 2, seq: 3 },
+        { since: 6, seq: 8 },
+        { since: 0, seq: 9 },
+      ]),
+    ).toEqual({ count: 2, at: 2 });
+    expect(
+      mostMeeting([
+        { since: 4, seq: 4 },
+        { since: 1, seq: 5 },
+        { since: 3, seq: 9 },
+      ]),
+    ).toEqual({ count: 3, at: 4 });
   });
 
   it("refuses an answer to another read, and orders the read when q matching can no longer come", () => {

@@ -29,6 +29,7 @@ describe("a replica's unordered reads", () => {
         type: "READ_REPLY",
         client: "c1",
         ts: 42,
+        since: 0,
         seq: 0,
         op: readDigest(read),
         result: { op: "get", value: null },

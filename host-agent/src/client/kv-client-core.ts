@@ -74,10 +74,34 @@ interface Outstanding {
   narrow: boolean;
   sentMs: number;
   retransmitAtMs: number;
-  /** "seq result" -> replicas that sent it. */
-  votes: Map<string, Set<string>>;
+  /** "seq result" (a read: "result") -> the replicas that sent it, and the states it held over. */
+  votes: Map<string, Map<string, StateInterval>>;
   /** "seq result" -> what it stands for. */
   answers: Map<string, { seq: number; result: KvResult }>;
+}
+
+/** States `since` to `seq`, over which an answer's result held (one state for an ordered reply). */
+interface StateInterval {
+  since: number;
+  seq: number;
+}
+
+/**
+ * The most of these answers (same result, one each from different replicas) whose intervals
+ * meet, and the smallest sequence number at which that many do. An answer says its result is
+ * the result of every state in its interval, so q answers that meet at s say it of the state
+ * after s, and at least q - k' of them are correct (SAFETY.md, "Reads without ordering").
+ */
+export function mostMeeting(answers: readonly StateInterval[]): { count: number; at: number } {
+  let best = { count: 0, at: 0 };
+  // Intervals that meet anywhere all hold at the latest start among them.
+  for (const { since: point } of answers) {
+    let count = 0;
+    for (const a of answers) if (a.since <= point && point <= a.seq) count++;
+    if (count > best.count || (count === best.count && point < best.at))
+      best = { count, at: point };
+  }
+  return best;
 }
 
 /** Above this share of reads sent to q replicas needing the rest, reads go to every replica. */
@@ -375,9 +399,11 @@ export class KvClientCore {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
     }
-    // Answers match only at the same sequence number: for a read, the same state; for a
-    // request, the same execution (not one that a cold start lost and one after it).
-    const key = `${body.seq} ${canonicalJson(body.result)}`;
+    // Replies to a request match only at the same sequence number: the same execution (not one
+    // that a cold start lost and one after it). Answers to a read match on their result, once q
+    // of them name intervals of states that share one (`readQuorumAt`).
+    const resultJson = canonicalJson(body.result);
+    const key = body.type === "READ_REPLY" ? resultJson : `${body.seq} ${resultJson}`;
     // A replica may vote for more than one result: after a cold start went back to a checkpoint,
     // a request is executed afresh and its new result must be able to outvote the lost one.
     // (A Byzantine replica gains nothing by it: it is one voter in each set.)
@@ -385,15 +411,24 @@ export class KvClientCore {
     this.missed.delete(replica);
     let voters = o.votes.get(key);
     if (voters === undefined) {
-      voters = new Set();
+      voters = new Map();
       o.votes.set(key, voters);
       o.answers.set(key, { seq: body.seq, result: body.result });
     }
-    voters.add(replica);
-    if (voters.size < this.config.replyQuorum) {
+    if (!voters.has(replica))
+      voters.set(replica, {
+        since: body.type === "READ_REPLY" ? body.since : body.seq,
+        seq: body.seq,
+      });
+    const meeting =
+      body.type === "READ_REPLY"
+        ? mostMeeting([...voters.values()])
+        : { count: voters.size, at: body.seq };
+    const agreedAt = meeting.count >= this.config.replyQuorum ? meeting.at : undefined;
+    if (agreedAt === undefined) {
       if (o.readDigest === undefined) return [];
       let most = 0;
-      for (const v of o.votes.values()) most = Math.max(most, v.size);
+      for (const v of o.votes.values()) most = Math.max(most, mostMeeting([...v.values()]).count);
       // A replica that missed its last read (down, recovering) is not counted on to answer:
       // waiting for it cost every read whose answers split the read timeout before ordering.
       const expected = (r: string) => !o.answered.has(r) && !this.missed.has(r);
@@ -408,7 +443,7 @@ export class KvClientCore {
     }
     this.outstanding = undefined;
     this.learnFrom(o, nowMs);
-    const { seq, result } = o.answers.get(key) as { seq: number; result: KvResult };
+    const { result } = o.answers.get(key) as { seq: number; result: KvResult };
     return [
       {
         type: "complete",
@@ -416,7 +451,7 @@ export class KvClientCore {
         op: o.op,
         result,
         latencyMs: nowMs - o.sentMs,
-        ...(o.readDigest !== undefined ? { readAtSeq: seq } : {}),
+        ...(o.readDigest !== undefined ? { readAtSeq: agreedAt } : {}),
       },
     ];
   }

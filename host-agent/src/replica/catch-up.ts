@@ -83,6 +83,7 @@ function installState(
     r.nextSeq = target.seq + 1;
   }
   r.store = store;
+  r.readSince.reset(target.seq);
   r.clients = ClientTable.from(clients);
   r.lastExecuted = target.seq;
   if (r.nextSeq <= target.seq) r.nextSeq = target.seq + 1;

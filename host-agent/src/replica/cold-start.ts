@@ -34,6 +34,7 @@ export function settleColdStart(r: ReplicaState, checkpoint: SeqDigest, vouchers
   if (own !== undefined && own.digest === checkpoint.digest) {
     r.count("cold-start.own-checkpoint");
     r.store = KvStore.fromSnapshot(own.snapshot);
+    r.readSince.reset(checkpoint.seq);
     r.clients = ClientTable.from(own.clients);
     r.lastExecuted = checkpoint.seq;
     r.nextSeq = checkpoint.seq + 1;

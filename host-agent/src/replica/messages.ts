@@ -141,10 +141,20 @@ export type ReplicaBody =
    */
   | { type: "REPLY"; view: number; client: string; ts: number; seq: number; result: KvResult }
   /**
-   * The answer to a READ, from the replica's state after executing `seq`; `op`, the read's
-   * digest (`readDigest`), binds it to the read asked (a READ is not signed: see `ClientRead`).
+   * The answer to a READ, from the replica's state after executing `seq`; the result is the
+   * same in every state from `since` to `seq` (nothing it reads was written in between: see
+   * `read-since.ts`). `op`, the read's digest (`readDigest`), binds it to the read asked (a READ
+   * is not signed: see `ClientRead`).
    */
-  | { type: "READ_REPLY"; client: string; ts: number; seq: number; op: string; result: KvResult }
+  | {
+      type: "READ_REPLY";
+      client: string;
+      ts: number;
+      since: number;
+      seq: number;
+      op: string;
+      result: KvResult;
+    }
   | { type: "KEYS"; certificates: KeyCertificate[] };
 
 export type ReplicaBodyType = ReplicaBody["type"];
@@ -562,12 +572,27 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         : { type: v.type, view: v.view, client: v.client, ts: v.ts, seq: v.seq, result };
     }
     case "READ_REPLY": {
-      if (!isId(v.client) || !isTimestamp(v.ts) || !isCount(v.seq) || !isDigest(v.op))
+      if (
+        !isId(v.client) ||
+        !isTimestamp(v.ts) ||
+        !isCount(v.since) ||
+        !isCount(v.seq) ||
+        v.since > v.seq ||
+        !isDigest(v.op)
+      )
         return undefined;
       const result = parseKvResult(v.result);
       return "error" in result
         ? undefined
-        : { type: v.type, client: v.client, ts: v.ts, seq: v.seq, op: v.op, result };
+        : {
+            type: v.type,
+            client: v.client,
+            ts: v.ts,
+            since: v.since,
+            seq: v.seq,
+            op: v.op,
+            result,
+          };
     }
     case "KEYS": {
       const certificates = list(v.certificates, certificate, 1024);

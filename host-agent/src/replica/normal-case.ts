@@ -429,6 +429,7 @@ export function execute(
       continue;
     }
     const result = r.store.apply(request.op);
+    r.readSince.noteExecuted(request.op, seq);
     r.clients.record(request.client, request.ts, result, seq);
     results.push(result);
     sendReply(r, request.client, request.ts, result, seq);

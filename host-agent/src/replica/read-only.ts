@@ -27,6 +27,7 @@ export function onRead(r: ReplicaState, client: string, read: ClientRead): void 
     type: "READ_REPLY",
     client,
     ts: read.ts,
+    since: r.readSince.since(read.op),
     seq: r.lastExecuted,
     op: readDigest(read),
     result: r.store.read(read.op),

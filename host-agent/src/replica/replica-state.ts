@@ -23,6 +23,7 @@ import {
   type ViewSeqDigest,
 } from "./messages.js";
 import type { Quorums } from "./quorums.js";
+import { ReadSince } from "./read-since.js";
 import { RecentSet } from "./recent-set.js";
 import { type KeyAgreement, Sessions } from "./sessions.js";
 import type { StateTransfer } from "./state-transfer.js";
@@ -169,6 +170,8 @@ export class ReplicaState {
   view = 0;
   epoch: number;
   store: KvStore;
+  /** Since when each read's result has held (READ_REPLY's `since`); reset with the store. */
+  readSince: ReadSince;
   clients: ClientTable;
   lastExecuted: number;
   stable: SeqDigest;
@@ -304,6 +307,7 @@ export class ReplicaState {
     this.store = cp ? KvStore.fromSnapshot(cp.snapshot) : new KvStore();
     this.clients = ClientTable.from(cp?.clients ?? GENESIS_CLIENTS);
     this.lastExecuted = cp?.seq ?? 0;
+    this.readSince = new ReadSince(this.lastExecuted);
     const digest = this.stateDigest();
     this.stable = { seq: this.lastExecuted, digest };
     this.ownCheckpoints.set(this.lastExecuted, {

@@ -107,6 +107,8 @@ export class SingleServer {
         type: "READ_REPLY",
         client,
         ts: message.ts,
+        // One server: its answer is the read, and no interval needs to meet another's.
+        since: this.executed,
         seq: this.executed,
         op: readDigest(message),
         result: this.store.read(message.op),

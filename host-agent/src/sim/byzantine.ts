@@ -585,8 +585,9 @@ export class ByzantineFilter {
 
   /**
    * A lying answer to an unordered read: an older answer's result passed off as the state at
-   * this sequence number (aiming at a stale read), a forged value, or the true result at a
-   * sequence number it is not at (aiming to make the read fail over to ordering).
+   * this sequence number, and as having held since the start (aiming at a stale read: its
+   * interval then meets any correct answer's), a forged value, or the true result at a sequence
+   * number it is not at (aiming to make the read fail over to ordering).
    */
   private wrongReadReply(
     envelope: ReplicaEnvelope,
@@ -597,8 +598,16 @@ export class ByzantineFilter {
     if (this.oldReadResults.length > 16) this.oldReadResults.shift();
     const lie = this.prng.int(0, 2);
     this.took(`wrong-read-reply.${["stale", "forged", "other-seq"][lie]}`);
-    if (lie === 0 && older !== undefined) return this.reseal(envelope, { ...body, result: older });
-    if (lie === 2) return this.reseal(envelope, { ...body, seq: body.seq + this.prng.int(1, 3) });
+    if (lie === 0 && older !== undefined)
+      return this.reseal(envelope, {
+        ...body,
+        result: older,
+        since: this.prng.chance(0.5) ? 0 : body.since,
+      });
+    if (lie === 2) {
+      const seq = body.seq + this.prng.int(1, 3);
+      return this.reseal(envelope, { ...body, seq, since: this.prng.chance(0.5) ? seq : 0 });
+    }
     const result: KvResult = { op: "get", value: `forged-${this.prng.int(0, 9)}` };
     return this.reseal(envelope, { ...body, result });
   }

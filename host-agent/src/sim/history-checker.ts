@@ -7,7 +7,9 @@
  *    in is the witness; every completed operation must be in it, return what
  *    a plain key-value model returns at its place in it, and come after every
  *    operation that completed before it was invoked. A read answered without
- *    ordering takes its place right after the batch whose state it read.
+ *    ordering takes its place right after a batch: the first, from the one
+ *    whose state its answers agreed on, that comes after everything that
+ *    completed before it was invoked and whose state gives its result.
  */
 import { compareKeys } from "../kv/key-order.js";
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
@@ -21,7 +23,7 @@ export interface CompletedOperation {
   result: KvResult;
   invokedMs: number;
   completedMs: number;
-  /** An unordered read: the sequence number of the batch whose state it read. */
+  /** An unordered read: the sequence number of the batch whose state its answers agreed on. */
   readAtSeq?: number;
 }
 
@@ -50,8 +52,11 @@ export class HistoryChecker {
   lostCount = 0;
   /** Cold starts begun: sequence numbers after a cold start's checkpoint are executed afresh. */
   private era = 0;
-  /** Per unordered read ("client#ts seq"): the eras whose state correct replicas answered it from. */
-  private readonly readEras = new Map<string, Set<number>>();
+  /**
+   * Per unordered read ("client#ts"), per era whose state correct replicas answered it from:
+   * the highest sequence number they answered at.
+   */
+  private readonly readEras = new Map<string, Map<number, number>>();
   /** Per era after the first: the checkpoint its cold start went back to. */
   private readonly coldStartSeqs: number[] = [];
 
@@ -162,19 +167,22 @@ export class HistoryChecker {
 
   /** A correct replica answered an unordered read from its state after `seq`. */
   onReadAnswered(client: string, ts: number, seq: number): void {
-    const key = `${client}#${ts} ${seq}`;
-    const eras = this.readEras.get(key) ?? new Set();
-    eras.add(this.era);
+    const key = `${client}#${ts}`;
+    const eras = this.readEras.get(key) ?? new Map<number, number>();
+    eras.set(this.era, Math.max(seq, eras.get(this.era) ?? 0));
     this.readEras.set(key, eras);
   }
 
   /**
-   * An unordered read answered from a state that a later cold start went back before: lost with
-   * it (answers in flight across a cold start may come from either era, at the same number).
+   * An unordered read answered from states that a later cold start went back before: lost with
+   * them (answers in flight across a cold start may come from either era). Its answers hold
+   * from `seq` up to the states they were given at, any of which may be its place.
    */
   private readLost(key: string, seq: number): boolean {
-    for (const era of this.readEras.get(`${key} ${seq}`) ?? [this.era])
-      for (let e = era + 1; e <= this.era; e++) if ((this.coldStartSeqs[e] ?? 0) < seq) return true;
+    const eras = this.readEras.get(key) ?? new Map([[this.era, seq]]);
+    for (const [era, highest] of eras)
+      for (let e = era + 1; e <= this.era; e++)
+        if ((this.coldStartSeqs[e] ?? 0) < Math.max(seq, highest)) return true;
     return false;
   }
 
@@ -189,24 +197,17 @@ export class HistoryChecker {
     const model = new Map<string, string>();
     const lastTs = new Map<string, number>();
     const seqs = [...this.executed.keys()].sort((a, b) => a - b);
-    const readsAt = new Map<number, CompletedOperation[]>();
     const lostReads = new Set<string>();
     for (const op of this.completed) {
       if (op.readAtSeq === undefined) continue;
       const key = `${op.client}#${op.ts}`;
       if (this.readLost(key, op.readAtSeq)) lostReads.add(key);
-      else readsAt.set(op.readAtSeq, [...(readsAt.get(op.readAtSeq) ?? []), op]);
     }
+    // After each batch: where a read placed there sits in the order, and the model's state.
+    const boundaries: { position: number; model: Map<string, string> }[] = [
+      { position: -0.5, model: new Map() },
+    ];
     let index = 0;
-    // Each read right after the batch it read (between two positions of the order).
-    const placeReads = (seq: number) => {
-      for (const op of readsAt.get(seq) ?? []) {
-        const key = `${op.client}#${op.ts}`;
-        position.set(key, index - 0.5);
-        modelResult.set(key, applyModel(model, op.op));
-      }
-    };
-    placeReads(0);
     let expected = 1;
     for (const seq of seqs) {
       if (seq !== expected) {
@@ -221,7 +222,7 @@ export class HistoryChecker {
         position.set(key, index++);
         modelResult.set(key, applyModel(model, r.op));
       }
-      placeReads(seq);
+      boundaries.push({ position: index - 0.5, model: new Map(model) });
     }
     const byInvoke = [...this.completed].sort((a, b) => a.invokedMs - b.invokedMs);
     const byComplete = [...this.completed].sort((a, b) => a.completedMs - b.completedMs);
@@ -242,13 +243,34 @@ export class HistoryChecker {
         }
       }
       const key = `${op.client}#${op.ts}`;
+      if (op.readAtSeq !== undefined && !lostReads.has(key)) {
+        // An unordered read: the first batch from the one its answers agreed on, after all that
+        // completed before it was invoked, whose state gives what it returned (invocation order
+        // places every read that completed before this one first).
+        const result = canonicalJson(op.result);
+        for (let s = op.readAtSeq; s < boundaries.length; s++) {
+          const at = boundaries[s] as { position: number; model: Map<string, string> };
+          if (at.position < latestBefore) continue;
+          if (canonicalJson(applyModel(new Map(at.model), op.op)) !== result) continue;
+          position.set(key, at.position);
+          modelResult.set(key, op.result);
+          break;
+        }
+        if (!position.has(key)) {
+          const at = boundaries[op.readAtSeq];
+          this.violations.push(
+            at === undefined
+              ? `linearizability: ${key} read the state at seq ${op.readAtSeq}, which no correct replica executed`
+              : `linearizability: ${key} ${canonicalJson(op.op)} returned ${result}, which no state from seq ${op.readAtSeq} on, after everything that completed before it was invoked, gives (the state at seq ${op.readAtSeq} gives ${canonicalJson(applyModel(new Map(at.model), op.op))})`,
+          );
+        }
+        continue;
+      }
       const p = position.get(key);
       if (p === undefined && (this.lost.has(key) || lostReads.has(key))) continue; // executed (or read) after the checkpoint a cold start went back to
       if (p === undefined) {
         this.violations.push(
-          op.readAtSeq === undefined
-            ? `linearizability: ${key} completed but no correct replica executed it`
-            : `linearizability: ${key} read the state at seq ${op.readAtSeq}, which no correct replica executed`,
+          `linearizability: ${key} completed but no correct replica executed it`,
         );
         continue;
       }
