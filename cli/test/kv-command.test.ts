@@ -76,6 +76,9 @@ describe("smw kv against four replicas", () => {
     );
     expect(benchTooMany.code).toBe(2);
     expect(benchTooMany.stderr).toMatch(/5 clients need 5 client keys .* found 2/);
+    const badTimeline = await smw("kv", "bench", "--testbed", bed.file, "--timeline", "0");
+    expect(badTimeline.code).toBe(2);
+    expect(badTimeline.stderr).toMatch(/--timeline: expected 1 to 60000 ms, got "0"/);
   }, 30_000);
 
   it("benchmarks a short closed-loop load", async () => {
@@ -90,6 +93,8 @@ describe("smw kv against four replicas", () => {
       "1",
       "--k",
       "0",
+      "--timeline",
+      "250",
       "--json",
     );
     expect(r.code).toBe(0);
@@ -97,5 +102,11 @@ describe("smw kv against four replicas", () => {
     expect(figures.completed).toBeGreaterThan(10);
     expect(figures.failed).toBe(0);
     expect(figures.p99Ms).toBeGreaterThanOrEqual(figures.p50Ms);
+    // Every operation completed falls in one interval of the timeline.
+    expect(figures.timeline.intervalMs).toBe(250);
+    expect(figures.timeline.completed.length).toBeGreaterThanOrEqual(4);
+    expect(figures.timeline.completed.reduce((a: number, b: number) => a + b, 0)).toBe(
+      figures.completed,
+    );
   }, 30_000);
 });

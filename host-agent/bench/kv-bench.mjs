@@ -402,23 +402,30 @@ async function rolling() {
   try {
     const replicas = await Promise.all(bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id])));
     const steady = await bench(bed, [], cycleSeconds);
-    const load = bench(bed, [], cycleSeconds);
+    const load = bench(bed, ["--timeline", "100"], cycleSeconds);
     let cycled = 0;
     /** CPU each restarted replica used until it served, and until it had recovered. */
     const restartCpu = [];
+    /** Wall-clock times of each cycle's steps, to split the load's timeline by phase. */
+    const phases = [];
     const cycle = (async () => {
       await new Promise((r) => setTimeout(r, 2000));
       for (const [i, h] of bed.testbed.hosts.entries()) {
         const old = replicas[i];
+        const handoffAt = Date.now();
         old.kill("SIGUSR2"); // hand off if primary, as the host agent does on PREPARE_SHUTDOWN
         await new Promise((r) => setTimeout(r, 100));
         old.kill("SIGKILL");
         await new Promise((r) => setTimeout(r, 500));
+        const startedAt = Date.now();
         const fresh = await serve(bed, ["--host", h.id, "--recovering"], /serving/);
+        const servingAt = Date.now();
         replicas[i] = fresh;
         const servingCpuMs = cpuMsOf(fresh);
         await waitLog(fresh, /state recovered/, 20_000).catch(() => {});
+        const recoveredAt = Date.now();
         restartCpu.push({ servingCpuMs, recoveredCpuMs: cpuMsOf(fresh) });
+        phases.push({ handoffAt, startedAt, servingAt, recoveredAt });
         cycled++;
         await new Promise((r) => setTimeout(r, 500));
       }
@@ -430,11 +437,53 @@ async function rolling() {
         `  steady state  ${fmt(steady)}\n  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
         `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.9, zero failed)\n` +
         `  CPU of each restarted replica (median of ${restartCpu.length}): ${median(restartCpu.map((c) => c.servingCpuMs)).toFixed(0)} ms until serving, ${median(restartCpu.map((c) => c.recoveredCpuMs)).toFixed(0)} ms until recovered;\n` +
-        "  here it shares the two cores with the service, on a testbed it is its own host's\n",
+        "  here it shares the two cores with the service, on a testbed it is its own host's\n" +
+        rollingPhases(during.timeline, phases, steady.opsPerSecond),
     );
   } finally {
     bed.remove();
   }
+}
+
+/**
+ * Where a rolling cycle's throughput goes: the load's timeline (operations per 100 ms) split
+ * into the phases of each replica's turn, each phase's time and throughput against the steady
+ * state's.
+ */
+function rollingPhases(timeline, phases, steadyOpsPerSecond) {
+  if (timeline === undefined || phases.length === 0) return "";
+  const { startedAtEpochMs, intervalMs, completed } = timeline;
+  const opsBetween = (fromMs, toMs) => {
+    let ops = 0;
+    for (const [i, count] of completed.entries()) {
+      const at = startedAtEpochMs + (i + 0.5) * intervalMs;
+      if (at >= fromMs && at < toMs) ops += count;
+    }
+    return ops;
+  };
+  const sums = {
+    "hand-off, kill, down": [0, 0],
+    "restarted until serving": [0, 0],
+    "serving until recovered": [0, 0],
+    "recovered, until the next turn": [0, 0],
+  };
+  const add = (name, fromMs, toMs) => {
+    sums[name][0] += Math.max(0, toMs - fromMs);
+    sums[name][1] += opsBetween(fromMs, toMs);
+  };
+  for (const [i, p] of phases.entries()) {
+    const next = phases[i + 1]?.handoffAt ?? p.recoveredAt + 500;
+    add("hand-off, kill, down", p.handoffAt, p.startedAt);
+    add("restarted until serving", p.startedAt, p.servingAt);
+    add("serving until recovered", p.servingAt, p.recoveredAt);
+    add("recovered, until the next turn", p.recoveredAt, next);
+  }
+  let out = `  where it goes (summed over the ${phases.length} turns; throughput against the steady state's):\n`;
+  for (const [name, [ms, ops]] of Object.entries(sums)) {
+    const rate = ms > 0 ? (ops * 1000) / ms : 0;
+    out += `    ${name.padEnd(32)} ${(ms / 1000).toFixed(1).padStart(5)} s  ${rate.toFixed(0).padStart(5)} ops/s  ${(rate / steadyOpsPerSecond).toFixed(2)}\n`;
+  }
+  return out;
 }
 
 /** The floor for every figure below: a bare TCP echo, one process each side, no crypto. */

@@ -109,6 +109,35 @@ describe("replicas over TCP on loopback", () => {
       bed.remove();
     }
   }, 40_000);
+
+  it("a restarted replica gets the client's session as the client reconnects, and holds its next request", async () => {
+    const { bed, server, client } = fourReplicas(27440);
+    const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
+    try {
+      await Promise.all(servers.map((s) => s.start()));
+      client.start();
+      for (let i = 0; i < 10; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+      const learnedBefore = client.counters.get("sessions.learned") ?? 0;
+      await servers[1]?.close();
+      const restarted = server("h2", 1, true);
+      servers[1] = restarted;
+      await restarted.start();
+      // No request is outstanding, nothing is retransmitted: the reconnection alone brings
+      // the new process the client's half, and the client the new process's.
+      await vi.waitFor(
+        () => expect(client.counters.get("sessions.learned") ?? 0).toBeGreaterThan(learnedBefore),
+        { timeout: 10_000, interval: 20 },
+      );
+      expect(client.counters.get("retransmits")).toBeUndefined();
+      await client.call({ op: "put", key: "after", value: "restart" });
+      // Its copy of that request carried a MAC the new process checks: held, not refused as stale.
+      expect(restarted.core.counters.get("requests.not-fresh")).toBeUndefined();
+    } finally {
+      await client.close();
+      await Promise.all(servers.map((s) => s.close()));
+      bed.remove();
+    }
+  }, 40_000);
 });
 
 /** Four replicas (n = 4, k' = 1, k = 0) on loopback from `basePort`, and a client of theirs. */

@@ -244,11 +244,16 @@ export function kvCommand(context: CliContext): Command {
       "--k <n>",
       "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
     )
+    .option(
+      "--timeline <ms>",
+      "also count the operations completed in each interval of this many ms (printed, and in --json as timeline)",
+    )
     .option("--json", "print the figures as JSON")
     .action(
       async (flags: {
         testbed: string;
         clients: string;
+        timeline?: string;
         seconds: string;
         single?: boolean;
         valueBytes: string;
@@ -275,6 +280,12 @@ export function kvCommand(context: CliContext): Command {
         const keys = Number(flags.keys);
         if (!Number.isInteger(keys) || keys < 1 || keys > 1_000_000)
           throw new UsageError(`--keys: expected 1 to 1000000, got "${flags.keys}"`);
+        const timelineMs = flags.timeline === undefined ? undefined : Number(flags.timeline);
+        if (
+          timelineMs !== undefined &&
+          (!Number.isInteger(timelineMs) || timelineMs < 1 || timelineMs > 60_000)
+        )
+          throw new UsageError(`--timeline: expected 1 to 60000 ms, got "${flags.timeline}"`);
         const testbed = loadTestbed(flags.testbed);
         const ids = clientIdsWithKeys(testbed).slice(0, clients);
         if (ids.length < clients)
@@ -291,6 +302,7 @@ export function kvCommand(context: CliContext): Command {
             keys,
             ...(flags.prefill ? { prefill: true } : {}),
             ...(flags.single ? { single: true } : {}),
+            ...(timelineMs !== undefined ? { timelineMs } : {}),
             ...kOption(flags.k),
           });
           context.io.out(
@@ -301,6 +313,11 @@ export function kvCommand(context: CliContext): Command {
                   `latency p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(2)} ms`,
                   `failed ${r.failed}, longest stall ${r.longestStallMs.toFixed(0)} ms, reads ordered after unordered answers disagreed ${r.readsOrdered}`,
                   `clients' CPU ${r.clientCpuMs.toFixed(0)} ms (${r.completed > 0 ? ((r.clientCpuMs * 1000) / r.completed).toFixed(0) : "-"} µs per operation)`,
+                  ...(r.timeline === undefined
+                    ? []
+                    : [
+                        `completed per ${r.timeline.intervalMs} ms from ${new Date(r.timeline.startedAtEpochMs).toISOString()}: ${r.timeline.completed.join(" ")}`,
+                      ]),
                   "",
                 ].join("\n"),
           );

@@ -174,6 +174,24 @@ export class KvClientCore {
     return out;
   }
 
+  /**
+   * A connection to `replica` came up again: it may be a new process (restarted, rejuvenated)
+   * with a new key and no session with us, which holds no request of ours until it has our half.
+   * Without this it learnt our half only from a retransmission, and a replica restarted while
+   * the others answered held none of our requests: made primary, it proposed nothing until every
+   * client had retransmitted (a stall of the retransmission time in a rolling restart).
+   */
+  onConnected(replica: string): ClientAction[] {
+    if (!this.config.replicas.includes(replica)) return [];
+    this.count("connections.up");
+    const out: ClientAction[] = [
+      { type: "send", to: replica, message: encodeClientMessage({ type: "KEYS_QUERY" }) },
+    ];
+    if (this.sessionMessage !== undefined)
+      out.push({ type: "send", to: replica, message: this.sessionMessage });
+    return out;
+  }
+
   submit(op: KvOperation, nowMs: number): ClientAction[] {
     if (this.outstanding) throw new Error("one request at a time");
     this.ts++;
@@ -361,6 +379,7 @@ export class KvClientCore {
       // A half new here (the replica started again, or took a new key): the request waiting
       // goes to it again at once, now with a MAC it can check.
       if (this.sessions?.learn(replica, envelope.epoch, body.dh) !== true) return [];
+      this.count("sessions.learned");
       const o = this.outstanding;
       const message = this.currentMessage();
       if (o?.request === undefined || message === undefined || o.answered.has(replica)) return [];

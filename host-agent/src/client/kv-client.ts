@@ -59,6 +59,7 @@ export class KvClient {
     this.net.on("message", (replica, payload) =>
       this.apply(this.core.onMessage(replica, payload, this.now())),
     );
+    this.net.on("connected", (replica) => this.apply(this.core.onConnected(replica)));
   }
 
   static forTestbed(
@@ -73,6 +74,11 @@ export class KvClient {
       options.k ?? testbed.rejuvenation.k,
     );
     return new KvClient({ ...options, replicas, replyQuorum: quorum });
+  }
+
+  /** What the client's core counted: retransmits, reads widened or ordered, replies rejected by kind. */
+  get counters(): ReadonlyMap<string, number> {
+    return this.core.counters;
   }
 
   /** Reads sent unordered that had to be ordered (their answers came from different states). */

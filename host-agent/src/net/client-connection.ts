@@ -39,6 +39,8 @@ export interface ClientConnectionsOptions {
 
 export interface ClientConnectionsEvents {
   message: [replicaId: string, payload: Buffer];
+  /** A connection to this replica came up (again): it may be a new process that knows nothing of us. */
+  connected: [replicaId: string];
   /** Something a replica's end did wrong (an oversized frame); that connection is closed and redialed. */
   problem: [description: string];
 }
@@ -79,6 +81,7 @@ export class ClientConnections extends EventEmitter<ClientConnectionsEvents> {
             return undefined;
           },
           onProblem: (description) => this.emit("problem", description),
+          onConnected: () => this.emit("connected", replicaId),
           ...(options.proveHello === undefined
             ? {}
             : {

@@ -31,6 +31,11 @@ export interface OutboundLinkOptions {
    * anything queued), or what is wrong with it. Queued frames wait until it is answered.
    */
   answerChallenge?: (payload: Buffer) => { answer: Buffer } | { error: string };
+  /**
+   * A connection is up and ready for frames (hello written, challenge answered): a far end
+   * that restarted remembers nothing of what went on the connection before.
+   */
+  onConnected?: () => void;
   onProblem: (description: string) => void;
 }
 
@@ -118,6 +123,7 @@ export class OutboundLink {
           challenged = false;
           framed.writeFirst(reply.answer);
           framed.release();
+          options.onConnected?.();
           return undefined;
         },
         onProblem: options.onProblem,
@@ -125,7 +131,10 @@ export class OutboundLink {
       this.framed = framed;
       framed.writeFirst(options.hello);
       if (challenged) framed.hold();
-      else framed.pump();
+      else {
+        framed.pump();
+        options.onConnected?.();
+      }
     });
     socket.once("close", () => {
       this.socket = undefined;

@@ -22,6 +22,15 @@ export interface KvBenchOptions {
   prefill?: boolean;
   /** Called once a second with the operations completed so far. */
   onProgress?: (completed: number, elapsedMs: number) => void;
+  /** Also count the operations completed in each interval of this many ms (`timeline`). */
+  timelineMs?: number;
+}
+
+/** Operations completed per interval, from the moment the clock started (wall clock, to line up with other logs). */
+export interface KvBenchTimeline {
+  startedAtEpochMs: number;
+  intervalMs: number;
+  completed: number[];
 }
 
 export interface KvBenchResult {
@@ -38,6 +47,16 @@ export interface KvBenchResult {
   readsOrdered: number;
   /** CPU time of this process (every client) over the measured seconds, user and system. */
   clientCpuMs: number;
+  /** What the clients' cores counted over the measured seconds, summed (retransmits, reads widened...). */
+  clientCounters: Record<string, number>;
+  timeline?: KvBenchTimeline;
+}
+
+function sumCounters(clients: readonly KvClient[]): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const c of clients)
+    for (const [name, count] of c.counters) sum[name] = (sum[name] ?? 0) + count;
+  return sum;
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -68,7 +87,14 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
   const value = "v".repeat(valueBytes);
   const readPercent = options.readPercent ?? 50;
   let readsOrdered = 0;
+  let countersBefore: Record<string, number> = {};
+  const clientCounters: Record<string, number> = {};
   let n = 0;
+  const timelineMs = options.timelineMs;
+  if (timelineMs !== undefined && !(timelineMs >= 1))
+    throw new RangeError(`a timeline interval must be at least 1 ms, not ${timelineMs}`);
+  let startedAtEpochMs = Date.now();
+  const timeline: number[] = [];
   const progress = setInterval(
     () => options.onProgress?.(latencies.length, performance.now() - startMs),
     1000,
@@ -86,7 +112,9 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
       );
     }
     const orderedBefore = clients.reduce((sum, c) => sum + c.readsOrdered, 0);
+    countersBefore = sumCounters(clients);
     startMs = performance.now();
+    startedAtEpochMs = Date.now();
     endMs = startMs + options.seconds * 1000;
     cpuAtStart = process.cpuUsage();
     lastAnswerMs = startMs;
@@ -105,6 +133,11 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
             longestStallMs = Math.max(longestStallMs, now - lastAnswerMs);
             lastAnswerMs = now;
             latencies.push(answer.latencyMs);
+            if (timelineMs !== undefined) {
+              const i = Math.floor((now - startMs) / timelineMs);
+              while (timeline.length <= i) timeline.push(0);
+              timeline[i] = (timeline[i] as number) + 1;
+            }
           } catch {
             failed++;
           }
@@ -112,6 +145,10 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
       }),
     );
     readsOrdered = clients.reduce((sum, c) => sum + c.readsOrdered, 0) - orderedBefore;
+    for (const [name, count] of Object.entries(sumCounters(clients))) {
+      const delta = count - (countersBefore[name] ?? 0);
+      if (delta > 0) clientCounters[name] = delta;
+    }
     stoppedMs = performance.now();
     const cpu = process.cpuUsage(cpuAtStart);
     clientCpuMs = (cpu.user + cpu.system) / 1000;
@@ -133,5 +170,9 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
     longestStallMs,
     readsOrdered,
     clientCpuMs,
+    clientCounters,
+    ...(timelineMs !== undefined
+      ? { timeline: { startedAtEpochMs, intervalMs: timelineMs, completed: timeline } }
+      : {}),
   };
 }
