@@ -814,6 +814,13 @@ class ClusterSim {
     this.emit(node, core.start(this.q.nowMs));
     this.scheduleTick(node, core);
     this.replayClientCopiesTo(node);
+    this.reconnectClientsTo(node);
+  }
+
+  /** Every client's connection to a rebooted replica comes up again (as `ClientConnections` tells). */
+  private reconnectClientsTo(node: ReplicaNode): void {
+    for (const client of this.clients.values())
+      this.clientSend(client, client.core.onConnected(node.id));
   }
 
   /** The equivocation an aimed move planned, for the replica the adversary takes next. */
@@ -875,6 +882,7 @@ class ClusterSim {
           this.emit(node, core.start(this.q.nowMs));
           this.scheduleTick(node, core);
           this.replayClientCopiesTo(node);
+          this.reconnectClientsTo(node);
           if (++booted === this.replicas.size) this.afterColdStart();
         });
       }
