@@ -7,8 +7,9 @@ import { fileURLToPath } from "node:url";
 const argv = process.argv.slice(2);
 
 /**
- * `smw host ...` is what a payload host boots (the agent, then its replica): it runs from the
- * one-file bundle the build makes, while that is newer than the code it was made from.
+ * `smw host ...` is what a payload host boots (the agent, then its replica), `smw kv ...` what
+ * serves and uses the service: they run from the one-file bundle the build makes, while that is
+ * newer than the code it was made from.
  */
 function hostBundle() {
   const bundle = new URL("../cli/dist/smw-host.bundle.mjs", import.meta.url);
@@ -45,7 +46,9 @@ function earlyReplica() {
 
 const early = earlyReplica();
 
-const { runSmw } = await import((argv[0] === "host" && hostBundle()) || "../cli/dist/smw.js");
+const { runSmw } = await import(
+  ((argv[0] === "host" || argv[0] === "kv") && hostBundle()) || "../cli/dist/smw.js"
+);
 
 const io = {
   out: (text) => process.stdout.write(text),

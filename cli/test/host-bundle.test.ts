@@ -36,7 +36,7 @@ describe("the host's one-file bundle", () => {
       ).toBeLessThanOrEqual(madeMs);
   });
 
-  it("holds the host's programs and nothing else of smw", async () => {
+  it("holds the host's programs and the service's, and nothing else of smw", async () => {
     const help = await runBundled("host", "--help");
     expect(help.code).toBe(0);
     expect(help.out).toMatch(/run \[options\]/);
@@ -54,6 +54,10 @@ describe("the host's one-file bundle", () => {
     // The replica is started alongside its agent, which reports a bad testbed itself.
     expect(replica.code).toBe(2);
     expect(replica.out).toBe("");
+    const kv = await runBundled("kv", "--help");
+    expect(kv.code).toBe(0);
+    expect(kv.out).toMatch(/serve \[options\]/);
+    expect(kv.out).toMatch(/bench \[options\]/);
     const rig = await runBundled("rig", "up");
     expect(rig.code).toBe(2);
     expect(rig.out).toMatch(/unknown command .rig./);

@@ -4,6 +4,6 @@ import { historyCommand } from "./history-command.js";
 import { hostCommand } from "./host-command.js";
 import { kvCommand } from "./kv-command.js";
 
-export { hostCommand };
+export { hostCommand, kvCommand };
 
 export const hostAgentCommands: CommandFactory[] = [kvCommand, hostCommand, historyCommand];
