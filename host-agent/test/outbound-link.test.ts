@@ -51,3 +51,61 @@ it("frames sent in one turn of the event loop leave in one write", async () => {
   }
   expect(writes.mock.calls.length + writevs.mock.calls.length).toBe(1);
 });
+
+it("keeps only the newest frames for a far end that is down, and sends again once it is up", async () => {
+  // A port that refuses, then a server there: a replica held in reset, then booted again.
+  const probe = createServer();
+  probe.listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((r) => probe.close(r));
+  const counters = zeroCounters();
+  const frameOf = (i: number) => encodeFrame(Buffer.alloc(96, i));
+  const link = new OutboundLink({
+    label: "test",
+    host: "127.0.0.1",
+    port,
+    hello: encodeFrame(Buffer.from("hello")),
+    maxFrameBytes: 1 << 20,
+    maxQueuedBytes: 1 << 20,
+    maxQueuedBytesWhileDown: 3 * 100,
+    reconnectDelayMs: { initial: 10, max: 20 },
+    counters,
+    onFrame: () => undefined,
+    onProblem: () => {},
+  });
+  cleanups.push(() => link.close());
+  link.start();
+  for (let i = 1; i <= 10; i++) link.send(frameOf(i));
+  expect(counters.droppedFrames).toBe(7);
+  const chunks: Buffer[] = [];
+  const server = createServer((socket) => socket.on("data", (d) => chunks.push(d)));
+  server.listen(port, "127.0.0.1");
+  await once(server, "listening");
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  const hello = encodeFrame(Buffer.from("hello"));
+  const expected = Buffer.concat([hello, frameOf(8), frameOf(9), frameOf(10)]);
+  await vi.waitFor(() => expect(Buffer.concat(chunks).length).toBe(expected.length), {
+    timeout: 3_000,
+    interval: 5,
+  });
+  expect(Buffer.concat(chunks)).toEqual(expected);
+  // Up: frames go as they are sent, none dropped (the full bound holds only what the socket
+  // does not take).
+  chunks.length = 0;
+  for (let i = 11; i <= 20; i++) link.send(frameOf(i));
+  await vi.waitFor(() => expect(Buffer.concat(chunks).length).toBe(10 * frameOf(0).length), {
+    timeout: 3_000,
+    interval: 5,
+  });
+  expect(counters.droppedFrames).toBe(7);
+});
+
+it("a queue's bound can shrink: the oldest frames go", async () => {
+  const { SendQueue } = await import("../src/net/send-queue.js");
+  const queue = new SendQueue(1000);
+  for (let i = 0; i < 5; i++) queue.push(Buffer.alloc(100, i));
+  expect(queue.setMaxBytes(250)).toBe(3);
+  expect([queue.shift()?.[0], queue.shift()?.[0], queue.shift()]).toEqual([3, 4, undefined]);
+  expect(() => queue.setMaxBytes(-1)).toThrow(/whole number of bytes, not -1/);
+});

@@ -8,7 +8,7 @@ import { createConnection, type Socket } from "node:net";
 import { FramedSocket } from "./framed-socket.js";
 import type { NetCounters } from "./net-counters.js";
 import { ReconnectBackoff, type ReconnectDelayMs } from "./reconnect-backoff.js";
-import { SendQueue } from "./send-queue.js";
+import { DEFAULT_MAX_QUEUED_BYTES_WHILE_DOWN, SendQueue } from "./send-queue.js";
 
 /** A dial to a host that is off (not refusing) would otherwise wait out the kernel's SYN retries, minutes. */
 export const CONNECT_TIMEOUT_MS = 5_000;
@@ -22,6 +22,8 @@ export interface OutboundLinkOptions {
   hello: Buffer;
   maxFrameBytes: number;
   maxQueuedBytes: number;
+  /** The bound while not connected (default: `DEFAULT_MAX_QUEUED_BYTES_WHILE_DOWN`, at most `maxQueuedBytes`). */
+  maxQueuedBytesWhileDown?: number;
   reconnectDelayMs: ReconnectDelayMs;
   counters: NetCounters;
   /** Returns what is wrong with a frame from the far end, if anything, which closes the connection. */
@@ -47,9 +49,14 @@ export class OutboundLink {
   private framed: FramedSocket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private dials = 0;
+  private readonly whileDownBytes: number;
 
   constructor(private readonly options: OutboundLinkOptions) {
-    this.queue = new SendQueue(options.maxQueuedBytes);
+    this.whileDownBytes = Math.min(
+      options.maxQueuedBytes,
+      options.maxQueuedBytesWhileDown ?? DEFAULT_MAX_QUEUED_BYTES_WHILE_DOWN,
+    );
+    this.queue = new SendQueue(this.whileDownBytes);
     this.backoff = new ReconnectBackoff(options.reconnectDelayMs);
   }
 
@@ -110,6 +117,7 @@ export class OutboundLink {
     socket.once("connect", () => {
       socket.setTimeout(0);
       connectedAtMs = Date.now();
+      this.queue.setMaxBytes(options.maxQueuedBytes);
       let challenged = options.answerChallenge !== undefined;
       const framed: FramedSocket = new FramedSocket(socket, {
         label: `connection to ${options.label}`,
@@ -139,6 +147,7 @@ export class OutboundLink {
     socket.once("close", () => {
       this.socket = undefined;
       this.framed = undefined;
+      options.counters.droppedFrames += this.queue.setMaxBytes(this.whileDownBytes);
       // Only a connection that lasted restarts the backoff: a far end that accepts and
       // at once closes (it refuses our hello) must not be redialed every `initial` ms.
       const stable =
