@@ -126,7 +126,7 @@ describe("the history checker", () => {
       h.onCompleted(read("b", 1, "1", 1, 31, 40));
       h.checkLinearizable();
       expect(h.violations.join("\n")).toMatch(
-        /b#1 .*returned .*"1".*which no state from seq 1 on, after everything that completed before it was invoked, gives/,
+        /b#1 .*returned .*"1".*which no state from seq 1 to 3, after everything that completed before it was invoked, gives/,
       );
     });
 
@@ -137,6 +137,40 @@ describe("the history checker", () => {
       h.onCompleted(read("d", 1, "1", 1, 25, 29));
       h.checkLinearizable();
       expect(h.violations.join("\n")).toMatch(/d#1 .*returned .*"1"/);
+    });
+
+    it("checks a read whose agreed state a later cold start kept, whatever later states answered it", () => {
+      const h = history();
+      for (let seq = 4; seq <= 12; seq++) h.onExecuted("r1", seq, `e${seq}`, []);
+      h.onCheckpoint("r1", 10, "cp10");
+      // Stale (x was 3 from seq 3 on, completed at 30); agreed at 1; one correct answer from 12.
+      h.onReadAnswered("b", 1, { since: 1, seq: 2, result: { op: "get", value: "1" } });
+      h.onReadAnswered("b", 1, { since: 3, seq: 12, result: { op: "get", value: "3" } });
+      h.onCompleted(read("b", 1, "1", 1, 31, 40));
+      h.beginColdStart();
+      h.onColdStartCheckpoint("r1", 10, "cp10");
+      h.checkLinearizable();
+      expect(h.violations.join("\n")).toMatch(/b#1 .*returned .*"1"/);
+    });
+
+    it("places a read no later than any correct replica had executed when it completed", () => {
+      const h = history();
+      // x is "1" again only at seq 4, executed after the read completed: not its place.
+      h.onCompleted(read("b", 1, "1", 1, 31, 40));
+      h.onExecuted("r1", 4, "d4", [req("a", 4, put("x", "1"))]);
+      h.checkLinearizable();
+      expect(h.violations.join("\n")).toMatch(/b#1 .*returned .*"1".*no state from seq 1 to 3/);
+    });
+
+    it("catches a correct replica's answer whose interval claims more than its states hold", () => {
+      const h = history();
+      // x was written at seq 3: "3" did not hold from seq 1.
+      h.onReadAnswered("b", 1, { since: 1, seq: 3, result: { op: "get", value: "3" } });
+      h.onCompleted(read("b", 1, "3", 3, 31, 40));
+      h.checkLinearizable();
+      expect(h.violations.join("\n")).toMatch(
+        /read answer: a correct replica answered b#1 .* with .*"3".* over seq 1 to 3; the state at seq 1 gives .*"1"/,
+      );
     });
 
     it("catches a read of a state no correct replica reached", () => {

@@ -420,7 +420,7 @@ export class KvClientCore {
     }
     // Replies to a request match only at the same sequence number: the same execution (not one
     // that a cold start lost and one after it). Answers to a read match on their result, once q
-    // of them name intervals of states that share one (`readQuorumAt`).
+    // of them name intervals of states that share one (`mostMeeting`).
     const resultJson = canonicalJson(body.result);
     const key = body.type === "READ_REPLY" ? resultJson : `${body.seq} ${resultJson}`;
     // A replica may vote for more than one result: after a cold start went back to a checkpoint,

@@ -1,8 +1,9 @@
 /**
  * Read-only operations without ordering (PBFT's read-only optimisation; SAFETY.md, "Reads
  * without ordering"). A replica answers a READ at once from its state after the last batch it
- * executed, naming that batch's sequence number; the client takes a result only when a quorum
- * q of replicas sent the same result at the same sequence number, and orders the read otherwise.
+ * executed, naming that batch's sequence number and the one since which the result has held
+ * (`read-since.ts`); the client takes a result only when a quorum q of replicas sent the same
+ * result over intervals that meet, and orders the read otherwise.
  * Every other reply also needs q matching (`kv-client-core.ts`): a completed write is then
  * executed at q - k' correct replicas, one of which is in any later read's quorum.
  *

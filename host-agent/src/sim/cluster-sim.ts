@@ -419,8 +419,7 @@ class ClusterSim {
       case "reply": {
         // Which era's state a correct replica's answer to an unordered read comes from.
         const body = correct ? parseEnvelope(a.message)?.body : undefined;
-        if (body?.type === "READ_REPLY")
-          this.checker.onReadAnswered(body.client, body.ts, body.seq);
+        if (body?.type === "READ_REPLY") this.checker.onReadAnswered(body.client, body.ts, body);
         break;
       }
       case "executed":

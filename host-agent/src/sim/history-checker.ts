@@ -27,6 +27,14 @@ export interface CompletedOperation {
   readAtSeq?: number;
 }
 
+/** What a correct replica's answer to an unordered read said: `result` in every state from `since` to `seq`. */
+interface ReadClaim {
+  era: number;
+  since: number;
+  seq: number;
+  result: KvResult;
+}
+
 export class HistoryChecker {
   /** seq -> the batch the first correct replica executed there. */
   private readonly outcomes = new Map<number, { outcome: string; by: string }>();
@@ -52,11 +60,12 @@ export class HistoryChecker {
   lostCount = 0;
   /** Cold starts begun: sequence numbers after a cold start's checkpoint are executed afresh. */
   private era = 0;
-  /**
-   * Per unordered read ("client#ts"), per era whose state correct replicas answered it from:
-   * the highest sequence number they answered at.
-   */
-  private readonly readEras = new Map<string, Map<number, number>>();
+  /** Per unordered read ("client#ts"): what correct replicas answered it. */
+  private readonly readClaims = new Map<string, ReadClaim[]>();
+  /** The highest sequence number a correct replica executed in this era (or went back to). */
+  private highestExecuted = 0;
+  /** Per completed operation ("client#ts"): `highestExecuted` when it completed. */
+  private readonly highestAtCompletion = new Map<string, number>();
   /** Per era after the first: the checkpoint its cold start went back to. */
   private readonly coldStartSeqs: number[] = [];
 
@@ -75,6 +84,7 @@ export class HistoryChecker {
       this.violations.push(
         `agreement: ${replica} got results ${outcome.slice(0, 80)} at seq ${seq}, ${seen.by} got ${seen.outcome.slice(0, 80)}`,
       );
+    this.highestExecuted = Math.max(this.highestExecuted, seq);
     const first = this.executed.get(seq);
     if (first === undefined) this.executed.set(seq, { digest, requests, by: replica });
     else if (first.digest !== digest)
@@ -140,6 +150,7 @@ export class HistoryChecker {
     // what was executed up to it; what came after is lost.
     this.coldStartFrom = { seq, digest, by: replica };
     this.coldStartSeqs[this.era] = seq;
+    this.highestExecuted = seq;
     this.executed.clear();
     this.outcomes.clear();
     this.checkpoints.clear();
@@ -163,31 +174,66 @@ export class HistoryChecker {
 
   onCompleted(op: CompletedOperation): void {
     this.completed.push(op);
+    this.highestAtCompletion.set(`${op.client}#${op.ts}`, this.highestExecuted);
   }
 
-  /** A correct replica answered an unordered read from its state after `seq`. */
-  onReadAnswered(client: string, ts: number, seq: number): void {
+  /** A correct replica answered an unordered read: `result` in every state from `since` to `seq`. */
+  onReadAnswered(
+    client: string,
+    ts: number,
+    answer: { since: number; seq: number; result: KvResult },
+  ): void {
     const key = `${client}#${ts}`;
-    const eras = this.readEras.get(key) ?? new Map<number, number>();
-    eras.set(this.era, Math.max(seq, eras.get(this.era) ?? 0));
-    this.readEras.set(key, eras);
+    const claims = this.readClaims.get(key) ?? [];
+    claims.push({ era: this.era, ...answer });
+    this.readClaims.set(key, claims);
+  }
+
+  /** Whether a cold start after `era` went back below `seq`: the state there was lost with it. */
+  private lostAfter(era: number, seq: number): boolean {
+    for (let e = era + 1; e <= this.era; e++) if ((this.coldStartSeqs[e] ?? 0) < seq) return true;
+    return false;
   }
 
   /**
-   * An unordered read answered from states that a later cold start went back before: lost with
-   * them (answers in flight across a cold start may come from either era). Its answers hold
-   * from `seq` up to the states they were given at, any of which may be its place.
+   * An unordered read whose agreed state a later cold start went back before: lost with it
+   * (answers in flight across a cold start may come from either era).
    */
   private readLost(key: string, seq: number): boolean {
-    const eras = this.readEras.get(key) ?? new Map([[this.era, seq]]);
-    for (const [era, highest] of eras)
-      for (let e = era + 1; e <= this.era; e++)
-        if ((this.coldStartSeqs[e] ?? 0) < Math.max(seq, highest)) return true;
-    return false;
+    const claims = this.readClaims.get(key);
+    if (claims === undefined || claims.length === 0) return this.lostAfter(this.era, seq);
+    return claims.some((c) => this.lostAfter(c.era, seq));
   }
 
   get completedCount(): number {
     return this.completed.length;
+  }
+
+  /**
+   * What each correct replica claimed in its answer to a read, checked at both ends of its
+   * interval against the order executed (a state a later cold start went back before is not
+   * checked): a `since` later than the write before it would show here.
+   */
+  private checkReadClaims(
+    key: string,
+    op: KvOperation,
+    boundaries: ReadonlyArray<{ model: Map<string, string> }>,
+  ): void {
+    for (const claim of this.readClaims.get(key) ?? []) {
+      if (this.lostAfter(claim.era, claim.seq)) continue;
+      const claimed = canonicalJson(claim.result);
+      for (const at of [claim.since, claim.seq]) {
+        const state = boundaries[at];
+        if (state === undefined) continue;
+        const gives = canonicalJson(applyModel(new Map(state.model), op));
+        if (gives !== claimed) {
+          this.violations.push(
+            `read answer: a correct replica answered ${key} ${canonicalJson(op)} with ${claimed} over seq ${claim.since} to ${claim.seq}; the state at seq ${at} gives ${gives}`,
+          );
+          return;
+        }
+      }
+    }
   }
 
   /** The linearizability check over the whole history (run at the end). */
@@ -248,7 +294,9 @@ export class HistoryChecker {
         // completed before it was invoked, whose state gives what it returned (invocation order
         // places every read that completed before this one first).
         const result = canonicalJson(op.result);
-        for (let s = op.readAtSeq; s < boundaries.length; s++) {
+        // No later than any correct replica had executed when the read completed.
+        const last = Math.min(boundaries.length - 1, this.highestAtCompletion.get(key) ?? 0);
+        for (let s = op.readAtSeq; s <= last; s++) {
           const at = boundaries[s] as { position: number; model: Map<string, string> };
           if (at.position < latestBefore) continue;
           if (canonicalJson(applyModel(new Map(at.model), op.op)) !== result) continue;
@@ -261,9 +309,10 @@ export class HistoryChecker {
           this.violations.push(
             at === undefined
               ? `linearizability: ${key} read the state at seq ${op.readAtSeq}, which no correct replica executed`
-              : `linearizability: ${key} ${canonicalJson(op.op)} returned ${result}, which no state from seq ${op.readAtSeq} on, after everything that completed before it was invoked, gives (the state at seq ${op.readAtSeq} gives ${canonicalJson(applyModel(new Map(at.model), op.op))})`,
+              : `linearizability: ${key} ${canonicalJson(op.op)} returned ${result}, which no state from seq ${op.readAtSeq} to ${last}, after everything that completed before it was invoked, gives (the state at seq ${op.readAtSeq} gives ${canonicalJson(applyModel(new Map(at.model), op.op))})`,
           );
         }
+        this.checkReadClaims(key, op.op, boundaries);
         continue;
       }
       const p = position.get(key);
