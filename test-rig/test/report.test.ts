@@ -5,6 +5,7 @@ import {
   firstBroken,
   hostsDown,
   type LoadFigures,
+  loadDuringRejuvenation,
   percentile,
   type RigEvent,
   renderBoundsYaml,
@@ -436,6 +437,8 @@ describe("the clients' history in the summary", () => {
     longestStallMs: 0,
     longestStallEndWallMs: undefined,
     latenciesMs: [1],
+    completedAtWallMs: [1],
+    startedAtWallMs: 0,
     durationMs: 1000,
     clients: 2,
     pauseMs: 20,
@@ -478,5 +481,45 @@ describe("the clients' history in the summary", () => {
       /3 operations, NOT linearizable: key k1: process 0 put "a" .*process 0 put "b" .*process 1 get -> "a"/,
     );
     expect(firstBroken(s)).toMatch(/^the clients' history is linearizable: /);
+  });
+});
+
+describe("the client load split by rejuvenation", () => {
+  const at = (wallMs: number, event: Record<string, unknown>) =>
+    ({ ...event, atMs: wallMs, wallMs }) as StampedEvent;
+  const down = (host: string, wallMs: number) =>
+    at(wallMs, { kind: "host-down", host, detail: "" });
+  const recovered = (host: string, wallMs: number) =>
+    at(wallMs, { kind: "host-state", host, note: { kind: "recovered", seq: 64 } });
+
+  it("counts what completed from a host's reset to its replica's recovery, overlaps merged, apart from the rest", () => {
+    const split = loadDuringRejuvenation(
+      [
+        down("h1", 1000),
+        recovered("h1", 2000),
+        down("h2", 1800), // overlaps h1's: one interval, 1000 to 2500
+        recovered("h2", 2500),
+        down("h3", 9500), // still down when the load ends at 10000
+      ],
+      {
+        startedAtWallMs: 0,
+        durationMs: 10_000,
+        completedAtWallMs: [500, 1200, 1900, 2400, 2600, 5000, 9600, 9999],
+      },
+    );
+    expect(split).toEqual({
+      rejuvenating: { ms: 1500 + 500, completed: 5 },
+      otherwise: { ms: 8000, completed: 3 },
+    });
+  });
+
+  it("is all the rest when nothing was rejuvenated", () => {
+    expect(
+      loadDuringRejuvenation([], {
+        startedAtWallMs: 100,
+        durationMs: 1000,
+        completedAtWallMs: [200, 300],
+      }),
+    ).toEqual({ rejuvenating: { ms: 0, completed: 0 }, otherwise: { ms: 1000, completed: 2 } });
   });
 });

@@ -42,6 +42,10 @@ export interface LoadFigures {
   /** When the longest stall ended, ms since the epoch. */
   longestStallEndWallMs: number | undefined;
   latenciesMs: number[];
+  /** When each operation completed, ms since the epoch (to split the load by what the rig did). */
+  completedAtWallMs: number[];
+  /** When the load started, ms since the epoch. */
+  startedAtWallMs: number;
   durationMs: number;
   /** The load's shape: how many clients, and each one's pause between operations. */
   clients: number;
@@ -63,6 +67,8 @@ export class ClientLoad {
     longestStallMs: 0,
     longestStallEndWallMs: undefined,
     latenciesMs: [],
+    completedAtWallMs: [],
+    startedAtWallMs: 0,
     durationMs: 0,
     clients: 0,
     pauseMs: 0,
@@ -95,6 +101,7 @@ export class ClientLoad {
     this.figures.pauseMs = this.pauseMs;
     this.running = true;
     this.startedMs = Date.now();
+    this.figures.startedAtWallMs = this.startedMs;
     this.lastCompletionMs = this.startedMs;
     for (const id of this.clientIds) {
       const client = connectClient(this.testbed, {
@@ -113,6 +120,7 @@ export class ClientLoad {
     return {
       ...this.figures,
       latenciesMs: [...this.figures.latenciesMs],
+      completedAtWallMs: [...this.figures.completedAtWallMs],
       history: [...this.figures.history],
       longestStallMs: Math.max(this.figures.longestStallMs, openStallMs),
       durationMs: (this.running ? now : this.startedMs + this.figures.durationMs) - this.startedMs,
@@ -140,6 +148,7 @@ export class ClientLoad {
     return {
       ...this.figures,
       latenciesMs: [...this.figures.latenciesMs],
+      completedAtWallMs: [...this.figures.completedAtWallMs],
       history: [...this.figures.history],
     };
   }
@@ -154,6 +163,7 @@ export class ClientLoad {
     this.lastCompletionMs = now;
     this.figures.completed++;
     this.figures.latenciesMs.push(latencyMs);
+    this.figures.completedAtWallMs.push(now);
   }
 
   private async loop(id: string, client: KvClient): Promise<void> {

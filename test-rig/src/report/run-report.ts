@@ -48,6 +48,8 @@ export interface RunSummary {
     recovered: string | undefined;
   }>;
   maxTriggerLatenessMs: number;
+  /** The load split by whether a host was being rejuvenated (undefined: no client load). */
+  loadDuringRejuvenation: LoadSplit | undefined;
   /** The clients' history checked for linearizability (undefined: no client load). */
   history: HistoryVerdict | undefined;
   promises: Promise_[];
@@ -149,6 +151,59 @@ export function hostsDown(
     if (seenUp.size === testbed.hosts.length) max = Math.max(max, down.size);
   }
   return { maxBySchedule: max, heldByFailsafe: [...held].sort() };
+}
+
+/** Operations completed while some host was being rejuvenated, and while none was. */
+export interface LoadSplit {
+  rejuvenating: { ms: number; completed: number };
+  otherwise: { ms: number; completed: number };
+}
+
+/**
+ * The client load split by what the rig was doing: "rejuvenating" from a host going down (held
+ * in reset by its board's schedule) until its replica reported its state recovered, or it went
+ * down again, or the run ended; "otherwise" the rest of the load's time. What a rejuvenation
+ * costs the service is the difference between the two rates.
+ */
+export function loadDuringRejuvenation(
+  events: readonly StampedEvent[],
+  load: Pick<LoadFigures, "completedAtWallMs" | "startedAtWallMs" | "durationMs">,
+): LoadSplit {
+  const startMs = load.startedAtWallMs;
+  const endMs = startMs + load.durationMs;
+  // Intervals in which some host was down or recovering, merged.
+  const openSince = new Map<string, number>();
+  const intervals: Array<[number, number]> = [];
+  for (const e of events) {
+    if (e.kind === "host-down") {
+      if (!openSince.has(e.host)) openSince.set(e.host, e.wallMs);
+    } else if (e.kind === "host-state" && e.note.kind === "recovered") {
+      const since = openSince.get(e.host);
+      if (since !== undefined) intervals.push([since, e.wallMs]);
+      openSince.delete(e.host);
+    }
+  }
+  for (const since of openSince.values()) intervals.push([since, endMs]);
+  intervals.sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [from, to] of intervals) {
+    const a = Math.max(from, startMs);
+    const b = Math.min(to, endMs);
+    if (b <= a) continue;
+    const last = merged.at(-1);
+    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
+    else merged.push([a, b]);
+  }
+  const rejuvenatingMs = merged.reduce((sum, [a, b]) => sum + (b - a), 0);
+  let during = 0;
+  for (const at of load.completedAtWallMs) if (merged.some(([a, b]) => at >= a && at < b)) during++;
+  return {
+    rejuvenating: { ms: rejuvenatingMs, completed: during },
+    otherwise: {
+      ms: Math.max(0, load.durationMs - rejuvenatingMs),
+      completed: load.completedAtWallMs.length - during,
+    },
+  };
 }
 
 /**
@@ -312,6 +367,8 @@ export function summarize(input: SummaryInput): RunSummary {
     tampered,
     corruptedState,
     maxTriggerLatenessMs,
+    loadDuringRejuvenation:
+      input.load === undefined ? undefined : loadDuringRejuvenation(events, input.load),
     history,
     promises,
   };
@@ -367,6 +424,14 @@ export function renderSummary(s: RunSummary): string {
         ` latency p50 ${formatMs(percentile(sorted, 50))}, p99 ${formatMs(percentile(sorted, 99))})`,
       `longest client stall: ${formatMs(s.load.longestStallMs)}`,
     );
+    const split = s.loadDuringRejuvenation;
+    if (split !== undefined && split.rejuvenating.ms > 0) {
+      const rate = (part: LoadSplit["rejuvenating"]) =>
+        part.ms > 0 ? `${((part.completed * 1000) / part.ms).toFixed(0)} ops/s` : "-";
+      lines.push(
+        `client ops/s while a host was being rejuvenated (held in reset until its replica recovered): ${rate(split.rejuvenating)} over ${formatMs(split.rejuvenating.ms)}; the rest of the run: ${rate(split.otherwise)} over ${formatMs(split.otherwise.ms)}`,
+      );
+    }
     if (s.history !== undefined) lines.push(`history: ${s.history.detail}`);
   }
   for (const t of s.tampered)
