@@ -76,6 +76,37 @@ describe("the client's core", () => {
     expect(counts.verified).toBe(7);
     expect(client.counters.get("replies.late")).toBe(1);
   });
+
+  it("does not join replies naming another batch at the same sequence number: an execution a cold start lost and the one after it", () => {
+    const { signers, client } = setUp({ sessions: false, firstTs: 0 });
+    client.submit({ op: "put", key: "x", value: "v" }, 0);
+    const lost = "a".repeat(64);
+    const again = "b".repeat(64);
+    const reply = (id: string, batch: string) =>
+      sealEnvelope(
+        id,
+        1,
+        {
+          type: "REPLY",
+          view: 0,
+          client: "c1",
+          ts: 1,
+          seq: 3,
+          batch,
+          result: { op: "put", previous: "old" },
+        },
+        (b) => (signers.get(id) as Signer).sign(b),
+      );
+    // Two replies to the execution at 3 that the cold start went back on, one to the request
+    // executed again at 3 in the new era: the same number and result, yet not q of one execution.
+    expect(client.onMessage("r1", reply("r1", lost), 1)).toEqual([]);
+    expect(client.onMessage("r2", reply("r2", lost), 1)).toEqual([]);
+    expect(client.onMessage("r3", reply("r3", again), 2)).toEqual([]);
+    // r1 answers the retransmission from the new era too: still two of the new execution.
+    expect(client.onMessage("r1", reply("r1", again), 3)).toEqual([]);
+    const done = client.onMessage("r4", reply("r4", again), 4);
+    expect(done).toMatchObject([{ type: "complete", result: { op: "put", previous: "old" } }]);
+  });
 });
 
 describe("the client's unordered reads", () => {

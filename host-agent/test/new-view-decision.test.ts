@@ -4,7 +4,7 @@ import { decideNewView, type ViewChangeBody } from "../src/replica/new-view-deci
 import { quorumsFor } from "../src/replica/quorums.js";
 
 const q6 = quorumsFor(6, 1, 1); // quorum 4, weak 2
-const NULL = batchDigest([]);
+const NULL = batchDigest("", []);
 const GENESIS = { seq: 0, digest: "0".repeat(64) };
 const request = (ts: number): ClientRequest => ({
   client: "c1",
@@ -13,8 +13,8 @@ const request = (ts: number): ClientRequest => ({
 });
 const A = [request(1)];
 const B = [request(2)];
-const dA = batchDigest(A);
-const dB = batchDigest(B);
+const dA = batchDigest("r1@0", A);
+const dB = batchDigest("r1@0", B);
 
 function vc(parts: Partial<ViewChangeBody>): ViewChangeBody {
   return {
@@ -33,7 +33,7 @@ function vc(parts: Partial<ViewChangeBody>): ViewChangeBody {
 const preparedA = vc({
   prepared: [{ seq: 1, view: 0, digest: dA }],
   prePrepared: [{ seq: 1, view: 0, digest: dA }],
-  batches: [{ digest: dA, requests: A }],
+  batches: [{ digest: dA, origin: "r1@0", requests: A }],
 });
 
 describe("the new primary's decision", () => {
@@ -51,7 +51,7 @@ describe("the new primary's decision", () => {
     const lone = vc({
       prepared: [{ seq: 1, view: 0, digest: dB }],
       prePrepared: [{ seq: 1, view: 0, digest: dB }],
-      batches: [{ digest: dB, requests: B }],
+      batches: [{ digest: dB, origin: "r1@0", requests: B }],
     });
     // Three say nothing prepared, one claims B: neither a null quorum (4) nor k'+1 for B.
     expect(decideNewView([lone, vc({}), vc({}), vc({})], q6, 32, NULL)).toBeUndefined();
@@ -66,7 +66,7 @@ describe("the new primary's decision", () => {
         { seq: 1, view: 2, digest: dB },
         { seq: 1, view: 0, digest: dA },
       ],
-      batches: [{ digest: dB, requests: B }],
+      batches: [{ digest: dB, origin: "r1@0", requests: B }],
       newView: 3,
     });
     const earlierA = { ...preparedA, newView: 3 };

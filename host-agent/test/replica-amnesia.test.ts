@@ -28,14 +28,19 @@ describe("a replica that lost its memory at rejuvenation", () => {
     c.deliver(() => false);
     const A = [c.request(1, { op: "put", key: "x", value: "A" })];
     const B = [c.request(2, { op: "put", key: "x", value: "B" })];
-    const slot = (requests: typeof A) => ({ view: 0, seq: 1, digest: batchDigest(requests) });
+    const origin = c.originOf("r1");
+    const slot = (requests: typeof A) => ({
+      view: 0,
+      seq: 1,
+      digest: batchDigest(origin, requests),
+    });
     // The client sent both requests to every replica (a backup votes only for requests its
     // clients sent it).
     for (const id of correct) for (const request of [...A, ...B]) c.fromClient(id, request);
 
     // 1. r1, the Byzantine primary of view 0, gets A committed by r2, r3 and r4 (and itself).
     const first = new Set(["r2", "r3", "r4"]);
-    const prePrepareA = c.speakAs("r1", { type: "PRE_PREPARE", ...slot(A), requests: A });
+    const prePrepareA = c.speakAs("r1", { type: "PRE_PREPARE", ...slot(A), origin, requests: A });
     for (const id of first) c.hand(id, prePrepareA);
     for (const id of ["r3", "r4"]) c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot(A) }));
     c.deliver((m) => first.has(m.from) && first.has(m.to));
@@ -60,7 +65,7 @@ describe("a replica that lost its memory at rejuvenation", () => {
 
     // 3. r1 proposes B at the same sequence number in the same view to r2, r5 and r6.
     const second = new Set(["r2", "r5", "r6"]);
-    const prePrepareB = c.speakAs("r1", { type: "PRE_PREPARE", ...slot(B), requests: B });
+    const prePrepareB = c.speakAs("r1", { type: "PRE_PREPARE", ...slot(B), origin, requests: B });
     for (const id of second) c.hand(id, prePrepareB);
     for (const id of second) c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot(B) }));
     c.deliver((m) => second.has(m.from) && second.has(m.to));
@@ -80,7 +85,7 @@ describe("a replica that lost its memory at rejuvenation", () => {
       const core = c.cores.get(id) as typeof r2;
       expect(core.executedUpTo, id).toBeGreaterThanOrEqual(1);
       for (const e of executedAt(c.sent.get(id) ?? [], 1))
-        expect(e.digest, `${id} at seq 1`).toBe(batchDigest(A));
+        expect(e.digest, `${id} at seq 1`).toBe(batchDigest(origin, A));
     }
     // r2 took the state at a checkpoint above seq 1 (it never executed seq 1 itself): A is in it.
     expect(r2.stableCheckpoint.seq).toBeGreaterThanOrEqual(1);

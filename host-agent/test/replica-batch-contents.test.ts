@@ -25,17 +25,17 @@ describe("a VIEW_CHANGE carrying a prepared batch", () => {
     const { core, from, request } = fourReplicas("r2");
     const genesis = core.stableCheckpoint;
     const put = request(1);
-    const digest = batchDigest([put]);
+    const digest = batchDigest("r1@0", [put]);
     // r1 and r3 prepared [put] at seq 1 in view 0 (r2 missed it); r4 lies that its body is empty.
     const honest = viewChangeBody(1, genesis, {
       prepared: [{ seq: 1, view: 0, digest }],
       prePrepared: [{ seq: 1, view: 0, digest }],
-      batches: [{ digest, requests: [put] }],
+      batches: [{ digest, origin: "r1@0", requests: [put] }],
     });
     const lying = viewChangeBody(1, genesis, {
       prepared: [{ seq: 1, view: 0, digest }],
       prePrepared: [{ seq: 1, view: 0, digest }],
-      batches: [{ digest, requests: [] }],
+      batches: [{ digest, origin: "r1@0", requests: [] }],
     });
     let now = 0;
     const seen: ReplicaAction[] = [];
@@ -64,7 +64,7 @@ describe("a request no client sent", () => {
     // Requests carry no signature: nothing in the fabricated one tells it apart but that its
     // client never sent it to r2.
     const fabricated = request(1, { op: "put", key: "x", value: "fabricated" });
-    expect(batchDigest([fabricated])).not.toBe(batchDigest([genuine]));
+    expect(batchDigest("r1@0", [fabricated])).not.toBe(batchDigest("r1@0", [genuine]));
     // c1 sent r2 its genuine request, MAC'd under their session.
     core.onClientMessage("c1", clientCopy(genuine), 1);
     // The Byzantine primary r1 proposes the fabricated one at seq 1.
@@ -73,7 +73,8 @@ describe("a request no client sent", () => {
         type: "PRE_PREPARE",
         view: 0,
         seq: 1,
-        digest: batchDigest([fabricated]),
+        digest: batchDigest("r1@0", [fabricated]),
+        origin: "r1@0",
         requests: [fabricated],
       } as ReplicaBody),
       2,
@@ -99,13 +100,14 @@ describe("a request no client sent", () => {
     // which PREPAREs it.
     const revokedPrimary = fourReplicas("r2");
     const fabricated = revokedPrimary.request(1, { op: "put", key: "x", value: "fabricated" });
-    const digest = batchDigest([fabricated]);
+    const digest = batchDigest("r1@0", [fabricated]);
     const prePrepare = (h: ReturnType<typeof fourReplicas>) =>
       h.from("r1", {
         type: "PRE_PREPARE",
         view: 0,
         seq: 1,
         digest,
+        origin: "r1@0",
         requests: [fabricated],
       } as ReplicaBody);
     revokedPrimary.core.onMessage(prePrepare(revokedPrimary), 1);

@@ -5,6 +5,7 @@
 import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
 import {
+  batchOrigin,
   type ClientRequest,
   encodeClientMessage,
   type ReplicaBody,
@@ -101,6 +102,10 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
       certificates.set(id, cert(id, epoch, signer));
       inFlight = inFlight.filter((m) => m.from !== id && m.to !== id);
       return boot(id, start);
+    },
+    /** The origin `id` gives a batch it proposes now (its id at its current key epoch). */
+    originOf(id: string): string {
+      return batchOrigin(id, epochs.get(id) ?? 0);
     },
     /** A message in `id`'s name, signed with its current key: what a Byzantine replica may send. */
     speakAs(id: string, body: ReplicaBody): Buffer {

@@ -10,11 +10,13 @@
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
 import { ClientTable, checkpointDigest } from "../src/replica/client-table.js";
-import { parseEnvelope } from "../src/replica/messages.js";
+import { batchDigest, parseEnvelope } from "../src/replica/messages.js";
 import { decideNewView, type ViewChangeBody } from "../src/replica/new-view-decision.js";
 import { quorumsFor } from "../src/replica/quorums.js";
 import type { ReplicaAction, StartingState } from "../src/replica/replica-core.js";
-import { replicaCluster } from "./replica-cluster.js";
+import { bodiesOf, replicaCluster } from "./replica-cluster.js";
+
+const typeOf = (message: Buffer) => parseEnvelope(message)?.body.type;
 
 type Stored = NonNullable<StartingState["checkpoint"]> & { digest: string };
 
@@ -198,6 +200,99 @@ describe("a cold start of every replica", () => {
       expect(core.readValue("x"), core.id).toBe("w20");
     }
     expect(new Set(correct.map((core) => core.stateDigest())).size).toBe(1);
+  });
+
+  it("answers a request executed again at the same sequence number after a cold start naming another batch, so replies from the two eras never combine", () => {
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const submit = (ts: number, value: string) => {
+      const request = c.request(ts, { op: "put", key: "x", value });
+      for (const id of c.cores.keys()) c.fromClient(id, request);
+      c.run(200, () => true);
+    };
+    for (let ts = 1; ts <= 12; ts++) submit(ts, `v${ts}`);
+    const stored = new Map<string, Stored>();
+    for (const id of c.ids)
+      for (const a of c.sent.get(id) ?? [])
+        if (a.type === "checkpoint" && a.seq === 12) stored.set(id, a as Stored);
+    expect(stored.size).toBe(6);
+    // The write at 13, answered before the fail-safe; no disk holds a checkpoint past 12.
+    const repliesTo = (ts: number) => {
+      const out: Array<{ seq: number; batch?: string; previous: unknown }> = [];
+      for (const actions of c.sent.values())
+        for (const a of actions) {
+          if (a.type !== "reply") continue;
+          const body = parseEnvelope(a.message)?.body;
+          if (body?.type === "REPLY" && body.ts === ts)
+            out.push({ seq: body.seq, batch: body.batch, previous: body.result });
+        }
+      return out;
+    };
+    submit(13, "w13");
+    const before = repliesTo(13);
+    expect(before.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(before.map((r) => `${r.seq} ${r.batch}`)).size).toBe(1);
+
+    // The fail-safe, then a cold start: every replica back under a new key, its disk at 12.
+    c.sent.clear();
+    for (const id of c.ids)
+      c.rejuvenate(id, {
+        recovering: false,
+        coldStart: true,
+        checkpoint: stored.get(id) as Stored,
+      });
+    c.run(3_000, () => true);
+    for (const core of c.cores.values()) expect(core.readValue("x"), core.id).toBe("v12");
+    // The client, still waiting for 13, sends it again: executed again at the same number.
+    submit(13, "w13");
+    const after = repliesTo(13);
+    expect(after.length).toBeGreaterThanOrEqual(4);
+    const [first] = before;
+    for (const reply of after) {
+      expect(reply.seq).toBe(first?.seq);
+      expect(reply.previous).toEqual(first?.previous);
+      // Same number, same result, but another batch: its proposer's key epoch is new.
+      expect(reply.batch).toBeDefined();
+      expect(reply.batch).not.toBe(first?.batch);
+    }
+    for (const core of c.cores.values()) expect(core.readValue("x"), core.id).toBe("w13");
+  });
+
+  it("refuses a batch of an earlier era proposed again verbatim: its origin is not the primary at its current key", () => {
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const request = c.request(1, { op: "put", key: "x", value: "a" });
+    for (const id of c.cores.keys()) c.fromClient(id, request);
+    c.run(200, () => true);
+    const proposed = bodiesOf(c.sent.get("r1") ?? [], "PRE_PREPARE")[0];
+    expect(proposed?.type === "PRE_PREPARE" && proposed.origin).toBe(c.originOf("r1"));
+    // r1 is rejuvenated (a new key epoch) and, compromised, proposes its old batch again
+    // unchanged at the next number: every backup refuses it, none votes.
+    c.rejuvenate("r1", { recovering: false });
+    c.deliver((m) => m.from === "r1" && typeOf(m.message) === "NEW_KEY");
+    c.sent.clear();
+    if (proposed?.type !== "PRE_PREPARE") throw new Error("no PRE_PREPARE");
+    const again = c.request(2, { op: "put", key: "x", value: "b" });
+    for (const id of c.ids.slice(1)) c.fromClient(id, again);
+    const replayed = c.speakAs("r1", { ...proposed, seq: 2 });
+    for (const id of c.ids.slice(1)) c.hand(id, replayed);
+    for (const id of c.ids.slice(1)) {
+      expect(bodiesOf(c.sent.get(id) ?? [], "PREPARE"), id).toEqual([]);
+      const refused = (c.sent.get(id) ?? []).filter(
+        (a) => a.type === "problem" && a.detail.includes(`origin ${proposed.origin}`),
+      );
+      expect(refused.length, id).toBe(1);
+    }
+    // A batch under its current origin, at the same number, is voted for as any other.
+    const fresh = { ...proposed, seq: 2, origin: c.originOf("r1"), requests: [again] };
+    const digest = batchDigest(fresh.origin, fresh.requests);
+    for (const id of c.ids.slice(1)) c.hand(id, c.speakAs("r1", { ...fresh, digest }));
+    for (const id of c.ids.slice(1))
+      expect(bodiesOf(c.sent.get(id) ?? [], "PREPARE"), id).toEqual([
+        { type: "PREPARE", view: 0, seq: 2, digest },
+      ]);
   });
 
   it("writes its starting state down as checkpoint 0 when nothing was stored, so a cold start before enough disks hold a later one still agrees", () => {

@@ -106,14 +106,21 @@ describe("a Byzantine primary that starves a client", () => {
     let now = 0;
     // r2 holds c1's request; r1, the primary of view 0, never proposes it.
     core.onClientMessage("c1", clientCopy(request(1)), now);
-    const empty = batchDigest([]);
+    const empty = batchDigest("", []);
     let viewChangeAt: number | undefined;
     // An empty batch every 400 ms, each within the 500 ms view-change timeout of the last.
     for (let seq = 1; seq <= 50 && viewChangeAt === undefined; seq++) {
       now += 400;
       const actions = [
         ...core.onMessage(
-          from("r1", { type: "PRE_PREPARE", view: 0, seq, digest: empty, requests: [] }),
+          from("r1", {
+            type: "PRE_PREPARE",
+            view: 0,
+            seq,
+            digest: empty,
+            origin: "",
+            requests: [],
+          }),
           now,
         ),
         ...core.onMessage(from("r3", { type: "PREPARE", view: 0, seq, digest: empty }), now),
@@ -159,13 +166,13 @@ describe("the bounds on numbers leave room for real ones", () => {
 describe("a replica whose state diverged", () => {
   it("fetches the quorum's state when a quorum's checkpoint differs from its own", () => {
     const { core, from } = fourReplicas("r2");
-    const empty = batchDigest([]);
+    const empty = batchDigest("", []);
     let now = 0;
     // Four batches executed: r2 takes its checkpoint at 4 (the interval).
     for (let seq = 1; seq <= 4; seq++) {
       now += 10;
       core.onMessage(
-        from("r1", { type: "PRE_PREPARE", view: 0, seq, digest: empty, requests: [] }),
+        from("r1", { type: "PRE_PREPARE", view: 0, seq, digest: empty, origin: "", requests: [] }),
         now,
       );
       for (const peer of ["r3", "r4"]) {

@@ -41,12 +41,18 @@ describe("where a backup's vote for a request comes from", () => {
     for (const id of correct) c.boot(id, { recovering: false });
     c.deliver(() => false);
     const replayed = [c.request(5, { op: "put", key: "x", value: "old" })];
-    const slot = { view: 0, seq: 1, digest: batchDigest(replayed) };
+    const origin = c.originOf("r1");
+    const slot = { view: 0, seq: 1, digest: batchDigest(origin, replayed) };
     const sentBefore = new Map(correct.map((id) => [id, c.sent.get(id)?.length ?? 0]));
     const since = (id: string) => (c.sent.get(id) ?? []).slice(sentBefore.get(id));
 
     // r1 proposes a request no client sent this era, and commits it itself.
-    const prePrepare = c.speakAs("r1", { type: "PRE_PREPARE", ...slot, requests: replayed });
+    const prePrepare = c.speakAs("r1", {
+      type: "PRE_PREPARE",
+      ...slot,
+      origin,
+      requests: replayed,
+    });
     for (const id of correct) c.hand(id, prePrepare);
     for (const id of correct) c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot }));
     c.deliver((m) => m.to !== "r1");
@@ -87,12 +93,13 @@ describe("where a backup's vote for a request comes from", () => {
     c.deliver((m) => m.to !== "r1" && m.from !== "r1");
     const sentBefore = new Map(correct.map((id) => [id, c.sent.get(id)?.length ?? 0]));
     const since = (id: string) => (c.sent.get(id) ?? []).slice(sentBefore.get(id));
-    const slot = { view: 0, seq: 1, digest: batchDigest([request]) };
+    const origin = c.originOf("r1");
+    const slot = { view: 0, seq: 1, digest: batchDigest(origin, [request]) };
 
     // The Byzantine r1 proposes it again and commits it; the network replays the client's old
     // copies into the client's connections to every correct replica.
     for (const id of correct) {
-      c.hand(id, c.speakAs("r1", { type: "PRE_PREPARE", ...slot, requests: [request] }));
+      c.hand(id, c.speakAs("r1", { type: "PRE_PREPARE", ...slot, origin, requests: [request] }));
       c.hand(id, c.speakAs("r1", { type: "COMMIT", ...slot }));
       const core = c.cores.get(id);
       const replayed = core?.onClientMessage("c1", seen.get(id) as Buffer, c.nowMs) ?? [];

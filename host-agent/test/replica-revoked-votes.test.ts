@@ -20,7 +20,7 @@ function run(revokeR3: boolean, early: "PREPARE" | "COMMIT", rest: Array<[string
   const { core, from, request, clientCopy } = fourReplicas("r2");
   let now = 0;
   const put = request(1);
-  const digest = batchDigest([put]);
+  const digest = batchDigest("r1@0", [put]);
   const vote = (type: string): ReplicaBody =>
     ({ type, view: 0, seq: 1, digest }) as unknown as ReplicaBody;
   core.onClientMessage("c1", clientCopy(put), ++now);
@@ -33,7 +33,7 @@ function run(revokeR3: boolean, early: "PREPARE" | "COMMIT", rest: Array<[string
         from(
           peer,
           type === "PRE_PREPARE"
-            ? { type: "PRE_PREPARE", view: 0, seq: 1, digest, requests: [put] }
+            ? { type: "PRE_PREPARE", view: 0, seq: 1, digest, origin: "r1@0", requests: [put] }
             : vote(type),
         ),
         ++now,
@@ -79,7 +79,7 @@ describe("a revoked host's stored votes", () => {
       const { core, from, request, clientCopy } = fourReplicas("r2");
       let now = 0;
       const put = request(1);
-      const digest = batchDigest([put]);
+      const digest = batchDigest("r1@0", [put]);
       core.onClientMessage("c1", clientCopy(put), ++now);
       const vote = from("r3", { type: "PREPARE", view: 0, seq: 1, digest });
       core.onMessage(vote, ++now);
@@ -87,7 +87,14 @@ describe("a revoked host's stored votes", () => {
       // The same bytes again (the network replays, or the adversary resends them).
       const again = core.onMessage(vote, ++now);
       const actions = core.onMessage(
-        from("r1", { type: "PRE_PREPARE", view: 0, seq: 1, digest, requests: [put] }),
+        from("r1", {
+          type: "PRE_PREPARE",
+          view: 0,
+          seq: 1,
+          digest,
+          origin: "r1@0",
+          requests: [put],
+        }),
         ++now,
       );
       return { again, actions };
@@ -104,7 +111,13 @@ describe("a revoked host's stored votes", () => {
       let now = 0;
       // A batch no client sent, reported executed at seq 1 by r3, then by r4 (the next host).
       const made = request(1, { op: "put", key: "x", value: "made up" });
-      const entry = { seq: 1, view: 0, digest: batchDigest([made]), requests: [made] };
+      const entry = {
+        seq: 1,
+        view: 0,
+        digest: batchDigest("r1@0", [made]),
+        origin: "r1@0",
+        requests: [made],
+      };
       core.onMessage(from("r3", { type: "EXECUTED", entries: [entry] }), ++now);
       if (revokeR3) core.revokeKeys(["r3"], 1, ++now);
       const actions = core.onMessage(from("r4", { type: "EXECUTED", entries: [entry] }), ++now);

@@ -22,8 +22,8 @@ describe("entering a newer view", () => {
     const genesis = core.stableCheckpoint;
     const y = [request(1, { op: "put", key: "x", value: "y" })];
     const x = [request(2, { op: "put", key: "x", value: "x" })];
-    const Y = batchDigest(y);
-    const X = batchDigest(x);
+    const Y = batchDigest("r1@0", y);
+    const X = batchDigest("r3@0", x);
     let now = 0;
     // r3 and r4 (k'+1 of them) say they are in view 2, whose primary is r3.
     const status = {
@@ -41,7 +41,7 @@ describe("entering a newer view", () => {
     expect(core.currentView).toBe(0);
     // So a PRE_PREPARE of view 2 for seq 1 gets no PREPARE from it.
     const early = core.onMessage(
-      from("r3", { type: "PRE_PREPARE", view: 2, seq: 1, digest: X, requests: x }),
+      from("r3", { type: "PRE_PREPARE", view: 2, seq: 1, digest: X, origin: "r3@0", requests: x }),
       ++now,
     );
     expect(sentOf(early, "PREPARE")).toEqual([]);
@@ -49,7 +49,7 @@ describe("entering a newer view", () => {
     const prepared = {
       prepared: [{ seq: 1, view: 0, digest: Y }],
       prePrepared: [{ seq: 1, view: 0, digest: Y }],
-      batches: [{ digest: Y, requests: y }],
+      batches: [{ digest: Y, origin: "r1@0", requests: y }],
     };
     const vcs = [
       from("r1", viewChangeBody(2, genesis, prepared)),
@@ -69,7 +69,7 @@ describe("entering a newer view", () => {
     expect(sentOf(entered, "PREPARE")).toEqual([{ type: "PREPARE", view: 2, seq: 1, digest: Y }]);
     // And now X at seq 1 in view 2 is a second PRE_PREPARE for a fixed slot: refused.
     const late = core.onMessage(
-      from("r3", { type: "PRE_PREPARE", view: 2, seq: 1, digest: X, requests: x }),
+      from("r3", { type: "PRE_PREPARE", view: 2, seq: 1, digest: X, origin: "r3@0", requests: x }),
       ++now,
     );
     expect(sentOf(late, "PREPARE")).toEqual([]);

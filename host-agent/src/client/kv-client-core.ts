@@ -1,7 +1,7 @@
 /**
  * The client side of the protocol, without I/O: it signs a request, sends it
  * to every replica, and accepts a result once a quorum q of replicas sent the
- * same reply at the same sequence number (q, not k'+1: see
+ * same reply from the same execution, sequence number and batch (q, not k'+1: see
  * `replica/read-only.ts`). A read-only operation goes first as an unordered
  * READ to q replicas that have been answering (to the rest as soon as those
  * cannot agree, or are slow; to all at once while that keeps happening), and is
@@ -74,9 +74,9 @@ interface Outstanding {
   narrow: boolean;
   sentMs: number;
   retransmitAtMs: number;
-  /** "seq result" (a read: "result") -> the replicas that sent it, and the states it held over. */
+  /** "seq batch result" (a read: "result") -> the replicas that sent it, and the states it held over. */
   votes: Map<string, Map<string, StateInterval>>;
-  /** "seq result" -> what it stands for. */
+  /** "seq batch result" -> what it stands for. */
   answers: Map<string, { seq: number; result: KvResult }>;
 }
 
@@ -418,11 +418,14 @@ export class KvClientCore {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
     }
-    // Replies to a request match only at the same sequence number: the same execution (not one
-    // that a cold start lost and one after it). Answers to a read match on their result, once q
-    // of them name intervals of states that share one (`mostMeeting`).
+    // Replies to a request match only on the same execution: the same sequence number and batch
+    // (not one that a cold start lost and one after it, even at the same number: the batch's
+    // origin names its proposer's key epoch, renewed by every cold start). Answers to a read
+    // match on their result, once q of them name intervals of states that share one
+    // (`mostMeeting`).
     const resultJson = canonicalJson(body.result);
-    const key = body.type === "READ_REPLY" ? resultJson : `${body.seq} ${resultJson}`;
+    const key =
+      body.type === "READ_REPLY" ? resultJson : `${body.seq} ${body.batch ?? "-"} ${resultJson}`;
     // A replica may vote for more than one result: after a cold start went back to a checkpoint,
     // a request is executed afresh and its new result must be able to outvote the lost one.
     // (A Byzantine replica gains nothing by it: it is one voter in each set.)

@@ -175,7 +175,7 @@ export function onExecuted(r: ReplicaState, from: string, entries: ExecutedEntry
   for (const entry of entries) {
     if (entry.seq <= r.lastExecuted || entry.seq > r.lastExecuted + 4 * r.config.checkpointInterval)
       continue;
-    if (batchDigest(entry.requests) !== entry.digest) {
+    if (batchDigest(entry.origin, entry.requests) !== entry.digest) {
       r.problem("bad-transfer-reply", from, `EXECUTED ${entry.seq}: digest does not match`);
       continue;
     }

@@ -24,8 +24,15 @@ export class ClientTable {
     return this.entries.get(client);
   }
 
-  record(client: string, ts: number, result: KvResult, seq: number): void {
-    this.entries.set(client, { client, ts, result, seq });
+  /** `batch`: the executing batch's digest (none in the unreplicated server, which has no batches). */
+  record(client: string, ts: number, result: KvResult, seq: number, batch?: string): void {
+    this.entries.set(client, {
+      client,
+      ts,
+      result,
+      seq,
+      ...(batch !== undefined ? { batch } : {}),
+    });
   }
 
   /** Sorted by client id: the same bytes on every replica. */

@@ -42,8 +42,15 @@ export interface ViewSeqDigest extends SeqDigest {
   view: number;
 }
 
+/**
+ * A batch as proposed: its requests and its **origin**, `replica@epoch` of the primary that first
+ * proposed it (empty for the null batch). The origin is part of the batch's digest, so a batch
+ * proposed after a cold start never has the digest of one executed before it, even with the same
+ * requests at the same sequence number: replies name the batch (SAFETY.md, "A cold start").
+ */
 export interface BatchBody {
   digest: string;
+  origin: string;
   requests: ClientRequest[];
 }
 
@@ -53,14 +60,28 @@ export interface ClientTableEntry {
   result: KvResult;
   /** The sequence number of the batch that executed it: replies name it (see REPLY). */
   seq: number;
+  /**
+   * That batch's digest, which replies name too. Absent only in an entry read from a checkpoint
+   * written before batches had origins (its digest is unchanged that way).
+   */
+  batch?: string;
 }
 
 export interface ExecutedEntry extends ViewSeqDigest {
+  origin: string;
   requests: ClientRequest[];
 }
 
 export type ReplicaBody =
-  | { type: "PRE_PREPARE"; view: number; seq: number; digest: string; requests: ClientRequest[] }
+  | {
+      type: "PRE_PREPARE";
+      view: number;
+      seq: number;
+      digest: string;
+      /** `replica@epoch` of the proposer: the primary itself, at its current key epoch. */
+      origin: string;
+      requests: ClientRequest[];
+    }
   | { type: "PREPARE"; view: number; seq: number; digest: string }
   | { type: "COMMIT"; view: number; seq: number; digest: string }
   | { type: "CHECKPOINT"; seq: number; digest: string }
@@ -136,10 +157,20 @@ export type ReplicaBody =
    */
   | { type: "SESSION"; dh: string; ask: boolean }
   /**
-   * `seq`: the batch that executed the request. A client matches replies on it too, so that
-   * replies from before a cold start (an execution it lost) never join replies from after it.
+   * `seq` and `batch`: the sequence number and digest of the batch that executed the request. A
+   * client matches replies on both, so that replies from before a cold start (an execution it
+   * lost) never join replies from after it, even at the same number: the batch's origin names
+   * its proposer's key epoch, which every cold start renews (SAFETY.md, "A cold start").
    */
-  | { type: "REPLY"; view: number; client: string; ts: number; seq: number; result: KvResult }
+  | {
+      type: "REPLY";
+      view: number;
+      client: string;
+      ts: number;
+      seq: number;
+      batch?: string;
+      result: KvResult;
+    }
   /**
    * The answer to a READ, from the replica's state after executing `seq`; the result is the
    * same in every state from `since` to `seq` (nothing it reads was written in between: see
@@ -336,9 +367,18 @@ export function requestFreshnessBytes(r: ClientRequest): Buffer {
   return Buffer.from(`smw-request-1\n${requestDigest(r)}`, "utf8");
 }
 
-/** A batch's identity: the digests of its requests in order (an empty batch is the null request). */
-export function batchDigest(requests: readonly ClientRequest[]): string {
-  return sha256Hex("batch", ...requests.map(requestDigest));
+/**
+ * A batch's identity: its origin and the digests of its requests in order. An empty batch is the
+ * null request, whoever proposed it: it executes nothing, so nothing names it.
+ */
+export function batchDigest(origin: string, requests: readonly ClientRequest[]): string {
+  if (requests.length === 0) return sha256Hex("batch");
+  return sha256Hex("batch", origin, ...requests.map(requestDigest));
+}
+
+/** The origin a primary gives the batches it proposes: its id and current key epoch. */
+export function batchOrigin(replica: string, epoch: number): string {
+  return `${replica}@${epoch}`;
 }
 
 export function encodeClientMessage(message: ClientMessage): Buffer {
@@ -398,10 +438,13 @@ export function parseClientRequest(v: unknown): ClientRequest | undefined {
   return { client: v.client, ts: v.ts, op };
 }
 
+const ORIGIN = /^[A-Za-z0-9_.-]{1,64}@[0-9]{1,16}$/;
+const isOrigin = (v: unknown): v is string => typeof v === "string" && (v === "" || ORIGIN.test(v));
+
 const batchBody = (v: unknown): BatchBody | undefined => {
-  if (!isObj(v) || !isDigest(v.digest)) return undefined;
+  if (!isObj(v) || !isDigest(v.digest) || !isOrigin(v.origin)) return undefined;
   const requests = list(v.requests, parseClientRequest);
-  return requests && { digest: v.digest, requests };
+  return requests && { digest: v.digest, origin: v.origin, requests };
 };
 
 function certificate(v: unknown): KeyCertificate | undefined {
@@ -424,9 +467,19 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
   if (!isObj(v) || typeof v.type !== "string") return undefined;
   switch (v.type) {
     case "PRE_PREPARE": {
-      if (!isCount(v.view) || !isCount(v.seq) || !isDigest(v.digest)) return undefined;
+      if (!isCount(v.view) || !isCount(v.seq) || !isDigest(v.digest) || !isOrigin(v.origin))
+        return undefined;
       const requests = list(v.requests, parseClientRequest);
-      return requests && { type: v.type, view: v.view, seq: v.seq, digest: v.digest, requests };
+      return (
+        requests && {
+          type: v.type,
+          view: v.view,
+          seq: v.seq,
+          digest: v.digest,
+          origin: v.origin,
+          requests,
+        }
+      );
     }
     case "PREPARE":
     case "COMMIT":
@@ -504,8 +557,9 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     case "EXECUTED": {
       const entries = list(v.entries, (x) => {
         const head = viewSeqDigest(x);
-        const requests = isObj(x) ? list(x.requests, parseClientRequest) : undefined;
-        return head && requests ? { ...head, requests } : undefined;
+        if (head === undefined || !isObj(x) || !isOrigin(x.origin)) return undefined;
+        const requests = list(x.requests, parseClientRequest);
+        return requests && { ...head, origin: x.origin, requests };
       });
       return entries && { type: v.type, entries };
     }
@@ -518,8 +572,16 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         (x) => {
           if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts) || !isCount(x.seq))
             return undefined;
+          if (x.batch !== undefined && !isDigest(x.batch)) return undefined;
           const result = parseKvResult(x.result);
-          return "error" in result ? undefined : { client: x.client, ts: x.ts, result, seq: x.seq };
+          if ("error" in result) return undefined;
+          return {
+            client: x.client,
+            ts: x.ts,
+            result,
+            seq: x.seq,
+            ...(x.batch !== undefined ? { batch: x.batch } : {}),
+          };
         },
         1 << 16,
       );
@@ -566,10 +628,18 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     case "REPLY": {
       if (!isCount(v.view) || !isId(v.client) || !isTimestamp(v.ts) || !isCount(v.seq))
         return undefined;
+      if (v.batch !== undefined && !isDigest(v.batch)) return undefined;
       const result = parseKvResult(v.result);
-      return "error" in result
-        ? undefined
-        : { type: v.type, view: v.view, client: v.client, ts: v.ts, seq: v.seq, result };
+      if ("error" in result) return undefined;
+      return {
+        type: v.type,
+        view: v.view,
+        client: v.client,
+        ts: v.ts,
+        seq: v.seq,
+        ...(v.batch !== undefined ? { batch: v.batch } : {}),
+        result,
+      };
     }
     case "READ_REPLY": {
       if (

@@ -38,7 +38,7 @@ export function viewChangeFault(body: ViewChangeBody, n: number): string | undef
     seqs.add(p.seq);
     if (!body.batches.some((b) => b.digest === p.digest)) return `no body for seq ${p.seq}`;
   }
-  const wrong = body.batches.find((b) => batchDigest(b.requests) !== b.digest);
+  const wrong = body.batches.find((b) => batchDigest(b.origin, b.requests) !== b.digest);
   return wrong === undefined ? undefined : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
 }
 

@@ -7,6 +7,7 @@ import { agreedExecuted, maybeRecovered } from "./catch-up.js";
 import { takeCheckpoint } from "./checkpoints.js";
 import {
   batchDigest,
+  batchOrigin,
   type ClientRequest,
   type ReplicaBody,
   type ReplicaEnvelope,
@@ -67,7 +68,7 @@ export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolea
       r.recoveredReported &&
       r.mode !== "recovering"
     )
-      sendReply(r, request.client, last.ts, last.result, last.seq);
+      sendReply(r, request.client, last);
     return;
   }
   if (!r.fromClient.has(digest)) {
@@ -81,7 +82,7 @@ export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolea
     // execution the service went back on (the simulation, seed 2684: a reply from it completed a
     // request with the result of an execution a cold start lost).
     if (request.ts === last.ts && r.recoveredReported && r.mode !== "recovering")
-      sendReply(r, request.client, last.ts, last.result, last.seq);
+      sendReply(r, request.client, last);
     return;
   }
   if (r.pending.has(digest)) return;
@@ -112,11 +113,18 @@ export function armSuspicion(r: ReplicaState): void {
 function sendReply(
   r: ReplicaState,
   client: string,
-  ts: number,
-  result: KvResult,
-  seq: number,
+  executed: { ts: number; result: KvResult; seq: number; batch?: string },
 ): void {
-  const body: ReplicaBody = { type: "REPLY", view: r.view, client, ts, seq, result };
+  const { ts, result, seq, batch } = executed;
+  const body: ReplicaBody = {
+    type: "REPLY",
+    view: r.view,
+    client,
+    ts,
+    seq,
+    ...(batch !== undefined ? { batch } : {}),
+    result,
+  };
   const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
   for (const message of messages) r.out.push({ type: "reply", client, message });
 }
@@ -163,14 +171,16 @@ export function propose(r: ReplicaState): void {
       "requests.proposed",
       (r.counters.get("requests.proposed") ?? 0) + requests.length,
     );
-    const digest = batchDigest(requests);
-    const body: ReplicaBody = { type: "PRE_PREPARE", view: r.view, seq, digest, requests };
+    const origin = requests.length === 0 ? "" : batchOrigin(r.config.self, r.epoch);
+    const digest = batchDigest(origin, requests);
+    const body: ReplicaBody = { type: "PRE_PREPARE", view: r.view, seq, digest, origin, requests };
     const message = r.broadcast(body);
     const slot = slotAt(r, seq, r.view);
     slot.digest = digest;
+    slot.origin = origin;
     slot.requests = requests;
     slot.prePrepare = message;
-    notePrePrepared(r, seq, digest, requests);
+    notePrePrepared(r, seq, digest, origin, requests);
   }
 }
 
@@ -195,6 +205,7 @@ export function notePrePrepared(
   r: ReplicaState,
   seq: number,
   digest: string,
+  origin: string,
   requests: ClientRequest[],
 ): void {
   let byDigest = r.prePreparedInfo.get(seq);
@@ -203,7 +214,7 @@ export function notePrePrepared(
     r.prePreparedInfo.set(seq, byDigest);
   }
   byDigest.set(digest, Math.max(byDigest.get(digest) ?? 0, r.view));
-  r.batchesByDigest.set(digest, requests);
+  r.batchesByDigest.set(digest, { origin, requests });
 }
 
 export function onPrePrepare(
@@ -232,14 +243,28 @@ export function onPrePrepare(
   }
   if (
     body.requests.length > r.config.batchMax ||
-    batchDigest(body.requests) !== body.digest ||
+    batchDigest(body.origin, body.requests) !== body.digest ||
     !body.requests.every((req) => fromKnownClient(r, req))
   ) {
     r.problem("bad-pre-prepare", from, `PRE_PREPARE ${body.seq}: batch does not check out`);
     suspectPrimary(r);
     return;
   }
+  if (body.requests.length > 0 && body.origin !== batchOrigin(from, envelope.epoch)) {
+    // A batch is taken from a PRE_PREPARE only as proposed afresh, under the primary's own
+    // current key: one made before a cold start (an older epoch) never reaches a vote again, so
+    // no batch of the new era has the digest of one executed in the era before (SAFETY.md, "A
+    // cold start"). Batches a NEW_VIEW re-proposes keep their origin, and come with the NEW_VIEW;
+    // a correct primary may retransmit their PRE_PREPARE, so this alone is no reason to suspect.
+    r.problem(
+      "bad-pre-prepare",
+      from,
+      `PRE_PREPARE ${body.seq}: batch origin ${body.origin} is not the primary at its current epoch`,
+    );
+    return;
+  }
   slot.digest = body.digest;
+  slot.origin = body.origin;
   slot.requests = body.requests;
   slot.prePrepare = envelope.wire;
   const awaiting = new Set(
@@ -261,8 +286,8 @@ export function onPrePrepare(
 
 /** A backup's PREPARE for a batch it found valid, every request of it from its own client. */
 function vote(r: ReplicaState, seq: number, slot: Slot): void {
-  if (slot.digest === undefined || slot.requests === undefined) return;
-  notePrePrepared(r, seq, slot.digest, slot.requests);
+  if (slot.digest === undefined || slot.requests === undefined || slot.origin === undefined) return;
+  notePrePrepared(r, seq, slot.digest, slot.origin, slot.requests);
   if (r.progressDeadlineMs === undefined) armSuspicion(r);
   if (!r.mayVote()) {
     // It watches the slot (it may execute from others' votes) but casts no vote of its own.
@@ -357,11 +382,11 @@ export function checkPrepared(r: ReplicaState, seq: number): void {
   if (matching(slot.prepares, slot.digest) < r.config.quorums.quorum - 1) return;
   slot.prepared = true;
   delete slot.awaiting;
-  if (slot.requests !== undefined) {
+  if (slot.requests !== undefined && slot.origin !== undefined) {
     // Prepared on q - 1 PREPAREs, more than k': one from a correct replica whose clients sent it
     // the requests, as good a reason as its own, whether or not this one voted (it may have been
     // waiting, or not allowed to). Its VIEW_CHANGE carries the batch.
-    notePrePrepared(r, seq, slot.digest, slot.requests);
+    notePrePrepared(r, seq, slot.digest, slot.origin, slot.requests);
   }
   r.preparedInfo.set(seq, { seq, view: slot.view, digest: slot.digest });
   if (!r.mayVote()) {
@@ -388,14 +413,19 @@ export function executeReady(r: ReplicaState): void {
   for (;;) {
     const seq = r.lastExecuted + 1;
     const slot = r.slots.get(seq);
-    if (slot?.committed && slot.requests !== undefined && slot.digest !== undefined) {
-      execute(r, seq, slot.view, slot.digest, slot.requests);
+    if (
+      slot?.committed &&
+      slot.requests !== undefined &&
+      slot.origin !== undefined &&
+      slot.digest !== undefined
+    ) {
+      execute(r, seq, slot.view, slot.digest, slot.origin, slot.requests);
       continue;
     }
     const reported = agreedExecuted(r, seq);
     if (reported !== undefined) {
       r.count("executed.from-peers");
-      execute(r, seq, reported.view, reported.digest, reported.requests);
+      execute(r, seq, reported.view, reported.digest, reported.origin, reported.requests);
       continue;
     }
     break;
@@ -409,6 +439,7 @@ export function execute(
   seq: number,
   view: number,
   digest: string,
+  origin: string,
   requests: ClientRequest[],
 ): void {
   const results: Array<KvResult | undefined> = [];
@@ -430,12 +461,12 @@ export function execute(
     }
     const result = r.store.apply(request.op);
     r.readSince.noteExecuted(request.op, seq);
-    r.clients.record(request.client, request.ts, result, seq);
+    r.clients.record(request.client, request.ts, result, seq, digest);
     results.push(result);
-    sendReply(r, request.client, request.ts, result, seq);
+    sendReply(r, request.client, { ts: request.ts, result, seq, batch: digest });
   }
   r.lastExecuted = seq;
-  r.executedLog.set(seq, { seq, view, digest, requests });
+  r.executedLog.set(seq, { seq, view, digest, origin, requests });
   r.executedAtMs.set(seq, r.nowMs);
   r.out.push({ type: "executed", seq, view, digest, requests, results });
   // The suspicion timer runs on for whatever is still pending: executing something else is

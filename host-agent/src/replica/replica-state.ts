@@ -124,6 +124,8 @@ export type Mode = "normal" | "view-change" | "recovering";
 export interface Slot {
   view: number;
   digest?: string;
+  /** The batch's origin (`BatchBody`), known with its requests. */
+  origin?: string;
   requests?: ClientRequest[];
   /** The primary's PRE_PREPARE as received (or sent), for retransmission. */
   prePrepare?: Buffer;
@@ -184,7 +186,7 @@ export class ReplicaState {
   /** PBFT's P and Q sets: what this replica prepared / saw pre-prepared, above the stable checkpoint. */
   readonly preparedInfo = new Map<number, ViewSeqDigest>();
   readonly prePreparedInfo = new Map<number, Map<string, number>>();
-  readonly batchesByDigest = new Map<string, ClientRequest[]>();
+  readonly batchesByDigest = new Map<string, { origin: string; requests: ClientRequest[] }>();
   /** Batches executed above the stable checkpoint: the log suffix peers may ask for. */
   readonly executedLog = new Map<number, ExecutedEntry>();
   readonly executedAtMs = new Map<number, number>();

@@ -142,8 +142,8 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
       for (const [digest, view] of byDigest) prePrepared.push({ seq, view, digest });
   const batches: BatchBody[] = [];
   for (const p of prepared) {
-    const requests = r.batchesByDigest.get(p.digest);
-    if (requests) batches.push({ digest: p.digest, requests });
+    const batch = r.batchesByDigest.get(p.digest);
+    if (batch) batches.push({ digest: p.digest, origin: batch.origin, requests: batch.requests });
   }
   return {
     type: "VIEW_CHANGE",
@@ -212,7 +212,7 @@ export function ownViewChange(r: ReplicaState): ReplicaEnvelope | undefined {
 }
 
 export function nullDigest(): string {
-  return batchDigest([]);
+  return batchDigest("", []);
 }
 
 function tryNewView(r: ReplicaState, view: number): void {
@@ -408,18 +408,21 @@ function startView(
   for (const p of proposals) {
     maxSeq = Math.max(maxSeq, p.seq); // Executed here already, perhaps not elsewhere: take part again so the others complete it.
     // decideNewView proposes a non-null digest only with its body in hand.
-    const requests = p.digest === nullDigest() ? [] : batches.get(p.digest)?.requests;
-    if (requests === undefined) throw new Error(`new view ${view}: no body for seq ${p.seq}`);
+    const batch = p.digest === nullDigest() ? { origin: "", requests: [] } : batches.get(p.digest);
+    if (batch === undefined) throw new Error(`new view ${view}: no body for seq ${p.seq}`);
+    const { origin, requests } = batch;
     const slot = slotAt(r, p.seq, view);
     slot.digest = p.digest;
+    slot.origin = origin;
     slot.requests = requests;
-    notePrePrepared(r, p.seq, p.digest, requests);
+    notePrePrepared(r, p.seq, p.digest, origin, requests);
     if (isPrimary) {
       slot.prePrepare = r.seal({
         type: "PRE_PREPARE",
         view,
         seq: p.seq,
         digest: p.digest,
+        origin,
         requests,
       });
     } else if (r.mayVote()) {

@@ -9,6 +9,7 @@ import type { KvResult } from "../kv/kv-operation.js";
 import type { Signer } from "../replica/key-ring.js";
 import {
   batchDigest,
+  batchOrigin,
   type ClientRequest,
   encodeClientMessage,
   parseEnvelope,
@@ -85,6 +86,8 @@ export interface AimedPlan {
   toSeq: number;
   /** A batch it saw proposed, for one half; the other half gets the empty batch. */
   batch: ClientRequest[];
+  /** The origin that batch takes when this primary proposes it (its id at its epoch). */
+  origin: string;
 }
 
 /** How far ahead of the highest sequence number it saw the old host votes. */
@@ -100,8 +103,11 @@ export class ByzantineFilter {
   private readonly seen: Buffer[] = [];
   /** Results of reads it answered, to pass off later as current (`wrongReadReply`). */
   private readonly oldReadResults: KvResult[] = [];
-  /** Validly formed batches it has seen proposed, to lie with plausibly. */
-  private readonly batches: ClientRequest[][] = [];
+  /**
+   * Validly formed batches it has seen proposed, with their origins, to lie with plausibly: kept
+   * across a cold start, so its lies also replay batches of the era before.
+   */
+  private readonly batches: Array<{ origin: string; requests: ClientRequest[] }> = [];
   /** VIEW_CHANGEs it has received, as wire text, by the view they ask for: to mix into a NEW_VIEW. */
   private readonly viewChangesSeen = new Map<number, string[]>();
   /** Each peer's latest key epoch it has seen, to forge MAC'd messages in their names. */
@@ -164,8 +170,9 @@ export class ByzantineFilter {
         this.viewChangesSeen.set(body.newView, list);
       }
       if (body.type === "PRE_PREPARE" && body.requests.length > 0) {
-        if (this.batches.length < 32) this.batches.push(body.requests);
-        else this.batches[this.prng.int(0, 31)] = body.requests;
+        const seen = { origin: body.origin, requests: body.requests };
+        if (this.batches.length < 32) this.batches.push(seen);
+        else this.batches[this.prng.int(0, 31)] = seen;
       }
     }
     if (!this.behaviours.has("replay")) return;
@@ -183,21 +190,24 @@ export class ByzantineFilter {
     primary: string,
     ids: readonly string[],
   ): { plan: AimedPlan; out: Outgoing[] } | undefined {
-    const batch = this.batches.at(-1);
-    if (batch === undefined || primary === this.self) return undefined;
+    const batch = this.batches.at(-1)?.requests;
+    const primaryEpoch = this.epochsSeen.get(primary);
+    if (batch === undefined || primary === this.self || primaryEpoch === undefined)
+      return undefined;
     const plan: AimedPlan = {
       view: this.viewSeen,
       primary,
       fromSeq: this.seqSeen + 1,
       toSeq: this.seqSeen + AIMED_SEQS,
       batch,
+      origin: batchOrigin(primary, primaryEpoch),
     };
     const { signer, epoch } = this.signer();
     const out: Outgoing[] = [];
     const backups = ids.filter((id) => id !== primary);
     backups.forEach((to, i) => {
       if (to === this.self) return;
-      const digest = batchDigest(i % 2 === 0 ? plan.batch : []);
+      const digest = batchDigest(plan.origin, i % 2 === 0 ? plan.batch : []);
       for (let seq = plan.fromSeq; seq <= plan.toSeq; seq++)
         for (const type of ["PREPARE", "COMMIT"] as const)
           out.push({
@@ -244,10 +254,11 @@ export class ByzantineFilter {
         const halves = [plan.batch, [] as ClientRequest[]];
         this.peers.forEach((peer, i) => {
           const requests = halves[i % 2] as ClientRequest[];
-          const digest = batchDigest(requests);
+          const origin = requests.length > 0 ? plan.origin : "";
+          const digest = batchDigest(origin, requests);
           const { seq, view } = body;
           out.push(
-            { to: peer, message: this.reseal(envelope, { ...body, requests, digest }) },
+            { to: peer, message: this.reseal(envelope, { ...body, origin, requests, digest }) },
             { to: peer, message: this.reseal(envelope, { type: "COMMIT", view, seq, digest }) },
           );
         });
@@ -255,17 +266,28 @@ export class ByzantineFilter {
       }
       if (this.behaviours.has("equivocate") && body.type === "PRE_PREPARE" && to === "all") {
         // Half the backups get another batch for the same sequence number, validly formed and
-        // signed: the protocol, not a digest check, must keep the two apart.
-        const requests =
-          body.requests.length > 0
+        // signed: the protocol, not a digest check, must keep the two apart. Now and then the
+        // other batch is one seen before, origin and all, perhaps from before a cold start: a
+        // batch of an earlier era proposed again verbatim.
+        const seen = this.batches.length > 0 ? this.prng.pick(this.batches) : undefined;
+        const replayed = seen !== undefined && this.prng.chance(0.25);
+        if (replayed) this.took("replayed-batch");
+        const requests = replayed
+          ? seen.requests
+          : body.requests.length > 0
             ? [...body.requests].reverse().slice(0, -1)
-            : this.batches.length > 0
-              ? this.prng.pick(this.batches)
-              : [];
+            : (seen?.requests ?? []);
+        const origin =
+          requests.length === 0
+            ? ""
+            : replayed
+              ? seen.origin
+              : batchOrigin(this.self, envelope.epoch);
         const altered = this.reseal(envelope, {
           ...body,
+          origin,
           requests,
-          digest: batchDigest(requests),
+          digest: batchDigest(origin, requests),
         });
         this.took("equivocate");
         this.peers.forEach((peer, i) => {
@@ -327,7 +349,7 @@ export class ByzantineFilter {
    */
   private fabricatedRequest(like: readonly ClientRequest[]): ClientRequest | undefined {
     const pool =
-      like.length > 0 ? like : this.batches.length > 0 ? this.prng.pick(this.batches) : [];
+      like.length > 0 ? like : this.batches.length > 0 ? this.prng.pick(this.batches).requests : [];
     if (pool.length === 0) return undefined;
     const real = this.prng.pick(pool);
     const key = "key" in real.op && typeof real.op.key === "string" ? real.op.key : "k0";
@@ -348,13 +370,20 @@ export class ByzantineFilter {
         const requests = [...body.requests];
         requests.splice(this.prng.int(0, requests.length), requests.length > 0 ? 1 : 0, request);
         this.took("fabricated-request.pre-prepare");
-        return this.reseal(envelope, { ...body, requests, digest: batchDigest(requests) });
+        const origin = batchOrigin(this.self, envelope.epoch);
+        return this.reseal(envelope, {
+          ...body,
+          origin,
+          requests,
+          digest: batchDigest(origin, requests),
+        });
       }
       case "VIEW_CHANGE": {
         const request = this.fabricatedRequest([]);
         if (request === undefined) return undefined;
         const requests = [request];
-        const digest = batchDigest(requests);
+        const origin = this.someOrigin(envelope);
+        const digest = batchDigest(origin, requests);
         const seq = body.stable.seq + this.prng.int(1, 4);
         const view = Math.max(0, body.newView - 1);
         this.took("fabricated-request.view-change");
@@ -362,7 +391,7 @@ export class ByzantineFilter {
           ...body,
           prepared: [...body.prepared.filter((p) => p.seq !== seq), { seq, view, digest }],
           prePrepared: [...body.prePrepared.filter((p) => p.seq !== seq), { seq, view, digest }],
-          batches: [...body.batches, { digest, requests }],
+          batches: [...body.batches, { digest, origin, requests }],
         });
       }
       case "EXECUTED": {
@@ -374,13 +403,20 @@ export class ByzantineFilter {
             const request = this.fabricatedRequest(e.requests);
             if (request === undefined) return e;
             const requests = [...e.requests, request];
-            return { ...e, requests, digest: batchDigest(requests) };
+            return { ...e, requests, digest: batchDigest(e.origin, requests) };
           }),
         });
       }
       default:
         return undefined;
     }
+  }
+
+  /** Its own origin now, or the origin of a batch it saw (perhaps from before a cold start). */
+  private someOrigin(envelope: ReplicaEnvelope): string {
+    if (this.batches.length > 0 && this.prng.chance(0.5))
+      return this.prng.pick(this.batches).origin;
+    return batchOrigin(this.self, envelope.epoch);
   }
 
   /** A validly signed message that says something false, or undefined to send the truth. */
@@ -391,12 +427,20 @@ export class ByzantineFilter {
       case "PRE_PREPARE":
         if (!has("empty-batches")) return undefined;
         this.took("empty-batch");
-        return this.reseal(envelope, { ...body, requests: [], digest: batchDigest([]) });
+        return this.reseal(envelope, {
+          ...body,
+          origin: "",
+          requests: [],
+          digest: batchDigest("", []),
+        });
       case "VIEW_CHANGE": {
         if (!has("lie-view-change")) return undefined;
         this.took("lying-view-change");
-        const claimed = this.batches.length > 0 ? this.prng.pick(this.batches) : [];
-        const digest = batchDigest(claimed);
+        // A batch seen proposed, with the origin it had: perhaps one of the era before a cold start.
+        const seen =
+          this.batches.length > 0 ? this.prng.pick(this.batches) : { origin: "", requests: [] };
+        const claimed = seen.requests;
+        const digest = batchDigest(seen.origin, claimed);
         const seq = body.stable.seq + this.prng.int(1, 8);
         switch (this.prng.int(0, 4)) {
           case 4: {
@@ -414,7 +458,7 @@ export class ByzantineFilter {
                 { seq, view: Math.max(0, body.newView - 1), digest },
               ],
               prePrepared: [...body.prePrepared, { seq, view: body.newView - 1, digest }],
-              batches: [...body.batches, { digest, requests: claimed }],
+              batches: [...body.batches, { digest, origin: seen.origin, requests: claimed }],
             });
           case 2: // a checkpoint far ahead that nobody has
             return this.reseal(envelope, {
@@ -436,7 +480,7 @@ export class ByzantineFilter {
         if (body.proposals.length === 0) return undefined;
         this.took("lying-new-view");
         const proposals = body.proposals.map((p, i) =>
-          i === 0 ? { seq: p.seq, digest: batchDigest([]) } : p,
+          i === 0 ? { seq: p.seq, digest: batchDigest("", []) } : p,
         );
         return this.reseal(envelope, { ...body, proposals });
       }
@@ -458,8 +502,9 @@ export class ByzantineFilter {
         return this.reseal(envelope, {
           ...body,
           entries: body.entries.map((e) => {
-            const requests = this.batches.length > 0 ? this.prng.pick(this.batches) : [];
-            return { ...e, requests, digest: batchDigest(requests) };
+            const seen =
+              this.batches.length > 0 ? this.prng.pick(this.batches) : { origin: "", requests: [] };
+            return { ...e, ...seen, digest: batchDigest(seen.origin, seen.requests) };
           }),
         });
       case "CHECKPOINT":
@@ -578,6 +623,16 @@ export class ByzantineFilter {
     if (!this.behaviours.has("wrong-replies")) return message;
     if (envelope?.body.type === "READ_REPLY") return this.wrongReadReply(envelope, envelope.body);
     if (envelope === undefined || envelope.body.type !== "REPLY") return message;
+    if (this.batches.length > 0 && this.prng.chance(0.3)) {
+      // The true result, said of another batch (perhaps one of the era before a cold start): to
+      // join the replies to an execution that was lost.
+      const seen = this.prng.pick(this.batches);
+      this.took("wrong-reply.batch");
+      return this.reseal(envelope, {
+        ...envelope.body,
+        batch: batchDigest(seen.origin, seen.requests),
+      });
+    }
     this.took("wrong-reply");
     const result: KvResult = { op: "get", value: `forged-${this.prng.int(0, 9)}` };
     return this.reseal(envelope, { ...envelope.body, result });

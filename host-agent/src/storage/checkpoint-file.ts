@@ -570,10 +570,18 @@ export function readCheckpointFile(
       !Number.isSafeInteger(c.ts) ||
       !Number.isSafeInteger(c.seq) ||
       (c.seq as number) < 0 ||
+      (c.batch !== undefined && (typeof c.batch !== "string" || !/^[0-9a-f]{64}$/.test(c.batch))) ||
       "error" in result
     )
       return bad("header: a client entry is malformed");
-    clients.push({ client: c.client, ts: c.ts as number, result, seq: c.seq as number });
+    clients.push({
+      client: c.client,
+      ts: c.ts as number,
+      result,
+      seq: c.seq as number,
+      // Absent in a file written before batches had origins: its digest still checks.
+      ...(typeof c.batch === "string" ? { batch: c.batch } : {}),
+    });
   }
   const read = inline
     ? { snapshot: decodeSnapshot(bytes.subarray(header.end)), locations: [] }
