@@ -259,6 +259,68 @@ describe("a cold start of every replica", () => {
     for (const core of c.cores.values()) expect(core.readValue("x"), core.id).toBe("w13");
   });
 
+  it("with the era before's keys revoked, as the boards do at a cold release, a primary that speaks under its old key is not heard, and the write is executed again under a new origin", () => {
+    const c = replicaCluster(6, 1, 1);
+    // The first era began with a cold start too: its first view, 1, has r2 for primary.
+    for (const id of c.ids) c.boot(id, { recovering: false, coldStart: true });
+    c.run(2_000, () => true);
+    const submit = (ts: number, value: string) => {
+      const request = c.request(ts, { op: "put", key: "x", value });
+      for (const id of c.cores.keys()) c.fromClient(id, request);
+      c.run(200, () => true);
+    };
+    for (let ts = 1; ts <= 12; ts++) submit(ts, `v${ts}`);
+    const stored = new Map<string, Stored>();
+    for (const id of c.ids)
+      for (const a of c.sent.get(id) ?? [])
+        if (a.type === "checkpoint" && a.seq === 12) stored.set(id, a as Stored);
+    expect(stored.size).toBe(6);
+    submit(13, "w13");
+    const repliesTo = (ts: number) => {
+      const out: Array<{ seq: number; batch?: string }> = [];
+      for (const actions of c.sent.values())
+        for (const a of actions) {
+          const body = a.type === "reply" ? parseEnvelope(a.message)?.body : undefined;
+          if (body?.type === "REPLY" && body.ts === ts)
+            out.push({ seq: body.seq, batch: body.batch });
+        }
+      return out;
+    };
+    const before = repliesTo(13);
+    expect(before.length).toBeGreaterThanOrEqual(4);
+    const [{ seq: seqBefore, batch: batchBefore } = { seq: 0 }] = before;
+
+    // A cold start. r2, Byzantine, comes back under its old key (its board certified a new one,
+    // which it never shows) and would be view 1's primary again; every other replica comes back
+    // under a new key and revokes every peer's keys below the floor the boards announced, as its
+    // agent does with the board's REVOKE (`BoardCore.coldStartKeyFloors`): here epoch 0.
+    c.sent.clear();
+    c.boot("r2", { recovering: false, coldStart: true, checkpoint: stored.get("r2") as Stored });
+    const correct = c.ids.filter((id) => id !== "r2");
+    for (const id of correct) {
+      const core = c.rejuvenate(id, {
+        recovering: false,
+        coldStart: true,
+        checkpoint: stored.get(id) as Stored,
+      });
+      core.revokeKeys(c.ids, 1, c.nowMs);
+    }
+    c.run(5_000, () => true);
+    for (const id of correct) {
+      const core = c.cores.get(id);
+      expect(core?.readValue("x"), id).toBe("v12");
+      expect(core?.counters.get("rejected.revoked-key") ?? 0, id).toBeGreaterThan(0);
+    }
+    // The client, still waiting for 13, sends it again: executed again, at the same number, in a
+    // batch whose origin is a key of the new era, so no reply of the era before joins these.
+    submit(13, "w13");
+    c.run(1_000, () => true);
+    const after = repliesTo(13).filter((r) => r.seq === seqBefore);
+    expect(after.length).toBeGreaterThanOrEqual(4);
+    for (const reply of after) expect(reply.batch).not.toBe(batchBefore);
+    for (const id of correct) expect(c.cores.get(id)?.readValue("x"), id).toBe("w13");
+  });
+
   it("refuses a batch of an earlier era proposed again verbatim: its origin is not the primary at its current key", () => {
     const c = replicaCluster(6, 1, 1);
     for (const id of c.ids) c.boot(id, { recovering: false });

@@ -186,6 +186,19 @@ describe("replay protection", () => {
 });
 
 describe("control messages", () => {
+  it("takes a joining heartbeat's key floor, compact on the wire, and refuses one that is not a count", () => {
+    const hb = { period: -1, schedule: 1764720000000, joined: false, keyFloor: 1764719990 };
+    expect(parseControlMessage("HB", hb)).toEqual({ type: "HB", ...hb });
+    const line = encodeControlFrame(
+      { from: "b1", to: "b2", epoch: 3, seq: 9, type: "HB", body: hb },
+      Buffer.alloc(32, 1),
+    );
+    expect(line).toContain(",k1764719990");
+    expect(line.length).toBeLessThan(128);
+    for (const keyFloor of [-1, 1.5, "7", null])
+      expect(parseControlMessage("HB", { ...hb, keyFloor }), String(keyFloor)).toBeUndefined();
+  });
+
   it("checks bodies field by field", () => {
     expect(parseControlMessage("HB", { period: 2, schedule: 5000, joined: true })).toEqual({
       type: "HB",

@@ -466,6 +466,13 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           // Released while no board ran a schedule, every host's first key said "cold start",
           // b3's too: a release after the start-up check is a clean boot, certified at once.
           expect(rig.hosts.map((h) => h.coldStarts)).toEqual(Array(6).fill(1));
+          // Each with every peer host's keys of the time before revoked: none had any (floor 1).
+          for (const [i, host] of rig.hosts.entries())
+            expect(Object.fromEntries(host.coldRevocations[0] ?? [])).toEqual(
+              Object.fromEntries(
+                ["h1", "h2", "h3", "h4", "h5", "h6"].filter((_, j) => j !== i).map((h) => [h, 1]),
+              ),
+            );
           // Hosts were reset in group order: h1 first, h6 last, in each period.
           const resets = rig.sim.history.filter((e) => e.role === "reset");
           let held = 6;
@@ -576,6 +583,12 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           expect(rig.daemons[0]?.failsafeState).toBeDefined();
 
           (rig.hosts[2] as SimulatedHost).willBoot = true;
+          // What each board certified last, as it keeps it (a certificate that reached a host
+          // already held in reset never showed there).
+          const lastEpochs = rig.bed.testbed.boards.map((b) =>
+            new BoardStateFiles(b.stateDir).readCertificateEpoch(),
+          );
+          const coldBefore = rig.hosts.map((h) => h.coldStarts);
           const operator = path.join(rig.bed.dir, "keys", "operator.key");
           for (const board of ["b1", "b2", "b3", "b4", "b5", "b6"]) {
             const cleared = await smwAsync(
@@ -603,6 +616,26 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
             "another period",
           );
           for (const daemon of rig.daemons) expect(daemon.failsafeState).toBeUndefined();
+          // Cleared, every board released its host cold, revoking each peer host's keys of the
+          // era before (every epoch up to the last its board had certified), and not the key
+          // that board certified for the new era.
+          for (const [i, host] of rig.hosts.entries()) {
+            expect(host.coldStarts, `h${i + 1}`).toBe((coldBefore[i] as number) + 1);
+            const revoked = host.coldRevocations.at(-1) ?? new Map();
+            for (const [j, peer] of rig.hosts.entries()) {
+              if (j === i) continue;
+              const before = revoked.get(`h${j + 1}`);
+              // (A revocation still standing from the rejuvenation the fail-safe cut short may
+              // reach higher: the two are merged.)
+              expect(before, `h${i + 1} revokes h${j + 1}`).toBeGreaterThan(
+                lastEpochs[j] as number,
+              );
+              const newEra = peer.epochs.find((e) => e > (lastEpochs[j] as number));
+              expect(newEra, `h${j + 1}'s key of the new era`).toBeGreaterThanOrEqual(
+                before as number,
+              );
+            }
+          }
 
           // A recorded clear-failsafe request, replayed, is refused: a clear acts once.
           const b1 = rig.bed.testbed.boards[0] as (typeof rig.bed.testbed.boards)[number];

@@ -43,6 +43,7 @@ export const BODY_ALIASES: Readonly<Record<string, string>> = {
   echoMs: "e",
   heldMs: "h",
   group: "g",
+  keyFloor: "k",
 };
 const KEY_OF_ALIAS = new Map(Object.entries(BODY_ALIASES).map(([key, alias]) => [alias, key]));
 

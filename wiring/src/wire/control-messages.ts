@@ -22,6 +22,12 @@ export type ControlMessage =
       heldMs?: number;
       /** Present while the sender is in the fail-safe state: whose trigger it was, and why. */
       failsafe?: { origin: string; reason: string };
+      /**
+       * While joining: every key the sender certified before it began joining has an epoch below
+       * this, every key it certifies from then on one at or above it. A cold start revokes the
+       * keys below it (the era before), whatever the ring of a replica started cold would take.
+       */
+      keyFloor?: number;
     }
   /**
    * The sender finished Algorithm 1 in `period` of the schedule whose period 0 is at `schedule`
@@ -56,10 +62,11 @@ export function parseControlMessage(
   switch (type) {
     case "HB": {
       const optional = ["sentAtMs", "echoMs", "heldMs"] as const;
+      if (body.keyFloor !== undefined && !count(body.keyFloor, 0)) return undefined;
       if (!count(body.period, -1) || !count(body.schedule, 0) || typeof body.joined !== "boolean")
         return undefined;
       for (const key of Object.keys(body)) {
-        if (!["period", "schedule", "joined", "failsafe", ...optional].includes(key))
+        if (!["period", "schedule", "joined", "failsafe", "keyFloor", ...optional].includes(key))
           return undefined;
       }
       const message: ControlMessage = {
@@ -68,6 +75,7 @@ export function parseControlMessage(
         schedule: body.schedule as number,
         joined: body.joined,
       };
+      if (body.keyFloor !== undefined) message.keyFloor = body.keyFloor as number;
       for (const key of optional) {
         if (body[key] === undefined) continue;
         if (!finite(body[key])) return undefined;

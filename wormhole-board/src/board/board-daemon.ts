@@ -209,7 +209,11 @@ export class BoardDaemon {
       now: this.now,
       certificateEpochs: {
         last: this.deps.state.readCertificateEpoch(),
-        issued: (epoch) => this.deps.state.writeCertificateEpoch(epoch),
+        issued: (epoch) => {
+          this.deps.state.writeCertificateEpoch(epoch);
+          // Outside whatever the core is handling now: a step may certify from within one.
+          queueMicrotask(() => this.dispatch({ kind: "keyCertified", epoch, nowMs: this.now() }));
+        },
       },
     });
     this.runner.warm();
@@ -310,6 +314,7 @@ export class BoardDaemon {
       joinDeadlineMs:
         this.deps.joinDeadlineMs ?? t.controlNetwork.joinDeadlineMs ?? t.rejuvenation.tPMs,
       startMs: this.now(),
+      lastKeyEpoch: this.deps.state.readCertificateEpoch(),
       ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     });
     this.execute(this.core.start());
@@ -503,6 +508,18 @@ export class BoardDaemon {
 
   /** The host was last released in a cold start (`BoardCore.isColdStart`): its first key says so. */
   private releasedCold = false;
+  /** Per peer host, at a cold release: keys certified below this epoch are of the era before. */
+  private coldKeyFloors: ReadonlyMap<string, number> = new Map();
+
+  /** The peer boards' key floors of their joins (`BoardCore.coldStartKeyFloors`), by host. */
+  private hostKeyFloors(): Map<string, number> {
+    const byHost = new Map<string, number>();
+    for (const [board, floor] of this.core?.coldStartKeyFloors() ?? []) {
+      const host = this.deps.testbed.boards.find((b) => b.id === board)?.guards;
+      if (host !== undefined) byHost.set(host, floor);
+    }
+    return byHost;
+  }
 
   /** The start-up check under way, if any (steps of a rejuvenation wait for it). */
   private startup: Promise<void> = Promise.resolve();
@@ -552,6 +569,7 @@ export class BoardDaemon {
       if (lines.has("power")) lines.set("power", "active");
       this.deps.hostLink.flush();
       this.releasedCold = this.core?.isColdStart(this.now()) ?? false;
+      this.coldKeyFloors = this.releasedCold ? this.hostKeyFloors() : new Map();
       // The host boots from images just verified, as in a rejuvenation: its key is certified at
       // once, not at the next trigger (a host left without a replica until then would be one
       // more down than the schedule allows for).
@@ -579,7 +597,10 @@ export class BoardDaemon {
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
     this.deps.state.writeUnscheduledCertificate(this.now());
-    this.runner?.certify(publicKey, { coldStart: this.releasedCold });
+    this.runner?.certify(publicKey, {
+      coldStart: this.releasedCold,
+      ...(this.releasedCold ? { revokeBefore: this.coldKeyFloors } : {}),
+    });
     this.releasedCold = false;
     this.deps.log.info(
       "host booted outside a rejuvenation: its key certified (once per period: a replica that crashed comes back under a new key)",

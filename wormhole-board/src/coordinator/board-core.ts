@@ -66,6 +66,8 @@ export interface BoardCoreConfig {
   startMs: number;
   /** A fail-safe state read back from disk: the board starts in it. */
   restoredFailsafe?: FailsafeState;
+  /** The last key epoch this board certified before it started (0: none). */
+  lastKeyEpoch?: number;
 }
 
 export type BoardEvent =
@@ -76,7 +78,9 @@ export type BoardEvent =
   | { kind: "authFailure"; from: string | undefined; nowMs: number }
   | { kind: "clearFailsafe"; nowMs: number }
   /** Something the driver found that the board cannot run with (a start-up check that failed). */
-  | { kind: "localFault"; reason: string; nowMs: number };
+  | { kind: "localFault"; reason: string; nowMs: number }
+  /** The board certified its host's key under `epoch`. */
+  | { kind: "keyCertified"; epoch: number; nowMs: number };
 
 export type BoardAction =
   | { kind: "broadcast"; message: ControlMessage }
@@ -130,8 +134,12 @@ export class BoardCore {
   private readonly authFailures = new Map<string, number[]>();
   private lastPeriod = -1;
   private readonly periodStartMs = new Map<number, number>();
+  private lastKeyEpoch: number;
+  /** While joining: one more than the last key epoch certified before the join began. */
+  private joinKeyFloor = 1;
 
   constructor(private readonly config: BoardCoreConfig) {
+    this.lastKeyEpoch = config.lastKeyEpoch ?? 0;
     this.peers = this.newPeerMonitor(config.startMs);
     this.failsafe = new FailsafeCore(config.self, config.failsafePolicy, config.restoredFailsafe);
     if (this.failsafe.state === undefined) {
@@ -191,6 +199,17 @@ export class BoardCore {
     return this.join?.allPeersJoining(nowMs) ?? false;
   }
 
+  /**
+   * For a cold start: per peer board, the key floor of its join. Every key it certified before
+   * (the era before the cold start, when each of these boards still ran a schedule or had not
+   * yet restarted) lies below it, every key of the new era at or above: the host's replica
+   * revokes the ones below, so that no key of the era before speaks for a replica of the new one
+   * (a replica started cold knows no key, and would take any genuine certificate).
+   */
+  coldStartKeyFloors(): ReadonlyMap<string, number> {
+    return this.join?.keyFloors() ?? new Map();
+  }
+
   /** The planned instant of period `index`'s trigger, once a schedule runs. */
   plannedTriggerMs(index: number): number | undefined {
     return this.running?.timely.plannedMs(index);
@@ -207,6 +226,7 @@ export class BoardCore {
 
   private newJoin(startMs: number): JoinCore {
     const c = this.config;
+    this.joinKeyFloor = this.lastKeyEpoch + 1;
     return new JoinCore({
       self: c.self,
       boards: c.boards,
@@ -312,6 +332,9 @@ export class BoardCore {
       case "localFault":
         this.enterFailsafe(event.reason, event.nowMs, out);
         break;
+      case "keyCertified":
+        this.lastKeyEpoch = Math.max(this.lastKeyEpoch, event.epoch);
+        break;
       case "clearFailsafe":
         for (const o of this.failsafe.clear()) {
           if (o.kind !== "cleared") continue;
@@ -345,6 +368,9 @@ export class BoardCore {
               schedule: state === undefined ? (this.schedule ?? 0) : 0,
               joined: state === undefined && this.running !== undefined,
               sentAtMs: nowMs,
+              ...(state === undefined && this.running === undefined
+                ? { keyFloor: this.joinKeyFloor }
+                : {}),
               ...(this.clocks?.echoFor(peer, nowMs) ?? {}),
               ...(state === undefined
                 ? {}
@@ -406,6 +432,7 @@ export class BoardCore {
             schedule: message.schedule,
             joined: message.joined,
             ...(message.failsafe === undefined ? {} : { failsafe: message.failsafe }),
+            ...(message.keyFloor === undefined ? {} : { keyFloor: message.keyFloor }),
           },
           nowMs,
         );

@@ -191,13 +191,27 @@ export class StepRunner {
    * last this board issued if its clock says less (kept on disk, so also across restarts of the
    * daemon and a clock set back): the replicas always prefer the newest key.
    */
-  certify(publicKey: string, options: { coldStart?: boolean } = {}): void {
+  certify(
+    publicKey: string,
+    options: {
+      coldStart?: boolean;
+      /**
+       * A cold start: per peer host, the epoch below which its keys are of the era before
+       * (`BoardCore.coldStartKeyFloors`). Revoked before the certificate goes out, like any
+       * revocation, so the replica starts with them in force.
+       */
+      revokeBefore?: ReadonlyMap<string, number>;
+    } = {},
+  ): void {
     this.bootedKey = publicKey;
     const issuedAtMs = Math.max((this.deps.now ?? Date.now)(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
     this.deps.certificateEpochs?.issued(this.lastEpoch);
     const byEpoch = new Map<number, string[]>();
-    for (const [host, before] of this.deps.revokedKeys?.() ?? [])
+    const revoked = new Map(this.deps.revokedKeys?.() ?? []);
+    for (const [host, before] of options.revokeBefore ?? [])
+      revoked.set(host, Math.max(before, revoked.get(host) ?? 0));
+    for (const [host, before] of revoked)
       if (host !== this.deps.board.guards)
         byEpoch.set(before, [...(byEpoch.get(before) ?? []), host]);
     for (const [before, hosts] of byEpoch)

@@ -33,6 +33,11 @@ export class SimulatedHost {
   certificates = 0;
   /** Certificates that said the host was released in a cold start. */
   coldStarts = 0;
+  /** The key epoch of every certificate received, in order. */
+  readonly epochs: number[] = [];
+  /** Per cold-start certificate: the revocations that came since the boot, host -> before. */
+  readonly coldRevocations: Array<Map<string, number>> = [];
+  private revokedSinceBoot = new Map<string, number>();
 
   constructor(private readonly options: SimulatedHostOptions) {}
 
@@ -72,6 +77,7 @@ export class SimulatedHost {
 
   private boot(): void {
     this.running = true;
+    this.revokedSinceBoot = new Map();
     if (!this.willBoot) return;
     this.later(this.options.bootMs, () => {
       this.boots++;
@@ -91,9 +97,19 @@ export class SimulatedHost {
     if (message === undefined) return;
     if (message.type === "PREPARE_SHUTDOWN")
       this.send(encodeHostLine({ type: "SHUTDOWN_ACK", period: message.period }));
+    if (message.type === "REVOKE")
+      for (const host of message.hosts)
+        this.revokedSinceBoot.set(
+          host,
+          Math.max(message.before, this.revokedSinceBoot.get(host) ?? 0),
+        );
     if (message.type === "CERT") {
       this.certificates++;
-      if (message.coldStart === true) this.coldStarts++;
+      this.epochs.push(message.certificate.period);
+      if (message.coldStart === true) {
+        this.coldStarts++;
+        this.coldRevocations.push(new Map(this.revokedSinceBoot));
+      }
       if (!this.willRecover) return;
       this.later(this.options.transferMs, () =>
         this.send(encodeHostLine({ type: "RECOVERED", checkpointSeq: 0, digest: "0".repeat(64) })),
