@@ -106,3 +106,56 @@ describe("a board refuses recordings replayed into it", () => {
     expect(kept.get("b1")).toBe(5);
   });
 });
+
+describe("a joining board's key floor", () => {
+  const joining = (lastKeyEpoch: number) =>
+    new BoardCore({
+      self: "b2",
+      boards,
+      groups: base.groups,
+      budgets: base.budgets,
+      tPMs: base.tPMs,
+      tDMs: base.tDMs,
+      latenessBoundMs: base.latenessBoundMs,
+      heartbeatMs: base.heartbeatMs,
+      silenceBoundMs: base.silenceBoundMs,
+      deliveryBoundMs: base.deliveryBoundMs,
+      authFailureLimit: 5,
+      failsafePolicy: [{ kind: "hold-reset" }],
+      startMs: 5_000_000,
+      lastKeyEpoch,
+    });
+  const floorsSent = (actions: ReturnType<BoardCore["handle"]>) =>
+    actions.flatMap((a) =>
+      a.kind === "send" && a.message.type === "HB" ? [a.message.keyFloor] : [],
+    );
+
+  it("is one above the last key epoch certified, or above its clock's second, and goes out in its heartbeats", () => {
+    // The last key was certified at epoch 9000 (ahead of its clock, 5000 s): 9001.
+    const ahead = joining(9_000);
+    expect(ahead.keyFloor).toBe(9_001);
+    expect(new Set(floorsSent(ahead.handle({ kind: "time", nowMs: 5_000_200 })))).toEqual(
+      new Set([9_001]),
+    );
+    // Its record of the last epoch lost: the clock's second at the join, plus one.
+    expect(joining(0).keyFloor).toBe(5_001);
+    // A key certified while joining (its host released) leaves the floor of this join as it was.
+    ahead.handle({ kind: "keyCertified", epoch: 9_001, nowMs: 5_000_300 });
+    expect(ahead.keyFloor).toBe(9_001);
+  });
+
+  it("is what a cold start revokes below, per peer board heard joining", () => {
+    const c = joining(0);
+    for (const [i, peer] of boards.filter((b) => b !== "b2").entries())
+      c.handle({
+        kind: "message",
+        from: peer,
+        message: { type: "HB", period: -1, schedule: 0, joined: false, keyFloor: 100 + i },
+        nowMs: 5_000_100,
+      });
+    expect(c.isColdStart(5_000_150)).toBe(true);
+    expect(Object.fromEntries(c.coldStartKeyFloors())).toEqual(
+      Object.fromEntries(boards.filter((b) => b !== "b2").map((b, i) => [b, 100 + i])),
+    );
+  });
+});

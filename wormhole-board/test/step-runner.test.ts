@@ -29,4 +29,34 @@ describe("key certificates", () => {
     // Each kept on disk before its certificate left.
     expect(kept).toEqual(epochs);
   });
+
+  it("never go below a join's key floor, and a cold start's revocations go out before the certificate", () => {
+    const sent: BoardToHost[] = [];
+    const { privateKey } = generateKeyPairSync("ed25519");
+    const runner = new StepRunner({
+      board: { id: "b1", guards: "h1" } as Board,
+      lines: {} as BoardLines,
+      hostLink: { send: (m: BoardToHost) => sent.push(m) } as unknown as HostLinkPort,
+      operatorKey: privateKey,
+      signingKey: privateKey,
+      budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
+      now: () => 1_000_000,
+      certificateEpochs: { last: 10, issued: () => {} },
+    });
+    runner.certifyNoneBelow(5_000);
+    runner.certify("A".repeat(43), {
+      coldStart: true,
+      revokeBefore: new Map([
+        ["h1", 7],
+        ["h2", 4_001],
+        ["h3", 4_001],
+      ]),
+    });
+    expect(sent.map((m) => m.type)).toEqual(["REVOKE", "CERT"]);
+    // Its own host is not revoked; the peers' keys below their boards' floors are.
+    expect(sent[0]).toEqual({ type: "REVOKE", hosts: ["h2", "h3"], before: 4_001 });
+    const cert = sent[1];
+    expect(cert?.type === "CERT" && cert.certificate.period).toBe(5_000);
+    expect(cert?.type === "CERT" && cert.coldStart).toBe(true);
+  });
 });

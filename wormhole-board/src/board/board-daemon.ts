@@ -317,6 +317,7 @@ export class BoardDaemon {
       lastKeyEpoch: this.deps.state.readCertificateEpoch(),
       ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     });
+    this.floorKeys();
     this.execute(this.core.start());
     this.startWatchdogs();
   }
@@ -402,6 +403,7 @@ export class BoardDaemon {
           this.deps.state.writeFailsafe(undefined);
           this.restored = undefined;
           this.deps.log.warn("fail-safe cleared by the operator: joining the peers again");
+          this.floorKeys();
           // The host was held by the fail-safe state: released once its images verify again.
           this.startup = this.startupCheck();
           statusChanged = true;
@@ -510,6 +512,12 @@ export class BoardDaemon {
   private releasedCold = false;
   /** Per peer host, at a cold release: keys certified below this epoch are of the era before. */
   private coldKeyFloors: ReadonlyMap<string, number> = new Map();
+
+  /** Joining: no key below the floor this board announces (`BoardCore.keyFloor`). */
+  private floorKeys(): void {
+    const floor = this.core?.keyFloor;
+    if (floor !== undefined) this.runner?.certifyNoneBelow(floor);
+  }
 
   /** The peer boards' key floors of their joins (`BoardCore.coldStartKeyFloors`), by host. */
   private hostKeyFloors(): Map<string, number> {

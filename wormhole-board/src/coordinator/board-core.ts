@@ -206,6 +206,11 @@ export class BoardCore {
    * revokes the ones below, so that no key of the era before speaks for a replica of the new one
    * (a replica started cold knows no key, and would take any genuine certificate).
    */
+  /** While joining: every key this board certifies from now on must have at least this epoch. */
+  get keyFloor(): number | undefined {
+    return this.join === undefined ? undefined : this.joinKeyFloor;
+  }
+
   coldStartKeyFloors(): ReadonlyMap<string, number> {
     return this.join?.keyFloors() ?? new Map();
   }
@@ -226,7 +231,10 @@ export class BoardCore {
 
   private newJoin(startMs: number): JoinCore {
     const c = this.config;
-    this.joinKeyFloor = this.lastKeyEpoch + 1;
+    // Above the last epoch certified, and above this second: key epochs are the board's clock in
+    // whole seconds, so a board whose record of its last epoch was lost still floors every key
+    // it certified before (the driver certifies no key below the floor: `keyFloor`).
+    this.joinKeyFloor = Math.max(this.lastKeyEpoch, Math.floor(startMs / 1000)) + 1;
     return new JoinCore({
       self: c.self,
       boards: c.boards,

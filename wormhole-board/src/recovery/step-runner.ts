@@ -191,6 +191,11 @@ export class StepRunner {
    * last this board issued if its clock says less (kept on disk, so also across restarts of the
    * daemon and a clock set back): the replicas always prefer the newest key.
    */
+  /** Every key certified from now on has at least epoch `floor` (a join's key floor). */
+  certifyNoneBelow(floor: number): void {
+    this.lastEpoch = Math.max(this.lastEpoch, floor - 1);
+  }
+
   certify(
     publicKey: string,
     options: {
