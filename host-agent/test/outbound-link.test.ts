@@ -109,3 +109,64 @@ it("a queue's bound can shrink: the oldest frames go", async () => {
   expect([queue.shift()?.[0], queue.shift()?.[0], queue.shift()]).toEqual([3, 4, undefined]);
   expect(() => queue.setMaxBytes(-1)).toThrow(/whole number of bytes, not -1/);
 });
+
+it("after the far end went down, sends again only what was queued lately: older frames were for a process gone", async () => {
+  const counters = zeroCounters();
+  const frameOf = (i: number) => encodeFrame(Buffer.alloc(64, i));
+  const hello = encodeFrame(Buffer.from("hello"));
+  const chunks: Buffer[] = [];
+  const accepted: Socket[] = [];
+  const first = createServer((socket) => {
+    accepted.push(socket);
+    socket.on("data", (d) => chunks.push(d));
+  });
+  first.listen(0, "127.0.0.1");
+  await once(first, "listening");
+  const port = (first.address() as { port: number }).port;
+  const link = new OutboundLink({
+    label: "test",
+    host: "127.0.0.1",
+    port,
+    hello,
+    maxFrameBytes: 1 << 20,
+    maxQueuedBytes: 1 << 20,
+    maxQueuedAgeWhileDownMs: 150,
+    reconnectDelayMs: { initial: 10, max: 20 },
+    counters,
+    onFrame: () => undefined,
+    onProblem: () => {},
+  });
+  cleanups.push(() => link.close());
+  link.start();
+  link.send(frameOf(1));
+  await vi.waitFor(() => expect(Buffer.concat(chunks)).toEqual(Buffer.concat([hello, frameOf(1)])));
+  // The far end dies (its host held in reset): frames queue, the oldest for longer than 150 ms.
+  const closed = new Promise((r) => first.close(r));
+  for (const socket of accepted) socket.destroy();
+  await closed;
+  await vi.waitFor(() => expect(link.connected).toBe(false));
+  link.send(frameOf(2));
+  link.send(frameOf(3));
+  await new Promise((r) => setTimeout(r, 300));
+  link.send(frameOf(4));
+  chunks.length = 0;
+  const second = createServer((socket) => socket.on("data", (d) => chunks.push(d)));
+  second.listen(port, "127.0.0.1");
+  await once(second, "listening");
+  cleanups.push(() => new Promise((r) => second.close(r)));
+  await vi.waitFor(
+    () => expect(Buffer.concat(chunks)).toEqual(Buffer.concat([hello, frameOf(4)])),
+    { timeout: 3_000, interval: 5 },
+  );
+  expect(counters.droppedFrames).toBe(2);
+});
+
+it("a queue drops what was queued before a given instant, oldest first", async () => {
+  const { SendQueue } = await import("../src/net/send-queue.js");
+  const queue = new SendQueue(1000);
+  for (let i = 0; i < 5; i++) queue.push(Buffer.alloc(10, i), 100 * i);
+  expect(queue.dropQueuedBefore(250)).toBe(3);
+  expect(queue.bytes).toBe(20);
+  expect(queue.dropQueuedBefore(250)).toBe(0);
+  expect([queue.shift()?.[0], queue.shift()?.[0], queue.shift()]).toEqual([3, 4, undefined]);
+});

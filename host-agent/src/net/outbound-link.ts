@@ -8,7 +8,11 @@ import { createConnection, type Socket } from "node:net";
 import { FramedSocket } from "./framed-socket.js";
 import type { NetCounters } from "./net-counters.js";
 import { ReconnectBackoff, type ReconnectDelayMs } from "./reconnect-backoff.js";
-import { DEFAULT_MAX_QUEUED_BYTES_WHILE_DOWN, SendQueue } from "./send-queue.js";
+import {
+  DEFAULT_MAX_QUEUED_AGE_WHILE_DOWN_MS,
+  DEFAULT_MAX_QUEUED_BYTES_WHILE_DOWN,
+  SendQueue,
+} from "./send-queue.js";
 
 /** A dial to a host that is off (not refusing) would otherwise wait out the kernel's SYN retries, minutes. */
 export const CONNECT_TIMEOUT_MS = 5_000;
@@ -24,6 +28,8 @@ export interface OutboundLinkOptions {
   maxQueuedBytes: number;
   /** The bound while not connected (default: `DEFAULT_MAX_QUEUED_BYTES_WHILE_DOWN`, at most `maxQueuedBytes`). */
   maxQueuedBytesWhileDown?: number;
+  /** Frames queued while down older than this are dropped at reconnection (default: `DEFAULT_MAX_QUEUED_AGE_WHILE_DOWN_MS`). */
+  maxQueuedAgeWhileDownMs?: number;
   reconnectDelayMs: ReconnectDelayMs;
   counters: NetCounters;
   /** Returns what is wrong with a frame from the far end, if anything, which closes the connection. */
@@ -49,6 +55,7 @@ export class OutboundLink {
   private framed: FramedSocket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private dials = 0;
+  private everConnected = false;
   private readonly whileDownBytes: number;
 
   constructor(private readonly options: OutboundLinkOptions) {
@@ -74,7 +81,7 @@ export class OutboundLink {
   /** Queues an encoded frame; written now if the connection is up and not pushing back. */
   send(frame: Buffer): void {
     if (this.state === "closed") return;
-    this.options.counters.droppedFrames += this.queue.push(frame);
+    this.options.counters.droppedFrames += this.queue.push(frame, performance.now());
     this.framed?.flush();
   }
 
@@ -118,6 +125,14 @@ export class OutboundLink {
       socket.setTimeout(0);
       connectedAtMs = Date.now();
       this.queue.setMaxBytes(options.maxQueuedBytes);
+      // Frames made long ago for a far end that went down: most likely for a process gone. (At
+      // the first connection the far end is only starting: what waited is all for it.)
+      if (this.everConnected)
+        options.counters.droppedFrames += this.queue.dropQueuedBefore(
+          performance.now() -
+            (options.maxQueuedAgeWhileDownMs ?? DEFAULT_MAX_QUEUED_AGE_WHILE_DOWN_MS),
+        );
+      this.everConnected = true;
       let challenged = options.answerChallenge !== undefined;
       const framed: FramedSocket = new FramedSocket(socket, {
         label: `connection to ${options.label}`,
