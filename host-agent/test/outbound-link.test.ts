@@ -104,7 +104,7 @@ it("keeps only the newest frames for a far end that is down, and sends again onc
 it("a queue's bound can shrink: the oldest frames go", async () => {
   const { SendQueue } = await import("../src/net/send-queue.js");
   const queue = new SendQueue(1000);
-  for (let i = 0; i < 5; i++) queue.push(Buffer.alloc(100, i));
+  for (let i = 0; i < 5; i++) queue.push(Buffer.alloc(100, i), 0);
   expect(queue.setMaxBytes(250)).toBe(3);
   expect([queue.shift()?.[0], queue.shift()?.[0], queue.shift()]).toEqual([3, 4, undefined]);
   expect(() => queue.setMaxBytes(-1)).toThrow(/whole number of bytes, not -1/);
@@ -169,4 +169,43 @@ it("a queue drops what was queued before a given instant, oldest first", async (
   expect(queue.bytes).toBe(20);
   expect(queue.dropQueuedBefore(250)).toBe(0);
   expect([queue.shift()?.[0], queue.shift()?.[0], queue.shift()]).toEqual([3, 4, undefined]);
+});
+
+it("at its first connection sends everything queued, however old: the far end was only starting", async () => {
+  const probe = createServer();
+  probe.listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((r) => probe.close(r));
+  const counters = zeroCounters();
+  const frameOf = (i: number) => encodeFrame(Buffer.alloc(32, i));
+  const hello = encodeFrame(Buffer.from("hello"));
+  const link = new OutboundLink({
+    label: "test",
+    host: "127.0.0.1",
+    port,
+    hello,
+    maxFrameBytes: 1 << 20,
+    maxQueuedBytes: 1 << 20,
+    maxQueuedAgeWhileDownMs: 20,
+    reconnectDelayMs: { initial: 10, max: 20 },
+    counters,
+    onFrame: () => undefined,
+    onProblem: () => {},
+  });
+  cleanups.push(() => link.close());
+  link.start();
+  link.send(frameOf(1));
+  link.send(frameOf(2));
+  await new Promise((r) => setTimeout(r, 150));
+  const chunks: Buffer[] = [];
+  const server = createServer((socket) => socket.on("data", (d) => chunks.push(d)));
+  server.listen(port, "127.0.0.1");
+  await once(server, "listening");
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  await vi.waitFor(
+    () => expect(Buffer.concat(chunks)).toEqual(Buffer.concat([hello, frameOf(1), frameOf(2)])),
+    { timeout: 3_000, interval: 5 },
+  );
+  expect(counters.droppedFrames).toBe(0);
 });

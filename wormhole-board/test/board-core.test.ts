@@ -130,7 +130,7 @@ describe("a joining board's key floor", () => {
       a.kind === "send" && a.message.type === "HB" ? [a.message.keyFloor] : [],
     );
 
-  it("is one above the last key epoch certified, or above its clock's second, and goes out in its heartbeats", () => {
+  it("is one above the last key epoch certified before its join, or above its clock's second, and goes out in its heartbeats", () => {
     // The last key was certified at epoch 9000 (ahead of its clock, 5000 s): 9001.
     const ahead = joining(9_000);
     expect(ahead.keyFloor).toBe(9_001);
@@ -139,23 +139,36 @@ describe("a joining board's key floor", () => {
     );
     // Its record of the last epoch lost: the clock's second at the join, plus one.
     expect(joining(0).keyFloor).toBe(5_001);
-    // A key certified while joining (its host released) leaves the floor of this join as it was.
-    ahead.handle({ kind: "keyCertified", epoch: 9_001, nowMs: 5_000_300 });
+    // A key certified while joining (its host released) leaves the floor of this join as it was;
+    // the next join (after a fail-safe and a clear) floors it too.
+    ahead.handle({ kind: "keyCertified", epoch: 9_050, nowMs: 5_000_300 });
     expect(ahead.keyFloor).toBe(9_001);
+    ahead.handle({ kind: "localFault", reason: "test", nowMs: 5_000_400 });
+    ahead.handle({ kind: "clearFailsafe", nowMs: 5_000_500 });
+    expect(ahead.keyFloor).toBe(9_051);
+    expect(new Set(floorsSent(ahead.handle({ kind: "time", nowMs: 5_000_700 })))).toEqual(
+      new Set([9_051]),
+    );
   });
 
-  it("is what a cold start revokes below, per peer board heard joining", () => {
+  it("is what every certificate revokes below, per peer board, joining or running, the highest heard", () => {
     const c = joining(0);
-    for (const [i, peer] of boards.filter((b) => b !== "b2").entries())
+    const peers = boards.filter((b) => b !== "b2");
+    const hb = (peer: string, keyFloor: number, joined: boolean, nowMs: number) =>
       c.handle({
         kind: "message",
         from: peer,
-        message: { type: "HB", period: -1, schedule: 0, joined: false, keyFloor: 100 + i },
-        nowMs: 5_000_100,
+        message: { type: "HB", period: -1, schedule: 0, joined, keyFloor },
+        nowMs,
       });
-    expect(c.isColdStart(5_000_150)).toBe(true);
-    expect(Object.fromEntries(c.coldStartKeyFloors())).toEqual(
-      Object.fromEntries(boards.filter((b) => b !== "b2").map((b, i) => [b, 100 + i])),
+    for (const [i, peer] of peers.entries()) hb(peer, 100 + i, i % 2 === 0, 5_000_100);
+    expect(Object.fromEntries(c.keyFloors())).toEqual(
+      Object.fromEntries(peers.map((b, i) => [b, 100 + i])),
     );
+    // A heartbeat of a peer's earlier join, delayed, does not lower its floor; a later join raises it.
+    hb(peers[0] as string, 50, false, 5_000_200);
+    hb(peers[1] as string, 500, false, 5_000_200);
+    expect(c.keyFloors().get(peers[0] as string)).toBe(100);
+    expect(c.keyFloors().get(peers[1] as string)).toBe(500);
   });
 });

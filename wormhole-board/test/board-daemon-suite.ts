@@ -476,6 +476,11 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
             for (const [j, peer] of rig.hosts.entries())
               if (j !== i)
                 expect(revoked.get(`h${j + 1}`)).toBeLessThanOrEqual(peer.epochs[0] as number);
+            // And every later certificate (the rejuvenations) with them too: a replica restarted
+            // later in the era takes no key of the era before either.
+            for (const later of host.revocationsAtCert.slice(1))
+              for (const [peer, before] of revoked)
+                expect(later.get(peer)).toBeGreaterThanOrEqual(before);
           }
           // Hosts were reset in group order: h1 first, h6 last, in each period.
           const resets = rig.sim.history.filter((e) => e.role === "reset");

@@ -30,7 +30,7 @@ describe("key certificates", () => {
     expect(kept).toEqual(epochs);
   });
 
-  it("never go below a join's key floor, and a cold start's revocations go out before the certificate", () => {
+  it("never go below a join's key floor, and go out after the revocations in force", () => {
     const sent: BoardToHost[] = [];
     const { privateKey } = generateKeyPairSync("ed25519");
     const runner = new StepRunner({
@@ -42,16 +42,15 @@ describe("key certificates", () => {
       budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
       now: () => 1_000_000,
       certificateEpochs: { last: 10, issued: () => {} },
+      revokedKeys: () =>
+        new Map([
+          ["h1", 7],
+          ["h2", 4_001],
+          ["h3", 4_001],
+        ]),
     });
     runner.certifyNoneBelow(5_000);
-    runner.certify("A".repeat(43), {
-      coldStart: true,
-      revokeBefore: new Map([
-        ["h1", 7],
-        ["h2", 4_001],
-        ["h3", 4_001],
-      ]),
-    });
+    runner.certify("A".repeat(43), { coldStart: true });
     expect(sent.map((m) => m.type)).toEqual(["REVOKE", "CERT"]);
     // Its own host is not revoked; the peers' keys below their boards' floors are.
     expect(sent[0]).toEqual({ type: "REVOKE", hosts: ["h2", "h3"], before: 4_001 });

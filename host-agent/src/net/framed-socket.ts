@@ -70,7 +70,7 @@ export class FramedSocket {
   }
 
   send(frame: Buffer): void {
-    this.options.counters.droppedFrames += this.options.queue.push(frame);
+    this.options.counters.droppedFrames += this.options.queue.push(frame, performance.now());
     this.flush();
   }
 

@@ -132,7 +132,6 @@ export class OutboundLink {
           performance.now() -
             (options.maxQueuedAgeWhileDownMs ?? DEFAULT_MAX_QUEUED_AGE_WHILE_DOWN_MS),
         );
-      this.everConnected = true;
       let challenged = options.answerChallenge !== undefined;
       const framed: FramedSocket = new FramedSocket(socket, {
         label: `connection to ${options.label}`,
@@ -146,6 +145,7 @@ export class OutboundLink {
           challenged = false;
           framed.writeFirst(reply.answer);
           framed.release();
+          this.everConnected = true;
           options.onConnected?.();
           return undefined;
         },
@@ -156,6 +156,7 @@ export class OutboundLink {
       if (challenged) framed.hold();
       else {
         framed.pump();
+        this.everConnected = true;
         options.onConnected?.();
       }
     });

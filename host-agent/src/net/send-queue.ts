@@ -66,7 +66,7 @@ export class SendQueue {
    * Queues a frame, queued at `atMs` (the caller's clock; never earlier than the frame before);
    * returns how many frames were dropped to make room (possibly this one).
    */
-  push(frame: Buffer, atMs = 0): number {
+  push(frame: Buffer, atMs: number): number {
     if (frame.length > this.maxBytes) return 1;
     let dropped = 0;
     while (this.queuedBytes + frame.length > this.maxBytes) {

@@ -205,7 +205,7 @@ export class BoardDaemon {
       operatorKey: this.deps.operatorKey,
       signingKey: this.deps.signingKey,
       budgets: this.deps.testbed.rejuvenation.budgets,
-      revokedKeys: () => this.revokedKeys,
+      revokedKeys: () => this.revocations(),
       now: this.now,
       certificateEpochs: {
         last: this.deps.state.readCertificateEpoch(),
@@ -510,21 +510,21 @@ export class BoardDaemon {
 
   /** The host was last released in a cold start (`BoardCore.isColdStart`): its first key says so. */
   private releasedCold = false;
-  /** Per peer host, at a cold release: keys certified below this epoch are of the era before. */
-  private coldKeyFloors: ReadonlyMap<string, number> = new Map();
-
-  /** Joining: no key below the floor this board announces (`BoardCore.keyFloor`). */
+  /** A join began: no key below the floor this board announces (`BoardCore.keyFloor`). */
   private floorKeys(): void {
-    const floor = this.core?.keyFloor;
-    if (floor !== undefined) this.runner?.certifyNoneBelow(floor);
+    if (this.core !== undefined) this.runner?.certifyNoneBelow(this.core.keyFloor);
   }
 
-  /** The peer boards' key floors of their joins (`BoardCore.coldStartKeyFloors`), by host. */
-  private hostKeyFloors(): Map<string, number> {
-    const byHost = new Map<string, number>();
-    for (const [board, floor] of this.core?.coldStartKeyFloors() ?? []) {
+  /**
+   * The revocations every certificate goes out with, by host: those of the groups being
+   * rejuvenated (`revokeKeys`), and each peer host's keys below its board's key floor
+   * (`BoardCore.keyFloors`: keys of a host reset since, for a cold start the era before).
+   */
+  private revocations(): Map<string, number> {
+    const byHost = new Map(this.revokedKeys);
+    for (const [board, floor] of this.core?.keyFloors() ?? []) {
       const host = this.deps.testbed.boards.find((b) => b.id === board)?.guards;
-      if (host !== undefined) byHost.set(host, floor);
+      if (host !== undefined) byHost.set(host, Math.max(floor, byHost.get(host) ?? 0));
     }
     return byHost;
   }
@@ -577,7 +577,6 @@ export class BoardDaemon {
       if (lines.has("power")) lines.set("power", "active");
       this.deps.hostLink.flush();
       this.releasedCold = this.core?.isColdStart(this.now()) ?? false;
-      this.coldKeyFloors = this.releasedCold ? this.hostKeyFloors() : new Map();
       // The host boots from images just verified, as in a rejuvenation: its key is certified at
       // once, not at the next trigger (a host left without a replica until then would be one
       // more down than the schedule allows for).
@@ -605,10 +604,7 @@ export class BoardDaemon {
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
     this.deps.state.writeUnscheduledCertificate(this.now());
-    this.runner?.certify(publicKey, {
-      coldStart: this.releasedCold,
-      ...(this.releasedCold ? { revokeBefore: this.coldKeyFloors } : {}),
-    });
+    this.runner?.certify(publicKey, { coldStart: this.releasedCold });
     this.releasedCold = false;
     this.deps.log.info(
       "host booted outside a rejuvenation: its key certified (once per period: a replica that crashed comes back under a new key)",

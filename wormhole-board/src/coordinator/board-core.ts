@@ -135,8 +135,10 @@ export class BoardCore {
   private lastPeriod = -1;
   private readonly periodStartMs = new Map<number, number>();
   private lastKeyEpoch: number;
-  /** While joining: one more than the last key epoch certified before the join began. */
+  /** One more than the last key epoch certified before this board's last join began. */
   private joinKeyFloor = 1;
+  /** Per peer board: the highest key floor it announced (floors only rise). */
+  private readonly peerKeyFloors = new Map<string, number>();
 
   constructor(private readonly config: BoardCoreConfig) {
     this.lastKeyEpoch = config.lastKeyEpoch ?? 0;
@@ -200,19 +202,22 @@ export class BoardCore {
   }
 
   /**
-   * For a cold start: per peer board, the key floor of its join. Every key it certified before
-   * (the era before the cold start, when each of these boards still ran a schedule or had not
-   * yet restarted) lies below it, every key of the new era at or above: the host's replica
-   * revokes the ones below, so that no key of the era before speaks for a replica of the new one
-   * (a replica started cold knows no key, and would take any genuine certificate).
+   * Every key this board certifies from its last join on has at least this epoch, every key it
+   * certified before a lower one (the driver certifies none below it: `StepRunner.certifyNoneBelow`).
    */
-  /** While joining: every key this board certifies from now on must have at least this epoch. */
-  get keyFloor(): number | undefined {
-    return this.join === undefined ? undefined : this.joinKeyFloor;
+  get keyFloor(): number {
+    return this.joinKeyFloor;
   }
 
-  coldStartKeyFloors(): ReadonlyMap<string, number> {
-    return this.join?.keyFloors() ?? new Map();
+  /**
+   * Per peer board, the key floor of its last join, as it announces in every heartbeat. A board
+   * holds its host in reset from its join on, so every key it certified before belongs to a host
+   * that has been reset since (for a cold start: the era before). Every certificate this board
+   * issues goes with a revocation of each peer host's keys below its board's floor: a replica
+   * (started cold, or restarted later) never takes such a key, whatever certificate reaches it.
+   */
+  keyFloors(): ReadonlyMap<string, number> {
+    return this.peerKeyFloors;
   }
 
   /** The planned instant of period `index`'s trigger, once a schedule runs. */
@@ -376,9 +381,7 @@ export class BoardCore {
               schedule: state === undefined ? (this.schedule ?? 0) : 0,
               joined: state === undefined && this.running !== undefined,
               sentAtMs: nowMs,
-              ...(state === undefined && this.running === undefined
-                ? { keyFloor: this.joinKeyFloor }
-                : {}),
+              keyFloor: this.joinKeyFloor,
               ...(this.clocks?.echoFor(peer, nowMs) ?? {}),
               ...(state === undefined
                 ? {}
@@ -433,6 +436,12 @@ export class BoardCore {
     switch (message.type) {
       case "HB": {
         if (message.failsafe !== undefined && this.stale(message.sentAtMs, nowMs)) return;
+        // The highest heard: a heartbeat of a peer's earlier join, delayed, never lowers it.
+        if (message.keyFloor !== undefined && this.config.boards.includes(from))
+          this.peerKeyFloors.set(
+            from,
+            Math.max(message.keyFloor, this.peerKeyFloors.get(from) ?? 0),
+          );
         const fresh = message.failsafe !== undefined && this.join?.isFreshFailsafe(from) === true;
         this.join?.heardFrom(
           from,
@@ -440,7 +449,6 @@ export class BoardCore {
             schedule: message.schedule,
             joined: message.joined,
             ...(message.failsafe === undefined ? {} : { failsafe: message.failsafe }),
-            ...(message.keyFloor === undefined ? {} : { keyFloor: message.keyFloor }),
           },
           nowMs,
         );

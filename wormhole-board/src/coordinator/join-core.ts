@@ -43,8 +43,6 @@ export interface PeerSchedule {
   joined: boolean;
   /** Set when the peer is in the fail-safe state. */
   failsafe?: { origin: string; reason: string };
-  /** While joining: the lowest key epoch it certifies from its join on (`HB.keyFloor`). */
-  keyFloor?: number;
 }
 
 export type JoinVerdict =
@@ -101,17 +99,6 @@ export class JoinCore {
       this.allPeersHealthy(nowMs) &&
       this.config.boards.every((b) => b === this.config.self || this.heard.get(b)?.joined === false)
     );
-  }
-
-  /**
-   * Per peer heard joining: the key floor it announced for its join, below which every key it
-   * certified belongs to the time before (for a cold start to revoke).
-   */
-  keyFloors(): ReadonlyMap<string, number> {
-    const floors = new Map<string, number>();
-    for (const [peer, p] of this.heard)
-      if (!p.joined && p.keyFloor !== undefined) floors.set(peer, p.keyFloor);
-    return floors;
   }
 
   /** Whether `peer`'s fail-safe state is newer than this join: it was heard out of it since. */

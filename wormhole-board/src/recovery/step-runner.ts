@@ -185,38 +185,26 @@ export class StepRunner {
     return { ok: true, detail: `state recovered at checkpoint ${recovered.checkpointSeq}` };
   }
 
-  /**
-   * Certifies `publicKey` as the host's replica key and sends the certificate. Its key epoch
-   * (the certificate's `period`) is the board's clock in whole seconds, or one more than the
-   * last this board issued if its clock says less (kept on disk, so also across restarts of the
-   * daemon and a clock set back): the replicas always prefer the newest key.
-   */
   /** Every key certified from now on has at least epoch `floor` (a join's key floor). */
   certifyNoneBelow(floor: number): void {
     this.lastEpoch = Math.max(this.lastEpoch, floor - 1);
   }
 
-  certify(
-    publicKey: string,
-    options: {
-      coldStart?: boolean;
-      /**
-       * A cold start: per peer host, the epoch below which its keys are of the era before
-       * (`BoardCore.coldStartKeyFloors`). Revoked before the certificate goes out, like any
-       * revocation, so the replica starts with them in force.
-       */
-      revokeBefore?: ReadonlyMap<string, number>;
-    } = {},
-  ): void {
+  /**
+   * Certifies `publicKey` as the host's replica key and sends the certificate, after the
+   * revocations in force (`revokedKeys`: those of groups being rejuvenated, and every peer host's
+   * keys below its board's key floor), so the replica starts with them. Its key epoch (the
+   * certificate's `period`) is the board's clock in whole seconds, or one more than the last this
+   * board issued if its clock says less (kept on disk, so also across restarts of the daemon and
+   * a clock set back): the replicas always prefer the newest key.
+   */
+  certify(publicKey: string, options: { coldStart?: boolean } = {}): void {
     this.bootedKey = publicKey;
     const issuedAtMs = Math.max((this.deps.now ?? Date.now)(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
     this.deps.certificateEpochs?.issued(this.lastEpoch);
     const byEpoch = new Map<number, string[]>();
-    const revoked = new Map(this.deps.revokedKeys?.() ?? []);
-    for (const [host, before] of options.revokeBefore ?? [])
-      revoked.set(host, Math.max(before, revoked.get(host) ?? 0));
-    for (const [host, before] of revoked)
+    for (const [host, before] of this.deps.revokedKeys?.() ?? [])
       if (host !== this.deps.board.guards)
         byEpoch.set(before, [...(byEpoch.get(before) ?? []), host]);
     for (const [before, hosts] of byEpoch)

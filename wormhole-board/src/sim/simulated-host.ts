@@ -37,6 +37,8 @@ export class SimulatedHost {
   readonly epochs: number[] = [];
   /** Per cold-start certificate: the revocations that came since the boot, host -> before. */
   readonly coldRevocations: Array<Map<string, number>> = [];
+  /** Per certificate: the revocations that came since the boot, host -> before. */
+  readonly revocationsAtCert: Array<Map<string, number>> = [];
   private revokedSinceBoot = new Map<string, number>();
 
   constructor(private readonly options: SimulatedHostOptions) {}
@@ -106,6 +108,7 @@ export class SimulatedHost {
     if (message.type === "CERT") {
       this.certificates++;
       this.epochs.push(message.certificate.period);
+      this.revocationsAtCert.push(new Map(this.revokedSinceBoot));
       if (message.coldStart === true) {
         this.coldStarts++;
         this.coldRevocations.push(new Map(this.revokedSinceBoot));
