@@ -3,12 +3,44 @@ import { createServer, Socket } from "node:net";
 import { afterEach, expect, it, vi } from "vitest";
 import { encodeFrame } from "../src/net/frame-codec.js";
 import { zeroCounters } from "../src/net/net-counters.js";
-import { OutboundLink } from "../src/net/outbound-link.js";
+import { OutboundLink, type OutboundLinkOptions } from "../src/net/outbound-link.js";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
 });
+
+const HELLO = encodeFrame(Buffer.from("hello"));
+
+/** A started link to `port` on loopback (closed after the test), with `overrides` applied. */
+function startLink(port: number, overrides: Partial<OutboundLinkOptions> = {}): OutboundLink {
+  const link = new OutboundLink({
+    label: "test",
+    host: "127.0.0.1",
+    port,
+    hello: HELLO,
+    maxFrameBytes: 1 << 20,
+    maxQueuedBytes: 1 << 20,
+    reconnectDelayMs: { initial: 10, max: 20 },
+    counters: zeroCounters(),
+    onFrame: () => undefined,
+    onProblem: () => {},
+    ...overrides,
+  });
+  cleanups.push(() => link.close());
+  link.start();
+  return link;
+}
+
+/** A loopback port nothing listens on (yet). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
 
 it("frames sent in one turn of the event loop leave in one write", async () => {
   const chunks: Buffer[] = [];
@@ -54,28 +86,10 @@ it("frames sent in one turn of the event loop leave in one write", async () => {
 
 it("keeps only the newest frames for a far end that is down, and sends again once it is up", async () => {
   // A port that refuses, then a server there: a replica held in reset, then booted again.
-  const probe = createServer();
-  probe.listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
+  const port = await freePort();
   const counters = zeroCounters();
   const frameOf = (i: number) => encodeFrame(Buffer.alloc(96, i));
-  const link = new OutboundLink({
-    label: "test",
-    host: "127.0.0.1",
-    port,
-    hello: encodeFrame(Buffer.from("hello")),
-    maxFrameBytes: 1 << 20,
-    maxQueuedBytes: 1 << 20,
-    maxQueuedBytesWhileDown: 3 * 100,
-    reconnectDelayMs: { initial: 10, max: 20 },
-    counters,
-    onFrame: () => undefined,
-    onProblem: () => {},
-  });
-  cleanups.push(() => link.close());
-  link.start();
+  const link = startLink(port, { maxQueuedBytesWhileDown: 3 * 100, counters });
   for (let i = 1; i <= 10; i++) link.send(frameOf(i));
   expect(counters.droppedFrames).toBe(7);
   const chunks: Buffer[] = [];
@@ -123,21 +137,7 @@ it("after the far end went down, sends again only what was queued lately: older 
   first.listen(0, "127.0.0.1");
   await once(first, "listening");
   const port = (first.address() as { port: number }).port;
-  const link = new OutboundLink({
-    label: "test",
-    host: "127.0.0.1",
-    port,
-    hello,
-    maxFrameBytes: 1 << 20,
-    maxQueuedBytes: 1 << 20,
-    maxQueuedAgeWhileDownMs: 150,
-    reconnectDelayMs: { initial: 10, max: 20 },
-    counters,
-    onFrame: () => undefined,
-    onProblem: () => {},
-  });
-  cleanups.push(() => link.close());
-  link.start();
+  const link = startLink(port, { maxQueuedAgeWhileDownMs: 150, counters });
   link.send(frameOf(1));
   await vi.waitFor(() => expect(Buffer.concat(chunks)).toEqual(Buffer.concat([hello, frameOf(1)])));
   // The far end dies (its host held in reset): frames queue, the oldest for longer than 150 ms.
@@ -172,29 +172,11 @@ it("a queue drops what was queued before a given instant, oldest first", async (
 });
 
 it("at its first connection sends everything queued, however old: the far end was only starting", async () => {
-  const probe = createServer();
-  probe.listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
+  const port = await freePort();
   const counters = zeroCounters();
   const frameOf = (i: number) => encodeFrame(Buffer.alloc(32, i));
-  const hello = encodeFrame(Buffer.from("hello"));
-  const link = new OutboundLink({
-    label: "test",
-    host: "127.0.0.1",
-    port,
-    hello,
-    maxFrameBytes: 1 << 20,
-    maxQueuedBytes: 1 << 20,
-    maxQueuedAgeWhileDownMs: 20,
-    reconnectDelayMs: { initial: 10, max: 20 },
-    counters,
-    onFrame: () => undefined,
-    onProblem: () => {},
-  });
-  cleanups.push(() => link.close());
-  link.start();
+  const hello = HELLO;
+  const link = startLink(port, { maxQueuedAgeWhileDownMs: 20, counters });
   link.send(frameOf(1));
   link.send(frameOf(2));
   await new Promise((r) => setTimeout(r, 150));

@@ -5,7 +5,10 @@ import { BoardCore, ControlLink, type ControlTransport } from "@smw/wormhole-boa
 import { describe, expect, it } from "vitest";
 import { base, boards } from "./sim-config.js";
 
-const core = () =>
+/** Board b2's core; `startMs` and the rest as `overrides` say. */
+const coreWith = (
+  overrides: Partial<ConstructorParameters<typeof BoardCore>[0]> & { startMs: number },
+) =>
   new BoardCore({
     self: "b2",
     boards,
@@ -19,10 +22,11 @@ const core = () =>
     deliveryBoundMs: base.deliveryBoundMs,
     authFailureLimit: 5,
     failsafePolicy: [{ kind: "hold-reset" }],
-    firstTriggerMs: 1_000,
-    // Started just before period 0: its peers are not silent yet when it begins.
-    startMs: 800,
+    ...overrides,
   });
+
+// Started just before period 0: its peers are not silent yet when it begins.
+const core = () => coreWith({ firstTriggerMs: 1_000, startMs: 800 });
 
 describe("a board refuses recordings replayed into it", () => {
   it("a FAILSAFE sent longer ago than a silence bound", () => {
@@ -108,23 +112,7 @@ describe("a board refuses recordings replayed into it", () => {
 });
 
 describe("a joining board's key floor", () => {
-  const joining = (lastKeyEpoch: number) =>
-    new BoardCore({
-      self: "b2",
-      boards,
-      groups: base.groups,
-      budgets: base.budgets,
-      tPMs: base.tPMs,
-      tDMs: base.tDMs,
-      latenessBoundMs: base.latenessBoundMs,
-      heartbeatMs: base.heartbeatMs,
-      silenceBoundMs: base.silenceBoundMs,
-      deliveryBoundMs: base.deliveryBoundMs,
-      authFailureLimit: 5,
-      failsafePolicy: [{ kind: "hold-reset" }],
-      startMs: 5_000_000,
-      lastKeyEpoch,
-    });
+  const joining = (lastKeyEpoch: number) => coreWith({ startMs: 5_000_000, lastKeyEpoch });
   const floorsSent = (actions: ReturnType<BoardCore["handle"]>) =>
     actions.flatMap((a) =>
       a.kind === "send" && a.message.type === "HB" ? [a.message.keyFloor] : [],

@@ -4,20 +4,28 @@ import type { Board, BoardToHost, KeyCertificate } from "@smw/wiring";
 import { type BoardLines, type HostLinkPort, StepRunner } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
 
+/** Board b1's step runner (it guards h1), with what it sends its host collected in `sent`. */
+function runnerWith(overrides: Partial<ConstructorParameters<typeof StepRunner>[0]>) {
+  const sent: BoardToHost[] = [];
+  const { privateKey } = generateKeyPairSync("ed25519");
+  const runner = new StepRunner({
+    board: { id: "b1", guards: "h1" } as Board,
+    lines: {} as BoardLines,
+    hostLink: { send: (m: BoardToHost) => sent.push(m) } as unknown as HostLinkPort,
+    operatorKey: privateKey,
+    signingKey: privateKey,
+    budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
+    ...overrides,
+  });
+  return { runner, sent };
+}
+
 describe("key certificates", () => {
   it("have epochs that only go up, across restarts and a clock set back", () => {
-    const sent: BoardToHost[] = [];
     const kept: number[] = [];
     // The board last certified an epoch an hour ahead of its clock now (it lost its time).
     const lastEpoch = Math.floor(Date.now() / 1000) + 3_600;
-    const { privateKey } = generateKeyPairSync("ed25519");
-    const runner = new StepRunner({
-      board: { id: "b1", guards: "h1" } as Board,
-      lines: {} as BoardLines,
-      hostLink: { send: (m: BoardToHost) => sent.push(m) } as unknown as HostLinkPort,
-      operatorKey: privateKey,
-      signingKey: privateKey,
-      budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
+    const { runner, sent } = runnerWith({
       certificateEpochs: { last: lastEpoch, issued: (epoch) => kept.push(epoch) },
     });
     runner.certify("A".repeat(43));
@@ -31,15 +39,7 @@ describe("key certificates", () => {
   });
 
   it("never go below a join's key floor, and go out after the revocations in force", () => {
-    const sent: BoardToHost[] = [];
-    const { privateKey } = generateKeyPairSync("ed25519");
-    const runner = new StepRunner({
-      board: { id: "b1", guards: "h1" } as Board,
-      lines: {} as BoardLines,
-      hostLink: { send: (m: BoardToHost) => sent.push(m) } as unknown as HostLinkPort,
-      operatorKey: privateKey,
-      signingKey: privateKey,
-      budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
+    const { runner, sent } = runnerWith({
       now: () => 1_000_000,
       certificateEpochs: { last: 10, issued: () => {} },
       revokedKeys: () =>
