@@ -45,6 +45,39 @@ function clusterWithHistory() {
   return { c, at, submit };
 }
 
+/**
+ * Six replicas that executed twelve writes of x (checkpoint 12 on every disk, nothing past it),
+ * booted cold or not; `submit` sends a write from c1 to every replica and lets it run, and
+ * `repliesTo` lists the REPLYs sent for a request number.
+ */
+function twelveWrites(coldStart: boolean) {
+  const c = replicaCluster(6, 1, 1);
+  for (const id of c.ids) c.boot(id, { recovering: false, ...(coldStart ? { coldStart } : {}) });
+  c.run(coldStart ? 2_000 : 10, () => true);
+  const submit = (ts: number, value: string) => {
+    const request = c.request(ts, { op: "put", key: "x", value });
+    for (const id of c.cores.keys()) c.fromClient(id, request);
+    c.run(200, () => true);
+  };
+  for (let ts = 1; ts <= 12; ts++) submit(ts, `v${ts}`);
+  const stored = new Map<string, Stored>();
+  for (const id of c.ids)
+    for (const a of c.sent.get(id) ?? [])
+      if (a.type === "checkpoint" && a.seq === 12) stored.set(id, a as Stored);
+  expect(stored.size).toBe(6);
+  const repliesTo = (ts: number) => {
+    const out: Array<{ seq: number; batch?: string; previous: unknown }> = [];
+    for (const actions of c.sent.values())
+      for (const a of actions) {
+        const body = a.type === "reply" ? parseEnvelope(a.message)?.body : undefined;
+        if (body?.type === "REPLY" && body.ts === ts)
+          out.push({ seq: body.seq, batch: body.batch, previous: body.result });
+      }
+    return out;
+  };
+  return { c, submit, stored, repliesTo };
+}
+
 describe("a cold start of every replica", () => {
   it("refuses a NEW_VIEW that mixes cold-start VIEW_CHANGEs with another, even one whose choices follow from them", () => {
     const { c, at } = clusterWithHistory();
@@ -203,32 +236,8 @@ describe("a cold start of every replica", () => {
   });
 
   it("answers a request executed again at the same sequence number after a cold start naming another batch, so replies from the two eras never combine", () => {
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    const submit = (ts: number, value: string) => {
-      const request = c.request(ts, { op: "put", key: "x", value });
-      for (const id of c.cores.keys()) c.fromClient(id, request);
-      c.run(200, () => true);
-    };
-    for (let ts = 1; ts <= 12; ts++) submit(ts, `v${ts}`);
-    const stored = new Map<string, Stored>();
-    for (const id of c.ids)
-      for (const a of c.sent.get(id) ?? [])
-        if (a.type === "checkpoint" && a.seq === 12) stored.set(id, a as Stored);
-    expect(stored.size).toBe(6);
+    const { c, submit, stored, repliesTo } = twelveWrites(false);
     // The write at 13, answered before the fail-safe; no disk holds a checkpoint past 12.
-    const repliesTo = (ts: number) => {
-      const out: Array<{ seq: number; batch?: string; previous: unknown }> = [];
-      for (const actions of c.sent.values())
-        for (const a of actions) {
-          if (a.type !== "reply") continue;
-          const body = parseEnvelope(a.message)?.body;
-          if (body?.type === "REPLY" && body.ts === ts)
-            out.push({ seq: body.seq, batch: body.batch, previous: body.result });
-        }
-      return out;
-    };
     submit(13, "w13");
     const before = repliesTo(13);
     expect(before.length).toBeGreaterThanOrEqual(4);
@@ -260,32 +269,9 @@ describe("a cold start of every replica", () => {
   });
 
   it("with the era before's keys revoked, as the boards do at a cold release, a primary that speaks under its old key is not heard, and the write is executed again under a new origin", () => {
-    const c = replicaCluster(6, 1, 1);
     // The first era began with a cold start too: its first view, 1, has r2 for primary.
-    for (const id of c.ids) c.boot(id, { recovering: false, coldStart: true });
-    c.run(2_000, () => true);
-    const submit = (ts: number, value: string) => {
-      const request = c.request(ts, { op: "put", key: "x", value });
-      for (const id of c.cores.keys()) c.fromClient(id, request);
-      c.run(200, () => true);
-    };
-    for (let ts = 1; ts <= 12; ts++) submit(ts, `v${ts}`);
-    const stored = new Map<string, Stored>();
-    for (const id of c.ids)
-      for (const a of c.sent.get(id) ?? [])
-        if (a.type === "checkpoint" && a.seq === 12) stored.set(id, a as Stored);
-    expect(stored.size).toBe(6);
+    const { c, submit, stored, repliesTo } = twelveWrites(true);
     submit(13, "w13");
-    const repliesTo = (ts: number) => {
-      const out: Array<{ seq: number; batch?: string }> = [];
-      for (const actions of c.sent.values())
-        for (const a of actions) {
-          const body = a.type === "reply" ? parseEnvelope(a.message)?.body : undefined;
-          if (body?.type === "REPLY" && body.ts === ts)
-            out.push({ seq: body.seq, batch: body.batch });
-        }
-      return out;
-    };
     const before = repliesTo(13);
     expect(before.length).toBeGreaterThanOrEqual(4);
     const [{ seq: seqBefore, batch: batchBefore } = { seq: 0 }] = before;
