@@ -34,6 +34,12 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
   const epochs = new Map(ids.map((id) => [id, 0]));
   const client = crypto.newSigner("c1");
   const copyFor = clientCopier("c1", client, () => crypto.newKeyAgreement());
+  // A second client on the list, for tests where one client misbehaves and another does not.
+  const other = crypto.newSigner("c2");
+  const copiers = new Map([
+    ["c1", copyFor],
+    ["c2", clientCopier("c2", other, () => crypto.newKeyAgreement())],
+  ]);
   const cert = (id: string, period: number, signer: Signer): KeyCertificate => {
     const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
     return { ...body, signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)) };
@@ -59,7 +65,10 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
     const ring = new KeyRing(
       crypto,
       new Map([...boards].map(([b, s]) => [b, s.publicKey])),
-      new Map([["c1", client.publicKey]]),
+      new Map([
+        ["c1", client.publicKey],
+        ["c2", other.publicKey],
+      ]),
     );
     for (const c of certificates.values()) ring.install(c);
     const core = new ReplicaCore(
@@ -135,23 +144,26 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
       }
     },
     /**
-     * c1's copy of `request` for `to`, with its MAC under their session (offered first, its
-     * answer taken): what `fromClient` delivers, and what the network could replay later.
+     * The client's copy of `request` for `to`, with its MAC under their session (offered first,
+     * its answer taken): what `fromClient` delivers, and what the network could replay later.
      */
     clientCopy(to: string, request: ClientRequest): Buffer {
       const core = cores.get(to);
-      if (core === undefined) return encodeClientMessage({ type: "REQUEST", request });
-      const { message, answers } = copyFor(core, to, request, nowMs);
+      const copier = copiers.get(request.client);
+      if (core === undefined || copier === undefined)
+        return encodeClientMessage({ type: "REQUEST", request });
+      const { message, answers } = copier(core, to, request, nowMs);
       collect(to, answers);
       return message;
     },
-    /** The client c1 sends `request` to `to` on its own connection, as it sends every request to every replica. */
+    /** The request's client sends it to `to` on its own connection (a correct one sends every request to every replica). */
     fromClient(to: string, request: ClientRequest) {
       const core = cores.get(to);
-      if (core) collect(to, core.onClientMessage("c1", this.clientCopy(to, request), nowMs));
+      if (core)
+        collect(to, core.onClientMessage(request.client, this.clientCopy(to, request), nowMs));
     },
-    request(ts: number, op: ClientRequest["op"]): ClientRequest {
-      return { client: "c1", ts, op };
+    request(ts: number, op: ClientRequest["op"], client = "c1"): ClientRequest {
+      return { client, ts, op };
     },
   };
 }

@@ -104,8 +104,11 @@ describe("a Byzantine primary that starves a client", () => {
   it("executing empty batches does not keep a backup from suspecting it: the request's own timer runs on", () => {
     const { core, from, request, clientCopy } = fourReplicas("r2");
     let now = 0;
-    // r2 holds c1's request; r1, the primary of view 0, never proposes it.
+    // r2 holds c1's request; r1, the primary of view 0, never proposes it. c1 sent it to every
+    // replica, and r3 and r4 say they hold it too: enough for a correct primary to propose it.
     core.onClientMessage("c1", clientCopy(request(1)), now);
+    for (const peer of ["r3", "r4"])
+      core.onMessage(from(peer, { type: "HOLD", request: request(1) }), now);
     const empty = batchDigest("", []);
     let viewChangeAt: number | undefined;
     // An empty batch every 400 ms, each within the 500 ms view-change timeout of the last.

@@ -19,6 +19,8 @@ import { canonicalJson, sha256Hex } from "./canonical.js";
 
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const MAX_LIST = 4096;
+/** A VIEW_CHANGE names at most this many suspected clients (a client list is far shorter). */
+export const MAX_SUSPECTS = 1024;
 
 /**
  * A client's request. It carries no signature: each copy a client sends a replica carries the
@@ -109,6 +111,13 @@ export type ReplicaBody =
        * have written, so a view formed with it takes a checkpoint only k' + k + 1 replicas hold.
        */
       coldStart?: true;
+      /**
+       * Clients the sender suspects of sending requests to too few replicas: those whose request
+       * it waited for in a slot of the view it leaves for half a view-change timeout, and those
+       * it suspected already. A client named by k' + 1 of a NEW_VIEW's VIEW_CHANGEs is suspected
+       * from that view on (SAFETY.md, "A client that sends to too few replicas").
+       */
+      suspects?: string[];
     }
   | {
       type: "NEW_VIEW";
@@ -120,6 +129,14 @@ export type ReplicaBody =
       proposals: SeqDigest[];
     }
   | { type: "HANDOFF"; view: number }
+  /**
+   * The sender holds this request from its client (sent to it since it started), and it has
+   * not been proposed: its client is a suspect, or it has waited half a view-change timeout.
+   * Once 2k' replicas other than the primary hold it, the primary proposes it, with or without
+   * a copy of its own, and backups time it (SAFETY.md, "A client that sends to too few
+   * replicas"). Signed, not MAC'd: a backup relays the HOLDs it counted to the primary.
+   */
+  | { type: "HOLD"; request: ClientRequest }
   | {
       type: "STATUS";
       view: number;
@@ -497,6 +514,10 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       const prePrepared = list(v.prePrepared, viewSeqDigest);
       const batches = list(v.batches, batchBody);
       const keyEpochs = list(v.keyEpochs, (e) => (isCount(e) ? e : undefined), 256);
+      const suspects =
+        v.suspects === undefined
+          ? []
+          : list(v.suspects, (c) => (isId(c) ? c : undefined), MAX_SUSPECTS);
       if (
         !isCount(v.newView) ||
         !stable ||
@@ -505,6 +526,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         !prePrepared ||
         !batches ||
         !keyEpochs ||
+        !suspects ||
         (v.coldStart !== undefined && v.coldStart !== true)
       )
         return undefined;
@@ -518,6 +540,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         batches,
         keyEpochs,
         ...(v.coldStart === true ? { coldStart: true as const } : {}),
+        ...(v.suspects !== undefined ? { suspects } : {}),
       };
     }
     case "NEW_VIEW": {
@@ -534,6 +557,10 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     }
     case "HANDOFF":
       return isCount(v.view) ? { type: v.type, view: v.view } : undefined;
+    case "HOLD": {
+      const request = parseClientRequest(v.request);
+      return request && { type: v.type, request };
+    }
     case "STATUS":
       return isCount(v.view) &&
         isCount(v.lastExecuted) &&

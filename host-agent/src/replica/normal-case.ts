@@ -15,6 +15,7 @@ import {
   requestFreshnessBytes,
 } from "./messages.js";
 import type { ReplicaState, Slot } from "./replica-state.js";
+import { afterHolders, holdBack, mayPropose, sendHold, startTiming } from "./request-holds.js";
 import { startViewChange } from "./view-change.js";
 
 /**
@@ -87,19 +88,34 @@ export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolea
   }
   if (r.pending.has(digest)) return;
   hold(r, digest, request);
-  if (r.isPrimary) r.queued.push(digest);
-  if (r.progressDeadlineMs === undefined && r.mode === "normal") armSuspicion(r);
+  if (r.isPrimary) {
+    if (mayPropose(r, digest, request)) {
+      r.queued.push(digest);
+      startTiming(r, digest);
+    } else holdBack(r, digest, request);
+  } else {
+    // A backup times a request once it is proposed, or once enough replicas hold it for the
+    // primary to propose it (`request-holds.ts`); a suspect's is announced at once.
+    if (r.proposedIn.get(digest) === r.view) startTiming(r, digest);
+    if (r.suspects.has(request.client) && r.mode === "normal") sendHold(r, digest, request);
+    afterHolders(r, digest, request);
+  }
   propose(r);
 }
 
+/** A request known, not executed yet; its timer is its callers' to start (`startTiming`). */
 export function hold(r: ReplicaState, digest: string, request: ClientRequest): void {
   r.pending.set(digest, request);
-  if (!r.pendingSinceMs.has(digest)) r.pendingSinceMs.set(digest, r.nowMs);
+  if (!r.receivedAtMs.has(digest)) r.receivedAtMs.set(digest, r.nowMs);
 }
 
 export function release(r: ReplicaState, digest: string): void {
   r.pending.delete(digest);
   r.pendingSinceMs.delete(digest);
+  r.receivedAtMs.delete(digest);
+  r.proposedIn.delete(digest);
+  r.holdSentAtMs.delete(digest);
+  r.holdsRelayedAtMs.delete(digest);
 }
 
 /** The primary is suspected when the request that has waited longest has waited a timeout. */
@@ -161,8 +177,11 @@ export function propose(r: ReplicaState): void {
   ) {
     const requests: ClientRequest[] = [];
     while (r.queued.length > 0 && requests.length < r.config.batchMax) {
-      const p = r.pending.get(r.queued.shift() as string);
-      if (p !== undefined) requests.push(p);
+      const d = r.queued.shift() as string;
+      const p = r.pending.get(d);
+      if (p === undefined) continue;
+      requests.push(p);
+      r.proposedIn.set(d, r.view);
     }
     if (requests.length === 0 && r.nextSeq > r.padUntil) return;
     const seq = r.nextSeq++;
@@ -267,9 +286,13 @@ export function onPrePrepare(
   slot.origin = body.origin;
   slot.requests = body.requests;
   slot.prePrepare = envelope.wire;
-  const awaiting = new Set(
-    body.requests.map((req) => requestDigest(req)).filter((d) => !r.fromClient.has(d)),
-  );
+  const digests = body.requests.map((req) => requestDigest(req));
+  for (const d of digests) {
+    // Proposed: whoever holds it times it now, a suspect's request included.
+    r.proposedIn.set(d, body.view);
+    startTiming(r, d);
+  }
+  const awaiting = new Set(digests.filter((d) => !r.fromClient.has(d)));
   if (awaiting.size > 0) {
     // No vote for a request its client has not sent this replica since it started: the batch
     // may carry one that was executed and then lost in a cold start, which any replica that saw

@@ -58,6 +58,7 @@ import {
   ReplicaState,
   type StartingState,
 } from "./replica-state.js";
+import { onHold, sendDueHolds } from "./request-holds.js";
 import {
   handOff,
   nextFormableView,
@@ -188,6 +189,7 @@ export class ReplicaCore {
     if (nowMs >= r.nextStatusMs) {
       r.nextStatusMs = nowMs + r.config.statusIntervalMs;
       broadcastStatus(r);
+      if (r.mode === "normal") sendDueHolds(r);
       // The new primary needs our VIEW_CHANGE to form its view: the first copy may be lost.
       const mine = r.mode === "view-change" ? ownViewChange(r) : undefined;
       const primary = r.primaryOf(r.targetView);
@@ -331,6 +333,9 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       return;
     case "HANDOFF":
       onHandoff(r, from, body.view);
+      return;
+    case "HOLD":
+      onHold(r, from, body.request, envelope.wire);
       return;
     case "STATUS":
       onStatus(r, from, body);

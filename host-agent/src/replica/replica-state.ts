@@ -206,6 +206,27 @@ export class ReplicaState {
    */
   readonly pendingSinceMs = new Map<string, number>();
   readonly queued: string[] = [];
+  /** When each pending request came in: one not proposed half a timeout later is held (`HOLD`). */
+  readonly receivedAtMs = new Map<string, number>();
+  /** Per request: the latest view it was seen proposed in here (a PRE_PREPARE, a NEW_VIEW). */
+  readonly proposedIn = new Map<string, number>();
+  /**
+   * Clients suspected of sending requests to too few replicas: named by k' + 1 VIEW_CHANGEs of a
+   * NEW_VIEW this replica entered (`request-holds.ts`). Their requests are proposed only once
+   * 2k' replicas other than the primary hold them.
+   */
+  readonly suspects = new Set<string>();
+  /** HOLDs heard: per client, per sender, the newest request the sender said it holds. */
+  readonly holds = new Map<
+    string,
+    Map<string, { ts: number; digest: string; request: ClientRequest; wire: Buffer }>
+  >();
+  /** When this replica last sent a HOLD for each request. */
+  readonly holdSentAtMs = new Map<string, number>();
+  /** When this replica last relayed the HOLDs it counted for each request to the primary. */
+  readonly holdsRelayedAtMs = new Map<string, number>();
+  /** The primary's one request per suspected client that waits for its holders, not queued. */
+  readonly heldBack = new Map<string, string>();
   /** Requests received from their own clients since this replica started (SAFETY.md, "Where a request comes from"). */
   readonly fromClient = new RecentSet(65_536);
   progressDeadlineMs: number | undefined;

@@ -10,6 +10,7 @@ import { queryKey, sendMissingKeys } from "./keys.js";
 import {
   type BatchBody,
   batchDigest,
+  MAX_SUSPECTS,
   parseEnvelope,
   type ReplicaBody,
   type ReplicaEnvelope,
@@ -33,6 +34,13 @@ import {
   slotAt,
 } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
+import {
+  enoughHolders,
+  holdBack,
+  mayPropose,
+  noteSuspects,
+  suspectsToName,
+} from "./request-holds.js";
 
 /**
  * How far above its own view a replica takes a peer's VIEW_CHANGE into account: far enough for
@@ -131,6 +139,11 @@ export function nextFormableView(r: ReplicaState): number {
   return next;
 }
 
+function suspectsField(r: ReplicaState): { suspects?: string[] } {
+  const suspects = suspectsToName(r).slice(0, MAX_SUSPECTS);
+  return suspects.length > 0 ? { suspects } : {};
+}
+
 function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
   const checkpoints: SeqDigest[] = [];
   for (const cp of r.ownCheckpoints.values())
@@ -155,6 +168,7 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
     batches,
     keyEpochs: keyEpochs(r),
     ...(r.coldStart ? { coldStart: true as const } : {}),
+    ...suspectsField(r),
   };
 }
 
@@ -369,13 +383,23 @@ function enterView(r: ReplicaState, view: number): void {
     if (slot.view < view && !slot.committed) r.slots.delete(seq);
   for (const byView of r.viewChanges.values())
     for (const v of [...byView.keys()]) if (v <= view) byView.delete(v);
-  // A new primary gets a whole timeout for every request it inherits.
-  for (const d of r.pendingSinceMs.keys()) r.pendingSinceMs.set(d, r.nowMs);
-  armSuspicion(r);
+  // A new primary gets a whole timeout for every request it inherits that enough replicas hold
+  // for it to propose; the others are timed once it proposes them (`request-holds.ts`).
+  for (const [d, req] of r.pending)
+    if (enoughHolders(r, d, req.client)) r.pendingSinceMs.set(d, r.nowMs);
+    else r.pendingSinceMs.delete(d);
+  for (const d of [...r.proposedIn.keys()]) if (!r.pending.has(d)) r.proposedIn.delete(d);
   r.queued.length = 0;
+  r.heldBack.clear();
   if (r.primaryOf(view) === r.config.self)
-    for (const [digest, req] of r.pending)
-      if (req.ts > r.clients.lastTs(req.client)) r.queued.push(digest);
+    for (const [digest, req] of r.pending) {
+      if (req.ts <= r.clients.lastTs(req.client)) continue;
+      if (mayPropose(r, digest, req)) {
+        r.queued.push(digest);
+        r.pendingSinceMs.set(digest, r.nowMs);
+      } else holdBack(r, digest, req);
+    }
+  armSuspicion(r);
   r.out.push({ type: "view", view, primary: r.primaryOf(view) });
 }
 
@@ -385,6 +409,10 @@ function startView(
   decision: ReturnType<typeof decideNewView> & object,
   viewChanges: ReplicaEnvelope[],
 ): void {
+  noteSuspects(
+    r,
+    viewChanges.map((vc) => (vc.body as ViewChangeBody).suspects ?? []),
+  );
   enterView(r, view);
   r.viewKeyEpochs = r.config.ids.map((_, i) =>
     Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
@@ -434,7 +462,12 @@ function startView(
   // Requests re-proposed above need no second proposal.
   const reproposed = new Set<string>();
   for (const b of batches.values())
-    for (const req of b.requests) reproposed.add(requestDigest(req));
+    for (const req of b.requests) {
+      const d = requestDigest(req);
+      reproposed.add(d);
+      r.proposedIn.set(d, view);
+      if (r.pending.has(d)) r.pendingSinceMs.set(d, r.nowMs);
+    }
   for (let i = r.queued.length - 1; i >= 0; i--)
     if (reproposed.has(r.queued[i] as string)) r.queued.splice(i, 1);
   for (const p of proposals) checkPrepared(r, p.seq);
