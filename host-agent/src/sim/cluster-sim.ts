@@ -88,6 +88,8 @@ interface ClientNode {
   ops: number;
   /** The highest request number whose first copy went out (the partial-send adversary). */
   firstSentTs: number;
+  /** The faulty client (`Scenario.faultyClient`): owed no answer. */
+  faulty?: true;
 }
 
 export interface SimOptions {
@@ -197,6 +199,10 @@ class ClusterSim {
     for (const id of this.ids) this.boardSigners.set(id, this.crypto.newSigner(`board-${id}`));
     for (let i = 1; i <= this.s.clients; i++)
       this.clientSigners.set(`c${i}`, this.crypto.newSigner(`client-c${i}`));
+    // Drawn after the others, so that scenarios without it keep their keys.
+    const faultyId = `c${this.s.clients + 1}`;
+    if (this.s.faultyClient !== undefined)
+      this.clientSigners.set(faultyId, this.crypto.newSigner(`client-${faultyId}`));
     for (const id of this.ids) {
       const signer = this.crypto.newSigner(`${id}-e0`);
       this.certify(id, signer, 0);
@@ -235,7 +241,10 @@ class ClusterSim {
       const client: ClientNode = { id, core, invokedMs: 0, ops: 0, firstSentTs: 0 };
       this.clients.set(id, client);
       this.clientSend(client, core.start());
-      this.q.after(this.prng.int(0, 50), () => this.nextOperation(client));
+      if (id === faultyId) {
+        client.faulty = true;
+        this.q.after(this.prng.int(0, 50), () => this.nextFaultyWrite(client));
+      } else this.q.after(this.prng.int(0, 50), () => this.nextOperation(client));
       this.scheduleClientTick(client);
     }
     if (this.s.byzantine.length > 0) this.scheduleMischief();
@@ -280,12 +289,15 @@ class ClusterSim {
         total.set(kind, (total.get(kind) ?? 0) + n);
     if (this.oldKeyForgeries > 0) total.set("old-key", this.oldKeyForgeries);
     if (this.partialSends > 0) total.set("partial-send", this.partialSends);
+    if (this.faultyWrites > 0)
+      total.set(`faulty-client.${this.s.faultyClient?.sendsTo}`, this.faultyWrites);
     if (this.clientReplays > 0) total.set("client-replay", this.clientReplays);
     return Object.fromEntries(total);
   }
 
   /** Requests whose first copy reached only the primary and a few backups. */
   private partialSends = 0;
+  private faultyWrites = 0;
 
   /** Per replica, the last client copies of requests the network saw go to it (to replay). */
   private readonly clientCopies = new Map<string, Array<{ client: string; message: Buffer }>>();
@@ -320,14 +332,14 @@ class ClusterSim {
 
   /** Load is over, every client has its answer, every rejuvenated replica has recovered. */
   private quiescent(): boolean {
-    for (const c of this.clients.values()) if (c.core.busy) return false;
+    for (const c of this.clients.values()) if (c.core.busy && !c.faulty) return false;
     for (const r of this.replicas.values()) if (r.restartedAtMs !== undefined) return false;
     return !this.rejuvenating;
   }
 
   private finalChecks(endMs: number): void {
     for (const c of this.clients.values())
-      if (c.core.busy)
+      if (c.core.busy && !c.faulty)
         this.checker.violations.push(
           `liveness: ${c.id}'s operation invoked at ${c.invokedMs} ms did not complete by ${endMs} ms (healed at ${this.s.healMs} ms)`,
         );
@@ -577,10 +589,48 @@ class ClusterSim {
     };
   }
 
+  /** The faulty client gives up on its write, if any, and sends a new one (to too few replicas). */
+  private nextFaultyWrite(client: ClientNode): void {
+    const faulty = this.s.faultyClient;
+    if (faulty === undefined || this.q.nowMs >= this.s.loadUntilMs) return;
+    client.core.abandon();
+    client.invokedMs = this.q.nowMs;
+    client.ops++;
+    this.faultyWrites++;
+    const key = `k${this.prng.int(0, this.s.keys - 1)}`;
+    const op: KvOperation = { op: "put", key, value: `faulty-${client.ops}` };
+    this.clientSend(client, client.core.submit(op, this.q.nowMs));
+    this.q.after(faulty.everyMs, () => this.nextFaultyWrite(client));
+  }
+
+  /** Where the faulty client's copies of its requests go; undefined: everywhere. */
+  private faultyReach(client: ClientNode): Set<string> | undefined {
+    const faulty = this.s.faultyClient;
+    if (!client.faulty || faulty === undefined) return undefined;
+    let view = -1;
+    let primary = "";
+    for (const node of this.replicas.values())
+      if (node.core !== undefined && node.core.currentView > view) {
+        view = node.core.currentView;
+        primary = node.core.primary;
+      }
+    const backups = this.ids.filter((id) => id !== primary);
+    if (faulty.sendsTo === "primary") return new Set([primary]);
+    if (faulty.sendsTo === "backups") return new Set(backups);
+    return new Set([this.adversary.pick(backups)]);
+  }
+
   private clientSend(client: ClientNode, actions: ReturnType<KvClientCore["tick"]>): void {
-    const reached = this.partialSend(client, actions);
+    const faultyReach = this.faultyReach(client);
+    const reached = faultyReach ?? this.partialSend(client, actions);
     for (const a of actions) {
-      if (a.type === "send" && (reached === undefined || reached.has(a.to))) {
+      // The faulty client's session offers and key queries go everywhere; its requests do not.
+      const limited =
+        faultyReach === undefined ||
+        parseClientMessage(a.type === "send" ? a.message : Buffer.alloc(0))?.type === "REQUEST"
+          ? reached
+          : undefined;
+      if (a.type === "send" && (limited === undefined || limited.has(a.to))) {
         this.recordClientCopy(a.to, client.id, a.message);
         this.transmit(client.id, a.to, () => this.replicaReceiveClient(a.to, client.id, a.message));
       } else if (a.type === "complete") {
@@ -593,7 +643,7 @@ class ClusterSim {
           completedMs: this.q.nowMs,
           ...(a.readAtSeq !== undefined ? { readAtSeq: a.readAtSeq } : {}),
         });
-        this.q.after(this.prng.int(0, 30), () => this.nextOperation(client));
+        if (!client.faulty) this.q.after(this.prng.int(0, 30), () => this.nextOperation(client));
       }
     }
   }

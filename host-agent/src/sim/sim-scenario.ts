@@ -75,6 +75,14 @@ export interface Scenario {
    */
   replayClientCopies?: boolean;
   /**
+   * One more client, faulty for the whole run: every `everyMs` it gives up on its write and sends
+   * a new one, each copy (retransmissions too) to `sendsTo` only: the primary alone (as the
+   * replicas' highest view names it), one backup, or every backup but the primary. It costs the
+   * service at most one view change (SAFETY.md, "A client that sends to too few replicas"); its
+   * writes may or may not take effect, and it is owed no answer.
+   */
+  faultyClient?: { sendsTo: "primary" | "one-backup" | "backups"; everyMs: number };
+  /**
    * The mobile adversary aims its move: the replica it leaves, before its reset, votes PREPARE and
    * COMMIT for the next sequence numbers of its view, one batch to half the backups and the
    * empty batch to the other half; then it takes that view's primary, which proposes and commits
@@ -184,5 +192,10 @@ export function scenarioFor(seed: number): Scenario {
   // Requests no client sent, from half the Byzantine replicas (requests carry no signature).
   for (const b of byzantine) if (adversary.chance(0.5)) b.behaviours.push("fabricate-requests");
   if (mobile && adversary.chance(0.5)) scenario.aimedMove = true;
+  if (adversary.chance(0.3))
+    scenario.faultyClient = {
+      sendsTo: adversary.pick(["primary", "one-backup", "backups"] as const),
+      everyMs: adversary.int(50, 400),
+    };
   return scenario;
 }
