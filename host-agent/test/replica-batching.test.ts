@@ -25,13 +25,14 @@ describe("the primary's batches under load", () => {
     // batchMax 8: another slot opens once two requests wait.
     const { core, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 4 });
     let now = 0;
-    expect(shape(core.onClientMessage("c1", clientCopy(request(1)), ++now))).toEqual([
+    const from = (c: string) => request(1, { op: "put", key: "x", value: c }, c);
+    expect(shape(core.onClientMessage("c1", clientCopy(from("c1")), ++now))).toEqual([
       { seq: 1, requests: 1 },
     ]);
     // One waits while seq 1 is in flight: no new slot for it alone.
-    expect(shape(core.onClientMessage("c1", clientCopy(request(2)), ++now))).toEqual([]);
+    expect(shape(core.onClientMessage("c2", clientCopy(from("c2")), ++now))).toEqual([]);
     // A second: the two go together.
-    expect(shape(core.onClientMessage("c1", clientCopy(request(3)), ++now))).toEqual([
+    expect(shape(core.onClientMessage("c3", clientCopy(from("c3")), ++now))).toEqual([
       { seq: 2, requests: 2 },
     ]);
   });
@@ -40,8 +41,10 @@ describe("the primary's batches under load", () => {
     const { core, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 1 });
     let now = 0;
     const proposed = [];
-    for (let ts = 1; ts <= 12; ts++)
-      proposed.push(...shape(core.onClientMessage("c1", clientCopy(request(ts)), ++now)));
+    for (let i = 1; i <= 12; i++) {
+      const req = request(1, { op: "put", key: "x", value: `${i}` }, `c${i}`);
+      proposed.push(...shape(core.onClientMessage(req.client, clientCopy(req), ++now)));
+    }
     expect(proposed).toEqual([{ seq: 1, requests: 1 }]);
   });
 
@@ -49,7 +52,8 @@ describe("the primary's batches under load", () => {
     const { core, from, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 4 });
     let now = 0;
     const [first] = proposals(core.onClientMessage("c1", clientCopy(request(1)), ++now));
-    expect(shape(core.onClientMessage("c1", clientCopy(request(2)), ++now))).toEqual([]);
+    const second = request(1, undefined, "c2");
+    expect(shape(core.onClientMessage("c2", clientCopy(second), ++now))).toEqual([]);
     const digest = (first as { digest: string }).digest;
     const after: ReplicaAction[] = [];
     for (const peer of ["r2", "r3"])

@@ -34,11 +34,13 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
   const epochs = new Map(ids.map((id) => [id, 0]));
   const client = crypto.newSigner("c1");
   const copyFor = clientCopier("c1", client, () => crypto.newKeyAgreement());
-  // A second client on the list, for tests where one client misbehaves and another does not.
+  // More clients on the list, for tests where some clients misbehave and others do not.
   const other = crypto.newSigner("c2");
+  const third = crypto.newSigner("c3");
   const copiers = new Map([
     ["c1", copyFor],
     ["c2", clientCopier("c2", other, () => crypto.newKeyAgreement())],
+    ["c3", clientCopier("c3", third, () => crypto.newKeyAgreement())],
   ]);
   const cert = (id: string, period: number, signer: Signer): KeyCertificate => {
     const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
@@ -68,6 +70,7 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
       new Map([
         ["c1", client.publicKey],
         ["c2", other.publicKey],
+        ["c3", third.publicKey],
       ]),
     );
     for (const c of certificates.values()) ring.install(c);

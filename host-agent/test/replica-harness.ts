@@ -21,6 +21,10 @@ export function fourReplicas(
   const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
   const signers = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
   const client = crypto.newSigner("c1");
+  // More clients on the list (c2 ... c16), for tests of several clients' requests at once.
+  const others = new Map<string, Signer>(
+    Array.from({ length: 15 }, (_, i) => [`c${i + 2}`, crypto.newSigner(`c${i + 2}`)]),
+  );
   const cert = (id: string, period: number, signer = signers.get(id) as Signer) => {
     const body = { host: id, board: `b-${id}`, period, publicKey: signer.publicKey, issuedAt: "t" };
     return { ...body, signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)) };
@@ -28,7 +32,10 @@ export function fourReplicas(
   const ring = new KeyRing(
     crypto,
     new Map([...boards].map(([id, s]) => [id, s.publicKey])),
-    new Map([["c1", client.publicKey]]),
+    new Map([
+      ["c1", client.publicKey],
+      ...[...others].map(([id, s]) => [id, s.publicKey] as [string, string]),
+    ]),
   );
   for (const id of ids) ring.install(cert(id, 0));
   const core = new ReplicaCore(
@@ -51,14 +58,26 @@ export function fourReplicas(
   );
   const from = (id: string, body: ReplicaBody) =>
     sealEnvelope(id, 0, body, (b) => (signers.get(id) as Signer).sign(b));
-  /** A request of client c1 (requests carry no signature: a copy carries c1's MAC, `clientCopy`). */
+  /** A request of a client, c1 unless named (requests carry no signature: a copy carries its MAC, `clientCopy`). */
   const request = (
     ts: number,
     op: ClientRequest["op"] = { op: "put", key: "x", value: `${ts}` },
-  ): ClientRequest => ({ client: "c1", ts, op });
-  const copyFor = clientCopier("c1", client, () => crypto.newKeyAgreement());
-  /** c1's copy of `request` for this core, MAC'd under their session (offered first). */
-  const clientCopy = (req: ClientRequest, nowMs = 0) => copyFor(core, self, req, nowMs).message;
+    clientId = "c1",
+  ): ClientRequest => ({ client: clientId, ts, op });
+  const copiers = new Map<string, ReturnType<typeof clientCopier>>([
+    ["c1", clientCopier("c1", client, () => crypto.newKeyAgreement())],
+  ]);
+  /** The client's copy of `request` for this core, MAC'd under their session (offered first). */
+  const clientCopy = (req: ClientRequest, nowMs = 0) => {
+    let copyFor = copiers.get(req.client);
+    const signer = others.get(req.client);
+    if (copyFor === undefined && signer !== undefined) {
+      copyFor = clientCopier(req.client, signer, () => crypto.newKeyAgreement());
+      copiers.set(req.client, copyFor);
+    }
+    if (copyFor === undefined) throw new Error(`no client ${req.client} in this harness`);
+    return copyFor(core, self, req, nowMs).message;
+  };
   return { core, from, ids, request, crypto, signers, cert, client, clientCopy };
 }
 

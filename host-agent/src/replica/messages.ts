@@ -137,6 +137,11 @@ export type ReplicaBody =
    * replicas"). Signed, not MAC'd: a backup relays the HOLDs it counted to the primary.
    */
   | { type: "HOLD"; request: ClientRequest }
+  /**
+   * To the primary: 2k' or more signed HOLDs of one request by replicas other than it, as their
+   * senders signed them. Self-contained: the primary proposes on them without having stored any.
+   */
+  | { type: "HOLDERS"; holds: string[] }
   | {
       type: "STATUS";
       view: number;
@@ -560,6 +565,15 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     case "HOLD": {
       const request = parseClientRequest(v.request);
       return request && { type: v.type, request };
+    }
+    case "HOLDERS": {
+      if (depth > 0) return undefined;
+      const holds = list(
+        v.holds,
+        (x) => (typeof x === "string" && x.length <= MAX_MESSAGE_BYTES / 4 ? x : undefined),
+        256,
+      );
+      return holds && { type: v.type, holds };
     }
     case "STATUS":
       return isCount(v.view) &&

@@ -15,7 +15,15 @@ import {
   requestFreshnessBytes,
 } from "./messages.js";
 import type { ReplicaState, Slot } from "./replica-state.js";
-import { afterHolders, holdBack, mayPropose, sendHold, startTiming } from "./request-holds.js";
+import {
+  afterHolders,
+  holdBack,
+  isWeak,
+  keepNewestUnproposed,
+  mayPropose,
+  sendHold,
+  startTiming,
+} from "./request-holds.js";
 import { startViewChange } from "./view-change.js";
 
 /**
@@ -88,17 +96,20 @@ export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolea
   }
   if (r.pending.has(digest)) return;
   hold(r, digest, request);
+  if (!keepNewestUnproposed(r, digest, request)) return;
   if (r.isPrimary) {
     if (mayPropose(r, digest, request)) {
       r.queued.push(digest);
       startTiming(r, digest);
-    } else holdBack(r, digest, request);
+    } else holdBack(r, digest);
   } else {
     // A backup times a request once it is proposed, or once enough replicas hold it for the
     // primary to propose it (`request-holds.ts`); a suspect's is announced at once.
     if (r.proposedIn.get(digest) === r.view) startTiming(r, digest);
-    if (r.suspects.has(request.client) && r.mode === "normal") sendHold(r, digest, request);
-    afterHolders(r, digest, request);
+    if (r.suspects.has(request.client) && r.mode === "normal") {
+      sendHold(r, digest, request);
+      afterHolders(r, digest, request);
+    }
   }
   propose(r);
 }
@@ -115,6 +126,7 @@ export function release(r: ReplicaState, digest: string): void {
   r.receivedAtMs.delete(digest);
   r.proposedIn.delete(digest);
   r.holdSentAtMs.delete(digest);
+  r.holdSent.delete(digest);
   r.holdsRelayedAtMs.delete(digest);
 }
 
@@ -176,13 +188,24 @@ export function propose(r: ReplicaState): void {
     inWindow(r, r.nextSeq)
   ) {
     const requests: ClientRequest[] = [];
+    // One request proposed on its holders' word per batch (`isWeak`); the next waits its turn.
+    const deferred: string[] = [];
+    let weak = false;
     while (r.queued.length > 0 && requests.length < r.config.batchMax) {
       const d = r.queued.shift() as string;
       const p = r.pending.get(d);
       if (p === undefined) continue;
+      if (isWeak(r, d, p)) {
+        if (weak) {
+          deferred.push(d);
+          continue;
+        }
+        weak = true;
+      }
       requests.push(p);
       r.proposedIn.set(d, r.view);
     }
+    r.queued.unshift(...deferred);
     if (requests.length === 0 && r.nextSeq > r.padUntil) return;
     const seq = r.nextSeq++;
     r.count("batches.proposed");

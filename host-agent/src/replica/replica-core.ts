@@ -58,7 +58,7 @@ import {
   ReplicaState,
   type StartingState,
 } from "./replica-state.js";
-import { onHold, sendDueHolds } from "./request-holds.js";
+import { onHold, onHolders, sendDueHolds } from "./request-holds.js";
 import {
   handOff,
   nextFormableView,
@@ -336,6 +336,9 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       return;
     case "HOLD":
       onHold(r, from, body.request, envelope.wire);
+      return;
+    case "HOLDERS":
+      onHolders(r, from, body.holds);
       return;
     case "STATUS":
       onStatus(r, from, body);

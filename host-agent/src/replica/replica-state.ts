@@ -82,6 +82,7 @@ export type ProblemKind =
   | "bad-pre-prepare"
   | "bad-view-change"
   | "bad-new-view"
+  | "bad-holders"
   | "bad-transfer-reply"
   | "bad-certificate"
   | "view-out-of-window"
@@ -221,12 +222,13 @@ export class ReplicaState {
     string,
     Map<string, { ts: number; digest: string; request: ClientRequest; wire: Buffer }>
   >();
-  /** When this replica last sent a HOLD for each request. */
+  /** When this replica last sent a HOLD for each request, and that HOLD as signed. */
   readonly holdSentAtMs = new Map<string, number>();
+  readonly holdSent = new Map<string, Buffer>();
+  /** Per client: the newest request from it this replica holds and has not seen proposed. */
+  readonly newestUnproposed = new Map<string, string>();
   /** When this replica last relayed the HOLDs it counted for each request to the primary. */
   readonly holdsRelayedAtMs = new Map<string, number>();
-  /** The primary's one request per suspected client that waits for its holders, not queued. */
-  readonly heldBack = new Map<string, string>();
   /** Requests received from their own clients since this replica started (SAFETY.md, "Where a request comes from"). */
   readonly fromClient = new RecentSet(65_536);
   progressDeadlineMs: number | undefined;

@@ -5,20 +5,22 @@
  * primary never got would wait at the backups until their timers fire. What keeps such a
  * client from costing a view change per request:
  *
- * - `HOLD` (signed): a backup that holds a request from its client says so to all, at once for
- *   a suspected client, after half a view-change timeout for any request still not proposed.
+ * - `HOLD` (signed): a replica that may vote and holds a request from its client says so to all,
+ *   at once for a suspected client's request not yet proposed, and for any request not executed
+ *   half a view-change timeout after it came; again every half timeout.
  * - 2k' holders other than the primary (so k' correct ones, whose PREPAREs attest the request
  *   to the rest) are what the primary needs to propose a request it has no copy of, or a
- *   suspect's; a backup that counts 2k' relays the HOLDs it counted to the primary, so a correct
- *   primary counts them too, and only then times the request.
- * - A backup times a request once it is proposed, or once it counted 2k' holders: never on its
- *   arrival alone, so a request given to too few replicas starts no timer anywhere.
+ *   suspect's, and such a request goes in a batch of its own kind alone (`isWeak`). A backup
+ *   that counts 2k' sends the primary those HOLDs as signed (`HOLDERS`), which the primary takes
+ *   on their own, stored or not: what a backup counted, a correct primary counts.
+ * - A backup times a request once it is proposed, or once it counted 2k' holders and sent them
+ *   on: never on its arrival alone, so a request given to too few replicas starts no timer.
  * - Suspects: a VIEW_CHANGE names the clients whose request it waited for in a slot of the view
  *   it leaves (the primary proposed what they did not send here); a client named by k' + 1
  *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on.
  */
-import type { ClientRequest } from "./messages.js";
-import { requestDigest } from "./messages.js";
+import type { ClientRequest, ReplicaEnvelope } from "./messages.js";
+import { parseEnvelope, requestDigest } from "./messages.js";
 import { armSuspicion, fromKnownClient, hold, propose, release } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
 
@@ -27,12 +29,18 @@ const MAX_HOLDS_PER_INTERVAL = 64;
 
 /** Replicas other than the current primary known to hold the request from its client. */
 export function holders(r: ReplicaState, digest: string, client: string): number {
+  return holdWires(r, digest, client).length;
+}
+
+/** The signed HOLDs of the request this replica knows, its own included, none the primary's. */
+function holdWires(r: ReplicaState, digest: string, client: string): Buffer[] {
   const primary = r.primaryOf(r.view);
-  let n = 0;
+  const wires: Buffer[] = [];
   for (const [from, held] of r.holds.get(client) ?? [])
-    if (held.digest === digest && from !== primary) n++;
-  if (r.config.self !== primary && r.pending.has(digest) && r.fromClient.has(digest)) n++;
-  return n;
+    if (held.digest === digest && from !== primary && from !== r.config.self) wires.push(held.wire);
+  const own = r.holdSent.get(digest);
+  if (r.config.self !== primary && own !== undefined) wires.push(own);
+  return wires;
 }
 
 /** 2k' holders besides the primary: k' of them correct, whose PREPAREs attest the request. */
@@ -40,10 +48,18 @@ export function enoughHolders(r: ReplicaState, digest: string, client: string): 
   return holders(r, digest, client) >= 2 * r.config.quorums.kPrime;
 }
 
+/**
+ * Proposed on the word of holders rather than on the primary's own copy from its client: at
+ * most one such request per batch, so that the k' correct holders of it hold every other
+ * request of the batch too (their clients sent those to every replica) and can PREPARE it.
+ */
+export function isWeak(r: ReplicaState, digest: string, request: ClientRequest): boolean {
+  return r.suspects.has(request.client) || !r.fromClient.has(digest);
+}
+
 /** Whether the primary may propose this request now. */
 export function mayPropose(r: ReplicaState, digest: string, request: ClientRequest): boolean {
-  if (!r.suspects.has(request.client) && r.fromClient.has(digest)) return true;
-  return enoughHolders(r, digest, request.client);
+  return !isWeak(r, digest, request) || enoughHolders(r, digest, request.client);
 }
 
 /** The request's timer starts now, unless it runs already. */
@@ -53,60 +69,81 @@ export function startTiming(r: ReplicaState, digest: string): void {
   if (r.progressDeadlineMs === undefined && r.mode === "normal") armSuspicion(r);
 }
 
-/** The primary keeps one request per suspected client back, until enough replicas hold it. */
-export function holdBack(r: ReplicaState, digest: string, request: ClientRequest): void {
-  const prior = r.heldBack.get(request.client);
-  if (prior !== undefined && prior !== digest) {
+/**
+ * One request per client held and never proposed, its newest: a correct client sends the next
+ * only once the last was executed (or given up), so older ones are junk that would be kept,
+ * and announced, forever. Returns whether `digest` is the one kept.
+ */
+export function keepNewestUnproposed(
+  r: ReplicaState,
+  digest: string,
+  request: ClientRequest,
+): boolean {
+  const prior = r.newestUnproposed.get(request.client);
+  if (prior !== undefined && prior !== digest && !r.proposedIn.has(prior)) {
     const older = r.pending.get(prior);
     if (older !== undefined && older.ts > request.ts) {
       release(r, digest);
-      return;
+      return false;
     }
-    release(r, prior);
+    if (older !== undefined) {
+      release(r, prior);
+      r.count("requests.superseded");
+    }
   }
-  r.heldBack.set(request.client, digest);
+  r.newestUnproposed.set(request.client, digest);
+  return true;
+}
+
+/** The primary keeps a suspect's request back, untimed, until enough replicas hold it. */
+export function holdBack(r: ReplicaState, digest: string): void {
   r.pendingSinceMs.delete(digest);
   r.count("requests.held-back");
 }
 
 export function sendHold(r: ReplicaState, digest: string, request: ClientRequest): void {
+  if (!r.mayVote()) return; // a holder must be able to PREPARE what it holds
   r.holdSentAtMs.set(digest, r.nowMs);
   r.count("holds.sent");
-  r.broadcast({ type: "HOLD", request });
+  r.holdSent.set(digest, r.broadcast({ type: "HOLD", request }));
 }
 
-/** The HOLDs counted for a request go to the primary as they were signed. */
+/** The HOLDs counted for a request go to the primary as they were signed, in one message. */
 function relayHolds(r: ReplicaState, digest: string, client: string): void {
   const primary = r.primaryOf(r.view);
   if (primary === r.config.self || r.mode !== "normal") return;
   const lastMs = r.holdsRelayedAtMs.get(digest);
   if (lastMs !== undefined && r.nowMs - lastMs < r.config.viewChangeTimeoutMs / 2) return;
   r.holdsRelayedAtMs.set(digest, r.nowMs);
-  for (const [from, held] of r.holds.get(client) ?? [])
-    if (held.digest === digest && from !== primary)
-      r.out.push({ type: "send", to: primary, message: held.wire });
+  const holds = holdWires(r, digest, client).map((w) => w.toString("utf8"));
+  r.send(primary, { type: "HOLDERS", holds });
   r.count("holds.relayed");
 }
 
 /**
- * Every status interval, for each request held and not proposed in this view: its HOLD (at
- * once for a suspect's, after half a timeout for others), again each half timeout; and the
- * HOLDs counted for it, to the primary, while enough replicas hold it.
+ * Every status interval, for each request held and not executed: its HOLD (at once for a
+ * suspect's not proposed yet, after half a timeout for any other), again each half timeout;
+ * and the HOLDs counted for it, to the primary, once they are enough. Requests executed since
+ * (a later one of their client's was) are let go.
  */
 export function sendDueHolds(r: ReplicaState): void {
   if (r.config.self === r.primaryOf(r.view)) return;
   const halfTimeoutMs = r.config.viewChangeTimeoutMs / 2;
   let sent = 0;
-  for (const [digest, receivedMs] of r.receivedAtMs) {
+  for (const [digest, receivedMs] of [...r.receivedAtMs]) {
     if (sent >= MAX_HOLDS_PER_INTERVAL) return;
     const request = r.pending.get(digest);
     if (request === undefined || !r.fromClient.has(digest)) continue;
-    if (r.proposedIn.get(digest) === r.view) continue;
-    if (!r.suspects.has(request.client) && r.nowMs - receivedMs < halfTimeoutMs) continue;
+    if (request.ts <= r.clients.lastTs(request.client)) {
+      release(r, digest);
+      continue;
+    }
+    const suspectUnproposed = r.suspects.has(request.client) && r.proposedIn.get(digest) !== r.view;
+    if (!suspectUnproposed && r.nowMs - receivedMs < halfTimeoutMs) continue;
     const lastMs = r.holdSentAtMs.get(digest);
     if (lastMs !== undefined && r.nowMs - lastMs < halfTimeoutMs) continue;
     sendHold(r, digest, request);
-    if (enoughHolders(r, digest, request.client)) relayHolds(r, digest, request.client);
+    afterHolders(r, digest, request);
     sent++;
   }
 }
@@ -120,7 +157,9 @@ export function onHold(r: ReplicaState, from: string, request: ClientRequest, wi
     byFrom = new Map();
     r.holds.set(request.client, byFrom);
   }
-  // The newest each sender holds, one per client and sender: bounded, whatever it sends.
+  // The newest each sender holds, one per client and sender: bounded, whatever it sends. A
+  // Byzantine sender may displace its own HOLD here and not elsewhere; the primary does not
+  // depend on what it stored (`onHolders`).
   const prior = byFrom.get(from);
   if (prior !== undefined && prior.ts > request.ts) return;
   byFrom.set(from, { ts: request.ts, digest, request, wire });
@@ -129,24 +168,69 @@ export function onHold(r: ReplicaState, from: string, request: ClientRequest, wi
 }
 
 /**
- * More replicas hold the request. With 2k': a backup relays their HOLDs to the primary and
- * times the request; the primary proposes it.
+ * At the primary: HOLDs a backup counted. Each must check under its sender's current key, be
+ * for one request, and come from a distinct replica other than this one; 2k' such are what
+ * `enoughHolders` asks for, whatever this replica stored of them.
+ */
+export function onHolders(r: ReplicaState, from: string, holds: readonly string[]): void {
+  if (!r.isPrimary) return;
+  let request: ClientRequest | undefined;
+  let digest: string | undefined;
+  const senders = new Set<string>();
+  for (const text of holds) {
+    const hold: ReplicaEnvelope | undefined = parseEnvelope(Buffer.from(text, "utf8"));
+    if (hold === undefined || hold.body.type !== "HOLD" || hold.macs !== undefined) {
+      r.problem("bad-holders", from, "HOLDERS: a HOLD that does not parse as a signed one");
+      return;
+    }
+    if (!r.config.ids.includes(hold.from) || hold.from === r.config.self) continue;
+    if (r.ring.checkReplica(hold.from, hold.epoch, hold.signed, hold.sig) !== "ok") continue;
+    const d = requestDigest(hold.body.request);
+    if (digest !== undefined && d !== digest) {
+      r.problem("bad-holders", from, "HOLDERS: HOLDs of different requests");
+      return;
+    }
+    digest = d;
+    request = hold.body.request;
+    senders.add(hold.from);
+  }
+  if (request === undefined || digest === undefined) return;
+  if (senders.size < 2 * r.config.quorums.kPrime) return;
+  if (!fromKnownClient(r, request) || request.ts <= r.clients.lastTs(request.client)) return;
+  r.count("holders.received");
+  proposeHeld(r, digest, request);
+}
+
+/**
+ * More replicas hold the request. A backup holding it joins them once they and it make 2k';
+ * with 2k' it sends their HOLDs to the primary and times the request. The primary proposes it.
  */
 export function afterHolders(r: ReplicaState, digest: string, request: ClientRequest): void {
-  if (!enoughHolders(r, digest, request.client)) return;
-  if (!r.isPrimary) {
-    if (r.proposedIn.get(digest) !== r.view) relayHolds(r, digest, request.client);
-    startTiming(r, digest);
+  if (r.isPrimary) {
+    if (enoughHolders(r, digest, request.client)) proposeHeld(r, digest, request);
     return;
   }
-  if (r.handingOff || r.amnesic) return;
+  if (!r.pending.has(digest) || !r.fromClient.has(digest)) return;
+  if (!r.holdSent.has(digest)) {
+    // Others say they hold it, and with this one they are enough: it says so too, now.
+    if (holders(r, digest, request.client) + 1 < 2 * r.config.quorums.kPrime) return;
+    sendHold(r, digest, request);
+    if (!r.holdSent.has(digest)) return;
+  }
+  if (!enoughHolders(r, digest, request.client)) return;
+  relayHolds(r, digest, request.client);
+  startTiming(r, digest);
+}
+
+function proposeHeld(r: ReplicaState, digest: string, request: ClientRequest): void {
+  if (!r.isPrimary || r.handingOff || r.amnesic) return;
   if (r.proposedIn.get(digest) === r.view || r.queued.includes(digest)) return;
   if (!r.pending.has(digest)) {
     // No copy of its own (its client sent it to backups only): k' correct replicas hold it.
     hold(r, digest, request);
+    if (!keepNewestUnproposed(r, digest, request)) return;
     r.count("requests.from-holds");
   }
-  if (r.heldBack.get(request.client) === digest) r.heldBack.delete(request.client);
   r.queued.push(digest);
   startTiming(r, digest);
   propose(r);

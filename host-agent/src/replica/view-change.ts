@@ -390,14 +390,13 @@ function enterView(r: ReplicaState, view: number): void {
     else r.pendingSinceMs.delete(d);
   for (const d of [...r.proposedIn.keys()]) if (!r.pending.has(d)) r.proposedIn.delete(d);
   r.queued.length = 0;
-  r.heldBack.clear();
   if (r.primaryOf(view) === r.config.self)
     for (const [digest, req] of r.pending) {
       if (req.ts <= r.clients.lastTs(req.client)) continue;
       if (mayPropose(r, digest, req)) {
         r.queued.push(digest);
         r.pendingSinceMs.set(digest, r.nowMs);
-      } else holdBack(r, digest, req);
+      } else holdBack(r, digest);
     }
   armSuspicion(r);
   r.out.push({ type: "view", view, primary: r.primaryOf(view) });
