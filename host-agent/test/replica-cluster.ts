@@ -14,6 +14,7 @@ import {
 import { quorumsFor } from "../src/replica/quorums.js";
 import {
   type ReplicaAction,
+  type ReplicaConfig,
   ReplicaCore,
   type StartingState,
 } from "../src/replica/replica-core.js";
@@ -26,7 +27,12 @@ interface InFlight {
   message: Buffer;
 }
 
-export function replicaCluster(n: number, kPrime: number, k: number) {
+export function replicaCluster(
+  n: number,
+  kPrime: number,
+  k: number,
+  overrides: Partial<ReplicaConfig> = {},
+) {
   const crypto = new SimCrypto(23);
   const ids = Array.from({ length: n }, (_, i) => `r${i + 1}`);
   const boards = new Map(ids.map((id) => [id, crypto.newSigner(`board-${id}`)]));
@@ -85,6 +91,7 @@ export function replicaCluster(n: number, kPrime: number, k: number) {
         viewChangeTimeoutMs: 500,
         statusIntervalMs: 100,
         maxReplyBytes: 65536,
+        ...overrides,
       },
       ring,
       signers.get(id) as Signer,

@@ -220,3 +220,104 @@ describe("a faulty client with Byzantine replicas on its side", () => {
       expect(c.cores.get(id)?.counters.get("requests.superseded"), id).toBe(399);
   });
 });
+
+/** Settings as a testbed has them: a wider window, fuller batches, a longer timeout. */
+const TESTBED_LIKE = {
+  checkpointInterval: 64,
+  batchMax: 16,
+  maxInFlight: 4,
+  viewChangeTimeoutMs: 2_000,
+};
+
+describe("what a Byzantine primary leaves behind for the views after it", () => {
+  it("n = 7, k' = 2: thousands of junk requests from one view crowd out no correct client's HOLD", () => {
+    // r1 (Byzantine, driven by the test) shows each of r3 to r7 its own 128 batches of 16 of
+    // c2's requests, which c2 gives to that backup alone: 2048 each, more than the HOLDs a
+    // replica sends in half a timeout. A view change follows; then r2, primary of view 1,
+    // stands in for a Byzantine primary that ignores c1's request and every HOLD.
+    const c = replicaCluster(7, 2, 0, TESTBED_LIKE);
+    bootAll(c, c.ids.slice(1));
+    const victims = ["r3", "r4", "r5", "r6", "r7"];
+    let ts = 0;
+    const origin = c.originOf("r1");
+    for (const backup of victims) {
+      const junk = [];
+      for (let seq = 1; seq <= 128; seq++) {
+        const requests = Array.from({ length: 16 }, () =>
+          c.request(++ts, { op: "put", key: "j", value: `${ts}` }, "c2"),
+        );
+        junk.push(...requests);
+        const digest = batchDigest(origin, requests);
+        c.hand(
+          backup,
+          c.speakAs("r1", { type: "PRE_PREPARE", view: 0, seq, digest, origin, requests }),
+        );
+      }
+      for (const request of junk) c.fromClient(backup, request);
+    }
+    c.run(6_000, () => true);
+    expect(highestView(c)).toBe(1);
+    const censoring = (m: InFlight) => !(m.to === "r2" && ["HOLD", "HOLDERS"].includes(typeOf(m)));
+    const R = c.request(1, { op: "put", key: "x", value: "1" });
+    for (const id of victims) c.fromClient(id, R);
+    c.run(20_000, censoring);
+    // Each backup kept one of c2's requests; c1's was announced, timed, and r2 replaced.
+    for (const id of victims) expect(c.cores.get(id)?.readValue("x"), id).toBe("1");
+    expect(highestView(c)).toBeGreaterThan(1);
+  });
+
+  it("clients a Byzantine primary made suspects of still have their requests batched together", () => {
+    // r1 proposes made-up requests in the names of c1, c2 and c3 and ignores a real one: every
+    // correct VIEW_CHANGE names all three. In view 1, a closed-loop load of the three.
+    const c = replicaCluster(4, 1, 0, TESTBED_LIKE);
+    const correct = ["r2", "r3", "r4"];
+    bootAll(c, correct);
+    const clients = ["c1", "c2", "c3"];
+    const fake = clients.map((id) => c.request(1e9, { op: "put", key: "z", value: "fake" }, id));
+    const origin = c.originOf("r1");
+    const prePrepare = c.speakAs("r1", {
+      type: "PRE_PREPARE",
+      view: 0,
+      seq: 1,
+      digest: batchDigest(origin, fake),
+      origin,
+      requests: fake,
+    });
+    for (const id of correct) c.hand(id, prePrepare);
+    const ignored = c.request(1, { op: "put", key: "c1", value: "1" });
+    for (const id of correct) c.fromClient(id, ignored);
+    c.run(6_000, () => true);
+    expect(highestView(c)).toBe(1);
+    const primary = c.cores.get("r2");
+    expect(primary?.counters.get("clients.suspected")).toBe(3);
+    const batchesBefore = primary?.counters.get("batches.proposed") ?? 0;
+    const requestsBefore = primary?.counters.get("requests.proposed") ?? 0;
+    const next = new Map([
+      ["c1", 1],
+      ["c2", 0],
+      ["c3", 0],
+    ]);
+    const send = (client: string) => {
+      const ts = (next.get(client) ?? 0) + 1;
+      next.set(client, ts);
+      const request = c.request(ts, { op: "put", key: client, value: `${ts}` }, client);
+      for (const id of correct) c.fromClient(id, request);
+    };
+    for (const client of clients) send(client);
+    let done = 0;
+    for (let step = 0; step < 1_000; step++) {
+      c.run(10, () => true);
+      for (const client of clients)
+        if (primary?.readValue(client) === `${next.get(client)}`) {
+          done++;
+          send(client);
+        }
+    }
+    const batches = (primary?.counters.get("batches.proposed") ?? 0) - batchesBefore;
+    const requests = (primary?.counters.get("requests.proposed") ?? 0) - requestsBefore;
+    expect(done).toBeGreaterThan(100);
+    // Every correct backup holds each suspect's request: they share a batch (one each: 1.0).
+    expect(requests / batches).toBeGreaterThan(1.3);
+    expect(highestView(c)).toBe(1);
+  });
+});

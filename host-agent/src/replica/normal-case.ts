@@ -23,6 +23,7 @@ import {
   mayPropose,
   sendHold,
   startTiming,
+  storedHolders,
 } from "./request-holds.js";
 import { startViewChange } from "./view-change.js";
 
@@ -188,19 +189,24 @@ export function propose(r: ReplicaState): void {
     inWindow(r, r.nextSeq)
   ) {
     const requests: ClientRequest[] = [];
-    // One request proposed on its holders' word per batch (`isWeak`); the next waits its turn.
+    // Requests proposed on their holders' word (`isWeak`) share a batch only while 2k' replicas
+    // this primary knows of hold them all; the others wait their turn.
     const deferred: string[] = [];
-    let weak = false;
+    let weakHolders: Set<string> | undefined;
     while (r.queued.length > 0 && requests.length < r.config.batchMax) {
       const d = r.queued.shift() as string;
       const p = r.pending.get(d);
       if (p === undefined) continue;
       if (isWeak(r, d, p)) {
-        if (weak) {
-          deferred.push(d);
-          continue;
-        }
-        weak = true;
+        const holders = storedHolders(r, d, p.client);
+        if (weakHolders !== undefined) {
+          const common = new Set([...weakHolders].filter((h) => holders.has(h)));
+          if (common.size < 2 * r.config.quorums.kPrime) {
+            deferred.push(d);
+            continue;
+          }
+          weakHolders = common;
+        } else weakHolders = holders;
       }
       requests.push(p);
       r.proposedIn.set(d, r.view);

@@ -70,9 +70,9 @@ export function startTiming(r: ReplicaState, digest: string): void {
 }
 
 /**
- * One request per client held and never proposed, its newest: a correct client sends the next
- * only once the last was executed (or given up), so older ones are junk that would be kept,
- * and announced, forever. Returns whether `digest` is the one kept.
+ * One request per client held and not proposed in this view, its newest: a correct client sends
+ * the next only once the last was executed (or given up), so older ones are junk that would be
+ * kept, and announced, forever. Returns whether `digest` is the one kept.
  */
 export function keepNewestUnproposed(
   r: ReplicaState,
@@ -80,7 +80,7 @@ export function keepNewestUnproposed(
   request: ClientRequest,
 ): boolean {
   const prior = r.newestUnproposed.get(request.client);
-  if (prior !== undefined && prior !== digest && !r.proposedIn.has(prior)) {
+  if (prior !== undefined && prior !== digest && r.proposedIn.get(prior) !== r.view) {
     const older = r.pending.get(prior);
     if (older !== undefined && older.ts > request.ts) {
       release(r, digest);
@@ -93,6 +93,38 @@ export function keepNewestUnproposed(
   }
   r.newestUnproposed.set(request.client, digest);
   return true;
+}
+
+/**
+ * Entering a view: requests executed since (a later one of their client's was) are let go, and
+ * of each client's others only the newest is kept. Requests a Byzantine primary of the view
+ * before showed one backup each, and a faulty client gave it, would otherwise stay there, and
+ * be announced, for the rest of its life, ahead of a correct client's.
+ */
+export function pruneAtNewView(r: ReplicaState): void {
+  const newest = new Map<string, { digest: string; ts: number }>();
+  for (const [digest, request] of [...r.pending]) {
+    if (request.ts <= r.clients.lastTs(request.client)) {
+      release(r, digest);
+      continue;
+    }
+    const kept = newest.get(request.client);
+    if (kept === undefined || kept.ts < request.ts) {
+      if (kept !== undefined) release(r, kept.digest);
+      newest.set(request.client, { digest, ts: request.ts });
+    } else release(r, digest);
+  }
+  r.newestUnproposed.clear();
+  for (const [client, { digest }] of newest) r.newestUnproposed.set(client, digest);
+}
+
+/** The replicas other than the primary whose newest HOLD this replica stored is of the request. */
+export function storedHolders(r: ReplicaState, digest: string, client: string): Set<string> {
+  const primary = r.primaryOf(r.view);
+  const found = new Set<string>();
+  for (const [from, held] of r.holds.get(client) ?? [])
+    if (held.digest === digest && from !== primary) found.add(from);
+  return found;
 }
 
 /** The primary keeps a suspect's request back, untimed, until enough replicas hold it. */

@@ -39,6 +39,7 @@ import {
   holdBack,
   mayPropose,
   noteSuspects,
+  pruneAtNewView,
   suspectsToName,
 } from "./request-holds.js";
 
@@ -385,6 +386,7 @@ function enterView(r: ReplicaState, view: number): void {
     for (const v of [...byView.keys()]) if (v <= view) byView.delete(v);
   // A new primary gets a whole timeout for every request it inherits that enough replicas hold
   // for it to propose; the others are timed once it proposes them (`request-holds.ts`).
+  pruneAtNewView(r);
   for (const [d, req] of r.pending)
     if (enoughHolders(r, d, req.client)) r.pendingSinceMs.set(d, r.nowMs);
     else r.pendingSinceMs.delete(d);
