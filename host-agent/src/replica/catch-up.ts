@@ -14,7 +14,7 @@ import {
   type ReplicaBody,
   type SeqDigest,
 } from "./messages.js";
-import { executeReady, propose, release } from "./normal-case.js";
+import { executeReady, notePrePrepared, propose, release, slotAt } from "./normal-case.js";
 import { statusNow, wantedCheckpoint } from "./peer-status.js";
 import type { ReplicaState } from "./replica-state.js";
 import { StateTransfer } from "./state-transfer.js";
@@ -102,6 +102,15 @@ function installState(
     clients,
   });
   for (const s of [...r.slots.keys()]) if (s <= target.seq) r.slots.delete(s);
+  // What the current view's NEW_VIEW fixed above the state: as entering the view set it.
+  for (const [seq, batch] of r.viewProposals) {
+    if (seq <= target.seq || r.slots.get(seq)?.digest !== undefined) continue;
+    const slot = slotAt(r, seq, r.view);
+    slot.digest = batch.digest;
+    slot.origin = batch.origin;
+    slot.requests = batch.requests;
+    notePrePrepared(r, seq, batch.digest, batch.origin, batch.requests);
+  }
   for (const [d, req] of [...r.pending]) if (req.ts <= r.clients.lastTs(req.client)) release(r, d);
   if (r.mode === "recovering") {
     r.mode = "normal";

@@ -11,6 +11,7 @@ import { ClientSessions } from "./client-sessions.js";
 import { ClientTable, checkpointDigest } from "./client-table.js";
 import type { KeyRing, Signer } from "./key-ring.js";
 import {
+  type BatchBody,
   type ClientRequest,
   type ClientTableEntry,
   type ExecutedEntry,
@@ -262,6 +263,11 @@ export class ReplicaState {
   readonly peerExecuted = new Map<string, number>();
   readonly peerStable = new Map<string, number>();
   readonly peerPrepared = new Map<string, number>();
+  /**
+   * The batches the current view's NEW_VIEW fixed above its checkpoint, by sequence number:
+   * what every replica entering the view takes at those numbers, whoever first proposed them.
+   */
+  readonly viewProposals = new Map<number, BatchBody>();
   /** Null batches a primary proposes, when idle, up to this sequence number. */
   padUntil = 0;
   // state transfer and recovery

@@ -380,6 +380,7 @@ function enterView(r: ReplicaState, view: number): void {
   r.viewChangeAttempts = 0;
   r.handingOff = false;
   r.newViewSentAtMs.clear();
+  r.viewProposals.clear();
   for (const [seq, slot] of [...r.slots])
     if (slot.view < view && !slot.committed) r.slots.delete(seq);
   for (const byView of r.viewChanges.values())
@@ -440,6 +441,7 @@ function startView(
     const batch = p.digest === nullDigest() ? { origin: "", requests: [] } : batches.get(p.digest);
     if (batch === undefined) throw new Error(`new view ${view}: no body for seq ${p.seq}`);
     const { origin, requests } = batch;
+    r.viewProposals.set(p.seq, { digest: p.digest, origin, requests });
     const slot = slotAt(r, p.seq, view);
     slot.digest = p.digest;
     slot.origin = origin;

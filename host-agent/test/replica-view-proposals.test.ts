@@ -1,0 +1,56 @@
+/**
+ * A replica that entered a view while it was still fetching its state keeps what that view's
+ * NEW_VIEW fixed above the state it then installs: the batches a new primary re-proposed under
+ * their first proposer's origin. Installing a state clears its slots; without this it refused
+ * the primary's retransmitted PRE_PREPARE of such a batch (the origin is not the primary's) and
+ * waited for peers' reports instead. Real cores, n = 4, k' = 1.
+ */
+import { describe, expect, it } from "vitest";
+import { batchDigest } from "../src/replica/messages.js";
+import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { replicaCluster } from "./replica-cluster.js";
+
+const typeOf = (message: Buffer) =>
+  (JSON.parse(message.toString("utf8").split("\n")[1] as string) as { type: string }).type;
+
+const problems = (actions: readonly ReplicaAction[], kind: string) =>
+  actions.filter((a) => a.type === "problem" && a.kind === kind);
+
+describe("a NEW_VIEW's re-proposals, at a replica that installs its state after entering the view", () => {
+  it("are kept through the state it installs, and the primary's retransmission is taken", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    // r4 is rejuvenated; its new key reaches everyone, nothing else of it or to it yet.
+    const r4 = c.rejuvenate("r4", { recovering: true });
+    const sentBefore = c.sent.get("r4")?.length ?? 0;
+    c.deliver((m) => m.from === "r4" && typeOf(m.message) === "NEW_KEY");
+    // r1 proposes c1's write at seq 1; r1, r2 and r3 prepare it, and no COMMIT arrives.
+    const request = c.request(1, { op: "put", key: "x", value: "1" });
+    for (const id of ["r1", "r2", "r3"]) c.fromClient(id, request);
+    const notR4 = (m: { from: string; to: string }) => m.from !== "r4" && m.to !== "r4";
+    c.deliver((m) => notR4(m) && typeOf(m.message) !== "COMMIT");
+    // No COMMIT arrives: the backups time the write and change views, and r2, primary of view
+    // 1, re-proposes the batch under r1's origin. r4 takes the NEW_VIEW while it still has no
+    // state of its own, and nothing else.
+    c.run(3_000, (m) =>
+      notR4(m) ? typeOf(m.message) !== "COMMIT" : m.to === "r4" && typeOf(m.message) === "NEW_VIEW",
+    );
+    expect(c.cores.get("r2")?.currentView).toBe(1);
+    expect(r4.currentView).toBe(1);
+    expect(r4.status).toBe("recovering");
+    // Now all but COMMITs flow: r4 installs the state at checkpoint 0; the batch, not yet
+    // executed anywhere, reaches it again only as r2's retransmitted PRE_PREPARE.
+    c.run(1_000, (m) => typeOf(m.message) !== "COMMIT");
+    expect(r4.status).toBe("normal");
+    const since = () => (c.sent.get("r4") ?? []).slice(sentBefore);
+    expect(problems(since(), "bad-pre-prepare")).toEqual([]);
+    // And then everything: the view goes on, r4 with it.
+    c.run(2_000, () => true);
+    const digest = batchDigest(c.originOf("r1"), [request]);
+    expect(problems(since(), "bad-pre-prepare")).toEqual([]);
+    const executed = since().filter((a) => a.type === "executed");
+    expect(executed.map((a) => (a as { seq: number; digest: string }).digest)).toContain(digest);
+    expect(r4.readValue("x")).toBe("1");
+  });
+});
