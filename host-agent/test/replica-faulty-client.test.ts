@@ -59,6 +59,28 @@ describe("a client that sends its requests to too few replicas", () => {
     expect(c.cores.get("r2")?.counters.get("requests.held-back")).toBeGreaterThan(30);
   });
 
+  it("to the primary alone, with nothing else pending anywhere: the stalled slot is timed itself", () => {
+    // No correct client has a request waiting, so no backup times a request of its own; the
+    // slot the primary filled with c2's request stalls every later one all the same (in the
+    // simulation, seed 1150: after a cold start, the replies to c1 waited on a checkpoint
+    // behind it). The backups time the slot, change views, and suspect c2.
+    const c = replicaCluster(4, 1, 0);
+    bootAll(c, c.ids);
+    const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
+    c.fromClient("r1", request);
+    c.run(2_000, () => true);
+    expect(highestView(c)).toBe(1);
+    for (const [id, core] of c.cores) {
+      expect(core.counters.get("clients.suspected"), id).toBe(1);
+      expect(core.status, id).toBe("normal");
+    }
+    // The view goes on: a correct write after it executes everywhere.
+    const write = c.request(1, { op: "put", key: "x", value: "after" });
+    for (const id of c.ids) c.fromClient(id, write);
+    c.run(1_000, () => true);
+    for (const [id, core] of c.cores) expect(core.readValue("x"), id).toBe("after");
+  });
+
   it("to one backup alone: no timer starts, no replica leaves the view", () => {
     const c = replicaCluster(4, 1, 0);
     bootAll(c, c.ids);

@@ -131,10 +131,20 @@ export function release(r: ReplicaState, digest: string): void {
   r.holdsRelayedAtMs.delete(digest);
 }
 
-/** The primary is suspected when the request that has waited longest has waited a timeout. */
+/**
+ * The primary is suspected when the request that has waited longest has waited a timeout, or
+ * a slot of this view has waited that long for a request its client did not send here (it may
+ * hold none of this replica's pending requests, and stall every one behind it all the same).
+ */
 export function armSuspicion(r: ReplicaState): void {
   let oldest = Number.POSITIVE_INFINITY;
   for (const since of r.pendingSinceMs.values()) oldest = Math.min(oldest, since);
+  for (const [seq, since] of [...r.awaitingSinceMs]) {
+    const slot = r.slots.get(seq);
+    if (slot?.awaiting === undefined || slot.view !== r.view || seq <= r.lastExecuted)
+      r.awaitingSinceMs.delete(seq);
+    else oldest = Math.min(oldest, since);
+  }
   r.progressDeadlineMs =
     oldest === Number.POSITIVE_INFINITY ? undefined : oldest + r.config.viewChangeTimeoutMs;
 }
@@ -335,6 +345,8 @@ export function onPrePrepare(
     // request to every replica, so this is normally a matter of which arrives first; until
     // then the slot is watched, and prepares from the PREPAREs of others.
     slot.awaiting = awaiting;
+    r.awaitingSinceMs.set(body.seq, r.nowMs);
+    if (r.progressDeadlineMs === undefined) armSuspicion(r);
     r.count("votes.awaiting-client");
     checkPrepared(r, body.seq);
     return;

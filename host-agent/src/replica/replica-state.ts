@@ -208,6 +208,8 @@ export class ReplicaState {
    */
   readonly pendingSinceMs = new Map<string, number>();
   readonly queued: string[] = [];
+  /** Slots of this view waiting for a request's copy from its client, since when (`armSuspicion`). */
+  readonly awaitingSinceMs = new Map<number, number>();
   /** When each pending request came in: one not proposed half a timeout later is held (`HOLD`). */
   readonly receivedAtMs = new Map<string, number>();
   /** Per request: the latest view it was seen proposed in here (a PRE_PREPARE, a NEW_VIEW). */
