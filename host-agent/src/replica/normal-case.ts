@@ -308,13 +308,7 @@ export function onPrePrepare(
     suspectPrimary(r);
     return;
   }
-  if (
-    body.requests.length > 0 &&
-    body.origin !== batchOrigin(from, envelope.epoch) &&
-    // The NEW_VIEW of this view fixed this very batch here (a replica that installed a state
-    // since has no slot for it any more, and takes the primary's retransmission).
-    r.viewProposals.get(body.seq)?.digest !== body.digest
-  ) {
+  if (body.requests.length > 0 && body.origin !== batchOrigin(from, envelope.epoch)) {
     // A batch is taken from a PRE_PREPARE only as proposed afresh, under the primary's own
     // current key: one made before a cold start (an older epoch) never reaches a vote again, so
     // no batch of the new era has the digest of one executed in the era before (SAFETY.md, "A

@@ -10,11 +10,13 @@
  *   half a view-change timeout after it came; again every half timeout.
  * - 2k' holders other than the primary (so k' correct ones, whose PREPAREs attest the request
  *   to the rest) are what the primary needs to propose a request it has no copy of, or a
- *   suspect's, and such a request goes in a batch of its own kind alone (`isWeak`). A backup
- *   that counts 2k' sends the primary those HOLDs as signed (`HOLDERS`), which the primary takes
- *   on their own, stored or not: what a backup counted, a correct primary counts.
+ *   suspect's; such requests share a batch only while 2k' stored holders hold them all
+ *   (`isWeak`). A backup that counts 2k' sends the primary those HOLDs as signed (`HOLDERS`),
+ *   which the primary takes on their own, stored or not: what a backup counted, a correct
+ *   primary counts.
  * - A backup times a request once it is proposed, or once it counted 2k' holders and sent them
- *   on: never on its arrival alone, so a request given to too few replicas starts no timer.
+ *   on: never on its arrival alone, so a request given to too few replicas starts no timer. It
+ *   times a slot waiting for a request's copy from its client too (`armSuspicion`).
  * - Suspects: a VIEW_CHANGE names the clients whose request it waited for in a slot of the view
  *   it leaves (the primary proposed what they did not send here); a client named by k' + 1
  *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on.
@@ -49,9 +51,10 @@ export function enoughHolders(r: ReplicaState, digest: string, client: string): 
 }
 
 /**
- * Proposed on the word of holders rather than on the primary's own copy from its client: at
- * most one such request per batch, so that the k' correct holders of it hold every other
- * request of the batch too (their clients sent those to every replica) and can PREPARE it.
+ * Proposed on the word of holders rather than on the primary's own copy from its client: such
+ * requests share a batch only while 2k' stored holders hold them all (`propose`), so that k'
+ * correct holders hold every request of the batch (the others' clients sent them to every
+ * replica) and can PREPARE it.
  */
 export function isWeak(r: ReplicaState, digest: string, request: ClientRequest): boolean {
   return r.suspects.has(request.client) || !r.fromClient.has(digest);
