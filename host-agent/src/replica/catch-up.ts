@@ -111,6 +111,8 @@ function installState(
     slot.requests = batch.requests;
     notePrePrepared(r, seq, batch.digest, batch.origin, batch.requests);
   }
+  // Nor does a primary propose anew at a number its NEW_VIEW fixed (two PRE_PREPAREs there).
+  for (const seq of r.viewProposals.keys()) if (seq >= r.nextSeq) r.nextSeq = seq + 1;
   for (const [d, req] of [...r.pending]) if (req.ts <= r.clients.lastTs(req.client)) release(r, d);
   if (r.mode === "recovering") {
     r.mode = "normal";
