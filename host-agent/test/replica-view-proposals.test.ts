@@ -33,15 +33,16 @@ describe("a NEW_VIEW's re-proposals, at a replica that installs its state after 
     // No COMMIT arrives: the backups time the write and change views, and r2, primary of view
     // 1, re-proposes the batch under r1's origin. r4 takes the NEW_VIEW while it still has no
     // state of its own, and nothing else.
-    c.run(3_000, (m) =>
-      notR4(m) ? typeOf(m.message) !== "COMMIT" : m.to === "r4" && typeOf(m.message) === "NEW_VIEW",
-    );
+    const phase2 = (m: { from: string; to: string; message: Buffer }) =>
+      notR4(m) ? typeOf(m.message) !== "COMMIT" : m.to === "r4" && typeOf(m.message) === "NEW_VIEW";
+    for (let step = 0; step < 300 && r4.currentView === 0; step++) c.run(10, phase2);
     expect(c.cores.get("r2")?.currentView).toBe(1);
     expect(r4.currentView).toBe(1);
     expect(r4.status).toBe("recovering");
     // Now all but COMMITs flow: r4 installs the state at checkpoint 0; the batch, not yet
     // executed anywhere, reaches it again only as r2's retransmitted PRE_PREPARE.
-    c.run(1_000, (m) => typeOf(m.message) !== "COMMIT");
+    // (300 ms: within view 1's timeout, which the stalled batch would otherwise run out.)
+    c.run(300, (m) => typeOf(m.message) !== "COMMIT");
     expect(r4.status).toBe("normal");
     const since = () => (c.sent.get("r4") ?? []).slice(sentBefore);
     expect(problems(since(), "bad-pre-prepare")).toEqual([]);
@@ -52,5 +53,21 @@ describe("a NEW_VIEW's re-proposals, at a replica that installs its state after 
     const executed = since().filter((a) => a.type === "executed");
     expect(executed.map((a) => (a as { seq: number; digest: string }).digest)).toContain(digest);
     expect(r4.readValue("x")).toBe("1");
+  });
+});
+
+describe("a request a NEW_VIEW re-proposes", () => {
+  it("is timed again in the new view: a slot that stalls there too brings the next view change", () => {
+    // No COMMIT and no HOLD ever arrives. The write stalls in view 0; view 1 re-proposes it and
+    // it stalls again; the backups must time it there as well (the simulation, seed 887: timed
+    // while the view was entered, it armed no deadline, and the service stopped for good).
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const request = c.request(1, { op: "put", key: "x", value: "1" });
+    for (const id of c.ids) c.fromClient(id, request);
+    const neither = (m: { message: Buffer }) => !["COMMIT", "HOLD"].includes(typeOf(m.message));
+    c.run(5_000, neither);
+    expect(Math.min(...[...c.cores.values()].map((core) => core.currentView))).toBeGreaterThan(1);
   });
 });

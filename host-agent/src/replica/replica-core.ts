@@ -48,7 +48,14 @@ import {
   type ReplicaEnvelope,
   type SeqDigest,
 } from "./messages.js";
-import { isFresh, onCommit, onPrePrepare, onPrepare, onRequest } from "./normal-case.js";
+import {
+  armSuspicion,
+  isFresh,
+  onCommit,
+  onPrePrepare,
+  onPrepare,
+  onRequest,
+} from "./normal-case.js";
 import { broadcastStatus, onStatus } from "./peer-status.js";
 import { onRead } from "./read-only.js";
 import {
@@ -199,6 +206,13 @@ export class ReplicaCore {
     if (r.transfer) applyTransferStep(r, r.transfer.tick(nowMs));
     if (r.mode === "view-change" && nowMs >= r.viewChangeDeadlineMs) {
       startViewChange(r, nextFormableView(r));
+    } else if (
+      r.mode === "normal" &&
+      r.progressDeadlineMs === undefined &&
+      (r.pendingSinceMs.size > 0 || r.awaitingSinceMs.size > 0)
+    ) {
+      // Something is timed but no deadline runs (it was timed outside the normal mode): arm it.
+      armSuspicion(r);
     } else if (
       r.mode === "normal" &&
       r.progressDeadlineMs !== undefined &&

@@ -40,6 +40,7 @@ import {
   mayPropose,
   noteSuspects,
   pruneAtNewView,
+  startTiming,
   suspectsToName,
 } from "./request-holds.js";
 
@@ -469,7 +470,7 @@ function startView(
       const d = requestDigest(req);
       reproposed.add(d);
       r.proposedIn.set(d, view);
-      if (r.pending.has(d)) r.pendingSinceMs.set(d, r.nowMs);
+      startTiming(r, d);
     }
   for (let i = r.queued.length - 1; i >= 0; i--)
     if (reproposed.has(r.queued[i] as string)) r.queued.splice(i, 1);
