@@ -36,9 +36,12 @@ describe("the deterministic cluster simulation, seeds that once failed", () => {
     // checkpoint on k' + k + 1 disks while each kept only its newest three; 49, 213 (the aimed
     // mobile adversary): a revoked host's stored PREPAREs and COMMITs for two batches and the next
     // primary's equivocation on them gave two halves commit certificates for different batches.
+    // 1150 (a faulty client sending to the primary alone, after a cold start): a batch holding its
+    // request alone stalled everything behind it, no backup having a request of its own to time;
+    // 887: a request a NEW_VIEW re-proposed was timed with no deadline armed, and stalled again.
     for (const seed of [
-      13, 15, 49, 159, 185, 203, 213, 246, 274, 588, 775, 900, 1137, 1783, 2684, 2725, 3096, 3204,
-      5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146,
+      13, 15, 49, 159, 185, 203, 213, 246, 274, 588, 775, 887, 900, 1137, 1150, 1783, 2684, 2725,
+      3096, 3204, 5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146,
     ]) {
       const r = runSeed(seed);
       expect(r.violations, `seed ${seed}`).toEqual([]);
