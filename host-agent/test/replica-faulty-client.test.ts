@@ -343,3 +343,22 @@ describe("what a Byzantine primary leaves behind for the views after it", () => 
     expect(highestView(c)).toBe(1);
   });
 });
+
+describe("a HOLDERS message from a Byzantine backup", () => {
+  it("with more HOLDs than there are backups is refused before any signature is checked", () => {
+    const c = replicaCluster(4, 1, 0);
+    bootAll(c, c.ids);
+    const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
+    const hold = c.speakAs("r3", { type: "HOLD", request }).toString("utf8");
+    const before = c.sent.get("r1")?.length ?? 0;
+    c.hand(
+      "r1",
+      c.speakAs("r4", { type: "HOLDERS", holds: Array.from({ length: 4 }, () => hold) }),
+    );
+    const problems = (c.sent.get("r1") ?? [])
+      .slice(before)
+      .filter((a) => a.type === "problem" && a.kind === "bad-holders");
+    expect(problems).toHaveLength(1);
+    expect(c.cores.get("r1")?.counters.get("holders.received")).toBeUndefined();
+  });
+});

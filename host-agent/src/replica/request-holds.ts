@@ -209,22 +209,30 @@ export function onHold(r: ReplicaState, from: string, request: ClientRequest, wi
  */
 export function onHolders(r: ReplicaState, from: string, holds: readonly string[]): void {
   if (!r.isPrimary) return;
+  // A correct backup sends at most one HOLD per replica other than the primary; a longer list
+  // only asks for signature checks, and none is checked past the 2k' needed.
+  if (holds.length > r.config.ids.length - 1) {
+    r.problem("bad-holders", from, `HOLDERS: ${holds.length} HOLDs, more than there are backups`);
+    return;
+  }
   let request: ClientRequest | undefined;
   let digest: string | undefined;
   const senders = new Set<string>();
   for (const text of holds) {
+    if (senders.size >= 2 * r.config.quorums.kPrime) break;
     const hold: ReplicaEnvelope | undefined = parseEnvelope(Buffer.from(text, "utf8"));
     if (hold === undefined || hold.body.type !== "HOLD" || hold.macs !== undefined) {
       r.problem("bad-holders", from, "HOLDERS: a HOLD that does not parse as a signed one");
       return;
     }
     if (!r.config.ids.includes(hold.from) || hold.from === r.config.self) continue;
-    if (r.ring.checkReplica(hold.from, hold.epoch, hold.signed, hold.sig) !== "ok") continue;
+    if (senders.has(hold.from)) continue;
     const d = requestDigest(hold.body.request);
     if (digest !== undefined && d !== digest) {
       r.problem("bad-holders", from, "HOLDERS: HOLDs of different requests");
       return;
     }
+    if (r.ring.checkReplica(hold.from, hold.epoch, hold.signed, hold.sig) !== "ok") continue;
     digest = d;
     request = hold.body.request;
     senders.add(hold.from);
