@@ -41,7 +41,9 @@ async function run(script: string): Promise<{
       const { openBoardDaemon } = await import(${JSON.stringify(distCli)});
       const { pino } = createRequire(${JSON.stringify(dist)})("pino");
       const mark = (name) => process.stdout.write(name + "\\n");
-      const bed = await board.makeTestbed6("udp", 20000 + Math.floor(Math.random() * 20000));
+      // A band of its own, below the kernel's ephemeral ports (32768 up) and the other tests'
+      // bands: across 20000-40000 it once met a port another test held.
+      const bed = await board.makeTestbed6("udp", 22000 + Math.floor(Math.random() * 1000));
       const spec = bed.testbed.boards[0];
       const daemon = await openBoardDaemon(bed.testbed, spec, {
         log: pino({ level: "silent" }),
