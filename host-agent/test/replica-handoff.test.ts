@@ -1,6 +1,7 @@
 /** The planned hand-off of a primary whose host is about to be rejuvenated, on the real core. */
 import { describe, expect, it } from "vitest";
-import { fourReplicas } from "./replica-harness.js";
+import { sealEnvelope } from "../src/replica/messages.js";
+import { fourReplicas, statusBody } from "./replica-harness.js";
 
 const handedTo = (
   actions: ReturnType<ReturnType<typeof fourReplicas>["core"]["prepareShutdown"]>,
@@ -19,6 +20,20 @@ describe("a planned hand-off", () => {
     const { core } = fourReplicas("r1", { rejuvenationGroups: [["r3"], ["r1"], ["r4"], ["r2"]] });
     expect(core.currentView).toBe(0);
     expect(handedTo(core.prepareShutdown(10))).toBe(2);
+  });
+
+  it("a view made fresh for a rejuvenated replica is led by the group before it, so the next group's shutdown hands nothing off", () => {
+    // The boards rejuvenate r3, r1, r4, r2 in that order; r1 comes back with a new key and says
+    // it lost its memory. The fresh view must be led by r3 (view 2), not by r2 (view 1): r4 goes
+    // down next, then r2, and a view led by r2 would be handed off again within a period.
+    const order = [["r3"], ["r1"], ["r4"], ["r2"]];
+    const { core, crypto, cert } = fourReplicas("r4", { rejuvenationGroups: order });
+    const fresh = crypto.newSigner("r1-e5");
+    const say = (body: Parameters<typeof sealEnvelope>[2]) =>
+      sealEnvelope("r1", 5, body, (b) => fresh.sign(b));
+    core.onMessage(say({ type: "NEW_KEY", certificate: cert("r1", 5, fresh) }), 1);
+    const sent = core.onMessage(say(statusBody({ recovering: true, amnesic: true })), 2);
+    expect(handedTo(sent)).toBe(2);
   });
 
   it("in id order, to the replica k places before", () => {

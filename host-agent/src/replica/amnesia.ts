@@ -6,7 +6,7 @@
 import type { ReplicaEnvelope, SeqDigest } from "./messages.js";
 import type { ViewChangeBody } from "./new-view-decision.js";
 import type { ReplicaState } from "./replica-state.js";
-import { startViewChange } from "./view-change.js";
+import { startViewChange, viewLedByGroupBefore } from "./view-change.js";
 
 export function keyEpochs(r: ReplicaState): number[] {
   return r.config.ids.map((id) => r.ring.keyOf(id)?.epoch ?? 0);
@@ -31,16 +31,14 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   if (r.refreshedFor.get(peer) === mark) return;
   r.refreshedFor.set(peer, mark);
   r.count("view-change.for-amnesic");
+  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id);
+  // Led by the group rejuvenated before the peer's, the fresh view also outlasts the next
+  // group's shutdown: led by the next group, it would be handed off again moments later.
+  let target = viewLedByGroupBefore(r, r.view, peer, usable);
   const n = r.config.ids.length;
-  let target = r.view + 1;
-  for (let step = 1; step <= n; step++) {
-    const primary = r.primaryOf(r.view + step);
-    if (primary !== peer && !r.peerAmnesic.has(primary)) {
-      target = r.view + step;
-      break;
-    }
-  }
-  startViewChange(r, target);
+  for (let step = 1; step <= n && target === undefined; step++)
+    if (usable(r.primaryOf(r.view + step))) target = r.view + step;
+  startViewChange(r, target ?? r.view + 1);
 }
 
 export function endAmnesiaIfFresh(

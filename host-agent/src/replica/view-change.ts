@@ -57,24 +57,34 @@ export const VIEW_WINDOW = 1024;
 export const VIEW_CHANGES_PER_PEER = 8;
 
 /**
- * The view a planned hand-off goes to: the first view whose primary is in the group
- * rejuvenated just before this replica's (in the boards' order), so the new primary keeps
- * its place for a whole period instead of going down with the next group.
+ * The first view after `view` whose primary is in the group rejuvenated just before `host`'s (in
+ * the boards' order) and passes `usable`: such a primary keeps its place for a whole period
+ * instead of going down with the next group, which would cost one more view change.
  */
-function handOffView(r: ReplicaState, view: number): number {
-  const { ids, self } = r.config;
+export function viewLedByGroupBefore(
+  r: ReplicaState,
+  view: number,
+  host: string,
+  usable: (id: string) => boolean,
+): number | undefined {
+  const { ids } = r.config;
   const n = ids.length;
   const k = Math.max(1, r.config.quorums.k);
   const groups =
     r.config.rejuvenationGroups ??
     Array.from({ length: Math.ceil(n / k) }, (_, g) => ids.slice(g * k, g * k + k));
-  const g = groups.findIndex((members) => members.includes(self));
+  const g = groups.findIndex((members) => members.includes(host));
   const previous = g < 0 ? [] : (groups[(g - 1 + groups.length) % groups.length] ?? []);
   for (let step = 1; step <= n; step++) {
     const primary = ids[(view + step) % n] as string;
-    if (primary !== self && previous.includes(primary)) return view + step;
+    if (primary !== host && previous.includes(primary) && usable(primary)) return view + step;
   }
-  return view + 1;
+  return undefined;
+}
+
+/** The view a planned hand-off goes to (see `viewLedByGroupBefore`). */
+function handOffView(r: ReplicaState, view: number): number {
+  return viewLedByGroupBefore(r, view, r.config.self, () => true) ?? view + 1;
 }
 
 export function startViewChange(r: ReplicaState, newView: number): void {
