@@ -39,6 +39,14 @@ describe("a NEW_VIEW's re-proposals, at a replica that installs its state after 
     expect(c.cores.get("r2")?.currentView).toBe(1);
     expect(r4.currentView).toBe(1);
     expect(r4.status).toBe("recovering");
+    // Each peer sends the NEW_VIEW on to a replica whose STATUS shows an older view: a copy that
+    // comes once it is in the view is not checked and entered again while it fetches its state.
+    const newView = (c.sent.get("r2") ?? []).find(
+      (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
+    ) as { message: Buffer } | undefined;
+    expect(newView).toBeDefined();
+    const again = r4.onMessage(newView?.message as Buffer, c.nowMs);
+    expect(again.filter((a) => a.type === "view")).toEqual([]);
     // Now all but COMMITs flow: r4 installs the state at checkpoint 0; the batch, not yet
     // executed anywhere, reaches it again only as r2's retransmitted PRE_PREPARE.
     // (300 ms: within view 1's timeout, which the stalled batch would otherwise run out.)

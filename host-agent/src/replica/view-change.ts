@@ -294,7 +294,10 @@ export function onNewView(
   body: Extract<ReplicaBody, { type: "NEW_VIEW" }>,
   wire: Buffer,
 ): void {
-  if (body.view < r.view || (body.view === r.view && r.mode === "normal")) return;
+  // Entered already (a replica fetching its state is in it too): a copy its peers sent on, when
+  // its STATUS still showed an older view, has nothing new; a different NEW_VIEW for the same
+  // view can only be its primary's equivocation.
+  if (body.view < r.view || (body.view === r.view && r.mode !== "view-change")) return;
   // A cold start's replica before its first view voted for nothing: its VIEW_CHANGEs (marked)
   // can only ever make a view with other marked ones, none of which can form once a view of the
   // new era has executed anything (`isColdStartSet`), so it may enter a lower view than it asked for.
