@@ -81,6 +81,39 @@ describe("a client that sends its requests to too few replicas", () => {
     for (const [id, core] of c.cores) expect(core.readValue("x"), id).toBe("after");
   });
 
+  it("a suspicion lapses after its time, and the next one lasts twice as long", () => {
+    // T = 500 ms: a first suspicion lasts 32 T = 16 s, the second 64 T = 32 s.
+    const c = replicaCluster(4, 1, 0);
+    bootAll(c, c.ids);
+    const counter = (name: string) =>
+      [...c.cores.values()].map((core) => core.counters.get(name) ?? 0);
+    c.fromClient(currentPrimary(c), c.request(1, { op: "put", key: "f", value: "1" }, "c2"));
+    c.run(2_000, () => true);
+    expect(highestView(c)).toBe(1);
+    expect(counter("clients.suspected")).toEqual([1, 1, 1, 1]);
+    c.run(12_000, () => true);
+    expect(counter("clients.suspicion-lapsed")).toEqual([0, 0, 0, 0]);
+    c.run(3_000, () => true);
+    expect(counter("clients.suspicion-lapsed")).toEqual([1, 1, 1, 1]);
+    // Back on the direct path: a write it sends to every replica is proposed at once.
+    const heldBefore = counter("requests.held-back");
+    const direct = c.request(2, { op: "put", key: "f", value: "2" }, "c2");
+    for (const id of c.ids) c.fromClient(id, direct);
+    c.run(200, () => true);
+    for (const [id, core] of c.cores) expect(core.readValue("f"), id).toBe("2");
+    expect(counter("requests.held-back")).toEqual(heldBefore);
+    // Faulty again: one more view change suspects it, now for 64 T.
+    c.fromClient(currentPrimary(c), c.request(3, { op: "put", key: "f", value: "3" }, "c2"));
+    c.run(2_000, () => true);
+    expect(highestView(c)).toBe(2);
+    expect(counter("clients.suspected")).toEqual([2, 2, 2, 2]);
+    c.run(28_000, () => true);
+    expect(counter("clients.suspicion-lapsed")).toEqual([1, 1, 1, 1]);
+    c.run(4_000, () => true);
+    expect(counter("clients.suspicion-lapsed")).toEqual([2, 2, 2, 2]);
+    expect(highestView(c)).toBe(2);
+  });
+
   it("to one backup alone: no timer starts, no replica leaves the view", () => {
     const c = replicaCluster(4, 1, 0);
     bootAll(c, c.ids);

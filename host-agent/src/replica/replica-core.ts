@@ -65,7 +65,7 @@ import {
   ReplicaState,
   type StartingState,
 } from "./replica-state.js";
-import { onHold, onHolders, sendDueHolds } from "./request-holds.js";
+import { expireSuspicions, onHold, onHolders, sendDueHolds } from "./request-holds.js";
 import {
   handOff,
   nextFormableView,
@@ -196,6 +196,7 @@ export class ReplicaCore {
     if (nowMs >= r.nextStatusMs) {
       r.nextStatusMs = nowMs + r.config.statusIntervalMs;
       broadcastStatus(r);
+      expireSuspicions(r);
       if (r.mode === "normal") sendDueHolds(r);
       // The new primary needs our VIEW_CHANGE to form its view: the first copy may be lost.
       const mine = r.mode === "view-change" ? ownViewChange(r) : undefined;

@@ -220,6 +220,10 @@ export class ReplicaState {
    * 2k' replicas other than the primary hold them.
    */
   readonly suspects = new Set<string>();
+  /** When each suspect's suspicion lapses (`expireSuspicions`). */
+  readonly suspectedUntilMs = new Map<string, number>();
+  /** How many times each client was made a suspect in this replica's life (its back-off). */
+  readonly timesSuspected = new Map<string, number>();
   /** HOLDs heard: per client, per sender, the newest request the sender said it holds. */
   readonly holds = new Map<
     string,

@@ -19,7 +19,8 @@
  *   times a slot waiting for a request's copy from its client too (`armSuspicion`).
  * - Suspects: a VIEW_CHANGE names the clients whose request it waited for in a slot of the view
  *   it leaves (the primary proposed what they did not send here); a client named by k' + 1
- *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on.
+ *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on, for
+ *   `SUSPICION_TIMEOUTS` view-change timeouts the first time and twice as long each time after.
  */
 import type { ClientRequest, ReplicaEnvelope } from "./messages.js";
 import { parseEnvelope, requestDigest } from "./messages.js";
@@ -296,6 +297,15 @@ export function suspectsToName(r: ReplicaState): string[] {
   return [...named].filter((c) => r.ring.hasClient(c)).sort();
 }
 
+/**
+ * A first suspicion lasts this many view-change timeouts, each later one of the same client twice
+ * as long as the one before (up to 2^MAX_SUSPICION_DOUBLINGS times). A faulty client then costs
+ * one stalled batch and view change per lapse, ever rarer; a correct client that Byzantine
+ * primaries got named (each at the price of its view) goes back to the direct path.
+ */
+export const SUSPICION_TIMEOUTS = 32;
+const MAX_SUSPICION_DOUBLINGS = 10;
+
 /** Entering a view: a client named by k' + 1 of its VIEW_CHANGEs is suspected from now on. */
 export function noteSuspects(r: ReplicaState, named: ReadonlyArray<readonly string[]>): void {
   const counts = new Map<string, number>();
@@ -303,7 +313,26 @@ export function noteSuspects(r: ReplicaState, named: ReadonlyArray<readonly stri
   for (const [client, count] of counts) {
     if (count < r.config.quorums.kPrime + 1 || r.suspects.has(client)) continue;
     if (!r.ring.hasClient(client)) continue;
+    const times = (r.timesSuspected.get(client) ?? 0) + 1;
+    r.timesSuspected.set(client, times);
     r.suspects.add(client);
+    r.suspectedUntilMs.set(
+      client,
+      r.nowMs +
+        r.config.viewChangeTimeoutMs *
+          SUSPICION_TIMEOUTS *
+          2 ** Math.min(times - 1, MAX_SUSPICION_DOUBLINGS),
+    );
     r.count("clients.suspected");
   }
+}
+
+/** Suspicions whose time is up lapse: the client's requests take the direct path again. */
+export function expireSuspicions(r: ReplicaState): void {
+  for (const [client, untilMs] of [...r.suspectedUntilMs])
+    if (r.nowMs >= untilMs) {
+      r.suspectedUntilMs.delete(client);
+      r.suspects.delete(client);
+      r.count("clients.suspicion-lapsed");
+    }
 }
