@@ -48,6 +48,8 @@ export interface ReplicaConfig {
    * default: the replicas in id order, k per group.
    */
   rejuvenationGroups?: ReadonlyArray<readonly string[]>;
+  /** How many view-change timeouts a client's first suspicion lasts (default `SUSPICION_TIMEOUTS`). */
+  suspicionTimeouts?: number;
 }
 
 export interface StartingState {

@@ -320,7 +320,7 @@ export function noteSuspects(r: ReplicaState, named: ReadonlyArray<readonly stri
       client,
       r.nowMs +
         r.config.viewChangeTimeoutMs *
-          SUSPICION_TIMEOUTS *
+          (r.config.suspicionTimeouts ?? SUSPICION_TIMEOUTS) *
           2 ** Math.min(times - 1, MAX_SUSPICION_DOUBLINGS),
     );
     r.count("clients.suspected");

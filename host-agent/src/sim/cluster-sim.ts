@@ -59,7 +59,12 @@ export interface SimResult {
   byzantineActions: Record<string, number>;
   /** What correct replicas refused from compromised ones (or their stolen keys), by kind. */
   rejectedFromByzantine: Record<string, number>;
+  /** Correct replicas' counters of `SUMMED_COUNTERS`, summed over every core of the run. */
+  replicaCounters: Record<string, number>;
 }
+
+/** Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed. */
+export const SUMMED_COUNTERS = ["clients.suspected", "clients.suspicion-lapsed"] as const;
 
 interface StoredCheckpoint {
   seq: number;
@@ -178,6 +183,9 @@ class ClusterSim {
         viewChangeTimeoutMs: this.s.viewChangeTimeoutMs,
         statusIntervalMs: this.s.statusIntervalMs,
         maxReplyBytes: 256 * 1024,
+        ...(this.s.suspicionTimeouts !== undefined
+          ? { suspicionTimeouts: this.s.suspicionTimeouts }
+          : {}),
       },
       this.ring(),
       node.signer,
@@ -258,6 +266,7 @@ class ClusterSim {
       if (this.q.nowMs > this.s.loadUntilMs && this.quiescent()) break;
     }
     if (this.checker.violations.length === 0) this.finalChecks(endMs);
+    for (const node of this.replicas.values()) this.harvestCounters(node);
     return {
       seed: this.s.seed,
       passed: this.checker.violations.length === 0,
@@ -273,7 +282,19 @@ class ClusterSim {
       simulatedMs: this.q.nowMs,
       byzantineActions: this.byzantineActions(),
       rejectedFromByzantine: Object.fromEntries(this.rejectedFromByzantine),
+      replicaCounters: Object.fromEntries(this.replicaCounters),
     };
+  }
+
+  /** Counters of the replicas' own (`SUMMED_COUNTERS`), taken from a core before it goes. */
+  private readonly replicaCounters = new Map<string, number>();
+  private harvestCounters(node: ReplicaNode): void {
+    if (node.core === undefined || node.byzantine !== undefined) return;
+    for (const name of SUMMED_COUNTERS)
+      this.replicaCounters.set(
+        name,
+        (this.replicaCounters.get(name) ?? 0) + (node.core.counters.get(name) ?? 0),
+      );
   }
 
   /** Lies told by filters removed at rejuvenation, then by those still at work. */
@@ -833,6 +854,7 @@ class ClusterSim {
   private kill(node: ReplicaNode, group: readonly string[]): void {
     this.trace(`${node.id} killed for rejuvenation`);
     this.rejuvenations++;
+    this.harvestCounters(node);
     node.core = undefined;
     if (node.byzantine) {
       // The adversary keeps the key it stole; the rejuvenated host is clean.
@@ -903,6 +925,7 @@ class ClusterSim {
     for (let i = 0; i < this.s.k && forged.size < correct.length; i++)
       forged.add(this.adversary.pick(correct.filter((r) => !forged.has(r.id))).id);
     for (const node of this.replicas.values()) {
+      this.harvestCounters(node);
       node.core = undefined;
       if ((node.byzantine !== undefined || forged.has(node.id)) && node.disk) {
         node.disk = corruptCheckpoint(node.disk, this.adversary);

@@ -25,6 +25,7 @@ export function runSeed(seed: number): SimResult {
       simulatedMs: 0,
       byzantineActions: {},
       rejectedFromByzantine: {},
+      replicaCounters: {},
     };
   }
 }
@@ -51,6 +52,7 @@ export function summarize(results: readonly SimResult[]): SeedSummary {
     simulatedMs: sum((r) => r.simulatedMs),
     byzantineActions: addUp(results.map((r) => r.byzantineActions)),
     rejectedFromByzantine: addUp(results.map((r) => r.rejectedFromByzantine)),
+    replicaCounters: addUp(results.map((r) => r.replicaCounters)),
   };
 }
 

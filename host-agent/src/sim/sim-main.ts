@@ -93,6 +93,7 @@ async function main(): Promise<void> {
       `  rejuvenations ${s.rejuvenations}, state transfers ${s.stateTransfers}, rejected inputs ${s.rejected}, simulated time ${(s.simulatedMs / 3_600_000).toFixed(2)} h`,
       `  the adversary's actions: ${formatCounts(s.byzantineActions)}`,
       `  refused from compromised replicas: ${formatCounts(s.rejectedFromByzantine)}`,
+      `  correct replicas' counters: ${formatCounts(s.replicaCounters)}`,
       ...(s.failed.length > 0 ? [`  failing seeds: ${s.failed.map((r) => r.seed).join(" ")}`] : []),
       "",
     ].join("\n"),

@@ -67,6 +67,8 @@ export interface Scenario {
    * every replica.
    */
   partialSends?: number;
+  /** How many view-change timeouts a client's first suspicion lasts (the replicas' default otherwise). */
+  suspicionTimeouts?: number;
   /**
    * The network replays clients' old copies of their requests into their connections to a
    * replica that started again (a rejuvenation, a cold start): copies it saw go to that replica
@@ -197,5 +199,8 @@ export function scenarioFor(seed: number): Scenario {
       sendsTo: adversary.pick(["primary", "one-backup", "backups"] as const),
       everyMs: adversary.int(50, 400),
     };
+  // Suspicions that lapse within a run: a faulty client comes back to the direct path, stalls a
+  // batch again, and is suspected for longer (the replicas' default is 32 timeouts).
+  if (adversary.chance(0.5)) scenario.suspicionTimeouts = adversary.pick([1, 2, 4, 8]);
   return scenario;
 }
