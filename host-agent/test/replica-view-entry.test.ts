@@ -112,4 +112,24 @@ describe("entering a newer view", () => {
     core.onMessage(newView, 1);
     expect(core.currentView).toBe(view);
   });
+
+  it("a NEW_VIEW holding its own former self's VIEW_CHANGE is not the primary's fault", () => {
+    // r2 restarted with a new key: its VIEW_CHANGE under the old one no longer checks here, and
+    // the two others are too few to decide from. That is no lie of r3's (it formed the view when
+    // the key was good): nothing is reported against it, nor does r2 enter the view.
+    const { core, from, crypto, cert } = fourReplicas("r2");
+    const genesis = core.stableCheckpoint;
+    const fresh = crypto.newSigner("r2-e5");
+    core.installKey(cert("r2", 5, fresh), fresh, 1);
+    const vcs = ["r1", "r2", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
+    const actions = core.onMessage(from("r3", newViewBody(2, vcs, genesis)), 2);
+    expect(actions.filter((a) => a.type === "problem")).toEqual([]);
+    expect(core.counters.get("new-view.undecidable-here")).toBe(1);
+    expect(core.currentView).toBe(0);
+    // A NEW_VIEW that is wrong on what it holds is still the primary's fault.
+    const others = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(6, genesis)));
+    const lie = newViewBody(6, others, genesis, [{ seq: 1, digest: "a".repeat(64) }]);
+    const blamed = core.onMessage(from("r3", lie), 3);
+    expect(blamed.filter((a) => a.type === "problem").map((a) => a.kind)).toEqual(["bad-new-view"]);
+  });
 });

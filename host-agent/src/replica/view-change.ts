@@ -311,6 +311,7 @@ export function onNewView(
   }
   const senders = new Set<string>();
   const viewChanges: ReplicaEnvelope[] = [];
+  let leftOut = 0;
   for (const text of body.viewChanges) {
     const vc = parseEnvelope(Buffer.from(text, "utf8"));
     const wellFormed =
@@ -335,6 +336,7 @@ export function onNewView(
       // Signed under a key that has since stopped counting here (its host is being
       // rejuvenated, or has been): it is left out, and the rest must still decide the same.
       r.count("new-view.left-out");
+      leftOut++;
       continue;
     }
     if (verdict !== "ok" || vc === undefined) {
@@ -374,6 +376,15 @@ export function onNewView(
   const valid =
     decision !== undefined &&
     [...decision.batches.values()].every((b) => b.requests.every((req) => fromKnownClient(r, req)));
+  if (decision === undefined && leftOut > 0) {
+    // Too few left to decide from, through no fault of the primary's: keys revoked since it
+    // formed the view (this replica's own former key among them, when it has just restarted).
+    // Others that learned of the revocation cannot decide either: on to the next view, as for
+    // a bad NEW_VIEW, but without blaming the primary.
+    r.count("new-view.undecidable-here");
+    if (r.mode === "view-change" && r.targetView === body.view) startViewChange(r, body.view + 1);
+    return;
+  }
   if (!same || !valid || decision === undefined) {
     r.problem("bad-new-view", from, `NEW_VIEW ${body.view}: its choices do not follow`);
     // The primary of the view this replica is changing to is faulty: on to the next one. A
