@@ -59,15 +59,20 @@ describe("the deterministic cluster simulation", () => {
     // for the next sequence numbers, one batch to half the backups and the empty batch to the
     // other; then it takes the primary, which proposes and commits those two. Counted after the
     // revocation, the old votes gave each half a commit certificate (seeds 49 and 213 diverged).
-    const runs = cleanRunsOfSeedsWhere((s) => s.aimedMove === true);
-    let left = 0;
-    let equivocated = 0;
-    for (const { r } of runs) {
-      left += r.byzantineActions["aimed-votes-left"] ?? 0;
-      equivocated += r.byzantineActions["aimed-equivocation"] ?? 0;
+    // Whether its moment comes depends on the run's timing: the aimed seeds are run until three
+    // in which it both left votes and equivocated (every run clean), at most 20 of them.
+    let acted = 0;
+    let ran = 0;
+    for (let seed = 1; seed <= 400 && acted < 3 && ran < 20; seed++) {
+      if (scenarioFor(seed).aimedMove !== true) continue;
+      ran++;
+      const r = runSeed(seed);
+      expect(r.violations, `seed ${seed}`).toEqual([]);
+      const left = r.byzantineActions["aimed-votes-left"] ?? 0;
+      const equivocated = r.byzantineActions["aimed-equivocation"] ?? 0;
+      if (left > 0 && equivocated > 0) acted++;
     }
-    expect(left).toBeGreaterThan(0);
-    expect(equivocated).toBeGreaterThan(0);
+    expect(acted).toBe(3);
   }, 60_000);
 
   it("replays a seed exactly", () => {

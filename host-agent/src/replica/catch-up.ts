@@ -121,11 +121,13 @@ function installState(
     r.peerExecuted.clear();
     r.peerStable.clear();
     r.peerPrepared.clear();
-    statusNow(r);
   }
   addCheckpointVote(r, target.seq, target.digest, r.config.self);
   if (target.seq > r.stable.seq) makeStable(r, target.seq, target.digest);
   executeReady(r);
+  // Asked once the state is stable here: a STATUS sent while the stable number was still -1
+  // did not parse at its peers, and the recovery waited for the next status tick.
+  if (wasRecovering) statusNow(r);
 }
 
 /** k'+1 peers (so one correct one) in our view report having executed more than we have. */

@@ -405,7 +405,19 @@ class ClusterSim {
   }
 
   private emit(node: ReplicaNode, actions: ReplicaAction[]): void {
-    for (const a of actions) this.observe(node, a);
+    for (const a of actions) {
+      this.observe(node, a);
+      // What a correct replica sends its peers must parse there: one that does not is dropped
+      // as malformed, and whatever it asked for waits (a STATUS sent with stable seq -1 did).
+      if (
+        node.byzantine === undefined &&
+        (a.type === "send" || a.type === "broadcast") &&
+        parseEnvelope(a.message) === undefined
+      )
+        this.checker.violations.push(
+          `unparsable message: ${node.id} sent ${a.message.toString("utf8").split("\n")[1]?.slice(0, 200)}`,
+        );
+    }
     const outgoing: Outgoing[] = node.byzantine
       ? node.byzantine.filter(actions)
       : actions.flatMap((a): Outgoing[] =>

@@ -1,0 +1,44 @@
+/**
+ * A rejuvenated replica that installs the state it fetched asks its peers at once how far they
+ * are (their answers decide when it has caught up). That STATUS went out while its stable
+ * checkpoint was still unset (-1): its peers could not parse it, and the recovery waited for the
+ * next status tick. Real cores, n = 6, k' = 1, k = 1.
+ */
+import { describe, expect, it } from "vitest";
+import { parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
+import { replicaCluster } from "./replica-cluster.js";
+
+describe("a replica that installs the state it fetched", () => {
+  it("asks its peers in a STATUS they can read, and every message around its recovery parses", () => {
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    let ts = 0;
+    const writes = (count: number) => {
+      for (let i = 0; i < count; i++) {
+        const req = c.request(++ts, { op: "put", key: "x", value: `${ts}` });
+        for (const id of c.ids) c.fromClient(id, req);
+        c.run(50, () => true);
+      }
+    };
+    writes(30);
+    const before = c.sent.get("r3")?.length ?? 0;
+    const r3 = c.rejuvenate("r3", { recovering: true });
+    writes(50);
+    expect(r3.isRecovered).toBe(true);
+    const unreadable: string[] = [];
+    const statuses: Array<Extract<ReplicaBody, { type: "STATUS" }>> = [];
+    for (const [id, all] of c.sent)
+      for (const a of id === "r3" ? all.slice(before) : all) {
+        if (a.type === "problem" && a.kind === "malformed") unreadable.push(`${id}: ${a.detail}`);
+        if (a.type !== "send" && a.type !== "broadcast") continue;
+        const envelope = parseEnvelope(a.message);
+        if (envelope === undefined) unreadable.push(`${id} sent one`);
+        else if (id === "r3" && envelope.body.type === "STATUS") statuses.push(envelope.body);
+      }
+    expect(unreadable).toEqual([]);
+    // Its first STATUS with a state of its own names the checkpoint it installed as stable.
+    const installed = statuses.find((s) => !s.recovering);
+    expect(installed?.stableSeq).toBeGreaterThan(0);
+  });
+});
