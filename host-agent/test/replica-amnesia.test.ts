@@ -7,7 +7,7 @@
  * view formed after its new key, and the service must still go on.
  */
 import { describe, expect, it } from "vitest";
-import { batchDigest, type ReplicaBody } from "../src/replica/messages.js";
+import { batchDigest, parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, viewChangeBody } from "./replica-harness.js";
@@ -114,5 +114,42 @@ describe("a replica that lost its memory at rejuvenation", () => {
     expect(bodiesOf(sent, "NEW_VIEW")).toHaveLength(1);
     expect(core.currentView).toBe(1);
     expect(core.isAmnesic).toBe(false);
+  });
+
+  it("that entered its fresh view by a NEW_VIEW not fresh for it (an equivocating primary's) votes again by its peers' copy", () => {
+    // n = 6: r6 comes back with a new key; the view made fresh for it, 4, is led by Byzantine
+    // r5, which shows the others a NEW_VIEW fresh for r6 and r6 one in which r5's own
+    // VIEW_CHANGE claims r6's old key. r6 enters view 4 still amnesic; the others, whose view is
+    // fresh for r6, start no view change for it. Their copy of the view's NEW_VIEW, sent when
+    // r6's STATUS shows it amnesic in their view, is the one it re-enters the view with.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const r6 = c.rejuvenate("r6", { recovering: true });
+    const withheld = (m: { to: string; message: Buffer }) =>
+      !(m.to === "r6" && ["NEW_VIEW", "CHECKPOINT", "EXECUTED"].includes(typeOf(m.message)));
+    for (let i = 0; i < 300 && c.cores.get("r1")?.currentView === 0; i++) c.run(10, withheld);
+    expect(c.cores.get("r5")?.currentView).toBe(4);
+    const genuine = (c.sent.get("r5") ?? []).find(
+      (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
+    ) as { message: Buffer };
+    const body = parseEnvelope(genuine.message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+    const viewChanges = body.viewChanges.map((text) => {
+      const vc = parseEnvelope(Buffer.from(text, "utf8"));
+      if (vc?.from !== "r5") return text;
+      const own = vc.body as Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
+      const keyEpochs = [...own.keyEpochs];
+      keyEpochs[5] = 0;
+      return c.speakAs("r5", { ...own, keyEpochs }).toString("utf8");
+    });
+    c.hand("r6", c.speakAs("r5", { ...body, viewChanges }));
+    expect(r6.currentView).toBe(4);
+    expect(r6.isAmnesic).toBe(true);
+    // From now on every message flows, r5's own included.
+    c.run(3_000, () => true);
+    expect(r6.currentView).toBe(4);
+    expect(r6.isAmnesic).toBe(false);
+    expect(r6.isRecovered).toBe(true);
   });
 });

@@ -41,4 +41,33 @@ describe("a replica that installs the state it fetched", () => {
     const installed = statuses.find((s) => !s.recovering);
     expect(installed?.stableSeq).toBeGreaterThan(0);
   });
+
+  it("goes on from its peers' log of the newest batches, not a second state transfer", () => {
+    // Under steady writes, a checkpoint becomes stable while the fetched state installs. Peers
+    // held back their newest batches (executed within a status interval) from a replica that
+    // was only behind in the pipeline, and held them back from this one too: it fell a whole
+    // checkpoint interval behind and fetched a state a second time.
+    const c = replicaCluster(6, 1, 1, { checkpointInterval: 4 });
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    let ts = 0;
+    const writes = (rounds: number, until: () => boolean = () => false) => {
+      for (let i = 0; i < rounds && !until(); i++) {
+        for (const key of ["a", "b", "c"]) {
+          const req = c.request(++ts, { op: "put", key, value: `${ts}` });
+          for (const id of c.ids) c.fromClient(id, req);
+        }
+        c.run(10, () => true);
+      }
+    };
+    writes(40);
+    const before = c.sent.get("r3")?.length ?? 0;
+    const r3 = c.rejuvenate("r3", { recovering: true });
+    writes(400, () => r3.isRecovered);
+    expect(r3.isRecovered).toBe(true);
+    const transfers = (c.sent.get("r3") ?? [])
+      .slice(before)
+      .filter((a) => a.type === "transferred");
+    expect(transfers).toHaveLength(1);
+  });
 });

@@ -24,8 +24,7 @@ export function holdsEveryKey(r: ReplicaState, epochs: readonly number[]): boole
  */
 export function refreshViewFor(r: ReplicaState, peer: string): void {
   const epoch = r.ring.keyOf(peer)?.epoch;
-  const i = r.config.ids.indexOf(peer);
-  if (epoch === undefined || (r.viewKeyEpochs[i] ?? -1) >= epoch) return;
+  if (epoch === undefined || viewFreshFor(r, peer)) return;
   if (r.mode !== "normal" || !r.mayChangeView()) return;
   const mark = `${epoch}@${r.view}`;
   if (r.refreshedFor.get(peer) === mark) return;
@@ -39,6 +38,13 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   for (let step = 1; step <= n && target === undefined; step++)
     if (usable(r.primaryOf(r.view + step))) target = r.view + step;
   startViewChange(r, target ?? r.view + 1);
+}
+
+/** Every VIEW_CHANGE behind the current view held the peer's current key (as known here). */
+export function viewFreshFor(r: ReplicaState, peer: string): boolean {
+  const epoch = r.ring.keyOf(peer)?.epoch;
+  const i = r.config.ids.indexOf(peer);
+  return epoch !== undefined && (r.viewKeyEpochs[i] ?? -1) >= epoch;
 }
 
 export function endAmnesiaIfFresh(

@@ -3,7 +3,7 @@
  * prepared, amnesic), and what it does on hearing that a peer lags behind or is ahead: the
  * progress tracking of the protocol.
  */
-import { refreshViewFor } from "./amnesia.js";
+import { refreshViewFor, viewFreshFor } from "./amnesia.js";
 import { maybeRecovered } from "./catch-up.js";
 import type { ExecutedEntry, ReplicaBody } from "./messages.js";
 import { propose } from "./normal-case.js";
@@ -72,6 +72,10 @@ export function onStatus(
   if (body.amnesic) {
     r.peerAmnesic.add(from);
     refreshViewFor(r, from);
+    // In this view and still amnesic, though the view is fresh for it here: it entered another
+    // NEW_VIEW for the view (an equivocating primary's). This one lets it vote again.
+    if (body.view === r.view && r.mode === "normal" && viewFreshFor(r, from))
+      resendNewView(r, from, r.config.statusIntervalMs);
   } else r.peerAmnesic.delete(from);
   if (!body.recovering) {
     r.peerExecuted.set(from, body.lastExecuted);
@@ -105,9 +109,12 @@ export function onStatus(
     let bytes = 0;
     for (let s = body.lastExecuted + 1; s <= r.lastExecuted; s++) {
       const e = r.executedLog.get(s);
-      // Executed moments ago: the peer is likely just behind in the pipeline, not stuck.
+      // Executed moments ago: the peer is likely just behind in the pipeline, not stuck. Unless it
+      // is catching up: without the newest batches it falls a checkpoint behind again, and fetches
+      // a second state where the log would have done.
       const at = r.executedAtMs.get(s);
-      if (e === undefined || at === undefined || r.nowMs - at < r.config.statusIntervalMs) break;
+      if (e === undefined || at === undefined) break;
+      if (!body.catchingUp && r.nowMs - at < r.config.statusIntervalMs) break;
       bytes += 256 + e.requests.length * 256;
       if (entries.length > 0 && bytes > r.config.maxReplyBytes) break;
       entries.push(e);
@@ -135,11 +142,11 @@ export function onStatus(
  * anyone): from the primary at every STATUS, from the others once per view-change timeout, so
  * that a primary withholding it cannot keep a peer out of the view.
  */
-function resendNewView(r: ReplicaState, to: string): void {
+function resendNewView(r: ReplicaState, to: string, gapMs = r.config.viewChangeTimeoutMs): void {
   if (r.newViewMessage === undefined) return;
   const last = r.newViewSentAtMs.get(to);
   const isPrimary = r.primaryOf(r.view) === r.config.self;
-  if (!isPrimary && last !== undefined && r.nowMs - last < r.config.viewChangeTimeoutMs) return;
+  if (!isPrimary && last !== undefined && r.nowMs - last < gapMs) return;
   r.newViewSentAtMs.set(to, r.nowMs);
   r.out.push({ type: "send", to, message: r.newViewMessage });
 }

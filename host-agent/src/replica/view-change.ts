@@ -295,9 +295,13 @@ export function onNewView(
   wire: Buffer,
 ): void {
   // Entered already (a replica fetching its state is in it too): a copy its peers sent on, when
-  // its STATUS still showed an older view, has nothing new; a different NEW_VIEW for the same
-  // view can only be its primary's equivocation.
-  if (body.view < r.view || (body.view === r.view && r.mode !== "view-change")) return;
+  // its STATUS still showed an older view, has nothing new. Only an amnesic replica looks at
+  // another NEW_VIEW for its view: if it is fresh for it, where the one it entered was not (an
+  // equivocating primary showed it one that was not), it re-enters with it below. It cast no
+  // vote in this view, so re-entering takes back nothing it said.
+  const sameView = body.view === r.view && r.mode !== "view-change";
+  if (body.view < r.view) return;
+  if (sameView && (!r.amnesic || r.newViewMessage?.equals(wire))) return;
   // A cold start's replica before its first view voted for nothing: its VIEW_CHANGEs (marked)
   // can only ever make a view with other marked ones, none of which can form once a view of the
   // new era has executed anything (`isColdStartSet`), so it may enter a lower view than it asked for.
@@ -393,6 +397,7 @@ export function onNewView(
     if (r.mode === "view-change" && r.targetView === body.view) startViewChange(r, body.view + 1);
     return;
   }
+  if (sameView && !freshForSelf(r, viewChanges)) return;
   endAmnesiaIfFresh(r, viewChanges, body.checkpoint.seq, body.proposals);
   r.newViewMessage = wire;
   startView(r, body.view, decision, viewChanges);
