@@ -37,7 +37,11 @@ export type ByzantineBehaviour =
   | "empty-batches"
   /** VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints, marks itself a cold start (or unmarks). */
   | "lie-view-change"
-  /** NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards; cold-start and other VIEW_CHANGEs mixed. */
+  /**
+   * NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards; cold-start and other
+   * VIEW_CHANGEs mixed; two NEW_VIEWs from two quorums; to a replica that says it lost its memory,
+   * one in which its own VIEW_CHANGE claims that replica's old key (the view not fresh for it).
+   */
   | "lie-new-view"
   /** STATUS: views, sequence numbers and wants out of thin air; claims to have lost its memory. */
   | "lie-status"
@@ -112,6 +116,8 @@ export class ByzantineFilter {
   private readonly viewChangesSeen = new Map<number, string[]>();
   /** Each peer's latest key epoch it has seen, to forge MAC'd messages in their names. */
   private readonly epochsSeen = new Map<string, number>();
+  /** Peers whose latest STATUS said they lost their memory. */
+  private readonly amnesicPeers = new Set<string>();
   /** The highest view it has seen, to flood past it. */
   private viewSeen = 0;
   /** The highest sequence number it has seen in a PRE_PREPARE, PREPARE or COMMIT of that view. */
@@ -132,7 +138,7 @@ export class ByzantineFilter {
     private readonly signer: () => { signer: Signer; epoch: number },
     private readonly prng: Prng,
     /** What a primary needs to form a NEW_VIEW that checks out: to equivocate with two. */
-    private readonly views?: { quorums: Quorums; logWindow: number },
+    private readonly views?: { quorums: Quorums; logWindow: number; ids: readonly string[] },
   ) {}
 
   private reseal(envelope: ReplicaEnvelope, body: ReplicaBody): Buffer {
@@ -163,6 +169,10 @@ export class ByzantineFilter {
           (body.type === "PRE_PREPARE" || body.type === "PREPARE" || body.type === "COMMIT")
         )
           this.seqSeen = Math.max(this.seqSeen, body.seq);
+      }
+      if (body.type === "STATUS") {
+        if (body.amnesic) this.amnesicPeers.add(envelope.from);
+        else this.amnesicPeers.delete(envelope.from);
       }
       if (body.type === "VIEW_CHANGE" && this.viewChangesSeen.size < 64) {
         const list = this.viewChangesSeen.get(body.newView) ?? [];
@@ -296,6 +306,15 @@ export class ByzantineFilter {
         continue;
       }
       if (this.behaviours.has("lie-new-view") && body.type === "NEW_VIEW" && to === "all") {
+        const stale = this.staleForAmnesic(envelope, body);
+        if (stale !== undefined) {
+          // The replicas that lost their memory get a NEW_VIEW of the same choices that is not
+          // fresh for them; the others the real one, which is.
+          this.took("stale-new-view-for-amnesic");
+          for (const peer of this.peers)
+            out.push({ to: peer, message: stale.get(peer) ?? action.message });
+          continue;
+        }
         const split = this.twoNewViews(envelope, body);
         if (split !== undefined) {
           // Half the backups get a NEW_VIEW decided from one quorum of VIEW_CHANGEs, half from
@@ -575,6 +594,43 @@ export class ByzantineFilter {
     const a = make(kind.slice(0, quorums.quorum));
     const b = make(kind.slice(-quorums.quorum));
     return a !== undefined && b !== undefined ? [a, b] : undefined;
+  }
+
+  /**
+   * Per peer that says it lost its memory: the NEW_VIEW with this replica's own VIEW_CHANGE
+   * re-signed to hold that peer's key epoch 0, so the view is not fresh for it. Undefined when
+   * no peer is amnesic, its own VIEW_CHANGE is not in the NEW_VIEW, or by chance.
+   */
+  private staleForAmnesic(
+    envelope: ReplicaEnvelope,
+    body: Extract<ReplicaBody, { type: "NEW_VIEW" }>,
+  ): Map<string, Buffer> | undefined {
+    const ids = this.views?.ids;
+    if (ids === undefined || this.amnesicPeers.size === 0 || !this.prng.chance(0.5))
+      return undefined;
+    const ownAt = body.viewChanges.findIndex(
+      (text) => parseEnvelope(Buffer.from(text, "utf8"))?.from === this.self,
+    );
+    const own =
+      ownAt < 0 ? undefined : parseEnvelope(Buffer.from(body.viewChanges[ownAt] as string));
+    if (own?.body.type !== "VIEW_CHANGE") return undefined;
+    const ownBody = own.body;
+    const out = new Map<string, Buffer>();
+    for (const peer of this.amnesicPeers) {
+      const i = ids.indexOf(peer);
+      if (i < 0) continue;
+      const keyEpochs = [...ownBody.keyEpochs];
+      keyEpochs[i] = 0;
+      const stale = this.reseal(own, { ...ownBody, keyEpochs }).toString("utf8");
+      out.set(
+        peer,
+        this.reseal(envelope, {
+          ...body,
+          viewChanges: body.viewChanges.map((t, j) => (j === ownAt ? stale : t)),
+        }),
+      );
+    }
+    return out.size > 0 ? out : undefined;
   }
 
   /**

@@ -388,6 +388,7 @@ class ClusterSim {
       {
         quorums: quorumsFor(this.s.n, this.s.kPrime, this.s.k),
         logWindow: 2 * this.s.checkpointInterval,
+        ids: this.ids,
       },
     );
   }
