@@ -73,9 +73,11 @@ export function onStatus(
     r.peerAmnesic.add(from);
     refreshViewFor(r, from);
     // In this view and still amnesic, though the view is fresh for it here: it entered another
-    // NEW_VIEW for the view (an equivocating primary's). This one lets it vote again.
+    // NEW_VIEW for the view (an equivocating primary's). This one lets it vote again. (As to a
+    // peer behind: at once, then once per view-change timeout, so that a replica that only
+    // claims this gets no more than one that claims an older view.)
     if (body.view === r.view && r.mode === "normal" && viewFreshFor(r, from))
-      resendNewView(r, from, r.config.statusIntervalMs);
+      resendNewView(r, from);
   } else r.peerAmnesic.delete(from);
   if (!body.recovering) {
     r.peerExecuted.set(from, body.lastExecuted);
@@ -142,11 +144,11 @@ export function onStatus(
  * anyone): from the primary at every STATUS, from the others once per view-change timeout, so
  * that a primary withholding it cannot keep a peer out of the view.
  */
-function resendNewView(r: ReplicaState, to: string, gapMs = r.config.viewChangeTimeoutMs): void {
+function resendNewView(r: ReplicaState, to: string): void {
   if (r.newViewMessage === undefined) return;
   const last = r.newViewSentAtMs.get(to);
   const isPrimary = r.primaryOf(r.view) === r.config.self;
-  if (!isPrimary && last !== undefined && r.nowMs - last < gapMs) return;
+  if (!isPrimary && last !== undefined && r.nowMs - last < r.config.viewChangeTimeoutMs) return;
   r.newViewSentAtMs.set(to, r.nowMs);
   r.out.push({ type: "send", to, message: r.newViewMessage });
 }
