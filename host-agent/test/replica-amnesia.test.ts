@@ -8,7 +8,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { batchDigest, parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
+import { decideNewView } from "../src/replica/new-view-decision.js";
+import { quorumsFor } from "../src/replica/quorums.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { nullDigest } from "../src/replica/view-change.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, viewChangeBody } from "./replica-harness.js";
 
@@ -151,5 +154,97 @@ describe("a replica that lost its memory at rejuvenation", () => {
     expect(r6.currentView).toBe(4);
     expect(r6.isAmnesic).toBe(false);
     expect(r6.isRecovered).toBe(true);
+  });
+
+  it("re-entering its view with a second NEW_VIEW, keeps no commit certificate of the first for the batch the second fixes", () => {
+    // As above, r6 enters view 4 by Byzantine r5's NEW_VIEW that is not fresh for it. A write
+    // commits at r6 at seq 2 but waits there for seq 1, whose messages to r6 are lost. Then r5
+    // shows r6 a third NEW_VIEW for view 4, fresh for it, in which r5's own VIEW_CHANGE claims a
+    // batch prepared at seq 2 in view 3: that pushes the decision to the null batch at seqs 1
+    // and 2, and it checks out. Kept through the re-entry, slot 2's commits for the write stood
+    // for the null batch: r6 executed null at seq 2 where every correct replica executed the write.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const r6 = c.rejuvenate("r6", { recovering: true });
+    const bodyOf = (m: Buffer) => parseEnvelope(m)?.body as ReplicaBody;
+    const withheld =
+      (...types: string[]) =>
+      (m: { to: string; message: Buffer }) =>
+        m.to !== "r6" || !types.includes(typeOf(m.message));
+    for (let i = 0; i < 300 && c.cores.get("r1")?.currentView === 0; i++)
+      c.run(10, withheld("NEW_VIEW", "CHECKPOINT", "EXECUTED"));
+    const genuine = (c.sent.get("r5") ?? []).find(
+      (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
+    ) as { message: Buffer };
+    const body = bodyOf(genuine.message) as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+    type ViewChange = Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
+    const editOwn = (texts: readonly string[], edit: (vc: ViewChange) => ViewChange) =>
+      texts.map((text) => {
+        const vc = parseEnvelope(Buffer.from(text, "utf8"));
+        return vc?.from !== "r5" ? text : c.speakAs("r5", edit(vc.body as ViewChange)).toString();
+      });
+    const stale = editOwn(body.viewChanges, (vc) => ({ ...vc, keyEpochs: [0, 0, 0, 0, 0, 0] }));
+    c.hand("r6", c.speakAs("r5", { ...body, viewChanges: stale }));
+    c.run(300, withheld("NEW_VIEW", "EXECUTED"));
+    expect(r6.isAmnesic).toBe(true);
+    const lossy = (m: { to: string; message: Buffer }) => {
+      if (m.to !== "r6") return true;
+      const b = bodyOf(m.message);
+      if (["NEW_VIEW", "EXECUTED", "CHECKPOINT", "STATUS"].includes(b.type)) return false;
+      return !("seq" in b && b.seq === 1 && b.type !== "CHECKPOINT");
+    };
+    for (const [ts, value] of [
+      [1, "one"],
+      [2, "two"],
+    ] as const) {
+      const write = c.request(ts, { op: "put", key: "x", value });
+      for (const id of c.ids) c.fromClient(id, write);
+      c.deliver(lossy);
+    }
+    // The others' VIEW_CHANGEs for view 4, r5's claiming a batch prepared at seq 2 in view 3.
+    const texts: string[] = [];
+    for (const id of ["r1", "r2", "r3", "r4", "r5"]) {
+      const vc = (c.sent.get(id) ?? []).find((a) => {
+        if (a.type !== "broadcast") return false;
+        const b = bodyOf(a.message);
+        return b.type === "VIEW_CHANGE" && b.newView === 4;
+      }) as { message: Buffer } | undefined;
+      if (vc !== undefined) texts.push(vc.message.toString("utf8"));
+    }
+    const claimed = [c.request(9, { op: "put", key: "y", value: "X" })];
+    const digest = batchDigest(c.originOf("r5"), claimed);
+    const lying = editOwn(texts, (vc) => ({
+      ...vc,
+      prepared: [...vc.prepared, { seq: 2, view: 3, digest }],
+      prePrepared: [...vc.prePrepared, { seq: 2, view: 3, digest }],
+      batches: [...vc.batches, { digest, origin: c.originOf("r5"), requests: claimed }],
+    }));
+    const decision = decideNewView(
+      lying.map((t) => parseEnvelope(Buffer.from(t, "utf8"))?.body as ViewChange),
+      quorumsFor(6, 1, 1),
+      8,
+      nullDigest(),
+    );
+    expect(decision).toBeDefined();
+    c.hand(
+      "r6",
+      c.speakAs("r5", {
+        type: "NEW_VIEW",
+        view: 4,
+        viewChanges: lying,
+        checkpoint: decision?.checkpoint ?? { seq: 0, digest: "" },
+        proposals: decision?.proposals ?? [],
+      }),
+    );
+    expect(r6.isAmnesic).toBe(false);
+    c.run(2_000, () => true);
+    const executedAt2 = (id: string) =>
+      (c.sent.get(id) ?? []).flatMap((a) =>
+        a.type === "executed" && a.seq === 2 ? [a.digest] : [],
+      );
+    expect(executedAt2("r1")).toHaveLength(1);
+    expect(executedAt2("r6")).toEqual(executedAt2("r1"));
   });
 });

@@ -397,10 +397,33 @@ export function onNewView(
     if (r.mode === "view-change" && r.targetView === body.view) startViewChange(r, body.view + 1);
     return;
   }
-  if (sameView && !freshForSelf(r, viewChanges)) return;
+  if (sameView) {
+    if (!freshForSelf(r, viewChanges)) return;
+    forgetViewAboveExecuted(r);
+  }
   endAmnesiaIfFresh(r, viewChanges, body.checkpoint.seq, body.proposals);
   r.newViewMessage = wire;
   startView(r, body.view, decision, viewChanges);
+}
+
+/**
+ * An amnesic replica re-enters its view with a second NEW_VIEW (fresh for it, where the first
+ * was not: its primary equivocated). Every slot above what it executed goes, with the
+ * certificates gathered there, and the first NEW_VIEW's batches are no longer reported as
+ * pre-prepared in this view: commits for the first one's batch at a slot must never stand for
+ * the batch the second fixes there. Peers' retransmissions and EXECUTED reports bring back what
+ * the view really committed.
+ */
+function forgetViewAboveExecuted(r: ReplicaState): void {
+  for (const seq of [...r.slots.keys()]) if (seq > r.lastExecuted) r.slots.delete(seq);
+  for (const seq of [...r.awaitingSinceMs.keys()])
+    if (seq > r.lastExecuted) r.awaitingSinceMs.delete(seq);
+  for (const [seq, byDigest] of r.prePreparedInfo) {
+    if (seq <= r.lastExecuted) continue;
+    for (const [digest, view] of [...byDigest]) if (view === r.view) byDigest.delete(digest);
+    if (byDigest.size === 0) r.prePreparedInfo.delete(seq);
+  }
+  r.count("view.re-entered");
 }
 
 function enterView(r: ReplicaState, view: number): void {

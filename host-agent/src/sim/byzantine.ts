@@ -305,6 +305,22 @@ export class ByzantineFilter {
         });
         continue;
       }
+      if (
+        this.behaviours.has("lie-new-view") &&
+        body.type === "NEW_VIEW" &&
+        to !== "all" &&
+        this.amnesicPeers.has(to)
+      ) {
+        const other = this.otherFreshNewView(envelope, body);
+        if (other !== undefined) {
+          // Sent on to a replica that says it is amnesic in this view: a NEW_VIEW for the same
+          // view that checks out and is fresh for it, but fixes more (its own VIEW_CHANGE claims
+          // a batch prepared past the others' choices): the replica re-enters the view with it.
+          this.took("second-new-view-for-amnesic");
+          out.push({ to, message: other });
+          continue;
+        }
+      }
       if (this.behaviours.has("lie-new-view") && body.type === "NEW_VIEW" && to === "all") {
         const stale = this.staleForAmnesic(envelope, body);
         if (stale !== undefined) {
@@ -631,6 +647,52 @@ export class ByzantineFilter {
       );
     }
     return out.size > 0 ? out : undefined;
+  }
+
+  /**
+   * The NEW_VIEW again with its own VIEW_CHANGE re-signed to claim a batch it saw prepared one
+   * view earlier, just past the NEW_VIEW's choices, and the decision those VIEW_CHANGEs then make
+   * (null batches where the claim alone stands). Undefined when it has no batch to claim, its
+   * own VIEW_CHANGE is not there, the decision does not come, or by chance.
+   */
+  private otherFreshNewView(
+    envelope: ReplicaEnvelope,
+    body: Extract<ReplicaBody, { type: "NEW_VIEW" }>,
+  ): Buffer | undefined {
+    const batch = this.batches.at(-1);
+    if (this.views === undefined || batch === undefined || !this.prng.chance(0.5)) return undefined;
+    const ownAt = body.viewChanges.findIndex(
+      (text) => parseEnvelope(Buffer.from(text, "utf8"))?.from === this.self,
+    );
+    const own =
+      ownAt < 0 ? undefined : parseEnvelope(Buffer.from(body.viewChanges[ownAt] as string));
+    if (own?.body.type !== "VIEW_CHANGE" || body.view === 0) return undefined;
+    const seq = Math.max(body.checkpoint.seq, ...body.proposals.map((p) => p.seq)) + 1;
+    const digest = batchDigest(batch.origin, batch.requests);
+    const claim = { seq, view: body.view - 1, digest };
+    const lying = this.reseal(own, {
+      ...own.body,
+      prepared: [...own.body.prepared.filter((p) => p.seq !== seq), claim],
+      prePrepared: [...own.body.prePrepared.filter((p) => p.seq !== seq), claim],
+      batches: [...own.body.batches, { digest, origin: batch.origin, requests: batch.requests }],
+    }).toString("utf8");
+    const viewChanges = body.viewChanges.map((t, j) => (j === ownAt ? lying : t));
+    const parsed = viewChanges.map((t) => parseEnvelope(Buffer.from(t, "utf8"))?.body);
+    if (parsed.some((b) => b?.type !== "VIEW_CHANGE")) return undefined;
+    const decision = decideNewView(
+      parsed as ViewChangeBody[],
+      this.views.quorums,
+      this.views.logWindow,
+      nullDigest(),
+    );
+    if (decision === undefined) return undefined;
+    return this.reseal(envelope, {
+      type: "NEW_VIEW",
+      view: body.view,
+      viewChanges,
+      checkpoint: decision.checkpoint,
+      proposals: decision.proposals,
+    });
   }
 
   /**
