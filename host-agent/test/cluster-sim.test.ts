@@ -59,20 +59,16 @@ describe("the deterministic cluster simulation", () => {
     // for the next sequence numbers, one batch to half the backups and the empty batch to the
     // other; then it takes the primary, which proposes and commits those two. Counted after the
     // revocation, the old votes gave each half a commit certificate (seeds 49 and 213 diverged).
-    // Whether its moment comes depends on the run's timing: the aimed seeds are run until three
-    // in which it both left votes and equivocated (every run clean), at most 20 of them.
-    let acted = 0;
-    let ran = 0;
-    for (let seed = 1; seed <= 400 && acted < 3 && ran < 20; seed++) {
-      if (scenarioFor(seed).aimedMove !== true) continue;
-      ran++;
+    // Whether its moment comes depends on the run's timing, so these are seeds in which it does
+    // (of the first aimed ones, about one in four). Should a change of timing take it away from
+    // one, pick another where `aimed-votes-left` and `aimed-equivocation` are both counted.
+    for (const seed of [30, 37, 44]) {
+      expect(scenarioFor(seed).aimedMove, `seed ${seed}`).toBe(true);
       const r = runSeed(seed);
       expect(r.violations, `seed ${seed}`).toEqual([]);
-      const left = r.byzantineActions["aimed-votes-left"] ?? 0;
-      const equivocated = r.byzantineActions["aimed-equivocation"] ?? 0;
-      if (left > 0 && equivocated > 0) acted++;
+      expect(r.byzantineActions["aimed-votes-left"], `seed ${seed}`).toBeGreaterThan(0);
+      expect(r.byzantineActions["aimed-equivocation"], `seed ${seed}`).toBeGreaterThan(0);
     }
-    expect(acted).toBe(3);
   }, 60_000);
 
   it("replays a seed exactly", () => {
