@@ -406,19 +406,7 @@ class ClusterSim {
   }
 
   private emit(node: ReplicaNode, actions: ReplicaAction[]): void {
-    for (const a of actions) {
-      this.observe(node, a);
-      // What a correct replica sends its peers must parse there: one that does not is dropped
-      // as malformed, and whatever it asked for waits (a STATUS sent with stable seq -1 did).
-      if (
-        node.byzantine === undefined &&
-        (a.type === "send" || a.type === "broadcast") &&
-        parseEnvelope(a.message) === undefined
-      )
-        this.checker.violations.push(
-          `unparsable message: ${node.id} sent ${a.message.toString("utf8").split("\n")[1]?.slice(0, 200)}`,
-        );
-    }
+    for (const a of actions) this.observe(node, a);
     const outgoing: Outgoing[] = node.byzantine
       ? node.byzantine.filter(actions)
       : actions.flatMap((a): Outgoing[] =>
@@ -443,8 +431,9 @@ class ClusterSim {
         continue;
       }
       const targets = o.to === "all" ? this.ids.filter((i) => i !== from) : [o.to];
+      const correct = this.replicas.get(from)?.byzantine === undefined;
       for (const to of targets)
-        this.transmit(from, to, () => this.replicaReceive(to, o.message), o.message);
+        this.transmit(from, to, () => this.replicaReceive(to, o.message, correct), o.message);
     }
   }
 
@@ -526,11 +515,18 @@ class ClusterSim {
     }
   }
 
-  private replicaReceive(to: string, message: Buffer): void {
+  private replicaReceive(to: string, message: Buffer, fromCorrect: boolean): void {
     const node = this.replicas.get(to);
     if (node?.core === undefined) return;
     node.byzantine?.observe(message);
-    this.emit(node, node.core.onMessage(message, this.q.nowMs));
+    const actions = node.core.onMessage(message, this.q.nowMs);
+    // What a correct replica sends its peers must parse there: one that does not is dropped as
+    // malformed, and whatever it asked for waits (a STATUS sent with stable seq -1 did).
+    if (fromCorrect && actions.some((a) => a.type === "problem" && a.kind === "malformed"))
+      this.checker.violations.push(
+        `unparsable message: ${to} could not parse ${message.toString("utf8").split("\n")[1]?.slice(0, 200)}`,
+      );
+    this.emit(node, actions);
   }
 
   private replicaReceiveClient(to: string, client: string, message: Buffer): void {
