@@ -23,6 +23,40 @@ const executedAt = (actions: readonly ReplicaAction[], seq: number) =>
     Extract<ReplicaAction, { type: "executed" }>
   >;
 
+type ViewChange = Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
+
+/**
+ * n = 6: r6 comes back with a new key, and the view made fresh for it, 4, is led by r5, which
+ * shows r6 (and only r6) its NEW_VIEW with its own VIEW_CHANGE claiming r6's old key epoch: r6
+ * enters view 4 still amnesic. `editOwn` re-signs r5's VIEW_CHANGE among others, as r5 can.
+ */
+function r6InViewNotFreshForIt() {
+  const c = replicaCluster(6, 1, 1);
+  for (const id of c.ids) c.boot(id, { recovering: false });
+  c.deliver(() => true);
+  c.run(300, () => true);
+  const r6 = c.rejuvenate("r6", { recovering: true });
+  const withheld = (m: { to: string; message: Buffer }) =>
+    !(m.to === "r6" && ["NEW_VIEW", "CHECKPOINT", "EXECUTED"].includes(typeOf(m.message)));
+  for (let i = 0; i < 300 && c.cores.get("r1")?.currentView === 0; i++) c.run(10, withheld);
+  expect(c.cores.get("r5")?.currentView).toBe(4);
+  const genuine = (c.sent.get("r5") ?? []).find(
+    (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
+  ) as { message: Buffer };
+  const body = parseEnvelope(genuine.message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+  const editOwn = (texts: readonly string[], edit: (vc: ViewChange) => ViewChange) =>
+    texts.map((text) => {
+      const vc = parseEnvelope(Buffer.from(text, "utf8"));
+      return vc?.from !== "r5" ? text : c.speakAs("r5", edit(vc.body as ViewChange)).toString();
+    });
+  const stale = editOwn(body.viewChanges, (vc) => ({
+    ...vc,
+    keyEpochs: vc.keyEpochs.map((epoch, i) => (i === 5 ? 0 : epoch)),
+  }));
+  c.hand("r6", c.speakAs("r5", { ...body, viewChanges: stale }));
+  return { c, r6, editOwn };
+}
+
 describe("a replica that lost its memory at rejuvenation", () => {
   it("does not vote where it may have voted before: a Byzantine primary cannot commit two batches at one sequence number", () => {
     const c = replicaCluster(6, 1, 1);
@@ -125,28 +159,7 @@ describe("a replica that lost its memory at rejuvenation", () => {
     // VIEW_CHANGE claims r6's old key. r6 enters view 4 still amnesic; the others, whose view is
     // fresh for r6, start no view change for it. Their copy of the view's NEW_VIEW, sent when
     // r6's STATUS shows it amnesic in their view, is the one it re-enters the view with.
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    c.run(300, () => true);
-    const r6 = c.rejuvenate("r6", { recovering: true });
-    const withheld = (m: { to: string; message: Buffer }) =>
-      !(m.to === "r6" && ["NEW_VIEW", "CHECKPOINT", "EXECUTED"].includes(typeOf(m.message)));
-    for (let i = 0; i < 300 && c.cores.get("r1")?.currentView === 0; i++) c.run(10, withheld);
-    expect(c.cores.get("r5")?.currentView).toBe(4);
-    const genuine = (c.sent.get("r5") ?? []).find(
-      (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
-    ) as { message: Buffer };
-    const body = parseEnvelope(genuine.message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
-    const viewChanges = body.viewChanges.map((text) => {
-      const vc = parseEnvelope(Buffer.from(text, "utf8"));
-      if (vc?.from !== "r5") return text;
-      const own = vc.body as Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
-      const keyEpochs = [...own.keyEpochs];
-      keyEpochs[5] = 0;
-      return c.speakAs("r5", { ...own, keyEpochs }).toString("utf8");
-    });
-    c.hand("r6", c.speakAs("r5", { ...body, viewChanges }));
+    const { r6, c } = r6InViewNotFreshForIt();
     expect(r6.currentView).toBe(4);
     expect(r6.isAmnesic).toBe(true);
     // From now on every message flows, r5's own included.
@@ -163,30 +176,12 @@ describe("a replica that lost its memory at rejuvenation", () => {
     // batch prepared at seq 2 in view 3: that pushes the decision to the null batch at seqs 1
     // and 2, and it checks out. Kept through the re-entry, slot 2's commits for the write stood
     // for the null batch: r6 executed null at seq 2 where every correct replica executed the write.
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    c.run(300, () => true);
-    const r6 = c.rejuvenate("r6", { recovering: true });
+    const { r6, c, editOwn } = r6InViewNotFreshForIt();
     const bodyOf = (m: Buffer) => parseEnvelope(m)?.body as ReplicaBody;
     const withheld =
       (...types: string[]) =>
       (m: { to: string; message: Buffer }) =>
         m.to !== "r6" || !types.includes(typeOf(m.message));
-    for (let i = 0; i < 300 && c.cores.get("r1")?.currentView === 0; i++)
-      c.run(10, withheld("NEW_VIEW", "CHECKPOINT", "EXECUTED"));
-    const genuine = (c.sent.get("r5") ?? []).find(
-      (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
-    ) as { message: Buffer };
-    const body = bodyOf(genuine.message) as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
-    type ViewChange = Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
-    const editOwn = (texts: readonly string[], edit: (vc: ViewChange) => ViewChange) =>
-      texts.map((text) => {
-        const vc = parseEnvelope(Buffer.from(text, "utf8"));
-        return vc?.from !== "r5" ? text : c.speakAs("r5", edit(vc.body as ViewChange)).toString();
-      });
-    const stale = editOwn(body.viewChanges, (vc) => ({ ...vc, keyEpochs: [0, 0, 0, 0, 0, 0] }));
-    c.hand("r6", c.speakAs("r5", { ...body, viewChanges: stale }));
     c.run(300, withheld("NEW_VIEW", "EXECUTED"));
     expect(r6.isAmnesic).toBe(true);
     const lossy = (m: { to: string; message: Buffer }) => {
