@@ -18,8 +18,8 @@ const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
  */
 const RIG = ["test-rig/test/rig-*.test.ts"];
 const SIM = [
-  "host-agent/test/cluster-sim-seeds.test.ts",
-  "host-agent/test/cluster-sim-regressions.test.ts",
+  "host-agent/test/cluster-sim-seeds-1.test.ts",
+  "host-agent/test/cluster-sim-seeds-2.test.ts",
 ];
 const DAEMONS = ["wormhole-board/test/board-daemons*.test.ts"];
 const BOARDS = [
