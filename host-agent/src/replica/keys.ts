@@ -38,6 +38,7 @@ function installCertificate(r: ReplicaState, from: string, certificate: KeyCerti
   const verdict = r.ring.install(certificate);
   if (verdict === "installed") {
     r.count("keys.installed");
+    r.out.push({ type: "learned", what: "key", host });
     // Its sessions were with its former key; its SESSION under the new one follows.
     r.sessions?.forget(host);
     retryNewViews(r);
@@ -127,7 +128,8 @@ export function onSession(
   body: { dh: string; ask: boolean },
 ): void {
   if (r.sessions === undefined) return;
-  r.sessions.learn(from, epoch, body.dh);
+  if (r.sessions.learn(from, epoch, body.dh))
+    r.out.push({ type: "learned", what: "session", host: from });
   if (body.ask) sendSessionTo(r, from, false);
 }
 

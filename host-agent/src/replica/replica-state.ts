@@ -119,6 +119,8 @@ export type ReplicaAction =
   | { type: "transfer-started"; seq: number }
   | { type: "transferred"; seq: number; partitions: number; bytes: number }
   | { type: "recovered"; seq: number; digest: string }
+  /** A peer's current key, or its session half under it, is known here from now on. */
+  | { type: "learned"; what: "key" | "session"; host: string }
   /** A cold start: the state this replica starts from (its own copy, or fetched). */
   | { type: "cold-start-state"; seq: number; digest: string }
   | { type: "problem"; kind: ProblemKind; from: string; detail: string };

@@ -17,6 +17,7 @@ import {
 } from "../storage/checkpoint-file.js";
 import { MAX_OLDER_CHECKPOINTS } from "../storage/checkpoint-retention.js";
 import { CheckpointWriter } from "../storage/checkpoint-writer.js";
+import { RecoveryTimeline } from "./recovery-timeline.js";
 import { RejectionSummary } from "./rejection-summary.js";
 import { formatStateNote } from "./state-notes.js";
 
@@ -49,6 +50,7 @@ export class ReplicaServer {
   private readonly net: PeerConnections;
   private timer: NodeJS.Timeout | undefined;
   private readonly started = performance.now();
+  private timeline: RecoveryTimeline | undefined;
   private readonly stateDir: string;
   private readonly rejections: RejectionSummary;
   private readonly checkpoints: CheckpointWriter;
@@ -150,6 +152,7 @@ export class ReplicaServer {
 
   async start(): Promise<void> {
     await this.net.start();
+    this.timeline = new RecoveryTimeline(this.now());
     this.apply(this.core.start(this.now()));
     const tick = () => {
       this.apply(this.core.tick(this.now()));
@@ -236,6 +239,8 @@ export class ReplicaServer {
         default:
           break;
       }
+      const steps = this.timeline?.note(a, this.now());
+      if (steps !== undefined) this.log(steps);
       this.options.onAction?.(a);
     }
   }
