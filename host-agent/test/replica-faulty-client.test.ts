@@ -5,7 +5,7 @@
  * replica throughout; c2 is the faulty one.
  */
 import { describe, expect, it } from "vitest";
-import { batchDigest } from "../src/replica/messages.js";
+import { batchDigest, parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
 import { replicaCluster } from "./replica-cluster.js";
 
 type Cluster = ReturnType<typeof replicaCluster>;
@@ -112,6 +112,42 @@ describe("a client that sends its requests to too few replicas", () => {
     c.run(4_000, () => true);
     expect(counter("clients.suspicion-lapsed")).toEqual([2, 2, 2, 2]);
     expect(highestView(c)).toBe(2);
+  });
+
+  it("a suspicion a restarted replica noted later is not renewed by it and one Byzantine replica", () => {
+    // c2 is suspected everywhere at about 2 s, until about 18 s. r4 is rejuvenated at 10 s and
+    // notes the suspicion from the NEW_VIEW its peers send on to it (of view 1, which noted it),
+    // so until about 26 s. At 19 s, when the others' suspicion has lapsed, r1 is rejuvenated, and
+    // r3 (Byzantine) names c2 in its VIEW_CHANGE for the view made fresh for r1. Were VIEW_CHANGEs
+    // to name the clients their senders still suspect, r4 would name c2 too: k' + 1, and the
+    // others would suspect c2 again, for twice as long.
+    const c = replicaCluster(4, 1, 0);
+    bootAll(c, c.ids);
+    const counter = (id: string, name: string) => c.cores.get(id)?.counters.get(name) ?? 0;
+    c.fromClient(currentPrimary(c), c.request(1, { op: "put", key: "f", value: "1" }, "c2"));
+    c.run(2_000, () => true);
+    for (const id of c.ids) expect(counter(id, "clients.suspected"), id).toBe(1);
+    c.run(8_000, () => true);
+    c.rejuvenate("r4", { recovering: true });
+    c.run(9_000, () => true);
+    expect(counter("r2", "clients.suspicion-lapsed")).toBe(1);
+    const viewBefore = highestView(c);
+    c.rejuvenate("r1", { recovering: true });
+    const naming = (m: InFlight) => {
+      if (m.from !== "r3" || typeOf(m) !== "VIEW_CHANGE") return true;
+      const body = parseEnvelope(m.message)?.body as Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
+      c.hand(m.to, c.speakAs("r3", { ...body, suspects: ["c2"] }));
+      return false;
+    };
+    c.run(3_000, naming);
+    expect(highestView(c)).toBeGreaterThan(viewBefore);
+    for (const id of ["r2", "r3"]) expect(counter(id, "clients.suspected"), id).toBe(1);
+    expect(counter("r4", "clients.suspected")).toBe(1);
+    // c2, correct now, is served on the direct path at once.
+    const direct = c.request(2, { op: "put", key: "f", value: "2" }, "c2");
+    for (const id of c.ids) c.fromClient(id, direct);
+    c.run(300, () => true);
+    for (const [id, core] of c.cores) expect(core.readValue("f"), id).toBe("2");
   });
 
   it("to one backup alone: no timer starts, no replica leaves the view", () => {

@@ -112,10 +112,11 @@ export type ReplicaBody =
        */
       coldStart?: true;
       /**
-       * Clients the sender suspects of sending requests to too few replicas: those whose request
-       * it waited for in a slot of the view it leaves for half a view-change timeout, and those
-       * it suspected already. A client named by k' + 1 of a NEW_VIEW's VIEW_CHANGEs is suspected
-       * from that view on (SAFETY.md, "A client that sends to too few replicas").
+       * Clients the sender has fresh evidence against of sending requests to too few replicas:
+       * those whose request it waited for in a slot of the view it leaves for half a view-change
+       * timeout (not those it suspects already). A client named by k' + 1 of a NEW_VIEW's
+       * VIEW_CHANGEs is suspected from that view on (SAFETY.md, "A client that sends to too few
+       * replicas").
        */
       suspects?: string[];
     }

@@ -18,7 +18,7 @@
  *   on: never on its arrival alone, so a request given to too few replicas starts no timer. It
  *   times a slot waiting for a request's copy from its client too (`armSuspicion`).
  * - Suspects: a VIEW_CHANGE names the clients whose request it waited for in a slot of the view
- *   it leaves (the primary proposed what they did not send here); a client named by k' + 1
+ *   it leaves (the primary proposed what they did not send here), no others; a client named by k' + 1
  *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on, for
  *   `SUSPICION_TIMEOUTS` view-change timeouts the first time and twice as long each time after.
  */
@@ -281,11 +281,15 @@ function proposeHeld(r: ReplicaState, digest: string, request: ClientRequest): v
 }
 
 /**
- * The clients a VIEW_CHANGE names: those suspected already, and those whose request it awaited
- * in a slot of this view for half a timeout: the primary proposed what they did not send here.
+ * The clients a VIEW_CHANGE names: those whose request it awaited in a slot of this view for half
+ * a timeout (the primary proposed what they did not send here). Fresh evidence only, not the
+ * clients it suspects already: suspicions are noted at different times (a replica that restarted
+ * notes one later), and naming them would let one that has not lapsed yet, with one Byzantine
+ * replica, renew at the others a suspicion that lapsed there. A suspect's requests stall no slot
+ * (the primary keeps them back), so a suspicion is never renewed by its own workings either.
  */
 export function suspectsToName(r: ReplicaState): string[] {
-  const named = new Set(r.suspects);
+  const named = new Set<string>();
   const halfTimeoutMs = r.config.viewChangeTimeoutMs / 2;
   for (const slot of r.slots.values()) {
     if (slot.awaiting === undefined || slot.view !== r.view || slot.requests === undefined)
