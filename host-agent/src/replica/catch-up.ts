@@ -48,8 +48,13 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
   applyTransferStep(r, r.transfer.start());
 }
 
-export function applyTransferStep(r: ReplicaState, step: ReturnType<StateTransfer["start"]>): void {
-  if (step.rejected) r.problem("bad-transfer-reply", "?", step.rejected);
+export function applyTransferStep(
+  r: ReplicaState,
+  step: ReturnType<StateTransfer["start"]>,
+  from = "?",
+): void {
+  if (step.rejected) r.problem("bad-transfer-reply", from, step.rejected);
+  if (step.stale) r.count("state-transfer.stale-replies");
   for (const { to, body } of step.send) r.send(to, body);
   if (step.done && r.transfer) {
     const target = r.transfer.target;

@@ -370,7 +370,7 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
     case "LEAVES":
     case "PARTS":
     case "NO_CHECKPOINT":
-      if (r.transfer) applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs));
+      if (r.transfer) applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs), from);
       return;
     case "SESSION":
       onSession(r, from, envelope.epoch, body);

@@ -30,6 +30,11 @@ export interface TransferStep {
   done?: TransferResult;
   /** Why a reply was not used (counted by the caller). */
   rejected?: string;
+  /**
+   * The reply answered a request for a checkpoint this transfer no longer targets (it moved to a
+   * newer one while the answer was on its way): no fault of its sender's, counted only.
+   */
+  stale?: true;
 }
 
 type Phase = "meta" | "leaves" | "parts" | "done";
@@ -96,8 +101,7 @@ export class StateTransfer {
 
   onReply(from: string, body: ReplicaBody, nowMs: number): TransferStep {
     if (this.phase === "done") return { send: [] };
-    if (!("seq" in body) || body.seq !== this.target.seq)
-      return { send: [], rejected: "reply for another checkpoint" };
+    if (!("seq" in body) || body.seq !== this.target.seq) return { send: [], stale: true };
     switch (body.type) {
       case "NO_CHECKPOINT":
         return from === this.peer() ? this.nextPeer(nowMs) : { send: [] };
