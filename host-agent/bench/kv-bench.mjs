@@ -212,6 +212,20 @@ async function benchWithCpu(bed, extra, secs, servers) {
 const cpuLine = (label, r) =>
   `  ${label.padEnd(13)} CPU per operation: servers ${r.serverCpuUsPerOp.toFixed(0).padStart(5)} µs, clients ${r.clientCpuUsPerOp.toFixed(0).padStart(4)} µs`;
 
+/**
+ * What the CPU figures allow, all processes sharing the cores: the throughput ratio cannot pass
+ * the unreplicated run's CPU per operation over the replicated clients' alone (were the replicas
+ * free), and each replica's share of the servers' CPU against the single server's.
+ */
+const cpuCeiling = (base, replicated, n) => {
+  const baseUs = base.serverCpuUsPerOp + base.clientCpuUsPerOp;
+  return (
+    `  ceiling from CPU: the replicated clients alone use ${replicated.clientCpuUsPerOp.toFixed(0)} µs per operation, so even with replicas that cost nothing ` +
+    `the throughput ratio could not pass ${(baseUs / replicated.clientCpuUsPerOp).toFixed(2)}; each replica uses ` +
+    `${(replicated.serverCpuUsPerOp / n / base.serverCpuUsPerOp).toFixed(1)}x the single server's CPU per operation\n`
+  );
+};
+
 const median = (xs) => {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted.length === 0
@@ -260,6 +274,7 @@ async function throughput(n, kPrime, k, load = "mixed") {
         `${cpuLine("unreplicated", base)}\n${cpuLine("replicated", replicated)} (${n} replicas)\n` +
         `  ratio of CPU per operation, replicated/unreplicated: ${((replicated.serverCpuUsPerOp + replicated.clientCpuUsPerOp) / (base.serverCpuUsPerOp + base.clientCpuUsPerOp)).toFixed(1)}x` +
         ` (on ${availableParallelism()} cores every process shares, throughput is bounded by it)\n` +
+        cpuCeiling(base, replicated, n) +
         (shape === undefined ? "" : `  ${shape}\n`),
     );
   } finally {
