@@ -3,7 +3,7 @@ import { RecoveryTimeline } from "../src/service/recovery-timeline.js";
 
 describe("a recovering replica's timeline", () => {
   it("names each step of the recovery with its time since the replica started", () => {
-    const t = new RecoveryTimeline(1000);
+    const t = new RecoveryTimeline(1000, 1030, 1035);
     expect(t.note({ type: "learned", what: "key", host: "h2" }, 1040)).toBeUndefined();
     t.note({ type: "learned", what: "key", host: "h3" }, 1120);
     // A key learned again (a later rejuvenation of the peer) does not move the step.
@@ -16,7 +16,8 @@ describe("a recovering replica's timeline", () => {
     t.note({ type: "stable", seq: 144, digest: "d1" }, 1360);
     t.note({ type: "stable", seq: 160, digest: "d2" }, 1455);
     expect(t.note({ type: "recovered", seq: 160, digest: "d2" }, 1460)).toBe(
-      "recovery steps since the replica started: peers' keys learned +120 ms (2), " +
+      "recovery steps since the replica started: stored state read +30 ms, listening +35 ms, " +
+        "peers' keys learned +120 ms (2), " +
         "their sessions +130 ms (1), view 11 +200 ms, state of checkpoint 144 asked +210 ms, " +
         "state of checkpoint 144 installed +360 ms, checkpoint 160 stable +455 ms, " +
         "recovered at checkpoint 160 +460 ms",

@@ -169,6 +169,34 @@ describe("a replica that lost its memory at rejuvenation", () => {
     expect(r6.isRecovered).toBe(true);
   });
 
+  it("drops another NEW_VIEW for its view that is not fresh for it before checking any signature", () => {
+    // r5, the view's primary, could re-sign its own VIEW_CHANGE in endless variants, each passing
+    // every check. Here one such variant, not fresh for r6, carries a VIEW_CHANGE of r1's with
+    // another's signature: had r6 checked signatures first, it would have found it.
+    const { c, r6, editOwn } = r6InViewNotFreshForIt();
+    const genuine = (c.sent.get("r5") ?? []).find(
+      (a) => a.type === "broadcast" && typeOf(a.message) === "NEW_VIEW",
+    ) as { message: Buffer };
+    const body = parseEnvelope(genuine.message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+    const variant = editOwn(body.viewChanges, (vc) => ({
+      ...vc,
+      keyEpochs: vc.keyEpochs.map((epoch, i) => (i === 5 ? 0 : epoch)),
+      suspects: ["c3"],
+    }));
+    const sigOf = (text: string) => text.split("\n")[0]?.split(" ")[3] as string;
+    const fromOf = (text: string) => parseEnvelope(Buffer.from(text, "utf8"))?.from;
+    const r2Sig = sigOf(variant.find((t) => fromOf(t) === "r2") as string);
+    const forged = variant.map((text) =>
+      fromOf(text) === "r1" ? text.replace(sigOf(text), r2Sig) : text,
+    );
+    const before = (c.sent.get("r6") ?? []).length;
+    c.hand("r6", c.speakAs("r5", { ...body, viewChanges: forged }));
+    const after = (c.sent.get("r6") ?? []).slice(before);
+    expect(after.filter((a) => a.type === "problem")).toEqual([]);
+    expect(r6.counters.get("new-view.not-fresh-here")).toBe(1);
+    expect(r6.isAmnesic).toBe(true);
+  });
+
   it("re-entering its view with a second NEW_VIEW, keeps no commit certificate of the first for the batch the second fixes", () => {
     // As above, r6 enters view 4 by Byzantine r5's NEW_VIEW that is not fresh for it. A write
     // commits at r6 at seq 2 but waits there for seq 1, whose messages to r6 are lost. Then r5
@@ -241,5 +269,64 @@ describe("a replica that lost its memory at rejuvenation", () => {
       );
     expect(executedAt2("r1")).toHaveLength(1);
     expect(executedAt2("r6")).toEqual(executedAt2("r1"));
+  });
+});
+
+describe("a rejuvenated replica and a Byzantine primary of the view made fresh for it", () => {
+  it("that shows everyone NEW_VIEWs not fresh for it: the next view is led by another primary", () => {
+    // n = 6: r6 comes back; the view made fresh for it is led by r5 (its group is the one before
+    // r6's). r5 forms every view it leads correctly, but re-signs its own VIEW_CHANGE in the
+    // NEW_VIEW, to everyone, claiming r6's old key: the view is fresh for r6 nowhere. Were r5 the
+    // leader of every view changed to for r6, that would go on for ever (600 view changes in a
+    // minute) and r6 would never vote again, nor report itself recovered.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const r6 = c.rejuvenate("r6", { recovering: true });
+    const staleFor6 = (message: Buffer): Buffer => {
+      const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+      const viewChanges = body.viewChanges.map((text) => {
+        const vc = parseEnvelope(Buffer.from(text, "utf8"));
+        if (vc?.from !== "r5") return text;
+        const own = vc.body as ViewChange;
+        return c
+          .speakAs("r5", { ...own, keyEpochs: own.keyEpochs.map((e, i) => (i === 5 ? 0 : e)) })
+          .toString("utf8");
+      });
+      return c.speakAs("r5", { ...body, viewChanges });
+    };
+    let lies = 0;
+    c.run(5_000, (m) => {
+      if (m.from !== "r5" || typeOf(m.message) !== "NEW_VIEW") return true;
+      lies++;
+      c.hand(m.to, staleFor6(m.message));
+      return false;
+    });
+    expect(lies).toBeGreaterThan(0);
+    expect(r6.isAmnesic).toBe(false);
+    expect(r6.isRecovered).toBe(true);
+    // One view for r6 led by r5, not fresh for it; then one led by another primary.
+    const views = c.cores.get("r1")?.counters.get("view-change.for-amnesic") ?? 0;
+    expect(views).toBeLessThanOrEqual(3);
+    expect(c.cores.get("r1")?.primary).not.toBe("r5");
+  });
+
+  it("that never sends it anything: it learns that primary's key from the others, and enters the view", () => {
+    // As a real replica starts: it holds no peer's certificate but learns each from its peers.
+    // r5, Byzantine, leads the view made fresh for r6 correctly but sends r6 nothing at all: not
+    // its NEW_KEY, not the NEW_VIEW. The others answer r6's KEY_QUERY with every key they hold,
+    // and send the NEW_VIEW on with them: r6 can check it.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const others = c.ids.filter((id) => id !== "r6");
+    const r6 = c.rejuvenate("r6", { recovering: true }, others);
+    c.run(5_000, (m) => !(m.from === "r5" && m.to === "r6"));
+    expect(c.cores.get("r1")?.primary).toBe("r5");
+    expect(r6.currentView).toBe(c.cores.get("r1")?.currentView);
+    expect(r6.isAmnesic).toBe(false);
+    expect(r6.isRecovered).toBe(true);
   });
 });

@@ -69,7 +69,11 @@ export function replicaCluster(
     }
   };
 
-  const boot = (id: string, start: StartingState) => {
+  /**
+   * `withoutKeysOf`: peers whose certificates the new core does not hold at its start (a real
+   * replica starts with none but its own, and learns the others from its peers).
+   */
+  const boot = (id: string, start: StartingState, withoutKeysOf: readonly string[] = []) => {
     const ring = new KeyRing(
       crypto,
       new Map([...boards].map(([b, s]) => [b, s.publicKey])),
@@ -79,7 +83,7 @@ export function replicaCluster(
         ["c3", third.publicKey],
       ]),
     );
-    for (const c of certificates.values()) ring.install(c);
+    for (const c of certificates.values()) if (!withoutKeysOf.includes(c.host)) ring.install(c);
     const core = new ReplicaCore(
       {
         ids,
@@ -113,14 +117,14 @@ export function replicaCluster(
     },
     boot,
     /** The board rejuvenates `id`: a new key for a new period, a new core that remembers nothing. */
-    rejuvenate(id: string, start: StartingState) {
+    rejuvenate(id: string, start: StartingState, withoutKeysOf: readonly string[] = []) {
       const epoch = (epochs.get(id) ?? 0) + 1;
       epochs.set(id, epoch);
       const signer = crypto.newSigner(`${id}-e${epoch}`);
       signers.set(id, signer);
       certificates.set(id, cert(id, epoch, signer));
       inFlight = inFlight.filter((m) => m.from !== id && m.to !== id);
-      return boot(id, start);
+      return boot(id, start, withoutKeysOf);
     },
     /** The origin `id` gives a batch it proposes now (its id at its current key epoch). */
     originOf(id: string): string {

@@ -6,6 +6,7 @@ import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
 import { parseEnvelope, sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, newViewBody, statusBody, viewChangeBody } from "./replica-harness.js";
 
 const problems = (actions: ReplicaAction[]) =>
@@ -209,5 +210,29 @@ describe("keys a VIEW_CHANGE lacks", () => {
     const forged = { ...cert("r3", 9, crypto.newSigner("r3-e9")), signature: "AAAA" };
     expect(problems(core.onMessage(relay([forged]), 3))).toEqual(["bad-certificate"]);
     expect(problems(core.onMessage(from("r3", status), 4))).toEqual([]);
+  });
+});
+
+describe("two replicas that each lack the other's current key", () => {
+  it("learn them all the same: a KEY_QUERY is answered unchecked", () => {
+    // r6 starts again as a real replica does, holding no peer's key, and its NEW_KEY to every
+    // peer is lost (a connection that dropped): neither side can check the other's messages,
+    // KEY_QUERYs included. Checked, each would refuse the other's question for ever.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const others = c.ids.filter((id) => id !== "r6");
+    const r6 = c.rejuvenate("r6", { recovering: true }, others);
+    let lost = 0;
+    c.run(5_000, (m) => {
+      const type = parseEnvelope(m.message)?.body.type;
+      if (m.from !== "r6" || type !== "NEW_KEY" || lost >= others.length) return true;
+      lost++;
+      return false;
+    });
+    expect(lost).toBe(others.length);
+    expect(r6.isRecovered).toBe(true);
+    for (const id of others) expect(c.cores.get(id)?.currentView, id).toBe(r6.currentView);
   });
 });

@@ -27,10 +27,22 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   if (epoch === undefined || viewFreshFor(r, peer)) return;
   if (r.mode !== "normal" || !r.mayChangeView()) return;
   const mark = `${epoch}@${r.view}`;
-  if (r.refreshedFor.get(peer) === mark) return;
+  const before = r.refreshedFor.get(peer);
+  if (before === mark) return;
   r.refreshedFor.set(peer, mark);
   r.count("view-change.for-amnesic");
-  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id);
+  // Changed views for this key of the peer's already, and this view is still not fresh for it:
+  // its primary put a VIEW_CHANGE that lacks the key into its NEW_VIEW (a correct primary takes
+  // none that lacks a key it holds). It leads no further view for the peer: a Byzantine primary
+  // whose turn kept coming back would otherwise have the service change views for ever.
+  let failed = r.refreshFailedUnder.get(peer);
+  if (failed === undefined || failed.epoch !== epoch) {
+    failed = { epoch, primaries: new Set() };
+    r.refreshFailedUnder.set(peer, failed);
+  }
+  if (before?.startsWith(`${epoch}@`)) failed.primaries.add(r.primaryOf(r.view));
+  const shunned = failed.primaries;
+  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id) && !shunned.has(id);
   // Led by the group rejuvenated before the peer's, the fresh view also outlasts the next
   // group's shutdown: led by the next group, it would be handed off again moments later.
   let target = viewLedByGroupBefore(r, r.view, peer, usable);

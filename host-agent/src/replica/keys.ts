@@ -187,10 +187,32 @@ function forgetUnsettledWordsOf(r: ReplicaState, host: string): void {
       }
 }
 
-/** A peer asks for this replica's current key (it saw an epoch it did not know). */
+/**
+ * A peer asks for this replica's current key (it saw an epoch it did not know, or has just
+ * started): its own, and those of every other replica it holds. A replica that has just started
+ * learns each peer's key from that peer otherwise, and a Byzantine peer that never sends it its
+ * own would keep it from checking every NEW_VIEW that peer's VIEW_CHANGE is in. Certificates
+ * carry their boards' signatures: relaying them adds no trust.
+ */
 export function onKeyQuery(r: ReplicaState, from: string): void {
+  // Unchecked (the sender may be anyone): answered at most once per status interval each.
+  const last = r.keyQueryAnsweredAtMs.get(from);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
+  r.keyQueryAnsweredAtMs.set(from, r.nowMs);
   const cert = r.ring.keyOf(r.config.self)?.certificate;
   if (cert) r.send(from, { type: "NEW_KEY", certificate: cert });
+  relayKeys(r, from);
+}
+
+/** Every other replica's certificate held here, to `to`, at most once per status interval. */
+export function relayKeys(r: ReplicaState, to: string): void {
+  const others = r.ring.certificates().filter((c) => c.host !== r.config.self && c.host !== to);
+  if (others.length === 0) return;
+  const last = r.keysSentAtMs.get(to);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
+  r.keysSentAtMs.set(to, r.nowMs);
+  r.count("keys.relayed");
+  r.send(to, { type: "KEYS", certificates: others });
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { refreshViewFor, viewFreshFor } from "./amnesia.js";
 import { maybeRecovered } from "./catch-up.js";
+import { relayKeys } from "./keys.js";
 import type { ExecutedEntry, ReplicaBody } from "./messages.js";
 import { propose } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
@@ -150,5 +151,8 @@ function resendNewView(r: ReplicaState, to: string): void {
   const isPrimary = r.primaryOf(r.view) === r.config.self;
   if (!isPrimary && last !== undefined && r.nowMs - last < r.config.viewChangeTimeoutMs) return;
   r.newViewSentAtMs.set(to, r.nowMs);
+  // With the keys to check it: a peer that has just started may lack one that only its holder
+  // would send it (a Byzantine primary or VIEW_CHANGE sender of this view never does).
+  relayKeys(r, to);
   r.out.push({ type: "send", to, message: r.newViewMessage });
 }

@@ -283,6 +283,13 @@ export class ReplicaCore {
       onNewKey(r, from, body.certificate);
       return r.drain();
     }
+    if (body.type === "KEY_QUERY") {
+      // Answered unchecked: what it asks for is public, and signed by boards. Checked, two
+      // replicas that each lack the other's current key (a NEW_KEY lost to a connection that
+      // dropped) would each refuse the other's question, and never learn it.
+      onKeyQuery(r, from);
+      return r.drain();
+    }
     const verdict =
       // Not for a revoked key: a replay of its bytes would put back the votes revocation dropped.
       seenBefore && r.ring.checkEpoch(from, epoch) === "ok"
@@ -375,9 +382,6 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
     case "SESSION":
       onSession(r, from, envelope.epoch, body);
       break;
-    case "KEY_QUERY":
-      onKeyQuery(r, from);
-      return;
     case "KEYS":
       onKeys(r, from, body.certificates);
       return;

@@ -302,9 +302,16 @@ export class ReplicaState {
   viewKeyEpochs: number[];
   /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
   readonly refreshedFor = new Map<string, string>();
+  /**
+   * Per peer that lost its memory, at its current key epoch: the primaries of views this replica
+   * changed to for it that still came out not fresh for it. None leads another for it.
+   */
+  readonly refreshFailedUnder = new Map<string, { epoch: number; primaries: Set<string> }>();
   readonly peerAmnesic = new Set<string>();
   nextStatusMs = 0;
   readonly keyQueryAtMs = new Map<string, number>();
+  /** When each peer's KEY_QUERY was last answered (they are answered unchecked, so rate-limited). */
+  readonly keyQueryAnsweredAtMs = new Map<string, number>();
   /** Per peer still catching up: when this replica last answered its STATUS (`peer-status.ts`). */
   readonly statusAnsweredAtMs = new Map<string, number>();
   /** Per peer: when certificates it lacked were last sent to it (`sendMissingKeys`). */

@@ -302,6 +302,12 @@ export function onNewView(
   const sameView = body.view === r.view && r.mode !== "view-change";
   if (body.view < r.view) return;
   if (sameView && (!r.amnesic || r.newViewMessage?.equals(wire))) return;
+  if (sameView && !freshOnItsFace(r, body.viewChanges)) {
+    // Read off the VIEW_CHANGEs before any signature is checked: the view's primary could
+    // re-sign its own in endless variants, each of which would pass every check.
+    r.count("new-view.not-fresh-here");
+    return;
+  }
   // A cold start's replica before its first view voted for nothing: its VIEW_CHANGEs (marked)
   // can only ever make a view with other marked ones, none of which can form once a view of the
   // new era has executed anything (`isColdStartSet`), so it may enter a lower view than it asked for.
@@ -328,8 +334,10 @@ export function onNewView(
     const verdict = wellFormed ? r.ring.checkReplica(vc.from, vc.epoch, vc.signed, vc.sig) : "";
     if (wellFormed && verdict === "unknown-epoch") {
       // Signed under a key this replica has not learned yet (it has just started): no fault of
-      // the primary's. It asks for the key and takes the NEW_VIEW again once the key is in.
+      // the primary's. It asks for the key (its holder, and the primary, which holds it and
+      // answers with every key it holds) and takes the NEW_VIEW again once the key is in.
       queryKey(r, vc.from);
+      queryKey(r, from);
       r.newViewsAwaitingKeys.set(body.view, { from, body, wire });
       for (const v of r.newViewsAwaitingKeys.keys())
         if (r.newViewsAwaitingKeys.size > 4) r.newViewsAwaitingKeys.delete(v);
@@ -404,6 +412,17 @@ export function onNewView(
   endAmnesiaIfFresh(r, viewChanges, body.checkpoint.seq, body.proposals);
   r.newViewMessage = wire;
   startView(r, body.view, decision, viewChanges);
+}
+
+/** The VIEW_CHANGEs, as they say (unchecked), make the view fresh for this replica. */
+function freshOnItsFace(r: ReplicaState, texts: readonly string[]): boolean {
+  const viewChanges: ReplicaEnvelope[] = [];
+  for (const text of texts) {
+    const vc = parseEnvelope(Buffer.from(text, "utf8"));
+    if (vc === undefined || vc.body.type !== "VIEW_CHANGE") return false;
+    viewChanges.push(vc);
+  }
+  return freshForSelf(r, viewChanges);
 }
 
 /**

@@ -20,8 +20,16 @@ export class RecoveryTimeline {
   private stable: Step | undefined;
   private done = false;
 
-  /** `startedAtMs`: the replica's start, on the clock the notes use. */
-  constructor(private readonly startedAtMs: number) {}
+  /**
+   * On the clock the notes use: `startedAtMs`, when the replica began to start (its stored state
+   * read, its core built: `builtAtMs`), and when it was listening and had dialed its peers
+   * (`listeningAtMs`).
+   */
+  constructor(
+    private readonly startedAtMs: number,
+    private readonly builtAtMs?: number,
+    private readonly listeningAtMs?: number,
+  ) {}
 
   /** Notes an action of the replica's at `atMs`; returns the line to log once it has recovered. */
   note(action: ReplicaAction, atMs: number): string | undefined {
@@ -56,6 +64,8 @@ export class RecoveryTimeline {
     const at = (ms: number) => `+${Math.round(ms - this.startedAtMs)} ms`;
     const last = (m: Map<string, number>) => Math.max(...m.values());
     const parts: string[] = [];
+    if (this.builtAtMs !== undefined) parts.push(`stored state read ${at(this.builtAtMs)}`);
+    if (this.listeningAtMs !== undefined) parts.push(`listening ${at(this.listeningAtMs)}`);
     if (this.keys.size > 0)
       parts.push(`peers' keys learned ${at(last(this.keys))} (${this.keys.size})`);
     if (this.sessions.size > 0)

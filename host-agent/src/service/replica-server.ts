@@ -51,6 +51,8 @@ export class ReplicaServer {
   private timer: NodeJS.Timeout | undefined;
   private readonly started = performance.now();
   private timeline: RecoveryTimeline | undefined;
+  /** When the constructor was done (the stored checkpoints read, the core built). */
+  private readonly builtAtMs: number;
   private readonly stateDir: string;
   private readonly rejections: RejectionSummary;
   private readonly checkpoints: CheckpointWriter;
@@ -140,6 +142,7 @@ export class ReplicaServer {
       this.apply(actions);
     });
     this.net.on("problem", (description) => this.log(`network: ${description}`));
+    this.builtAtMs = this.now();
   }
 
   private now(): number {
@@ -152,7 +155,7 @@ export class ReplicaServer {
 
   async start(): Promise<void> {
     await this.net.start();
-    this.timeline = new RecoveryTimeline(this.now());
+    this.timeline = new RecoveryTimeline(0, this.builtAtMs, this.now());
     this.apply(this.core.start(this.now()));
     const tick = () => {
       this.apply(this.core.tick(this.now()));

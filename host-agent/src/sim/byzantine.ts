@@ -58,7 +58,13 @@ export type ByzantineBehaviour =
    * in its PRE_PREPAREs as primary, in the batches its VIEW_CHANGEs claim prepared, and in the
    * EXECUTED entries it reports. Requests carry no signature, so nothing in one tells it apart.
    */
-  | "fabricate-requests";
+  | "fabricate-requests"
+  /**
+   * Nothing at all to a replica back from rejuvenation until it says it votes again: not its
+   * own new key (asked for or not), not the NEW_VIEW of a view it leads. The others must make up
+   * for it.
+   */
+  | "shun-rejuvenated";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -77,6 +83,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "view-flood",
   "bad-macs",
   "fabricate-requests",
+  "shun-rejuvenated",
 ];
 
 /**
@@ -118,6 +125,11 @@ export class ByzantineFilter {
   private readonly epochsSeen = new Map<string, number>();
   /** Peers whose latest STATUS said they lost their memory. */
   private readonly amnesicPeers = new Set<string>();
+  private readonly highestEpochs = new Map<string, number>();
+  /** Peers seen under a newer key than before, until they say they are not amnesic. */
+  private readonly rejuvenatedPeers = new Set<string>();
+  /** How many NEW_VIEWs not fresh for amnesic peers it sent: every other one goes to all. */
+  private staleNewViews = 0;
   /** The highest view it has seen, to flood past it. */
   private viewSeen = 0;
   /** The highest sequence number it has seen in a PRE_PREPARE, PREPARE or COMMIT of that view. */
@@ -159,6 +171,11 @@ export class ByzantineFilter {
   observe(message: Buffer): void {
     const envelope = parseEnvelope(message);
     if (envelope !== undefined) {
+      const highest = this.highestEpochs.get(envelope.from);
+      if (highest !== undefined && envelope.epoch > highest)
+        this.rejuvenatedPeers.add(envelope.from);
+      if (highest === undefined || envelope.epoch > highest)
+        this.highestEpochs.set(envelope.from, envelope.epoch);
       this.epochsSeen.set(envelope.from, envelope.epoch);
       const body = envelope.body;
       if ("view" in body && typeof body.view === "number") {
@@ -172,7 +189,10 @@ export class ByzantineFilter {
       }
       if (body.type === "STATUS") {
         if (body.amnesic) this.amnesicPeers.add(envelope.from);
-        else this.amnesicPeers.delete(envelope.from);
+        else {
+          this.amnesicPeers.delete(envelope.from);
+          this.rejuvenatedPeers.delete(envelope.from);
+        }
       }
       if (body.type === "VIEW_CHANGE" && this.viewChangesSeen.size < 64) {
         const list = this.viewChangesSeen.get(body.newView) ?? [];
@@ -249,6 +269,18 @@ export class ByzantineFilter {
       if (envelope === undefined) continue;
       const body = envelope.body;
       const to = action.type === "send" ? action.to : "all";
+      if (this.behaviours.has("shun-rejuvenated") && this.rejuvenatedPeers.size > 0) {
+        if (to !== "all" && this.rejuvenatedPeers.has(to)) {
+          this.took("shunned-rejuvenated");
+          continue;
+        }
+        if (to === "all") {
+          this.took("shunned-rejuvenated");
+          for (const peer of this.peers)
+            if (!this.rejuvenatedPeers.has(peer)) out.push({ to: peer, message: action.message });
+          continue;
+        }
+      }
       const plan = this.aimedPlan;
       if (
         plan !== undefined &&
@@ -325,10 +357,13 @@ export class ByzantineFilter {
         const stale = this.staleForAmnesic(envelope, body);
         if (stale !== undefined) {
           // The replicas that lost their memory get a NEW_VIEW of the same choices that is not
-          // fresh for them; the others the real one, which is.
-          this.took("stale-new-view-for-amnesic");
+          // fresh for them; the others the real one, which is. Every other time, everyone gets
+          // one not fresh for them: the others then change views for them once more.
+          const toAll = this.staleNewViews++ % 2 === 1;
+          const first = stale.values().next().value as Buffer;
+          this.took(toAll ? "stale-new-view-for-all" : "stale-new-view-for-amnesic");
           for (const peer of this.peers)
-            out.push({ to: peer, message: stale.get(peer) ?? action.message });
+            out.push({ to: peer, message: stale.get(peer) ?? (toAll ? first : action.message) });
           continue;
         }
         const split = this.twoNewViews(envelope, body);

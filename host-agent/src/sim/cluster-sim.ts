@@ -144,13 +144,15 @@ class ClusterSim {
     return this.options.unsafeQuorum ? { ...q, quorum: this.options.unsafeQuorum } : q;
   }
 
-  private ring(): KeyRing {
+  /** `onlyOf`: the one replica whose certificate it holds (a restarted replica's own). */
+  private ring(onlyOf?: string): KeyRing {
     const boardKeys = new Map<string, string>();
     for (const [id, signer] of this.boardSigners) boardKeys.set(id, signer.publicKey);
     const clientKeys = new Map<string, string>();
     for (const [id, c] of this.clientSigners) clientKeys.set(id, c.publicKey);
     const ring = new KeyRing(this.crypto, boardKeys, clientKeys);
-    for (const cert of this.certificates.values()) ring.install(cert);
+    for (const cert of this.certificates.values())
+      if (onlyOf === undefined || cert.host === onlyOf) ring.install(cert);
     return ring;
   }
 
@@ -187,7 +189,7 @@ class ClusterSim {
           ? { suspicionTimeouts: this.s.suspicionTimeouts }
           : {}),
       },
-      this.ring(),
+      this.ring((recovering || coldStart) && this.s.restartsKnowNoKeys ? node.id : undefined),
       node.signer,
       cert,
       {
@@ -850,8 +852,9 @@ class ClusterSim {
     const aimed = plan && candidates.find((r) => r.id === plan.primary);
     const victim = aimed ?? this.adversary.pick(candidates);
     const behaviours = new Set<ByzantineBehaviour>();
+    // From the first sixteen behaviours, so that older seeds keep their draws.
     for (let j = this.adversary.int(1, 3); j > 0; j--)
-      behaviours.add(this.adversary.pick(BYZANTINE_BEHAVIOURS));
+      behaviours.add(this.adversary.pick(BYZANTINE_BEHAVIOURS.slice(0, 16)));
     victim.byzantine = this.byzantineFilter(victim, [...behaviours]);
     if (aimed) victim.byzantine.aimedPlan = plan;
     this.trace(

@@ -70,6 +70,11 @@ export interface Scenario {
   /** How many view-change timeouts a client's first suspicion lasts (the replicas' default otherwise). */
   suspicionTimeouts?: number;
   /**
+   * A replica that starts again (rejuvenated, or in a cold start) holds no peer's certificate, as
+   * a real one: it learns them from its peers. Otherwise it starts with every current one.
+   */
+  restartsKnowNoKeys?: true;
+  /**
    * The network replays clients' old copies of their requests into their connections to a
    * replica that started again (a rejuvenation, a cold start): copies it saw go to that replica
    * before, most of them of requests long completed. Only a copy made for the replica's new
@@ -202,5 +207,9 @@ export function scenarioFor(seed: number): Scenario {
   // Suspicions that lapse within a run: a faulty client comes back to the direct path, stalls a
   // batch again, and is suspected for longer (the replicas' default is 32 timeouts).
   if (adversary.chance(0.5)) scenario.suspicionTimeouts = adversary.pick([1, 2, 4, 8]);
+  // A replica that starts again knows no peer's key, as a real one (it learns them from its
+  // peers); and Byzantine replicas that send a rejuvenated one nothing, its own key included.
+  if (adversary.chance(0.5)) scenario.restartsKnowNoKeys = true;
+  for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("shun-rejuvenated");
   return scenario;
 }
