@@ -1,9 +1,13 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { KvClient } from "../src/client/kv-client.js";
 import { Ed25519Scheme, newReplicaSigner } from "../src/replica/ed25519.js";
-import { ReplicaServer } from "../src/service/replica-server.js";
+import {
+  ReplicaServer,
+  readStoredCheckpoint,
+  type StoredCheckpointAndParts,
+} from "../src/service/replica-server.js";
 import {
   boardPublicKeys,
   certifyWithBoardKey,
@@ -110,6 +114,43 @@ describe("replicas over TCP on loopback", () => {
     }
   }, 40_000);
 
+  it("a replica started with its stored checkpoint read before (while its host waited for its certificate) starts from it", async () => {
+    const console: string[] = [];
+    const { bed, server, client } = fourReplicas(27460, (line) => console.push(line));
+    const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
+    try {
+      await Promise.all(servers.map((s) => s.start()));
+      client.start();
+      for (let i = 0; i < 24; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+      const h4 = bed.testbed.hosts[3];
+      if (h4 === undefined) throw new Error("no h4");
+      const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
+      await vi.waitFor(() => expect(existsSync(stored)).toBe(true), { timeout: 5_000 });
+      await servers[3]?.close();
+      const read = readStoredCheckpoint(h4.stateDir);
+      const seq = "checkpoint" in read.read ? read.read.checkpoint.seq : -1;
+      expect(seq).toBeGreaterThan(0);
+      // Gone from the disk since: what was read before is what it starts from.
+      rmSync(stored);
+      const restarted = server(h4.id, 1, true, read);
+      servers[3] = restarted;
+      expect(restarted.core.executedUpTo).toBe(seq);
+      await restarted.start();
+      await vi.waitFor(
+        () => expect(console.some((l) => parseStateNote(l)?.kind === "recovered")).toBe(true),
+        { timeout: 20_000, interval: 50 },
+      );
+      expect((await client.call({ op: "get", key: "k23" })).result).toEqual({
+        op: "get",
+        value: "23",
+      });
+    } finally {
+      await client.close();
+      await Promise.all(servers.map((s) => s.close()));
+      bed.remove();
+    }
+  }, 40_000);
+
   it("a restarted replica gets the client's session as the client reconnects, and holds its next request", async () => {
     const { bed, server, client } = fourReplicas(27440);
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
@@ -146,7 +187,12 @@ function fourReplicas(basePort: number, log?: (line: string) => void) {
   const scheme = new Ed25519Scheme();
   const boardKeys = boardPublicKeys(bed.testbed);
   const clientKeys = clientPublicKeys(bed.testbed);
-  const server = (hostId: string, epoch: number, recovering: boolean) => {
+  const server = (
+    hostId: string,
+    epoch: number,
+    recovering: boolean,
+    storedCheckpoint?: StoredCheckpointAndParts,
+  ) => {
     const signer = newReplicaSigner();
     return new ReplicaServer({
       testbed: bed.testbed,
@@ -159,6 +205,7 @@ function fourReplicas(basePort: number, log?: (line: string) => void) {
       recovering,
       k: 0,
       ...(log === undefined ? {} : { log }),
+      ...(storedCheckpoint === undefined ? {} : { storedCheckpoint }),
     });
   };
   const client = KvClient.forTestbed(bed.testbed, {

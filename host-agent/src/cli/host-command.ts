@@ -21,7 +21,7 @@ import {
 import { HostAgent } from "../agent/host-agent.js";
 import { readReplicaKey } from "../agent/replica-keys.js";
 import { signerFor } from "../replica/ed25519.js";
-import type { ReplicaServer } from "../service/replica-server.js";
+import { type ReplicaServer, readStoredCheckpoint } from "../service/replica-server.js";
 import { certifyWithBoardKey, KeyFileError } from "../service/service-keys.js";
 import { startReplica } from "../service/service-runtime.js";
 
@@ -153,6 +153,9 @@ export function hostCommand(context: CliContext): Command {
         context.setExitCode(2);
         return;
       }
+      // Read now, while the host waits for its certificate: not part of T_transfer then.
+      const stateDir = testbed.hosts.find((h) => h.id === flags.host)?.stateDir;
+      const storedCheckpoint = stateDir === undefined ? undefined : readStoredCheckpoint(stateDir);
       const tellAgent = (m: ReplicaToAgent) => process.send?.(m);
       // Timed like the agent's lines, so the console shows where a recovery's time goes.
       const log = (line: string) => context.io.err(`${new Date().toISOString()} ${line}\n`);
@@ -172,6 +175,7 @@ export function hostCommand(context: CliContext): Command {
           recovering: m.recovering,
           coldStart: m.coldStart,
           revokedKeys: m.revokedKeys,
+          ...(storedCheckpoint !== undefined ? { storedCheckpoint } : {}),
           log,
           onAction: (a) => {
             if (a.type === "recovered")

@@ -14,6 +14,7 @@ import {
   olderCheckpointFiles,
   readCheckpointFile,
   type StoredCheckpoint,
+  type StoredCheckpointRead,
 } from "../storage/checkpoint-file.js";
 import { MAX_OLDER_CHECKPOINTS } from "../storage/checkpoint-retention.js";
 import { CheckpointWriter } from "../storage/checkpoint-writer.js";
@@ -37,6 +38,11 @@ export interface ReplicaServerOptions {
   coldStart?: boolean;
   /** Keys revoked so far, as the board told the host agent. */
   revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
+  /**
+   * The newest stored checkpoint, read already (`readStoredCheckpoint`): the replica process reads
+   * it while its host waits for the certificate, so that reading it is not part of T_transfer.
+   */
+  storedCheckpoint?: StoredCheckpointAndParts;
   /** Replicas silent for rejuvenation at once; default the testbed's k (0: a service without rejuvenation). */
   k?: number;
   log?: (line: string) => void;
@@ -64,9 +70,8 @@ export class ReplicaServer {
     this.stateDir = host.stateDir;
     this.rejections = new RejectionSummary((line) => this.log(line));
     mkdirSync(this.stateDir, { recursive: true });
-    // A cold start reads the older checkpoints too: they share the partitions that did not change.
-    const decoded: DecodedPartitions = new Map();
-    const stored = readCheckpointFile(this.stateDir, undefined, decoded);
+    const { read: stored, decoded } =
+      options.storedCheckpoint ?? readStoredCheckpoint(this.stateDir);
     // The partitions of the checkpoint just read and checked are not written again.
     this.checkpoints = new CheckpointWriter(
       this.stateDir,
@@ -247,4 +252,15 @@ export class ReplicaServer {
       this.options.onAction?.(a);
     }
   }
+}
+
+/** The newest checkpoint stored in `stateDir`, with its decoded partitions (a cold start's older ones share them). */
+export interface StoredCheckpointAndParts {
+  read: StoredCheckpointRead;
+  decoded: DecodedPartitions;
+}
+
+export function readStoredCheckpoint(stateDir: string): StoredCheckpointAndParts {
+  const decoded: DecodedPartitions = new Map();
+  return { read: readCheckpointFile(stateDir, undefined, decoded), decoded };
 }

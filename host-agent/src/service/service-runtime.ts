@@ -9,7 +9,7 @@ import { KvClient } from "../client/kv-client.js";
 import { Ed25519Scheme, newReplicaSigner } from "../replica/ed25519.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
 import type { ReplicaAction } from "../replica/replica-core.js";
-import { ReplicaServer } from "./replica-server.js";
+import { ReplicaServer, type StoredCheckpointAndParts } from "./replica-server.js";
 import {
   boardPublicKeys,
   certifyWithBoardKey,
@@ -33,6 +33,8 @@ export interface ReplicaStartOptions {
   period?: number;
   onAction?: (action: ReplicaAction) => void;
   rewrite?: (actions: ReplicaAction[]) => ReplicaAction[];
+  /** Read already, before the certificate came (`readStoredCheckpoint`). */
+  storedCheckpoint?: StoredCheckpointAndParts;
 }
 
 export async function startReplica(
@@ -65,6 +67,7 @@ export async function startReplica(
     ...(options.log ? { log: options.log } : {}),
     ...(options.onAction ? { onAction: options.onAction } : {}),
     ...(options.rewrite ? { rewrite: options.rewrite } : {}),
+    ...(options.storedCheckpoint ? { storedCheckpoint: options.storedCheckpoint } : {}),
   });
   await server.start();
   return server;
