@@ -330,3 +330,68 @@ describe("a rejuvenated replica and a Byzantine primary of the view made fresh f
     expect(r6.isRecovered).toBe(true);
   });
 });
+
+describe("the view the others change to for a rejuvenated replica", () => {
+  it("is the same at every correct replica, whatever each saw before", () => {
+    // As above, Byzantine r5 forms the view made fresh for r6 (4) with its own VIEW_CHANGE
+    // claiming r6's old key. r4 never got r6's STATUS before view 4 (it joined the view change
+    // on the others' word), so only r1 to r3 changed views for r6 before. The next view for r6 is
+    // read off the NEW_VIEW they all entered: the same for all. (Chosen by each one's own past,
+    // r4 asked for view 10 and the others for 6, and they met only after timeouts.)
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    c.rejuvenate("r6", { recovering: true });
+    const r4 = c.cores.get("r4");
+    const staleFor6 = (message: Buffer): Buffer => {
+      const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+      const viewChanges = body.viewChanges.map((text) => {
+        const vc = parseEnvelope(Buffer.from(text, "utf8"));
+        if (vc?.from !== "r5") return text;
+        const own = vc.body as ViewChange;
+        const keyEpochs = own.keyEpochs.map((e, i) => (i === 5 ? 0 : e));
+        return c.speakAs("r5", { ...own, keyEpochs }).toString("utf8");
+      });
+      return c.speakAs("r5", { ...body, viewChanges });
+    };
+    const firstTarget = new Map<string, number>();
+    c.run(2_000, (m) => {
+      const body = parseEnvelope(m.message)?.body;
+      if (m.from === "r6" && m.to === "r4" && body?.type === "STATUS")
+        return (r4?.currentView ?? 0) > 0 && r4?.status === "normal";
+      if (body?.type === "VIEW_CHANGE" && body.newView > 4 && !firstTarget.has(m.from))
+        firstTarget.set(m.from, body.newView);
+      if (m.from !== "r5" || body?.type !== "NEW_VIEW") return true;
+      c.hand(m.to, staleFor6(m.message));
+      return false;
+    });
+    expect(firstTarget.get("r1")).toBe(6);
+    for (const id of ["r2", "r3", "r4"]) expect(firstTarget.get(id), id).toBe(6);
+    expect(c.cores.get("r6")?.isRecovered).toBe(true);
+  });
+
+  it("comes with keys the rejuvenated replica can check, the sender's own first", () => {
+    // r6 starts holding no peer's key, and its KEY_QUERYs are all lost; r5 sends it nothing. A
+    // peer sends it the view's NEW_VIEW with the keys it holds: its own NEW_KEY (taken unchecked)
+    // and then KEYS, which r6 can check only once it holds that peer's key.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const r6 = c.rejuvenate(
+      "r6",
+      { recovering: true },
+      c.ids.filter((id) => id !== "r6"),
+    );
+    const lost = (m: { from: string; to: string; message: Buffer }) =>
+      !(m.from === "r6" && typeOf(m.message) === "KEY_QUERY") &&
+      !(m.from === "r5" && m.to === "r6");
+    c.run(3_000, lost);
+    const refused = (c.sent.get("r6") ?? []).filter(
+      (a) => a.type === "problem" && a.kind === "unknown-epoch" && a.detail.startsWith("KEYS"),
+    );
+    expect(refused).toEqual([]);
+    expect(r6.isRecovered).toBe(true);
+  });
+});

@@ -6,7 +6,7 @@ import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
 import { parseEnvelope, sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
-import { replicaCluster } from "./replica-cluster.js";
+import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, newViewBody, statusBody, viewChangeBody } from "./replica-harness.js";
 
 const problems = (actions: ReplicaAction[]) =>
@@ -147,13 +147,14 @@ describe("a NEW_VIEW naming a key the replica has not learned yet", () => {
     expect(problems(first)).toEqual([]);
     expect(core.counters.get("new-view.awaiting-key")).toBe(1);
     expect(core.currentView).toBe(0);
-    // It asked r4 for its key.
-    expect(
+    // It asked r4 for its key, and r3, the primary, which holds it (r4 may never answer).
+    const askedFor = (to: string) =>
       first.some(
         (a) =>
-          a.type === "send" && a.to === "r4" && parseEnvelope(a.message)?.body.type === "KEY_QUERY",
-      ),
-    ).toBe(true);
+          a.type === "send" && a.to === to && parseEnvelope(a.message)?.body.type === "KEY_QUERY",
+      );
+    expect(askedFor("r4")).toBe(true);
+    expect(askedFor("r3")).toBe(true);
     // r4's answer comes: the NEW_VIEW is taken.
     const newKey = sealEnvelope(
       "r4",
@@ -210,6 +211,22 @@ describe("keys a VIEW_CHANGE lacks", () => {
     const forged = { ...cert("r3", 9, crypto.newSigner("r3-e9")), signature: "AAAA" };
     expect(problems(core.onMessage(relay([forged]), 3))).toEqual(["bad-certificate"]);
     expect(problems(core.onMessage(from("r3", status), 4))).toEqual([]);
+  });
+});
+
+describe("certificates a replica relays", () => {
+  it("are its peers' current ones, none revoked; a revoked one relayed to it is no peer's fault", () => {
+    const { core, from, cert } = fourReplicas("r1");
+    core.revokeKeys(["r3"], 5, 1);
+    // r4 asks (unchecked): r1's own key, and r2's and r4's... but not r3's revoked one.
+    const answer = core.onMessage(from("r4", { type: "KEY_QUERY" }), 2);
+    const relayed = bodiesOf(answer, "KEYS") as Array<{ certificates: Array<{ host: string }> }>;
+    expect(relayed.flatMap((k) => k.certificates.map((c) => c.host))).toEqual(["r2"]);
+    expect(bodiesOf(answer, "NEW_KEY")).toHaveLength(1);
+    // r2, not told of the revocation yet, relays r3's revoked certificate: refused, quietly.
+    const relay = from("r2", { type: "KEYS", certificates: [cert("r3", 0)] });
+    expect(problems(core.onMessage(relay, 3))).toEqual([]);
+    expect(core.counters.get("keys.relayed-revoked")).toBe(1);
   });
 });
 

@@ -27,26 +27,22 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   if (epoch === undefined || viewFreshFor(r, peer)) return;
   if (r.mode !== "normal" || !r.mayChangeView()) return;
   const mark = `${epoch}@${r.view}`;
-  const before = r.refreshedFor.get(peer);
-  if (before === mark) return;
+  if (r.refreshedFor.get(peer) === mark) return;
   r.refreshedFor.set(peer, mark);
   r.count("view-change.for-amnesic");
-  // Changed views for this key of the peer's already, and this view is still not fresh for it:
-  // its primary put a VIEW_CHANGE that lacks the key into its NEW_VIEW (a correct primary takes
-  // none that lacks a key it holds). It leads no further view for the peer: a Byzantine primary
-  // whose turn kept coming back would otherwise have the service change views for ever.
-  let failed = r.refreshFailedUnder.get(peer);
-  if (failed === undefined || failed.epoch !== epoch) {
-    failed = { epoch, primaries: new Set() };
-    r.refreshFailedUnder.set(peer, failed);
-  }
-  if (before?.startsWith(`${epoch}@`)) failed.primaries.add(r.primaryOf(r.view));
-  const shunned = failed.primaries;
-  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id) && !shunned.has(id);
-  // Led by the group rejuvenated before the peer's, the fresh view also outlasts the next
-  // group's shutdown: led by the next group, it would be handed off again moments later.
-  let target = viewLedByGroupBefore(r, r.view, peer, usable);
+  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id);
   const n = r.config.ids.length;
+  const i = r.config.ids.indexOf(peer);
+  // Not fresh for the peer, though a VIEW_CHANGE behind it held the peer's key: the primary put
+  // one that lacks it next to one that holds it (a correct primary holding the key takes none that
+  // lacks it). The next view is then simply the next one a usable replica leads. Led by the group
+  // before the peer's, it could be that primary's again, and a Byzantine one would have the
+  // service change views for ever; in turn, the views move past every Byzantine primary. Read
+  // off the NEW_VIEW everyone entered, every correct replica picks the same view.
+  const keyWasKnown = (r.viewKeyEpochsMax[i] ?? -1) >= epoch;
+  // Otherwise led by the group rejuvenated before the peer's, the fresh view also outlasts the
+  // next group's shutdown: led by the next group, it would be handed off again moments later.
+  let target = keyWasKnown ? undefined : viewLedByGroupBefore(r, r.view, peer, usable);
   for (let step = 1; step <= n && target === undefined; step++)
     if (usable(r.primaryOf(r.view + step))) target = r.view + step;
   startViewChange(r, target ?? r.view + 1);

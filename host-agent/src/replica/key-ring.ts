@@ -89,9 +89,12 @@ export class KeyRing {
     return this.replicaKeys.get(replica);
   }
 
+  /** The certificates of the replicas' current keys, none revoked (those are only refused). */
   certificates(): KeyCertificate[] {
     const out: KeyCertificate[] = [];
-    for (const key of this.replicaKeys.values()) if (key.certificate) out.push(key.certificate);
+    for (const [host, key] of this.replicaKeys)
+      if (key.certificate && key.epoch >= (this.revokedBefore.get(host) ?? 0))
+        out.push(key.certificate);
     return out;
   }
 

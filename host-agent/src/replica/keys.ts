@@ -30,10 +30,16 @@ export function onKeys(
 ): void {
   for (const certificate of certificates.slice(0, r.config.ids.length))
     if (certificate.host !== r.config.self && r.config.ids.includes(certificate.host))
-      installCertificate(r, from, certificate);
+      installCertificate(r, from, certificate, true);
 }
 
-function installCertificate(r: ReplicaState, from: string, certificate: KeyCertificate): void {
+/** `relayed`: from a peer's KEYS, which may not have heard of a revocation yet. */
+function installCertificate(
+  r: ReplicaState,
+  from: string,
+  certificate: KeyCertificate,
+  relayed = false,
+): void {
   const host = certificate.host;
   const verdict = r.ring.install(certificate);
   if (verdict === "installed") {
@@ -45,7 +51,8 @@ function installCertificate(r: ReplicaState, from: string, certificate: KeyCerti
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(host);
     refreshOwnViewChange(r);
-  } else if (verdict !== "same" && verdict !== "stale")
+  } else if (relayed && verdict === "revoked") r.count("keys.relayed-revoked");
+  else if (verdict !== "same" && verdict !== "stale")
     r.problem("bad-certificate", from, `certificate of ${host} refused: ${verdict}`);
 }
 
@@ -195,22 +202,22 @@ function forgetUnsettledWordsOf(r: ReplicaState, host: string): void {
  * carry their boards' signatures: relaying them adds no trust.
  */
 export function onKeyQuery(r: ReplicaState, from: string): void {
-  // Unchecked (the sender may be anyone): answered at most once per status interval each.
-  const last = r.keyQueryAnsweredAtMs.get(from);
-  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
-  r.keyQueryAnsweredAtMs.set(from, r.nowMs);
-  const cert = r.ring.keyOf(r.config.self)?.certificate;
-  if (cert) r.send(from, { type: "NEW_KEY", certificate: cert });
   relayKeys(r, from);
 }
 
-/** Every other replica's certificate held here, to `to`, at most once per status interval. */
+/**
+ * This replica's certificate (NEW_KEY, which a peer takes unchecked) and then every other current
+ * one it holds (KEYS, which the peer can check now), to `to`, at most once per status interval
+ * (its questions come unchecked, from anyone claiming to be `to`).
+ */
 export function relayKeys(r: ReplicaState, to: string): void {
+  const last = r.keysRelayedAtMs.get(to);
+  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
+  r.keysRelayedAtMs.set(to, r.nowMs);
+  const own = r.ring.keyOf(r.config.self)?.certificate;
+  if (own) r.send(to, { type: "NEW_KEY", certificate: own });
   const others = r.ring.certificates().filter((c) => c.host !== r.config.self && c.host !== to);
   if (others.length === 0) return;
-  const last = r.keysSentAtMs.get(to);
-  if (last !== undefined && r.nowMs - last < r.config.statusIntervalMs) return;
-  r.keysSentAtMs.set(to, r.nowMs);
   r.count("keys.relayed");
   r.send(to, { type: "KEYS", certificates: others });
 }

@@ -300,18 +300,16 @@ export class ReplicaState {
   coldStart: boolean;
   /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
   viewKeyEpochs: number[];
+  /** Per replica: the highest key epoch any VIEW_CHANGE behind the current view held for it. */
+  viewKeyEpochsMax: number[];
   /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
   readonly refreshedFor = new Map<string, string>();
-  /**
-   * Per peer that lost its memory, at its current key epoch: the primaries of views this replica
-   * changed to for it that still came out not fresh for it. None leads another for it.
-   */
-  readonly refreshFailedUnder = new Map<string, { epoch: number; primaries: Set<string> }>();
+
   readonly peerAmnesic = new Set<string>();
   nextStatusMs = 0;
   readonly keyQueryAtMs = new Map<string, number>();
-  /** When each peer's KEY_QUERY was last answered (they are answered unchecked, so rate-limited). */
-  readonly keyQueryAnsweredAtMs = new Map<string, number>();
+  /** Per peer: when this replica's keys were last relayed to it (`relayKeys`). */
+  readonly keysRelayedAtMs = new Map<string, number>();
   /** Per peer still catching up: when this replica last answered its STATUS (`peer-status.ts`). */
   readonly statusAnsweredAtMs = new Map<string, number>();
   /** Per peer: when certificates it lacked were last sent to it (`sendMissingKeys`). */
@@ -389,6 +387,7 @@ export class ReplicaState {
     }
     // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
     this.viewKeyEpochs = ids.map(() => -1);
+    this.viewKeyEpochsMax = ids.map(() => -1);
   }
 
   /** PRE_PREPARE, PREPARE and COMMIT: only with a memory of every vote it cast in this view. */

@@ -488,9 +488,10 @@ function startView(
     viewChanges.map((vc) => (vc.body as ViewChangeBody).suspects ?? []),
   );
   enterView(r, view);
-  r.viewKeyEpochs = r.config.ids.map((_, i) =>
-    Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
-  );
+  const epochsOf = (i: number) =>
+    viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1);
+  r.viewKeyEpochs = r.config.ids.map((_, i) => Math.min(...epochsOf(i)));
+  r.viewKeyEpochsMax = r.config.ids.map((_, i) => Math.max(...epochsOf(i)));
   const { checkpoint, proposals, batches } = decision;
   const vouchersOf = () =>
     viewChanges
