@@ -371,6 +371,38 @@ describe("the view the others change to for a rejuvenated replica", () => {
     expect(c.cores.get("r6")?.isRecovered).toBe(true);
   });
 
+  it("n = 11, k' = 2: is led by neither of two Byzantine primaries that take turns at views not fresh for it", () => {
+    // r11 comes back; the group before its own is r9 and r10, both Byzantine, and each forms
+    // every view it leads with its own VIEW_CHANGE claiming r11's old key. Excluding only the
+    // current view's primary, the views would go to r9, then r10, then r9 again, for ever.
+    const c = replicaCluster(11, 2, 2);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const r11 = c.rejuvenate("r11", { recovering: true });
+    const staleFor11 = (liar: string, message: Buffer): Buffer => {
+      const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+      const viewChanges = body.viewChanges.map((text) => {
+        const vc = parseEnvelope(Buffer.from(text, "utf8"));
+        if (vc?.from !== liar) return text;
+        const own = vc.body as ViewChange;
+        const keyEpochs = own.keyEpochs.map((e, i) => (i === 10 ? 0 : e));
+        return c.speakAs(liar, { ...own, keyEpochs }).toString("utf8");
+      });
+      return c.speakAs(liar, { ...body, viewChanges });
+    };
+    const primaries: string[] = [];
+    c.run(8_000, (m) => {
+      if (!["r9", "r10"].includes(m.from) || typeOf(m.message) !== "NEW_VIEW") return true;
+      if (primaries.at(-1) !== m.from) primaries.push(m.from);
+      c.hand(m.to, staleFor11(m.from, m.message));
+      return false;
+    });
+    expect(primaries).toEqual(["r9", "r10"]);
+    expect(r11.isAmnesic).toBe(false);
+    expect(r11.isRecovered).toBe(true);
+  });
+
   it("comes with keys the rejuvenated replica can check, the sender's own first", () => {
     // r6 starts holding no peer's key, and its KEY_QUERYs are all lost; r5 sends it nothing. A
     // peer sends it the view's NEW_VIEW with the keys it holds: its own NEW_KEY (taken unchecked)

@@ -30,19 +30,18 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   if (r.refreshedFor.get(peer) === mark) return;
   r.refreshedFor.set(peer, mark);
   r.count("view-change.for-amnesic");
-  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id);
+  // Not a primary whose view, entered while this replica held the peer's key, was not fresh for
+  // it: a correct primary holding the key takes no VIEW_CHANGE that lacks it, and a Byzantine one
+  // whose turn kept coming back (its group is the one before the peer's) would have the service
+  // change views for ever. What each replica notes is read off the NEW_VIEWs they all entered, so
+  // they pick the same view. (A view entered before the key was known here is no one's fault.)
+  const noted = r.notFreshUnder.get(peer);
+  const failed = noted !== undefined && noted.epoch === epoch ? noted.primaries : undefined;
+  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id) && failed?.has(id) !== true;
+  // Led by the group rejuvenated before the peer's, the fresh view also outlasts the next
+  // group's shutdown: led by the next group, it would be handed off again moments later.
+  let target = viewLedByGroupBefore(r, r.view, peer, usable);
   const n = r.config.ids.length;
-  const i = r.config.ids.indexOf(peer);
-  // Not fresh for the peer, though a VIEW_CHANGE behind it held the peer's key: the primary put
-  // one that lacks it next to one that holds it (a correct primary holding the key takes none that
-  // lacks it). The next view is then simply the next one a usable replica leads. Led by the group
-  // before the peer's, it could be that primary's again, and a Byzantine one would have the
-  // service change views for ever; in turn, the views move past every Byzantine primary. Read
-  // off the NEW_VIEW everyone entered, every correct replica picks the same view.
-  const keyWasKnown = (r.viewKeyEpochsMax[i] ?? -1) >= epoch;
-  // Otherwise led by the group rejuvenated before the peer's, the fresh view also outlasts the
-  // next group's shutdown: led by the next group, it would be handed off again moments later.
-  let target = keyWasKnown ? undefined : viewLedByGroupBefore(r, r.view, peer, usable);
   for (let step = 1; step <= n && target === undefined; step++)
     if (usable(r.primaryOf(r.view + step))) target = r.view + step;
   startViewChange(r, target ?? r.view + 1);

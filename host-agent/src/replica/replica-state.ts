@@ -300,8 +300,11 @@ export class ReplicaState {
   coldStart: boolean;
   /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
   viewKeyEpochs: number[];
-  /** Per replica: the highest key epoch any VIEW_CHANGE behind the current view held for it. */
-  viewKeyEpochsMax: number[];
+  /**
+   * Per peer, at the key epoch this replica held for it: the primaries of views entered since that
+   * were not fresh for it (`refreshViewFor` changes to none of theirs for it).
+   */
+  readonly notFreshUnder = new Map<string, { epoch: number; primaries: Set<string> }>();
   /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
   readonly refreshedFor = new Map<string, string>();
 
@@ -387,7 +390,6 @@ export class ReplicaState {
     }
     // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
     this.viewKeyEpochs = ids.map(() => -1);
-    this.viewKeyEpochsMax = ids.map(() => -1);
   }
 
   /** PRE_PREPARE, PREPARE and COMMIT: only with a memory of every vote it cast in this view. */

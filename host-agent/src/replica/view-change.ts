@@ -414,6 +414,22 @@ export function onNewView(
   startView(r, body.view, decision, viewChanges);
 }
 
+/** Notes this view's primary for every peer whose key (as held here) the view is not fresh for. */
+function noteNotFresh(r: ReplicaState, view: number): void {
+  const primary = r.primaryOf(view);
+  r.config.ids.forEach((peer, i) => {
+    const epoch = r.ring.keyOf(peer)?.epoch;
+    if (peer === r.config.self || epoch === undefined || (r.viewKeyEpochs[i] ?? -1) >= epoch)
+      return;
+    let noted = r.notFreshUnder.get(peer);
+    if (noted === undefined || noted.epoch !== epoch) {
+      noted = { epoch, primaries: new Set() };
+      r.notFreshUnder.set(peer, noted);
+    }
+    noted.primaries.add(primary);
+  });
+}
+
 /** The VIEW_CHANGEs, as they say (unchecked), make the view fresh for this replica. */
 function freshOnItsFace(r: ReplicaState, texts: readonly string[]): boolean {
   const viewChanges: ReplicaEnvelope[] = [];
@@ -488,10 +504,10 @@ function startView(
     viewChanges.map((vc) => (vc.body as ViewChangeBody).suspects ?? []),
   );
   enterView(r, view);
-  const epochsOf = (i: number) =>
-    viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1);
-  r.viewKeyEpochs = r.config.ids.map((_, i) => Math.min(...epochsOf(i)));
-  r.viewKeyEpochsMax = r.config.ids.map((_, i) => Math.max(...epochsOf(i)));
+  r.viewKeyEpochs = r.config.ids.map((_, i) =>
+    Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
+  );
+  noteNotFresh(r, view);
   const { checkpoint, proposals, batches } = decision;
   const vouchersOf = () =>
     viewChanges
