@@ -82,7 +82,7 @@ describe("the deterministic cluster simulation", () => {
     expect(b.trace).toBe(a.trace);
     expect(b.result).toEqual(a.result);
     expect(digest(13).trace).not.toBe(a.trace);
-  });
+  }, 60_000);
 
   it("catches a protocol run with quorums too small to intersect (the checks can fail)", () => {
     const caught: string[] = [];
