@@ -7,7 +7,7 @@ import { expect, it } from "vitest";
 import { runSeed } from "../src/sim/run-seeds.js";
 
 /** Seeds the default run covers (the full count is `npm run sim`). */
-export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 40);
+export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 30);
 
 // Seeds that once failed. 274: every replica rejuvenated in turn while the service was stalled
 // forgot a committed batch (agreement lost); the others: a replica declared recovered before the stable
