@@ -272,6 +272,37 @@ describe("a replica that lost its memory at rejuvenation", () => {
   });
 });
 
+/** n replicas booted and settled, then `id` rejuvenated, holding none of `withoutKeysOf`'s keys. */
+function withRejuvenated(
+  [n, kPrime, k]: [number, number, number],
+  id: string,
+  withoutKeysOf: readonly string[] = [],
+) {
+  const c = replicaCluster(n, kPrime, k);
+  for (const each of c.ids) c.boot(each, { recovering: false });
+  c.deliver(() => true);
+  c.run(300, () => true);
+  return { c, back: c.rejuvenate(id, { recovering: true }, withoutKeysOf) };
+}
+
+/** `liar`'s NEW_VIEW with its own VIEW_CHANGE re-signed to claim key epoch 0 for replica `index`. */
+function notFreshFor(
+  c: ReturnType<typeof replicaCluster>,
+  liar: string,
+  index: number,
+  message: Buffer,
+): Buffer {
+  const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+  const viewChanges = body.viewChanges.map((text) => {
+    const vc = parseEnvelope(Buffer.from(text, "utf8"));
+    if (vc?.from !== liar) return text;
+    const own = vc.body as ViewChange;
+    const keyEpochs = own.keyEpochs.map((e, i) => (i === index ? 0 : e));
+    return c.speakAs(liar, { ...own, keyEpochs }).toString("utf8");
+  });
+  return c.speakAs(liar, { ...body, viewChanges });
+}
+
 describe("a rejuvenated replica and a Byzantine primary of the view made fresh for it", () => {
   it("that shows everyone NEW_VIEWs not fresh for it: the next view is led by another primary", () => {
     // n = 6: r6 comes back; the view made fresh for it is led by r5 (its group is the one before
@@ -279,28 +310,12 @@ describe("a rejuvenated replica and a Byzantine primary of the view made fresh f
     // NEW_VIEW, to everyone, claiming r6's old key: the view is fresh for r6 nowhere. Were r5 the
     // leader of every view changed to for r6, that would go on for ever (600 view changes in a
     // minute) and r6 would never vote again, nor report itself recovered.
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    c.run(300, () => true);
-    const r6 = c.rejuvenate("r6", { recovering: true });
-    const staleFor6 = (message: Buffer): Buffer => {
-      const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
-      const viewChanges = body.viewChanges.map((text) => {
-        const vc = parseEnvelope(Buffer.from(text, "utf8"));
-        if (vc?.from !== "r5") return text;
-        const own = vc.body as ViewChange;
-        return c
-          .speakAs("r5", { ...own, keyEpochs: own.keyEpochs.map((e, i) => (i === 5 ? 0 : e)) })
-          .toString("utf8");
-      });
-      return c.speakAs("r5", { ...body, viewChanges });
-    };
+    const { c, back: r6 } = withRejuvenated([6, 1, 1], "r6");
     let lies = 0;
     c.run(5_000, (m) => {
       if (m.from !== "r5" || typeOf(m.message) !== "NEW_VIEW") return true;
       lies++;
-      c.hand(m.to, staleFor6(m.message));
+      c.hand(m.to, notFreshFor(c, "r5", 5, m.message));
       return false;
     });
     expect(lies).toBeGreaterThan(0);
@@ -317,12 +332,8 @@ describe("a rejuvenated replica and a Byzantine primary of the view made fresh f
     // r5, Byzantine, leads the view made fresh for r6 correctly but sends r6 nothing at all: not
     // its NEW_KEY, not the NEW_VIEW. The others answer r6's KEY_QUERY with every key they hold,
     // and send the NEW_VIEW on with them: r6 can check it.
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    c.run(300, () => true);
-    const others = c.ids.filter((id) => id !== "r6");
-    const r6 = c.rejuvenate("r6", { recovering: true }, others);
+    const others = ["r1", "r2", "r3", "r4", "r5"];
+    const { c, back: r6 } = withRejuvenated([6, 1, 1], "r6", others);
     c.run(5_000, (m) => !(m.from === "r5" && m.to === "r6"));
     expect(c.cores.get("r1")?.primary).toBe("r5");
     expect(r6.currentView).toBe(c.cores.get("r1")?.currentView);
@@ -338,23 +349,8 @@ describe("the view the others change to for a rejuvenated replica", () => {
     // on the others' word), so only r1 to r3 changed views for r6 before. The next view for r6 is
     // read off the NEW_VIEW they all entered: the same for all. (Chosen by each one's own past,
     // r4 asked for view 10 and the others for 6, and they met only after timeouts.)
-    const c = replicaCluster(6, 1, 1);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    c.run(300, () => true);
-    c.rejuvenate("r6", { recovering: true });
+    const { c } = withRejuvenated([6, 1, 1], "r6");
     const r4 = c.cores.get("r4");
-    const staleFor6 = (message: Buffer): Buffer => {
-      const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
-      const viewChanges = body.viewChanges.map((text) => {
-        const vc = parseEnvelope(Buffer.from(text, "utf8"));
-        if (vc?.from !== "r5") return text;
-        const own = vc.body as ViewChange;
-        const keyEpochs = own.keyEpochs.map((e, i) => (i === 5 ? 0 : e));
-        return c.speakAs("r5", { ...own, keyEpochs }).toString("utf8");
-      });
-      return c.speakAs("r5", { ...body, viewChanges });
-    };
     const firstTarget = new Map<string, number>();
     c.run(2_000, (m) => {
       const body = parseEnvelope(m.message)?.body;
@@ -363,7 +359,7 @@ describe("the view the others change to for a rejuvenated replica", () => {
       if (body?.type === "VIEW_CHANGE" && body.newView > 4 && !firstTarget.has(m.from))
         firstTarget.set(m.from, body.newView);
       if (m.from !== "r5" || body?.type !== "NEW_VIEW") return true;
-      c.hand(m.to, staleFor6(m.message));
+      c.hand(m.to, notFreshFor(c, "r5", 5, m.message));
       return false;
     });
     expect(firstTarget.get("r1")).toBe(6);
@@ -375,27 +371,12 @@ describe("the view the others change to for a rejuvenated replica", () => {
     // r11 comes back; the group before its own is r9 and r10, both Byzantine, and each forms
     // every view it leads with its own VIEW_CHANGE claiming r11's old key. Excluding only the
     // current view's primary, the views would go to r9, then r10, then r9 again, for ever.
-    const c = replicaCluster(11, 2, 2);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    c.run(300, () => true);
-    const r11 = c.rejuvenate("r11", { recovering: true });
-    const staleFor11 = (liar: string, message: Buffer): Buffer => {
-      const body = parseEnvelope(message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
-      const viewChanges = body.viewChanges.map((text) => {
-        const vc = parseEnvelope(Buffer.from(text, "utf8"));
-        if (vc?.from !== liar) return text;
-        const own = vc.body as ViewChange;
-        const keyEpochs = own.keyEpochs.map((e, i) => (i === 10 ? 0 : e));
-        return c.speakAs(liar, { ...own, keyEpochs }).toString("utf8");
-      });
-      return c.speakAs(liar, { ...body, viewChanges });
-    };
+    const { c, back: r11 } = withRejuvenated([11, 2, 2], "r11");
     const primaries: string[] = [];
     c.run(8_000, (m) => {
       if (!["r9", "r10"].includes(m.from) || typeOf(m.message) !== "NEW_VIEW") return true;
       if (primaries.at(-1) !== m.from) primaries.push(m.from);
-      c.hand(m.to, staleFor11(m.from, m.message));
+      c.hand(m.to, notFreshFor(c, m.from, 10, m.message));
       return false;
     });
     expect(primaries).toEqual(["r9", "r10"]);
