@@ -69,14 +69,7 @@ describe("replicas over TCP on loopback", () => {
     const { bed, server, client } = fourReplicas(27420, (line) => console.push(line));
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
-      await Promise.all(servers.map((s) => s.start()));
-      client.start();
-      for (let i = 0; i < 24; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
-      const h4 = bed.testbed.hosts[3];
-      if (h4 === undefined) throw new Error("no h4");
-      const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
-      await vi.waitFor(() => expect(existsSync(stored)).toBe(true), { timeout: 5_000 });
-      await servers[3]?.close();
+      const { h4 } = await writeThenStopH4(bed, servers, client);
       // Down: its disk altered behind its back (the state its checkpoint names), while the
       // others go on.
       const segments = path.join(h4.stateDir, SEGMENT_DIR);
@@ -119,14 +112,7 @@ describe("replicas over TCP on loopback", () => {
     const { bed, server, client } = fourReplicas(27460, (line) => console.push(line));
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
-      await Promise.all(servers.map((s) => s.start()));
-      client.start();
-      for (let i = 0; i < 24; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
-      const h4 = bed.testbed.hosts[3];
-      if (h4 === undefined) throw new Error("no h4");
-      const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
-      await vi.waitFor(() => expect(existsSync(stored)).toBe(true), { timeout: 5_000 });
-      await servers[3]?.close();
+      const { h4, stored } = await writeThenStopH4(bed, servers, client);
       const read = readStoredCheckpoint(h4.stateDir);
       const seq = "checkpoint" in read.read ? read.read.checkpoint.seq : -1;
       expect(seq).toBeGreaterThan(0);
@@ -180,6 +166,23 @@ describe("replicas over TCP on loopback", () => {
     }
   }, 40_000);
 });
+
+/** All four serve; 24 writes; h4 is stopped once its checkpoint is on disk. */
+async function writeThenStopH4(
+  bed: ReturnType<typeof fourReplicas>["bed"],
+  servers: ReplicaServer[],
+  client: KvClient,
+) {
+  await Promise.all(servers.map((s) => s.start()));
+  client.start();
+  for (let i = 0; i < 24; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+  const h4 = bed.testbed.hosts[3];
+  if (h4 === undefined) throw new Error("no h4");
+  const stored = path.join(h4.stateDir, CHECKPOINT_FILE);
+  await vi.waitFor(() => expect(existsSync(stored)).toBe(true), { timeout: 5_000 });
+  await servers[3]?.close();
+  return { h4, stored };
+}
 
 /** Four replicas (n = 4, k' = 1, k = 0) on loopback from `basePort`, and a client of theirs. */
 function fourReplicas(basePort: number, log?: (line: string) => void) {
