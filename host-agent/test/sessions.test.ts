@@ -3,6 +3,7 @@
  * and key epochs, from X25519 halves announced in signed SESSION messages.
  */
 import { describe, expect, it } from "vitest";
+import { KEPT_SESSIONS_PER_PEER } from "../src/replica/keys.js";
 import { parseEnvelope, withMacs } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { Sessions } from "../src/replica/sessions.js";
@@ -112,5 +113,67 @@ describe("replicas with sessions", () => {
     if (session?.type !== "broadcast") throw new Error("no SESSION");
     r2?.onMessage(session.message, c.nowMs + 201);
     expect(macd(r2?.tick(c.nowMs + 400) ?? [], "STATUS").length).toBeGreaterThan(0);
+  });
+});
+
+describe("a SESSION that arrives before its sender's key", () => {
+  it("is kept until the key comes, then taken: no second SESSION needed", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const r2 = c.cores.get("r2");
+    c.sent.clear();
+    c.rejuvenate("r4", { recovering: true });
+    const r4sent = c.sent.get("r4") ?? [];
+    const find = (type: string) => {
+      const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
+      if (a?.type !== "broadcast") throw new Error(`no ${type}`);
+      return a.message;
+    };
+    // The SESSION overtakes the NEW_KEY (another connection, or the key's answer to a query).
+    const refused = r2?.onMessage(find("SESSION"), c.nowMs) ?? [];
+    expect(refused.some((a) => a.type === "problem" && a.kind === "unknown-epoch")).toBe(true);
+    const learned = r2?.onMessage(find("NEW_KEY"), c.nowMs + 1) ?? [];
+    expect(learned).toContainEqual({ type: "learned", what: "session", host: "r4" });
+    expect(macd(r2?.tick(c.nowMs + 200) ?? [], "STATUS").length).toBeGreaterThan(0);
+  });
+
+  it("is taken only under the key it was signed for; forgeries sent after it push it out only past a bound", () => {
+    // r4's real SESSION for its coming epoch reaches r2 first, then `forged` SESSIONs claiming
+    // the same epoch with other halves; then its key.
+    const trial = (forged: number) => {
+      const c = replicaCluster(4, 1, 0);
+      for (const id of c.ids) c.boot(id, { recovering: false });
+      c.deliver(() => true);
+      const r2 = c.cores.get("r2");
+      c.sent.clear();
+      c.rejuvenate("r4", { recovering: true });
+      const r4sent = c.sent.get("r4") ?? [];
+      const find = (type: string) => {
+        const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
+        if (a?.type !== "broadcast") throw new Error(`no ${type}`);
+        return a.message;
+      };
+      const session = find("SESSION");
+      r2?.onMessage(session, c.nowMs);
+      for (let i = 0; i < forged; i++) {
+        const half = `${"A".repeat(42)}${"BCDEFGH"[i]}=`;
+        r2?.onMessage(
+          Buffer.from(session.toString().replace(/"dh":"[^"]*"/, `"dh":"${half}"`)),
+          c.nowMs,
+        );
+      }
+      const actions = r2?.onMessage(find("NEW_KEY"), c.nowMs + 1) ?? [];
+      return {
+        learned: actions.some((a) => a.type === "learned" && a.what === "session"),
+        forgeriesSeen: actions.filter((a) => a.type === "problem" && a.kind === "bad-signature")
+          .length,
+      };
+    };
+    expect(trial(KEPT_SESSIONS_PER_PEER - 1)).toEqual({ learned: true, forgeriesSeen: 0 });
+    expect(trial(KEPT_SESSIONS_PER_PEER)).toEqual({
+      learned: false,
+      forgeriesSeen: KEPT_SESSIONS_PER_PEER,
+    });
   });
 });

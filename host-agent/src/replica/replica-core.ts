@@ -32,6 +32,7 @@ import type { KeyRing, Signer } from "./key-ring.js";
 import {
   announceSession,
   installKey,
+  keepSessionForKey,
   onClientSession,
   onKeyQuery,
   onKeys,
@@ -300,7 +301,10 @@ export class ReplicaCore {
     if (seenBefore) r.count("verify-skipped");
     if (verdict !== "ok") {
       r.problem(verdict, from, `${body.type} under epoch ${epoch}`);
-      if (verdict === "unknown-epoch") queryKey(r, from);
+      if (verdict === "unknown-epoch") {
+        queryKey(r, from);
+        if (body.type === "SESSION") keepSessionForKey(r, envelope);
+      }
       // No session with it, or its MAC for this replica fails (it may hold a half of this
       // replica's former key): this replica's half goes to it, with a request for its own.
       if (verdict === "no-session" || verdict === "bad-mac") sendSessionTo(r, from, true);

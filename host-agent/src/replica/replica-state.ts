@@ -326,6 +326,12 @@ export class ReplicaState {
     number,
     { from: string; body: Extract<ReplicaBody, { type: "NEW_VIEW" }>; wire: Buffer }
   >();
+  /**
+   * Per peer, SESSIONs that came signed under a key epoch not known here yet: checked and taken
+   * once that key arrives (`keys.ts`), so that the peer need not be asked again (which waits out
+   * a status interval on its side).
+   */
+  readonly sessionsAwaitingKeys = new Map<string, ReplicaEnvelope[]>();
   /** When this replica last sent its SESSION to each peer that asked (or whose MAC failed). */
   readonly sessionSentAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();
