@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
@@ -16,17 +16,18 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { smw as runInProcess } from "../../cli/test/run-smw.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bin = path.join(root, "bin", "smw.js");
 const dir = mkdtempSync(path.join(tmpdir(), "smw-image-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function smw(...args: string[]) {
-  const run = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 60_000 });
-  expect(run.stderr).not.toMatch(/\n\s+at /);
-  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+/**
+ * `smw ARGS`, in this process: each command is what a user runs, without a Node start per call
+ * (the restore killed part-way below runs as its own process, which is what it needs).
+ */
+const smw = (...args: string[]) => runInProcess(...args);
 
 const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 const golden = path.join(dir, "golden.img");
@@ -57,13 +58,13 @@ function poke(file: string, position: number, text: string): void {
   closeSync(fd);
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   expect(existsSync(path.join(root, "cli", "dist", "smw.js")), "build first: npm run build").toBe(
     true,
   );
   writeFileSync(golden, randomBytes(64 * CHUNK));
-  expect(smw("keys", "gen", "--out", path.join(dir, "keys")).code).toBe(0);
-  const sealed = smw(
+  expect((await smw("keys", "gen", "--out", path.join(dir, "keys"))).code).toBe(0);
+  const sealed = await smw(
     "image",
     "seal",
     golden,
@@ -80,7 +81,7 @@ beforeAll(() => {
 });
 
 describe("smw image", () => {
-  it("seal writes a manifest whose sha256 is what sha256sum prints", () => {
+  it("seal writes a manifest whose sha256 is what sha256sum prints", async () => {
     const m = JSON.parse(readFileSync(manifest, "utf8"));
     expect(m).toMatchObject({
       image: "os",
@@ -90,9 +91,18 @@ describe("smw image", () => {
     });
   });
 
-  it("verify: exit 0 clean, 1 corrupted with the chunk indexes in JSON", () => {
+  it("verify: exit 0 clean, 1 corrupted with the chunk indexes in JSON", async () => {
     const live = copyGolden("live.img");
-    const clean = smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+    const clean = await smw(
+      "image",
+      "verify",
+      live,
+      "--manifest",
+      manifest,
+      "--pub",
+      pub,
+      "--json",
+    );
     expect(clean.code).toBe(0);
     expect(JSON.parse(clean.stdout)).toMatchObject({
       clean: true,
@@ -101,24 +111,25 @@ describe("smw image", () => {
     });
     flip(live, 5 * CHUNK + 9);
     flip(live, 63 * CHUNK);
-    const bad = smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+    const bad = await smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout)).toMatchObject({
       clean: false,
       badChunks: [5, 63],
       bytesRead: 64 * CHUNK,
     });
-    const text = smw("image", "verify", live, "--manifest", manifest, "--pub", pub);
+    const text = await smw("image", "verify", live, "--manifest", manifest, "--pub", pub);
     expect(text.stdout).toContain("CORRUPTED, 2 of 64 chunks differ");
   });
 
-  it("verify --golden finds a tampered golden medium", () => {
+  it("verify --golden finds a tampered golden medium", async () => {
     const goldenCopy = copyGolden("golden-copy.img");
     expect(
-      smw("image", "verify", goldenCopy, "--manifest", manifest, "--pub", pub, "--golden").code,
+      (await smw("image", "verify", goldenCopy, "--manifest", manifest, "--pub", pub, "--golden"))
+        .code,
     ).toBe(0);
     poke(goldenCopy, 17, "rootkit");
-    const result = smw(
+    const result = await smw(
       "image",
       "verify",
       goldenCopy,
@@ -132,11 +143,11 @@ describe("smw image", () => {
     expect(result.stdout).toContain("the golden copy itself is bad");
   });
 
-  it("restore repairs what verify found and reports the bytes written", () => {
+  it("restore repairs what verify found and reports the bytes written", async () => {
     const live = copyGolden("restore.img");
     poke(live, 2 * CHUNK + 4096 * 5, "abc");
     poke(live, 40 * CHUNK, "def");
-    const result = smw(
+    const result = await smw(
       "image",
       "restore",
       live,
@@ -157,11 +168,11 @@ describe("smw image", () => {
     expect(sha(live)).toBe(sha(golden));
   });
 
-  it("restore drives a simulated testbed's write-protect line, and refuses a board without one", () => {
+  it("restore drives a simulated testbed's write-protect line, and refuses a board without one", async () => {
     const testbed = path.join(root, "wiring", "test", "fixtures", "valid-serial.yaml");
     const live = copyGolden("wp.img");
     flip(live, 1);
-    const ok = smw(
+    const ok = await smw(
       "image",
       "restore",
       live,
@@ -179,7 +190,7 @@ describe("smw image", () => {
     expect(ok.stderr).toContain("has no write-protect line");
     expect(ok.code).toBe(2);
     const rig = path.join(root, "wiring", "examples", "rig-6.yaml");
-    const done = smw(
+    const done = await smw(
       "image",
       "restore",
       live,
@@ -241,7 +252,7 @@ describe("smw image", () => {
       "--testbed and --board go together",
     ],
     [["keys", "gen", "--out", "KEYDIR"], "refusing to overwrite"],
-  ])("bad input %j exits 2: %s", (args, message) => {
+  ])("bad input %j exits 2: %s", async (args, message) => {
     const live = copyGolden("bad-input-live.img");
     // Inverted, not overwritten: a fixed byte equals the random golden one once in 256 runs,
     // and then there is nothing to restore.
@@ -253,7 +264,7 @@ describe("smw image", () => {
     flip(badGolden, 100);
     const wrong = path.join(dir, "wrong");
     if (!existsSync(`${wrong}/intruder.pub`))
-      smw("keys", "gen", "--out", wrong, "--name", "intruder");
+      await smw("keys", "gen", "--out", wrong, "--name", "intruder");
     const loose = path.join(dir, "loose.key");
     writeFileSync(loose, readFileSync(key), { mode: 0o644 });
     const names: Record<string, string> = {
@@ -270,7 +281,7 @@ describe("smw image", () => {
       OUT: path.join(dir, "out.json"),
       KEYDIR: path.join(dir, "keys"),
     };
-    const result = smw(...args.map((a) => names[a] ?? a));
+    const result = await smw(...args.map((a) => names[a] ?? a));
     expect(result.stderr).toContain(message);
     expect(result.code).toBe(2);
     expect(sha(live)).toBe(liveBefore);
@@ -278,13 +289,13 @@ describe("smw image", () => {
 });
 
 describe("smw keys link", () => {
-  it("refuses one shared folder for boards on different machines, and writes a tree to copy with --out", () => {
+  it("refuses one shared folder for boards on different machines, and writes a tree to copy with --out", async () => {
     const piLab = path.join(root, "wiring", "examples", "pi-lab.yaml");
-    const refused = smw("keys", "link", "--testbed", piLab);
+    const refused = await smw("keys", "link", "--testbed", piLab);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("both keep their link keys in /etc/smw/keys/link");
     const out = path.join(dir, "link-keys");
-    const written = smw("keys", "link", "--testbed", piLab, "--out", out);
+    const written = await smw("keys", "link", "--testbed", piLab, "--out", out);
     expect(written.code).toBe(0);
     expect(written.stdout).toContain("30 link key files written");
     const pi1ToPi2 = readFileSync(path.join(out, "pi1", "pi2.key"), "utf8");
@@ -292,7 +303,7 @@ describe("smw keys link", () => {
     expect(readFileSync(path.join(out, "pi2", "pi1.key"), "utf8")).toBe(pi1ToPi2);
     expect(readFileSync(path.join(out, "pi1", "pi3.key"), "utf8")).not.toBe(pi1ToPi2);
     expect(statSync(path.join(out, "pi1", "pi2.key")).mode & 0o777).toBe(0o600);
-    expect(smw("keys", "link", "--testbed", piLab, "--out", out).stderr).toContain(
+    expect((await smw("keys", "link", "--testbed", piLab, "--out", out)).stderr).toContain(
       "refusing to overwrite",
     );
   });
@@ -356,12 +367,21 @@ describe("a restore killed at any instant", () => {
       expect(restored, `chunks whole after a kill once chunk ${after} was written`).toBeGreaterThan(
         after,
       );
-      const verify = smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+      const verify = await smw(
+        "image",
+        "verify",
+        live,
+        "--manifest",
+        manifest,
+        "--pub",
+        pub,
+        "--json",
+      );
       expect(verify.code, `after a kill once chunk ${after} was written`).toBe(
         restored === 64 ? 0 : 1,
       );
       if (restored < 64) expect(JSON.parse(verify.stdout).badChunks).toHaveLength(64 - restored);
-      const restore = smw(
+      const restore = await smw(
         "image",
         "restore",
         live,
