@@ -267,149 +267,169 @@ export class ByzantineFilter {
       if (action.type !== "send" && action.type !== "broadcast") continue;
       const envelope = parseEnvelope(action.message);
       if (envelope === undefined) continue;
-      const body = envelope.body;
-      const to = action.type === "send" ? action.to : "all";
-      if (this.behaviours.has("shun-rejuvenated") && this.rejuvenatedPeers.size > 0) {
-        if (to !== "all" && this.rejuvenatedPeers.has(to)) {
-          this.took("shunned-rejuvenated");
-          continue;
-        }
-        if (to === "all") {
-          this.took("shunned-rejuvenated");
-          for (const peer of this.peers)
-            if (!this.rejuvenatedPeers.has(peer)) out.push({ to: peer, message: action.message });
-          continue;
-        }
-      }
-      const plan = this.aimedPlan;
-      if (
-        plan !== undefined &&
-        body.type === "PRE_PREPARE" &&
-        to === "all" &&
-        body.view === plan.view &&
-        body.seq >= plan.fromSeq &&
-        body.seq <= plan.toSeq
-      ) {
-        // The second half of the aimed move: the batches the old host voted for, half and half,
-        // with this primary's COMMITs for them at once.
-        this.took("aimed-equivocation");
-        const halves = [plan.batch, [] as ClientRequest[]];
-        this.peers.forEach((peer, i) => {
-          const requests = halves[i % 2] as ClientRequest[];
-          const origin = requests.length > 0 ? plan.origin : "";
-          const digest = batchDigest(origin, requests);
-          const { seq, view } = body;
-          out.push(
-            { to: peer, message: this.reseal(envelope, { ...body, origin, requests, digest }) },
-            { to: peer, message: this.reseal(envelope, { type: "COMMIT", view, seq, digest }) },
-          );
-        });
-        continue;
-      }
-      if (this.behaviours.has("equivocate") && body.type === "PRE_PREPARE" && to === "all") {
-        // Half the backups get another batch for the same sequence number, validly formed and
-        // signed: the protocol, not a digest check, must keep the two apart. Now and then the
-        // other batch is one seen before, origin and all, perhaps from before a cold start: a
-        // batch of an earlier era proposed again verbatim.
-        const seen = this.batches.length > 0 ? this.prng.pick(this.batches) : undefined;
-        const replayed = seen !== undefined && this.prng.chance(0.25);
-        if (replayed) this.took("replayed-batch");
-        const requests = replayed
-          ? seen.requests
-          : body.requests.length > 0
-            ? [...body.requests].reverse().slice(0, -1)
-            : (seen?.requests ?? []);
-        const origin =
-          requests.length === 0
-            ? ""
-            : replayed
-              ? seen.origin
-              : batchOrigin(this.self, envelope.epoch);
-        const altered = this.reseal(envelope, {
-          ...body,
-          origin,
-          requests,
-          digest: batchDigest(origin, requests),
-        });
-        this.took("equivocate");
-        this.peers.forEach((peer, i) => {
-          out.push({ to: peer, message: i % 2 === 0 ? action.message : altered });
-        });
-        continue;
-      }
-      if (
-        this.behaviours.has("lie-new-view") &&
-        body.type === "NEW_VIEW" &&
-        to !== "all" &&
-        this.amnesicPeers.has(to)
-      ) {
-        const other = this.otherFreshNewView(envelope, body);
-        if (other !== undefined) {
-          // Sent on to a replica that says it is amnesic in this view: a NEW_VIEW for the same
-          // view that checks out and is fresh for it, but fixes more (its own VIEW_CHANGE claims
-          // a batch prepared past the others' choices): the replica re-enters the view with it.
-          this.took("second-new-view-for-amnesic");
-          out.push({ to, message: other });
-          continue;
-        }
-      }
-      if (this.behaviours.has("lie-new-view") && body.type === "NEW_VIEW" && to === "all") {
-        const stale = this.staleForAmnesic(envelope, body);
-        if (stale !== undefined) {
-          // The replicas that lost their memory get a NEW_VIEW of the same choices that is not
-          // fresh for them; the others the real one, which is. Every other time, everyone gets
-          // one not fresh for them: the others then change views for them once more.
-          const toAll = this.staleNewViews++ % 2 === 1;
-          const first = stale.values().next().value as Buffer;
-          this.took(toAll ? "stale-new-view-for-all" : "stale-new-view-for-amnesic");
-          for (const peer of this.peers)
-            out.push({ to: peer, message: stale.get(peer) ?? (toAll ? first : action.message) });
-          continue;
-        }
-        const split = this.twoNewViews(envelope, body);
-        if (split !== undefined) {
-          // Half the backups get a NEW_VIEW decided from one quorum of VIEW_CHANGEs, half from
-          // another: both check out, and may fix different checkpoints or batches.
-          this.took("split-new-view");
-          this.peers.forEach((peer, i) => {
-            out.push({ to: peer, message: i % 2 === 0 ? split[0] : split[1] });
-          });
-          continue;
-        }
-      }
-      if (this.behaviours.has("bad-macs") && envelope.macs !== undefined && this.prng.chance(0.5)) {
-        // The MACs of some receivers spoiled, the others' true: they disagree on what was said.
-        this.took("bad-macs");
-        const macs = new Map(envelope.macs);
-        for (const to of macs.keys())
-          if (this.prng.chance(0.5)) macs.set(to, this.randomDigest().slice(0, 22));
-        out.push({ to, message: withMacs(envelope, macs) });
-        continue;
-      }
-      const fabricated = this.behaviours.has("fabricate-requests")
-        ? this.fabricate(envelope, body)
-        : undefined;
-      if (fabricated !== undefined) {
-        out.push({ to, message: fabricated });
-        continue;
-      }
-      const lie = this.lie(envelope, body);
-      if (lie !== undefined) {
-        out.push({ to, message: lie });
-        continue;
-      }
-      if (
-        this.behaviours.has("wrong-digests") &&
-        (body.type === "PREPARE" || body.type === "COMMIT" || body.type === "CHECKPOINT") &&
-        this.prng.chance(0.5)
-      ) {
-        this.took("wrong-digest");
-        out.push({ to, message: this.reseal(envelope, { ...body, digest: this.randomDigest() }) });
-        continue;
-      }
-      out.push({ to, message: action.message });
+      const produced: Outgoing[] = [];
+      this.lieAbout(action, envelope, produced);
+      out.push(...this.shunRejuvenated(produced));
     }
     return out;
+  }
+
+  /** What this replica sends for `action`, its lies told. */
+  private lieAbout(
+    action: Extract<ReplicaAction, { type: "send" | "broadcast" }>,
+    envelope: ReplicaEnvelope,
+    out: Outgoing[],
+  ): void {
+    const body = envelope.body;
+    const to = action.type === "send" ? action.to : "all";
+    const plan = this.aimedPlan;
+    if (
+      plan !== undefined &&
+      body.type === "PRE_PREPARE" &&
+      to === "all" &&
+      body.view === plan.view &&
+      body.seq >= plan.fromSeq &&
+      body.seq <= plan.toSeq
+    ) {
+      // The second half of the aimed move: the batches the old host voted for, half and half,
+      // with this primary's COMMITs for them at once.
+      this.took("aimed-equivocation");
+      const halves = [plan.batch, [] as ClientRequest[]];
+      this.peers.forEach((peer, i) => {
+        const requests = halves[i % 2] as ClientRequest[];
+        const origin = requests.length > 0 ? plan.origin : "";
+        const digest = batchDigest(origin, requests);
+        const { seq, view } = body;
+        out.push(
+          { to: peer, message: this.reseal(envelope, { ...body, origin, requests, digest }) },
+          { to: peer, message: this.reseal(envelope, { type: "COMMIT", view, seq, digest }) },
+        );
+      });
+      return;
+    }
+    if (this.behaviours.has("equivocate") && body.type === "PRE_PREPARE" && to === "all") {
+      // Half the backups get another batch for the same sequence number, validly formed and
+      // signed: the protocol, not a digest check, must keep the two apart. Now and then the
+      // other batch is one seen before, origin and all, perhaps from before a cold start: a
+      // batch of an earlier era proposed again verbatim.
+      const seen = this.batches.length > 0 ? this.prng.pick(this.batches) : undefined;
+      const replayed = seen !== undefined && this.prng.chance(0.25);
+      if (replayed) this.took("replayed-batch");
+      const requests = replayed
+        ? seen.requests
+        : body.requests.length > 0
+          ? [...body.requests].reverse().slice(0, -1)
+          : (seen?.requests ?? []);
+      const origin =
+        requests.length === 0
+          ? ""
+          : replayed
+            ? seen.origin
+            : batchOrigin(this.self, envelope.epoch);
+      const altered = this.reseal(envelope, {
+        ...body,
+        origin,
+        requests,
+        digest: batchDigest(origin, requests),
+      });
+      this.took("equivocate");
+      this.peers.forEach((peer, i) => {
+        out.push({ to: peer, message: i % 2 === 0 ? action.message : altered });
+      });
+      return;
+    }
+    if (
+      this.behaviours.has("lie-new-view") &&
+      body.type === "NEW_VIEW" &&
+      to !== "all" &&
+      this.amnesicPeers.has(to)
+    ) {
+      const other = this.otherFreshNewView(envelope, body);
+      if (other !== undefined) {
+        // Sent on to a replica that says it is amnesic in this view: a NEW_VIEW for the same
+        // view that checks out and is fresh for it, but fixes more (its own VIEW_CHANGE claims
+        // a batch prepared past the others' choices): the replica re-enters the view with it.
+        this.took("second-new-view-for-amnesic");
+        out.push({ to, message: other });
+        return;
+      }
+    }
+    if (this.behaviours.has("lie-new-view") && body.type === "NEW_VIEW" && to === "all") {
+      const stale = this.staleForAmnesic(envelope, body);
+      if (stale !== undefined) {
+        // The replicas that lost their memory get a NEW_VIEW of the same choices that is not
+        // fresh for them; the others the real one, which is. Every other time, everyone gets
+        // one not fresh for them: the others then change views for them once more.
+        const toAll = this.staleNewViews++ % 2 === 1;
+        const first = stale.values().next().value as Buffer;
+        this.took(toAll ? "stale-new-view-for-all" : "stale-new-view-for-amnesic");
+        for (const peer of this.peers)
+          out.push({ to: peer, message: stale.get(peer) ?? (toAll ? first : action.message) });
+        return;
+      }
+      const split = this.twoNewViews(envelope, body);
+      if (split !== undefined) {
+        // Half the backups get a NEW_VIEW decided from one quorum of VIEW_CHANGEs, half from
+        // another: both check out, and may fix different checkpoints or batches.
+        this.took("split-new-view");
+        this.peers.forEach((peer, i) => {
+          out.push({ to: peer, message: i % 2 === 0 ? split[0] : split[1] });
+        });
+        return;
+      }
+    }
+    if (this.behaviours.has("bad-macs") && envelope.macs !== undefined && this.prng.chance(0.5)) {
+      // The MACs of some receivers spoiled, the others' true: they disagree on what was said.
+      this.took("bad-macs");
+      const macs = new Map(envelope.macs);
+      for (const to of macs.keys())
+        if (this.prng.chance(0.5)) macs.set(to, this.randomDigest().slice(0, 22));
+      out.push({ to, message: withMacs(envelope, macs) });
+      return;
+    }
+    const fabricated = this.behaviours.has("fabricate-requests")
+      ? this.fabricate(envelope, body)
+      : undefined;
+    if (fabricated !== undefined) {
+      out.push({ to, message: fabricated });
+      return;
+    }
+    const lie = this.lie(envelope, body);
+    if (lie !== undefined) {
+      out.push({ to, message: lie });
+      return;
+    }
+    if (
+      this.behaviours.has("wrong-digests") &&
+      (body.type === "PREPARE" || body.type === "COMMIT" || body.type === "CHECKPOINT") &&
+      this.prng.chance(0.5)
+    ) {
+      this.took("wrong-digest");
+      out.push({ to, message: this.reseal(envelope, { ...body, digest: this.randomDigest() }) });
+      return;
+    }
+    out.push({ to, message: action.message });
+  }
+
+  /**
+   * Whatever else it tells, nothing reaches a peer rejuvenated since it was compromised (until
+   * that peer votes again): its broadcasts go to the others one by one.
+   */
+  private shunRejuvenated(produced: Outgoing[]): Outgoing[] {
+    if (!this.behaviours.has("shun-rejuvenated") || this.rejuvenatedPeers.size === 0)
+      return produced;
+    const kept: Outgoing[] = [];
+    let shunned = false;
+    for (const o of produced) {
+      if (o.to === "all") {
+        shunned = true;
+        for (const peer of this.peers)
+          if (!this.rejuvenatedPeers.has(peer)) kept.push({ to: peer, message: o.message });
+      } else if (this.rejuvenatedPeers.has(o.to)) shunned = true;
+      else kept.push(o);
+    }
+    if (shunned) this.took("shunned-rejuvenated");
+    return kept;
   }
 
   /**

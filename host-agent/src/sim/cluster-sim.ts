@@ -855,6 +855,7 @@ class ClusterSim {
     // From the first sixteen behaviours, so that older seeds keep their draws.
     for (let j = this.adversary.int(1, 3); j > 0; j--)
       behaviours.add(this.adversary.pick(BYZANTINE_BEHAVIOURS.slice(0, 16)));
+    if (this.s.mobileShuns) behaviours.add("shun-rejuvenated");
     victim.byzantine = this.byzantineFilter(victim, [...behaviours]);
     if (aimed) victim.byzantine.aimedPlan = plan;
     this.trace(

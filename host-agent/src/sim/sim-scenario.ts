@@ -75,6 +75,11 @@ export interface Scenario {
    */
   restartsKnowNoKeys?: true;
   /**
+   * Every replica the mobile adversary compromises also sends a peer rejuvenated since nothing
+   * until it votes again (`shun-rejuvenated`), besides the behaviours drawn for it.
+   */
+  mobileShuns?: true;
+  /**
    * The network replays clients' old copies of their requests into their connections to a
    * replica that started again (a rejuvenation, a cold start): copies it saw go to that replica
    * before, most of them of requests long completed. Only a copy made for the replica's new
@@ -211,5 +216,6 @@ export function scenarioFor(seed: number): Scenario {
   // peers); and Byzantine replicas that send a rejuvenated one nothing, its own key included.
   if (adversary.chance(0.5)) scenario.restartsKnowNoKeys = true;
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("shun-rejuvenated");
+  if (mobile && adversary.chance(0.3)) scenario.mobileShuns = true;
   return scenario;
 }
