@@ -9,8 +9,8 @@ const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
  * take), one at a time. `daemons`: six board daemons in one process with tight timeliness
  * bounds, over UDP and over PTYs, the two files side by side. `boards`: other files that time
  * real processes (links, the host agent, replica servers, kills in the middle of a restore), one
- * at a time. `sim`: the simulations (the service's seed runs and scenario tests, the wormhole's
- * cluster and start-up runs), pure CPU that times nothing. `unit`: everything else. `npm test`
+ * at a time. `sim`: the service's simulation (seed runs and scenario tests), pure CPU that times
+ * nothing. `unit`: everything else (the wormhole's simulations among it). `npm test`
  * (scripts/run-tests.mjs) runs the rig beside unit-then-boards (never more than one core's worth
  * of other work beside the rig: the load it is specified to keep its promises under), then the
  * daemons beside the sim at the lowest priority (nice 19: the daemons' timers go first, the sim
@@ -21,8 +21,6 @@ const SIM = [
   "host-agent/test/cluster-sim-seeds-1.test.ts",
   "host-agent/test/cluster-sim-seeds-2.test.ts",
   "host-agent/test/cluster-sim.test.ts",
-  "wormhole-board/test/cluster-sim.test.ts",
-  "wormhole-board/test/start-up-sim.test.ts",
 ];
 const DAEMONS = ["wormhole-board/test/board-daemons*.test.ts"];
 const BOARDS = [

@@ -7,10 +7,9 @@
 //      more than one core's worth of other work beside it: the load it is specified to keep its
 //      promises under.
 //   2. then the six-daemon files with their tight bounds, side by side (project "daemons"), and
-//      beside them the simulations (project "sim": the service's seeds, the wormhole's cluster
-//      and start-up runs; pure CPU, timing nothing) at nice 19, the lowest priority: a daemon's
-//      timer preempts it at once, and it takes the cores the daemons leave idle (they wait on
-//      timers most of the time).
+//      beside them the service's simulation (project "sim": pure CPU, timing nothing) at nice
+//      19, the lowest priority: a daemon's timer preempts it at once, and it takes the cores the
+//      daemons leave idle (they wait on timers most of the time).
 // Lines of concurrent runs are passed through whole; at the end, the slowest files of every run
 // and each stream's verdict. Arguments go to every vitest run (e.g. a file filter); exit status
 // 1 if any run failed.
