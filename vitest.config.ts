@@ -13,8 +13,9 @@ const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
  * nothing. `unit`: everything else (the wormhole's simulations among it). `npm test`
  * (scripts/run-tests.mjs) runs the rig beside unit-then-boards (never more than one core's worth
  * of other work beside the rig: the load it is specified to keep its promises under), then the
- * daemons beside the sim at the lowest priority (nice 19: the daemons' timers go first, the sim
- * takes the cores they leave idle); a plain `vitest run` runs the groups one after the other.
+ * daemons; the sim runs beside the rig's last files and the daemons at the lowest priority (nice
+ * 19: their timers go first, the sim takes the cores they leave idle); a plain `vitest run` runs
+ * the groups one after the other.
  */
 const RIG = ["test-rig/test/rig-*.test.ts"];
 const SIM = [

@@ -6,10 +6,11 @@
 //      host agent and replica servers, one file at a time (project "boards"). The rig never has
 //      more than one core's worth of other work beside it: the load it is specified to keep its
 //      promises under.
-//   2. then the six-daemon files with their tight bounds, side by side (project "daemons"), and
-//      beside them the service's simulation (project "sim": pure CPU, timing nothing) at nice
-//      19, the lowest priority: a daemon's timer preempts it at once, and it takes the cores the
-//      daemons leave idle (they wait on timers most of the time).
+//   2. then the six-daemon files with their tight bounds, side by side (project "daemons").
+//   Beside the rig's last files (once the second stream is done) and the daemons, the service's
+//   simulation (project "sim": pure CPU, timing nothing) runs at nice 19, the lowest priority: a
+//   timer of the rig's or a daemon's preempts it at once, and it takes the cores they leave idle
+//   (they wait on timers most of the time).
 // Lines of concurrent runs are passed through whole; at the end, the slowest files of every run
 // and each stream's verdict. Arguments go to every vitest run (e.g. a file filter); exit status
 // 1 if any run failed.
@@ -52,19 +53,22 @@ function run(project, options = [], nice = undefined) {
 
 const startedMs = performance.now();
 const elapsed = () => `${((performance.now() - startedMs) / 1000).toFixed(0)} s`;
+const unitThenBoards = (async () => {
+  const unit = await run("unit", ["--maxWorkers=1"]);
+  const boards = await run("boards");
+  return { name: "unit, then boards", code: unit !== 0 ? unit : boards, at: elapsed() };
+})();
+// The simulation starts as soon as the second stream is done, at nice 19: beside the rig's last
+// files it takes only what the rig leaves idle, which a stream at normal priority would not.
+const simulation = unitThenBoards.then(() =>
+  run("sim", [], 19).then((code) => ({ name: "sim (nice 19)", code, at: elapsed() })),
+);
 const streams = await Promise.all([
   run("rig").then((code) => ({ name: "rig", code, at: elapsed() })),
-  (async () => {
-    const unit = await run("unit", ["--maxWorkers=1"]);
-    const boards = await run("boards");
-    return { name: "unit, then boards", code: unit !== 0 ? unit : boards, at: elapsed() };
-  })(),
+  unitThenBoards,
 ]);
-const [daemons, sim] = await Promise.all([
-  run("daemons").then((code) => ({ name: "daemons", code, at: elapsed() })),
-  run("sim", [], 19).then((code) => ({ name: "sim (nice 19)", code, at: elapsed() })),
-]);
-streams.push(daemons, sim);
+const daemons = await run("daemons").then((code) => ({ name: "daemons", code, at: elapsed() }));
+streams.push(daemons, await simulation);
 
 let rows = [];
 try {
