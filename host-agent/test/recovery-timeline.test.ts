@@ -17,8 +17,8 @@ describe("a recovering replica's timeline", () => {
     t.note({ type: "stable", seq: 160, digest: "d2" }, 1455);
     expect(t.note({ type: "recovered", seq: 160, digest: "d2" }, 1460)).toBe(
       "recovery steps since the replica started: stored state read +30 ms, listening +35 ms, " +
-        "peers' keys learned +120 ms (2), " +
-        "their sessions +130 ms (1), view 11 +200 ms, state of checkpoint 144 asked +210 ms, " +
+        "peers' keys learned +120 ms (2, the last h3), " +
+        "their sessions +130 ms (1, the last h2), view 11 +200 ms, state of checkpoint 144 asked +210 ms, " +
         "state of checkpoint 144 installed +360 ms, checkpoint 160 stable +455 ms, " +
         "recovered at checkpoint 160 +460 ms",
     );

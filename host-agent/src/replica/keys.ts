@@ -7,7 +7,7 @@
  */
 import type { KeyCertificate } from "@smw/wiring";
 import type { Signer } from "./key-ring.js";
-import { type ClientSession, clientSessionSigningBytes, type ReplicaEnvelope } from "./messages.js";
+import { type ClientSession, clientSessionSigningBytes } from "./messages.js";
 import type { ReplicaState } from "./replica-state.js";
 import { onNewView, refreshOwnViewChange } from "./view-change.js";
 
@@ -47,7 +47,8 @@ function installCertificate(
     r.out.push({ type: "learned", what: "key", host });
     // Its sessions were with its former key; its SESSION under the new one follows.
     r.sessions?.forget(host);
-    retryKeptSessions(r, host);
+    // What it sent under that key before it was known here is taken again (`awaiting-keys.ts`).
+    r.awaitingKeys.release(host);
     retryNewViews(r);
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(host);
@@ -78,46 +79,6 @@ export function sendMissingKeys(r: ReplicaState, to: string, epochs: readonly nu
   r.keysSentAtMs.set(to, r.nowMs);
   r.count("keys.relayed");
   r.send(to, { type: "KEYS", certificates: missing });
-}
-
-/**
- * SESSIONs kept per peer for an epoch of its not known here yet. They are checked only when that
- * key arrives; until then a few per peer (`KEPT_SESSIONS_PER_PEER`), of its newest epoch seen,
- * whoever sent them: a forger must send that many after the real one to push it out, and the
- * peer is then asked again as before.
- */
-export function keepSessionForKey(r: ReplicaState, envelope: ReplicaEnvelope): void {
-  if (envelope.macs !== undefined) return;
-  const kept = (r.sessionsAwaitingKeys.get(envelope.from) ?? []).filter(
-    (e) => e.epoch >= envelope.epoch && !e.wire.equals(envelope.wire),
-  );
-  if (kept.some((e) => e.epoch > envelope.epoch)) return;
-  kept.push(envelope);
-  r.sessionsAwaitingKeys.set(envelope.from, kept.slice(-KEPT_SESSIONS_PER_PEER));
-  r.count("session.kept-for-key");
-}
-
-export const KEPT_SESSIONS_PER_PEER = 4;
-
-/** The SESSIONs kept for `host`'s key, now that a key of its was installed: the first that checks. */
-function retryKeptSessions(r: ReplicaState, host: string): void {
-  const kept = r.sessionsAwaitingKeys.get(host);
-  if (kept === undefined) return;
-  const epoch = r.ring.keyOf(host)?.epoch ?? -1;
-  // Kept for a later key of its, they wait on.
-  if (kept.some((e) => e.epoch > epoch)) return;
-  r.sessionsAwaitingKeys.delete(host);
-  for (const envelope of kept) {
-    if (envelope.epoch !== epoch || envelope.body.type !== "SESSION") continue;
-    const verdict = r.ring.checkReplica(host, epoch, envelope.signed, envelope.sig);
-    if (verdict !== "ok") {
-      r.problem(verdict, host, `SESSION under epoch ${epoch}, kept for its key`);
-      continue;
-    }
-    r.count("in.SESSION");
-    onSession(r, host, epoch, envelope.body);
-    return;
-  }
 }
 
 /** NEW_VIEWs that waited for keys, taken again (highest view first; most are then stale). */
@@ -176,8 +137,10 @@ export function onSession(
   body: { dh: string; ask: boolean },
 ): void {
   if (r.sessions === undefined) return;
-  if (r.sessions.learn(from, epoch, body.dh))
+  if (r.sessions.learn(from, epoch, body.dh)) {
     r.out.push({ type: "learned", what: "session", host: from });
+    r.awaitingKeys.release(from);
+  }
   if (body.ask) sendSessionTo(r, from, false);
 }
 

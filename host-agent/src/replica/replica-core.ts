@@ -32,7 +32,6 @@ import type { KeyRing, Signer } from "./key-ring.js";
 import {
   announceSession,
   installKey,
-  keepSessionForKey,
   onClientSession,
   onKeyQuery,
   onKeys,
@@ -259,10 +258,24 @@ export class ReplicaCore {
   onMessage(bytes: Buffer, nowMs: number): ReplicaAction[] {
     const r = this.r;
     r.nowMs = nowMs;
+    this.receive(bytes);
+    // What waited for a key or session half that has just come, checked now in full; bounded:
+    // each release needs a key or half new here, and a message kept again waits for the next.
+    for (let wires = r.awaitingKeys.takeDue(); wires.length > 0; wires = r.awaitingKeys.takeDue())
+      for (const wire of wires) {
+        r.count("awaiting-keys.taken-again");
+        this.receive(wire);
+      }
+    return r.drain();
+  }
+
+  /** One message from a peer, handled (its actions left in `r.out`). */
+  private receive(bytes: Buffer): void {
+    const r = this.r;
     const envelope = parseEnvelope(bytes);
     if (envelope === undefined) {
       r.problem("malformed", "?", "a replica message that does not parse");
-      return r.drain();
+      return;
     }
     // Retransmissions and network duplicates of normal-case messages: the same bytes were
     // verified before, so the signature is not checked again (the epoch still is). They are
@@ -274,22 +287,22 @@ export class ReplicaCore {
     if (from === r.config.self) {
       // Our own message relayed back (a retransmitted PRE_PREPARE): nothing to learn.
       r.count("own-messages");
-      return r.drain();
+      return;
     }
     if (!r.config.ids.includes(from)) {
       r.problem("malformed", from, "a message from no known peer");
-      return r.drain();
+      return;
     }
     if (body.type === "NEW_KEY") {
       onNewKey(r, from, body.certificate);
-      return r.drain();
+      return;
     }
     if (body.type === "KEY_QUERY") {
       // Answered unchecked: what it asks for is public, and signed by boards. Checked, two
       // replicas that each lack the other's current key (a NEW_KEY lost to a connection that
       // dropped) would each refuse the other's question, and never learn it.
       onKeyQuery(r, from);
-      return r.drain();
+      return;
     }
     const verdict =
       // Not for a revoked key: a replay of its bytes would put back the votes revocation dropped.
@@ -301,14 +314,16 @@ export class ReplicaCore {
     if (seenBefore) r.count("verify-skipped");
     if (verdict !== "ok") {
       r.problem(verdict, from, `${body.type} under epoch ${epoch}`);
-      if (verdict === "unknown-epoch") {
-        queryKey(r, from);
-        if (body.type === "SESSION") keepSessionForKey(r, envelope);
+      if (verdict === "unknown-epoch") queryKey(r, from);
+      // Checked again once its key or session half comes (`awaiting-keys.ts`).
+      if (verdict === "unknown-epoch" || verdict === "no-session") {
+        r.count("awaiting-keys.kept");
+        r.count("awaiting-keys.dropped", r.awaitingKeys.keep(from, envelope.wire));
       }
       // No session with it, or its MAC for this replica fails (it may hold a half of this
       // replica's former key): this replica's half goes to it, with a request for its own.
       if (verdict === "no-session" || verdict === "bad-mac") sendSessionTo(r, from, true);
-      return r.drain();
+      return;
     }
     r.count(`in.${body.type}`);
     if (dedupe && !seenBefore) r.seenMessages.add(fingerprint);
@@ -319,7 +334,7 @@ export class ReplicaCore {
       // sender would send it again): the message is dropped and counted; the bug stays visible.
       r.problem("handler-fault", from, `${body.type}: ${(error as Error).message}`.slice(0, 200));
     }
-    return r.drain();
+    return;
   }
 }
 

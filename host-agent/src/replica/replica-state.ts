@@ -7,6 +7,7 @@ import type { KeyCertificate } from "@smw/wiring";
 import type { KvResult } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
+import { AwaitingKeys } from "./awaiting-keys.js";
 import { ClientSessions } from "./client-sessions.js";
 import { ClientTable, checkpointDigest } from "./client-table.js";
 import type { KeyRing, Signer } from "./key-ring.js";
@@ -326,12 +327,8 @@ export class ReplicaState {
     number,
     { from: string; body: Extract<ReplicaBody, { type: "NEW_VIEW" }>; wire: Buffer }
   >();
-  /**
-   * Per peer, SESSIONs that came signed under a key epoch not known here yet: checked and taken
-   * once that key arrives (`keys.ts`), so that the peer need not be asked again (which waits out
-   * a status interval on its side).
-   */
-  readonly sessionsAwaitingKeys = new Map<string, ReplicaEnvelope[]>();
+  /** Messages from peers that could not be checked yet for want of their key or session half. */
+  readonly awaitingKeys = new AwaitingKeys();
   /** When this replica last sent its SESSION to each peer that asked (or whose MAC failed). */
   readonly sessionSentAtMs = new Map<string, number>();
   readonly counters = new Map<string, number>();
@@ -417,8 +414,8 @@ export class ReplicaState {
     return this.config.ids[view % this.config.ids.length] as string;
   }
 
-  count(name: string): void {
-    this.counters.set(name, (this.counters.get(name) ?? 0) + 1);
+  count(name: string, by = 1): void {
+    if (by !== 0) this.counters.set(name, (this.counters.get(name) ?? 0) + by);
   }
 
   problem(kind: ProblemKind, from: string, detail: string): void {

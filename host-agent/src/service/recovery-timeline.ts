@@ -62,14 +62,16 @@ export class RecoveryTimeline {
 
   private line(seq: number, atMs: number): string {
     const at = (ms: number) => `+${Math.round(ms - this.startedAtMs)} ms`;
-    const last = (m: Map<string, number>) => Math.max(...m.values());
+    /** The latest entry's time and whose it was: the peer that held the step up. */
+    const last = (m: Map<string, number>) => {
+      const [host, atMs] = [...m].reduce((a, b) => (b[1] > a[1] ? b : a));
+      return `${at(atMs)} (${m.size}, the last ${host})`;
+    };
     const parts: string[] = [];
     if (this.builtAtMs !== undefined) parts.push(`stored state read ${at(this.builtAtMs)}`);
     if (this.listeningAtMs !== undefined) parts.push(`listening ${at(this.listeningAtMs)}`);
-    if (this.keys.size > 0)
-      parts.push(`peers' keys learned ${at(last(this.keys))} (${this.keys.size})`);
-    if (this.sessions.size > 0)
-      parts.push(`their sessions ${at(last(this.sessions))} (${this.sessions.size})`);
+    if (this.keys.size > 0) parts.push(`peers' keys learned ${last(this.keys)}`);
+    if (this.sessions.size > 0) parts.push(`their sessions ${last(this.sessions)}`);
     if (this.view !== undefined) parts.push(`view ${this.view.view} ${at(this.view.atMs)}`);
     if (this.transferStarted !== undefined)
       parts.push(
