@@ -277,10 +277,11 @@ export class ReplicaCore {
       r.problem("malformed", "?", "a replica message that does not parse");
       return;
     }
-    // Retransmissions and network duplicates of normal-case messages: the same bytes were
+    // Retransmissions and network duplicates of signed normal-case messages: the same bytes were
     // verified before, so the signature is not checked again (the epoch still is). They are
-    // still handled: the first copy may have come when this replica could not use it.
-    const dedupe = DEDUPLICATED.has(envelope.body.type);
+    // still handled: the first copy may have come when this replica could not use it. A MAC costs
+    // what the fingerprint would: MAC'd ones are checked each time.
+    const dedupe = envelope.macs === undefined && DEDUPLICATED.has(envelope.body.type);
     const fingerprint = dedupe ? sha256Base64(bytes) : "";
     const seenBefore = dedupe && r.seenMessages.has(fingerprint);
     const { from, epoch, body } = envelope;
