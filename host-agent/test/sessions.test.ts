@@ -3,7 +3,10 @@
  * and key epochs, from X25519 halves announced in signed SESSION messages.
  */
 import { describe, expect, it } from "vitest";
-import { AWAITING_KEYS_BYTES_PER_PEER } from "../src/replica/awaiting-keys.js";
+import {
+  AWAITING_KEYS_BYTES_PER_PEER,
+  KEPT_SESSIONS_PER_PEER,
+} from "../src/replica/awaiting-keys.js";
 import { parseEnvelope, withMacs } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { Sessions } from "../src/replica/sessions.js";
@@ -138,10 +141,11 @@ describe("a SESSION that arrives before its sender's key", () => {
     expect(macd(r2?.tick(c.nowMs + 200) ?? [], "STATUS").length).toBeGreaterThan(0);
   });
 
-  it("is taken only under the key it was signed for; forgeries push it out only past a bound in bytes", () => {
-    // r4's real SESSION for its coming epoch reaches r2 first, then forged SESSIONs claiming the
-    // same epoch with other halves (`forgedBytes` of them); then its key.
-    const trial = (forgedBytes: number) => {
+  it("is taken only under the key it was signed for; forged SESSIONs push it out only past a bound, other traffic not at all", () => {
+    // r4's real SESSION for its coming epoch reaches r2 first, then `forged` SESSIONs claiming
+    // the same epoch with other halves, and `junkBytes` of other messages under that epoch (a
+    // flood before its key is known); then its key.
+    const trial = (forged: number, junkBytes = 0) => {
       const c = replicaCluster(4, 1, 0);
       for (const id of c.ids) c.boot(id, { recovering: false });
       c.deliver(() => true);
@@ -156,28 +160,28 @@ describe("a SESSION that arrives before its sender's key", () => {
       };
       const session = find("SESSION");
       r2?.onMessage(session, c.nowMs);
-      let forgeries = 0;
-      for (let sent = 0; sent < forgedBytes; sent += session.length) {
-        const half = Buffer.alloc(32, ++forgeries).toString("base64");
+      for (let i = 1; i <= forged; i++) {
+        const half = Buffer.alloc(32, i).toString("base64");
         r2?.onMessage(
           Buffer.from(session.toString().replace(/"dh":"[^"]*"/, `"dh":"${half}"`)),
           c.nowMs,
         );
       }
+      const status = find("STATUS");
+      for (let sent = 0; sent < junkBytes; sent += status.length) r2?.onMessage(status, c.nowMs);
       const actions = r2?.onMessage(find("NEW_KEY"), c.nowMs + 1) ?? [];
       return {
         learned: actions.some((a) => a.type === "learned" && a.what === "session"),
         forgeriesSeen: actions.filter((a) => a.type === "problem" && a.kind === "bad-signature")
           .length,
-        forgeries,
       };
     };
-    const some = trial(10_000);
-    expect(some.learned).toBe(true);
-    expect(some.forgeriesSeen).toBe(some.forgeries);
-    const flood = trial(AWAITING_KEYS_BYTES_PER_PEER);
-    expect(flood.learned).toBe(false);
-    expect(flood.forgeriesSeen).toBeGreaterThan(0);
+    expect(trial(KEPT_SESSIONS_PER_PEER - 1)).toEqual({
+      learned: true,
+      forgeriesSeen: KEPT_SESSIONS_PER_PEER - 1,
+    });
+    expect(trial(KEPT_SESSIONS_PER_PEER).learned).toBe(false);
+    expect(trial(0, 2 * AWAITING_KEYS_BYTES_PER_PEER).learned).toBe(true);
   });
 });
 
@@ -203,10 +207,40 @@ describe("MAC'd messages that come before their sender's session half", () => {
     expect(held.length).toBeGreaterThan(0);
     const handled = (core: typeof r4) =>
       [...core.counters].filter(([k]) => k.startsWith("in.")).reduce((n, [, v]) => n + v, 0);
+    // And one more in r2's name whose MAC for r4 is spoiled: kept too, refused when checked.
+    const genuine = [...(c.sent.get("r2") ?? [])]
+      .reverse()
+      .map((a) => (a.type === "broadcast" ? parseEnvelope(a.message) : undefined))
+      .find((e) => e?.macs !== undefined && e.body.type === "STATUS");
+    if (genuine?.macs === undefined) throw new Error("no MAC'd STATUS from r2");
+    const spoiled = new Map(genuine.macs);
+    spoiled.set("r4", "A".repeat(22));
+    c.hand("r4", withMacs(genuine, spoiled));
     const before = handled(r4);
+    const badMacs = r4.counters.get("rejected.bad-mac") ?? 0;
     c.hand("r4", held[0] as Buffer);
-    // Every message kept from r2 is checked again now, and taken: its MAC checks.
-    expect(r4.counters.get("awaiting-keys.taken-again")).toBe(kept);
+    // Every message kept from r2 is checked again now: each real one is taken (its MAC checks),
+    // the spoiled one refused.
+    expect(r4.counters.get("awaiting-keys.taken-again")).toBe(kept + 1);
     expect(handled(r4) - before).toBe(kept + 1);
+    expect(r4.counters.get("rejected.bad-mac")).toBe(badMacs + 1);
+  });
+
+  it("are handled again once per half that makes a session, not once per half announced", () => {
+    // r4 floods r2 with messages under an epoch of its that r2 will never learn, then announces
+    // one new session half after another under its real key: none of them is due again.
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.run(300, () => true);
+    const r2 = c.cores.get("r2");
+    if (r2 === undefined) throw new Error("no r2");
+    const junk = Buffer.from('smwr1 r4 999999999 A\n{"type":"HANDOFF","view":1}');
+    for (let i = 0; i < 1000; i++) r2.onMessage(junk, c.nowMs);
+    expect(r2.counters.get("awaiting-keys.kept")).toBe(1000);
+    for (let i = 1; i <= 50; i++) {
+      const half = x25519FromSeed(Buffer.alloc(32, i)).publicKey;
+      r2.onMessage(c.speakAs("r4", { type: "SESSION", dh: half, ask: false }), c.nowMs);
+    }
+    expect(r2.counters.get("awaiting-keys.taken-again") ?? 0).toBe(0);
   });
 });

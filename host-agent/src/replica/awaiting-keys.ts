@@ -8,55 +8,135 @@
  * that window were lost to it, and its recovery waited for the next ones. A peer's SESSION can
  * likewise overtake its NEW_KEY.
  *
- * Kept messages are checked in full when taken again, once the peer's key or session half
- * arrives: one that was not the peer's fails then, as it would have on arrival. Keeping grants
- * nothing but the delay a network may add anyway. Bounded in bytes per peer: the oldest go first,
- * so a forger claiming to be a peer can push real messages out only by sending more than the
- * bound after them, and the replica is then where it was without this store.
+ * Kept messages are handled again from the start, every check included, once what they waited
+ * for arrives: one that was not the peer's fails then, as it would have on arrival, so keeping
+ * grants nothing but the delay a network may add anyway. What bounds the work a forger can cause:
+ * - bytes per peer (the oldest go first; a message larger than the bound is not kept), each kept
+ *   message copied out of the shared buffer pool and counted with an overhead;
+ * - a message is due again only when the key epoch it names arrives (kept for a key), or a
+ *   usable half at that epoch arrives where there was none (kept for a half); one kept for a key
+ *   at an epoch below the one installed is dropped unread (it would be stale);
+ * - handled again, a message is kept again only for the other reason (a key came, its half not
+ *   yet), so each is handled at most three times.
+ * SESSIONs have a few places of their own per peer, apart from the rest: the traffic a peer sends
+ * before its key is known cannot push out the half that the traffic after it needs.
  */
+
+export type KeptFor = "unknown-epoch" | "no-session";
+
+export interface KeptMessage {
+  wire: Buffer;
+  /** The sender's key epoch the message names. */
+  epoch: number;
+  /** The verdict it was refused with: what it waits for. */
+  keptFor: KeptFor;
+}
 
 /** Per peer: a quarter of a second of a six-replica testbed's traffic under load, with room. */
 export const AWAITING_KEYS_BYTES_PER_PEER = 256 * 1024;
+/** What a kept message costs beyond its bytes (its record), so that tiny ones are bounded too. */
+export const KEPT_MESSAGE_OVERHEAD_BYTES = 128;
+/** SESSIONs kept per peer, apart from the rest. */
+export const KEPT_SESSIONS_PER_PEER = 4;
+
+interface PeerStore {
+  bytes: number;
+  messages: KeptMessage[];
+  sessions: KeptMessage[];
+}
 
 export class AwaitingKeys {
-  private readonly byPeer = new Map<string, { bytes: number; wires: Buffer[] }>();
-  private readonly due = new Set<string>();
+  private readonly byPeer = new Map<string, PeerStore>();
+  private readonly due: KeptMessage[] = [];
 
   constructor(private readonly maxBytesPerPeer = AWAITING_KEYS_BYTES_PER_PEER) {}
 
   /** Keeps a message `peer` sent; returns how many older ones of its were dropped for room. */
-  keep(peer: string, wire: Buffer): number {
-    if (wire.length > this.maxBytesPerPeer) return 1;
-    const kept = this.byPeer.get(peer) ?? { bytes: 0, wires: [] };
-    this.byPeer.set(peer, kept);
+  keep(peer: string, message: KeptMessage, isSession: boolean): number {
+    const cost = message.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES;
+    if (cost > this.maxBytesPerPeer) return 1;
+    // Its own copy: a frame under 4 KiB is a view of a pooled 8 KiB block it would keep alive.
+    const wire = Buffer.allocUnsafeSlow(message.wire.length);
+    message.wire.copy(wire);
+    const kept = { ...message, wire };
+    const store = this.storeOf(peer);
+    if (isSession) {
+      if (store.sessions.some((s) => s.wire.equals(wire))) return 0;
+      store.sessions.push(kept);
+      return store.sessions.splice(0, Math.max(0, store.sessions.length - KEPT_SESSIONS_PER_PEER))
+        .length;
+    }
     let dropped = 0;
-    while (kept.bytes + wire.length > this.maxBytesPerPeer) {
-      kept.bytes -= (kept.wires.shift() as Buffer).length;
+    while (store.bytes + cost > this.maxBytesPerPeer) {
+      const oldest = store.messages.shift() as KeptMessage;
+      store.bytes -= oldest.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES;
       dropped++;
     }
-    kept.wires.push(wire);
-    kept.bytes += wire.length;
+    store.messages.push(kept);
+    store.bytes += cost;
     return dropped;
   }
 
-  /** `peer`'s key or session half arrived: what it sent before is due to be taken again. */
-  release(peer: string): void {
-    if (this.byPeer.has(peer)) this.due.add(peer);
+  /**
+   * `peer`'s key of `epoch` was installed: what named that epoch is due again (its SESSIONs
+   * first); what was kept under an earlier epoch of its is dropped.
+   */
+  keyInstalled(peer: string, epoch: number): void {
+    const store = this.byPeer.get(peer);
+    if (store === undefined) return;
+    const [sessionsDue, sessionsLeft] = split(store.sessions, (m) => m.epoch === epoch);
+    const [due, left] = split(
+      store.messages,
+      (m) => m.keptFor === "unknown-epoch" && m.epoch === epoch,
+    );
+    store.sessions = sessionsLeft.filter((m) => m.epoch > epoch);
+    this.setMessages(
+      store,
+      left.filter((m) => m.epoch > epoch),
+    );
+    this.due.push(...sessionsDue, ...due);
   }
 
-  /** The messages due again, each peer's in the order they came; each is handed out once. */
-  takeDue(): Buffer[] {
-    const wires: Buffer[] = [];
-    for (const peer of this.due) {
-      wires.push(...(this.byPeer.get(peer)?.wires ?? []));
-      this.byPeer.delete(peer);
-    }
-    this.due.clear();
-    return wires;
+  /** A usable half of `peer` at `epoch` came where there was none: its MAC'd messages are due. */
+  halfLearned(peer: string, epoch: number): void {
+    const store = this.byPeer.get(peer);
+    if (store === undefined) return;
+    const [due, left] = split(
+      store.messages,
+      (m) => m.keptFor === "no-session" && m.epoch === epoch,
+    );
+    this.setMessages(store, left);
+    this.due.push(...due);
   }
 
-  /** Bytes kept for `peer`. */
+  /** The messages due again, in the order they became due; each is handed out once. */
+  takeDue(): KeptMessage[] {
+    return this.due.splice(0);
+  }
+
+  /** Bytes counted for `peer` (SESSIONs apart). */
   bytesOf(peer: string): number {
     return this.byPeer.get(peer)?.bytes ?? 0;
   }
+
+  private storeOf(peer: string): PeerStore {
+    let store = this.byPeer.get(peer);
+    if (store === undefined) {
+      store = { bytes: 0, messages: [], sessions: [] };
+      this.byPeer.set(peer, store);
+    }
+    return store;
+  }
+
+  private setMessages(store: PeerStore, messages: KeptMessage[]): void {
+    store.messages = messages;
+    store.bytes = messages.reduce((n, m) => n + m.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES, 0);
+  }
+}
+
+function split<T>(items: readonly T[], take: (item: T) => boolean): [T[], T[]] {
+  const taken: T[] = [];
+  const left: T[] = [];
+  for (const item of items) (take(item) ? taken : left).push(item);
+  return [taken, left];
 }

@@ -48,7 +48,7 @@ function installCertificate(
     // Its sessions were with its former key; its SESSION under the new one follows.
     r.sessions?.forget(host);
     // What it sent under that key before it was known here is taken again (`awaiting-keys.ts`).
-    r.awaitingKeys.release(host);
+    r.awaitingKeys.keyInstalled(host, r.ring.keyOf(host)?.epoch ?? certificate.period);
     retryNewViews(r);
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(host);
@@ -137,9 +137,12 @@ export function onSession(
   body: { dh: string; ask: boolean },
 ): void {
   if (r.sessions === undefined) return;
+  const had = r.sessions.has(from, epoch);
   if (r.sessions.learn(from, epoch, body.dh)) {
     r.out.push({ type: "learned", what: "session", host: from });
-    r.awaitingKeys.release(from);
+    // Only a half that makes a session where there was none: a peer that announces new halves
+    // at will must not have what waits for one handled again each time.
+    if (!had && r.sessions.has(from, epoch)) r.awaitingKeys.halfLearned(from, epoch);
   }
   if (body.ask) sendSessionTo(r, from, false);
 }

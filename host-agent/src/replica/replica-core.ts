@@ -23,6 +23,7 @@
 
 import type { KeyCertificate } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
+import type { KeptFor } from "./awaiting-keys.js";
 import { sha256Base64 } from "./canonical.js";
 import { applyTransferStep, onExecuted, peersAhead, serveFetch } from "./catch-up.js";
 import { onCheckpoint, storeStartingState } from "./checkpoints.js";
@@ -259,18 +260,22 @@ export class ReplicaCore {
     const r = this.r;
     r.nowMs = nowMs;
     this.receive(bytes);
-    // What waited for a key or session half that has just come, checked now in full; bounded:
-    // each release needs a key or half new here, and a message kept again waits for the next.
-    for (let wires = r.awaitingKeys.takeDue(); wires.length > 0; wires = r.awaitingKeys.takeDue())
-      for (const wire of wires) {
+    // What waited for a key or session half that has just come, handled now in full; bounded:
+    // a message is due again only when what it waited for comes, and is kept again only for the
+    // other reason (`awaiting-keys.ts`).
+    for (let due = r.awaitingKeys.takeDue(); due.length > 0; due = r.awaitingKeys.takeDue())
+      for (const kept of due) {
         r.count("awaiting-keys.taken-again");
-        this.receive(wire);
+        this.receive(kept.wire, kept.keptFor);
       }
     return r.drain();
   }
 
-  /** One message from a peer, handled (its actions left in `r.out`). */
-  private receive(bytes: Buffer): void {
+  /**
+   * One message from a peer, handled (its actions left in `r.out`); `keptFor`: it was kept for
+   * want of its sender's key or half, which has come since.
+   */
+  private receive(bytes: Buffer, keptFor?: KeptFor): void {
     const r = this.r;
     const envelope = parseEnvelope(bytes);
     if (envelope === undefined) {
@@ -316,10 +321,11 @@ export class ReplicaCore {
     if (verdict !== "ok") {
       r.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") queryKey(r, from);
-      // Checked again once its key or session half comes (`awaiting-keys.ts`).
-      if (verdict === "unknown-epoch" || verdict === "no-session") {
+      // Handled again once its key or session half comes (`awaiting-keys.ts`).
+      if ((verdict === "unknown-epoch" || verdict === "no-session") && verdict !== keptFor) {
         r.count("awaiting-keys.kept");
-        r.count("awaiting-keys.dropped", r.awaitingKeys.keep(from, envelope.wire));
+        const kept = { wire: envelope.wire, epoch, keptFor: verdict } as const;
+        r.count("awaiting-keys.dropped", r.awaitingKeys.keep(from, kept, body.type === "SESSION"));
       }
       // No session with it, or its MAC for this replica fails (it may hold a half of this
       // replica's former key): this replica's half goes to it, with a request for its own.
