@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// The tests, as `npm test` runs them (after the type-check and the lint), so that the suite
-// takes minutes on two cores (the projects are in vitest.config.ts):
-//   1. two streams side by side: the rig's files, one at a time (project "rig"); and the unit
-//      tests on one worker (project "unit": CPU-bound simulations, pure logic), then the links,
-//      host agent and replica servers, one file at a time (project "boards"). The rig never has
-//      more than one core's worth of other work beside it: the load it is specified to keep its
-//      promises under.
+// The tests, as `npm test` runs them (after the build, which type-checks the code), so that the
+// suite takes minutes on two cores (the projects are in vitest.config.ts):
+//   1. two streams side by side: the rig's files, one at a time (project "rig"); and the tests'
+//      type-check and the lint, the unit tests on one worker (project "unit": CPU-bound
+//      simulations, pure logic), then the links, host agent and replica servers, one file at a
+//      time (project "boards"). The rig never has more than one core's worth of other work
+//      beside it: the load it is specified to keep its promises under.
 //   2. then the six-daemon files with their tight bounds, side by side (project "daemons").
 //   Beside the rig's last files (once the second stream is done) and the daemons, the service's
 //   simulation (project "sim": pure CPU, timing nothing) runs at nice 19, the lowest priority: a
@@ -27,36 +27,51 @@ const extra = process.argv.slice(2);
 const scratch = mkdtempSync(path.join(tmpdir(), "smw-test-timings-"));
 const timings = path.join(scratch, "timings.jsonl");
 
-/** Runs one vitest project; resolves with its exit status. `nice`: the priority it runs at. */
-function run(project, options = [], nice = undefined) {
+/** Runs a program, its output passed through line by line; resolves with its exit status. */
+function runProgram(file, args, env = process.env, nice = undefined) {
   return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      [vitest, "run", "--project", project, "--passWithNoTests", ...options, ...extra],
-      {
-        cwd: root,
-        stdio: ["ignore", "pipe", "pipe"],
-        env: {
-          ...process.env,
-          SMW_TEST_TIMINGS: timings,
-          FORCE_COLOR: process.stdout.isTTY ? "1" : "0",
-        },
-      },
-    );
+    const child = spawn(file, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env });
     // Its workers start after it does, and inherit its priority.
     if (nice !== undefined && child.pid !== undefined) setPriority(child.pid, nice);
     createInterface({ input: child.stdout }).on("line", (l) => process.stdout.write(`${l}\n`));
     createInterface({ input: child.stderr }).on("line", (l) => process.stderr.write(`${l}\n`));
+    child.on("error", (error) => {
+      process.stderr.write(`${file}: ${error.message}\n`);
+      resolve(1);
+    });
     child.on("exit", (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));
   });
+}
+
+/** Runs one vitest project; resolves with its exit status. `nice`: the priority it runs at. */
+function run(project, options = [], nice = undefined) {
+  return runProgram(
+    process.execPath,
+    [vitest, "run", "--project", project, "--passWithNoTests", ...options, ...extra],
+    { ...process.env, SMW_TEST_TIMINGS: timings, FORCE_COLOR: process.stdout.isTTY ? "1" : "0" },
+    nice,
+  );
+}
+
+/** The tests' type-check and the lint (the build, which type-checks the code, came before). */
+async function checks() {
+  const bin = (name) => path.join(root, "node_modules", ".bin", name);
+  const typecheck = await runProgram(bin("tsc"), ["-p", "tsconfig.test.json"]);
+  const lint = await runProgram(bin("biome"), ["ci", "--error-on-warnings", "."]);
+  if (typecheck !== 0)
+    process.stderr.write("the tests' type-check failed (tsc -p tsconfig.test.json)\n");
+  if (lint !== 0) process.stderr.write("the lint failed (biome ci)\n");
+  return typecheck !== 0 ? typecheck : lint;
 }
 
 const startedMs = performance.now();
 const elapsed = () => `${((performance.now() - startedMs) / 1000).toFixed(0)} s`;
 const unitThenBoards = (async () => {
+  const checked = await checks();
   const unit = await run("unit", ["--maxWorkers=1"]);
   const boards = await run("boards");
-  return { name: "unit, then boards", code: unit !== 0 ? unit : boards, at: elapsed() };
+  const code = [checked, unit, boards].find((c) => c !== 0) ?? 0;
+  return { name: "type-check and lint, unit, then boards", code, at: elapsed() };
 })();
 // The simulation starts as soon as the second stream is done, at nice 19: beside the rig's last
 // files it takes only what the rig leaves idle, which a stream at normal priority would not.
