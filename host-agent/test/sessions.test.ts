@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import {
   AWAITING_KEYS_BYTES_PER_PEER,
-  KEPT_SESSIONS_PER_PEER,
+  AWAITING_SESSION_BYTES_PER_PEER,
+  KEPT_MESSAGE_OVERHEAD_BYTES,
 } from "../src/replica/awaiting-keys.js";
 import { parseEnvelope, withMacs } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
@@ -141,11 +142,11 @@ describe("a SESSION that arrives before its sender's key", () => {
     expect(macd(r2?.tick(c.nowMs + 200) ?? [], "STATUS").length).toBeGreaterThan(0);
   });
 
-  it("is taken only under the key it was signed for; forged SESSIONs push it out only past a bound, other traffic not at all", () => {
+  it("is taken only under the key it was signed for; forged SESSIONs push it out only past a budget in bytes, other traffic not at all", () => {
     // r4's real SESSION for its coming epoch reaches r2 first, then `forged` SESSIONs claiming
     // the same epoch with other halves, and `junkBytes` of other messages under that epoch (a
     // flood before its key is known); then its key.
-    const trial = (forged: number, junkBytes = 0) => {
+    const trial = (forgedFor: (sessionBytes: number) => number, junkBytes = 0) => {
       const c = replicaCluster(4, 1, 0);
       for (const id of c.ids) c.boot(id, { recovering: false });
       c.deliver(() => true);
@@ -160,6 +161,7 @@ describe("a SESSION that arrives before its sender's key", () => {
       };
       const session = find("SESSION");
       r2?.onMessage(session, c.nowMs);
+      const forged = forgedFor(session.length);
       for (let i = 1; i <= forged; i++) {
         const half = Buffer.alloc(32, i).toString("base64");
         r2?.onMessage(
@@ -174,14 +176,17 @@ describe("a SESSION that arrives before its sender's key", () => {
         learned: actions.some((a) => a.type === "learned" && a.what === "session"),
         forgeriesSeen: actions.filter((a) => a.type === "problem" && a.kind === "bad-signature")
           .length,
+        forged,
       };
     };
-    expect(trial(KEPT_SESSIONS_PER_PEER - 1)).toEqual({
-      learned: true,
-      forgeriesSeen: KEPT_SESSIONS_PER_PEER - 1,
-    });
-    expect(trial(KEPT_SESSIONS_PER_PEER).learned).toBe(false);
-    expect(trial(0, 2 * AWAITING_KEYS_BYTES_PER_PEER).learned).toBe(true);
+    // A forged SESSION is as long as the real one: how many of them, with it, fill the budget.
+    const fill = (bytes: number) =>
+      Math.floor(AWAITING_SESSION_BYTES_PER_PEER / (bytes + KEPT_MESSAGE_OVERHEAD_BYTES));
+    const fewer = trial((bytes) => fill(bytes) - 1);
+    expect(fewer.forged).toBeGreaterThan(50);
+    expect(fewer).toMatchObject({ learned: true, forgeriesSeen: fewer.forged });
+    expect(trial(fill).learned).toBe(false);
+    expect(trial(() => 0, 2 * AWAITING_KEYS_BYTES_PER_PEER).learned).toBe(true);
   });
 });
 

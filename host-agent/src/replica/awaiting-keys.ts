@@ -18,8 +18,10 @@
  *   at an epoch below the one installed is dropped unread (it would be stale);
  * - handled again, a message is kept again only for the other reason (a key came, its half not
  *   yet), so each is handled at most three times.
- * SESSIONs have a few places of their own per peer, apart from the rest: the traffic a peer sends
- * before its key is known cannot push out the half that the traffic after it needs.
+ * SESSIONs have a budget of their own per peer, apart from the rest, and one larger than a real
+ * one is not kept: the traffic a peer sends before its key is known cannot push out the half that
+ * the traffic after it needs, and forged SESSIONs push out the real one only by filling that
+ * budget after it.
  */
 
 export type KeptFor = "unknown-epoch" | "no-session";
@@ -36,14 +38,26 @@ export interface KeptMessage {
 export const AWAITING_KEYS_BYTES_PER_PEER = 256 * 1024;
 /** What a kept message costs beyond its bytes (its record), so that tiny ones are bounded too. */
 export const KEPT_MESSAGE_OVERHEAD_BYTES = 128;
-/** SESSIONs kept per peer, apart from the rest. */
-export const KEPT_SESSIONS_PER_PEER = 4;
+/** Per peer, for SESSIONs, apart from the rest: some 140 forged ones to push out the real one. */
+export const AWAITING_SESSION_BYTES_PER_PEER = 32 * 1024;
+/** A SESSION is a public half and a flag: a few hundred bytes. A larger one is not kept. */
+export const MAX_KEPT_SESSION_BYTES = 1024;
 
 interface PeerStore {
   bytes: number;
   messages: KeptMessage[];
+  sessionBytes: number;
   sessions: KeptMessage[];
 }
+
+/** What keeping one message did. */
+export interface KeepResult {
+  kept: boolean;
+  /** Older messages of the same peer dropped to make room. */
+  dropped: number;
+}
+
+const costOf = (m: KeptMessage) => m.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES;
 
 export class AwaitingKeys {
   private readonly byPeer = new Map<string, PeerStore>();
@@ -51,30 +65,30 @@ export class AwaitingKeys {
 
   constructor(private readonly maxBytesPerPeer = AWAITING_KEYS_BYTES_PER_PEER) {}
 
-  /** Keeps a message `peer` sent; returns how many older ones of its were dropped for room. */
-  keep(peer: string, message: KeptMessage, isSession: boolean): number {
-    const cost = message.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES;
-    if (cost > this.maxBytesPerPeer) return 1;
+  /** Keeps a message `peer` sent (`isSession`: a SESSION, kept apart). */
+  keep(peer: string, message: KeptMessage, isSession: boolean): KeepResult {
+    const cost = costOf(message);
+    const limit = isSession ? AWAITING_SESSION_BYTES_PER_PEER : this.maxBytesPerPeer;
+    if (cost > limit || (isSession && message.wire.length > MAX_KEPT_SESSION_BYTES))
+      return { kept: false, dropped: 0 };
+    const store = this.storeOf(peer);
+    if (isSession && store.sessions.some((s) => s.wire.equals(message.wire)))
+      return { kept: false, dropped: 0 };
     // Its own copy: a frame under 4 KiB is a view of a pooled 8 KiB block it would keep alive.
     const wire = Buffer.allocUnsafeSlow(message.wire.length);
     message.wire.copy(wire);
-    const kept = { ...message, wire };
-    const store = this.storeOf(peer);
-    if (isSession) {
-      if (store.sessions.some((s) => s.wire.equals(wire))) return 0;
-      store.sessions.push(kept);
-      return store.sessions.splice(0, Math.max(0, store.sessions.length - KEPT_SESSIONS_PER_PEER))
-        .length;
-    }
+    const list = isSession ? store.sessions : store.messages;
+    let bytes = isSession ? store.sessionBytes : store.bytes;
     let dropped = 0;
-    while (store.bytes + cost > this.maxBytesPerPeer) {
-      const oldest = store.messages.shift() as KeptMessage;
-      store.bytes -= oldest.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES;
+    while (bytes + cost > limit) {
+      bytes -= costOf(list.shift() as KeptMessage);
       dropped++;
     }
-    store.messages.push(kept);
-    store.bytes += cost;
-    return dropped;
+    list.push({ ...message, wire });
+    bytes += cost;
+    if (isSession) store.sessionBytes = bytes;
+    else store.bytes = bytes;
+    return { kept: true, dropped };
   }
 
   /**
@@ -90,6 +104,7 @@ export class AwaitingKeys {
       (m) => m.keptFor === "unknown-epoch" && m.epoch === epoch,
     );
     store.sessions = sessionsLeft.filter((m) => m.epoch > epoch);
+    store.sessionBytes = store.sessions.reduce((n, m) => n + costOf(m), 0);
     this.setMessages(
       store,
       left.filter((m) => m.epoch > epoch),
@@ -114,15 +129,16 @@ export class AwaitingKeys {
     return this.due.splice(0);
   }
 
-  /** Bytes counted for `peer` (SESSIONs apart). */
-  bytesOf(peer: string): number {
-    return this.byPeer.get(peer)?.bytes ?? 0;
+  /** Bytes counted for `peer`: its SESSIONs, and the rest. */
+  bytesOf(peer: string): { sessions: number; messages: number } {
+    const store = this.byPeer.get(peer);
+    return { sessions: store?.sessionBytes ?? 0, messages: store?.bytes ?? 0 };
   }
 
   private storeOf(peer: string): PeerStore {
     let store = this.byPeer.get(peer);
     if (store === undefined) {
-      store = { bytes: 0, messages: [], sessions: [] };
+      store = { bytes: 0, messages: [], sessionBytes: 0, sessions: [] };
       this.byPeer.set(peer, store);
     }
     return store;
@@ -130,7 +146,7 @@ export class AwaitingKeys {
 
   private setMessages(store: PeerStore, messages: KeptMessage[]): void {
     store.messages = messages;
-    store.bytes = messages.reduce((n, m) => n + m.wire.length + KEPT_MESSAGE_OVERHEAD_BYTES, 0);
+    store.bytes = messages.reduce((n, m) => n + costOf(m), 0);
   }
 }
 

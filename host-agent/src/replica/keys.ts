@@ -48,7 +48,7 @@ function installCertificate(
     // Its sessions were with its former key; its SESSION under the new one follows.
     r.sessions?.forget(host);
     // What it sent under that key before it was known here is taken again (`awaiting-keys.ts`).
-    r.awaitingKeys.keyInstalled(host, r.ring.keyOf(host)?.epoch ?? certificate.period);
+    r.awaitingKeys.keyInstalled(host, certificate.period);
     retryNewViews(r);
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(host);

@@ -323,9 +323,10 @@ export class ReplicaCore {
       if (verdict === "unknown-epoch") queryKey(r, from);
       // Handled again once its key or session half comes (`awaiting-keys.ts`).
       if ((verdict === "unknown-epoch" || verdict === "no-session") && verdict !== keptFor) {
-        r.count("awaiting-keys.kept");
-        const kept = { wire: envelope.wire, epoch, keptFor: verdict } as const;
-        r.count("awaiting-keys.dropped", r.awaitingKeys.keep(from, kept, body.type === "SESSION"));
+        const message = { wire: envelope.wire, epoch, keptFor: verdict } as const;
+        const { kept, dropped } = r.awaitingKeys.keep(from, message, body.type === "SESSION");
+        if (kept) r.count("awaiting-keys.kept");
+        r.count("awaiting-keys.dropped", dropped);
       }
       // No session with it, or its MAC for this replica fails (it may hold a half of this
       // replica's former key): this replica's half goes to it, with a request for its own.
