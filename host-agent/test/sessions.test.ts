@@ -190,6 +190,43 @@ describe("a SESSION that arrives before its sender's key", () => {
   });
 });
 
+describe("a message kept for a key that is revoked before it comes", () => {
+  it("is never taken: the revoked key is not installed, and the next one makes it stale", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const r2 = c.cores.get("r2");
+    if (r2 === undefined) throw new Error("no r2");
+    c.sent.clear();
+    c.rejuvenate("r4", { recovering: true });
+    const r4sent = c.sent.get("r4") ?? [];
+    const find = (type: string) => {
+      const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
+      if (a?.type !== "broadcast") throw new Error(`no ${type}`);
+      return a.message;
+    };
+    // r4's STATUS under its new key reaches r2 before the key: kept.
+    const status = find("STATUS");
+    const epoch = parseEnvelope(status)?.epoch as number;
+    r2.onMessage(status, c.nowMs);
+    expect(r2.counters.get("awaiting-keys.kept")).toBe(1);
+    // r4's group begins again: every key of r4's up to this one is revoked; then the key comes.
+    r2.revokeKeys(["r4"], epoch + 1, c.nowMs + 1);
+    const statuses = r2.counters.get("in.STATUS") ?? 0;
+    r2.onMessage(find("NEW_KEY"), c.nowMs + 2);
+    expect(r2.counters.get("awaiting-keys.taken-again") ?? 0).toBe(0);
+    // r4's next key: what was kept under the revoked one is dropped unread, never taken.
+    c.rejuvenate("r4", { recovering: true });
+    const next = (c.sent.get("r4") ?? []).findLast(
+      (m) => m.type === "broadcast" && m.message.includes('"NEW_KEY"'),
+    );
+    if (next?.type !== "broadcast") throw new Error("no second NEW_KEY");
+    r2.onMessage(next.message, c.nowMs + 3);
+    expect(r2.counters.get("awaiting-keys.taken-again") ?? 0).toBe(0);
+    expect(r2.counters.get("in.STATUS") ?? 0).toBe(statuses);
+  });
+});
+
 describe("MAC'd messages that come before their sender's session half", () => {
   it("are kept and taken once the half comes: a restarted replica loses none of them", () => {
     const c = replicaCluster(4, 1, 0);
