@@ -268,6 +268,43 @@ describe("MAC'd messages that come before their sender's session half", () => {
     expect(r4.counters.get("rejected.bad-mac")).toBe(badMacs + 1);
   });
 
+  it("kept before their sender's key, are kept again for its half when the key comes, and taken when the half does", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.run(300, () => true);
+    // r4 restarts knowing no peer's key; r2's key (its NEW_KEY, and every KEYS relaying it) and
+    // r2's SESSION are held up on their way to r4.
+    const r4 = c.rejuvenate("r4", { recovering: true }, ["r1", "r2", "r3"]);
+    const heldKey: Buffer[] = [];
+    const heldHalf: Buffer[] = [];
+    c.run(300, (m) => {
+      if (m.to !== "r4") return true;
+      const type = parseEnvelope(m.message)?.body.type;
+      if (type === "KEYS" || (m.from === "r2" && type === "NEW_KEY")) heldKey.push(m.message);
+      else if (m.from === "r2" && type === "SESSION") heldHalf.push(m.message);
+      else return true;
+      return false;
+    });
+    const count = (name: string) => r4.counters.get(name) ?? 0;
+    const handled = () =>
+      [...r4.counters].filter(([k]) => k.startsWith("in.")).reduce((n, [, v]) => n + v, 0);
+    const newKey = heldKey.find((m) => parseEnvelope(m)?.body.type === "NEW_KEY");
+    if (newKey === undefined || heldHalf.length === 0) throw new Error("nothing held");
+    const keptForKey = count("awaiting-keys.kept");
+    expect(keptForKey).toBeGreaterThan(0);
+    // The key: everything kept from r2 is handled again; its MAC'd messages now lack the half.
+    const takenBefore = count("awaiting-keys.taken-again");
+    c.hand("r4", newKey);
+    expect(count("awaiting-keys.taken-again") - takenBefore).toBe(keptForKey);
+    const keptForHalf = count("awaiting-keys.kept") - keptForKey;
+    expect(keptForHalf).toBeGreaterThan(0);
+    // The half: each of those is handled once more, and taken.
+    const before = handled();
+    c.hand("r4", heldHalf[0] as Buffer);
+    expect(count("awaiting-keys.taken-again") - takenBefore).toBe(keptForKey + keptForHalf);
+    expect(handled() - before).toBe(keptForHalf + 1);
+  });
+
   it("are handled again once per half that makes a session, not once per half announced", () => {
     // r4 floods r2 with messages under an epoch of its that r2 will never learn, then announces
     // one new session half after another under its real key: none of them is due again.
