@@ -244,3 +244,33 @@ describe("the host agent under systemd", () => {
     }
   }, 45_000);
 });
+
+describe("the replica process", () => {
+  it("takes the testbed the agent read, not the file (parsed once on the boot path), and says ready", async () => {
+    const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 1, basePort: 27670 });
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          SMW,
+          "host",
+          "replica",
+          "--testbed",
+          path.join(bed.dir, "no-such-file.yaml"),
+          "--host",
+          "h1",
+        ],
+        { stdio: ["ignore", "ignore", "pipe", "ipc"] },
+      );
+      const ready = new Promise<unknown>((resolve) => child.on("message", resolve));
+      // Sent before it has loaded: it waits for it.
+      child.send({ type: "testbed", testbed: bed.testbed });
+      expect(await ready).toEqual({ type: "ready" });
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      child.disconnect();
+      expect(await exited).toBe(0);
+    } finally {
+      bed.remove();
+    }
+  });
+});

@@ -1,5 +1,12 @@
 /** Messages between the host agent and the replica process it supervises (node IPC). */
+import type { Testbed } from "@smw/wiring";
+
 export type AgentToReplica =
+  /**
+   * The testbed as the agent read it, sent as soon as the process is there: the file is parsed
+   * once on the boot path, not once in each process (T_boot is one Node start).
+   */
+  | { type: "testbed"; testbed: Testbed }
   /**
    * The key is certified: start the replica. The process was spawned earlier, when the host
    * booted, so that loading its code overlaps the wait for the board's certificate.
@@ -25,7 +32,7 @@ export type ReplicaToAgent =
   | { type: "shutdown-prepared" };
 
 const TO_AGENT = new Set(["ready", "started", "recovered", "shutdown-prepared"]);
-const TO_REPLICA = new Set(["start", "prepare-shutdown", "install-key", "revoke"]);
+const TO_REPLICA = new Set(["testbed", "start", "prepare-shutdown", "install-key", "revoke"]);
 
 function typeOf(m: unknown): unknown {
   return typeof m === "object" && m !== null ? (m as { type?: unknown }).type : undefined;

@@ -206,6 +206,7 @@ export class HostAgent {
     if (this.stopping || this.child !== undefined) return;
     const child = this.options.spawnReplica();
     this.child = child;
+    if (child.connected) child.send({ type: "testbed", testbed: this.options.testbed });
     this.childReady = false;
     this.childStarted = false;
     child.on("message", (m: unknown) => {

@@ -139,18 +139,15 @@ export function hostCommand(context: CliContext): Command {
     .description(
       "the replica process a host agent supervises: loads, says ready, and starts when told (over IPC)",
     )
-    .requiredOption("--testbed <file>", "testbed file")
+    .requiredOption("--testbed <file>", "the testbed file (the agent passes what it read from it)")
     .requiredOption("--host <id>", "this host's id")
     .action(async (flags: { testbed: string; host: string }) => {
       if (process.send === undefined)
         throw new UsageError("smw host replica is started by `smw host run`, over an IPC channel");
-      let testbed: Testbed;
-      try {
-        testbed = loadTestbed(flags.testbed);
-      } catch (error) {
-        // Started early, alongside an agent that reports the same problem itself: say nothing.
-        if (!(error instanceof UsageError)) throw error;
-        context.setExitCode(2);
+      // The testbed as the agent read it (it reports a bad file itself); gone before: nothing to do.
+      const testbed = await testbedFromAgent();
+      if (testbed === undefined) {
+        context.setExitCode(0);
         return;
       }
       // Read now, while the host waits for its certificate: not part of T_transfer then.
@@ -234,4 +231,22 @@ export function hostCommand(context: CliContext): Command {
       context.setExitCode(0);
     });
   return host;
+}
+
+/** The agent's first message: the testbed it read; undefined if the agent goes first. */
+function testbedFromAgent(): Promise<Testbed | undefined> {
+  return new Promise((resolve) => {
+    const onMessage = (m: unknown) => {
+      if (!isAgentToReplica(m) || m.type !== "testbed") return;
+      done(m.testbed);
+    };
+    const onDisconnect = () => done(undefined);
+    const done = (testbed: Testbed | undefined) => {
+      process.off("message", onMessage);
+      process.off("disconnect", onDisconnect);
+      resolve(testbed);
+    };
+    process.on("message", onMessage);
+    process.once("disconnect", onDisconnect);
+  });
 }
