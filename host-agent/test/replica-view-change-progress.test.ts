@@ -22,9 +22,13 @@ describe("a replica changing views", () => {
     // A NEW_VIEW for view 2 (r3's), valid in itself, formed without r2.
     const vcs = ["r1", "r3", "r4"].map((id) => from(id, viewChangeBody(2, genesis)));
     const newView = from("r3", newViewBody(2, vcs, genesis));
-    core.onMessage(newView, 3);
+    const refused = core.onMessage(newView, 3);
     expect(core.currentView).toBe(0);
     expect(core.counters.get("new-view.below-own-view-change")).toBe(1);
+    // And it says so, for its console.
+    expect(refused).toContainEqual(
+      expect.objectContaining({ type: "problem", kind: "below-own-view-change", from: "r3" }),
+    );
   });
 
   it("when its view does not form, moves to the least view that still can: a quorum not past it, its primary among them", () => {

@@ -93,7 +93,9 @@ export type ProblemKind =
   | "handler-fault"
   | "diverged"
   | "no-session"
-  | "bad-mac";
+  | "bad-mac"
+  /** Not the sender's fault: a NEW_VIEW below the view this replica asked for, refused. */
+  | "below-own-view-change";
 
 export type ReplicaAction =
   | { type: "send"; to: string; message: Buffer }

@@ -313,6 +313,13 @@ export function onNewView(
   // new era has executed anything (`isColdStartSet`), so it may enter a lower view than it asked for.
   if (body.view < r.highestViewChangeSent && !r.coldStart) {
     r.count("new-view.below-own-view-change");
+    // Said (and summarised like a refusal): a replica that asked for a view its peers never form
+    // stays out of theirs, and its console should show why.
+    r.problem(
+      "below-own-view-change",
+      from,
+      `NEW_VIEW ${body.view}: this replica asked for view ${r.highestViewChangeSent}`,
+    );
     return;
   }
   if (from !== r.primaryOf(body.view)) {
