@@ -120,20 +120,30 @@ describe("replicas with sessions", () => {
   });
 });
 
+/**
+ * Four replicas, r4 rejuvenated (a new key, nothing delivered yet): r2, the peer the tests play
+ * r4's messages to, and `find`, r4's first broadcast of a type.
+ */
+function r4Rejuvenated() {
+  const c = replicaCluster(4, 1, 0);
+  for (const id of c.ids) c.boot(id, { recovering: false });
+  c.deliver(() => true);
+  const r2 = c.cores.get("r2");
+  if (r2 === undefined) throw new Error("no r2");
+  c.sent.clear();
+  c.rejuvenate("r4", { recovering: true });
+  const r4sent = c.sent.get("r4") ?? [];
+  const find = (type: string) => {
+    const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
+    if (a?.type !== "broadcast") throw new Error(`no ${type}`);
+    return a.message;
+  };
+  return { c, r2, find };
+}
+
 describe("a SESSION that arrives before its sender's key", () => {
   it("is kept until the key comes, then taken: no second SESSION needed", () => {
-    const c = replicaCluster(4, 1, 0);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    const r2 = c.cores.get("r2");
-    c.sent.clear();
-    c.rejuvenate("r4", { recovering: true });
-    const r4sent = c.sent.get("r4") ?? [];
-    const find = (type: string) => {
-      const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
-      if (a?.type !== "broadcast") throw new Error(`no ${type}`);
-      return a.message;
-    };
+    const { c, r2, find } = r4Rejuvenated();
     // The SESSION overtakes the NEW_KEY (another connection, or the key's answer to a query).
     const refused = r2?.onMessage(find("SESSION"), c.nowMs) ?? [];
     expect(refused.some((a) => a.type === "problem" && a.kind === "unknown-epoch")).toBe(true);
@@ -147,18 +157,7 @@ describe("a SESSION that arrives before its sender's key", () => {
     // the same epoch with other halves, and `junkBytes` of other messages under that epoch (a
     // flood before its key is known); then its key.
     const trial = (forgedFor: (sessionBytes: number) => number, junkBytes = 0) => {
-      const c = replicaCluster(4, 1, 0);
-      for (const id of c.ids) c.boot(id, { recovering: false });
-      c.deliver(() => true);
-      const r2 = c.cores.get("r2");
-      c.sent.clear();
-      c.rejuvenate("r4", { recovering: true });
-      const r4sent = c.sent.get("r4") ?? [];
-      const find = (type: string) => {
-        const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
-        if (a?.type !== "broadcast") throw new Error(`no ${type}`);
-        return a.message;
-      };
+      const { c, r2, find } = r4Rejuvenated();
       const session = find("SESSION");
       r2?.onMessage(session, c.nowMs);
       const forged = forgedFor(session.length);
@@ -192,19 +191,7 @@ describe("a SESSION that arrives before its sender's key", () => {
 
 describe("a message kept for a key that is revoked before it comes", () => {
   it("is never taken: the revoked key is not installed, and the next one makes it stale", () => {
-    const c = replicaCluster(4, 1, 0);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    const r2 = c.cores.get("r2");
-    if (r2 === undefined) throw new Error("no r2");
-    c.sent.clear();
-    c.rejuvenate("r4", { recovering: true });
-    const r4sent = c.sent.get("r4") ?? [];
-    const find = (type: string) => {
-      const a = r4sent.find((m) => m.type === "broadcast" && m.message.includes(`"${type}"`));
-      if (a?.type !== "broadcast") throw new Error(`no ${type}`);
-      return a.message;
-    };
+    const { c, r2, find } = r4Rejuvenated();
     // r4's STATUS under its new key reaches r2 before the key: kept.
     const status = find("STATUS");
     const epoch = parseEnvelope(status)?.epoch as number;
