@@ -29,6 +29,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
  */
 const smw = (...args: string[]) => runInProcess(...args);
 
+/** `smw image verify FILE` against the sealed manifest, with `extra` flags. */
+const verify = (file: string, ...extra: string[]) =>
+  smw("image", "verify", file, "--manifest", manifest, "--pub", pub, ...extra);
+
 const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 const golden = path.join(dir, "golden.img");
 const manifest = path.join(dir, "golden.manifest.json");
@@ -93,16 +97,7 @@ describe("smw image", () => {
 
   it("verify: exit 0 clean, 1 corrupted with the chunk indexes in JSON", async () => {
     const live = copyGolden("live.img");
-    const clean = await smw(
-      "image",
-      "verify",
-      live,
-      "--manifest",
-      manifest,
-      "--pub",
-      pub,
-      "--json",
-    );
+    const clean = await verify(live, "--json");
     expect(clean.code).toBe(0);
     expect(JSON.parse(clean.stdout)).toMatchObject({
       clean: true,
@@ -111,34 +106,22 @@ describe("smw image", () => {
     });
     flip(live, 5 * CHUNK + 9);
     flip(live, 63 * CHUNK);
-    const bad = await smw("image", "verify", live, "--manifest", manifest, "--pub", pub, "--json");
+    const bad = await verify(live, "--json");
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout)).toMatchObject({
       clean: false,
       badChunks: [5, 63],
       bytesRead: 64 * CHUNK,
     });
-    const text = await smw("image", "verify", live, "--manifest", manifest, "--pub", pub);
+    const text = await verify(live);
     expect(text.stdout).toContain("CORRUPTED, 2 of 64 chunks differ");
   });
 
   it("verify --golden finds a tampered golden medium", async () => {
     const goldenCopy = copyGolden("golden-copy.img");
-    expect(
-      (await smw("image", "verify", goldenCopy, "--manifest", manifest, "--pub", pub, "--golden"))
-        .code,
-    ).toBe(0);
+    expect((await verify(goldenCopy, "--golden")).code).toBe(0);
     poke(goldenCopy, 17, "rootkit");
-    const result = await smw(
-      "image",
-      "verify",
-      goldenCopy,
-      "--manifest",
-      manifest,
-      "--pub",
-      pub,
-      "--golden",
-    );
+    const result = await verify(goldenCopy, "--golden");
     expect(result.code).toBe(1);
     expect(result.stdout).toContain("the golden copy itself is bad");
   });
@@ -367,20 +350,11 @@ describe("a restore killed at any instant", () => {
       expect(restored, `chunks whole after a kill once chunk ${after} was written`).toBeGreaterThan(
         after,
       );
-      const verify = await smw(
-        "image",
-        "verify",
-        live,
-        "--manifest",
-        manifest,
-        "--pub",
-        pub,
-        "--json",
-      );
-      expect(verify.code, `after a kill once chunk ${after} was written`).toBe(
+      const verified = await verify(live, "--json");
+      expect(verified.code, `after a kill once chunk ${after} was written`).toBe(
         restored === 64 ? 0 : 1,
       );
-      if (restored < 64) expect(JSON.parse(verify.stdout).badChunks).toHaveLength(64 - restored);
+      if (restored < 64) expect(JSON.parse(verified.stdout).badChunks).toHaveLength(64 - restored);
       const restore = await smw(
         "image",
         "restore",
