@@ -367,6 +367,63 @@ describe("the view the others change to for a rejuvenated replica", () => {
     expect(c.cores.get("r6")?.isRecovered).toBe(true);
   });
 
+  it("is the same at a primary that entered its view before it held the replica's new key", () => {
+    // The demo's case: r6 hands off to view 10 (led by r5, its group being the one before r6's),
+    // and every VIEW_CHANGE for it holds r6's old key. r6 comes back with a new one, which r1 to
+    // r4 learn before view 10's NEW_VIEW reaches them and r5, which formed that view, learns after.
+    // The view is fresh for r6 nowhere. Had each replica chosen by when it learned the key, r1 to
+    // r4 would leave r5 out and ask for view 12, and r5 would ask for 16, its next own: it would
+    // then refuse NEW_VIEW 12 as below its own VIEW_CHANGE, and stay out of the view for good.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    c.shutDown("r1");
+    c.run(1_000, () => true);
+    expect(c.cores.get("r1")?.primary).toBe("r6");
+    c.shutDown("r6");
+    const heldNewView: Array<{ to: string; message: Buffer }> = [];
+    c.run(100, (m) => {
+      // r6's own VIEW_CHANGE is lost: signed with the key it is about to lose, it would leave
+      // the others unable to check the NEW_VIEW once they learn its new one.
+      if (m.from === "r6" && typeOf(m.message) === "VIEW_CHANGE") return false;
+      if (m.from !== "r5" || typeOf(m.message) !== "NEW_VIEW") return m.to !== "r6";
+      heldNewView.push(m);
+      return false;
+    });
+    expect(c.cores.get("r5")?.currentView).toBe(10);
+    expect(heldNewView.length).toBeGreaterThan(0);
+    const r6 = c.rejuvenate("r6", { recovering: true });
+    // r1 to r4 learn r6's new key; r5 hears nothing yet, nor r6 anything but from r6.
+    c.deliver((m) => m.from === "r6" && m.to !== "r5" && typeOf(m.message) === "NEW_KEY");
+    for (const id of ["r1", "r2", "r3", "r4"])
+      expect(c.cores.get(id)?.keyEpochOf("r6"), id).toBe(1);
+    expect(c.cores.get("r5")?.keyEpochOf("r6")).toBe(0);
+    for (const m of heldNewView) c.hand(m.to, m.message);
+    // For a while r5 hears only from r6: its key, and its STATUS saying it lost its memory.
+    c.run(300, (m) => m.to !== "r5" || m.from === "r6");
+    expect(c.cores.get("r5")?.keyEpochOf("r6")).toBe(1);
+    c.run(5_000, () => true);
+    // Each asked for the same view first (r5 with the others, not for its own next one).
+    const firstAsked = ["r1", "r2", "r3", "r4", "r5"].map((id) =>
+      (c.sent.get(id) ?? [])
+        .flatMap((a) => {
+          const body = a.type === "broadcast" ? parseEnvelope(a.message)?.body : undefined;
+          return body?.type === "VIEW_CHANGE" && body.newView > 10 ? [body.newView] : [];
+        })
+        .at(0),
+    );
+    expect(firstAsked).toEqual([12, 12, 12, 12, 12]);
+    const refused = (c.sent.get("r5") ?? []).filter(
+      (a) => a.type === "problem" && a.kind === "below-own-view-change",
+    );
+    expect(refused).toEqual([]);
+    const views = new Set(c.ids.map((id) => c.cores.get(id)?.currentView));
+    expect(views.size).toBe(1);
+    expect(r6.isAmnesic).toBe(false);
+    expect(r6.isRecovered).toBe(true);
+  });
+
   it("n = 11, k' = 2: is led by neither of two Byzantine primaries that take turns at views not fresh for it", () => {
     // r11 comes back; the group before its own is r9 and r10, both Byzantine, and each forms
     // every view it leads with its own VIEW_CHANGE claiming r11's old key. Excluding only the

@@ -126,6 +126,11 @@ export function replicaCluster(
       inFlight = inFlight.filter((m) => m.from !== id && m.to !== id);
       return boot(id, start, withoutKeysOf);
     },
+    /** The board is about to shut `id` down (a primary hands off); what it sends is in flight. */
+    shutDown(id: string) {
+      const core = cores.get(id);
+      if (core) collect(id, core.prepareShutdown(nowMs));
+    },
     /** The origin `id` gives a batch it proposes now (its id at its current key epoch). */
     originOf(id: string): string {
       return batchOrigin(id, epochs.get(id) ?? 0);

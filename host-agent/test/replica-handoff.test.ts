@@ -1,6 +1,7 @@
 /** The planned hand-off of a primary whose host is about to be rejuvenated, on the real core. */
 import { describe, expect, it } from "vitest";
-import { sealEnvelope } from "../src/replica/messages.js";
+import { parseEnvelope, sealEnvelope } from "../src/replica/messages.js";
+import { replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, statusBody } from "./replica-harness.js";
 
 const handedTo = (
@@ -40,5 +41,32 @@ describe("a planned hand-off", () => {
     const { core } = fourReplicas("r1");
     // r1 goes first; the group before it (cyclically) is r4's: view 3.
     expect(handedTo(core.prepareShutdown(10))).toBe(3);
+  });
+
+  it("is followed by every replica to the view the departing primary asks for", () => {
+    // n = 6, groups of one in id order: r1's hand-off goes to r6 (view 5). A follower that read
+    // the view off its own group asked for another (r2 for view 6, led by r1 again), refused the
+    // NEW_VIEW the others formed as below its own VIEW_CHANGE, and stayed out of the view.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const before = new Map(c.ids.map((id) => [id, (c.sent.get(id) ?? []).length]));
+    c.shutDown("r1");
+    c.run(300, () => true);
+    for (const id of c.ids) {
+      const actions = (c.sent.get(id) ?? []).slice(before.get(id));
+      const asked = actions.flatMap((a) => {
+        if (a.type !== "broadcast") return [];
+        const body = parseEnvelope(a.message)?.body;
+        return body?.type === "VIEW_CHANGE" ? [body.newView] : [];
+      });
+      expect(asked, id).toEqual([5]);
+      expect(
+        actions.filter((a) => a.type === "problem"),
+        id,
+      ).toEqual([]);
+      expect(c.cores.get(id)?.currentView, id).toBe(5);
+    }
   });
 });

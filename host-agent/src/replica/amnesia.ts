@@ -6,7 +6,7 @@
 import type { ReplicaEnvelope, SeqDigest } from "./messages.js";
 import type { ViewChangeBody } from "./new-view-decision.js";
 import type { ReplicaState } from "./replica-state.js";
-import { startViewChange, viewLedByGroupBefore } from "./view-change.js";
+import { groupAndGroupBefore, startViewChange, viewLedByGroupBefore } from "./view-change.js";
 
 export function keyEpochs(r: ReplicaState): number[] {
   return r.config.ids.map((id) => r.ring.keyOf(id)?.epoch ?? 0);
@@ -30,14 +30,22 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   if (r.refreshedFor.get(peer) === mark) return;
   r.refreshedFor.set(peer, mark);
   r.count("view-change.for-amnesic");
-  // Not a primary whose view, entered while this replica held the peer's key, was not fresh for
-  // it: a correct primary holding the key takes no VIEW_CHANGE that lacks it, and a Byzantine one
-  // whose turn kept coming back (its group is the one before the peer's) would have the service
-  // change views for ever. What each replica notes is read off the NEW_VIEWs they all entered, so
-  // they pick the same view. (A view entered before the key was known here is no one's fault.)
-  const noted = r.notFreshUnder.get(peer);
-  const failed = noted !== undefined && noted.epoch === epoch ? noted.primaries : undefined;
-  const usable = (id: string) => id !== peer && !r.peerAmnesic.has(id) && failed?.has(id) !== true;
+  // Every correct replica must pick the same view: one that asked for a higher view than the
+  // others form refuses theirs (below its own VIEW_CHANGE) until a later view passes its own. So
+  // the choice reads only what they share: the testbed's groups and the NEW_VIEWs they entered,
+  // never when each learned a key or which peers' STATUS last said they were amnesic.
+  // Not the peer's own group (rejuvenated with it, so amnesic too). Not the current view's
+  // primary, nor one whose earlier view was not fresh for the peer although one of its
+  // VIEW_CHANGEs held the peer's key: a correct primary holding the key takes no VIEW_CHANGE that
+  // lacks it, and a Byzantine one whose turn kept coming back (its group is the one before the
+  // peer's) would have the service change views for ever.
+  const i = r.config.ids.indexOf(peer);
+  const failed = new Set([r.primaryOf(r.view)]);
+  for (const entered of r.viewsEntered)
+    if ((entered.minEpochs[i] ?? -1) < epoch && (entered.maxEpochs[i] ?? -1) >= epoch)
+      failed.add(entered.primary);
+  const { group } = groupAndGroupBefore(r, peer);
+  const usable = (id: string) => !group.includes(id) && !failed.has(id);
   // Led by the group rejuvenated before the peer's, the fresh view also outlasts the next
   // group's shutdown: led by the next group, it would be handed off again moments later.
   let target = viewLedByGroupBefore(r, r.view, peer, usable);

@@ -71,7 +71,6 @@ export function onStatus(
   r.peerViews.set(from, body.view);
   if (body.catchingUp) answerCatchingUp(r, from);
   if (body.amnesic) {
-    r.peerAmnesic.add(from);
     refreshViewFor(r, from);
     // In this view and still amnesic, though the view is fresh for it here: it entered another
     // NEW_VIEW for the view (an equivocating primary's). This one lets it vote again. (As to a
@@ -79,7 +78,7 @@ export function onStatus(
     // claims this gets no more than one that claims an older view.)
     if (body.view === r.view && r.mode === "normal" && viewFreshFor(r, from))
       resendNewView(r, from);
-  } else r.peerAmnesic.delete(from);
+  }
   if (!body.recovering) {
     r.peerExecuted.set(from, body.lastExecuted);
     r.peerStable.set(from, body.stableSeq);

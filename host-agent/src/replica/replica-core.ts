@@ -134,6 +134,11 @@ export class ReplicaCore {
     return this.r.recoveredReported;
   }
 
+  /** The key epoch this replica holds for `host` (undefined: none yet). */
+  keyEpochOf(host: string): number | undefined {
+    return this.r.ring.keyOf(host)?.epoch;
+  }
+
   /** Rejuvenated and not yet voting again (see `amnesic`). */
   get isAmnesic(): boolean {
     return this.r.amnesic;

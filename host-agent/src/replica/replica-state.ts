@@ -30,6 +30,18 @@ import { RecentSet } from "./recent-set.js";
 import { type KeyAgreement, Sessions } from "./sessions.js";
 import type { StateTransfer } from "./state-transfer.js";
 
+/** A view entered, as its NEW_VIEW showed it (see `ReplicaState.viewsEntered`). */
+export interface EnteredView {
+  view: number;
+  primary: string;
+  /** Per replica: the lowest and the highest key epoch the view's VIEW_CHANGEs held for it. */
+  minEpochs: number[];
+  maxEpochs: number[];
+}
+
+/** How many entered views a replica keeps (`viewsEntered`), in multiples of n. */
+export const VIEWS_REMEMBERED_PER_REPLICA = 4;
+
 export interface ReplicaConfig {
   /** All replicas in order: the primary of view v is ids[v mod n]. */
   ids: readonly string[];
@@ -304,14 +316,14 @@ export class ReplicaState {
   /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
   viewKeyEpochs: number[];
   /**
-   * Per peer, at the key epoch this replica held for it: the primaries of views entered since that
-   * were not fresh for it (`refreshViewFor` changes to none of theirs for it).
+   * The views entered lately (the newest last, at most `VIEWS_REMEMBERED`), as their NEW_VIEWs
+   * show them: the same at every correct replica that entered them, whenever it learned which
+   * key. `refreshViewFor` changes to none of the primaries whose views were not fresh for a peer.
    */
-  readonly notFreshUnder = new Map<string, { epoch: number; primaries: Set<string> }>();
+  readonly viewsEntered: EnteredView[] = [];
   /** Per amnesic peer: the "epoch@view" a refreshing view change was started for already. */
   readonly refreshedFor = new Map<string, string>();
 
-  readonly peerAmnesic = new Set<string>();
   nextStatusMs = 0;
   readonly keyQueryAtMs = new Map<string, number>();
   /** Per peer: when this replica's keys were last relayed to it (`relayKeys`). */

@@ -33,7 +33,7 @@ import {
   propose,
   slotAt,
 } from "./normal-case.js";
-import type { ReplicaState } from "./replica-state.js";
+import { type ReplicaState, VIEWS_REMEMBERED_PER_REPLICA } from "./replica-state.js";
 import {
   enoughHolders,
   holdBack,
@@ -56,6 +56,24 @@ export const VIEW_WINDOW = 1024;
 /** VIEW_CHANGEs kept per peer (its newest views). */
 export const VIEW_CHANGES_PER_PEER = 8;
 
+/** The group the boards rejuvenate `host` with, and the group rejuvenated just before it. */
+export function groupAndGroupBefore(
+  r: ReplicaState,
+  host: string,
+): { group: readonly string[]; before: readonly string[] } {
+  const { ids } = r.config;
+  const k = Math.max(1, r.config.quorums.k);
+  const groups =
+    r.config.rejuvenationGroups ??
+    Array.from({ length: Math.ceil(ids.length / k) }, (_, g) => ids.slice(g * k, g * k + k));
+  const g = groups.findIndex((members) => members.includes(host));
+  if (g < 0) return { group: [host], before: [] };
+  return {
+    group: groups[g] ?? [host],
+    before: groups[(g - 1 + groups.length) % groups.length] ?? [],
+  };
+}
+
 /**
  * The first view after `view` whose primary is in the group rejuvenated just before `host`'s (in
  * the boards' order) and passes `usable`: such a primary keeps its place for a whole period
@@ -69,22 +87,22 @@ export function viewLedByGroupBefore(
 ): number | undefined {
   const { ids } = r.config;
   const n = ids.length;
-  const k = Math.max(1, r.config.quorums.k);
-  const groups =
-    r.config.rejuvenationGroups ??
-    Array.from({ length: Math.ceil(n / k) }, (_, g) => ids.slice(g * k, g * k + k));
-  const g = groups.findIndex((members) => members.includes(host));
-  const previous = g < 0 ? [] : (groups[(g - 1 + groups.length) % groups.length] ?? []);
+  const { before } = groupAndGroupBefore(r, host);
   for (let step = 1; step <= n; step++) {
     const primary = ids[(view + step) % n] as string;
-    if (primary !== host && previous.includes(primary) && usable(primary)) return view + step;
+    if (primary !== host && before.includes(primary) && usable(primary)) return view + step;
   }
   return undefined;
 }
 
-/** The view a planned hand-off goes to (see `viewLedByGroupBefore`). */
-function handOffView(r: ReplicaState, view: number): number {
-  return viewLedByGroupBefore(r, view, r.config.self, () => true) ?? view + 1;
+/**
+ * The view `primary`'s planned hand-off goes to (see `viewLedByGroupBefore`): read off the
+ * departing primary's group at every replica, so that all ask for the same view. (Read off each
+ * one's own group, followers asked for views above the primary's; each such one then refused the
+ * view the others formed, as below its own VIEW_CHANGE, until a later view passed its own.)
+ */
+function handOffView(r: ReplicaState, view: number, primary: string): number {
+  return viewLedByGroupBefore(r, view, primary, () => true) ?? view + 1;
 }
 
 export function startViewChange(r: ReplicaState, newView: number): void {
@@ -421,20 +439,25 @@ export function onNewView(
   startView(r, body.view, decision, viewChanges);
 }
 
-/** Notes this view's primary for every peer whose key (as held here) the view is not fresh for. */
-function noteNotFresh(r: ReplicaState, view: number): void {
-  const primary = r.primaryOf(view);
-  r.config.ids.forEach((peer, i) => {
-    const epoch = r.ring.keyOf(peer)?.epoch;
-    if (peer === r.config.self || epoch === undefined || (r.viewKeyEpochs[i] ?? -1) >= epoch)
-      return;
-    let noted = r.notFreshUnder.get(peer);
-    if (noted === undefined || noted.epoch !== epoch) {
-      noted = { epoch, primaries: new Set() };
-      r.notFreshUnder.set(peer, noted);
-    }
-    noted.primaries.add(primary);
+/**
+ * Remembers the view as its NEW_VIEW shows it: read off the VIEW_CHANGEs, not off what this
+ * replica knew when it entered, so that every correct replica remembers the same.
+ */
+function rememberView(
+  r: ReplicaState,
+  view: number,
+  viewChanges: readonly ReplicaEnvelope[],
+): void {
+  const epochsOf = (i: number) =>
+    viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1);
+  r.viewsEntered.push({
+    view,
+    primary: r.primaryOf(view),
+    minEpochs: r.config.ids.map((_, i) => Math.min(...epochsOf(i))),
+    maxEpochs: r.config.ids.map((_, i) => Math.max(...epochsOf(i))),
   });
+  const most = VIEWS_REMEMBERED_PER_REPLICA * r.config.ids.length;
+  if (r.viewsEntered.length > most) r.viewsEntered.splice(0, r.viewsEntered.length - most);
 }
 
 /** The VIEW_CHANGEs, as they say (unchecked), make the view fresh for this replica. */
@@ -511,10 +534,8 @@ function startView(
     viewChanges.map((vc) => (vc.body as ViewChangeBody).suspects ?? []),
   );
   enterView(r, view);
-  r.viewKeyEpochs = r.config.ids.map((_, i) =>
-    Math.min(...viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1)),
-  );
-  noteNotFresh(r, view);
+  rememberView(r, view, viewChanges);
+  r.viewKeyEpochs = [...(r.viewsEntered.at(-1)?.minEpochs ?? [])];
   const { checkpoint, proposals, batches } = decision;
   const vouchersOf = () =>
     viewChanges
@@ -578,7 +599,7 @@ export function handOff(r: ReplicaState): void {
   if (r.mode === "normal" && r.primary === r.config.self) {
     r.handingOff = true;
     r.broadcast({ type: "HANDOFF", view: r.view });
-    startViewChange(r, handOffView(r, r.view));
+    startViewChange(r, handOffView(r, r.view, r.config.self));
   }
 }
 
@@ -586,6 +607,6 @@ export function handOff(r: ReplicaState): void {
 export function onHandoff(r: ReplicaState, from: string, view: number): void {
   if (view === r.view && from === r.primary && r.mode === "normal") {
     r.count("view-change.handoff");
-    startViewChange(r, handOffView(r, r.view));
+    startViewChange(r, handOffView(r, r.view, from));
   }
 }
