@@ -3,7 +3,9 @@
  * view it asked for, and on to the least view that can still form.
  */
 import { describe, expect, it } from "vitest";
+import { parseEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
+import { replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, newViewBody, viewChangeBody } from "./replica-harness.js";
 
 const viewChangesSent = (actions: ReplicaAction[]) =>
@@ -41,5 +43,34 @@ describe("a replica changing views", () => {
     // View 6's NEW_VIEW never comes; its timeout (500 ms) passes.
     const next = viewChangesSent(core.tick(10_000));
     expect(next).toEqual([8]);
+  });
+
+  it("alone, waits at the view it asked for instead of climbing away from its peers' views", () => {
+    // n = 6. r4 alone follows a hand-off to view 5 that none of the others hears of (r1's HANDOFF
+    // reaches r4 only, and r1 stays on). Climbing one view per timeout, r4 was at view 9 or more
+    // ten seconds later, and refused every view its peers formed below that, as below its own
+    // VIEW_CHANGE. Waiting (and sending its VIEW_CHANGE again), it joins the next view its peers
+    // change to: here r1's real hand-off, to view 5.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    c.hand("r4", c.speakAs("r1", { type: "HANDOFF", view: 0 }));
+    c.run(10_000, () => true);
+    expect(c.cores.get("r1")?.currentView).toBe(0);
+    const asked = (c.sent.get("r4") ?? []).flatMap((a) => {
+      const body = a.type === "broadcast" ? parseEnvelope(a.message)?.body : undefined;
+      return body?.type === "VIEW_CHANGE" ? [body.newView] : [];
+    });
+    expect(new Set(asked)).toEqual(new Set([5]));
+    expect(asked.length).toBeGreaterThan(1);
+    expect(c.cores.get("r4")?.counters.get("view-change.waiting")).toBeGreaterThan(0);
+    c.shutDown("r1");
+    c.run(1_000, () => true);
+    for (const id of c.ids) expect(c.cores.get(id)?.currentView, id).toBe(5);
+    const refused = (c.sent.get("r4") ?? []).filter(
+      (a) => a.type === "problem" && a.kind === "below-own-view-change",
+    );
+    expect(refused).toEqual([]);
   });
 });

@@ -75,6 +75,7 @@ import {
   onViewChange,
   ownViewChange,
   startViewChange,
+  viewChangeFailed,
 } from "./view-change.js";
 
 export type { ProblemKind, ReplicaAction, ReplicaConfig, StartingState } from "./replica-state.js";
@@ -212,7 +213,15 @@ export class ReplicaCore {
     }
     if (r.transfer) applyTransferStep(r, r.transfer.tick(nowMs));
     if (r.mode === "view-change" && nowMs >= r.viewChangeDeadlineMs) {
-      startViewChange(r, nextFormableView(r));
+      if (viewChangeFailed(r)) startViewChange(r, nextFormableView(r));
+      else {
+        // Waiting, it sends its VIEW_CHANGE to every peer again: one that was lost (a partition)
+        // may be what keeps the others from joining it, or it from seeing them ask higher.
+        r.count("view-change.waiting");
+        r.viewChangeDeadlineMs = nowMs + r.config.viewChangeTimeoutMs;
+        const mine = ownViewChange(r);
+        if (mine !== undefined) r.out.push({ type: "broadcast", message: mine.wire });
+      }
     } else if (
       r.mode === "normal" &&
       r.progressDeadlineMs === undefined &&

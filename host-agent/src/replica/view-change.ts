@@ -146,6 +146,28 @@ export function refreshOwnViewChange(r: ReplicaState): void {
 }
 
 /**
+ * Whether the view this replica is changing to had its chance and failed, so that going on to
+ * another is of use (PBFT's rule: the timer runs only once a quorum asked for the view).
+ * - Not while k' + 1 peers say (in their STATUS) they are in it or past it: a view at least this
+ *   high formed, and its NEW_VIEW, sent on to a replica whose STATUS shows an older view, is on
+ *   its way. Going higher, this replica would refuse it as below its own VIEW_CHANGE.
+ * - Not while fewer than a quorum, itself included, asked for it or for a higher view: alone, it
+ *   would only climb away from the view its peers are in, one timeout after another, and stay out
+ *   of theirs until a later view passed its own. It waits; k' + 1 peers asking for a higher view
+ *   take it along (`onViewChange`).
+ */
+export function viewChangeFailed(r: ReplicaState): boolean {
+  const { self, quorums } = r.config;
+  let there = 0;
+  for (const [peer, view] of r.peerViews) if (peer !== self && view >= r.targetView) there++;
+  if (there >= quorums.weak) return false;
+  let asked = 1;
+  for (const [from, byView] of r.viewChanges)
+    if (from !== self && byView.size > 0 && Math.max(...byView.keys()) >= r.targetView) asked++;
+  return asked >= quorums.quorum;
+}
+
+/**
  * The view to try when the one this replica is changing to did not form: the least view above
  * it that could still form, from what the others' latest VIEW_CHANGEs ask for (a replica never
  * goes back to a lower view): a quorum of replicas not already past it, its primary among them.

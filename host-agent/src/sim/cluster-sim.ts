@@ -64,7 +64,14 @@ export interface SimResult {
 }
 
 /** Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed. */
-export const SUMMED_COUNTERS = ["clients.suspected", "clients.suspicion-lapsed"] as const;
+export const SUMMED_COUNTERS = [
+  "clients.suspected",
+  "clients.suspicion-lapsed",
+  "view-change.for-amnesic",
+] as const;
+
+/** Correct replicas' refusals of correct primaries' NEW_VIEWs as below their own VIEW_CHANGE. */
+const LEFT_OUT_COUNTER = "new-view.below-own-view-change.from-correct";
 
 interface StoredCheckpoint {
   seq: number;
@@ -493,6 +500,14 @@ class ClusterSim {
         this.rejected++;
         if (correct && this.everCompromised.has(a.from))
           this.rejectedFromByzantine.set(a.kind, (this.rejectedFromByzantine.get(a.kind) ?? 0) + 1);
+        // A correct primary's NEW_VIEW refused by a correct replica that asked for a higher view:
+        // that replica is out of the view until a later one passes its own (SAFETY.md, "Every
+        // correct replica must pick the same view").
+        else if (correct && a.kind === "below-own-view-change")
+          this.replicaCounters.set(
+            LEFT_OUT_COUNTER,
+            (this.replicaCounters.get(LEFT_OUT_COUNTER) ?? 0) + 1,
+          );
         // A message that reached a bug in a correct replica's handlers: dropped there so that the
         // replica lives on, but a bug all the same.
         if (correct && a.kind === "handler-fault")
