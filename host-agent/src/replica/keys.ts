@@ -52,6 +52,7 @@ function installCertificate(
     retryNewViews(r);
     // What its former self asked for (under a key now stale) no longer speaks for it.
     r.viewChanges.delete(host);
+    r.sessionWires.delete(host);
     refreshOwnViewChange(r);
   } else if (relayed && verdict === "revoked") r.count("keys.relayed-revoked");
   else if (verdict !== "same" && verdict !== "stale")
@@ -135,6 +136,7 @@ export function onSession(
   from: string,
   epoch: number,
   body: { dh: string; ask: boolean },
+  wire: Buffer,
 ): void {
   if (r.sessions === undefined) return;
   const had = r.sessions.has(from, epoch);
@@ -143,6 +145,8 @@ export function onSession(
     // Only a half that makes a session where there was none: a peer that announces new halves
     // at will must not have what waits for one handled again each time.
     if (!had && r.sessions.has(from, epoch)) r.awaitingKeys.halfLearned(from, epoch);
+    // Kept to pass on with this replica's keys (`relayKeys`); copied out of the pooled buffer.
+    r.sessionWires.set(from, { epoch, wire: Buffer.from(wire) });
   }
   if (body.ask) sendSessionTo(r, from, false);
 }
@@ -165,6 +169,7 @@ export function revokeKeys(r: ReplicaState, hosts: readonly string[], before: nu
     if (host !== r.config.self && r.config.ids.includes(host)) {
       r.ring.revoke(host, before);
       r.viewChanges.delete(host);
+      r.sessionWires.delete(host);
       forgetUnsettledWordsOf(r, host);
       r.count("keys.revoked");
     }
@@ -227,6 +232,13 @@ export function relayKeys(r: ReplicaState, to: string): void {
   if (others.length === 0) return;
   r.count("keys.relayed");
   r.send(to, { type: "KEYS", certificates: others });
+  // And the SESSIONs its peers signed under those keys, as they sent them. A replica that has
+  // just started otherwise learns each peer's half only when that peer's own connection to it is
+  // up, 30-170 ms apart, while the peers, holding its new half already, MAC to it: what they
+  // send waits for their halves. Signed by their owners, relaying them adds no trust.
+  for (const [peer, { epoch, wire }] of r.sessionWires)
+    if (peer !== to && r.ring.keyOf(peer)?.epoch === epoch)
+      r.out.push({ type: "send", to, message: wire });
 }
 
 /**

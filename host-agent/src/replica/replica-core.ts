@@ -421,7 +421,7 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       if (r.transfer) applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs), from);
       return;
     case "SESSION":
-      onSession(r, from, envelope.epoch, body);
+      onSession(r, from, envelope.epoch, body, envelope.wire);
       break;
     case "KEYS":
       onKeys(r, from, body.certificates);

@@ -326,6 +326,8 @@ export class ReplicaState {
 
   nextStatusMs = 0;
   readonly keyQueryAtMs = new Map<string, number>();
+  /** Per peer: the SESSION that gave its current half here, as signed (`relayKeys` passes it on). */
+  readonly sessionWires = new Map<string, { epoch: number; wire: Buffer }>();
   /** Per peer: when this replica's keys were last relayed to it (`relayKeys`). */
   readonly keysRelayedAtMs = new Map<string, number>();
   /** Per peer still catching up: when this replica last answered its STATUS (`peer-status.ts`). */
