@@ -424,6 +424,49 @@ describe("the view the others change to for a rejuvenated replica", () => {
     expect(r6.isRecovered).toBe(true);
   });
 
+  it("is not steered by a Byzantine replica that writes a key epoch no board certified into its VIEW_CHANGEs", () => {
+    // n = 6: hand-offs take the views from 0 to 5, 10 (led by r5) and 15; r3, Byzantine, writes
+    // epoch 99 for r6 into every VIEW_CHANGE it sends, and view 10 is formed with it. Then r6 comes
+    // back with its real new key. Read off the highest epoch a view's VIEW_CHANGEs held, r5 (whose
+    // group is the one before r6's) counted as a primary that had failed r6, and everyone asked
+    // for view 18, led by r1, whose group goes down next: one more hand-off.
+    const firstAsked = (pollute: boolean) => {
+      const c = replicaCluster(6, 1, 1);
+      for (const id of c.ids) c.boot(id, { recovering: false });
+      c.deliver(() => true);
+      c.run(300, () => true);
+      const pass = (m: { from: string; to: string; message: Buffer }) => {
+        const body = parseEnvelope(m.message)?.body;
+        if (!pollute || m.from !== "r3" || body?.type !== "VIEW_CHANGE") return true;
+        const keyEpochs = body.keyEpochs.map((e, i) => (i === 5 ? 99 : e));
+        c.hand(m.to, c.speakAs("r3", { ...body, keyEpochs }));
+        return false;
+      };
+      c.shutDown("r1");
+      c.run(1_000, pass);
+      // r1's and r2's VIEW_CHANGEs for view 10 are late at r5: it forms the view with r3's.
+      c.shutDown("r6");
+      const late = (m: { from: string; to: string; message: Buffer }) =>
+        ["r1", "r2"].includes(m.from) && m.to === "r5" && typeOf(m.message) === "VIEW_CHANGE";
+      c.run(1_000, (m) => !late(m) && pass(m));
+      c.shutDown("r5");
+      c.run(1_000, pass);
+      expect(c.cores.get("r1")?.currentView).toBe(15);
+      c.rejuvenate("r6", { recovering: true });
+      c.run(3_000, () => true);
+      return ["r1", "r2", "r4", "r5"].map((id) =>
+        (c.sent.get(id) ?? [])
+          .flatMap((a) => {
+            const body = a.type === "broadcast" ? parseEnvelope(a.message)?.body : undefined;
+            return body?.type === "VIEW_CHANGE" && body.newView > 15 ? [body.newView] : [];
+          })
+          .at(0),
+      );
+    };
+    expect(firstAsked(false)).toEqual([16, 16, 16, 16]);
+    expect(firstAsked(true)).toEqual([16, 16, 16, 16]);
+  });
+
   it("n = 11, k' = 2: is led by neither of two Byzantine primaries that take turns at views not fresh for it", () => {
     // r11 comes back; the group before its own is r9 and r10, both Byzantine, and each forms
     // every view it leads with its own VIEW_CHANGE claiming r11's old key. Excluding only the

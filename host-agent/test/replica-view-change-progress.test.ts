@@ -73,4 +73,29 @@ describe("a replica changing views", () => {
     );
     expect(refused).toEqual([]);
   });
+
+  it("does not wait on what a peer that has since gone down said: only recent STATUS counts", () => {
+    // n = 6: r1 hands off to view 5, led by r6, Byzantine, which sends its NEW_VIEW to r1 only.
+    // r1 enters view 5, says so in a STATUS, and goes down for its rejuvenation. r6 says view 5
+    // too: k' + 1 peers "in" the view. Counted for ever, that kept r2 to r5, a quorum, waiting
+    // in a view change for as long as r1 was down.
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const typeOf = (m: Buffer) => parseEnvelope(m)?.body.type;
+    const r6Withholds = (m: { from: string; to: string; message: Buffer }) =>
+      !(m.from === "r6" && m.to !== "r1" && typeOf(m.message) === "NEW_VIEW");
+    c.shutDown("r1");
+    c.run(150, (m) =>
+      m.from === "r1" && c.cores.get("r1")?.currentView === 5
+        ? typeOf(m.message) === "STATUS"
+        : r6Withholds(m),
+    );
+    expect(c.cores.get("r1")?.currentView).toBe(5);
+    c.run(10_000, (m) => m.from !== "r1" && m.to !== "r1" && r6Withholds(m));
+    const views = ["r2", "r3", "r4", "r5"].map((id) => c.cores.get(id)?.currentView ?? 0);
+    expect(new Set(views).size).toBe(1);
+    expect(views[0]).toBeGreaterThan(5);
+  });
 });

@@ -35,14 +35,14 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   // the choice reads only what they share: the testbed's groups and the NEW_VIEWs they entered,
   // never when each learned a key or which peers' STATUS last said they were amnesic.
   // Not the peer's own group (rejuvenated with it, so amnesic too). Not the current view's
-  // primary, nor one whose earlier view was not fresh for the peer although one of its
-  // VIEW_CHANGEs held the peer's key: a correct primary holding the key takes no VIEW_CHANGE that
+  // primary, nor one whose earlier view was not fresh for the peer although k' + 1 of its
+  // VIEW_CHANGEs (so a correct one) held the peer's key: a correct primary holding the key takes no VIEW_CHANGE that
   // lacks it, and a Byzantine one whose turn kept coming back (its group is the one before the
   // peer's) would have the service change views for ever.
   const i = r.config.ids.indexOf(peer);
   const failed = new Set([r.primaryOf(r.view)]);
   for (const entered of r.viewsEntered)
-    if ((entered.minEpochs[i] ?? -1) < epoch && (entered.maxEpochs[i] ?? -1) >= epoch)
+    if ((entered.minEpochs[i] ?? -1) < epoch && (entered.vouchedEpochs[i] ?? -1) >= epoch)
       failed.add(entered.primary);
   const { group } = groupAndGroupBefore(r, peer);
   const usable = (id: string) => !group.includes(id) && !failed.has(id);

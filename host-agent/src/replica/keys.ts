@@ -170,6 +170,7 @@ export function revokeKeys(r: ReplicaState, hosts: readonly string[], before: nu
       r.ring.revoke(host, before);
       r.viewChanges.delete(host);
       r.sessionWires.delete(host);
+      r.peerViews.delete(host);
       forgetUnsettledWordsOf(r, host);
       r.count("keys.revoked");
     }

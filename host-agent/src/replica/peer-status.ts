@@ -69,6 +69,7 @@ export function onStatus(
   body: Extract<ReplicaBody, { type: "STATUS" }>,
 ): void {
   r.peerViews.set(from, body.view);
+  r.peerStatusAtMs.set(from, r.nowMs);
   if (body.catchingUp) answerCatchingUp(r, from);
   if (body.amnesic) {
     refreshViewFor(r, from);

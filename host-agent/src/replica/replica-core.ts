@@ -76,6 +76,7 @@ import {
   ownViewChange,
   startViewChange,
   viewChangeFailed,
+  viewChangeWaitMs,
 } from "./view-change.js";
 
 export type { ProblemKind, ReplicaAction, ReplicaConfig, StartingState } from "./replica-state.js";
@@ -218,7 +219,7 @@ export class ReplicaCore {
         // Waiting, it sends its VIEW_CHANGE to every peer again: one that was lost (a partition)
         // may be what keeps the others from joining it, or it from seeing them ask higher.
         r.count("view-change.waiting");
-        r.viewChangeDeadlineMs = nowMs + r.config.viewChangeTimeoutMs;
+        r.viewChangeDeadlineMs = nowMs + viewChangeWaitMs(r);
         const mine = ownViewChange(r);
         if (mine !== undefined) r.out.push({ type: "broadcast", message: mine.wire });
       }

@@ -34,9 +34,10 @@ import type { StateTransfer } from "./state-transfer.js";
 export interface EnteredView {
   view: number;
   primary: string;
-  /** Per replica: the lowest and the highest key epoch the view's VIEW_CHANGEs held for it. */
+  /** Per replica: the lowest key epoch the view's VIEW_CHANGEs held for it. */
   minEpochs: number[];
-  maxEpochs: number[];
+  /** Per replica: the (k' + 1)-th highest, one that at least one correct sender held. */
+  vouchedEpochs: number[];
 }
 
 /** How many entered views a replica keeps (`viewsEntered`), in multiples of n. */
@@ -285,6 +286,8 @@ export class ReplicaState {
   readonly newViewSentAtMs = new Map<string, number>();
   /** Views peers report in STATUS, for a replica that lags behind in views. */
   readonly peerViews = new Map<string, number>();
+  /** Per peer: when its last STATUS came (`viewChangeFailed` counts only recent ones). */
+  readonly peerStatusAtMs = new Map<string, number>();
   readonly peerExecuted = new Map<string, number>();
   readonly peerStable = new Map<string, number>();
   readonly peerPrepared = new Map<string, number>();
@@ -316,7 +319,7 @@ export class ReplicaState {
   /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
   viewKeyEpochs: number[];
   /**
-   * The views entered lately (the newest last, at most `VIEWS_REMEMBERED`), as their NEW_VIEWs
+   * The views entered lately (the newest last, at most `VIEWS_REMEMBERED_PER_REPLICA` × n), as their NEW_VIEWs
    * show them: the same at every correct replica that entered them, whenever it learned which
    * key. `refreshViewFor` changes to none of the primaries whose views were not fresh for a peer.
    */

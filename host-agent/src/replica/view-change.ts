@@ -105,6 +105,12 @@ function handOffView(r: ReplicaState, view: number, primary: string): number {
   return viewLedByGroupBefore(r, view, primary, () => true) ?? view + 1;
 }
 
+/** Exponential back-off: each further view waits twice as long for its NEW_VIEW (at most 64×). */
+export function viewChangeWaitMs(r: ReplicaState): number {
+  const backoff = Math.min(2 ** Math.min(Math.max(r.viewChangeAttempts - 1, 0), 6), 64);
+  return r.config.viewChangeTimeoutMs * backoff;
+}
+
 export function startViewChange(r: ReplicaState, newView: number): void {
   if (newView <= r.view && r.mode !== "view-change") return;
   if (r.mode === "view-change" && newView <= r.targetView) return;
@@ -119,9 +125,7 @@ export function startViewChange(r: ReplicaState, newView: number): void {
   r.mode = r.mode === "recovering" ? "recovering" : "view-change";
   r.targetView = newView;
   r.viewChangeAttempts++;
-  // Exponential back-off: each further view waits twice as long for its NEW_VIEW.
-  const backoff = Math.min(2 ** Math.min(r.viewChangeAttempts - 1, 6), 64);
-  r.viewChangeDeadlineMs = r.nowMs + r.config.viewChangeTimeoutMs * backoff;
+  r.viewChangeDeadlineMs = r.nowMs + viewChangeWaitMs(r);
   r.progressDeadlineMs = undefined;
   sendViewChange(r, newView);
 }
@@ -157,9 +161,16 @@ export function refreshOwnViewChange(r: ReplicaState): void {
  *   take it along (`onViewChange`).
  */
 export function viewChangeFailed(r: ReplicaState): boolean {
-  const { self, quorums } = r.config;
+  const { self, quorums, viewChangeTimeoutMs } = r.config;
+  // Only STATUS heard within the last timeout: a peer that has since gone down (or whose host is
+  // being rejuvenated) must not hold this replica back with what it said before. And only a view
+  // this replica would enter (a cold start's may ask below a VIEW_CHANGE it sent before).
+  const entered = Math.max(r.targetView, r.highestViewChangeSent);
   let there = 0;
-  for (const [peer, view] of r.peerViews) if (peer !== self && view >= r.targetView) there++;
+  for (const [peer, view] of r.peerViews) {
+    const heardMs = r.peerStatusAtMs.get(peer) ?? Number.NEGATIVE_INFINITY;
+    if (peer !== self && view >= entered && r.nowMs - heardMs <= viewChangeTimeoutMs) there++;
+  }
   if (there >= quorums.weak) return false;
   let asked = 1;
   for (const [from, byView] of r.viewChanges)
@@ -472,11 +483,15 @@ function rememberView(
 ): void {
   const epochsOf = (i: number) =>
     viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1);
+  // The (k' + 1)-th highest: an epoch at least one correct sender held. Any sender may write any
+  // epoch; the highest alone would let one Byzantine replica mark correct primaries as failed.
+  const vouched = (epochs: number[]) =>
+    epochs.sort((a, b) => b - a)[r.config.quorums.weak - 1] ?? -1;
   r.viewsEntered.push({
     view,
     primary: r.primaryOf(view),
     minEpochs: r.config.ids.map((_, i) => Math.min(...epochsOf(i))),
-    maxEpochs: r.config.ids.map((_, i) => Math.max(...epochsOf(i))),
+    vouchedEpochs: r.config.ids.map((_, i) => vouched(epochsOf(i))),
   });
   const most = VIEWS_REMEMBERED_PER_REPLICA * r.config.ids.length;
   if (r.viewsEntered.length > most) r.viewsEntered.splice(0, r.viewsEntered.length - most);
