@@ -8,7 +8,7 @@ import {
   AWAITING_SESSION_BYTES_PER_PEER,
   KEPT_MESSAGE_OVERHEAD_BYTES,
 } from "../src/replica/awaiting-keys.js";
-import { parseEnvelope, withMacs } from "../src/replica/messages.js";
+import { parseEnvelope, type ReplicaBody, withMacs } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { Sessions } from "../src/replica/sessions.js";
 import { newX25519, x25519FromSeed } from "../src/replica/x25519.js";
@@ -138,6 +138,29 @@ describe("replicas with sessions", () => {
     expect(new Set(learned)).toEqual(new Set(["r1", ...others]));
     for (const id of others) expect(r6.keyEpochOf(id), id).toBe(0);
   });
+
+  it("pass on no padded SESSION: a forged KEY_QUERY cannot make them send megabytes", () => {
+    // r3, Byzantine, signs a SESSION padded to 4 MB (JSON takes any padding under the signature)
+    // and gives it to r1; then KEY_QUERYs in r2's name (answered unchecked) ask r1 for keys.
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.run(300, () => true);
+    const padded = c.speakAs("r3", {
+      type: "SESSION",
+      dh: x25519FromSeed(Buffer.alloc(32, 7)).publicKey,
+      ask: false,
+      pad: "x".repeat(4_000_000),
+    } as unknown as ReplicaBody);
+    c.hand("r1", padded);
+    const forged = Buffer.from('smwr1 r2 0 AAAA\n{"type":"KEY_QUERY"}');
+    c.run(110, () => false);
+    c.sent.set("r1", []);
+    c.hand("r1", forged);
+    const toR2 = (c.sent.get("r1") ?? []).filter((a) => a.type === "send" && a.to === "r2");
+    expect(toR2.length).toBeGreaterThan(0);
+    const bytesToR2 = toR2.reduce((n, a) => n + (a.type === "send" ? a.message.length : 0), 0);
+    expect(bytesToR2).toBeLessThan(64 * 1024);
+  });
 });
 
 /**
@@ -160,6 +183,33 @@ function r4Rejuvenated() {
   };
   return { c, r2, find };
 }
+
+describe("a MAC'd message made for a replica's former key", () => {
+  it("is dropped unread by the restarted replica, not kept, and its sender gets the new half", () => {
+    // r2 does not know yet that r4 restarted: its STATUS carries a MAC for r4's former half,
+    // labelled with r4's former epoch (as frames queued while r4 was down do).
+    const { c, r2 } = r4Rejuvenated();
+    const r4 = c.cores.get("r4");
+    if (r4 === undefined) throw new Error("no r4");
+    const sent = macd(r2.tick(c.nowMs + 200), "STATUS")[0];
+    if (sent?.type !== "broadcast") throw new Error("no MAC'd STATUS from r2");
+    const status = sent.message;
+    expect(parseEnvelope(status)?.macEpochs?.get("r4")).toBe(r4.currentEpoch - 1);
+    const answer = r4.onMessage(status, c.nowMs + 201);
+    expect(r4.counters.get("rejected.for-former-key")).toBe(1);
+    expect(r4.counters.get("awaiting-keys.kept") ?? 0).toBe(0);
+    expect(answer.filter((a) => a.type === "problem")).toEqual([]);
+    expect(answer).toContainEqual(expect.objectContaining({ type: "send", to: "r2" }));
+    // Its label says which key it was made for; changed, it can only get a message dropped.
+    const entry = status.toString("latin1").split("\n")[0]?.split(" ")[3] ?? "";
+    const relabelled = Buffer.from(
+      status.toString("latin1").replace(entry, entry.replace(/r4@\d+=/, `r4@${r4.currentEpoch}=`)),
+      "latin1",
+    );
+    r4.onMessage(relabelled, c.nowMs + 202);
+    expect(r4.counters.get("in.STATUS") ?? 0).toBe(0);
+  });
+});
 
 describe("a SESSION that arrives before its sender's key", () => {
   it("is kept until the key comes, then taken: no second SESSION needed", () => {

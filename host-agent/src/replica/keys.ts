@@ -5,7 +5,9 @@
  * With each key epoch goes a session key agreement half (SESSION, signed under that epoch's key),
  * from which the normal case's MAC keys derive (`sessions.ts`).
  */
+
 import type { KeyCertificate } from "@smw/wiring";
+import { MAX_KEPT_SESSION_BYTES } from "./awaiting-keys.js";
 import type { Signer } from "./key-ring.js";
 import { type ClientSession, clientSessionSigningBytes } from "./messages.js";
 import type { ReplicaState } from "./replica-state.js";
@@ -146,7 +148,11 @@ export function onSession(
     // at will must not have what waits for one handled again each time.
     if (!had && r.sessions.has(from, epoch)) r.awaitingKeys.halfLearned(from, epoch);
     // Kept to pass on with this replica's keys (`relayKeys`); copied out of the pooled buffer.
-    r.sessionWires.set(from, { epoch, wire: Buffer.from(wire) });
+    // Not a padded one (JSON takes any padding under the signature): a Byzantine peer would have
+    // every correct replica send megabytes to whoever a forged KEY_QUERY names.
+    if (wire.length <= MAX_KEPT_SESSION_BYTES)
+      r.sessionWires.set(from, { epoch, wire: Buffer.from(wire) });
+    else r.sessionWires.delete(from);
   }
   if (body.ask) sendSessionTo(r, from, false);
 }

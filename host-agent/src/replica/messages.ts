@@ -222,6 +222,8 @@ export interface ReplicaEnvelope {
   sig: string;
   /** Per receiver, a MAC under its session with the sender (`sessions.ts`), instead of a signature. */
   macs?: ReadonlyMap<string, string>;
+  /** Per replica receiver: the key epoch of its that its MAC was made under (`macEntry`). */
+  macEpochs?: ReadonlyMap<string, number>;
   /** The bytes the signature (or each MAC) covers: the header and the body text exactly as sent. */
   signed: Buffer;
   /** The whole envelope as received, to forward or retransmit unchanged. */
@@ -297,10 +299,11 @@ function signedBytes(from: string, epoch: number, bodyText: string): Buffer {
 }
 
 /**
- * With MACs: `smwm1 <from> <epoch> <to>=<mac>,...\n<body JSON>`, each MAC over
+ * With MACs: `smwm1 <from> <epoch> <to>[@<to's epoch>]=<mac>,...\n<body JSON>`, each MAC over
  * `smwm1 <from> <epoch>\n<body JSON>` with the key of the sender's session with `to`. One
  * envelope for every receiver (an authenticator), so a message relayed to a third replica (a
- * primary's PRE_PREPARE) still checks there.
+ * primary's PRE_PREPARE) still checks there. A replica receiver's key epoch labels its MAC
+ * (`macEntry`); a client's has none.
  */
 const MAC_VERSION = "smwm1";
 
@@ -327,6 +330,7 @@ export function sealEnvelopeWithMacs(
   body: ReplicaBody,
   receivers: readonly string[],
   mac: (to: string, bytes: Buffer) => string | undefined,
+  receiverEpoch?: (to: string) => number | undefined,
 ): Buffer | undefined {
   const bodyText = canonicalJson(body);
   const bytes = macBytes(from, epoch, bodyText);
@@ -334,15 +338,28 @@ export function sealEnvelopeWithMacs(
   for (const to of receivers) {
     const m = mac(to, bytes);
     if (m === undefined) return undefined;
-    entries.push(`${to}=${m}`);
+    entries.push(macEntry(to, m, receiverEpoch?.(to)));
   }
   return Buffer.from(`${MAC_VERSION} ${from} ${epoch} ${entries.join(",")}\n${bodyText}`, "utf8");
+}
+
+/**
+ * One receiver's MAC, with the receiver's key epoch it was made under where the receiver is a
+ * replica (`to@epoch=mac`): a replica restarted under a new key drops, unread, what was MAC'd for
+ * its former self (queued while it was down, or sent before its peer knew). The label is not
+ * covered by the MAC: changed, it can only make the receiver drop the message, which the network
+ * can anyway.
+ */
+function macEntry(to: string, mac: string, toEpoch: number | undefined): string {
+  return toEpoch === undefined ? `${to}=${mac}` : `${to}@${toEpoch}=${mac}`;
 }
 
 /** The same envelope with other MACs (the simulation's Byzantine replicas spoil some). */
 export function withMacs(envelope: ReplicaEnvelope, macs: ReadonlyMap<string, string>): Buffer {
   const newline = envelope.wire.indexOf(10);
-  const entries = [...macs].map(([to, m]) => `${to}=${m}`).join(",");
+  const entries = [...macs]
+    .map(([to, m]) => macEntry(to, m, envelope.macEpochs?.get(to)))
+    .join(",");
   return Buffer.concat([
     Buffer.from(`${MAC_VERSION} ${envelope.from} ${envelope.epoch} ${entries}`, "latin1"),
     envelope.wire.subarray(newline),
@@ -725,8 +742,8 @@ function parseJson(bytes: Buffer | string): unknown {
 }
 
 const HEADER =
-  /^(smwr1|smwm1) ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_,.-]{1,8192})$/;
-const MAC_ENTRY = /^([A-Za-z0-9_.-]{1,64})=([A-Za-z0-9_-]{22})$/;
+  /^(smwr1|smwm1) ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_,.@-]{1,8192})$/;
+const MAC_ENTRY = /^([A-Za-z0-9_.-]{1,64})(?:@(0|[1-9][0-9]{0,14}))?=([A-Za-z0-9_-]{22})$/;
 const MAX_MACS = 256;
 
 /** An envelope from the network, its shape checked (not yet its signature or MACs). */
@@ -755,12 +772,15 @@ export function parseEnvelope(wire: Buffer): ReplicaEnvelope | undefined {
   const entries = auth.split(",");
   if (entries.length > MAX_MACS) return undefined;
   const macs = new Map<string, string>();
+  const macEpochs = new Map<string, number>();
   for (const entry of entries) {
     const m = MAC_ENTRY.exec(entry);
     if (m === null || macs.has(m[1] as string)) return undefined;
-    macs.set(m[1] as string, m[2] as string);
+    macs.set(m[1] as string, m[3] as string);
+    if (m[2] !== undefined) macEpochs.set(m[1] as string, Number(m[2]));
   }
-  return { from, epoch, body, sig: "", macs, signed: macBytes(from, epoch, bodyText), wire };
+  const signed = macBytes(from, epoch, bodyText);
+  return { from, epoch, body, sig: "", macs, macEpochs, signed, wire };
 }
 
 export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {

@@ -82,7 +82,16 @@ import {
 export type { ProblemKind, ReplicaAction, ReplicaConfig, StartingState } from "./replica-state.js";
 export { VIEW_CHANGES_PER_PEER, VIEW_WINDOW } from "./view-change.js";
 
-const DEDUPLICATED = new Set(["PRE_PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "EXECUTED"]);
+// SESSION too: each peer relays the others' (`relayKeys`), and a half held already needs no
+// second signature check.
+const DEDUPLICATED = new Set([
+  "PRE_PREPARE",
+  "PREPARE",
+  "COMMIT",
+  "CHECKPOINT",
+  "EXECUTED",
+  "SESSION",
+]);
 
 export class ReplicaCore {
   private readonly r: ReplicaState;
@@ -333,6 +342,14 @@ export class ReplicaCore {
           ? checkMacs(r, envelope)
           : r.ring.checkReplica(from, epoch, envelope.signed, envelope.sig);
     if (seenBefore) r.count("verify-skipped");
+    if (verdict === "for-former-key") {
+      // MAC'd for this replica's former self (queued while it was down, or sent before the peer
+      // knew its new key): no one's fault, and of no use. Counted, not kept; the peer gets this
+      // replica's new half.
+      r.count("rejected.for-former-key");
+      sendSessionTo(r, from, true);
+      return;
+    }
     if (verdict !== "ok") {
       r.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") queryKey(r, from);
@@ -365,9 +382,18 @@ export class ReplicaCore {
 function checkMacs(
   r: ReplicaState,
   envelope: ReplicaEnvelope,
-): "ok" | "stale-epoch" | "unknown-epoch" | "revoked-key" | "no-session" | "bad-mac" {
+):
+  | "ok"
+  | "stale-epoch"
+  | "unknown-epoch"
+  | "revoked-key"
+  | "no-session"
+  | "bad-mac"
+  | "for-former-key" {
   const epochVerdict = r.ring.checkEpoch(envelope.from, envelope.epoch);
   if (epochVerdict !== "ok") return epochVerdict;
+  const madeFor = envelope.macEpochs?.get(r.config.self);
+  if (madeFor !== undefined && madeFor < r.epoch) return "for-former-key";
   const mac = envelope.macs?.get(r.config.self);
   if (r.sessions === undefined || mac === undefined) return "bad-mac";
   return r.sessions.check(envelope.from, envelope.epoch, envelope.signed, mac);

@@ -470,6 +470,7 @@ export class ReplicaState {
           const epoch = this.ring.keyOf(to)?.epoch;
           return epoch === undefined ? undefined : sessions.mac(to, epoch, bytes);
         },
+        (to) => this.ring.keyOf(to)?.epoch,
       );
       if (macs !== undefined) {
         this.count("sealed.mac");
