@@ -34,13 +34,15 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   // others form refuses theirs (below its own VIEW_CHANGE) until a later view passes its own. So
   // the choice reads only what they share: the testbed's groups and the NEW_VIEWs they entered,
   // never when each learned a key or which peers' STATUS last said they were amnesic.
-  // Not the peer's own group (rejuvenated with it, so amnesic too). Not the current view's
-  // primary, nor one whose earlier view was not fresh for the peer although k' + 1 of its
-  // VIEW_CHANGEs (so a correct one) held the peer's key: a correct primary holding the key takes no VIEW_CHANGE that
-  // lacks it, and a Byzantine one whose turn kept coming back (its group is the one before the
-  // peer's) would have the service change views for ever.
+  // Not the peer's own group (rejuvenated with it, so amnesic too). Not a primary whose view
+  // (the current one included) was not fresh for the peer although k' + 1 of its VIEW_CHANGEs,
+  // so a correct one, held the peer's key: a correct primary holding the key takes no
+  // VIEW_CHANGE that lacks it, and a Byzantine one whose turn kept coming back (its group is the
+  // one before the peer's) would have the service change views for ever. A view formed before the
+  // key existed (a hand-off's, as the peer went down) is no one's fault: its primary, of the group
+  // before the peer's, leads the fresh view too, and the next group's shutdown hands nothing off.
   const i = r.config.ids.indexOf(peer);
-  const failed = new Set([r.primaryOf(r.view)]);
+  const failed = new Set<string>();
   for (const entered of r.viewsEntered)
     if ((entered.minEpochs[i] ?? -1) < epoch && (entered.vouchedEpochs[i] ?? -1) >= epoch)
       failed.add(entered.primary);
