@@ -334,11 +334,18 @@ export function sealEnvelopeWithMacs(
 ): Buffer | undefined {
   const bodyText = canonicalJson(body);
   const bytes = macBytes(from, epoch, bodyText);
+  // More receivers than an envelope carries MACs for: signed instead (as `parseEnvelope` would
+  // refuse it at every receiver).
+  if (receivers.length > MAX_MACS) return undefined;
   const entries: string[] = [];
+  let headerChars = 0;
   for (const to of receivers) {
     const m = mac(to, bytes);
     if (m === undefined) return undefined;
-    entries.push(macEntry(to, m, receiverEpoch?.(to)));
+    const entry = macEntry(to, m, receiverEpoch?.(to));
+    headerChars += entry.length + 1;
+    if (headerChars - 1 > MAX_AUTH_CHARS) return undefined;
+    entries.push(entry);
   }
   return Buffer.from(`${MAC_VERSION} ${from} ${epoch} ${entries.join(",")}\n${bodyText}`, "utf8");
 }
@@ -741,8 +748,11 @@ function parseJson(bytes: Buffer | string): unknown {
   }
 }
 
-const HEADER =
-  /^(smwr1|smwm1) ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_,.@-]{1,8192})$/;
+/** The longest signature or list of MACs a header carries. */
+const MAX_AUTH_CHARS = 8192;
+const HEADER = new RegExp(
+  `^(smwr1|smwm1) ([A-Za-z0-9_.-]{1,64}) (0|[1-9][0-9]{0,14}) ([A-Za-z0-9+/=_,.@-]{1,${MAX_AUTH_CHARS}})$`,
+);
 const MAC_ENTRY = /^([A-Za-z0-9_.-]{1,64})(?:@(0|[1-9][0-9]{0,14}))?=([A-Za-z0-9_-]{22})$/;
 const MAX_MACS = 256;
 

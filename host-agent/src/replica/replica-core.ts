@@ -39,6 +39,7 @@ import {
   onNewKey,
   onSession,
   queryKey,
+  relayKeys,
   revokeKeys,
   sendSessionTo,
 } from "./keys.js";
@@ -345,8 +346,9 @@ export class ReplicaCore {
     if (verdict === "for-former-key") {
       // MAC'd for this replica's former self (queued while it was down, or sent before the peer
       // knew its new key): no one's fault, and of no use. Counted, not kept; the peer gets this
-      // replica's new half.
+      // replica's new key and then its new half (both at most once per status interval).
       r.count("rejected.for-former-key");
+      relayKeys(r, from);
       sendSessionTo(r, from, true);
       return;
     }
