@@ -316,8 +316,13 @@ export class ReplicaState {
   amnesiaHorizon = 0;
   /** Released in a cold start and in no view yet (see `StartingState.coldStart`). */
   coldStart: boolean;
-  /** Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it. */
-  viewKeyEpochs: number[];
+  /**
+   * Per replica: the lowest key epoch any VIEW_CHANGE behind the current view held for it (-1 for
+   * view 0, which has no NEW_VIEW).
+   */
+  get viewKeyEpochs(): readonly number[] {
+    return this.viewsEntered.at(-1)?.minEpochs ?? this.config.ids.map(() => -1);
+  }
   /**
    * The views entered lately (the newest last, at most `VIEWS_REMEMBERED_PER_REPLICA` × n), as their NEW_VIEWs
    * show them: the same at every correct replica that entered them, whenever it learned which
@@ -410,8 +415,6 @@ export class ReplicaState {
       });
       this.stable = { seq: older.seq, digest: olderDigest };
     }
-    // View 0 has no NEW_VIEW: no key is known to have been held by a VIEW_CHANGE behind it.
-    this.viewKeyEpochs = ids.map(() => -1);
   }
 
   /** PRE_PREPARE, PREPARE and COMMIT: only with a memory of every vote it cast in this view. */

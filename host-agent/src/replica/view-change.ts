@@ -572,7 +572,6 @@ function startView(
   );
   enterView(r, view);
   rememberView(r, view, viewChanges);
-  r.viewKeyEpochs = [...(r.viewsEntered.at(-1)?.minEpochs ?? [])];
   const { checkpoint, proposals, batches } = decision;
   const vouchersOf = () =>
     viewChanges
