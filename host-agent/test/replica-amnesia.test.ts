@@ -508,6 +508,26 @@ describe("the view the others change to for a rejuvenated replica", () => {
     expect(r11.isRecovered).toBe(true);
   });
 
+  it("n = 11, k' = 2: is led by neither of two Byzantine primaries when one of them stays silent", () => {
+    // As above, but r9 sends no NEW_VIEW at all: its views never form, so no NEW_VIEW shows it at
+    // fault. The VIEW_CHANGEs of the view after say they asked for r9's and passed it over; k' + 1
+    // of them (a correct one among them) count it at fault, at every replica alike. Without that,
+    // the refreshes alternated between r9 and r10 (34 in 20 s, still amnesic at view 361).
+    const { c, back: r11 } = withRejuvenated([11, 2, 2], "r11");
+    c.run(20_000, (m) => {
+      const type = typeOf(m.message);
+      if (m.from === "r9" && type === "NEW_VIEW") return false;
+      if (m.from !== "r10" || type !== "NEW_VIEW") return true;
+      c.hand(m.to, notFreshFor(c, "r10", 10, m.message));
+      return false;
+    });
+    expect(r11.isAmnesic).toBe(false);
+    expect(r11.isRecovered).toBe(true);
+    const refreshes = c.cores.get("r1")?.counters.get("view-change.for-amnesic") ?? 0;
+    expect(refreshes).toBeLessThanOrEqual(4);
+    expect(["r9", "r10"]).not.toContain(c.cores.get("r1")?.primary);
+  });
+
   it("comes with keys the rejuvenated replica can check, the sender's own first", () => {
     // r6 starts holding no peer's key, and its KEY_QUERYs are all lost; r5 sends it nothing. A
     // peer sends it the view's NEW_VIEW with the keys it holds: its own NEW_KEY (taken unchecked)

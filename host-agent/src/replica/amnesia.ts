@@ -43,9 +43,14 @@ export function refreshViewFor(r: ReplicaState, peer: string): void {
   // before the peer's, leads the fresh view too, and the next group's shutdown hands nothing off.
   const i = r.config.ids.indexOf(peer);
   const failed = new Set<string>();
-  for (const entered of r.viewsEntered)
+  for (const entered of r.viewsEntered) {
     if ((entered.minEpochs[i] ?? -1) < epoch && (entered.vouchedEpochs[i] ?? -1) >= epoch)
       failed.add(entered.primary);
+    // And a primary whose view k' + 1 senders holding the key passed over: a silent one forms no
+    // view to show it at fault, and would otherwise take its turn again and again.
+    for (const passed of entered.passedOver)
+      if ((passed.vouchedEpochs[i] ?? -1) >= epoch) failed.add(passed.primary);
+  }
   const { group } = groupAndGroupBefore(r, peer);
   const usable = (id: string) => !group.includes(id) && !failed.has(id);
   // Led by the group rejuvenated before the peer's, the fresh view also outlasts the next

@@ -21,6 +21,8 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const MAX_LIST = 4096;
 /** A VIEW_CHANGE names at most this many suspected clients (a client list is far shorter). */
 export const MAX_SUSPECTS = 1024;
+/** A VIEW_CHANGE names at most this many views its sender passed over (the newest). */
+export const MAX_PASSED_OVER = 16;
 
 /**
  * A client's request. It carries no signature: each copy a client sends a replica carries the
@@ -119,6 +121,14 @@ export type ReplicaBody =
        * replicas").
        */
       suspects?: string[];
+      /**
+       * The views the sender asked for since it last entered one and passed over when their
+       * NEW_VIEW did not come within its timeout although a quorum had asked for them. A view
+       * named by k' + 1 of a NEW_VIEW's VIEW_CHANGEs holding a rejuvenated replica's key counts
+       * its primary at fault for that replica (`refreshViewFor`): a silent one forms no view that
+       * could show it.
+       */
+      passedOver?: number[];
     }
   | {
       type: "NEW_VIEW";
@@ -548,6 +558,14 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         v.suspects === undefined
           ? []
           : list(v.suspects, (c) => (isId(c) ? c : undefined), MAX_SUSPECTS);
+      const passedOver =
+        v.passedOver === undefined
+          ? []
+          : list(
+              v.passedOver,
+              (w) => (isCount(w) && w < (v.newView as number) ? w : undefined),
+              MAX_PASSED_OVER,
+            );
       if (
         !isCount(v.newView) ||
         !stable ||
@@ -557,6 +575,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         !batches ||
         !keyEpochs ||
         !suspects ||
+        !passedOver ||
         (v.coldStart !== undefined && v.coldStart !== true)
       )
         return undefined;
@@ -571,6 +590,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         keyEpochs,
         ...(v.coldStart === true ? { coldStart: true as const } : {}),
         ...(v.suspects !== undefined ? { suspects } : {}),
+        ...(v.passedOver !== undefined ? { passedOver } : {}),
       };
     }
     case "NEW_VIEW": {

@@ -38,6 +38,11 @@ export interface EnteredView {
   minEpochs: number[];
   /** Per replica: the (k' + 1)-th highest, one that at least one correct sender held. */
   vouchedEpochs: number[];
+  /**
+   * The primaries of the views k' + 1 of its VIEW_CHANGEs passed over, each with the key epochs
+   * (per replica, as `vouchedEpochs`) that k' + 1 of those naming it held.
+   */
+  passedOver: { primary: string; vouchedEpochs: number[] }[];
 }
 
 /** How many entered views a replica keeps (`viewsEntered`), in multiples of n. */
@@ -264,6 +269,8 @@ export class ReplicaState {
   targetView = 0;
   viewChangeDeadlineMs = 0;
   viewChangeAttempts = 0;
+  /** The views asked for since the last view entered and passed over on a timeout (`passedOver`). */
+  readonly viewsPassedOver: number[] = [];
   /**
    * VIEW_CHANGEs by sender, then by view. A VIEW_CHANGE for v still helps form v after its
    * sender asked for v+1 (replicas timing out at different moments meet that way), so several

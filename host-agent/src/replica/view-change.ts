@@ -10,6 +10,7 @@ import { queryKey, sendMissingKeys } from "./keys.js";
 import {
   type BatchBody,
   batchDigest,
+  MAX_PASSED_OVER,
   MAX_SUSPECTS,
   parseEnvelope,
   type ReplicaBody,
@@ -33,7 +34,11 @@ import {
   propose,
   slotAt,
 } from "./normal-case.js";
-import { type ReplicaState, VIEWS_REMEMBERED_PER_REPLICA } from "./replica-state.js";
+import {
+  type EnteredView,
+  type ReplicaState,
+  VIEWS_REMEMBERED_PER_REPLICA,
+} from "./replica-state.js";
 import {
   enoughHolders,
   holdBack,
@@ -179,6 +184,16 @@ export function viewChangeFailed(r: ReplicaState): boolean {
 }
 
 /**
+ * The view this replica is changing to had its chance and failed (`viewChangeFailed`): it goes
+ * on to the next one that can form, and its VIEW_CHANGEs name the one it passed over.
+ */
+export function passOver(r: ReplicaState): void {
+  r.viewsPassedOver.push(r.targetView);
+  if (r.viewsPassedOver.length > MAX_PASSED_OVER) r.viewsPassedOver.shift();
+  startViewChange(r, nextFormableView(r));
+}
+
+/**
  * The view to try when the one this replica is changing to did not form: the least view above
  * it that could still form, from what the others' latest VIEW_CHANGEs ask for (a replica never
  * goes back to a lower view): a quorum of replicas not already past it, its primary among them.
@@ -232,6 +247,7 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
     keyEpochs: keyEpochs(r),
     ...(r.coldStart ? { coldStart: true as const } : {}),
     ...suspectsField(r),
+    ...(r.viewsPassedOver.length > 0 ? { passedOver: [...r.viewsPassedOver] } : {}),
   };
 }
 
@@ -481,17 +497,30 @@ function rememberView(
   view: number,
   viewChanges: readonly ReplicaEnvelope[],
 ): void {
-  const epochsOf = (i: number) =>
-    viewChanges.map((vc) => (vc.body as ViewChangeBody).keyEpochs[i] ?? -1);
+  const bodies = viewChanges.map((vc) => vc.body as ViewChangeBody);
+  const epochsOf = (i: number, of: readonly ViewChangeBody[]) =>
+    of.map((b) => b.keyEpochs[i] ?? -1);
   // The (k' + 1)-th highest: an epoch at least one correct sender held. Any sender may write any
   // epoch; the highest alone would let one Byzantine replica mark correct primaries as failed.
   const vouched = (epochs: number[]) =>
     epochs.sort((a, b) => b - a)[r.config.quorums.weak - 1] ?? -1;
+  const vouchedBy = (of: readonly ViewChangeBody[]) =>
+    r.config.ids.map((_, i) => vouched(epochsOf(i, of)));
+  // A view k' + 1 senders passed over, so a correct one among them: its primary sent no NEW_VIEW
+  // that a quorum received within a timeout, although a quorum had asked for its view.
+  const passedOver: EnteredView["passedOver"] = [];
+  const named = new Set(bodies.flatMap((b) => b.passedOver ?? []));
+  for (const w of named) {
+    const naming = bodies.filter((b) => b.passedOver?.includes(w));
+    if (naming.length >= r.config.quorums.weak)
+      passedOver.push({ primary: r.primaryOf(w), vouchedEpochs: vouchedBy(naming) });
+  }
   r.viewsEntered.push({
     view,
     primary: r.primaryOf(view),
-    minEpochs: r.config.ids.map((_, i) => Math.min(...epochsOf(i))),
-    vouchedEpochs: r.config.ids.map((_, i) => vouched(epochsOf(i))),
+    minEpochs: r.config.ids.map((_, i) => Math.min(...epochsOf(i, bodies))),
+    vouchedEpochs: vouchedBy(bodies),
+    passedOver,
   });
   const most = VIEWS_REMEMBERED_PER_REPLICA * r.config.ids.length;
   if (r.viewsEntered.length > most) r.viewsEntered.splice(0, r.viewsEntered.length - most);
@@ -533,6 +562,7 @@ function enterView(r: ReplicaState, view: number): void {
   r.targetView = view;
   if (r.mode !== "recovering") r.mode = "normal";
   r.viewChangeAttempts = 0;
+  r.viewsPassedOver.length = 0;
   r.handingOff = false;
   r.newViewSentAtMs.clear();
   r.viewProposals.clear();

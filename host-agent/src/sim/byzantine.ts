@@ -555,8 +555,15 @@ export class ByzantineFilter {
               ...body,
               stable: { seq: body.stable.seq + 64, digest: this.randomDigest() },
             });
-          default: // it says it holds no one's key
-            return this.reseal(envelope, { ...body, keyEpochs: Array(n).fill(0) });
+          default: {
+            // It says it holds no one's key, or every key and that it passed over the views just
+            // below (to have correct primaries counted at fault by the refresh rule).
+            if (this.prng.chance(0.5))
+              return this.reseal(envelope, { ...body, keyEpochs: Array(n).fill(0) });
+            const passedOver = [1, 2, 3, 4].map((d) => body.newView - d).filter((w) => w >= 0);
+            const keyEpochs = body.keyEpochs.map((e) => e + 1);
+            return this.reseal(envelope, { ...body, keyEpochs, passedOver });
+          }
         }
       }
       case "NEW_VIEW": {
