@@ -528,6 +528,71 @@ describe("the view the others change to for a rejuvenated replica", () => {
     expect(["r9", "r10"]).not.toContain(c.cores.get("r1")?.primary);
   });
 
+  it("n = 11, k' = 2: is led by neither when the other sends NEW_VIEWs that do not follow instead of none", () => {
+    // r9 proposes a slot above what its VIEW_CHANGEs allow: every replica refuses its NEW_VIEW and
+    // asks for the next view at once, with no timeout. That too passes r9's view over.
+    const { c, back: r11 } = withRejuvenated([11, 2, 2], "r11");
+    let bad = 0;
+    c.run(20_000, (m) => {
+      const type = typeOf(m.message);
+      if (m.from === "r9" && type === "NEW_VIEW") {
+        const body = parseEnvelope(m.message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
+        const top = Math.max(body.checkpoint.seq, ...body.proposals.map((p) => p.seq));
+        const proposals = [...body.proposals, { seq: top + 1, digest: nullDigest() }];
+        c.hand(m.to, c.speakAs("r9", { ...body, proposals }));
+        bad++;
+        return false;
+      }
+      if (m.from !== "r10" || type !== "NEW_VIEW") return true;
+      c.hand(m.to, notFreshFor(c, "r10", 10, m.message));
+      return false;
+    });
+    expect(bad).toBeGreaterThan(0);
+    expect(r11.isAmnesic).toBe(false);
+    expect(c.cores.get("r1")?.counters.get("view-change.for-amnesic") ?? 0).toBeLessThanOrEqual(4);
+  });
+
+  it("n = 11, k' = 2: is led by neither when both ask past the silent one's view and take the others along", () => {
+    // r9 and r10 ask for the view after r9's at once, and the network holds the VIEW_CHANGEs for
+    // r9's view from r2–r8 until someone asks for the next: only r1 times out, and with r9 and r10
+    // it takes the others along. Those taken along pass r9's view over too, or fewer than k' + 1
+    // would ever name it (34 refreshes in 20 s, r11 still amnesic, when only timeouts counted).
+    const { c, back: r11 } = withRejuvenated([11, 2, 2], "r11");
+    const slow = ["r2", "r3", "r4", "r5", "r6", "r7", "r8"];
+    const held = new Map<number, { to: string; message: Buffer }[]>();
+    const released = new Set<number>();
+    c.run(20_000, (m) => {
+      const type = typeOf(m.message);
+      if (type === "VIEW_CHANGE") {
+        const vc = parseEnvelope(m.message)?.body as ViewChange;
+        const r9sView = vc.newView % 11 === 8;
+        if (["r9", "r10"].includes(m.from)) {
+          if (r9sView) c.hand(m.to, c.speakAs(m.from, { ...vc, newView: vc.newView + 1 }));
+          return true;
+        }
+        if (m.from !== "r11" && r9sView && slow.includes(m.to) && !released.has(vc.newView)) {
+          held.set(vc.newView, [...(held.get(vc.newView) ?? []), m]);
+          return false;
+        }
+        if (vc.newView % 11 === 9 && held.has(vc.newView - 1)) {
+          c.hand(m.to, m.message);
+          for (const h of held.get(vc.newView - 1) ?? []) c.hand(h.to, h.message);
+          held.delete(vc.newView - 1);
+          released.add(vc.newView - 1);
+          return false;
+        }
+        return true;
+      }
+      if (m.from === "r9" && type === "NEW_VIEW") return false;
+      if (m.from !== "r10" || type !== "NEW_VIEW") return true;
+      c.hand(m.to, notFreshFor(c, "r10", 10, m.message));
+      return false;
+    });
+    expect(released.size).toBeGreaterThan(0);
+    expect(r11.isAmnesic).toBe(false);
+    expect(c.cores.get("r1")?.counters.get("view-change.for-amnesic") ?? 0).toBeLessThanOrEqual(4);
+  });
+
   it("comes with keys the rejuvenated replica can check, the sender's own first", () => {
     // r6 starts holding no peer's key, and its KEY_QUERYs are all lost; r5 sends it nothing. A
     // peer sends it the view's NEW_VIEW with the keys it holds: its own NEW_KEY (taken unchecked)

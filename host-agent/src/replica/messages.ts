@@ -122,8 +122,9 @@ export type ReplicaBody =
        */
       suspects?: string[];
       /**
-       * The views the sender asked for since it last entered one and passed over when their
-       * NEW_VIEW did not come within its timeout although a quorum had asked for them. A view
+       * The views the sender asked for since it last entered one (and since it learned a key) and
+       * left without entering: no NEW_VIEW within its timeout although a quorum had asked, one
+       * that did not follow, or k' + 1 peers asking higher took it along. A view
        * named by k' + 1 of a NEW_VIEW's VIEW_CHANGEs holding a rejuvenated replica's key counts
        * its primary at fault for that replica (`refreshViewFor`): a silent one forms no view that
        * could show it.

@@ -70,11 +70,11 @@ import {
 import { expireSuspicions, onHold, onHolders, sendDueHolds } from "./request-holds.js";
 import {
   handOff,
+  nextFormableView,
   onHandoff,
   onNewView,
   onViewChange,
   ownViewChange,
-  passOver,
   startViewChange,
   viewChangeFailed,
   viewChangeWaitMs,
@@ -224,7 +224,7 @@ export class ReplicaCore {
     }
     if (r.transfer) applyTransferStep(r, r.transfer.tick(nowMs));
     if (r.mode === "view-change" && nowMs >= r.viewChangeDeadlineMs) {
-      if (viewChangeFailed(r)) passOver(r);
+      if (viewChangeFailed(r)) startViewChange(r, nextFormableView(r));
       else {
         // Waiting, it sends its VIEW_CHANGE to every peer again: one that was lost (a partition)
         // may be what keeps the others from joining it, or it from seeing them ask higher.

@@ -269,7 +269,7 @@ export class ReplicaState {
   targetView = 0;
   viewChangeDeadlineMs = 0;
   viewChangeAttempts = 0;
-  /** The views asked for since the last view entered and passed over on a timeout (`passedOver`). */
+  /** The views asked for since the last view entered (or key learned) and left unentered (`passedOver`). */
   readonly viewsPassedOver: number[] = [];
   /**
    * VIEW_CHANGEs by sender, then by view. A VIEW_CHANGE for v still helps form v after its

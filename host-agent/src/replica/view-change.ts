@@ -127,6 +127,12 @@ export function startViewChange(r: ReplicaState, newView: number): void {
     return;
   }
   r.count("view-change.started");
+  // Leaving a view it asked for without entering it (it timed out, its primary sent a NEW_VIEW
+  // that does not follow, or k' + 1 peers took it along to a higher one): passed over.
+  if (r.mode === "view-change" && newView > r.targetView) {
+    r.viewsPassedOver.push(r.targetView);
+    if (r.viewsPassedOver.length > MAX_PASSED_OVER) r.viewsPassedOver.shift();
+  }
   r.mode = r.mode === "recovering" ? "recovering" : "view-change";
   r.targetView = newView;
   r.viewChangeAttempts++;
@@ -151,6 +157,9 @@ export function refreshOwnViewChange(r: ReplicaState): void {
   const mine = ownViewChange(r)?.body as ViewChangeBody | undefined;
   if (mine !== undefined && holdsEveryKey(r, mine.keyEpochs)) return;
   r.count("view-change.refreshed");
+  // Views passed over before the key was learned say nothing of the primaries' part in a view
+  // for its owner, who may have lost its memory since.
+  r.viewsPassedOver.length = 0;
   sendViewChange(r, r.targetView);
 }
 
@@ -181,16 +190,6 @@ export function viewChangeFailed(r: ReplicaState): boolean {
   for (const [from, byView] of r.viewChanges)
     if (from !== self && byView.size > 0 && Math.max(...byView.keys()) >= r.targetView) asked++;
   return asked >= quorums.quorum;
-}
-
-/**
- * The view this replica is changing to had its chance and failed (`viewChangeFailed`): it goes
- * on to the next one that can form, and its VIEW_CHANGEs name the one it passed over.
- */
-export function passOver(r: ReplicaState): void {
-  r.viewsPassedOver.push(r.targetView);
-  if (r.viewsPassedOver.length > MAX_PASSED_OVER) r.viewsPassedOver.shift();
-  startViewChange(r, nextFormableView(r));
 }
 
 /**
@@ -506,8 +505,10 @@ function rememberView(
     epochs.sort((a, b) => b - a)[r.config.quorums.weak - 1] ?? -1;
   const vouchedBy = (of: readonly ViewChangeBody[]) =>
     r.config.ids.map((_, i) => vouched(epochsOf(i, of)));
-  // A view k' + 1 senders passed over, so a correct one among them: its primary sent no NEW_VIEW
-  // that a quorum received within a timeout, although a quorum had asked for its view.
+  // A view k' + 1 senders passed over, so a correct one among them: it asked for the view and
+  // left it without entering it (no NEW_VIEW within its timeout, one that did not follow, or k' + 1
+  // peers asking higher). A correct primary the network kept from one replica can be counted too:
+  // that only takes it out of the candidates for a refresh.
   const passedOver: EnteredView["passedOver"] = [];
   const named = new Set(bodies.flatMap((b) => b.passedOver ?? []));
   for (const w of named) {
