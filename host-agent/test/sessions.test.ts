@@ -144,6 +144,26 @@ describe("replicas with sessions", () => {
     for (const id of others) expect(r6.keyEpochOf(id), id).toBe(0);
   });
 
+  it("relayed under a key since renewed, are counted, not reported against their owner", () => {
+    // r1 has not heard that r4 was rejuvenated and passes on r4's SESSION of its former key, as
+    // it does with its keys; r2 holds r4's new key. r4 did nothing wrong.
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    c.run(300, () => true);
+    const former = (c.sent.get("r4") ?? []).find(
+      (a) => a.type === "broadcast" && a.message.includes('"SESSION"'),
+    );
+    if (former?.type !== "broadcast") throw new Error("no SESSION from r4");
+    c.rejuvenate("r4", { recovering: true });
+    c.run(300, () => true);
+    const r2 = c.cores.get("r2");
+    expect(r2?.keyEpochOf("r4")).toBe(1);
+    const answer = r2?.onMessage(former.message, c.nowMs) ?? [];
+    expect(answer.filter((a) => a.type === "problem")).toEqual([]);
+    expect(r2?.counters.get("rejected.session-stale-epoch")).toBe(1);
+  });
+
   it("pass on no padded SESSION: a forged KEY_QUERY cannot make them send megabytes", () => {
     // r3, Byzantine, signs a SESSION padded to 4 MB (JSON takes any padding under the signature)
     // and gives it to r1; then KEY_QUERYs in r2's name (answered unchecked) ask r1 for keys.

@@ -352,6 +352,14 @@ export class ReplicaCore {
       sendSessionTo(r, from, true);
       return;
     }
+    if (body.type === "SESSION" && (verdict === "stale-epoch" || verdict === "revoked-key")) {
+      // A half under a key since renewed or revoked gives nothing. It is most often not its
+      // owner's doing: peers relay the SESSIONs they hold with their keys (`relayKeys`), and one
+      // that has not heard of the renewal relays the old one. Counted, not reported against the
+      // owner, as relayed certificates are.
+      r.count(`rejected.session-${verdict}`);
+      return;
+    }
     if (verdict !== "ok") {
       r.problem(verdict, from, `${body.type} under epoch ${epoch}`);
       if (verdict === "unknown-epoch") queryKey(r, from);

@@ -35,7 +35,10 @@ export type ByzantineBehaviour =
   | "corrupt-state"
   /** As primary: only empty batches, so clients starve unless backups' timers catch it. */
   | "empty-batches"
-  /** VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints, marks itself a cold start (or unmarks). */
+  /**
+   * VIEW_CHANGE: forgets what it prepared, claims what it never prepared, inflates checkpoints,
+   * marks itself a cold start (or unmarks), asks past the view at once, names views passed over.
+   */
   | "lie-view-change"
   /**
    * NEW_VIEW: proposals that do not follow from the VIEW_CHANGEs it forwards; cold-start and other
@@ -556,10 +559,19 @@ export class ByzantineFilter {
               stable: { seq: body.stable.seq + 64, digest: this.randomDigest() },
             });
           default: {
-            // It says it holds no one's key, or every key and that it passed over the views just
-            // below (to have correct primaries counted at fault by the refresh rule).
-            if (this.prng.chance(0.5))
-              return this.reseal(envelope, { ...body, keyEpochs: Array(n).fill(0) });
+            const lie = this.prng.int(0, 2);
+            // It says it holds no one's key.
+            if (lie === 0) return this.reseal(envelope, { ...body, keyEpochs: Array(n).fill(0) });
+            // It asks past the view at once, naming it passed over: with k' + 1 asking higher, the
+            // correct replicas are taken along before its primary had its chance.
+            if (lie === 1)
+              return this.reseal(envelope, {
+                ...body,
+                newView: body.newView + 1,
+                passedOver: [...(body.passedOver ?? []), body.newView],
+              });
+            // It says it holds every key and passed over the views just below (to have correct
+            // primaries counted at fault by the refresh rule).
             const passedOver = [1, 2, 3, 4].map((d) => body.newView - d).filter((w) => w >= 0);
             const keyEpochs = body.keyEpochs.map((e) => e + 1);
             return this.reseal(envelope, { ...body, keyEpochs, passedOver });
