@@ -396,3 +396,44 @@ describe("a cold start of every replica", () => {
     for (const core of correct) expect(core.readValue("x"), core.id).toBe("w17");
   });
 });
+
+describe("a cold start's replica that missed the first view", () => {
+  it("settled by state transfer, sends VIEW_CHANGEs that parse: the views it passed over before are not named again", () => {
+    // Every replica cold-starts; r3 gets no NEW_VIEW 1 nor any STATUS, times out and asks for
+    // view 2 (view 1 passed over). The others execute in view 1; r3 settles through their
+    // checkpoint by state transfer, in normal mode at its old view, never having entered one.
+    // Its next view change once named the view passed over, not below the view it asked for:
+    // its own VIEW_CHANGE did not parse, and the replica's timer threw (the process died).
+    const c = replicaCluster(6, 1, 1);
+    for (const id of c.ids) c.boot(id, { recovering: false, coldStart: true });
+    const quiet = ["NEW_VIEW", "STATUS", "CHECKPOINT", "EXECUTED"];
+    c.run(1_500, (m) => !(m.to === "r3" && quiet.includes(typeOf(m.message) ?? "")));
+    const transfer = ["NEW_KEY", "KEYS", "SESSION", "META", "LEAVES", "PARTS", "NO_CHECKPOINT"];
+    const noNewView = (m: { to: string; message: Buffer }) => {
+      if (m.to !== "r3") return true;
+      const body = parseEnvelope(m.message)?.body;
+      if (body?.type === "CHECKPOINT") return body.seq >= 4;
+      return transfer.includes(body?.type ?? "");
+    };
+    for (let ts = 1; ts <= 4; ts++) {
+      const w = c.request(ts, { op: "put", key: "x", value: `v${ts}` });
+      for (const id of c.ids) if (id !== "r3") c.fromClient(id, w);
+      c.run(100, noNewView);
+    }
+    c.run(1_000, noNewView);
+    const r3 = c.cores.get("r3");
+    expect(r3?.counters.get("cold-start.transfer")).toBeGreaterThan(0);
+    // A request only r3 and r4 hold: r3 times its primary out and changes views.
+    const w = c.request(9, { op: "put", key: "y", value: "z" });
+    for (const id of ["r3", "r4"]) c.fromClient(id, w);
+    c.run(3_000, (m) => m.to !== "r3" || (m.from === "r4" && typeOf(m.message) === "HOLD"));
+    const sent = c.sent.get("r3") ?? [];
+    const viewChanges = sent.filter(
+      (a) => a.type === "broadcast" && a.message.includes('"VIEW_CHANGE"'),
+    );
+    expect(viewChanges.length).toBeGreaterThan(1);
+    for (const a of viewChanges)
+      if (a.type === "broadcast") expect(parseEnvelope(a.message)).toBeDefined();
+    expect(sent.filter((a) => a.type === "problem" && a.kind === "handler-fault")).toEqual([]);
+  });
+});

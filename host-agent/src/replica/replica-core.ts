@@ -211,6 +211,18 @@ export class ReplicaCore {
   tick(nowMs: number): ReplicaAction[] {
     const r = this.r;
     r.nowMs = nowMs;
+    try {
+      this.timers(nowMs);
+    } catch (error) {
+      // As in `receive`: a bug a timer reaches must not end the replica (its server's timer would
+      // not be armed again); counted as a fault of its own, the bug stays visible.
+      r.problem("handler-fault", r.config.self, `tick: ${(error as Error).message}`.slice(0, 200));
+    }
+    return r.drain();
+  }
+
+  private timers(nowMs: number): void {
+    const r = this.r;
     if (nowMs >= r.nextStatusMs) {
       r.nextStatusMs = nowMs + r.config.statusIntervalMs;
       broadcastStatus(r);
@@ -254,7 +266,6 @@ export class ReplicaCore {
         startViewChange(r, r.view + 1);
       }
     }
-    return r.drain();
   }
 
   onClientMessage(client: string, bytes: Buffer, nowMs: number): ReplicaAction[] {

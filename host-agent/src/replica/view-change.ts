@@ -129,7 +129,10 @@ export function startViewChange(r: ReplicaState, newView: number): void {
   r.count("view-change.started");
   // Leaving a view it asked for without entering it (it timed out, its primary sent a NEW_VIEW
   // that does not follow, or k' + 1 peers took it along to a higher one): passed over.
-  if (r.mode === "view-change" && newView > r.targetView) {
+  // The list tells of this view change alone: one that ended without a view entered (a cold
+  // start's or a repair's state transfer) must not pass its views to the next.
+  if (r.mode !== "view-change") r.viewsPassedOver.length = 0;
+  else if (newView > r.targetView && !r.viewsPassedOver.includes(r.targetView)) {
     r.viewsPassedOver.push(r.targetView);
     if (r.viewsPassedOver.length > MAX_PASSED_OVER) r.viewsPassedOver.shift();
   }
@@ -144,7 +147,10 @@ export function startViewChange(r: ReplicaState, newView: number): void {
 function sendViewChange(r: ReplicaState, newView: number): void {
   r.highestViewChangeSent = Math.max(r.highestViewChangeSent, newView);
   const message = r.broadcast(viewChangeBody(r, newView));
-  recordViewChange(r, parseEnvelope(message) as ReplicaEnvelope);
+  const own = parseEnvelope(message);
+  // Its own VIEW_CHANGE parses as its peers would parse it; one that does not is a bug here.
+  if (own === undefined) throw new Error(`own VIEW_CHANGE for view ${newView} does not parse`);
+  recordViewChange(r, own);
 }
 
 /**
@@ -221,6 +227,11 @@ function suspectsField(r: ReplicaState): { suspects?: string[] } {
   return suspects.length > 0 ? { suspects } : {};
 }
 
+function passedOverField(r: ReplicaState, newView: number): { passedOver?: number[] } {
+  const passedOver = r.viewsPassedOver.filter((w) => w < newView);
+  return passedOver.length > 0 ? { passedOver } : {};
+}
+
 function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
   const checkpoints: SeqDigest[] = [];
   for (const cp of r.ownCheckpoints.values())
@@ -246,7 +257,7 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
     keyEpochs: keyEpochs(r),
     ...(r.coldStart ? { coldStart: true as const } : {}),
     ...suspectsField(r),
-    ...(r.viewsPassedOver.length > 0 ? { passedOver: [...r.viewsPassedOver] } : {}),
+    ...passedOverField(r, newView),
   };
 }
 

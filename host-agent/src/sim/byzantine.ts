@@ -12,6 +12,7 @@ import {
   batchOrigin,
   type ClientRequest,
   encodeClientMessage,
+  MAX_PASSED_OVER,
   parseEnvelope,
   type ReplicaBody,
   type ReplicaEnvelope,
@@ -568,7 +569,7 @@ export class ByzantineFilter {
               return this.reseal(envelope, {
                 ...body,
                 newView: body.newView + 1,
-                passedOver: [...(body.passedOver ?? []), body.newView],
+                passedOver: [...(body.passedOver ?? []), body.newView].slice(-MAX_PASSED_OVER),
               });
             // It says it holds every key and passed over the views just below (to have correct
             // primaries counted at fault by the refresh rule).
