@@ -514,7 +514,7 @@ describe("the view the others change to for a rejuvenated replica", () => {
     // of them (a correct one among them) count it at fault, at every replica alike. Without that,
     // the refreshes alternated between r9 and r10 (34 in 20 s, still amnesic at view 361).
     const { c, back: r11 } = withRejuvenated([11, 2, 2], "r11");
-    c.run(20_000, (m) => {
+    c.run(8_000, (m) => {
       const type = typeOf(m.message);
       if (m.from === "r9" && type === "NEW_VIEW") return false;
       if (m.from !== "r10" || type !== "NEW_VIEW") return true;
@@ -533,7 +533,7 @@ describe("the view the others change to for a rejuvenated replica", () => {
     // asks for the next view at once, with no timeout. That too passes r9's view over.
     const { c, back: r11 } = withRejuvenated([11, 2, 2], "r11");
     let bad = 0;
-    c.run(20_000, (m) => {
+    c.run(8_000, (m) => {
       const type = typeOf(m.message);
       if (m.from === "r9" && type === "NEW_VIEW") {
         const body = parseEnvelope(m.message)?.body as Extract<ReplicaBody, { type: "NEW_VIEW" }>;
@@ -561,7 +561,7 @@ describe("the view the others change to for a rejuvenated replica", () => {
     const slow = ["r2", "r3", "r4", "r5", "r6", "r7", "r8"];
     const held = new Map<number, { to: string; message: Buffer }[]>();
     const released = new Set<number>();
-    c.run(20_000, (m) => {
+    c.run(8_000, (m) => {
       const type = typeOf(m.message);
       if (type === "VIEW_CHANGE") {
         const vc = parseEnvelope(m.message)?.body as ViewChange;
