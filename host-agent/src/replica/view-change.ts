@@ -128,9 +128,9 @@ export function startViewChange(r: ReplicaState, newView: number): void {
   }
   r.count("view-change.started");
   // Leaving a view it asked for without entering it (it timed out, its primary sent a NEW_VIEW
-  // that does not follow, or k' + 1 peers took it along to a higher one): passed over.
-  // The list tells of this view change alone: one that ended without a view entered (a cold
-  // start's or a repair's state transfer) must not pass its views to the next.
+  // that does not follow, or k' + 1 peers took it along to a higher one): passed over. The list
+  // tells of this view change alone: one that ended without a view entered (a cold start's or a
+  // repair's state transfer) must not pass its views to the next.
   if (r.mode !== "view-change") r.viewsPassedOver.length = 0;
   else if (newView > r.targetView && !r.viewsPassedOver.includes(r.targetView)) {
     r.viewsPassedOver.push(r.targetView);
