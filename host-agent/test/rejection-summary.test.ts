@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { senderProven } from "../src/replica/replica-core.js";
 import { RejectionSummary } from "../src/service/rejection-summary.js";
 
 describe("a replica's refusals in its log", () => {
@@ -32,5 +33,40 @@ describe("a replica's refusals in its log", () => {
     expect(lines[4]).toBe(
       "rejected in the last 1.0 s: 9992 malformed from others, 1 malformed from forged-4, 1 malformed from forged-5, 1 malformed from forged-6, 1 malformed from forged-7",
     );
+  });
+
+  it("says a sender was only named, not proven, where nothing proved it sent the message", () => {
+    const lines: string[] = [];
+    const summary = new RejectionSummary((line) => lines.push(line), 1_000);
+    summary.note("bad-mac", "h2", "PREPARE under epoch 3", 0, false);
+    summary.note("bad-mac", "h2", "PREPARE under epoch 3", 1, false);
+    summary.note("bad-pre-prepare", "h2", "PRE_PREPARE 9: batch does not check out", 2, true);
+    summary.flush(1_001);
+    expect(lines).toEqual([
+      "rejected bad-mac said to be from h2: PREPARE under epoch 3 (first of its kind; more are counted)",
+      "rejected bad-pre-prepare from h2: PRE_PREPARE 9: batch does not check out (first of its kind; more are counted)",
+      "rejected in the last 1.0 s: 1 bad-mac said to be from h2",
+    ]);
+  });
+
+  it("names the sender of what only a proven sender can be refused for, and no other", () => {
+    for (const kind of [
+      "bad-mac",
+      "bad-signature",
+      "stale-epoch",
+      "unknown-epoch",
+      "revoked-key",
+      "no-session",
+      "malformed",
+    ] as const)
+      expect(senderProven(kind), kind).toBe(false);
+    for (const kind of [
+      "bad-pre-prepare",
+      "bad-view-change",
+      "bad-new-view",
+      "diverged",
+      "handler-fault",
+    ] as const)
+      expect(senderProven(kind), kind).toBe(true);
   });
 });

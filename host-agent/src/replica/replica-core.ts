@@ -81,6 +81,7 @@ import {
 } from "./view-change.js";
 
 export type { ProblemKind, ReplicaAction, ReplicaConfig, StartingState } from "./replica-state.js";
+export { senderProven } from "./replica-state.js";
 export { VIEW_CHANGES_PER_PEER, VIEW_WINDOW } from "./view-change.js";
 
 // SESSION too: each peer relays the others' (`relayKeys`), and a half held already needs no

@@ -115,6 +115,27 @@ export type ProblemKind =
   /** Not the sender's fault: a NEW_VIEW below the view this replica asked for, refused. */
   | "below-own-view-change";
 
+/**
+ * The kinds refused before anything proved who sent the message: its sender is only what the
+ * envelope or the connection claims, and anyone can write any name there (an epoch is checked
+ * before any signature, a MAC that fails proves nothing). Logs say "said to be from" for these,
+ * so that no reader takes a forgery for its named sender's fault.
+ */
+const SENDER_UNPROVEN: ReadonlySet<ProblemKind> = new Set<ProblemKind>([
+  "malformed",
+  "bad-signature",
+  "stale-epoch",
+  "unknown-epoch",
+  "revoked-key",
+  "no-session",
+  "bad-mac",
+]);
+
+/** Whether a problem of this kind was found in a message its named sender is proven to have sent. */
+export function senderProven(kind: ProblemKind): boolean {
+  return !SENDER_UNPROVEN.has(kind);
+}
+
 export type ReplicaAction =
   | { type: "send"; to: string; message: Buffer }
   | { type: "broadcast"; message: Buffer }

@@ -16,8 +16,12 @@ export class RejectionSummary {
     private readonly maxShown = 256,
   ) {}
 
-  note(kind: string, from: string, detail: string, nowMs: number): void {
-    const key = `${kind} from ${from}`;
+  /**
+   * `senderProven` false: nothing proved that `from` sent it (a forged name, an epoch or MAC that
+   * fails), so the line says "said to be from", not "from".
+   */
+  note(kind: string, from: string, detail: string, nowMs: number, senderProven = true): void {
+    const key = `${kind} ${senderProven ? "from" : "said to be from"} ${from}`;
     if (!this.shown.has(key) && this.shown.size < this.maxShown) {
       this.shown.add(key);
       this.log(`rejected ${key}: ${detail} (first of its kind; more are counted)`);
