@@ -2,6 +2,7 @@
 // npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint]
 //                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
 //                     [--batches-in-flight N]  (the replicas' window; the testbed's default otherwise)
+//                     [--logs DIR]  (every replica process's log, a file each, as it exits)
 //
 // 1. Throughput and latency of the replicated key-value service (n = 4 with
 //    k' = 1, k = 0; n = 6 with k' = 1, k = 1), every replica its own process on
@@ -17,7 +18,7 @@
 // 4. Checkpoint writing: a 64 MiB state written whole, then again with 1% of its
 //    partitions changed (only those written), in the same run.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,6 +61,12 @@ const profileDir = args.includes("--profile")
   : undefined;
 if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
 const nodeArgs = profileDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", profileDir];
+/** `--logs DIR`: every replica's log (what it wrote to stderr), one file per process, as it exits. */
+const logsDir = args.includes("--logs")
+  ? path.resolve(args[args.indexOf("--logs") + 1] ?? "")
+  : undefined;
+if (logsDir !== undefined) mkdirSync(logsDir, { recursive: true });
+let served = 0;
 const children = new Set();
 process.on("exit", () => {
   for (const c of children) c.kill("SIGKILL");
@@ -75,7 +82,11 @@ function serve(bed, extra, waitFor = /serving/) {
   );
   children.add(child);
   child.log = "";
-  child.on("exit", () => children.delete(child));
+  const logName = `${String(++served).padStart(3, "0")}-${extra.join("").replace(/[^A-Za-z0-9]+/g, "-")}.log`;
+  child.on("exit", () => {
+    children.delete(child);
+    if (logsDir !== undefined) writeFileSync(path.join(logsDir, logName), child.log);
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`kv serve ${extra.join(" ")} did not start:\n${child.log}`)),
@@ -118,7 +129,7 @@ function batchShape(replicas, completed) {
   let requests = 0;
   let frames = 0;
   for (const r of replicas) {
-    const m = /proposed (\d+) batches \(([\d.]+) requests each\).*frames in (\d+) out (\d+)/.exec(
+    const m = /proposed (\d+) batches \(([\d.]+) requests each\b.*frames in (\d+) out (\d+)/.exec(
       r.log,
     );
     if (m === null) return undefined;
@@ -232,6 +243,14 @@ const median = (xs) => {
     ? Number.NaN
     : (sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN);
 };
+
+/** Two equal-length runs as one: mean throughput and latencies (of the two runs'), failures summed. */
+const meanOf = (a, b) => ({
+  opsPerSecond: (a.opsPerSecond + b.opsPerSecond) / 2,
+  p50Ms: (a.p50Ms + b.p50Ms) / 2,
+  p99Ms: (a.p99Ms + b.p99Ms) / 2,
+  failed: a.failed + b.failed,
+});
 
 const fmt = (r) =>
   `${r.opsPerSecond.toFixed(0).padStart(6)} ops/s  p50 ${r.p50Ms.toFixed(2).padStart(6)} ms  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  failed ${r.failed}`;
@@ -419,7 +438,11 @@ async function rolling() {
   const cycleSeconds = Math.max(seconds * 3, 24);
   try {
     const replicas = await Promise.all(bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id])));
-    const steady = await bench(bed, [], cycleSeconds);
+    // The steady state is measured before the cycle and again after it, and the cycle compared
+    // with their mean: a machine whose speed drifts during the run (other load, thermal limits)
+    // moves both halves, and the ratio stays the cycle's cost alone.
+    await bench(bed, [], 3); // warm-up: freshly started replicas are slower for a while
+    const before = await bench(bed, [], cycleSeconds / 2);
     const load = bench(bed, ["--timeline", "100"], cycleSeconds);
     let cycled = 0;
     /** CPU each restarted replica used until it served, and until it had recovered. */
@@ -449,10 +472,13 @@ async function rolling() {
       }
     })();
     const [during] = await Promise.all([load, cycle]);
+    const after = await bench(bed, [], cycleSeconds / 2);
+    const steady = meanOf(before, after);
     await Promise.all(replicas.map(stop));
     process.stdout.write(
       `rolling recovery, n = 6 (k' = 1, k = 1), ${clients} clients, ${cycleSeconds} s, ${cycled} replicas handed off, killed and recovered in turn:\n` +
-        `  steady state  ${fmt(steady)}\n  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
+        `  steady state  ${fmt(steady)}  (before the cycle ${before.opsPerSecond.toFixed(0)}, after it ${after.opsPerSecond.toFixed(0)} ops/s)\n` +
+        `  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
         `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.9, zero failed)\n` +
         `  CPU of each restarted replica (median of ${restartCpu.length}): ${median(restartCpu.map((c) => c.servingCpuMs)).toFixed(0)} ms until serving, ${median(restartCpu.map((c) => c.recoveredCpuMs)).toFixed(0)} ms until recovered;\n` +
         "  here it shares the two cores with the service, on a testbed it is its own host's\n" +

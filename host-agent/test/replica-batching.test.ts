@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { parseEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
-import { fourReplicas } from "./replica-harness.js";
+import { fourReplicas, statusBody } from "./replica-harness.js";
 
 /** The PRE_PREPAREs among `actions`: their numbers and how many requests each holds. */
 const proposals = (actions: ReplicaAction[]) =>
@@ -64,5 +64,22 @@ describe("the primary's batches under load", () => {
       after.push(...core.onMessage(from(peer, { type: "COMMIT", view: 0, seq: 1, digest }), ++now));
     expect(after.some((a) => a.type === "executed")).toBe(true);
     expect(shape(after)).toEqual([{ seq: 2, requests: 1 }]);
+  });
+});
+
+describe("null batches", () => {
+  it("pad to the checkpoint a recovering peer waits for, all at once, and are counted apart from client batches", () => {
+    const { core, from, request, clientCopy } = fourReplicas("r1", { checkpointInterval: 4 });
+    let now = 0;
+    expect(shape(core.onClientMessage("c1", clientCopy(request(1)), ++now))).toEqual([
+      { seq: 1, requests: 1 },
+    ]);
+    // r3, restarted, waits for checkpoint 4: the primary pads to it, whatever is in flight.
+    const padded = shape(
+      core.onMessage(from("r3", statusBody({ recovering: true, wantCheckpoint: 4 })), ++now),
+    );
+    expect(padded).toEqual([2, 3, 4].map((seq) => ({ seq, requests: 0 })));
+    expect(core.counters.get("batches.proposed")).toBe(4);
+    expect(core.counters.get("batches.null")).toBe(3);
   });
 });

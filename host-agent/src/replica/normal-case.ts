@@ -225,6 +225,7 @@ export function propose(r: ReplicaState): void {
     if (requests.length === 0 && r.nextSeq > r.padUntil) return;
     const seq = r.nextSeq++;
     r.count("batches.proposed");
+    if (requests.length === 0) r.count("batches.null");
     r.counters.set(
       "requests.proposed",
       (r.counters.get("requests.proposed") ?? 0) + requests.length,

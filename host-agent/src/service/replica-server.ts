@@ -198,7 +198,8 @@ export class ReplicaServer {
     const seconds = (performance.now() - this.started) / 1000;
     return (
       `stopping after ${seconds.toFixed(1)} s: executed up to ${this.core.executedUpTo}, ` +
-      `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each), ` +
+      `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each, ` +
+      `${get("batches.null")} of them null), ` +
       `${get("reads.answered")} reads answered, frames in ${net.framesIn} out ${net.framesOut}, ` +
       `bytes in ${net.bytesIn} out ${net.bytesOut}, dropped ${net.droppedFrames}`
     );
