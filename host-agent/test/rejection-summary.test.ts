@@ -58,6 +58,8 @@ describe("a replica's refusals in its log", () => {
       "revoked-key",
       "no-session",
       "malformed",
+      "bad-certificate",
+      "unknown-client",
     ] as const)
       expect(senderProven(kind), kind).toBe(false);
     for (const kind of [
@@ -66,6 +68,8 @@ describe("a replica's refusals in its log", () => {
       "bad-new-view",
       "diverged",
       "handler-fault",
+      "bad-request",
+      "bad-holders",
     ] as const)
       expect(senderProven(kind), kind).toBe(true);
   });

@@ -117,9 +117,12 @@ export type ProblemKind =
 
 /**
  * The kinds refused before anything proved who sent the message: its sender is only what the
- * envelope or the connection claims, and anyone can write any name there (an epoch is checked
- * before any signature, a MAC that fails proves nothing). Logs say "said to be from" for these,
- * so that no reader takes a forgery for its named sender's fault.
+ * envelope claims, and anyone can write any name there (an epoch is checked before any
+ * signature, a MAC that fails proves nothing, a NEW_KEY is read unsigned as its certificate
+ * carries a board's signature, and an unknown client is a name inside a request, which a primary
+ * relays). Logs say "said to be from" for these, so that no reader takes a forgery for its named
+ * sender's fault. A client's connection proves its client (the hello's challenge), so a client's
+ * `bad-request` is proven.
  */
 const SENDER_UNPROVEN: ReadonlySet<ProblemKind> = new Set<ProblemKind>([
   "malformed",
@@ -129,6 +132,8 @@ const SENDER_UNPROVEN: ReadonlySet<ProblemKind> = new Set<ProblemKind>([
   "revoked-key",
   "no-session",
   "bad-mac",
+  "bad-certificate",
+  "unknown-client",
 ]);
 
 /** Whether a problem of this kind was found in a message its named sender is proven to have sent. */
