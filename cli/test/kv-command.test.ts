@@ -37,6 +37,12 @@ describe("smw kv against four replicas", () => {
     expect(await kv("cas", "colour", "blue", "green")).toMatchObject({ code: 0, stdout: "ok\n" });
     expect(await kv("cas", "shape", "round", "--expect-absent")).toMatchObject({ code: 0 });
     expect((await kv("scan", "a", "z")).stdout).toBe("colour\tgreen\nshape\tround\n");
+    // FROM alone: to the last key; --limit with it is a limit, not the upper bound.
+    expect(await kv("scan", "d")).toMatchObject({ code: 0, stdout: "shape\tround\n" });
+    expect(await kv("scan", "a", "--limit", "1")).toMatchObject({
+      code: 0,
+      stdout: "colour\tgreen\n",
+    });
     expect(await kv("del", "shape")).toMatchObject({ code: 0, stdout: "ok (previous: round)\n" });
     expect(await kv("get", "shape")).toMatchObject({ code: 0, stdout: "(absent)\n" });
   }, 30_000);
@@ -54,7 +60,25 @@ describe("smw kv against four replicas", () => {
       "0",
     );
     expect(noKey.code).toBe(2);
-    expect(noKey.stderr).toMatch(/nobody\.key: cannot read client nobody's private key/);
+    expect(noKey.stderr).toMatch(
+      /no key for client "nobody" in .*; clients with keys there: client1, client2 \(pass --client ID, or --key FILE\)/,
+    );
+    const oneValue = await kv("cas", "colour", "green");
+    expect(oneValue.code).toBe(2);
+    expect(oneValue.stderr).toMatch(
+      /cas: give KEY EXPECTED NEW, or KEY NEW --expect-absent; got 1 value after the key/,
+    );
+    const badLimit = await kv("scan", "a", "--limit", "none");
+    expect(badLimit.code).toBe(2);
+    expect(badLimit.stderr).toMatch(
+      /scan: --limit: expected a whole number of at least 1, got "none"/,
+    );
+    // The testbed's k = 1 with n = 4: too few replicas for it, said as such (not an internal error).
+    const tooFew = await smw("kv", "get", "x", "--testbed", bed.file, "--client", "client1");
+    expect(tooFew.code).toBe(2);
+    expect(tooFew.stderr).toMatch(
+      /: n = 4 replicas cannot tolerate k' = 1 Byzantine plus k = 1 recovering: .*\(--k 0: a service that is not rejuvenated\)/,
+    );
     const badTimeout = await kv("get", "x", "--timeout", "soon");
     expect(badTimeout.code).toBe(2);
     expect(badTimeout.stderr).toMatch(/--timeout: .*soon/);
@@ -76,9 +100,62 @@ describe("smw kv against four replicas", () => {
     );
     expect(benchTooMany.code).toBe(2);
     expect(benchTooMany.stderr).toMatch(/5 clients need 5 client keys .* found 2/);
+    const unknownId = await smw(
+      "kv",
+      "bench",
+      "--testbed",
+      bed.file,
+      "--client-ids",
+      "client1,nobody",
+    );
+    expect(unknownId.code).toBe(2);
+    expect(unknownId.stderr).toMatch(/--client-ids "client1,nobody": no key for nobody in /);
     const badTimeline = await smw("kv", "bench", "--testbed", bed.file, "--timeline", "0");
     expect(badTimeline.code).toBe(2);
     expect(badTimeline.stderr).toMatch(/--timeline: expected 1 to 60000 ms, got "0"/);
+  }, 30_000);
+
+  it("exits 3 when no quorum answers in time, not 1 as a cas that did not swap", async () => {
+    const nobody = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: 27860, clients: 1 });
+    try {
+      const r = await smw(
+        "kv",
+        "get",
+        "x",
+        "--testbed",
+        nobody.file,
+        "--client",
+        "client1",
+        "--timeout",
+        "1s",
+        "--k",
+        "0",
+      );
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/smw kv get: .*within 1000 ms/);
+    } finally {
+      nobody.remove();
+    }
+  }, 30_000);
+
+  it("benchmarks with the clients named, not the first in sorted order", async () => {
+    const r = await smw(
+      "kv",
+      "bench",
+      "--testbed",
+      bed.file,
+      "--client-ids",
+      "client2",
+      "--seconds",
+      "1",
+      "--k",
+      "0",
+      "--json",
+    );
+    expect(r.code).toBe(0);
+    const figures = JSON.parse(r.stdout);
+    expect(figures.clients).toBe(1);
+    expect(figures.completed).toBeGreaterThan(5);
   }, 30_000);
 
   it("benchmarks a short closed-loop load", async () => {

@@ -14,6 +14,7 @@ import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
 import { parseKvOperation } from "../kv/kv-operation.js";
+import { QuorumError } from "../replica/quorums.js";
 import { runKvBench } from "../service/kv-bench.js";
 import { KeyFileError } from "../service/service-keys.js";
 import {
@@ -70,9 +71,29 @@ function describeResult(result: KvResult): string {
   }
 }
 
-function withKeyErrors<T>(run: () => Promise<T>): Promise<T> {
+/** `smw kv get|put|del|cas|scan`: no quorum answered in time (1 is a cas that did not swap). */
+export const NO_ANSWER_EXIT = 3;
+
+/**
+ * A client with no key in the testbed's client key folder: named with the ids that have one, so
+ * that `--client` is the obvious fix (a rig makes keys for clients with other names).
+ */
+function missingClientKey(testbed: Testbed, client: string): void {
+  const ids = clientIdsWithKeys(testbed);
+  if (ids.length === 0 || ids.includes(client)) return;
+  const shown = ids.length > 12 ? [...ids.slice(0, 12), "..."] : ids;
+  throw new UsageError(
+    `no key for client "${client}" in ${testbed.clientKeysDir}; clients with keys there: ${shown.join(", ")} (pass --client ID, or --key FILE)`,
+  );
+}
+
+function withKeyErrors<T>(testbedFile: string, run: () => Promise<T>): Promise<T> {
   return run().catch((error: unknown) => {
     if (error instanceof KeyFileError) throw new UsageError(error.message);
+    if (error instanceof QuorumError)
+      throw new UsageError(
+        `${testbedFile}: ${error.message} (--k 0: a service that is not rejuvenated)`,
+      );
     throw error;
   });
 }
@@ -86,7 +107,7 @@ export function kvCommand(context: CliContext): Command {
     name: string,
     args: string,
     description: string,
-    toOp: (...a: string[]) => unknown,
+    toOp: (args: string[], flags: { limit?: string; expectAbsent?: boolean }) => unknown,
   ) => {
     const command = kv
       .command(`${name} ${args}`)
@@ -111,14 +132,13 @@ export function kvCommand(context: CliContext): Command {
       const command = raw.at(-1) as Command;
       const positional = command.args;
       const flags = command.opts() as ClientFlags & { limit?: string; expectAbsent?: boolean };
-      const parsed = parseKvOperation(
-        toOp(...positional, flags.limit ?? "", flags.expectAbsent ? "1" : ""),
-      );
+      const parsed = parseKvOperation(toOp(positional, flags));
       if ("error" in parsed) throw new UsageError(`${name}: ${parsed.error}`);
       const op: KvOperation = parsed;
       const timeoutMs = durationMs(flags.timeout, "--timeout");
       const testbed = loadTestbed(flags.testbed);
-      await withKeyErrors(async () => {
+      await withKeyErrors(flags.testbed, async () => {
+        if (flags.key === undefined) missingClientKey(testbed, flags.client);
         const client = connectClient(testbed, {
           clientId: flags.client,
           ...(flags.key ? { keyFile: flags.key } : {}),
@@ -134,8 +154,9 @@ export function kvCommand(context: CliContext): Command {
           );
           context.setExitCode(answer.result.op === "cas" && !answer.result.ok ? 1 : 0);
         } catch (error) {
+          // No answer: its own status, so that a script tells it from a cas that did not swap.
           context.io.err(`smw kv ${name}: ${(error as Error).message}\n`);
-          context.setExitCode(1);
+          context.setExitCode(NO_ANSWER_EXIT);
         } finally {
           await client.close();
         }
@@ -143,17 +164,24 @@ export function kvCommand(context: CliContext): Command {
     });
   };
 
-  clientCommand("get", "<key>", "print the value of a key", (key) => ({ op: "get", key }));
-  clientCommand("put", "<key> <value>", "set a key", (key, value) => ({ op: "put", key, value }));
-  clientCommand("del", "<key>", "delete a key", (key) => ({ op: "del", key }));
+  clientCommand("get", "<key>", "print the value of a key", ([key]) => ({ op: "get", key }));
+  clientCommand("put", "<key> <value>", "set a key", ([key, value]) => ({
+    op: "put",
+    key,
+    value,
+  }));
+  clientCommand("del", "<key>", "delete a key", ([key]) => ({ op: "del", key }));
   clientCommand(
     "cas",
     "<key> <values...>",
     "compare-and-set: cas KEY EXPECTED NEW, or cas KEY NEW --expect-absent (exit 1 if not swapped)",
-    (key, ...rest) => {
-      const absent = rest.at(-1) === "1";
-      const values = rest.slice(0, -2);
-      return absent
+    ([key, ...values], { expectAbsent }) => {
+      const wanted = expectAbsent ? 1 : 2;
+      if (values.length !== wanted)
+        throw new UsageError(
+          `cas: give KEY EXPECTED NEW, or KEY NEW --expect-absent; got ${values.length} value${values.length === 1 ? "" : "s"} after the key${expectAbsent ? " with --expect-absent" : ""}`,
+        );
+      return expectAbsent
         ? { op: "cas", key, expected: null, value: values[0] }
         : { op: "cas", key, expected: values[0], value: values[1] };
     },
@@ -161,13 +189,15 @@ export function kvCommand(context: CliContext): Command {
   clientCommand(
     "scan",
     "<from> [to]",
-    "keys from FROM up to (not including) TO, in order",
-    (from, to, limit) => ({
-      op: "scan",
-      from,
-      to: to ?? "",
-      limit: Number(limit),
-    }),
+    "keys from FROM up to (not including) TO (to the last key if left out), in order",
+    ([from, to], { limit }) => {
+      const count = Number(limit);
+      if (!Number.isInteger(count) || count < 1)
+        throw new UsageError(
+          `scan: --limit: expected a whole number of at least 1, got "${limit}"`,
+        );
+      return { op: "scan", from, to: to ?? "", limit: count };
+    },
   );
 
   kv.command("serve")
@@ -198,7 +228,7 @@ export function kvCommand(context: CliContext): Command {
         if ((flags.host === undefined) === (flags.single === undefined))
           throw new UsageError("kv serve: give either --host ID or --single");
         const testbed = loadTestbed(flags.testbed);
-        await withKeyErrors(async () => {
+        await withKeyErrors(flags.testbed, async () => {
           const log = (line: string) => context.io.err(`${line}\n`);
           const server = flags.single
             ? await startSingle(testbed)
@@ -233,7 +263,14 @@ export function kvCommand(context: CliContext): Command {
   kv.command("bench")
     .description("a closed-loop load: N clients for S seconds; throughput and latency percentiles")
     .requiredOption("--testbed <file>", "testbed file")
-    .option("--clients <n>", "concurrent clients (each needs a key in the client key folder)", "4")
+    .option(
+      "--clients <n>",
+      "concurrent clients, 4 if not given (each needs a key in the client key folder; the first N ids in sorted order)",
+    )
+    .option(
+      "--client-ids <ids>",
+      "the clients' ids, comma-separated, instead of the first N (ids another load uses at the same time would collide)",
+    )
     .option("--seconds <s>", "how long", "10")
     .option("--single", "against the unreplicated baseline")
     .option("--value-bytes <n>", "size of the values written", "64")
@@ -252,7 +289,8 @@ export function kvCommand(context: CliContext): Command {
     .action(
       async (flags: {
         testbed: string;
-        clients: string;
+        clients?: string;
+        clientIds?: string;
         timeline?: string;
         seconds: string;
         single?: boolean;
@@ -263,7 +301,8 @@ export function kvCommand(context: CliContext): Command {
         json?: boolean;
         k?: string;
       }) => {
-        const clients = Number(flags.clients);
+        const givenIds = flags.clientIds?.split(",").filter((id) => id !== "");
+        const clients = Number(flags.clients ?? givenIds?.length ?? 4);
         const seconds = Number(flags.seconds);
         const valueBytes = Number(flags.valueBytes);
         if (!Number.isInteger(clients) || clients < 1 || clients > 256)
@@ -287,12 +326,24 @@ export function kvCommand(context: CliContext): Command {
         )
           throw new UsageError(`--timeline: expected 1 to 60000 ms, got "${flags.timeline}"`);
         const testbed = loadTestbed(flags.testbed);
-        const ids = clientIdsWithKeys(testbed).slice(0, clients);
-        if (ids.length < clients)
+        const withKeys = clientIdsWithKeys(testbed);
+        let ids = withKeys.slice(0, clients);
+        if (givenIds !== undefined) {
+          ids = givenIds;
+          const missing = ids.filter((id) => !withKeys.includes(id));
+          if (ids.length === 0 || new Set(ids).size !== ids.length || missing.length > 0)
+            throw new UsageError(
+              `--client-ids "${flags.clientIds}": ${ids.length === 0 ? "no ids" : missing.length > 0 ? `no key for ${missing.join(", ")} in ${testbed.clientKeysDir}` : "an id given twice"}`,
+            );
+          if (flags.clients !== undefined && clients !== ids.length)
+            throw new UsageError(
+              `--clients ${flags.clients} and --client-ids with ${ids.length} ids: give one or the other`,
+            );
+        } else if (ids.length < clients)
           throw new UsageError(
             `kv bench: ${clients} clients need ${clients} client keys in ${testbed.clientKeysDir ?? "the client key folder (keys: { clients: FOLDER })"}; found ${ids.length} (smw keys gen --out FOLDER --name <id>)`,
           );
-        await withKeyErrors(async () => {
+        await withKeyErrors(flags.testbed, async () => {
           const r = await runKvBench({
             testbed,
             clientIds: ids,

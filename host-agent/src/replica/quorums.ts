@@ -20,12 +20,15 @@ export interface Quorums {
   weak: number;
 }
 
+/** A service too small for the faults it is asked to tolerate: the configuration's fault, not a bug. */
+export class QuorumError extends RangeError {}
+
 export function quorumsFor(n: number, kPrime: number, k: number): Quorums {
   if (!Number.isInteger(n) || !Number.isInteger(kPrime) || !Number.isInteger(k))
     throw new RangeError("n, k' and k are whole numbers");
   if (kPrime < 0 || k < 0) throw new RangeError("k' and k are at least 0");
   if (n < 3 * kPrime + 2 * k + 1)
-    throw new RangeError(
+    throw new QuorumError(
       `n = ${n} replicas cannot tolerate k' = ${kPrime} Byzantine plus k = ${k} recovering: n >= 3k' + 2k + 1 = ${3 * kPrime + 2 * k + 1}`,
     );
   const quorum = Math.ceil((n + kPrime + 1) / 2);

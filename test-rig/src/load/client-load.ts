@@ -23,14 +23,25 @@ export interface LoadShape {
 /** A light load that leaves the rig's timing promises room on two shared cores. */
 export const DEFAULT_LOAD: LoadShape = { clients: 4, pauseMs: 20 };
 
-/** Client keys the rig makes (`c1` ... `c16`): the most clients a load can have. */
+/** Client keys the rig makes for its own load (`load-1` ... `load-16`): the most clients a load can have. */
 export const MAX_LOAD_CLIENTS = 16;
 
+/**
+ * The rig's own load: ids of their own, so that a person's `smw kv` commands and `smw kv bench`
+ * on the running rig (which take `client` and `c1` ... `c16`, sorted before these) never share
+ * an id with it: two clients under one id would refuse each other's requests as stale.
+ */
 export function loadClientIds(count: number): string[] {
   if (!Number.isInteger(count) || count < 1 || count > MAX_LOAD_CLIENTS)
     throw new RangeError(`a load has 1 to ${MAX_LOAD_CLIENTS} clients, not ${count}`);
-  return Array.from({ length: count }, (_, i) => `c${i + 1}`);
+  return Array.from({ length: count }, (_, i) => `load-${i + 1}`);
 }
+
+/** Client keys the rig makes for people's own commands: `client` (`smw kv`'s default) and c1 ... c16. */
+export const PERSONAL_CLIENT_IDS: readonly string[] = [
+  "client",
+  ...Array.from({ length: MAX_LOAD_CLIENTS }, (_, i) => `c${i + 1}`),
+];
 
 export interface LoadFigures {
   completed: number;

@@ -21,7 +21,12 @@ import {
   socatUnavailable,
   writeManifest,
 } from "@smw/wormhole-board";
-import { DEFAULT_LOAD, loadClientIds, MAX_LOAD_CLIENTS } from "../load/client-load.js";
+import {
+  DEFAULT_LOAD,
+  loadClientIds,
+  MAX_LOAD_CLIENTS,
+  PERSONAL_CLIENT_IDS,
+} from "../load/client-load.js";
 import { encodeSmImage } from "./sm-image.js";
 
 export class RigSetupError extends Error {}
@@ -118,8 +123,9 @@ export function prepareRun(testbed: Testbed, options: { osImageSizeBytes?: numbe
   }
   if (testbed.clientKeysDir !== undefined) {
     rmSync(testbed.clientKeysDir, { recursive: true, force: true });
-    // Keys for the most clients a load may have: the replicas load every key in the folder.
-    for (const id of loadClientIds(MAX_LOAD_CLIENTS))
+    // Keys for the most clients a load may have, and for people's own commands: the replicas
+    // load every key in the folder.
+    for (const id of [...loadClientIds(MAX_LOAD_CLIENTS), ...PERSONAL_CLIENT_IDS])
       generateKeyPairFiles(testbed.clientKeysDir, id);
   }
   generateLinkKeys(testbed, { force: true });

@@ -24,8 +24,11 @@ export interface CliContext {
   setExitCode(code: ExitCode): void;
 }
 
-/** 0 success/feasible/clean, 1 a negative verdict, 2 bad input or unusable. */
-export type ExitCode = 0 | 1 | 2;
+/**
+ * 0 success/feasible/clean, 1 a negative verdict, 2 bad input or unusable, 3 the service gave no
+ * answer in time (`smw kv` operations: told apart from a cas that did not swap).
+ */
+export type ExitCode = 0 | 1 | 2 | 3;
 
 /** Bad input from the user: printed as one message, exit status 2, no stack trace. */
 export class UsageError extends Error {
