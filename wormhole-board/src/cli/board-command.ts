@@ -373,7 +373,8 @@ export function statusCommand(
         for (const row of rows) {
           const s = row.status;
           if (s === undefined) {
-            table.push([row.board, "", "unknown", "", "", "", "", row.error ?? ""]);
+            const guards = testbed.boards.find((b) => b.id === row.board)?.guards ?? "";
+            table.push([row.board, guards, "unknown", "", "", "", "", row.error ?? ""]);
             continue;
           }
           table.push([
@@ -402,6 +403,18 @@ export function statusCommand(
               .join("  ")
               .trimEnd()}\n`,
           );
+      }
+      if (rows.every((r) => r.status === undefined)) {
+        // Nothing known of any board: not a status but a question asked in the wrong place.
+        context.io.err(
+          `smw status: no board of ${testbed.file} could be asked, and none wrote a status here${
+            testbed.simulated
+              ? `; a rig runs a copy of its testbed: give that one (--testbed runs/${testbed.name}/testbed.yaml, or under $SMW_RUNS)`
+              : ""
+          }\n`,
+        );
+        context.setExitCode(2);
+        return;
       }
       context.setExitCode(rows.some((r) => r.status?.failsafe !== undefined) ? 1 : 0);
     },
@@ -472,8 +485,13 @@ function ask(
     socket.on("end", () => {
       try {
         resolve(JSON.parse(text));
-      } catch (error) {
-        reject(error);
+      } catch {
+        // Something else listens there (a web server, another program): named, with what it said.
+        reject(
+          new UsageError(
+            `${board.id} at ${where} answered with something that is not a board daemon's reply: ${JSON.stringify(text.slice(0, 40))}`,
+          ),
+        );
       }
     });
     socket.on("error", (error: NodeJS.ErrnoException) =>

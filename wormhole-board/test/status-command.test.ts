@@ -1,0 +1,58 @@
+/**
+ * `smw status` where it can learn nothing: every board named with its host, what answered in
+ * place of a board daemon quoted, and exit 2 with where to look rather than a table of unknowns
+ * and exit 0.
+ */
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { smw } from "../../cli/test/run-smw.js";
+
+describe("smw status with no board to ask", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "smw-status-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("on a simulated testbed no rig runs from: exit 2, naming the copy a rig would run", async () => {
+    const run = await smw("status", "--testbed", "wiring/examples/rig-6.yaml");
+    expect(run.code).toBe(2);
+    expect(run.stdout).toMatch(/^b1 +h1 +unknown +no daemon running here and no status written$/m);
+    expect(run.stderr).toMatch(
+      /no board of .*rig-6\.yaml could be asked, and none wrote a status here; a rig runs a copy of its testbed: give that one \(--testbed runs\/rig-6\/testbed\.yaml/,
+    );
+  });
+
+  it("where something else answers at a board's endpoint: quoted, with the board and the address", async () => {
+    const server = createServer((c) => c.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as { port: number };
+    try {
+      const testbed = path.join(dir, "pi-lab.yaml");
+      writeFileSync(
+        testbed,
+        readFileSync("wiring/examples/pi-lab.yaml", "utf8").replace(
+          /"10\.77\.0\.1\d:7401"/g,
+          `"127.0.0.1:${port}"`,
+        ),
+      );
+      const keys = await smw("keys", "gen", "--out", dir, "--name", "operator");
+      expect(keys.code).toBe(0);
+      const run = await smw(
+        "status",
+        "--testbed",
+        testbed,
+        "--key",
+        path.join(dir, "operator.key"),
+      );
+      expect(run.code).toBe(2);
+      expect(run.stdout).toContain(
+        `pi1    srv1  unknown                                                         pi1 at 127.0.0.1:${port} answered with something that is not a board daemon's reply: "HTTP/1.1 400 Bad Request\\r\\n\\r\\n"`,
+      );
+    } finally {
+      server.close();
+    }
+  });
+});
