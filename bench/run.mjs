@@ -6,25 +6,94 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/**
+ * Each benchmark's script and options (name: the value it takes, or null for a switch). Options
+ * are checked here, before anything runs: a benchmark can take minutes and a gigabyte of scratch,
+ * and a misspelt option it ignored would only be noticed in its figures.
+ */
 const BENCHMARKS = {
-  media: "wormhole-board/bench/media-bench.mjs",
-  link: "wormhole-board/bench/link-bench.mjs",
-  kv: "host-agent/bench/kv-bench.mjs",
-  rig: "test-rig/bench/rig-bench.mjs",
-  demo: "test-rig/bench/demo-bench.mjs",
-  live: "test-rig/bench/live-bench.mjs",
+  media: { script: "wormhole-board/bench/media-bench.mjs", options: { "--size-mib": "N" } },
+  link: {
+    script: "wormhole-board/bench/link-bench.mjs",
+    options: {
+      "--restore-mib": "N",
+      "--throttle-mibps": "N",
+      "--seconds": "S",
+      "--no-realtime": null,
+    },
+  },
+  kv: {
+    script: "host-agent/bench/kv-bench.mjs",
+    options: {
+      "--seconds": "S",
+      "--clients": "C",
+      "--quick": null,
+      "--only": "n4|n6|reads|transfer|rolling|checkpoint",
+      "--batches-in-flight": "N",
+      "--profile": "DIR",
+      "--logs": "DIR",
+    },
+  },
+  rig: { script: "test-rig/bench/rig-bench.mjs", options: { "--cycles": "N" } },
+  demo: { script: "test-rig/bench/demo-bench.mjs", options: { "--busy": "N", "--periods": "P" } },
+  live: { script: "test-rig/bench/live-bench.mjs", options: { "--periods": "N" } },
 };
 
+const usageOf = (each) =>
+  `npm run bench -- ${each} ${Object.entries(BENCHMARKS[each].options)
+    .map(([option, value]) => `[${option}${value === null ? "" : ` ${value}`}]`)
+    .join(" ")}`;
+
+/** What is wrong with a benchmark's options, if anything. */
+function badOptions(each, options) {
+  const known = BENCHMARKS[each].options;
+  for (let i = 0; i < options.length; i++) {
+    const option = options[i];
+    if (!(option in known)) return `unknown option "${option}"`;
+    if (known[option] === null) continue;
+    const value = options[i + 1];
+    if (value === undefined || value.startsWith("--"))
+      return `${option} needs a value (${known[option]})`;
+    i++;
+  }
+  return undefined;
+}
+
 const [name, ...rest] = process.argv.slice(2);
+if (name === "--help" || name === "-h" || name === "help") {
+  process.stdout.write(
+    "usage: npm run bench -- [NAME] [options]  (NAME all, the default, runs every one in turn)\n" +
+      Object.keys(BENCHMARKS)
+        .map((each) => `  ${usageOf(each)}\n`)
+        .join("") +
+      "Each is described in README.md.\n",
+  );
+  process.exit(0);
+}
 const names = name === undefined || name === "all" ? Object.keys(BENCHMARKS) : [name];
+// Every name and option checked before the first benchmark starts.
 for (const each of names) {
-  const script = BENCHMARKS[each];
-  if (script === undefined) {
+  if (BENCHMARKS[each] === undefined) {
     process.stderr.write(
-      `unknown benchmark "${each}"; there are: ${Object.keys(BENCHMARKS).join(", ")}\n`,
+      `unknown benchmark "${each}"; there are: ${Object.keys(BENCHMARKS).join(", ")} (npm run bench -- --help)\n`,
     );
     process.exit(2);
   }
-  const run = spawnSync(process.execPath, [path.join(root, script), ...rest], { stdio: "inherit" });
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(`usage: ${usageOf(each)}\n`);
+    continue;
+  }
+  // Options given to all of them at once must suit each.
+  const problem = badOptions(each, rest);
+  if (problem !== undefined) {
+    process.stderr.write(`npm run bench -- ${each}: ${problem}\nusage: ${usageOf(each)}\n`);
+    process.exit(2);
+  }
+}
+if (rest.includes("--help") || rest.includes("-h")) process.exit(0);
+for (const each of names) {
+  const run = spawnSync(process.execPath, [path.join(root, BENCHMARKS[each].script), ...rest], {
+    stdio: "inherit",
+  });
   if (run.status !== 0) process.exit(run.status ?? 1);
 }

@@ -46,9 +46,47 @@ const { checkpointDigest, clientTableDigest } = await import(
 );
 
 const args = process.argv.slice(2);
+/** Every option, and whether it takes a value: anything else is refused before anything runs. */
+const OPTIONS = {
+  "--seconds": "S",
+  "--clients": "C",
+  "--quick": undefined,
+  "--only": "PART",
+  "--profile": "DIR",
+  "--logs": "DIR",
+  "--batches-in-flight": "N",
+  "--help": undefined,
+};
+const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
+for (let i = 0; i < args.length; i++) {
+  const arg = args[i];
+  if (!(arg in OPTIONS)) {
+    process.stderr.write(`kv benchmark: unknown option "${arg}"\nusage: ${usage}`);
+    process.exit(2);
+  }
+  if (OPTIONS[arg] !== undefined) {
+    if (args[i + 1] === undefined || args[i + 1].startsWith("--")) {
+      process.stderr.write(`kv benchmark: ${arg} needs a value (${OPTIONS[arg]})\nusage: ${usage}`);
+      process.exit(2);
+    }
+    i++;
+  }
+}
+if (args.includes("--help")) {
+  process.stdout.write(`usage: ${usage}`);
+  process.exit(0);
+}
 const flag = (name, fallback) => {
   const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
+  if (i < 0) return fallback;
+  const value = Number(args[i + 1]);
+  if (!Number.isInteger(value) || value < 1) {
+    process.stderr.write(
+      `kv benchmark: ${name}: expected a whole number of at least 1, got "${args[i + 1]}"\n`,
+    );
+    process.exit(2);
+  }
+  return value;
 };
 const quick = args.includes("--quick");
 const seconds = flag("--seconds", quick ? 4 : 10);

@@ -71,6 +71,13 @@ describe("the unreplicated baseline", () => {
       });
       // Replies go over every connection the client has open: none came for the forged one.
       expect(received.filter((type) => type === "REPLY")).toHaveLength(2);
+      // Its summary, as `smw kv serve --single` prints it when stopped: two writes executed, the
+      // gets answered as reads, the refusals (the forged request among them) counted.
+      expect(server.summary()).toMatch(
+        new RegExp(
+          `^stopping after \\d+\\.\\d s: executed 2 requests, 2 reads answered, rejected ${server.rejected} messages, frames in \\d+ out \\d+, bytes in \\d+ out \\d+, dropped 0$`,
+        ),
+      );
     } finally {
       await client.close();
       await raw.close();

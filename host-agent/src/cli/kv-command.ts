@@ -254,6 +254,8 @@ export function kvCommand(context: CliContext): Command {
             process.once("SIGTERM", stop);
           });
           process.off("SIGUSR2", handOff);
+          // A replica writes its own summary as it closes; the unreplicated store's is written here.
+          if (!("prepareShutdown" in server)) log(`unreplicated store ${server.summary()}`);
           await server.close();
           context.setExitCode(0);
         });

@@ -25,7 +25,9 @@ export class SingleServer {
   private readonly clients = new ClientTable();
   private readonly net: PeerConnections;
   private readonly sessions: ClientSessions | undefined;
+  private readonly startedMs = performance.now();
   rejected = 0;
+  private readsAnswered = 0;
   /** Requests executed: the sequence number its READ_REPLYs name. */
   private executed = 0;
 
@@ -52,6 +54,17 @@ export class SingleServer {
 
   start(): Promise<void> {
     return this.net.start();
+  }
+
+  /** What it did since it started, in one line, as a replica's summary says it. */
+  summary(): string {
+    const net = this.net.counters();
+    const seconds = (performance.now() - this.startedMs) / 1000;
+    return (
+      `stopping after ${seconds.toFixed(1)} s: executed ${this.executed} requests, ` +
+      `${this.readsAnswered} reads answered, rejected ${this.rejected} messages, frames in ${net.framesIn} out ${net.framesOut}, ` +
+      `bytes in ${net.bytesIn} out ${net.bytesOut}, dropped ${net.droppedFrames}`
+    );
   }
 
   close(): Promise<void> {
@@ -103,6 +116,7 @@ export class SingleServer {
         this.rejected++;
         return;
       }
+      this.readsAnswered++;
       this.reply(client, {
         type: "READ_REPLY",
         client,

@@ -1,0 +1,37 @@
+/**
+ * `npm run bench`'s runner checks names and options before any benchmark starts: a benchmark
+ * takes minutes (and the media one a gigabyte of scratch), and an option it would ignore shows
+ * only in its figures.
+ */
+import { spawnSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+
+const bench = (...args: string[]) =>
+  spawnSync(process.execPath, ["bench/run.mjs", ...args], { encoding: "utf8", timeout: 20_000 });
+
+describe("npm run bench", () => {
+  it("--help lists every benchmark with its options, and runs none", () => {
+    const r = bench("--help");
+    expect(r.status).toBe(0);
+    for (const name of ["media", "link", "kv", "rig", "demo", "live"])
+      expect(r.stdout).toContain(`npm run bench -- ${name} `);
+    expect(r.stdout).toContain("[--only n4|n6|reads|transfer|rolling|checkpoint]");
+    expect(bench("media", "--help")).toMatchObject({
+      status: 0,
+      stdout: "usage: npm run bench -- media [--size-mib N]\n",
+    });
+  });
+
+  it("refuses an unknown benchmark, an option that benchmark does not take, and a missing value", () => {
+    expect(bench("nope")).toMatchObject({ status: 2 });
+    expect(bench("nope").stderr).toMatch(/unknown benchmark "nope"; there are: media, link, kv/);
+    const wrong = bench("link", "--size-mib", "3");
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toMatch(/npm run bench -- link: unknown option "--size-mib"/);
+    const missing = bench("kv", "--only");
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/kv: --only needs a value/);
+    // Given to all of them at once, an option must suit each: kv's --quick is not media's.
+    expect(bench("all", "--quick")).toMatchObject({ status: 2 });
+  });
+});
