@@ -50,6 +50,13 @@ const { runSmw } = await import(
   ((argv[0] === "host" || argv[0] === "kv") && hostBundle()) || "../cli/dist/smw.js"
 );
 
+// Output piped into a reader that stops early (`smw status | head`): nothing left to say, and no
+// stack trace for it.
+process.stdout.on("error", (error) => {
+  if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
 const io = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),

@@ -37,7 +37,11 @@ export function deployCommand(context: CliContext): Command {
     )
     .option("--node <path>", "node on the board", "/usr/bin/node")
     .option("--smw <path>", "bin/smw.js on the board", installedSmw)
-    .option("--user <name>", "the services' user (in groups gpio and dialout)", "smw")
+    .option(
+      "--user <name>",
+      "the services' user (the units add the groups: gpio, dialout, disk for the board; dialout for the agent)",
+      "smw",
+    )
     .option(
       "--watchdog <device>",
       "a hardware watchdog for the daemon to feed (e.g. /dev/watchdog)",

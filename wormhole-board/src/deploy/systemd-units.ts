@@ -12,7 +12,7 @@ export interface SystemdUnitOptions {
   /** How to run smw on the board: node and the path of `bin/smw.js`. */
   nodePath: string;
   smwPath: string;
-  /** The service's own user; in groups gpio and dialout. */
+  /** The services' own user; the units add the groups each needs (gpio, dialout, disk). */
   user: string;
   /** The hardware watchdog the daemon feeds, if any. */
   watchdogDevice?: string;
