@@ -64,7 +64,10 @@ function demo(label, busyCount) {
       maxima[m[1]] = { maxMs: ms(m[8], m[9]), budget: `${m[10]} ${m[11]}` };
     const budgets = {};
     for (const m of bounds.matchAll(/^ {4}(t\w+): (\d+)ms/gm)) budgets[m[1]] = Number(m[2]);
-    const ops = /client operations: (\d+) completed, (\d+) failed.*\((\d+) ops\/s/.exec(summary);
+    const ops =
+      /client operations(?: \([^)]*\))?: (\d+) completed, (\d+) unanswered.*\((\d+) ops\/s/.exec(
+        summary,
+      );
     const broken = summary.split("\n").filter((l) => /^\s+BROKEN/.test(l));
     return {
       label,

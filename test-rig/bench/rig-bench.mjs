@@ -92,7 +92,7 @@ try {
   const table = summary.split("\n").filter((l) => /^(step|T_)/.test(l));
   for (const line of table) console.log(`  ${line}`);
   const ops =
-    /client operations: (\d+) completed, (\d+) failed.*\((\d+) ops\/s; latency p50 (\d+) ms, p99 (\d+) ms\)/.exec(
+    /client operations(?: \([^)]*\))?: (\d+) completed, (\d+) unanswered.*\((\d+) ops\/s; latency p50 (\d+) ms, p99 (\d+) ms\)/.exec(
       summary,
     );
   const stall = /longest client stall: (\d+) ms/.exec(summary);

@@ -152,7 +152,7 @@ describe("smw rig up and smw rig fault", () => {
         );
         // The client load as it runs.
         await tab.waitForFunction(
-          `/^\\d+ ops\\/s, latency p50 [\\d.]+ ms, p99 [\\d.]+ ms, \\d+ completed, 0 failed$/.test(document.getElementById("load")?.textContent ?? "")`,
+          `/^\\d+ ops\\/s, latency p50 [\\d.]+ ms, p99 [\\d.]+ ms, \\d+ completed, 0 unanswered$/.test(document.getElementById("load")?.textContent ?? "")`,
           { timeout: 10_000 },
         );
         await tab.click('button[data-fault="restart-board"][data-target="b1"]');
@@ -329,7 +329,7 @@ describe("smw rig up and smw rig fault", () => {
       expect(run.stdout()).toMatch(/h4: stored checkpoint REJECTED/);
       expect(run.stdout()).toMatch(/stopping: stopped by a signal/);
       expect(run.stdout()).toMatch(
-        /^client operations \(3 clients, 20 ms pause\): \d+ completed, 0 failed/m,
+        /^client operations \(3 clients, 20 ms pause\): \d+ completed, 0 unanswered/m,
       );
       expect(run.stdout()).toMatch(/tampered SM code of h2: detected, restored/);
       expect(run.stdout()).toMatch(/corrupted state of h4: detected \(.*\), recovered from peers/);

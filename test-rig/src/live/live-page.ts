@@ -196,7 +196,7 @@ function onEvent(e) {
     for (const b of boards.values()) if (b.host === e.host) b.fault = e.detail;
   } else if (e.kind === "load") {
     const latency = e.p50Ms === undefined ? "latency –" : "latency p50 " + e.p50Ms.toFixed(1) + " ms, p99 " + e.p99Ms.toFixed(1) + " ms";
-    $("load").textContent = e.opsPerSecond.toFixed(0) + " ops/s, " + latency + ", " + e.completed + " completed, " + e.failed + " failed";
+    $("load").textContent = e.opsPerSecond.toFixed(0) + " ops/s, " + latency + ", " + e.completed + " completed, " + e.failed + " unanswered";
   }
   if (caughtUp) {
     // Pushed how long after it happened (the rig and this browser share a clock on loopback).
@@ -208,7 +208,7 @@ function onEvent(e) {
 }
 function describe(e) {
   if (e.kind === "board") return e.board + ": " + e.msg + (e.fields.step ? " " + e.fields.step : "") + (e.fields.reason ? ": " + e.fields.reason : "");
-  if (e.kind === "load") return "clients: " + e.completed + " completed, " + e.failed + " failed";
+  if (e.kind === "load") return "clients: " + e.completed + " completed, " + e.failed + " unanswered";
   return (e.host ?? e.board ?? "rig") + ": " + (e.detail ?? e.kind + (e.level ? " " + e.role + " " + e.level : ""));
 }
 function faultButtons() {

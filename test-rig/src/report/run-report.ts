@@ -419,7 +419,7 @@ export function renderSummary(s: RunSummary): string {
   if (s.load !== undefined) {
     const sorted = [...s.load.latenciesMs].sort((a, b) => a - b);
     lines.push(
-      `client operations (${s.load.clients} clients, ${s.load.pauseMs} ms pause): ${s.load.completed} completed, ${s.load.failed} failed` +
+      `client operations (${s.load.clients} clients, ${s.load.pauseMs} ms pause): ${s.load.completed} completed, ${s.load.failed} unanswered` +
         ` (${(s.load.completed / Math.max(1, s.load.durationMs / 1000)).toFixed(0)} ops/s;` +
         ` latency p50 ${formatMs(percentile(sorted, 50))}, p99 ${formatMs(percentile(sorted, 99))})`,
       `longest client stall: ${formatMs(s.load.longestStallMs)}`,

@@ -46,7 +46,7 @@ export function narrate(event: StampedEvent, context: NarrationContext): string 
     case "line":
       return undefined;
     case "load":
-      return `${at} clients: ${event.completed} operations completed, ${event.failed} failed, ${event.opsPerSecond.toFixed(0)} ops/s`;
+      return `${at} clients: ${event.completed} operations completed, ${event.failed} unanswered, ${event.opsPerSecond.toFixed(0)} ops/s`;
     case "board": {
       const f = event.fields;
       const who = `${event.board}/${context.hostOf(event.board)}`;

@@ -219,7 +219,7 @@ export function liveReport(summary: RunSummary, folder: string): LiveReport {
       ...(summary.load === undefined
         ? []
         : [
-            `clients: ${summary.load.completed} operations completed, ${summary.load.failed} failed`,
+            `clients: ${summary.load.completed} operations completed, ${summary.load.failed} unanswered`,
           ]),
       `periods completed: ${summary.periodsCompleted}`,
     ],
