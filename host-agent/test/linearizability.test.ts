@@ -352,7 +352,7 @@ describe("smw history check", () => {
     const r = await smw("history", "check", good);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(
-      /good\.jsonl: 2 operations on 1 keys \(2 ok, 0 fail, 0 info\): linearizable \(checked in \d+ ms\)\n$/,
+      /good\.jsonl: 2 operations on 1 key \(2 ok, 0 fail, 0 info\): linearizable \(checked in \d+ ms\)\n$/,
     );
   });
 

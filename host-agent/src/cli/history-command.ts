@@ -99,7 +99,7 @@ export function historyCommand(context: CliContext): Command {
           )}\n`,
         );
       } else {
-        const what = `${counts.operations} operations on ${counts.keys} keys (${counts.ok} ok, ${counts.fail} fail, ${counts.info} info${scans === 0 ? "" : `; ${scans} scans not checked`})`;
+        const what = `${plural(counts.operations, "operation")} on ${plural(counts.keys, "key")} (${counts.ok} ok, ${counts.fail} fail, ${counts.info} info${scans === 0 ? "" : `; ${plural(scans, "scan")} not checked`})`;
         const ms = `${Math.round(verdict.checkMs)} ms`;
         if (verdict.linearizable === true)
           context.io.out(`${file}: ${what}: linearizable (checked in ${ms})\n`);
@@ -107,7 +107,7 @@ export function historyCommand(context: CliContext): Command {
           context.io.err(`smw history check: ${file}: ${what}: undecided: ${verdict.reason}\n`);
         else {
           context.io.out(
-            `${file}: ${what}: NOT linearizable (checked in ${ms})\nkey ${verdict.key}: these ${verdict.operations.length} operations cannot be ordered (no order of them respects real time and a register's behaviour):\n`,
+            `${file}: ${what}: NOT linearizable (checked in ${ms})\nkey ${verdict.key}: ${verdict.operations.length === 1 ? "this operation" : `these ${verdict.operations.length} operations`} cannot be ordered (no order of them respects real time and a register's behaviour):\n`,
           );
           for (const o of verdict.operations) context.io.out(`  ${describe(o, start)}\n`);
         }
@@ -118,6 +118,8 @@ export function historyCommand(context: CliContext): Command {
     });
   return history;
 }
+
+const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? "" : "s"}`;
 
 function describe(o: HistoryOperation, startNs: number): string {
   const at = (ns: number) => `${((ns - startNs) / 1e9).toFixed(6)} s`;

@@ -287,7 +287,7 @@ export class Rig {
       this.events.emit({
         kind: "fault",
         host: hostId,
-        detail: `stored state corrupted${when} (${files.map((f) => path.basename(f)).join(", ")})`,
+        detail: `stored state corrupted${when} (${describeFiles(files)})`,
       });
     return files.length > 0;
   }
@@ -490,4 +490,13 @@ export class Rig {
     if (log !== undefined) await new Promise<void>((resolve) => log.end(() => resolve()));
     this.events.emit({ kind: "rig", detail: "rig down: every process stopped" });
   }
+}
+
+/** The files a fault touched, in one line: a few named, the rest counted (a state has many segments). */
+function describeFiles(files: readonly string[]): string {
+  const SHOWN = 3;
+  const names = files.slice(0, SHOWN).map((f) => path.basename(f));
+  return files.length <= SHOWN
+    ? names.join(", ")
+    : `${files.length} files: ${names.join(", ")} and ${files.length - SHOWN} more`;
 }
