@@ -50,16 +50,22 @@ const { runSmw } = await import(
   ((argv[0] === "host" || argv[0] === "kv") && hostBundle()) || "../cli/dist/smw.js"
 );
 
-// Output piped into a reader that stops early (`smw status | head`): nothing left to say, and no
-// stack trace for it.
-process.stdout.on("error", (error) => {
-  if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
-  throw error;
-});
+// Output piped into a reader that stops early (`smw status | head`, `smw rig demo | head`): what
+// is left to print goes nowhere, with no stack trace for it, and the command runs to its end (a
+// run still writes its report) and exits with its own status.
+const closed = new Set();
+for (const stream of [process.stdout, process.stderr])
+  stream.on("error", (error) => {
+    if (error.code !== "EPIPE") throw error;
+    closed.add(stream);
+  });
+const write = (stream, text) => {
+  if (!closed.has(stream)) stream.write(text);
+};
 
 const io = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
+  out: (text) => write(process.stdout, text),
+  err: (text) => write(process.stderr, text),
   isTty: process.stdout.isTTY === true,
   selfPath: fileURLToPath(import.meta.url),
   earlyReplica: early,

@@ -77,7 +77,7 @@ describe("smw kv against four replicas", () => {
     const tooFew = await smw("kv", "get", "x", "--testbed", bed.file, "--client", "client1");
     expect(tooFew.code).toBe(2);
     expect(tooFew.stderr).toMatch(
-      /: n = 4 replicas cannot tolerate k' = 1 Byzantine plus k = 1 recovering: .*\(--k 0: a service that is not rejuvenated\)/,
+      /: n = 4 replicas cannot tolerate k' = 1 Byzantine plus k = 1 recovering: .*\(--k N sets the replicas silent for rejuvenation at once; --k 0: none\)/,
     );
     const badTimeout = await kv("get", "x", "--timeout", "soon");
     expect(badTimeout.code).toBe(2);

@@ -120,7 +120,10 @@ function serve(bed, extra, waitFor = /serving/) {
   );
   children.add(child);
   child.log = "";
-  const logName = `${String(++served).padStart(3, "0")}-${extra.join("").replace(/[^A-Za-z0-9]+/g, "-")}.log`;
+  const logName = `${String(++served).padStart(3, "0")}-${extra
+    .join("-")
+    .replace(/[^A-Za-z0-9]+/g, "-")
+    .replace(/^-|-$/g, "")}.log`;
   child.on("exit", () => {
     children.delete(child);
     if (logsDir !== undefined) writeFileSync(path.join(logsDir, logName), child.log);

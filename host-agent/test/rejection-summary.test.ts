@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { senderProven } from "../src/replica/replica-core.js";
+import { type ReplicaAction, senderProven } from "../src/replica/replica-core.js";
 import { RejectionSummary } from "../src/service/rejection-summary.js";
+import { fourReplicas } from "./replica-harness.js";
 
 describe("a replica's refusals in its log", () => {
   it("writes the first of each kind from each sender, then one summary line per interval", () => {
@@ -72,5 +73,24 @@ describe("a replica's refusals in its log", () => {
       "bad-holders",
     ] as const)
       expect(senderProven(kind), kind).toBe(true);
+  });
+
+  it("a caller that knows the sender proven says so: a client on its proven connection, a certificate in a checked KEYS", () => {
+    const { core, from, cert } = fourReplicas("r2");
+    const problems = (actions: ReplicaAction[]) =>
+      actions.flatMap((a) => (a.type === "problem" ? [[a.kind, a.senderProven]] : []));
+    // A client's message that does not parse: its connection proved the client.
+    expect(problems(core.onClientMessage("c1", Buffer.from("not json"), 1))).toEqual([
+      ["malformed", true],
+    ]);
+    // A certificate whose board signature fails: in r3's KEYS (signed by r3, checked), r3 sent
+    // it; in a NEW_KEY, read before any signature of its sender's, no one is proven.
+    const forged = { ...cert("r4", 3), signature: cert("r4", 4).signature };
+    expect(
+      problems(core.onMessage(from("r3", { type: "KEYS", certificates: [forged] }), 2)),
+    ).toEqual([["bad-certificate", true]]);
+    expect(
+      problems(core.onMessage(from("r4", { type: "NEW_KEY", certificate: forged }), 3)),
+    ).toEqual([["bad-certificate", false]]);
   });
 });

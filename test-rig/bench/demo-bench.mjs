@@ -76,7 +76,7 @@ function demo(label, busyCount) {
       budgets,
       maxima,
       opsPerSecond: ops === null ? Number.NaN : Number(ops[3]),
-      failed: ops === null ? Number.NaN : Number(ops[2]),
+      unanswered: ops === null ? Number.NaN : Number(ops[2]),
       broken,
       first: /^FIRST BROKEN: .*/m.exec(summary)?.[0],
       refused: run.status === 1 && summary === "" ? run.stderr.trim().split("\n")[0] : undefined,
@@ -97,7 +97,7 @@ function show(r) {
   );
   for (const [step, m] of Object.entries(r.maxima))
     console.log(`  ${step.padEnd(13)} max ${String(m.maxMs).padStart(6)} ms  budget ${m.budget}`);
-  console.log(`  client load: ${r.opsPerSecond} ops/s, ${r.failed} failed`);
+  console.log(`  client load: ${r.opsPerSecond} ops/s, ${r.unanswered} unanswered`);
   if (r.first !== undefined) console.log(`  ${r.first}`);
   console.log(r.broken.length === 0 ? "  every promise held" : r.broken.join("\n"));
 }

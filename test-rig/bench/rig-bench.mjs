@@ -111,9 +111,9 @@ try {
   const refOps = ref.completed / (ref.durationMs / 1000);
   const sorted = [...ref.latenciesMs].sort((x, y) => x - y);
   if (ops !== null) {
-    const [, , failed, rigOps, p50, p99] = ops.map(Number);
+    const [, , unanswered, rigOps, p50, p99] = ops.map(Number);
     console.log(
-      `\nclient load (4 clients, paced) while hosts are rejuvenated: ${rigOps} ops/s, p50 ${p50} ms, p99 ${p99} ms, ${failed} failed, longest stall ${stall?.[1] ?? "?"} ms`,
+      `\nclient load (4 clients, paced) while hosts are rejuvenated: ${rigOps} ops/s, p50 ${p50} ms, p99 ${p99} ms, ${unanswered} unanswered, longest stall ${stall?.[1] ?? "?"} ms`,
     );
     console.log(
       `the same load on the unreplicated store (${seconds} s): ${refOps.toFixed(0)} ops/s, p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`,

@@ -571,6 +571,9 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
               (r) => r.error === "the request is not signed by the operator key",
             ),
           ).toBe(true);
+          // Every board answered, none with its status: said as such, exit 2.
+          expect(wrongKey.code).toBe(2);
+          expect(wrongKey.stderr).toMatch(/gave its status: 6 answered with a refusal/);
           const table = await smwAsync("status", "--testbed", rig.bed.file);
           expect(table.stdout).toMatch(/^BOARD\s+HOST\s+STATE/);
           expect(table.stdout).toContain("failsafe");

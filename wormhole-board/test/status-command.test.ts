@@ -20,7 +20,7 @@ describe("smw status with no board to ask", () => {
     expect(run.code).toBe(2);
     expect(run.stdout).toMatch(/^b1 +h1 +unknown +no daemon running here and no status written$/m);
     expect(run.stderr).toMatch(
-      /no board of .*rig-6\.yaml could be asked, and none wrote a status here; a rig runs a copy of its testbed: give that one \(--testbed runs\/rig-6\/testbed\.yaml/,
+      /no board of .*rig-6\.yaml could be reached, and none wrote a status on this machine; a rig runs a copy of its testbed: give that one \(--testbed runs\/rig-6\/testbed\.yaml/,
     );
   });
 

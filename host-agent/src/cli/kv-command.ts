@@ -92,7 +92,7 @@ function withKeyErrors<T>(testbedFile: string, run: () => Promise<T>): Promise<T
     if (error instanceof KeyFileError) throw new UsageError(error.message);
     if (error instanceof QuorumError)
       throw new UsageError(
-        `${testbedFile}: ${error.message} (--k 0: a service that is not rejuvenated)`,
+        `${testbedFile}: ${error.message} (--k N sets the replicas silent for rejuvenation at once; --k 0: none)`,
       );
     throw error;
   });

@@ -58,7 +58,9 @@ function installCertificate(
     refreshOwnViewChange(r);
   } else if (relayed && verdict === "revoked") r.count("keys.relayed-revoked");
   else if (verdict !== "same" && verdict !== "stale")
-    r.problem("bad-certificate", from, `certificate of ${host} refused: ${verdict}`);
+    // Relayed in KEYS, whose signature or MAC checked: its relayer is proven; in a NEW_KEY, read
+    // unsigned, it is not.
+    r.problem("bad-certificate", from, `certificate of ${host} refused: ${verdict}`, relayed);
 }
 
 /**
@@ -260,7 +262,7 @@ export function onClientSession(r: ReplicaState, client: string, session: Client
   }
   const { sig, type: _type, ...signed } = session;
   if (!r.ring.checkClient(client, clientSessionSigningBytes(signed), sig)) {
-    r.problem("bad-signature", client, "a session half whose signature does not verify");
+    r.problem("bad-signature", client, "a session half whose signature does not verify", true);
     return;
   }
   if (!r.clientSessions.learn(client, session.ts, session.dh, r.nowMs)) {

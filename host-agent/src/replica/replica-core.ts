@@ -274,7 +274,7 @@ export class ReplicaCore {
     r.nowMs = nowMs;
     const message: ClientMessage | undefined = parseClientMessage(bytes);
     if (message === undefined) {
-      r.problem("malformed", client, "a client message that does not parse");
+      r.problem("malformed", client, "a client message that does not parse", true);
     } else if (message.type === "KEYS_QUERY") {
       r.out.push({
         type: "reply",

@@ -116,13 +116,14 @@ export type ProblemKind =
   | "below-own-view-change";
 
 /**
- * The kinds refused before anything proved who sent the message: its sender is only what the
- * envelope claims, and anyone can write any name there (an epoch is checked before any
- * signature, a MAC that fails proves nothing, a NEW_KEY is read unsigned as its certificate
+ * The kinds refused, from a replica's message, before anything proved who sent it: its sender is
+ * only what the envelope claims, and anyone can write any name there (an epoch is checked before
+ * any signature, a MAC that fails proves nothing, a NEW_KEY is read unsigned as its certificate
  * carries a board's signature, and an unknown client is a name inside a request, which a primary
  * relays). Logs say "said to be from" for these, so that no reader takes a forgery for its named
- * sender's fault. A client's connection proves its client (the hello's challenge), so a client's
- * `bad-request` is proven.
+ * sender's fault. The default only: a caller that knows better says so (`problem`'s `proven`):
+ * a client's messages come on a connection that proved its client (the hello's challenge), and a
+ * certificate refused in a peer's KEYS came in a message whose signature or MAC checked.
  */
 const SENDER_UNPROVEN: ReadonlySet<ProblemKind> = new Set<ProblemKind>([
   "malformed",
@@ -170,7 +171,14 @@ export type ReplicaAction =
   | { type: "learned"; what: "key" | "session"; host: string }
   /** A cold start: the state this replica starts from (its own copy, or fetched). */
   | { type: "cold-start-state"; seq: number; digest: string }
-  | { type: "problem"; kind: ProblemKind; from: string; detail: string };
+  | {
+      type: "problem";
+      kind: ProblemKind;
+      from: string;
+      detail: string;
+      /** Whether anything proved that `from` sent it (`senderProven`, unless the caller knew). */
+      senderProven: boolean;
+    };
 
 export type Mode = "normal" | "view-change" | "recovering";
 
@@ -473,9 +481,13 @@ export class ReplicaState {
     if (by !== 0) this.counters.set(name, (this.counters.get(name) ?? 0) + by);
   }
 
-  problem(kind: ProblemKind, from: string, detail: string): void {
+  /**
+   * `proven`: whether the sender is proven, where the kind alone does not say (a certificate
+   * refused in a peer's checked KEYS, a client's message on its proven connection).
+   */
+  problem(kind: ProblemKind, from: string, detail: string, proven = senderProven(kind)): void {
     this.count(`rejected.${kind}`);
-    this.out.push({ type: "problem", kind, from, detail });
+    this.out.push({ type: "problem", kind, from, detail, senderProven: proven });
   }
 
   drain(): ReplicaAction[] {

@@ -9,12 +9,7 @@ import type { DecodedPartitions } from "../kv/kv-snapshot.js";
 import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
 import { quorumsFor } from "../replica/quorums.js";
-import {
-  type ReplicaAction,
-  ReplicaCore,
-  type StartingState,
-  senderProven,
-} from "../replica/replica-core.js";
+import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
 import {
   olderCheckpointFiles,
   readCheckpointFile,
@@ -232,7 +227,7 @@ export class ReplicaServer {
           this.checkpoints.save(a);
           break;
         case "problem":
-          this.rejections.note(a.kind, a.from, a.detail, this.now(), senderProven(a.kind));
+          this.rejections.note(a.kind, a.from, a.detail, this.now(), a.senderProven);
           break;
         case "view":
           this.log(`view ${a.view}, primary ${a.primary}`);

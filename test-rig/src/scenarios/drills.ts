@@ -402,7 +402,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     const failsafe = events.all.filter((e) => e.kind === "board" && e.msg === "FAIL-SAFE");
     passed =
       failsafe.length === 0 && completed && figures.failed === 0 && history.linearizable === true;
-    detail = `${completed ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} failed; history ${history.detail}`;
+    detail = `${completed ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} unanswered; history ${history.detail}`;
   } catch (error) {
     detail = `the drill could not run: ${(error as Error).message}`;
     figures = await load?.stop();

@@ -314,14 +314,18 @@ export function statusCommand(
         }
         return;
       }
-      const rows: Array<{ board: string; status?: BoardStatus; error?: string }> = [];
+      /** `refused`: the daemon answered, and gave no status (a key it does not take, say). */
+      const rows: Array<{ board: string; status?: BoardStatus; error?: string; refused?: true }> =
+        [];
       for (const board of testbed.boards) {
         if (board.operatorEndpoint !== undefined && privateKey !== undefined) {
           try {
             const reply = await ask(board, signedRequest("status", board.id, privateKey), true);
             rows.push({
               board: board.id,
-              ...(reply.status === undefined ? { error: reply.message } : { status: reply.status }),
+              ...(reply.status === undefined
+                ? { error: reply.message, refused: true }
+                : { status: reply.status }),
             });
           } catch (error) {
             rows.push({ board: board.id, error: (error as Error).message });
@@ -332,7 +336,9 @@ export function statusCommand(
           const reply = await ask(board, { type: "status" }, false);
           rows.push({
             board: board.id,
-            ...(reply.status === undefined ? { error: reply.message } : { status: reply.status }),
+            ...(reply.status === undefined
+              ? { error: reply.message, refused: true }
+              : { status: reply.status }),
           });
         } catch {
           // Not running: the last status it wrote, if any.
@@ -405,13 +411,17 @@ export function statusCommand(
           );
       }
       if (rows.every((r) => r.status === undefined)) {
-        // Nothing known of any board: not a status but a question asked in the wrong place.
+        // Nothing known of any board: the question was asked in the wrong place, or with the
+        // wrong key; each row says why.
+        const refused = rows.filter((r) => r.refused).length;
         context.io.err(
-          `smw status: no board of ${testbed.file} could be asked, and none wrote a status here${
-            testbed.simulated
-              ? `; a rig runs a copy of its testbed: give that one (--testbed runs/${testbed.name}/testbed.yaml, or under $SMW_RUNS)`
-              : ""
-          }\n`,
+          refused > 0
+            ? `smw status: no board of ${testbed.file} gave its status: ${refused} answered with a refusal (each row says why)\n`
+            : `smw status: no board of ${testbed.file} could be reached, and none wrote a status on this machine${
+                testbed.simulated
+                  ? `; a rig runs a copy of its testbed: give that one (--testbed runs/${testbed.name}/testbed.yaml, or under $SMW_RUNS)`
+                  : ""
+              }\n`,
         );
         context.setExitCode(2);
         return;
