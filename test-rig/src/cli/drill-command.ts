@@ -5,21 +5,31 @@ import { DRILL_NAMES, type DrillResult, runDrill } from "../scenarios/drills.js"
 import { type LiveFlags, liveOptions, withLive } from "./live-options.js";
 import { DEFAULT_TESTBED, netnsOption, onTheRig, positiveInt } from "./rig-options.js";
 
-function renderResults(results: readonly DrillResult[]): string {
+/** The clients' history of a drill in one word: what a drill runner checks first. */
+function historyWord(history: DrillResult["history"]): string {
+  if (history === null) return "-";
+  if (history.linearizable === true) return "linearizable";
+  return history.linearizable === false ? "NOT linearizable" : "undecided";
+}
+
+/** The drills' table, then where each drill's folder is (its events, timings, timeline, history). */
+export function renderResults(results: readonly DrillResult[]): string {
   const rows = results.map((r) => [
     r.name,
     r.passed ? "PASS" : "FAIL",
     r.timeToSafeMs === null ? "-" : `${r.timeToSafeMs} ms`,
     String(r.alerts.length),
+    historyWord(r.history),
     r.detail,
   ]);
-  const header = ["drill", "result", "time to safe", "alerts", "detail"];
+  const header = ["drill", "result", "time to safe", "alerts", "history", "detail"];
   const widths = header.map((h, i) =>
     Math.max(h.length, ...rows.map((r) => (r[i] as string).length)),
   );
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number))).join("  ");
-  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
+  const folders = results.map((r) => `${r.name}: ${r.folder}`);
+  return `${[line(header), ...rows.map(line), "", "folders:", ...folders.map((f) => `  ${f}`)].join("\n")}\n`;
 }
 
 async function runAll(
