@@ -348,6 +348,15 @@ describe("a corrupted stored state in the summary", () => {
         "detected (checkpoint.smw: the state does not match the digest in the header), recovered from peers at checkpoint 640, 16 partitions (9000 bytes) fetched",
     });
     expect(renderSummary(s)).toMatch(/^corrupted state of h5: detected \(checkpoint\.smw: /m);
+    // Fetched for one checkpoint, recovered at a later one: both named.
+    const later = note("h5", { kind: "recovered", seq: 672 });
+    expect(
+      summary([fault, rejected, transferred, later]).promises.find((p) =>
+        p.name.startsWith("corrupted state of h5"),
+      )?.detail,
+    ).toBe(
+      "detected (checkpoint.smw: the state does not match the digest in the header), recovered from peers at checkpoint 672, 16 partitions (9000 bytes) fetched for checkpoint 640",
+    );
   });
 
   it("is broken when nothing refused it, when it did not recover, or when the notes came before the fault", () => {

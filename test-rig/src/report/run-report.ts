@@ -217,17 +217,23 @@ function corruptedStates(events: readonly StampedEvent[]): RunSummary["corrupted
       continue;
     const host = e.host;
     let detected: string | undefined;
-    let transferred = "";
+    let fetched: { partitions: number; sizeBytes: number; seq: number } | undefined;
     let recovered: string | undefined;
     for (const later of events.slice(i + 1)) {
       if (later.kind !== "host-state" || later.host !== host) continue;
       const n = later.note;
       if (n.kind === "checkpoint-rejected" && detected === undefined)
         detected = reasonWithoutFolder(n.why);
-      else if (n.kind === "transferred" && detected !== undefined && transferred === "")
-        transferred = `, ${n.partitions} partitions (${n.sizeBytes} bytes) fetched`;
+      else if (n.kind === "transferred" && detected !== undefined && fetched === undefined)
+        fetched = n;
       else if (n.kind === "recovered" && detected !== undefined && recovered === undefined)
-        recovered = `at checkpoint ${n.seq}${transferred}`;
+        // The state fetched is one checkpoint's; recovery may end at a later one (the replica
+        // waits for one made after it restarted): both are named where they differ.
+        recovered =
+          `at checkpoint ${n.seq}` +
+          (fetched === undefined
+            ? ""
+            : `, ${fetched.partitions} partitions (${fetched.sizeBytes} bytes) fetched${fetched.seq === n.seq ? "" : ` for checkpoint ${fetched.seq}`}`);
     }
     found.push({ host, detected, recovered });
   }
