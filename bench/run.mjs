@@ -54,6 +54,12 @@ function badOptions(each, options) {
     const value = options[i + 1];
     if (value === undefined || value.startsWith("--"))
       return `${option} needs a value (${known[option]})`;
+    // Counts, sizes and seconds: a positive number, or the benchmark would run on NaN.
+    if (/^[NSCP]$/.test(known[option]) && !(Number(value) > 0))
+      return `${option}: expected a positive number, got "${value}"`;
+    const choices = known[option].split("|");
+    if (choices.length > 1 && !choices.includes(value))
+      return `${option}: expected one of ${choices.join(", ")}, got "${value}"`;
     i++;
   }
   return undefined;

@@ -31,6 +31,14 @@ describe("npm run bench", () => {
     const missing = bench("kv", "--only");
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/kv: --only needs a value/);
+    const notANumber = bench("media", "--size-mib", "big");
+    expect(notANumber.status).toBe(2);
+    expect(notANumber.stderr).toMatch(/--size-mib: expected a positive number, got "big"/);
+    const noSuchPart = bench("kv", "--only", "n5");
+    expect(noSuchPart.status).toBe(2);
+    expect(noSuchPart.stderr).toMatch(
+      /--only: expected one of n4, n6, reads, transfer, rolling, checkpoint, got "n5"/,
+    );
     // Given to all of them at once, an option must suit each: kv's --quick is not media's.
     expect(bench("all", "--quick")).toMatchObject({ status: 2 });
   });
