@@ -21,6 +21,9 @@ describe("smw kv against four replicas", () => {
   });
   const kv = (...args: string[]) =>
     smw("kv", ...args, "--testbed", bed.file, "--client", "client1", "--k", "0");
+  /** A one-second closed-loop load, its figures as JSON. */
+  const shortBench = (...args: string[]) =>
+    smw("kv", "bench", "--testbed", bed.file, "--seconds", "1", "--k", "0", "--json", ...args);
 
   it("puts, gets, compares-and-sets, scans and deletes, with the exit statuses people script against", async () => {
     expect(await kv("put", "colour", "blue")).toMatchObject({
@@ -139,19 +142,7 @@ describe("smw kv against four replicas", () => {
   }, 30_000);
 
   it("benchmarks with the clients named, not the first in sorted order", async () => {
-    const r = await smw(
-      "kv",
-      "bench",
-      "--testbed",
-      bed.file,
-      "--client-ids",
-      "client2",
-      "--seconds",
-      "1",
-      "--k",
-      "0",
-      "--json",
-    );
+    const r = await shortBench("--client-ids", "client2");
     expect(r.code).toBe(0);
     const figures = JSON.parse(r.stdout);
     expect(figures.clients).toBe(1);
@@ -159,21 +150,7 @@ describe("smw kv against four replicas", () => {
   }, 30_000);
 
   it("benchmarks a short closed-loop load", async () => {
-    const r = await smw(
-      "kv",
-      "bench",
-      "--testbed",
-      bed.file,
-      "--clients",
-      "2",
-      "--seconds",
-      "1",
-      "--k",
-      "0",
-      "--timeline",
-      "250",
-      "--json",
-    );
+    const r = await shortBench("--clients", "2", "--timeline", "250");
     expect(r.code).toBe(0);
     const figures = JSON.parse(r.stdout);
     expect(figures.completed).toBeGreaterThan(10);
