@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
+import { MAX_REPLY_CHARS } from "../src/cli/board-command.js";
 
 describe("smw status with no board to ask", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "smw-status-"));
@@ -55,4 +56,46 @@ describe("smw status with no board to ask", () => {
       server.close();
     }
   });
+
+  it("where something at a board's endpoint never stops talking: cut off and named", async () => {
+    // An endless answer, written as fast as the socket takes it.
+    const server = createServer((c) => {
+      const chunk = Buffer.alloc(64 * 1024, "x");
+      const pump = () => {
+        while (!c.destroyed && c.write(chunk));
+      };
+      c.on("drain", pump);
+      c.on("error", () => {});
+      pump();
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as { port: number };
+    try {
+      const testbed = path.join(dir, "flood.yaml");
+      writeFileSync(
+        testbed,
+        readFileSync("wiring/examples/pi-lab.yaml", "utf8").replace(
+          /"10\.77\.0\.1\d:7401"/g,
+          `"127.0.0.1:${port}"`,
+        ),
+      );
+      await smw("keys", "gen", "--out", dir, "--name", "flood-operator");
+      const run = await smw(
+        "status",
+        "--testbed",
+        testbed,
+        "--key",
+        path.join(dir, "flood-operator.key"),
+      );
+      expect(run.code).toBe(2);
+      expect(run.stdout).toMatch(
+        new RegExp(
+          `pi1 at 127\\.0\\.0\\.1:${port} answered with more than ${MAX_REPLY_CHARS} characters: not a board daemon's reply`,
+        ),
+      );
+    } finally {
+      server.close();
+    }
+  }, 30_000);
 });

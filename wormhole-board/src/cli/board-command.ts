@@ -470,6 +470,9 @@ export async function askBoardStatus(
   return reply.status;
 }
 
+/** Far above any board's status or answer (a few KiB). */
+export const MAX_REPLY_CHARS = 1 << 20;
+
 function ask(
   board: Board,
   request: unknown,
@@ -491,6 +494,16 @@ function ask(
     socket.on("connect", () => socket.write(`${JSON.stringify(request)}\n`));
     socket.on("data", (chunk: string) => {
       text += chunk;
+      // Whatever answers there may not be a board: one that never stops talking is cut off (the
+      // timeout only counts silence).
+      if (text.length > MAX_REPLY_CHARS) {
+        reject(
+          new UsageError(
+            `${board.id} at ${where} answered with more than ${MAX_REPLY_CHARS} characters: not a board daemon's reply`,
+          ),
+        );
+        socket.destroy();
+      }
     });
     socket.on("end", () => {
       try {
