@@ -34,6 +34,7 @@ const BENCHMARKS = {
       "--logs": "DIR",
     },
   },
+  start: { script: "cli/bench/start-bench.mjs", options: { "--runs": "N" } },
   rig: { script: "test-rig/bench/rig-bench.mjs", options: { "--cycles": "N" } },
   demo: { script: "test-rig/bench/demo-bench.mjs", options: { "--busy": "N", "--periods": "P" } },
   live: { script: "test-rig/bench/live-bench.mjs", options: { "--periods": "N" } },

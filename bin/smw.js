@@ -11,16 +11,15 @@ const argv = process.argv.slice(2);
  * serves and uses the service: they run from the one-file bundle the build makes, while that is
  * newer than the code it was made from.
  */
-function hostBundle() {
-  const bundle = new URL("../cli/dist/smw-host.bundle.mjs", import.meta.url);
+function hostBundleFresh() {
   try {
-    const madeMs = statSync(bundle).mtimeMs;
+    const madeMs = statSync(new URL("../cli/dist/smw-host.bundle.cjs", import.meta.url)).mtimeMs;
     for (const part of ["wiring", "host-agent", "cli"])
       if (statSync(new URL(`../${part}/dist/.tsbuildinfo`, import.meta.url)).mtimeMs > madeMs)
-        return undefined;
-    return bundle.href;
+        return false;
+    return true;
   } catch {
-    return undefined;
+    return false;
   }
 }
 
@@ -46,9 +45,11 @@ function earlyReplica() {
 
 const early = earlyReplica();
 
-const { runSmw } = await import(
-  ((argv[0] === "host" || argv[0] === "kv") && hostBundle()) || "../cli/dist/smw.js"
-);
+// Imported after the early replica is on its way (so is the bundle's loader).
+const { runSmw } =
+  (argv[0] === "host" || argv[0] === "kv") && hostBundleFresh()
+    ? (await import("./host-bundle.js")).loadHostBundle().exports
+    : await import("../cli/dist/smw.js");
 
 // Output piped into a reader that stops early (`smw status | head`, `smw rig demo | head`): what
 // is left to print goes nowhere, with no stack trace for it, and the command runs to its end (a

@@ -1,18 +1,30 @@
 /**
- * `smw host ...` runs from one bundled file (cli/dist/smw-host.bundle.mjs, made by the build):
- * it must be there, be newer than the code it was made from (or bin/smw.js would fall back to the
- * modules), and hold the host's programs whole.
+ * `smw host ...` runs from one bundled file (cli/dist/smw-host.bundle.cjs, made by the build) and
+ * V8's code cache for it: the bundle must be there, be newer than the code it was made from (or
+ * bin/smw.js would fall back to the modules), and hold the host's programs whole; the cache must
+ * be taken when it is the bundle's, and left unused, the bundle still running, when it is not.
  */
-import { statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { describe, expect, it } from "vitest";
+import type { CliIo, ExitCode } from "@smw/wiring/cli";
+import { afterAll, describe, expect, it } from "vitest";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const bundle = path.join(root, "cli", "dist", "smw-host.bundle.mjs");
+const bundle = path.join(root, "cli", "dist", "smw-host.bundle.cjs");
+const loader = pathToFileURL(path.join(root, "bin", "host-bundle.js")).href;
+const scratch = mkdtempSync(path.join(tmpdir(), "smw-host-bundle-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+type RunSmw = (argv: readonly string[], io: CliIo) => Promise<ExitCode>;
 
 async function runBundled(...argv: string[]) {
-  const { runSmw } = (await import(pathToFileURL(bundle).href)) as typeof import("../src/smw.js");
+  const { loadHostBundle } = (await import(loader)) as {
+    loadHostBundle: () => { exports: { runSmw: RunSmw } };
+  };
+  const { runSmw } = loadHostBundle().exports;
   let out = "";
   const code = await runSmw(argv, {
     out: (text) => {
@@ -26,14 +38,30 @@ async function runBundled(...argv: string[]) {
   return { code, out };
 }
 
+/**
+ * In a node process of its own (V8 takes a cache only under the flags it was made with): how the
+ * loader found `cacheFile`, and the exit status of `smw kv --help` from the bundle it loaded.
+ */
+function loadIn(cacheFile: string): { cache: string; code: number } {
+  const script = `
+    const { loadHostBundle } = await import(${JSON.stringify(loader)});
+    const loaded = loadHostBundle(${JSON.stringify(bundle)}, ${JSON.stringify(cacheFile)});
+    const code = await loaded.exports.runSmw(["kv", "--help"], { out() {}, err() {}, isTty: false });
+    process.stdout.write(JSON.stringify({ cache: loaded.cache, code }));`;
+  return JSON.parse(
+    execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" }),
+  ) as { cache: string; code: number };
+}
+
 describe("the host's one-file bundle", () => {
-  it("is newer than the code it was made from", () => {
+  it("is newer than the code it was made from, and its code cache no older than it", () => {
     const madeMs = statSync(bundle).mtimeMs;
     for (const part of ["wiring", "host-agent", "cli"])
       expect(
         statSync(path.join(root, part, "dist", ".tsbuildinfo")).mtimeMs,
         part,
       ).toBeLessThanOrEqual(madeMs);
+    expect(statSync(`${bundle}.code-cache`).mtimeMs).toBeGreaterThanOrEqual(madeMs);
   });
 
   it("holds the host's programs and the service's, and nothing else of smw", async () => {
@@ -61,5 +89,35 @@ describe("the host's one-file bundle", () => {
     const rig = await runBundled("rig", "up");
     expect(rig.code).toBe(2);
     expect(rig.out).toMatch(/unknown command .rig./);
+  });
+
+  it("starts from the build's code cache", () => {
+    expect(loadIn(`${bundle}.code-cache`)).toEqual({ cache: "used", code: 0 });
+  });
+
+  it("runs without its cache when the cache is missing, another bundle's, or refused by V8", () => {
+    const made = readFileSync(`${bundle}.code-cache`);
+    const newline = made.indexOf(10);
+    expect(made.subarray(0, newline).toString("latin1")).toMatch(/^smw-code-cache-1 [0-9a-f]{64}$/);
+
+    expect(loadIn(path.join(scratch, "none"))).toEqual({ cache: "absent", code: 0 });
+
+    // V8 itself would take this one (it checks only the source's length): the header says whose.
+    const other = path.join(scratch, "other-bundle");
+    writeFileSync(
+      other,
+      Buffer.concat([Buffer.from(`smw-code-cache-1 ${"0".repeat(64)}`), made.subarray(newline)]),
+    );
+    expect(loadIn(other)).toEqual({ cache: "stale", code: 0 });
+
+    const notACache = path.join(scratch, "not-a-cache");
+    writeFileSync(notACache, "hello\n");
+    expect(loadIn(notACache)).toEqual({ cache: "stale", code: 0 });
+
+    const garbled = path.join(scratch, "garbled");
+    const bytes = Buffer.from(made);
+    for (let i = newline + 1; i < bytes.length; i += 97) bytes[i] = (bytes[i] as number) ^ 0xff;
+    writeFileSync(garbled, bytes);
+    expect(loadIn(garbled)).toEqual({ cache: "rejected", code: 0 });
   });
 });
