@@ -46,10 +46,16 @@ function earlyReplica() {
 const early = earlyReplica();
 
 // Imported after the early replica is on its way (so is the bundle's loader).
-const { runSmw } =
-  (argv[0] === "host" || argv[0] === "kv") && hostBundleFresh()
-    ? (await import("./host-bundle.js")).loadHostBundle().exports
-    : await import("../cli/dist/smw.js");
+let loadedFrom;
+let runSmw;
+if ((argv[0] === "host" || argv[0] === "kv") && hostBundleFresh()) {
+  const loaded = (await import("./host-bundle.js")).loadHostBundle();
+  loadedFrom = `host bundle, code cache ${loaded.cache}`;
+  runSmw = loaded.exports.runSmw;
+} else {
+  loadedFrom = "modules";
+  runSmw = (await import("../cli/dist/smw.js")).runSmw;
+}
 
 // Output piped into a reader that stops early (`smw status | head`, `smw rig demo | head`): what
 // is left to print goes nowhere, with no stack trace for it, and the command runs to its end (a
@@ -70,6 +76,7 @@ const io = {
   isTty: process.stdout.isTTY === true,
   selfPath: fileURLToPath(import.meta.url),
   earlyReplica: early,
+  loadedFrom,
 };
 
 process.exitCode = await runSmw(argv, io);

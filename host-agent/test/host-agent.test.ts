@@ -122,6 +122,10 @@ describe("the host agent", () => {
     expect(agentLog).toMatch(
       /replica process ready[^\n]*\n(.*\n)*.*h1 agent: booted \(replica loaded\)/,
     );
+    // From the build's bundle, its compiled code taken from V8's cache (bin/host-bundle.js).
+    expect(agentLog).toMatch(
+      /replica process ready \(loaded in \d+ ms, from the host bundle, code cache used\)/,
+    );
     const spare = childrenOf(agent.pid as number);
     expect(spare).toHaveLength(1);
     expect(agentLog).not.toMatch(/replica starting/);

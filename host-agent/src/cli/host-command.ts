@@ -221,7 +221,7 @@ export function hostCommand(context: CliContext): Command {
         );
       });
       log(
-        `${flags.host}: replica process ready (loaded in ${Math.round(process.uptime() * 1000)} ms)`,
+        `${flags.host}: replica process ready (loaded in ${Math.round(process.uptime() * 1000)} ms${context.io.loadedFrom !== undefined ? `, from the ${context.io.loadedFrom}` : ""})`,
       );
       tellAgent({ type: "ready" });
       // The agent gone means this host is going down: stop serving.

@@ -16,6 +16,11 @@ export interface CliIo {
    * that its code loads while the agent's does; the agent adopts it for its first replica.
    */
   earlyReplica?: import("node:child_process").ChildProcess;
+  /**
+   * How the program's code was loaded, where that bears on start-up time: the host bundle with
+   * V8's code cache used, or without it and why ("code cache absent" and the like).
+   */
+  loadedFrom?: string;
 }
 
 export interface CliContext {
