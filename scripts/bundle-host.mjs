@@ -26,8 +26,12 @@ if (process.argv[2] === "--code-cache") {
   const testbed = path.join(root, "wiring", "examples", "rig-6.yaml");
   await runSmw(["host", "--help"], quiet);
   await runSmw(["host", "replica", "--help"], quiet);
-  // Reads and checks the testbed, then stops at the missing client key: no network.
-  await runSmw(["kv", "get", "k", "--testbed", testbed, "--client", "code-cache"], quiet);
+  // Reads and checks the testbed, then stops at the missing client key: no network (and were
+  // there such a key, a 50 ms timeout).
+  await runSmw(
+    ["kv", "get", "k", "--testbed", testbed, "--client", "code-cache", "--timeout", "50ms"],
+    quiet,
+  );
   loaded.writeCache();
   process.exit(0);
 }
