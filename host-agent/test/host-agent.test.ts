@@ -122,7 +122,11 @@ describe("the host agent", () => {
     expect(agentLog).toMatch(
       /replica process ready[^\n]*\n(.*\n)*.*h1 agent: booted \(replica loaded\)/,
     );
-    // From the build's bundle, its compiled code taken from V8's cache (bin/host-bundle.js).
+    // Agent and replica from the build's bundle, its compiled code taken from V8's cache
+    // (bin/host-bundle.js).
+    expect(agentLog).toMatch(
+      /h1 agent: started \(loaded in \d+ ms, from the host bundle, code cache used; testbed read in \d+ ms\)/,
+    );
     expect(agentLog).toMatch(
       /replica process ready \(loaded in \d+ ms, from the host bundle, code cache used\)/,
     );

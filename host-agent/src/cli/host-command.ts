@@ -65,6 +65,7 @@ export function hostCommand(context: CliContext): Command {
         initial?: boolean;
         selfCertify?: boolean;
       }) => {
+        const loadedMs = process.uptime() * 1000;
         const testbed = loadTestbed(flags.testbed);
         if (!testbed.hosts.some((h) => h.id === flags.host))
           throw new UsageError(
@@ -72,6 +73,10 @@ export function hostCommand(context: CliContext): Command {
           );
         const log = (line: string) =>
           context.io.err(`${new Date().toISOString()} ${flags.host} agent: ${line}\n`);
+        // Where a boot's time goes before the agent can do anything: node and its code, the testbed.
+        log(
+          `started (loaded in ${Math.round(loadedMs)} ms${context.io.loadedFrom !== undefined ? `, from the ${context.io.loadedFrom}` : ""}; testbed read in ${Math.round(process.uptime() * 1000 - loadedMs)} ms)`,
+        );
         // Under systemd (Type=notify, WatchdogSec): said at once when socat, which carries the
         // notifications, is missing, rather than killed at the start timeout.
         let systemd: ReturnType<typeof systemdNotifyFromEnvironment>;
