@@ -49,8 +49,9 @@ const early = earlyReplica();
 let loadedFrom;
 let runSmw;
 if ((argv[0] === "host" || argv[0] === "kv") && hostBundleFresh()) {
-  const loaded = (await import("./host-bundle.js")).loadHostBundle();
-  loadedFrom = `host bundle, code cache ${loaded.cache}`;
+  const { describeCache, loadHostBundle } = await import("./host-bundle.js");
+  const loaded = loadHostBundle();
+  loadedFrom = `host bundle, ${describeCache(loaded.cache)}`;
   runSmw = loaded.exports.runSmw;
 } else {
   loadedFrom = "modules";

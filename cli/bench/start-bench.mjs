@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm run bench -- start [--runs N]: how long `smw` takes to start the way a payload host's agent
-// does (load the program, read its options, parse and check a testbed), against a bare node start
-// measured in the same run. Four ways, interleaved, N runs each, medians:
-//   node -e 0                 the floor: node itself
+// does (load the program, read its options, parse and check a testbed: `smw kv get` with a
+// client that has no key stops there), against a bare node start measured in the same run. Four
+// ways, in a new order each round after one unrecorded, N rounds, medians:
+//   node -e 0                 the floor: node itself (reporting its CPU time, as every way does)
 //   bundle + code cache       what bin/smw.js runs for `smw host` and `smw kv`
 //   bundle alone              the same file with V8 compiling it (no cache, or one refused)
 //   modules                   the program's module tree, as every other command loads
@@ -35,8 +36,20 @@ const ways = {
 const samples = Object.fromEntries(
   Object.keys(ways).map((way) => [way, { wallMs: [], cpuMs: [] }]),
 );
-for (let i = 0; i < runs; i++)
-  for (const [way, script] of Object.entries(ways)) {
+// A first round unrecorded (the files into the page cache), then each round in a new order, so
+// that no way always follows the same one.
+let seed = 12345;
+const shuffled = (items) => {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    const j = seed % (i + 1);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+};
+for (let i = -1; i < runs; i++)
+  for (const [way, script] of shuffled(Object.entries(ways))) {
     const started = process.hrtime.bigint();
     const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
       encoding: "utf8",
@@ -46,6 +59,7 @@ for (let i = 0; i < runs; i++)
       process.stderr.write(`start bench: "${way}" failed:\n${child.stderr}`);
       process.exit(1);
     }
+    if (i < 0) continue;
     samples[way].wallMs.push(wallMs);
     samples[way].cpuMs.push(JSON.parse(child.stdout).cpuUs / 1000);
   }

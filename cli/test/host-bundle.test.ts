@@ -5,6 +5,7 @@
  * be taken when it is the bundle's, and left unused, the bundle still running, when it is not.
  */
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -95,29 +96,49 @@ describe("the host's one-file bundle", () => {
     expect(loadIn(`${bundle}.code-cache`)).toEqual({ cache: "used", code: 0 });
   });
 
-  it("runs without its cache when the cache is missing, another bundle's, or refused by V8", () => {
+  it("runs without its cache when the cache is missing, another bundle's, corrupted or refused by V8", () => {
     const made = readFileSync(`${bundle}.code-cache`);
     const newline = made.indexOf(10);
-    expect(made.subarray(0, newline).toString("latin1")).toMatch(/^smw-code-cache-1 [0-9a-f]{64}$/);
+    expect(made.subarray(0, newline).toString("latin1")).toMatch(
+      /^smw-code-cache-1 [0-9a-f]{64} [0-9a-f]{64}$/,
+    );
+    const [, , bodyDigest] = made.subarray(0, newline).toString("latin1").split(" ");
+    const body = made.subarray(newline + 1);
+    const withHeader = (bundleDigest: string, digest: string, data: Buffer) =>
+      Buffer.concat([Buffer.from(`smw-code-cache-1 ${bundleDigest} ${digest}\n`), data]);
+    const ours = made.subarray(0, newline).toString("latin1").split(" ")[1] as string;
 
     expect(loadIn(path.join(scratch, "none"))).toEqual({ cache: "absent", code: 0 });
 
     // V8 itself would take this one (it checks only the source's length): the header says whose.
     const other = path.join(scratch, "other-bundle");
-    writeFileSync(
-      other,
-      Buffer.concat([Buffer.from(`smw-code-cache-1 ${"0".repeat(64)}`), made.subarray(newline)]),
-    );
+    writeFileSync(other, withHeader("0".repeat(64), bodyDigest as string, body));
     expect(loadIn(other)).toEqual({ cache: "stale", code: 0 });
 
     const notACache = path.join(scratch, "not-a-cache");
     writeFileSync(notACache, "hello\n");
     expect(loadIn(notACache)).toEqual({ cache: "stale", code: 0 });
 
-    const garbled = path.join(scratch, "garbled");
-    const bytes = Buffer.from(made);
-    for (let i = newline + 1; i < bytes.length; i += 97) bytes[i] = (bytes[i] as number) ^ 0xff;
-    writeFileSync(garbled, bytes);
-    expect(loadIn(garbled)).toEqual({ cache: "rejected", code: 0 });
+    // Bytes flipped past V8's own header, which is all V8 checks: taken, this crashed node or ran
+    // garbled code. The digest of the cache's bytes keeps it out.
+    const garbled = Buffer.from(body);
+    for (let i = 256; i < garbled.length; i += 97) garbled[i] = (garbled[i] as number) ^ 0xff;
+    const corrupt = path.join(scratch, "corrupt");
+    writeFileSync(corrupt, withHeader(ours, bodyDigest as string, garbled));
+    expect(loadIn(corrupt)).toEqual({ cache: "corrupt", code: 0 });
+
+    // Whole and intact, but not V8's (its own header broken): V8 refuses it.
+    const notV8s = Buffer.from(body);
+    for (let i = 0; i < 16; i++) notV8s[i] = (notV8s[i] as number) ^ 0xff;
+    const refused = path.join(scratch, "refused");
+    writeFileSync(
+      refused,
+      withHeader(ours, createHash("sha256").update(notV8s).digest("hex"), notV8s),
+    );
+    expect(loadIn(refused)).toEqual({ cache: "rejected", code: 0 });
+  });
+
+  it("runs in strict mode, as the modules it is made from do", () => {
+    expect(readFileSync(bundle, "utf8").startsWith('"use strict";')).toBe(true);
   });
 });

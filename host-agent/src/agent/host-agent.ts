@@ -80,7 +80,10 @@ export class HostAgent {
       this.askForCertificate();
       return;
     }
-    // The console first: if it cannot be opened, nothing is written to the state folder.
+    // The replica process has its testbed before the console opens (which loads serialport and
+    // its native binding): it reads its stored state meanwhile, so both are ready sooner.
+    this.spawnChild();
+    // The console before any key: if it cannot be opened, nothing is written to the state folder.
     this.link = new ConsoleLink(host.console.device, host.console.baud);
     await this.link.open();
     this.link.on((message) => this.onBoard(message));

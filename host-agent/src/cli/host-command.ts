@@ -3,6 +3,7 @@
  * the replica process the agent supervises (not for people to run).
  */
 import { fork } from "node:child_process";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import {
@@ -26,7 +27,16 @@ import { certifyWithBoardKey, KeyFileError } from "../service/service-keys.js";
 import { startReplica } from "../service/service-runtime.js";
 
 /** The program to start the replica with, when the running one does not say (tests in-process). */
-const SMW_BIN = fileURLToPath(new URL("../../../bin/smw.js", import.meta.url));
+/**
+ * The program's entry, for a replica process when the caller did not say (`io.selfPath`): from
+ * host-agent/dist/cli as built, or from cli/dist in the host bundle.
+ */
+const SMW_BIN_CANDIDATES = [
+  fileURLToPath(new URL("../../../bin/smw.js", import.meta.url)),
+  fileURLToPath(new URL("../../bin/smw.js", import.meta.url)),
+];
+const SMW_BIN =
+  SMW_BIN_CANDIDATES.find((file) => existsSync(file)) ?? (SMW_BIN_CANDIDATES[0] as string);
 
 function loadTestbed(file: string): Testbed {
   const loaded = loadTestbedFile(file);
