@@ -88,3 +88,65 @@ function formatBytes(sizeBytes: number): string {
   if (sizeBytes < 1024 * 1024) return `${(sizeBytes / 1024).toFixed(1)} KiB`;
   return `${(sizeBytes / 1024 / 1024).toFixed(1)} MiB`;
 }
+
+/** How long a host's "booted" line waits for its board's last check to be told first. */
+export const BOOTED_HOLD_MS = 150;
+
+/** The checks a board makes just before it releases its host's reset. */
+const CHECKS_BEFORE_BOOT = new Set(["checkSM", "restoreSM"]);
+
+/**
+ * The narration as said, in the order things happened on the testbed. A board logs its code
+ * check before it releases its host's reset, but the log line and the line change reach the rig
+ * by different channels (the board's output, its IPC), and "booted the host agent" could come
+ * before "check SM code": read as the host booting unchecked code. So a host's "booted" line
+ * waits up to `holdMs` for its board's last check, which is said first.
+ */
+export class Narration {
+  private readonly held = new Map<string, { line: string; timer: NodeJS.Timeout }>();
+
+  constructor(
+    private readonly context: NarrationContext,
+    private readonly say: (line: string) => void,
+    private readonly holdMs = BOOTED_HOLD_MS,
+  ) {}
+
+  tell(event: StampedEvent): void {
+    const line = narrate(event, this.context);
+    if (event.kind === "host-up" && line !== undefined) {
+      this.release(event.host);
+      const timer = setTimeout(() => this.release(event.host), this.holdMs);
+      timer.unref();
+      this.held.set(event.host, { line, timer });
+      return;
+    }
+    // Whatever else happens to the host goes after its "booted".
+    if (
+      event.kind === "host-down" ||
+      event.kind === "host-boot-failed" ||
+      event.kind === "host-state"
+    )
+      this.release(event.host);
+    if (line !== undefined) this.say(line);
+    if (
+      event.kind === "board" &&
+      event.msg === "step finished" &&
+      CHECKS_BEFORE_BOOT.has(String(event.fields.step)) &&
+      event.fields.corrupted !== true
+    )
+      this.release(this.context.hostOf(event.board));
+  }
+
+  /** Says what is held back (at the end of a run). */
+  flush(): void {
+    for (const host of [...this.held.keys()]) this.release(host);
+  }
+
+  private release(host: string): void {
+    const held = this.held.get(host);
+    if (held === undefined) return;
+    this.held.delete(host);
+    clearTimeout(held.timer);
+    this.say(held.line);
+  }
+}

@@ -16,7 +16,7 @@ import {
 } from "../report/run-report.js";
 import { readBoardRecords } from "../report/step-records.js";
 import { percentile } from "../report/step-stats.js";
-import { narrate } from "../rig/narrator.js";
+import { Narration } from "../rig/narrator.js";
 import { periodComplete } from "../rig/period-watch.js";
 import { Rig } from "../rig/rig.js";
 import { RigEventStream, type StampedEvent } from "../rig/rig-events.js";
@@ -78,13 +78,16 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
   // The load is sampled every LOAD_SAMPLE_MS (the live page shows each); the narration says it
   // every LOAD_NARRATED_MS.
   let loadNarratedAtMs = 0;
+  const narration = new Narration(
+    { hostOf: (b) => boardHost.get(b) ?? "?", firstBoard },
+    options.say,
+  );
   events.on((event) => {
     if (event.kind === "load") {
       if (event.atMs - loadNarratedAtMs < LOAD_NARRATED_MS - LOAD_SAMPLE_MS / 2) return;
       loadNarratedAtMs = event.atMs;
     }
-    const line = narrate(event, { hostOf: (b) => boardHost.get(b) ?? "?", firstBoard });
-    if (line !== undefined) options.say(line);
+    narration.tell(event);
   });
   let stop: (reason: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => {
@@ -174,6 +177,7 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
     if (loadTimer !== undefined) clearInterval(loadTimer);
     const figures = await load?.stop();
     await rig.down();
+    narration.flush();
     const records = readBoardRecords(t);
     const input = {
       title: options.title,
