@@ -100,10 +100,12 @@ const CHECKS_BEFORE_BOOT = new Set(["checkSM", "restoreSM"]);
  * check before it releases its host's reset, but the log line and the line change reach the rig
  * by different channels (the board's output, its IPC), and "booted the host agent" could come
  * before "check SM code": read as the host booting unchecked code. So a host's "booted" line
- * waits up to `holdMs` for its board's last check, which is said first.
+ * waits up to `holdMs` for its board's last check, which is said first; the boot then bears the
+ * check's time where that is later (both are when the rig heard of them, and the boot came after
+ * the check).
  */
 export class Narration {
-  private readonly held = new Map<string, { line: string; timer: NodeJS.Timeout }>();
+  private readonly held = new Map<string, { event: StampedEvent; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly context: NarrationContext,
@@ -112,12 +114,11 @@ export class Narration {
   ) {}
 
   tell(event: StampedEvent): void {
-    const line = narrate(event, this.context);
-    if (event.kind === "host-up" && line !== undefined) {
+    if (event.kind === "host-up") {
       this.release(event.host);
       const timer = setTimeout(() => this.release(event.host), this.holdMs);
       timer.unref();
-      this.held.set(event.host, { line, timer });
+      this.held.set(event.host, { event, timer });
       return;
     }
     // Whatever else happens to the host goes after its "booted".
@@ -127,6 +128,7 @@ export class Narration {
       event.kind === "host-state"
     )
       this.release(event.host);
+    const line = narrate(event, this.context);
     if (line !== undefined) this.say(line);
     if (
       event.kind === "board" &&
@@ -134,7 +136,7 @@ export class Narration {
       CHECKS_BEFORE_BOOT.has(String(event.fields.step)) &&
       event.fields.corrupted !== true
     )
-      this.release(this.context.hostOf(event.board));
+      this.release(this.context.hostOf(event.board), event.atMs);
   }
 
   /** Says what is held back (at the end of a run). */
@@ -142,11 +144,15 @@ export class Narration {
     for (const host of [...this.held.keys()]) this.release(host);
   }
 
-  private release(host: string): void {
+  private release(host: string, notBeforeMs = 0): void {
     const held = this.held.get(host);
     if (held === undefined) return;
     this.held.delete(host);
     clearTimeout(held.timer);
-    this.say(held.line);
+    const line = narrate(
+      { ...held.event, atMs: Math.max(held.event.atMs, notBeforeMs) },
+      this.context,
+    );
+    if (line !== undefined) this.say(line);
   }
 }
