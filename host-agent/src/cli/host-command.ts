@@ -4,10 +4,14 @@
  */
 import { fork } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { formatProblem, loadTestbedFile, type Testbed } from "@smw/wiring";
 import {
   type CliContext,
+  nativeModuleStatus,
+  reportChecks,
+  SERIALPORT_MODULE,
   systemdNotifyFromEnvironment,
   UsageError,
   WatchdogError,
@@ -20,6 +24,7 @@ import {
   type ReplicaToAgent,
 } from "../agent/agent-protocol.js";
 import { HostAgent } from "../agent/host-agent.js";
+import { hostChecks, listenProbe } from "../agent/host-checks.js";
 import { readReplicaKey } from "../agent/replica-keys.js";
 import { signerFor } from "../replica/ed25519.js";
 import { type ReplicaServer, readStoredCheckpoint } from "../service/replica-server.js";
@@ -53,6 +58,34 @@ function untilSignal(): Promise<void> {
 
 export function hostCommand(context: CliContext): Command {
   const host = new Command("host").description("the payload host's agent");
+  host
+    .command("doctor")
+    .description(
+      "check that this machine can run a payload host of the testbed: Node, where the code loads from (the bundle and its code cache), the console's binding and device, the state folder, the keys the replica reads, its address",
+    )
+    .requiredOption("--testbed <file>", "testbed file")
+    .requiredOption("--host <id>", "which host this machine is")
+    .option("--json", "one JSON object per check")
+    .action(async (flags: { testbed: string; host: string; json?: boolean }) => {
+      const testbed = loadTestbed(flags.testbed);
+      const host = testbed.hosts.find((h) => h.id === flags.host);
+      if (host === undefined)
+        throw new UsageError(
+          `${flags.testbed}: no host "${flags.host}"; hosts are ${testbed.hosts.map((h) => h.id).join(", ")}`,
+        );
+      const checks = await hostChecks(
+        testbed,
+        host,
+        {
+          nodeVersion: process.version,
+          ...(context.io.loadedFrom !== undefined ? { loadedFrom: context.io.loadedFrom } : {}),
+          loads: (module) => nativeModuleStatus(createRequire(import.meta.url), module),
+          canListen: listenProbe,
+        },
+        SERIALPORT_MODULE,
+      );
+      reportChecks(context, `host ${host.id}`, checks, flags.json === true);
+    });
   host
     .command("run")
     .description(

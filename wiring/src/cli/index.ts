@@ -3,6 +3,7 @@ import type { CommandFactory } from "./context.js";
 import { planCommand } from "./plan-command.js";
 import { wiringCommand } from "./wiring-command.js";
 
+export * from "./check-report.js";
 export * from "./context.js";
 export { untilInterrupted } from "./until-interrupted.js";
 export { loadOrReport } from "./wiring-command.js";

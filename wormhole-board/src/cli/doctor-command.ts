@@ -1,4 +1,4 @@
-import type { CliContext } from "@smw/wiring/cli";
+import { type CliContext, reportChecks } from "@smw/wiring/cli";
 import { Command } from "commander";
 import { boardChecks, hostEnvironment } from "../doctor/board-checks.js";
 import { loadBoard } from "./load-board.js";
@@ -23,21 +23,6 @@ export function doctorCommand(context: CliContext): Command {
         hostEnvironment(),
         options.watchdog === undefined ? {} : { watchdogDevice: options.watchdog },
       );
-      if (options.json === true)
-        for (const check of checks) context.io.out(`${JSON.stringify(check)}\n`);
-      else {
-        for (const check of checks)
-          context.io.out(
-            `${check.verdict.toUpperCase().padEnd(4)}  ${check.name.padEnd(8)} ${check.detail}\n`,
-          );
-        const failed = checks.filter((c) => c.verdict === "fail").length;
-        const warned = checks.filter((c) => c.verdict === "warn").length;
-        context.io.out(
-          failed === 0
-            ? `board ${board.id}: ready${warned === 0 ? "" : ` (${warned} warning${warned === 1 ? "" : "s"})`}\n`
-            : `board ${board.id}: ${failed} check${failed === 1 ? "" : "s"} failed\n`,
-        );
-      }
-      context.setExitCode(checks.some((c) => c.verdict === "fail") ? 1 : 0);
+      reportChecks(context, `board ${board.id}`, checks, options.json === true);
     });
 }
