@@ -31,7 +31,7 @@ const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 
 /**
  * Runs the bundle as a CommonJS module and returns its exports, with `cache`: "used" (V8 took
- * it), "absent", "stale" (made from another bundle, or not a cache file), "corrupt" (its bytes
+ * it), "absent", "unreadable", "stale" (made from another bundle, or not a cache file), "corrupt" (its bytes
  * are not those it was written with) or "rejected" (V8 refused it: another node or other flags);
  * and `writeCache()`, which saves to `cacheFile` V8's cache of all the bundle compiled so far.
  */
@@ -48,8 +48,9 @@ export function loadHostBundle(bundle = HOST_BUNDLE, cacheFile = codeCacheFile(b
     else if (header.slice(prefix.length) !== sha256(stored.subarray(newline + 1)))
       cache = "corrupt";
     else cachedData = stored.subarray(newline + 1);
-  } catch {
-    // No cache: compiled as without one.
+  } catch (error) {
+    // No cache, or one that cannot be read: compiled as without one.
+    if (error.code !== "ENOENT") cache = "unreadable";
   }
   // The wrapper on the first line, as node's own: line numbers in stack traces stay the bundle's.
   const script = new vm.Script(
@@ -96,6 +97,8 @@ export function describeCache(cache) {
       return `no code cache (${remedy})`;
     case "stale":
       return `code cache not this bundle's, not used (${remedy})`;
+    case "unreadable":
+      return "code cache unreadable, not used (its file's mode or owner?)";
     case "corrupt":
       return `code cache corrupt, not used (${remedy})`;
     default:

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -109,6 +109,9 @@ describe("the host's one-file bundle", () => {
     const ours = made.subarray(0, newline).toString("latin1").split(" ")[1] as string;
 
     expect(loadIn(path.join(scratch, "none"))).toEqual({ cache: "absent", code: 0 });
+    // There but not readable (a folder here: root reads any file whatever its mode).
+    mkdirSync(path.join(scratch, "a-folder"));
+    expect(loadIn(path.join(scratch, "a-folder"))).toEqual({ cache: "unreadable", code: 0 });
 
     // V8 itself would take this one (it checks only the source's length): the header says whose.
     const other = path.join(scratch, "other-bundle");

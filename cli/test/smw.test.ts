@@ -201,7 +201,7 @@ describe("smw wiring check", () => {
     const { code, stderr } = await smw("wiring", "check", piLab, "--board", "pi1");
     expect(code).toBe(2);
     expect(stderr).toContain(
-      "boards[0].keys.signing: board signing key /etc/smw/keys/board.key does not exist",
+      "boards[0].keys.signing: board signing key /etc/smw/keys/boards/pi1.key does not exist",
     );
   });
 

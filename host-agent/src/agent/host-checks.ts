@@ -2,12 +2,14 @@
  * `smw host doctor`: whether this machine can run a payload host of the testbed, checked before
  * its board first releases it (a host that cannot boot its agent costs a fail-safe, not an error
  * message): Node, where the code loads from (the bundle and its code cache, or why not), the
- * console's serial binding and device, the state folder, the keys its replica reads, and its
- * replica's address.
+ * console's serial binding and device, socat (systemd's notifications), the state folder, the
+ * keys its replica reads, and its replica's address; and whether it was run as root, for whom
+ * every permission check passes.
  */
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, closeSync, constants, openSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
+import { isatty } from "node:tty";
 import type { Host, Testbed } from "@smw/wiring";
 import type { NativeModule } from "@smw/wiring/cli";
 import { boardPublicKeys, clientPublicKeys } from "../service/service-keys.js";
@@ -29,6 +31,10 @@ export interface HostDoctorEnvironment {
   loads(module: NativeModule): { ok: true } | { ok: false; why: string };
   /** Whether this machine can listen at the address (closed again at once). */
   canListen(host: string, port: number): Promise<{ ok: true } | { ok: false; code: string }>;
+  /** Whether a program runs here (`socat -V`). */
+  hasTool(command: string, args: readonly string[]): boolean;
+  /** Run as root: every permission check passes, though the host's unit runs as its own user. */
+  isRoot: boolean;
 }
 
 export const MIN_NODE_MAJOR = 20;
@@ -56,6 +62,12 @@ export async function hostChecks(
   const add = (name: string, verdict: Verdict, detail: string) =>
     checks.push({ name, verdict, detail });
 
+  if (env.isRoot)
+    add(
+      "user",
+      "warn",
+      "run as root, for whom every permission passes: run it as the user the host's unit runs as (sudo -u smw node …/bin/smw.js host doctor …), with the node that unit starts",
+    );
   const major = Number(env.nodeVersion.replace(/^v/, "").split(".")[0]);
   add(
     "node",
@@ -86,24 +98,50 @@ export async function hostChecks(
     binding.ok ? "serialport's native binding loaded (the console to the board)" : binding.why,
   );
 
-  const [verdict, detail] = consoleVerdict(host.console.device);
+  const consoleCheck = consoleVerdict(host.console.device);
+  // A simulated testbed's consoles are PTYs the rig makes as it starts its hosts.
+  if (consoleCheck.missing && testbed.simulated)
+    add(
+      "console",
+      "warn",
+      `${consoleCheck.detail}; on a simulated testbed the rig makes it as it starts its hosts`,
+    );
+  else add("console", consoleCheck.verdict, consoleCheck.detail);
+  // Under systemd (Type=notify) the agent tells systemd it is up through socat, and refuses to
+  // start without it.
+  const socat = env.hasTool("socat", ["-V"]);
   add(
-    "console",
-    verdict,
-    verdict === "fail" && testbed.simulated
-      ? `${detail}; on a simulated testbed the rig makes it as it starts its hosts`
-      : detail,
+    "socat",
+    socat ? "ok" : "warn",
+    socat
+      ? "present (the agent's notifications to systemd)"
+      : "not found: under the systemd unit (Type=notify) smw host run does not start without it (apt install socat)",
   );
   add("state", ...stateVerdict(host.stateDir));
 
   try {
     const boards = boardPublicKeys(testbed);
     const clients = clientPublicKeys(testbed);
-    add(
-      "keys",
-      clients.size > 0 ? "ok" : "warn",
-      `${boards.size} boards' public keys${clients.size > 0 ? `, ${clients.size} clients' public keys` : "; no client keys: no client can be served"}`,
-    );
+    // Each board's certificates must check only under its own key: boards whose public keys are
+    // one (the same file on this host, or copies) would each certify any host.
+    const byKey = new Map<string, string[]>();
+    for (const board of testbed.boards) {
+      const key = boards.get(board.guards) as string;
+      byKey.set(key, [...(byKey.get(key) ?? []), board.id]);
+    }
+    const shared = [...byKey.values()].filter((ids) => ids.length > 1);
+    if (shared.length > 0)
+      add(
+        "keys",
+        "fail",
+        `${shared.map((ids) => ids.join(", ")).join("; ")}: one public key for several boards (each board's own .pub beside its signing key path, on this host): a replica would take any of their certificates for any of their hosts`,
+      );
+    else
+      add(
+        "keys",
+        clients.size > 0 ? "ok" : "warn",
+        `${boards.size} boards' public keys${clients.size > 0 ? `, ${clients.size} client public key${clients.size === 1 ? "" : "s"}` : "; no client keys: no client can be served"}`,
+      );
   } catch (error) {
     add("keys", "fail", (error as Error).message);
   }
@@ -124,24 +162,53 @@ export async function hostChecks(
   return checks;
 }
 
-function consoleVerdict(device: string): [Verdict, string] {
+/**
+ * Opened as the agent opens it (read and write, not as a controlling terminal, without waiting
+ * for a modem's carrier), then asked whether it is a terminal: a serial line and a PTY are, and
+ * serialport fails on anything else (`/dev/null` included).
+ */
+function consoleVerdict(device: string): { verdict: Verdict; detail: string; missing?: true } {
   let stat: ReturnType<typeof statSync>;
   try {
     stat = statSync(device);
   } catch {
-    return [
-      "fail",
-      `${device}: not found (the host's console to its board: the testbed's console.device)`,
-    ];
+    return {
+      verdict: "fail",
+      detail: `${device}: not found (the host's console to its board: the testbed's console.device)`,
+      missing: true,
+    };
   }
   if (!stat.isCharacterDevice())
-    return ["fail", `${device}: not a character device (a serial line or PTY is)`];
+    return {
+      verdict: "fail",
+      detail: `${device}: not a character device (a serial line or PTY is)`,
+    };
+  let fd: number;
   try {
-    accessSync(device, constants.R_OK | constants.W_OK);
-  } catch {
-    return ["fail", `${device}: not readable and writable by this user (the dialout group?)`];
+    fd = openSync(device, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return {
+      verdict: "fail",
+      detail:
+        code === "EACCES"
+          ? `${device}: this user may not read and write it (the dialout group?)`
+          : `${device}: cannot be opened (${code ?? (error as Error).message})`,
+    };
   }
-  return ["ok", `${device}: a character device, readable and writable`];
+  try {
+    return isatty(fd)
+      ? {
+          verdict: "ok",
+          detail: `${device}: a terminal (serial line or PTY), opened for reading and writing`,
+        }
+      : {
+          verdict: "fail",
+          detail: `${device}: not a terminal: the console must be a serial line or a PTY`,
+        };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function stateVerdict(stateDir: string): [Verdict, string] {
@@ -157,9 +224,13 @@ function stateVerdict(stateDir: string): [Verdict, string] {
       ];
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EROFS")
+      if (code === "EACCES")
         return ["fail", `${dir}: not writable by this user (${stateDir}, the host's state)`];
-      if (code !== "ENOENT") return ["fail", `${dir}: ${(error as Error).message}`];
+      if (code === "EROFS")
+        return ["fail", `${dir}: on a read-only file system (${stateDir}, the host's state)`];
+      // A file on the path: its own check names it, one step up.
+      if (code !== "ENOENT" && code !== "ENOTDIR")
+        return ["fail", `${dir}: ${(error as Error).message}`];
     }
     const parent = path.dirname(dir);
     if (parent === dir) return ["fail", `${stateDir}: no folder on its path exists`];

@@ -2,7 +2,7 @@
  * `smw host run`: the host agent of one payload host. `smw host replica` is
  * the replica process the agent supervises (not for people to run).
  */
-import { fork } from "node:child_process";
+import { fork, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -81,6 +81,8 @@ export function hostCommand(context: CliContext): Command {
           ...(context.io.loadedFrom !== undefined ? { loadedFrom: context.io.loadedFrom } : {}),
           loads: (module) => nativeModuleStatus(createRequire(import.meta.url), module),
           canListen: listenProbe,
+          hasTool: (command, args) => spawnSync(command, args, { stdio: "ignore" }).status === 0,
+          isRoot: process.getuid?.() === 0,
         },
         SERIALPORT_MODULE,
       );
