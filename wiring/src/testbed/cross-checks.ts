@@ -3,6 +3,7 @@
  * boards and hosts, the wiring of each board, the control network, the group
  * order. Each finding names the path of the value at fault.
  */
+import path from "node:path";
 import { formatDurationMs } from "../duration.js";
 import { tableMonotonicityProblem } from "../plan/exhaustion-model.js";
 import { formatPath } from "./problem.js";
@@ -30,6 +31,7 @@ export function crossCheck(raw: RawTestbed): Finding[] {
   checkImages(raw, add);
   checkGroups(raw, hostIds, add);
   checkUniqueAddresses(raw, add);
+  checkSigningKeys(raw, add);
   checkFailsafe(raw, add);
   checkTimeliness(raw, add);
 
@@ -395,6 +397,25 @@ function checkUniqueAddresses(raw: RawTestbed, add: Add): void {
     } else {
       seen.set(host.address, h);
     }
+  });
+}
+
+/**
+ * Every host reads every board's public key from that board's signing-key path (with `.pub`) to
+ * check certificates: two boards with one path would have one key there, and either one's
+ * certificates fail at every host or (one key copied to both) each certifies the other's host.
+ */
+function checkSigningKeys(raw: RawTestbed, add: Add): void {
+  const seen = new Map<string, number>();
+  raw.boards.forEach((board, b) => {
+    const key = path.posix.normalize(board.keys.signing);
+    const earlier = seen.get(key);
+    if (earlier !== undefined)
+      add(
+        ["boards", b, "keys", "signing"],
+        `${board.keys.signing} is already the signing key of board "${raw.boards[earlier]?.id}": each board needs a path of its own, as every host reads each board's public key beside it`,
+      );
+    else seen.set(key, b);
   });
 }
 
