@@ -5,7 +5,7 @@
  */
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -15,6 +15,38 @@ import { MAX_REPLY_CHARS } from "../src/cli/board-command.js";
 describe("smw status with no board to ask", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "smw-status-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** `smw status` on pi-lab with every board's endpoint at `server` (closed after). */
+  async function statusAgainst(
+    server: Server,
+    name: string,
+  ): Promise<{ port: number; run: Awaited<ReturnType<typeof smw>> }> {
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as { port: number };
+    try {
+      const testbed = path.join(dir, `${name}.yaml`);
+      writeFileSync(
+        testbed,
+        readFileSync("wiring/examples/pi-lab.yaml", "utf8").replace(
+          /"10\.77\.0\.1\d:7401"/g,
+          `"127.0.0.1:${port}"`,
+        ),
+      );
+      const keys = await smw("keys", "gen", "--out", dir, "--name", `${name}-operator`);
+      expect(keys.code).toBe(0);
+      const run = await smw(
+        "status",
+        "--testbed",
+        testbed,
+        "--key",
+        path.join(dir, `${name}-operator.key`),
+      );
+      return { port, run };
+    } finally {
+      server.close();
+    }
+  }
 
   it("on a simulated testbed no rig runs from: exit 2, naming the copy a rig would run", async () => {
     const run = await smw("status", "--testbed", "wiring/examples/rig-6.yaml");
@@ -26,35 +58,14 @@ describe("smw status with no board to ask", () => {
   });
 
   it("where something else answers at a board's endpoint: quoted, with the board and the address", async () => {
-    const server = createServer((c) => c.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    const { port } = server.address() as { port: number };
-    try {
-      const testbed = path.join(dir, "pi-lab.yaml");
-      writeFileSync(
-        testbed,
-        readFileSync("wiring/examples/pi-lab.yaml", "utf8").replace(
-          /"10\.77\.0\.1\d:7401"/g,
-          `"127.0.0.1:${port}"`,
-        ),
-      );
-      const keys = await smw("keys", "gen", "--out", dir, "--name", "operator");
-      expect(keys.code).toBe(0);
-      const run = await smw(
-        "status",
-        "--testbed",
-        testbed,
-        "--key",
-        path.join(dir, "operator.key"),
-      );
-      expect(run.code).toBe(2);
-      expect(run.stdout).toContain(
-        `pi1    srv1  unknown                                                         pi1 at 127.0.0.1:${port} answered with something that is not a board daemon's reply: "HTTP/1.1 400 Bad Request\\r\\n\\r\\n"`,
-      );
-    } finally {
-      server.close();
-    }
+    const { port, run } = await statusAgainst(
+      createServer((c) => c.end("HTTP/1.1 400 Bad Request\r\n\r\n")),
+      "pi-lab",
+    );
+    expect(run.code).toBe(2);
+    expect(run.stdout).toContain(
+      `pi1    srv1  unknown                                                         pi1 at 127.0.0.1:${port} answered with something that is not a board daemon's reply: "HTTP/1.1 400 Bad Request\\r\\n\\r\\n"`,
+    );
   });
 
   it("where something at a board's endpoint never stops talking: cut off and named", async () => {
@@ -68,34 +79,12 @@ describe("smw status with no board to ask", () => {
       c.on("error", () => {});
       pump();
     });
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    const { port } = server.address() as { port: number };
-    try {
-      const testbed = path.join(dir, "flood.yaml");
-      writeFileSync(
-        testbed,
-        readFileSync("wiring/examples/pi-lab.yaml", "utf8").replace(
-          /"10\.77\.0\.1\d:7401"/g,
-          `"127.0.0.1:${port}"`,
-        ),
-      );
-      await smw("keys", "gen", "--out", dir, "--name", "flood-operator");
-      const run = await smw(
-        "status",
-        "--testbed",
-        testbed,
-        "--key",
-        path.join(dir, "flood-operator.key"),
-      );
-      expect(run.code).toBe(2);
-      expect(run.stdout).toMatch(
-        new RegExp(
-          `pi1 at 127\\.0\\.0\\.1:${port} answered with more than ${MAX_REPLY_CHARS} characters: not a board daemon's reply`,
-        ),
-      );
-    } finally {
-      server.close();
-    }
+    const { port, run } = await statusAgainst(server, "flood");
+    expect(run.code).toBe(2);
+    expect(run.stdout).toMatch(
+      new RegExp(
+        `pi1 at 127\\.0\\.0\\.1:${port} answered with more than ${MAX_REPLY_CHARS} characters: not a board daemon's reply`,
+      ),
+    );
   }, 30_000);
 });
