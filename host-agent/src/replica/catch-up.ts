@@ -48,6 +48,22 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
   applyTransferStep(r, r.transfer.start());
 }
 
+/**
+ * The transfer's clock: a peer silent for too long is replaced by the next. A transfer a replica
+ * in the normal case has overtaken (it executed past the target meanwhile, from its peers' log)
+ * ends instead: its state would be dropped on arrival, and a target its vouchers have since
+ * dropped would be asked for again and again, as long as the replica runs.
+ */
+export function transferTick(r: ReplicaState, nowMs: number): void {
+  if (r.transfer === undefined) return;
+  if (r.mode !== "recovering" && r.transfer.target.seq <= r.lastExecuted) {
+    r.count("state-transfer.overtaken");
+    r.transfer = undefined;
+    return;
+  }
+  applyTransferStep(r, r.transfer.tick(nowMs));
+}
+
 export function applyTransferStep(
   r: ReplicaState,
   step: ReturnType<StateTransfer["start"]>,
@@ -55,6 +71,11 @@ export function applyTransferStep(
 ): void {
   if (step.rejected) r.problem("bad-transfer-reply", from, step.rejected);
   if (step.stale) r.count("state-transfer.stale-replies");
+  if (step.gone) {
+    r.count("state-transfer.gone");
+    r.transfer = undefined;
+    return;
+  }
   for (const { to, body } of step.send) r.send(to, body);
   if (step.done && r.transfer) {
     const target = r.transfer.target;

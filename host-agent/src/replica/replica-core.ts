@@ -25,7 +25,7 @@ import type { KeyCertificate } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
 import type { KeptFor } from "./awaiting-keys.js";
 import { sha256Base64 } from "./canonical.js";
-import { applyTransferStep, onExecuted, peersAhead, serveFetch } from "./catch-up.js";
+import { applyTransferStep, onExecuted, peersAhead, serveFetch, transferTick } from "./catch-up.js";
 import { onCheckpoint, storeStartingState } from "./checkpoints.js";
 import { checkpointDigest } from "./client-table.js";
 import { beginColdStart } from "./cold-start.js";
@@ -235,7 +235,7 @@ export class ReplicaCore {
       if (mine !== undefined && primary !== r.config.self)
         r.out.push({ type: "send", to: primary, message: mine.wire });
     }
-    if (r.transfer) applyTransferStep(r, r.transfer.tick(nowMs));
+    transferTick(r, nowMs);
     if (r.mode === "view-change" && nowMs >= r.viewChangeDeadlineMs) {
       if (viewChangeFailed(r)) startViewChange(r, nextFormableView(r));
       else {

@@ -35,6 +35,13 @@ export interface TransferStep {
    * newer one while the answer was on its way): no fault of its sender's, counted only.
    */
   stale?: true;
+  /**
+   * Every voucher said it no longer holds the checkpoint (its stable checkpoint moved on, and
+   * the old one was dropped): the transfer ends here. Going round them again at once would be
+   * an exchange at network speed that never ends; the replica starts afresh towards a newer
+   * checkpoint once k' + 1 peers vouch for one.
+   */
+  gone?: true;
 }
 
 type Phase = "meta" | "leaves" | "parts" | "done";
@@ -51,6 +58,8 @@ export class StateTransfer {
   private readonly wantedParts = new Map<number, Buffer>();
   private readonly fetched = new Map<number, Array<[string, string]>>();
   private bytesFetched = 0;
+  /** Vouchers that said NO_CHECKPOINT since the transfer last made progress. */
+  private readonly without = new Set<string>();
 
   constructor(
     readonly target: SeqDigest,
@@ -104,7 +113,13 @@ export class StateTransfer {
     if (!("seq" in body) || body.seq !== this.target.seq) return { send: [], stale: true };
     switch (body.type) {
       case "NO_CHECKPOINT":
-        return from === this.peer() ? this.nextPeer(nowMs) : { send: [] };
+        if (from !== this.peer()) return { send: [] };
+        this.without.add(from);
+        if (this.vouchers.every((v) => this.without.has(v))) {
+          this.phase = "done";
+          return { send: [], gone: true };
+        }
+        return this.nextPeer(nowMs);
       case "META":
         return this.phase === "meta" ? this.onMeta(body, nowMs) : { send: [] };
       case "LEAVES":
@@ -131,6 +146,7 @@ export class StateTransfer {
     this.kvRoot = root;
     this.clients = body.clients;
     this.metas = metas;
+    this.without.clear();
     const local = this.base.metaDigests();
     metas.forEach((m, i) => {
       if (!m.equals(local[i] as Buffer)) this.wantedMetas.add(i);
@@ -155,6 +171,7 @@ export class StateTransfer {
     }
     if (used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
+    this.without.clear();
     return this.advance();
   }
 
@@ -175,6 +192,7 @@ export class StateTransfer {
     }
     if (used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
+    this.without.clear();
     return this.advance();
   }
 
