@@ -84,6 +84,30 @@ describe("the deterministic cluster simulation", () => {
     expect(digest(13).trace).not.toBe(a.trace);
   }, 60_000);
 
+  it("holds state requests back until their checkpoints may be gone, and every transfer ends", () => {
+    // The stalled-fetch adversary: a replica behind asks for a state, and by the time its request
+    // arrives its vouchers may have moved on, or it may have caught up from their log. Each such
+    // transfer ends (counted) instead of asking again for as long as the replica runs; the idle
+    // check at the end of each run would catch one that did not.
+    const runs = cleanRunsOfSeedsWhere((s) => s.stalledFetchMs !== undefined);
+    const ended = runs.reduce(
+      (sum, { r }) =>
+        sum +
+        (r.replicaCounters["state-transfer.overtaken"] ?? 0) +
+        (r.replicaCounters["state-transfer.gone"] ?? 0),
+      0,
+    );
+    expect(ended).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("catches a correct replica that keeps sending while the service idles (the check can fail)", () => {
+    const scenario = scenarioFor(1);
+    const talker = scenario.byzantine.some((b) => b.replica === "r1") ? "r2" : "r1";
+    const r = runSimulation(scenario, { unsafeChatter: { replica: talker, everyMs: 1 } });
+    expect(r.passed).toBe(false);
+    expect(r.violations[0]).toMatch(new RegExp(`^chatter: ${talker} sent \\d+ messages`));
+  }, 60_000);
+
   it("catches a protocol run with quorums too small to intersect (the checks can fail)", () => {
     const caught: string[] = [];
     for (let seed = 1; seed <= 60 && caught.length === 0; seed++) {

@@ -37,6 +37,13 @@ import { replicaIds, type Scenario } from "./sim-scenario.js";
 const REPLICA_TICK_MS = 10;
 const CLIENT_TICK_MS = 50;
 const MISCHIEF_EVERY_MS = 100;
+/** How long the service idles at the end of a run while its traffic is counted. */
+const IDLE_WINDOW_MS = 2_000;
+/**
+ * Its bound, per peer per status interval: at most 3.94 in 300 seeds (the status traffic and
+ * rate-limited answers to Byzantine peers' queries), so a margin of two and a half.
+ */
+const IDLE_MESSAGES_PER_PEER_PER_INTERVAL = 10;
 
 /** Clients' first timestamp, as large as the real clients' (the wall clock in microseconds). */
 const SIM_FIRST_TS = 1_764_000_000_000_000;
@@ -63,11 +70,17 @@ export interface SimResult {
   replicaCounters: Record<string, number>;
 }
 
-/** Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed. */
+/**
+ * Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed;
+ * state transfers that ended without a state (their vouchers had dropped the checkpoint, or the
+ * replica executed past it).
+ */
 export const SUMMED_COUNTERS = [
   "clients.suspected",
   "clients.suspicion-lapsed",
   "view-change.for-amnesic",
+  "state-transfer.gone",
+  "state-transfer.overtaken",
 ] as const;
 
 /** Correct replicas' refusals of correct primaries' NEW_VIEWs as below their own VIEW_CHANGE. */
@@ -109,6 +122,11 @@ export interface SimOptions {
   trace?: (line: string) => void;
   /** Tests only: run with a quorum smaller than safe, to show the checks catch it. */
   unsafeQuorum?: number;
+  /**
+   * Tests only: this correct replica sends its latest message to its peers again every `everyMs`,
+   * for as long as the run lasts, to show the idle check catches an exchange that never ends.
+   */
+  unsafeChatter?: { replica: string; everyMs: number };
 }
 
 export function runSimulation(scenario: Scenario, options: SimOptions = {}): SimResult {
@@ -265,6 +283,14 @@ class ClusterSim {
       this.scheduleClientTick(client);
     }
     if (this.s.byzantine.length > 0) this.scheduleMischief();
+    const chatter = this.options.unsafeChatter;
+    if (chatter !== undefined) {
+      const again = () => {
+        if (this.latestSent !== undefined) this.deliverAll(chatter.replica, [this.latestSent]);
+        this.q.after(chatter.everyMs, again);
+      };
+      this.q.after(chatter.everyMs, again);
+    }
     if (this.s.rejuvenation) this.q.at(this.s.rejuvenation.startMs, () => this.rejuvenateGroup(0));
     const cold = this.s.coldStart;
     if (cold !== undefined) this.q.at(cold.atMs, () => this.coldStart(cold));
@@ -275,6 +301,7 @@ class ClusterSim {
       if (this.q.nowMs > this.s.loadUntilMs && this.quiescent()) break;
     }
     if (this.checker.violations.length === 0) this.finalChecks(endMs);
+    if (this.checker.violations.length === 0 && this.quiescent()) this.checkIdleChatter();
     for (const node of this.replicas.values()) this.harvestCounters(node);
     return {
       seed: this.s.seed,
@@ -381,6 +408,32 @@ class ClusterSim {
     this.checker.checkLinearizable();
   }
 
+  /** Messages each correct replica sent its peers while the service was idle (`checkIdleChatter`). */
+  private idleSent: Map<string, number> | undefined;
+
+  /**
+   * Once all is done, the service idles for `IDLE_WINDOW_MS`: what correct replicas send then is
+   * their status traffic and the answers their rate limits allow, a few messages per peer per
+   * status interval. An exchange that never ends (a state transfer going round vouchers that
+   * dropped its checkpoint, at network speed, for as long as the replica ran) is far above that,
+   * and is a violation: it passes every safety check while it eats the CPU the service runs on.
+   */
+  private checkIdleChatter(): void {
+    const fromMs = this.q.nowMs;
+    this.idleSent = new Map();
+    while (this.q.step(fromMs + IDLE_WINDOW_MS)) if (this.checker.violations.length > 0) return;
+    const intervals = IDLE_WINDOW_MS / this.s.statusIntervalMs;
+    const bound = Math.ceil(
+      (this.ids.length - 1) * intervals * IDLE_MESSAGES_PER_PEER_PER_INTERVAL,
+    );
+    for (const [id, sent] of this.idleSent)
+      if (sent > bound)
+        this.checker.violations.push(
+          `chatter: ${id} sent ${sent} messages to its peers in ${IDLE_WINDOW_MS} ms with the service idle (at most ${bound}: ${IDLE_MESSAGES_PER_PEER_PER_INTERVAL} per peer per status interval)`,
+        );
+    this.idleSent = undefined;
+  }
+
   // ---- replicas -----------------------------------------------------------
 
   private byzantineFilter(
@@ -430,8 +483,12 @@ class ClusterSim {
     this.deliverAll(node.id, outgoing);
   }
 
+  /** The latest message `unsafeChatter`'s replica sent a peer. */
+  private latestSent: Outgoing | undefined;
+
   private deliverAll(from: string, outgoing: Outgoing[]): void {
     for (const o of outgoing) {
+      if (from === this.options.unsafeChatter?.replica && !o.toClient) this.latestSent = o;
       if (o.toClient) {
         const client = this.clients.get(o.to);
         if (client) this.transmit(from, o.to, () => this.clientReceive(client, from, o.message));
@@ -441,6 +498,8 @@ class ClusterSim {
       }
       const targets = o.to === "all" ? this.ids.filter((i) => i !== from) : [o.to];
       const correct = this.replicas.get(from)?.byzantine === undefined;
+      if (correct && this.idleSent !== undefined)
+        this.idleSent.set(from, (this.idleSent.get(from) ?? 0) + targets.length);
       for (const to of targets)
         this.transmit(from, to, () => this.replicaReceive(to, o.message, correct), o.message);
     }
@@ -573,8 +632,12 @@ class ClusterSim {
     if (faulty && this.net.chance(loss)) return;
     const copies = faulty && this.net.chance(duplicate) ? 2 : 1;
     const held = faulty && message !== undefined ? this.heldBack(to, message) : 0;
+    const stalled =
+      faulty && this.s.stalledFetchMs !== undefined && message?.includes('"type":"FETCH_')
+        ? this.s.stalledFetchMs
+        : 0;
     for (let i = 0; i < copies; i++)
-      this.q.after(delayMs + held + this.net.next() * jitterMs, () => {
+      this.q.after(delayMs + held + stalled + this.net.next() * jitterMs, () => {
         if (!this.cut(from, to)) deliver();
       });
   }

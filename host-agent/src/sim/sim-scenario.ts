@@ -70,6 +70,13 @@ export interface Scenario {
   /** How many view-change timeouts a client's first suspicion lasts (the replicas' default otherwise). */
   suspicionTimeouts?: number;
   /**
+   * Until the network heals, the adversary holds back every state request (FETCH_META,
+   * FETCH_LEAVES, FETCH_PARTS) by this long: long enough, under load, for its vouchers to make a
+   * newer checkpoint stable and drop the one asked for. Every answer is then NO_CHECKPOINT, which
+   * once sent the transfer round its vouchers at network speed for as long as the replica ran.
+   */
+  stalledFetchMs?: number;
+  /**
    * A replica that starts again (rejuvenated, or in a cold start) holds no peer's certificate, as
    * a real one: it learns them from its peers. Otherwise it starts with every current one.
    */
@@ -217,5 +224,6 @@ export function scenarioFor(seed: number): Scenario {
   if (adversary.chance(0.5)) scenario.restartsKnowNoKeys = true;
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("shun-rejuvenated");
   if (mobile && adversary.chance(0.3)) scenario.mobileShuns = true;
+  if (adversary.chance(0.3)) scenario.stalledFetchMs = adversary.int(100, 800);
   return scenario;
 }
