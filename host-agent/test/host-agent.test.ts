@@ -152,6 +152,13 @@ describe("the host agent", () => {
     expect(childrenOf(agent.pid as number)).toEqual(spare);
     expect(agentLog).toMatch(/h1: replica starting, recovering\n/);
     expect(recovered.checkpointSeq).toBeGreaterThanOrEqual(stable?.seq ?? 0);
+    // Where the recovery's time went, counted from the start the agent asked for (the
+    // certificate just come), as the board counts T_transfer.
+    for (let i = 0; i < 20 && !/recovery steps/.test(agentLog); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(agentLog).toMatch(
+      /h1: recovery steps since the start was asked: replica built \+\d+ ms, listening \+\d+ ms, .*recovered at checkpoint \d+ \+\d+ ms\n/,
+    );
     await board.waitFor("HB", 5_000);
 
     // h2's group begins its rejuvenation: the board revokes its keys. From then on the replica

@@ -29,7 +29,7 @@ import { readReplicaKey } from "../agent/replica-keys.js";
 import { signerFor } from "../replica/ed25519.js";
 import { type ReplicaServer, readStoredCheckpoint } from "../service/replica-server.js";
 import { certifyWithBoardKey, KeyFileError } from "../service/service-keys.js";
-import { startReplica } from "../service/service-runtime.js";
+import { readServiceKeys, type ServiceKeys, startReplica } from "../service/service-runtime.js";
 
 /** The program to start the replica with, when the running one does not say (tests in-process). */
 /**
@@ -203,6 +203,7 @@ export function hostCommand(context: CliContext): Command {
       // Read now, while the host waits for its certificate: not part of T_transfer then.
       const stateDir = testbed.hosts.find((h) => h.id === flags.host)?.stateDir;
       const storedCheckpoint = stateDir === undefined ? undefined : readStoredCheckpoint(stateDir);
+      let serviceKeys: ServiceKeys | undefined;
       const tellAgent = (m: ReplicaToAgent) => process.send?.(m);
       // Timed like the agent's lines, so the console shows where a recovery's time goes.
       const log = (line: string) => context.io.err(`${new Date().toISOString()} ${line}\n`);
@@ -211,12 +212,15 @@ export function hostCommand(context: CliContext): Command {
       /** What came while the replica was starting, done once it has. */
       const pending: AgentToReplica[] = [];
       const start = async (m: Extract<AgentToReplica, { type: "start" }>) => {
+        const startAskedAtMs = performance.now();
         const { privateKey, certificate } = readReplicaKey(m);
         const revoked = m.revokedKeys.map((r) => `${r.host} before ${r.before}`).join(", ");
         log(
           `${flags.host}: replica starting${m.recovering ? ", recovering" : ""}${m.coldStart ? ", in a cold start" : ""}${revoked ? `; keys revoked: ${revoked}` : ""}`,
         );
         const started = await startReplica(testbed, flags.host, {
+          ...(serviceKeys !== undefined ? { serviceKeys } : {}),
+          startAskedAtMs,
           signer: signerFor(privateKey),
           certificate,
           recovering: m.recovering,
@@ -274,6 +278,15 @@ export function hostCommand(context: CliContext): Command {
         `${flags.host}: replica process ready (loaded in ${Math.round(process.uptime() * 1000)} ms${context.io.loadedFrom !== undefined ? `, from the ${context.io.loadedFrom}` : ""})`,
       );
       tellAgent({ type: "ready" });
+      // While the board checks BOOTED and certifies the new key, the keys the replica checks
+      // certificates and clients with (cold, on a loaded host, this took 11-85 ms of T_transfer).
+      // Read again at the start, where a missing or bad key file is reported, if this fails.
+      setImmediate(() => {
+        if (!starting)
+          try {
+            serviceKeys = readServiceKeys(testbed);
+          } catch {}
+      });
       // The agent gone means this host is going down: stop serving.
       const stop = new Promise<void>((resolve) => process.once("disconnect", () => resolve()));
       await Promise.race([untilSignal(), stop]);

@@ -68,7 +68,7 @@ export class RecoveryTimeline {
       return `${at(atMs)} (${m.size}, the last ${host})`;
     };
     const parts: string[] = [];
-    if (this.builtAtMs !== undefined) parts.push(`stored state read ${at(this.builtAtMs)}`);
+    if (this.builtAtMs !== undefined) parts.push(`replica built ${at(this.builtAtMs)}`);
     if (this.listeningAtMs !== undefined) parts.push(`listening ${at(this.listeningAtMs)}`);
     if (this.keys.size > 0) parts.push(`peers' keys learned ${last(this.keys)}`);
     if (this.sessions.size > 0) parts.push(`their sessions ${last(this.sessions)}`);
@@ -88,6 +88,6 @@ export class RecoveryTimeline {
     )
       parts.push(`checkpoint ${seq} stable ${at(this.stable.atMs)}`);
     parts.push(`recovered at checkpoint ${seq} ${at(atMs)}`);
-    return `recovery steps since the replica started: ${parts.join(", ")}`;
+    return `recovery steps since the start was asked: ${parts.join(", ")}`;
   }
 }

@@ -39,6 +39,12 @@ export interface ReplicaServerOptions {
   /** Keys revoked so far, as the board told the host agent. */
   revokedKeys?: ReadonlyArray<{ host: string; before: number }>;
   /**
+   * When the host agent asked for the start (`performance.now()`), its certificate just come:
+   * the replica's clock, and its recovery timeline, count from then, so that the timeline adds up
+   * to the T_transfer the board measures (default: the construction).
+   */
+  startAskedAtMs?: number;
+  /**
    * The newest stored checkpoint, read already (`readStoredCheckpoint`): the replica process reads
    * it while its host waits for the certificate, so that reading it is not part of T_transfer.
    */
@@ -55,7 +61,7 @@ export class ReplicaServer {
   readonly core: ReplicaCore;
   private readonly net: PeerConnections;
   private timer: NodeJS.Timeout | undefined;
-  private readonly started = performance.now();
+  private readonly started: number;
   private timeline: RecoveryTimeline | undefined;
   /** When the constructor was done (the stored checkpoints read, the core built). */
   private readonly builtAtMs: number;
@@ -64,6 +70,7 @@ export class ReplicaServer {
   private readonly checkpoints: CheckpointWriter;
 
   constructor(private readonly options: ReplicaServerOptions) {
+    this.started = options.startAskedAtMs ?? performance.now();
     const { testbed, hostId } = options;
     const host = testbed.hosts.find((h) => h.id === hostId);
     if (host === undefined) throw new RangeError(`${testbed.file}: no host ${hostId}`);

@@ -35,6 +35,20 @@ export interface ReplicaStartOptions {
   rewrite?: (actions: ReplicaAction[]) => ReplicaAction[];
   /** Read already, before the certificate came (`readStoredCheckpoint`). */
   storedCheckpoint?: StoredCheckpointAndParts;
+  /** The boards' and clients' public keys, read already (`readServiceKeys`). */
+  serviceKeys?: ServiceKeys;
+  /** When the start was asked (`performance.now()`): the replica's clock counts from then. */
+  startAskedAtMs?: number;
+}
+
+/** Board (by the host it guards) and client public keys: what a replica checks certificates and clients with. */
+export interface ServiceKeys {
+  boardKeys: Map<string, string>;
+  clientKeys: Map<string, string>;
+}
+
+export function readServiceKeys(testbed: Testbed): ServiceKeys {
+  return { boardKeys: boardPublicKeys(testbed), clientKeys: clientPublicKeys(testbed) };
 }
 
 export async function startReplica(
@@ -52,14 +66,15 @@ export async function startReplica(
   const certificate =
     options.certificate ??
     certifyWithBoardKey(testbed, hostId, signer, options.period ?? Math.floor(Date.now() / 1000));
+  const { boardKeys, clientKeys } = options.serviceKeys ?? readServiceKeys(testbed);
   const server = new ReplicaServer({
     testbed,
     hostId,
     scheme: new Ed25519Scheme(),
     signer,
     certificate,
-    boardKeys: boardPublicKeys(testbed),
-    clientKeys: clientPublicKeys(testbed),
+    boardKeys,
+    clientKeys,
     recovering: options.recovering ?? false,
     ...(options.coldStart === true ? { coldStart: true } : {}),
     ...(options.revokedKeys ? { revokedKeys: options.revokedKeys } : {}),
@@ -68,6 +83,7 @@ export async function startReplica(
     ...(options.onAction ? { onAction: options.onAction } : {}),
     ...(options.rewrite ? { rewrite: options.rewrite } : {}),
     ...(options.storedCheckpoint ? { storedCheckpoint: options.storedCheckpoint } : {}),
+    ...(options.startAskedAtMs !== undefined ? { startAskedAtMs: options.startAskedAtMs } : {}),
   });
   await server.start();
   return server;
