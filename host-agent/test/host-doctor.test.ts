@@ -3,7 +3,7 @@
  * first releases it, each check with what to do.
  */
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -120,13 +120,22 @@ describe("smw host doctor", () => {
       detail: /^b1, b2: one public key for several boards/,
     });
 
-    // Keys the replica reads at start: a board's public key gone.
+    // Keys the replica reads at start: a board's public key gone, and a client's key not a key.
+    // Every problem in one run, the shared key above among them.
     rmSync(path.join(bed.dir, "keys", "b4", "board.pub"), { force: true });
+    const clientKey = readdirSync(bed.testbed.clientKeysDir as string).find((n) =>
+      n.endsWith(".pub"),
+    );
+    writeFileSync(
+      path.join(bed.testbed.clientKeysDir as string, clientKey as string),
+      "not a key\n",
+    );
     const keys = byName(await hostChecks(bed.testbed, host("h3"), env(), SERIALPORT_MODULE));
-    expect(keys.keys).toMatchObject({
-      verdict: "fail",
-      detail: /board\.pub: cannot read board b4's public key/,
-    });
+    expect(keys.keys?.verdict).toBe("fail");
+    expect(keys.keys?.detail).toMatch(/^3 problems: \(1\) /);
+    expect(keys.keys?.detail).toMatch(/b4\/board\.pub: cannot read board b4's public key/);
+    expect(keys.keys?.detail).toMatch(new RegExp(`${clientKey}: cannot read a client key`));
+    expect(keys.keys?.detail).toMatch(/b1, b2: one public key for several boards/);
   });
 
   it("runs from the host bundle with its code cache: exit 0 ready, 1 when a check fails, 2 for a host not in the testbed", async () => {

@@ -12,7 +12,7 @@ import path from "node:path";
 import { isatty } from "node:tty";
 import type { Host, Testbed } from "@smw/wiring";
 import type { NativeModule } from "@smw/wiring/cli";
-import { boardPublicKeys, clientPublicKeys } from "../service/service-keys.js";
+import { surveyPublicKeys } from "../service/service-keys.js";
 
 export type Verdict = "ok" | "warn" | "fail";
 
@@ -119,32 +119,39 @@ export async function hostChecks(
   );
   add("state", ...stateVerdict(host.stateDir));
 
-  try {
-    const boards = boardPublicKeys(testbed);
-    const clients = clientPublicKeys(testbed);
-    // Each board's certificates must check only under its own key: boards whose public keys are
-    // one (the same file on this host, or copies) would each certify any host.
-    const byKey = new Map<string, string[]>();
-    for (const board of testbed.boards) {
-      const key = boards.get(board.guards) as string;
-      byKey.set(key, [...(byKey.get(key) ?? []), board.id]);
-    }
-    const shared = [...byKey.values()].filter((ids) => ids.length > 1);
-    if (shared.length > 0)
-      add(
-        "keys",
-        "fail",
-        `${shared.map((ids) => ids.join(", ")).join("; ")}: one public key for several boards (each board's own .pub beside its signing key path, on this host): a replica would take any of their certificates for any of their hosts`,
-      );
-    else
-      add(
-        "keys",
-        clients.size > 0 ? "ok" : "warn",
-        `${boards.size} boards' public keys${clients.size > 0 ? `, ${clients.size} client public key${clients.size === 1 ? "" : "s"}` : "; no client keys: no client can be served"}`,
-      );
-  } catch (error) {
-    add("keys", "fail", (error as Error).message);
+  // Every key problem at once: one fixed at a time, each found by a run of the doctor, is slow
+  // on a host reached over a serial console.
+  const { boardKeys: boards, clientKeys: clients, problems } = surveyPublicKeys(testbed);
+  // Each board's certificates must check only under its own key: boards whose public keys are
+  // one (the same file on this host, or copies) would each certify any host.
+  const byKey = new Map<string, string[]>();
+  for (const board of testbed.boards) {
+    const key = boards.get(board.guards);
+    if (key !== undefined) byKey.set(key, [...(byKey.get(key) ?? []), board.id]);
   }
+  for (const ids of byKey.values())
+    if (ids.length > 1)
+      problems.push(
+        `${ids.join(", ")}: one public key for several boards (each board's own .pub beside its signing key path, on this host): a replica would take any of their certificates for any of their hosts`,
+      );
+  if (testbed.clientKeysDir === undefined)
+    problems.push(
+      `${testbed.file}: no client keys: add "keys: { clients: FOLDER }" and put each client's public key there as <id>.pub (smw keys gen --out FOLDER --name <id>)`,
+    );
+  if (problems.length > 0)
+    add(
+      "keys",
+      "fail",
+      problems.length === 1
+        ? (problems[0] as string)
+        : `${problems.length} problems: ${problems.map((p, i) => `(${i + 1}) ${p}`).join("; ")}`,
+    );
+  else
+    add(
+      "keys",
+      clients.size > 0 ? "ok" : "warn",
+      `${boards.size} boards' public keys${clients.size > 0 ? `, ${clients.size} client public key${clients.size === 1 ? "" : "s"}` : "; no client keys: no client can be served"}`,
+    );
 
   const { host: address, port } = host.address;
   const listen = await env.canListen(address, port);

@@ -52,6 +52,44 @@ export function boardPublicKeys(testbed: Testbed): Map<string, string> {
   return keys;
 }
 
+/**
+ * Every board and client public key that reads, and what is wrong with each one that does not:
+ * for a check that reports every problem at once (`smw host doctor`), where the replica's start
+ * stops at the first (`boardPublicKeys`, `clientPublicKeys`).
+ */
+export function surveyPublicKeys(testbed: Testbed): {
+  boardKeys: Map<string, string>;
+  clientKeys: Map<string, string>;
+  problems: string[];
+} {
+  const problems: string[] = [];
+  const boardKeys = new Map<string, string>();
+  for (const board of testbed.boards)
+    try {
+      boardKeys.set(
+        board.guards,
+        readPublic(publicPathOf(board.keys.signingPath), `board ${board.id}'s public key`),
+      );
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  const clientKeys = new Map<string, string>();
+  const dir = testbed.clientKeysDir;
+  let names: string[] = [];
+  try {
+    names = dir === undefined ? [] : readdirSync(dir).filter((n) => n.endsWith(".pub"));
+  } catch (error) {
+    problems.push(`${dir}: cannot list client keys: ${(error as Error).message}`);
+  }
+  for (const name of names)
+    try {
+      clientKeys.set(name.slice(0, -4), readPublic(path.join(dir as string, name), "a client key"));
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  return { boardKeys, clientKeys, problems };
+}
+
 /** Client id -> public key, from the testbed's client key folder. */
 export function clientPublicKeys(testbed: Testbed): Map<string, string> {
   const dir = testbed.clientKeysDir;
