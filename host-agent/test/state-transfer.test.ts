@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
+import type { KvSnapshot } from "../src/kv/kv-snapshot.js";
 import { KvStore } from "../src/kv/kv-store.js";
 import { FANOUT } from "../src/kv/partition-tree.js";
+import { INLINE_METAS, INLINE_PART_BYTES, serveFetch } from "../src/replica/catch-up.js";
+import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
+import { parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
+import type { ReplicaState } from "../src/replica/replica-state.js";
 import { StateTransfer } from "../src/replica/state-transfer.js";
+import { replicaCluster } from "./replica-cluster.js";
 
 describe("a state transfer", () => {
   it("takes an answer for a checkpoint it no longer targets as stale, not as a peer's fault", () => {
@@ -12,7 +18,9 @@ describe("a state transfer", () => {
       0,
       200,
     );
-    expect(transfer.start().send).toEqual([{ to: "r2", body: { type: "FETCH_META", seq: 32 } }]);
+    expect(transfer.start().send).toEqual([
+      { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
     // r2's answer to a request this replica made for checkpoint 16, before it moved to 32.
     const step = transfer.onReply(
       "r2",
@@ -41,7 +49,9 @@ describe("a state transfer", () => {
     expect(step.stale).toBeUndefined();
     expect(step.rejected).toBe("META does not match the checkpoint digest");
     // And the next peer is asked.
-    expect(step.send).toEqual([{ to: "r3", body: { type: "FETCH_META", seq: 32 } }]);
+    expect(step.send).toEqual([
+      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
   });
 });
 
@@ -54,7 +64,9 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
     const transfer = transferOf();
     transfer.start();
     const first = transfer.onReply("r2", gone, 5);
-    expect(first.send).toEqual([{ to: "r3", body: { type: "FETCH_META", seq: 32 } }]);
+    expect(first.send).toEqual([
+      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
     const last = transfer.onReply("r3", gone, 6);
     expect(last).toEqual({ send: [], gone: true });
     expect(transfer.finished).toBe(true);
@@ -70,7 +82,9 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
     expect(transfer.onReply("r3", gone, 5)).toEqual({ send: [] });
     const step = transfer.onReply("r2", gone, 6);
     expect(step.gone).toBeUndefined();
-    expect(step.send).toEqual([{ to: "r3", body: { type: "FETCH_META", seq: 32 } }]);
+    expect(step.send).toEqual([
+      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
   });
 
   it("goes on with the next voucher while one that was silent may still hold it", () => {
@@ -78,9 +92,116 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
     transfer.start();
     // r2 is silent: after the retry interval r3 is asked, and says it no longer holds it; r2 is
     // asked again (it never said so).
-    expect(transfer.tick(250).send).toEqual([{ to: "r3", body: { type: "FETCH_META", seq: 32 } }]);
+    expect(transfer.tick(250).send).toEqual([
+      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
     const step = transfer.onReply("r3", gone, 260);
     expect(step.gone).toBeUndefined();
-    expect(step.send).toEqual([{ to: "r2", body: { type: "FETCH_META", seq: 32 } }]);
+    expect(step.send).toEqual([
+      { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
+  });
+});
+
+describe("a state transfer of a small difference", () => {
+  /** A served checkpoint and a replica's own state that differs from it in two keys. */
+  function pair() {
+    const served = new KvStore();
+    const own = new KvStore();
+    for (let i = 0; i < 50; i++) {
+      served.apply({ op: "put", key: `k${i}`, value: `v${i}` });
+      own.apply({ op: "put", key: `k${i}`, value: `v${i}` });
+    }
+    served.apply({ op: "put", key: "k7", value: "changed" });
+    served.apply({ op: "put", key: "new", value: "x" });
+    const snapshot = served.snapshot();
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+    return { snapshot, own: own.snapshot(), target: { seq: 32, digest } };
+  }
+
+  /** A replica serving `snapshot` at checkpoint 32, answering whatever `request` asks. */
+  function serve(snapshot: KvSnapshot, request: ReplicaBody): ReplicaBody {
+    const c = replicaCluster(4, 1, 0);
+    const core = c.boot("r1", { recovering: false });
+    const r = (core as unknown as { r: ReplicaState }).r;
+    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
+    r.out = [];
+    serveFetch(r, "r2", request);
+    const sent = r.out[0];
+    if (sent?.type !== "send") throw new Error("no answer");
+    return parseEnvelope(sent.message)?.body as ReplicaBody;
+  }
+
+  it("takes one round trip: the META carries the differing metas' leaves and partitions", () => {
+    const { snapshot, own, target } = pair();
+    const transfer = new StateTransfer(target, own, ["r1"], 0, 200);
+    const ask = transfer.start().send[0]?.body as Extract<ReplicaBody, { type: "FETCH_META" }>;
+    expect(ask.have).toHaveLength(FANOUT);
+    const meta = serve(snapshot, ask);
+    expect(meta.type).toBe("META");
+    const step = transfer.onReply("r1", meta, 5);
+    expect(step.send).toEqual([]);
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+    expect(step.done?.store.get("k7")).toBe("changed");
+    expect(step.done?.partitionsFetched).toBe(2);
+  });
+
+  it("checks what the META carries: a garbled partition is refused and the next voucher asked", () => {
+    const { snapshot, own, target } = pair();
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const ask = transfer.start().send[0]?.body as ReplicaBody;
+    const meta = serve(snapshot, ask) as Extract<ReplicaBody, { type: "META" }>;
+    const garbled = {
+      ...meta,
+      parts: meta.parts?.map((p) => ({ ...p, data: Buffer.from("garbage").toString("base64") })),
+    };
+    const step = transfer.onReply("r1", garbled, 5);
+    expect(step.rejected).toBe("a partition does not match its leaf digest");
+    expect(step.done).toBeUndefined();
+    expect(step.send[0]?.to).toBe("r2");
+  });
+
+  it("without `have` (an older peer's question), answers with the metas alone, as before", () => {
+    const { snapshot } = pair();
+    const meta = serve(snapshot, { type: "FETCH_META", seq: 32 }) as Extract<
+      ReplicaBody,
+      { type: "META" }
+    >;
+    expect(meta.leaves).toBeUndefined();
+    expect(meta.parts).toBeUndefined();
+  });
+
+  it("falls back to asking for leaves and partitions when the difference is too large to carry", () => {
+    const served = new KvStore();
+    // Values large enough that one meta's partitions pass the inline bound.
+    for (let i = 0; i < 400; i++)
+      served.apply({ op: "put", key: `k${i}`, value: "v".repeat(2000) });
+    const snapshot = served.snapshot();
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+    const transfer = new StateTransfer(
+      { seq: 32, digest },
+      new KvStore().snapshot(),
+      ["r1"],
+      0,
+      200,
+    );
+    const meta = serve(snapshot, transfer.start().send[0]?.body as ReplicaBody) as Extract<
+      ReplicaBody,
+      { type: "META" }
+    >;
+    expect(meta.leaves).toHaveLength(INLINE_METAS);
+    const carried = (meta.parts ?? []).reduce(
+      (n, p) => n + Buffer.from(p.data, "base64").length,
+      0,
+    );
+    expect(carried).toBeLessThanOrEqual(INLINE_PART_BYTES);
+    let step = transfer.onReply("r1", meta, 5);
+    // The rest as before: leaves of the metas not carried, then partitions, until done.
+    for (let round = 0; round < 100 && step.done === undefined; round++) {
+      const ask = step.send[0];
+      expect(ask?.body.type).toMatch(/^FETCH_(LEAVES|PARTS)$/);
+      step = transfer.onReply("r1", serve(snapshot, ask?.body as ReplicaBody), 10 + round);
+    }
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
   });
 });

@@ -4,7 +4,9 @@
  * k'+1 peers, and is recovered once it has what its peers had when it asked; it serves the same
  * to others.
  */
+import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import type { KvStore } from "../kv/kv-store.js";
+import { FANOUT } from "../kv/partition-tree.js";
 import { addCheckpointVote, makeStable } from "./checkpoints.js";
 import { ClientTable } from "./client-table.js";
 import {
@@ -248,6 +250,47 @@ export function agreedExecuted(r: ReplicaState, seq: number): ExecutedEntry | un
   return undefined;
 }
 
+/** Metas whose leaves a META carries at most: 64 leaf digests each, about 4 KiB. */
+export const INLINE_METAS = 16;
+/** Partition bytes a META carries at most, those of the metas whose leaves it carries. */
+export const INLINE_PART_BYTES = 64 * 1024;
+
+/**
+ * What a META carries beyond its metas, for an asker whose own meta digests are `have`: the leaves
+ * of (up to `INLINE_METAS` of) the metas that differ, and, while they fit in `INLINE_PART_BYTES`,
+ * every partition under those metas (the asker keeps those whose leaves differ from its own). A
+ * replica whose state differs in a few partitions then fetches it in one round trip, not three
+ * (META, LEAVES, PARTS): on a loaded host each round trip waits for its peer's turn.
+ */
+function inlineDifference(
+  s: KvSnapshot,
+  metas: readonly string[],
+  have: readonly string[],
+): {
+  leaves?: Array<{ meta: number; digests: string[] }>;
+  parts?: Array<{ index: number; data: string }>;
+} {
+  if (have.length !== metas.length) return {};
+  const differing: number[] = [];
+  for (let i = 0; i < metas.length && differing.length < INLINE_METAS; i++)
+    if (metas[i] !== have[i]) differing.push(i);
+  if (differing.length === 0) return {};
+  const leaves = differing.map((meta) => ({
+    meta,
+    digests: s.leafDigests(meta).map((d) => d.toString("hex")),
+  }));
+  const parts: Array<{ index: number; data: string }> = [];
+  let bytes = 0;
+  for (const meta of differing)
+    for (let j = 0; j < FANOUT; j++) {
+      const data = s.encodePartition(meta * FANOUT + j);
+      bytes += data.length;
+      if (bytes > INLINE_PART_BYTES) return { leaves, parts };
+      parts.push({ index: meta * FANOUT + j, data: data.toString("base64") });
+    }
+  return { leaves, parts };
+}
+
 export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): void {
   if (!("seq" in body)) return;
   const cp = r.ownCheckpoints.get(body.seq);
@@ -257,12 +300,14 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
   }
   const s = cp.snapshot;
   if (body.type === "FETCH_META") {
+    const metas = s.metaDigests().map((d) => d.toString("hex"));
     r.send(from, {
       type: "META",
       seq: cp.seq,
       kvRoot: s.root().toString("hex"),
       clients: cp.clients,
-      metas: s.metaDigests().map((d) => d.toString("hex")),
+      metas,
+      ...(body.have !== undefined ? inlineDifference(s, metas, body.have) : {}),
     });
   } else if (body.type === "FETCH_LEAVES") {
     const metas = body.metas.filter((m) => m < s.metaDigests().length).slice(0, 64);

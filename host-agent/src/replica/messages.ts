@@ -170,13 +170,21 @@ export type ReplicaBody =
       catchingUp?: true;
     }
   | { type: "EXECUTED"; entries: ExecutedEntry[] }
-  | { type: "FETCH_META"; seq: number }
+  /** `have`: the asker's own meta digests, so that the answer can carry what differs. */
+  | { type: "FETCH_META"; seq: number; have?: string[] }
   | {
       type: "META";
       seq: number;
       kvRoot: string;
       clients: ClientTableEntry[];
       metas: string[];
+      /**
+       * With `have` in the request: the leaf digests of metas that differ from it (some or all),
+       * and, when small, their partitions, so that a small difference takes one round trip.
+       * Checked against `metas` as LEAVES and PARTS are.
+       */
+      leaves?: Array<{ meta: number; digests: string[] }>;
+      parts?: Array<{ index: number; data: string }>;
     }
   | { type: "FETCH_LEAVES"; seq: number; metas: number[] }
   | { type: "LEAVES"; seq: number; leaves: Array<{ meta: number; digests: string[] }> }
@@ -650,7 +658,12 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       });
       return entries && { type: v.type, entries };
     }
-    case "FETCH_META":
+    case "FETCH_META": {
+      if (!isCount(v.seq)) return undefined;
+      if (v.have === undefined) return { type: v.type, seq: v.seq };
+      const have = list(v.have, (x) => (isDigest(x) ? x : undefined), 1024);
+      return have && { type: v.type, seq: v.seq, have };
+    }
     case "NO_CHECKPOINT":
       return isCount(v.seq) ? { type: v.type, seq: v.seq } : undefined;
     case "META": {
@@ -674,7 +687,19 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       );
       const metas = list(v.metas, (x) => (isDigest(x) ? x : undefined), 1024);
       if (!isCount(v.seq) || !isDigest(v.kvRoot) || !clients || !metas) return undefined;
-      return { type: v.type, seq: v.seq, kvRoot: v.kvRoot, clients, metas };
+      const leaves = v.leaves === undefined ? undefined : leavesList(v.leaves);
+      const parts = v.parts === undefined ? undefined : partsList(v.parts);
+      if ((v.leaves !== undefined && !leaves) || (v.parts !== undefined && !parts))
+        return undefined;
+      return {
+        type: v.type,
+        seq: v.seq,
+        kvRoot: v.kvRoot,
+        clients,
+        metas,
+        ...(leaves ? { leaves } : {}),
+        ...(parts ? { parts } : {}),
+      };
     }
     case "FETCH_LEAVES":
     case "FETCH_PARTS": {
@@ -687,19 +712,11 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         : { type: v.type, seq: v.seq, parts: indexes };
     }
     case "LEAVES": {
-      const leaves = list(v.leaves, (x) => {
-        if (!isObj(x) || !isCount(x.meta)) return undefined;
-        const digests = list(x.digests, (d) => (isDigest(d) ? d : undefined), 1024);
-        return digests && { meta: x.meta, digests };
-      });
+      const leaves = leavesList(v.leaves);
       return isCount(v.seq) && leaves ? { type: v.type, seq: v.seq, leaves } : undefined;
     }
     case "PARTS": {
-      const parts = list(v.parts, (x) =>
-        isObj(x) && isCount(x.index) && isB64(x.data, MAX_MESSAGE_BYTES)
-          ? { index: x.index, data: x.data }
-          : undefined,
-      );
+      const parts = partsList(v.parts);
       return isCount(v.seq) && parts ? { type: v.type, seq: v.seq, parts } : undefined;
     }
     case "NEW_KEY": {
@@ -758,6 +775,24 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     default:
       return undefined;
   }
+}
+
+/** Leaf digests by meta, as LEAVES (and a META) carry them. */
+function leavesList(v: unknown): Array<{ meta: number; digests: string[] }> | undefined {
+  return list(v, (x) => {
+    if (!isObj(x) || !isCount(x.meta)) return undefined;
+    const digests = list(x.digests, (d) => (isDigest(d) ? d : undefined), 1024);
+    return digests && { meta: x.meta, digests };
+  });
+}
+
+/** Partitions by index, as PARTS (and a META) carry them. */
+function partsList(v: unknown): Array<{ index: number; data: string }> | undefined {
+  return list(v, (x) =>
+    isObj(x) && isCount(x.index) && isB64(x.data, MAX_MESSAGE_BYTES)
+      ? { index: x.index, data: x.data }
+      : undefined,
+  );
 }
 
 function parseJson(bytes: Buffer | string): unknown {

@@ -86,7 +86,15 @@ export class StateTransfer {
   private request(): { to: string; body: ReplicaBody } {
     const seq = this.target.seq;
     const to = this.peer();
-    if (this.phase === "meta") return { to, body: { type: "FETCH_META", seq } };
+    if (this.phase === "meta")
+      return {
+        to,
+        body: {
+          type: "FETCH_META",
+          seq,
+          have: this.base.metaDigests().map((d) => d.toString("hex")),
+        },
+      };
     if (this.phase === "leaves")
       return {
         to,
@@ -152,16 +160,26 @@ export class StateTransfer {
       if (!m.equals(local[i] as Buffer)) this.wantedMetas.add(i);
     });
     this.lastProgressMs = nowMs;
+    // What the answer carries of the difference already (`inlineDifference` at its sender),
+    // checked as LEAVES and PARTS are.
+    const leavesWrong = this.takeLeaves(body.leaves ?? []).wrong;
+    if (leavesWrong !== undefined) return { ...this.nextPeer(nowMs), rejected: leavesWrong };
+    const partsWrong = this.takeParts(body.parts ?? []).wrong;
+    if (partsWrong !== undefined) return { ...this.nextPeer(nowMs), rejected: partsWrong };
     return this.advance();
   }
 
-  private onLeaves(body: Extract<ReplicaBody, { type: "LEAVES" }>, nowMs: number): TransferStep {
+  /** Leaves of wanted metas, checked against them: how many were used, or what is wrong. */
+  private takeLeaves(leavesByMeta: ReadonlyArray<{ meta: number; digests: string[] }>): {
+    used: number;
+    wrong?: string;
+  } {
     let used = 0;
-    for (const { meta, digests } of body.leaves) {
+    for (const { meta, digests } of leavesByMeta) {
       if (!this.wantedMetas.has(meta) || digests.length !== FANOUT) continue;
       const leaves = digests.map((d) => Buffer.from(d, "hex"));
       if (!metaDigest(leaves).equals(this.metas[meta] as Buffer))
-        return { ...this.nextPeer(nowMs), rejected: "LEAVES do not match their meta digest" };
+        return { used, wrong: "LEAVES do not match their meta digest" };
       const local = this.base.leafDigests(meta);
       leaves.forEach((leaf, j) => {
         if (!leaf.equals(local[j] as Buffer)) this.wantedParts.set(meta * FANOUT + j, leaf);
@@ -169,6 +187,33 @@ export class StateTransfer {
       this.wantedMetas.delete(meta);
       used++;
     }
+    return { used };
+  }
+
+  /** Wanted partitions, checked against their leaves: how many were used, or what is wrong. */
+  private takeParts(parts: ReadonlyArray<{ index: number; data: string }>): {
+    used: number;
+    wrong?: string;
+  } {
+    let used = 0;
+    for (const { index, data } of parts) {
+      const want = this.wantedParts.get(index);
+      if (want === undefined || this.fetched.has(index)) continue;
+      const bytes = Buffer.from(data, "base64");
+      if (!createHash("sha256").update(bytes).digest().equals(want))
+        return { used, wrong: "a partition does not match its leaf digest" };
+      const entries = decodePartition(bytes, index);
+      if ("error" in entries) return { used, wrong: `partition ${index}: ${entries.error}` };
+      this.fetched.set(index, entries);
+      this.bytesFetched += bytes.length;
+      used++;
+    }
+    return { used };
+  }
+
+  private onLeaves(body: Extract<ReplicaBody, { type: "LEAVES" }>, nowMs: number): TransferStep {
+    const { used, wrong } = this.takeLeaves(body.leaves);
+    if (wrong !== undefined) return { ...this.nextPeer(nowMs), rejected: wrong };
     if (used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
     this.without.clear();
@@ -176,20 +221,8 @@ export class StateTransfer {
   }
 
   private onParts(body: Extract<ReplicaBody, { type: "PARTS" }>, nowMs: number): TransferStep {
-    let used = 0;
-    for (const { index, data } of body.parts) {
-      const want = this.wantedParts.get(index);
-      if (want === undefined || this.fetched.has(index)) continue;
-      const bytes = Buffer.from(data, "base64");
-      if (!createHash("sha256").update(bytes).digest().equals(want))
-        return { ...this.nextPeer(nowMs), rejected: "a partition does not match its leaf digest" };
-      const entries = decodePartition(bytes, index);
-      if ("error" in entries)
-        return { ...this.nextPeer(nowMs), rejected: `partition ${index}: ${entries.error}` };
-      this.fetched.set(index, entries);
-      this.bytesFetched += bytes.length;
-      used++;
-    }
+    const { used, wrong } = this.takeParts(body.parts);
+    if (wrong !== undefined) return { ...this.nextPeer(nowMs), rejected: wrong };
     if (used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
     this.without.clear();
