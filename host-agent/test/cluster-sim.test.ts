@@ -86,15 +86,15 @@ describe("the deterministic cluster simulation", () => {
 
   it("holds state requests back until their checkpoints may be gone, and every transfer ends", () => {
     // The stalled-fetch adversary: a replica behind asks for a state, and by the time its request
-    // arrives its vouchers may have moved on, or it may have caught up from their log. Each such
-    // transfer ends (counted) instead of asking again for as long as the replica runs; the idle
-    // check at the end of each run would catch one that did not.
+    // arrives its vouchers may have moved on, or it may have caught up from their log. Such a
+    // transfer waits a round (counted) or ends, instead of asking again at network speed for as
+    // long as the replica runs; the idle check at the end of each run would catch one that did.
     const runs = cleanRunsOfSeedsWhere((s) => s.stalledFetchMs !== undefined);
     const ended = runs.reduce(
       (sum, { r }) =>
         sum +
         (r.replicaCounters["state-transfer.overtaken"] ?? 0) +
-        (r.replicaCounters["state-transfer.gone"] ?? 0),
+        (r.replicaCounters["state-transfer.waiting"] ?? 0),
       0,
     );
     expect(ended).toBeGreaterThan(0);

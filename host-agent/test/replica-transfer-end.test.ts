@@ -1,5 +1,5 @@
 /**
- * A state transfer ends. In the demo, a replica that fell a checkpoint interval behind asked for
+ * A state transfer does not go on at network speed. In the demo, a replica that fell a checkpoint interval behind asked for
  * a checkpoint its vouchers had dropped by the time the request reached them: every answer was
  * NO_CHECKPOINT, every answer sent the request to the next voucher at once, and the exchange ran
  * at network speed for the rest of the run (62,000 round trips in 99 s, on two replicas), while
@@ -58,7 +58,7 @@ describe("a state transfer", () => {
     return { seq, messages: votes.get(seq) as Buffer[] };
   }
 
-  it("ends once every voucher says it no longer holds the checkpoint, instead of asking round them forever", () => {
+  it("asks round its vouchers once per retry interval once none holds the checkpoint, not at network speed", () => {
     const { c, writesWithoutR4 } = clusterWithHistory();
     writesWithoutR4(12);
     const early = earlyCheckpointVotes(c);
@@ -78,9 +78,11 @@ describe("a state transfer", () => {
     c.deliver(transferOnly);
     c.run(2_000, transferOnly);
     const asked = fetchesFor((c.sent.get("r4") ?? []).slice(before), early.seq);
-    // Each voucher once (r1, r2); the exchange used to go on for as long as it was let run.
-    expect(asked).toBe(2);
-    expect(r4?.counters.get("state-transfer.gone")).toBe(1);
+    // Each voucher once per retry interval (200 ms here): at most 2 x 11 in 2 s. The exchange
+    // used to go on at network speed (100,501 requests in this test, run that way).
+    expect(asked).toBeGreaterThanOrEqual(2);
+    expect(asked).toBeLessThanOrEqual(22);
+    expect(r4?.counters.get("state-transfer.waiting")).toBeGreaterThanOrEqual(1);
   });
 
   it("that the replica overtook by executing from its peers' log ends, though its vouchers are silent", () => {

@@ -59,32 +59,64 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
   const transferOf = () =>
     new StateTransfer({ seq: 32, digest: "d32" }, new KvStore().snapshot(), ["r2", "r3"], 0, 200);
   const gone = { type: "NO_CHECKPOINT", seq: 32 } as const;
+  const fetchMetaTo = (to: string) => [
+    { to, body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+  ];
 
-  it("asks each voucher once, then ends instead of going round them again", () => {
+  it("asks each voucher once, then waits a retry interval before going round again", () => {
     const transfer = transferOf();
     transfer.start();
-    const first = transfer.onReply("r2", gone, 5);
-    expect(first.send).toEqual([
-      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
-    ]);
-    const last = transfer.onReply("r3", gone, 6);
-    expect(last).toEqual({ send: [], gone: true });
-    expect(transfer.finished).toBe(true);
-    // Nothing more, whatever comes or however long it waits.
-    expect(transfer.onReply("r2", gone, 7).send).toEqual([]);
-    expect(transfer.tick(10_000).send).toEqual([]);
+    expect(transfer.onReply("r2", gone, 5).send).toEqual(fetchMetaTo("r3"));
+    expect(transfer.onReply("r3", gone, 6)).toEqual({ send: [], waiting: true });
+    // Nothing more within the retry interval, whatever comes (it used to ask again at once).
+    expect(transfer.onReply("r3", gone, 7).send).toEqual([]);
+    expect(transfer.tick(100).send).toEqual([]);
+    // Then the next round.
+    expect(transfer.tick(206).send).toEqual(fetchMetaTo("r2"));
+    expect(transfer.finished).toBe(false);
   });
 
-  it("takes a NO_CHECKPOINT only from the voucher it asked: a replayed one does not end it", () => {
+  it("takes a NO_CHECKPOINT only from the voucher it asked: a replayed one does not move it", () => {
     const transfer = transferOf();
     transfer.start();
     // r3 was not asked: its answer (replayed, or forged in its name) changes nothing.
     expect(transfer.onReply("r3", gone, 5)).toEqual({ send: [] });
     const step = transfer.onReply("r2", gone, 6);
-    expect(step.gone).toBeUndefined();
-    expect(step.send).toEqual([
-      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
-    ]);
+    expect(step.waiting).toBeUndefined();
+    expect(step.send).toEqual(fetchMetaTo("r3"));
+  });
+
+  it("still takes a voucher's real answer after a replayed NO_CHECKPOINT of its own sent it round", () => {
+    // The network replays a NO_CHECKPOINT that r2 sent earlier (r2 was itself recovering then):
+    // the transfer goes round and waits, but r2's answer to the request it has now still counts.
+    const { snapshot, own, target } = smallDifference();
+    const transfer = new StateTransfer(target, own, ["r2", "r3"], 0, 200);
+    transfer.start();
+    transfer.onReply("r2", { type: "NO_CHECKPOINT", seq: 32 }, 1);
+    expect(transfer.onReply("r3", { type: "NO_CHECKPOINT", seq: 32 }, 2).waiting).toBe(true);
+    const meta = serve(snapshot, { type: "FETCH_META", seq: 32, have: ownMetas(own) });
+    const step = transfer.onReply("r2", meta, 3);
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+  });
+
+  it("does not go round at network speed between a lying voucher and one that dropped the checkpoint", () => {
+    const { snapshot, own, target } = smallDifference();
+    const transfer = new StateTransfer(target, own, ["r2", "r3"], 0, 200);
+    transfer.start();
+    const meta = serve(snapshot, { type: "FETCH_META", seq: 32, have: ownMetas(own) }) as Extract<
+      ReplicaBody,
+      { type: "META" }
+    >;
+    const lie = { ...meta, metas: meta.metas.map((m, i) => (i === 0 ? "00".repeat(32) : m)) };
+    let asked = 1;
+    // Within one millisecond: r2 lies, r3 says it no longer holds it, and so on, as fast as the
+    // network carries it.
+    for (let i = 0; i < 1000; i++) {
+      const step =
+        i % 2 === 0 ? transfer.onReply("r2", lie, 0.5) : transfer.onReply("r3", gone, 0.5);
+      asked += step.send.length;
+    }
+    expect(asked).toBe(2);
   });
 
   it("goes on with the next voucher while one that was silent may still hold it", () => {
@@ -92,45 +124,45 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
     transfer.start();
     // r2 is silent: after the retry interval r3 is asked, and says it no longer holds it; r2 is
     // asked again (it never said so).
-    expect(transfer.tick(250).send).toEqual([
-      { to: "r3", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
-    ]);
+    expect(transfer.tick(250).send).toEqual(fetchMetaTo("r3"));
     const step = transfer.onReply("r3", gone, 260);
-    expect(step.gone).toBeUndefined();
-    expect(step.send).toEqual([
-      { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
-    ]);
+    expect(step.waiting).toBeUndefined();
+    expect(step.send).toEqual(fetchMetaTo("r2"));
   });
 });
 
-describe("a state transfer of a small difference", () => {
-  /** A served checkpoint and a replica's own state that differs from it in two keys. */
-  function pair() {
-    const served = new KvStore();
-    const own = new KvStore();
-    for (let i = 0; i < 50; i++) {
-      served.apply({ op: "put", key: `k${i}`, value: `v${i}` });
-      own.apply({ op: "put", key: `k${i}`, value: `v${i}` });
-    }
-    served.apply({ op: "put", key: "k7", value: "changed" });
-    served.apply({ op: "put", key: "new", value: "x" });
-    const snapshot = served.snapshot();
-    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
-    return { snapshot, own: own.snapshot(), target: { seq: 32, digest } };
+/** A served checkpoint and a replica's own state that differs from it in two keys. */
+function smallDifference() {
+  const served = new KvStore();
+  const own = new KvStore();
+  for (let i = 0; i < 50; i++) {
+    served.apply({ op: "put", key: `k${i}`, value: `v${i}` });
+    own.apply({ op: "put", key: `k${i}`, value: `v${i}` });
   }
+  served.apply({ op: "put", key: "k7", value: "changed" });
+  served.apply({ op: "put", key: "new", value: "x" });
+  const snapshot = served.snapshot();
+  const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+  return { snapshot, own: own.snapshot(), target: { seq: 32, digest } };
+}
 
-  /** A replica serving `snapshot` at checkpoint 32, answering whatever `request` asks. */
-  function serve(snapshot: KvSnapshot, request: ReplicaBody): ReplicaBody {
-    const c = replicaCluster(4, 1, 0);
-    const core = c.boot("r1", { recovering: false });
-    const r = (core as unknown as { r: ReplicaState }).r;
-    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
-    r.out = [];
-    serveFetch(r, "r2", request);
-    const sent = r.out[0];
-    if (sent?.type !== "send") throw new Error("no answer");
-    return parseEnvelope(sent.message)?.body as ReplicaBody;
-  }
+const ownMetas = (own: KvSnapshot) => own.metaDigests().map((d) => d.toString("hex"));
+
+/** A replica serving `snapshot` at checkpoint 32, answering whatever `request` asks. */
+function serve(snapshot: KvSnapshot, request: ReplicaBody): ReplicaBody {
+  const c = replicaCluster(4, 1, 0);
+  const core = c.boot("r1", { recovering: false });
+  const r = (core as unknown as { r: ReplicaState }).r;
+  r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
+  r.out = [];
+  serveFetch(r, "r2", request);
+  const sent = r.out[0];
+  if (sent?.type !== "send") throw new Error("no answer");
+  return parseEnvelope(sent.message)?.body as ReplicaBody;
+}
+
+describe("a state transfer of a small difference", () => {
+  const pair = smallDifference;
 
   it("takes one round trip: the META carries the differing metas' leaves and partitions", () => {
     const { snapshot, own, target } = pair();
@@ -158,6 +190,22 @@ describe("a state transfer of a small difference", () => {
     const step = transfer.onReply("r1", garbled, 5);
     expect(step.rejected).toBe("a partition does not match its leaf digest");
     expect(step.done).toBeUndefined();
+    expect(step.send[0]?.to).toBe("r2");
+  });
+
+  it("checks the leaves the META carries against their metas", () => {
+    const { snapshot, own, target } = pair();
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const meta = serve(snapshot, transfer.start().send[0]?.body as ReplicaBody) as Extract<
+      ReplicaBody,
+      { type: "META" }
+    >;
+    const wrongLeaves = {
+      ...meta,
+      leaves: meta.leaves?.map((l) => ({ ...l, digests: l.digests.map(() => "11".repeat(32)) })),
+    };
+    const step = transfer.onReply("r1", wrongLeaves, 5);
+    expect(step.rejected).toBe("LEAVES do not match their meta digest");
     expect(step.send[0]?.to).toBe("r2");
   });
 

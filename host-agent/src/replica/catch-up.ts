@@ -73,11 +73,7 @@ export function applyTransferStep(
 ): void {
   if (step.rejected) r.problem("bad-transfer-reply", from, step.rejected);
   if (step.stale) r.count("state-transfer.stale-replies");
-  if (step.gone) {
-    r.count("state-transfer.gone");
-    r.transfer = undefined;
-    return;
-  }
+  if (step.waiting) r.count("state-transfer.waiting");
   for (const { to, body } of step.send) r.send(to, body);
   if (step.done && r.transfer) {
     const target = r.transfer.target;

@@ -36,12 +36,13 @@ export interface TransferStep {
    */
   stale?: true;
   /**
-   * Every voucher said it no longer holds the checkpoint (its stable checkpoint moved on, and
-   * the old one was dropped): the transfer ends here. Going round them again at once would be
-   * an exchange at network speed that never ends; the replica starts afresh towards a newer
-   * checkpoint once k' + 1 peers vouch for one.
+   * No voucher can serve this round: each said it no longer holds the checkpoint (its stable
+   * checkpoint moved on) or answered with what did not check out. The transfer asks again only
+   * after a retry interval: going round them at once was an exchange at network speed for as
+   * long as the replica ran. It still takes a late answer meanwhile, and a newer checkpoint
+   * k' + 1 peers vouch for replaces it.
    */
-  gone?: true;
+  waiting?: true;
 }
 
 type Phase = "meta" | "leaves" | "parts" | "done";
@@ -58,8 +59,13 @@ export class StateTransfer {
   private readonly wantedParts = new Map<number, Buffer>();
   private readonly fetched = new Map<number, Array<[string, string]>>();
   private bytesFetched = 0;
-  /** Vouchers that said NO_CHECKPOINT since the transfer last made progress. */
+  /**
+   * Vouchers that cannot serve this round (said NO_CHECKPOINT, or answered with what did not
+   * check out) since the transfer last made progress.
+   */
   private readonly without = new Set<string>();
+  /** After a round in which no voucher could serve: nothing is asked before this. */
+  private restingUntilMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly target: SeqDigest,
@@ -104,7 +110,7 @@ export class StateTransfer {
     return { to, body: { type: "FETCH_PARTS", seq, parts: parts.slice(0, PARTS_PER_REQUEST) } };
   }
 
-  /** No reply in time, or the peer no longer holds the checkpoint: ask the next one. */
+  /** No reply in time (or, waiting, a retry interval passed): ask the next voucher. */
   tick(nowMs: number): TransferStep {
     if (this.phase === "done" || nowMs - this.lastProgressMs < this.retryMs) return { send: [] };
     return this.nextPeer(nowMs);
@@ -121,51 +127,70 @@ export class StateTransfer {
     if (!("seq" in body) || body.seq !== this.target.seq) return { send: [], stale: true };
     switch (body.type) {
       case "NO_CHECKPOINT":
-        if (from !== this.peer()) return { send: [] };
-        this.without.add(from);
-        if (this.vouchers.every((v) => this.without.has(v))) {
-          this.phase = "done";
-          return { send: [], gone: true };
-        }
-        return this.nextPeer(nowMs);
+        // Only the voucher asked moves the transfer on (one not asked may be replayed or forged).
+        return from === this.peer() ? this.cannotServe(from, nowMs) : { send: [] };
       case "META":
-        return this.phase === "meta" ? this.onMeta(body, nowMs) : { send: [] };
+        return this.phase === "meta" ? this.onMeta(from, body, nowMs) : { send: [] };
       case "LEAVES":
-        return this.phase === "leaves" ? this.onLeaves(body, nowMs) : { send: [] };
+        return this.phase === "leaves" ? this.onLeaves(from, body, nowMs) : { send: [] };
       case "PARTS":
-        return this.phase === "parts" ? this.onParts(body, nowMs) : { send: [] };
+        return this.phase === "parts" ? this.onParts(from, body, nowMs) : { send: [] };
       default:
         return { send: [] };
     }
   }
 
-  private onMeta(body: Extract<ReplicaBody, { type: "META" }>, nowMs: number): TransferStep {
+  /**
+   * `from` cannot serve this round (`rejected`: what was wrong with its answer). The next voucher
+   * is asked, if `from` was the one asked; once none can, the transfer waits a retry interval
+   * (`waiting`) before going round again.
+   */
+  private cannotServe(from: string, nowMs: number, rejected?: string): TransferStep {
+    const why = rejected !== undefined ? { rejected } : {};
+    // Waiting already: nothing is asked before the interval is out, whatever comes.
+    if (nowMs < this.restingUntilMs) return { send: [], ...why };
+    this.without.add(from);
+    if (this.vouchers.every((v) => this.without.has(v))) {
+      this.without.clear();
+      this.lastProgressMs = nowMs;
+      this.restingUntilMs = nowMs + this.retryMs;
+      return { send: [], waiting: true, ...why };
+    }
+    // An answer not asked for (a lying voucher's) does not move the transfer off the one asked.
+    if (from !== this.peer()) return { send: [], ...why };
+    return { ...this.nextPeer(nowMs), ...why };
+  }
+
+  private onMeta(
+    from: string,
+    body: Extract<ReplicaBody, { type: "META" }>,
+    nowMs: number,
+  ): TransferStep {
     const sorted = body.clients.every(
       (c, i) => i === 0 || (body.clients[i - 1] as ClientTableEntry).client < c.client,
     );
     if (!sorted || body.metas.length !== FANOUT)
-      return { ...this.nextPeer(nowMs), rejected: "malformed META" };
+      return this.cannotServe(from, nowMs, "malformed META");
     if (checkpointDigest(body.kvRoot, clientTableDigest(body.clients)) !== this.target.digest)
-      return { ...this.nextPeer(nowMs), rejected: "META does not match the checkpoint digest" };
+      return this.cannotServe(from, nowMs, "META does not match the checkpoint digest");
     const metas = body.metas.map((m) => Buffer.from(m, "hex"));
     const root = rootDigest(metas);
     if (root.toString("hex") !== body.kvRoot)
-      return { ...this.nextPeer(nowMs), rejected: "META digests do not match their root" };
+      return this.cannotServe(from, nowMs, "META digests do not match their root");
     this.kvRoot = root;
     this.clients = body.clients;
     this.metas = metas;
-    this.without.clear();
     const local = this.base.metaDigests();
     metas.forEach((m, i) => {
       if (!m.equals(local[i] as Buffer)) this.wantedMetas.add(i);
     });
-    this.lastProgressMs = nowMs;
     // What the answer carries of the difference already (`inlineDifference` at its sender),
-    // checked as LEAVES and PARTS are.
-    const leavesWrong = this.takeLeaves(body.leaves ?? []).wrong;
-    if (leavesWrong !== undefined) return { ...this.nextPeer(nowMs), rejected: leavesWrong };
-    const partsWrong = this.takeParts(body.parts ?? []).wrong;
-    if (partsWrong !== undefined) return { ...this.nextPeer(nowMs), rejected: partsWrong };
+    // checked as LEAVES and PARTS are. (What did check out is kept: it is pinned by the root.)
+    const wrong =
+      this.takeLeaves(body.leaves ?? []).wrong ?? this.takeParts(body.parts ?? []).wrong;
+    if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
+    this.lastProgressMs = nowMs;
+    this.without.clear();
     return this.advance();
   }
 
@@ -211,18 +236,26 @@ export class StateTransfer {
     return { used };
   }
 
-  private onLeaves(body: Extract<ReplicaBody, { type: "LEAVES" }>, nowMs: number): TransferStep {
+  private onLeaves(
+    from: string,
+    body: Extract<ReplicaBody, { type: "LEAVES" }>,
+    nowMs: number,
+  ): TransferStep {
     const { used, wrong } = this.takeLeaves(body.leaves);
-    if (wrong !== undefined) return { ...this.nextPeer(nowMs), rejected: wrong };
+    if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
     if (used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
     this.without.clear();
     return this.advance();
   }
 
-  private onParts(body: Extract<ReplicaBody, { type: "PARTS" }>, nowMs: number): TransferStep {
+  private onParts(
+    from: string,
+    body: Extract<ReplicaBody, { type: "PARTS" }>,
+    nowMs: number,
+  ): TransferStep {
     const { used, wrong } = this.takeParts(body.parts);
-    if (wrong !== undefined) return { ...this.nextPeer(nowMs), rejected: wrong };
+    if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
     if (used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
     this.without.clear();

@@ -72,14 +72,14 @@ export interface SimResult {
 
 /**
  * Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed;
- * state transfers that ended without a state (their vouchers had dropped the checkpoint, or the
- * replica executed past it).
+ * state transfers that waited a round because no voucher could serve (they had dropped the
+ * checkpoint, or lied), and transfers the replica overtook from its peers' log.
  */
 export const SUMMED_COUNTERS = [
   "clients.suspected",
   "clients.suspicion-lapsed",
   "view-change.for-amnesic",
-  "state-transfer.gone",
+  "state-transfer.waiting",
   "state-transfer.overtaken",
 ] as const;
 
