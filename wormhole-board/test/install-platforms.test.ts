@@ -82,3 +82,20 @@ describe("the lock file on the boards' platforms", () => {
     expect(uncovered).toEqual([]);
   });
 });
+
+describe("install scripts", () => {
+  it("approves in package.json every locked package's install script (npm 12 skips the others)", () => {
+    const manifest = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as {
+      allowScripts?: Record<string, boolean>;
+    };
+    const withScripts = Object.entries(lock.packages)
+      .filter(
+        ([key, entry]) => key !== "" && (entry as { hasInstallScript?: boolean }).hasInstallScript,
+      )
+      .map(([key]) => key.replace(/^.*node_modules\//, ""));
+    // serialport's binding (built where no prebuilt one fits) and onoff's epoll, at least.
+    expect(withScripts).toEqual(expect.arrayContaining(["@serialport/bindings-cpp", "epoll"]));
+    const unapproved = withScripts.filter((name) => manifest.allowScripts?.[name] !== true);
+    expect(unapproved).toEqual([]);
+  });
+});
