@@ -132,9 +132,13 @@ export class StateTransfer {
       case "META":
         return this.phase === "meta" ? this.onMeta(from, body, nowMs) : { send: [] };
       case "LEAVES":
-        return this.phase === "leaves" ? this.onLeaves(from, body, nowMs) : { send: [] };
+        return this.phase === "leaves"
+          ? this.onTaken(from, this.takeLeaves(body.leaves), nowMs)
+          : { send: [] };
       case "PARTS":
-        return this.phase === "parts" ? this.onParts(from, body, nowMs) : { send: [] };
+        return this.phase === "parts"
+          ? this.onTaken(from, this.takeParts(body.parts), nowMs)
+          : { send: [] };
       default:
         return { send: [] };
     }
@@ -236,27 +240,14 @@ export class StateTransfer {
     return { used };
   }
 
-  private onLeaves(
+  /** A LEAVES or PARTS answer, taken: progress if anything was used, the next voucher if wrong. */
+  private onTaken(
     from: string,
-    body: Extract<ReplicaBody, { type: "LEAVES" }>,
+    taken: { used: number; wrong?: string },
     nowMs: number,
   ): TransferStep {
-    const { used, wrong } = this.takeLeaves(body.leaves);
-    if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
-    if (used === 0) return { send: [] };
-    this.lastProgressMs = nowMs;
-    this.without.clear();
-    return this.advance();
-  }
-
-  private onParts(
-    from: string,
-    body: Extract<ReplicaBody, { type: "PARTS" }>,
-    nowMs: number,
-  ): TransferStep {
-    const { used, wrong } = this.takeParts(body.parts);
-    if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
-    if (used === 0) return { send: [] };
+    if (taken.wrong !== undefined) return this.cannotServe(from, nowMs, taken.wrong);
+    if (taken.used === 0) return { send: [] };
     this.lastProgressMs = nowMs;
     this.without.clear();
     return this.advance();
