@@ -289,6 +289,11 @@ function inlineDifference(
 
 export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): void {
   if (!("seq" in body)) return;
+  // Beyond its allowance the asker gets nothing: a correct one retries as after a loss.
+  if (!r.fetchAnswers.take(from, r.nowMs)) {
+    r.problem("fetch-over-allowance", from, `${body.type} ${body.seq}`);
+    return;
+  }
   const cp = r.ownCheckpoints.get(body.seq);
   if (cp === undefined || r.mode === "recovering") {
     r.send(from, { type: "NO_CHECKPOINT", seq: body.seq });

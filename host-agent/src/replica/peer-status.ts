@@ -70,6 +70,11 @@ export function onStatus(
 ): void {
   r.peerViews.set(from, body.view);
   r.peerStatusAtMs.set(from, r.nowMs);
+  // What a STATUS makes this replica send (its log, checkpoints, votes, a NEW_VIEW) is rationed
+  // per peer: a peer sending STATUS at network speed, each saying it is far behind, would
+  // otherwise get up to a log's worth of EXECUTED, or a NEW_VIEW, for every few bytes it sent.
+  const mayAnswer = r.statusAnswers.take(from, r.nowMs);
+  if (!mayAnswer) r.count("status.over-allowance");
   if (body.catchingUp) answerCatchingUp(r, from);
   if (body.amnesic) {
     refreshViewFor(r, from);
@@ -77,7 +82,7 @@ export function onStatus(
     // NEW_VIEW for the view (an equivocating primary's). This one lets it vote again. (As to a
     // peer behind: at once, then once per view-change timeout, so that a replica that only
     // claims this gets no more than one that claims an older view.)
-    if (body.view === r.view && r.mode === "normal" && viewFreshFor(r, from))
+    if (mayAnswer && body.view === r.view && r.mode === "normal" && viewFreshFor(r, from))
       resendNewView(r, from);
   }
   if (!body.recovering) {
@@ -97,7 +102,7 @@ export function onStatus(
   }
   maybeRecovered(r);
   // Nothing to vouch for or relay: no state yet, or (a cold start's) only what its disk held.
-  if (r.mode === "recovering" || r.coldStart) return;
+  if (r.mode === "recovering" || r.coldStart || !mayAnswer) return;
   // A peer behind our stable checkpoint needs the checkpoint (it gathers k'+1 votes).
   if (body.stableSeq < r.stable.seq || body.recovering) {
     r.send(from, { type: "CHECKPOINT", seq: r.stable.seq, digest: r.stable.digest });
@@ -124,10 +129,13 @@ export function onStatus(
     }
     if (entries.length > 0) r.send(from, { type: "EXECUTED", entries });
   }
-  if (body.view === r.view && r.mode === "normal") {
-    // Retransmit our part of whatever is still in flight: the network may have lost it.
+  if (body.view === r.view && r.mode === "normal" && body.lastExecuted >= r.stable.seq) {
+    // Retransmit our part of whatever is still in flight: the network may have lost it. Not what
+    // this replica executed already (the EXECUTED above carries that), nor to a peer behind its
+    // stable checkpoint (it takes the checkpoint first): a STATUS claiming to have executed
+    // nothing would otherwise get three messages for every slot of the log window.
     for (const [seq, slot] of r.slots) {
-      if (seq <= body.lastExecuted || slot.view !== r.view) continue;
+      if (seq <= body.lastExecuted || seq <= r.lastExecuted || slot.view !== r.view) continue;
       if (r.nowMs - slot.sinceMs < r.config.statusIntervalMs) continue;
       for (const m of [slot.prePrepare, slot.sentPrepare, slot.sentCommit])
         if (m !== undefined) r.out.push({ type: "send", to: from, message: m });

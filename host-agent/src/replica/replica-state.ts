@@ -7,6 +7,7 @@ import type { KeyCertificate } from "@smw/wiring";
 import type { KvResult } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
+import { AnswerAllowance } from "./answer-allowance.js";
 import { AwaitingKeys } from "./awaiting-keys.js";
 import { ClientSessions } from "./client-sessions.js";
 import { ClientTable, checkpointDigest } from "./client-table.js";
@@ -112,6 +113,8 @@ export type ProblemKind =
   | "diverged"
   | "no-session"
   | "bad-mac"
+  /** State-transfer requests beyond what the asker is answered (`answer-allowance.ts`). */
+  | "fetch-over-allowance"
   /** Not the sender's fault: a NEW_VIEW below the view this replica asked for, refused. */
   | "below-own-view-change";
 
@@ -219,6 +222,15 @@ export interface OwnCheckpoint {
 }
 
 export const GENESIS_CLIENTS: ClientTableEntry[] = [];
+
+/**
+ * State-transfer answers one asker gets at once, and per status interval after that; and STATUS
+ * messages of one peer answered. A correct asker has one request out at a time, and a 4 MiB
+ * answer takes longer to make than a quarter interval, so a full transfer of the benchmark's
+ * 64 MiB state is not slowed by it; a correct peer sends one STATUS per interval, and a few more
+ * while it recovers.
+ */
+const ANSWER_BURST = 4;
 
 export class ReplicaState {
   out: ReplicaAction[] = [];
@@ -381,6 +393,10 @@ export class ReplicaState {
   readonly keysRelayedAtMs = new Map<string, number>();
   /** Per peer still catching up: when this replica last answered its STATUS (`peer-status.ts`). */
   readonly statusAnsweredAtMs = new Map<string, number>();
+  /** State-transfer answers per asker (`serveFetch`): a burst of 4, then 4 per status interval. */
+  readonly fetchAnswers: AnswerAllowance;
+  /** STATUS messages per peer that this replica answers with what it sends (`onStatus`): as many. */
+  readonly statusAnswers: AnswerAllowance;
   /** Per peer: when certificates it lacked were last sent to it (`sendMissingKeys`). */
   readonly keysSentAtMs = new Map<string, number>();
   /** Session keys with the peers (`sessions.ts`); undefined when the scheme has no key agreement. */
@@ -409,6 +425,12 @@ export class ReplicaState {
     if (!ids.includes(self))
       throw new RangeError(`replica ${self} is not one of ${ids.join(", ")}`);
     if (ids.length !== config.quorums.n) throw new RangeError("ids and quorums disagree on n");
+    const allowance = {
+      burst: ANSWER_BURST,
+      refillMs: config.statusIntervalMs / ANSWER_BURST,
+    };
+    this.fetchAnswers = new AnswerAllowance(allowance);
+    this.statusAnswers = new AnswerAllowance(allowance);
     this.epoch = certificate?.period ?? 0;
     this.sessions = ring.agreesKeys
       ? new Sessions(self, this.epoch, () => ring.newKeyAgreement() as KeyAgreement)

@@ -68,7 +68,13 @@ export type ByzantineBehaviour =
    * own new key (asked for or not), not the NEW_VIEW of a view it leads. The others must make up
    * for it.
    */
-  | "shun-rejuvenated";
+  | "shun-rejuvenated"
+  /**
+   * Requests for help at every peer, as fast as it likes (`askFlood`): state requests that ask
+   * for the most an answer may carry, and STATUS messages saying it is far behind, in an older
+   * view and amnesic. Also while the service idles.
+   */
+  | "ask-flood";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -88,6 +94,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "bad-macs",
   "fabricate-requests",
   "shun-rejuvenated",
+  "ask-flood",
 ];
 
 /**
@@ -138,6 +145,8 @@ export class ByzantineFilter {
   private viewSeen = 0;
   /** The highest sequence number it has seen in a PRE_PREPARE, PREPARE or COMMIT of that view. */
   private seqSeen = 0;
+  /** The highest checkpoint it has seen voted for: what its peers can serve. */
+  private checkpointSeen = 0;
   /** Set on the replica the adversary takes after an aimed move: the equivocation to carry out. */
   aimedPlan: AimedPlan | undefined;
   /** Lies told, by kind: the simulation reports them. */
@@ -191,6 +200,7 @@ export class ByzantineFilter {
         )
           this.seqSeen = Math.max(this.seqSeen, body.seq);
       }
+      if (body.type === "CHECKPOINT") this.checkpointSeen = Math.max(this.checkpointSeen, body.seq);
       if (body.type === "STATUS") {
         if (body.amnesic) this.amnesicPeers.add(envelope.from);
         else {
@@ -626,16 +636,35 @@ export class ByzantineFilter {
           digest: this.randomDigest(),
         });
       case "META":
-        if (!has("lie-transfer")) return undefined;
-        // The partitions it carries for a small difference are garbage, or its first meta is.
+      case "LEAVES":
+      case "PARTS":
+        return has("lie-transfer") ? this.lieAboutState(envelope, body) : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * `lie-transfer`: an answer to a state transfer that does not match the checkpoint asked for
+   * (its first meta, its leaves, its partitions, or the partitions a META carries), or a
+   * NO_CHECKPOINT for a checkpoint it holds, so that the asker moves on or rests.
+   */
+  private lieAboutState(
+    envelope: ReplicaEnvelope,
+    body: Extract<ReplicaBody, { type: "META" | "LEAVES" | "PARTS" }>,
+  ): Buffer | undefined {
+    if (this.prng.chance(0.3)) {
+      this.took("lying-transfer.no-checkpoint");
+      return this.reseal(envelope, { type: "NO_CHECKPOINT", seq: body.seq });
+    }
+    const garbage = Buffer.from("garbage").toString("base64");
+    switch (body.type) {
+      case "META":
         if (body.parts !== undefined && body.parts.length > 0 && this.prng.chance(0.5)) {
           this.took("lying-transfer.inline");
           return this.reseal(envelope, {
             ...body,
-            parts: body.parts.map((p) => ({
-              ...p,
-              data: Buffer.from("garbage").toString("base64"),
-            })),
+            parts: body.parts.map((p) => ({ ...p, data: garbage })),
           });
         }
         this.took("lying-transfer");
@@ -643,15 +672,23 @@ export class ByzantineFilter {
           ...body,
           metas: body.metas.map((m, i) => (i === 0 ? this.randomDigest() : m)),
         });
-      case "PARTS":
-        if (!has("lie-transfer") || body.parts.length === 0) return undefined;
+      case "LEAVES":
+        if (body.leaves.length === 0) return undefined;
+        this.took("lying-transfer.leaves");
+        return this.reseal(envelope, {
+          ...body,
+          leaves: body.leaves.map((l) => ({
+            ...l,
+            digests: l.digests.map(() => this.randomDigest()),
+          })),
+        });
+      default:
+        if (body.parts.length === 0) return undefined;
         this.took("lying-transfer");
         return this.reseal(envelope, {
           ...body,
-          parts: body.parts.map((p) => ({ ...p, data: Buffer.from("garbage").toString("base64") })),
+          parts: body.parts.map((p) => ({ ...p, data: garbage })),
         });
-      default:
-        return undefined;
     }
   }
 
@@ -871,6 +908,51 @@ export class ByzantineFilter {
     return this.reseal(envelope, { ...body, result });
   }
 
+  /**
+   * `ask-flood`: 32 requests of each kind to every peer, each asking for the most it could get.
+   * State requests for the newest checkpoint it saw voted and for sequence numbers with no
+   * checkpoint (each a NO_CHECKPOINT to answer), its FETCH_METAs claiming 64 metas that match
+   * nothing (so that the answer would carry all it may); and STATUS messages saying it has
+   * executed nothing, is catching up, is in an older view and (half of them) lost its memory, each
+   * of which asks for the log, checkpoints, votes in flight and the NEW_VIEW. The simulation calls
+   * this while the service idles too, where its peers' answers count towards their chatter.
+   */
+  askFlood(): Outgoing[] {
+    if (!this.behaviours.has("ask-flood") || this.behaviours.has("silent")) return [];
+    this.took("ask-flood");
+    const { signer, epoch } = this.signer();
+    const seal = (body: ReplicaBody) => sealEnvelope(this.self, epoch, body, (b) => signer.sign(b));
+    const seqs = [
+      this.checkpointSeen,
+      Math.max(0, this.checkpointSeen - 1),
+      this.checkpointSeen + 1_000,
+    ];
+    const all = (count: number) => Array.from({ length: count }, (_, i) => i);
+    const out: Outgoing[] = [];
+    for (let i = 0; i < 32; i++) {
+      const seq = seqs[i % seqs.length] as number;
+      const have = Array.from({ length: 64 }, () => this.randomDigest());
+      out.push({ to: "all", message: seal({ type: "FETCH_META", seq, have }) });
+      out.push({ to: "all", message: seal({ type: "FETCH_LEAVES", seq, metas: all(64) }) });
+      out.push({ to: "all", message: seal({ type: "FETCH_PARTS", seq, parts: all(256) }) });
+      out.push({
+        to: "all",
+        message: seal({
+          type: "STATUS",
+          view: Math.max(0, this.viewSeen - 1),
+          lastExecuted: 0,
+          stableSeq: 0,
+          recovering: false,
+          maxPrepared: 0,
+          wantCheckpoint: 0,
+          amnesic: i % 2 === 0,
+          catchingUp: true,
+        }),
+      });
+    }
+    return out;
+  }
+
   /** Unprompted mischief, every few ticks. */
   mischief(nowMs: number): Outgoing[] {
     const out: Outgoing[] = [];
@@ -898,6 +980,7 @@ export class ByzantineFilter {
         });
       }
     }
+    out.push(...this.askFlood());
     if (this.behaviours.has("forge") && this.prng.chance(0.3)) {
       this.took("forge");
       // Another replica's name with our signature: must fail the check.

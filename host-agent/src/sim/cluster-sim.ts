@@ -73,7 +73,8 @@ export interface SimResult {
 /**
  * Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed;
  * state transfers that waited a round because no voucher could serve (they had dropped the
- * checkpoint, or lied), and transfers the replica overtook from its peers' log.
+ * checkpoint, or lied), and transfers the replica overtook from its peers' log; STATUS messages
+ * of peers beyond what a replica answers (`onStatus`).
  */
 export const SUMMED_COUNTERS = [
   "clients.suspected",
@@ -81,10 +82,13 @@ export const SUMMED_COUNTERS = [
   "view-change.for-amnesic",
   "state-transfer.waiting",
   "state-transfer.overtaken",
+  "status.over-allowance",
 ] as const;
 
 /** Correct replicas' refusals of correct primaries' NEW_VIEWs as below their own VIEW_CHANGE. */
 const LEFT_OUT_COUNTER = "new-view.below-own-view-change.from-correct";
+/** Correct replicas' refusals of correct replicas' state-transfer requests over their allowance. */
+const REFUSED_CORRECT_COUNTER = "fetch-over-allowance.from-correct";
 
 interface StoredCheckpoint {
   seq: number;
@@ -421,6 +425,15 @@ class ClusterSim {
   private checkIdleChatter(): void {
     const fromMs = this.q.nowMs;
     this.idleSent = new Map();
+    // A Byzantine replica that floods its peers with state-transfer requests goes on doing so.
+    const flood = () => {
+      for (const node of this.replicas.values())
+        if (node.byzantine !== undefined && node.core !== undefined)
+          this.deliverAll(node.id, node.byzantine.askFlood());
+      if (this.q.nowMs + MISCHIEF_EVERY_MS < fromMs + IDLE_WINDOW_MS)
+        this.q.after(MISCHIEF_EVERY_MS, flood);
+    };
+    flood();
     while (this.q.step(fromMs + IDLE_WINDOW_MS)) if (this.checker.violations.length > 0) return;
     const intervals = IDLE_WINDOW_MS / this.s.statusIntervalMs;
     const bound = Math.ceil(
@@ -566,6 +579,12 @@ class ClusterSim {
           this.replicaCounters.set(
             LEFT_OUT_COUNTER,
             (this.replicaCounters.get(LEFT_OUT_COUNTER) ?? 0) + 1,
+          );
+        // A correct asker refused a state-transfer answer: its transfer waits a retry interval.
+        else if (correct && a.kind === "fetch-over-allowance")
+          this.replicaCounters.set(
+            REFUSED_CORRECT_COUNTER,
+            (this.replicaCounters.get(REFUSED_CORRECT_COUNTER) ?? 0) + 1,
           );
         // A message that reached a bug in a correct replica's handlers: dropped there so that the
         // replica lives on, but a bug all the same.
@@ -934,6 +953,9 @@ class ClusterSim {
     for (let j = this.adversary.int(1, 3); j > 0; j--)
       behaviours.add(this.adversary.pick(BYZANTINE_BEHAVIOURS.slice(0, 16)));
     if (this.s.mobileShuns) behaviours.add("shun-rejuvenated");
+    // An adversary that floods with state-transfer requests does so from every replica it takes.
+    if (this.s.byzantine.some((b) => b.behaviours.includes("ask-flood")))
+      behaviours.add("ask-flood");
     victim.byzantine = this.byzantineFilter(victim, [...behaviours]);
     if (aimed) victim.byzantine.aimedPlan = plan;
     this.trace(

@@ -225,5 +225,6 @@ export function scenarioFor(seed: number): Scenario {
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("shun-rejuvenated");
   if (mobile && adversary.chance(0.3)) scenario.mobileShuns = true;
   if (adversary.chance(0.3)) scenario.stalledFetchMs = adversary.int(100, 800);
+  for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("ask-flood");
   return scenario;
 }
