@@ -351,7 +351,9 @@ export function sealEnvelopeWithMacs(
   mac: (to: string, bytes: Buffer) => string | undefined,
   receiverEpoch?: (to: string) => number | undefined,
 ): Buffer | undefined {
-  const bodyText = canonicalJson(body);
+  // Not canonical: a MAC, like a signature, is checked over the bytes as received, and nothing
+  // compares a MAC'd message's text; JSON.stringify is native, the canonical form is not.
+  const bodyText = JSON.stringify(body);
   const bytes = macBytes(from, epoch, bodyText);
   // More receivers than an envelope carries MACs for: signed instead (as `parseEnvelope` would
   // refuse it at every receiver).
@@ -826,13 +828,16 @@ export function parseEnvelope(wire: Buffer): ReplicaEnvelope | undefined {
     string,
     string,
   ];
-  const bodyText = wire.subarray(newline + 1).toString("utf8");
-  const body = parseBody(parseJson(bodyText), 0);
+  const bodyBytes = wire.subarray(newline + 1);
+  const body = parseBody(parseJson(bodyBytes.toString("utf8")), 0);
   if (body === undefined) return undefined;
   const epoch = Number(epochText);
+  // What the signature or MACs cover: the header without them, then the body's bytes as received.
+  const covered = (version: string) =>
+    Buffer.concat([Buffer.from(`${version} ${from} ${epoch}\n`, "latin1"), bodyBytes]);
   if (version === ENVELOPE_VERSION) {
     if (auth.length > 512 || auth.includes(",")) return undefined;
-    return { from, epoch, body, sig: auth, signed: signedBytes(from, epoch, bodyText), wire };
+    return { from, epoch, body, sig: auth, signed: covered(ENVELOPE_VERSION), wire };
   }
   if (!MAC_TYPES.has(body.type)) return undefined;
   const entries = auth.split(",");
@@ -845,8 +850,7 @@ export function parseEnvelope(wire: Buffer): ReplicaEnvelope | undefined {
     macs.set(m[1] as string, m[3] as string);
     if (m[2] !== undefined) macEpochs.set(m[1] as string, Number(m[2]));
   }
-  const signed = macBytes(from, epoch, bodyText);
-  return { from, epoch, body, sig: "", macs, macEpochs, signed, wire };
+  return { from, epoch, body, sig: "", macs, macEpochs, signed: covered(MAC_VERSION), wire };
 }
 
 export function parseClientMessage(bytes: Buffer): ClientMessage | undefined {
