@@ -57,6 +57,11 @@ describe("replicas over TCP on loopback", () => {
         ],
       });
       expect(servers[1]?.core.currentView).toBeGreaterThan(0);
+      // Correct peers, through a view change, never asked beyond their allowance.
+      for (const s of servers.slice(1))
+        expect(s.summary()).toMatch(
+          / 0 state requests and 0 STATUS over a peer's allowance, frames in \d+ out \d+/,
+        );
     } finally {
       await client.close();
       await Promise.all(servers.map((s) => s.close()));

@@ -202,7 +202,11 @@ export class ReplicaServer {
       `stopping after ${seconds.toFixed(1)} s: executed up to ${this.core.executedUpTo}, ` +
       `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each, ` +
       `${get("batches.null")} of them null), ` +
-      `${get("reads.answered")} reads answered, frames in ${net.framesIn} out ${net.framesOut}, ` +
+      `${get("reads.answered")} reads answered, ` +
+      // Requests of peers beyond what one peer is answered (`answer-allowance.ts`): a peer that
+      // asks at network speed shows here.
+      `${get("rejected.fetch-over-allowance")} state requests and ${get("status.over-allowance")} STATUS over a peer's allowance, ` +
+      `frames in ${net.framesIn} out ${net.framesOut}, ` +
       `bytes in ${net.bytesIn} out ${net.bytesOut}, dropped ${net.droppedFrames}`
     );
   }
