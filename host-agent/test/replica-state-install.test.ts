@@ -77,4 +77,47 @@ describe("a replica that installs the state it fetched", () => {
     );
     expect(asked.filter((t) => t === "FETCH_LEAVES" || t === "FETCH_PARTS")).toEqual([]);
   });
+
+  it("is recovered once a stable checkpoint covers what it forgot, however far a peer says it has prepared", () => {
+    // Every vote a rejuvenated replica forgot is at or below the horizon of the fresh view it
+    // votes in. It used to wait, besides, for a stable checkpoint above the highest prepared
+    // number its peers reported: a checkpoint interval more in the demo, and the log window with
+    // a peer that lies about it (r1 here, whose STATUS says 10,000).
+    const C = 4;
+    const c = replicaCluster(6, 1, 1, { checkpointInterval: C });
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    let ts = 0;
+    const step = () => {
+      const req = c.request(++ts, { op: "put", key: `k${ts % 5}`, value: `${ts}` });
+      for (const id of c.ids) c.fromClient(id, req);
+      const r1 = c.cores.get("r1");
+      if (r1 !== undefined)
+        c.hand(
+          "r3",
+          c.speakAs("r1", {
+            type: "STATUS",
+            view: r1.currentView,
+            lastExecuted: r1.executedUpTo,
+            stableSeq: r1.stableCheckpoint.seq,
+            recovering: false,
+            maxPrepared: 10_000,
+            wantCheckpoint: 0,
+            amnesic: false,
+          }),
+        );
+      c.run(20, () => true);
+    };
+    for (let i = 0; i < 20; i++) step();
+    const r3 = c.rejuvenate("r3", { recovering: true });
+    let stableWhenVoting: number | undefined;
+    for (let i = 0; i < 200 && !r3.isRecovered; i++) {
+      step();
+      if (stableWhenVoting === undefined && !r3.isAmnesic)
+        stableWhenVoting = r3.stableCheckpoint.seq;
+    }
+    expect(r3.isRecovered).toBe(true);
+    expect(stableWhenVoting).toBeDefined();
+    expect(r3.stableCheckpoint.seq - (stableWhenVoting as number)).toBeLessThanOrEqual(C);
+  });
 });

@@ -181,12 +181,17 @@ export function maybeRecovered(r: ReplicaState): void {
   // Heard from a quorum's worth of peers, so not only from a minority cut off with it.
   if (r.catchUpTarget === undefined) {
     if (r.peerExecuted.size < r.config.quorums.quorum - 1) return;
-    // Whatever any of them had prepared may have committed somewhere, and this replica
-    // has forgotten it: recovered only once a stable checkpoint covers it (the primary
-    // pads with null batches if it is idle). A Byzantine peer can only make it wait
-    // up to the log window.
+    // After a cold start: whatever any of them had prepared may have committed somewhere, and
+    // this replica has forgotten it: recovered only once a stable checkpoint covers it (the
+    // primary pads with null batches if it is idle). A Byzantine peer can only make it wait up
+    // to the log window. A rejuvenated replica has this already: every vote it forgot is at or
+    // below the horizon of the fresh view it votes in, which its stable checkpoint covers
+    // (`mayChangeView`; SAFETY.md, "A replica that lost its memory"), and it remembers every
+    // vote since; waiting for its peers' prepared numbers too cost it a checkpoint interval more.
     const C = r.config.checkpointInterval;
-    const prepared = Math.min(Math.max(0, ...r.peerPrepared.values()), r.stable.seq + 2 * C);
+    const prepared = r.startedAmnesic
+      ? 0
+      : Math.min(Math.max(0, ...r.peerPrepared.values()), r.stable.seq + 2 * C);
     r.catchUpTarget = {
       executed: kth(r.peerExecuted) ?? 0,
       stable: kth(r.peerStable) ?? 0,

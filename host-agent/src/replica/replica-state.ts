@@ -362,6 +362,8 @@ export class ReplicaState {
    * written after their senders held its new key (SAFETY.md, "A replica that lost its memory").
    */
   amnesic: boolean;
+  /** Started from `recovering: true` (rejuvenated): what it forgot is what `amnesic` covers. */
+  readonly startedAmnesic: boolean;
   /**
    * The highest sequence number the fresh view it joined fixed: its own VIEW_CHANGEs would say
    * nothing of what it forgot below, so it sends none until a stable checkpoint covers this.
@@ -460,6 +462,7 @@ export class ReplicaState {
     this.coldStart = start.coldStart === true && !start.recovering;
     this.recoveredReported = !start.recovering && !this.coldStart;
     this.amnesic = start.recovering;
+    this.startedAmnesic = start.recovering;
     // Offered too, the oldest as the stable one: the replicas' last checkpoints may be an
     // interval or two apart, and one that took its last by transfer never held the one before.
     let below = this.lastExecuted;
