@@ -909,15 +909,18 @@ export class ByzantineFilter {
   }
 
   /**
-   * `ask-flood`: 32 requests of each kind to every peer, each asking for the most it could get.
-   * State requests for the newest checkpoint it saw voted and for sequence numbers with no
-   * checkpoint (each a NO_CHECKPOINT to answer), its FETCH_METAs claiming 64 metas that match
-   * nothing (so that the answer would carry all it may); and STATUS messages saying it has
+   * `ask-flood`: `perKind` requests of each kind to every peer (32 while the service idles, where
+   * the chatter check reads their effect; 8 while it runs, which is enough to exercise the rations
+   * under load and keeps the simulation quick). State requests for the newest checkpoint it saw
+   * voted and for sequence numbers with no checkpoint (each a NO_CHECKPOINT to answer), its
+   * FETCH_METAs claiming 64 metas that match nothing (so that the answer would carry all it may),
+   * its FETCH_LEAVES and FETCH_PARTS asking for 16 each (the check counts messages; an answer of
+   * 256 partitions took most of the time of a run); and STATUS messages saying it has
    * executed nothing, is catching up, is in an older view and (half of them) lost its memory, each
    * of which asks for the log, checkpoints, votes in flight and the NEW_VIEW. The simulation calls
    * this while the service idles too, where its peers' answers count towards their chatter.
    */
-  askFlood(): Outgoing[] {
+  askFlood(perKind: number): Outgoing[] {
     if (!this.behaviours.has("ask-flood") || this.behaviours.has("silent")) return [];
     this.took("ask-flood");
     const { signer, epoch } = this.signer();
@@ -928,16 +931,18 @@ export class ByzantineFilter {
       this.checkpointSeen + 1_000,
     ];
     const all = (count: number) => Array.from({ length: count }, (_, i) => i);
-    const out: Outgoing[] = [];
-    for (let i = 0; i < 32; i++) {
-      const seq = seqs[i % seqs.length] as number;
-      const have = Array.from({ length: 64 }, () => this.randomDigest());
-      out.push({ to: "all", message: seal({ type: "FETCH_META", seq, have }) });
-      out.push({ to: "all", message: seal({ type: "FETCH_LEAVES", seq, metas: all(64) }) });
-      out.push({ to: "all", message: seal({ type: "FETCH_PARTS", seq, parts: all(256) }) });
-      out.push({
-        to: "all",
-        message: seal({
+    // One of each variant, sent again and again: a receiver checks every copy as a new message.
+    const have = Array.from({ length: 64 }, () => this.randomDigest());
+    const variants: Buffer[] = [];
+    for (const seq of seqs)
+      variants.push(
+        seal({ type: "FETCH_META", seq, have }),
+        seal({ type: "FETCH_LEAVES", seq, metas: all(16) }),
+        seal({ type: "FETCH_PARTS", seq, parts: all(16) }),
+      );
+    for (const amnesic of [false, true])
+      variants.push(
+        seal({
           type: "STATUS",
           view: Math.max(0, this.viewSeen - 1),
           lastExecuted: 0,
@@ -945,10 +950,18 @@ export class ByzantineFilter {
           recovering: false,
           maxPrepared: 0,
           wantCheckpoint: 0,
-          amnesic: i % 2 === 0,
+          amnesic,
           catchingUp: true,
         }),
-      });
+      );
+    const out: Outgoing[] = [];
+    // Per kind: a third of the FETCH_* of each seq, and as many STATUS as each kind of FETCH.
+    const fetches = variants.slice(0, 9);
+    const statuses = variants.slice(9);
+    for (let i = 0; i < perKind; i++) {
+      for (let kind = 0; kind < 3; kind++)
+        out.push({ to: "all", message: fetches[(i % 3) * 3 + kind] as Buffer });
+      out.push({ to: "all", message: statuses[i % 2] as Buffer });
     }
     return out;
   }
@@ -980,7 +993,7 @@ export class ByzantineFilter {
         });
       }
     }
-    out.push(...this.askFlood());
+    out.push(...this.askFlood(8));
     if (this.behaviours.has("forge") && this.prng.chance(0.3)) {
       this.took("forge");
       // Another replica's name with our signature: must fail the check.
