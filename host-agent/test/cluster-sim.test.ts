@@ -103,7 +103,7 @@ describe("the deterministic cluster simulation", () => {
   it("has Byzantine replicas flood their peers with state requests, and correct replicas ration their answers", () => {
     // The ask-flood adversary: FETCH_* and STATUS asking for all they can get, to every peer
     // (`askFlood`), also while the service idles. Answered in full, the idle check fails (seeds
-    // 3, 10 and 34, the ones below, did: about 2,700 messages from each correct replica in 2 s,
+    // 3, 10 and 34, the ones below, did: about 1,400 messages from each correct replica in 2 s,
     // against bounds of 538 to 813).
     const runs = cleanRunsOfSeedsWhere((s) =>
       s.byzantine.some(

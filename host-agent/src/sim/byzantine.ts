@@ -909,8 +909,8 @@ export class ByzantineFilter {
   }
 
   /**
-   * `ask-flood`: `perKind` requests of each kind to every peer (32 while the service idles, where
-   * the chatter check reads their effect; 8 while it runs, which is enough to exercise the rations
+   * `ask-flood`: `perKind` requests of each kind to every peer (16 while the service idles, where
+   * the chatter check reads their effect; 4 while it runs, which is enough to exercise the rations
    * under load and keeps the simulation quick). State requests for the newest checkpoint it saw
    * voted and for sequence numbers with no checkpoint (each a NO_CHECKPOINT to answer), its
    * FETCH_METAs claiming 64 metas that match nothing (so that the answer would carry all it may),
@@ -993,7 +993,7 @@ export class ByzantineFilter {
         });
       }
     }
-    out.push(...this.askFlood(8));
+    out.push(...this.askFlood(4));
     if (this.behaviours.has("forge") && this.prng.chance(0.3)) {
       this.took("forge");
       // Another replica's name with our signature: must fail the check.

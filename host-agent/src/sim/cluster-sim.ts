@@ -429,7 +429,7 @@ class ClusterSim {
     const flood = () => {
       for (const node of this.replicas.values())
         if (node.byzantine !== undefined && node.core !== undefined)
-          this.deliverAll(node.id, node.byzantine.askFlood(32));
+          this.deliverAll(node.id, node.byzantine.askFlood(16));
       if (this.q.nowMs + MISCHIEF_EVERY_MS < fromMs + IDLE_WINDOW_MS)
         this.q.after(MISCHIEF_EVERY_MS, flood);
     };
