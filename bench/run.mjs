@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { busyShare, busyWarning } from "./machine-busy.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /**
@@ -98,7 +99,10 @@ for (const each of names) {
   }
 }
 if (rest.includes("--help") || rest.includes("-h")) process.exit(0);
+
 for (const each of names) {
+  const warning = busyWarning(each, await busyShare(1000));
+  if (warning !== undefined) process.stdout.write(`${warning}\n`);
   const run = spawnSync(process.execPath, [path.join(root, BENCHMARKS[each].script), ...rest], {
     stdio: "inherit",
   });

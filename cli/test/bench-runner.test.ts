@@ -3,8 +3,9 @@
  * takes minutes (and the media one a gigabyte of scratch), and an option it would ignore shows
  * only in its figures.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
+import { BUSY_WARNING_SHARE, busyShare, busyWarning } from "../../bench/machine-busy.mjs";
 
 const bench = (...args: string[]) =>
   spawnSync(process.execPath, ["bench/run.mjs", ...args], { encoding: "utf8", timeout: 20_000 });
@@ -41,5 +42,25 @@ describe("npm run bench", () => {
     );
     // Given to all of them at once, an option must suit each: kv's --quick is not media's.
     expect(bench("all", "--quick")).toMatchObject({ status: 2 });
+  });
+
+  it("says, before a benchmark, when the machine is busy with other work", async () => {
+    expect(busyWarning("kv", 0.05)).toBeUndefined();
+    expect(busyWarning("kv", undefined)).toBeUndefined();
+    expect(busyWarning("kv", 0.5)).toBe(
+      "warning: before kv started, the machine's cores were 50% busy with other work: its figures will be low and its ratios skewed; run it on an idle machine",
+    );
+    // A process spinning on one core: at least half a core busy, whatever else the machine does.
+    const spinner = spawn(process.execPath, [
+      "-e",
+      "const t = Date.now(); while (Date.now() - t < 5000);",
+    ]);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const share = await busyShare(500);
+      expect(share).toBeGreaterThan(BUSY_WARNING_SHARE);
+    } finally {
+      spinner.kill();
+    }
   });
 });
