@@ -4,12 +4,13 @@
 //   1. two streams side by side: the rig's files, one at a time (project "rig"); and the tests'
 //      type-check and the lint, the unit tests on one worker (project "unit": CPU-bound
 //      simulations, pure logic), then the links, host agent and replica servers, one file at a
-//      time (project "boards"). The rig never has more than one core's worth of other work at
-//      normal priority beside it: the load it is specified to keep its promises under.
+//      time (project "boards"). The rig never has more than one core's worth of other work
+//      beside it: the load it is specified to keep its promises under.
 //   2. then the six-daemon files with their tight bounds, side by side (project "daemons").
-//   Beside all of them, from the start, the service's simulation (project "sim": pure CPU, timing
-//   nothing) runs at nice 19, the lowest priority: a timer of the rig's or a daemon's preempts it
-//   at once, and it takes the cores they leave idle (they wait on timers most of the time).
+//   Beside the rig's last files (once the second stream is done) and the daemons, the service's
+//   simulation (project "sim": pure CPU, timing nothing) runs at nice 19, the lowest priority: a
+//   timer of the rig's or a daemon's preempts it at once, and it takes the cores they leave idle
+//   (they wait on timers most of the time).
 // Lines of concurrent runs are passed through whole; at the end, the slowest files of every run
 // and each stream's verdict. Arguments go to every vitest run (e.g. a file filter); exit status
 // 1 if any run failed.
@@ -72,14 +73,11 @@ const unitThenBoards = (async () => {
   const code = [checked, unit, boards].find((c) => c !== 0) ?? 0;
   return { name: "type-check and lint, unit, then boards", code, at: elapsed() };
 })();
-// The simulation starts at once, at nice 19: beside everything else it takes only what the other
-// streams leave idle (they wait on timers most of the time), which a stream at normal priority
-// would not. Started once the second stream was done, it ran to 320 s, 46 s after the daemons.
-const simulation = run("sim", [], 19).then((code) => ({
-  name: "sim (nice 19)",
-  code,
-  at: elapsed(),
-}));
+// The simulation starts as soon as the second stream is done, at nice 19: beside the rig's last
+// files it takes only what the rig leaves idle, which a stream at normal priority would not.
+const simulation = unitThenBoards.then(() =>
+  run("sim", [], 19).then((code) => ({ name: "sim (nice 19)", code, at: elapsed() })),
+);
 const streams = await Promise.all([
   run("rig").then((code) => ({ name: "rig", code, at: elapsed() })),
   unitThenBoards,
