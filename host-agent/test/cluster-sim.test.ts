@@ -5,12 +5,12 @@ import { runSeed } from "../src/sim/run-seeds.js";
 import { type Scenario, scenarioFor } from "../src/sim/sim-scenario.js";
 import { SIM_TEST_TIMEOUT_MS } from "./sim-seeds.js";
 
-/** The first three seeds up to 200 whose scenario has `wanted`, with their outcome checked clean. */
-function cleanRunsOfSeedsWhere(wanted: (scenario: Scenario) => boolean) {
+/** The first `count` seeds up to 200 whose scenario has `wanted`, with their outcome checked clean. */
+function cleanRunsOfSeedsWhere(wanted: (scenario: Scenario) => boolean, count = 3) {
   const seeds: number[] = [];
-  for (let seed = 1; seed <= 200 && seeds.length < 3; seed++)
+  for (let seed = 1; seed <= 200 && seeds.length < count; seed++)
     if (wanted(scenarioFor(seed))) seeds.push(seed);
-  expect(seeds).toHaveLength(3);
+  expect(seeds).toHaveLength(count);
   return seeds.map((seed) => {
     const r = runSeed(seed);
     expect(r.violations, `seed ${seed}`).toEqual([]);
@@ -130,12 +130,15 @@ describe("the deterministic cluster simulation", () => {
     () => {
       // The ask-flood adversary: FETCH_* and STATUS asking for all they can get, to every peer
       // (`askFlood`), also while the service idles. Answered in full, the idle check fails (seeds
-      // 3, 10 and 34, the ones below, did: about 1,400 messages from each correct replica in 2 s,
-      // against bounds of 538 to 813).
-      const runs = cleanRunsOfSeedsWhere((s) =>
-        s.byzantine.some(
-          (b) => b.behaviours.includes("ask-flood") && !b.behaviours.includes("silent"),
-        ),
+      // 3 and 10, the ones below, and 34 did: about 1,400 messages from each correct replica in
+      // 2 s, against bounds of 538 to 813). Two seeds: a flooded run takes about twice as long
+      // as another, and seeds 1..30, which npm test runs too, hold these two.
+      const runs = cleanRunsOfSeedsWhere(
+        (s) =>
+          s.byzantine.some(
+            (b) => b.behaviours.includes("ask-flood") && !b.behaviours.includes("silent"),
+          ),
+        2,
       );
       for (const { seed, r } of runs) {
         expect(r.byzantineActions["ask-flood"], `seed ${seed}`).toBeGreaterThan(0);
