@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { AnswerAllowance } from "../src/replica/answer-allowance.js";
 import { parseEnvelope } from "../src/replica/messages.js";
 import { replicaCluster } from "./replica-cluster.js";
+import { statusBody } from "./replica-harness.js";
 
 const ANSWERS = new Set(["META", "LEAVES", "PARTS", "NO_CHECKPOINT"]);
 
@@ -91,17 +92,7 @@ describe("a replica asked for state", () => {
     const c = clusterWithCheckpoint();
     const checkpoints = new Set(["CHECKPOINT"]);
     const before = answersTo(c, "r1", "r4", checkpoints);
-    const behind = c.speakAs("r4", {
-      type: "STATUS",
-      view: 0,
-      lastExecuted: 0,
-      stableSeq: 0,
-      recovering: false,
-      maxPrepared: 0,
-      wantCheckpoint: 0,
-      amnesic: false,
-      catchingUp: true,
-    });
+    const behind = c.speakAs("r4", statusBody({ catchingUp: true }));
     for (let i = 0; i < 100; i++) c.hand("r1", behind);
     // Each STATUS answered gets the stable checkpoint (and what is in flight, the log since):
     // four of them, not a hundred.
@@ -123,19 +114,7 @@ describe("a replica asked for state", () => {
     c.run(300, () => true);
     expect(c.cores.get("r1")?.executedUpTo).toBe(6);
     const before = (c.sent.get("r1") ?? []).length;
-    c.hand(
-      "r1",
-      c.speakAs("r4", {
-        type: "STATUS",
-        view: 0,
-        lastExecuted: 4,
-        stableSeq: 4,
-        recovering: false,
-        maxPrepared: 4,
-        wantCheckpoint: 0,
-        amnesic: false,
-      }),
-    );
+    c.hand("r1", c.speakAs("r4", statusBody({ lastExecuted: 4, stableSeq: 4, maxPrepared: 4 })));
     const sent = (c.sent.get("r1") ?? []).slice(before).flatMap((a) => {
       const body = a.type === "send" && a.to === "r4" ? parseEnvelope(a.message)?.body : undefined;
       return body === undefined ? [] : [body];

@@ -7,6 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
 import { replicaCluster } from "./replica-cluster.js";
+import { statusBody } from "./replica-harness.js";
 
 describe("a replica that installs the state it fetched", () => {
   it("asks its peers in a STATUS they can read, and every message around its recovery parses", () => {
@@ -95,16 +96,15 @@ describe("a replica that installs the state it fetched", () => {
       if (r1 !== undefined)
         c.hand(
           "r3",
-          c.speakAs("r1", {
-            type: "STATUS",
-            view: r1.currentView,
-            lastExecuted: r1.executedUpTo,
-            stableSeq: r1.stableCheckpoint.seq,
-            recovering: false,
-            maxPrepared: 10_000,
-            wantCheckpoint: 0,
-            amnesic: false,
-          }),
+          c.speakAs(
+            "r1",
+            statusBody({
+              view: r1.currentView,
+              lastExecuted: r1.executedUpTo,
+              stableSeq: r1.stableCheckpoint.seq,
+              maxPrepared: 10_000,
+            }),
+          ),
         );
       c.run(20, () => true);
     };
