@@ -9,6 +9,7 @@ import path from "node:path";
 import { loadTestbedFile, type Testbed } from "@smw/wiring";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
+import { LIVE_PAGE_HTML } from "../src/live/live-page.js";
 import { LiveServer } from "../src/live/live-server.js";
 import type { FaultRequest } from "../src/rig/fault-requests.js";
 import { RigEventStream } from "../src/rig/rig-events.js";
@@ -203,6 +204,24 @@ describe("the live page's server", () => {
     const port = Number(new URL(url).port);
     const second = new LiveServer({ port });
     await expect(second.start()).rejects.toMatchObject({ code: "EADDRINUSE" });
+  });
+});
+
+describe("the live page", () => {
+  it("puts the fault buttons above everything that appears or grows during a run", () => {
+    // A button that moves under the pointer turns a click meant for one fault into another: under
+    // load, a click on restart-board once landed on a clock skew, the page having grown above it.
+    const body = LIVE_PAGE_HTML.slice(LIVE_PAGE_HTML.indexOf("<body>"));
+    const at = (id: string) => {
+      const i = body.indexOf(`id="${id}"`);
+      expect(i, id).toBeGreaterThan(0);
+      return i;
+    };
+    for (const below of ["failsafe", "report", "period", "load", "boards", "timeline", "log"])
+      expect(at("fault-buttons"), `the fault buttons above #${below}`).toBeLessThan(at(below));
+    // Under the title alone, which keeps to one line.
+    expect(at("fault-buttons")).toBeGreaterThan(at("title"));
+    expect(LIVE_PAGE_HTML).toMatch(/h1 \{[^}]*white-space: nowrap/);
   });
 });
 

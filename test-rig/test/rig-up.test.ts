@@ -142,6 +142,14 @@ describe("smw rig up and smw rig fault", () => {
       const browserCheck = (async () => {
         if (tab === undefined) return;
         await tab.waitForSelector('#boards tr[data-board="b6"]');
+        // Where the button is before the period fills the page: it must not move under the pointer
+        // (a click on restart-board once landed on another fault's button, the page having grown above it).
+        const restartB1 = 'button[data-fault="restart-board"][data-target="b1"]';
+        const place = () =>
+          tab.evaluate(
+            `(() => { const r = document.querySelector(${JSON.stringify(restartB1)}).getBoundingClientRect(); return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })()`,
+          );
+        const before = await place();
         const running = await tab.waitForSelector("#boards .bar.running", { timeout: 90_000 });
         const board = await running?.evaluate((bar) => bar.closest("tr")?.dataset.board);
         expect(board).toMatch(/^b[1-6]$/);
@@ -155,7 +163,8 @@ describe("smw rig up and smw rig fault", () => {
           `/^\\d+ ops\\/s, latency p50 [\\d.]+ ms, p99 [\\d.]+ ms, \\d+ completed, 0 unanswered$/.test(document.getElementById("load")?.textContent ?? "")`,
           { timeout: 10_000 },
         );
-        await tab.click('button[data-fault="restart-board"][data-target="b1"]');
+        expect(await place()).toEqual(before);
+        await tab.click(restartB1);
         await tab.waitForFunction(
           `document.getElementById("answer")?.textContent?.startsWith("refused: board b1 is running")`,
         );

@@ -14,7 +14,7 @@ export const LIVE_PAGE_HTML = `<!doctype html>
 <title>smw live</title>
 <style>
   body { font: 14px system-ui, sans-serif; margin: 1rem; color: #222; }
-  h1 { font-size: 1.2rem; margin: 0 0 .5rem; }
+  h1 { font-size: 1.2rem; margin: 0 0 .5rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
   h2 { font-size: 1rem; margin: 1rem 0 .3rem; }
   #conn, #delay { font-size: .85rem; color: #666; }
   #failsafe { display: none; background: #b71c1c; color: #fff; padding: .5rem; margin: .5rem 0; font-weight: bold; }
@@ -37,6 +37,8 @@ export const LIVE_PAGE_HTML = `<!doctype html>
   .fault { color: #b71c1c; }
   .axis { font-size: .75rem; color: #666; }
   #log { font: 12px ui-monospace, monospace; max-height: 14rem; overflow: auto; background: #fafafa; padding: .4rem; }
+  /* First under the title, above everything that grows or appears while a run goes on, so that a
+     button never moves under the pointer: a click meant for one fault must not land on another. */
   #faults button { margin: .1rem; }
   #answer { font: 12px ui-monospace, monospace; }
   #report { border-top: 3px solid #1565c0; margin-top: 1rem; }
@@ -47,6 +49,7 @@ export const LIVE_PAGE_HTML = `<!doctype html>
 </head>
 <body>
 <h1>smw live: <span id="title">waiting for a run</span> <span id="conn">connecting</span> <span id="delay"></span></h1>
+<div id="faults" hidden><h2>faults</h2><div id="fault-buttons"></div><div id="answer"></div></div>
 <div id="failsafe"></div>
 <section id="report" hidden>
   <h2>report: <span id="report-title"></span></h2>
@@ -60,7 +63,6 @@ export const LIVE_PAGE_HTML = `<!doctype html>
 <table id="boards"><thead><tr><th>board</th><th>host</th><th>phase</th><th>step</th><th>progress against its budget</th><th>host state</th><th>fault</th></tr></thead><tbody></tbody></table>
 <h2>the current period (Figure 3: each group's slot in blue, its deadline in red, T_d as a grey line)</h2>
 <table id="timeline"><tbody></tbody></table>
-<div id="faults" hidden><h2>faults</h2><div id="fault-buttons"></div><div id="answer"></div></div>
 <h2>events</h2>
 <div id="log"></div>
 <script>
