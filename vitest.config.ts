@@ -13,16 +13,13 @@ const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
  * nothing. `unit`: everything else (the wormhole's simulations among it). `npm test`
  * (scripts/run-tests.mjs) runs the rig beside unit-then-boards (never more than one core's worth
  * of other work beside the rig: the load it is specified to keep its promises under), then the
- * daemons; the sim runs beside the rig's last files and the daemons at the lowest priority (nice
- * 19: their timers go first, the sim takes the cores they leave idle); a plain `vitest run` runs
- * the groups one after the other.
+ * daemons; the sim runs from the end of the unit tests under SCHED_IDLE (it takes only the cores
+ * the others leave idle); a plain `vitest run` runs the groups one after the other.
  */
 const RIG = ["test-rig/test/rig-*.test.ts"];
-const SIM = [
-  "host-agent/test/cluster-sim-seeds-1.test.ts",
-  "host-agent/test/cluster-sim-seeds-2.test.ts",
-  "host-agent/test/cluster-sim.test.ts",
-];
+// Two files of about equal CPU, side by side: the first seeds with the scenario tests that look
+// into their runs, and the seeds that once failed.
+const SIM = ["host-agent/test/cluster-sim.test.ts", "host-agent/test/cluster-sim-seeds.test.ts"];
 const DAEMONS = ["wormhole-board/test/board-daemons*.test.ts"];
 const BOARDS = [
   "wormhole-board/test/control-link.test.ts",

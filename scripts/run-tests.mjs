@@ -7,14 +7,14 @@
 //      time (project "boards"). The rig never has more than one core's worth of other work
 //      beside it: the load it is specified to keep its promises under.
 //   2. then the six-daemon files with their tight bounds, side by side (project "daemons").
-//   Beside the rig's last files (once the second stream is done) and the daemons, the service's
-//   simulation (project "sim": pure CPU, timing nothing) runs at nice 19, the lowest priority: a
-//   timer of the rig's or a daemon's preempts it at once, and it takes the cores they leave idle
-//   (they wait on timers most of the time).
+//   From the end of the unit tests on, the service's simulation (project "sim": pure CPU, timing
+//   nothing) runs under SCHED_IDLE: the scheduler gives it only cores nothing else wants, and a
+//   timer or process of the others that wakes takes its core at once. (At nice 19 it took enough
+//   to slow the rig and the boards' files; started with the unit tests, it slowed them.)
 // Lines of concurrent runs are passed through whole; at the end, the slowest files of every run
 // and each stream's verdict. Arguments go to every vitest run (e.g. a file filter); exit status
 // 1 if any run failed.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { setPriority, tmpdir } from "node:os";
 import path from "node:path";
@@ -26,13 +26,21 @@ const vitest = path.join(root, "node_modules", "vitest", "vitest.mjs");
 const extra = process.argv.slice(2);
 const scratch = mkdtempSync(path.join(tmpdir(), "smw-test-timings-"));
 const timings = path.join(scratch, "timings.jsonl");
+const hasChrt = spawnSync("chrt", ["--version"]).status === 0;
 
-/** Runs a program, its output passed through line by line; resolves with its exit status. */
-function runProgram(file, args, env = process.env, nice = undefined) {
+/**
+ * Runs a program, its output passed through line by line; resolves with its exit status. `idle`:
+ * under SCHED_IDLE (util-linux's chrt), or at nice 19 where chrt is missing.
+ */
+function runProgram(file, args, env = process.env, idle = false) {
   return new Promise((resolve) => {
-    const child = spawn(file, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env });
+    const options = { cwd: root, stdio: ["ignore", "pipe", "pipe"], env };
+    const child =
+      idle && hasChrt
+        ? spawn("chrt", ["--idle", "0", file, ...args], options)
+        : spawn(file, args, options);
     // Its workers start after it does, and inherit its priority.
-    if (nice !== undefined && child.pid !== undefined) setPriority(child.pid, nice);
+    if (idle && !hasChrt && child.pid !== undefined) setPriority(child.pid, 19);
     createInterface({ input: child.stdout }).on("line", (l) => process.stdout.write(`${l}\n`));
     createInterface({ input: child.stderr }).on("line", (l) => process.stderr.write(`${l}\n`));
     child.on("error", (error) => {
@@ -43,13 +51,13 @@ function runProgram(file, args, env = process.env, nice = undefined) {
   });
 }
 
-/** Runs one vitest project; resolves with its exit status. `nice`: the priority it runs at. */
-function run(project, options = [], nice = undefined) {
+/** Runs one vitest project; resolves with its exit status. `idle`: see runProgram. */
+function run(project, options = [], idle = false) {
   return runProgram(
     process.execPath,
     [vitest, "run", "--project", project, "--passWithNoTests", ...options, ...extra],
     { ...process.env, SMW_TEST_TIMINGS: timings, FORCE_COLOR: process.stdout.isTTY ? "1" : "0" },
-    nice,
+    idle,
   );
 }
 
@@ -66,17 +74,20 @@ async function checks() {
 
 const startedMs = performance.now();
 const elapsed = () => `${((performance.now() - startedMs) / 1000).toFixed(0)} s`;
+let unitDone;
+const unitFinished = new Promise((resolve) => {
+  unitDone = resolve;
+});
 const unitThenBoards = (async () => {
   const checked = await checks();
   const unit = await run("unit", ["--maxWorkers=1"]);
+  unitDone();
   const boards = await run("boards");
   const code = [checked, unit, boards].find((c) => c !== 0) ?? 0;
   return { name: "type-check and lint, unit, then boards", code, at: elapsed() };
 })();
-// The simulation starts as soon as the second stream is done, at nice 19: beside the rig's last
-// files it takes only what the rig leaves idle, which a stream at normal priority would not.
-const simulation = unitThenBoards.then(() =>
-  run("sim", [], 19).then((code) => ({ name: "sim (nice 19)", code, at: elapsed() })),
+const simulation = unitFinished.then(() =>
+  run("sim", [], true).then((code) => ({ name: "sim (idle priority)", code, at: elapsed() })),
 );
 const streams = await Promise.all([
   run("rig").then((code) => ({ name: "rig", code, at: elapsed() })),

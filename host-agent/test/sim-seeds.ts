@@ -1,7 +1,8 @@
 /**
- * The simulation's seeds as `npm test` runs them: every seed that once failed, and the first
- * `CI_SEEDS` seeds, split evenly over two files (project "sim") so that the two run side by side
- * and finish together. Each file checks one half (`checkHalf`).
+ * The simulation's seeds as `npm test` runs them (project "sim", two files side by side): the
+ * first `CI_SEEDS` seeds with the scenario tests that look into the same runs
+ * (cluster-sim.test.ts), and every seed that once failed (cluster-sim-seeds.test.ts). A seed's
+ * run is made once per file (`seedRun`), however many tests look at it.
  */
 import { expect, it } from "vitest";
 import { runSeed } from "../src/sim/run-seeds.js";
@@ -54,22 +55,33 @@ export const SEEDS_THAT_ONCE_FAILED: readonly number[] = [
   3096, 3204, 5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146,
 ];
 
-/** One of two halves of the seeds: every other seed that once failed, and half of 1..CI_SEEDS. */
-export function checkHalf(half: 0 | 1): void {
-  const onceFailed = SEEDS_THAT_ONCE_FAILED.filter((_, i) => i % 2 === half);
+const runs = new Map<number, ReturnType<typeof runSeed>>();
+
+/** A seed's run, made once: a run is a pure function of its seed, and tests only read it. */
+export function seedRun(seed: number): ReturnType<typeof runSeed> {
+  let run = runs.get(seed);
+  if (run === undefined) {
+    run = runSeed(seed);
+    runs.set(seed, run);
+  }
+  return run;
+}
+
+/** Every seed that once failed, as one test. */
+export function checkOnceFailed(): void {
   it(
-    `keeps the seeds that once failed passing (${onceFailed.join(", ")})`,
+    `keeps the seeds that once failed passing (${SEEDS_THAT_ONCE_FAILED.join(", ")})`,
     () => {
-      for (const seed of onceFailed) {
-        const r = runSeed(seed);
-        expect(r.violations, `seed ${seed} (replay: npm run sim -- --trace ${seed})`).toEqual([]);
+      const failed: string[] = [];
+      for (const seed of SEEDS_THAT_ONCE_FAILED) {
+        const r = seedRun(seed);
+        if (!r.passed)
+          failed.push(`seed ${seed}: ${r.violations[0]} (replay: npm run sim -- --trace ${seed})`);
       }
+      expect(failed, failed.join("\n")).toEqual([]);
     },
     SIM_TEST_TIMEOUT_MS,
   );
-  const middle = Math.floor(CI_SEEDS / 2);
-  if (half === 0) checkSeeds(1, middle);
-  else checkSeeds(middle + 1, CI_SEEDS);
 }
 
 /** A range of simulation seeds as one test: every seed must keep every check. */
@@ -84,7 +96,7 @@ export function checkSeeds(from: number, to: number): void {
       let views = 0;
       const count = to - from + 1;
       for (let seed = from; seed <= to; seed++) {
-        const r = runSeed(seed);
+        const r = seedRun(seed);
         completed += r.completed;
         rejuvenations += r.rejuvenations;
         transfers += r.stateTransfers;
