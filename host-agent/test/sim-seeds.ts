@@ -44,9 +44,9 @@ export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 30);
 // 299: a Byzantine primary showed a rejuvenated replica a NEW_VIEW not fresh for it (its own
 // VIEW_CHANGE claiming the replica's old key) and the others the real one: it never voted again.
 /**
- * The simulation's tests run at nice 19 beside the rest of npm test (`scripts/run-tests.mjs`) and
- * take only the CPU the others leave: their timeout catches a hang, not a slow run (a 120 s one
- * timed out while the unit tests and the rig had the cores).
+ * The simulation's tests run at idle priority beside the rest of npm test (`scripts/run-tests.mjs`)
+ * and take only the CPU the others leave: their timeout catches a hang, not a slow run (a 120 s
+ * one timed out while the unit tests and the rig had the cores).
  */
 export const SIM_TEST_TIMEOUT_MS = 600_000;
 
