@@ -74,19 +74,15 @@ async function checks() {
 
 const startedMs = performance.now();
 const elapsed = () => `${((performance.now() - startedMs) / 1000).toFixed(0)} s`;
-let unitDone;
-const unitFinished = new Promise((resolve) => {
-  unitDone = resolve;
-});
-const unitThenBoards = (async () => {
+const unit = (async () => {
   const checked = await checks();
-  const unit = await run("unit", ["--maxWorkers=1"]);
-  unitDone();
-  const boards = await run("boards");
-  const code = [checked, unit, boards].find((c) => c !== 0) ?? 0;
-  return { name: "type-check and lint, unit, then boards", code, at: elapsed() };
+  return [checked, await run("unit", ["--maxWorkers=1"])];
 })();
-const simulation = unitFinished.then(() =>
+const unitThenBoards = unit.then(async (codes) => {
+  const code = [...codes, await run("boards")].find((c) => c !== 0) ?? 0;
+  return { name: "type-check and lint, unit, then boards", code, at: elapsed() };
+});
+const simulation = unit.then(() =>
   run("sim", [], true).then((code) => ({ name: "sim (idle priority)", code, at: elapsed() })),
 );
 const streams = await Promise.all([
