@@ -93,8 +93,8 @@ export class ClientSessions {
     if (ts === undefined || !this.sessions.has(client, ts))
       return [sealEnvelope(this.self, this.epoch, body, (b) => signer.sign(b))];
     const half = this.halfSentAt.get(client) === this.epoch ? [] : [this.answer(client, signer)];
-    const macd = sealEnvelopeWithMacs(this.self, this.epoch, body, [client], (to, bytes) =>
-      this.sessions.mac(to, ts, bytes),
+    const macd = sealEnvelopeWithMacs(this.self, this.epoch, body, [client], (to, digest) =>
+      this.sessions.macOfDigest(to, ts, digest),
     );
     return [...half, macd ?? sealEnvelope(this.self, this.epoch, body, (b) => signer.sign(b))];
   }

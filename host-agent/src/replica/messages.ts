@@ -16,6 +16,7 @@ import {
   parseKvResult,
 } from "../kv/kv-operation.js";
 import { canonicalJson, sha256Hex } from "./canonical.js";
+import { macDigest } from "./sessions.js";
 
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const MAX_LIST = 4096;
@@ -348,20 +349,21 @@ export function sealEnvelopeWithMacs(
   epoch: number,
   body: ReplicaBody,
   receivers: readonly string[],
-  mac: (to: string, bytes: Buffer) => string | undefined,
+  mac: (to: string, digest: Buffer) => string | undefined,
   receiverEpoch?: (to: string) => number | undefined,
 ): Buffer | undefined {
-  // Not canonical: a MAC, like a signature, is checked over the bytes as received, and nothing
-  // compares a MAC'd message's text; JSON.stringify is native, the canonical form is not.
-  const bodyText = JSON.stringify(body);
-  const bytes = macBytes(from, epoch, bodyText);
   // More receivers than an envelope carries MACs for: signed instead (as `parseEnvelope` would
   // refuse it at every receiver).
   if (receivers.length > MAX_MACS) return undefined;
+  // Not canonical: a MAC, like a signature, is checked over the bytes as received, and nothing
+  // compares a MAC'd message's text; JSON.stringify is native, the canonical form is not.
+  const bodyText = JSON.stringify(body);
+  // Hashed once; each receiver's MAC is over the digest (`sessions.ts` `macDigest`).
+  const digest = macDigest(macBytes(from, epoch, bodyText));
   const entries: string[] = [];
   let headerChars = 0;
   for (const to of receivers) {
-    const m = mac(to, bytes);
+    const m = mac(to, digest);
     if (m === undefined) return undefined;
     const entry = macEntry(to, m, receiverEpoch?.(to));
     headerChars += entry.length + 1;

@@ -539,9 +539,9 @@ export class ReplicaState {
         this.epoch,
         body,
         receivers,
-        (to, bytes) => {
+        (to, digest) => {
           const epoch = this.ring.keyOf(to)?.epoch;
-          return epoch === undefined ? undefined : sessions.mac(to, epoch, bytes);
+          return epoch === undefined ? undefined : sessions.macOfDigest(to, epoch, digest);
         },
         (to) => this.ring.keyOf(to)?.epoch,
       );

@@ -7,7 +7,9 @@
  * its old key, and a MAC from i to j is no use from j to i. Pure bookkeeping: the key agreement
  * is given (X25519 on hosts, seeded X25519 in the simulation).
  */
-import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { hkdfSync, timingSafeEqual } from "node:crypto";
+import { sha256Bytes } from "./canonical.js";
+import { HmacKey } from "./hmac-key.js";
 
 export interface KeyAgreement {
   /** The public half, base64, as SESSION carries it. */
@@ -22,7 +24,7 @@ interface PeerSession {
   epoch: number;
   publicKey: string;
   /** Derived on first use, for the own epoch they were derived at. */
-  keys?: { ownEpoch: number; send: Buffer; receive: Buffer };
+  keys?: { ownEpoch: number; send: HmacKey; receive: HmacKey };
   /** The public half gives no secret: never derive again from it. */
   invalid?: boolean;
 }
@@ -84,8 +86,10 @@ export class Sessions {
       return undefined;
     }
     const derive = (from: string, fromEpoch: number, to: string, toEpoch: number) =>
-      Buffer.from(
-        hkdfSync("sha256", secret, "smw-session-1", `${from}@${fromEpoch}>${to}@${toEpoch}`, 32),
+      new HmacKey(
+        Buffer.from(
+          hkdfSync("sha256", secret, "smw-session-1", `${from}@${fromEpoch}>${to}@${toEpoch}`, 32),
+        ),
       );
     session.keys = {
       ownEpoch: this.ownEpoch,
@@ -103,23 +107,35 @@ export class Sessions {
 
   /** The MAC of `bytes` for `peer` at its epoch `epoch`, or undefined without a session. */
   mac(peer: string, epoch: number, bytes: Buffer): string | undefined {
+    return this.macOfDigest(peer, epoch, macDigest(bytes));
+  }
+
+  /**
+   * The MAC for `peer` of bytes whose `macDigest` is `digest`: a message to many receivers is
+   * hashed once, then MAC'd for each.
+   */
+  macOfDigest(peer: string, epoch: number, digest: Buffer): string | undefined {
     const keys = this.keysFor(peer, epoch);
-    return keys && macOf(keys.send, bytes);
+    return keys && macText(keys.send.of(digest));
   }
 
   check(peer: string, epoch: number, bytes: Buffer, mac: string): "ok" | "no-session" | "bad-mac" {
     const keys = this.keysFor(peer, epoch);
     if (keys === undefined) return "no-session";
-    const expected = Buffer.from(macOf(keys.receive, bytes), "base64url");
+    const expected = keys.receive.of(macDigest(bytes)).subarray(0, MAC_BYTES);
     const got = Buffer.from(mac, "base64url");
-    return got.length === expected.length && timingSafeEqual(got, expected) ? "ok" : "bad-mac";
+    return got.length === MAC_BYTES && timingSafeEqual(got, expected) ? "ok" : "bad-mac";
   }
 }
 
-function macOf(key: Buffer, bytes: Buffer): string {
-  return createHmac("sha256", key)
-    .update(bytes)
-    .digest()
-    .subarray(0, MAC_BYTES)
-    .toString("base64url");
+/**
+ * What a MAC is made over: the SHA-256 of the bytes it covers (as PBFT's authenticators MAC a
+ * digest), so that an authenticator for n - 1 receivers hashes its message once.
+ */
+export function macDigest(bytes: Buffer): Buffer {
+  return sha256Bytes(bytes);
+}
+
+function macText(hmac: Buffer): string {
+  return hmac.subarray(0, MAC_BYTES).toString("base64url");
 }
