@@ -117,7 +117,8 @@ describe("the client's unordered reads", () => {
     const read = sent[0];
     if (read?.type !== "READ") throw new Error("no READ sent");
     expect(sent.every((m) => m?.type === "READ")).toBe(true);
-    return { ts: read.ts, op: readDigest(read) };
+    const bytes = actions[0]?.type === "send" ? actions[0].message : Buffer.alloc(0);
+    return { ts: read.ts, op: readDigest(bytes) };
   };
 
   it("takes q answers with the same result at the same sequence number, unsigned by the client", () => {
@@ -281,8 +282,8 @@ describe("where the client sends its reads", () => {
       const sent = client.submit({ op: "get", key: "x" }, now);
       const first = sent[0];
       const m = first?.type === "send" ? parseClientMessage(first.message) : undefined;
-      if (m?.type !== "READ") throw new Error("no READ");
-      const digest = readDigest(m);
+      if (m?.type !== "READ" || first?.type !== "send") throw new Error("no READ");
+      const digest = readDigest(first.message);
       const asked = targets(sent);
       const answer = (id: string, seq: number) =>
         client.onMessage(
@@ -317,9 +318,10 @@ describe("where the client sends its reads", () => {
     const answer = (id: string, read: { ts: number; op: string }, at: number) =>
       client.onMessage(id, readReply(signers, id, { ...read, seq: 3, value: "a" }), at);
     const readOf = (actions: ReturnType<KvClientCore["submit"]>) => {
-      const m = actions[0]?.type === "send" ? parseClientMessage(actions[0].message) : undefined;
-      if (m?.type !== "READ") throw new Error("no READ");
-      return { ts: m.ts, op: readDigest(m) };
+      const sent = actions[0];
+      const m = sent?.type === "send" ? parseClientMessage(sent.message) : undefined;
+      if (m?.type !== "READ" || sent?.type !== "send") throw new Error("no READ");
+      return { ts: m.ts, op: readDigest(sent.message) };
     };
     const first = client.submit({ op: "get", key: "x" }, 0);
     expect(targets(first)).toEqual(["r1", "r2", "r3"]);
@@ -343,9 +345,10 @@ describe("where the client sends its reads", () => {
     const answer = (id: string, read: { ts: number; op: string }, seq: number, at: number) =>
       client.onMessage(id, readReply(signers, id, { ...read, seq, value: "a" }), at);
     const readOf = (actions: ReturnType<KvClientCore["submit"]>) => {
-      const m = actions[0]?.type === "send" ? parseClientMessage(actions[0].message) : undefined;
-      if (m?.type !== "READ") throw new Error("no READ");
-      return { ts: m.ts, op: readDigest(m) };
+      const sent = actions[0];
+      const m = sent?.type === "send" ? parseClientMessage(sent.message) : undefined;
+      if (m?.type !== "READ" || sent?.type !== "send") throw new Error("no READ");
+      return { ts: m.ts, op: readDigest(sent.message) };
     };
     // r3 is down and times out a whole read: the read is ordered, and r3 counts as missed.
     const first = readOf(client.submit({ op: "get", key: "x" }, 0));

@@ -31,10 +31,21 @@ describe("a replica's unordered reads", () => {
         ts: 42,
         since: 0,
         seq: 0,
-        op: readDigest(read),
+        op: readDigest(message),
         result: { op: "get", value: null },
       },
     ]);
+  });
+
+  it("names the read by the digest of the bytes it got: another read at the same number, another digest", () => {
+    const { core } = fourReplicas("r2");
+    core.start(0);
+    const other = encodeClientMessage({ type: "READ", ...read, op: { op: "get", key: "y" } });
+    const [first] = replies(core.onClientMessage("c1", message, 1));
+    const [second] = replies(core.onClientMessage("c1", other, 2));
+    expect(first).toMatchObject({ ts: 42, op: readDigest(message) });
+    expect(second).toMatchObject({ ts: 42, op: readDigest(other) });
+    expect(readDigest(other)).not.toBe(readDigest(message));
   });
 
   it("refuses a read on another client's connection, and a write sent as a read", () => {

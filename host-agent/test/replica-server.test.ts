@@ -34,6 +34,14 @@ describe("replicas over TCP on loopback", () => {
         (await client.call({ op: "cas", key: "a", expected: "1", value: "2" })).result,
       ).toEqual({ op: "cas", ok: true, current: "2" });
       for (let i = 0; i < 20; i++) await client.call({ op: "put", key: `k${i}`, value: `${i}` });
+      // A read answered unordered: q replicas named the read the client sent (its digest) and
+      // the same result.
+      const orderedBefore = client.readsOrdered;
+      expect((await client.call({ op: "get", key: "k3" })).result).toEqual({
+        op: "get",
+        value: "3",
+      });
+      expect(client.readsOrdered).toBe(orderedBefore);
       // The primary (h1) goes away: reads still go unordered to the three left...
       await servers[0]?.close();
       const answer = await client.call({ op: "get", key: "a" }, 20_000);

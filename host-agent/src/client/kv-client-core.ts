@@ -64,6 +64,8 @@ interface Outstanding {
   request: ClientRequest | undefined;
   /** While an unordered read: its digest, which every answer names. */
   readDigest: string | undefined;
+  /** While an unordered read: the READ, encoded once (its digest is of these bytes). */
+  readMessage: Buffer | undefined;
   /** Replicas that answered (an unordered read is ordered once q matching can no longer come). */
   answered: Set<string>;
   /** Replicas it went to so far: q replicas for an unordered read until widened, else all. */
@@ -200,6 +202,7 @@ export class KvClientCore {
       op,
       request: undefined,
       readDigest: undefined,
+      readMessage: undefined,
       answered: new Set(),
       askedReplicas: new Set(),
       widenAtMs: undefined,
@@ -210,9 +213,9 @@ export class KvClientCore {
       answers: new Map(),
     };
     if (!isReadOnly(op)) return this.order(nowMs);
-    const read = { client: this.config.id, ts: this.ts, op };
     const o = this.outstanding;
-    o.readDigest = readDigest(read);
+    o.readMessage = encodeClientMessage({ type: "READ", client: this.config.id, ts: this.ts, op });
+    o.readDigest = readDigest(o.readMessage);
     const readTimeoutMs = this.config.readTimeoutMs ?? this.config.retransmitMs;
     o.retransmitAtMs = nowMs + readTimeoutMs;
     o.widenAtMs = nowMs + this.widenAfterMs(readTimeoutMs);
@@ -289,13 +292,7 @@ export class KvClientCore {
     if (o === undefined) return undefined;
     if (o.request !== undefined)
       return encodeClientMessage({ type: "REQUEST", request: o.request });
-    if (o.readDigest === undefined) return undefined;
-    return encodeClientMessage({
-      type: "READ",
-      client: this.config.id,
-      ts: o.ts,
-      op: o.op,
-    });
+    return o.readMessage;
   }
 
   /** An unordered read goes to the replicas not asked yet (once). */
@@ -324,6 +321,7 @@ export class KvClientCore {
       this.ts++;
       o.ts = this.ts;
       o.readDigest = undefined;
+      o.readMessage = undefined;
       o.answered.clear();
       o.votes.clear();
       o.answers.clear();

@@ -283,16 +283,13 @@ export interface ClientRead {
   op: KvOperation;
 }
 
-/** What a READ_REPLY names to bind it to its read. */
-export function readDigest(read: Omit<ClientRead, "type">): string {
-  return sha256Hex(
-    canonicalJson([
-      "smw-read-1",
-      read.client,
-      read.ts,
-      encodeKvOperation(read.op).toString("utf8"),
-    ]),
-  );
+/**
+ * What a READ_REPLY names to bind it to its read: the SHA-256 of the READ as its client encoded
+ * it (client, number and operation; every replica asked is sent the same bytes). Hashed as
+ * received, not re-encoded: the client hashes what it sends once, and a replica what it got.
+ */
+export function readDigest(readMessage: Buffer): string {
+  return sha256Hex("smw-read-2\n", readMessage);
 }
 
 export interface ClientSession {

@@ -14,7 +14,8 @@
 import { type ClientRead, type ReplicaBody, readDigest } from "./messages.js";
 import type { ReplicaState } from "./replica-state.js";
 
-export function onRead(r: ReplicaState, client: string, read: ClientRead): void {
+/** `bytes`: the READ as received, which its answer names by digest. */
+export function onRead(r: ReplicaState, client: string, read: ClientRead, bytes: Buffer): void {
   if (read.client !== client) {
     r.problem("bad-request", client, `a read for ${read.client}`);
     return;
@@ -30,7 +31,7 @@ export function onRead(r: ReplicaState, client: string, read: ClientRead): void 
     ts: read.ts,
     since: r.readSince.since(read.op),
     seq: r.lastExecuted,
-    op: readDigest(read),
+    op: readDigest(bytes),
     result: r.store.read(read.op),
   };
   const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];

@@ -284,7 +284,7 @@ export class ReplicaCore {
     } else if (message.type === "SESSION") {
       onClientSession(r, client, message);
     } else if (message.type === "READ") {
-      onRead(r, client, message);
+      onRead(r, client, message, bytes);
     } else if (message.request.client !== client) {
       r.problem("bad-request", client, `a request signed for ${message.request.client}`);
     } else {

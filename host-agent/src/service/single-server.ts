@@ -124,7 +124,7 @@ export class SingleServer {
         // One server: its answer is the read, and no interval needs to meet another's.
         since: this.executed,
         seq: this.executed,
-        op: readDigest(message),
+        op: readDigest(payload),
         result: this.store.read(message.op),
       });
       return;
