@@ -7,6 +7,12 @@
 import { z } from "zod";
 import { parseDurationMs } from "../duration.js";
 
+// Zod compiles a fast path for each schema with `new Function` on its first parse, which V8's code
+// cache never holds: a process parses one testbed (a host agent, a replica, each at every boot),
+// so the compile cost more than it saved (rig-6.yaml, first parse in a new process: 61–66 ms with
+// it, 44–54 ms without; fifty parses in a row took the same either way).
+z.config({ jitless: true });
+
 export const TESTBED_FORMAT_VERSION = 1;
 
 export const LINE_ROLES = [
