@@ -52,6 +52,31 @@ describe("FrameDecoder", () => {
     expect(decoder.bufferedBytes).toBe(0);
   });
 
+  it("hands back what it did not read when its consumer stops, to push later", () => {
+    // Stopped after each frame in turn: the rest, pushed again, gives the frames after it; a
+    // stop at the chunk's end leaves no rest. (Split first inside the third frame, so that a
+    // frame completed across chunks stops too.)
+    for (let stopAfter = 1; stopAfter <= payloads.length; stopAfter++) {
+      const decoder = new FrameDecoder(1024);
+      const got: Buffer[] = [];
+      let seen = 0;
+      const each = (frame: Buffer) => {
+        got.push(frame);
+        seen++;
+        return seen !== stopAfter;
+      };
+      const cut = stream.length - 3;
+      const first = decoder.push(stream.subarray(0, cut), each);
+      let rest = first.rest;
+      if (rest !== undefined) rest = decoder.push(rest, each).rest;
+      expect(rest, `stopped after ${stopAfter}`).toBeUndefined();
+      const last = decoder.push(stream.subarray(cut), each);
+      if (last.rest !== undefined) decoder.push(last.rest, each);
+      expect(asStrings(got), `stopped after ${stopAfter}`).toEqual(asStrings(payloads));
+      expect(decoder.bufferedBytes).toBe(0);
+    }
+  });
+
   it("decodes any frames cut into any chunks (property)", () => {
     fc.assert(
       fc.property(

@@ -38,6 +38,8 @@ export interface DecodeResult {
   frames: Buffer[];
   /** Set once a length over the maximum was seen; the stream cannot be resynchronised after it. */
   error?: string;
+  /** Where `each` stopped reading: the chunk's bytes after the frame it was handed last, if any. */
+  rest?: Buffer;
 }
 
 export class FrameDecoder {
@@ -70,7 +72,8 @@ export class FrameDecoder {
    * with the error: they were well formed, and the caller decides what to do.
    * With `each`, every frame is handed over as soon as it is complete, before the next one's
    * length is checked (so a frame can raise the bound for those after it), and none are
-   * returned; `each` returning false stops reading this chunk (the connection is closing).
+   * returned; `each` returning false stops reading this chunk, and what it did not read is
+   * returned as `rest` (to push later, or to drop if the connection is closing).
    */
   push(chunk: Buffer, each?: (frame: Buffer) => boolean): DecodeResult {
     if (this.failure !== undefined) return { frames: [], error: this.failure };
@@ -81,6 +84,8 @@ export class FrameDecoder {
       else if (!each(frame)) stopped = true;
     };
     let offset = 0;
+    const stop = (): DecodeResult =>
+      offset < chunk.length ? { frames, rest: chunk.subarray(offset) } : { frames };
     while (offset < chunk.length) {
       if (this.bodyLength === undefined) {
         const take = Math.min(FRAME_HEADER_BYTES - this.headerBytes, chunk.length - offset);
@@ -96,7 +101,7 @@ export class FrameDecoder {
         }
         if (length === 0) complete(Buffer.alloc(0));
         else this.bodyLength = length;
-        if (stopped) return { frames };
+        if (stopped) return stop();
         continue;
       }
       const missing = this.bodyLength - this.partsBytes;
@@ -106,7 +111,7 @@ export class FrameDecoder {
         offset += missing;
         this.bodyLength = undefined;
         complete(Buffer.from(chunk.subarray(offset - missing, offset)));
-        if (stopped) return { frames };
+        if (stopped) return stop();
         continue;
       }
       const take = Math.min(missing, available);
@@ -119,7 +124,7 @@ export class FrameDecoder {
         this.partsBytes = 0;
         this.bodyLength = undefined;
         complete(frame);
-        if (stopped) return { frames };
+        if (stopped) return stop();
       }
     }
     return { frames };

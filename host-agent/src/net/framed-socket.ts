@@ -15,6 +15,16 @@ import type { SendQueue } from "./send-queue.js";
  */
 export const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 
+/**
+ * Frames one connection has handled before every other gets its turn. The event loop reads each
+ * ready socket in turn, but up to megabytes at a time (libuv reads a socket again and again while
+ * it has data), and each frame is handled synchronously: a client or peer sending at network speed
+ * had thousands of frames handled (a scan each, for a flood of READs) before any other
+ * connection's next one. Beyond this many the socket is paused, and the rest of what it sent is
+ * handled after the other connections' frames read meanwhile, this many at a time.
+ */
+export const MAX_FRAMES_PER_TURN = 32;
+
 export interface FramedSocketOptions {
   /** Names the connection in problem descriptions: "connection from 127.0.0.1:40112". */
   label: string;
@@ -26,6 +36,8 @@ export interface FramedSocketOptions {
   onFrame: (payload: Buffer) => string | undefined;
   /** Called at most once, just before the connection is closed for a problem. */
   onProblem: (description: string) => void;
+  /** Frames handled before the other connections get a turn (default MAX_FRAMES_PER_TURN). */
+  maxFramesPerTurn?: number;
 }
 
 export class FramedSocket {
@@ -39,6 +51,8 @@ export class FramedSocket {
   private held = false;
   /** Writes are being gathered until the current input has been handled. */
   private corked = false;
+  /** Paused after a turn's worth of frames, the rest of what was read waiting for the next. */
+  private yielding = false;
 
   constructor(
     private readonly socket: Socket,
@@ -127,17 +141,42 @@ export class FramedSocket {
   private receive(chunk: Buffer): void {
     if (this.socket.destroyed) return;
     this.options.counters.bytesIn += chunk.length;
+    this.decode(chunk);
+  }
+
+  /** Handles the frames in `bytes`, up to a turn's worth; the rest after the others' turns. */
+  private decode(bytes: Buffer): void {
+    if (this.socket.destroyed) return;
+    const turn = this.options.maxFramesPerTurn ?? MAX_FRAMES_PER_TURN;
+    let handled = 0;
     // Frame by frame: a hello raises the bound for the frames after it in the same chunk.
-    const { error } = this.decoder.push(chunk, (frame) => {
+    const { error, rest } = this.decoder.push(bytes, (frame) => {
       const problem = this.options.onFrame(frame);
       if (problem !== undefined) this.fail(problem);
+      handled++;
       // The frame's consumer may have closed everything.
-      return !this.socket.destroyed;
+      return !this.socket.destroyed && handled < turn;
     });
     if (this.socket.destroyed) return;
     if (error !== undefined) {
       this.options.counters.oversizedFrames++;
       this.fail(error);
+      return;
+    }
+    if (rest !== undefined) {
+      if (!this.yielding) {
+        this.yielding = true;
+        this.options.counters.turnsYielded++;
+        this.socket.pause();
+      }
+      // After the poll phase, which reads the other sockets ready meanwhile (not this one: it is
+      // paused, and what it read is here).
+      setImmediate(() => this.decode(rest));
+      return;
+    }
+    if (this.yielding) {
+      this.yielding = false;
+      this.socket.resume();
     }
   }
 }

@@ -18,6 +18,11 @@ export interface NetCounters {
   droppedFrames: number;
   /** Dials after the first one of each outgoing link: retries after a failure or a loss. */
   reconnects: number;
+  /**
+   * Times a connection sent more than a turn's worth of frames at once and was paused for the
+   * others (`framed-socket.ts` MAX_FRAMES_PER_TURN).
+   */
+  turnsYielded: number;
 }
 
 export function zeroCounters(): NetCounters {
@@ -30,5 +35,6 @@ export function zeroCounters(): NetCounters {
     oversizedFrames: 0,
     droppedFrames: 0,
     reconnects: 0,
+    turnsYielded: 0,
   };
 }

@@ -1,0 +1,120 @@
+/**
+ * One connection's turn (`framed-socket.ts` MAX_FRAMES_PER_TURN): a connection that sends
+ * thousands of frames at once has them handled a turn's worth at a time, and another
+ * connection's frame, sent after them, is handled long before the last of them. Nothing is
+ * lost or reordered.
+ */
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { encodeFrame } from "../src/net/frame-codec.js";
+import { FramedSocket, MAX_FRAMES_PER_TURN } from "../src/net/framed-socket.js";
+import { type NetCounters, zeroCounters } from "../src/net/net-counters.js";
+import { SendQueue } from "../src/net/send-queue.js";
+
+const FLOOD = 5_000;
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+/** A server whose connections are FramedSockets recording "connection:frame" as handled. */
+async function recordingServer(handled: string[], counters: NetCounters[]): Promise<Server> {
+  let accepted = 0;
+  const server = createServer((socket) => {
+    const name = `conn${accepted++}`;
+    const c = zeroCounters();
+    counters.push(c);
+    new FramedSocket(socket, {
+      label: name,
+      maxFrameBytes: 1024,
+      queue: new SendQueue(1024 * 1024),
+      counters: c,
+      onFrame: (payload) => {
+        handled.push(payload.toString("utf8"));
+        return undefined;
+      },
+      onProblem: () => {},
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => server.close());
+  return server;
+}
+
+async function dial(server: Server): Promise<Socket> {
+  const { port } = server.address() as { port: number };
+  const socket = connect(port, "127.0.0.1");
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  cleanups.push(() => socket.destroy());
+  return socket;
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("a connection that sends thousands of frames at once", () => {
+  it("has them handled a turn at a time: another connection's frame, sent after, comes long before the last", async () => {
+    const handled: string[] = [];
+    const counters: NetCounters[] = [];
+    const server = await recordingServer(handled, counters);
+    const flooder = await dial(server);
+    const other = await dial(server);
+    await until(() => counters.length === 2, "both connections accepted");
+    const flood = Buffer.concat(
+      Array.from({ length: FLOOD }, (_, i) => encodeFrame(Buffer.from(`flood:${i}`))),
+    );
+    flooder.write(flood);
+    // Sent once the whole flood is in the kernel's hands (written to the socket, so readable at
+    // the server before this frame is).
+    await new Promise<void>((resolve) => flooder.write(Buffer.alloc(0), () => resolve()));
+    other.write(encodeFrame(Buffer.from("other:0")));
+    await until(() => handled.length === FLOOD + 1, "every frame handled");
+    const at = handled.indexOf("other:0");
+    // Without turns, the frames read from the flooder in one go (megabytes) all came first.
+    expect(at).toBeGreaterThanOrEqual(0);
+    expect(at).toBeLessThan(FLOOD / 5);
+    // Every flood frame, in order, none lost.
+    expect(handled.filter((h) => h.startsWith("flood:"))).toEqual(
+      Array.from({ length: FLOOD }, (_, i) => `flood:${i}`),
+    );
+    const yielded = counters.map((c) => c.turnsYielded);
+    expect(yielded.some((y) => y > 0)).toBe(true);
+    expect(yielded.some((y) => y === 0)).toBe(true);
+  });
+
+  it(`handles at most ${MAX_FRAMES_PER_TURN} of them before the others' frames read meanwhile`, async () => {
+    const handled: string[] = [];
+    const counters: NetCounters[] = [];
+    const server = await recordingServer(handled, counters);
+    const a = await dial(server);
+    const b = await dial(server);
+    await until(() => counters.length === 2, "both connections accepted");
+    const batch = (name: string) =>
+      Buffer.concat(
+        Array.from({ length: 4 * MAX_FRAMES_PER_TURN }, (_, i) =>
+          encodeFrame(Buffer.from(`${name}:${i}`)),
+        ),
+      );
+    // Both floods are readable at the server before it reads either.
+    await Promise.all([
+      new Promise<void>((resolve) => a.write(batch("a"), () => resolve())),
+      new Promise<void>((resolve) => b.write(batch("b"), () => resolve())),
+    ]);
+    await until(() => handled.length === 8 * MAX_FRAMES_PER_TURN, "every frame handled");
+    // Runs of one connection's frames are at most a turn long once both are being read.
+    let longest = 0;
+    let run = 0;
+    for (let i = 0; i < handled.length; i++) {
+      run = i > 0 && handled[i]?.[0] === handled[i - 1]?.[0] ? run + 1 : 1;
+      // The last connection left alone at the end may go on without anyone to yield to.
+      const othersLeft = handled.slice(i + 1).some((h) => h[0] !== handled[i]?.[0]);
+      if (othersLeft) longest = Math.max(longest, run);
+    }
+    expect(longest).toBeLessThanOrEqual(MAX_FRAMES_PER_TURN);
+  });
+});
