@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint]
+// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood]
 //                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
 //                     [--batches-in-flight N]  (the replicas' window; the testbed's default otherwise)
 //                     [--logs DIR]  (every replica process's log, a file each, as it exits)
@@ -17,6 +17,8 @@
 //    under load, against the same load without the cycle.
 // 4. Checkpoint writing: a 64 MiB state written whole, then again with 1% of its
 //    partitions changed (only those written), in the same run.
+// 5. A faulty client flooding: n = 4, the correct clients' load alone, then beside a client of
+//    the testbed that sends READ scans to every replica as fast as they take them.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -57,7 +59,7 @@ const OPTIONS = {
   "--batches-in-flight": "N",
   "--help": undefined,
 };
-const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
+const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
   if (!(arg in OPTIONS)) {
@@ -571,6 +573,125 @@ function rollingPhases(timeline, phases, steadyOpsPerSecond) {
   return out;
 }
 
+/**
+ * A client of the testbed, faulty: READ scans of up to 1000 keys to every replica, 16 every
+ * millisecond whatever comes back (its connections queue what TCP does not take yet, dropping the
+ * oldest beyond their bound), and it never offers a session half, so each answer is signed. In its
+ * own process, as a flooding host is.
+ * Resolves `ready` once it floods; `stop()` ends it and resolves with the answers it got.
+ */
+function startFlooder(bed, id) {
+  const dist = path.join(root, "host-agent/dist");
+  const script = `
+    const [file, id, dist, wiring] = process.argv.slice(1);
+    const { loadTestbedFile } = await import(wiring);
+    const { clientSigner } = await import(dist + "/service/service-keys.js");
+    const { ClientConnections } = await import(dist + "/net/client-connection.js");
+    const { encodeClientMessage } = await import(dist + "/replica/messages.js");
+    const loaded = loadTestbedFile(file);
+    if (!loaded.ok) throw new Error("flooder: testbed does not load");
+    const signer = clientSigner(loaded.testbed, id);
+    const replicas = Object.fromEntries(loaded.testbed.hosts.map((h) => [h.id, h.address]));
+    const net = new ClientConnections({ clientId: id, replicas, proveHello: (s) => signer.sign(s) });
+    let ts = Date.now() * 1000;
+    let answered = 0;
+    net.on("message", () => {
+      answered++;
+    });
+    net.start();
+    // One READ, encoded once and sent again and again (a replica answers every copy): the
+    // flood costs the flooder little of the two cores it shares with the service here.
+    const op = { op: "scan", from: "", to: "", limit: 1000 };
+    const read = encodeClientMessage({ type: "READ", client: id, ts: ++ts, op });
+    setInterval(() => {
+      for (const r of Object.keys(replicas)) for (let i = 0; i < 16; i++) net.send(r, read);
+    }, 1);
+    process.stdout.write("flooding\\n");
+    process.on("SIGTERM", () => {
+      process.stdout.write(JSON.stringify({ answered }) + "\\n");
+      process.exit(0);
+    });
+  `;
+  const child = spawn(
+    process.execPath,
+    [
+      "--input-type=module",
+      "-e",
+      script,
+      bed.file,
+      id,
+      dist,
+      path.join(root, "wiring/dist/index.js"),
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  children.add(child);
+  let out = "";
+  child.stdout.on("data", (d) => {
+    out += d;
+  });
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the flooder did not start")), 20_000);
+    child.stdout.on("data", () => {
+      if (out.includes("flooding")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const stop = async () => {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+    children.delete(child);
+    const last = out.trim().split("\n").pop() ?? "";
+    try {
+      return JSON.parse(last).answered;
+    } catch {
+      return undefined;
+    }
+  };
+  return { ready, stop };
+}
+
+/**
+ * What a flooding client costs the correct ones: their load alone, then beside the flooder, at
+ * n = 4 in the same run; and the turns each replica's connections yielded (`framed-socket.ts`).
+ */
+async function flood() {
+  const bed = makeServiceTestbed({
+    n: 4,
+    kPrime: 1,
+    k: 0,
+    basePort: nextPorts(),
+    clients: clients + 1,
+  });
+  const ids = Array.from({ length: clients }, (_, i) => `client${i + 1}`);
+  const load = ["--k", "0", "--client-ids", ids.join(",")];
+  try {
+    const replicas = await Promise.all(
+      bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", "0"])),
+    );
+    await bench(bed, load, 2); // warm-up
+    const alone = await bench(bed, load, seconds);
+    const flooder = startFlooder(bed, `client${clients + 1}`);
+    await flooder.ready;
+    await new Promise((r) => setTimeout(r, 500));
+    const beside = await bench(bed, load, seconds);
+    const answered = await flooder.stop();
+    await Promise.all(replicas.map(stop));
+    const yielded = replicas.map((r) => /(\d+) turns yielded/.exec(r.log)?.[1] ?? "?");
+    process.stdout.write(
+      `a faulty client flooding, n = 4 (k' = 1, k = 0), ${clients} correct clients, ${seconds} s each:\n` +
+        `  alone           ${fmt(alone)}\n  beside a flood  ${fmt(beside)}\n` +
+        `  ratio with the flood / alone: throughput ${(beside.opsPerSecond / alone.opsPerSecond).toFixed(3)}, p99 latency ${(beside.p99Ms / alone.p99Ms).toFixed(1)}x\n` +
+        `  the flooder's READ scans answered: ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica); turns its replicas' connections yielded: ${yielded.join(", ")}\n`,
+    );
+  } finally {
+    bed.remove();
+  }
+}
+
 /** The floor for every figure below: a bare TCP echo, one process each side, no crypto. */
 async function rawTcp() {
   const server = spawn(
@@ -635,7 +756,7 @@ async function rawTcp() {
 }
 
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
-const parts = ["n4", "n6", "reads", "transfer", "rolling", "checkpoint"];
+const parts = ["n4", "n6", "reads", "transfer", "rolling", "checkpoint", "flood"];
 if (only !== undefined && !parts.includes(only)) {
   process.stderr.write(`--only: expected one of ${parts.join(", ")}, got "${only}"\n`);
   process.exit(2);
@@ -648,3 +769,4 @@ if (runs("reads")) await throughput(6, 1, 1, "reads");
 if (runs("transfer")) await stateTransfer();
 if (runs("rolling")) await rolling();
 if (runs("checkpoint")) await checkpointWrites();
+if (runs("flood")) await flood();

@@ -35,5 +35,10 @@ export function onRead(r: ReplicaState, client: string, read: ClientRead, bytes:
     result: r.store.read(read.op),
   };
   const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
-  for (const message of messages) r.out.push({ type: "reply", client, message });
+  let answerBytes = 0;
+  for (const message of messages) {
+    answerBytes += message.length;
+    r.out.push({ type: "reply", client, message });
+  }
+  r.readAnswers.charge(client, answerBytes, r.nowMs);
 }

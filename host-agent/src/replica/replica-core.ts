@@ -272,6 +272,13 @@ export class ReplicaCore {
   onClientMessage(client: string, bytes: Buffer, nowMs: number): ReplicaAction[] {
     const r = this.r;
     r.nowMs = nowMs;
+    if (!r.readAnswers.mayAnswer(client, nowMs)) {
+      // In debt for its reads (`read-allowance.ts`): whatever it sends is dropped unread until
+      // its allowance refills (a quarter of a second at most, for a correct client that read a
+      // lot), so that a flood of READs costs no parsing either.
+      r.count("client.over-allowance");
+      return r.drain();
+    }
     const message: ClientMessage | undefined = parseClientMessage(bytes);
     if (message === undefined) {
       r.problem("malformed", client, "a client message that does not parse", true);

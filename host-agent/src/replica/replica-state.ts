@@ -26,6 +26,7 @@ import {
   type ViewSeqDigest,
 } from "./messages.js";
 import type { Quorums } from "./quorums.js";
+import { ReadAllowance } from "./read-allowance.js";
 import { ReadSince } from "./read-since.js";
 import { RecentSet } from "./recent-set.js";
 import { type KeyAgreement, Sessions } from "./sessions.js";
@@ -70,6 +71,8 @@ export interface ReplicaConfig {
   rejuvenationGroups?: ReadonlyArray<readonly string[]>;
   /** How many view-change timeouts a client's first suspicion lasts (default `SUSPICION_TIMEOUTS`). */
   suspicionTimeouts?: number;
+  /** Bytes of unordered read answers per client per second (default `READ_BYTES_PER_SECOND`). */
+  readBytesPerClientPerSecond?: number;
 }
 
 export interface StartingState {
@@ -397,6 +400,8 @@ export class ReplicaState {
   readonly statusAnsweredAtMs = new Map<string, number>();
   /** State-transfer answers per asker (`serveFetch`): a burst of 4, then 4 per status interval. */
   readonly fetchAnswers: AnswerAllowance;
+  /** Unordered read answers, in bytes per client (`read-allowance.ts`). */
+  readonly readAnswers: ReadAllowance;
   /** STATUS messages per peer that this replica answers with what it sends (`onStatus`): as many. */
   readonly statusAnswers: AnswerAllowance;
   /** Per peer: when certificates it lacked were last sent to it (`sendMissingKeys`). */
@@ -432,6 +437,8 @@ export class ReplicaState {
       refillMs: config.statusIntervalMs / ANSWER_BURST,
     };
     this.fetchAnswers = new AnswerAllowance(allowance);
+    const readRate = config.readBytesPerClientPerSecond;
+    this.readAnswers = new ReadAllowance(readRate, readRate);
     this.statusAnswers = new AnswerAllowance(allowance);
     this.epoch = certificate?.period ?? 0;
     this.sessions = ring.agreesKeys
