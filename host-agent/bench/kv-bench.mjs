@@ -303,6 +303,9 @@ const nextPorts = () => {
   port += 20;
   return port;
 };
+/** Unmeasured load on freshly started servers before a measurement (as the rolling part does). */
+const WARM_UP_SECONDS = 3;
+
 /** `load`: "mixed" (half gets, half puts) or "reads" (gets only, of keys written first). */
 async function throughput(n, kPrime, k, load = "mixed") {
   const bed = makeServiceTestbed({
@@ -315,12 +318,17 @@ async function throughput(n, kPrime, k, load = "mixed") {
   });
   const mix = load === "reads" ? ["--read-percent", "100", "--keys", "256", "--prefill"] : [];
   try {
+    // Each side measured warm: a freshly started process runs its code unoptimised for a while
+    // (the replicated side has n of them, and more code), which the measured seconds would
+    // otherwise count against it.
     const single = await serve(bed, ["--single"]);
+    await bench(bed, ["--single", ...mix], WARM_UP_SECONDS);
     const base = await benchWithCpu(bed, ["--single", ...mix], seconds, [single]);
     await stop(single);
     const replicas = await Promise.all(
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", String(k)])),
     );
+    await bench(bed, ["--k", String(k), ...mix], WARM_UP_SECONDS);
     const replicated = await benchWithCpu(bed, ["--k", String(k), ...mix], seconds, replicas);
     await Promise.all(replicas.map(stop));
     const shape = batchShape(replicas, replicated.completed);
@@ -484,7 +492,7 @@ async function rolling() {
     // The steady state is measured before the cycle and again after it, and the cycle compared
     // with their mean: a machine whose speed drifts during the run (other load, thermal limits)
     // moves both halves, and the ratio stays the cycle's cost alone.
-    await bench(bed, [], 3); // warm-up: freshly started replicas are slower for a while
+    await bench(bed, [], WARM_UP_SECONDS); // freshly started replicas are slower for a while
     const before = await bench(bed, [], cycleSeconds / 2);
     const load = bench(bed, ["--timeline", "100"], cycleSeconds);
     let cycled = 0;
@@ -672,7 +680,7 @@ async function flood() {
     const replicas = await Promise.all(
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", "0"])),
     );
-    await bench(bed, load, 2); // warm-up
+    await bench(bed, load, WARM_UP_SECONDS);
     const alone = await bench(bed, load, seconds);
     const flooder = startFlooder(bed, `client${clients + 1}`);
     await flooder.ready;
