@@ -328,10 +328,11 @@ async function throughput(n, kPrime, k, load = "mixed") {
     const replicas = await Promise.all(
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", String(k)])),
     );
-    await bench(bed, ["--k", String(k), ...mix], WARM_UP_SECONDS);
+    const warm = await bench(bed, ["--k", String(k), ...mix], WARM_UP_SECONDS);
     const replicated = await benchWithCpu(bed, ["--k", String(k), ...mix], seconds, replicas);
     await Promise.all(replicas.map(stop));
-    const shape = batchShape(replicas, replicated.completed);
+    // The replicas' summaries count their whole life: the warm-up's operations too.
+    const shape = batchShape(replicas, warm.completed + replicated.completed);
     const what =
       load === "reads"
         ? `gets only (unordered reads; ${replicated.readsOrdered} ordered after answers disagreed)`
