@@ -274,8 +274,8 @@ export class ReplicaCore {
     r.nowMs = nowMs;
     if (!r.readAnswers.mayAnswer(client, nowMs)) {
       // In debt for its reads (`read-allowance.ts`): whatever it sends is dropped unread until
-      // its allowance refills (a quarter of a second at most, for a correct client that read a
-      // lot), so that a flood of READs costs no parsing either.
+      // the answer that put it in debt is paid back (a quarter of a second for a 1 MiB value at
+      // the default rate), so that a flood of READs costs no parsing either.
       r.count("client.over-allowance");
       return r.drain();
     }
