@@ -57,14 +57,20 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
+/** A recording server and two connections to it, both accepted. */
+async function twoConnections() {
+  const handled: string[] = [];
+  const counters: NetCounters[] = [];
+  const server = await recordingServer(handled, counters);
+  const sockets = [await dial(server), await dial(server)] as const;
+  await until(() => counters.length === 2, "both connections accepted");
+  return { handled, counters, sockets };
+}
+
 describe("a connection that sends thousands of frames at once", () => {
   it("has them handled a turn at a time: another connection's frame, sent after, comes long before the last", async () => {
-    const handled: string[] = [];
-    const counters: NetCounters[] = [];
-    const server = await recordingServer(handled, counters);
-    const flooder = await dial(server);
-    const other = await dial(server);
-    await until(() => counters.length === 2, "both connections accepted");
+    const { handled, counters, sockets } = await twoConnections();
+    const [flooder, other] = sockets;
     const flood = Buffer.concat(
       Array.from({ length: FLOOD }, (_, i) => encodeFrame(Buffer.from(`flood:${i}`))),
     );
@@ -88,12 +94,8 @@ describe("a connection that sends thousands of frames at once", () => {
   });
 
   it(`handles at most ${MAX_FRAMES_PER_TURN} of them before the others' frames read meanwhile`, async () => {
-    const handled: string[] = [];
-    const counters: NetCounters[] = [];
-    const server = await recordingServer(handled, counters);
-    const a = await dial(server);
-    const b = await dial(server);
-    await until(() => counters.length === 2, "both connections accepted");
+    const { handled, sockets } = await twoConnections();
+    const [a, b] = sockets;
     const batch = (name: string) =>
       Buffer.concat(
         Array.from({ length: 4 * MAX_FRAMES_PER_TURN }, (_, i) =>
