@@ -660,7 +660,7 @@ function startFlooder(bed, id) {
       return undefined;
     }
   };
-  return { ready, stop };
+  return { ready, stop, cpuMs: () => cpuMsOf(child) };
 }
 
 /**
@@ -682,19 +682,26 @@ async function flood() {
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", "0"])),
     );
     await bench(bed, load, WARM_UP_SECONDS);
-    const alone = await bench(bed, load, seconds);
+    const alone = await benchWithCpu(bed, load, seconds, replicas);
     const flooder = startFlooder(bed, `client${clients + 1}`);
     await flooder.ready;
     await new Promise((r) => setTimeout(r, 500));
-    const beside = await bench(bed, load, seconds);
+    const flooderBeforeMs = flooder.cpuMs();
+    const beside = await benchWithCpu(bed, load, seconds, replicas);
+    const flooderMs = flooder.cpuMs() - flooderBeforeMs;
     const answered = await flooder.stop();
     await Promise.all(replicas.map(stop));
     const yielded = replicas.map((r) => /(\d+) turns yielded/.exec(r.log)?.[1] ?? "?");
+    const held = replicas.map((r) => /(\d+) holds of a client/.exec(r.log)?.[1] ?? "?");
+    // CPU a second of the measured window, in ms: what the flood costs the replicas, and what the
+    // flooder itself takes of the cores it shares with them here (on a testbed, its own host's).
+    const replicaCpu = (r) => ((r.serverCpuUsPerOp * r.completed) / 1000 / seconds).toFixed(0);
     process.stdout.write(
       `a faulty client flooding, n = 4 (k' = 1, k = 0), ${clients} correct clients, ${seconds} s each:\n` +
         `  alone           ${fmt(alone)}\n  beside a flood  ${fmt(beside)}\n` +
         `  ratio with the flood / alone: throughput ${(beside.opsPerSecond / alone.opsPerSecond).toFixed(3)}, p99 latency ${(beside.p99Ms / alone.p99Ms).toFixed(1)}x\n` +
-        `  the flooder's READ scans answered: ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica); turns its replicas' connections yielded: ${yielded.join(", ")}\n`,
+        `  the flooder's READ scans answered: ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica); turns its replicas' connections yielded: ${yielded.join(", ")}; holds of its connections: ${held.join(", ")}\n` +
+        `  CPU ms a second, the four replicas together: ${replicaCpu(alone)} alone, ${replicaCpu(beside)} beside the flood; the flooder's own: ${(flooderMs / seconds).toFixed(0)}\n`,
     );
   } finally {
     bed.remove();

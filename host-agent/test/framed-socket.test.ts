@@ -2,7 +2,8 @@
  * One connection's turn (`framed-socket.ts` MAX_FRAMES_PER_TURN): a connection that sends
  * thousands of frames at once has them handled a turn's worth at a time, and another
  * connection's frame, sent after them, is handled long before the last of them. Nothing is
- * lost or reordered.
+ * lost or reordered. A connection whose input is held (`holdInput`) has nothing more handled
+ * until the hold ends, and then everything, in order, while the others go on.
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,20 +18,29 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-/** A server whose connections are FramedSockets recording "connection:frame" as handled. */
-async function recordingServer(handled: string[], counters: NetCounters[]): Promise<Server> {
+/**
+ * A server whose connections are FramedSockets recording "connection:frame" as handled;
+ * `also` sees each frame with its connection after it is recorded.
+ */
+async function recordingServer(
+  handled: string[],
+  counters: NetCounters[],
+  also?: (frame: string, framed: FramedSocket) => void,
+): Promise<Server> {
   let accepted = 0;
   const server = createServer((socket) => {
     const name = `conn${accepted++}`;
     const c = zeroCounters();
     counters.push(c);
-    new FramedSocket(socket, {
+    const framed: FramedSocket = new FramedSocket(socket, {
       label: name,
       maxFrameBytes: 1024,
       queue: new SendQueue(1024 * 1024),
       counters: c,
       onFrame: (payload) => {
-        handled.push(payload.toString("utf8"));
+        const frame = payload.toString("utf8");
+        handled.push(frame);
+        also?.(frame, framed);
         return undefined;
       },
       onProblem: () => {},
@@ -58,10 +68,10 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 }
 
 /** A recording server and two connections to it, both accepted. */
-async function twoConnections() {
+async function twoConnections(also?: (frame: string, framed: FramedSocket) => void) {
   const handled: string[] = [];
   const counters: NetCounters[] = [];
-  const server = await recordingServer(handled, counters);
+  const server = await recordingServer(handled, counters, also);
   const sockets = [await dial(server), await dial(server)] as const;
   await until(() => counters.length === 2, "both connections accepted");
   return { handled, counters, sockets };
@@ -118,5 +128,65 @@ describe("a connection that sends thousands of frames at once", () => {
       if (othersLeft) longest = Math.max(longest, run);
     }
     expect(longest).toBeLessThanOrEqual(MAX_FRAMES_PER_TURN);
+  });
+});
+
+describe("a connection whose input is held", () => {
+  const HOLD_MS = 600;
+  const AFTER_HOLD = 1_000;
+
+  it("has nothing more handled until the hold ends, then all of it in order; the others go on", async () => {
+    const heldAt: number[] = [];
+    const handledAt = new Map<string, number>();
+    const { handled, counters, sockets } = await twoConnections((frame, framed) => {
+      handledAt.set(frame, performance.now());
+      if (frame === "held:hold") {
+        heldAt.push(performance.now());
+        framed.holdInput(HOLD_MS);
+        // A shorter hold meanwhile does not end it sooner.
+        framed.holdInput(HOLD_MS / 10);
+      }
+    });
+    const [held, other] = sockets;
+    // The hold, and a thousand frames after it in the same write: read together, decoded after.
+    held.write(
+      Buffer.concat([
+        encodeFrame(Buffer.from("held:hold")),
+        ...Array.from({ length: AFTER_HOLD }, (_, i) => encodeFrame(Buffer.from(`held:${i}`))),
+      ]),
+    );
+    await until(() => heldAt.length === 1, "the hold");
+    other.write(encodeFrame(Buffer.from("other:0")));
+    await until(() => handled.includes("other:0"), "the other connection's frame");
+    // Handled while the hold lasts: the other's frame, and of the held connection only the hold.
+    const otherAt = handledAt.get("other:0") as number;
+    if (otherAt - (heldAt[0] as number) < HOLD_MS)
+      expect(handled.filter((h) => h.startsWith("held:"))).toEqual(["held:hold"]);
+    await until(() => handled.length === AFTER_HOLD + 2, "every frame handled");
+    expect((handledAt.get("held:0") as number) - (heldAt[0] as number)).toBeGreaterThanOrEqual(
+      HOLD_MS - 2,
+    );
+    expect(handled.filter((h) => h.startsWith("held:"))).toEqual([
+      "held:hold",
+      ...Array.from({ length: AFTER_HOLD }, (_, i) => `held:${i}`),
+    ]);
+    expect(counters.map((c) => c.inputHolds).sort()).toEqual([0, 1]);
+  });
+
+  it("reads what the far end sends during the hold once it ends", async () => {
+    let framedHeld: FramedSocket | undefined;
+    const { handled, sockets } = await twoConnections((frame, framed) => {
+      if (frame === "held:hold") {
+        framedHeld = framed;
+        framed.holdInput(HOLD_MS);
+      }
+    });
+    const [held] = sockets;
+    held.write(encodeFrame(Buffer.from("held:hold")));
+    await until(() => framedHeld?.inputHeld === true, "the hold");
+    held.write(encodeFrame(Buffer.from("held:during")));
+    await until(() => framedHeld?.inputHeld === false, "the hold's end");
+    await until(() => handled.includes("held:during"), "the frame sent during the hold");
+    expect(handled).toEqual(["held:hold", "held:during"]);
   });
 });

@@ -233,6 +233,51 @@ describe("PeerConnections", () => {
     expect(() => client.send("r9", Buffer.from("x"))).toThrow(/no replica "r9"/);
   });
 
+  it("holds a client's connections, and one it opens meanwhile, then reads what they sent", async () => {
+    const HOLD_MS = 500;
+    const [port] = await freePorts(1);
+    const node = replica("r1", { r1: port as number });
+    const seen: Array<{ what: string; atMs: number }> = [];
+    let heldAtMs = 0;
+    node.on("message", (from, payload) => {
+      const what = `${from.id}: ${payload.toString()}`;
+      seen.push({ what, atMs: performance.now() });
+      if (what === "c1: hold") {
+        heldAtMs = performance.now();
+        node.holdClient("c1", HOLD_MS);
+      }
+    });
+    await node.start();
+    const dialAs = async (clientId: string) => {
+      const connections = track(
+        new ClientConnections({
+          clientId,
+          replicas: { r1: { host, port: port as number } },
+          reconnectDelayMs: fast.reconnectDelayMs,
+        }),
+      );
+      connections.start();
+      await until(() => connections.connectedCount() === 1, `${clientId} connected`);
+      return connections;
+    };
+    const c1 = await dialAs("c1");
+    c1.send("r1", Buffer.from("hold"));
+    c1.send("r1", Buffer.from("after"));
+    await until(() => heldAtMs > 0, "the hold");
+    // Another connection of c1's, opened during the hold, is held too; c2 is not.
+    const c1Again = await dialAs("c1");
+    c1Again.send("r1", Buffer.from("again"));
+    const c2 = await dialAs("c2");
+    c2.send("r1", Buffer.from("meanwhile"));
+    await until(() => seen.length === 4, "every message");
+    const at = (what: string) => (seen.find((s) => s.what === what)?.atMs as number) - heldAtMs;
+    expect(at("c2: meanwhile")).toBeGreaterThanOrEqual(0);
+    expect(at("c1: after")).toBeGreaterThanOrEqual(HOLD_MS - 2);
+    expect(at("c1: again")).toBeGreaterThanOrEqual(HOLD_MS - 2);
+    if (at("c2: meanwhile") < HOLD_MS) expect(seen[1]?.what).toBe("c2: meanwhile");
+    expect(node.counters().inputHolds).toBe(2);
+  });
+
   it("closes misbehaving connections, says why, and keeps serving", async () => {
     const [deadPeer] = await freePorts(1);
     const node = replica("n", { n: 0, b: deadPeer as number });

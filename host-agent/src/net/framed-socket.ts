@@ -53,6 +53,10 @@ export class FramedSocket {
   private corked = false;
   /** Paused after a turn's worth of frames, the rest of what was read waiting for the next. */
   private yielding = false;
+  /** While set, nothing more is read or decoded (`holdInput`); cleared when it fires. */
+  private inputHold: ReturnType<typeof setTimeout> | undefined;
+  /** What was read but not decoded when the input was held, decoded when it is released. */
+  private keptInput: Buffer | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -62,7 +66,14 @@ export class FramedSocket {
     this.decoder = new FrameDecoder(options.maxFrameBytes);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
-    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
+    this.closed = new Promise((resolve) =>
+      socket.once("close", () => {
+        clearTimeout(this.inputHold);
+        this.inputHold = undefined;
+        this.keptInput = undefined;
+        resolve();
+      }),
+    );
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     // A reset or a timeout is followed by "close"; ordinary network weather, not a problem to report.
     socket.on("error", () => {});
@@ -99,6 +110,44 @@ export class FramedSocket {
       });
     }
     this.pump();
+  }
+
+  /**
+   * Reads and handles nothing more from this connection for `forMs` (the frames decoded so far in
+   * this turn are handled). For a far end whose messages would all be dropped meanwhile: TCP pushes
+   * back on it, and nothing is spent on what it sends. A second hold ends with the later of the two.
+   */
+  holdInput(forMs: number): void {
+    if (this.socket.destroyed || !(forMs > 0)) return;
+    const untilMs = performance.now() + forMs;
+    if (this.inputHold !== undefined) {
+      if (untilMs <= this.inputHeldUntilMs) return;
+      clearTimeout(this.inputHold);
+    } else this.options.counters.inputHolds++;
+    this.inputHeldUntilMs = untilMs;
+    this.inputHold = setTimeout(() => this.releaseInput(), forMs);
+    this.updateFlow();
+  }
+
+  private inputHeldUntilMs = 0;
+
+  get inputHeld(): boolean {
+    return this.inputHold !== undefined;
+  }
+
+  private releaseInput(): void {
+    this.inputHold = undefined;
+    const kept = this.keptInput;
+    this.keptInput = undefined;
+    if (kept !== undefined) this.decode(kept);
+    this.updateFlow();
+  }
+
+  /** Reading goes on only while this connection neither yields its turn nor is held. */
+  private updateFlow(): void {
+    if (this.socket.destroyed) return;
+    if (this.yielding || this.inputHold !== undefined) this.socket.pause();
+    else this.socket.resume();
   }
 
   /** Holds queued frames back until `release` (a handshake must come first). */
@@ -147,6 +196,12 @@ export class FramedSocket {
   /** Handles the frames in `bytes`, up to a turn's worth; the rest after the others' turns. */
   private decode(bytes: Buffer): void {
     if (this.socket.destroyed) return;
+    if (this.inputHold !== undefined) {
+      // Held: kept whole for the release (a paused socket reads at most what was under way).
+      this.keptInput =
+        this.keptInput === undefined ? bytes : Buffer.concat([this.keptInput, bytes]);
+      return;
+    }
     const turn = this.options.maxFramesPerTurn ?? MAX_FRAMES_PER_TURN;
     let handled = 0;
     // Frame by frame: a hello raises the bound for the frames after it in the same chunk.
@@ -155,7 +210,7 @@ export class FramedSocket {
       if (problem !== undefined) this.fail(problem);
       handled++;
       // The frame's consumer may have closed everything.
-      return !this.socket.destroyed && handled < turn;
+      return !this.socket.destroyed && handled < turn && this.inputHold === undefined;
     });
     if (this.socket.destroyed) return;
     if (error !== undefined) {
@@ -163,11 +218,15 @@ export class FramedSocket {
       this.fail(error);
       return;
     }
+    if (rest !== undefined && this.inputHold !== undefined) {
+      this.keptInput = rest;
+      return;
+    }
     if (rest !== undefined) {
       if (!this.yielding) {
         this.yielding = true;
         this.options.counters.turnsYielded++;
-        this.socket.pause();
+        this.updateFlow();
       }
       // After the poll phase, which reads the other sockets ready meanwhile (not this one: it is
       // paused, and what it read is here).
@@ -176,7 +235,7 @@ export class FramedSocket {
     }
     if (this.yielding) {
       this.yielding = false;
-      this.socket.resume();
+      this.updateFlow();
     }
   }
 }

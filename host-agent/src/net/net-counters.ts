@@ -23,6 +23,8 @@ export interface NetCounters {
    * others (`framed-socket.ts` MAX_FRAMES_PER_TURN).
    */
   turnsYielded: number;
+  /** Times a connection's input was held, its far end's messages to be dropped anyway (`holdInput`). */
+  inputHolds: number;
 }
 
 export function zeroCounters(): NetCounters {
@@ -36,5 +38,6 @@ export function zeroCounters(): NetCounters {
     droppedFrames: 0,
     reconnects: 0,
     turnsYielded: 0,
+    inputHolds: 0,
   };
 }

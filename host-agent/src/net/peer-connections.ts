@@ -84,6 +84,8 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
   private readonly inbound = new Set<Inbound>();
   /** Client id → its connections (more than one while a reconnect overlaps a dying one). */
   private readonly clients = new Map<string, Set<Inbound>>();
+  /** Until when (performance.now()) each held client's input is left unread (`holdClient`). */
+  private readonly clientsHeldUntilMs = new Map<string, number>();
   private readonly server: Server;
   private state: "new" | "starting" | "running" | "closed" = "new";
   private closing: Promise<void> | undefined;
@@ -181,6 +183,18 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
       return;
     }
     for (const connection of connections) connection.framed.send(frame);
+  }
+
+  /**
+   * Leaves the client's connections unread for `forMs`, and any it opens meanwhile: what it sends
+   * until then would be dropped unread anyway (a client in debt for its reads).
+   */
+  holdClient(clientId: string, forMs: number): void {
+    if (!(forMs > 0)) return;
+    const untilMs = performance.now() + forMs;
+    if (untilMs > (this.clientsHeldUntilMs.get(clientId) ?? 0))
+      this.clientsHeldUntilMs.set(clientId, untilMs);
+    for (const connection of this.clients.get(clientId) ?? []) connection.framed.holdInput(forMs);
   }
 
   /** Peers our outgoing connection is currently up to. */
@@ -291,6 +305,12 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
       const connections = this.clients.get(hello.id) ?? new Set<Inbound>();
       connections.add(entry);
       this.clients.set(hello.id, connections);
+      const heldUntilMs = this.clientsHeldUntilMs.get(hello.id);
+      if (heldUntilMs !== undefined) {
+        const forMs = heldUntilMs - performance.now();
+        if (forMs > 0) entry.framed.holdInput(forMs);
+        else this.clientsHeldUntilMs.delete(hello.id);
+      }
     } else {
       // A peer that dials us is up: our link to it need not wait out its backoff.
       this.links.get(hello.id)?.redialNow();
@@ -310,5 +330,6 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
     closing.push(new Promise((resolve) => this.server.close(() => resolve())));
     await Promise.all(closing);
     this.clients.clear();
+    this.clientsHeldUntilMs.clear();
   }
 }

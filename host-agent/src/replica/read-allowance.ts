@@ -38,6 +38,16 @@ export class ReadAllowance {
     bucket.tokens -= bytes;
   }
 
+  /**
+   * When `client`, in debt, may be answered again (the first whole millisecond its bucket holds
+   * more than nothing); undefined if it is not in debt.
+   */
+  paidBackAtMs(client: string, nowMs: number): number | undefined {
+    const { tokens } = this.refilled(client, nowMs);
+    if (tokens > 0) return undefined;
+    return Math.floor(nowMs + (-tokens * 1000) / this.bytesPerSecond) + 1;
+  }
+
   private refilled(client: string, nowMs: number): { tokens: number; atMs: number } {
     let bucket = this.clients.get(client);
     if (bucket === undefined) {

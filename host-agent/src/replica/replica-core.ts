@@ -59,7 +59,7 @@ import {
   onRequest,
 } from "./normal-case.js";
 import { broadcastStatus, onStatus } from "./peer-status.js";
-import { onRead } from "./read-only.js";
+import { holdIfInDebt, onRead } from "./read-only.js";
 import {
   type Mode,
   type ReplicaAction,
@@ -277,6 +277,7 @@ export class ReplicaCore {
       // the answer that put it in debt is paid back (a quarter of a second for a 1 MiB value at
       // the default rate), so that a flood of READs costs no parsing either.
       r.count("client.over-allowance");
+      holdIfInDebt(r, client);
       return r.drain();
     }
     const message: ClientMessage | undefined = parseClientMessage(bytes);

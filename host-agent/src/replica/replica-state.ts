@@ -152,6 +152,11 @@ export type ReplicaAction =
   | { type: "send"; to: string; message: Buffer }
   | { type: "broadcast"; message: Buffer }
   | { type: "reply"; client: string; message: Buffer }
+  /**
+   * Anything `client` sends before `untilMs` (this core's clock) is dropped unread: its
+   * connections need not be read until then.
+   */
+  | { type: "hold-client"; client: string; untilMs: number }
   | {
       type: "executed";
       seq: number;

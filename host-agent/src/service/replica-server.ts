@@ -210,7 +210,8 @@ export class ReplicaServer {
       `bytes in ${net.bytesIn} out ${net.bytesOut}, dropped ${net.droppedFrames}, ` +
       // Connections that sent more than a turn's worth of frames at once (`framed-socket.ts`):
       // a client or peer flooding shows here.
-      `${net.turnsYielded} turns yielded to other connections`
+      `${net.turnsYielded} turns yielded to other connections, ` +
+      `${net.inputHolds} holds of a client's connection (in debt for its reads)`
     );
   }
 
@@ -236,6 +237,9 @@ export class ReplicaServer {
           break;
         case "reply":
           this.net.sendToClient(a.client, a.message);
+          break;
+        case "hold-client":
+          this.net.holdClient(a.client, a.untilMs - this.now());
           break;
         case "checkpoint":
           this.checkpoints.save(a);
