@@ -505,9 +505,11 @@ describe("sorted key index", () => {
         (acts, max) => {
           const index = new SortedKeys(max);
           const model = new Set<string>();
+          // Any number per key, as long as each is found again with its key.
+          const tagOf = (key: string) => key.length * 31 + (key.charCodeAt(0) || 0);
           for (const act of acts) {
             if ("insert" in act) {
-              expect(index.insert(act.insert)).toBe(!model.has(act.insert));
+              expect(index.insert(act.insert, tagOf(act.insert))).toBe(!model.has(act.insert));
               model.add(act.insert);
             } else if ("remove" in act) {
               expect(index.remove(act.remove)).toBe(model.has(act.remove));
@@ -518,14 +520,20 @@ describe("sorted key index", () => {
               const expected = sorted
                 .filter((k) => byBytes(k, act.from) >= 0 && (to === "" || byBytes(k, to) < 0))
                 .slice(0, act.limit);
-              expect(index.range(act.from, to, act.limit)).toEqual(expected);
+              const partitions: number[] = [];
+              expect(index.range(act.from, to, act.limit, partitions)).toEqual(expected);
+              expect(partitions).toEqual(expected.map(tagOf));
             }
           }
           expect([...index]).toEqual([...model].sort(byBytes));
           expect(index.size).toBe(model.size);
-          const rebuilt = SortedKeys.fromSorted([...index], max);
+          for (const k of model) expect(index.partitionOf(k)).toBe(tagOf(k));
+          const rebuilt = SortedKeys.fromSorted([...index], [...index].map(tagOf), max);
           expect([...rebuilt]).toEqual([...index]);
-          for (const k of model) expect(rebuilt.has(k)).toBe(true);
+          for (const k of model) expect(rebuilt.partitionOf(k)).toBe(tagOf(k));
+          const all: number[] = [];
+          rebuilt.range("", "", model.size, all);
+          expect(all).toEqual([...index].map(tagOf));
         },
       ),
       { numRuns: 150 },

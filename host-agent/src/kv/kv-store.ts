@@ -5,7 +5,8 @@
  *
  * Costs:
  *   - apply: one sha256 of the key (to find its partition) plus O(log n) for
- *     the sorted key index; a scan is O(log n + limit).
+ *     the sorted key index; a scan is O(log n + limit), with no hashing (the index knows each
+ *     key's partition).
  *   - rootDigest: rehashes only partitions written since the last digest
  *     (dirty), and only the meta nodes above them.
  *   - snapshot: O(partitions). The snapshot shares every partition map; the
@@ -67,14 +68,18 @@ export class KvStore {
   /** A store holding a snapshot's state; it shares the snapshot's maps until it writes to them. */
   static fromSnapshot(s: KvSnapshot): KvStore {
     const store = new KvStore();
-    const keys: string[] = [];
+    const keyed: Array<{ key: string; partition: number }> = [];
     for (let p = 0; p < PARTITION_COUNT; p++) {
       const map = s.partitionMap(p);
       store.#partitions[p] = map;
-      for (const key of map.keys()) keys.push(key);
+      for (const key of map.keys()) keyed.push({ key, partition: p });
     }
     store.#owned.fill(undefined);
-    store.#keys = SortedKeys.fromSorted(keys.sort(compareKeys));
+    keyed.sort((a, b) => compareKeys(a.key, b.key));
+    store.#keys = SortedKeys.fromSorted(
+      keyed.map((k) => k.key),
+      keyed.map((k) => k.partition),
+    );
     for (let m = 0; m < META_COUNT; m++) {
       const leaves = s.leafDigests(m);
       for (let i = 0; i < FANOUT; i++)
@@ -110,8 +115,16 @@ export class KvStore {
         return { op: "cas", ok: true, current: checked.value };
       }
       case "scan": {
-        const keys = this.#keys.range(checked.from, checked.to, checked.limit);
-        return { op: "scan", entries: keys.map((key) => [key, this.get(key) as string]) };
+        // Each key's partition from the index: no hash per key.
+        const partitions: number[] = [];
+        const keys = this.#keys.range(checked.from, checked.to, checked.limit, partitions);
+        const entries: Array<[string, string]> = new Array(keys.length);
+        for (let i = 0; i < keys.length; i++) {
+          const key = keys[i] as string;
+          const map = this.#partitions[partitions[i] as number] as ReadonlyMap<string, string>;
+          entries[i] = [key, map.get(key) as string];
+        }
+        return { op: "scan", entries };
       }
     }
   }
@@ -179,7 +192,7 @@ export class KvStore {
       this.#sizeBytes -= utf8Bytes(key) + utf8Bytes(value);
     }
     for (const [key, value] of incoming) {
-      if (!outgoing.has(key)) this.#keys.insert(key);
+      if (!outgoing.has(key)) this.#keys.insert(key, index);
       this.#sizeBytes += utf8Bytes(key) + utf8Bytes(value);
     }
     this.#entryCount += incoming.size - outgoing.size;
@@ -196,7 +209,7 @@ export class KvStore {
     if (previous === value) return previous;
     this.#writable(p).set(key, value);
     if (previous === null) {
-      this.#keys.insert(key);
+      this.#keys.insert(key, p);
       this.#entryCount++;
       this.#sizeBytes += utf8Bytes(key) + utf8Bytes(value);
     } else {

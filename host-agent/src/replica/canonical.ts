@@ -23,6 +23,9 @@ export function canonicalJson(value: unknown): string {
   }
   if (value === null) return "null";
   if (Array.isArray(value)) {
+    // Strings and arrays of strings (a scan's entries) have no keys to sort: JSON.stringify
+    // writes them as below, in one native call.
+    if (stringsOnly(value)) return JSON.stringify(value);
     let out = "[";
     for (let i = 0; i < value.length; i++) out += (i > 0 ? "," : "") + canonicalJson(value[i]);
     return `${out}]`;
@@ -38,6 +41,16 @@ export function canonicalJson(value: unknown): string {
     first = false;
   }
   return `${out}}`;
+}
+
+/** Whether every element is a string or an array of strings only. */
+function stringsOnly(values: readonly unknown[]): boolean {
+  for (const v of values) {
+    if (typeof v === "string") continue;
+    if (!Array.isArray(v)) return false;
+    for (const w of v) if (typeof w !== "string") return false;
+  }
+  return true;
 }
 
 /**
