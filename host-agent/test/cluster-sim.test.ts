@@ -154,6 +154,38 @@ describe("the deterministic cluster simulation", () => {
   );
 
   it(
+    "has a faulty client flood every replica with READ scans; its hosts hold it, and no correct client",
+    () => {
+      // The read-flood adversary (`Scenario.readFlood`): the same scan of everything again and
+      // again, every few milliseconds. Each replica answers it up to its allowance, then leaves
+      // its connection unread until it is paid back; the correct clients' operations complete
+      // within the liveness bound, and none of them is ever held.
+      for (const { seed, r } of cleanRunsOfSeedsWhere((s) => s.readFlood !== undefined, 2)) {
+        const sent = r.byzantineActions["read-flood.sent"] ?? 0;
+        const answered = r.byzantineActions["read-flood.answered"] ?? 0;
+        expect(answered, `seed ${seed}`).toBeGreaterThan(0);
+        expect(answered, `seed ${seed}`).toBeLessThan(sent / 2);
+        expect(r.replicaCounters["client.held"], `seed ${seed}`).toBeGreaterThan(0);
+      }
+    },
+    SIM_TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "catches a replica holding correct clients for their reads (the check can fail)",
+    () => {
+      // An allowance far below what correct clients read: they go into debt too.
+      const seed = [...Array(200).keys()].find((i) => scenarioFor(i + 1).readFlood !== undefined);
+      const scenario = scenarioFor((seed as number) + 1);
+      scenario.readFlood = { everyMs: 5, allowanceBytesPerSecond: 256 };
+      const r = runSimulation(scenario);
+      expect(r.passed).toBe(false);
+      expect(r.violations.some((v) => /^reads: r\d held correct client c\d+/.test(v))).toBe(true);
+    },
+    SIM_TEST_TIMEOUT_MS,
+  );
+
+  it(
     "catches a correct replica that keeps sending while the service idles (the check can fail)",
     () => {
       const scenario = scenarioFor(1);

@@ -8,12 +8,13 @@
  */
 import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
 import { KvClientCore } from "../client/kv-client-core.js";
-import type { KvOperation } from "../kv/kv-operation.js";
+import { type KvOperation, MAX_SCAN_LIMIT } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
 import {
   type ClientTableEntry,
+  encodeClientMessage,
   parseClientMessage,
   parseEnvelope,
   sealEnvelope,
@@ -83,7 +84,14 @@ export const SUMMED_COUNTERS = [
   "state-transfer.waiting",
   "state-transfer.overtaken",
   "status.over-allowance",
+  "client.over-allowance",
 ] as const;
+
+/** What a held client's connection holds unread at most, in messages (its buffers). */
+const HELD_BACKLOG = 64;
+
+/** Holds of a client's connections by correct replicas' hosts (`Scenario.readFlood`). */
+const HOLDS_COUNTER = "client.held";
 
 /** Correct replicas' refusals of correct primaries' NEW_VIEWs as below their own VIEW_CHANGE. */
 const LEFT_OUT_COUNTER = "new-view.below-own-view-change.from-correct";
@@ -214,6 +222,9 @@ class ClusterSim {
         viewChangeTimeoutMs: this.s.viewChangeTimeoutMs,
         statusIntervalMs: this.s.statusIntervalMs,
         maxReplyBytes: 256 * 1024,
+        ...(this.s.readFlood !== undefined
+          ? { readBytesPerClientPerSecond: this.s.readFlood.allowanceBytesPerSecond }
+          : {}),
         ...(this.s.suspicionTimeouts !== undefined
           ? { suspicionTimeouts: this.s.suspicionTimeouts }
           : {}),
@@ -287,6 +298,7 @@ class ClusterSim {
       this.scheduleClientTick(client);
     }
     if (this.s.byzantine.length > 0) this.scheduleMischief();
+    if (this.s.readFlood !== undefined) this.q.after(this.prng.int(0, 50), () => this.readFlood());
     const chatter = this.options.unsafeChatter;
     if (chatter !== undefined) {
       const again = () => {
@@ -353,6 +365,10 @@ class ClusterSim {
     if (this.faultyWrites > 0)
       total.set(`faulty-client.${this.s.faultyClient?.sendsTo}`, this.faultyWrites);
     if (this.clientReplays > 0) total.set("client-replay", this.clientReplays);
+    if (this.floodReads > 0) {
+      total.set("read-flood.sent", this.floodReads);
+      total.set("read-flood.answered", this.floodAnswers);
+    }
     return Object.fromEntries(total);
   }
 
@@ -505,6 +521,7 @@ class ClusterSim {
       if (o.toClient) {
         const client = this.clients.get(o.to);
         if (client) this.transmit(from, o.to, () => this.clientReceive(client, from, o.message));
+        else if (o.to === this.flooderId) this.floodAnswers++;
         else if (this.replicas.has(o.to))
           this.transmit(from, o.to, () => this.replicaReceiveClient(o.to, "mallory", o.message));
         continue;
@@ -562,6 +579,16 @@ class ClusterSim {
       case "view":
         this.viewChanges++;
         break;
+      case "hold-client": {
+        if (!correct || node.core === undefined) break;
+        this.holdClient(node, node.core, a.client, a.untilMs);
+        this.replicaCounters.set(HOLDS_COUNTER, (this.replicaCounters.get(HOLDS_COUNTER) ?? 0) + 1);
+        if (a.client !== this.flooderId)
+          this.checker.violations.push(
+            `reads: ${node.id} held correct client ${a.client} for its reads until ${a.untilMs} ms`,
+          );
+        break;
+      }
       case "cold-start-state":
         if (correct) this.checker.onColdStartCheckpoint(node.id, a.seq, a.digest);
         break;
@@ -627,7 +654,85 @@ class ClusterSim {
   private replicaReceiveClient(to: string, client: string, message: Buffer): void {
     const node = this.replicas.get(to);
     if (node?.core === undefined) return;
+    // The host leaves a client in debt for its reads unread until it is paid back (`hold-client`):
+    // what it sends meanwhile waits, as in a connection's buffers, and is read at the end in order.
+    const hold = this.clientHolds.get(node.core)?.get(client);
+    if (hold !== undefined) {
+      hold.backlog.push(message);
+      // The buffers are bounded: the sender's own queue drops its oldest (`send-queue.ts`).
+      if (hold.backlog.length > HELD_BACKLOG) hold.backlog.shift();
+      return;
+    }
     this.emit(node, node.core.onClientMessage(client, message, this.q.nowMs));
+  }
+
+  /** Per replica process (its core), each held client's hold: until when, and what waits. */
+  private readonly clientHolds = new WeakMap<
+    ReplicaCore,
+    Map<string, { untilMs: number; backlog: Buffer[] }>
+  >();
+
+  /** A replica's host holds `client` until `untilMs`, then reads what waited, until held again. */
+  private holdClient(node: ReplicaNode, core: ReplicaCore, client: string, untilMs: number): void {
+    const holds =
+      this.clientHolds.get(core) ?? new Map<string, { untilMs: number; backlog: Buffer[] }>();
+    this.clientHolds.set(core, holds);
+    const hold = holds.get(client);
+    if (hold !== undefined) {
+      // Already held (a release reading its backlog, or a second hold): ends with the later.
+      if (untilMs > hold.untilMs) {
+        hold.untilMs = untilMs;
+        this.q.at(untilMs, () => this.releaseClient(node, core, client, untilMs));
+      }
+      return;
+    }
+    holds.set(client, { untilMs, backlog: [] });
+    this.q.at(untilMs, () => this.releaseClient(node, core, client, untilMs));
+  }
+
+  private releaseClient(
+    node: ReplicaNode,
+    core: ReplicaCore,
+    client: string,
+    untilMs: number,
+  ): void {
+    const holds = this.clientHolds.get(core);
+    const hold = holds?.get(client);
+    if (holds === undefined || hold === undefined || hold.untilMs !== untilMs || node.core !== core)
+      return;
+    while (hold.backlog.length > 0 && hold.untilMs === untilMs) {
+      const message = hold.backlog.shift() as Buffer;
+      this.emit(node, core.onClientMessage(client, message, this.q.nowMs));
+    }
+    // Held again by one of them: the rest waits for that hold's end.
+    if (hold.untilMs === untilMs) holds.delete(client);
+  }
+
+  /** `Scenario.readFlood`: the flooding client's id, its READs sent and answers got. */
+  private readonly flooderId = "flooder";
+  private floodRounds = 0;
+  private floodReads = 0;
+  private floodAnswers = 0;
+  private floodRead: Buffer | undefined;
+
+  /** The flooding client: a scan of everything to every replica, mostly the same READ again. */
+  private readFlood(): void {
+    const flood = this.s.readFlood;
+    if (flood === undefined || this.q.nowMs >= this.s.loadUntilMs) return;
+    // A new READ every 16 rounds; the same bytes in between (each copy is answered if allowed).
+    if (this.floodRounds++ % 16 === 0 || this.floodRead === undefined)
+      this.floodRead = encodeClientMessage({
+        type: "READ",
+        client: this.flooderId,
+        ts: this.floodRounds,
+        op: { op: "scan", from: "", to: "", limit: MAX_SCAN_LIMIT },
+      });
+    const read = this.floodRead;
+    for (const id of this.ids) {
+      this.floodReads++;
+      this.transmit(this.flooderId, id, () => this.replicaReceiveClient(id, this.flooderId, read));
+    }
+    this.q.after(flood.everyMs, () => this.readFlood());
   }
 
   // ---- network ------------------------------------------------------------

@@ -102,6 +102,15 @@ export interface Scenario {
    */
   faultyClient?: { sendsTo: "primary" | "one-backup" | "backups"; everyMs: number };
   /**
+   * A faulty client that floods: every `everyMs` it sends every replica a READ scan of the whole
+   * store, the same bytes again and again and sometimes a new one, whatever comes back. The
+   * replicas give each client `allowanceBytesPerSecond` of read answers (so that it goes into debt
+   * within the run); a replica's host leaves a client in debt unread until it is paid back, as
+   * the real one does (`hold-client`). A correct client must never be held, nor its operations
+   * slowed past the liveness bound.
+   */
+  readFlood?: { everyMs: number; allowanceBytesPerSecond: number };
+  /**
    * The mobile adversary aims its move: the replica it leaves, before its reset, votes PREPARE and
    * COMMIT for the next sequence numbers of its view, one batch to half the backups and the
    * empty batch to the other half; then it takes that view's primary, which proposes and commits
@@ -226,5 +235,13 @@ export function scenarioFor(seed: number): Scenario {
   if (mobile && adversary.chance(0.3)) scenario.mobileShuns = true;
   if (adversary.chance(0.3)) scenario.stalledFetchMs = adversary.int(100, 800);
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("ask-flood");
+  if (adversary.chance(0.3))
+    scenario.readFlood = {
+      everyMs: adversary.int(2, 4),
+      // A correct client here reads a few hundred bytes every few tens of milliseconds from each
+      // replica: a few KiB a second, far below the smaller of these. The flood asks for 75-150
+      // KiB a second of every replica.
+      allowanceBytesPerSecond: adversary.pick([16, 32]) * 1024,
+    };
   return scenario;
 }
