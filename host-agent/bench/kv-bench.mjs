@@ -17,8 +17,9 @@
 //    under load, against the same load without the cycle.
 // 4. Checkpoint writing: a 64 MiB state written whole, then again with 1% of its
 //    partitions changed (only those written), in the same run.
-// 5. A faulty client flooding: n = 4, the correct clients' load alone, then beside a client of
-//    the testbed that sends READ scans to every replica as fast as they take them.
+// 5. Faulty clients flooding: n = 4, the correct clients' load alone, then beside a client of
+//    the testbed that sends READ scans to every replica as fast as they take them, then beside
+//    one that sends one signed write again and again.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -583,16 +584,17 @@ function rollingPhases(timeline, phases, steadyOpsPerSecond) {
 }
 
 /**
- * A client of the testbed, faulty: READ scans of up to 1000 keys to every replica, 16 every
- * millisecond whatever comes back (its connections queue what TCP does not take yet, dropping the
- * oldest beyond their bound), and it never offers a session half, so each answer is signed. In its
- * own process, as a flooding host is.
+ * A client of the testbed, faulty: 16 messages every millisecond to every replica whatever comes
+ * back (its connections queue what TCP does not take yet, dropping the oldest beyond their bound),
+ * and it never offers a session half, so each answer is signed. `kind`: "reads", READ scans of up
+ * to 1000 keys; "replayed-write", one write, the same bytes again and again (each copy costs a
+ * replica the reading and refusing). In its own process, as a flooding host is.
  * Resolves `ready` once it floods; `stop()` ends it and resolves with the answers it got.
  */
-function startFlooder(bed, id) {
+function startFlooder(bed, id, kind = "reads") {
   const dist = path.join(root, "host-agent/dist");
   const script = `
-    const [file, id, dist, wiring] = process.argv.slice(1);
+    const [file, id, dist, wiring, kind] = process.argv.slice(1);
     const { loadTestbedFile } = await import(wiring);
     const { clientSigner } = await import(dist + "/service/service-keys.js");
     const { ClientConnections } = await import(dist + "/net/client-connection.js");
@@ -611,9 +613,25 @@ function startFlooder(bed, id) {
     // One READ, encoded once and sent again and again (a replica answers every copy): the
     // flood costs the flooder little of the two cores it shares with the service here.
     const op = { op: "scan", from: "", to: "", limit: 1000 };
-    const read = encodeClientMessage({ type: "READ", client: id, ts: ++ts, op });
+    let flood = encodeClientMessage({ type: "READ", client: id, ts: ++ts, op });
+    if (kind === "replayed-write") {
+      // One write, signed as any client signs one without a session, sent again and again: each
+      // copy after the first is a retransmission of an executed request.
+      const { KvClientCore } = await import(dist + "/client/kv-client-core.js");
+      const { KeyRing } = await import(dist + "/replica/key-ring.js");
+      const { Ed25519Scheme } = await import(dist + "/replica/ed25519.js");
+      const { boardPublicKeys } = await import(dist + "/service/service-keys.js");
+      const core = new KvClientCore(
+        { id, replicas: Object.keys(replicas), replyQuorum: 1, retransmitMs: 500, firstTs: ts + 1 },
+        new KeyRing(new Ed25519Scheme(), boardPublicKeys(loaded.testbed), new Map()),
+        signer,
+      );
+      core.start();
+      const sent = core.submit({ op: "put", key: "flood", value: "x".repeat(64) }, 0);
+      flood = sent.find((a) => a.type === "send").message;
+    }
     setInterval(() => {
-      for (const r of Object.keys(replicas)) for (let i = 0; i < 16; i++) net.send(r, read);
+      for (const r of Object.keys(replicas)) for (let i = 0; i < 16; i++) net.send(r, flood);
     }, 1);
     process.stdout.write("flooding\\n");
     process.on("SIGTERM", () => {
@@ -631,6 +649,7 @@ function startFlooder(bed, id) {
       id,
       dist,
       path.join(root, "wiring/dist/index.js"),
+      kind,
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -664,8 +683,9 @@ function startFlooder(bed, id) {
 }
 
 /**
- * What a flooding client costs the correct ones: their load alone, then beside the flooder, at
- * n = 4 in the same run; and the turns each replica's connections yielded (`framed-socket.ts`).
+ * What a flooding client costs the correct ones: their load alone, then beside each kind of
+ * flooder in turn, at n = 4 in the same run; and the turns each replica's connections yielded
+ * (`framed-socket.ts`) and the holds of clients in debt (`client-allowance.ts`).
  */
 async function flood() {
   const bed = makeServiceTestbed({
@@ -673,7 +693,7 @@ async function flood() {
     kPrime: 1,
     k: 0,
     basePort: nextPorts(),
-    clients: clients + 1,
+    clients: clients + 2,
   });
   const ids = Array.from({ length: clients }, (_, i) => `client${i + 1}`);
   const load = ["--k", "0", "--client-ids", ids.join(",")];
@@ -683,26 +703,34 @@ async function flood() {
     );
     await bench(bed, load, WARM_UP_SECONDS);
     const alone = await benchWithCpu(bed, load, seconds, replicas);
-    const flooder = startFlooder(bed, `client${clients + 1}`);
-    await flooder.ready;
-    await new Promise((r) => setTimeout(r, 500));
-    const flooderBeforeMs = flooder.cpuMs();
-    const beside = await benchWithCpu(bed, load, seconds, replicas);
-    const flooderMs = flooder.cpuMs() - flooderBeforeMs;
-    const answered = await flooder.stop();
+    // CPU a second of the measured window, in ms: what a flood costs the replicas, and what the
+    // flooder itself takes of the cores it shares with them here (on a testbed, its own host's).
+    const replicaCpu = (r) => ((r.serverCpuUsPerOp * r.completed) / 1000 / seconds).toFixed(0);
+    let out =
+      `faulty clients flooding, n = 4 (k' = 1, k = 0), ${clients} correct clients, ${seconds} s each:\n` +
+      `  ${"alone".padEnd(34)}${fmt(alone)}  replicas' CPU ${replicaCpu(alone)} ms/s\n`;
+    const kinds = {
+      reads: "READ scans of 1000 keys",
+      "replayed-write": "one signed write, replayed",
+    };
+    for (const [i, [kind, what]] of Object.entries(kinds).entries()) {
+      const flooder = startFlooder(bed, `client${clients + 1 + i}`, kind);
+      await flooder.ready;
+      await new Promise((r) => setTimeout(r, 500));
+      const flooderBeforeMs = flooder.cpuMs();
+      const beside = await benchWithCpu(bed, load, seconds, replicas);
+      const flooderMs = flooder.cpuMs() - flooderBeforeMs;
+      const answered = await flooder.stop();
+      out +=
+        `  ${`beside ${what}`.padEnd(34)}${fmt(beside)}  replicas' CPU ${replicaCpu(beside)} ms/s\n` +
+        `    ratio to alone: throughput ${(beside.opsPerSecond / alone.opsPerSecond).toFixed(3)}, p99 latency ${(beside.p99Ms / alone.p99Ms).toFixed(1)}x; ` +
+        `the flooder's answers ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica), its own CPU ${(flooderMs / seconds).toFixed(0)} ms/s\n`;
+    }
     await Promise.all(replicas.map(stop));
     const yielded = replicas.map((r) => /(\d+) turns yielded/.exec(r.log)?.[1] ?? "?");
     const held = replicas.map((r) => /(\d+) holds of a client/.exec(r.log)?.[1] ?? "?");
-    // CPU a second of the measured window, in ms: what the flood costs the replicas, and what the
-    // flooder itself takes of the cores it shares with them here (on a testbed, its own host's).
-    const replicaCpu = (r) => ((r.serverCpuUsPerOp * r.completed) / 1000 / seconds).toFixed(0);
-    process.stdout.write(
-      `a faulty client flooding, n = 4 (k' = 1, k = 0), ${clients} correct clients, ${seconds} s each:\n` +
-        `  alone           ${fmt(alone)}\n  beside a flood  ${fmt(beside)}\n` +
-        `  ratio with the flood / alone: throughput ${(beside.opsPerSecond / alone.opsPerSecond).toFixed(3)}, p99 latency ${(beside.p99Ms / alone.p99Ms).toFixed(1)}x\n` +
-        `  the flooder's READ scans answered: ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica); turns its replicas' connections yielded: ${yielded.join(", ")}; holds of its connections: ${held.join(", ")}\n` +
-        `  CPU ms a second, the four replicas together: ${replicaCpu(alone)} alone, ${replicaCpu(beside)} beside the flood; the flooder's own: ${(flooderMs / seconds).toFixed(0)}\n`,
-    );
+    out += `  both floods, each replica: turns its connections yielded ${yielded.join(", ")}; holds of a client's connections ${held.join(", ")}\n`;
+    process.stdout.write(out);
   } finally {
     bed.remove();
   }

@@ -40,16 +40,6 @@ export function onRead(r: ReplicaState, client: string, read: ClientRead, bytes:
     answerBytes += message.length;
     r.out.push({ type: "reply", client, message });
   }
-  r.readAnswers.charge(client, answerBytes, r.nowMs);
-  holdIfInDebt(r, client);
-}
-
-/**
- * A client in debt for its reads has whatever it sends dropped unread until it is paid back
- * (`replica-core.ts`); the host may as well leave its connections unread until then
- * (`hold-client`), so that a flood costs neither the reading nor the framing.
- */
-export function holdIfInDebt(r: ReplicaState, client: string): void {
-  const untilMs = r.readAnswers.paidBackAtMs(client, r.nowMs);
-  if (untilMs !== undefined) r.out.push({ type: "hold-client", client, untilMs });
+  // Charged once made: a scan's size is known only now (`client-allowance.ts`).
+  r.clientAllowance.charge(client, answerBytes, r.nowMs);
 }

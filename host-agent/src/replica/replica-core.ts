@@ -27,6 +27,7 @@ import type { KeptFor } from "./awaiting-keys.js";
 import { sha256Base64 } from "./canonical.js";
 import { applyTransferStep, onExecuted, peersAhead, serveFetch, transferTick } from "./catch-up.js";
 import { onCheckpoint, storeStartingState } from "./checkpoints.js";
+import { MESSAGE_COST_BYTES } from "./client-allowance.js";
 import { checkpointDigest } from "./client-table.js";
 import { beginColdStart } from "./cold-start.js";
 import type { KeyRing, Signer } from "./key-ring.js";
@@ -59,7 +60,7 @@ import {
   onRequest,
 } from "./normal-case.js";
 import { broadcastStatus, onStatus } from "./peer-status.js";
-import { holdIfInDebt, onRead } from "./read-only.js";
+import { onRead } from "./read-only.js";
 import {
   type Mode,
   type ReplicaAction,
@@ -272,14 +273,16 @@ export class ReplicaCore {
   onClientMessage(client: string, bytes: Buffer, nowMs: number): ReplicaAction[] {
     const r = this.r;
     r.nowMs = nowMs;
-    if (!r.readAnswers.mayAnswer(client, nowMs)) {
-      // In debt for its reads (`read-allowance.ts`): whatever it sends is dropped unread until
-      // the answer that put it in debt is paid back (a quarter of a second for a 1 MiB value at
-      // the default rate), so that a flood of READs costs no parsing either.
+    const allowance = r.clientAllowance;
+    if (!allowance.mayAnswer(client, nowMs)) {
+      // In debt (`client-allowance.ts`): whatever it sends is dropped unread until it is paid
+      // back (a quarter of a second for a 1 MiB value read, at the default rate), and its host
+      // leaves its connections unread meanwhile.
       r.count("client.over-allowance");
-      holdIfInDebt(r, client);
+      this.holdIfInDebt(client);
       return r.drain();
     }
+    allowance.charge(client, MESSAGE_COST_BYTES, nowMs);
     const message: ClientMessage | undefined = parseClientMessage(bytes);
     if (message === undefined) {
       r.problem("malformed", client, "a client message that does not parse", true);
@@ -298,7 +301,18 @@ export class ReplicaCore {
     } else {
       onRequest(r, message.request, isFresh(r, client, message));
     }
+    this.holdIfInDebt(client);
     return r.drain();
+  }
+
+  /**
+   * A client in debt has whatever it sends dropped unread until it is paid back: its host may as
+   * well leave its connections unread until then (`hold-client`), so that a flood costs neither
+   * the reading nor the framing.
+   */
+  private holdIfInDebt(client: string): void {
+    const untilMs = this.r.clientAllowance.paidBackAtMs(client, this.r.nowMs);
+    if (untilMs !== undefined) this.r.out.push({ type: "hold-client", client, untilMs });
   }
 
   onMessage(bytes: Buffer, nowMs: number): ReplicaAction[] {

@@ -9,6 +9,7 @@ import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { AnswerAllowance } from "./answer-allowance.js";
 import { AwaitingKeys } from "./awaiting-keys.js";
+import { ClientAllowance } from "./client-allowance.js";
 import { ClientSessions } from "./client-sessions.js";
 import { ClientTable, checkpointDigest } from "./client-table.js";
 import type { KeyRing, Signer } from "./key-ring.js";
@@ -26,7 +27,6 @@ import {
   type ViewSeqDigest,
 } from "./messages.js";
 import type { Quorums } from "./quorums.js";
-import { ReadAllowance } from "./read-allowance.js";
 import { ReadSince } from "./read-since.js";
 import { RecentSet } from "./recent-set.js";
 import { type KeyAgreement, Sessions } from "./sessions.js";
@@ -71,8 +71,8 @@ export interface ReplicaConfig {
   rejuvenationGroups?: ReadonlyArray<readonly string[]>;
   /** How many view-change timeouts a client's first suspicion lasts (default `SUSPICION_TIMEOUTS`). */
   suspicionTimeouts?: number;
-  /** Bytes of unordered read answers per client per second (default `READ_BYTES_PER_SECOND`). */
-  readBytesPerClientPerSecond?: number;
+  /** What one client may cost this replica a second, in bytes (`client-allowance.ts`; default `CLIENT_BYTES_PER_SECOND`). */
+  clientBytesPerSecond?: number;
 }
 
 export interface StartingState {
@@ -405,8 +405,8 @@ export class ReplicaState {
   readonly statusAnsweredAtMs = new Map<string, number>();
   /** State-transfer answers per asker (`serveFetch`): a burst of 4, then 4 per status interval. */
   readonly fetchAnswers: AnswerAllowance;
-  /** Unordered read answers, in bytes per client (`read-allowance.ts`). */
-  readonly readAnswers: ReadAllowance;
+  /** What each client costs: its messages and its read answers, in bytes (`client-allowance.ts`). */
+  readonly clientAllowance: ClientAllowance;
   /** STATUS messages per peer that this replica answers with what it sends (`onStatus`): as many. */
   readonly statusAnswers: AnswerAllowance;
   /** Per peer: when certificates it lacked were last sent to it (`sendMissingKeys`). */
@@ -442,8 +442,8 @@ export class ReplicaState {
       refillMs: config.statusIntervalMs / ANSWER_BURST,
     };
     this.fetchAnswers = new AnswerAllowance(allowance);
-    const readRate = config.readBytesPerClientPerSecond;
-    this.readAnswers = new ReadAllowance(readRate, readRate);
+    const clientRate = config.clientBytesPerSecond;
+    this.clientAllowance = new ClientAllowance(clientRate, clientRate);
     this.statusAnswers = new AnswerAllowance(allowance);
     this.epoch = certificate?.period ?? 0;
     this.sessions = ring.agreesKeys

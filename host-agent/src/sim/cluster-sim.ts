@@ -223,7 +223,7 @@ class ClusterSim {
         statusIntervalMs: this.s.statusIntervalMs,
         maxReplyBytes: 256 * 1024,
         ...(this.s.readFlood !== undefined
-          ? { readBytesPerClientPerSecond: this.s.readFlood.allowanceBytesPerSecond }
+          ? { clientBytesPerSecond: this.s.readFlood.allowanceBytesPerSecond }
           : {}),
         ...(this.s.suspicionTimeouts !== undefined
           ? { suspicionTimeouts: this.s.suspicionTimeouts }

@@ -104,8 +104,8 @@ export interface Scenario {
   /**
    * A faulty client that floods: every `everyMs` it sends every replica a READ scan of the whole
    * store, the same bytes again and again and sometimes a new one, whatever comes back. The
-   * replicas give each client `allowanceBytesPerSecond` of read answers (so that it goes into debt
-   * within the run); a replica's host leaves a client in debt unread until it is paid back, as
+   * replicas allow each client `allowanceBytesPerSecond` (`client-allowance.ts`: its messages and
+   * read answers), so that it goes into debt within the run; a replica's host leaves a client in debt unread until it is paid back, as
    * the real one does (`hold-client`). A correct client must never be held, nor its operations
    * slowed past the liveness bound.
    */
@@ -237,11 +237,12 @@ export function scenarioFor(seed: number): Scenario {
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("ask-flood");
   if (adversary.chance(0.3))
     scenario.readFlood = {
-      everyMs: adversary.int(2, 4),
-      // A correct client here reads a few hundred bytes every few tens of milliseconds from each
-      // replica: a few KiB a second, far below the smaller of these. The flood asks for 75-150
-      // KiB a second of every replica.
-      allowanceBytesPerSecond: adversary.pick([16, 32]) * 1024,
+      everyMs: adversary.int(1, 2),
+      // A correct client here sends each replica a message every few tens of milliseconds (1 KiB
+      // each, `MESSAGE_COST_BYTES`) and reads a few hundred bytes at a time: a few tens of KiB a
+      // second, below the smaller of these. The flood costs 650-1300 KiB a second of every
+      // replica, answers included.
+      allowanceBytesPerSecond: adversary.pick([128, 256]) * 1024,
     };
   return scenario;
 }
