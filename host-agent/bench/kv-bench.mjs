@@ -702,13 +702,17 @@ async function flood() {
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", "0"])),
     );
     await bench(bed, load, WARM_UP_SECONDS);
-    const alone = await benchWithCpu(bed, load, seconds, replicas);
     // CPU a second of the measured window, in ms: what a flood costs the replicas, and what the
     // flooder itself takes of the cores it shares with them here (on a testbed, its own host's).
     const replicaCpu = (r) => ((r.serverCpuUsPerOp * r.completed) / 1000 / seconds).toFixed(0);
+    const aloneLine = (r) =>
+      `  ${"alone".padEnd(34)}${fmt(r)}  replicas' CPU ${replicaCpu(r)} ms/s\n`;
+    // The load alone before and after each flood, each flood compared with their mean: this
+    // machine's speed drifts by a fifth within a minute, and drift moves both sides alike.
+    let alone = await benchWithCpu(bed, load, seconds, replicas);
     let out =
-      `faulty clients flooding, n = 4 (k' = 1, k = 0), ${clients} correct clients, ${seconds} s each:\n` +
-      `  ${"alone".padEnd(34)}${fmt(alone)}  replicas' CPU ${replicaCpu(alone)} ms/s\n`;
+      `faulty clients flooding, n = 4 (k' = 1, k = 0), ${clients} correct clients, ${seconds} s each, the load alone before and after each flood:\n` +
+      aloneLine(alone);
     const kinds = {
       reads: "READ scans of 1000 keys",
       "replayed-write": "one signed write, replayed",
@@ -721,10 +725,14 @@ async function flood() {
       const beside = await benchWithCpu(bed, load, seconds, replicas);
       const flooderMs = flooder.cpuMs() - flooderBeforeMs;
       const answered = await flooder.stop();
+      const after = await benchWithCpu(bed, load, seconds, replicas);
+      const reference = meanOf(alone, after);
       out +=
         `  ${`beside ${what}`.padEnd(34)}${fmt(beside)}  replicas' CPU ${replicaCpu(beside)} ms/s\n` +
-        `    ratio to alone: throughput ${(beside.opsPerSecond / alone.opsPerSecond).toFixed(3)}, p99 latency ${(beside.p99Ms / alone.p99Ms).toFixed(1)}x; ` +
-        `the flooder's answers ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica), its own CPU ${(flooderMs / seconds).toFixed(0)} ms/s\n`;
+        `    against the mean of the load alone before and after: throughput ${(beside.opsPerSecond / reference.opsPerSecond).toFixed(3)}, p99 latency ${(beside.p99Ms / reference.p99Ms).toFixed(1)}x; ` +
+        `the flooder's answers ${answered ?? "?"} (${answered === undefined ? "?" : (answered / (seconds + 0.5)).toFixed(0)}/s, every replica), its own CPU ${(flooderMs / seconds).toFixed(0)} ms/s\n` +
+        aloneLine(after);
+      alone = after;
     }
     await Promise.all(replicas.map(stop));
     const yielded = replicas.map((r) => /(\d+) turns yielded/.exec(r.log)?.[1] ?? "?");
