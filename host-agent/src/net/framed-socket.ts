@@ -136,6 +136,14 @@ export class FramedSocket {
   }
 
   private releaseInput(): void {
+    // Timers fire up to a couple of milliseconds early (libuv's loop time is whole milliseconds):
+    // released then, the first frame kept would reach a core that still counts its sender in
+    // debt, and be dropped.
+    const earlyMs = this.inputHeldUntilMs - performance.now();
+    if (earlyMs > 0) {
+      this.inputHold = setTimeout(() => this.releaseInput(), Math.ceil(earlyMs));
+      return;
+    }
     this.inputHold = undefined;
     const kept = this.keptInput;
     this.keptInput = undefined;

@@ -23,6 +23,8 @@ export interface NetCounters {
    * others (`framed-socket.ts` MAX_FRAMES_PER_TURN).
    */
   turnsYielded: number;
+  /** Messages not sent because they were larger than a frame may be (`frameOrRefuse`). */
+  framesTooLarge: number;
   /** Times a connection's input was held, its far end's messages to be dropped anyway (`holdInput`). */
   inputHolds: number;
 }
@@ -39,5 +41,6 @@ export function zeroCounters(): NetCounters {
     reconnects: 0,
     turnsYielded: 0,
     inputHolds: 0,
+    framesTooLarge: 0,
   };
 }

@@ -25,7 +25,7 @@ import {
   parseProof,
   quoteForLog,
 } from "./hello.js";
-import { encodeBoundedFrame, type LinkLimits, resolveLinkLimits } from "./link-limits.js";
+import { type LinkLimits, resolveLinkLimits } from "./link-limits.js";
 import { type NetCounters, zeroCounters } from "./net-counters.js";
 import { OutboundLink } from "./outbound-link.js";
 import type { ReconnectDelayMs } from "./reconnect-backoff.js";
@@ -171,12 +171,14 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
   sendToReplica(id: string, payload: Buffer): void {
     const link = this.links.get(id);
     if (link === undefined) throw new RangeError(`there is no peer replica ${quoteForLog(id)}`);
-    link.send(encodeBoundedFrame(payload, this.limits.maxFrameBytes));
+    const frame = this.frameOrRefuse(payload, `replica ${id}`);
+    if (frame !== undefined) link.send(frame);
   }
 
   /** Over every connection the client has open to us; dropped (and counted) if it has none. */
   sendToClient(clientId: string, payload: Buffer): void {
-    const frame = encodeBoundedFrame(payload, this.limits.maxFrameBytes);
+    const frame = this.frameOrRefuse(payload, `client ${quoteForLog(clientId)}`);
+    if (frame === undefined) return;
     const connections = this.clients.get(clientId);
     if (connections === undefined || this.state === "closed") {
       this.stats.droppedFrames++;
@@ -187,7 +189,7 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
 
   /**
    * Leaves the client's connections unread for `forMs`, and any it opens meanwhile: what it sends
-   * until then would be dropped unread anyway (a client in debt for its reads).
+   * until then would be dropped unread anyway (a client in debt, `client-allowance.ts`).
    */
   holdClient(clientId: string, forMs: number): void {
     if (!(forMs > 0)) return;
@@ -195,6 +197,22 @@ export class PeerConnections extends EventEmitter<PeerConnectionsEvents> {
     if (untilMs > (this.clientsHeldUntilMs.get(clientId) ?? 0))
       this.clientsHeldUntilMs.set(clientId, untilMs);
     for (const connection of this.clients.get(clientId) ?? []) connection.framed.holdInput(forMs);
+  }
+
+  /**
+   * The payload framed, or undefined (counted, and said) if it is larger than a frame may be:
+   * the far end would close the connection on it. What the protocol makes of a client's data (a
+   * scan's answer, a batch of large writes) can be; sending it must not end the process, which
+   * throwing here did, from inside a connection's handler.
+   */
+  private frameOrRefuse(payload: Buffer, to: string): Buffer | undefined {
+    if (payload.length <= this.limits.maxFrameBytes) return encodeFrame(payload);
+    this.stats.framesTooLarge++;
+    this.emit(
+      "problem",
+      `a message of ${payload.length} bytes for ${to} is larger than a frame may be (${this.limits.maxFrameBytes} bytes): not sent`,
+    );
+    return undefined;
   }
 
   /** Peers our outgoing connection is currently up to. */

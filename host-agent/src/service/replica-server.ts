@@ -202,7 +202,7 @@ export class ReplicaServer {
       `stopping after ${seconds.toFixed(1)} s: executed up to ${this.core.executedUpTo}, ` +
       `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each, ` +
       `${get("batches.null")} of them null), ` +
-      `${get("reads.answered")} reads answered (${get("client.over-allowance")} client messages dropped over a client's read allowance), ` +
+      `${get("reads.answered")} reads answered (${get("client.over-allowance")} client messages dropped over a client's allowance), ` +
       // Requests of peers beyond what one peer is answered (`answer-allowance.ts`): a peer that
       // asks at network speed shows here.
       `${get("rejected.fetch-over-allowance")} state requests and ${get("status.over-allowance")} STATUS over a peer's allowance, ` +
@@ -211,7 +211,8 @@ export class ReplicaServer {
       // Connections that sent more than a turn's worth of frames at once (`framed-socket.ts`):
       // a client or peer flooding shows here.
       `${net.turnsYielded} turns yielded to other connections, ` +
-      `${net.inputHolds} holds of a client's connection (in debt for its reads)`
+      `${net.inputHolds} holds of a client's connection (in debt), ` +
+      `${net.framesTooLarge} frames too large to send`
     );
   }
 
