@@ -8,6 +8,7 @@ import {
   type KvOperation,
   type KvResult,
   MAX_KEY_BYTES,
+  MAX_SCAN_ANSWER_BYTES,
   MAX_SCAN_LIMIT,
   MAX_VALUE_BYTES,
   parseKvOperation,
@@ -255,6 +256,40 @@ describe("validation", () => {
     expect(store.entryCount).toBe(0);
   });
 
+  it("bounds a scan's answer in bytes as JSON writes them, always with its first entry, and says so", () => {
+    const big = "v".repeat(700 * 1024);
+    // Control characters are written six bytes each: one such value alone is over the bound.
+    const escaped = "\u0001".repeat(400 * 1024);
+    const store = storeWith([
+      ["a", big],
+      ["b", big],
+      ["c", big],
+      ["d", escaped],
+      ["e", "small"],
+    ]);
+    const r = store.apply(scan("", "", 10));
+    expect(r).toEqual({
+      op: "scan",
+      entries: [
+        ["a", big],
+        ["b", big],
+      ],
+      more: true,
+    });
+    expect(Buffer.byteLength(JSON.stringify(r))).toBeLessThanOrEqual(MAX_SCAN_ANSWER_BYTES + 64);
+    // An entry over the bound on its own is answered alone.
+    expect(store.apply(scan("d", "", 10))).toEqual({
+      op: "scan",
+      entries: [["d", escaped]],
+      more: true,
+    });
+    // Within the bound: no `more`, even when the limit ends it.
+    expect(store.apply(scan("e", "", 10))).toEqual({ op: "scan", entries: [["e", "small"]] });
+    expect(store.apply(scan("c", "", 1))).toEqual({ op: "scan", entries: [["c", big]] });
+    // Written and read back, `more` stays.
+    expect(parseKvResult(JSON.parse(encodeKvResult(r).toString("utf8")))).toEqual(r);
+  });
+
   it("checks results from other replicas", () => {
     const resultError = (input: unknown) => {
       const r = parseKvResult(input);
@@ -276,6 +311,12 @@ describe("validation", () => {
       },
     ];
     for (const r of good) expect(parseKvResult(r)).toEqual(r);
+    expect(parseKvResult({ op: "scan", entries: [["a", "1"]], more: true })).toEqual({
+      op: "scan",
+      entries: [["a", "1"]],
+      more: true,
+    });
+    expect(resultError({ op: "scan", entries: [], more: false })).toBe("more: if present, true");
     expect(resultError({ op: "cas", ok: "yes", current: null })).toBe("ok: not a boolean");
     expect(resultError({ op: "get" })).toBe("value: missing");
     expect(resultError({ op: "get", value: 3 })).toBe("value: not a string or null");

@@ -66,8 +66,14 @@ function describeResult(result: KvResult): string {
       return `ok (previous: ${result.previous ?? "absent"})`;
     case "cas":
       return result.ok ? "ok" : `not swapped: the value is ${result.current ?? "absent"}`;
-    case "scan":
-      return result.entries.map(([k, v]) => `${k}\t${v}`).join("\n") || "(nothing in range)";
+    case "scan": {
+      const lines = result.entries.map(([k, v]) => `${k}\t${v}`).join("\n") || "(nothing in range)";
+      const last = result.entries[result.entries.length - 1];
+      // The answer's size bound ended it: the rest of the range is one more scan away.
+      return result.more === true && last !== undefined
+        ? `${lines}\n(more: the answer's size bound ended it; the rest of the range comes after ${JSON.stringify(last[0])})`
+        : lines;
+    }
   }
 }
 

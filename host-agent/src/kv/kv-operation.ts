@@ -25,11 +25,47 @@ export type KvResult =
   | { op: "del"; previous: string | null }
   /** current = the value after the operation. */
   | { op: "cas"; ok: boolean; current: string | null }
-  | { op: "scan"; entries: Array<[string, string]> };
+  /** more: the answer's size bound, not the limit or the range, ended it (`scanAnswer`). */
+  | { op: "scan"; entries: Array<[string, string]>; more?: true };
 
 export const MAX_KEY_BYTES = 1024;
 export const MAX_VALUE_BYTES = 1 << 20;
 export const MAX_SCAN_LIMIT = 1000;
+
+/**
+ * A scan's answer holds entries up to this many bytes, as JSON writes them, and always its first.
+ * Values are up to 1 MiB (up to 6 MiB written, each control character as \u00XX): a scan of a
+ * thousand of them would have been a gigabyte, and one over 8 MiB could not be sent at all (a
+ * frame's bound). Every replica stops at the same entry: the rule reads only the entries.
+ */
+export const MAX_SCAN_ANSWER_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The answer to a scan of `keys` (in key order, at most its limit), each key's value from
+ * `valueAt`: entries while they fit `MAX_SCAN_ANSWER_BYTES`, and `more` if the bound ended it.
+ */
+export function scanAnswer(
+  keys: readonly string[],
+  valueAt: (index: number) => string,
+): Extract<KvResult, { op: "scan" }> {
+  const entries: Array<[string, string]> = [];
+  let bytes = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    const value = valueAt(i);
+    // ["key","value"], and the comma before all but the first.
+    bytes += jsonBytes(key) + jsonBytes(value) + 4;
+    if (entries.length > 0 && bytes > MAX_SCAN_ANSWER_BYTES)
+      return { op: "scan", entries, more: true };
+    entries.push([key, value]);
+  }
+  return { op: "scan", entries };
+}
+
+/** Bytes of a string as JSON writes it, quotes included. */
+function jsonBytes(text: string): number {
+  return Buffer.byteLength(JSON.stringify(text));
+}
 
 type Fields = Record<string, unknown>;
 type Checked<T> = T | { error: string };
@@ -47,8 +83,11 @@ const RESULT_FIELDS = {
   put: ["previous"],
   del: ["previous"],
   cas: ["ok", "current"],
-  scan: ["entries"],
+  scan: ["entries", "more"],
 } as const;
+
+/** Result fields that may be left out. */
+const OPTIONAL_RESULT_FIELDS: ReadonlySet<string> = new Set(["more"]);
 
 /** Checks untrusted input (parsed JSON); returns the operation or a message naming what is wrong (e.g. "key: 1500 bytes, at most 1024"). */
 export function parseKvOperation(input: unknown): KvOperation | { error: string } {
@@ -129,7 +168,9 @@ export function parseKvResult(input: unknown): KvResult | { error: string } {
           return { error: `entries[${i}]: key not after the one before` };
         entries.push([key, value]);
       }
-      return { op, entries };
+      if (fields.more !== undefined && fields.more !== true)
+        return { error: "more: if present, true" };
+      return fields.more === true ? { op, entries, more: true } : { op, entries };
     }
   }
 }
@@ -177,7 +218,11 @@ export function encodeKvResult(r: KvResult): Buffer {
       ordered = { op: r.op, ok: r.ok, current: r.current };
       break;
     case "scan":
-      ordered = { op: r.op, entries: r.entries.map(([k, v]) => [k, v]) };
+      ordered = {
+        op: r.op,
+        entries: r.entries.map(([k, v]) => [k, v]),
+        ...(r.more === true ? { more: true as const } : {}),
+      };
       break;
   }
   return Buffer.from(JSON.stringify(ordered), "utf8");
@@ -216,7 +261,8 @@ function readHead<Names extends string>(
     if (name !== "op" && !expected.includes(name)) return { error: `${name}: unexpected field` };
   }
   for (const name of expected) {
-    if (!Object.hasOwn(fields, name)) return { error: `${name}: missing` };
+    if (!Object.hasOwn(fields, name) && !OPTIONAL_RESULT_FIELDS.has(name))
+      return { error: `${name}: missing` };
   }
   return { op: op as Names, fields };
 }

@@ -22,6 +22,7 @@ import {
   type KvResult,
   keyError,
   parseKvOperation,
+  scanAnswer,
   valueError,
 } from "./kv-operation.js";
 import { KvSnapshot } from "./kv-snapshot.js";
@@ -118,13 +119,10 @@ export class KvStore {
         // Each key's partition from the index: no hash per key.
         const partitions: number[] = [];
         const keys = this.#keys.range(checked.from, checked.to, checked.limit, partitions);
-        const entries: Array<[string, string]> = new Array(keys.length);
-        for (let i = 0; i < keys.length; i++) {
-          const key = keys[i] as string;
+        return scanAnswer(keys, (i) => {
           const map = this.#partitions[partitions[i] as number] as ReadonlyMap<string, string>;
-          entries[i] = [key, map.get(key) as string];
-        }
-        return { op: "scan", entries };
+          return map.get(keys[i] as string) as string;
+        });
       }
     }
   }

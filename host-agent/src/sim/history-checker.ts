@@ -12,7 +12,7 @@
  *    completed before it was invoked and whose state gives its result.
  */
 import { compareKeys } from "../kv/key-order.js";
-import type { KvOperation, KvResult } from "../kv/kv-operation.js";
+import { type KvOperation, type KvResult, scanAnswer } from "../kv/kv-operation.js";
 import { canonicalJson } from "../replica/canonical.js";
 import type { ClientRequest } from "../replica/messages.js";
 
@@ -362,7 +362,7 @@ export function applyModel(model: Map<string, string>, op: KvOperation): KvResul
         .filter((k) => compareKeys(k, op.from) >= 0 && (op.to === "" || compareKeys(k, op.to) < 0))
         .sort(compareKeys)
         .slice(0, op.limit);
-      return { op: "scan", entries: keys.map((k) => [k, model.get(k) as string]) };
+      return scanAnswer(keys, (i) => model.get(keys[i] as string) as string);
     }
   }
 }
