@@ -77,26 +77,23 @@ describe("replicas over TCP on loopback", () => {
     }
   }, 40_000);
 
-  it("a scan of more than a frame holds is answered in part, and says there is more", async () => {
-    // Nine values of 1 MiB: their scan was answered with more than the 8 MiB a frame may hold,
-    // and sending it threw inside the connection's handler, which ended every replica's process
-    // at once. Now the answer stops at its size bound (`scanAnswer`), the same at every replica.
+  it("a scan of large values is answered in part, the same at every replica, and says there is more", async () => {
+    // Unbounded, a scan of nine values of 1 MiB was answered with more than the 8 MiB a frame may
+    // hold, and sending it threw inside the connection's handler, which ended every replica's
+    // process at once. Now the answer stops at its size bound (`scanAnswer`), the same entry at
+    // every replica, so that a quorum of answers match.
     const { bed, server, client } = fourReplicas(27440);
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
       await Promise.all(servers.map((s) => s.start()));
       client.start();
       const big = "v".repeat(1 << 20);
-      for (let i = 0; i < 9; i++) await client.call({ op: "put", key: `big${i}`, value: big });
-      const { result } = await client.call({ op: "scan", from: "big", to: "", limit: 20 });
+      for (let i = 0; i < 2; i++) await client.call({ op: "put", key: `big${i}`, value: big });
       // Each entry is a little over 1 MiB as JSON writes it: one fits the 2 MiB bound, two do not.
+      const { result } = await client.call({ op: "scan", from: "big", to: "", limit: 20 });
       expect(result).toEqual({ op: "scan", entries: [["big0", big]], more: true });
       const rest = await client.call({ op: "scan", from: "big1", to: "", limit: 20 });
-      expect(rest.result).toEqual({ op: "scan", entries: [["big1", big]], more: true });
-      expect((await client.call({ op: "get", key: "big8" })).result).toEqual({
-        op: "get",
-        value: big,
-      });
+      expect(rest.result).toEqual({ op: "scan", entries: [["big1", big]] });
       for (const s of servers) expect(s.summary()).toMatch(/ 0 frames too large to send/);
     } finally {
       await client.close();
