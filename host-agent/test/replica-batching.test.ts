@@ -37,6 +37,22 @@ describe("the primary's batches under load", () => {
     ]);
   });
 
+  it("hold no more than a batch's bytes: large writes go one to a batch, small ones together", () => {
+    const { core, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 4 });
+    let now = 0;
+    // 512 Ki characters each: at most 3 MiB as JSON could write them, over MAX_BATCH_BYTES alone.
+    const big = "b".repeat(512 * 1024);
+    const write = (c: string, value: string) =>
+      core.onClientMessage(c, clientCopy(request(1, { op: "put", key: "x", value }, c)), ++now);
+    expect(shape(write("c1", big))).toEqual([{ seq: 1, requests: 1 }]);
+    expect(shape(write("c2", big))).toEqual([]);
+    // Two wait: a slot opens, for the first of them alone; the second waits its turn.
+    expect(shape(write("c3", big))).toEqual([{ seq: 2, requests: 1 }]);
+    // A small one behind it: the large one goes alone, and small ones share the next batch.
+    expect(shape(write("c4", "small"))).toEqual([{ seq: 3, requests: 1 }]);
+    expect(shape(write("c5", "small"))).toEqual([{ seq: 4, requests: 2 }]);
+  });
+
   it("under a window of one, never more than one batch in flight, however many wait", () => {
     const { core, request, clientCopy } = fourReplicas("r1", { batchMax: 8, maxInFlight: 1 });
     let now = 0;

@@ -188,6 +188,28 @@ export function slotAt(r: ReplicaState, seq: number, view: number): Slot {
   return slot;
 }
 
+/**
+ * A batch holds requests up to this many bytes (as `requestBytesAtMost` counts them), and always
+ * its first: writes of up to 1 MiB each, eight to a batch, made PRE_PREPAREs larger than a frame
+ * may be, which are not sent (`frameOrRefuse`), and the slot stalled until a view change.
+ */
+export const MAX_BATCH_BYTES = 2 * 1024 * 1024;
+
+/**
+ * At least the bytes a request takes in a PRE_PREPARE: its strings as JSON could write them at
+ * most (six bytes per UTF-16 unit, a control character as \u00XX), and the fields around them.
+ * An upper bound read from lengths alone, so that counting costs nothing for small requests.
+ */
+function requestBytesAtMost(request: ClientRequest): number {
+  const op = request.op;
+  let units = request.client.length;
+  if ("key" in op) units += op.key.length;
+  if ("value" in op) units += op.value.length;
+  if ("expected" in op && op.expected !== null) units += op.expected.length;
+  if (op.op === "scan") units += op.from.length + op.to.length;
+  return 6 * units + 256;
+}
+
 /** The primary proposes batches while its window allows. */
 export function propose(r: ReplicaState): void {
   if (!r.isPrimary || r.handingOff || r.amnesic) return;
@@ -203,10 +225,17 @@ export function propose(r: ReplicaState): void {
     // this primary knows of hold them all; the others wait their turn.
     const deferred: string[] = [];
     let weakHolders: Set<string> | undefined;
+    let batchBytes = 0;
     while (r.queued.length > 0 && requests.length < r.config.batchMax) {
       const d = r.queued.shift() as string;
       const p = r.pending.get(d);
       if (p === undefined) continue;
+      const bytes = requestBytesAtMost(p);
+      if (requests.length > 0 && batchBytes + bytes > MAX_BATCH_BYTES) {
+        // Full in bytes: this one opens the next batch.
+        deferred.push(d);
+        break;
+      }
       if (isWeak(r, d, p)) {
         const holders = storedHolders(r, d, p.client);
         if (weakHolders !== undefined) {
@@ -219,6 +248,7 @@ export function propose(r: ReplicaState): void {
         } else weakHolders = holders;
       }
       requests.push(p);
+      batchBytes += bytes;
       r.proposedIn.set(d, r.view);
     }
     r.queued.unshift(...deferred);
