@@ -17,6 +17,8 @@
  *   amnesia.ts         a replica that lost its memory votes again only in a view fresh for it
  *   keys.ts            key epochs: certified at rejuvenation, revoked, announced
  *   quorums.ts         quorum sizes (n >= 3k'+2k+1)
+ *   read-only.ts       reads answered without ordering
+ *   client-allowance.ts  what one client may cost: its messages and read answers, per second
  *
  * The safety argument, sub-protocol by sub-protocol, is in SAFETY.md.
  */
