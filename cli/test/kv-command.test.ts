@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ReplicaServer } from "../../host-agent/src/service/replica-server.js";
-import { startReplica } from "../../host-agent/src/service/service-runtime.js";
+import { connectClient, startReplica } from "../../host-agent/src/service/service-runtime.js";
 import {
   makeServiceTestbed,
   type ServiceTestbed,
@@ -49,6 +49,39 @@ describe("smw kv against four replicas", () => {
     expect(await kv("del", "shape")).toMatchObject({ code: 0, stdout: "ok (previous: round)\n" });
     expect(await kv("get", "shape")).toMatchObject({ code: 0, stdout: "(absent)\n" });
   }, 30_000);
+
+  it("says when a scan's answer was cut by its size bound, and --after reads the rest", async () => {
+    // Values too large for a command line, written by a client of the test's own.
+    const writer = connectClient(bed.testbed, { clientId: "client2", k: 0 });
+    const big = (c: string) => c.repeat(900 * 1024);
+    try {
+      for (const c of ["p", "q", "r"])
+        await writer.call({ op: "put", key: `big-${c}`, value: big(c) });
+    } finally {
+      await writer.close();
+    }
+    // Two entries of 900 KiB fit the 2 MiB bound, three do not.
+    const first = await kv("scan", "big-", "big.", "--json");
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      op: "scan",
+      entries: [
+        ["big-p", big("p")],
+        ["big-q", big("q")],
+      ],
+      more: true,
+    });
+    const said = await kv("scan", "big-", "big.");
+    expect(said.stdout.trimEnd().split("\n").at(-1)).toBe(
+      `(more: the answer's size bound ended it; the rest: scan from "big-q" with --after)`,
+    );
+    const rest = await kv("scan", "big-q", "big.", "--after", "--json");
+    const restResult = JSON.parse(rest.stdout);
+    expect(restResult).toMatchObject({ op: "scan", entries: [["big-r", big("r")]] });
+    expect(restResult.more).toBeUndefined();
+    const tooLong = await kv("scan", "k".repeat(1024), "--after");
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stderr).toMatch(/--after: FROM is 1024 bytes, the longest a key may be/);
+  }, 60_000);
 
   it("names what is wrong with bad input, exit 2", async () => {
     const noKey = await smw(

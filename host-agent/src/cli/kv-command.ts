@@ -13,7 +13,7 @@ import {
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
-import { parseKvOperation } from "../kv/kv-operation.js";
+import { MAX_KEY_BYTES, parseKvOperation } from "../kv/kv-operation.js";
 import { QuorumError } from "../replica/quorums.js";
 import { runKvBench } from "../service/kv-bench.js";
 import { KeyFileError } from "../service/service-keys.js";
@@ -71,7 +71,7 @@ function describeResult(result: KvResult): string {
       const last = result.entries[result.entries.length - 1];
       // The answer's size bound ended it: the rest of the range is one more scan away.
       return result.more === true && last !== undefined
-        ? `${lines}\n(more: the answer's size bound ended it; the rest of the range comes after ${JSON.stringify(last[0])})`
+        ? `${lines}\n(more: the answer's size bound ended it; the rest: scan from ${JSON.stringify(last[0])} with --after)`
         : lines;
     }
   }
@@ -113,7 +113,10 @@ export function kvCommand(context: CliContext): Command {
     name: string,
     args: string,
     description: string,
-    toOp: (args: string[], flags: { limit?: string; expectAbsent?: boolean }) => unknown,
+    toOp: (
+      args: string[],
+      flags: { limit?: string; expectAbsent?: boolean; after?: boolean },
+    ) => unknown,
   ) => {
     const command = kv
       .command(`${name} ${args}`)
@@ -128,7 +131,13 @@ export function kvCommand(context: CliContext): Command {
         "replicas silent for rejuvenation at once (default: the testbed's k; 0: no rejuvenation)",
       )
       .option("--json", "print the result as JSON");
-    if (name === "scan") command.option("--limit <n>", "at most this many entries", "100");
+    if (name === "scan")
+      command
+        .option("--limit <n>", "at most this many entries", "100")
+        .option(
+          "--after",
+          "FROM itself left out: the rest of a scan whose answer said more, after its last key",
+        );
     if (name === "cas")
       command.option(
         "--expect-absent",
@@ -137,7 +146,11 @@ export function kvCommand(context: CliContext): Command {
     command.action(async (...raw: unknown[]) => {
       const command = raw.at(-1) as Command;
       const positional = command.args;
-      const flags = command.opts() as ClientFlags & { limit?: string; expectAbsent?: boolean };
+      const flags = command.opts() as ClientFlags & {
+        limit?: string;
+        expectAbsent?: boolean;
+        after?: boolean;
+      };
       const parsed = parseKvOperation(toOp(positional, flags));
       if ("error" in parsed) throw new UsageError(`${name}: ${parsed.error}`);
       const op: KvOperation = parsed;
@@ -196,13 +209,19 @@ export function kvCommand(context: CliContext): Command {
     "scan",
     "<from> [to]",
     "keys from FROM up to (not including) TO (to the last key if left out), in order",
-    ([from, to], { limit }) => {
+    ([from, to], { limit, after }) => {
       const count = Number(limit);
       if (!Number.isInteger(count) || count < 1)
         throw new UsageError(
           `scan: --limit: expected a whole number of at least 1, got "${limit}"`,
         );
-      return { op: "scan", from, to: to ?? "", limit: count };
+      // The first key after FROM in byte order is FROM followed by a NUL.
+      const start = after === true ? `${from}\u0000` : (from as string);
+      if (after === true && Buffer.byteLength(start) > MAX_KEY_BYTES)
+        throw new UsageError(
+          `scan: --after: FROM is ${Buffer.byteLength(from as string)} bytes, the longest a key may be; scan from the key after it instead`,
+        );
+      return { op: "scan", from: start, to: to ?? "", limit: count };
     },
   );
 
