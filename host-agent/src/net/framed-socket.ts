@@ -57,6 +57,8 @@ export class FramedSocket {
   private inputHold: ReturnType<typeof setTimeout> | undefined;
   /** What was read but not decoded when the input was held, decoded when it is released. */
   private keptInput: Buffer | undefined;
+  /** When the current hold ends (performance.now()). */
+  private inputHeldUntilMs = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -128,8 +130,6 @@ export class FramedSocket {
     this.inputHold = setTimeout(() => this.releaseInput(), forMs);
     this.updateFlow();
   }
-
-  private inputHeldUntilMs = 0;
 
   get inputHeld(): boolean {
     return this.inputHold !== undefined;
