@@ -5,7 +5,12 @@
  * replica throughout; c2 is the faulty one.
  */
 import { describe, expect, it } from "vitest";
-import { batchDigest, parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
+import {
+  batchDigest,
+  parseEnvelope,
+  type ReplicaBody,
+  type ReplicaEnvelope,
+} from "../src/replica/messages.js";
 import { replicaCluster } from "./replica-cluster.js";
 
 type Cluster = ReturnType<typeof replicaCluster>;
@@ -418,11 +423,12 @@ describe("a HOLDERS message from a Byzantine backup", () => {
     const c = replicaCluster(4, 1, 0);
     bootAll(c, c.ids);
     const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
-    const hold = c.speakAs("r3", { type: "HOLD", request }).toString("utf8");
+    const hold = parseEnvelope(c.speakAs("r3", { type: "HOLD", request })) as ReplicaEnvelope;
+    const signed = { from: hold.from, epoch: hold.epoch, sig: hold.sig };
     const before = c.sent.get("r1")?.length ?? 0;
     c.hand(
       "r1",
-      c.speakAs("r4", { type: "HOLDERS", holds: Array.from({ length: 4 }, () => hold) }),
+      c.speakAs("r4", { type: "HOLDERS", request, holds: Array.from({ length: 4 }, () => signed) }),
     );
     const problems = (c.sent.get("r1") ?? [])
       .slice(before)

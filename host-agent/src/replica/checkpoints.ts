@@ -129,12 +129,14 @@ export function makeStable(r: ReplicaState, seq: number, digest: string): void {
     if (s < seq) r.revokedCheckpointVoters.delete(s);
   // Keep the stable checkpoint (peers may fetch it) and anything newer.
   for (const s of [...r.ownCheckpoints.keys()]) if (s < seq) r.ownCheckpoints.delete(s);
-  // Bodies still needed: those of open slots, and of what this replica prepared above the
-  // stable checkpoint (its VIEW_CHANGE must carry them, even after a view change closed the
-  // slot).
+  // Bodies still needed: those of open slots, and of what this replica prepared or pre-prepared
+  // above the stable checkpoint, even after a view change closed the slot: its VIEW_CHANGE names
+  // them, and a new view that re-proposes one fetches its body from those that named it
+  // (`batch-fetch.ts`).
   const live = new Set<string>();
   for (const slot of r.slots.values()) if (slot.digest) live.add(slot.digest);
   for (const p of r.preparedInfo.values()) live.add(p.digest);
+  for (const byDigest of r.prePreparedInfo.values()) for (const d of byDigest.keys()) live.add(d);
   for (const digest of [...r.batchesByDigest.keys()])
     if (!live.has(digest)) r.batchesByDigest.delete(digest);
   for (const [digest, entry] of [...r.reportedBatches])

@@ -100,7 +100,12 @@ export type ReplicaBody =
       prepared: ViewSeqDigest[];
       /** Per sequence number and digest: the latest view it was pre-prepared in. */
       prePrepared: ViewSeqDigest[];
-      /** The requests behind every prepared digest, so a new primary can re-propose them. */
+      /**
+       * The requests behind prepared digests, in sequence order while they fit the sender's
+       * budget (`viewChangeBodyBytes`): a new view takes the others from its replicas' own
+       * stores or fetches them (FETCH_BATCH), since every body of a prepared batch at once made
+       * VIEW_CHANGEs, and the NEW_VIEWs that carry them, larger than a frame.
+       */
       batches: BatchBody[];
       /**
        * The key epoch the sender holds for every replica, in id order: proof that this message
@@ -151,10 +156,16 @@ export type ReplicaBody =
    */
   | { type: "HOLD"; request: ClientRequest }
   /**
-   * To the primary: 2k' or more signed HOLDs of one request by replicas other than it, as their
-   * senders signed them. Self-contained: the primary proposes on them without having stored any.
+   * To the primary: the request and 2k' or more of its HOLDs by replicas other than it, each as
+   * its sender's envelope names it and its signature over that HOLD (`holdSignedBytes`).
+   * Self-contained: the primary proposes on them without having stored any. The request goes once:
+   * with each HOLD whole, two HOLDs of a 1 MiB write made a HOLDERS larger than a frame.
    */
-  | { type: "HOLDERS"; holds: string[] }
+  | {
+      type: "HOLDERS";
+      request: ClientRequest;
+      holds: Array<{ from: string; epoch: number; sig: string }>;
+    }
   | {
       type: "STATUS";
       view: number;
@@ -192,6 +203,10 @@ export type ReplicaBody =
   | { type: "FETCH_PARTS"; seq: number; parts: number[] }
   | { type: "PARTS"; seq: number; parts: Array<{ index: number; data: string }> }
   | { type: "NO_CHECKPOINT"; seq: number }
+  /** The body of the batch with this digest, which a NEW_VIEW fixed at `seq` (`batch-fetch.ts`). */
+  | { type: "FETCH_BATCH"; seq: number; digest: string }
+  /** The answer: checked against the digest asked for, so anyone holding the body may give it. */
+  | { type: "BATCH"; seq: number; batch: BatchBody }
   | { type: "NEW_KEY"; certificate: KeyCertificate }
   | { type: "KEY_QUERY" }
   /**
@@ -316,6 +331,15 @@ function signedBytes(from: string, epoch: number, bodyText: string): Buffer {
 }
 
 /**
+ * What the signature of `from`'s HOLD of `request` at `epoch` covers: a HOLD is sealed with its
+ * canonical body, so anyone holding the request can check a HOLD's signature without its text.
+ */
+export function holdSignedBytes(request: ClientRequest): (from: string, epoch: number) => Buffer {
+  const bodyText = canonicalJson({ type: "HOLD", request });
+  return (from, epoch) => signedBytes(from, epoch, bodyText);
+}
+
+/**
  * With MACs: `smwm1 <from> <epoch> <to>[@<to's epoch>]=<mac>,...\n<body JSON>`, each MAC over
  * `smwm1 <from> <epoch>\n<body JSON>` with the key of the sender's session with `to`. One
  * envelope for every receiver (an authenticator), so a message relayed to a third replica (a
@@ -403,6 +427,21 @@ export function sealEnvelope(
   const bodyText = canonicalJson(body);
   const sig = sign(signedBytes(from, epoch, bodyText));
   return Buffer.from(`${ENVELOPE_VERSION} ${from} ${epoch} ${sig}\n${bodyText}`, "utf8");
+}
+
+/**
+ * At least the bytes a request takes in a message: its strings as JSON could write them at most
+ * (six bytes per UTF-16 unit, a control character as \u00XX), and the fields around them. An
+ * upper bound read from lengths alone, so that counting costs nothing for small requests.
+ */
+export function requestBytesAtMost(request: ClientRequest): number {
+  const op = request.op;
+  let units = request.client.length;
+  if ("key" in op) units += op.key.length;
+  if ("value" in op) units += op.value.length;
+  if ("expected" in op && op.expected !== null) units += op.expected.length;
+  if (op.op === "scan") units += op.from.length + op.to.length;
+  return 6 * units + 256;
 }
 
 /** A request's canonical bytes: what its digest, and so every MAC on it, covers. */
@@ -622,13 +661,16 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       return request && { type: v.type, request };
     }
     case "HOLDERS": {
-      if (depth > 0) return undefined;
+      const request = parseClientRequest(v.request);
       const holds = list(
         v.holds,
-        (x) => (typeof x === "string" && x.length <= MAX_MESSAGE_BYTES / 4 ? x : undefined),
+        (x) =>
+          isObj(x) && isId(x.from) && isCount(x.epoch) && isB64(x.sig, 512)
+            ? { from: x.from, epoch: x.epoch, sig: x.sig }
+            : undefined,
         256,
       );
-      return holds && { type: v.type, holds };
+      return request && holds && { type: v.type, request, holds };
     }
     case "STATUS":
       return isCount(v.view) &&
@@ -667,6 +709,14 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     }
     case "NO_CHECKPOINT":
       return isCount(v.seq) ? { type: v.type, seq: v.seq } : undefined;
+    case "FETCH_BATCH":
+      return isCount(v.seq) && isDigest(v.digest)
+        ? { type: v.type, seq: v.seq, digest: v.digest }
+        : undefined;
+    case "BATCH": {
+      const batch = batchBody(v.batch);
+      return isCount(v.seq) && batch ? { type: v.type, seq: v.seq, batch } : undefined;
+    }
     case "META": {
       const clients = list(
         v.clients,

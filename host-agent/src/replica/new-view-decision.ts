@@ -18,15 +18,20 @@ export type ViewChangeBody = Extract<ReplicaBody, { type: "VIEW_CHANGE" }>;
 export interface NewViewDecision {
   checkpoint: SeqDigest;
   proposals: SeqDigest[];
-  /** The requests of every non-null proposal, by digest. */
+  /**
+   * The requests of the non-null proposals whose bodies the VIEW_CHANGEs carried, by digest. The
+   * decision is on digests alone; a replica takes other bodies from its own store or fetches them
+   * (`batch-fetch.ts`). One of the k' + 1 senders that vouched for a batch (A2) is correct and
+   * keeps its body while it is above the stable checkpoint.
+   */
   batches: Map<string, BatchBody>;
 }
 
 /**
  * Why a VIEW_CHANGE cannot be taken into account, or undefined if it can: one entry per
- * prepared sequence number, above its stable checkpoint, from a view before the new one, with the
- * body its digest names, byte for byte (a body is what a new view would execute, and a digest is
- * what a quorum agreed on), and a key epoch for each of the n replicas.
+ * prepared sequence number, above its stable checkpoint, from a view before the new one; every
+ * body it carries the one its digest names, byte for byte (a body is what a new view would
+ * execute, and a digest is what a quorum agreed on); and a key epoch for each of the n replicas.
  */
 export function viewChangeFault(body: ViewChangeBody, n: number): string | undefined {
   if (body.keyEpochs.length !== n) return `${body.keyEpochs.length} key epochs for ${n} replicas`;
@@ -36,7 +41,6 @@ export function viewChangeFault(body: ViewChangeBody, n: number): string | undef
     if (p.seq <= body.stable.seq) return `seq ${p.seq} prepared below its stable checkpoint`;
     if (p.view >= body.newView) return `seq ${p.seq} prepared in view ${p.view}, not before`;
     seqs.add(p.seq);
-    if (!body.batches.some((b) => b.digest === p.digest)) return `no body for seq ${p.seq}`;
   }
   const wrong = body.batches.find((b) => batchDigest(b.origin, b.requests) !== b.digest);
   return wrong === undefined ? undefined : `a body that is not batch ${wrong.digest.slice(0, 12)}`;
@@ -133,7 +137,7 @@ export function decideNewView(
           (q) => q.seq === seq && q.digest === candidate.digest && q.view >= candidate.view,
         ),
       ).length;
-      if (vouched < weak || !batches.has(candidate.digest)) continue;
+      if (vouched < weak) continue;
       if (chosen === undefined || candidate.view > chosen.view) chosen = candidate;
     }
     if (chosen !== undefined) {

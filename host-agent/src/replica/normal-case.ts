@@ -11,6 +11,7 @@ import {
   type ClientRequest,
   type ReplicaBody,
   type ReplicaEnvelope,
+  requestBytesAtMost,
   requestDigest,
   requestFreshnessBytes,
 } from "./messages.js";
@@ -194,21 +195,6 @@ export function slotAt(r: ReplicaState, seq: number, view: number): Slot {
  * may be, which are not sent (`frameOrRefuse`), and the slot stalled until a view change.
  */
 export const MAX_BATCH_BYTES = 2 * 1024 * 1024;
-
-/**
- * At least the bytes a request takes in a PRE_PREPARE: its strings as JSON could write them at
- * most (six bytes per UTF-16 unit, a control character as \u00XX), and the fields around them.
- * An upper bound read from lengths alone, so that counting costs nothing for small requests.
- */
-function requestBytesAtMost(request: ClientRequest): number {
-  const op = request.op;
-  let units = request.client.length;
-  if ("key" in op) units += op.key.length;
-  if ("value" in op) units += op.value.length;
-  if ("expected" in op && op.expected !== null) units += op.expected.length;
-  if (op.op === "scan") units += op.from.length + op.to.length;
-  return 6 * units + 256;
-}
 
 /** The primary proposes batches while its window allows. */
 export function propose(r: ReplicaState): void {

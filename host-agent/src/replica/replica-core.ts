@@ -26,6 +26,7 @@
 import type { KeyCertificate } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
 import type { KeptFor } from "./awaiting-keys.js";
+import { retryBatchFetches, serveBatch } from "./batch-fetch.js";
 import { sha256Base64 } from "./canonical.js";
 import { applyTransferStep, onExecuted, peersAhead, serveFetch, transferTick } from "./catch-up.js";
 import { onCheckpoint, storeStartingState } from "./checkpoints.js";
@@ -74,6 +75,7 @@ import { expireSuspicions, onHold, onHolders, sendDueHolds } from "./request-hol
 import {
   handOff,
   nextFormableView,
+  onBatch,
   onHandoff,
   onNewView,
   onViewChange,
@@ -232,6 +234,7 @@ export class ReplicaCore {
       broadcastStatus(r);
       expireSuspicions(r);
       if (r.mode === "normal") sendDueHolds(r);
+      retryBatchFetches(r);
       // The new primary needs our VIEW_CHANGE to form its view: the first copy may be lost.
       const mine = r.mode === "view-change" ? ownViewChange(r) : undefined;
       const primary = r.primaryOf(r.targetView);
@@ -474,7 +477,7 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       onHold(r, from, body.request, envelope.wire);
       return;
     case "HOLDERS":
-      onHolders(r, from, body.holds);
+      onHolders(r, from, body);
       return;
     case "STATUS":
       onStatus(r, from, body);
@@ -492,6 +495,12 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
     case "PARTS":
     case "NO_CHECKPOINT":
       if (r.transfer) applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs), from);
+      return;
+    case "FETCH_BATCH":
+      serveBatch(r, from, body);
+      return;
+    case "BATCH":
+      onBatch(r, from, body);
       return;
     case "SESSION":
       onSession(r, from, envelope.epoch, body, envelope.wire);

@@ -73,6 +73,12 @@ export interface ReplicaConfig {
   suspicionTimeouts?: number;
   /** What one client may cost this replica a second, in bytes (`client-allowance.ts`; default `CLIENT_BYTES_PER_SECOND`). */
   clientBytesPerSecond?: number;
+  /**
+   * The bodies one VIEW_CHANGE carries, in bytes as `requestBytesAtMost` counts them (default
+   * `viewChangeBodyBudget`: a NEW_VIEW of n VIEW_CHANGEs within half a frame). The rest are
+   * fetched (`batch-fetch.ts`).
+   */
+  viewChangeBodyBytes?: number;
 }
 
 export interface StartingState {
@@ -109,6 +115,8 @@ export type ProblemKind =
   | "bad-view-change"
   | "bad-new-view"
   | "bad-holders"
+  /** A BATCH whose body is not the batch asked for (`batch-fetch.ts`). */
+  | "bad-batch"
   | "bad-transfer-reply"
   | "bad-certificate"
   | "view-out-of-window"
@@ -357,6 +365,14 @@ export class ReplicaState {
    * what every replica entering the view takes at those numbers, whoever first proposed them.
    */
   readonly viewProposals = new Map<number, BatchBody>();
+  /**
+   * Bodies of batches the current view's NEW_VIEW fixed that this replica lacks, by sequence
+   * number: what it asks peers for (`batch-fetch.ts`).
+   */
+  readonly missingBatches = new Map<
+    number,
+    { digest: string; holders: string[]; asked: number; askedAtMs: number }
+  >();
   /** Null batches a primary proposes, when idle, up to this sequence number. */
   padUntil = 0;
   // state transfer and recovery
@@ -566,7 +582,8 @@ export class ReplicaState {
     return this.seal(body);
   }
 
-  private peers(): string[] {
+  /** Every replica but this one. */
+  peers(): string[] {
     return this.config.ids.filter((id) => id !== this.config.self);
   }
 

@@ -22,8 +22,8 @@
  *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on, for
  *   `SUSPICION_TIMEOUTS` view-change timeouts the first time and twice as long each time after.
  */
-import type { ClientRequest, ReplicaEnvelope } from "./messages.js";
-import { parseEnvelope, requestDigest } from "./messages.js";
+import type { ClientRequest, ReplicaBody } from "./messages.js";
+import { holdSignedBytes, parseEnvelope, requestDigest } from "./messages.js";
 import { armSuspicion, fromKnownClient, hold, propose, release } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
 
@@ -144,15 +144,19 @@ export function sendHold(r: ReplicaState, digest: string, request: ClientRequest
   r.holdSent.set(digest, r.broadcast({ type: "HOLD", request }));
 }
 
-/** The HOLDs counted for a request go to the primary as they were signed, in one message. */
-function relayHolds(r: ReplicaState, digest: string, client: string): void {
+/** The HOLDs counted for a request go to the primary with their signatures, in one message. */
+function relayHolds(r: ReplicaState, digest: string, request: ClientRequest): void {
   const primary = r.primaryOf(r.view);
   if (primary === r.config.self || r.mode !== "normal") return;
   const lastMs = r.holdsRelayedAtMs.get(digest);
   if (lastMs !== undefined && r.nowMs - lastMs < r.config.viewChangeTimeoutMs / 2) return;
   r.holdsRelayedAtMs.set(digest, r.nowMs);
-  const holds = holdWires(r, digest, client).map((w) => w.toString("utf8"));
-  r.send(primary, { type: "HOLDERS", holds });
+  const holds: Array<{ from: string; epoch: number; sig: string }> = [];
+  for (const wire of holdWires(r, digest, request.client)) {
+    const hold = parseEnvelope(wire);
+    if (hold !== undefined) holds.push({ from: hold.from, epoch: hold.epoch, sig: hold.sig });
+  }
+  r.send(primary, { type: "HOLDERS", request, holds });
   r.count("holds.relayed");
 }
 
@@ -205,44 +209,40 @@ export function onHold(r: ReplicaState, from: string, request: ClientRequest, wi
 
 /**
  * At the primary: HOLDs a backup counted. Each must check under its sender's current key, be
- * for one request, and come from a distinct replica other than this one; 2k' such are what
- * `enoughHolders` asks for, whatever this replica stored of them.
+ * for the request carried, and come from a distinct replica other than this one; 2k' such are
+ * what `enoughHolders` asks for, whatever this replica stored of them.
  */
-export function onHolders(r: ReplicaState, from: string, holds: readonly string[]): void {
+export function onHolders(
+  r: ReplicaState,
+  from: string,
+  body: Extract<ReplicaBody, { type: "HOLDERS" }>,
+): void {
   if (!r.isPrimary) return;
   // A correct backup sends at most one HOLD per replica other than the primary; a longer list
   // only asks for signature checks, and none is checked past the 2k' needed.
-  if (holds.length > r.config.ids.length - 1) {
-    r.problem("bad-holders", from, `HOLDERS: ${holds.length} HOLDs, more than there are backups`);
+  if (body.holds.length > r.config.ids.length - 1) {
+    r.problem(
+      "bad-holders",
+      from,
+      `HOLDERS: ${body.holds.length} HOLDs, more than there are backups`,
+    );
     return;
   }
-  let request: ClientRequest | undefined;
-  let digest: string | undefined;
+  const { request } = body;
+  if (!fromKnownClient(r, request) || request.ts <= r.clients.lastTs(request.client)) return;
+  const signedBytes = holdSignedBytes(request);
   const senders = new Set<string>();
-  for (const text of holds) {
+  for (const hold of body.holds) {
     if (senders.size >= 2 * r.config.quorums.kPrime) break;
-    const hold: ReplicaEnvelope | undefined = parseEnvelope(Buffer.from(text, "utf8"));
-    if (hold === undefined || hold.body.type !== "HOLD" || hold.macs !== undefined) {
-      r.problem("bad-holders", from, "HOLDERS: a HOLD that does not parse as a signed one");
-      return;
-    }
     if (!r.config.ids.includes(hold.from) || hold.from === r.config.self) continue;
     if (senders.has(hold.from)) continue;
-    const d = requestDigest(hold.body.request);
-    if (digest !== undefined && d !== digest) {
-      r.problem("bad-holders", from, "HOLDERS: HOLDs of different requests");
-      return;
-    }
-    if (r.ring.checkReplica(hold.from, hold.epoch, hold.signed, hold.sig) !== "ok") continue;
-    digest = d;
-    request = hold.body.request;
+    const bytes = signedBytes(hold.from, hold.epoch);
+    if (r.ring.checkReplica(hold.from, hold.epoch, bytes, hold.sig) !== "ok") continue;
     senders.add(hold.from);
   }
-  if (request === undefined || digest === undefined) return;
   if (senders.size < 2 * r.config.quorums.kPrime) return;
-  if (!fromKnownClient(r, request) || request.ts <= r.clients.lastTs(request.client)) return;
   r.count("holders.received");
-  proposeHeld(r, digest, request);
+  proposeHeld(r, requestDigest(request), request);
 }
 
 /**
@@ -262,7 +262,7 @@ export function afterHolders(r: ReplicaState, digest: string, request: ClientReq
     if (!r.holdSent.has(digest)) return;
   }
   if (!enoughHolders(r, digest, request.client)) return;
-  relayHolds(r, digest, request.client);
+  relayHolds(r, digest, request);
   startTiming(r, digest);
 }
 

@@ -4,6 +4,7 @@
  * in `new-view-decision.ts`.
  */
 import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amnesia.js";
+import { bodiesWithin, fetchBatch, takeBatch, viewChangeBodyBudget } from "./batch-fetch.js";
 import { behind } from "./catch-up.js";
 import { settleColdStart } from "./cold-start.js";
 import { queryKey, sendMissingKeys } from "./keys.js";
@@ -29,6 +30,7 @@ import {
 import {
   armSuspicion,
   checkPrepared,
+  executeReady,
   fromKnownClient,
   notePrePrepared,
   propose,
@@ -241,11 +243,11 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
   for (const [seq, byDigest] of r.prePreparedInfo)
     if (seq > r.stable.seq)
       for (const [digest, view] of byDigest) prePrepared.push({ seq, view, digest });
-  const batches: BatchBody[] = [];
-  for (const p of prepared) {
-    const batch = r.batchesByDigest.get(p.digest);
-    if (batch) batches.push({ digest: p.digest, origin: batch.origin, requests: batch.requests });
-  }
+  const batches = bodiesWithin(
+    prepared,
+    (digest) => r.batchesByDigest.get(digest),
+    r.config.viewChangeBodyBytes ?? viewChangeBodyBudget(r.config.ids.length),
+  );
   return {
     type: "VIEW_CHANGE",
     newView,
@@ -578,6 +580,7 @@ function enterView(r: ReplicaState, view: number): void {
   r.handingOff = false;
   r.newViewSentAtMs.clear();
   r.viewProposals.clear();
+  r.missingBatches.clear();
   for (const [seq, slot] of [...r.slots])
     if (slot.view < view && !slot.committed) r.slots.delete(seq);
   for (const byView of r.viewChanges.values())
@@ -628,48 +631,98 @@ function startView(
   const coldView = isColdStartSet(viewChanges.map((vc) => vc.body as ViewChangeBody));
   if (r.coldStart || coldView) settleColdStart(r, checkpoint, vouchersOf());
   else if (checkpoint.seq > r.lastExecuted) behind(r, checkpoint, vouchersOf());
-  const isPrimary = r.primaryOf(view) === r.config.self;
   let maxSeq = Math.max(checkpoint.seq, r.lastExecuted);
+  const fixed: Array<{ seq: number; batch: BatchBody }> = [];
   for (const p of proposals) {
     maxSeq = Math.max(maxSeq, p.seq); // Executed here already, perhaps not elsewhere: take part again so the others complete it.
-    // decideNewView proposes a non-null digest only with its body in hand.
-    const batch = p.digest === nullDigest() ? { origin: "", requests: [] } : batches.get(p.digest);
-    if (batch === undefined) throw new Error(`new view ${view}: no body for seq ${p.seq}`);
-    const { origin, requests } = batch;
-    r.viewProposals.set(p.seq, { digest: p.digest, origin, requests });
     const slot = slotAt(r, p.seq, view);
     slot.digest = p.digest;
-    slot.origin = origin;
-    slot.requests = requests;
-    notePrePrepared(r, p.seq, p.digest, origin, requests);
-    if (isPrimary) {
-      slot.prePrepare = r.seal({
-        type: "PRE_PREPARE",
-        view,
-        seq: p.seq,
-        digest: p.digest,
-        origin,
-        requests,
-      });
-    } else if (r.mayVote()) {
+    const known =
+      p.digest === nullDigest()
+        ? { origin: "", requests: [] }
+        : (batches.get(p.digest) ?? r.batchesByDigest.get(p.digest));
+    if (known !== undefined) {
+      const batch = { digest: p.digest, origin: known.origin, requests: known.requests };
+      placeBatch(r, p.seq, batch);
+      fixed.push({ seq: p.seq, batch });
+    } else fetchBatch(r, p.seq, p.digest, holdersOf(viewChanges, p));
+    // A PREPARE needs the digest alone: the body is needed to execute.
+    if (r.primaryOf(view) !== r.config.self && r.mayVote()) {
       slot.sentPrepare = r.broadcast({ type: "PREPARE", view, seq: p.seq, digest: p.digest });
       slot.prepares.set(r.config.self, p.digest);
     }
   }
   r.nextSeq = maxSeq + 1;
-  // Requests re-proposed above need no second proposal.
+  takeReproposed(
+    r,
+    fixed.map((f) => f.batch),
+  );
+  for (const p of proposals) checkPrepared(r, p.seq);
+  propose(r);
+}
+
+/**
+ * The senders of `viewChanges` that named `p` prepared or pre-prepared: those that held its body
+ * when they sent them, and so are asked for it.
+ */
+function holdersOf(viewChanges: readonly ReplicaEnvelope[], p: SeqDigest): string[] {
+  return viewChanges
+    .filter((vc) => {
+      const b = vc.body as ViewChangeBody;
+      const names = (x: SeqDigest) => x.seq === p.seq && x.digest === p.digest;
+      return b.prepared.some(names) || b.prePrepared.some(names);
+    })
+    .map((vc) => vc.from);
+}
+
+/** The current view's NEW_VIEW fixed `batch` at `seq`, and its body is here. */
+function placeBatch(r: ReplicaState, seq: number, batch: BatchBody): void {
+  const { origin, requests } = batch;
+  r.viewProposals.set(seq, batch);
+  const slot = slotAt(r, seq, r.view);
+  slot.origin = origin;
+  slot.requests = requests;
+  notePrePrepared(r, seq, batch.digest, origin, requests);
+  if (r.primaryOf(r.view) === r.config.self)
+    slot.prePrepare = r.seal({
+      type: "PRE_PREPARE",
+      view: r.view,
+      seq,
+      digest: batch.digest,
+      origin,
+      requests,
+    });
+}
+
+/** Requests a NEW_VIEW re-proposed need no second proposal, and are timed in the new view. */
+function takeReproposed(r: ReplicaState, batches: readonly BatchBody[]): void {
   const reproposed = new Set<string>();
-  for (const b of batches.values())
+  for (const b of batches)
     for (const req of b.requests) {
       const d = requestDigest(req);
       reproposed.add(d);
-      r.proposedIn.set(d, view);
+      r.proposedIn.set(d, r.view);
       startTiming(r, d);
     }
   for (let i = r.queued.length - 1; i >= 0; i--)
     if (reproposed.has(r.queued[i] as string)) r.queued.splice(i, 1);
-  for (const p of proposals) checkPrepared(r, p.seq);
-  propose(r);
+}
+
+/** A body this replica fetched for a number the current view's NEW_VIEW fixed (`batch-fetch.ts`). */
+export function onBatch(
+  r: ReplicaState,
+  from: string,
+  body: Extract<ReplicaBody, { type: "BATCH" }>,
+): void {
+  const batch = takeBatch(r, from, body);
+  if (batch === undefined) return;
+  const slot = r.slots.get(body.seq);
+  if (slot === undefined || slot.view !== r.view || slot.digest !== batch.digest) return;
+  if (slot.requests !== undefined) return;
+  placeBatch(r, body.seq, batch);
+  takeReproposed(r, [batch]);
+  checkPrepared(r, body.seq);
+  executeReady(r);
 }
 
 /** The host is about to be shut down: a primary hands off so the next view starts at once. */
