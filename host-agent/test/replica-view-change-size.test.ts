@@ -8,8 +8,8 @@
  * k' = 1; the network here drops what a frame could not carry.
  */
 import { describe, expect, it } from "vitest";
-import { MAX_MESSAGE_BYTES } from "../src/replica/messages.js";
-import { replicaCluster } from "./replica-cluster.js";
+import { MAX_MESSAGE_BYTES, type ReplicaBody, type SeqDigest } from "../src/replica/messages.js";
+import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 
 /** The message's type, read off its body even where `parseEnvelope` refuses it as too large. */
 const typeOf = (message: Buffer): string | undefined =>
@@ -76,12 +76,13 @@ describe("a view change over prepared batches of large writes", () => {
       expect(core?.readValue("k1")).toBe(requests[0]?.op.op === "put" && requests[0].op.value);
       expect(core?.readValue("k2")).toBe(requests[1]?.op.op === "put" && requests[1].op.value);
     }
-    // r4 fetched the bodies: no VIEW_CHANGE carried them.
-    const fetched = others.reduce(
-      (sum, id) => sum + (c.cores.get(id)?.counters.get("batches.fetched") ?? 0),
-      0,
-    );
-    expect(fetched).toBeGreaterThan(0);
+    // r4 fetched the bodies, no VIEW_CHANGE carrying them, and asked for both in one request:
+    // a holder answers a peer's requests within an allowance.
+    expect(c.cores.get("r4")?.counters.get("batches.fetched")).toBeGreaterThanOrEqual(2);
+    const fetches = bodiesOf(c.sent.get("r4") ?? [], "FETCH_BATCH") as Array<{
+      wants: SeqDigest[];
+    }>;
+    expect(fetches[0]?.wants.length).toBeGreaterThanOrEqual(2);
   });
 });
 
@@ -107,5 +108,99 @@ describe("a large write its client sent to the backups alone", () => {
       expect(c.cores.get(id)?.readValue("big")).toBe(value);
       expect(c.cores.get(id)?.currentView).toBe(0);
     }
+  });
+});
+
+describe("fetching a body a NEW_VIEW fixed", () => {
+  it("refuses a BATCH that is not the batch asked for, asks the next holder at once, and executes", () => {
+    // VIEW_CHANGEs carry no bodies at all here, so small writes take the path of large ones.
+    const c = replicaCluster(4, 1, 0, { viewChangeBodyBytes: 0 });
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const write = c.request(1, { op: "put", key: "w", value: "1" });
+    for (const id of c.ids) c.fromClient(id, write);
+    // r4 gets no PRE_PREPARE, no report of what others executed, and no BATCH the test does not
+    // hand it; no COMMIT passes.
+    const passes = (m: { from: string; to: string; message: Buffer }) => {
+      const type = typeOf(m.message) ?? "";
+      if (type === "COMMIT") return false;
+      return m.to !== "r4" || !["PRE_PREPARE", "EXECUTED", "BATCH"].includes(type);
+    };
+    const withoutR1 = (m: { from: string; to: string }) => m.from !== "r1" && m.to !== "r1";
+    // r1 proposes, then goes silent; the others change views.
+    c.deliver(passes);
+    const others = ["r2", "r3", "r4"];
+    for (let step = 0; step < 500; step++) {
+      if (others.every((id) => (c.cores.get(id)?.currentView ?? 0) > 0)) break;
+      c.run(10, (m) => withoutR1(m) && passes(m));
+    }
+    const r4 = c.cores.get("r4");
+    expect(r4?.counters.get("batches.missing")).toBe(1);
+    const asks = () =>
+      (c.sent.get("r4") ?? []).flatMap((a) =>
+        a.type === "send" && typeOf(a.message) === "FETCH_BATCH"
+          ? [{ to: a.to, wants: (bodiesOf([a], "FETCH_BATCH")[0] as { wants: SeqDigest[] }).wants }]
+          : [],
+      );
+    const first = asks().at(-1);
+    expect(first?.wants).toHaveLength(1);
+    const holder = first?.to as string;
+    const { seq, digest } = (first?.wants ?? [])[0] as SeqDigest;
+    const lie: ReplicaBody = {
+      type: "BATCH",
+      batches: [{ seq, batch: { digest, origin: "", requests: [] } }],
+    };
+    const asked = asks().length;
+    // From a replica it did not ask: refused, and no one else is asked on its account.
+    const bystander = others.find((id) => id !== holder && id !== "r4") as string;
+    c.hand("r4", c.speakAs(bystander, lie));
+    expect(asks()).toHaveLength(asked);
+    // From the holder it asked: refused, and the next holder is asked at once.
+    c.hand("r4", c.speakAs(holder, lie));
+    const problems = (c.sent.get("r4") ?? []).filter(
+      (a) => a.type === "problem" && a.kind === "bad-batch",
+    );
+    expect(problems).toHaveLength(2);
+    expect(asks()).toHaveLength(asked + 1);
+    expect(asks().at(-1)?.to).not.toBe(holder);
+    expect(r4?.readValue("w")).toBeNull();
+    // Now the answers reach it: it takes the body and executes the write with the others.
+    for (let step = 0; step < 300 && r4?.readValue("w") === null; step++) c.run(10, withoutR1);
+    expect(r4?.counters.get("batches.fetched")).toBe(1);
+    expect(r4?.readValue("w")).toBe("1");
+  });
+});
+
+describe("an EXECUTED report of large writes to a peer behind", () => {
+  it("stays within a frame: the entries are counted as JSON could write their requests", () => {
+    // Counted at 256 bytes a request, three writes of 700 KiB of control characters went in one
+    // EXECUTED of 12.9 MB, which is never sent, and the peer could not catch up from the log.
+    const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * 1024 * 1024 });
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    largeWrites(c, 700 * 1024);
+    for (let step = 0; step < 100; step++) {
+      if (c.cores.get("r2")?.readValue("k3") !== null) break;
+      c.run(10, (m) => m.to !== "r4" && m.from !== "r4");
+    }
+    expect(c.cores.get("r2")?.readValue("k3")).not.toBeNull();
+    const status: ReplicaBody = {
+      type: "STATUS",
+      view: 0,
+      lastExecuted: 0,
+      stableSeq: 0,
+      recovering: false,
+      maxPrepared: 0,
+      wantCheckpoint: 0,
+      amnesic: false,
+      catchingUp: true,
+    };
+    const before = c.sent.get("r2")?.length ?? 0;
+    c.hand("r2", c.speakAs("r4", status));
+    const executed = (c.sent.get("r2") ?? [])
+      .slice(before)
+      .flatMap((a) => (a.type === "send" && typeOf(a.message) === "EXECUTED" ? [a.message] : []));
+    expect(executed.length).toBeGreaterThan(0);
+    for (const m of executed) expect(m.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
   });
 });

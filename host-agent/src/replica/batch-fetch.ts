@@ -5,7 +5,7 @@
  * so: such a message is never sent, and that view could not form). The new view is decided on
  * digests alone; a replica takes a body it lacks from its own store, or asks for it (FETCH_BATCH)
  * the senders whose VIEW_CHANGEs named the digest at that number, one at a time, the next after
- * each status interval. A BATCH is taken only if its body has the digest asked for, so anyone may
+ * each status interval; what it asks of one holder goes in one request. A BATCH is taken only if its body has the digest asked for, so anyone may
  * answer and nothing need be signed for it to be believed. One of the k' + 1 senders vouching
  * for a re-proposed batch (A2) is correct and keeps the body while it is above its stable
  * checkpoint (`makeStable`).
@@ -13,9 +13,11 @@
 import {
   type BatchBody,
   batchDigest,
+  MAX_BATCHES_FETCHED,
   MAX_MESSAGE_BYTES,
   type ReplicaBody,
   requestBytesAtMost,
+  type SeqDigest,
   type ViewSeqDigest,
 } from "./messages.js";
 import type { ReplicaState } from "./replica-state.js";
@@ -51,8 +53,11 @@ export function bodiesWithin(
   return bodies;
 }
 
-/** A NEW_VIEW fixed `digest` at `seq` and this replica lacks its body: ask `holders`, in turn. */
-export function fetchBatch(
+/**
+ * A NEW_VIEW fixed `digest` at `seq` and this replica lacks its body: it asks `holders` in turn
+ * (`askForBatches`).
+ */
+export function missBatch(
   r: ReplicaState,
   seq: number,
   digest: string,
@@ -60,80 +65,105 @@ export function fetchBatch(
 ): void {
   const others = holders.filter((h) => h !== r.config.self);
   if (others.length === 0) others.push(...r.peers());
-  const entry = { digest, holders: others, asked: 0, askedAtMs: r.nowMs };
-  r.missingBatches.set(seq, entry);
+  r.missingBatches.set(seq, { digest, holders: others, asked: 0, askedAtMs: r.nowMs });
   r.count("batches.missing");
-  ask(r, seq, entry);
 }
 
-function ask(
-  r: ReplicaState,
-  seq: number,
-  entry: { digest: string; holders: string[]; asked: number; askedAtMs: number },
-): void {
-  const to = entry.holders[entry.asked % entry.holders.length] as string;
-  entry.asked++;
-  entry.askedAtMs = r.nowMs;
-  r.count("batches.fetch-asked");
-  r.send(to, { type: "FETCH_BATCH", seq, digest: entry.digest });
+/**
+ * Asks for the bodies at `seqs`, each of its next holder: one FETCH_BATCH per holder for all it
+ * is asked for, since a holder answers a peer's requests within an allowance.
+ */
+export function askForBatches(r: ReplicaState, seqs: Iterable<number>): void {
+  const byHolder = new Map<string, SeqDigest[]>();
+  for (const seq of seqs) {
+    const entry = r.missingBatches.get(seq);
+    if (entry === undefined) continue;
+    const to = entry.holders[entry.asked % entry.holders.length] as string;
+    entry.asked++;
+    entry.askedAtMs = r.nowMs;
+    const wants = byHolder.get(to) ?? [];
+    if (wants.length < MAX_BATCHES_FETCHED) wants.push({ seq, digest: entry.digest });
+    byHolder.set(to, wants);
+  }
+  for (const [to, wants] of byHolder) {
+    r.count("batches.fetch-asked");
+    r.send(to, { type: "FETCH_BATCH", wants });
+  }
 }
 
 /**
  * Every status interval: drops what is no longer wanted (executed since, from peers' reports, or
- * the slot left behind by a later view or a state installed), and asks the next holder for the
- * rest.
+ * the slot left behind by a later view or a state installed), and asks the next holders for what
+ * is still missing after an interval.
  */
 export function retryBatchFetches(r: ReplicaState): void {
+  const due: number[] = [];
   for (const [seq, entry] of [...r.missingBatches]) {
     const slot = r.slots.get(seq);
     if (seq <= r.lastExecuted || slot?.digest !== entry.digest || slot.requests !== undefined) {
       r.missingBatches.delete(seq);
       continue;
     }
-    if (r.nowMs - entry.askedAtMs >= r.config.statusIntervalMs) ask(r, seq, entry);
+    if (r.nowMs - entry.askedAtMs >= r.config.statusIntervalMs) due.push(seq);
   }
+  askForBatches(r, due);
 }
 
-/** A peer asks for a body: given if held here, within the asker's allowance of fetch answers. */
+/**
+ * A peer asks for bodies: those held here, within a reply's bytes (always the first held), one
+ * answer of its allowance of fetch answers.
+ */
 export function serveBatch(
   r: ReplicaState,
   from: string,
   body: Extract<ReplicaBody, { type: "FETCH_BATCH" }>,
 ): void {
-  const batch = r.batchesByDigest.get(body.digest);
-  // Nothing to give: the asker turns to its next holder.
-  if (batch === undefined) return;
+  const held = body.wants.filter((w) => r.batchesByDigest.has(w.digest));
+  // Nothing to give: the asker turns to its next holders.
+  if (held.length === 0) return;
   if (!r.fetchAnswers.take(from, r.nowMs)) {
-    r.problem("fetch-over-allowance", from, `FETCH_BATCH ${body.seq}`);
+    r.problem("fetch-over-allowance", from, `FETCH_BATCH of ${held.length}`);
     return;
   }
-  r.send(from, {
-    type: "BATCH",
-    seq: body.seq,
-    batch: { digest: body.digest, origin: batch.origin, requests: batch.requests },
-  });
+  const batches: Array<{ seq: number; batch: BatchBody }> = [];
+  let bytes = 0;
+  for (const { seq, digest } of held) {
+    const { origin, requests } = r.batchesByDigest.get(digest) as BatchBody;
+    bytes += 256;
+    for (const request of requests) bytes += requestBytesAtMost(request);
+    if (batches.length > 0 && bytes > r.config.maxReplyBytes) break;
+    batches.push({ seq, batch: { digest, origin, requests } });
+  }
+  r.send(from, { type: "BATCH", batches });
 }
 
 /**
- * A body for a number this replica is missing: the batch, if it is the one asked for, byte for
- * byte; undefined otherwise (late, never asked for, or not that batch).
+ * The bodies in a BATCH that this replica is missing, each the batch asked for, byte for byte;
+ * others are left out (late, never asked for), and one that is not the batch its digest names is
+ * refused.
  */
-export function takeBatch(
+export function takeBatches(
   r: ReplicaState,
   from: string,
   body: Extract<ReplicaBody, { type: "BATCH" }>,
-): BatchBody | undefined {
-  const entry = r.missingBatches.get(body.seq);
-  if (entry === undefined || entry.digest !== body.batch.digest) return undefined;
-  if (batchDigest(body.batch.origin, body.batch.requests) !== body.batch.digest) {
-    r.problem("bad-batch", from, `BATCH ${body.seq}: its body is not batch ${entry.digest}`);
-    // From the holder last asked: the next one at once, so that a Byzantine holder costs no
-    // whole status interval. Not for anyone else's, or each lie would have a correct holder send
-    // the body again.
-    if (from === entry.holders[(entry.asked - 1) % entry.holders.length]) ask(r, body.seq, entry);
-    return undefined;
+): Array<{ seq: number; batch: BatchBody }> {
+  const taken: Array<{ seq: number; batch: BatchBody }> = [];
+  const again: number[] = [];
+  for (const { seq, batch } of body.batches) {
+    const entry = r.missingBatches.get(seq);
+    if (entry === undefined || entry.digest !== batch.digest) continue;
+    if (batchDigest(batch.origin, batch.requests) !== batch.digest) {
+      r.problem("bad-batch", from, `BATCH at ${seq}: its body is not batch ${entry.digest}`);
+      // From the holder last asked: the next one at once, so that a Byzantine holder costs no
+      // whole status interval. Not for anyone else's, or each lie would have a correct holder
+      // send the body again.
+      if (from === entry.holders[(entry.asked - 1) % entry.holders.length]) again.push(seq);
+      continue;
+    }
+    r.missingBatches.delete(seq);
+    r.count("batches.fetched");
+    taken.push({ seq, batch });
   }
-  r.missingBatches.delete(body.seq);
-  r.count("batches.fetched");
-  return body.batch;
+  askForBatches(r, again);
+  return taken;
 }

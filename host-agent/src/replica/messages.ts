@@ -22,6 +22,8 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const MAX_LIST = 4096;
 /** A VIEW_CHANGE names at most this many suspected clients (a client list is far shorter). */
 export const MAX_SUSPECTS = 1024;
+/** A FETCH_BATCH asks for at most this many bodies, and a BATCH carries at most as many. */
+export const MAX_BATCHES_FETCHED = 256;
 /** A VIEW_CHANGE names at most this many views its sender passed over (the newest). */
 export const MAX_PASSED_OVER = 16;
 
@@ -203,10 +205,16 @@ export type ReplicaBody =
   | { type: "FETCH_PARTS"; seq: number; parts: number[] }
   | { type: "PARTS"; seq: number; parts: Array<{ index: number; data: string }> }
   | { type: "NO_CHECKPOINT"; seq: number }
-  /** The body of the batch with this digest, which a NEW_VIEW fixed at `seq` (`batch-fetch.ts`). */
-  | { type: "FETCH_BATCH"; seq: number; digest: string }
-  /** The answer: checked against the digest asked for, so anyone holding the body may give it. */
-  | { type: "BATCH"; seq: number; batch: BatchBody }
+  /**
+   * The bodies of these batches, which a NEW_VIEW fixed at these numbers (`batch-fetch.ts`): one
+   * request for all a replica lacks from one holder, as its allowance of answers counts requests.
+   */
+  | { type: "FETCH_BATCH"; wants: SeqDigest[] }
+  /**
+   * The answer: those held, within a reply's bytes. Each is checked against the digest asked for,
+   * so anyone holding a body may give it.
+   */
+  | { type: "BATCH"; batches: Array<{ seq: number; batch: BatchBody }> }
   | { type: "NEW_KEY"; certificate: KeyCertificate }
   | { type: "KEY_QUERY" }
   /**
@@ -709,13 +717,20 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     }
     case "NO_CHECKPOINT":
       return isCount(v.seq) ? { type: v.type, seq: v.seq } : undefined;
-    case "FETCH_BATCH":
-      return isCount(v.seq) && isDigest(v.digest)
-        ? { type: v.type, seq: v.seq, digest: v.digest }
-        : undefined;
+    case "FETCH_BATCH": {
+      const wants = list(v.wants, seqDigest, MAX_BATCHES_FETCHED);
+      return wants && { type: v.type, wants };
+    }
     case "BATCH": {
-      const batch = batchBody(v.batch);
-      return isCount(v.seq) && batch ? { type: v.type, seq: v.seq, batch } : undefined;
+      const batches = list(
+        v.batches,
+        (x) => {
+          const batch = isObj(x) ? batchBody(x.batch) : undefined;
+          return isObj(x) && isCount(x.seq) && batch ? { seq: x.seq, batch } : undefined;
+        },
+        MAX_BATCHES_FETCHED,
+      );
+      return batches && { type: v.type, batches };
     }
     case "META": {
       const clients = list(

@@ -6,7 +6,7 @@
 import { refreshViewFor, viewFreshFor } from "./amnesia.js";
 import { maybeRecovered } from "./catch-up.js";
 import { relayKeys } from "./keys.js";
-import type { ExecutedEntry, ReplicaBody } from "./messages.js";
+import { type ExecutedEntry, type ReplicaBody, requestBytesAtMost } from "./messages.js";
 import { propose } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
 import { ownViewChange } from "./view-change.js";
@@ -123,7 +123,10 @@ export function onStatus(
       const at = r.executedAtMs.get(s);
       if (e === undefined || at === undefined) break;
       if (!body.catchingUp && r.nowMs - at < r.config.statusIntervalMs) break;
-      bytes += 256 + e.requests.length * 256;
+      // Counted as JSON could write the requests at most: at 256 bytes a request, an EXECUTED of
+      // writes of 1 MiB held thousands of megabytes, over any frame, and was never sent.
+      bytes += 256;
+      for (const request of e.requests) bytes += requestBytesAtMost(request);
       if (entries.length > 0 && bytes > r.config.maxReplyBytes) break;
       entries.push(e);
     }

@@ -4,7 +4,13 @@
  * in `new-view-decision.ts`.
  */
 import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amnesia.js";
-import { bodiesWithin, fetchBatch, takeBatch, viewChangeBodyBudget } from "./batch-fetch.js";
+import {
+  askForBatches,
+  bodiesWithin,
+  missBatch,
+  takeBatches,
+  viewChangeBodyBudget,
+} from "./batch-fetch.js";
 import { behind } from "./catch-up.js";
 import { settleColdStart } from "./cold-start.js";
 import { queryKey, sendMissingKeys } from "./keys.js";
@@ -645,7 +651,7 @@ function startView(
       const batch = { digest: p.digest, origin: known.origin, requests: known.requests };
       placeBatch(r, p.seq, batch);
       fixed.push({ seq: p.seq, batch });
-    } else fetchBatch(r, p.seq, p.digest, holdersOf(viewChanges, p));
+    } else missBatch(r, p.seq, p.digest, holdersOf(viewChanges, p));
     // A PREPARE needs the digest alone: the body is needed to execute.
     if (r.primaryOf(view) !== r.config.self && r.mayVote()) {
       slot.sentPrepare = r.broadcast({ type: "PREPARE", view, seq: p.seq, digest: p.digest });
@@ -653,6 +659,7 @@ function startView(
     }
   }
   r.nextSeq = maxSeq + 1;
+  askForBatches(r, r.missingBatches.keys());
   takeReproposed(
     r,
     fixed.map((f) => f.batch),
@@ -708,21 +715,22 @@ function takeReproposed(r: ReplicaState, batches: readonly BatchBody[]): void {
     if (reproposed.has(r.queued[i] as string)) r.queued.splice(i, 1);
 }
 
-/** A body this replica fetched for a number the current view's NEW_VIEW fixed (`batch-fetch.ts`). */
+/** Bodies this replica fetched for numbers the current view's NEW_VIEW fixed (`batch-fetch.ts`). */
 export function onBatch(
   r: ReplicaState,
   from: string,
   body: Extract<ReplicaBody, { type: "BATCH" }>,
 ): void {
-  const batch = takeBatch(r, from, body);
-  if (batch === undefined) return;
-  const slot = r.slots.get(body.seq);
-  if (slot === undefined || slot.view !== r.view || slot.digest !== batch.digest) return;
-  if (slot.requests !== undefined) return;
-  placeBatch(r, body.seq, batch);
-  takeReproposed(r, [batch]);
-  checkPrepared(r, body.seq);
-  executeReady(r);
+  const taken = takeBatches(r, from, body);
+  for (const { seq, batch } of taken) {
+    const slot = r.slots.get(seq);
+    if (slot === undefined || slot.view !== r.view || slot.digest !== batch.digest) continue;
+    if (slot.requests !== undefined) continue;
+    placeBatch(r, seq, batch);
+    takeReproposed(r, [batch]);
+    checkPrepared(r, seq);
+  }
+  if (taken.length > 0) executeReady(r);
 }
 
 /** The host is about to be shut down: a primary hands off so the next view starts at once. */

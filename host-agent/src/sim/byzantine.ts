@@ -74,7 +74,13 @@ export type ByzantineBehaviour =
    * for the most an answer may carry, and STATUS messages saying it is far behind, in an older
    * view and amnesic. Also while the service idles.
    */
-  | "ask-flood";
+  | "ask-flood"
+  /**
+   * Batch bodies (`batch-fetch.ts`): a BATCH answer with another body under the digest asked
+   * for; a VIEW_CHANGE claiming a batch prepared whose body nobody has; FETCH_BATCHes for every
+   * batch it saw, to every peer, again and again.
+   */
+  | "lie-batches";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -95,6 +101,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "fabricate-requests",
   "shun-rejuvenated",
   "ask-flood",
+  "lie-batches",
 ];
 
 /**
@@ -538,6 +545,17 @@ export class ByzantineFilter {
           digest: batchDigest("", []),
         });
       case "VIEW_CHANGE": {
+        if (this.behaviours.has("lie-batches") && this.prng.chance(0.3)) {
+          // A batch prepared in the view just before, that no replica ever saw: no body to fetch.
+          this.took("lying-batches.view-change");
+          const seq = body.stable.seq + this.prng.int(1, 4);
+          const claim = { seq, view: Math.max(0, body.newView - 1), digest: this.randomDigest() };
+          return this.reseal(envelope, {
+            ...body,
+            prepared: [...body.prepared.filter((p) => p.seq !== seq), claim],
+            prePrepared: [...body.prePrepared, claim],
+          });
+        }
         if (!has("lie-view-change")) return undefined;
         this.took("lying-view-change");
         // A batch seen proposed, with the origin it had: perhaps one of the era before a cold start.
@@ -639,6 +657,20 @@ export class ByzantineFilter {
       case "LEAVES":
       case "PARTS":
         return has("lie-transfer") ? this.lieAboutState(envelope, body) : undefined;
+      case "BATCH": {
+        if (!this.behaviours.has("lie-batches") || !this.prng.chance(0.6)) return undefined;
+        this.took("lying-batches.batch");
+        // Another batch it saw, or an empty one, under the digest asked for.
+        const other =
+          this.batches.length > 0 ? this.prng.pick(this.batches) : { origin: "", requests: [] };
+        return this.reseal(envelope, {
+          ...body,
+          batches: body.batches.map(({ seq, batch }) => ({
+            seq,
+            batch: { ...other, digest: batch.digest },
+          })),
+        });
+      }
       default:
         return undefined;
     }
@@ -970,6 +1002,19 @@ export class ByzantineFilter {
   /** Unprompted mischief, every few ticks. */
   mischief(nowMs: number): Outgoing[] {
     const out: Outgoing[] = [];
+    if (this.behaviours.has("lie-batches") && this.batches.length > 0 && this.prng.chance(0.3)) {
+      // Every peer is asked for bodies it may hold: each answer costs it a batch's bytes, within
+      // this replica's allowance of fetch answers.
+      this.took("lying-batches.fetch");
+      const { signer, epoch } = this.signer();
+      const wants = [0, 1, 2, 3].map(() => {
+        const batch = this.prng.pick(this.batches);
+        return { seq: this.seqSeen, digest: batchDigest(batch.origin, batch.requests) };
+      });
+      const body: ReplicaBody = { type: "FETCH_BATCH", wants };
+      const message = sealEnvelope(this.self, epoch, body, (b) => signer.sign(b));
+      for (let i = 0; i < 4; i++) out.push({ to: "all", message });
+    }
     if (this.behaviours.has("replay") && this.seen.length > 0 && this.prng.chance(0.3)) {
       this.took("replay");
       out.push({ to: this.prng.pick(this.peers), message: this.prng.pick(this.seen) });

@@ -75,7 +75,8 @@ export interface SimResult {
  * Replica counters the summary adds up: how often clients were suspected, and suspicions lapsed;
  * state transfers that waited a round because no voucher could serve (they had dropped the
  * checkpoint, or lied), and transfers the replica overtook from its peers' log; STATUS messages
- * of peers beyond what a replica answers (`onStatus`).
+ * of peers beyond what a replica answers (`onStatus`); batch bodies a new view fixed that a replica
+ * lacked, and those it fetched (`batch-fetch.ts`).
  */
 export const SUMMED_COUNTERS = [
   "clients.suspected",
@@ -85,6 +86,8 @@ export const SUMMED_COUNTERS = [
   "state-transfer.overtaken",
   "status.over-allowance",
   "client.over-allowance",
+  "batches.missing",
+  "batches.fetched",
 ] as const;
 
 /** What a held client's connection holds unread at most, in messages (its buffers). */
@@ -227,6 +230,9 @@ class ClusterSim {
           : {}),
         ...(this.s.suspicionTimeouts !== undefined
           ? { suspicionTimeouts: this.s.suspicionTimeouts }
+          : {}),
+        ...(this.s.viewChangeBodyBytes !== undefined
+          ? { viewChangeBodyBytes: this.s.viewChangeBodyBytes }
           : {}),
       },
       this.ring((recovering || coldStart) && this.s.restartsKnowNoKeys ? node.id : undefined),
@@ -615,6 +621,11 @@ class ClusterSim {
           );
         // A message that reached a bug in a correct replica's handlers: dropped there so that the
         // replica lives on, but a bug all the same.
+        // A correct replica sends only a body it holds under that digest (`serveBatch`).
+        if (correct && a.kind === "bad-batch" && !this.everCompromised.has(a.from))
+          this.checker.violations.push(
+            `bad batch: ${node.id}: from correct ${a.from}: ${a.detail}`,
+          );
         if (correct && a.kind === "handler-fault")
           this.checker.violations.push(`handler fault: ${node.id}: ${a.detail} (from ${a.from})`);
         break;

@@ -111,6 +111,12 @@ export interface Scenario {
    */
   readFlood?: { everyMs: number; allowanceBytesPerSecond: number };
   /**
+   * The bodies a VIEW_CHANGE carries, in bytes (`ReplicaConfig.viewChangeBodyBytes`): 0 or a few
+   * hundred, so that a new view takes the bodies of what it re-proposes from its replicas' own
+   * stores or fetches them (FETCH_BATCH), as it does on hosts with values of a megabyte.
+   */
+  viewChangeBodyBytes?: number;
+  /**
    * The mobile adversary aims its move: the replica it leaves, before its reset, votes PREPARE and
    * COMMIT for the next sequence numbers of its view, one batch to half the backups and the
    * empty batch to the other half; then it takes that view's primary, which proposes and commits
@@ -244,5 +250,9 @@ export function scenarioFor(seed: number): Scenario {
       // replica, answers included.
       allowanceBytesPerSecond: adversary.pick([128, 256]) * 1024,
     };
+  if (adversary.chance(0.3)) {
+    scenario.viewChangeBodyBytes = adversary.pick([0, 600]);
+    for (const b of byzantine) if (adversary.chance(0.5)) b.behaviours.push("lie-batches");
+  }
   return scenario;
 }
