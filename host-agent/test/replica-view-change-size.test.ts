@@ -11,10 +11,18 @@ import { describe, expect, it } from "vitest";
 import { MAX_MESSAGE_BYTES, type ReplicaBody, type SeqDigest } from "../src/replica/messages.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 
-/** The message's type, read off its body even where `parseEnvelope` refuses it as too large. */
-const typeOf = (message: Buffer): string | undefined =>
-  (JSON.parse(message.subarray(message.indexOf(10) + 1).toString("utf8")) as { type?: string })
-    .type;
+const types = new WeakMap<Buffer, string | undefined>();
+/**
+ * The message's type, read off its body even where `parseEnvelope` refuses it as too large; once
+ * per message (a broadcast is one buffer for every receiver), as parsing megabytes is slow.
+ */
+const typeOf = (message: Buffer): string | undefined => {
+  if (!types.has(message)) {
+    const body = JSON.parse(message.subarray(message.indexOf(10) + 1).toString("utf8"));
+    types.set(message, (body as { type?: string }).type);
+  }
+  return types.get(message);
+};
 const fits = (m: { message: Buffer }) => m.message.length <= MAX_MESSAGE_BYTES;
 
 /** A write of `chars` control characters from each of c1, c2 and c3, to every replica. */
@@ -45,11 +53,12 @@ describe("a view change over prepared batches of large writes", () => {
     c.deliver(() => true);
     const requests = largeWrites(c, 700 * 1024);
     // r4 never gets a PRE_PREPARE, nor a report of what others executed: it can take the bodies
-    // only from the VIEW_CHANGEs or by fetching them.
+    // only from the VIEW_CHANGEs or by fetching them. (No HOLDs either: every correct replica
+    // holds the writes from their clients, and checking megabyte HOLDs made this test slow.)
     const others = ["r2", "r3", "r4"];
     const net = (m: { from: string; to: string; message: Buffer }, commits: boolean) => {
-      const type = typeOf(m.message);
-      if (!fits(m) || (type === "COMMIT" && !commits)) return false;
+      const type = typeOf(m.message) ?? "";
+      if (!fits(m) || (type === "COMMIT" && !commits) || type.startsWith("HOLD")) return false;
       return m.to !== "r4" || (type !== "PRE_PREPARE" && type !== "EXECUTED");
     };
     // No COMMIT: the batches are prepared at r1, r2 and r3, and executed nowhere.

@@ -4,7 +4,12 @@ import { KvStore } from "../src/kv/kv-store.js";
 import { FANOUT } from "../src/kv/partition-tree.js";
 import { INLINE_METAS, INLINE_PART_BYTES, serveFetch } from "../src/replica/catch-up.js";
 import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
-import { parseEnvelope, type ReplicaBody } from "../src/replica/messages.js";
+import {
+  type ClientTableEntry,
+  MAX_MESSAGE_BYTES,
+  parseEnvelope,
+  type ReplicaBody,
+} from "../src/replica/messages.js";
 import type { ReplicaState } from "../src/replica/replica-state.js";
 import { StateTransfer } from "../src/replica/state-transfer.js";
 import { replicaCluster } from "./replica-cluster.js";
@@ -251,5 +256,96 @@ describe("a state transfer of a small difference", () => {
       step = transfer.onReply("r1", serve(snapshot, ask?.body as ReplicaBody), 10 + round);
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+  });
+});
+
+describe("a state transfer of a client table larger than a reply", () => {
+  /** Five clients whose last result was a read of 300 KiB of control characters: 9 MB as JSON. */
+  function largeTable() {
+    const { snapshot, own } = smallDifference();
+    const clients: ClientTableEntry[] = ["c1", "c2", "c3", "c4", "c5"].map((client, i) => ({
+      client,
+      ts: i + 1,
+      result: { op: "get", value: "\u0001".repeat(300 * 1024) },
+      seq: i + 1,
+    }));
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest(clients));
+    return { snapshot, own, clients, target: { seq: 32, digest } };
+  }
+
+  /** A replica serving the checkpoint: each answer as sent. */
+  function server(snapshot: KvSnapshot, clients: ClientTableEntry[]) {
+    const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * 1024 * 1024 });
+    const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
+    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients });
+    return (request: ReplicaBody) => {
+      r.out = [];
+      serveFetch(r, "r2", request);
+      const sent = r.out[0];
+      if (sent?.type !== "send") throw new Error("no answer");
+      return { bytes: sent.message.length, body: parseEnvelope(sent.message)?.body as ReplicaBody };
+    };
+  }
+
+  it("fetches the table page by page from the META's sender, each answer within a frame", () => {
+    const { snapshot, own, clients, target } = largeTable();
+    const serve = server(snapshot, clients);
+    const transfer = new StateTransfer(target, own, ["r1"], 0, 200);
+    let step = transfer.start();
+    const asked: string[] = [];
+    for (let t = 1; step.send.length > 0 && t < 50; t++) {
+      const request = step.send[0] as { to: string; body: ReplicaBody };
+      asked.push(request.body.type);
+      const answer = serve(request.body);
+      expect(answer.bytes).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+      step = transfer.onReply(request.to, answer.body, t);
+    }
+    expect(asked[0]).toBe("FETCH_META");
+    expect(asked.filter((type) => type === "FETCH_CLIENTS").length).toBeGreaterThan(0);
+    expect(step.done?.clients).toEqual(clients);
+    expect(step.done?.store.get("k7")).toBe("changed");
+  });
+
+  it("checks the whole table: a page with another result sends it to the next voucher", () => {
+    const { snapshot, own, clients, target } = largeTable();
+    const serve = server(snapshot, clients);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    let step = transfer.start();
+    for (let t = 1; step.send.length > 0 && t < 50; t++) {
+      const request = step.send[0] as { to: string; body: ReplicaBody };
+      if (request.body.type === "FETCH_META" && t > 1) break;
+      let { body } = serve(request.body);
+      if (body.type === "CLIENTS" && body.clients[0]?.client === "c3")
+        body = { ...body, clients: [{ ...(body.clients[0] as ClientTableEntry), ts: 99 }] };
+      step = transfer.onReply(request.to, body, t);
+    }
+    expect(step.rejected).toBe("META does not match the checkpoint digest");
+    expect(step.send).toEqual([
+      { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
+    expect(step.done).toBeUndefined();
+  });
+
+  it("takes pages only from the META's sender, in order", () => {
+    const { snapshot, own, clients, target } = largeTable();
+    const serve = server(snapshot, clients);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const meta = serve(transfer.start().send[0]?.body as ReplicaBody).body as Extract<
+      ReplicaBody,
+      { type: "META" }
+    >;
+    // Two entries fit a reply of 4 MiB: the META carries c1 and c2, and says there are five.
+    expect(meta.clients.map((e) => e.client)).toEqual(["c1", "c2"]);
+    expect(meta.clientsTotal).toBe(5);
+    const ask = transfer.onReply("r1", meta, 1).send[0];
+    expect(ask).toEqual({ to: "r1", body: { type: "FETCH_CLIENTS", seq: 32, from: 2 } });
+    const page = serve(ask?.body as ReplicaBody).body;
+    // The same page from another replica, or a page out of order: not taken.
+    expect(transfer.onReply("r2", page, 2).send).toEqual([]);
+    const later = serve({ type: "FETCH_CLIENTS", seq: 32, from: 4 }).body;
+    expect(transfer.onReply("r1", later, 3).send).toEqual([]);
+    expect(transfer.onReply("r1", page, 4).send).toEqual([
+      { to: "r1", body: { type: "FETCH_CLIENTS", seq: 32, from: 4 } },
+    ]);
   });
 });

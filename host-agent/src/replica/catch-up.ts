@@ -8,7 +8,7 @@ import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import type { KvStore } from "../kv/kv-store.js";
 import { FANOUT } from "../kv/partition-tree.js";
 import { addCheckpointVote, makeStable } from "./checkpoints.js";
-import { ClientTable } from "./client-table.js";
+import { ClientTable, clientsPage } from "./client-table.js";
 import {
   batchDigest,
   type ClientTableEntry,
@@ -305,16 +305,22 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
     return;
   }
   const s = cp.snapshot;
+  const pageBytes = r.config.clientsPageBytes ?? r.config.maxReplyBytes;
   if (body.type === "FETCH_META") {
     const metas = s.metaDigests().map((d) => d.toString("hex"));
+    const clients = clientsPage(cp.clients, 0, pageBytes);
     r.send(from, {
       type: "META",
       seq: cp.seq,
       kvRoot: s.root().toString("hex"),
-      clients: cp.clients,
+      clients,
       metas,
       ...(body.have !== undefined ? inlineDifference(s, metas, body.have) : {}),
+      ...(clients.length < cp.clients.length ? { clientsTotal: cp.clients.length } : {}),
     });
+  } else if (body.type === "FETCH_CLIENTS") {
+    const clients = clientsPage(cp.clients, body.from, pageBytes);
+    r.send(from, { type: "CLIENTS", seq: cp.seq, from: body.from, clients });
   } else if (body.type === "FETCH_LEAVES") {
     const metas = body.metas.filter((m) => m < s.metaDigests().length).slice(0, 64);
     r.send(from, {

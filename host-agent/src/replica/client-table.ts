@@ -47,6 +47,27 @@ export class ClientTable {
   }
 }
 
+/**
+ * The entries of a sorted table from `from` on while they fit `budgetBytes` as JSON writes them,
+ * always the first: what one META or CLIENTS carries (a client's last result may be a value of
+ * 1 MiB).
+ */
+export function clientsPage(
+  sorted: readonly ClientTableEntry[],
+  from: number,
+  budgetBytes: number,
+): ClientTableEntry[] {
+  const page: ClientTableEntry[] = [];
+  let bytes = 0;
+  for (let i = from; i < sorted.length; i++) {
+    const entry = sorted[i] as ClientTableEntry;
+    bytes += JSON.stringify(entry).length + 1;
+    if (page.length > 0 && bytes > budgetBytes) break;
+    page.push(entry);
+  }
+  return page;
+}
+
 export function clientTableDigest(sorted: readonly ClientTableEntry[]): string {
   return sha256Hex("clients", canonicalJson(sorted));
 }

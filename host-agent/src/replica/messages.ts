@@ -199,7 +199,17 @@ export type ReplicaBody =
        */
       leaves?: Array<{ meta: number; digests: string[] }>;
       parts?: Array<{ index: number; data: string }>;
+      /**
+       * Present when `clients` is only the table's first entries, within a reply's bytes: how
+       * many it has. The asker fetches the rest from the same sender (FETCH_CLIENTS) before it
+       * checks the whole against the checkpoint digest: a client's last result may be a value of
+       * 1 MiB, and a dozen of them made a META larger than a frame.
+       */
+      clientsTotal?: number;
     }
+  /** The checkpoint's client table from entry `from` on (`state-transfer.ts`). */
+  | { type: "FETCH_CLIENTS"; seq: number; from: number }
+  | { type: "CLIENTS"; seq: number; from: number; clients: ClientTableEntry[] }
   | { type: "FETCH_LEAVES"; seq: number; metas: number[] }
   | { type: "LEAVES"; seq: number; leaves: Array<{ meta: number; digests: string[] }> }
   | { type: "FETCH_PARTS"; seq: number; parts: number[] }
@@ -552,6 +562,28 @@ export function parseClientRequest(v: unknown): ClientRequest | undefined {
   return { client: v.client, ts: v.ts, op };
 }
 
+/** Entries of a client table a META or CLIENTS may carry, and the most a table may have. */
+const MAX_CLIENTS = 1 << 16;
+
+const clientEntries = (v: unknown): ClientTableEntry[] | undefined =>
+  list(
+    v,
+    (x) => {
+      if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts) || !isCount(x.seq)) return undefined;
+      if (x.batch !== undefined && !isDigest(x.batch)) return undefined;
+      const result = parseKvResult(x.result);
+      if ("error" in result) return undefined;
+      return {
+        client: x.client,
+        ts: x.ts,
+        result,
+        seq: x.seq,
+        ...(x.batch !== undefined ? { batch: x.batch } : {}),
+      };
+    },
+    MAX_CLIENTS,
+  );
+
 const ORIGIN = /^[A-Za-z0-9_.-]{1,64}@[0-9]{1,16}$/;
 const isOrigin = (v: unknown): v is string => typeof v === "string" && (v === "" || ORIGIN.test(v));
 
@@ -733,29 +765,17 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       return batches && { type: v.type, batches };
     }
     case "META": {
-      const clients = list(
-        v.clients,
-        (x) => {
-          if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts) || !isCount(x.seq))
-            return undefined;
-          if (x.batch !== undefined && !isDigest(x.batch)) return undefined;
-          const result = parseKvResult(x.result);
-          if ("error" in result) return undefined;
-          return {
-            client: x.client,
-            ts: x.ts,
-            result,
-            seq: x.seq,
-            ...(x.batch !== undefined ? { batch: x.batch } : {}),
-          };
-        },
-        1 << 16,
-      );
+      const clients = clientEntries(v.clients);
       const metas = list(v.metas, (x) => (isDigest(x) ? x : undefined), 1024);
       if (!isCount(v.seq) || !isDigest(v.kvRoot) || !clients || !metas) return undefined;
       const leaves = v.leaves === undefined ? undefined : leavesList(v.leaves);
       const parts = v.parts === undefined ? undefined : partsList(v.parts);
       if ((v.leaves !== undefined && !leaves) || (v.parts !== undefined && !parts))
+        return undefined;
+      if (
+        v.clientsTotal !== undefined &&
+        !(isCount(v.clientsTotal) && v.clientsTotal <= MAX_CLIENTS)
+      )
         return undefined;
       return {
         type: v.type,
@@ -765,7 +785,18 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         metas,
         ...(leaves ? { leaves } : {}),
         ...(parts ? { parts } : {}),
+        ...(isCount(v.clientsTotal) ? { clientsTotal: v.clientsTotal } : {}),
       };
+    }
+    case "FETCH_CLIENTS":
+      return isCount(v.seq) && isCount(v.from)
+        ? { type: v.type, seq: v.seq, from: v.from }
+        : undefined;
+    case "CLIENTS": {
+      const clients = clientEntries(v.clients);
+      return isCount(v.seq) && isCount(v.from) && clients
+        ? { type: v.type, seq: v.seq, from: v.from, clients }
+        : undefined;
     }
     case "FETCH_LEAVES":
     case "FETCH_PARTS": {

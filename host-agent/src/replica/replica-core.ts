@@ -486,11 +486,13 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       onExecuted(r, from, body.entries);
       return;
     case "FETCH_META":
+    case "FETCH_CLIENTS":
     case "FETCH_LEAVES":
     case "FETCH_PARTS":
       serveFetch(r, from, body);
       return;
     case "META":
+    case "CLIENTS":
     case "LEAVES":
     case "PARTS":
     case "NO_CHECKPOINT":

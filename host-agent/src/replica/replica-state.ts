@@ -79,6 +79,11 @@ export interface ReplicaConfig {
    * fetched (`batch-fetch.ts`).
    */
   viewChangeBodyBytes?: number;
+  /**
+   * The client table's entries one META or CLIENTS carries, in bytes as JSON writes them
+   * (default `maxReplyBytes`); the rest are fetched page by page (`state-transfer.ts`).
+   */
+  clientsPageBytes?: number;
 }
 
 export interface StartingState {

@@ -45,7 +45,7 @@ export interface TransferStep {
   waiting?: true;
 }
 
-type Phase = "meta" | "leaves" | "parts" | "done";
+type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
 
 export class StateTransfer {
   private phase: Phase = "meta";
@@ -66,6 +66,13 @@ export class StateTransfer {
   private readonly without = new Set<string>();
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
+  /**
+   * A META whose client table came in part (`clientsTotal`): the rest is fetched from its sender
+   * before the whole is checked against the checkpoint digest.
+   */
+  private pendingMeta:
+    | { from: string; body: Extract<ReplicaBody, { type: "META" }>; total: number }
+    | undefined;
 
   constructor(
     readonly target: SeqDigest,
@@ -101,6 +108,10 @@ export class StateTransfer {
           have: this.base.metaDigests().map((d) => d.toString("hex")),
         },
       };
+    if (this.phase === "clients" && this.pendingMeta !== undefined) {
+      const { from, body } = this.pendingMeta;
+      return { to: from, body: { type: "FETCH_CLIENTS", seq, from: body.clients.length } };
+    }
     if (this.phase === "leaves")
       return {
         to,
@@ -117,6 +128,8 @@ export class StateTransfer {
   }
 
   nextPeer(nowMs: number): TransferStep {
+    // A client table fetched in part starts again, whole, from the next voucher.
+    if (this.phase === "clients") this.restartMeta();
     this.peerIndex++;
     this.lastProgressMs = nowMs;
     return { send: [this.request()] };
@@ -130,7 +143,16 @@ export class StateTransfer {
         // Only the voucher asked moves the transfer on (one not asked may be replayed or forged).
         return from === this.peer() ? this.cannotServe(from, nowMs) : { send: [] };
       case "META":
-        return this.phase === "meta" ? this.onMeta(from, body, nowMs) : { send: [] };
+        if (this.phase !== "meta") return { send: [] };
+        if (body.clientsTotal !== undefined && body.clientsTotal > body.clients.length) {
+          this.phase = "clients";
+          this.pendingMeta = { from, body, total: body.clientsTotal };
+          this.lastProgressMs = nowMs;
+          return { send: [this.request()] };
+        }
+        return this.onMeta(from, body, nowMs);
+      case "CLIENTS":
+        return this.phase === "clients" ? this.onClients(from, body, nowMs) : { send: [] };
       case "LEAVES":
         return this.phase === "leaves"
           ? this.onTaken(from, this.takeLeaves(body.leaves), nowMs)
@@ -163,6 +185,36 @@ export class StateTransfer {
     // An answer not asked for (a lying voucher's) does not move the transfer off the one asked.
     if (from !== this.peer()) return { send: [], ...why };
     return { ...this.nextPeer(nowMs), ...why };
+  }
+
+  private restartMeta(): void {
+    this.phase = "meta";
+    this.pendingMeta = undefined;
+  }
+
+  /** A page of the client table of the META it fetches in part: the next one, or the whole. */
+  private onClients(
+    from: string,
+    body: Extract<ReplicaBody, { type: "CLIENTS" }>,
+    nowMs: number,
+  ): TransferStep {
+    const pending = this.pendingMeta;
+    // Only the META's sender's pages, each the next one: the table is checked whole, so its
+    // pages must come from one replica.
+    if (pending === undefined || from !== pending.from) return { send: [] };
+    if (body.from !== pending.body.clients.length) return { send: [] };
+    const clients = [...pending.body.clients, ...body.clients];
+    if (body.clients.length === 0 || clients.length > pending.total) {
+      this.restartMeta();
+      return this.cannotServe(from, nowMs, "CLIENTS past the table it announced");
+    }
+    this.lastProgressMs = nowMs;
+    if (clients.length < pending.total) {
+      this.pendingMeta = { ...pending, body: { ...pending.body, clients } };
+      return { send: [this.request()] };
+    }
+    this.restartMeta();
+    return this.onMeta(from, { ...pending.body, clients }, nowMs);
   }
 
   private onMeta(

@@ -654,6 +654,7 @@ export class ByzantineFilter {
           digest: this.randomDigest(),
         });
       case "META":
+      case "CLIENTS":
       case "LEAVES":
       case "PARTS":
         return has("lie-transfer") ? this.lieAboutState(envelope, body) : undefined;
@@ -683,8 +684,18 @@ export class ByzantineFilter {
    */
   private lieAboutState(
     envelope: ReplicaEnvelope,
-    body: Extract<ReplicaBody, { type: "META" | "LEAVES" | "PARTS" }>,
+    body: Extract<ReplicaBody, { type: "META" | "CLIENTS" | "LEAVES" | "PARTS" }>,
   ): Buffer | undefined {
+    if (body.type === "CLIENTS") {
+      // A page of the client table with another client's number in it: the table is checked
+      // whole, against the checkpoint digest, once every page is in.
+      if (body.clients.length === 0) return undefined;
+      this.took("lying-transfer.clients");
+      return this.reseal(envelope, {
+        ...body,
+        clients: body.clients.map((e, i) => (i === 0 ? { ...e, ts: e.ts + 1 } : e)),
+      });
+    }
     if (this.prng.chance(0.3)) {
       this.took("lying-transfer.no-checkpoint");
       return this.reseal(envelope, { type: "NO_CHECKPOINT", seq: body.seq });

@@ -234,6 +234,9 @@ class ClusterSim {
         ...(this.s.viewChangeBodyBytes !== undefined
           ? { viewChangeBodyBytes: this.s.viewChangeBodyBytes }
           : {}),
+        ...(this.s.clientsPageBytes !== undefined
+          ? { clientsPageBytes: this.s.clientsPageBytes }
+          : {}),
       },
       this.ring((recovering || coldStart) && this.s.restartsKnowNoKeys ? node.id : undefined),
       node.signer,

@@ -117,6 +117,12 @@ export interface Scenario {
    */
   viewChangeBodyBytes?: number;
   /**
+   * The client table's entries one META or CLIENTS carries, in bytes
+   * (`ReplicaConfig.clientsPageBytes`): a few entries at most, so that a state transfer fetches
+   * the table page by page, as it does on hosts whose clients read values of a megabyte.
+   */
+  clientsPageBytes?: number;
+  /**
    * The mobile adversary aims its move: the replica it leaves, before its reset, votes PREPARE and
    * COMMIT for the next sequence numbers of its view, one batch to half the backups and the
    * empty batch to the other half; then it takes that view's primary, which proposes and commits
@@ -253,6 +259,7 @@ export function scenarioFor(seed: number): Scenario {
   if (adversary.chance(0.3)) {
     scenario.viewChangeBodyBytes = adversary.pick([0, 600]);
     for (const b of byzantine) if (adversary.chance(0.5)) b.behaviours.push("lie-batches");
+    if (adversary.chance(0.5)) scenario.clientsPageBytes = adversary.pick([64, 512]);
   }
   return scenario;
 }
