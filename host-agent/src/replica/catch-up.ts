@@ -320,6 +320,7 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
     });
   } else if (body.type === "FETCH_CLIENTS") {
     const clients = clientsPage(cp.clients, body.from, pageBytes);
+    r.count("state-transfer.client-pages-served");
     r.send(from, { type: "CLIENTS", seq: cp.seq, from: body.from, clients });
   } else if (body.type === "FETCH_LEAVES") {
     const metas = body.metas.filter((m) => m < s.metaDigests().length).slice(0, 64);

@@ -76,7 +76,7 @@ export interface SimResult {
  * state transfers that waited a round because no voucher could serve (they had dropped the
  * checkpoint, or lied), and transfers the replica overtook from its peers' log; STATUS messages
  * of peers beyond what a replica answers (`onStatus`); batch bodies a new view fixed that a replica
- * lacked, and those it fetched (`batch-fetch.ts`).
+ * lacked, and those it fetched (`batch-fetch.ts`); pages of a client table served after a META.
  */
 export const SUMMED_COUNTERS = [
   "clients.suspected",
@@ -88,6 +88,7 @@ export const SUMMED_COUNTERS = [
   "client.over-allowance",
   "batches.missing",
   "batches.fetched",
+  "state-transfer.client-pages-served",
 ] as const;
 
 /** What a held client's connection holds unread at most, in messages (its buffers). */
