@@ -140,6 +140,13 @@ export function replicaCluster(
       const signer = signers.get(id) as Signer;
       return sealEnvelope(id, epochs.get(id) ?? 0, body, (b) => signer.sign(b));
     },
+    /** As `speakAs`, with the body's text as given (a Byzantine replica need not write it canonically). */
+    speakAsText(id: string, bodyText: string): Buffer {
+      const signer = signers.get(id) as Signer;
+      const epoch = epochs.get(id) ?? 0;
+      const sig = signer.sign(Buffer.from(`smwr1 ${id} ${epoch}\n${bodyText}`, "utf8"));
+      return Buffer.from(`smwr1 ${id} ${epoch} ${sig}\n${bodyText}`, "utf8");
+    },
     /** Hands `message` to `to` at once; what it sends is in flight afterwards. */
     hand(to: string, message: Buffer) {
       const core = cores.get(to);

@@ -418,6 +418,25 @@ describe("what a Byzantine primary leaves behind for the views after it", () => 
   });
 });
 
+describe("a HOLD from a Byzantine backup", () => {
+  it("signed over a body that is not canonical is refused, as the primary would refuse it in a HOLDERS", () => {
+    const c = replicaCluster(4, 1, 0);
+    bootAll(c, c.ids);
+    const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
+    // The same HOLD, its keys in another order: its signature checks over the bytes as sent.
+    const text = JSON.stringify({ type: "HOLD", request });
+    expect(parseEnvelope(c.speakAsText("r4", text))?.body).toEqual({ type: "HOLD", request });
+    const before = c.sent.get("r3")?.length ?? 0;
+    c.hand("r3", c.speakAsText("r4", text));
+    const since = (c.sent.get("r3") ?? []).slice(before);
+    expect(since.filter((a) => a.type === "problem" && a.kind === "bad-holders")).toHaveLength(1);
+    expect(c.cores.get("r3")?.counters.get("holds.received")).toBeUndefined();
+    // Written canonically, the same HOLD counts.
+    c.hand("r3", c.speakAs("r4", { type: "HOLD", request }));
+    expect(c.cores.get("r3")?.counters.get("holds.received")).toBe(1);
+  });
+});
+
 describe("a HOLDERS message from a Byzantine backup", () => {
   it("with more HOLDs than there are backups is refused before any signature is checked", () => {
     const c = replicaCluster(4, 1, 0);

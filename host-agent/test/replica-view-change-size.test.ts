@@ -8,7 +8,12 @@
  * k' = 1; the network here drops what a frame could not carry.
  */
 import { describe, expect, it } from "vitest";
-import { MAX_MESSAGE_BYTES, type ReplicaBody, type SeqDigest } from "../src/replica/messages.js";
+import {
+  batchDigest,
+  MAX_MESSAGE_BYTES,
+  type ReplicaBody,
+  type SeqDigest,
+} from "../src/replica/messages.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 
 const types = new WeakMap<Buffer, string | undefined>();
@@ -145,6 +150,12 @@ describe("fetching a body a NEW_VIEW fixed", () => {
     }
     const r4 = c.cores.get("r4");
     expect(r4?.counters.get("batches.missing")).toBe(1);
+    // Votes flow, and no body reaches r4: it PREPAREs on the digest, but COMMITs only once it
+    // holds the body (then it is one more that can give it, and says so in a VIEW_CHANGE).
+    c.run(300, (m) => withoutR1(m) && !(m.to === "r4" && typeOf(m.message) === "BATCH"));
+    expect(bodiesOf(c.sent.get("r4") ?? [], "PREPARE").length).toBeGreaterThan(0);
+    expect(bodiesOf(c.sent.get("r4") ?? [], "COMMIT")).toEqual([]);
+    expect(r4?.counters.get("commit.awaiting-body")).toBeGreaterThan(0);
     const asks = () =>
       (c.sent.get("r4") ?? []).flatMap((a) =>
         a.type === "send" && typeOf(a.message) === "FETCH_BATCH"
@@ -177,6 +188,7 @@ describe("fetching a body a NEW_VIEW fixed", () => {
     for (let step = 0; step < 300 && r4?.readValue("w") === null; step++) c.run(10, withoutR1);
     expect(r4?.counters.get("batches.fetched")).toBe(1);
     expect(r4?.readValue("w")).toBe("1");
+    expect(bodiesOf(c.sent.get("r4") ?? [], "COMMIT").length).toBeGreaterThan(0);
   });
 });
 
@@ -211,5 +223,42 @@ describe("an EXECUTED report of large writes to a peer behind", () => {
       .flatMap((a) => (a.type === "send" && typeOf(a.message) === "EXECUTED" ? [a.message] : []));
     expect(executed.length).toBeGreaterThan(0);
     for (const m of executed) expect(m.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+  });
+});
+
+describe("a Byzantine replica's VIEW_CHANGE", () => {
+  it("carrying megabytes of bodies is refused: every NEW_VIEW formed with it would be too large", () => {
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    // Bodies of batches it made up, each with its digest, so nothing else in it is wrong.
+    const requests = [c.request(1, { op: "put", key: "x", value: "y".repeat(800 * 1024) })];
+    const origin = c.originOf("r4");
+    const batches = [1, 2, 3].map(() => ({
+      digest: batchDigest(origin, requests),
+      origin,
+      requests,
+    }));
+    const body: ReplicaBody = {
+      type: "VIEW_CHANGE",
+      newView: 1,
+      stable: c.cores.get("r2")?.stableCheckpoint ?? { seq: 0, digest: "" },
+      checkpoints: [],
+      prepared: [],
+      prePrepared: [],
+      batches,
+      keyEpochs: [0, 0, 0, 0],
+    };
+    const before = c.sent.get("r2")?.length ?? 0;
+    c.hand("r2", c.speakAs("r4", body));
+    const refused = (c.sent.get("r2") ?? [])
+      .slice(before)
+      .filter((a) => a.type === "problem" && a.kind === "bad-view-change");
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as { detail: string }).detail).toMatch(/bytes, over/);
+    // The same VIEW_CHANGE without the bodies is taken.
+    const after = c.sent.get("r2")?.length ?? 0;
+    c.hand("r2", c.speakAs("r4", { ...body, batches: [] }));
+    expect((c.sent.get("r2") ?? []).slice(after).filter((a) => a.type === "problem")).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import type { KvSnapshot } from "../src/kv/kv-snapshot.js";
 import { KvStore } from "../src/kv/kv-store.js";
 import { FANOUT } from "../src/kv/partition-tree.js";
 import { INLINE_METAS, INLINE_PART_BYTES, serveFetch } from "../src/replica/catch-up.js";
-import { checkpointDigest, clientTableDigest } from "../src/replica/client-table.js";
+import { checkpointDigest, clientsPage, clientTableDigest } from "../src/replica/client-table.js";
 import {
   type ClientTableEntry,
   MAX_MESSAGE_BYTES,
@@ -324,6 +324,53 @@ describe("a state transfer of a client table larger than a reply", () => {
       { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
     ]);
     expect(step.done).toBeUndefined();
+  });
+
+  it("counts a page in bytes, not characters", () => {
+    const entry = (client: string): ClientTableEntry => ({
+      client,
+      ts: 1,
+      result: { op: "get", value: "€".repeat(1000) },
+      seq: 1,
+    });
+    const table = [entry("c1"), entry("c2"), entry("c3")];
+    // About 1,050 characters and 3,050 bytes each as JSON: two fit 4,000 characters, one 4,000 bytes.
+    expect(clientsPage(table, 0, 4000)).toEqual([entry("c1")]);
+    expect(clientsPage(table, 1, 7000)).toEqual([entry("c2"), entry("c3")]);
+  });
+
+  it("pages a META only from the voucher asked, and only for a table the client list allows", () => {
+    const { snapshot, own, clients, target } = largeTable();
+    const serve = server(snapshot, clients);
+    const fetchMeta = { type: "FETCH_META", seq: 32 } as const;
+    const meta = serve(fetchMeta).body as Extract<ReplicaBody, { type: "META" }>;
+    // r1 is asked; r3 announces pages it would never send: not taken, r1 is still waited for.
+    const transfer = new StateTransfer(target, own, ["r1", "r2", "r3"], 0, 200, 5);
+    transfer.start();
+    expect(transfer.onReply("r3", meta, 1)).toEqual({ send: [] });
+    expect(transfer.onReply("r1", meta, 2).send[0]?.body.type).toBe("FETCH_CLIENTS");
+    // More entries than there are clients on the list: refused, the next voucher asked.
+    const fewer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, 4);
+    fewer.start();
+    const step = fewer.onReply("r1", meta, 1);
+    expect(step.rejected).toBe("a client table that cannot be");
+    expect(step.send[0]?.to).toBe("r2");
+  });
+
+  it("refuses pages that do not continue the table in order, and starts again at the next voucher", () => {
+    const { snapshot, own, clients, target } = largeTable();
+    const serve = server(snapshot, clients);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, 5);
+    const meta = serve(transfer.start().send[0]?.body as ReplicaBody).body;
+    const ask = transfer.onReply("r1", meta, 1).send[0];
+    const page = serve(ask?.body as ReplicaBody).body as Extract<ReplicaBody, { type: "CLIENTS" }>;
+    // The same clients again: a table with c1 twice.
+    const again = { ...page, clients: clients.slice(0, page.clients.length) };
+    const step = transfer.onReply("r1", again, 2);
+    expect(step.rejected).toBe("CLIENTS that do not continue the table");
+    expect(step.send).toEqual([
+      { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
+    ]);
   });
 
   it("takes pages only from the META's sender, in order", () => {

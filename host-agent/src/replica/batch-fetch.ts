@@ -31,6 +31,16 @@ export function viewChangeBodyBudget(n: number): number {
   return Math.floor(MAX_MESSAGE_BYTES / (4 * Math.max(1, n)));
 }
 
+/**
+ * The most a peer's VIEW_CHANGE may take on the wire: a NEW_VIEW carries up to n of them, each
+ * written at most twice over, within two thirds of a frame. A correct one, its bodies within
+ * `viewChangeBodyBudget`, is far below; a larger one (a Byzantine replica's, with bodies of
+ * batches it made up) would make every NEW_VIEW formed with it too large to send.
+ */
+export function viewChangeWireLimit(n: number): number {
+  return Math.floor(MAX_MESSAGE_BYTES / (3 * Math.max(1, n)));
+}
+
 /** The bodies a VIEW_CHANGE carries: of `prepared`, in sequence order, while they fit `budgetBytes`. */
 export function bodiesWithin(
   prepared: readonly ViewSeqDigest[],
@@ -65,7 +75,10 @@ export function missBatch(
 ): void {
   const others = holders.filter((h) => h !== r.config.self);
   if (others.length === 0) others.push(...r.peers());
-  r.missingBatches.set(seq, { digest, holders: others, asked: 0, askedAtMs: r.nowMs });
+  // Each replica starts at another holder, so that a silent one first in the list does not
+  // cost every replica a status interval.
+  const asked = Math.max(0, r.config.ids.indexOf(r.config.self));
+  r.missingBatches.set(seq, { digest, holders: others, asked, askedAtMs: r.nowMs });
   r.count("batches.missing");
 }
 

@@ -46,6 +46,7 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     vouchers,
     r.nowMs,
     Math.max(2 * r.config.statusIntervalMs, 50),
+    r.ring.clientCount,
   );
   applyTransferStep(r, r.transfer.start());
 }
@@ -135,8 +136,14 @@ function installState(
     slot.requests = batch.requests;
     notePrePrepared(r, seq, batch.digest, batch.origin, batch.requests);
   }
+  // And those whose bodies it is still fetching (`batch-fetch.ts`): their digests are fixed too.
+  for (const [seq, missing] of r.missingBatches) {
+    if (seq <= target.seq || r.slots.get(seq)?.digest !== undefined) continue;
+    slotAt(r, seq, r.view).digest = missing.digest;
+  }
   // Nor does a primary propose anew at a number its NEW_VIEW fixed (two PRE_PREPAREs there).
-  for (const seq of r.viewProposals.keys()) if (seq >= r.nextSeq) r.nextSeq = seq + 1;
+  for (const seq of [...r.viewProposals.keys(), ...r.missingBatches.keys()])
+    if (seq >= r.nextSeq) r.nextSeq = seq + 1;
   for (const [d, req] of [...r.pending]) if (req.ts <= r.clients.lastTs(req.client)) release(r, d);
   if (r.mode === "recovering") {
     r.mode = "normal";

@@ -61,7 +61,8 @@ export function clientsPage(
   let bytes = 0;
   for (let i = from; i < sorted.length; i++) {
     const entry = sorted[i] as ClientTableEntry;
-    bytes += JSON.stringify(entry).length + 1;
+    // Bytes, not UTF-16 units: a value of 3-byte characters is three times its length.
+    bytes += Buffer.byteLength(JSON.stringify(entry)) + 1;
     if (page.length > 0 && bytes > budgetBytes) break;
     page.push(entry);
   }

@@ -461,14 +461,20 @@ export function checkPrepared(r: ReplicaState, seq: number): void {
   }
   // q - 1 PREPAREs from backups plus the primary's PRE_PREPARE.
   if (matching(slot.prepares, slot.digest) < r.config.quorums.quorum - 1) return;
+  // Not without the body (a NEW_VIEW's batch still being fetched, `batch-fetch.ts`): a replica
+  // that COMMITs holds the body and says so in its next VIEW_CHANGE (pre-prepared), so that the
+  // quorum committing a batch are k' + 1 vouchers for it (A2) and can give it to the rest. Its
+  // PREPARE needed the digest alone; `onBatch` comes back here.
+  if (slot.requests === undefined || slot.origin === undefined) {
+    r.count("commit.awaiting-body");
+    return;
+  }
   slot.prepared = true;
   delete slot.awaiting;
-  if (slot.requests !== undefined && slot.origin !== undefined) {
-    // Prepared on q - 1 PREPAREs, more than k': one from a correct replica whose clients sent it
-    // the requests, as good a reason as its own, whether or not this one voted (it may have been
-    // waiting, or not allowed to). Its VIEW_CHANGE carries the batch.
-    notePrePrepared(r, seq, slot.digest, slot.origin, slot.requests);
-  }
+  // Prepared on q - 1 PREPAREs, more than k': one from a correct replica whose clients sent it
+  // the requests, as good a reason as its own, whether or not this one voted (it may have been
+  // waiting, or not allowed to). Its VIEW_CHANGE names the batch pre-prepared.
+  notePrePrepared(r, seq, slot.digest, slot.origin, slot.requests);
   r.preparedInfo.set(seq, { seq, view: slot.view, digest: slot.digest });
   if (!r.mayVote()) {
     checkCommitted(r, seq);

@@ -474,7 +474,7 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       onHandoff(r, from, body.view);
       return;
     case "HOLD":
-      onHold(r, from, body.request, envelope.wire);
+      onHold(r, from, body.request, envelope);
       return;
     case "HOLDERS":
       onHolders(r, from, body);

@@ -22,7 +22,7 @@
  *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on, for
  *   `SUSPICION_TIMEOUTS` view-change timeouts the first time and twice as long each time after.
  */
-import type { ClientRequest, ReplicaBody } from "./messages.js";
+import type { ClientRequest, ReplicaBody, ReplicaEnvelope } from "./messages.js";
 import { holdSignedBytes, parseEnvelope, requestDigest } from "./messages.js";
 import { armSuspicion, fromKnownClient, hold, propose, release } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
@@ -188,9 +188,22 @@ export function sendDueHolds(r: ReplicaState): void {
   }
 }
 
-export function onHold(r: ReplicaState, from: string, request: ClientRequest, wire: Buffer): void {
+export function onHold(
+  r: ReplicaState,
+  from: string,
+  request: ClientRequest,
+  envelope: ReplicaEnvelope,
+): void {
   if (!fromKnownClient(r, request)) return;
   if (request.ts <= r.clients.lastTs(request.client)) return;
+  // Counted only as the primary will check it in a HOLDERS: signed over its canonical body. One
+  // signed over other bytes of the same request would count here and not there, and this
+  // replica, timing the request on 2k' holders, would blame a correct primary.
+  if (!holdSignedBytes(request)(from, envelope.epoch).equals(envelope.signed)) {
+    r.problem("bad-holders", from, "a HOLD not signed over its canonical body");
+    return;
+  }
+  const { wire } = envelope;
   const digest = requestDigest(request);
   let byFrom = r.holds.get(request.client);
   if (byFrom === undefined) {

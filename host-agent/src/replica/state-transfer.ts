@@ -71,7 +71,13 @@ export class StateTransfer {
    * before the whole is checked against the checkpoint digest.
    */
   private pendingMeta:
-    | { from: string; body: Extract<ReplicaBody, { type: "META" }>; total: number }
+    | {
+        from: string;
+        body: Extract<ReplicaBody, { type: "META" }>;
+        /** The table so far, appended to page by page. */
+        clients: ClientTableEntry[];
+        total: number;
+      }
     | undefined;
 
   constructor(
@@ -80,6 +86,8 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
+    /** The most entries a client table may have: the clients on the list. */
+    private readonly mostClients = Number.POSITIVE_INFINITY,
   ) {
     this.lastProgressMs = nowMs;
   }
@@ -109,8 +117,8 @@ export class StateTransfer {
         },
       };
     if (this.phase === "clients" && this.pendingMeta !== undefined) {
-      const { from, body } = this.pendingMeta;
-      return { to: from, body: { type: "FETCH_CLIENTS", seq, from: body.clients.length } };
+      const { from, clients } = this.pendingMeta;
+      return { to: from, body: { type: "FETCH_CLIENTS", seq, from: clients.length } };
     }
     if (this.phase === "leaves")
       return {
@@ -145,8 +153,13 @@ export class StateTransfer {
       case "META":
         if (this.phase !== "meta") return { send: [] };
         if (body.clientsTotal !== undefined && body.clientsTotal > body.clients.length) {
+          // Paged only from the voucher asked: any other could announce pages and send none,
+          // every round.
+          if (from !== this.peer()) return { send: [] };
+          if (body.clientsTotal > this.mostClients || !sortedClients(body.clients))
+            return this.cannotServe(from, nowMs, "a client table that cannot be");
           this.phase = "clients";
-          this.pendingMeta = { from, body, total: body.clientsTotal };
+          this.pendingMeta = { from, body, clients: [...body.clients], total: body.clientsTotal };
           this.lastProgressMs = nowMs;
           return { send: [this.request()] };
         }
@@ -202,17 +215,23 @@ export class StateTransfer {
     // Only the META's sender's pages, each the next one: the table is checked whole, so its
     // pages must come from one replica.
     if (pending === undefined || from !== pending.from) return { send: [] };
-    if (body.from !== pending.body.clients.length) return { send: [] };
-    const clients = [...pending.body.clients, ...body.clients];
-    if (body.clients.length === 0 || clients.length > pending.total) {
+    const { clients } = pending;
+    if (body.from !== clients.length) return { send: [] };
+    const last = clients[clients.length - 1];
+    // Pages continue a table sorted by client (the order every replica lists it in): an entry
+    // out of order, an empty page or one past the end is not a correct voucher's.
+    if (
+      body.clients.length === 0 ||
+      clients.length + body.clients.length > pending.total ||
+      !sortedClients(body.clients) ||
+      (last !== undefined && (body.clients[0] as ClientTableEntry).client <= last.client)
+    ) {
       this.restartMeta();
-      return this.cannotServe(from, nowMs, "CLIENTS past the table it announced");
+      return this.cannotServe(from, nowMs, "CLIENTS that do not continue the table");
     }
+    for (const entry of body.clients) clients.push(entry);
     this.lastProgressMs = nowMs;
-    if (clients.length < pending.total) {
-      this.pendingMeta = { ...pending, body: { ...pending.body, clients } };
-      return { send: [this.request()] };
-    }
+    if (clients.length < pending.total) return { send: [this.request()] };
     this.restartMeta();
     return this.onMeta(from, { ...pending.body, clients }, nowMs);
   }
@@ -222,10 +241,7 @@ export class StateTransfer {
     body: Extract<ReplicaBody, { type: "META" }>,
     nowMs: number,
   ): TransferStep {
-    const sorted = body.clients.every(
-      (c, i) => i === 0 || (body.clients[i - 1] as ClientTableEntry).client < c.client,
-    );
-    if (!sorted || body.metas.length !== FANOUT)
+    if (!sortedClients(body.clients) || body.metas.length !== FANOUT)
       return this.cannotServe(from, nowMs, "malformed META");
     if (checkpointDigest(body.kvRoot, clientTableDigest(body.clients)) !== this.target.digest)
       return this.cannotServe(from, nowMs, "META does not match the checkpoint digest");
@@ -326,6 +342,11 @@ export class StateTransfer {
       },
     };
   }
+}
+
+/** Entries sorted by client, each client once: a client table as every replica lists it. */
+function sortedClients(clients: readonly ClientTableEntry[]): boolean {
+  return clients.every((c, i) => i === 0 || (clients[i - 1] as ClientTableEntry).client < c.client);
 }
 
 export function emptySnapshot(): KvSnapshot {

@@ -10,6 +10,7 @@ import {
   missBatch,
   takeBatches,
   viewChangeBodyBudget,
+  viewChangeWireLimit,
 } from "./batch-fetch.js";
 import { behind } from "./catch-up.js";
 import { settleColdStart } from "./cold-start.js";
@@ -276,7 +277,16 @@ export function onViewChange(r: ReplicaState, envelope: ReplicaEnvelope): void {
     r.problem("view-out-of-window", envelope.from, `VIEW_CHANGE to ${body.newView}`);
     return;
   }
-  const fault = viewChangeFault(body, r.config.ids.length);
+  const n = r.config.ids.length;
+  if (envelope.wire.length > viewChangeWireLimit(n)) {
+    r.problem(
+      "bad-view-change",
+      envelope.from,
+      `VIEW_CHANGE to ${body.newView}: ${envelope.wire.length} bytes, over ${viewChangeWireLimit(n)}`,
+    );
+    return;
+  }
+  const fault = viewChangeFault(body, n);
   if (fault !== undefined) {
     r.problem("bad-view-change", envelope.from, `VIEW_CHANGE to ${body.newView}: ${fault}`);
     return;
@@ -643,10 +653,13 @@ function startView(
     maxSeq = Math.max(maxSeq, p.seq); // Executed here already, perhaps not elsewhere: take part again so the others complete it.
     const slot = slotAt(r, p.seq, view);
     slot.digest = p.digest;
+    const executed = r.executedLog.get(p.seq);
     const known =
       p.digest === nullDigest()
         ? { origin: "", requests: [] }
-        : (batches.get(p.digest) ?? r.batchesByDigest.get(p.digest));
+        : (batches.get(p.digest) ??
+          r.batchesByDigest.get(p.digest) ??
+          (executed?.digest === p.digest ? executed : undefined));
     if (known !== undefined) {
       const batch = { digest: p.digest, origin: known.origin, requests: known.requests };
       placeBatch(r, p.seq, batch);
