@@ -193,7 +193,7 @@ describe("fetching a body a NEW_VIEW fixed", () => {
 });
 
 describe("an EXECUTED report of large writes to a peer behind", () => {
-  it("stays within a frame: the entries are counted as JSON could write their requests", () => {
+  it("stays within a frame, the entries counted as JSON could write them, and goes again ever more rarely", () => {
     // Counted at 256 bytes a request, three writes of 700 KiB of control characters went in one
     // EXECUTED of 12.9 MB, which is never sent, and the peer could not catch up from the log.
     const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * 1024 * 1024 });
@@ -223,6 +223,20 @@ describe("an EXECUTED report of large writes to a peer behind", () => {
       .flatMap((a) => (a.type === "send" && typeOf(a.message) === "EXECUTED" ? [a.message] : []));
     expect(executed.length).toBeGreaterThan(0);
     for (const m of executed) expect(m.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    // The peer says again and again that it is behind: the batches of megabytes go to it again
+    // ever more rarely (`large-resends.ts`), not at every STATUS.
+    const reports = () =>
+      (c.sent.get("r2") ?? []).filter(
+        (a) => a.type === "send" && a.to === "r4" && typeOf(a.message) === "EXECUTED",
+      ).length;
+    const sentBefore = reports();
+    for (let step = 1; step <= 20; step++) {
+      c.run(100, () => false);
+      c.hand("r2", c.speakAs("r4", { ...status, catchingUp: undefined } as ReplicaBody));
+    }
+    // 2 s of STATUS every 100 ms: again after 100, 200, 400 and 800 ms, not 20 times.
+    expect(reports() - sentBefore).toBeGreaterThanOrEqual(3);
+    expect(reports() - sentBefore).toBeLessThanOrEqual(6);
   });
 });
 

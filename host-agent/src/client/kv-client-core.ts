@@ -15,6 +15,7 @@
 import { isReadOnly, type KvOperation, type KvResult } from "../kv/kv-operation.js";
 import { canonicalJson } from "../replica/canonical.js";
 import type { KeyRing, Signer } from "../replica/key-ring.js";
+import { resendWaitMs } from "../replica/large-resends.js";
 import {
   type ClientRequest,
   clientSessionSigningBytes,
@@ -76,6 +77,8 @@ interface Outstanding {
   narrow: boolean;
   sentMs: number;
   retransmitAtMs: number;
+  /** Times it was sent again: a large request waits twice as long each time (`large-resends.ts`). */
+  retransmits: number;
   /** "seq batch result" (a read: "result") -> the replicas that sent it, and the states it held over. */
   votes: Map<string, Map<string, StateInterval>>;
   /** "seq batch result" -> what it stands for. */
@@ -209,6 +212,7 @@ export class KvClientCore {
       narrow: false,
       sentMs: nowMs,
       retransmitAtMs: nowMs,
+      retransmits: 0,
       votes: new Map(),
       answers: new Map(),
     };
@@ -345,7 +349,9 @@ export class KvClientCore {
       return this.order(nowMs);
     }
     this.count("retransmits");
-    o.retransmitAtMs = nowMs + this.config.retransmitMs;
+    const sizeBytes = this.currentMessage()?.length ?? 0;
+    o.retransmitAtMs = nowMs + resendWaitMs(this.config.retransmitMs, sizeBytes, o.retransmits);
+    o.retransmits++;
     o.askedReplicas.clear();
     return [...this.start(), ...this.ask(this.config.replicas)];
   }

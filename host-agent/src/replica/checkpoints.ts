@@ -122,6 +122,7 @@ export function makeStable(r: ReplicaState, seq: number, digest: string): void {
     if (s <= keepFrom) {
       r.executedLog.delete(s);
       r.executedAtMs.delete(s);
+      r.executedResends.delete(s);
     }
   for (const s of [...r.executedReports.keys()]) if (s <= seq) r.executedReports.delete(s);
   for (const s of [...r.checkpointVotes.keys()]) if (s < seq) r.checkpointVotes.delete(s);

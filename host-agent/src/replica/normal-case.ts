@@ -129,6 +129,7 @@ export function release(r: ReplicaState, digest: string): void {
   r.proposedIn.delete(digest);
   r.holdSentAtMs.delete(digest);
   r.holdSent.delete(digest);
+  r.holdResends.delete(digest);
   r.holdsRelayedAtMs.delete(digest);
 }
 

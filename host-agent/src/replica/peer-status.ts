@@ -6,6 +6,7 @@
 import { refreshViewFor, viewFreshFor } from "./amnesia.js";
 import { maybeRecovered } from "./catch-up.js";
 import { relayKeys } from "./keys.js";
+import { LARGE_MESSAGE_BYTES, LargeResends } from "./large-resends.js";
 import { type ExecutedEntry, type ReplicaBody, requestBytesAtMost } from "./messages.js";
 import { propose } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
@@ -125,9 +126,23 @@ export function onStatus(
       if (!body.catchingUp && r.nowMs - at < r.config.statusIntervalMs) break;
       // Counted as JSON could write the requests at most: at 256 bytes a request, an EXECUTED of
       // writes of 1 MiB held thousands of megabytes, over any frame, and was never sent.
-      bytes += 256;
-      for (const request of e.requests) bytes += requestBytesAtMost(request);
+      let entryBytes = 256;
+      for (const request of e.requests) entryBytes += requestBytesAtMost(request);
+      bytes += entryBytes;
       if (entries.length > 0 && bytes > r.config.maxReplyBytes) break;
+      // A large batch goes again to the same peer ever more rarely (`large-resends.ts`).
+      let resends = r.executedResends.get(s);
+      if (resends === undefined && entryBytes >= LARGE_MESSAGE_BYTES) {
+        resends = new LargeResends();
+        r.executedResends.set(s, resends);
+      }
+      if (
+        resends !== undefined &&
+        !resends.take(from, entryBytes, r.config.statusIntervalMs, r.nowMs)
+      ) {
+        r.count("resends.large-spaced");
+        break;
+      }
       entries.push(e);
     }
     if (entries.length > 0) r.send(from, { type: "EXECUTED", entries });
@@ -140,8 +155,16 @@ export function onStatus(
     for (const [seq, slot] of r.slots) {
       if (seq <= body.lastExecuted || seq <= r.lastExecuted || slot.view !== r.view) continue;
       if (r.nowMs - slot.sinceMs < r.config.statusIntervalMs) continue;
-      for (const m of [slot.prePrepare, slot.sentPrepare, slot.sentCommit])
-        if (m !== undefined) r.out.push({ type: "send", to: from, message: m });
+      for (const m of [slot.prePrepare, slot.sentPrepare, slot.sentCommit]) {
+        if (m === undefined) continue;
+        // A large PRE_PREPARE goes again ever more rarely (`large-resends.ts`).
+        slot.largeResends ??= new LargeResends();
+        if (!slot.largeResends.take(from, m.length, r.config.statusIntervalMs, r.nowMs)) {
+          r.count("resends.large-spaced");
+          continue;
+        }
+        r.out.push({ type: "send", to: from, message: m });
+      }
     }
   }
   if (body.view < r.view) resendNewView(r, from);

@@ -13,6 +13,7 @@ import { ClientAllowance } from "./client-allowance.js";
 import { ClientSessions } from "./client-sessions.js";
 import { ClientTable, checkpointDigest } from "./client-table.js";
 import type { KeyRing, Signer } from "./key-ring.js";
+import type { LargeResends } from "./large-resends.js";
 import {
   type BatchBody,
   type ClientRequest,
@@ -233,6 +234,8 @@ export interface Slot {
    * attested in its view.
    */
   primaryRevoked?: true;
+  /** When its large messages were sent again to each peer (`large-resends.ts`). */
+  largeResends?: LargeResends;
 }
 
 export interface OwnCheckpoint {
@@ -324,6 +327,10 @@ export class ReplicaState {
   /** When this replica last sent a HOLD for each request, and that HOLD as signed. */
   readonly holdSentAtMs = new Map<string, number>();
   readonly holdSent = new Map<string, Buffer>();
+  /** How many times a large request's HOLD went again (`large-resends.ts`). */
+  readonly holdResends = new Map<string, number>();
+  /** When a large executed batch went again to each peer in an EXECUTED (`large-resends.ts`). */
+  readonly executedResends = new Map<number, LargeResends>();
   /** Per client: the newest request from it this replica holds and has not seen proposed. */
   readonly newestUnproposed = new Map<string, string>();
   /** When this replica last relayed the HOLDs it counted for each request to the primary. */

@@ -22,6 +22,7 @@
  *   VIEW_CHANGEs of a NEW_VIEW, one of them correct, is suspected from that view on, for
  *   `SUSPICION_TIMEOUTS` view-change timeouts the first time and twice as long each time after.
  */
+import { LARGE_MESSAGE_BYTES, resendWaitMs } from "./large-resends.js";
 import type { ClientRequest, ReplicaBody, ReplicaEnvelope } from "./messages.js";
 import { holdSignedBytes, parseEnvelope, requestDigest } from "./messages.js";
 import { armSuspicion, fromKnownClient, hold, propose, release } from "./normal-case.js";
@@ -181,7 +182,13 @@ export function sendDueHolds(r: ReplicaState): void {
     const suspectUnproposed = r.suspects.has(request.client) && r.proposedIn.get(digest) !== r.view;
     if (!suspectUnproposed && r.nowMs - receivedMs < halfTimeoutMs) continue;
     const lastMs = r.holdSentAtMs.get(digest);
-    if (lastMs !== undefined && r.nowMs - lastMs < halfTimeoutMs) continue;
+    if (lastMs !== undefined) {
+      // A large request's HOLD goes again ever more rarely (`large-resends.ts`).
+      const times = r.holdResends.get(digest) ?? 0;
+      const size = r.holdSent.get(digest)?.length ?? 0;
+      if (r.nowMs - lastMs < resendWaitMs(halfTimeoutMs, size, times)) continue;
+      if (size >= LARGE_MESSAGE_BYTES) r.holdResends.set(digest, times + 1);
+    }
     sendHold(r, digest, request);
     afterHolders(r, digest, request);
     sent++;
