@@ -12,6 +12,7 @@
  *   checkpoints.ts     checkpoints every C sequence numbers, made stable by a quorum
  *   view-change.ts     suspecting or handing off the primary, VIEW_CHANGE, NEW_VIEW
  *   new-view-decision.ts  what a new view re-proposes (pure)
+ *   batch-fetch.ts     bodies a new view fixed that a replica lacks, fetched by digest
  *   catch-up.ts        state transfer and the log suffix, for replicas behind or recovering
  *   peer-status.ts     STATUS: peers' progress, and helping those that lag
  *   amnesia.ts         a replica that lost its memory votes again only in a view fresh for it
@@ -19,6 +20,7 @@
  *   quorums.ts         quorum sizes (n >= 3k'+2k+1)
  *   read-only.ts       reads answered without ordering
  *   client-allowance.ts  what one client may cost: its messages and read answers, per second
+ *   large-resends.ts   large messages sent again, each time after twice the wait
  *
  * The safety argument, sub-protocol by sub-protocol, is in SAFETY.md.
  */
