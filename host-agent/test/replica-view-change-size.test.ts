@@ -100,6 +100,35 @@ describe("a view change over prepared batches of large writes", () => {
   });
 });
 
+describe("a VIEW_CHANGE whose bodies would take it over its share of a NEW_VIEW", () => {
+  it("goes without them, and the new view fetches them", () => {
+    // A budget that lets every body in: the VIEW_CHANGE is checked as sent, not as counted.
+    const c = replicaCluster(4, 1, 0, { viewChangeBodyBytes: Number.POSITIVE_INFINITY });
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    largeWrites(c, 150 * 1024);
+    const net = (m: { from: string; to: string; message: Buffer }, commits: boolean) => {
+      const type = typeOf(m.message) ?? "";
+      if (!commits && type === "COMMIT") return false;
+      return !type.startsWith("HOLD") && m.from !== "r1" && m.to !== "r1";
+    };
+    c.deliver((m) => typeOf(m.message) !== "COMMIT");
+    const others = ["r2", "r3", "r4"];
+    for (let step = 0; step < 500; step++) {
+      if (others.every((id) => (c.cores.get(id)?.currentView ?? 0) > 0)) break;
+      c.run(10, (m) => net(m, false));
+    }
+    for (let step = 0; step < 500; step++) {
+      if (others.every((id) => c.cores.get(id)?.readValue("k1") !== null)) break;
+      c.run(10, (m) => net(m, true));
+    }
+    const without = others.map((id) => c.cores.get(id)?.counters.get("view-change.without-bodies"));
+    expect(without.every((n) => (n ?? 0) > 0)).toBe(true);
+    for (const id of others) expect(c.cores.get(id)?.readValue("k1")).not.toBeNull();
+    expect(largest(c, "VIEW_CHANGE")).toBeLessThanOrEqual(MAX_MESSAGE_BYTES / 12);
+  });
+});
+
 describe("a large write its client sent to the backups alone", () => {
   it("reaches the primary in one HOLDERS within a frame, and is executed without a view change", () => {
     // Each HOLD carried the whole request, and a HOLDERS two whole HOLDs: 10 MB for a write of

@@ -155,7 +155,16 @@ export function startViewChange(r: ReplicaState, newView: number): void {
 
 function sendViewChange(r: ReplicaState, newView: number): void {
   r.highestViewChangeSent = Math.max(r.highestViewChangeSent, newView);
-  const message = r.broadcast(viewChangeBody(r, newView));
+  let body = viewChangeBody(r, newView);
+  let message = r.seal(body);
+  if (message.length > viewChangeWireLimit(r.config.ids.length) && body.batches.length > 0) {
+    // Its other fields took more room than their share (many digests pre-prepared, many
+    // suspects): without bodies, so that peers take it; a new view fetches them.
+    r.count("view-change.without-bodies");
+    body = { ...body, batches: [] };
+    message = r.seal(body);
+  }
+  r.out.push({ type: "broadcast", message });
   const own = parseEnvelope(message);
   // Its own VIEW_CHANGE parses as its peers would parse it; one that does not is a bug here.
   if (own === undefined) throw new Error(`own VIEW_CHANGE for view ${newView} does not parse`);
