@@ -15,7 +15,7 @@
 import { isReadOnly, type KvOperation, type KvResult } from "../kv/kv-operation.js";
 import { canonicalJson } from "../replica/canonical.js";
 import type { KeyRing, Signer } from "../replica/key-ring.js";
-import { resendWaitMs } from "../replica/large-resends.js";
+import { CLIENT_MAX_DOUBLINGS, resendWaitMs } from "../replica/large-resends.js";
 import {
   type ClientRequest,
   clientSessionSigningBytes,
@@ -350,7 +350,13 @@ export class KvClientCore {
     }
     this.count("retransmits");
     const sizeBytes = this.currentMessage()?.length ?? 0;
-    o.retransmitAtMs = nowMs + resendWaitMs(this.config.retransmitMs, sizeBytes, o.retransmits);
+    const waitMs = resendWaitMs(
+      this.config.retransmitMs,
+      sizeBytes,
+      o.retransmits,
+      CLIENT_MAX_DOUBLINGS,
+    );
+    o.retransmitAtMs = nowMs + waitMs;
     o.retransmits++;
     o.askedReplicas.clear();
     return [...this.start(), ...this.ask(this.config.replicas)];

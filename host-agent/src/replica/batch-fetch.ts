@@ -31,14 +31,11 @@ export function viewChangeBodyBudget(n: number): number {
   return Math.floor(MAX_MESSAGE_BYTES / (4 * Math.max(1, n)));
 }
 
-/**
- * The most a peer's VIEW_CHANGE may take on the wire: a NEW_VIEW carries up to n of them, each
- * written at most twice over, within two thirds of a frame. A correct one, its bodies within
- * `viewChangeBodyBudget`, is far below; a larger one (a Byzantine replica's, with bodies of
- * batches it made up) would make every NEW_VIEW formed with it too large to send.
- */
-export function viewChangeWireLimit(n: number): number {
-  return Math.floor(MAX_MESSAGE_BYTES / (3 * Math.max(1, n)));
+/** A body's bytes as a message could write it at most (`requestBytesAtMost`, and its fields). */
+export function bodyBytesAtMost(body: { requests: BatchBody["requests"] }): number {
+  let bytes = 256;
+  for (const request of body.requests) bytes += requestBytesAtMost(request);
+  return bytes;
 }
 
 /** The bodies a VIEW_CHANGE carries: of `prepared`, in sequence order, while they fit `budgetBytes`. */
@@ -52,8 +49,7 @@ export function bodiesWithin(
   for (const p of [...prepared].sort((a, b) => a.seq - b.seq)) {
     const body = bodyOf(p.digest);
     if (body === undefined) continue;
-    let size = 256;
-    for (const request of body.requests) size += requestBytesAtMost(request);
+    const size = bodyBytesAtMost(body);
     // In order, and none past the first that does not fit: a new view's first numbers are the
     // ones it needs first.
     if (bytes + size > budgetBytes) break;

@@ -46,7 +46,6 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     vouchers,
     r.nowMs,
     Math.max(2 * r.config.statusIntervalMs, 50),
-    r.ring.clientCount,
   );
   applyTransferStep(r, r.transfer.start());
 }

@@ -122,8 +122,9 @@ export function makeStable(r: ReplicaState, seq: number, digest: string): void {
     if (s <= keepFrom) {
       r.executedLog.delete(s);
       r.executedAtMs.delete(s);
-      r.executedResends.delete(s);
     }
+  // Its own keys: a state installed (a repair, a cold start) clears the log, not this.
+  for (const s of [...r.executedResends.keys()]) if (s <= keepFrom) r.executedResends.delete(s);
   for (const s of [...r.executedReports.keys()]) if (s <= seq) r.executedReports.delete(s);
   for (const s of [...r.checkpointVotes.keys()]) if (s < seq) r.checkpointVotes.delete(s);
   for (const s of [...r.revokedCheckpointVoters.keys()])

@@ -132,11 +132,6 @@ export class KeyRing {
     return this.scheme.newKeyAgreement?.();
   }
 
-  /** Clients on the list: a client table never holds more (execution skips any other). */
-  get clientCount(): number {
-    return this.clientKeys.size;
-  }
-
   hasClient(client: string): boolean {
     return this.clientKeys.has(client);
   }

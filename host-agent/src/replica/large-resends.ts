@@ -17,10 +17,25 @@ export const LARGE_MESSAGE_BYTES = 64 * 1024;
 /** The wait doubles at most this many times (64 times the base wait). */
 export const MAX_DOUBLINGS = 6;
 
-/** The wait before sending a message of `sizeBytes` again, after it was sent again `times` times. */
-export function resendWaitMs(baseMs: number, sizeBytes: number, times: number): number {
+/**
+ * A client's request doubles its wait at most this many times (8 times its retransmission
+ * interval: 4 s at 500 ms), so that it still goes again several times within a caller's timeout
+ * (the CLI waits 10 s): a client that needs one more copy to be answered must not give up first.
+ */
+export const CLIENT_MAX_DOUBLINGS = 3;
+
+/**
+ * The wait before sending a message of `sizeBytes` again, after it was sent again `times` times
+ * (doubling at most `maxDoublings` times).
+ */
+export function resendWaitMs(
+  baseMs: number,
+  sizeBytes: number,
+  times: number,
+  maxDoublings = MAX_DOUBLINGS,
+): number {
   if (sizeBytes < LARGE_MESSAGE_BYTES) return baseMs;
-  return baseMs * 2 ** Math.min(Math.max(0, times), MAX_DOUBLINGS);
+  return baseMs * 2 ** Math.min(Math.max(0, times), maxDoublings);
 }
 
 /** Per receiver: when a large message was last sent again, and how many times. */

@@ -26,7 +26,7 @@ import {
   startTiming,
   storedHolders,
 } from "./request-holds.js";
-import { startViewChange } from "./view-change.js";
+import { startViewChange, takeFixedBody } from "./view-change.js";
 
 /**
  * Whether a request names a client on the list: the one check of a request that rests on its
@@ -314,6 +314,14 @@ export function onPrePrepare(
         `two PRE_PREPAREs for seq ${body.seq} in view ${body.view}`,
       );
       suspectPrimary(r);
+    } else if (slot.requests === undefined) {
+      // A batch the NEW_VIEW fixed whose body this replica is still fetching: the primary's
+      // PRE_PREPARE, sent again, carries it.
+      const { digest, origin, requests } = body;
+      if (takeFixedBody(r, body.seq, { digest, origin, requests })) {
+        r.count("batches.from-pre-prepare");
+        executeReady(r);
+      }
     }
     return;
   }

@@ -130,15 +130,17 @@ export function onStatus(
       for (const request of e.requests) entryBytes += requestBytesAtMost(request);
       bytes += entryBytes;
       if (entries.length > 0 && bytes > r.config.maxReplyBytes) break;
-      // A large batch goes again to the same peer ever more rarely (`large-resends.ts`).
+      // A large batch goes again to the same peer ever more rarely (`large-resends.ts`). Large
+      // by its characters, at least a byte each (the bound above counts six).
+      const leastBytes = (entryBytes - 256 * (e.requests.length + 1)) / 6;
       let resends = r.executedResends.get(s);
-      if (resends === undefined && entryBytes >= LARGE_MESSAGE_BYTES) {
+      if (resends === undefined && leastBytes >= LARGE_MESSAGE_BYTES) {
         resends = new LargeResends();
         r.executedResends.set(s, resends);
       }
       if (
         resends !== undefined &&
-        !resends.take(from, entryBytes, r.config.statusIntervalMs, r.nowMs)
+        !resends.take(from, leastBytes, r.config.statusIntervalMs, r.nowMs)
       ) {
         r.count("resends.large-spaced");
         break;

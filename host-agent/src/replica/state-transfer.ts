@@ -47,6 +47,13 @@ export interface TransferStep {
 
 type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
 
+/**
+ * A client table's pages must all come within this many retry intervals of its META. A correct
+ * voucher's come one per round trip; a client table is a few dozen pages at most (its clients,
+ * each whose last result was at most a few megabytes).
+ */
+const CLIENT_PAGES_RETRIES = 32;
+
 export class StateTransfer {
   private phase: Phase = "meta";
   private peerIndex = 0;
@@ -77,6 +84,8 @@ export class StateTransfer {
         /** The table so far, appended to page by page. */
         clients: ClientTableEntry[];
         total: number;
+        /** Its pages must all be in by then, or the next voucher is asked. */
+        untilMs: number;
       }
     | undefined;
 
@@ -86,8 +95,6 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
-    /** The most entries a client table may have: the clients on the list. */
-    private readonly mostClients = Number.POSITIVE_INFINITY,
   ) {
     this.lastProgressMs = nowMs;
   }
@@ -131,7 +138,9 @@ export class StateTransfer {
 
   /** No reply in time (or, waiting, a retry interval passed): ask the next voucher. */
   tick(nowMs: number): TransferStep {
-    if (this.phase === "done" || nowMs - this.lastProgressMs < this.retryMs) return { send: [] };
+    if (this.phase === "done") return { send: [] };
+    const late = this.pendingMeta !== undefined && nowMs > this.pendingMeta.untilMs;
+    if (!late && nowMs - this.lastProgressMs < this.retryMs) return { send: [] };
     return this.nextPeer(nowMs);
   }
 
@@ -156,10 +165,16 @@ export class StateTransfer {
           // Paged only from the voucher asked: any other could announce pages and send none,
           // every round.
           if (from !== this.peer()) return { send: [] };
-          if (body.clientsTotal > this.mostClients || !sortedClients(body.clients))
+          if (!sortedClients(body.clients))
             return this.cannotServe(from, nowMs, "a client table that cannot be");
           this.phase = "clients";
-          this.pendingMeta = { from, body, clients: [...body.clients], total: body.clientsTotal };
+          this.pendingMeta = {
+            from,
+            body,
+            clients: [...body.clients],
+            total: body.clientsTotal,
+            untilMs: nowMs + CLIENT_PAGES_RETRIES * this.retryMs,
+          };
           this.lastProgressMs = nowMs;
           return { send: [this.request()] };
         }
@@ -228,6 +243,12 @@ export class StateTransfer {
     ) {
       this.restartMeta();
       return this.cannotServe(from, nowMs, "CLIENTS that do not continue the table");
+    }
+    // A voucher that answers a little at a time (one entry a page, slowly) holds the transfer
+    // and the memory of what it sent only so long.
+    if (nowMs > pending.untilMs) {
+      this.restartMeta();
+      return this.cannotServe(from, nowMs, "CLIENTS too slow to come");
     }
     for (const entry of body.clients) clients.push(entry);
     this.lastProgressMs = nowMs;

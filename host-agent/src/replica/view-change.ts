@@ -7,10 +7,10 @@ import { endAmnesiaIfFresh, freshForSelf, holdsEveryKey, keyEpochs } from "./amn
 import {
   askForBatches,
   bodiesWithin,
+  bodyBytesAtMost,
   missBatch,
   takeBatches,
   viewChangeBodyBudget,
-  viewChangeWireLimit,
 } from "./batch-fetch.js";
 import { behind } from "./catch-up.js";
 import { settleColdStart } from "./cold-start.js";
@@ -155,16 +155,7 @@ export function startViewChange(r: ReplicaState, newView: number): void {
 
 function sendViewChange(r: ReplicaState, newView: number): void {
   r.highestViewChangeSent = Math.max(r.highestViewChangeSent, newView);
-  let body = viewChangeBody(r, newView);
-  let message = r.seal(body);
-  if (message.length > viewChangeWireLimit(r.config.ids.length) && body.batches.length > 0) {
-    // Its other fields took more room than their share (many digests pre-prepared, many
-    // suspects): without bodies, so that peers take it; a new view fetches them.
-    r.count("view-change.without-bodies");
-    body = { ...body, batches: [] };
-    message = r.seal(body);
-  }
-  r.out.push({ type: "broadcast", message });
+  const message = r.broadcast(viewChangeBody(r, newView));
   const own = parseEnvelope(message);
   // Its own VIEW_CHANGE parses as its peers would parse it; one that does not is a bug here.
   if (own === undefined) throw new Error(`own VIEW_CHANGE for view ${newView} does not parse`);
@@ -287,11 +278,17 @@ export function onViewChange(r: ReplicaState, envelope: ReplicaEnvelope): void {
     return;
   }
   const n = r.config.ids.length;
-  if (envelope.wire.length > viewChangeWireLimit(n)) {
+  // Bodies within the budget every correct replica keeps to (`bodiesWithin`): a Byzantine
+  // replica's, with megabytes of bodies of batches it made up, would make every NEW_VIEW formed
+  // with it too large to send.
+  const budget = r.config.viewChangeBodyBytes ?? viewChangeBodyBudget(n);
+  let bodyBytes = 0;
+  for (const b of body.batches) bodyBytes += bodyBytesAtMost(b);
+  if (bodyBytes > budget) {
     r.problem(
       "bad-view-change",
       envelope.from,
-      `VIEW_CHANGE to ${body.newView}: ${envelope.wire.length} bytes, over ${viewChangeWireLimit(n)}`,
+      `VIEW_CHANGE to ${body.newView}: bodies of ${bodyBytes} bytes, over ${budget}`,
     );
     return;
   }
@@ -744,15 +741,25 @@ export function onBatch(
   body: Extract<ReplicaBody, { type: "BATCH" }>,
 ): void {
   const taken = takeBatches(r, from, body);
-  for (const { seq, batch } of taken) {
-    const slot = r.slots.get(seq);
-    if (slot === undefined || slot.view !== r.view || slot.digest !== batch.digest) continue;
-    if (slot.requests !== undefined) continue;
-    placeBatch(r, seq, batch);
-    takeReproposed(r, [batch]);
-    checkPrepared(r, seq);
-  }
+  for (const { seq, batch } of taken) takeFixedBody(r, seq, batch);
   if (taken.length > 0) executeReady(r);
+}
+
+/**
+ * The body of a batch the current view's NEW_VIEW fixed at `seq`, once it hashes to the digest
+ * fixed there: from a BATCH, or from the primary's PRE_PREPARE sent again (which carries the
+ * batch under its first proposer's origin). Whether it was taken.
+ */
+export function takeFixedBody(r: ReplicaState, seq: number, batch: BatchBody): boolean {
+  const slot = r.slots.get(seq);
+  if (slot === undefined || slot.view !== r.view || slot.digest !== batch.digest) return false;
+  if (slot.requests !== undefined) return false;
+  if (batchDigest(batch.origin, batch.requests) !== batch.digest) return false;
+  r.missingBatches.delete(seq);
+  placeBatch(r, seq, batch);
+  takeReproposed(r, [batch]);
+  checkPrepared(r, seq);
+  return true;
 }
 
 /** The host is about to be shut down: a primary hands off so the next view starts at once. */
