@@ -354,6 +354,8 @@ describe("a state transfer of a client table larger than a reply", () => {
     // intervals the table is given up on, and the next voucher asked from its META.
     const page = serve(ask?.body as ReplicaBody).body;
     expect(transfer.tick(150).send).toEqual([]);
+    // A page lost on the way: asked again of the same voucher, not the next one from its META.
+    expect(transfer.tick(203).send).toEqual([ask]);
     const late = transfer.onReply("r1", page, 2 + 32 * 200 + 1);
     expect(late.rejected).toBe("CLIENTS too slow to come");
     expect(late.send).toEqual([
