@@ -16,6 +16,7 @@ import {
   type SeqDigest,
 } from "../src/replica/messages.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
+import { statusBody } from "./replica-harness.js";
 
 const types = new WeakMap<Buffer, string | undefined>();
 /**
@@ -237,17 +238,7 @@ describe("an EXECUTED report of large writes to a peer behind", () => {
       c.run(10, (m) => m.to !== "r4" && m.from !== "r4");
     }
     expect(c.cores.get("r2")?.readValue("k3")).not.toBeNull();
-    const status: ReplicaBody = {
-      type: "STATUS",
-      view: 0,
-      lastExecuted: 0,
-      stableSeq: 0,
-      recovering: false,
-      maxPrepared: 0,
-      wantCheckpoint: 0,
-      amnesic: false,
-      catchingUp: true,
-    };
+    const status = statusBody({ catchingUp: true });
     const before = c.sent.get("r2")?.length ?? 0;
     c.hand("r2", c.speakAs("r4", status));
     const executed = (c.sent.get("r2") ?? [])
@@ -264,7 +255,7 @@ describe("an EXECUTED report of large writes to a peer behind", () => {
     const sentBefore = reports();
     for (let step = 1; step <= 20; step++) {
       c.run(100, () => false);
-      c.hand("r2", c.speakAs("r4", { ...status, catchingUp: undefined } as ReplicaBody));
+      c.hand("r2", c.speakAs("r4", statusBody()));
     }
     // 2 s of STATUS every 100 ms: again after 100, 200, 400 and 800 ms, not 20 times.
     expect(reports() - sentBefore).toBeGreaterThanOrEqual(3);
