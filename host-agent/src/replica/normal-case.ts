@@ -15,6 +15,7 @@ import {
   requestDigest,
   requestFreshnessBytes,
 } from "./messages.js";
+import { noteProgress, progressTimeoutMs } from "./progress-timeout.js";
 import type { ReplicaState, Slot } from "./replica-state.js";
 import {
   afterHolders,
@@ -148,7 +149,7 @@ export function armSuspicion(r: ReplicaState): void {
     else oldest = Math.min(oldest, since);
   }
   r.progressDeadlineMs =
-    oldest === Number.POSITIVE_INFINITY ? undefined : oldest + r.config.viewChangeTimeoutMs;
+    oldest === Number.POSITIVE_INFINITY ? undefined : oldest + progressTimeoutMs(r);
 }
 
 function sendReply(
@@ -561,6 +562,7 @@ export function execute(
     results.push(result);
     sendReply(r, request.client, { ts: request.ts, result, seq, batch: digest });
   }
+  if (results.some((result) => result !== undefined)) noteProgress(r);
   r.lastExecuted = seq;
   r.executedLog.set(seq, { seq, view, digest, origin, requests });
   r.executedAtMs.set(seq, r.nowMs);

@@ -338,6 +338,8 @@ export class ReplicaState {
   /** Requests received from their own clients since this replica started (SAFETY.md, "Where a request comes from"). */
   readonly fromClient = new RecentSet(65_536);
   progressDeadlineMs: number | undefined;
+  /** View changes started while requests waited, since the last request executed (`progress-timeout.ts`). */
+  stalledViewChanges = 0;
   handingOff = false;
   // view change
   targetView = 0;

@@ -43,6 +43,7 @@ import {
   propose,
   slotAt,
 } from "./normal-case.js";
+import { noteViewChangeStarted, progressTimeoutMs } from "./progress-timeout.js";
 import {
   type EnteredView,
   type ReplicaState,
@@ -132,10 +133,11 @@ export function startViewChange(r: ReplicaState, newView: number): void {
     // One of the k silent ones for view changes: the others change views without it, and it
     // follows their NEW_VIEW.
     r.count("view-change.withheld");
-    if (r.mode === "normal") r.progressDeadlineMs = r.nowMs + r.config.viewChangeTimeoutMs;
+    if (r.mode === "normal") r.progressDeadlineMs = r.nowMs + progressTimeoutMs(r);
     return;
   }
   r.count("view-change.started");
+  if (r.mode !== "view-change") noteViewChangeStarted(r);
   // Leaving a view it asked for without entering it (it timed out, its primary sent a NEW_VIEW
   // that does not follow, or k' + 1 peers took it along to a higher one): passed over. The list
   // tells of this view change alone: one that ended without a view entered (a cold start's or a
