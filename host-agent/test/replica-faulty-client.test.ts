@@ -7,6 +7,7 @@
 import { describe, expect, it } from "vitest";
 import {
   batchDigest,
+  holdOf,
   parseEnvelope,
   type ReplicaBody,
   type ReplicaEnvelope,
@@ -199,7 +200,7 @@ describe("a client that sends its requests to too few replicas", () => {
     const request = c.request(7, { op: "put", key: "f", value: "seven" }, "c2");
     c.fromClient("r2", request);
     c.fromClient("r3", request);
-    c.hand("r3", c.speakAs("r4", { type: "HOLD", request }));
+    c.hand("r3", c.speakAs("r4", holdOf(request)));
     c.run(2_000, () => true);
     // r3 counted two holders and relayed r4's HOLD to r2, which then counted two and proposed it.
     expect(c.cores.get("r3")?.counters.get("holds.relayed")).toBeGreaterThan(0);
@@ -251,7 +252,8 @@ describe("a faulty client with Byzantine replicas on its side", () => {
 
   it("two requests held by different backups never share a batch", () => {
     // c2 and c3 give one request each to a different backup; r4 is Byzantine and silent but
-    // for its HOLDs of both, to the primary, while c1's write is in flight. In one batch, each
+    // for its HOLDs of both, to the primary and to the backup holding each, while c1's write is
+    // in flight. In one batch, each
     // backup would wait for the request the other holds, and neither would vote.
     const c = replicaCluster(4, 1, 0);
     bootAll(c, ["r1", "r2", "r3"]);
@@ -266,13 +268,25 @@ describe("a faulty client with Byzantine replicas on its side", () => {
       c.run(300, () => true);
       const x = c.request(round, { op: "put", key: "x", value: `${round}` });
       c.fromClient(primary, x);
-      c.hand(primary, c.speakAs("r4", { type: "HOLD", request: a }));
-      c.hand(primary, c.speakAs("r4", { type: "HOLD", request: b }));
+      c.hand(primary, c.speakAs("r4", holdOf(a)));
+      c.hand(primary, c.speakAs("r4", holdOf(b)));
+      // And to the backup holding each: with its own, two holders, whose HOLDs it relays.
+      c.hand(b1, c.speakAs("r4", holdOf(a)));
+      c.hand(b2, c.speakAs("r4", holdOf(b)));
       for (const id of [b1, b2]) c.fromClient(id, x);
       c.run(3_000, () => true);
     }
     expect(highestView(c)).toBe(0);
     for (const [id, core] of c.cores) expect(core.readValue("x"), id).toBe("3");
+    // The primary proposed each from a backup's HOLDERS, never having had a copy of its own.
+    const fromHolds = [...c.cores.values()].map(
+      (core) => core.counters.get("requests.from-holds") ?? 0,
+    );
+    expect(fromHolds.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(6);
+    for (const [id, core] of c.cores) {
+      expect(core.readValue("f"), id).toBe(`a${ts - 1}`);
+      expect(core.readValue("g"), id).toBe(`b${ts}`);
+    }
   });
 
   it("a Byzantine HOLD that displaces its own at the primary does not keep the primary from counting it", () => {
@@ -285,7 +299,7 @@ describe("a faulty client with Byzantine replicas on its side", () => {
     for (let round = 0; round < 3; round++) {
       const primary = currentPrimary(c);
       const fake = c.request(10 * round + 5, { op: "put", key: "f", value: "fake" }, "c2");
-      c.hand(primary, c.speakAs("r4", { type: "HOLD", request: fake }));
+      c.hand(primary, c.speakAs("r4", holdOf(fake)));
       const real = c.request(10 * round + 1, { op: "put", key: "f", value: `${round}` }, "c2");
       c.fromClient("r3", real);
       c.fromClient("r4", real);
@@ -424,15 +438,15 @@ describe("a HOLD from a Byzantine backup", () => {
     bootAll(c, c.ids);
     const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
     // The same HOLD, its keys in another order: its signature checks over the bytes as sent.
-    const text = JSON.stringify({ type: "HOLD", request });
-    expect(parseEnvelope(c.speakAsText("r4", text))?.body).toEqual({ type: "HOLD", request });
+    const text = JSON.stringify(holdOf(request));
+    expect(parseEnvelope(c.speakAsText("r4", text))?.body).toEqual(holdOf(request));
     const before = c.sent.get("r3")?.length ?? 0;
     c.hand("r3", c.speakAsText("r4", text));
     const since = (c.sent.get("r3") ?? []).slice(before);
     expect(since.filter((a) => a.type === "problem" && a.kind === "bad-holders")).toHaveLength(1);
     expect(c.cores.get("r3")?.counters.get("holds.received")).toBeUndefined();
     // Written canonically, the same HOLD counts.
-    c.hand("r3", c.speakAs("r4", { type: "HOLD", request }));
+    c.hand("r3", c.speakAs("r4", holdOf(request)));
     expect(c.cores.get("r3")?.counters.get("holds.received")).toBe(1);
   });
 });
@@ -442,7 +456,7 @@ describe("a HOLDERS message from a Byzantine backup", () => {
     const c = replicaCluster(4, 1, 0);
     bootAll(c, c.ids);
     const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
-    const hold = parseEnvelope(c.speakAs("r3", { type: "HOLD", request })) as ReplicaEnvelope;
+    const hold = parseEnvelope(c.speakAs("r3", holdOf(request))) as ReplicaEnvelope;
     const signed = { from: hold.from, epoch: hold.epoch, sig: hold.sig };
     const before = c.sent.get("r1")?.length ?? 0;
     c.hand(

@@ -3,7 +3,12 @@
  * replica core: every one is a counted rejection, never an exception.
  */
 import { describe, expect, it } from "vitest";
-import { batchDigest, encodeClientMessage, type ReplicaBody } from "../src/replica/messages.js";
+import {
+  batchDigest,
+  encodeClientMessage,
+  holdOf,
+  type ReplicaBody,
+} from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { fourReplicas } from "./replica-harness.js";
 
@@ -107,8 +112,7 @@ describe("a Byzantine primary that starves a client", () => {
     // r2 holds c1's request; r1, the primary of view 0, never proposes it. c1 sent it to every
     // replica, and r3 and r4 say they hold it too: enough for a correct primary to propose it.
     core.onClientMessage("c1", clientCopy(request(1)), now);
-    for (const peer of ["r3", "r4"])
-      core.onMessage(from(peer, { type: "HOLD", request: request(1) }), now);
+    for (const peer of ["r3", "r4"]) core.onMessage(from(peer, holdOf(request(1))), now);
     const empty = batchDigest("", []);
     let viewChangeAt: number | undefined;
     // An empty batch every 400 ms, each within the 500 ms view-change timeout of the last.

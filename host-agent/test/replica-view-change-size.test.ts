@@ -105,8 +105,8 @@ describe("a view change over prepared batches of large writes", () => {
 describe("a large write its client sent to the backups alone", () => {
   it("reaches the primary in one HOLDERS within a frame, and is executed without a view change", () => {
     // Each HOLD carried the whole request, and a HOLDERS two whole HOLDs: 10 MB for a write of
-    // 700 KiB of control characters. Now a HOLDERS carries the request once, with the HOLDs'
-    // signatures.
+    // 700 KiB of control characters. Now a HOLD names the request by its digest, and a HOLDERS
+    // carries the request once, with the HOLDs' signatures.
     const c = replicaCluster(4, 1, 0);
     for (const id of c.ids) c.boot(id, { recovering: false });
     c.deliver(() => true);
@@ -117,6 +117,8 @@ describe("a large write its client sent to the backups alone", () => {
       if (c.ids.every((id) => c.cores.get(id)?.readValue("big") !== null)) break;
       c.run(10, fits);
     }
+    expect(largest(c, "HOLD")).toBeGreaterThan(0);
+    expect(largest(c, "HOLD")).toBeLessThan(1024);
     expect(largest(c, "HOLDERS")).toBeGreaterThan(0);
     expect(largest(c, "HOLDERS")).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
     expect(c.cores.get("r1")?.counters.get("holders.received")).toBeGreaterThan(0);

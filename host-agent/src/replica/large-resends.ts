@@ -1,8 +1,9 @@
 /**
  * Sending large messages again, spaced out. A PRE_PREPARE sent again to a peer whose STATUS shows
- * it behind, a HOLD sent again every half view-change timeout and a client's request sent again
- * every retransmission interval, and an EXECUTED report to a peer whose STATUS shows it behind,
- * each carry the request whole. With writes of 1 MiB on a starved
+ * it behind, a HOLDERS sent again to the primary every half view-change timeout, a client's
+ * request sent again every retransmission interval, and an EXECUTED report to a peer whose
+ * STATUS shows it behind, each carry the request whole. (HOLDs did too, until they named it by
+ * its digest.) With writes of 1 MiB on a starved
  * CPU, these came faster than the receivers could read them: each link filled with megabytes of
  * copies ahead of the small PREPAREs and COMMITs behind them, nothing committed, and view change
  * followed view change (four replicas beside six busy loops: no write executed in 25 s, 100 MB

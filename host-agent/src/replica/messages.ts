@@ -155,8 +155,12 @@ export type ReplicaBody =
    * Once 2k' replicas other than the primary hold it, the primary proposes it, with or without
    * a copy of its own, and backups time it (SAFETY.md, "A client that sends to too few
    * replicas"). Signed, not MAC'd: a backup relays the HOLDs it counted to the primary.
+   * It names the request by its digest, which binds every byte of it; the request itself goes
+   * to the primary once, in a HOLDERS. (Carrying the request, every backup's HOLD of a 1 MiB
+   * write was a megabyte to every peer, again every half timeout: on a starved CPU, the largest
+   * share of what the replicas sent.)
    */
-  | { type: "HOLD"; request: ClientRequest }
+  | { type: "HOLD"; client: string; ts: number; digest: string }
   /**
    * To the primary: the request and 2k' or more of its HOLDs by replicas other than it, each as
    * its sender's envelope names it and its signature over that HOLD (`holdSignedBytes`).
@@ -348,12 +352,19 @@ function signedBytes(from: string, epoch: number, bodyText: string): Buffer {
   return Buffer.from(`${ENVELOPE_VERSION} ${from} ${epoch}\n${bodyText}`, "utf8");
 }
 
+/** The HOLD of `request`: who sent it, when, and its digest. */
+export function holdOf(request: ClientRequest): Extract<ReplicaBody, { type: "HOLD" }> {
+  return { type: "HOLD", client: request.client, ts: request.ts, digest: requestDigest(request) };
+}
+
 /**
- * What the signature of `from`'s HOLD of `request` at `epoch` covers: a HOLD is sealed with its
- * canonical body, so anyone holding the request can check a HOLD's signature without its text.
+ * What the signature of `from`'s HOLD at `epoch` covers: a HOLD is sealed with its canonical
+ * body, so anyone holding the request can check a HOLD's signature without its text.
  */
-export function holdSignedBytes(request: ClientRequest): (from: string, epoch: number) => Buffer {
-  const bodyText = canonicalJson({ type: "HOLD", request });
+export function holdSignedBytes(
+  hold: Extract<ReplicaBody, { type: "HOLD" }>,
+): (from: string, epoch: number) => Buffer {
+  const bodyText = canonicalJson(hold);
   return (from, epoch) => signedBytes(from, epoch, bodyText);
 }
 
@@ -696,10 +707,10 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     }
     case "HANDOFF":
       return isCount(v.view) ? { type: v.type, view: v.view } : undefined;
-    case "HOLD": {
-      const request = parseClientRequest(v.request);
-      return request && { type: v.type, request };
-    }
+    case "HOLD":
+      return isId(v.client) && isTimestamp(v.ts) && isDigest(v.digest)
+        ? { type: v.type, client: v.client, ts: v.ts, digest: v.digest }
+        : undefined;
     case "HOLDERS": {
       const request = parseClientRequest(v.request);
       const holds = list(

@@ -111,7 +111,7 @@ export function onRequest(r: ReplicaState, request: ClientRequest, fresh: boolea
     if (r.proposedIn.get(digest) === r.view) startTiming(r, digest);
     if (r.suspects.has(request.client) && r.mode === "normal") {
       sendHold(r, digest, request);
-      afterHolders(r, digest, request);
+      afterHolders(r, digest, request.client);
     }
   }
   propose(r);
@@ -130,7 +130,7 @@ export function release(r: ReplicaState, digest: string): void {
   r.proposedIn.delete(digest);
   r.holdSentAtMs.delete(digest);
   r.holdSent.delete(digest);
-  r.holdResends.delete(digest);
+  r.holdersResends.delete(digest);
   r.holdsRelayedAtMs.delete(digest);
 }
 

@@ -476,7 +476,7 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
       onHandoff(r, from, body.view);
       return;
     case "HOLD":
-      onHold(r, from, body.request, envelope);
+      onHold(r, from, body, envelope);
       return;
     case "HOLDERS":
       onHolders(r, from, body);

@@ -320,15 +320,12 @@ export class ReplicaState {
   /** How many times each client was made a suspect in this replica's life (its back-off). */
   readonly timesSuspected = new Map<string, number>();
   /** HOLDs heard: per client, per sender, the newest request the sender said it holds. */
-  readonly holds = new Map<
-    string,
-    Map<string, { ts: number; digest: string; request: ClientRequest; wire: Buffer }>
-  >();
+  readonly holds = new Map<string, Map<string, { ts: number; digest: string; wire: Buffer }>>();
   /** When this replica last sent a HOLD for each request, and that HOLD as signed. */
   readonly holdSentAtMs = new Map<string, number>();
   readonly holdSent = new Map<string, Buffer>();
-  /** How many times a large request's HOLD went again (`large-resends.ts`). */
-  readonly holdResends = new Map<string, number>();
+  /** How many times a large request's HOLDERS went again (`large-resends.ts`). */
+  readonly holdersResends = new Map<string, number>();
   /** When a large executed batch went again to each peer in an EXECUTED (`large-resends.ts`). */
   readonly executedResends = new Map<number, LargeResends>();
   /** Per client: the newest request from it this replica holds and has not seen proposed. */

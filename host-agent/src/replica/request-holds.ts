@@ -24,7 +24,13 @@
  */
 import { LARGE_MESSAGE_BYTES, resendWaitMs } from "./large-resends.js";
 import type { ClientRequest, ReplicaBody, ReplicaEnvelope } from "./messages.js";
-import { holdSignedBytes, parseEnvelope, requestDigest } from "./messages.js";
+import {
+  holdOf,
+  holdSignedBytes,
+  parseEnvelope,
+  requestBytesAtMost,
+  requestDigest,
+} from "./messages.js";
 import { armSuspicion, fromKnownClient, hold, propose, release } from "./normal-case.js";
 import type { ReplicaState } from "./replica-state.js";
 
@@ -142,7 +148,7 @@ export function sendHold(r: ReplicaState, digest: string, request: ClientRequest
   if (!r.mayVote()) return; // a holder must be able to PREPARE what it holds
   r.holdSentAtMs.set(digest, r.nowMs);
   r.count("holds.sent");
-  r.holdSent.set(digest, r.broadcast({ type: "HOLD", request }));
+  r.holdSent.set(digest, r.broadcast(holdOf(request)));
 }
 
 /** The HOLDs counted for a request go to the primary with their signatures, in one message. */
@@ -150,7 +156,14 @@ function relayHolds(r: ReplicaState, digest: string, request: ClientRequest): vo
   const primary = r.primaryOf(r.view);
   if (primary === r.config.self || r.mode !== "normal") return;
   const lastMs = r.holdsRelayedAtMs.get(digest);
-  if (lastMs !== undefined && r.nowMs - lastMs < r.config.viewChangeTimeoutMs / 2) return;
+  // It carries the request: a large one's goes again ever more rarely (`large-resends.ts`).
+  // Large by its characters, at least a byte each (`requestBytesAtMost` counts six).
+  const times = r.holdersResends.get(digest) ?? 0;
+  const sizeBytes = (requestBytesAtMost(request) - 256) / 6;
+  const waitMs = resendWaitMs(r.config.viewChangeTimeoutMs / 2, sizeBytes, times);
+  if (lastMs !== undefined && r.nowMs - lastMs < waitMs) return;
+  if (lastMs !== undefined && sizeBytes >= LARGE_MESSAGE_BYTES)
+    r.holdersResends.set(digest, times + 1);
   r.holdsRelayedAtMs.set(digest, r.nowMs);
   const holds: Array<{ from: string; epoch: number; sig: string }> = [];
   for (const wire of holdWires(r, digest, request.client)) {
@@ -182,15 +195,9 @@ export function sendDueHolds(r: ReplicaState): void {
     const suspectUnproposed = r.suspects.has(request.client) && r.proposedIn.get(digest) !== r.view;
     if (!suspectUnproposed && r.nowMs - receivedMs < halfTimeoutMs) continue;
     const lastMs = r.holdSentAtMs.get(digest);
-    if (lastMs !== undefined) {
-      // A large request's HOLD goes again ever more rarely (`large-resends.ts`).
-      const times = r.holdResends.get(digest) ?? 0;
-      const size = r.holdSent.get(digest)?.length ?? 0;
-      if (r.nowMs - lastMs < resendWaitMs(halfTimeoutMs, size, times)) continue;
-      if (size >= LARGE_MESSAGE_BYTES) r.holdResends.set(digest, times + 1);
-    }
+    if (lastMs !== undefined && r.nowMs - lastMs < halfTimeoutMs) continue;
     sendHold(r, digest, request);
-    afterHolders(r, digest, request);
+    afterHolders(r, digest, request.client);
     sent++;
   }
 }
@@ -198,33 +205,36 @@ export function sendDueHolds(r: ReplicaState): void {
 export function onHold(
   r: ReplicaState,
   from: string,
-  request: ClientRequest,
+  hold: Extract<ReplicaBody, { type: "HOLD" }>,
   envelope: ReplicaEnvelope,
 ): void {
-  if (!fromKnownClient(r, request)) return;
-  if (request.ts <= r.clients.lastTs(request.client)) return;
+  const { client, ts, digest } = hold;
+  if (!r.ring.hasClient(client)) {
+    r.problem("unknown-client", client, "a HOLD of a request from a client not on the list");
+    return;
+  }
+  if (ts <= r.clients.lastTs(client)) return;
   // Counted only as the primary will check it in a HOLDERS: signed over its canonical body. One
   // signed over other bytes of the same request would count here and not there, and this
   // replica, timing the request on 2k' holders, would blame a correct primary.
-  if (!holdSignedBytes(request)(from, envelope.epoch).equals(envelope.signed)) {
+  if (!holdSignedBytes(hold)(from, envelope.epoch).equals(envelope.signed)) {
     r.problem("bad-holders", from, "a HOLD not signed over its canonical body");
     return;
   }
   const { wire } = envelope;
-  const digest = requestDigest(request);
-  let byFrom = r.holds.get(request.client);
+  let byFrom = r.holds.get(client);
   if (byFrom === undefined) {
     byFrom = new Map();
-    r.holds.set(request.client, byFrom);
+    r.holds.set(client, byFrom);
   }
   // The newest each sender holds, one per client and sender: bounded, whatever it sends. A
   // Byzantine sender may displace its own HOLD here and not elsewhere; the primary does not
   // depend on what it stored (`onHolders`).
   const prior = byFrom.get(from);
-  if (prior !== undefined && prior.ts > request.ts) return;
-  byFrom.set(from, { ts: request.ts, digest, request, wire });
+  if (prior !== undefined && prior.ts > ts) return;
+  byFrom.set(from, { ts, digest, wire });
   r.count("holds.received");
-  afterHolders(r, digest, request);
+  afterHolders(r, digest, client);
 }
 
 /**
@@ -250,7 +260,7 @@ export function onHolders(
   }
   const { request } = body;
   if (!fromKnownClient(r, request) || request.ts <= r.clients.lastTs(request.client)) return;
-  const signedBytes = holdSignedBytes(request);
+  const signedBytes = holdSignedBytes(holdOf(request));
   const senders = new Set<string>();
   for (const hold of body.holds) {
     if (senders.size >= 2 * r.config.quorums.kPrime) break;
@@ -267,14 +277,17 @@ export function onHolders(
 
 /**
  * More replicas hold the request. A backup holding it joins them once they and it make 2k';
- * with 2k' it sends their HOLDs to the primary and times the request. The primary proposes it.
+ * with 2k' it sends their HOLDs to the primary, with the request, and times the request. The
+ * primary proposes it: on its own copy here, on a backup's HOLDERS otherwise.
  */
-export function afterHolders(r: ReplicaState, digest: string, request: ClientRequest): void {
+export function afterHolders(r: ReplicaState, digest: string, client: string): void {
+  const request = r.pending.get(digest);
+  if (request === undefined || request.client !== client) return;
   if (r.isPrimary) {
-    if (enoughHolders(r, digest, request.client)) proposeHeld(r, digest, request);
+    if (enoughHolders(r, digest, client)) proposeHeld(r, digest, request);
     return;
   }
-  if (!r.pending.has(digest) || !r.fromClient.has(digest)) return;
+  if (!r.fromClient.has(digest)) return;
   if (!r.holdSent.has(digest)) {
     // Others say they hold it, and with this one they are enough: it says so too, now.
     if (holders(r, digest, request.client) + 1 < 2 * r.config.quorums.kPrime) return;

@@ -80,7 +80,13 @@ export type ByzantineBehaviour =
    * for; a VIEW_CHANGE claiming a batch prepared whose body nobody has; FETCH_BATCHes for every
    * batch it saw, to every peer, again and again.
    */
-  | "lie-batches";
+  | "lie-batches"
+  /**
+   * Holders of a request (`request-holds.ts`): a HOLD of a newer request of the client's that
+   * nobody has (displacing its true one where it is stored); a HOLDERS that carries another
+   * request under the HOLDs, or HOLDs whose signatures are another's.
+   */
+  | "lie-holds";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -102,6 +108,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "shun-rejuvenated",
   "ask-flood",
   "lie-batches",
+  "lie-holds",
 ];
 
 /**
@@ -658,6 +665,27 @@ export class ByzantineFilter {
       case "LEAVES":
       case "PARTS":
         return has("lie-transfer") ? this.lieAboutState(envelope, body) : undefined;
+      case "HOLD":
+        if (!has("lie-holds")) return undefined;
+        this.took("lying-holds.hold");
+        return this.reseal(envelope, {
+          ...body,
+          ts: body.ts + this.prng.int(1, 3),
+          digest: this.randomDigest(),
+        });
+      case "HOLDERS": {
+        if (!has("lie-holds")) return undefined;
+        this.took("lying-holds.holders");
+        const seen = this.batches.flatMap((b) => b.requests);
+        if (seen.length > 0 && this.prng.chance(0.5))
+          return this.reseal(envelope, { ...body, request: this.prng.pick(seen) });
+        // Each HOLD's signature under the next sender's name.
+        const holds = body.holds.map((h, i, all) => ({
+          ...h,
+          sig: (all[(i + 1) % all.length] as { sig: string }).sig,
+        }));
+        return this.reseal(envelope, { ...body, holds });
+      }
       case "BATCH": {
         if (!this.behaviours.has("lie-batches") || !this.prng.chance(0.6)) return undefined;
         this.took("lying-batches.batch");

@@ -261,5 +261,6 @@ export function scenarioFor(seed: number): Scenario {
     for (const b of byzantine) if (adversary.chance(0.5)) b.behaviours.push("lie-batches");
     if (adversary.chance(0.5)) scenario.clientsPageBytes = adversary.pick([64, 512]);
   }
+  for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("lie-holds");
   return scenario;
 }
