@@ -121,6 +121,10 @@ describe("a large write its client sent to the backups alone", () => {
     expect(largest(c, "HOLD")).toBeLessThan(1024);
     expect(largest(c, "HOLDERS")).toBeGreaterThan(0);
     expect(largest(c, "HOLDERS")).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    // With a MAC, not a signature over the request (`MAC_TYPES`); its HOLDs' signatures inside.
+    for (const a of [...c.sent.values()].flat())
+      if (a.type === "send" && typeOf(a.message) === "HOLDERS")
+        expect(a.message.subarray(0, 6).toString()).toBe("smwm1 ");
     expect(c.cores.get("r1")?.counters.get("holders.received")).toBeGreaterThan(0);
     for (const id of c.ids) {
       expect(c.cores.get(id)?.readValue("big")).toBe(value);
@@ -248,6 +252,8 @@ describe("an EXECUTED report of large writes to a peer behind", () => {
       .flatMap((a) => (a.type === "send" && typeOf(a.message) === "EXECUTED" ? [a.message] : []));
     expect(executed.length).toBeGreaterThan(0);
     for (const m of executed) expect(m.length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    // With a MAC, not a signature over megabytes (`MAC_TYPES`).
+    for (const m of executed) expect(m.subarray(0, 6).toString()).toBe("smwm1 ");
     // The peer says again and again that it is behind: the batches of megabytes go to it again
     // ever more rarely (`large-resends.ts`), not at every STATUS.
     const reports = () =>

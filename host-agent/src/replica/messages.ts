@@ -384,6 +384,13 @@ export const MAC_TYPES: ReadonlySet<ReplicaBody["type"]> = new Set([
   "COMMIT",
   "CHECKPOINT",
   "STATUS",
+  // Point to point, and never passed on: each is taken on its sender's word alone (EXECUTED, k' + 1
+  // matching), on the signatures it carries (HOLDERS), or against a digest (BATCH). Signed, the
+  // ones that carry writes of 1 MiB cost a signature over a megabyte each, and its check at the
+  // receiver: on a starved CPU, the largest share of the replicas' signing.
+  "EXECUTED",
+  "HOLDERS",
+  "BATCH",
   // To a client, under its session with the replica (`client-sessions.ts`).
   "REPLY",
   "READ_REPLY",
