@@ -480,12 +480,15 @@ export function requestBytesAtMost(request: ClientRequest): number {
   return 6 * units + 256;
 }
 
-/** A request's canonical bytes: what its digest, and so every MAC on it, covers. */
+/**
+ * A request's canonical bytes: what its digest, and so every MAC on it, covers. A header line
+ * (client and number as a JSON array, which holds no raw newline), then the operation's own
+ * bytes: one pass over a 1 MiB value, where quoting the operation's JSON inside another JSON
+ * document took two more, at every replica, for every copy received.
+ */
 export function requestBytes(r: ClientRequest): Buffer {
-  return Buffer.from(
-    canonicalJson(["smw-request-1", r.client, r.ts, encodeKvOperation(r.op).toString("utf8")]),
-    "utf8",
-  );
+  const header = Buffer.from(`smw-request-2\n${JSON.stringify([r.client, r.ts])}\n`, "utf8");
+  return Buffer.concat([header, encodeKvOperation(r.op)]);
 }
 
 const digests = new WeakMap<ClientRequest, string>();
