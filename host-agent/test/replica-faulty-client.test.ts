@@ -432,6 +432,35 @@ describe("what a Byzantine primary leaves behind for the views after it", () => 
   });
 });
 
+describe("a HOLD whose sender was rejuvenated since", () => {
+  it("no longer counts: the primary could not check it under the sender's new key", () => {
+    // c2 gives its write to r4 alone, which says so to all; r4 is rejuvenated; then c2 gives it
+    // to one backup. Counting r4's old HOLD and its own, that backup had 2k' = 2 holders: it
+    // timed the write and sent the primary a HOLDERS whose old signature no correct primary
+    // takes, and suspected it.
+    const c = replicaCluster(4, 1, 0);
+    bootAll(c, c.ids);
+    c.run(300, () => true);
+    const request = c.request(1, { op: "put", key: "f", value: "1" }, "c2");
+    c.fromClient("r4", request);
+    c.run(1_000, () => true);
+    c.rejuvenate("r4", { recovering: true });
+    c.run(3_000, () => true);
+    const view = highestView(c);
+    const backup = ["r1", "r2", "r3"].find((id) => id !== currentPrimary(c)) as string;
+    const core = c.cores.get(backup);
+    expect(core?.counters.get("holds.received")).toBeGreaterThan(0);
+    const timeouts = core?.counters.get("view-change.timeout") ?? 0;
+    c.fromClient(backup, request);
+    c.run(5_000, () => true);
+    expect(core?.counters.get("holds.sent")).toBeGreaterThan(0);
+    expect(core?.counters.get("holds.relayed")).toBeUndefined();
+    expect(core?.counters.get("view-change.timeout") ?? 0).toBe(timeouts);
+    expect(highestView(c)).toBe(view);
+    expect(core?.readValue("f")).toBeNull();
+  });
+});
+
 describe("a HOLD from a Byzantine backup", () => {
   it("signed over a body that is not canonical is refused, as the primary would refuse it in a HOLDERS", () => {
     const c = replicaCluster(4, 1, 0);

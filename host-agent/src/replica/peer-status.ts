@@ -147,7 +147,11 @@ export function onStatus(
       }
       entries.push(e);
     }
-    if (entries.length > 0) r.send(from, { type: "EXECUTED", entries });
+    // Signed to a peer still recovering: it may not hold this replica's session half yet, and a
+    // MAC'd report it cannot check is kept for later only up to 256 KiB (`awaiting-keys.ts`).
+    if (entries.length > 0 && (body.catchingUp || body.recovering))
+      r.sendSigned(from, { type: "EXECUTED", entries });
+    else if (entries.length > 0) r.send(from, { type: "EXECUTED", entries });
   }
   if (body.view === r.view && r.mode === "normal" && body.lastExecuted >= r.stable.seq) {
     // Retransmit our part of whatever is still in flight: the network may have lost it. Not what

@@ -8,7 +8,8 @@ import type { ReplicaState } from "./replica-state.js";
  * 1 MiB on a starved CPU took each new primary longer than the timeout to get through, so the
  * replicas left every view before its first execution, and each new view proposed the batch
  * afresh (four replicas beside six busy loops: three writes in 60 s, with a view change every
- * few seconds). Each view change started while requests waited doubles the timeout, up to
+ * few seconds). The first view change started while requests waited leaves the timeout as it
+ * is (as PBFT's first view change does), each further one doubles it, up to
  * `MAX_PROGRESS_DOUBLINGS`; the first request executed sets it back. A view change with nothing
  * waiting (a planned hand-off on an idle service) leaves it as it is.
  */

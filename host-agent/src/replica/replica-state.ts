@@ -320,7 +320,10 @@ export class ReplicaState {
   /** How many times each client was made a suspect in this replica's life (its back-off). */
   readonly timesSuspected = new Map<string, number>();
   /** HOLDs heard: per client, per sender, the newest request the sender said it holds. */
-  readonly holds = new Map<string, Map<string, { ts: number; digest: string; wire: Buffer }>>();
+  readonly holds = new Map<
+    string,
+    Map<string, { ts: number; digest: string; epoch: number; wire: Buffer }>
+  >();
   /** When this replica last sent a HOLD for each request, and that HOLD as signed. */
   readonly holdSentAtMs = new Map<string, number>();
   readonly holdSent = new Map<string, Buffer>();
@@ -606,6 +609,11 @@ export class ReplicaState {
 
   send(to: string, body: ReplicaBody): void {
     this.out.push({ type: "send", to, message: this.sealFor(body, [to]) });
+  }
+
+  /** As `send`, signed even where a MAC would do (for a receiver that may lack the session). */
+  sendSigned(to: string, body: ReplicaBody): void {
+    this.out.push({ type: "send", to, message: this.seal(body) });
   }
 
   get primary(): string {

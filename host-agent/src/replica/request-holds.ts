@@ -42,12 +42,23 @@ export function holders(r: ReplicaState, digest: string, client: string): number
   return holdWires(r, digest, client).length;
 }
 
-/** The signed HOLDs of the request this replica knows, its own included, none the primary's. */
+/**
+ * The signed HOLDs of the request this replica knows, its own included, none the primary's. Only
+ * those under their sender's current key: the primary checks each one it is sent under that key
+ * (`onHolders`), so a backup counting one its sender has since replaced (rejuvenated) would time
+ * a request no correct primary can propose, and blame it.
+ */
 function holdWires(r: ReplicaState, digest: string, client: string): Buffer[] {
   const primary = r.primaryOf(r.view);
   const wires: Buffer[] = [];
   for (const [from, held] of r.holds.get(client) ?? [])
-    if (held.digest === digest && from !== primary && from !== r.config.self) wires.push(held.wire);
+    if (
+      held.digest === digest &&
+      from !== primary &&
+      from !== r.config.self &&
+      r.ring.checkEpoch(from, held.epoch) === "ok"
+    )
+      wires.push(held.wire);
   const own = r.holdSent.get(digest);
   if (r.config.self !== primary && own !== undefined) wires.push(own);
   return wires;
@@ -134,7 +145,8 @@ export function storedHolders(r: ReplicaState, digest: string, client: string): 
   const primary = r.primaryOf(r.view);
   const found = new Set<string>();
   for (const [from, held] of r.holds.get(client) ?? [])
-    if (held.digest === digest && from !== primary) found.add(from);
+    if (held.digest === digest && from !== primary && r.ring.checkEpoch(from, held.epoch) === "ok")
+      found.add(from);
   return found;
 }
 
@@ -155,6 +167,8 @@ export function sendHold(r: ReplicaState, digest: string, request: ClientRequest
 function relayHolds(r: ReplicaState, digest: string, request: ClientRequest): void {
   const primary = r.primaryOf(r.view);
   if (primary === r.config.self || r.mode !== "normal") return;
+  // Proposed in this view: the primary has it, and the request is timed already.
+  if (r.proposedIn.get(digest) === r.view) return;
   const lastMs = r.holdsRelayedAtMs.get(digest);
   // It carries the request: a large one's goes again ever more rarely (`large-resends.ts`).
   // Large by its characters, at least a byte each (`requestBytesAtMost` counts six).
@@ -172,6 +186,24 @@ function relayHolds(r: ReplicaState, digest: string, request: ClientRequest): vo
   }
   r.send(primary, { type: "HOLDERS", request, holds });
   r.count("holds.relayed");
+}
+
+/**
+ * Entering a view: the new primary gets the HOLDERS of every request that enough replicas hold
+ * at once, with the spacing of large ones started over. Spaced out per request across views, a
+ * correct new primary without a copy could wait up to 32 timeouts for a large one while the
+ * backups, timing it from the view's start, suspected it after one.
+ */
+export function relayHoldersToNewPrimary(r: ReplicaState): void {
+  r.holdsRelayedAtMs.clear();
+  r.holdersResends.clear();
+  let sent = 0;
+  for (const [digest, request] of r.pending) {
+    if (sent >= MAX_HOLDS_PER_INTERVAL) return;
+    if (!r.fromClient.has(digest) || !enoughHolders(r, digest, request.client)) continue;
+    relayHolds(r, digest, request);
+    sent++;
+  }
 }
 
 /**
@@ -232,7 +264,7 @@ export function onHold(
   // depend on what it stored (`onHolders`).
   const prior = byFrom.get(from);
   if (prior !== undefined && prior.ts > ts) return;
-  byFrom.set(from, { ts, digest, wire });
+  byFrom.set(from, { ts, digest, epoch: envelope.epoch, wire });
   r.count("holds.received");
   afterHolders(r, digest, client);
 }
@@ -260,6 +292,9 @@ export function onHolders(
   }
   const { request } = body;
   if (!fromKnownClient(r, request) || request.ts <= r.clients.lastTs(request.client)) return;
+  // Proposed or queued already: nothing to check (hashing a request of 1 MiB, 2k' signatures).
+  const digest = requestDigest(request);
+  if (r.proposedIn.get(digest) === r.view || r.queued.includes(digest)) return;
   const signedBytes = holdSignedBytes(holdOf(request));
   const senders = new Set<string>();
   for (const hold of body.holds) {
@@ -272,7 +307,7 @@ export function onHolders(
   }
   if (senders.size < 2 * r.config.quorums.kPrime) return;
   r.count("holders.received");
-  proposeHeld(r, requestDigest(request), request);
+  proposeHeld(r, digest, request);
 }
 
 /**

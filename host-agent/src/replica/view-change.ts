@@ -55,6 +55,7 @@ import {
   mayPropose,
   noteSuspects,
   pruneAtNewView,
+  relayHoldersToNewPrimary,
   startTiming,
   suspectsToName,
 } from "./request-holds.js";
@@ -137,7 +138,9 @@ export function startViewChange(r: ReplicaState, newView: number): void {
     return;
   }
   r.count("view-change.started");
-  if (r.mode !== "view-change") noteViewChangeStarted(r);
+  // Not already changing views (a recovering replica stays "recovering" while it does): each step
+  // up to a higher view is the same stall.
+  if (r.targetView <= r.view) noteViewChangeStarted(r);
   // Leaving a view it asked for without entering it (it timed out, its primary sent a NEW_VIEW
   // that does not follow, or k' + 1 peers took it along to a higher one): passed over. The list
   // tells of this view change alone: one that ended without a view entered (a cold start's or a
@@ -626,6 +629,7 @@ function enterView(r: ReplicaState, view: number): void {
       } else holdBack(r, digest);
     }
   armSuspicion(r);
+  relayHoldersToNewPrimary(r);
   r.out.push({ type: "view", view, primary: r.primaryOf(view) });
 }
 

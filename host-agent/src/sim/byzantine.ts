@@ -84,7 +84,8 @@ export type ByzantineBehaviour =
   /**
    * Holders of a request (`request-holds.ts`): a HOLD of a newer request of the client's that
    * nobody has (displacing its true one where it is stored); a HOLDERS that carries another
-   * request under the HOLDs, or HOLDs whose signatures are another's.
+   * request under the HOLDs (one it saw, or the same client and number with another write), or
+   * HOLDs whose signatures are another's.
    */
   | "lie-holds";
 
@@ -677,8 +678,20 @@ export class ByzantineFilter {
         if (!has("lie-holds")) return undefined;
         this.took("lying-holds.holders");
         const seen = this.batches.flatMap((b) => b.requests);
-        if (seen.length > 0 && this.prng.chance(0.5))
+        const lie = this.prng.int(0, 2);
+        // Another request it saw (mostly executed: refused before any signature is checked).
+        if (lie === 0 && seen.length > 0)
           return this.reseal(envelope, { ...body, request: this.prng.pick(seen) });
+        // The same client and number, another write: the HOLDs' signatures are over the digest
+        // of the request they were made for, and do not check for this one.
+        if (lie === 1)
+          return this.reseal(envelope, {
+            ...body,
+            request: {
+              ...body.request,
+              op: { op: "put", key: "lie", value: `${this.prng.int(0, 1_000_000)}` },
+            },
+          });
         // Each HOLD's signature under the next sender's name.
         const holds = body.holds.map((h, i, all) => ({
           ...h,
