@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood]
+// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large]
 //                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
 //                     [--batches-in-flight N]  (the replicas' window; the testbed's default otherwise)
 //                     [--logs DIR]  (every replica process's log, a file each, as it exits)
@@ -20,6 +20,9 @@
 // 5. Faulty clients flooding: n = 4, the correct clients' load alone, then beside a client of
 //    the testbed that sends READ scans to every replica as fast as they take them, then beside
 //    one that sends one signed write again and again.
+// 6. Writes of 1 MiB on a starved CPU: one client writing values of 1 MiB one after another,
+//    beside eight busy loops per core, n = 4 against the same store unreplicated beside the same
+//    loops: megabyte messages on a CPU too slow for one view-change timeout.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -60,7 +63,7 @@ const OPTIONS = {
   "--batches-in-flight": "N",
   "--help": undefined,
 };
-const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
+const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
   if (!(arg in OPTIONS)) {
@@ -687,6 +690,49 @@ function startFlooder(bed, id, kind = "reads") {
  * flooder in turn, at n = 4 in the same run; and the turns each replica's connections yielded
  * (`framed-socket.ts`) and the holds of clients in debt (`client-allowance.ts`).
  */
+/** Writes of 1 MiB, one after another, beside busy loops: unreplicated, then n = 4. */
+async function largeWrites() {
+  const loops = 8 * availableParallelism();
+  const secs = 2 * seconds;
+  const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: nextPorts(), clients: 1 });
+  const writes = ["--clients", "1", "--read-percent", "0", "--value-bytes", String(1 << 20)];
+  const busy = Array.from({ length: loops }, () =>
+    spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }),
+  );
+  for (const b of busy) children.add(b);
+  try {
+    const single = await serve(bed, ["--single"]);
+    const base = await bench(bed, ["--single", ...writes], secs);
+    await stop(single);
+    const replicas = await Promise.all(
+      bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", "0"])),
+    );
+    const replicated = await bench(bed, ["--k", "0", ...writes], secs);
+    await Promise.all(replicas.map(stop));
+    // Each replica logs every view it enters; its stop summary, the bytes it wrote.
+    const views = Math.max(
+      0,
+      ...replicas.flatMap((r) =>
+        [...r.log.matchAll(/: view (\d+), primary/g)].map((m) => Number(m[1])),
+      ),
+    );
+    const bytesOut = replicas.reduce(
+      (sum, r) => sum + Number(/bytes in \d+ out (\d+)/.exec(r.log)?.[1] ?? Number.NaN),
+      0,
+    );
+    const perWriteMiB = bytesOut / 2 ** 20 / Math.max(1, replicated.completed);
+    process.stdout.write(
+      `writes of 1 MiB, 1 client, one after another, ${secs} s each, beside ${loops} busy loops:\n` +
+        `  unreplicated  ${fmt(base)}\n  replicated    ${fmt(replicated)}\n` +
+        `  ratio replicated/unreplicated: throughput ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)}, p50 latency ${(replicated.p50Ms / base.p50Ms).toFixed(1)}x\n` +
+        `  views changed: ${views}; the replicas wrote ${perWriteMiB.toFixed(1)} MiB per write (a write reaches 4 replicas: 4 MiB from the client)\n`,
+    );
+  } finally {
+    for (const b of busy) b.kill("SIGKILL");
+    bed.remove();
+  }
+}
+
 async function flood() {
   const bed = makeServiceTestbed({
     n: 4,
@@ -808,7 +854,7 @@ async function rawTcp() {
 }
 
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
-const parts = ["n4", "n6", "reads", "transfer", "rolling", "checkpoint", "flood"];
+const parts = ["n4", "n6", "reads", "transfer", "rolling", "checkpoint", "flood", "large"];
 if (only !== undefined && !parts.includes(only)) {
   process.stderr.write(`--only: expected one of ${parts.join(", ")}, got "${only}"\n`);
   process.exit(2);
@@ -822,3 +868,4 @@ if (runs("transfer")) await stateTransfer();
 if (runs("rolling")) await rolling();
 if (runs("checkpoint")) await checkpointWrites();
 if (runs("flood")) await flood();
+if (runs("large")) await largeWrites();
