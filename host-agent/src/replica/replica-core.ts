@@ -11,6 +11,8 @@
  *   normal-case.ts     PBFT's pre-prepare, prepare, commit with batching; per-request timers
  *   checkpoints.ts     checkpoints every C sequence numbers, made stable by a quorum
  *   view-change.ts     suspecting or handing off the primary, VIEW_CHANGE, NEW_VIEW
+ *   progress-timeout.ts  how long a request waits before its primary is suspected, growing
+ *                      after views that executed nothing
  *   new-view-decision.ts  what a new view re-proposes (pure)
  *   batch-fetch.ts     bodies a new view fixed that a replica lacks, fetched by digest
  *   catch-up.ts        state transfer and the log suffix, for replicas behind or recovering
