@@ -1,18 +1,27 @@
 import { describe, expect, it } from "vitest";
 import type { KvSnapshot } from "../src/kv/kv-snapshot.js";
 import { KvStore } from "../src/kv/kv-store.js";
-import { FANOUT } from "../src/kv/partition-tree.js";
-import { INLINE_METAS, INLINE_PART_BYTES, serveFetch } from "../src/replica/catch-up.js";
+import { FANOUT, partitionOf } from "../src/kv/partition-tree.js";
+import {
+  INLINE_METAS,
+  INLINE_PART_BYTES,
+  partitionPieceBytes,
+  serveFetch,
+} from "../src/replica/catch-up.js";
 import { checkpointDigest, clientsPage, clientTableDigest } from "../src/replica/client-table.js";
 import {
   type ClientTableEntry,
   MAX_MESSAGE_BYTES,
   parseEnvelope,
   type ReplicaBody,
+  sealEnvelope,
 } from "../src/replica/messages.js";
 import type { ReplicaState } from "../src/replica/replica-state.js";
-import { StateTransfer } from "../src/replica/state-transfer.js";
+import { MAX_PIECED_PARTITION_BYTES, StateTransfer } from "../src/replica/state-transfer.js";
 import { replicaCluster } from "./replica-cluster.js";
+
+/** The pieces a partition larger than one comes in: `serve`'s, whose replies are of 64 KiB. */
+const PIECE_BYTES = 64 * 1024;
 
 describe("a state transfer", () => {
   it("takes an answer for a checkpoint it no longer targets as stale, not as a peer's fault", () => {
@@ -22,6 +31,7 @@ describe("a state transfer", () => {
       ["r2", "r3"],
       0,
       200,
+      PIECE_BYTES,
     );
     expect(transfer.start().send).toEqual([
       { to: "r2", body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
@@ -43,6 +53,7 @@ describe("a state transfer", () => {
       ["r2", "r3"],
       0,
       200,
+      PIECE_BYTES,
     );
     transfer.start();
     const metas = Array.from({ length: FANOUT }, () => "00".repeat(32));
@@ -62,7 +73,14 @@ describe("a state transfer", () => {
 
 describe("a state transfer whose checkpoint its vouchers no longer hold", () => {
   const transferOf = () =>
-    new StateTransfer({ seq: 32, digest: "d32" }, new KvStore().snapshot(), ["r2", "r3"], 0, 200);
+    new StateTransfer(
+      { seq: 32, digest: "d32" },
+      new KvStore().snapshot(),
+      ["r2", "r3"],
+      0,
+      200,
+      PIECE_BYTES,
+    );
   const gone = { type: "NO_CHECKPOINT", seq: 32 } as const;
   const fetchMetaTo = (to: string) => [
     { to, body: expect.objectContaining({ type: "FETCH_META", seq: 32 }) },
@@ -95,7 +113,7 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
     // The network replays a NO_CHECKPOINT that r2 sent earlier (r2 was itself recovering then):
     // the transfer goes round and waits, but r2's answer to the request it has now still counts.
     const { snapshot, own, target } = smallDifference();
-    const transfer = new StateTransfer(target, own, ["r2", "r3"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r2", "r3"], 0, 200, PIECE_BYTES);
     transfer.start();
     transfer.onReply("r2", { type: "NO_CHECKPOINT", seq: 32 }, 1);
     expect(transfer.onReply("r3", { type: "NO_CHECKPOINT", seq: 32 }, 2).waiting).toBe(true);
@@ -106,7 +124,7 @@ describe("a state transfer whose checkpoint its vouchers no longer hold", () => 
 
   it("does not go round at network speed between a lying voucher and one that dropped the checkpoint", () => {
     const { snapshot, own, target } = smallDifference();
-    const transfer = new StateTransfer(target, own, ["r2", "r3"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r2", "r3"], 0, 200, PIECE_BYTES);
     transfer.start();
     const meta = serve(snapshot, { type: "FETCH_META", seq: 32, have: ownMetas(own) }) as Extract<
       ReplicaBody,
@@ -171,7 +189,7 @@ describe("a state transfer of a small difference", () => {
 
   it("takes one round trip: the META carries the differing metas' leaves and partitions", () => {
     const { snapshot, own, target } = pair();
-    const transfer = new StateTransfer(target, own, ["r1"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1"], 0, 200, PIECE_BYTES);
     const ask = transfer.start().send[0]?.body as Extract<ReplicaBody, { type: "FETCH_META" }>;
     expect(ask.have).toHaveLength(FANOUT);
     const meta = serve(snapshot, ask);
@@ -185,7 +203,7 @@ describe("a state transfer of a small difference", () => {
 
   it("checks what the META carries: a garbled partition is refused and the next voucher asked", () => {
     const { snapshot, own, target } = pair();
-    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, PIECE_BYTES);
     const ask = transfer.start().send[0]?.body as ReplicaBody;
     const meta = serve(snapshot, ask) as Extract<ReplicaBody, { type: "META" }>;
     const garbled = {
@@ -200,7 +218,7 @@ describe("a state transfer of a small difference", () => {
 
   it("checks the leaves the META carries against their metas", () => {
     const { snapshot, own, target } = pair();
-    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, PIECE_BYTES);
     const meta = serve(snapshot, transfer.start().send[0]?.body as ReplicaBody) as Extract<
       ReplicaBody,
       { type: "META" }
@@ -237,6 +255,7 @@ describe("a state transfer of a small difference", () => {
       ["r1"],
       0,
       200,
+      PIECE_BYTES,
     );
     const meta = serve(snapshot, transfer.start().send[0]?.body as ReplicaBody) as Extract<
       ReplicaBody,
@@ -290,7 +309,7 @@ describe("a state transfer of a client table larger than a reply", () => {
   it("fetches the table page by page from the META's sender, each answer within a frame", () => {
     const { snapshot, own, clients, target } = largeTable();
     const serve = server(snapshot, clients);
-    const transfer = new StateTransfer(target, own, ["r1"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1"], 0, 200, PIECE_BYTES);
     let step = transfer.start();
     const asked: string[] = [];
     for (let t = 1; step.send.length > 0 && t < 50; t++) {
@@ -309,7 +328,7 @@ describe("a state transfer of a client table larger than a reply", () => {
   it("checks the whole table: a page with another result sends it to the next voucher", () => {
     const { snapshot, own, clients, target } = largeTable();
     const serve = server(snapshot, clients);
-    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, PIECE_BYTES);
     let step = transfer.start();
     for (let t = 1; step.send.length > 0 && t < 50; t++) {
       const request = step.send[0] as { to: string; body: ReplicaBody };
@@ -345,7 +364,7 @@ describe("a state transfer of a client table larger than a reply", () => {
     const fetchMeta = { type: "FETCH_META", seq: 32 } as const;
     const meta = serve(fetchMeta).body as Extract<ReplicaBody, { type: "META" }>;
     // r1 is asked; r3 announces pages it would never send: not taken, r1 is still waited for.
-    const transfer = new StateTransfer(target, own, ["r1", "r2", "r3"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1", "r2", "r3"], 0, 200, PIECE_BYTES);
     transfer.start();
     expect(transfer.onReply("r3", meta, 1)).toEqual({ send: [] });
     const ask = transfer.onReply("r1", meta, 2).send[0];
@@ -366,7 +385,7 @@ describe("a state transfer of a client table larger than a reply", () => {
   it("refuses pages that do not continue the table in order, and starts again at the next voucher", () => {
     const { snapshot, own, clients, target } = largeTable();
     const serve = server(snapshot, clients);
-    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, PIECE_BYTES);
     const meta = serve(transfer.start().send[0]?.body as ReplicaBody).body;
     const ask = transfer.onReply("r1", meta, 1).send[0];
     const page = serve(ask?.body as ReplicaBody).body as Extract<ReplicaBody, { type: "CLIENTS" }>;
@@ -382,7 +401,7 @@ describe("a state transfer of a client table larger than a reply", () => {
   it("takes pages only from the META's sender, in order", () => {
     const { snapshot, own, clients, target } = largeTable();
     const serve = server(snapshot, clients);
-    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, PIECE_BYTES);
     const meta = serve(transfer.start().send[0]?.body as ReplicaBody).body as Extract<
       ReplicaBody,
       { type: "META" }
@@ -400,5 +419,191 @@ describe("a state transfer of a client table larger than a reply", () => {
     expect(transfer.onReply("r1", page, 4).send).toEqual([
       { to: "r1", body: { type: "FETCH_CLIENTS", seq: 32, from: 4 } },
     ]);
+  });
+});
+
+describe("a state transfer of a partition larger than a frame", () => {
+  const MiB = 1024 * 1024;
+  /**
+   * Seven values of 1 MiB under keys a client chose to share one partition (a few thousand
+   * hashes each): 7 MiB in one partition, over 9 MiB in base64, more than a frame.
+   */
+  function fatPartition() {
+    const keys: string[] = [];
+    const home = partitionOf("fat-0");
+    for (let i = 0; keys.length < 7; i++)
+      if (partitionOf(`fat-${i}`) === home) keys.push(`fat-${i}`);
+    const own = new KvStore();
+    own.apply({ op: "put", key: "k1", value: "v1" });
+    const served = KvStore.fromSnapshot(own.snapshot());
+    keys.forEach((key, i) => {
+      served.apply({ op: "put", key, value: String.fromCharCode(97 + i).repeat(MiB) });
+    });
+    const snapshot = served.snapshot();
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+    return { snapshot, own: own.snapshot(), keys, home, target: { seq: 32, digest } };
+  }
+
+  /** A replica serving the checkpoint with a host's reply size: each answer as sent. */
+  function server(snapshot: KvSnapshot) {
+    const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * MiB });
+    const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
+    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
+    const pieceBytes = partitionPieceBytes(r.config);
+    const serveOne = (request: ReplicaBody) => {
+      r.out = [];
+      r.nowMs += 1000; // past the asker's allowance of answers
+      serveFetch(r, "r2", request);
+      const sent = r.out[0];
+      if (sent?.type !== "send") throw new Error("no answer");
+      return { bytes: sent.message.length, body: parseEnvelope(sent.message)?.body as ReplicaBody };
+    };
+    return { serveOne, pieceBytes };
+  }
+
+  /** Runs the transfer against `answer` (the voucher's answers, as it chooses) to its end. */
+  function run(
+    transfer: StateTransfer,
+    answer: (request: { to: string; body: ReplicaBody }) => ReplicaBody | undefined,
+  ) {
+    let step = transfer.start();
+    const asked: Array<{ to: string; body: ReplicaBody }> = [];
+    const rejected: string[] = [];
+    // A round trip every 100 ms of the transfer's clock; its retry interval is 200 ms.
+    for (let t = 1; t < 200 && step.done === undefined; t++) {
+      const request = step.send[0];
+      if (request === undefined) {
+        step = transfer.tick(t * 100);
+        continue;
+      }
+      asked.push(request);
+      const body = answer(request);
+      step = body === undefined ? { send: [] } : transfer.onReply(request.to, body, t * 100);
+      if (step.rejected !== undefined) rejected.push(step.rejected);
+    }
+    return { step, asked, rejected };
+  }
+
+  it("fetches it piece by piece, each answer within a frame, and checks the whole", () => {
+    const { snapshot, own, keys, home, target } = fatPartition();
+    expect(snapshot.encodePartition(home).length).toBeGreaterThan(7 * MiB);
+    const { serveOne, pieceBytes } = server(snapshot);
+    const transfer = new StateTransfer(target, own, ["r1"], 0, 200, pieceBytes);
+    const sizes: number[] = [];
+    const { step, asked } = run(transfer, (request) => {
+      const answer = serveOne(request.body);
+      sizes.push(answer.bytes);
+      return answer.body;
+    });
+    for (const bytes of sizes) expect(bytes).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    const pieces = asked.filter(
+      (a) => a.body.type === "FETCH_PARTS" && a.body.offset !== undefined,
+    );
+    expect(pieces.map((a) => (a.body as { offset: number }).offset)).toEqual([
+      pieceBytes,
+      // 7 MiB of values and their keys: two pieces of 4 MiB.
+    ]);
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+    keys.forEach((key, i) => {
+      expect(step.done?.store.get(key)).toBe(String.fromCharCode(97 + i).repeat(MiB));
+    });
+  });
+
+  it("refuses a voucher's pieces that do not make the partition, and takes the next voucher's", () => {
+    const { snapshot, own, home, target } = fatPartition();
+    const { serveOne, pieceBytes } = server(snapshot);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, pieceBytes);
+    const { step, rejected } = run(transfer, (request) => {
+      const { body } = serveOne(request.body);
+      if (request.to !== "r1" || body.type !== "PARTS") return body;
+      // r1 garbles the second piece: the whole no longer matches its leaf digest.
+      return {
+        ...body,
+        parts: body.parts.map((p) =>
+          p.index === home && p.offset !== 0
+            ? { ...p, data: Buffer.alloc(Buffer.from(p.data, "base64").length).toString("base64") }
+            : p,
+        ),
+      };
+    });
+    expect(rejected).toEqual(["a partition does not match its leaf digest"]);
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+  });
+
+  it("refuses a first piece that names a partition too long to hold, or pieces of the wrong length", () => {
+    const { snapshot, own, home, target } = fatPartition();
+    const { serveOne, pieceBytes } = server(snapshot);
+    for (const lie of ["too long", "short piece", "fits in one"] as const) {
+      const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, pieceBytes);
+      const { step, rejected } = run(transfer, (request) => {
+        const { body } = serveOne(request.body);
+        if (request.to !== "r1" || body.type !== "PARTS") return body;
+        return {
+          ...body,
+          parts: body.parts.map((p) => {
+            if (p.index !== home || p.totalBytes === undefined) return p;
+            if (lie === "too long") return { ...p, totalBytes: MAX_PIECED_PARTITION_BYTES + 1 };
+            if (lie === "fits in one") return { ...p, totalBytes: pieceBytes };
+            return { ...p, data: Buffer.from("short").toString("base64") };
+          }),
+        };
+      });
+      expect(rejected).toEqual([
+        lie === "too long"
+          ? `a partition of ${MAX_PIECED_PARTITION_BYTES + 1} bytes, more than can be taken`
+          : lie === "fits in one"
+            ? "a piece of a partition that fits in one"
+            : "a piece of a partition of the wrong length",
+      ]);
+      expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+    }
+  });
+
+  it("asks the same voucher for a piece lost on the way, and takes no piece out of turn", () => {
+    const { snapshot, own, home, target } = fatPartition();
+    const { serveOne, pieceBytes } = server(snapshot);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200, pieceBytes);
+    let lost = false;
+    let replayed: ReplicaBody | undefined;
+    const { step, asked } = run(transfer, (request) => {
+      const { body } = serveOne(request.body);
+      if (body.type === "PARTS" && body.parts[0]?.offset === 0) replayed = body;
+      if (request.body.type === "FETCH_PARTS" && request.body.offset !== undefined && !lost) {
+        lost = true;
+        // The first piece again (a replay) where the second was asked for: not taken.
+        return replayed;
+      }
+      return body;
+    });
+    const second = asked.filter(
+      (a) =>
+        a.body.type === "FETCH_PARTS" && a.body.parts[0] === home && a.body.offset === pieceBytes,
+    );
+    expect(second.map((a) => a.to)).toEqual(["r1", "r1"]);
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+  });
+});
+
+describe("pieces of a partition on the wire", () => {
+  const parsed = (body: unknown) =>
+    parseEnvelope(sealEnvelope("r1", 0, body as ReplicaBody, () => "sig"))?.body;
+  const data = Buffer.from("piece").toString("base64");
+
+  it("read back as sent", () => {
+    const ask = { type: "FETCH_PARTS", seq: 8, parts: [7], offset: 4096 };
+    expect(parsed(ask)).toEqual(ask);
+    const piece = { type: "PARTS", seq: 8, parts: [{ index: 7, data, offset: 0, totalBytes: 9 }] };
+    expect(parsed(piece)).toEqual(piece);
+  });
+
+  it("are refused when they cannot be: a piece asked of two partitions, or past the end", () => {
+    expect(parsed({ type: "FETCH_PARTS", seq: 8, parts: [7, 8], offset: 0 })).toBeUndefined();
+    expect(parsed({ type: "FETCH_PARTS", seq: 8, parts: [7], offset: -1 })).toBeUndefined();
+    for (const part of [
+      { index: 7, data, offset: 9, totalBytes: 9 },
+      { index: 7, data, offset: 0 },
+      { index: 7, data, totalBytes: 9 },
+    ])
+      expect(parsed({ type: "PARTS", seq: 8, parts: [part] })).toBeUndefined();
   });
 });

@@ -38,8 +38,16 @@ export interface SnapshotParts {
   entryCount: number;
 }
 
+/**
+ * A partition's encoding at least this long is kept once made: a replica serving it to a state
+ * transfer piece by piece would otherwise encode the whole of it again for every piece.
+ */
+const KEPT_ENCODING_BYTES = 64 * 1024;
+
 export class KvSnapshot {
   readonly #parts: SnapshotParts;
+  /** The last large partition encoded (the snapshot never changes, so neither does it). */
+  #keptEncoding: { partition: number; bytes: Buffer } | undefined;
 
   /** Built by KvStore.snapshot() and decodeSnapshot(), which vouch that the digests match the maps. */
   constructor(parts: SnapshotParts) {
@@ -80,7 +88,11 @@ export class KvSnapshot {
 
   /** Canonical bytes of one partition, as served to a replica fetching it. */
   encodePartition(partition: number): Buffer {
-    return encodePartition(this.partitionEntries(partition));
+    const kept = this.#keptEncoding;
+    if (kept?.partition === partition) return kept.bytes;
+    const bytes = encodePartition(this.partitionEntries(partition));
+    if (bytes.length >= KEPT_ENCODING_BYTES) this.#keptEncoding = { partition, bytes };
+    return bytes;
   }
 
   /** The shared map of one partition; for KvStore.fromSnapshot, read only. */

@@ -6,19 +6,20 @@
  */
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import type { KvStore } from "../kv/kv-store.js";
-import { FANOUT } from "../kv/partition-tree.js";
+import { FANOUT, PARTITION_COUNT } from "../kv/partition-tree.js";
 import { addCheckpointVote, makeStable } from "./checkpoints.js";
 import { ClientTable, clientsPage } from "./client-table.js";
 import {
   batchDigest,
   type ClientTableEntry,
   type ExecutedEntry,
+  type PartitionData,
   type ReplicaBody,
   type SeqDigest,
 } from "./messages.js";
 import { executeReady, notePrePrepared, propose, release, slotAt } from "./normal-case.js";
 import { statusNow, wantedCheckpoint } from "./peer-status.js";
-import type { ReplicaState } from "./replica-state.js";
+import type { ReplicaConfig, ReplicaState } from "./replica-state.js";
 import { StateTransfer } from "./state-transfer.js";
 
 /** k'+1 replicas vouch for a checkpoint this replica has not reached: fetch it. */
@@ -46,6 +47,7 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     vouchers,
     r.nowMs,
     Math.max(2 * r.config.statusIntervalMs, 50),
+    partitionPieceBytes(r.config),
   );
   applyTransferStep(r, r.transfer.start());
 }
@@ -74,7 +76,11 @@ export function applyTransferStep(
   if (step.rejected) r.problem("bad-transfer-reply", from, step.rejected);
   if (step.stale) r.count("state-transfer.stale-replies");
   if (step.waiting) r.count("state-transfer.waiting");
-  for (const { to, body } of step.send) r.send(to, body);
+  for (const { to, body } of step.send) {
+    if (body.type === "FETCH_PARTS" && body.offset !== undefined)
+      r.count("state-transfer.pieces-asked");
+    r.send(to, body);
+  }
   if (step.done && r.transfer) {
     const target = r.transfer.target;
     r.transfer = undefined;
@@ -273,9 +279,10 @@ function inlineDifference(
   s: KvSnapshot,
   metas: readonly string[],
   have: readonly string[],
+  pieceBytes: number,
 ): {
   leaves?: Array<{ meta: number; digests: string[] }>;
-  parts?: Array<{ index: number; data: string }>;
+  parts?: PartitionData[];
 } {
   if (have.length !== metas.length) return {};
   const differing: number[] = [];
@@ -292,7 +299,8 @@ function inlineDifference(
     for (let j = 0; j < FANOUT; j++) {
       const data = s.encodePartition(meta * FANOUT + j);
       bytes += data.length;
-      if (bytes > INLINE_PART_BYTES) return { leaves, parts };
+      // A partition larger than a piece goes piece by piece (`partsAnswer`), never whole.
+      if (bytes > INLINE_PART_BYTES || data.length > pieceBytes) return { leaves, parts };
       parts.push({ index: meta * FANOUT + j, data: data.toString("base64") });
     }
   return { leaves, parts };
@@ -321,7 +329,9 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
       kvRoot: s.root().toString("hex"),
       clients,
       metas,
-      ...(body.have !== undefined ? inlineDifference(s, metas, body.have) : {}),
+      ...(body.have !== undefined
+        ? inlineDifference(s, metas, body.have, partitionPieceBytes(r.config))
+        : {}),
       ...(clients.length < cp.clients.length ? { clientsTotal: cp.clients.length } : {}),
     });
   } else if (body.type === "FETCH_CLIENTS") {
@@ -339,15 +349,52 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
       })),
     });
   } else if (body.type === "FETCH_PARTS") {
-    const parts: Array<{ index: number; data: string }> = [];
-    let bytes = 0;
-    for (const index of body.parts.slice(0, 256)) {
-      if (index >= 4096) continue;
-      const data = s.encodePartition(index);
-      if (parts.length > 0 && bytes + data.length > r.config.maxReplyBytes) break;
-      bytes += data.length;
-      parts.push({ index, data: data.toString("base64") });
-    }
-    r.send(from, { type: "PARTS", seq: cp.seq, parts });
+    r.send(from, { type: "PARTS", seq: cp.seq, parts: partsAnswer(r, s, body) });
   }
+}
+
+/**
+ * The partitions a FETCH_PARTS asks for, whole, within a reply's bytes; or one piece of a
+ * partition larger than a piece (`partitionPieceBytes`): the first when it comes first in the
+ * list, the one at `offset` when asked for. Sent whole, a partition of a few values of 1 MiB was
+ * larger than a frame, and refused: a client that wrote them under keys chosen to share a
+ * partition left every later state transfer that needed it unable to finish.
+ */
+function partsAnswer(
+  r: ReplicaState,
+  s: KvSnapshot,
+  body: Extract<ReplicaBody, { type: "FETCH_PARTS" }>,
+): PartitionData[] {
+  const pieceBytes = partitionPieceBytes(r.config);
+  const piece = (index: number, data: Buffer, offset: number): PartitionData => ({
+    index,
+    data: data.subarray(offset, offset + pieceBytes).toString("base64"),
+    offset,
+    totalBytes: data.length,
+  });
+  if (body.offset !== undefined) {
+    const index = body.parts[0] as number;
+    if (index >= PARTITION_COUNT) return [];
+    const data = s.encodePartition(index);
+    return body.offset < data.length ? [piece(index, data, body.offset)] : [];
+  }
+  const parts: PartitionData[] = [];
+  let bytes = 0;
+  for (const index of body.parts.slice(0, 256)) {
+    if (index >= PARTITION_COUNT) continue;
+    const data = s.encodePartition(index);
+    if (data.length > pieceBytes) {
+      if (parts.length === 0) parts.push(piece(index, data, 0));
+      break;
+    }
+    if (parts.length > 0 && bytes + data.length > r.config.maxReplyBytes) break;
+    bytes += data.length;
+    parts.push({ index, data: data.toString("base64") });
+  }
+  return parts;
+}
+
+/** The bytes of a partition one PARTS carries at most, in one piece (within a reply's bytes). */
+export function partitionPieceBytes(config: ReplicaConfig): number {
+  return Math.min(config.partitionPieceBytes ?? config.maxReplyBytes, config.maxReplyBytes);
 }

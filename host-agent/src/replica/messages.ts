@@ -40,6 +40,17 @@ export interface ClientRequest {
   op: KvOperation;
 }
 
+/**
+ * One partition's canonical encoding in base64 (`partition-tree.ts`), or one piece of it: a
+ * piece names where it starts (`offset`) and how long the whole encoding is (`totalBytes`).
+ */
+export interface PartitionData {
+  index: number;
+  data: string;
+  offset?: number;
+  totalBytes?: number;
+}
+
 export interface SeqDigest {
   seq: number;
   digest: string;
@@ -202,7 +213,7 @@ export type ReplicaBody =
        * Checked against `metas` as LEAVES and PARTS are.
        */
       leaves?: Array<{ meta: number; digests: string[] }>;
-      parts?: Array<{ index: number; data: string }>;
+      parts?: PartitionData[];
       /**
        * Present when `clients` is only the table's first entries, within a reply's bytes: how
        * many it has. The asker fetches the rest from the same sender (FETCH_CLIENTS) before it
@@ -216,8 +227,12 @@ export type ReplicaBody =
   | { type: "CLIENTS"; seq: number; from: number; clients: ClientTableEntry[] }
   | { type: "FETCH_LEAVES"; seq: number; metas: number[] }
   | { type: "LEAVES"; seq: number; leaves: Array<{ meta: number; digests: string[] }> }
-  | { type: "FETCH_PARTS"; seq: number; parts: number[] }
-  | { type: "PARTS"; seq: number; parts: Array<{ index: number; data: string }> }
+  /**
+   * With `offset`: the bytes of the one partition in `parts` from that offset on, one piece
+   * (`state-transfer.ts`: a partition larger than a piece comes piece by piece).
+   */
+  | { type: "FETCH_PARTS"; seq: number; parts: number[]; offset?: number }
+  | { type: "PARTS"; seq: number; parts: PartitionData[] }
   | { type: "NO_CHECKPOINT"; seq: number }
   /**
    * The bodies of these batches, which a NEW_VIEW fixed at these numbers (`batch-fetch.ts`): one
@@ -825,9 +840,12 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         isCount(x) ? x : undefined,
       );
       if (!isCount(v.seq) || !indexes) return undefined;
-      return v.type === "FETCH_LEAVES"
-        ? { type: v.type, seq: v.seq, metas: indexes }
-        : { type: v.type, seq: v.seq, parts: indexes };
+      if (v.type === "FETCH_LEAVES") return { type: v.type, seq: v.seq, metas: indexes };
+      if (v.offset === undefined) return { type: v.type, seq: v.seq, parts: indexes };
+      // A piece is asked of one partition at a time.
+      return isCount(v.offset) && indexes.length === 1
+        ? { type: v.type, seq: v.seq, parts: indexes, offset: v.offset }
+        : undefined;
     }
     case "LEAVES": {
       const leaves = leavesList(v.leaves);
@@ -905,12 +923,16 @@ function leavesList(v: unknown): Array<{ meta: number; digests: string[] }> | un
 }
 
 /** Partitions by index, as PARTS (and a META) carry them. */
-function partsList(v: unknown): Array<{ index: number; data: string }> | undefined {
-  return list(v, (x) =>
-    isObj(x) && isCount(x.index) && isB64(x.data, MAX_MESSAGE_BYTES)
-      ? { index: x.index, data: x.data }
-      : undefined,
-  );
+function partsList(v: unknown): PartitionData[] | undefined {
+  return list(v, (x) => {
+    if (!isObj(x) || !isCount(x.index) || !isB64(x.data, MAX_MESSAGE_BYTES)) return undefined;
+    if (x.offset === undefined && x.totalBytes === undefined)
+      return { index: x.index, data: x.data };
+    // A piece: where it starts in the partition's encoding, which is longer than it.
+    return isCount(x.offset) && isCount(x.totalBytes) && x.offset < x.totalBytes
+      ? { index: x.index, data: x.data, offset: x.offset, totalBytes: x.totalBytes }
+      : undefined;
+  });
 }
 
 function parseJson(bytes: Buffer | string): unknown {

@@ -13,7 +13,7 @@ import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { decodePartition, FANOUT, metaDigest, rootDigest } from "../kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "./client-table.js";
-import type { ClientTableEntry, ReplicaBody, SeqDigest } from "./messages.js";
+import type { ClientTableEntry, PartitionData, ReplicaBody, SeqDigest } from "./messages.js";
 
 /** Partitions asked for in one request; a reply may carry fewer (it is size-bounded). */
 const PARTS_PER_REQUEST = 64;
@@ -54,6 +54,21 @@ type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
  */
 const CLIENT_PAGES_RETRIES = 32;
 
+/**
+ * The longest partition encoding taken piece by piece. A voucher names the length when it sends
+ * the first piece, and a lying one could name any: the asker holds what it sent until the whole
+ * is there to check against the leaf digest. A partition is this long only if clients wrote 256
+ * values of 1 MiB under keys chosen to share it (at random, a state of about a terabyte).
+ */
+export const MAX_PIECED_PARTITION_BYTES = 256 * 1024 * 1024;
+
+/**
+ * A partition fetched piece by piece: its pieces must come within this many retry intervals
+ * each (and a few more), or the next voucher is asked. A correct voucher's come one per round
+ * trip.
+ */
+const PIECE_RETRIES = 2;
+
 export class StateTransfer {
   private phase: Phase = "meta";
   private peerIndex = 0;
@@ -65,6 +80,21 @@ export class StateTransfer {
   /** Partition index -> the leaf digest it must have. */
   private readonly wantedParts = new Map<number, Buffer>();
   private readonly fetched = new Map<number, Array<[string, string]>>();
+  /**
+   * A partition larger than a piece, as far as it came: from one voucher (it is checked whole,
+   * against its leaf digest, once every piece is in), each piece the next one.
+   */
+  private pieced:
+    | {
+        index: number;
+        from: string;
+        pieces: Buffer[];
+        receivedBytes: number;
+        totalBytes: number;
+        /** Every piece must be in by then, or the next voucher is asked. */
+        untilMs: number;
+      }
+    | undefined;
   private bytesFetched = 0;
   /**
    * Vouchers that cannot serve this round (said NO_CHECKPOINT, or answered with what did not
@@ -95,6 +125,8 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
+    /** The bytes of each piece of a partition larger than one (`partitionPieceBytes`). */
+    private readonly pieceBytes: number,
   ) {
     this.lastProgressMs = nowMs;
   }
@@ -132,6 +164,13 @@ export class StateTransfer {
         to,
         body: { type: "FETCH_LEAVES", seq, metas: [...this.wantedMetas].slice(0, FANOUT) },
       };
+    if (this.pieced !== undefined) {
+      const { from, index, receivedBytes } = this.pieced;
+      return {
+        to: from,
+        body: { type: "FETCH_PARTS", seq, parts: [index], offset: receivedBytes },
+      };
+    }
     const parts = [...this.wantedParts.keys()].filter((i) => !this.fetched.has(i));
     return { to, body: { type: "FETCH_PARTS", seq, parts: parts.slice(0, PARTS_PER_REQUEST) } };
   }
@@ -139,13 +178,14 @@ export class StateTransfer {
   /** No reply in time (or, waiting, a retry interval passed): ask the next voucher. */
   tick(nowMs: number): TransferStep {
     if (this.phase === "done") return { send: [] };
-    const late = this.pendingMeta !== undefined && nowMs > this.pendingMeta.untilMs;
+    const untilMs = this.pendingMeta?.untilMs ?? this.pieced?.untilMs;
+    const late = untilMs !== undefined && nowMs > untilMs;
     if (!late && nowMs - this.lastProgressMs < this.retryMs) return { send: [] };
-    if (!late && this.phase === "clients") {
+    if (!late && (this.phase === "clients" || this.pieced !== undefined)) {
       // A page lost on the way: the same page again from the same voucher (its table is checked
       // whole), until the table's time is up. Going to the next voucher from its META at every
       // loss, a replica's transfer with 4% loss never finished before a newer checkpoint
-      // replaced it (the simulation, seed 3425).
+      // replaced it (the simulation, seed 3425). A piece of a partition likewise.
       this.lastProgressMs = nowMs;
       return { send: [this.request()] };
     }
@@ -153,8 +193,9 @@ export class StateTransfer {
   }
 
   nextPeer(nowMs: number): TransferStep {
-    // A client table fetched in part starts again, whole, from the next voucher.
+    // A client table or a partition fetched in part starts again, whole, from the next voucher.
     if (this.phase === "clients") this.restartMeta();
+    this.pieced = undefined;
     this.peerIndex++;
     this.lastProgressMs = nowMs;
     return { send: [this.request()] };
@@ -195,7 +236,7 @@ export class StateTransfer {
           : { send: [] };
       case "PARTS":
         return this.phase === "parts"
-          ? this.onTaken(from, this.takeParts(body.parts), nowMs)
+          ? this.onTaken(from, this.takeParts(body.parts, { from, nowMs }), nowMs)
           : { send: [] };
       default:
         return { send: [] };
@@ -316,25 +357,95 @@ export class StateTransfer {
     return { used };
   }
 
-  /** Wanted partitions, checked against their leaves: how many were used, or what is wrong. */
-  private takeParts(parts: ReadonlyArray<{ index: number; data: string }>): {
+  /**
+   * Wanted partitions, checked against their leaves: how many were used, or what is wrong. With
+   * `pieces` (a PARTS, not a META), a piece of a partition larger than one is taken too.
+   */
+  private takeParts(
+    parts: readonly PartitionData[],
+    pieces?: { from: string; nowMs: number },
+  ): {
     used: number;
     wrong?: string;
   } {
     let used = 0;
-    for (const { index, data } of parts) {
+    for (const part of parts) {
+      const { index, data } = part;
       const want = this.wantedParts.get(index);
       if (want === undefined || this.fetched.has(index)) continue;
-      const bytes = Buffer.from(data, "base64");
-      if (!createHash("sha256").update(bytes).digest().equals(want))
-        return { used, wrong: "a partition does not match its leaf digest" };
-      const entries = decodePartition(bytes, index);
-      if ("error" in entries) return { used, wrong: `partition ${index}: ${entries.error}` };
-      this.fetched.set(index, entries);
-      this.bytesFetched += bytes.length;
+      if (part.offset !== undefined || part.totalBytes !== undefined) {
+        if (pieces === undefined) continue;
+        const taken = this.takePiece(part, want, pieces.from, pieces.nowMs);
+        if (taken.wrong !== undefined) return { used, wrong: taken.wrong };
+        if (taken.used) used++;
+        continue;
+      }
+      const wrong = this.takePartition(index, Buffer.from(data, "base64"), want);
+      if (wrong !== undefined) return { used, wrong };
       used++;
     }
     return { used };
+  }
+
+  private takePartition(index: number, bytes: Buffer, want: Buffer): string | undefined {
+    if (!createHash("sha256").update(bytes).digest().equals(want))
+      return "a partition does not match its leaf digest";
+    const entries = decodePartition(bytes, index);
+    if ("error" in entries) return `partition ${index}: ${entries.error}`;
+    this.fetched.set(index, entries);
+    this.bytesFetched += bytes.length;
+    return undefined;
+  }
+
+  /**
+   * A piece of a partition larger than one: the first from the voucher asked, each next one from
+   * the same voucher, every piece as long as a piece is (the last: what remains). Anything else is
+   * not the answer asked for (a replay, a late copy) and is left alone, but a piece that breaks
+   * those rules coming from the voucher in the middle of its partition is its fault.
+   */
+  private takePiece(
+    part: PartitionData,
+    want: Buffer,
+    from: string,
+    nowMs: number,
+  ): { used: boolean; wrong?: string } {
+    const { index, offset, totalBytes } = part;
+    if (offset === undefined || totalBytes === undefined) return { used: false };
+    let pieced = this.pieced;
+    if (pieced === undefined) {
+      if (offset !== 0 || from !== this.peer()) return { used: false };
+      if (totalBytes > MAX_PIECED_PARTITION_BYTES)
+        return { used: false, wrong: `a partition of ${totalBytes} bytes, more than can be taken` };
+      if (totalBytes <= this.pieceBytes)
+        return { used: false, wrong: "a piece of a partition that fits in one" };
+      const expected = Math.ceil(totalBytes / this.pieceBytes);
+      pieced = {
+        index,
+        from,
+        pieces: [],
+        receivedBytes: 0,
+        totalBytes,
+        untilMs: nowMs + (PIECE_RETRIES * expected + 4) * this.retryMs,
+      };
+      this.pieced = pieced;
+    } else if (
+      index !== pieced.index ||
+      from !== pieced.from ||
+      offset !== pieced.receivedBytes ||
+      totalBytes !== pieced.totalBytes
+    )
+      return { used: false };
+    const bytes = Buffer.from(part.data, "base64");
+    if (bytes.length !== Math.min(this.pieceBytes, totalBytes - offset)) {
+      this.pieced = undefined;
+      return { used: false, wrong: "a piece of a partition of the wrong length" };
+    }
+    pieced.pieces.push(bytes);
+    pieced.receivedBytes += bytes.length;
+    if (pieced.receivedBytes < totalBytes) return { used: true };
+    this.pieced = undefined;
+    const wrong = this.takePartition(index, Buffer.concat(pieced.pieces, totalBytes), want);
+    return wrong === undefined ? { used: true } : { used: false, wrong };
   }
 
   /** A LEAVES or PARTS answer, taken: progress if anything was used, the next voucher if wrong. */
