@@ -318,6 +318,11 @@ describe("validation", () => {
     });
     expect(resultError({ op: "scan", entries: [], more: false })).toBe("more: if present, true");
     expect(resultError({ op: "cas", ok: "yes", current: null })).toBe("ok: not a boolean");
+    expect(resultError({ op: "put", previous: null, full: false })).toBe("full: if present, true");
+    expect(resultError({ op: "del", previous: null, full: true })).toBe("full: unexpected field");
+    expect(resultError({ op: "cas", ok: true, current: "v", full: true })).toBe(
+      "full: if present, true, with ok false",
+    );
     expect(resultError({ op: "get" })).toBe("value: missing");
     expect(resultError({ op: "get", value: 3 })).toBe("value: not a string or null");
     expect(resultError({ op: "scan", entries: [["a"]] })).toBe(
@@ -370,6 +375,8 @@ describe("validation", () => {
       { op: "del", previous: "x" },
       { op: "cas", ok: true, current: "v" },
       { op: "scan", entries: [["a", "b"]] },
+      { op: "put", previous: "p", full: true },
+      { op: "cas", ok: false, current: null, full: true },
     ];
     for (const r of results) {
       expect(parseKvResult(JSON.parse(encodeKvResult(r).toString("utf8")))).toEqual(r);
@@ -579,5 +586,64 @@ describe("sorted key index", () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+describe("a partition's bound", () => {
+  /** Keys that share one partition, as a client that chose them would find them. */
+  const sharing = (count: number) => {
+    const home = partitionOf("p-0");
+    const keys: string[] = [];
+    for (let i = 0; keys.length < count; i++)
+      if (partitionOf(`p-${i}`) === home) keys.push(`p-${i}`);
+    return keys;
+  };
+  // Encoding: 4 bytes of count, then per entry 8 bytes of lengths and the key's and value's bytes.
+  const entry = (key: string, value: string) => 8 + key.length + value.length;
+
+  it("refuses a put or cas that would take a partition past it, the same from any start", () => {
+    const [a, b, c] = sharing(3) as [string, string, string];
+    const max = 4 + entry(a, "x".repeat(100)) + entry(b, "y".repeat(100));
+    const store = new KvStore({ maxPartitionBytes: max });
+    expect(store.apply(put(a, "x".repeat(100)))).toEqual({ op: "put", previous: null });
+    expect(store.apply(put(b, "y".repeat(100)))).toEqual({ op: "put", previous: null });
+    const before = store.rootDigest();
+    // Exactly full: one byte more is refused, nothing written.
+    expect(store.apply(put(b, "y".repeat(101)))).toEqual({
+      op: "put",
+      previous: "y".repeat(100),
+      full: true,
+    });
+    expect(store.apply(put(c, ""))).toEqual({ op: "put", previous: null, full: true });
+    expect(store.apply({ op: "cas", key: c, expected: null, value: "z" })).toEqual({
+      op: "cas",
+      ok: false,
+      current: null,
+      full: true,
+    });
+    expect(store.rootDigest().equals(before)).toBe(true);
+    // A write that does not grow it, and one in another partition, go through.
+    expect(store.apply(put(b, "z".repeat(100)))).toEqual({ op: "put", previous: "y".repeat(100) });
+    expect(store.apply(put("elsewhere", "w".repeat(50)))).toEqual({ op: "put", previous: null });
+    // A delete makes room.
+    store.apply({ op: "del", key: a });
+    const room = "c".repeat(100 + a.length - c.length);
+    expect(store.apply(put(c, room))).toEqual({ op: "put", previous: null });
+    // A replica whose store came from a snapshot (a restart, a state transfer) decides the same.
+    for (const other of [KvStore.fromSnapshot(store.snapshot(), { maxPartitionBytes: max })]) {
+      expect(other.apply(put(a, "a"))).toEqual({ op: "put", previous: null, full: true });
+      expect(store.apply(put(a, "a"))).toEqual({ op: "put", previous: null, full: true });
+    }
+  });
+
+  it("is counted in UTF-8 bytes, over partitions installed by a state transfer too", () => {
+    const [a, b] = sharing(2) as [string, string];
+    const max = 4 + entry(a, "") + 2 * 3 + entry(b, "");
+    const store = new KvStore({ maxPartitionBytes: max });
+    store.apply(put(a, "x".repeat(12)));
+    // The partition as another replica's checkpoint had it, replacing what was counted.
+    store.installPartition(partitionOf(a), [[a, "€"]]); // 3 bytes in UTF-8
+    expect(store.apply(put(b, "€"))).toEqual({ op: "put", previous: null });
+    expect(store.apply(put(b, "€x"))).toEqual({ op: "put", previous: "€", full: true });
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MAX_PARTITION_BYTES } from "../src/kv/kv-operation.js";
 import type { KvSnapshot } from "../src/kv/kv-snapshot.js";
 import { KvStore } from "../src/kv/kv-store.js";
 import { FANOUT, partitionOf } from "../src/kv/partition-tree.js";
@@ -17,7 +18,7 @@ import {
   sealEnvelope,
 } from "../src/replica/messages.js";
 import type { ReplicaState } from "../src/replica/replica-state.js";
-import { MAX_PIECED_PARTITION_BYTES, StateTransfer } from "../src/replica/state-transfer.js";
+import { StateTransfer } from "../src/replica/state-transfer.js";
 import { replicaCluster } from "./replica-cluster.js";
 
 /** The pieces a partition larger than one comes in: `serve`'s, whose replies are of 64 KiB. */
@@ -542,7 +543,7 @@ describe("a state transfer of a partition larger than a frame", () => {
           ...body,
           parts: body.parts.map((p) => {
             if (p.index !== home || p.totalBytes === undefined) return p;
-            if (lie === "too long") return { ...p, totalBytes: MAX_PIECED_PARTITION_BYTES + 1 };
+            if (lie === "too long") return { ...p, totalBytes: MAX_PARTITION_BYTES + 1 };
             if (lie === "fits in one") return { ...p, totalBytes: pieceBytes };
             return { ...p, data: Buffer.from("short").toString("base64") };
           }),
@@ -550,7 +551,7 @@ describe("a state transfer of a partition larger than a frame", () => {
       });
       expect(rejected).toEqual([
         lie === "too long"
-          ? `a partition of ${MAX_PIECED_PARTITION_BYTES + 1} bytes, more than can be taken`
+          ? `a partition of ${MAX_PARTITION_BYTES + 1} bytes, more than can be taken`
           : lie === "fits in one"
             ? "a piece of a partition that fits in one"
             : "a piece of a partition of the wrong length",

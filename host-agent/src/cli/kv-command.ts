@@ -13,7 +13,7 @@ import {
 import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { Command } from "commander";
 import type { KvOperation, KvResult } from "../kv/kv-operation.js";
-import { MAX_KEY_BYTES, parseKvOperation } from "../kv/kv-operation.js";
+import { MAX_KEY_BYTES, MAX_PARTITION_BYTES, parseKvOperation } from "../kv/kv-operation.js";
 import { QuorumError } from "../replica/quorums.js";
 import { runKvBench } from "../service/kv-bench.js";
 import { KeyFileError } from "../service/service-keys.js";
@@ -62,9 +62,14 @@ function describeResult(result: KvResult): string {
     case "get":
       return result.value ?? "(absent)";
     case "put":
+      if (result.full === true)
+        return `refused: the key's partition would pass ${MAX_PARTITION_BYTES} bytes; nothing written (the value is ${result.previous ?? "absent"})`;
+      return `ok (previous: ${result.previous ?? "absent"})`;
     case "del":
       return `ok (previous: ${result.previous ?? "absent"})`;
     case "cas":
+      if (result.full === true)
+        return `refused: the key's partition would pass ${MAX_PARTITION_BYTES} bytes; not swapped (the value is ${result.current ?? "absent"})`;
       return result.ok ? "ok" : `not swapped: the value is ${result.current ?? "absent"}`;
     case "scan": {
       const lines = result.entries.map(([k, v]) => `${k}\t${v}`).join("\n") || "(nothing in range)";
@@ -77,7 +82,7 @@ function describeResult(result: KvResult): string {
   }
 }
 
-/** `smw kv get|put|del|cas|scan`: no quorum answered in time (1 is a cas that did not swap). */
+/** `smw kv get|put|del|cas|scan`: no quorum answered in time (1: a cas did not swap, a write was refused). */
 export const NO_ANSWER_EXIT = 3;
 
 /**
@@ -171,7 +176,10 @@ export function kvCommand(context: CliContext): Command {
               ? `${JSON.stringify({ ...answer.result, latencyMs: Math.round(answer.latencyMs * 100) / 100 })}\n`
               : `${describeResult(answer.result)}\n`,
           );
-          context.setExitCode(answer.result.op === "cas" && !answer.result.ok ? 1 : 0);
+          const { result } = answer;
+          const notWritten =
+            (result.op === "cas" && !result.ok) || (result.op === "put" && result.full === true);
+          context.setExitCode(notWritten ? 1 : 0);
         } catch (error) {
           // No answer: its own status, so that a script tells it from a cas that did not swap.
           context.io.err(`smw kv ${name}: ${(error as Error).message}\n`);

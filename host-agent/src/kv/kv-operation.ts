@@ -21,16 +21,25 @@ export type KvOperation =
 
 export type KvResult =
   | { op: "get"; value: string | null }
-  | { op: "put"; previous: string | null }
+  /** full: refused, nothing written (`MAX_PARTITION_BYTES`); previous is the value as it stays. */
+  | { op: "put"; previous: string | null; full?: true }
   | { op: "del"; previous: string | null }
-  /** current = the value after the operation. */
-  | { op: "cas"; ok: boolean; current: string | null }
+  /** current = the value after the operation; full: refused (ok false), as for a put. */
+  | { op: "cas"; ok: boolean; current: string | null; full?: true }
   /** more: the answer's size bound, not the limit or the range, ended it (`scanAnswer`). */
   | { op: "scan"; entries: Array<[string, string]>; more?: true };
 
 export const MAX_KEY_BYTES = 1024;
 export const MAX_VALUE_BYTES = 1 << 20;
 export const MAX_SCAN_LIMIT = 1000;
+/**
+ * The most one partition of the store may hold, as its canonical encoding (`partition-tree.ts`):
+ * a write that would take its key's partition past it is refused (`full`). Keys hash to 4096
+ * partitions, so only a client that chose its keys to share one gets near it (at random, a state
+ * of about a terabyte); state transfer holds a partition whole before it can check it, and takes
+ * none longer than this.
+ */
+export const MAX_PARTITION_BYTES = 256 * 1024 * 1024;
 
 /**
  * A scan's answer holds entries up to this many bytes, as JSON writes them, and always its first.
@@ -80,14 +89,14 @@ const OPERATION_FIELDS = {
 
 const RESULT_FIELDS = {
   get: ["value"],
-  put: ["previous"],
+  put: ["previous", "full"],
   del: ["previous"],
-  cas: ["ok", "current"],
+  cas: ["ok", "current", "full"],
   scan: ["entries", "more"],
 } as const;
 
 /** Result fields that may be left out. */
-const OPTIONAL_RESULT_FIELDS: ReadonlySet<string> = new Set(["more"]);
+const OPTIONAL_RESULT_FIELDS: ReadonlySet<string> = new Set(["more", "full"]);
 
 /** Checks untrusted input (parsed JSON); returns the operation or a message naming what is wrong (e.g. "key: 1500 bytes, at most 1024"). */
 export function parseKvOperation(input: unknown): KvOperation | { error: string } {
@@ -142,12 +151,19 @@ export function parseKvResult(input: unknown): KvResult | { error: string } {
     case "put":
     case "del": {
       const previous = checkOptionalValue("previous", fields.previous);
-      return isError(previous) ? previous : { op, previous };
+      if (isError(previous)) return previous;
+      if (fields.full === undefined) return { op, previous };
+      if (op !== "put" || fields.full !== true) return { error: "full: if present, true" };
+      return { op, previous, full: true };
     }
     case "cas": {
       if (typeof fields.ok !== "boolean") return { error: "ok: not a boolean" };
       const current = checkOptionalValue("current", fields.current);
-      return isError(current) ? current : { op, ok: fields.ok, current };
+      if (isError(current)) return current;
+      if (fields.full === undefined) return { op, ok: fields.ok, current };
+      if (fields.full !== true || fields.ok)
+        return { error: "full: if present, true, with ok false" };
+      return { op, ok: false, current, full: true };
     }
     case "scan": {
       if (!Array.isArray(fields.entries)) return { error: "entries: not an array" };
@@ -211,11 +227,22 @@ export function encodeKvResult(r: KvResult): Buffer {
       ordered = { op: r.op, value: r.value };
       break;
     case "put":
+      ordered = {
+        op: r.op,
+        previous: r.previous,
+        ...(r.full === true ? { full: true as const } : {}),
+      };
+      break;
     case "del":
       ordered = { op: r.op, previous: r.previous };
       break;
     case "cas":
-      ordered = { op: r.op, ok: r.ok, current: r.current };
+      ordered = {
+        op: r.op,
+        ok: r.ok,
+        current: r.current,
+        ...(r.full === true ? { full: true as const } : {}),
+      };
       break;
     case "scan":
       ordered = {

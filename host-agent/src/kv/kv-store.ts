@@ -21,6 +21,7 @@ import {
   type KvOperation,
   type KvResult,
   keyError,
+  MAX_PARTITION_BYTES,
   parseKvOperation,
   scanAnswer,
   valueError,
@@ -58,8 +59,17 @@ export class KvStore {
   #dirtyList: number[] = [];
   #sizeBytes = 0;
   #entryCount = 0;
+  /**
+   * Each partition's encoding length, or -1 where not counted yet: counted from its map on the
+   * first write that needs it, then kept up to date (a store from a snapshot counts nothing up
+   * front).
+   */
+  #partitionBytes = new Float64Array(PARTITION_COUNT).fill(-1);
+  readonly #maxPartitionBytes: number;
 
-  constructor() {
+  /** `maxPartitionBytes`: every replica uses the default; a test may make it small. */
+  constructor(options: { maxPartitionBytes?: number } = {}) {
+    this.#maxPartitionBytes = options.maxPartitionBytes ?? MAX_PARTITION_BYTES;
     const maps = Array.from({ length: PARTITION_COUNT }, () => new Map<string, string>());
     this.#partitions = maps;
     this.#owned = maps.slice();
@@ -67,8 +77,8 @@ export class KvStore {
   }
 
   /** A store holding a snapshot's state; it shares the snapshot's maps until it writes to them. */
-  static fromSnapshot(s: KvSnapshot): KvStore {
-    const store = new KvStore();
+  static fromSnapshot(s: KvSnapshot, options: { maxPartitionBytes?: number } = {}): KvStore {
+    const store = new KvStore(options);
     const keyed: Array<{ key: string; partition: number }> = [];
     for (let p = 0; p < PARTITION_COUNT; p++) {
       const map = s.partitionMap(p);
@@ -106,12 +116,16 @@ export class KvStore {
       case "get":
         return { op: "get", value: this.get(checked.key) };
       case "put":
+        if (this.#wouldBeFull(checked.key, checked.value))
+          return { op: "put", previous: this.get(checked.key), full: true };
         return { op: "put", previous: this.#put(checked.key, checked.value) };
       case "del":
         return { op: "del", previous: this.#delete(checked.key) };
       case "cas": {
         const current = this.get(checked.key);
         if (current !== checked.expected) return { op: "cas", ok: false, current };
+        if (this.#wouldBeFull(checked.key, checked.value))
+          return { op: "cas", ok: false, current, full: true };
         this.#put(checked.key, checked.value);
         return { op: "cas", ok: true, current: checked.value };
       }
@@ -194,6 +208,7 @@ export class KvStore {
       this.#sizeBytes += utf8Bytes(key) + utf8Bytes(value);
     }
     this.#entryCount += incoming.size - outgoing.size;
+    this.#partitionBytes[index] = -1;
     this.#partitions[index] = incoming;
     this.#owned[index] = incoming;
     this.#markDirty(index);
@@ -206,6 +221,10 @@ export class KvStore {
     // Rewriting the same value changes nothing: no clone, no rehash.
     if (previous === value) return previous;
     this.#writable(p).set(key, value);
+    this.#countPartitionBytes(
+      p,
+      entryBytes(key, value) - (previous === null ? 0 : entryBytes(key, previous)),
+    );
     if (previous === null) {
       this.#keys.insert(key, p);
       this.#entryCount++;
@@ -223,11 +242,41 @@ export class KvStore {
     const previous = (this.#partitions[p] as ReadonlyMap<string, string>).get(key) ?? null;
     if (previous === null) return null;
     this.#writable(p).delete(key);
+    this.#countPartitionBytes(p, -entryBytes(key, previous));
     this.#keys.remove(key);
     this.#entryCount--;
     this.#sizeBytes -= utf8Bytes(key) + utf8Bytes(previous);
     this.#markDirty(p);
     return previous;
+  }
+
+  /**
+   * Whether writing `value` under `key` would take the key's partition past the most it may hold
+   * (`MAX_PARTITION_BYTES`). Deterministic: every replica holds the same state.
+   */
+  #wouldBeFull(key: string, value: string): boolean {
+    const p = partitionOf(key);
+    const previous = (this.#partitions[p] as ReadonlyMap<string, string>).get(key);
+    const grows = entryBytes(key, value) - (previous === undefined ? 0 : entryBytes(key, previous));
+    return grows > 0 && this.#encodedBytes(p) + grows > this.#maxPartitionBytes;
+  }
+
+  /** Partition p's encoding length (`partition-tree.ts`: a count, then each entry's two lengths and bytes). */
+  #encodedBytes(p: number): number {
+    let bytes = this.#partitionBytes[p] as number;
+    if (bytes < 0) {
+      bytes = 4;
+      for (const [key, value] of this.#partitions[p] as ReadonlyMap<string, string>)
+        bytes += entryBytes(key, value);
+      this.#partitionBytes[p] = bytes;
+    }
+    return bytes;
+  }
+
+  /** Keeps a counted partition's length up to date (one not counted yet is counted when needed). */
+  #countPartitionBytes(p: number, change: number): void {
+    const bytes = this.#partitionBytes[p] as number;
+    if (bytes >= 0) this.#partitionBytes[p] = bytes + change;
   }
 
   /** The partition's map, cloned first if a snapshot may still see it. */
@@ -262,6 +311,11 @@ export class KvStore {
       metaDigestAt(this.#leafDigests, m).copy(this.#metaDigests, m * DIGEST_BYTES);
     this.#root = sha256(this.#metaDigests);
   }
+}
+
+/** An entry's bytes in its partition's encoding: two 4-byte lengths, the key and the value. */
+function entryBytes(key: string, value: string): number {
+  return 8 + utf8Bytes(key) + utf8Bytes(value);
 }
 
 function utf8Bytes(s: string): number {

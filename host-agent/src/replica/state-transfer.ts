@@ -9,6 +9,7 @@
  * lying peer costs only a retry with the next one.
  */
 import { createHash } from "node:crypto";
+import { MAX_PARTITION_BYTES } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
 import { decodePartition, FANOUT, metaDigest, rootDigest } from "../kv/partition-tree.js";
@@ -53,14 +54,6 @@ type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
  * each whose last result was at most a few megabytes).
  */
 const CLIENT_PAGES_RETRIES = 32;
-
-/**
- * The longest partition encoding taken piece by piece. A voucher names the length when it sends
- * the first piece, and a lying one could name any: the asker holds what it sent until the whole
- * is there to check against the leaf digest. A partition is this long only if clients wrote 256
- * values of 1 MiB under keys chosen to share it (at random, a state of about a terabyte).
- */
-export const MAX_PIECED_PARTITION_BYTES = 256 * 1024 * 1024;
 
 /**
  * A partition fetched piece by piece: its pieces must come within this many retry intervals
@@ -414,7 +407,7 @@ export class StateTransfer {
     let pieced = this.pieced;
     if (pieced === undefined) {
       if (offset !== 0 || from !== this.peer()) return { used: false };
-      if (totalBytes > MAX_PIECED_PARTITION_BYTES)
+      if (totalBytes > MAX_PARTITION_BYTES)
         return { used: false, wrong: `a partition of ${totalBytes} bytes, more than can be taken` };
       if (totalBytes <= this.pieceBytes)
         return { used: false, wrong: "a piece of a partition that fits in one" };

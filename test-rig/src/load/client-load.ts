@@ -209,6 +209,7 @@ export class ClientLoad {
           previous?: string | null;
           ok?: boolean;
           current?: string | null;
+          full?: true;
         };
         if (op.op === "get") {
           this.record({ ...event, type: "ok", value: r.value ?? null });
@@ -216,6 +217,9 @@ export class ClientLoad {
         } else if (op.op === "cas") {
           this.record({ ...event, type: r.ok ? "ok" : "fail", value: input });
           seen.set(key, r.current ?? null);
+        } else if (r.full === true) {
+          // Refused, nothing written (its partition full): an operation that did not happen.
+          this.record({ ...event, type: "fail", value: input });
         } else {
           this.record({ ...event, type: "ok", value: input, previous: r.previous ?? null });
           seen.set(key, op.op === "put" ? value : null);
