@@ -35,11 +35,13 @@ export const MAX_SCAN_LIMIT = 1000;
 /**
  * The most one partition of the store may hold, as its canonical encoding (`partition-tree.ts`):
  * a write that would take its key's partition past it is refused (`full`). Keys hash to 4096
- * partitions, so only a client that chose its keys to share one gets near it (at random, a state
- * of about a terabyte); state transfer holds a partition whole before it can check it, and takes
- * none longer than this.
+ * partitions, so only a client that chose its keys to share one gets near it: at random, the
+ * fullest partition of a 16 GiB state of 1 MiB values holds 11 to 15 MiB. Why a bound at all:
+ * state transfer holds a partition whole before it can check it (a lying voucher's too), and a
+ * write rehashes its partition whole at the next checkpoint, in one go (32 MiB: about a fifth of
+ * a second on a Raspberry Pi 4, whose cores lack SHA-256 instructions).
  */
-export const MAX_PARTITION_BYTES = 256 * 1024 * 1024;
+export const MAX_PARTITION_BYTES = 32 * 1024 * 1024;
 
 /**
  * A scan's answer holds entries up to this many bytes, as JSON writes them, and always its first.
