@@ -22,11 +22,11 @@ describe("a replica recovering a state with a partition larger than a frame", ()
     const keys: string[] = [];
     for (let i = 0; keys.length < 7; i++)
       if (partitionOf(`fat-${i}`) === home) keys.push(`fat-${i}`);
-    const valueOf = (i: number) => String.fromCharCode(97 + i).repeat(MiB);
+    const fatValue = (i: number) => String.fromCharCode(97 + i).repeat(MiB);
     // One write at a time, each executed everywhere before the next; then small ones, so that a
     // checkpoint (every 4 batches here) covers them all.
     const ops = [
-      ...keys.map((key, i) => ({ op: "put" as const, key, value: valueOf(i) })),
+      ...keys.map((key, i) => ({ op: "put" as const, key, value: fatValue(i) })),
       ...[1, 2, 3, 4].map((i) => ({ op: "put" as const, key: `small-${i}`, value: "x" })),
     ];
     ops.forEach((op, i) => {
@@ -37,14 +37,14 @@ describe("a replica recovering a state with a partition larger than a frame", ()
         c.run(10, fits);
       }
     });
-    for (const id of c.ids) expect(c.cores.get(id)?.readValue(keys[6] as string)).toBe(valueOf(6));
+    for (const id of c.ids) expect(c.cores.get(id)?.readValue(keys[6] as string)).toBe(fatValue(6));
     // r4 is rejuvenated with nothing it can trust: everything comes from its peers.
     c.rejuvenate("r4", { recovering: true });
     for (let step = 0; step < 1000 && !c.cores.get("r4")?.isRecovered; step++) c.run(10, fits);
     const r4 = c.cores.get("r4");
     expect(r4?.isRecovered).toBe(true);
     keys.forEach((key, i) => {
-      expect(r4?.readValue(key)).toBe(valueOf(i));
+      expect(r4?.readValue(key)).toBe(fatValue(i));
     });
     expect(r4?.counters.get("state-transfer.pieces-asked")).toBeGreaterThanOrEqual(1);
     // Every PARTS its peers sent fitted in a frame.
