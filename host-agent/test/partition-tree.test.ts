@@ -9,10 +9,13 @@ import {
   encodePartition,
   FANOUT,
   leafDigest,
+  leafOfPieces,
   META_COUNT,
   metaDigest,
   PARTITION_COUNT,
+  PIECE_BYTES,
   partitionOf,
+  pieceDigests,
   rootDigest,
 } from "../src/kv/partition-tree.js";
 
@@ -267,5 +270,48 @@ describe("snapshot file", () => {
     expect(errorOf(file(ra, record(4000, encodePartition([])), rb))).toMatch(/empty/);
     expect(errorOf(file(ra, rb, record(4096, encodePartition([]))))).toMatch(/not below 4096/);
     expect(errorOf(file(ra))).toMatch(/root digest mismatch/);
+  });
+});
+
+describe("a partition longer than a piece", () => {
+  const sha = (b: Uint8Array) => createHash("sha256").update(b).digest();
+  const home = partitionOf("long-0");
+  const keys: string[] = [];
+  for (let i = 0; keys.length < 3; i++)
+    if (partitionOf(`long-${i}`) === home) keys.push(`long-${i}`);
+  const store = new KvStore();
+  // 1.5 MiB of values: an encoding of two pieces, the second shorter.
+  for (const key of keys) store.apply({ op: "put", key, value: "v".repeat(512 * 1024) });
+
+  it("has a leaf made from its pieces' digests, each a piece of PIECE_BYTES but the last", () => {
+    const encoding = encodePartition(store.snapshot().partitionEntries(home));
+    expect(encoding.length).toBeGreaterThan(PIECE_BYTES);
+    const pieces = pieceDigests(encoding);
+    expect(pieces).toEqual([
+      sha(encoding.subarray(0, PIECE_BYTES)),
+      sha(encoding.subarray(PIECE_BYTES)),
+    ]);
+    expect(leafDigest(encoding)).toEqual(leafOfPieces(pieces));
+    expect(leafDigest(encoding).equals(sha(encoding))).toBe(false);
+    // The store's digest of it, and a snapshot file's read back, are that leaf.
+    expect(store.snapshot().leafDigest(home)).toEqual(leafDigest(encoding));
+    const back = decodeSnapshot(encodeSnapshot(store.snapshot()));
+    if ("error" in back) throw new Error(back.error);
+    expect(back.root()).toEqual(store.rootDigest());
+  });
+
+  it("keeps a list of piece digests from passing for a partition's bytes: it does not decode", () => {
+    const encoding = encodePartition(store.snapshot().partitionEntries(home));
+    const listed = Buffer.concat([
+      Buffer.alloc(4, 0xff),
+      Buffer.from("smw-pieces-1\n", "latin1"),
+      ...pieceDigests(encoding),
+    ]);
+    // What a lying peer would send as the whole partition: its sha256 is the leaf...
+    expect(sha(listed)).toEqual(leafDigest(encoding));
+    // ...but no partition's encoding starts so.
+    expect(decodePartition(listed, home)).toEqual({
+      error: `${0xffffffff} entries cannot fit in ${listed.length} bytes`,
+    });
   });
 });

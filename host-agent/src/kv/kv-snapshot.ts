@@ -19,6 +19,7 @@ import {
   EMPTY_PARTITION_DIGEST,
   encodePartition,
   FANOUT,
+  leafDigest,
   META_COUNT,
   metaDigestsOf,
   PARTITION_COUNT,
@@ -39,15 +40,17 @@ export interface SnapshotParts {
 }
 
 /**
- * A partition's encoding at least this long is kept once made: a replica serving it to a state
- * transfer piece by piece would otherwise encode the whole of it again for every piece.
+ * A partition's encoding at least this long is kept once made (the last two such): a replica
+ * serving it to a state transfer piece by piece would otherwise encode the whole of it again for
+ * every piece, and two transfers of two such partitions at once would make each other's go.
  */
 const KEPT_ENCODING_BYTES = 64 * 1024;
+const KEPT_ENCODINGS = 2;
 
 export class KvSnapshot {
   readonly #parts: SnapshotParts;
-  /** The last large partition encoded (the snapshot never changes, so neither does it). */
-  #keptEncoding: { partition: number; bytes: Buffer } | undefined;
+  /** The last large partitions encoded, newest first (the snapshot never changes, nor do they). */
+  #keptEncodings: Array<{ partition: number; bytes: Buffer }> = [];
 
   /** Built by KvStore.snapshot() and decodeSnapshot(), which vouch that the digests match the maps. */
   constructor(parts: SnapshotParts) {
@@ -88,10 +91,11 @@ export class KvSnapshot {
 
   /** Canonical bytes of one partition, as served to a replica fetching it. */
   encodePartition(partition: number): Buffer {
-    const kept = this.#keptEncoding;
-    if (kept?.partition === partition) return kept.bytes;
+    const kept = this.#keptEncodings.find((k) => k.partition === partition);
+    if (kept !== undefined) return kept.bytes;
     const bytes = encodePartition(this.partitionEntries(partition));
-    if (bytes.length >= KEPT_ENCODING_BYTES) this.#keptEncoding = { partition, bytes };
+    if (bytes.length >= KEPT_ENCODING_BYTES)
+      this.#keptEncodings = [{ partition, bytes }, ...this.#keptEncodings].slice(0, KEPT_ENCODINGS);
     return bytes;
   }
 
@@ -198,7 +202,7 @@ export function snapshotFromRecords(
     if (index <= previous)
       return { error: `record at ${at}: partition ${index} not after ${previous}` };
     // decodePartition accepts only canonical bytes, so they are the leaf's input as they stand.
-    const leaf = sha256(encoding);
+    const leaf = leafDigest(encoding);
     const key = decoded === undefined ? "" : `${index}:${leaf.toString("base64")}`;
     let map = decoded?.get(key);
     if (map === undefined) {

@@ -7,7 +7,9 @@
  *
  *   partition encoding = u32 count, then per entry (sorted by key bytes)
  *                        u32 keyLen, key, u32 valueLen, value   (big-endian)
- *   leaf digest        = sha256(partition encoding)
+ *   leaf digest        = sha256(partition encoding), for an encoding of at most PIECE_BYTES;
+ *                        for a longer one, sha256(PIECES_TAG, then the sha256 of each piece of
+ *                        PIECE_BYTES in order, the last what remains)
  *   meta digest i      = sha256(leaf digests 64i .. 64i+63, back to back)
  *   root digest        = sha256(the 64 meta digests, back to back)
  */
@@ -19,6 +21,18 @@ export const PARTITION_COUNT = 4096;
 export const FANOUT = 64;
 export const META_COUNT = PARTITION_COUNT / FANOUT;
 export const DIGEST_BYTES = 32;
+/**
+ * A partition's encoding longer than this is digested, and fetched by state transfer, in pieces
+ * of this length: each piece fetched is checked against its own digest on arrival, so a peer
+ * that lies about a piece is found out at that piece, not once a partition of megabytes is in.
+ */
+export const PIECE_BYTES = 1024 * 1024;
+/**
+ * Begins the input of a pieced leaf digest. No encoding begins so (its first four bytes are an
+ * entry count, and 2^32 - 1 entries cannot fit in a partition), so a list of piece digests never
+ * passes for a partition's bytes, nor the reverse.
+ */
+const PIECES_TAG = Buffer.concat([Buffer.alloc(4, 0xff), Buffer.from("smw-pieces-1\n", "latin1")]);
 
 export function sha256(bytes: Uint8Array): Buffer {
   return sha256Bytes(bytes);
@@ -53,12 +67,12 @@ export function encodePartition(entries: ReadonlyArray<readonly [string, string]
 export function partitionDigest(entries: ReadonlyArray<readonly [string, string]>): Buffer {
   const plan = planEncoding(entries);
   if (plan.totalBytes > SCRATCH_MAX_BYTES)
-    return sha256(writeEncoding(plan, Buffer.allocUnsafe(plan.totalBytes)));
+    return leafDigest(writeEncoding(plan, Buffer.allocUnsafe(plan.totalBytes)));
   if (scratch.length < plan.totalBytes)
     scratch = Buffer.allocUnsafe(
       Math.min(SCRATCH_MAX_BYTES, Math.max(plan.totalBytes, 2 * scratch.length)),
     );
-  return sha256(writeEncoding(plan, scratch));
+  return leafDigest(writeEncoding(plan, scratch));
 }
 
 // Large enough for most partitions; a bigger one gets its own buffer, so a
@@ -160,9 +174,23 @@ export function decodePartition(
   return entries;
 }
 
-/** sha256 of a partition's canonical encoding. */
+/** A partition's leaf digest, from its canonical encoding (pieced when longer than a piece). */
 export function leafDigest(encodedPartition: Uint8Array): Buffer {
-  return sha256(encodedPartition);
+  if (encodedPartition.length <= PIECE_BYTES) return sha256(encodedPartition);
+  return leafOfPieces(pieceDigests(encodedPartition));
+}
+
+/** The digest of each piece of PIECE_BYTES of an encoding, in order (the last: what remains). */
+export function pieceDigests(encodedPartition: Uint8Array): Buffer[] {
+  const digests: Buffer[] = [];
+  for (let at = 0; at < encodedPartition.length; at += PIECE_BYTES)
+    digests.push(sha256(encodedPartition.subarray(at, at + PIECE_BYTES)));
+  return digests;
+}
+
+/** The leaf digest of a partition longer than a piece, from its pieces' digests. */
+export function leafOfPieces(digests: readonly Uint8Array[]): Buffer {
+  return sha256(Buffer.concat([PIECES_TAG, ...digests]));
 }
 
 /** sha256 of the FANOUT leaf digests under one meta node, in order. */

@@ -6,7 +6,7 @@
  */
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import type { KvStore } from "../kv/kv-store.js";
-import { FANOUT, PARTITION_COUNT } from "../kv/partition-tree.js";
+import { FANOUT, PARTITION_COUNT, PIECE_BYTES, pieceDigests } from "../kv/partition-tree.js";
 import { addCheckpointVote, makeStable } from "./checkpoints.js";
 import { ClientTable, clientsPage } from "./client-table.js";
 import {
@@ -19,7 +19,7 @@ import {
 } from "./messages.js";
 import { executeReady, notePrePrepared, propose, release, slotAt } from "./normal-case.js";
 import { statusNow, wantedCheckpoint } from "./peer-status.js";
-import type { ReplicaConfig, ReplicaState } from "./replica-state.js";
+import type { ReplicaState } from "./replica-state.js";
 import { StateTransfer } from "./state-transfer.js";
 
 /** k'+1 replicas vouch for a checkpoint this replica has not reached: fetch it. */
@@ -47,7 +47,6 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     vouchers,
     r.nowMs,
     Math.max(2 * r.config.statusIntervalMs, 50),
-    partitionPieceBytes(r.config),
   );
   applyTransferStep(r, r.transfer.start());
 }
@@ -279,7 +278,6 @@ function inlineDifference(
   s: KvSnapshot,
   metas: readonly string[],
   have: readonly string[],
-  pieceBytes: number,
 ): {
   leaves?: Array<{ meta: number; digests: string[] }>;
   parts?: PartitionData[];
@@ -300,7 +298,7 @@ function inlineDifference(
       const data = s.encodePartition(meta * FANOUT + j);
       bytes += data.length;
       // A partition larger than a piece goes piece by piece (`partsAnswer`), never whole.
-      if (bytes > INLINE_PART_BYTES || data.length > pieceBytes) return { leaves, parts };
+      if (bytes > INLINE_PART_BYTES || data.length > PIECE_BYTES) return { leaves, parts };
       parts.push({ index: meta * FANOUT + j, data: data.toString("base64") });
     }
   return { leaves, parts };
@@ -329,9 +327,7 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
       kvRoot: s.root().toString("hex"),
       clients,
       metas,
-      ...(body.have !== undefined
-        ? inlineDifference(s, metas, body.have, partitionPieceBytes(r.config))
-        : {}),
+      ...(body.have !== undefined ? inlineDifference(s, metas, body.have) : {}),
       ...(clients.length < cp.clients.length ? { clientsTotal: cp.clients.length } : {}),
     });
   } else if (body.type === "FETCH_CLIENTS") {
@@ -355,35 +351,37 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
 
 /**
  * The partitions a FETCH_PARTS asks for, whole, within a reply's bytes; or one piece of a
- * partition larger than a piece (`partitionPieceBytes`): the first when it comes first in the
- * list, the one at `offset` when asked for. Sent whole, a partition of a few values of 1 MiB was
- * larger than a frame, and refused: a client that wrote them under keys chosen to share a
- * partition left every later state transfer that needed it unable to finish.
+ * partition longer than a piece (PIECE_BYTES): the first, with every piece's digest, when it
+ * comes first in the list; the one at `offset` when asked for. Sent whole, a partition of a few
+ * values of 1 MiB was larger than a frame, and refused: a client that wrote them under keys
+ * chosen to share a partition left every later state transfer that needed it unable to finish.
  */
 function partsAnswer(
   r: ReplicaState,
   s: KvSnapshot,
   body: Extract<ReplicaBody, { type: "FETCH_PARTS" }>,
 ): PartitionData[] {
-  const pieceBytes = partitionPieceBytes(r.config);
   const piece = (index: number, data: Buffer, offset: number): PartitionData => ({
     index,
-    data: data.subarray(offset, offset + pieceBytes).toString("base64"),
+    data: data.subarray(offset, offset + PIECE_BYTES).toString("base64"),
     offset,
     totalBytes: data.length,
+    ...(offset === 0 ? { pieces: pieceDigests(data).map((d) => d.toString("hex")) } : {}),
   });
   if (body.offset !== undefined) {
     const index = body.parts[0] as number;
-    if (index >= PARTITION_COUNT) return [];
+    if (index >= PARTITION_COUNT || body.offset % PIECE_BYTES !== 0) return [];
     const data = s.encodePartition(index);
-    return body.offset < data.length ? [piece(index, data, body.offset)] : [];
+    return data.length > PIECE_BYTES && body.offset < data.length
+      ? [piece(index, data, body.offset)]
+      : [];
   }
   const parts: PartitionData[] = [];
   let bytes = 0;
   for (const index of body.parts.slice(0, 256)) {
     if (index >= PARTITION_COUNT) continue;
     const data = s.encodePartition(index);
-    if (data.length > pieceBytes) {
+    if (data.length > PIECE_BYTES) {
       if (parts.length === 0) parts.push(piece(index, data, 0));
       break;
     }
@@ -392,9 +390,4 @@ function partsAnswer(
     parts.push({ index, data: data.toString("base64") });
   }
   return parts;
-}
-
-/** The bytes of a partition one PARTS carries at most, in one piece (within a reply's bytes). */
-export function partitionPieceBytes(config: ReplicaConfig): number {
-  return Math.min(config.partitionPieceBytes ?? config.maxReplyBytes, config.maxReplyBytes);
 }

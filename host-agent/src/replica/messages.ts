@@ -12,9 +12,11 @@ import {
   isReadOnly,
   type KvOperation,
   type KvResult,
+  MAX_PARTITION_BYTES,
   parseKvOperation,
   parseKvResult,
 } from "../kv/kv-operation.js";
+import { PIECE_BYTES } from "../kv/partition-tree.js";
 import { canonicalJson, sha256Hex } from "./canonical.js";
 import { macDigest } from "./sessions.js";
 
@@ -41,14 +43,17 @@ export interface ClientRequest {
 }
 
 /**
- * One partition's canonical encoding in base64 (`partition-tree.ts`), or one piece of it: a
- * piece names where it starts (`offset`) and how long the whole encoding is (`totalBytes`).
+ * One partition's canonical encoding in base64 (`partition-tree.ts`), or one piece of it (of
+ * PIECE_BYTES, the last what remains): a piece names where it starts (`offset`) and how long the
+ * whole encoding is (`totalBytes`); the first also carries every piece's digest (`pieces`, hex),
+ * which the partition's leaf digest is made from.
  */
 export interface PartitionData {
   index: number;
   data: string;
   offset?: number;
   totalBytes?: number;
+  pieces?: string[];
 }
 
 export interface SeqDigest {
@@ -922,6 +927,9 @@ function leavesList(v: unknown): Array<{ meta: number; digests: string[] }> | un
   });
 }
 
+/** The pieces of the longest partition the store holds (`MAX_PARTITION_BYTES`). */
+const MAX_PIECES = Math.ceil(MAX_PARTITION_BYTES / PIECE_BYTES);
+
 /** Partitions by index, as PARTS (and a META) carry them. */
 function partsList(v: unknown): PartitionData[] | undefined {
   return list(v, (x) => {
@@ -929,9 +937,12 @@ function partsList(v: unknown): PartitionData[] | undefined {
     if (x.offset === undefined && x.totalBytes === undefined)
       return { index: x.index, data: x.data };
     // A piece: where it starts in the partition's encoding, which is longer than it.
-    return isCount(x.offset) && isCount(x.totalBytes) && x.offset < x.totalBytes
-      ? { index: x.index, data: x.data, offset: x.offset, totalBytes: x.totalBytes }
-      : undefined;
+    if (!isCount(x.offset) || !isCount(x.totalBytes) || x.offset >= x.totalBytes) return undefined;
+    const piece = { index: x.index, data: x.data, offset: x.offset, totalBytes: x.totalBytes };
+    if (x.pieces === undefined) return piece;
+    // The pieces' digests come with the first piece: at most a partition's worth of them.
+    const pieces = list(x.pieces, (d) => (isDigest(d) ? d : undefined), MAX_PIECES);
+    return pieces !== undefined && x.offset === 0 ? { ...piece, pieces } : undefined;
   });
 }
 

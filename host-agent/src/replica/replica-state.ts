@@ -85,11 +85,6 @@ export interface ReplicaConfig {
    * (default `maxReplyBytes`); the rest are fetched page by page (`state-transfer.ts`).
    */
   clientsPageBytes?: number;
-  /**
-   * The bytes of a partition one PARTS carries, in one piece (default and at most
-   * `maxReplyBytes`); a larger partition is fetched piece by piece (`state-transfer.ts`).
-   */
-  partitionPieceBytes?: number;
 }
 
 export interface StartingState {

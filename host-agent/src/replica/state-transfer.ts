@@ -8,11 +8,18 @@
  * bytes against their leaf), so any single peer can serve the transfer and a
  * lying peer costs only a retry with the next one.
  */
-import { createHash } from "node:crypto";
-import { MAX_PARTITION_BYTES } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
-import { decodePartition, FANOUT, metaDigest, rootDigest } from "../kv/partition-tree.js";
+import {
+  decodePartition,
+  FANOUT,
+  leafDigest,
+  leafOfPieces,
+  metaDigest,
+  PIECE_BYTES,
+  rootDigest,
+  sha256,
+} from "../kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "./client-table.js";
 import type { ClientTableEntry, PartitionData, ReplicaBody, SeqDigest } from "./messages.js";
 
@@ -55,13 +62,6 @@ type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
  */
 const CLIENT_PAGES_RETRIES = 32;
 
-/**
- * A partition fetched piece by piece: its pieces must come within this many retry intervals
- * each (and a few more), or the next voucher is asked. A correct voucher's come one per round
- * trip.
- */
-const PIECE_RETRIES = 2;
-
 export class StateTransfer {
   private phase: Phase = "meta";
   private peerIndex = 0;
@@ -74,18 +74,16 @@ export class StateTransfer {
   private readonly wantedParts = new Map<number, Buffer>();
   private readonly fetched = new Map<number, Array<[string, string]>>();
   /**
-   * A partition larger than a piece, as far as it came: from one voucher (it is checked whole,
-   * against its leaf digest, once every piece is in), each piece the next one.
+   * A partition longer than a piece, as far as it came: its pieces' digests (checked against its
+   * leaf digest), and the pieces in so far, each checked against its digest on arrival, whoever
+   * sent it.
    */
   private pieced:
     | {
         index: number;
-        from: string;
-        pieces: Buffer[];
-        receivedBytes: number;
-        totalBytes: number;
-        /** Every piece must be in by then, or the next voucher is asked. */
-        untilMs: number;
+        digests: Buffer[];
+        pieces: Array<Buffer | undefined>;
+        missing: number;
       }
     | undefined;
   private bytesFetched = 0;
@@ -118,8 +116,6 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
-    /** The bytes of each piece of a partition larger than one (`partitionPieceBytes`). */
-    private readonly pieceBytes: number,
   ) {
     this.lastProgressMs = nowMs;
   }
@@ -157,12 +153,10 @@ export class StateTransfer {
         to,
         body: { type: "FETCH_LEAVES", seq, metas: [...this.wantedMetas].slice(0, FANOUT) },
       };
-    if (this.pieced !== undefined) {
-      const { from, index, receivedBytes } = this.pieced;
-      return {
-        to: from,
-        body: { type: "FETCH_PARTS", seq, parts: [index], offset: receivedBytes },
-      };
+    const pieced = this.pieced;
+    if (pieced !== undefined) {
+      const offset = pieced.pieces.indexOf(undefined) * PIECE_BYTES;
+      return { to, body: { type: "FETCH_PARTS", seq, parts: [pieced.index], offset } };
     }
     const parts = [...this.wantedParts.keys()].filter((i) => !this.fetched.has(i));
     return { to, body: { type: "FETCH_PARTS", seq, parts: parts.slice(0, PARTS_PER_REQUEST) } };
@@ -171,14 +165,13 @@ export class StateTransfer {
   /** No reply in time (or, waiting, a retry interval passed): ask the next voucher. */
   tick(nowMs: number): TransferStep {
     if (this.phase === "done") return { send: [] };
-    const untilMs = this.pendingMeta?.untilMs ?? this.pieced?.untilMs;
-    const late = untilMs !== undefined && nowMs > untilMs;
+    const late = this.pendingMeta !== undefined && nowMs > this.pendingMeta.untilMs;
     if (!late && nowMs - this.lastProgressMs < this.retryMs) return { send: [] };
-    if (!late && (this.phase === "clients" || this.pieced !== undefined)) {
+    if (!late && this.phase === "clients") {
       // A page lost on the way: the same page again from the same voucher (its table is checked
       // whole), until the table's time is up. Going to the next voucher from its META at every
       // loss, a replica's transfer with 4% loss never finished before a newer checkpoint
-      // replaced it (the simulation, seed 3425). A piece of a partition likewise.
+      // replaced it (the simulation, seed 3425).
       this.lastProgressMs = nowMs;
       return { send: [this.request()] };
     }
@@ -186,9 +179,9 @@ export class StateTransfer {
   }
 
   nextPeer(nowMs: number): TransferStep {
-    // A client table or a partition fetched in part starts again, whole, from the next voucher.
+    // A client table fetched in part starts again, whole, from the next voucher. (The pieces of a
+    // partition in so far are kept: each was checked on its own.)
     if (this.phase === "clients") this.restartMeta();
-    this.pieced = undefined;
     this.peerIndex++;
     this.lastProgressMs = nowMs;
     return { send: [this.request()] };
@@ -229,7 +222,7 @@ export class StateTransfer {
           : { send: [] };
       case "PARTS":
         return this.phase === "parts"
-          ? this.onTaken(from, this.takeParts(body.parts, { from, nowMs }), nowMs)
+          ? this.onTaken(from, this.takeParts(body.parts, true), nowMs)
           : { send: [] };
       default:
         return { send: [] };
@@ -352,11 +345,11 @@ export class StateTransfer {
 
   /**
    * Wanted partitions, checked against their leaves: how many were used, or what is wrong. With
-   * `pieces` (a PARTS, not a META), a piece of a partition larger than one is taken too.
+   * `pieces` (a PARTS, not a META), pieces of a partition longer than one are taken too.
    */
   private takeParts(
     parts: readonly PartitionData[],
-    pieces?: { from: string; nowMs: number },
+    pieces = false,
   ): {
     used: number;
     wrong?: string;
@@ -367,8 +360,8 @@ export class StateTransfer {
       const want = this.wantedParts.get(index);
       if (want === undefined || this.fetched.has(index)) continue;
       if (part.offset !== undefined || part.totalBytes !== undefined) {
-        if (pieces === undefined) continue;
-        const taken = this.takePiece(part, want, pieces.from, pieces.nowMs);
+        if (!pieces) continue;
+        const taken = this.takePiece(part, want);
         if (taken.wrong !== undefined) return { used, wrong: taken.wrong };
         if (taken.used) used++;
         continue;
@@ -381,63 +374,49 @@ export class StateTransfer {
   }
 
   private takePartition(index: number, bytes: Buffer, want: Buffer): string | undefined {
-    if (!createHash("sha256").update(bytes).digest().equals(want))
-      return "a partition does not match its leaf digest";
+    if (!leafDigest(bytes).equals(want)) return "a partition does not match its leaf digest";
     const entries = decodePartition(bytes, index);
     if ("error" in entries) return `partition ${index}: ${entries.error}`;
     this.fetched.set(index, entries);
     this.bytesFetched += bytes.length;
+    // Whole from one voucher while pieces of it came from another: those are not needed.
+    if (this.pieced?.index === index) this.pieced = undefined;
     return undefined;
   }
 
   /**
-   * A piece of a partition larger than one: the first from the voucher asked, each next one from
-   * the same voucher, every piece as long as a piece is (the last: what remains). Anything else is
-   * not the answer asked for (a replay, a late copy) and is left alone, but a piece that breaks
-   * those rules coming from the voucher in the middle of its partition is its fault.
+   * A piece of a partition longer than one, from whichever voucher sent it: the first piece
+   * brings every piece's digest, checked against the partition's leaf; each piece is checked
+   * against its digest. So a lying voucher is found out at the piece it lied in, and the next
+   * voucher goes on from there. A piece of another partition than the one being fetched, or one
+   * already in, is left alone (a late copy, a replay).
    */
-  private takePiece(
-    part: PartitionData,
-    want: Buffer,
-    from: string,
-    nowMs: number,
-  ): { used: boolean; wrong?: string } {
-    const { index, offset, totalBytes } = part;
-    if (offset === undefined || totalBytes === undefined) return { used: false };
+  private takePiece(part: PartitionData, want: Buffer): { used: boolean; wrong?: string } {
+    const { index, offset } = part;
+    if (offset === undefined || offset % PIECE_BYTES !== 0) return { used: false };
     let pieced = this.pieced;
     if (pieced === undefined) {
-      if (offset !== 0 || from !== this.peer()) return { used: false };
-      if (totalBytes > MAX_PARTITION_BYTES)
-        return { used: false, wrong: `a partition of ${totalBytes} bytes, more than can be taken` };
-      if (totalBytes <= this.pieceBytes)
-        return { used: false, wrong: "a piece of a partition that fits in one" };
-      const expected = Math.ceil(totalBytes / this.pieceBytes);
-      pieced = {
-        index,
-        from,
-        pieces: [],
-        receivedBytes: 0,
-        totalBytes,
-        untilMs: nowMs + (PIECE_RETRIES * expected + 4) * this.retryMs,
-      };
+      if (part.pieces === undefined) return { used: false };
+      const digests = part.pieces.map((d) => Buffer.from(d, "hex"));
+      // A partition of one piece has a plain leaf: no list of pieces makes it.
+      if (digests.length < 2 || !leafOfPieces(digests).equals(want))
+        return { used: false, wrong: "piece digests that do not match the partition's leaf" };
+      pieced = { index, digests, pieces: digests.map(() => undefined), missing: digests.length };
       this.pieced = pieced;
-    } else if (
-      index !== pieced.index ||
-      from !== pieced.from ||
-      offset !== pieced.receivedBytes ||
-      totalBytes !== pieced.totalBytes
-    )
-      return { used: false };
+    } else if (index !== pieced.index) return { used: false };
+    const at = offset / PIECE_BYTES;
+    const digest = pieced.digests[at];
+    if (digest === undefined || pieced.pieces[at] !== undefined) return { used: false };
     const bytes = Buffer.from(part.data, "base64");
-    if (bytes.length !== Math.min(this.pieceBytes, totalBytes - offset)) {
-      this.pieced = undefined;
-      return { used: false, wrong: "a piece of a partition of the wrong length" };
-    }
-    pieced.pieces.push(bytes);
-    pieced.receivedBytes += bytes.length;
-    if (pieced.receivedBytes < totalBytes) return { used: true };
+    if (bytes.length > PIECE_BYTES || !sha256(bytes).equals(digest))
+      return { used: false, wrong: "a piece that does not match its digest" };
+    pieced.pieces[at] = bytes;
+    pieced.missing--;
+    if (pieced.missing > 0) return { used: true };
     this.pieced = undefined;
-    const wrong = this.takePartition(index, Buffer.concat(pieced.pieces, totalBytes), want);
+    // Every piece matched its digest, and the digests the leaf: only a partition that does not
+    // decode, which k' + 1 vouched for, could be wrong here.
+    const wrong = this.takePartition(index, Buffer.concat(pieced.pieces as Buffer[]), want);
     return wrong === undefined ? { used: true } : { used: false, wrong };
   }
 

@@ -766,43 +766,14 @@ export class ByzantineFilter {
             digests: l.digests.map(() => this.randomDigest()),
           })),
         });
-      default: {
+      default:
         if (body.parts.length === 0) return undefined;
-        if (body.parts.some((p) => p.totalBytes !== undefined) && this.prng.chance(0.7))
-          return this.lieAboutPiece(envelope, body);
         this.took("lying-transfer");
         return this.reseal(envelope, {
           ...body,
           parts: body.parts.map((p) => ({ ...p, data: garbage })),
         });
-      }
     }
-  }
-
-  /**
-   * A piece of a partition larger than one, lied about: bytes of the right length that do not
-   * make the partition (found only once every piece is in), a longer partition than it is, or a
-   * piece from elsewhere in it.
-   */
-  private lieAboutPiece(
-    envelope: ReplicaEnvelope,
-    body: Extract<ReplicaBody, { type: "PARTS" }>,
-  ): Buffer {
-    const lie = this.prng.int(0, 2);
-    this.took(`lying-transfer.piece-${["bytes", "length", "offset"][lie]}`);
-    const parts = body.parts.map((p) => {
-      if (p.offset === undefined || p.totalBytes === undefined) return p;
-      if (lie === 0) {
-        const bytes = Buffer.from(p.data, "base64");
-        return {
-          ...p,
-          data: Buffer.alloc(bytes.length, bytes[0] === 0x61 ? 0x62 : 0x61).toString("base64"),
-        };
-      }
-      if (lie === 1) return { ...p, totalBytes: p.totalBytes + this.prng.int(1, 64) };
-      return { ...p, offset: Math.max(0, p.offset + this.prng.int(-8, 8)) };
-    });
-    return this.reseal(envelope, { ...body, parts });
   }
 
   /**

@@ -89,7 +89,6 @@ export const SUMMED_COUNTERS = [
   "batches.missing",
   "batches.fetched",
   "state-transfer.client-pages-served",
-  "state-transfer.pieces-asked",
 ] as const;
 
 /** What a held client's connection holds unread at most, in messages (its buffers). */
@@ -238,9 +237,6 @@ class ClusterSim {
           : {}),
         ...(this.s.clientsPageBytes !== undefined
           ? { clientsPageBytes: this.s.clientsPageBytes }
-          : {}),
-        ...(this.s.partitionPieceBytes !== undefined
-          ? { partitionPieceBytes: this.s.partitionPieceBytes }
           : {}),
       },
       this.ring((recovering || coldStart) && this.s.restartsKnowNoKeys ? node.id : undefined),

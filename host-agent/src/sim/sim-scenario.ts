@@ -123,12 +123,6 @@ export interface Scenario {
    */
   clientsPageBytes?: number;
   /**
-   * The bytes of a partition one PARTS carries (`ReplicaConfig.partitionPieceBytes`): a few dozen,
-   * so that a state transfer fetches partitions piece by piece, as it does on hosts for a
-   * partition that holds several values of 1 MiB.
-   */
-  partitionPieceBytes?: number;
-  /**
    * The mobile adversary aims its move: the replica it leaves, before its reset, votes PREPARE and
    * COMMIT for the next sequence numbers of its view, one batch to half the backups and the
    * empty batch to the other half; then it takes that view's primary, which proposes and commits
@@ -268,6 +262,5 @@ export function scenarioFor(seed: number): Scenario {
     if (adversary.chance(0.5)) scenario.clientsPageBytes = adversary.pick([64, 512]);
   }
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("lie-holds");
-  if (adversary.chance(0.3)) scenario.partitionPieceBytes = adversary.pick([16, 48]);
   return scenario;
 }
