@@ -6,7 +6,9 @@ import {
   decodePartition,
   EMPTY_PARTITION_DIGEST,
   EMPTY_ROOT_DIGEST,
+  encodedPartitionBytes,
   encodePartition,
+  encodePartitionSlice,
   FANOUT,
   leafDigest,
   leafOfPieces,
@@ -313,5 +315,23 @@ describe("a partition longer than a piece", () => {
     expect(decodePartition(listed, home)).toEqual({
       error: `${0xffffffff} entries cannot fit in ${listed.length} bytes`,
     });
+  });
+});
+
+describe("a slice of a partition's encoding", () => {
+  it("is the same bytes as the whole encoding's, wherever it starts and ends", () => {
+    const entries: Array<[string, string]> = [
+      ["a", "x".repeat(300)],
+      ["é", "y".repeat(70)],
+      ["k", ""],
+      ["z😀", "w".repeat(1000)],
+    ];
+    const whole = encodePartition(entries);
+    for (let from = 0; from <= whole.length; from += 7)
+      for (const length of [0, 1, 3, 9, 64, 500, whole.length]) {
+        const to = from + length;
+        expect(encodePartitionSlice(entries, from, to)).toEqual(whole.subarray(from, to));
+      }
+    expect(encodedPartitionBytes(entries)).toBe(whole.length);
   });
 });

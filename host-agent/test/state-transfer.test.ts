@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { MAX_PARTITION_BYTES } from "../src/kv/kv-operation.js";
 import type { KvSnapshot } from "../src/kv/kv-snapshot.js";
 import { KvStore } from "../src/kv/kv-store.js";
-import { FANOUT, PIECE_BYTES, partitionOf } from "../src/kv/partition-tree.js";
+import { FANOUT, PIECE_BYTES, partitionOf, pieceDigests } from "../src/kv/partition-tree.js";
 import { INLINE_METAS, INLINE_PART_BYTES, serveFetch } from "../src/replica/catch-up.js";
 import { checkpointDigest, clientsPage, clientTableDigest } from "../src/replica/client-table.js";
 import {
@@ -544,6 +544,26 @@ describe("a state transfer of a partition larger than a frame", () => {
       return [{ body: { ...body, parts: body.parts.map(lie) } }];
     });
     expect(rejected).toEqual(["piece digests that do not match the partition's leaf"]);
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+  });
+
+  it("refuses a list of piece digests sent as the partition's bytes: its sha256 is the leaf, but it does not decode", () => {
+    const { snapshot, own, home, target } = fatPartition();
+    const serve = server(snapshot);
+    const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    const listed = Buffer.concat([
+      Buffer.alloc(4, 0xff),
+      Buffer.from("smw-pieces-1\n", "latin1"),
+      ...pieceDigests(snapshot.encodePartition(home)),
+    ]).toString("base64");
+    const { step, rejected } = run(transfer, (request) => {
+      const { body } = serve(request.body);
+      if (request.to !== "r1" || body.type !== "PARTS") return [{ body }];
+      return [{ body: { ...body, parts: [{ index: home, data: listed }] } }];
+    });
+    expect(rejected).toEqual([
+      `partition ${home}: 4294967295 entries cannot fit in ${Buffer.from(listed, "base64").length} bytes`,
+    ]);
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
   });
 

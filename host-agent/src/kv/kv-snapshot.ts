@@ -17,12 +17,15 @@ import {
   DIGEST_BYTES,
   decodePartition,
   EMPTY_PARTITION_DIGEST,
+  encodedPartitionBytes,
   encodePartition,
+  encodePartitionSlice,
   FANOUT,
   leafDigest,
   META_COUNT,
   metaDigestsOf,
   PARTITION_COUNT,
+  pieceDigests,
   sha256,
   sortedEntries,
 } from "./partition-tree.js";
@@ -39,18 +42,10 @@ export interface SnapshotParts {
   entryCount: number;
 }
 
-/**
- * A partition's encoding at least this long is kept once made (the last two such): a replica
- * serving it to a state transfer piece by piece would otherwise encode the whole of it again for
- * every piece, and two transfers of two such partitions at once would make each other's go.
- */
-const KEPT_ENCODING_BYTES = 64 * 1024;
-const KEPT_ENCODINGS = 2;
-
 export class KvSnapshot {
   readonly #parts: SnapshotParts;
-  /** The last large partitions encoded, newest first (the snapshot never changes, nor do they). */
-  #keptEncodings: Array<{ partition: number; bytes: Buffer }> = [];
+  /** Piece digests of partitions longer than a piece, as asked for (the snapshot never changes). */
+  readonly #pieceDigests = new Map<number, Buffer[]>();
 
   /** Built by KvStore.snapshot() and decodeSnapshot(), which vouch that the digests match the maps. */
   constructor(parts: SnapshotParts) {
@@ -91,12 +86,30 @@ export class KvSnapshot {
 
   /** Canonical bytes of one partition, as served to a replica fetching it. */
   encodePartition(partition: number): Buffer {
-    const kept = this.#keptEncodings.find((k) => k.partition === partition);
-    if (kept !== undefined) return kept.bytes;
-    const bytes = encodePartition(this.partitionEntries(partition));
-    if (bytes.length >= KEPT_ENCODING_BYTES)
-      this.#keptEncodings = [{ partition, bytes }, ...this.#keptEncodings].slice(0, KEPT_ENCODINGS);
-    return bytes;
+    return encodePartition(this.partitionEntries(partition));
+  }
+
+  /** The length of one partition's encoding, without encoding it. */
+  partitionBytes(partition: number): number {
+    return encodedPartitionBytes(this.partitionEntries(partition));
+  }
+
+  /** Bytes [from, to) of one partition's encoding, made without encoding the rest. */
+  encodePartitionSlice(partition: number, from: number, to: number): Buffer {
+    return encodePartitionSlice(this.partitionEntries(partition), from, to);
+  }
+
+  /**
+   * The digests of a partition's pieces (`pieceDigests`), for one longer than a piece: made once
+   * per snapshot and partition, however often a transfer asks for its first piece.
+   */
+  partitionPieceDigests(partition: number): Buffer[] {
+    let digests = this.#pieceDigests.get(partition);
+    if (digests === undefined) {
+      digests = pieceDigests(this.encodePartition(partition));
+      this.#pieceDigests.set(partition, digests);
+    }
+    return digests;
   }
 
   /** The shared map of one partition; for KvStore.fromSnapshot, read only. */

@@ -59,6 +59,53 @@ export function encodePartition(entries: ReadonlyArray<readonly [string, string]
   return writeEncoding(plan, Buffer.allocUnsafe(plan.totalBytes));
 }
 
+/** encodePartition(entries).length, without encoding them. */
+export function encodedPartitionBytes(entries: ReadonlyArray<readonly [string, string]>): number {
+  return planEncoding(entries).totalBytes;
+}
+
+/**
+ * encodePartition(entries).subarray(from, to), writing only the entries that reach into it: a
+ * piece of 1 MiB of a partition of 32 MiB costs about a piece's worth of work, not the whole.
+ */
+export function encodePartitionSlice(
+  entries: ReadonlyArray<readonly [string, string]>,
+  from: number,
+  to: number,
+): Buffer {
+  const plan = planEncoding(entries);
+  const end = Math.min(to, plan.totalBytes);
+  const out = Buffer.allocUnsafe(Math.max(0, end - from));
+  if (out.length === 0) return out;
+  // Each field written at its place in the whole encoding, clipped to [from, end).
+  const put = (field: Buffer, at: number) => {
+    const a = Math.max(at, from);
+    const b = Math.min(at + field.length, end);
+    if (a < b) field.copy(out, a - from, a - at, b - at);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32BE(n, 0);
+    return b;
+  };
+  put(u32(plan.sorted.length), 0);
+  let at = 4;
+  for (let i = 0; i < plan.sorted.length && at < end; i++) {
+    const keyBytes = plan.lengths[2 * i] as number;
+    const valueBytes = plan.lengths[2 * i + 1] as number;
+    const entryEnd = at + 8 + keyBytes + valueBytes;
+    if (entryEnd > from) {
+      const [key, value] = entryAt(plan.sorted, i);
+      put(u32(keyBytes), at);
+      put(Buffer.from(key, "utf8"), at + 4);
+      put(u32(valueBytes), at + 4 + keyBytes);
+      put(Buffer.from(value, "utf8"), at + 8 + keyBytes);
+    }
+    at = entryEnd;
+  }
+  return out;
+}
+
 /**
  * leafDigest(encodePartition(entries)), but encoded into a reused scratch
  * buffer: rehashing a large state then allocates no buffer per partition

@@ -6,7 +6,7 @@
  */
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import type { KvStore } from "../kv/kv-store.js";
-import { FANOUT, PARTITION_COUNT, PIECE_BYTES, pieceDigests } from "../kv/partition-tree.js";
+import { FANOUT, PARTITION_COUNT, PIECE_BYTES } from "../kv/partition-tree.js";
 import { addCheckpointVote, makeStable } from "./checkpoints.js";
 import { ClientTable, clientsPage } from "./client-table.js";
 import {
@@ -295,10 +295,11 @@ function inlineDifference(
   let bytes = 0;
   for (const meta of differing)
     for (let j = 0; j < FANOUT; j++) {
-      const data = s.encodePartition(meta * FANOUT + j);
-      bytes += data.length;
       // A partition larger than a piece goes piece by piece (`partsAnswer`), never whole.
-      if (bytes > INLINE_PART_BYTES || data.length > PIECE_BYTES) return { leaves, parts };
+      const size = s.partitionBytes(meta * FANOUT + j);
+      bytes += size;
+      if (bytes > INLINE_PART_BYTES || size > PIECE_BYTES) return { leaves, parts };
+      const data = s.encodePartition(meta * FANOUT + j);
       parts.push({ index: meta * FANOUT + j, data: data.toString("base64") });
     }
   return { leaves, parts };
@@ -361,33 +362,36 @@ function partsAnswer(
   s: KvSnapshot,
   body: Extract<ReplicaBody, { type: "FETCH_PARTS" }>,
 ): PartitionData[] {
-  const piece = (index: number, data: Buffer, offset: number): PartitionData => ({
+  // Only the piece asked for is encoded; the digests of all are made once per checkpoint.
+  const piece = (index: number, totalBytes: number, offset: number): PartitionData => ({
     index,
-    data: data.subarray(offset, offset + PIECE_BYTES).toString("base64"),
+    data: s.encodePartitionSlice(index, offset, offset + PIECE_BYTES).toString("base64"),
     offset,
-    totalBytes: data.length,
-    ...(offset === 0 ? { pieces: pieceDigests(data).map((d) => d.toString("hex")) } : {}),
+    totalBytes,
+    ...(offset === 0
+      ? { pieces: s.partitionPieceDigests(index).map((d) => d.toString("hex")) }
+      : {}),
   });
   if (body.offset !== undefined) {
     const index = body.parts[0] as number;
     if (index >= PARTITION_COUNT || body.offset % PIECE_BYTES !== 0) return [];
-    const data = s.encodePartition(index);
-    return data.length > PIECE_BYTES && body.offset < data.length
-      ? [piece(index, data, body.offset)]
+    const totalBytes = s.partitionBytes(index);
+    return totalBytes > PIECE_BYTES && body.offset < totalBytes
+      ? [piece(index, totalBytes, body.offset)]
       : [];
   }
   const parts: PartitionData[] = [];
   let bytes = 0;
   for (const index of body.parts.slice(0, 256)) {
     if (index >= PARTITION_COUNT) continue;
-    const data = s.encodePartition(index);
-    if (data.length > PIECE_BYTES) {
-      if (parts.length === 0) parts.push(piece(index, data, 0));
+    const size = s.partitionBytes(index);
+    if (size > PIECE_BYTES) {
+      if (parts.length === 0) parts.push(piece(index, size, 0));
       break;
     }
-    if (parts.length > 0 && bytes + data.length > r.config.maxReplyBytes) break;
-    bytes += data.length;
-    parts.push({ index, data: data.toString("base64") });
+    if (parts.length > 0 && bytes + size > r.config.maxReplyBytes) break;
+    bytes += size;
+    parts.push({ index, data: s.encodePartition(index).toString("base64") });
   }
   return parts;
 }
