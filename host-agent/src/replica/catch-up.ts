@@ -362,7 +362,7 @@ function partsAnswer(
   s: KvSnapshot,
   body: Extract<ReplicaBody, { type: "FETCH_PARTS" }>,
 ): PartitionData[] {
-  // Only the piece asked for is encoded; the digests of all are made once per checkpoint.
+  // Only the pieces sent are encoded; the digests of all are made once per checkpoint.
   const piece = (index: number, totalBytes: number, offset: number): PartitionData => ({
     index,
     data: s.encodePartitionSlice(index, offset, offset + PIECE_BYTES).toString("base64"),
@@ -372,13 +372,20 @@ function partsAnswer(
       ? { pieces: s.partitionPieceDigests(index).map((d) => d.toString("hex")) }
       : {}),
   });
+  // The pieces from `offset` on, as many as a reply's bytes hold (at least one).
+  const pieces = (index: number, totalBytes: number, offset: number): PartitionData[] => {
+    const out: PartitionData[] = [];
+    for (let at = offset; at < totalBytes; at += PIECE_BYTES) {
+      if (out.length > 0 && at - offset + PIECE_BYTES > r.config.maxReplyBytes) break;
+      out.push(piece(index, totalBytes, at));
+    }
+    return out;
+  };
   if (body.offset !== undefined) {
     const index = body.parts[0] as number;
     if (index >= PARTITION_COUNT || body.offset % PIECE_BYTES !== 0) return [];
     const totalBytes = s.partitionBytes(index);
-    return totalBytes > PIECE_BYTES && body.offset < totalBytes
-      ? [piece(index, totalBytes, body.offset)]
-      : [];
+    return totalBytes > PIECE_BYTES ? pieces(index, totalBytes, body.offset) : [];
   }
   const parts: PartitionData[] = [];
   let bytes = 0;
@@ -386,7 +393,7 @@ function partsAnswer(
     if (index >= PARTITION_COUNT) continue;
     const size = s.partitionBytes(index);
     if (size > PIECE_BYTES) {
-      if (parts.length === 0) parts.push(piece(index, size, 0));
+      if (parts.length === 0) parts.push(...pieces(index, size, 0));
       break;
     }
     if (parts.length > 0 && bytes + size > r.config.maxReplyBytes) break;
