@@ -29,7 +29,7 @@ const BENCHMARKS = {
       "--seconds": "S",
       "--clients": "C",
       "--quick": null,
-      "--only": "n4|n6|reads|transfer|rolling|checkpoint|flood|large",
+      "--only": "n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces",
       "--batches-in-flight": "N",
       "--profile": "DIR",
       "--logs": "DIR",

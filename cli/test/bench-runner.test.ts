@@ -16,7 +16,9 @@ describe("npm run bench", () => {
     expect(r.status).toBe(0);
     for (const name of ["media", "link", "kv", "rig", "demo", "live"])
       expect(r.stdout).toContain(`npm run bench -- ${name} `);
-    expect(r.stdout).toContain("[--only n4|n6|reads|transfer|rolling|checkpoint|flood|large]");
+    expect(r.stdout).toContain(
+      "[--only n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces]",
+    );
     expect(bench("media", "--help")).toMatchObject({
       status: 0,
       stdout: "usage: npm run bench -- media [--size-mib N]\n",
@@ -38,7 +40,7 @@ describe("npm run bench", () => {
     const noSuchPart = bench("kv", "--only", "n5");
     expect(noSuchPart.status).toBe(2);
     expect(noSuchPart.stderr).toMatch(
-      /--only: expected one of n4, n6, reads, transfer, rolling, checkpoint, flood, large, got "n5"/,
+      /--only: expected one of n4, n6, reads, transfer, rolling, checkpoint, flood, large, pieces, got "n5"/,
     );
     // Given to all of them at once, an option must suit each: kv's --quick is not media's.
     expect(bench("all", "--quick")).toMatchObject({ status: 2 });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large]
+// npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces]
 //                     [--profile DIR]  (a V8 CPU profile of every server and client process, into DIR)
 //                     [--batches-in-flight N]  (the replicas' window; the testbed's default otherwise)
 //                     [--logs DIR]  (every replica process's log, a file each, as it exits)
@@ -23,6 +23,9 @@
 // 6. Writes of 1 MiB on a starved CPU: one client writing values of 1 MiB one after another,
 //    beside eight busy loops per core, n = 4 against the same store unreplicated beside the same
 //    loops: megabyte messages on a CPU too slow for one view-change timeout.
+// 7. State transfer of 31 values of 1 MiB under keys a client chose to share one partition
+//    (fetched in pieces of 1 MiB, each checked on arrival), against the same values under
+//    ordinary keys (31 partitions, fetched whole), nothing stored, in the same run.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -63,7 +66,7 @@ const OPTIONS = {
   "--batches-in-flight": "N",
   "--help": undefined,
 };
-const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
+const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
   if (!(arg in OPTIONS)) {
@@ -404,6 +407,91 @@ async function checkpointWrites() {
   }
 }
 
+/** The longest a recovery measured here may take before it is reported as not done. */
+const RECOVERY_WAIT_MS = 60_000;
+
+/**
+ * Starts `hostId`'s replica recovering (its peers already serve), waits until it has recovered
+ * (at most RECOVERY_WAIT_MS), stops it, and prints how long its state transfer and its whole
+ * recovery took.
+ */
+async function measureRecovery(testbed, hostId, period, label) {
+  const startMs = performance.now();
+  let transferred;
+  let transferStartMs;
+  let transferMs = Number.NaN;
+  let server;
+  let timer;
+  const recovered = await new Promise((resolve, reject) => {
+    timer = setTimeout(() => resolve(false), RECOVERY_WAIT_MS);
+    startReplica(testbed, hostId, {
+      k: 0,
+      recovering: true,
+      period,
+      onAction: (a) => {
+        if (a.type === "transfer-started") transferStartMs = performance.now();
+        if (a.type === "transferred") {
+          transferred = a;
+          transferMs = performance.now() - transferStartMs;
+        }
+        if (a.type === "recovered") resolve(true);
+      },
+    }).then((started) => {
+      server = started;
+    }, reject);
+  });
+  clearTimeout(timer);
+  const ms = performance.now() - startMs;
+  await server?.close();
+  if (!recovered) {
+    process.stdout.write(`  ${label.padEnd(24)} not recovered within ${RECOVERY_WAIT_MS} ms\n`);
+    return { ms: Number.NaN, transferMs: Number.NaN };
+  }
+  process.stdout.write(
+    `  ${label.padEnd(24)} transfer ${transferMs.toFixed(0).padStart(5)} ms, start to recovered ${ms.toFixed(0).padStart(5)} ms, ${transferred?.partitions ?? 0} partitions, ${((transferred?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB fetched\n`,
+  );
+  return { ms, transferMs };
+}
+
+async function piecedTransfer() {
+  const value = (i) => String.fromCharCode(97 + (i % 26)).repeat(2 ** 20);
+  const home = partitionOf("fat-0");
+  const fatKeys = [];
+  for (let i = 0; fatKeys.length < 31; i++)
+    if (partitionOf(`fat-${i}`) === home) fatKeys.push(`fat-${i}`);
+  const spread = fatKeys.map((_, i) => `key-${i}`);
+  process.stdout.write(
+    "state transfer of 31 values of 1 MiB, n = 4, nothing stored, to recovered:\n",
+  );
+  const results = [];
+  for (const [label, keys] of [
+    ["ordinary keys", spread],
+    ["keys sharing a partition", fatKeys],
+  ]) {
+    const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: nextPorts(), clients: 1 });
+    try {
+      const store = new KvStore();
+      keys.forEach((key, i) => store.apply({ op: "put", key, value: value(i) }));
+      const snapshot = store.snapshot();
+      const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+      for (const h of bed.testbed.hosts) mkdirSync(h.stateDir, { recursive: true });
+      for (const h of bed.testbed.hosts.slice(0, 3))
+        writeCheckpointFile(h.stateDir, { seq: 64, digest, snapshot, clients: [] });
+      const peers = [];
+      for (const h of bed.testbed.hosts.slice(0, 3))
+        peers.push(await startReplica(bed.testbed, h.id, { k: 0 }));
+      results.push(await measureRecovery(bed.testbed, bed.testbed.hosts[3].id, 1, label));
+      await Promise.all(peers.map((p) => p.close()));
+    } finally {
+      bed.remove();
+    }
+  }
+  const [ordinary, shared] = results;
+  process.stdout.write(
+    `  ratio shared/ordinary: transfer ${(shared.transferMs / ordinary.transferMs).toFixed(2)}, start to recovered ${(shared.ms / ordinary.ms).toFixed(2)}\n`,
+  );
+}
+
 async function stateTransfer() {
   const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: nextPorts(), clients: 1 });
   try {
@@ -431,36 +519,7 @@ async function stateTransfer() {
     for (const h of bed.testbed.hosts.slice(0, 3))
       peers.push(await startReplica(bed.testbed, h.id, { k: 0 }));
     let period = 0;
-    const measure = async (label) => {
-      const startMs = performance.now();
-      let transferred;
-      let transferStartMs;
-      let transferMs;
-      const done = new Promise((resolve) => {
-        startReplica(bed.testbed, h4.id, {
-          k: 0,
-          recovering: true,
-          period: ++period,
-          onAction: (a) => {
-            if (a.type === "transfer-started") transferStartMs = performance.now();
-            if (a.type === "transferred") {
-              transferred = a;
-              transferMs = performance.now() - transferStartMs;
-            }
-            if (a.type === "recovered") resolve();
-          },
-        }).then((server) => {
-          measure.server = server;
-        });
-      });
-      await done;
-      const ms = performance.now() - startMs;
-      await measure.server.close();
-      process.stdout.write(
-        `  ${label.padEnd(22)} transfer ${transferMs.toFixed(0).padStart(5)} ms, start to recovered ${ms.toFixed(0).padStart(5)} ms, ${transferred?.partitions ?? 0} partitions, ${((transferred?.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB fetched\n`,
-      );
-      return { ms, transferMs };
-    };
+    const measure = (label) => measureRecovery(bed.testbed, h4.id, ++period, label);
     process.stdout.write(
       "state transfer of a 64 MiB state (16384 values of 4 KiB), n = 4, to recovered:\n",
     );
@@ -854,7 +913,17 @@ async function rawTcp() {
 }
 
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
-const parts = ["n4", "n6", "reads", "transfer", "rolling", "checkpoint", "flood", "large"];
+const parts = [
+  "n4",
+  "n6",
+  "reads",
+  "transfer",
+  "rolling",
+  "checkpoint",
+  "flood",
+  "large",
+  "pieces",
+];
 if (only !== undefined && !parts.includes(only)) {
   process.stderr.write(`--only: expected one of ${parts.join(", ")}, got "${only}"\n`);
   process.exit(2);
@@ -869,3 +938,4 @@ if (runs("rolling")) await rolling();
 if (runs("checkpoint")) await checkpointWrites();
 if (runs("flood")) await flood();
 if (runs("large")) await largeWrites();
+if (runs("pieces")) await piecedTransfer();
