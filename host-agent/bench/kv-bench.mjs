@@ -471,7 +471,7 @@ async function piecedTransfer() {
     const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: nextPorts(), clients: 1 });
     try {
       const store = new KvStore();
-      keys.forEach((key, i) => store.apply({ op: "put", key, value: value(i) }));
+      for (const [i, key] of keys.entries()) store.apply({ op: "put", key, value: value(i) });
       const snapshot = store.snapshot();
       const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
       for (const h of bed.testbed.hosts) mkdirSync(h.stateDir, { recursive: true });
