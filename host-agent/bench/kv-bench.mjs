@@ -24,7 +24,7 @@
 //    beside eight busy loops per core, n = 4 against the same store unreplicated beside the same
 //    loops: megabyte messages on a CPU too slow for one view-change timeout.
 // 7. State transfer of 31 values of 1 MiB under keys a client chose to share one partition
-//    (fetched in pieces of 1 MiB, each checked on arrival), against the same values under
+//    (fetched in pieces of 2 MiB, each checked on arrival), against the same values under
 //    ordinary keys (31 partitions, fetched whole), nothing stored, in the same run.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";

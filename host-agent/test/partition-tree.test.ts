@@ -282,8 +282,8 @@ describe("a partition longer than a piece", () => {
   for (let i = 0; keys.length < 3; i++)
     if (partitionOf(`long-${i}`) === home) keys.push(`long-${i}`);
   const store = new KvStore();
-  // 1.5 MiB of values: an encoding of two pieces, the second shorter.
-  for (const key of keys) store.apply({ op: "put", key, value: "v".repeat(512 * 1024) });
+  // 2.25 MiB of values: an encoding of two pieces, the second shorter.
+  for (const key of keys) store.apply({ op: "put", key, value: "v".repeat(768 * 1024) });
 
   it("has a leaf made from its pieces' digests, each a piece of PIECE_BYTES but the last", () => {
     const encoding = encodePartition(store.snapshot().partitionEntries(home));
