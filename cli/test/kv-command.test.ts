@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_PARTITION_BYTES, MAX_VALUE_BYTES } from "../../host-agent/src/kv/kv-operation.js";
+import { partitionOf } from "../../host-agent/src/kv/partition-tree.js";
 import type { ReplicaServer } from "../../host-agent/src/service/replica-server.js";
 import { connectClient, startReplica } from "../../host-agent/src/service/service-runtime.js";
 import {
@@ -92,6 +94,45 @@ describe("smw kv against four replicas", () => {
     expect(tooLong.code).toBe(2);
     expect(tooLong.stderr).toMatch(/--after: FROM is 1024 bytes, the longest a key may be/);
   }, 60_000);
+
+  it("refuses a write its key's partition cannot hold, the same at every replica, exit 1", async () => {
+    // Keys a client chose to share one partition, filled to a few bytes under the bound by a
+    // client of the test's own (values too large for a command line).
+    const home = partitionOf("full-0");
+    const keys: string[] = [];
+    for (let i = 0; keys.length < 33; i++)
+      if (partitionOf(`full-${i}`) === home) keys.push(`full-${i}`);
+    const writer = connectClient(bed.testbed, { clientId: "client2", k: 0 });
+    const entryBytes = (key: string, valueBytes: number) => 8 + key.length + valueBytes;
+    let partitionBytes = 4;
+    try {
+      for (const key of keys.slice(0, 31)) {
+        await writer.call({ op: "put", key, value: "f".repeat(MAX_VALUE_BYTES) }, 30_000);
+        partitionBytes += entryBytes(key, MAX_VALUE_BYTES);
+      }
+      const last = keys[31] as string;
+      const room = MAX_PARTITION_BYTES - partitionBytes - entryBytes(last, 0);
+      const fill = room - 10; // leaves 10 bytes
+      await writer.call({ op: "put", key: last, value: "f".repeat(fill) }, 30_000);
+    } finally {
+      await writer.close();
+    }
+    const over = keys[32] as string;
+    // An entry of 8 + key + 3 bytes is over 10 bytes: refused, nothing written.
+    expect(await kv("put", over, "abc")).toMatchObject({
+      code: 1,
+      stdout: `refused: the key's partition would pass ${MAX_PARTITION_BYTES} bytes; nothing written (the value is absent)\n`,
+    });
+    expect(await kv("get", over)).toMatchObject({ code: 0, stdout: "(absent)\n" });
+    expect(await kv("cas", over, "abc", "--expect-absent")).toMatchObject({ code: 1 });
+    expect((await kv("cas", over, "abc", "--expect-absent")).stdout).toMatch(/^refused: /);
+    // Making room: a delete, then the same write goes through.
+    expect(await kv("del", keys[0] as string)).toMatchObject({ code: 0 });
+    expect(await kv("put", over, "abc")).toMatchObject({
+      code: 0,
+      stdout: "ok (previous: absent)\n",
+    });
+  }, 120_000);
 
   it("names what is wrong with bad input, exit 2", async () => {
     const noKey = await smw(
