@@ -351,9 +351,10 @@ export function serveFetch(r: ReplicaState, from: string, body: ReplicaBody): vo
 }
 
 /**
- * The partitions a FETCH_PARTS asks for, whole, within a reply's bytes; or one piece of a
- * partition longer than a piece (PIECE_BYTES): the first, with every piece's digest, when it
- * comes first in the list; the one at `offset` when asked for. Sent whole, a partition of a few
+ * The partitions a FETCH_PARTS asks for, whole, within a reply's bytes; or pieces of a partition
+ * longer than a piece (PIECE_BYTES), as many in a row as a reply's bytes hold: from the first,
+ * with every piece's digest, when it comes first in the list; from `offset` when asked for.
+ * Sent whole, a partition of a few
  * values of 1 MiB was larger than a frame, and refused: a client that wrote them under keys
  * chosen to share a partition left every later state transfer that needed it unable to finish.
  */
