@@ -262,6 +262,100 @@ describe("a state transfer of a small difference", () => {
   });
 });
 
+describe("a state transfer with a voucher that answers a little at a time", () => {
+  /** 400 values of 2,000 bytes, in about 400 partitions: too many for the META to carry. */
+  function largeState() {
+    const served = new KvStore();
+    for (let i = 0; i < 400; i++)
+      served.apply({ op: "put", key: `k${i}`, value: "v".repeat(2000) });
+    const snapshot = served.snapshot();
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
+    return { snapshot, own: new KvStore().snapshot(), target: { seq: 32, digest } };
+  }
+
+  /** A replica serving the checkpoint: each answer as sent. */
+  function server(snapshot: KvSnapshot) {
+    const c = replicaCluster(4, 1, 0);
+    const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
+    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
+    return (request: ReplicaBody) => {
+      r.out = [];
+      r.nowMs += 1000; // past the asker's allowance of answers
+      serveFetch(r, "r2", request);
+      const sent = r.out[0];
+      if (sent?.type !== "send") throw new Error("no answer");
+      return parseEnvelope(sent.message)?.body as ReplicaBody;
+    };
+  }
+
+  /**
+   * True, but the least an answer can be: one meta's leaves, one partition, nothing carried in a
+   * META.
+   */
+  function drip(body: ReplicaBody): ReplicaBody {
+    if (body.type === "META") return { ...body, leaves: [], parts: [] };
+    if (body.type === "LEAVES") return { ...body, leaves: body.leaves.slice(0, 1) };
+    if (body.type === "PARTS") return { ...body, parts: body.parts.slice(0, 1) };
+    return body;
+  }
+
+  /**
+   * Runs the transfer on a clock of 10 ms steps (retry interval 200 ms): the honest voucher
+   * answers in one step, `dripper` nine-tenths of a retry interval late. Returns the requests
+   * made to each voucher, and the time it took.
+   */
+  function run(vouchers: string[], dripper?: string, silent?: string) {
+    const { snapshot, own, target } = largeState();
+    const serve = server(snapshot);
+    const transfer = new StateTransfer(target, own, vouchers, 0, 200);
+    const asked = new Map<string, number>();
+    const pending: Array<{ at: number; from: string; body: ReplicaBody }> = [];
+    let step = transfer.start();
+    let t = 0;
+    for (; t < 100_000 && step.done === undefined; t += 10) {
+      for (const request of step.send) {
+        asked.set(request.to, (asked.get(request.to) ?? 0) + 1);
+        if (request.to === silent) continue;
+        const body = serve(request.body);
+        if (request.to === dripper)
+          pending.push({ at: t + 180, from: request.to, body: drip(body) });
+        else pending.push({ at: t + 10, from: request.to, body });
+      }
+      step = transfer.tick(t);
+      for (const due of pending.filter((p) => p.at <= t)) {
+        pending.splice(pending.indexOf(due), 1);
+        const next = transfer.onReply(due.from, due.body, t);
+        step = { ...next, send: [...step.send, ...next.send] };
+        if (step.done !== undefined) break;
+      }
+    }
+    expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
+    return { asked, ms: t };
+  }
+
+  it("asks the vouchers in turn, so that it paces only its share of the transfer", () => {
+    const alone = run(["r2"]);
+    const requestsAlone = alone.asked.get("r2") ?? 0;
+    expect(requestsAlone).toBeLessThan(20);
+    // r1 is asked first, and every answer of its is true: it is not found out, only outpaced.
+    const { asked, ms } = run(["r1", "r2"], "r1");
+    // Kept to the one voucher that made progress, the transfer took one partition per 180 ms:
+    // about 400 requests and 72 s.
+    expect(asked.get("r2")).toBeLessThanOrEqual(requestsAlone + 1);
+    expect(asked.get("r1")).toBeLessThanOrEqual((asked.get("r2") ?? 0) + 1);
+    expect(ms).toBeLessThanOrEqual(alone.ms + requestsAlone * 200);
+  });
+
+  it("passes over a voucher that was silent for the next few answers, so that it costs a retry interval only now and then", () => {
+    const alone = run(["r2"]);
+    const requestsAlone = alone.asked.get("r2") ?? 0;
+    const { asked, ms } = run(["r1", "r2"], undefined, "r1");
+    // Asked in turn every time, r1 cost a retry interval per request of r2's: 14 of them, 2.8 s.
+    expect(asked.get("r1")).toBeLessThanOrEqual(Math.ceil(requestsAlone / 8) + 1);
+    expect(ms).toBeLessThanOrEqual(alone.ms + (Math.ceil(requestsAlone / 8) + 1) * 200 + 50);
+  });
+});
+
 describe("a state transfer of a client table larger than a reply", () => {
   /** Five clients whose last result was a read of 300 KiB of control characters: 9 MB as JSON. */
   function largeTable() {
@@ -514,21 +608,26 @@ describe("a state transfer of a partition larger than a frame", () => {
     const { snapshot, own, home, target } = fatPartition();
     const serve = server(snapshot);
     const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    let liar: string | undefined;
     const { step, asked, rejected } = run(transfer, (request) => {
       const { body } = serve(request.body);
-      if (request.to !== "r1" || body.type !== "PARTS") return [{ body }];
-      // r1 garbles its third piece, keeping its length.
+      if (liar !== undefined || body.type !== "PARTS") return [{ body }];
+      // The first voucher to send pieces garbles the second, keeping its length.
+      liar = request.to;
       const garble = (p: PartitionData) =>
-        p.index === home && p.offset === 2 * PIECE_BYTES
+        p.index === home && p.offset === PIECE_BYTES
           ? { ...p, data: Buffer.alloc(PIECE_BYTES, 0x7a).toString("base64") }
           : p;
       return [{ body: { ...body, parts: body.parts.map(garble) } }];
     });
     expect(rejected).toEqual(["a piece that does not match its digest"]);
-    // r2 is asked only from the third piece on: the first two, each checked, are kept.
-    const toR2 = asked.filter((a) => a.to === "r2").map((a) => a.body);
-    expect(toR2).toEqual([
-      { type: "FETCH_PARTS", seq: 32, parts: [home], offset: 2 * PIECE_BYTES },
+    // The other is asked from the second piece on: the first, checked, is kept. The liar is not
+    // asked again.
+    const pieces = pieceAsks(asked);
+    const honest = liar === "r1" ? "r2" : "r1";
+    expect(pieces).toEqual([
+      { to: honest, offset: PIECE_BYTES },
+      { to: honest, offset: 3 * PIECE_BYTES },
     ]);
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
   });
@@ -537,9 +636,11 @@ describe("a state transfer of a partition larger than a frame", () => {
     const { snapshot, own, target } = fatPartition();
     const serve = server(snapshot);
     const transfer = new StateTransfer(target, own, ["r1", "r2"], 0, 200);
+    let lied = false;
     const { step, rejected } = run(transfer, (request) => {
       const { body } = serve(request.body);
-      if (request.to !== "r1" || body.type !== "PARTS") return [{ body }];
+      if (lied || body.type !== "PARTS") return [{ body }];
+      lied = true;
       const lie = (p: PartitionData) =>
         p.pieces === undefined ? p : { ...p, pieces: [...p.pieces].reverse() };
       return [{ body: { ...body, parts: body.parts.map(lie) } }];

@@ -46,9 +46,14 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     r.store.snapshot(),
     vouchers,
     r.nowMs,
-    Math.max(2 * r.config.statusIntervalMs, 50),
+    transferRetryMs(r.config.statusIntervalMs),
   );
   applyTransferStep(r, r.transfer.start());
+}
+
+/** How long a state transfer waits for a voucher's answer before it asks the next. */
+export function transferRetryMs(statusIntervalMs: number): number {
+  return Math.max(2 * statusIntervalMs, 50);
 }
 
 /**

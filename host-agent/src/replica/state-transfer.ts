@@ -62,6 +62,13 @@ type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
  */
 const CLIENT_PAGES_RETRIES = 32;
 
+/**
+ * A voucher silent through a retry interval is passed over for this many answers that bring
+ * something (while another can be asked): a silent Byzantine voucher costs one retry interval per
+ * this many, and a correct one whose answer was lost is back soon.
+ */
+const SILENT_TURNS = 8;
+
 export class StateTransfer {
   private phase: Phase = "meta";
   private peerIndex = 0;
@@ -89,9 +96,12 @@ export class StateTransfer {
   private bytesFetched = 0;
   /**
    * Vouchers that cannot serve this round (said NO_CHECKPOINT, or answered with what did not
-   * check out) since the transfer last made progress.
+   * check out): passed over in turn until none is left (`cannotServe`). Neither answer comes
+   * from a correct voucher that still holds the target, and one that no longer does never will.
    */
   private readonly without = new Set<string>();
+  /** Vouchers silent through a retry interval, and for how many more answers they are passed over. */
+  private readonly silentFor = new Map<string, number>();
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
   /**
@@ -175,16 +185,50 @@ export class StateTransfer {
       this.lastProgressMs = nowMs;
       return { send: [this.request()] };
     }
+    // Silent through a retry interval: passed over for the next few answers that bring something.
+    // Silent again each time round, a voucher cost a retry interval per turn.
+    this.silentFor.set(this.peer(), SILENT_TURNS);
     return this.nextPeer(nowMs);
   }
 
-  nextPeer(nowMs: number): TransferStep {
+  private nextPeer(nowMs: number): TransferStep {
     // A client table fetched in part starts again, whole, from the next voucher. (The pieces of a
     // partition in so far are kept: each was checked on its own.)
     if (this.phase === "clients") this.restartMeta();
-    this.peerIndex++;
+    this.rotate();
     this.lastProgressMs = nowMs;
     return { send: [this.request()] };
+  }
+
+  /**
+   * The next voucher in turn, passing over those that cannot serve this round. Requests go round
+   * the vouchers after every answer, not only after a failure: a Byzantine voucher that answers
+   * truly but a little at a time (one partition an answer, just inside the retry interval) would
+   * otherwise pace the whole transfer, thousands of round trips for a large state. In turn, it
+   * has at most its share of the requests, and each costs at most a retry interval.
+   */
+  private rotate(): void {
+    const count = this.vouchers.length;
+    const at = (i: number) => this.vouchers[(this.peerIndex + i) % count] as string;
+    const usable = (v: string) => !this.without.has(v);
+    const answering = (v: string) => usable(v) && (this.silentFor.get(v) ?? 0) === 0;
+    for (const ok of [answering, usable]) {
+      for (let i = 1; i <= count; i++) {
+        if (!ok(at(i))) continue;
+        this.peerIndex = (this.peerIndex + i) % count;
+        return;
+      }
+    }
+    this.peerIndex = (this.peerIndex + 1) % count;
+  }
+
+  /** An answer brought something: the next voucher in turn. */
+  private progressed(nowMs: number): void {
+    this.lastProgressMs = nowMs;
+    for (const [voucher, turns] of this.silentFor)
+      if (turns <= 1) this.silentFor.delete(voucher);
+      else this.silentFor.set(voucher, turns - 1);
+    this.rotate();
   }
 
   onReply(from: string, body: ReplicaBody, nowMs: number): TransferStep {
@@ -317,8 +361,7 @@ export class StateTransfer {
     const wrong =
       this.takeLeaves(body.leaves ?? []).wrong ?? this.takeParts(body.parts ?? []).wrong;
     if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
-    this.lastProgressMs = nowMs;
-    this.without.clear();
+    this.progressed(nowMs);
     return this.advance();
   }
 
@@ -428,8 +471,7 @@ export class StateTransfer {
   ): TransferStep {
     if (taken.wrong !== undefined) return this.cannotServe(from, nowMs, taken.wrong);
     if (taken.used === 0) return { send: [] };
-    this.lastProgressMs = nowMs;
-    this.without.clear();
+    this.progressed(nowMs);
     return this.advance();
   }
 

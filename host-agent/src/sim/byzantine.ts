@@ -87,7 +87,14 @@ export type ByzantineBehaviour =
    * request under the HOLDs (one it saw, or the same client and number with another write), or
    * HOLDs whose signatures are another's.
    */
-  | "lie-holds";
+  | "lie-holds"
+  /**
+   * Answers to a state transfer, true but the least they can be, each just inside the asker's
+   * retry interval (`dripDelayMs`): a META without the difference it could carry, one meta's
+   * leaves, one partition. Never found out, it would pace the whole transfer were it the only
+   * voucher asked while it made progress.
+   */
+  | "drip-transfer";
 
 export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "silent",
@@ -110,6 +117,7 @@ export const BYZANTINE_BEHAVIOURS: readonly ByzantineBehaviour[] = [
   "ask-flood",
   "lie-batches",
   "lie-holds",
+  "drip-transfer",
 ];
 
 /**
@@ -134,6 +142,8 @@ export interface Outgoing {
   to: string | "all";
   message: Buffer;
   toClient?: boolean;
+  /** Held this long before the network takes it (`drip-transfer`). */
+  delayMs?: number;
 }
 
 export class ByzantineFilter {
@@ -166,6 +176,8 @@ export class ByzantineFilter {
   aimedPlan: AimedPlan | undefined;
   /** Lies told, by kind: the simulation reports them. */
   readonly taken = new Map<string, number>();
+  /** `drip-transfer`: how long each answer is held (just inside the asker's retry interval). */
+  dripDelayMs = 0;
 
   private took(kind: string): void {
     this.taken.set(kind, (this.taken.get(kind) ?? 0) + 1);
@@ -428,6 +440,11 @@ export class ByzantineFilter {
       out.push({ to, message: lie });
       return;
     }
+    const dripped = this.behaviours.has("drip-transfer") ? this.drip(body) : undefined;
+    if (dripped !== undefined) {
+      out.push({ to, message: this.reseal(envelope, dripped), delayMs: this.dripDelayMs });
+      return;
+    }
     if (
       this.behaviours.has("wrong-digests") &&
       (body.type === "PREPARE" || body.type === "COMMIT" || body.type === "CHECKPOINT") &&
@@ -536,6 +553,25 @@ export class ByzantineFilter {
     if (this.batches.length > 0 && this.prng.chance(0.5))
       return this.prng.pick(this.batches).origin;
     return batchOrigin(this.self, envelope.epoch);
+  }
+
+  /** `drip-transfer`: a state transfer's answer cut to the least it can be, or undefined. */
+  private drip(body: ReplicaBody): ReplicaBody | undefined {
+    switch (body.type) {
+      case "META": {
+        const { leaves: _leaves, parts: _parts, ...least } = body;
+        this.took("drip-transfer.meta");
+        return least;
+      }
+      case "LEAVES":
+        this.took("drip-transfer.leaves");
+        return { ...body, leaves: body.leaves.slice(0, 1) };
+      case "PARTS":
+        this.took("drip-transfer.parts");
+        return { ...body, parts: body.parts.slice(0, 1) };
+      default:
+        return undefined;
+    }
   }
 
   /** A validly signed message that says something false, or undefined to send the truth. */

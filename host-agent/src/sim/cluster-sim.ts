@@ -11,6 +11,7 @@ import { KvClientCore } from "../client/kv-client-core.js";
 import { type KvOperation, MAX_SCAN_LIMIT } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
+import { transferRetryMs } from "../replica/catch-up.js";
 import { KeyRing, type Signer } from "../replica/key-ring.js";
 import {
   type ClientTableEntry,
@@ -480,7 +481,7 @@ class ClusterSim {
     behaviours: readonly ByzantineBehaviour[],
   ): ByzantineFilter {
     this.everCompromised.add(node.id);
-    return new ByzantineFilter(
+    const filter = new ByzantineFilter(
       node.id,
       new Set(behaviours),
       this.ids.filter((i) => i !== node.id),
@@ -492,6 +493,8 @@ class ClusterSim {
         ids: this.ids,
       },
     );
+    filter.dripDelayMs = 0.9 * transferRetryMs(this.s.statusIntervalMs);
+    return filter;
   }
 
   private scheduleTick(node: ReplicaNode, core: ReplicaCore): void {
@@ -541,7 +544,13 @@ class ClusterSim {
       if (correct && this.idleSent !== undefined)
         this.idleSent.set(from, (this.idleSent.get(from) ?? 0) + targets.length);
       for (const to of targets)
-        this.transmit(from, to, () => this.replicaReceive(to, o.message, correct), o.message);
+        this.transmit(
+          from,
+          to,
+          () => this.replicaReceive(to, o.message, correct),
+          o.message,
+          o.delayMs,
+        );
     }
   }
 
@@ -764,7 +773,13 @@ class ClusterSim {
     return false;
   }
 
-  private transmit(from: string, to: string, deliver: () => void, message?: Buffer): void {
+  private transmit(
+    from: string,
+    to: string,
+    deliver: () => void,
+    message?: Buffer,
+    heldMs = 0,
+  ): void {
     if (this.cut(from, to)) return;
     const { delayMs, jitterMs, loss, duplicate } = this.s.network;
     const faulty = !this.healthy();
@@ -776,7 +791,7 @@ class ClusterSim {
         ? this.s.stalledFetchMs
         : 0;
     for (let i = 0; i < copies; i++)
-      this.q.after(delayMs + held + stalled + this.net.next() * jitterMs, () => {
+      this.q.after(heldMs + delayMs + held + stalled + this.net.next() * jitterMs, () => {
         if (!this.cut(from, to)) deliver();
       });
   }

@@ -262,5 +262,6 @@ export function scenarioFor(seed: number): Scenario {
     if (adversary.chance(0.5)) scenario.clientsPageBytes = adversary.pick([64, 512]);
   }
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("lie-holds");
+  for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("drip-transfer");
   return scenario;
 }
