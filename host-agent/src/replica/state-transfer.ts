@@ -63,11 +63,13 @@ type Phase = "meta" | "clients" | "leaves" | "parts" | "done";
 const CLIENT_PAGES_RETRIES = 32;
 
 /**
- * A voucher silent through a retry interval is passed over for this many answers that bring
- * something (while another can be asked): a silent Byzantine voucher costs one retry interval per
- * this many, and a correct one whose answer was lost is back soon.
+ * A voucher that was silent through a retry interval, or could not serve, is passed over for this
+ * many answers of others that bring something, twice as many each time again until it brings
+ * something itself (`bench`), while another voucher can be asked.
  */
-const SILENT_TURNS = 8;
+const FIRST_BENCH_TURNS = 2;
+/** Benched turns stop doubling here: a voucher comes back at least this often. */
+const MAX_BENCH_TURNS = 1024;
 
 export class StateTransfer {
   private phase: Phase = "meta";
@@ -96,12 +98,17 @@ export class StateTransfer {
   private bytesFetched = 0;
   /**
    * Vouchers that cannot serve this round (said NO_CHECKPOINT, or answered with what did not
-   * check out): passed over in turn until none is left (`cannotServe`). Neither answer comes
-   * from a correct voucher that still holds the target, and one that no longer does never will.
+   * check out) since the transfer last made progress: once it is every voucher, the transfer
+   * rests (`cannotServe`).
    */
   private readonly without = new Set<string>();
-  /** Vouchers silent through a retry interval, and for how many more answers they are passed over. */
-  private readonly silentFor = new Map<string, number>();
+  /**
+   * Vouchers passed over in turn (`bench`): for how many more answers that bring something, and
+   * how many the next time (doubled each time until the voucher brings something itself).
+   */
+  private readonly benched = new Map<string, { turns: number; nextTurns: number }>();
+  /** Whether the voucher in turn was asked something since the last rest (`tick` benches it only then). */
+  private asked = false;
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
   /**
@@ -143,6 +150,7 @@ export class StateTransfer {
   }
 
   private request(): { to: string; body: ReplicaBody } {
+    this.asked = true;
     const seq = this.target.seq;
     const to = this.peer();
     if (this.phase === "meta")
@@ -185,9 +193,8 @@ export class StateTransfer {
       this.lastProgressMs = nowMs;
       return { send: [this.request()] };
     }
-    // Silent through a retry interval: passed over for the next few answers that bring something.
-    // Silent again each time round, a voucher cost a retry interval per turn.
-    this.silentFor.set(this.peer(), SILENT_TURNS);
+    // Silent through a retry interval. (After a rest, it was asked nothing.)
+    if (this.asked) this.bench(this.peer());
     return this.nextPeer(nowMs);
   }
 
@@ -201,33 +208,49 @@ export class StateTransfer {
   }
 
   /**
-   * The next voucher in turn, passing over those that cannot serve this round. Requests go round
-   * the vouchers after every answer, not only after a failure: a Byzantine voucher that answers
-   * truly but a little at a time (one partition an answer, just inside the retry interval) would
-   * otherwise pace the whole transfer, thousands of round trips for a large state. In turn, it
-   * has at most its share of the requests, and each costs at most a retry interval.
+   * The next voucher in turn, passing over the benched ones while another can be asked. Requests
+   * go round the vouchers after every answer, not only after a failure: a Byzantine voucher that
+   * answers truly but a little at a time (one partition an answer, just inside the retry interval)
+   * would otherwise pace the whole transfer, thousands of round trips for a large state. In turn,
+   * it has at most its share of the requests, and each costs at most a retry interval.
    */
   private rotate(): void {
+    // The next in order that is not benched; if all are, the one due back first.
     const count = this.vouchers.length;
-    const at = (i: number) => this.vouchers[(this.peerIndex + i) % count] as string;
-    const usable = (v: string) => !this.without.has(v);
-    const answering = (v: string) => usable(v) && (this.silentFor.get(v) ?? 0) === 0;
-    for (const ok of [answering, usable]) {
-      for (let i = 1; i <= count; i++) {
-        if (!ok(at(i))) continue;
-        this.peerIndex = (this.peerIndex + i) % count;
-        return;
+    let best = this.peerIndex;
+    let bestTurns = Number.POSITIVE_INFINITY;
+    for (let i = 1; i <= count && bestTurns > 0; i++) {
+      const at = (this.peerIndex + i) % count;
+      const turns = this.benched.get(this.vouchers[at] as string)?.turns ?? 0;
+      if (turns < bestTurns) {
+        best = at;
+        bestTurns = turns;
       }
     }
-    this.peerIndex = (this.peerIndex + 1) % count;
+    this.peerIndex = best;
   }
 
-  /** An answer brought something: the next voucher in turn. */
-  private progressed(nowMs: number): void {
+  /**
+   * `voucher` was silent through a retry interval, or cannot serve: passed over for the next
+   * few answers of others that bring something, twice as many each time it is benched again
+   * before it brings something itself. A silent Byzantine voucher so costs a retry interval at
+   * answers 2, 6, 14, 30, ... of the transfer's, and a correct one whose answer was lost, or which
+   * could not serve yet (recovering itself), is soon asked again.
+   */
+  private bench(voucher: string): void {
+    const nextTurns = this.benched.get(voucher)?.nextTurns ?? FIRST_BENCH_TURNS;
+    this.benched.set(voucher, {
+      turns: nextTurns,
+      nextTurns: Math.min(2 * nextTurns, MAX_BENCH_TURNS),
+    });
+  }
+
+  /** `from`'s answer brought something: the next voucher in turn. */
+  private progressed(from: string, nowMs: number): void {
     this.lastProgressMs = nowMs;
-    for (const [voucher, turns] of this.silentFor)
-      if (turns <= 1) this.silentFor.delete(voucher);
-      else this.silentFor.set(voucher, turns - 1);
+    this.without.clear();
+    this.benched.delete(from);
+    for (const b of this.benched.values()) b.turns = Math.max(0, b.turns - 1);
     this.rotate();
   }
 
@@ -282,11 +305,13 @@ export class StateTransfer {
     const why = rejected !== undefined ? { rejected } : {};
     // Waiting already: nothing is asked before the interval is out, whatever comes.
     if (nowMs < this.restingUntilMs) return { send: [], ...why };
+    if (!this.without.has(from)) this.bench(from);
     this.without.add(from);
     if (this.vouchers.every((v) => this.without.has(v))) {
       this.without.clear();
       this.lastProgressMs = nowMs;
       this.restingUntilMs = nowMs + this.retryMs;
+      this.asked = false;
       return { send: [], waiting: true, ...why };
     }
     // An answer not asked for (a lying voucher's) does not move the transfer off the one asked.
@@ -361,7 +386,7 @@ export class StateTransfer {
     const wrong =
       this.takeLeaves(body.leaves ?? []).wrong ?? this.takeParts(body.parts ?? []).wrong;
     if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
-    this.progressed(nowMs);
+    this.progressed(from, nowMs);
     return this.advance();
   }
 
@@ -471,7 +496,7 @@ export class StateTransfer {
   ): TransferStep {
     if (taken.wrong !== undefined) return this.cannotServe(from, nowMs, taken.wrong);
     if (taken.used === 0) return { send: [] };
-    this.progressed(nowMs);
+    this.progressed(from, nowMs);
     return this.advance();
   }
 

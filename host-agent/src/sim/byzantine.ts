@@ -89,10 +89,10 @@ export type ByzantineBehaviour =
    */
   | "lie-holds"
   /**
-   * Answers to a state transfer, true but the least they can be, each just inside the asker's
-   * retry interval (`dripDelayMs`): a META without the difference it could carry, one meta's
-   * leaves, one partition. Never found out, it would pace the whole transfer were it the only
-   * voucher asked while it made progress.
+   * Answers to a state transfer, true but the least they can be, each held so that it still comes
+   * within the asker's retry interval (`dripDelayMs`): a META without the difference it could
+   * carry, one meta's leaves, one partition. Never found out, it would pace the whole transfer
+   * were it the only voucher asked while its answers brought something.
    */
   | "drip-transfer";
 
@@ -176,7 +176,7 @@ export class ByzantineFilter {
   aimedPlan: AimedPlan | undefined;
   /** Lies told, by kind: the simulation reports them. */
   readonly taken = new Map<string, number>();
-  /** `drip-transfer`: how long each answer is held (just inside the asker's retry interval). */
+  /** `drip-transfer`: how long each answer is held (so that it comes within the asker's retry interval). */
   dripDelayMs = 0;
 
   private took(kind: string): void {

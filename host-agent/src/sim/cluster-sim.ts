@@ -493,7 +493,13 @@ class ClusterSim {
         ids: this.ids,
       },
     );
-    filter.dripDelayMs = 0.9 * transferRetryMs(this.s.statusIntervalMs);
+    // Held so that the answer still comes within the asker's retry interval, through the network's
+    // delay and jitter both ways.
+    const { delayMs, jitterMs } = this.s.network;
+    filter.dripDelayMs = Math.max(
+      0,
+      transferRetryMs(this.s.statusIntervalMs) - 2 * (delayMs + jitterMs) - 5,
+    );
     return filter;
   }
 
