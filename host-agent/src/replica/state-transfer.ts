@@ -71,6 +71,15 @@ const FIRST_BENCH_TURNS = 2;
 /** Benched turns stop doubling here: a voucher comes back at least this often. */
 const MAX_BENCH_TURNS = 1024;
 
+/** Answers at least this long measure the link's rate (shorter ones are mostly round trip). */
+export const RATE_SAMPLE_BYTES = 256 * 1024;
+
+/** Unanswered requests timed per voucher (`askedAtMs`). */
+const ASKED_KEPT = 8;
+
+/** The wait for an answer is widened by at most this many retry intervals (`waitMs`). */
+const MAX_WIDENING_RETRIES = 8;
+
 export class StateTransfer {
   private phase: Phase = "meta";
   private peerIndex = 0;
@@ -109,6 +118,15 @@ export class StateTransfer {
   private readonly benched = new Map<string, { turns: number; nextTurns: number }>();
   /** Whether the voucher in turn was asked something since the last rest (`tick` benches it only then). */
   private asked = false;
+  /**
+   * When each voucher was asked what it has not answered yet, oldest first (at most
+   * `ASKED_KEPT`): a voucher answers in order, so an answer is timed from the oldest. Timed from
+   * the latest, an answer to a request asked again of the same voucher (after a timeout, when the
+   * turn came round) looked as fast as the network's round trip.
+   */
+  private readonly askedAtMs = new Map<string, number[]>();
+  /** The fastest rate an answer of at least `RATE_SAMPLE_BYTES` came at (0: none yet). */
+  private bytesPerMs = 0;
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
   /**
@@ -133,8 +151,28 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
+    /** The most one answer may carry (the replicas' `maxReplyBytes`); 0: never widen the wait. */
+    private readonly answerBytes = 0,
   ) {
     this.lastProgressMs = nowMs;
+  }
+
+  /**
+   * How long an answer is waited for before the next voucher is asked: the retry interval, and on
+   * a link measured slow, the time the largest answer takes at the fastest rate any answer came.
+   * Without it, each answer of 4 MiB over a link under about 160 Mbit/s came after the interval,
+   * and the next voucher was asked for the same partitions: every answer came twice, each at half
+   * the rate. The fastest rate, not the latest: a voucher that answers slowly makes no other's
+   * wait longer. (At most `MAX_WIDENING_RETRIES` intervals more, should every large answer so far
+   * have come slowly.)
+   */
+  private waitMs(): number {
+    if (this.bytesPerMs === 0) return this.retryMs;
+    const widenMs = Math.min(
+      this.answerBytes / this.bytesPerMs,
+      MAX_WIDENING_RETRIES * this.retryMs,
+    );
+    return this.retryMs + widenMs;
   }
 
   get finished(): boolean {
@@ -142,15 +180,25 @@ export class StateTransfer {
   }
 
   start(): TransferStep {
-    return { send: [this.request()] };
+    return { send: [this.request(this.lastProgressMs)] };
   }
 
   private peer(): string {
     return this.vouchers[this.peerIndex % this.vouchers.length] as string;
   }
 
-  private request(): { to: string; body: ReplicaBody } {
+  /** The next request, to the voucher in turn (or the META's sender, for its client table's pages). */
+  private request(nowMs: number): { to: string; body: ReplicaBody } {
+    const request = this.nextRequest();
     this.asked = true;
+    const times = this.askedAtMs.get(request.to) ?? [];
+    times.push(nowMs);
+    if (times.length > ASKED_KEPT) times.shift();
+    this.askedAtMs.set(request.to, times);
+    return request;
+  }
+
+  private nextRequest(): { to: string; body: ReplicaBody } {
     const seq = this.target.seq;
     const to = this.peer();
     if (this.phase === "meta")
@@ -184,14 +232,14 @@ export class StateTransfer {
   tick(nowMs: number): TransferStep {
     if (this.phase === "done") return { send: [] };
     const late = this.pendingMeta !== undefined && nowMs > this.pendingMeta.untilMs;
-    if (!late && nowMs - this.lastProgressMs < this.retryMs) return { send: [] };
+    if (!late && nowMs - this.lastProgressMs < this.waitMs()) return { send: [] };
     if (!late && this.phase === "clients") {
       // A page lost on the way: the same page again from the same voucher (its table is checked
       // whole), until the table's time is up. Going to the next voucher from its META at every
       // loss, a replica's transfer with 4% loss never finished before a newer checkpoint
       // replaced it (the simulation, seed 3425).
       this.lastProgressMs = nowMs;
-      return { send: [this.request()] };
+      return { send: [this.request(nowMs)] };
     }
     // Silent through a retry interval. (After a rest, it was asked nothing.)
     if (this.asked) this.bench(this.peer());
@@ -204,7 +252,7 @@ export class StateTransfer {
     if (this.phase === "clients") this.restartMeta();
     this.rotate();
     this.lastProgressMs = nowMs;
-    return { send: [this.request()] };
+    return { send: [this.request(nowMs)] };
   }
 
   /**
@@ -254,9 +302,15 @@ export class StateTransfer {
     this.rotate();
   }
 
-  onReply(from: string, body: ReplicaBody, nowMs: number): TransferStep {
+  /** `wireBytes`: the answer's length as it came, to measure the link (`waitMs`). */
+  onReply(from: string, body: ReplicaBody, nowMs: number, wireBytes = 0): TransferStep {
     if (this.phase === "done") return { send: [] };
     if (!("seq" in body) || body.seq !== this.target.seq) return { send: [], stale: true };
+    // Lost requests or answers, and answers not asked for, leave times too old here: those make
+    // a rate too slow, which the fastest does not heed.
+    const askedAtMs = this.askedAtMs.get(from)?.shift();
+    if (wireBytes >= RATE_SAMPLE_BYTES && askedAtMs !== undefined)
+      this.bytesPerMs = Math.max(this.bytesPerMs, wireBytes / Math.max(1, nowMs - askedAtMs));
     switch (body.type) {
       case "NO_CHECKPOINT":
         // Only the voucher asked moves the transfer on (one not asked may be replayed or forged).
@@ -278,7 +332,7 @@ export class StateTransfer {
             untilMs: nowMs + CLIENT_PAGES_RETRIES * this.retryMs,
           };
           this.lastProgressMs = nowMs;
-          return { send: [this.request()] };
+          return { send: [this.request(nowMs)] };
         }
         return this.onMeta(from, body, nowMs);
       case "CLIENTS":
@@ -356,7 +410,7 @@ export class StateTransfer {
     }
     for (const entry of body.clients) clients.push(entry);
     this.lastProgressMs = nowMs;
-    if (clients.length < pending.total) return { send: [this.request()] };
+    if (clients.length < pending.total) return { send: [this.request(nowMs)] };
     this.restartMeta();
     return this.onMeta(from, { ...pending.body, clients }, nowMs);
   }
@@ -387,7 +441,7 @@ export class StateTransfer {
       this.takeLeaves(body.leaves ?? []).wrong ?? this.takeParts(body.parts ?? []).wrong;
     if (wrong !== undefined) return this.cannotServe(from, nowMs, wrong);
     this.progressed(from, nowMs);
-    return this.advance();
+    return this.advance(nowMs);
   }
 
   /** Leaves of wanted metas, checked against them: how many were used, or what is wrong. */
@@ -497,14 +551,15 @@ export class StateTransfer {
     if (taken.wrong !== undefined) return this.cannotServe(from, nowMs, taken.wrong);
     if (taken.used === 0) return { send: [] };
     this.progressed(from, nowMs);
-    return this.advance();
+    return this.advance(nowMs);
   }
 
-  private advance(): TransferStep {
+  private advance(nowMs: number): TransferStep {
     if (this.phase === "meta") this.phase = "leaves";
-    if (this.phase === "leaves" && this.wantedMetas.size > 0) return { send: [this.request()] };
+    if (this.phase === "leaves" && this.wantedMetas.size > 0)
+      return { send: [this.request(nowMs)] };
     if (this.phase === "leaves") this.phase = "parts";
-    if (this.fetched.size < this.wantedParts.size) return { send: [this.request()] };
+    if (this.fetched.size < this.wantedParts.size) return { send: [this.request(nowMs)] };
     const store = KvStore.fromSnapshot(this.base);
     for (const [index, entries] of this.fetched) store.installPartition(index, entries);
     if (!store.rootDigest().equals(this.kvRoot as Buffer))
