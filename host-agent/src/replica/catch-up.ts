@@ -47,7 +47,6 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     vouchers,
     r.nowMs,
     transferRetryMs(r.config.statusIntervalMs),
-    r.config.maxReplyBytes,
   );
   applyTransferStep(r, r.transfer.start());
 }

@@ -500,8 +500,7 @@ function dispatch(r: ReplicaState, envelope: ReplicaEnvelope): void {
     case "LEAVES":
     case "PARTS":
     case "NO_CHECKPOINT":
-      if (r.transfer)
-        applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs, envelope.wire.length), from);
+      if (r.transfer) applyTransferStep(r, r.transfer.onReply(from, body, r.nowMs), from);
       return;
     case "FETCH_BATCH":
       serveBatch(r, from, body);

@@ -71,11 +71,11 @@ const FIRST_BENCH_TURNS = 2;
 /** Benched turns stop doubling here: a voucher comes back at least this often. */
 const MAX_BENCH_TURNS = 1024;
 
-/** Answers at least this long measure the link's rate (shorter ones are mostly round trip). */
+/** Answers bringing at least this much state measure the link (shorter ones are mostly round trip). */
 export const RATE_SAMPLE_BYTES = 256 * 1024;
 
-/** Unanswered requests timed per voucher (`askedAtMs`). */
-const ASKED_KEPT = 8;
+/** Requests for partitions kept timed (`partsAskedAtMs`). */
+const PARTS_ASKED_KEPT = 256;
 
 /** The wait for an answer is widened by at most this many retry intervals (`waitMs`). */
 const MAX_WIDENING_RETRIES = 8;
@@ -119,14 +119,18 @@ export class StateTransfer {
   /** Whether the voucher in turn was asked something since the last rest (`tick` benches it only then). */
   private asked = false;
   /**
-   * When each voucher was asked what it has not answered yet, oldest first (at most
-   * `ASKED_KEPT`): a voucher answers in order, so an answer is timed from the oldest. Timed from
-   * the latest, an answer to a request asked again of the same voucher (after a timeout, when the
-   * turn came round) looked as fast as the network's round trip.
+   * When each request for partitions went, by voucher and the first partition (and offset) asked:
+   * an answer is timed from the request it answers, which its first partition names.
    */
-  private readonly askedAtMs = new Map<string, number[]>();
-  /** The fastest rate an answer of at least `RATE_SAMPLE_BYTES` came at (0: none yet). */
+  private readonly partsAskedAtMs = new Map<string, number>();
+  /** State taken from answers so far, in bytes (partitions and pieces), to size each answer. */
+  private takenBytes = 0;
+  /**
+   * The fastest rate, in bytes of state a millisecond, that an answer bringing at least
+   * `RATE_SAMPLE_BYTES` of it came at (0: none yet), and the most one brought.
+   */
   private bytesPerMs = 0;
+  private largestAnswerBytes = 0;
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
   /**
@@ -151,25 +155,24 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
-    /** The most one answer may carry (the replicas' `maxReplyBytes`); 0: never widen the wait. */
-    private readonly answerBytes = 0,
   ) {
     this.lastProgressMs = nowMs;
   }
 
   /**
    * How long an answer is waited for before the next voucher is asked: the retry interval, and on
-   * a link measured slow, the time the largest answer takes at the fastest rate any answer came.
-   * Without it, each answer of 4 MiB over a link under about 160 Mbit/s came after the interval,
-   * and the next voucher was asked for the same partitions: every answer came twice, each at half
-   * the rate. The fastest rate, not the latest: a voucher that answers slowly makes no other's
-   * wait longer. (At most `MAX_WIDENING_RETRIES` intervals more, should every large answer so far
-   * have come slowly.)
+   * a link measured slow, the time the largest answer so far would take at the fastest rate any
+   * answer came at. Without it, each answer of 4 MiB over a link under about 160 Mbit/s came
+   * after the interval, and the next voucher was asked for the same partitions: every answer came
+   * two or three times. Only state taken counts, and only from the request it answers: a voucher
+   * cannot widen the wait with bytes the asker does not use, and one that sends what it uses
+   * slowly widens it only while no other's large answer came faster. At most
+   * `MAX_WIDENING_RETRIES` intervals more.
    */
   private waitMs(): number {
     if (this.bytesPerMs === 0) return this.retryMs;
     const widenMs = Math.min(
-      this.answerBytes / this.bytesPerMs,
+      this.largestAnswerBytes / this.bytesPerMs,
       MAX_WIDENING_RETRIES * this.retryMs,
     );
     return this.retryMs + widenMs;
@@ -191,10 +194,15 @@ export class StateTransfer {
   private request(nowMs: number): { to: string; body: ReplicaBody } {
     const request = this.nextRequest();
     this.asked = true;
-    const times = this.askedAtMs.get(request.to) ?? [];
-    times.push(nowMs);
-    if (times.length > ASKED_KEPT) times.shift();
-    this.askedAtMs.set(request.to, times);
+    if (request.body.type === "FETCH_PARTS" && request.body.parts.length > 0) {
+      // Asked again of the same voucher (after a timeout, when its turn came round), the answer
+      // is timed from the first asking: timed from the second, an answer to the first looked as
+      // fast as a round trip.
+      const key = partsKey(request.to, request.body.parts[0] as number, request.body.offset);
+      if (!this.partsAskedAtMs.has(key)) this.partsAskedAtMs.set(key, nowMs);
+      if (this.partsAskedAtMs.size > PARTS_ASKED_KEPT)
+        this.partsAskedAtMs.delete(this.partsAskedAtMs.keys().next().value as string);
+    }
     return request;
   }
 
@@ -232,7 +240,9 @@ export class StateTransfer {
   tick(nowMs: number): TransferStep {
     if (this.phase === "done") return { send: [] };
     const late = this.pendingMeta !== undefined && nowMs > this.pendingMeta.untilMs;
-    if (!late && nowMs - this.lastProgressMs < this.waitMs()) return { send: [] };
+    // Resting (nothing asked), a retry interval; else as long as an answer may take.
+    const waitMs = this.asked ? this.waitMs() : this.retryMs;
+    if (!late && nowMs - this.lastProgressMs < waitMs) return { send: [] };
     if (!late && this.phase === "clients") {
       // A page lost on the way: the same page again from the same voucher (its table is checked
       // whole), until the table's time is up. Going to the next voucher from its META at every
@@ -263,16 +273,20 @@ export class StateTransfer {
    * it has at most its share of the requests, and each costs at most a retry interval.
    */
   private rotate(): void {
-    // The next in order that is not benched; if all are, the one due back first.
+    // The next in order that can serve this round and is not benched; failing that, the one
+    // that can serve due back first; only if none can, any. (Picking one that said it cannot
+    // serve while another could, the transfer asked it again at network speed.)
     const count = this.vouchers.length;
+    const rank = (v: string) =>
+      (this.without.has(v) ? MAX_BENCH_TURNS + 1 : 0) + (this.benched.get(v)?.turns ?? 0);
     let best = this.peerIndex;
-    let bestTurns = Number.POSITIVE_INFINITY;
-    for (let i = 1; i <= count && bestTurns > 0; i++) {
+    let bestRank = Number.POSITIVE_INFINITY;
+    for (let i = 1; i <= count && bestRank > 0; i++) {
       const at = (this.peerIndex + i) % count;
-      const turns = this.benched.get(this.vouchers[at] as string)?.turns ?? 0;
-      if (turns < bestTurns) {
+      const r = rank(this.vouchers[at] as string);
+      if (r < bestRank) {
         best = at;
-        bestTurns = turns;
+        bestRank = r;
       }
     }
     this.peerIndex = best;
@@ -302,15 +316,9 @@ export class StateTransfer {
     this.rotate();
   }
 
-  /** `wireBytes`: the answer's length as it came, to measure the link (`waitMs`). */
-  onReply(from: string, body: ReplicaBody, nowMs: number, wireBytes = 0): TransferStep {
+  onReply(from: string, body: ReplicaBody, nowMs: number): TransferStep {
     if (this.phase === "done") return { send: [] };
     if (!("seq" in body) || body.seq !== this.target.seq) return { send: [], stale: true };
-    // Lost requests or answers, and answers not asked for, leave times too old here: those make
-    // a rate too slow, which the fastest does not heed.
-    const askedAtMs = this.askedAtMs.get(from)?.shift();
-    if (wireBytes >= RATE_SAMPLE_BYTES && askedAtMs !== undefined)
-      this.bytesPerMs = Math.max(this.bytesPerMs, wireBytes / Math.max(1, nowMs - askedAtMs));
     switch (body.type) {
       case "NO_CHECKPOINT":
         // Only the voucher asked moves the transfer on (one not asked may be replayed or forged).
@@ -341,13 +349,32 @@ export class StateTransfer {
         return this.phase === "leaves"
           ? this.onTaken(from, this.takeLeaves(body.leaves), nowMs)
           : { send: [] };
-      case "PARTS":
-        return this.phase === "parts"
-          ? this.onTaken(from, this.takeParts(body.parts, true), nowMs)
-          : { send: [] };
+      case "PARTS": {
+        if (this.phase !== "parts") return { send: [] };
+        const before = this.takenBytes;
+        const taken = this.takeParts(body.parts, true);
+        this.timeAnswer(from, body.parts[0], this.takenBytes - before, nowMs);
+        return this.onTaken(from, taken, nowMs);
+      }
       default:
         return { send: [] };
     }
+  }
+
+  /** A PARTS answer that brought `bytes` of state: a measure of the link, if large enough. */
+  private timeAnswer(
+    from: string,
+    first: PartitionData | undefined,
+    bytes: number,
+    nowMs: number,
+  ): void {
+    if (first === undefined) return;
+    const key = partsKey(from, first.index, first.offset);
+    const askedAtMs = this.partsAskedAtMs.get(key);
+    this.partsAskedAtMs.delete(key);
+    if (askedAtMs === undefined || bytes < RATE_SAMPLE_BYTES) return;
+    this.bytesPerMs = Math.max(this.bytesPerMs, bytes / Math.max(1, nowMs - askedAtMs));
+    this.largestAnswerBytes = Math.max(this.largestAnswerBytes, bytes);
   }
 
   /**
@@ -488,8 +515,10 @@ export class StateTransfer {
         if (taken.used) used++;
         continue;
       }
-      const wrong = this.takePartition(index, Buffer.from(data, "base64"), want);
+      const bytes = Buffer.from(data, "base64");
+      const wrong = this.takePartition(index, bytes, want);
       if (wrong !== undefined) return { used, wrong };
+      this.takenBytes += bytes.length;
       used++;
     }
     return { used };
@@ -534,6 +563,7 @@ export class StateTransfer {
       return { used: false, wrong: "a piece that does not match its digest" };
     pieced.pieces[at] = bytes;
     pieced.missing--;
+    this.takenBytes += bytes.length;
     if (pieced.missing > 0) return { used: true };
     this.pieced = undefined;
     // Every piece matched its digest, and the digests the leaf: only a partition that does not
@@ -585,4 +615,8 @@ function sortedClients(clients: readonly ClientTableEntry[]): boolean {
 
 export function emptySnapshot(): KvSnapshot {
   return new KvStore().snapshot();
+}
+
+function partsKey(voucher: string, index: number, offset: number | undefined): string {
+  return `${voucher} ${index} ${offset ?? ""}`;
 }
