@@ -310,10 +310,29 @@ describe("a state transfer's vouchers in turn", () => {
   }
 
   /**
+   * An answer with about 350 KiB of true partitions nobody asked of it yet (the last ones the
+   * transfer wants) after what it carries (`padded-true`: 190 ms late, inside the retry interval).
+   */
+  function paddedTrue(
+    body: ReplicaBody,
+    serve: (request: ReplicaBody) => ReplicaBody,
+  ): ReplicaBody {
+    if (body.type !== "PARTS") return body;
+    const wanted = [...new Set(Array.from({ length: 400 }, (_, i) => partitionOf(`k${i}`)))];
+    const last = wanted.sort((a, b) => a - b).slice(-180);
+    const more: PartitionData[] = [];
+    for (let i = 0; i < last.length; i += 20) {
+      const answer = serve({ type: "FETCH_PARTS", seq: 32, parts: last.slice(i, i + 20) });
+      if (answer.type === "PARTS") more.push(...answer.parts);
+    }
+    return { ...body, parts: [...body.parts, ...more] };
+  }
+
+  /**
    * How a voucher answers its `nth` request (from 0): in one step of 10 ms; the least it can,
    * nine-tenths of a retry interval late; not at all; or saying it does not hold the checkpoint.
    */
-  type Answer = "honest" | "drip" | "silent" | "no-checkpoint" | "padded";
+  type Answer = "honest" | "drip" | "silent" | "no-checkpoint" | "padded" | "padded-true";
 
   /**
    * Runs the transfer on a clock of 10 ms steps (retry interval 200 ms). Returns the requests
@@ -340,15 +359,16 @@ describe("a state transfer's vouchers in turn", () => {
         const body =
           how === "no-checkpoint"
             ? ({ type: "NO_CHECKPOINT", seq: 32 } as const)
-            : how === "drip" || how === "padded"
+            : how === "drip" || how === "padded" || how === "padded-true"
               ? drip(serve(request.body))
               : serve(request.body);
-        if (how === "padded" && body.type === "PARTS") {
-          pending.push({ at: t + 400, from: request.to, body: padded(body) });
+        if ((how === "padded" || how === "padded-true") && body.type === "PARTS") {
+          const more = how === "padded" ? padded(body) : paddedTrue(body, serve);
+          pending.push({ at: t + (how === "padded" ? 400 : 190), from: request.to, body: more });
           paddedSent++;
           continue;
         }
-        const at = t + (how === "drip" || how === "padded" ? 180 : 10);
+        const at = t + (how === "drip" || how === "padded" || how === "padded-true" ? 180 : 10);
         pending.push({ at, from: request.to, body });
       }
       step = transfer.tick(t);
@@ -360,7 +380,7 @@ describe("a state transfer's vouchers in turn", () => {
       }
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
-    return { asked, ms: t, paddedSent };
+    return { asked, ms: t, paddedSent, waitMs: transfer.answerWaitMs };
   }
 
   /** The same transfer from one honest voucher alone: what the others are measured against. */
@@ -424,7 +444,10 @@ describe("a state transfer's vouchers in turn", () => {
   });
 
   it("does not ask again at network speed a voucher that drips and then says it cannot serve", () => {
-    const { asked, ms } = run(["r1", "r2"], (to, nth) =>
+    // r2, recovering itself, says so twice and is benched for 2, then 4 answers; r1 drips three
+    // answers, then says it cannot serve, benched for 2. Ranked by bench alone, r1 was asked
+    // again at once, a round trip apart, and r2 never.
+    const { asked, ms } = run(["r2", "r1"], (to, nth) =>
       to === "r1" ? (nth < 3 ? "drip" : "no-checkpoint") : nth < 2 ? "no-checkpoint" : "honest",
     );
     expect(asked.get("r1")).toBeLessThanOrEqual(2 * (asked.get("r2") ?? 0));
@@ -434,13 +457,38 @@ describe("a state transfer's vouchers in turn", () => {
   it("measures the link by the state an answer brings, not by what it pads it with", () => {
     // r1's first PARTS carries one partition and 300 KiB that nobody asked for, 400 ms late; then
     // r1 is silent. Timed by its length, it made every wait nine retry intervals long.
-    const { asked, ms, paddedSent } = run(["r1", "r2"], (to, _, padded) =>
+    const { asked, ms, paddedSent, waitMs } = run(["r1", "r2"], (to, _, padded) =>
       to !== "r1" ? "honest" : padded > 0 ? "silent" : "padded",
     );
+    expect(waitMs).toBe(200);
     expect(paddedSent).toBe(1);
     const times = Math.ceil(Math.log2(answersAlone / 2 + 1)) + 1;
     expect(asked.get("r1")).toBeLessThanOrEqual(times + 1);
     expect(ms).toBeLessThanOrEqual(alone.ms + (times + 1) * 200 + 50);
+  });
+
+  it("measures the link only by what an answer brings of the partitions it was asked for", () => {
+    // r1's first PARTS carries the partition it was asked for first, then about 350 KiB of true
+    // partitions the transfer wants but did not ask it for, 190 ms late; then r1 is silent.
+    // Counted, they too made every wait nine retry intervals long.
+    const { paddedSent, waitMs } = run(["r1", "r2"], (to, _, padded) =>
+      to !== "r1" ? "honest" : padded > 0 ? "silent" : "padded-true",
+    );
+    expect(paddedSent).toBe(1);
+    // What it was asked for is one partition of 2 KB: too little to time. (Counted, the padding
+    // made the wait 390 ms, and each silent turn of r1's cost that.)
+    expect(waitMs).toBe(200);
+  });
+
+  it("asks again a voucher that could not serve once, though another is silent throughout", () => {
+    // r2 is recovering itself when first asked; r1 never answers. With r2 left out of the round
+    // until an answer brought something, only r1 was asked, 300 times in a minute.
+    const { asked, ms } = run(["r2", "r1"], (to, nth) =>
+      to === "r1" ? "silent" : nth === 0 ? "no-checkpoint" : "honest",
+    );
+    const times = Math.ceil(Math.log2(answersAlone / 2 + 1)) + 2;
+    expect(asked.get("r1")).toBeLessThanOrEqual(times);
+    expect(ms).toBeLessThanOrEqual(alone.ms + times * 200 + 50);
   });
 
   it("with its only voucher silent for a while, asks it again and finishes", () => {
@@ -457,10 +505,21 @@ describe("a state transfer over a slow link", () => {
    * links of 10 KB/ms (80 Mbit/s), each answer taking its length at that rate: 420 ms for 4 MiB,
    * over the retry interval of 200 ms. Returns the bytes the vouchers sent.
    */
-  function run() {
+  function run(values = 16, perPartition = 1, bytesPerMs = { r1: 10_000, r2: 10_000 }) {
     const served = new KvStore();
-    for (let i = 0; i < 16; i++)
-      served.apply({ op: "put", key: `k${i}`, value: String.fromCharCode(97 + i).repeat(MiB) });
+    // `perPartition` values under keys chosen to share a partition (a few thousand hashes each).
+    const keys: string[] = [];
+    for (let group = 0; keys.length < values; group++) {
+      const home = partitionOf(`k${group}-0`);
+      for (let i = 0, n = 0; n < perPartition; i++)
+        if (partitionOf(`k${group}-${i}`) === home) {
+          keys.push(`k${group}-${i}`);
+          n++;
+        }
+    }
+    keys.forEach((key, i) => {
+      served.apply({ op: "put", key, value: String.fromCharCode(97 + (i % 26)).repeat(MiB) });
+    });
     const snapshot = served.snapshot();
     const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
     const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * MiB });
@@ -487,7 +546,8 @@ describe("a state transfer over a slow link", () => {
         const bytes = sent.message.length;
         sentBytes += bytes;
         const body = parseEnvelope(sent.message)?.body as ReplicaBody;
-        pending.push({ at: t + 10 + bytes / 10_000, from: request.to, body, bytes });
+        const rate = bytesPerMs[request.to as "r1" | "r2"];
+        pending.push({ at: t + 10 + bytes / rate, from: request.to, body, bytes });
       }
       step = transfer.tick(t);
       for (const due of pending.filter((p) => p.at <= t)) {
@@ -498,14 +558,30 @@ describe("a state transfer over a slow link", () => {
       }
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
-    return { sentBytes, stateBytes: 16 * MiB, ms: t };
+    return { sentBytes, stateBytes: values * MiB, ms: t, waitMs: transfer.answerWaitMs };
   }
 
   it("waits for an answer as long as the link's measured rate needs, so each is sent once", () => {
-    const { sentBytes, stateBytes } = run();
+    const { sentBytes, stateBytes, waitMs } = run();
+    // 4 MiB at about 10 KB/ms: 420 ms more than the retry interval.
+    expect(waitMs).toBeGreaterThan(600);
+    expect(waitMs).toBeLessThan(700);
     // The state in base64, and the first answer of 4 MiB twice more: before its rate was known it
     // was asked again of the next voucher after each retry interval. Waiting the retry interval
     // alone, every answer was sent two or three times: 3.8 times the state.
+    expect(sentBytes).toBeLessThan((4 / 3) * stateBytes + 2 * 4 * MiB + MiB);
+  });
+
+  it("waits by the fastest link, not the latest answer: a slow voucher widens no wait", () => {
+    // r2's link is four times slower: its answers of 4 MiB take 1.7 s.
+    const { waitMs } = run(16, 1, { r1: 10_000, r2: 2_500 });
+    expect(waitMs).toBeLessThan(700);
+  });
+
+  it("times an answer whose first partition comes in pieces as the request it answers", () => {
+    // Three partitions of three values of 1 MiB: each comes in pieces, the first of a request for
+    // whole partitions from offset 0. Keyed by the request's (absent) offset, no answer was timed.
+    const { sentBytes, stateBytes } = run(9, 3);
     expect(sentBytes).toBeLessThan((4 / 3) * stateBytes + 2 * 4 * MiB + MiB);
   });
 });

@@ -74,7 +74,7 @@ const MAX_BENCH_TURNS = 1024;
 /** Answers bringing at least this much state measure the link (shorter ones are mostly round trip). */
 export const RATE_SAMPLE_BYTES = 256 * 1024;
 
-/** Requests for partitions kept timed (`partsAskedAtMs`). */
+/** Requests for partitions kept timed (`partsAsked`). */
 const PARTS_ASKED_KEPT = 256;
 
 /** The wait for an answer is widened by at most this many retry intervals (`waitMs`). */
@@ -112,6 +112,12 @@ export class StateTransfer {
    */
   private readonly without = new Set<string>();
   /**
+   * Vouchers that failed this round, since the transfer last made progress: silent through the
+   * wait for an answer, or in `without`. `rotate` asks the others first; once every voucher has
+   * failed, a new round begins (after a rest, if every one said it cannot serve).
+   */
+  private readonly tried = new Set<string>();
+  /**
    * Vouchers passed over in turn (`bench`): for how many more answers that bring something, and
    * how many the next time (doubled each time until the voucher brings something itself).
    */
@@ -119,12 +125,13 @@ export class StateTransfer {
   /** Whether the voucher in turn was asked something since the last rest (`tick` benches it only then). */
   private asked = false;
   /**
-   * When each request for partitions went, by voucher and the first partition (and offset) asked:
-   * an answer is timed from the request it answers, which its first partition names.
+   * Each request for partitions, by voucher and the first partition (and offset) asked: when it
+   * first went, and which partitions it asked for. An answer is timed from the request its first
+   * partition names, and sized by what it brought of those partitions alone.
    */
-  private readonly partsAskedAtMs = new Map<string, number>();
-  /** State taken from answers so far, in bytes (partitions and pieces), to size each answer. */
-  private takenBytes = 0;
+  private readonly partsAsked = new Map<string, { atMs: number; parts: ReadonlySet<number> }>();
+  /** What the answer being handled brought, in bytes of state by partition (whole or pieces). */
+  private readonly takenNow = new Map<number, number>();
   /**
    * The fastest rate, in bytes of state a millisecond, that an answer bringing at least
    * `RATE_SAMPLE_BYTES` of it came at (0: none yet), and the most one brought.
@@ -182,6 +189,11 @@ export class StateTransfer {
     return this.phase === "done";
   }
 
+  /** How long an answer is now waited for before the next voucher is asked (`waitMs`). */
+  get answerWaitMs(): number {
+    return this.waitMs();
+  }
+
   start(): TransferStep {
     return { send: [this.request(this.lastProgressMs)] };
   }
@@ -199,9 +211,10 @@ export class StateTransfer {
       // is timed from the first asking: timed from the second, an answer to the first looked as
       // fast as a round trip.
       const key = partsKey(request.to, request.body.parts[0] as number, request.body.offset);
-      if (!this.partsAskedAtMs.has(key)) this.partsAskedAtMs.set(key, nowMs);
-      if (this.partsAskedAtMs.size > PARTS_ASKED_KEPT)
-        this.partsAskedAtMs.delete(this.partsAskedAtMs.keys().next().value as string);
+      if (!this.partsAsked.has(key))
+        this.partsAsked.set(key, { atMs: nowMs, parts: new Set(request.body.parts) });
+      if (this.partsAsked.size > PARTS_ASKED_KEPT)
+        this.partsAsked.delete(this.partsAsked.keys().next().value as string);
     }
     return request;
   }
@@ -251,8 +264,8 @@ export class StateTransfer {
       this.lastProgressMs = nowMs;
       return { send: [this.request(nowMs)] };
     }
-    // Silent through a retry interval. (After a rest, it was asked nothing.)
-    if (this.asked) this.bench(this.peer());
+    // Silent through the wait. (After a rest, it was asked nothing.)
+    if (this.asked) this.failed(this.peer());
     return this.nextPeer(nowMs);
   }
 
@@ -273,23 +286,35 @@ export class StateTransfer {
    * it has at most its share of the requests, and each costs at most a retry interval.
    */
   private rotate(): void {
-    // The next in order that can serve this round and is not benched; failing that, the one
-    // that can serve due back first; only if none can, any. (Picking one that said it cannot
-    // serve while another could, the transfer asked it again at network speed.)
+    // Every voucher failed this round, one at least by its silence (a round of refusals alone
+    // rests, in `cannotServe`), so the round took a wait at least: the next begins at once.
+    if (this.vouchers.every((v) => this.tried.has(v))) {
+      this.tried.clear();
+      this.without.clear();
+    }
+    // The next in order not tried this round and benched least; only if every one was tried,
+    // whoever is next. (Picking the one benched least among all, the transfer asked again a
+    // voucher that had just said it cannot serve, or one silent, while another could answer.)
     const count = this.vouchers.length;
-    const rank = (v: string) =>
-      (this.without.has(v) ? MAX_BENCH_TURNS + 1 : 0) + (this.benched.get(v)?.turns ?? 0);
-    let best = this.peerIndex;
+    let best = (this.peerIndex + 1) % count;
     let bestRank = Number.POSITIVE_INFINITY;
     for (let i = 1; i <= count && bestRank > 0; i++) {
       const at = (this.peerIndex + i) % count;
-      const r = rank(this.vouchers[at] as string);
-      if (r < bestRank) {
+      const voucher = this.vouchers[at] as string;
+      if (this.tried.has(voucher)) continue;
+      const rank = this.benched.get(voucher)?.turns ?? 0;
+      if (rank < bestRank) {
         best = at;
-        bestRank = r;
+        bestRank = rank;
       }
     }
     this.peerIndex = best;
+  }
+
+  /** `voucher` failed this round: silent through the wait, or it cannot serve. Benched once a round. */
+  private failed(voucher: string): void {
+    if (!this.tried.has(voucher)) this.bench(voucher);
+    this.tried.add(voucher);
   }
 
   /**
@@ -311,6 +336,7 @@ export class StateTransfer {
   private progressed(from: string, nowMs: number): void {
     this.lastProgressMs = nowMs;
     this.without.clear();
+    this.tried.clear();
     this.benched.delete(from);
     for (const b of this.benched.values()) b.turns = Math.max(0, b.turns - 1);
     this.rotate();
@@ -351,9 +377,9 @@ export class StateTransfer {
           : { send: [] };
       case "PARTS": {
         if (this.phase !== "parts") return { send: [] };
-        const before = this.takenBytes;
+        this.takenNow.clear();
         const taken = this.takeParts(body.parts, true);
-        this.timeAnswer(from, body.parts[0], this.takenBytes - before, nowMs);
+        this.timeAnswer(from, body.parts[0], nowMs);
         return this.onTaken(from, taken, nowMs);
       }
       default:
@@ -361,19 +387,20 @@ export class StateTransfer {
     }
   }
 
-  /** A PARTS answer that brought `bytes` of state: a measure of the link, if large enough. */
-  private timeAnswer(
-    from: string,
-    first: PartitionData | undefined,
-    bytes: number,
-    nowMs: number,
-  ): void {
+  /**
+   * A PARTS answer just taken (`takenNow`): a measure of the link, if what it brought of the
+   * partitions its request asked for is large enough.
+   */
+  private timeAnswer(from: string, first: PartitionData | undefined, nowMs: number): void {
     if (first === undefined) return;
     const key = partsKey(from, first.index, first.offset);
-    const askedAtMs = this.partsAskedAtMs.get(key);
-    this.partsAskedAtMs.delete(key);
-    if (askedAtMs === undefined || bytes < RATE_SAMPLE_BYTES) return;
-    this.bytesPerMs = Math.max(this.bytesPerMs, bytes / Math.max(1, nowMs - askedAtMs));
+    const asked = this.partsAsked.get(key);
+    this.partsAsked.delete(key);
+    if (asked === undefined) return;
+    let bytes = 0;
+    for (const [index, taken] of this.takenNow) if (asked.parts.has(index)) bytes += taken;
+    if (bytes < RATE_SAMPLE_BYTES) return;
+    this.bytesPerMs = Math.max(this.bytesPerMs, bytes / Math.max(1, nowMs - asked.atMs));
     this.largestAnswerBytes = Math.max(this.largestAnswerBytes, bytes);
   }
 
@@ -386,10 +413,11 @@ export class StateTransfer {
     const why = rejected !== undefined ? { rejected } : {};
     // Waiting already: nothing is asked before the interval is out, whatever comes.
     if (nowMs < this.restingUntilMs) return { send: [], ...why };
-    if (!this.without.has(from)) this.bench(from);
+    this.failed(from);
     this.without.add(from);
     if (this.vouchers.every((v) => this.without.has(v))) {
       this.without.clear();
+      this.tried.clear();
       this.lastProgressMs = nowMs;
       this.restingUntilMs = nowMs + this.retryMs;
       this.asked = false;
@@ -518,7 +546,7 @@ export class StateTransfer {
       const bytes = Buffer.from(data, "base64");
       const wrong = this.takePartition(index, bytes, want);
       if (wrong !== undefined) return { used, wrong };
-      this.takenBytes += bytes.length;
+      this.takenNow.set(index, (this.takenNow.get(index) ?? 0) + bytes.length);
       used++;
     }
     return { used };
@@ -563,7 +591,7 @@ export class StateTransfer {
       return { used: false, wrong: "a piece that does not match its digest" };
     pieced.pieces[at] = bytes;
     pieced.missing--;
-    this.takenBytes += bytes.length;
+    this.takenNow.set(index, (this.takenNow.get(index) ?? 0) + bytes.length);
     if (pieced.missing > 0) return { used: true };
     this.pieced = undefined;
     // Every piece matched its digest, and the digests the leaf: only a partition that does not
@@ -617,6 +645,7 @@ export function emptySnapshot(): KvSnapshot {
   return new KvStore().snapshot();
 }
 
+/** A request for whole partitions is answered from offset 0 when its first one comes in pieces. */
 function partsKey(voucher: string, index: number, offset: number | undefined): string {
-  return `${voucher} ${index} ${offset ?? ""}`;
+  return `${voucher} ${index} ${offset ?? 0}`;
 }
