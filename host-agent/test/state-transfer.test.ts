@@ -505,7 +505,15 @@ describe("a state transfer over a slow link", () => {
    * links of 10 KB/ms (80 Mbit/s), each answer taking its length at that rate: 420 ms for 4 MiB,
    * over the retry interval of 200 ms. Returns the bytes the vouchers sent.
    */
-  function run(values = 16, perPartition = 1, bytesPerMs = { r1: 10_000, r2: 10_000 }) {
+  /**
+   * `link(voucher, nth)`: the rate of a voucher's link for its `nth` answer, in bytes a
+   * millisecond, or 0 for an answer that never comes.
+   */
+  function run(
+    values = 16,
+    perPartition = 1,
+    link: (voucher: string, nth: number) => number = () => 10_000,
+  ) {
     const served = new KvStore();
     // `perPartition` values under keys chosen to share a partition (a few thousand hashes each).
     const keys: string[] = [];
@@ -534,10 +542,15 @@ describe("a state transfer over a slow link", () => {
     );
     const pending: Array<{ at: number; from: string; body: ReplicaBody; bytes: number }> = [];
     let sentBytes = 0;
+    const asked = new Map<string, number>();
     let step = transfer.start();
     let t = 0;
     for (; t < 100_000 && step.done === undefined; t += 10) {
       for (const request of step.send) {
+        const nth = asked.get(request.to) ?? 0;
+        asked.set(request.to, nth + 1);
+        const rate = link(request.to, nth);
+        if (rate === 0) continue;
         r.out = [];
         r.nowMs += 1000; // past the asker's allowance of answers
         serveFetch(r, "r2", request.body);
@@ -546,7 +559,6 @@ describe("a state transfer over a slow link", () => {
         const bytes = sent.message.length;
         sentBytes += bytes;
         const body = parseEnvelope(sent.message)?.body as ReplicaBody;
-        const rate = bytesPerMs[request.to as "r1" | "r2"];
         pending.push({ at: t + 10 + bytes / rate, from: request.to, body, bytes });
       }
       step = transfer.tick(t);
@@ -573,8 +585,10 @@ describe("a state transfer over a slow link", () => {
   });
 
   it("waits by the fastest link, not the latest answer: a slow voucher widens no wait", () => {
-    // r2's link is four times slower: its answers of 4 MiB take 1.7 s.
-    const { waitMs } = run(16, 1, { r1: 10_000, r2: 2_500 });
+    // r1 answers two requests over a fast link, then nothing; r2's link is four times slower, so
+    // its answers of 4 MiB take 1.7 s, and the last ones timed are r2's. By the latest rate, the
+    // wait was the cap, 1.8 s.
+    const { waitMs } = run(16, 1, (to, nth) => (to === "r2" ? 2_500 : nth < 2 ? 10_000 : 0));
     expect(waitMs).toBeLessThan(700);
   });
 
