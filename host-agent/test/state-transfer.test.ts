@@ -14,7 +14,7 @@ import {
   sealEnvelope,
 } from "../src/replica/messages.js";
 import type { ReplicaState } from "../src/replica/replica-state.js";
-import { StateTransfer } from "../src/replica/state-transfer.js";
+import { StateTransfer, type TransferStep } from "../src/replica/state-transfer.js";
 import { replicaCluster } from "./replica-cluster.js";
 
 describe("a state transfer", () => {
@@ -152,6 +152,25 @@ function smallDifference() {
   const snapshot = served.snapshot();
   const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
   return { snapshot, own: own.snapshot(), target: { seq: 32, digest } };
+}
+
+/**
+ * Ticks the transfer at `nowMs` and hands it every answer due by then; the requests it makes in
+ * return are in the step returned.
+ */
+function deliverDue(
+  transfer: StateTransfer,
+  pending: Array<{ at: number; from: string; body: ReplicaBody }>,
+  nowMs: number,
+): TransferStep {
+  let step = transfer.tick(nowMs);
+  for (const due of pending.filter((p) => p.at <= nowMs)) {
+    pending.splice(pending.indexOf(due), 1);
+    const next = transfer.onReply(due.from, due.body, nowMs);
+    step = { ...next, send: [...step.send, ...next.send] };
+    if (step.done !== undefined) break;
+  }
+  return step;
 }
 
 const ownMetas = (own: KvSnapshot) => own.metaDigests().map((d) => d.toString("hex"));
@@ -371,13 +390,7 @@ describe("a state transfer's vouchers in turn", () => {
         const at = t + (how === "drip" || how === "padded" || how === "padded-true" ? 180 : 10);
         pending.push({ at, from: request.to, body });
       }
-      step = transfer.tick(t);
-      for (const due of pending.filter((p) => p.at <= t)) {
-        pending.splice(pending.indexOf(due), 1);
-        const next = transfer.onReply(due.from, due.body, t);
-        step = { ...next, send: [...step.send, ...next.send] };
-        if (step.done !== undefined) break;
-      }
+      step = deliverDue(transfer, pending, t);
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
     return { asked, ms: t, paddedSent, waitMs: transfer.answerWaitMs };
@@ -561,13 +574,7 @@ describe("a state transfer over a slow link", () => {
         const body = parseEnvelope(sent.message)?.body as ReplicaBody;
         pending.push({ at: t + 10 + bytes / rate, from: request.to, body, bytes });
       }
-      step = transfer.tick(t);
-      for (const due of pending.filter((p) => p.at <= t)) {
-        pending.splice(pending.indexOf(due), 1);
-        const next = transfer.onReply(due.from, due.body, t);
-        step = { ...next, send: [...step.send, ...next.send] };
-        if (step.done !== undefined) break;
-      }
+      step = deliverDue(transfer, pending, t);
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
     return { sentBytes, stateBytes: values * MiB, ms: t, waitMs: transfer.answerWaitMs };
