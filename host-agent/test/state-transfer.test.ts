@@ -173,6 +173,24 @@ function deliverDue(
   return step;
 }
 
+/**
+ * A replica serving `snapshot` as checkpoint 32 (answers of at most `maxReplyBytes`): each
+ * request's answer as sent, and its length.
+ */
+function answering(snapshot: KvSnapshot, maxReplyBytes?: number) {
+  const c = replicaCluster(4, 1, 0, maxReplyBytes === undefined ? {} : { maxReplyBytes });
+  const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
+  r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
+  return (request: ReplicaBody) => {
+    r.out = [];
+    r.nowMs += 1000; // past the asker's allowance of answers
+    serveFetch(r, "r2", request);
+    const sent = r.out[0];
+    if (sent?.type !== "send") throw new Error("no answer");
+    return { bytes: sent.message.length, body: parseEnvelope(sent.message)?.body as ReplicaBody };
+  };
+}
+
 const ownMetas = (own: KvSnapshot) => own.metaDigests().map((d) => d.toString("hex"));
 
 /** A replica serving `snapshot` at checkpoint 32, answering whatever `request` asks. */
@@ -293,19 +311,10 @@ describe("a state transfer's vouchers in turn", () => {
   }
 
   /** A replica serving the checkpoint: each answer as sent. */
-  function server(snapshot: KvSnapshot) {
-    const c = replicaCluster(4, 1, 0);
-    const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
-    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
-    return (request: ReplicaBody) => {
-      r.out = [];
-      r.nowMs += 1000; // past the asker's allowance of answers
-      serveFetch(r, "r2", request);
-      const sent = r.out[0];
-      if (sent?.type !== "send") throw new Error("no answer");
-      return parseEnvelope(sent.message)?.body as ReplicaBody;
-    };
-  }
+  const server = (snapshot: KvSnapshot) => {
+    const answer = answering(snapshot);
+    return (request: ReplicaBody) => answer(request).body;
+  };
 
   /**
    * True, but the least an answer can be: one meta's leaves, one partition, nothing carried in a
@@ -543,9 +552,7 @@ describe("a state transfer over a slow link", () => {
     });
     const snapshot = served.snapshot();
     const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
-    const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * MiB });
-    const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
-    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
+    const serve = answering(snapshot, 4 * MiB);
     const transfer = new StateTransfer(
       { seq: 32, digest },
       new KvStore().snapshot(),
@@ -553,7 +560,7 @@ describe("a state transfer over a slow link", () => {
       0,
       200,
     );
-    const pending: Array<{ at: number; from: string; body: ReplicaBody; bytes: number }> = [];
+    const pending: Array<{ at: number; from: string; body: ReplicaBody }> = [];
     let sentBytes = 0;
     const asked = new Map<string, number>();
     let step = transfer.start();
@@ -564,15 +571,9 @@ describe("a state transfer over a slow link", () => {
         asked.set(request.to, nth + 1);
         const rate = link(request.to, nth);
         if (rate === 0) continue;
-        r.out = [];
-        r.nowMs += 1000; // past the asker's allowance of answers
-        serveFetch(r, "r2", request.body);
-        const sent = r.out[0];
-        if (sent?.type !== "send") throw new Error("no answer");
-        const bytes = sent.message.length;
+        const { bytes, body } = serve(request.body);
         sentBytes += bytes;
-        const body = parseEnvelope(sent.message)?.body as ReplicaBody;
-        pending.push({ at: t + 10 + bytes / rate, from: request.to, body, bytes });
+        pending.push({ at: t + 10 + bytes / rate, from: request.to, body });
       }
       step = deliverDue(transfer, pending, t);
     }
@@ -780,19 +781,7 @@ describe("a state transfer of a partition larger than a frame", () => {
   }
 
   /** A replica serving the checkpoint with a host's reply size: each answer as sent. */
-  function server(snapshot: KvSnapshot) {
-    const c = replicaCluster(4, 1, 0, { maxReplyBytes: 4 * MiB });
-    const r = (c.boot("r1", { recovering: false }) as unknown as { r: ReplicaState }).r;
-    r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
-    return (request: ReplicaBody) => {
-      r.out = [];
-      r.nowMs += 1000; // past the asker's allowance of answers
-      serveFetch(r, "r2", request);
-      const sent = r.out[0];
-      if (sent?.type !== "send") throw new Error("no answer");
-      return { bytes: sent.message.length, body: parseEnvelope(sent.message)?.body as ReplicaBody };
-    };
-  }
+  const server = (snapshot: KvSnapshot) => answering(snapshot, 4 * MiB);
 
   type Request = { to: string; body: ReplicaBody };
   /**
