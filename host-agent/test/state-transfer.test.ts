@@ -513,6 +513,19 @@ describe("a state transfer's vouchers in turn", () => {
     expect(ms).toBeLessThanOrEqual(alone.ms + times * 200 + 50);
   });
 
+  it("after a round in which every voucher failed, asks first the one benched least", () => {
+    // r1 is silent throughout; r2's and r3's second answers are lost. When r3's is, every voucher
+    // has failed this round, r1 for the second time (benched for 4 answers), r2 and r3 for the
+    // first (2). The next round begins with r2. Left to plain order until an answer brought
+    // something, the transfer asked r1 next, and waited a retry interval more.
+    const order: string[] = [];
+    run(["r1", "r2", "r3"], (to, nth) => {
+      order.push(`${to}#${nth}`);
+      return to === "r1" || nth === 1 ? "silent" : "honest";
+    });
+    expect(order.slice(0, 7)).toEqual(["r1#0", "r2#0", "r3#0", "r1#1", "r2#1", "r3#1", "r2#2"]);
+  });
+
   it("with its only voucher silent for a while, asks it again and finishes", () => {
     const { asked } = run(["r2"], (_, nth) => (nth < 3 ? "silent" : "honest"));
     expect(asked.get("r2")).toBe(answersAlone + 3);
