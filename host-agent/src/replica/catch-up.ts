@@ -47,6 +47,7 @@ export function behind(r: ReplicaState, target: SeqDigest, vouchers: string[]): 
     vouchers,
     r.nowMs,
     transferRetryMs(r.config.statusIntervalMs),
+    r.config.maxReplyBytes,
   );
   applyTransferStep(r, r.transfer.start());
 }
@@ -378,11 +379,13 @@ function partsAnswer(
       ? { pieces: s.partitionPieceDigests(index).map((d) => d.toString("hex")) }
       : {}),
   });
+  // What the asker allows, if less than a reply may carry (its first answers, its link unmeasured).
+  const maxBytes = Math.min(r.config.maxReplyBytes, body.maxBytes ?? Number.POSITIVE_INFINITY);
   // The pieces from `offset` on, as many as a reply's bytes hold (at least one).
   const pieces = (index: number, totalBytes: number, offset: number): PartitionData[] => {
     const out: PartitionData[] = [];
     for (let at = offset; at < totalBytes; at += PIECE_BYTES) {
-      if (out.length > 0 && at - offset + PIECE_BYTES > r.config.maxReplyBytes) break;
+      if (out.length > 0 && at - offset + PIECE_BYTES > maxBytes) break;
       out.push(piece(index, totalBytes, at));
     }
     return out;
@@ -402,7 +405,7 @@ function partsAnswer(
       if (parts.length === 0) parts.push(...pieces(index, size, 0));
       break;
     }
-    if (parts.length > 0 && bytes + size > r.config.maxReplyBytes) break;
+    if (parts.length > 0 && bytes + size > maxBytes) break;
     bytes += size;
     parts.push({ index, data: s.encodePartition(index).toString("base64") });
   }

@@ -24,6 +24,9 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const MAX_LIST = 4096;
 /** A VIEW_CHANGE names at most this many suspected clients (a client list is far shorter). */
 export const MAX_SUSPECTS = 1024;
+/** The longest EXECUTED or PARTS reply on hosts, in bytes of payload (`maxReplyBytes`). */
+export const HOST_MAX_REPLY_BYTES = 4 * 1024 * 1024;
+
 /** A FETCH_BATCH asks for at most this many bodies, and a BATCH carries at most as many. */
 export const MAX_BATCHES_FETCHED = 256;
 /** A VIEW_CHANGE names at most this many views its sender passed over (the newest). */
@@ -236,7 +239,12 @@ export type ReplicaBody =
    * With `offset`: the bytes of the one partition in `parts` from that offset on, one piece
    * (`state-transfer.ts`: a partition larger than a piece comes piece by piece).
    */
-  | { type: "FETCH_PARTS"; seq: number; parts: number[]; offset?: number }
+  /**
+   * `maxBytes`: the answer's partitions (or pieces) in at most this many bytes, if fewer than the
+   * server's reply allows (at least one is always sent): the asker's first answers, before it
+   * knows its link's rate (`state-transfer.ts`).
+   */
+  | { type: "FETCH_PARTS"; seq: number; parts: number[]; offset?: number; maxBytes?: number }
   | { type: "PARTS"; seq: number; parts: PartitionData[] }
   | { type: "NO_CHECKPOINT"; seq: number }
   /**
@@ -846,10 +854,12 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
       );
       if (!isCount(v.seq) || !indexes) return undefined;
       if (v.type === "FETCH_LEAVES") return { type: v.type, seq: v.seq, metas: indexes };
-      if (v.offset === undefined) return { type: v.type, seq: v.seq, parts: indexes };
+      if (v.maxBytes !== undefined && !(isCount(v.maxBytes) && v.maxBytes > 0)) return undefined;
+      const cap = v.maxBytes === undefined ? {} : { maxBytes: v.maxBytes };
+      if (v.offset === undefined) return { type: v.type, seq: v.seq, parts: indexes, ...cap };
       // A piece is asked of one partition at a time.
       return isCount(v.offset) && indexes.length === 1
-        ? { type: v.type, seq: v.seq, parts: indexes, offset: v.offset }
+        ? { type: v.type, seq: v.seq, parts: indexes, offset: v.offset, ...cap }
         : undefined;
     }
     case "LEAVES": {

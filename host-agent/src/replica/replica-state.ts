@@ -63,7 +63,7 @@ export interface ReplicaConfig {
   maxInFlight: number;
   viewChangeTimeoutMs: number;
   statusIntervalMs: number;
-  /** Longest EXECUTED or PARTS reply, in bytes of payload. */
+  /** Longest EXECUTED or PARTS reply, in bytes of payload (`HOST_MAX_REPLY_BYTES` on hosts). */
   maxReplyBytes: number;
   /**
    * The groups the boards rejuvenate, in their order (the testbed's rejuvenation order);

@@ -21,7 +21,13 @@ import {
   sha256,
 } from "../kv/partition-tree.js";
 import { checkpointDigest, clientTableDigest } from "./client-table.js";
-import type { ClientTableEntry, PartitionData, ReplicaBody, SeqDigest } from "./messages.js";
+import {
+  type ClientTableEntry,
+  HOST_MAX_REPLY_BYTES,
+  type PartitionData,
+  type ReplicaBody,
+  type SeqDigest,
+} from "./messages.js";
 
 /** Partitions asked for in one request; a reply may carry fewer (it is size-bounded). */
 const PARTS_PER_REQUEST = 64;
@@ -73,6 +79,15 @@ const MAX_BENCH_TURNS = 1024;
 
 /** Answers bringing at least this much state measure the link (shorter ones are mostly round trip). */
 export const RATE_SAMPLE_BYTES = 256 * 1024;
+
+/**
+ * Until an answer has measured the link, requests for partitions ask for at most this much state
+ * (`maxBytes`): enough for the answer to measure it, and little enough to come inside the retry
+ * interval on a slow link. Asked for a full reply of 4 MiB at once, over a link under about 160
+ * Mbit/s the first answer came after the interval, and was asked again of the next voucher, and
+ * again: at 80 Mbit/s, 8 MiB sent for nothing.
+ */
+export const FIRST_ANSWERS_BYTES = 2 * RATE_SAMPLE_BYTES;
 
 /** Requests for partitions kept timed (`partsAsked`). */
 const PARTS_ASKED_KEPT = 256;
@@ -134,10 +149,9 @@ export class StateTransfer {
   private readonly takenNow = new Map<number, number>();
   /**
    * The fastest rate, in bytes of state a millisecond, that an answer bringing at least
-   * `RATE_SAMPLE_BYTES` of it came at (0: none yet), and the most one brought.
+   * `RATE_SAMPLE_BYTES` of it came at (0: none yet).
    */
   private bytesPerMs = 0;
-  private largestAnswerBytes = 0;
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
   /**
@@ -162,24 +176,37 @@ export class StateTransfer {
     private readonly vouchers: readonly string[],
     nowMs: number,
     private readonly retryMs: number,
+    /** The most state one answer may bring: this replica's own reply bound (its peers' too). */
+    private readonly maxAnswerBytes = HOST_MAX_REPLY_BYTES,
   ) {
     this.lastProgressMs = nowMs;
   }
 
   /**
+   * The most state the next request for partitions asks for (`maxBytes`): a little until the link
+   * is measured, then a full reply, which the wait then allows for (`waitMs`).
+   */
+  private answerCapBytes(): number {
+    return Math.min(
+      this.bytesPerMs === 0 ? FIRST_ANSWERS_BYTES : Number.POSITIVE_INFINITY,
+      this.maxAnswerBytes,
+    );
+  }
+
+  /**
    * How long an answer is waited for before the next voucher is asked: the retry interval, and on
-   * a link measured slow, the time the largest answer so far would take at the fastest rate any
-   * answer came at. Without it, each answer of 4 MiB over a link under about 160 Mbit/s came
-   * after the interval, and the next voucher was asked for the same partitions: every answer came
-   * two or three times. Only state taken counts, and only from the request it answers: a voucher
-   * cannot widen the wait with bytes the asker does not use, and one that sends what it uses
-   * slowly widens it only while no other's large answer came faster. At most
-   * `MAX_WIDENING_RETRIES` intervals more.
+   * a link measured slow, the time the most a request now asks for (`answerCapBytes`) would take
+   * at the fastest rate any answer came at. Without it, each answer of 4 MiB over a link under
+   * about 160 Mbit/s came after the interval, and the next voucher was asked for the same
+   * partitions: every answer came two or three times. Only state taken counts, and only from the
+   * request it answers: a voucher cannot widen the wait with bytes the asker does not use, and one
+   * that sends what it uses slowly widens it only while no other's large answer came faster. At
+   * most `MAX_WIDENING_RETRIES` intervals more.
    */
   private waitMs(): number {
     if (this.bytesPerMs === 0) return this.retryMs;
     const widenMs = Math.min(
-      this.largestAnswerBytes / this.bytesPerMs,
+      this.answerCapBytes() / this.bytesPerMs,
       MAX_WIDENING_RETRIES * this.retryMs,
     );
     return this.retryMs + widenMs;
@@ -240,13 +267,17 @@ export class StateTransfer {
         to,
         body: { type: "FETCH_LEAVES", seq, metas: [...this.wantedMetas].slice(0, FANOUT) },
       };
+    const cap = { maxBytes: this.answerCapBytes() };
     const pieced = this.pieced;
     if (pieced !== undefined) {
       const offset = pieced.pieces.indexOf(undefined) * PIECE_BYTES;
-      return { to, body: { type: "FETCH_PARTS", seq, parts: [pieced.index], offset } };
+      return { to, body: { type: "FETCH_PARTS", seq, parts: [pieced.index], offset, ...cap } };
     }
     const parts = [...this.wantedParts.keys()].filter((i) => !this.fetched.has(i));
-    return { to, body: { type: "FETCH_PARTS", seq, parts: parts.slice(0, PARTS_PER_REQUEST) } };
+    return {
+      to,
+      body: { type: "FETCH_PARTS", seq, parts: parts.slice(0, PARTS_PER_REQUEST), ...cap },
+    };
   }
 
   /** No reply in time (or, waiting, a retry interval passed): ask the next voucher. */
@@ -401,7 +432,6 @@ export class StateTransfer {
     for (const [index, taken] of this.takenNow) if (asked.parts.has(index)) bytes += taken;
     if (bytes < RATE_SAMPLE_BYTES) return;
     this.bytesPerMs = Math.max(this.bytesPerMs, bytes / Math.max(1, nowMs - asked.atMs));
-    this.largestAnswerBytes = Math.max(this.largestAnswerBytes, bytes);
   }
 
   /**

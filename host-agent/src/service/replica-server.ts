@@ -8,6 +8,7 @@ import type { KeyCertificate, Testbed } from "@smw/wiring";
 import type { DecodedPartitions } from "../kv/kv-snapshot.js";
 import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
+import { HOST_MAX_REPLY_BYTES } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
 import { type ReplicaAction, ReplicaCore, type StartingState } from "../replica/replica-core.js";
 import {
@@ -126,7 +127,7 @@ export class ReplicaServer {
         maxInFlight: host.replica.batchesInFlight,
         viewChangeTimeoutMs: host.replica.viewChangeTimeoutMs,
         statusIntervalMs: 100,
-        maxReplyBytes: 4 * 1024 * 1024,
+        maxReplyBytes: HOST_MAX_REPLY_BYTES,
         rejuvenationGroups: testbed.rejuvenation.groups,
       },
       new KeyRing(options.scheme, options.boardKeys, options.clientKeys),
