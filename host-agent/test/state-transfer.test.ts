@@ -548,6 +548,7 @@ describe("a state transfer over a slow link", () => {
     values = 16,
     perPartition = 1,
     link: (voucher: string, nth: number) => number = () => 10_000,
+    valueBytes = MiB,
   ) {
     const served = new KvStore();
     // `perPartition` values under keys chosen to share a partition (a few thousand hashes each).
@@ -561,7 +562,11 @@ describe("a state transfer over a slow link", () => {
         }
     }
     keys.forEach((key, i) => {
-      served.apply({ op: "put", key, value: String.fromCharCode(97 + (i % 26)).repeat(MiB) });
+      served.apply({
+        op: "put",
+        key,
+        value: String.fromCharCode(97 + (i % 26)).repeat(valueBytes),
+      });
     });
     const snapshot = served.snapshot();
     const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
@@ -592,7 +597,7 @@ describe("a state transfer over a slow link", () => {
       step = deliverDue(transfer, pending, t);
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
-    return { sentBytes, stateBytes: values * MiB, ms: t, waitMs: transfer.answerWaitMs };
+    return { sentBytes, stateBytes: values * valueBytes, ms: t, waitMs: transfer.answerWaitMs };
   }
 
   it("waits for an answer as long as the link's measured rate needs, so each is sent once", () => {
@@ -612,6 +617,26 @@ describe("a state transfer over a slow link", () => {
     // wait was the cap, 1.8 s.
     const { waitMs } = run(16, 1, (to, nth) => (to === "r2" ? 2_500 : nth < 2 ? 10_000 : 0));
     expect(waitMs).toBeLessThan(900);
+  });
+
+  it("waits as long as the answers it asks for need, not a full reply's time, while partitions are small", () => {
+    // 2,000 values of 8 KiB: 64 partitions a request, 512 KiB an answer. Asking for a full reply
+    // whatever came, every wait was sized for 4 MiB (about 830 ms), and a silent or dripping
+    // voucher cost that each time.
+    const { sentBytes, stateBytes, waitMs } = run(2000, 1, () => 10_000, 8 * 1024);
+    // Sized for twice the largest answer: about 440 ms.
+    expect(waitMs).toBeLessThan(600);
+    expect(sentBytes).toBeLessThan((4 / 3) * stateBytes + MiB);
+  });
+
+  it("asks for no more than its longest wait carries over a very slow link, so each answer comes once", () => {
+    // 16 Mbit/s: a reply of 4 MiB takes 2.8 s, over the longest wait (the retry interval and 8
+    // more). Asked for in full, each was sent again by the next voucher: 2.8 times the state.
+    // Now the first answers (one partition of 1 MiB, asked before the link is measured) come
+    // after the retry interval and are sent again; every later one comes once: 1.6 times.
+    const { sentBytes, stateBytes, waitMs } = run(16, 1, () => 2_000);
+    expect(waitMs).toBeLessThanOrEqual(9 * 200);
+    expect(sentBytes).toBeLessThan(2 * stateBytes);
   });
 
   it("is answered within the state it asks for, and a bound that is not a count is refused", () => {
