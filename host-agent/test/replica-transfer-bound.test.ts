@@ -23,7 +23,8 @@ describe("a recovering replica's requests for partitions", () => {
       }
     }
     c.rejuvenate("r4", { recovering: true });
-    for (let step = 0; step < 1000 && !c.cores.get("r4")?.isRecovered; step++) c.run(10, () => true);
+    for (let step = 0; step < 1000 && !c.cores.get("r4")?.isRecovered; step++)
+      c.run(10, () => true);
     expect(c.cores.get("r4")?.isRecovered).toBe(true);
     expect(c.cores.get("r4")?.readValue("k48")).toBe("v".repeat(32 * 1024));
     const asked = (c.sent.get("r4") ?? [])
