@@ -516,9 +516,50 @@ describe("the client load split by rejuvenation", () => {
         completedAtWallMs: [500, 1200, 1900, 2400, 2600, 5000, 9600, 9999],
       },
     );
-    expect(split).toEqual({
-      rejuvenating: { ms: 1500 + 500, completed: 5 },
-      otherwise: { ms: 8000, completed: 3 },
+    expect(split.rejuvenating).toEqual({ ms: 1500 + 500, completed: 5 });
+    expect(split.otherwise).toEqual({ ms: 8000, completed: 3 });
+  });
+
+  it("splits it by phase: held in reset, booting until the board's boot step ended, recovering", () => {
+    const up = (host: string, wallMs: number) => at(wallMs, { kind: "host-up", host, detail: "" });
+    const booted = (board: string, wallMs: number) =>
+      at(wallMs, { kind: "board", board, msg: "step finished", fields: { step: "boot" } });
+    const events = [
+      down("h1", 1000),
+      // Another board's boot step, and a host-up of a host not being rejuvenated: no phase.
+      booted("b2", 1100),
+      up("h2", 1150),
+      up("h1", 1200),
+      booted("b1", 1700),
+      recovered("h1", 2000),
+      down("h3", 3000),
+      up("h3", 3100),
+      down("h3", 3300), // down again while booting: its reset starts again
+      up("h3", 3400),
+      booted("b3", 3600),
+      recovered("h3", 3900),
+    ];
+    const load = {
+      startedAtWallMs: 0,
+      durationMs: 10_000,
+      completedAtWallMs: [1050, 1250, 1300, 1800, 3050, 3350, 3500, 3700, 5000],
+    };
+    const boards = new Map([
+      ["h1", "b1"],
+      ["h2", "b2"],
+      ["h3", "b3"],
+    ]);
+    const split = loadDuringRejuvenation(events, load, boards);
+    expect(split.rejuvenating).toEqual({ ms: 1000 + 900, completed: 8 });
+    expect(split.phases).toEqual({
+      reset: { ms: 200 + 100 + 100, completed: 3 },
+      booting: { ms: 500 + 200 + 200, completed: 3 },
+      recovering: { ms: 300 + 300, completed: 2 },
+    });
+    // Without the boards, booting lasts until recovered.
+    expect(loadDuringRejuvenation(events, load).phases.booting).toEqual({
+      ms: 800 + 200 + 500,
+      completed: 5,
     });
   });
 
@@ -529,6 +570,14 @@ describe("the client load split by rejuvenation", () => {
         durationMs: 1000,
         completedAtWallMs: [200, 300],
       }),
-    ).toEqual({ rejuvenating: { ms: 0, completed: 0 }, otherwise: { ms: 1000, completed: 2 } });
+    ).toEqual({
+      rejuvenating: { ms: 0, completed: 0 },
+      otherwise: { ms: 1000, completed: 2 },
+      phases: {
+        reset: { ms: 0, completed: 0 },
+        booting: { ms: 0, completed: 0 },
+        recovering: { ms: 0, completed: 0 },
+      },
+    });
   });
 });

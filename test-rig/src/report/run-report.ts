@@ -153,40 +153,36 @@ export function hostsDown(
   return { maxBySchedule: max, heldByFailsafe: [...held].sort() };
 }
 
-/** Operations completed while some host was being rejuvenated, and while none was. */
-export interface LoadSplit {
-  rejuvenating: { ms: number; completed: number };
-  otherwise: { ms: number; completed: number };
+/** Time, and the operations completed in it. */
+export interface LoadPart {
+  ms: number;
+  completed: number;
 }
 
-/**
- * The client load split by what the rig was doing: "rejuvenating" from a host going down (held
- * in reset by its board's schedule) until its replica reported its state recovered, or it went
- * down again, or the run ended; "otherwise" the rest of the load's time. What a rejuvenation
- * costs the service is the difference between the two rates.
- */
-export function loadDuringRejuvenation(
-  events: readonly StampedEvent[],
-  load: Pick<LoadFigures, "completedAtWallMs" | "startedAtWallMs" | "durationMs">,
-): LoadSplit {
-  const startMs = load.startedAtWallMs;
-  const endMs = startMs + load.durationMs;
-  // Intervals in which some host was down or recovering, merged.
-  const openSince = new Map<string, number>();
-  const intervals: Array<[number, number]> = [];
-  for (const e of events) {
-    if (e.kind === "host-down") {
-      if (!openSince.has(e.host)) openSince.set(e.host, e.wallMs);
-    } else if (e.kind === "host-state" && e.note.kind === "recovered") {
-      const since = openSince.get(e.host);
-      if (since !== undefined) intervals.push([since, e.wallMs]);
-      openSince.delete(e.host);
-    }
-  }
-  for (const since of openSince.values()) intervals.push([since, endMs]);
-  intervals.sort((a, b) => a[0] - b[0]);
+/** The phases of a host's rejuvenation, as the rig sees them (`LoadSplit.phases`). */
+export type RejuvenationPhase = "reset" | "booting" | "recovering";
+
+/** Operations completed while some host was being rejuvenated, and while none was. */
+export interface LoadSplit {
+  rejuvenating: LoadPart;
+  otherwise: LoadPart;
+  /**
+   * The rejuvenating time by phase, while some host was in it: held in reset (its board shutting
+   * it down, checking and restoring its code), booting (from reset released until its board's
+   * boot step ended: the host agent and the replica starting, on the rig on the same cores as
+   * the service), and recovering (until its replica reported its state recovered).
+   */
+  phases: Record<RejuvenationPhase, LoadPart>;
+}
+
+/** The union of `intervals`, clipped to [startMs, endMs), in order. */
+function mergedWithin(
+  intervals: ReadonlyArray<readonly [number, number]>,
+  startMs: number,
+  endMs: number,
+): Array<[number, number]> {
   const merged: Array<[number, number]> = [];
-  for (const [from, to] of intervals) {
+  for (const [from, to] of [...intervals].sort((a, b) => a[0] - b[0])) {
     const a = Math.max(from, startMs);
     const b = Math.min(to, endMs);
     if (b <= a) continue;
@@ -194,14 +190,84 @@ export function loadDuringRejuvenation(
     if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
     else merged.push([a, b]);
   }
-  const rejuvenatingMs = merged.reduce((sum, [a, b]) => sum + (b - a), 0);
-  let during = 0;
-  for (const at of load.completedAtWallMs) if (merged.some(([a, b]) => at >= a && at < b)) during++;
+  return merged;
+}
+
+/**
+ * The client load split by what the rig was doing: "rejuvenating" from a host going down (held
+ * in reset by its board's schedule) until its replica reported its state recovered, or the run
+ * ended; "otherwise" the rest of the load's time. What a rejuvenation costs the service is the
+ * difference between the two rates; `phases` says in which part of it. A host that goes down
+ * again before it recovered starts its reset phase again. `boardOf`: each host's board, whose
+ * boot step ends the host's booting phase (without it, booting lasts until recovered).
+ */
+export function loadDuringRejuvenation(
+  events: readonly StampedEvent[],
+  load: Pick<LoadFigures, "completedAtWallMs" | "startedAtWallMs" | "durationMs">,
+  boardOf: ReadonlyMap<string, string> = new Map(),
+): LoadSplit {
+  const startMs = load.startedAtWallMs;
+  const endMs = startMs + load.durationMs;
+  const hostOf = new Map([...boardOf].map(([host, board]) => [board, host]));
+  // Per host: since when it was being rejuvenated, and the phase it is in since when.
+  const open = new Map<
+    string,
+    { sinceMs: number; phase: RejuvenationPhase; phaseSinceMs: number }
+  >();
+  const whole: Array<[number, number]> = [];
+  const byPhase: Record<RejuvenationPhase, Array<[number, number]>> = {
+    reset: [],
+    booting: [],
+    recovering: [],
+  };
+  const enter = (host: string, phase: RejuvenationPhase, atMs: number) => {
+    const o = open.get(host);
+    if (o === undefined) {
+      open.set(host, { sinceMs: atMs, phase, phaseSinceMs: atMs });
+      return;
+    }
+    byPhase[o.phase].push([o.phaseSinceMs, atMs]);
+    o.phase = phase;
+    o.phaseSinceMs = atMs;
+  };
+  for (const e of events) {
+    if (e.kind === "host-down") enter(e.host, "reset", e.wallMs);
+    else if (e.kind === "host-up") {
+      if (open.get(e.host)?.phase === "reset") enter(e.host, "booting", e.wallMs);
+    } else if (e.kind === "board" && e.msg === "step finished" && e.fields.step === "boot") {
+      const host = hostOf.get(e.board);
+      if (host !== undefined && open.get(host)?.phase === "booting")
+        enter(host, "recovering", e.wallMs);
+    } else if (e.kind === "host-state" && e.note.kind === "recovered") {
+      const o = open.get(e.host);
+      if (o === undefined) continue;
+      byPhase[o.phase].push([o.phaseSinceMs, e.wallMs]);
+      whole.push([o.sinceMs, e.wallMs]);
+      open.delete(e.host);
+    }
+  }
+  for (const o of open.values()) {
+    byPhase[o.phase].push([o.phaseSinceMs, endMs]);
+    whole.push([o.sinceMs, endMs]);
+  }
+  const part = (intervals: ReadonlyArray<readonly [number, number]>): LoadPart => {
+    const merged = mergedWithin(intervals, startMs, endMs);
+    let completed = 0;
+    for (const at of load.completedAtWallMs)
+      if (merged.some(([a, b]) => at >= a && at < b)) completed++;
+    return { ms: merged.reduce((sum, [a, b]) => sum + (b - a), 0), completed };
+  };
+  const rejuvenating = part(whole);
   return {
-    rejuvenating: { ms: rejuvenatingMs, completed: during },
+    rejuvenating,
     otherwise: {
-      ms: Math.max(0, load.durationMs - rejuvenatingMs),
-      completed: load.completedAtWallMs.length - during,
+      ms: Math.max(0, load.durationMs - rejuvenating.ms),
+      completed: load.completedAtWallMs.length - rejuvenating.completed,
+    },
+    phases: {
+      reset: part(byPhase.reset),
+      booting: part(byPhase.booting),
+      recovering: part(byPhase.recovering),
     },
   };
 }
@@ -374,7 +440,13 @@ export function summarize(input: SummaryInput): RunSummary {
     corruptedState,
     maxTriggerLatenessMs,
     loadDuringRejuvenation:
-      input.load === undefined ? undefined : loadDuringRejuvenation(events, input.load),
+      input.load === undefined
+        ? undefined
+        : loadDuringRejuvenation(
+            events,
+            input.load,
+            new Map(input.testbed.boards.map((b) => [b.guards, b.id])),
+          ),
     history,
     promises,
   };
@@ -432,10 +504,12 @@ export function renderSummary(s: RunSummary): string {
     );
     const split = s.loadDuringRejuvenation;
     if (split !== undefined && split.rejuvenating.ms > 0) {
-      const rate = (part: LoadSplit["rejuvenating"]) =>
+      const rate = (part: LoadPart) =>
         part.ms > 0 ? `${((part.completed * 1000) / part.ms).toFixed(0)} ops/s` : "-";
+      const { reset, booting, recovering } = split.phases;
       lines.push(
         `client ops/s while a host was being rejuvenated (held in reset until its replica recovered): ${rate(split.rejuvenating)} over ${formatMs(split.rejuvenating.ms)}; the rest of the run: ${rate(split.otherwise)} over ${formatMs(split.otherwise.ms)}`,
+        `  by phase: held in reset ${rate(reset)} over ${formatMs(reset.ms)}; booting ${rate(booting)} over ${formatMs(booting.ms)}; recovering its state ${rate(recovering)} over ${formatMs(recovering.ms)}`,
       );
     }
     if (s.history !== undefined) lines.push(`history: ${s.history.detail}`);
