@@ -548,12 +548,14 @@ describe("a state transfer over a slow link", () => {
     perPartition = 1,
     link = () => 10_000,
     valueBytes = MiB,
+    large = 0,
     drips,
   }: {
     values?: number;
     perPartition?: number;
     link?: (voucher: string, nth: number) => number;
     valueBytes?: number;
+    large?: number;
     drips?: string;
   } = {}) {
     const served = new KvStore();
@@ -574,6 +576,16 @@ describe("a state transfer over a slow link", () => {
         value: String.fromCharCode(97 + (i % 26)).repeat(valueBytes),
       });
     });
+    // Partitions of two values of 950 KiB (1.9 MiB), among the others.
+    for (let group = 0, added = 0; added < large; group++) {
+      const home = partitionOf(`big${group}-0`);
+      const pair = [`big${group}-0`];
+      for (let i = 1; pair.length < 2; i++)
+        if (partitionOf(`big${group}-${i}`) === home) pair.push(`big${group}-${i}`);
+      for (const key of pair) served.apply({ op: "put", key, value: "b".repeat(950 * 1024) });
+      added++;
+    }
+    const stateBytes = values * valueBytes + large * 2 * 950 * 1024;
     const snapshot = served.snapshot();
     const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest([]));
     const serve = answering(snapshot, 4 * MiB);
@@ -594,6 +606,10 @@ describe("a state transfer over a slow link", () => {
     let t = 0;
     for (; t < 100_000 && step.done === undefined; t += 10) {
       for (const request of step.send) {
+        // Each request as a peer reads it: a bound that is not a whole number is refused there.
+        expect(parseEnvelope(sealEnvelope("r3", 0, request.body, () => "sig"))?.body).toEqual(
+          request.body,
+        );
         const nth = asked.get(request.to) ?? 0;
         asked.set(request.to, nth + 1);
         const rate = link(request.to, nth);
@@ -612,7 +628,7 @@ describe("a state transfer over a slow link", () => {
       step = deliverDue(transfer, pending, t);
     }
     expect(step.done?.store.rootDigest().equals(snapshot.root())).toBe(true);
-    return { sentBytes, stateBytes: values * valueBytes, ms: t, waitMs: longestWaitMs };
+    return { sentBytes, stateBytes, ms: t, waitMs: longestWaitMs };
   }
 
   it("waits for an answer as long as the link's measured rate needs, so each is sent once", () => {
@@ -642,14 +658,13 @@ describe("a state transfer over a slow link", () => {
     // whatever came, every wait was sized for 4 MiB (about 830 ms), and a silent or dripping
     // voucher cost that each time.
     const { sentBytes, stateBytes, waitMs, ms } = run({ values: 2000, valueBytes: 8 * 1024 });
-    // Sized for what 64 partitions of the average size so far bring: about 310 ms. (For twice the
-    // largest answer, 440 ms.)
-    expect(waitMs).toBeLessThan(400);
+    // Sized for twice what 64 partitions of the average size so far bring: about 440 ms.
+    expect(waitMs).toBeLessThan(500);
     expect(sentBytes).toBeLessThan((4 / 3) * stateBytes + MiB);
-    // r2 drips: one partition an answer, each just inside the wait. With the wait sized for a
-    // full reply, 24 s; for twice the largest answer, 13 s.
+    // r2 drips: one partition an answer, each just inside the wait: 12.7 s. With the wait sized
+    // for a full reply, 24 s.
     const dripped = run({ values: 2000, valueBytes: 8 * 1024, drips: "r2" });
-    expect(dripped.ms).toBeLessThan(4 * ms);
+    expect(dripped.ms).toBeLessThan(6 * ms);
   });
 
   it("asks for no more than its longest wait carries over a very slow link, so each answer comes once", () => {
@@ -660,6 +675,18 @@ describe("a state transfer over a slow link", () => {
     const { sentBytes, stateBytes, waitMs } = run({ link: () => 2_000 });
     expect(waitMs).toBeLessThanOrEqual(9 * 200);
     expect(sentBytes).toBeLessThan(2 * stateBytes);
+  });
+
+  it("leaves a large partition among small ones for a request of its own, so that it comes once", () => {
+    // 2,000 partitions of 8 KiB and 8 of 1.9 MiB. A request for 64 partitions asks for twice what
+    // they bring at the average size so far; a large one among them does not fit, and the server
+    // leaves it for the next request, which it comes first in. Waiting for what the average alone
+    // predicts, each large answer came after the wait and was sent twice: 1.9 times the state.
+    const fast = run({ values: 2000, valueBytes: 8 * 1024, large: 8 });
+    expect(fast.sentBytes).toBeLessThan(1.5 * fast.stateBytes);
+    // At 16 Mbit/s, 2.2 times before the slow-link work, 3 times waiting for the average.
+    const slow = run({ values: 2000, valueBytes: 8 * 1024, large: 8, link: () => 2_000 });
+    expect(slow.sentBytes).toBeLessThan(1.55 * slow.stateBytes);
   });
 
   it("is answered within the state it asks for, and a bound that is not a count is refused", () => {

@@ -185,15 +185,34 @@ export class StateTransfer {
   }
 
   /**
-   * The most state the next request for partitions asks for (`maxBytes`): a little until the link
-   * is measured; then a full reply, but no more than the longest wait carries at the measured
-   * rate, so that over a link too slow for a full reply in that time each answer still comes
-   * once (16 Mbit/s: 2.8 times the state sent, asking for full replies; 1.6 times now).
+   * The most state the next request for partitions asks for (`maxBytes`), which is what the wait
+   * allows for (`requestBytesAtMost`):
+   * - until the link is measured, a little (`FIRST_ANSWERS_BYTES`);
+   * - then no more than the longest wait carries at the measured rate, so that over a link too
+   *   slow for a full reply in that time each answer still comes once (16 Mbit/s: 2.8 times the
+   *   state sent asking for full replies, 1.6 times now); and no more than the reply bound;
+   * - for `named` whole partitions, no more than twice what they bring at the average size of
+   *   those in so far (and at least `FIRST_ANSWERS_BYTES`): while partitions are small, the wait
+   *   stays short, so a silent or dripping voucher costs little (sized for a full reply, 830 ms
+   *   a turn where answers of 512 KiB took 110 ms: with a dripping voucher, 2,000 values of 8 KiB
+   *   at 80 Mbit/s took 24 s, against 10 s now and 2.9 s with none); and a large partition among
+   *   small ones is left by the server for a later request, which it comes first in (a server
+   *   sends at least one), so the wait is not outrun by it. (Waiting only for the average, large
+   *   answers among small ones came after the wait and were sent twice: 1.9 times the state.)
    */
-  private answerCapBytes(): number {
-    if (this.bytesPerMs === 0) return Math.min(FIRST_ANSWERS_BYTES, this.maxAnswerBytes);
-    const carried = this.bytesPerMs * MAX_WIDENING_RETRIES * this.retryMs;
-    return Math.max(1, Math.floor(Math.min(carried, this.maxAnswerBytes)));
+  private answerCapBytes(named?: number): number {
+    let capBytes = Math.min(FIRST_ANSWERS_BYTES, this.maxAnswerBytes);
+    if (this.bytesPerMs > 0) {
+      capBytes = Math.min(
+        this.bytesPerMs * MAX_WIDENING_RETRIES * this.retryMs,
+        this.maxAnswerBytes,
+      );
+      if (named !== undefined && this.fetched.size > 0) {
+        const expectedBytes = (named * this.bytesFetched) / this.fetched.size;
+        capBytes = Math.min(capBytes, Math.max(FIRST_ANSWERS_BYTES, 2 * expectedBytes));
+      }
+    }
+    return Math.max(1, Math.floor(capBytes));
   }
 
   /**
@@ -236,21 +255,10 @@ export class StateTransfer {
   private request(nowMs: number): { to: string; body: ReplicaBody } {
     const request = this.nextRequest();
     this.asked = true;
-    this.requestBytesAtMost = this.answerCapBytes();
-    // Whole partitions, as large as those in so far on average, most likely: while they are
-    // small, the wait need not allow for the most the request asks (the retry interval in it is
-    // the margin for an answer a little larger). Allowing for a full reply, a silent or dripping
-    // voucher cost 830 ms a turn where answers of 512 KiB took 110 ms: 2,000 values of 8 KiB at
-    // 80 Mbit/s, 24 s against 10.
-    if (
-      request.body.type === "FETCH_PARTS" &&
-      request.body.offset === undefined &&
-      this.fetched.size > 0
-    )
-      this.requestBytesAtMost = Math.min(
-        this.requestBytesAtMost,
-        (request.body.parts.length * this.bytesFetched) / this.fetched.size,
-      );
+    this.requestBytesAtMost =
+      request.body.type === "FETCH_PARTS"
+        ? (request.body.maxBytes ?? this.answerCapBytes())
+        : this.answerCapBytes();
     if (request.body.type === "FETCH_PARTS" && request.body.parts.length > 0) {
       // Asked again of the same voucher (after a timeout, when its turn came round), the answer
       // is timed from the first asking: timed from the second, an answer to the first looked as
@@ -285,17 +293,17 @@ export class StateTransfer {
         to,
         body: { type: "FETCH_LEAVES", seq, metas: [...this.wantedMetas].slice(0, FANOUT) },
       };
-    const cap = { maxBytes: this.answerCapBytes() };
     const pieced = this.pieced;
     if (pieced !== undefined) {
       const offset = pieced.pieces.indexOf(undefined) * PIECE_BYTES;
-      return { to, body: { type: "FETCH_PARTS", seq, parts: [pieced.index], offset, ...cap } };
+      const maxBytes = this.answerCapBytes();
+      return { to, body: { type: "FETCH_PARTS", seq, parts: [pieced.index], offset, maxBytes } };
     }
-    const parts = [...this.wantedParts.keys()].filter((i) => !this.fetched.has(i));
-    return {
-      to,
-      body: { type: "FETCH_PARTS", seq, parts: parts.slice(0, PARTS_PER_REQUEST), ...cap },
-    };
+    const parts = [...this.wantedParts.keys()]
+      .filter((i) => !this.fetched.has(i))
+      .slice(0, PARTS_PER_REQUEST);
+    const maxBytes = this.answerCapBytes(parts.length);
+    return { to, body: { type: "FETCH_PARTS", seq, parts, maxBytes } };
   }
 
   /** No reply in time (or, waiting, a retry interval passed): ask the next voucher. */
