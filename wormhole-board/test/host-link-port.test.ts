@@ -53,9 +53,11 @@ describe.skipIf(noSocat !== undefined)("the host link", () => {
       port.on((m) => {
         if (m.type === "BOOTED") booted.push(m.publicKey);
       });
-      // The compromised host writes half a line, then is held in reset.
-      await write('{"type":"BOOTED","publicKey":"evil');
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // The compromised host writes half a line, then is held in reset. (Waited for as read: a
+      // fixed 50 ms was too short under load, and the flush came before the half line.)
+      const half = '{"type":"BOOTED","publicKey":"evil';
+      await write(half);
+      await until(() => port.unfinishedLineBytes === half.length, "the half line read");
       port.flush();
       expect(port.counters.flushed).toBe(1);
       // The restored agent's first line.

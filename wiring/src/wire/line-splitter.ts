@@ -36,6 +36,11 @@ export class LineSplitter {
     }
   }
 
+  /** Bytes of the line not yet ended that are held (0 while discarding an oversized one). */
+  get unfinishedBytes(): number {
+    return this.pendingBytes;
+  }
+
   /** Drops a partial line (a writer that went away mid-line); true if there was one. */
   reset(): boolean {
     const partial = this.pendingBytes > 0 || this.discarding;

@@ -100,6 +100,11 @@ export class HostLinkPort {
     if (this.splitter.reset()) this.counters.flushed++;
   }
 
+  /** Bytes the host sent of a line it has not ended yet. */
+  get unfinishedLineBytes(): number {
+    return this.splitter.unfinishedBytes;
+  }
+
   get oversized(): number {
     return this.splitter.oversized;
   }
