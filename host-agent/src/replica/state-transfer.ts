@@ -139,6 +139,8 @@ export class StateTransfer {
   private readonly benched = new Map<string, { turns: number; nextTurns: number }>();
   /** Whether the voucher in turn was asked something since the last rest (`tick` benches it only then). */
   private asked = false;
+  /** The request in flight to `peer()`, if for partitions: as `partsKey` names it. */
+  private inFlightKey: string | undefined;
   /**
    * Each request for partitions, by voucher and the first partition (and offset) asked: when it
    * first went, and which partitions it asked for. An answer is timed from the request its first
@@ -255,6 +257,10 @@ export class StateTransfer {
   private request(nowMs: number): { to: string; body: ReplicaBody } {
     const request = this.nextRequest();
     this.asked = true;
+    this.inFlightKey =
+      request.body.type === "FETCH_PARTS" && request.body.parts.length > 0
+        ? partsKey(request.to, request.body.parts[0] as number, request.body.offset)
+        : undefined;
     this.requestBytesAtMost =
       request.body.type === "FETCH_PARTS"
         ? (request.body.maxBytes ?? this.answerCapBytes())
@@ -435,19 +441,25 @@ export class StateTransfer {
       case "PARTS": {
         if (this.phase !== "parts") return { send: [] };
         const first = body.parts[0];
-        const onRecord =
-          first !== undefined && this.partsAsked.has(partsKey(from, first.index, first.offset));
+        const key = first === undefined ? undefined : partsKey(from, first.index, first.offset);
+        const onRecord = key !== undefined && this.partsAsked.has(key);
         this.takenNow.clear();
         const taken = this.takeParts(body.parts, true);
         this.timeAnswer(from, first, nowMs);
-        // The voucher asked, with a true answer to its request that brings nothing only because
-        // another voucher sent the same first: that counts as its answer. Counted as silence, the
-        // voucher asked was benched whenever a Byzantine one sent its answers ahead of it (asked
-        // for nothing), and that one then paced the transfer: 24 s against 1 s. (A late answer
-        // from one no longer asked does not count: over a slow link each moved the transfer on
-        // again, and answers were sent twice as often.)
+        // The voucher asked, with a true answer to the request in flight that brings nothing
+        // only because another voucher sent the same first: that counts as its answer. Counted
+        // as silence, the voucher asked was benched whenever a Byzantine one sent its answers
+        // ahead of it (asked for nothing), and that one then paced the transfer: 24 s against
+        // 3.4 s. Not a late answer to an earlier request, nor one from a voucher no longer asked:
+        // over a slow link each moved the transfer on again, and answers were sent twice as
+        // often; and a voucher replaying old partitions so was never benched.
         const repeated = taken.wrong === undefined && taken.used === 0 && onRecord;
-        if (repeated && from === this.peer() && this.repeats(body.parts)) {
+        if (
+          repeated &&
+          from === this.peer() &&
+          key === this.inFlightKey &&
+          this.repeats(body.parts)
+        ) {
           this.progressed(from, nowMs);
           return this.advance(nowMs);
         }
