@@ -196,14 +196,23 @@ export class Rig {
     const deadline = Date.now() + timeoutMs;
     const failsafe = () =>
       this.events.all.find((e) => e.kind === "board" && e.msg === "FAIL-SAFE") !== undefined;
+    // Which board, and why: "before the service was up" alone left a start-up that failed under
+    // load undiagnosable.
+    const failedSafe = () => {
+      const first = this.events.all.find((e) => e.kind === "board" && e.msg === "FAIL-SAFE");
+      const why =
+        first?.kind === "board"
+          ? ` (${first.board}: ${String(first.fields.reason ?? "no reason given")}${first.fields.origin === undefined ? "" : `, from ${String(first.fields.origin)}`})`
+          : "";
+      return new Error(`a board entered the fail-safe state before the service was up${why}`);
+    };
     const joined = new Set(
       this.events.all
         .filter((e) => e.kind === "board" && e.msg.startsWith("joined"))
         .map((e) => (e.kind === "board" ? e.board : "")),
     );
     while (joined.size < this.boards.size) {
-      if (failsafe())
-        throw new Error("a board entered the fail-safe state before the service was up");
+      if (failsafe()) throw failedSafe();
       const event = await this.events.waitFor(
         (e) => e.kind === "board" && (e.msg.startsWith("joined") || e.msg === "FAIL-SAFE"),
         Math.max(0, deadline - Date.now()),
@@ -217,8 +226,7 @@ export class Rig {
     const client = connectClient(this.testbed, { clientId });
     try {
       while (Date.now() < deadline) {
-        if (failsafe())
-          throw new Error("a board entered the fail-safe state before the service was up");
+        if (failsafe()) throw failedSafe();
         try {
           await client.call({ op: "put", key: "rig/health", value: "ok" }, 2_000);
           this.events.emit({ kind: "rig", detail: "the service answers: healthy" });
