@@ -154,7 +154,7 @@ export class StateTransfer {
    * `RATE_SAMPLE_BYTES` of it came at (0: none yet).
    */
   private bytesPerMs = 0;
-  /** The most state the request in flight is expected to bring (`waitMs`). */
+  /** The most state the request in flight asks for, its `maxBytes` (`waitMs`). */
   private requestBytesAtMost = 0;
   /** After a round in which no voucher could serve: nothing is asked before this. */
   private restingUntilMs = Number.NEGATIVE_INFINITY;
@@ -219,9 +219,9 @@ export class StateTransfer {
 
   /**
    * How long an answer is waited for before the next voucher is asked: the retry interval, and on
-   * a link measured slow, the time the request in flight is expected to bring
-   * (`requestBytesAtMost`) takes at the fastest rate any answer came at. Without it, each answer of 4 MiB over a link under
-   * about 160 Mbit/s came after the interval, and the next voucher was asked for the same
+   * a link measured slow, the time the most the request in flight asks for (`requestBytesAtMost`)
+   * takes at the fastest rate any answer came at. Without it, each answer of 4 MiB over a link
+   * under about 160 Mbit/s came after the interval, and the next voucher was asked for the same
    * partitions: every answer came two or three times. Only state taken counts, and only from the
    * request it answers: a voucher cannot widen the wait with bytes the asker does not use, and one
    * that sends what it uses slowly widens it only while no other's large answer came faster. At
