@@ -789,6 +789,30 @@ describe("a state transfer over a slow link", () => {
       expect(parsed({ ...ask, maxBytes })).toBeUndefined();
   });
 
+  it("waits twice as long after each voucher silent in a row, until the link is measured", () => {
+    // At 16 Mbit/s a piece of 2 MiB (the least an answer of pieces brings) takes 1.4 s, before
+    // any answer has measured the link. Asked again of each voucher in turn every 200 ms until
+    // the first copy came, the state cost 3.4 times its bytes; with the wait doubled, 2.2.
+    const { sentBytes, stateBytes } = run({ values: 9, perPartition: 3, link: () => 2_000 });
+    expect(sentBytes).toBeLessThan((4 / 3) * (stateBytes + 3 * PIECE_BYTES) + MiB);
+  });
+
+  it("starts the doubled wait again at each answer that brings something", () => {
+    // A state too small for any answer to measure the link: a voucher silent, or losing every
+    // other answer, costs a retry interval a turn, as before the wait doubled (without starting
+    // again, 3.9 s and 9.2 s against 1.7 s and 2.2 s).
+    const tiny = { values: 3000, valueBytes: 64 };
+    const alone = run(tiny);
+    const silent = run({ ...tiny, link: (voucher) => (voucher === "r1" ? 0 : 10_000) });
+    const lossy = run({
+      ...tiny,
+      link: (voucher, nth) => (voucher === "r1" && nth % 2 === 1 ? 0 : 10_000),
+    });
+    expect(silent.waitMs).toBeLessThanOrEqual(400);
+    expect(silent.ms).toBeLessThan(2.5 * alone.ms);
+    expect(lossy.ms).toBeLessThan(3 * alone.ms);
+  });
+
   it("times an answer whose first partition comes in pieces as the request it answers", () => {
     // Three partitions of three values of 1 MiB: each comes in pieces, the first of a request for
     // whole partitions from offset 0. Keyed by the request's (absent) offset, no answer was timed.
