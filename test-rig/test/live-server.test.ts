@@ -281,4 +281,19 @@ describe("the load flags on the command line", () => {
       "smw: --pause-ms -5: expected a whole number of milliseconds from 0 to 60000\n",
     );
   });
+
+  it("default to every client pressing for the demo, and to a light load for a rig kept up", async () => {
+    // The demo's report says what the service can do: with four clients pausing 20 ms, the
+    // clients asked for at most 200 ops/s of a service that answered five times that.
+    const demo = await smw("rig", "demo", "--help");
+    expect(demo.stdout).toMatch(
+      /--clients <n> +closed-loop clients of the load, 1 to 16 \(default: "16"\)/,
+    );
+    expect(demo.stdout).toMatch(
+      /--pause-ms <ms> +each client's pause between its operations \(0: none\)\s+\(default: "0"\)/,
+    );
+    const up = await smw("rig", "up", "--help");
+    expect(up.stdout).toMatch(/\(default: "4"\)/);
+    expect(up.stdout).toMatch(/\(default: "20"\)/);
+  });
 });

@@ -25,7 +25,22 @@ describe("smw rig demo (one period)", () => {
   it("measures this machine, plans with its budgets, plants a Byzantine replica and a corrupted state, rejuvenates every host, keeps every promise, and reports", async () => {
     const out = path.join(rig.dir, "report");
     const observed = path.join(rig.dir, "observed");
-    const run = spawnSmw(["rig", "demo", ...rig.args, "--periods", "1", "--out", out, "--live"]);
+    // Under the rig's light load, not the demo's own (every client, no pause): the test command
+    // runs other tests beside it on the same cores.
+    const run = spawnSmw([
+      "rig",
+      "demo",
+      ...rig.args,
+      "--periods",
+      "1",
+      "--out",
+      out,
+      "--live",
+      "--clients",
+      "4",
+      "--pause-ms",
+      "20",
+    ]);
     const { child, exited } = run;
     // Whatever the outcome: the demo waits for Ctrl-C once done (--live), and a failed run
     // leaves its boards and hosts.

@@ -6,6 +6,7 @@ import { type CliContext, UsageError } from "@smw/wiring/cli";
 import { readPrivateKey } from "@smw/wormhole-board";
 import { Command } from "commander";
 import { runByzantineHost } from "../host/byzantine-host.js";
+import { DEMO_LOAD } from "../load/client-load.js";
 import { renderSummary } from "../report/run-report.js";
 import { runBoardChild } from "../rig/board-child.js";
 import { NamespaceNetwork } from "../rig/host-network.js";
@@ -51,7 +52,7 @@ export function rigCommand(context: CliContext): Command {
     "a whole simulated testbed on this machine: boards, hosts, PTY links, client load, faults",
   );
 
-  liveOptions(loadOptions(netnsOption(rig.command("demo"))), true)
+  liveOptions(loadOptions(netnsOption(rig.command("demo")), DEMO_LOAD), true)
     .description(
       "the 6-host rig under load, a Byzantine replica and a corrupted state planted, rejuvenation periods narrated, a report written",
     )

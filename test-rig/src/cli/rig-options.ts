@@ -36,17 +36,17 @@ export function percentage(text: string, flag: string): number {
 }
 
 /** `--clients N --pause-ms P`: how hard the client load presses (the rig makes keys for 16 clients). */
-export function loadOptions(command: Command): Command {
+export function loadOptions(command: Command, defaults: LoadShape = DEFAULT_LOAD): Command {
   return command
     .option(
       "--clients <n>",
       `closed-loop clients of the load, 1 to ${MAX_LOAD_CLIENTS}`,
-      String(DEFAULT_LOAD.clients),
+      String(defaults.clients),
     )
     .option(
       "--pause-ms <ms>",
       "each client's pause between its operations (0: none)",
-      String(DEFAULT_LOAD.pauseMs),
+      String(defaults.pauseMs),
     );
 }
 

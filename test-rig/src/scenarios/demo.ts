@@ -12,7 +12,7 @@
 
 import { formatDurationMs, type Testbed } from "@smw/wiring";
 import type { LiveServer } from "../live/live-server.js";
-import type { LoadShape } from "../load/client-load.js";
+import { DEMO_LOAD, type LoadShape } from "../load/client-load.js";
 import { type Calibration, calibrate, DEFAULT_CALIBRATION_MARGIN_PERCENT } from "./calibrate.js";
 import { type RigRunResult, runRig } from "./rig-run.js";
 
@@ -29,7 +29,7 @@ export interface DemoOptions {
   marginPercent?: number;
   /** The live page: it follows the calibration, then the demo (`faults`: which takes faults from it). */
   live?: { server: LiveServer; faults: boolean };
-  /** The client load of the calibration and the demo (default `DEFAULT_LOAD`). */
+  /** The client load of the calibration and the demo (default `DEMO_LOAD`). */
   loadShape?: LoadShape;
 }
 
@@ -51,7 +51,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const common = {
     ...(options.netns ? { netns: true } : {}),
     ...(options.runsDir === undefined ? {} : { runsDir: options.runsDir }),
-    ...(options.loadShape === undefined ? {} : { loadShape: options.loadShape }),
+    loadShape: options.loadShape ?? DEMO_LOAD,
   };
   let calibration: Calibration | undefined;
   if (!options.keepBudgets) {
