@@ -143,13 +143,10 @@ export class StateTransfer {
   private inFlightKey: string | undefined;
   /**
    * Each request for partitions, by voucher and the first partition (and offset) asked: when it
-   * first went (and last), and which partitions it asked for. An answer is timed from the request
-   * its first partition names, and sized by what it brought of those partitions alone.
+   * first went, and which partitions it asked for. An answer is timed from the request its first
+   * partition names, and sized by what it brought of those partitions alone.
    */
-  private readonly partsAsked = new Map<
-    string,
-    { atMs: number; lastAtMs: number; parts: ReadonlySet<number> }
-  >();
+  private readonly partsAsked = new Map<string, { atMs: number; parts: ReadonlySet<number> }>();
   /** What the answer being handled brought, in bytes of state by partition (whole or pieces). */
   private readonly takenNow = new Map<number, number>();
   /**
@@ -157,10 +154,6 @@ export class StateTransfer {
    * `RATE_SAMPLE_BYTES` of it came at (0: none yet).
    */
   private bytesPerMs = 0;
-  /** Vouchers asked for partitions that were silent through the wait (`waitMs`). */
-  private silentTurns = 0;
-  /** Whether an answer bringing partitions asked for came within the retry interval (`waitMs`). */
-  private answeredInTime = false;
   /** The most state the request in flight asks for, its `maxBytes` (`waitMs`). */
   private requestBytesAtMost = 0;
   /** After a round in which no voucher could serve: nothing is asked before this. */
@@ -233,23 +226,9 @@ export class StateTransfer {
    * request it answers: a voucher cannot widen the wait with bytes the asker does not use, and one
    * that sends what it uses slowly widens it only while no other's large answer came faster. At
    * most `MAX_WIDENING_RETRIES` intervals more.
-   *
-   * Until an answer has measured the link, the wait for partitions doubles with each voucher
-   * silent through it. Over a link so slow that the least answer (a piece of 2 MiB: 1.4 s at
-   * 16 Mbit/s) outran the retry interval, each voucher in turn was asked it again, every 200 ms,
-   * until the first copy came: a state in pieces cost 3.4 times its bytes there (2.2 now). Only
-   * while no answer with partitions came within the interval: once one did, a silence is a loss
-   * or a silent voucher, not a slow link, and doubling the wait for each cost up to 9 intervals
-   * where 1 did (a silent voucher and every other answer lost: 16.7 s against 11.5 s). Only
-   * silences in the partitions' phase count, which comes last: a client table's pages keep to
-   * the interval (with the wait doubled there, a few lost pages used up the table's time, and the
-   * transfer never finished), and so do the META and leaves, small answers.
    */
   private waitMs(): number {
-    if (this.bytesPerMs === 0) {
-      if (this.answeredInTime) return this.retryMs;
-      return this.retryMs * Math.min(2 ** this.silentTurns, 1 + MAX_WIDENING_RETRIES);
-    }
+    if (this.bytesPerMs === 0) return this.retryMs;
     const widenMs = Math.min(
       this.requestBytesAtMost / this.bytesPerMs,
       MAX_WIDENING_RETRIES * this.retryMs,
@@ -291,14 +270,8 @@ export class StateTransfer {
       // is timed from the first asking: timed from the second, an answer to the first looked as
       // fast as a round trip.
       const key = partsKey(request.to, request.body.parts[0] as number, request.body.offset);
-      const before = this.partsAsked.get(key);
-      if (before === undefined)
-        this.partsAsked.set(key, {
-          atMs: nowMs,
-          lastAtMs: nowMs,
-          parts: new Set(request.body.parts),
-        });
-      else before.lastAtMs = nowMs;
+      if (!this.partsAsked.has(key))
+        this.partsAsked.set(key, { atMs: nowMs, parts: new Set(request.body.parts) });
       if (this.partsAsked.size > PARTS_ASKED_KEPT)
         this.partsAsked.delete(this.partsAsked.keys().next().value as string);
     }
@@ -355,10 +328,7 @@ export class StateTransfer {
       return { send: [this.request(nowMs)] };
     }
     // Silent through the wait. (After a rest, it was asked nothing.)
-    if (this.asked) {
-      this.failed(this.peer());
-      if (this.phase === "parts") this.silentTurns++;
-    }
+    if (this.asked) this.failed(this.peer());
     return this.nextPeer(nowMs);
   }
 
@@ -512,9 +482,6 @@ export class StateTransfer {
     if (asked === undefined) return;
     let bytes = 0;
     for (const [index, taken] of this.takenNow) if (asked.parts.has(index)) bytes += taken;
-    // Within the interval of its last asking: where answers are lost, one asked again comes
-    // late from its first asking, and the link would never look fast.
-    if (bytes > 0 && nowMs - asked.lastAtMs <= this.retryMs) this.answeredInTime = true;
     if (bytes < RATE_SAMPLE_BYTES) return;
     this.bytesPerMs = Math.max(this.bytesPerMs, bytes / Math.max(1, nowMs - asked.atMs));
   }
