@@ -827,6 +827,28 @@ describe("a state transfer over a slow link", () => {
     expect(preempted.ms).toBeLessThan(8_000);
   });
 
+  it("leaves a voucher benched for an answer that came after its wait", () => {
+    // r2 silent when asked, then sending r1's answers just after, as late answers to its own
+    // request. Each lifted its bench, so it was asked every other turn and cost a wait each
+    // time; and, the only answers that brought anything, they measured the link slow (r1's came
+    // second, bringing nothing), so every wait stayed wide: 18.3 s against 2.9 s alone.
+    const small = { values: 2000, valueBytes: 8 * 1024 };
+    const alone = run(small);
+    const late = run({
+      ...small,
+      preempts: "r2",
+      link: (voucher) => (voucher === "r2" ? 0 : 10_000),
+    });
+    expect(late.ms).toBeLessThan(2 * alone.ms);
+    // The voucher asked, repeating what came first, measures the link by what it carried.
+    expect(late.waitMs).toBeLessThan(500);
+    // A correct voucher over a slower link is asked less, and sends less twice: 11.3 s and 2.6
+    // times the state when each late answer lifted its bench.
+    const slow = run({ ...small, link: (voucher) => (voucher === "r1" ? 2_000 : 10_000) });
+    expect(slow.ms).toBeLessThan(2 * alone.ms);
+    expect(slow.sentBytes).toBeLessThan(1.8 * slow.stateBytes);
+  });
+
   it("times an answer whose first partition comes in pieces as the request it answers", () => {
     // Three partitions of three values of 1 MiB: each comes in pieces, the first of a request for
     // whole partitions from offset 0. Keyed by the request's (absent) offset, no answer was timed.

@@ -395,12 +395,16 @@ export class StateTransfer {
     });
   }
 
-  /** `from`'s answer brought something: the next voucher in turn. */
-  private progressed(from: string, nowMs: number): void {
+  /**
+   * `from`'s answer brought something: the next voucher in turn. An answer that came after its
+   * wait (`late`, to a request no longer in flight) leaves `from` benched: it was silent through
+   * that wait.
+   */
+  private progressed(from: string, nowMs: number, late = false): void {
     this.lastProgressMs = nowMs;
     this.without.clear();
     this.tried.clear();
-    this.benched.delete(from);
+    if (!late) this.benched.delete(from);
     for (const b of this.benched.values()) b.turns = Math.max(0, b.turns - 1);
     this.rotate();
   }
@@ -445,7 +449,6 @@ export class StateTransfer {
         const onRecord = key !== undefined && this.partsAsked.has(key);
         this.takenNow.clear();
         const taken = this.takeParts(body.parts, true);
-        this.timeAnswer(from, first, nowMs);
         // The voucher asked, with a true answer to the request in flight that brings nothing
         // only because another voucher sent the same first: that counts as its answer. Counted
         // as silence, the voucher asked was benched whenever a Byzantine one sent its answers
@@ -453,13 +456,22 @@ export class StateTransfer {
         // 3.4 s. Not a late answer to an earlier request, nor one from a voucher no longer asked:
         // over a slow link each moved the transfer on again, and answers were sent twice as
         // often; and a voucher replaying old partitions so was never benched.
-        const repeated = taken.wrong === undefined && taken.used === 0 && onRecord;
-        if (
-          repeated &&
+        const repeated =
+          taken.wrong === undefined &&
+          taken.used === 0 &&
+          onRecord &&
           from === this.peer() &&
           key === this.inFlightKey &&
-          this.repeats(body.parts)
-        ) {
+          this.repeats(body.parts);
+        // It measures the link too, by the partitions it carried. Otherwise a voucher silent when
+        // asked, that sent the other's answers just after its wait as late answers to its own
+        // request, gave the only measure, a slow one, and every wait stayed wide: 18.3 s against
+        // 2.9 s for 2,000 values of 8 KiB.
+        if (repeated)
+          for (const part of body.parts)
+            this.takenNow.set(part.index, Buffer.from(part.data, "base64").length);
+        this.timeAnswer(from, first, nowMs);
+        if (repeated) {
           this.progressed(from, nowMs);
           return this.advance(nowMs);
         }
@@ -725,7 +737,7 @@ export class StateTransfer {
       this.lastProgressMs = nowMs;
       return this.advance(nowMs);
     }
-    this.progressed(from, nowMs);
+    this.progressed(from, nowMs, from !== this.peer());
     return this.advance(nowMs);
   }
 
