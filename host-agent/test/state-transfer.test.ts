@@ -183,7 +183,7 @@ function answering(snapshot: KvSnapshot, maxReplyBytes?: number) {
   r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients: [] });
   return (request: ReplicaBody) => {
     r.out = [];
-    r.nowMs += 1000; // past the asker's allowance of answers
+    r.nowMs += 1000; // a second between answers: the asker's allowance refills
     serveFetch(r, "r2", request);
     const sent = r.out[0];
     if (sent?.type !== "send") throw new Error("no answer");
@@ -799,7 +799,8 @@ describe("a state transfer over a slow link", () => {
     // A wait doubled after each silent voucher until the link was measured (for a piece of 2 MiB
     // over a slow link, asked again of every voucher in turn before it arrived) cost up to nine
     // intervals for each lost answer: 16.7 s, 11.7 s and 8.2 s here; and a silent voucher sending
-    // the other's answers ahead of it kept it doubled: 39.6 s against 5.4 s (SAFETY.md).
+    // the other's answers ahead of it kept even a doubling that stopped once an answer came in
+    // time going: 39.6 s against 5.4 s (SAFETY.md).
     const tiny = { values: 3000, valueBytes: 64 };
     // r1 silent, and every other answer of r2's lost.
     const halfLost = run({
@@ -901,7 +902,7 @@ describe("a state transfer of a client table larger than a reply", () => {
     r.ownCheckpoints.set(32, { seq: 32, digest: "d", snapshot, clients });
     return (request: ReplicaBody) => {
       r.out = [];
-      r.nowMs += 1000; // past the asker's allowance of answers
+      r.nowMs += 1000; // a second between answers: the asker's allowance refills
       serveFetch(r, "r2", request);
       const sent = r.out[0];
       if (sent?.type !== "send") throw new Error("no answer");

@@ -216,7 +216,16 @@ describe("what the rig cannot do here, and its clean-up", () => {
   });
 
   const startDemo = async () => {
-    const { child, stdout } = spawnSmw(["rig", "demo", ...rig.args]);
+    // The light load: the test command runs other tests beside it on the same cores.
+    const { child, stdout } = spawnSmw([
+      "rig",
+      "demo",
+      ...rig.args,
+      "--clients",
+      "4",
+      "--pause-ms",
+      "20",
+    ]);
     // Every board and host started (the boards are still agreeing on their first period): the
     // interruption lands while everything is running, and the test waits no longer than that.
     const up = await eventually(

@@ -33,8 +33,8 @@ export const MAX_LOAD_CLIENTS = 16;
  * The demo's load: every client the rig has keys for, none pausing, so that the report's ops/s
  * (and the dip while a host is rejuvenated) say what the service can do, not what the load asked
  * of it. Under the light load the clients asked for at most 200 ops/s, a fifth of what the
- * service answered here under this one. The calibration period runs under it too, so the budgets
- * are measured under it.
+ * service answered under this one on two shared cores. The calibration period runs under it too,
+ * so the budgets are measured under it.
  */
 export const DEMO_LOAD: LoadShape = { clients: MAX_LOAD_CLIENTS, pauseMs: 0 };
 
