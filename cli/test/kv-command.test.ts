@@ -240,6 +240,10 @@ describe("smw kv against four replicas", () => {
     expect(figures.completed).toBeGreaterThan(10);
     expect(figures.failed).toBe(0);
     expect(figures.p99Ms).toBeGreaterThanOrEqual(figures.p50Ms);
+    // n = 4, q = 3: a get goes to q replicas and takes q answers, a put goes to all four; so at
+    // least six frames each, and no more than every replica asked and answering twice.
+    expect(figures.clientFrames).toBeGreaterThanOrEqual(6 * figures.completed);
+    expect(figures.clientFrames).toBeLessThanOrEqual(16 * figures.completed);
     // Every operation completed falls in one interval of the timeline.
     expect(figures.timeline.intervalMs).toBe(250);
     expect(figures.timeline.completed.length).toBeGreaterThanOrEqual(4);

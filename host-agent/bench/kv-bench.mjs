@@ -40,6 +40,7 @@ const { makeServiceTestbed } = await import(
 const { startReplica } = await import(
   path.join(root, "host-agent/dist/service/service-runtime.js")
 );
+const { quorumsFor } = await import(path.join(root, "host-agent/dist/replica/quorums.js"));
 const { KvStore } = await import(path.join(root, "host-agent/dist/kv/kv-store.js"));
 const { PARTITION_COUNT, partitionOf } = await import(
   path.join(root, "host-agent/dist/kv/partition-tree.js")
@@ -287,6 +288,65 @@ const cpuCeiling = (base, replicated, n) => {
   );
 };
 
+/** Message frames a server read and wrote over its life, from its stop summary. */
+function framesOf(server) {
+  const m = /frames in (\d+) out (\d+)/.exec(server.log);
+  return m === null ? undefined : Number(m[1]) + Number(m[2]);
+}
+
+/**
+ * Where the gap to the unreplicated store comes from: the frames each operation costs (the
+ * protocol's share) and the CPU each frame costs (the implementation's). Every frame is a read or
+ * a write of a socket plus what its message costs to handle; were the replicated run's frames as
+ * cheap as the unreplicated run's (each side's CPU over its own frames), its frames alone would
+ * hold the ratio to `capFromFrames`. `serverFrames`: frames every server read and wrote over
+ * its life, counted against the operations it handled over it (the warm-up's too).
+ */
+const frameLines = (base, replicated, baseServerFrames, serverFrames, baseCompleted, completed) => {
+  if ([baseServerFrames, serverFrames].includes(undefined) || base.clientFrames === undefined)
+    return "";
+  const per = (r, framesServers, ops) => ({
+    servers: framesServers / ops,
+    clients: r.clientFrames / r.completed,
+  });
+  const b = per(base, baseServerFrames, baseCompleted);
+  const r = per(replicated, serverFrames, completed);
+  const us = (cpuUsPerOp, framesPerOp) => cpuUsPerOp / framesPerOp;
+  const bServerUs = us(base.serverCpuUsPerOp, b.servers);
+  const bClientUs = us(base.clientCpuUsPerOp, b.clients);
+  const rServerUs = us(replicated.serverCpuUsPerOp, r.servers);
+  const rClientUs = us(replicated.clientCpuUsPerOp, r.clients);
+  const capFromFrames =
+    (base.serverCpuUsPerOp + base.clientCpuUsPerOp) /
+    (bServerUs * r.servers + bClientUs * r.clients);
+  return (
+    `  frames per operation: servers ${r.servers.toFixed(1)}, clients ${r.clients.toFixed(1)} (unreplicated: ${b.servers.toFixed(1)}, ${b.clients.toFixed(1)}); ` +
+    `CPU per frame: servers ${rServerUs.toFixed(0)} µs, clients ${rClientUs.toFixed(0)} µs (unreplicated: ${bServerUs.toFixed(0)}, ${bClientUs.toFixed(0)})\n` +
+    `  split of the gap: at the unreplicated run's CPU per frame, these frames alone would hold the throughput ratio to ${capFromFrames.toFixed(3)} (the protocol's share); ` +
+    `the dearer frames take it to ${(replicated.opsPerSecond / base.opsPerSecond).toFixed(3)} (the implementation's, ${(replicated.opsPerSecond / base.opsPerSecond / capFromFrames).toFixed(2)} of the cap)\n`
+  );
+};
+
+/**
+ * A read's floor: it needs q matching answers, so the client writes q frames and reads q, and q
+ * replicas each read one and write one, where the unreplicated store moves one each way on
+ * each side. At the unreplicated run's CPU per frame no implementation of this read rule passes
+ * 1/q, however cheap its frames.
+ */
+const quorumFloor = (n, kPrime, k) => {
+  const { quorum } = quorumsFor(n, kPrime, k);
+  return `  a get takes q = ${quorum} matching answers: 2q frames at the clients and 2 at each of q replicas, where the unreplicated store moves 2 and 2; at the unreplicated CPU per frame no implementation of this read rule passes 1/q = ${(1 / quorum).toFixed(3)}\n`;
+};
+
+/**
+ * Operations a run's servers handled besides those it measured: one get per client before the
+ * clock starts, and the prefilled keys.
+ */
+const handled = (r, mix) =>
+  r.completed +
+  r.clients +
+  (mix.includes("--prefill") ? Number(mix[mix.indexOf("--keys") + 1]) : 0);
+
 const median = (xs) => {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted.length === 0
@@ -329,9 +389,10 @@ async function throughput(n, kPrime, k, load = "mixed") {
     // (the replicated side has n of them, and more code), which the measured seconds would
     // otherwise count against it.
     const single = await serve(bed, ["--single"]);
-    await bench(bed, ["--single", ...mix], WARM_UP_SECONDS);
+    const baseWarm = await bench(bed, ["--single", ...mix], WARM_UP_SECONDS);
     const base = await benchWithCpu(bed, ["--single", ...mix], seconds, [single]);
     await stop(single);
+    const baseServerFrames = framesOf(single);
     const replicas = await Promise.all(
       bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id, "--k", String(k)])),
     );
@@ -339,7 +400,16 @@ async function throughput(n, kPrime, k, load = "mixed") {
     const replicated = await benchWithCpu(bed, ["--k", String(k), ...mix], seconds, replicas);
     await Promise.all(replicas.map(stop));
     // The replicas' summaries count their whole life: the warm-up's operations too.
-    const shape = batchShape(replicas, warm.completed + replicated.completed);
+    const shape = batchShape(replicas, handled(warm, mix) + handled(replicated, mix));
+    const replicaFrames = replicas.map(framesOf);
+    const frames = frameLines(
+      base,
+      replicated,
+      baseServerFrames,
+      replicaFrames.includes(undefined) ? undefined : replicaFrames.reduce((a, f) => a + f, 0),
+      handled(baseWarm, mix) + handled(base, mix),
+      handled(warm, mix) + handled(replicated, mix),
+    );
     const what =
       load === "reads"
         ? `gets only (unordered reads; ${replicated.readsOrdered} ordered after answers disagreed)`
@@ -353,7 +423,9 @@ async function throughput(n, kPrime, k, load = "mixed") {
         `  ratio of CPU per operation, replicated/unreplicated: ${((replicated.serverCpuUsPerOp + replicated.clientCpuUsPerOp) / (base.serverCpuUsPerOp + base.clientCpuUsPerOp)).toFixed(1)}x` +
         ` (on ${availableParallelism()} cores every process shares, throughput is bounded by it)\n` +
         cpuCeiling(base, replicated, n) +
-        (shape === undefined ? "" : `  ${shape}\n`),
+        (shape === undefined ? "" : `  ${shape}\n`) +
+        frames +
+        (load === "reads" ? quorumFloor(n, kPrime, k) : ""),
     );
   } finally {
     bed.remove();

@@ -398,7 +398,7 @@ export function kvCommand(context: CliContext): Command {
                   `${r.completed} operations in ${r.seconds.toFixed(1)} s by ${r.clients} clients: ${r.opsPerSecond.toFixed(0)} ops/s`,
                   `latency p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(2)} ms`,
                   `failed ${r.failed}, longest stall ${r.longestStallMs.toFixed(0)} ms, reads ordered after unordered answers disagreed ${r.readsOrdered}`,
-                  `clients' CPU ${r.clientCpuMs.toFixed(0)} ms (${r.completed > 0 ? ((r.clientCpuMs * 1000) / r.completed).toFixed(0) : "-"} µs per operation)`,
+                  `clients' CPU ${r.clientCpuMs.toFixed(0)} ms (${r.completed > 0 ? ((r.clientCpuMs * 1000) / r.completed).toFixed(0) : "-"} µs per operation), frames read and written ${r.clientFrames} (${r.completed > 0 ? (r.clientFrames / r.completed).toFixed(1) : "-"} per operation)`,
                   ...(r.timeline === undefined
                     ? []
                     : [

@@ -81,6 +81,12 @@ export class KvClient {
     return this.core.counters;
   }
 
+  /** Message frames this client has read and written, over every connection, since it was made. */
+  get frames(): number {
+    const net = this.net.counters();
+    return net.framesIn + net.framesOut;
+  }
+
   /** Reads sent unordered that had to be ordered (their answers came from different states). */
   get readsOrdered(): number {
     return this.core.counters.get("reads.ordered") ?? 0;

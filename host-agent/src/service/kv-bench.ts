@@ -47,6 +47,8 @@ export interface KvBenchResult {
   readsOrdered: number;
   /** CPU time of this process (every client) over the measured seconds, user and system. */
   clientCpuMs: number;
+  /** Message frames every client read and wrote over the measured seconds, summed. */
+  clientFrames: number;
   /** What the clients' cores counted over the measured seconds, summed (retransmits, reads widened...). */
   clientCounters: Record<string, number>;
   timeline?: KvBenchTimeline;
@@ -57,6 +59,10 @@ function sumCounters(clients: readonly KvClient[]): Record<string, number> {
   for (const c of clients)
     for (const [name, count] of c.counters) sum[name] = (sum[name] ?? 0) + count;
   return sum;
+}
+
+function sumFrames(clients: readonly KvClient[]): number {
+  return clients.reduce((sum, c) => sum + c.frames, 0);
 }
 
 export function percentile(sorted: readonly number[], p: number): number {
@@ -88,6 +94,8 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
   const readPercent = options.readPercent ?? 50;
   let readsOrdered = 0;
   let countersBefore: Record<string, number> = {};
+  let framesBefore = 0;
+  let clientFrames = 0;
   const clientCounters: Record<string, number> = {};
   let n = 0;
   const timelineMs = options.timelineMs;
@@ -113,6 +121,7 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
     }
     const orderedBefore = clients.reduce((sum, c) => sum + c.readsOrdered, 0);
     countersBefore = sumCounters(clients);
+    framesBefore = sumFrames(clients);
     startMs = performance.now();
     startedAtEpochMs = Date.now();
     endMs = startMs + options.seconds * 1000;
@@ -149,6 +158,7 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
       const delta = count - (countersBefore[name] ?? 0);
       if (delta > 0) clientCounters[name] = delta;
     }
+    clientFrames = sumFrames(clients) - framesBefore;
     stoppedMs = performance.now();
     const cpu = process.cpuUsage(cpuAtStart);
     clientCpuMs = (cpu.user + cpu.system) / 1000;
@@ -170,6 +180,7 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
     longestStallMs,
     readsOrdered,
     clientCpuMs,
+    clientFrames,
     clientCounters,
     ...(timelineMs !== undefined
       ? { timeline: { startedAtEpochMs, intervalMs: timelineMs, completed: timeline } }
