@@ -288,6 +288,45 @@ const cpuCeiling = (base, replicated, n) => {
   );
 };
 
+/**
+ * Where some processes' CPU went, from the profiles `--profile` had them write on exit: the
+ * functions that took the most of their busy time (self time, summed over the processes; a
+ * native frame such as `writeBuffer` is the system call under a socket write). Empty without
+ * `--profile`, or when a profile is missing.
+ */
+function profileLines(whose, processes, top = 12) {
+  if (profileDir === undefined) return "";
+  const files = readdirSync(profileDir);
+  const self = new Map();
+  let busyUs = 0;
+  let totalUs = 0;
+  for (const child of processes) {
+    const file = files.find((f) => f.includes(`.${child.pid}.`) && f.endsWith(".cpuprofile"));
+    if (file === undefined) return "";
+    const profile = JSON.parse(readFileSync(path.join(profileDir, file), "utf8"));
+    const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+    profile.samples.forEach((id, i) => {
+      const us = profile.timeDeltas[i] ?? 0;
+      totalUs += us;
+      const frame = frames.get(id);
+      if (frame === undefined || frame.functionName === "(idle)") return;
+      busyUs += us;
+      const where = frame.url === "" ? "" : ` ${path.basename(frame.url)}:${frame.lineNumber + 1}`;
+      const name = `${frame.functionName || "(anonymous)"}${where}`;
+      self.set(name, (self.get(name) ?? 0) + us);
+    });
+  }
+  if (busyUs === 0) return "";
+  const rows = [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, us]) => `    ${((100 * us) / busyUs).toFixed(1).padStart(5)}%  ${name}\n`);
+  return (
+    `  where ${whose} CPU went (${profileDir}: busy ${((100 * busyUs) / totalUs).toFixed(0)}% of their profiled time; ` +
+    `the functions that took the most of it, self time):\n${rows.join("")}`
+  );
+}
+
 /** Message frames a server read and wrote over its life, from its stop summary. */
 function framesOf(server) {
   const m = /frames in (\d+) out (\d+)/.exec(server.log);
@@ -425,7 +464,9 @@ async function throughput(n, kPrime, k, load = "mixed") {
         cpuCeiling(base, replicated, n) +
         (shape === undefined ? "" : `  ${shape}\n`) +
         frames +
-        (load === "reads" ? quorumFloor(n, kPrime, k) : ""),
+        (load === "reads" ? quorumFloor(n, kPrime, k) : "") +
+        profileLines("the unreplicated server's", [single]) +
+        profileLines("the replicas'", replicas),
     );
   } finally {
     bed.remove();
