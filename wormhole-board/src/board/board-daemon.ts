@@ -41,6 +41,11 @@ import type { BoardStateFiles } from "./board-state-files.js";
 import { DeadlineTimer } from "./deadline-timer.js";
 import { listenForMetrics } from "./metrics-endpoint.js";
 
+/** How long an operator's connection may take to send its request line. */
+const OPERATOR_REQUEST_MS = 5_000;
+/** Operator connections open at once, per listening socket. */
+const OPERATOR_MAX_CONNECTIONS = 16;
+
 export interface AlertSink {
   webhook(url: string, body: unknown): Promise<void>;
   exec(argv: readonly string[], env: Record<string, string>): void;
@@ -395,12 +400,14 @@ export class BoardDaemon {
         case "enterFailsafe":
           this.step?.abort();
           this.startupAbort?.abort();
-          this.deps.state.writeFailsafe(action.state);
+          // The lines first: a disk that cannot be written (an SD card gone read-only, a full
+          // one) must not leave the host running while the status says fail-safe.
           this.applyFailsafeActions(action.state, action.actions, true);
+          this.latchFailsafe(action.state);
           statusChanged = true;
           break;
         case "failsafeCleared":
-          this.deps.state.writeFailsafe(undefined);
+          this.latchFailsafe(undefined);
           this.restored = undefined;
           this.deps.log.warn("fail-safe cleared by the operator: joining the peers again");
           this.floorKeys();
@@ -603,7 +610,16 @@ export class BoardDaemon {
     if (this.runningStep !== undefined || phase === "failsafe" || phase === "stopped") return;
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
-    this.deps.state.writeUnscheduledCertificate(this.now());
+    try {
+      this.deps.state.writeUnscheduledCertificate(this.now());
+    } catch (error) {
+      // Unrecorded, a restart of this board would certify that host again: no certificate.
+      this.deps.log.error(
+        { dir: this.deps.state.dir, err: (error as Error).message },
+        "host booted outside a rejuvenation, but its certificate could not be recorded on disk: not certified",
+      );
+      return;
+    }
     this.runner?.certify(publicKey, { coldStart: this.releasedCold });
     this.releasedCold = false;
     this.deps.log.info(
@@ -677,6 +693,24 @@ export class BoardDaemon {
           this.deps.log.error({ err: (error as Error).message }, "alarm command failed");
         }
       }
+    }
+  }
+
+  /**
+   * The fail-safe state written down, so that a restarted board comes back in it (or, cleared,
+   * does not). A write that fails is logged, never thrown: it would end the handling of the frame
+   * or timer that brought the fail-safe, and whatever else it was to do.
+   */
+  private latchFailsafe(state: FailsafeState | undefined): void {
+    try {
+      this.deps.state.writeFailsafe(state);
+    } catch (error) {
+      this.deps.log.error(
+        { file: this.deps.state.failsafeFile, err: (error as Error).message },
+        state === undefined
+          ? "could not write down that the fail-safe was cleared: a restart of this board would come back in fail-safe"
+          : "could not latch the fail-safe state on disk: the host is held, but a restart of this board would not come back in fail-safe",
+      );
     }
   }
 
@@ -775,10 +809,13 @@ export class BoardDaemon {
   }
 
   private operatorServer(network: boolean): Server {
-    return createServer((connection) => {
+    const server = createServer((connection) => {
       let text = "";
       connection.setEncoding("utf8");
-      connection.setTimeout(5_000, () => connection.destroy());
+      // Five seconds for the whole request, not between bytes: a byte every few seconds would
+      // otherwise hold a connection open for ever.
+      const deadline = setTimeout(() => connection.destroy(), OPERATOR_REQUEST_MS);
+      connection.on("close", () => clearTimeout(deadline));
       connection.on("data", (chunk: string) => {
         text += chunk;
         if (text.length > 4096) connection.destroy();
@@ -789,6 +826,10 @@ export class BoardDaemon {
       });
       connection.on("error", () => {});
     });
+    // One request a connection, each over within its deadline: a few at once are plenty, and
+    // whoever reaches the port cannot use up the board's memory and descriptors with idle ones.
+    server.maxConnections = OPERATOR_MAX_CONNECTIONS;
+    return server;
   }
 
   private operatorRequest(
@@ -828,6 +869,12 @@ export class BoardDaemon {
         // A clear acts once: a recorded one replayed later (even after a restart) is refused.
         if (request.type === "clear-failsafe") {
           const last = this.deps.state.readLastOperatorRequest();
+          if (last === Number.POSITIVE_INFINITY) {
+            return {
+              ok: false,
+              message: `${this.deps.state.operatorRequestFile}, which records the last request acted on, is unreadable: every clear is refused until it is repaired (it holds one number, the issuedAtMs of that request) or removed`,
+            };
+          }
           if (!(request.issuedAtMs > last)) {
             return {
               ok: false,

@@ -66,14 +66,24 @@ export class BoardStateFiles {
     }
   }
 
+  /** Where the fail-safe state is latched. */
+  get failsafeFile(): string {
+    return path.join(this.dir, "failsafe.json");
+  }
+
   writeFailsafe(state: FailsafeState | undefined): void {
     this.writeAtomic("failsafe.json", `${JSON.stringify(state ?? null)}\n`);
   }
 
-  /** The `issuedAtMs` of the last operator request acted on (0: none). */
+  /** Where the `issuedAtMs` of the last operator request acted on is kept. */
+  get operatorRequestFile(): string {
+    return path.join(this.dir, "operator-request");
+  }
+
+  /** The `issuedAtMs` of the last operator request acted on (0: none; unreadable: infinity). */
   readLastOperatorRequest(): number {
     try {
-      const value = Number(readFileSync(path.join(this.dir, "operator-request"), "utf8").trim());
+      const value = Number(readFileSync(this.operatorRequestFile, "utf8").trim());
       return Number.isFinite(value) && value >= 0 ? value : Number.POSITIVE_INFINITY;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;

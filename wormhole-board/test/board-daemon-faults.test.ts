@@ -1,0 +1,210 @@
+/**
+ * One board daemon in this process, its peers' frames handed straight to its control link: what
+ * it does when its state folder cannot be written (an SD card gone read-only, a full one) and
+ * when its operator port is crowded or its record of operator requests damaged.
+ */
+import { sign } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import path from "node:path";
+import { type ControlMessage, encodeControlFrame } from "@smw/wiring";
+import {
+  BoardDaemon,
+  BoardLines,
+  BoardStateFiles,
+  ControlLink,
+  controlSocketPath,
+  type HostLinkPort,
+  makeTestbed6,
+  operatorRequestBytes,
+  readLinkKeys,
+  readPrivateKey,
+  readPublicKey,
+  SimulatedLines,
+  type Testbed6,
+} from "@smw/wormhole-board";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+
+/** A host link that nothing is plugged into: the host never boots, the board waits. */
+const silentHost = {
+  open: async () => {},
+  close: async () => {},
+  on: () => () => {},
+  flush() {},
+  send() {},
+  waitFor: async () => undefined,
+} as unknown as HostLinkPort;
+
+interface OneBoard {
+  bed: Testbed6;
+  daemon: BoardDaemon;
+  link: ControlLink;
+  stateDir: string;
+  /** Line changes seen since the board started: "reset=active", "alarm=active"... */
+  changes: string[];
+  logged: string[];
+  /** Hands a frame from `peer` to the board, as if it came over the control link. */
+  deliver(peer: string, type: ControlMessage["type"], body: Record<string, unknown>): void;
+}
+
+let bed: Testbed6 | undefined;
+let running: BoardDaemon | undefined;
+afterEach(async () => {
+  await running?.stop();
+  await bed?.close();
+  running = undefined;
+  bed = undefined;
+});
+
+async function startBoard(basePort: number): Promise<OneBoard> {
+  bed = await makeTestbed6("udp", basePort);
+  const t = bed.testbed;
+  const board = t.boards[0];
+  if (board === undefined) throw new Error("no board");
+  const sim = new SimulatedLines();
+  const changes: string[] = [];
+  sim.onChange((event) => changes.push(`${event.role}=${event.level}`));
+  const lines = BoardLines.claim(board, sim, { levels: "safe" });
+  const state = new BoardStateFiles(board.stateDir);
+  const keys = readLinkKeys(t, board.id);
+  let handOver: ((line: string, from: undefined) => void) | undefined;
+  const link = new ControlLink(board.id, keys, state.nextEpoch(), {
+    name: "in-process",
+    oversized: 0,
+    send() {},
+    open: async (on: (line: string, from: undefined) => void) => {
+      handOver = on;
+    },
+    close: async () => {},
+  });
+  const logged: string[] = [];
+  const daemon = new BoardDaemon({
+    testbed: t,
+    boardId: board.id,
+    link,
+    hostLink: silentHost,
+    operatorKey: readPublicKey(t.operatorKeyPath),
+    signingKey: readPrivateKey(board.keys.signingPath),
+    state,
+    alerts: { webhook: async () => {}, exec: () => {} },
+    log: pino({ level: "warn" }, { write: (line: string) => logged.push(JSON.parse(line).msg) }),
+  });
+  running = daemon;
+  await daemon.start(lines);
+  let seq = 0;
+  return {
+    bed,
+    daemon,
+    link,
+    stateDir: board.stateDir,
+    changes,
+    logged,
+    deliver(peer, type, body) {
+      const frame = encodeControlFrame(
+        { from: peer, to: board.id, epoch: 1, seq: ++seq, type, body },
+        keys.get(peer) as Buffer,
+      );
+      handOver?.(frame.slice(0, -1), undefined);
+    },
+  };
+}
+
+const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("a board whose state folder cannot be written", () => {
+  it("holds its host and raises its alarm on a peer's fail-safe, and says the latch failed", async () => {
+    const b = await startBoard(38_400 + Math.floor(Math.random() * 500));
+    const schedule = Date.now() - 1_000;
+    for (let round = 0; round < 5; round++) {
+      for (const peer of ["b2", "b3", "b4", "b5", "b6"])
+        b.deliver(peer, "HB", { period: 0, schedule, joined: true, sentAtMs: Date.now() });
+      await settle(60);
+    }
+    expect(b.daemon.currentPhase).not.toBe("failsafe");
+    // A folder where the latch's temporary file goes: its write throws.
+    mkdirSync(path.join(b.stateDir, "failsafe.json.tmp"));
+    const before = b.changes.length;
+    b.deliver("b2", "FAILSAFE", {
+      reason: "b2's step over its budget",
+      origin: "b2",
+      sentAtMs: Date.now(),
+    });
+    await settle(100);
+    expect(b.daemon.currentPhase).toBe("failsafe");
+    const after = b.changes.slice(before);
+    expect(after).toContain("reset=active");
+    expect(after).toContain("alarm=active");
+    expect(b.logged).toContain("FAIL-SAFE");
+    expect(b.logged.some((m) => m.startsWith("could not latch the fail-safe state on disk"))).toBe(
+      true,
+    );
+    // The frame was handled whole: not counted as malformed.
+    expect(b.link.counters.malformed).toBe(0);
+  });
+});
+
+/** One line to an operator socket; its JSON answer. */
+function operatorSend(socketPath: string, line: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const connection = connect(socketPath);
+    let text = "";
+    connection.setEncoding("utf8");
+    connection.on("data", (chunk: string) => {
+      text += chunk;
+    });
+    connection.on("end", () => resolve(JSON.parse(text)));
+    connection.on("error", reject);
+    connection.write(line);
+  });
+}
+
+describe("a board's operator port", () => {
+  it("keeps at most 16 connections, each for 5 s however slowly it sends", async () => {
+    const b = await startBoard(38_900 + Math.floor(Math.random() * 500));
+    const endpoint = b.bed.testbed.boards[0]?.operatorEndpoint;
+    if (endpoint === undefined) throw new Error("no operator endpoint");
+    const sockets: Socket[] = [];
+    const closed = new Set<Socket>();
+    for (let i = 0; i < 40; i++) {
+      const socket = connect(endpoint.port, endpoint.host);
+      socket.on("error", () => {});
+      socket.on("close", () => closed.add(socket));
+      sockets.push(socket);
+    }
+    const trickle = setInterval(() => {
+      for (const socket of sockets) if (!closed.has(socket)) socket.write("{");
+    }, 1_000);
+    try {
+      await settle(500);
+      expect(40 - closed.size).toBeLessThanOrEqual(16);
+      expect(40 - closed.size).toBeGreaterThan(0);
+      // A byte a second, never a whole line: cut at the request's deadline all the same.
+      await settle(5_500);
+      expect(closed.size).toBe(40);
+    } finally {
+      clearInterval(trickle);
+      for (const socket of sockets) socket.destroy();
+    }
+  }, 15_000);
+
+  it("names its damaged record of the last request acted on, which refuses every clear", async () => {
+    const b = await startBoard(39_400 + Math.floor(Math.random() * 500));
+    writeFileSync(path.join(b.stateDir, "operator-request"), "\u0000garbage\n");
+    const issuedAtMs = Date.now();
+    const request = `${JSON.stringify({
+      type: "clear-failsafe",
+      board: "b1",
+      issuedAtMs,
+      signature: sign(
+        null,
+        operatorRequestBytes("clear-failsafe", "b1", issuedAtMs),
+        readPrivateKey(path.join(b.bed.dir, "keys", "operator.key")),
+      ).toString("base64"),
+    })}\n`;
+    expect(await operatorSend(controlSocketPath(b.stateDir), request)).toEqual({
+      ok: false,
+      message: `${path.join(b.stateDir, "operator-request")}, which records the last request acted on, is unreadable: every clear is refused until it is repaired (it holds one number, the issuedAtMs of that request) or removed`,
+    });
+  });
+});
