@@ -297,10 +297,39 @@ describe("frames failing authentication", () => {
     });
     expect(result.failsafe).toEqual({});
     expect(result.periodsCompleted).toBe(base.periods);
-    // Twelve frames: two alarms of five, the last two under the limit.
+    // Twelve frames: one alarm at the fifth; the rest are counted into the next alarm, if any.
     expect(result.alarms.b1?.map((a) => a.reason)).toEqual([
       "5 frames claiming to be from b6 failed authentication within 60000 ms",
+    ]);
+  });
+
+  it("under the alarm policy, a storm of forged frames raises one alarm per window and claimed sender", () => {
+    // 1000 frames claiming b6 and 1000 claiming b5 within a second, 1000 more of b6 ten
+    // seconds later, then five of b6 once the window since its alarm has passed.
+    const storm = (from: string, atMs: number, count: number) => ({
+      kind: "forgedFrames" as const,
+      from,
+      to: "b1",
+      atMs,
+      count,
+    });
+    const result = runClusterSim({
+      ...base,
+      periods: 5,
+      onAuthFailures: "alarm",
+      faults: [
+        storm("b6", 5_000, 1_000),
+        storm("b5", 5_500, 1_000),
+        storm("b6", 15_000, 1_000),
+        storm("b6", 66_000, 5),
+      ],
+    });
+    expect(result.failsafe).toEqual({});
+    expect(result.periodsCompleted).toBe(5);
+    expect(result.alarms.b1?.map((a) => a.reason)).toEqual([
       "5 frames claiming to be from b6 failed authentication within 60000 ms",
+      "5 frames claiming to be from b5 failed authentication within 60000 ms",
+      "5 frames claiming to be from b6 failed authentication within 60000 ms, after 1995 more in the 61 s since the last alarm for it",
     ]);
   });
 });

@@ -132,6 +132,8 @@ export class BoardCore {
   private readonly clocks: ClockMonitor | undefined;
   /** Per claimed sender: when its frames failed authentication, within the window. */
   private readonly authFailures = new Map<string, number[]>();
+  /** Per claimed sender: its last alarm, and the frames that failed since (not alarmed yet). */
+  private readonly authAlarms = new Map<string, { atMs: number; failedSince: number }>();
   private lastPeriod = -1;
   private readonly periodStartMs = new Map<number, number>();
   private lastKeyEpoch: number;
@@ -495,10 +497,18 @@ export class BoardCore {
 
   /**
    * Counted in a sliding window per claimed sender, so that line noise over a long run adds up
-   * to nothing; past the limit, the testbed's policy: an alarm (once per window) or fail-safe.
+   * to nothing; past the limit, the testbed's policy: fail-safe, or an alarm, at most one per
+   * window and claimed sender. Each alarm runs the operator's command and posts to the webhook:
+   * one per few forged frames would let whoever reaches the control port flood them (and the
+   * board's own event loop), so the frames failing in between are counted into the next one.
    */
   private authFailure(from: string, nowMs: number, out: BoardAction[]): void {
     const windowMs = this.config.authFailureWindowMs ?? 60_000;
+    const alarmed = this.authAlarms.get(from);
+    if (alarmed !== undefined && nowMs - alarmed.atMs < windowMs) {
+      alarmed.failedSince++;
+      return;
+    }
     const times = (this.authFailures.get(from) ?? []).filter((t) => nowMs - t < windowMs);
     times.push(nowMs);
     // Kept bounded: only the last `limit` instants matter.
@@ -510,8 +520,12 @@ export class BoardCore {
       this.enterFailsafe(reason, nowMs, out);
       return;
     }
-    out.push({ kind: "alarm", reason });
-    // One alarm per window's worth of failures: the count starts again.
+    const since =
+      alarmed === undefined || alarmed.failedSince === 0
+        ? ""
+        : `, after ${alarmed.failedSince} more in the ${((nowMs - alarmed.atMs) / 1000).toFixed(0)} s since the last alarm for it`;
+    out.push({ kind: "alarm", reason: `${reason}${since}` });
+    this.authAlarms.set(from, { atMs: nowMs, failedSince: 0 });
     this.authFailures.set(from, []);
   }
 
