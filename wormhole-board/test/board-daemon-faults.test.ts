@@ -57,7 +57,11 @@ afterEach(async () => {
   bed = undefined;
 });
 
-async function startBoard(basePort: number): Promise<OneBoard> {
+/** `damage`: done to the board's state folder before the board reads it. */
+async function startBoard(
+  basePort: number,
+  damage: (stateDir: string) => void = () => {},
+): Promise<OneBoard> {
   bed = await makeTestbed6("udp", basePort);
   const t = bed.testbed;
   const board = t.boards[0];
@@ -66,6 +70,7 @@ async function startBoard(basePort: number): Promise<OneBoard> {
   const changes: string[] = [];
   sim.onChange((event) => changes.push(`${event.role}=${event.level}`));
   const lines = BoardLines.claim(board, sim, { levels: "safe" });
+  damage(board.stateDir);
   const state = new BoardStateFiles(board.stateDir);
   const keys = readLinkKeys(t, board.id);
   let handOver: ((line: string, from: undefined) => void) | undefined;
@@ -158,6 +163,17 @@ function operatorSend(socketPath: string, line: string): Promise<unknown> {
     connection.write(line);
   });
 }
+
+describe("a board whose epoch file is damaged", () => {
+  it("starts on an epoch from the wall clock and says so in its log", async () => {
+    const b = await startBoard(37_900 + Math.floor(Math.random() * 400), (dir) => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, "epoch"), "4\u00002\n");
+    });
+    expect(b.link.epoch).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000) - 60);
+    expect(b.logged.some((m) => m.startsWith("the boot epoch file was damaged"))).toBe(true);
+  });
+});
 
 describe("a board's operator port", () => {
   it("keeps at most 16 connections, each for 5 s however slowly it sends", async () => {

@@ -5,8 +5,8 @@
  *
  *   smw2 <from> <to> <epoch> <seq> <type> <body> <mac>\n
  *
- * <epoch> is the sender's boot count (a restarted board starts a new epoch, so
- * its sequence numbers may start again); <seq> counts frames from 1 within it;
+ * <epoch> is the sender's boot epoch, higher at each start (one more than the last, and at
+ * least the wall clock's seconds), so its sequence numbers may start again; <seq> counts frames from 1 within it;
  * <mac> is the HMAC-SHA256 of all that precedes it, space included, truncated
  * to its first 128 bits (RFC 2104 section 5) in base64url. Parsing never
  * throws: a frame is accepted or rejected with a reason, and the link counts

@@ -202,6 +202,11 @@ export class BoardDaemon {
   run(lines: BoardLines): void {
     const board = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId);
     if (board === undefined) throw new Error(`there is no board "${this.deps.boardId}"`);
+    if (this.deps.state.epochProblem !== undefined)
+      this.deps.log.warn(
+        { problem: this.deps.state.epochProblem, epoch: this.deps.link.epoch },
+        "the boot epoch file was damaged: this boot's epoch was taken from the wall clock (peers refuse frames of an epoch not above the last they heard; repair the clock if it went back)",
+      );
     this.lines = lines;
     this.runner = new StepRunner({
       board,

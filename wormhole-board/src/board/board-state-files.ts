@@ -28,17 +28,33 @@ export class BoardStateFiles {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Increments and returns the boot epoch: frames of earlier boots are replays. */
-  nextEpoch(): number {
+  /** Set by `nextEpoch` when the epoch file was there but unreadable: what was wrong. */
+  epochProblem: string | undefined;
+
+  /**
+   * Increments and returns the boot epoch: frames of earlier boots are replays. At least the
+   * wall clock's seconds (`nowMs`), so that a damaged or lost epoch file still gives an epoch
+   * above every earlier boot's while the clock has not gone back: from 1 again, the peers
+   * would refuse every frame of this board as a replay for as many boots as it had had, and
+   * fail safe on its silence.
+   */
+  nextEpoch(nowMs = Date.now()): number {
     const file = path.join(this.dir, "epoch");
-    let epoch = 0;
+    let last = 0;
+    this.epochProblem = undefined;
     try {
-      epoch = Number(readFileSync(file, "utf8").trim());
-      if (!Number.isSafeInteger(epoch) || epoch < 0) epoch = 0;
-    } catch {
-      // First boot.
+      const text = readFileSync(file, "utf8").trim();
+      last = Number(text);
+      if (!/^\d+$/.test(text) || !Number.isSafeInteger(last)) {
+        this.epochProblem = `${file} holds ${JSON.stringify(text.slice(0, 40))}, not a boot epoch`;
+        last = 0;
+      }
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Missing: the first boot.
+      if (code !== "ENOENT") this.epochProblem = `${file}: ${code ?? (error as Error).message}`;
     }
-    epoch++;
+    const epoch = Math.max(last + 1, Math.floor(nowMs / 1000));
     this.writeAtomic("epoch", `${epoch}\n`);
     return epoch;
   }

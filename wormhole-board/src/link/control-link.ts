@@ -55,8 +55,8 @@ export class ControlLink {
   constructor(
     private readonly self: string,
     private readonly keys: ReadonlyMap<string, Uint8Array>,
-    /** This board's boot count: frames of an earlier boot are replays. */
-    private readonly epoch: number,
+    /** This board's boot epoch (`BoardStateFiles.nextEpoch`): frames of an earlier boot are replays. */
+    readonly epoch: number,
     private readonly transport: ControlTransport,
     /**
      * Peers' boot epochs kept across restarts of this board (its state folder): a frame recorded
