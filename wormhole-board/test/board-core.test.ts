@@ -63,6 +63,59 @@ describe("a board refuses recordings replayed into it", () => {
     expect(actions.some((a) => a.kind === "runStep" && a.step === "shutdown")).toBe(true);
   });
 
+  // After a restart this board knows its peers' boot epochs, not how far their frames had got:
+  // frames recorded earlier in a peer's current boot pass the link's replay window. Their stamp
+  // gives them away.
+  const hb = (sentAtMs: number | undefined, schedule: number, joined = true) => ({
+    type: "HB" as const,
+    period: 5,
+    schedule,
+    joined,
+    ...(sentAtMs === undefined ? {} : { sentAtMs }),
+  });
+
+  it("a heartbeat of a peer's current boot, recorded before a fail-safe and its clearing", () => {
+    // b2 restarted and is joining; b3 runs the schedule agreed after the clearing.
+    const c = coreWith({ startMs: 2_100_000, clockOffsetBoundMs: 10 });
+    c.handle({ kind: "message", from: "b3", message: hb(2_100_005, 2_000_000), nowMs: 2_100_010 });
+    // b1's heartbeat of the schedule before the fail-safe, replayed.
+    c.handle({ kind: "message", from: "b1", message: hb(1_080_000, 1_000_000), nowMs: 2_100_020 });
+    c.handle({ kind: "time", nowMs: 2_100_050 });
+    expect(c.failsafeState).toBeUndefined();
+    expect(c.phase).not.toBe("failsafe");
+  });
+
+  it("a peer's first heartbeat of its boot, with no clock echo, replayed into a running board", () => {
+    const c = coreWith({ firstTriggerMs: 1_000, startMs: 800, clockOffsetBoundMs: 10 });
+    c.handle({ kind: "message", from: "b1", message: hb(-110_000, 0, false), nowMs: 900 });
+    c.handle({ kind: "time", nowMs: 910 });
+    expect(c.failsafeState).toBeUndefined();
+    // A heartbeat that does not say when it was sent is refused too.
+    c.handle({ kind: "message", from: "b1", message: hb(undefined, 1_000), nowMs: 920 });
+    c.handle({ kind: "time", nowMs: 930 });
+    expect(c.failsafeState).toBeUndefined();
+  });
+
+  it("the heartbeats of a peer whose clock is far behind: it fails safe as silent, and says why", () => {
+    const c = coreWith({ firstTriggerMs: 1_000, startMs: 800, clockOffsetBoundMs: 10 });
+    let failsafe: string | undefined;
+    for (let nowMs = 800; nowMs <= 2_000 && failsafe === undefined; nowMs += 50) {
+      for (const peer of boards.filter((b) => b !== "b2"))
+        c.handle({
+          kind: "message",
+          from: peer,
+          // b1's clock is 2 s behind ours; the others' are right.
+          message: hb(peer === "b1" ? nowMs - 2_000 : nowMs, 1_000),
+          nowMs,
+        });
+      c.handle({ kind: "time", nowMs });
+      failsafe = c.failsafeState?.reason;
+    }
+    expect(failsafe).toMatch(
+      /^board b1 silent for \d+ ms \(bound 500 ms\); \d+ frames of b1 refused as older than 510 ms \(the last stamped 2000 ms before it arrived: its clock behind ours, or recordings replayed\)$/,
+    );
+  });
+
   it("a frame of a peer's earlier boot, after this board restarted", async () => {
     const key = new Uint8Array(32).fill(3);
     const frame = (epoch: number) =>
@@ -146,7 +199,7 @@ describe("a joining board's key floor", () => {
       c.handle({
         kind: "message",
         from: peer,
-        message: { type: "HB", period: -1, schedule: 0, joined, keyFloor },
+        message: { type: "HB", period: -1, schedule: 0, joined, keyFloor, sentAtMs: nowMs },
         nowMs,
       });
     for (const [i, peer] of peers.entries()) hb(peer, 100 + i, i % 2 === 0, 5_000_100);

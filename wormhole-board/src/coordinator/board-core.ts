@@ -132,6 +132,11 @@ export class BoardCore {
   private readonly clocks: ClockMonitor | undefined;
   /** Per claimed sender: when its frames failed authentication, within the window. */
   private readonly authFailures = new Map<string, number[]>();
+  /** Per peer: the frames refused as recordings by their stamp (`stamped`), for the reasons. */
+  private readonly staleFrames = new Map<
+    string,
+    { count: number; lastAgeMs: number | undefined; boundMs: number }
+  >();
   /** Per claimed sender: its last alarm, and the frames that failed since (not alarmed yet). */
   private readonly authAlarms = new Map<string, { atMs: number; failedSince: number }>();
   private lastPeriod = -1;
@@ -332,6 +337,7 @@ export class BoardCore {
         this.onTime(event.nowMs, out);
         break;
       case "message":
+        if (this.stamped(event.from, event.message, event.nowMs) === "stale") break;
         this.peers.heard(event.from, event.nowMs);
         this.onMessage(event.from, event.message, event.nowMs, out);
         break;
@@ -359,6 +365,7 @@ export class BoardCore {
           this.periodStartMs.clear();
           this.join = this.newJoin(event.nowMs);
           this.peers = this.newPeerMonitor(event.nowMs);
+          this.staleFrames.clear();
           out.push({ kind: "failsafeCleared" });
         }
         break;
@@ -394,7 +401,7 @@ export class BoardCore {
       } else if (this.running !== undefined)
         // While joining, peers may not be up yet: the join deadline bounds that wait.
         this.enterFailsafe(
-          `board ${p.peer} silent for ${p.silentMs.toFixed(0)} ms (bound ${this.config.silenceBoundMs} ms)`,
+          `board ${p.peer} silent for ${p.silentMs.toFixed(0)} ms (bound ${this.config.silenceBoundMs} ms)${this.staleNote([p.peer])}`,
           nowMs,
           out,
         );
@@ -402,7 +409,12 @@ export class BoardCore {
     if (this.failsafe.state !== undefined) return;
     if (this.join !== undefined) {
       const verdict = this.join.tick(nowMs);
-      if (verdict?.kind === "failed") this.enterFailsafe(verdict.reason, nowMs, out);
+      if (verdict?.kind === "failed")
+        this.enterFailsafe(
+          `${verdict.reason}${this.staleNote(this.config.boards.filter((b) => b !== this.config.self))}`,
+          nowMs,
+          out,
+        );
       if (verdict?.kind !== "joined") return;
       this.startRunning(verdict.schedule, verdict.firstIndex, nowMs);
       // Silence is counted from now: peers were not all up while joining.
@@ -437,7 +449,6 @@ export class BoardCore {
   ): void {
     switch (message.type) {
       case "HB": {
-        if (message.failsafe !== undefined && this.stale(message.sentAtMs, nowMs)) return;
         // The highest heard: a heartbeat of a peer's earlier join, delayed, never lowers it.
         if (message.keyFloor !== undefined && this.config.boards.includes(from))
           this.peerKeyFloors.set(
@@ -486,7 +497,6 @@ export class BoardCore {
         }
         return;
       case "FAILSAFE":
-        if (this.stale(message.sentAtMs, nowMs)) return;
         // A joining board follows only a fail-safe newer than its join (see join-core.ts); one
         // latched before, it waits out, up to its join deadline: else every clear undid itself.
         if (this.running !== undefined || this.join?.isFreshFailsafe(from) === true)
@@ -530,11 +540,51 @@ export class BoardCore {
   }
 
   /**
-   * A fail-safe statement sent longer ago than a silence bound (or not saying when) is a
-   * recording: a genuine one arrives within the delivery bound, and the heartbeats repeat it.
+   * Whether a message is a recording, by the instant it says it was sent: such a message is
+   * neither heard (it does not keep its sender from being silent) nor acted on.
+   * - A fail-safe statement (FAILSAFE, or a heartbeat carrying one) sent longer ago than a
+   *   silence bound, or not saying when: a genuine one arrives within the delivery bound, and
+   *   the heartbeats repeat it.
+   * - A heartbeat sent longer ago than a silence bound plus the clocks' offset bound, or not
+   *   saying when: a live one arrives within the delivery bound, stamped by a clock within the
+   *   offset bound of ours. The frame numbers do not tell: a board that restarted knows only
+   *   its peers' boot epochs, not how far their frames had got, so frames recorded earlier in a
+   *   peer's boot pass its replay window (one from before a fail-safe and its clearing named
+   *   the old schedule, and the board failed safe on "peers run different schedules"; a peer's
+   *   first heartbeat, without a clock echo, failed it on the peer's clock).
+   * A peer whose clock is behind ours by more than that is refused the same way, and fails
+   * safe as silent: its refused heartbeats are named in the reason (`staleNote`).
+   * DONE carries no stamp: it names its schedule and period, which a replay cannot make current.
    */
-  private stale(sentAtMs: number | undefined, nowMs: number): boolean {
-    return sentAtMs === undefined || nowMs - sentAtMs > this.config.silenceBoundMs;
+  private stamped(from: string, message: ControlMessage, nowMs: number): "live" | "stale" {
+    if (message.type === "DONE") return "live";
+    const carriesFailsafe = message.type === "FAILSAFE" || message.failsafe !== undefined;
+    const boundMs =
+      this.config.silenceBoundMs + (carriesFailsafe ? 0 : (this.config.clockOffsetBoundMs ?? 0));
+    const ageMs = message.sentAtMs === undefined ? undefined : nowMs - message.sentAtMs;
+    if (ageMs !== undefined && ageMs <= boundMs) return "live";
+    const stale = this.staleFrames.get(from) ?? { count: 0, lastAgeMs: undefined, boundMs };
+    stale.count++;
+    stale.lastAgeMs = ageMs;
+    stale.boundMs = boundMs;
+    this.staleFrames.set(from, stale);
+    return "stale";
+  }
+
+  /** What the frames refused as stale say of `peers`, for a fail-safe reason ("" if none). */
+  private staleNote(peers: readonly string[]): string {
+    const notes = peers.flatMap((peer) => {
+      const stale = this.staleFrames.get(peer);
+      if (stale === undefined) return [];
+      const age =
+        stale.lastAgeMs === undefined
+          ? "the last not saying when it was sent"
+          : `the last stamped ${stale.lastAgeMs.toFixed(0)} ms before it arrived`;
+      return [
+        `${stale.count} frame${stale.count === 1 ? "" : "s"} of ${peer} refused as older than ${stale.boundMs} ms (${age}: its clock behind ours, or recordings replayed)`,
+      ];
+    });
+    return notes.length === 0 ? "" : `; ${notes.join("; ")}`;
   }
 
   private heardFailsafe(origin: string, reason: string, nowMs: number, out: BoardAction[]): void {
