@@ -8,6 +8,8 @@
 
 export const HOST_LINK_VERSION = "smwh1";
 export const MAX_HOST_LINE_BYTES = 4096;
+/** Hosts one REVOKE names at most (`revokeMessages` splits a longer list). */
+export const MAX_REVOKE_HOSTS = 64;
 
 /** A replica key certificate: the board vouches that `publicKey` is its host's key from `period` on. */
 export interface KeyCertificate {
@@ -42,6 +44,32 @@ export type HostToBoard =
   | { type: "BOOTED"; publicKey: string }
   | { type: "RECOVERED"; checkpointSeq: number; digest: string }
   | { type: "HB" };
+
+/**
+ * One revocation as REVOKE messages that each fit a line: a testbed of many hosts with long
+ * names would not fit one, and the host takes each as it comes (a key is revoked whichever line
+ * names its host).
+ */
+export function revokeMessages(
+  hosts: readonly string[],
+  before: number,
+): Array<Extract<BoardToHost, { type: "REVOKE" }>> {
+  const messages: Array<Extract<BoardToHost, { type: "REVOKE" }>> = [];
+  let batch: string[] = [];
+  const fits = (candidate: string[]) =>
+    Buffer.byteLength(
+      `${HOST_LINK_VERSION} REVOKE ${Buffer.from(JSON.stringify({ hosts: candidate, before })).toString("base64url")}`,
+    ) <= MAX_HOST_LINE_BYTES;
+  for (const host of hosts) {
+    if (batch.length === MAX_REVOKE_HOSTS || (batch.length > 0 && !fits([...batch, host]))) {
+      messages.push({ type: "REVOKE", hosts: batch, before });
+      batch = [];
+    }
+    batch.push(host);
+  }
+  if (batch.length > 0) messages.push({ type: "REVOKE", hosts: batch, before });
+  return messages;
+}
 
 export function encodeHostLine(message: BoardToHost | HostToBoard): string {
   const { type, ...body } = message;
@@ -113,7 +141,7 @@ export function parseBoardToHost(line: string): BoardToHost | undefined {
       if (
         !Array.isArray(hosts) ||
         hosts.length === 0 ||
-        hosts.length > 64 ||
+        hosts.length > MAX_REVOKE_HOSTS ||
         !hosts.every((h) => typeof h === "string" && HOST_ID.test(h)) ||
         !isCount(body.before)
       )

@@ -18,6 +18,7 @@ import {
   plan,
   planInputFromTestbed,
   renderPlanText,
+  revokeMessages,
   type Testbed,
 } from "@smw/wiring";
 import { WatchdogFeeder, type WatchdogSink } from "@smw/wiring/cli";
@@ -484,7 +485,7 @@ export class BoardDaemon {
           // still run and hand off; from then on only a thief could speak with their keys.
           const timer = setTimeout(() => {
             if (this.stopped) return;
-            this.deps.hostLink.send({ type: "REVOKE", hosts: [...hosts], before });
+            for (const message of revokeMessages(hosts, before)) this.deps.hostLink.send(message);
             this.deps.log.info({ period: action.period, hosts, before }, "keys revoked");
           }, this.deps.testbed.rejuvenation.budgets.tShutdownMs);
           timer.unref();

@@ -9,6 +9,7 @@ import {
   certificateSigningBytes,
   type HostToBoard,
   type KeyCertificate,
+  revokeMessages,
 } from "@smw/wiring";
 import type { BoardLines } from "../lines/board-lines.js";
 import type { HostLinkPort } from "../link/host-link-port.js";
@@ -208,7 +209,7 @@ export class StepRunner {
       if (host !== this.deps.board.guards)
         byEpoch.set(before, [...(byEpoch.get(before) ?? []), host]);
     for (const [before, hosts] of byEpoch)
-      this.deps.hostLink.send({ type: "REVOKE", hosts, before });
+      for (const message of revokeMessages(hosts, before)) this.deps.hostLink.send(message);
     this.deps.hostLink.send({
       type: "CERT",
       certificate: this.certificate(publicKey),
