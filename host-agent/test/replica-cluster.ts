@@ -112,6 +112,9 @@ export function replicaCluster(
     cores,
     sent,
     client,
+    /** The scheme the replicas sign with, and the boards' public keys (for a client's `KeyRing`). */
+    crypto,
+    boardKeys: new Map([...boards].map(([id, s]) => [id, s.publicKey])),
     get nowMs() {
       return nowMs;
     },

@@ -32,6 +32,12 @@ export interface KvClientConfig {
   replicas: readonly string[];
   /** Matching replies needed: the quorum q (1 for the unreplicated baseline). */
   replyQuorum: number;
+  /**
+   * Matching answers an unordered read takes (`Quorums.unorderedRead`; default `replyQuorum`):
+   * more than q where replicas are rejuvenated, as one read's answers may straddle a move of the
+   * adversary.
+   */
+  readQuorum?: number;
   retransmitMs: number;
   /** How long an unordered read waits for q matching answers before it is ordered (default: retransmitMs). */
   readTimeoutMs?: number;
@@ -233,6 +239,11 @@ export class KvClientCore {
     return this.ask(this.readTargets());
   }
 
+  /** Matching answers an unordered read takes, and the replicas it asks first. */
+  get readQuorum(): number {
+    return this.config.readQuorum ?? this.config.replyQuorum;
+  }
+
   /** Counts how a read sent to q replicas did: `missed`, it needed the others or ordering. */
   private noteNarrow(o: Outstanding, missed: boolean): void {
     if (!o.narrow) return;
@@ -245,11 +256,11 @@ export class KvClientCore {
    * operation (a replica being rejuvenated would cost every read it is asked a wait).
    */
   private readTargets(): string[] {
-    const { replicas, replyQuorum } = this.config;
+    const { replicas } = this.config;
     const start = this.readRotation++ % replicas.length;
     const ring = [...replicas.slice(start), ...replicas.slice(0, start)];
     const answering = ring.filter((r) => !this.missed.has(r));
-    return [...answering, ...ring.filter((r) => this.missed.has(r))].slice(0, replyQuorum);
+    return [...answering, ...ring.filter((r) => this.missed.has(r))].slice(0, this.readQuorum);
   }
 
   /** Four smoothed latencies, within [minWidenMs, timeoutMs / 2]: a reply that late is not coming soon. */
@@ -456,7 +467,8 @@ export class KvClientCore {
       body.type === "READ_REPLY"
         ? mostMeeting([...voters.values()])
         : { count: voters.size, at: body.seq };
-    const agreedAt = meeting.count >= this.config.replyQuorum ? meeting.at : undefined;
+    const needed = body.type === "READ_REPLY" ? this.readQuorum : this.config.replyQuorum;
+    const agreedAt = meeting.count >= needed ? meeting.at : undefined;
     if (agreedAt === undefined) {
       if (o.readDigest === undefined) return [];
       let most = 0;
@@ -469,8 +481,8 @@ export class KvClientCore {
         (r) => !o.askedReplicas.has(r) && expected(r),
       ).length;
       // Those asked can no longer agree: ask the rest at once; if all of them cannot either, order.
-      if (most + asked + unasked < this.config.replyQuorum) return this.order(nowMs);
-      if (most + asked < this.config.replyQuorum) return this.widen();
+      if (most + asked + unasked < this.readQuorum) return this.order(nowMs);
+      if (most + asked < this.readQuorum) return this.widen();
       return [];
     }
     this.outstanding = undefined;

@@ -14,6 +14,8 @@ export interface KvClientOptions {
   replicas: Record<string, { host: string; port: number }>;
   /** Matching replies needed: the quorum q (1 for the unreplicated baseline). */
   replyQuorum: number;
+  /** Matching answers an unordered read takes (`Quorums.unorderedRead`; default `replyQuorum`). */
+  readQuorum?: number;
   scheme: SignatureScheme;
   signer: Signer;
   boardKeys: Map<string, string>;
@@ -41,6 +43,7 @@ export class KvClient {
         id: options.id,
         replicas: ids,
         replyQuorum: options.replyQuorum,
+        ...(options.readQuorum === undefined ? {} : { readQuorum: options.readQuorum }),
         retransmitMs: options.retransmitMs ?? 500,
         // Shorter than a retransmission: answers that have not matched by then come from
         // replicas at different states, and ordering the read costs less than waiting.
@@ -64,16 +67,16 @@ export class KvClient {
 
   static forTestbed(
     testbed: Testbed,
-    options: Omit<KvClientOptions, "replicas" | "replyQuorum"> & { k?: number },
+    options: Omit<KvClientOptions, "replicas" | "replyQuorum" | "readQuorum"> & { k?: number },
   ): KvClient {
     const replicas: Record<string, { host: string; port: number }> = {};
     for (const h of testbed.hosts) replicas[h.id] = h.address;
-    const { quorum } = quorumsFor(
+    const { quorum, unorderedRead } = quorumsFor(
       testbed.hosts.length,
       testbed.rejuvenation.kPrime,
       options.k ?? testbed.rejuvenation.k,
     );
-    return new KvClient({ ...options, replicas, replyQuorum: quorum });
+    return new KvClient({ ...options, replicas, replyQuorum: quorum, readQuorum: unorderedRead });
   }
 
   /** What the client's core counted: retransmits, reads widened or ordered, replies rejected by kind. */
@@ -85,6 +88,11 @@ export class KvClient {
   get frames(): number {
     const net = this.net.counters();
     return net.framesIn + net.framesOut;
+  }
+
+  /** Matching answers this client's unordered reads take. */
+  get readQuorum(): number {
+    return this.core.readQuorum;
   }
 
   /** Reads sent unordered that had to be ordered (their answers came from different states). */

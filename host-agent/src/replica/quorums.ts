@@ -18,6 +18,13 @@ export interface Quorums {
   quorum: number;
   /** Matching messages that include at least one correct replica (client replies, joining a view change). */
   weak: number;
+  /**
+   * Matching answers an unordered read takes (SAFETY.md, "Reads without ordering": "A read across
+   * a move"). With replicas rejuvenated (k >= 1) the adversary moves at a reset, so one read's
+   * answers may hold k' lies from before a reset and k' after: it must meet a write's quorum in
+   * 2k' + 1, so n - q + 2k' + 1 (5 at n = 6, k' = k = 1, where q = 4); never less than q.
+   */
+  unorderedRead: number;
 }
 
 /** A service too small for the faults it is asked to tolerate: the configuration's fault, not a bug. */
@@ -32,5 +39,6 @@ export function quorumsFor(n: number, kPrime: number, k: number): Quorums {
       `n = ${n} replicas cannot tolerate k' = ${kPrime} Byzantine plus k = ${k} recovering: n >= 3k' + 2k + 1 = ${3 * kPrime + 2 * k + 1}`,
     );
   const quorum = Math.ceil((n + kPrime + 1) / 2);
-  return { n, kPrime, k, quorum, weak: kPrime + 1 };
+  const unorderedRead = k === 0 ? quorum : Math.max(quorum, n - quorum + 2 * kPrime + 1);
+  return { n, kPrime, k, quorum, weak: kPrime + 1, unorderedRead };
 }

@@ -293,6 +293,7 @@ class ClusterSim {
           id,
           replicas: this.ids,
           replyQuorum: this.quorums().quorum,
+          readQuorum: this.quorums().unorderedRead,
           retransmitMs: 500,
           firstTs: SIM_FIRST_TS,
         },
