@@ -367,14 +367,19 @@ const frameLines = (base, replicated, baseServerFrames, serverFrames, baseComple
 };
 
 /**
- * A read's floor: it needs q matching answers, so the client writes q frames and reads q, and q
- * replicas each read one and write one, where the unreplicated store moves one each way on
- * each side. At the unreplicated run's CPU per frame no implementation of this read rule passes
- * 1/q, however cheap its frames.
+ * A read's floor: it needs q_r matching answers (`unorderedRead`: more than q where replicas are
+ * rejuvenated), so the client writes q_r frames and reads q_r, and q_r replicas each read one
+ * and write one, where the unreplicated store moves one each way on each side. At the
+ * unreplicated run's CPU per frame no implementation of this read rule passes 1/q_r, however
+ * cheap its frames.
  */
 const quorumFloor = (n, kPrime, k) => {
-  const { quorum } = quorumsFor(n, kPrime, k);
-  return `  a get takes q = ${quorum} matching answers: 2q frames at the clients and 2 at each of q replicas, where the unreplicated store moves 2 and 2; at the unreplicated CPU per frame no implementation of this read rule passes 1/q = ${(1 / quorum).toFixed(3)}\n`;
+  const { quorum, unorderedRead } = quorumsFor(n, kPrime, k);
+  return (
+    `  a get takes q_r = ${unorderedRead} matching answers (q = ${quorum}${unorderedRead > quorum ? "; more, as the adversary may move between two answers of one read" : ""}): ` +
+    `2q_r frames at the clients and 2 at each of q_r replicas, where the unreplicated store moves 2 and 2; ` +
+    `at the unreplicated CPU per frame no implementation of this read rule passes 1/q_r = ${(1 / unorderedRead).toFixed(3)}\n`
+  );
 };
 
 /**
