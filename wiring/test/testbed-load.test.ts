@@ -160,6 +160,22 @@ describe("every validation rule has a failing file", () => {
 });
 
 describe("reporting", () => {
+  it("names what is wrong inside the one branch of a choice the value took (tExhaust)", () => {
+    const base = readFileSync(path.join(fixtures, "valid-udp.yaml"), "utf8");
+    const problems = (replacement: string) => {
+      const result = parseTestbed(base.replace("sequential: 1d", replacement), "t.yaml");
+      return result.ok ? [] : result.problems.map((p) => `${formatPath(p.path)}: ${p.message}`);
+    };
+    expect(problems("sequential: banana")).toEqual([
+      'tExhaust.sequential: "banana" is not a duration; write e.g. 150ms, 20s, 5m, 2h, 30d or 1h30m',
+    ]);
+    expect(problems("sequential: 0ms")).toEqual(["tExhaust.sequential: must be longer than zero"]);
+    // No branch taken: the choice as a whole.
+    expect(problems("sequentail: 1d")).toEqual([
+      "tExhaust: expected exactly one of { sequential: T }, { parallel: T } or { table: { 1: T1, 2: T2, ... } }",
+    ]);
+  });
+
   it("reports every schema problem at once, sorted by line", () => {
     const text = readFileSync(path.join(fixtures, "valid-udp.yaml"), "utf8")
       .replace("offset: 27 }", "offset: -1 }")

@@ -152,7 +152,16 @@ function fromIssue(
     });
   }
   if (issue.code === "invalid_union" && issue.errors.length > 0) {
-    // A union names what it expected as a whole; the branches' details would only confuse.
+    // A union names what it expected as a whole; the branches' details would only confuse,
+    // unless one branch matched the value's shape and failed only inside it (`{ sequential:
+    // banana }`): then what is wrong is in that branch, at its place.
+    const inside = issue.errors.filter((branch) =>
+      branch.every((each) => each.path.length > 0 && each.code !== "unrecognized_keys"),
+    );
+    if (inside.length === 1)
+      return (inside[0] ?? []).flatMap((each) =>
+        fromIssue({ ...each, path: [...issue.path, ...each.path] } as z.core.$ZodIssue, located),
+      );
     return [located(where, issue.message)];
   }
   return [located(where, issue.message)];
