@@ -176,31 +176,37 @@ describe("a board whose epoch file is damaged", () => {
 });
 
 describe("a board's operator port", () => {
-  it("keeps at most 16 connections, each for 5 s however slowly it sends", async () => {
+  it("keeps at most 4 connections per address and 16 in all, each for 5 s however slowly it sends", async () => {
     const b = await startBoard(38_900 + Math.floor(Math.random() * 500));
     const endpoint = b.bed.testbed.boards[0]?.operatorEndpoint;
     if (endpoint === undefined) throw new Error("no operator endpoint");
-    const sockets: Socket[] = [];
+    const sockets: Array<{ socket: Socket; from: string }> = [];
     const closed = new Set<Socket>();
-    for (let i = 0; i < 40; i++) {
-      const socket = connect(endpoint.port, endpoint.host);
-      socket.on("error", () => {});
-      socket.on("close", () => closed.add(socket));
-      sockets.push(socket);
-    }
+    // Ten connections from each of six loopback addresses.
+    for (let a = 1; a <= 6; a++)
+      for (let i = 0; i < 10; i++) {
+        const from = `127.0.0.${a}`;
+        const socket = connect({ port: endpoint.port, host: endpoint.host, localAddress: from });
+        socket.on("error", () => {});
+        socket.on("close", () => closed.add(socket));
+        sockets.push({ socket, from });
+      }
+    const open = () => sockets.filter(({ socket }) => !closed.has(socket));
     const trickle = setInterval(() => {
-      for (const socket of sockets) if (!closed.has(socket)) socket.write("{");
+      for (const { socket } of open()) socket.write("{");
     }, 1_000);
     try {
       await settle(500);
-      expect(40 - closed.size).toBeLessThanOrEqual(16);
-      expect(40 - closed.size).toBeGreaterThan(0);
+      expect(open().length).toBeLessThanOrEqual(16);
+      expect(open().length).toBeGreaterThan(0);
+      for (let a = 1; a <= 6; a++)
+        expect(open().filter(({ from }) => from === `127.0.0.${a}`).length).toBeLessThanOrEqual(4);
       // A byte a second, never a whole line: cut at the request's deadline all the same.
       await settle(5_500);
-      expect(closed.size).toBe(40);
+      expect(open()).toEqual([]);
     } finally {
       clearInterval(trickle);
-      for (const socket of sockets) socket.destroy();
+      for (const { socket } of sockets) socket.destroy();
     }
   }, 15_000);
 

@@ -46,6 +46,8 @@ import { listenForMetrics } from "./metrics-endpoint.js";
 const OPERATOR_REQUEST_MS = 5_000;
 /** Operator connections open at once, per listening socket. */
 const OPERATOR_MAX_CONNECTIONS = 16;
+/** Network operator connections open at once from one address. */
+const OPERATOR_CONNECTIONS_PER_ADDRESS = 4;
 
 export interface AlertSink {
   webhook(url: string, body: unknown): Promise<void>;
@@ -815,7 +817,21 @@ export class BoardDaemon {
   }
 
   private operatorServer(network: boolean): Server {
+    const perAddress = new Map<string, number>();
     const server = createServer((connection) => {
+      // A few per address: one peer reconnecting every few seconds cannot hold every slot.
+      const address = connection.remoteAddress ?? "local";
+      const open = (perAddress.get(address) ?? 0) + 1;
+      perAddress.set(address, open);
+      connection.on("close", () => {
+        const left = (perAddress.get(address) ?? 1) - 1;
+        if (left <= 0) perAddress.delete(address);
+        else perAddress.set(address, left);
+      });
+      if (network && open > OPERATOR_CONNECTIONS_PER_ADDRESS) {
+        connection.destroy();
+        return;
+      }
       let text = "";
       connection.setEncoding("utf8");
       // Five seconds for the whole request, not between bytes: a byte every few seconds would
