@@ -3,9 +3,10 @@
  * to every replica, and accepts a result once a quorum q of replicas sent the
  * same reply from the same execution, sequence number and batch (q, not k'+1: see
  * `replica/read-only.ts`). A read-only operation goes first as an unordered
- * READ to q replicas that have been answering (to the rest as soon as those
+ * READ to q_r replicas that have been answering (the read quorum: q, or more where
+ * replicas are rejuvenated, `Quorums.unorderedRead`; to the rest as soon as those
  * cannot agree, or are slow; to all at once while that keeps happening), and is
- * ordered like any request when q matching answers do not come.
+ * ordered like any request when q_r matching answers do not come.
  * Replies are checked against the replicas' current keys, which it learns from board-signed certificates, or
  * carry a MAC under a session with the replica (`client-sessions.ts`: its half
  * signed by the replica, the client's signed by the client); retransmits until
@@ -42,7 +43,7 @@ export interface KvClientConfig {
   /** How long an unordered read waits for q matching answers before it is ordered (default: retransmitMs). */
   readTimeoutMs?: number;
   /**
-   * The shortest wait before an unordered read sent to q replicas goes to the rest (default
+   * The shortest wait before an unordered read sent to q_r replicas goes to the rest (default
    * 30 ms); the wait is four times the smoothed latency of recent operations, at least this and
    * at most half the read timeout.
    */
@@ -75,11 +76,11 @@ interface Outstanding {
   readMessage: Buffer | undefined;
   /** Replicas that answered (an unordered read is ordered once q matching can no longer come). */
   answered: Set<string>;
-  /** Replicas it went to so far: q replicas for an unordered read until widened, else all. */
+  /** Replicas it went to so far: q_r replicas for an unordered read until widened, else all. */
   askedReplicas: Set<string>;
   /** An unordered read: when it goes to the replicas not asked yet, if not answered by then. */
   widenAtMs: number | undefined;
-  /** An unordered read sent to q replicas only, its outcome not yet counted in `narrowMissRate`. */
+  /** An unordered read sent to q_r replicas only, its outcome not yet counted in `narrowMissRate`. */
   narrow: boolean;
   sentMs: number;
   retransmitAtMs: number;
@@ -115,9 +116,9 @@ export function mostMeeting(answers: readonly StateInterval[]): { count: number;
   return best;
 }
 
-/** Above this share of reads sent to q replicas needing the rest, reads go to every replica. */
+/** Above this share of reads sent to q_r replicas needing the rest, reads go to every replica. */
 const NARROW_MISS_LIMIT = 0.25;
-/** While reads go to every replica, one in this many still goes to q replicas. */
+/** While reads go to every replica, one in this many still goes to q_r replicas. */
 const NARROW_PROBE_EVERY = 8;
 
 export class KvClientCore {
@@ -133,12 +134,12 @@ export class KvClientCore {
   private smoothedMs: number | undefined;
   /** Replicas that were asked and had not answered when their operation completed. */
   private readonly missed = new Set<string>();
-  /** Where the next read's choice of q replicas starts, so that reads spread. */
+  /** Where the next read's choice of q_r replicas starts, so that reads spread. */
   private readRotation = 0;
   /**
-   * How often a read sent to q replicas lately needed the others too (smoothed, 0 to 1). While
+   * How often a read sent to q_r replicas lately needed the others too (smoothed, 0 to 1). While
    * writes keep the replicas at different states, q answers seldom match: reads then go to every
-   * replica (a round trip saved), and one read in `NARROW_PROBE_EVERY` still goes to q to notice
+   * replica (a round trip saved), and one read in `NARROW_PROBE_EVERY` still goes to q_r to notice
    * when that changes.
    */
   private narrowMissRate = 0;
@@ -244,7 +245,7 @@ export class KvClientCore {
     return this.config.readQuorum ?? this.config.replyQuorum;
   }
 
-  /** Counts how a read sent to q replicas did: `missed`, it needed the others or ordering. */
+  /** Counts how a read sent to q_r replicas did: `missed`, it needed the others or ordering. */
   private noteNarrow(o: Outstanding, missed: boolean): void {
     if (!o.narrow) return;
     o.narrow = false;
@@ -252,7 +253,7 @@ export class KvClientCore {
   }
 
   /**
-   * q replicas for an unordered read, in turn, leaving out those that missed their last
+   * q_r replicas for an unordered read, in turn, leaving out those that missed their last
    * operation (a replica being rejuvenated would cost every read it is asked a wait).
    */
   private readTargets(): string[] {
