@@ -43,6 +43,9 @@ export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 30);
 // 887: a request a NEW_VIEW re-proposed was timed with no deadline armed, and stalled again;
 // 299: a Byzantine primary showed a rejuvenated replica a NEW_VIEW not fresh for it (its own
 // VIEW_CHANGE claiming the replica's old key) and the others the real one: it never voted again.
+// 2658 (the checker's): a Byzantine primary's two NEW_VIEWs for a cold start's first view had
+// correct replicas settle on checkpoints 48 and 32; the checker took the last reported (32) as
+// the era's start, and called the era's executions from 49 on a gap at 33.
 /**
  * The simulation's tests run at idle priority beside the rest of npm test (`scripts/run-tests.mjs`)
  * and take only the CPU the others leave: their timeout catches a hang, not a slow run (a 120 s
@@ -52,7 +55,7 @@ export const SIM_TEST_TIMEOUT_MS = 600_000;
 
 export const SEEDS_THAT_ONCE_FAILED: readonly number[] = [
   13, 15, 49, 159, 185, 203, 213, 246, 274, 299, 588, 775, 887, 900, 1137, 1150, 1783, 2684, 2725,
-  3096, 3204, 5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146,
+  2658, 3096, 3204, 5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146,
 ];
 
 const runs = new Map<number, ReturnType<typeof runSeed>>();

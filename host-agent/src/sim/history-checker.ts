@@ -55,6 +55,18 @@ export class HistoryChecker {
     | undefined;
   /** The checkpoint the last cold start started from. */
   private coldStartFrom: { seq: number; digest: string; by: string } | undefined;
+  /**
+   * Every checkpoint a correct replica took as its cold-start state in this era, by sequence
+   * number. A Byzantine primary may show two NEW_VIEWs for one view, and correct replicas then
+   * settle on different genuine checkpoints: the era starts from the one its first execution
+   * follows (`startAtFirstExecution`).
+   */
+  private readonly coldStartCandidates = new Map<
+    number,
+    { seq: number; digest: string; by: string }
+  >();
+  /** Whether a correct replica executed anything since the last cold start began. */
+  private executedThisEra = false;
   /** Requests executed only after that checkpoint, before the cold start: lost with it. */
   private readonly lost = new Set<string>();
   lostCount = 0;
@@ -76,6 +88,7 @@ export class HistoryChecker {
     requests: readonly ClientRequest[],
     results: ReadonlyArray<KvResult | undefined> = [],
   ): void {
+    this.startAtFirstExecution(seq);
     // Agreement on what was executed, not only on its digest: each request's result too.
     const outcome = canonicalJson(results.map((r) => r ?? null));
     const seen = this.outcomes.get(seq);
@@ -118,6 +131,8 @@ export class HistoryChecker {
     this.outcomes.clear();
     this.checkpoints.clear();
     this.coldStartFrom = undefined;
+    this.coldStartCandidates.clear();
+    this.executedThisEra = false;
   }
 
   /**
@@ -146,9 +161,31 @@ export class HistoryChecker {
       );
       return;
     }
-    // The starting point (again: nothing was executed since the last one). The witness keeps
-    // what was executed up to it; what came after is lost.
-    this.coldStartFrom = { seq, digest, by: replica };
+    // The starting point (again: nothing was executed since the last one).
+    this.coldStartCandidates.set(seq, { seq, digest, by: replica });
+    this.startFrom({ seq, digest, by: replica });
+  }
+
+  /**
+   * The era's first execution follows its starting point. Where correct replicas settled on
+   * different checkpoints (a Byzantine primary's two NEW_VIEWs for one view), the one it follows
+   * is where the era started, whichever was reported last.
+   */
+  private startAtFirstExecution(seq: number): void {
+    if (this.era === 0 || this.executedThisEra) return;
+    this.executedThisEra = true;
+    const from = this.coldStartFrom;
+    if (from === undefined || seq === from.seq + 1) return;
+    const followed = this.coldStartCandidates.get(seq - 1);
+    if (followed !== undefined) this.startFrom(followed);
+  }
+
+  /** The witness keeps what was executed up to `start`; what came after it is lost. */
+  private startFrom(start: { seq: number; digest: string; by: string }): void {
+    const before = this.before;
+    if (before === undefined) return;
+    const { seq } = start;
+    this.coldStartFrom = start;
     this.coldStartSeqs[this.era] = seq;
     this.highestExecuted = seq;
     this.executed.clear();
