@@ -25,6 +25,7 @@ import {
 } from "@smw/wormhole-board";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { operatorSend } from "./operator-send.js";
 
 /** A host link that nothing is plugged into: the host never boots, the board waits. */
 const silentHost = {
@@ -148,21 +149,6 @@ describe("a board whose state folder cannot be written", () => {
     expect(b.link.counters.malformed).toBe(0);
   });
 });
-
-/** One line to an operator socket; its JSON answer. */
-function operatorSend(socketPath: string, line: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const connection = connect(socketPath);
-    let text = "";
-    connection.setEncoding("utf8");
-    connection.on("data", (chunk: string) => {
-      text += chunk;
-    });
-    connection.on("end", () => resolve(JSON.parse(text)));
-    connection.on("error", reject);
-    connection.write(line);
-  });
-}
 
 describe("a board whose epoch file is damaged", () => {
   it("starts on an epoch from the wall clock and says so in its log", async () => {

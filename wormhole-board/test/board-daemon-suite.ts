@@ -8,7 +8,6 @@ import { execFile, spawnSync } from "node:child_process";
 import { sign } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { appendFileSync, chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { encodeControlFrame } from "@smw/wiring";
@@ -34,6 +33,7 @@ import {
 } from "@smw/wormhole-board";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { operatorSend } from "./operator-send.js";
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "smw.js");
 const smw = (...args: string[]) => {
@@ -190,21 +190,6 @@ async function startRig(
     await bed.close();
     throw error;
   }
-}
-
-/** One request line to a board's operator socket; its JSON answer. */
-function operatorSend(socketPath: string, line: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const connection = connect(socketPath);
-    let text = "";
-    connection.setEncoding("utf8");
-    connection.on("data", (chunk: string) => {
-      text += chunk;
-    });
-    connection.on("end", () => resolve(JSON.parse(text)));
-    connection.on("error", reject);
-    connection.write(line);
-  });
 }
 
 async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<number> {
