@@ -1,9 +1,3 @@
-/**
- * One board daemon in this process, its peers' frames handed straight to its control link: what
- * it does when its state folder cannot be written (an SD card gone read-only, a full one) and
- * when its operator port is crowded or its record of operator requests damaged.
- */
-import { sign } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
@@ -16,7 +10,6 @@ import {
   controlSocketPath,
   type HostLinkPort,
   makeTestbed6,
-  operatorRequestBytes,
   readLinkKeys,
   readPrivateKey,
   readPublicKey,
@@ -25,7 +18,7 @@ import {
 } from "@smw/wormhole-board";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { operatorSend } from "./operator-send.js";
+import { operatorSend, signedClear } from "./operator-send.js";
 
 /** A host link that nothing is plugged into: the host never boots, the board waits. */
 const silentHost = {
@@ -200,16 +193,7 @@ describe("a board's operator port", () => {
     const b = await startBoard(39_400 + Math.floor(Math.random() * 500));
     writeFileSync(path.join(b.stateDir, "operator-request"), "\u0000garbage\n");
     const issuedAtMs = Date.now();
-    const request = `${JSON.stringify({
-      type: "clear-failsafe",
-      board: "b1",
-      issuedAtMs,
-      signature: sign(
-        null,
-        operatorRequestBytes("clear-failsafe", "b1", issuedAtMs),
-        readPrivateKey(path.join(b.bed.dir, "keys", "operator.key")),
-      ).toString("base64"),
-    })}\n`;
+    const request = signedClear("b1", issuedAtMs, path.join(b.bed.dir, "keys", "operator.key"));
     expect(await operatorSend(controlSocketPath(b.stateDir), request)).toEqual({
       ok: false,
       message: `${path.join(b.stateDir, "operator-request")}, which records the last request acted on, is unreadable: every clear is refused until it is repaired (it holds one number, the issuedAtMs of that request) or removed`,

@@ -5,7 +5,6 @@
  * input and clock and timer faults, which use UDP daemons of their own).
  */
 import { execFile, spawnSync } from "node:child_process";
-import { sign } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { appendFileSync, chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -21,7 +20,6 @@ import {
   filteredTransport,
   HostLinkPort,
   makeTestbed6,
-  operatorRequestBytes,
   readLinkKeys,
   readPrivateKey,
   readPublicKey,
@@ -33,7 +31,7 @@ import {
 } from "@smw/wormhole-board";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { operatorSend } from "./operator-send.js";
+import { operatorSend, signedClear } from "./operator-send.js";
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "smw.js");
 const smw = (...args: string[]) => {
@@ -640,16 +638,7 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           // A recorded clear-failsafe request, replayed, is refused: a clear acts once.
           const b1 = rig.bed.testbed.boards[0] as (typeof rig.bed.testbed.boards)[number];
           const issuedAtMs = Date.now();
-          const request = `${JSON.stringify({
-            type: "clear-failsafe",
-            board: "b1",
-            issuedAtMs,
-            signature: sign(
-              null,
-              operatorRequestBytes("clear-failsafe", "b1", issuedAtMs),
-              readPrivateKey(operator),
-            ).toString("base64"),
-          })}\n`;
+          const request = signedClear("b1", issuedAtMs, operator);
           const socket = controlSocketPath(b1.stateDir);
           expect(await operatorSend(socket, request)).toMatchObject({ ok: true });
           expect(await operatorSend(socket, request)).toEqual({

@@ -1,4 +1,6 @@
+import { sign } from "node:crypto";
 import { connect } from "node:net";
+import { operatorRequestBytes, readPrivateKey } from "@smw/wormhole-board";
 
 /** One request line to a board's operator socket; its JSON answer. */
 export function operatorSend(socketPath: string, line: string): Promise<unknown> {
@@ -13,4 +15,18 @@ export function operatorSend(socketPath: string, line: string): Promise<unknown>
     connection.on("error", reject);
     connection.write(line);
   });
+}
+
+/** A clear-failsafe request line for `board`, signed with the operator's private key file. */
+export function signedClear(board: string, issuedAtMs: number, operatorKeyFile: string): string {
+  return `${JSON.stringify({
+    type: "clear-failsafe",
+    board,
+    issuedAtMs,
+    signature: sign(
+      null,
+      operatorRequestBytes("clear-failsafe", board, issuedAtMs),
+      readPrivateKey(operatorKeyFile),
+    ).toString("base64"),
+  })}\n`;
 }
