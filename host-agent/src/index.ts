@@ -1,4 +1,5 @@
 export * from "./agent/agent-protocol.js";
+export { ConsoleLink } from "./agent/console-link.js";
 export * from "./agent/host-agent.js";
 export * from "./agent/replica-keys.js";
 export * from "./client/kv-client.js";

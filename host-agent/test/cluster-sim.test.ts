@@ -212,4 +212,23 @@ describe("the deterministic cluster simulation", () => {
     },
     SIM_TEST_TIMEOUT_MS,
   );
+
+  it(
+    "keys stolen at several moves, at a client kept from their replacements: refused once their leases lapsed, taken without leases",
+    () => {
+      // Seed 33: n = 6, k' = k = 1. The adversary moves to the group rejuvenated next at every
+      // reset, answers from every key it stole, and the network keeps every certificate and
+      // lease from c1 until the heal.
+      const scenario = scenarioFor(33);
+      expect(scenario.stolenKeyReads?.victim).toBe("c1");
+      const withLeases = runSimulation(scenario);
+      expect(withLeases.violations).toEqual([]);
+      expect(withLeases.byzantineActions["stolen-key-reply"]).toBeGreaterThan(100);
+      expect(withLeases.byzantineActions["keys-held-from-victim"]).toBeGreaterThan(100);
+      const without = runSimulation(scenario, { unsafeIgnoreLeases: true });
+      expect(without.passed).toBe(false);
+      expect(without.violations[0]).toMatch(/^linearizability: c1#/);
+    },
+    SIM_TEST_TIMEOUT_MS,
+  );
 });

@@ -8,6 +8,7 @@ import {
   encodeHostLine,
   type HostToBoard,
   LineSplitter,
+  leaseSigningBytes,
   MAX_HOST_LINE_BYTES,
   parseHostToBoard,
 } from "@smw/wiring";
@@ -160,6 +161,20 @@ describe("the host agent", () => {
       /h1: recovery steps since the start was asked: replica built \+\d+ ms, listening \+\d+ ms, .*recovered at checkpoint \d+ \+\d+ ms\n/,
     );
     await board.waitFor("HB", 5_000);
+
+    // The board's lease on the key it certified reaches the replica (clients hear of it there);
+    // one on another key does not.
+    const lease = (epoch: number) => {
+      const body = { host: "h1", board: "b1", epoch, notAfterMs: Date.now() + 2_000 };
+      const signature = sign(null, leaseSigningBytes(body), key).toString("base64");
+      board.write(encodeHostLine({ type: "LEASE", lease: { ...body, signature } }));
+    };
+    lease(7);
+    lease(1);
+    for (let i = 0; i < 30 && !/h1: key epoch 1 leased by board b1/.test(agentLog); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(agentLog).toMatch(/h1: key epoch 1 leased by board b1/);
+    expect(agentLog).not.toMatch(/key epoch 7 leased/);
 
     // h2's group begins its rejuvenation: the board revokes its keys. From then on the replica
     // refuses what h2 signs with the key it held, though no newer key has come.

@@ -1,5 +1,5 @@
 /** One real replica core among four (k' = 1), with messages from its peers sealed by hand. */
-import { certificateSigningBytes } from "@smw/wiring";
+import { certificateSigningBytes, leaseSigningBytes } from "@smw/wiring";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
 import { type ClientRequest, type ReplicaBody, sealEnvelope } from "../src/replica/messages.js";
 import { quorumsFor } from "../src/replica/quorums.js";
@@ -78,7 +78,12 @@ export function fourReplicas(
     if (copyFor === undefined) throw new Error(`no client ${req.client} in this harness`);
     return copyFor(core, self, req, nowMs).message;
   };
-  return { core, from, ids, request, crypto, signers, cert, client, clientCopy };
+  /** A lease `board`'s board (by default `id`'s own) signed on `id`'s key `epoch`. */
+  const lease = (id: string, epoch: number, notAfterMs: number, board = id) => {
+    const body = { host: id, board: `b-${id}`, epoch, notAfterMs };
+    return { ...body, signature: (boards.get(board) as Signer).sign(leaseSigningBytes(body)) };
+  };
+  return { core, from, ids, request, crypto, signers, cert, client, clientCopy, lease };
 }
 
 /** A VIEW_CHANGE body: nothing prepared unless `parts` says otherwise. */

@@ -4,7 +4,7 @@
  */
 import { encodeHostLine, parseBoardToHost } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
-import { parseEnvelope, sealEnvelope } from "../src/replica/messages.js";
+import { encodeClientMessage, parseEnvelope, sealEnvelope } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 import { fourReplicas, newViewBody, statusBody, viewChangeBody } from "./replica-harness.js";
@@ -251,5 +251,53 @@ describe("two replicas that each lack the other's current key", () => {
     expect(lost).toBe(others.length);
     expect(r6.isRecovered).toBe(true);
     for (const id of others) expect(c.cores.get(id)?.currentView, id).toBe(r6.currentView);
+  });
+});
+
+describe("a replica's key lease", () => {
+  const repliesTo = (actions: ReplicaAction[]) =>
+    actions.flatMap((a) => {
+      if (a.type !== "reply") return [];
+      const body = parseEnvelope(a.message)?.body;
+      return [{ client: a.client, type: body?.type, body }];
+    });
+  const keysQuery = encodeClientMessage({ type: "KEYS_QUERY" });
+
+  it("goes to each client that asked for keys, and with the keys to one that asks later", () => {
+    const { core, lease } = fourReplicas("r2");
+    core.start(0);
+    // Before any lease: the certificates alone.
+    expect(repliesTo(core.onClientMessage("c1", keysQuery, 1)).map((r) => r.type)).toEqual([
+      "KEYS",
+    ]);
+    const first = lease("r2", 0, 5_000);
+    const pushed = repliesTo(core.installLease(first, 2));
+    expect(pushed.map((r) => [r.client, r.type])).toEqual([["c1", "LEASE"]]);
+    expect(pushed[0]?.body).toEqual({ type: "LEASE", lease: first });
+    // A client that asks now gets the keys and the lease.
+    expect(repliesTo(core.onClientMessage("c2", keysQuery, 3)).map((r) => r.type)).toEqual([
+      "KEYS",
+      "LEASE",
+    ]);
+    // The next lease goes to both.
+    const next = repliesTo(core.installLease(lease("r2", 0, 6_000), 4));
+    expect(next.map((r) => r.client).sort()).toEqual(["c1", "c2"]);
+  });
+
+  it("is not passed on when it is on another key, another host's, older, or not its board's", () => {
+    const { core, lease } = fourReplicas("r2");
+    core.start(0);
+    core.onClientMessage("c1", keysQuery, 1);
+    expect(repliesTo(core.installLease(lease("r2", 0, 5_000), 2))).toHaveLength(1);
+    for (const each of [
+      lease("r2", 3, 9_000),
+      lease("r3", 0, 9_000),
+      lease("r2", 0, 4_000),
+      lease("r2", 0, 9_000, "r3"),
+    ])
+      expect(repliesTo(core.installLease(each, 3)), JSON.stringify(each)).toEqual([]);
+    expect(core.counters.get("lease.not-current-key")).toBe(2);
+    expect(core.counters.get("lease.older")).toBe(1);
+    expect(core.counters.get("lease.bad-signature")).toBe(1);
   });
 });

@@ -13,6 +13,7 @@ import {
   certifyWithBoardKey,
   clientPublicKeys,
   clientSigner,
+  leaseWithBoardKey,
 } from "../src/service/service-keys.js";
 import { makeServiceTestbed } from "../src/service/service-testbed.js";
 import { parseStateNote } from "../src/service/state-notes.js";
@@ -252,6 +253,11 @@ function fourReplicas(basePort: number, log?: (line: string) => void, viewChange
       scheme,
       signer,
       certificate: certifyWithBoardKey(bed.testbed, hostId, signer, epoch),
+      // Leased with the board's key too, as `startReplica` does where no board runs.
+      selfLease: {
+        lease: leaseWithBoardKey(bed.testbed, hostId),
+        everyMs: bed.testbed.rejuvenation.keyLeaseMs / 4,
+      },
       boardKeys,
       clientKeys,
       recovering,

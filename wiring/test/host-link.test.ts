@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
+  certificateSigningBytes,
   encodeHostLine,
+  leaseSigningBytes,
   MAX_HOST_LINE_BYTES,
   parseBoardToHost,
   revokeMessages,
@@ -36,5 +38,52 @@ describe("a revocation on the host link", () => {
       expect(parseBoardToHost(line)).toEqual(message);
     }
     expect(messages.flatMap((m) => m.hosts)).toEqual(hosts);
+  });
+});
+
+describe("a key lease on the host link", () => {
+  const lease = {
+    host: "h1",
+    board: "b1",
+    epoch: 1_700_000_000,
+    notAfterMs: 1_700_000_002_000,
+    signature: "c2lnbmF0dXJl",
+  };
+
+  it("goes as one LEASE line the host's parser gives back whole", () => {
+    expect(parseBoardToHost(encodeHostLine({ type: "LEASE", lease }))).toEqual({
+      type: "LEASE",
+      lease,
+    });
+  });
+
+  it("is refused whole when any field is missing or out of shape", () => {
+    const bad = [
+      { ...lease, epoch: -1 },
+      { ...lease, notAfterMs: 1.5 },
+      { ...lease, host: "../etc" },
+      { ...lease, board: "" },
+      { ...lease, signature: "not base64!" },
+      { ...lease, extra: "x".repeat(5_000) },
+      { host: "h1" },
+    ];
+    for (const each of bad) {
+      const line = `smwh1 LEASE ${Buffer.from(JSON.stringify({ lease: each })).toString("base64url")}\n`;
+      expect(parseBoardToHost(line), JSON.stringify(each).slice(0, 80)).toBeUndefined();
+    }
+  });
+
+  it("is signed over bytes no certificate's signature covers", () => {
+    const leaseBytes = leaseSigningBytes(lease).toString();
+    // A certificate's fields in the same places, as a forger would line them up.
+    const certificateBytes = certificateSigningBytes({
+      host: "lease",
+      board: "h1",
+      period: 1_700_000_000,
+      publicKey: "b1",
+      issuedAt: "1700000002000",
+    }).toString();
+    expect(leaseBytes).not.toBe(certificateBytes);
+    expect(JSON.parse(leaseBytes)[0]).toBe("lease");
   });
 });

@@ -1,6 +1,6 @@
-/** The key certificates a board issues when its host boots. */
-import { generateKeyPairSync } from "node:crypto";
-import type { Board, BoardToHost, KeyCertificate } from "@smw/wiring";
+/** The key certificates a board issues when its host boots, and its leases on them. */
+import { generateKeyPairSync, verify } from "node:crypto";
+import { type Board, type BoardToHost, type KeyCertificate, leaseSigningBytes } from "@smw/wiring";
 import { type BoardLines, type HostLinkPort, StepRunner } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
 
@@ -57,5 +57,63 @@ describe("key certificates", () => {
     const cert = sent[1];
     expect(cert?.type === "CERT" && cert.certificate.period).toBe(5_000);
     expect(cert?.type === "CERT" && cert.coldStart).toBe(true);
+  });
+});
+
+describe("key leases", () => {
+  it("vouch for the host's key from its certificate on, each signed and a lease long", () => {
+    let nowMs = 1_000_000;
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const { runner, sent } = runnerWith({
+      now: () => nowMs,
+      signingKey: privateKey,
+      keyLeaseMs: 2_000,
+      certificateEpochs: { last: 10, issued: () => {} },
+    });
+    // Nothing to vouch for before a key is certified.
+    runner.renewLease();
+    expect(sent).toEqual([]);
+    runner.certify("A".repeat(43));
+    nowMs += 500;
+    runner.renewLease();
+    const leases = sent.flatMap((m) => (m.type === "LEASE" ? [m.lease] : []));
+    expect(sent.map((m) => m.type)).toEqual(["CERT", "LEASE", "LEASE"]);
+    const epoch = sent[0]?.type === "CERT" ? sent[0].certificate.period : -1;
+    expect(leases.map((l) => [l.host, l.board, l.epoch, l.notAfterMs])).toEqual([
+      ["h1", "b1", epoch, 1_002_000],
+      ["h1", "b1", epoch, 1_002_500],
+    ]);
+    for (const { signature, ...body } of leases)
+      expect(
+        verify(null, leaseSigningBytes(body), publicKey, Buffer.from(signature, "base64")),
+      ).toBe(true);
+  });
+
+  it("stop when told (the host's group began, fail-safe, the host held) until the next key", () => {
+    const { runner, sent } = runnerWith({
+      now: () => 5_000_000,
+      keyLeaseMs: 1_000,
+      certificateEpochs: { last: 10, issued: () => {} },
+    });
+    runner.certify("A".repeat(43));
+    runner.stopLeases();
+    expect(runner.leasing).toBe(false);
+    runner.renewLease();
+    runner.renewLease();
+    expect(sent.map((m) => m.type)).toEqual(["CERT", "LEASE"]);
+    runner.certify("B".repeat(43));
+    expect(sent.map((m) => m.type)).toEqual(["CERT", "LEASE", "CERT", "LEASE"]);
+    const last = sent[3];
+    const cert = sent[2];
+    expect(last?.type === "LEASE" && cert?.type === "CERT" && last.lease.epoch).toBe(
+      cert?.type === "CERT" && cert.certificate.period,
+    );
+  });
+
+  it("are not issued by a board that has no lease length", () => {
+    const { runner, sent } = runnerWith({ certificateEpochs: { last: 10, issued: () => {} } });
+    runner.certify("A".repeat(43));
+    runner.renewLease();
+    expect(sent.map((m) => m.type)).toEqual(["CERT"]);
   });
 });

@@ -1,5 +1,5 @@
 /** Messages between the host agent and the replica process it supervises (node IPC). */
-import type { Testbed } from "@smw/wiring";
+import type { KeyLease, Testbed } from "@smw/wiring";
 
 export type AgentToReplica =
   /**
@@ -22,7 +22,9 @@ export type AgentToReplica =
   | { type: "prepare-shutdown" }
   | { type: "install-key"; keyFile: string; certificateFile: string }
   /** The board revoked these hosts' current keys: their group's rejuvenation began. */
-  | { type: "revoke"; hosts: string[]; before: number };
+  | { type: "revoke"; hosts: string[]; before: number }
+  /** The board vouches for the replica's key until `lease.notAfterMs` (passed on to clients). */
+  | { type: "lease"; lease: KeyLease };
 
 export type ReplicaToAgent =
   /** Loaded and listening for "start". */
@@ -32,7 +34,14 @@ export type ReplicaToAgent =
   | { type: "shutdown-prepared" };
 
 const TO_AGENT = new Set(["ready", "started", "recovered", "shutdown-prepared"]);
-const TO_REPLICA = new Set(["testbed", "start", "prepare-shutdown", "install-key", "revoke"]);
+const TO_REPLICA = new Set([
+  "testbed",
+  "start",
+  "prepare-shutdown",
+  "install-key",
+  "revoke",
+  "lease",
+]);
 
 function typeOf(m: unknown): unknown {
   return typeof m === "object" && m !== null ? (m as { type?: unknown }).type : undefined;

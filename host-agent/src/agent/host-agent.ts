@@ -8,7 +8,7 @@
  * off before acknowledging.
  */
 import type { ChildProcess } from "node:child_process";
-import type { BoardToHost, KeyCertificate, Testbed } from "@smw/wiring";
+import type { BoardToHost, KeyCertificate, KeyLease, Testbed } from "@smw/wiring";
 import { type AgentToReplica, isReplicaToAgent } from "./agent-protocol.js";
 import { ConsoleLink } from "./console-link.js";
 import { keyFilesIn, newBootKey, type ReplicaKeyFiles, writeCertificate } from "./replica-keys.js";
@@ -25,6 +25,8 @@ export interface HostAgentOptions {
   initial?: boolean;
   /** Certify the key with a local board key instead of asking the board (benches without boards). */
   selfCertify?: (publicKey: string) => KeyCertificate;
+  /** With `selfCertify`: leases on the key made the same way, renewed every `everyMs`. */
+  selfLease?: { lease: (epoch: number) => KeyLease; everyMs: number };
   heartbeatMs?: number;
   log: (line: string) => void;
 }
@@ -78,6 +80,13 @@ export class HostAgent {
     if (host === undefined) return;
     if (this.options.selfCertify) {
       this.askForCertificate();
+      const self = this.options.selfLease;
+      if (self !== undefined)
+        this.timers.push(
+          setInterval(() => {
+            if (this.certifiedEpoch !== undefined) this.onLease(self.lease(this.certifiedEpoch));
+          }, self.everyMs),
+        );
       return;
     }
     // The replica process has its testbed before the console opens (which loads serialport and
@@ -103,6 +112,8 @@ export class HostAgent {
    */
   private askForCertificate(): void {
     this.certified = false;
+    this.certifiedEpoch = undefined;
+    this.lease = undefined;
     this.publicKey = newBootKey(this.keyFiles).publicKey;
     this.spawnChild();
     if (this.options.selfCertify) {
@@ -147,6 +158,18 @@ export class HostAgent {
       this.onCertificate(message.certificate, message.coldStart === true);
     else if (message.type === "PREPARE_SHUTDOWN") this.onPrepareShutdown(message.period);
     else if (message.type === "REVOKE") this.onRevoke(message.hosts, message.before);
+    else if (message.type === "LEASE") this.onLease(message.lease);
+  }
+
+  /** The epoch of this boot's certified key, once certified. */
+  private certifiedEpoch: number | undefined;
+  /** The newest lease on that key: passed on, and given to a replica that starts after it came. */
+  private lease: KeyLease | undefined;
+
+  private onLease(lease: KeyLease): void {
+    if (lease.host !== this.options.hostId || lease.epoch !== this.certifiedEpoch) return;
+    this.lease = lease;
+    this.tell({ type: "lease", lease });
   }
 
   /** Kept for a replica started later, and passed on to the one running. */
@@ -167,6 +190,10 @@ export class HostAgent {
     writeCertificate(this.keyFiles, certificate);
     const first = !this.certified;
     this.certified = true;
+    this.certifiedEpoch = certificate.period;
+    this.lease = undefined;
+    const self = this.options.selfLease;
+    if (self !== undefined) queueMicrotask(() => this.onLease(self.lease(certificate.period)));
     if (this.bootedTimer) clearTimeout(this.bootedTimer);
     this.options.log(
       `key certified by board ${certificate.board} for period ${certificate.period}${coldStart ? " (a cold start)" : ""}`,
@@ -202,6 +229,8 @@ export class HostAgent {
       ...wanted,
       revokedKeys: [...this.revoked].map(([host, before]) => ({ host, before })),
     } satisfies AgentToReplica);
+    if (this.lease !== undefined)
+      child.send({ type: "lease", lease: this.lease } satisfies AgentToReplica);
   }
 
   /** A replica process waiting for its start, unless one is there already. */

@@ -28,7 +28,7 @@ import { hostChecks, listenProbe } from "../agent/host-checks.js";
 import { readReplicaKey } from "../agent/replica-keys.js";
 import { signerFor } from "../replica/ed25519.js";
 import { type ReplicaServer, readStoredCheckpoint } from "../service/replica-server.js";
-import { certifyWithBoardKey, KeyFileError } from "../service/service-keys.js";
+import { certifyWithBoardKey, KeyFileError, leaseWithBoardKey } from "../service/service-keys.js";
 import { readServiceKeys, type ServiceKeys, startReplica } from "../service/service-runtime.js";
 
 /** The program to start the replica with, when the running one does not say (tests in-process). */
@@ -150,6 +150,10 @@ export function hostCommand(context: CliContext): Command {
                     selfCertified,
                   );
                 },
+                selfLease: {
+                  lease: selfLeaseOf(testbed, flags.host),
+                  everyMs: testbed.rejuvenation.keyLeaseMs / 4,
+                },
               }
             : {}),
           spawnReplica: () => {
@@ -249,6 +253,8 @@ export function hostCommand(context: CliContext): Command {
           tellAgent({ type: "shutdown-prepared" });
         } else if (m.type === "revoke") {
           running.revokeKeys(m.hosts, m.before);
+        } else if (m.type === "lease") {
+          running.installLease(m.lease);
         } else if (m.type === "install-key") {
           const next = readReplicaKey({ keyFile: m.keyFile, certificateFile: m.certificateFile });
           running.installKey(next.certificate, signerFor(next.privateKey));
@@ -312,4 +318,14 @@ function testbedFromAgent(): Promise<Testbed | undefined> {
     process.on("message", onMessage);
     process.once("disconnect", onDisconnect);
   });
+}
+
+/** Leases made with the board's key, for `--self-certify`: a key file that cannot be read is bad usage. */
+function selfLeaseOf(testbed: Testbed, hostId: string): ReturnType<typeof leaseWithBoardKey> {
+  try {
+    return leaseWithBoardKey(testbed, hostId);
+  } catch (error) {
+    if (error instanceof KeyFileError) throw new UsageError(error.message);
+    throw error;
+  }
 }

@@ -50,6 +50,16 @@ export interface KvClientConfig {
   minWidenMs?: number;
   /** The first request number; a restarted client must not reuse numbers (use a clock). */
   firstTs: number;
+  /**
+   * Key leases (`KeyLease`): a reply counts only while the replier's board vouches for the key it
+   * came under, with this much to spare for the client's clock against the boards'
+   * (`timeliness.clientClockBound`). Undefined: no leases (the unreplicated baseline). A key
+   * stolen from a host then stops speaking here a lease after its rejuvenation began, whatever
+   * the network keeps from this client (SAFETY.md, "Key epochs").
+   */
+  leaseClockBoundMs?: number;
+  /** The clock leases are read against, milliseconds since the epoch (default: `Date.now`). */
+  wallClockMs?: () => number;
 }
 
 export type ClientAction =
@@ -386,6 +396,16 @@ export class KvClientCore {
       for (const c of body.certificates) this.ring.install(c);
       return [];
     }
+    if (body.type === "LEASE") {
+      // Signed by the board, as certificates are: the envelope around it adds nothing.
+      const verdict = this.ring.installLease(body.lease);
+      if (verdict === "installed") this.count("leases.installed");
+      else if (verdict !== "older") {
+        this.count(`rejected.lease-${verdict}`);
+        return [{ type: "problem", from: replica, detail: `a LEASE with ${verdict}` }];
+      }
+      return [];
+    }
     if (body.type === "SESSION" && envelope.macs === undefined) {
       const verdict = this.ring.checkReplica(
         replica,
@@ -439,6 +459,13 @@ export class KvClientCore {
     if (verdict !== "ok") {
       this.count(`rejected.${verdict}`);
       return [{ type: "problem", from: replica, detail: `a REPLY with ${verdict}` }];
+    }
+    if (!this.leaseCovers(replica, envelope.epoch)) {
+      // No lease on that key good for the client clock bound: a key its board no longer vouches
+      // for (it was taken down, or certified a newer one) is not a voice, whatever it says. A
+      // correct replica's lease follows within a quarter lease; ask for it, as for a key.
+      this.count("rejected.no-lease");
+      return this.queryKeys(replica, nowMs);
     }
     // Replies to a request match only on the same execution: the same sequence number and batch
     // (not one that a cold start lost and one after it, even at the same number: the batch's
@@ -510,6 +537,12 @@ export class KvClientCore {
       this.noteNarrow(o, false);
       for (const r of o.askedReplicas) if (!o.answered.has(r)) this.missed.add(r);
     }
+  }
+
+  private leaseCovers(replica: string, epoch: number): boolean {
+    const boundMs = this.config.leaseClockBoundMs;
+    if (boundMs === undefined) return true;
+    return this.ring.leaseCovers(replica, epoch, (this.config.wallClockMs ?? Date.now)() + boundMs);
   }
 
   private checkMac(

@@ -22,6 +22,11 @@ export interface KvClientOptions {
   retransmitMs?: number;
   /** How long an unordered read waits for a quorum of matching answers before it is ordered (default 100 ms). */
   readTimeoutMs?: number;
+  /**
+   * Replies count only under a key lease with this much left (`KvClientConfig.leaseClockBoundMs`:
+   * the testbed's `timeliness.clientClockBound`); undefined for the unreplicated baseline.
+   */
+  leaseClockBoundMs?: number;
 }
 
 export interface KvAnswer {
@@ -50,6 +55,9 @@ export class KvClient {
         readTimeoutMs: options.readTimeoutMs ?? 100,
         // Request numbers from the wall clock: a restarted client never reuses one.
         firstTs: Date.now() * 1000,
+        ...(options.leaseClockBoundMs === undefined
+          ? {}
+          : { leaseClockBoundMs: options.leaseClockBoundMs }),
       },
       new KeyRing(options.scheme, options.boardKeys, new Map()),
       options.signer,
@@ -67,7 +75,10 @@ export class KvClient {
 
   static forTestbed(
     testbed: Testbed,
-    options: Omit<KvClientOptions, "replicas" | "replyQuorum" | "readQuorum"> & { k?: number },
+    options: Omit<
+      KvClientOptions,
+      "replicas" | "replyQuorum" | "readQuorum" | "leaseClockBoundMs"
+    > & { k?: number },
   ): KvClient {
     const replicas: Record<string, { host: string; port: number }> = {};
     for (const h of testbed.hosts) replicas[h.id] = h.address;
@@ -76,7 +87,13 @@ export class KvClient {
       testbed.rejuvenation.kPrime,
       options.k ?? testbed.rejuvenation.k,
     );
-    return new KvClient({ ...options, replicas, replyQuorum: quorum, readQuorum: unorderedRead });
+    return new KvClient({
+      ...options,
+      replicas,
+      replyQuorum: quorum,
+      readQuorum: unorderedRead,
+      leaseClockBoundMs: testbed.timeliness.clientClockBoundMs,
+    });
   }
 
   /** What the client's core counted: retransmits, reads widened or ordered, replies rejected by kind. */

@@ -5,7 +5,12 @@
  * are useless once it has been rejuvenated. Board public keys come from the
  * testbed; client public keys from the service's client list.
  */
-import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+import {
+  certificateSigningBytes,
+  type KeyCertificate,
+  type KeyLease,
+  leaseSigningBytes,
+} from "@smw/wiring";
 import type { KeyAgreement } from "./sessions.js";
 
 /** Signing and verifying, pluggable: Ed25519 on real hosts, a cheap keyed hash in simulation. */
@@ -38,6 +43,8 @@ export class KeyRing {
   private readonly replicaKeys = new Map<string, ReplicaKey>();
   /** Per host: keys certified before this epoch are revoked (its rejuvenation began). */
   private readonly revokedBefore = new Map<string, number>();
+  /** Per host: the newest lease its board gave, on the newest key epoch heard of (`KeyLease`). */
+  private readonly leases = new Map<string, { epoch: number; notAfterMs: number }>();
 
   constructor(
     private readonly scheme: SignatureScheme,
@@ -96,6 +103,33 @@ export class KeyRing {
       if (key.certificate && key.epoch >= (this.revokedBefore.get(host) ?? 0))
         out.push(key.certificate);
     return out;
+  }
+
+  /**
+   * Takes a board-signed lease if it is newer than the one held for that host: on a later key
+   * epoch, or lasting longer on the same one. A lease on a later epoch ends the earlier key's at
+   * once here, certificate or not: its board certified a newer key.
+   */
+  installLease(lease: KeyLease): "installed" | "older" | "unknown-host" | "bad-signature" {
+    const boardKey = this.boardKeys.get(lease.host);
+    if (boardKey === undefined) return "unknown-host";
+    const held = this.leases.get(lease.host);
+    if (
+      held !== undefined &&
+      (lease.epoch < held.epoch ||
+        (lease.epoch === held.epoch && lease.notAfterMs <= held.notAfterMs))
+    )
+      return "older";
+    const { signature, ...signed } = lease;
+    if (!this.scheme.verify(boardKey, leaseSigningBytes(signed), signature)) return "bad-signature";
+    this.leases.set(lease.host, { epoch: lease.epoch, notAfterMs: lease.notAfterMs });
+    return "installed";
+  }
+
+  /** Whether a lease held here vouches for `replica`'s key `epoch` at `atMs` (the boards' clock). */
+  leaseCovers(replica: string, epoch: number, atMs: number): boolean {
+    const lease = this.leases.get(replica);
+    return lease !== undefined && lease.epoch === epoch && atMs < lease.notAfterMs;
   }
 
   /** "ok", or why a replica's signature is not accepted. */

@@ -6,7 +6,7 @@
  * from which the normal case's MAC keys derive (`sessions.ts`).
  */
 
-import type { KeyCertificate } from "@smw/wiring";
+import type { KeyCertificate, KeyLease } from "@smw/wiring";
 import { MAX_KEPT_SESSION_BYTES } from "./awaiting-keys.js";
 import type { Signer } from "./key-ring.js";
 import { type ClientSession, clientSessionSigningBytes } from "./messages.js";
@@ -113,6 +113,8 @@ export function installKey(r: ReplicaState, certificate: KeyCertificate, signer:
   }
   r.signer = signer;
   r.epoch = certificate.period;
+  // Its board leases the new key from now on (the lease follows the certificate).
+  r.lease = undefined;
   r.broadcast({ type: "NEW_KEY", certificate });
   // Sessions die with the key they were made under: a new half, and everyone asked for theirs.
   r.sessions?.renew(r.epoch);
@@ -248,6 +250,40 @@ export function relayKeys(r: ReplicaState, to: string): void {
   for (const [peer, { epoch, wire }] of r.sessionWires)
     if (peer !== to && r.ring.keyOf(peer)?.epoch === epoch)
       r.out.push({ type: "send", to, message: wire });
+}
+
+/**
+ * The board vouches for this replica's current key a while longer (`KeyLease`): kept, and sent
+ * to every client that asked for keys here, which counts this replica's replies only under a
+ * lease it holds. A lease on another key (the one before, or the next one before its
+ * certificate) is not passed on.
+ */
+export function installLease(r: ReplicaState, lease: KeyLease): void {
+  if (lease.host !== r.config.self || lease.epoch !== r.epoch) {
+    r.count("lease.not-current-key");
+    return;
+  }
+  const verdict = r.ring.installLease(lease);
+  if (verdict !== "installed") {
+    r.count(`lease.${verdict}`);
+    return;
+  }
+  r.lease = lease;
+  if (r.leaseClients.size === 0) return;
+  const message = r.seal({ type: "LEASE", lease });
+  for (const client of r.leaseClients) r.out.push({ type: "reply", client, message });
+}
+
+/** A client asked for keys: the certificates held here, and this replica's lease if it has one. */
+export function onClientKeysQuery(r: ReplicaState, client: string): void {
+  if (r.ring.hasClient(client)) r.leaseClients.add(client);
+  r.out.push({
+    type: "reply",
+    client,
+    message: r.seal({ type: "KEYS", certificates: r.ring.certificates() }),
+  });
+  if (r.lease !== undefined && r.lease.epoch === r.epoch)
+    r.out.push({ type: "reply", client, message: r.seal({ type: "LEASE", lease: r.lease }) });
 }
 
 /**

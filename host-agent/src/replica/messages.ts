@@ -6,7 +6,7 @@
  * to. Everything arriving is untrusted: `parse*` bound and check every field
  * and return undefined rather than throw.
  */
-import type { KeyCertificate } from "@smw/wiring";
+import { type KeyCertificate, type KeyLease, parseKeyLease } from "@smw/wiring";
 import {
   encodeKvOperation,
   isReadOnly,
@@ -294,7 +294,12 @@ export type ReplicaBody =
       op: string;
       result: KvResult;
     }
-  | { type: "KEYS"; certificates: KeyCertificate[] };
+  | { type: "KEYS"; certificates: KeyCertificate[] }
+  /**
+   * To a client: the replica's board vouches for its current key until `lease.notAfterMs`
+   * (`KeyLease`); a client counts the replica's replies only under a lease it holds.
+   */
+  | { type: "LEASE"; lease: KeyLease };
 
 export type ReplicaBodyType = ReplicaBody["type"];
 
@@ -922,6 +927,10 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
     case "KEYS": {
       const certificates = list(v.certificates, certificate, 1024);
       return certificates && { type: v.type, certificates };
+    }
+    case "LEASE": {
+      const lease = parseKeyLease(v.lease);
+      return lease && { type: v.type, lease };
     }
     default:
       return undefined;

@@ -27,7 +27,7 @@
  * The safety argument, sub-protocol by sub-protocol, is in SAFETY.md.
  */
 
-import type { KeyCertificate } from "@smw/wiring";
+import type { KeyCertificate, KeyLease } from "@smw/wiring";
 import type { KvStore } from "../kv/kv-store.js";
 import type { KeptFor } from "./awaiting-keys.js";
 import { retryBatchFetches, serveBatch } from "./batch-fetch.js";
@@ -41,6 +41,8 @@ import type { KeyRing, Signer } from "./key-ring.js";
 import {
   announceSession,
   installKey,
+  installLease,
+  onClientKeysQuery,
   onClientSession,
   onKeyQuery,
   onKeys,
@@ -144,6 +146,11 @@ export class ReplicaCore {
     return { ...this.r.stable };
   }
 
+  /** The board's newest lease on this replica's current key, if one came. */
+  get currentLease(): KeyLease | undefined {
+    return this.r.lease;
+  }
+
   get currentEpoch(): number {
     return this.r.epoch;
   }
@@ -200,6 +207,13 @@ export class ReplicaCore {
   installKey(certificate: KeyCertificate, signer: Signer, nowMs: number): ReplicaAction[] {
     this.r.nowMs = nowMs;
     installKey(this.r, certificate, signer);
+    return this.r.drain();
+  }
+
+  /** The board vouches for this replica's current key until `lease.notAfterMs` (keys.ts). */
+  installLease(lease: KeyLease, nowMs: number): ReplicaAction[] {
+    this.r.nowMs = nowMs;
+    installLease(this.r, lease);
     return this.r.drain();
   }
 
@@ -296,11 +310,7 @@ export class ReplicaCore {
     if (message === undefined) {
       r.problem("malformed", client, "a client message that does not parse", true);
     } else if (message.type === "KEYS_QUERY") {
-      r.out.push({
-        type: "reply",
-        client,
-        message: r.seal({ type: "KEYS", certificates: r.ring.certificates() }),
-      });
+      onClientKeysQuery(r, client);
     } else if (message.type === "SESSION") {
       onClientSession(r, client, message);
     } else if (message.type === "READ") {

@@ -3,7 +3,7 @@
  * report). The step functions of the sub-protocols beside this file read and change it; nothing
  * outside this folder does: `ReplicaCore` is the replica's interface.
  */
-import type { KeyCertificate } from "@smw/wiring";
+import type { KeyCertificate, KeyLease } from "@smw/wiring";
 import type { KvResult } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
 import { KvStore } from "../kv/kv-store.js";
@@ -454,6 +454,10 @@ export class ReplicaState {
   readonly awaitingKeys = new AwaitingKeys();
   /** When this replica last sent its SESSION to each peer that asked (or whose MAC failed). */
   readonly sessionSentAtMs = new Map<string, number>();
+  /** The board's newest lease on this replica's current key (`KeyLease`), for clients. */
+  lease: KeyLease | undefined;
+  /** Clients that asked for keys here: each new lease goes to them (the client list bounds it). */
+  readonly leaseClients = new Set<string>();
   readonly counters = new Map<string, number>();
 
   constructor(

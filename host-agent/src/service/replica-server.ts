@@ -4,7 +4,7 @@
  * All protocol decisions are the core's; this only moves bytes and files.
  */
 import { mkdirSync } from "node:fs";
-import type { KeyCertificate, Testbed } from "@smw/wiring";
+import type { KeyCertificate, KeyLease, Testbed } from "@smw/wiring";
 import type { DecodedPartitions } from "../kv/kv-snapshot.js";
 import { PeerConnections } from "../net/peer-connections.js";
 import { KeyRing, type SignatureScheme, type Signer } from "../replica/key-ring.js";
@@ -56,12 +56,18 @@ export interface ReplicaServerOptions {
   onAction?: (action: ReplicaAction) => void;
   /** Rewrites what the core wants done before it is done: the test rig's Byzantine replicas. */
   rewrite?: (actions: ReplicaAction[]) => ReplicaAction[];
+  /**
+   * Leases on its own key where no board issues them (`leaseWithBoardKey`, as the certificate was
+   * made): one at start and four a lease while it runs.
+   */
+  selfLease?: { lease: (epoch: number) => KeyLease; everyMs: number };
 }
 
 export class ReplicaServer {
   readonly core: ReplicaCore;
   private readonly net: PeerConnections;
   private timer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   private readonly started: number;
   private timeline: RecoveryTimeline | undefined;
   /** When the constructor was done (the stored checkpoints read, the core built). */
@@ -176,6 +182,13 @@ export class ReplicaServer {
       this.timer = setTimeout(tick, TICK_MS);
     };
     this.timer = setTimeout(tick, TICK_MS);
+    const self = this.options.selfLease;
+    if (self !== undefined) {
+      const renew = () => this.installLease(self.lease(this.epoch));
+      renew();
+      this.leaseTimer = setInterval(renew, self.everyMs);
+      this.leaseTimer.unref();
+    }
   }
 
   prepareShutdown(): void {
@@ -189,6 +202,31 @@ export class ReplicaServer {
 
   installKey(certificate: KeyCertificate, signer: Signer): void {
     this.apply(this.core.installKey(certificate, signer, this.now()));
+  }
+
+  /** The board vouches for the replica's current key until `lease.notAfterMs`: clients hear of it. */
+  installLease(lease: KeyLease): void {
+    this.apply(this.core.installLease(lease, this.now()));
+    const held = this.core.currentLease;
+    if (held === undefined || held.epoch !== lease.epoch) {
+      if (this.refusedLeaseEpoch !== lease.epoch)
+        this.log(
+          `a lease on key epoch ${lease.epoch} not taken (this replica's key epoch is ${this.epoch})`,
+        );
+      this.refusedLeaseEpoch = lease.epoch;
+    } else if (held.epoch !== this.loggedLeaseEpoch) {
+      // Once per key: a lease comes four times a lease.
+      this.loggedLeaseEpoch = held.epoch;
+      this.log(`key epoch ${held.epoch} leased by board ${held.board}; clients hear of each lease`);
+    }
+  }
+
+  private loggedLeaseEpoch: number | undefined;
+  private refusedLeaseEpoch: number | undefined;
+
+  /** The key epoch the replica signs under now. */
+  get epoch(): number {
+    return this.core.currentEpoch;
   }
 
   /** What this replica did since it started, in one line: the figures a load test asks about. */
@@ -219,6 +257,7 @@ export class ReplicaServer {
 
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
     this.timer = undefined;
     this.rejections.flush(this.now(), true);
     this.log(this.summary());

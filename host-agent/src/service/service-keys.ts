@@ -7,7 +7,13 @@
 import { createPrivateKey, createPublicKey, type KeyObject, sign } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { certificateSigningBytes, type KeyCertificate, type Testbed } from "@smw/wiring";
+import {
+  certificateSigningBytes,
+  type KeyCertificate,
+  type KeyLease,
+  leaseSigningBytes,
+  type Testbed,
+} from "@smw/wiring";
 import { publicKeyText, signerFor } from "../replica/ed25519.js";
 import type { Signer } from "../replica/key-ring.js";
 
@@ -141,4 +147,25 @@ export function certifyWithBoardKey(
     issuedAt: new Date().toISOString(),
   };
   return { ...body, signature: sign(null, certificateSigningBytes(body), key).toString("base64") };
+}
+
+/**
+ * Leases on a host's key made with its board's signing key directly, where certificates are
+ * (`certifyWithBoardKey`): each lasts the testbed's `keyLeaseMs` from the wall clock's now. With
+ * no board to stop them, they go on for as long as the replica runs.
+ */
+export function leaseWithBoardKey(testbed: Testbed, hostId: string): (epoch: number) => KeyLease {
+  const board = testbed.boards.find((b) => b.guards === hostId);
+  if (board === undefined)
+    throw new KeyFileError(`${testbed.file}: no board guards host ${hostId}`);
+  const key = readPrivate(board.keys.signingPath, `board ${board.id}'s signing key`);
+  return (epoch) => {
+    const body = {
+      host: hostId,
+      board: board.id,
+      epoch,
+      notAfterMs: Date.now() + testbed.rejuvenation.keyLeaseMs,
+    };
+    return { ...body, signature: sign(null, leaseSigningBytes(body), key).toString("base64") };
+  };
 }

@@ -16,6 +16,7 @@ import {
   clientPublicKeys,
   clientSigner,
   KeyFileError,
+  leaseWithBoardKey,
 } from "./service-keys.js";
 import { SingleServer } from "./single-server.js";
 
@@ -66,6 +67,15 @@ export async function startReplica(
   const certificate =
     options.certificate ??
     certifyWithBoardKey(testbed, hostId, signer, options.period ?? Math.floor(Date.now() / 1000));
+  // Certified here with the board's key, it is leased here too; a board's certificate comes with
+  // the board's leases (over the host link, through the agent).
+  const selfLease =
+    options.certificate === undefined
+      ? {
+          lease: leaseWithBoardKey(testbed, hostId),
+          everyMs: testbed.rejuvenation.keyLeaseMs / 4,
+        }
+      : undefined;
   const { boardKeys, clientKeys } = options.serviceKeys ?? readServiceKeys(testbed);
   const server = new ReplicaServer({
     testbed,
@@ -84,6 +94,7 @@ export async function startReplica(
     ...(options.rewrite ? { rewrite: options.rewrite } : {}),
     ...(options.storedCheckpoint ? { storedCheckpoint: options.storedCheckpoint } : {}),
     ...(options.startAskedAtMs !== undefined ? { startAskedAtMs: options.startAskedAtMs } : {}),
+    ...(selfLease !== undefined ? { selfLease } : {}),
   });
   await server.start();
   return server;

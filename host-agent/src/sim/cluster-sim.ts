@@ -6,7 +6,12 @@
  * wiped or corrupted). The properties are checked as the run goes; a failing
  * seed replays exactly.
  */
-import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+import {
+  certificateSigningBytes,
+  type KeyCertificate,
+  type KeyLease,
+  leaseSigningBytes,
+} from "@smw/wiring";
 import { KvClientCore } from "../client/kv-client-core.js";
 import { type KvOperation, MAX_SCAN_LIMIT } from "../kv/kv-operation.js";
 import type { KvSnapshot } from "../kv/kv-snapshot.js";
@@ -18,6 +23,7 @@ import {
   encodeClientMessage,
   parseClientMessage,
   parseEnvelope,
+  readDigest,
   sealEnvelope,
 } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
@@ -46,6 +52,15 @@ const IDLE_WINDOW_MS = 2_000;
  * rate-limited answers to Byzantine peers' queries), so a margin of two and a half.
  */
 const IDLE_MESSAGES_PER_PEER_PER_INTERVAL = 10;
+
+/**
+ * The boards' key leases (`KeyLease`): each lasts this long and is renewed four times a lease
+ * while its replica runs outside its rejuvenation; the next group goes down no sooner than a lease
+ * after the last one began (as `BoardCore` holds its DONE).
+ */
+const SIM_KEY_LEASE_MS = 600;
+/** How far each client's clock is from the boards' at most (each is drawn within it). */
+const SIM_CLIENT_CLOCK_BOUND_MS = 100;
 
 /** Clients' first timestamp, as large as the real clients' (the wall clock in microseconds). */
 const SIM_FIRST_TS = 1_764_000_000_000_000;
@@ -144,6 +159,8 @@ export interface SimOptions {
    * for as long as the run lasts, to show the idle check catches an exchange that never ends.
    */
   unsafeChatter?: { replica: string; everyMs: number };
+  /** Tests only: clients count replies whatever their leases, to show what leases prevent. */
+  unsafeIgnoreLeases?: boolean;
 }
 
 export function runSimulation(scenario: Scenario, options: SimOptions = {}): SimResult {
@@ -162,7 +179,23 @@ class ClusterSim {
   private readonly boardSigners = new Map<string, Signer>();
   private readonly checker = new HistoryChecker();
   private readonly certificates = new Map<string, KeyCertificate>();
-  private readonly oldSigners: Array<{ id: string; epoch: number; signer: Signer }> = [];
+  private readonly oldSigners: Array<{
+    id: string;
+    epoch: number;
+    signer: Signer;
+    /** The last lease its board gave on it, which the adversary saw go through the host. */
+    lease: KeyLease | undefined;
+  }> = [];
+  /** Per replica: the key epoch its board leases now (none from its group's start to its boot). */
+  private readonly leasing = new Map<string, number>();
+  /** Per replica: the last lease its board gave. */
+  private readonly lastLeases = new Map<string, KeyLease>();
+  /** The oldest state the adversary saw, which its stolen keys answer reads from. */
+  private staleState: { seq: number; store: KvStore } | undefined;
+  /** Operations the adversary answered already ("client ts voices"). */
+  private readonly forgedFor = new Set<string>();
+  private forgedReplies = 0;
+  private heldFromVictim = 0;
   private period = 0;
   private rejuvenations = 0;
   private viewChanges = 0;
@@ -211,7 +244,29 @@ class ClusterSim {
     };
     const cert = { ...body, signature: board.sign(certificateSigningBytes(body)) };
     this.certificates.set(id, cert);
+    this.leasing.set(id, period);
     return cert;
+  }
+
+  /** What a board does at a certificate and four times a lease after: its replica's key leased. */
+  private leaseNow(node: ReplicaNode): void {
+    const epoch = this.leasing.get(node.id);
+    if (epoch === undefined || node.core === undefined) return;
+    const board = this.boardSigners.get(node.id) as Signer;
+    const body = {
+      host: node.id,
+      board: `b-${node.id}`,
+      epoch,
+      notAfterMs: this.q.nowMs + SIM_KEY_LEASE_MS,
+    };
+    const lease = { ...body, signature: board.sign(leaseSigningBytes(body)) };
+    this.lastLeases.set(node.id, lease);
+    this.emit(node, node.core.installLease(lease, this.q.nowMs));
+  }
+
+  private renewLeases(endMs: number): void {
+    for (const node of this.replicas.values()) this.leaseNow(node);
+    if (this.q.nowMs < endMs) this.q.after(SIM_KEY_LEASE_MS / 4, () => this.renewLeases(endMs));
   }
 
   private newCore(node: ReplicaNode, recovering: boolean, coldStart = false): ReplicaCore {
@@ -286,8 +341,14 @@ class ClusterSim {
       node.core = this.newCore(node, false);
       this.emit(node, node.core.start(0));
       this.scheduleTick(node, node.core);
+      this.leaseNow(node);
     }
+    const endMs = this.s.loadUntilMs + this.s.livenessBoundMs;
+    this.q.after(SIM_KEY_LEASE_MS / 4, () => this.renewLeases(endMs));
+    // Each client's clock off the boards' by up to the bound, drawn from a stream of its own.
+    const clocks = new Prng(this.s.seed * 104_729 + 3);
     for (const [id, signer] of this.clientSigners) {
+      const clockOffsetMs = clocks.int(-SIM_CLIENT_CLOCK_BOUND_MS, SIM_CLIENT_CLOCK_BOUND_MS);
       const core = new KvClientCore(
         {
           id,
@@ -296,6 +357,10 @@ class ClusterSim {
           readQuorum: this.quorums().unorderedRead,
           retransmitMs: 500,
           firstTs: SIM_FIRST_TS,
+          ...(this.options.unsafeIgnoreLeases === true
+            ? {}
+            : { leaseClockBoundMs: SIM_CLIENT_CLOCK_BOUND_MS }),
+          wallClockMs: () => this.q.nowMs + clockOffsetMs,
         },
         this.ring(),
         signer,
@@ -323,7 +388,6 @@ class ClusterSim {
     const cold = this.s.coldStart;
     if (cold !== undefined) this.q.at(cold.atMs, () => this.coldStart(cold));
 
-    const endMs = this.s.loadUntilMs + this.s.livenessBoundMs;
     while (this.q.step(endMs)) {
       if (this.checker.violations.length > 0) break;
       if (this.q.nowMs > this.s.loadUntilMs && this.quiescent()) break;
@@ -373,6 +437,8 @@ class ClusterSim {
       for (const [kind, n] of node.byzantine?.taken ?? [])
         total.set(kind, (total.get(kind) ?? 0) + n);
     if (this.oldKeyForgeries > 0) total.set("old-key", this.oldKeyForgeries);
+    if (this.forgedReplies > 0) total.set("stolen-key-reply", this.forgedReplies);
+    if (this.heldFromVictim > 0) total.set("keys-held-from-victim", this.heldFromVictim);
     if (this.partialSends > 0) total.set("partial-send", this.partialSends);
     if (this.faultyWrites > 0)
       total.set(`faulty-client.${this.s.faultyClient?.sendsTo}`, this.faultyWrites);
@@ -427,6 +493,8 @@ class ClusterSim {
   }
 
   private finalChecks(endMs: number): void {
+    for (const c of this.clients.values())
+      this.trace(`${c.id} counters ${JSON.stringify(Object.fromEntries(c.core.counters))}`);
     for (const c of this.clients.values())
       if (c.core.busy && !c.faulty)
         this.checker.violations.push(
@@ -540,6 +608,7 @@ class ClusterSim {
       if (from === this.options.unsafeChatter?.replica && !o.toClient) this.latestSent = o;
       if (o.toClient) {
         const client = this.clients.get(o.to);
+        if (client && this.heldFromVictim_(from, o.to, o.message)) continue;
         if (client) this.transmit(from, o.to, () => this.clientReceive(client, from, o.message));
         else if (o.to === this.flooderId) this.floodAnswers++;
         else if (this.replicas.has(o.to))
@@ -903,6 +972,7 @@ class ClusterSim {
           : undefined;
       if (a.type === "send" && (limited === undefined || limited.has(a.to))) {
         this.recordClientCopy(a.to, client.id, a.message);
+        this.answerWithStolenKeys(client, a.message);
         this.transmit(client.id, a.to, () => this.replicaReceiveClient(a.to, client.id, a.message));
       } else if (a.type === "complete") {
         this.checker.onCompleted({
@@ -982,6 +1052,92 @@ class ClusterSim {
     });
   }
 
+  /**
+   * `Scenario.stolenKeyReads`: the network keeps the certificates and leases of correct replicas
+   * from the victim client until the heal, so it never learns a stolen key was replaced.
+   */
+  private heldFromVictim_(_from: string, to: string, message: Buffer): boolean {
+    const aim = this.s.stolenKeyReads;
+    if (aim === undefined || to !== aim.victim) return false;
+    if (this.q.nowMs < aim.fromMs || this.q.nowMs >= this.s.healMs) return false;
+    const type = parseEnvelope(message)?.body.type;
+    if (type !== "KEYS" && type !== "LEASE") return false;
+    this.heldFromVictim++;
+    return true;
+  }
+
+  /**
+   * `Scenario.stolenKeyReads`: a client's READ or REQUEST seen on the network is answered, once,
+   * from every key the adversary stole (the newest of each replica it left) and every replica it
+   * holds, each with the result of the oldest state it saw and the last lease that key had. A
+   * request is answered as executed right after that state (so that a client kept from the new
+   * keys goes on to read), a read as read from it.
+   */
+  private answerWithStolenKeys(client: ClientNode, message: Buffer): void {
+    const stale = this.staleState;
+    if (this.s.stolenKeyReads === undefined || stale === undefined) return;
+    const parsed = parseClientMessage(message);
+    if (parsed === undefined || (parsed.type !== "READ" && parsed.type !== "REQUEST")) return;
+    const ts = parsed.type === "READ" ? parsed.ts : parsed.request.ts;
+    const voices = new Map<
+      string,
+      { epoch: number; signer: Signer; lease: KeyLease | undefined }
+    >();
+    for (const old of this.oldSigners) {
+      const known = voices.get(old.id);
+      if (known === undefined || known.epoch < old.epoch) voices.set(old.id, old);
+    }
+    for (const node of this.replicas.values())
+      if (node.byzantine !== undefined && node.core !== undefined)
+        voices.set(node.id, {
+          epoch: node.epoch,
+          signer: node.signer,
+          lease: this.lastLeases.get(node.id),
+        });
+    // Once per operation and number of voices: a retransmission after a move is answered again.
+    const asked = `${client.id} ${ts} ${voices.size}`;
+    if (this.forgedFor.has(asked)) return;
+    this.forgedFor.add(asked);
+    const body =
+      parsed.type === "READ"
+        ? {
+            type: "READ_REPLY" as const,
+            client: client.id,
+            ts,
+            since: stale.seq,
+            seq: stale.seq,
+            op: readDigest(message),
+            result: stale.store.read(parsed.op),
+          }
+        : {
+            type: "REPLY" as const,
+            view: 0,
+            client: client.id,
+            ts,
+            seq: stale.seq + 1,
+            result: KvStore.fromSnapshot(stale.store.snapshot()).apply(parsed.request.op),
+          };
+    this.trace(`${client.id} ${ts} answered from stolen keys ${[...voices.keys()].join(", ")}`);
+    for (const [id, voice] of voices) {
+      this.forgedReplies++;
+      const out: Outgoing[] = [];
+      if (voice.lease !== undefined)
+        out.push({
+          to: client.id,
+          toClient: true,
+          message: sealEnvelope(id, voice.epoch, { type: "LEASE", lease: voice.lease }, (b) =>
+            voice.signer.sign(b),
+          ),
+        });
+      out.push({
+        to: client.id,
+        toClient: true,
+        message: sealEnvelope(id, voice.epoch, body, (b) => voice.signer.sign(b)),
+      });
+      this.deliverAll(id, out);
+    }
+  }
+
   private forgeWithOldKey(old: { id: string; epoch: number; signer: Signer }): void {
     this.oldKeyForgeries++;
     const node = this.replicas.get(old.id) as ReplicaNode;
@@ -1030,6 +1186,10 @@ class ClusterSim {
     // held in reset (after the shutdown grace); the host link takes a few milliseconds. Keys of
     // this period on are certified after the boot.
     for (const id of members) this.revokedBefore.set(id, this.period);
+    // Their boards lease their keys no more: the last leases lapse a lease from now.
+    for (const id of members) this.leasing.delete(id);
+    this.groupStartedAtMs = this.q.nowMs;
+    this.groupIndex = group;
     for (const other of this.ids) {
       if (members.includes(other)) continue;
       const node = this.replicas.get(other) as ReplicaNode;
@@ -1069,8 +1229,13 @@ class ClusterSim {
       return;
     }
     this.groupInProgress = false;
-    this.q.after(r.gapMs, () => this.rejuvenateGroup(group + 1));
+    // Not before the group's last leases lapsed (`BoardCore` holds its DONE until then).
+    const lapsedInMs = this.groupStartedAtMs + SIM_KEY_LEASE_MS - this.q.nowMs;
+    this.q.after(Math.max(r.gapMs, lapsedInMs), () => this.rejuvenateGroup(group + 1));
   }
+
+  private groupStartedAtMs = 0;
+  private groupIndex = 0;
 
   /**
    * The mobile adversary moves on: one replica that is not being rejuvenated, not recovering and
@@ -1089,7 +1254,19 @@ class ClusterSim {
     const plan = this.aimedPlan;
     this.aimedPlan = undefined;
     const aimed = plan && candidates.find((r) => r.id === plan.primary);
-    const victim = aimed ?? this.adversary.pick(candidates);
+    // Piling up stolen keys: a replica of the group rejuvenated next, to move again soonest.
+    const groups = Math.ceil(this.s.n / this.s.k);
+    const next = (this.groupIndex + 1) % groups;
+    const hop =
+      this.s.stolenKeyReads === undefined
+        ? undefined
+        : candidates.find(
+            (r) =>
+              this.ids.indexOf(r.id) >= next * this.s.k &&
+              this.ids.indexOf(r.id) < (next + 1) * this.s.k,
+          );
+    const victim = hop ?? aimed ?? this.adversary.pick(candidates);
+    const aimedHere = aimed !== undefined && victim === aimed;
     const behaviours = new Set<ByzantineBehaviour>();
     // From the first sixteen behaviours, so that older seeds keep their draws.
     for (let j = this.adversary.int(1, 3); j > 0; j--)
@@ -1099,9 +1276,9 @@ class ClusterSim {
     if (this.s.byzantine.some((b) => b.behaviours.includes("ask-flood")))
       behaviours.add("ask-flood");
     victim.byzantine = this.byzantineFilter(victim, [...behaviours]);
-    if (aimed) victim.byzantine.aimedPlan = plan;
+    if (aimedHere) victim.byzantine.aimedPlan = plan;
     this.trace(
-      `${victim.id} compromised (${[...behaviours].join(", ")})${aimed ? `, aimed: view ${plan?.view} seqs ${plan?.fromSeq}..${plan?.toSeq}` : ""}`,
+      `${victim.id} compromised (${[...behaviours].join(", ")})${aimedHere ? `, aimed: view ${plan?.view} seqs ${plan?.fromSeq}..${plan?.toSeq}` : ""}`,
     );
     if (!this.mischiefScheduled) this.scheduleMischief();
   }
@@ -1110,10 +1287,20 @@ class ClusterSim {
     this.trace(`${node.id} killed for rejuvenation`);
     this.rejuvenations++;
     this.harvestCounters(node);
+    if (node.byzantine && node.core && this.s.stolenKeyReads && this.staleState === undefined)
+      this.staleState = {
+        seq: node.core.executedUpTo,
+        store: KvStore.fromSnapshot(node.core.unsafeStore().snapshot()),
+      };
     node.core = undefined;
     if (node.byzantine) {
       // The adversary keeps the key it stole; the rejuvenated host is clean.
-      this.oldSigners.push({ id: node.id, epoch: node.epoch, signer: node.signer });
+      this.oldSigners.push({
+        id: node.id,
+        epoch: node.epoch,
+        signer: node.signer,
+        lease: this.lastLeases.get(node.id),
+      });
       for (const [kind, n] of node.byzantine.taken)
         this.retiredActions.set(kind, (this.retiredActions.get(kind) ?? 0) + n);
       node.byzantine = undefined;
@@ -1139,6 +1326,7 @@ class ClusterSim {
     node.core = core;
     this.emit(node, core.start(this.q.nowMs));
     this.scheduleTick(node, core);
+    this.leaseNow(node);
     this.replayClientCopiesTo(node);
     this.reconnectClientsTo(node);
   }
@@ -1182,6 +1370,7 @@ class ClusterSim {
     for (const node of this.replicas.values()) {
       this.harvestCounters(node);
       node.core = undefined;
+      this.leasing.delete(node.id);
       if ((node.byzantine !== undefined || forged.has(node.id)) && node.disk) {
         node.disk = corruptCheckpoint(node.disk, this.adversary);
         node.olderDisks = [];
@@ -1190,7 +1379,8 @@ class ClusterSim {
     this.period++;
     this.coldStartTookPeriod = true;
     for (const id of this.ids) this.revokedBefore.set(id, this.period);
-    this.q.after(c.downMs, () => {
+    // Released once the leases their boards gave before the fail-safe lapsed (`BoardDaemon`).
+    this.q.after(Math.max(c.downMs, SIM_KEY_LEASE_MS), () => {
       let booted = 0;
       for (const node of this.replicas.values()) {
         this.q.after(this.prng.int(0, c.spreadMs), () => {
@@ -1208,6 +1398,7 @@ class ClusterSim {
           node.core = core;
           this.emit(node, core.start(this.q.nowMs));
           this.scheduleTick(node, core);
+          this.leaseNow(node);
           this.replayClientCopiesTo(node);
           this.reconnectClientsTo(node);
           if (++booted === this.replicas.size) this.afterColdStart();

@@ -130,6 +130,15 @@ export interface Scenario {
    * would hold a commit certificate (SAFETY.md, "Key epochs").
    */
   aimedMove?: boolean;
+  /**
+   * The mobile adversary speaks to clients with every key it stole, and aims to make them pile
+   * up: it moves to a replica of the group rejuvenated next (a move per group), answers every
+   * unordered read from each stolen key and each replica it holds with the result of the oldest
+   * state it saw (with the last lease each key had), and the network keeps every certificate and
+   * lease from `victim` from `fromMs` until the heal. Without leases the victim counts the stolen
+   * keys as voices, and a read returns a value overwritten long before (SAFETY.md, "Key epochs").
+   */
+  stolenKeyReads?: { victim: string; fromMs: number };
   /** When faults stop: no more loss, partitions or new rejuvenations. */
   healMs: number;
   /** Clients stop starting operations at this instant. */
@@ -263,5 +272,7 @@ export function scenarioFor(seed: number): Scenario {
   }
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("lie-holds");
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("drip-transfer");
+  if (mobile && shape.k > 0 && adversary.chance(0.4))
+    scenario.stolenKeyReads = { victim: "c1", fromMs: adversary.int(200, 2_000) };
   return scenario;
 }

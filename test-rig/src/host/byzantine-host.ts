@@ -3,8 +3,10 @@
  * talk to its board; it runs a compromised replica under the key it stole from
  * the host's state folder (the key the board certified for the honest code),
  * until the board's next rejuvenation resets the host and restores the code.
+ * It listens on the console all the same: the board's leases on that key pass
+ * there, and its replica hands them to clients as an honest one would.
  */
-import { keyFilesIn } from "@smw/host-agent";
+import { ConsoleLink, keyFilesIn } from "@smw/host-agent";
 import { formatProblem, loadTestbedFile } from "@smw/wiring";
 import { parseBehaviours, runByzantineReplica } from "./byzantine-replica.js";
 
@@ -28,9 +30,19 @@ export async function runByzantineHost(
     behaviours,
     log,
   );
+  const hostLink = new ConsoleLink(host.console.device, host.console.baud);
+  try {
+    await hostLink.open();
+    hostLink.on((message) => {
+      if (message.type === "LEASE") replica.installLease(message.lease);
+    });
+  } catch (error) {
+    log(`no console, so no leases for clients: ${(error as Error).message}`);
+  }
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);
   });
+  await hostLink.close();
   await replica.close();
 }

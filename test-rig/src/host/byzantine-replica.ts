@@ -16,7 +16,7 @@ import {
   signerFor,
   startReplica,
 } from "@smw/host-agent";
-import type { Testbed } from "@smw/wiring";
+import type { KeyLease, Testbed } from "@smw/wiring";
 
 export function parseBehaviours(text: string): ByzantineBehaviour[] {
   const names = text.split(",").filter((b) => b !== "");
@@ -35,7 +35,7 @@ export async function runByzantineReplica(
   keyFiles: ReplicaKeyFiles,
   behaviours: readonly ByzantineBehaviour[],
   log: (line: string) => void,
-): Promise<{ close(): Promise<void> }> {
+): Promise<{ close(): Promise<void>; installLease(lease: KeyLease): void }> {
   const { privateKey, certificate } = readReplicaKey(keyFiles);
   const signer = signerFor(privateKey);
   const peers = testbed.hosts.map((h) => h.id).filter((id) => id !== hostId);
@@ -68,5 +68,5 @@ export async function runByzantineReplica(
     log,
     rewrite,
   });
-  return { close: () => server.close() };
+  return { close: () => server.close(), installLease: (lease) => server.installLease(lease) };
 }

@@ -8,7 +8,7 @@ import { formatDurationMs } from "../duration.js";
 import { tableMonotonicityProblem } from "../plan/exhaustion-model.js";
 import { formatPath } from "./problem.js";
 import type { RawTestbed } from "./schema.js";
-import { DEFAULT_LEVELS, defaultGroups, toExhaustionModel } from "./testbed.js";
+import { DEFAULT_LEVELS, defaultGroups, keyLeaseDefaults, toExhaustionModel } from "./testbed.js";
 
 export interface Finding {
   path: Array<string | number>;
@@ -34,6 +34,7 @@ export function crossCheck(raw: RawTestbed): Finding[] {
   checkSigningKeys(raw, add);
   checkFailsafe(raw, add);
   checkTimeliness(raw, add);
+  checkKeyLease(raw, add);
 
   if ("table" in raw.tExhaust) {
     const model = toExhaustionModel(raw.tExhaust);
@@ -441,6 +442,29 @@ function checkTimeliness(raw: RawTestbed, add: Add): void {
       `silenceBound (${formatDurationMs(silenceBound)}) must exceed heartbeat + deliveryBound (${formatDurationMs(heartbeat + deliveryBound)}), or a live peer would be declared silent`,
     );
   }
+}
+
+/**
+ * A group is done no sooner than a key lease after it began (so that a key stolen from one of its
+ * hosts has lapsed at clients before the next group's hosts go down): that must fit its budgets.
+ * A client counts a lease only while it has the client clock bound left, and a lease is renewed
+ * four times a lease: the bound must leave room.
+ */
+function checkKeyLease(raw: RawTestbed, add: Add): void {
+  const r = raw.rejuvenation;
+  const b = r.budgets;
+  const localexecMs = b.tShutdown + 2 * b.tCheckcode + 2 * b.tRestorecode + b.tBoot + b.tTransfer;
+  const { keyLeaseMs, clientClockBoundMs } = keyLeaseDefaults(raw);
+  if (keyLeaseMs > localexecMs)
+    add(
+      ["rejuvenation", "keyLease"],
+      `keyLease (${formatDurationMs(keyLeaseMs)}) must not exceed a group's budgets, T_shutdown + 2·T_checkcode + 2·T_restorecode + T_boot + T_transfer (${formatDurationMs(localexecMs)}): a group is done no sooner than a lease after it began`,
+    );
+  if (clientClockBoundMs > keyLeaseMs / 2)
+    add(
+      ["timeliness", "clientClockBound"],
+      `clientClockBound (${formatDurationMs(clientClockBoundMs)}) must be at most half of rejuvenation.keyLease (${formatDurationMs(keyLeaseMs)}): clients count a lease only while it has the bound left`,
+    );
 }
 
 function listOf(ids: Set<string>): string {

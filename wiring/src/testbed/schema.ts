@@ -174,6 +174,13 @@ const rejuvenation = z.strictObject({
     tBoot: positiveDurationMs,
     tTransfer: positiveDurationMs,
   }),
+  /**
+   * How long a board's lease on its host's key lasts (renewed four times a lease while the host
+   * runs, not once its group began): a key stolen from a host stops speaking at clients this
+   * long after its rejuvenation began. A group is done no sooner than this after it began.
+   * Default: 2 s, or half a group's budgets if that is less (`keyLeaseDefaults`).
+   */
+  keyLease: positiveDurationMs.optional(),
   order: z.array(z.array(id).min(1, "a group holds at least one host")).min(1).optional(),
 });
 
@@ -230,6 +237,12 @@ export const testbedSchema = z.strictObject({
       driftMaxPpm: z.number().positive().default(100),
       /** Largest clock offset tolerated between two boards. */
       clockOffsetBound: positiveDurationMs.default(10),
+      /**
+       * How far a client's clock may be from the boards' clocks (NTP keeps it to milliseconds): a
+       * client counts a replica's replies only while that replica's key lease has this much left.
+       * Default: 250 ms, or a quarter of the key lease if that is less (`keyLeaseDefaults`).
+       */
+      clientClockBound: positiveDurationMs.optional(),
     })
     .default({ procMax: 2, driftMaxPpm: 100, clockOffsetBound: 10 }),
   replication: replicaSettings.optional(),

@@ -101,6 +101,8 @@ export interface Rejuvenation {
   tPMs?: number;
   tDMs?: number;
   budgets: StepBudgets;
+  /** How long a board's lease on its host's current key lasts (`KeyLease`). */
+  keyLeaseMs: number;
   /** Host ids per group, in rejuvenation order (default: hosts in order, k per group). */
   groups: string[][];
 }
@@ -121,7 +123,13 @@ export interface Testbed {
   operatorKeyPath: string;
   /** Folder of client public keys (<id>.pub), if the testbed names one. */
   clientKeysDir?: string;
-  timeliness: { procMaxMs: number; driftMaxPpm: number; clockOffsetBoundMs: number };
+  timeliness: {
+    procMaxMs: number;
+    driftMaxPpm: number;
+    clockOffsetBoundMs: number;
+    /** How far a client's clock may be from the boards' (a key lease must have this much left). */
+    clientClockBoundMs: number;
+  };
   hosts: Host[];
   boards: Board[];
   controlNetwork: ControlNetwork;
@@ -157,6 +165,24 @@ export const DEFAULT_REPLICA_SETTINGS: ReplicaSettings = {
   viewChangeTimeoutMs: 2_000,
 };
 
+/**
+ * The key lease and the client clock bound a testbed runs with: as written, or by default 2 s
+ * (at most half a group's budgets, so that holding a group's DONE for a lease costs nothing in
+ * its deadline) and 250 ms (at most a quarter of the lease, so that a lease is usable for most of
+ * its length).
+ */
+export function keyLeaseDefaults(raw: RawTestbed): {
+  keyLeaseMs: number;
+  clientClockBoundMs: number;
+} {
+  const b = raw.rejuvenation.budgets;
+  const localexecMs = b.tShutdown + 2 * b.tCheckcode + 2 * b.tRestorecode + b.tBoot + b.tTransfer;
+  const keyLeaseMs = raw.rejuvenation.keyLease ?? Math.min(2_000, Math.floor(localexecMs / 2));
+  const clientClockBoundMs =
+    raw.timeliness.clientClockBound ?? Math.min(250, Math.floor(keyLeaseMs / 4));
+  return { keyLeaseMs, clientClockBoundMs };
+}
+
 /** Default group order: hosts in file order, k per group. */
 export function defaultGroups(hostIds: readonly string[], k: number): string[][] {
   const groups: string[][] = [];
@@ -178,6 +204,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
   };
   const k = raw.rejuvenation.k;
   const kPrime = raw.rejuvenation.kPrime;
+  const { keyLeaseMs, clientClockBoundMs } = keyLeaseDefaults(raw);
   return {
     file,
     name: raw.name,
@@ -189,6 +216,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       procMaxMs: raw.timeliness.procMax,
       driftMaxPpm: raw.timeliness.driftMaxPpm,
       clockOffsetBoundMs: raw.timeliness.clockOffsetBound,
+      clientClockBoundMs,
     },
     hosts: raw.hosts.map((host) => {
       return {
@@ -263,6 +291,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
         tBootMs: raw.rejuvenation.budgets.tBoot,
         tTransferMs: raw.rejuvenation.budgets.tTransfer,
       },
+      keyLeaseMs,
       groups:
         raw.rejuvenation.order ??
         defaultGroups(

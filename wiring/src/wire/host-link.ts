@@ -24,6 +24,22 @@ export interface KeyCertificate {
   signature: string;
 }
 
+/**
+ * A key lease: the board vouches that `epoch` is still its host's current key epoch until
+ * `notAfterMs` (the board's clock, milliseconds since the epoch). A board renews it while its host
+ * runs outside its rejuvenation and stops when the host's group begins, so a key stolen from a
+ * compromised host stops speaking at clients a lease after its rejuvenation began, whatever the
+ * network keeps from them (SAFETY.md, "Key epochs": revocation at clients).
+ */
+export interface KeyLease {
+  host: string;
+  board: string;
+  epoch: number;
+  notAfterMs: number;
+  /** Ed25519 signature by the board's signing key over `leaseSigningBytes`, base64. */
+  signature: string;
+}
+
 export type BoardToHost =
   | { type: "PREPARE_SHUTDOWN"; period: number }
   /**
@@ -37,7 +53,9 @@ export type BoardToHost =
    * `before` (a key epoch: board clock seconds), speak for them no more. Their new keys, certified
    * after their boot, are later.
    */
-  | { type: "REVOKE"; hosts: string[]; before: number };
+  | { type: "REVOKE"; hosts: string[]; before: number }
+  /** The host's current key is vouched for until `lease.notAfterMs`; renewed while it runs. */
+  | { type: "LEASE"; lease: KeyLease };
 
 export type HostToBoard =
   | { type: "SHUTDOWN_ACK"; period: number }
@@ -172,9 +190,42 @@ export function parseBoardToHost(line: string): BoardToHost | undefined {
         ...(body.coldStart === true ? { coldStart: true } : {}),
       };
     }
+    case "LEASE": {
+      const lease = parseKeyLease(body.lease);
+      return lease === undefined ? undefined : { type, lease };
+    }
     default:
       return undefined;
   }
+}
+
+/** A lease as it came (from a host link or a replica), checked for shape; undefined if malformed. */
+export function parseKeyLease(v: unknown): KeyLease | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const l = v as Record<string, unknown>;
+  if (
+    typeof l.host !== "string" ||
+    !HOST_ID.test(l.host) ||
+    typeof l.board !== "string" ||
+    !HOST_ID.test(l.board) ||
+    !isCount(l.epoch) ||
+    !isCount(l.notAfterMs) ||
+    typeof l.signature !== "string" ||
+    !BASE64.test(l.signature)
+  )
+    return undefined;
+  return {
+    host: l.host,
+    board: l.board,
+    epoch: l.epoch as number,
+    notAfterMs: l.notAfterMs as number,
+    signature: l.signature,
+  };
+}
+
+/** The bytes a board signs for a lease: its fields in a fixed order, tagged apart from certificates. */
+export function leaseSigningBytes(l: Omit<KeyLease, "signature">): Buffer {
+  return Buffer.from(JSON.stringify(["lease", l.host, l.board, l.epoch, l.notAfterMs]), "utf8");
 }
 
 /** The bytes a board signs for a certificate: its fields in a fixed order. */

@@ -220,6 +220,7 @@ export class BoardDaemon {
       budgets: this.deps.testbed.rejuvenation.budgets,
       revokedKeys: () => this.revocations(),
       now: this.now,
+      keyLeaseMs: this.deps.testbed.rejuvenation.keyLeaseMs,
       certificateEpochs: {
         last: this.deps.state.readCertificateEpoch(),
         issued: (epoch) => {
@@ -230,6 +231,15 @@ export class BoardDaemon {
       },
     });
     this.runner.warm();
+    this.ranAtMs = this.now();
+    // Four renewals a lease: a lease lapses only if the board's event loop stalls for three
+    // quarters of one, which its watchdog does not allow.
+    if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
+    this.leaseTimer = setInterval(
+      () => this.runner?.renewLease(),
+      this.deps.testbed.rejuvenation.keyLeaseMs / 4,
+    );
+    this.leaseTimer.unref();
     this.offHostLink?.();
     this.offHostLink = this.deps.hostLink.on((message) => {
       if (message.type === "BOOTED") this.onUnscheduledBoot(message.publicKey);
@@ -250,6 +260,8 @@ export class BoardDaemon {
     if (this.stopped) return;
     this.stopped = true;
     this.timer.cancel();
+    if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
+    this.runner?.stopLeases();
     this.feeder?.stop();
     this.step?.abort();
     this.startupAbort?.abort();
@@ -328,6 +340,7 @@ export class BoardDaemon {
         this.deps.joinDeadlineMs ?? t.controlNetwork.joinDeadlineMs ?? t.rejuvenation.tPMs,
       startMs: this.now(),
       lastKeyEpoch: this.deps.state.readCertificateEpoch(),
+      keyLeaseMs: t.rejuvenation.keyLeaseMs,
       ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     });
     this.floorKeys();
@@ -388,6 +401,11 @@ export class BoardDaemon {
     );
   }
 
+  /** When this run of the daemon began running the board (its clock). */
+  private ranAtMs = 0;
+  /** Renews the lease on the host's key (`StepRunner.renewLease`), four times a lease. */
+  private leaseTimer: NodeJS.Timeout | undefined;
+
   /** Per host: keys certified before this epoch are revoked (see the `revokeKeys` action). */
   private readonly revokedKeys = new Map<string, number>();
 
@@ -406,6 +424,7 @@ export class BoardDaemon {
           statusChanged = true;
           break;
         case "enterFailsafe":
+          this.runner?.stopLeases();
           this.step?.abort();
           this.startupAbort?.abort();
           // The lines first: a disk that cannot be written (an SD card gone read-only, a full
@@ -482,7 +501,11 @@ export class BoardDaemon {
           for (const host of hosts) this.revokedKeys.set(host, before);
           // This board's own host is going down with its group: it hears of it when it boots.
           const own = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId)?.guards;
-          if (own !== undefined && hosts.includes(own)) break;
+          if (own !== undefined && hosts.includes(own)) {
+            // Its key's last lease lapses a lease from now; the core holds its DONE until then.
+            this.runner?.stopLeases();
+            break;
+          }
           // Told once those hosts are held in reset (T_shutdown at the latest): until then they
           // still run and hand off; from then on only a thief could speak with their keys.
           const timer = setTimeout(() => {
@@ -563,6 +586,7 @@ export class BoardDaemon {
       this.dispatch({ kind: "localFault", reason: `start-up: ${reason}`, nowMs: this.now() });
     try {
       lines.set("reset", "active");
+      runner.stopLeases();
       if (lines.has("storage-mux")) lines.set("storage-mux", "active");
       for (const image of ["OS", "SM"] as const) {
         const check = await runner.run(`check${image}`, -1, controller.signal);
@@ -588,6 +612,16 @@ export class BoardDaemon {
       }
       if (this.stopped || this.currentPhase === "failsafe" || this.runningStep !== undefined)
         return;
+      // A lease this board's previous run issued may still speak for the host's former key: the
+      // host runs again (a reset the adversary may have left it at) only once it has lapsed.
+      const leaseLapsedAtMs = this.ranAtMs + this.deps.testbed.rejuvenation.keyLeaseMs;
+      if (this.now() < leaseLapsedAtMs) {
+        await new Promise((resolve) => setTimeout(resolve, leaseLapsedAtMs - this.now()));
+        // Whatever changed meanwhile (stopped, failed safe, a step began) is checked again.
+        const phase: string = this.currentPhase;
+        if (controller.signal.aborted || (phase !== "running" && phase !== "joining")) return;
+        if (this.runningStep !== undefined) return;
+      }
       if (lines.has("storage-mux")) lines.set("storage-mux", "inactive");
       if (lines.has("power")) lines.set("power", "active");
       this.deps.hostLink.flush();

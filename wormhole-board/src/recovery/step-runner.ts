@@ -9,6 +9,8 @@ import {
   certificateSigningBytes,
   type HostToBoard,
   type KeyCertificate,
+  type KeyLease,
+  leaseSigningBytes,
   revokeMessages,
 } from "@smw/wiring";
 import type { BoardLines } from "../lines/board-lines.js";
@@ -41,12 +43,16 @@ export interface StepRunnerDeps {
   certificateEpochs?: { last: number; issued(epoch: number): void };
   /** The board's clock (default: the wall clock). */
   now?: () => number;
+  /** How long a lease on the host's key lasts (`KeyLease`); without it, none is issued. */
+  keyLeaseMs?: number;
 }
 
 export class StepRunner {
   private readonly manifests = new Map<"os" | "sm", Manifest>();
   private lastEpoch: number;
   private bootedKey: string | undefined;
+  /** The key epoch this board renews leases on: its host's current key, while the host runs. */
+  private leasedEpoch: number | undefined;
 
   constructor(private readonly deps: StepRunnerDeps) {
     this.lastEpoch = deps.certificateEpochs?.last ?? 0;
@@ -77,6 +83,7 @@ export class StepRunner {
 
   /** Tell the host (a primary hands off), allow it half the budget, then hold it in reset. */
   private async shutdown(period: number, signal: AbortSignal): Promise<StepOutcome> {
+    this.stopLeases();
     this.deps.hostLink.send({ type: "PREPARE_SHUTDOWN", period });
     const ack = await this.deps.hostLink.waitFor(
       (m): m is Extract<HostToBoard, { type: "SHUTDOWN_ACK" }> =>
@@ -215,6 +222,40 @@ export class StepRunner {
       certificate: this.certificate(publicKey),
       ...(options.coldStart === true ? { coldStart: true } : {}),
     });
+    this.leasedEpoch = this.lastEpoch;
+    this.renewLease();
+  }
+
+  /**
+   * Vouches for the host's current key for another lease (the driver calls this four times a
+   * lease), unless leases stopped: its group began, the board failed safe, or the host is held.
+   */
+  renewLease(): void {
+    const leaseMs = this.deps.keyLeaseMs;
+    if (this.leasedEpoch === undefined || leaseMs === undefined) return;
+    const body = {
+      host: this.deps.board.guards,
+      board: this.deps.board.id,
+      epoch: this.leasedEpoch,
+      notAfterMs: Math.floor((this.deps.now ?? Date.now)() + leaseMs),
+    };
+    const lease: KeyLease = {
+      ...body,
+      signature: sign(null, leaseSigningBytes(body), this.deps.signingKey).toString("base64"),
+    };
+    this.deps.hostLink.send({ type: "LEASE", lease });
+  }
+
+  /**
+   * No more leases on the host's current key: its rejuvenation began (or it is held in reset).
+   * The last one lapses a lease from now at the latest; its next key gets leases of its own.
+   */
+  stopLeases(): void {
+    this.leasedEpoch = undefined;
+  }
+
+  get leasing(): boolean {
+    return this.leasedEpoch !== undefined;
   }
 
   private certificate(publicKey: string): KeyCertificate {
