@@ -11,7 +11,12 @@ function runnerWith(overrides: Partial<ConstructorParameters<typeof StepRunner>[
   const runner = new StepRunner({
     board: { id: "b1", guards: "h1" } as Board,
     lines: {} as BoardLines,
-    hostLink: { send: (m: BoardToHost) => sent.push(m) } as unknown as HostLinkPort,
+    // A host that never answers (a shutdown goes ahead without its acknowledgement).
+    hostLink: {
+      send: (m: BoardToHost) => sent.push(m),
+      waitFor: async () => undefined,
+      flush: () => {},
+    } as unknown as HostLinkPort,
     operatorKey: privateKey,
     signingKey: privateKey,
     budgets: { tShutdownMs: 1, tBootMs: 1, tTransferMs: 1 },
@@ -108,6 +113,22 @@ describe("key leases", () => {
     expect(last?.type === "LEASE" && cert?.type === "CERT" && last.lease.epoch).toBe(
       cert?.type === "CERT" && cert.certificate.period,
     );
+  });
+
+  it("stop at the shutdown step, before the host is held in reset", async () => {
+    const { runner, sent } = runnerWith({
+      now: () => 5_000_000,
+      keyLeaseMs: 1_000,
+      certificateEpochs: { last: 10, issued: () => {} },
+      lines: { set: () => {}, has: () => false } as unknown as BoardLines,
+    });
+    runner.certify("A".repeat(43));
+    expect(runner.leasing).toBe(true);
+    const outcome = await runner.run("shutdown", 3, new AbortController().signal);
+    expect(outcome.ok).toBe(true);
+    expect(runner.leasing).toBe(false);
+    runner.renewLease();
+    expect(sent.map((m) => m.type)).toEqual(["CERT", "LEASE", "PREPARE_SHUTDOWN"]);
   });
 
   it("are not issued by a board that has no lease length", () => {
