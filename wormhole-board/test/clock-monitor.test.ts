@@ -52,6 +52,24 @@ describe("the clock monitor", () => {
     });
   });
 
+  it("allows a first heartbeat a processing delay at each end, as P1 bounds them", () => {
+    // procMax 50 ms: stamped up to 50 ms before it left, handled up to 50 ms after it came.
+    const a = new ClockMonitor(10, 100, 20, 50);
+    expect(a.heard("b", { sentAtMs: 1_000 }, 1_130)).toBeUndefined();
+    const b = new ClockMonitor(10, 100, 20, 50);
+    expect(b.heard("c", { sentAtMs: 1_000 }, 1_135)).toEqual({
+      kind: "offset",
+      peer: "c",
+      offsetMs: -15,
+      arrivedAfterMs: 135,
+    });
+    // A clock ahead is not excused by any delay.
+    expect(new ClockMonitor(10, 100, 20, 50).heard("d", { sentAtMs: 1_000 }, 989)).toMatchObject({
+      kind: "offset",
+      offsetMs: 11,
+    });
+  });
+
   it("reports a drift faster than twice the promised rate, and not a slower one", () => {
     const run = (ppm: number) => {
       const a = new ClockMonitor(1_000, 100, 20);

@@ -173,6 +173,7 @@ export class BoardCore {
             config.clockOffsetBoundMs,
             config.driftMaxPpm ?? 100,
             config.deliveryBoundMs,
+            config.latenessBoundMs,
           );
   }
 
@@ -721,7 +722,7 @@ export class BoardCore {
         ? `the clock of board ${from} is ${Math.abs(verdict.offsetMs).toFixed(1)} ms ${verdict.offsetMs > 0 ? "ahead of" : "behind"} ours, over the bound of ${boundMs} ms${
             verdict.arrivedAfterMs === undefined
               ? ""
-              : `, or the control network broke its delivery bound of ${this.config.deliveryBoundMs} ms (a heartbeat arrived ${verdict.arrivedAfterMs.toFixed(1)} ms after its stamp)`
+              : `, or the control network broke its delivery bound of ${this.config.deliveryBoundMs} ms or a board its processing bound of ${this.config.latenessBoundMs} ms (a heartbeat arrived ${verdict.arrivedAfterMs.toFixed(1)} ms after its stamp)`
           }`
         : `the clock of board ${from} drifts ${verdict.ppm.toFixed(0)} ppm from ours, over twice the promised ${this.config.driftMaxPpm ?? 100} ppm`,
       nowMs,

@@ -45,6 +45,13 @@ export class ClockMonitor {
     private readonly offsetBoundMs: number,
     private readonly driftMaxPpm: number,
     private readonly deliveryBoundMs: number,
+    /**
+     * P1's bound on processing (procMax): a heartbeat is stamped before its sender writes it and
+     * handled after its receiver reads it, each up to this late. A first heartbeat, checked one
+     * way, is allowed both (a loaded board is not a clock out of bounds); samples with an echo
+     * measure what they took and need no allowance.
+     */
+    private readonly processingMs = 0,
   ) {}
 
   /** What to echo to `peer` in a heartbeat sent now. */
@@ -66,13 +73,15 @@ export class ClockMonitor {
     p.lastSentAtMs = hb.sentAtMs;
     p.lastReceivedAtMs = nowMs;
     if (hb.echoMs === undefined || hb.heldMs === undefined) {
-      // No echo yet: the one-way bound only. Offset lies in [now − sent − delivery, now − sent].
+      // No echo yet: the one-way bound only. Offset lies in [now − sent − in flight, now − sent],
+      // in flight being at most the delivery bound and a processing delay at either end.
       const apparent = nowMs - hb.sentAtMs;
-      if (apparent - this.deliveryBoundMs > this.offsetBoundMs)
+      const inFlightMs = this.deliveryBoundMs + 2 * this.processingMs;
+      if (apparent - inFlightMs > this.offsetBoundMs)
         return {
           kind: "offset",
           peer,
-          offsetMs: -(apparent - this.deliveryBoundMs),
+          offsetMs: -(apparent - inFlightMs),
           arrivedAfterMs: apparent,
         };
       if (apparent < -this.offsetBoundMs) return { kind: "offset", peer, offsetMs: -apparent };
