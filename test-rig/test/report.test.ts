@@ -447,6 +447,7 @@ describe("the clients' history in the summary", () => {
     longestStallEndWallMs: undefined,
     latenciesMs: [1],
     completedAtWallMs: [1],
+    refused: { "no-lease": 3, "stale-epoch": 1 },
     startedAtWallMs: 0,
     durationMs: 1000,
     clients: 2,
@@ -480,6 +481,8 @@ describe("the clients' history in the summary", () => {
       /^history: 2 operations, linearizable \(checked in \d+ ms\)$/m,
     );
     expect(renderSummary(s)).toMatch(/^client operations \(2 clients, 20 ms pause\): 2 completed/m);
+    // What the clients refused, by why: a key its board no longer leases shows here.
+    expect(renderSummary(s)).toMatch(/^replies the clients refused: 3 no-lease, 1 stale-epoch$/m);
   });
 
   it("is broken by a stale read, naming the operations that cannot be ordered", () => {

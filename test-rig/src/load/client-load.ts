@@ -73,6 +73,12 @@ export interface LoadFigures {
   /** The load's shape: how many clients, and each one's pause between operations. */
   clients: number;
   pauseMs: number;
+  /**
+   * Replies the clients refused, by why (their `rejected.*` counters, summed once the load
+   * stopped): `no-lease` for a key its board no longer vouches for, `stale-epoch` for a replaced
+   * key, `bad-signature`, `bad-mac`...
+   */
+  refused: Record<string, number>;
 }
 
 export class ClientLoad {
@@ -95,6 +101,7 @@ export class ClientLoad {
     durationMs: 0,
     clients: 0,
     pauseMs: 0,
+    refused: {},
   };
 
   constructor(
@@ -168,6 +175,12 @@ export class ClientLoad {
     this.running = false;
     await Promise.all(this.loops);
     await Promise.all(this.clients.map((c) => c.close()));
+    const refused = new Map<string, number>();
+    for (const client of this.clients)
+      for (const [name, count] of client.counters)
+        if (name.startsWith("rejected."))
+          refused.set(name.slice(9), (refused.get(name.slice(9)) ?? 0) + count);
+    this.figures.refused = Object.fromEntries([...refused].sort((a, b) => b[1] - a[1]));
     return {
       ...this.figures,
       latenciesMs: [...this.figures.latenciesMs],

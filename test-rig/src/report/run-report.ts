@@ -501,6 +501,11 @@ export function renderSummary(s: RunSummary): string {
         ` (${(s.load.completed / Math.max(1, s.load.durationMs / 1000)).toFixed(0)} ops/s;` +
         ` latency p50 ${formatMs(percentile(sorted, 50))}, p99 ${formatMs(percentile(sorted, 99))})`,
       `longest client stall: ${formatMs(s.load.longestStallMs)}`,
+      `replies the clients refused: ${
+        Object.entries(s.load.refused ?? {})
+          .map(([why, count]) => `${count} ${why}`)
+          .join(", ") || "none"
+      }`,
     );
     const split = s.loadDuringRejuvenation;
     if (split !== undefined && split.rejuvenating.ms > 0) {
