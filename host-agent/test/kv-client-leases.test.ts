@@ -8,7 +8,7 @@ import { certificateSigningBytes, type KeyLease, leaseSigningBytes } from "@smw/
 import { describe, expect, it } from "vitest";
 import { type ClientAction, KvClientCore } from "../src/client/kv-client-core.js";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
-import { parseClientMessage, sealEnvelope } from "../src/replica/messages.js";
+import { parseClientMessage, readDigest, sealEnvelope } from "../src/replica/messages.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
 
 const ids = ["r1", "r2", "r3", "r4"];
@@ -109,7 +109,13 @@ describe("the client's core with key leases", () => {
     expect(completed(client.onMessage("r3", reply("r3", "good"), 4))).toEqual([]);
     expect(client.counters.get("rejected.no-lease")).toBe(2);
     client.onMessage("r3", leaseMessage(lease("r3", 1, clock.nowMs + 1_000)), 5);
-    expect(completed(client.onMessage("r3", reply("r3", "good"), 6))).toHaveLength(1);
+    // r1's and r2's votes are judged again with r3's: their leases lapsed meanwhile, unrenewed.
+    expect(completed(client.onMessage("r3", reply("r3", "good"), 6))).toEqual([]);
+    // Renewed (as every quarter lease), they count again: the same keys, still current.
+    for (const id of ["r1", "r2"])
+      client.onMessage(id, leaseMessage(lease(id, 1, clock.nowMs + 1_000)), 7);
+    expect(completed(client.onMessage("r4", reply("r4", "other"), 8))).toEqual([]);
+    expect(completed(client.onMessage("r3", reply("r3", "good"), 9))).toHaveLength(1);
   });
 
   it("refuses a LEASE its board did not sign, and names who sent it", () => {
@@ -134,5 +140,142 @@ describe("the client's core with key leases", () => {
       const out = ["r1", "r2", "r3"].flatMap((id) => client.onMessage(id, reply(id, "forged"), 10));
       expect(completed(out), `leases ${leases}`).toHaveLength(leases ? 0 : 1);
     }
+  });
+});
+
+/**
+ * A client whose replicas are certified and leased by hand: `certify` a key epoch, `leaseFrom`
+ * a replica's lease message on it; `wall` is the client's clock.
+ */
+function bench(replicas: readonly string[], config: { quorum: number; readQuorum?: number }) {
+  const crypto = new SimCrypto(11);
+  const boards = new Map(replicas.map((id) => [id, crypto.newSigner(`b-${id}`)]));
+  const keys = new Map<string, Signer>();
+  const ring = new KeyRing(
+    crypto,
+    new Map([...boards].map(([id, s]) => [id, s.publicKey])),
+    new Map(),
+  );
+  const certify = (id: string, epoch: number) => {
+    const signer = crypto.newSigner(`${id}-${epoch}`);
+    keys.set(`${id}/${epoch}`, signer);
+    const body = { host: id, board: `b-${id}`, period: epoch, publicKey: signer.publicKey };
+    const full = { ...body, issuedAt: "t" };
+    ring.install({
+      ...full,
+      signature: (boards.get(id) as Signer).sign(certificateSigningBytes(full)),
+    });
+  };
+  const wall = { ms: 1_000_000_000 };
+  const client = new KvClientCore(
+    {
+      id: "c1",
+      replicas,
+      replyQuorum: config.quorum,
+      readQuorum: config.readQuorum ?? config.quorum,
+      readTimeoutMs: 100,
+      retransmitMs: 500,
+      firstTs: 0,
+      leaseClockBoundMs: BOUND_MS,
+      wallClockMs: () => wall.ms,
+    },
+    ring,
+    crypto.newSigner("c1"),
+  );
+  const seal = (id: string, epoch: number, body: Parameters<typeof sealEnvelope>[2]) =>
+    sealEnvelope(id, epoch, body, (b) => (keys.get(`${id}/${epoch}`) as Signer).sign(b));
+  const leaseFrom = (id: string, epoch: number, notAfterMs: number) => {
+    const body = { host: id, board: `b-${id}`, epoch, notAfterMs };
+    const lease = { ...body, signature: (boards.get(id) as Signer).sign(leaseSigningBytes(body)) };
+    return seal(id, epoch, { type: "LEASE", lease });
+  };
+  return { ring, client, wall, certify, seal, leaseFrom };
+}
+
+describe("votes under leases, judged when the quorum is", () => {
+  const LEASE_MS = 2_000;
+
+  // n = 4, k' = 1, q = 3. The network holds back every correct reply to one write, for as long as
+  // it likes; the client retransmits. The adversary holds r1, then r2, then r3, never two at once,
+  // and each sends a forged REPLY under its own key, leased while the adversary holds it.
+  it("does not take q forged votes gathered one host at a time over several moves", () => {
+    const b = bench(["r1", "r2", "r3", "r4"], { quorum: 3 });
+    for (const id of ["r1", "r2", "r3", "r4"]) {
+      b.certify(id, 1);
+      b.client.onMessage(id, b.leaseFrom(id, 1, b.wall.ms + LEASE_MS), 0);
+    }
+    b.client.submit({ op: "put", key: "x", value: "v" }, 0);
+    const forged = (id: string) =>
+      b.seal(id, 1, {
+        type: "REPLY",
+        view: 0,
+        client: "c1",
+        ts: 1,
+        seq: 7,
+        result: { op: "put", previous: "FORGED" },
+      });
+    let t = 1;
+    const done: ClientAction[] = [];
+    const vote = (id: string) => done.push(...completed(b.client.onMessage(id, forged(id), t++)));
+    vote("r1");
+    // r1's group is rejuvenated (a lease and more after it began), and the adversary moves on to
+    // the next host; the hosts it has not reached yet are leased on.
+    for (const [left, next] of [
+      ["r1", "r2"],
+      ["r2", "r3"],
+    ] as const) {
+      b.wall.ms += LEASE_MS + 500;
+      t += 1_000;
+      b.client.tick(t++);
+      b.certify(left, 2);
+      b.client.onMessage(left, b.leaseFrom(left, 2, b.wall.ms + LEASE_MS), t++);
+      for (const id of ["r2", "r3", "r4"].filter((id) => id !== left))
+        b.client.onMessage(id, b.leaseFrom(id, 1, b.wall.ms + LEASE_MS), t++);
+      vote(next);
+    }
+    // Three forged votes came, one each from three replicas: never more than two count at once.
+    expect(done).toEqual([]);
+  });
+
+  // n = 6, k' = k = 1, q = 4, q_r = 5. r1's group began at T0, its board's last renewal came 20 ms
+  // before; the group is done at T0 + lease and the next one (r2's) begins then. The adversary,
+  // which left r1 and holds r2, acks r2's shutdown at once and takes r3 at its reset. The client's
+  // clock is behind the boards' by the whole bound. put(x, v2) completed at seq 11; r4 and r5 lag
+  // at 10 (the network).
+  it("does not let a read take the lie of a key whose lease lapsed while it waited", () => {
+    const ids = ["r1", "r2", "r3", "r4", "r5", "r6"];
+    const b = bench(ids, { quorum: 4, readQuorum: 5 });
+    const T0 = 1_000_000_000;
+    const behind = (trueMs: number) => {
+      b.wall.ms = trueMs - BOUND_MS;
+    };
+    for (const id of ids) b.certify(id, 1);
+    b.client.onMessage("r1", b.leaseFrom("r1", 1, T0 - 20 + LEASE_MS), 0);
+    for (const id of ids.slice(1)) b.client.onMessage(id, b.leaseFrom(id, 1, T0 + 3_900), 0);
+    behind(T0 + 1_950);
+    const read = b.client.submit({ op: "get", key: "x" }, 1_950).find((a) => a.type === "send");
+    if (read?.type !== "send") throw new Error("no READ sent");
+    const op = readDigest(read.message);
+    const done: ClientAction[] = [];
+    const answer = (trueMs: number, id: string, since: number) => {
+      behind(trueMs);
+      const message = b.seal(id, 1, {
+        type: "READ_REPLY",
+        client: "c1",
+        ts: 1,
+        since,
+        seq: 10,
+        op,
+        result: { op: "get", value: "v1" },
+      });
+      done.push(...completed(b.client.onMessage(id, message, trueMs - T0)));
+    };
+    answer(T0 + 1_960, "r1", 10); // the key stolen at the last move: its lease still counts
+    answer(T0 + 1_962, "r2", 10); // the replica the adversary holds
+    answer(T0 + 1_965, "r4", 5); // correct, lagging
+    answer(T0 + 1_966, "r5", 5); // correct, lagging
+    answer(T0 + 2_015, "r3", 10); // taken at the next reset, 65 ms into the read
+    // Five stale answers came; r1's no longer counts once its lease lapsed: four.
+    expect(done).toEqual([]);
   });
 });

@@ -1,7 +1,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
-import { type ControlMessage, encodeControlFrame } from "@smw/wiring";
+import {
+  type BoardToHost,
+  type ControlMessage,
+  encodeControlFrame,
+  type HostToBoard,
+} from "@smw/wiring";
 import {
   BoardDaemon,
   BoardLines,
@@ -51,10 +56,29 @@ afterEach(async () => {
   bed = undefined;
 });
 
+/** A host link the test speaks for: what the board sends is kept, `say` is the host writing. */
+function scriptedHost() {
+  const sent: BoardToHost[] = [];
+  const listeners: Array<(m: HostToBoard) => void> = [];
+  const port = {
+    ...silentHost,
+    on: (listener: (m: HostToBoard) => void) => {
+      listeners.push(listener);
+      return () => {};
+    },
+    send: (m: BoardToHost) => sent.push(m),
+  } as unknown as HostLinkPort;
+  const say = (m: HostToBoard) => {
+    for (const listener of listeners) listener(m);
+  };
+  return { port, sent, say };
+}
+
 /** `damage`: done to the board's state folder before the board reads it. */
 async function startBoard(
   basePort: number,
   damage: (stateDir: string) => void = () => {},
+  hostLink: HostLinkPort = silentHost,
 ): Promise<OneBoard> {
   bed = await makeTestbed6("udp", basePort);
   const t = bed.testbed;
@@ -82,7 +106,7 @@ async function startBoard(
     testbed: t,
     boardId: board.id,
     link,
-    hostLink: silentHost,
+    hostLink,
     operatorKey: readPublicKey(t.operatorKeyPath),
     signingKey: readPrivateKey(board.keys.signingPath),
     state,
@@ -198,5 +222,21 @@ describe("a board's operator port", () => {
       ok: false,
       message: `${path.join(b.stateDir, "operator-request")}, which records the last request acted on, is unreadable: every clear is refused until it is repaired (it holds one number, the issuedAtMs of that request) or removed`,
     });
+  });
+});
+
+describe("a board that holds its host at start-up", () => {
+  it("certifies no key, and so leases none, for a BOOTED heard while it holds the host", async () => {
+    const host = scriptedHost();
+    const b = await startBoard(39_900 + Math.floor(Math.random() * 500), () => {}, host.port);
+    // No peer is heard from: the host stays held in reset (joining, its peers not all there).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(b.changes).toContain("reset=active");
+    expect(b.changes).not.toContain("reset=inactive");
+    // A BOOTED line from before the hold, still in the serial buffer, is no boot.
+    host.say({ type: "BOOTED", publicKey: "A".repeat(43) });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(host.sent.map((m) => m.type)).not.toContain("CERT");
+    expect(host.sent.map((m) => m.type)).not.toContain("LEASE");
   });
 });

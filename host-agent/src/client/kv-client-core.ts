@@ -96,8 +96,11 @@ interface Outstanding {
   retransmitAtMs: number;
   /** Times it was sent again: a large request waits twice as long each time (`large-resends.ts`). */
   retransmits: number;
-  /** "seq batch result" (a read: "result") -> the replicas that sent it, and the states it held over. */
-  votes: Map<string, Map<string, StateInterval>>;
+  /**
+   * "seq batch result" (a read: "result") -> the replicas that sent it, the states it held over,
+   * and the key epoch each came under (a vote counts only while that key's lease does).
+   */
+  votes: Map<string, Map<string, Vote>>;
   /** "seq batch result" -> what it stands for. */
   answers: Map<string, { seq: number; result: KvResult }>;
 }
@@ -106,6 +109,11 @@ interface Outstanding {
 interface StateInterval {
   since: number;
   seq: number;
+}
+
+interface Vote extends StateInterval {
+  /** The key epoch the answer came under. */
+  epoch: number;
 }
 
 /**
@@ -490,17 +498,18 @@ export class KvClientCore {
       voters.set(replica, {
         since: body.type === "READ_REPLY" ? body.since : body.seq,
         seq: body.seq,
+        epoch: envelope.epoch,
       });
     const meeting =
       body.type === "READ_REPLY"
-        ? mostMeeting([...voters.values()])
-        : { count: voters.size, at: body.seq };
+        ? mostMeeting(this.counted(voters))
+        : { count: this.counted(voters).length, at: body.seq };
     const needed = body.type === "READ_REPLY" ? this.readQuorum : this.config.replyQuorum;
     const agreedAt = meeting.count >= needed ? meeting.at : undefined;
     if (agreedAt === undefined) {
       if (o.readDigest === undefined) return [];
       let most = 0;
-      for (const v of o.votes.values()) most = Math.max(most, mostMeeting([...v.values()]).count);
+      for (const v of o.votes.values()) most = Math.max(most, mostMeeting(this.counted(v)).count);
       // A replica that missed its last read (down, recovering) is not counted on to answer:
       // waiting for it cost every read whose answers split the read timeout before ordering.
       const expected = (r: string) => !o.answered.has(r) && !this.missed.has(r);
@@ -537,6 +546,19 @@ export class KvClientCore {
       this.noteNarrow(o, false);
       for (const r of o.askedReplicas) if (!o.answered.has(r)) this.missed.add(r);
     }
+  }
+
+  /**
+   * The votes that count now: each only while the lease on the key it came under still covers it.
+   * Judged when the quorum is, not only when the vote came: an operation answered over several
+   * moves of the adversary (a write whose correct replies the network holds back, retransmitted
+   * for as long as that takes) would otherwise gather a vote from each host the adversary held in
+   * turn, and q of them forge its result (SAFETY.md, "Key epochs": revocation at clients).
+   */
+  private counted(voters: ReadonlyMap<string, Vote>): Vote[] {
+    const out: Vote[] = [];
+    for (const [replica, vote] of voters) if (this.leaseCovers(replica, vote.epoch)) out.push(vote);
+    return out;
   }
 
   private leaseCovers(replica: string, epoch: number): boolean {

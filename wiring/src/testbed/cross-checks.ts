@@ -447,8 +447,8 @@ function checkTimeliness(raw: RawTestbed, add: Add): void {
 /**
  * A group is done no sooner than a key lease after it began (so that a key stolen from one of its
  * hosts has lapsed at clients before the next group's hosts go down): that must fit its budgets.
- * A client counts a lease only while it has the client clock bound left, and a lease is renewed
- * four times a lease: the bound must leave room.
+ * A client counts a lease only while it has the client clock bound left by its own clock, which
+ * may run ahead by the bound, and a lease is renewed four times a lease: the bound must leave room.
  */
 function checkKeyLease(raw: RawTestbed, add: Add): void {
   const r = raw.rejuvenation;
@@ -460,10 +460,10 @@ function checkKeyLease(raw: RawTestbed, add: Add): void {
       ["rejuvenation", "keyLease"],
       `keyLease (${formatDurationMs(keyLeaseMs)}) must not exceed a group's budgets, T_shutdown + 2·T_checkcode + 2·T_restorecode + T_boot + T_transfer (${formatDurationMs(localexecMs)}): a group is done no sooner than a lease after it began`,
     );
-  if (clientClockBoundMs > keyLeaseMs / 2)
+  if (clientClockBoundMs > keyLeaseMs / 4)
     add(
       ["timeliness", "clientClockBound"],
-      `clientClockBound (${formatDurationMs(clientClockBoundMs)}) must be at most half of rejuvenation.keyLease (${formatDurationMs(keyLeaseMs)}): clients count a lease only while it has the bound left`,
+      `clientClockBound (${formatDurationMs(clientClockBoundMs)}) must be at most a quarter of rejuvenation.keyLease (${formatDurationMs(keyLeaseMs)}): a client whose clock is ahead by the bound counts a lease only while it has twice the bound left, and a lease is renewed once a quarter lease`,
     );
 }
 

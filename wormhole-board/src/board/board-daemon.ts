@@ -401,6 +401,8 @@ export class BoardDaemon {
     );
   }
 
+  /** The start-up check holds the host in reset (from its start to the host's release). */
+  private holdingHost = false;
   /** When this run of the daemon began running the board (its clock). */
   private ranAtMs = 0;
   /** Renews the lease on the host's key (`StepRunner.renewLease`), four times a lease. */
@@ -586,6 +588,7 @@ export class BoardDaemon {
       this.dispatch({ kind: "localFault", reason: `start-up: ${reason}`, nowMs: this.now() });
     try {
       lines.set("reset", "active");
+      this.holdingHost = true;
       runner.stopLeases();
       if (lines.has("storage-mux")) lines.set("storage-mux", "active");
       for (const image of ["OS", "SM"] as const) {
@@ -630,6 +633,7 @@ export class BoardDaemon {
       // once, not at the next trigger (a host left without a replica until then would be one
       // more down than the schedule allows for).
       this.certifiedOutOfSchedule = false;
+      this.holdingHost = false;
       lines.set("reset", "inactive");
       this.deps.log.info(
         { coldStart: this.releasedCold },
@@ -638,7 +642,11 @@ export class BoardDaemon {
     } catch (error) {
       fail((error as Error).message);
     } finally {
-      if (this.startupAbort === controller) this.startupAbort = undefined;
+      if (this.startupAbort === controller) {
+        this.startupAbort = undefined;
+        // Released, or left to what stopped the check (a fail-safe holds it, a step drives it).
+        this.holdingHost = false;
+      }
     }
   }
 
@@ -650,6 +658,9 @@ export class BoardDaemon {
   private onUnscheduledBoot(publicKey: string): void {
     const phase = this.currentPhase;
     if (this.runningStep !== undefined || phase === "failsafe" || phase === "stopped") return;
+    // Held at start-up: a BOOTED line from before the hold (still in the serial buffer) is no
+    // boot, and certifying it would lease a key again while the host is down.
+    if (this.holdingHost) return;
     if (this.certifiedOutOfSchedule) return;
     this.certifiedOutOfSchedule = true;
     try {
