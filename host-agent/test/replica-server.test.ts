@@ -21,6 +21,23 @@ import { CHECKPOINT_FILE } from "../src/storage/checkpoint-file.js";
 import { SEGMENT_DIR } from "../src/storage/partition-segments.js";
 
 describe("replicas over TCP on loopback", () => {
+  it("a call left unanswered says what was refused, and points at the clock when leases lapsed", async () => {
+    const { bed, server, client } = fourReplicas(27480);
+    // Leases that have lapsed as they come: as a client whose clock runs far ahead sees them.
+    const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false, undefined, 1));
+    try {
+      await Promise.all(servers.map((s) => s.start()));
+      client.start();
+      await expect(client.call({ op: "put", key: "a", value: "1" }, 2_000)).rejects.toThrow(
+        /no answer from a quorum of replicas within 2000 ms \(replies refused meanwhile: \d+ no-lease.*check that its clock is within the testbed's timeliness.clientClockBound/,
+      );
+    } finally {
+      await client.close();
+      await Promise.all(servers.map((s) => s.close()));
+      bed.remove();
+    }
+  });
+
   it("serves a client with n = 4 (k' = 1, k = 0) and keeps serving with one replica stopped", async () => {
     const { bed, server, client } = fourReplicas(27400);
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
@@ -245,6 +262,8 @@ function fourReplicas(basePort: number, log?: (line: string) => void, viewChange
     epoch: number,
     recovering: boolean,
     storedCheckpoint?: StoredCheckpointAndParts,
+    /** How long each lease lasts (default: the testbed's key lease). */
+    leaseMs = bed.testbed.rejuvenation.keyLeaseMs,
   ) => {
     const signer = newReplicaSigner();
     return new ReplicaServer({
@@ -255,7 +274,10 @@ function fourReplicas(basePort: number, log?: (line: string) => void, viewChange
       certificate: certifyWithBoardKey(bed.testbed, hostId, signer, epoch),
       // Leased with the board's key too, as `startReplica` does where no board runs.
       selfLease: {
-        lease: leaseWithBoardKey(bed.testbed, hostId),
+        lease: leaseWithBoardKey(
+          { ...bed.testbed, rejuvenation: { ...bed.testbed.rejuvenation, keyLeaseMs: leaseMs } },
+          hostId,
+        ),
         everyMs: bed.testbed.rejuvenation.keyLeaseMs / 4,
       },
       boardKeys,

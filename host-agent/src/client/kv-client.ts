@@ -41,7 +41,10 @@ export class KvClient {
   private waiting: { resolve: (a: KvAnswer) => void; reject: (e: Error) => void } | undefined;
   private timer: NodeJS.Timeout | undefined;
 
+  private readonly leaseClockBoundMs: number | undefined;
+
   constructor(options: KvClientOptions) {
+    this.leaseClockBoundMs = options.leaseClockBoundMs;
     const ids = Object.keys(options.replicas);
     this.core = new KvClientCore(
       {
@@ -133,11 +136,16 @@ export class KvClient {
 
   call(op: KvOperation, timeoutMs = 30_000): Promise<KvAnswer> {
     if (this.waiting) return Promise.reject(new Error("one request at a time"));
+    const refusedBefore = this.refusals();
     return new Promise<KvAnswer>((resolve, reject) => {
       const deadline = setTimeout(() => {
         this.waiting = undefined;
         this.core.abandon();
-        reject(new Error(`no answer from a quorum of replicas within ${timeoutMs} ms`));
+        reject(
+          new Error(
+            `no answer from a quorum of replicas within ${timeoutMs} ms${this.whyRefused(refusedBefore)}`,
+          ),
+        );
       }, timeoutMs);
       this.waiting = {
         resolve: (a) => {
@@ -148,6 +156,32 @@ export class KvClient {
       };
       this.apply(this.core.submit(op, this.now()));
     });
+  }
+
+  /** The replies refused so far, by why (`rejected.*` counters). */
+  private refusals(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [name, count] of this.core.counters)
+      if (name.startsWith("rejected.")) out.set(name.slice(9), count);
+    return out;
+  }
+
+  /**
+   * What was refused since `before`, for a timeout's message: replies that came but did not count
+   * say more than silence. Most of them without a lease points at this machine's clock.
+   */
+  private whyRefused(before: ReadonlyMap<string, number>): string {
+    const since = [...this.refusals()]
+      .map(([why, count]) => [why, count - (before.get(why) ?? 0)] as const)
+      .filter(([, count]) => count > 0)
+      .sort((a, b) => b[1] - a[1]);
+    if (since.length === 0) return "";
+    const list = since.map(([why, count]) => `${count} ${why}`).join(", ");
+    const clock =
+      since[0]?.[0] === "no-lease" && this.leaseClockBoundMs !== undefined
+        ? `; replies under keys whose lease had less than ${this.leaseClockBoundMs} ms left by this machine's clock were not counted: check that its clock is within the testbed's timeliness.clientClockBound of the boards' (is NTP running?)`
+        : "";
+    return ` (replies refused meanwhile: ${list}${clock})`;
   }
 
   async close(): Promise<void> {
