@@ -237,6 +237,32 @@ describe("votes under leases, judged when the quorum is", () => {
     expect(done).toEqual([]);
   });
 
+  it("takes a replica's vote again under its new key once the one under its former key no longer counts", () => {
+    const b = bench(["r1", "r2", "r3", "r4"], { quorum: 3 });
+    for (const id of ["r1", "r2", "r3", "r4"]) {
+      b.certify(id, 1);
+      b.client.onMessage(id, b.leaseFrom(id, 1, b.wall.ms + LEASE_MS), 0);
+    }
+    b.client.submit({ op: "put", key: "x", value: "v" }, 0);
+    const reply = (id: string, epoch: number) =>
+      b.seal(id, epoch, {
+        type: "REPLY",
+        view: 0,
+        client: "c1",
+        ts: 1,
+        seq: 7,
+        result: { op: "put", previous: null },
+      });
+    expect(completed(b.client.onMessage("r1", reply("r1", 1), 1))).toEqual([]);
+    // r1 is rejuvenated meanwhile: a new key, leased; its former key's vote no longer counts.
+    b.certify("r1", 2);
+    b.client.onMessage("r1", b.leaseFrom("r1", 2, b.wall.ms + LEASE_MS), 2);
+    expect(completed(b.client.onMessage("r2", reply("r2", 1), 3))).toEqual([]);
+    // It answers the retransmission under its new key (from its client table): that vote counts.
+    expect(completed(b.client.onMessage("r1", reply("r1", 2), 4))).toEqual([]);
+    expect(completed(b.client.onMessage("r3", reply("r3", 1), 5))).toHaveLength(1);
+  });
+
   // n = 6, k' = k = 1, q = 4, q_r = 5. r1's group began at T0, its board's last renewal came 20 ms
   // before; the group is done at T0 + lease and the next one (r2's) begins then. The adversary,
   // which left r1 and holds r2, acks r2's shutdown at once and takes r3 at its reset. The client's

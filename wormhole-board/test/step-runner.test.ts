@@ -88,6 +88,8 @@ describe("key leases", () => {
       ["h1", "b1", epoch, 1_002_000],
       ["h1", "b1", epoch, 1_002_500],
     ]);
+    // A host held now would run again only once the last of them lapsed.
+    expect(runner.lastLeaseLapsesAtMs).toBe(1_002_500);
     for (const { signature, ...body } of leases)
       expect(
         verify(null, leaseSigningBytes(body), publicKey, Buffer.from(signature, "base64")),

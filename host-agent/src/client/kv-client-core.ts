@@ -494,7 +494,10 @@ export class KvClientCore {
       o.votes.set(key, voters);
       o.answers.set(key, { seq: body.seq, result: body.result });
     }
-    if (!voters.has(replica))
+    // A replica's vote counts once; one that no longer counts (it came under a key since replaced,
+    // or whose lease lapsed) gives way to this one, under a key that counts now.
+    const held = voters.get(replica);
+    if (held === undefined || !this.leaseCovers(replica, held.epoch))
       voters.set(replica, {
         since: body.type === "READ_REPLY" ? body.since : body.seq,
         seq: body.seq,

@@ -608,16 +608,26 @@ export class BoardDaemon {
         this.core !== undefined &&
         !this.core.mayReleaseHost(this.now())
       ) {
-        if (this.currentPhase === "failsafe") return;
+        // A fail-safe entered and cleared while this slept began a newer check: that one decides.
+        if (this.currentPhase === "failsafe" || controller.signal.aborted) return;
         await new Promise((resolve) =>
           setTimeout(resolve, this.deps.testbed.controlNetwork.heartbeatMs),
         );
       }
-      if (this.stopped || this.currentPhase === "failsafe" || this.runningStep !== undefined)
+      if (
+        this.stopped ||
+        controller.signal.aborted ||
+        this.currentPhase === "failsafe" ||
+        this.runningStep !== undefined
+      )
         return;
-      // A lease this board's previous run issued may still speak for the host's former key: the
-      // host runs again (a reset the adversary may have left it at) only once it has lapsed.
-      const leaseLapsedAtMs = this.ranAtMs + this.deps.testbed.rejuvenation.keyLeaseMs;
+      // A lease this board issued (in this run before a fail-safe, or in its previous run) may
+      // still speak for the host's former key: the host runs again (a reset the adversary may
+      // have left it at) only once it has lapsed.
+      const leaseLapsedAtMs = Math.max(
+        this.ranAtMs + this.deps.testbed.rejuvenation.keyLeaseMs,
+        runner.lastLeaseLapsesAtMs,
+      );
       if (this.now() < leaseLapsedAtMs) {
         await new Promise((resolve) => setTimeout(resolve, leaseLapsedAtMs - this.now()));
         // Whatever changed meanwhile (stopped, failed safe, a step began) is checked again.

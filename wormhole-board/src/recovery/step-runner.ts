@@ -53,6 +53,8 @@ export class StepRunner {
   private bootedKey: string | undefined;
   /** The key epoch this board renews leases on: its host's current key, while the host runs. */
   private leasedEpoch: number | undefined;
+  /** When the last lease this board issued lapses (its clock; 0: none issued in this run). */
+  private lastNotAfterMs = 0;
 
   constructor(private readonly deps: StepRunnerDeps) {
     this.lastEpoch = deps.certificateEpochs?.last ?? 0;
@@ -239,6 +241,7 @@ export class StepRunner {
       epoch: this.leasedEpoch,
       notAfterMs: Math.floor((this.deps.now ?? Date.now)() + leaseMs),
     };
+    this.lastNotAfterMs = Math.max(this.lastNotAfterMs, body.notAfterMs);
     const lease: KeyLease = {
       ...body,
       signature: sign(null, leaseSigningBytes(body), this.deps.signingKey).toString("base64"),
@@ -256,6 +259,11 @@ export class StepRunner {
 
   get leasing(): boolean {
     return this.leasedEpoch !== undefined;
+  }
+
+  /** When the last lease issued in this run lapses (0 if none): a held host runs only after it. */
+  get lastLeaseLapsesAtMs(): number {
+    return this.lastNotAfterMs;
   }
 
   private certificate(publicKey: string): KeyCertificate {
