@@ -46,6 +46,9 @@ export const CI_SEEDS = Number(process.env.SMW_SIM_SEEDS ?? 30);
 // 2658 (the checker's): a Byzantine primary's two NEW_VIEWs for a cold start's first view had
 // correct replicas settle on checkpoints 48 and 32; the checker took the last reported (32) as
 // the era's start, and called the era's executions from 49 on a gap at 33.
+// 142, 535, 568 (clients judging votes under leases): a replica rejuvenated after its reply to a
+// write, its former vote lapsed, answered the retransmission under its new key, and the client
+// dropped that as a repeat: the write never completed.
 /**
  * The simulation's tests run at idle priority beside the rest of npm test (`scripts/run-tests.mjs`)
  * and take only the CPU the others leave: their timeout catches a hang, not a slow run (a 120 s
@@ -55,7 +58,7 @@ export const SIM_TEST_TIMEOUT_MS = 600_000;
 
 export const SEEDS_THAT_ONCE_FAILED: readonly number[] = [
   13, 15, 49, 159, 185, 203, 213, 246, 274, 299, 588, 775, 887, 900, 1137, 1150, 1783, 2684, 2725,
-  2658, 3096, 3204, 5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146,
+  2658, 3096, 3204, 5007, 5049, 5120, 5385, 5705, 6424, 6441, 7374, 7834, 9146, 142, 535, 568,
 ];
 
 const runs = new Map<number, ReturnType<typeof runSeed>>();
