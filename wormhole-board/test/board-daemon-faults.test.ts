@@ -74,11 +74,33 @@ function scriptedHost() {
   return { port, sent, say };
 }
 
-/** `damage`: done to the board's state folder before the board reads it. */
+/**
+ * `damage`: done to the board's state folder before the board reads it. Its ports lie in the
+ * kernel's range for outgoing connections, which the other tests running beside it use too: a
+ * port found in use is tried again a little higher, a few times.
+ */
 async function startBoard(
   basePort: number,
   damage: (stateDir: string) => void = () => {},
   hostLink: HostLinkPort = silentHost,
+): Promise<OneBoard> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startBoardAt(basePort + attempt * 53, damage, hostLink);
+    } catch (error) {
+      if (attempt >= 4 || !/the port is in use/.test((error as Error).message)) throw error;
+      await running?.stop();
+      await bed?.close();
+      running = undefined;
+      bed = undefined;
+    }
+  }
+}
+
+async function startBoardAt(
+  basePort: number,
+  damage: (stateDir: string) => void,
+  hostLink: HostLinkPort,
 ): Promise<OneBoard> {
   bed = await makeTestbed6("udp", basePort);
   const t = bed.testbed;
