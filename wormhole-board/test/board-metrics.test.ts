@@ -54,6 +54,13 @@ describe("the board's metrics", () => {
     expect(text).toContain('smw_board_timer_lateness_max_seconds{board="b2"} 0.00125');
     expect(text).toContain('smw_board_link_frames_total{outcome="forged",board="b2"} 1');
     expect(text).toContain('smw_board_link_frames_total{outcome="accepted",board="b2"} 8');
+    // No lease issued yet.
+    expect(text).toContain('smw_board_key_lease_renewing{board="b2"} 0');
+    expect(text).toContain('smw_board_key_lease_seconds_left{board="b2"} 0');
+    status = statusOf({ updatedAtMs: 10_000, keyLease: { renewing: true, lapsesAtMs: 11_500 } });
+    text = (await metrics.scrape()).text;
+    expect(text).toContain('smw_board_key_lease_renewing{board="b2"} 1');
+    expect(text).toContain('smw_board_key_lease_seconds_left{board="b2"} 1.5');
 
     status = statusOf({
       phase: "failsafe",

@@ -101,6 +101,11 @@ export interface BoardStatus {
   maxTimerLatenessMs: number;
   /** The latest alarms (attacks on the control link that did not stop the testbed). */
   alarms?: Array<{ atMs: number; reason: string }>;
+  /**
+   * Whether the board renews the lease on its host's key now, and when the last lease it issued
+   * lapses (its clock; absent before the first): clients count the host's replica until then.
+   */
+  keyLease?: { renewing: boolean; lapsesAtMs?: number };
 }
 
 export class BoardDaemon {
@@ -306,6 +311,12 @@ export class BoardDaemon {
       link: this.deps.link.counters,
       maxTimerLatenessMs: this.maxLatenessMs,
       ...(this.alarms.length === 0 ? {} : { alarms: [...this.alarms] }),
+      keyLease: {
+        renewing: this.runner?.leasing ?? false,
+        ...(this.runner !== undefined && this.runner.lastLeaseLapsesAtMs > 0
+          ? { lapsesAtMs: this.runner.lastLeaseLapsesAtMs }
+          : {}),
+      },
     };
   }
 

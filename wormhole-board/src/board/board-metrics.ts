@@ -1,5 +1,6 @@
 /**
- * The board's figures for Prometheus: its phase and fail-safe state, the period it runs, each
+ * The board's figures for Prometheus: its phase and fail-safe state, the period it runs, its
+ * lease on its host's key, each
  * recovery step's duration against its budget, the timely core's trigger lateness and the
  * control link's counters. Gauges are read from the daemon's status at each scrape; durations and
  * lateness are observed once, as they happen. One registry per board (never prom-client's global
@@ -60,6 +61,24 @@ export class BoardMetrics {
       registers,
       collect() {
         this.set(status().maxTimerLatenessMs / 1000);
+      },
+    });
+    new Gauge({
+      name: "smw_board_key_lease_renewing",
+      help: "1 while the board renews the lease on its host's key (its host runs outside its rejuvenation), else 0",
+      registers,
+      collect() {
+        this.set(status().keyLease?.renewing === true ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "smw_board_key_lease_seconds_left",
+      help: "How long the last lease the board issued on its host's key has left (clients count the host's replica until it lapses)",
+      registers,
+      collect() {
+        const s = status();
+        const lapsesAtMs = s.keyLease?.lapsesAtMs;
+        this.set(lapsesAtMs === undefined ? 0 : Math.max(0, lapsesAtMs - s.updatedAtMs) / 1000);
       },
     });
     new Gauge({
