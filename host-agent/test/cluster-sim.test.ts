@@ -224,10 +224,29 @@ describe("the deterministic cluster simulation", () => {
       const withLeases = runSimulation(scenario);
       expect(withLeases.violations).toEqual([]);
       expect(withLeases.byzantineActions["stolen-key-reply"]).toBeGreaterThan(100);
-      expect(withLeases.byzantineActions["keys-held-from-victim"]).toBeGreaterThan(100);
+      expect(withLeases.byzantineActions["held-from-victim"]).toBeGreaterThan(100);
       const without = runSimulation(scenario, { unsafeIgnoreLeases: true });
       expect(without.passed).toBe(false);
       expect(without.violations[0]).toMatch(/^linearizability: c1#/);
+    },
+    SIM_TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "keeps two replicas behind and holds back the others' answers to one client's reads: a read quorum of k' + 1 returns stale values, n − q + 2k' + 1 does not",
+    () => {
+      // Seed 44: n = 8, k' = 1, k = 2. From 1.1 s on the network delays every message to r7 and
+      // r8 by 119 ms, keeps the other correct replicas' answers from c1, and every voice the
+      // adversary has answers c1's reads as r7 would.
+      const scenario = scenarioFor(44);
+      expect(scenario.laggingReads?.victim).toBe("c1");
+      const safe = runSimulation(scenario);
+      expect(safe.violations).toEqual([]);
+      expect(safe.byzantineActions["answers-as-laggard"]).toBeGreaterThan(0);
+      expect(safe.byzantineActions["held-from-victim"]).toBeGreaterThan(0);
+      const unsafe = runSimulation(scenario, { unsafeReadQuorum: scenario.kPrime + 1 });
+      expect(unsafe.passed).toBe(false);
+      expect(unsafe.violations[0]).toMatch(/^linearizability: c1#/);
     },
     SIM_TEST_TIMEOUT_MS,
   );

@@ -138,6 +138,13 @@ interface ReplicaNode {
   stableAtRestart: number;
 }
 
+/** A voice of the adversary's: a key it holds (stolen, or of a replica it holds), and its last lease. */
+interface Voice {
+  epoch: number;
+  signer: Signer;
+  lease: KeyLease | undefined;
+}
+
 interface ClientNode {
   id: string;
   core: KvClientCore;
@@ -161,6 +168,8 @@ export interface SimOptions {
   unsafeChatter?: { replica: string; everyMs: number };
   /** Tests only: clients count replies whatever their leases, to show what leases prevent. */
   unsafeIgnoreLeases?: boolean;
+  /** Tests only: clients take this many matching answers to an unordered read. */
+  unsafeReadQuorum?: number;
 }
 
 export function runSimulation(scenario: Scenario, options: SimOptions = {}): SimResult {
@@ -195,6 +204,7 @@ class ClusterSim {
   /** Operations the adversary answered already ("client ts voices"). */
   private readonly forgedFor = new Set<string>();
   private forgedReplies = 0;
+  private laggardAnswers = 0;
   private heldFromVictim = 0;
   private period = 0;
   private rejuvenations = 0;
@@ -354,7 +364,7 @@ class ClusterSim {
           id,
           replicas: this.ids,
           replyQuorum: this.quorums().quorum,
-          readQuorum: this.quorums().unorderedRead,
+          readQuorum: this.options.unsafeReadQuorum ?? this.quorums().unorderedRead,
           retransmitMs: 500,
           firstTs: SIM_FIRST_TS,
           ...(this.options.unsafeIgnoreLeases === true
@@ -438,7 +448,8 @@ class ClusterSim {
         total.set(kind, (total.get(kind) ?? 0) + n);
     if (this.oldKeyForgeries > 0) total.set("old-key", this.oldKeyForgeries);
     if (this.forgedReplies > 0) total.set("stolen-key-reply", this.forgedReplies);
-    if (this.heldFromVictim > 0) total.set("keys-held-from-victim", this.heldFromVictim);
+    if (this.heldFromVictim > 0) total.set("held-from-victim", this.heldFromVictim);
+    if (this.laggardAnswers > 0) total.set("answers-as-laggard", this.laggardAnswers);
     if (this.partialSends > 0) total.set("partial-send", this.partialSends);
     if (this.faultyWrites > 0)
       total.set(`faulty-client.${this.s.faultyClient?.sendsTo}`, this.faultyWrites);
@@ -866,10 +877,34 @@ class ClusterSim {
       faulty && this.s.stalledFetchMs !== undefined && message?.includes('"type":"FETCH_')
         ? this.s.stalledFetchMs
         : 0;
+    const lag = this.lagTo(from, to);
     for (let i = 0; i < copies; i++)
-      this.q.after(heldMs + delayMs + held + stalled + this.net.next() * jitterMs, () => {
+      this.q.after(heldMs + delayMs + held + stalled + lag + this.net.next() * jitterMs, () => {
         if (!this.cut(from, to)) deliver();
       });
+  }
+
+  /** `Scenario.laggingReads`: the two replicas it keeps behind, once chosen (correct then). */
+  private laggards: string[] | undefined;
+
+  private laggardsNow(): string[] | undefined {
+    const aim = this.s.laggingReads;
+    if (aim === undefined || this.q.nowMs < aim.fromMs || this.q.nowMs >= this.s.healMs)
+      return undefined;
+    if (this.laggards === undefined) {
+      const correct = this.ids.filter((id) => this.replicas.get(id)?.byzantine === undefined);
+      this.laggards = correct.slice(-2);
+      this.trace(`laggards: ${this.laggards.join(", ")}`);
+    }
+    return this.laggards;
+  }
+
+  /** `Scenario.laggingReads`: what a message from another replica to a laggard waits more. */
+  private lagTo(from: string, to: string): number {
+    const laggards = this.laggardsNow();
+    if (laggards === undefined || !laggards.includes(to) || laggards.includes(from)) return 0;
+    if (!this.replicas.has(from)) return 0;
+    return this.s.laggingReads?.lagMs ?? 0;
   }
 
   /**
@@ -973,6 +1008,7 @@ class ClusterSim {
       if (a.type === "send" && (limited === undefined || limited.has(a.to))) {
         this.recordClientCopy(a.to, client.id, a.message);
         this.answerWithStolenKeys(client, a.message);
+        this.answerAsLaggard(client, a.message);
         this.transmit(client.id, a.to, () => this.replicaReceiveClient(a.to, client.id, a.message));
       } else if (a.type === "complete") {
         this.checker.onCompleted({
@@ -1056,7 +1092,18 @@ class ClusterSim {
    * `Scenario.stolenKeyReads`: the network keeps the certificates and leases of correct replicas
    * from the victim client until the heal, so it never learns a stolen key was replaced.
    */
-  private heldFromVictim_(_from: string, to: string, message: Buffer): boolean {
+  private heldFromVictim_(from: string, to: string, message: Buffer): boolean {
+    const laggards = this.laggardsNow();
+    if (
+      laggards !== undefined &&
+      to === this.s.laggingReads?.victim &&
+      !laggards.includes(from) &&
+      this.replicas.get(from)?.byzantine === undefined &&
+      parseEnvelope(message)?.body.type === "READ_REPLY"
+    ) {
+      this.heldFromVictim++;
+      return true;
+    }
     const aim = this.s.stolenKeyReads;
     if (aim === undefined || to !== aim.victim) return false;
     if (this.q.nowMs < aim.fromMs || this.q.nowMs >= this.s.healMs) return false;
@@ -1079,21 +1126,7 @@ class ClusterSim {
     const parsed = parseClientMessage(message);
     if (parsed === undefined || (parsed.type !== "READ" && parsed.type !== "REQUEST")) return;
     const ts = parsed.type === "READ" ? parsed.ts : parsed.request.ts;
-    const voices = new Map<
-      string,
-      { epoch: number; signer: Signer; lease: KeyLease | undefined }
-    >();
-    for (const old of this.oldSigners) {
-      const known = voices.get(old.id);
-      if (known === undefined || known.epoch < old.epoch) voices.set(old.id, old);
-    }
-    for (const node of this.replicas.values())
-      if (node.byzantine !== undefined && node.core !== undefined)
-        voices.set(node.id, {
-          epoch: node.epoch,
-          signer: node.signer,
-          lease: this.lastLeases.get(node.id),
-        });
+    const voices = this.adversaryVoices();
     // Once per operation and number of voices: a retransmission after a move is answered again.
     const asked = `${client.id} ${ts} ${voices.size}`;
     if (this.forgedFor.has(asked)) return;
@@ -1118,8 +1151,37 @@ class ClusterSim {
             result: KvStore.fromSnapshot(stale.store.snapshot()).apply(parsed.request.op),
           };
     this.trace(`${client.id} ${ts} answered from stolen keys ${[...voices.keys()].join(", ")}`);
+    this.forgedReplies += voices.size;
+    this.answerWith(voices, client, body);
+  }
+
+  /**
+   * Every voice the adversary has: each replica it holds, and each key it stole (the newest of
+   * each replica it left), with the last lease its board gave on it.
+   */
+  private adversaryVoices(): Map<string, Voice> {
+    const voices = new Map<string, Voice>();
+    for (const old of this.oldSigners) {
+      const known = voices.get(old.id);
+      if (known === undefined || known.epoch < old.epoch) voices.set(old.id, old);
+    }
+    for (const node of this.replicas.values())
+      if (node.byzantine !== undefined && node.core !== undefined)
+        voices.set(node.id, {
+          epoch: node.epoch,
+          signer: node.signer,
+          lease: this.lastLeases.get(node.id),
+        });
+    return voices;
+  }
+
+  /** `body` to `client` from each of `voices`, each after the lease it holds on its key. */
+  private answerWith(
+    voices: ReadonlyMap<string, Voice>,
+    client: ClientNode,
+    body: Parameters<typeof sealEnvelope>[2],
+  ): void {
     for (const [id, voice] of voices) {
-      this.forgedReplies++;
       const out: Outgoing[] = [];
       if (voice.lease !== undefined)
         out.push({
@@ -1136,6 +1198,33 @@ class ClusterSim {
       });
       this.deliverAll(id, out);
     }
+  }
+
+  /**
+   * `Scenario.laggingReads`: the victim's unordered read, seen on the network, is answered by
+   * every voice the adversary has as the first laggard would answer it (its state's result, over
+   * an interval from 0 to where it is, which meets the laggards' own).
+   */
+  private answerAsLaggard(client: ClientNode, message: Buffer): void {
+    const laggard = this.laggardsNow()?.[0];
+    if (laggard === undefined || client.id !== this.s.laggingReads?.victim) return;
+    const core = this.replicas.get(laggard)?.core;
+    const read = parseClientMessage(message);
+    if (core === undefined || read?.type !== "READ") return;
+    const asked = `lag ${client.id} ${read.ts}`;
+    if (this.forgedFor.has(asked)) return;
+    this.forgedFor.add(asked);
+    const voices = this.adversaryVoices();
+    this.laggardAnswers += voices.size;
+    this.answerWith(voices, client, {
+      type: "READ_REPLY",
+      client: client.id,
+      ts: read.ts,
+      since: 0,
+      seq: core.executedUpTo,
+      op: readDigest(message),
+      result: core.unsafeStore().read(read.op),
+    });
   }
 
   private forgeWithOldKey(old: { id: string; epoch: number; signer: Signer }): void {

@@ -139,6 +139,15 @@ export interface Scenario {
    * keys as voices, and a read returns a value overwritten long before (SAFETY.md, "Key epochs").
    */
   stolenKeyReads?: { victim: string; fromMs: number };
+  /**
+   * The adversary aims at the read quorum: from `fromMs` until the heal the network delays every
+   * message to two correct replicas by `lagMs` (they execute writes late), holds back from
+   * `victim` the answers of the other correct replicas to its unordered reads, and every voice
+   * the adversary has answers those reads as the first laggard would. The stale answers then
+   * number the laggards, the replicas it holds and the stolen keys that still count: fewer than
+   * the read quorum n − q + 2k' + 1, which `SimOptions.unsafeReadQuorum` shows is needed.
+   */
+  laggingReads?: { victim: string; fromMs: number; lagMs: number };
   /** When faults stop: no more loss, partitions or new rejuvenations. */
   healMs: number;
   /** Clients stop starting operations at this instant. */
@@ -274,5 +283,11 @@ export function scenarioFor(seed: number): Scenario {
   for (const b of byzantine) if (adversary.chance(0.3)) b.behaviours.push("drip-transfer");
   if (mobile && shape.k > 0 && adversary.chance(0.4))
     scenario.stolenKeyReads = { victim: "c1", fromMs: adversary.int(200, 2_000) };
+  if (shape.k > 0 && adversary.chance(0.3))
+    scenario.laggingReads = {
+      victim: "c1",
+      fromMs: adversary.int(200, 2_000),
+      lagMs: adversary.int(100, 600),
+    };
   return scenario;
 }
