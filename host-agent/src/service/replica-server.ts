@@ -211,7 +211,9 @@ export class ReplicaServer {
     if (held === undefined || held.epoch !== lease.epoch) {
       if (this.refusedLeaseEpoch !== lease.epoch)
         this.log(
-          `a lease on key epoch ${lease.epoch} not taken (this replica's key epoch is ${this.epoch})`,
+          lease.epoch === this.epoch
+            ? `a lease on key epoch ${lease.epoch} not taken: not signed by this host's board, or for another host`
+            : `a lease on key epoch ${lease.epoch} not taken: this replica's key epoch is ${this.epoch}`,
         );
       this.refusedLeaseEpoch = lease.epoch;
     } else if (held.epoch !== this.loggedLeaseEpoch) {

@@ -164,7 +164,8 @@ export function leaseWithBoardKey(testbed: Testbed, hostId: string): (epoch: num
       host: hostId,
       board: board.id,
       epoch,
-      notAfterMs: Date.now() + testbed.rejuvenation.keyLeaseMs,
+      // Whole milliseconds, as the wire takes them (a duration may have a fraction).
+      notAfterMs: Math.floor(Date.now() + testbed.rejuvenation.keyLeaseMs),
     };
     return { ...body, signature: sign(null, leaseSigningBytes(body), key).toString("base64") };
   };

@@ -267,7 +267,7 @@ class ClusterSim {
       host: node.id,
       board: `b-${node.id}`,
       epoch,
-      notAfterMs: this.q.nowMs + SIM_KEY_LEASE_MS,
+      notAfterMs: Math.floor(this.q.nowMs + SIM_KEY_LEASE_MS),
     };
     const lease = { ...body, signature: board.sign(leaseSigningBytes(body)) };
     this.lastLeases.set(node.id, lease);
@@ -504,8 +504,9 @@ class ClusterSim {
   }
 
   private finalChecks(endMs: number): void {
-    for (const c of this.clients.values())
-      this.trace(`${c.id} counters ${JSON.stringify(Object.fromEntries(c.core.counters))}`);
+    if (this.options.trace !== undefined)
+      for (const c of this.clients.values())
+        this.trace(`${c.id} counters ${JSON.stringify(Object.fromEntries(c.core.counters))}`);
     for (const c of this.clients.values())
       if (c.core.busy && !c.faulty)
         this.checker.violations.push(
@@ -1089,8 +1090,10 @@ class ClusterSim {
   }
 
   /**
-   * `Scenario.stolenKeyReads`: the network keeps the certificates and leases of correct replicas
-   * from the victim client until the heal, so it never learns a stolen key was replaced.
+   * What the network keeps from a victim client: under `Scenario.laggingReads`, the answers of the
+   * correct replicas that are not kept behind to its unordered reads; under
+   * `Scenario.stolenKeyReads`, every certificate and lease, so that it never learns a stolen key
+   * was replaced. Until the heal.
    */
   private heldFromVictim_(from: string, to: string, message: Buffer): boolean {
     const laggards = this.laggardsNow();

@@ -132,11 +132,12 @@ export interface Scenario {
   aimedMove?: boolean;
   /**
    * The mobile adversary speaks to clients with every key it stole, and aims to make them pile
-   * up: it moves to a replica of the group rejuvenated next (a move per group), answers every
-   * unordered read from each stolen key and each replica it holds with the result of the oldest
+   * up: it moves to a replica of the group rejuvenated next (a move per group), answers every read
+   * and request from each stolen key and each replica it holds with the result of the oldest
    * state it saw (with the last lease each key had), and the network keeps every certificate and
    * lease from `victim` from `fromMs` until the heal. Without leases the victim counts the stolen
-   * keys as voices, and a read returns a value overwritten long before (SAFETY.md, "Key epochs").
+   * keys as voices: it takes forged ordered replies, or a read returns a value overwritten long
+   * before (SAFETY.md, "Key epochs").
    */
   stolenKeyReads?: { victim: string; fromMs: number };
   /**

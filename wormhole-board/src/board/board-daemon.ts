@@ -640,7 +640,20 @@ export class BoardDaemon {
         runner.lastLeaseLapsesAtMs,
       );
       if (this.now() < leaseLapsedAtMs) {
-        await new Promise((resolve) => setTimeout(resolve, leaseLapsedAtMs - this.now()));
+        // Cut short when the check is (a stop or a fail-safe aborts it): nothing keeps the
+        // process up for it.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, leaseLapsedAtMs - this.now());
+          timer.unref();
+          controller.signal.addEventListener(
+            "abort",
+            () => {
+              clearTimeout(timer);
+              resolve();
+            },
+            { once: true },
+          );
+        });
         // Whatever changed meanwhile (stopped, failed safe, a step began) is checked again.
         const phase: string = this.currentPhase;
         if (controller.signal.aborted || (phase !== "running" && phase !== "joining")) return;
