@@ -14,58 +14,21 @@ import { SimCrypto } from "../src/sim/sim-crypto.js";
 const ids = ["r1", "r2", "r3", "r4"];
 const BOUND_MS = 100;
 
+/** The client with every replica certified under epoch 1; `lease` is a board's lease on a key. */
 function setUp(options: { leases: boolean }) {
-  const crypto = new SimCrypto(7);
-  const boards = new Map(ids.map((id) => [id, crypto.newSigner(`b-${id}`)]));
-  const signers = new Map(ids.map((id) => [id, crypto.newSigner(id)]));
-  const ring = new KeyRing(
-    crypto,
-    new Map([...boards].map(([id, s]) => [id, s.publicKey])),
-    new Map(),
-  );
-  for (const id of ids) {
-    const body = {
-      host: id,
-      board: `b-${id}`,
-      period: 1,
-      publicKey: (signers.get(id) as Signer).publicKey,
-      issuedAt: "t",
-    };
-    ring.install({
-      ...body,
-      signature: (boards.get(id) as Signer).sign(certificateSigningBytes(body)),
-    });
-  }
-  const clock = { nowMs: 1_000_000 };
-  const client = new KvClientCore(
-    {
-      id: "c1",
-      replicas: ids,
-      replyQuorum: 3,
-      retransmitMs: 500,
-      firstTs: 0,
-      ...(options.leases ? { leaseClockBoundMs: BOUND_MS } : {}),
-      wallClockMs: () => clock.nowMs,
-    },
-    ring,
-    crypto.newSigner("c1"),
-  );
-  const lease = (id: string, epoch: number, notAfterMs: number, board = id): KeyLease => {
-    const body = { host: id, board: `b-${id}`, epoch, notAfterMs };
-    return { ...body, signature: (boards.get(board) as Signer).sign(leaseSigningBytes(body)) };
-  };
-  const leaseMessage = (l: KeyLease) =>
-    sealEnvelope(l.host, l.epoch, { type: "LEASE", lease: l }, (b) =>
-      (signers.get(l.host) as Signer).sign(b),
-    );
+  const b = bench(ids, { quorum: 3, leases: options.leases });
+  for (const id of ids) b.certify(id, 1);
+  const leaseMessage = (l: KeyLease) => b.seal(l.host, l.epoch, { type: "LEASE", lease: l });
   const reply = (id: string, previous: string) =>
-    sealEnvelope(
-      id,
-      1,
-      { type: "REPLY", view: 0, client: "c1", ts: 1, seq: 3, result: { op: "put", previous } },
-      (b) => (signers.get(id) as Signer).sign(b),
-    );
-  return { crypto, ring, client, clock, lease, leaseMessage, reply };
+    b.seal(id, 1, {
+      type: "REPLY",
+      view: 0,
+      client: "c1",
+      ts: 1,
+      seq: 3,
+      result: { op: "put", previous },
+    });
+  return { ring: b.ring, client: b.client, clock: b.clock, lease: b.lease, leaseMessage, reply };
 }
 
 const completed = (actions: ClientAction[]) => actions.filter((a) => a.type === "complete");
@@ -145,9 +108,12 @@ describe("the client's core with key leases", () => {
 
 /**
  * A client whose replicas are certified and leased by hand: `certify` a key epoch, `leaseFrom`
- * a replica's lease message on it; `wall` is the client's clock.
+ * a replica's lease message on it; `clock` is the client's clock.
  */
-function bench(replicas: readonly string[], config: { quorum: number; readQuorum?: number }) {
+function bench(
+  replicas: readonly string[],
+  config: { quorum: number; readQuorum?: number; leases?: boolean },
+) {
   const crypto = new SimCrypto(11);
   const boards = new Map(replicas.map((id) => [id, crypto.newSigner(`b-${id}`)]));
   const keys = new Map<string, Signer>();
@@ -166,7 +132,7 @@ function bench(replicas: readonly string[], config: { quorum: number; readQuorum
       signature: (boards.get(id) as Signer).sign(certificateSigningBytes(full)),
     });
   };
-  const wall = { ms: 1_000_000_000 };
+  const clock = { nowMs: 1_000_000_000 };
   const client = new KvClientCore(
     {
       id: "c1",
@@ -176,20 +142,22 @@ function bench(replicas: readonly string[], config: { quorum: number; readQuorum
       readTimeoutMs: 100,
       retransmitMs: 500,
       firstTs: 0,
-      leaseClockBoundMs: BOUND_MS,
-      wallClockMs: () => wall.ms,
+      ...(config.leases === false ? {} : { leaseClockBoundMs: BOUND_MS }),
+      wallClockMs: () => clock.nowMs,
     },
     ring,
     crypto.newSigner("c1"),
   );
   const seal = (id: string, epoch: number, body: Parameters<typeof sealEnvelope>[2]) =>
     sealEnvelope(id, epoch, body, (b) => (keys.get(`${id}/${epoch}`) as Signer).sign(b));
-  const leaseFrom = (id: string, epoch: number, notAfterMs: number) => {
+  /** A lease `board`'s board (by default `id`'s own) signed on `id`'s key `epoch`. */
+  const lease = (id: string, epoch: number, notAfterMs: number, board = id): KeyLease => {
     const body = { host: id, board: `b-${id}`, epoch, notAfterMs };
-    const lease = { ...body, signature: (boards.get(id) as Signer).sign(leaseSigningBytes(body)) };
-    return seal(id, epoch, { type: "LEASE", lease });
+    return { ...body, signature: (boards.get(board) as Signer).sign(leaseSigningBytes(body)) };
   };
-  return { ring, client, wall, certify, seal, leaseFrom };
+  const leaseFrom = (id: string, epoch: number, notAfterMs: number) =>
+    seal(id, epoch, { type: "LEASE", lease: lease(id, epoch, notAfterMs) });
+  return { ring, client, clock, certify, seal, lease, leaseFrom };
 }
 
 describe("votes under leases, judged when the quorum is", () => {
@@ -202,7 +170,7 @@ describe("votes under leases, judged when the quorum is", () => {
     const b = bench(["r1", "r2", "r3", "r4"], { quorum: 3 });
     for (const id of ["r1", "r2", "r3", "r4"]) {
       b.certify(id, 1);
-      b.client.onMessage(id, b.leaseFrom(id, 1, b.wall.ms + LEASE_MS), 0);
+      b.client.onMessage(id, b.leaseFrom(id, 1, b.clock.nowMs + LEASE_MS), 0);
     }
     b.client.submit({ op: "put", key: "x", value: "v" }, 0);
     const forged = (id: string) =>
@@ -224,13 +192,13 @@ describe("votes under leases, judged when the quorum is", () => {
       ["r1", "r2"],
       ["r2", "r3"],
     ] as const) {
-      b.wall.ms += LEASE_MS + 500;
+      b.clock.nowMs += LEASE_MS + 500;
       t += 1_000;
       b.client.tick(t++);
       b.certify(left, 2);
-      b.client.onMessage(left, b.leaseFrom(left, 2, b.wall.ms + LEASE_MS), t++);
+      b.client.onMessage(left, b.leaseFrom(left, 2, b.clock.nowMs + LEASE_MS), t++);
       for (const id of ["r2", "r3", "r4"].filter((id) => id !== left))
-        b.client.onMessage(id, b.leaseFrom(id, 1, b.wall.ms + LEASE_MS), t++);
+        b.client.onMessage(id, b.leaseFrom(id, 1, b.clock.nowMs + LEASE_MS), t++);
       vote(next);
     }
     // Three forged votes came, one each from three replicas: never more than two count at once.
@@ -241,7 +209,7 @@ describe("votes under leases, judged when the quorum is", () => {
     const b = bench(["r1", "r2", "r3", "r4"], { quorum: 3 });
     for (const id of ["r1", "r2", "r3", "r4"]) {
       b.certify(id, 1);
-      b.client.onMessage(id, b.leaseFrom(id, 1, b.wall.ms + LEASE_MS), 0);
+      b.client.onMessage(id, b.leaseFrom(id, 1, b.clock.nowMs + LEASE_MS), 0);
     }
     b.client.submit({ op: "put", key: "x", value: "v" }, 0);
     const reply = (id: string, epoch: number) =>
@@ -256,7 +224,7 @@ describe("votes under leases, judged when the quorum is", () => {
     expect(completed(b.client.onMessage("r1", reply("r1", 1), 1))).toEqual([]);
     // r1 is rejuvenated meanwhile: a new key, leased; its former key's vote no longer counts.
     b.certify("r1", 2);
-    b.client.onMessage("r1", b.leaseFrom("r1", 2, b.wall.ms + LEASE_MS), 2);
+    b.client.onMessage("r1", b.leaseFrom("r1", 2, b.clock.nowMs + LEASE_MS), 2);
     expect(completed(b.client.onMessage("r2", reply("r2", 1), 3))).toEqual([]);
     // It answers the retransmission under its new key (from its client table): that vote counts.
     expect(completed(b.client.onMessage("r1", reply("r1", 2), 4))).toEqual([]);
@@ -273,7 +241,7 @@ describe("votes under leases, judged when the quorum is", () => {
     const b = bench(ids, { quorum: 4, readQuorum: 5 });
     const T0 = 1_000_000_000;
     const behind = (trueMs: number) => {
-      b.wall.ms = trueMs - BOUND_MS;
+      b.clock.nowMs = trueMs - BOUND_MS;
     };
     for (const id of ids) b.certify(id, 1);
     b.client.onMessage("r1", b.leaseFrom("r1", 1, T0 - 20 + LEASE_MS), 0);
