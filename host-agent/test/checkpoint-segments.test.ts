@@ -313,4 +313,24 @@ describe("checkpoints written incrementally", () => {
     // The new checkpoint was written whole into the real folder, and reads back.
     expectReadsBack(dir, store);
   });
+
+  it("keep the client table as written: the batch and the request each reply names, and an entry older than either", () => {
+    const dir = newDir();
+    const snapshot = storeWith(10).snapshot();
+    const clients = [
+      { client: "c1", ts: 7, result: { op: "put" as const, previous: null }, seq: 3 },
+      {
+        client: "c2",
+        ts: 9,
+        result: { op: "get" as const, value: "v" },
+        seq: 4,
+        batch: "b".repeat(64),
+        op: "c".repeat(64),
+      },
+    ];
+    const digest = checkpointDigest(snapshot.root().toString("hex"), clientTableDigest(clients));
+    writeCheckpointFile(dir, { seq: 16, digest, snapshot, clients });
+    const read = readCheckpointFile(dir);
+    expect("checkpoint" in read && read.checkpoint.clients).toEqual(clients);
+  });
 });

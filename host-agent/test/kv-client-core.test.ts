@@ -6,6 +6,7 @@
 import { certificateSigningBytes } from "@smw/wiring";
 import { describe, expect, it } from "vitest";
 import { KvClientCore, mostMeeting } from "../src/client/kv-client-core.js";
+import type { KvOperation } from "../src/kv/kv-operation.js";
 import { ClientSessions } from "../src/replica/client-sessions.js";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
 import {
@@ -13,10 +14,15 @@ import {
   parseClientMessage,
   parseEnvelope,
   readDigest,
+  requestDigest,
   sealEnvelope,
   withMacs,
 } from "../src/replica/messages.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
+
+/** What a REPLY names: the digest of client c1's request under that number. */
+const opOf = (ts: number, op: KvOperation) => requestDigest({ client: "c1", ts, op });
+const PUT_X_V: KvOperation = { op: "put", key: "x", value: "v" };
 
 /** The type of each message the client sends, in order. */
 const sentTypes = (actions: ReturnType<KvClientCore["tick"]>) =>
@@ -52,7 +58,15 @@ describe("the client's core", () => {
       sealEnvelope(
         id,
         1,
-        { type: "REPLY", view: 0, client: "c1", ts: 1, seq, result: { op: "put", previous } },
+        {
+          type: "REPLY",
+          view: 0,
+          client: "c1",
+          ts: 1,
+          seq,
+          op: opOf(1, PUT_X_V),
+          result: { op: "put", previous },
+        },
         (b) => signer.sign(b),
       );
     counts.verified = 0;
@@ -93,6 +107,7 @@ describe("the client's core", () => {
           ts: 1,
           seq: 3,
           batch,
+          op: opOf(1, PUT_X_V),
           result: { op: "put", previous: "old" },
         },
         (b) => (signers.get(id) as Signer).sign(b),
@@ -243,6 +258,7 @@ describe("the client's unordered reads", () => {
           client: "c1",
           ts: read.ts + 1,
           seq: 9,
+          op: opOf(read.ts + 1, { op: "get", key: "x" }),
           result: { op: "get", value: "a" },
         },
         (b) => (signers.get(id) as Signer).sign(b),
@@ -451,6 +467,7 @@ describe("the client's core with sessions", () => {
       client: "c1",
       ts: 1001,
       seq: 5,
+      op: opOf(1001, { op: "put", key: "x", value: "w" }),
       result: { op: "put", previous: "v" },
     } as const;
     const reply = (id: string) => {

@@ -8,11 +8,18 @@ import { certificateSigningBytes, type KeyLease, leaseSigningBytes } from "@smw/
 import { describe, expect, it } from "vitest";
 import { type ClientAction, KvClientCore } from "../src/client/kv-client-core.js";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
-import { parseClientMessage, readDigest, sealEnvelope } from "../src/replica/messages.js";
+import {
+  parseClientMessage,
+  readDigest,
+  requestDigest,
+  sealEnvelope,
+} from "../src/replica/messages.js";
 import { SimCrypto } from "../src/sim/sim-crypto.js";
 
 const ids = ["r1", "r2", "r3", "r4"];
 const BOUND_MS = 100;
+/** What a REPLY to the first request, put(x, v), names. */
+const PUT_X_V = requestDigest({ client: "c1", ts: 1, op: { op: "put", key: "x", value: "v" } });
 
 /** The client with every replica certified under epoch 1; `lease` is a board's lease on a key. */
 function setUp(options: { leases: boolean }) {
@@ -26,6 +33,7 @@ function setUp(options: { leases: boolean }) {
       client: "c1",
       ts: 1,
       seq: 3,
+      op: PUT_X_V,
       result: { op: "put", previous },
     });
   return { ring: b.ring, client: b.client, clock: b.clock, lease: b.lease, leaseMessage, reply };
@@ -180,6 +188,7 @@ describe("votes under leases, judged when the quorum is", () => {
         client: "c1",
         ts: 1,
         seq: 7,
+        op: PUT_X_V,
         result: { op: "put", previous: "FORGED" },
       });
     let t = 1;
@@ -219,6 +228,7 @@ describe("votes under leases, judged when the quorum is", () => {
         client: "c1",
         ts: 1,
         seq: 7,
+        op: PUT_X_V,
         result: { op: "put", previous: null },
       });
     expect(completed(b.client.onMessage("r1", reply("r1", 1), 1))).toEqual([]);

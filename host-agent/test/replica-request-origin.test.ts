@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { KvStore } from "../src/kv/kv-store.js";
-import { batchDigest, parseEnvelope } from "../src/replica/messages.js";
+import { batchDigest, parseEnvelope, requestDigest } from "../src/replica/messages.js";
 import type { ReplicaAction } from "../src/replica/replica-core.js";
 import { bodiesOf, replicaCluster } from "./replica-cluster.js";
 
@@ -143,7 +143,15 @@ describe("where a backup's vote for a request comes from", () => {
     const stored = {
       seq: 8,
       snapshot: store.snapshot(),
-      clients: [{ client: "c1", ts: 7, result: { op: "put" as const, previous: null }, seq: 8 }],
+      clients: [
+        {
+          client: "c1",
+          ts: 7,
+          result: { op: "put" as const, previous: null },
+          seq: 8,
+          op: requestDigest(request),
+        },
+      ],
     };
     const replies = (id: string) =>
       (c.sent.get(id) ?? []).filter(

@@ -85,4 +85,47 @@ describe("the unreplicated baseline", () => {
       bed.remove();
     }
   }, 30_000);
+
+  it("never gives a client another request's result: a client restarted with its clock set back reuses a number", async () => {
+    const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 0, basePort: 27560 });
+    const server = await startSingle(bed.testbed);
+    const h1 = bed.testbed.hosts[0];
+    if (h1 === undefined) throw new Error("no h1");
+    // Both clients start at the same clock reading, so both number their first request alike.
+    const clockMs = Date.now();
+    const now = vi.spyOn(Date, "now").mockReturnValue(clockMs);
+    const make = () =>
+      new KvClient({
+        id: "client1",
+        replicas: { [h1.id]: h1.address },
+        replyQuorum: 1,
+        scheme: new Ed25519Scheme(),
+        signer: clientSigner(bed.testbed, "client1"),
+        boardKeys: boardPublicKeys(bed.testbed),
+        retransmitMs: 100,
+      });
+    const first = make();
+    const second = make();
+    now.mockRestore();
+    try {
+      first.start();
+      expect((await first.call({ op: "put", key: "a", value: "1" })).result).toEqual({
+        op: "put",
+        previous: null,
+      });
+      await first.close();
+      second.start();
+      // The server answers the number from its client table with put(a, 1)'s result: refused,
+      // and the call fails saying why, rather than reporting a write that never happened.
+      await expect(second.call({ op: "put", key: "a", value: "2" }, 1_500)).rejects.toThrow(
+        /replies refused meanwhile: \d+ other-request; replicas answered this request's number with the result of another request of client client1: its request numbers were used before/,
+      );
+      expect(server.summary()).toMatch(/executed 1 requests/);
+    } finally {
+      await first.close();
+      await second.close();
+      await server.close();
+      bed.remove();
+    }
+  }, 30_000);
 });

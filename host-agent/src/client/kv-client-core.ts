@@ -23,6 +23,7 @@ import {
   encodeClientMessage,
   parseEnvelope,
   readDigest,
+  requestDigest,
   requestFreshnessBytes,
 } from "../replica/messages.js";
 import { type KeyAgreement, Sessions } from "../replica/sessions.js";
@@ -452,6 +453,15 @@ export class KvClientCore {
     if (body.type === "READ_REPLY" && body.op !== o.readDigest) {
       this.count("rejected.other-read");
       return [{ type: "problem", from: replica, detail: "a READ_REPLY to another read" }];
+    }
+    if (
+      body.type === "REPLY" &&
+      (o.request === undefined || body.op !== requestDigest(o.request))
+    ) {
+      // The result of another request under this number: this client's numbers were used before
+      // (its clock set back, or a second process under its id). Never its own result.
+      this.count("rejected.other-request");
+      return [{ type: "problem", from: replica, detail: "a REPLY to another request" }];
     }
     const verdict =
       envelope.macs === undefined

@@ -42,9 +42,11 @@ export class KvClient {
   private timer: NodeJS.Timeout | undefined;
 
   private readonly leaseClockBoundMs: number | undefined;
+  private readonly id: string;
 
   constructor(options: KvClientOptions) {
     this.leaseClockBoundMs = options.leaseClockBoundMs;
+    this.id = options.id;
     const ids = Object.keys(options.replicas);
     this.core = new KvClientCore(
       {
@@ -177,11 +179,14 @@ export class KvClient {
       .sort((a, b) => b[1] - a[1]);
     if (since.length === 0) return "";
     const list = since.map(([why, count]) => `${count} ${why}`).join(", ");
-    const clock =
-      since[0]?.[0] === "no-lease" && this.leaseClockBoundMs !== undefined
+    const top = since[0]?.[0];
+    const hint =
+      top === "no-lease" && this.leaseClockBoundMs !== undefined
         ? `; replies under keys whose lease had less than ${this.leaseClockBoundMs} ms left by this machine's clock were not counted: check that its clock is within the testbed's timeliness.clientClockBound of the boards' (is NTP running?)`
-        : "";
-    return ` (replies refused meanwhile: ${list}${clock})`;
+        : top === "other-request"
+          ? `; replicas answered this request's number with the result of another request of client ${this.id}: its request numbers were used before, by a client under the same id whose clock ran ahead of this one's (was the clock set back, or does a second client use this id?)`
+          : "";
+    return ` (replies refused meanwhile: ${list}${hint})`;
   }
 
   async close(): Promise<void> {

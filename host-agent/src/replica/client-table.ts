@@ -24,14 +24,25 @@ export class ClientTable {
     return this.entries.get(client);
   }
 
-  /** `batch`: the executing batch's digest (none in the unreplicated server, which has no batches). */
-  record(client: string, ts: number, result: KvResult, seq: number, batch?: string): void {
+  /**
+   * `op`: the request's digest (`requestDigest`); `batch`: the executing batch's digest (none in
+   * the unreplicated server, which has no batches).
+   */
+  record(
+    client: string,
+    ts: number,
+    op: string,
+    result: KvResult,
+    seq: number,
+    batch?: string,
+  ): void {
     this.entries.set(client, {
       client,
       ts,
       result,
       seq,
       ...(batch !== undefined ? { batch } : {}),
+      op,
     });
   }
 

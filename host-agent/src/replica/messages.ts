@@ -91,6 +91,13 @@ export interface ClientTableEntry {
    * written before batches had origins (its digest is unchanged that way).
    */
   batch?: string;
+  /**
+   * The executed request's digest (`requestDigest`), which replies name too: a client whose
+   * numbers were used before (its clock set back, a second process under its id) never takes
+   * another request's result for its own. Absent only in an entry read from a checkpoint written
+   * before replies named it; such an entry's result is not sent again.
+   */
+  op?: string;
 }
 
 export interface ExecutedEntry extends ViewSeqDigest {
@@ -269,6 +276,8 @@ export type ReplicaBody =
    * client matches replies on both, so that replies from before a cold start (an execution it
    * lost) never join replies from after it, even at the same number: the batch's origin names
    * its proposer's key epoch, which every cold start renews (SAFETY.md, "A cold start").
+   * `op`: the executed request's digest (`requestDigest`); a client counts a reply only for the
+   * request it sent under that number.
    */
   | {
       type: "REPLY";
@@ -277,6 +286,7 @@ export type ReplicaBody =
       ts: number;
       seq: number;
       batch?: string;
+      op: string;
       result: KvResult;
     }
   /**
@@ -625,6 +635,7 @@ const clientEntries = (v: unknown): ClientTableEntry[] | undefined =>
     (x) => {
       if (!isObj(x) || !isId(x.client) || !isTimestamp(x.ts) || !isCount(x.seq)) return undefined;
       if (x.batch !== undefined && !isDigest(x.batch)) return undefined;
+      if (x.op !== undefined && !isDigest(x.op)) return undefined;
       const result = parseKvResult(x.result);
       if ("error" in result) return undefined;
       return {
@@ -633,6 +644,7 @@ const clientEntries = (v: unknown): ClientTableEntry[] | undefined =>
         result,
         seq: x.seq,
         ...(x.batch !== undefined ? { batch: x.batch } : {}),
+        ...(x.op !== undefined ? { op: x.op } : {}),
       };
     },
     MAX_CLIENTS,
@@ -886,7 +898,13 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         ? { type: v.type, dh: v.dh, ask: v.ask }
         : undefined;
     case "REPLY": {
-      if (!isCount(v.view) || !isId(v.client) || !isTimestamp(v.ts) || !isCount(v.seq))
+      if (
+        !isCount(v.view) ||
+        !isId(v.client) ||
+        !isTimestamp(v.ts) ||
+        !isCount(v.seq) ||
+        !isDigest(v.op)
+      )
         return undefined;
       if (v.batch !== undefined && !isDigest(v.batch)) return undefined;
       const result = parseKvResult(v.result);
@@ -898,6 +916,7 @@ function parseBody(v: unknown, depth: number): ReplicaBody | undefined {
         ts: v.ts,
         seq: v.seq,
         ...(v.batch !== undefined ? { batch: v.batch } : {}),
+        op: v.op,
         result,
       };
     }

@@ -155,9 +155,11 @@ export function armSuspicion(r: ReplicaState): void {
 function sendReply(
   r: ReplicaState,
   client: string,
-  executed: { ts: number; result: KvResult; seq: number; batch?: string },
+  executed: { ts: number; op?: string; result: KvResult; seq: number; batch?: string },
 ): void {
-  const { ts, result, seq, batch } = executed;
+  const { ts, op, result, seq, batch } = executed;
+  // An entry from a checkpoint written before replies named the request: no client could take it.
+  if (op === undefined) return;
   const body: ReplicaBody = {
     type: "REPLY",
     view: r.view,
@@ -165,6 +167,7 @@ function sendReply(
     ts,
     seq,
     ...(batch !== undefined ? { batch } : {}),
+    op,
     result,
   };
   const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
@@ -558,9 +561,10 @@ export function execute(
     }
     const result = r.store.apply(request.op);
     r.readSince.noteExecuted(request.op, seq);
-    r.clients.record(request.client, request.ts, result, seq, digest);
+    const op = requestDigest(request);
+    r.clients.record(request.client, request.ts, op, result, seq, digest);
     results.push(result);
-    sendReply(r, request.client, { ts: request.ts, result, seq, batch: digest });
+    sendReply(r, request.client, { ts: request.ts, op, result, seq, batch: digest });
   }
   if (results.some((result) => result !== undefined)) noteProgress(r);
   r.lastExecuted = seq;

@@ -15,6 +15,7 @@ import {
   parseClientMessage,
   type ReplicaBody,
   readDigest,
+  requestDigest,
   requestFreshnessBytes,
   sealEnvelope,
 } from "../replica/messages.js";
@@ -145,26 +146,29 @@ export class SingleServer {
     }
     const last = this.clients.last(client);
     if (last !== undefined && signed.ts <= last.ts) {
-      if (signed.ts === last.ts)
+      if (signed.ts === last.ts && last.op !== undefined)
         this.reply(client, {
           type: "REPLY",
           view: 0,
           client,
           ts: last.ts,
           seq: last.seq,
+          op: last.op,
           result: last.result,
         });
       return;
     }
     const result = this.store.apply(signed.op);
     this.executed++;
-    this.clients.record(client, signed.ts, result, this.executed);
+    const op = requestDigest(signed);
+    this.clients.record(client, signed.ts, op, result, this.executed);
     this.reply(client, {
       type: "REPLY",
       view: 0,
       client,
       ts: signed.ts,
       seq: this.executed,
+      op,
       result,
     });
   }

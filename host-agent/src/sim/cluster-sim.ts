@@ -24,6 +24,7 @@ import {
   parseClientMessage,
   parseEnvelope,
   readDigest,
+  requestDigest,
   sealEnvelope,
 } from "../replica/messages.js";
 import { quorumsFor } from "../replica/quorums.js";
@@ -1151,6 +1152,7 @@ class ClusterSim {
             client: client.id,
             ts,
             seq: stale.seq + 1,
+            op: requestDigest(parsed.request),
             result: KvStore.fromSnapshot(stale.store.snapshot()).apply(parsed.request.op),
           };
     this.trace(`${client.id} ${ts} answered from stolen keys ${[...voices.keys()].join(", ")}`);
