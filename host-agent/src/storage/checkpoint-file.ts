@@ -571,6 +571,7 @@ export function readCheckpointFile(
       !Number.isSafeInteger(c.seq) ||
       (c.seq as number) < 0 ||
       (c.batch !== undefined && (typeof c.batch !== "string" || !/^[0-9a-f]{64}$/.test(c.batch))) ||
+      (c.op !== undefined && (typeof c.op !== "string" || !/^[0-9a-f]{64}$/.test(c.op))) ||
       "error" in result
     )
       return bad("header: a client entry is malformed");
@@ -581,6 +582,8 @@ export function readCheckpointFile(
       seq: c.seq as number,
       // Absent in a file written before batches had origins: its digest still checks.
       ...(typeof c.batch === "string" ? { batch: c.batch } : {}),
+      // Absent in a file written before replies named the request.
+      ...(typeof c.op === "string" ? { op: c.op } : {}),
     });
   }
   const read = inline
