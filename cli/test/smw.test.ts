@@ -107,7 +107,7 @@ describe("smw plan", () => {
     const { code, stdout } = await smw("plan", rig6, "--t-transfer", "1m", "--json");
     expect(code).toBe(1);
     const json = JSON.parse(stdout);
-    expect(json.tLocalexecMs).toBe(1_000 + 2 * 250 + 2 * 500 + 4_500 + 60_000);
+    expect(json.tLocalexecMs).toBe(1_500 + 2 * 250 + 2 * 500 + 4_500 + 60_000);
     expect(json.conditions.find((c: { name: string }) => c.name === "T_d >= T_exec").holds).toBe(
       false,
     );

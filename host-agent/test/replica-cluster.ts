@@ -2,7 +2,12 @@
  * Several real replica cores and a network the test drives by hand: it decides which message
  * reaches whom and when, and can speak for a Byzantine replica with that replica's own key.
  */
-import { certificateSigningBytes, type KeyCertificate } from "@smw/wiring";
+import {
+  certificateSigningBytes,
+  type KeyCertificate,
+  type KeyLease,
+  leaseSigningBytes,
+} from "@smw/wiring";
 import { KeyRing, type Signer } from "../src/replica/key-ring.js";
 import {
   batchOrigin,
@@ -119,6 +124,11 @@ export function replicaCluster(
       return nowMs;
     },
     boot,
+    /** `id`'s board's lease on its current key until `notAfterMs` (`KeyLease`). */
+    lease(id: string, notAfterMs: number): KeyLease {
+      const body = { host: id, board: `b-${id}`, epoch: epochs.get(id) ?? 0, notAfterMs };
+      return { ...body, signature: (boards.get(id) as Signer).sign(leaseSigningBytes(body)) };
+    },
     /** The board rejuvenates `id`: a new key for a new period, a new core that remembers nothing. */
     rejuvenate(id: string, start: StartingState, withoutKeysOf: readonly string[] = []) {
       const epoch = (epochs.get(id) ?? 0) + 1;

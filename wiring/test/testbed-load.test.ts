@@ -101,16 +101,16 @@ describe("defaults and resolution", () => {
     expect(testbed.controlNetwork.deliveryBoundMs).toBe(10);
   });
 
-  it("leases keys for 2 s and bounds clients' clocks to 250 ms, less where a group's budgets are short", () => {
-    expect(testbed.rejuvenation.keyLeaseMs).toBe(2_000);
+  it("leases keys for 1 s and bounds clients' clocks to 250 ms, less where T_shutdown is short", () => {
+    expect(testbed.rejuvenation.keyLeaseMs).toBe(1_000);
     expect(testbed.timeliness.clientClockBoundMs).toBe(250);
     const text = readFileSync(path.join(fixtures, "valid-udp.yaml"), "utf8").replace(
       /budgets: \{[^}]*\}/,
-      "budgets: { tShutdown: 100ms, tCheckcode: 50ms, tRestorecode: 50ms, tBoot: 300ms, tTransfer: 300ms }",
+      "budgets: { tShutdown: 900ms, tCheckcode: 50ms, tRestorecode: 50ms, tBoot: 300ms, tTransfer: 300ms }",
     );
     const short = parseTestbed(text, path.join(fixtures, "short.yaml"));
     if (!short.ok) throw new Error(short.problems.map(formatProblem).join("\n"));
-    // Half of the 900 ms a group's budgets allow, and a quarter of that.
+    // Half of T_shutdown, and a quarter of that.
     expect(short.testbed.rejuvenation.keyLeaseMs).toBe(450);
     expect(short.testbed.timeliness.clientClockBoundMs).toBe(112);
   });

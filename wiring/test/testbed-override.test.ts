@@ -17,7 +17,7 @@ function load(source: string) {
 
 describe("withRejuvenationOverrides", () => {
   const budgets = {
-    tShutdownMs: 1270,
+    tShutdownMs: 1770,
     tCheckcodeMs: 580,
     tRestorecodeMs: 500,
     tBootMs: 2130.4,

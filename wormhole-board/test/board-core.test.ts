@@ -214,15 +214,13 @@ describe("a joining board's key floor", () => {
   });
 });
 
-describe("a board's rejuvenation and its host's key lease", () => {
-  /** b2's whole rejuvenation in period 0 from 1,200 ms, each step taking 20 ms; what it did. */
-  function rejuvenate(keyLeaseMs: number | undefined) {
+describe("a board's rejuvenation", () => {
+  it("is done, and its DONE goes, as soon as its last step is: the lease on its host's former key lapsed within the shutdown step", () => {
     const c = coreWith({
       firstTriggerMs: 1_000,
       startMs: 800,
       // Peers not heard from in these few seconds are not what this is about.
       silenceBoundMs: 60_000,
-      ...(keyLeaseMs === undefined ? {} : { keyLeaseMs }),
     });
     c.handle({ kind: "time", nowMs: 1_000 });
     let actions = c.handle({
@@ -245,40 +243,13 @@ describe("a board's rejuvenation and its host's key lease", () => {
       });
       seen.push(...actions);
     }
-    return { c, seen };
-  }
-  const doneBroadcast = (actions: readonly { kind: string; message?: { type: string } }[]) =>
-    actions.some((a) => a.kind === "broadcast" && a.message?.type === "DONE");
-
-  it("is done no sooner than a lease after its group began: the DONE waits, then goes", () => {
-    const { c, seen } = rejuvenate(1_500);
-    expect(seen.some((a) => a.kind === "recoveryDone")).toBe(true);
-    expect(doneBroadcast(seen)).toBe(false);
-    expect(c.scheduleState).toEqual({ period: 0, group: 1 });
-    // It wakes for it: its group began at 1,200 ms.
-    expect(c.nextWakeupMs()).toBeLessThanOrEqual(2_700);
-    expect(doneBroadcast(c.handle({ kind: "time", nowMs: 2_699 }))).toBe(false);
-    expect(doneBroadcast(c.handle({ kind: "time", nowMs: 2_700 }))).toBe(true);
+    const done = seen.findIndex((a) => a.kind === "recoveryDone");
+    expect(done).toBeGreaterThanOrEqual(0);
+    expect(
+      seen
+        .slice(done)
+        .some((a) => a.kind === "broadcast" && "message" in a && a.message.type === "DONE"),
+    ).toBe(true);
     expect(c.scheduleState).toEqual({ period: 0, group: 2 });
-  });
-
-  it("is announced at once when the lease lapsed before the rejuvenation ended, or there is none", () => {
-    for (const leaseMs of [50, undefined]) {
-      const { c, seen } = rejuvenate(leaseMs);
-      expect(doneBroadcast(seen)).toBe(true);
-      expect(c.scheduleState).toEqual({ period: 0, group: 2 });
-    }
-  });
-
-  it("whose DONE is held is never announced once the board failed safe", () => {
-    const { c } = rejuvenate(1_500);
-    c.handle({
-      kind: "message",
-      from: "b1",
-      message: { type: "FAILSAFE", reason: "drill", origin: "b1", sentAtMs: 1_400 },
-      nowMs: 1_400,
-    });
-    expect(c.phase).toBe("failsafe");
-    expect(doneBroadcast(c.handle({ kind: "time", nowMs: 3_000 }))).toBe(false);
   });
 });

@@ -220,15 +220,17 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
         });
 
         it("refuses a schedule the planner finds infeasible, with the planner's report", () => {
-          // T_d = 10.4 s is below T_p = 10.5 s, but not below T_p − 2·procMax = 10.1 s: the
+          // T_d = 11.4 s is below T_p = 11.5 s, but not below T_p − 2·procMax = 11.1 s: the
           // planner once called this feasible, and every board's timely core then threw.
           const file = path.join(bed.dir, "tight.yaml");
-          writeFileSync(file, readFileSync(bed.file, "utf8").replace("tD: 10s", "tD: 10400ms"));
+          const text = readFileSync(bed.file, "utf8");
+          expect(text).toContain("tD: 11s");
+          writeFileSync(file, text.replace("tD: 11s", "tD: 11400ms"));
           const result = smw("board", "run", "--testbed", file, "--board", "b1");
           expect(result.code).toBe(2);
           expect(result.stderr).toContain("the boards cannot keep this testbed's schedule");
           expect(result.stderr).toMatch(
-            /FAILS\s+T_d < T_p − 2·procMax\s+T_d = 10\.4s < T_p − 2·procMax = 10\.5s − 2·200ms = 10\.1s/,
+            /FAILS\s+T_d < T_p − 2·procMax\s+T_d = 11\.4s < T_p − 2·procMax = 11\.5s − 2·200ms = 11\.1s/,
           );
           const planned = smw("plan", file);
           expect(planned.stdout).toContain("INFEASIBLE");

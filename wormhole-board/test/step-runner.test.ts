@@ -117,20 +117,48 @@ describe("key leases", () => {
     );
   });
 
-  it("stop at the shutdown step, before the host is held in reset", async () => {
+  it("stop at the shutdown step, and the host is held in reset only once the last one lapsed", async () => {
+    const lines: Array<[string, string, number]> = [];
     const { runner, sent } = runnerWith({
-      now: () => 5_000_000,
-      keyLeaseMs: 1_000,
+      keyLeaseMs: 300,
       certificateEpochs: { last: 10, issued: () => {} },
-      lines: { set: () => {}, has: () => false } as unknown as BoardLines,
+      lines: {
+        set: (line: string, level: string) => lines.push([line, level, Date.now()]),
+        has: () => false,
+      } as unknown as BoardLines,
     });
     runner.certify("A".repeat(43));
     expect(runner.leasing).toBe(true);
+    const lapsesAtMs = runner.lastLeaseLapsesAtMs;
     const outcome = await runner.run("shutdown", 3, new AbortController().signal);
     expect(outcome.ok).toBe(true);
     expect(runner.leasing).toBe(false);
     runner.renewLease();
     expect(sent.map((m) => m.type)).toEqual(["CERT", "LEASE", "PREPARE_SHUTDOWN"]);
+    // The adversary may leave the host at its reset: by then no client counts its key.
+    expect(lines).toHaveLength(1);
+    const [line, level, atMs] = lines[0] as [string, string, number];
+    expect([line, level]).toEqual(["reset", "active"]);
+    expect(atMs).toBeGreaterThan(lapsesAtMs);
+    expect(outcome.ok && outcome.detail).toMatch(/reset once its key's last lease lapsed/);
+  });
+
+  it("at a shutdown cut short (a fail-safe, the daemon stopping), hold the host at once", async () => {
+    const lines: string[] = [];
+    const { runner } = runnerWith({
+      keyLeaseMs: 60_000,
+      certificateEpochs: { last: 10, issued: () => {} },
+      lines: {
+        set: (line: string, level: string) => lines.push(`${line} ${level}`),
+        has: () => false,
+      } as unknown as BoardLines,
+    });
+    runner.certify("A".repeat(43));
+    const abort = new AbortController();
+    const step = runner.run("shutdown", 3, abort.signal);
+    abort.abort();
+    expect((await step).ok).toBe(true);
+    expect(lines).toEqual(["reset active"]);
   });
 
   it("are not issued by a board that has no lease length", () => {

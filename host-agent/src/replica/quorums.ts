@@ -20,9 +20,10 @@ export interface Quorums {
   weak: number;
   /**
    * Matching answers an unordered read takes (SAFETY.md, "Reads without ordering": "A read across
-   * a move"). With replicas rejuvenated (k >= 1) the adversary moves at a reset, so one read's
-   * answers may hold k' lies from before a reset and k' after: it must meet a write's quorum in
-   * 2k' + 1, so n - q + 2k' + 1 (5 at n = 6, k' = k = 1, where q = 4); never less than q.
+   * a move"): q. A client counts a reply only under a lease on its key, and a board resets its
+   * host (where the adversary may leave it) only once the last lease lapsed, so the answers one
+   * read counts hold at most k' lies, and those of a completed write at most k': a read's q
+   * answers meet a write's q in k' + 1 replicas, one of them correct and holding the write.
    */
   unorderedRead: number;
 }
@@ -39,6 +40,5 @@ export function quorumsFor(n: number, kPrime: number, k: number): Quorums {
       `n = ${n} replicas cannot tolerate k' = ${kPrime} Byzantine plus k = ${k} recovering: n >= 3k' + 2k + 1 = ${3 * kPrime + 2 * k + 1}`,
     );
   const quorum = Math.ceil((n + kPrime + 1) / 2);
-  const unorderedRead = k === 0 ? quorum : Math.max(quorum, n - quorum + 2 * kPrime + 1);
-  return { n, kPrime, k, quorum, weak: kPrime + 1, unorderedRead };
+  return { n, kPrime, k, quorum, weak: kPrime + 1, unorderedRead: quorum };
 }

@@ -56,8 +56,8 @@ const IDLE_MESSAGES_PER_PEER_PER_INTERVAL = 10;
 
 /**
  * The boards' key leases (`KeyLease`): each lasts this long and is renewed four times a lease
- * while its replica runs outside its rejuvenation; the next group goes down no sooner than a lease
- * after the last one began (as `BoardCore` holds its DONE).
+ * while its replica runs outside its rejuvenation; a replica goes down (and the adversary may
+ * leave it) only once its last lease lapsed (as the boards' shutdown step waits for it).
  */
 const SIM_KEY_LEASE_MS = 600;
 /** How far each client's clock is from the boards' at most (each is drawn within it). */
@@ -171,6 +171,11 @@ export interface SimOptions {
   unsafeIgnoreLeases?: boolean;
   /** Tests only: clients take this many matching answers to an unordered read. */
   unsafeReadQuorum?: number;
+  /**
+   * Tests only: a host goes down at the end of the shutdown grace, whether or not its key's last
+   * lease lapsed (as boards did before), to show what the wait prevents.
+   */
+  unsafeResetBeforeLapse?: boolean;
 }
 
 export function runSimulation(scenario: Scenario, options: SimOptions = {}): SimResult {
@@ -1282,7 +1287,6 @@ class ClusterSim {
     for (const id of members) this.revokedBefore.set(id, this.period);
     // Their boards lease their keys no more: the last leases lapse a lease from now.
     for (const id of members) this.leasing.delete(id);
-    this.groupStartedAtMs = this.q.nowMs;
     this.groupIndex = group;
     for (const other of this.ids) {
       if (members.includes(other)) continue;
@@ -1304,7 +1308,12 @@ class ClusterSim {
         }
       }
     }
-    this.q.after(r.shutdownGraceMs, () => {
+    // Down once the shutdown grace is over and the last lease on each member's key has lapsed.
+    let lapsesAtMs = 0;
+    if (this.options.unsafeResetBeforeLapse !== true)
+      for (const id of members)
+        lapsesAtMs = Math.max(lapsesAtMs, (this.lastLeases.get(id)?.notAfterMs ?? 0) + 1);
+    this.q.after(Math.max(r.shutdownGraceMs, lapsesAtMs - this.q.nowMs), () => {
       for (const id of members) this.kill(this.replicas.get(id) as ReplicaNode, members);
       const downMs = this.prng.int(r.downMs[0], r.downMs[1]);
       this.q.after(downMs, () => {
@@ -1323,12 +1332,9 @@ class ClusterSim {
       return;
     }
     this.groupInProgress = false;
-    // Not before the group's last leases lapsed (`BoardCore` holds its DONE until then).
-    const lapsedInMs = this.groupStartedAtMs + SIM_KEY_LEASE_MS - this.q.nowMs;
-    this.q.after(Math.max(r.gapMs, lapsedInMs), () => this.rejuvenateGroup(group + 1));
+    this.q.after(r.gapMs, () => this.rejuvenateGroup(group + 1));
   }
 
-  private groupStartedAtMs = 0;
   private groupIndex = 0;
 
   /**

@@ -445,20 +445,20 @@ function checkTimeliness(raw: RawTestbed, add: Add): void {
 }
 
 /**
- * A group is done no sooner than a key lease after it began (so that a key stolen from one of its
- * hosts has lapsed at clients before the next group's hosts go down): that must fit its budgets.
- * A client counts a lease only while it has the client clock bound left by its own clock, which
- * may run ahead by the bound, and a lease is renewed four times a lease: the bound must leave room.
+ * The shutdown step waits for the last lease on its host's key to lapse before it resets the host
+ * (so that no client counts a key whose host the adversary may leave at that reset): a lease, and
+ * P1's processing delay, must fit T_shutdown. A client counts a lease only while it has the client
+ * clock bound left by its own clock, which may run ahead by the bound, and a lease is renewed four
+ * times a lease: the bound must leave room.
  */
 function checkKeyLease(raw: RawTestbed, add: Add): void {
   const r = raw.rejuvenation;
-  const b = r.budgets;
-  const localexecMs = b.tShutdown + 2 * b.tCheckcode + 2 * b.tRestorecode + b.tBoot + b.tTransfer;
   const { keyLeaseMs, clientClockBoundMs } = keyLeaseDefaults(raw);
-  if (keyLeaseMs > localexecMs)
+  const procMaxMs = raw.timeliness.procMax;
+  if (keyLeaseMs + procMaxMs > r.budgets.tShutdown)
     add(
       ["rejuvenation", "keyLease"],
-      `keyLease (${formatDurationMs(keyLeaseMs)}) must not exceed a group's budgets, T_shutdown + 2·T_checkcode + 2·T_restorecode + T_boot + T_transfer (${formatDurationMs(localexecMs)}): a group is done no sooner than a lease after it began`,
+      `keyLease (${formatDurationMs(keyLeaseMs)}) plus timeliness.procMax (${formatDurationMs(procMaxMs)}) must fit rejuvenation.budgets.tShutdown (${formatDurationMs(r.budgets.tShutdown)}): the shutdown step resets its host only once the last lease on the host's key lapsed; shorten the lease or raise tShutdown`,
     );
   if (clientClockBoundMs > keyLeaseMs / 4)
     add(

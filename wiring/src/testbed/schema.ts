@@ -176,9 +176,10 @@ const rejuvenation = z.strictObject({
   }),
   /**
    * How long a board's lease on its host's key lasts (renewed four times a lease while the host
-   * runs, not once its group began): a key stolen from a host stops speaking at clients this
-   * long after its rejuvenation began. A group is done no sooner than this after it began.
-   * Default: 2 s, or half a group's budgets if that is less (`keyLeaseDefaults`).
+   * runs, not once its group began). The shutdown step resets the host only once the last lease
+   * lapsed, so no client counts a key whose host the adversary may leave at that reset; it must
+   * fit T_shutdown with P1's processing delay to spare. Default: 1 s, or half of T_shutdown, or
+   * T_shutdown less procMax, whichever is least (`keyLeaseDefaults`).
    */
   keyLease: positiveDurationMs.optional(),
   order: z.array(z.array(id).min(1, "a group holds at least one host")).min(1).optional(),

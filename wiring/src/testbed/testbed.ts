@@ -166,18 +166,19 @@ export const DEFAULT_REPLICA_SETTINGS: ReplicaSettings = {
 };
 
 /**
- * The key lease and the client clock bound a testbed runs with: as written, or by default 2 s
- * (at most half a group's budgets, so that holding a group's DONE for a lease costs nothing in
- * its deadline) and 250 ms (at most a quarter of the lease, so that a lease is usable for most of
- * its length).
+ * The key lease and the client clock bound a testbed runs with: as written, or by default 1 s
+ * (at most half of T_shutdown, and T_shutdown less procMax: the shutdown step waits for the last
+ * lease to lapse before it resets the host) and 250 ms (at most a quarter of the lease, so that a
+ * lease is usable for most of its length).
  */
 export function keyLeaseDefaults(raw: RawTestbed): {
   keyLeaseMs: number;
   clientClockBoundMs: number;
 } {
-  const b = raw.rejuvenation.budgets;
-  const localexecMs = b.tShutdown + 2 * b.tCheckcode + 2 * b.tRestorecode + b.tBoot + b.tTransfer;
-  const keyLeaseMs = raw.rejuvenation.keyLease ?? Math.min(2_000, Math.floor(localexecMs / 2));
+  const shutdownMs = raw.rejuvenation.budgets.tShutdown;
+  const keyLeaseMs =
+    raw.rejuvenation.keyLease ??
+    Math.min(1_000, Math.floor(shutdownMs / 2), shutdownMs - raw.timeliness.procMax);
   const clientClockBoundMs =
     raw.timeliness.clientClockBound ?? Math.min(250, Math.floor(keyLeaseMs / 4));
   return { keyLeaseMs, clientClockBoundMs };

@@ -351,7 +351,6 @@ export class BoardDaemon {
         this.deps.joinDeadlineMs ?? t.controlNetwork.joinDeadlineMs ?? t.rejuvenation.tPMs,
       startMs: this.now(),
       lastKeyEpoch: this.deps.state.readCertificateEpoch(),
-      keyLeaseMs: t.rejuvenation.keyLeaseMs,
       ...(restored === undefined ? {} : { restoredFailsafe: restored }),
     });
     this.floorKeys();

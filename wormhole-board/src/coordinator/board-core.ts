@@ -68,12 +68,6 @@ export interface BoardCoreConfig {
   restoredFailsafe?: FailsafeState;
   /** The last key epoch this board certified before it started (0: none). */
   lastKeyEpoch?: number;
-  /**
-   * How long this board's leases on its host's key last (`KeyLease`, renewed by the driver while
-   * the host runs outside its rejuvenation). Its rejuvenation is done no sooner than this after
-   * it began, so the lease it renewed last has lapsed before the next group's hosts go down.
-   */
-  keyLeaseMs?: number;
 }
 
 export type BoardEvent =
@@ -152,10 +146,6 @@ export class BoardCore {
   private joinKeyFloor = 1;
   /** Per peer board: the highest key floor it announced (floors only rise). */
   private readonly peerKeyFloors = new Map<string, number>();
-  /** When this board's current rejuvenation began (its group started), if one is under way. */
-  private recoveryStartedAtMs: number | undefined;
-  /** A rejuvenation done before its host's last key lease lapsed: its DONE waits until `atMs`. */
-  private heldDone: { period: number; atMs: number } | undefined;
 
   constructor(private readonly config: BoardCoreConfig) {
     this.lastKeyEpoch = config.lastKeyEpoch ?? 0;
@@ -323,7 +313,6 @@ export class BoardCore {
           run.timely.nextWakeupMs(),
           run.groups.nextWakeupMs(),
           run.recovery.nextWakeupMs(),
-          this.heldDone?.atMs,
         ].filter((ms): ms is number => ms !== undefined),
       );
     } else if (this.failsafe.state === undefined && this.join !== undefined) {
@@ -437,11 +426,6 @@ export class BoardCore {
     if (run === undefined) return;
     this.checkClockSamples(run, nowMs, out);
     if (this.failsafe.state !== undefined) return;
-    const held = this.heldDone;
-    if (held !== undefined && nowMs >= held.atMs) {
-      this.heldDone = undefined;
-      this.announceDone(held.period, nowMs, out);
-    }
     for (const r of run.recovery.tick(nowMs)) this.onRecovery(r, nowMs, out);
     for (const s of run.groups.tick(nowMs)) this.onSchedule(s, nowMs, out);
     for (const t of run.timely.tick(nowMs)) {
@@ -622,7 +606,6 @@ export class BoardCore {
         out.push({ kind: "revokeKeys", period: output.period, group: output.group });
         return;
       case "startRecovery":
-        this.recoveryStartedAtMs = nowMs;
         for (const r of run.recovery.start(output.period, output.plannedStartMs, nowMs))
           this.onRecovery(r, nowMs, out);
         return;
@@ -662,15 +645,6 @@ export class BoardCore {
         return;
       case "done": {
         out.push({ kind: "recoveryDone", period: output.period, records: output.records });
-        // The lease on the host's former key, renewed last just before the group began, may
-        // still speak at clients: the next group's hosts (one of them the adversary's next
-        // victim) go down only once it has lapsed (SAFETY.md, "Key epochs").
-        const lapsesAtMs = (this.recoveryStartedAtMs ?? nowMs) + (this.config.keyLeaseMs ?? 0);
-        this.recoveryStartedAtMs = undefined;
-        if (nowMs < lapsesAtMs) {
-          this.heldDone = { period: output.period, atMs: lapsesAtMs };
-          return;
-        }
         this.announceDone(output.period, nowMs, out);
         return;
       }
@@ -740,8 +714,6 @@ export class BoardCore {
     out.push({ kind: "enterFailsafe", state, actions });
     // A board in fail-safe proposes no schedule (it runs none).
     this.join = undefined;
-    this.heldDone = undefined;
-    this.recoveryStartedAtMs = undefined;
     const partial = this.running?.recovery.interrupt(nowMs);
     if (partial !== undefined) out.push({ kind: "recoveryInterrupted", ...partial });
   }

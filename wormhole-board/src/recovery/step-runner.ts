@@ -83,9 +83,14 @@ export class StepRunner {
     }
   }
 
-  /** Tell the host (a primary hands off), allow it half the budget, then hold it in reset. */
+  /**
+   * Tell the host (a primary hands off), allow it half the budget, wait for the last lease on its
+   * key to lapse, then hold it in reset. The adversary may leave a host only at its reset, so no
+   * client counts a key whose host it left (SAFETY.md, "Key epochs": leases end before the reset).
+   */
   private async shutdown(period: number, signal: AbortSignal): Promise<StepOutcome> {
     this.stopLeases();
+    const startedMs = this.now();
     this.deps.hostLink.send({ type: "PREPARE_SHUTDOWN", period });
     const ack = await this.deps.hostLink.waitFor(
       (m): m is Extract<HostToBoard, { type: "SHUTDOWN_ACK" }> =>
@@ -93,14 +98,41 @@ export class StepRunner {
       this.deps.budgets.tShutdownMs / 2,
       signal,
     );
+    // Cut short only when the step is (a fail-safe, the daemon stopping): the host goes down anyway.
+    const leaseWaitMs = await this.untilLeaseLapsed(signal);
     this.deps.lines.set("reset", "active");
     this.deps.hostLink.flush();
     if (this.deps.lines.has("storage-mux")) this.deps.lines.set("storage-mux", "active");
+    const acked =
+      ack === undefined ? "no acknowledgement from the host; reset anyway" : "host acknowledged";
     return {
       ok: true,
       detail:
-        ack === undefined ? "no acknowledgement from the host; reset anyway" : "host acknowledged",
+        leaseWaitMs > 0
+          ? `${acked}; reset once its key's last lease lapsed, ${Math.round(this.now() - startedMs)} ms after the step began`
+          : acked,
     };
+  }
+
+  /** Waits until the last lease issued has lapsed by this board's clock; how long it waited. */
+  private async untilLeaseLapsed(signal: AbortSignal): Promise<number> {
+    // A millisecond past: a lease covers instants before its `notAfterMs`.
+    const waitMs = this.lastNotAfterMs + 1 - this.now();
+    if (waitMs <= 0 || signal.aborted) return 0;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+      signal.addEventListener("abort", done, { once: true });
+    });
+    return waitMs;
+  }
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
   }
 
   /** Reads and verifies both manifests ahead of time, so the first check does not pay for it. */
@@ -239,7 +271,7 @@ export class StepRunner {
       host: this.deps.board.guards,
       board: this.deps.board.id,
       epoch: this.leasedEpoch,
-      notAfterMs: Math.floor((this.deps.now ?? Date.now)() + leaseMs),
+      notAfterMs: Math.floor(this.now() + leaseMs),
     };
     this.lastNotAfterMs = Math.max(this.lastNotAfterMs, body.notAfterMs);
     const lease: KeyLease = {

@@ -86,10 +86,11 @@ export async function makeTestbed6(
     "rejuvenation:",
     "  k: 1",
     "  kPrime: 1",
-    // T_localexec = 1.4 s; six groups with hand-offs and procMax, and the clock offset: T_Xmax = 9.73 s.
-    "  tP: 10500ms",
-    "  tD: 10s",
-    "  budgets: { tShutdown: 200ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
+    // T_localexec = 1.5 s; six groups with hand-offs and procMax, and the clock offset: T_Xmax = 10.51 s.
+    // T_shutdown holds the wait for the last key lease (100 ms: T_shutdown less procMax) to lapse.
+    "  tP: 11500ms",
+    "  tD: 11s",
+    "  budgets: { tShutdown: 300ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
     "tExhaust: { sequential: 1h }",
     "failsafe:",
     "  actions: [hold-reset, alarm-line]",
