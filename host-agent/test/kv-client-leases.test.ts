@@ -114,13 +114,71 @@ describe("the client's core with key leases", () => {
   });
 });
 
+describe("a client's clock, checked against the leases it receives", () => {
+  const LEASE_MS = 1_000;
+  const setUpBehind = () => {
+    const b = bench(ids, { quorum: 3, keyLeaseMs: LEASE_MS });
+    for (const id of ids) b.certify(id, 1);
+    return b;
+  };
+
+  it("takes a lease from a board whose clock is ahead by no more than the bound", () => {
+    const b = setUpBehind();
+    // Issued just now by a board whose clock reads the bound ahead of this one.
+    const actions = b.client.onMessage(
+      "r1",
+      b.leaseFrom("r1", 1, b.clock.nowMs + BOUND_MS + LEASE_MS),
+      0,
+    );
+    expect(actions).toEqual([]);
+    expect(b.client.counters.get("leases.installed")).toBe(1);
+    expect(b.client.clockBehindMs).toBe(0);
+  });
+
+  it("refuses one that lapses later than a lease issued now could, and counts no reply under it: this clock is behind", () => {
+    const b = setUpBehind();
+    // The boards' clocks read 300 ms past this one: its lease checks would count a lapsed
+    // lease (a stolen key's) for 300 ms more. Fail closed, and say so.
+    for (const id of ids) {
+      const actions = b.client.onMessage(id, b.leaseFrom(id, 1, b.clock.nowMs + 300 + LEASE_MS), 0);
+      expect(actions).toEqual([
+        {
+          type: "problem",
+          from: id,
+          detail: `a LEASE that lapses 300 ms later than a lease issued now could: this machine's clock is that far behind the board's, more than the client clock bound (${BOUND_MS} ms)`,
+        },
+      ]);
+    }
+    expect(b.client.counters.get("rejected.lease-ahead")).toBe(ids.length);
+    expect(b.client.clockBehindMs).toBe(300);
+    b.client.submit({ op: "put", key: "x", value: "v" }, 0);
+    const replies = ids.flatMap((id) =>
+      b.client.onMessage(
+        id,
+        b.seal(id, 1, {
+          type: "REPLY",
+          view: 0,
+          client: "c1",
+          ts: 1,
+          seq: 3,
+          op: PUT_X_V,
+          result: { op: "put", previous: null },
+        }),
+        1,
+      ),
+    );
+    expect(completed(replies)).toEqual([]);
+    expect(b.client.counters.get("rejected.no-lease")).toBe(ids.length);
+  });
+});
+
 /**
  * A client whose replicas are certified and leased by hand: `certify` a key epoch, `leaseFrom`
  * a replica's lease message on it; `clock` is the client's clock.
  */
 function bench(
   replicas: readonly string[],
-  config: { quorum: number; readQuorum?: number; leases?: boolean },
+  config: { quorum: number; readQuorum?: number; leases?: boolean; keyLeaseMs?: number },
 ) {
   const crypto = new SimCrypto(11);
   const boards = new Map(replicas.map((id) => [id, crypto.newSigner(`b-${id}`)]));
@@ -151,6 +209,7 @@ function bench(
       retransmitMs: 500,
       firstTs: 0,
       ...(config.leases === false ? {} : { leaseClockBoundMs: BOUND_MS }),
+      ...(config.keyLeaseMs === undefined ? {} : { keyLeaseMs: config.keyLeaseMs }),
       wallClockMs: () => clock.nowMs,
     },
     ring,

@@ -38,6 +38,24 @@ describe("replicas over TCP on loopback", () => {
     }
   });
 
+  it("a call left unanswered says this machine's clock is behind when leases run longer than a lease from now", async () => {
+    const { bed, server, client } = fourReplicas(27520);
+    // Leases a lease and 5 s from the boards' now: as a client whose clock is 5 s behind sees them.
+    const leaseMs = bed.testbed.rejuvenation.keyLeaseMs + 5_000;
+    const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false, undefined, leaseMs));
+    try {
+      await Promise.all(servers.map((s) => s.start()));
+      client.start();
+      await expect(client.call({ op: "put", key: "a", value: "1" }, 2_000)).rejects.toThrow(
+        /no answer from a quorum of replicas within 2000 ms \(replies refused meanwhile: .*\d+ lease-ahead.*this machine's clock: it is at least \d{4} ms behind the boards', more than the testbed's timeliness.clientClockBound \(\d+ ms\)/,
+      );
+    } finally {
+      await client.close();
+      await Promise.all(servers.map((s) => s.close()));
+      bed.remove();
+    }
+  });
+
   it("serves a client with n = 4 (k' = 1, k = 0) and keeps serving with one replica stopped", async () => {
     const { bed, server, client } = fourReplicas(27400);
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));

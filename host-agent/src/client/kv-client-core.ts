@@ -61,6 +61,12 @@ export interface KvClientConfig {
   leaseClockBoundMs?: number;
   /** The clock leases are read against, milliseconds since the epoch (default: `Date.now`). */
   wallClockMs?: () => number;
+  /**
+   * How long a board's lease lasts (`rejuvenation.keyLease`), to check this client's clock: a
+   * lease that lapses more than a lease and the clock bound after this clock's reading shows the
+   * clock behind the board's by more than the bound, and is not taken. Undefined: not checked.
+   */
+  keyLeaseMs?: number;
 }
 
 export type ClientAction =
@@ -142,6 +148,11 @@ const NARROW_PROBE_EVERY = 8;
 
 export class KvClientCore {
   private ts: number;
+  /**
+   * How far behind its boards' clocks this client's clock was seen to be, beyond a lease (the most
+   * any lease it refused as "ahead" showed; 0: none).
+   */
+  clockBehindMs = 0;
   private outstanding: Outstanding | undefined;
   private readonly keyQueryAtMs = new Map<string, number>();
   private readonly sessionSentAtMs = new Map<string, number>();
@@ -407,9 +418,27 @@ export class KvClientCore {
     }
     if (body.type === "LEASE") {
       // Signed by the board, as certificates are: the envelope around it adds nothing.
-      const verdict = this.ring.installLease(body.lease);
+      const keyLeaseMs = this.config.keyLeaseMs;
+      const nowMs = (this.config.wallClockMs ?? Date.now)();
+      const boundMs = this.config.leaseClockBoundMs ?? 0;
+      const verdict = this.ring.installLease(
+        body.lease,
+        keyLeaseMs === undefined ? undefined : nowMs + keyLeaseMs + boundMs,
+      );
       if (verdict === "installed") this.count("leases.installed");
-      else if (verdict !== "older") {
+      else if (verdict === "ahead") {
+        // Counted with this clock, a lapsed lease (a stolen key's) would still count: fail closed.
+        const behindMs = body.lease.notAfterMs - nowMs - (keyLeaseMs ?? 0);
+        this.clockBehindMs = Math.max(this.clockBehindMs, behindMs);
+        this.count("rejected.lease-ahead");
+        return [
+          {
+            type: "problem",
+            from: replica,
+            detail: `a LEASE that lapses ${Math.round(behindMs)} ms later than a lease issued now could: this machine's clock is that far behind the board's, more than the client clock bound (${boundMs} ms)`,
+          },
+        ];
+      } else if (verdict !== "older") {
         this.count(`rejected.lease-${verdict}`);
         return [{ type: "problem", from: replica, detail: `a LEASE with ${verdict}` }];
       }

@@ -27,6 +27,8 @@ export interface KvClientOptions {
    * the testbed's `timeliness.clientClockBound`); undefined for the unreplicated baseline.
    */
   leaseClockBoundMs?: number;
+  /** How long a board's lease lasts (`rejuvenation.keyLease`): leases that lapse later show this clock behind. */
+  keyLeaseMs?: number;
 }
 
 export interface KvAnswer {
@@ -63,6 +65,7 @@ export class KvClient {
         ...(options.leaseClockBoundMs === undefined
           ? {}
           : { leaseClockBoundMs: options.leaseClockBoundMs }),
+        ...(options.keyLeaseMs === undefined ? {} : { keyLeaseMs: options.keyLeaseMs }),
       },
       new KeyRing(options.scheme, options.boardKeys, new Map()),
       options.signer,
@@ -82,7 +85,7 @@ export class KvClient {
     testbed: Testbed,
     options: Omit<
       KvClientOptions,
-      "replicas" | "replyQuorum" | "readQuorum" | "leaseClockBoundMs"
+      "replicas" | "replyQuorum" | "readQuorum" | "leaseClockBoundMs" | "keyLeaseMs"
     > & { k?: number },
   ): KvClient {
     const replicas: Record<string, { host: string; port: number }> = {};
@@ -98,6 +101,7 @@ export class KvClient {
       replyQuorum: quorum,
       readQuorum: unorderedRead,
       leaseClockBoundMs: testbed.timeliness.clientClockBoundMs,
+      keyLeaseMs: testbed.rejuvenation.keyLeaseMs,
     });
   }
 
@@ -180,8 +184,10 @@ export class KvClient {
     if (since.length === 0) return "";
     const list = since.map(([why, count]) => `${count} ${why}`).join(", ");
     const top = since[0]?.[0];
-    const hint =
-      top === "no-lease" && this.leaseClockBoundMs !== undefined
+    const behind = since.some(([why]) => why === "lease-ahead");
+    const hint = behind
+      ? `; leases were refused because they lapse later than a lease issued now could by this machine's clock: it is at least ${Math.round(this.core.clockBehindMs)} ms behind the boards', more than the testbed's timeliness.clientClockBound (${this.leaseClockBoundMs} ms); set it right (is NTP running?)`
+      : top === "no-lease" && this.leaseClockBoundMs !== undefined
         ? `; replies under keys whose lease had less than ${this.leaseClockBoundMs} ms left by this machine's clock were not counted: check that its clock is within the testbed's timeliness.clientClockBound of the boards' (is NTP running?)`
         : top === "other-request"
           ? `; replicas answered this request's number with the result of another request of client ${this.id}: its request numbers were used before, by a client under the same id whose clock ran ahead of this one's (was the clock set back, or does a second client use this id?)`

@@ -375,7 +375,7 @@ class ClusterSim {
           firstTs: SIM_FIRST_TS,
           ...(this.options.unsafeIgnoreLeases === true
             ? {}
-            : { leaseClockBoundMs: SIM_CLIENT_CLOCK_BOUND_MS }),
+            : { leaseClockBoundMs: SIM_CLIENT_CLOCK_BOUND_MS, keyLeaseMs: SIM_KEY_LEASE_MS }),
           wallClockMs: () => this.q.nowMs + clockOffsetMs,
         },
         this.ring(),
