@@ -1282,18 +1282,23 @@ class ClusterSim {
     if (group % groups === 0 || this.coldStartTookPeriod) this.period++;
     this.coldStartTookPeriod = false;
     // Every other board tells its host that this group's keys are revoked once the group is
-    // held in reset (after the shutdown grace); the host link takes a few milliseconds. Keys of
-    // this period on are certified after the boot.
+    // held in reset (after the shutdown grace and its last lease's lapse); the host link takes a few
+    // milliseconds. Keys of this period on are certified after the boot.
     for (const id of members) this.revokedBefore.set(id, this.period);
     // Their boards lease their keys no more: the last leases lapse a lease from now.
     for (const id of members) this.leasing.delete(id);
     this.groupIndex = group;
+    // Down once the shutdown grace is over and the last lease on each member's key has lapsed.
+    let lapsesAtMs = 0;
+    if (this.options.unsafeResetBeforeLapse !== true)
+      for (const id of members)
+        lapsesAtMs = Math.max(lapsesAtMs, this.lastLeases.get(id)?.notAfterMs ?? 0);
+    const downInMs = Math.max(r.shutdownGraceMs, lapsesAtMs - this.q.nowMs);
     for (const other of this.ids) {
       if (members.includes(other)) continue;
       const node = this.replicas.get(other) as ReplicaNode;
       const period = this.period;
-      const graceMs = this.s.rejuvenation?.shutdownGraceMs ?? 0;
-      this.q.after(graceMs + this.prng.int(0, 5), () => {
+      this.q.after(downInMs + this.prng.int(0, 5), () => {
         if (node.core) this.emit(node, node.core.revokeKeys(members, period, this.q.nowMs));
       });
     }
@@ -1308,12 +1313,7 @@ class ClusterSim {
         }
       }
     }
-    // Down once the shutdown grace is over and the last lease on each member's key has lapsed.
-    let lapsesAtMs = 0;
-    if (this.options.unsafeResetBeforeLapse !== true)
-      for (const id of members)
-        lapsesAtMs = Math.max(lapsesAtMs, (this.lastLeases.get(id)?.notAfterMs ?? 0) + 1);
-    this.q.after(Math.max(r.shutdownGraceMs, lapsesAtMs - this.q.nowMs), () => {
+    this.q.after(downInMs, () => {
       for (const id of members) this.kill(this.replicas.get(id) as ReplicaNode, members);
       const downMs = this.prng.int(r.downMs[0], r.downMs[1]);
       this.q.after(downMs, () => {

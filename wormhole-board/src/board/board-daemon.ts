@@ -597,9 +597,15 @@ export class BoardDaemon {
     const fail = (reason: string) =>
       this.dispatch({ kind: "localFault", reason: `start-up: ${reason}`, nowMs: this.now() });
     try {
-      lines.set("reset", "active");
+      // After a clear, a host left running through the fail-safe (a policy without `hold-reset`)
+      // may still be leased: it is reset, where the adversary may leave it, only once the lease
+      // lapsed. At a daemon's start the lines were claimed held already (SAFETY.md, "Key epochs").
+      // No certificate, so no lease, from here until the release.
       this.holdingHost = true;
       runner.stopLeases();
+      await runner.untilLeaseLapsed(controller.signal);
+      if (controller.signal.aborted) return;
+      lines.set("reset", "active");
       if (lines.has("storage-mux")) lines.set("storage-mux", "active");
       for (const image of ["OS", "SM"] as const) {
         const check = await runner.run(`check${image}`, -1, controller.signal);

@@ -43,6 +43,12 @@ export interface StepRunnerDeps {
   certificateEpochs?: { last: number; issued(epoch: number): void };
   /** The board's clock (default: the wall clock). */
   now?: () => number;
+  /**
+   * The wall clock leases are stamped with (default: `Date.now`): the system clock NTP keeps, as
+   * the clients' is, rather than the board's own clock, which runs on from its start at up to
+   * `driftMaxPpm` and would drift from the clients' by the hour.
+   */
+  wallNow?: () => number;
   /** How long a lease on the host's key lasts (`KeyLease`); without it, none is issued. */
   keyLeaseMs?: number;
 }
@@ -53,8 +59,10 @@ export class StepRunner {
   private bootedKey: string | undefined;
   /** The key epoch this board renews leases on: its host's current key, while the host runs. */
   private leasedEpoch: number | undefined;
-  /** When the last lease this board issued lapses (its clock; 0: none issued in this run). */
+  /** The last lease's lapse on the wall clock it was stamped with (0: none issued in this run). */
   private lastNotAfterMs = 0;
+  /** The same lapse on the board's clock: a lease after it was issued (0: none in this run). */
+  private lastLapseBoardMs = 0;
 
   constructor(private readonly deps: StepRunnerDeps) {
     this.lastEpoch = deps.certificateEpochs?.last ?? 0;
@@ -87,6 +95,8 @@ export class StepRunner {
    * Tell the host (a primary hands off), allow it half the budget, wait for the last lease on its
    * key to lapse, then hold it in reset. The adversary may leave a host only at its reset, so no
    * client counts a key whose host it left (SAFETY.md, "Key epochs": leases end before the reset).
+   * Cut short (a fail-safe, the daemon stopping), it resets nothing: the fail-safe policy decides
+   * the lines then, and one without `hold-reset` leaves the host running.
    */
   private async shutdown(period: number, signal: AbortSignal): Promise<StepOutcome> {
     this.stopLeases();
@@ -98,8 +108,8 @@ export class StepRunner {
       this.deps.budgets.tShutdownMs / 2,
       signal,
     );
-    // Cut short only when the step is (a fail-safe, the daemon stopping): the host goes down anyway.
     const leaseWaitMs = await this.untilLeaseLapsed(signal);
+    if (signal.aborted) return { ok: false, reason: "cut short before the reset; nothing reset" };
     this.deps.lines.set("reset", "active");
     this.deps.hostLink.flush();
     if (this.deps.lines.has("storage-mux")) this.deps.lines.set("storage-mux", "active");
@@ -114,21 +124,33 @@ export class StepRunner {
     };
   }
 
-  /** Waits until the last lease issued has lapsed by this board's clock; how long it waited. */
-  private async untilLeaseLapsed(signal: AbortSignal): Promise<number> {
-    // A millisecond past: a lease covers instants before its `notAfterMs`.
-    const waitMs = this.lastNotAfterMs + 1 - this.now();
-    if (waitMs <= 0 || signal.aborted) return 0;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, waitMs);
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-      signal.addEventListener("abort", done, { once: true });
-    });
-    return waitMs;
+  /**
+   * Waits until the last lease issued has lapsed, by the wall clock it was stamped with and by the
+   * board's clock (a wall clock stepped forward meanwhile ends nothing early); how long it waited.
+   * A lease covers instants before its `notAfterMs`: lapsed at it.
+   */
+  async untilLeaseLapsed(signal: AbortSignal): Promise<number> {
+    const startedMs = this.now();
+    for (;;) {
+      const waitMs = Math.max(
+        this.lastNotAfterMs - this.wallNow(),
+        this.lastLapseBoardMs - this.now(),
+      );
+      if (waitMs <= 0 || signal.aborted) return this.now() - startedMs;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.ceil(waitMs));
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          resolve();
+        }
+        signal.addEventListener("abort", done, { once: true });
+      });
+    }
+  }
+
+  private wallNow(): number {
+    return (this.deps.wallNow ?? Date.now)();
   }
 
   private now(): number {
@@ -271,9 +293,10 @@ export class StepRunner {
       host: this.deps.board.guards,
       board: this.deps.board.id,
       epoch: this.leasedEpoch,
-      notAfterMs: Math.floor(this.now() + leaseMs),
+      notAfterMs: Math.floor(this.wallNow() + leaseMs),
     };
     this.lastNotAfterMs = Math.max(this.lastNotAfterMs, body.notAfterMs);
+    this.lastLapseBoardMs = Math.max(this.lastLapseBoardMs, this.now() + leaseMs);
     const lease: KeyLease = {
       ...body,
       signature: sign(null, leaseSigningBytes(body), this.deps.signingKey).toString("base64"),
@@ -293,9 +316,12 @@ export class StepRunner {
     return this.leasedEpoch !== undefined;
   }
 
-  /** When the last lease issued in this run lapses (0 if none): a held host runs only after it. */
+  /**
+   * When the last lease issued in this run lapses, on the board's clock (0 if none): a held host
+   * runs only after it (`untilLeaseLapsed` waits on the wall clock too).
+   */
   get lastLeaseLapsesAtMs(): number {
-    return this.lastNotAfterMs;
+    return this.lastLapseBoardMs;
   }
 
   private certificate(publicKey: string): KeyCertificate {
