@@ -35,9 +35,9 @@ export interface KvClientConfig {
   /** Matching replies needed: the quorum q (1 for the unreplicated baseline). */
   replyQuorum: number;
   /**
-   * Matching answers an unordered read takes (`Quorums.unorderedRead`; default `replyQuorum`):
-   * more than q where replicas are rejuvenated, as one read's answers may straddle a move of the
-   * adversary.
+   * Matching answers an unordered read takes (`Quorums.unorderedRead`, q; default `replyQuorum`):
+   * the lies among those counted at one instant are from at most k' replicas, as a host is reset
+   * (where the adversary may leave it) only once its key's last lease lapsed.
    */
   readQuorum?: number;
   retransmitMs: number;

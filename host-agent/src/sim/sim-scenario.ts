@@ -145,8 +145,9 @@ export interface Scenario {
    * message to two correct replicas by `lagMs` (they execute writes late), holds back from
    * `victim` the answers of the other correct replicas to its unordered reads, and every voice
    * the adversary has answers those reads as the first laggard would. The stale answers then
-   * number the laggards, the replicas it holds and the stolen keys that still count: fewer than
-   * the read quorum n − q + 2k' + 1, which `SimOptions.unsafeReadQuorum` shows is needed.
+   * number the laggards and the replicas it holds (the keys it stole no longer count: their leases
+   * lapsed before their hosts' resets): fewer than the read quorum q, and more than the k' + 1
+   * that `SimOptions.unsafeReadQuorum` shows too few.
    */
   laggingReads?: { victim: string; fromMs: number; lagMs: number };
   /** When faults stop: no more loss, partitions or new rejuvenations. */
