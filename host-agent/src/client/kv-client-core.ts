@@ -62,9 +62,10 @@ export interface KvClientConfig {
   /** The clock leases are read against, milliseconds since the epoch (default: `Date.now`). */
   wallClockMs?: () => number;
   /**
-   * How long a board's lease lasts (`rejuvenation.keyLease`), to check this client's clock: a
-   * lease that lapses more than a lease and the clock bound after this clock's reading shows the
-   * clock behind the board's by more than the bound, and is not taken. Undefined: not checked.
+   * How long a board's lease lasts (`rejuvenation.keyLease`), to read each board's clock off its
+   * leases: one that lapses more than a lease after this client's clock says that board's clock
+   * is ahead of this one by at least the difference, and that board's leases are judged by this
+   * clock plus it from then on (`clockBehindMs`). Undefined: not read.
    */
   keyLeaseMs?: number;
 }
@@ -149,10 +150,15 @@ const NARROW_PROBE_EVERY = 8;
 export class KvClientCore {
   private ts: number;
   /**
-   * How far behind its boards' clocks this client's clock was seen to be, beyond a lease (the most
-   * any lease it refused as "ahead" showed; 0: none).
+   * Per replica, how far its board's clock was seen to be ahead of this client's, at least (from
+   * its leases: each was issued before it came, so it lapses at most a lease after the board's
+   * clock read then). Its leases are judged by this client's clock plus that much.
    */
-  clockBehindMs = 0;
+  private readonly boardAheadMs = new Map<string, number>();
+  /** The lease clock's last reading, and the core's time then: it never runs backwards. */
+  private leaseClockMark: { wallMs: number; nowMs: number } | undefined;
+  /** The core's time as last given (`submit`, `tick`, `onMessage`). */
+  private coreNowMs = Number.NEGATIVE_INFINITY;
   private outstanding: Outstanding | undefined;
   private readonly keyQueryAtMs = new Map<string, number>();
   private readonly sessionSentAtMs = new Map<string, number>();
@@ -235,6 +241,7 @@ export class KvClientCore {
   }
 
   submit(op: KvOperation, nowMs: number): ClientAction[] {
+    this.coreNowMs = Math.max(this.coreNowMs, nowMs);
     if (this.outstanding) throw new Error("one request at a time");
     this.ts++;
     this.outstanding = {
@@ -382,6 +389,7 @@ export class KvClientCore {
   }
 
   tick(nowMs: number): ClientAction[] {
+    this.coreNowMs = Math.max(this.coreNowMs, nowMs);
     const o = this.outstanding;
     if (o === undefined) return [];
     if (o.widenAtMs !== undefined && nowMs >= o.widenAtMs) return this.widen();
@@ -405,6 +413,7 @@ export class KvClientCore {
   }
 
   onMessage(replica: string, bytes: Buffer, nowMs: number): ClientAction[] {
+    this.coreNowMs = Math.max(this.coreNowMs, nowMs);
     const envelope = parseEnvelope(bytes);
     if (envelope === undefined || envelope.from !== replica) {
       this.count("rejected.malformed");
@@ -418,27 +427,12 @@ export class KvClientCore {
     }
     if (body.type === "LEASE") {
       // Signed by the board, as certificates are: the envelope around it adds nothing.
-      const keyLeaseMs = this.config.keyLeaseMs;
-      const nowMs = (this.config.wallClockMs ?? Date.now)();
-      const boundMs = this.config.leaseClockBoundMs ?? 0;
-      const verdict = this.ring.installLease(
-        body.lease,
-        keyLeaseMs === undefined ? undefined : nowMs + keyLeaseMs + boundMs,
-      );
-      if (verdict === "installed") this.count("leases.installed");
-      else if (verdict === "ahead") {
-        // Counted with this clock, a lapsed lease (a stolen key's) would still count: fail closed.
-        const behindMs = body.lease.notAfterMs - nowMs - (keyLeaseMs ?? 0);
-        this.clockBehindMs = Math.max(this.clockBehindMs, behindMs);
-        this.count("rejected.lease-ahead");
-        return [
-          {
-            type: "problem",
-            from: replica,
-            detail: `a LEASE that lapses ${Math.round(behindMs)} ms later than a lease issued now could: this machine's clock is that far behind the board's, more than the client clock bound (${boundMs} ms)`,
-          },
-        ];
-      } else if (verdict !== "older") {
+      const verdict = this.ring.installLease(body.lease);
+      if (verdict === "installed") {
+        this.count("leases.installed");
+        return this.readBoardClock(replica, body.lease.notAfterMs);
+      }
+      if (verdict !== "older") {
         this.count(`rejected.lease-${verdict}`);
         return [{ type: "problem", from: replica, detail: `a LEASE with ${verdict}` }];
       }
@@ -606,8 +600,50 @@ export class KvClientCore {
   private leaseCovers(replica: string, epoch: number): boolean {
     const boundMs = this.config.leaseClockBoundMs;
     if (boundMs === undefined) return true;
-    return this.ring.leaseCovers(replica, epoch, (this.config.wallClockMs ?? Date.now)() + boundMs);
+    const aheadMs = Math.max(0, this.boardAheadMs.get(replica) ?? 0);
+    return this.ring.leaseCovers(replica, epoch, this.leaseClockMs() + aheadMs + boundMs);
   }
+
+  /**
+   * The wall clock leases are read by, never behind where it was plus the core's time since: a
+   * clock set back (by hand, by a time service) does not make a lapsed lease count again.
+   */
+  private leaseClockMs(): number {
+    const wallMs = (this.config.wallClockMs ?? Date.now)();
+    const mark = this.leaseClockMark;
+    const nowMs = Number.isFinite(this.coreNowMs) ? this.coreNowMs : 0;
+    const atMs = mark === undefined ? wallMs : Math.max(wallMs, mark.wallMs + (nowMs - mark.nowMs));
+    this.leaseClockMark = { wallMs: atMs, nowMs };
+    return atMs;
+  }
+
+  /**
+   * A verified lease from `replica`'s board, lapsing at `notAfterMs`: its board's clock read at
+   * least `notAfterMs − keyLease` when it was issued, before it came. A board seen ahead of this
+   * clock has its leases judged by its own clock from then on, so a client whose clock is behind
+   * the boards' (beyond the bound the testbed promises) counts no lease past its lapse.
+   */
+  private readBoardClock(replica: string, notAfterMs: number): ClientAction[] {
+    const keyLeaseMs = this.config.keyLeaseMs;
+    if (keyLeaseMs === undefined || this.config.leaseClockBoundMs === undefined) return [];
+    const aheadMs = notAfterMs - keyLeaseMs - this.leaseClockMs();
+    const known = this.boardAheadMs.get(replica) ?? 0;
+    if (aheadMs <= known) return [];
+    this.boardAheadMs.set(replica, aheadMs);
+    this.clockBehindMs = Math.max(this.clockBehindMs, aheadMs);
+    if (aheadMs <= this.config.leaseClockBoundMs) return [];
+    this.count("clock.behind-a-board");
+    return [
+      {
+        type: "problem",
+        from: replica,
+        detail: `this machine's clock is at least ${Math.round(aheadMs)} ms behind the clock of ${replica}'s board, more than the client clock bound (${this.config.leaseClockBoundMs} ms): its leases are read by its board's clock`,
+      },
+    ];
+  }
+
+  /** How far behind its boards' clocks this client's clock was seen to be, at most over them (0: none). */
+  clockBehindMs = 0;
 
   private checkMac(
     replica: string,

@@ -110,15 +110,7 @@ export class KeyRing {
    * epoch, or lasting longer on the same one. A lease on a later epoch ends the earlier key's at
    * once here, certificate or not: its board certified a newer key.
    */
-  /**
-   * `notAfterAtMostMs`: the latest lapse a lease issued now could have by the holder's clock (its
-   * clock, plus a lease, plus the clock bound); a signed lease that lapses later says the holder's
-   * clock is behind the board's by more than the bound ("ahead": not taken).
-   */
-  installLease(
-    lease: KeyLease,
-    notAfterAtMostMs = Number.POSITIVE_INFINITY,
-  ): "installed" | "older" | "unknown-host" | "bad-signature" | "ahead" {
+  installLease(lease: KeyLease): "installed" | "older" | "unknown-host" | "bad-signature" {
     const boardKey = this.boardKeys.get(lease.host);
     if (boardKey === undefined) return "unknown-host";
     const held = this.leases.get(lease.host);
@@ -130,7 +122,6 @@ export class KeyRing {
       return "older";
     const { signature, ...signed } = lease;
     if (!this.scheme.verify(boardKey, leaseSigningBytes(signed), signature)) return "bad-signature";
-    if (lease.notAfterMs > notAfterAtMostMs) return "ahead";
     this.leases.set(lease.host, { epoch: lease.epoch, notAfterMs: lease.notAfterMs });
     return "installed";
   }

@@ -514,7 +514,7 @@ export class BoardDaemon {
           // This board's own host is going down with its group: it hears of it when it boots.
           const own = this.deps.testbed.boards.find((b) => b.id === this.deps.boardId)?.guards;
           if (own !== undefined && hosts.includes(own)) {
-            // Its key's last lease lapses a lease from now; the core holds its DONE until then.
+            // No more leases on its key: the shutdown step resets it once the last one lapsed.
             this.runner?.stopLeases();
             break;
           }
@@ -603,8 +603,13 @@ export class BoardDaemon {
       // No certificate, so no lease, from here until the release.
       this.holdingHost = true;
       runner.stopLeases();
-      await runner.untilLeaseLapsed(controller.signal);
+      const waitedMs = await runner.untilLeaseLapsed(controller.signal);
       if (controller.signal.aborted) return;
+      if (waitedMs > 0)
+        this.deps.log.info(
+          { waitedMs: Math.round(waitedMs) },
+          "start-up: the host was left running; held in reset once the last lease on its key lapsed",
+        );
       lines.set("reset", "active");
       if (lines.has("storage-mux")) lines.set("storage-mux", "active");
       for (const image of ["OS", "SM"] as const) {

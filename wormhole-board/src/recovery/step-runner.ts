@@ -99,6 +99,8 @@ export class StepRunner {
    * the lines then, and one without `hold-reset` leaves the host running.
    */
   private async shutdown(period: number, signal: AbortSignal): Promise<StepOutcome> {
+    // A step that waited behind the start-up check and was cut short meanwhile does nothing.
+    if (signal.aborted) return { ok: false, reason: "cut short before it began; nothing done" };
     this.stopLeases();
     const startedMs = this.now();
     this.deps.hostLink.send({ type: "PREPARE_SHUTDOWN", period });
@@ -131,12 +133,14 @@ export class StepRunner {
    */
   async untilLeaseLapsed(signal: AbortSignal): Promise<number> {
     const startedMs = this.now();
+    let waited = false;
     for (;;) {
       const waitMs = Math.max(
         this.lastNotAfterMs - this.wallNow(),
         this.lastLapseBoardMs - this.now(),
       );
-      if (waitMs <= 0 || signal.aborted) return this.now() - startedMs;
+      if (waitMs <= 0 || signal.aborted) return waited ? this.now() - startedMs : 0;
+      waited = true;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.ceil(waitMs));
         function done() {
