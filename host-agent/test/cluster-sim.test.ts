@@ -81,7 +81,7 @@ describe("the deterministic cluster simulation", () => {
       // Whether its moment comes depends on the run's timing, so these are seeds in which it does
       // (of the first aimed ones, about one in four). Should a change of timing take it away from
       // one, pick another where `aimed-votes-left` and `aimed-equivocation` are both counted.
-      for (const seed of [3, 10, 37]) {
+      for (const seed of [3, 37, 44]) {
         expect(scenarioFor(seed).aimedMove, `seed ${seed}`).toBe(true);
         const r = seedRun(seed);
         expect(r.violations, `seed ${seed}`).toEqual([]);
