@@ -170,6 +170,32 @@ describe("a client's clock, read against the leases it receives", () => {
     expect(b.client.counters.get("rejected.no-lease")).toBe(ids.length);
   });
 
+  it("reads a board set right again by its clock four leases later: its replica counts again", () => {
+    const b = setUpClocks();
+    // r1's board's clock once ran 5 s ahead (its lease lapses 6 s from now by this clock, and the
+    // board resets its host no sooner); then its time service set it right.
+    b.client.onMessage("r1", b.leaseFrom("r1", 1, b.clock.nowMs + 5_000 + LEASE_MS), 0);
+    let t = 0;
+    const renew = () => {
+      for (const id of ["r2", "r3", "r4"])
+        b.client.onMessage(id, b.leaseFrom(id, 1, b.clock.nowMs + LEASE_MS), t);
+    };
+    renew();
+    b.client.submit({ op: "put", key: "x", value: "v" }, 0);
+    // 950 ms on, read by the lead it showed, r1's lease has lapsed: only r2 and r3 count.
+    t = 950;
+    b.clock.nowMs += 950;
+    renew();
+    expect(completed(["r1", "r2", "r3"].flatMap((id) => put(b, id, t)))).toEqual([]);
+    // Four leases on, r1's board is read by this clock again: its lease counts, as it does at
+    // its board, which is now right.
+    for (; t <= 4 * LEASE_MS + 250; t += LEASE_MS / 4) {
+      b.clock.nowMs += LEASE_MS / 4;
+      renew();
+    }
+    expect(completed(put(b, "r1", t))).toHaveLength(1);
+  });
+
   it("does not count a lease again when its clock is set back", () => {
     const b = setUpClocks();
     for (const id of ids) b.client.onMessage(id, b.leaseFrom(id, 1, b.clock.nowMs + LEASE_MS), 0);

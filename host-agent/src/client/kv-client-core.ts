@@ -150,11 +150,13 @@ const NARROW_PROBE_EVERY = 8;
 export class KvClientCore {
   private ts: number;
   /**
-   * Per replica, how far its board's clock was seen to be ahead of this client's, at least (from
-   * its leases: each was issued before it came, so it lapses at most a lease after the board's
-   * clock read then). Its leases are judged by this client's clock plus that much.
+   * Per replica, how far its board's clock was seen to be ahead of this client's, at least, by each
+   * lease received in the last four leases' time (each was issued before it came, so it lapses at
+   * most a lease after the board's clock read then). Its leases are judged by this client's clock
+   * plus the most of these: a lease that may still count is always among them, and a board whose
+   * clock was set right again is read by it again four leases later.
    */
-  private readonly boardAheadMs = new Map<string, number>();
+  private readonly boardAhead = new Map<string, Array<{ aheadMs: number; atMs: number }>>();
   /** The lease clock's last reading, and the core's time then: it never runs backwards. */
   private leaseClockMark: { wallMs: number; nowMs: number } | undefined;
   /** The core's time as last given (`submit`, `tick`, `onMessage`). */
@@ -600,8 +602,20 @@ export class KvClientCore {
   private leaseCovers(replica: string, epoch: number): boolean {
     const boundMs = this.config.leaseClockBoundMs;
     if (boundMs === undefined) return true;
-    const aheadMs = Math.max(0, this.boardAheadMs.get(replica) ?? 0);
-    return this.ring.leaseCovers(replica, epoch, this.leaseClockMs() + aheadMs + boundMs);
+    const atMs = this.leaseClockMs();
+    return this.ring.leaseCovers(replica, epoch, atMs + this.boardAheadOf(replica, atMs) + boundMs);
+  }
+
+  /** The most `replica`'s board was seen ahead by leases in the window (0 if none or behind). */
+  private boardAheadOf(replica: string, atMs: number): number {
+    const samples = this.boardAhead.get(replica);
+    if (samples === undefined) return 0;
+    const windowMs = 4 * (this.config.keyLeaseMs ?? 0);
+    while (samples.length > 0 && atMs - (samples[0] as { atMs: number }).atMs > windowMs)
+      samples.shift();
+    let most = 0;
+    for (const s of samples) most = Math.max(most, s.aheadMs);
+    return most;
   }
 
   /**
@@ -626,12 +640,15 @@ export class KvClientCore {
   private readBoardClock(replica: string, notAfterMs: number): ClientAction[] {
     const keyLeaseMs = this.config.keyLeaseMs;
     if (keyLeaseMs === undefined || this.config.leaseClockBoundMs === undefined) return [];
-    const aheadMs = notAfterMs - keyLeaseMs - this.leaseClockMs();
-    const known = this.boardAheadMs.get(replica) ?? 0;
-    if (aheadMs <= known) return [];
-    this.boardAheadMs.set(replica, aheadMs);
+    const atMs = this.leaseClockMs();
+    const aheadMs = notAfterMs - keyLeaseMs - atMs;
+    const known = this.boardAheadOf(replica, atMs);
+    const samples = this.boardAhead.get(replica) ?? [];
+    samples.push({ aheadMs, atMs });
+    this.boardAhead.set(replica, samples);
     this.clockBehindMs = Math.max(this.clockBehindMs, aheadMs);
-    if (aheadMs <= this.config.leaseClockBoundMs) return [];
+    // Said when it grows past the bound: not for every renewal.
+    if (aheadMs <= Math.max(known, this.config.leaseClockBoundMs)) return [];
     this.count("clock.behind-a-board");
     return [
       {
