@@ -26,16 +26,7 @@ function setUp(options: { leases: boolean }) {
   const b = bench(ids, { quorum: 3, leases: options.leases });
   for (const id of ids) b.certify(id, 1);
   const leaseMessage = (l: KeyLease) => b.seal(l.host, l.epoch, { type: "LEASE", lease: l });
-  const reply = (id: string, previous: string) =>
-    b.seal(id, 1, {
-      type: "REPLY",
-      view: 0,
-      client: "c1",
-      ts: 1,
-      seq: 3,
-      op: PUT_X_V,
-      result: { op: "put", previous },
-    });
+  const reply = (id: string, previous: string) => b.putReply(id, previous);
   return { ring: b.ring, client: b.client, clock: b.clock, lease: b.lease, leaseMessage, reply };
 }
 
@@ -122,19 +113,7 @@ describe("a client's clock, read against the leases it receives", () => {
     return b;
   };
   const put = (b: ReturnType<typeof setUpClocks>, id: string, t: number) =>
-    b.client.onMessage(
-      id,
-      b.seal(id, 1, {
-        type: "REPLY",
-        view: 0,
-        client: "c1",
-        ts: 1,
-        seq: 3,
-        op: PUT_X_V,
-        result: { op: "put", previous: null },
-      }),
-      t,
-    );
+    b.client.onMessage(id, b.putReply(id, null), t);
 
   it("takes a lease from a board whose clock is ahead by no more than the bound, and says nothing", () => {
     const b = setUpClocks();
@@ -262,7 +241,18 @@ function bench(
   };
   const leaseFrom = (id: string, epoch: number, notAfterMs: number) =>
     seal(id, epoch, { type: "LEASE", lease: lease(id, epoch, notAfterMs) });
-  return { ring, client, clock, certify, seal, lease, leaseFrom };
+  /** `id`'s REPLY under key epoch 1 to the first request, put(x, v), executed at 3. */
+  const putReply = (id: string, previous: string | null) =>
+    seal(id, 1, {
+      type: "REPLY",
+      view: 0,
+      client: "c1",
+      ts: 1,
+      seq: 3,
+      op: PUT_X_V,
+      result: { op: "put", previous },
+    });
+  return { ring, client, clock, certify, seal, lease, leaseFrom, putReply };
 }
 
 describe("votes under leases, judged when the quorum is", () => {
