@@ -160,7 +160,9 @@ const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 describe("a board whose state folder cannot be written", () => {
   it("holds its host and raises its alarm on a peer's fail-safe, and says the latch failed", async () => {
     const b = await startBoard(38_400 + Math.floor(Math.random() * 500));
-    const schedule = Date.now() - 1_000;
+    // A schedule whose first period is still to come: no step of its own runs meanwhile (a host that
+    // never boots would take it to fail-safe by itself, racing the peer's FAILSAFE).
+    const schedule = Date.now() + 30_000;
     for (let round = 0; round < 5; round++) {
       for (const peer of ["b2", "b3", "b4", "b5", "b6"])
         b.deliver(peer, "HB", { period: 0, schedule, joined: true, sentAtMs: Date.now() });
