@@ -145,6 +145,46 @@ describe("key leases", () => {
     expect(outcome.ok && outcome.detail).toMatch(/reset once its key's last lease lapsed/);
   });
 
+  it("give a host that never acknowledges until its lease lapses to hand off, not half the budget", async () => {
+    const ackWaitsMs: number[] = [];
+    const silentHost = {
+      send: () => {},
+      waitFor: async (_match: unknown, timeoutMs: number, signal: AbortSignal) => {
+        ackWaitsMs.push(timeoutMs);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        return undefined;
+      },
+      flush: () => {},
+    } as unknown as HostLinkPort;
+    const lines = { set: () => {}, has: () => false } as unknown as BoardLines;
+    const budgets = { tShutdownMs: 60_000, tBootMs: 1, tTransferMs: 1 };
+    const leased = runnerWith({
+      keyLeaseMs: 200,
+      certificateEpochs: { last: 10, issued: () => {} },
+      hostLink: silentHost,
+      lines,
+      budgets,
+    }).runner;
+    leased.certify("A".repeat(43));
+    const outcome = await leased.run("shutdown", 3, new AbortController().signal);
+    expect(outcome.ok && outcome.detail).toMatch(/^no acknowledgement from the host; reset anyway/);
+    expect(ackWaitsMs[0]).toBeGreaterThan(0);
+    expect(ackWaitsMs[0]).toBeLessThanOrEqual(200);
+    // Without leases, nothing else bounds the hand-off: half the budget.
+    const unleased = runnerWith({ hostLink: silentHost, lines, budgets }).runner;
+    const abort = new AbortController();
+    const step = unleased.run("shutdown", 4, abort.signal);
+    expect(ackWaitsMs[1]).toBe(30_000);
+    abort.abort();
+    await step;
+  });
+
   it("at a shutdown cut short (a fail-safe, the daemon stopping), reset nothing: the fail-safe policy decides", async () => {
     const lines: string[] = [];
     const { runner } = runnerWith({

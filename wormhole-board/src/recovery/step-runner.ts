@@ -92,7 +92,7 @@ export class StepRunner {
   }
 
   /**
-   * Tell the host (a primary hands off), allow it half the budget, wait for the last lease on its
+   * Tell the host (a primary hands off), allow it time to (`ackWaitMs`), wait for the last lease on its
    * key to lapse, then hold it in reset. The adversary may leave a host only at its reset, so no
    * client counts a key whose host it left (SAFETY.md, "Key epochs": leases end before the reset).
    * Cut short (a fail-safe, the daemon stopping), it resets nothing: the fail-safe policy decides
@@ -107,7 +107,7 @@ export class StepRunner {
     const ack = await this.deps.hostLink.waitFor(
       (m): m is Extract<HostToBoard, { type: "SHUTDOWN_ACK" }> =>
         m.type === "SHUTDOWN_ACK" && m.period === period,
-      this.deps.budgets.tShutdownMs / 2,
+      this.ackWaitMs(),
       signal,
     );
     const leaseWaitMs = await this.untilLeaseLapsed(signal);
@@ -124,6 +124,22 @@ export class StepRunner {
           ? `${acked}; reset once its key's last lease lapsed, ${Math.round(this.now() - startedMs)} ms after the step began`
           : acked,
     };
+  }
+
+  /**
+   * How long the host has to hand off: half the budget, or, while a lease on its key still runs,
+   * until that lease lapses if sooner. The reset waits for the lapse anyway, so a host that never
+   * acknowledges (a Byzantine one) costs no more than the lease; a correct one answers within
+   * its agent's own bound, well inside a lease.
+   */
+  private ackWaitMs(): number {
+    const halfBudgetMs = this.deps.budgets.tShutdownMs / 2;
+    if (this.lastLapseBoardMs === 0) return halfBudgetMs;
+    const leaseLeftMs = Math.max(
+      this.lastNotAfterMs - this.wallNow(),
+      this.lastLapseBoardMs - this.now(),
+    );
+    return leaseLeftMs > 0 ? Math.min(halfBudgetMs, leaseLeftMs) : halfBudgetMs;
   }
 
   /**
