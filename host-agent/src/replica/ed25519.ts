@@ -5,16 +5,21 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
 import type { SignatureScheme, Signer } from "./key-ring.js";
 import type { KeyAgreement } from "./sessions.js";
+import { processVerifiedSignatures, type VerifiedSignatures } from "./verified-signatures.js";
 import { newX25519 } from "./x25519.js";
 
 export class Ed25519Scheme implements SignatureScheme {
   private readonly keys = new Map<string, KeyObject | null>();
+
+  /** `verified`: signatures found valid before (by default, the process's, shared by every scheme). */
+  constructor(private readonly verified: VerifiedSignatures = processVerifiedSignatures) {}
 
   newKeyAgreement(): KeyAgreement {
     return newX25519();
   }
 
   verify(publicKey: string, bytes: Buffer, signature: string): boolean {
+    if (this.verified.has(publicKey, bytes, signature)) return true;
     let key = this.keys.get(publicKey);
     if (key === undefined) {
       try {
@@ -30,11 +35,14 @@ export class Ed25519Scheme implements SignatureScheme {
       this.keys.set(publicKey, key);
     }
     if (key === null) return false;
+    let valid: boolean;
     try {
-      return verify(null, bytes, key, Buffer.from(signature, "base64"));
+      valid = verify(null, bytes, key, Buffer.from(signature, "base64"));
     } catch {
       return false;
     }
+    if (valid) this.verified.add(publicKey, bytes, signature);
+    return valid;
   }
 }
 
