@@ -367,6 +367,8 @@ export class ReplicaState {
   newViewMessage: Buffer | undefined;
   /** When this replica last forwarded its NEW_VIEW to each lagging peer. */
   readonly newViewSentAtMs = new Map<string, number>();
+  /** When this replica entered its current view. */
+  viewEnteredAtMs = 0;
   /** Views peers report in STATUS, for a replica that lags behind in views. */
   readonly peerViews = new Map<string, number>();
   /** Per peer: when its last STATUS came (`viewChangeFailed` counts only recent ones). */
