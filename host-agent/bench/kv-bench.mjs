@@ -14,7 +14,7 @@
 // 0. The floor: a raw TCP request/response round trip (node, length-prefixed 128-byte
 //    messages, an echo server in its own process), same clients, same seconds.
 // 3. A rolling cycle: replicas handed off, killed and recovered one at a time
-//    under load, against the same load without the cycle.
+//    under load, against the same load without the cycle; throughput and CPU per operation.
 // 4. Checkpoint writing: a 64 MiB state written whole, then again with 1% of its
 //    partitions changed (only those written), in the same run.
 // 5. Faulty clients flooding: n = 4, the correct clients' load alone, then beside a client of
@@ -675,7 +675,14 @@ async function rolling() {
     // with their mean: a machine whose speed drifts during the run (other load, thermal limits)
     // moves both halves, and the ratio stays the cycle's cost alone.
     await bench(bed, [], WARM_UP_SECONDS); // freshly started replicas are slower for a while
-    const before = await bench(bed, [], cycleSeconds / 2);
+    const before = await benchWithCpu(bed, [], cycleSeconds / 2, replicas);
+    // The servers' CPU over the load: each original's from here until it is killed or the load
+    // ends, and each restarted one's whole. Per operation, it does not move with the machine's
+    // speed as throughput does (a shared host's neighbours, its clock), so it shows what the
+    // cycle itself costs.
+    const originals = [...replicas];
+    const cpuAtLoadStart = replicas.map(cpuMsOf);
+    let killedCpuMs = 0;
     const load = bench(bed, ["--timeline", "100"], cycleSeconds);
     let cycled = 0;
     /** CPU each restarted replica used until it served, and until it had recovered. */
@@ -689,6 +696,7 @@ async function rolling() {
         const handoffAt = Date.now();
         old.kill("SIGUSR2"); // hand off if primary, as the host agent does on PREPARE_SHUTDOWN
         await new Promise((r) => setTimeout(r, 100));
+        killedCpuMs += cpuMsOf(old) - cpuAtLoadStart[i];
         old.kill("SIGKILL");
         await new Promise((r) => setTimeout(r, 500));
         const startedAt = Date.now();
@@ -705,14 +713,33 @@ async function rolling() {
       }
     })();
     const [during] = await Promise.all([load, cycle]);
-    const after = await bench(bed, [], cycleSeconds / 2);
+    const duringServerMs = replicas.reduce(
+      (sum, r, i) => sum + cpuMsOf(r) - (r === originals[i] ? cpuAtLoadStart[i] : 0),
+      killedCpuMs,
+    );
+    const after = await benchWithCpu(bed, [], cycleSeconds / 2, replicas);
     const steady = meanOf(before, after);
+    const cpuPerOp = {
+      steadyServers: (before.serverCpuUsPerOp + after.serverCpuUsPerOp) / 2,
+      steadyClients: (before.clientCpuUsPerOp + after.clientCpuUsPerOp) / 2,
+      rollingServers: (duringServerMs * 1000) / during.completed,
+      rollingClients: (during.clientCpuMs * 1000) / during.completed,
+    };
+    const steadyUs = cpuPerOp.steadyServers + cpuPerOp.steadyClients;
+    const rollingUs = cpuPerOp.rollingServers + cpuPerOp.rollingClients;
+    // On a testbed a restarted replica starts and recovers on its own host's CPU, not the others'.
+    const ownStartUs =
+      (restartCpu.reduce((sum, c) => sum + c.recoveredCpuMs, 0) * 1000) / during.completed;
     await Promise.all(replicas.map(stop));
     process.stdout.write(
       `rolling recovery, n = 6 (k' = 1, k = 1), ${clients} clients, ${cycleSeconds} s, ${cycled} replicas handed off, killed and recovered in turn:\n` +
         `  steady state  ${fmt(steady)}  (before the cycle ${before.opsPerSecond.toFixed(0)}, after it ${after.opsPerSecond.toFixed(0)} ops/s)\n` +
         `  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
         `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.9, zero failed)\n` +
+        `  CPU per operation: steady servers ${cpuPerOp.steadyServers.toFixed(0)} µs, clients ${cpuPerOp.steadyClients.toFixed(0)} µs; ` +
+        `rolling servers ${cpuPerOp.rollingServers.toFixed(0)} µs, clients ${cpuPerOp.rollingClients.toFixed(0)} µs; ` +
+        `ratio steady/rolling ${(steadyUs / rollingUs).toFixed(3)} (what the cycle's own work allows, whatever the machine's speed did); ` +
+        `without the restarted replicas' own CPU until recovered (their hosts' on a testbed) ${(steadyUs / (rollingUs - ownStartUs)).toFixed(3)}\n` +
         `  CPU of each restarted replica (median of ${restartCpu.length}): ${median(restartCpu.map((c) => c.servingCpuMs)).toFixed(0)} ms until serving, ${median(restartCpu.map((c) => c.recoveredCpuMs)).toFixed(0)} ms until recovered;\n` +
         "  here it shares the two cores with the service, on a testbed it is its own host's\n" +
         rollingPhases(during.timeline, phases, steady.opsPerSecond),
