@@ -485,6 +485,40 @@ describe("the clients' history in the summary", () => {
     expect(renderSummary(s)).toMatch(/^replies the clients refused: 3 no-lease, 1 stale-epoch$/m);
   });
 
+  it("gives the throughput while a host was rejuvenated, the rest's, and their ratio", () => {
+    const s = summarize({
+      title: "t",
+      testbed,
+      records: { steps: [], triggers: [], periods: [], unreadable: [] },
+      events: [
+        { kind: "host-down", host: "h1", detail: "", atMs: 2000, wallMs: 2000 },
+        {
+          kind: "host-state",
+          host: "h1",
+          note: { kind: "recovered", seq: 64 },
+          atMs: 3000,
+          wallMs: 3000,
+        },
+      ] as StampedEvent[],
+      // 150 completed in the second from 2 s, 900 in the 3 s either side of it.
+      load: {
+        ...load([]),
+        completed: 1050,
+        startedAtWallMs: 0,
+        durationMs: 4000,
+        completedAtWallMs: [
+          ...Array.from({ length: 600 }, (_, i) => i * 3),
+          ...Array.from({ length: 150 }, (_, i) => 2000 + i * 6),
+          ...Array.from({ length: 300 }, (_, i) => 3000 + i * 3),
+        ],
+      },
+      periodsWanted: 0,
+    });
+    expect(renderSummary(s)).toMatch(
+      /^client ops\/s while a host was being rejuvenated \(held in reset until its replica recovered\): 150 ops\/s over 1000 ms \(0\.50 of the rest's\); the rest of the run: 300 ops\/s over 3000 ms$/m,
+    );
+  });
+
   it("is broken by a stale read, naming the operations that cannot be ordered", () => {
     const s = summaryOf([...put(0, "a", 10), ...put(0, "b", 20), ...get(1, "a", 30)]);
     const promise = s.promises.find((p) => p.name === "the clients' history is linearizable");

@@ -512,8 +512,14 @@ export function renderSummary(s: RunSummary): string {
       const rate = (part: LoadPart) =>
         part.ms > 0 ? `${((part.completed * 1000) / part.ms).toFixed(0)} ops/s` : "-";
       const { reset, booting, recovering } = split.phases;
+      // The ratio of the two, which a machine's speed moves less than either (runs compare by it).
+      const perMs = (part: LoadPart) => part.completed / part.ms;
+      const ratio =
+        split.otherwise.ms > 0 && split.otherwise.completed > 0
+          ? ` (${(perMs(split.rejuvenating) / perMs(split.otherwise)).toFixed(2)} of the rest's)`
+          : "";
       lines.push(
-        `client ops/s while a host was being rejuvenated (held in reset until its replica recovered): ${rate(split.rejuvenating)} over ${formatMs(split.rejuvenating.ms)}; the rest of the run: ${rate(split.otherwise)} over ${formatMs(split.otherwise.ms)}`,
+        `client ops/s while a host was being rejuvenated (held in reset until its replica recovered): ${rate(split.rejuvenating)} over ${formatMs(split.rejuvenating.ms)}${ratio}; the rest of the run: ${rate(split.otherwise)} over ${formatMs(split.otherwise.ms)}`,
         `  by phase: held in reset ${rate(reset)} over ${formatMs(reset.ms)}; booting ${rate(booting)} over ${formatMs(booting.ms)}; recovering its state ${rate(recovering)} over ${formatMs(recovering.ms)}`,
       );
     }
