@@ -92,9 +92,10 @@ export class StepRunner {
   }
 
   /**
-   * Tell the host (a primary hands off), allow it time to (`ackWaitMs`), wait for the last lease on its
-   * key to lapse, then hold it in reset. The adversary may leave a host only at its reset, so no
-   * client counts a key whose host it left (SAFETY.md, "Key epochs": leases end before the reset).
+   * Tell the host (a primary hands off), allow it time to hand off (`ackWaitMs`), wait for the
+   * last lease on its key to lapse, then hold it in reset. The adversary may leave a host only at
+   * its reset, so no client counts a key whose host it left (SAFETY.md, "Key epochs": leases end
+   * before the reset).
    * Cut short (a fail-safe, the daemon stopping), it resets nothing: the fail-safe policy decides
    * the lines then, and one without `hold-reset` leaves the host running.
    */
@@ -130,7 +131,7 @@ export class StepRunner {
    * How long the host has to hand off: half the budget, or, while a lease on its key still runs,
    * until that lease lapses if sooner. The reset waits for the lapse anyway, so a host that never
    * acknowledges (a Byzantine one) costs no more than the lease; a correct one answers within
-   * its agent's own bound, well inside a lease.
+   * its agent's own bound (300 ms), well inside the default lease of 1 s.
    */
   private ackWaitMs(): number {
     const halfBudgetMs = this.deps.budgets.tShutdownMs / 2;
