@@ -2,7 +2,7 @@
 import { generateKeyPairSync, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { Ed25519Scheme, publicKeyText } from "../src/replica/ed25519.js";
-import { VerifiedSignatures } from "../src/replica/verified-signatures.js";
+import { MAX_REMEMBERED_BYTES, VerifiedSignatures } from "../src/replica/verified-signatures.js";
 
 function signed(text: string) {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -39,6 +39,19 @@ describe("Ed25519 signatures", () => {
       false,
     );
     expect(memo.hits).toBe(0);
+  });
+
+  it("over more than a lease's bytes are checked each time: a Byzantine replica signs megabytes at will", () => {
+    const memo = new VerifiedSignatures();
+    const scheme = new Ed25519Scheme(memo);
+    const large = signed("x".repeat(MAX_REMEMBERED_BYTES + 1));
+    expect(scheme.verify(large.key, large.bytes, large.signature)).toBe(true);
+    expect(scheme.verify(large.key, large.bytes, large.signature)).toBe(true);
+    expect(memo.hits).toBe(0);
+    const small = signed("x".repeat(MAX_REMEMBERED_BYTES));
+    expect(scheme.verify(small.key, small.bytes, small.signature)).toBe(true);
+    expect(scheme.verify(small.key, small.bytes, small.signature)).toBe(true);
+    expect(memo.hits).toBe(1);
   });
 
   it("found invalid are checked again each time, and the memo keeps only its capacity", () => {

@@ -149,6 +149,42 @@ describe("a view change after batches executed", () => {
   });
 });
 
+describe("a body that no replica which named it will give", () => {
+  it("is fetched from a peer whose VIEW_CHANGE did not count", () => {
+    // The senders that named the batch executed it, so their VIEW_CHANGEs carry no body, and they
+    // do not answer (Byzantine, or reset since): r1, the primary that proposed it and was silent
+    // through the view change, holds it and is asked too.
+    const c = replicaCluster(4, 1, 0);
+    for (const id of c.ids) c.boot(id, { recovering: false });
+    c.deliver(() => true);
+    const hidden = (m: { to: string; message: Buffer }) =>
+      m.to === "r4" && ["PRE_PREPARE", "EXECUTED"].includes(typeOf(m.message) ?? "");
+    const first = c.request(1, { op: "put", key: "k1", value: "v1" }, "c1");
+    for (const id of c.ids) c.fromClient(id, first);
+    for (let step = 0; step < 100; step++) {
+      if (["r1", "r2", "r3"].every((id) => c.cores.get(id)?.readValue("k1") === "v1")) break;
+      c.run(10, (m) => !hidden(m));
+    }
+    const second = c.request(1, { op: "put", key: "k2", value: "v2" }, "c2");
+    for (const id of ["r2", "r3", "r4"]) c.fromClient(id, second);
+    // r1 is cut off but for FETCH_BATCH to it and BATCH from it; r2 and r3 never send a BATCH.
+    const net = (m: { from: string; to: string; message: Buffer }) => {
+      const type = typeOf(m.message) ?? "";
+      if (hidden(m)) return false;
+      if (type === "BATCH") return m.from === "r1";
+      if (m.from === "r1" || m.to === "r1") return type === "FETCH_BATCH" && m.to === "r1";
+      return true;
+    };
+    for (let step = 0; step < 500; step++) {
+      if (c.cores.get("r4")?.readValue("k1") === "v1") break;
+      c.run(10, net);
+    }
+    expect(c.cores.get("r4")?.currentView).toBeGreaterThan(0);
+    expect(c.cores.get("r4")?.readValue("k1")).toBe("v1");
+    expect(c.cores.get("r4")?.counters.get("batches.fetched")).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe("a large write its client sent to the backups alone", () => {
   it("reaches the primary in one HOLDERS within a frame, and is executed without a view change", () => {
     // Each HOLD carried the whole request, and a HOLDERS two whole HOLDs: 10 MB for a write of

@@ -1,7 +1,12 @@
 /** The key certificates a board issues when its host boots, and its leases on them. */
 import { generateKeyPairSync, verify } from "node:crypto";
 import { type Board, type BoardToHost, type KeyCertificate, leaseSigningBytes } from "@smw/wiring";
-import { type BoardLines, type HostLinkPort, StepRunner } from "@smw/wormhole-board";
+import {
+  type BoardLines,
+  HAND_OFF_FLOOR_MS,
+  type HostLinkPort,
+  StepRunner,
+} from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
 
 /** Board b1's step runner (it guards h1), with what it sends its host collected in `sent`. */
@@ -145,7 +150,7 @@ describe("key leases", () => {
     expect(outcome.ok && outcome.detail).toMatch(/reset once its key's last lease lapsed/);
   });
 
-  it("give a host that never acknowledges until its lease lapses to hand off, not half the budget", async () => {
+  it("give a host that never acknowledges until its lease lapses to hand off, at least the floor, not half the budget", async () => {
     const ackWaitsMs: number[] = [];
     const silentHost = {
       send: () => {},
@@ -164,23 +169,30 @@ describe("key leases", () => {
     } as unknown as HostLinkPort;
     const lines = { set: () => {}, has: () => false } as unknown as BoardLines;
     const budgets = { tShutdownMs: 60_000, tBootMs: 1, tTransferMs: 1 };
-    const leased = runnerWith({
-      keyLeaseMs: 200,
-      certificateEpochs: { last: 10, issued: () => {} },
-      hostLink: silentHost,
-      lines,
-      budgets,
-    }).runner;
-    leased.certify("A".repeat(43));
-    const outcome = await leased.run("shutdown", 3, new AbortController().signal);
+    const shutdownWith = async (keyLeaseMs: number) => {
+      const { runner } = runnerWith({
+        keyLeaseMs,
+        certificateEpochs: { last: 10, issued: () => {} },
+        hostLink: silentHost,
+        lines,
+        budgets,
+      });
+      runner.certify("A".repeat(43));
+      return runner.run("shutdown", 3, new AbortController().signal);
+    };
+    // A lease of 700 ms: until it lapses.
+    const outcome = await shutdownWith(700);
     expect(outcome.ok && outcome.detail).toMatch(/^no acknowledgement from the host; reset anyway/);
-    expect(ackWaitsMs[0]).toBeGreaterThan(0);
-    expect(ackWaitsMs[0]).toBeLessThanOrEqual(200);
+    expect(ackWaitsMs[0]).toBeGreaterThan(HAND_OFF_FLOOR_MS);
+    expect(ackWaitsMs[0]).toBeLessThanOrEqual(700);
+    // A lease shorter than the floor: the floor, time for a correct host's agent to answer.
+    await shutdownWith(100);
+    expect(ackWaitsMs[1]).toBe(HAND_OFF_FLOOR_MS);
     // Without leases, nothing else bounds the hand-off: half the budget.
     const unleased = runnerWith({ hostLink: silentHost, lines, budgets }).runner;
     const abort = new AbortController();
     const step = unleased.run("shutdown", 4, abort.signal);
-    expect(ackWaitsMs[1]).toBe(30_000);
+    expect(ackWaitsMs[2]).toBe(30_000);
     abort.abort();
     await step;
   });

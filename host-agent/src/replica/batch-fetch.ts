@@ -61,7 +61,11 @@ export function bodiesWithin(
 
 /**
  * A NEW_VIEW fixed `digest` at `seq` and this replica lacks its body: it asks `holders` in turn
- * (`askForBatches`).
+ * (`askForBatches`), then every other peer. A VIEW_CHANGE names a batch its sender executed
+ * without its body, and those that named it may all be gone or silent (a primary that executed
+ * it alone handed off and was reset, a Byzantine one among them) while a peer whose VIEW_CHANGE
+ * came too late to be counted holds it; any peer may answer, since a body is taken only if it
+ * has the digest.
  */
 export function missBatch(
   r: ReplicaState,
@@ -70,10 +74,11 @@ export function missBatch(
   holders: readonly string[],
 ): void {
   const others = holders.filter((h) => h !== r.config.self);
-  if (others.length === 0) others.push(...r.peers());
-  // Each replica starts at another holder, so that a silent one first in the list does not
-  // cost every replica a status interval.
-  const asked = Math.max(0, r.config.ids.indexOf(r.config.self));
+  const named = others.length;
+  for (const peer of r.peers()) if (!others.includes(peer)) others.push(peer);
+  // Each replica starts at another of the named holders, so that a silent one first in the list
+  // does not cost every replica a status interval.
+  const asked = Math.max(0, r.config.ids.indexOf(r.config.self)) % Math.max(1, named);
   r.missingBatches.set(seq, { digest, holders: others, asked, askedAtMs: r.nowMs });
   r.count("batches.missing");
 }

@@ -183,9 +183,10 @@ export function onStatus(
 /**
  * A peer in an older view gets this view's NEW_VIEW (signed by its primary, checkable by
  * anyone): from the primary at most once a status interval, from the others once per view-change
- * timeout, so that a primary withholding it cannot keep a peer out of the view. The primary sent
- * it to every peer as the view began, and a STATUS written before that copy arrived says nothing
- * new: the primary sends it again only a status interval into the view, the others two. (Sent at
+ * timeout, so that a primary withholding it cannot keep a peer out of the view. The primary
+ * broadcast it as it formed the view, and a STATUS written before that copy arrived says nothing
+ * new: nothing goes before a status interval into the view (as this replica entered it) from the
+ * primary, two from the others. (Sent at
  * every such STATUS by everyone who had entered the view, a rolling benchmark's nine views had
  * 135 NEW_VIEWs received, 83 now.)
  */

@@ -255,10 +255,10 @@ function viewChangeBody(r: ReplicaState, newView: number): ViewChangeBody {
   for (const [seq, byDigest] of r.prePreparedInfo)
     if (seq > r.stable.seq)
       for (const [digest, view] of byDigest) prePrepared.push({ seq, view, digest });
-  // Bodies only of batches this replica has not executed: one it executed committed, so a quorum
-  // holds it, and the few that lack it fetch it or are sent it as executed. (With every body, the
-  // rolling benchmark's VIEW_CHANGEs averaged 23 KB and its NEW_VIEWs 110 KB, parsed by every
-  // replica at each rejuvenation; 9 KB and 39 KB now.)
+  // Bodies only of batches this replica has not executed: one it executed committed, so k' + 1
+  // correct replicas held it, and a replica that lacks it fetches it of any peer (`missBatch`).
+  // (With every body, the rolling benchmark's VIEW_CHANGEs averaged 23 KB and its NEW_VIEWs
+  // 110 KB, parsed by every replica at each rejuvenation; 9 KB and 39 KB now.)
   const batches = bodiesWithin(
     prepared.filter((p) => p.seq > r.lastExecuted),
     (digest) => r.batchesByDigest.get(digest),

@@ -53,6 +53,12 @@ export interface StepRunnerDeps {
   keyLeaseMs?: number;
 }
 
+/**
+ * The least a host is given to acknowledge PREPARE_SHUTDOWN once leases run: its agent's own
+ * bound (it acknowledges after 300 ms whatever its replica did) and the host link's round trip.
+ */
+export const HAND_OFF_FLOOR_MS = 500;
+
 export class StepRunner {
   private readonly manifests = new Map<"os" | "sm", Manifest>();
   private lastEpoch: number;
@@ -128,10 +134,11 @@ export class StepRunner {
   }
 
   /**
-   * How long the host has to hand off: half the budget, or, while a lease on its key still runs,
-   * until that lease lapses if sooner. The reset waits for the lapse anyway, so a host that never
-   * acknowledges (a Byzantine one) costs no more than the lease; a correct one answers within
-   * its agent's own bound (300 ms), well inside the default lease of 1 s.
+   * How long the host has to hand off: half the budget or, once this board has issued leases,
+   * until the last one lapses if sooner, but never less than `HAND_OFF_FLOOR_MS`. The reset waits
+   * for the lapse anyway, so a host that never acknowledges (a Byzantine one) costs no more than
+   * the lease's remaining time or the floor; a correct one answers within the floor (its agent
+   * acknowledges by itself after 300 ms), whatever was left of a short or stopped lease.
    */
   private ackWaitMs(): number {
     const halfBudgetMs = this.deps.budgets.tShutdownMs / 2;
@@ -140,7 +147,7 @@ export class StepRunner {
       this.lastNotAfterMs - this.wallNow(),
       this.lastLapseBoardMs - this.now(),
     );
-    return leaseLeftMs > 0 ? Math.min(halfBudgetMs, leaseLeftMs) : halfBudgetMs;
+    return Math.min(halfBudgetMs, Math.max(leaseLeftMs, HAND_OFF_FLOOR_MS));
   }
 
   /**
