@@ -235,10 +235,12 @@ describe("the deterministic cluster simulation", () => {
   it(
     "keeps two replicas behind and holds back the others' answers to one client's reads: a read quorum of k' + 1 returns stale values, q does not",
     () => {
-      // Seed 44: n = 8, k' = 1, k = 2. From 1.1 s on the network delays every message to r7 and
-      // r8 by 119 ms, keeps the other correct replicas' answers from c1, and every voice the
-      // adversary has answers c1's reads as r7 would.
-      const scenario = scenarioFor(44);
+      // Seed 186: n = 7, k' = 1, k = 1. From 1.1 s on the network delays every message to the
+      // last two correct replicas by 452 ms, keeps the other correct replicas' answers from c1,
+      // and every voice the adversary has answers c1's reads as the first of them would. (Which
+      // seeds the aim lands on moves with the protocol's timing: seed 44 did until view changes
+      // grew cheaper. Of seeds 1-186 with this aim, 151, 167 and 186 land.)
+      const scenario = scenarioFor(186);
       expect(scenario.laggingReads?.victim).toBe("c1");
       const safe = runSimulation(scenario);
       expect(safe.violations).toEqual([]);
