@@ -102,28 +102,36 @@ describe("a view change over prepared batches of large writes", () => {
   });
 });
 
+/**
+ * n = 4: a write executed at r1, r2 and r3 while r4 gets neither its PRE_PREPARE nor a report of
+ * what others executed (`hidden`, kept from r4 after too); then a second write to r2, r3 and r4.
+ */
+function executedWithoutR4() {
+  const c = replicaCluster(4, 1, 0);
+  for (const id of c.ids) c.boot(id, { recovering: false });
+  c.deliver(() => true);
+  const hidden = (m: { to: string; message: Buffer }) =>
+    m.to === "r4" && ["PRE_PREPARE", "EXECUTED"].includes(typeOf(m.message) ?? "");
+  const first = c.request(1, { op: "put", key: "k1", value: "v1" }, "c1");
+  for (const id of c.ids) c.fromClient(id, first);
+  for (let step = 0; step < 100; step++) {
+    if (["r1", "r2", "r3"].every((id) => c.cores.get(id)?.readValue("k1") === "v1")) break;
+    c.run(10, (m) => !hidden(m));
+  }
+  const second = c.request(1, { op: "put", key: "k2", value: "v2" }, "c2");
+  for (const id of ["r2", "r3", "r4"]) c.fromClient(id, second);
+  return { c, hidden };
+}
+
 describe("a view change after batches executed", () => {
   it("carries no bodies of batches its senders executed, and a replica that lacks one fetches it", () => {
     // Bodies of executed batches made each VIEW_CHANGE of the rolling benchmark 25-30 KB and each
     // NEW_VIEW 120 KB, parsed at every replica at each rejuvenation. A batch its sender executed
     // committed there, so a quorum holds it; the rare replica without it fetches it.
-    const c = replicaCluster(4, 1, 0);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    // r4 gets neither the PRE_PREPARE nor a report of what others executed.
-    const hidden = (m: { to: string; message: Buffer }) =>
-      m.to === "r4" && ["PRE_PREPARE", "EXECUTED"].includes(typeOf(m.message) ?? "");
-    const first = c.request(1, { op: "put", key: "k1", value: "v1" }, "c1");
-    for (const id of c.ids) c.fromClient(id, first);
-    for (let step = 0; step < 100; step++) {
-      if (["r1", "r2", "r3"].every((id) => c.cores.get(id)?.readValue("k1") === "v1")) break;
-      c.run(10, (m) => !hidden(m));
-    }
+    const { c, hidden } = executedWithoutR4();
     expect(c.cores.get("r2")?.readValue("k1")).toBe("v1");
     expect(c.cores.get("r4")?.readValue("k1")).toBeNull();
-    // The primary goes silent; a second write to the others makes them change views.
-    const second = c.request(1, { op: "put", key: "k2", value: "v2" }, "c2");
-    for (const id of ["r2", "r3", "r4"]) c.fromClient(id, second);
+    // The primary goes silent; the second write, to the others, makes them change views.
     const withoutR1 = (m: { from: string; to: string; message: Buffer }) =>
       m.from !== "r1" && m.to !== "r1" && !hidden(m);
     for (let step = 0; step < 500; step++) {
@@ -154,19 +162,7 @@ describe("a body that no replica which named it will give", () => {
     // The senders that named the batch executed it, so their VIEW_CHANGEs carry no body, and they
     // do not answer (Byzantine, or reset since): r1, the primary that proposed it and was silent
     // through the view change, holds it and is asked too.
-    const c = replicaCluster(4, 1, 0);
-    for (const id of c.ids) c.boot(id, { recovering: false });
-    c.deliver(() => true);
-    const hidden = (m: { to: string; message: Buffer }) =>
-      m.to === "r4" && ["PRE_PREPARE", "EXECUTED"].includes(typeOf(m.message) ?? "");
-    const first = c.request(1, { op: "put", key: "k1", value: "v1" }, "c1");
-    for (const id of c.ids) c.fromClient(id, first);
-    for (let step = 0; step < 100; step++) {
-      if (["r1", "r2", "r3"].every((id) => c.cores.get(id)?.readValue("k1") === "v1")) break;
-      c.run(10, (m) => !hidden(m));
-    }
-    const second = c.request(1, { op: "put", key: "k2", value: "v2" }, "c2");
-    for (const id of ["r2", "r3", "r4"]) c.fromClient(id, second);
+    const { c, hidden } = executedWithoutR4();
     // r1 is cut off but for FETCH_BATCH to it and BATCH from it; r2 and r3 never send a BATCH.
     const net = (m: { from: string; to: string; message: Buffer }) => {
       const type = typeOf(m.message) ?? "";
