@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // The tests, as `npm test` runs them (after the build, which type-checks the code), so that the
 // suite takes minutes on two cores (the projects are in vitest.config.ts):
-//   1. two streams side by side: the rig's files, one at a time (project "rig"); and the tests'
-//      type-check and the lint, the unit tests on one worker (project "unit": CPU-bound
-//      simulations, pure logic), then the links, host agent and replica servers, one file at a
-//      time (project "boards"). The rig never has more than one core's worth of other work
-//      beside it: the load it is specified to keep its promises under.
+//   1. two streams side by side: the rig's files, one at a time (project "rig"); and the unit
+//      tests on one worker (project "unit": CPU-bound simulations, pure logic), then the links,
+//      host agent and replica servers, one file at a time (project "boards"). The rig never has
+//      more than one core's worth of other work beside it: the load it is specified to keep its
+//      promises under. The tests' type-check and the lint run from the start under SCHED_IDLE.
 //   2. then the six-daemon files with their tight bounds, side by side (project "daemons").
 //   From the end of the unit tests on, the service's simulation (project "sim": pure CPU, timing
 //   nothing) runs under SCHED_IDLE: the scheduler gives it only cores nothing else wants, and a
@@ -61,11 +61,19 @@ function run(project, options = [], idle = false) {
   );
 }
 
-/** The tests' type-check and the lint (the build, which type-checks the code, came before). */
+/**
+ * The tests' type-check and the lint (the build, which type-checks the code, came before), under
+ * SCHED_IDLE: they time nothing, and only their verdict is needed, at the end.
+ */
 async function checks() {
   const bin = (name) => path.join(root, "node_modules", ".bin", name);
-  const typecheck = await runProgram(bin("tsc"), ["-p", "tsconfig.test.json"]);
-  const lint = await runProgram(bin("biome"), ["ci", "--error-on-warnings", "."]);
+  const typecheck = await runProgram(bin("tsc"), ["-p", "tsconfig.test.json"], process.env, true);
+  const lint = await runProgram(
+    bin("biome"),
+    ["ci", "--error-on-warnings", "."],
+    process.env,
+    true,
+  );
   if (typecheck !== 0)
     process.stderr.write("the tests' type-check failed (tsc -p tsconfig.test.json)\n");
   if (lint !== 0) process.stderr.write("the lint failed (biome ci)\n");
@@ -74,13 +82,15 @@ async function checks() {
 
 const startedMs = performance.now();
 const elapsed = () => `${((performance.now() - startedMs) / 1000).toFixed(0)} s`;
-const unit = (async () => {
-  const checked = await checks();
-  return [checked, await run("unit", ["--maxWorkers=1"])];
-})();
-const unitThenBoards = unit.then(async (codes) => {
-  const code = [...codes, await run("boards")].find((c) => c !== 0) ?? 0;
-  return { name: "type-check and lint, unit, then boards", code, at: elapsed() };
+const checked = checks().then((code) => ({
+  name: "type-check and lint (idle priority)",
+  code,
+  at: elapsed(),
+}));
+const unit = run("unit", ["--maxWorkers=1"]);
+const unitThenBoards = unit.then(async (unitCode) => {
+  const code = [unitCode, await run("boards")].find((c) => c !== 0) ?? 0;
+  return { name: "unit, then boards", code, at: elapsed() };
 });
 const simulation = unit.then(() =>
   run("sim", [], true).then((code) => ({ name: "sim (idle priority)", code, at: elapsed() })),
@@ -90,7 +100,7 @@ const streams = await Promise.all([
   unitThenBoards,
 ]);
 const daemons = await run("daemons").then((code) => ({ name: "daemons", code, at: elapsed() }));
-streams.push(daemons, await simulation);
+streams.push(daemons, await simulation, await checked);
 
 let rows = [];
 try {

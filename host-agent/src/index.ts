@@ -11,6 +11,7 @@ export * from "./replica/quorums.js";
 export * from "./replica/replica-core.js";
 export * from "./service/service-keys.js";
 export * from "./service/service-runtime.js";
+export { makeServiceTestbed, type ServiceTestbed } from "./service/service-testbed.js";
 export * from "./service/state-notes.js";
 export * from "./sim/byzantine.js";
 export { Prng } from "./sim/prng.js";

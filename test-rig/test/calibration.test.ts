@@ -5,6 +5,7 @@ import {
   CALIBRATION_FACTOR,
   calibrationSchedule,
   type RunSummary,
+  rigJoinLeadMs,
   type StepStats,
   scaleBudgets,
 } from "@smw/test-rig";
@@ -109,5 +110,24 @@ describe("budgets from a calibration period", () => {
       false,
     );
     expect(c.planText).toMatch(/verdict: INFEASIBLE/);
+  });
+});
+
+describe("the rig's join lead", () => {
+  const withBounds = (silenceBoundMs: number, tBootMs: number) => ({
+    ...testbed,
+    controlNetwork: { ...testbed.controlNetwork, silenceBoundMs },
+    rejuvenation: {
+      ...testbed.rejuvenation,
+      budgets: { ...testbed.rejuvenation.budgets, tBootMs },
+    },
+  });
+
+  it("lets the hosts' first boot end before period 0: a silence bound and T_boot, or a board's own lead if longer", () => {
+    expect(rigJoinLeadMs(withBounds(1_500, 4_500))).toBe(6_000);
+    expect(rigJoinLeadMs(withBounds(1_500, 9_000))).toBe(10_500);
+    // A board's own: four silence bounds, at least 2 s.
+    expect(rigJoinLeadMs(withBounds(3_000, 1_000))).toBe(12_000);
+    expect(rigJoinLeadMs(withBounds(200, 1_000))).toBe(2_000);
   });
 });

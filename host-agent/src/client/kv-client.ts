@@ -36,10 +36,19 @@ export interface KvAnswer {
   latencyMs: number;
 }
 
+/** A call the client was closed under: it may or may not have taken effect. */
+export class KvClientClosedError extends Error {
+  constructor() {
+    super("the client was closed before a quorum answered");
+    this.name = "KvClientClosedError";
+  }
+}
+
 export class KvClient {
   private readonly core: KvClientCore;
   private readonly net: ClientConnections;
   private readonly started = performance.now();
+  private closed = false;
   private waiting: { resolve: (a: KvAnswer) => void; reject: (e: Error) => void } | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -149,6 +158,7 @@ export class KvClient {
   }
 
   call(op: KvOperation, timeoutMs = 30_000): Promise<KvAnswer> {
+    if (this.closed) return Promise.reject(new KvClientClosedError());
     if (this.waiting) return Promise.reject(new Error("one request at a time"));
     const refusedBefore = this.refusals();
     return new Promise<KvAnswer>((resolve, reject) => {
@@ -166,7 +176,10 @@ export class KvClient {
           clearTimeout(deadline);
           resolve(a);
         },
-        reject,
+        reject: (error) => {
+          clearTimeout(deadline);
+          reject(error);
+        },
       };
       this.apply(this.core.submit(op, this.now()));
     });
@@ -201,8 +214,20 @@ export class KvClient {
     return ` (replies refused meanwhile: ${list}${hint})`;
   }
 
+  /**
+   * Stops the client. A call still waiting fails at once ("closed"), its outcome unknown as on a
+   * timeout: whoever stops a load against a service that no longer answers (a drill's fail-safe)
+   * does not wait out every call's timeout.
+   */
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    const w = this.waiting;
+    this.waiting = undefined;
+    if (w !== undefined) {
+      this.core.abandon();
+      w.reject(new KvClientClosedError());
+    }
     await this.net.close();
   }
 

@@ -169,12 +169,25 @@ export class ClientLoad {
     };
   }
 
-  async stop(): Promise<LoadFigures> {
+  /**
+   * Stops the load. A call still waiting has up to `waitMs` (default: its own timeout) to be
+   * answered; then its client is closed and it is recorded as of unknown outcome. Pass 0 when
+   * the service is known not to answer (every host held), rather than wait out the timeout.
+   */
+  async stop(waitMs = this.opTimeoutMs): Promise<LoadFigures> {
     if (!this.running) return this.snapshot();
     this.figures.durationMs = Date.now() - this.startedMs;
     this.running = false;
-    await Promise.all(this.loops);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.loops),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
     await Promise.all(this.clients.map((c) => c.close()));
+    await Promise.all(this.loops);
     const refused = new Map<string, number>();
     for (const client of this.clients)
       for (const [name, count] of client.counters)

@@ -25,6 +25,7 @@ import {
   type RejuvenationOverrides,
   type Testbed,
 } from "@smw/wiring";
+import { defaultJoinLeadMs } from "@smw/wormhole-board";
 import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
 import { AlertReceiver } from "./alert-receiver.js";
 import { BoardProcess } from "./board-process.js";
@@ -62,7 +63,10 @@ export interface RigOptions {
   events?: RigEventStream;
   /** Size of the OS image on every disk. */
   osImageSizeBytes?: number;
-  /** The first period starts this long after the boards (default 12 s): the hosts' first boot is not a rejuvenation. */
+  /**
+   * How far ahead of the boards' start the first period lies (default `rigJoinLeadMs`): the
+   * hosts' first boot is not a rejuvenation.
+   */
   joinLeadMs?: number;
   /** One network namespace per host (root only) instead of the shared loopback. */
   netns?: boolean;
@@ -71,6 +75,19 @@ export interface RigOptions {
    * exiting: the caller ends its run and reports. A second signal takes it down.
    */
   onSignal?: () => void;
+}
+
+/**
+ * The rig's join lead: a board's own (four silence bounds), or, if longer, the time the hosts'
+ * first boot may take (a silence bound for every board to hear its peers and release its host,
+ * then T_boot), so that the first period starts once the service is up. The first step of period
+ * 0 (a shutdown) then leaves the others T_shutdown more before a transfer needs them.
+ */
+export function rigJoinLeadMs(t: Testbed): number {
+  return Math.max(
+    defaultJoinLeadMs(t.controlNetwork.silenceBoundMs),
+    t.controlNetwork.silenceBoundMs + t.rejuvenation.budgets.tBootMs,
+  );
 }
 
 export class Rig {
@@ -176,7 +193,7 @@ export class Rig {
           testbedFile: t.file,
           smwBin: SMW_BIN,
           webhookUrl: this.alerts.url,
-          joinLeadMs: options.joinLeadMs ?? 12_000,
+          joinLeadMs: options.joinLeadMs ?? rigJoinLeadMs(t),
           registry: this.registry,
           events: this.events,
           onLine: (role, level) => machine.onLine(role, level),

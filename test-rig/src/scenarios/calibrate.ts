@@ -31,6 +31,7 @@ import {
   renderBoundsYaml,
 } from "../report/derived-bounds.js";
 import { firstBroken, type RunSummary } from "../report/run-report.js";
+import { rigJoinLeadMs } from "../rig/rig.js";
 import { RigSetupError } from "../rig/rig-setup.js";
 import { rigRunDir } from "../rig/run-folder.js";
 import { runRig } from "./rig-run.js";
@@ -186,6 +187,8 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     say: (line) => options.say(`  ${line}`),
     outDir: reportDir,
     overrides: { budgets: loose, ...schedule },
+    // The hosts' first boot takes what it takes on the testbed, not the loose T_boot.
+    joinLeadMs: rigJoinLeadMs(testbed),
     note: [
       `Calibration period of smw rig demo: budgets ${CALIBRATION_FACTOR}x the testbed's, T_d and T_p widened to fit.`,
     ],

@@ -280,10 +280,11 @@ async function runOneDrill(name: string, options: DrillOptions): Promise<DrillRe
     while (Date.now() < alertDeadline && rig.alerts.received.length < rig.boards.size)
       await sleep(50);
     await sleep(300);
-    figures = await load.stop();
+    // The service no longer answers (its hosts held): what is still waiting is of unknown outcome.
+    figures = await load.stop(0);
     result = judge(drill, rig, events.all, effectiveWallMs, liveHosts(), figures);
   } catch (error) {
-    figures = await load?.stop();
+    figures = await load?.stop(0);
     result = {
       name: drill.name,
       passed: false,
@@ -405,7 +406,7 @@ async function runCleanRun(options: DrillOptions): Promise<DrillResult> {
     detail = `${completed ? periods : "not all"} period(s) completed; ${failsafe.length === 0 ? "no fail-safe" : `${failsafe.length} boards in fail-safe`}; ${figures.completed} operations, ${figures.failed} unanswered; history ${history.detail}`;
   } catch (error) {
     detail = `the drill could not run: ${(error as Error).message}`;
-    figures = await load?.stop();
+    figures = await load?.stop(0);
   } finally {
     await rig.down();
   }
@@ -487,7 +488,8 @@ async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResul
     if (!safe) throw new Error(`not every board failed safe after ${victim} was killed`);
     timeToSafeMs = Date.now() - killedAtWallMs;
     hostsHeld = t.hosts.map((h) => h.id).filter((h) => rig.hosts.get(h)?.held === true);
-    before = await load.stop();
+    // Every host but the dead board's is held: no quorum answers what is still waiting.
+    before = await load.stop(0);
     load = undefined;
 
     // 2. Restarted, it comes back in fail-safe and holds its host too.
@@ -578,7 +580,7 @@ async function runRestartedAndCleared(options: DrillOptions): Promise<DrillResul
     detail = `fail-safe everywhere ${timeToSafeMs} ms after the kill; the service answered ${(answeredAfterMs / 1000).toFixed(1)} s after the clear; ${completed ? "a period completed" : "no period completed"}; before: ${first.detail}; after: ${after.completed} operations, ${after.failed} with no answer in time, ${second.detail}; the cold start went back on ${wentBack.length} of ${LOAD_KEYS.length} keys${wentBack.length > 0 ? ` (${wentBack.join(", ")})` : ""}`;
   } catch (error) {
     problems.push(`the drill could not run: ${(error as Error).message}`);
-    if (load !== undefined) after = await load.stop();
+    if (load !== undefined) after = await load.stop(0);
   } finally {
     await rig.down();
   }

@@ -45,6 +45,8 @@ export interface RigRunOptions {
   osImageSizeBytes?: number;
   /** One network namespace per host (root only). */
   netns?: boolean;
+  /** The rig's join lead (default `rigJoinLeadMs` of the testbed that runs). */
+  joinLeadMs?: number;
   /** The folder of run folders (default: SMW_RUNS, else runs/ here). */
   runsDir?: string;
   /** Rejuvenation figures that replace the testbed's (budgets measured on this machine). */
@@ -106,6 +108,7 @@ export async function runRig(options: RigRunOptions): Promise<RigRunResult> {
       ? {}
       : { osImageSizeBytes: options.osImageSizeBytes }),
     ...(options.netns ? { netns: true } : {}),
+    ...(options.joinLeadMs === undefined ? {} : { joinLeadMs: options.joinLeadMs }),
   });
   const t = rig.testbed;
   options.live?.server.follow({
