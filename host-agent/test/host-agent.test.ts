@@ -217,7 +217,7 @@ describe("the host agent", () => {
 
 describe("the host agent under systemd", () => {
   it("says READY, feeds its watchdog while it runs, not while it is stopped, and says STOPPING on SIGTERM", async () => {
-    const bed = makeServiceTestbed({ n: 4, kPrime: 1, k: 1, basePort: 27650 });
+    const bed = makeServiceTestbed({ n: 6, kPrime: 1, k: 1, basePort: 27650 });
     const socket = path.join(bed.dir, "notify.sock");
     // systemd's end: a Unix datagram socket, each datagram printed on a line of its own.
     const receiver = spawn("socat", ["-u", `UNIX-RECV:${socket}`, "STDOUT"], {

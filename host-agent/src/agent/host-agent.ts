@@ -207,7 +207,7 @@ export class HostAgent {
 
   /** To the running replica; one not yet started learns revocations in its "start". */
   private tell(message: AgentToReplica): void {
-    if (this.childStarted && this.child?.connected) this.child.send(message);
+    if (this.childStarted && this.child !== undefined) toReplica(this.child, message);
   }
 
   private startReplica(recovering: boolean, coldStart: boolean): void {
@@ -223,14 +223,13 @@ export class HostAgent {
     if (child === undefined || wanted === undefined || !this.childReady || !child.connected) return;
     this.startWhenReady = undefined;
     this.childStarted = true;
-    child.send({
+    toReplica(child, {
       type: "start",
       ...this.keyFiles,
       ...wanted,
       revokedKeys: [...this.revoked].map(([host, before]) => ({ host, before })),
-    } satisfies AgentToReplica);
-    if (this.lease !== undefined)
-      child.send({ type: "lease", lease: this.lease } satisfies AgentToReplica);
+    });
+    if (this.lease !== undefined) toReplica(child, { type: "lease", lease: this.lease });
   }
 
   /** A replica process waiting for its start, unless one is there already. */
@@ -238,7 +237,10 @@ export class HostAgent {
     if (this.stopping || this.child !== undefined) return;
     const child = this.options.spawnReplica();
     this.child = child;
-    if (child.connected) child.send({ type: "testbed", testbed: this.options.testbed });
+    // A process that could not be spawned (or signalled) exits too, or never says ready: the
+    // exit handler or READY_WAIT_MS deal with it; unheard, the error would end the agent.
+    child.on("error", (error) => this.options.log(`replica process: ${error.message}`));
+    toReplica(child, { type: "testbed", testbed: this.options.testbed });
     this.childReady = false;
     this.childStarted = false;
     child.on("message", (m: unknown) => {
@@ -308,4 +310,16 @@ export class HostAgent {
     }
     await this.link?.close();
   }
+}
+
+/**
+ * A message to the replica process. One that died a moment ago still looks connected until its
+ * channel's end is read, and a send to it fails: its exit restarts it, so the failure is dropped
+ * here rather than emitted as an "error" (which, unheard, ended the agent: a lease renewed just
+ * as its replica crashed took the host's agent down).
+ */
+function toReplica(child: ChildProcess, message: AgentToReplica): void {
+  if (!child.connected) return;
+  // Given a callback, a failed send goes to it, not to an "error" event.
+  child.send(message, () => {});
 }

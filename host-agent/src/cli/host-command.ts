@@ -208,7 +208,9 @@ export function hostCommand(context: CliContext): Command {
       const stateDir = testbed.hosts.find((h) => h.id === flags.host)?.stateDir;
       const storedCheckpoint = stateDir === undefined ? undefined : readStoredCheckpoint(stateDir);
       let serviceKeys: ServiceKeys | undefined;
-      const tellAgent = (m: ReplicaToAgent) => process.send?.(m);
+      // An agent that has just died: the channel's end makes this process exit; a failed send
+      // is dropped (given a callback, it is not emitted as an "error").
+      const tellAgent = (m: ReplicaToAgent) => process.send?.(m, undefined, undefined, () => {});
       // Timed like the agent's lines, so the console shows where a recovery's time goes.
       const log = (line: string) => context.io.err(`${new Date().toISOString()} ${line}\n`);
       let server: ReplicaServer | undefined;
