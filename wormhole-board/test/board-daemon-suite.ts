@@ -268,12 +268,8 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
         });
       },
     );
-  }
 
-  // Split between the two files so that they take about as long: the daemons' phase of
-  // `npm test` lasts as long as the longer of them.
-  describe.skipIf(noSocat !== undefined)("clock, timer and schedule faults over UDP", () => {
-    if (part === "udp")
+    describe.skipIf(noSocat !== undefined)("clock, timer and schedule faults over UDP", () => {
       it("a DONE that never arrives makes the group miss its deadline, and every board fail safe", async () => {
         // b3's DONE frames are lost on the way out; everything else gets through.
         const dropDone = (board: string, inner: ControlTransport): ControlTransport =>
@@ -298,7 +294,7 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           await rig.close();
         }
       }, 40_000);
-    if (part === "serial") {
+
       it("a board restarted with its fail-safe latched proposes nothing: the others fail safe at their join deadline, every host held", async () => {
         const rig = await startRig("udp", 18200, {}, (_, t) => t, {
           latched: ["b1"],
@@ -388,8 +384,8 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           await rig.close();
         }
       }, 40_000);
-    }
-  });
+    });
+  }
 
   for (const [transport, basePort] of (
     [

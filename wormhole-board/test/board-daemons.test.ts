@@ -1,4 +1,4 @@
-/** Board daemons over UDP, and one schedule fault (board-daemon-suite.ts), beside the PTY file. */
+/** Board daemons over UDP (board-daemon-suite.ts), beside the PTY file. */
 import { boardDaemonSuite } from "./board-daemon-suite.js";
 
 boardDaemonSuite("udp");
