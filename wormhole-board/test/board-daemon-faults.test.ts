@@ -83,10 +83,11 @@ async function startBoard(
   basePort: number,
   damage: (stateDir: string) => void = () => {},
   hostLink: HostLinkPort = silentHost,
+  replaced: Readonly<Record<string, string>> = {},
 ): Promise<OneBoard> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await startBoardAt(basePort + attempt * 53, damage, hostLink);
+      return await startBoardAt(basePort + attempt * 53, damage, hostLink, replaced);
     } catch (error) {
       if (attempt >= 4 || !/the port is in use/.test((error as Error).message)) throw error;
       await running?.stop();
@@ -101,8 +102,9 @@ async function startBoardAt(
   basePort: number,
   damage: (stateDir: string) => void,
   hostLink: HostLinkPort,
+  replaced: Readonly<Record<string, string>>,
 ): Promise<OneBoard> {
-  bed = await makeTestbed6("udp", basePort);
+  bed = await makeTestbed6("udp", basePort, "", replaced);
   const t = bed.testbed;
   const board = t.boards[0];
   if (board === undefined) throw new Error("no board");
@@ -262,5 +264,73 @@ describe("a board that holds its host at start-up", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(host.sent.map((m) => m.type)).not.toContain("CERT");
     expect(host.sent.map((m) => m.type)).not.toContain("LEASE");
+  });
+});
+
+describe("a board whose fail-safe leaves its host running (no hold-reset)", () => {
+  it("after the operator's clear, holds the host in reset only once the last lease it issued lapsed", async () => {
+    const host = scriptedHost();
+    // A lease of 1 s (T_shutdown 2.5 s allows it), so that the clear comes well before it lapses.
+    const b = await startBoard(40_600 + Math.floor(Math.random() * 500), () => {}, host.port, {
+      "  actions: [hold-reset, alarm-line]": "  actions: [alarm-line]",
+      "  tP: 11500ms": "  tP: 41s",
+      "  tD: 11s": "  tD: 40s",
+      "  budgets: { tShutdown: 300ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }":
+        "  budgets: { tShutdown: 2500ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
+    });
+    expect(b.bed.testbed.rejuvenation.keyLeaseMs).toBe(1_000);
+    // Peers running a schedule whose first period is still to come: the board joins it and
+    // releases its host; no step runs meanwhile.
+    const schedule = Date.now() + 60_000;
+    let peersSpeak = true;
+    const heartbeats = (async () => {
+      while (peersSpeak) {
+        for (const peer of ["b2", "b3", "b4", "b5", "b6"])
+          b.deliver(peer, "HB", { period: 0, schedule, joined: true, sentAtMs: Date.now() });
+        await settle(60);
+      }
+    })();
+    const until = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`${what}: lines ${b.changes.join(" ")}`);
+        await settle(10);
+      }
+    };
+    try {
+      await until("the host released", () => b.changes.includes("reset=inactive"));
+      host.say({ type: "BOOTED", publicKey: Buffer.alloc(32, 7).toString("base64") });
+      const leases = () =>
+        host.sent.flatMap((m) => (m.type === "LEASE" ? [m.lease.notAfterMs] : []));
+      await until("a lease", () => leases().length > 0);
+
+      // A peer's fail-safe: the alarm, and the host left running.
+      const before = b.changes.length;
+      b.deliver("b2", "FAILSAFE", { reason: "b2's drill", origin: "b2", sentAtMs: Date.now() });
+      await until("fail-safe", () => b.daemon.currentPhase === "failsafe");
+      expect(b.changes.slice(before)).toContain("alarm=active");
+      expect(b.changes.slice(before)).not.toContain("reset=active");
+      const lastLapseMs = Math.max(...leases());
+
+      // The operator clears it while that lease still runs.
+      const cleared = b.changes.length;
+      const answer = await operatorSend(
+        controlSocketPath(b.stateDir),
+        signedClear("b1", Date.now(), path.join(b.bed.dir, "keys", "operator.key")),
+      );
+      expect(answer).toMatchObject({ ok: true });
+      const clearedAtMs = Date.now();
+      expect(clearedAtMs).toBeLessThan(lastLapseMs);
+      await until("the host held after the clear", () =>
+        b.changes.slice(cleared).includes("reset=active"),
+      );
+      const heldAtMs = Date.now();
+      // Not one lease went out after the fail-safe's: the one that lapses last is the same.
+      expect(Math.max(...leases())).toBe(lastLapseMs);
+      expect(heldAtMs).toBeGreaterThanOrEqual(lastLapseMs);
+    } finally {
+      peersSpeak = false;
+      await heartbeats;
+    }
   });
 });

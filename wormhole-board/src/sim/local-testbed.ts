@@ -22,10 +22,15 @@ export interface Testbed6 {
   close(): Promise<void>;
 }
 
+/**
+ * `replaced`: lines of the testbed file, exactly as written below, and what each is replaced by
+ * (a test's own fail-safe actions or budgets); a line that is not there is an error.
+ */
 export async function makeTestbed6(
   transport: "udp" | "serial",
   basePort: number,
   extra = "",
+  replaced: Readonly<Record<string, string>> = {},
 ): Promise<Testbed6> {
   const dir = mkdtempSync(path.join(tmpdir(), `smw-6-${transport}-`));
   const boards = [1, 2, 3, 4, 5, 6].map((i) => `b${i}`);
@@ -98,6 +103,14 @@ export async function makeTestbed6(
     "  onAuthFailures: fail-safe",
     extra,
   );
+  for (const [line, by] of Object.entries(replaced)) {
+    const at = lines.indexOf(line);
+    if (at < 0) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new RangeError(`makeTestbed6: no line ${JSON.stringify(line)} to replace`);
+    }
+    lines[at] = by;
+  }
   const file = path.join(dir, "testbed.yaml");
   writeFileSync(file, `${lines.join("\n")}\n`);
 
