@@ -38,6 +38,7 @@ const BOARDS = [
   "host-agent/test/peer-connections.test.ts",
   "cli/test/kv-command.test.ts",
   "cli/test/smw.test.ts",
+  "test-rig/test/client-load.test.ts",
 ];
 
 // Tests run against the sources of every part, not their build output.

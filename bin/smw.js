@@ -36,11 +36,14 @@ function earlyReplica() {
   const testbed = option("--testbed");
   const host = option("--host");
   if (testbed === undefined || host === undefined) return undefined;
-  return fork(
+  const child = fork(
     fileURLToPath(import.meta.url),
     ["host", "replica", "--testbed", testbed, "--host", host],
     { stdio: ["ignore", "inherit", "inherit", "ipc"] },
   );
+  // Until the agent adopts it: one that failed is not connected, and the agent forks another.
+  child.on("error", () => {});
+  return child;
 }
 
 const early = earlyReplica();

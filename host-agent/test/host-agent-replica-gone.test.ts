@@ -67,4 +67,37 @@ describe("the host agent, its replica gone but not yet seen to exit", () => {
       await agent.stop();
     }
   });
+
+  it("restarts a replica process that could not be spawned (an error, and no exit)", async () => {
+    const spawned: string[] = [];
+    const log: string[] = [];
+    let epoch = Math.floor(Date.now() / 1000);
+    const agent = new HostAgent({
+      testbed: bed.testbed,
+      hostId: "h2",
+      log: (line) => log.push(line),
+      selfCertify: (publicKey) =>
+        certifyWithBoardKey(bed.testbed, "h2", { publicKey, sign: () => "" }, epoch++),
+      spawnReplica: () => {
+        if (spawned.push("spawn") > 1) return new DyingReplica() as unknown as ChildProcess;
+        // As node's fork does when the program cannot be run: no pid, an "error", no "exit".
+        const failed = Object.assign(new EventEmitter(), { connected: false, pid: undefined });
+        setImmediate(() =>
+          failed.emit("error", Object.assign(new Error("spawn ENOENT"), { code: "ENOENT" })),
+        );
+        return failed as unknown as ChildProcess;
+      },
+    });
+    await agent.start();
+    try {
+      const deadline = Date.now() + 5_000;
+      while (spawned.length < 2 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(spawned.length, log.join("\n")).toBe(2);
+      expect(log).toContain("replica process: spawn ENOENT");
+      expect(log.some((l) => /^replica did not start; restarting in \d+ ms/.test(l))).toBe(true);
+    } finally {
+      await agent.stop();
+    }
+  });
 });

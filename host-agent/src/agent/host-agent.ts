@@ -237,9 +237,12 @@ export class HostAgent {
     if (this.stopping || this.child !== undefined) return;
     const child = this.options.spawnReplica();
     this.child = child;
-    // A process that could not be spawned (or signalled) exits too, or never says ready: the
-    // exit handler or READY_WAIT_MS deal with it; unheard, the error would end the agent.
-    child.on("error", (error) => this.options.log(`replica process: ${error.message}`));
+    // Unheard, an "error" would end the agent. A process that could not be spawned has no pid
+    // and never emits "exit": it is gone as if it had exited.
+    child.on("error", (error) => {
+      this.options.log(`replica process: ${error.message}`);
+      if (child.pid === undefined) this.replicaGone(child, null, null);
+    });
     toReplica(child, { type: "testbed", testbed: this.options.testbed });
     this.childReady = false;
     this.childStarted = false;
@@ -257,23 +260,30 @@ export class HostAgent {
         this.shutdownAckFor = undefined;
       }
     });
-    child.on("exit", (code, signal) => {
-      if (this.child !== child || this.stopping) return;
-      this.child = undefined;
-      this.childReady = false;
-      this.childStarted = false;
-      this.startWhenReady = undefined;
-      if (this.bootedTimer) clearTimeout(this.bootedTimer);
-      // One that died before it loaded: the restart below asks afresh, under a new key.
-      this.bootedWhenReady = undefined;
-      this.restarts++;
-      // A crashed replica lost its memory: it comes back recovering, after a growing pause.
-      const delayMs = Math.min(10_000, 250 * 2 ** Math.min(this.restarts, 6));
-      this.options.log(
-        `replica exited (${signal ?? `code ${code}`}); restarting in ${delayMs} ms, under a new key`,
-      );
-      this.restartTimer = setTimeout(() => this.askForCertificate(), delayMs);
-    });
+    child.on("exit", (code, signal) => this.replicaGone(child, code, signal));
+  }
+
+  /** The replica process exited (or never started): restarted, under a new key. */
+  private replicaGone(
+    child: ChildProcess,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): void {
+    if (this.child !== child || this.stopping) return;
+    this.child = undefined;
+    this.childReady = false;
+    this.childStarted = false;
+    this.startWhenReady = undefined;
+    if (this.bootedTimer) clearTimeout(this.bootedTimer);
+    // One that died before it loaded: the restart below asks afresh, under a new key.
+    this.bootedWhenReady = undefined;
+    this.restarts++;
+    // A crashed replica lost its memory: it comes back recovering, after a growing pause.
+    const delayMs = Math.min(10_000, 250 * 2 ** Math.min(this.restarts, 6));
+    this.options.log(
+      `replica ${code === null && signal === null ? "did not start" : `exited (${signal ?? `code ${code}`})`}; restarting in ${delayMs} ms, under a new key`,
+    );
+    this.restartTimer = setTimeout(() => this.askForCertificate(), delayMs);
   }
 
   private onPrepareShutdown(period: number): void {

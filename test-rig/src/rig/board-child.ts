@@ -16,7 +16,8 @@ export async function runBoardChild(
   webhookUrl: string | undefined,
   joinLeadMs: number | undefined,
 ): Promise<void> {
-  const tell = (m: BoardToRig) => process.send?.(m);
+  // The rig gone: the channel's end makes this process exit; a failed send is dropped.
+  const tell = (m: BoardToRig) => process.send?.(m, undefined, undefined, () => {});
   // The rig gone: a board of the rig does not outlive it.
   process.once("disconnect", () => process.exit(0));
   const loaded = loadTestbedFile(testbedFile, { files: { kind: "board", board: boardId } });

@@ -130,7 +130,9 @@ export class BoardProcess {
   }
 
   tell(message: RigToBoard): void {
-    if (this.child?.connected) this.child.send(message);
+    // A board killed a moment ago still looks connected: the failed send is dropped (given a
+    // callback, it is not emitted as an "error").
+    if (this.child?.connected) this.child.send(message, () => {});
   }
 
   /** The board dies (a crash, a power cut): SIGKILL, no goodbye on any link. */

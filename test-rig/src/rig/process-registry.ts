@@ -24,6 +24,9 @@ export class ProcessRegistry {
   }
 
   add(child: ChildProcess, tag: string, group: boolean): void {
+    // A process that could not start, or a message to a board just killed (EPIPE): what it
+    // means shows where the rig waits for the process, and unheard it would end the rig.
+    child.on("error", () => {});
     const pid = child.pid;
     if (pid === undefined) return;
     const entry = { pid, group, tag };

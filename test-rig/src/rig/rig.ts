@@ -78,15 +78,28 @@ export interface RigOptions {
 }
 
 /**
- * The rig's join lead: a board's own (four silence bounds), or, if longer, the time the hosts'
- * first boot may take (a silence bound for every board to hear its peers and release its host,
- * then T_boot), so that the first period starts once the service is up. The first step of period
- * 0 (a shutdown) then leaves the others T_shutdown more before a transfer needs them.
+ * Below this, period 0 of a rig on a two-core machine may begin before every host's first boot:
+ * six hosts cold-starting at once while the boards start, and a host its board releases only
+ * after the boards agreed on a schedule is released as recovering, not cold (a cold view needs
+ * every replica it counts cold). 12 s left about 9 s to spare on the machine it was measured on.
+ */
+export const RIG_JOIN_LEAD_FLOOR_MS = 12_000;
+
+/**
+ * The rig's join lead, so that the first period starts once the service is up: the floor above,
+ * a board's own lead (four silence bounds), or, for longer budgets, the first boot of every host
+ * at once: a silence bound for the boards to hear each other, a key lease and both image checks
+ * before a board releases its host, and twice T_boot (every host booting together).
  */
 export function rigJoinLeadMs(t: Testbed): number {
+  const b = t.rejuvenation.budgets;
   return Math.max(
+    RIG_JOIN_LEAD_FLOOR_MS,
     defaultJoinLeadMs(t.controlNetwork.silenceBoundMs),
-    t.controlNetwork.silenceBoundMs + t.rejuvenation.budgets.tBootMs,
+    t.controlNetwork.silenceBoundMs +
+      t.rejuvenation.keyLeaseMs +
+      2 * b.tCheckcodeMs +
+      2 * b.tBootMs,
   );
 }
 

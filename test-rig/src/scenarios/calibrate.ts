@@ -187,7 +187,7 @@ export async function calibrate(options: CalibrationOptions): Promise<Calibratio
     say: (line) => options.say(`  ${line}`),
     outDir: reportDir,
     overrides: { budgets: loose, ...schedule },
-    // The hosts' first boot takes what it takes on the testbed, not the loose T_boot.
+    // The hosts' first boot takes what it takes on the testbed: reckoned with its own budgets.
     joinLeadMs: rigJoinLeadMs(testbed),
     note: [
       `Calibration period of smw rig demo: budgets ${CALIBRATION_FACTOR}x the testbed's, T_d and T_p widened to fit.`,

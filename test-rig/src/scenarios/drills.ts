@@ -280,7 +280,7 @@ async function runOneDrill(name: string, options: DrillOptions): Promise<DrillRe
     while (Date.now() < alertDeadline && rig.alerts.received.length < rig.boards.size)
       await sleep(50);
     await sleep(300);
-    // The service no longer answers (its hosts held): what is still waiting is of unknown outcome.
+    // The hosts held (or the time for it up): what is still waiting is of unknown outcome.
     figures = await load.stop(0);
     result = judge(drill, rig, events.all, effectiveWallMs, liveHosts(), figures);
   } catch (error) {
