@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 // The tests, as `npm test` runs them (after the build, which type-checks the code), so that the
 // suite takes minutes on two cores (the projects are in vitest.config.ts):
-//   1. two streams side by side: the rig's files, one at a time (project "rig"), then one
-//      file of project "boards"; and the unit tests on one worker (project "unit": CPU-bound
-//      simulations, pure logic), then the other links, host agent and replica servers, one file
-//      at a time (project "boards"). The rig never has more than one core's worth of other work
-//      beside it: the load it is specified to keep its promises under. The tests' type-check
-//      and the lint run from the start under SCHED_IDLE.
+//   1. two streams side by side: the rig's files, one at a time (project "rig"); and the unit
+//      tests on one worker (project "unit": CPU-bound simulations, pure logic), then the links,
+//      host agent and replica servers, one file at a time (project "boards"). The rig never has
+//      more than one core's worth of other work beside it: the load it is specified to keep its
+//      promises under. The tests' type-check and the lint run from the start under SCHED_IDLE.
 //   2. then the six-daemon files with their tight bounds, side by side (project "daemons").
 //   From the end of the unit tests on, the service's simulation (project "sim": pure CPU, timing
 //   nothing) runs under SCHED_IDLE: the scheduler gives it only cores nothing else wants, and a
@@ -88,32 +87,18 @@ const checked = checks().then((code) => ({
   code,
   at: elapsed(),
 }));
-// The boards' files that run after the rig, beside the others, so that the two streams end
-// about together (the rig's is the shorter). With a file filter given, every boards' file runs
-// in the second stream, so that none runs twice.
-const AFTER_RIG = extra.length === 0 ? ["cli/test/kv-command.test.ts"] : [];
 const unit = run("unit", ["--maxWorkers=1"]);
 const unitThenBoards = unit.then(async (unitCode) => {
-  const others = await run(
-    "boards",
-    AFTER_RIG.flatMap((file) => ["--exclude", file]),
-  );
-  const code = [unitCode, others].find((c) => c !== 0) ?? 0;
+  const code = [unitCode, await run("boards")].find((c) => c !== 0) ?? 0;
   return { name: "unit, then boards", code, at: elapsed() };
 });
 const simulation = unit.then(() =>
   run("sim", [], true).then((code) => ({ name: "sim (idle priority)", code, at: elapsed() })),
 );
-const rigThenBoards = run("rig").then(async (rigCode) => {
-  const code =
-    [rigCode, AFTER_RIG.length > 0 ? await run("boards", AFTER_RIG) : 0].find((c) => c !== 0) ?? 0;
-  return {
-    name: `rig${AFTER_RIG.length > 0 ? `, then ${AFTER_RIG.join(", ")}` : ""}`,
-    code,
-    at: elapsed(),
-  };
-});
-const streams = await Promise.all([rigThenBoards, unitThenBoards]);
+const streams = await Promise.all([
+  run("rig").then((code) => ({ name: "rig", code, at: elapsed() })),
+  unitThenBoards,
+]);
 const daemons = await run("daemons").then((code) => ({ name: "daemons", code, at: elapsed() }));
 streams.push(daemons, await simulation, await checked);
 
