@@ -4,7 +4,7 @@
  * (the longest time in which no client got an answer).
  */
 import type { Testbed } from "@smw/wiring";
-import type { KvClient } from "../client/kv-client.js";
+import { type KvClient, KvClientClosedError } from "../client/kv-client.js";
 import type { KvOperation } from "../kv/kv-operation.js";
 import { connectClient } from "./service-runtime.js";
 
@@ -147,7 +147,9 @@ export async function runKvBench(options: KvBenchOptions): Promise<KvBenchResult
               while (timeline.length <= i) timeline.push(0);
               timeline[i] = (timeline[i] as number) + 1;
             }
-          } catch {
+          } catch (error) {
+            // A closed client refuses every call at once: its loop ends rather than spin.
+            if (error instanceof KvClientClosedError) return;
             failed++;
           }
         }
