@@ -43,19 +43,31 @@ describe("the host agent, its replica gone but not yet seen to exit", () => {
   const bed = makeServiceTestbed({ n: 6, kPrime: 1, k: 1, basePort: 28380 });
   afterAll(() => bed.remove());
 
-  it("keeps passing leases on, and keeps running, while the sends fail", async () => {
-    const replica = new DyingReplica();
+  /** An agent of `hostId` certifying its keys itself (no board), and what it logged. */
+  const selfCertifiedAgent = (
+    hostId: string,
+    spawnReplica: () => ChildProcess,
+    leaseEveryMs?: number,
+  ) => {
     const log: string[] = [];
     let epoch = Math.floor(Date.now() / 1000);
     const agent = new HostAgent({
       testbed: bed.testbed,
-      hostId: "h1",
+      hostId,
       log: (line) => log.push(line),
       selfCertify: (publicKey) =>
-        certifyWithBoardKey(bed.testbed, "h1", { publicKey, sign: () => "" }, epoch++),
-      selfLease: { lease: leaseWithBoardKey(bed.testbed, "h1"), everyMs: 10 },
-      spawnReplica: () => replica as unknown as ChildProcess,
+        certifyWithBoardKey(bed.testbed, hostId, { publicKey, sign: () => "" }, epoch++),
+      ...(leaseEveryMs === undefined
+        ? {}
+        : { selfLease: { lease: leaseWithBoardKey(bed.testbed, hostId), everyMs: leaseEveryMs } }),
+      spawnReplica,
     });
+    return { agent, log };
+  };
+
+  it("keeps passing leases on, and keeps running, while the sends fail", async () => {
+    const replica = new DyingReplica();
+    const { agent } = selfCertifiedAgent("h1", () => replica as unknown as ChildProcess, 10);
     await agent.start();
     try {
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -70,23 +82,14 @@ describe("the host agent, its replica gone but not yet seen to exit", () => {
 
   it("restarts a replica process that could not be spawned (an error, and no exit)", async () => {
     const spawned: string[] = [];
-    const log: string[] = [];
-    let epoch = Math.floor(Date.now() / 1000);
-    const agent = new HostAgent({
-      testbed: bed.testbed,
-      hostId: "h2",
-      log: (line) => log.push(line),
-      selfCertify: (publicKey) =>
-        certifyWithBoardKey(bed.testbed, "h2", { publicKey, sign: () => "" }, epoch++),
-      spawnReplica: () => {
-        if (spawned.push("spawn") > 1) return new DyingReplica() as unknown as ChildProcess;
-        // As node's fork does when the program cannot be run: no pid, an "error", no "exit".
-        const failed = Object.assign(new EventEmitter(), { connected: false, pid: undefined });
-        setImmediate(() =>
-          failed.emit("error", Object.assign(new Error("spawn ENOENT"), { code: "ENOENT" })),
-        );
-        return failed as unknown as ChildProcess;
-      },
+    const { agent, log } = selfCertifiedAgent("h2", () => {
+      if (spawned.push("spawn") > 1) return new DyingReplica() as unknown as ChildProcess;
+      // As node's fork does when the program cannot be run: no pid, an "error", no "exit".
+      const failed = Object.assign(new EventEmitter(), { connected: false, pid: undefined });
+      setImmediate(() =>
+        failed.emit("error", Object.assign(new Error("spawn ENOENT"), { code: "ENOENT" })),
+      );
+      return failed as unknown as ChildProcess;
     });
     await agent.start();
     try {
