@@ -2,7 +2,7 @@
  * The wormhole through start-up, restarts, clears and lost frames, simulated from seeds: boards
  * join as the daemon does, and the fail-safe state reaches every board whatever frames are lost.
  */
-import { runClusterSim, type SimResult } from "@smw/wormhole-board";
+import { runClusterSim, type SimConfig, type SimResult } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
 import { base, boards } from "./sim-config.js";
 
@@ -30,6 +30,56 @@ describe("start-up: boards join as the daemon does", () => {
       expect(result.periodsCompleted, replay(seed)).toBe(base.periods);
       expect(result.invariantViolations, replay(seed)).toEqual([]);
     }
+  });
+
+  it("hosts that take a minute to boot: period 0 begins once every first boot can be over, and runs", () => {
+    // A Raspberry Pi lab's budgets (wiring/examples/pi-lab.yaml): image checks that take longer
+    // than T_shutdown, so a step waiting behind a board's start-up check would miss its budget.
+    const pi: SimConfig = {
+      ...base,
+      budgets: {
+        tShutdownMs: 10_000,
+        tCheckcodeMs: 30_000,
+        tRestorecodeMs: 90_000,
+        tBootMs: 60_000,
+        tTransferMs: 120_000,
+      },
+      tPMs: 4 * 3_600_000,
+      tDMs: 3_000_000,
+      // Heartbeats sparser than the lab's 200 ms: the same protocol, fewer events to simulate.
+      heartbeatMs: 1_000,
+      silenceBoundMs: 3_000,
+      keyLeaseMs: 1_000,
+      periods: 1,
+    };
+    const firstBootMs = 3_000 + 1_000 + 2 * 30_000 + 2 * 60_000;
+    let shortFailedSafe = 0;
+    for (const seed of seeds.slice(0, 3)) {
+      const startMs = Object.fromEntries(
+        boards.map((b, i) => [b, ((seed * 7919 * (i + 1)) % 3_000) + 1]),
+      );
+      const result = runClusterSim({ ...pi, seed, join: { startMs } });
+      expect(result.failsafe, replay(seed)).toEqual({});
+      expect(result.periodsCompleted, replay(seed)).toBe(1);
+      for (const b of boards) {
+        const join = result.joins[b]?.[0];
+        expect(join?.firstIndex, replay(seed)).toBe(0);
+        expect(join?.schedule, replay(seed)).toBeGreaterThanOrEqual(
+          (startMs[b] as number) + firstBootMs,
+        );
+      }
+      // The lead of four silence bounds alone: where the first group's board checks its images
+      // for longer than that and T_shutdown, its first step misses its budget.
+      const short = runClusterSim({ ...pi, seed, join: { startMs, leadMs: 4 * 3_000 } });
+      const reason = Object.values(short.failsafe)[0]?.reason;
+      if (reason !== undefined) {
+        expect(reason, replay(seed)).toBe(
+          "step shutdown of period 0 is over its budget of 10000 ms",
+        );
+        shortFailedSafe++;
+      }
+    }
+    expect(shortFailedSafe).toBeGreaterThan(0);
   });
 
   it("a board restarted with its fail-safe latched proposes nothing: the others fail safe at their join deadline", () => {

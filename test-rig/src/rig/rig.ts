@@ -87,19 +87,17 @@ export const RIG_JOIN_LEAD_FLOOR_MS = 12_000;
 
 /**
  * The rig's join lead, so that the first period starts once the service is up: the floor above,
- * a board's own lead (four silence bounds), or, for longer budgets, the first boot of every host
- * at once: a silence bound for the boards to hear each other, a key lease and both image checks
- * before a board releases its host, and twice T_boot (every host booting together).
+ * or, for longer budgets, the boards' own lead (`defaultJoinLeadMs`: the first boot of every host
+ * at once, from the testbed's budgets).
  */
 export function rigJoinLeadMs(t: Testbed): number {
-  const b = t.rejuvenation.budgets;
   return Math.max(
     RIG_JOIN_LEAD_FLOOR_MS,
-    defaultJoinLeadMs(t.controlNetwork.silenceBoundMs),
-    t.controlNetwork.silenceBoundMs +
-      t.rejuvenation.keyLeaseMs +
-      2 * b.tCheckcodeMs +
-      2 * b.tBootMs,
+    defaultJoinLeadMs({
+      silenceBoundMs: t.controlNetwork.silenceBoundMs,
+      keyLeaseMs: t.rejuvenation.keyLeaseMs,
+      budgets: t.rejuvenation.budgets,
+    }),
   );
 }
 

@@ -23,12 +23,7 @@ import {
 } from "@smw/wiring";
 import { WatchdogFeeder, type WatchdogSink } from "@smw/wiring/cli";
 import type { Logger } from "pino";
-import {
-  type BoardAction,
-  BoardCore,
-  type BoardEvent,
-  defaultJoinLeadMs,
-} from "../coordinator/board-core.js";
+import { type BoardAction, BoardCore, type BoardEvent } from "../coordinator/board-core.js";
 import type { FailsafeState } from "../failsafe/failsafe-core.js";
 import type { BoardLines } from "../lines/board-lines.js";
 import type { ControlLink } from "../link/control-link.js";
@@ -346,7 +341,8 @@ export class BoardDaemon {
       authFailureWindowMs: t.failsafe.authFailureWindowMs,
       onAuthFailures: t.failsafe.onAuthFailures,
       failsafePolicy: t.failsafe.actions,
-      joinLeadMs: this.deps.joinLeadMs ?? defaultJoinLeadMs(t.controlNetwork.silenceBoundMs),
+      keyLeaseMs: t.rejuvenation.keyLeaseMs,
+      ...(this.deps.joinLeadMs === undefined ? {} : { joinLeadMs: this.deps.joinLeadMs }),
       joinDeadlineMs:
         this.deps.joinDeadlineMs ?? t.controlNetwork.joinDeadlineMs ?? t.rejuvenation.tPMs,
       startMs: this.now(),

@@ -2,7 +2,10 @@
  * Deterministic simulation of the distributed wormhole: every board's core in
  * one process, simulated time, a control network that delays frames up to its
  * bound, steps of Algorithm 1 that take a random share of their budgets, and
- * timers that fire a little late, all from one seed. Faults can be injected:
+ * timers that fire a little late, all from one seed. A board that starts, restarts or is cleared
+ * runs its start-up check first (the last lease of its previous run lapses, both images are
+ * checked), and a step of its rejuvenation waits for it on the step's own budget, as in the daemon.
+ * Faults can be injected:
  * failing steps, dead boards, cut links, lost frames, late timers, skewed
  * clocks, forged frames, boards restarted, and operators clearing fail-safe.
  * Boards either start on an agreed schedule or join one as the daemon does.
@@ -59,6 +62,8 @@ export interface SimConfig {
   heartbeatMs: number;
   silenceBoundMs: number;
   deliveryBoundMs: number;
+  /** The boards' leases on their hosts' keys (the start-up check waits for the last one). */
+  keyLeaseMs?: number;
   clockOffsetBoundMs?: number;
   driftMaxPpm?: number;
   authFailureLimit?: number;
@@ -190,6 +195,15 @@ export function runClusterSim(config: SimConfig): SimResult {
     const fraction = dropFraction(atMs);
     return fraction > 0 && lossRng.next() < fraction;
   };
+  // Per board, when its start-up check ends: the last lease of its previous run lapsed and both
+  // images checked (a share of their budgets, from a stream of its own so that runs replay as
+  // before). A step of its rejuvenation begins only then, on its own budget, as in the daemon.
+  const startupRng = new Prng(config.seed ^ 0x57a7);
+  const startupUntil = new Map<string, number>();
+  const startUp = (board: string, atMs: number) => {
+    const checksMs = 2 * startupRng.between(0.05, 0.7) * config.budgets.tCheckcodeMs;
+    startupUntil.set(board, atMs + Math.max(config.keyLeaseMs ?? 0, checksMs));
+  };
   const cut = (a: string, b: string, atMs: number) =>
     faults.some(
       (f) =>
@@ -234,6 +248,7 @@ export function runClusterSim(config: SimConfig): SimResult {
       heartbeatMs: config.heartbeatMs,
       silenceBoundMs: config.silenceBoundMs,
       deliveryBoundMs: config.deliveryBoundMs,
+      ...(config.keyLeaseMs === undefined ? {} : { keyLeaseMs: config.keyLeaseMs }),
       clockOffsetBoundMs: config.clockOffsetBoundMs ?? 10,
       driftMaxPpm: config.driftMaxPpm ?? 100,
       authFailureLimit: config.authFailureLimit ?? 5,
@@ -330,6 +345,7 @@ export function runClusterSim(config: SimConfig): SimResult {
           );
           const duration = over ? budget * 1.5 : rng.between(0.05, 0.7) * budget;
           if (over) noteFault(nowMs + budget);
+          const beginsMs = Math.max(nowMs, startupUntil.get(board) ?? 0);
           if (action.step === "shutdown") {
             down.add(board);
             result.maxHostsDown = Math.max(result.maxHostsDown, down.size);
@@ -342,7 +358,7 @@ export function runClusterSim(config: SimConfig): SimResult {
             result.recoveryOrder[action.period]?.push(board);
           }
           push({
-            atMs: nowMs + duration,
+            atMs: beginsMs + duration,
             kind: "stepDone",
             board,
             period: action.period,
@@ -389,6 +405,7 @@ export function runClusterSim(config: SimConfig): SimResult {
           break;
         case "failsafeCleared":
           delete result.failsafe[board];
+          startUp(board, nowMs);
           break;
         case "alarm":
           result.alarms[board]?.push({ atMs: nowMs, reason: action.reason });
@@ -406,6 +423,7 @@ export function runClusterSim(config: SimConfig): SimResult {
   for (const board of config.boards) {
     const atMs = startOf(board);
     if (atMs === 0) {
+      if (config.join !== undefined) startUp(board, 0);
       apply(board, (cores.get(board) as BoardCore).start(), 0);
       arm(board, 0);
     } else {
@@ -454,6 +472,7 @@ export function runClusterSim(config: SimConfig): SimResult {
       pending.delete(item.board);
       timerToken.set(item.board, (timerToken.get(item.board) ?? 0) + 1);
       down.delete(item.board);
+      startUp(item.board, item.atMs);
       result.trace.push({ atMs: item.atMs, board: item.board, what: "board (re)started" });
       apply(item.board, core.start(), item.atMs);
       arm(item.board, item.atMs);
