@@ -43,6 +43,8 @@ interface OneBoard {
   /** Line changes seen since the board started: "reset=active", "alarm=active"... */
   changes: string[];
   logged: string[];
+  /** The control frames the board sent: when, and their type. */
+  sent: Array<{ atMs: number; type: string }>;
   /** Hands a frame from `peer` to the board, as if it came over the control link. */
   deliver(peer: string, type: ControlMessage["type"], body: Record<string, unknown>): void;
 }
@@ -116,10 +118,12 @@ async function startBoardAt(
   const state = new BoardStateFiles(board.stateDir);
   const keys = readLinkKeys(t, board.id);
   let handOver: ((line: string, from: undefined) => void) | undefined;
+  const sent: OneBoard["sent"] = [];
   const link = new ControlLink(board.id, keys, state.nextEpoch(), {
     name: "in-process",
     oversized: 0,
-    send() {},
+    send: (_peer: string, line: string) =>
+      sent.push({ atMs: Date.now(), type: line.split(" ")[5] ?? "" }),
     open: async (on: (line: string, from: undefined) => void) => {
       handOver = on;
     },
@@ -147,6 +151,7 @@ async function startBoardAt(
     stateDir: board.stateDir,
     changes,
     logged,
+    sent,
     deliver(peer, type, body) {
       const frame = encodeControlFrame(
         { from: peer, to: board.id, epoch: 1, seq: ++seq, type, body },
@@ -267,43 +272,61 @@ describe("a board that holds its host at start-up", () => {
   });
 });
 
-describe("a board whose fail-safe leaves its host running (no hold-reset)", () => {
-  it("after the operator's clear, holds the host in reset only once the last lease it issued lapsed", async () => {
-    const host = scriptedHost();
-    // A lease of 1 s (T_shutdown 2.5 s allows it), so that the clear comes well before it lapses.
-    const b = await startBoard(40_600 + Math.floor(Math.random() * 500), () => {}, host.port, {
-      "  actions: [hold-reset, alarm-line]": "  actions: [alarm-line]",
-      "  tP: 11500ms": "  tP: 41s",
-      "  tD: 11s": "  tD: 40s",
-      "  budgets: { tShutdown: 300ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }":
-        "  budgets: { tShutdown: 2500ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
-    });
-    expect(b.bed.testbed.rejuvenation.keyLeaseMs).toBe(1_000);
-    // Peers running a schedule whose first period is still to come: the board joins it and
-    // releases its host; no step runs meanwhile.
-    const schedule = Date.now() + 60_000;
-    let peersSpeak = true;
-    const heartbeats = (async () => {
-      while (peersSpeak) {
-        for (const peer of ["b2", "b3", "b4", "b5", "b6"])
-          b.deliver(peer, "HB", { period: 0, schedule, joined: true, sentAtMs: Date.now() });
-        await settle(60);
-      }
-    })();
-    const until = async (what: string, done: () => boolean) => {
-      const deadline = Date.now() + 10_000;
-      while (!done()) {
-        if (Date.now() > deadline) throw new Error(`${what}: lines ${b.changes.join(" ")}`);
-        await settle(10);
-      }
-    };
-    try {
-      await until("the host released", () => b.changes.includes("reset=inactive"));
-      host.say({ type: "BOOTED", publicKey: Buffer.alloc(32, 7).toString("base64") });
-      const leases = () =>
-        host.sent.flatMap((m) => (m.type === "LEASE" ? [m.lease.notAfterMs] : []));
-      await until("a lease", () => leases().length > 0);
+/**
+ * A board whose host runs under a lease of 1 s (T_shutdown 2.5 s allows it), so that what comes
+ * next comes well before the last one lapses; its fail-safe leaves its host running (the policy
+ * `[alarm-line]`). Peers run a schedule whose first period is still to come: the board joins it,
+ * releases its host, and certifies and leases its key; no step runs meanwhile.
+ */
+async function leasedHost(basePort: number) {
+  const host = scriptedHost();
+  const b = await startBoard(basePort, () => {}, host.port, {
+    "  actions: [hold-reset, alarm-line]": "  actions: [alarm-line]",
+    "  tP: 11500ms": "  tP: 41s",
+    "  tD: 11s": "  tD: 40s",
+    "  budgets: { tShutdown: 300ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }":
+      "  budgets: { tShutdown: 2500ms, tCheckcode: 150ms, tRestorecode: 200ms, tBoot: 250ms, tTransfer: 250ms }",
+  });
+  expect(b.bed.testbed.rejuvenation.keyLeaseMs).toBe(1_000);
+  const schedule = Date.now() + 60_000;
+  let peersSpeak = true;
+  const heartbeats = (async () => {
+    while (peersSpeak) {
+      for (const peer of ["b2", "b3", "b4", "b5", "b6"])
+        b.deliver(peer, "HB", { period: 0, schedule, joined: true, sentAtMs: Date.now() });
+      await settle(60);
+    }
+  })();
+  const until = async (what: string, done: () => boolean) => {
+    const deadline = Date.now() + 10_000;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`${what}: lines ${b.changes.join(" ")}`);
+      await settle(10);
+    }
+  };
+  const leases = () => host.sent.flatMap((m) => (m.type === "LEASE" ? [m.lease.notAfterMs] : []));
+  try {
+    await until("the host released", () => b.changes.includes("reset=inactive"));
+    host.say({ type: "BOOTED", publicKey: Buffer.alloc(32, 7).toString("base64") });
+    await until("a lease", () => leases().length > 0);
+  } catch (error) {
+    peersSpeak = false;
+    await heartbeats;
+    throw error;
+  }
+  const peersStop = async () => {
+    peersSpeak = false;
+    await heartbeats;
+  };
+  return { b, host, until, leases, peersStop };
+}
 
+describe("a board whose host runs under a lease", () => {
+  it("after the operator's clear, holds the host in reset only once the last lease it issued lapsed", async () => {
+    const { b, until, leases, peersStop } = await leasedHost(
+      40_600 + Math.floor(Math.random() * 500),
+    );
+    try {
       // A peer's fail-safe: the alarm, and the host left running.
       const before = b.changes.length;
       b.deliver("b2", "FAILSAFE", { reason: "b2's drill", origin: "b2", sentAtMs: Date.now() });
@@ -329,8 +352,32 @@ describe("a board whose fail-safe leaves its host running (no hold-reset)", () =
       expect(Math.max(...leases())).toBe(lastLapseMs);
       expect(heldAtMs).toBeGreaterThanOrEqual(lastLapseMs);
     } finally {
-      peersSpeak = false;
-      await heartbeats;
+      await peersStop();
+    }
+  });
+
+  it("stopping (SIGTERM), lets the host run until the last lease on its key lapsed, heartbeating meanwhile", async () => {
+    const { b, host, leases, peersStop } = await leasedHost(
+      41_200 + Math.floor(Math.random() * 500),
+    );
+    try {
+      const stopAtMs = Date.now();
+      const sentBefore = host.sent.length;
+      await b.daemon.stop();
+      const stoppedAtMs = Date.now();
+      // Not one lease after the stop began; the stop ends only once the last one has lapsed (its
+      // caller then drives the lines safe: the reset).
+      expect(host.sent.slice(sentBefore).filter((m) => m.type === "LEASE")).toEqual([]);
+      const lastLapseMs = Math.max(...leases());
+      expect(lastLapseMs).toBeGreaterThan(stopAtMs + 250);
+      expect(stoppedAtMs).toBeGreaterThanOrEqual(lastLapseMs);
+      expect(b.changes.slice(-1)).toEqual(["reset=inactive"]);
+      // Heard by its peers throughout: heartbeats every 100 ms until the end.
+      const heartbeats = b.sent.filter((f) => f.type === "HB" && f.atMs >= stopAtMs);
+      expect(heartbeats.length).toBeGreaterThanOrEqual(Math.floor((lastLapseMs - stopAtMs) / 200));
+      expect(Math.max(...heartbeats.map((f) => f.atMs))).toBeGreaterThanOrEqual(lastLapseMs - 200);
+    } finally {
+      await peersStop();
     }
   });
 });

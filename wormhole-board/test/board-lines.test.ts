@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Board, Line } from "@smw/wiring";
 import {
   acquireLineLock,
@@ -123,5 +125,71 @@ describe("the line lock", () => {
     expect(readFileSync(lockPath, "utf8").trim()).toBe(String(process.pid));
     lock.release();
     expect(() => readFileSync(lockPath)).toThrow();
+  });
+});
+
+describe("the safe exit with a stop first (the board daemon's, on SIGTERM)", () => {
+  const child = path.join(
+    path.dirname(fileURLToPath(import.meta.url)),
+    "fixtures/safe-exit-child.mjs",
+  );
+
+  /** Runs the child, sends it `signals` (the second 100 ms after the first): what it said, when. */
+  async function run(stop: string, graceMs: number, signals: number) {
+    const proc = spawn(process.execPath, [child, stop, String(graceMs)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const said: Array<{ atMs: number; what: string }> = [];
+    let ready: () => void = () => {};
+    const isReady = new Promise<void>((resolve) => {
+      ready = resolve;
+    });
+    let buffered = "";
+    proc.stdout.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split("\n");
+      buffered = lines.pop() ?? "";
+      for (const l of lines) {
+        const [at, what] = l.split(" ");
+        said.push({ atMs: Number(at), what: what ?? "" });
+        if (what === "ready") ready();
+      }
+    });
+    const exited = new Promise<number | string>((resolve) =>
+      proc.on("exit", (code, signal) => resolve(code ?? (signal as string))),
+    );
+    try {
+      await isReady;
+      proc.kill("SIGTERM");
+      if (signals > 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        proc.kill("SIGTERM");
+      }
+      const code = await exited;
+      const stopping = said.findIndex((s) => s.what === "stopping");
+      const held = said.slice(stopping).find((s) => s.what === "reset=active");
+      return { code, stopping: said[stopping]?.atMs, held: held?.atMs };
+    } finally {
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+    }
+  }
+
+  it("holds the host only once the stop has ended, then exits as the signal would", async () => {
+    const r = await run("400", 5_000, 1);
+    expect(r.code).toBe(143);
+    expect(r.stopping).toBeDefined();
+    expect(r.held).toBeGreaterThanOrEqual((r.stopping as number) + 390);
+  });
+
+  it("a stop that never ends: held once the grace is over", async () => {
+    const r = await run("never", 500, 1);
+    expect(r.code).toBe(143);
+    expect(r.held).toBeGreaterThanOrEqual((r.stopping as number) + 490);
+  });
+
+  it("a second signal holds the host at once", async () => {
+    const r = await run("5000", 10_000, 2);
+    expect(r.code).toBe(143);
+    expect(r.held).toBeLessThan((r.stopping as number) + 2_000);
   });
 });

@@ -49,6 +49,7 @@ describe("smw deploy systemd", () => {
       "AmbientCapabilities=CAP_SYS_NICE",
       "LimitRTPRIO=10",
       "SuccessExitStatus=143",
+      "TimeoutStopSec=10s",
       "RuntimeDirectoryPreserve=yes",
     ])
       expect(board).toContain(`${directive}\n`);
@@ -66,6 +67,31 @@ describe("smw deploy systemd", () => {
       "SupplementaryGroups=dialout",
     ])
       expect(host).toContain(`${directive}\n`);
+  });
+
+  it("gives a stop the time to let the last key lease lapse before the reset", async () => {
+    // A lease of 8 s: systemd would kill a daemon still waiting for it after 10 s.
+    const longLease = path.join(dir, "long-lease.yaml");
+    const text = readFileSync(testbed, "utf8");
+    expect(text).toContain("  tD: 50m\n");
+    writeFileSync(longLease, text.replace("  tD: 50m\n", "  tD: 50m\n  keyLease: 8s\n"));
+    const out = path.join(dir, "long-lease");
+    const run = await smw(
+      "deploy",
+      "systemd",
+      "--testbed",
+      longLease,
+      "--board",
+      "pi2",
+      "--out",
+      out,
+      "--smw",
+      "/opt/smw/bin/smw.js",
+    );
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    expect(readFileSync(path.join(out, "smw-board-pi2.service"), "utf8")).toContain(
+      "TimeoutStopSec=13s\n",
+    );
   });
 
   it.skipIf(!analyze)("writes units systemd-analyze verify accepts without a warning", () => {

@@ -103,6 +103,9 @@ export interface BoardStatus {
   keyLease?: { renewing: boolean; lapsesAtMs?: number };
 }
 
+/** Beyond the last lease's lapse, what a stop may take to close its links and servers. */
+const STOP_MARGIN_MS = 2_000;
+
 export class BoardDaemon {
   private core: BoardCore | undefined;
   private stopped = false;
@@ -256,15 +259,52 @@ export class BoardDaemon {
     this.arm();
   }
 
-  async stop(): Promise<void> {
+  /** How long a stop may take: the last lease's lapse, and a margin for closing the links. */
+  get stopGraceMs(): number {
+    return this.deps.testbed.rejuvenation.keyLeaseMs + STOP_MARGIN_MS;
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  /**
+   * Stops the daemon. Its synchronous part disarms the watchdogs and ends the leases; then, while
+   * the host still runs, it waits until the last lease on the host's key has lapsed, still
+   * heartbeating (a restart quicker than the silence bound fails nobody safe), so that the lines'
+   * safe levels, which its caller sets next, reset the host only once no client counts that key:
+   * the adversary leaves a host only at a reset after its lease (SAFETY.md, "Key epochs").
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopNow();
+    return this.stopping;
+  }
+
+  private async stopNow(): Promise<void> {
     if (this.stopped) return;
-    this.stopped = true;
-    this.timer.cancel();
+    this.feeder?.stop();
     if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
     this.runner?.stopLeases();
-    this.feeder?.stop();
     this.step?.abort();
     this.startupAbort?.abort();
+    // No certificate, so no lease, from here on.
+    this.holdingHost = true;
+    const runner = this.runner;
+    // A host held already (a fail-safe, a rejuvenation, the start-up check) has nothing to wait for.
+    let hostRuns = false;
+    try {
+      hostRuns = this.lines?.get("reset") === "inactive";
+    } catch {
+      // Lines released already: the host is held.
+    }
+    if (runner !== undefined && hostRuns) {
+      const waitedMs = await runner.untilLeaseLapsed(AbortSignal.timeout(this.stopGraceMs));
+      if (waitedMs > 0)
+        this.deps.log.info(
+          { waitedMs: Math.round(waitedMs) },
+          "stopping: the host runs until the last lease on its key lapsed",
+        );
+    }
+    this.stopped = true;
+    this.timer.cancel();
     this.offHostLink?.();
     const servers = [this.server, this.networkServer, this.metricsServer];
     this.server = undefined;
@@ -721,6 +761,8 @@ export class BoardDaemon {
   }
 
   private runStep(step: RecoveryStep, period: number): void {
+    // Stopping: no step begins (the lines go to their safe levels as the process ends).
+    if (this.stopping !== undefined) return;
     const controller = new AbortController();
     this.step = controller;
     this.runningStep = step;

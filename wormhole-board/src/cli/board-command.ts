@@ -191,20 +191,14 @@ export function boardCommand(context: CliContext): Command {
           if (error instanceof LineError) throw new UsageError(error.message);
           throw error;
         }
-        // The daemon's stop is heard before the lines' safe exit (which ends the process): its
-        // synchronous part disarms the hardware watchdog, so stopping the service does not
-        // reboot the board.
-        const stopped = new Promise<void>((resolve) => {
-          const stop = () => {
-            void daemon.stop().then(() => {
-              lines.releaseAll();
-              resolve();
-            });
-          };
-          process.once("SIGINT", stop);
-          process.once("SIGTERM", stop);
+        // On SIGINT or SIGTERM the daemon stops before the lines' safe exit (which ends the
+        // process): its synchronous part disarms the hardware watchdog, so stopping the service
+        // does not reboot the board, and the host is held in reset only once the last lease on
+        // its key has lapsed (`BoardDaemon.stop`).
+        lines.installSafeExit(undefined, {
+          beforeSignalExit: () => daemon.stop(),
+          graceMs: daemon.stopGraceMs,
         });
-        lines.installSafeExit();
         try {
           daemon.run(lines);
         } catch (error) {
@@ -215,8 +209,8 @@ export function boardCommand(context: CliContext): Command {
           if (error instanceof WatchdogError) throw new UsageError(error.message);
           throw error;
         }
-        await stopped;
-        context.setExitCode(0);
+        // Runs until a signal: the lines' safe exit ends the process (128 + the signal's number).
+        await new Promise<never>(() => {});
       },
     );
 

@@ -77,10 +77,11 @@ function boardUnit(testbed: Testbed, board: Board, o: SystemdUnitOptions): UnitF
     `WatchdogSec=${o.watchdogSec}s`,
     "Restart=always",
     "RestartSec=2s",
-    // SIGTERM drives every line to its safe level, then exits 143: a clean stop.
+    // SIGTERM: the host runs until the last lease on its key has lapsed (a key lease at most),
+    // then every line goes to its safe level and the daemon exits 143: a clean stop.
     "KillMode=mixed",
     "SuccessExitStatus=143",
-    "TimeoutStopSec=10s",
+    `TimeoutStopSec=${Math.max(10, Math.ceil((testbed.rejuvenation.keyLeaseMs + 5_000) / 1_000))}s`,
     `User=${o.user}`,
     `Group=${o.user}`,
     // gpio: the lines; dialout: the host link and serial control links; disk: the host's code disks.

@@ -95,13 +95,35 @@ export class BoardLines {
   /**
    * Drives every line safe on normal exit, SIGINT, SIGTERM and an uncaught
    * error. Signals then end the process as the signal would have (128 + n).
+   * `beforeSignalExit` (the board daemon's stop) runs first on a signal, for up to `graceMs`;
+   * a second signal, or an uncaught error meanwhile, drives the lines safe at once.
    */
-  installSafeExit(onReleaseErrors: (errors: Error[]) => void = () => {}): void {
+  installSafeExit(
+    onReleaseErrors: (errors: Error[]) => void = () => {},
+    graceful: { beforeSignalExit: () => Promise<unknown>; graceMs: number } | undefined = undefined,
+  ): void {
     if (this.uninstall !== undefined) return;
     const release = () => onReleaseErrors(this.releaseAll());
+    let signalled = false;
     const onSignal = (signal: NodeJS.Signals) => {
-      release();
-      process.exit(128 + (signal === "SIGINT" ? 2 : 15));
+      const exit = () => {
+        release();
+        process.exit(128 + (signal === "SIGINT" ? 2 : 15));
+      };
+      if (graceful === undefined || signalled) return exit();
+      signalled = true;
+      const grace = setTimeout(exit, graceful.graceMs);
+      graceful.beforeSignalExit().then(
+        () => {
+          clearTimeout(grace);
+          exit();
+        },
+        (error: unknown) => {
+          clearTimeout(grace);
+          process.stderr.write(`smw: stopping failed: ${(error as Error)?.message ?? error}\n`);
+          exit();
+        },
+      );
     };
     const onFatal = (error: unknown) => {
       release();
