@@ -231,6 +231,22 @@ describe("key leases", () => {
     expect(waitedMs).toBeGreaterThan(150);
   });
 
+  it("end for good once the runner is retired (the daemon stopping): no certificate, no lease", async () => {
+    const { runner, sent } = runnerWith({
+      keyLeaseMs: 200,
+      certificateEpochs: { last: 10, issued: () => {} },
+    });
+    runner.certify("A".repeat(43));
+    const lapsesAtMs = runner.lastLeaseLapsesAtMs;
+    runner.retire();
+    // A BOOTED heard while it stops, a boot step ending, the lease timer firing: nothing goes out.
+    runner.certify("B".repeat(43));
+    runner.renewLease();
+    expect(sent.map((m) => m.type)).toEqual(["CERT", "LEASE"]);
+    expect(runner.lastLeaseLapsesAtMs).toBe(lapsesAtMs);
+    expect(runner.leasing).toBe(false);
+  });
+
   it("are not issued by a board that has no lease length", () => {
     const { runner, sent } = runnerWith({ certificateEpochs: { last: 10, issued: () => {} } });
     runner.certify("A".repeat(43));

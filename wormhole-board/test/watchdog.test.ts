@@ -170,8 +170,12 @@ describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
         "--watchdog",
         fifo,
       ],
-      { stdio: ["ignore", "ignore", "pipe"] },
+      { stdio: ["ignore", "pipe", "pipe"] },
     );
+    let logged = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      logged += chunk.toString();
+    });
     let received = "";
     createReadStream(fifo).on("data", (chunk: string | Buffer) => {
       received += Buffer.from(chunk).toString("latin1");
@@ -188,6 +192,8 @@ describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(code).toBe(143);
       expect(received.endsWith("V")).toBe(true);
+      // The daemon's own stop ran before the lines' safe exit ended the process.
+      expect(logged).toContain("stopping: no more certificates or leases");
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await bed.close();

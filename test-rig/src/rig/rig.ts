@@ -20,12 +20,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { clientIdsWithKeys, connectClient } from "@smw/host-agent";
 import {
+  defaultJoinLeadMs,
   formatProblem,
   loadTestbedFile,
   type RejuvenationOverrides,
   type Testbed,
 } from "@smw/wiring";
-import { defaultJoinLeadMs } from "@smw/wormhole-board";
 import { corruptBytes, corruptStoredState, plantByzantineCode } from "../faults/disk-faults.js";
 import { AlertReceiver } from "./alert-receiver.js";
 import { BoardProcess } from "./board-process.js";

@@ -116,6 +116,27 @@ export function groupSlackMs(procMaxMs: number): number {
   return procMaxMs;
 }
 
+/**
+ * Default join lead, from the testbed's own bounds: time for every board to hear a proposal and
+ * commit before it (four silence bounds, at least 2 s), and for every host's first boot to be over
+ * before period 0 begins. A board releases its host once it has heard every peer (a silence
+ * bound), the last lease of its previous run has lapsed (a key lease) and both images checked
+ * out (twice T_checkcode); the host then boots, counted twice (hosts sharing a machine, as on the
+ * simulated testbed, boot together). Shorter, and the first rejuvenation's steps would wait
+ * behind the start-up check on their own budgets: a testbed whose image checks take longer than
+ * T_shutdown would fail safe at its first period. A restore at start-up is not counted: that host
+ * joins late, as one more host down.
+ */
+export function defaultJoinLeadMs(c: {
+  silenceBoundMs: number;
+  keyLeaseMs?: number;
+  budgets: StepBudgets;
+}): number {
+  const firstBootMs =
+    c.silenceBoundMs + (c.keyLeaseMs ?? 0) + 2 * c.budgets.tCheckcodeMs + 2 * c.budgets.tBootMs;
+  return Math.max(2_000, 4 * c.silenceBoundMs, firstBootMs);
+}
+
 export function minReplicas(k: number, kPrime: number): number {
   return 3 * kPrime + 2 * k + 1;
 }

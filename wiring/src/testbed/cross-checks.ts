@@ -6,6 +6,7 @@
 import path from "node:path";
 import { formatDurationMs } from "../duration.js";
 import { tableMonotonicityProblem } from "../plan/exhaustion-model.js";
+import { defaultJoinLeadMs } from "../plan/planner.js";
 import { formatPath } from "./problem.js";
 import type { RawTestbed } from "./schema.js";
 import { DEFAULT_LEVELS, defaultGroups, keyLeaseDefaults, toExhaustionModel } from "./testbed.js";
@@ -35,6 +36,7 @@ export function crossCheck(raw: RawTestbed): Finding[] {
   checkFailsafe(raw, add);
   checkTimeliness(raw, add);
   checkKeyLease(raw, add);
+  checkJoinDeadline(raw, add);
 
   if ("table" in raw.tExhaust) {
     const model = toExhaustionModel(raw.tExhaust);
@@ -465,6 +467,33 @@ function checkKeyLease(raw: RawTestbed, add: Add): void {
       ["timeliness", "clientClockBound"],
       `clientClockBound (${formatDurationMs(clientClockBoundMs)}) must be at most a quarter of rejuvenation.keyLease (${formatDurationMs(keyLeaseMs)}): a client whose clock is ahead by the bound counts a lease only while it has twice the bound left, and a lease is renewed once a quarter lease`,
     );
+}
+
+/**
+ * Boards propose period 0 a join lead ahead (`defaultJoinLeadMs`: every host's first boot over
+ * before it) and commit a silence bound before it; joining for longer than the deadline is a
+ * fail-safe trigger. The deadline leaves the lead twice over, for boards started up to a lead apart.
+ */
+function checkJoinDeadline(raw: RawTestbed, add: Add): void {
+  const b = raw.rejuvenation.budgets;
+  const leadMs = defaultJoinLeadMs({
+    silenceBoundMs: raw.controlNetwork.silenceBound,
+    keyLeaseMs: keyLeaseDefaults(raw).keyLeaseMs,
+    budgets: {
+      tShutdownMs: b.tShutdown,
+      tCheckcodeMs: b.tCheckcode,
+      tRestorecodeMs: b.tRestorecode,
+      tBootMs: b.tBoot,
+      tTransferMs: b.tTransfer,
+    },
+  });
+  const explicit = raw.controlNetwork.joinDeadline;
+  const deadlineMs = explicit ?? raw.rejuvenation.tP;
+  if (deadlineMs === undefined || deadlineMs >= 2 * leadMs) return;
+  add(
+    explicit === undefined ? ["rejuvenation", "tP"] : ["controlNetwork", "joinDeadline"],
+    `${explicit === undefined ? `the join deadline (by default tP, ${formatDurationMs(deadlineMs)})` : `joinDeadline (${formatDurationMs(deadlineMs)})`} must be at least twice the boards' join lead (${formatDurationMs(leadMs)}: a silence bound, a key lease, both image checks and twice tBoot, so that every host's first boot is over before period 0): boards started up to a lead apart would fail safe before they agree; ${explicit === undefined ? "set controlNetwork.joinDeadline" : "raise it"}`,
+  );
 }
 
 function listOf(ids: Set<string>): string {

@@ -282,11 +282,10 @@ export class BoardDaemon {
     if (this.stopped) return;
     this.feeder?.stop();
     if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
-    this.runner?.stopLeases();
+    // No certificate, so no lease, from here on.
+    this.runner?.retire();
     this.step?.abort();
     this.startupAbort?.abort();
-    // No certificate, so no lease, from here on.
-    this.holdingHost = true;
     const runner = this.runner;
     // A host held already (a fail-safe, a rejuvenation, the start-up check) has nothing to wait for.
     let hostRuns = false;
@@ -295,8 +294,20 @@ export class BoardDaemon {
     } catch {
       // Lines released already: the host is held.
     }
+    this.deps.log.info(
+      { hostRunning: hostRuns },
+      hostRuns
+        ? "stopping: no more certificates or leases; the host runs until the last lease lapsed"
+        : "stopping: no more certificates or leases",
+    );
     if (runner !== undefined && hostRuns) {
-      const waitedMs = await runner.untilLeaseLapsed(AbortSignal.timeout(this.stopGraceMs));
+      // Bounded by a lease (and a clock's worth of slack): the lines' grace is longer, so the
+      // links and the state files still close after it.
+      const waitedMs = await runner.untilLeaseLapsed(
+        AbortSignal.timeout(
+          this.deps.testbed.rejuvenation.keyLeaseMs + this.deps.testbed.timeliness.procMaxMs,
+        ),
+      );
       if (waitedMs > 0)
         this.deps.log.info(
           { waitedMs: Math.round(waitedMs) },
@@ -736,6 +747,7 @@ export class BoardDaemon {
    * rejuvenation, so a compromised host cannot collect fresh keys at will.
    */
   private onUnscheduledBoot(publicKey: string): void {
+    if (this.stopping !== undefined) return;
     const phase = this.currentPhase;
     if (this.runningStep !== undefined || phase === "failsafe" || phase === "stopped") return;
     // Held at start-up: a BOOTED line from before the hold (still in the serial buffer) is no

@@ -291,6 +291,7 @@ export class StepRunner {
    * a clock set back): the replicas always prefer the newest key.
    */
   certify(publicKey: string, options: { coldStart?: boolean } = {}): void {
+    if (this.retired) return;
     this.bootedKey = publicKey;
     const issuedAtMs = Math.max((this.deps.now ?? Date.now)(), (this.lastEpoch + 1) * 1000);
     this.lastEpoch = Math.floor(issuedAtMs / 1000);
@@ -316,7 +317,7 @@ export class StepRunner {
    */
   renewLease(): void {
     const leaseMs = this.deps.keyLeaseMs;
-    if (this.leasedEpoch === undefined || leaseMs === undefined) return;
+    if (this.retired || this.leasedEpoch === undefined || leaseMs === undefined) return;
     const body = {
       host: this.deps.board.guards,
       board: this.deps.board.id,
@@ -338,6 +339,17 @@ export class StepRunner {
    */
   stopLeases(): void {
     this.leasedEpoch = undefined;
+  }
+
+  private retired = false;
+
+  /**
+   * The daemon is stopping: no certificate and no lease from here on, whatever comes (a BOOTED,
+   * a step cut short, a start-up check ending), so the last lease issued stays the last.
+   */
+  retire(): void {
+    this.retired = true;
+    this.stopLeases();
   }
 
   get leasing(): boolean {

@@ -2,9 +2,10 @@
  * Deterministic simulation of the distributed wormhole: every board's core in
  * one process, simulated time, a control network that delays frames up to its
  * bound, steps of Algorithm 1 that take a random share of their budgets, and
- * timers that fire a little late, all from one seed. A board that starts, restarts or is cleared
- * runs its start-up check first (the last lease of its previous run lapses, both images are
- * checked), and a step of its rejuvenation waits for it on the step's own budget, as in the daemon.
+ * timers that fire a little late, all from one seed. A board that joins (it starts without an
+ * agreed schedule, restarts, or is cleared) runs its start-up check first (the last lease of its
+ * previous run lapses, both images are checked), and a step of its rejuvenation waits for it on
+ * the step's own budget, as in the daemon.
  * Faults can be injected:
  * failing steps, dead boards, cut links, lost frames, late timers, skewed
  * clocks, forged frames, boards restarted, and operators clearing fail-safe.
@@ -200,9 +201,11 @@ export function runClusterSim(config: SimConfig): SimResult {
   // before). A step of its rejuvenation begins only then, on its own budget, as in the daemon.
   const startupRng = new Prng(config.seed ^ 0x57a7);
   const startupUntil = new Map<string, number>();
-  const startUp = (board: string, atMs: number) => {
+  // At a start, the lease's lapse and the checks overlap; after a clear the checks come after it.
+  const startUp = (board: string, atMs: number, cleared = false) => {
     const checksMs = 2 * startupRng.between(0.05, 0.7) * config.budgets.tCheckcodeMs;
-    startupUntil.set(board, atMs + Math.max(config.keyLeaseMs ?? 0, checksMs));
+    const leaseMs = config.keyLeaseMs ?? 0;
+    startupUntil.set(board, atMs + (cleared ? leaseMs + checksMs : Math.max(leaseMs, checksMs)));
   };
   const cut = (a: string, b: string, atMs: number) =>
     faults.some(
@@ -405,7 +408,7 @@ export function runClusterSim(config: SimConfig): SimResult {
           break;
         case "failsafeCleared":
           delete result.failsafe[board];
-          startUp(board, nowMs);
+          startUp(board, nowMs, true);
           break;
         case "alarm":
           result.alarms[board]?.push({ atMs: nowMs, reason: action.reason });
