@@ -508,7 +508,18 @@ export class BoardDaemon {
         case "joined":
           this.firstIndex = action.firstIndex;
           this.deps.log.info(
-            { schedule: action.schedule, firstPeriod: action.firstIndex },
+            {
+              schedule: action.schedule,
+              firstPeriod: action.firstIndex,
+              // Period 0's lead covers every host's first boot (`defaultJoinLeadMs`): minutes on
+              // real hosts, so the log says when the first period begins.
+              ...(action.firstIndex === 0
+                ? {
+                    period0At: new Date(action.schedule).toISOString(),
+                    period0InS: Math.round((action.schedule - this.now()) / 1000),
+                  }
+                : {}),
+            },
             action.firstIndex === 0
               ? "joined: the schedule is agreed"
               : "joined: running the peers' schedule from its next period",
