@@ -105,10 +105,16 @@ describe("replicas over TCP on loopback", () => {
       });
       expect(servers[1]?.core.currentView).toBeGreaterThan(0);
       // Correct peers, through a view change, never asked beyond their allowance.
-      for (const s of servers.slice(1))
+      for (const s of servers.slice(1)) {
         expect(s.summary()).toMatch(
           / 0 state requests and 0 STATUS over a peer's allowance, frames in \d+ out \d+/,
         );
+        // A client with a session, peers with sessions: MACs, not signatures (but for what went
+        // out before the sessions were up, as a replica starts).
+        expect(s.summary()).toMatch(
+          /normal-case messages sealed with MACs [1-9]\d*, signed [0-3], replies with MACs [1-9]\d*, signed 0,/,
+        );
+      }
     } finally {
       await client.close();
       await Promise.all(servers.map((s) => s.close()));

@@ -84,6 +84,12 @@ export class ClientSessions {
     return sealEnvelope(this.self, this.epoch, body, (b) => signer.sign(b));
   }
 
+  /** Whether a reply to `client` goes with a MAC (its half is here, under a session). */
+  hasSession(client: string): boolean {
+    const ts = this.halves.get(client)?.ts;
+    return ts !== undefined && this.sessions.has(client, ts);
+  }
+
   /**
    * The envelopes that carry `body` to `client`: this server's half first if the client has not
    * had its current one, then the reply with a MAC, or signed if there is no session.

@@ -170,6 +170,7 @@ function sendReply(
     op,
     result,
   };
+  r.count(r.clientSessions?.hasSession(client) === true ? "replies.mac" : "replies.signed");
   const messages = r.clientSessions?.seal(client, body, r.signer) ?? [r.seal(body)];
   for (const message of messages) r.out.push({ type: "reply", client, message });
 }

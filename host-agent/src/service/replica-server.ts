@@ -243,6 +243,9 @@ export class ReplicaServer {
       `stopping after ${seconds.toFixed(1)} s: executed up to ${this.core.executedUpTo}, ` +
       `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each, ` +
       `${get("batches.null")} of them null), ` +
+      // Normal-case messages signed because a receiver had no session at its key epoch yet.
+      `normal-case messages sealed with MACs ${get("sealed.mac")}, signed ${get("sealed.signature")}, ` +
+      `replies with MACs ${get("replies.mac")}, signed ${get("replies.signed")}, ` +
       `${get("reads.answered")} reads answered (${get("client.over-allowance")} client messages dropped over a client's allowance), ` +
       // Requests of peers beyond what one peer is answered (`answer-allowance.ts`): a peer that
       // asks at network speed shows here.
