@@ -3,27 +3,12 @@
 import { encodeControlFrame } from "@smw/wiring";
 import { BoardCore, ControlLink, type ControlTransport } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
-import { base, boards } from "./sim-config.js";
+import { base, boards, coreConfig } from "./sim-config.js";
 
 /** Board b2's core; `startMs` and the rest as `overrides` say. */
 const coreWith = (
   overrides: Partial<ConstructorParameters<typeof BoardCore>[0]> & { startMs: number },
-) =>
-  new BoardCore({
-    self: "b2",
-    boards,
-    groups: base.groups,
-    budgets: base.budgets,
-    tPMs: base.tPMs,
-    tDMs: base.tDMs,
-    latenessBoundMs: base.latenessBoundMs,
-    heartbeatMs: base.heartbeatMs,
-    silenceBoundMs: base.silenceBoundMs,
-    deliveryBoundMs: base.deliveryBoundMs,
-    authFailureLimit: 5,
-    failsafePolicy: [{ kind: "hold-reset" }],
-    ...overrides,
-  });
+) => new BoardCore(coreConfig({ self: "b2", ...overrides }));
 
 // Started just before period 0: its peers are not silent yet when it begins.
 const core = () => coreWith({ firstTriggerMs: 1_000, startMs: 800 });

@@ -1,5 +1,5 @@
 /** The six-board testbed the simulation tests run, one host per group. */
-import type { SimConfig } from "@smw/wormhole-board";
+import type { BoardCoreConfig, SimConfig } from "@smw/wormhole-board";
 
 export const boards = ["b1", "b2", "b3", "b4", "b5", "b6"];
 
@@ -24,3 +24,21 @@ export const base: SimConfig = {
   deliveryBoundMs: 20,
   periods: 3,
 };
+
+/** One board's core on the testbed above (hold-reset on fail-safe); the rest as `overrides` say. */
+export const coreConfig = (
+  overrides: Partial<BoardCoreConfig> & { self: string; startMs: number },
+): BoardCoreConfig => ({
+  boards,
+  groups: base.groups,
+  budgets: base.budgets,
+  tPMs: base.tPMs,
+  tDMs: base.tDMs,
+  latenessBoundMs: base.latenessBoundMs,
+  heartbeatMs: base.heartbeatMs,
+  silenceBoundMs: base.silenceBoundMs,
+  deliveryBoundMs: base.deliveryBoundMs,
+  authFailureLimit: 5,
+  failsafePolicy: [{ kind: "hold-reset" }],
+  ...overrides,
+});
