@@ -14,6 +14,9 @@
  *   finish B ok|corrupted|fail REASON
  *                                the step board B runs ends so
  *   fault B REASON               board B's driver found a local fault (a start-up check failed)
+ *   forge B from=P count=N       N frames claimed to be from P fail authentication at board B
+ *   restart B                    board B's process starts again: joining, or in its latched
+ *                                fail-safe state
  *   clear B                      the operator clears board B's fail-safe state
  *   status                       each board's phase, period and group, fail-safe reason
  * Output: every action but heartbeats, as `MS board what`; heartbeats are only counted.
@@ -119,6 +122,20 @@ export class BoardScript {
       case "clear":
         this.handle(args[0] as string, { kind: "clearFailsafe", nowMs: this.nowMs }, out);
         break;
+      case "forge": {
+        // Frames that fail authentication, claimed to come from `from=`.
+        const o = Object.fromEntries(args.slice(1).map((a) => a.split("=")));
+        for (let i = 0; i < Number(o.count ?? 1); i++)
+          this.handle(
+            args[0] as string,
+            { kind: "authFailure", from: o.from, nowMs: this.nowMs },
+            out,
+          );
+        break;
+      }
+      case "restart":
+        this.restart(args[0] as string, out);
+        break;
       case "status":
         for (const [board, core] of this.cores) {
           const s = core.scheduleState;
@@ -148,6 +165,31 @@ export class BoardScript {
       this.cores.set(board, core);
       this.apply(board, core.start(), out);
     }
+  }
+
+  /**
+   * Board `board`'s process starts again: a new core, joining its peers, from its latched
+   * fail-safe state if it had one (what survives on disk); its step and its frames in flight are
+   * gone.
+   */
+  private restart(board: string, out: string[]): void {
+    const restored = this.cores.get(board)?.failsafeState;
+    this.steps.delete(board);
+    this.wokenMs.delete(board);
+    this.frames = this.frames.filter((f) => f.from !== board && f.to !== board);
+    const core = new BoardCore(
+      coreConfig({
+        self: board,
+        clockOffsetBoundMs: 10,
+        startMs: this.nowMs,
+        ...(restored === undefined ? {} : { restoredFailsafe: restored }),
+      }),
+    );
+    this.cores.set(board, core);
+    out.push(
+      `${this.nowMs} ${board} restarted${restored === undefined ? "" : " (fail-safe latched)"}`,
+    );
+    this.apply(board, core.start(), out);
   }
 
   private advance(ms: number, o: RunOptions, out: string[]): void {
