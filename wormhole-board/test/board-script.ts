@@ -32,50 +32,6 @@ import {
 } from "@smw/wormhole-board";
 import { base, boards, coreConfig } from "./sim-config.js";
 
-export interface ScriptBlock {
-  /** Line number of the command, from 1. */
-  line: number;
-  command: string;
-  expected: string;
-}
-
-/** The blocks of a script: command, `----`, expected output up to a blank line. */
-export function parseScript(text: string): ScriptBlock[] {
-  const lines = text.split("\n");
-  const blocks: ScriptBlock[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if (line.trim() === "" || line.startsWith("#")) continue;
-    if (lines[i + 1] !== "----")
-      throw new Error(`line ${i + 1}: "${line}" is not followed by a line "----"`);
-    const start = i;
-    const out: string[] = [];
-    i += 2;
-    while (i < lines.length && (lines[i] as string).trim() !== "") out.push(lines[i++] as string);
-    blocks.push({ line: start + 1, command: line, expected: out.join("\n") });
-  }
-  return blocks;
-}
-
-/** The script with each block's output replaced by `outputs` (in order). */
-export function rewriteScript(text: string, outputs: readonly string[]): string {
-  const lines = text.split("\n");
-  const result: string[] = [];
-  let block = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    result.push(line);
-    if (line.trim() === "" || line.startsWith("#") || lines[i + 1] !== "----") continue;
-    result.push("----");
-    const out = outputs[block++] ?? "";
-    if (out !== "") result.push(...out.split("\n"));
-    i += 2;
-    while (i < lines.length && (lines[i] as string).trim() !== "") i++;
-    if (i < lines.length) result.push("");
-  }
-  return result.join("\n");
-}
-
 interface Frame {
   atMs: number;
   from: string;
