@@ -114,6 +114,10 @@ describe("replicas over TCP on loopback", () => {
         expect(s.summary()).toMatch(
           /normal-case messages sealed with MACs [1-9]\d*, signed [0-3], replies with MACs [1-9]\d*, signed 0,/,
         );
+        // The primary stopped: each backup took part in a view change, for none of the other reasons.
+        expect(s.summary()).toMatch(
+          /in view [1-9]\d* \(view changes started [1-9]\d*: for a hand-off 0, for an amnesic peer 0, on a timeout \d+\)/,
+        );
       }
     } finally {
       await client.close();

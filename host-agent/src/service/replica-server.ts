@@ -241,6 +241,10 @@ export class ReplicaServer {
     const seconds = (performance.now() - this.started) / 1000;
     return (
       `stopping after ${seconds.toFixed(1)} s: executed up to ${this.core.executedUpTo}, ` +
+      // Each view change stalls ordering for a moment: a rolling restart shows its reasons here.
+      `in view ${this.core.currentView} (view changes started ${get("view-change.started")}: ` +
+      `for a hand-off ${get("view-change.handoff")}, for an amnesic peer ${get("view-change.for-amnesic")}, ` +
+      `on a timeout ${get("view-change.timeout")}), ` +
       `proposed ${batches} batches (${batches > 0 ? (requests / batches).toFixed(1) : "0"} requests each, ` +
       `${get("batches.null")} of them null), ` +
       // Normal-case messages signed because a receiver had no session at its key epoch yet.
