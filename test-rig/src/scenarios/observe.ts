@@ -49,6 +49,8 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
   const schedules = new Map<string, number>();
   const reachable = new Set<string>();
   let failsafe: string | undefined;
+  /** When the campaign started, on the wall clock the boards' clocks keep to. */
+  const startedAtMs = Date.now();
   events.emit({
     kind: "rig",
     detail: `observing ${t.boards.length} boards of ${t.name} until each completes ${options.cycles} period(s)`,
@@ -101,16 +103,22 @@ export async function observeTestbed(options: ObserveOptions): Promise<ObserveRe
         }
       } else if (status.phase !== "running" || status.schedule === undefined) continue;
       else schedules.set(board.id, status.schedule);
-      // The first period this board has not reported yet counts first: a rejuvenation under
-      // way is reported whole when it ends.
+      // The first period that began after the campaign started counts first: the one last
+      // reported if it did (a sweep slowed down by a loaded machine may first see a board once
+      // that run has ended, or been cut short by a fail-safe), else the one under way, reported
+      // whole when it ends, or the next.
       if (!firstPeriod.has(board.id)) {
-        if (status.failsafe !== undefined) continue;
-        const current = status.period ?? 0;
-        const reported = status.lastSteps[0]?.period;
-        firstPeriod.set(
-          board.id,
-          reported !== undefined && reported >= current ? reported + 1 : current,
-        );
+        const reported = status.lastSteps[0];
+        if (reported?.startMs !== undefined && reported.startMs >= startedAtMs)
+          firstPeriod.set(board.id, reported.period);
+        else if (status.failsafe !== undefined) continue;
+        else {
+          const current = status.period ?? 0;
+          firstPeriod.set(
+            board.id,
+            reported !== undefined && reported.period >= current ? reported.period + 1 : current,
+          );
+        }
       }
       const last = status.lastSteps;
       const period = last[0]?.period;
