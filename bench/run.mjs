@@ -31,6 +31,7 @@ const BENCHMARKS = {
       "--quick": null,
       "--only": "n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces",
       "--batches-in-flight": "N",
+      "--rolling-runs": "N",
       "--profile": "DIR",
       "--logs": "DIR",
     },

@@ -65,9 +65,10 @@ const OPTIONS = {
   "--profile": "DIR",
   "--logs": "DIR",
   "--batches-in-flight": "N",
+  "--rolling-runs": "N",
   "--help": undefined,
 };
-const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces] [--batches-in-flight N] [--profile DIR] [--logs DIR]\n`;
+const usage = `npm run bench -- kv [--seconds S] [--clients C] [--quick] [--only n4|n6|reads|transfer|rolling|checkpoint|flood|large|pieces] [--batches-in-flight N] [--rolling-runs N] [--profile DIR] [--logs DIR]\n`;
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
   if (!(arg in OPTIONS)) {
@@ -101,6 +102,11 @@ const flag = (name, fallback) => {
 const quick = args.includes("--quick");
 const seconds = flag("--seconds", quick ? 4 : 10);
 const clients = flag("--clients", 8);
+/**
+ * `--rolling-runs N`: the rolling part N times, then the median of its ratios: one run's ratio
+ * moves by a tenth or more with the machine's speed, which drifts within a run.
+ */
+const rollingRuns = flag("--rolling-runs", 1);
 /** `--batches-in-flight N`: the replicas' window (the testbed's default otherwise). */
 const batchesInFlight = flag("--batches-in-flight", undefined);
 /** `--profile DIR`: node's --cpu-prof for every process started here (a .cpuprofile each, on exit). */
@@ -727,6 +733,11 @@ async function rolling() {
     };
     const steadyUs = cpuPerOp.steadyServers + cpuPerOp.steadyClients;
     const rollingUs = cpuPerOp.rollingServers + cpuPerOp.rollingClients;
+    const ratios = {
+      throughput: during.opsPerSecond / steady.opsPerSecond,
+      cpuPerOp: steadyUs / rollingUs,
+      failed: during.failed,
+    };
     // On a testbed a restarted replica starts and recovers on its own host's CPU, not the others'.
     const ownStartUs =
       (restartCpu.reduce((sum, c) => sum + c.recoveredCpuMs, 0) * 1000) / during.completed;
@@ -744,9 +755,23 @@ async function rolling() {
         "  here it shares the two cores with the service, on a testbed it is its own host's\n" +
         rollingPhases(during.timeline, phases, steady.opsPerSecond),
     );
+    return ratios;
   } finally {
     bed.remove();
   }
+}
+
+/** The rolling part `rollingRuns` times; with more than one, each ratio and their medians. */
+async function rollingRepeated() {
+  const all = [];
+  for (let i = 0; i < rollingRuns; i++) all.push(await rolling());
+  if (all.length < 2) return;
+  const list = (key) => all.map((r) => r[key].toFixed(3)).join(", ");
+  process.stdout.write(
+    `rolling recovery over ${all.length} runs: throughput ratios ${list("throughput")}; median ${median(all.map((r) => r.throughput)).toFixed(3)} (target >= 0.9); ` +
+      `CPU per operation ratios ${list("cpuPerOp")}; median ${median(all.map((r) => r.cpuPerOp)).toFixed(3)}; ` +
+      `failed ${all.reduce((sum, r) => sum + r.failed, 0)}\n`,
+  );
 }
 
 /**
@@ -1079,7 +1104,7 @@ if (runs("n4")) await throughput(4, 1, 0);
 if (runs("n6")) await throughput(6, 1, 1);
 if (runs("reads")) await throughput(6, 1, 1, "reads");
 if (runs("transfer")) await stateTransfer();
-if (runs("rolling")) await rolling();
+if (runs("rolling")) await rollingRepeated();
 if (runs("checkpoint")) await checkpointWrites();
 if (runs("flood")) await flood();
 if (runs("large")) await largeWrites();
