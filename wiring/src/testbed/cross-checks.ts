@@ -9,7 +9,13 @@ import { tableMonotonicityProblem } from "../plan/exhaustion-model.js";
 import { defaultJoinLeadMs } from "../plan/planner.js";
 import { formatPath } from "./problem.js";
 import type { RawTestbed } from "./schema.js";
-import { DEFAULT_LEVELS, defaultGroups, keyLeaseDefaults, toExhaustionModel } from "./testbed.js";
+import {
+  DEFAULT_LEVELS,
+  defaultGroups,
+  keyLeaseDefaults,
+  stepBudgetsOf,
+  toExhaustionModel,
+} from "./testbed.js";
 
 export interface Finding {
   path: Array<string | number>;
@@ -475,17 +481,10 @@ function checkKeyLease(raw: RawTestbed, add: Add): void {
  * fail-safe trigger. The deadline leaves the lead twice over, for boards started up to a lead apart.
  */
 function checkJoinDeadline(raw: RawTestbed, add: Add): void {
-  const b = raw.rejuvenation.budgets;
   const leadMs = defaultJoinLeadMs({
     silenceBoundMs: raw.controlNetwork.silenceBound,
     keyLeaseMs: keyLeaseDefaults(raw).keyLeaseMs,
-    budgets: {
-      tShutdownMs: b.tShutdown,
-      tCheckcodeMs: b.tCheckcode,
-      tRestorecodeMs: b.tRestorecode,
-      tBootMs: b.tBoot,
-      tTransferMs: b.tTransfer,
-    },
+    budgets: stepBudgetsOf(raw),
   });
   const explicit = raw.controlNetwork.joinDeadline;
   const deadlineMs = explicit ?? raw.rejuvenation.tP;

@@ -171,6 +171,18 @@ export const DEFAULT_REPLICA_SETTINGS: ReplicaSettings = {
  * lease to lapse before it resets the host) and 250 ms (at most a quarter of the lease, so that a
  * lease is usable for most of its length).
  */
+/** The step budgets a testbed file gives, in the names the code uses. */
+export function stepBudgetsOf(raw: RawTestbed): StepBudgets {
+  const b = raw.rejuvenation.budgets;
+  return {
+    tShutdownMs: b.tShutdown,
+    tCheckcodeMs: b.tCheckcode,
+    tRestorecodeMs: b.tRestorecode,
+    tBootMs: b.tBoot,
+    tTransferMs: b.tTransfer,
+  };
+}
+
 export function keyLeaseDefaults(raw: RawTestbed): {
   keyLeaseMs: number;
   clientClockBoundMs: number;
@@ -285,13 +297,7 @@ export function toTestbed(raw: RawTestbed, file: string): Testbed {
       f: raw.rejuvenation.f ?? k + kPrime,
       ...(raw.rejuvenation.tP === undefined ? {} : { tPMs: raw.rejuvenation.tP }),
       ...(raw.rejuvenation.tD === undefined ? {} : { tDMs: raw.rejuvenation.tD }),
-      budgets: {
-        tShutdownMs: raw.rejuvenation.budgets.tShutdown,
-        tCheckcodeMs: raw.rejuvenation.budgets.tCheckcode,
-        tRestorecodeMs: raw.rejuvenation.budgets.tRestorecode,
-        tBootMs: raw.rejuvenation.budgets.tBoot,
-        tTransferMs: raw.rejuvenation.budgets.tTransfer,
-      },
+      budgets: stepBudgetsOf(raw),
       keyLeaseMs,
       groups:
         raw.rejuvenation.order ??
