@@ -60,7 +60,9 @@ describe("replicas over TCP on loopback", () => {
   });
 
   it("serves a client with n = 4 (k' = 1, k = 0) and keeps serving with one replica stopped", async () => {
-    const { bed, server, client } = fourReplicas(27400);
+    // An unordered read waits 5 s for its quorum before it is ordered instead: on a loaded
+    // machine 100 ms (the default) can pass, and this test is about the answer, not the time.
+    const { bed, server, client } = fourReplicas(27400, { readTimeoutMs: 5_000 });
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
       await Promise.all(servers.map((s) => s.start()));
@@ -135,7 +137,7 @@ describe("replicas over TCP on loopback", () => {
     // longer than a 1 s view-change timeout, and the view changes that follow, carrying the same
     // megabytes, longer still: a storm of them (SAFETY.md, "What an answer may hold"). What is
     // tested here is the scan's bound, so no view change.
-    const { bed, server, client } = fourReplicas(27440, undefined, "60s");
+    const { bed, server, client } = fourReplicas(27440, { viewChangeTimeout: "60s" });
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
       await Promise.all(servers.map((s) => s.start()));
@@ -157,7 +159,7 @@ describe("replicas over TCP on loopback", () => {
 
   it("a replica whose stored checkpoint was corrupted while it was down refuses it and recovers from its peers", async () => {
     const console: string[] = [];
-    const { bed, server, client } = fourReplicas(27420, (line) => console.push(line));
+    const { bed, server, client } = fourReplicas(27420, { log: (line) => console.push(line) });
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
       const { h4 } = await writeThenStopH4(bed, servers, client);
@@ -200,7 +202,7 @@ describe("replicas over TCP on loopback", () => {
 
   it("a replica started with its stored checkpoint read before (while its host waited for its certificate) starts from it", async () => {
     const console: string[] = [];
-    const { bed, server, client } = fourReplicas(27460, (line) => console.push(line));
+    const { bed, server, client } = fourReplicas(27460, { log: (line) => console.push(line) });
     const servers = bed.testbed.hosts.map((h) => server(h.id, 0, false));
     try {
       const { h4, stored } = await writeThenStopH4(bed, servers, client);
@@ -276,7 +278,16 @@ async function writeThenStopH4(
 }
 
 /** Four replicas (n = 4, k' = 1, k = 0) on loopback from `basePort`, and a client of theirs. */
-function fourReplicas(basePort: number, log?: (line: string) => void, viewChangeTimeout?: string) {
+function fourReplicas(
+  basePort: number,
+  options: {
+    log?: (line: string) => void;
+    viewChangeTimeout?: string;
+    /** How long the client waits on an unordered read before it orders it (default 100 ms). */
+    readTimeoutMs?: number;
+  } = {},
+) {
+  const { log, viewChangeTimeout, readTimeoutMs } = options;
   const bed = makeServiceTestbed({
     n: 4,
     kPrime: 1,
@@ -325,6 +336,7 @@ function fourReplicas(basePort: number, log?: (line: string) => void, viewChange
     signer: clientSigner(bed.testbed, "client1"),
     boardKeys,
     k: 0,
+    ...(readTimeoutMs === undefined ? {} : { readTimeoutMs }),
   });
   return { bed, server, client };
 }
