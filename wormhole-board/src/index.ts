@@ -41,6 +41,7 @@ export * from "./media/verify.js";
 export * from "./recovery/recovery-core.js";
 export * from "./recovery/step-runner.js";
 export * from "./sim/cluster-sim.js";
+export * from "./sim/free-ports.js";
 export * from "./sim/local-testbed.js";
 export * from "./sim/prng.js";
 export * from "./sim/simulated-host.js";

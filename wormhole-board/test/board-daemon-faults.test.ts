@@ -13,12 +13,14 @@ import {
   BoardStateFiles,
   ControlLink,
   controlSocketPath,
+  freePortBand,
   type HostLinkPort,
   makeTestbed6,
   readLinkKeys,
   readPrivateKey,
   readPublicKey,
   SimulatedLines,
+  TESTBED6_PORT_SPAN,
   type Testbed6,
 } from "@smw/wormhole-board";
 import { pino } from "pino";
@@ -77,9 +79,9 @@ function scriptedHost() {
 }
 
 /**
- * `damage`: done to the board's state folder before the board reads it. Its ports lie in the
- * kernel's range for outgoing connections, which the other tests running beside it use too: a
- * port found in use is tried again a little higher, a few times.
+ * `damage`: done to the board's state folder before the board reads it. Its ports were free when
+ * chosen (`freePortBand`), but a test running beside it may take one meanwhile: a port found in
+ * use is tried again a little higher, a few times.
  */
 async function startBoard(
   basePort: number,
@@ -166,7 +168,7 @@ const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe("a board whose state folder cannot be written", () => {
   it("holds its host and raises its alarm on a peer's fail-safe, and says the latch failed", async () => {
-    const b = await startBoard(38_400 + Math.floor(Math.random() * 500));
+    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN));
     // A schedule whose first period is still to come: no step of its own runs meanwhile (a host that
     // never boots would take it to fail-safe by itself, racing the peer's FAILSAFE).
     const schedule = Date.now() + 30_000;
@@ -200,7 +202,7 @@ describe("a board whose state folder cannot be written", () => {
 
 describe("a board whose epoch file is damaged", () => {
   it("starts on an epoch from the wall clock and says so in its log", async () => {
-    const b = await startBoard(37_900 + Math.floor(Math.random() * 400), (dir) => {
+    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN), (dir) => {
       mkdirSync(dir, { recursive: true });
       writeFileSync(path.join(dir, "epoch"), "4\u00002\n");
     });
@@ -211,7 +213,7 @@ describe("a board whose epoch file is damaged", () => {
 
 describe("a board's operator port", () => {
   it("keeps at most 4 connections per address and 16 in all, each for 5 s however slowly it sends", async () => {
-    const b = await startBoard(38_900 + Math.floor(Math.random() * 500));
+    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN));
     const endpoint = b.bed.testbed.boards[0]?.operatorEndpoint;
     if (endpoint === undefined) throw new Error("no operator endpoint");
     const sockets: Array<{ socket: Socket; from: string }> = [];
@@ -245,7 +247,7 @@ describe("a board's operator port", () => {
   }, 15_000);
 
   it("names its damaged record of the last request acted on, which refuses every clear", async () => {
-    const b = await startBoard(39_400 + Math.floor(Math.random() * 500));
+    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN));
     writeFileSync(path.join(b.stateDir, "operator-request"), "\u0000garbage\n");
     const issuedAtMs = Date.now();
     const request = signedClear("b1", issuedAtMs, path.join(b.bed.dir, "keys", "operator.key"));
@@ -259,7 +261,7 @@ describe("a board's operator port", () => {
 describe("a board that holds its host at start-up", () => {
   it("certifies no key, and so leases none, for a BOOTED heard while it holds the host", async () => {
     const host = scriptedHost();
-    const b = await startBoard(39_900 + Math.floor(Math.random() * 500), () => {}, host.port);
+    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN), () => {}, host.port);
     // No peer is heard from: the host stays held in reset (joining, its peers not all there).
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(b.changes).toContain("reset=active");
@@ -324,7 +326,7 @@ async function leasedHost(basePort: number) {
 describe("a board whose host runs under a lease", () => {
   it("after the operator's clear, holds the host in reset only once the last lease it issued lapsed", async () => {
     const { b, until, leases, peersStop } = await leasedHost(
-      40_600 + Math.floor(Math.random() * 500),
+      await freePortBand(TESTBED6_PORT_SPAN),
     );
     try {
       // A peer's fail-safe: the alarm, and the host left running.
@@ -357,9 +359,7 @@ describe("a board whose host runs under a lease", () => {
   });
 
   it("stopping (SIGTERM), lets the host run until the last lease on its key lapsed, heartbeating meanwhile", async () => {
-    const { b, host, leases, peersStop } = await leasedHost(
-      41_200 + Math.floor(Math.random() * 500),
-    );
+    const { b, host, leases, peersStop } = await leasedHost(await freePortBand(TESTBED6_PORT_SPAN));
     try {
       const stopAtMs = Date.now();
       const sentBefore = host.sent.length;

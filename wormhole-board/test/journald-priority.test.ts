@@ -7,28 +7,49 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { syslogPriority, withSyslogPriority } from "../src/board/journald-priority.js";
-import { makeTestbed6, socatUnavailable, type Testbed6 } from "../src/index.js";
+import {
+  freePortBand,
+  makeTestbed6,
+  socatUnavailable,
+  TESTBED6_PORT_SPAN,
+  type Testbed6,
+} from "../src/index.js";
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/smw.js");
 const noSocat = socatUnavailable();
 
-/** `smw board run` for b1 until it has logged a few lines; its output lines. */
+/**
+ * `smw board run` for b1 until it has logged a few lines; its output lines. A daemon that exits
+ * first (its port taken, say) fails the test with what it said on stderr.
+ */
 async function boardOutput(bed: Testbed6, env: NodeJS.ProcessEnv): Promise<string[]> {
   const child = spawn(
     process.execPath,
     [bin, "board", "run", "--testbed", bed.file, "--board", "b1"],
     { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
+  let exited: string | undefined;
+  const exit = new Promise<void>((resolve) =>
+    child.on("exit", (code, signal) => {
+      exited = `exit ${code ?? signal}`;
+      resolve();
+    }),
+  );
   let out = "";
+  let err = "";
   child.stdout.on("data", (chunk: Buffer) => {
     out += chunk.toString();
   });
+  child.stderr.on("data", (chunk: Buffer) => {
+    err += chunk.toString();
+  });
   // Until its first lines are out (a loaded machine takes a while to start node), at most 15 s.
   const started = Date.now();
-  while (out.split("\n").length < 3 && Date.now() - started < 15_000)
+  while (out.split("\n").length < 3 && exited === undefined && Date.now() - started < 15_000)
     await new Promise((resolve) => setTimeout(resolve, 50));
+  if (exited !== undefined) throw new Error(`smw board run ended early (${exited}): ${err}${out}`);
   child.kill("SIGTERM");
-  await new Promise((resolve) => child.on("exit", resolve));
+  await exit;
   return out.split("\n").filter((line) => line !== "");
 }
 
@@ -42,7 +63,7 @@ describe("syslog priorities for journald", () => {
   describe.skipIf(noSocat !== undefined)("smw board run", () => {
     let bed: Testbed6;
     beforeAll(async () => {
-      bed = await makeTestbed6("udp", 33_000 + Math.floor(Math.random() * 1000));
+      bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
     });
     afterAll(async () => {
       await bed?.close();
