@@ -14,7 +14,8 @@
 // 0. The floor: a raw TCP request/response round trip (node, length-prefixed 128-byte
 //    messages, an echo server in its own process), same clients, same seconds.
 // 3. A rolling cycle: replicas handed off, killed and recovered one at a time
-//    under load, against the same load without the cycle; throughput and CPU per operation.
+//    under load, in blocks between blocks of the same load without the cycle; throughput and
+//    CPU per operation.
 // 4. Checkpoint writing: a 64 MiB state written whole, then again with 1% of its
 //    partitions changed (only those written), in the same run.
 // 5. Faulty clients flooding: n = 4, the correct clients' load alone, then beside a client of
@@ -665,6 +666,17 @@ async function stateTransfer() {
   }
 }
 
+/** Rolling blocks, each between two steady ones: S R S R S. */
+const ROLLING_BLOCKS = 2;
+
+/**
+ * Rolling recovery, n = 6: load blocks of the same length in turn, steady (no cycle) and rolling
+ * (replicas handed off, killed and recovered one after another from 2 s in), starting and ending
+ * with a steady one. Each rolling block is compared with the mean of the steady blocks on either
+ * side: the machine's speed drifts by a fifth or more within a minute here (other load, a shared
+ * host's neighbours), and a steady state measured only before and after the whole cycle moved
+ * the ratio by as much as the cycle did.
+ */
 async function rolling() {
   const bed = makeServiceTestbed({
     n: 6,
@@ -674,91 +686,156 @@ async function rolling() {
     clients,
     checkpointInterval: 64,
   });
-  const cycleSeconds = Math.max(seconds * 3, 24);
+  const blockSeconds = Math.max(seconds * 1.5, 12);
+  const hosts = bed.testbed.hosts;
+  const turnsPerBlock = Math.ceil(hosts.length / ROLLING_BLOCKS);
   try {
-    const replicas = await Promise.all(bed.testbed.hosts.map((h) => serve(bed, ["--host", h.id])));
-    // The steady state is measured before the cycle and again after it, and the cycle compared
-    // with their mean: a machine whose speed drifts during the run (other load, thermal limits)
-    // moves both halves, and the ratio stays the cycle's cost alone.
+    const replicas = await Promise.all(hosts.map((h) => serve(bed, ["--host", h.id])));
     await bench(bed, [], WARM_UP_SECONDS); // freshly started replicas are slower for a while
-    const before = await benchWithCpu(bed, [], cycleSeconds / 2, replicas);
-    // The servers' CPU over the load: each original's from here until it is killed or the load
-    // ends, and each restarted one's whole. Per operation, it does not move with the machine's
-    // speed as throughput does (a shared host's neighbours, its clock), so it shows what the
-    // cycle itself costs.
-    const originals = [...replicas];
-    const cpuAtLoadStart = replicas.map(cpuMsOf);
-    let killedCpuMs = 0;
-    const load = bench(bed, ["--timeline", "100"], cycleSeconds);
-    let cycled = 0;
-    /** CPU each restarted replica used until it served, and until it had recovered. */
-    const restartCpu = [];
-    /** Wall-clock times of each cycle's steps, to split the load's timeline by phase. */
-    const phases = [];
-    const cycle = (async () => {
-      await new Promise((r) => setTimeout(r, 2000));
-      for (const [i, h] of bed.testbed.hosts.entries()) {
-        const old = replicas[i];
-        const handoffAt = Date.now();
-        old.kill("SIGUSR2"); // hand off if primary, as the host agent does on PREPARE_SHUTDOWN
-        await new Promise((r) => setTimeout(r, 100));
-        killedCpuMs += cpuMsOf(old) - cpuAtLoadStart[i];
-        old.kill("SIGKILL");
-        await new Promise((r) => setTimeout(r, 500));
-        const startedAt = Date.now();
-        const fresh = await serve(bed, ["--host", h.id, "--recovering"], /serving/);
-        const servingAt = Date.now();
-        replicas[i] = fresh;
-        const servingCpuMs = cpuMsOf(fresh);
-        await waitLog(fresh, /state recovered/, 20_000).catch(() => {});
-        const recoveredAt = Date.now();
-        restartCpu.push({ servingCpuMs, recoveredCpuMs: cpuMsOf(fresh) });
-        phases.push({ handoffAt, startedAt, servingAt, recoveredAt });
-        cycled++;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    })();
-    const [during] = await Promise.all([load, cycle]);
-    const duringServerMs = replicas.reduce(
-      (sum, r, i) => sum + cpuMsOf(r) - (r === originals[i] ? cpuAtLoadStart[i] : 0),
-      killedCpuMs,
+    const steadyBlocks = [await benchWithCpu(bed, [], blockSeconds, replicas)];
+    const rollingBlocks = [];
+    for (let b = 0; b < ROLLING_BLOCKS; b++) {
+      const turns = [...hosts.keys()].slice(b * turnsPerBlock, (b + 1) * turnsPerBlock);
+      rollingBlocks.push(await rollingBlock(bed, replicas, turns, blockSeconds));
+      steadyBlocks.push(await benchWithCpu(bed, [], blockSeconds, replicas));
+    }
+    await Promise.all(replicas.map(stop));
+    const blockRatios = rollingBlocks.map(
+      (r, b) =>
+        r.during.opsPerSecond /
+        ((steadyBlocks[b].opsPerSecond + steadyBlocks[b + 1].opsPerSecond) / 2),
     );
-    const after = await benchWithCpu(bed, [], cycleSeconds / 2, replicas);
-    const steady = meanOf(before, after);
+    const sum = (xs, f) => xs.reduce((total, x) => total + f(x), 0);
+    const steadyOps = sum(steadyBlocks, (r) => r.completed);
+    const rollingOps = sum(rollingBlocks, (r) => r.during.completed);
+    const steadyOpsPerSecond = sum(steadyBlocks, (r) => r.opsPerSecond) / steadyBlocks.length;
     const cpuPerOp = {
-      steadyServers: (before.serverCpuUsPerOp + after.serverCpuUsPerOp) / 2,
-      steadyClients: (before.clientCpuUsPerOp + after.clientCpuUsPerOp) / 2,
-      rollingServers: (duringServerMs * 1000) / during.completed,
-      rollingClients: (during.clientCpuMs * 1000) / during.completed,
+      steadyServers: sum(steadyBlocks, (r) => r.serverCpuUsPerOp * r.completed) / steadyOps,
+      steadyClients: sum(steadyBlocks, (r) => r.clientCpuUsPerOp * r.completed) / steadyOps,
+      rollingServers: (sum(rollingBlocks, (r) => r.serverCpuMs) * 1000) / rollingOps,
+      rollingClients: (sum(rollingBlocks, (r) => r.during.clientCpuMs) * 1000) / rollingOps,
     };
     const steadyUs = cpuPerOp.steadyServers + cpuPerOp.steadyClients;
     const rollingUs = cpuPerOp.rollingServers + cpuPerOp.rollingClients;
-    const ratios = {
-      throughput: during.opsPerSecond / steady.opsPerSecond,
-      cpuPerOp: steadyUs / rollingUs,
-      failed: during.failed,
-    };
+    const restartCpu = rollingBlocks.flatMap((r) => r.restartCpu);
+    const warmUpRatios = rollingBlocks.flatMap((r) => r.warmUps);
     // On a testbed a restarted replica starts and recovers on its own host's CPU, not the others'.
-    const ownStartUs =
-      (restartCpu.reduce((sum, c) => sum + c.recoveredCpuMs, 0) * 1000) / during.completed;
-    await Promise.all(replicas.map(stop));
+    const ownStartUs = (sum(restartCpu, (c) => c.recoveredCpuMs) * 1000) / rollingOps;
+    const failed = sum(rollingBlocks, (r) => r.during.failed);
+    const ratios = {
+      throughput: blockRatios.reduce((a, b) => a + b, 0) / blockRatios.length,
+      cpuPerOp: steadyUs / rollingUs,
+      failed,
+    };
+    const list = (xs, digits = 0) => xs.map((x) => x.toFixed(digits)).join(", ");
     process.stdout.write(
-      `rolling recovery, n = 6 (k' = 1, k = 1), ${clients} clients, ${cycleSeconds} s, ${cycled} replicas handed off, killed and recovered in turn:\n` +
-        `  steady state  ${fmt(steady)}  (before the cycle ${before.opsPerSecond.toFixed(0)}, after it ${after.opsPerSecond.toFixed(0)} ops/s)\n` +
-        `  rolling       ${fmt(during)}  longest stall ${during.longestStallMs.toFixed(0)} ms\n` +
-        `  ratio rolling/steady throughput: ${(during.opsPerSecond / steady.opsPerSecond).toFixed(3)} (target >= 0.9, zero failed)\n` +
+      `rolling recovery, n = 6 (k' = 1, k = 1), ${clients} clients, blocks of ${blockSeconds} s, steady and rolling in turn (${["S", ...rollingBlocks.map(() => "R S")].join(" ")}), ${restartCpu.length} replicas handed off, killed and recovered, ${turnsPerBlock} in each rolling block:\n` +
+        `  steady blocks  ${list(steadyBlocks.map((r) => r.opsPerSecond))} ops/s; p50 ${list(
+          steadyBlocks.map((r) => r.p50Ms),
+          2,
+        )} ms; p99 ${list(
+          steadyBlocks.map((r) => r.p99Ms),
+          2,
+        )} ms; failed ${sum(steadyBlocks, (r) => r.failed)}\n` +
+        rollingBlocks
+          .map(
+            (r, b) =>
+              `  rolling block ${b + 1} ${fmt(r.during)}  longest stall ${r.during.longestStallMs.toFixed(0)} ms; against the steady blocks either side ${blockRatios[b].toFixed(3)}\n`,
+          )
+          .join("") +
+        `  ratio rolling/steady throughput: ${ratios.throughput.toFixed(3)} (the mean of the blocks'; target >= 0.9, zero failed)\n` +
         `  CPU per operation: steady servers ${cpuPerOp.steadyServers.toFixed(0)} µs, clients ${cpuPerOp.steadyClients.toFixed(0)} µs; ` +
         `rolling servers ${cpuPerOp.rollingServers.toFixed(0)} µs, clients ${cpuPerOp.rollingClients.toFixed(0)} µs; ` +
         `ratio steady/rolling ${(steadyUs / rollingUs).toFixed(3)} (what the cycle's own work allows, whatever the machine's speed did); ` +
         `without the restarted replicas' own CPU until recovered (their hosts' on a testbed) ${(steadyUs / (rollingUs - ownStartUs)).toFixed(3)}\n` +
         `  CPU of each restarted replica (median of ${restartCpu.length}): ${median(restartCpu.map((c) => c.servingCpuMs)).toFixed(0)} ms until serving, ${median(restartCpu.map((c) => c.recoveredCpuMs)).toFixed(0)} ms until recovered;\n` +
         "  here it shares the two cores with the service, on a testbed it is its own host's\n" +
-        rollingPhases(during.timeline, phases, steady.opsPerSecond),
+        (warmUpRatios.length === 0
+          ? ""
+          : `  CPU of each restarted replica in the ${WARM_UP_WINDOW_MS / 1000} s after it recovered, against the median of the others over the same time (a new process's code is not yet optimised): median ${median(warmUpRatios).toFixed(2)}× (${list(warmUpRatios, 2)})\n`) +
+        formatPhases(
+          rollingBlocks.reduce((sums, r) => addPhases(sums, r.during.timeline, r.phases), {}),
+          restartCpu.length,
+          steadyOpsPerSecond,
+        ),
     );
     return ratios;
   } finally {
     bed.remove();
   }
+}
+
+/**
+ * One rolling block: a load of `blockSeconds` during which the replicas at `turns` (indexes into
+ * `replicas`, replaced there by their restarted processes) are handed off, killed and restarted
+ * one after another, from 2 s in. Its load's figures; the CPU the replicas used over it; each
+ * restarted replica's CPU until serving and until recovered, and its warm-up ratio; the times
+ * of each turn's steps, to split the load's timeline by phase.
+ */
+async function rollingBlock(bed, replicas, turns, blockSeconds) {
+  // The servers' CPU over the load: each original's until it is killed or the load ends, and
+  // each restarted one's whole. Per operation, it does not move with the machine's speed as
+  // throughput does, so it shows what the cycle itself costs.
+  const originals = [...replicas];
+  const cpuAtLoadStart = replicas.map(cpuMsOf);
+  let killedCpuMs = 0;
+  const load = bench(bed, ["--timeline", "100"], blockSeconds);
+  const restartCpu = [];
+  const phases = [];
+  const warmUps = [];
+  const cycle = (async () => {
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const i of turns) {
+      const h = bed.testbed.hosts[i];
+      const old = replicas[i];
+      const handoffAt = Date.now();
+      old.kill("SIGUSR2"); // hand off if primary, as the host agent does on PREPARE_SHUTDOWN
+      await new Promise((r) => setTimeout(r, 100));
+      killedCpuMs += cpuMsOf(old) - cpuAtLoadStart[i];
+      old.kill("SIGKILL");
+      await new Promise((r) => setTimeout(r, 500));
+      const startedAt = Date.now();
+      const fresh = await serve(bed, ["--host", h.id, "--recovering"], /serving/);
+      const servingAt = Date.now();
+      replicas[i] = fresh;
+      const servingCpuMs = cpuMsOf(fresh);
+      await waitLog(fresh, /state recovered/, 20_000).catch(() => {});
+      const recoveredAt = Date.now();
+      restartCpu.push({ servingCpuMs, recoveredCpuMs: cpuMsOf(fresh) });
+      warmUps.push(warmUpAfter(fresh, [...replicas]));
+      phases.push({ handoffAt, startedAt, servingAt, recoveredAt });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  const [during] = await Promise.all([load, cycle]);
+  const serverCpuMs = replicas.reduce(
+    (total, r, i) => total + cpuMsOf(r) - (r === originals[i] ? cpuAtLoadStart[i] : 0),
+    killedCpuMs,
+  );
+  return {
+    during,
+    serverCpuMs,
+    restartCpu,
+    phases,
+    warmUps: (await Promise.all(warmUps)).filter((r) => r !== undefined),
+  };
+}
+
+const WARM_UP_WINDOW_MS = 2_000;
+
+/**
+ * How much CPU `fresh` uses in the `WARM_UP_WINDOW_MS` from now, as a multiple of the median the
+ * other replicas in `all` use over the same time (those killed meanwhile left out); undefined if
+ * none is left to compare with.
+ */
+async function warmUpAfter(fresh, all) {
+  const before = all.map(cpuMsOf);
+  await new Promise((r) => setTimeout(r, WARM_UP_WINDOW_MS));
+  const used = all.map((r, i) => (r.exitCode === null ? cpuMsOf(r) - before[i] : Number.NaN));
+  const mine = used[all.indexOf(fresh)];
+  const others = used.filter((ms, i) => all[i] !== fresh && Number.isFinite(ms));
+  if (!Number.isFinite(mine) || others.length === 0 || median(others) <= 0) return undefined;
+  return mine / median(others);
 }
 
 /** The rolling part `rollingRuns` times; with more than one, each ratio and their medians. */
@@ -774,13 +851,19 @@ async function rollingRepeated() {
   );
 }
 
+const PHASE_NAMES = [
+  "hand-off, kill, down",
+  "restarted until serving",
+  "serving until recovered",
+  "recovered, until the next turn",
+];
+
 /**
- * Where a rolling cycle's throughput goes: the load's timeline (operations per 100 ms) split
- * into the phases of each replica's turn, each phase's time and throughput against the steady
- * state's.
+ * Where a rolling block's throughput goes: its load's timeline (operations per 100 ms) split
+ * into the phases of each replica's turn, each phase's time and operations added to `sums`.
  */
-function rollingPhases(timeline, phases, steadyOpsPerSecond) {
-  if (timeline === undefined || phases.length === 0) return "";
+function addPhases(sums, timeline, phases) {
+  if (timeline === undefined) return sums;
   const { startedAtEpochMs, intervalMs, completed } = timeline;
   const opsBetween = (fromMs, toMs) => {
     let ops = 0;
@@ -790,25 +873,27 @@ function rollingPhases(timeline, phases, steadyOpsPerSecond) {
     }
     return ops;
   };
-  const sums = {
-    "hand-off, kill, down": [0, 0],
-    "restarted until serving": [0, 0],
-    "serving until recovered": [0, 0],
-    "recovered, until the next turn": [0, 0],
-  };
   const add = (name, fromMs, toMs) => {
-    sums[name][0] += Math.max(0, toMs - fromMs);
-    sums[name][1] += opsBetween(fromMs, toMs);
+    const [ms, ops] = sums[name] ?? [0, 0];
+    sums[name] = [ms + Math.max(0, toMs - fromMs), ops + opsBetween(fromMs, toMs)];
   };
   for (const [i, p] of phases.entries()) {
     const next = phases[i + 1]?.handoffAt ?? p.recoveredAt + 500;
-    add("hand-off, kill, down", p.handoffAt, p.startedAt);
-    add("restarted until serving", p.startedAt, p.servingAt);
-    add("serving until recovered", p.servingAt, p.recoveredAt);
-    add("recovered, until the next turn", p.recoveredAt, next);
+    const [handoff, restarted, serving, recovered] = PHASE_NAMES;
+    add(handoff, p.handoffAt, p.startedAt);
+    add(restarted, p.startedAt, p.servingAt);
+    add(serving, p.servingAt, p.recoveredAt);
+    add(recovered, p.recoveredAt, next);
   }
-  let out = `  where it goes (summed over the ${phases.length} turns; throughput against the steady state's):\n`;
-  for (const [name, [ms, ops]] of Object.entries(sums)) {
+  return sums;
+}
+
+/** The phases' sums, each phase's throughput against the steady state's. */
+function formatPhases(sums, turns, steadyOpsPerSecond) {
+  if (Object.keys(sums).length === 0) return "";
+  let out = `  where it goes (summed over the ${turns} turns; throughput against the steady state's):\n`;
+  for (const name of PHASE_NAMES) {
+    const [ms, ops] = sums[name] ?? [0, 0];
     const rate = ms > 0 ? (ops * 1000) / ms : 0;
     out += `    ${name.padEnd(32)} ${(ms / 1000).toFixed(1).padStart(5)} s  ${rate.toFixed(0).padStart(5)} ops/s  ${(rate / steadyOpsPerSecond).toFixed(2)}\n`;
   }
