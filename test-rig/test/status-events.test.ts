@@ -80,6 +80,17 @@ describe("a board's statuses as events", () => {
     ]);
     expect(msgs(failsafe, { ...failsafe, updatedAtMs: 10_000 })).toEqual([]);
     expect(msgs(running, { ...running, phase: "stopped" })).toEqual(["stopped"]);
+    // A stop under way: said once, with when the running host is held.
+    const stopping: BoardStatus = {
+      ...running,
+      keyLease: { renewing: false, lapsesAtMs: 12_000 },
+      stopping: { sinceMs: 11_000 },
+    };
+    expect(statusEvents(running, stopping)).toEqual([
+      { kind: "board", board: "b2", msg: "stopping", fields: { hostHeldAtMs: 12_000 } },
+    ]);
+    expect(msgs(stopping, { ...stopping, updatedAtMs: 11_500 })).toEqual([]);
+    expect(msgs(stopping, { ...running, phase: "stopped" })).toEqual(["stopped"]);
   });
 
   it("a board first seen mid-run: its period, its step, its last rejuvenation", () => {

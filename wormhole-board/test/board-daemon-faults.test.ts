@@ -25,6 +25,7 @@ import {
 } from "@smw/wormhole-board";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { stateText } from "../src/cli/board-command.js";
 import { operatorSend, signedClear } from "./operator-send.js";
 
 /** A host link that nothing is plugged into: the host never boots, the board waits. */
@@ -363,7 +364,17 @@ describe("a board whose host runs under a lease", () => {
     try {
       const stopAtMs = Date.now();
       const sentBefore = host.sent.length;
-      await b.daemon.stop();
+      expect(b.daemon.status().stopping).toBeUndefined();
+      const stopped = b.daemon.stop();
+      // The status says so while the host runs on: no lease renewed, and when the last lapses.
+      const draining = b.daemon.status();
+      expect(draining.stopping?.sinceMs).toBeGreaterThanOrEqual(stopAtMs);
+      expect(draining.keyLease?.renewing).toBe(false);
+      expect(stateText(draining)).toBe(
+        `running, stopping: host held at ${new Date(draining.keyLease?.lapsesAtMs as number).toISOString()}`,
+      );
+      await stopped;
+      expect(b.daemon.status().stopping).toBeUndefined();
       const stoppedAtMs = Date.now();
       // Not one lease after the stop began; the stop ends only once the last one has lapsed (its
       // caller then drives the lines safe: the reset).

@@ -57,10 +57,20 @@ describe("the board's metrics", () => {
     // No lease issued yet.
     expect(text).toContain('smw_board_key_lease_renewing{board="b2"} 0');
     expect(text).toContain('smw_board_key_lease_seconds_left{board="b2"} 0');
+    expect(text).toContain('smw_board_stopping{board="b2"} 0');
     status = statusOf({ updatedAtMs: 10_000, keyLease: { renewing: true, lapsesAtMs: 11_500 } });
     text = (await metrics.scrape()).text;
     expect(text).toContain('smw_board_key_lease_renewing{board="b2"} 1');
     expect(text).toContain('smw_board_key_lease_seconds_left{board="b2"} 1.5');
+    // Stopping: no more leases, the host runs until the last one lapsed.
+    status = statusOf({
+      updatedAtMs: 10_500,
+      keyLease: { renewing: false, lapsesAtMs: 11_500 },
+      stopping: { sinceMs: 10_400 },
+    });
+    text = (await metrics.scrape()).text;
+    expect(text).toContain('smw_board_stopping{board="b2"} 1');
+    expect(text).toContain('smw_board_key_lease_seconds_left{board="b2"} 1');
 
     status = statusOf({
       phase: "failsafe",

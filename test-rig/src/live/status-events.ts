@@ -19,6 +19,10 @@ export function statusEvents(before: BoardStatus | undefined, now: BoardStatus):
     if (now.phase === "running") say("joined its peers");
     else if (now.phase === "stopped") say("stopped");
   }
+  if (now.stopping !== undefined && before?.stopping === undefined)
+    say("stopping", {
+      ...(now.keyLease?.lapsesAtMs === undefined ? {} : { hostHeldAtMs: now.keyLease.lapsesAtMs }),
+    });
   const lastPeriod = now.lastSteps[0]?.period;
   const lastEnd = now.lastSteps[now.lastSteps.length - 1]?.endMs;
   if (

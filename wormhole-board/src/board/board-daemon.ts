@@ -101,6 +101,12 @@ export interface BoardStatus {
    * lapses (its clock; absent before the first): clients count the host's replica until then.
    */
   keyLease?: { renewing: boolean; lapsesAtMs?: number };
+  /**
+   * A stop under way (SIGTERM: `systemctl stop` or `restart`), since when on this board's clock:
+   * no more certificates or leases, and a running host runs on until `keyLease.lapsesAtMs`, then
+   * is held as the daemon exits.
+   */
+  stopping?: { sinceMs: number };
 }
 
 /** Beyond the last lease's lapse, what a stop may take to close its links and servers. */
@@ -265,6 +271,8 @@ export class BoardDaemon {
   }
 
   private stopping: Promise<void> | undefined;
+  /** When the stop began, on this board's clock (for the status). */
+  private stoppingSinceMs: number | undefined;
 
   /**
    * Stops the daemon. Its synchronous part disarms the watchdogs and ends the leases; then, while
@@ -280,6 +288,7 @@ export class BoardDaemon {
 
   private async stopNow(): Promise<void> {
     if (this.stopped) return;
+    this.stoppingSinceMs = this.now();
     this.feeder?.stop();
     if (this.leaseTimer !== undefined) clearInterval(this.leaseTimer);
     // No certificate, so no lease, from here on.
@@ -363,6 +372,9 @@ export class BoardDaemon {
           ? { lapsesAtMs: this.runner.lastLeaseLapsesAtMs }
           : {}),
       },
+      ...(this.stoppingSinceMs === undefined || this.stopped
+        ? {}
+        : { stopping: { sinceMs: this.stoppingSinceMs } }),
     };
   }
 

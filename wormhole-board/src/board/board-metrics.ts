@@ -82,6 +82,14 @@ export class BoardMetrics {
       },
     });
     new Gauge({
+      name: "smw_board_stopping",
+      help: "1 while the daemon stops (no more certificates or leases; a running host runs until its last lease lapses), else 0",
+      registers,
+      collect() {
+        this.set(status().stopping === undefined ? 0 : 1);
+      },
+    });
+    new Gauge({
       name: "smw_board_alarms",
       help: "Alarms held in the status (attacks on the control link that did not stop the testbed)",
       registers,

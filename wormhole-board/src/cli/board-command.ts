@@ -252,6 +252,18 @@ export type StatusPageServer = (options: {
  * `smw status`; with a page server given (the program puts the rig's live page here),
  * `smw status --serve` too.
  */
+/**
+ * A board's STATE in `smw status`: its phase, and a stop under way with when its running host is
+ * held (once the last lease on its key lapsed, on the board's clock).
+ */
+export function stateText(s: BoardStatus): string {
+  if (s.stopping === undefined) return s.phase;
+  const lapsesAtMs = s.keyLease?.lapsesAtMs;
+  return lapsesAtMs !== undefined && lapsesAtMs > s.updatedAtMs
+    ? `${s.phase}, stopping: host held at ${new Date(lapsesAtMs).toISOString()}`
+    : `${s.phase}, stopping`;
+}
+
 export function statusCommand(
   context: CliContext,
   parts: { servePage?: StatusPageServer } = {},
@@ -380,7 +392,7 @@ export function statusCommand(
           table.push([
             s.board,
             s.host,
-            s.phase,
+            stateText(s),
             s.period === undefined ? "-" : String(s.period),
             s.group === undefined ? "-" : String(s.group + 1),
             s.lastSteps
