@@ -11,6 +11,14 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import { MAX_REPLY_CHARS } from "../src/cli/board-command.js";
+import {
+  BoardStateFiles,
+  type BoardStatus,
+  freePortBand,
+  makeTestbed6,
+  socatUnavailable,
+  TESTBED6_PORT_SPAN,
+} from "../src/index.js";
 
 describe("smw status with no board to ask", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "smw-status-"));
@@ -87,4 +95,37 @@ describe("smw status with no board to ask", () => {
       ),
     );
   }, 30_000);
+
+  it.skipIf(socatUnavailable() !== undefined)(
+    "a board not running: the last status it wrote, as stopped, a stop it wrote as under way over",
+    async () => {
+      const bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
+      try {
+        const b1 = bed.testbed.boards[0] as (typeof bed.testbed.boards)[number];
+        const written: BoardStatus = {
+          board: "b1",
+          host: "h1",
+          phase: "running",
+          updatedAtMs: 10_000,
+          period: 2,
+          lastSteps: [],
+          link: {} as BoardStatus["link"],
+          maxTimerLatenessMs: 0,
+          keyLease: { renewing: false, lapsesAtMs: 11_000 },
+          stopping: { sinceMs: 9_900 },
+        };
+        const files = new BoardStateFiles(b1.stateDir);
+        files.writeStatus(written);
+        await files.flush();
+        const run = await smw("status", "--testbed", bed.file);
+        expect(run.stdout).toMatch(/^b1 +h1 +stopped +2 +- /m);
+        const json = await smw("status", "--testbed", bed.file, "--json");
+        const rows = JSON.parse(json.stdout) as Array<{ board: string; status?: BoardStatus }>;
+        expect(rows[0]?.status?.phase).toBe("stopped");
+        expect(rows[0]?.status?.stopping).toBeUndefined();
+      } finally {
+        await bed.close();
+      }
+    },
+  );
 });

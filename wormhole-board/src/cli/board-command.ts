@@ -347,15 +347,12 @@ export function statusCommand(
               : { status: reply.status }),
           });
         } catch {
-          // Not running: the last status it wrote, if any.
+          // Not running: the last status it wrote, if any (a stop it wrote as under way is over).
           try {
-            rows.push({
-              board: board.id,
-              status: {
-                ...(new BoardStateFiles(board.stateDir).readStatus() as BoardStatus),
-                phase: "stopped",
-              },
-            });
+            const { stopping: _over, ...last } = new BoardStateFiles(
+              board.stateDir,
+            ).readStatus() as BoardStatus;
+            rows.push({ board: board.id, status: { ...last, phase: "stopped" } });
           } catch {
             rows.push({
               board: board.id,
