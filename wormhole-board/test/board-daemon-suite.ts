@@ -611,7 +611,15 @@ export function boardDaemonSuite(part: "udp" | "serial"): void {
           );
           const boots = rig.hosts.map((h) => h.boots);
           await until(
-            () => rig.hosts.every((h, i) => h.boots > (boots[i] as number)),
+            () => {
+              // A board that fails safe again holds its host for good: say why at once.
+              const failed = rig.daemons.find((d) => d.failsafeState !== undefined);
+              if (failed !== undefined)
+                throw new Error(
+                  `failed safe again after the clear: ${failed.failsafeState?.reason} (from ${failed.failsafeState?.origin})`,
+                );
+              return rig.hosts.every((h, i) => h.boots > (boots[i] as number));
+            },
             30_000,
             "another period",
           );
