@@ -697,6 +697,9 @@ async function rolling() {
     for (let b = 0; b < ROLLING_BLOCKS; b++) {
       const turns = [...hosts.keys()].slice(b * turnsPerBlock, (b + 1) * turnsPerBlock);
       rollingBlocks.push(await rollingBlock(bed, replicas, turns, blockSeconds));
+      // The replicas just restarted still run unoptimised code: unmeasured load first, as before
+      // the first steady block, or the steady state after a rolling block would be measured low.
+      await bench(bed, [], WARM_UP_SECONDS);
       steadyBlocks.push(await benchWithCpu(bed, [], blockSeconds, replicas));
     }
     await Promise.all(replicas.map(stop));
@@ -752,7 +755,7 @@ async function rolling() {
         "  here it shares the two cores with the service, on a testbed it is its own host's\n" +
         (warmUpRatios.length === 0
           ? ""
-          : `  CPU of each restarted replica in the ${WARM_UP_WINDOW_MS / 1000} s after it recovered, against the median of the others over the same time (a new process's code is not yet optimised): median ${median(warmUpRatios).toFixed(2)}× (${list(warmUpRatios, 2)})\n`) +
+          : `  CPU of each restarted replica in the ${WARM_UP_WINDOW_MS / 1000} s after it recovered, against the median of the others over the same time (a new process's code is not yet optimised; the window takes in the next turn's hand-off and restart, which the others serve): median ${median(warmUpRatios).toFixed(2)}× (${list(warmUpRatios, 2)})\n`) +
         formatPhases(
           rollingBlocks.reduce((sums, r) => addPhases(sums, r.during.timeline, r.phases), {}),
           restartCpu.length,
@@ -831,7 +834,9 @@ const WARM_UP_WINDOW_MS = 2_000;
 async function warmUpAfter(fresh, all) {
   const before = all.map(cpuMsOf);
   await new Promise((r) => setTimeout(r, WARM_UP_WINDOW_MS));
-  const used = all.map((r, i) => (r.exitCode === null ? cpuMsOf(r) - before[i] : Number.NaN));
+  const used = all.map((r, i) =>
+    r.exitCode === null && r.signalCode === null ? cpuMsOf(r) - before[i] : Number.NaN,
+  );
   const mine = used[all.indexOf(fresh)];
   const others = used.filter((ms, i) => all[i] !== fresh && Number.isFinite(ms));
   if (!Number.isFinite(mine) || others.length === 0 || median(others) <= 0) return undefined;

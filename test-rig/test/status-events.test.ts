@@ -1,7 +1,7 @@
 /** Two successive statuses of a board, as the events the live page draws. */
 import type { BoardStatus } from "@smw/wormhole-board";
 import { describe, expect, it } from "vitest";
-import { statusEvents } from "../src/live/status-events.js";
+import { statusEvents, statusWhenGone } from "../src/live/status-events.js";
 
 const base: BoardStatus = {
   board: "b2",
@@ -91,6 +91,16 @@ describe("a board's statuses as events", () => {
     ]);
     expect(msgs(stopping, { ...stopping, updatedAtMs: 11_500 })).toEqual([]);
     expect(msgs(stopping, { ...running, phase: "stopped" })).toEqual(["stopped"]);
+    // A stopping board that stops answering has stopped (its daemon closed its sockets);
+    // one that was not stopping could be anything.
+    const gone = statusWhenGone(stopping);
+    expect(gone?.phase).toBe("stopped");
+    expect(gone?.stopping).toBeUndefined();
+    expect(msgs(stopping, gone as BoardStatus)).toEqual(["stopped"]);
+    expect(statusWhenGone(running)).toBeUndefined();
+    expect(statusWhenGone(undefined)).toBeUndefined();
+    // Started again: joining its peers once more, then running.
+    expect(msgs({ ...running, phase: "stopped" }, base)).toEqual(["joining"]);
   });
 
   it("a board first seen mid-run: its period, its step, its last rejuvenation", () => {

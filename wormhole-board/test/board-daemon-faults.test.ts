@@ -82,7 +82,7 @@ function scriptedHost() {
 /**
  * `damage`: done to the board's state folder before the board reads it. Its ports were free when
  * chosen (`freePortBand`), but a test running beside it may take one meanwhile: a port found in
- * use is tried again a little higher, a few times.
+ * use has the board tried again on another band, a few times.
  */
 async function startBoard(
   basePort: number,
@@ -90,9 +90,13 @@ async function startBoard(
   hostLink: HostLinkPort = silentHost,
   replaced: Readonly<Record<string, string>> = {},
 ): Promise<OneBoard> {
-  for (let attempt = 0; ; attempt++) {
+  for (
+    let attempt = 0, base = basePort;
+    ;
+    attempt++, base = await freePortBand(TESTBED6_PORT_SPAN)
+  ) {
     try {
-      return await startBoardAt(basePort + attempt * 53, damage, hostLink, replaced);
+      return await startBoardAt(base, damage, hostLink, replaced);
     } catch (error) {
       if (attempt >= 4 || !/the port is in use/.test((error as Error).message)) throw error;
       await running?.stop();

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
-import { MAX_REPLY_CHARS } from "../src/cli/board-command.js";
+import { MAX_REPLY_CHARS, stateText } from "../src/cli/board-command.js";
 import {
   BoardStateFiles,
   type BoardStatus,
@@ -114,6 +114,12 @@ describe("smw status with no board to ask", () => {
           keyLease: { renewing: false, lapsesAtMs: 11_000 },
           stopping: { sinceMs: 9_900 },
         };
+        // Stopping, as the table says it: when the running host is held; in fail-safe, the host
+        // may be held already, and no time is given.
+        expect(stateText(written)).toBe(
+          `running, stopping: host held at ${new Date(11_000).toISOString()}`,
+        );
+        expect(stateText({ ...written, phase: "failsafe" })).toBe("failsafe, stopping");
         const files = new BoardStateFiles(b1.stateDir);
         files.writeStatus(written);
         await files.flush();

@@ -180,6 +180,8 @@ function onEvent(e) {
       $("period").textContent = String(e.fields.period);
       periodAtMs = e.atMs;
       for (const x of boards.values()) { x.steps = []; x.startedAtMs = {}; }
+    } else if (e.msg === "joining") {
+      if (b.phase !== "failsafe") b.phase = "joining";
     } else if (e.msg === "stopping") {
       // No more certificates or leases; a running host runs until its last lease lapsed.
       if (b.phase !== "failsafe") b.phase = "stopping";

@@ -18,6 +18,8 @@ export function statusEvents(before: BoardStatus | undefined, now: BoardStatus):
   if (now.phase !== before?.phase) {
     if (now.phase === "running") say("joined its peers");
     else if (now.phase === "stopped") say("stopped");
+    // Started again (after a stop, or a clear): agreeing on a schedule once more.
+    else if (now.phase === "joining" && before !== undefined) say("joining");
   }
   if (now.stopping !== undefined && before?.stopping === undefined)
     say("stopping", {
@@ -50,4 +52,14 @@ export function statusEvents(before: BoardStatus | undefined, now: BoardStatus):
   if (now.failsafe !== undefined && before?.failsafe === undefined)
     say("FAIL-SAFE", { reason: now.failsafe.reason, origin: now.failsafe.origin });
   return out;
+}
+
+/**
+ * What a board that no longer answers is taken to be: one that was stopping has stopped (the
+ * daemon closes its sockets as its stop ends); of any other nothing is known, and undefined.
+ */
+export function statusWhenGone(before: BoardStatus | undefined): BoardStatus | undefined {
+  if (before?.stopping === undefined) return undefined;
+  const { stopping: _over, ...rest } = before;
+  return { ...rest, phase: "stopped" };
 }

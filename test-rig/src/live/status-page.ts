@@ -9,7 +9,7 @@ import type { Testbed } from "@smw/wiring";
 import { askBoardStatus, type BoardStatus } from "@smw/wormhole-board/cli";
 import { RigEventStream } from "../rig/rig-events.js";
 import { LiveServer } from "./live-server.js";
-import { statusEvents } from "./status-events.js";
+import { statusEvents, statusWhenGone } from "./status-events.js";
 
 export interface StatusPageOptions {
   testbed: Testbed;
@@ -53,6 +53,13 @@ export async function serveStatusPage(options: StatusPageOptions): Promise<void>
             if (unreachable.get(board.id) !== why) {
               unreachable.set(board.id, why);
               events.emit({ kind: "rig", detail: `${board.id}: no status: ${why}` });
+            }
+            // A daemon that was stopping closes its sockets as the stop ends: it stopped.
+            const before = last.get(board.id);
+            const gone = statusWhenGone(before);
+            if (gone !== undefined) {
+              for (const event of statusEvents(before, gone)) events.emit(event);
+              last.set(board.id, gone);
             }
             return;
           }

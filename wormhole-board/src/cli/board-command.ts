@@ -259,7 +259,8 @@ export type StatusPageServer = (options: {
 export function stateText(s: BoardStatus): string {
   if (s.stopping === undefined) return s.phase;
   const lapsesAtMs = s.keyLease?.lapsesAtMs;
-  return lapsesAtMs !== undefined && lapsesAtMs > s.updatedAtMs
+  // In fail-safe the host may be held already (its actions), whatever the lease.
+  return s.phase !== "failsafe" && lapsesAtMs !== undefined && lapsesAtMs > s.updatedAtMs
     ? `${s.phase}, stopping: host held at ${new Date(lapsesAtMs).toISOString()}`
     : `${s.phase}, stopping`;
 }
