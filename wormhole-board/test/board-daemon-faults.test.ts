@@ -13,14 +13,12 @@ import {
   BoardStateFiles,
   ControlLink,
   controlSocketPath,
-  freePortBand,
   type HostLinkPort,
   makeTestbed6,
   readLinkKeys,
   readPrivateKey,
   readPublicKey,
   SimulatedLines,
-  TESTBED6_PORT_SPAN,
   type Testbed6,
 } from "@smw/wormhole-board";
 import { pino } from "pino";
@@ -85,18 +83,14 @@ function scriptedHost() {
  * use has the board tried again on another band, a few times.
  */
 async function startBoard(
-  basePort: number,
+  basePort: number | "free",
   damage: (stateDir: string) => void = () => {},
   hostLink: HostLinkPort = silentHost,
   replaced: Readonly<Record<string, string>> = {},
 ): Promise<OneBoard> {
-  for (
-    let attempt = 0, base = basePort;
-    ;
-    attempt++, base = await freePortBand(TESTBED6_PORT_SPAN)
-  ) {
+  for (let attempt = 0; ; attempt++) {
     try {
-      return await startBoardAt(base, damage, hostLink, replaced);
+      return await startBoardAt(attempt === 0 ? basePort : "free", damage, hostLink, replaced);
     } catch (error) {
       if (attempt >= 4 || !/the port is in use/.test((error as Error).message)) throw error;
       await running?.stop();
@@ -108,7 +102,7 @@ async function startBoard(
 }
 
 async function startBoardAt(
-  basePort: number,
+  basePort: number | "free",
   damage: (stateDir: string) => void,
   hostLink: HostLinkPort,
   replaced: Readonly<Record<string, string>>,
@@ -173,7 +167,7 @@ const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe("a board whose state folder cannot be written", () => {
   it("holds its host and raises its alarm on a peer's fail-safe, and says the latch failed", async () => {
-    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN));
+    const b = await startBoard("free");
     // A schedule whose first period is still to come: no step of its own runs meanwhile (a host that
     // never boots would take it to fail-safe by itself, racing the peer's FAILSAFE).
     const schedule = Date.now() + 30_000;
@@ -207,7 +201,7 @@ describe("a board whose state folder cannot be written", () => {
 
 describe("a board whose epoch file is damaged", () => {
   it("starts on an epoch from the wall clock and says so in its log", async () => {
-    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN), (dir) => {
+    const b = await startBoard("free", (dir) => {
       mkdirSync(dir, { recursive: true });
       writeFileSync(path.join(dir, "epoch"), "4\u00002\n");
     });
@@ -218,7 +212,7 @@ describe("a board whose epoch file is damaged", () => {
 
 describe("a board's operator port", () => {
   it("keeps at most 4 connections per address and 16 in all, each for 5 s however slowly it sends", async () => {
-    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN));
+    const b = await startBoard("free");
     const endpoint = b.bed.testbed.boards[0]?.operatorEndpoint;
     if (endpoint === undefined) throw new Error("no operator endpoint");
     const sockets: Array<{ socket: Socket; from: string }> = [];
@@ -252,7 +246,7 @@ describe("a board's operator port", () => {
   }, 15_000);
 
   it("names its damaged record of the last request acted on, which refuses every clear", async () => {
-    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN));
+    const b = await startBoard("free");
     writeFileSync(path.join(b.stateDir, "operator-request"), "\u0000garbage\n");
     const issuedAtMs = Date.now();
     const request = signedClear("b1", issuedAtMs, path.join(b.bed.dir, "keys", "operator.key"));
@@ -266,7 +260,7 @@ describe("a board's operator port", () => {
 describe("a board that holds its host at start-up", () => {
   it("certifies no key, and so leases none, for a BOOTED heard while it holds the host", async () => {
     const host = scriptedHost();
-    const b = await startBoard(await freePortBand(TESTBED6_PORT_SPAN), () => {}, host.port);
+    const b = await startBoard("free", () => {}, host.port);
     // No peer is heard from: the host stays held in reset (joining, its peers not all there).
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(b.changes).toContain("reset=active");
@@ -285,7 +279,7 @@ describe("a board that holds its host at start-up", () => {
  * `[alarm-line]`). Peers run a schedule whose first period is still to come: the board joins it,
  * releases its host, and certifies and leases its key; no step runs meanwhile.
  */
-async function leasedHost(basePort: number) {
+async function leasedHost(basePort: number | "free") {
   const host = scriptedHost();
   const b = await startBoard(basePort, () => {}, host.port, {
     "  actions: [hold-reset, alarm-line]": "  actions: [alarm-line]",
@@ -330,9 +324,7 @@ async function leasedHost(basePort: number) {
 
 describe("a board whose host runs under a lease", () => {
   it("after the operator's clear, holds the host in reset only once the last lease it issued lapsed", async () => {
-    const { b, until, leases, peersStop } = await leasedHost(
-      await freePortBand(TESTBED6_PORT_SPAN),
-    );
+    const { b, until, leases, peersStop } = await leasedHost("free");
     try {
       // A peer's fail-safe: the alarm, and the host left running.
       const before = b.changes.length;
@@ -364,7 +356,7 @@ describe("a board whose host runs under a lease", () => {
   });
 
   it("stopping (SIGTERM), lets the host run until the last lease on its key lapsed, heartbeating meanwhile", async () => {
-    const { b, host, leases, peersStop } = await leasedHost(await freePortBand(TESTBED6_PORT_SPAN));
+    const { b, host, leases, peersStop } = await leasedHost("free");
     try {
       const stopAtMs = Date.now();
       const sentBefore = host.sent.length;

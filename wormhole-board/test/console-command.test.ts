@@ -11,10 +11,8 @@ import { smw } from "../../cli/test/run-smw.js";
 import {
   ConsoleLog,
   consoleLogPath,
-  freePortBand,
   makeTestbed6,
   socatUnavailable,
-  TESTBED6_PORT_SPAN,
   type Testbed6,
 } from "../src/index.js";
 
@@ -25,7 +23,7 @@ describe.skipIf(noSocat !== undefined)("smw console", () => {
   let bed: Testbed6;
   let file: string;
   beforeAll(async () => {
-    bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
+    bed = await makeTestbed6("udp", "free");
     file = consoleLogPath(
       (bed.testbed.boards[1] as Testbed6["testbed"]["boards"][number]).stateDir,
     );

@@ -7,13 +7,7 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { boardChecks, type DoctorEnvironment } from "../src/doctor/board-checks.js";
-import {
-  freePortBand,
-  makeTestbed6,
-  socatUnavailable,
-  TESTBED6_PORT_SPAN,
-  type Testbed6,
-} from "../src/index.js";
+import { makeTestbed6, socatUnavailable, type Testbed6 } from "../src/index.js";
 
 const noSocat = socatUnavailable();
 const healthy: DoctorEnvironment = {
@@ -28,7 +22,7 @@ const healthy: DoctorEnvironment = {
 describe.skipIf(noSocat !== undefined)("smw doctor's board checks", () => {
   let bed: Testbed6;
   beforeAll(async () => {
-    bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
+    bed = await makeTestbed6("udp", "free");
   });
   afterAll(async () => {
     await bed?.close();

@@ -7,13 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { syslogPriority, withSyslogPriority } from "../src/board/journald-priority.js";
-import {
-  freePortBand,
-  makeTestbed6,
-  socatUnavailable,
-  TESTBED6_PORT_SPAN,
-  type Testbed6,
-} from "../src/index.js";
+import { makeTestbed6, socatUnavailable, type Testbed6 } from "../src/index.js";
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/smw.js");
 const noSocat = socatUnavailable();
@@ -63,7 +57,7 @@ describe("syslog priorities for journald", () => {
   describe.skipIf(noSocat !== undefined)("smw board run", () => {
     let bed: Testbed6;
     beforeAll(async () => {
-      bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
+      bed = await makeTestbed6("udp", "free");
     });
     afterAll(async () => {
       await bed?.close();

@@ -11,14 +11,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { smw } from "../../cli/test/run-smw.js";
 import { MAX_REPLY_CHARS, stateText } from "../src/cli/board-command.js";
-import {
-  BoardStateFiles,
-  type BoardStatus,
-  freePortBand,
-  makeTestbed6,
-  socatUnavailable,
-  TESTBED6_PORT_SPAN,
-} from "../src/index.js";
+import { BoardStateFiles, type BoardStatus, makeTestbed6, socatUnavailable } from "../src/index.js";
 
 describe("smw status with no board to ask", () => {
   const dir = mkdtempSync(path.join(tmpdir(), "smw-status-"));
@@ -99,7 +92,7 @@ describe("smw status with no board to ask", () => {
   it.skipIf(socatUnavailable() !== undefined)(
     "a board not running: the last status it wrote, as stopped, a stop it wrote as under way over",
     async () => {
-      const bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
+      const bed = await makeTestbed6("udp", "free");
       try {
         const b1 = bed.testbed.boards[0] as (typeof bed.testbed.boards)[number];
         const written: BoardStatus = {

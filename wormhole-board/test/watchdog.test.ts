@@ -11,7 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type SystemdNotify, systemdNotifyFromEnvironment } from "@smw/wiring/cli";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePortBand, makeTestbed6, socatUnavailable, TESTBED6_PORT_SPAN } from "../src/index.js";
+import { makeTestbed6, socatUnavailable } from "../src/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.resolve(here, "../dist/index.js");
@@ -41,7 +41,7 @@ async function run(script: string): Promise<{
       const { openBoardDaemon } = await import(${JSON.stringify(distCli)});
       const { pino } = createRequire(${JSON.stringify(dist)})("pino");
       const mark = (name) => process.stdout.write(name + "\\n");
-      const bed = await board.makeTestbed6("udp", await board.freePortBand(board.TESTBED6_PORT_SPAN));
+      const bed = await board.makeTestbed6("udp", "free");
       const spec = bed.testbed.boards[0];
       const daemon = await openBoardDaemon(bed.testbed, spec, {
         log: pino({ level: "silent" }),
@@ -152,7 +152,7 @@ describe.skipIf(noSocat !== undefined)("the board's watchdog", () => {
   }, 40_000);
 
   it("smw board run --watchdog: a SIGTERM (systemctl stop) disarms it, so the board is not rebooted", async () => {
-    const bed = await makeTestbed6("udp", await freePortBand(TESTBED6_PORT_SPAN));
+    const bed = await makeTestbed6("udp", "free");
     const fifo = path.join(dir, "cli-watchdog");
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
     const child = spawn(

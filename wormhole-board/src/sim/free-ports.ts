@@ -54,6 +54,3 @@ export async function freePortBand(spanPorts: number, attempts = 50): Promise<nu
     `no ${spanPorts} consecutive free loopback ports found in ${attempts} tries between ${LOWEST_PORT} and ${HIGHEST_PORT}`,
   );
 }
-
-/** Ports a six-board local testbed (`makeTestbed6`) uses from its base port on. */
-export const TESTBED6_PORT_SPAN = 107;

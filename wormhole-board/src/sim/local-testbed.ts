@@ -13,6 +13,7 @@ import { generateLinkKeys } from "../link/link-keys.js";
 import { generateKeyPairFiles, readPrivateKey, readPublicKey } from "../media/keys.js";
 import { writeManifest } from "../media/manifest.js";
 import { sealImage } from "../media/seal.js";
+import { freePortBand } from "./free-ports.js";
 import { ptyPair } from "./socat.js";
 
 export interface Testbed6 {
@@ -26,12 +27,17 @@ export interface Testbed6 {
  * `replaced`: lines of the testbed file, exactly as written below, and what each is replaced by
  * (a test's own fail-safe actions or budgets); a line that is not there is an error.
  */
+/** Ports a six-board local testbed uses from its base port on (+1..6, +51..56, +101..106). */
+export const TESTBED6_PORT_SPAN = 107;
+
 export async function makeTestbed6(
   transport: "udp" | "serial",
-  basePort: number,
+  /** Its ports from here on (`TESTBED6_PORT_SPAN` of them); "free": a band found free (`freePortBand`). */
+  base: number | "free",
   extra = "",
   replaced: Readonly<Record<string, string>> = {},
 ): Promise<Testbed6> {
+  const basePort = base === "free" ? await freePortBand(TESTBED6_PORT_SPAN) : base;
   const dir = mkdtempSync(path.join(tmpdir(), `smw-6-${transport}-`));
   const boards = [1, 2, 3, 4, 5, 6].map((i) => `b${i}`);
   const closers: Array<() => Promise<void>> = [];
